@@ -1,0 +1,113 @@
+/*
+ * sp_frame.h: frames inside a decrypted transport message.
+ *
+ * A transport plaintext is one or more frames back to back:
+ *   u16 header_len (BE) | u16 body_len (BE) | FrameHeader protobuf | body
+ * Frame headers are decoded with protobuf-c into a stack arena (no malloc)
+ * and copied into the plain C struct below, so no protobuf type leaks out of
+ * this module. Bodies are never parsed or copied here: a decoded frame points
+ * into the caller's buffer.
+ *
+ * Layering: this module sees plaintext only (below it: sp_noise; above it:
+ * routing in the broker, sp_client in the library).
+ *
+ * Errors: 0 or a negative errno:
+ *   -EBADMSG   malformed: truncated prefix, header or body, bad protobuf,
+ *              unknown or missing frame type, field out of range
+ *   -EMSGSIZE  a length beyond SP_FRAME_HEADER_MAX / SP_BODY_MAX, or output
+ *              buffer too small
+ *   -ENODATA   sp_frame_next: no more frames (*off == len)
+ */
+#ifndef SP_FRAME_H
+#define SP_FRAME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sp_limits.h"
+
+struct sp_frame {
+	enum sp_frame_type type;
+	union {
+		struct {
+			uint8_t to[SP_KEY_LEN];
+			uint64_t client_id;
+			uint32_t flags;
+			/* 1 when `to` was exactly SP_KEY_LEN bytes on the wire; else 0
+			 * and `to` is zeroed. Not a decode error: the broker answers
+			 * that one envelope with SP_STATUS_ERR_BAD_RECIPIENT. */
+			uint8_t to_ok;
+		} send;
+		struct {
+			uint64_t client_id;
+			enum sp_status status;
+			uint64_t seq;
+		} send_result;
+		struct {
+			uint64_t seq;
+		} deliver;
+		struct {
+			uint64_t seqs[SP_ACK_SEQS_MAX];
+			uint32_t count;
+		} ack;
+		struct {
+			uint64_t count;
+		} drained;
+		struct {
+			uint64_t id;
+		} ping; /* also pong */
+		struct {
+			enum sp_status code;
+		} goaway;
+	} u;
+	/* Borrowed: points into the buffer given to sp_frame_next; valid as long
+	 * as that buffer is. NULL/0 for frame types without a body. */
+	const uint8_t *body;
+	size_t body_len;
+};
+
+/*
+ * Decodes the frame starting at buf[*off] and advances *off past it.
+ * buf: borrowed; f->body points into it.
+ * Returns -ENODATA when *off == len (clean end), -EBADMSG on malformed input.
+ * Body presence is checked: Send and Deliver may carry a body (possibly
+ * empty); any other type with body_len != 0 is -EBADMSG.
+ */
+int sp_frame_next(const uint8_t *buf, size_t len, size_t *off, struct sp_frame *f);
+
+/*
+ * Bytes sp_frame_put will write for f with a body of body_len bytes:
+ * prefix + encoded header + body_len.
+ */
+size_t sp_frame_size(const struct sp_frame *f, size_t body_len);
+
+/*
+ * Encodes prefix and header at buf[*off]; the caller then places body_len
+ * body bytes right after (memcpy, or gathered encryption). Advances *off past
+ * the header only. buf: caller-owned, cap bytes. f->body is ignored.
+ */
+int sp_frame_put_header(uint8_t *buf, size_t cap, size_t *off, const struct sp_frame *f,
+			size_t body_len);
+
+/*
+ * Encodes a whole frame (prefix, header, then copies f->body) at buf[*off]
+ * and advances *off past it. buf: caller-owned; f->body borrowed for the call.
+ */
+int sp_frame_put(uint8_t *buf, size_t cap, size_t *off, const struct sp_frame *f);
+
+/* Handshake payloads. buf borrowed for the call. */
+struct sp_hello {
+	uint32_t protocol_version;
+	uint32_t max_envelope;   /* ServerHello only */
+	uint32_t max_transport;  /* ServerHello only */
+};
+int sp_frame_client_hello_encode(const struct sp_hello *h, uint8_t *buf, size_t cap, size_t *len);
+int sp_frame_client_hello_decode(const uint8_t *buf, size_t len, struct sp_hello *h);
+int sp_frame_server_hello_encode(const struct sp_hello *h, uint8_t *buf, size_t cap, size_t *len);
+int sp_frame_server_hello_decode(const uint8_t *buf, size_t len, struct sp_hello *h);
+
+/* A short lowercase name for a status code, for logs and the CLI ("delivered",
+ * "err_offline", ...); "unknown" for values not in the enum. */
+const char *sp_status_name(enum sp_status s);
+
+#endif

@@ -1,0 +1,93 @@
+/*
+ * sp_limits.h: every wire size, protocol constant and status code in one place.
+ *
+ * Like WireGuard's messages.h: the numbers a peer can observe live here and
+ * nowhere else, so docs/PROTOCOL.md and the code cannot drift apart quietly.
+ * Operator-tunable limits (defaults) live in broker/sp_config.h; the values
+ * here are protocol maxima that a configuration may lower but never raise.
+ */
+#ifndef SP_LIMITS_H
+#define SP_LIMITS_H
+
+#include <stdint.h>
+
+enum sp_wire {
+	SP_KEY_LEN = 32,                /* X25519 public or private key */
+	SP_HASH_LEN = 64,               /* BLAKE2b-512 */
+	SP_TAG_LEN = 16,                /* ChaCha20-Poly1305 tag */
+	SP_PREAMBLE_LEN = 8,            /* "SEAL", version, pattern, 2 reserved */
+	SP_LEN_PREFIX = 2,              /* big-endian length before every Noise message */
+	SP_NOISE_MSG_MAX = 65535,       /* a Noise message, tag included */
+	SP_TRANSPORT_PLAINTEXT_MAX = SP_NOISE_MSG_MAX - SP_TAG_LEN, /* 65519 */
+	SP_FRAME_PREFIX_LEN = 4,        /* u16 header_len, u16 body_len, big-endian */
+	SP_FRAME_HEADER_MAX = 1024,     /* a FrameHeader protobuf, encoded */
+	SP_BODY_MAX = 64000,            /* an envelope body (sealed bytes) */
+	SP_HANDSHAKE_PAYLOAD_MAX = 1024,/* ClientHello / ServerHello, encoded */
+	/* A sealed envelope: version byte, then a Noise_X message:
+	 * e (32) + encrypted s (32 + 16) + encrypted payload (+ 16). */
+	SP_SEAL_OVERHEAD = 1 + SP_KEY_LEN + SP_KEY_LEN + SP_TAG_LEN + SP_TAG_LEN, /* 97 */
+	SP_MESSAGE_MAX = SP_BODY_MAX - SP_SEAL_OVERHEAD, /* largest plaintext a client can seal */
+};
+
+_Static_assert(SP_FRAME_PREFIX_LEN + SP_FRAME_HEADER_MAX + SP_BODY_MAX <= SP_TRANSPORT_PLAINTEXT_MAX,
+	       "one maximal frame must fit in one transport message");
+
+/* The preamble a client sends first, in clear; it is also the Noise prologue. */
+#define SP_PREAMBLE_MAGIC "SEAL"
+enum sp_preamble {
+	SP_PROTOCOL_VERSION = 1,
+	SP_PREAMBLE_PATTERN_IK = 1,     /* Noise_IK_25519_ChaChaPoly_BLAKE2b */
+	SP_PREAMBLE_PATTERN_XX = 2,     /* Noise_XX_25519_ChaChaPoly_BLAKE2b */
+};
+
+/* The seal (end-to-end envelope) format version: first byte of every sealed body. */
+enum { SP_SEAL_VERSION = 1 };
+#define SP_SEAL_PROLOGUE "sealpost/seal/1"
+
+/*
+ * Status codes: per-envelope results (SendResult.status) and the reason in a
+ * GoAway before the broker closes a connection. Mirrors enum Status in
+ * proto/sealpost.proto; sp_frame.c asserts the two agree at compile time.
+ */
+enum sp_status {
+	SP_STATUS_UNSPECIFIED = 0,
+	SP_STATUS_DELIVERED = 1,          /* handed to the recipient's live connection */
+	SP_STATUS_ACCEPTED = 2,           /* stored durably in the recipient's mailbox */
+	SP_STATUS_ERR_OFFLINE = 16,       /* recipient not connected, envelope not kept */
+	SP_STATUS_ERR_TOO_LARGE = 17,     /* body above the broker's max_envelope */
+	SP_STATUS_ERR_BAD_RECIPIENT = 18, /* `to` is not a valid 32-byte X25519 public key */
+	SP_STATUS_ERR_RECIPIENT_BUSY = 19,/* recipient's send queue is full */
+	SP_STATUS_ERR_MAILBOX_FULL = 20,  /* recipient's mailbox quota reached */
+	SP_STATUS_ERR_RATE_LIMITED = 21,
+	SP_STATUS_ERR_INTERNAL = 22,
+	SP_STATUS_ERR_SHUTTING_DOWN = 23,
+	/* connection-level reasons, carried by GoAway */
+	SP_STATUS_GOAWAY_PROTOCOL = 32,   /* malformed frame or forbidden frame type */
+	SP_STATUS_GOAWAY_TAKEOVER = 33,   /* the same device connected again */
+	SP_STATUS_GOAWAY_SHUTDOWN = 34,   /* broker is stopping */
+	SP_STATUS_GOAWAY_SLOW_CONSUMER = 35, /* the peer stopped reading */
+	SP_STATUS_GOAWAY_IDLE = 36,       /* nothing received within idle_timeout */
+};
+
+/* Frame types: the field number of the oneof in FrameHeader. */
+enum sp_frame_type {
+	SP_FRAME_NONE = 0,
+	SP_FRAME_SEND = 1,        /* client -> broker, carries a body */
+	SP_FRAME_SEND_RESULT = 2, /* broker -> client */
+	SP_FRAME_DELIVER = 3,     /* broker -> client, carries a body */
+	SP_FRAME_ACK = 4,         /* client -> broker */
+	SP_FRAME_DRAINED = 5,     /* broker -> client */
+	SP_FRAME_PING = 6,        /* either way */
+	SP_FRAME_PONG = 7,        /* either way */
+	SP_FRAME_GOAWAY = 8,      /* broker -> client, then close */
+};
+
+/* Send.flags bits */
+enum sp_send_flags {
+	SP_SEND_ONLINE_ONLY = 1u << 0, /* never stored; refused if recipient offline */
+};
+
+/* Acks carried in one Ack frame, at most. */
+enum { SP_ACK_SEQS_MAX = 64 };
+
+#endif

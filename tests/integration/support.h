@@ -1,0 +1,53 @@
+/*
+ * support.h: helpers for integration tests that drive real sealpostd processes.
+ *
+ * sp_it_broker_start() picks a free loopback port, makes a fresh temporary
+ * data directory (unless one is given, so restart tests can reuse it), starts
+ * $SEALPOSTD (built binary; env set by CTest) with --listen 127.0.0.1:PORT
+ * --data-dir DIR and any extra arguments, waits until a TCP connect succeeds
+ * (bounded: 10 s), and reads DIR/server.pub. The broker's stderr goes to
+ * DIR/sealpostd.log so a test can grep what it logged.
+ *
+ * Every test stops its brokers itself; sp_it_broker_stop() sends SIGTERM and
+ * waits (bounded: 10 s, then SIGKILL) and returns the exit status.
+ */
+#ifndef SP_IT_SUPPORT_H
+#define SP_IT_SUPPORT_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "sp_limits.h"
+
+struct sp_it_broker {
+	pid_t pid;
+	uint16_t port;
+	char addr[64];                 /* "127.0.0.1:PORT" */
+	char data_dir[256];
+	char log_path[300];
+	uint8_t server_pub[SP_KEY_LEN];
+	char server_pub_hex[2 * SP_KEY_LEN + 1];
+};
+
+/* data_dir: NULL for a fresh temp dir. extra_args: NULL-terminated, or NULL. */
+int sp_it_broker_start(struct sp_it_broker *b, const char *data_dir, const char *const *extra_args);
+/* SIGTERM, wait; returns the wait status (or -errno). */
+int sp_it_broker_stop(struct sp_it_broker *b);
+/* SIGKILL, wait. */
+int sp_it_broker_kill(struct sp_it_broker *b);
+/* Is the process still running (not exited)? */
+int sp_it_broker_alive(struct sp_it_broker *b);
+/* Count of lines in the broker log containing needle. */
+int sp_it_log_count(const struct sp_it_broker *b, const char *needle);
+/* rm -rf of a temp dir made by start (only paths under /tmp). */
+void sp_it_rmrf(const char *dir);
+
+/* A raw TCP connection to 127.0.0.1:port, blocking, with a 10 s receive timeout. */
+int sp_it_tcp_connect(uint16_t port);
+
+/* Runs argv (argv[0] a path), feeding stdin_data (may be NULL), capturing up
+ * to out_cap-1 bytes of stdout into out (NUL-terminated). Returns the exit
+ * status (0..255) or -errno; bounded by timeout_s (then killed, returns -ETIMEDOUT). */
+int sp_it_run(char *const argv[], const char *stdin_data, char *out, size_t out_cap, int timeout_s);
+
+#endif
