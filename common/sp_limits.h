@@ -23,6 +23,8 @@ enum sp_wire {
 	SP_FRAME_HEADER_MAX = 1024,     /* a FrameHeader protobuf, encoded */
 	SP_BODY_MAX = 64000,            /* an envelope body (sealed bytes) */
 	SP_HANDSHAKE_PAYLOAD_MAX = 1024,/* ClientHello / ServerHello, encoded */
+	/* Longest handshake message either side accepts: e + s + tag + payload + tag. */
+	SP_HANDSHAKE_MSG_MAX = SP_KEY_LEN + SP_KEY_LEN + SP_TAG_LEN + SP_HANDSHAKE_PAYLOAD_MAX + SP_TAG_LEN,
 	/* A sealed envelope: version byte, then a Noise_X message:
 	 * e (32) + encrypted s (32 + 16) + encrypted payload (+ 16). */
 	SP_SEAL_OVERHEAD = 1 + SP_KEY_LEN + SP_KEY_LEN + SP_TAG_LEN + SP_TAG_LEN, /* 97 */

@@ -26,6 +26,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sodium.h>
+
 #include "sp_limits.h"
 
 enum sp_noise_pattern {
@@ -163,6 +165,40 @@ int sp_noise_encryptv(struct sp_noise_cipher *c, const struct sp_noise_iov *iov,
  * plaintext. On -EBADMSG the nonce is not advanced (the caller closes).
  */
 int sp_noise_decrypt(struct sp_noise_cipher *c, uint8_t *buf, size_t len, size_t *plain_len);
+
+/*
+ * Streaming encryption of ONE transport message, piece by piece, straight
+ * into its final place: the broker uses it to encrypt a frame header and
+ * then an envelope body read directly from a receive buffer into the
+ * recipient's send buffer, with no intermediate plaintext copy. The result
+ * is byte-for-byte what sp_noise_encrypt gives for the concatenated pieces.
+ *
+ *   begin: out is caller-owned and must stay valid (and unmoved) until end;
+ *          cap bytes. The cipher must not be used otherwise until end/abort.
+ *   update: in is borrowed for the call; its ciphertext is appended at
+ *          out + s->len. -EMSGSIZE if the message would exceed
+ *          SP_TRANSPORT_PLAINTEXT_MAX or cap - SP_TAG_LEN (nothing appended).
+ *   end:   appends the tag, advances the cipher's nonce, *msg_len = bytes
+ *          written (plaintext + SP_TAG_LEN), wipes the stream state.
+ *   abort: wipes the stream state; the nonce is not consumed.
+ */
+struct sp_noise_stream {
+	struct sp_noise_cipher *c;
+	uint8_t *out;
+	size_t cap;
+	size_t len;                     /* ciphertext bytes written so far */
+	crypto_onetimeauth_poly1305_state poly;
+	uint8_t nonce[12];
+	uint8_t ks[64];                 /* keystream of the current block */
+	uint8_t ks_used;                /* bytes of ks already consumed (64 = none left) */
+	uint32_t block;                 /* ChaCha20 block counter of ks */
+	bool open;
+};
+int sp_noise_stream_begin(struct sp_noise_stream *s, struct sp_noise_cipher *c, uint8_t *out,
+			  size_t cap);
+int sp_noise_stream_update(struct sp_noise_stream *s, const uint8_t *in, size_t len);
+int sp_noise_stream_end(struct sp_noise_stream *s, size_t *msg_len);
+void sp_noise_stream_abort(struct sp_noise_stream *s);
 
 void sp_noise_transport_wipe(struct sp_noise_transport *t);
 
