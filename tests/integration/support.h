@@ -27,18 +27,28 @@ struct sp_it_broker {
 	char log_path[300];
 	uint8_t server_pub[SP_KEY_LEN];
 	char server_pub_hex[2 * SP_KEY_LEN + 1];
+	/* Filled by the helpers once the process has been reaped. */
+	int reaped;
+	int exit_status;               /* waitpid status, valid when reaped */
 };
 
 /* data_dir: NULL for a fresh temp dir. extra_args: NULL-terminated, or NULL. */
 int sp_it_broker_start(struct sp_it_broker *b, const char *data_dir, const char *const *extra_args);
-/* SIGTERM, wait; returns the wait status (or -errno). */
+/* SIGTERM, wait; returns the wait status (or -errno). -EPROTO (and the log is
+ * printed) when the broker log holds an ASan/UBSan/LSan report, so a broker
+ * built with -DSP_SANITIZE=ON fails every test that stops it. */
 int sp_it_broker_stop(struct sp_it_broker *b);
-/* SIGKILL, wait. */
+/* SIGKILL, wait. Same sanitizer check as stop. */
 int sp_it_broker_kill(struct sp_it_broker *b);
 /* Is the process still running (not exited)? */
 int sp_it_broker_alive(struct sp_it_broker *b);
 /* Count of lines in the broker log containing needle. */
 int sp_it_log_count(const struct sp_it_broker *b, const char *needle);
+/* Count of sanitizer report lines ("runtime error", "AddressSanitizer", ...) in the log. */
+int sp_it_log_sanitizer_reports(const struct sp_it_broker *b);
+/* Count of log lines holding key in hex (lower or upper case, whole or its first
+ * or last 16 hex digits): a broker must never log a key. */
+int sp_it_log_count_key(const struct sp_it_broker *b, const uint8_t key[SP_KEY_LEN]);
 /* rm -rf of a temp dir made by start (only paths under /tmp). */
 void sp_it_rmrf(const char *dir);
 
