@@ -126,7 +126,9 @@ int sp_noise_handshake_read(struct sp_noise_handshake *hs, const uint8_t *msg, s
 /*
  * In SP_NOISE_HS_SPLIT: derives the transport ciphers and wipes the
  * handshake's secrets (the handshake hash and remote static key stay
- * readable until sp_noise_handshake_wipe).
+ * readable until sp_noise_handshake_wipe). Afterwards the state is
+ * SP_NOISE_HS_EMPTY, so a second split gives -EINVAL. In the one-way
+ * patterns (N, K, X) the unused direction has has_key = false (-EINVAL).
  */
 int sp_noise_handshake_split(struct sp_noise_handshake *hs, struct sp_noise_transport *t);
 

@@ -1,0 +1,932 @@
+/*
+ * sp_noise.c: Noise revision 34, suite 25519_ChaChaPoly_BLAKE2b, patterns
+ * NN, NK, N, K, X, IK, XX, on libsodium.
+ *
+ * The handshake is driven by message-pattern token tables (one row per
+ * message, read beside the spec's pattern notation). Every handshake step
+ * works on a local copy of the HandshakeState and commits it only on success,
+ * so a failed step can never leave a half-updated chaining key behind; on
+ * failure the whole state is wiped and marked SP_NOISE_HS_FAILED.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "sp_noise.h"
+
+_Static_assert(crypto_scalarmult_BYTES == SP_KEY_LEN, "X25519 key size");
+_Static_assert(crypto_aead_chacha20poly1305_ietf_KEYBYTES == SP_KEY_LEN, "cipher key size");
+_Static_assert(crypto_aead_chacha20poly1305_ietf_ABYTES == SP_TAG_LEN, "tag size");
+_Static_assert(crypto_aead_chacha20poly1305_ietf_NPUBBYTES == 12, "IETF nonce size");
+_Static_assert(crypto_generichash_BYTES_MAX >= SP_HASH_LEN, "BLAKE2b-512");
+
+enum { BLAKE2B_BLOCK_LEN = 128 }; /* HMAC block length for BLAKE2b (Noise 4.3) */
+
+/* Message tokens. 0 ends a message row. */
+enum token { T_END = 0, T_E, T_S, T_EE, T_ES, T_SE, T_SS };
+
+enum { MSGS_MAX = 3, TOKENS_MAX = 4 };
+
+struct pattern_def {
+	const char *name;
+	bool pre_init_s;                /* pre-message "-> s" */
+	bool pre_resp_s;                /* pre-message "<- s" */
+	bool one_way;
+	uint8_t n_msgs;                 /* message i comes from the initiator iff i is even */
+	uint8_t msgs[MSGS_MAX][TOKENS_MAX + 1];
+};
+
+static const struct pattern_def patterns[] = {
+	[SP_NOISE_NN] = {
+		.name = "Noise_NN_25519_ChaChaPoly_BLAKE2b",
+		.n_msgs = 2,
+		.msgs = {
+			{ T_E },                        /* -> e */
+			{ T_E, T_EE },                  /* <- e, ee */
+		},
+	},
+	[SP_NOISE_NK] = {
+		.name = "Noise_NK_25519_ChaChaPoly_BLAKE2b",
+		.pre_resp_s = true,                     /* <- s ... */
+		.n_msgs = 2,
+		.msgs = {
+			{ T_E, T_ES },                  /* -> e, es */
+			{ T_E, T_EE },                  /* <- e, ee */
+		},
+	},
+	[SP_NOISE_N] = {
+		.name = "Noise_N_25519_ChaChaPoly_BLAKE2b",
+		.pre_resp_s = true,                     /* <- s ... */
+		.one_way = true,
+		.n_msgs = 1,
+		.msgs = {
+			{ T_E, T_ES },                  /* -> e, es */
+		},
+	},
+	[SP_NOISE_K] = {
+		.name = "Noise_K_25519_ChaChaPoly_BLAKE2b",
+		.pre_init_s = true,                     /* -> s */
+		.pre_resp_s = true,                     /* <- s ... */
+		.one_way = true,
+		.n_msgs = 1,
+		.msgs = {
+			{ T_E, T_ES, T_SS },            /* -> e, es, ss */
+		},
+	},
+	[SP_NOISE_X] = {
+		.name = "Noise_X_25519_ChaChaPoly_BLAKE2b",
+		.pre_resp_s = true,                     /* <- s ... */
+		.one_way = true,
+		.n_msgs = 1,
+		.msgs = {
+			{ T_E, T_ES, T_S, T_SS },       /* -> e, es, s, ss */
+		},
+	},
+	[SP_NOISE_IK] = {
+		.name = "Noise_IK_25519_ChaChaPoly_BLAKE2b",
+		.pre_resp_s = true,                     /* <- s ... */
+		.n_msgs = 2,
+		.msgs = {
+			{ T_E, T_ES, T_S, T_SS },       /* -> e, es, s, ss */
+			{ T_E, T_EE, T_SE },            /* <- e, ee, se */
+		},
+	},
+	[SP_NOISE_XX] = {
+		.name = "Noise_XX_25519_ChaChaPoly_BLAKE2b",
+		.n_msgs = 3,
+		.msgs = {
+			{ T_E },                        /* -> e */
+			{ T_E, T_EE, T_S, T_ES },       /* <- e, ee, s, es */
+			{ T_S, T_SE },                  /* -> s, se */
+		},
+	},
+};
+
+enum { N_PATTERNS = sizeof(patterns) / sizeof(patterns[0]) };
+
+static const struct pattern_def *pattern_get(enum sp_noise_pattern p)
+{
+	if ((unsigned)p >= N_PATTERNS)
+		return NULL;
+	return &patterns[p];
+}
+
+const char *sp_noise_protocol_name(enum sp_noise_pattern p)
+{
+	const struct pattern_def *d = pattern_get(p);
+
+	return d ? d->name : NULL;
+}
+
+int sp_noise_pattern_from_name(const char *name, enum sp_noise_pattern *out)
+{
+	if (!name || !out)
+		return -EINVAL;
+	for (unsigned i = 0; i < N_PATTERNS; i++) {
+		if (strcmp(name, patterns[i].name) == 0) {
+			*out = (enum sp_noise_pattern)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+/* ---- keys ------------------------------------------------------------------ */
+
+/*
+ * The Curve25519 points of small order (and p, p+1, which reduce to 0 and 1).
+ * X25519 with any of them gives an all-zero output whatever the scalar, so a
+ * peer offering one as its static key would make every DH with it public.
+ * The top bit of the last byte is ignored by X25519, hence compared masked.
+ */
+static const uint8_t low_order[][SP_KEY_LEN] = {
+	/* 0 */
+	{ 0 },
+	/* 1 */
+	{ 0x01 },
+	/* order 8 */
+	{ 0xe0, 0xeb, 0x7a, 0x7c, 0x3b, 0x41, 0xb8, 0xae, 0x16, 0x56, 0xe3, 0xfa, 0xf1, 0x9f,
+	  0xc4, 0x6a, 0xda, 0x09, 0x8d, 0xeb, 0x9c, 0x32, 0xb1, 0xfd, 0x86, 0x62, 0x05, 0x16,
+	  0x5f, 0x49, 0xb8, 0x00 },
+	/* order 8 */
+	{ 0x5f, 0x9c, 0x95, 0xbc, 0xa3, 0x50, 0x8c, 0x24, 0xb1, 0xd0, 0xb1, 0x55, 0x9c, 0x83,
+	  0xef, 0x5b, 0x04, 0x44, 0x5c, 0xc4, 0x58, 0x1c, 0x8e, 0x86, 0xd8, 0x22, 0x4e, 0xdd,
+	  0xd0, 0x9f, 0x11, 0x57 },
+	/* p - 1 */
+	{ 0xec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	  0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	  0xff, 0xff, 0xff, 0x7f },
+	/* p (non-canonical 0) */
+	{ 0xed, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	  0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	  0xff, 0xff, 0xff, 0x7f },
+	/* p + 1 (non-canonical 1) */
+	{ 0xee, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	  0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	  0xff, 0xff, 0xff, 0x7f },
+};
+
+bool sp_noise_key_valid(const uint8_t pub[SP_KEY_LEN])
+{
+	/* Constant time: every entry is compared in full, whatever matched. */
+	unsigned found = 0;
+
+	for (size_t i = 0; i < sizeof(low_order) / sizeof(low_order[0]); i++) {
+		unsigned diff = 0;
+
+		for (size_t j = 0; j < SP_KEY_LEN - 1; j++)
+			diff |= pub[j] ^ low_order[i][j];
+		diff |= (pub[SP_KEY_LEN - 1] & 0x7f) ^ low_order[i][SP_KEY_LEN - 1];
+		found |= ((diff - 1) >> 8) & 1; /* 1 iff diff == 0 */
+	}
+	return found == 0;
+}
+
+int sp_noise_public_key(uint8_t pub[SP_KEY_LEN], const uint8_t priv[SP_KEY_LEN])
+{
+	if (!pub || !priv)
+		return -EINVAL;
+	if (crypto_scalarmult_base(pub, priv) != 0)
+		return -EINVAL;
+	return 0;
+}
+
+void sp_noise_keypair(uint8_t pub[SP_KEY_LEN], uint8_t priv[SP_KEY_LEN])
+{
+	do {
+		randombytes_buf(priv, SP_KEY_LEN);
+	} while (crypto_scalarmult_base(pub, priv) != 0);
+}
+
+/* DH(): an all-zero output means the peer's key was of small order. */
+static int dh(uint8_t out[SP_KEY_LEN], const uint8_t priv[SP_KEY_LEN],
+	      const uint8_t pub[SP_KEY_LEN])
+{
+	if (crypto_scalarmult(out, priv, pub) != 0)
+		return -EBADMSG;
+	return 0;
+}
+
+/* ---- HASH, HMAC, HKDF (Noise 4.3) -------------------------------------------- */
+
+static void hash2(uint8_t out[SP_HASH_LEN], const uint8_t *a, size_t a_len, const uint8_t *b,
+		  size_t b_len)
+{
+	crypto_generichash_state st;
+
+	crypto_generichash_init(&st, NULL, 0, SP_HASH_LEN);
+	crypto_generichash_update(&st, a, a_len);
+	if (b_len)
+		crypto_generichash_update(&st, b, b_len);
+	crypto_generichash_final(&st, out, SP_HASH_LEN);
+	sodium_memzero(&st, sizeof(st));
+}
+
+/*
+ * HMAC-BLAKE2b per RFC 2104 with B = 128: libsodium has keyed BLAKE2b but
+ * not HMAC over it, and Noise specifies HMAC. The key is always a 64-byte
+ * chaining key or temp key here, so it never needs hashing down.
+ * data2 may be NULL (one-part message).
+ */
+static void hmac(uint8_t out[SP_HASH_LEN], const uint8_t key[SP_HASH_LEN], const uint8_t *data,
+		 size_t len, const uint8_t *data2, size_t len2)
+{
+	uint8_t pad[BLAKE2B_BLOCK_LEN];
+	uint8_t inner[SP_HASH_LEN];
+	crypto_generichash_state st;
+
+	memset(pad, 0x36, sizeof(pad));
+	for (size_t i = 0; i < SP_HASH_LEN; i++)
+		pad[i] ^= key[i];
+	crypto_generichash_init(&st, NULL, 0, SP_HASH_LEN);
+	crypto_generichash_update(&st, pad, sizeof(pad));
+	if (len)
+		crypto_generichash_update(&st, data, len);
+	if (len2)
+		crypto_generichash_update(&st, data2, len2);
+	crypto_generichash_final(&st, inner, sizeof(inner));
+
+	memset(pad, 0x5c, sizeof(pad));
+	for (size_t i = 0; i < SP_HASH_LEN; i++)
+		pad[i] ^= key[i];
+	crypto_generichash_init(&st, NULL, 0, SP_HASH_LEN);
+	crypto_generichash_update(&st, pad, sizeof(pad));
+	crypto_generichash_update(&st, inner, sizeof(inner));
+	crypto_generichash_final(&st, out, SP_HASH_LEN);
+
+	sodium_memzero(pad, sizeof(pad));
+	sodium_memzero(inner, sizeof(inner));
+	sodium_memzero(&st, sizeof(st));
+}
+
+/* HKDF(chaining_key, ikm, 2): the only output count without PSKs. */
+static void hkdf2(uint8_t o1[SP_HASH_LEN], uint8_t o2[SP_HASH_LEN], const uint8_t ck[SP_HASH_LEN],
+		  const uint8_t *ikm, size_t ikm_len)
+{
+	static const uint8_t one = 0x01, two = 0x02;
+	uint8_t temp_key[SP_HASH_LEN];
+
+	hmac(temp_key, ck, ikm, ikm_len, NULL, 0);
+	hmac(o1, temp_key, &one, 1, NULL, 0);
+	hmac(o2, temp_key, o1, SP_HASH_LEN, &two, 1);
+	sodium_memzero(temp_key, sizeof(temp_key));
+}
+
+/* ---- CipherState (Noise 5.1) -------------------------------------------------- */
+
+/* 4 zero bytes, then the 64-bit counter little-endian (the IETF layout). */
+static void make_nonce(uint8_t nonce[12], uint64_t n)
+{
+	memset(nonce, 0, 4);
+	for (int i = 0; i < 8; i++)
+		nonce[4 + i] = (uint8_t)(n >> (8 * i));
+}
+
+static void cipher_set_key(struct sp_noise_cipher *c, const uint8_t k[SP_KEY_LEN])
+{
+	memcpy(c->k, k, SP_KEY_LEN);
+	c->n = 0;
+	c->has_key = true;
+}
+
+/* ---- SymmetricState (Noise 5.2) ----------------------------------------------- */
+
+static void mix_hash(struct sp_noise_symmetric *ss, const uint8_t *data, size_t len)
+{
+	hash2(ss->h, ss->h, SP_HASH_LEN, data, len);
+}
+
+static void mix_key(struct sp_noise_symmetric *ss, const uint8_t *ikm, size_t len)
+{
+	uint8_t ck[SP_HASH_LEN], k[SP_HASH_LEN];
+
+	hkdf2(ck, k, ss->ck, ikm, len);
+	memcpy(ss->ck, ck, SP_HASH_LEN);
+	cipher_set_key(&ss->cs, k); /* HASHLEN 64: truncated to 32 */
+	sodium_memzero(ck, sizeof(ck));
+	sodium_memzero(k, sizeof(k));
+}
+
+/* out gets len (+ SP_TAG_LEN if keyed) bytes; plain may alias out exactly. */
+static int encrypt_and_hash(struct sp_noise_symmetric *ss, const uint8_t *plain, size_t len,
+			    uint8_t *out)
+{
+	uint8_t nonce[12];
+	size_t out_len = len;
+
+	if (ss->cs.has_key) {
+		if (ss->cs.n == UINT64_MAX)
+			return -EOVERFLOW;
+		make_nonce(nonce, ss->cs.n);
+		crypto_aead_chacha20poly1305_ietf_encrypt(out, NULL, plain, len, ss->h,
+							  SP_HASH_LEN, NULL, nonce, ss->cs.k);
+		ss->cs.n++;
+		out_len += SP_TAG_LEN;
+	} else if (len) {
+		memmove(out, plain, len);
+	}
+	mix_hash(ss, out, out_len);
+	return 0;
+}
+
+/*
+ * ct holds len bytes (tag included if keyed); plain gets len (- SP_TAG_LEN).
+ * The new h is computed before decrypting so that plain may alias ct.
+ */
+static int decrypt_and_hash(struct sp_noise_symmetric *ss, const uint8_t *ct, size_t len,
+			    uint8_t *plain)
+{
+	uint8_t h[SP_HASH_LEN];
+	uint8_t nonce[12];
+	int ret = 0;
+
+	hash2(h, ss->h, SP_HASH_LEN, ct, len);
+	if (ss->cs.has_key) {
+		if (len < SP_TAG_LEN) {
+			ret = -EMSGSIZE;
+			goto out;
+		}
+		if (ss->cs.n == UINT64_MAX) {
+			ret = -EOVERFLOW;
+			goto out;
+		}
+		make_nonce(nonce, ss->cs.n);
+		if (crypto_aead_chacha20poly1305_ietf_decrypt(plain, NULL, NULL, ct, len, ss->h,
+							      SP_HASH_LEN, nonce, ss->cs.k) != 0) {
+			ret = -EBADMSG;
+			goto out;
+		}
+		ss->cs.n++;
+	} else if (len) {
+		memmove(plain, ct, len);
+	}
+	memcpy(ss->h, h, SP_HASH_LEN);
+out:
+	sodium_memzero(h, sizeof(h));
+	return ret;
+}
+
+/* ---- HandshakeState (Noise 5.3) ----------------------------------------------- */
+
+static bool is_initiator(const struct sp_noise_handshake *hs)
+{
+	return hs->role == SP_NOISE_INITIATOR;
+}
+
+/* Whose turn after msg_index messages, or SPLIT when the pattern is done. */
+static enum sp_noise_hs_state next_state(const struct sp_noise_handshake *hs)
+{
+	const struct pattern_def *d = &patterns[hs->pattern];
+	bool init_sends;
+
+	if (hs->msg_index >= d->n_msgs)
+		return SP_NOISE_HS_SPLIT;
+	init_sends = (hs->msg_index % 2) == 0;
+	return init_sends == is_initiator(hs) ? SP_NOISE_HS_WRITE : SP_NOISE_HS_READ;
+}
+
+/* Does this side send its static key (pre-message or s token)? */
+static bool side_needs_s(const struct pattern_def *d, bool initiator)
+{
+	if (initiator ? d->pre_init_s : d->pre_resp_s)
+		return true;
+	for (unsigned m = initiator ? 0 : 1; m < d->n_msgs; m += 2)
+		for (unsigned t = 0; d->msgs[m][t] != T_END; t++)
+			if (d->msgs[m][t] == T_S)
+				return true;
+	return false;
+}
+
+/* Length of message idx with a payload of payload_len, given the key state. */
+static size_t message_len(const struct pattern_def *d, unsigned idx, bool has_key,
+			  size_t payload_len)
+{
+	size_t len = 0;
+
+	for (unsigned t = 0; d->msgs[idx][t] != T_END; t++) {
+		switch (d->msgs[idx][t]) {
+		case T_E:
+			len += SP_KEY_LEN;
+			break;
+		case T_S:
+			len += SP_KEY_LEN + (has_key ? SP_TAG_LEN : 0);
+			break;
+		default:
+			has_key = true; /* every DH token ends in MixKey */
+			break;
+		}
+	}
+	return len + payload_len + (has_key ? SP_TAG_LEN : 0);
+}
+
+static void fail(struct sp_noise_handshake *hs)
+{
+	sodium_memzero(hs, sizeof(*hs));
+	hs->state = SP_NOISE_HS_FAILED;
+}
+
+int sp_noise_handshake_init(struct sp_noise_handshake *hs, enum sp_noise_pattern p,
+			    enum sp_noise_role r, const uint8_t *prologue, size_t prologue_len,
+			    const uint8_t *s_priv, const uint8_t *rs)
+{
+	const struct pattern_def *d = pattern_get(p);
+	bool initiator = r == SP_NOISE_INITIATOR;
+	size_t name_len;
+	int ret = 0;
+
+	if (!hs)
+		return -EINVAL;
+	sodium_memzero(hs, sizeof(*hs));
+	if (!d || (r != SP_NOISE_INITIATOR && r != SP_NOISE_RESPONDER) ||
+	    (prologue_len && !prologue)) {
+		ret = -EINVAL;
+		goto out;
+	}
+	hs->pattern = p;
+	hs->role = r;
+
+	if (side_needs_s(d, initiator)) {
+		if (!s_priv) {
+			ret = -EINVAL;
+			goto out;
+		}
+		memcpy(hs->s_priv, s_priv, SP_KEY_LEN);
+		ret = sp_noise_public_key(hs->s_pub, hs->s_priv);
+		if (ret)
+			goto out;
+		hs->has_s = true;
+	}
+	/* The remote static is known in advance iff the peer's pre-message has s. */
+	if (initiator ? d->pre_resp_s : d->pre_init_s) {
+		if (!rs || !sp_noise_key_valid(rs)) {
+			ret = -EINVAL;
+			goto out;
+		}
+		memcpy(hs->rs, rs, SP_KEY_LEN);
+		hs->has_rs = true;
+	}
+
+	/* InitializeSymmetric(protocol_name) */
+	name_len = strlen(d->name);
+	if (name_len <= SP_HASH_LEN)
+		memcpy(hs->ss.h, d->name, name_len); /* rest already zero */
+	else
+		hash2(hs->ss.h, (const uint8_t *)d->name, name_len, NULL, 0);
+	memcpy(hs->ss.ck, hs->ss.h, SP_HASH_LEN);
+	/* MixHash(prologue) */
+	mix_hash(&hs->ss, prologue, prologue_len);
+	/* pre-messages: the initiator's first, then the responder's */
+	if (d->pre_init_s)
+		mix_hash(&hs->ss, initiator ? hs->s_pub : hs->rs, SP_KEY_LEN);
+	if (d->pre_resp_s)
+		mix_hash(&hs->ss, initiator ? hs->rs : hs->s_pub, SP_KEY_LEN);
+
+	hs->msg_index = 0;
+	hs->state = next_state(hs);
+out:
+	if (ret)
+		fail(hs);
+	return ret;
+}
+
+int sp_noise_handshake_fix_ephemeral(struct sp_noise_handshake *hs,
+				     const uint8_t e_priv[SP_KEY_LEN])
+{
+	if (!hs || !e_priv || hs->has_e ||
+	    (hs->state != SP_NOISE_HS_WRITE && hs->state != SP_NOISE_HS_READ))
+		return -EINVAL;
+	memcpy(hs->e_priv, e_priv, SP_KEY_LEN);
+	if (sp_noise_public_key(hs->e_pub, hs->e_priv) != 0) {
+		sodium_memzero(hs->e_priv, SP_KEY_LEN);
+		return -EINVAL;
+	}
+	hs->has_e = true;
+	return 0;
+}
+
+/* One DH token on w; es/se name the initiator's key first (Noise 7.1). */
+static int dh_token(struct sp_noise_handshake *w, enum token t)
+{
+	uint8_t shared[SP_KEY_LEN];
+	bool init = is_initiator(w);
+	const uint8_t *priv, *pub;
+	bool ok;
+	int ret;
+
+	switch (t) {
+	case T_EE:
+		priv = w->e_priv, pub = w->re, ok = w->has_e && w->has_re;
+		break;
+	case T_ES: /* initiator's e with responder's s */
+		if (init)
+			priv = w->e_priv, pub = w->rs, ok = w->has_e && w->has_rs;
+		else
+			priv = w->s_priv, pub = w->re, ok = w->has_s && w->has_re;
+		break;
+	case T_SE: /* initiator's s with responder's e */
+		if (init)
+			priv = w->s_priv, pub = w->re, ok = w->has_s && w->has_re;
+		else
+			priv = w->e_priv, pub = w->rs, ok = w->has_e && w->has_rs;
+		break;
+	case T_SS:
+		priv = w->s_priv, pub = w->rs, ok = w->has_s && w->has_rs;
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (!ok)
+		return -EINVAL;
+	ret = dh(shared, priv, pub);
+	if (ret == 0)
+		mix_key(&w->ss, shared, sizeof(shared));
+	sodium_memzero(shared, sizeof(shared));
+	return ret;
+}
+
+int sp_noise_handshake_write(struct sp_noise_handshake *hs, const uint8_t *payload,
+			     size_t payload_len, uint8_t *out, size_t out_cap, size_t *out_len)
+{
+	struct sp_noise_handshake w;
+	const struct pattern_def *d;
+	const uint8_t *row;
+	size_t pos = 0, need;
+	int ret = 0;
+
+	if (!hs)
+		return -EINVAL;
+	w = *hs;
+	if (hs->state != SP_NOISE_HS_WRITE || !out || !out_len || (payload_len && !payload)) {
+		ret = -EINVAL;
+		goto out;
+	}
+	d = &patterns[w.pattern];
+	row = d->msgs[w.msg_index];
+	need = message_len(d, w.msg_index, w.ss.cs.has_key, payload_len);
+	if (payload_len > SP_NOISE_MSG_MAX || need > SP_NOISE_MSG_MAX || need > out_cap) {
+		ret = -EMSGSIZE;
+		goto out;
+	}
+
+	for (unsigned t = 0; row[t] != T_END; t++) {
+		switch (row[t]) {
+		case T_E: /* e */
+			if (!w.has_e) {
+				sp_noise_keypair(w.e_pub, w.e_priv);
+				w.has_e = true;
+			}
+			memcpy(out + pos, w.e_pub, SP_KEY_LEN);
+			mix_hash(&w.ss, w.e_pub, SP_KEY_LEN);
+			pos += SP_KEY_LEN;
+			break;
+		case T_S: /* s */
+			ret = encrypt_and_hash(&w.ss, w.s_pub, SP_KEY_LEN, out + pos);
+			if (ret)
+				goto out;
+			pos += SP_KEY_LEN + (w.ss.cs.has_key ? SP_TAG_LEN : 0);
+			break;
+		default: /* ee, es, se, ss */
+			ret = dh_token(&w, (enum token)row[t]);
+			if (ret)
+				goto out;
+			break;
+		}
+	}
+	/* payload */
+	ret = encrypt_and_hash(&w.ss, payload, payload_len, out + pos);
+	if (ret)
+		goto out;
+	pos += payload_len + (w.ss.cs.has_key ? SP_TAG_LEN : 0);
+
+	w.msg_index++;
+	w.state = next_state(&w);
+	*hs = w;
+	*out_len = pos;
+out:
+	if (ret)
+		fail(hs);
+	sodium_memzero(&w, sizeof(w));
+	return ret;
+}
+
+int sp_noise_handshake_read(struct sp_noise_handshake *hs, const uint8_t *msg, size_t len,
+			    uint8_t *payload_out, size_t payload_cap, size_t *payload_len)
+{
+	struct sp_noise_handshake w;
+	const struct pattern_def *d;
+	const uint8_t *row;
+	size_t pos = 0, plen, clen;
+	int ret = 0;
+
+	if (!hs)
+		return -EINVAL;
+	w = *hs;
+	if (hs->state != SP_NOISE_HS_READ || (len && !msg) || !payload_len) {
+		ret = -EINVAL;
+		goto out;
+	}
+	d = &patterns[w.pattern];
+	row = d->msgs[w.msg_index];
+	if (len > SP_NOISE_MSG_MAX || len < message_len(d, w.msg_index, w.ss.cs.has_key, 0)) {
+		ret = -EMSGSIZE;
+		goto out;
+	}
+
+	for (unsigned t = 0; row[t] != T_END; t++) {
+		switch (row[t]) {
+		case T_E: /* e */
+			memcpy(w.re, msg + pos, SP_KEY_LEN);
+			w.has_re = true;
+			mix_hash(&w.ss, w.re, SP_KEY_LEN);
+			pos += SP_KEY_LEN;
+			if (!sp_noise_key_valid(w.re)) {
+				ret = -EBADMSG;
+				goto out;
+			}
+			break;
+		case T_S: /* s */
+			clen = SP_KEY_LEN + (w.ss.cs.has_key ? SP_TAG_LEN : 0);
+			ret = decrypt_and_hash(&w.ss, msg + pos, clen, w.rs);
+			if (ret)
+				goto out;
+			pos += clen;
+			w.has_rs = true;
+			if (!sp_noise_key_valid(w.rs)) {
+				ret = -EBADMSG;
+				goto out;
+			}
+			break;
+		default: /* ee, es, se, ss */
+			ret = dh_token(&w, (enum token)row[t]);
+			if (ret)
+				goto out;
+			break;
+		}
+	}
+	/* payload */
+	clen = len - pos;
+	plen = clen - (w.ss.cs.has_key ? SP_TAG_LEN : 0); /* the length check above: no wrap */
+	if (plen > payload_cap || (plen && !payload_out)) {
+		ret = -EMSGSIZE;
+		goto out;
+	}
+	ret = decrypt_and_hash(&w.ss, msg + pos, clen, payload_out);
+	if (ret)
+		goto out;
+
+	w.msg_index++;
+	w.state = next_state(&w);
+	*hs = w;
+	*payload_len = plen;
+out:
+	if (ret)
+		fail(hs);
+	sodium_memzero(&w, sizeof(w));
+	return ret;
+}
+
+int sp_noise_handshake_split(struct sp_noise_handshake *hs, struct sp_noise_transport *t)
+{
+	uint8_t k1[SP_HASH_LEN], k2[SP_HASH_LEN];
+	const struct pattern_def *d;
+	bool init;
+
+	if (!hs || !t)
+		return -EINVAL;
+	if (hs->state != SP_NOISE_HS_SPLIT)
+		return -EINVAL;
+	d = &patterns[hs->pattern];
+	init = is_initiator(hs);
+
+	sodium_memzero(t, sizeof(*t));
+	hkdf2(k1, k2, hs->ss.ck, NULL, 0);
+	/* k1 carries initiator -> responder, k2 the other way (HASHLEN 64: truncate). */
+	cipher_set_key(init ? &t->tx : &t->rx, k1);
+	cipher_set_key(init ? &t->rx : &t->tx, k2);
+	/* One-way patterns: the reverse cipher must never be used (Noise 7.4). */
+	if (d->one_way)
+		sodium_memzero(init ? &t->rx : &t->tx, sizeof(struct sp_noise_cipher));
+	sodium_memzero(k1, sizeof(k1));
+	sodium_memzero(k2, sizeof(k2));
+
+	/* Keep h and rs (channel binding, identity); drop every secret. The
+	 * handshake is spent: EMPTY makes a second split fail. */
+	sodium_memzero(hs->ss.ck, sizeof(hs->ss.ck));
+	sodium_memzero(&hs->ss.cs, sizeof(hs->ss.cs));
+	sodium_memzero(hs->s_priv, sizeof(hs->s_priv));
+	sodium_memzero(hs->e_priv, sizeof(hs->e_priv));
+	hs->has_e = hs->has_s = false;
+	hs->state = SP_NOISE_HS_EMPTY;
+	return 0;
+}
+
+void sp_noise_handshake_hash(const struct sp_noise_handshake *hs, uint8_t out[SP_HASH_LEN])
+{
+	memcpy(out, hs->ss.h, SP_HASH_LEN);
+}
+
+int sp_noise_handshake_remote_static(const struct sp_noise_handshake *hs, uint8_t out[SP_KEY_LEN])
+{
+	if (!hs || !out)
+		return -EINVAL;
+	if (!hs->has_rs)
+		return -ENOENT;
+	memcpy(out, hs->rs, SP_KEY_LEN);
+	return 0;
+}
+
+void sp_noise_handshake_wipe(struct sp_noise_handshake *hs)
+{
+	if (hs)
+		sodium_memzero(hs, sizeof(*hs));
+}
+
+void sp_noise_transport_wipe(struct sp_noise_transport *t)
+{
+	if (t)
+		sodium_memzero(t, sizeof(*t));
+}
+
+/* ---- transport ------------------------------------------------------------------ */
+
+static int cipher_ready(const struct sp_noise_cipher *c)
+{
+	if (!c || !c->has_key)
+		return -EINVAL;
+	if (c->n == UINT64_MAX) /* reserved by Noise 5.1 */
+		return -EOVERFLOW;
+	return 0;
+}
+
+int sp_noise_encrypt(struct sp_noise_cipher *c, uint8_t *buf, size_t len)
+{
+	uint8_t nonce[12];
+	int ret = cipher_ready(c);
+
+	if (ret)
+		return ret;
+	if (!buf || len > SP_TRANSPORT_PLAINTEXT_MAX)
+		return buf ? -EMSGSIZE : -EINVAL;
+	make_nonce(nonce, c->n);
+	crypto_aead_chacha20poly1305_ietf_encrypt(buf, NULL, buf, len, NULL, 0, NULL, nonce, c->k);
+	c->n++;
+	return 0;
+}
+
+int sp_noise_decrypt(struct sp_noise_cipher *c, uint8_t *buf, size_t len, size_t *plain_len)
+{
+	uint8_t nonce[12];
+	int ret = cipher_ready(c);
+
+	if (ret)
+		return ret;
+	if (!buf || !plain_len)
+		return -EINVAL;
+	if (len < SP_TAG_LEN || len > SP_NOISE_MSG_MAX)
+		return -EMSGSIZE;
+	make_nonce(nonce, c->n);
+	if (crypto_aead_chacha20poly1305_ietf_decrypt(buf, NULL, NULL, buf, len, NULL, 0, nonce,
+						      c->k) != 0)
+		return -EBADMSG;
+	c->n++;
+	*plain_len = len - SP_TAG_LEN;
+	return 0;
+}
+
+/*
+ * Streaming ChaCha20-Poly1305-IETF (RFC 8439), piece by piece. Block 0 of
+ * the keystream gives the Poly1305 key; the ciphertext uses blocks 1.. .
+ * Whole 64-byte runs go through libsodium's xor_ic at the right counter; the
+ * unaligned edges use one buffered keystream block (s->ks, block s->block).
+ * Initially ks is "block 0, fully used", so the next block is always
+ * s->block + 1.
+ */
+static void stream_wipe(struct sp_noise_stream *s)
+{
+	sodium_memzero(s, sizeof(*s));
+}
+
+int sp_noise_stream_begin(struct sp_noise_stream *s, struct sp_noise_cipher *c, uint8_t *out,
+			  size_t cap)
+{
+	uint8_t block0[64];
+	int ret;
+
+	if (!s)
+		return -EINVAL;
+	sodium_memzero(s, sizeof(*s));
+	ret = cipher_ready(c);
+	if (ret)
+		return ret;
+	if (!out)
+		return -EINVAL;
+	if (cap < SP_TAG_LEN)
+		return -EMSGSIZE;
+	s->c = c;
+	s->out = out;
+	s->cap = cap;
+	make_nonce(s->nonce, c->n);
+	crypto_stream_chacha20_ietf(block0, sizeof(block0), s->nonce, c->k);
+	crypto_onetimeauth_poly1305_init(&s->poly, block0);
+	sodium_memzero(block0, sizeof(block0));
+	s->ks_used = sizeof(s->ks);
+	s->block = 0;
+	s->open = true;
+	return 0;
+}
+
+int sp_noise_stream_update(struct sp_noise_stream *s, const uint8_t *in, size_t len)
+{
+	size_t limit, done = 0, whole;
+	uint8_t *p;
+
+	if (!s || !s->open || (len && !in))
+		return -EINVAL;
+	limit = s->cap - SP_TAG_LEN;
+	if (limit > SP_TRANSPORT_PLAINTEXT_MAX)
+		limit = SP_TRANSPORT_PLAINTEXT_MAX;
+	if (len > limit - s->len)
+		return -EMSGSIZE;
+	if (len == 0)
+		return 0;
+	p = s->out + s->len;
+
+	/* Leading edge: the rest of the buffered block. */
+	while (done < len && s->ks_used < sizeof(s->ks)) {
+		p[done] = in[done] ^ s->ks[s->ks_used++];
+		done++;
+	}
+	/* Whole blocks straight through libsodium. */
+	whole = (len - done) & ~(size_t)63;
+	if (whole) {
+		crypto_stream_chacha20_ietf_xor_ic(p + done, in + done, whole, s->nonce,
+						   s->block + 1, s->c->k);
+		s->block += (uint32_t)(whole / 64);
+		done += whole;
+	}
+	/* Trailing edge: buffer one more keystream block. */
+	if (done < len) {
+		memset(s->ks, 0, sizeof(s->ks));
+		s->block++;
+		crypto_stream_chacha20_ietf_xor_ic(s->ks, s->ks, sizeof(s->ks), s->nonce, s->block,
+						   s->c->k);
+		s->ks_used = 0;
+		while (done < len) {
+			p[done] = in[done] ^ s->ks[s->ks_used++];
+			done++;
+		}
+	}
+	crypto_onetimeauth_poly1305_update(&s->poly, p, len);
+	s->len += len;
+	return 0;
+}
+
+int sp_noise_stream_end(struct sp_noise_stream *s, size_t *msg_len)
+{
+	static const uint8_t zeros[16];
+	uint8_t lens[16];
+	uint64_t ct_len;
+
+	if (!s || !s->open || !msg_len)
+		return -EINVAL;
+	/* pad16(ciphertext) || le64(ad_len = 0) || le64(ct_len) */
+	if (s->len % 16)
+		crypto_onetimeauth_poly1305_update(&s->poly, zeros, 16 - s->len % 16);
+	ct_len = s->len;
+	memset(lens, 0, 8);
+	for (int i = 0; i < 8; i++)
+		lens[8 + i] = (uint8_t)(ct_len >> (8 * i));
+	crypto_onetimeauth_poly1305_update(&s->poly, lens, sizeof(lens));
+	crypto_onetimeauth_poly1305_final(&s->poly, s->out + s->len);
+	s->c->n++;
+	*msg_len = s->len + SP_TAG_LEN;
+	stream_wipe(s);
+	return 0;
+}
+
+void sp_noise_stream_abort(struct sp_noise_stream *s)
+{
+	if (s)
+		stream_wipe(s);
+}
+
+int sp_noise_encryptv(struct sp_noise_cipher *c, const struct sp_noise_iov *iov, size_t n,
+		      uint8_t *out, size_t out_cap, size_t *out_len)
+{
+	struct sp_noise_stream s;
+	int ret;
+
+	if ((n && !iov) || !out_len)
+		return -EINVAL;
+	ret = sp_noise_stream_begin(&s, c, out, out_cap);
+	if (ret)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		ret = sp_noise_stream_update(&s, iov[i].base, iov[i].len);
+		if (ret)
+			goto out;
+	}
+	ret = sp_noise_stream_end(&s, out_len);
+out:
+	stream_wipe(&s);
+	return ret;
+}
