@@ -1,0 +1,341 @@
+/*
+ * sp_store.h: durable mailboxes in an embedded RocksDB (issue 3).
+ *
+ * The broker keeps, per recipient device, an ordered backlog of sealed
+ * envelopes (ciphertext only) until the device acknowledges them. This module
+ * is the whole on-disk side of that: no sockets, no protocol, time passed in.
+ *
+ * ---------------------------------------------------------------------------
+ * Files under the data directory DIR
+ *   DIR/store.lock   flock(LOCK_EX) held while open: a second store on the same
+ *                    DIR (another process, or this one) fails with -EBUSY.
+ *   DIR/dedup.key    32 random bytes, mode 0600, created on first open: the
+ *                    BLAKE2b key of the dedup index (below).
+ *   DIR/db/          the RocksDB database.
+ *
+ * Key layout (all integers big-endian, so byte order == numeric order)
+ *   column family "default"  store-global records
+ *     "format"                   -> u8 format version (1)
+ *     "epoch"                    -> u64 open counter (see "Sequences")
+ *   column family "mailbox"  one entry per stored envelope
+ *     recipient[32] | seq u64    -> mailbox value (below)
+ *     One device's backlog is one contiguous range ordered by seq: a read is
+ *     one Seek plus Next()s; keys of two devices never interleave.
+ *   column family "meta"     per-device counters, O(1) quotas
+ *     recipient[32]              -> meta value (below)
+ *   column family "expiry"   ordered expiry index, swept by sp_store_expire
+ *     expires_ms u64 | 'm' | recipient[32] | seq u64    (49 bytes, empty value)
+ *     expires_ms u64 | 'd' | dedup_id[32]               (41 bytes, empty value)
+ *   column family "dedup"    idempotent retries (issue 3 item 4)
+ *     dedup_id[32]               -> dedup value (below)
+ *     dedup_id = BLAKE2b-256 keyed with DIR/dedup.key over
+ *                sender[32] | recipient[32] | client_id u64
+ *
+ * Values: a fixed binary layout with a version byte, not protobuf. Why: the
+ * body must be handed to the broker without being parsed or copied by a
+ * protobuf decoder (DESIGN.md: bodies travel beside headers, never inside);
+ * the three fixed-width fields need no schema evolution beyond a version
+ * byte; and a fixed header makes a truncated value detectable exactly (the
+ * declared body length must match the value length).
+ *   mailbox v1: u8 version=1 | u8[3] zero | u32 body_len | u64 accepted_ms |
+ *               u64 expires_ms | body[body_len]               (24-byte header)
+ *   meta v1:    u8 version=1 | u8[7] zero | u64 next_seq | u64 count |
+ *               u64 bytes                                    (32 bytes)
+ *   dedup v1:   u8 version=1 | u8[7] zero | u64 seq | u64 expires_ms (24 bytes)
+ * A value of another version, with non-zero reserved bytes, or of the wrong
+ * length is "corrupt": reads skip and count it (never crash); a corrupt meta
+ * value is rebuilt from the device's mailbox range.
+ *
+ * What is stored about people (SECURITY.md): the recipient key in the clear
+ * (it is the address; unavoidable while the envelope waits), the body
+ * (ciphertext), the accepted and expiry times, and per-device counters. The
+ * sender's key is NOT stored in the clear anywhere. Trade-off of the dedup
+ * index: it holds a keyed hash of (sender, recipient, client_id) for the
+ * dedup window (default 24 h) plus the seq it mapped to. Without dedup.key
+ * the hash links nothing; with dedup.key (it sits in the same DIR, so a full
+ * disk copy has it) someone who already guesses a sender, a recipient and a
+ * client_id (often a small counter) can confirm "this sender sent to this
+ * recipient within the window", for envelopes sent with client_id != 0.
+ * Deleting dedup.key (then every client_id is forgotten: a retry within the
+ * window may store a second copy) or shortening the window limits that. The
+ * recipient is in the hash, not in the value, so the dedup value alone
+ * reveals no recipient; a client_id reused for another recipient is a new
+ * envelope, not a retry. The meta record of a device stays after its mailbox
+ * empties (needed so sequences never repeat): the store remembers which
+ * devices ever had stored mail.
+ *
+ * Sequences: per recipient, strictly increasing, never reused, starting at 1
+ * on a fresh store; 0 is never assigned (it is protobuf's "unset"). A seq
+ * returned by sp_store_enqueue is never returned again for that recipient
+ * even if its batch is never committed (crash, failed commit, abort), so the
+ * broker may deliver it live before the commit: every open increments the
+ * durable "epoch" (a synced write) and every device's next seq is at least
+ * epoch << 32; a failed commit or an abort bumps the epoch the same way (if
+ * that write fails too, the store refuses all writes with -EIO until
+ * reopened). Consequence: after a restart seqs jump to the next multiple of
+ * 2^32 (still increasing; gaps carry no meaning).
+ *
+ * Sync modes (what a committed batch survives once sp_store_batch_commit
+ * returned 0; "kill -9" = the broker process dies, the OS keeps running):
+ *   SP_STORE_SYNC_ALWAYS  the commit is one WAL write + one fdatasync:
+ *                         survives kill -9 and power loss / kernel crash.
+ *   SP_STORE_SYNC_BATCH   the commit is one WAL write (write(2) into the page
+ *                         cache): survives kill -9 at once. sp_store_tick
+ *                         fsyncs the WAL once sync_interval_ms has passed
+ *                         since the first unsynced commit: a power loss loses
+ *                         at most the commits of the last sync_interval_ms
+ *                         (plus however late the caller runs sp_store_tick).
+ *   SP_STORE_SYNC_NEVER   WAL write, never fsynced by this module (RocksDB
+ *                         still syncs at memtable flush and close): survives
+ *                         kill -9, not power loss (the OS writes back within
+ *                         its dirty_expire time, ~30 s by default).
+ * After any crash RocksDB replays the WAL to a consistent point: a batch is
+ * all or nothing, and since entries, index, dedup and meta of a batch are one
+ * WriteBatch, counters always match the entries (point-in-time recovery).
+ *
+ * Writes and the event loop: one batch per loop iteration. Begin it with the
+ * iteration's time, enqueue / ack / expire into it (sequences are assigned at
+ * once, in memory, and later operations in the same batch see earlier ones),
+ * commit once: one WriteBatch, at most one fsync. Reads (sp_store_read,
+ * sp_store_mailbox_info) see committed data only.
+ *
+ * Threading: a store (and its batch) is used by one thread at a time; no
+ * globals. A commit in ALWAYS mode, sp_store_sync and sp_store_compact block
+ * the calling thread for the duration of the disk write.
+ *
+ * Errors: 0 (or a documented positive value) or a negative errno:
+ *   -EBUSY   DIR is locked by another open store (process or this process)
+ *   -EACCES, -EROFS, -ENOTDIR, -ENOENT, -ENOSPC  from the file system
+ *   -EDQUOT  enqueue: the recipient's mailbox is over its count or bytes quota
+ *   -ENOENT  ack: the device has no entry with that seq
+ *   -EBADMSG a stored value is corrupt (see above)
+ *   -EPROTO  open: DIR/db has a format this build does not know
+ *   -EIO     RocksDB failed (details in sp_store_errmsg), or the store is
+ *            poisoned after a failed commit
+ * Error messages (sp_store_errmsg, the open err buffer) never contain keys,
+ * bodies or any stored byte; they may contain DIR's path.
+ */
+#ifndef SP_STORE_H
+#define SP_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sp_limits.h"
+
+struct sp_store;
+struct sp_store_batch;
+
+enum sp_store_sync {
+	SP_STORE_SYNC_ALWAYS = 0,
+	SP_STORE_SYNC_BATCH = 1,
+	SP_STORE_SYNC_NEVER = 2,
+};
+
+/* Column families, in the order they are opened; names below. */
+enum sp_store_cf {
+	SP_STORE_CF_DEFAULT = 0,
+	SP_STORE_CF_MAILBOX,
+	SP_STORE_CF_META,
+	SP_STORE_CF_EXPIRY,
+	SP_STORE_CF_DEDUP,
+	SP_STORE_CF_COUNT,
+};
+#define SP_STORE_CF_NAMES { "default", "mailbox", "meta", "expiry", "dedup" }
+
+enum sp_store_layout {
+	SP_STORE_FORMAT = 1,            /* "format" record and every value's version byte */
+	SP_STORE_MAILBOX_KEY_LEN = SP_KEY_LEN + 8,             /* 40 */
+	SP_STORE_EXPIRY_MAILBOX_KEY_LEN = 8 + 1 + SP_KEY_LEN + 8, /* 49 */
+	SP_STORE_EXPIRY_DEDUP_KEY_LEN = 8 + 1 + SP_KEY_LEN,    /* 41 */
+	SP_STORE_DEDUP_ID_LEN = 32,
+	SP_STORE_MAILBOX_HDR_LEN = 24,
+	SP_STORE_META_LEN = 32,
+	SP_STORE_DEDUP_VALUE_LEN = 24,
+	SP_STORE_EPOCH_SHIFT = 32,      /* next seq >= epoch << 32 */
+};
+
+/* Defaults (docs/OPERATIONS.md should quote these). */
+#define SP_STORE_DEFAULT_TTL_MS (30ull * 24 * 3600 * 1000)      /* 30 days */
+#define SP_STORE_DEFAULT_DEDUP_WINDOW_MS (24ull * 3600 * 1000)  /* 24 h */
+#define SP_STORE_DEFAULT_QUOTA_COUNT 100000ull
+#define SP_STORE_DEFAULT_QUOTA_BYTES (256ull * 1024 * 1024)     /* 256 MiB */
+#define SP_STORE_DEFAULT_SYNC_INTERVAL_MS 100u
+#define SP_STORE_DEFAULT_MAX_OPEN_FILES 1024                     /* of the 20,000 */
+
+struct sp_store_config {
+	const char *dir;                /* data directory; created (0700) if missing */
+	enum sp_store_sync sync;
+	uint32_t sync_interval_ms;      /* SP_STORE_SYNC_BATCH: max age of an unsynced commit */
+	uint64_t ttl_ms;                /* envelope time-to-live when enqueue passes 0 */
+	uint64_t dedup_window_ms;       /* how long a (sender, recipient, client_id) is remembered */
+	uint64_t quota_count;           /* max envelopes per mailbox */
+	uint64_t quota_bytes;           /* max body bytes per mailbox */
+	int max_open_files;             /* RocksDB's file cache; the process limit is 20,000 */
+};
+
+/* Fills every field with the defaults above (dir = NULL, sync = ALWAYS). */
+void sp_store_config_defaults(struct sp_store_config *cfg);
+
+/*
+ * Opens (creating if needed) the store under cfg->dir. cfg is copied (dir
+ * too). On failure returns a negative errno and writes a one-line reason into
+ * err (errlen bytes, may be NULL/0) for the log; *out is left NULL.
+ */
+int sp_store_open(struct sp_store **out, const struct sp_store_config *cfg, char *err,
+		  size_t errlen);
+
+/* Syncs the WAL (unless poisoned), closes RocksDB, wipes the dedup key,
+ * releases the lock. An open batch is discarded. NULL is a no-op. */
+void sp_store_close(struct sp_store *st);
+
+/* The last error's reason, "" if none. Valid until the next call on st. */
+const char *sp_store_errmsg(const struct sp_store *st);
+
+/* ---- writes: one batch per event-loop iteration ------------------------- */
+
+/*
+ * Starts the store's batch (there is one; -EBUSY if it is already open) with
+ * the loop iteration's time now_ms, used for expiry and dedup windows of
+ * everything in it. -EIO if the store is poisoned.
+ */
+int sp_store_batch_begin(struct sp_store *st, uint64_t now_ms, struct sp_store_batch **out);
+
+struct sp_store_envelope {
+	const uint8_t *recipient;       /* SP_KEY_LEN bytes */
+	const uint8_t *sender;          /* SP_KEY_LEN bytes: only hashed into the dedup id */
+	uint64_t client_id;             /* 0 = no idempotency key (never deduplicated) */
+	const uint8_t *body;            /* body_len bytes (may be NULL if 0) */
+	size_t body_len;                /* <= SP_BODY_MAX */
+	uint64_t ttl_ms;                /* 0 = the configured ttl_ms */
+};
+
+enum { SP_STORE_DUPLICATE = 1 };
+
+/*
+ * Adds an envelope to the recipient's mailbox in this batch and assigns its
+ * seq at once (*seq_out). All buffers in env are borrowed for the call (the
+ * body is copied into the batch).
+ * Returns 0 (new entry), SP_STORE_DUPLICATE (same sender, recipient and
+ * non-zero client_id within the dedup window: *seq_out = the original seq,
+ * nothing is added, even if that entry was acked or the mailbox is now full),
+ * -EDQUOT (count or bytes quota; nothing added), -EMSGSIZE (body_len >
+ * SP_BODY_MAX), -EINVAL, -ENOMEM, -EBADMSG, -EIO.
+ */
+int sp_store_enqueue(struct sp_store_batch *b, const struct sp_store_envelope *env,
+		     uint64_t *seq_out);
+
+/*
+ * Deletes entry seq of recipient's mailbox (SingleDelete of the entry and its
+ * expiry index record, counters decremented) in this batch. Only keys under
+ * recipient are ever touched: a seq of another device is simply absent here.
+ * 0, or -ENOENT if recipient has no entry seq (never stored, already acked,
+ * expired and swept): nothing is written. recipient borrowed for the call.
+ */
+int sp_store_ack(struct sp_store_batch *b, const uint8_t recipient[SP_KEY_LEN], uint64_t seq);
+
+/*
+ * Incremental expiry sweep in this batch: walks the expiry index up to the
+ * batch's now_ms, at most max_items index records, removing expired mailbox
+ * entries (counters fixed) and expired dedup records. *expired_out (may be
+ * NULL) = mailbox entries removed. Returns 0 if the sweep caught up, 1 if it
+ * stopped at max_items (call again, e.g. next iteration), or a negative errno.
+ */
+int sp_store_expire(struct sp_store_batch *b, size_t max_items, size_t *expired_out);
+
+/* Operations queued in the batch (0: commit will not touch the disk). */
+size_t sp_store_batch_ops(const struct sp_store_batch *b);
+
+/*
+ * Writes the batch atomically (one WriteBatch) with the configured sync mode
+ * (see top) and ends it. 0 on success. On failure (-EIO, -ENOSPC) nothing of
+ * the batch is stored, and the store bumps its epoch so the sequences handed
+ * out are never reused (or is poisoned if it cannot).
+ */
+int sp_store_batch_commit(struct sp_store_batch *b);
+
+/* Discards the batch and ends it. If it assigned sequences, the epoch is
+ * bumped (one synced write); returns 0 or -EIO (store poisoned). */
+int sp_store_batch_abort(struct sp_store_batch *b);
+
+/* fsyncs the WAL now (all committed batches survive power loss after). */
+int sp_store_sync(struct sp_store *st);
+
+/* SP_STORE_SYNC_BATCH: fsyncs if the oldest unsynced commit is at least
+ * sync_interval_ms old. Returns 1 if it synced, 0 if not due, or -errno.
+ * Other modes: 0. Call it from the loop's timer. */
+int sp_store_tick(struct sp_store *st, uint64_t now_ms);
+
+/* ---- reads ----------------------------------------------------------------- */
+
+struct sp_store_item {
+	uint64_t seq;
+	uint64_t accepted_ms;
+	uint64_t expires_ms;
+	const uint8_t *body;            /* borrowed: valid until the next sp_store_read or close */
+	size_t body_len;
+};
+
+struct sp_store_read_result {
+	size_t count;                   /* items filled */
+	uint64_t next_seq;              /* pass as from_seq to continue */
+	bool end;                       /* nothing stored beyond next_seq (at read time) */
+	size_t skipped_expired;         /* expired, not yet swept: never returned */
+	size_t skipped_corrupt;         /* corrupt values skipped */
+	int corrupt_err;                /* -EBADMSG if skipped_corrupt > 0, else 0 */
+};
+
+/*
+ * Reads recipient's committed entries with seq >= from_seq, in seq order, into
+ * items[0..max_items): at most max_items items and max_bytes body bytes (the
+ * first item is returned even if it alone is larger, so a read always makes
+ * progress). Entries with expires_ms <= now_ms are skipped, never returned.
+ * Bodies are copied into a buffer owned by st: item bodies stay valid until
+ * the next sp_store_read or sp_store_close. recipient borrowed for the call.
+ * Returns 0 (see *res; corrupt entries do not fail the read) or -errno.
+ */
+int sp_store_read(struct sp_store *st, const uint8_t recipient[SP_KEY_LEN], uint64_t from_seq,
+		  uint64_t now_ms, size_t max_items, size_t max_bytes, struct sp_store_item *items,
+		  struct sp_store_read_result *res);
+
+/* The committed counters of recipient (zeros and next_seq 0 if it never had
+ * stored mail). Any out pointer may be NULL. */
+int sp_store_mailbox_info(struct sp_store *st, const uint8_t recipient[SP_KEY_LEN],
+			  uint64_t *count, uint64_t *bytes, uint64_t *next_seq);
+
+/* ---- operations, metrics, tests ------------------------------------------ */
+
+struct sp_store_stats {
+	uint64_t enqueued, duplicates, quota_refused;
+	uint64_t acked, ack_unknown;
+	uint64_t expired, dedup_expired;
+	uint64_t corrupt;               /* corrupt values met by reads, acks, sweeps */
+	uint64_t commits, commit_failures, syncs;
+	uint64_t epoch;
+};
+void sp_store_get_stats(const struct sp_store *st, struct sp_store_stats *out);
+
+/* A RocksDB integer property of one column family, e.g.
+ * "rocksdb.num-deletes-active-mem-table", "rocksdb.estimate-num-keys". */
+int sp_store_property(struct sp_store *st, enum sp_store_cf cf, const char *name, uint64_t *out);
+
+/* From "rocksdb.aggregated-table-properties" of cf: records and deletion
+ * markers (tombstones) in its SST files. Flush first to include memtables. */
+int sp_store_table_stats(struct sp_store *st, enum sp_store_cf cf, uint64_t *entries,
+			 uint64_t *deletions);
+
+/* Flushes every memtable to SST files (blocking). */
+int sp_store_flush(struct sp_store *st);
+/* Full manual compaction of every column family (blocking; for tests and
+ * operators: automatic compaction does this work in the background). */
+int sp_store_compact(struct sp_store *st);
+
+/* Key encoders (the layout above; exported for tests and tools). */
+void sp_store_mailbox_key(uint8_t out[SP_STORE_MAILBOX_KEY_LEN],
+			  const uint8_t recipient[SP_KEY_LEN], uint64_t seq);
+void sp_store_expiry_mailbox_key(uint8_t out[SP_STORE_EXPIRY_MAILBOX_KEY_LEN],
+				 uint64_t expires_ms, const uint8_t recipient[SP_KEY_LEN],
+				 uint64_t seq);
+
+#endif
