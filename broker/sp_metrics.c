@@ -1,0 +1,502 @@
+/*
+ * sp_metrics.c: slot allocation and the Prometheus text rendering.
+ *
+ * Nothing here runs on a shard's loop: the shards only touch their own slot
+ * through the inline helpers in sp_metrics.h. Rendering sums the slots with
+ * relaxed atomic loads, so a scrape costs the shards nothing but the cache
+ * misses the reader causes on their lines.
+ */
+#include "sp_metrics.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef SP_VERSION
+#define SP_VERSION "unknown"
+#endif
+
+struct sp_metrics {
+	struct sp_metrics_shard *slots; /* nshards shard slots, then the aux slot */
+	unsigned nshards;
+	int ready;                      /* atomic */
+	uint64_t mailbox_base_entries;  /* atomic */
+	uint64_t mailbox_base_bytes;    /* atomic */
+	double start_time;              /* seconds since the epoch, set once */
+	pthread_mutex_t source_lock;    /* guards fn, ctx, and holds while fn runs */
+	sp_metrics_rocksdb_fn rocksdb_fn;
+	void *rocksdb_ctx;
+};
+
+static const char *const pattern_names[SP_METRICS_PATTERN_COUNT] = { "ik", "xx" };
+static const char *const outcome_names[SP_METRICS_OUTCOME_COUNT] = {
+	"ok", "failed", "timeout", "rate_limited",
+};
+static const char *const path_names[SP_METRICS_PATH_COUNT] = { "live", "mailbox" };
+static const char *const close_names[SP_METRICS_CLOSE_COUNT] = {
+	[SP_METRICS_CLOSE_PEER] = "peer_closed",
+	[SP_METRICS_CLOSE_IO_ERROR] = "io_error",
+	[SP_METRICS_CLOSE_PREAMBLE] = "bad_preamble",
+	[SP_METRICS_CLOSE_HANDSHAKE] = "handshake_failed",
+	[SP_METRICS_CLOSE_AUTH] = "auth_failed",
+	[SP_METRICS_CLOSE_PROTOCOL] = "protocol",
+	[SP_METRICS_CLOSE_TAKEOVER] = "takeover",
+	[SP_METRICS_CLOSE_SHUTDOWN] = "shutdown",
+	[SP_METRICS_CLOSE_SLOW_CONSUMER] = "slow_consumer",
+	[SP_METRICS_CLOSE_IDLE] = "idle",
+	[SP_METRICS_CLOSE_INTERNAL] = "internal",
+};
+static const char *const refused_names[SP_METRICS_REFUSED_COUNT] = {
+	[SP_STATUS_ERR_OFFLINE - SP_METRICS_REFUSED_FIRST] = "offline",
+	[SP_STATUS_ERR_TOO_LARGE - SP_METRICS_REFUSED_FIRST] = "too_large",
+	[SP_STATUS_ERR_BAD_RECIPIENT - SP_METRICS_REFUSED_FIRST] = "bad_recipient",
+	[SP_STATUS_ERR_RECIPIENT_BUSY - SP_METRICS_REFUSED_FIRST] = "recipient_busy",
+	[SP_STATUS_ERR_MAILBOX_FULL - SP_METRICS_REFUSED_FIRST] = "mailbox_full",
+	[SP_STATUS_ERR_RATE_LIMITED - SP_METRICS_REFUSED_FIRST] = "rate_limited",
+	[SP_STATUS_ERR_INTERNAL - SP_METRICS_REFUSED_FIRST] = "internal",
+	[SP_STATUS_ERR_SHUTTING_DOWN - SP_METRICS_REFUSED_FIRST] = "shutting_down",
+};
+
+const char *sp_metrics_pattern_name(enum sp_metrics_pattern p)
+{
+	return (unsigned)p < SP_METRICS_PATTERN_COUNT ? pattern_names[p] : NULL;
+}
+
+const char *sp_metrics_outcome_name(enum sp_metrics_outcome o)
+{
+	return (unsigned)o < SP_METRICS_OUTCOME_COUNT ? outcome_names[o] : NULL;
+}
+
+const char *sp_metrics_path_name(enum sp_metrics_path p)
+{
+	return (unsigned)p < SP_METRICS_PATH_COUNT ? path_names[p] : NULL;
+}
+
+const char *sp_metrics_close_name(enum sp_metrics_close c)
+{
+	return (unsigned)c < SP_METRICS_CLOSE_COUNT ? close_names[c] : NULL;
+}
+
+const char *sp_metrics_refused_name(enum sp_status status)
+{
+	unsigned i = (unsigned)status - SP_METRICS_REFUSED_FIRST;
+
+	return i < SP_METRICS_REFUSED_COUNT ? refused_names[i] : NULL;
+}
+
+int sp_metrics_create(struct sp_metrics **out, unsigned nshards)
+{
+	struct sp_metrics *m;
+	struct timespec now;
+	size_t size;
+
+	*out = NULL;
+	if (nshards == 0 || nshards > SP_METRICS_SHARDS_MAX)
+		return -EINVAL;
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	size = (size_t)(nshards + 1) * sizeof(struct sp_metrics_shard);
+	m->slots = aligned_alloc(_Alignof(struct sp_metrics_shard), size);
+	if (!m->slots) {
+		free(m);
+		return -ENOMEM;
+	}
+	memset(m->slots, 0, size);
+	m->nshards = nshards;
+	clock_gettime(CLOCK_REALTIME, &now);
+	m->start_time = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+	pthread_mutex_init(&m->source_lock, NULL);
+	*out = m;
+	return 0;
+}
+
+void sp_metrics_destroy(struct sp_metrics *m)
+{
+	if (!m)
+		return;
+	pthread_mutex_destroy(&m->source_lock);
+	free(m->slots);
+	free(m);
+}
+
+unsigned sp_metrics_nshards(const struct sp_metrics *m)
+{
+	return m->nshards;
+}
+
+struct sp_metrics_shard *sp_metrics_shard(struct sp_metrics *m, unsigned idx)
+{
+	return idx < m->nshards ? &m->slots[idx] : NULL;
+}
+
+struct sp_metrics_shard *sp_metrics_aux(struct sp_metrics *m)
+{
+	return &m->slots[m->nshards];
+}
+
+void sp_metrics_set_ready(struct sp_metrics *m, bool ready)
+{
+	__atomic_store_n(&m->ready, ready ? 1 : 0, __ATOMIC_RELEASE);
+}
+
+bool sp_metrics_ready(const struct sp_metrics *m)
+{
+	return __atomic_load_n(&m->ready, __ATOMIC_ACQUIRE) != 0;
+}
+
+void sp_metrics_set_rocksdb_source(struct sp_metrics *m, sp_metrics_rocksdb_fn fn, void *ctx)
+{
+	pthread_mutex_lock(&m->source_lock);
+	m->rocksdb_fn = fn;
+	m->rocksdb_ctx = fn ? ctx : NULL;
+	pthread_mutex_unlock(&m->source_lock);
+}
+
+void sp_metrics_set_mailbox_base(struct sp_metrics *m, uint64_t entries, uint64_t bytes)
+{
+	__atomic_store_n(&m->mailbox_base_entries, entries, __ATOMIC_RELAXED);
+	__atomic_store_n(&m->mailbox_base_bytes, bytes, __ATOMIC_RELAXED);
+}
+
+void sp_metrics_buf_free(struct sp_metrics_buf *b)
+{
+	free(b->data);
+	b->data = NULL;
+	b->len = 0;
+	b->cap = 0;
+}
+
+/* --- rendering --------------------------------------------------------------- */
+
+/* Appends formatted text; sticky failure through r->err so the render code reads straight. */
+struct writer {
+	struct sp_metrics_buf *b;
+	int err;
+};
+
+__attribute__((format(printf, 2, 3))) static void put(struct writer *w, const char *fmt, ...)
+{
+	va_list ap;
+	size_t room;
+	int n;
+
+	if (w->err)
+		return;
+	for (;;) {
+		room = w->b->cap - w->b->len;
+		va_start(ap, fmt);
+		n = vsnprintf(w->b->data ? w->b->data + w->b->len : NULL, room, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			w->err = -EINVAL;
+			return;
+		}
+		if ((size_t)n < room) {
+			w->b->len += (size_t)n;
+			return;
+		}
+		size_t cap = w->b->cap ? w->b->cap : 4096;
+		while (cap - w->b->len <= (size_t)n)
+			cap *= 2;
+		char *p = realloc(w->b->data, cap);
+		if (!p) {
+			w->err = -ENOMEM;
+			return;
+		}
+		w->b->data = p;
+		w->b->cap = cap;
+	}
+}
+
+static void family(struct writer *w, const char *name, const char *type, const char *help)
+{
+	put(w, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static uint64_t load(const uint64_t *p)
+{
+	return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+static int64_t load_signed(const int64_t *p)
+{
+	return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+/* Sum of one counter over every slot (shards and aux); off is its byte offset in the slot. */
+static uint64_t sum_counter(const struct sp_metrics *m, size_t off)
+{
+	uint64_t v = 0;
+
+	for (unsigned i = 0; i <= m->nshards; i++)
+		v += load((const uint64_t *)((const char *)&m->slots[i] + off));
+	return v;
+}
+
+static int64_t sum_gauge(const struct sp_metrics *m, size_t off)
+{
+	uint64_t v = 0;
+
+	for (unsigned i = 0; i <= m->nshards; i++)
+		v += (uint64_t)load_signed((const int64_t *)((const char *)&m->slots[i] + off));
+	return (int64_t)v;
+}
+
+#define SUM(m, field) sum_counter((m), offsetof(struct sp_metrics_shard, field))
+#define SUM_GAUGE(m, field) sum_gauge((m), offsetof(struct sp_metrics_shard, field))
+
+/* A snapshot of one histogram: buckets read once, so +Inf and _count agree. */
+struct hist_snap {
+	uint64_t bucket[SP_METRICS_HIST_MAX + 1];
+	uint64_t sum;
+};
+
+static void snap_add(struct hist_snap *s, const struct sp_metrics_hist *h, unsigned nbounds)
+{
+	for (unsigned i = 0; i <= nbounds; i++)
+		s->bucket[i] += load(&h->bucket[i]);
+	s->sum += load(&h->sum);
+}
+
+/*
+ * labels: "" or `name="value",` (trailing comma) prepended inside the braces.
+ * scale: the unit of sum in the rendered unit (1e-9 for nanoseconds).
+ */
+static void put_hist(struct writer *w, const char *name, const char *labels,
+		     const struct hist_snap *s, const char *const *le, unsigned nbounds,
+		     int ns_sum)
+{
+	uint64_t cum = 0;
+	size_t llen = strlen(labels);
+
+	for (unsigned i = 0; i < nbounds; i++) {
+		cum += s->bucket[i];
+		put(w, "%s_bucket{%sle=\"%s\"} %" PRIu64 "\n", name, labels, le[i], cum);
+	}
+	cum += s->bucket[nbounds];
+	put(w, "%s_bucket{%sle=\"+Inf\"} %" PRIu64 "\n", name, labels, cum);
+	/* Exact decimal for nanoseconds: no float rounding on the way to seconds. */
+	if (llen)
+		put(w, "%s_sum{%.*s} ", name, (int)(llen - 1), labels);
+	else
+		put(w, "%s_sum ", name);
+	if (ns_sum)
+		put(w, "%" PRIu64 ".%09" PRIu64 "\n", s->sum / 1000000000u, s->sum % 1000000000u);
+	else
+		put(w, "%" PRIu64 "\n", s->sum);
+	if (llen)
+		put(w, "%s_count{%.*s} %" PRIu64 "\n", name, (int)(llen - 1), labels, cum);
+	else
+		put(w, "%s_count %" PRIu64 "\n", name, cum);
+}
+
+static void render_connections(struct writer *w, const struct sp_metrics *m)
+{
+	family(w, "sealpost_connections_open", "gauge", "Device connections currently open.");
+	put(w, "sealpost_connections_open %" PRId64 "\n", SUM_GAUGE(m, connections_open));
+
+	family(w, "sealpost_connections_accepted_total", "counter",
+	       "Device connections accepted.");
+	put(w, "sealpost_connections_accepted_total %" PRIu64 "\n",
+	    SUM(m, connections_accepted));
+
+	family(w, "sealpost_connections_closed_total", "counter",
+	       "Device connections closed, by reason.");
+	for (unsigned r = 0; r < SP_METRICS_CLOSE_COUNT; r++)
+		put(w, "sealpost_connections_closed_total{reason=\"%s\"} %" PRIu64 "\n",
+		    close_names[r], SUM(m, connections_closed[r]));
+
+	family(w, "sealpost_handshakes_total", "counter",
+	       "Noise handshakes ended, by pattern and outcome.");
+	for (unsigned p = 0; p < SP_METRICS_PATTERN_COUNT; p++)
+		for (unsigned o = 0; o < SP_METRICS_OUTCOME_COUNT; o++)
+			put(w, "sealpost_handshakes_total{pattern=\"%s\",outcome=\"%s\"} %" PRIu64
+			    "\n", pattern_names[p], outcome_names[o], SUM(m, handshakes[p][o]));
+}
+
+static void render_envelopes(struct writer *w, const struct sp_metrics *m)
+{
+	family(w, "sealpost_envelopes_accepted_total", "counter",
+	       "Envelopes the broker took responsibility for (SendResult DELIVERED or ACCEPTED).");
+	put(w, "sealpost_envelopes_accepted_total %" PRIu64 "\n", SUM(m, envelopes_accepted));
+
+	family(w, "sealpost_envelopes_delivered_total", "counter",
+	       "Envelopes handed to their recipient's connection, by path.");
+	for (unsigned p = 0; p < SP_METRICS_PATH_COUNT; p++)
+		put(w, "sealpost_envelopes_delivered_total{path=\"%s\"} %" PRIu64 "\n",
+		    path_names[p], SUM(m, envelopes_delivered[p]));
+
+	family(w, "sealpost_envelopes_refused_total", "counter",
+	       "Envelopes refused with an error SendResult, by status.");
+	for (unsigned r = 0; r < SP_METRICS_REFUSED_COUNT; r++)
+		put(w, "sealpost_envelopes_refused_total{reason=\"%s\"} %" PRIu64 "\n",
+		    refused_names[r], SUM(m, envelopes_refused[r]));
+
+	family(w, "sealpost_bytes_received_total", "counter",
+	       "Bytes received from device connections.");
+	put(w, "sealpost_bytes_received_total %" PRIu64 "\n", SUM(m, bytes_received));
+	family(w, "sealpost_bytes_sent_total", "counter", "Bytes sent to device connections.");
+	put(w, "sealpost_bytes_sent_total %" PRIu64 "\n", SUM(m, bytes_sent));
+
+	family(w, "sealpost_mailbox_entries", "gauge", "Envelopes stored in mailboxes.");
+	put(w, "sealpost_mailbox_entries %" PRId64 "\n",
+	    (int64_t)(__atomic_load_n(&m->mailbox_base_entries, __ATOMIC_RELAXED) +
+		      (uint64_t)SUM_GAUGE(m, mailbox_entries)));
+	family(w, "sealpost_mailbox_bytes", "gauge", "Envelope bytes stored in mailboxes.");
+	put(w, "sealpost_mailbox_bytes %" PRId64 "\n",
+	    (int64_t)(__atomic_load_n(&m->mailbox_base_bytes, __ATOMIC_RELAXED) +
+		      (uint64_t)SUM_GAUGE(m, mailbox_bytes)));
+
+	family(w, "sealpost_acks_total", "counter", "Mailbox sequence numbers acknowledged.");
+	put(w, "sealpost_acks_total %" PRIu64 "\n", SUM(m, acks));
+	family(w, "sealpost_expired_total", "counter",
+	       "Mailbox entries removed because their time to live ran out.");
+	put(w, "sealpost_expired_total %" PRIu64 "\n", SUM(m, expired));
+}
+
+static void render_histograms(struct writer *w, const struct sp_metrics *m)
+{
+	static const char *const hs_le[] = SP_METRICS_HANDSHAKE_LE;
+	static const char *const dl_le[] = SP_METRICS_DELIVERY_LE;
+	static const char *const lb_le[] = SP_METRICS_BATCH_LE;
+	struct hist_snap hs = { 0 }, dl = { 0 };
+	char labels[32];
+
+	_Static_assert(sizeof(hs_le) / sizeof(hs_le[0]) == SP_METRICS_HANDSHAKE_NBUCKETS, "le");
+	_Static_assert(sizeof(dl_le) / sizeof(dl_le[0]) == SP_METRICS_DELIVERY_NBUCKETS, "le");
+	_Static_assert(sizeof(lb_le) / sizeof(lb_le[0]) == SP_METRICS_BATCH_NBUCKETS, "le");
+
+	for (unsigned i = 0; i <= m->nshards; i++) {
+		snap_add(&hs, &m->slots[i].handshake_duration, SP_METRICS_HANDSHAKE_NBUCKETS);
+		snap_add(&dl, &m->slots[i].delivery_latency, SP_METRICS_DELIVERY_NBUCKETS);
+	}
+	family(w, "sealpost_handshake_duration_seconds", "histogram",
+	       "Time from the first preamble byte to a completed handshake (successful ones).");
+	put_hist(w, "sealpost_handshake_duration_seconds", "", &hs, hs_le,
+		 SP_METRICS_HANDSHAKE_NBUCKETS, 1);
+	family(w, "sealpost_delivery_latency_seconds", "histogram",
+	       "Time from an envelope's acceptance to its delivery to the recipient.");
+	put_hist(w, "sealpost_delivery_latency_seconds", "", &dl, dl_le,
+		 SP_METRICS_DELIVERY_NBUCKETS, 1);
+
+	/* Per shard: the aux slot runs no event loop, so it has no iterations. */
+	family(w, "sealpost_loop_iterations_total", "counter",
+	       "Event-loop iterations, by shard.");
+	for (unsigned i = 0; i < m->nshards; i++)
+		put(w, "sealpost_loop_iterations_total{shard=\"%u\"} %" PRIu64 "\n", i,
+		    load(&m->slots[i].loop_iterations));
+	family(w, "sealpost_loop_batch_size", "histogram",
+	       "Completions reaped per event-loop iteration, by shard.");
+	for (unsigned i = 0; i < m->nshards; i++) {
+		struct hist_snap lb = { 0 };
+
+		snap_add(&lb, &m->slots[i].loop_batch, SP_METRICS_BATCH_NBUCKETS);
+		snprintf(labels, sizeof(labels), "shard=\"%u\",", i);
+		put_hist(w, "sealpost_loop_batch_size", labels, &lb, lb_le,
+			 SP_METRICS_BATCH_NBUCKETS, 0);
+	}
+}
+
+static void render_rocksdb(struct writer *w, struct sp_metrics *m)
+{
+	struct sp_metrics_rocksdb r = { 0 };
+	int rc = -ENOENT;
+
+	/* Held while the callback runs: see sp_metrics_set_rocksdb_source. */
+	pthread_mutex_lock(&m->source_lock);
+	if (m->rocksdb_fn)
+		rc = m->rocksdb_fn(m->rocksdb_ctx, &r);
+	pthread_mutex_unlock(&m->source_lock);
+	if (rc < 0)
+		return;
+	family(w, "sealpost_rocksdb_write_stall_seconds_total", "counter",
+	       "Time RocksDB stalled or slowed writes.");
+	put(w, "sealpost_rocksdb_write_stall_seconds_total %.9f\n", r.write_stall_seconds);
+	family(w, "sealpost_rocksdb_sst_bytes", "gauge", "Size of all RocksDB SST files.");
+	put(w, "sealpost_rocksdb_sst_bytes %" PRIu64 "\n", r.sst_bytes);
+	family(w, "sealpost_rocksdb_pending_compaction_bytes", "gauge",
+	       "RocksDB's estimate of bytes compaction still has to rewrite.");
+	put(w, "sealpost_rocksdb_pending_compaction_bytes %" PRIu64 "\n",
+	    r.pending_compaction_bytes);
+}
+
+/* Resident set size from /proc/self/statm (second field, in pages). */
+static int read_rss(uint64_t *bytes)
+{
+	unsigned long long size, resident;
+	FILE *f = fopen("/proc/self/statm", "re");
+	int n;
+
+	if (!f)
+		return -errno;
+	n = fscanf(f, "%llu %llu", &size, &resident);
+	fclose(f);
+	if (n != 2)
+		return -EIO;
+	*bytes = (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+	return 0;
+}
+
+static int count_fds(uint64_t *n)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	uint64_t c = 0;
+
+	if (!d)
+		return -errno;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			c++;
+	closedir(d);
+	/* The directory stream's own descriptor was in the listing. */
+	*n = c ? c - 1 : 0;
+	return 0;
+}
+
+static void render_process(struct writer *w, const struct sp_metrics *m, unsigned flags)
+{
+	struct rlimit rl;
+	uint64_t v = 0;
+
+	family(w, "sealpost_process_start_time_seconds", "gauge",
+	       "Start time of the broker since the Unix epoch, in seconds.");
+	put(w, "sealpost_process_start_time_seconds %.3f\n", m->start_time);
+	family(w, "sealpost_build_info", "gauge", "Always 1; the version label names the build.");
+	put(w, "sealpost_build_info{version=\"%s\"} 1\n", SP_VERSION);
+	if (flags & SP_METRICS_RENDER_NO_PROCESS)
+		return;
+	if (read_rss(&v) == 0) {
+		family(w, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+		put(w, "process_resident_memory_bytes %" PRIu64 "\n", v);
+	}
+	if (count_fds(&v) == 0) {
+		family(w, "process_open_fds", "gauge", "Number of open file descriptors.");
+		put(w, "process_open_fds %" PRIu64 "\n", v);
+	}
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+		family(w, "process_max_fds", "gauge", "Maximum number of open file descriptors.");
+		put(w, "process_max_fds %" PRIu64 "\n", (uint64_t)rl.rlim_cur);
+	}
+}
+
+int sp_metrics_render(struct sp_metrics *m, struct sp_metrics_buf *out, unsigned flags)
+{
+	struct writer w = { .b = out, .err = 0 };
+
+	render_connections(&w, m);
+	render_envelopes(&w, m);
+	render_histograms(&w, m);
+	render_rocksdb(&w, m);
+	render_process(&w, m, flags);
+	return w.err;
+}

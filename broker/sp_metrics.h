@@ -1,0 +1,397 @@
+/*
+ * sp_metrics.h: the broker's counters, gauges and histograms, and their
+ * Prometheus text rendering (exposition format 0.0.4).
+ *
+ * Writers: every shard thread owns one struct sp_metrics_shard and is its
+ * only writer; one more slot (sp_metrics_aux) belongs to exactly one thread
+ * that is not a shard (for example the main thread or a storage thread).
+ * A write is a relaxed atomic load and store of a 64-bit word the thread
+ * alone writes: on x86-64 and arm64 that is a plain load, add and store, no
+ * lock prefix, no fence, yet the scrape thread can never read a torn value
+ * and ThreadSanitizer sees no race. Slots are 64-byte aligned so shards never
+ * share a cache line.
+ *
+ * Reader: sp_metrics_render() (the HTTP thread, at scrape time) sums the
+ * slots. Each slot's counters only grow, so every summed counter is monotonic
+ * from one scrape to the next. A histogram's _count is computed from the same
+ * bucket reads as its +Inf bucket, so the two always agree.
+ *
+ * Labels come from the fixed enums below only; no label ever carries a device
+ * key or anything a peer chooses.
+ *
+ * Threading of the rest: sp_metrics_create/destroy from one thread while no
+ * writer or reader runs; sp_metrics_set_ready, sp_metrics_set_rocksdb_source,
+ * sp_metrics_set_mailbox_base and sp_metrics_render from any thread.
+ * Errors: 0 or a negative errno.
+ */
+#ifndef SP_METRICS_H
+#define SP_METRICS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sp_limits.h"
+
+enum { SP_METRICS_SHARDS_MAX = 256 };
+
+/* sealpost_handshakes_total{pattern} */
+enum sp_metrics_pattern {
+	SP_METRICS_PATTERN_IK,
+	SP_METRICS_PATTERN_XX,
+	SP_METRICS_PATTERN_COUNT,
+};
+
+/* sealpost_handshakes_total{outcome} */
+enum sp_metrics_outcome {
+	SP_METRICS_OUTCOME_OK,
+	SP_METRICS_OUTCOME_FAILED,       /* bad decrypt, bad payload, bad key, peer closed */
+	SP_METRICS_OUTCOME_TIMEOUT,      /* handshake_timeout elapsed */
+	SP_METRICS_OUTCOME_RATE_LIMITED, /* refused before any crypto was spent */
+	SP_METRICS_OUTCOME_COUNT,
+};
+
+/* sealpost_envelopes_delivered_total{path} */
+enum sp_metrics_path {
+	SP_METRICS_PATH_LIVE,    /* routed straight to the recipient's connection */
+	SP_METRICS_PATH_MAILBOX, /* read back from the recipient's mailbox */
+	SP_METRICS_PATH_COUNT,
+};
+
+/*
+ * sealpost_connections_closed_total{reason}: why a device connection ended.
+ * The GoAway reasons carry the lower-cased status name without the
+ * "STATUS_GOAWAY_" prefix; sp_metrics_close_from_status() maps them.
+ */
+enum sp_metrics_close {
+	SP_METRICS_CLOSE_PEER,          /* "peer_closed": EOF from the device */
+	SP_METRICS_CLOSE_IO_ERROR,      /* "io_error": reset, broken pipe, other errno */
+	SP_METRICS_CLOSE_PREAMBLE,      /* "bad_preamble": wrong magic, version or pattern */
+	SP_METRICS_CLOSE_HANDSHAKE,     /* "handshake_failed": any handshake failure or timeout */
+	SP_METRICS_CLOSE_AUTH,          /* "auth_failed": a transport message failed to decrypt */
+	SP_METRICS_CLOSE_PROTOCOL,      /* "protocol": GoAway STATUS_GOAWAY_PROTOCOL */
+	SP_METRICS_CLOSE_TAKEOVER,      /* "takeover" */
+	SP_METRICS_CLOSE_SHUTDOWN,      /* "shutdown" */
+	SP_METRICS_CLOSE_SLOW_CONSUMER, /* "slow_consumer" */
+	SP_METRICS_CLOSE_IDLE,          /* "idle" */
+	SP_METRICS_CLOSE_INTERNAL,      /* "internal": out of memory, broker bug */
+	SP_METRICS_CLOSE_COUNT,
+};
+
+/*
+ * sealpost_envelopes_refused_total{reason}: the SendResult error statuses,
+ * lower-cased without the "STATUS_ERR_" prefix ("offline", "too_large", ...).
+ * Index = status - SP_STATUS_ERR_OFFLINE.
+ */
+enum {
+	SP_METRICS_REFUSED_FIRST = SP_STATUS_ERR_OFFLINE,
+	SP_METRICS_REFUSED_COUNT = SP_STATUS_ERR_SHUTTING_DOWN - SP_STATUS_ERR_OFFLINE + 1,
+};
+
+/*
+ * Histogram bucket upper bounds, in the unit the writer passes (nanoseconds
+ * for durations, a plain count for batch sizes). The rendered "le" labels
+ * are in seconds; tests/unit/test_metrics.c checks the two tables agree.
+ *
+ * Handshake duration (first preamble byte to split): an IK responder costs
+ * ~165 us of X25519 on this hardware, plus one round trip on the client's
+ * network; the tail runs to the handshake timeout.
+ */
+#define SP_METRICS_HANDSHAKE_BOUNDS_NS                                                   \
+	{ 250000ull, 500000ull, 1000000ull, 2500000ull, 5000000ull, 10000000ull,         \
+	  25000000ull, 50000000ull, 100000000ull, 250000000ull, 500000000ull,            \
+	  1000000000ull, 2500000000ull, 5000000000ull, 10000000000ull }
+#define SP_METRICS_HANDSHAKE_LE                                                          \
+	{ "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", \
+	  "0.25", "0.5", "1", "2.5", "5", "10" }
+enum { SP_METRICS_HANDSHAKE_NBUCKETS = 15 };
+
+/*
+ * Delivery latency (acceptance to the Deliver frame handed to the kernel):
+ * live routing is tens of microseconds, so the low buckets are fine; mailbox
+ * deliveries wait for the recipient to come back, minutes to days, so the
+ * high buckets are coarse: 1 min, 10 min, 1 h, 6 h, 1 d, 7 d.
+ */
+#define SP_METRICS_DELIVERY_BOUNDS_NS                                                    \
+	{ 25000ull, 50000ull, 100000ull, 250000ull, 500000ull, 1000000ull, 2500000ull,   \
+	  5000000ull, 10000000ull, 25000000ull, 100000000ull, 1000000000ull,             \
+	  10000000000ull, 60000000000ull, 600000000000ull, 3600000000000ull,             \
+	  21600000000000ull, 86400000000000ull, 604800000000000ull }
+#define SP_METRICS_DELIVERY_LE                                                           \
+	{ "2.5e-05", "5e-05", "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", \
+	  "0.01", "0.025", "0.1", "1", "10", "60", "600", "3600", "21600", "86400",      \
+	  "604800" }
+enum { SP_METRICS_DELIVERY_NBUCKETS = 19 };
+
+/*
+ * Completions reaped per event-loop iteration: powers of two up to the
+ * largest CQ batch a shard drains at once.
+ */
+#define SP_METRICS_BATCH_BOUNDS { 1ull, 2ull, 4ull, 8ull, 16ull, 32ull, 64ull, 128ull, 256ull, \
+				  512ull, 1024ull, 2048ull, 4096ull }
+#define SP_METRICS_BATCH_LE { "1", "2", "4", "8", "16", "32", "64", "128", "256", "512", \
+			      "1024", "2048", "4096" }
+enum { SP_METRICS_BATCH_NBUCKETS = 13 };
+
+enum { SP_METRICS_HIST_MAX = 19 }; /* the most bounds any histogram has */
+
+/* bucket[i] counts observations in (bound[i-1], bound[i]]; bucket[n] is above the last bound. */
+struct sp_metrics_hist {
+	uint64_t bucket[SP_METRICS_HIST_MAX + 1];
+	uint64_t sum; /* in the writer's unit */
+};
+
+/*
+ * One writer's figures. Written only through the helpers below, by the
+ * slot's owning thread; read by sp_metrics_render(). The gauges are signed
+ * deltas: a connection opened on one shard and closed on another still sums
+ * right.
+ */
+struct sp_metrics_shard {
+	_Alignas(64) uint64_t bytes_received;
+	uint64_t bytes_sent;
+	uint64_t envelopes_accepted;
+	uint64_t envelopes_delivered[SP_METRICS_PATH_COUNT];
+	uint64_t envelopes_refused[SP_METRICS_REFUSED_COUNT];
+	uint64_t acks;
+	uint64_t expired;
+	uint64_t loop_iterations;
+	uint64_t connections_accepted;
+	int64_t connections_open;
+	int64_t mailbox_entries;
+	int64_t mailbox_bytes;
+	uint64_t connections_closed[SP_METRICS_CLOSE_COUNT];
+	uint64_t handshakes[SP_METRICS_PATTERN_COUNT][SP_METRICS_OUTCOME_COUNT];
+	struct sp_metrics_hist loop_batch;
+	struct sp_metrics_hist delivery_latency;
+	struct sp_metrics_hist handshake_duration;
+};
+
+_Static_assert(sizeof(struct sp_metrics_shard) % 64 == 0, "slots must not share cache lines");
+
+struct sp_metrics;
+
+/*
+ * RocksDB figures, read at scrape time through a callback the daemon
+ * registers. The callback runs on the HTTP thread, so it must be safe to
+ * call concurrently with the shards (rocksdb_property_int is).
+ */
+struct sp_metrics_rocksdb {
+	double write_stall_seconds;        /* cumulative time writes were stalled */
+	uint64_t sst_bytes;                /* total-sst-files-size */
+	uint64_t pending_compaction_bytes; /* estimate-pending-compaction-bytes */
+};
+/* Fills *out; returns 0, or a negative errno to leave the RocksDB figures out of this scrape. */
+typedef int (*sp_metrics_rocksdb_fn)(void *ctx, struct sp_metrics_rocksdb *out);
+
+/* nshards in 1..SP_METRICS_SHARDS_MAX. Every figure starts at zero, not ready. */
+int sp_metrics_create(struct sp_metrics **out, unsigned nshards);
+void sp_metrics_destroy(struct sp_metrics *m);
+
+unsigned sp_metrics_nshards(const struct sp_metrics *m);
+/* The slot of shard idx (< nshards), for that shard's thread only. */
+struct sp_metrics_shard *sp_metrics_shard(struct sp_metrics *m, unsigned idx);
+/* The one slot for a thread that is not a shard; not rendered with a shard label. */
+struct sp_metrics_shard *sp_metrics_aux(struct sp_metrics *m);
+
+/* /readyz answers 200 only while ready: set once listening and storage is open. */
+void sp_metrics_set_ready(struct sp_metrics *m, bool ready);
+bool sp_metrics_ready(const struct sp_metrics *m);
+
+/*
+ * Registers (fn non-NULL) or removes (fn NULL) the RocksDB source. Once a
+ * removal returns, the old callback is not running and will not run again, so
+ * the daemon removes it before closing the database.
+ */
+void sp_metrics_set_rocksdb_source(struct sp_metrics *m, sp_metrics_rocksdb_fn fn, void *ctx);
+
+/*
+ * What the mailboxes held when storage was opened (counted by the daemon);
+ * the shards' deltas are added to it.
+ */
+void sp_metrics_set_mailbox_base(struct sp_metrics *m, uint64_t entries, uint64_t bytes);
+
+/* A growable text buffer; render appends to it. Owned by the caller: free with sp_metrics_buf_free. */
+struct sp_metrics_buf {
+	char *data; /* NUL-terminated once anything was written; malloc'd */
+	size_t len;
+	size_t cap;
+};
+void sp_metrics_buf_free(struct sp_metrics_buf *b);
+
+enum sp_metrics_render_flags {
+	/* Leave out process_resident_memory_bytes, process_open_fds, process_max_fds. */
+	SP_METRICS_RENDER_NO_PROCESS = 1u << 0,
+};
+
+/*
+ * Appends every metric in the text exposition format 0.0.4 to out (the
+ * buffer is borrowed for the call and may be reallocated). Reads the slots
+ * with relaxed atomic loads; calls the RocksDB source if one is set, and
+ * reads /proc/self unless SP_METRICS_RENDER_NO_PROCESS. 0 or -ENOMEM.
+ */
+int sp_metrics_render(struct sp_metrics *m, struct sp_metrics_buf *out, unsigned flags);
+
+/* Content-Type of the rendered text. */
+#define SP_METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
+/* Label values, for tests and docs. NULL if out of range. */
+const char *sp_metrics_pattern_name(enum sp_metrics_pattern p);
+const char *sp_metrics_outcome_name(enum sp_metrics_outcome o);
+const char *sp_metrics_path_name(enum sp_metrics_path p);
+const char *sp_metrics_close_name(enum sp_metrics_close c);
+const char *sp_metrics_refused_name(enum sp_status status);
+
+/* --- hot path: single-writer increments -------------------------------------- */
+
+static inline void sp_metrics_add_(uint64_t *c, uint64_t n)
+{
+	__atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
+}
+
+static inline void sp_metrics_gauge_add_(int64_t *g, int64_t d)
+{
+	/* Unsigned arithmetic: a gauge may pass through negative values per slot. */
+	uint64_t v = (uint64_t)__atomic_load_n(g, __ATOMIC_RELAXED) + (uint64_t)d;
+
+	__atomic_store_n(g, (int64_t)v, __ATOMIC_RELAXED);
+}
+
+static inline void sp_metrics_observe_(struct sp_metrics_hist *h, const uint64_t *bounds,
+				       unsigned n, uint64_t v)
+{
+	unsigned i = 0;
+
+	while (i < n && v > bounds[i])
+		i++;
+	sp_metrics_add_(&h->bucket[i], 1);
+	sp_metrics_add_(&h->sum, v);
+}
+
+/* A device connection was accepted (sealpost_connections_accepted_total, _open). */
+static inline void sp_metrics_conn_accepted(struct sp_metrics_shard *s)
+{
+	sp_metrics_add_(&s->connections_accepted, 1);
+	sp_metrics_gauge_add_(&s->connections_open, 1);
+}
+
+/* A device connection accepted earlier was closed, once per connection. */
+static inline void sp_metrics_conn_closed(struct sp_metrics_shard *s, enum sp_metrics_close why)
+{
+	if ((unsigned)why >= SP_METRICS_CLOSE_COUNT)
+		why = SP_METRICS_CLOSE_INTERNAL;
+	sp_metrics_add_(&s->connections_closed[why], 1);
+	sp_metrics_gauge_add_(&s->connections_open, -1);
+}
+
+/* The close reason for a GoAway status; SP_METRICS_CLOSE_INTERNAL for anything else. */
+static inline enum sp_metrics_close sp_metrics_close_from_status(enum sp_status st)
+{
+	switch (st) {
+	case SP_STATUS_GOAWAY_PROTOCOL: return SP_METRICS_CLOSE_PROTOCOL;
+	case SP_STATUS_GOAWAY_TAKEOVER: return SP_METRICS_CLOSE_TAKEOVER;
+	case SP_STATUS_GOAWAY_SHUTDOWN: return SP_METRICS_CLOSE_SHUTDOWN;
+	case SP_STATUS_GOAWAY_SLOW_CONSUMER: return SP_METRICS_CLOSE_SLOW_CONSUMER;
+	case SP_STATUS_GOAWAY_IDLE: return SP_METRICS_CLOSE_IDLE;
+	default: return SP_METRICS_CLOSE_INTERNAL;
+	}
+}
+
+/*
+ * A handshake ended, once per handshake attempt. duration_ns (first
+ * preamble byte to split) feeds sealpost_handshake_duration_seconds for
+ * successful handshakes only: timeouts would otherwise pile up in the top
+ * bucket and hide the real cost.
+ */
+static inline void sp_metrics_handshake(struct sp_metrics_shard *s, enum sp_metrics_pattern p,
+					enum sp_metrics_outcome o, uint64_t duration_ns)
+{
+	static const uint64_t bounds[] = SP_METRICS_HANDSHAKE_BOUNDS_NS;
+
+	if ((unsigned)p >= SP_METRICS_PATTERN_COUNT || (unsigned)o >= SP_METRICS_OUTCOME_COUNT)
+		return;
+	sp_metrics_add_(&s->handshakes[p][o], 1);
+	if (o == SP_METRICS_OUTCOME_OK)
+		sp_metrics_observe_(&s->handshake_duration, bounds, SP_METRICS_HANDSHAKE_NBUCKETS,
+				    duration_ns);
+}
+
+/* A Send was answered DELIVERED or ACCEPTED (the broker took responsibility for it). */
+static inline void sp_metrics_envelope_accepted(struct sp_metrics_shard *s)
+{
+	sp_metrics_add_(&s->envelopes_accepted, 1);
+}
+
+/*
+ * A Send was answered with an error status (SP_STATUS_ERR_*). A status
+ * outside that range is a broker bug and is counted as "internal".
+ */
+static inline void sp_metrics_envelope_refused(struct sp_metrics_shard *s, enum sp_status st)
+{
+	unsigned i = (unsigned)st - SP_METRICS_REFUSED_FIRST;
+
+	if (i >= SP_METRICS_REFUSED_COUNT)
+		i = SP_STATUS_ERR_INTERNAL - SP_METRICS_REFUSED_FIRST;
+	sp_metrics_add_(&s->envelopes_refused[i], 1);
+}
+
+/*
+ * A Deliver frame carrying an envelope was handed to the kernel for its
+ * recipient. latency_ns: from acceptance (the SendResult) to now; for
+ * mailbox deliveries the daemon computes it from the stored wall-clock
+ * acceptance time (clamp at 0 if the clock stepped back).
+ */
+static inline void sp_metrics_envelope_delivered(struct sp_metrics_shard *s,
+						 enum sp_metrics_path path, uint64_t latency_ns)
+{
+	static const uint64_t bounds[] = SP_METRICS_DELIVERY_BOUNDS_NS;
+
+	if ((unsigned)path >= SP_METRICS_PATH_COUNT)
+		return;
+	sp_metrics_add_(&s->envelopes_delivered[path], 1);
+	sp_metrics_observe_(&s->delivery_latency, bounds, SP_METRICS_DELIVERY_NBUCKETS,
+			    latency_ns);
+}
+
+/* Raw TCP bytes from devices (preamble, handshake, transport, length prefixes). */
+static inline void sp_metrics_bytes_received(struct sp_metrics_shard *s, uint64_t n)
+{
+	sp_metrics_add_(&s->bytes_received, n);
+}
+
+/* Raw TCP bytes the kernel accepted for devices (the completed send's result). */
+static inline void sp_metrics_bytes_sent(struct sp_metrics_shard *s, uint64_t n)
+{
+	sp_metrics_add_(&s->bytes_sent, n);
+}
+
+/* Mailbox contents changed: +1/+len on store, -1/-len on ack or expiry. */
+static inline void sp_metrics_mailbox_add(struct sp_metrics_shard *s, int64_t entries,
+					  int64_t bytes)
+{
+	sp_metrics_gauge_add_(&s->mailbox_entries, entries);
+	sp_metrics_gauge_add_(&s->mailbox_bytes, bytes);
+}
+
+/* n sequence numbers acknowledged (one Ack frame may carry several). */
+static inline void sp_metrics_acks(struct sp_metrics_shard *s, uint64_t n)
+{
+	sp_metrics_add_(&s->acks, n);
+}
+
+/* n mailbox entries removed because their time to live ran out. */
+static inline void sp_metrics_expired(struct sp_metrics_shard *s, uint64_t n)
+{
+	sp_metrics_add_(&s->expired, n);
+}
+
+/* One event-loop iteration that reaped ncqes completions (0 allowed: a wake-up with none). */
+static inline void sp_metrics_loop_iteration(struct sp_metrics_shard *s, uint64_t ncqes)
+{
+	static const uint64_t bounds[] = SP_METRICS_BATCH_BOUNDS;
+
+	sp_metrics_add_(&s->loop_iterations, 1);
+	sp_metrics_observe_(&s->loop_batch, bounds, SP_METRICS_BATCH_NBUCKETS, ncqes);
+}
+
+#endif
