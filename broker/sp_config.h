@@ -1,0 +1,104 @@
+/*
+ * sp_config.h: sealpostd's configuration and its command line.
+ *
+ * The configuration is a plain struct filled by sp_config_defaults and
+ * sp_config_parse and then passed (const) to whoever needs it; there is no
+ * global. Every limit is a named option with a default and a range; the
+ * option table in sp_config.c is the single source for parsing, range checks
+ * and --help, so they cannot disagree.
+ *
+ * Protocol maxima (common/sp_limits.h) bound the ranges: a configuration may
+ * lower a wire limit, never raise it.
+ */
+#ifndef SP_CONFIG_H
+#define SP_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#include "sp_log.h"
+
+enum {
+	SP_CONFIG_PATH_MAX = 4096,
+	SP_CONFIG_HOST_MAX = 256,
+	SP_CONFIG_ERR_MAX = 256,
+};
+
+/* Defaults; --help prints them from the option table. */
+#define SP_DEFAULT_LISTEN "127.0.0.1:7400"
+#define SP_DEFAULT_DATA_DIR "./data"
+enum {
+	SP_DEFAULT_PORT = 7400,
+	/* 20,000 open files per process on these machines, hard: leave room for the
+	 * listener, the ring, RocksDB's files and the odd accept beyond the cap. */
+	SP_DEFAULT_MAX_CONNS = 16000,
+	SP_DEFAULT_SENDQ_MAX = 256 * 1024,
+	SP_DEFAULT_HANDSHAKE_TIMEOUT_MS = 10000,
+	SP_DEFAULT_IDLE_TIMEOUT_S = 600,
+	SP_DEFAULT_HANDSHAKE_RATE = 5000,
+	SP_DEFAULT_RECV_BUFFERS = 2048,
+	SP_DEFAULT_RECV_BUFFER_SIZE = 16384,
+	SP_DEFAULT_CLOSE_GRACE_MS = 2000,
+	SP_DEFAULT_LOG_RATE = 10,
+	/* A connection slot fits in 24 bits of a route handle (sp_shard.h). */
+	SP_CONFIG_MAX_CONNS_MAX = 1 << 20,
+	/* io_uring buffer rings hold at most 32768 entries. */
+	SP_CONFIG_RECV_BUFFERS_MAX = 32768,
+};
+
+struct sp_config {
+	/* --listen HOST:PORT, parsed (numeric addresses only: no DNS on startup). */
+	char listen[SP_CONFIG_HOST_MAX];
+	struct sockaddr_storage listen_addr;
+	socklen_t listen_addr_len;
+	char data_dir[SP_CONFIG_PATH_MAX];
+
+	uint32_t max_conns;             /* connections per process */
+	uint32_t max_envelope;          /* largest Send body accepted, <= SP_BODY_MAX */
+	uint64_t sendq_max;             /* per-connection outbound queue before RECIPIENT_BUSY;
+					 * 2x this closes the connection (SLOW_CONSUMER) */
+	uint32_t handshake_timeout_ms;  /* from accept to transport */
+	uint32_t idle_timeout_s;        /* nothing received for this long: GoAway IDLE; 0 = off */
+	uint32_t handshake_rate;        /* accepted connections per second per shard; 0 = no limit */
+	uint32_t recv_buffers;          /* provided-buffer ring entries (power of two) */
+	uint32_t recv_buffer_size;      /* bytes per receive buffer */
+	uint32_t close_grace_ms;        /* how long a GoAway'd connection may take to drain */
+	uint32_t log_rate;              /* peer-triggered log lines per second per event kind */
+	enum sp_log_level log_level;
+};
+
+/* Fills every field with its default. */
+void sp_config_defaults(struct sp_config *c);
+
+enum sp_config_result {
+	SP_CONFIG_OK = 0,       /* run */
+	SP_CONFIG_HELP = 1,     /* --help given: print sp_config_usage, exit 0 */
+	SP_CONFIG_VERSION = 2,  /* --version given */
+};
+
+/*
+ * Parses argv[1..argc) into c (which should hold defaults). Options are
+ * "--name VALUE" or "--name=VALUE". Returns an sp_config_result, or -EINVAL
+ * with a message naming the option in err (err_cap bytes); exit status 2.
+ * argv: borrowed for the call (strings are copied).
+ */
+int sp_config_parse(struct sp_config *c, int argc, char *const argv[], char *err, size_t err_cap);
+
+/*
+ * Parses "HOST:PORT" ("[v6]:PORT" for IPv6; numeric host only) into addr.
+ * 0 or -EINVAL.
+ */
+int sp_config_parse_listen(const char *s, struct sockaddr_storage *addr, socklen_t *len);
+
+/* Writes the usage text: every option, its meaning and default. */
+void sp_config_usage(FILE *f, const char *prog);
+
+/* Hard outbound queue limit: a connection above it is a slow consumer. */
+static inline uint64_t sp_config_sendq_hard(const struct sp_config *c)
+{
+	return 2 * c->sendq_max;
+}
+
+#endif
