@@ -20,8 +20,6 @@
  * repeated oneof members), the last value of a scalar wins, repeated seqs
  * concatenate across packed and unpacked runs. tests/unit/test_frame.c and
  * tests/fuzz/fuzz_frame.c check both directions against protobuf-c.
- * The one deliberate difference: a length prefix that would wrap protobuf-c's
- * 32-bit bounds check is refused here.
  *
  * Hellos (once per connection) use protobuf_c_message_unpack with a
  * ProtobufCAllocator carved from a stack arena: no malloc, and an arena too
@@ -169,13 +167,18 @@ static int get_varint(struct reader *r, unsigned max, uint64_t *out)
 /*
  * Reads the next field. Mirrors protobuf-c 1.4's limits exactly, so both
  * decoders accept the same inputs: tags of at most 5 bytes, varints of at most
- * 10, length prefixes of at most 5 (low 32 bits taken), groups and wire types
- * 6 and 7 refused.
+ * 10, length prefixes of at most 5, groups and wire types
+ * 6 and 7 refused, a first tag byte below 8 (field 0) refused.
  */
 static int next_field(struct reader *r, struct field *fl)
 {
 	uint64_t tag, len;
 
+	/* Field number 0 does not exist; protobuf-c refuses it when the first
+	 * tag byte says so (an overlong tag that decodes to 0 is an unknown
+	 * field to protobuf-c, and so it is here). */
+	if (r->p < r->end && (*r->p & 0xf8) == 0)
+		return -EBADMSG;
 	if (get_varint(r, 5, &tag) < 0)
 		return -EBADMSG;
 	fl->num = (uint32_t)(tag >> 3);
@@ -191,7 +194,6 @@ static int next_field(struct reader *r, struct field *fl)
 	case WT_LEN:
 		if (get_varint(r, 5, &len) < 0)
 			return -EBADMSG;
-		len = (uint32_t)len;
 		if (len > (size_t)(r->end - r->p))
 			return -EBADMSG;
 		fl->data = r->p;
