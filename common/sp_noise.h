@@ -164,7 +164,8 @@ int sp_noise_encryptv(struct sp_noise_cipher *c, const struct sp_noise_iov *iov,
 /*
  * Transport decryption in place: buf holds len ciphertext bytes (tag
  * included); on success *plain_len = len - SP_TAG_LEN and buf holds the
- * plaintext. On -EBADMSG the nonce is not advanced (the caller closes).
+ * plaintext. On -EBADMSG the nonce is not advanced (the caller closes) and
+ * buf's contents are unspecified (libsodium zeroes them).
  */
 int sp_noise_decrypt(struct sp_noise_cipher *c, uint8_t *buf, size_t len, size_t *plain_len);
 
