@@ -921,8 +921,13 @@ static int load_meta(struct sp_store_batch *b, const uint8_t recipient[SP_KEY_LE
 		rc = meta_decode((const uint8_t *)val, vlen, m);
 		rocksdb_free(val);
 		if (rc < 0) {
+			/* The range shows what is stored, not what was acked: its
+			 * last seq + 1 may be below seqs already handed out. A new
+			 * epoch puts the floor above all of them. */
 			st->stats.corrupt++;
 			rc = rebuild_meta(st, recipient, m);
+			if (rc == 0)
+				rc = bump_epoch(st);
 			if (rc < 0)
 				return rc;
 		}
@@ -1025,7 +1030,7 @@ int sp_store_enqueue(struct sp_store_batch *b, const struct sp_store_envelope *e
 	uint8_t id[SP_STORE_DEDUP_ID_LEN];
 	uint8_t mkey[SP_STORE_MAILBOX_KEY_LEN], ekey[SP_STORE_EXPIRY_MAILBOX_KEY_LEN];
 	uint8_t dkey[SP_STORE_EXPIRY_DEDUP_KEY_LEN], dval[SP_STORE_DEDUP_VALUE_LEN];
-	uint8_t *val = NULL;
+	uint8_t hdr[SP_STORE_MAILBOX_HDR_LEN];
 	struct sp_store *st;
 	struct mbox_hdr h;
 	struct meta m;
@@ -1067,11 +1072,6 @@ int sp_store_enqueue(struct sp_store_batch *b, const struct sp_store_envelope *e
 		rc = -EOVERFLOW; /* 2^64 sequences: not reachable in practice */
 		goto out;
 	}
-	val = malloc(SP_STORE_MAILBOX_HDR_LEN + env->body_len);
-	if (!val) {
-		rc = -ENOMEM;
-		goto out;
-	}
 	seq = m.next_seq++;
 	m.count++;
 	m.bytes += env->body_len;
@@ -1079,13 +1079,21 @@ int sp_store_enqueue(struct sp_store_batch *b, const struct sp_store_envelope *e
 	h.body_len = (uint32_t)env->body_len;
 	h.accepted_ms = b->now_ms;
 	h.expires_ms = add_sat(b->now_ms, env->ttl_ms ? env->ttl_ms : st->cfg.ttl_ms);
-	mbox_hdr_encode(val, &h);
-	if (env->body_len)
-		memcpy(val + SP_STORE_MAILBOX_HDR_LEN, env->body, env->body_len);
+	mbox_hdr_encode(hdr, &h);
 	sp_store_mailbox_key(mkey, env->recipient, seq);
 	sp_store_expiry_mailbox_key(ekey, h.expires_ms, env->recipient, seq);
-	batch_put(b, SP_STORE_CF_MAILBOX, mkey, sizeof(mkey), val,
-		  SP_STORE_MAILBOX_HDR_LEN + env->body_len);
+	{
+		/* Header and body as two slices: the body is copied once, by
+		 * RocksDB into the batch, straight from the caller's buffer. */
+		const char *kp[1] = { (const char *)mkey };
+		const size_t kl[1] = { sizeof(mkey) };
+		const char *vp[2] = { (const char *)hdr, env->body_len ? (const char *)env->body : "" };
+		const size_t vl[2] = { sizeof(hdr), env->body_len };
+
+		rocksdb_writebatch_wi_putv_cf(b->wb, st->cf[SP_STORE_CF_MAILBOX], 1, kp, kl, 2, vp,
+					      vl);
+		b->ops++;
+	}
 	batch_put(b, SP_STORE_CF_EXPIRY, ekey, sizeof(ekey), NULL, 0);
 	store_meta(b, env->recipient, &m);
 	if (env->client_id) {
@@ -1101,7 +1109,6 @@ int sp_store_enqueue(struct sp_store_batch *b, const struct sp_store_envelope *e
 	*seq_out = seq;
 	rc = 0;
 out:
-	free(val);
 	return rc;
 }
 

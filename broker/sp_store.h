@@ -44,7 +44,8 @@
  *   dedup v1:   u8 version=1 | u8[7] zero | u64 seq | u64 expires_ms (24 bytes)
  * A value of another version, with non-zero reserved bytes, or of the wrong
  * length is "corrupt": reads skip and count it (never crash); a corrupt meta
- * value is rebuilt from the device's mailbox range.
+ * value is rebuilt from the device's mailbox range (and the epoch advanced,
+ * since the range cannot show seqs that were already acked).
  *
  * What is stored about people (SECURITY.md): the recipient key in the clear
  * (it is the address; unavoidable while the envelope waits), the body
