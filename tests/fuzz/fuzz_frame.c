@@ -1,0 +1,212 @@
+/*
+ * fuzz_frame.c: everything a peer can put into a transport plaintext or a
+ * handshake payload, through sp_frame.
+ *
+ * 1. The input as a transport plaintext: sp_frame_next until the end or an
+ *    error; every decoded frame must lie inside the input, must re-encode,
+ *    and must decode again to the same frame.
+ * 2. The input as one FrameHeader (when it fits the limit): sp_frame's hand
+ *    decoder must agree with protobuf-c's unpack, accept for accept and
+ *    value for value (differential).
+ * 3. The input as ClientHello and as ServerHello, against protobuf-c too.
+ *
+ * Any disagreement or broken invariant aborts.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sealpost.pb-c.h"
+#include "sp_frame.h"
+
+static void check(int ok)
+{
+	if (!ok)
+		abort();
+}
+
+static int same_frame(const struct sp_frame *a, const struct sp_frame *b)
+{
+	if (a->type != b->type)
+		return 0;
+	switch (a->type) {
+	case SP_FRAME_SEND:
+		return a->u.send.to_ok == b->u.send.to_ok &&
+		       memcmp(a->u.send.to, b->u.send.to, SP_KEY_LEN) == 0 &&
+		       a->u.send.client_id == b->u.send.client_id && a->u.send.flags == b->u.send.flags;
+	case SP_FRAME_SEND_RESULT:
+		return a->u.send_result.client_id == b->u.send_result.client_id &&
+		       (uint32_t)a->u.send_result.status == (uint32_t)b->u.send_result.status &&
+		       a->u.send_result.seq == b->u.send_result.seq;
+	case SP_FRAME_DELIVER:
+		return a->u.deliver.seq == b->u.deliver.seq;
+	case SP_FRAME_ACK:
+		return a->u.ack.count == b->u.ack.count &&
+		       memcmp(a->u.ack.seqs, b->u.ack.seqs, a->u.ack.count * sizeof(uint64_t)) == 0;
+	case SP_FRAME_DRAINED:
+		return a->u.drained.count == b->u.drained.count;
+	case SP_FRAME_PING:
+	case SP_FRAME_PONG:
+		return a->u.ping.id == b->u.ping.id;
+	case SP_FRAME_GOAWAY:
+		return (uint32_t)a->u.goaway.code == (uint32_t)b->u.goaway.code;
+	default:
+		return 0;
+	}
+}
+
+/* protobuf-c's reading of header bytes, under sp_frame_next's rules. */
+static int ref_decode(const uint8_t *h, size_t n, struct sp_frame *f)
+{
+	Sealpost__V1__FrameHeader *m = sealpost__v1__frame_header__unpack(NULL, n, h);
+	int ret = 0;
+
+	if (!m)
+		return -EBADMSG;
+	memset(f, 0, sizeof(*f));
+	f->type = (enum sp_frame_type)m->kind_case;
+	switch (m->kind_case) {
+	case SEALPOST__V1__FRAME_HEADER__KIND_SEND:
+		f->u.send.client_id = m->send->client_id;
+		f->u.send.flags = m->send->flags;
+		if (m->send->to.len == SP_KEY_LEN) {
+			memcpy(f->u.send.to, m->send->to.data, SP_KEY_LEN);
+			f->u.send.to_ok = 1;
+		}
+		break;
+	case SEALPOST__V1__FRAME_HEADER__KIND_SEND_RESULT:
+		f->u.send_result.client_id = m->send_result->client_id;
+		f->u.send_result.status = (enum sp_status)m->send_result->status;
+		f->u.send_result.seq = m->send_result->seq;
+		break;
+	case SEALPOST__V1__FRAME_HEADER__KIND_DELIVER:
+		f->u.deliver.seq = m->deliver->seq;
+		break;
+	case SEALPOST__V1__FRAME_HEADER__KIND_ACK:
+		if (m->ack->n_seqs > SP_ACK_SEQS_MAX) {
+			ret = -EBADMSG;
+			break;
+		}
+		f->u.ack.count = (uint32_t)m->ack->n_seqs;
+		for (size_t i = 0; i < m->ack->n_seqs; i++)
+			f->u.ack.seqs[i] = m->ack->seqs[i];
+		break;
+	case SEALPOST__V1__FRAME_HEADER__KIND_DRAINED:
+		f->u.drained.count = m->drained->count;
+		break;
+	case SEALPOST__V1__FRAME_HEADER__KIND_PING:
+		f->u.ping.id = m->ping->id;
+		break;
+	case SEALPOST__V1__FRAME_HEADER__KIND_PONG:
+		f->u.ping.id = m->pong->id;
+		break;
+	case SEALPOST__V1__FRAME_HEADER__KIND_GOAWAY:
+		f->u.goaway.code = (enum sp_status)m->goaway->code;
+		break;
+	default:
+		ret = -EBADMSG;
+	}
+	sealpost__v1__frame_header__free_unpacked(m, NULL);
+	return ret;
+}
+
+static uint8_t out[SP_TRANSPORT_PLAINTEXT_MAX + SP_FRAME_PREFIX_LEN + SP_FRAME_HEADER_MAX];
+
+static void walk_frames(const uint8_t *data, size_t size)
+{
+	struct sp_frame f, g;
+	size_t off = 0;
+	int ret;
+
+	for (;;) {
+		size_t at = off, enc = 0, roff = 0;
+
+		ret = sp_frame_next(data, size, &off, &f);
+		if (ret < 0) {
+			check(ret == -ENODATA || ret == -EBADMSG || ret == -EMSGSIZE);
+			check(off == at);
+			check(ret != -ENODATA || off == size);
+			return;
+		}
+		check(off > at && off <= size);
+		check(f.body_len <= SP_BODY_MAX);
+		if (f.type == SP_FRAME_SEND || f.type == SP_FRAME_DELIVER) {
+			check(f.body >= data + at && f.body + f.body_len == data + off);
+		} else {
+			check(f.body == NULL && f.body_len == 0);
+		}
+		check(f.type != SP_FRAME_ACK || f.u.ack.count <= SP_ACK_SEQS_MAX);
+		check(f.type != SP_FRAME_SEND || f.u.send.to_ok <= 1);
+
+		/* Re-encode: exact size, and it reads back the same. A Send whose
+		 * `to` was not 32 bytes goes out with the zeroed 32 bytes. */
+		check(sp_frame_put(out, sizeof(out), &enc, &f) == 0);
+		check(enc == sp_frame_size(&f, f.body_len));
+		check(sp_frame_next(out, enc, &roff, &g) == 0 && roff == enc);
+		if (f.type == SP_FRAME_SEND && !f.u.send.to_ok)
+			f.u.send.to_ok = 1;
+		check(same_frame(&f, &g));
+		check(g.body_len == f.body_len);
+		check(f.body_len == 0 || memcmp(g.body, f.body, f.body_len) == 0);
+	}
+}
+
+static void differential_header(const uint8_t *data, size_t size)
+{
+	struct sp_frame a, b;
+	size_t off = 0;
+	int ra, rb;
+
+	if (size == 0 || size > SP_FRAME_HEADER_MAX)
+		return;
+	out[0] = (uint8_t)(size >> 8);
+	out[1] = (uint8_t)size;
+	out[2] = 0;
+	out[3] = 0;
+	memcpy(out + SP_FRAME_PREFIX_LEN, data, size);
+	ra = sp_frame_next(out, SP_FRAME_PREFIX_LEN + size, &off, &a);
+	rb = ref_decode(data, size, &b);
+	check(ra == rb);
+	check(ra != 0 || same_frame(&a, &b));
+}
+
+static void hellos(const uint8_t *data, size_t size)
+{
+	struct sp_hello h;
+	int r;
+
+	r = sp_frame_client_hello_decode(data, size, &h);
+	if (size > SP_HANDSHAKE_PAYLOAD_MAX) {
+		check(r == -EMSGSIZE);
+	} else {
+		Sealpost__V1__ClientHello *m = sealpost__v1__client_hello__unpack(NULL, size, data);
+
+		/* The arena may refuse what malloc allows, never the reverse. */
+		check(r == 0 || r == -EBADMSG);
+		check(r != 0 || (m && m->protocol_version == h.protocol_version));
+		if (m)
+			sealpost__v1__client_hello__free_unpacked(m, NULL);
+	}
+	r = sp_frame_server_hello_decode(data, size, &h);
+	if (size > SP_HANDSHAKE_PAYLOAD_MAX) {
+		check(r == -EMSGSIZE);
+	} else {
+		Sealpost__V1__ServerHello *m = sealpost__v1__server_hello__unpack(NULL, size, data);
+
+		check(r == 0 || r == -EBADMSG);
+		check(r != 0 || (m && m->protocol_version == h.protocol_version &&
+				 m->max_envelope == h.max_envelope &&
+				 m->max_transport == h.max_transport));
+		if (m)
+			sealpost__v1__server_hello__free_unpacked(m, NULL);
+	}
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	walk_frames(data, size);
+	differential_header(data, size);
+	hellos(data, size);
+	return 0;
+}
