@@ -368,7 +368,7 @@ static void render_histograms(struct writer *w, const struct sp_metrics *m)
 	static const char *const hs_le[] = SP_METRICS_HANDSHAKE_LE;
 	static const char *const dl_le[] = SP_METRICS_DELIVERY_LE;
 	static const char *const lb_le[] = SP_METRICS_BATCH_LE;
-	struct hist_snap hs = { 0 }, dl = { 0 };
+	struct hist_snap hs = { 0 }, dl[SP_METRICS_PATH_COUNT] = { 0 };
 	char labels[32];
 
 	_Static_assert(sizeof(hs_le) / sizeof(hs_le[0]) == SP_METRICS_HANDSHAKE_NBUCKETS, "le");
@@ -377,16 +377,21 @@ static void render_histograms(struct writer *w, const struct sp_metrics *m)
 
 	for (unsigned i = 0; i <= m->nshards; i++) {
 		snap_add(&hs, &m->slots[i].handshake_duration, SP_METRICS_HANDSHAKE_NBUCKETS);
-		snap_add(&dl, &m->slots[i].delivery_latency, SP_METRICS_DELIVERY_NBUCKETS);
+		for (unsigned p = 0; p < SP_METRICS_PATH_COUNT; p++)
+			snap_add(&dl[p], &m->slots[i].delivery_latency[p],
+				 SP_METRICS_DELIVERY_NBUCKETS);
 	}
 	family(w, "sealpost_handshake_duration_seconds", "histogram",
 	       "Time from the first preamble byte to a completed handshake (successful ones).");
 	put_hist(w, "sealpost_handshake_duration_seconds", "", &hs, hs_le,
 		 SP_METRICS_HANDSHAKE_NBUCKETS, 1);
 	family(w, "sealpost_delivery_latency_seconds", "histogram",
-	       "Time from an envelope's acceptance to its delivery to the recipient.");
-	put_hist(w, "sealpost_delivery_latency_seconds", "", &dl, dl_le,
-		 SP_METRICS_DELIVERY_NBUCKETS, 1);
+	       "Time from an envelope's acceptance to its delivery to the recipient, by path.");
+	for (unsigned p = 0; p < SP_METRICS_PATH_COUNT; p++) {
+		snprintf(labels, sizeof(labels), "path=\"%s\",", path_names[p]);
+		put_hist(w, "sealpost_delivery_latency_seconds", labels, &dl[p], dl_le,
+			 SP_METRICS_DELIVERY_NBUCKETS, 1);
+	}
 
 	/* Per shard: the aux slot runs no event loop, so it has no iterations. */
 	family(w, "sealpost_loop_iterations_total", "counter",

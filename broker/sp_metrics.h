@@ -107,10 +107,11 @@ enum {
 enum { SP_METRICS_HANDSHAKE_NBUCKETS = 15 };
 
 /*
- * Delivery latency (acceptance to the Deliver frame handed to the kernel):
- * live routing is tens of microseconds, so the low buckets are fine; mailbox
- * deliveries wait for the recipient to come back, minutes to days, so the
- * high buckets are coarse: 1 min, 10 min, 1 h, 6 h, 1 d, 7 d.
+ * Delivery latency (acceptance to the Deliver frame handed to the kernel),
+ * one histogram per path: live routing is tens of microseconds, so the low
+ * buckets are fine; mailbox deliveries wait for the recipient to come back,
+ * minutes to days, so the high buckets are coarse: 1 min, 10 min, 1 h, 6 h,
+ * 1 d, 7 d. Split by path so the mailbox wait never hides the live latency.
  */
 #define SP_METRICS_DELIVERY_BOUNDS_NS                                                    \
 	{ 25000ull, 50000ull, 100000ull, 250000ull, 500000ull, 1000000ull, 2500000ull,   \
@@ -163,7 +164,7 @@ struct sp_metrics_shard {
 	uint64_t connections_closed[SP_METRICS_CLOSE_COUNT];
 	uint64_t handshakes[SP_METRICS_PATTERN_COUNT][SP_METRICS_OUTCOME_COUNT];
 	struct sp_metrics_hist loop_batch;
-	struct sp_metrics_hist delivery_latency;
+	struct sp_metrics_hist delivery_latency[SP_METRICS_PATH_COUNT];
 	struct sp_metrics_hist handshake_duration;
 };
 
@@ -349,7 +350,7 @@ static inline void sp_metrics_envelope_delivered(struct sp_metrics_shard *s,
 	if ((unsigned)path >= SP_METRICS_PATH_COUNT)
 		return;
 	sp_metrics_add_(&s->envelopes_delivered[path], 1);
-	sp_metrics_observe_(&s->delivery_latency, bounds, SP_METRICS_DELIVERY_NBUCKETS,
+	sp_metrics_observe_(&s->delivery_latency[path], bounds, SP_METRICS_DELIVERY_NBUCKETS,
 			    latency_ns);
 }
 

@@ -302,12 +302,22 @@ static void test_counters_exact(void **state)
 	assert_int_equal(value(&p, "sealpost_envelopes_refused_total{reason=\"too_large\"}"), 1);
 	assert_int_equal(value(&p, "sealpost_envelopes_refused_total{reason=\"internal\"}"), 1);
 	assert_int_equal(value(&p, "sealpost_envelopes_refused_total{reason=\"mailbox_full\"}"), 0);
-	assert_int_equal(value(&p, "sealpost_delivery_latency_seconds_count"), 3);
-	assert_true(value(&p, "sealpost_delivery_latency_seconds_sum") == 90.0001);
-	assert_int_equal(value(&p, "sealpost_delivery_latency_seconds_bucket{le=\"5e-05\"}"), 1);
-	assert_int_equal(value(&p, "sealpost_delivery_latency_seconds_bucket{le=\"0.0001\"}"), 2);
-	assert_int_equal(value(&p, "sealpost_delivery_latency_seconds_bucket{le=\"60\"}"), 2);
-	assert_int_equal(value(&p, "sealpost_delivery_latency_seconds_bucket{le=\"600\"}"), 3);
+	assert_int_equal(value(&p, "sealpost_delivery_latency_seconds_count{path=\"live\"}"), 2);
+	assert_true(value(&p, "sealpost_delivery_latency_seconds_sum{path=\"live\"}") == 0.0001);
+	assert_int_equal(
+		value(&p, "sealpost_delivery_latency_seconds_bucket{path=\"live\",le=\"2.5e-05\"}"), 0);
+	assert_int_equal(
+		value(&p, "sealpost_delivery_latency_seconds_bucket{path=\"live\",le=\"5e-05\"}"), 1);
+	assert_int_equal(
+		value(&p, "sealpost_delivery_latency_seconds_bucket{path=\"live\",le=\"0.0001\"}"), 2);
+	assert_int_equal(
+		value(&p, "sealpost_delivery_latency_seconds_bucket{path=\"live\",le=\"+Inf\"}"), 2);
+	assert_int_equal(value(&p, "sealpost_delivery_latency_seconds_count{path=\"mailbox\"}"), 1);
+	assert_true(value(&p, "sealpost_delivery_latency_seconds_sum{path=\"mailbox\"}") == 90);
+	assert_int_equal(
+		value(&p, "sealpost_delivery_latency_seconds_bucket{path=\"mailbox\",le=\"60\"}"), 0);
+	assert_int_equal(
+		value(&p, "sealpost_delivery_latency_seconds_bucket{path=\"mailbox\",le=\"600\"}"), 1);
 
 	assert_int_equal(value(&p, "sealpost_bytes_received_total"), 1234);
 	assert_int_equal(value(&p, "sealpost_bytes_sent_total"), 4321);
@@ -663,11 +673,11 @@ static void test_concurrent_render(void **state)
 		render_parse(m, SP_METRICS_RENDER_NO_PROCESS, &p);
 		double acc = value(&p, "sealpost_envelopes_accepted_total");
 		double bytes = value(&p, "sealpost_bytes_received_total");
-		double count = value(&p, "sealpost_delivery_latency_seconds_count");
+		double count = value(&p, "sealpost_delivery_latency_seconds_count{path=\"live\"}");
 
 		assert_true(acc >= last_acc && bytes >= last_bytes && count >= last_count);
-		assert_true(value(&p, "sealpost_delivery_latency_seconds_bucket{le=\"+Inf\"}") ==
-			    count);
+		assert_true(value(&p, "sealpost_delivery_latency_seconds_bucket{path=\"live\","
+				      "le=\"+Inf\"}") == count);
 		last_acc = acc;
 		last_bytes = bytes;
 		last_count = count;
@@ -679,7 +689,8 @@ static void test_concurrent_render(void **state)
 	render_parse(m, SP_METRICS_RENDER_NO_PROCESS, &p);
 	assert_int_equal(value(&p, "sealpost_envelopes_accepted_total"), WRITERS * ROUNDS);
 	assert_int_equal(value(&p, "sealpost_bytes_received_total"), 3 * WRITERS * ROUNDS);
-	assert_int_equal(value(&p, "sealpost_delivery_latency_seconds_count"), WRITERS * ROUNDS);
+	assert_int_equal(value(&p, "sealpost_delivery_latency_seconds_count{path=\"live\"}"),
+			 WRITERS * ROUNDS);
 	assert_int_equal(value(&p, "sealpost_loop_iterations_total{shard=\"1\"}"), ROUNDS);
 	assert_int_equal(value(&p, "sealpost_loop_batch_size_bucket{shard=\"0\",le=\"1\"}"),
 			 ROUNDS / 8); /* i & 15 in {0, 1}: 2 of every 16 */
