@@ -1,0 +1,348 @@
+/*
+ * sealpost.h: libsealpost, the sealpost client library (public API).
+ *
+ * A device holds a long-lived X25519 key pair; its public key is its address.
+ * The library connects to a sealpost broker over TCP with a Noise handshake
+ * (IK when the broker's public key is known, XX on first contact), seals each
+ * application message end to end for its recipient (Noise_X: only the
+ * recipient can open it, and it learns who wrote it), and opens what the
+ * broker delivers. The broker only ever sees sealed bytes.
+ *
+ * This header is self-contained: it includes only <stdint.h>, <stddef.h> and
+ * <stdbool.h>. docs/CLIENT.md is the guide; this file is the contract.
+ *
+ * Errors: every function that can fail returns 0 (or a count, where said) on
+ * success and a negative errno on failure, like liburing:
+ *   -EINVAL      bad argument (NULL where not allowed, bad hex, bad address)
+ *   -ENOMEM      out of memory
+ *   -EMSGSIZE    message too large for the broker's max_envelope, or an
+ *                output buffer too small
+ *   -ETIMEDOUT   the timeout expired (connect, flush, send_wait)
+ *   -ECONNRESET  the broker closed the connection, or it was reset (this is
+ *                also what a wrong server key looks like with IK: the broker
+ *                closes without a reply)
+ *   -ECONNREFUSED, -EHOSTUNREACH, ... from connect(2); -ENOENT, -EACCES, ...
+ *                from key files
+ *   -EPROTO      the broker broke the protocol (bad length, bad frame, bad
+ *                handshake payload)
+ *   -EBADMSG     authentication failed (a transport message, or a sealed
+ *                envelope that does not open)
+ *   -ENOTCONN    the connection is closed (or closing after a GoAway)
+ *   -ENOBUFS     the send queue is full: call sp_client_flush() or
+ *                sp_client_step() and retry
+ *   -EADDRNOTAVAIL  host name did not resolve
+ *
+ * Threading: no global state. An sp_key may be used by any number of threads
+ * at once for reading (every function taking a const struct sp_key *); the
+ * key functions are thread-safe. An sp_client is used by one thread at a
+ * time (no internal locking); different clients are independent.
+ *
+ * Secrets: private keys live in guarded memory (libsodium sodium_malloc) and
+ * are wiped when freed; opened plaintext buffers are wiped on close. The
+ * library never logs anything.
+ *
+ * Buffer ownership is stated on every function: "borrowed for the call"
+ * means the library does not keep the pointer after returning.
+ */
+#ifndef SEALPOST_H
+#define SEALPOST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define SEALPOST_API __attribute__((visibility("default")))
+#else
+#define SEALPOST_API
+#endif
+
+enum {
+	SEALPOST_KEY_LEN = 32,          /* X25519 public or private key, bytes */
+	SEALPOST_KEY_HEX_LEN = 64,      /* its hex form, without the terminating NUL */
+	SEALPOST_SEAL_OVERHEAD = 97,    /* sealed envelope size = message size + 97 */
+	SEALPOST_ENVELOPE_MAX = 64000,  /* protocol maximum of a sealed envelope */
+	/* Largest message the protocol allows; a broker may allow less, see
+	 * sp_client_max_message(). */
+	SEALPOST_MESSAGE_MAX = SEALPOST_ENVELOPE_MAX - SEALPOST_SEAL_OVERHEAD,
+};
+
+/*
+ * Per-envelope result codes (RESULT events) and GoAway reasons (GOAWAY
+ * events). Same numbers as the wire protocol (docs/PROTOCOL.md).
+ */
+enum sealpost_status {
+	SEALPOST_STATUS_UNSPECIFIED = 0,
+	SEALPOST_STATUS_DELIVERED = 1,          /* handed to the recipient's live connection */
+	SEALPOST_STATUS_ACCEPTED = 2,           /* stored in the recipient's mailbox (future) */
+	SEALPOST_STATUS_ERR_OFFLINE = 16,       /* recipient not connected; not kept */
+	SEALPOST_STATUS_ERR_TOO_LARGE = 17,     /* envelope above the broker's max_envelope */
+	SEALPOST_STATUS_ERR_BAD_RECIPIENT = 18, /* not a valid X25519 public key */
+	SEALPOST_STATUS_ERR_RECIPIENT_BUSY = 19,/* recipient's queue is full */
+	SEALPOST_STATUS_ERR_MAILBOX_FULL = 20,
+	SEALPOST_STATUS_ERR_RATE_LIMITED = 21,
+	SEALPOST_STATUS_ERR_INTERNAL = 22,
+	SEALPOST_STATUS_ERR_SHUTTING_DOWN = 23,
+	SEALPOST_STATUS_GOAWAY_PROTOCOL = 32,   /* we sent something malformed */
+	SEALPOST_STATUS_GOAWAY_TAKEOVER = 33,   /* the same device key connected again */
+	SEALPOST_STATUS_GOAWAY_SHUTDOWN = 34,   /* the broker is stopping */
+	SEALPOST_STATUS_GOAWAY_SLOW_CONSUMER = 35, /* we stopped reading */
+	SEALPOST_STATUS_GOAWAY_IDLE = 36,       /* nothing received for too long */
+};
+
+/* A short lowercase name ("delivered", "err_offline", ...; "unknown" for
+ * others). Static storage; thread-safe. */
+SEALPOST_API const char *sp_status_string(int status);
+
+/* ---------------------------------------------------------------- keys --- */
+
+/*
+ * A device key pair. Opaque; the private half lives in guarded memory.
+ * Read-only after creation: any number of threads may use one at once.
+ */
+struct sp_key;
+
+/* New random key pair. *out: freed with sp_key_free. */
+SEALPOST_API int sp_key_generate(struct sp_key **out);
+
+/*
+ * Key pair from a private key. priv: borrowed for the call (the caller
+ * should wipe its copy). -EINVAL if priv gives a low-order public key.
+ */
+SEALPOST_API int sp_key_from_private(struct sp_key **out, const uint8_t priv[SEALPOST_KEY_LEN]);
+
+/*
+ * Loads a private key file (64 lowercase hex characters and a newline).
+ * path: borrowed for the call. -EACCES if the file is readable by group or
+ * others (like ssh, a key others can read is refused); -EBADMSG if the
+ * content is not exactly that format; other errno from open(2)/read(2).
+ */
+SEALPOST_API int sp_key_load(struct sp_key **out, const char *path);
+
+/*
+ * Saves the private key to a NEW file, mode 0600 (exclusive create, fsync'd).
+ * -EEXIST if path exists. path: borrowed for the call.
+ */
+SEALPOST_API int sp_key_save(const struct sp_key *key, const char *path);
+
+/* The public key (the device's address). pub: caller-owned, 32 bytes. */
+SEALPOST_API void sp_key_public(const struct sp_key *key, uint8_t pub[SEALPOST_KEY_LEN]);
+
+/* Wipes and frees; NULL is allowed. Not concurrently with other uses. */
+SEALPOST_API void sp_key_free(struct sp_key *key);
+
+/* Public key to 64 lowercase hex characters + NUL. out: caller-owned, 65 bytes. */
+SEALPOST_API void sp_key_to_hex(const uint8_t key[SEALPOST_KEY_LEN],
+				char out[SEALPOST_KEY_HEX_LEN + 1]);
+
+/*
+ * Parses exactly 64 hex characters (either case, nothing before or after)
+ * from the NUL-terminated hex into key; -EINVAL otherwise (key untouched).
+ */
+SEALPOST_API int sp_key_from_hex(uint8_t key[SEALPOST_KEY_LEN], const char *hex);
+
+/* ----------------------------------------------------------- envelopes --- */
+
+/*
+ * Seals msg for the device whose public key is `to`, as `sender`: the result
+ * (msg_len + SEALPOST_SEAL_OVERHEAD bytes) can only be opened by that device,
+ * and proves to it that `sender` wrote it. sp_client_send() does this for
+ * you; use these directly for pre-sealed traffic (load generators) or
+ * storage. msg: borrowed for the call. out: caller-owned, out_cap bytes, may
+ * not overlap msg. -EMSGSIZE if msg_len > SEALPOST_MESSAGE_MAX or out_cap is
+ * too small; -EINVAL if `to` is not a valid public key. Thread-safe.
+ */
+SEALPOST_API int sp_envelope_seal(const struct sp_key *sender, const uint8_t to[SEALPOST_KEY_LEN],
+				  const void *msg, size_t msg_len, uint8_t *out, size_t out_cap,
+				  size_t *out_len);
+
+/*
+ * Opens an envelope sealed for `self`. env: borrowed for the call. out:
+ * caller-owned, out_cap bytes (env_len - SEALPOST_SEAL_OVERHEAD suffices),
+ * may not overlap env. sender: caller-owned, receives the writer's public
+ * key. -EBADMSG if it does not open (wrong recipient, tampered, truncated,
+ * unknown version); out may then hold garbage, which is wiped. Thread-safe.
+ */
+SEALPOST_API int sp_envelope_open(const struct sp_key *self, const uint8_t *env, size_t env_len,
+				  uint8_t sender[SEALPOST_KEY_LEN], uint8_t *out, size_t out_cap,
+				  size_t *out_len);
+
+/* ---------------------------------------------------------- connection --- */
+
+/* A connection to a broker. Opaque; one thread at a time. */
+struct sp_client;
+
+/*
+ * Connects to a broker and runs the Noise handshake; blocks up to timeout_ms
+ * (<= 0: 30 s) for the whole of it.
+ *
+ * server: "HOST:PORT": an IPv4 address, "[IPv6]:PORT", or a host name
+ *         (resolved with getaddrinfo, every address tried in order).
+ *         Borrowed for the call.
+ * key:    this device's key; copied, so it may be freed after the call.
+ * server_key: the broker's static public key (32 bytes, borrowed for the
+ *         call): the IK handshake, which fails (-ECONNRESET: the broker just
+ *         closes) if the broker holds another key. NULL: the XX handshake,
+ *         which accepts any broker key; read it with sp_client_server_key()
+ *         and pin it for the next connect.
+ *
+ * On success *out is a connected client; free it with sp_client_close.
+ */
+SEALPOST_API int sp_client_connect(struct sp_client **out, const char *server,
+				   const struct sp_key *key, const uint8_t *server_key,
+				   int timeout_ms);
+
+/* The broker's static public key, proven by the handshake. pub: caller-owned. */
+SEALPOST_API void sp_client_server_key(const struct sp_client *c, uint8_t pub[SEALPOST_KEY_LEN]);
+
+/* Our own public key. pub: caller-owned. */
+SEALPOST_API void sp_client_public_key(const struct sp_client *c, uint8_t pub[SEALPOST_KEY_LEN]);
+
+/* ServerHello.max_envelope: the largest sealed envelope the broker accepts. */
+SEALPOST_API uint32_t sp_client_max_envelope(const struct sp_client *c);
+
+/* The largest message sp_client_send accepts: max_envelope - 97. */
+SEALPOST_API size_t sp_client_max_message(const struct sp_client *c);
+
+/*
+ * Seals msg for `to` and queues it as one Send frame. Nothing is written to
+ * the socket here: every send queued before the next flush (sp_client_flush,
+ * sp_client_step, sp_client_next_event, sp_client_send_wait) shares Noise
+ * transport messages, up to the broker's max_transport each, so a burst
+ * costs one AEAD and one write per ~64 KiB rather than per message.
+ *
+ * to, msg: borrowed for the call. *client_id (may be NULL) receives the
+ * library-assigned id (1, 2, 3, ... per connection) that the RESULT event
+ * for this envelope carries. Results arrive in send order.
+ *
+ * -EMSGSIZE if msg_len > sp_client_max_message(c); -EINVAL for an invalid
+ * `to` (low-order point; the library refuses it before the broker would);
+ * -ENOBUFS if the unsent queue is over its limit (flush, then retry);
+ * -ENOTCONN after a GoAway or close.
+ */
+SEALPOST_API int sp_client_send(struct sp_client *c, const uint8_t to[SEALPOST_KEY_LEN],
+				const void *msg, size_t msg_len, uint64_t *client_id);
+
+/*
+ * Queues an already sealed envelope (e.g. from sp_envelope_seal) unchanged,
+ * for load generators and forwarding. No check that it is a valid seal; `to`
+ * is sent as given (32 bytes, not validated, so bad-recipient handling can
+ * be tested). env: borrowed for the call. -EMSGSIZE above max_envelope.
+ */
+SEALPOST_API int sp_client_send_raw(struct sp_client *c, const uint8_t to[SEALPOST_KEY_LEN],
+				    const uint8_t *env, size_t env_len, uint64_t *client_id);
+
+/*
+ * Queues a Ping; its PONG event carries *id (may be NULL). Pings from the
+ * broker are answered automatically.
+ */
+SEALPOST_API int sp_client_ping(struct sp_client *c, uint64_t *id);
+
+/*
+ * Acknowledges a delivery (MESSAGE event seq). Accepted by the broker today
+ * and without effect until mailboxes exist; then an unacknowledged delivery
+ * will be redelivered on the next connect. Queued like a send.
+ */
+SEALPOST_API int sp_client_ack(struct sp_client *c, uint64_t seq);
+
+/*
+ * Writes everything queued, blocking up to timeout_ms (< 0: no limit, 0:
+ * only what fits now). While waiting it keeps reading, so the broker never
+ * blocks on us; what it reads becomes events for sp_client_next_event.
+ * 0 when everything is written; -ETIMEDOUT otherwise; -ENOTCONN/-ECONNRESET
+ * ... if the connection failed.
+ */
+SEALPOST_API int sp_client_flush(struct sp_client *c, int timeout_ms);
+
+enum sealpost_event_type {
+	SEALPOST_EVENT_NONE = 0,
+	/* A delivered envelope, opened: sender, data/len, seq. */
+	SEALPOST_EVENT_MESSAGE = 1,
+	/* The broker's answer to one send: client_id, status, seq. */
+	SEALPOST_EVENT_RESULT = 2,
+	/* Answer to sp_client_ping: id. */
+	SEALPOST_EVENT_PONG = 3,
+	/* The broker is about to close: status (SEALPOST_STATUS_GOAWAY_*).
+	 * A CLOSED event follows. */
+	SEALPOST_EVENT_GOAWAY = 4,
+	/* The connection is gone: error is 0 after a GoAway, else a negative
+	 * errno (-ECONNRESET, -EPROTO, -EBADMSG). Final: every later call to
+	 * sp_client_next_event returns CLOSED again. Sends still without a
+	 * RESULT will never get one. */
+	SEALPOST_EVENT_CLOSED = 5,
+	/* A delivery whose seal did not open (not for us, tampered, or not a
+	 * seal at all): seq and error (-EBADMSG). The connection stays up. */
+	SEALPOST_EVENT_BAD_ENVELOPE = 6,
+	/* Reserved for mailboxes: the stored backlog has been delivered, what
+	 * follows is live; count. Not sent by today's broker. */
+	SEALPOST_EVENT_DRAINED = 7,
+};
+
+struct sp_event {
+	enum sealpost_event_type type;
+	int status;             /* RESULT: enum sealpost_status; GOAWAY: the reason */
+	int error;              /* CLOSED, BAD_ENVELOPE: 0 or negative errno */
+	uint64_t client_id;     /* RESULT */
+	uint64_t seq;           /* MESSAGE, BAD_ENVELOPE: Deliver.seq; RESULT: SendResult.seq */
+	uint64_t id;            /* PONG: the ping id; DRAINED: count */
+	uint8_t sender[SEALPOST_KEY_LEN]; /* MESSAGE: the writer's public key, proven by the seal */
+	/* MESSAGE: the plaintext. Owned by the client: valid until the next call
+	 * on this client (any function taking it), then overwritten or wiped.
+	 * Copy what you keep. */
+	const uint8_t *data;
+	size_t len;
+};
+
+/*
+ * Takes the next event, waiting up to timeout_ms for one (< 0: no limit,
+ * 0: never blocks: returns what is already buffered or readable now).
+ * Flushes queued output while it waits.
+ * Returns 1 with *ev filled, 0 when the timeout expired with no event,
+ * or a negative errno for a bad argument. A dead connection is an event
+ * (CLOSED), not an error return. ev: caller-owned.
+ */
+SEALPOST_API int sp_client_next_event(struct sp_client *c, struct sp_event *ev, int timeout_ms);
+
+/*
+ * Sends msg and waits up to timeout_ms for its result. Events that arrive
+ * meanwhile are kept, in order, for sp_client_next_event. *status receives
+ * the sealpost_status; *seq (may be NULL) its seq. Returns 0 when a result
+ * arrived (whatever its status), -ETIMEDOUT, or the connection's error.
+ * to, msg: borrowed for the call.
+ */
+SEALPOST_API int sp_client_send_wait(struct sp_client *c, const uint8_t to[SEALPOST_KEY_LEN],
+				     const void *msg, size_t msg_len, int timeout_ms,
+				     int *status, uint64_t *seq);
+
+/*
+ * Event-loop integration. Poll sp_client_fd() for sp_client_poll_events()
+ * (POLLIN, plus POLLOUT while output is queued); when it is ready, call
+ * sp_client_step(), then take events with sp_client_next_event(c, &ev, 0)
+ * until it returns 0. The fd is non-blocking and owned by the client: do
+ * not read, write or close it.
+ */
+SEALPOST_API int sp_client_fd(const struct sp_client *c);
+SEALPOST_API bool sp_client_want_write(const struct sp_client *c);
+/* POLLIN | (POLLOUT if sp_client_want_write), as poll(2) bits. */
+SEALPOST_API short sp_client_poll_events(const struct sp_client *c);
+
+/*
+ * Non-blocking I/O: writes what the socket accepts, reads what is there.
+ * Never blocks. Returns 0, or a negative errno once the connection has
+ * failed (a CLOSED event is then pending).
+ */
+SEALPOST_API int sp_client_step(struct sp_client *c);
+
+/* Closes the connection (queued output is dropped: flush first), wipes keys
+ * and buffers, frees c. NULL is allowed. */
+SEALPOST_API void sp_client_close(struct sp_client *c);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,1164 @@
+/*
+ * sp_client.c: a broker connection: connect + Noise handshake, queued sends
+ * coalesced into transport messages, and the event stream.
+ *
+ * Buffers (all owned by the client, offsets rather than pointers so they may
+ * grow with realloc):
+ *
+ *   obuf: [0, osent) written | [osent, oenc) ciphertext to write |
+ *         [oenc, oenc+2) length slot + [oenc+2, oenc+2+obatch) the open batch:
+ *         plaintext frames that will become ONE transport message. Sends are
+ *         sealed straight into the batch; closing it encrypts in place.
+ *   rbuf: [rstart, rend) received bytes not yet consumed. The transport
+ *         message at rstart is decrypted in place when complete and its
+ *         frames are read lazily, one event at a time (plain_*). Opened
+ *         messages go to msgbuf, so rbuf may move between events.
+ *
+ * Layering: sockets and buffers here; sp_noise does the crypto, sp_frame
+ * the framing, sp_seal the envelopes.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "sealpost.h"
+#include "sp_frame.h"
+#include "sp_internal.h"
+#include "sp_limits.h"
+#include "sp_noise.h"
+#include "sp_seal.h"
+
+#define S(x) _Static_assert((int)SEALPOST_##x == (int)SP_##x, "status " #x)
+S(STATUS_DELIVERED);
+S(STATUS_ACCEPTED);
+S(STATUS_ERR_OFFLINE);
+S(STATUS_ERR_TOO_LARGE);
+S(STATUS_ERR_BAD_RECIPIENT);
+S(STATUS_ERR_RECIPIENT_BUSY);
+S(STATUS_ERR_MAILBOX_FULL);
+S(STATUS_ERR_RATE_LIMITED);
+S(STATUS_ERR_INTERNAL);
+S(STATUS_ERR_SHUTTING_DOWN);
+S(STATUS_GOAWAY_PROTOCOL);
+S(STATUS_GOAWAY_TAKEOVER);
+S(STATUS_GOAWAY_SHUTDOWN);
+S(STATUS_GOAWAY_SLOW_CONSUMER);
+S(STATUS_GOAWAY_IDLE);
+#undef S
+
+enum {
+	CONNECT_TIMEOUT_DEFAULT_MS = 30000,
+	RBUF_INITIAL = 2 * (SP_LEN_PREFIX + SP_NOISE_MSG_MAX),
+	/* Past this much unread input we stop reading: the broker then sees a
+	 * slow consumer, which is the truth. */
+	RBUF_MAX = 16 << 20,
+	/* Unsent output above which sp_client_send says -ENOBUFS. */
+	OUT_QUEUE_MAX = 8 << 20,
+	READ_BUDGET = 1 << 20,          /* bytes per read pass, so writes get a turn */
+	MIN_TRANSPORT = 256,            /* a ServerHello below this is nonsense */
+	/* io_err value for "the broker closed the TCP connection": clean if a
+	 * GoAway came before it, which is only known once the input before the
+	 * EOF has been parsed. */
+	CLOSED_EOF = 1,
+};
+
+struct held_event {
+	struct sp_event ev;
+	uint8_t *data;                  /* malloc'd copy of a MESSAGE's data */
+};
+
+struct sp_client {
+	int fd;
+	struct sp_key *key;             /* our own copy, guarded memory */
+	struct sp_noise_transport *tr;  /* guarded memory */
+	uint8_t server_pub[SP_KEY_LEN];
+	uint32_t max_envelope;
+	uint32_t max_transport;
+	uint64_t next_client_id;
+	uint64_t next_ping_id;
+
+	uint8_t *obuf;
+	size_t ocap, osent, oenc, obatch;
+	bool batch_open;
+	uint64_t acks[SP_ACK_SEQS_MAX];
+	uint32_t nacks;
+
+	uint8_t *rbuf;
+	size_t rcap, rstart, rend;
+	bool have_plain;
+	size_t plain_start, plain_len, plain_off, plain_end;
+
+	uint8_t *msgbuf;                /* SP_BODY_MAX: the last opened message */
+	size_t msg_len;                 /* bytes of msgbuf to wipe on the next call */
+
+	struct held_event *held;        /* ring of events kept by send_wait */
+	size_t held_head, held_count, held_cap;
+	uint8_t *held_out;              /* data handed out from held; freed next call */
+	size_t held_out_len;
+
+	int io_err;                     /* 0, CLOSED_EOF or a negative errno */
+	bool fatal;                     /* protocol error: buffered input is void */
+	bool goaway;
+	bool shut;                      /* shutdown(2) done */
+};
+
+/* ------------------------------------------------------------ helpers --- */
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* timeout_ms < 0: no deadline (-1). */
+static int64_t deadline_of(int timeout_ms)
+{
+	return timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+}
+
+/* Milliseconds left for poll(2): -1 forever, 0 expired. */
+static int remaining(int64_t deadline)
+{
+	int64_t left;
+
+	if (deadline < 0)
+		return -1;
+	left = deadline - now_ms();
+	if (left <= 0)
+		return 0;
+	return left > 0x7fffffff ? 0x7fffffff : (int)left;
+}
+
+static void put_be16(uint8_t *p, size_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+static size_t get_be16(const uint8_t *p)
+{
+	return (size_t)p[0] << 8 | p[1];
+}
+
+/* Waits for events on fd until the deadline; 0 on readiness, -ETIMEDOUT. */
+static int wait_fd(int fd, short events, int64_t deadline)
+{
+	struct pollfd p = { .fd = fd, .events = events };
+	int r;
+
+	for (;;) {
+		r = poll(&p, 1, remaining(deadline));
+		if (r > 0)
+			return 0;
+		if (r == 0)
+			return -ETIMEDOUT;
+		if (errno != EINTR)
+			return -errno;
+	}
+}
+
+/* Blocking-with-deadline I/O on a non-blocking socket: the handshake only. */
+static int write_all(int fd, const uint8_t *buf, size_t len, int64_t deadline)
+{
+	while (len) {
+		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+		int r;
+
+		if (n > 0) {
+			buf += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return errno == EPIPE ? -ECONNRESET : -errno;
+		r = wait_fd(fd, POLLOUT, deadline);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int read_exact(int fd, uint8_t *buf, size_t len, int64_t deadline)
+{
+	while (len) {
+		ssize_t n = recv(fd, buf, len, 0);
+		int r;
+
+		if (n > 0) {
+			buf += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (n == 0)
+			return -ECONNRESET;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return -errno;
+		r = wait_fd(fd, POLLIN, deadline);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------ connect --- */
+
+/*
+ * Splits "host:port", "[v6]:port" into host and port strings (caller-owned,
+ * host_cap bytes / 6 bytes). A bare IPv6 address without brackets is
+ * ambiguous and refused.
+ */
+static int split_host_port(const char *s, char *host, size_t host_cap, char port[6])
+{
+	const char *colon, *h = s;
+	size_t hlen;
+	char *end;
+	unsigned long p;
+
+	if (*s == '[') {
+		const char *close = strchr(s, ']');
+
+		if (!close || close[1] != ':')
+			return -EINVAL;
+		h = s + 1;
+		hlen = (size_t)(close - h);
+		colon = close + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon || memchr(s, ':', (size_t)(colon - s)))
+			return -EINVAL;
+		hlen = (size_t)(colon - s);
+	}
+	if (hlen == 0 || hlen >= host_cap)
+		return -EINVAL;
+	memcpy(host, h, hlen);
+	host[hlen] = '\0';
+	if (colon[1] < '0' || colon[1] > '9')
+		return -EINVAL;
+	errno = 0;
+	p = strtoul(colon + 1, &end, 10);
+	if (errno || *end || p == 0 || p > 65535 || strlen(colon + 1) > 5)
+		return -EINVAL;
+	memcpy(port, colon + 1, strlen(colon + 1) + 1);
+	return 0;
+}
+
+static int connect_one(const struct addrinfo *ai, int64_t deadline)
+{
+	int fd, r, one = 1, err = 0;
+	socklen_t elen = sizeof(err);
+
+	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+	if (fd < 0)
+		return -errno;
+	/* We coalesce frames ourselves; Nagle would only add latency. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+		return fd;
+	if (errno != EINPROGRESS) {
+		r = -errno;
+		goto fail;
+	}
+	r = wait_fd(fd, POLLOUT, deadline);
+	if (r < 0)
+		goto fail;
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	if (err) {
+		r = -err;
+		goto fail;
+	}
+	return fd;
+fail:
+	close(fd);
+	return r;
+}
+
+static int dial(const char *server, int64_t deadline)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_NUMERICSERV };
+	struct addrinfo *res = NULL, *ai;
+	char host[256], port[6];
+	int r;
+
+	r = split_host_port(server, host, sizeof(host), port);
+	if (r < 0)
+		return r;
+	r = getaddrinfo(host, port, &hints, &res);
+	if (r != 0)
+		return r == EAI_SYSTEM ? -errno : r == EAI_MEMORY ? -ENOMEM : -EADDRNOTAVAIL;
+	r = -EADDRNOTAVAIL;
+	for (ai = res; ai; ai = ai->ai_next) {
+		r = connect_one(ai, deadline);
+		if (r >= 0 || r == -ETIMEDOUT)
+			break;
+	}
+	freeaddrinfo(res);
+	return r;
+}
+
+/* Reads one length-prefixed handshake message into buf (cap bytes). */
+static int read_hs_msg(int fd, uint8_t *buf, size_t cap, size_t *len, int64_t deadline)
+{
+	uint8_t pre[SP_LEN_PREFIX];
+	int r;
+
+	r = read_exact(fd, pre, sizeof(pre), deadline);
+	if (r < 0)
+		return r;
+	*len = get_be16(pre);
+	if (*len == 0 || *len > cap)
+		return -EPROTO;
+	return read_exact(fd, buf, *len, deadline);
+}
+
+static int check_server_hello(struct sp_client *c, const uint8_t *payload, size_t len)
+{
+	struct sp_hello h = { 0 };
+
+	if (sp_frame_server_hello_decode(payload, len, &h) < 0)
+		return -EPROTO;
+	if (h.protocol_version != SP_PROTOCOL_VERSION || h.max_envelope <= SP_SEAL_OVERHEAD)
+		return -EPROTO;
+	c->max_envelope = h.max_envelope > SP_BODY_MAX ? SP_BODY_MAX : h.max_envelope;
+	c->max_transport = h.max_transport == 0 || h.max_transport > SP_TRANSPORT_PLAINTEXT_MAX
+		? SP_TRANSPORT_PLAINTEXT_MAX : h.max_transport;
+	if (c->max_transport < MIN_TRANSPORT)
+		return -EPROTO;
+	return 0;
+}
+
+/*
+ * The Noise handshake, initiator side. IK: -> e, es, s, ss [ClientHello];
+ * <- e, ee, se [ServerHello]. XX: -> e; <- e, ee, s, es [ServerHello];
+ * -> s, se [ClientHello]. Blocks until the deadline.
+ */
+static int handshake(struct sp_client *c, const uint8_t *server_key, int64_t deadline)
+{
+	const bool ik = server_key != NULL;
+	uint8_t pre[SP_PREAMBLE_LEN] = { 'S', 'E', 'A', 'L', SP_PROTOCOL_VERSION,
+					 ik ? SP_PREAMBLE_PATTERN_IK : SP_PREAMBLE_PATTERN_XX, 0, 0 };
+	uint8_t out[SP_PREAMBLE_LEN + SP_LEN_PREFIX + SP_HANDSHAKE_MSG_MAX];
+	uint8_t in[SP_HANDSHAKE_MSG_MAX], payload[SP_HANDSHAKE_MSG_MAX], hello[64];
+	struct sp_noise_handshake *hs;
+	struct sp_hello ch = { .protocol_version = SP_PROTOCOL_VERSION };
+	size_t hello_len, mlen, inlen, plen, off;
+	int r;
+
+	hs = sodium_malloc(sizeof(*hs));
+	if (!hs)
+		return -ENOMEM;
+	r = sp_noise_handshake_init(hs, ik ? SP_NOISE_IK : SP_NOISE_XX, SP_NOISE_INITIATOR, pre,
+				    sizeof(pre), c->key->priv, server_key);
+	if (r < 0)
+		goto out;
+	r = sp_frame_client_hello_encode(&ch, hello, sizeof(hello), &hello_len);
+	if (r < 0)
+		goto out;
+
+	memcpy(out, pre, sizeof(pre));
+	off = SP_PREAMBLE_LEN + SP_LEN_PREFIX;
+	/* IK: e, es, s, ss + ClientHello.  XX: e, empty payload. */
+	r = sp_noise_handshake_write(hs, ik ? hello : NULL, ik ? hello_len : 0, out + off,
+				     sizeof(out) - off, &mlen);
+	if (r < 0)
+		goto out;
+	put_be16(out + SP_PREAMBLE_LEN, mlen);
+	r = write_all(c->fd, out, off + mlen, deadline);
+	if (r < 0)
+		goto out;
+
+	/* IK: e, ee, se.  XX: e, ee, s, es.  Both carry the ServerHello. */
+	r = read_hs_msg(c->fd, in, sizeof(in), &inlen, deadline);
+	if (r < 0)
+		goto out;
+	r = sp_noise_handshake_read(hs, in, inlen, payload, sizeof(payload), &plen);
+	if (r < 0) {
+		r = r == -EBADMSG ? -EBADMSG : -EPROTO;
+		goto out;
+	}
+	r = check_server_hello(c, payload, plen);
+	if (r < 0)
+		goto out;
+
+	if (!ik) {
+		/* XX: s, se + ClientHello. */
+		r = sp_noise_handshake_write(hs, hello, hello_len, out + SP_LEN_PREFIX,
+					     sizeof(out) - SP_LEN_PREFIX, &mlen);
+		if (r < 0)
+			goto out;
+		put_be16(out, mlen);
+		r = write_all(c->fd, out, SP_LEN_PREFIX + mlen, deadline);
+		if (r < 0)
+			goto out;
+	}
+	r = sp_noise_handshake_remote_static(hs, c->server_pub);
+	if (r < 0)
+		goto out;
+	r = sp_noise_handshake_split(hs, c->tr);
+out:
+	sp_noise_handshake_wipe(hs);
+	sodium_free(hs);
+	sodium_memzero(out, sizeof(out));
+	sodium_memzero(payload, sizeof(payload));
+	return r;
+}
+
+SEALPOST_API int sp_client_connect(struct sp_client **out, const char *server,
+				   const struct sp_key *key, const uint8_t *server_key,
+				   int timeout_ms)
+{
+	struct sp_client *c;
+	int64_t deadline;
+	int r;
+
+	if (!out || !server || !key)
+		return -EINVAL;
+	if (server_key && !sp_noise_key_valid(server_key))
+		return -EINVAL;
+	if (sodium_init() < 0)
+		return -ENOMEM;
+	deadline = deadline_of(timeout_ms <= 0 ? CONNECT_TIMEOUT_DEFAULT_MS : timeout_ms);
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->fd = -1;
+	c->next_client_id = 1;
+	c->next_ping_id = 1;
+	c->key = sp_key_dup(key);
+	c->tr = sodium_malloc(sizeof(*c->tr));
+	c->msgbuf = sodium_malloc(SP_BODY_MAX);
+	c->rcap = RBUF_INITIAL;
+	c->rbuf = malloc(c->rcap);
+	if (!c->key || !c->tr || !c->msgbuf || !c->rbuf) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	memset(c->tr, 0, sizeof(*c->tr));
+	r = dial(server, deadline);
+	if (r < 0)
+		goto fail;
+	c->fd = r;
+	r = handshake(c, server_key, deadline);
+	if (r < 0)
+		goto fail;
+	*out = c;
+	return 0;
+fail:
+	sp_client_close(c);
+	return r;
+}
+
+SEALPOST_API void sp_client_server_key(const struct sp_client *c, uint8_t pub[SEALPOST_KEY_LEN])
+{
+	memcpy(pub, c->server_pub, SP_KEY_LEN);
+}
+
+SEALPOST_API void sp_client_public_key(const struct sp_client *c, uint8_t pub[SEALPOST_KEY_LEN])
+{
+	memcpy(pub, c->key->pub, SP_KEY_LEN);
+}
+
+SEALPOST_API uint32_t sp_client_max_envelope(const struct sp_client *c)
+{
+	return c->max_envelope;
+}
+
+SEALPOST_API size_t sp_client_max_message(const struct sp_client *c)
+{
+	return c->max_envelope - SP_SEAL_OVERHEAD;
+}
+
+/* ------------------------------------------------------------- output --- */
+
+/* Stops all I/O on a broken connection; the fd stays ours until close. */
+static void fail(struct sp_client *c, int err, bool fatal)
+{
+	if (!c->io_err)
+		c->io_err = err;
+	if (fatal)
+		c->fatal = true;
+	if (!c->shut && c->fd >= 0) {
+		shutdown(c->fd, SHUT_RDWR);
+		c->shut = true;
+	}
+}
+
+static int grow(uint8_t **buf, size_t *cap, size_t need)
+{
+	size_t ncap = *cap ? *cap : 4096;
+	uint8_t *n;
+
+	if (need <= *cap)
+		return 0;
+	while (ncap < need)
+		ncap *= 2;
+	n = realloc(*buf, ncap);
+	if (!n)
+		return -ENOMEM;
+	*buf = n;
+	*cap = ncap;
+	return 0;
+}
+
+/* Encrypts the open batch in place into one length-prefixed transport message. */
+static int close_batch(struct sp_client *c)
+{
+	int r;
+
+	if (!c->batch_open)
+		return 0;
+	c->batch_open = false;
+	if (c->obatch == 0)
+		return 0;
+	r = sp_noise_encrypt(&c->tr->tx, c->obuf + c->oenc + SP_LEN_PREFIX, c->obatch);
+	if (r < 0)
+		return r;
+	put_be16(c->obuf + c->oenc, c->obatch + SP_TAG_LEN);
+	c->oenc += SP_LEN_PREFIX + c->obatch + SP_TAG_LEN;
+	c->obatch = 0;
+	return 0;
+}
+
+/*
+ * Makes room for a frame of `need` plaintext bytes in the open batch,
+ * closing a full batch first. The whole batch's room is reserved when it
+ * opens, so frames are written at stable offsets.
+ */
+static int reserve(struct sp_client *c, size_t need)
+{
+	int r;
+
+	if (need > c->max_transport)
+		return -EMSGSIZE;
+	if (c->batch_open && c->obatch + need > c->max_transport) {
+		r = close_batch(c);
+		if (r < 0)
+			return r;
+	}
+	if (!c->batch_open) {
+		r = grow(&c->obuf, &c->ocap,
+			 c->oenc + SP_LEN_PREFIX + c->max_transport + SP_TAG_LEN);
+		if (r < 0)
+			return r;
+		c->batch_open = true;
+		c->obatch = 0;
+	}
+	return 0;
+}
+
+/* Appends a frame without a body to the batch. */
+static int queue_frame(struct sp_client *c, const struct sp_frame *f)
+{
+	size_t off;
+	int r;
+
+	r = reserve(c, sp_frame_size(f, 0));
+	if (r < 0)
+		return r;
+	off = c->oenc + SP_LEN_PREFIX + c->obatch;
+	r = sp_frame_put(c->obuf, c->oenc + SP_LEN_PREFIX + c->max_transport, &off, f);
+	if (r < 0)
+		return r;
+	c->obatch = off - (c->oenc + SP_LEN_PREFIX);
+	return 0;
+}
+
+static int queue_acks(struct sp_client *c)
+{
+	struct sp_frame f = { .type = SP_FRAME_ACK };
+	int r;
+
+	if (!c->nacks)
+		return 0;
+	memcpy(f.u.ack.seqs, c->acks, c->nacks * sizeof(c->acks[0]));
+	f.u.ack.count = c->nacks;
+	r = queue_frame(c, &f);
+	if (r == 0)
+		c->nacks = 0;
+	return r;
+}
+
+/* Non-blocking: seals what is queued and writes what the socket takes. */
+static int do_write(struct sp_client *c)
+{
+	int r;
+
+	if (c->io_err)
+		return c->io_err < 0 ? c->io_err : -ENOTCONN;
+	r = queue_acks(c);
+	if (r == 0)
+		r = close_batch(c);
+	if (r < 0) {
+		fail(c, r, true);
+		return r;
+	}
+	while (c->osent < c->oenc) {
+		ssize_t n = send(c->fd, c->obuf + c->osent, c->oenc - c->osent,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n > 0) {
+			c->osent += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		r = n < 0 && errno != EPIPE ? -errno : -ECONNRESET;
+		fail(c, r, false);
+		return r;
+	}
+	c->osent = c->oenc = 0;
+	return 0;
+}
+
+static bool out_pending(const struct sp_client *c)
+{
+	return c->osent < c->oenc || (c->batch_open && c->obatch) || c->nacks;
+}
+
+static int check_send(struct sp_client *c)
+{
+	if (c->io_err || c->goaway)
+		return -ENOTCONN;
+	if (c->oenc - c->osent + c->obatch > OUT_QUEUE_MAX) {
+		do_write(c);
+		if (c->io_err)
+			return -ENOTCONN;
+		if (c->oenc - c->osent + c->obatch > OUT_QUEUE_MAX)
+			return -ENOBUFS;
+	}
+	return 0;
+}
+
+/* Queues a Send frame whose body (env_len bytes) is produced by seal or copy. */
+static int queue_send(struct sp_client *c, const uint8_t to[SP_KEY_LEN], const uint8_t *msg,
+		      size_t msg_len, const uint8_t *env, size_t env_len, uint64_t *client_id)
+{
+	struct sp_frame f = { .type = SP_FRAME_SEND };
+	size_t off, base, sealed;
+	int r;
+
+	if (env_len > c->max_envelope)
+		return -EMSGSIZE;
+	r = check_send(c);
+	if (r < 0)
+		return r;
+	memcpy(f.u.send.to, to, SP_KEY_LEN);
+	f.u.send.to_ok = 1;
+	f.u.send.client_id = c->next_client_id;
+	r = reserve(c, sp_frame_size(&f, env_len));
+	if (r < 0)
+		return r;
+	base = c->oenc + SP_LEN_PREFIX;
+	off = base + c->obatch;
+	r = sp_frame_put_header(c->obuf, base + c->max_transport, &off, &f, env_len);
+	if (r < 0)
+		return r;
+	if (env) {
+		memcpy(c->obuf + off, env, env_len);
+	} else {
+		/* Seal straight into the batch: no copy of the envelope. */
+		r = sp_seal(c->key->priv, to, msg ? msg : (const uint8_t *)"", msg_len,
+			    c->obuf + off, env_len, &sealed);
+		if (r < 0)
+			return r;   /* the batch length was not advanced: frame dropped */
+	}
+	c->obatch = off + env_len - base;
+	if (client_id)
+		*client_id = c->next_client_id;
+	c->next_client_id++;
+	return 0;
+}
+
+SEALPOST_API int sp_client_send(struct sp_client *c, const uint8_t to[SEALPOST_KEY_LEN],
+				const void *msg, size_t msg_len, uint64_t *client_id)
+{
+	if (!c || !to || (!msg && msg_len))
+		return -EINVAL;
+	if (!sp_noise_key_valid(to))
+		return -EINVAL;
+	if (msg_len > sp_client_max_message(c))
+		return -EMSGSIZE;
+	return queue_send(c, to, msg, msg_len, NULL, msg_len + SP_SEAL_OVERHEAD, client_id);
+}
+
+SEALPOST_API int sp_client_send_raw(struct sp_client *c, const uint8_t to[SEALPOST_KEY_LEN],
+				    const uint8_t *env, size_t env_len, uint64_t *client_id)
+{
+	if (!c || !to || (!env && env_len))
+		return -EINVAL;
+	return queue_send(c, to, NULL, 0, env ? env : (const uint8_t *)"", env_len, client_id);
+}
+
+SEALPOST_API int sp_client_ping(struct sp_client *c, uint64_t *id)
+{
+	struct sp_frame f = { .type = SP_FRAME_PING };
+	int r;
+
+	if (!c)
+		return -EINVAL;
+	r = check_send(c);
+	if (r < 0)
+		return r;
+	f.u.ping.id = c->next_ping_id;
+	r = queue_frame(c, &f);
+	if (r < 0)
+		return r;
+	if (id)
+		*id = c->next_ping_id;
+	c->next_ping_id++;
+	return 0;
+}
+
+SEALPOST_API int sp_client_ack(struct sp_client *c, uint64_t seq)
+{
+	int r;
+
+	if (!c)
+		return -EINVAL;
+	if (c->io_err || c->goaway)
+		return -ENOTCONN;
+	if (c->nacks == SP_ACK_SEQS_MAX) {
+		r = queue_acks(c);
+		if (r < 0)
+			return r;
+	}
+	c->acks[c->nacks++] = seq;
+	return 0;
+}
+
+/* -------------------------------------------------------------- input --- */
+
+/* Moves unconsumed input to the front of rbuf. */
+static void compact(struct sp_client *c)
+{
+	size_t shift = c->rstart;
+
+	if (!shift)
+		return;
+	memmove(c->rbuf, c->rbuf + shift, c->rend - shift);
+	c->rend -= shift;
+	c->rstart = 0;
+	if (c->have_plain) {
+		c->plain_start -= shift;
+		c->plain_end -= shift;
+	}
+}
+
+/* Non-blocking: reads what is there, up to a budget. */
+static int do_read(struct sp_client *c)
+{
+	size_t budget = READ_BUDGET;
+
+	while (!c->io_err && budget) {
+		ssize_t n;
+
+		if (c->rcap - c->rend < 4096) {
+			compact(c);
+			if (c->rcap - c->rend < 4096) {
+				if (c->rcap >= RBUF_MAX)
+					return 0;
+				if (grow(&c->rbuf, &c->rcap, c->rcap * 2) < 0)
+					return 0;
+			}
+		}
+		n = recv(c->fd, c->rbuf + c->rend, c->rcap - c->rend, MSG_DONTWAIT);
+		if (n > 0) {
+			c->rend += (size_t)n;
+			budget = (size_t)n >= budget ? 0 : budget - (size_t)n;
+			continue;
+		}
+		if (n == 0) {
+			fail(c, CLOSED_EOF, false);
+			break;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			break;
+		fail(c, -errno, false);
+	}
+	return c->io_err < 0 ? c->io_err : 0;
+}
+
+static bool read_room(const struct sp_client *c)
+{
+	return c->rcap < RBUF_MAX || c->rstart > 0 || c->rcap - c->rend >= 4096;
+}
+
+static void closed_event(const struct sp_client *c, struct sp_event *ev)
+{
+	memset(ev, 0, sizeof(*ev));
+	ev->type = SEALPOST_EVENT_CLOSED;
+	ev->error = c->io_err == CLOSED_EOF ? (c->goaway ? 0 : -ECONNRESET) : c->io_err;
+}
+
+/* Turns one decoded frame into an event: 1 if it gives one, 0 if not, <0 protocol error. */
+static int frame_event(struct sp_client *c, const struct sp_frame *f, struct sp_event *ev)
+{
+	struct sp_frame pong = { .type = SP_FRAME_PONG };
+	int r;
+
+	memset(ev, 0, sizeof(*ev));
+	switch (f->type) {
+	case SP_FRAME_DELIVER:
+		ev->seq = f->u.deliver.seq;
+		r = sp_seal_open(c->key->priv, f->body, f->body_len, ev->sender, c->msgbuf,
+				 SP_BODY_MAX, &c->msg_len);
+		if (r < 0) {
+			c->msg_len = 0;
+			ev->type = SEALPOST_EVENT_BAD_ENVELOPE;
+			ev->error = -EBADMSG;
+			return 1;
+		}
+		ev->type = SEALPOST_EVENT_MESSAGE;
+		ev->data = c->msgbuf;
+		ev->len = c->msg_len;
+		return 1;
+	case SP_FRAME_SEND_RESULT:
+		ev->type = SEALPOST_EVENT_RESULT;
+		ev->client_id = f->u.send_result.client_id;
+		ev->status = (int)f->u.send_result.status;
+		ev->seq = f->u.send_result.seq;
+		return 1;
+	case SP_FRAME_PONG:
+		ev->type = SEALPOST_EVENT_PONG;
+		ev->id = f->u.ping.id;
+		return 1;
+	case SP_FRAME_PING:
+		/* Answered whenever output is next flushed. */
+		pong.u.ping.id = f->u.ping.id;
+		if (!c->goaway)
+			return queue_frame(c, &pong) < 0 ? -ENOMEM : 0;
+		return 0;
+	case SP_FRAME_GOAWAY:
+		c->goaway = true;
+		ev->type = SEALPOST_EVENT_GOAWAY;
+		ev->status = (int)f->u.goaway.code;
+		return 1;
+	case SP_FRAME_DRAINED:
+		ev->type = SEALPOST_EVENT_DRAINED;
+		ev->id = f->u.drained.count;
+		return 1;
+	default:
+		/* Send or Ack: frames only a client may send. */
+		return -EPROTO;
+	}
+}
+
+/*
+ * Produces the next event from buffered input, without I/O: 1 with *ev, 0
+ * when more input is needed. CLOSED once the input is used up on a dead
+ * connection.
+ */
+static int pull_event(struct sp_client *c, struct sp_event *ev)
+{
+	struct sp_frame f;
+	size_t len, plain;
+	int r;
+
+	for (;;) {
+		if (c->fatal)
+			break;
+		if (c->have_plain) {
+			if (c->plain_off == c->plain_len) {
+				c->have_plain = false;
+				c->rstart = c->plain_end;
+				continue;
+			}
+			r = sp_frame_next(c->rbuf + c->plain_start, c->plain_len, &c->plain_off, &f);
+			if (r == 0)
+				r = frame_event(c, &f, ev);
+			if (r < 0) {
+				fail(c, -EPROTO, true);
+				break;
+			}
+			if (r > 0)
+				return 1;
+			continue;
+		}
+		if (c->rend - c->rstart < SP_LEN_PREFIX)
+			break;
+		len = get_be16(c->rbuf + c->rstart);
+		if (len < SP_TAG_LEN) {
+			fail(c, -EPROTO, true);
+			break;
+		}
+		if (c->rend - c->rstart < SP_LEN_PREFIX + len)
+			break;
+		r = sp_noise_decrypt(&c->tr->rx, c->rbuf + c->rstart + SP_LEN_PREFIX, len, &plain);
+		if (r < 0) {
+			fail(c, -EBADMSG, true);
+			break;
+		}
+		c->have_plain = true;
+		c->plain_start = c->rstart + SP_LEN_PREFIX;
+		c->plain_len = plain;
+		c->plain_off = 0;
+		c->plain_end = c->plain_start + len;
+	}
+	if (!c->io_err)
+		return 0;
+	if (c->io_err == CLOSED_EOF && c->rend != c->rstart && !c->fatal)
+		c->io_err = -ECONNRESET;   /* EOF in the middle of a message */
+	closed_event(c, ev);
+	return 1;
+}
+
+/* Releases what the previous call handed out. */
+static void release(struct sp_client *c)
+{
+	if (c->msg_len) {
+		sodium_memzero(c->msgbuf, c->msg_len);
+		c->msg_len = 0;
+	}
+	if (c->held_out) {
+		sodium_memzero(c->held_out, c->held_out_len);
+		free(c->held_out);
+		c->held_out = NULL;
+		c->held_out_len = 0;
+	}
+}
+
+static int hold(struct sp_client *c, const struct sp_event *ev)
+{
+	struct held_event *h;
+
+	if (c->held_count == c->held_cap) {
+		size_t ncap = c->held_cap ? c->held_cap * 2 : 16, i;
+		struct held_event *n = malloc(ncap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		for (i = 0; i < c->held_count; i++)
+			n[i] = c->held[(c->held_head + i) % c->held_cap];
+		free(c->held);
+		c->held = n;
+		c->held_cap = ncap;
+		c->held_head = 0;
+	}
+	h = &c->held[(c->held_head + c->held_count) % c->held_cap];
+	h->ev = *ev;
+	h->data = NULL;
+	if (ev->type == SEALPOST_EVENT_MESSAGE) {
+		h->data = malloc(ev->len ? ev->len : 1);
+		if (!h->data)
+			return -ENOMEM;
+		memcpy(h->data, ev->data, ev->len);
+		h->ev.data = h->data;
+	}
+	c->held_count++;
+	return 0;
+}
+
+/* One round of non-blocking I/O in both directions. */
+static void pump(struct sp_client *c)
+{
+	if (c->io_err)
+		return;
+	do_write(c);
+	if (read_room(c))
+		do_read(c);
+}
+
+SEALPOST_API short sp_client_poll_events(const struct sp_client *c)
+{
+	short ev = 0;
+
+	if (c->io_err || read_room(c))
+		ev |= POLLIN;
+	if (!c->io_err && out_pending(c))
+		ev |= POLLOUT;
+	return ev;
+}
+
+SEALPOST_API int sp_client_next_event(struct sp_client *c, struct sp_event *ev, int timeout_ms)
+{
+	int64_t deadline = deadline_of(timeout_ms);
+	int r;
+
+	if (!c || !ev)
+		return -EINVAL;
+	release(c);
+	if (c->held_count) {
+		struct held_event *h = &c->held[c->held_head];
+
+		*ev = h->ev;
+		c->held_out = h->data;
+		c->held_out_len = h->ev.len;
+		c->held_head = (c->held_head + 1) % c->held_cap;
+		c->held_count--;
+		return 1;
+	}
+	for (;;) {
+		if (pull_event(c, ev))
+			return 1;
+		pump(c);
+		if (pull_event(c, ev))
+			return 1;
+		r = wait_fd(c->fd, sp_client_poll_events(c), deadline);
+		if (r == -ETIMEDOUT)
+			return 0;
+		if (r < 0)
+			return r;
+	}
+}
+
+/*
+ * Takes buffered events until the RESULT for id: 1 when found, 0 when the
+ * buffered input is used up, < 0 when the connection died. Every other event
+ * is kept for sp_client_next_event.
+ */
+static int scan_result(struct sp_client *c, uint64_t id, int *status, uint64_t *seq)
+{
+	struct sp_event ev;
+	int r;
+
+	while (pull_event(c, &ev)) {
+		if (ev.type == SEALPOST_EVENT_CLOSED)
+			return ev.error ? ev.error : -ENOTCONN;
+		if (ev.type == SEALPOST_EVENT_RESULT && ev.client_id == id) {
+			*status = ev.status;
+			if (seq)
+				*seq = ev.seq;
+			return 1;
+		}
+		r = hold(c, &ev);
+		release(c);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+SEALPOST_API int sp_client_send_wait(struct sp_client *c, const uint8_t to[SEALPOST_KEY_LEN],
+				     const void *msg, size_t msg_len, int timeout_ms,
+				     int *status, uint64_t *seq)
+{
+	int64_t deadline = deadline_of(timeout_ms);
+	uint64_t id;
+	int r;
+
+	if (!status)
+		return -EINVAL;
+	r = sp_client_send(c, to, msg, msg_len, &id);
+	if (r < 0)
+		return r;
+	release(c);
+	for (;;) {
+		r = scan_result(c, id, status, seq);
+		if (r)
+			return r < 0 ? r : 0;
+		pump(c);
+		r = scan_result(c, id, status, seq);
+		if (r)
+			return r < 0 ? r : 0;
+		r = wait_fd(c->fd, sp_client_poll_events(c), deadline);
+		if (r < 0)
+			return r;
+	}
+}
+
+SEALPOST_API int sp_client_flush(struct sp_client *c, int timeout_ms)
+{
+	int64_t deadline = deadline_of(timeout_ms);
+	int r;
+
+	if (!c)
+		return -EINVAL;
+	release(c);
+	for (;;) {
+		r = do_write(c);
+		if (r < 0)
+			return r;
+		if (!out_pending(c))
+			return 0;
+		/* Keep reading while we wait, or a broker blocked on writing to
+		 * us could stop reading from us: a deadlock. */
+		if (read_room(c))
+			do_read(c);
+		if (c->io_err)
+			return c->io_err < 0 ? c->io_err : -ENOTCONN;
+		r = wait_fd(c->fd, POLLOUT | (read_room(c) ? POLLIN : 0), deadline);
+		if (r < 0)
+			return r;
+	}
+}
+
+SEALPOST_API int sp_client_fd(const struct sp_client *c)
+{
+	return c->fd;
+}
+
+SEALPOST_API bool sp_client_want_write(const struct sp_client *c)
+{
+	return !c->io_err && out_pending(c);
+}
+
+SEALPOST_API int sp_client_step(struct sp_client *c)
+{
+	if (!c)
+		return -EINVAL;
+	release(c);
+	pump(c);
+	if (c->io_err)
+		return c->io_err < 0 ? c->io_err : -ENOTCONN;
+	return 0;
+}
+
+SEALPOST_API void sp_client_close(struct sp_client *c)
+{
+	size_t i;
+
+	if (!c)
+		return;
+	release(c);
+	if (c->fd >= 0)
+		close(c->fd);
+	if (c->tr) {
+		sp_noise_transport_wipe(c->tr);
+		sodium_free(c->tr);
+	}
+	sp_key_free(c->key);
+	if (c->msgbuf)
+		sodium_free(c->msgbuf);   /* sodium_free zeroes before freeing */
+	for (i = 0; i < c->held_count; i++) {
+		struct held_event *h = &c->held[(c->held_head + i) % c->held_cap];
+
+		if (h->data) {
+			sodium_memzero(h->data, h->ev.len);
+			free(h->data);
+		}
+	}
+	free(c->held);
+	if (c->rbuf) {
+		sodium_memzero(c->rbuf, c->rcap);
+		free(c->rbuf);
+	}
+	if (c->obuf) {
+		sodium_memzero(c->obuf, c->ocap);
+		free(c->obuf);
+	}
+	sodium_memzero(c, sizeof(*c));
+	free(c);
+}
