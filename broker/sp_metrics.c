@@ -42,17 +42,22 @@ static const char *const outcome_names[SP_METRICS_OUTCOME_COUNT] = {
 };
 static const char *const path_names[SP_METRICS_PATH_COUNT] = { "live", "mailbox" };
 static const char *const close_names[SP_METRICS_CLOSE_COUNT] = {
-	[SP_METRICS_CLOSE_PEER] = "peer_closed",
+	[SP_METRICS_CLOSE_EOF] = "eof",
 	[SP_METRICS_CLOSE_IO_ERROR] = "io_error",
-	[SP_METRICS_CLOSE_PREAMBLE] = "bad_preamble",
-	[SP_METRICS_CLOSE_HANDSHAKE] = "handshake_failed",
-	[SP_METRICS_CLOSE_AUTH] = "auth_failed",
+	[SP_METRICS_CLOSE_BAD_PREAMBLE] = "bad_preamble",
+	[SP_METRICS_CLOSE_BAD_LENGTH] = "bad_length",
+	[SP_METRICS_CLOSE_HANDSHAKE_FAILED] = "handshake_failed",
+	[SP_METRICS_CLOSE_HANDSHAKE_TIMEOUT] = "handshake_timeout",
+	[SP_METRICS_CLOSE_DECRYPT_FAILED] = "decrypt_failed",
 	[SP_METRICS_CLOSE_PROTOCOL] = "protocol",
 	[SP_METRICS_CLOSE_TAKEOVER] = "takeover",
 	[SP_METRICS_CLOSE_SHUTDOWN] = "shutdown",
 	[SP_METRICS_CLOSE_SLOW_CONSUMER] = "slow_consumer",
 	[SP_METRICS_CLOSE_IDLE] = "idle",
+	[SP_METRICS_CLOSE_NOMEM] = "out_of_memory",
 	[SP_METRICS_CLOSE_INTERNAL] = "internal",
+	[SP_METRICS_CLOSE_MAX_CONNS] = "max_conns",
+	[SP_METRICS_CLOSE_HANDSHAKE_RATE] = "handshake_rate",
 };
 static const char *const refused_names[SP_METRICS_REFUSED_COUNT] = {
 	[SP_STATUS_ERR_OFFLINE - SP_METRICS_REFUSED_FIRST] = "offline",

@@ -60,21 +60,28 @@ enum sp_metrics_path {
 
 /*
  * sealpost_connections_closed_total{reason}: why a device connection ended.
- * The GoAway reasons carry the lower-cased status name without the
- * "STATUS_GOAWAY_" prefix; sp_metrics_close_from_status() maps them.
+ * The label values are the broker log's reason= values (enum sp_close_reason
+ * in sp_conn.h, same order without its NONE), so a log line and a counter
+ * name the same thing. The last two are connections refused right after
+ * accept (see sp_metrics_conn_refused).
  */
 enum sp_metrics_close {
-	SP_METRICS_CLOSE_PEER,          /* "peer_closed": EOF from the device */
-	SP_METRICS_CLOSE_IO_ERROR,      /* "io_error": reset, broken pipe, other errno */
-	SP_METRICS_CLOSE_PREAMBLE,      /* "bad_preamble": wrong magic, version or pattern */
-	SP_METRICS_CLOSE_HANDSHAKE,     /* "handshake_failed": any handshake failure or timeout */
-	SP_METRICS_CLOSE_AUTH,          /* "auth_failed": a transport message failed to decrypt */
-	SP_METRICS_CLOSE_PROTOCOL,      /* "protocol": GoAway STATUS_GOAWAY_PROTOCOL */
-	SP_METRICS_CLOSE_TAKEOVER,      /* "takeover" */
-	SP_METRICS_CLOSE_SHUTDOWN,      /* "shutdown" */
-	SP_METRICS_CLOSE_SLOW_CONSUMER, /* "slow_consumer" */
-	SP_METRICS_CLOSE_IDLE,          /* "idle" */
-	SP_METRICS_CLOSE_INTERNAL,      /* "internal": out of memory, broker bug */
+	SP_METRICS_CLOSE_EOF,               /* "eof": the device closed */
+	SP_METRICS_CLOSE_IO_ERROR,          /* "io_error": reset, broken pipe, other errno */
+	SP_METRICS_CLOSE_BAD_PREAMBLE,      /* "bad_preamble" */
+	SP_METRICS_CLOSE_BAD_LENGTH,        /* "bad_length": length 0 or too long */
+	SP_METRICS_CLOSE_HANDSHAKE_FAILED,  /* "handshake_failed" */
+	SP_METRICS_CLOSE_HANDSHAKE_TIMEOUT, /* "handshake_timeout" */
+	SP_METRICS_CLOSE_DECRYPT_FAILED,    /* "decrypt_failed": a transport message failed auth */
+	SP_METRICS_CLOSE_PROTOCOL,          /* "protocol": GoAway STATUS_GOAWAY_PROTOCOL */
+	SP_METRICS_CLOSE_TAKEOVER,          /* "takeover" */
+	SP_METRICS_CLOSE_SHUTDOWN,          /* "shutdown" */
+	SP_METRICS_CLOSE_SLOW_CONSUMER,     /* "slow_consumer" */
+	SP_METRICS_CLOSE_IDLE,              /* "idle" */
+	SP_METRICS_CLOSE_NOMEM,             /* "out_of_memory" */
+	SP_METRICS_CLOSE_INTERNAL,          /* "internal" */
+	SP_METRICS_CLOSE_MAX_CONNS,         /* "max_conns": refused, connection table full */
+	SP_METRICS_CLOSE_HANDSHAKE_RATE,    /* "handshake_rate": refused by the rate limit */
 	SP_METRICS_CLOSE_COUNT,
 };
 
@@ -276,7 +283,20 @@ static inline void sp_metrics_conn_accepted(struct sp_metrics_shard *s)
 	sp_metrics_gauge_add_(&s->connections_open, 1);
 }
 
-/* A device connection accepted earlier was closed, once per connection. */
+/*
+ * A connection accept() returned but the shard closed at once without
+ * taking it on (why: MAX_CONNS or HANDSHAKE_RATE). Counted as accepted and
+ * closed, never as open.
+ */
+static inline void sp_metrics_conn_refused(struct sp_metrics_shard *s, enum sp_metrics_close why)
+{
+	if ((unsigned)why >= SP_METRICS_CLOSE_COUNT)
+		why = SP_METRICS_CLOSE_INTERNAL;
+	sp_metrics_add_(&s->connections_accepted, 1);
+	sp_metrics_add_(&s->connections_closed[why], 1);
+}
+
+/* A device connection counted by sp_metrics_conn_accepted was closed, once per connection. */
 static inline void sp_metrics_conn_closed(struct sp_metrics_shard *s, enum sp_metrics_close why)
 {
 	if ((unsigned)why >= SP_METRICS_CLOSE_COUNT)

@@ -235,11 +235,14 @@ static void test_counters_exact(void **state)
 		sp_metrics_conn_accepted(s0);
 	for (int i = 0; i < 3; i++)
 		sp_metrics_conn_accepted(s1);
-	sp_metrics_conn_closed(s0, SP_METRICS_CLOSE_PEER);
-	sp_metrics_conn_closed(s1, SP_METRICS_CLOSE_PEER);
+	sp_metrics_conn_closed(s0, SP_METRICS_CLOSE_EOF);
+	sp_metrics_conn_closed(s1, SP_METRICS_CLOSE_EOF);
 	sp_metrics_conn_closed(s1, sp_metrics_close_from_status(SP_STATUS_GOAWAY_TAKEOVER));
 	sp_metrics_conn_closed(s0, sp_metrics_close_from_status(SP_STATUS_GOAWAY_IDLE));
 	sp_metrics_conn_closed(s0, (enum sp_metrics_close)99); /* out of range: internal */
+	sp_metrics_conn_refused(s1, SP_METRICS_CLOSE_HANDSHAKE_RATE);
+	sp_metrics_conn_refused(s1, SP_METRICS_CLOSE_HANDSHAKE_RATE);
+	sp_metrics_conn_refused(s0, SP_METRICS_CLOSE_MAX_CONNS);
 
 	sp_metrics_handshake(s0, SP_METRICS_PATTERN_IK, SP_METRICS_OUTCOME_OK, 300000);
 	sp_metrics_handshake(s1, SP_METRICS_PATTERN_IK, SP_METRICS_OUTCOME_OK, 700000);
@@ -271,12 +274,15 @@ static void test_counters_exact(void **state)
 
 	render_parse(m, SP_METRICS_RENDER_NO_PROCESS, &p);
 	assert_int_equal(value(&p, "sealpost_connections_open"), 3);
-	assert_int_equal(value(&p, "sealpost_connections_accepted_total"), 8);
-	assert_int_equal(value(&p, "sealpost_connections_closed_total{reason=\"peer_closed\"}"), 2);
+	assert_int_equal(value(&p, "sealpost_connections_accepted_total"), 11);
+	assert_int_equal(value(&p, "sealpost_connections_closed_total{reason=\"eof\"}"), 2);
 	assert_int_equal(value(&p, "sealpost_connections_closed_total{reason=\"takeover\"}"), 1);
 	assert_int_equal(value(&p, "sealpost_connections_closed_total{reason=\"idle\"}"), 1);
 	assert_int_equal(value(&p, "sealpost_connections_closed_total{reason=\"internal\"}"), 1);
 	assert_int_equal(value(&p, "sealpost_connections_closed_total{reason=\"io_error\"}"), 0);
+	assert_int_equal(value(&p, "sealpost_connections_closed_total{reason=\"handshake_rate\"}"),
+			 2);
+	assert_int_equal(value(&p, "sealpost_connections_closed_total{reason=\"max_conns\"}"), 1);
 	assert_int_equal(
 		value(&p, "sealpost_handshakes_total{pattern=\"ik\",outcome=\"ok\"}"), 2);
 	assert_int_equal(
