@@ -871,6 +871,53 @@ static void test_protocol_limits_and_loop(void **state)
 	sp_key_free(k);
 }
 
+/* docs/CLIENT.md quotes docs/examples/echo.c; the quote must be the file. */
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf;
+	long n;
+
+	if (!f)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	buf = calloc(1, (size_t)n + 1);
+	if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+		free(buf);
+		buf = NULL;
+	}
+	fclose(f);
+	return buf;
+}
+
+static void test_docs_example_quoted(void **state)
+{
+	static const char begin[] = "<!-- docs/examples/echo.c begins -->\n```c\n";
+	static const char end[] = "```\n<!-- docs/examples/echo.c ends -->";
+	const char *src = getenv("SP_SOURCE_DIR");
+	char path[512], *doc, *code, *b, *e;
+
+	(void)state;
+	assert_non_null(src);
+	snprintf(path, sizeof(path), "%s/docs/CLIENT.md", src);
+	doc = slurp(path);
+	assert_non_null(doc);
+	snprintf(path, sizeof(path), "%s/docs/examples/echo.c", src);
+	code = slurp(path);
+	assert_non_null(code);
+	b = strstr(doc, begin);
+	assert_non_null(b);
+	b += strlen(begin);
+	e = strstr(b, end);
+	assert_non_null(e);
+	assert_int_equal((size_t)(e - b), strlen(code));
+	assert_memory_equal(b, code, strlen(code));
+	free(doc);
+	free(code);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -885,6 +932,7 @@ int main(void)
 		cmocka_unit_test(test_protocol_bad_tag),
 		cmocka_unit_test(test_protocol_wrong_server_key),
 		cmocka_unit_test(test_protocol_limits_and_loop),
+		cmocka_unit_test(test_docs_example_quoted),
 	};
 
 	if (sodium_init() < 0)
