@@ -10,20 +10,27 @@
  * default 1): bit flips, byte sets, truncations, insertions, erasures and
  * splices of two entries. Every input is passed in a heap buffer of exactly
  * its size, so ASan sees any read past the end. Other -flags are accepted
- * and ignored, like libFuzzer's. A crash is the failure signal; otherwise it
- * prints a summary line and exits 0.
+ * and ignored, like libFuzzer's. A crash is the failure signal: the input
+ * that caused it is written to ./crash-driver.bin and its origin (corpus file,
+ * or mutation run and seed: the runs are reproducible) to stderr. Otherwise
+ * it prints a summary line and exits 0.
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 /* Optional in a target, as in libFuzzer. */
 int LLVMFuzzerInitialize(int *argc, char ***argv) __attribute__((weak));
+/* Present when built with ASan/UBSan: called before the sanitizer exits. */
+void __sanitizer_set_death_callback(void (*cb)(void)) __attribute__((weak));
 
 enum {
 	FILE_MAX = 1 << 20,     /* larger corpus files are skipped */
@@ -33,6 +40,7 @@ enum {
 struct input {
 	uint8_t *data;
 	size_t len;
+	char *name;             /* file it came from */
 };
 
 struct corpus {
@@ -63,7 +71,7 @@ static void die(const char *what)
 	exit(2);
 }
 
-static void corpus_add(struct corpus *c, uint8_t *data, size_t len)
+static void corpus_add(struct corpus *c, uint8_t *data, size_t len, const char *name)
 {
 	if (c->n == c->cap) {
 		c->cap = c->cap ? 2 * c->cap : 16;
@@ -73,6 +81,9 @@ static void corpus_add(struct corpus *c, uint8_t *data, size_t len)
 	}
 	c->v[c->n].data = data;
 	c->v[c->n].len = len;
+	c->v[c->n].name = strdup(name);
+	if (!c->v[c->n].name)
+		die("strdup");
 	c->n++;
 }
 
@@ -96,7 +107,7 @@ static void load_file(struct corpus *c, const char *path)
 	if (fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size)
 		die(path);
 	fclose(f);
-	corpus_add(c, buf, (size_t)st.st_size);
+	corpus_add(c, buf, (size_t)st.st_size, path);
 }
 
 static int cmp_names(const void *a, const void *b)
@@ -148,8 +159,39 @@ static void load_path(struct corpus *c, const char *path)
 	free(names);
 }
 
+/* The input being run, for the crash report. */
+static const uint8_t *cur_data;
+static size_t cur_len;
+static char cur_desc[512];
+
+/* Async-signal-safe: only open/write/close. */
+static void dump_current(void)
+{
+	static const char path[] = "crash-driver.bin";
+	int fd;
+
+	if (!cur_desc[0])
+		return;
+	if (write(2, cur_desc, strlen(cur_desc)) < 0)
+		return;
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd >= 0) {
+		if (cur_len && write(fd, cur_data, cur_len) < 0)
+			(void)0;
+		close(fd);
+	}
+	cur_desc[0] = 0;
+}
+
+static void on_signal(int sig)
+{
+	dump_current();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
 /* Calls the target with a copy of exactly len bytes (ASan catches overreads). */
-static void run_one(const uint8_t *data, size_t len)
+static void run_one(const uint8_t *data, size_t len, const char *desc)
 {
 	uint8_t *copy = malloc(len ? len : 1);
 
@@ -157,7 +199,12 @@ static void run_one(const uint8_t *data, size_t len)
 		die("malloc");
 	if (len)
 		memcpy(copy, data, len);
+	cur_data = copy;
+	cur_len = len;
+	snprintf(cur_desc, sizeof(cur_desc),
+		 "driver: crash on %s (%zu bytes), saved to crash-driver.bin\n", desc, len);
 	LLVMFuzzerTestOneInput(copy, len);
+	cur_desc[0] = 0;
 	free(copy);
 }
 
@@ -236,6 +283,13 @@ int main(int argc, char **argv)
 
 	if (LLVMFuzzerInitialize)
 		LLVMFuzzerInitialize(&argc, &argv);
+	if (__sanitizer_set_death_callback)
+		__sanitizer_set_death_callback(dump_current);
+	signal(SIGABRT, on_signal);
+	signal(SIGSEGV, on_signal);
+	signal(SIGBUS, on_signal);
+	signal(SIGFPE, on_signal);
+	signal(SIGILL, on_signal);
 	for (int i = 1; i < argc; i++) {
 		if (strncmp(argv[i], "-runs=", 6) == 0)
 			runs = strtoull(argv[i] + 6, NULL, 10);
@@ -248,16 +302,21 @@ int main(int argc, char **argv)
 	}
 	rng_state = seed;
 
-	for (size_t i = 0; i < c.n; i++)
-		run_one(c.v[i].data, c.v[i].len);
+	for (size_t i = 0; i < c.n; i++) {
+		char desc[300];
+
+		snprintf(desc, sizeof(desc), "corpus input %zu (%.200s)", i, c.v[i].name);
+		run_one(c.v[i].data, c.v[i].len, desc);
+	}
 	if (c.n == 0)
-		run_one(NULL, 0);
+		run_one(NULL, 0, "the empty input");
 
 	buf = malloc(MUTANT_MAX);
 	if (!buf)
 		die("malloc");
 	for (unsigned long long r = 0; r < runs; r++) {
 		size_t len = 0, n_mut = 1 + rnd_below(4);
+		char desc[96];
 
 		if (c.n) {
 			const struct input *base = &c.v[rnd_below(c.n)];
@@ -267,13 +326,16 @@ int main(int argc, char **argv)
 		}
 		for (size_t m = 0; m < n_mut; m++)
 			len = mutate_once(buf, len, &c);
-		run_one(buf, len);
+		snprintf(desc, sizeof(desc), "mutation run %llu of -seed=%llu", r + 1, seed);
+		run_one(buf, len, desc);
 	}
 	printf("driver: %zu corpus inputs, %llu mutated runs, seed %llu: no crash\n", c.n, runs,
 	       seed);
 	free(buf);
-	for (size_t i = 0; i < c.n; i++)
+	for (size_t i = 0; i < c.n; i++) {
 		free(c.v[i].data);
+		free(c.v[i].name);
+	}
 	free(c.v);
 	return 0;
 }
