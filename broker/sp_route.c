@@ -16,6 +16,13 @@
  * the load after a doubling is 0.35..0.7, so the same million sits in 1.43 to
  * 2.86 M slots (68 to 137 MB; from a hint of 1: 2,097,152 slots, 101 MB).
  *
+ * Large tables (>= 2 MiB) are mapped with MADV_HUGEPAGE: a lookup in a big
+ * table is one random DRAM access, and on the development VM (nested paging)
+ * a dependent random load over 100 MB took ~390 ns with 4 KiB pages against
+ * ~265 ns with 2 MiB pages, the difference being TLB misses. A lookup is that
+ * access plus SipHash of the key (~55 ns); a table that fits the caches
+ * answers in ~50-100 ns.
+ *
  * Threading: none; one table per shard thread.
  */
 #include "sp_route.h"
@@ -23,6 +30,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <sodium.h>
 
@@ -48,6 +56,9 @@ enum {
 	ROUTE_LOAD_NUM = 7,
 	ROUTE_LOAD_DEN = 10,
 };
+
+/* Below this size, plain calloc: huge pages would not help and waste memory. */
+#define ROUTE_HUGE_MIN ((size_t)2 << 20)
 
 /* Home slots come from 32 hash bits, so the table can address 2^32 slots. */
 #define ROUTE_MAX_CAP ((size_t)UINT32_MAX)
@@ -93,13 +104,41 @@ static size_t find(const struct sp_route *rt, const uint8_t key[SP_KEY_LEN], uin
 	}
 }
 
+/* Zeroed slots (all empty). */
+static struct slot *slots_alloc(size_t cap)
+{
+	size_t bytes = cap * sizeof(struct slot);
+	void *p;
+
+	if (bytes < ROUTE_HUGE_MIN)
+		return calloc(cap, sizeof(struct slot));
+	p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	/* Advice only: without transparent huge pages it is just slower. */
+	(void)madvise(p, bytes, MADV_HUGEPAGE);
+	return p;
+}
+
+static void slots_free(struct slot *slots, size_t cap)
+{
+	size_t bytes = cap * sizeof(struct slot);
+
+	if (!slots)
+		return;
+	if (bytes < ROUTE_HUGE_MIN)
+		free(slots);
+	else
+		munmap(slots, bytes);
+}
+
 static int resize(struct sp_route *rt, size_t cap)
 {
 	struct slot *slots;
 
 	if (cap > ROUTE_MAX_CAP)
 		return -ENOMEM;
-	slots = calloc(cap, sizeof(*slots));
+	slots = slots_alloc(cap);
 	if (!slots)
 		return -ENOMEM;
 	for (size_t j = 0; j < rt->cap; j++) {
@@ -113,7 +152,7 @@ static int resize(struct sp_route *rt, size_t cap)
 			;
 		slots[i] = *s;
 	}
-	free(rt->slots);
+	slots_free(rt->slots, rt->cap);
 	rt->slots = slots;
 	rt->cap = cap;
 	rt->grow_at = grow_threshold(cap);
@@ -153,7 +192,7 @@ void sp_route_destroy(struct sp_route *rt)
 {
 	if (!rt)
 		return;
-	free(rt->slots);
+	slots_free(rt->slots, rt->cap);
 	/* Not a secret that outlives anything, but a leaked hash key would let
 	 * a peer pick colliding keys if this memory were reused and read. */
 	sodium_memzero(rt->hash_key, sizeof(rt->hash_key));
