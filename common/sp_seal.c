@@ -11,6 +11,9 @@
 #include "sp_noise.h"
 #include "sp_seal.h"
 
+static const uint8_t prologue[] = SP_SEAL_PROLOGUE;
+enum { PROLOGUE_LEN = sizeof(prologue) - 1 }; /* without the NUL */
+
 _Static_assert(sizeof(SP_SEAL_PROLOGUE) - 1 == 15, "prologue is 15 bytes, no NUL");
 _Static_assert(SP_BODY_MAX - 1 <= SP_NOISE_MSG_MAX, "a sealed body is one Noise message");
 
@@ -26,7 +29,7 @@ int sp_seal(const uint8_t sender_priv[SP_KEY_LEN], const uint8_t recipient_pub[S
 	if (len > SP_MESSAGE_MAX || cap < len + SP_SEAL_OVERHEAD)
 		return -EMSGSIZE;
 	ret = sp_noise_handshake_init(&hs, SP_NOISE_X, SP_NOISE_INITIATOR,
-				      (const uint8_t *)SP_SEAL_PROLOGUE, sizeof(SP_SEAL_PROLOGUE) - 1,
+				      prologue, PROLOGUE_LEN,
 				      sender_priv, recipient_pub);
 	if (ret)
 		goto out;
@@ -58,7 +61,7 @@ int sp_seal_open(const uint8_t recipient_priv[SP_KEY_LEN], const uint8_t *body, 
 	if (cap < len - SP_SEAL_OVERHEAD)
 		return -EMSGSIZE;
 	ret = sp_noise_handshake_init(&hs, SP_NOISE_X, SP_NOISE_RESPONDER,
-				      (const uint8_t *)SP_SEAL_PROLOGUE, sizeof(SP_SEAL_PROLOGUE) - 1,
+				      prologue, PROLOGUE_LEN,
 				      recipient_priv, NULL);
 	if (ret)
 		goto out;

@@ -222,8 +222,8 @@ static size_t mutate_once(uint8_t *buf, size_t len, const struct corpus *c)
 		break;
 	case 1: /* set a byte to a random or interesting value */
 		if (len)
-			buf[rnd_below(len)] = rnd() & 1 ? (uint8_t)rnd()
-							: interesting[rnd_below(sizeof(interesting))];
+			buf[rnd_below(len)] = rnd() & 1 ? (uint8_t)rnd() :
+					      interesting[rnd_below(sizeof(interesting))];
 		break;
 	case 2: /* truncate */
 		len = rnd_below(len + 1);
