@@ -75,10 +75,11 @@ SAME_KIND(GOAWAY, GOAWAY);
 /* ---- stack arena for protobuf-c ------------------------------------------ */
 
 enum {
-	/* Worst valid header: an Ack of 64 seqs sent unpacked with 10-byte
-	 * varints (~700 bytes) takes ~4 KiB of protobuf-c scratch (scanned
-	 * member slabs of 32 bytes per field, the seqs array, the structs).
-	 * Twice that leaves room for unknown fields from newer peers. */
+	/* A hello is 1..3 known fields (a few hundred bytes of protobuf-c
+	 * scratch). protobuf-c needs ~64 bytes per field past the 16th (a
+	 * scanned-member slab entry, the unknown-field record, its copy), so
+	 * 8 KiB still takes 111 unknown fields from a newer peer; a payload of
+	 * hundreds of fields exhausts it and is refused (-EBADMSG). */
 	ARENA_SIZE = 8192,
 	ARENA_ALIGN = alignof(max_align_t),
 };
