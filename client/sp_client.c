@@ -778,8 +778,10 @@ static int do_read(struct sp_client *c)
 			if (c->rcap - c->rend < 4096) {
 				if (c->rcap >= RBUF_MAX)
 					return 0;
-				if (grow(&c->rbuf, &c->rcap, c->rcap * 2) < 0)
-					return 0;
+				if (grow(&c->rbuf, &c->rcap, c->rcap * 2) < 0) {
+					fail(c, -ENOMEM, false);
+					break;
+				}
 			}
 		}
 		n = recv(c->fd, c->rbuf + c->rend, c->rcap - c->rend, MSG_DONTWAIT);

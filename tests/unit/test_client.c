@@ -871,6 +871,167 @@ static void test_protocol_limits_and_loop(void **state)
 	sp_key_free(k);
 }
 
+/* --- script: the broker dies in the middle of a transport message --- */
+
+static void script_abrupt(struct peer *p)
+{
+	static const uint8_t partial[] = { 0x00, 0x64, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 };
+
+	PEER_CHECK(p, write_full(p->fd, partial, sizeof(partial)) == 0);
+}
+
+static void test_protocol_abrupt_close(void **state)
+{
+	struct peer p;
+	struct sp_key *k;
+	struct sp_client *c;
+	struct sp_event ev;
+	uint8_t to[32];
+	int status = 0;
+
+	(void)state;
+	assert_int_equal(sp_key_generate(&k), 0);
+	sp_key_public(k, to);
+	peer_start(&p, script_abrupt, NULL);
+	peer_run(&p);
+	assert_int_equal(sp_client_connect(&c, p.addr, k, p.pub, 10000), 0);
+	/* No GoAway, and a message cut short: a reset, not a clean close. */
+	assert_int_equal(sp_client_send_wait(c, to, "x", 1, 10000, &status, NULL), -ECONNRESET);
+	assert_int_equal(sp_client_next_event(c, &ev, 10000), 1);
+	assert_int_equal(ev.type, SEALPOST_EVENT_CLOSED);
+	assert_int_equal(ev.error, -ECONNRESET);
+	assert_int_equal(sp_client_step(c), -ECONNRESET);
+	assert_int_equal(sp_client_flush(c, 1000), -ECONNRESET);
+	sp_client_close(c);
+	peer_join(&p);
+	sp_key_free(k);
+}
+
+/* --- script: a small max_transport splits a burst into several messages --- */
+
+enum { SPLIT_SENDS = 40, SPLIT_MSG = 300, SPLIT_TRANSPORT = 1000 };
+
+static void script_split(struct peer *p)
+{
+	static uint8_t in[65536];
+	struct sp_frame f;
+	size_t off;
+	int n, sends = 0, messages = 0;
+
+	while (sends < SPLIT_SENDS) {
+		n = peer_recv_plain(p, in);
+		if (n < 0) {
+			PEER_CHECK(p, !"connection ended early");
+			return;
+		}
+		PEER_CHECK(p, n <= SPLIT_TRANSPORT);
+		messages++;
+		off = 0;
+		while (sp_frame_next(in, (size_t)n, &off, &f) == 0) {
+			PEER_CHECK(p, f.type == SP_FRAME_SEND);
+			PEER_CHECK(p, f.u.send.client_id == (uint64_t)sends + 1);
+			PEER_CHECK(p, f.body_len == SPLIT_MSG + 97);
+			sends++;
+		}
+	}
+	/* 40 frames of ~440 bytes, at most two per 1000-byte message. */
+	PEER_CHECK(p, messages == SPLIT_SENDS / 2);
+}
+
+static void test_protocol_split_transport(void **state)
+{
+	struct peer p;
+	struct sp_key *k;
+	struct sp_client *c;
+	uint8_t to[32], msg[SPLIT_MSG];
+	int i;
+
+	(void)state;
+	memset(msg, 's', sizeof(msg));
+	assert_int_equal(sp_key_generate(&k), 0);
+	sp_key_public(k, to);
+	peer_start(&p, script_split, NULL);
+	p.max_transport = SPLIT_TRANSPORT;
+	peer_run(&p);
+	assert_int_equal(sp_client_connect(&c, p.addr, k, p.pub, 10000), 0);
+	for (i = 0; i < SPLIT_SENDS; i++)
+		assert_int_equal(sp_client_send(c, to, msg, sizeof(msg), NULL), 0);
+	assert_int_equal(sp_client_flush(c, 10000), 0);
+	peer_join(&p);
+	sp_client_close(c);
+	sp_key_free(k);
+}
+
+/* --- script: a broker that does not read: the queue fills, -ENOBUFS --- */
+
+struct backpressure_arg {
+	int go[2];              /* the test writes the number of sends when the queue is full */
+};
+
+static void script_backpressure(struct peer *p)
+{
+	struct backpressure_arg *a = p->arg;
+	static uint8_t in[65536];
+	struct sp_frame f;
+	uint32_t want = 0;
+	size_t off;
+	uint32_t sends = 0;
+	int n;
+
+	PEER_CHECK(p, read(a->go[0], &want, sizeof(want)) == (ssize_t)sizeof(want));
+	while (sends < want) {
+		n = peer_recv_plain(p, in);
+		if (n < 0) {
+			PEER_CHECK(p, !"connection ended early");
+			return;
+		}
+		off = 0;
+		while (sp_frame_next(in, (size_t)n, &off, &f) == 0) {
+			PEER_CHECK(p, f.type == SP_FRAME_SEND && f.u.send.client_id == sends + 1);
+			sends++;
+		}
+	}
+	PEER_CHECK(p, sends == want);
+}
+
+static void test_protocol_backpressure(void **state)
+{
+	static uint8_t msg[60000];
+	struct peer p;
+	struct backpressure_arg a;
+	struct sp_key *k;
+	struct sp_client *c;
+	uint8_t to[32];
+	uint32_t sent = 0;
+	int r = 0;
+
+	(void)state;
+	assert_int_equal(pipe(a.go), 0);
+	assert_int_equal(sp_key_generate(&k), 0);
+	sp_key_public(k, to);
+	peer_start(&p, script_backpressure, &a);
+	peer_run(&p);
+	assert_int_equal(sp_client_connect(&c, p.addr, k, p.pub, 10000), 0);
+	/* Bounded: 8 MiB of queue plus socket buffers is far below 2000 x 60 KB. */
+	while (sent < 2000) {
+		r = sp_client_send(c, to, msg, sizeof(msg), NULL);
+		if (r < 0)
+			break;
+		sent++;
+	}
+	assert_int_equal(r, -ENOBUFS);
+	assert_true(sent > 100);
+	/* Nothing was lost: once the broker reads, everything arrives. */
+	assert_int_equal(write(a.go[1], &sent, sizeof(sent)), (ssize_t)sizeof(sent));
+	assert_int_equal(sp_client_flush(c, 60000), 0);
+	assert_int_equal(sp_client_send(c, to, msg, 1, NULL), 0);
+	peer_join(&p);
+	sp_client_close(c);
+	close(a.go[0]);
+	close(a.go[1]);
+	sp_key_free(k);
+}
+
 /* docs/CLIENT.md quotes docs/examples/echo.c; the quote must be the file. */
 static char *slurp(const char *path)
 {
@@ -932,6 +1093,9 @@ int main(void)
 		cmocka_unit_test(test_protocol_bad_tag),
 		cmocka_unit_test(test_protocol_wrong_server_key),
 		cmocka_unit_test(test_protocol_limits_and_loop),
+		cmocka_unit_test(test_protocol_abrupt_close),
+		cmocka_unit_test(test_protocol_split_transport),
+		cmocka_unit_test(test_protocol_backpressure),
 		cmocka_unit_test(test_docs_example_quoted),
 	};
 
