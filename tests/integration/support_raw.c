@@ -262,7 +262,8 @@ int sp_raw_handshake(struct sp_raw *c, uint8_t pattern, const uint8_t *server_pu
 		     const struct sp_raw_opts *o)
 {
 	struct sp_noise_handshake hs;
-	uint8_t hello[64];
+	uint8_t std_hello[64];
+	const uint8_t *hello = std_hello;
 	size_t hello_len = 0;
 	int timeout_ms = timeout_of(o ? o->timeout_ms : 0);
 	int ret;
@@ -274,9 +275,14 @@ int sp_raw_handshake(struct sp_raw *c, uint8_t pattern, const uint8_t *server_pu
 		sp_raw_preamble(c->preamble, pattern);
 	if (pattern == SP_PREAMBLE_PATTERN_IK && !server_pub)
 		return -EINVAL;
-	ret = encode_client_hello(hello, sizeof(hello), &hello_len);
-	if (ret)
-		return ret;
+	if (o && o->hello) {
+		hello = o->hello;
+		hello_len = o->hello_len;
+	} else {
+		ret = encode_client_hello(std_hello, sizeof(std_hello), &hello_len);
+		if (ret)
+			return ret;
+	}
 	ret = sp_noise_handshake_init(&hs, pattern == SP_PREAMBLE_PATTERN_IK ? SP_NOISE_IK : SP_NOISE_XX,
 				      SP_NOISE_INITIATOR, c->preamble, SP_PREAMBLE_LEN, c->s_priv,
 				      pattern == SP_PREAMBLE_PATTERN_IK ? server_pub : NULL);

@@ -73,6 +73,10 @@ struct sp_raw_opts {
 	const uint8_t *fake_s_pub;      /* announce this static public key instead of ours */
 	sp_raw_hs_hook hook;
 	void *hook_arg;
+	/* ClientHello payload bytes to send instead of {protocol_version = 1}
+	 * (hello_len may be 0 when hello is non-NULL: an empty payload). */
+	const uint8_t *hello;
+	size_t hello_len;
 	int timeout_ms;                 /* bound on each receive; 0 = SP_RAW_TIMEOUT_MS */
 };
 
