@@ -2,14 +2,16 @@
  * sp_store.c: durable mailboxes in RocksDB. Layout, guarantees and ownership
  * are documented in sp_store.h; this file explains only the how.
  *
- * The batch is a WriteBatchWithIndex: every read inside a batch (meta,
- * dedup, "does this entry exist") goes through
- * rocksdb_writebatch_wi_get_from_batch_and_db_cf, so an enqueue sees the
- * counters left by the previous enqueue of the same iteration, an ack sees
- * an entry enqueued a moment ago, and a second ack of one seq in one batch
- * finds it gone. That is also what keeps SingleDelete safe: a key is
- * SingleDeleted only after a lookup proved it present, so no key ever gets
- * two SingleDeletes for one Put.
+ * The batch is a WriteBatchWithIndex: every read inside a batch (dedup,
+ * "does this entry exist") goes through
+ * rocksdb_writebatch_wi_get_from_batch_and_db_cf, so an ack sees an entry
+ * enqueued a moment ago, a retry sees the dedup record of the same
+ * iteration, and a second ack of one seq in one batch finds it gone. That is
+ * also what keeps SingleDelete safe: a key is SingleDeleted only after a
+ * lookup proved it present, so no key ever gets two SingleDeletes for one
+ * Put. Per-device counters are different: they change with every envelope
+ * and ack, so the batch keeps them in a small hash map and writes each
+ * changed device's record once, at commit.
  */
 #include "sp_store.h"
 
@@ -36,6 +38,22 @@ enum {
 
 static const char *const cf_names[SP_STORE_CF_COUNT] = SP_STORE_CF_NAMES;
 
+struct meta {
+	uint64_t next_seq;
+	uint64_t count;
+	uint64_t bytes;
+};
+
+/* A device's counters while a batch is open: written to the WriteBatch once,
+ * at commit, however many envelopes and acks of that device the batch holds
+ * (an Ack frame carries up to 64 seqs: one meta write, not 64). */
+struct mslot {
+	uint8_t key[SP_KEY_LEN];
+	struct meta m;
+	bool used;
+	bool dirty;                     /* changed by this batch: written at commit */
+};
+
 struct sp_store_batch {
 	struct sp_store *st;
 	rocksdb_writebatch_wi_t *wb;
@@ -43,12 +61,12 @@ struct sp_store_batch {
 	size_t ops;
 	size_t assigned;                /* sequences handed out by this batch */
 	bool open;
-};
-
-struct meta {
-	uint64_t next_seq;
-	uint64_t count;
-	uint64_t bytes;
+	/* open addressing, keyed by SipHash of the device key under hkey
+	 * (device keys are chosen by peers) */
+	struct mslot *slots;
+	uint32_t *used_idx;             /* slots in use, in insertion order */
+	size_t cap, count;
+	uint8_t hkey[crypto_shorthash_KEYBYTES];
 };
 
 struct sp_store {
@@ -79,6 +97,8 @@ struct sp_store {
 	struct sp_store_stats stats;
 	char err[ERRMSG_LEN];
 };
+
+static void flush_meta_map(struct sp_store_batch *b);
 
 /* ---- small helpers ----------------------------------------------------------- */
 
@@ -641,6 +661,7 @@ int sp_store_open(struct sp_store **out, const struct sp_store_config *cfg, char
 	}
 	st->cfg.dir = st->dir;
 	st->batch.st = st;
+	randombytes_buf(st->batch.hkey, sizeof(st->batch.hkey));
 
 	rc = make_dir(st, st->dir);
 	if (rc < 0)
@@ -685,6 +706,8 @@ void sp_store_close(struct sp_store *st)
 	free_rocks_options(st);
 	if (st->batch.wb)
 		rocksdb_writebatch_wi_destroy(st->batch.wb);
+	free(st->batch.slots);
+	free(st->batch.used_idx);
 	if (st->dedup_key)
 		sodium_free(st->dedup_key); /* sodium_free wipes */
 	if (st->lock_fd >= 0)
@@ -777,8 +800,16 @@ static int bump_epoch(struct sp_store *st)
 	return 0;
 }
 
+static void clear_meta_map(struct sp_store_batch *b)
+{
+	for (size_t i = 0; i < b->count; i++)
+		b->slots[b->used_idx[i]].used = false;
+	b->count = 0;
+}
+
 static void end_batch(struct sp_store_batch *b)
 {
+	clear_meta_map(b);
 	rocksdb_writebatch_wi_clear(b->wb);
 	b->open = false;
 	b->ops = 0;
@@ -803,6 +834,7 @@ int sp_store_batch_commit(struct sp_store_batch *b)
 		end_batch(b);
 		return 0;
 	}
+	flush_meta_map(b);
 	sync = st->cfg.sync == SP_STORE_SYNC_ALWAYS;
 	rocksdb_write_writebatch_wi(st->db, sync ? st->wo_sync : st->wo_nosync, b->wb, &rerr);
 	if (rerr) {
@@ -905,65 +937,146 @@ static int rebuild_meta(struct sp_store *st, const uint8_t recipient[SP_KEY_LEN]
 	return 0;
 }
 
-/* The device's counters as seen through the batch. A device with no record
- * starts empty; next_seq is raised to this open's floor either way. */
-static int load_meta(struct sp_store_batch *b, const uint8_t recipient[SP_KEY_LEN], struct meta *m)
+static size_t slot_home(const struct sp_store_batch *b, const uint8_t key[SP_KEY_LEN])
+{
+	uint8_t h[crypto_shorthash_BYTES];
+	uint64_t v;
+
+	crypto_shorthash(h, key, SP_KEY_LEN, b->hkey);
+	memcpy(&v, h, sizeof(v));
+	return (size_t)(v & (b->cap - 1));
+}
+
+static struct mslot *find_slot(struct sp_store_batch *b, const uint8_t key[SP_KEY_LEN])
+{
+	size_t i;
+
+	if (!b->cap)
+		return NULL;
+	for (i = slot_home(b, key);; i = (i + 1) & (b->cap - 1)) {
+		if (!b->slots[i].used)
+			return NULL;
+		if (!memcmp(b->slots[i].key, key, SP_KEY_LEN))
+			return &b->slots[i];
+	}
+}
+
+/* Inserts (the key must be absent); grows at load 1/2. */
+static struct mslot *add_slot(struct sp_store_batch *b, const uint8_t key[SP_KEY_LEN])
+{
+	size_t i;
+
+	if ((b->count + 1) * 2 > b->cap) {
+		size_t ncap = b->cap ? b->cap * 2 : 64;
+		struct mslot *ns = calloc(ncap, sizeof(*ns));
+		uint32_t *nu = malloc(ncap * sizeof(*nu));
+		struct mslot *os = b->slots;
+		uint32_t *ou = b->used_idx;
+		size_t on = b->count;
+
+		if (!ns || !nu || ncap > UINT32_MAX) {
+			free(ns);
+			free(nu);
+			return NULL;
+		}
+		b->slots = ns;
+		b->used_idx = nu;
+		b->cap = ncap;
+		b->count = 0;
+		for (size_t j = 0; j < on; j++) {
+			struct mslot *o = &os[ou[j]];
+			struct mslot *n = add_slot(b, o->key);
+
+			n->m = o->m;
+			n->dirty = o->dirty;
+		}
+		free(os);
+		free(ou);
+	}
+	for (i = slot_home(b, key); b->slots[i].used; i = (i + 1) & (b->cap - 1))
+		;
+	memcpy(b->slots[i].key, key, SP_KEY_LEN);
+	b->slots[i].used = true;
+	b->slots[i].dirty = false;
+	b->used_idx[b->count++] = (uint32_t)i;
+	return &b->slots[i];
+}
+
+/* Puts every counter the batch changed into the WriteBatch (at commit). */
+static void flush_meta_map(struct sp_store_batch *b)
+{
+	uint8_t v[SP_STORE_META_LEN];
+
+	for (size_t i = 0; i < b->count; i++) {
+		const struct mslot *sl = &b->slots[b->used_idx[i]];
+
+		if (!sl->dirty)
+			continue;
+		meta_encode(v, &sl->m);
+		rocksdb_writebatch_wi_put_cf(b->wb, b->st->cf[SP_STORE_CF_META],
+					     (const char *)sl->key, SP_KEY_LEN, (const char *)v,
+					     sizeof(v));
+	}
+}
+
+/*
+ * The device's counters as this batch sees them, in the batch's map (*out):
+ * from the map, else from the database (meta is only ever written at commit,
+ * so the database holds the latest committed value) and then kept in the
+ * map, so later changes cannot fail. A device with no record starts empty;
+ * next_seq is raised to this open's floor either way.
+ */
+static int load_meta_slot(struct sp_store_batch *b, const uint8_t recipient[SP_KEY_LEN],
+			  struct mslot **out)
 {
 	struct sp_store *st = b->st;
-	char *val;
+	struct mslot *sl = find_slot(b, recipient);
+	struct meta m = { 0 };
+	char *val, *rerr = NULL;
 	size_t vlen;
 	int rc;
 
-	rc = batch_get(b, SP_STORE_CF_META, recipient, SP_KEY_LEN, &val, &vlen);
-	if (rc < 0)
-		return rc;
+	*out = sl;
+	if (sl)
+		return 0;
+	val = rocksdb_get_cf(st->db, st->ro, st->cf[SP_STORE_CF_META], (const char *)recipient,
+			     SP_KEY_LEN, &vlen, &rerr);
+	if (rerr)
+		return rocks_fail(st, "meta read", rerr);
 	if (val) {
-		rc = meta_decode((const uint8_t *)val, vlen, m);
+		rc = meta_decode((const uint8_t *)val, vlen, &m);
 		rocksdb_free(val);
 		if (rc < 0) {
 			/* The range shows what is stored, not what was acked: its
 			 * last seq + 1 may be below seqs already handed out. A new
 			 * epoch puts the floor above all of them. */
 			st->stats.corrupt++;
-			rc = rebuild_meta(st, recipient, m);
+			rc = rebuild_meta(st, recipient, &m);
 			if (rc == 0)
 				rc = bump_epoch(st);
 			if (rc < 0)
 				return rc;
 		}
-	} else {
-		memset(m, 0, sizeof(*m));
 	}
-	if (m->next_seq < seq_floor(st))
-		m->next_seq = seq_floor(st);
-	if (m->next_seq == 0)
-		m->next_seq = 1;
+	if (m.next_seq < seq_floor(st))
+		m.next_seq = seq_floor(st);
+	if (m.next_seq == 0)
+		m.next_seq = 1;
+	sl = add_slot(b, recipient);
+	if (!sl)
+		return -ENOMEM;
+	sl->m = m;
+	*out = sl;
 	return 0;
-}
-
-static void store_meta(struct sp_store_batch *b, const uint8_t recipient[SP_KEY_LEN],
-		       const struct meta *m)
-{
-	uint8_t v[SP_STORE_META_LEN];
-
-	meta_encode(v, m);
-	batch_put(b, SP_STORE_CF_META, recipient, SP_KEY_LEN, v, sizeof(v));
 }
 
 /* Counters after removing one entry of body_len bytes (never below zero:
  * a corrupt entry's size is a guess). */
-static int meta_remove_one(struct sp_store_batch *b, const uint8_t recipient[SP_KEY_LEN],
-			   uint64_t body_len)
+static void meta_remove_one(struct mslot *sl, uint64_t body_len)
 {
-	struct meta m;
-	int rc = load_meta(b, recipient, &m);
-
-	if (rc < 0)
-		return rc;
-	m.count = m.count ? m.count - 1 : 0;
-	m.bytes = m.bytes >= body_len ? m.bytes - body_len : 0;
-	store_meta(b, recipient, &m);
-	return 0;
+	sl->m.count = sl->m.count ? sl->m.count - 1 : 0;
+	sl->m.bytes = sl->m.bytes >= body_len ? sl->m.bytes - body_len : 0;
+	sl->dirty = true;
 }
 
 /* ---- enqueue ------------------------------------------------------------------------ */
@@ -1033,6 +1146,7 @@ int sp_store_enqueue(struct sp_store_batch *b, const struct sp_store_envelope *e
 	uint8_t hdr[SP_STORE_MAILBOX_HDR_LEN];
 	struct sp_store *st;
 	struct mbox_hdr h;
+	struct mslot *sl;
 	struct meta m;
 	uint64_t seq = 0, dup_seq = 0;
 	int rc;
@@ -1060,9 +1174,10 @@ int sp_store_enqueue(struct sp_store_batch *b, const struct sp_store_envelope *e
 		}
 	}
 
-	rc = load_meta(b, env->recipient, &m);
+	rc = load_meta_slot(b, env->recipient, &sl);
 	if (rc < 0)
 		goto out;
+	m = sl->m;
 	if (m.count + 1 > st->cfg.quota_count || m.bytes + env->body_len > st->cfg.quota_bytes) {
 		st->stats.quota_refused++;
 		rc = -EDQUOT;
@@ -1095,7 +1210,8 @@ int sp_store_enqueue(struct sp_store_batch *b, const struct sp_store_envelope *e
 		b->ops++;
 	}
 	batch_put(b, SP_STORE_CF_EXPIRY, ekey, sizeof(ekey), NULL, 0);
-	store_meta(b, env->recipient, &m);
+	sl->m = m;
+	sl->dirty = true;
 	if (env->client_id) {
 		uint64_t dexp = add_sat(b->now_ms, st->cfg.dedup_window_ms);
 
@@ -1124,11 +1240,17 @@ static int remove_entry(struct sp_store_batch *b, const uint8_t recipient[SP_KEY
 {
 	uint8_t mkey[SP_STORE_MAILBOX_KEY_LEN], ekey[SP_STORE_EXPIRY_MAILBOX_KEY_LEN];
 	struct mbox_hdr h;
+	struct mslot *sl;
 	uint64_t body_len;
 	char *ival;
 	size_t ilen;
 	int rc;
 
+	/* First the only step that can fail for lack of memory: then the
+	 * deletes and the counters go into the batch together or not at all. */
+	rc = load_meta_slot(b, recipient, &sl);
+	if (rc < 0)
+		return rc;
 	if (mbox_decode((const uint8_t *)val, vlen, &h) == 0) {
 		body_len = h.body_len;
 		sp_store_expiry_mailbox_key(ekey, h.expires_ms, recipient, seq);
@@ -1145,7 +1267,8 @@ static int remove_entry(struct sp_store_batch *b, const uint8_t recipient[SP_KEY
 	}
 	sp_store_mailbox_key(mkey, recipient, seq);
 	batch_sdel(b, SP_STORE_CF_MAILBOX, mkey, sizeof(mkey));
-	return meta_remove_one(b, recipient, body_len);
+	meta_remove_one(sl, body_len);
+	return 0;
 }
 
 int sp_store_ack(struct sp_store_batch *b, const uint8_t recipient[SP_KEY_LEN], uint64_t seq)

@@ -1230,6 +1230,48 @@ static void test_read_limits(void **state)
 	assert_true(res.end);
 }
 
+/* A device's counters are written once per batch, however many of its
+ * envelopes and acks the batch holds (RocksDB's memtable counts the writes). */
+static void test_meta_written_once_per_batch(void **state)
+{
+	struct fx *f = *state;
+	uint8_t a[SP_KEY_LEN], c[SP_KEY_LEN], snd[SP_KEY_LEN];
+	struct sp_store_envelope e = { .body = (const uint8_t *)"m", .body_len = 1 };
+	struct sp_store_batch *b;
+	uint64_t seqs[SP_ACK_SEQS_MAX], before, after, count;
+
+	key_of(a, 1);
+	key_of(c, 3);
+	key_of(snd, 2);
+	e.sender = snd;
+	open_store(f);
+	assert_int_equal(sp_store_property(f->st, SP_STORE_CF_META,
+					   "rocksdb.num-entries-active-mem-table", &before), 0);
+	assert_int_equal(sp_store_batch_begin(f->st, 1, &b), 0);
+	for (int i = 0; i < SP_ACK_SEQS_MAX; i++) {
+		e.recipient = (i % 2) ? c : a;
+		assert_int_equal(sp_store_enqueue(b, &e, &seqs[i]), 0);
+	}
+	assert_int_equal(sp_store_batch_commit(b), 0);
+	assert_int_equal(sp_store_property(f->st, SP_STORE_CF_META,
+					   "rocksdb.num-entries-active-mem-table", &after), 0);
+	assert_int_equal(after - before, 2); /* a and c */
+
+	/* One Ack frame's worth for a: one meta write. */
+	before = after;
+	assert_int_equal(sp_store_batch_begin(f->st, 2, &b), 0);
+	for (int i = 0; i < SP_ACK_SEQS_MAX; i += 2)
+		assert_int_equal(sp_store_ack(b, a, seqs[i]), 0);
+	assert_int_equal(sp_store_batch_commit(b), 0);
+	assert_int_equal(sp_store_property(f->st, SP_STORE_CF_META,
+					   "rocksdb.num-entries-active-mem-table", &after), 0);
+	assert_int_equal(after - before, 1);
+	assert_int_equal(sp_store_mailbox_info(f->st, a, &count, NULL, NULL), 0);
+	assert_int_equal(count, 0);
+	assert_int_equal(sp_store_mailbox_info(f->st, c, &count, NULL, NULL), 0);
+	assert_int_equal(count, SP_ACK_SEQS_MAX / 2);
+}
+
 static void test_bad_arguments(void **state)
 {
 	struct fx *f = *state;
@@ -1287,6 +1329,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_commit_survives_kill9, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backlog_streamed_and_compacted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_limits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_meta_written_once_per_batch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
 	};
 
