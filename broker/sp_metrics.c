@@ -97,6 +97,24 @@ const char *sp_metrics_refused_name(enum sp_status status)
 	return i < SP_METRICS_REFUSED_COUNT ? refused_names[i] : NULL;
 }
 
+int sp_metrics_parse_rocksdb_stall(const char *dbstats, double *seconds)
+{
+	static const char key[] = "Cumulative stall: ";
+	const char *p = dbstats ? strstr(dbstats, key) : NULL;
+	unsigned h, m;
+	double sec;
+	int used = 0;
+
+	if (!p)
+		return -EINVAL;
+	p += sizeof(key) - 1;
+	if (sscanf(p, "%u:%u:%lf H:M:S%n", &h, &m, &sec, &used) != 3 || used == 0 || m >= 60 ||
+	    !(sec >= 0 && sec < 60))
+		return -EINVAL;
+	*seconds = (double)h * 3600 + (double)m * 60 + sec;
+	return 0;
+}
+
 int sp_metrics_create(struct sp_metrics **out, unsigned nshards)
 {
 	struct sp_metrics *m;
@@ -387,7 +405,7 @@ static void render_histograms(struct writer *w, const struct sp_metrics *m)
 				 SP_METRICS_DELIVERY_NBUCKETS);
 	}
 	family(w, "sealpost_handshake_duration_seconds", "histogram",
-	       "Time from the first preamble byte to a completed handshake (successful ones).");
+	       "Time from accept to a completed handshake (successful ones).");
 	put_hist(w, "sealpost_handshake_duration_seconds", "", &hs, hs_le,
 		 SP_METRICS_HANDSHAKE_NBUCKETS, 1);
 	family(w, "sealpost_delivery_latency_seconds", "histogram",

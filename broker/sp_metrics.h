@@ -100,7 +100,7 @@ enum {
  * for durations, a plain count for batch sizes). The rendered "le" labels
  * are in seconds; tests/unit/test_metrics.c checks the two tables agree.
  *
- * Handshake duration (first preamble byte to split): an IK responder costs
+ * Handshake duration (accept to split): an IK responder costs
  * ~165 us of X25519 on this hardware, plus one round trip on the client's
  * network; the tail runs to the handshake timeout.
  */
@@ -191,6 +191,15 @@ struct sp_metrics_rocksdb {
 };
 /* Fills *out; returns 0, or a negative errno to leave the RocksDB figures out of this scrape. */
 typedef int (*sp_metrics_rocksdb_fn)(void *ctx, struct sp_metrics_rocksdb *out);
+
+/*
+ * For a RocksDB source: the cumulative write-stall time from the text of the
+ * "rocksdb.dbstats" property (its "Cumulative stall: H:MM:SS.mmm H:M:S"
+ * line; RocksDB's C API of this version has no ticker access).
+ * dbstats borrowed for the call. 0, or -EINVAL if the line is missing or
+ * malformed.
+ */
+int sp_metrics_parse_rocksdb_stall(const char *dbstats, double *seconds);
 
 /* nshards in 1..SP_METRICS_SHARDS_MAX. Every figure starts at zero, not ready. */
 int sp_metrics_create(struct sp_metrics **out, unsigned nshards);
@@ -319,8 +328,8 @@ static inline enum sp_metrics_close sp_metrics_close_from_status(enum sp_status 
 }
 
 /*
- * A handshake ended, once per handshake attempt. duration_ns (first
- * preamble byte to split) feeds sealpost_handshake_duration_seconds for
+ * A handshake ended, once per connection whose preamble named a pattern.
+ * duration_ns (accept to split, the span handshake_timeout bounds) feeds sealpost_handshake_duration_seconds for
  * successful handshakes only: timeouts would otherwise pile up in the top
  * bucket and hide the real cost.
  */
@@ -372,6 +381,28 @@ static inline void sp_metrics_envelope_delivered(struct sp_metrics_shard *s,
 	sp_metrics_add_(&s->envelopes_delivered[path], 1);
 	sp_metrics_observe_(&s->delivery_latency[path], bounds, SP_METRICS_DELIVERY_NBUCKETS,
 			    latency_ns);
+}
+
+/*
+ * n envelopes delivered on path in one go, all with the same latency (for
+ * example every live delivery of one loop iteration, timed at its flush).
+ */
+static inline void sp_metrics_envelopes_delivered(struct sp_metrics_shard *s,
+						  enum sp_metrics_path path, uint64_t n,
+						  uint64_t latency_ns)
+{
+	static const uint64_t bounds[] = SP_METRICS_DELIVERY_BOUNDS_NS;
+	struct sp_metrics_hist *h;
+	unsigned i = 0;
+
+	if ((unsigned)path >= SP_METRICS_PATH_COUNT || n == 0)
+		return;
+	h = &s->delivery_latency[path];
+	while (i < SP_METRICS_DELIVERY_NBUCKETS && latency_ns > bounds[i])
+		i++;
+	sp_metrics_add_(&s->envelopes_delivered[path], n);
+	sp_metrics_add_(&h->bucket[i], n);
+	sp_metrics_add_(&h->sum, n * latency_ns);
 }
 
 /* Raw TCP bytes from devices (preamble, handshake, transport, length prefixes). */

@@ -17,6 +17,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <rocksdb/c.h>
+
 #include "sp_metrics.h"
 
 /* --- a small parser for the text format ------------------------------------ */
@@ -255,6 +257,7 @@ static void test_counters_exact(void **state)
 	sp_metrics_envelope_delivered(s0, SP_METRICS_PATH_LIVE, 40000);
 	sp_metrics_envelope_delivered(s1, SP_METRICS_PATH_LIVE, 60000);
 	sp_metrics_envelope_delivered(aux, SP_METRICS_PATH_MAILBOX, 90000000000ull);
+	sp_metrics_envelopes_delivered(s1, SP_METRICS_PATH_LIVE, 0, 1); /* nothing */
 	sp_metrics_envelope_refused(s0, SP_STATUS_ERR_OFFLINE);
 	sp_metrics_envelope_refused(s1, SP_STATUS_ERR_OFFLINE);
 	sp_metrics_envelope_refused(s1, SP_STATUS_ERR_TOO_LARGE);
@@ -403,7 +406,21 @@ static void test_bucket_edges(void **state)
 				     SP_METRICS_OUTCOME_OK, hb[i] + 1);
 		sum += 2 * hb[i] + 1;
 	}
+	/* Bulk: 5 live deliveries of 30 us, 1 of exactly 1 s. */
+	sp_metrics_envelopes_delivered(sp_metrics_shard(m, 0), SP_METRICS_PATH_LIVE, 5, 30000);
+	sp_metrics_envelopes_delivered(sp_metrics_aux(m), SP_METRICS_PATH_LIVE, 1, 1000000000);
 	render_parse(m, SP_METRICS_RENDER_NO_PROCESS, &p);
+	assert_int_equal(value(&p, "sealpost_envelopes_delivered_total{path=\"live\"}"), 6);
+	assert_int_equal(
+		value(&p, "sealpost_delivery_latency_seconds_bucket{path=\"live\",le=\"2.5e-05\"}"), 0);
+	assert_int_equal(
+		value(&p, "sealpost_delivery_latency_seconds_bucket{path=\"live\",le=\"5e-05\"}"), 5);
+	assert_int_equal(
+		value(&p, "sealpost_delivery_latency_seconds_bucket{path=\"live\",le=\"0.1\"}"), 5);
+	assert_int_equal(
+		value(&p, "sealpost_delivery_latency_seconds_bucket{path=\"live\",le=\"1\"}"), 6);
+	assert_true(value(&p, "sealpost_delivery_latency_seconds_sum{path=\"live\"}") == 1.00015);
+	assert_int_equal(value(&p, "sealpost_delivery_latency_seconds_count{path=\"mailbox\"}"), 0);
 	/* bucket i holds hb[i] and hb[i-1]+1: cumulative 2i+1. */
 	for (unsigned i = 0; i < SP_METRICS_HANDSHAKE_NBUCKETS; i++)
 		assert_int_equal(valuef(&p, "sealpost_handshake_duration_seconds_bucket{le=\"%s\"}",
@@ -533,6 +550,45 @@ static void test_rocksdb_source(void **state)
 	assert_int_equal(lookup(&p, "sealpost_rocksdb_write_stall_seconds_total", &v), -ENOENT);
 	parsed_free(&p);
 	sp_metrics_destroy(m);
+}
+
+/* The stall parser against RocksDB's real dbstats text, and against crafted lines. */
+static void test_rocksdb_stall_parse(void **state)
+{
+	char dir[] = "/tmp/sp-metrics-rocksdb-XXXXXX";
+	rocksdb_options_t *o = rocksdb_options_create();
+	char *err = NULL, *stats, cmd[64];
+	rocksdb_t *db;
+	double sec = -1;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	rocksdb_options_set_create_if_missing(o, 1);
+	db = rocksdb_open(o, dir, &err);
+	assert_null(err);
+	stats = rocksdb_property_value(db, "rocksdb.dbstats");
+	assert_non_null(stats);
+	assert_int_equal(sp_metrics_parse_rocksdb_stall(stats, &sec), 0);
+	assert_true(sec == 0); /* a fresh database has never stalled */
+	rocksdb_free(stats);
+	rocksdb_close(db);
+	rocksdb_options_destroy(o);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+
+	assert_int_equal(sp_metrics_parse_rocksdb_stall(
+				 "x\nCumulative stall: 01:02:3.500 H:M:S, 0.1 percent\n", &sec), 0);
+	assert_true(sec == 3723.5);
+	assert_int_equal(sp_metrics_parse_rocksdb_stall(
+				 "Cumulative stall: 123:59:59.999 H:M:S, 9.9 percent", &sec), 0);
+	assert_true(sec == 123 * 3600 + 59 * 60 + 59.999);
+	assert_int_equal(sp_metrics_parse_rocksdb_stall("Interval stall: 00:00:1.000 H:M:S", &sec),
+			 -EINVAL);
+	assert_int_equal(sp_metrics_parse_rocksdb_stall("Cumulative stall: 00:61:1.000 H:M:S",
+							&sec), -EINVAL);
+	assert_int_equal(sp_metrics_parse_rocksdb_stall("Cumulative stall: 00:00:1.000", &sec),
+			 -EINVAL);
+	assert_int_equal(sp_metrics_parse_rocksdb_stall(NULL, &sec), -EINVAL);
 }
 
 static void test_process_metrics(void **state)
@@ -714,6 +770,7 @@ int main(void)
 		cmocka_unit_test(test_le_tables),
 		cmocka_unit_test(test_label_names),
 		cmocka_unit_test(test_rocksdb_source),
+		cmocka_unit_test(test_rocksdb_stall_parse),
 		cmocka_unit_test(test_process_metrics),
 		cmocka_unit_test(test_promtool),
 		cmocka_unit_test(test_concurrent_render),
