@@ -331,9 +331,11 @@ SEALPOST_API bool sp_client_want_write(const struct sp_client *c);
 SEALPOST_API short sp_client_poll_events(const struct sp_client *c);
 
 /*
- * Non-blocking I/O: writes what the socket accepts, reads what is there.
- * Never blocks. Returns 0, or a negative errno once the connection has
- * failed (a CLOSED event is then pending).
+ * Non-blocking I/O: writes what the socket accepts, reads what is there
+ * (into the client's buffer; events are parsed by sp_client_next_event).
+ * Never blocks. Returns 0 while the connection is up; once it is gone,
+ * -ENOTCONN (closed after a GoAway) or the failure (-ECONNRESET, -EPROTO,
+ * -EBADMSG, ...), and a CLOSED event is pending.
  */
 SEALPOST_API int sp_client_step(struct sp_client *c);
 

@@ -58,7 +58,10 @@ S(STATUS_GOAWAY_IDLE);
 
 enum {
 	CONNECT_TIMEOUT_DEFAULT_MS = 30000,
-	RBUF_INITIAL = 2 * (SP_LEN_PREFIX + SP_NOISE_MSG_MAX),
+	/* Buffers start small and grow to what the traffic needs, and shrink
+	 * back when drained: a load generator holds thousands of clients. */
+	RBUF_INITIAL = 16 << 10,
+	BUF_KEEP = 256 << 10,           /* larger idle buffers are given back */
 	/* Past this much unread input we stop reading: the broker then sees a
 	 * slow consumer, which is the truth. */
 	RBUF_MAX = 16 << 20,
@@ -77,10 +80,18 @@ struct held_event {
 	uint8_t *data;                  /* malloc'd copy of a MESSAGE's data */
 };
 
+/* Everything secret a connection holds, in ONE guarded allocation (each
+ * sodium_malloc costs guard pages and memory mappings). */
+struct secrets {
+	struct sp_key key;              /* our copy of the device key */
+	struct sp_noise_transport tr;
+};
+
 struct sp_client {
 	int fd;
-	struct sp_key *key;             /* our own copy, guarded memory */
-	struct sp_noise_transport *tr;  /* guarded memory */
+	struct secrets *sec;            /* sodium_malloc */
+	struct sp_key *key;             /* &sec->key */
+	struct sp_noise_transport *tr;  /* &sec->tr */
 	uint8_t server_pub[SP_KEY_LEN];
 	uint32_t max_envelope;
 	uint32_t max_transport;
@@ -98,7 +109,8 @@ struct sp_client {
 	bool have_plain;
 	size_t plain_start, plain_len, plain_off, plain_end;
 
-	uint8_t *msgbuf;                /* SP_BODY_MAX: the last opened message */
+	uint8_t *msgbuf;                /* the last opened message; grows as needed */
+	size_t msgcap;
 	size_t msg_len;                 /* bytes of msgbuf to wipe on the next call */
 
 	struct held_event *held;        /* ring of events kept by send_wait */
@@ -443,16 +455,17 @@ SEALPOST_API int sp_client_connect(struct sp_client **out, const char *server,
 	c->fd = -1;
 	c->next_client_id = 1;
 	c->next_ping_id = 1;
-	c->key = sp_key_dup(key);
-	c->tr = sodium_malloc(sizeof(*c->tr));
-	c->msgbuf = sodium_malloc(SP_BODY_MAX);
+	c->sec = sodium_malloc(sizeof(*c->sec));
 	c->rcap = RBUF_INITIAL;
 	c->rbuf = malloc(c->rcap);
-	if (!c->key || !c->tr || !c->msgbuf || !c->rbuf) {
+	if (!c->sec || !c->rbuf) {
 		r = -ENOMEM;
 		goto fail;
 	}
-	memset(c->tr, 0, sizeof(*c->tr));
+	memset(c->sec, 0, sizeof(*c->sec));
+	c->key = &c->sec->key;
+	c->tr = &c->sec->tr;
+	memcpy(c->key, key, sizeof(*c->key));
 	r = dial(server, deadline);
 	if (r < 0)
 		goto fail;
@@ -488,6 +501,15 @@ SEALPOST_API size_t sp_client_max_message(const struct sp_client *c)
 }
 
 /* ------------------------------------------------------------- output --- */
+
+/* The error a call reports on a dead connection: -ENOTCONN after a GoAway
+ * and the broker's close, the failure otherwise. */
+static int conn_error(const struct sp_client *c)
+{
+	if (c->io_err == CLOSED_EOF)
+		return c->goaway ? -ENOTCONN : -ECONNRESET;
+	return c->io_err;
+}
 
 /* Stops all I/O on a broken connection; the fd stays ours until close. */
 static void fail(struct sp_client *c, int err, bool fatal)
@@ -555,14 +577,19 @@ static int reserve(struct sp_client *c, size_t need)
 			return r;
 	}
 	if (!c->batch_open) {
-		r = grow(&c->obuf, &c->ocap,
-			 c->oenc + SP_LEN_PREFIX + c->max_transport + SP_TAG_LEN);
-		if (r < 0)
-			return r;
 		c->batch_open = true;
 		c->obatch = 0;
 	}
-	return 0;
+	return grow(&c->obuf, &c->ocap, c->oenc + SP_LEN_PREFIX + c->obatch + need + SP_TAG_LEN);
+}
+
+/* Where frames of the open batch may be written: up to max_transport, and
+ * never past the buffer. */
+static size_t batch_limit(const struct sp_client *c)
+{
+	size_t lim = c->oenc + SP_LEN_PREFIX + c->max_transport;
+
+	return lim < c->ocap ? lim : c->ocap;
 }
 
 /* Appends a frame without a body to the batch. */
@@ -575,7 +602,7 @@ static int queue_frame(struct sp_client *c, const struct sp_frame *f)
 	if (r < 0)
 		return r;
 	off = c->oenc + SP_LEN_PREFIX + c->obatch;
-	r = sp_frame_put(c->obuf, c->oenc + SP_LEN_PREFIX + c->max_transport, &off, f);
+	r = sp_frame_put(c->obuf, batch_limit(c), &off, f);
 	if (r < 0)
 		return r;
 	c->obatch = off - (c->oenc + SP_LEN_PREFIX);
@@ -603,7 +630,7 @@ static int do_write(struct sp_client *c)
 	int r;
 
 	if (c->io_err)
-		return c->io_err < 0 ? c->io_err : -ENOTCONN;
+		return conn_error(c);
 	r = queue_acks(c);
 	if (r == 0)
 		r = close_batch(c);
@@ -628,6 +655,11 @@ static int do_write(struct sp_client *c)
 		return r;
 	}
 	c->osent = c->oenc = 0;
+	if (c->ocap > BUF_KEEP) {
+		free(c->obuf);
+		c->obuf = NULL;
+		c->ocap = 0;
+	}
 	return 0;
 }
 
@@ -671,7 +703,7 @@ static int queue_send(struct sp_client *c, const uint8_t to[SP_KEY_LEN], const u
 		return r;
 	base = c->oenc + SP_LEN_PREFIX;
 	off = base + c->obatch;
-	r = sp_frame_put_header(c->obuf, base + c->max_transport, &off, &f, env_len);
+	r = sp_frame_put_header(c->obuf, batch_limit(c), &off, &f, env_len);
 	if (r < 0)
 		return r;
 	if (env) {
@@ -765,6 +797,24 @@ static void compact(struct sp_client *c)
 	}
 }
 
+/* All input consumed: start over at the front, and give back a big buffer. */
+static void drained(struct sp_client *c)
+{
+	uint8_t *n;
+
+	c->rstart = c->rend = 0;
+	if (c->rcap <= BUF_KEEP)
+		return;
+	n = malloc(RBUF_INITIAL);
+	if (!n)
+		return;
+	/* Decrypted frames were in it. */
+	sodium_memzero(c->rbuf, c->rcap);
+	free(c->rbuf);
+	c->rbuf = n;
+	c->rcap = RBUF_INITIAL;
+}
+
 /* Non-blocking: reads what is there, up to a budget. */
 static int do_read(struct sp_client *c)
 {
@@ -825,8 +875,11 @@ static int frame_event(struct sp_client *c, const struct sp_frame *f, struct sp_
 	switch (f->type) {
 	case SP_FRAME_DELIVER:
 		ev->seq = f->u.deliver.seq;
+		/* msgbuf holds no plaintext here: release() wiped it. */
+		if (grow(&c->msgbuf, &c->msgcap, f->body_len) < 0)
+			return -ENOMEM;
 		r = sp_seal_open(c->key->priv, f->body, f->body_len, ev->sender, c->msgbuf,
-				 SP_BODY_MAX, &c->msg_len);
+				 c->msgcap, &c->msg_len);
 		if (r < 0) {
 			c->msg_len = 0;
 			ev->type = SEALPOST_EVENT_BAD_ENVELOPE;
@@ -886,6 +939,8 @@ static int pull_event(struct sp_client *c, struct sp_event *ev)
 			if (c->plain_off == c->plain_len) {
 				c->have_plain = false;
 				c->rstart = c->plain_end;
+				if (c->rstart == c->rend)
+					drained(c);
 				continue;
 			}
 			r = sp_frame_next(c->rbuf + c->plain_start, c->plain_len, &c->plain_off, &f);
@@ -1100,7 +1155,7 @@ SEALPOST_API int sp_client_flush(struct sp_client *c, int timeout_ms)
 		if (read_room(c))
 			do_read(c);
 		if (c->io_err)
-			return c->io_err < 0 ? c->io_err : -ENOTCONN;
+			return conn_error(c);
 		r = wait_fd(c->fd, POLLOUT | (read_room(c) ? POLLIN : 0), deadline);
 		if (r < 0)
 			return r;
@@ -1124,7 +1179,7 @@ SEALPOST_API int sp_client_step(struct sp_client *c)
 	release(c);
 	pump(c);
 	if (c->io_err)
-		return c->io_err < 0 ? c->io_err : -ENOTCONN;
+		return conn_error(c);
 	return 0;
 }
 
@@ -1137,13 +1192,15 @@ SEALPOST_API void sp_client_close(struct sp_client *c)
 	release(c);
 	if (c->fd >= 0)
 		close(c->fd);
-	if (c->tr) {
-		sp_noise_transport_wipe(c->tr);
-		sodium_free(c->tr);
+	if (c->sec) {
+		sp_noise_transport_wipe(&c->sec->tr);
+		sodium_memzero(c->sec, sizeof(*c->sec));
+		sodium_free(c->sec);
 	}
-	sp_key_free(c->key);
-	if (c->msgbuf)
-		sodium_free(c->msgbuf);   /* sodium_free zeroes before freeing */
+	if (c->msgbuf) {
+		sodium_memzero(c->msgbuf, c->msgcap);
+		free(c->msgbuf);
+	}
 	for (i = 0; i < c->held_count; i++) {
 		struct held_event *h = &c->held[(c->held_head + i) % c->held_cap];
 

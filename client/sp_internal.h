@@ -15,7 +15,4 @@ struct sp_key {
 	uint8_t pub[SP_KEY_LEN];
 };
 
-/* A copy of src in fresh guarded memory; NULL when out of memory. */
-struct sp_key *sp_key_dup(const struct sp_key *src);
-
 #endif

@@ -31,15 +31,6 @@ static struct sp_key *key_alloc(void)
 	return sodium_malloc(sizeof(struct sp_key));
 }
 
-struct sp_key *sp_key_dup(const struct sp_key *src)
-{
-	struct sp_key *k = key_alloc();
-
-	if (k)
-		memcpy(k, src, sizeof(*k));
-	return k;
-}
-
 SEALPOST_API int sp_key_generate(struct sp_key **out)
 {
 	struct sp_key *k;
