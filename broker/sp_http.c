@@ -86,9 +86,7 @@ int sp_http_parse_addr(const char *addr, struct sockaddr_storage *ss, socklen_t 
 		return -EINVAL;
 	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
 
-	if (strcmp(host, "localhost") == 0)
-		s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	else if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
+	if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
 		return -EINVAL;
 	s4->sin_family = AF_INET;
 	s4->sin_port = htons(port);

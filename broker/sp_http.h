@@ -34,9 +34,9 @@ enum {
 #define SP_HTTP_DEFAULT_LISTEN "127.0.0.1:9400"
 
 /*
- * Parses "HOST:PORT" where HOST is a numeric IPv4 address, "[IPv6]" in
- * brackets, or "localhost" (127.0.0.1); PORT is 0..65535 (0: the kernel
- * picks one). addr (borrowed for the call) must be NUL-terminated.
+ * Parses "HOST:PORT" where HOST is a numeric IPv4 address or "[IPv6]" in
+ * brackets (numeric only, like --listen: no DNS at startup); PORT is
+ * 0..65535 (0: the kernel picks one). addr (borrowed for the call) must be NUL-terminated.
  * 0, or -EINVAL for anything else. Usable for config validation.
  */
 int sp_http_parse_addr(const char *addr, struct sockaddr_storage *ss, socklen_t *len);

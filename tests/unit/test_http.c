@@ -561,7 +561,7 @@ static void test_parse_addr(void **state)
 	static const char *const bad[] = {
 		"", ":9400", "127.0.0.1", "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:-1",
 		"127.0.0.1:94x0", "::1:9400", "[::1]", "[::1]9400", "[]:9400", "[127.0.0.1]:80",
-		"256.0.0.1:80", "example.com:80", "127.0.0.1:123456", "[::1]:",
+		"256.0.0.1:80", "example.com:80", "localhost:9400", "127.0.0.1:123456", "[::1]:",
 	};
 	struct sockaddr_storage ss;
 	socklen_t len;
@@ -577,8 +577,8 @@ static void test_parse_addr(void **state)
 	assert_int_equal(len, sizeof(struct sockaddr_in));
 	assert_int_equal(ntohs(((struct sockaddr_in *)&ss)->sin_port), SP_HTTP_DEFAULT_PORT);
 	assert_int_equal(ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr), INADDR_LOOPBACK);
-	assert_int_equal(sp_http_parse_addr("localhost:0", &ss, &len), 0);
-	assert_int_equal(ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr), INADDR_LOOPBACK);
+	assert_int_equal(sp_http_parse_addr("127.0.0.1:0", &ss, &len), 0);
+	assert_int_equal(ntohs(((struct sockaddr_in *)&ss)->sin_port), 0);
 	assert_int_equal(sp_http_parse_addr("0.0.0.0:80", &ss, &len), 0);
 	assert_int_equal(sp_http_parse_addr("[::]:9400", &ss, &len), 0);
 	assert_int_equal(ss.ss_family, AF_INET6);
