@@ -1100,6 +1100,119 @@ static void test_commit_survives_kill9(void **state)
 	}
 }
 
+/*
+ * Disk full: a child process in a private mount namespace puts the store on a
+ * 4 MiB tmpfs and commits 32 KiB envelopes until a commit fails. The failure
+ * is a clear error, the store refuses further writes instead of guessing,
+ * and after the file system grows and the store is reopened every envelope
+ * whose commit returned 0 is there, and no sequence is reused.
+ */
+static void test_disk_full(void **state)
+{
+	struct fx *f = *state;
+	char mnt[128];
+	pid_t pid;
+	int status;
+
+	snprintf(mnt, sizeof(mnt), "%s/mnt", f->dir);
+	assert_int_equal(mkdir(mnt, 0700), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		static uint8_t body[32768];
+		static struct sp_store_item it[512];
+		struct sp_store_config cfg = f->cfg;
+		struct sp_store_read_result res;
+		struct sp_store_batch *b;
+		struct sp_store *st = NULL;
+		uint8_t a[SP_KEY_LEN], snd[SP_KEY_LEN];
+		char data[192], err[256] = "";
+		uint64_t seq, last_ok = 0, lost = 0;
+		int committed = 0, rc = 0;
+		bool poisoned;
+
+		if (unshare(CLONE_NEWNS) < 0 ||
+		    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+		    mount("tmpfs", mnt, "tmpfs", 0, "size=4m") < 0)
+			_exit(77);
+		key_of(a, 1);
+		key_of(snd, 2);
+		snprintf(data, sizeof(data), "%s/data", mnt);
+		cfg.dir = data;
+		if (sp_store_open(&st, &cfg, err, sizeof(err)) < 0) {
+			fprintf(stderr, "child: open: %s\n", err);
+			_exit(2);
+		}
+		for (int i = 0; i < 1000; i++) {
+			struct sp_store_envelope e = { .recipient = a, .sender = snd, .body = body,
+						       .body_len = sizeof(body) };
+
+			memcpy(body, &i, sizeof(i));
+			if (sp_store_batch_begin(st, 1, &b) < 0)
+				_exit(3);
+			if (sp_store_enqueue(b, &e, &seq) < 0)
+				_exit(4);
+			rc = sp_store_batch_commit(b);
+			if (rc < 0) {
+				lost = seq;
+				break;
+			}
+			last_ok = seq;
+			committed++;
+		}
+		if (rc != -ENOSPC && rc != -EIO) {
+			fprintf(stderr, "child: commit rc=%d after %d\n", rc, committed);
+			_exit(5);
+		}
+		if (!strstr(sp_store_errmsg(st), "failed")) {
+			fprintf(stderr, "child: errmsg '%s'\n", sp_store_errmsg(st));
+			_exit(6);
+		}
+		/* Either the epoch could still be advanced (writes go on) or the
+		 * store refuses writes; it must not hand out the lost seq again. */
+		poisoned = sp_store_batch_begin(st, 1, &b) == -EIO;
+		if (!poisoned) {
+			struct sp_store_envelope e = { .recipient = a, .sender = snd };
+
+			if (sp_store_enqueue(b, &e, &seq) == 0 && seq <= lost)
+				_exit(7);
+			sp_store_batch_abort(b);
+		}
+		sp_store_close(st);
+		st = NULL;
+		if (mount(NULL, mnt, NULL, MS_REMOUNT, "size=64m") < 0)
+			_exit(77);
+		if (sp_store_open(&st, &cfg, err, sizeof(err)) < 0) {
+			fprintf(stderr, "child: reopen: %s\n", err);
+			_exit(8);
+		}
+		if (sp_store_read(st, a, 0, 2, 512, SIZE_MAX, it, &res) < 0 ||
+		    res.count != (size_t)committed || !committed ||
+		    it[res.count - 1].seq != last_ok) {
+			fprintf(stderr, "child: %zu stored, %d committed\n", res.count, committed);
+			_exit(9);
+		}
+		if (sp_store_batch_begin(st, 1, &b) < 0)
+			_exit(10);
+		{
+			struct sp_store_envelope e = { .recipient = a, .sender = snd };
+
+			if (sp_store_enqueue(b, &e, &seq) < 0 || seq <= lost ||
+			    sp_store_batch_commit(b) < 0)
+				_exit(11);
+		}
+		sp_store_close(st);
+		fprintf(stderr, "disk full: %d commits fit, then rc=%d; store %s\n", committed, rc,
+			poisoned ? "refused further writes" : "advanced its epoch");
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	if (WEXITSTATUS(status) == 77)
+		skip();
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 /* ---- backlog and tombstones --------------------------------------------------------- */
 
 enum { BACKLOG = 10000, CHUNK_ITEMS = 256, CHUNK_BYTES = 16384 };
@@ -1327,6 +1440,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_dedup_key_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sync_modes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_survives_kill9, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backlog_streamed_and_compacted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_limits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_meta_written_once_per_batch, setup, teardown),
