@@ -220,7 +220,8 @@ enum { SP_STORE_DUPLICATE = 1 };
  * body is copied into the batch).
  * Returns 0 (new entry), SP_STORE_DUPLICATE (same sender, recipient and
  * non-zero client_id within the dedup window: *seq_out = the original seq,
- * nothing is added, even if that entry was acked or the mailbox is now full),
+ * nothing is added, even if that entry was acked or the mailbox is now full;
+ * the body is not compared: a client_id names one envelope),
  * -EDQUOT (count or bytes quota; nothing added), -EMSGSIZE (body_len >
  * SP_BODY_MAX), -EINVAL, -ENOMEM, -EBADMSG, -EIO.
  */
