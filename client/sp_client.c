@@ -561,9 +561,9 @@ static int close_batch(struct sp_client *c)
 }
 
 /*
- * Makes room for a frame of `need` plaintext bytes in the open batch,
- * closing a full batch first. The whole batch's room is reserved when it
- * opens, so frames are written at stable offsets.
+ * Makes room for a frame of `need` plaintext bytes in the open batch (and
+ * its tag), closing a full batch first. obuf may move: frames are always
+ * addressed by offset.
  */
 static int reserve(struct sp_client *c, size_t need)
 {
@@ -648,8 +648,16 @@ static int do_write(struct sp_client *c)
 		}
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			/* A peer that never quite catches up must not make the
+			 * written prefix grow without end. */
+			if (c->osent >= BUF_KEEP) {
+				memmove(c->obuf, c->obuf + c->osent, c->oenc - c->osent);
+				c->oenc -= c->osent;
+				c->osent = 0;
+			}
 			return 0;
+		}
 		r = n < 0 && errno != EPIPE ? -errno : -ECONNRESET;
 		fail(c, r, false);
 		return r;
@@ -865,7 +873,10 @@ static void closed_event(const struct sp_client *c, struct sp_event *ev)
 	ev->error = c->io_err == CLOSED_EOF ? (c->goaway ? 0 : -ECONNRESET) : c->io_err;
 }
 
-/* Turns one decoded frame into an event: 1 if it gives one, 0 if not, <0 protocol error. */
+/*
+ * Turns one decoded frame into an event: 1 if it gives one, 0 if not;
+ * -EPROTO for a frame a broker may not send, -ENOMEM.
+ */
 static int frame_event(struct sp_client *c, const struct sp_frame *f, struct sp_event *ev)
 {
 	struct sp_frame pong = { .type = SP_FRAME_PONG };
@@ -903,9 +914,7 @@ static int frame_event(struct sp_client *c, const struct sp_frame *f, struct sp_
 	case SP_FRAME_PING:
 		/* Answered whenever output is next flushed. */
 		pong.u.ping.id = f->u.ping.id;
-		if (!c->goaway)
-			return queue_frame(c, &pong) < 0 ? -ENOMEM : 0;
-		return 0;
+		return c->goaway ? 0 : queue_frame(c, &pong);
 	case SP_FRAME_GOAWAY:
 		c->goaway = true;
 		ev->type = SEALPOST_EVENT_GOAWAY;
@@ -944,10 +953,12 @@ static int pull_event(struct sp_client *c, struct sp_event *ev)
 				continue;
 			}
 			r = sp_frame_next(c->rbuf + c->plain_start, c->plain_len, &c->plain_off, &f);
-			if (r == 0)
+			if (r < 0)
+				r = -EPROTO;   /* malformed frame */
+			else
 				r = frame_event(c, &f, ev);
 			if (r < 0) {
-				fail(c, -EPROTO, true);
+				fail(c, r, true);
 				break;
 			}
 			if (r > 0)
