@@ -229,12 +229,19 @@ int sp_conn_tx_frame(struct sp_conn *c, struct sp_txpool *pool, const struct sp_
 		     const uint8_t *body, size_t body_len)
 {
 	uint8_t hdr[SP_FRAME_PREFIX_LEN + SP_FRAME_HEADER_MAX];
-	size_t hlen = 0;
+	size_t hlen = 0, hsize;
 	int ret;
 
 	if (c->state != SP_CONN_ESTABLISHED && c->state != SP_CONN_CLOSING)
 		return -EINVAL;
-	ret = sp_frame_put_header(hdr, sizeof(hdr), &hlen, f, body_len);
+	/* sp_frame_put_header insists on room for the body after the header
+	 * (its usual caller copies the body there). Ours is encrypted from the
+	 * receive buffer instead, so hdr only ever receives prefix + header:
+	 * check that bound, then give the whole frame's size as the capacity. */
+	hsize = sp_frame_size(f, 0);
+	if (hsize == 0 || hsize > sizeof(hdr))
+		return -EMSGSIZE;
+	ret = sp_frame_put_header(hdr, hsize + body_len, &hlen, f, body_len);
 	if (ret)
 		return ret;
 	ret = tx_room(c, pool, hlen + body_len);

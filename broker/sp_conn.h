@@ -137,6 +137,7 @@ struct sp_conn {
 	bool send_inflight;
 	bool shutdown_inflight;
 	bool shut_wr;                   /* SHUT_WR issued (CLOSING, output drained) */
+	bool abort_close;               /* close with RST: drop what the kernel still holds */
 	bool dirty;                     /* on the shard's flush list */
 	bool has_device;
 

@@ -152,6 +152,11 @@ static void teardown(struct sp_shard *sh, struct sp_conn *c, enum sp_close_reaso
 
 static void finalize(struct sp_shard *sh, struct sp_conn *c)
 {
+	if (c->abort_close) {
+		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+		setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	}
 	close(c->fd);
 	sp_conn_tx_release(c, &sh->pool);
 	c->fd = -1;
@@ -603,10 +608,17 @@ static void expire(struct sp_shard *sh, struct sp_list *list, bool goaway,
 		if (c->deadline_ns > sh->now_ns)
 			break;
 		sp_list_del(&c->timer);
-		if (goaway)
+		if (goaway) {
 			end_conn(sh, c, r);
-		else
-			teardown(sh, c, r == SP_CLOSE_NONE ? c->close_reason : r);
+			continue;
+		}
+		/* A GoAway'd peer that has not taken its output within the grace
+		 * (a slow consumer, typically): reset, so neither our queue nor
+		 * the kernel's keeps trickling to it. One whose output was all
+		 * handed over (SHUT_WR done) gets an ordinary close. */
+		if (c->state == SP_CONN_CLOSING && !c->shut_wr)
+			c->abort_close = true;
+		teardown(sh, c, r == SP_CLOSE_NONE ? c->close_reason : r);
 	}
 }
 
