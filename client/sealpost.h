@@ -101,8 +101,9 @@ SEALPOST_API const char *sp_status_string(int status);
 /* ---------------------------------------------------------------- keys --- */
 
 /*
- * A device key pair. Opaque; the private half lives in guarded memory.
- * Read-only after creation: any number of threads may use one at once.
+ * A device key pair. Opaque; lives in guarded memory (libsodium
+ * sodium_malloc: guard pages, locked, mapped read-only after creation).
+ * Immutable: any number of threads may use one at once.
  */
 struct sp_key;
 

@@ -41,6 +41,8 @@ SEALPOST_API int sp_key_generate(struct sp_key **out)
 	if (!k)
 		return -ENOMEM;
 	sp_noise_keypair(k->pub, k->priv);
+	/* Read-only from here on: a stray write faults instead of corrupting. */
+	sodium_mprotect_readonly(k);
 	*out = k;
 	return 0;
 }
@@ -63,6 +65,7 @@ SEALPOST_API int sp_key_from_private(struct sp_key **out, const uint8_t priv[SEA
 		sp_key_free(k);
 		return r;
 	}
+	sodium_mprotect_readonly(k);
 	*out = k;
 	return 0;
 }
@@ -99,6 +102,7 @@ SEALPOST_API void sp_key_free(struct sp_key *key)
 {
 	if (!key)
 		return;
+	sodium_mprotect_readwrite(key);
 	sodium_memzero(key, sizeof(*key));
 	sodium_free(key);
 }
