@@ -232,21 +232,23 @@ SEALPOST_API int sp_client_send(struct sp_client *c, const uint8_t to[SEALPOST_K
  * Queues an already sealed envelope (e.g. from sp_envelope_seal) unchanged,
  * for load generators and forwarding. No check that it is a valid seal; `to`
  * is sent as given (32 bytes, not validated, so bad-recipient handling can
- * be tested). env: borrowed for the call. -EMSGSIZE above max_envelope.
+ * be tested). env: borrowed for the call. -EMSGSIZE above max_envelope;
+ * otherwise the errors of sp_client_send.
  */
 SEALPOST_API int sp_client_send_raw(struct sp_client *c, const uint8_t to[SEALPOST_KEY_LEN],
 				    const uint8_t *env, size_t env_len, uint64_t *client_id);
 
 /*
  * Queues a Ping; its PONG event carries *id (may be NULL). Pings from the
- * broker are answered automatically.
+ * broker are answered automatically. -ENOTCONN, -ENOBUFS as for sends.
  */
 SEALPOST_API int sp_client_ping(struct sp_client *c, uint64_t *id);
 
 /*
  * Acknowledges a delivery (MESSAGE event seq). Accepted by the broker today
  * and without effect until mailboxes exist; then an unacknowledged delivery
- * will be redelivered on the next connect. Queued like a send.
+ * will be redelivered on the next connect. Queued like a send (up to 64
+ * acks share one Ack frame). -ENOTCONN after a GoAway or close.
  */
 SEALPOST_API int sp_client_ack(struct sp_client *c, uint64_t seq);
 
