@@ -35,10 +35,13 @@
 #include <cmocka.h>
 #include <sodium.h>
 
+#include "sp_frame.h"
 #include "sp_limits.h"
 #include "sp_noise.h"
 #include "support.h"
 #include "support_raw.h"
+
+#define N_OF(a) (sizeof(a) / sizeof((a)[0]))
 
 enum {
 	WAIT_MS = 5000,          /* bound for a reply or a close that should come at once */
@@ -107,16 +110,7 @@ static void client_open(struct sp_raw *c, const struct sp_it_broker *b, uint8_t 
 
 static const char *status_str(uint32_t s)
 {
-	switch (s) {
-	case SP_STATUS_DELIVERED: return "DELIVERED";
-	case SP_STATUS_ERR_OFFLINE: return "ERR_OFFLINE";
-	case SP_STATUS_ERR_TOO_LARGE: return "ERR_TOO_LARGE";
-	case SP_STATUS_ERR_BAD_RECIPIENT: return "ERR_BAD_RECIPIENT";
-	case SP_STATUS_ERR_RECIPIENT_BUSY: return "ERR_RECIPIENT_BUSY";
-	case SP_STATUS_GOAWAY_PROTOCOL: return "GOAWAY_PROTOCOL";
-	case SP_STATUS_GOAWAY_SLOW_CONSUMER: return "GOAWAY_SLOW_CONSUMER";
-	default: return "other";
-	}
+	return sp_status_name((enum sp_status)s);
 }
 
 static void expect_status(uint32_t got, uint32_t want, const char *what)
@@ -328,7 +322,7 @@ static int broker_stop_checked(struct sp_it_broker *b)
 	int st = sp_it_broker_stop(b);
 
 	if (st < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-		fprintf(stderr, "[it] sealpostd did not exit cleanly on SIGTERM (status %d / 0x%x)\n",
+		fprintf(stderr, "[it] sealpostd did not exit cleanly on SIGTERM (%d / 0x%x)\n",
 			st, (unsigned)st);
 		return -1;
 	}
@@ -376,7 +370,7 @@ static void expect_closed_silently(struct sp_raw *c, const char *what)
 			what, WAIT_MS, strerror(-rc));
 	assert_int_equal(rc, 0);
 	if (bytes)
-		fprintf(stderr, "[it] %s: the broker sent %zu bytes before closing; expected none\n",
+		fprintf(stderr, "[it] %s: the broker sent %zu bytes before closing, not 0\n",
 			what, bytes);
 	assert_int_equal(bytes, 0);
 }
@@ -414,7 +408,7 @@ static int log_count(const struct sp_it_broker *b, const char *needle)
 static void expect_handshake_refused(int rc, struct sp_raw *c, const char *what)
 {
 	if (rc != -ENOTCONN && rc != -ECONNRESET && rc != -EPIPE)
-		fprintf(stderr, "[it] %s: handshake returned %d (%s); expected the broker to close\n",
+		fprintf(stderr, "[it] %s: handshake returned %d (%s), not a close\n",
 			what, rc, rc == 0 ? "success" : strerror(-rc));
 	assert_true(rc == -ENOTCONN || rc == -ECONNRESET || rc == -EPIPE);
 	expect_closed_silently(c, what);
@@ -427,13 +421,20 @@ static void expect_goaway_protocol(struct sp_raw *c, const char *what)
 	int rc = sp_raw_expect_goaway(c, &code, WAIT_MS, &skipped);
 
 	if (rc == -ENOTCONN)
-		fprintf(stderr, "[it] %s: closed WITHOUT a GoAway (expected GoAway PROTOCOL)\n", what);
+		fprintf(stderr, "[it] %s: closed WITHOUT the GoAway PROTOCOL\n", what);
 	else if (rc == -EPROTO)
 		fprintf(stderr, "[it] %s: bytes after the GoAway\n", what);
 	else if (rc)
 		fprintf(stderr, "[it] %s: no GoAway+close: %s\n", what, strerror(-rc));
 	assert_int_equal(rc, 0);
 	expect_status(code, SP_STATUS_GOAWAY_PROTOCOL, what);
+}
+
+/* Preamble and handshake as initiator: XX when xx, else IK (with the right key). */
+static int handshake(struct sp_raw *c, int xx, const struct sp_raw_opts *o)
+{
+	return sp_raw_handshake(c, xx ? SP_PREAMBLE_PATTERN_XX : SP_PREAMBLE_PATTERN_IK,
+				main_broker.server_pub, o);
 }
 
 /* --- preamble ------------------------------------------------------------------ */
@@ -465,7 +466,7 @@ static void test_preamble_garbage(void **state)
 	};
 
 	(void)state;
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+	for (size_t i = 0; i < N_OF(cases); i++)
 		preamble_case(cases[i].pre, cases[i].what);
 	check_main("garbage preambles");
 }
@@ -486,7 +487,7 @@ static void test_preamble_unknown_fields(void **state)
 	};
 
 	(void)state;
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+	for (size_t i = 0; i < N_OF(cases); i++)
 		preamble_case(cases[i].pre, cases[i].what);
 	check_main("preambles with unknown version, pattern or reserved bytes");
 }
@@ -509,7 +510,8 @@ static void test_ik_wrong_server_key(void **state)
 	rc = sp_raw_handshake(&c, SP_PREAMBLE_PATTERN_IK, wrong_pub, NULL);
 	expect_handshake_refused(rc, &c, "IK with the wrong server key");
 	sp_raw_close(&c);
-	expect_log(&main_broker, "reason=handshake_failed", logged + 1, "test_ik_wrong_server_key");
+	expect_log(&main_broker, "reason=handshake_failed", logged + 1,
+		   "test_ik_wrong_server_key");
 	check_main("IK with the wrong server key");
 }
 
@@ -552,7 +554,7 @@ static void test_xx_corrupted_msg3(void **state)
 	(void)state;
 	int logged = log_count(&main_broker, "reason=handshake_failed");
 
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	for (size_t i = 0; i < N_OF(cases); i++) {
 		struct sp_raw_opts o = { .hook = flip_hook, .hook_arg = (void *)&cases[i].fl };
 		uint8_t pattern = cases[i].fl.msg_no == 3 ? SP_PREAMBLE_PATTERN_XX
 							  : SP_PREAMBLE_PATTERN_IK;
@@ -564,13 +566,14 @@ static void test_xx_corrupted_msg3(void **state)
 		rc = sp_raw_handshake(&c, pattern, main_broker.server_pub, &o);
 		/* the hook stops right after sending the damaged message */
 		if (rc != 1)
-			fprintf(stderr, "[it] %s: handshake returned %d before the damaged message\n",
+			fprintf(stderr, "[it] %s: handshake returned %d before the bad message\n",
 				cases[i].what, rc);
 		assert_int_equal(rc, 1);
 		expect_closed_silently(&c, cases[i].what);
 		sp_raw_close(&c);
 	}
-	expect_log(&main_broker, "reason=handshake_failed", logged + (int)(sizeof(cases) / sizeof(cases[0])), "test_xx_corrupted_msg3");
+	expect_log(&main_broker, "reason=handshake_failed", logged + (int)N_OF(cases),
+		   "test_xx_corrupted_msg3");
 	check_main("handshake messages with a flipped bit");
 }
 
@@ -587,6 +590,17 @@ static const uint8_t low_order[][SP_KEY_LEN] = {
 	{ 0xec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
 	  0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
 	  0xff, 0xff, 0xff, 0x7f },                      /* p - 1 */
+	{ 0xed, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	  0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	  0xff, 0xff, 0xff, 0x7f },                      /* p: a non-canonical 0 */
+	{ 0xee, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	  0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	  0xff, 0xff, 0xff, 0x7f },                      /* p + 1: a non-canonical 1 */
+	/* X25519 ignores bit 255: with it set these are still 0 and an order-8 point */
+	{ [31] = 0x80 },
+	{ 0xe0, 0xeb, 0x7a, 0x7c, 0x3b, 0x41, 0xb8, 0xae, 0x16, 0x56, 0xe3, 0xfa, 0xf1, 0x9f,
+	  0xc4, 0x6a, 0xda, 0x09, 0x8d, 0xeb, 0x9c, 0x32, 0xb1, 0xfd, 0x86, 0x62, 0x05, 0x16,
+	  0x5f, 0x49, 0xb8, 0x80 },
 };
 enum { N_LOW_ORDER = sizeof(low_order) / sizeof(low_order[0]) };
 
@@ -619,8 +633,7 @@ static void test_low_order_static_key(void **state)
 				 xx ? "XX msg3" : "IK msg1", i);
 			client_init(&c);
 			assert_int_equal(sp_raw_connect(&c, main_broker.port), 0);
-			rc = sp_raw_handshake(&c, xx ? SP_PREAMBLE_PATTERN_XX : SP_PREAMBLE_PATTERN_IK,
-					      main_broker.server_pub, &o);
+			rc = handshake(&c, xx, &o);
 			if (xx) {
 				/* XX: msg3 goes out and the handshake looks done to us; the
 				 * broker must close instead of accepting the key. */
@@ -634,7 +647,8 @@ static void test_low_order_static_key(void **state)
 			sp_raw_close(&c);
 		}
 	}
-	expect_log(&main_broker, "reason=handshake_failed", logged + 2 * N_LOW_ORDER, "test_low_order_static_key");
+	expect_log(&main_broker, "reason=handshake_failed", logged + 2 * N_LOW_ORDER,
+		   "test_low_order_static_key");
 	check_main("handshakes with a low-order static key");
 }
 
@@ -664,14 +678,14 @@ static void test_low_order_ephemeral_key(void **state)
 				 xx ? "XX" : "IK", i);
 			client_init(&c);
 			assert_int_equal(sp_raw_connect(&c, main_broker.port), 0);
-			rc = sp_raw_handshake(&c, xx ? SP_PREAMBLE_PATTERN_XX : SP_PREAMBLE_PATTERN_IK,
-					      main_broker.server_pub, &o);
+			rc = handshake(&c, xx, &o);
 			assert_int_equal(rc, 1);
 			expect_closed_silently(&c, what);
 			sp_raw_close(&c);
 		}
 	}
-	expect_log(&main_broker, "reason=handshake_failed", logged + 2 * N_LOW_ORDER, "test_low_order_ephemeral_key");
+	expect_log(&main_broker, "reason=handshake_failed", logged + 2 * N_LOW_ORDER,
+		   "test_low_order_ephemeral_key");
 	check_main("handshakes with a low-order ephemeral key");
 }
 
@@ -693,9 +707,10 @@ static void test_bad_client_hello(void **state)
 	(void)state;
 	int logged = log_count(&main_broker, "reason=handshake_failed");
 
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	for (size_t i = 0; i < N_OF(cases); i++) {
 		for (int xx = 0; xx <= 1; xx++) {
-			struct sp_raw_opts o = { .hello = cases[i].hello, .hello_len = cases[i].len };
+			struct sp_raw_opts o = { .hello = cases[i].hello,
+						 .hello_len = cases[i].len };
 			struct sp_raw c;
 			char what[128];
 			int rc;
@@ -703,8 +718,7 @@ static void test_bad_client_hello(void **state)
 			snprintf(what, sizeof(what), "%s: %s", xx ? "XX" : "IK", cases[i].what);
 			client_init(&c);
 			assert_int_equal(sp_raw_connect(&c, main_broker.port), 0);
-			rc = sp_raw_handshake(&c, xx ? SP_PREAMBLE_PATTERN_XX : SP_PREAMBLE_PATTERN_IK,
-					      main_broker.server_pub, &o);
+			rc = handshake(&c, xx, &o);
 			if (xx && rc == 0)
 				expect_closed_silently(&c, what);
 			else
@@ -712,7 +726,8 @@ static void test_bad_client_hello(void **state)
 			sp_raw_close(&c);
 		}
 	}
-	expect_log(&main_broker, "reason=handshake_failed", logged + (int)(2 * sizeof(cases) / sizeof(cases[0])), "test_bad_client_hello");
+	expect_log(&main_broker, "reason=handshake_failed", logged + 2 * (int)N_OF(cases),
+		   "test_bad_client_hello");
 	check_main("handshakes with a bad ClientHello");
 }
 
@@ -762,7 +777,8 @@ static void test_length_prefix_limits(void **state)
 	prefix_case(SP_PREAMBLE_PATTERN_IK, buf, 2,
 		    "handshake length prefix 65535 alone (must close on the prefix)");
 	free(buf);
-	expect_log(&main_broker, "reason=bad_length", logged + 5, "test_length_prefix_limits");
+	expect_log(&main_broker, "reason=bad_length", logged + 5,
+		   "test_length_prefix_limits");
 	check_main("handshake length prefixes beyond the limit");
 }
 
@@ -827,6 +843,7 @@ static void test_truncated_frames(void **state)
 	uint8_t *buf = malloc(SP_TRANSPORT_PLAINTEXT_MAX);
 	uint8_t ping[64];
 	size_t ping_len = 0, off;
+	int rc;
 
 	(void)state;
 	int logged = log_count(&main_broker, "reason=protocol");
@@ -841,8 +858,9 @@ static void test_truncated_frames(void **state)
 
 	/* body_len larger than what follows (a Send with a short body) */
 	off = 0;
-	assert_int_equal(sp_raw_put_send(buf, SP_TRANSPORT_PLAINTEXT_MAX, &off, case_pair.b.s_pub,
-					 SP_KEY_LEN, next_client_id++, 0, (const uint8_t *)"abc", 3), 0);
+	rc = sp_raw_put_send(buf, SP_TRANSPORT_PLAINTEXT_MAX, &off, case_pair.b.s_pub, SP_KEY_LEN,
+			     next_client_id++, 0, (const uint8_t *)"abc", 3);
+	assert_int_equal(rc, 0);
 	buf[3] = 200; /* body_len 200, only 3 bytes present */
 	frame_case(buf, off, "frame: Send body_len beyond the message end");
 
@@ -859,7 +877,8 @@ static void test_truncated_frames(void **state)
 	frame_case(buf, off + 4 + ping_len, "frame: good Ping then a truncated frame");
 
 	free(buf);
-	expect_log(&main_broker, "reason=protocol", logged + 4, "test_truncated_frames");
+	expect_log(&main_broker, "reason=protocol", logged + 4,
+		   "test_truncated_frames");
 	check_main("truncated frames");
 }
 
@@ -893,6 +912,25 @@ static void test_malformed_frames(void **state)
 	buf[5] = 0x01;
 	frame_case(buf, 6, "frame: unknown frame type 15");
 
+	/* valid protobuf, the next field number after GoAway (type 9) */
+	put_prefix(buf, 2, 0);
+	buf[4] = 0x48; /* field 9, varint */
+	buf[5] = 0x01;
+	frame_case(buf, 6, "frame: unknown frame type 9");
+
+	/* Ack with SP_ACK_SEQS_MAX + 1 sequences (packed) */
+	{
+		size_t n = SP_ACK_SEQS_MAX + 1;
+
+		put_prefix(buf, 2 + 2 + n, 0);
+		buf[4] = 0x22;                  /* FrameHeader.ack */
+		buf[5] = (uint8_t)(2 + n);
+		buf[6] = 0x0a;                  /* Ack.seqs, packed */
+		buf[7] = (uint8_t)n;
+		memset(buf + 8, 0x01, n);       /* n varints of value 1 */
+		frame_case(buf, 4 + 4 + n, "frame: Ack with 65 sequences");
+	}
+
 	/* a body on a frame type that has none */
 	off = 0;
 	assert_int_equal(sp_raw_put_simple(buf, SP_TRANSPORT_PLAINTEXT_MAX, &off, SP_FRAME_PING, 1,
@@ -911,7 +949,8 @@ static void test_malformed_frames(void **state)
 	frame_case(buf, off, "frame: Send with body_len 64001 (> SP_BODY_MAX)");
 
 	free(buf);
-	expect_log(&main_broker, "reason=protocol", logged + 6, "test_malformed_frames");
+	expect_log(&main_broker, "reason=protocol", logged + 8,
+		   "test_malformed_frames");
 	check_main("malformed frames");
 }
 
@@ -932,15 +971,19 @@ static void test_wrong_direction(void **state)
 	(void)state;
 	int logged = log_count(&main_broker, "reason=protocol");
 
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	for (size_t i = 0; i < N_OF(cases); i++) {
 		size_t off = 0;
-		const uint8_t *body = cases[i].type == SP_FRAME_DELIVER ? (const uint8_t *)"xyz" : NULL;
+		const uint8_t *body = NULL;
+
+		if (cases[i].type == SP_FRAME_DELIVER)
+			body = (const uint8_t *)"xyz";
 
 		assert_int_equal(sp_raw_put_simple(buf, sizeof(buf), &off, cases[i].type,
 						   cases[i].value, body, body ? 3 : 0), 0);
 		frame_case(buf, off, cases[i].what);
 	}
-	expect_log(&main_broker, "reason=protocol", logged + (int)(sizeof(cases) / sizeof(cases[0])), "test_wrong_direction");
+	expect_log(&main_broker, "reason=protocol", logged + (int)N_OF(cases),
+		   "test_wrong_direction");
 	check_main("frames of the wrong direction");
 }
 
@@ -960,7 +1003,7 @@ static void test_flipped_ciphertext(void **state)
 	(void)state;
 	int logged = log_count(&main_broker, "reason=decrypt_failed");
 
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	for (size_t i = 0; i < N_OF(cases); i++) {
 		struct sp_raw c;
 		size_t off = 0, mlen = 0;
 
@@ -996,8 +1039,57 @@ static void test_flipped_ciphertext(void **state)
 		expect_closed_silently(&c, "transport: replayed message");
 		sp_raw_close(&c);
 	}
-	expect_log(&main_broker, "reason=decrypt_failed", logged + (int)(sizeof(cases) / sizeof(cases[0])) + 1, "test_flipped_ciphertext");
+	expect_log(&main_broker, "reason=decrypt_failed", logged + (int)N_OF(cases) + 1,
+		   "test_flipped_ciphertext");
 	check_main("transport messages that fail authentication");
+}
+
+/* What is legal must stay legal: the boundaries next to the bad cases above. */
+static void test_legal_boundaries(void **state)
+{
+	uint8_t buf[1024];
+	struct sp_raw c;
+	struct sp_raw_frame f;
+	size_t off = 0;
+	int rc;
+
+	(void)state;
+	client_open(&c, &main_broker, SP_PREAMBLE_PATTERN_IK);
+	/* an empty transport message is a keep-alive: ignored */
+	assert_int_equal(sp_raw_send_plain(&c, NULL, 0), 0);
+	/* Ack with exactly SP_ACK_SEQS_MAX sequences, then a Ping, in one message */
+	put_prefix(buf, 2 + 2 + SP_ACK_SEQS_MAX, 0);
+	buf[4] = 0x22;
+	buf[5] = 2 + SP_ACK_SEQS_MAX;
+	buf[6] = 0x0a;
+	buf[7] = SP_ACK_SEQS_MAX;
+	memset(buf + 8, 0x01, SP_ACK_SEQS_MAX);
+	off = 8 + SP_ACK_SEQS_MAX;
+	assert_int_equal(sp_raw_put_simple(buf, sizeof(buf), &off, SP_FRAME_PING, 77, NULL, 0), 0);
+	assert_int_equal(sp_raw_send_plain(&c, buf, off), 0);
+	rc = sp_raw_wait_frame(&c, SP_FRAME_PONG, &f, WAIT_MS);
+	if (rc)
+		fprintf(stderr, "[it] empty message, Ack with 64 sequences, Ping: no Pong (%s, "
+			"frame "
+			"type %d code %u)\n", strerror(-rc), (int)f.type, f.status);
+	assert_int_equal(rc, 0);
+	assert_int_equal(f.id, 77);
+	/* a Send with an empty body is an envelope like any other */
+	off = 0;
+	{
+		uint64_t id = next_client_id++;
+		uint32_t st = 0;
+		struct collected col;
+
+		assert_int_equal(sp_raw_send_envelope(&c, case_pair.b.s_pub, id, NULL, 0), 0);
+		assert_int_equal(sp_raw_expect_result(&c, id, &st, WAIT_MS), 0);
+		expect_status(st, SP_STATUS_DELIVERED, "a Send with an empty body");
+		collect(&case_pair.b, 0, 1, &col, "a Send with an empty body");
+		assert_int_equal(col.del_len[0], 0);
+		collected_free(&col);
+	}
+	sp_raw_close(&c);
+	check_main("legal boundary cases");
 }
 
 /* --- per-envelope errors: the connection stays usable ------------------------------- */
@@ -1042,12 +1134,13 @@ static void test_bad_recipient(void **state)
 		uint32_t st = 0;
 		int rc;
 
-		assert_int_equal(sp_raw_put_send(buf, sizeof(buf), &off, cases[i].to, cases[i].len, id,
-						 0, body, sizeof(body)), 0);
+		assert_int_equal(sp_raw_put_send(buf, sizeof(buf), &off, cases[i].to, cases[i].len,
+						 id, 0, body, sizeof(body)), 0);
 		assert_int_equal(sp_raw_send_plain(&c, buf, off), 0);
 		rc = sp_raw_expect_result(&c, id, &st, WAIT_MS);
 		if (rc)
-			fprintf(stderr, "[it] %s: no SendResult (%s)\n", cases[i].what, strerror(-rc));
+			fprintf(stderr, "[it] %s: no SendResult (%s)\n", cases[i].what,
+				strerror(-rc));
 		assert_int_equal(rc, 0);
 		expect_status(st, SP_STATUS_ERR_BAD_RECIPIENT, cases[i].what);
 		exchange_checked(&c, &case_pair.b, "a good Send after a bad recipient");
@@ -1063,12 +1156,12 @@ static void test_bad_recipient(void **state)
 		next_client_id += 4;
 		assert_int_equal(sp_raw_put_send(buf, sizeof(buf), &off, to31, sizeof(to31), id0, 0,
 						 body, sizeof(body)), 0);
-		assert_int_equal(sp_raw_put_send(buf, sizeof(buf), &off, case_pair.b.s_pub, SP_KEY_LEN,
-						 id0 + 1, 0, body, sizeof(body)), 0);
+		assert_int_equal(sp_raw_put_send(buf, sizeof(buf), &off, case_pair.b.s_pub,
+						 SP_KEY_LEN, id0 + 1, 0, body, sizeof(body)), 0);
 		assert_int_equal(sp_raw_put_send(buf, sizeof(buf), &off, low_order[0], SP_KEY_LEN,
 						 id0 + 2, 0, body, sizeof(body)), 0);
-		assert_int_equal(sp_raw_put_send(buf, sizeof(buf), &off, case_pair.b.s_pub, SP_KEY_LEN,
-						 id0 + 3, 0, body, sizeof(body)), 0);
+		assert_int_equal(sp_raw_put_send(buf, sizeof(buf), &off, case_pair.b.s_pub,
+						 SP_KEY_LEN, id0 + 3, 0, body, sizeof(body)), 0);
 		assert_int_equal(sp_raw_send_plain(&c, buf, off), 0);
 		collect(&c, 4, 0, &col, "four Sends in one message");
 		for (uint64_t k = 0; k < 4; k++) {
@@ -1123,7 +1216,7 @@ static void test_too_large(void **state)
 				       SP_STATUS_ERR_BAD_RECIPIENT,
 				       "too large AND bad recipient -> BAD_RECIPIENT" };
 
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	for (size_t i = 0; i < N_OF(cases); i++) {
 		uint64_t id = next_client_id++;
 		uint32_t st = 0;
 		int rc;
@@ -1131,7 +1224,8 @@ static void test_too_large(void **state)
 		assert_int_equal(sp_raw_send_envelope(&c, cases[i].to, id, body, cases[i].len), 0);
 		rc = sp_raw_expect_result(&c, id, &st, WAIT_MS);
 		if (rc)
-			fprintf(stderr, "[it] %s: no SendResult (%s)\n", cases[i].what, strerror(-rc));
+			fprintf(stderr, "[it] %s: no SendResult (%s)\n", cases[i].what,
+				strerror(-rc));
 		assert_int_equal(rc, 0);
 		expect_status(st, cases[i].want, cases[i].what);
 		if (cases[i].want == SP_STATUS_DELIVERED) {
@@ -1313,6 +1407,26 @@ static void check_log_hygiene(const struct sp_it_broker *b)
 	assert_int_equal(sp_it_log_sanitizer_reports(b), 0);
 }
 
+/*
+ * The brokers started by single tests. If a test fails half-way, its
+ * teardown shows the end of that broker's log, kills it and removes its
+ * directory, so failures leave nothing running and nothing in /tmp.
+ */
+static struct sp_it_broker own_broker;
+
+static int own_teardown(void **state)
+{
+	(void)state;
+	if (own_broker.pid > 0 && !own_broker.reaped) {
+		fprintf(stderr, "[it] the test failed with its broker running; its log ends:\n");
+		sp_it_log_tail(&own_broker, 40);
+		sp_it_broker_kill(&own_broker);
+		sp_it_rmrf(own_broker.data_dir);
+	}
+	memset(&own_broker, 0, sizeof(own_broker));
+	return 0;
+}
+
 static void start_own(struct sp_it_broker *b, const char *const *args)
 {
 	int rc = sp_it_broker_start(b, NULL, args);
@@ -1342,18 +1456,18 @@ static void test_handshake_timeout(void **state)
 		"handshake timeout: XX message 1, message 3 never sent",
 	};
 	enum { N = sizeof(what) / sizeof(what[0]) };
-	struct sp_it_broker b;
+	struct sp_it_broker *const bp = &own_broker;
 	struct sp_raw c[N];
 	struct pair p;
 	uint8_t pre[SP_PREAMBLE_LEN];
 
 	(void)state;
-	start_own(&b, args);
-	pair_open(&p, &b);
+	start_own(bp, args);
+	pair_open(&p, bp);
 	sp_raw_preamble(pre, SP_PREAMBLE_PATTERN_IK);
 	for (int i = 0; i < N; i++) {
 		client_init(&c[i]);
-		assert_int_equal(sp_raw_connect(&c[i], b.port), 0);
+		assert_int_equal(sp_raw_connect(&c[i], bp->port), 0);
 	}
 	assert_int_equal(sp_raw_send_bytes(&c[1], pre, 5), 0);
 	assert_int_equal(sp_raw_send_bytes(&c[2], pre, sizeof(pre)), 0);
@@ -1378,18 +1492,19 @@ static void test_handshake_timeout(void **state)
 		int rc = sp_raw_wait_closed(&c[i], CLOSE_BOUND_MS, &bytes);
 
 		if (rc)
-			fprintf(stderr, "[it] %s: still open after %d ms (timeout 300 ms)\n", what[i],
-				CLOSE_BOUND_MS);
+			fprintf(stderr, "[it] %s: still open after %d ms (timeout 300 ms)\n",
+				what[i], CLOSE_BOUND_MS);
 		assert_int_equal(rc, 0);
 		if (bytes)
 			fprintf(stderr, "[it] %s: %zu bytes before the close\n", what[i], bytes);
 		assert_int_equal(bytes, 0);
 		sp_raw_close(&c[i]);
 	}
+	expect_log(bp, "reason=handshake_timeout", N, "handshake timeouts");
 	/* the pair, established long before, was not hit by the handshake timer */
-	check_healthy(&b, &p, NULL, "handshake timeouts");
+	check_healthy(bp, &p, NULL, "handshake timeouts");
 	pair_close(&p);
-	stop_own(&b);
+	stop_own(bp);
 }
 
 static void check_rss(pid_t pid, long *max_kb, const char *what)
@@ -1411,7 +1526,7 @@ static void test_slow_receiver(void **state)
 					    NULL };
 	enum { BODY = 60000, FLOOD_MAX = 2000, REFUSALS_WANTED = 100 };
 	static uint8_t body[BODY];
-	struct sp_it_broker b;
+	struct sp_it_broker *const bp = &own_broker;
 	struct sp_raw r, s;
 	struct pair p;
 	size_t delivered = 0, busy = 0, offline = 0, i;
@@ -1419,10 +1534,10 @@ static void test_slow_receiver(void **state)
 	bool r_closed = false;
 
 	(void)state;
-	start_own(&b, args);
-	pair_open(&p, &b);
-	client_open(&r, &b, SP_PREAMBLE_PATTERN_IK);
-	client_open(&s, &b, SP_PREAMBLE_PATTERN_IK);
+	start_own(bp, args);
+	pair_open(&p, bp);
+	client_open(&r, bp, SP_PREAMBLE_PATTERN_IK);
+	client_open(&s, bp, SP_PREAMBLE_PATTERN_IK);
 	make_body(body, sizeof(body));
 	/* First, a body this large reaches a receiver that does read. */
 	{
@@ -1432,8 +1547,8 @@ static void test_slow_receiver(void **state)
 
 		assert_int_equal(sp_raw_send_envelope(&s, p.b.s_pub, id, body, sizeof(body)), 0);
 		assert_int_equal(sp_raw_expect_result(&s, id, &st, WAIT_MS), 0);
-		expect_status(st, SP_STATUS_DELIVERED, "one 60000-byte envelope to a reading receiver");
-		collect(&p.b, 0, 1, &col, "one 60000-byte envelope to a reading receiver");
+		expect_status(st, SP_STATUS_DELIVERED, "a 60000-byte envelope to a reading device");
+		collect(&p.b, 0, 1, &col, "a 60000-byte envelope to a reading device");
 		assert_int_equal(col.del_len[0], sizeof(body));
 		assert_memory_equal(col.del_body[0], body, sizeof(body));
 		collected_free(&col);
@@ -1457,15 +1572,16 @@ static void test_slow_receiver(void **state)
 		else if (st == SP_STATUS_ERR_OFFLINE)
 			offline++;   /* the receiver was closed as a slow consumer */
 		else
-			expect_status(st, SP_STATUS_ERR_RECIPIENT_BUSY, "flooding a non-reading receiver");
+			expect_status(st, SP_STATUS_ERR_RECIPIENT_BUSY, "flooding a receiver");
 		if (i % 25 == 0) {
 			exchange_checked(&p.a, &p.b, "others during the flood");
-			check_rss(b.pid, &rss_max, "flooding a non-reading receiver");
+			check_rss(bp->pid, &rss_max, "flooding a non-reading receiver");
 		}
 	}
-	check_rss(b.pid, &rss_max, "flooding a non-reading receiver");
+	check_rss(bp->pid, &rss_max, "flooding a non-reading receiver");
 	fprintf(stderr, "[it] flood: %zu envelopes of %d bytes: %zu delivered, %zu busy, "
-		"%zu offline; broker VmRSS max %ld kB\n", i, BODY, delivered, busy, offline, rss_max);
+		"%zu offline; broker VmRSS max %ld kB\n", i, BODY, delivered, busy, offline,
+		rss_max);
 	if (busy + offline < REFUSALS_WANTED)
 		fprintf(stderr, "[it] the broker accepted %zu x %d bytes for a receiver that never "
 			"reads: its queue is not bounded\n", delivered, BODY);
@@ -1501,6 +1617,8 @@ static void test_slow_receiver(void **state)
 		}
 		fprintf(stderr, "[it] slow receiver read %zu envelopes, then %s\n", got,
 			r_closed ? "was closed" : "was still connected");
+		if (r_closed)
+			expect_log(bp, "reason=slow_consumer", 1, "the slow receiver");
 		if (!r_closed) {
 			/* kept: nothing DELIVERED may be lost, and it works again */
 			assert_int_equal(got, delivered);
@@ -1510,9 +1628,9 @@ static void test_slow_receiver(void **state)
 	}
 	sp_raw_close(&r);
 	sp_raw_close(&s);
-	check_healthy(&b, &p, NULL, "a receiver that never reads");
+	check_healthy(bp, &p, NULL, "a receiver that never reads");
 	pair_close(&p);
-	stop_own(&b);
+	stop_own(bp);
 }
 
 static void test_non_reading_sender(void **state)
@@ -1522,7 +1640,7 @@ static void test_non_reading_sender(void **state)
 	enum { PER_MSG = 1000, MSGS_MAX = 400 };
 	uint8_t offline_pub[SP_KEY_LEN], offline_priv[SP_KEY_LEN];
 	struct timeval tv = { .tv_sec = 2 };
-	struct sp_it_broker b;
+	struct sp_it_broker *const bp = &own_broker;
 	struct sp_raw x;
 	struct pair p;
 	uint8_t *plain = malloc(SP_TRANSPORT_PLAINTEXT_MAX);
@@ -1534,9 +1652,9 @@ static void test_non_reading_sender(void **state)
 	assert_non_null(plain);
 	sp_noise_keypair(offline_pub, offline_priv);
 	remember_key(offline_pub, "offline recipient");
-	start_own(&b, args);
-	pair_open(&p, &b);
-	client_open(&x, &b, SP_PREAMBLE_PATTERN_IK);
+	start_own(bp, args);
+	pair_open(&p, bp);
+	client_open(&x, bp, SP_PREAMBLE_PATTERN_IK);
 	setsockopt(x.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 
 	/* PER_MSG empty Sends per transport message, each answered by a SendResult
@@ -1545,37 +1663,41 @@ static void test_non_reading_sender(void **state)
 		size_t off = 0;
 
 		for (int k = 0; k < PER_MSG; k++)
-			assert_int_equal(sp_raw_put_send(plain, SP_TRANSPORT_PLAINTEXT_MAX, &off,
-							 offline_pub, SP_KEY_LEN, next_client_id++, 0,
-							 NULL, 0), 0);
+			assert_int_equal(sp_raw_put_send(plain, SP_TRANSPORT_PLAINTEXT_MAX,
+							 &off, offline_pub, SP_KEY_LEN,
+							 next_client_id++, 0, NULL, 0), 0);
 		send_rc = sp_raw_send_plain(&x, plain, off);
 		if (send_rc)
 			break;
 		if (m % 10 == 0) {
 			exchange_checked(&p.a, &p.b, "others while a sender never reads");
-			check_rss(b.pid, &rss_max, "a sender that never reads its results");
+			check_rss(bp->pid, &rss_max, "a sender that never reads its results");
 		}
 	}
-	check_rss(b.pid, &rss_max, "a sender that never reads its results");
+	check_rss(bp->pid, &rss_max, "a sender that never reads its results");
 	fprintf(stderr, "[it] non-reading sender: %d messages of %d Sends written, last write: %s;"
 		" broker VmRSS max %ld kB\n", m, PER_MSG, send_rc ? strerror(-send_rc) : "ok",
 		rss_max);
 	/* Now read: the results queued for it, then GoAway SLOW_CONSUMER and the close. */
 	rc = sp_raw_expect_goaway(&x, &code, CLOSE_BOUND_MS, &skipped);
 	if (rc == 0)
-		expect_status(code, SP_STATUS_GOAWAY_SLOW_CONSUMER, "GoAway to a non-reading sender");
+		expect_status(code, SP_STATUS_GOAWAY_SLOW_CONSUMER, "GoAway to a sender");
 	else if (rc != -ENOTCONN && rc != -ECONNRESET)
-		fprintf(stderr, "[it] a sender that never reads was not closed (%s after %d results;"
+		fprintf(stderr, "[it] a sender that never reads was not closed (%s after %d "
+			"results;"
 			" last write %s): %s\n", strerror(-rc), skipped,
 			send_rc ? strerror(-send_rc) : "ok",
 			send_rc == -ETIMEDOUT ? "the broker stopped reading it but kept it open"
 					      : "the broker kept reading and answering it");
 	assert_true(rc == 0 || rc == -ENOTCONN || rc == -ECONNRESET);
+	fprintf(stderr, "[it] non-reading sender: %s after reading %d results\n",
+		rc == 0 ? "GoAway SLOW_CONSUMER and close" : "closed without a GoAway", skipped);
+	expect_log(bp, "reason=slow_consumer", 1, "a sender that never reads");
 	sp_raw_close(&x);
 	free(plain);
-	check_healthy(&b, &p, NULL, "a sender that never reads");
+	check_healthy(bp, &p, NULL, "a sender that never reads");
 	pair_close(&p);
-	stop_own(&b);
+	stop_own(bp);
 }
 
 /* Connect + handshake, retrying for up to bound_ms (a slot is freed asynchronously). */
@@ -1603,16 +1725,16 @@ static void test_max_conns(void **state)
 {
 	static const char *const args[] = { "--max-conns", "8", "--log-rate", "1000000", NULL };
 	enum { MAX = 8 };
-	struct sp_it_broker b;
+	struct sp_it_broker *const bp = &own_broker;
 	struct sp_raw cs[MAX], extra, again;
 	struct pair p;
 	int rc;
 
 	(void)state;
-	start_own(&b, args);
+	start_own(bp, args);
 	/* the readiness probe's connection may still hold a slot for a moment */
 	for (int i = 0; i < MAX; i++) {
-		rc = open_retry(&cs[i], &b, CLOSE_BOUND_MS);
+		rc = open_retry(&cs[i], bp, CLOSE_BOUND_MS);
 		if (rc)
 			fprintf(stderr, "[it] --max-conns 8: connection %d refused (%s)\n", i + 1,
 				strerror(-rc));
@@ -1620,16 +1742,17 @@ static void test_max_conns(void **state)
 	}
 	/* the 9th: closed, silently */
 	client_init(&extra);
-	assert_int_equal(sp_raw_connect(&extra, b.port), 0);
-	rc = sp_raw_handshake(&extra, SP_PREAMBLE_PATTERN_IK, b.server_pub, NULL);
+	assert_int_equal(sp_raw_connect(&extra, bp->port), 0);
+	rc = sp_raw_handshake(&extra, SP_PREAMBLE_PATTERN_IK, bp->server_pub, NULL);
 	expect_handshake_refused(rc, &extra, "--max-conns 8: the 9th connection");
+	expect_log(bp, "reason=max_conns", 1, "--max-conns 8: the 9th connection");
 	sp_raw_close(&extra);
 	/* the 8 are untouched */
 	for (int i = 0; i < MAX; i++)
-		exchange_checked(&cs[i], &cs[(i + 1) % MAX], "--max-conns 8: the first 8 after the 9th");
+		exchange_checked(&cs[i], &cs[(i + 1) % MAX], "--max-conns 8: the 8 after the 9th");
 	/* a slot freed by a close is usable again */
 	sp_raw_close(&cs[0]);
-	rc = open_retry(&again, &b, CLOSE_BOUND_MS);
+	rc = open_retry(&again, bp, CLOSE_BOUND_MS);
 	assert_int_equal(rc, 0);
 	exchange_checked(&again, &cs[1], "--max-conns 8: a connection in a freed slot");
 	sp_raw_close(&again);
@@ -1638,9 +1761,9 @@ static void test_max_conns(void **state)
 	for (int i = 3; i < MAX; i++)
 		sp_raw_close(&cs[i]);
 	/* check_healthy opens one more: 3 in use, well under the cap */
-	check_healthy(&b, &p, NULL, "connections over --max-conns");
+	check_healthy(bp, &p, NULL, "connections over --max-conns");
 	pair_close(&p);
-	stop_own(&b);
+	stop_own(bp);
 }
 
 /* --- the log ------------------------------------------------------------------------ */
@@ -1651,32 +1774,35 @@ static void test_log_hygiene(void **state)
 	check_log_hygiene(&main_broker);
 }
 
+/* A case on the shared broker, with a pair connected before it. */
+#define CASE(t) cmocka_unit_test_setup_teardown(t, case_setup, case_teardown)
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_low_order_points_are_low_order),
-		cmocka_unit_test_setup_teardown(test_preamble_garbage, case_setup, case_teardown),
-		cmocka_unit_test_setup_teardown(test_preamble_unknown_fields, case_setup, case_teardown),
-		cmocka_unit_test_setup_teardown(test_ik_wrong_server_key, case_setup, case_teardown),
-		cmocka_unit_test_setup_teardown(test_xx_corrupted_msg3, case_setup, case_teardown),
-		cmocka_unit_test_setup_teardown(test_low_order_static_key, case_setup, case_teardown),
-		cmocka_unit_test_setup_teardown(test_low_order_ephemeral_key, case_setup, case_teardown),
-		cmocka_unit_test_setup_teardown(test_bad_client_hello, case_setup, case_teardown),
-		cmocka_unit_test_setup_teardown(test_length_prefix_limits, case_setup, case_teardown),
-		cmocka_unit_test_setup_teardown(test_transport_length_zero, case_setup, case_teardown),
-		cmocka_unit_test_setup_teardown(test_truncated_frames, case_setup, case_teardown),
-		cmocka_unit_test_setup_teardown(test_malformed_frames, case_setup, case_teardown),
-		cmocka_unit_test_setup_teardown(test_wrong_direction, case_setup, case_teardown),
-		cmocka_unit_test_setup_teardown(test_flipped_ciphertext, case_setup, case_teardown),
-		cmocka_unit_test_setup_teardown(test_bad_recipient, case_setup, case_teardown),
-		cmocka_unit_test_setup_teardown(test_too_large, case_setup, case_teardown),
-		cmocka_unit_test_setup_teardown(test_half_message_then_disconnect, case_setup,
-						case_teardown),
-		cmocka_unit_test_setup_teardown(test_many_abrupt_connections, case_setup, case_teardown),
-		cmocka_unit_test(test_handshake_timeout),
-		cmocka_unit_test(test_slow_receiver),
-		cmocka_unit_test(test_non_reading_sender),
-		cmocka_unit_test(test_max_conns),
+		CASE(test_preamble_garbage),
+		CASE(test_preamble_unknown_fields),
+		CASE(test_ik_wrong_server_key),
+		CASE(test_xx_corrupted_msg3),
+		CASE(test_low_order_static_key),
+		CASE(test_low_order_ephemeral_key),
+		CASE(test_bad_client_hello),
+		CASE(test_length_prefix_limits),
+		CASE(test_transport_length_zero),
+		CASE(test_truncated_frames),
+		CASE(test_malformed_frames),
+		CASE(test_wrong_direction),
+		CASE(test_flipped_ciphertext),
+		CASE(test_legal_boundaries),
+		CASE(test_bad_recipient),
+		CASE(test_too_large),
+		CASE(test_half_message_then_disconnect),
+		CASE(test_many_abrupt_connections),
+		cmocka_unit_test_teardown(test_handshake_timeout, own_teardown),
+		cmocka_unit_test_teardown(test_slow_receiver, own_teardown),
+		cmocka_unit_test_teardown(test_non_reading_sender, own_teardown),
+		cmocka_unit_test_teardown(test_max_conns, own_teardown),
 		cmocka_unit_test(test_log_hygiene),
 	};
 

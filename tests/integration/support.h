@@ -44,6 +44,8 @@ int sp_it_broker_kill(struct sp_it_broker *b);
 int sp_it_broker_alive(struct sp_it_broker *b);
 /* Count of lines in the broker log containing needle. */
 int sp_it_log_count(const struct sp_it_broker *b, const char *needle);
+/* Prints the last `lines` lines of the broker log to stderr (for failing tests). */
+void sp_it_log_tail(const struct sp_it_broker *b, int lines);
 /* Count of sanitizer report lines ("runtime error", "AddressSanitizer", ...) in the log. */
 int sp_it_log_sanitizer_reports(const struct sp_it_broker *b);
 /* Count of log lines holding key in hex (lower or upper case, whole or its first

@@ -423,6 +423,28 @@ int sp_it_log_count(const struct sp_it_broker *b, const char *needle)
 	return n;
 }
 
+void sp_it_log_tail(const struct sp_it_broker *b, int lines)
+{
+	FILE *f = fopen(b->log_path, "r");
+	char *line = NULL;
+	size_t cap = 0;
+	long total = 0, at = 0;
+
+	if (!f) {
+		fprintf(stderr, "[support] (no broker log at %s)\n", b->log_path);
+		return;
+	}
+	while (getline(&line, &cap, f) >= 0)
+		total++;
+	rewind(f);
+	while (getline(&line, &cap, f) >= 0) {
+		if (at++ >= total - lines)
+			fprintf(stderr, "[sealpostd] %s", line);
+	}
+	free(line);
+	fclose(f);
+}
+
 int sp_it_log_count_key(const struct sp_it_broker *b, const uint8_t key[SP_KEY_LEN])
 {
 	char hex[2 * SP_KEY_LEN + 1], head[17], tail[17];

@@ -266,6 +266,7 @@ int sp_raw_handshake(struct sp_raw *c, uint8_t pattern, const uint8_t *server_pu
 	const uint8_t *hello = std_hello;
 	size_t hello_len = 0;
 	int timeout_ms = timeout_of(o ? o->timeout_ms : 0);
+	bool ik = pattern == SP_PREAMBLE_PATTERN_IK;
 	int ret;
 
 	memset(&hs, 0, sizeof(hs));
@@ -283,9 +284,9 @@ int sp_raw_handshake(struct sp_raw *c, uint8_t pattern, const uint8_t *server_pu
 		if (ret)
 			return ret;
 	}
-	ret = sp_noise_handshake_init(&hs, pattern == SP_PREAMBLE_PATTERN_IK ? SP_NOISE_IK : SP_NOISE_XX,
-				      SP_NOISE_INITIATOR, c->preamble, SP_PREAMBLE_LEN, c->s_priv,
-				      pattern == SP_PREAMBLE_PATTERN_IK ? server_pub : NULL);
+	ret = sp_noise_handshake_init(&hs, ik ? SP_NOISE_IK : SP_NOISE_XX, SP_NOISE_INITIATOR,
+				      c->preamble, SP_PREAMBLE_LEN, c->s_priv,
+				      ik ? server_pub : NULL);
 	if (ret)
 		goto out;
 	/* The static key the handshake announces (s token) is hs.s_pub. */
@@ -619,7 +620,8 @@ int sp_raw_wait_frame(struct sp_raw *c, enum sp_frame_type type, struct sp_raw_f
 			uint8_t buf[64];
 			size_t off = 0;
 
-			ret = sp_raw_put_simple(buf, sizeof(buf), &off, SP_FRAME_PONG, f->id, NULL, 0);
+			ret = sp_raw_put_simple(buf, sizeof(buf), &off, SP_FRAME_PONG, f->id, NULL,
+						0);
 			if (!ret)
 				ret = sp_raw_send_plain(c, buf, off);
 			if (ret)

@@ -69,7 +69,7 @@ struct sp_raw {
 typedef int (*sp_raw_hs_hook)(int msg_no, uint8_t *msg, size_t *len, size_t cap, void *arg);
 
 struct sp_raw_opts {
-	const uint8_t *preamble;        /* 8 bytes instead of the standard one (also the prologue) */
+	const uint8_t *preamble;        /* 8 bytes to send instead (also the prologue) */
 	const uint8_t *fake_s_pub;      /* announce this static public key instead of ours */
 	sp_raw_hs_hook hook;
 	void *hook_arg;
