@@ -1092,6 +1092,113 @@ static void test_legal_boundaries(void **state)
 	check_main("legal boundary cases");
 }
 
+static void ping_pong(struct sp_raw *c, uint64_t id, const char *what)
+{
+	struct sp_raw_frame f;
+	uint8_t buf[64];
+	size_t off = 0;
+	int rc;
+
+	assert_int_equal(sp_raw_put_simple(buf, sizeof(buf), &off, SP_FRAME_PING, id, NULL, 0), 0);
+	rc = sp_raw_send_plain(c, buf, off);
+	if (rc == 0)
+		rc = sp_raw_wait_frame(c, SP_FRAME_PONG, &f, WAIT_MS);
+	if (rc)
+		fprintf(stderr, "[it] %s: Ping %llu got no Pong (%s)\n", what, (unsigned long long)id,
+			strerror(-rc));
+	assert_int_equal(rc, 0);
+	assert_int_equal(f.id, id);
+}
+
+/*
+ * Legal input in awkward pieces: the reassembly paths that bad input also
+ * goes through. Prefixes and messages split across receives (written a few
+ * bytes at a time), and several messages in one receive (the preamble with
+ * message 1, XX message 3 with the first transport message, many transport
+ * messages in one write).
+ */
+static void test_fragmented_and_coalesced(void **state)
+{
+	static const size_t chunks[] = { 1, 3, 7 };
+
+	(void)state;
+	for (size_t i = 0; i < N_OF(chunks); i++) {
+		for (int xx = 0; xx <= 1; xx++) {
+			struct sp_raw c;
+			char what[96];
+			int rc;
+
+			snprintf(what, sizeof(what), "%s, written %zu byte(s) at a time",
+				 xx ? "XX" : "IK", chunks[i]);
+			client_init(&c);
+			c.write_chunk = chunks[i];
+			assert_int_equal(sp_raw_connect(&c, main_broker.port), 0);
+			rc = handshake(&c, xx, NULL);
+			if (rc)
+				fprintf(stderr, "[it] %s: handshake failed (%s)\n", what, strerror(-rc));
+			assert_int_equal(rc, 0);
+			ping_pong(&c, 1, what);
+			exchange_checked(&c, &case_pair.b, what);
+			sp_raw_close(&c);
+		}
+	}
+	for (int xx = 0; xx <= 1; xx++) {
+		struct sp_raw_opts o = { .preamble_with_msg1 = true };
+		struct sp_raw c;
+
+		client_init(&c);
+		assert_int_equal(sp_raw_connect(&c, main_broker.port), 0);
+		assert_int_equal(handshake(&c, xx, &o), 0);
+		ping_pong(&c, 2, "preamble and message 1 in one write");
+		sp_raw_close(&c);
+	}
+	{
+		struct sp_raw_opts o = { .hold_last = true };
+		struct sp_raw c;
+
+		client_init(&c);
+		assert_int_equal(sp_raw_connect(&c, main_broker.port), 0);
+		assert_int_equal(handshake(&c, 1, &o), 0);
+		ping_pong(&c, 3, "XX message 3 and the first transport message in one write");
+		exchange_checked(&c, &case_pair.b, "after message 3 + transport in one write");
+		sp_raw_close(&c);
+	}
+	{
+		enum { N = 50 };
+		uint8_t *all = malloc(N * 64);
+		size_t all_len = 0;
+		struct sp_raw c;
+
+		assert_non_null(all);
+		client_open(&c, &main_broker, SP_PREAMBLE_PATTERN_IK);
+		for (uint64_t k = 0; k < N; k++) {
+			uint8_t plain[32];
+			size_t off = 0, mlen = 0;
+
+			assert_int_equal(sp_raw_put_simple(plain, sizeof(plain), &off, SP_FRAME_PING,
+							   100 + k, NULL, 0), 0);
+			assert_int_equal(sp_raw_seal(&c, plain, off, all + all_len + 2, 62, &mlen), 0);
+			all[all_len] = (uint8_t)(mlen >> 8);
+			all[all_len + 1] = (uint8_t)mlen;
+			all_len += 2 + mlen;
+		}
+		assert_int_equal(sp_raw_send_bytes(&c, all, all_len), 0);
+		for (uint64_t k = 0; k < N; k++) {
+			struct sp_raw_frame f;
+			int rc = sp_raw_wait_frame(&c, SP_FRAME_PONG, &f, WAIT_MS);
+
+			if (rc)
+				fprintf(stderr, "[it] 50 transport messages in one write: Pong %llu "
+					"missing (%s)\n", (unsigned long long)k, strerror(-rc));
+			assert_int_equal(rc, 0);
+			assert_int_equal(f.id, 100 + k);
+		}
+		free(all);
+		sp_raw_close(&c);
+	}
+	check_main("fragmented and coalesced input");
+}
+
 /* --- per-envelope errors: the connection stays usable ------------------------------- */
 
 static void test_bad_recipient(void **state)
@@ -1795,6 +1902,7 @@ int main(void)
 		CASE(test_wrong_direction),
 		CASE(test_flipped_ciphertext),
 		CASE(test_legal_boundaries),
+		CASE(test_fragmented_and_coalesced),
 		CASE(test_bad_recipient),
 		CASE(test_too_large),
 		CASE(test_half_message_then_disconnect),

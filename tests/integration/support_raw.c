@@ -57,6 +57,9 @@ void sp_raw_close(struct sp_raw *c)
 	c->fd = -1;
 	free(c->rx);
 	c->rx = NULL;
+	free(c->held);
+	c->held = NULL;
+	c->held_len = 0;
 	sp_noise_transport_wipe(&c->t);
 	sodium_memzero(c->s_priv, sizeof(c->s_priv));
 	c->established = false;
@@ -93,12 +96,31 @@ void sp_raw_preamble(uint8_t out[SP_PREAMBLE_LEN], uint8_t pattern)
 
 /* --- bytes ------------------------------------------------------------------- */
 
-int sp_raw_send_bytes(struct sp_raw *c, const void *buf, size_t len)
+static int hold(struct sp_raw *c, const uint8_t *p, size_t len)
 {
-	const uint8_t *p = buf;
+	uint8_t *n = realloc(c->held, c->held_len + len);
+
+	if (!n)
+		return -ENOMEM;
+	memcpy(n + c->held_len, p, len);
+	c->held = n;
+	c->held_len += len;
+	return 0;
+}
+
+static int send_all(struct sp_raw *c, const uint8_t *p, size_t len)
+{
+	bool first = true;
 
 	while (len) {
-		ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
+		size_t want = c->write_chunk && c->write_chunk < len ? c->write_chunk : len;
+		ssize_t n;
+
+		/* A pause between pieces, so they reach the broker as separate receives. */
+		if (c->write_chunk && !first)
+			usleep(200);
+		first = false;
+		n = send(c->fd, p, want, MSG_NOSIGNAL);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -111,6 +133,26 @@ int sp_raw_send_bytes(struct sp_raw *c, const void *buf, size_t len)
 		len -= (size_t)n;
 	}
 	return 0;
+}
+
+int sp_raw_send_bytes(struct sp_raw *c, const void *buf, size_t len)
+{
+	uint8_t *all;
+	int ret;
+
+	if (!c->held_len)
+		return send_all(c, buf, len);
+	/* What was held goes out in the same write as this. */
+	ret = hold(c, buf, len);
+	if (ret)
+		return ret;
+	all = c->held;
+	len = c->held_len;
+	c->held = NULL;
+	c->held_len = 0;
+	ret = send_all(c, all, len);
+	free(all);
+	return ret;
 }
 
 /* Reads exactly len bytes before the deadline. */
@@ -223,7 +265,8 @@ static int decode_server_hello(struct sp_raw *c, const uint8_t *buf, size_t len)
 
 /* Writes our next handshake message, lets the hook rewrite it, sends it. */
 static int write_hs(struct sp_raw *c, struct sp_noise_handshake *hs, int msg_no,
-		    const uint8_t *payload, size_t payload_len, const struct sp_raw_opts *o)
+		    const uint8_t *payload, size_t payload_len, const struct sp_raw_opts *o,
+		    bool hold_it)
 {
 	uint8_t msg[SP_NOISE_MSG_MAX];
 	size_t len = 0;
@@ -237,7 +280,15 @@ static int write_hs(struct sp_raw *c, struct sp_noise_handshake *hs, int msg_no,
 		if (hook < 0)
 			return hook;
 	}
-	ret = sp_raw_send_msg(c, msg, len);
+	if (hold_it) {
+		uint8_t pfx[SP_LEN_PREFIX] = { (uint8_t)(len >> 8), (uint8_t)len };
+
+		ret = hold(c, pfx, sizeof(pfx));
+		if (!ret)
+			ret = hold(c, msg, len);
+	} else {
+		ret = sp_raw_send_msg(c, msg, len);
+	}
 	if (ret)
 		return ret;
 	return hook;
@@ -293,12 +344,15 @@ int sp_raw_handshake(struct sp_raw *c, uint8_t pattern, const uint8_t *server_pu
 	if (o && o->fake_s_pub)
 		memcpy(hs.s_pub, o->fake_s_pub, SP_KEY_LEN);
 
-	ret = sp_raw_send_bytes(c, c->preamble, SP_PREAMBLE_LEN);
+	if (o && o->preamble_with_msg1)
+		ret = hold(c, c->preamble, SP_PREAMBLE_LEN);
+	else
+		ret = sp_raw_send_bytes(c, c->preamble, SP_PREAMBLE_LEN);
 	if (ret)
 		goto out;
 	if (pattern == SP_PREAMBLE_PATTERN_IK) {
 		/* -> e, es, s, ss */
-		ret = write_hs(c, &hs, 1, hello, hello_len, o);
+		ret = write_hs(c, &hs, 1, hello, hello_len, o, false);
 		if (ret)
 			goto out;
 		/* <- e, ee, se */
@@ -308,7 +362,7 @@ int sp_raw_handshake(struct sp_raw *c, uint8_t pattern, const uint8_t *server_pu
 		memcpy(c->server_pub, server_pub, SP_KEY_LEN);
 	} else {
 		/* -> e */
-		ret = write_hs(c, &hs, 1, NULL, 0, o);
+		ret = write_hs(c, &hs, 1, NULL, 0, o, false);
 		if (ret)
 			goto out;
 		/* <- e, ee, s, es */
@@ -323,7 +377,7 @@ int sp_raw_handshake(struct sp_raw *c, uint8_t pattern, const uint8_t *server_pu
 			goto out;
 		}
 		/* -> s, se */
-		ret = write_hs(c, &hs, 3, hello, hello_len, o);
+		ret = write_hs(c, &hs, 3, hello, hello_len, o, o && o->hold_last);
 		if (ret)
 			goto out;
 	}

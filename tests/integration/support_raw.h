@@ -57,6 +57,13 @@ struct sp_raw {
 	uint8_t *rx;                    /* SP_RAW_RX_CAP bytes, owned */
 	size_t rx_len, rx_off;
 	uint64_t bytes_in;              /* raw bytes received on this connection */
+	/* When non-zero, each write goes out as send() calls of at most this
+	 * many bytes, a short pause apart (TCP_NODELAY is on), so the broker
+	 * sees length prefixes and messages split across its receives. */
+	size_t write_chunk;
+	/* Bytes held back to go out in the same write as the next ones (owned). */
+	uint8_t *held;
+	size_t held_len;
 };
 
 /*
@@ -77,6 +84,11 @@ struct sp_raw_opts {
 	 * (hello_len may be 0 when hello is non-NULL: an empty payload). */
 	const uint8_t *hello;
 	size_t hello_len;
+	/* Coalescing: send the preamble in one write with message 1; hold the
+	 * last XX message (3) back so it goes out in one write with whatever
+	 * the test sends next (its first transport message). */
+	bool preamble_with_msg1;
+	bool hold_last;
 	int timeout_ms;                 /* bound on each receive; 0 = SP_RAW_TIMEOUT_MS */
 };
 
