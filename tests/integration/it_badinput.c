@@ -296,11 +296,19 @@ static void check_main(const char *after)
 	check_healthy(&main_broker, &case_pair, &file_pair, after);
 }
 
+/* The shared broker's options; the second run adds tiny receive buffers. */
+static const char *const main_args[] = {
+	"--max-envelope", "1000", "--log-rate", "1000000", NULL,
+};
+static const char *const tiny_buffer_args[] = {
+	"--max-envelope", "1000", "--log-rate", "1000000",
+	"--recv-buffers", "4", "--recv-buffer-size", "64", NULL,
+};
+static const char *const *group_args = main_args;
+
 static int group_setup(void **state)
 {
-	static const char *const args[] = {
-		"--max-envelope", "1000", "--log-rate", "1000000", NULL,
-	};
+	const char *const *args = group_args;
 	uint8_t rnd[8];
 	char hex[17];
 
@@ -1907,12 +1915,26 @@ int main(void)
 		CASE(test_too_large),
 		CASE(test_half_message_then_disconnect),
 		CASE(test_many_abrupt_connections),
+		cmocka_unit_test(test_log_hygiene),
+	};
+	/* Brokers of their own, each with the option its case needs. */
+	const struct CMUnitTest own_tests[] = {
 		cmocka_unit_test_teardown(test_handshake_timeout, own_teardown),
 		cmocka_unit_test_teardown(test_slow_receiver, own_teardown),
 		cmocka_unit_test_teardown(test_non_reading_sender, own_teardown),
 		cmocka_unit_test_teardown(test_max_conns, own_teardown),
-		cmocka_unit_test(test_log_hygiene),
 	};
+	int failed = 0;
 
-	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+	failed += cmocka_run_group_tests_name("shared broker", tests, group_setup, group_teardown);
+	/*
+	 * Again with 4 receive buffers of 64 bytes: every message spans many
+	 * receives and the buffer ring runs dry (-ENOBUFS), so the broker's
+	 * reassembly and re-arm paths meet every bad input too.
+	 */
+	group_args = tiny_buffer_args;
+	failed += cmocka_run_group_tests_name("shared broker, tiny receive buffers", tests,
+					      group_setup, group_teardown);
+	failed += cmocka_run_group_tests_name("brokers of their own", own_tests, NULL, NULL);
+	return failed;
 }
