@@ -1,0 +1,577 @@
+/*
+ * test_conn.c: the connection state machine against a real Noise initiator
+ * (common/sp_noise): IK and XX handshakes fed in every split, transport
+ * messages with several frames, each bad input's close reason, and the tx
+ * queue (many messages across chunks, drained by short sends) decrypting to
+ * exactly the frames put in, with every chunk back in the pool.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sp_conn.h"
+#include "sp_frame.h"
+#include "sp_noise.h"
+
+static uint8_t server_priv[SP_KEY_LEN], server_pub[SP_KEY_LEN];
+
+/* What the hooks saw. */
+struct seen {
+	int established;
+	int frames;
+	enum sp_frame_type types[64];
+	uint64_t ids[64];
+	size_t body_len[64];
+	uint8_t body0[64];      /* first body byte (bodies are memset patterns) */
+	enum sp_close_reason refuse_with;
+};
+
+static struct seen seen;
+
+static enum sp_close_reason on_established(void *ctx, struct sp_conn *c)
+{
+	(void)ctx;
+	(void)c;
+	seen.established++;
+	return seen.refuse_with;
+}
+
+static enum sp_close_reason on_frame(void *ctx, struct sp_conn *c, const struct sp_frame *f)
+{
+	int i = seen.frames++;
+
+	(void)ctx;
+	(void)c;
+	if (i >= 64)
+		return SP_CLOSE_INTERNAL;
+	seen.types[i] = f->type;
+	seen.ids[i] = f->type == SP_FRAME_SEND ? f->u.send.client_id : f->u.ping.id;
+	seen.body_len[i] = f->body_len;
+	seen.body0[i] = f->body_len ? f->body[0] : 0;
+	/* The body must be readable for the whole call: touch every byte. */
+	for (size_t j = 0; j < f->body_len; j++)
+		assert_int_equal(f->body[j], seen.body0[i]);
+	return SP_CLOSE_NONE;
+}
+
+struct rig {
+	struct sp_txpool pool;
+	struct sp_conn_env env;
+	struct sp_conn c;
+	struct sp_noise_handshake hs;   /* the client's */
+	struct sp_noise_transport t;    /* the client's, after split */
+	uint8_t client_priv[SP_KEY_LEN], client_pub[SP_KEY_LEN];
+	uint8_t preamble[SP_PREAMBLE_LEN];
+};
+
+static void rig_init(struct rig *r, uint8_t pattern)
+{
+	memset(r, 0, sizeof(*r));
+	memset(&seen, 0, sizeof(seen));
+	sp_txpool_init(&r->pool, 4);
+	r->env.static_priv = server_priv;
+	r->env.server_hello.protocol_version = 1;
+	r->env.server_hello.max_envelope = 1234;
+	r->env.server_hello.max_transport = SP_TRANSPORT_PLAINTEXT_MAX;
+	r->env.pool = &r->pool;
+	r->env.hooks.established = on_established;
+	r->env.hooks.frame = on_frame;
+	sp_conn_open(&r->c, -1, 0);
+	sp_noise_keypair(r->client_pub, r->client_priv);
+	memcpy(r->preamble, "SEAL\x01\x00\x00\x00", SP_PREAMBLE_LEN);
+	r->preamble[5] = pattern;
+}
+
+static void rig_free(struct rig *r)
+{
+	const uint8_t *p;
+	size_t len;
+
+	sp_conn_wipe(&r->c);
+	while (sp_conn_tx_peek(&r->c, &p, &len))
+		sp_conn_tx_sent(&r->c, &r->pool, len);
+	sp_conn_tx_release(&r->c, &r->pool);
+	/* Every chunk is back: nothing leaked by any path. */
+	assert_int_equal(r->pool.live, r->pool.nfree);
+	sp_txpool_destroy(&r->pool);
+	assert_int_equal(r->pool.live, 0);
+	sp_noise_handshake_wipe(&r->hs);
+	sp_noise_transport_wipe(&r->t);
+}
+
+/* Feeds bytes to the connection in pieces of `step` (0: all at once), from a
+ * scratch copy, as receive buffers would (the connection writes in place). */
+static enum sp_close_reason feed(struct rig *r, const uint8_t *data, size_t len, size_t step)
+{
+	enum sp_close_reason res = SP_CLOSE_NONE;
+	uint8_t *scratch = malloc(len ? len : 1);
+
+	assert_non_null(scratch);
+	memcpy(scratch, data, len);
+	if (step == 0)
+		step = len ? len : 1;
+	for (size_t off = 0; off < len && res == SP_CLOSE_NONE; off += step) {
+		size_t n = len - off < step ? len - off : step;
+
+		res = sp_conn_rx(&r->c, &r->env, scratch + off, n);
+	}
+	free(scratch);
+	return res;
+}
+
+static size_t put_msg(uint8_t *out, const uint8_t *msg, size_t len)
+{
+	out[0] = (uint8_t)(len >> 8);
+	out[1] = (uint8_t)len;
+	memcpy(out + 2, msg, len);
+	return len + 2;
+}
+
+/* Takes everything the connection queued (all finished), as one byte string. */
+static size_t take_output(struct rig *r, uint8_t *out, size_t cap)
+{
+	const uint8_t *p;
+	size_t len, total = 0;
+
+	assert_int_equal(sp_conn_tx_seal(&r->c), 0);
+	while (sp_conn_tx_peek(&r->c, &p, &len)) {
+		assert_true(total + len <= cap);
+		memcpy(out + total, p, len);
+		total += len;
+		sp_conn_tx_sent(&r->c, &r->pool, len);
+	}
+	assert_int_equal(r->c.txq_bytes, 0);
+	return total;
+}
+
+/* The client reads the broker's handshake message (msg2) from its output. */
+static void client_read_msg2(struct rig *r, const uint8_t *out, size_t len)
+{
+	uint8_t payload[SP_HANDSHAKE_PAYLOAD_MAX];
+	struct sp_hello h;
+	size_t plen, mlen;
+
+	assert_true(len >= 2);
+	mlen = (size_t)out[0] << 8 | out[1];
+	assert_int_equal(mlen + 2, len);
+	assert_int_equal(sp_noise_handshake_read(&r->hs, out + 2, mlen, payload, sizeof(payload),
+						 &plen), 0);
+	assert_int_equal(sp_frame_server_hello_decode(payload, plen, &h), 0);
+	assert_int_equal(h.protocol_version, 1);
+	assert_int_equal(h.max_envelope, 1234);
+}
+
+static size_t hello(uint8_t *buf)
+{
+	struct sp_hello h = { .protocol_version = 1 };
+	size_t len;
+
+	assert_int_equal(sp_frame_client_hello_encode(&h, buf, SP_HANDSHAKE_PAYLOAD_MAX, &len), 0);
+	return len;
+}
+
+/* A full IK handshake, the client side fed to the connection in `step`s. */
+static void handshake_ik(struct rig *r, size_t step)
+{
+	uint8_t wire[4096], msg[SP_HANDSHAKE_MSG_MAX], pl[SP_HANDSHAKE_PAYLOAD_MAX], out[4096];
+	size_t off = 0, mlen, olen;
+
+	rig_init(r, SP_PREAMBLE_PATTERN_IK);
+	assert_int_equal(sp_noise_handshake_init(&r->hs, SP_NOISE_IK, SP_NOISE_INITIATOR,
+						 r->preamble, SP_PREAMBLE_LEN, r->client_priv,
+						 server_pub), 0);
+	/* e, es, s, ss + ClientHello */
+	assert_int_equal(sp_noise_handshake_write(&r->hs, pl, hello(pl), msg, sizeof(msg), &mlen), 0);
+	memcpy(wire, r->preamble, SP_PREAMBLE_LEN);
+	off = SP_PREAMBLE_LEN + put_msg(wire + SP_PREAMBLE_LEN, msg, mlen);
+	assert_int_equal(feed(r, wire, off, step), SP_CLOSE_NONE);
+	assert_int_equal(r->c.state, SP_CONN_ESTABLISHED);
+	assert_int_equal(seen.established, 1);
+	assert_memory_equal(r->c.device, r->client_pub, SP_KEY_LEN);
+	assert_null(r->c.hs);           /* handshake state freed at split */
+	assert_null(r->c.rx_asm);       /* no reassembly buffer left behind */
+	olen = take_output(r, out, sizeof(out));
+	client_read_msg2(r, out, olen);
+	assert_int_equal(sp_noise_handshake_split(&r->hs, &r->t), 0);
+}
+
+static void handshake_xx(struct rig *r, size_t step)
+{
+	uint8_t wire[4096], msg[SP_HANDSHAKE_MSG_MAX], pl[SP_HANDSHAKE_PAYLOAD_MAX], out[4096];
+	size_t off, mlen, olen;
+	uint8_t learned[SP_KEY_LEN];
+
+	rig_init(r, SP_PREAMBLE_PATTERN_XX);
+	assert_int_equal(sp_noise_handshake_init(&r->hs, SP_NOISE_XX, SP_NOISE_INITIATOR,
+						 r->preamble, SP_PREAMBLE_LEN, r->client_priv,
+						 NULL), 0);
+	/* e */
+	assert_int_equal(sp_noise_handshake_write(&r->hs, NULL, 0, msg, sizeof(msg), &mlen), 0);
+	memcpy(wire, r->preamble, SP_PREAMBLE_LEN);
+	off = SP_PREAMBLE_LEN + put_msg(wire + SP_PREAMBLE_LEN, msg, mlen);
+	assert_int_equal(feed(r, wire, off, step), SP_CLOSE_NONE);
+	assert_int_equal(r->c.state, SP_CONN_HANDSHAKE);
+	olen = take_output(r, out, sizeof(out));
+	client_read_msg2(r, out, olen);     /* e, ee, s, es + ServerHello */
+	assert_int_equal(sp_noise_handshake_remote_static(&r->hs, learned), 0);
+	assert_memory_equal(learned, server_pub, SP_KEY_LEN);
+	/* s, se + ClientHello */
+	assert_int_equal(sp_noise_handshake_write(&r->hs, pl, hello(pl), msg, sizeof(msg), &mlen), 0);
+	off = put_msg(wire, msg, mlen);
+	assert_int_equal(feed(r, wire, off, step), SP_CLOSE_NONE);
+	assert_int_equal(r->c.state, SP_CONN_ESTABLISHED);
+	assert_memory_equal(r->c.device, r->client_pub, SP_KEY_LEN);
+	assert_int_equal(sp_noise_handshake_split(&r->hs, &r->t), 0);
+}
+
+/* The client encrypts plain as one transport message, length-prefixed, into wire. */
+static size_t client_seal(struct rig *r, const uint8_t *plain, size_t len, uint8_t *wire)
+{
+	memcpy(wire + 2, plain, len);
+	assert_int_equal(sp_noise_encrypt(&r->t.tx, wire + 2, len), 0);
+	wire[0] = (uint8_t)((len + SP_TAG_LEN) >> 8);
+	wire[1] = (uint8_t)(len + SP_TAG_LEN);
+	return len + SP_TAG_LEN + 2;
+}
+
+static void put_frame(uint8_t *buf, size_t *off, enum sp_frame_type type, uint64_t id,
+		      size_t body_len, uint8_t fill)
+{
+	static uint8_t body[SP_BODY_MAX];
+	struct sp_frame f;
+
+	memset(&f, 0, sizeof(f));
+	f.type = type;
+	if (type == SP_FRAME_SEND) {
+		f.u.send.client_id = id;
+		memset(f.u.send.to, 9, SP_KEY_LEN);
+		memset(body, fill, body_len);
+		f.body = body;
+		f.body_len = body_len;
+	} else {
+		f.u.ping.id = id;
+	}
+	assert_int_equal(sp_frame_put(buf, SP_TRANSPORT_PLAINTEXT_MAX, off, &f), 0);
+}
+
+/* Two transport messages with several frames each, in every split. */
+static void check_transport(struct rig *r, size_t step)
+{
+	static uint8_t plain[SP_TRANSPORT_PLAINTEXT_MAX], wire[2 * (SP_NOISE_MSG_MAX + 2)];
+	size_t poff = 0, woff;
+
+	put_frame(plain, &poff, SP_FRAME_PING, 77, 0, 0);
+	put_frame(plain, &poff, SP_FRAME_SEND, 1, 3000, 0xa1);
+	put_frame(plain, &poff, SP_FRAME_SEND, 2, 0, 0);
+	woff = client_seal(r, plain, poff, wire);
+	poff = 0;
+	put_frame(plain, &poff, SP_FRAME_SEND, 3, SP_BODY_MAX, 0xb2);
+	woff += client_seal(r, plain, poff, wire + woff);
+	assert_int_equal(feed(r, wire, woff, step), SP_CLOSE_NONE);
+	assert_int_equal(seen.frames, 4);
+	assert_int_equal(seen.types[0], SP_FRAME_PING);
+	assert_int_equal(seen.ids[0], 77);
+	assert_int_equal(seen.types[1], SP_FRAME_SEND);
+	assert_int_equal(seen.ids[1], 1);
+	assert_int_equal(seen.body_len[1], 3000);
+	assert_int_equal(seen.body0[1], 0xa1);
+	assert_int_equal(seen.body_len[2], 0);
+	assert_int_equal(seen.ids[3], 3);
+	assert_int_equal(seen.body_len[3], SP_BODY_MAX);
+	assert_int_equal(seen.body0[3], 0xb2);
+	assert_null(r->c.rx_asm);
+}
+
+static void test_ik_every_split(void **state)
+{
+	static const size_t steps[] = { 0, 1, 2, 3, 7, 64, 1000 };
+	struct rig r;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		handshake_ik(&r, steps[i]);
+		check_transport(&r, steps[i]);
+		rig_free(&r);
+	}
+}
+
+static void test_xx_every_split(void **state)
+{
+	static const size_t steps[] = { 0, 1, 5, 4096 };
+	struct rig r;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		handshake_xx(&r, steps[i]);
+		check_transport(&r, steps[i]);
+		rig_free(&r);
+	}
+}
+
+static void test_bad_preambles(void **state)
+{
+	static const char *const bad[] = {
+		"SEAX\x01\x01\x00\x00", "SEAL\x02\x01\x00\x00", "SEAL\x01\x03\x00\x00",
+		"SEAL\x01\x00\x00\x00", "SEAL\x01\x01\x01\x00", "SEAL\x01\x02\x00\x01",
+	};
+	struct rig r;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		rig_init(&r, SP_PREAMBLE_PATTERN_IK);
+		assert_int_equal(feed(&r, (const uint8_t *)bad[i], SP_PREAMBLE_LEN, 1),
+				 SP_CLOSE_BAD_PREAMBLE);
+		assert_null(r.c.hs);
+		rig_free(&r);
+	}
+}
+
+static void test_bad_lengths(void **state)
+{
+	uint8_t wire[SP_PREAMBLE_LEN + 2];
+	struct rig r;
+
+	(void)state;
+	/* Handshake messages: 0, and one past the limit, refused on the prefix alone. */
+	for (int i = 0; i < 2; i++) {
+		size_t len = i == 0 ? 0 : SP_HANDSHAKE_MSG_MAX + 1;
+
+		rig_init(&r, SP_PREAMBLE_PATTERN_XX);
+		memcpy(wire, r.preamble, SP_PREAMBLE_LEN);
+		wire[8] = (uint8_t)(len >> 8);
+		wire[9] = (uint8_t)len;
+		assert_int_equal(feed(&r, wire, sizeof(wire), 0), SP_CLOSE_BAD_LENGTH);
+		assert_null(r.c.rx_asm);
+		rig_free(&r);
+	}
+	/* Transport: 0 is refused; 15 (shorter than a tag) fails to decrypt. */
+	handshake_ik(&r, 0);
+	assert_int_equal(feed(&r, (const uint8_t *)"\x00\x00", 2, 0), SP_CLOSE_BAD_LENGTH);
+	rig_free(&r);
+	handshake_ik(&r, 0);
+	{
+		uint8_t m[17] = { 0, 15 };
+
+		assert_int_equal(feed(&r, m, sizeof(m), 0), SP_CLOSE_DECRYPT_FAILED);
+	}
+	rig_free(&r);
+}
+
+static void test_handshake_failures(void **state)
+{
+	uint8_t wire[4096], msg[SP_HANDSHAKE_MSG_MAX], pl[SP_HANDSHAKE_PAYLOAD_MAX];
+	size_t mlen, off;
+	struct rig r;
+
+	(void)state;
+	/* IK msg1 with one bit flipped in the encrypted static key. */
+	rig_init(&r, SP_PREAMBLE_PATTERN_IK);
+	assert_int_equal(sp_noise_handshake_init(&r.hs, SP_NOISE_IK, SP_NOISE_INITIATOR, r.preamble,
+						 SP_PREAMBLE_LEN, r.client_priv, server_pub), 0);
+	assert_int_equal(sp_noise_handshake_write(&r.hs, pl, hello(pl), msg, sizeof(msg), &mlen), 0);
+	msg[40] ^= 1;
+	memcpy(wire, r.preamble, SP_PREAMBLE_LEN);
+	off = SP_PREAMBLE_LEN + put_msg(wire + SP_PREAMBLE_LEN, msg, mlen);
+	assert_int_equal(feed(&r, wire, off, 0), SP_CLOSE_HANDSHAKE_FAILED);
+	assert_int_equal(seen.established, 0);
+	assert_int_equal(r.c.txq_bytes, 0);     /* nothing is sent back */
+	rig_free(&r);
+
+	/* IK msg1 whose ClientHello says protocol 2. */
+	rig_init(&r, SP_PREAMBLE_PATTERN_IK);
+	assert_int_equal(sp_noise_handshake_init(&r.hs, SP_NOISE_IK, SP_NOISE_INITIATOR, r.preamble,
+						 SP_PREAMBLE_LEN, r.client_priv, server_pub), 0);
+	{
+		struct sp_hello h = { .protocol_version = 2 };
+		size_t plen;
+
+		assert_int_equal(sp_frame_client_hello_encode(&h, pl, sizeof(pl), &plen), 0);
+		assert_int_equal(sp_noise_handshake_write(&r.hs, pl, plen, msg, sizeof(msg), &mlen), 0);
+	}
+	memcpy(wire, r.preamble, SP_PREAMBLE_LEN);
+	off = SP_PREAMBLE_LEN + put_msg(wire + SP_PREAMBLE_LEN, msg, mlen);
+	assert_int_equal(feed(&r, wire, off, 0), SP_CLOSE_HANDSHAKE_FAILED);
+	rig_free(&r);
+
+	/* XX msg1 with a payload (protocol 1 has none there). */
+	rig_init(&r, SP_PREAMBLE_PATTERN_XX);
+	assert_int_equal(sp_noise_handshake_init(&r.hs, SP_NOISE_XX, SP_NOISE_INITIATOR, r.preamble,
+						 SP_PREAMBLE_LEN, r.client_priv, NULL), 0);
+	assert_int_equal(sp_noise_handshake_write(&r.hs, (const uint8_t *)"x", 1, msg, sizeof(msg),
+						  &mlen), 0);
+	memcpy(wire, r.preamble, SP_PREAMBLE_LEN);
+	off = SP_PREAMBLE_LEN + put_msg(wire + SP_PREAMBLE_LEN, msg, mlen);
+	assert_int_equal(feed(&r, wire, off, 0), SP_CLOSE_HANDSHAKE_FAILED);
+	rig_free(&r);
+
+	/* The shard refusing the device (e.g. no memory for its route). */
+	seen.refuse_with = SP_CLOSE_NOMEM;
+	rig_init(&r, SP_PREAMBLE_PATTERN_IK);
+	seen.refuse_with = SP_CLOSE_NOMEM;
+	assert_int_equal(sp_noise_handshake_init(&r.hs, SP_NOISE_IK, SP_NOISE_INITIATOR, r.preamble,
+						 SP_PREAMBLE_LEN, r.client_priv, server_pub), 0);
+	assert_int_equal(sp_noise_handshake_write(&r.hs, pl, hello(pl), msg, sizeof(msg), &mlen), 0);
+	memcpy(wire, r.preamble, SP_PREAMBLE_LEN);
+	off = SP_PREAMBLE_LEN + put_msg(wire + SP_PREAMBLE_LEN, msg, mlen);
+	assert_int_equal(feed(&r, wire, off, 0), SP_CLOSE_NOMEM);
+	rig_free(&r);
+}
+
+static void test_transport_failures(void **state)
+{
+	static uint8_t plain[256], wire[512];
+	size_t poff, woff;
+	struct rig r;
+
+	(void)state;
+	/* A flipped ciphertext bit: no frame reaches the shard. */
+	handshake_ik(&r, 0);
+	poff = 0;
+	put_frame(plain, &poff, SP_FRAME_PING, 1, 0, 0);
+	woff = client_seal(&r, plain, poff, wire);
+	wire[5] ^= 0x10;
+	assert_int_equal(feed(&r, wire, woff, 0), SP_CLOSE_DECRYPT_FAILED);
+	assert_int_equal(seen.frames, 0);
+	rig_free(&r);
+
+	/* A truncated frame after a good one: the good one is handled first. */
+	handshake_xx(&r, 0);
+	poff = 0;
+	put_frame(plain, &poff, SP_FRAME_PING, 5, 0, 0);
+	put_frame(plain, &poff, SP_FRAME_PING, 6, 0, 0);
+	woff = client_seal(&r, plain, poff - 1, wire);
+	assert_int_equal(feed(&r, wire, woff, 0), SP_CLOSE_PROTOCOL);
+	assert_int_equal(seen.frames, 1);
+	rig_free(&r);
+
+	/* A message replayed: its nonce is spent. */
+	handshake_ik(&r, 0);
+	poff = 0;
+	put_frame(plain, &poff, SP_FRAME_PING, 1, 0, 0);
+	woff = client_seal(&r, plain, poff, wire);
+	assert_int_equal(feed(&r, wire, woff, 0), SP_CLOSE_NONE);
+	assert_int_equal(feed(&r, wire, woff, 0), SP_CLOSE_DECRYPT_FAILED);
+	rig_free(&r);
+}
+
+/* The client decrypts the broker's byte stream and checks every frame. */
+static void client_check_stream(struct rig *r, uint8_t *s, size_t len, int frames, size_t body)
+{
+	int got = 0;
+
+	for (size_t off = 0; off < len;) {
+		size_t mlen = (size_t)s[off] << 8 | s[off + 1], plen, foff = 0;
+		struct sp_frame f;
+
+		assert_true(off + 2 + mlen <= len);
+		assert_int_equal(sp_noise_decrypt(&r->t.rx, s + off + 2, mlen, &plen), 0);
+		while (sp_frame_next(s + off + 2, plen, &foff, &f) == 0) {
+			assert_int_equal(f.type, SP_FRAME_DELIVER);
+			assert_int_equal(f.u.deliver.seq, (uint64_t)got + 1);
+			assert_int_equal(f.body_len, body);
+			for (size_t j = 0; j < body; j++)
+				assert_int_equal(f.body[j], (uint8_t)(got + 1));
+			got++;
+		}
+		assert_int_equal(foff, plen);
+		off += 2 + mlen;
+	}
+	assert_int_equal(got, frames);
+}
+
+/* Many frames across messages and chunks, drained by short sends of odd sizes. */
+static void tx_roundtrip(size_t body, int frames, size_t send_step)
+{
+	static uint8_t b[SP_BODY_MAX];
+	uint8_t *stream = malloc((size_t)frames * (body + 64) + 4096);
+	size_t total = 0;
+	struct rig r;
+
+	assert_non_null(stream);
+	handshake_ik(&r, 0);
+	for (int i = 0; i < frames; i++) {
+		struct sp_frame f;
+		const uint8_t *p;
+		size_t len;
+
+		memset(&f, 0, sizeof(f));
+		f.type = SP_FRAME_DELIVER;
+		f.u.deliver.seq = (uint64_t)i + 1;
+		memset(b, i + 1, body);
+		assert_int_equal(sp_conn_tx_frame(&r.c, &r.pool, &f, b, body), 0);
+		/* Now and then, one short send of what is finished (a send in flight
+		 * while more is appended behind it). */
+		if (i % 7 == 3 && sp_conn_tx_peek(&r.c, &p, &len)) {
+			len = len < send_step ? len : send_step;
+			memcpy(stream + total, p, len);
+			total += len;
+			sp_conn_tx_sent(&r.c, &r.pool, len);
+		}
+	}
+	assert_int_equal(sp_conn_tx_seal(&r.c), 0);
+	for (;;) {
+		const uint8_t *p;
+		size_t len;
+
+		if (!sp_conn_tx_peek(&r.c, &p, &len))
+			break;
+		len = len < send_step ? len : send_step;
+		memcpy(stream + total, p, len);
+		total += len;
+		sp_conn_tx_sent(&r.c, &r.pool, len);
+	}
+	assert_null(r.c.tx_head);       /* an idle connection holds no chunk */
+	assert_int_equal(r.c.txq_bytes, 0);
+	client_check_stream(&r, stream, total, frames, body);
+	free(stream);
+	rig_free(&r);
+}
+
+static void test_tx_queue(void **state)
+{
+	(void)state;
+	tx_roundtrip(0, 500, 1000);
+	tx_roundtrip(100, 3000, 7);
+	tx_roundtrip(SP_BODY_MAX, 9, 65536);
+	tx_roundtrip(SP_BODY_MAX, 9, 1 << 20);
+	tx_roundtrip(30000, 20, 333);
+}
+
+static void test_reason_names(void **state)
+{
+	(void)state;
+	assert_string_equal(sp_close_reason_name(SP_CLOSE_HANDSHAKE_FAILED), "handshake_failed");
+	assert_string_equal(sp_close_reason_name(SP_CLOSE_SLOW_CONSUMER), "slow_consumer");
+	assert_string_equal(sp_close_reason_name(SP_CLOSE_REASON_COUNT), "unknown");
+	for (int i = 0; i < SP_CLOSE_REASON_COUNT; i++)
+		assert_non_null(sp_close_reason_name((enum sp_close_reason)i));
+}
+
+static int group_setup(void **state)
+{
+	(void)state;
+	if (sodium_init() < 0)
+		return -1;
+	sp_noise_keypair(server_pub, server_priv);
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_ik_every_split),
+		cmocka_unit_test(test_xx_every_split),
+		cmocka_unit_test(test_bad_preambles),
+		cmocka_unit_test(test_bad_lengths),
+		cmocka_unit_test(test_handshake_failures),
+		cmocka_unit_test(test_transport_failures),
+		cmocka_unit_test(test_tx_queue),
+		cmocka_unit_test(test_reason_names),
+	};
+	return cmocka_run_group_tests(tests, group_setup, NULL);
+}
