@@ -1365,6 +1365,90 @@ static void test_too_large(void **state)
 	check_main("envelopes above max_envelope");
 }
 
+/* --- replay ---------------------------------------------------------------------- */
+
+struct captured {
+	uint8_t msg[SP_NOISE_MSG_MAX];
+	size_t len;
+};
+
+static int capture_msg1(int msg_no, uint8_t *msg, size_t *len, size_t cap, void *arg)
+{
+	struct captured *cm = arg;
+
+	(void)cap;
+	if (msg_no == 1) {
+		memcpy(cm->msg, msg, *len);
+		cm->len = *len;
+	}
+	return 0;
+}
+
+/*
+ * IK message 1 carries no freshness: anyone who saw it on the wire can send
+ * it again, byte for byte, on a new connection. The replayer cannot finish
+ * anything (it has neither the device's static nor its ephemeral private
+ * key, so it cannot read message 2 or write a transport message), so it must
+ * not be able to take the device's place either: the device that is
+ * connected must keep its connection and keep receiving its envelopes.
+ */
+static void test_replayed_ik_msg1(void **state)
+{
+	static struct captured cm;
+	struct sp_raw_opts o = { .hook = capture_msg1, .hook_arg = &cm };
+	struct sp_raw d, sender, replay;
+	uint8_t pre[SP_PREAMBLE_LEN], m2[SP_NOISE_MSG_MAX];
+	size_t m2_len = 0;
+	struct sp_raw_frame f;
+	int rc;
+
+	(void)state;
+	client_init(&d);
+	assert_int_equal(sp_raw_connect(&d, main_broker.port), 0);
+	assert_int_equal(handshake(&d, 0, &o), 0);
+	assert_true(cm.len > 0);
+	client_open(&sender, &main_broker, SP_PREAMBLE_PATTERN_XX);
+	exchange_checked(&sender, &d, "to the device before the replay");
+
+	client_init(&replay);
+	sp_raw_preamble(pre, SP_PREAMBLE_PATTERN_IK);
+	assert_int_equal(sp_raw_connect(&replay, main_broker.port), 0);
+	assert_int_equal(sp_raw_send_bytes(&replay, pre, sizeof(pre)), 0);
+	assert_int_equal(sp_raw_send_msg(&replay, cm.msg, cm.len), 0);
+	/* The broker has handled the replay once it answers it or closes it. */
+	rc = sp_raw_recv_msg(&replay, m2, sizeof(m2), &m2_len, WAIT_MS);
+	fprintf(stderr, "[it] replayed IK message 1: the broker %s\n",
+		rc == 0 ? "answered with a message 2 (handshake accepted)"
+			: "closed the connection");
+	assert_true(rc == 0 || rc == -ENOTCONN || rc == -ECONNRESET);
+
+	/* the device is still connected and still the one envelopes go to */
+	rc = sp_raw_recv_frame(&d, &f, 200);
+	if (rc == 0 && f.type == SP_FRAME_GOAWAY) {
+		uint8_t body[32];
+		uint64_t id = next_client_id++;
+		uint32_t st = 0;
+
+		fprintf(stderr, "[it] a replayed IK message 1 took the device's place: the device "
+			"got GoAway %u (%s)\n", f.status, status_str(f.status));
+		/* Say what becomes of the device's envelopes now. */
+		make_body(body, sizeof(body));
+		if (sp_raw_send_envelope(&sender, d.s_pub, id, body, sizeof(body)) == 0 &&
+		    sp_raw_expect_result(&sender, id, &st, WAIT_MS) == 0)
+			fprintf(stderr, "[it] an envelope for the device now gets %s%s\n",
+				status_str(st), st == SP_STATUS_DELIVERED ?
+				": handed to the replayer, who cannot read it (lost)" : "");
+	}
+	assert_int_equal(rc, -ETIMEDOUT);
+	ping_pong(&d, 5, "the device after its message 1 was replayed");
+	exchange_checked(&sender, &d, "to the device after its message 1 was replayed");
+
+	sp_raw_close(&replay);
+	sp_raw_close(&sender);
+	sp_raw_close(&d);
+	check_main("a replayed IK message 1");
+}
+
 /* --- abrupt disconnects ------------------------------------------------------------ */
 
 static void test_half_message_then_disconnect(void **state)
@@ -1913,6 +1997,7 @@ int main(void)
 		CASE(test_fragmented_and_coalesced),
 		CASE(test_bad_recipient),
 		CASE(test_too_large),
+		CASE(test_replayed_ik_msg1),
 		CASE(test_half_message_then_disconnect),
 		CASE(test_many_abrupt_connections),
 		cmocka_unit_test(test_log_hygiene),
