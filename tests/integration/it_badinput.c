@@ -1112,8 +1112,8 @@ static void ping_pong(struct sp_raw *c, uint64_t id, const char *what)
 	if (rc == 0)
 		rc = sp_raw_wait_frame(c, SP_FRAME_PONG, &f, WAIT_MS);
 	if (rc)
-		fprintf(stderr, "[it] %s: Ping %llu got no Pong (%s)\n", what, (unsigned long long)id,
-			strerror(-rc));
+		fprintf(stderr, "[it] %s: Ping %llu got no Pong (%s)\n", what,
+			(unsigned long long)id, strerror(-rc));
 	assert_int_equal(rc, 0);
 	assert_int_equal(f.id, id);
 }
@@ -1143,7 +1143,8 @@ static void test_fragmented_and_coalesced(void **state)
 			assert_int_equal(sp_raw_connect(&c, main_broker.port), 0);
 			rc = handshake(&c, xx, NULL);
 			if (rc)
-				fprintf(stderr, "[it] %s: handshake failed (%s)\n", what, strerror(-rc));
+				fprintf(stderr, "[it] %s: handshake failed (%s)\n", what,
+					strerror(-rc));
 			assert_int_equal(rc, 0);
 			ping_pong(&c, 1, what);
 			exchange_checked(&c, &case_pair.b, what);
@@ -1182,10 +1183,12 @@ static void test_fragmented_and_coalesced(void **state)
 		for (uint64_t k = 0; k < N; k++) {
 			uint8_t plain[32];
 			size_t off = 0, mlen = 0;
+			int rc = sp_raw_put_simple(plain, sizeof(plain), &off, SP_FRAME_PING,
+						   100 + k, NULL, 0);
 
-			assert_int_equal(sp_raw_put_simple(plain, sizeof(plain), &off, SP_FRAME_PING,
-							   100 + k, NULL, 0), 0);
-			assert_int_equal(sp_raw_seal(&c, plain, off, all + all_len + 2, 62, &mlen), 0);
+			assert_int_equal(rc, 0);
+			rc = sp_raw_seal(&c, plain, off, all + all_len + 2, 62, &mlen);
+			assert_int_equal(rc, 0);
 			all[all_len] = (uint8_t)(mlen >> 8);
 			all[all_len + 1] = (uint8_t)mlen;
 			all_len += 2 + mlen;
@@ -1196,7 +1199,7 @@ static void test_fragmented_and_coalesced(void **state)
 			int rc = sp_raw_wait_frame(&c, SP_FRAME_PONG, &f, WAIT_MS);
 
 			if (rc)
-				fprintf(stderr, "[it] 50 transport messages in one write: Pong %llu "
+				fprintf(stderr, "[it] 50 messages in one write: Pong %llu "
 					"missing (%s)\n", (unsigned long long)k, strerror(-rc));
 			assert_int_equal(rc, 0);
 			assert_int_equal(f.id, 100 + k);
