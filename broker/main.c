@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -31,7 +32,10 @@
 #define SP_VERSION "0.0.0"
 #endif
 
-enum { LISTEN_BACKLOG = 4096 };
+enum {
+	LISTEN_BACKLOG = 4096,
+	FD_RESERVE = 64,         /* listener, ring, signalfd, lock, logs, storage */
+};
 
 static void log_errno(const struct sp_log *lg, const char *msg, const char *path, int err)
 {
@@ -164,6 +168,25 @@ static const char *ring_mode(unsigned flags)
 	return "default";
 }
 
+/* Each connection is a descriptor: make sure --max-conns can be reached
+ * (raise the soft limit to the hard one if needed), or say why not. */
+static void check_fd_limit(const struct sp_log *lg, const struct sp_config *cfg)
+{
+	rlim_t need = (rlim_t)cfg->max_conns + FD_RESERVE;
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur >= need)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max < need ? rl.rlim_max : need;
+		setrlimit(RLIMIT_NOFILE, &rl);
+		getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (rl.rlim_cur < need)
+		SP_LOG(lg, SP_LOG_WARN, "open-file limit below --max-conns: accepts will fail first",
+		       SP_KV_UINT("max_conns", cfg->max_conns), SP_KV_UINT("nofile", rl.rlim_cur));
+}
+
 static int serve(const struct sp_config *cfg, const struct sp_log *lg, const uint8_t *priv,
 		 int listen_fd, int sig_fd)
 {
@@ -209,6 +232,7 @@ static int run(const struct sp_config *cfg, const struct sp_log *lg)
 	if (!priv || load_key(lg, cfg->data_dir, priv))
 		goto out;
 	sodium_mprotect_readonly(priv);
+	check_fd_limit(lg, cfg);
 	sig_fd = signal_fd();
 	if (sig_fd < 0) {
 		log_errno(lg, "cannot set up signals", "-", errno);
