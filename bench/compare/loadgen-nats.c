@@ -1,0 +1,450 @@
+/*
+ * sealpost-loadgen-nats: the load generator's NATS peer, for bench/compare/.
+ *
+ * The same plan, rate control, histogram and report as sealpost-loadgen
+ * (bench/loadgen/lg.c). Each device is one libnats connection (the official
+ * C client) over TLS, subscribed to its own subject "lg.<device>"; an
+ * envelope is a publish to the recipient's subject.
+ *   --mode core  plain NATS publish: fire and forget, no per-message result.
+ *   --mode js    JetStream: a stream "LG" with file storage captures lg.>;
+ *                each envelope is js_PublishAsync'd and its PubAck (stored)
+ *                plays the part of sealpost's SendResult ("acked"). Receivers
+ *                keep their core subscriptions, which see stream subjects too.
+ *
+ * Fairness: socket I/O of every connection of a worker process is driven
+ * from one epoll loop through libnats's event-loop interface
+ * (natsOptions_SetEventLoop + natsConnection_ProcessRead/WriteEvent), the
+ * one-loop-per-process shape of the sealpost client. libnats still hands
+ * each received message to a delivery thread before our callback runs (we
+ * use its global delivery pool, one thread, not a thread per subscription),
+ * so NATS latencies include one thread hand-off the others do not have;
+ * callbacks take a mutex around the shared counters. natsConnection_Connect
+ * is blocking (TCP, TLS, INFO/CONNECT), so connect-up is one device at a time.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <nats/nats.h>
+
+#include "lg.h"
+
+enum { EPOLL_BATCH = 256 };
+
+static char g_ca[LG_PATH_MAX];
+static bool g_js;
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+
+struct nconn {
+	struct lgn *s;
+	natsConnection *nc;
+	natsSubscription *sub;
+	jsCtx *js;
+	uint32_t dev;
+	int fd;
+	bool rd, wr, up;
+	uint64_t nsent;
+};
+
+struct lgn {
+	struct lg_worker *w;
+	struct nconn *conns;
+	int ep;
+	uint64_t outstanding;           /* JetStream publishes without PubAck (under g_mu) */
+	uint8_t *body;
+};
+
+/* ------------------------------------------------ event-loop adapter --- */
+
+static void rearm(struct nconn *c)
+{
+	struct epoll_event ev = {
+		.events = (c->rd ? EPOLLIN : 0) | (c->wr ? EPOLLOUT : 0),
+		.data.ptr = c,
+	};
+
+	if (c->fd >= 0)
+		epoll_ctl(c->s->ep, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+static natsStatus ev_attach(void **ud, void *loop, natsConnection *nc, natsSock sock)
+{
+	struct nconn *c = loop;
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
+
+	if (c->fd >= 0)
+		epoll_ctl(c->s->ep, EPOLL_CTL_DEL, c->fd, NULL);
+	c->nc = nc;
+	c->fd = (int)sock;
+	c->rd = true;
+	c->wr = false;
+	*ud = c;
+	return epoll_ctl(c->s->ep, EPOLL_CTL_ADD, c->fd, &ev) ? NATS_SYS_ERROR : NATS_OK;
+}
+
+static natsStatus ev_read(void *ud, bool add)
+{
+	struct nconn *c = ud;
+
+	c->rd = add;
+	rearm(c);
+	return NATS_OK;
+}
+
+static natsStatus ev_write(void *ud, bool add)
+{
+	struct nconn *c = ud;
+
+	c->wr = add;
+	rearm(c);
+	return NATS_OK;
+}
+
+static natsStatus ev_detach(void *ud)
+{
+	struct nconn *c = ud;
+
+	if (c->fd >= 0)
+		epoll_ctl(c->s->ep, EPOLL_CTL_DEL, c->fd, NULL);
+	c->fd = -1;
+	return NATS_OK;
+}
+
+/* ---------------------------------------------------------- callbacks --- */
+
+static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+	struct nconn *c = closure;
+	uint64_t intended, now = lg_now();
+	uint32_t sender;
+
+	(void)nc;
+	(void)sub;
+	pthread_mutex_lock(&g_mu);
+	if (lg_body_stamp((const uint8_t *)natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg),
+			  &intended, &sender))
+		lg_count_error(c->s->w, LG_E_BAD_BODY);
+	else
+		lg_count_delivery(c->s->w, intended, now);
+	pthread_mutex_unlock(&g_mu);
+	natsMsg_Destroy(msg);
+}
+
+/* JetStream PubAck (or error) of one js_PublishAsync; the original message
+ * carries the intended time, so no bookkeeping of our own is needed. */
+static void on_puback(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+{
+	struct nconn *c = closure;
+	uint64_t intended = 0;
+	uint32_t sender;
+
+	(void)js;
+	pthread_mutex_lock(&g_mu);
+	lg_body_stamp((const uint8_t *)natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg),
+		      &intended, &sender);
+	c->s->outstanding--;
+	lg_count_result(c->s->w, pa && !pae ? 1 : 22, intended); /* acked / failed */
+	pthread_mutex_unlock(&g_mu);
+	natsMsg_Destroy(msg);
+}
+
+/* ------------------------------------------------------------ devices --- */
+
+static int dev_connect(struct lgn *s, struct nconn *c)
+{
+	const struct lg_opts *o = s->w->o;
+	natsOptions *opts = NULL;
+	char url[160], subj[32];
+	natsStatus st;
+
+	snprintf(url, sizeof(url), "%s://%s%s%s:%u", g_ca[0] ? "tls" : "nats",
+		 strchr(o->host, ':') ? "[" : "", o->host, strchr(o->host, ':') ? "]" : "", o->port);
+	st = natsOptions_Create(&opts);
+	if (st == NATS_OK)
+		st = natsOptions_SetURL(opts, url);
+	if (st == NATS_OK && g_ca[0])
+		st = natsOptions_SetSecure(opts, true);
+	if (st == NATS_OK && g_ca[0])
+		st = natsOptions_LoadCATrustedCertificates(opts, g_ca);
+	if (st == NATS_OK)
+		st = natsOptions_SetEventLoop(opts, c, ev_attach, ev_read, ev_write, ev_detach);
+	if (st == NATS_OK)
+		st = natsOptions_UseGlobalMessageDelivery(opts, true);
+	if (st == NATS_OK)
+		st = natsOptions_SetAllowReconnect(opts, false);
+	if (st == NATS_OK)
+		st = natsOptions_SetMaxPendingMsgs(opts, 1000000);
+	if (st != NATS_OK) {
+		natsOptions_Destroy(opts);
+		return -EINVAL;
+	}
+	st = natsConnection_Connect(&c->nc, opts);
+	natsOptions_Destroy(opts);
+	if (st != NATS_OK) {
+		lg_count_error(s->w, LG_E_CONNECT);
+		return 0;
+	}
+	if (lg_is_receiver(o, c->dev)) {
+		snprintf(subj, sizeof(subj), "lg.%u", c->dev);
+		if (natsConnection_Subscribe(&c->sub, c->nc, subj, on_msg, c) != NATS_OK) {
+			lg_count_error(s->w, LG_E_CLIENT);
+			return 0;
+		}
+	}
+	if (g_js && lg_is_sender(o, c->dev)) {
+		jsOptions jo;
+
+		jsOptions_Init(&jo);
+		jo.PublishAsync.MaxPending = 1 << 20; /* never stall: open loop */
+		jo.PublishAsync.AckHandler = on_puback;
+		jo.PublishAsync.AckHandlerClosure = c;
+		if (natsConnection_JetStream(&c->js, c->nc, &jo) != NATS_OK) {
+			lg_count_error(s->w, LG_E_CLIENT);
+			return 0;
+		}
+	}
+	c->up = true;
+	s->w->st.connected++;
+	s->w->st.connect_end = lg_now();
+	return 0;
+}
+
+/* JetStream: the stream, made once by worker 0 on a plain (threaded)
+ * connection, before any worker reports READY. */
+static int make_stream(const struct lg_opts *o)
+{
+	natsConnection *nc = NULL;
+	natsOptions *opts = NULL;
+	jsCtx *js = NULL;
+	jsStreamConfig sc;
+	jsErrCode jerr = 0;
+	const char *subjects[] = { "lg.>" };
+	char url[160];
+	natsStatus st;
+
+	snprintf(url, sizeof(url), "%s://%s:%u", g_ca[0] ? "tls" : "nats", o->host, o->port);
+	st = natsOptions_Create(&opts);
+	if (st == NATS_OK)
+		st = natsOptions_SetURL(opts, url);
+	if (st == NATS_OK && g_ca[0])
+		st = natsOptions_SetSecure(opts, true);
+	if (st == NATS_OK && g_ca[0])
+		st = natsOptions_LoadCATrustedCertificates(opts, g_ca);
+	if (st == NATS_OK)
+		st = natsConnection_Connect(&nc, opts);
+	if (st == NATS_OK)
+		st = natsConnection_JetStream(&js, nc, NULL);
+	if (st == NATS_OK) {
+		jsStreamConfig_Init(&sc);
+		sc.Name = "LG";
+		sc.Subjects = subjects;
+		sc.SubjectsLen = 1;
+		sc.Storage = js_FileStorage;
+		st = js_AddStream(NULL, js, &sc, NULL, &jerr);
+		if (st != NATS_OK && jerr == JSStreamNameExistErr)
+			st = NATS_OK;
+	}
+	if (st != NATS_OK)
+		fprintf(stderr, "sealpost-loadgen-nats: JetStream stream: %s (%d)\n",
+			natsStatus_GetText(st), (int)jerr);
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+	natsOptions_Destroy(opts);
+	return st == NATS_OK ? 0 : -EIO;
+}
+
+static void publish(struct lgn *s, struct nconn *c, uint64_t intended)
+{
+	const struct lg_opts *o = s->w->o;
+	char subj[32];
+	natsStatus st;
+
+	if (!c->up || c->fd < 0) {
+		pthread_mutex_lock(&g_mu);
+		lg_count_error(s->w, LG_E_SENDER_DOWN);
+		pthread_mutex_unlock(&g_mu);
+		return;
+	}
+	snprintf(subj, sizeof(subj), "lg.%u", lg_target(o, c->dev, c->nsent));
+	lg_body_fill(s->body, o->size, intended, c->dev);
+	pthread_mutex_lock(&g_mu);
+	lg_count_sent(s->w, intended);
+	if (g_js)
+		s->outstanding++;
+	pthread_mutex_unlock(&g_mu);
+	if (g_js)
+		st = js_PublishAsync(c->js, subj, s->body, (int)o->size, NULL);
+	else
+		st = natsConnection_Publish(c->nc, subj, s->body, (int)o->size);
+	c->nsent++;
+	if (st != NATS_OK) {
+		pthread_mutex_lock(&g_mu);
+		lg_count_error(s->w, LG_E_CLIENT);
+		if (g_js)
+			s->outstanding--;
+		pthread_mutex_unlock(&g_mu);
+	}
+}
+
+static void turn(struct lgn *s, uint64_t until)
+{
+	struct epoll_event evs[EPOLL_BATCH];
+	uint64_t now = lg_now();
+	int n, i, ms = until > now ? (int)((until - now + 999999) / 1000000) : 0;
+
+	if (ms > 100)
+		ms = 100;
+	n = epoll_wait(s->ep, evs, EPOLL_BATCH, ms);
+	for (i = 0; i < n; i++) {
+		struct nconn *c = evs[i].data.ptr;
+
+		if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+			natsConnection_ProcessReadEvent(c->nc);
+		if (c->fd >= 0 && (evs[i].events & EPOLLOUT))
+			natsConnection_ProcessWriteEvent(c->nc);
+	}
+}
+
+static int worker(struct lg_worker *w)
+{
+	const struct lg_opts *o = w->o;
+	struct lgn s;
+	uint64_t now, stop_by, intended, outstanding, last;
+	uint32_t i, dev;
+	bool filled = false;
+	int ret;
+
+	memset(&s, 0, sizeof(s));
+	s.w = w;
+	if (nats_Open(-1) != NATS_OK)
+		return -EIO;
+	nats_SetMessageDeliveryPoolSize(1);
+	s.ep = epoll_create1(EPOLL_CLOEXEC);
+	s.conns = calloc(w->count, sizeof(*s.conns));
+	s.body = malloc(o->size);
+	if (s.ep < 0 || !s.conns || !s.body)
+		return -ENOMEM;
+	if (g_js && w->id == 0 && (ret = make_stream(o)) != 0)
+		return ret;
+	w->st.connect_begin = lg_now();
+	for (i = 0; i < w->count; i++) {
+		struct nconn *c = &s.conns[i];
+
+		c->s = &s;
+		c->dev = w->first + i;
+		c->fd = -1;
+		if (!lg_connects_early(o, c->dev))
+			continue;
+		ret = dev_connect(&s, c);
+		if (ret)
+			return ret;
+		turn(&s, 0);
+	}
+	/* Let the SUBs reach the server (libnats asks for write interest when it
+	 * has buffered output) before anyone publishes. */
+	{
+		uint64_t until = lg_now() + 200000000ull;
+
+		while (lg_now() < until)
+			turn(&s, until);
+	}
+	ret = lg_worker_ready(w);
+	if (ret)
+		return ret;
+	stop_by = w->t_end + (uint64_t)(o->grace * 1e9);
+	for (;;) {
+		now = lg_now();
+		if (o->closed_loop && !filled && now >= w->t0) {
+			fprintf(stderr, "sealpost-loadgen-nats: --closed-loop is not supported "
+				"(core NATS has no per-message result); use --rate\n");
+			return -EINVAL;
+		}
+		for (;;) {
+			bool due;
+
+			pthread_mutex_lock(&g_mu);
+			due = lg_due(w, now, &dev, &intended);
+			pthread_mutex_unlock(&g_mu);
+			if (!due)
+				break;
+			publish(&s, &s.conns[dev - w->first], intended);
+		}
+		if (o->pattern == LG_IDLE && now >= w->t_end)
+			break;
+		pthread_mutex_lock(&g_mu);
+		outstanding = s.outstanding;
+		last = w->last_delivery;
+		pthread_mutex_unlock(&g_mu);
+		if (now >= w->t_end && o->pattern != LG_IDLE) {
+			bool quiet = now - last > 250000000ull && now - w->t_end > 250000000ull;
+
+			if ((outstanding == 0 && quiet) || now >= stop_by)
+				break;
+		}
+		{
+			uint64_t until = lg_next_due(w);
+
+			if (now < w->t0 && until > w->t0)
+				until = w->t0;
+			if (until > w->t_end && now < w->t_end)
+				until = w->t_end;
+			if (until == UINT64_MAX || until < now)
+				until = now + 20000000ull;
+			turn(&s, until);
+		}
+	}
+	/* The delivery thread must be quiet before the report is written. */
+	for (i = 0; i < w->count; i++) {
+		if (s.conns[i].sub)
+			natsSubscription_Unsubscribe(s.conns[i].sub);
+	}
+	/* Keep the lock: the delivery thread must not touch the counters while
+	 * the caller writes the report; the process exits right after. */
+	pthread_mutex_lock(&g_mu);
+	return 0;
+}
+
+static int opt(struct lg_opts *o, const char *name, const char *val)
+{
+	(void)o;
+	if (!strcmp(name, "cafile")) {
+		snprintf(g_ca, sizeof(g_ca), "%s", val);
+		return 0;
+	}
+	if (!strcmp(name, "mode")) {
+		if (strcmp(val, "core") && strcmp(val, "js"))
+			return -EINVAL;
+		g_js = !strcmp(val, "js");
+		return 0;
+	}
+	return -ENOENT;
+}
+
+static int prepare(struct lg_opts *o)
+{
+	if (o->seal || o->pattern == LG_DRAIN) {
+		fprintf(stderr, "sealpost-loadgen-nats: --seal and --pattern drain are sealpost only\n");
+		return -EINVAL;
+	}
+	snprintf(o->variant, sizeof(o->variant), "%s%s, libnats",
+		 g_js ? "JetStream file storage" : "core", g_ca[0] ? " TLS" : " plain TCP");
+	return 0;
+}
+
+static const struct lg_driver driver = {
+	.name = "nats",
+	.help = "  --cafile FILE           TLS: trust this CA (without it: plain TCP)\n"
+		"  --mode core|js          core NATS, or JetStream publish with PubAck (default core)\n",
+	.opt = opt,
+	.prepare = prepare,
+	.worker = worker,
+};
+
+int main(int argc, char **argv)
+{
+	return lg_main(argc, argv, &driver);
+}
