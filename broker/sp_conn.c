@@ -361,6 +361,9 @@ static enum sp_close_reason hs_finish(struct sp_conn *c, const struct sp_conn_en
 		return SP_CLOSE_HANDSHAKE_FAILED;
 	free_hs(c);
 	c->has_device = true;
+	/* XX message 3 is encrypted under keys mixed with our fresh ephemeral:
+	 * only a live holder of the keys can have made it. */
+	c->proven = c->pattern == SP_PREAMBLE_PATTERN_XX;
 	c->state = SP_CONN_ESTABLISHED;
 	return env->hooks.established(env->hooks.ctx, c);
 }
@@ -409,6 +412,11 @@ static enum sp_close_reason transport_message(struct sp_conn *c, const struct sp
 
 	if (sp_noise_decrypt(&c->t.rx, msg, len, &plen))
 		return SP_CLOSE_DECRYPT_FAILED;
+	if (!c->proven) {
+		c->proven = true;
+		if (env->hooks.proven && (r = env->hooks.proven(env->hooks.ctx, c)))
+			return r;
+	}
 	for (;;) {
 		ret = sp_frame_next(msg, plen, &off, &f);
 		if (ret == -ENODATA)

@@ -139,7 +139,12 @@ struct sp_conn {
 	bool shut_wr;                   /* SHUT_WR issued (CLOSING, output drained) */
 	bool abort_close;               /* close with RST: drop what the kernel still holds */
 	bool dirty;                     /* on the shard's flush list */
-	bool has_device;
+	bool has_device;                /* device holds the proven static key */
+	/* The peer has shown it holds the transport keys: XX at message 3; IK only
+	 * with its first authenticated transport message, since an IK message 1
+	 * can be replayed by anyone who saw it (the responder cannot tell). */
+	bool proven;
+	bool routed;                    /* the shard's routing table names this connection */
 
 	/* rx */
 	uint8_t pre[SP_PREAMBLE_LEN];
@@ -175,6 +180,9 @@ struct sp_conn_hooks {
 	/* The handshake finished: c->device is the proven device key. Return a
 	 * close reason to refuse, or SP_CLOSE_NONE. */
 	enum sp_close_reason (*established)(void *ctx, struct sp_conn *c);
+	/* The first transport message of an IK connection authenticated (XX
+	 * connections are proven at the end of the handshake). Optional. */
+	enum sp_close_reason (*proven)(void *ctx, struct sp_conn *c);
 	/* One frame of a transport message. f->body points into the receive
 	 * buffer and is valid for the call only. */
 	enum sp_close_reason (*frame)(void *ctx, struct sp_conn *c, const struct sp_frame *f);

@@ -125,12 +125,12 @@ static void log_end(struct sp_shard *sh, const struct sp_conn *c, enum sp_close_
 
 static void route_drop(struct sp_shard *sh, struct sp_conn *c)
 {
-	if (!c->has_device)
+	if (!c->routed)
 		return;
 	/* With the expected handle: after a takeover the route belongs to the
 	 * new connection and this is a no-op (-ESTALE). */
 	sp_route_remove(sh->routes, c->device, conn_handle(sh, c));
-	c->has_device = false;
+	c->routed = false;
 }
 
 /* Ends a connection at once, without a reply. The slot is freed once no
@@ -507,32 +507,60 @@ static enum sp_close_reason on_frame(void *ctx, struct sp_conn *c, const struct 
 	}
 }
 
-static enum sp_close_reason on_established(void *ctx, struct sp_conn *c)
+/* The device's live connection on this shard, if any. */
+static struct sp_conn *live_conn(struct sp_shard *sh, const uint8_t key[SP_KEY_LEN])
 {
-	struct sp_shard *sh = ctx;
+	return recipient(sh, key);
+}
+
+/* Makes c the device's route; an older connection of the device is taken over. */
+static enum sp_close_reason route_device(struct sp_shard *sh, struct sp_conn *c)
+{
 	struct sp_conn *old;
 	uint64_t prev;
 	int ret;
 
 	ret = sp_route_insert(sh->routes, c->device, conn_handle(sh, c), &prev);
-	if (ret < 0) {
-		c->has_device = false;  /* not routed: nothing to remove at close */
+	if (ret < 0)
 		return SP_CLOSE_NOMEM;
+	c->routed = true;
+	if (ret == 1 && sp_handle_shard(prev) == sh->id &&
+	    (old = conn_at(sh, sp_handle_slot(prev), sp_handle_gen(prev))) && old != c) {
+		/* The device connected again: the newest proven connection wins. */
+		old->routed = false;    /* the route is the new one's now */
+		end_conn(sh, old, SP_CLOSE_TAKEOVER);
 	}
+	return SP_CLOSE_NONE;
+}
+
+static enum sp_close_reason on_established(void *ctx, struct sp_conn *c)
+{
+	struct sp_shard *sh = ctx;
+
 	sh->stats.handshakes++;
 	SP_LOG(sh->log, SP_LOG_DEBUG, "handshake complete", SP_KV_UINT("conn", c->slot),
 	       SP_KV_STR("pattern", c->pattern == SP_PREAMBLE_PATTERN_IK ? "IK" : "XX"));
-	if (ret == 1 && sp_handle_shard(prev) == sh->id &&
-	    (old = conn_at(sh, sp_handle_slot(prev), sp_handle_gen(prev))) && old != c) {
-		/* The device connected again: the newest connection wins. */
-		old->has_device = false;        /* the route is the new one's now */
-		end_conn(sh, old, SP_CLOSE_TAKEOVER);
-	}
 	if (sh->cfg->idle_timeout_s)
 		timer_set(&sh->idle_list, c, sh->now_ns + (uint64_t)sh->cfg->idle_timeout_s * 1000000000u);
 	else
 		sp_list_del(&c->timer);
-	return SP_CLOSE_NONE;
+	/* An unproven IK connection must not push out a live one: its message 1
+	 * may be a replay, and the replayer would take the device's envelopes
+	 * (and could do it again and again). It takes over with its first
+	 * authenticated transport message (on_proven). With no live connection
+	 * to lose, it is routed at once. */
+	if (!c->proven && live_conn(sh, c->device))
+		return SP_CLOSE_NONE;
+	return route_device(sh, c);
+}
+
+static enum sp_close_reason on_proven(void *ctx, struct sp_conn *c)
+{
+	struct sp_shard *sh = ctx;
+
+	if (c->routed)
+		return SP_CLOSE_NONE;
+	return route_device(sh, c);
 }
 
 /* --- receive ---------------------------------------------------------------- */
@@ -810,6 +838,7 @@ int sp_shard_init(struct sp_shard *sh, uint8_t id, const struct sp_config *cfg,
 	sh->env.server_hello.max_transport = SP_TRANSPORT_PLAINTEXT_MAX;
 	sh->env.pool = &sh->pool;
 	sh->env.hooks.established = on_established;
+	sh->env.hooks.proven = on_proven;
 	sh->env.hooks.frame = on_frame;
 	sh->env.hooks.ctx = sh;
 	return 0;

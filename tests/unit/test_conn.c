@@ -23,6 +23,7 @@ static uint8_t server_priv[SP_KEY_LEN], server_pub[SP_KEY_LEN];
 /* What the hooks saw. */
 struct seen {
 	int established;
+	int proven;
 	int frames;
 	enum sp_frame_type types[64];
 	uint64_t ids[64];
@@ -39,6 +40,14 @@ static enum sp_close_reason on_established(void *ctx, struct sp_conn *c)
 	(void)c;
 	seen.established++;
 	return seen.refuse_with;
+}
+
+static enum sp_close_reason on_proven(void *ctx, struct sp_conn *c)
+{
+	(void)ctx;
+	assert_true(c->proven);
+	seen.proven++;
+	return SP_CLOSE_NONE;
 }
 
 static enum sp_close_reason on_frame(void *ctx, struct sp_conn *c, const struct sp_frame *f)
@@ -81,6 +90,7 @@ static void rig_init(struct rig *r, uint8_t pattern)
 	r->env.pool = &r->pool;
 	r->env.hooks.established = on_established;
 	r->env.hooks.frame = on_frame;
+	r->env.hooks.proven = on_proven;
 	sp_conn_open(&r->c, -1, 0);
 	sp_noise_keypair(r->client_pub, r->client_priv);
 	memcpy(r->preamble, "SEAL\x01\x00\x00\x00", SP_PREAMBLE_LEN);
@@ -193,6 +203,8 @@ static void handshake_ik(struct rig *r, size_t step)
 	assert_int_equal(r->c.state, SP_CONN_ESTABLISHED);
 	assert_int_equal(seen.established, 1);
 	assert_memory_equal(r->c.device, r->client_pub, SP_KEY_LEN);
+	assert_false(r->c.proven);      /* an IK message 1 may be a replay */
+	assert_int_equal(seen.proven, 0);
 	assert_null(r->c.hs);           /* handshake state freed at split */
 	assert_null(r->c.rx_asm);       /* no reassembly buffer left behind */
 	olen = take_output(r, out, sizeof(out));
@@ -226,6 +238,7 @@ static void handshake_xx(struct rig *r, size_t step)
 	assert_int_equal(feed(r, wire, off, step), SP_CLOSE_NONE);
 	assert_int_equal(r->c.state, SP_CONN_ESTABLISHED);
 	assert_memory_equal(r->c.device, r->client_pub, SP_KEY_LEN);
+	assert_true(r->c.proven);       /* message 3 proves it */
 	assert_int_equal(sp_noise_handshake_split(&r->hs, &r->t), 0);
 }
 
@@ -273,6 +286,9 @@ static void check_transport(struct rig *r, size_t step)
 	put_frame(plain, &poff, SP_FRAME_SEND, 3, SP_BODY_MAX, 0xb2);
 	woff += client_seal(r, plain, poff, wire + woff);
 	assert_int_equal(feed(r, wire, woff, step), SP_CLOSE_NONE);
+	assert_true(r->c.proven);
+	/* IK: proven by the first transport message, once; XX: at message 3. */
+	assert_int_equal(seen.proven, r->c.pattern == SP_PREAMBLE_PATTERN_IK ? 1 : 0);
 	assert_int_equal(seen.frames, 4);
 	assert_int_equal(seen.types[0], SP_FRAME_PING);
 	assert_int_equal(seen.ids[0], 77);
@@ -437,6 +453,8 @@ static void test_transport_failures(void **state)
 	wire[5] ^= 0x10;
 	assert_int_equal(feed(&r, wire, woff, 0), SP_CLOSE_DECRYPT_FAILED);
 	assert_int_equal(seen.frames, 0);
+	assert_int_equal(seen.proven, 0);       /* a forged message proves nothing */
+	assert_false(r.c.proven);
 	rig_free(&r);
 
 	/* A truncated frame after a good one: the good one is handled first. */
