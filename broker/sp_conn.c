@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 static const char *const reason_names[SP_CLOSE_REASON_COUNT] = {
 	[SP_CLOSE_NONE] = "none",

@@ -657,8 +657,12 @@ static void end_all(struct sp_shard *sh, bool force)
 
 		if (c->state == SP_CONN_FREE || c->state == SP_CONN_DEAD)
 			continue;
-		if (force)
+		if (force) {
+			/* Undrained output is given up on: reset, as at a grace deadline. */
+			if (c->state == SP_CONN_CLOSING && !c->shut_wr)
+				c->abort_close = true;
 			teardown(sh, c, SP_CLOSE_SHUTDOWN);
+		}
 		else
 			end_conn(sh, c, SP_CLOSE_SHUTDOWN);
 	}
