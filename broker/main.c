@@ -105,7 +105,8 @@ static int load_key(const struct sp_log *lg, const char *dir, uint8_t *priv)
 		sp_noise_keypair(pub, priv);
 		ret = sp_keyfile_write_private(kpath, priv);
 		if (ret == 0)
-			SP_LOG(lg, SP_LOG_INFO, "created server key pair", SP_KV_STR("path", kpath));
+			SP_LOG(lg, SP_LOG_INFO, "created server key pair",
+			       SP_KV_STR("path", kpath));
 	} else if (ret == 0) {
 		ret = sp_noise_public_key(pub, priv);
 	}
@@ -183,7 +184,7 @@ static void check_fd_limit(const struct sp_log *lg, const struct sp_config *cfg)
 		getrlimit(RLIMIT_NOFILE, &rl);
 	}
 	if (rl.rlim_cur < need)
-		SP_LOG(lg, SP_LOG_WARN, "open-file limit below --max-conns: accepts will fail first",
+		SP_LOG(lg, SP_LOG_WARN, "open-file limit below --max-conns: accepts will fail",
 		       SP_KV_UINT("max_conns", cfg->max_conns), SP_KV_UINT("nofile", rl.rlim_cur));
 }
 
@@ -204,7 +205,8 @@ static int serve(const struct sp_config *cfg, const struct sp_log *lg, const uin
 	}
 	SP_LOG(lg, SP_LOG_INFO, "sealpostd started", SP_KV_STR("version", SP_VERSION),
 	       SP_KV_STR("listen", cfg->listen), SP_KV_STR("data_dir", cfg->data_dir),
-	       SP_KV_UINT("max_conns", cfg->max_conns), SP_KV_STR("ring", ring_mode(sh->ring.setup_flags)));
+	       SP_KV_UINT("max_conns", cfg->max_conns),
+	       SP_KV_STR("ring", ring_mode(sh->ring.setup_flags)));
 	ret = sp_shard_run(sh);
 	SP_LOG(lg, SP_LOG_INFO, "stopped", SP_KV_UINT("accepted", sh->stats.accepted),
 	       SP_KV_UINT("handshakes", sh->stats.handshakes), SP_KV_UINT("sends", sh->stats.sends),

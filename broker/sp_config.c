@@ -54,7 +54,8 @@ static const struct opt opts[] = {
 	  "after a GoAway (shutdown, takeover, slow consumer, idle), how long queued output "
 	  "may take to drain before the connection is cut" },
 	{ "log-rate", "N", OPT_U32, FIELD(log_rate), 1, 1000000, false,
-	  "log lines per second per kind of peer-triggered event (excess counted as suppressed=N)" },
+	  "log lines per second per kind of peer-triggered event "
+	  "(excess counted as suppressed=N)" },
 	{ "log-level", "LEVEL", OPT_LEVEL, FIELD(log_level), 0, 0, false,
 	  "error, warn, info or debug (peer addresses appear at debug only)" },
 	{ "help", NULL, OPT_HELP, 0, 0, 0, false, "print this help and exit" },
@@ -165,8 +166,9 @@ static int set_number(struct sp_config *c, const struct opt *o, const char *val,
 		return -EINVAL;
 	}
 	if (v < o->min || v > o->max) {
-		snprintf(err, err_cap, "--%s: %" PRIu64 " is out of range [%" PRIu64 ", %" PRIu64 "]",
-			 o->name, v, o->min, o->max);
+		snprintf(err, err_cap,
+			 "--%s: %" PRIu64 " is out of range [%" PRIu64 ", %" PRIu64 "]", o->name,
+			 v, o->min, o->max);
 		return -EINVAL;
 	}
 	if (o->pow2 && (v & (v - 1))) {

@@ -61,7 +61,7 @@ struct sp_config {
 					 * 2x this closes the connection (SLOW_CONSUMER) */
 	uint32_t handshake_timeout_ms;  /* from accept to transport */
 	uint32_t idle_timeout_s;        /* nothing received for this long: GoAway IDLE; 0 = off */
-	uint32_t handshake_rate;        /* accepted connections per second per shard; 0 = no limit */
+	uint32_t handshake_rate;        /* connections accepted per second per shard; 0 = off */
 	uint32_t recv_buffers;          /* provided-buffer ring entries (power of two) */
 	uint32_t recv_buffer_size;      /* bytes per receive buffer */
 	uint32_t close_grace_ms;        /* how long a GoAway'd connection may take to drain */

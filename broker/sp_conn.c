@@ -336,7 +336,8 @@ static enum sp_close_reason client_hello_ok(const uint8_t *payload, size_t plen)
 {
 	struct sp_hello h;
 
-	if (sp_frame_client_hello_decode(payload, plen, &h) || h.protocol_version != SP_PROTOCOL_VERSION)
+	if (sp_frame_client_hello_decode(payload, plen, &h) ||
+	    h.protocol_version != SP_PROTOCOL_VERSION)
 		return SP_CLOSE_HANDSHAKE_FAILED;
 	return SP_CLOSE_NONE;
 }

@@ -63,6 +63,11 @@ static void mark(struct sp_shard *sh, struct sp_conn *c)
 	sh->dirty = c;
 }
 
+static uint64_t idle_deadline(const struct sp_shard *sh)
+{
+	return sh->now_ns + (uint64_t)sh->cfg->idle_timeout_s * 1000000000u;
+}
+
 static void timer_set(struct sp_list *list, struct sp_conn *c, uint64_t deadline)
 {
 	sp_list_del(&c->timer);
@@ -541,7 +546,7 @@ static enum sp_close_reason on_established(void *ctx, struct sp_conn *c)
 	SP_LOG(sh->log, SP_LOG_DEBUG, "handshake complete", SP_KV_UINT("conn", c->slot),
 	       SP_KV_STR("pattern", c->pattern == SP_PREAMBLE_PATTERN_IK ? "IK" : "XX"));
 	if (sh->cfg->idle_timeout_s)
-		timer_set(&sh->idle_list, c, sh->now_ns + (uint64_t)sh->cfg->idle_timeout_s * 1000000000u);
+		timer_set(&sh->idle_list, c, idle_deadline(sh));
 	else
 		sp_list_del(&c->timer);
 	/* An unproven IK connection must not push out a live one: its message 1
@@ -568,7 +573,7 @@ static enum sp_close_reason on_proven(void *ctx, struct sp_conn *c)
 static void touch(struct sp_shard *sh, struct sp_conn *c)
 {
 	if (c->state == SP_CONN_ESTABLISHED && sh->cfg->idle_timeout_s)
-		timer_set(&sh->idle_list, c, sh->now_ns + (uint64_t)sh->cfg->idle_timeout_s * 1000000000u);
+		timer_set(&sh->idle_list, c, idle_deadline(sh));
 }
 
 static bool rearm_error(int res)
@@ -691,7 +696,8 @@ static void on_wake(struct sp_shard *sh, int res)
 		return;
 	}
 	sh->stopping = true;
-	sh->stop_deadline_ns = sh->now_ns + (uint64_t)(sh->cfg->close_grace_ms + STOP_EXTRA_MS) * 1000000;
+	sh->stop_deadline_ns = sh->now_ns +
+			       (uint64_t)(sh->cfg->close_grace_ms + STOP_EXTRA_MS) * 1000000;
 	SP_LOG(sh->log, SP_LOG_INFO, "shutting down", SP_KV_UINT("connections", sh->nconns),
 	       SP_KV_UINT("shard", sh->id));
 	if (sh->accept_armed) {
@@ -762,7 +768,8 @@ static bool done(const struct sp_shard *sh)
 {
 	if (!sh->stopping)
 		return false;
-	return sh->nconns == 0 || sh->now_ns >= sh->stop_deadline_ns + (uint64_t)STOP_EXTRA_MS * 1000000;
+	return sh->nconns == 0 ||
+	       sh->now_ns >= sh->stop_deadline_ns + (uint64_t)STOP_EXTRA_MS * 1000000;
 }
 
 int sp_shard_run(struct sp_shard *sh)
@@ -779,7 +786,8 @@ int sp_shard_run(struct sp_shard *sh)
 	while (!done(sh)) {
 		ret = sp_ring_submit_wait(&sh->ring, 1);
 		if (ret < 0) {
-			SP_LOG(sh->log, SP_LOG_ERROR, "io_uring submit failed", SP_KV_INT("errno", -ret));
+			SP_LOG(sh->log, SP_LOG_ERROR, "io_uring submit failed",
+			       SP_KV_INT("errno", -ret));
 			return ret;
 		}
 		sh->now_ns = mono_ns();

@@ -109,7 +109,8 @@ static void drain(struct sp_conn *c, struct sp_noise_transport *client)
 
 static void setup(void)
 {
-	uint8_t server_pub[SP_KEY_LEN], pl[SP_HANDSHAKE_PAYLOAD_MAX], wire[SP_PREAMBLE_LEN + 2 + SP_HANDSHAKE_MSG_MAX];
+	uint8_t server_pub[SP_KEY_LEN], pl[SP_HANDSHAKE_PAYLOAD_MAX];
+	uint8_t wire[SP_PREAMBLE_LEN + 2 + SP_HANDSHAKE_MSG_MAX];
 	struct sp_hello h = { .protocol_version = 1 };
 	struct sp_noise_handshake hs;
 	size_t plen, mlen;

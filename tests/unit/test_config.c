@@ -66,7 +66,8 @@ static void test_every_option(void **state)
 
 	(void)state;
 	assert_int_equal(parse(&c, "--listen", "0.0.0.0:9000", "--data-dir", "/tmp/x y",
-			       "--max-conns", "12", "--max-envelope", "1000", "--sendq-max", "70000",
+			       "--max-conns", "12", "--max-envelope", "1000",
+			       "--sendq-max", "70000",
 			       "--handshake-timeout", "250", "--idle-timeout", "0",
 			       "--handshake-rate", "7", "--recv-buffers", "64",
 			       "--recv-buffer-size", "4096", "--close-grace", "0",

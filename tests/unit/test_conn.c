@@ -196,7 +196,8 @@ static void handshake_ik(struct rig *r, size_t step)
 						 r->preamble, SP_PREAMBLE_LEN, r->client_priv,
 						 server_pub), 0);
 	/* e, es, s, ss + ClientHello */
-	assert_int_equal(sp_noise_handshake_write(&r->hs, pl, hello(pl), msg, sizeof(msg), &mlen), 0);
+	assert_int_equal(sp_noise_handshake_write(&r->hs, pl, hello(pl), msg, sizeof(msg), &mlen),
+			 0);
 	memcpy(wire, r->preamble, SP_PREAMBLE_LEN);
 	off = SP_PREAMBLE_LEN + put_msg(wire + SP_PREAMBLE_LEN, msg, mlen);
 	assert_int_equal(feed(r, wire, off, step), SP_CLOSE_NONE);
@@ -233,7 +234,8 @@ static void handshake_xx(struct rig *r, size_t step)
 	assert_int_equal(sp_noise_handshake_remote_static(&r->hs, learned), 0);
 	assert_memory_equal(learned, server_pub, SP_KEY_LEN);
 	/* s, se + ClientHello */
-	assert_int_equal(sp_noise_handshake_write(&r->hs, pl, hello(pl), msg, sizeof(msg), &mlen), 0);
+	assert_int_equal(sp_noise_handshake_write(&r->hs, pl, hello(pl), msg, sizeof(msg), &mlen),
+			 0);
 	off = put_msg(wire, msg, mlen);
 	assert_int_equal(feed(r, wire, off, step), SP_CLOSE_NONE);
 	assert_int_equal(r->c.state, SP_CONN_ESTABLISHED);
@@ -389,7 +391,8 @@ static void test_handshake_failures(void **state)
 	rig_init(&r, SP_PREAMBLE_PATTERN_IK);
 	assert_int_equal(sp_noise_handshake_init(&r.hs, SP_NOISE_IK, SP_NOISE_INITIATOR, r.preamble,
 						 SP_PREAMBLE_LEN, r.client_priv, server_pub), 0);
-	assert_int_equal(sp_noise_handshake_write(&r.hs, pl, hello(pl), msg, sizeof(msg), &mlen), 0);
+	assert_int_equal(sp_noise_handshake_write(&r.hs, pl, hello(pl), msg, sizeof(msg), &mlen),
+			 0);
 	msg[40] ^= 1;
 	memcpy(wire, r.preamble, SP_PREAMBLE_LEN);
 	off = SP_PREAMBLE_LEN + put_msg(wire + SP_PREAMBLE_LEN, msg, mlen);
@@ -407,7 +410,8 @@ static void test_handshake_failures(void **state)
 		size_t plen;
 
 		assert_int_equal(sp_frame_client_hello_encode(&h, pl, sizeof(pl), &plen), 0);
-		assert_int_equal(sp_noise_handshake_write(&r.hs, pl, plen, msg, sizeof(msg), &mlen), 0);
+		assert_int_equal(sp_noise_handshake_write(&r.hs, pl, plen, msg, sizeof(msg), &mlen),
+				 0);
 	}
 	memcpy(wire, r.preamble, SP_PREAMBLE_LEN);
 	off = SP_PREAMBLE_LEN + put_msg(wire + SP_PREAMBLE_LEN, msg, mlen);
@@ -431,7 +435,8 @@ static void test_handshake_failures(void **state)
 	seen.refuse_with = SP_CLOSE_NOMEM;
 	assert_int_equal(sp_noise_handshake_init(&r.hs, SP_NOISE_IK, SP_NOISE_INITIATOR, r.preamble,
 						 SP_PREAMBLE_LEN, r.client_priv, server_pub), 0);
-	assert_int_equal(sp_noise_handshake_write(&r.hs, pl, hello(pl), msg, sizeof(msg), &mlen), 0);
+	assert_int_equal(sp_noise_handshake_write(&r.hs, pl, hello(pl), msg, sizeof(msg), &mlen),
+			 0);
 	memcpy(wire, r.preamble, SP_PREAMBLE_LEN);
 	off = SP_PREAMBLE_LEN + put_msg(wire + SP_PREAMBLE_LEN, msg, mlen);
 	assert_int_equal(feed(&r, wire, off, 0), SP_CLOSE_NOMEM);

@@ -35,7 +35,8 @@ static void test_plain_line(void **state)
 
 	(void)state;
 	fmt(line, sizeof(line) - 1, "connection closed", kv, 3);
-	assert_string_equal(line, "ts=2026-11-28T09:00:00.123Z level=info msg=\"connection closed\" "
+	assert_string_equal(line, "ts=2026-11-28T09:00:00.123Z level=info "
+				  "msg=\"connection closed\" "
 				  "reason=eof conn=42 delta=-7\n");
 }
 
