@@ -46,6 +46,7 @@ enum {
 	BGID = 7,
 	CONNECT_ATTEMPTS = 3,
 	STOP_QUIET_MS = 250,            /* after the window: no delivery for this long = done */
+	READY_PING_ID = 0x5e41,         /* the Ping whose Pong completes connect-up */
 };
 
 enum op { OP_CONNECT = 1, OP_SEND, OP_RECV };
@@ -60,6 +61,7 @@ struct conn {
 	uint8_t state;
 	uint8_t attempts;
 	bool send_inflight, dirty, drained, recv_armed;
+	bool ready;                     /* handshake done and the first Ping answered */
 	struct sp_noise_handshake *hs;  /* during the handshake only */
 	struct sp_noise_transport tr;
 	uint32_t max_transport;
@@ -260,7 +262,7 @@ static void send_envelope(struct lgs *s, struct conn *c, uint64_t intended)
 	const uint8_t *body = s->scratch;
 	size_t blen = o->size;
 
-	if (c->state != C_OPEN) {
+	if (c->state != C_OPEN || !c->ready) {
 		lg_count_error(s->w, LG_E_SENDER_DOWN);
 		return;
 	}
@@ -357,7 +359,8 @@ static void start_connect(struct lgs *s, struct conn *c);
  */
 static void conn_fail(struct lgs *s, struct conn *c, enum lg_err why)
 {
-	bool was_hs = c->state == C_CONNECTING || c->state == C_HANDSHAKE;
+	bool was_hs = c->state == C_CONNECTING || c->state == C_HANDSHAKE ||
+		      (c->state == C_OPEN && !c->ready);
 
 	lg_count_error(s->w, why);
 	if (c->fd >= 0) {
@@ -372,6 +375,7 @@ static void conn_fail(struct lgs *s, struct conn *c, enum lg_err why)
 	s->outstanding -= c->fifo_len;
 	conn_reset(c);
 	c->state = C_DEAD;
+	c->ready = false;
 	if (was_hs) {
 		s->hs_inflight--;
 		if (c->attempts < CONNECT_ATTEMPTS)
@@ -463,6 +467,29 @@ static void on_handshake_msg(struct lgs *s, struct conn *c, const uint8_t *msg, 
 	c->max_transport = sh.max_transport && sh.max_transport <= SP_TRANSPORT_PLAINTEXT_MAX ?
 			   sh.max_transport : SP_TRANSPORT_PLAINTEXT_MAX;
 	c->state = C_OPEN;
+	/*
+	 * A Ping right away, and the device counts as connected only at its
+	 * Pong: an IK connection is proven by its first authenticated transport
+	 * message (until then the broker may not route to it, PROTOCOL.md), and
+	 * the round trip means the broker has taken the connection in before
+	 * any traffic starts.
+	 */
+	{
+		struct sp_frame p;
+
+		memset(&p, 0, sizeof(p));
+		p.type = SP_FRAME_PING;
+		p.u.ping.id = READY_PING_ID;
+		if (put_frame(s, c, &p, NULL, 0)) {
+			conn_fail(s, c, LG_E_CLIENT);
+			return;
+		}
+	}
+}
+
+static void on_ready(struct lgs *s, struct conn *c)
+{
+	c->ready = true;
 	s->hs_inflight--;
 	s->w->st.connected++;
 	s->w->st.connect_end = lg_now();
@@ -547,6 +574,8 @@ static void on_transport_msg(struct lgs *s, struct conn *c, uint8_t *msg, size_t
 			break;
 		}
 		case SP_FRAME_PONG:
+			if (!c->ready && f.u.ping.id == READY_PING_ID)
+				on_ready(s, c);
 			break;
 		case SP_FRAME_GOAWAY: {
 			int code = (int)f.u.goaway.code;
@@ -691,7 +720,7 @@ static void handle_cqe(struct lgs *s, struct io_uring_cqe *cqe)
 	case OP_SEND:
 		if (cqe->res < 0) {
 			c->send_inflight = false;
-			conn_fail(s, c, c->state == C_OPEN ? LG_E_CLOSED : LG_E_HANDSHAKE);
+			conn_fail(s, c, c->ready ? LG_E_CLOSED : LG_E_HANDSHAKE);
 			break;
 		}
 		c->tx_off += (uint32_t)cqe->res;
@@ -712,7 +741,7 @@ static void handle_cqe(struct lgs *s, struct io_uring_cqe *cqe)
 		if (c->gen != gen)
 			break;
 		if (cqe->res == 0 || (cqe->res < 0 && cqe->res != -ENOBUFS)) {
-			conn_fail(s, c, c->state == C_OPEN ? LG_E_CLOSED : LG_E_HANDSHAKE);
+			conn_fail(s, c, c->ready ? LG_E_CLOSED : LG_E_HANDSHAKE);
 			break;
 		}
 		if (!(cqe->flags & IORING_CQE_F_MORE))
@@ -767,7 +796,8 @@ static void connect_all(struct lgs *s, bool late)
 			for (i = 0; i < s->w->count; i++) {
 				struct conn *c = &s->conns[i];
 
-				if (c->state == C_CONNECTING || c->state == C_HANDSHAKE) {
+				if (c->state == C_CONNECTING || c->state == C_HANDSHAKE ||
+				    (c->state == C_OPEN && !c->ready)) {
 					c->attempts = CONNECT_ATTEMPTS;
 					conn_fail(s, c, LG_E_CONNECT_TIMEOUT);
 				}
@@ -851,7 +881,7 @@ static void run_drain(struct lgs *s, uint64_t t1)
 		for (i = 0, done = 0; i < w->count; i++) {
 			struct conn *c = &s->conns[i];
 
-			if (!lg_connects_early(o, c->dev) && (c->drained || c->state != C_OPEN))
+			if (!lg_connects_early(o, c->dev) && (c->drained || c->state == C_DEAD))
 				done++;
 		}
 		if (done == want)

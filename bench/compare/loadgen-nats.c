@@ -37,6 +37,7 @@ enum { EPOLL_BATCH = 256 };
 
 static char g_ca[LG_PATH_MAX];
 static bool g_js;
+static bool g_evloop;
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 
 struct nconn {
@@ -56,6 +57,7 @@ struct lgn {
 	int ep;
 	uint64_t outstanding;           /* JetStream publishes without PubAck (under g_mu) */
 	uint8_t *body;
+	bool closing;                   /* under g_mu: disconnects are expected now */
 };
 
 /* ------------------------------------------------ event-loop adapter --- */
@@ -134,6 +136,30 @@ static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
 	natsMsg_Destroy(msg);
 }
 
+/* Asynchronous errors (a slow consumer: the library dropped messages). */
+static void on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
+{
+	struct nconn *c = closure;
+
+	(void)nc;
+	(void)sub;
+	(void)err;
+	pthread_mutex_lock(&g_mu);
+	lg_count_error(c->s->w, LG_E_CLIENT);
+	pthread_mutex_unlock(&g_mu);
+}
+
+static void on_disconnected(natsConnection *nc, void *closure)
+{
+	struct nconn *c = closure;
+
+	(void)nc;
+	pthread_mutex_lock(&g_mu);
+	if (c->up && !c->s->closing)
+		lg_count_error(c->s->w, LG_E_CLOSED);
+	pthread_mutex_unlock(&g_mu);
+}
+
 /* JetStream PubAck (or error) of one js_PublishAsync; the original message
  * carries the intended time, so no bookkeeping of our own is needed. */
 static void on_puback(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
@@ -170,7 +196,7 @@ static int dev_connect(struct lgn *s, struct nconn *c)
 		st = natsOptions_SetSecure(opts, true);
 	if (st == NATS_OK && g_ca[0])
 		st = natsOptions_LoadCATrustedCertificates(opts, g_ca);
-	if (st == NATS_OK)
+	if (st == NATS_OK && g_evloop)
 		st = natsOptions_SetEventLoop(opts, c, ev_attach, ev_read, ev_write, ev_detach);
 	if (st == NATS_OK)
 		st = natsOptions_UseGlobalMessageDelivery(opts, true);
@@ -178,6 +204,10 @@ static int dev_connect(struct lgn *s, struct nconn *c)
 		st = natsOptions_SetAllowReconnect(opts, false);
 	if (st == NATS_OK)
 		st = natsOptions_SetMaxPendingMsgs(opts, 1000000);
+	if (st == NATS_OK)
+		st = natsOptions_SetErrorHandler(opts, on_error, c);
+	if (st == NATS_OK)
+		st = natsOptions_SetDisconnectedCB(opts, on_disconnected, c);
 	if (st != NATS_OK) {
 		natsOptions_Destroy(opts);
 		return -EINVAL;
@@ -208,6 +238,8 @@ static int dev_connect(struct lgn *s, struct nconn *c)
 		}
 	}
 	c->up = true;
+	if (!g_evloop)
+		c->fd = 0; /* the library's own threads own the socket */
 	s->w->st.connected++;
 	s->w->st.connect_end = lg_now();
 	return 0;
@@ -405,6 +437,7 @@ static int worker(struct lg_worker *w)
 	/* Keep the lock: the delivery thread must not touch the counters while
 	 * the caller writes the report; the process exits right after. */
 	pthread_mutex_lock(&g_mu);
+	s.closing = true;
 	return 0;
 }
 
@@ -413,6 +446,12 @@ static int opt(struct lg_opts *o, const char *name, const char *val)
 	(void)o;
 	if (!strcmp(name, "cafile")) {
 		snprintf(g_ca, sizeof(g_ca), "%s", val);
+		return 0;
+	}
+	if (!strcmp(name, "io")) {
+		if (strcmp(val, "threads") && strcmp(val, "evloop"))
+			return -EINVAL;
+		g_evloop = !strcmp(val, "evloop");
 		return 0;
 	}
 	if (!strcmp(name, "mode")) {
@@ -430,15 +469,19 @@ static int prepare(struct lg_opts *o)
 		fprintf(stderr, "sealpost-loadgen-nats: --seal and --pattern drain are sealpost only\n");
 		return -EINVAL;
 	}
-	snprintf(o->variant, sizeof(o->variant), "%s%s, libnats",
-		 g_js ? "JetStream file storage" : "core", g_ca[0] ? " TLS" : " plain TCP");
+	snprintf(o->variant, sizeof(o->variant), "%s%s, libnats %s",
+		 g_js ? "JetStream file storage" : "core", g_ca[0] ? " TLS" : " plain TCP",
+		 g_evloop ? "epoll event loop" : "threads");
 	return 0;
 }
 
 static const struct lg_driver driver = {
 	.name = "nats",
 	.help = "  --cafile FILE           TLS: trust this CA (without it: plain TCP)\n"
-		"  --mode core|js          core NATS, or JetStream publish with PubAck (default core)\n",
+		"  --mode core|js          core NATS, or JetStream publish with PubAck (default core)\n"
+		"  --io threads|evloop     libnats's own reader/flusher threads per connection\n"
+		"                          (default), or all sockets on one epoll loop through\n"
+		"                          its event-loop adapter interface (see the header)\n",
 	.opt = opt,
 	.prepare = prepare,
 	.worker = worker,

@@ -30,6 +30,8 @@ JetStream with file storage) on loopback and prints one comparison table.
   --size BYTES          payload size (default 256)
   --duration S          measured seconds per run (default 8)
   --warmup S            unmeasured seconds before each run (default 1)
+  --processes P         load-generator worker processes per run (default 4: the
+                        peers' libraries connect one device at a time per process)
   --only LIST           comma-separated subset of: sealpost,mosquitto,nats,natsjs
   --keep DIR            keep the JSON reports and broker logs in DIR
   --help                this text
@@ -42,7 +44,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 SRC="$(cd "$HERE/../.." && pwd)"
 BUILD="$SRC/build"
 PAIRS=200 RATE=5000 MAXRATE=100000 FANOUT=200 FANRATE=5000 IDLE=2000 SIZE=256
-DURATION=8 WARMUP=1 ONLY="sealpost,mosquitto,nats,natsjs" KEEP=""
+DURATION=8 WARMUP=1 ONLY="sealpost,mosquitto,nats,natsjs" KEEP="" PROCS=4
 
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -58,11 +60,12 @@ while [ $# -gt 0 ]; do
 	--duration) DURATION="$2"; shift 2 ;;
 	--warmup) WARMUP="$2"; shift 2 ;;
 	--only) ONLY="$2"; shift 2 ;;
+	--processes) PROCS="$2"; shift 2 ;;
 	--keep) KEEP="$2"; shift 2 ;;
 	*) echo "run.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
 	esac
 done
-for v in PAIRS RATE MAXRATE FANOUT FANRATE IDLE SIZE; do
+for v in PAIRS RATE MAXRATE FANOUT FANRATE IDLE SIZE PROCS; do
 	case "${!v}" in ''|*[!0-9]*) echo "run.sh: --${v,,} needs a whole number" >&2; exit 2 ;; esac
 done
 
@@ -189,7 +192,7 @@ EOF
 run_lg() {
 	local kind="$1" name="$2"; shift 2
 	local prog args=(--server "127.0.0.1:$BROKER_PORT" --broker-pid "$BROKER_PID"
-			 --json "$TMP/$kind-$name.json" --quiet)
+			 --json "$TMP/$kind-$name.json" --quiet --processes "$PROCS")
 	case "$kind" in
 	sealpost) prog="$BIN/sealpost-loadgen"; args+=(--data-dir "$TMP/sp") ;;
 	mosquitto) prog="$BIN/sealpost-loadgen-mqtt"; args+=(--cafile "$CA" --qos 1) ;;
@@ -218,31 +221,31 @@ for kind in "${KINDS[@]}"; do
 	# Fresh broker for the memory figure, so earlier runs leave nothing behind.
 	stop_pid "$BROKER_PID"
 	start_broker "$kind"
-	run_lg "$kind" idle --pattern idle --devices "$IDLE" --duration 1 --warmup 0 \
-		--processes $(( (IDLE + 14999) / 15000 ))
+	run_lg "$kind" idle --pattern idle --devices "$IDLE" --duration 1 --warmup 0
 	stop_pid "$BROKER_PID"
 done
 
 # Field extraction from the reports (fixed layout written by bench/loadgen/lg.c).
 top() { sed -n "s/^  \"$2\": \\([-0-9.]*\\).*/\\1/p" "$TMP/$1.json" 2>/dev/null | head -1; }
+obj() { sed -n "s/.*\"$2\": {.*\"$3\": \([-0-9.]*\).*/\\1/p" "$TMP/$1.json" 2>/dev/null | head -1; }
 lat() { sed -n "s/.*\"latency_us\": {.*\"$2\": \\([-0-9.]*\\).*/\\1/p" "$TMP/$1.json" 2>/dev/null | head -1; }
 
 cell() { # value, sealpost value, unit: "value (ratio x)"
 	local v="$1" s="$2"
 	if [ -z "$v" ]; then printf '%s' "n/a"; return; fi
 	if [ -n "$s" ] && awk -v s="$s" 'BEGIN { exit !(s > 0) }'; then
-		awk -v v="$v" -v s="$s" 'BEGIN { printf "%.0f (%.2fx)", v, v / s }'
+		awk -v v="$v" -v s="$s" 'BEGIN { printf (v == int(v) || v >= 100 ? "%.0f" : "%.2f") " (%.2fx)", v, v / s }'
 	else
-		awk -v v="$v" 'BEGIN { printf "%.0f", v }'
+		awk -v v="$v" 'BEGIN { printf (v == int(v) || v >= 100 ? "%.0f" : "%.2f"), v }'
 	fi
 }
 
-row() { # label, getter, field, run
-	local label="$1" get="$2" field="$3" run="$4" s v k
-	s=$($get "sealpost-$run" "$field")
+row() { # label, getter, field, run [subfield]
+	local label="$1" get="$2" field="$3" run="$4" sub="${5:-}" s v k
+	s=$($get "sealpost-$run" "$field" $sub)
 	printf '%-34s' "$label"
 	for k in "${KINDS[@]}"; do
-		v=$($get "$k-$run" "$field")
+		v=$($get "$k-$run" "$field" $sub)
 		printf ' | %-20s' "$(cell "$v" "$s")"
 	done
 	printf '\n'
@@ -267,7 +270,11 @@ row "pairs @${MAXRATE}/s offered: p99 us" lat p99 max
 row "fanout 1->$((FANOUT - 1)) @${FANRATE}/s: p50 us" lat p50 fanout
 row "fanout 1->$((FANOUT - 1)) @${FANRATE}/s: p99 us" lat p99 fanout
 row "idle $IDLE conns: broker bytes/conn" top broker_mem_per_conn_bytes idle
+row "max run: broker CPU s in window" obj broker_cpu_s max window
+row "max run: client CPU s (all)" obj client max cpu_s
+row "max run: envelopes never sent" obj client max unsent
 echo
 echo "Throughput = envelopes delivered per second with ${MAXRATE}/s offered (open loop);"
 echo "latency from the intended send time; memory = broker RSS growth / connections."
-echo "Peers connect one device at a time (blocking library connect): no handshake figures here."
+echo "Peers connect one device at a time per process (blocking library connect): no handshake"
+echo "figures here. A client CPU near the window length x CPUs means the run is client-bound."

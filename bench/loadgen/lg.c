@@ -229,6 +229,15 @@ bool lg_due(struct lg_worker *w, uint64_t now, uint32_t *dev, uint64_t *intended
 
 	if (t == UINT64_MAX || t > now)
 		return false;
+	if (now >= w->t_end) {
+		/* Behind schedule at the end of the window: skip what is owed. */
+		uint64_t total = (uint64_t)ceil((double)(w->t_end - w->t0) / w->period_ns);
+
+		if (total > w->k)
+			w->st.unsent += total - w->k;
+		w->k = total;
+		return false;
+	}
 	*intended = t;
 	*dev = w->senders[w->rr];
 	w->rr = (w->rr + 1) % w->nsenders;
@@ -245,6 +254,12 @@ static bool in_window(const struct lg_worker *w, uint64_t intended)
 
 void lg_count_sent(struct lg_worker *w, uint64_t intended)
 {
+	uint64_t now = lg_now(), lag = now > intended ? now - intended : 0;
+
+	if (lag > 1000000)
+		w->st.late_1ms++;
+	if (lag > w->st.lag_max_ns)
+		w->st.lag_max_ns = lag;
 	w->st.sent++;
 	if (in_window(w, intended))
 		w->st.sent_window++;
@@ -738,6 +753,11 @@ static void merge_stats(struct lg_stats *a, const struct lg_stats *b)
 	for (i = 0; i < LG_E_MAX; i++)
 		a->errors[i] += b->errors[i];
 	a->acks += b->acks;
+	a->unsent += b->unsent;
+	a->late_1ms += b->late_1ms;
+	if (b->lag_max_ns > a->lag_max_ns)
+		a->lag_max_ns = b->lag_max_ns;
+	a->client_cpu_s += b->client_cpu_s;
 	a->drain_devices += b->drain_devices;
 	a->drain_reported += b->drain_reported;
 	if (b->drain_begin && (!a->drain_begin || b->drain_begin < a->drain_begin))
@@ -797,6 +817,12 @@ static void print_human(FILE *f, const struct lg_opts *o, const struct lg_driver
 			hdr_percentile(h, 50) / 1e3, hdr_percentile(h, 90) / 1e3,
 			hdr_percentile(h, 99) / 1e3, hdr_percentile(h, 99.9) / 1e3,
 			(double)h->max / 1e3, hdr_mean(h) / 1e3, h->total);
+	if (o->pattern != LG_IDLE && (t->st.sent || t->st.unsent))
+		fprintf(f, "  client         %.2f s CPU; send lag max %.1f ms, %" PRIu64
+			" sent >1 ms late, %" PRIu64 " never sent (behind schedule)%s\n",
+			t->st.client_cpu_s, t->st.lag_max_ns / 1e6, t->st.late_1ms, t->st.unsent,
+			t->st.unsent || t->st.late_1ms * 100 > t->st.sent ?
+			": CLIENT-BOUND, figures understate the broker" : "");
 	if (t->broker_pid > 0) {
 		fprintf(f, "  broker pid %d   RSS %ld -> %ld -> %ld KiB (base, connected, end): "
 			"%.0f bytes/connection\n", t->broker_pid, t->rss_base_kib, t->rss_ready_kib,
@@ -861,6 +887,9 @@ static int write_json(const char *path, const struct lg_opts *o, const struct lg
 		t->st.sent, t->st.sent_window, t->st.results_ok_window, t->st.delivered,
 		t->st.delivered_window, t->undelivered);
 	fprintf(f, "  \"throughput\": %.3f,\n  \"sent_rate\": %.3f,\n", t->throughput, t->sent_rate);
+	fprintf(f, "  \"client\": {\"cpu_s\": %.3f, \"lag_max_us\": %.3f, \"late_1ms\": %" PRIu64
+		", \"unsent\": %" PRIu64 "},\n", t->st.client_cpu_s, t->st.lag_max_ns / 1e3,
+		t->st.late_1ms, t->st.unsent);
 	json_pct(f, t->lat);
 	fprintf(f, "  \"drain\": {\"devices\": %" PRIu64 ", \"reported\": %" PRIu64
 		", \"seconds\": %.6f, \"rate\": %.3f},\n", t->st.drain_devices,
@@ -927,6 +956,13 @@ static int worker_main(const struct lg_driver *d, struct lg_worker *w)
 	if (!w->lat)
 		return 1;
 	ret = d->worker(w);
+	{
+		struct rusage ru;
+
+		if (getrusage(RUSAGE_SELF, &ru) == 0)
+			w->st.client_cpu_s = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+					     (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+	}
 	if (ret) {
 		m.kind = LG_MSG_FAIL;
 		fprintf(stderr, "%s-loadgen worker %u: %s\n", d->name, w->id, strerror(-ret));
@@ -1114,8 +1150,17 @@ int lg_main(int argc, char **argv, const struct lg_driver *d)
 	t.throughput = t.window_s > 0 ? (double)t.st.delivered_window / t.window_s : 0;
 	t.sent_rate = t.window_s > 0 ? (double)t.st.sent_window / t.window_s : 0;
 	t.broker_cpu_window = t.cpu_end - t.cpu_warm;
-	if (t.st.results_ok_window > t.st.delivered_window)
-		t.undelivered = t.st.results_ok_window - t.st.delivered_window;
+	{
+		/* Without per-message results (core NATS) every send is expected. */
+		uint64_t expect = t.st.results_ok_window, any = 0;
+
+		for (i = 0; i < LG_STATUS_SLOTS; i++)
+			any += t.st.results[i];
+		if (!any)
+			expect = t.st.sent_window;
+		if (expect > t.st.delivered_window)
+			t.undelivered = expect - t.st.delivered_window;
+	}
 	if (t.st.drain_end > t.st.drain_begin) {
 		t.drain_s = (double)(t.st.drain_end - t.st.drain_begin) / NS;
 		t.drain_rate = (double)t.st.delivered / t.drain_s;

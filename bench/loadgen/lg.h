@@ -100,6 +100,12 @@ struct lg_stats {
 	uint64_t goaway[LG_STATUS_SLOTS];
 	uint64_t errors[LG_E_MAX];
 	uint64_t acks;                  /* Ack frames sent (durable) */
+	/* Is the client keeping up? A sender that falls behind its schedule
+	 * shows up here, not hidden: lag = actual - intended send time. */
+	uint64_t unsent;                /* scheduled in the window, never sent: client too slow */
+	uint64_t late_1ms;              /* sent more than 1 ms after the intended time */
+	uint64_t lag_max_ns;
+	double client_cpu_s;            /* user + system CPU of the worker processes */
 	/* drain pattern */
 	uint64_t drain_devices;         /* receivers that saw Drained */
 	uint64_t drain_reported;        /* sum of Drained.count */
@@ -169,7 +175,9 @@ int lg_worker_filled(struct lg_worker *w, uint64_t *t1);
  * window is open), sets *dev (a local sender) and *intended and returns
  * true; call again until false. Intended times follow the fixed schedule
  * whatever happened to earlier sends, so a stalled broker shows up as
- * latency (no coordinated omission).
+ * latency (no coordinated omission). Once the window has closed, envelopes
+ * still owed are not sent but counted as st.unsent, so a client that
+ * cannot keep up keeps the run bounded in time and is reported.
  */
 bool lg_due(struct lg_worker *w, uint64_t now, uint32_t *dev, uint64_t *intended);
 /* Monotonic ns of the next intended send, or UINT64_MAX if none. */
