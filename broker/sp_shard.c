@@ -512,12 +512,6 @@ static enum sp_close_reason on_frame(void *ctx, struct sp_conn *c, const struct 
 	}
 }
 
-/* The device's live connection on this shard, if any. */
-static struct sp_conn *live_conn(struct sp_shard *sh, const uint8_t key[SP_KEY_LEN])
-{
-	return recipient(sh, key);
-}
-
 /* Makes c the device's route; an older connection of the device is taken over. */
 static enum sp_close_reason route_device(struct sp_shard *sh, struct sp_conn *c)
 {
@@ -538,6 +532,8 @@ static enum sp_close_reason route_device(struct sp_shard *sh, struct sp_conn *c)
 	return SP_CLOSE_NONE;
 }
 
+static enum sp_close_reason on_proven(void *ctx, struct sp_conn *c);
+
 static enum sp_close_reason on_established(void *ctx, struct sp_conn *c)
 {
 	struct sp_shard *sh = ctx;
@@ -545,24 +541,25 @@ static enum sp_close_reason on_established(void *ctx, struct sp_conn *c)
 	sh->stats.handshakes++;
 	SP_LOG(sh->log, SP_LOG_DEBUG, "handshake complete", SP_KV_UINT("conn", c->slot),
 	       SP_KV_STR("pattern", c->pattern == SP_PREAMBLE_PATTERN_IK ? "IK" : "XX"));
-	if (sh->cfg->idle_timeout_s)
-		timer_set(&sh->idle_list, c, idle_deadline(sh));
-	else
-		sp_list_del(&c->timer);
-	/* An unproven IK connection must not push out a live one: its message 1
-	 * may be a replay, and the replayer would take the device's envelopes
-	 * (and could do it again and again). It takes over with its first
-	 * authenticated transport message (on_proven). With no live connection
-	 * to lose, it is routed at once. */
-	if (!c->proven && live_conn(sh, c->device))
+	/* An IK connection is not routed until it is proven by its first
+	 * authenticated transport message (on_proven): its message 1 may be a
+	 * replay, and a replayer that got the route, even of an offline device,
+	 * would take envelopes it cannot read (or push the live device out, again
+	 * and again). Until then it stays on the handshake deadline. XX is proven
+	 * by message 3. */
+	if (!c->proven)
 		return SP_CLOSE_NONE;
-	return route_device(sh, c);
+	return on_proven(ctx, c);
 }
 
 static enum sp_close_reason on_proven(void *ctx, struct sp_conn *c)
 {
 	struct sp_shard *sh = ctx;
 
+	if (sh->cfg->idle_timeout_s)
+		timer_set(&sh->idle_list, c, idle_deadline(sh));
+	else
+		sp_list_del(&c->timer);
 	if (c->routed)
 		return SP_CLOSE_NONE;
 	return route_device(sh, c);
@@ -572,7 +569,7 @@ static enum sp_close_reason on_proven(void *ctx, struct sp_conn *c)
 
 static void touch(struct sp_shard *sh, struct sp_conn *c)
 {
-	if (c->state == SP_CONN_ESTABLISHED && sh->cfg->idle_timeout_s)
+	if (c->state == SP_CONN_ESTABLISHED && c->proven && sh->cfg->idle_timeout_s)
 		timer_set(&sh->idle_list, c, idle_deadline(sh));
 }
 

@@ -473,6 +473,20 @@ SEALPOST_API int sp_client_connect(struct sp_client **out, const char *server,
 	r = handshake(c, server_key, deadline);
 	if (r < 0)
 		goto fail;
+	if (server_key) {
+		/* IK: the broker routes this device only once a transport message
+		 * proves we hold the session keys (a replayed message 1 cannot), so
+		 * send an empty one now (PROTOCOL.md 4, "Proof"). */
+		uint8_t proof[SP_LEN_PREFIX + SP_TAG_LEN];
+
+		r = sp_noise_encrypt(&c->tr->tx, proof + SP_LEN_PREFIX, 0);
+		if (r < 0)
+			goto fail;
+		put_be16(proof, SP_TAG_LEN);
+		r = write_all(c->fd, proof, sizeof(proof), deadline);
+		if (r < 0)
+			goto fail;
+	}
 	*out = c;
 	return 0;
 fail:

@@ -386,6 +386,8 @@ int sp_raw_handshake(struct sp_raw *c, uint8_t pattern, const uint8_t *server_pu
 		goto out;
 	c->established = true;
 	c->rx_len = c->rx_off = 0;
+	if (pattern == SP_PREAMBLE_PATTERN_IK && !(o && o->no_proof))
+		ret = sp_raw_send_plain(c, NULL, 0);
 out:
 	sp_noise_handshake_wipe(&hs);
 	return ret;

@@ -89,6 +89,9 @@ struct sp_raw_opts {
 	 * the test sends next (its first transport message). */
 	bool preamble_with_msg1;
 	bool hold_last;
+	/* IK: do not send the empty proof transport message after message 2
+	 * (the broker then never routes the device: PROTOCOL.md 4, "Proof"). */
+	bool no_proof;
 	int timeout_ms;                 /* bound on each receive; 0 = SP_RAW_TIMEOUT_MS */
 };
 

@@ -358,6 +358,16 @@ static int peer_handshake(struct peer *p)
 	r = sp_noise_handshake_remote_static(&hs, p->client_pub);
 	if (r == 0)
 		r = sp_noise_handshake_split(&hs, &p->t);
+	if (r == 0 && pre[5] == 1) {
+		/* IK: the client proves it holds the session keys with an empty
+		 * transport message before anything else (PROTOCOL.md 4). */
+		size_t plain = 1;
+
+		n = read_msg(p->fd, in);
+		r = n < 0 ? -EPROTO : sp_noise_decrypt(&p->t.rx, in, (size_t)n, &plain);
+		if (r == 0 && plain != 0)
+			r = -EPROTO;
+	}
 out:
 	sp_noise_handshake_wipe(&hs);
 	return r < 0 ? r : 0;
