@@ -5,7 +5,8 @@ set -eu
 
 PKGS="build-essential cmake pkg-config git
 liburing-dev libsodium-dev libprotobuf-c-dev protobuf-c-compiler librocksdb-dev
-libcmocka-dev libjansson-dev libmicrohttpd-dev prometheus"
+libcmocka-dev libjansson-dev libmicrohttpd-dev libinih-dev prometheus
+libmosquitto-dev libnats-dev"
 
 missing=""
 for p in $PKGS; do
