@@ -1,5 +1,6 @@
 /*
- * sp_config.c: defaults, the option table, parsing and --help.
+ * sp_config.c: defaults, the option table, parsing (flags and the INI file),
+ * --help and --check-config.
  */
 #include "sp_config.h"
 
@@ -11,9 +12,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <ini.h>
+
+#include "sp_http.h"
 #include "sp_limits.h"
 
-enum opt_kind { OPT_LISTEN, OPT_PATH, OPT_U32, OPT_U64, OPT_LEVEL, OPT_HELP, OPT_VERSION };
+/* OPT_CONFIG and the flags after it are command-line only (not config keys). */
+enum opt_kind {
+	OPT_LISTEN, OPT_METRICS_LISTEN, OPT_PATH, OPT_U32, OPT_U64, OPT_LEVEL, OPT_FSYNC,
+	OPT_CONFIG, OPT_CHECK, OPT_HELP, OPT_VERSION,
+};
 
 struct opt {
 	const char *name;       /* without the leading "--" */
@@ -30,8 +38,14 @@ struct opt {
 static const struct opt opts[] = {
 	{ "listen", "HOST:PORT", OPT_LISTEN, FIELD(listen), 0, 0, false,
 	  "address to listen on; IPv6 as [::1]:7400" },
+	{ "metrics-listen", "HOST:PORT", OPT_METRICS_LISTEN, FIELD(metrics_listen), 0, 0, false,
+	  "HTTP endpoint for /metrics, /healthz, /readyz (numeric address; port 0 = any, "
+	  "logged as msg=\"metrics listening\"); off = none" },
 	{ "data-dir", "DIR", OPT_PATH, FIELD(data_dir), 0, 0, false,
 	  "data directory (created 0700; holds server.key, server.pub, the lock)" },
+	{ "lock-timeout", "S", OPT_U32, FIELD(lock_timeout_s), 0, 3600, false,
+	  "wait up to this many seconds for the data-directory lock held by another "
+	  "sealpostd (e.g. one still draining); /readyz says 503 meanwhile; 0 = fail at once" },
 	{ "max-conns", "N", OPT_U32, FIELD(max_conns), 1, SP_CONFIG_MAX_CONNS_MAX, false,
 	  "most connections at once; more are closed right after accept" },
 	{ "max-envelope", "BYTES", OPT_U32, FIELD(max_envelope), 1, SP_BODY_MAX, false,
@@ -58,6 +72,28 @@ static const struct opt opts[] = {
 	  "(excess counted as suppressed=N)" },
 	{ "log-level", "LEVEL", OPT_LEVEL, FIELD(log_level), 0, 0, false,
 	  "error, warn, info or debug (peer addresses appear at debug only)" },
+	{ "fsync", "MODE", OPT_FSYNC, FIELD(fsync), 0, 0, false,
+	  "when an accepted envelope is on disk: always = fsync before ACCEPTED (survives "
+	  "power loss); batch = survives kill -9 at once, power loss after --fsync-interval; "
+	  "never = survives kill -9, power loss after the OS writes back" },
+	{ "fsync-interval", "MS", OPT_U32, FIELD(fsync_interval_ms), 1, 60000, false,
+	  "--fsync batch: longest an accepted envelope waits for its fsync" },
+	{ "mailbox-max-count", "N", OPT_U64, FIELD(mailbox_max_count), 1, (uint64_t)1 << 32, false,
+	  "envelopes a device's mailbox holds; beyond, sends get err_mailbox_full" },
+	{ "mailbox-max-bytes", "BYTES", OPT_U64, FIELD(mailbox_max_bytes), 65536,
+	  (uint64_t)1 << 40, false,
+	  "envelope body bytes a device's mailbox holds; beyond, sends get err_mailbox_full" },
+	{ "ttl", "SECONDS", OPT_U64, FIELD(ttl_s), 1, 10ull * 366 * 86400, false,
+	  "a stored envelope not acknowledged within this time is deleted, never delivered" },
+	{ "dedup-window", "SECONDS", OPT_U64, FIELD(dedup_window_s), 1, 366ull * 86400, false,
+	  "a Send repeating (sender, recipient, client_id != 0) within this time is answered "
+	  "with the first one's seq and not stored again" },
+	{ "backlog-chunk", "N", OPT_U32, FIELD(backlog_chunk), 1, 4096, false,
+	  "stored envelopes read per backlog step of a connecting device" },
+	{ "config", "FILE", OPT_CONFIG, FIELD(config_path), 0, 0, false,
+	  "read options from an INI file (keys = these option names); flags win" },
+	{ "check-config", NULL, OPT_CHECK, 0, 0, 0, false,
+	  "validate the configuration, print it (every option) and exit" },
 	{ "help", NULL, OPT_HELP, 0, 0, 0, false, "print this help and exit" },
 	{ "version", NULL, OPT_VERSION, 0, 0, 0, false, "print the version and exit" },
 };
@@ -68,6 +104,8 @@ void sp_config_defaults(struct sp_config *c)
 	snprintf(c->listen, sizeof(c->listen), "%s", SP_DEFAULT_LISTEN);
 	sp_config_parse_listen(c->listen, &c->listen_addr, &c->listen_addr_len);
 	snprintf(c->data_dir, sizeof(c->data_dir), "%s", SP_DEFAULT_DATA_DIR);
+	snprintf(c->metrics_listen, sizeof(c->metrics_listen), "%s", SP_DEFAULT_METRICS_LISTEN);
+	c->lock_timeout_s = SP_DEFAULT_LOCK_TIMEOUT_S;
 	c->max_conns = SP_DEFAULT_MAX_CONNS;
 	c->max_envelope = SP_BODY_MAX;
 	c->sendq_max = SP_DEFAULT_SENDQ_MAX;
@@ -79,7 +117,16 @@ void sp_config_defaults(struct sp_config *c)
 	c->close_grace_ms = SP_DEFAULT_CLOSE_GRACE_MS;
 	c->log_rate = SP_DEFAULT_LOG_RATE;
 	c->log_level = SP_LOG_INFO;
+	c->fsync = SP_DEFAULT_FSYNC;
+	c->fsync_interval_ms = SP_DEFAULT_FSYNC_INTERVAL_MS;
+	c->mailbox_max_count = SP_DEFAULT_MAILBOX_MAX_COUNT;
+	c->mailbox_max_bytes = SP_DEFAULT_MAILBOX_MAX_BYTES;
+	c->ttl_s = SP_DEFAULT_TTL_S;
+	c->dedup_window_s = SP_DEFAULT_DEDUP_WINDOW_S;
+	c->backlog_chunk = SP_DEFAULT_BACKLOG_CHUNK;
 }
+
+static const char *const fsync_names[] = { "always", "batch", "never" };
 
 static int parse_port(const char *s, uint16_t *port)
 {
@@ -156,23 +203,27 @@ static int parse_u64(const char *s, uint64_t *out)
 	return 0;
 }
 
-static int set_number(struct sp_config *c, const struct opt *o, const char *val, char *err,
-		      size_t err_cap)
+/*
+ * The setters below name the option with `who` in every message: "--name"
+ * for a flag, "FILE:LINE: name" for a config-file key.
+ */
+static int set_number(struct sp_config *c, const struct opt *o, const char *val, const char *who,
+		      char *err, size_t err_cap)
 {
 	uint64_t v;
 
 	if (parse_u64(val, &v)) {
-		snprintf(err, err_cap, "--%s: '%s' is not a number", o->name, val);
+		snprintf(err, err_cap, "%s: '%s' is not a number", who, val);
 		return -EINVAL;
 	}
 	if (v < o->min || v > o->max) {
 		snprintf(err, err_cap,
-			 "--%s: %" PRIu64 " is out of range [%" PRIu64 ", %" PRIu64 "]", o->name,
+			 "%s: %" PRIu64 " is out of range [%" PRIu64 ", %" PRIu64 "]", who,
 			 v, o->min, o->max);
 		return -EINVAL;
 	}
 	if (o->pow2 && (v & (v - 1))) {
-		snprintf(err, err_cap, "--%s: %" PRIu64 " is not a power of two", o->name, v);
+		snprintf(err, err_cap, "%s: %" PRIu64 " is not a power of two", who, v);
 		return -EINVAL;
 	}
 	if (o->kind == OPT_U32)
@@ -182,36 +233,64 @@ static int set_number(struct sp_config *c, const struct opt *o, const char *val,
 	return 0;
 }
 
-static int set_value(struct sp_config *c, const struct opt *o, const char *val, char *err,
-		     size_t err_cap)
+static int set_value(struct sp_config *c, const struct opt *o, const char *val, const char *who,
+		     char *err, size_t err_cap)
 {
+	struct sockaddr_storage ss;
+	socklen_t len;
+
 	switch (o->kind) {
 	case OPT_LISTEN:
 		if (strlen(val) >= sizeof(c->listen) ||
 		    sp_config_parse_listen(val, &c->listen_addr, &c->listen_addr_len)) {
 			snprintf(err, err_cap,
-				 "--listen: '%s' is not HOST:PORT with a numeric address "
-				 "(IPv6: [::1]:7400)", val);
+				 "%s: '%s' is not HOST:PORT with a numeric address "
+				 "(IPv6: [::1]:7400)", who, val);
 			return -EINVAL;
 		}
 		snprintf(c->listen, sizeof(c->listen), "%s", val);
 		return 0;
-	case OPT_PATH:
-		if (!*val || strlen(val) >= sizeof(c->data_dir) - 32) {
-			snprintf(err, err_cap, "--%s: empty or too long", o->name);
+	case OPT_METRICS_LISTEN:
+		if (strlen(val) >= sizeof(c->metrics_listen) ||
+		    (strcmp(val, "off") != 0 && sp_http_parse_addr(val, &ss, &len))) {
+			snprintf(err, err_cap,
+				 "%s: '%s' is not HOST:PORT with a numeric address "
+				 "(IPv6: [::1]:9400) or off", who, val);
 			return -EINVAL;
 		}
-		snprintf(c->data_dir, sizeof(c->data_dir), "%s", val);
+		snprintf(c->metrics_listen, sizeof(c->metrics_listen), "%s", val);
+		return 0;
+	case OPT_PATH:
+	case OPT_CONFIG:
+		/* Room for "/sealpostd.lock" and the like after a directory. */
+		if (!*val || strlen(val) >= SP_CONFIG_PATH_MAX - 32) {
+			snprintf(err, err_cap, "%s: empty or too long", who);
+			return -EINVAL;
+		}
+		snprintf((char *)c + o->off, SP_CONFIG_PATH_MAX, "%s", val);
 		return 0;
 	case OPT_LEVEL:
-		if (sp_log_level_parse(val, &c->log_level)) {
-			snprintf(err, err_cap, "--%s: '%s' is not error, warn, info or debug",
-				 o->name, val);
+		if (sp_log_level_parse(val, (enum sp_log_level *)((char *)c + o->off))) {
+			snprintf(err, err_cap, "%s: '%s' is not error, warn, info or debug", who,
+				 val);
 			return -EINVAL;
 		}
 		return 0;
+	case OPT_U32:
+	case OPT_U64:
+		return set_number(c, o, val, who, err, err_cap);
+	case OPT_FSYNC:
+		for (uint32_t i = 0; i < sizeof(fsync_names) / sizeof(fsync_names[0]); i++) {
+			if (strcmp(val, fsync_names[i]) == 0) {
+				*(uint32_t *)((char *)c + o->off) = i;
+				return 0;
+			}
+		}
+		snprintf(err, err_cap, "%s: '%s' is not always, batch or never", who, val);
+		return -EINVAL;
 	default:
-		return set_number(c, o, val, err, err_cap);
+		snprintf(err, err_cap, "%s: cannot be set here", who);
+		return -EINVAL;
 	}
 }
 
@@ -231,6 +310,7 @@ int sp_config_parse(struct sp_config *c, int argc, char *const argv[], char *err
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *eq, *val = NULL;
 		const struct opt *o;
+		char who[80];
 
 		if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
 			snprintf(err, err_cap, "unexpected argument '%s' (see --help)", a);
@@ -243,13 +323,18 @@ int sp_config_parse(struct sp_config *c, int argc, char *const argv[], char *err
 			snprintf(err, err_cap, "unknown option '%s' (see --help)", argv[i]);
 			return -EINVAL;
 		}
-		if (o->kind == OPT_HELP || o->kind == OPT_VERSION) {
+		if (o->kind == OPT_HELP || o->kind == OPT_VERSION || o->kind == OPT_CHECK) {
 			if (eq) {
 				snprintf(err, err_cap, "--%s takes no value", o->name);
 				return -EINVAL;
 			}
-			if (result == SP_CONFIG_OK || o->kind == OPT_HELP)
-				result = o->kind == OPT_HELP ? SP_CONFIG_HELP : SP_CONFIG_VERSION;
+			/* --help beats --check-config beats --version, in any order. */
+			if (o->kind == OPT_HELP)
+				result = SP_CONFIG_HELP;
+			else if (o->kind == OPT_CHECK && result != SP_CONFIG_HELP)
+				result = SP_CONFIG_CHECK;
+			else if (result == SP_CONFIG_OK)
+				result = SP_CONFIG_VERSION;
 			continue;
 		}
 		if (eq) {
@@ -260,37 +345,194 @@ int sp_config_parse(struct sp_config *c, int argc, char *const argv[], char *err
 			snprintf(err, err_cap, "--%s needs a value (%s)", o->name, o->arg);
 			return -EINVAL;
 		}
-		if (set_value(c, o, val, err, err_cap))
+		snprintf(who, sizeof(who), "--%s", o->name);
+		if (set_value(c, o, val, who, err, err_cap))
 			return -EINVAL;
 	}
 	return result;
 }
 
-static void default_text(const struct opt *o, char *buf, size_t cap)
-{
-	struct sp_config d;
+/* --- the INI file ------------------------------------------------------------ */
 
-	sp_config_defaults(&d);
+enum { NOPTS = sizeof(opts) / sizeof(opts[0]) };
+
+struct file_ctx {
+	struct sp_config *c;
+	const char *path;
+	FILE *f;
+	int line;               /* of the last line read: the one the handler sees */
+	int err_line;           /* first error found by the handler or the reader, 0 if none */
+	int seen[NOPTS];        /* line each key was set on */
+	char *err;
+	size_t err_cap;
+};
+
+/*
+ * libinih's line reader, counting lines so the handler can name them (the
+ * Debian build has no INI_HANDLER_LINENO). A line longer than libinih's
+ * buffer would be split into two and the tail parsed as a line of its own:
+ * refuse it instead.
+ */
+static char *read_line(char *str, int num, void *stream)
+{
+	struct file_ctx *x = stream;
+	size_t n;
+
+	if (x->err_line || !fgets(str, num, x->f))
+		return NULL;
+	x->line++;
+	n = strlen(str);
+	if (n == (size_t)num - 1 && str[n - 1] != '\n' && !feof(x->f)) {
+		x->err_line = x->line;
+		snprintf(x->err, x->err_cap, "%s:%d: line longer than %d characters", x->path,
+			 x->line, num - 2);
+		return NULL;
+	}
+	return str;
+}
+
+static int on_key(void *user, const char *section, const char *name, const char *value)
+{
+	struct file_ctx *x = user;
+	const struct opt *o = find_opt(name, strlen(name));
+	char who[SP_CONFIG_PATH_MAX + 64];
+
+	if (x->err_line)
+		return 0;
+	if (section && *section) {
+		snprintf(x->err, x->err_cap, "%s:%d: sections are not used ([%s])", x->path,
+			 x->line, section);
+		goto fail;
+	}
+	if (!o || o->kind >= OPT_CONFIG) {
+		snprintf(x->err, x->err_cap, "%s:%d: unknown key '%s' (keys are the option names "
+			 "of --help, without --; config, check-config, help and version are "
+			 "command-line only)", x->path, x->line, name);
+		goto fail;
+	}
+	if (x->seen[o - opts]) {
+		snprintf(x->err, x->err_cap, "%s:%d: '%s' is already set on line %d", x->path,
+			 x->line, name, x->seen[o - opts]);
+		goto fail;
+	}
+	snprintf(who, sizeof(who), "%s:%d: %s", x->path, x->line, o->name);
+	if (set_value(x->c, o, value, who, x->err, x->err_cap))
+		goto fail;
+	x->seen[o - opts] = x->line;
+	return 1;
+fail:
+	x->err_line = x->line;
+	return 0;
+}
+
+int sp_config_parse_file(struct sp_config *c, const char *path, char *err, size_t err_cap)
+{
+	struct file_ctx x = { .c = c, .path = path, .err = err, .err_cap = err_cap };
+	int ret;
+
+	x.f = fopen(path, "re");
+	if (!x.f) {
+		ret = -errno;
+		snprintf(err, err_cap, "%s: %s", path, strerror(errno));
+		return ret;
+	}
+	ret = ini_parse_stream(read_line, &x, on_key, &x);
+	fclose(x.f);
+	if (ret < 0) {
+		snprintf(err, err_cap, "%s: out of memory", path);
+		return -ENOMEM;
+	}
+	/* libinih returns the first line it could not parse, or the first line
+	 * the handler refused; whichever came first is the error to report. */
+	if (ret > 0 && (!x.err_line || ret < x.err_line)) {
+		snprintf(err, err_cap, "%s:%d: expected 'key = value' or a comment", path, ret);
+		return -EINVAL;
+	}
+	if (x.err_line)
+		return -EINVAL;
+	snprintf(c->config_path, sizeof(c->config_path), "%s", path);
+	return 0;
+}
+
+int sp_config_load(struct sp_config *c, int argc, char *const argv[], char *err, size_t err_cap)
+{
+	struct sp_config *flags = malloc(sizeof(*flags));
+	int ret;
+
+	if (!flags) {
+		snprintf(err, err_cap, "out of memory");
+		return -ENOMEM;
+	}
+	/* First pass: validate the flags and learn --config; the file goes
+	 * under the flags, so they are applied again on top of it. */
+	sp_config_defaults(flags);
+	ret = sp_config_parse(flags, argc, argv, err, err_cap);
+	sp_config_defaults(c);
+	if (ret >= 0 && flags->config_path[0] && ret != SP_CONFIG_HELP &&
+	    ret != SP_CONFIG_VERSION) {
+		int r = sp_config_parse_file(c, flags->config_path, err, err_cap);
+
+		if (r)
+			ret = r;
+	}
+	if (ret >= 0)
+		ret = sp_config_parse(c, argc, argv, err, err_cap);
+	free(flags);
+	return ret;
+}
+
+/* --- --help and --check-config ------------------------------------------------ */
+
+static void value_text(const struct sp_config *c, const struct opt *o, char *buf, size_t cap)
+{
+	const char *p = (const char *)c + o->off;
+
 	switch (o->kind) {
-	case OPT_LISTEN: snprintf(buf, cap, "%.48s", d.listen); break;
-	case OPT_PATH: snprintf(buf, cap, "%.48s", d.data_dir); break;
-	case OPT_LEVEL: snprintf(buf, cap, "%s", sp_log_level_name(d.log_level)); break;
+	case OPT_LISTEN:
+	case OPT_METRICS_LISTEN:
+	case OPT_PATH:
+	case OPT_CONFIG:
+		snprintf(buf, cap, "%s", p);
+		break;
+	case OPT_LEVEL:
+		snprintf(buf, cap, "%s", sp_log_level_name(*(const enum sp_log_level *)p));
+		break;
+	case OPT_FSYNC:
+		snprintf(buf, cap, "%s", fsync_names[*(const uint32_t *)p % 3]);
+		break;
 	case OPT_U32:
-		snprintf(buf, cap, "%" PRIu32, *(const uint32_t *)((const char *)&d + o->off));
+		snprintf(buf, cap, "%" PRIu32, *(const uint32_t *)p);
 		break;
 	case OPT_U64:
-		snprintf(buf, cap, "%" PRIu64, *(const uint64_t *)((const char *)&d + o->off));
+		snprintf(buf, cap, "%" PRIu64, *(const uint64_t *)p);
 		break;
-	default: buf[0] = '\0';
+	default:
+		buf[0] = '\0';
 	}
+}
+
+static void default_text(const struct opt *o, char *buf, size_t cap)
+{
+	struct sp_config *d = malloc(sizeof(*d));
+	char v[SP_CONFIG_PATH_MAX];
+
+	buf[0] = '\0';
+	if (!d)
+		return;
+	sp_config_defaults(d);
+	value_text(d, o, v, sizeof(v));
+	snprintf(buf, cap, "%.48s", v);
+	free(d);
 }
 
 void sp_config_usage(FILE *f, const char *prog)
 {
-	fprintf(f, "usage: %s [--listen HOST:PORT] [--data-dir DIR] [OPTION...]\n\n"
+	fprintf(f, "usage: %s [--config FILE] [--listen HOST:PORT] [--data-dir DIR] [OPTION...]\n"
+		   "       %s --check-config [--config FILE] [OPTION...]\n\n"
 		   "sealpostd: a blind message broker for sealed envelopes.\n\n"
-		   "Options (--name VALUE or --name=VALUE):\n", prog);
-	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+		   "Options (--name VALUE or --name=VALUE; in a --config file: name = VALUE):\n",
+		prog, prog);
+	for (size_t i = 0; i < NOPTS; i++) {
 		const struct opt *o = &opts[i];
 		char left[64], def[64];
 
@@ -303,5 +545,19 @@ void sp_config_usage(FILE *f, const char *prog)
 		if (o->kind == OPT_U32 || o->kind == OPT_U64)
 			fprintf(f, " [%" PRIu64 "..%" PRIu64 "]", o->min, o->max);
 		fputc('\n', f);
+	}
+}
+
+void sp_config_print(FILE *f, const struct sp_config *c)
+{
+	char v[SP_CONFIG_PATH_MAX];
+
+	fprintf(f, "# sealpostd effective configuration (defaults < %s < flags)\n",
+		c->config_path[0] ? c->config_path : "no config file");
+	for (size_t i = 0; i < NOPTS; i++) {
+		if (opts[i].kind >= OPT_CONFIG)
+			continue;
+		value_text(c, &opts[i], v, sizeof(v));
+		fprintf(f, "%s = %s\n", opts[i].name, v);
 	}
 }

@@ -9,6 +9,13 @@
  *
  * Protocol maxima (common/sp_limits.h) bound the ranges: a configuration may
  * lower a wire limit, never raise it.
+ *
+ * Config file (--config FILE): INI, read with libinih. Keys are the long
+ * option names without "--", one "key = value" per line, no sections;
+ * '#' or ';' starts a comment line, " ;" an inline comment. Order of
+ * precedence: defaults < file < command-line flags. Unknown keys, bad values,
+ * a key given twice and syntax errors are errors naming FILE:LINE. Lines are
+ * at most SP_CONFIG_FILE_LINE_MAX characters (libinih's fixed line buffer).
  */
 #ifndef SP_CONFIG_H
 #define SP_CONFIG_H
@@ -23,12 +30,14 @@
 enum {
 	SP_CONFIG_PATH_MAX = 4096,
 	SP_CONFIG_HOST_MAX = 256,
-	SP_CONFIG_ERR_MAX = 256,
+	SP_CONFIG_ERR_MAX = 512,
+	SP_CONFIG_FILE_LINE_MAX = 198,
 };
 
 /* Defaults; --help prints them from the option table. */
 #define SP_DEFAULT_LISTEN "127.0.0.1:7400"
 #define SP_DEFAULT_DATA_DIR "./data"
+#define SP_DEFAULT_METRICS_LISTEN "127.0.0.1:9400"
 enum {
 	SP_DEFAULT_PORT = 7400,
 	/* 20,000 open files per process on these machines, hard: leave room for the
@@ -42,6 +51,7 @@ enum {
 	SP_DEFAULT_RECV_BUFFER_SIZE = 16384,
 	SP_DEFAULT_CLOSE_GRACE_MS = 2000,
 	SP_DEFAULT_LOG_RATE = 10,
+	SP_DEFAULT_LOCK_TIMEOUT_S = 0,
 	/* A connection slot fits in 24 bits of a route handle (sp_shard.h). */
 	SP_CONFIG_MAX_CONNS_MAX = 1 << 20,
 	/* io_uring buffer rings hold at most 32768 entries. */
@@ -54,6 +64,10 @@ struct sp_config {
 	struct sockaddr_storage listen_addr;
 	socklen_t listen_addr_len;
 	char data_dir[SP_CONFIG_PATH_MAX];
+	/* --metrics-listen HOST:PORT for /metrics, /healthz, /readyz; "off" = no endpoint. */
+	char metrics_listen[SP_CONFIG_HOST_MAX];
+	/* --config FILE that was read ("" if none): for --check-config and the start log. */
+	char config_path[SP_CONFIG_PATH_MAX];
 
 	uint32_t max_conns;             /* connections per process */
 	uint32_t max_envelope;          /* largest Send body accepted, <= SP_BODY_MAX */
@@ -66,7 +80,33 @@ struct sp_config {
 	uint32_t recv_buffer_size;      /* bytes per receive buffer */
 	uint32_t close_grace_ms;        /* how long a GoAway'd connection may take to drain */
 	uint32_t log_rate;              /* peer-triggered log lines per second per event kind */
+	uint32_t lock_timeout_s;        /* wait this long for the data-directory lock; 0 = fail */
 	enum sp_log_level log_level;
+
+	/* Mailboxes (DATA_DIR/mailbox, broker/sp_store.h). */
+	uint32_t fsync;                 /* enum sp_config_fsync */
+	uint32_t fsync_interval_ms;     /* batch: longest a commit may wait for its fsync */
+	uint64_t mailbox_max_count;     /* envelopes per mailbox */
+	uint64_t mailbox_max_bytes;     /* body bytes per mailbox */
+	uint64_t ttl_s;                 /* an envelope expires this long after acceptance */
+	uint64_t dedup_window_s;        /* how long (sender, recipient, client_id) is remembered */
+	uint32_t backlog_chunk;         /* envelopes per backlog read */
+};
+
+/* --fsync: what an acceptance (SendResult ACCEPTED) promises; docs/OPERATIONS.md. */
+enum sp_config_fsync {
+	SP_FSYNC_ALWAYS = 0,            /* fdatasync per loop iteration: survives power loss */
+	SP_FSYNC_BATCH = 1,             /* survives kill -9; power loss: last fsync_interval_ms */
+	SP_FSYNC_NEVER = 2,             /* survives kill -9; power loss: OS writeback (~30 s) */
+};
+#define SP_DEFAULT_MAILBOX_MAX_BYTES (64ull * 1024 * 1024)
+enum {
+	SP_DEFAULT_FSYNC = SP_FSYNC_BATCH,
+	SP_DEFAULT_FSYNC_INTERVAL_MS = 100,
+	SP_DEFAULT_MAILBOX_MAX_COUNT = 10000,
+	SP_DEFAULT_TTL_S = 30 * 24 * 3600,
+	SP_DEFAULT_DEDUP_WINDOW_S = 24 * 3600,
+	SP_DEFAULT_BACKLOG_CHUNK = 256,
 };
 
 /* Fills every field with its default. */
@@ -76,6 +116,7 @@ enum sp_config_result {
 	SP_CONFIG_OK = 0,       /* run */
 	SP_CONFIG_HELP = 1,     /* --help given: print sp_config_usage, exit 0 */
 	SP_CONFIG_VERSION = 2,  /* --version given */
+	SP_CONFIG_CHECK = 3,    /* --check-config given: print sp_config_print, exit 0 */
 };
 
 /*
@@ -85,6 +126,25 @@ enum sp_config_result {
  * argv: borrowed for the call (strings are copied).
  */
 int sp_config_parse(struct sp_config *c, int argc, char *const argv[], char *err, size_t err_cap);
+
+/*
+ * Reads the INI file path into c (over whatever c holds). 0, or -EINVAL /
+ * -errno with "FILE:LINE: ..." (or "FILE: ..." if it cannot be read) in err.
+ * path: borrowed for the call.
+ */
+int sp_config_parse_file(struct sp_config *c, const char *path, char *err, size_t err_cap);
+
+/*
+ * The whole start-up: defaults, then --config FILE if argv names one, then
+ * every flag of argv (flags win). Same results as sp_config_parse.
+ */
+int sp_config_load(struct sp_config *c, int argc, char *const argv[], char *err, size_t err_cap);
+
+/*
+ * Writes the effective configuration, every option with its value (defaults
+ * included), as a config file sp_config_parse_file reads back.
+ */
+void sp_config_print(FILE *f, const struct sp_config *c);
 
 /*
  * Parses "HOST:PORT" ("[v6]:PORT" for IPv6; numeric host only) into addr.

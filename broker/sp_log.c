@@ -20,7 +20,19 @@ static const char *const level_names[] = {
 void sp_log_init(struct sp_log *lg, int fd, enum sp_log_level level)
 {
 	lg->fd = fd;
-	lg->level = level;
+	lg->level = SP_LOG_ERROR;
+	sp_log_set_level(lg, level);
+}
+
+void sp_log_set_level(struct sp_log *lg, enum sp_log_level level)
+{
+	int v = (int)level;
+
+	if (v < SP_LOG_ERROR)
+		v = SP_LOG_ERROR;
+	if (v > SP_LOG_DEBUG)
+		v = SP_LOG_DEBUG;
+	__atomic_store_n(&lg->level, v, __ATOMIC_RELAXED);
 }
 
 const char *sp_log_level_name(enum sp_log_level level)

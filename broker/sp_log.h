@@ -17,8 +17,10 @@
  * bucket per event kind, owned by the caller): excess lines are dropped and
  * counted, and the next line that passes carries suppressed=N.
  *
- * Threading: a struct sp_log is immutable after sp_log_init and may be shared
- * by threads; each line is written with a single write(2) so lines from
+ * Threading: a struct sp_log may be shared by threads; only its level
+ * changes after sp_log_init (sp_log_set_level, e.g. on SIGUSR1), read and
+ * written with relaxed atomics, so readers see the old or the new level and
+ * nothing else. Each line is written with a single write(2) so lines from
  * different threads do not interleave. A struct sp_log_limit belongs to one
  * thread.
  */
@@ -41,7 +43,7 @@ enum { SP_LOG_KV_MAX = 16 };     /* key/value pairs per line, at most */
 
 struct sp_log {
 	int fd;
-	enum sp_log_level level;
+	int level;              /* enum sp_log_level; atomic: see sp_log_set_level */
 };
 
 enum sp_log_kv_type { SP_LOG_STR, SP_LOG_INT, SP_LOG_UINT };
@@ -72,8 +74,21 @@ struct sp_log_limit {
 void sp_log_init(struct sp_log *lg, int fd, enum sp_log_level level);
 static inline bool sp_log_enabled(const struct sp_log *lg, enum sp_log_level level)
 {
-	return lg && level <= lg->level;
+	return lg && (int)level <= __atomic_load_n(&lg->level, __ATOMIC_RELAXED);
 }
+
+/* The level now in force. Any thread. */
+static inline enum sp_log_level sp_log_level(const struct sp_log *lg)
+{
+	return (enum sp_log_level)__atomic_load_n(&lg->level, __ATOMIC_RELAXED);
+}
+
+/*
+ * Changes the level at run time (from any thread; lines being written by
+ * other threads finish with whichever level they saw). Out-of-range levels
+ * are clamped to error..debug.
+ */
+void sp_log_set_level(struct sp_log *lg, enum sp_log_level level);
 
 /* "error", "warn", "info", "debug"; sp_log_level_parse returns -EINVAL for others. */
 const char *sp_log_level_name(enum sp_log_level level);
