@@ -1,0 +1,1451 @@
+/*
+ * sealpost-bench-hotpath: the broker's per-envelope code in one process, no
+ * sockets (issue 5, item 1).
+ *
+ * What runs is what sealpostd runs for an envelope: the sender's connection
+ * (broker/sp_conn) takes the received bytes in receive-buffer-sized pieces
+ * (sp_conn_rx: length prefix, reassembly when a message straddles buffers,
+ * sp_noise_decrypt in place, sp_frame_next per frame), the frame hook routes
+ * each Send among --devices registered devices (broker/sp_route) and encrypts
+ * Deliver{seq} + body straight into the recipient's open outbound message
+ * (sp_conn_tx_frame -> sp_noise_stream_update into a tx chunk), the sender
+ * gets a SendResult the same way, and the end of the loop iteration finishes
+ * each touched connection's message (sp_conn_tx_seal) and hands its bytes to
+ * "the socket" (sp_conn_tx_peek / sp_conn_tx_sent).
+ *
+ * The routing steps live as static functions in broker/sp_shard.c (on_frame,
+ * on_send, recipient, deliver_frame, deliver_online, queue_result,
+ * send_results, reply, mark, touch, flush_conn, and the loop's clock reads
+ * and metrics). They are replicated below line for line, minus logging, the
+ * mailbox branches and the socket calls, and marked "sp_shard.c:" so a change
+ * there is easy to carry over. Mirrored: the mailbox revision of sp_shard.c
+ * (results queued per iteration and written after the store commit). The
+ * envelopes are Send{flags: ONLINE_ONLY}: the path that never touches RocksDB.
+ * (A refactor exporting these steps from a small broker/sp_app.c would let
+ * this program call them instead.)
+ *
+ * Beside it, on the same bytes and the same batch shape, the bare libsodium
+ * AEAD: one crypto_aead_chacha20poly1305_ietf_decrypt of the sender's message
+ * and one _encrypt of a message as long as the recipient's. The ratio of the
+ * two is the figure that carries across machines.
+ *
+ * Handshakes: the responder side of IK through sp_conn exactly as the broker
+ * drives it (preamble + message 1 in, message 2 out, split), against the bare
+ * X25519 operations the responder does: 4 crypto_scalarmult (es, ss, ee, se)
+ * and 1 crypto_scalarmult_base (its ephemeral key).
+ *
+ * Client messages are encrypted before timing starts (only the broker side is
+ * timed); each pass over them restores the ciphertext and rewinds the
+ * sender connection's receive nonce outside the timed interval. At the end a
+ * capture pass keeps everything the broker wrote, and the recipients' side
+ * decrypts it with plain libsodium and checks every frame and body, so a
+ * broken hot path fails the run instead of measuring fast nonsense.
+ *
+ * Secrets: every key here is a throwaway benchmark key derived from --seed.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sodium.h>
+
+#include "sp_config.h"
+#include "sp_conn.h"
+#include "sp_frame.h"
+#include "sp_limits.h"
+#include "sp_metrics.h"
+#include "sp_noise.h"
+#include "sp_route.h"
+#include "sp_shard.h"
+
+enum {
+	MAX_REPS = 64,
+	WORKSET_BYTES = 4 << 20,        /* pre-encrypted input kept per pass */
+	MIN_MSGS = 4,
+	MAX_MSGS = 16384,
+	HS_CLIENTS = 8,                 /* distinct IK message 1s, replayed to fresh conns */
+	TXPOOL_KEEP = 256,              /* sp_shard.c's value */
+	SHARD_ID = 0,
+	LOOKUP_SAMPLES = 1 << 20,
+};
+
+struct opts {
+	size_t size;
+	size_t batch;
+	uint32_t devices;
+	unsigned reps;
+	double seconds;                 /* per repetition x reps, per measurement */
+	uint64_t iterations;            /* envelopes per repetition (overrides seconds) */
+	uint64_t handshakes;            /* handshakes per repetition (overrides seconds) */
+	uint32_t recv_buffer_size;
+	uint64_t seed;
+	const char *json;
+	bool quiet;
+};
+
+/* sp_shard.h: struct sp_pending_result (a SendResult waiting for the commit) */
+struct pending_result {
+	uint32_t slot, gen;
+	uint64_t client_id;
+	uint64_t seq;
+	uint8_t status;
+	bool durable;
+};
+
+/* The shard's per-envelope state (the parts of struct sp_shard the hot path touches). */
+struct bench {
+	struct sp_config cfg;
+	struct sp_txpool pool;
+	struct sp_conn_env env;
+	struct sp_route *routes;
+	struct sp_conn *conns;          /* devices + 1 slots; the sender is the last */
+	uint32_t nconns;
+	struct sp_list idle_list;
+	struct sp_conn *dirty;
+	uint64_t now_ns;
+	uint64_t wall_ms;
+	struct sp_metrics_shard *metrics;
+	struct pending_result *results;
+	size_t nresults, results_cap;
+	uint64_t live_delivered;
+	uint64_t sends, delivered, handshakes;
+	uint64_t not_delivered;
+
+	/* capture pass: what the broker handed to the socket, per connection */
+	bool capture;
+	uint8_t *cap_rcpt, *cap_sender;
+	size_t cap_rcpt_len, cap_sender_len, cap_rcpt_cap, cap_sender_cap;
+
+	/* derived keys */
+	uint8_t seed_key[32];
+};
+
+struct stat3 {
+	double med, min, max;
+};
+
+/* --- small helpers ---------------------------------------------------------- */
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * The measuring clock: this thread's CPU time, so that on a shared machine
+ * the time other processes hold the core is not billed to the broker (wall
+ * time is kept beside it). Read twice per pass of thousands of envelopes.
+ */
+static uint64_t cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t wall_acc;               /* wall ns of the timed passes, summed per series */
+
+static uint64_t splitmix(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+static struct stat3 stats_of(const double *v, unsigned n)
+{
+	double s[MAX_REPS];
+	struct stat3 r;
+
+	memcpy(s, v, n * sizeof(*v));
+	qsort(s, n, sizeof(*s), cmp_double);
+	r.min = s[0];
+	r.max = s[n - 1];
+	r.med = n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+	return r;
+}
+
+static void die(const char *what)
+{
+	fprintf(stderr, "sealpost-bench-hotpath: %s\n", what);
+	exit(1);
+}
+
+static void *xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+
+	if (!p)
+		die("out of memory");
+	return p;
+}
+
+static void make_nonce(uint8_t nonce[12], uint64_t n)
+{
+	memset(nonce, 0, 4);
+	for (int i = 0; i < 8; i++)
+		nonce[4 + i] = (uint8_t)(n >> (8 * i));
+}
+
+/*
+ * Device slot i's key material, derived from the seed: its public key (a
+ * routing key) and its connection's two transport keys. 128 bytes of
+ * ChaCha20 keystream at block 2i.
+ */
+struct slot_keys {
+	uint8_t device[SP_KEY_LEN];
+	uint8_t tx[SP_KEY_LEN];         /* broker -> device (the device's rx) */
+	uint8_t rx[SP_KEY_LEN];
+	uint8_t spare[SP_KEY_LEN];
+};
+
+static void slot_keys(const struct bench *b, uint32_t i, struct slot_keys *k)
+{
+	static const uint8_t nonce[12] = { 's', 'p', 'b', 'e', 'n', 'c', 'h' };
+
+	_Static_assert(sizeof(struct slot_keys) == 128, "two ChaCha20 blocks");
+	memset(k, 0, sizeof(*k));
+	crypto_stream_chacha20_ietf_xor_ic((uint8_t *)k, (const uint8_t *)k, sizeof(*k), nonce,
+					   2 * i, b->seed_key);
+	/* A low-order encoding is one chance in 2^250; never mind, but be exact. */
+	while (!sp_noise_key_valid(k->device))
+		k->device[0]++;
+}
+
+static uint8_t body_byte(uint64_t client_id, size_t k)
+{
+	return (uint8_t)(client_id * 0x9d + k * 7 + (k >> 8));
+}
+
+/* --- sp_shard.c, replicated (see the header comment) ------------------------ */
+
+/* sp_shard.c: conn_at() */
+static struct sp_conn *conn_at(struct bench *b, uint32_t slot, uint32_t gen)
+{
+	struct sp_conn *c;
+
+	if (slot >= b->cfg.max_conns)
+		return NULL;
+	c = &b->conns[slot];
+	if (c->state == SP_CONN_FREE || c->gen != gen)
+		return NULL;
+	return c;
+}
+
+/* sp_shard.c: mark() */
+static void mark(struct bench *b, struct sp_conn *c)
+{
+	if (c->dirty)
+		return;
+	c->dirty = true;
+	c->dirty_next = b->dirty;
+	b->dirty = c;
+}
+
+/* sp_shard.c: touch() with timer_set() and idle_deadline() */
+static void touch(struct bench *b, struct sp_conn *c)
+{
+	if (c->state == SP_CONN_ESTABLISHED && c->proven && b->cfg.idle_timeout_s) {
+		sp_list_del(&c->timer);
+		c->deadline_ns = b->now_ns + (uint64_t)b->cfg.idle_timeout_s * 1000000000u;
+		sp_list_add_tail(&b->idle_list, &c->timer);
+	}
+}
+
+/* sp_shard.c: reply() */
+static enum sp_close_reason reply(struct bench *b, struct sp_conn *c, const struct sp_frame *f)
+{
+	int ret = sp_conn_tx_frame(c, &b->pool, f, NULL, 0);
+
+	mark(b, c);
+	if (ret == -ENOMEM)
+		return SP_CLOSE_NOMEM;
+	return ret ? SP_CLOSE_INTERNAL : SP_CLOSE_NONE;
+}
+
+/* sp_shard.c: recipient() */
+static struct sp_conn *recipient(struct bench *b, const uint8_t key[SP_KEY_LEN])
+{
+	struct sp_conn *rc;
+	uint64_t h;
+
+	if (sp_route_lookup(b->routes, key, &h))
+		return NULL;
+	if (sp_handle_shard(h) != SHARD_ID)
+		return NULL;
+	rc = conn_at(b, sp_handle_slot(h), sp_handle_gen(h));
+	return rc && rc->state == SP_CONN_ESTABLISHED ? rc : NULL;
+}
+
+/* sp_shard.c: deliver_frame() */
+static int deliver_frame(struct bench *b, struct sp_conn *rc, uint64_t seq, const uint8_t *body,
+			 size_t body_len)
+{
+	struct sp_frame d;
+	int ret;
+
+	memset(&d, 0, sizeof(d));
+	d.type = SP_FRAME_DELIVER;
+	d.u.deliver.seq = seq;
+	ret = sp_conn_tx_frame(rc, &b->pool, &d, body, body_len);
+	mark(b, rc);
+	if (ret && ret != -ENOMEM && !rc->close_reason)
+		rc->close_reason = SP_CLOSE_INTERNAL;
+	return ret;
+}
+
+/* sp_shard.c: deliver_online() (an online-only envelope: Deliver.seq 0) */
+static enum sp_status deliver_online(struct bench *b, struct sp_conn *rc,
+				     const struct sp_frame *send)
+{
+	if (rc->txq_bytes > b->cfg.sendq_max)
+		return SP_STATUS_ERR_RECIPIENT_BUSY;
+	if (deliver_frame(b, rc, 0, send->body, send->body_len))
+		return SP_STATUS_ERR_INTERNAL;
+	b->delivered++;
+	b->live_delivered++;
+	return SP_STATUS_DELIVERED;
+}
+
+/* sp_shard.c: queue_result() */
+static int queue_result(struct bench *b, const struct sp_conn *c, uint64_t client_id,
+			enum sp_status st, uint64_t seq, bool durable)
+{
+	struct pending_result *r;
+
+	if (b->nresults == b->results_cap) {
+		size_t ncap = b->results_cap ? b->results_cap * 2 : 256;
+		struct pending_result *n = realloc(b->results, ncap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		b->results = n;
+		b->results_cap = ncap;
+	}
+	r = &b->results[b->nresults++];
+	r->slot = c->slot;
+	r->gen = c->gen;
+	r->client_id = client_id;
+	r->seq = seq;
+	r->status = (uint8_t)st;
+	r->durable = durable;
+	return 0;
+}
+
+/* sp_shard.c: on_send(), the online-only branch (durable Sends go to the store) */
+static enum sp_close_reason on_send(struct bench *b, struct sp_conn *c, const struct sp_frame *f)
+{
+	struct sp_conn *rc;
+	enum sp_status st;
+	uint64_t seq = 0;
+	bool durable = false;
+
+	b->sends++;
+	if (!f->u.send.to_ok || !sp_noise_key_valid(f->u.send.to))
+		st = SP_STATUS_ERR_BAD_RECIPIENT;
+	else if (f->body_len > b->cfg.max_envelope)
+		st = SP_STATUS_ERR_TOO_LARGE;
+	else if (f->u.send.flags & SP_SEND_ONLINE_ONLY)
+		st = (rc = recipient(b, f->u.send.to)) ? deliver_online(b, rc, f)
+						       : SP_STATUS_ERR_OFFLINE;
+	else
+		st = SP_STATUS_ERR_INTERNAL;    /* bench: only online-only envelopes */
+	if (st != SP_STATUS_DELIVERED)
+		b->not_delivered++;     /* bench only: every envelope here must be delivered */
+	if (st != SP_STATUS_ACCEPTED && st != SP_STATUS_DELIVERED)
+		seq = 0;
+	if (queue_result(b, c, f->u.send.client_id, st, seq, durable))
+		return SP_CLOSE_NOMEM;
+	return SP_CLOSE_NONE;
+}
+
+/* sp_shard.c: send_results() (commit_ret: no store batch in this path, 0) */
+static void send_results(struct bench *b, int commit_ret)
+{
+	struct sp_frame res;
+
+	for (size_t i = 0; i < b->nresults; i++) {
+		const struct pending_result *r = &b->results[i];
+		struct sp_conn *c = conn_at(b, r->slot, r->gen);
+		enum sp_close_reason why;
+
+		if (r->durable && commit_ret)
+			sp_metrics_envelope_refused(b->metrics, SP_STATUS_ERR_INTERNAL);
+		else if (r->status == SP_STATUS_ACCEPTED || r->status == SP_STATUS_DELIVERED)
+			sp_metrics_envelope_accepted(b->metrics);
+		else
+			sp_metrics_envelope_refused(b->metrics, (enum sp_status)r->status);
+		if (!c || c->state != SP_CONN_ESTABLISHED)
+			continue;
+		memset(&res, 0, sizeof(res));
+		res.type = SP_FRAME_SEND_RESULT;
+		res.u.send_result.client_id = r->client_id;
+		res.u.send_result.status = (enum sp_status)r->status;
+		res.u.send_result.seq = r->seq;
+		why = reply(b, c, &res);
+		if (why && !c->close_reason)
+			c->close_reason = why;
+	}
+	b->nresults = 0;
+}
+
+/* sp_shard.c: on_frame() */
+static enum sp_close_reason on_frame(void *ctx, struct sp_conn *c, const struct sp_frame *f)
+{
+	struct bench *b = ctx;
+	struct sp_frame pong;
+
+	switch (f->type) {
+	case SP_FRAME_SEND:
+		return on_send(b, c, f);
+	case SP_FRAME_PING:
+		memset(&pong, 0, sizeof(pong));
+		pong.type = SP_FRAME_PONG;
+		pong.u.ping.id = f->u.ping.id;
+		return reply(b, c, &pong);
+	case SP_FRAME_PONG:
+	case SP_FRAME_ACK:
+		return SP_CLOSE_NONE;
+	default:
+		return SP_CLOSE_PROTOCOL;
+	}
+}
+
+/* sp_shard.c: route_device(), without takeover (every device connects once here). */
+static enum sp_close_reason route_device(struct bench *b, struct sp_conn *c)
+{
+	uint64_t prev;
+	int ret;
+
+	ret = sp_route_insert(b->routes, c->device, sp_handle_pack(SHARD_ID, c->slot, c->gen),
+			      &prev);
+	if (ret < 0)
+		return SP_CLOSE_NOMEM;
+	c->routed = true;
+	return ret == 1 ? SP_CLOSE_INTERNAL : SP_CLOSE_NONE;
+}
+
+/* sp_shard.c: on_proven() */
+static enum sp_close_reason on_proven(void *ctx, struct sp_conn *c)
+{
+	struct bench *b = ctx;
+
+	touch(b, c);
+	if (c->routed)
+		return SP_CLOSE_NONE;
+	return route_device(b, c);
+}
+
+/* sp_shard.c: on_established() (an IK connection is routed once proven) */
+static enum sp_close_reason on_established(void *ctx, struct sp_conn *c)
+{
+	struct bench *b = ctx;
+
+	b->handshakes++;
+	if (!c->proven)
+		return SP_CLOSE_NONE;
+	return on_proven(ctx, c);
+}
+
+static void capture(uint8_t **buf, size_t *len, size_t *cap, const uint8_t *p, size_t n)
+{
+	if (*len + n > *cap) {
+		*cap = (*len + n) * 2;
+		*buf = realloc(*buf, *cap);
+		if (!*buf)
+			die("out of memory");
+	}
+	memcpy(*buf + *len, p, n);
+	*len += n;
+}
+
+/* sp_shard.c: start_send() + on_send_cqe(): the socket takes every finished byte. */
+static void send_all(struct bench *b, struct sp_conn *c)
+{
+	const uint8_t *p;
+	size_t len;
+
+	while (sp_conn_tx_peek(c, &p, &len)) {
+		if (b->capture) {
+			if (c->slot == b->nconns - 1)
+				capture(&b->cap_sender, &b->cap_sender_len, &b->cap_sender_cap, p,
+					len);
+			else
+				capture(&b->cap_rcpt, &b->cap_rcpt_len, &b->cap_rcpt_cap, p, len);
+		}
+		sp_conn_tx_sent(c, &b->pool, len);
+		sp_metrics_bytes_sent(b->metrics, len);         /* on_send_cqe */
+	}
+}
+
+/* sp_shard.c: flush_all() + flush_conn() for established connections. */
+static int flush_all(struct bench *b)
+{
+	while (b->dirty) {
+		struct sp_conn *c = b->dirty;
+
+		b->dirty = c->dirty_next;
+		c->dirty_next = NULL;
+		c->dirty = false;
+		if (c->close_reason)
+			return -EIO;
+		if (sp_conn_tx_seal(c))
+			return -EIO;
+		if (c->txq_bytes > sp_config_sendq_hard(&b->cfg))
+			return -EIO;
+		send_all(b, c);
+	}
+	return 0;
+}
+
+/* sp_shard.c: on_recv(), one receive completion of len bytes (the loop
+ * iteration's clock read included: the broker reads it once per iteration). */
+static int on_recv(struct bench *b, struct sp_conn *c, uint8_t *data, size_t len)
+{
+	enum sp_close_reason r;
+
+	sp_metrics_bytes_received(b->metrics, len);
+	touch(b, c);
+	r = sp_conn_rx(c, &b->env, data, len);
+	mark(b, c);
+	return r == SP_CLOSE_NONE ? 0 : -EPROTO;
+}
+
+static uint64_t wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* sp_shard.c: sp_shard_run(), one loop iteration: a message arrives in
+ * receive buffers (one completion each), results, flush, metrics. */
+static int iteration(struct bench *b, struct sp_conn *c, uint8_t *msg, size_t len)
+{
+	size_t step = b->cfg.recv_buffer_size;
+	uint64_t ncqe = 0;
+	int ret;
+
+	b->now_ns = mono_ns();
+	b->wall_ms = wall_ms();
+	for (size_t off = 0; off < len; off += step, ncqe++) {
+		size_t n = len - off < step ? len - off : step;
+
+		if (on_recv(b, c, msg + off, n))
+			return -EPROTO;
+	}
+	send_results(b, 0);
+	ret = flush_all(b);
+	sp_metrics_loop_iteration(b->metrics, ncqe);
+	if (b->live_delivered) {
+		sp_metrics_envelopes_delivered(b->metrics, SP_METRICS_PATH_LIVE, b->live_delivered,
+					       mono_ns() - b->now_ns);
+		b->live_delivered = 0;
+	}
+	return ret;
+}
+
+/* --- setup -------------------------------------------------------------------- */
+
+/* The wire bytes of one client transport message: prefix + ciphertext. */
+static size_t client_transport(struct sp_noise_cipher *tx, const uint8_t *plain, size_t plen,
+			       uint8_t *out)
+{
+	memcpy(out + SP_LEN_PREFIX, plain, plen);
+	if (sp_noise_encrypt(tx, out + SP_LEN_PREFIX, plen))
+		die("client encrypt failed");
+	out[0] = (uint8_t)((plen + SP_TAG_LEN) >> 8);
+	out[1] = (uint8_t)(plen + SP_TAG_LEN);
+	return SP_LEN_PREFIX + plen + SP_TAG_LEN;
+}
+
+struct client {
+	uint8_t priv[SP_KEY_LEN], pub[SP_KEY_LEN];
+	struct sp_noise_handshake hs;
+	struct sp_noise_transport t;
+};
+
+static const uint8_t preamble_ik[SP_PREAMBLE_LEN] = { 'S', 'E', 'A', 'L', SP_PROTOCOL_VERSION,
+						      SP_PREAMBLE_PATTERN_IK, 0, 0 };
+
+/* Preamble + IK message 1 as the client sends them; hs is left waiting for msg 2. */
+static size_t client_msg1(struct client *cl, const uint8_t server_pub[SP_KEY_LEN], uint8_t *out)
+{
+	struct sp_hello h = { .protocol_version = SP_PROTOCOL_VERSION };
+	uint8_t pl[SP_HANDSHAKE_PAYLOAD_MAX];
+	size_t plen, mlen;
+
+	if (sp_noise_handshake_init(&cl->hs, SP_NOISE_IK, SP_NOISE_INITIATOR, preamble_ik,
+				    SP_PREAMBLE_LEN, cl->priv, server_pub) ||
+	    sp_frame_client_hello_encode(&h, pl, sizeof(pl), &plen) ||
+	    sp_noise_handshake_write(&cl->hs, pl, plen, out + SP_PREAMBLE_LEN + SP_LEN_PREFIX,
+				     SP_HANDSHAKE_MSG_MAX, &mlen))
+		die("client IK message 1 failed");
+	memcpy(out, preamble_ik, SP_PREAMBLE_LEN);
+	out[SP_PREAMBLE_LEN] = (uint8_t)(mlen >> 8);
+	out[SP_PREAMBLE_LEN + 1] = (uint8_t)mlen;
+	return SP_PREAMBLE_LEN + SP_LEN_PREFIX + mlen;
+}
+
+/* The client reads the broker's message 2 (prefix + message) and splits. */
+static int client_msg2(struct client *cl, const uint8_t *p, size_t len)
+{
+	uint8_t pl[SP_HANDSHAKE_PAYLOAD_MAX];
+	struct sp_hello h;
+	size_t plen, mlen;
+
+	if (len < SP_LEN_PREFIX)
+		return -EBADMSG;
+	mlen = (size_t)p[0] << 8 | p[1];
+	if (mlen + SP_LEN_PREFIX != len)
+		return -EBADMSG;
+	if (sp_noise_handshake_read(&cl->hs, p + SP_LEN_PREFIX, mlen, pl, sizeof(pl), &plen) ||
+	    sp_frame_server_hello_decode(pl, plen, &h) || h.protocol_version != SP_PROTOCOL_VERSION)
+		return -EBADMSG;
+	return sp_noise_handshake_split(&cl->hs, &cl->t);
+}
+
+/* The output a connection queued, taken whole (handshake message 2). */
+static size_t take_output(struct bench *b, struct sp_conn *c, uint8_t *out, size_t cap)
+{
+	const uint8_t *p;
+	size_t len, total = 0;
+
+	while (sp_conn_tx_peek(c, &p, &len)) {
+		if (total + len > cap)
+			die("handshake output too long");
+		memcpy(out + total, p, len);
+		total += len;
+		sp_conn_tx_sent(c, &b->pool, len);
+	}
+	return total;
+}
+
+/*
+ * The sender: a real IK connection through sp_conn_rx, proven by a first
+ * transport message (a Ping) as the broker requires before routing it.
+ */
+static void connect_sender(struct bench *b, struct sp_conn *c, struct client *cl,
+			   const uint8_t server_pub[SP_KEY_LEN])
+{
+	uint8_t wire[SP_PREAMBLE_LEN + SP_LEN_PREFIX + SP_HANDSHAKE_MSG_MAX + 64];
+	uint8_t out[SP_LEN_PREFIX + SP_HANDSHAKE_MSG_MAX + 256];
+	uint8_t plain[64];
+	struct sp_frame ping = { .type = SP_FRAME_PING, .u.ping.id = 42 };
+	size_t len, off = 0;
+
+	len = client_msg1(cl, server_pub, wire);
+	sp_conn_open(c, -1, b->nconns - 1);
+	if (sp_conn_rx(c, &b->env, wire, len) != SP_CLOSE_NONE || c->state != SP_CONN_ESTABLISHED)
+		die("sender handshake refused");
+	len = take_output(b, c, out, sizeof(out));
+	if (client_msg2(cl, out, len))
+		die("sender handshake: message 2 did not verify");
+	if (sp_frame_put(plain, sizeof(plain), &off, &ping))
+		die("ping encode");
+	len = client_transport(&cl->t.tx, plain, off, wire);
+	if (iteration(b, c, wire, len) || !c->routed)
+		die("sender not proven/routed");
+}
+
+/* Registers device slot i as an established connection with derived keys:
+ * the state a finished, proven IK handshake leaves (the handshake itself is
+ * measured separately; a million of them would take minutes). */
+static void establish_slot(struct bench *b, uint32_t i)
+{
+	struct sp_conn *c = &b->conns[i];
+	struct slot_keys k;
+
+	slot_keys(b, i, &k);
+	sp_conn_open(c, -1, i);
+	c->state = SP_CONN_ESTABLISHED;
+	c->pattern = SP_PREAMBLE_PATTERN_IK;
+	c->has_device = c->proven = true;
+	memcpy(c->device, k.device, SP_KEY_LEN);
+	memcpy(c->t.tx.k, k.tx, SP_KEY_LEN);
+	c->t.tx.has_key = true;
+	memcpy(c->t.rx.k, k.rx, SP_KEY_LEN);
+	c->t.rx.has_key = true;
+	if (route_device(b, c))
+		die("route insert failed");
+	sodium_memzero(&k, sizeof(k));
+}
+
+/* --- the pre-encrypted workload ------------------------------------------------ */
+
+struct workload {
+	size_t batch;                   /* envelopes per message, as sent */
+	size_t nmsgs;
+	uint8_t *pristine, *work;       /* wire bytes, back to back */
+	size_t *off, *len;              /* per message */
+	uint32_t *rcpt;                 /* recipient slot per message */
+	uint64_t nonce0;                /* sender's client tx nonce of message 0 */
+	size_t total;
+	size_t deliver_plain;           /* bytes of one Deliver-shaped plaintext, for bare crypto */
+	uint8_t *bare_out;
+};
+
+static size_t send_frame_size(size_t size)
+{
+	struct sp_frame f;
+
+	memset(&f, 0, sizeof(f));
+	f.type = SP_FRAME_SEND;
+	memset(f.u.send.to, 0xee, SP_KEY_LEN);
+	f.u.send.to_ok = 1;
+	f.u.send.client_id = 1u << 20;  /* a 3-byte varint: a busy client's ids */
+	f.u.send.flags = SP_SEND_ONLINE_ONLY;
+	return sp_frame_size(&f, size);
+}
+
+static void build_workload(struct bench *b, const struct opts *o, struct client *cl,
+			   struct workload *w)
+{
+	size_t fsz = send_frame_size(o->size), per_msg, msg_bytes;
+	uint8_t *plain = xmalloc(SP_TRANSPORT_PLAINTEXT_MAX);
+	uint64_t rng = o->seed ^ 0x5ea1u, id = 1u << 20;
+	struct sp_frame d;
+
+	memset(w, 0, sizeof(*w));
+	/* The batch is what fits in one Noise message (16 KiB bodies: 3). */
+	w->batch = o->batch;
+	if (w->batch * fsz > SP_TRANSPORT_PLAINTEXT_MAX)
+		w->batch = SP_TRANSPORT_PLAINTEXT_MAX / fsz;
+	if (w->batch == 0)
+		die("--size too large for one transport message");
+	per_msg = w->batch * fsz;
+	msg_bytes = SP_LEN_PREFIX + per_msg + SP_TAG_LEN;
+	w->nmsgs = WORKSET_BYTES / msg_bytes;
+	if (w->nmsgs < MIN_MSGS)
+		w->nmsgs = MIN_MSGS;
+	if (w->nmsgs > MAX_MSGS)
+		w->nmsgs = MAX_MSGS;
+	/* client ids stay 3-byte varints (2^20 .. 2^21), so every frame is fsz */
+	if (w->nmsgs * w->batch > (1u << 20))
+		w->nmsgs = (1u << 20) / w->batch;
+	w->pristine = xmalloc(w->nmsgs * msg_bytes);
+	w->work = xmalloc(w->nmsgs * msg_bytes);
+	w->off = xmalloc(w->nmsgs * sizeof(*w->off));
+	w->len = xmalloc(w->nmsgs * sizeof(*w->len));
+	w->rcpt = xmalloc(w->nmsgs * sizeof(*w->rcpt));
+	w->nonce0 = cl->t.tx.n;
+	memset(&d, 0, sizeof(d));
+	d.type = SP_FRAME_DELIVER;
+	d.u.deliver.seq = 0;            /* online-only: not written (proto3 default) */
+	w->deliver_plain = w->batch * sp_frame_size(&d, o->size);
+	w->bare_out = xmalloc(w->deliver_plain + SP_TAG_LEN);
+
+	for (size_t m = 0; m < w->nmsgs; m++) {
+		uint32_t r = (uint32_t)(splitmix(&rng) % o->devices);
+		struct slot_keys k;
+		size_t off = 0;
+
+		slot_keys(b, r, &k);
+		for (size_t j = 0; j < w->batch; j++, id++) {
+			struct sp_frame f;
+
+			memset(&f, 0, sizeof(f));
+			f.type = SP_FRAME_SEND;
+			memcpy(f.u.send.to, k.device, SP_KEY_LEN);
+			f.u.send.to_ok = 1;
+			f.u.send.client_id = id;
+			f.u.send.flags = SP_SEND_ONLINE_ONLY;
+			if (sp_frame_put_header(plain, SP_TRANSPORT_PLAINTEXT_MAX, &off, &f, o->size))
+				die("frame encode");
+			for (size_t x = 0; x < o->size; x++)
+				plain[off + x] = body_byte(id, x);
+			off += o->size;
+		}
+		w->rcpt[m] = r;
+		w->off[m] = w->total;
+		w->len[m] = client_transport(&cl->t.tx, plain, off, w->pristine + w->total);
+		w->total += w->len[m];
+		sodium_memzero(&k, sizeof(k));
+	}
+	free(plain);
+}
+
+static void restore(struct bench *b, struct sp_conn *sender, struct workload *w)
+{
+	memcpy(w->work, w->pristine, w->total);
+	sender->t.rx.n = w->nonce0;
+	(void)b;
+}
+
+/* One timed pass over the workload through the broker path; ns. */
+static uint64_t hot_pass(struct bench *b, struct sp_conn *sender, struct workload *w)
+{
+	uint64_t t0, t1;
+
+	uint64_t w0;
+
+	restore(b, sender, w);
+	w0 = mono_ns();
+	t0 = cpu_ns();
+	for (size_t m = 0; m < w->nmsgs; m++)
+		if (iteration(b, sender, w->work + w->off[m], w->len[m]))
+			die("hot path failed (connection error)");
+	t1 = cpu_ns();
+	wall_acc += mono_ns() - w0;
+	return t1 - t0;
+}
+
+/* The same bytes through bare libsodium: decrypt the sender's message in
+ * place, encrypt a Deliver-shaped plaintext (from the decrypted bytes) for
+ * the recipient. Keys: the sender's rx key and the recipient's tx key. */
+static uint64_t bare_pass(struct bench *b, struct sp_conn *sender, struct workload *w)
+{
+	uint8_t nonce[12];
+	uint64_t t0, t1;
+	unsigned long long mlen;
+	uint64_t w0;
+
+	restore(b, sender, w);
+	w0 = mono_ns();
+	t0 = cpu_ns();
+	for (size_t m = 0; m < w->nmsgs; m++) {
+		uint8_t *msg = w->work + w->off[m] + SP_LEN_PREFIX;
+		size_t clen = w->len[m] - SP_LEN_PREFIX;
+		struct sp_conn *rc = &b->conns[w->rcpt[m]];
+
+		make_nonce(nonce, w->nonce0 + m);
+		if (crypto_aead_chacha20poly1305_ietf_decrypt(msg, &mlen, NULL, msg, clen, NULL, 0,
+							      nonce, sender->t.rx.k))
+			die("bare decrypt failed");
+		make_nonce(nonce, rc->t.tx.n);
+		crypto_aead_chacha20poly1305_ietf_encrypt(w->bare_out, &mlen, msg,
+							  w->deliver_plain, NULL, 0, NULL, nonce,
+							  rc->t.tx.k);
+	}
+	t1 = cpu_ns();
+	wall_acc += mono_ns() - w0;
+	return t1 - t0;
+}
+
+/* --- verification ------------------------------------------------------------- */
+
+/*
+ * Decrypts one captured stream of length-prefixed messages with plain
+ * libsodium (key, nonces from n0) and calls check() on every frame.
+ */
+typedef int (*frame_check)(void *ctx, const struct sp_frame *f);
+
+static int open_stream(const uint8_t *p, size_t len, const uint8_t key[SP_KEY_LEN], uint64_t *n,
+		       frame_check check, void *ctx)
+{
+	uint8_t *buf = xmalloc(SP_NOISE_MSG_MAX);
+	uint8_t nonce[12];
+	size_t off = 0;
+	int ret = 0;
+
+	while (off < len && ret == 0) {
+		size_t mlen, foff = 0;
+		unsigned long long plen;
+		struct sp_frame f;
+
+		if (len - off < SP_LEN_PREFIX) {
+			ret = -EBADMSG;
+			break;
+		}
+		mlen = (size_t)p[off] << 8 | p[off + 1];
+		off += SP_LEN_PREFIX;
+		if (mlen < SP_TAG_LEN || mlen > len - off) {
+			ret = -EBADMSG;
+			break;
+		}
+		make_nonce(nonce, (*n)++);
+		if (crypto_aead_chacha20poly1305_ietf_decrypt(buf, &plen, NULL, p + off, mlen, NULL,
+							      0, nonce, key)) {
+			ret = -EBADMSG;
+			break;
+		}
+		off += mlen;
+		while ((ret = sp_frame_next(buf, (size_t)plen, &foff, &f)) == 0)
+			if ((ret = check(ctx, &f)))
+				break;
+		if (ret == -ENODATA)
+			ret = 0;
+	}
+	free(buf);
+	return ret;
+}
+
+struct expect {
+	size_t size;
+	uint64_t next_id;               /* client_id of the next envelope */
+	uint64_t seqs[SP_TRANSPORT_PLAINTEXT_MAX / 8];
+	size_t nseq, iseq;
+	uint64_t frames;
+};
+
+static int check_deliver(void *ctx, const struct sp_frame *f)
+{
+	struct expect *e = ctx;
+
+	if (f->type != SP_FRAME_DELIVER || f->body_len != e->size || f->u.deliver.seq != 0)
+		return -EBADMSG;
+	for (size_t k = 0; k < f->body_len; k++)
+		if (f->body[k] != body_byte(e->next_id, k))
+			return -EBADMSG;
+	e->seqs[e->nseq++] = f->u.deliver.seq;
+	e->next_id++;
+	e->frames++;
+	return 0;
+}
+
+static int check_result(void *ctx, const struct sp_frame *f)
+{
+	struct expect *e = ctx;
+
+	if (f->type != SP_FRAME_SEND_RESULT || f->u.send_result.status != SP_STATUS_DELIVERED ||
+	    f->u.send_result.client_id != e->next_id || e->iseq >= e->nseq ||
+	    f->u.send_result.seq != e->seqs[e->iseq])
+		return -EBADMSG;
+	e->iseq++;
+	e->next_id++;
+	e->frames++;
+	return 0;
+}
+
+/*
+ * The capture pass: the same iterations, with every byte the broker hands to
+ * the socket kept; then each recipient decrypts its Deliver message(s) and
+ * checks every body, and the sender checks every SendResult (status, client
+ * id, and the seq its recipient saw). Returns the envelopes verified.
+ */
+static uint64_t verify(struct bench *b, struct sp_conn *sender, struct client *cl,
+		       struct workload *w, size_t size)
+{
+	struct expect *e = xmalloc(sizeof(*e));
+	uint64_t id0 = 1u << 20, ok = 0;
+
+	restore(b, sender, w);
+	b->capture = true;
+	for (size_t m = 0; m < w->nmsgs; m++) {
+		struct sp_conn *rc = &b->conns[w->rcpt[m]];
+		uint64_t rn = rc->t.tx.n, sn = sender->t.tx.n;
+		struct slot_keys k;
+
+		b->cap_rcpt_len = b->cap_sender_len = 0;
+		if (iteration(b, sender, w->work + w->off[m], w->len[m]))
+			die("verify: connection error");
+		memset(e, 0, sizeof(*e));
+		e->size = size;
+		e->next_id = id0 + m * w->batch;
+		slot_keys(b, w->rcpt[m], &k);
+		if (open_stream(b->cap_rcpt, b->cap_rcpt_len, k.tx, &rn, check_deliver, e) ||
+		    e->frames != w->batch || rn != rc->t.tx.n)
+			die("verify: a recipient's Deliver output is wrong");
+		e->next_id = id0 + m * w->batch;
+		e->frames = 0;
+		if (open_stream(b->cap_sender, b->cap_sender_len, cl->t.rx.k, &sn, check_result, e) ||
+		    e->frames != w->batch || sn != sender->t.tx.n)
+			die("verify: the sender's SendResult output is wrong");
+		sodium_memzero(&k, sizeof(k));
+		ok += w->batch;
+	}
+	b->capture = false;
+	free(e);
+	return ok;
+}
+
+/* --- handshakes ------------------------------------------------------------ */
+
+struct hs_bench {
+	struct client cl[HS_CLIENTS];
+	uint8_t msg1[HS_CLIENTS][SP_PREAMBLE_LEN + SP_LEN_PREFIX + SP_HANDSHAKE_MSG_MAX];
+	size_t msg1_len[HS_CLIENTS];
+	struct sp_conn c;
+	uint8_t out[SP_LEN_PREFIX + SP_HANDSHAKE_MSG_MAX];
+	size_t out_len;
+	uint8_t rx[SP_PREAMBLE_LEN + SP_LEN_PREFIX + SP_HANDSHAKE_MSG_MAX];
+};
+
+/* One IK responder handshake through sp_conn, as on_recv + flush would run it
+ * (accept and the socket calls aside), then the connection's teardown wipe. */
+static void one_handshake(struct bench *b, struct hs_bench *h, unsigned k, bool keep)
+{
+	const uint8_t *p;
+	size_t len;
+
+	memcpy(h->rx, h->msg1[k], h->msg1_len[k]);
+	sp_conn_open(&h->c, -1, 0);
+	b->now_ns = mono_ns();
+	if (sp_conn_rx(&h->c, &b->env, h->rx, h->msg1_len[k]) != SP_CLOSE_NONE ||
+	    h->c.state != SP_CONN_ESTABLISHED)
+		die("handshake refused");
+	h->out_len = 0;
+	while (sp_conn_tx_peek(&h->c, &p, &len)) {
+		if (keep && h->out_len + len <= sizeof(h->out)) {
+			memcpy(h->out + h->out_len, p, len);
+			h->out_len += len;
+		}
+		sp_conn_tx_sent(&h->c, &b->pool, len);
+	}
+	if (!keep)
+		sp_conn_wipe(&h->c);
+}
+
+static uint64_t hs_pass(struct bench *b, struct hs_bench *h, uint64_t n)
+{
+	uint64_t w0 = mono_ns(), t0 = cpu_ns();
+
+	for (uint64_t i = 0; i < n; i++)
+		one_handshake(b, h, (unsigned)(i % HS_CLIENTS), false);
+	t0 = cpu_ns() - t0;
+	wall_acc += mono_ns() - w0;
+	return t0;
+}
+
+/* The X25519 work of one IK responder: its ephemeral key pair (base point)
+ * and es, ss, ee, se. */
+static uint64_t x25519_pass(uint64_t n, const uint8_t *pub)
+{
+	uint8_t priv[SP_KEY_LEN], out[SP_KEY_LEN];
+	uint64_t t0, w0;
+
+	randombytes_buf(priv, sizeof(priv));
+	w0 = mono_ns();
+	t0 = cpu_ns();
+	for (uint64_t i = 0; i < n; i++) {
+		if (crypto_scalarmult_base(out, priv))
+			die("x25519 base");
+		for (int j = 0; j < 4; j++)
+			if (crypto_scalarmult(out, priv, pub))
+				die("x25519");
+	}
+	t0 = cpu_ns() - t0;
+	wall_acc += mono_ns() - w0;
+	sodium_memzero(priv, sizeof(priv));
+	sodium_memzero(out, sizeof(out));
+	return t0;
+}
+
+/* Checks every distinct message 1 once more: the client reads our message 2,
+ * and both sides agree on the transport keys. */
+static unsigned hs_verify(struct bench *b, struct hs_bench *h)
+{
+	unsigned ok = 0;
+
+	for (unsigned k = 0; k < HS_CLIENTS; k++) {
+		struct client cl = h->cl[k];
+
+		one_handshake(b, h, k, true);
+		if (client_msg2(&cl, h->out, h->out_len) ||
+		    sodium_memcmp(cl.t.tx.k, h->c.t.rx.k, SP_KEY_LEN) ||
+		    sodium_memcmp(cl.t.rx.k, h->c.t.tx.k, SP_KEY_LEN) ||
+		    sodium_memcmp(h->c.device, cl.pub, SP_KEY_LEN))
+			die("verify: handshake output wrong");
+		sp_conn_wipe(&h->c);
+		sp_noise_handshake_wipe(&cl.hs);
+		sp_noise_transport_wipe(&cl.t);
+		ok++;
+	}
+	return ok;
+}
+
+/* --- options and output ---------------------------------------------------- */
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: sealpost-bench-hotpath [options]\n"
+		"  --size BYTES        envelope body size (default 256)\n"
+		"  --batch N           envelopes per Noise message (default 16; capped by what fits)\n"
+		"  --devices N         registered devices in the routing table (default 1000000)\n"
+		"  --reps N            repetitions per measurement, median/min/max (default 5)\n"
+		"  --seconds S         time per measurement, split over the reps (default 2)\n"
+		"  --iterations N      envelopes per repetition instead of --seconds\n"
+		"  --handshakes N      handshakes per repetition instead of --seconds\n"
+		"  --recv-buffer-size BYTES  receive buffer size (default: the broker's, 16384)\n"
+		"  --seed N            key and traffic seed (default 1)\n"
+		"  --json FILE         write the figures as JSON ('-': stdout, summary to stderr)\n"
+		"  --quiet             no summary\n");
+}
+
+static uint64_t num_arg(const char *opt, const char *v, uint64_t min, uint64_t max)
+{
+	char *end;
+	unsigned long long x;
+
+	errno = 0;
+	x = strtoull(v ? v : "", &end, 10);
+	if (!v || errno || *end || end == v || x < min || x > max) {
+		fprintf(stderr, "sealpost-bench-hotpath: bad value for %s\n", opt);
+		exit(2);
+	}
+	return x;
+}
+
+static void parse(int argc, char **argv, struct opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->size = 256;
+	o->batch = 16;
+	o->devices = 1000000;
+	o->reps = 5;
+	o->seconds = 2;
+	o->recv_buffer_size = SP_DEFAULT_RECV_BUFFER_SIZE;
+	o->seed = 1;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+			usage(stdout);
+			exit(0);
+		} else if (!strcmp(a, "--quiet")) {
+			o->quiet = true;
+			continue;
+		} else if (!strcmp(a, "--size")) {
+			o->size = num_arg(a, v, 0, SP_BODY_MAX);
+		} else if (!strcmp(a, "--batch")) {
+			o->batch = num_arg(a, v, 1, 4096);
+		} else if (!strcmp(a, "--devices")) {
+			o->devices = (uint32_t)num_arg(a, v, 1, 16u << 20);
+		} else if (!strcmp(a, "--reps")) {
+			o->reps = (unsigned)num_arg(a, v, 1, MAX_REPS);
+		} else if (!strcmp(a, "--iterations")) {
+			o->iterations = num_arg(a, v, 1, UINT64_MAX / 2);
+		} else if (!strcmp(a, "--handshakes")) {
+			o->handshakes = num_arg(a, v, 1, UINT64_MAX / 2);
+		} else if (!strcmp(a, "--recv-buffer-size")) {
+			o->recv_buffer_size = (uint32_t)num_arg(a, v, 64, 1 << 20);
+		} else if (!strcmp(a, "--seed")) {
+			o->seed = num_arg(a, v, 0, UINT64_MAX);
+		} else if (!strcmp(a, "--seconds")) {
+			char *end;
+
+			o->seconds = v ? strtod(v, &end) : 0;
+			if (!v || *end || !(o->seconds > 0 && o->seconds < 3600)) {
+				fprintf(stderr, "sealpost-bench-hotpath: bad value for --seconds\n");
+				exit(2);
+			}
+		} else if (!strcmp(a, "--json")) {
+			if (!v) {
+				fprintf(stderr, "sealpost-bench-hotpath: --json needs a file\n");
+				exit(2);
+			}
+			o->json = v;
+		} else {
+			fprintf(stderr, "sealpost-bench-hotpath: unknown option %s\n", a);
+			usage(stderr);
+			exit(2);
+		}
+		i++;
+	}
+}
+
+/* ns per unit for each repetition; work runs passes until the rep's budget. */
+struct series {
+	double ns[MAX_REPS];            /* CPU ns per unit, per repetition */
+	uint64_t units;
+	uint64_t wall_ns, cpu_ns;       /* totals, to show how contended the machine was */
+};
+
+static void json_stat(FILE *f, const char *name, const struct series *s, unsigned reps,
+		      const char *unit_per_s, bool last)
+{
+	struct stat3 st = stats_of(s->ns, reps);
+
+	fprintf(f,
+		"  \"%s\": {\"ns_median\": %.1f, \"ns_min\": %.1f, \"ns_max\": %.1f, "
+		"\"%s\": %.0f, \"count\": %" PRIu64 ", \"cpu_s\": %.3f, \"wall_s\": %.3f}%s\n",
+		name, st.med, st.min, st.max, unit_per_s, 1e9 / st.med, s->units, s->cpu_ns / 1e9,
+		s->wall_ns / 1e9, last ? "" : ",");
+}
+
+static void line(FILE *f, const char *name, const struct series *s, unsigned reps,
+		 const char *unit, double scale, const char *sunit)
+{
+	struct stat3 st = stats_of(s->ns, reps);
+
+	fprintf(f, "  %-30s %12.0f %s/s  %10.1f %s (min %.1f, max %.1f)\n", name, 1e9 / st.med,
+		unit, st.med / scale, sunit, st.min / scale, st.max / scale);
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o;
+	struct bench *b;
+	struct client *cl;
+	struct workload w;
+	struct hs_bench *h;
+	struct series hot = { 0 }, bare = { 0 }, hs = { 0 }, x = { 0 }, look = { 0 };
+	uint8_t *server_priv, server_pub[SP_KEY_LEN];
+	uint64_t t0, t_routes, t_conns, t_work, seed_state, verified;
+	unsigned hs_ok;
+	FILE *out = stdout;
+	double rep_s;
+
+	parse(argc, argv, &o);
+	if (sodium_init() < 0)
+		die("sodium_init failed");
+	rep_s = o.seconds / o.reps;
+
+	b = calloc(1, sizeof(*b));
+	cl = calloc(1, sizeof(*cl));
+	h = calloc(1, sizeof(*h));
+	server_priv = sodium_malloc(SP_KEY_LEN);
+	if (!b || !cl || !h || !server_priv)
+		die("out of memory");
+
+	/* Keys from the seed, so the work is the same run after run (the
+	 * handshakes' ephemeral keys are still fresh random ones, as they must be). */
+	seed_state = o.seed;
+	for (size_t i = 0; i < sizeof(b->seed_key); i += 8) {
+		uint64_t r = splitmix(&seed_state);
+
+		memcpy(b->seed_key + i, &r, 8);
+	}
+	crypto_generichash(server_priv, SP_KEY_LEN, b->seed_key, 32, (const uint8_t *)"server", 6);
+	crypto_generichash(cl->priv, SP_KEY_LEN, b->seed_key, 32, (const uint8_t *)"sender", 6);
+	if (sp_noise_public_key(server_pub, server_priv) || sp_noise_public_key(cl->pub, cl->priv))
+		die("key derivation");
+
+	/* sp_shard_init(): a private metrics slot, written as the daemon's is. */
+	b->metrics = aligned_alloc(_Alignof(struct sp_metrics_shard),
+				   sizeof(struct sp_metrics_shard));
+	if (!b->metrics)
+		die("out of memory");
+	memset(b->metrics, 0, sizeof(*b->metrics));
+	sp_config_defaults(&b->cfg);
+	b->cfg.max_conns = o.devices + 1;
+	b->cfg.recv_buffer_size = o.recv_buffer_size;
+	sp_txpool_init(&b->pool, TXPOOL_KEEP);
+	sp_list_init(&b->idle_list);
+	b->env.static_priv = server_priv;
+	b->env.server_hello.protocol_version = SP_PROTOCOL_VERSION;
+	b->env.server_hello.max_envelope = b->cfg.max_envelope;
+	b->env.server_hello.max_transport = SP_TRANSPORT_PLAINTEXT_MAX;
+	b->env.pool = &b->pool;
+	b->env.hooks.established = on_established;
+	b->env.hooks.proven = on_proven;
+	b->env.hooks.frame = on_frame;
+	b->env.hooks.ctx = b;
+	b->nconns = o.devices + 1;
+
+	/* Setup, timed on its own: the table as sp_shard_init sizes it
+	 * (max_conns), then every device connected and routed. */
+	t0 = mono_ns();
+	b->conns = calloc(b->nconns, sizeof(*b->conns));
+	if (!b->conns || sp_route_create(&b->routes, b->cfg.max_conns))
+		die("out of memory");
+	for (uint32_t i = 0; i < o.devices; i++)
+		establish_slot(b, i);
+	t_routes = mono_ns() - t0;
+	t0 = mono_ns();
+	connect_sender(b, &b->conns[b->nconns - 1], cl, server_pub);
+	for (unsigned k = 0; k < HS_CLIENTS; k++) {
+		crypto_generichash(h->cl[k].priv, SP_KEY_LEN, b->seed_key, 32, (const uint8_t *)&k,
+				   sizeof(k));
+		if (sp_noise_public_key(h->cl[k].pub, h->cl[k].priv))
+			die("key derivation");
+		h->msg1_len[k] = client_msg1(&h->cl[k], server_pub, h->msg1[k]);
+	}
+	t_conns = mono_ns() - t0;
+	t0 = mono_ns();
+	build_workload(b, &o, cl, &w);
+	t_work = mono_ns() - t0;
+
+	if (o.json && !strcmp(o.json, "-"))
+		out = stderr;
+	if (!o.quiet)
+		fprintf(out,
+			"sealpost-bench-hotpath: body %zu B, batch %zu (asked %zu), %" PRIu32
+			" devices, %u reps, %zu messages per pass\n"
+			"setup: %" PRIu32 " devices connected and routed %.2f s; sender + handshake "
+			"clients %.3f s; client messages %.3f s (sizeof(struct sp_conn) = %zu B)\n",
+			o.size, w.batch, o.batch, o.devices, o.reps, w.nmsgs, o.devices,
+			t_routes / 1e9, t_conns / 1e9, t_work / 1e9, sizeof(struct sp_conn));
+
+	/* Warm-up: one pass each, untimed. */
+	hot_pass(b, &b->conns[b->nconns - 1], &w);
+	bare_pass(b, &b->conns[b->nconns - 1], &w);
+	wall_acc = 0;
+
+	for (unsigned r = 0; r < o.reps; r++) {
+		uint64_t ns = 0, n = 0, target = o.iterations;
+
+		/* Interleaved, so drift on a shared machine hits both sides alike. */
+		do {
+			ns += hot_pass(b, &b->conns[b->nconns - 1], &w);
+			n += w.nmsgs * w.batch;
+		} while (target ? n < target : ns < rep_s * 1e9);
+		hot.ns[r] = (double)ns / n;
+		hot.units += n;
+		hot.cpu_ns += ns;
+		hot.wall_ns += wall_acc;
+		wall_acc = 0;
+		ns = n = 0;
+		do {
+			ns += bare_pass(b, &b->conns[b->nconns - 1], &w);
+			n += w.nmsgs * w.batch;
+		} while (target ? n < target : ns < rep_s * 1e9);
+		bare.ns[r] = (double)ns / n;
+		bare.units += n;
+		bare.cpu_ns += ns;
+		bare.wall_ns += wall_acc;
+		wall_acc = 0;
+	}
+	if (b->not_delivered || b->delivered != b->sends)
+		die("some envelopes were not delivered");
+
+	/* Route lookups alone, uniformly random among all devices (the DRAM
+	 * case: a pass above revisits its nmsgs recipients, which stay cached). */
+	for (unsigned r = 0; r < o.reps; r++) {
+		uint8_t (*keys)[SP_KEY_LEN] = xmalloc(4096 * SP_KEY_LEN);
+		uint64_t rng = o.seed + r, ns = 0, n = 0, v;
+
+		do {
+			for (unsigned i = 0; i < 4096; i++) {
+				struct slot_keys k;
+
+				slot_keys(b, (uint32_t)(splitmix(&rng) % o.devices), &k);
+				memcpy(keys[i], k.device, SP_KEY_LEN);
+			}
+			t0 = cpu_ns();
+			for (unsigned i = 0; i < 4096; i++) {
+				if (sp_route_lookup(b->routes, keys[i], &v))
+					die("lookup");
+			}
+			ns += cpu_ns() - t0;
+			n += 4096;
+		} while (n < LOOKUP_SAMPLES / o.reps && ns < rep_s * 1e9);
+		look.ns[r] = (double)ns / n;
+		look.units += n;
+		look.cpu_ns += ns;
+		free(keys);
+	}
+
+	for (unsigned r = 0; r < o.reps; r++) {
+		uint64_t ns = 0, n = 0, step = 16;
+
+		do {
+			ns += hs_pass(b, h, step);
+			n += step;
+		} while (o.handshakes ? n < o.handshakes : ns < rep_s * 1e9);
+		hs.ns[r] = (double)ns / n;
+		hs.units += n;
+		hs.cpu_ns += ns;
+		hs.wall_ns += wall_acc;
+		wall_acc = 0;
+		ns = n = 0;
+		do {
+			ns += x25519_pass(step, server_pub);
+			n += step;
+		} while (o.handshakes ? n < o.handshakes : ns < rep_s * 1e9);
+		x.ns[r] = (double)ns / n;
+		x.units += n;
+		x.cpu_ns += ns;
+		x.wall_ns += wall_acc;
+		wall_acc = 0;
+	}
+
+	verified = verify(b, &b->conns[b->nconns - 1], cl, &w, o.size);
+	hs_ok = hs_verify(b, h);
+
+	{
+		struct stat3 sh = stats_of(hot.ns, o.reps), sb = stats_of(bare.ns, o.reps);
+		struct stat3 shs = stats_of(hs.ns, o.reps), sx = stats_of(x.ns, o.reps);
+
+		if (!o.quiet) {
+			fprintf(out,
+				"figures (thread CPU time, median of %u reps; per envelope / per "
+				"handshake); this thread got %.0f%% of a core while timed\n",
+				o.reps,
+				100.0 * (hot.cpu_ns + bare.cpu_ns + hs.cpu_ns + x.cpu_ns) /
+					(double)(hot.wall_ns + bare.wall_ns + hs.wall_ns + x.wall_ns));
+			line(out, "envelope, broker hot path", &hot, o.reps, "env", 1, "ns");
+			line(out, "envelope, bare AEAD dec+enc", &bare, o.reps, "env", 1, "ns");
+			fprintf(out, "  %-30s %12.2f\n", "ratio hot path / bare AEAD",
+				sh.med / sb.med);
+			line(out, "route lookup, random, alone", &look, o.reps, "lookup", 1, "ns");
+			line(out, "IK handshake, responder", &hs, o.reps, "hs", 1000, "us");
+			line(out, "bare X25519 (1 base + 4)", &x, o.reps, "hs", 1000, "us");
+			fprintf(out, "  %-30s %12.2f\n", "ratio handshake / bare X25519",
+				shs.med / sx.med);
+			fprintf(out,
+				"verified: %" PRIu64 " envelopes decrypted by their recipients "
+				"(every body checked) and their SendResults by the sender; "
+				"%u handshakes read by their initiators\n",
+				verified, hs_ok);
+		}
+		if (o.json) {
+			FILE *jf = strcmp(o.json, "-") ? fopen(o.json, "w") : stdout;
+
+			if (!jf)
+				die("cannot open the --json file");
+			fprintf(jf,
+				"{\n  \"size\": %zu,\n  \"batch\": %zu,\n  \"batch_asked\": %zu,\n"
+				"  \"devices\": %" PRIu32 ",\n  \"reps\": %u,\n"
+				"  \"recv_buffer_size\": %" PRIu32 ",\n"
+				"  \"messages_per_pass\": %zu,\n"
+				"  \"setup_s\": {\"devices\": %.3f, \"handshake_clients\": %.3f, "
+				"\"messages\": %.3f},\n",
+				o.size, w.batch, o.batch, o.devices, o.reps, o.recv_buffer_size, w.nmsgs,
+				t_routes / 1e9, t_conns / 1e9, t_work / 1e9);
+			json_stat(jf, "hotpath", &hot, o.reps, "envelopes_per_s", false);
+			json_stat(jf, "bare_aead", &bare, o.reps, "envelopes_per_s", false);
+			fprintf(jf, "  \"ratio_hotpath_bare\": %.3f,\n", sh.med / sb.med);
+			json_stat(jf, "route_lookup_random", &look, o.reps, "lookups_per_s", false);
+			json_stat(jf, "handshake_ik_responder", &hs, o.reps, "handshakes_per_s",
+				  false);
+			json_stat(jf, "bare_x25519", &x, o.reps, "handshakes_per_s", false);
+			fprintf(jf,
+				"  \"x25519_ops_per_handshake\": 5,\n"
+				"  \"ratio_handshake_bare\": %.3f,\n"
+				"  \"verified_envelopes\": %" PRIu64 ",\n"
+				"  \"verified_handshakes\": %u,\n  \"verified\": true\n}\n",
+				shs.med / sx.med, verified, hs_ok);
+			if (jf != stdout && fclose(jf))
+				die("writing the --json file failed");
+		}
+	}
+
+	for (uint32_t i = 0; i < b->nconns; i++) {
+		sp_conn_wipe(&b->conns[i]);
+		sp_conn_tx_release(&b->conns[i], &b->pool);
+	}
+	sp_conn_wipe(&h->c);
+	sp_conn_tx_release(&h->c, &b->pool);
+	sp_txpool_destroy(&b->pool);
+	sp_route_destroy(b->routes);
+	free(b->conns);
+	free(b->results);
+	free(b->metrics);
+	free(b->cap_rcpt);
+	free(b->cap_sender);
+	free(w.pristine);
+	free(w.work);
+	free(w.off);
+	free(w.len);
+	free(w.rcpt);
+	free(w.bare_out);
+	for (unsigned k = 0; k < HS_CLIENTS; k++)
+		sp_noise_handshake_wipe(&h->cl[k].hs);
+	sodium_memzero(cl, sizeof(*cl));
+	sodium_memzero(b->seed_key, sizeof(b->seed_key));
+	sodium_free(server_priv);
+	free(cl);
+	free(h);
+	free(b);
+	return 0;
+}
