@@ -3,7 +3,6 @@
  */
 #include "hdr.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -90,7 +89,14 @@ uint64_t hdr_percentile(const struct hdr *h, double p)
 		return h->max;
 	if (p < 0.0)
 		p = 0.0;
-	rank = (uint64_t)ceil(p / 100.0 * (double)h->total);
+	{
+		/* ceil without libm */
+		double x = p / 100.0 * (double)h->total;
+
+		rank = (uint64_t)x;
+		if ((double)rank < x)
+			rank++;
+	}
 	if (rank == 0)
 		rank = 1;
 	for (i = 0; i < HDR_BUCKETS; i++) {

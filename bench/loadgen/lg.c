@@ -827,6 +827,9 @@ static void print_human(FILE *f, const struct lg_opts *o, const struct lg_driver
 		fprintf(f, "  broker pid %d   RSS %ld -> %ld -> %ld KiB (base, connected, end): "
 			"%.0f bytes/connection\n", t->broker_pid, t->rss_base_kib, t->rss_ready_kib,
 			t->rss_end_kib, t->mem_per_conn);
+		if (t->st.connected >= 100 && t->mem_per_conn >= 0 && t->mem_per_conn < 256)
+			fprintf(f, "                 (RSS barely grew: the broker reused memory of earlier "
+				"connections; take this figure on a fresh broker)\n");
 		fprintf(f, "  broker CPU     %.2f s connect-up, %.2f s in the window", 
 			t->cpu_ready - t->cpu_base, t->broker_cpu_window);
 		if (t->st.delivered_window)
