@@ -32,6 +32,8 @@ JetStream with file storage) on loopback and prints one comparison table.
   --warmup S            unmeasured seconds before each run (default 1)
   --processes P         load-generator worker processes per run (default 4: the
                         peers' libraries connect one device at a time per process)
+  --pin                 brokers on CPU 0, load generators on the other CPUs (taskset):
+                        the broker's figures are then not mixed with client CPU use
   --only LIST           comma-separated subset of: sealpost,mosquitto,nats,natsjs
   --keep DIR            keep the JSON reports and broker logs in DIR
   --help                this text
@@ -44,7 +46,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 SRC="$(cd "$HERE/../.." && pwd)"
 BUILD="$SRC/build"
 PAIRS=200 RATE=5000 MAXRATE=100000 FANOUT=200 FANRATE=5000 IDLE=2000 SIZE=256
-DURATION=8 WARMUP=1 ONLY="sealpost,mosquitto,nats,natsjs" KEEP="" PROCS=4
+DURATION=8 WARMUP=1 ONLY="sealpost,mosquitto,nats,natsjs" KEEP="" PROCS=4 PIN=0
 
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -61,6 +63,7 @@ while [ $# -gt 0 ]; do
 	--warmup) WARMUP="$2"; shift 2 ;;
 	--only) ONLY="$2"; shift 2 ;;
 	--processes) PROCS="$2"; shift 2 ;;
+	--pin) PIN=1; shift ;;
 	--keep) KEEP="$2"; shift 2 ;;
 	*) echo "run.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
 	esac
@@ -82,6 +85,16 @@ if [ -n "$missing" ]; then
 	echo "  apt-get install mosquitto nats-server libmosquitto-dev libnats-dev openssl iproute2" >&2
 	echo "  then re-run cmake and build (the peer load generators need the -dev packages)" >&2
 	exit 3
+fi
+
+BROKER_CPU=() CLIENT_CPU=()
+if [ "$PIN" = 1 ]; then
+	if [ "$(nproc)" -lt 2 ] || ! command -v taskset >/dev/null; then
+		echo "run.sh: --pin needs 2 CPUs and taskset (util-linux)" >&2
+		exit 2
+	fi
+	BROKER_CPU=(taskset -c 0)
+	CLIENT_CPU=(taskset -c "1-$(( $(nproc) - 1 ))")
 fi
 
 TMP="$(mktemp -d /tmp/sealpost-compare.XXXXXX)"
@@ -145,7 +158,7 @@ start_broker() {
 	case "$kind" in
 	sealpost)
 		mkdir -p "$TMP/sp"
-		"$BIN/sealpostd" --listen "127.0.0.1:$port" --data-dir "$TMP/sp" \
+		"${BROKER_CPU[@]}" "$BIN/sealpostd" --listen "127.0.0.1:$port" --data-dir "$TMP/sp" \
 			--handshake-rate 0 --log-level warn 2>"$TMP/sealpostd.log" &
 		;;
 	mosquitto)
@@ -165,7 +178,7 @@ max_queued_messages 100000
 log_dest stderr
 log_type error
 EOF
-		mosquitto -c "$TMP/mosquitto.conf" 2>"$TMP/mosquitto.log" &
+		"${BROKER_CPU[@]}" mosquitto -c "$TMP/mosquitto.conf" 2>"$TMP/mosquitto.log" &
 		;;
 	nats|natsjs)
 		mkdir -p "$TMP/js"
@@ -179,7 +192,7 @@ jetstream {
   store_dir: "$TMP/js"
 }
 EOF
-		nats-server -c "$TMP/nats.conf" 2>"$TMP/nats.log" >&2 &
+		"${BROKER_CPU[@]}" nats-server -c "$TMP/nats.conf" 2>"$TMP/nats.log" >&2 &
 		;;
 	esac
 	BROKER_PID=$!
@@ -200,7 +213,7 @@ run_lg() {
 	natsjs) prog="$BIN/sealpost-loadgen-nats"; args+=(--cafile "$CA" --mode js) ;;
 	esac
 	echo "  $kind $name" >&2
-	if ! timeout 300 "$prog" "${args[@]}" "$@" >"$TMP/$kind-$name.log" 2>&1; then
+	if ! timeout 300 "${CLIENT_CPU[@]}" "$prog" "${args[@]}" "$@" >"$TMP/$kind-$name.log" 2>&1; then
 		echo "run.sh: $kind $name failed:" >&2
 		tail -5 "$TMP/$kind-$name.log" >&2
 		rm -f "$TMP/$kind-$name.json"
@@ -208,7 +221,7 @@ run_lg() {
 }
 
 IFS=, read -r -a KINDS <<<"$ONLY"
-echo "bench/compare: ${KINDS[*]} on $(nproc) CPU(s); temp dir $TMP" >&2
+echo "bench/compare: ${KINDS[*]} on $(nproc) CPU(s)$([ "$PIN" = 1 ] && echo ", pinned"); temp dir $TMP" >&2
 for kind in "${KINDS[@]}"; do
 	case "$kind" in sealpost|mosquitto|nats|natsjs) ;; *) echo "run.sh: --only: '$kind'?" >&2; exit 2 ;; esac
 	start_broker "$kind"
@@ -252,7 +265,7 @@ row() { # label, getter, field, run [subfield]
 }
 
 echo
-printf '%-34s' "size $SIZE B, $(nproc) vCPU, ratios to sealpost"
+printf '%-34s' "$SIZE B, $(nproc) vCPU$([ "$PIN" = 1 ] && echo " pinned"), x = vs sealpost"
 for k in "${KINDS[@]}"; do
 	case "$k" in
 	sealpost) l="sealpost (IK)" ;;
