@@ -23,6 +23,10 @@ struct sp_it_broker {
 	pid_t pid;
 	uint16_t port;
 	char addr[64];                 /* "127.0.0.1:PORT" */
+	/* The metrics endpoint's port: brokers start with --metrics-listen
+	 * 127.0.0.1:0 (a test's own --metrics-listen wins) and log
+	 * msg="metrics listening" addr=... port=N; 0 if it logged none (off). */
+	uint16_t metrics_port;
 	char data_dir[256];
 	char log_path[300];
 	uint8_t server_pub[SP_KEY_LEN];

@@ -211,6 +211,10 @@ static int spawn(struct sp_it_broker *b, const char *bin, const char *const *ext
 	argv[n++] = listen_arg;
 	argv[n++] = "--data-dir";
 	argv[n++] = b->data_dir;
+	/* Many brokers run at once: no fixed metrics port (a test's own
+	 * --metrics-listen comes later and wins). */
+	argv[n++] = "--metrics-listen";
+	argv[n++] = "127.0.0.1:0";
 	for (size_t i = 0; extra_args && extra_args[i]; i++) {
 		if (i >= EXTRA_ARGS_MAX)
 			return -E2BIG;
@@ -254,6 +258,26 @@ static bool log_says_addr_in_use(const struct sp_it_broker *b)
 	return sp_it_log_count(b, "in use") > 0 || sp_it_log_count(b, "EADDRINUSE") > 0;
 }
 
+/* The port of the newest msg="metrics listening" line (the log is appended
+ * to across restarts), 0 if none. */
+static uint16_t read_metrics_port(const struct sp_it_broker *b)
+{
+	FILE *f = fopen(b->log_path, "r");
+	char line[1024];
+	unsigned port = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		const char *p = strstr(line, "msg=\"metrics listening\"");
+
+		if (p && (p = strstr(p, " port=")) != NULL)
+			port = (unsigned)strtoul(p + 6, NULL, 10);
+	}
+	fclose(f);
+	return port <= 65535 ? (uint16_t)port : 0;
+}
+
 static int wait_ready(struct sp_it_broker *b)
 {
 	int64_t deadline = now_ms() + READY_BOUND_MS;
@@ -266,6 +290,8 @@ static int wait_ready(struct sp_it_broker *b)
 
 			if (fd >= 0) {
 				close(fd);
+				/* Logged before the listener opened. */
+				b->metrics_port = read_metrics_port(b);
 				return read_server_pub(b);
 			}
 		}

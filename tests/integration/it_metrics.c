@@ -1,0 +1,493 @@
+/*
+ * it_metrics.c: the metrics endpoint of a real sealpostd.
+ *
+ * Scrapes /metrics before and after known traffic from raw protocol clients
+ * and checks that every counter moved by exactly the traffic sent (live and
+ * mailbox deliveries, refusals by reason, handshakes by pattern and outcome,
+ * closes by reason, acks, bytes); checks a live scrape with promtool; and
+ * /readyz: 503 while the broker waits for a data-directory lock another
+ * process holds (with /healthz 200 meanwhile), 200 once it got it.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sodium.h>
+
+#include "support.h"
+#include "support_raw.h"
+
+enum { BODY_MAX = 1 << 20, WAIT_BOUND_MS = 10000, TIMEOUT_MS = 10000, MAX_ENVELOPE = 1000 };
+
+static struct sp_it_broker broker;
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/* GET path from 127.0.0.1:port; returns the status (or -errno), the body in a malloc'd *body. */
+static int http_get(uint16_t port, const char *path, char **body)
+{
+	char req[128], *buf = malloc(BODY_MAX), *sep;
+	size_t n = 0;
+	int fd, status = -EPROTO;
+
+	*body = NULL;
+	if (!buf)
+		return -ENOMEM;
+	fd = sp_it_tcp_connect(port);
+	if (fd < 0) {
+		free(buf);
+		return fd;
+	}
+	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
+	if (write(fd, req, strlen(req)) == (ssize_t)strlen(req)) {
+		for (;;) {
+			ssize_t r = read(fd, buf + n, BODY_MAX - 1 - n);
+
+			if (r <= 0)
+				break;
+			n += (size_t)r;
+		}
+	}
+	close(fd);
+	buf[n] = '\0';
+	sep = strstr(buf, "\r\n\r\n");
+	if (sep && sscanf(buf, "HTTP/1.%*d %d", &status) == 1)
+		*body = strdup(sep + 4);
+	free(buf);
+	return status;
+}
+
+/* The value of one series (name with labels exactly as rendered); fails the test if absent. */
+static double metric(const char *body, const char *series)
+{
+	size_t sl = strlen(series);
+
+	for (const char *l = body; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
+		if (strncmp(l, series, sl) == 0 && l[sl] == ' ')
+			return strtod(l + sl + 1, NULL);
+	fail_msg("series %s missing", series);
+	return -1;
+}
+
+static char *scrape(void)
+{
+	char *body;
+
+	assert_int_equal(http_get(broker.metrics_port, "/metrics", &body), 200);
+	assert_non_null(body);
+	return body;
+}
+
+/* Waits (bounded) until series reaches want: the shard counts a close or a
+ * completed send when it reaps the completion, a moment after the client saw it. */
+static double wait_metric(const char *series, double want)
+{
+	double v = -1;
+
+	for (int waited = 0; waited < WAIT_BOUND_MS; waited += 20) {
+		char *b = scrape();
+
+		v = metric(b, series);
+		free(b);
+		if (v >= want)
+			break;
+		sleep_ms(20);
+	}
+	return v;
+}
+
+static int setup(void **state)
+{
+	char env_max[16];
+	const char *extra[] = { "--max-envelope", env_max, NULL };
+
+	(void)state;
+	snprintf(env_max, sizeof(env_max), "%d", MAX_ENVELOPE);
+	if (sp_it_broker_start(&broker, NULL, extra))
+		return -1;
+	if (broker.metrics_port == 0) {
+		fprintf(stderr, "no msg=\"metrics listening\" line in %s\n", broker.log_path);
+		return -1;
+	}
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	int st;
+
+	(void)state;
+	st = sp_it_broker_stop(&broker);
+	sp_it_rmrf(broker.data_dir);
+	return st == 0 ? 0 : -1;
+}
+
+static void test_health(void **state)
+{
+	char *body;
+
+	(void)state;
+	assert_int_equal(http_get(broker.metrics_port, "/healthz", &body), 200);
+	assert_string_equal(body, "ok\n");
+	free(body);
+	/* Started (support waited for the device listener): ready. */
+	assert_int_equal(http_get(broker.metrics_port, "/readyz", &body), 200);
+	free(body);
+	assert_int_equal(http_get(broker.metrics_port, "/nope", &body), 404);
+	free(body);
+}
+
+/* An online-only Send (flag bit 0): never stored, ERR_OFFLINE without a live recipient. */
+static void send_online_only(struct sp_raw *c, const uint8_t *to, uint64_t client_id,
+			     const uint8_t *body, size_t len)
+{
+	uint8_t buf[2048];
+	size_t off = 0;
+
+	assert_int_equal(sp_raw_put_send(buf, sizeof(buf), &off, to, SP_KEY_LEN, client_id,
+					 SP_SEND_ONLINE_ONLY, body, len), 0);
+	assert_int_equal(sp_raw_send_plain(c, buf, off), 0);
+}
+
+static void test_counters_follow_traffic(void **state)
+{
+	static const char *const series[] = {
+		"sealpost_connections_accepted_total",
+		"sealpost_connections_open",
+		"sealpost_handshakes_total{pattern=\"ik\",outcome=\"ok\"}",
+		"sealpost_handshakes_total{pattern=\"xx\",outcome=\"ok\"}",
+		"sealpost_handshakes_total{pattern=\"ik\",outcome=\"failed\"}",
+		"sealpost_handshake_duration_seconds_count",
+		"sealpost_envelopes_accepted_total",
+		"sealpost_envelopes_delivered_total{path=\"live\"}",
+		"sealpost_delivery_latency_seconds_count{path=\"live\"}",
+		"sealpost_envelopes_delivered_total{path=\"mailbox\"}",
+		"sealpost_delivery_latency_seconds_count{path=\"mailbox\"}",
+		"sealpost_envelopes_refused_total{reason=\"offline\"}",
+		"sealpost_envelopes_refused_total{reason=\"bad_recipient\"}",
+		"sealpost_envelopes_refused_total{reason=\"too_large\"}",
+		"sealpost_connections_closed_total{reason=\"eof\"}",
+		"sealpost_connections_closed_total{reason=\"handshake_failed\"}",
+		"sealpost_acks_total",
+		"sealpost_bytes_sent_total",
+		"sealpost_loop_iterations_total{shard=\"0\"}",
+	};
+	enum {
+		N = sizeof(series) / sizeof(series[0]),
+		I_EOF = 14, I_HS_FAILED = 15, I_BYTES_SENT = 17, I_LOOP = 18,
+	};
+	/* Expected deltas, in the order above; -1: checked separately. */
+	const double want[N] = { 5, 3, 2, 2, 1, 4, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, -1, -1 };
+	struct sp_raw alice = { .fd = -1 }, bob = { .fd = -1 }, carol = { .fd = -1 };
+	struct sp_raw mallory = { .fd = -1 }, dave = { .fd = -1 };
+	struct sp_raw_frame f;
+	uint8_t stranger[SP_KEY_LEN], zero[SP_KEY_LEN] = { 0 }, body[64], dave_pub[SP_KEY_LEN];
+	uint8_t wrong_server[SP_KEY_LEN], big[MAX_ENVELOPE + 1], ack[64];
+	uint64_t carol_in, mallory_in, dave_seq;
+	double before[N], after[N];
+	size_t off = 0;
+	uint32_t status;
+	char *b;
+
+	(void)state;
+	b = scrape();
+	for (int i = 0; i < N; i++)
+		before[i] = metric(b, series[i]);
+	free(b);
+
+	assert_int_equal(sp_raw_open(&alice, broker.port, SP_PREAMBLE_PATTERN_IK,
+				     broker.server_pub), 0);
+	assert_int_equal(sp_raw_wait_frame(&alice, SP_FRAME_DRAINED, &f, TIMEOUT_MS), 0);
+	assert_int_equal(sp_raw_open(&bob, broker.port, SP_PREAMBLE_PATTERN_IK,
+				     broker.server_pub), 0);
+	assert_int_equal(sp_raw_wait_frame(&bob, SP_FRAME_DRAINED, &f, TIMEOUT_MS), 0);
+	assert_int_equal(sp_raw_open(&carol, broker.port, SP_PREAMBLE_PATTERN_XX, NULL), 0);
+	assert_int_equal(sp_raw_wait_frame(&carol, SP_FRAME_DRAINED, &f, TIMEOUT_MS), 0);
+	/* IK with the wrong server key: the broker cannot decrypt msg1 and closes. */
+	randombytes_buf(wrong_server, sizeof(wrong_server));
+	assert_int_equal(sp_raw_init(&mallory), 0);
+	assert_int_equal(sp_raw_connect(&mallory, broker.port), 0);
+	assert_true(sp_raw_handshake(&mallory, SP_PREAMBLE_PATTERN_IK, wrong_server, NULL) < 0);
+	/* dave is offline for now: his envelope waits in his mailbox. */
+	assert_int_equal(sp_raw_init(&dave), 0);
+	memcpy(dave_pub, dave.s_pub, SP_KEY_LEN);
+
+	/* Three durable envelopes to bob, online: accepted and delivered live. */
+	memset(body, 'x', sizeof(body));
+	for (uint64_t i = 1; i <= 3; i++) {
+		assert_int_equal(sp_raw_send_envelope(&alice, bob.s_pub, i, body, sizeof(body)), 0);
+		assert_int_equal(sp_raw_expect_result(&alice, i, &status, TIMEOUT_MS), 0);
+		assert_int_equal(status, SP_STATUS_ACCEPTED);
+		assert_int_equal(sp_raw_wait_frame(&bob, SP_FRAME_DELIVER, &f, TIMEOUT_MS), 0);
+	}
+	/* Online-only to a stranger: offline. To the zero key: bad recipient. */
+	randombytes_buf(stranger, sizeof(stranger));
+	stranger[31] &= 0x7f;
+	send_online_only(&carol, stranger, 9, body, sizeof(body));
+	assert_int_equal(sp_raw_expect_result(&carol, 9, &status, TIMEOUT_MS), 0);
+	assert_int_equal(status, SP_STATUS_ERR_OFFLINE);
+	assert_int_equal(sp_raw_send_envelope(&carol, zero, 10, body, sizeof(body)), 0);
+	assert_int_equal(sp_raw_expect_result(&carol, 10, &status, TIMEOUT_MS), 0);
+	assert_int_equal(status, SP_STATUS_ERR_BAD_RECIPIENT);
+	/* One byte above --max-envelope. */
+	memset(big, 'y', sizeof(big));
+	assert_int_equal(sp_raw_send_envelope(&carol, bob.s_pub, 11, big, sizeof(big)), 0);
+	assert_int_equal(sp_raw_expect_result(&carol, 11, &status, TIMEOUT_MS), 0);
+	assert_int_equal(status, SP_STATUS_ERR_TOO_LARGE);
+	/* Durable to offline dave: accepted, stored. */
+	assert_int_equal(sp_raw_send_envelope(&carol, dave_pub, 12, body, sizeof(body)), 0);
+	assert_int_equal(sp_raw_expect_result(&carol, 12, &status, TIMEOUT_MS), 0);
+	assert_int_equal(status, SP_STATUS_ACCEPTED);
+
+	/* carol leaves (FIN): one eof close. */
+	carol_in = carol.bytes_in;
+	mallory_in = mallory.bytes_in;
+	sp_raw_close(&carol);
+	assert_true(wait_metric(series[I_EOF], before[I_EOF] + 1) == before[I_EOF] + 1);
+	assert_true(wait_metric(series[I_HS_FAILED], before[I_HS_FAILED] + 1) ==
+		    before[I_HS_FAILED] + 1);
+
+	/* dave comes online (XX): his backlog (one mailbox delivery), then he acks it. */
+	assert_int_equal(sp_raw_connect(&dave, broker.port), 0);
+	assert_int_equal(sp_raw_handshake(&dave, SP_PREAMBLE_PATTERN_XX, broker.server_pub, NULL),
+			 0);
+	assert_int_equal(sp_raw_wait_frame(&dave, SP_FRAME_DELIVER, &f, TIMEOUT_MS), 0);
+	assert_int_equal(f.body_len, sizeof(body));
+	dave_seq = f.seq;
+	assert_true(dave_seq > 0);
+	assert_int_equal(sp_raw_wait_frame(&dave, SP_FRAME_DRAINED, &f, TIMEOUT_MS), 0);
+	assert_int_equal(f.count, 1);
+	assert_int_equal(sp_raw_put_simple(ack, sizeof(ack), &off, SP_FRAME_ACK, dave_seq, NULL, 0),
+			 0);
+	assert_int_equal(sp_raw_send_plain(&dave, ack, off), 0);
+	/* A Ping round trip: the Ack before it has been processed (frames are in order). */
+	off = 0;
+	assert_int_equal(sp_raw_put_simple(ack, sizeof(ack), &off, SP_FRAME_PING, 77, NULL, 0), 0);
+	assert_int_equal(sp_raw_send_plain(&dave, ack, off), 0);
+	assert_int_equal(sp_raw_wait_frame(&dave, SP_FRAME_PONG, &f, TIMEOUT_MS), 0);
+	assert_int_equal(f.id, 77);
+
+	/* Everything the broker wrote, the clients read (mallory got nothing). */
+	{
+		double sent = before[I_BYTES_SENT] + (double)(alice.bytes_in + bob.bytes_in +
+							      carol_in + mallory_in + dave.bytes_in);
+
+		assert_true(mallory_in == 0);
+		assert_true(wait_metric(series[I_BYTES_SENT], sent) == sent);
+	}
+	b = scrape();
+	for (int i = 0; i < N; i++)
+		after[i] = metric(b, series[i]);
+	free(b);
+	for (int i = 0; i < N; i++) {
+		if (want[i] >= 0 && after[i] - before[i] != want[i])
+			fail_msg("%s moved by %g, expected %g", series[i], after[i] - before[i],
+				 want[i]);
+	}
+	/* At least one loop iteration per message the broker handled. */
+	assert_true(after[I_LOOP] > before[I_LOOP]);
+	sp_raw_close(&alice);
+	sp_raw_close(&bob);
+	sp_raw_close(&mallory);
+	sp_raw_close(&dave);
+	/* Three more closes (eof); nothing left open by this test. */
+	assert_true(wait_metric(series[I_EOF], before[I_EOF] + 4) == before[I_EOF] + 4);
+	b = scrape();
+	assert_true(metric(b, series[1]) == before[1]);
+	free(b);
+}
+
+static void test_promtool(void **state)
+{
+	char path[] = "/tmp/it-metrics-XXXXXX", cmd[128], out[4096];
+	size_t n = 0;
+	char *body;
+	FILE *p;
+	int fd, st;
+
+	(void)state;
+	if (system("command -v promtool >/dev/null 2>&1") != 0) {
+		print_message("SKIP: promtool not found in PATH (Debian package prometheus)\n");
+		skip();
+	}
+	body = scrape();
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, body, strlen(body)), (ssize_t)strlen(body));
+	close(fd);
+	snprintf(cmd, sizeof(cmd), "promtool check metrics < %s 2>&1", path);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	while (n + 1 < sizeof(out)) {
+		size_t got = fread(out + n, 1, sizeof(out) - 1 - n, p);
+
+		if (got == 0)
+			break;
+		n += got;
+	}
+	out[n] = '\0';
+	st = pclose(p);
+	unlink(path);
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || n)
+		fail_msg("promtool: %s", out);
+	/* The process and RocksDB figures come from the broker itself. */
+	assert_true(metric(body, "process_open_fds") > 0);
+	assert_true(metric(body, "sealpost_process_start_time_seconds") > 1.7e9);
+	assert_true(metric(body, "sealpost_rocksdb_sst_bytes") >= 0);
+	assert_true(strstr(body, "sealpost_build_info{version=\"") != NULL);
+	free(body);
+}
+
+/* --- /readyz before the broker is ready --------------------------------------- */
+
+/* Starts sealpostd without waiting for it (support's start waits for ready). */
+static int spawn_unready(struct sp_it_broker *b, uint16_t port)
+{
+	const char *bin = getenv("SEALPOSTD");
+	char listen[32];
+	int logfd;
+	pid_t pid;
+
+	snprintf(listen, sizeof(listen), "127.0.0.1:%u", (unsigned)port);
+	logfd = open(b->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (!bin || logfd < 0)
+		return -EINVAL;
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(logfd, STDOUT_FILENO);
+		dup2(logfd, STDERR_FILENO);
+		execl(bin, bin, "--listen", listen, "--data-dir", b->data_dir, "--metrics-listen",
+		      "127.0.0.1:0", "--lock-timeout", "60", (char *)NULL);
+		_exit(127);
+	}
+	close(logfd);
+	if (pid < 0)
+		return -errno;
+	b->pid = pid;
+	b->reaped = 0;
+	return 0;
+}
+
+/* The port of the msg="metrics listening" line, polled (bounded). */
+static uint16_t wait_metrics_port(const struct sp_it_broker *b)
+{
+	for (int waited = 0; waited < WAIT_BOUND_MS; waited += 20) {
+		char line[1024];
+		FILE *f = fopen(b->log_path, "r");
+		unsigned port = 0;
+
+		while (f && fgets(line, sizeof(line), f)) {
+			const char *p = strstr(line, "msg=\"metrics listening\"");
+
+			if (p && (p = strstr(p, " port=")) != NULL)
+				port = (unsigned)strtoul(p + 6, NULL, 10);
+		}
+		if (f)
+			fclose(f);
+		if (port)
+			return (uint16_t)port;
+		sleep_ms(20);
+	}
+	return 0;
+}
+
+static void test_readyz_waits_for_the_lock(void **state)
+{
+	struct sp_it_broker b;
+	char lock_path[320], *body;
+	int lock_fd, st = -1, sock;
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t sl = sizeof(sa);
+	uint16_t port, mport;
+
+	(void)state;
+	memset(&b, 0, sizeof(b));
+	snprintf(b.data_dir, sizeof(b.data_dir), "/tmp/sp-it-XXXXXX");
+	assert_non_null(mkdtemp(b.data_dir));
+	snprintf(b.log_path, sizeof(b.log_path), "%s/sealpostd.log", b.data_dir);
+	/* This process holds the data directory's lock, as a broker still
+	 * draining would. */
+	snprintf(lock_path, sizeof(lock_path), "%s/sealpostd.lock", b.data_dir);
+	lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	assert_true(lock_fd >= 0);
+	assert_int_equal(flock(lock_fd, LOCK_EX | LOCK_NB), 0);
+	/* A free port for the device listener. */
+	sock = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(sock, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(getsockname(sock, (struct sockaddr *)&sa, &sl), 0);
+	port = ntohs(sa.sin_port);
+	close(sock);
+
+	assert_int_equal(spawn_unready(&b, port), 0);
+	mport = wait_metrics_port(&b);
+	assert_true(mport != 0);
+	/* Up (healthz) but not ready while the lock is held: it cannot be,
+	 * however long we look, since it has no data directory yet. */
+	for (int waited = 0; waited < WAIT_BOUND_MS; waited += 20) {
+		if (sp_it_log_count(&b, "waiting for the data-directory lock") > 0)
+			break;
+		sleep_ms(20);
+	}
+	assert_true(sp_it_log_count(&b, "waiting for the data-directory lock") > 0);
+	assert_int_equal(http_get(mport, "/healthz", &body), 200);
+	free(body);
+	assert_int_equal(http_get(mport, "/readyz", &body), 503);
+	free(body);
+	assert_true(sp_it_broker_alive(&b));
+	assert_true(sp_it_tcp_connect(port) < 0);       /* not listening for devices yet */
+
+	/* Release: it takes the lock, opens storage, listens, and is ready. */
+	close(lock_fd);
+	for (int waited = 0; waited < WAIT_BOUND_MS; waited += 20) {
+		st = http_get(mport, "/readyz", &body);
+		free(body);
+		if (st == 200)
+			break;
+		sleep_ms(20);
+	}
+	assert_int_equal(st, 200);
+	sock = sp_it_tcp_connect(port);
+	assert_true(sock >= 0);
+	close(sock);
+	assert_int_equal(sp_it_broker_stop(&b), 0);
+	sp_it_rmrf(b.data_dir);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_health),
+		cmocka_unit_test(test_counters_follow_traffic),
+		cmocka_unit_test(test_promtool),
+		cmocka_unit_test(test_readyz_waits_for_the_lock),
+	};
+
+	if (sodium_init() < 0)
+		return 1;
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
