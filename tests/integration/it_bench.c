@@ -306,6 +306,36 @@ static void test_peers_help(void **state)
 	(void)ran;
 }
 
+/* The hot-path benchmark (no broker, no sockets) at a tiny size: it exits 0
+ * only if its recipients decrypted every envelope it produced; the JSON parses
+ * and its figures are present. */
+static void test_hotpath(void **state)
+{
+	const char *bin = getenv("SP_BIN_DIR");
+	char path[1200];
+	char *argv[] = { path, "--devices", "1000", "--seconds", "0.2", "--reps", "3",
+			 "--quiet", "--json", "-", NULL };
+	json_error_t err;
+	json_t *j;
+
+	(void)state;
+	assert_non_null(bin);
+	snprintf(path, sizeof(path), "%s/sealpost-bench-hotpath", bin);
+	assert_int_equal(sp_it_run(argv, NULL, out, OUT_CAP, RUN_TIMEOUT_S), 0);
+	j = json_loads(out, 0, &err);
+	if (!j)
+		fail_msg("JSON: %s (line %d)\n%s", err.text, err.line, out);
+	assert_true(json_is_true(json_object_get(j, "verified")));
+	assert_int_equal(num(j, "devices"), 1000);
+	assert_true(num(j, "verified_envelopes") > 0);
+	assert_true(num(json_object_get(j, "hotpath"), "count") > 0);
+	assert_true(num(json_object_get(j, "bare_aead"), "count") > 0);
+	assert_true(num(json_object_get(j, "handshake_ik_responder"), "count") > 0);
+	assert_true(real(j, "ratio_hotpath_bare") > 0);
+	assert_true(real(j, "ratio_handshake_bare") > 0);
+	json_decref(j);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -316,6 +346,7 @@ int main(void)
 		cmocka_unit_test(test_drain),
 		cmocka_unit_test(test_loopback_only),
 		cmocka_unit_test(test_peers_help),
+		cmocka_unit_test(test_hotpath),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
