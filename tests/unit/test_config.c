@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sp_config.h"
 #include "sp_limits.h"
@@ -211,6 +212,211 @@ static void test_usage_lists_options(void **state)
 	free(text);
 }
 
+/* --- the config file -------------------------------------------------------- */
+
+static char file_path[64];
+
+/* Writes text to a fresh temp file; its path in file_path. */
+static const char *write_file(const char *text)
+{
+	int fd;
+
+	snprintf(file_path, sizeof(file_path), "/tmp/test-config-XXXXXX");
+	fd = mkstemp(file_path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	return file_path;
+}
+
+/* Parses text as a config file over defaults; the file is removed after. */
+static int parse_text(struct sp_config *c, const char *text)
+{
+	int ret;
+
+	sp_config_defaults(c);
+	err[0] = '\0';
+	ret = sp_config_parse_file(c, write_file(text), err, sizeof(err));
+	unlink(file_path);
+	return ret;
+}
+
+static void test_file_every_key(void **state)
+{
+	struct sp_config c;
+
+	(void)state;
+	assert_int_equal(parse_text(&c,
+				    "# a comment\n"
+				    "; another\n"
+				    "\n"
+				    "listen = 0.0.0.0:9000\n"
+				    "metrics-listen = [::1]:9401\n"
+				    "data-dir = /tmp/x y\n"
+				    "lock-timeout = 5\n"
+				    "max-conns = 12 ; inline comment\n"
+				    "max-envelope=1000\n"
+				    "sendq-max = 70000\n"
+				    "handshake-timeout = 250\n"
+				    "idle-timeout = 0\n"
+				    "handshake-rate = 7\n"
+				    "recv-buffers = 64\n"
+				    "recv-buffer-size = 4096\n"
+				    "close-grace = 0\n"
+				    "log-rate = 3\n"
+				    "log-level = debug\n"), 0);
+	assert_string_equal(c.listen, "0.0.0.0:9000");
+	assert_int_equal(ntohs(((struct sockaddr_in *)&c.listen_addr)->sin_port), 9000);
+	assert_string_equal(c.metrics_listen, "[::1]:9401");
+	assert_string_equal(c.data_dir, "/tmp/x y");
+	assert_int_equal(c.lock_timeout_s, 5);
+	assert_int_equal(c.max_conns, 12);
+	assert_int_equal(c.max_envelope, 1000);
+	assert_int_equal(c.sendq_max, 70000);
+	assert_int_equal(c.handshake_timeout_ms, 250);
+	assert_int_equal(c.idle_timeout_s, 0);
+	assert_int_equal(c.handshake_rate, 7);
+	assert_int_equal(c.recv_buffers, 64);
+	assert_int_equal(c.recv_buffer_size, 4096);
+	assert_int_equal(c.close_grace_ms, 0);
+	assert_int_equal(c.log_rate, 3);
+	assert_int_equal(c.log_level, SP_LOG_DEBUG);
+	assert_string_equal(c.config_path, file_path);
+}
+
+/* Each error names the file and the line, and says what is wrong. */
+static void expect_file_error(const char *text, int line, const char *what)
+{
+	struct sp_config c;
+	char where[96];
+
+	assert_int_equal(parse_text(&c, text), -EINVAL);
+	snprintf(where, sizeof(where), "%s:%d: ", file_path, line);
+	if (strncmp(err, where, strlen(where)) != 0 || !strstr(err, what)) {
+		fprintf(stderr, "expected '%s...%s', got: %s\n", where, what, err);
+		fail();
+	}
+}
+
+static void test_file_errors(void **state)
+{
+	char longline[400];
+
+	(void)state;
+	expect_file_error("max-conns = 5\n\nbogus = 1\n", 3, "unknown key 'bogus'");
+	expect_file_error("max-conns = 0\n", 1, "max-conns: 0 is out of range");
+	expect_file_error("# c\nmax-conns = lots\n", 2, "max-conns: 'lots' is not a number");
+	expect_file_error("max-conns = 16 # not a comment here\n", 1, "not a number");
+	expect_file_error("recv-buffers = 100\n", 1, "not a power of two");
+	expect_file_error("log-level = loud\n", 1, "log-level");
+	expect_file_error("listen = localhost:7400\n", 1, "listen");
+	expect_file_error("metrics-listen = 9400\n", 1, "metrics-listen");
+	expect_file_error("data-dir =\n", 1, "data-dir: empty");
+	expect_file_error("max-conns = 5\njust words\n", 2, "expected 'key = value'");
+	expect_file_error("max-conns = 5\nmax-conns = 6\n", 2, "already set on line 1");
+	expect_file_error("[sealpostd]\nmax-conns = 5\n", 2, "sections are not used");
+	/* Command-line only. */
+	expect_file_error("config = /etc/other.conf\n", 1, "unknown key 'config'");
+	expect_file_error("check-config = 1\n", 1, "unknown key 'check-config'");
+	expect_file_error("help = 1\n", 1, "unknown key 'help'");
+	/* The first error wins, whether a syntax error or a bad value. */
+	expect_file_error("x y z\nmax-conns = 0\n", 1, "expected 'key = value'");
+	expect_file_error("max-conns = 0\nx y z\n", 1, "out of range");
+	/* A line longer than libinih's buffer is refused, not split in two. */
+	memset(longline, 'a', sizeof(longline));
+	memcpy(longline, "data-dir = /", 12);
+	longline[sizeof(longline) - 2] = '\n';
+	longline[sizeof(longline) - 1] = '\0';
+	expect_file_error(longline, 1, "line longer than");
+}
+
+static void test_file_missing(void **state)
+{
+	struct sp_config c;
+
+	(void)state;
+	sp_config_defaults(&c);
+	assert_int_equal(sp_config_parse_file(&c, "/nonexistent/sealpostd.conf", err,
+					      sizeof(err)), -ENOENT);
+	assert_non_null(strstr(err, "/nonexistent/sealpostd.conf"));
+}
+
+/* Builds argv from a NULL-terminated list and runs sp_config_load. */
+static int load(struct sp_config *c, ...)
+{
+	char *argv[32];
+	int argc = 0;
+	va_list ap;
+
+	argv[argc++] = "sealpostd";
+	va_start(ap, c);
+	for (char *a; (a = va_arg(ap, char *)) != NULL;)
+		argv[argc++] = a;
+	va_end(ap);
+	err[0] = '\0';
+	return sp_config_load(c, argc, argv, err, sizeof(err));
+}
+
+static void test_load_precedence(void **state)
+{
+	struct sp_config c;
+	char path[64];
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s",
+		 write_file("max-conns = 100\nlog-level = debug\nidle-timeout = 5\n"));
+	/* defaults < file < flags, wherever --config stands among the flags */
+	assert_int_equal(load(&c, "--max-conns", "7", "--config", path, NULL), SP_CONFIG_OK);
+	assert_int_equal(c.max_conns, 7);
+	assert_int_equal(c.log_level, SP_LOG_DEBUG);
+	assert_int_equal(c.idle_timeout_s, 5);
+	assert_int_equal(c.handshake_timeout_ms, SP_DEFAULT_HANDSHAKE_TIMEOUT_MS);
+	assert_string_equal(c.config_path, path);
+	assert_int_equal(load(&c, "--config=", NULL), -EINVAL);
+	assert_int_equal(load(&c, "--config", path, "--check-config", NULL), SP_CONFIG_CHECK);
+	assert_int_equal(c.max_conns, 100);
+	/* A bad flag is reported even with a good file; a bad file even with good flags. */
+	assert_int_equal(load(&c, "--config", path, "--max-conns", "0", NULL), -EINVAL);
+	assert_non_null(strstr(err, "--max-conns"));
+	unlink(path);
+	assert_int_equal(load(&c, "--config", path, NULL), -ENOENT);
+	/* --help needs no readable file. */
+	assert_int_equal(load(&c, "--config", path, "--help", NULL), SP_CONFIG_HELP);
+	assert_int_equal(load(&c, NULL), SP_CONFIG_OK);
+	assert_string_equal(c.config_path, "");
+}
+
+/* --check-config prints every option; its output is a config file that reads back the same. */
+static void test_print_round_trip(void **state)
+{
+	struct sp_config c, d;
+	char *text = NULL, *text2 = NULL;
+	size_t len = 0, len2 = 0;
+	FILE *f;
+
+	(void)state;
+	assert_int_equal(parse(&c, "--max-conns", "33", "--listen", "[::1]:7401",
+			       "--metrics-listen", "off", "--log-level", "warn", NULL), SP_CONFIG_OK);
+	f = open_memstream(&text, &len);
+	sp_config_print(f, &c);
+	fclose(f);
+	assert_non_null(strstr(text, "\nmax-conns = 33\n"));
+	assert_non_null(strstr(text, "\nlisten = [::1]:7401\n"));
+	assert_non_null(strstr(text, "\nmetrics-listen = off\n"));
+	assert_non_null(strstr(text, "\nlog-level = warn\n"));
+	assert_non_null(strstr(text, "\nidle-timeout = 600\n"));     /* defaults too */
+	assert_null(strstr(text, "check-config"));
+	assert_null(strstr(text, "\nhelp"));
+	assert_int_equal(parse_text(&d, text), 0);
+	f = open_memstream(&text2, &len2);
+	sp_config_print(f, &d);
+	fclose(f);
+	/* Same after the header line (which names the file). */
+	assert_string_equal(strchr(text, '\n'), strchr(text2, '\n'));
+	free(text);
+	free(text2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -222,6 +428,11 @@ int main(void)
 		cmocka_unit_test(test_syntax_errors),
 		cmocka_unit_test(test_help_version),
 		cmocka_unit_test(test_usage_lists_options),
+		cmocka_unit_test(test_file_every_key),
+		cmocka_unit_test(test_file_errors),
+		cmocka_unit_test(test_file_missing),
+		cmocka_unit_test(test_load_precedence),
+		cmocka_unit_test(test_print_round_trip),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

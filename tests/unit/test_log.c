@@ -181,6 +181,39 @@ static void test_write_limited(void **state)
 	close(p[1]);
 }
 
+/* The level changes at run time (SIGUSR1/SIGUSR2 in sealpostd) and is clamped. */
+static void test_set_level(void **state)
+{
+	char buf[4096];
+	struct sp_log lg;
+	int p[2];
+	size_t n;
+
+	(void)state;
+	assert_int_equal(pipe2(p, O_NONBLOCK), 0);
+	sp_log_init(&lg, p[1], SP_LOG_WARN);
+	assert_int_equal(sp_log_level(&lg), SP_LOG_WARN);
+	SP_LOG(&lg, SP_LOG_DEBUG, "hidden", SP_KV_UINT("n", 1));
+	assert_int_equal(drain(p[0], buf, sizeof(buf)), 0);
+	sp_log_set_level(&lg, SP_LOG_DEBUG);
+	assert_true(sp_log_enabled(&lg, SP_LOG_DEBUG));
+	SP_LOG(&lg, SP_LOG_DEBUG, "shown", SP_KV_UINT("n", 2));
+	n = drain(p[0], buf, sizeof(buf));
+	assert_true(n > 0);
+	assert_int_equal(count(buf, "msg=shown") + count(buf, "msg=\"shown\""), 1);
+	sp_log_set_level(&lg, SP_LOG_ERROR);
+	SP_LOG(&lg, SP_LOG_WARN, "hidden again", SP_KV_UINT("n", 3));
+	assert_int_equal(drain(p[0], buf, sizeof(buf)), 0);
+	/* Out of range: clamped, never a level that enables nothing or everything oddly. */
+	sp_log_set_level(&lg, (enum sp_log_level)99);
+	assert_int_equal(sp_log_level(&lg), SP_LOG_DEBUG);
+	sp_log_set_level(&lg, (enum sp_log_level)-5);
+	assert_int_equal(sp_log_level(&lg), SP_LOG_ERROR);
+	assert_true(sp_log_enabled(&lg, SP_LOG_ERROR));
+	close(p[0]);
+	close(p[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -190,6 +223,7 @@ int main(void)
 		cmocka_unit_test(test_levels),
 		cmocka_unit_test(test_limiter),
 		cmocka_unit_test(test_write_limited),
+		cmocka_unit_test(test_set_level),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
