@@ -360,6 +360,53 @@ static void test_promtool(void **state)
 	free(body);
 }
 
+/*
+ * The Prometheus configuration, recording/alerting rules and rule unit tests
+ * in docs/OPERATIONS.md (```yaml blocks whose first line is "# NAME.yml")
+ * pass promtool: check config (which checks the rules it names), check
+ * rules, test rules.
+ */
+static void test_docs_promtool(void **state)
+{
+	const char *src = getenv("SP_SOURCE_DIR");
+	char dir[] = "/tmp/it-metrics-docs-XXXXXX", cmd[2048], out[8192] = "";
+	size_t n = 0;
+	FILE *p;
+	int st;
+
+	(void)state;
+	if (system("command -v promtool >/dev/null 2>&1") != 0) {
+		print_message("SKIP: promtool not found in PATH (Debian package prometheus)\n");
+		skip();
+	}
+	assert_non_null(src);
+	assert_non_null(mkdtemp(dir));
+	snprintf(cmd, sizeof(cmd),
+		 "set -e; cd %s; "
+		 "awk '/^```yaml$/ { inb = 1; first = 1; next } "
+		 "/^```$/ { if (out != \"\") close(out); inb = 0; out = \"\"; next } "
+		 "inb { if (first) { first = 0; if ($1 == \"#\" && $2 ~ /\\.yml$/) out = $2 } "
+		 "if (out != \"\") print > out }' '%s/docs/OPERATIONS.md'; "
+		 "test -s prometheus.yml; test -s sealpost-rules.yml; test -s sealpost-rules.test.yml; "
+		 "promtool check config prometheus.yml && promtool check rules sealpost-rules.yml && "
+		 "promtool test rules sealpost-rules.test.yml; cd /; rm -rf %s",
+		 dir, src, dir);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	while (n + 1 < sizeof(out)) {
+		size_t got = fread(out + n, 1, sizeof(out) - 1 - n, p);
+
+		if (got == 0)
+			break;
+		n += got;
+	}
+	out[n] = '\0';
+	st = pclose(p);
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		fail_msg("promtool on docs/OPERATIONS.md: %s", out);
+	assert_non_null(strstr(out, "SUCCESS"));
+}
+
 /* --- /readyz before the broker is ready --------------------------------------- */
 
 /* Starts sealpostd without waiting for it (support's start waits for ready). */
@@ -484,6 +531,7 @@ int main(void)
 		cmocka_unit_test(test_health),
 		cmocka_unit_test(test_counters_follow_traffic),
 		cmocka_unit_test(test_promtool),
+		cmocka_unit_test(test_docs_promtool),
 		cmocka_unit_test(test_readyz_waits_for_the_lock),
 	};
 
