@@ -256,6 +256,71 @@ static void test_log_level_by_signal(void **state)
 	sp_it_rmrf(b.data_dir);
 }
 
+/* A connection with a bad preamble, waited on until the broker closes it. */
+static void bad_preamble(const struct sp_it_broker *b)
+{
+	char buf[16];
+	int fd = sp_it_tcp_connect(b->port);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "GARBAGE!", 8), 8);
+	assert_true(read(fd, buf, sizeof(buf)) <= 0);  /* closed, nothing said */
+	close(fd);
+}
+
+/* Lines with msg="bad preamble" and the sum of their suppressed=N. */
+static void count_lines(const struct sp_it_broker *b, long *lines, long *suppressed)
+{
+	FILE *f = fopen(b->log_path, "r");
+	char line[1024];
+
+	*lines = *suppressed = 0;
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f)) {
+		const char *p;
+
+		if (!strstr(line, "msg=\"bad preamble\""))
+			continue;
+		(*lines)++;
+		if ((p = strstr(line, " suppressed=")) != NULL)
+			*suppressed += strtol(p + 12, NULL, 10);
+	}
+	fclose(f);
+}
+
+/*
+ * Peer-triggered lines go through the limiter: with --log-rate 2, 40
+ * bad connections in a row give a few lines, and every one that was dropped
+ * is accounted for by a later line's suppressed=N. Connections continue,
+ * slowly, until the tally is complete (lines + suppressed == connections,
+ * which holds only once nothing is pending).
+ */
+static void test_peer_lines_rate_limited(void **state)
+{
+	const char *extra[] = { "--log-rate", "2", NULL };
+	struct sp_it_broker b;
+	long lines = 0, suppressed = 0, made = 0;
+
+	(void)state;
+	assert_int_equal(sp_it_broker_start(&b, NULL, extra), 0);
+	for (; made < 40; made++)
+		bad_preamble(&b);
+	for (int w = 0; w < 3 * WAIT_BOUND_MS; w += 100) {
+		count_lines(&b, &lines, &suppressed);
+		if (lines + suppressed == made)
+			break;
+		sleep_ms(100);
+		bad_preamble(&b);
+		made++;
+	}
+	print_message("%ld bad connections: %ld lines, %ld suppressed\n", made, lines, suppressed);
+	assert_int_equal(lines + suppressed, made);
+	assert_true(suppressed > 0);
+	assert_true(lines < made);
+	assert_int_equal(sp_it_broker_stop(&b), 0);
+	sp_it_rmrf(b.data_dir);
+}
+
 /* The example shipped in packaging/ stays valid and sets every option it shows. */
 static void test_packaged_example(void **state)
 {
@@ -279,6 +344,7 @@ int main(void)
 		cmocka_unit_test(test_running_broker_uses_the_file),
 		cmocka_unit_test(test_log_level_by_signal),
 		cmocka_unit_test(test_packaged_example),
+		cmocka_unit_test(test_peer_lines_rate_limited),
 	};
 
 	if (sodium_init() < 0)
