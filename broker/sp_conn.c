@@ -95,7 +95,6 @@ void sp_conn_open(struct sp_conn *c, int fd, uint32_t slot)
 	c->slot = slot;
 	c->gen = gen;
 	c->state = SP_CONN_PREAMBLE;
-	c->next_seq = 1;
 }
 
 static void free_hs(struct sp_conn *c)

@@ -124,6 +124,18 @@ enum sp_close_reason {
 
 const char *sp_close_reason_name(enum sp_close_reason r);
 
+/*
+ * How durable envelopes reach a routed device (the shard decides; see
+ * sp_shard.c). While a reader mode is on, new durable envelopes for the
+ * device are only stored and reach it through the reader, in seq order.
+ */
+enum sp_mbox_mode {
+	SP_MBOX_NONE = 0,       /* not routed yet: nothing is delivered */
+	SP_MBOX_BACKLOG,        /* reading the stored backlog; Drained{count} at its end */
+	SP_MBOX_CATCHUP,        /* reading again after the outbound queue was full (no Drained) */
+	SP_MBOX_LIVE,           /* durable envelopes go straight from the sender's buffer */
+};
+
 struct sp_conn {
 	int fd;
 	uint32_t slot;
@@ -167,7 +179,12 @@ struct sp_conn {
 	struct sp_txchunk *tx_head, *tx_tail;
 	uint64_t txq_bytes;             /* written and not yet sent */
 	uint32_t send_len;              /* bytes of the send in flight */
-	uint64_t next_seq;              /* Deliver.seq; mailboxes will replace this */
+
+	/* mailbox delivery (the shard's; see sp_shard.c "mailboxes") */
+	uint8_t mbox;                   /* enum sp_mbox_mode */
+	uint64_t mbox_from;             /* the backlog reader's next seq */
+	uint64_t mbox_count;            /* backlog envelopes sent (Drained.count) */
+	struct sp_list drain;           /* in the shard's drain list while the reader runs */
 
 	/* timers and lists of the shard */
 	struct sp_list timer;           /* in exactly one deadline-ordered list, or none */

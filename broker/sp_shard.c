@@ -1,12 +1,30 @@
 /*
- * sp_shard.c: the event loop of one shard, connection lifetime, and routing.
+ * sp_shard.c: the event loop of one shard, connection lifetime, routing and
+ * mailboxes.
  *
  * Loop iteration: submit everything prepared and wait for one completion;
- * handle every completion (input is decrypted, routed and encrypted into the
- * recipients' open outbound messages as it arrives); then flush: finish each
- * touched connection's open message, start its send, act on pending closes,
- * and give receive buffers back. So many envelopes arriving in one iteration
- * for one device leave in one Noise message and one send.
+ * (1) handle every completion: input is decrypted and routed; durable
+ * envelopes, acks and the expiry sweep go into the iteration's one store
+ * batch, and envelopes for live recipients are encrypted into their open
+ * outbound messages straight from the receive buffer; (2) commit the batch
+ * (one WriteBatch, at most one fsync); (3) write the SendResults, now that
+ * the commit's outcome is known, and let the backlog readers fill the queues
+ * of devices still draining their mailbox; (4) flush: finish each touched
+ * connection's open message, start its send, act on pending closes, and give
+ * receive buffers back. Nothing reaches a socket before (2), so an ACCEPTED
+ * or a Deliver never goes out for an envelope that is not stored. Many
+ * envelopes arriving in one iteration for one device leave in one Noise
+ * message and one send.
+ *
+ * Mailboxes, per routed connection (c->mbox): BACKLOG from routing until the
+ * reader has sent every stored envelope (in seq order) and Drained{count};
+ * then LIVE: a durable envelope is stored and delivered in the same
+ * iteration with its seq. A LIVE device whose outbound queue is over
+ * --sendq-max goes to CATCHUP: its envelopes are stored only and the reader
+ * sends them from the first one it missed, as the queue drains (no Drained).
+ * While a reader runs, nothing durable is delivered live, so a device never
+ * sees seqs out of order. Acks delete entries of the connection's own device
+ * only (the mailbox key is the proven static key).
  */
 #include "sp_shard.h"
 
@@ -20,13 +38,24 @@
 #include <unistd.h>
 
 #include "sp_route.h"
+#include "sp_store.h"
 
 enum {
 	TICK_MS = 100,                  /* timer resolution for every timeout */
 	RING_ENTRIES = 4096,
 	TXPOOL_KEEP = 256,              /* free tx chunks kept (~16 MiB) */
 	STOP_EXTRA_MS = 1000,           /* after close_grace, before giving up on completions */
+	EXPIRE_PER_TICK = 4096,         /* expiry index records swept per tick, at most */
+	DRAIN_CONNS_PER_ITER = 64,      /* backlog readers served per iteration, at most */
 };
+
+static uint64_t wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 static uint64_t mono_ns(void)
 {
@@ -115,10 +144,46 @@ static struct end_log end_log_of(enum sp_close_reason r)
 	}
 }
 
+/* The metrics label of a close reason (same words as the log's reason=). */
+static enum sp_metrics_close metrics_close(enum sp_close_reason r)
+{
+	static const enum sp_metrics_close map[SP_CLOSE_REASON_COUNT] = {
+		[SP_CLOSE_NONE] = SP_METRICS_CLOSE_INTERNAL,
+		[SP_CLOSE_EOF] = SP_METRICS_CLOSE_EOF,
+		[SP_CLOSE_IO] = SP_METRICS_CLOSE_IO_ERROR,
+		[SP_CLOSE_BAD_PREAMBLE] = SP_METRICS_CLOSE_BAD_PREAMBLE,
+		[SP_CLOSE_BAD_LENGTH] = SP_METRICS_CLOSE_BAD_LENGTH,
+		[SP_CLOSE_HANDSHAKE_FAILED] = SP_METRICS_CLOSE_HANDSHAKE_FAILED,
+		[SP_CLOSE_HANDSHAKE_TIMEOUT] = SP_METRICS_CLOSE_HANDSHAKE_TIMEOUT,
+		[SP_CLOSE_DECRYPT_FAILED] = SP_METRICS_CLOSE_DECRYPT_FAILED,
+		[SP_CLOSE_PROTOCOL] = SP_METRICS_CLOSE_PROTOCOL,
+		[SP_CLOSE_TAKEOVER] = SP_METRICS_CLOSE_TAKEOVER,
+		[SP_CLOSE_SHUTDOWN] = SP_METRICS_CLOSE_SHUTDOWN,
+		[SP_CLOSE_SLOW_CONSUMER] = SP_METRICS_CLOSE_SLOW_CONSUMER,
+		[SP_CLOSE_IDLE] = SP_METRICS_CLOSE_IDLE,
+		[SP_CLOSE_NOMEM] = SP_METRICS_CLOSE_NOMEM,
+		[SP_CLOSE_INTERNAL] = SP_METRICS_CLOSE_INTERNAL,
+	};
+
+	return (unsigned)r < SP_CLOSE_REASON_COUNT ? map[r] : SP_METRICS_CLOSE_INTERNAL;
+}
+
+static enum sp_metrics_pattern metrics_pattern(const struct sp_conn *c)
+{
+	return c->pattern == SP_PREAMBLE_PATTERN_IK ? SP_METRICS_PATTERN_IK : SP_METRICS_PATTERN_XX;
+}
+
+/* Called exactly once per connection that was accepted (at its GoAway or its teardown). */
 static void log_end(struct sp_shard *sh, const struct sp_conn *c, enum sp_close_reason r)
 {
 	struct end_log e = end_log_of(r);
 
+	/* Ended mid-handshake: the pattern is known (the preamble was read), no split yet. */
+	if (c->state == SP_CONN_HANDSHAKE)
+		sp_metrics_handshake(sh->metrics, metrics_pattern(c),
+				     r == SP_CLOSE_HANDSHAKE_TIMEOUT ? SP_METRICS_OUTCOME_TIMEOUT
+								     : SP_METRICS_OUTCOME_FAILED, 0);
+	sp_metrics_conn_closed(sh->metrics, metrics_close(r));
 	sh->stats.closed[r < SP_CLOSE_REASON_COUNT ? r : SP_CLOSE_INTERNAL]++;
 	SP_LOG_LIMITED(sh->log, &sh->lim[r], sh->now_ns, e.level, e.msg,
 		       SP_KV_STR("reason", sp_close_reason_name(r)),
@@ -147,6 +212,7 @@ static void teardown(struct sp_shard *sh, struct sp_conn *c, enum sp_close_reaso
 	if (c->state != SP_CONN_CLOSING)       /* else logged at its GoAway */
 		log_end(sh, c, r);
 	sp_list_del(&c->timer);
+	sp_list_del(&c->drain);
 	route_drop(sh, c);
 	sp_conn_wipe(c);
 	c->state = SP_CONN_DEAD;
@@ -206,6 +272,7 @@ static void end_conn(struct sp_shard *sh, struct sp_conn *c, enum sp_close_reaso
 	}
 	log_end(sh, c, r);
 	route_drop(sh, c);
+	sp_list_del(&c->drain);
 	c->state = SP_CONN_CLOSING;
 	c->close_reason = r;
 	timer_set(&sh->closing_list, c, sh->now_ns + (uint64_t)sh->cfg->close_grace_ms * 1000000);
@@ -358,14 +425,17 @@ static void on_accept(struct sp_shard *sh, int fd)
 
 	if (sh->stopping) {
 		close(fd);
+		sp_metrics_conn_refused(sh->metrics, SP_METRICS_CLOSE_SHUTDOWN);
 		return;
 	}
 	if (sh->nfree == 0) {
 		refuse(sh, fd, "max_conns", &sh->stats.refused_max_conns);
+		sp_metrics_conn_refused(sh->metrics, SP_METRICS_CLOSE_MAX_CONNS);
 		return;
 	}
 	if (!take_token(sh)) {
 		refuse(sh, fd, "handshake_rate", &sh->stats.refused_rate);
+		sp_metrics_conn_refused(sh->metrics, SP_METRICS_CLOSE_HANDSHAKE_RATE);
 		return;
 	}
 	slot = sh->free_slots[--sh->nfree];
@@ -375,6 +445,7 @@ static void on_accept(struct sp_shard *sh, int fd)
 	sp_conn_open(c, fd, slot);
 	sh->nconns++;
 	sh->stats.accepted++;
+	sp_metrics_conn_accepted(sh->metrics);
 	/* Small frames must leave at once: batching is done by us, per iteration. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	timer_set(&sh->hs_list, c, sh->now_ns + (uint64_t)sh->cfg->handshake_timeout_ms * 1000000);
@@ -436,57 +507,210 @@ static struct sp_conn *recipient(struct sp_shard *sh, const uint8_t key[SP_KEY_L
 }
 
 /* Deliver{seq} + body into the recipient's open outbound message, encrypted
- * straight from the receive buffer. */
-static enum sp_status deliver(struct sp_shard *sh, struct sp_conn *rc, const struct sp_frame *send,
-			      uint64_t *seq)
+ * straight from body (borrowed for the call: the receive buffer, or the
+ * store's read buffer). */
+static int deliver_frame(struct sp_shard *sh, struct sp_conn *rc, uint64_t seq,
+			 const uint8_t *body, size_t body_len)
 {
 	struct sp_frame d;
 	int ret;
 
-	if (rc->txq_bytes > sh->cfg->sendq_max)
-		return SP_STATUS_ERR_RECIPIENT_BUSY;
 	memset(&d, 0, sizeof(d));
 	d.type = SP_FRAME_DELIVER;
-	d.u.deliver.seq = rc->next_seq;
-	ret = sp_conn_tx_frame(rc, &sh->pool, &d, send->body, send->body_len);
+	d.u.deliver.seq = seq;
+	ret = sp_conn_tx_frame(rc, &sh->pool, &d, body, body_len);
 	mark(sh, rc);
+	/* Its outbound stream may be half-written: that connection ends. */
+	if (ret && ret != -ENOMEM && !rc->close_reason)
+		rc->close_reason = SP_CLOSE_INTERNAL;
+	return ret;
+}
+
+/* An online-only envelope (never stored): Deliver.seq 0. */
+static enum sp_status deliver_online(struct sp_shard *sh, struct sp_conn *rc,
+				     const struct sp_frame *send)
+{
+	if (rc->txq_bytes > sh->cfg->sendq_max)
+		return SP_STATUS_ERR_RECIPIENT_BUSY;
+	if (deliver_frame(sh, rc, 0, send->body, send->body_len))
+		return SP_STATUS_ERR_INTERNAL;
+	sh->stats.delivered++;
+	sh->live_delivered++;   /* timed when this iteration's sends are submitted */
+	return SP_STATUS_DELIVERED;
+}
+
+/* Starts (or restarts) the backlog reader of c at seq from. */
+static void reader_start(struct sp_shard *sh, struct sp_conn *c, enum sp_mbox_mode mode,
+			 uint64_t from)
+{
+	c->mbox = (uint8_t)mode;
+	c->mbox_from = from;
+	if (!sp_list_linked(&c->drain))
+		sp_list_add_tail(&sh->drain_list, &c->drain);
+}
+
+/* The iteration's store batch, begun on first use; NULL if there is no store
+ * or it refuses writes (then the caller answers ERR_INTERNAL). */
+static struct sp_store_batch *batch(struct sp_shard *sh)
+{
+	int ret;
+
+	if (sh->batch || !sh->store)
+		return sh->batch;
+	ret = sp_store_batch_begin(sh->store, sh->wall_ms, &sh->batch);
 	if (ret) {
-		/* Its outbound stream may be half-written: that connection ends. */
-		if (ret != -ENOMEM && !rc->close_reason)
-			rc->close_reason = SP_CLOSE_INTERNAL;
+		sh->batch = NULL;
+		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
+			       "mailbox store refuses writes", SP_KV_STR("error", strerror(-ret)),
+			       SP_KV_STR("detail", sp_store_errmsg(sh->store)));
+	}
+	return sh->batch;
+}
+
+/*
+ * A durable envelope: into the recipient's mailbox in this iteration's batch,
+ * and onto its live connection at once if it has one in LIVE mode. *durable
+ * is set when the status depends on the commit.
+ */
+static enum sp_status store_envelope(struct sp_shard *sh, struct sp_conn *c,
+				     const struct sp_frame *f, uint64_t *seq, bool *durable)
+{
+	struct sp_store_envelope env = {
+		.recipient = f->u.send.to,
+		.sender = c->device,
+		.client_id = f->u.send.client_id,
+		.body = f->body,
+		.body_len = f->body_len,
+	};
+	struct sp_store_batch *b = batch(sh);
+	struct sp_conn *rc;
+	int ret;
+
+	if (!b) {
+		sh->stats.store_errors++;
 		return SP_STATUS_ERR_INTERNAL;
 	}
-	*seq = rc->next_seq++;
-	sh->stats.delivered++;
-	return SP_STATUS_DELIVERED;
+	ret = sp_store_enqueue(b, &env, seq);
+	if (ret == SP_STORE_DUPLICATE) {
+		/* Stored (or acked) already: the original seq, no second copy and
+		 * no second delivery. Its record may be in this very batch, so the
+		 * answer too waits for the commit. */
+		sh->stats.duplicates++;
+		*durable = true;
+		return SP_STATUS_ACCEPTED;
+	}
+	if (ret == -EDQUOT) {
+		sh->stats.mailbox_full++;
+		return SP_STATUS_ERR_MAILBOX_FULL;
+	}
+	if (ret < 0) {
+		*seq = 0;
+		sh->stats.store_errors++;
+		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
+			       "mailbox write failed", SP_KV_STR("error", strerror(-ret)),
+			       SP_KV_STR("detail", sp_store_errmsg(sh->store)));
+		return SP_STATUS_ERR_INTERNAL;
+	}
+	*durable = true;
+	sh->it_entries++;
+	sh->it_bytes += (int64_t)f->body_len;
+	rc = recipient(sh, f->u.send.to);
+	if (rc && rc->mbox == SP_MBOX_LIVE) {
+		/* A full queue: the store keeps it, the reader sends it (and
+		 * whatever follows) once the queue has room, in order. */
+		if (rc->txq_bytes > sh->cfg->sendq_max)
+			reader_start(sh, rc, SP_MBOX_CATCHUP, *seq);
+		else if (deliver_frame(sh, rc, *seq, f->body, f->body_len) == 0) {
+			sh->stats.delivered++;
+			sh->live_delivered++;   /* timed at the flush */
+		}
+	}
+	return SP_STATUS_ACCEPTED;
+}
+
+/* Every SendResult of the iteration waits for the commit (see the top), in
+ * arrival order per connection. -ENOMEM if it cannot be queued. */
+static int queue_result(struct sp_shard *sh, const struct sp_conn *c, uint64_t client_id,
+			enum sp_status st, uint64_t seq, bool durable)
+{
+	struct sp_pending_result *r;
+
+	if (sh->nresults == sh->results_cap) {
+		size_t ncap = sh->results_cap ? sh->results_cap * 2 : 256;
+		struct sp_pending_result *n = realloc(sh->results, ncap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		sh->results = n;
+		sh->results_cap = ncap;
+	}
+	r = &sh->results[sh->nresults++];
+	r->slot = c->slot;
+	r->gen = c->gen;
+	r->client_id = client_id;
+	r->seq = seq;
+	r->status = (uint8_t)st;
+	r->durable = durable;
+	return 0;
 }
 
 static enum sp_close_reason on_send(struct sp_shard *sh, struct sp_conn *c,
 				    const struct sp_frame *f)
 {
-	struct sp_frame res;
 	struct sp_conn *rc;
 	enum sp_status st;
 	uint64_t seq = 0;
+	bool durable = false;
 
 	sh->stats.sends++;
 	if (!f->u.send.to_ok || !sp_noise_key_valid(f->u.send.to))
 		st = SP_STATUS_ERR_BAD_RECIPIENT;
 	else if (f->body_len > sh->cfg->max_envelope)
 		st = SP_STATUS_ERR_TOO_LARGE;
-	else if (!(rc = recipient(sh, f->u.send.to)))
-		/* Mailbox seam: "recipient offline -> store" goes here, and its
-		 * SendResult (ACCEPTED) is sent only after the durable commit. */
-		st = SP_STATUS_ERR_OFFLINE;
+	else if (f->u.send.flags & SP_SEND_ONLINE_ONLY)
+		/* Never stored, not ordered with stored envelopes: straight to a
+		 * live connection, whatever its mailbox mode. */
+		st = (rc = recipient(sh, f->u.send.to)) ? deliver_online(sh, rc, f)
+							: SP_STATUS_ERR_OFFLINE;
 	else
-		st = deliver(sh, rc, f, &seq);
+		st = store_envelope(sh, c, f, &seq, &durable);
+	if (st != SP_STATUS_ACCEPTED && st != SP_STATUS_DELIVERED)
+		seq = 0;
+	if (queue_result(sh, c, f->u.send.client_id, st, seq, durable))
+		return SP_CLOSE_NOMEM;
+	return SP_CLOSE_NONE;
+}
 
-	memset(&res, 0, sizeof(res));
-	res.type = SP_FRAME_SEND_RESULT;
-	res.u.send_result.client_id = f->u.send.client_id;
-	res.u.send_result.status = st;
-	res.u.send_result.seq = seq;
-	return reply(sh, c, &res);
+/* Ack{seqs}: deletes entries of c's own device only; unknown seqs are ignored. */
+static void on_ack(struct sp_shard *sh, struct sp_conn *c, const struct sp_frame *f)
+{
+	struct sp_store_batch *b;
+	uint32_t unknown = 0;
+
+	if (f->u.ack.count == 0 || !(b = batch(sh)))
+		return;
+	for (uint32_t i = 0; i < f->u.ack.count && i < SP_ACK_SEQS_MAX; i++) {
+		int ret = sp_store_ack(b, c->device, f->u.ack.seqs[i]);
+
+		if (ret == 0) {
+			sh->stats.acks++;
+			sp_metrics_acks(sh->metrics, 1);
+			/* metrics: sp_metrics_mailbox_add(-1, -len) once
+			 * committed (sp_store_ack does not report len yet) */
+		} else if (ret == -ENOENT) {
+			unknown++;
+		} else {
+			SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
+				       "mailbox ack failed", SP_KV_STR("error", strerror(-ret)),
+				       SP_KV_STR("detail", sp_store_errmsg(sh->store)));
+			break;
+		}
+	}
+	if (unknown) {
+		sh->stats.acks_unknown += unknown;
+		SP_LOG(sh->log, SP_LOG_DEBUG, "ack for seqs not in the mailbox ignored",
+		       SP_KV_UINT("count", unknown), SP_KV_UINT("conn", c->slot));
+	}
 }
 
 static enum sp_close_reason on_frame(void *ctx, struct sp_conn *c, const struct sp_frame *f)
@@ -505,7 +729,8 @@ static enum sp_close_reason on_frame(void *ctx, struct sp_conn *c, const struct 
 	case SP_FRAME_PONG:
 		return SP_CLOSE_NONE;   /* answers a Ping of ours */
 	case SP_FRAME_ACK:
-		return SP_CLOSE_NONE;   /* mailbox seam: delete acknowledged envelopes */
+		on_ack(sh, c, f);
+		return SP_CLOSE_NONE;
 	default:
 		/* SendResult, Deliver, Drained, GoAway travel broker -> client only. */
 		return SP_CLOSE_PROTOCOL;
@@ -525,10 +750,25 @@ static enum sp_close_reason route_device(struct sp_shard *sh, struct sp_conn *c)
 	c->routed = true;
 	if (ret == 1 && sp_handle_shard(prev) == sh->id &&
 	    (old = conn_at(sh, sp_handle_slot(prev), sp_handle_gen(prev))) && old != c) {
-		/* The device connected again: the newest proven connection wins. */
+		/* The device connected again: the newest proven connection wins.
+		 * The old one's GoAway is written at flush, after the SendResults of
+		 * its last Sends; whatever it did not ack is in the new one's
+		 * backlog. */
 		old->routed = false;    /* the route is the new one's now */
-		end_conn(sh, old, SP_CLOSE_TAKEOVER);
+		sp_list_del(&old->drain);
+		old->mbox = SP_MBOX_NONE;
+		if (old->state == SP_CONN_ESTABLISHED) {
+			if (!old->close_reason)
+				old->close_reason = SP_CLOSE_TAKEOVER;
+			mark(sh, old);
+		} else {
+			end_conn(sh, old, SP_CLOSE_TAKEOVER);
+		}
 	}
+	/* The backlog first (the reader runs after this iteration's commit, so it
+	 * also sees what this iteration stores for the device), then live. */
+	c->mbox_count = 0;
+	reader_start(sh, c, SP_MBOX_BACKLOG, 0);
 	return SP_CLOSE_NONE;
 }
 
@@ -539,6 +779,10 @@ static enum sp_close_reason on_established(void *ctx, struct sp_conn *c)
 	struct sp_shard *sh = ctx;
 
 	sh->stats.handshakes++;
+	/* Still on the handshake deadline: accept time + handshake_timeout. */
+	sp_metrics_handshake(sh->metrics, metrics_pattern(c), SP_METRICS_OUTCOME_OK,
+			     sh->now_ns - (c->deadline_ns -
+					   (uint64_t)sh->cfg->handshake_timeout_ms * 1000000));
 	SP_LOG(sh->log, SP_LOG_DEBUG, "handshake complete", SP_KV_UINT("conn", c->slot),
 	       SP_KV_STR("pattern", c->pattern == SP_PREAMBLE_PATTERN_IK ? "IK" : "XX"));
 	/* An IK connection is not routed until it is proven by its first
@@ -565,6 +809,171 @@ static enum sp_close_reason on_proven(void *ctx, struct sp_conn *c)
 	return route_device(sh, c);
 }
 
+/* --- mailboxes after the commit ------------------------------------------- */
+
+/* (2) of the loop: one WriteBatch, one sync per --fsync. Returns the commit's
+ * result (0 if nothing was written). */
+static int commit(struct sp_shard *sh)
+{
+	int ret;
+
+	if (!sh->batch)
+		return 0;
+	ret = sp_store_batch_commit(sh->batch);
+	sh->batch = NULL;
+	if (ret == 0) {
+		sh->stats.commits++;
+		/* metrics: sp_metrics_mailbox_add(it_entries, it_bytes) */
+	} else {
+		sh->stats.commit_failures++;
+		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
+			       "mailbox commit failed: envelopes of this iteration refused",
+			       SP_KV_STR("error", strerror(-ret)),
+			       SP_KV_STR("detail", sp_store_errmsg(sh->store)));
+	}
+	sh->it_entries = sh->it_bytes = 0;
+	return ret;
+}
+
+/* (3a): the SendResults, with ERR_INTERNAL for durable envelopes whose
+ * commit failed. Connections gone or closing meanwhile get none (their
+ * GoAway was the last frame). */
+static void send_results(struct sp_shard *sh, int commit_ret)
+{
+	struct sp_frame res;
+
+	for (size_t i = 0; i < sh->nresults; i++) {
+		const struct sp_pending_result *r = &sh->results[i];
+		struct sp_conn *c = conn_at(sh, r->slot, r->gen);
+		enum sp_close_reason why;
+
+		/* Counted whether or not the sender is still there to hear it:
+		 * every Send ends in exactly one of accepted or refused. */
+		if (r->durable && commit_ret)
+			sp_metrics_envelope_refused(sh->metrics, SP_STATUS_ERR_INTERNAL);
+		else if (r->status == SP_STATUS_ACCEPTED || r->status == SP_STATUS_DELIVERED)
+			sp_metrics_envelope_accepted(sh->metrics);
+		else
+			sp_metrics_envelope_refused(sh->metrics, (enum sp_status)r->status);
+		if (!c || c->state != SP_CONN_ESTABLISHED)
+			continue;
+		memset(&res, 0, sizeof(res));
+		res.type = SP_FRAME_SEND_RESULT;
+		res.u.send_result.client_id = r->client_id;
+		res.u.send_result.status = (enum sp_status)r->status;
+		res.u.send_result.seq = r->seq;
+		if (r->durable && commit_ret) {
+			res.u.send_result.status = SP_STATUS_ERR_INTERNAL;
+			res.u.send_result.seq = 0;
+			sh->stats.store_errors++;
+		} else if (r->status == SP_STATUS_ACCEPTED) {
+			sh->stats.accepted_env++;
+		}
+		why = reply(sh, c, &res);
+		if (why && !c->close_reason)
+			c->close_reason = why;
+	}
+	sh->nresults = 0;
+}
+
+/* (3b) for one connection: one bounded chunk of its mailbox, if its queue
+ * has room; at the end, Drained (BACKLOG) and live mode. */
+static void read_backlog(struct sp_shard *sh, struct sp_conn *c)
+{
+	struct sp_store_read_result res;
+	uint64_t room, bytes;
+	struct sp_frame d;
+	int ret;
+
+	if (c->state != SP_CONN_ESTABLISHED || c->close_reason) {
+		sp_list_del(&c->drain);
+		return;
+	}
+	/* Paced by the outbound queue: read only while it is below half its
+	 * limit, and at most what fits below the limit. */
+	room = sh->cfg->sendq_max / 2;
+	if (c->txq_bytes >= room)
+		return;
+	bytes = room - c->txq_bytes;
+	ret = sp_store_read(sh->store, c->device, c->mbox_from, sh->wall_ms, sh->cfg->backlog_chunk,
+			    bytes, sh->items, &res);
+	if (ret) {
+		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
+			       "mailbox read failed", SP_KV_STR("error", strerror(-ret)),
+			       SP_KV_STR("detail", sp_store_errmsg(sh->store)));
+		c->close_reason = SP_CLOSE_INTERNAL;    /* it reconnects and reads again */
+		mark(sh, c);
+		return;
+	}
+	if (res.skipped_corrupt) {
+		sh->stats.corrupt_skipped += res.skipped_corrupt;
+		/* No key, no seq: only that a device's mailbox held damaged values. */
+		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_WARN,
+			       "corrupt mailbox values skipped",
+			       SP_KV_UINT("count", res.skipped_corrupt));
+	}
+	for (size_t i = 0; i < res.count; i++) {
+		const struct sp_store_item *it = &sh->items[i];
+
+		if (deliver_frame(sh, c, it->seq, it->body, it->body_len))
+			return;         /* the connection ends; the next one reads again */
+		c->mbox_from = it->seq + 1;
+		c->mbox_count++;
+		sh->stats.backlog_delivered++;
+		/* Wall clock (stored acceptance time); 0 if the clock stepped back. */
+		sp_metrics_envelope_delivered(sh->metrics, SP_METRICS_PATH_MAILBOX,
+					      sh->wall_ms > it->accepted_ms ?
+					      (sh->wall_ms - it->accepted_ms) * 1000000 : 0);
+	}
+	if (res.next_seq > c->mbox_from)
+		c->mbox_from = res.next_seq;    /* past skipped (expired, corrupt) entries */
+	mark(sh, c);
+	if (!res.end)
+		return;
+	sp_list_del(&c->drain);
+	if (c->mbox == SP_MBOX_BACKLOG) {
+		memset(&d, 0, sizeof(d));
+		d.type = SP_FRAME_DRAINED;
+		d.u.drained.count = c->mbox_count;
+		if (reply(sh, c, &d) && !c->close_reason)
+			c->close_reason = SP_CLOSE_INTERNAL;
+	}
+	c->mbox = SP_MBOX_LIVE;
+}
+
+/* (3b): a bounded number of readers per iteration, round robin. */
+static void run_readers(struct sp_shard *sh)
+{
+	struct sp_list *n;
+	unsigned served = 0;
+
+	if (!sh->store) {
+		/* No mailboxes: an empty backlog for everyone. */
+		while (!sp_list_empty(&sh->drain_list)) {
+			struct sp_conn *c = (struct sp_conn *)((char *)sh->drain_list.next -
+							       offsetof(struct sp_conn, drain));
+			struct sp_frame d = { .type = SP_FRAME_DRAINED };
+
+			sp_list_del(&c->drain);
+			if (c->mbox == SP_MBOX_BACKLOG && c->state == SP_CONN_ESTABLISHED)
+				reply(sh, c, &d);
+			c->mbox = SP_MBOX_LIVE;
+		}
+		return;
+	}
+	while (!sp_list_empty(&sh->drain_list) && served < DRAIN_CONNS_PER_ITER) {
+		struct sp_conn *c;
+
+		n = sh->drain_list.next;
+		c = (struct sp_conn *)((char *)n - offsetof(struct sp_conn, drain));
+		/* To the tail first: read_backlog may unlink it for good. */
+		sp_list_del(n);
+		sp_list_add_tail(&sh->drain_list, n);
+		read_backlog(sh, c);
+		served++;
+	}
+}
+
 /* --- receive ---------------------------------------------------------------- */
 
 static void touch(struct sp_shard *sh, struct sp_conn *c)
@@ -585,12 +994,18 @@ static void on_recv(struct sp_shard *sh, struct sp_conn *c, const struct io_urin
 
 	if (!more)
 		c->recv_armed = false;
+	if (cqe->res > 0)
+		sp_metrics_bytes_received(sh->metrics, (uint64_t)cqe->res);
 	if (cqe->res > 0 && bid >= 0 && c->state != SP_CONN_DEAD) {
 		touch(sh, c);
 		r = sp_conn_rx(c, &sh->env, sp_bufring_addr(&sh->bufs, (uint16_t)bid),
 			       (size_t)cqe->res);
 		mark(sh, c);
-		if (r)
+		/* A GoAway waits for flush, so the SendResults of the Sends before
+		 * the bad frame (written after the commit) precede it. */
+		if (r && c->state == SP_CONN_ESTABLISHED && goaway_code(r) != SP_STATUS_UNSPECIFIED)
+			c->close_reason = r;
+		else if (r)
 			end_conn(sh, c, r);
 	}
 	if (c->state == SP_CONN_DEAD) {
@@ -609,6 +1024,8 @@ static void on_recv(struct sp_shard *sh, struct sp_conn *c, const struct io_urin
 static void on_send_cqe(struct sp_shard *sh, struct sp_conn *c, int res)
 {
 	c->send_inflight = false;
+	if (res > 0)
+		sp_metrics_bytes_sent(sh->metrics, (uint64_t)res);
 	mark(sh, c);
 	if (c->state == SP_CONN_DEAD)
 		return;
@@ -717,8 +1134,40 @@ static void arm_tick(struct sp_shard *sh)
 	sp_ring_timeout(&sh->ring, &sh->tick, sp_ud_pack(SP_OP_TICK, 0, 0));
 }
 
+/* Mailbox housekeeping: --fsync batch's periodic fsync, and a bounded step
+ * of the expiry sweep (committed with the iteration's batch). */
+static void store_tick(struct sp_shard *sh)
+{
+	struct sp_store_batch *b;
+	size_t expired = 0;
+	int ret;
+
+	if (!sh->store)
+		return;
+	ret = sp_store_tick(sh->store, sh->wall_ms);
+	if (ret < 0)
+		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
+			       "mailbox fsync failed", SP_KV_STR("error", strerror(-ret)),
+			       SP_KV_STR("detail", sp_store_errmsg(sh->store)));
+	if (!(b = batch(sh)))
+		return;
+	ret = sp_store_expire(b, EXPIRE_PER_TICK, &expired);
+	sh->sweep_more = ret == 1;
+	if (ret < 0)
+		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
+			       "mailbox expiry sweep failed", SP_KV_STR("error", strerror(-ret)),
+			       SP_KV_STR("detail", sp_store_errmsg(sh->store)));
+	if (expired) {
+		sh->stats.expired += expired;
+		sp_metrics_expired(sh->metrics, expired);
+		/* metrics: mailbox_add(-expired, -bytes)
+		 * (sp_store_expire does not report bytes yet) */
+	}
+}
+
 static void on_tick(struct sp_shard *sh)
 {
+	store_tick(sh);
 	expire(sh, &sh->hs_list, false, SP_CLOSE_HANDSHAKE_TIMEOUT);
 	expire(sh, &sh->idle_list, true, SP_CLOSE_IDLE);
 	expire(sh, &sh->closing_list, false, SP_CLOSE_NONE);
@@ -788,13 +1237,23 @@ int sp_shard_run(struct sp_shard *sh)
 			return ret;
 		}
 		sh->now_ns = mono_ns();
+		sh->wall_ms = wall_ms();
 		n = 0;
 		io_uring_for_each_cqe(&sh->ring.ring, head, cqe) {
 			on_cqe(sh, cqe);
 			n++;
 		}
 		io_uring_cq_advance(&sh->ring.ring, n);
+		send_results(sh, commit(sh));
+		run_readers(sh);
 		flush_all(sh);
+		sp_metrics_loop_iteration(sh->metrics, n);
+		if (sh->live_delivered) {
+			/* Received at now_ns, encrypted and queued to the kernel by now. */
+			sp_metrics_envelopes_delivered(sh->metrics, SP_METRICS_PATH_LIVE,
+						       sh->live_delivered, mono_ns() - sh->now_ns);
+			sh->live_delivered = 0;
+		}
 	}
 	return 0;
 }
@@ -815,14 +1274,25 @@ int sp_shard_init(struct sp_shard *sh, uint8_t id, const struct sp_config *cfg,
 	sp_list_init(&sh->hs_list);
 	sp_list_init(&sh->idle_list);
 	sp_list_init(&sh->closing_list);
+	sp_list_init(&sh->drain_list);
 	sp_txpool_init(&sh->pool, TXPOOL_KEEP);
 	for (unsigned i = 0; i < SP_LIM_COUNT; i++)
 		sp_log_limit_init(&sh->lim[i], cfg->log_rate, cfg->log_rate);
 	sh->hs_tokens_milli = (uint64_t)cfg->handshake_rate * 1000;
+	/* A private metrics slot until the daemon points sh->metrics at its own. */
+	sh->own_metrics = aligned_alloc(_Alignof(struct sp_metrics_shard),
+					sizeof(struct sp_metrics_shard));
+	if (!sh->own_metrics) {
+		ret = -ENOMEM;
+		goto err;
+	}
+	memset(sh->own_metrics, 0, sizeof(*sh->own_metrics));
+	sh->metrics = sh->own_metrics;
 
 	sh->conns = calloc(cfg->max_conns, sizeof(*sh->conns));
 	sh->free_slots = malloc(cfg->max_conns * sizeof(*sh->free_slots));
-	if (!sh->conns || !sh->free_slots) {
+	sh->items = calloc(cfg->backlog_chunk ? cfg->backlog_chunk : 1, sizeof(*sh->items));
+	if (!sh->conns || !sh->free_slots || !sh->items) {
 		ret = -ENOMEM;
 		goto err;
 	}
@@ -856,6 +1326,38 @@ err:
 	return ret;
 }
 
+int sp_shard_store_open(const struct sp_config *cfg, const struct sp_log *log,
+			struct sp_store **out)
+{
+	static const char *const modes[] = { "always", "batch", "never" };
+	struct sp_store_config sc;
+	char dir[SP_CONFIG_PATH_MAX + 16], err[512] = "";
+	int ret;
+
+	*out = NULL;
+	snprintf(dir, sizeof(dir), "%s/mailbox", cfg->data_dir);
+	sp_store_config_defaults(&sc);
+	sc.dir = dir;
+	sc.sync = cfg->fsync == SP_FSYNC_ALWAYS ? SP_STORE_SYNC_ALWAYS :
+		  cfg->fsync == SP_FSYNC_NEVER ? SP_STORE_SYNC_NEVER : SP_STORE_SYNC_BATCH;
+	sc.sync_interval_ms = cfg->fsync_interval_ms;
+	sc.ttl_ms = cfg->ttl_s * 1000;
+	sc.dedup_window_ms = cfg->dedup_window_s * 1000;
+	sc.quota_count = cfg->mailbox_max_count;
+	sc.quota_bytes = cfg->mailbox_max_bytes;
+	ret = sp_store_open(out, &sc, err, sizeof(err));
+	if (ret) {
+		SP_LOG(log, SP_LOG_ERROR, "cannot open the mailbox store", SP_KV_STR("path", dir),
+		       SP_KV_STR("error", strerror(-ret)), SP_KV_STR("detail", err));
+		return ret;
+	}
+	SP_LOG(log, SP_LOG_INFO, "mailbox store open", SP_KV_STR("path", dir),
+	       SP_KV_STR("fsync", modes[sc.sync]), SP_KV_UINT("max_count", sc.quota_count),
+	       SP_KV_UINT("max_bytes", sc.quota_bytes), SP_KV_UINT("ttl_s", cfg->ttl_s),
+	       SP_KV_UINT("dedup_window_s", cfg->dedup_window_s));
+	return 0;
+}
+
 void sp_shard_destroy(struct sp_shard *sh)
 {
 	if (sh->ring.ring.ring_fd > 0) {
@@ -880,5 +1382,8 @@ void sp_shard_destroy(struct sp_shard *sh)
 	sp_txpool_destroy(&sh->pool);
 	free(sh->conns);
 	free(sh->free_slots);
+	free(sh->items);
+	free(sh->results);
+	free(sh->own_metrics);
 	memset(sh, 0, sizeof(*sh));
 }

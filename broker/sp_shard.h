@@ -21,9 +21,13 @@
 #include "sp_config.h"
 #include "sp_conn.h"
 #include "sp_log.h"
+#include "sp_metrics.h"
 #include "sp_ring.h"
 
 struct sp_route;
+struct sp_store;
+struct sp_store_batch;
+struct sp_store_item;
 
 /*
  * Route handle: the value stored in the routing table for a live device.
@@ -59,11 +63,30 @@ struct sp_shard_stats {
 	uint64_t handshakes;
 	uint64_t closed[SP_CLOSE_REASON_COUNT];
 	uint64_t sends;
-	uint64_t delivered;
+	uint64_t delivered;             /* live deliveries (online-only and durable) */
+	/* mailboxes */
+	uint64_t accepted_env;          /* SendResult ACCEPTED (duplicates included) */
+	uint64_t duplicates;            /* of those, retries answered with the original seq */
+	uint64_t mailbox_full;
+	uint64_t store_errors;          /* envelopes answered ERR_INTERNAL for the store */
+	uint64_t commits, commit_failures;
+	uint64_t backlog_delivered;     /* Deliver frames read from the store */
+	uint64_t acks, acks_unknown;
+	uint64_t expired;
+	uint64_t corrupt_skipped;       /* corrupt stored values skipped by the reader */
+};
+
+/* A SendResult waiting for the iteration's commit (see sp_shard.c). */
+struct sp_pending_result {
+	uint32_t slot, gen;             /* the sender's connection */
+	uint64_t client_id;
+	uint64_t seq;
+	uint8_t status;                 /* enum sp_status */
+	bool durable;                   /* ERR_INTERNAL instead if the commit fails */
 };
 
 /* Log-limiter slots beyond the close reasons. */
-enum { SP_LIM_REFUSED = SP_CLOSE_REASON_COUNT, SP_LIM_COUNT };
+enum { SP_LIM_REFUSED = SP_CLOSE_REASON_COUNT, SP_LIM_STORE, SP_LIM_COUNT };
 
 struct sp_shard {
 	uint8_t id;
@@ -99,10 +122,28 @@ struct sp_shard {
 	uint64_t hs_tokens_milli;       /* handshake-rate token bucket */
 	uint64_t hs_refill_ns;
 
+	/* Mailboxes. store: borrowed for the shard's life (set before
+	 * sp_shard_run; NULL = no mailboxes: durable sends get ERR_INTERNAL). */
+	struct sp_store *store;
+	struct sp_store_batch *batch;   /* the iteration's batch, begun on first write */
+	uint64_t wall_ms;               /* CLOCK_REALTIME ms of the iteration (stored times) */
+	int64_t it_entries, it_bytes;   /* mailbox growth in the open batch (metrics at commit) */
+	struct sp_pending_result *results; /* this iteration's SendResults, in arrival order */
+	size_t nresults, results_cap;
+	struct sp_list drain_list;      /* connections whose backlog reader runs */
+	struct sp_store_item *items;    /* reader chunk */
+	bool sweep_more;                /* the expiry sweep stopped at its bound: go on */
+
 	bool stopping;
 	uint64_t stop_deadline_ns;
 	struct sp_log_limit lim[SP_LIM_COUNT];
 	struct sp_shard_stats stats;
+
+	/* This shard's metrics slot, never NULL: init points it at a private
+	 * slot; the daemon repoints it (sp_metrics_shard(m, id)) before run. */
+	struct sp_metrics_shard *metrics;
+	struct sp_metrics_shard *own_metrics;
+	uint64_t live_delivered;        /* live deliveries this iteration, timed at flush */
 };
 
 /*
@@ -122,7 +163,16 @@ int sp_shard_init(struct sp_shard *sh, uint8_t id, const struct sp_config *cfg,
  */
 int sp_shard_run(struct sp_shard *sh);
 
-/* Frees everything (after sp_shard_run returned). */
+/* Frees everything (after sp_shard_run returned). The store is not closed. */
 void sp_shard_destroy(struct sp_shard *sh);
+
+/*
+ * Opens the mailbox store under DATA_DIR/mailbox with cfg's --fsync,
+ * quotas, --ttl and --dedup-window. On failure logs one error line saying
+ * why (not writable, locked by another sealpostd, ...) and returns a
+ * negative errno. Close with sp_store_close after the shards are destroyed.
+ */
+int sp_shard_store_open(const struct sp_config *cfg, const struct sp_log *log,
+			struct sp_store **out);
 
 #endif

@@ -1596,6 +1596,22 @@ int sp_store_property(struct sp_store *st, enum sp_store_cf cf, const char *name
 	return 0;
 }
 
+int sp_store_property_text(struct sp_store *st, const char *name, char **out)
+{
+	char *v;
+
+	*out = NULL;
+	if (!name)
+		return -EINVAL;
+	v = rocksdb_property_value(st->db, name);
+	if (!v)
+		return -ENOENT;
+	/* RocksDB's allocation, handed out as plain malloc'd memory. */
+	*out = strdup(v);
+	rocksdb_free(v);
+	return *out ? 0 : -ENOMEM;
+}
+
 static int table_prop(const char *s, const char *name, uint64_t *out)
 {
 	const char *p = strstr(s, name);

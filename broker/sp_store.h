@@ -322,6 +322,10 @@ void sp_store_get_stats(const struct sp_store *st, struct sp_store_stats *out);
  * "rocksdb.num-deletes-active-mem-table", "rocksdb.estimate-num-keys". */
 int sp_store_property(struct sp_store *st, enum sp_store_cf cf, const char *name, uint64_t *out);
 
+/* A RocksDB text property of the database (e.g. "rocksdb.dbstats") in *out,
+ * malloc'd (free it); -ENOENT if RocksDB has no such property. */
+int sp_store_property_text(struct sp_store *st, const char *name, char **out);
+
 /* From "rocksdb.aggregated-table-properties" of cf: records and deletion
  * markers (tombstones) in its SST files. Flush first to include memtables. */
 int sp_store_table_stats(struct sp_store *st, enum sp_store_cf cf, uint64_t *entries,

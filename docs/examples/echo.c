@@ -70,7 +70,8 @@ int main(int argc, char **argv)
 			goto out;
 		switch (ev.type) {
 		case SEALPOST_EVENT_RESULT:
-			if (ev.client_id == id && ev.status != SEALPOST_STATUS_DELIVERED) {
+			/* ACCEPTED: stored in our own mailbox and delivered live. */
+			if (ev.client_id == id && ev.status != SEALPOST_STATUS_ACCEPTED) {
 				fprintf(stderr, "echo: %s\n", sp_status_string(ev.status));
 				goto out;
 			}

@@ -180,8 +180,8 @@ struct sp_raw_frame {
 int sp_raw_recv_frame(struct sp_raw *c, struct sp_raw_frame *f, int timeout_ms);
 /*
  * Next frame of the given type. A Ping from the broker is answered with a
- * Pong and skipped; any other frame gives -EPROTO with f filled in, so the
- * test can say what came instead.
+ * Pong and skipped, a Drained is skipped (unless type is Drained); any other
+ * frame gives -EPROTO with f filled in, so the test can say what came instead.
  */
 int sp_raw_wait_frame(struct sp_raw *c, enum sp_frame_type type, struct sp_raw_frame *f,
 		      int timeout_ms);
