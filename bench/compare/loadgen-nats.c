@@ -346,7 +346,7 @@ static int worker(struct lg_worker *w)
 	const struct lg_opts *o = w->o;
 	struct lgn s;
 	uint64_t now, stop_by, intended, outstanding, last;
-	uint32_t i, dev;
+	uint32_t i, dev, burst;
 	bool filled = false;
 	int ret;
 
@@ -395,11 +395,11 @@ static int worker(struct lg_worker *w)
 				"(core NATS has no per-message result); use --rate\n");
 			return -EINVAL;
 		}
-		for (;;) {
+		for (burst = 0; burst < 1024; burst++) {
 			bool due;
 
 			pthread_mutex_lock(&g_mu);
-			due = lg_due(w, now, &dev, &intended);
+			due = lg_due(w, lg_now(), &dev, &intended);
 			pthread_mutex_unlock(&g_mu);
 			if (!due)
 				break;

@@ -26,9 +26,9 @@ JetStream with file storage) on loopback and prints one comparison table.
   --max-rate R          offered envelopes/s for the throughput runs (default 100000)
   --fanout N            devices in the fan-out run (default 200)
   --fanout-rate R       envelopes/s from the one fan-out sender (default 5000)
-  --idle N              idle connections for memory per connection (default 2000)
+  --idle N              idle connections for memory per connection (default 1000)
   --size BYTES          payload size (default 256)
-  --duration S          measured seconds per run (default 8)
+  --duration S          measured seconds per run (default 6)
   --warmup S            unmeasured seconds before each run (default 1)
   --processes P         load-generator worker processes per run (default 4: the
                         peers' libraries connect one device at a time per process)
@@ -38,15 +38,16 @@ JetStream with file storage) on loopback and prints one comparison table.
   --keep DIR            keep the JSON reports and broker logs in DIR
   --help                this text
 
-A default run takes about 4-5 minutes on 2 vCPUs.
+A default run takes about 5 minutes on 2 vCPUs (most of the NATS time is its TLS
+connect-up: ~20 connections/s here).
 EOF
 }
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 SRC="$(cd "$HERE/../.." && pwd)"
 BUILD="$SRC/build"
-PAIRS=200 RATE=5000 MAXRATE=100000 FANOUT=200 FANRATE=5000 IDLE=2000 SIZE=256
-DURATION=8 WARMUP=1 ONLY="sealpost,mosquitto,nats,natsjs" KEEP="" PROCS=4 PIN=0
+PAIRS=200 RATE=5000 MAXRATE=100000 FANOUT=200 FANRATE=5000 IDLE=1000 SIZE=256
+DURATION=6 WARMUP=1 ONLY="sealpost,mosquitto,nats,natsjs" KEEP="" PROCS=4 PIN=0
 
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -99,8 +100,14 @@ fi
 
 TMP="$(mktemp -d /tmp/sealpost-compare.XXXXXX)"
 PIDS=()
+LG_PID=""
 cleanup() {
 	local p
+	# The running load generator first (timeout passes the TERM on to it).
+	if [ -n "$LG_PID" ]; then
+		kill "$LG_PID" 2>/dev/null || true
+		wait "$LG_PID" 2>/dev/null || true
+	fi
 	for p in "${PIDS[@]}"; do
 		kill "$p" 2>/dev/null || true
 	done
@@ -213,7 +220,11 @@ run_lg() {
 	natsjs) prog="$BIN/sealpost-loadgen-nats"; args+=(--cafile "$CA" --mode js) ;;
 	esac
 	echo "  $kind $name" >&2
-	if ! timeout 300 "${CLIENT_CPU[@]}" "$prog" "${args[@]}" "$@" >"$TMP/$kind-$name.log" 2>&1; then
+	# In the background + wait, so a TERM/INT to this script runs the trap at
+	# once (bash defers traps while a foreground child runs).
+	timeout 300 "${CLIENT_CPU[@]}" "$prog" "${args[@]}" "$@" >"$TMP/$kind-$name.log" 2>&1 &
+	LG_PID=$!
+	if ! wait "$LG_PID"; then
 		echo "run.sh: $kind $name failed:" >&2
 		tail -5 "$TMP/$kind-$name.log" >&2
 		rm -f "$TMP/$kind-$name.json"
