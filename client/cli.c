@@ -26,6 +26,8 @@ enum {
 	EX_STATUS_BASE = 16,
 };
 
+enum { SYNC_TIMEOUT_MS = 5000 };    /* recv: bound on confirming the last acks */
+
 static const char usage_text[] =
 	"usage: sealpost COMMAND [OPTIONS]\n"
 	"\n"
@@ -39,14 +41,15 @@ static const char usage_text[] =
 
 static const char exit_text[] =
 	"exit status:\n"
-	"  0   success (send: the broker delivered the envelope)\n"
+	"  0   success (send: the broker accepted the envelope into the recipient's\n"
+	"      mailbox, or, with --online-only, delivered it)\n"
 	"  1   usage error: unknown option, bad hex key, bad address, message too large\n"
 	"  2   the key file could not be read or written\n"
 	"  3   could not connect, or the handshake failed (e.g. wrong --server-key)\n"
 	"  4   the connection failed or timed out before the answer\n"
 	"  5   recv: --timeout expired before --count messages arrived\n"
 	"  16+ send: the broker refused the envelope; the status is the protocol code:\n"
-	"      16 err_offline (recipient not connected), 17 err_too_large,\n"
+	"      16 err_offline (--online-only: recipient not connected), 17 err_too_large,\n"
 	"      18 err_bad_recipient, 19 err_recipient_busy, 20 err_mailbox_full,\n"
 	"      21 err_rate_limited, 22 err_internal, 23 err_shutting_down\n";
 
@@ -63,11 +66,16 @@ static const char pubkey_help[] =
 
 static const char send_help[] =
 	"usage: sealpost send --server HOST:PORT [--server-key HEX] --key FILE --to HEX\n"
-	"                     [--timeout SECONDS] [MESSAGE]\n"
+	"                     [--online-only] [--timeout SECONDS] [MESSAGE]\n"
 	"\n"
 	"Seals MESSAGE (or, without it, all of standard input) for the device --to\n"
-	"and sends it as the device in --key. Exits 0 only when the broker delivered\n"
-	"it; otherwise prints the broker's status name to stderr.\n"
+	"and sends it as the device in --key. Exits 0 when the broker accepted it:\n"
+	"stored in the recipient's mailbox (committed to disk per the broker's\n"
+	"--fsync mode) until the recipient acknowledges it, whether or not the\n"
+	"recipient is connected. With --online-only it is never stored: exit 0 when\n"
+	"it was handed to the recipient's live connection, 16 (err_offline) if the\n"
+	"recipient is not connected. Otherwise prints the broker's status name to\n"
+	"stderr. If no answer comes (exit 4), the envelope may or may not be stored.\n"
 	"\n"
 	"  --server HOST:PORT   broker address: 1.2.3.4:7400, [::1]:7400, name:7400\n"
 	"  --server-key HEX     broker public key (its server.pub); without it the\n"
@@ -75,13 +83,19 @@ static const char send_help[] =
 	"                       to stderr as 'server-key HEX'\n"
 	"  --key FILE           this device's key file (from sealpost keygen)\n"
 	"  --to HEX             recipient's public key\n"
+	"  --online-only        never store; deliver now or fail with err_offline\n"
 	"  --timeout SECONDS    for connect and answer together (default 10)\n";
 
 static const char recv_help[] =
 	"usage: sealpost recv --server HOST:PORT [--server-key HEX] --key FILE\n"
-	"                     [--count N] [--timeout SECONDS] [--raw]\n"
+	"                     [--count N] [--timeout SECONDS] [--raw] [--verbose]\n"
 	"\n"
-	"Receives messages for the device in --key and prints one line per message:\n"
+	"Receives messages for the device in --key: first what waits in its mailbox\n"
+	"(oldest first), then live ones. Each message is acknowledged (deleted from\n"
+	"the mailbox) only after it has been printed; with --count N exactly the N\n"
+	"printed are acknowledged and later ones stay in the mailbox for the next\n"
+	"recv. A message printed just before the connection broke may come again.\n"
+	"It prints one line per message:\n"
 	"the sender's public key in hex, a space, the message. In the message,\n"
 	"bytes other than printable ASCII are escaped so one message stays one line:\n"
 	"backslash as \\\\, newline \\n, tab \\t, carriage return \\r, other bytes\n"
@@ -96,7 +110,9 @@ static const char recv_help[] =
 	"  --count N            exit 0 after N messages (default: no limit)\n"
 	"  --timeout SECONDS    stop after this long: with --count, exit 5 if fewer\n"
 	"                       arrived; without, exit 0 (default: no limit)\n"
-	"  --raw                exact bytes, see above\n";
+	"  --raw                exact bytes, see above\n"
+	"  --verbose            report on stderr when the stored backlog has been\n"
+	"                       received ('drained N'); prints nothing else extra\n";
 
 struct opts {
 	const char *server;
@@ -106,6 +122,8 @@ struct opts {
 	long count;
 	long timeout_s;
 	int raw;
+	int online_only;
+	int verbose;
 };
 
 static void help(const char *text)
@@ -146,6 +164,8 @@ static int parse(int argc, char **argv, struct opts *o, const char *text, int *f
 		{ "count", required_argument, NULL, 'c' },
 		{ "timeout", required_argument, NULL, 'T' },
 		{ "raw", no_argument, NULL, 'r' },
+		{ "online-only", no_argument, NULL, 'o' },
+		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -160,6 +180,8 @@ static int parse(int argc, char **argv, struct opts *o, const char *text, int *f
 		case 'k': o->key_path = optarg; break;
 		case 't': o->to_hex = optarg; break;
 		case 'r': o->raw = 1; break;
+		case 'o': o->online_only = 1; break;
+		case 'v': o->verbose = 1; break;
 		case 'c':
 			if (parse_long(optarg, 1, &o->count) < 0)
 				return bad_usage("--count needs a positive number", text);
@@ -305,6 +327,7 @@ static int cmd_send(int argc, char **argv)
 	uint8_t to[SEALPOST_KEY_LEN], *stdin_msg = NULL;
 	const uint8_t *msg;
 	size_t len;
+	uint64_t id = 0;
 	int first, r, status = 0, ex;
 
 	r = parse(argc, argv, &o, send_help, &first);
@@ -343,7 +366,10 @@ static int cmd_send(int argc, char **argv)
 		ex = EX_USAGE;
 		goto out;
 	}
-	r = sp_client_send_wait(c, to, msg, len, (int)o.timeout_s * 1000, &status, NULL);
+	r = sp_client_send_ex(c, to, msg, len, o.online_only ? SEALPOST_SEND_ONLINE_ONLY : 0, 0,
+			      &id);
+	if (r == 0)
+		r = sp_client_wait_result(c, id, (int)o.timeout_s * 1000, &status, NULL);
 	if (r == -EINVAL) {
 		fprintf(stderr, "sealpost: --to is not a valid public key\n");
 		ex = EX_USAGE;
@@ -429,7 +455,7 @@ static int cmd_recv(int argc, char **argv)
 		r = sp_client_next_event(c, &ev, wait);
 		if (r == 0) {
 			ex = o.count ? EX_TIMEOUT : EX_OK;
-			goto out;
+			goto done;
 		}
 		if (r < 0) {
 			fprintf(stderr, "sealpost: %s\n", strerror(-r));
@@ -457,6 +483,10 @@ static int cmd_recv(int argc, char **argv)
 		case SEALPOST_EVENT_GOAWAY:
 			fprintf(stderr, "sealpost: broker closing: %s\n", sp_status_string(ev.status));
 			break;
+		case SEALPOST_EVENT_DRAINED:
+			if (o.verbose)
+				fprintf(stderr, "drained %llu\n", (unsigned long long)ev.count);
+			break;
 		case SEALPOST_EVENT_CLOSED:
 			fprintf(stderr, "sealpost: connection closed%s%s\n", ev.error ? ": " : "",
 				ev.error ? strerror(-ev.error) : "");
@@ -467,6 +497,17 @@ static int cmd_recv(int argc, char **argv)
 		}
 	}
 	ex = EX_OK;
+done:
+	/*
+	 * The library acknowledged every message we printed except the last
+	 * (its ack is queued once we call in again); sync sends it and waits
+	 * until the broker has processed it, so a recv right after us does not
+	 * see it again. Messages read but not printed are never acknowledged.
+	 */
+	r = sp_client_sync(c, SYNC_TIMEOUT_MS);
+	if (r < 0 && got)
+		fprintf(stderr, "sealpost: could not confirm the acknowledgements (%s); the last "
+			"messages may be delivered again\n", strerror(-r));
 out:
 	sp_client_close(c);
 	sp_key_free(key);

@@ -31,6 +31,7 @@
  *   -ENOBUFS     the send queue is full: call sp_client_flush() or
  *                sp_client_step() and retry
  *   -EADDRNOTAVAIL  host name did not resolve
+ *   -E2BIG       sp_connect_opts set a field this library does not know
  *
  * Threading: no global state. An sp_key may be used by any number of threads
  * at once for reading (every function taking a const struct sp_key *); the
@@ -77,15 +78,20 @@ enum {
  */
 enum sealpost_status {
 	SEALPOST_STATUS_UNSPECIFIED = 0,
-	SEALPOST_STATUS_DELIVERED = 1,          /* handed to the recipient's live connection */
-	SEALPOST_STATUS_ACCEPTED = 2,           /* stored in the recipient's mailbox (future) */
-	SEALPOST_STATUS_ERR_OFFLINE = 16,       /* recipient not connected; not kept */
+	/* Online-only send: handed to the recipient's live connection (not
+	 * stored; the recipient's app may not have read it yet). */
+	SEALPOST_STATUS_DELIVERED = 1,
+	/* Durable send: stored in the recipient's mailbox (committed per the
+	 * broker's --fsync mode) and kept until the recipient acknowledges it;
+	 * also handed to its live connection if it has one. */
+	SEALPOST_STATUS_ACCEPTED = 2,
+	SEALPOST_STATUS_ERR_OFFLINE = 16,       /* online-only: recipient not connected; not kept */
 	SEALPOST_STATUS_ERR_TOO_LARGE = 17,     /* envelope above the broker's max_envelope */
 	SEALPOST_STATUS_ERR_BAD_RECIPIENT = 18, /* not a valid X25519 public key */
 	SEALPOST_STATUS_ERR_RECIPIENT_BUSY = 19,/* recipient's queue is full */
-	SEALPOST_STATUS_ERR_MAILBOX_FULL = 20,
+	SEALPOST_STATUS_ERR_MAILBOX_FULL = 20,  /* recipient's mailbox count/bytes quota reached */
 	SEALPOST_STATUS_ERR_RATE_LIMITED = 21,
-	SEALPOST_STATUS_ERR_INTERNAL = 22,
+	SEALPOST_STATUS_ERR_INTERNAL = 22,      /* the broker could not store it (not kept) */
 	SEALPOST_STATUS_ERR_SHUTTING_DOWN = 23,
 	SEALPOST_STATUS_GOAWAY_PROTOCOL = 32,   /* we sent something malformed */
 	SEALPOST_STATUS_GOAWAY_TAKEOVER = 33,   /* the same device key connected again */
@@ -192,10 +198,52 @@ struct sp_client;
  *         and pin it for the next connect.
  *
  * On success *out is a connected client; free it with sp_client_close.
+ * Deliveries are acknowledged automatically (see
+ * SEALPOST_CONNECT_MANUAL_ACK); sp_client_connect_opts chooses otherwise.
+ * Right after connecting, the broker sends the device's stored backlog
+ * (oldest first), then one DRAINED event, then live traffic.
  */
 SEALPOST_API int sp_client_connect(struct sp_client **out, const char *server,
 				   const struct sp_key *key, const uint8_t *server_key,
 				   int timeout_ms);
+
+/*
+ * Options for sp_client_connect_opts. The struct grows at the end only:
+ * set `size` to sizeof(struct sp_connect_opts) as your header defines it
+ * (SEALPOST_CONNECT_OPTS_INIT does) and zero what you do not set, so a
+ * program built against an older header keeps working with a newer
+ * library (fields it does not know are taken as 0), and a newer program
+ * on an older library gets -E2BIG only if it set a field that library
+ * does not know (all bytes past the library's struct must be zero).
+ */
+struct sp_connect_opts {
+	size_t size;            /* sizeof(struct sp_connect_opts) */
+	uint32_t flags;         /* SEALPOST_CONNECT_* */
+};
+
+enum sealpost_connect_flags {
+	/*
+	 * Acknowledge deliveries yourself with sp_client_ack(). Without this
+	 * flag (the default) a MESSAGE or BAD_ENVELOPE event is acknowledged
+	 * automatically once the application has taken it: on its next call
+	 * to sp_client_next_event, sp_client_step, sp_client_flush,
+	 * sp_client_send_wait, sp_client_wait_result, sp_client_sync or
+	 * sp_client_close. Manual mode is for apps that acknowledge only
+	 * once they have stored the message themselves.
+	 */
+	SEALPOST_CONNECT_MANUAL_ACK = 1u << 0,
+};
+
+#define SEALPOST_CONNECT_OPTS_INIT { .size = sizeof(struct sp_connect_opts), .flags = 0 }
+
+/*
+ * sp_client_connect with options; opts NULL = all defaults (what
+ * sp_client_connect does). opts: borrowed for the call. -EINVAL for an
+ * unknown flag or a size too small to hold `flags`; -E2BIG as said above.
+ */
+SEALPOST_API int sp_client_connect_opts(struct sp_client **out, const char *server,
+					const struct sp_key *key, const uint8_t *server_key,
+					int timeout_ms, const struct sp_connect_opts *opts);
 
 /* The broker's static public key, proven by the handshake. pub: caller-owned. */
 SEALPOST_API void sp_client_server_key(const struct sp_client *c, uint8_t pub[SEALPOST_KEY_LEN]);
@@ -216,9 +264,16 @@ SEALPOST_API size_t sp_client_max_message(const struct sp_client *c);
  * transport messages, up to the broker's max_transport each, so a burst
  * costs one AEAD and one write per ~64 KiB rather than per message.
  *
+ * A durable send: the broker stores it and answers ACCEPTED (see
+ * SEALPOST_STATUS_ACCEPTED), or refuses it (ERR_MAILBOX_FULL, ...).
+ *
  * to, msg: borrowed for the call. *client_id (may be NULL) receives the
- * library-assigned id (1, 2, 3, ... per connection) that the RESULT event
- * for this envelope carries. Results arrive in send order.
+ * library-assigned id that the RESULT event for this envelope carries.
+ * Each connection starts its counter at a random 63-bit value and counts
+ * up, so ids do not repeat across reconnects: the broker deduplicates
+ * durable sends on (sender, recipient, client_id) within its dedup window,
+ * and only a deliberate retry (sp_client_send_ex with the old id) should
+ * match. Results arrive in send order.
  *
  * -EMSGSIZE if msg_len > sp_client_max_message(c); -EINVAL for an invalid
  * `to` (low-order point; the library refuses it before the broker would);
@@ -227,6 +282,32 @@ SEALPOST_API size_t sp_client_max_message(const struct sp_client *c);
  */
 SEALPOST_API int sp_client_send(struct sp_client *c, const uint8_t to[SEALPOST_KEY_LEN],
 				const void *msg, size_t msg_len, uint64_t *client_id);
+
+enum sealpost_send_flags {
+	/*
+	 * Never stored: DELIVERED if the recipient is connected right now
+	 * (its MESSAGE has seq 0 and needs no ack), else ERR_OFFLINE, and
+	 * never delivered later. For typing indicators, call signalling.
+	 * Not ordered relative to durable envelopes.
+	 */
+	SEALPOST_SEND_ONLINE_ONLY = 1u << 0,
+};
+
+/*
+ * sp_client_send with flags (SEALPOST_SEND_*) and an optional explicit
+ * client_id. client_id 0: the library assigns the next id, as
+ * sp_client_send does. Non-zero: an idempotent retry: pass the id a
+ * previous send of the same envelope got (on this or an earlier
+ * connection of the same device key, to the same recipient); within the
+ * broker's dedup window the broker answers ACCEPTED with the ORIGINAL seq
+ * and neither stores nor delivers it again (the first body is what the
+ * recipient gets; bodies are not compared). Online-only sends are not
+ * deduplicated. *used_id (may be NULL) receives the id used. Errors as
+ * sp_client_send, plus -EINVAL for an unknown flag.
+ */
+SEALPOST_API int sp_client_send_ex(struct sp_client *c, const uint8_t to[SEALPOST_KEY_LEN],
+				   const void *msg, size_t msg_len, uint32_t flags,
+				   uint64_t client_id, uint64_t *used_id);
 
 /*
  * Queues an already sealed envelope (e.g. from sp_envelope_seal) unchanged,
@@ -238,6 +319,13 @@ SEALPOST_API int sp_client_send(struct sp_client *c, const uint8_t to[SEALPOST_K
 SEALPOST_API int sp_client_send_raw(struct sp_client *c, const uint8_t to[SEALPOST_KEY_LEN],
 				    const uint8_t *env, size_t env_len, uint64_t *client_id);
 
+/* sp_client_send_raw with flags and an optional explicit client_id, as
+ * sp_client_send_ex. Resending the very same sealed bytes with the same id
+ * is the most faithful retry. */
+SEALPOST_API int sp_client_send_raw_ex(struct sp_client *c, const uint8_t to[SEALPOST_KEY_LEN],
+				       const uint8_t *env, size_t env_len, uint32_t flags,
+				       uint64_t client_id, uint64_t *used_id);
+
 /*
  * Queues a Ping; its PONG event carries *id (may be NULL). Pings from the
  * broker are answered automatically. -ENOTCONN, -ENOBUFS as for sends.
@@ -245,10 +333,15 @@ SEALPOST_API int sp_client_send_raw(struct sp_client *c, const uint8_t to[SEALPO
 SEALPOST_API int sp_client_ping(struct sp_client *c, uint64_t *id);
 
 /*
- * Acknowledges a delivery (MESSAGE event seq). Accepted by the broker today
- * and without effect until mailboxes exist; then an unacknowledged delivery
- * will be redelivered on the next connect. Queued like a send (up to 64
- * acks share one Ack frame). -ENOTCONN after a GoAway or close.
+ * Acknowledges a delivery (the seq of a MESSAGE or BAD_ENVELOPE event): the
+ * broker deletes it from the mailbox; an unacknowledged delivery comes
+ * again on the device's next connection (never twice on one connection).
+ * Needed only with SEALPOST_CONNECT_MANUAL_ACK (in the default mode the
+ * library does it; an extra ack is harmless). seq 0 (online-only) is
+ * ignored. An ack for a seq this device does not have is ignored by the
+ * broker: an ack can only ever name this device's own mailbox. Queued like
+ * a send, written with the next output (up to 64 acks share one Ack frame).
+ * -ENOTCONN after a GoAway or close.
  */
 SEALPOST_API int sp_client_ack(struct sp_client *c, uint64_t seq);
 
@@ -261,11 +354,28 @@ SEALPOST_API int sp_client_ack(struct sp_client *c, uint64_t seq);
  */
 SEALPOST_API int sp_client_flush(struct sp_client *c, int timeout_ms);
 
+/*
+ * Waits until the broker has processed everything this client wrote before
+ * the call, acks included (a Ping and its Pong: the broker handles frames
+ * in order and commits an iteration's writes before it answers), up to
+ * timeout_ms (< 0: no limit). Events that arrive meanwhile are kept, not
+ * taken (so not acknowledged), for sp_client_next_event. Use it before
+ * sp_client_close when acks must have reached the broker. 0, -ETIMEDOUT,
+ * or the connection's error.
+ */
+SEALPOST_API int sp_client_sync(struct sp_client *c, int timeout_ms);
+
 enum sealpost_event_type {
 	SEALPOST_EVENT_NONE = 0,
-	/* A delivered envelope, opened: sender, data/len, seq. */
+	/* A delivered envelope, opened: sender, data/len, seq. seq > 0: from
+	 * the mailbox, to be acknowledged (automatically by default); seq 0:
+	 * online-only, nothing to acknowledge. The same envelope may come
+	 * again on a later connection if it was not acknowledged
+	 * (at-least-once): deduplicate on an id inside your message. */
 	SEALPOST_EVENT_MESSAGE = 1,
-	/* The broker's answer to one send: client_id, status, seq. */
+	/* The broker's answer to one send: client_id, status (ACCEPTED,
+	 * DELIVERED or an ERR_*), seq (ACCEPTED: the recipient-side sequence;
+	 * a deduplicated retry gets the original's). */
 	SEALPOST_EVENT_RESULT = 2,
 	/* Answer to sp_client_ping: id. */
 	SEALPOST_EVENT_PONG = 3,
@@ -278,10 +388,14 @@ enum sealpost_event_type {
 	 * RESULT will never get one. */
 	SEALPOST_EVENT_CLOSED = 5,
 	/* A delivery whose seal did not open (not for us, tampered, or not a
-	 * seal at all): seq and error (-EBADMSG). The connection stays up. */
+	 * seal at all): seq and error (-EBADMSG). The connection stays up.
+	 * Acknowledged like a MESSAGE (in the default mode), since it would
+	 * never open on a later connection either. */
 	SEALPOST_EVENT_BAD_ENVELOPE = 6,
-	/* Reserved for mailboxes: the stored backlog has been delivered, what
-	 * follows is live; count. Not sent by today's broker. */
+	/* Once per connection, after the stored backlog: every envelope that
+	 * was in the mailbox when the device connected (and what arrived while
+	 * that was being sent) has been delivered; what follows is live.
+	 * count: how many came from the backlog (0: the mailbox was empty). */
 	SEALPOST_EVENT_DRAINED = 7,
 };
 
@@ -291,7 +405,10 @@ struct sp_event {
 	int error;              /* CLOSED, BAD_ENVELOPE: 0 or negative errno */
 	uint64_t client_id;     /* RESULT */
 	uint64_t seq;           /* MESSAGE, BAD_ENVELOPE: Deliver.seq; RESULT: SendResult.seq */
-	uint64_t id;            /* PONG: the ping id; DRAINED: count */
+	union {
+		uint64_t id;    /* PONG: the ping id */
+		uint64_t count; /* DRAINED: envelopes delivered from the backlog */
+	};
 	uint8_t sender[SEALPOST_KEY_LEN]; /* MESSAGE: the writer's public key, proven by the seal */
 	/* MESSAGE: the plaintext. Owned by the client: valid until the next call
 	 * on this client (any function taking it), then overwritten or wiped.
@@ -309,6 +426,18 @@ struct sp_event {
  * (CLOSED), not an error return. ev: caller-owned.
  */
 SEALPOST_API int sp_client_next_event(struct sp_client *c, struct sp_event *ev, int timeout_ms);
+
+/*
+ * Waits up to timeout_ms (< 0: no limit) for the RESULT of the send with
+ * this client_id, flushing queued output meanwhile. Other events that
+ * arrive are kept, in order, for sp_client_next_event (not taken, so not
+ * acknowledged). *status receives the sealpost_status; *seq (may be NULL)
+ * its seq. 0 when the result arrived (whatever its status), -ETIMEDOUT, or
+ * the connection's error. A RESULT already taken by sp_client_next_event
+ * is not seen again: call this right after the send.
+ */
+SEALPOST_API int sp_client_wait_result(struct sp_client *c, uint64_t client_id, int timeout_ms,
+				       int *status, uint64_t *seq);
 
 /*
  * Sends msg and waits up to timeout_ms for its result. Events that arrive
@@ -342,8 +471,11 @@ SEALPOST_API short sp_client_poll_events(const struct sp_client *c);
  */
 SEALPOST_API int sp_client_step(struct sp_client *c);
 
-/* Closes the connection (queued output is dropped: flush first), wipes keys
- * and buffers, frees c. NULL is allowed. */
+/* Closes the connection, wipes keys and buffers, frees c. NULL is allowed.
+ * Never blocks: queued output (the automatic ack of the last message
+ * taken included) is written only as far as the socket takes it at once,
+ * the rest is dropped; sends without a RESULT may or may not have reached
+ * the broker. To be sure acks arrived, call sp_client_sync first. */
 SEALPOST_API void sp_client_close(struct sp_client *c);
 
 #ifdef __cplusplus

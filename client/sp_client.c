@@ -75,6 +75,13 @@ enum {
 	CLOSED_EOF = 1,
 };
 
+/* Options this library knows, as the caller passes them. */
+static const uint32_t CONNECT_FLAGS_KNOWN = SEALPOST_CONNECT_MANUAL_ACK;
+static const uint32_t SEND_FLAGS_KNOWN = SEALPOST_SEND_ONLINE_ONLY;
+
+_Static_assert((int)SEALPOST_SEND_ONLINE_ONLY == (int)SP_SEND_ONLINE_ONLY, "online-only flag");
+
+
 struct held_event {
 	struct sp_event ev;
 	uint8_t *data;                  /* malloc'd copy of a MESSAGE's data */
@@ -97,6 +104,10 @@ struct sp_client {
 	uint32_t max_transport;
 	uint64_t next_client_id;
 	uint64_t next_ping_id;
+	bool manual_ack;
+	/* Auto-ack: seq of the MESSAGE/BAD_ENVELOPE last handed to the app,
+	 * acknowledged on its next call (it has then taken the event). */
+	uint64_t taken_seq;
 
 	uint8_t *obuf;
 	size_t ocap, osent, oenc, obatch;
@@ -434,16 +445,67 @@ out:
 	return r;
 }
 
+/*
+ * Copies the caller's options the way Linux copies extensible structs
+ * (openat2, clone3): fields past the caller's size read as 0; bytes past
+ * ours must be 0, or the caller asked for something we cannot do.
+ */
+static int read_opts(const struct sp_connect_opts *in, struct sp_connect_opts *o)
+{
+	const uint8_t *extra;
+	size_t i;
+
+	memset(o, 0, sizeof(*o));
+	if (!in)
+		return 0;
+	if (in->size < offsetof(struct sp_connect_opts, flags) + sizeof(o->flags))
+		return -EINVAL;
+	memcpy(o, in, in->size < sizeof(*o) ? in->size : sizeof(*o));
+	extra = (const uint8_t *)in;
+	for (i = sizeof(*o); i < in->size; i++)
+		if (extra[i])
+			return -E2BIG;
+	if (o->flags & ~CONNECT_FLAGS_KNOWN)
+		return -EINVAL;
+	return 0;
+}
+
+/*
+ * Each connection's ids start at a random 63-bit value: the broker
+ * deduplicates on (sender, recipient, client_id) for a whole window, so
+ * a counter restarting at 1 after a reconnect would make new envelopes
+ * look like retries and be dropped. 2^63 leaves room to count up.
+ */
+static uint64_t first_client_id(void)
+{
+	uint64_t id;
+
+	randombytes_buf(&id, sizeof(id));
+	id &= UINT64_MAX >> 1;
+	return id ? id : 1;
+}
+
 SEALPOST_API int sp_client_connect(struct sp_client **out, const char *server,
 				   const struct sp_key *key, const uint8_t *server_key,
 				   int timeout_ms)
 {
+	return sp_client_connect_opts(out, server, key, server_key, timeout_ms, NULL);
+}
+
+SEALPOST_API int sp_client_connect_opts(struct sp_client **out, const char *server,
+					const struct sp_key *key, const uint8_t *server_key,
+					int timeout_ms, const struct sp_connect_opts *opts)
+{
+	struct sp_connect_opts o;
 	struct sp_client *c;
 	int64_t deadline;
 	int r;
 
 	if (!out || !server || !key)
 		return -EINVAL;
+	r = read_opts(opts, &o);
+	if (r < 0)
+		return r;
 	if (server_key && !sp_noise_key_valid(server_key))
 		return -EINVAL;
 	if (sodium_init() < 0)
@@ -453,8 +515,9 @@ SEALPOST_API int sp_client_connect(struct sp_client **out, const char *server,
 	if (!c)
 		return -ENOMEM;
 	c->fd = -1;
-	c->next_client_id = 1;
+	c->next_client_id = first_client_id();
 	c->next_ping_id = 1;
+	c->manual_ack = o.flags & SEALPOST_CONNECT_MANUAL_ACK;
 	c->sec = sodium_malloc(sizeof(*c->sec));
 	c->rcap = RBUF_INITIAL;
 	c->rbuf = malloc(c->rcap);
@@ -685,9 +748,11 @@ static int do_write(struct sp_client *c)
 	return 0;
 }
 
+/* taken_seq counts: the app's next step writes that ack (see ack_taken),
+ * so an event loop polling for POLLOUT gets it out without new input. */
 static bool out_pending(const struct sp_client *c)
 {
-	return c->osent < c->oenc || (c->batch_open && c->obatch) || c->nacks;
+	return c->osent < c->oenc || (c->batch_open && c->obatch) || c->nacks || c->taken_seq;
 }
 
 static int check_send(struct sp_client *c)
@@ -704,14 +769,20 @@ static int check_send(struct sp_client *c)
 	return 0;
 }
 
-/* Queues a Send frame whose body (env_len bytes) is produced by seal or copy. */
+/*
+ * Queues a Send frame whose body (env_len bytes) is produced by seal or
+ * copy. id 0: the next of this connection's counter; else a retry's id.
+ */
 static int queue_send(struct sp_client *c, const uint8_t to[SP_KEY_LEN], const uint8_t *msg,
-		      size_t msg_len, const uint8_t *env, size_t env_len, uint64_t *client_id)
+		      size_t msg_len, const uint8_t *env, size_t env_len, uint32_t flags,
+		      uint64_t id, uint64_t *client_id)
 {
 	struct sp_frame f = { .type = SP_FRAME_SEND };
 	size_t off, base, sealed;
 	int r;
 
+	if (flags & ~SEND_FLAGS_KNOWN)
+		return -EINVAL;
 	if (env_len > c->max_envelope)
 		return -EMSGSIZE;
 	r = check_send(c);
@@ -719,7 +790,8 @@ static int queue_send(struct sp_client *c, const uint8_t to[SP_KEY_LEN], const u
 		return r;
 	memcpy(f.u.send.to, to, SP_KEY_LEN);
 	f.u.send.to_ok = 1;
-	f.u.send.client_id = c->next_client_id;
+	f.u.send.client_id = id ? id : c->next_client_id;
+	f.u.send.flags = flags;
 	r = reserve(c, sp_frame_size(&f, env_len));
 	if (r < 0)
 		return r;
@@ -739,13 +811,15 @@ static int queue_send(struct sp_client *c, const uint8_t to[SP_KEY_LEN], const u
 	}
 	c->obatch = off + env_len - base;
 	if (client_id)
-		*client_id = c->next_client_id;
-	c->next_client_id++;
+		*client_id = f.u.send.client_id;
+	if (!id)
+		c->next_client_id++;
 	return 0;
 }
 
-SEALPOST_API int sp_client_send(struct sp_client *c, const uint8_t to[SEALPOST_KEY_LEN],
-				const void *msg, size_t msg_len, uint64_t *client_id)
+SEALPOST_API int sp_client_send_ex(struct sp_client *c, const uint8_t to[SEALPOST_KEY_LEN],
+				   const void *msg, size_t msg_len, uint32_t flags,
+				   uint64_t client_id, uint64_t *used_id)
 {
 	if (!c || !to || (!msg && msg_len))
 		return -EINVAL;
@@ -753,15 +827,30 @@ SEALPOST_API int sp_client_send(struct sp_client *c, const uint8_t to[SEALPOST_K
 		return -EINVAL;
 	if (msg_len > sp_client_max_message(c))
 		return -EMSGSIZE;
-	return queue_send(c, to, msg, msg_len, NULL, msg_len + SP_SEAL_OVERHEAD, client_id);
+	return queue_send(c, to, msg, msg_len, NULL, msg_len + SP_SEAL_OVERHEAD, flags, client_id,
+			  used_id);
+}
+
+SEALPOST_API int sp_client_send(struct sp_client *c, const uint8_t to[SEALPOST_KEY_LEN],
+				const void *msg, size_t msg_len, uint64_t *client_id)
+{
+	return sp_client_send_ex(c, to, msg, msg_len, 0, 0, client_id);
+}
+
+SEALPOST_API int sp_client_send_raw_ex(struct sp_client *c, const uint8_t to[SEALPOST_KEY_LEN],
+				       const uint8_t *env, size_t env_len, uint32_t flags,
+				       uint64_t client_id, uint64_t *used_id)
+{
+	if (!c || !to || (!env && env_len))
+		return -EINVAL;
+	return queue_send(c, to, NULL, 0, env ? env : (const uint8_t *)"", env_len, flags,
+			  client_id, used_id);
 }
 
 SEALPOST_API int sp_client_send_raw(struct sp_client *c, const uint8_t to[SEALPOST_KEY_LEN],
 				    const uint8_t *env, size_t env_len, uint64_t *client_id)
 {
-	if (!c || !to || (!env && env_len))
-		return -EINVAL;
-	return queue_send(c, to, NULL, 0, env ? env : (const uint8_t *)"", env_len, client_id);
+	return sp_client_send_raw_ex(c, to, env, env_len, 0, 0, client_id);
 }
 
 SEALPOST_API int sp_client_ping(struct sp_client *c, uint64_t *id)
@@ -772,6 +861,11 @@ SEALPOST_API int sp_client_ping(struct sp_client *c, uint64_t *id)
 	if (!c)
 		return -EINVAL;
 	r = check_send(c);
+	if (r < 0)
+		return r;
+	/* Acks queued so far go first: the Pong then proves they were
+	 * processed (sp_client_sync). */
+	r = queue_acks(c);
 	if (r < 0)
 		return r;
 	f.u.ping.id = c->next_ping_id;
@@ -792,6 +886,8 @@ SEALPOST_API int sp_client_ack(struct sp_client *c, uint64_t seq)
 		return -EINVAL;
 	if (c->io_err || c->goaway)
 		return -ENOTCONN;
+	if (!seq)
+		return 0;   /* online-only: nothing stored, nothing to ack */
 	if (c->nacks == SP_ACK_SEQS_MAX) {
 		r = queue_acks(c);
 		if (r < 0)
@@ -799,6 +895,28 @@ SEALPOST_API int sp_client_ack(struct sp_client *c, uint64_t seq)
 	}
 	c->acks[c->nacks++] = seq;
 	return 0;
+}
+
+/*
+ * Auto-ack: the app called us again, so it has taken the last event we
+ * handed out. On a dead connection the ack is dropped: the envelope comes
+ * again next time (at-least-once), which is the only honest outcome.
+ */
+static void ack_taken(struct sp_client *c)
+{
+	uint64_t seq = c->taken_seq;
+
+	c->taken_seq = 0;
+	if (seq && !c->io_err && !c->goaway && sp_client_ack(c, seq) < 0)
+		fail(c, -ENOMEM, true);
+}
+
+/* Remembers a delivery handed to the app, for ack_taken. */
+static void note_taken(struct sp_client *c, const struct sp_event *ev)
+{
+	if (!c->manual_ack &&
+	    (ev->type == SEALPOST_EVENT_MESSAGE || ev->type == SEALPOST_EVENT_BAD_ENVELOPE))
+		c->taken_seq = ev->seq;
 }
 
 /* -------------------------------------------------------------- input --- */
@@ -1082,6 +1200,7 @@ SEALPOST_API int sp_client_next_event(struct sp_client *c, struct sp_event *ev, 
 	if (!c || !ev)
 		return -EINVAL;
 	release(c);
+	ack_taken(c);
 	if (c->held_count) {
 		struct held_event *h = &c->held[c->held_head];
 
@@ -1090,14 +1209,19 @@ SEALPOST_API int sp_client_next_event(struct sp_client *c, struct sp_event *ev, 
 		c->held_out_len = h->ev.len;
 		c->held_head = (c->held_head + 1) % c->held_cap;
 		c->held_count--;
+		note_taken(c, ev);
 		return 1;
 	}
 	for (;;) {
-		if (pull_event(c, ev))
+		if (pull_event(c, ev)) {
+			note_taken(c, ev);
 			return 1;
+		}
 		pump(c);
-		if (pull_event(c, ev))
+		if (pull_event(c, ev)) {
+			note_taken(c, ev);
 			return 1;
+		}
 		r = wait_fd(c->fd, sp_client_poll_events(c), deadline);
 		if (r == -ETIMEDOUT)
 			return 0;
@@ -1107,11 +1231,13 @@ SEALPOST_API int sp_client_next_event(struct sp_client *c, struct sp_event *ev, 
 }
 
 /*
- * Takes buffered events until the RESULT for id: 1 when found, 0 when the
- * buffered input is used up, < 0 when the connection died. Every other event
- * is kept for sp_client_next_event.
+ * Takes buffered events until the one of `type` (RESULT or PONG) for id: 1
+ * when found (*found filled), 0 when the buffered input is used up, < 0
+ * when the connection died. Every other event is kept, untaken, for
+ * sp_client_next_event.
  */
-static int scan_result(struct sp_client *c, uint64_t id, int *status, uint64_t *seq)
+static int scan_for(struct sp_client *c, enum sealpost_event_type type, uint64_t id,
+		    struct sp_event *found)
 {
 	struct sp_event ev;
 	int r;
@@ -1119,10 +1245,9 @@ static int scan_result(struct sp_client *c, uint64_t id, int *status, uint64_t *
 	while (pull_event(c, &ev)) {
 		if (ev.type == SEALPOST_EVENT_CLOSED)
 			return ev.error ? ev.error : -ENOTCONN;
-		if (ev.type == SEALPOST_EVENT_RESULT && ev.client_id == id) {
-			*status = ev.status;
-			if (seq)
-				*seq = ev.seq;
+		if (ev.type == type &&
+		    (type == SEALPOST_EVENT_RESULT ? ev.client_id : ev.id) == id) {
+			*found = ev;
 			return 1;
 		}
 		r = hold(c, &ev);
@@ -1133,11 +1258,49 @@ static int scan_result(struct sp_client *c, uint64_t id, int *status, uint64_t *
 	return 0;
 }
 
+static int wait_for(struct sp_client *c, enum sealpost_event_type type, uint64_t id,
+		    int64_t deadline, struct sp_event *found)
+{
+	int r;
+
+	for (;;) {
+		r = scan_for(c, type, id, found);
+		if (r)
+			return r < 0 ? r : 0;
+		pump(c);
+		r = scan_for(c, type, id, found);
+		if (r)
+			return r < 0 ? r : 0;
+		r = wait_fd(c->fd, sp_client_poll_events(c), deadline);
+		if (r < 0)
+			return r;
+	}
+}
+
+SEALPOST_API int sp_client_wait_result(struct sp_client *c, uint64_t client_id, int timeout_ms,
+				       int *status, uint64_t *seq)
+{
+	int64_t deadline = deadline_of(timeout_ms);
+	struct sp_event ev;
+	int r;
+
+	if (!c || !status)
+		return -EINVAL;
+	release(c);
+	ack_taken(c);
+	r = wait_for(c, SEALPOST_EVENT_RESULT, client_id, deadline, &ev);
+	if (r < 0)
+		return r;
+	*status = ev.status;
+	if (seq)
+		*seq = ev.seq;
+	return 0;
+}
+
 SEALPOST_API int sp_client_send_wait(struct sp_client *c, const uint8_t to[SEALPOST_KEY_LEN],
 				     const void *msg, size_t msg_len, int timeout_ms,
 				     int *status, uint64_t *seq)
 {
-	int64_t deadline = deadline_of(timeout_ms);
 	uint64_t id;
 	int r;
 
@@ -1146,19 +1309,24 @@ SEALPOST_API int sp_client_send_wait(struct sp_client *c, const uint8_t to[SEALP
 	r = sp_client_send(c, to, msg, msg_len, &id);
 	if (r < 0)
 		return r;
+	return sp_client_wait_result(c, id, timeout_ms, status, seq);
+}
+
+SEALPOST_API int sp_client_sync(struct sp_client *c, int timeout_ms)
+{
+	int64_t deadline = deadline_of(timeout_ms);
+	struct sp_event ev;
+	uint64_t id;
+	int r;
+
+	if (!c)
+		return -EINVAL;
 	release(c);
-	for (;;) {
-		r = scan_result(c, id, status, seq);
-		if (r)
-			return r < 0 ? r : 0;
-		pump(c);
-		r = scan_result(c, id, status, seq);
-		if (r)
-			return r < 0 ? r : 0;
-		r = wait_fd(c->fd, sp_client_poll_events(c), deadline);
-		if (r < 0)
-			return r;
-	}
+	ack_taken(c);
+	r = sp_client_ping(c, &id);
+	if (r < 0)
+		return r == -ENOTCONN && c->io_err ? conn_error(c) : r;
+	return wait_for(c, SEALPOST_EVENT_PONG, id, deadline, &ev);
 }
 
 SEALPOST_API int sp_client_flush(struct sp_client *c, int timeout_ms)
@@ -1169,6 +1337,7 @@ SEALPOST_API int sp_client_flush(struct sp_client *c, int timeout_ms)
 	if (!c)
 		return -EINVAL;
 	release(c);
+	ack_taken(c);
 	for (;;) {
 		r = do_write(c);
 		if (r < 0)
@@ -1202,6 +1371,7 @@ SEALPOST_API int sp_client_step(struct sp_client *c)
 	if (!c)
 		return -EINVAL;
 	release(c);
+	ack_taken(c);
 	pump(c);
 	if (c->io_err)
 		return conn_error(c);
@@ -1215,6 +1385,10 @@ SEALPOST_API void sp_client_close(struct sp_client *c)
 	if (!c)
 		return;
 	release(c);
+	ack_taken(c);
+	/* Best effort, never blocking: the last ack usually fits the socket. */
+	if (c->fd >= 0 && !c->io_err && out_pending(c))
+		do_write(c);
 	if (c->fd >= 0)
 		close(c->fd);
 	if (c->sec) {

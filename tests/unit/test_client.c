@@ -464,6 +464,7 @@ static void script_basic(struct peer *p)
 	struct sp_frame f, r;
 	size_t off = 0, oo = 0, olen;
 	uint8_t sender[32];
+	uint64_t first = 0;
 	int n, sends = 0, pings = 0;
 
 	/* Ping + three Sends, queued before one flush: ONE transport message. */
@@ -477,7 +478,13 @@ static void script_basic(struct peer *p)
 			frames_put(out, &oo, &r);
 		} else if (f.type == SP_FRAME_SEND) {
 			PEER_CHECK(p, sends < 3);
-			PEER_CHECK(p, f.u.send.client_id == (uint64_t)sends + 1);
+			/* Ids count up from a random start below 2^63; plain sends
+			 * are durable (no flags). */
+			if (sends == 0)
+				first = f.u.send.client_id;
+			PEER_CHECK(p, first != 0 && first < (uint64_t)1 << 63);
+			PEER_CHECK(p, f.u.send.client_id == first + (uint64_t)sends);
+			PEER_CHECK(p, f.u.send.flags == 0);
 			PEER_CHECK(p, sp_seal_open(a->recipient_priv, f.body, f.body_len, sender,
 						   opened, sizeof(opened), &olen) == 0);
 			PEER_CHECK(p, memcmp(sender, p->client_pub, 32) == 0);
@@ -522,7 +529,7 @@ static void test_protocol_basic(void **state)
 	struct sp_client *c;
 	struct sp_event ev;
 	uint8_t rpub[32], spub[32];
-	uint64_t id, pid;
+	uint64_t id, pid, first = 0;
 	int i;
 
 	(void)state;
@@ -541,7 +548,9 @@ static void test_protocol_basic(void **state)
 	assert_int_equal(pid, 1);
 	for (i = 0; i < 3; i++) {
 		assert_int_equal(sp_client_send(c, rpub, a.msgs[i], strlen(a.msgs[i]), &id), 0);
-		assert_int_equal(id, (uint64_t)i + 1);
+		if (i == 0)
+			first = id;
+		assert_int_equal(id, first + (uint64_t)i);
 	}
 	assert_true(sp_client_want_write(c));
 	assert_true(sp_client_poll_events(c) & POLLOUT);
@@ -554,7 +563,7 @@ static void test_protocol_basic(void **state)
 	for (i = 0; i < 3; i++) {
 		assert_int_equal(sp_client_next_event(c, &ev, 10000), 1);
 		assert_int_equal(ev.type, SEALPOST_EVENT_RESULT);
-		assert_int_equal(ev.client_id, (uint64_t)i + 1);
+		assert_int_equal(ev.client_id, first + (uint64_t)i);
 		assert_int_equal(ev.seq, 100 + (uint64_t)i);
 		assert_int_equal(ev.status, i == 1 ? SEALPOST_STATUS_ERR_OFFLINE
 					    : SEALPOST_STATUS_DELIVERED);
@@ -774,13 +783,16 @@ struct limits_arg {
 	uint8_t sender_priv[32];
 };
 
+static int collect_acks_until_ping(struct peer *p, uint64_t *seqs, int cap, int *frames);
+
 static void script_limits(struct peer *p)
 {
 	struct limits_arg *a = p->arg;
 	static uint8_t in[65536], out[65536], env[2048];
 	struct sp_frame f, r;
 	size_t off = 0, oo = 0, elen;
-	int n;
+	uint64_t seqs[4];
+	int n, frames;
 
 	/* send_wait: a Deliver and a Pong come before the SendResult. */
 	n = peer_recv_plain(p, in);
@@ -801,17 +813,9 @@ static void script_limits(struct peer *p)
 	frames_put(out, &oo, &r);
 	PEER_CHECK(p, peer_send_plain(p, out, oo) == 0);
 
-	/* Event loop: an Ack and a Ping from the client; answer the Ping. */
-	n = peer_recv_plain(p, in);
-	off = 0;
-	PEER_CHECK(p, n > 0 && sp_frame_next(in, (size_t)n, &off, &f) == 0 &&
-		   f.type == SP_FRAME_PING);
-	r = (struct sp_frame){ .type = SP_FRAME_PONG, .u.ping.id = f.u.ping.id };
-	PEER_CHECK(p, sp_frame_next(in, (size_t)n, &off, &f) == 0 && f.type == SP_FRAME_ACK &&
-		   f.u.ack.count == 2 && f.u.ack.seqs[0] == 1 && f.u.ack.seqs[1] == 2);
-	oo = 0;
-	frames_put(out, &oo, &r);
-	PEER_CHECK(p, peer_send_plain(p, out, oo) == 0);
+	/* Event loop: acks 1 (automatic) and 2 (by hand), then a Ping. */
+	n = collect_acks_until_ping(p, seqs, 4, &frames);
+	PEER_CHECK(p, n == 2 && seqs[0] == 1 && seqs[1] == 2);
 	while (recv(p->fd, in, sizeof(in), 0) > 0)
 		;
 }
@@ -859,10 +863,10 @@ static void test_protocol_limits_and_loop(void **state)
 	assert_int_equal(ev.id, 42);
 	assert_int_equal(sp_client_next_event(c, &ev, 0), 0);
 
-	/* Event-loop integration: poll + step + next_event(0). */
-	assert_int_equal(sp_client_ping(c, &pid), 0);
-	assert_int_equal(sp_client_ack(c, 1), 0);
+	/* Event-loop integration: poll + step + next_event(0). The MESSAGE
+	 * (seq 1) was taken, so the next call acked it by itself; 2 by hand. */
 	assert_int_equal(sp_client_ack(c, 2), 0);
+	assert_int_equal(sp_client_ping(c, &pid), 0);
 	assert_true(sp_client_want_write(c));
 	while (!got_pong) {
 		pfd = (struct pollfd){ .fd = sp_client_fd(c), .events = sp_client_poll_events(c) };
@@ -926,6 +930,7 @@ static void script_split(struct peer *p)
 	static uint8_t in[65536];
 	struct sp_frame f;
 	size_t off;
+	uint64_t first = 0;
 	int n, sends = 0, messages = 0;
 
 	while (sends < SPLIT_SENDS) {
@@ -939,7 +944,9 @@ static void script_split(struct peer *p)
 		off = 0;
 		while (sp_frame_next(in, (size_t)n, &off, &f) == 0) {
 			PEER_CHECK(p, f.type == SP_FRAME_SEND);
-			PEER_CHECK(p, f.u.send.client_id == (uint64_t)sends + 1);
+			if (sends == 0)
+				first = f.u.send.client_id;
+			PEER_CHECK(p, f.u.send.client_id == first + (uint64_t)sends);
 			PEER_CHECK(p, f.body_len == SPLIT_MSG + 97);
 			sends++;
 		}
@@ -986,6 +993,7 @@ static void script_backpressure(struct peer *p)
 	uint32_t want = 0;
 	size_t off;
 	uint32_t sends = 0;
+	uint64_t first = 0;
 	int n;
 
 	PEER_CHECK(p, read(a->go[0], &want, sizeof(want)) == (ssize_t)sizeof(want));
@@ -997,7 +1005,9 @@ static void script_backpressure(struct peer *p)
 		}
 		off = 0;
 		while (sp_frame_next(in, (size_t)n, &off, &f) == 0) {
-			PEER_CHECK(p, f.type == SP_FRAME_SEND && f.u.send.client_id == sends + 1);
+			if (sends == 0)
+				first = f.u.send.client_id;
+			PEER_CHECK(p, f.type == SP_FRAME_SEND && f.u.send.client_id == first + sends);
 			sends++;
 		}
 	}
@@ -1039,6 +1049,308 @@ static void test_protocol_backpressure(void **state)
 	sp_client_close(c);
 	close(a.go[0]);
 	close(a.go[1]);
+	sp_key_free(k);
+}
+
+/* --- script: acknowledgement modes (auto: exactly what was taken; manual) --- */
+
+enum { ACK_BURST = 70 };
+
+struct ack_arg {
+	uint8_t sender_priv[32];
+	int manual;
+};
+
+/* Reads client frames until a Ping: collects Ack seqs (checking <= 64 per
+ * frame) into seqs; answers the Ping. Returns the number of acks, -1. */
+static int collect_acks_until_ping(struct peer *p, uint64_t *seqs, int cap, int *frames)
+{
+	static __thread uint8_t in[65536], out[64];
+	struct sp_frame f, r;
+	size_t off, oo = 0;
+	int n, got = 0;
+
+	*frames = 0;
+	for (;;) {
+		n = peer_recv_plain(p, in);
+		if (n < 0)
+			return -1;
+		off = 0;
+		while (sp_frame_next(in, (size_t)n, &off, &f) == 0) {
+			if (f.type == SP_FRAME_ACK) {
+				PEER_CHECK(p, f.u.ack.count >= 1 && f.u.ack.count <= 64);
+				(*frames)++;
+				for (uint32_t i = 0; i < f.u.ack.count && got < cap; i++)
+					seqs[got++] = f.u.ack.seqs[i];
+				continue;
+			}
+			if (f.type != SP_FRAME_PING) {
+				PEER_CHECK(p, !"unexpected frame");
+				return -1;
+			}
+			r = (struct sp_frame){ .type = SP_FRAME_PONG, .u.ping.id = f.u.ping.id };
+			frames_put(out, &oo, &r);
+			PEER_CHECK(p, peer_send_plain(p, out, oo) == 0);
+			return got;
+		}
+	}
+}
+
+static void deliver_one(struct peer *p, uint8_t *out, size_t *oo, const uint8_t *sender_priv,
+			uint64_t seq)
+{
+	uint8_t env[256], msg[16];
+	size_t elen;
+	int len = snprintf((char *)msg, sizeof(msg), "m%llu", (unsigned long long)seq);
+	struct sp_frame f = { .type = SP_FRAME_DELIVER, .u.deliver.seq = seq };
+
+	PEER_CHECK(p, sp_seal(sender_priv, p->client_pub, msg, (size_t)len, env, sizeof(env),
+			      &elen) == 0);
+	f.body = env;
+	f.body_len = elen;
+	frames_put(out, oo, &f);
+}
+
+static void script_acks(struct peer *p)
+{
+	struct ack_arg *a = p->arg;
+	static uint8_t out[65536], in[256];
+	uint64_t seqs[128];
+	struct sp_frame f;
+	size_t oo = 0;
+	int n, frames, i;
+
+	/* Backlog of 3 (seq 1..3), then Drained{3}, then a live online-only one
+	 * (seq 0) and ACK_BURST more live ones (10..). */
+	for (i = 1; i <= 3; i++)
+		deliver_one(p, out, &oo, a->sender_priv, (uint64_t)i);
+	f = (struct sp_frame){ .type = SP_FRAME_DRAINED, .u.drained.count = 3 };
+	frames_put(out, &oo, &f);
+	PEER_CHECK(p, peer_send_plain(p, out, oo) == 0);
+
+	/* The app took seq 1 only, then synced: exactly Ack{1} (auto) or no
+	 * ack at all (manual). */
+	n = collect_acks_until_ping(p, seqs, 128, &frames);
+	if (a->manual) {
+		PEER_CHECK(p, n == 0);
+	} else {
+		PEER_CHECK(p, n == 1 && seqs[0] == 1);
+	}
+	/* It took 2, 3 and Drained, synced: Ack{2,3} (auto); manual: its own
+	 * sp_client_ack(3) only. */
+	n = collect_acks_until_ping(p, seqs, 128, &frames);
+	if (a->manual) {
+		PEER_CHECK(p, n == 1 && seqs[0] == 3);
+	} else {
+		PEER_CHECK(p, n == 2 && seqs[0] == 2 && seqs[1] == 3);
+	}
+
+	oo = 0;
+	deliver_one(p, out, &oo, a->sender_priv, 0);
+	for (i = 0; i < ACK_BURST; i++)
+		deliver_one(p, out, &oo, a->sender_priv, 10 + (uint64_t)i);
+	PEER_CHECK(p, peer_send_plain(p, out, oo) == 0);
+	/* Auto: all 70 (never the online-only 0), in order, in frames of <= 64. */
+	n = collect_acks_until_ping(p, seqs, 128, &frames);
+	if (a->manual) {
+		PEER_CHECK(p, n == 0);
+	} else {
+		PEER_CHECK(p, n == ACK_BURST && frames >= 2);
+		for (i = 0; i < ACK_BURST && i < n; i++)
+			PEER_CHECK(p, seqs[i] == 10 + (uint64_t)i);
+	}
+	while (recv(p->fd, in, sizeof(in), 0) > 0)
+		;
+}
+
+static void run_acks(int manual)
+{
+	struct sp_connect_opts o = SEALPOST_CONNECT_OPTS_INIT;
+	struct peer p;
+	struct ack_arg a = { .manual = manual };
+	struct sp_key *k;
+	struct sp_client *c;
+	struct sp_event ev;
+	uint8_t spub[32];
+	int i;
+
+	sp_noise_keypair(spub, a.sender_priv);
+	assert_int_equal(sp_key_generate(&k), 0);
+	peer_start(&p, script_acks, &a);
+	peer_run(&p);
+	if (manual)
+		o.flags = SEALPOST_CONNECT_MANUAL_ACK;
+	assert_int_equal(sp_client_connect_opts(&c, p.addr, k, p.pub, 10000, &o), 0);
+
+	assert_int_equal(sp_client_next_event(c, &ev, 10000), 1);
+	assert_int_equal(ev.type, SEALPOST_EVENT_MESSAGE);
+	assert_int_equal(ev.seq, 1);
+	/* Taken, not yet acked: the next call will; an event loop is told to
+	 * write (auto mode). */
+	assert_int_equal(sp_client_want_write(c), !manual);
+	/* sync holds what arrives meanwhile (2, 3, Drained): not taken. */
+	assert_int_equal(sp_client_sync(c, 10000), 0);
+	for (i = 2; i <= 3; i++) {
+		assert_int_equal(sp_client_next_event(c, &ev, 10000), 1);
+		assert_int_equal(ev.type, SEALPOST_EVENT_MESSAGE);
+		assert_int_equal(ev.seq, (uint64_t)i);
+		assert_memory_equal(ev.sender, spub, 32);
+	}
+	assert_int_equal(sp_client_next_event(c, &ev, 10000), 1);
+	assert_int_equal(ev.type, SEALPOST_EVENT_DRAINED);
+	assert_int_equal(ev.count, 3);
+	if (manual)
+		assert_int_equal(sp_client_ack(c, 3), 0);
+	assert_int_equal(sp_client_sync(c, 10000), 0);
+
+	/* The online-only one (seq 0), then the burst. */
+	assert_int_equal(sp_client_next_event(c, &ev, 10000), 1);
+	assert_int_equal(ev.type, SEALPOST_EVENT_MESSAGE);
+	assert_int_equal(ev.seq, 0);
+	assert_memory_equal(ev.data, "m0", 2);
+	for (i = 0; i < ACK_BURST; i++) {
+		assert_int_equal(sp_client_next_event(c, &ev, 10000), 1);
+		assert_int_equal(ev.type, SEALPOST_EVENT_MESSAGE);
+		assert_int_equal(ev.seq, 10 + (uint64_t)i);
+	}
+	assert_int_equal(sp_client_sync(c, 10000), 0);
+	assert_int_equal(sp_client_ack(c, 0), 0);   /* seq 0: nothing to ack, not an error */
+	sp_client_close(c);
+	peer_join(&p);
+	sp_key_free(k);
+}
+
+static void test_protocol_ack_auto(void **state)
+{
+	(void)state;
+	run_acks(0);
+}
+
+static void test_protocol_ack_manual(void **state)
+{
+	(void)state;
+	run_acks(1);
+}
+
+/* --- script: send flags and explicit ids on the wire --- */
+
+struct sendex_arg {
+	uint64_t ids[4];
+	uint32_t flags[4];
+};
+
+static void script_sendex(struct peer *p)
+{
+	struct sendex_arg *a = p->arg;
+	static uint8_t in[65536], out[4096];
+	struct sp_frame f, r;
+	size_t off, oo = 0;
+	int n, sends = 0;
+
+	while (sends < 4) {
+		n = peer_recv_plain(p, in);
+		if (n < 0) {
+			PEER_CHECK(p, !"connection ended early");
+			return;
+		}
+		off = 0;
+		while (sends < 4 && sp_frame_next(in, (size_t)n, &off, &f) == 0) {
+			PEER_CHECK(p, f.type == SP_FRAME_SEND);
+			a->ids[sends] = f.u.send.client_id;
+			a->flags[sends] = f.u.send.flags;
+			r = (struct sp_frame){ .type = SP_FRAME_SEND_RESULT };
+			r.u.send_result.client_id = f.u.send.client_id;
+			r.u.send_result.status = (f.u.send.flags & SP_SEND_ONLINE_ONLY)
+				? SP_STATUS_ERR_OFFLINE : SP_STATUS_ACCEPTED;
+			r.u.send_result.seq = (f.u.send.flags & SP_SEND_ONLINE_ONLY) ? 0 : 7;
+			frames_put(out, &oo, &r);
+			sends++;
+		}
+	}
+	PEER_CHECK(p, peer_send_plain(p, out, oo) == 0);
+	while (recv(p->fd, in, sizeof(in), 0) > 0)
+		;
+}
+
+static void test_send_ex_and_opts(void **state)
+{
+	struct {
+		struct sp_connect_opts o;
+		uint64_t future;        /* a field a newer header might add */
+	} big;
+	struct sp_connect_opts o = SEALPOST_CONNECT_OPTS_INIT;
+	struct peer p, p2;
+	struct sendex_arg a, a2;
+	struct sp_key *k;
+	struct sp_client *c = NULL, *c2 = NULL;
+	uint8_t to[32], env[256];
+	size_t elen;
+	uint64_t id1, id2, id3, seq = 1;
+	int status = -1;
+
+	(void)state;
+	memset(&a, 0, sizeof(a));
+	memset(&a2, 0, sizeof(a2));
+	assert_int_equal(sp_key_generate(&k), 0);
+	sp_key_public(k, to);
+	/* Option checks happen before any I/O. */
+	o.size = sizeof(uint32_t);
+	assert_int_equal(sp_client_connect_opts(&c, "127.0.0.1:1", k, NULL, 1000, &o), -EINVAL);
+	o = (struct sp_connect_opts)SEALPOST_CONNECT_OPTS_INIT;
+	o.flags = 1u << 7;
+	assert_int_equal(sp_client_connect_opts(&c, "127.0.0.1:1", k, NULL, 1000, &o), -EINVAL);
+	memset(&big, 0, sizeof(big));
+	big.o.size = sizeof(big);
+	big.future = 1;
+	assert_int_equal(sp_client_connect_opts(&c, "127.0.0.1:1", k, NULL, 1000, &big.o), -E2BIG);
+	assert_null(c);
+
+	/* A larger struct whose unknown tail is zero is fine. */
+	big.future = 0;
+	peer_start(&p, script_sendex, &a);
+	peer_run(&p);
+	assert_int_equal(sp_client_connect_opts(&c, p.addr, k, p.pub, 10000, &big.o), 0);
+	assert_int_equal(sp_client_send_ex(c, to, "x", 1, 1u << 5, 0, NULL), -EINVAL);
+	assert_int_equal(sp_client_send_ex(c, to, "a", 1, 0, 0, &id1), 0);
+	assert_int_equal(sp_client_send_ex(c, to, "b", 1, SEALPOST_SEND_ONLINE_ONLY, 0, &id2), 0);
+	assert_int_equal(id2, id1 + 1);
+	/* An explicit id (a retry) does not move the counter. */
+	assert_int_equal(sp_client_send_ex(c, to, "a", 1, 0, 12345, &id3), 0);
+	assert_int_equal(id3, 12345);
+	assert_int_equal(sp_envelope_seal(k, to, "r", 1, env, sizeof(env), &elen), 0);
+	assert_int_equal(sp_client_send_raw_ex(c, to, env, elen, SEALPOST_SEND_ONLINE_ONLY, 0,
+					       &id3), 0);
+	assert_int_equal(id3, id1 + 2);
+	assert_int_equal(sp_client_wait_result(c, id2, 10000, &status, &seq), 0);
+	assert_int_equal(status, SEALPOST_STATUS_ERR_OFFLINE);
+	assert_int_equal(seq, 0);
+	/* The result of id1 came first and was kept for next_event. */
+	assert_int_equal(sp_client_wait_result(c, 12345, 10000, &status, &seq), 0);
+	assert_int_equal(status, SEALPOST_STATUS_ACCEPTED);
+	assert_int_equal(seq, 7);
+	sp_client_close(c);
+	peer_join(&p);
+	assert_int_equal(a.ids[0], id1);
+	assert_int_equal(a.flags[0], 0);
+	assert_int_equal(a.ids[1], id1 + 1);
+	assert_int_equal(a.flags[1], SP_SEND_ONLINE_ONLY);
+	assert_int_equal(a.ids[2], 12345);
+	assert_int_equal(a.flags[2], 0);
+	assert_int_equal(a.ids[3], id1 + 2);
+	assert_int_equal(a.flags[3], SP_SEND_ONLINE_ONLY);
+
+	/* A second connection of the same device starts elsewhere: ids from a
+	 * reconnect must not look like retries (2^-60 odds of a false failure). */
+	peer_start(&p2, script_sendex, &a2);
+	peer_run(&p2);
+	assert_int_equal(sp_client_connect(&c2, p2.addr, k, p2.pub, 10000), 0);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(sp_client_send(c2, to, "z", 1, NULL), 0);
+	assert_int_equal(sp_client_flush(c2, 10000), 0);
+	sp_client_close(c2);
+	peer_join(&p2);
+	assert_true(a2.ids[0] < (uint64_t)1 << 63 && a.ids[0] < (uint64_t)1 << 63);
+	assert_true(a2.ids[0] > a.ids[0] + 3 || a.ids[0] > a2.ids[0] + 3);
 	sp_key_free(k);
 }
 
@@ -1106,6 +1418,9 @@ int main(void)
 		cmocka_unit_test(test_protocol_abrupt_close),
 		cmocka_unit_test(test_protocol_split_transport),
 		cmocka_unit_test(test_protocol_backpressure),
+		cmocka_unit_test(test_protocol_ack_auto),
+		cmocka_unit_test(test_protocol_ack_manual),
+		cmocka_unit_test(test_send_ex_and_opts),
 		cmocka_unit_test(test_docs_example_quoted),
 	};
 
