@@ -168,12 +168,14 @@ static void test_running_broker_uses_the_file(void **state)
 	struct sp_it_broker b;
 	char path[64];
 	const char *extra_file[] = { "--config", path, NULL };
-	const char *extra_both[] = { "--config", path, "--max-envelope", "200", NULL };
+	const char *extra_both[] = { "--config", path, "--max-envelope", "200", "--metrics-listen",
+				     "off", NULL };
 
 	(void)state;
 	snprintf(path, sizeof(path), "%s", write_conf("max-envelope = 100\nlog-level = debug\n"));
 	assert_int_equal(sp_it_broker_start(&b, NULL, extra_file), 0);
 	assert_int_equal(announced_max_envelope(&b), 100);
+	assert_true(b.metrics_port != 0);
 	assert_true(sp_it_log_count(&b, "config=/tmp/it-config-") > 0);
 	/* log-level = debug from the file: the handshake's debug line is there. */
 	for (int w = 0; w < WAIT_BOUND_MS && sp_it_log_count(&b, "handshake complete") == 0;
@@ -185,6 +187,9 @@ static void test_running_broker_uses_the_file(void **state)
 
 	assert_int_equal(sp_it_broker_start(&b, NULL, extra_both), 0);
 	assert_int_equal(announced_max_envelope(&b), 200);
+	/* metrics-listen = off: no endpoint. */
+	assert_int_equal(b.metrics_port, 0);
+	assert_int_equal(sp_it_log_count(&b, "metrics listening"), 0);
 	assert_int_equal(sp_it_broker_stop(&b), 0);
 	sp_it_rmrf(b.data_dir);
 	unlink(path);
