@@ -30,6 +30,7 @@
 #include <sodium.h>
 
 enum {
+	SP_ROCKSDB_LOG_FATAL = 4,       /* rocksdb::InfoLogLevel::FATAL_LEVEL */
 	ERRMSG_LEN = 256,
 	KIND_MAILBOX = 'm',
 	KIND_DEDUP = 'd',
@@ -506,6 +507,17 @@ static int open_rocksdb(struct sp_store *st)
 	rocksdb_options_set_max_open_files(st->db_opts, st->cfg.max_open_files);
 	rocksdb_options_set_keep_log_file_num(st->db_opts, 4);
 	rocksdb_options_set_paranoid_checks(st->db_opts, 1);
+	/*
+	 * RocksDB's info LOG lives in DIR/db on the same disk. In 7.8, once one
+	 * append to a file writer fails (disk full), the next append to that
+	 * writer trips an assertion (WritableFileWriter::
+	 * AssertFalseAndGetStatusForPrevError, "sync_without_flush_called_")
+	 * and aborts the process; the error handler logs several lines for one
+	 * ENOSPC, so a full disk killed the broker through its LOG. Only
+	 * FATAL/HEADER lines are written now (the header at open; our own log
+	 * says what failed).
+	 */
+	rocksdb_options_set_info_log_level(st->db_opts, SP_ROCKSDB_LOG_FATAL);
 	rocksdb_options_set_block_based_table_factory(st->db_opts, st->bbto);
 
 	st->cf_opts = rocksdb_options_create();
@@ -838,11 +850,17 @@ int sp_store_batch_commit(struct sp_store_batch *b)
 	sync = st->cfg.sync == SP_STORE_SYNC_ALWAYS;
 	rocksdb_write_writebatch_wi(st->db, sync ? st->wo_sync : st->wo_nosync, b->wb, &rerr);
 	if (rerr) {
+		/*
+		 * No further write, sync or flush in this process: after a failed
+		 * WAL append, RocksDB 7.8 aborts on the next use of that file
+		 * writer (see the info-log note in open_rocksdb), and after a
+		 * disk-full or I/O error it refuses writes anyway until resumed.
+		 * The sequences handed out stay unused: the next open advances
+		 * the epoch past them.
+		 */
 		rc = rocks_fail(st, "commit", rerr);
 		st->stats.commit_failures++;
-		if (b->assigned && bump_epoch(st) < 0)
-			set_err(st, "store: commit failed and the epoch cannot be advanced; "
-				"writes refused until reopen");
+		st->poisoned = true;
 		end_batch(b);
 		return rc;
 	}
@@ -875,6 +893,8 @@ int sp_store_sync(struct sp_store *st)
 {
 	char *rerr = NULL;
 
+	if (st->poisoned)
+		return -EIO;    /* the WAL writer may have failed: never touch it again */
 	rocksdb_flush_wal(st->db, 1, &rerr);
 	if (rerr)
 		return rocks_fail(st, "WAL sync", rerr);
@@ -887,7 +907,7 @@ int sp_store_tick(struct sp_store *st, uint64_t now_ms)
 {
 	int rc;
 
-	if (st->cfg.sync != SP_STORE_SYNC_BATCH || !st->unsynced)
+	if (st->cfg.sync != SP_STORE_SYNC_BATCH || !st->unsynced || st->poisoned)
 		return 0;
 	if (now_ms - st->unsynced_since_ms < st->cfg.sync_interval_ms &&
 	    now_ms >= st->unsynced_since_ms)

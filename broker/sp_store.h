@@ -71,10 +71,16 @@
  * even if its batch is never committed (crash, failed commit, abort), so the
  * broker may deliver it live before the commit: every open increments the
  * durable "epoch" (a synced write) and every device's next seq is at least
- * epoch << 32; a failed commit or an abort bumps the epoch the same way (if
- * that write fails too, the store refuses all writes with -EIO until
- * reopened). Consequence: after a restart seqs jump to the next multiple of
- * 2^32 (still increasing; gaps carry no meaning).
+ * epoch << 32; an abort bumps the epoch the same way (if that write fails,
+ * the store refuses all writes with -EIO until reopened). A failed commit
+ * (disk full, I/O error) makes the store refuse all writes, syncs and
+ * flushes with -EIO until reopened, without another write: RocksDB 7.8
+ * aborts the process on the next use of a file writer that failed (an
+ * assertion in WritableFileWriter), and refuses writes after such an error
+ * anyway; the reopen's epoch covers the lost sequences. (For the same
+ * reason RocksDB's info LOG is limited to FATAL lines.) Consequence: after a
+ * restart seqs jump to the next multiple of 2^32 (still increasing; gaps
+ * carry no meaning).
  *
  * Sync modes (what a committed batch survives once sp_store_batch_commit
  * returned 0; "kill -9" = the broker process dies, the OS keeps running):
@@ -252,8 +258,8 @@ size_t sp_store_batch_ops(const struct sp_store_batch *b);
 /*
  * Writes the batch atomically (one WriteBatch) with the configured sync mode
  * (see top) and ends it. 0 on success. On failure (-EIO, -ENOSPC) nothing of
- * the batch is stored, and the store bumps its epoch so the sequences handed
- * out are never reused (or is poisoned if it cannot).
+ * the batch is stored and the store refuses writes until reopened (the
+ * reopen's epoch keeps the sequences handed out from being reused).
  */
 int sp_store_batch_commit(struct sp_store_batch *b);
 
@@ -261,7 +267,8 @@ int sp_store_batch_commit(struct sp_store_batch *b);
  * bumped (one synced write); returns 0 or -EIO (store poisoned). */
 int sp_store_batch_abort(struct sp_store_batch *b);
 
-/* fsyncs the WAL now (all committed batches survive power loss after). */
+/* fsyncs the WAL now (all committed batches survive power loss after).
+ * -EIO after a failed commit (the store refuses to touch the WAL again). */
 int sp_store_sync(struct sp_store *st);
 
 /* SP_STORE_SYNC_BATCH: fsyncs if the oldest unsynced commit is at least

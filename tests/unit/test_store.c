@@ -1168,16 +1168,14 @@ static void test_disk_full(void **state)
 			fprintf(stderr, "child: errmsg '%s'\n", sp_store_errmsg(st));
 			_exit(6);
 		}
-		/* Either the epoch could still be advanced (writes go on) or the
-		 * store refuses writes; it must not hand out the lost seq again. */
+		/* The store refuses writes and syncs from now on without touching
+		 * RocksDB's files again (RocksDB 7.8 aborts on the next use of a
+		 * file writer that failed); the reopen below must not hand out
+		 * the lost seq again. This used to be flaky: RocksDB's info LOG on
+		 * the same full disk tripped that abort. */
 		poisoned = sp_store_batch_begin(st, 1, &b) == -EIO;
-		if (!poisoned) {
-			struct sp_store_envelope e = { .recipient = a, .sender = snd };
-
-			if (sp_store_enqueue(b, &e, &seq) == 0 && seq <= lost)
-				_exit(7);
-			sp_store_batch_abort(b);
-		}
+		if (!poisoned || sp_store_sync(st) != -EIO || sp_store_tick(st, UINT64_MAX / 2) != 0)
+			_exit(7);
 		sp_store_close(st);
 		st = NULL;
 		if (mount(NULL, mnt, NULL, MS_REMOUNT, "size=64m") < 0)
@@ -1202,8 +1200,8 @@ static void test_disk_full(void **state)
 				_exit(11);
 		}
 		sp_store_close(st);
-		fprintf(stderr, "disk full: %d commits fit, then rc=%d; store %s\n", committed, rc,
-			poisoned ? "refused further writes" : "advanced its epoch");
+		fprintf(stderr, "disk full: %d commits fit, then rc=%d; store refused further writes\n",
+			committed, rc);
 		_exit(0);
 	}
 	assert_int_equal(waitpid(pid, &status, 0), pid);
