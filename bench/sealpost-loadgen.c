@@ -852,8 +852,10 @@ static void run_traffic(struct lgs *s)
 				until = w->t0;
 			if (until > w->t_end && now < w->t_end)
 				until = w->t_end;
-			if (until == UINT64_MAX || until < now)
+			if (until == UINT64_MAX)
 				until = now + 20000000ull;
+			else if (until < now)
+				until = now; /* behind schedule: poll, do not sleep */
 			turn(s, until);
 		}
 	}

@@ -30,8 +30,9 @@ JetStream with file storage) on loopback and prints one comparison table.
   --size BYTES          payload size (default 256)
   --duration S          measured seconds per run (default 6)
   --warmup S            unmeasured seconds before each run (default 1)
-  --processes P         load-generator worker processes per run (default 4: the
-                        peers' libraries connect one device at a time per process)
+  --processes P         load-generator worker processes per traffic run (default 2;
+                        the idle runs use at least 4: the peers' libraries connect
+                        one device at a time per process)
   --pin                 brokers on CPU 0, load generators on the other CPUs (taskset):
                         the broker's figures are then not mixed with client CPU use
   --only LIST           comma-separated subset of: sealpost,mosquitto,nats,natsjs
@@ -47,7 +48,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 SRC="$(cd "$HERE/../.." && pwd)"
 BUILD="$SRC/build"
 PAIRS=200 RATE=5000 MAXRATE=100000 FANOUT=200 FANRATE=5000 IDLE=1000 SIZE=256
-DURATION=6 WARMUP=1 ONLY="sealpost,mosquitto,nats,natsjs" KEEP="" PROCS=4 PIN=0
+DURATION=6 WARMUP=1 ONLY="sealpost,mosquitto,nats,natsjs" KEEP="" PROCS=2 PIN=0
 
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -245,7 +246,8 @@ for kind in "${KINDS[@]}"; do
 	# Fresh broker for the memory figure, so earlier runs leave nothing behind.
 	stop_pid "$BROKER_PID"
 	start_broker "$kind"
-	run_lg "$kind" idle --pattern idle --devices "$IDLE" --duration 1 --warmup 0
+	run_lg "$kind" idle --pattern idle --devices "$IDLE" --duration 1 --warmup 0 \
+		--processes $(( PROCS > 4 ? PROCS : 4 ))
 	stop_pid "$BROKER_PID"
 done
 

@@ -6,17 +6,26 @@
  * and that their bookkeeping is consistent (what was delivered was counted
  * once, every latency sample belongs to a delivery, nothing failed).
  * The MQTT/NATS peer programs are only built where libmosquitto-dev and
- * libnats-dev exist; without a Mosquitto/NATS server here they are checked
- * through --help and their refusal of non-loopback addresses.
+ * libnats-dev exist: they are checked through --help and their refusal of
+ * non-loopback addresses, and, where the mosquitto / nats-server programs are
+ * installed too, run once against a real server (plain TCP, started here on a
+ * free loopback port).
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <setjmp.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -306,6 +315,182 @@ static void test_peers_help(void **state)
 	(void)ran;
 }
 
+/* ---- the peer load generators against real Mosquitto / NATS servers ---- */
+
+/* A loopback port free right now (the server binds it right after). */
+static uint16_t free_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	uint16_t port = 0;
+
+	if (fd < 0)
+		return 0;
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+		port = ntohs(a.sin_port);
+	close(fd);
+	return port;
+}
+
+/* The absolute path of a program in PATH, or false. */
+static bool in_path(const char *prog, char *buf, size_t cap)
+{
+	const char *p = getenv("PATH");
+
+	while (p && *p) {
+		const char *end = strchr(p, ':');
+		size_t n = end ? (size_t)(end - p) : strlen(p);
+
+		snprintf(buf, cap, "%.*s/%s", (int)n, p, prog);
+		if (n && access(buf, X_OK) == 0)
+			return true;
+		p = end ? end + 1 : NULL;
+	}
+	return false;
+}
+
+/* Starts argv (output to log), waits (bounded) until port accepts. */
+static pid_t start_server(char *const argv[], const char *log, uint16_t port)
+{
+	pid_t pid = fork();
+	int i, fd;
+
+	if (pid == 0) {
+		fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	for (i = 0; i < 100 && pid > 0; i++) {
+		fd = sp_it_tcp_connect(port);
+		if (fd >= 0) {
+			close(fd);
+			return pid;
+		}
+		usleep(100000);
+	}
+	if (pid > 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+	}
+	return -1;
+}
+
+static void stop_server(pid_t pid)
+{
+	int i;
+
+	kill(pid, SIGTERM);
+	for (i = 0; i < 100; i++) {
+		if (waitpid(pid, NULL, WNOHANG) == pid)
+			return;
+		usleep(100000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+
+/* One tiny pairs run of a peer load generator; checks its JSON adds up. */
+static void run_peer(const char *prog, uint16_t port, const char *const *extra, bool acks)
+{
+	char addr[64], *argv[40];
+	json_error_t err;
+	json_t *j;
+	int n = 0;
+
+	snprintf(addr, sizeof(addr), "127.0.0.1:%u", port);
+	argv[n++] = (char *)prog;
+	argv[n++] = "--server";
+	argv[n++] = addr;
+	argv[n++] = "--devices";
+	argv[n++] = "4";
+	argv[n++] = "--rate";
+	argv[n++] = "200";
+	argv[n++] = "--duration";
+	argv[n++] = "1";
+	argv[n++] = "--warmup";
+	argv[n++] = "0.2";
+	argv[n++] = "--quiet";
+	argv[n++] = "--json";
+	argv[n++] = "-";
+	while (*extra)
+		argv[n++] = (char *)*extra++;
+	argv[n] = NULL;
+	assert_int_equal(sp_it_run(argv, NULL, out, OUT_CAP, RUN_TIMEOUT_S), 0);
+	j = json_loads(out, 0, &err);
+	if (!j)
+		fail_msg("JSON: %s (line %d)\n%s", err.text, err.line, out);
+	assert_int_equal(num(j, "connected"), 4);
+	assert_true(num(j, "sent") > 0);
+	assert_int_equal(num(j, "delivered"), num(j, "sent"));
+	assert_int_equal(num(j, "undelivered"), 0);
+	assert_int_equal(num(json_object_get(j, "latency_us"), "count"), num(j, "delivered_window"));
+	if (acks)
+		assert_int_equal(num(json_object_get(j, "results"), "acked"), num(j, "sent"));
+	json_decref(j);
+}
+
+static void test_peers_run(void **state)
+{
+	const char *bin = getenv("SP_BIN_DIR");
+	char prog[1200], server[1200], dir[64], conf[128], log[128], portstr[16];
+	uint16_t port;
+	pid_t pid;
+	FILE *f;
+
+	(void)state;
+	assert_non_null(bin);
+	strcpy(dir, "/tmp/sp_it_bench.XXXXXX");
+	assert_non_null(mkdtemp(dir));
+
+	snprintf(prog, sizeof(prog), "%s/sealpost-loadgen-mqtt", bin);
+	if (access(prog, X_OK) == 0 && in_path("mosquitto", server, sizeof(server))) {
+		static const char *const extra[] = { "--qos", "1", NULL };
+		char *argv[] = { server, "-c", conf, NULL };
+
+		port = free_port();
+		snprintf(conf, sizeof(conf), "%s/mosquitto.conf", dir);
+		snprintf(log, sizeof(log), "%s/mosquitto.log", dir);
+		f = fopen(conf, "w");
+		assert_non_null(f);
+		fprintf(f, "listener %u 127.0.0.1\nallow_anonymous true\nuser root\n"
+			"set_tcp_nodelay true\n", port);
+		fclose(f);
+		pid = start_server(argv, log, port);
+		assert_true(pid > 0);
+		run_peer(prog, port, extra, true);
+		stop_server(pid);
+	} else {
+		print_message("mqtt: mosquitto or sealpost-loadgen-mqtt missing; not run\n");
+	}
+
+	snprintf(prog, sizeof(prog), "%s/sealpost-loadgen-nats", bin);
+	if (access(prog, X_OK) == 0 && in_path("nats-server", server, sizeof(server))) {
+		static const char *const core[] = { "--mode", "core", NULL };
+		static const char *const js[] = { "--mode", "js", NULL };
+		char sd[96];
+		char *argv[] = { server, "-a", "127.0.0.1", "-p", portstr, "-js", "-sd", sd, NULL };
+
+		port = free_port();
+		snprintf(portstr, sizeof(portstr), "%u", port);
+		snprintf(sd, sizeof(sd), "%s/js", dir);
+		snprintf(log, sizeof(log), "%s/nats.log", dir);
+		pid = start_server(argv, log, port);
+		assert_true(pid > 0);
+		run_peer(prog, port, core, false);
+		run_peer(prog, port, js, true);
+		stop_server(pid);
+	} else {
+		print_message("nats: nats-server or sealpost-loadgen-nats missing; not run\n");
+	}
+	sp_it_rmrf(dir);
+}
+
 /* The hot-path benchmark (no broker, no sockets) at a tiny size: it exits 0
  * only if its recipients decrypted every envelope it produced; the JSON parses
  * and its figures are present. */
@@ -346,6 +531,7 @@ int main(void)
 		cmocka_unit_test(test_drain),
 		cmocka_unit_test(test_loopback_only),
 		cmocka_unit_test(test_peers_help),
+		cmocka_unit_test(test_peers_run),
 		cmocka_unit_test(test_hotpath),
 	};
 
