@@ -1345,8 +1345,9 @@ static void test_send_ex_and_opts(void **state)
 	peer_run(&p2);
 	assert_int_equal(sp_client_connect(&c2, p2.addr, k, p2.pub, 10000), 0);
 	for (int i = 0; i < 4; i++)
-		assert_int_equal(sp_client_send(c2, to, "z", 1, NULL), 0);
-	assert_int_equal(sp_client_flush(c2, 10000), 0);
+		assert_int_equal(sp_client_send(c2, to, "z", 1, &id3), 0);
+	/* The peer answers all four before it waits for our close. */
+	assert_int_equal(sp_client_wait_result(c2, id3, 10000, &status, NULL), 0);
 	sp_client_close(c2);
 	peer_join(&p2);
 	assert_true(a2.ids[0] < (uint64_t)1 << 63 && a.ids[0] < (uint64_t)1 << 63);
