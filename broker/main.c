@@ -264,7 +264,8 @@ static void notify(const struct daemon *d, const char *msg)
 	if (fd < 0 ||
 	    sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (const struct sockaddr *)&sa,
 		   (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) < 0)
-		SP_LOG(d->log, SP_LOG_WARN, "sd_notify failed", SP_KV_STR("error", strerror(errno)));
+		SP_LOG(d->log, SP_LOG_WARN, "sd_notify failed",
+		       SP_KV_STR("error", strerror(errno)));
 	if (fd >= 0)
 		close(fd);
 }

@@ -291,8 +291,8 @@ static void test_counters_follow_traffic(void **state)
 
 	/* Everything the broker wrote, the clients read (mallory got nothing). */
 	{
-		double sent = before[I_BYTES_SENT] + (double)(alice.bytes_in + bob.bytes_in +
-							      carol_in + mallory_in + dave.bytes_in);
+		uint64_t in = alice.bytes_in + bob.bytes_in + carol_in + mallory_in + dave.bytes_in;
+		double sent = before[I_BYTES_SENT] + (double)in;
 
 		assert_true(mallory_in == 0);
 		assert_true(wait_metric(series[I_BYTES_SENT], sent) == sent);
@@ -385,10 +385,12 @@ static void test_docs_promtool(void **state)
 		 "set -e; cd %s; "
 		 "awk '/^```yaml$/ { inb = 1; first = 1; next } "
 		 "/^```$/ { if (out != \"\") close(out); inb = 0; out = \"\"; next } "
-		 "inb { if (first) { first = 0; if ($1 == \"#\" && $2 ~ /\\.yml$/) out = $2 } "
+		 "inb { if (first) { first = 0; "
+		 "if ($1 == \"#\" && $2 ~ /\\.yml$/) out = $2 } "
 		 "if (out != \"\") print > out }' '%s/docs/OPERATIONS.md'; "
-		 "test -s prometheus.yml; test -s sealpost-rules.yml; test -s sealpost-rules.test.yml; "
-		 "promtool check config prometheus.yml && promtool check rules sealpost-rules.yml && "
+		 "test -s prometheus.yml; test -s sealpost-rules.yml; "
+		 "test -s sealpost-rules.test.yml; promtool check config prometheus.yml && "
+		 "promtool check rules sealpost-rules.yml && "
 		 "promtool test rules sealpost-rules.test.yml; cd /; rm -rf %s",
 		 dir, src, dir);
 	p = popen(cmd, "r");

@@ -390,7 +390,7 @@ static void test_sigterm_while_waiting_for_lock(void **state)
 	}
 	snprintf(waiter.log_path, sizeof(waiter.log_path), "%s/waiter.log", holder.data_dir);
 	for (int w = 0; w < WAIT_BOUND_MS &&
-			sp_it_log_count(&waiter, "waiting for the data-directory lock") < 1; w += 20)
+	     sp_it_log_count(&waiter, "waiting for the data-directory lock") < 1; w += 20)
 		sleep_ms(20);
 	assert_int_equal(sp_it_log_count(&waiter, "waiting for the data-directory lock"), 1);
 	assert_int_equal(kill(pid, SIGTERM), 0);

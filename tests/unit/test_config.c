@@ -396,7 +396,8 @@ static void test_print_round_trip(void **state)
 
 	(void)state;
 	assert_int_equal(parse(&c, "--max-conns", "33", "--listen", "[::1]:7401",
-			       "--metrics-listen", "off", "--log-level", "warn", NULL), SP_CONFIG_OK);
+			       "--metrics-listen", "off", "--log-level", "warn", NULL),
+			 SP_CONFIG_OK);
 	f = open_memstream(&text, &len);
 	sp_config_print(f, &c);
 	fclose(f);
