@@ -19,6 +19,7 @@
  * (handshakes/s is not comparable).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,6 +201,10 @@ static int dev_connect(struct lgm *s, struct mconn *c)
 		return 0;
 	}
 	c->fd = mosquitto_socket(c->m);
+	/* mosquitto_connect leaves the socket blocking; on one loop for many
+	 * clients a full send buffer (or half a TLS record) must not stall the
+	 * process. libmosquitto handles EAGAIN / WANT_READ|WRITE itself. */
+	fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
 	ev.data.ptr = c;
 	epoll_ctl(s->ep, EPOLL_CTL_ADD, c->fd, &ev);
 	c->out_armed = false;

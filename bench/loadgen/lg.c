@@ -449,6 +449,24 @@ static long proc_rss_kib(int pid)
 	return kib;
 }
 
+/* CPU seconds the whole machine spent busy (all CPUs, /proc/stat), -1 if unreadable. */
+static double machine_busy_s(void)
+{
+	unsigned long long v[8] = { 0 };
+	FILE *f = fopen("/proc/stat", "r");
+	int n;
+
+	if (!f)
+		return -1;
+	/* cpu user nice system idle iowait irq softirq steal */
+	n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+		   &v[4], &v[5], &v[6], &v[7]);
+	fclose(f);
+	if (n < 4)
+		return -1;
+	return (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / (double)sysconf(_SC_CLK_TCK);
+}
+
 /* --------------------------------------------------------------- options --- */
 
 static const char *pattern_name(enum lg_pattern p)
@@ -723,6 +741,8 @@ struct lg_total {
 	int broker_pid;
 	long rss_base_kib, rss_ready_kib, rss_end_kib;
 	double cpu_base, cpu_ready, cpu_warm, cpu_end;
+	double busy_warm, busy_end;     /* machine-wide busy CPU seconds */
+	double other_cpu_window;        /* busy CPU not the broker's nor ours, -1 unknown */
 	uint64_t t_start, t0, t1;
 	double connect_s, handshakes_per_s;
 	double window_s, throughput, sent_rate;
@@ -823,6 +843,11 @@ static void print_human(FILE *f, const struct lg_opts *o, const struct lg_driver
 			t->st.client_cpu_s, t->st.lag_max_ns / 1e6, t->st.late_1ms, t->st.unsent,
 			t->st.unsent || t->st.late_1ms * 100 > t->st.sent ?
 			": CLIENT-BOUND, figures understate the broker" : "");
+	if (t->other_cpu_window >= 0)
+		fprintf(f, "  machine        %ld CPUs; other processes used ~%.1f CPU-s in the %.0f s window%s\n",
+			sysconf(_SC_NPROCESSORS_ONLN), t->other_cpu_window, o->duration,
+			t->other_cpu_window > 0.1 * o->duration ?
+			": MACHINE SHARED, figures are worse than on a quiet machine" : "");
 	if (t->broker_pid > 0) {
 		fprintf(f, "  broker pid %d   RSS %ld -> %ld -> %ld KiB (base, connected, end): "
 			"%.0f bytes/connection\n", t->broker_pid, t->rss_base_kib, t->rss_ready_kib,
@@ -900,6 +925,8 @@ static int write_json(const char *path, const struct lg_opts *o, const struct lg
 	fprintf(f, "  \"broker_pid\": %d,\n  \"broker_rss_kib\": {\"base\": %ld, \"connected\": %ld, "
 		"\"end\": %ld},\n  \"broker_mem_per_conn_bytes\": %.1f,\n", t->broker_pid,
 		t->rss_base_kib, t->rss_ready_kib, t->rss_end_kib, t->mem_per_conn);
+	fprintf(f, "  \"machine\": {\"cpus\": %ld, \"other_cpu_s_window\": %.3f},\n",
+		sysconf(_SC_NPROCESSORS_ONLN), t->other_cpu_window);
 	fprintf(f, "  \"broker_cpu_s\": {\"connect\": %.3f, \"window\": %.3f},\n",
 		t->broker_pid > 0 ? t->cpu_ready - t->cpu_base : -1.0,
 		t->broker_pid > 0 ? t->broker_cpu_window : -1.0);
@@ -1115,6 +1142,7 @@ int lg_main(int argc, char **argv, const struct lg_driver *d)
 		goto out;
 	sleep_until(t.t0 + (uint64_t)(o.pattern == LG_DRAIN ? 0 : o.warmup * NS));
 	t.cpu_warm = proc_cpu_s(t.broker_pid);
+	t.busy_warm = machine_busy_s();
 	if (o.pattern == LG_DRAIN) {
 		struct lg_stats filled;
 
@@ -1129,6 +1157,7 @@ int lg_main(int argc, char **argv, const struct lg_driver *d)
 	} else {
 		sleep_until(t.t0 + (uint64_t)((o.warmup + o.duration) * NS));
 		t.cpu_end = proc_cpu_s(t.broker_pid);
+		t.busy_end = machine_busy_s();
 		t.rss_end_kib = proc_rss_kib(t.broker_pid);
 	}
 
@@ -1153,6 +1182,22 @@ int lg_main(int argc, char **argv, const struct lg_driver *d)
 	t.throughput = t.window_s > 0 ? (double)t.st.delivered_window / t.window_s : 0;
 	t.sent_rate = t.window_s > 0 ? (double)t.st.sent_window / t.window_s : 0;
 	t.broker_cpu_window = t.cpu_end - t.cpu_warm;
+	/*
+	 * Other work on the machine during the window: everything busy minus the
+	 * broker minus our workers (their CPU over the whole run, scaled to the
+	 * window: an estimate, the workers also connect and drain). A shared
+	 * machine makes every figure worse; the report says how shared it was.
+	 */
+	t.other_cpu_window = -1;
+	if (o.pattern != LG_DRAIN && t.busy_warm >= 0 && t.busy_end > t.busy_warm && o.duration > 0) {
+		double run_s = (double)(lg_now() - t.t_start) / NS, client = t.st.client_cpu_s;
+
+		if (run_s > o.duration)
+			client = client * o.duration / run_s;
+		t.other_cpu_window = t.busy_end - t.busy_warm - t.broker_cpu_window - client;
+		if (t.other_cpu_window < 0)
+			t.other_cpu_window = 0;
+	}
 	{
 		/* Without per-message results (core NATS) every send is expected. */
 		uint64_t expect = t.st.results_ok_window, any = 0;
