@@ -547,7 +547,7 @@ static uint64_t wall_ms(void)
 
 /* sp_shard.c: sp_shard_run(), one loop iteration: a message arrives in
  * receive buffers (one completion each), results, flush, metrics. */
-static int iteration(struct bench *b, struct sp_conn *c, uint8_t *msg, size_t len)
+__attribute__((noinline)) static int iteration(struct bench *b, struct sp_conn *c, uint8_t *msg, size_t len)
 {
 	size_t step = b->cfg.recv_buffer_size;
 	uint64_t ncqe = 0;
@@ -805,8 +805,10 @@ static void restore(struct bench *b, struct sp_conn *sender, struct workload *w)
 	sender->t.rx.n = w->nonce0;
 }
 
-/* One timed pass over the workload through the broker path; ns. */
-static uint64_t hot_pass(struct bench *b, struct sp_conn *sender, struct workload *w)
+/* One timed pass over the workload through the broker path; CPU ns.
+ * (noinline here and on iteration, bare_pass, hs_pass, one_handshake: named
+ * frames for valgrind --toggle-collect and perf.) */
+__attribute__((noinline)) static uint64_t hot_pass(struct bench *b, struct sp_conn *sender, struct workload *w)
 {
 	uint64_t t0, t1;
 
@@ -826,7 +828,7 @@ static uint64_t hot_pass(struct bench *b, struct sp_conn *sender, struct workloa
 /* The same bytes through bare libsodium: decrypt the sender's message in
  * place, encrypt a Deliver-shaped plaintext (from the decrypted bytes) for
  * the recipient. Keys: the sender's rx key and the recipient's tx key. */
-static uint64_t bare_pass(struct bench *b, struct sp_conn *sender, struct workload *w)
+__attribute__((noinline)) static uint64_t bare_pass(struct bench *b, struct sp_conn *sender, struct workload *w)
 {
 	uint8_t nonce[12];
 	uint64_t t0, t1;
@@ -995,7 +997,7 @@ struct hs_bench {
 
 /* One IK responder handshake through sp_conn, as on_recv + flush would run it
  * (accept and the socket calls aside), then the connection's teardown wipe. */
-static void one_handshake(struct bench *b, struct hs_bench *h, unsigned k, bool keep)
+__attribute__((noinline)) static void one_handshake(struct bench *b, struct hs_bench *h, unsigned k, bool keep)
 {
 	const uint8_t *p;
 	size_t len;
@@ -1018,7 +1020,7 @@ static void one_handshake(struct bench *b, struct hs_bench *h, unsigned k, bool 
 		sp_conn_wipe(&h->c);
 }
 
-static uint64_t hs_pass(struct bench *b, struct hs_bench *h, uint64_t n)
+__attribute__((noinline)) static uint64_t hs_pass(struct bench *b, struct hs_bench *h, uint64_t n)
 {
 	uint64_t w0 = mono_ns(), t0 = cpu_ns();
 
