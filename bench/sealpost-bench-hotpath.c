@@ -547,7 +547,8 @@ static uint64_t wall_ms(void)
 
 /* sp_shard.c: sp_shard_run(), one loop iteration: a message arrives in
  * receive buffers (one completion each), results, flush, metrics. */
-__attribute__((noinline)) static int iteration(struct bench *b, struct sp_conn *c, uint8_t *msg, size_t len)
+__attribute__((noinline))
+static int iteration(struct bench *b, struct sp_conn *c, uint8_t *msg, size_t len)
 {
 	size_t step = b->cfg.recv_buffer_size;
 	uint64_t ncqe = 0;
@@ -777,7 +778,8 @@ static void build_workload(struct bench *b, const struct opts *o, struct client 
 			f.u.send.to_ok = 1;
 			f.u.send.client_id = id;
 			f.u.send.flags = SP_SEND_ONLINE_ONLY;
-			if (sp_frame_put_header(plain, SP_TRANSPORT_PLAINTEXT_MAX, &off, &f, o->size))
+			if (sp_frame_put_header(plain, SP_TRANSPORT_PLAINTEXT_MAX, &off, &f,
+						o->size))
 				die("frame encode");
 			for (size_t x = 0; x < o->size; x++)
 				plain[off + x] = body_byte(id, x);
@@ -808,7 +810,8 @@ static void restore(struct bench *b, struct sp_conn *sender, struct workload *w)
 /* One timed pass over the workload through the broker path; CPU ns.
  * (noinline here and on iteration, bare_pass, hs_pass, one_handshake: named
  * frames for valgrind --toggle-collect and perf.) */
-__attribute__((noinline)) static uint64_t hot_pass(struct bench *b, struct sp_conn *sender, struct workload *w)
+__attribute__((noinline))
+static uint64_t hot_pass(struct bench *b, struct sp_conn *sender, struct workload *w)
 {
 	uint64_t t0, t1;
 
@@ -828,7 +831,8 @@ __attribute__((noinline)) static uint64_t hot_pass(struct bench *b, struct sp_co
 /* The same bytes through bare libsodium: decrypt the sender's message in
  * place, encrypt a Deliver-shaped plaintext (from the decrypted bytes) for
  * the recipient. Keys: the sender's rx key and the recipient's tx key. */
-__attribute__((noinline)) static uint64_t bare_pass(struct bench *b, struct sp_conn *sender, struct workload *w)
+__attribute__((noinline))
+static uint64_t bare_pass(struct bench *b, struct sp_conn *sender, struct workload *w)
 {
 	uint8_t nonce[12];
 	uint64_t t0, t1;
@@ -972,7 +976,8 @@ static uint64_t verify(struct bench *b, struct sp_conn *sender, struct client *c
 			die("verify: a recipient's Deliver output is wrong");
 		e->next_id = id0 + m * w->batch;
 		e->frames = 0;
-		if (open_stream(b->cap_sender, b->cap_sender_len, cl->t.rx.k, &sn, check_result, e) ||
+		if (open_stream(b->cap_sender, b->cap_sender_len, cl->t.rx.k, &sn, check_result,
+				e) ||
 		    e->frames != w->batch || sn != sender->t.tx.n)
 			die("verify: the sender's SendResult output is wrong");
 		sodium_memzero(&k, sizeof(k));
@@ -997,7 +1002,8 @@ struct hs_bench {
 
 /* One IK responder handshake through sp_conn, as on_recv + flush would run it
  * (accept and the socket calls aside), then the connection's teardown wipe. */
-__attribute__((noinline)) static void one_handshake(struct bench *b, struct hs_bench *h, unsigned k, bool keep)
+__attribute__((noinline))
+static void one_handshake(struct bench *b, struct hs_bench *h, unsigned k, bool keep)
 {
 	const uint8_t *p;
 	size_t len;
@@ -1020,7 +1026,8 @@ __attribute__((noinline)) static void one_handshake(struct bench *b, struct hs_b
 		sp_conn_wipe(&h->c);
 }
 
-__attribute__((noinline)) static uint64_t hs_pass(struct bench *b, struct hs_bench *h, uint64_t n)
+__attribute__((noinline))
+static uint64_t hs_pass(struct bench *b, struct hs_bench *h, uint64_t n)
 {
 	uint64_t w0 = mono_ns(), t0 = cpu_ns();
 
@@ -1085,7 +1092,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: sealpost-bench-hotpath [options]\n"
 		"  --size BYTES        envelope body size (default 256)\n"
-		"  --batch N           envelopes per Noise message (default 16; capped by what fits)\n"
+		"  --batch N           envelopes per Noise message (default 16; fewer if they\n"
+		"                      do not fit in one)\n"
 		"  --devices N         registered devices in the routing table (default 1000000)\n"
 		"  --reps N            repetitions per measurement, median/min/max (default 5)\n"
 		"  --seconds S         time per measurement, split over the reps (default 2)\n"
@@ -1156,7 +1164,8 @@ static void parse(int argc, char **argv, struct opts *o)
 
 			o->seconds = v ? strtod(v, &end) : 0;
 			if (!v || *end || !(o->seconds > 0 && o->seconds < 3600)) {
-				fprintf(stderr, "sealpost-bench-hotpath: bad value for --seconds\n");
+				fprintf(stderr,
+					"sealpost-bench-hotpath: bad value for --seconds\n");
 				exit(2);
 			}
 		} else if (!strcmp(a, "--json")) {
@@ -1299,8 +1308,9 @@ int main(int argc, char **argv)
 		fprintf(out,
 			"sealpost-bench-hotpath: body %zu B, batch %zu (asked %zu), %" PRIu32
 			" devices, %u reps, %zu messages per pass, %s\n"
-			"setup: %" PRIu32 " devices connected and routed %.2f s; sender + handshake "
-			"clients %.3f s; client messages %.3f s (sizeof(struct sp_conn) = %zu B)\n",
+			"setup: %" PRIu32 " devices connected and routed %.2f s; sender + "
+			"handshake clients %.3f s; client messages %.3f s "
+			"(sizeof(struct sp_conn) = %zu B)\n",
 			o.size, w.batch, o.batch, o.devices, o.reps, w.nmsgs,
 			o.warm ? "warm recipients" : "cold recipients", o.devices,
 			t_routes / 1e9, t_conns / 1e9, t_work / 1e9, sizeof(struct sp_conn));
@@ -1394,14 +1404,15 @@ int main(int argc, char **argv)
 	{
 		struct stat3 sh = stats_of(hot.ns, o.reps), sb = stats_of(bare.ns, o.reps);
 		struct stat3 shs = stats_of(hs.ns, o.reps), sx = stats_of(x.ns, o.reps);
+		/* the share of a core this thread got while timed */
+		double share = (double)(hot.cpu_ns + bare.cpu_ns + hs.cpu_ns + x.cpu_ns) /
+			       (double)(hot.wall_ns + bare.wall_ns + hs.wall_ns + x.wall_ns);
 
 		if (!o.quiet) {
 			fprintf(out,
 				"figures (thread CPU time, median of %u reps; per envelope / per "
 				"handshake); this thread got %.0f%% of a core while timed\n",
-				o.reps,
-				100.0 * (hot.cpu_ns + bare.cpu_ns + hs.cpu_ns + x.cpu_ns) /
-					(double)(hot.wall_ns + bare.wall_ns + hs.wall_ns + x.wall_ns));
+				o.reps, 100.0 * share);
 			line(out, "envelope, broker hot path", &hot, o.reps, "env", 1, "ns");
 			line(out, "envelope, bare AEAD dec+enc", &bare, o.reps, "env", 1, "ns");
 			fprintf(out, "  %-30s %12.2f\n", "ratio hot path / bare AEAD",
@@ -1429,8 +1440,9 @@ int main(int argc, char **argv)
 				"  \"messages_per_pass\": %zu,\n  \"cold\": %s,\n"
 				"  \"setup_s\": {\"devices\": %.3f, \"handshake_clients\": %.3f, "
 				"\"messages\": %.3f},\n",
-				o.size, w.batch, o.batch, o.devices, o.reps, o.recv_buffer_size, w.nmsgs,
-				o.warm ? "false" : "true", t_routes / 1e9, t_conns / 1e9, t_work / 1e9);
+				o.size, w.batch, o.batch, o.devices, o.reps, o.recv_buffer_size,
+				w.nmsgs, o.warm ? "false" : "true", t_routes / 1e9, t_conns / 1e9,
+				t_work / 1e9);
 			json_stat(jf, "hotpath", &hot, o.reps, "envelopes_per_s", false);
 			json_stat(jf, "bare_aead", &bare, o.reps, "envelopes_per_s", false);
 			fprintf(jf, "  \"ratio_hotpath_bare\": %.3f,\n", sh.med / sb.med);
@@ -1444,10 +1456,7 @@ int main(int argc, char **argv)
 				"  \"cpu_share\": %.3f,\n"
 				"  \"verified_envelopes\": %" PRIu64 ",\n"
 				"  \"verified_handshakes\": %u,\n  \"verified\": true\n}\n",
-				shs.med / sx.med,
-				(double)(hot.cpu_ns + bare.cpu_ns + hs.cpu_ns + x.cpu_ns) /
-					(double)(hot.wall_ns + bare.wall_ns + hs.wall_ns + x.wall_ns),
-				verified, hs_ok);
+				shs.med / sx.med, share, verified, hs_ok);
 			if (jf != stdout && fclose(jf))
 				die("writing the --json file failed");
 		}
