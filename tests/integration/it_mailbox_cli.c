@@ -6,7 +6,8 @@
  * acknowledges exactly N, the (N+1)th stays in the mailbox for the next
  * recv; --verbose reports the drained marker on stderr and nothing extra on
  * stdout; send --online-only: 16 (err_offline) when the recipient is not
- * connected, 0 when it is, and never delivered later.
+ * connected, 0 when it is, and never delivered later; docs/examples/inbox.c
+ * (manual acks) fetches a mailbox once.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -233,6 +234,45 @@ static void test_online_only(void **state)
 	assert_null(strstr(out, "typing"));
 }
 
+/* docs/examples/inbox.c: manual acks, stops at Drained, syncs before closing. */
+static void test_example_inbox(void **state)
+{
+	const char *bin_dir = getenv("SP_BIN_DIR");
+	char bin[512], out[4096], want[512], seqs[2][32];
+	char *argv[5];
+	char *p;
+
+	(void)state;
+	assert_non_null(bin_dir);
+	snprintf(bin, sizeof(bin), "%s/sealpost-example-inbox", bin_dir);
+	argv[0] = bin;
+	argv[1] = broker.addr;
+	argv[2] = broker.server_pub_hex;
+	argv[3] = key_b;
+	argv[4] = NULL;
+	assert_int_equal(send_msg("first", false, out, sizeof(out)), 0);
+	assert_int_equal(send_msg("second", false, out, sizeof(out)), 0);
+	assert_int_equal(sp_it_run(argv, NULL, out, sizeof(out), RUN_TIMEOUT_S), 0);
+	/* Two lines "seq N from HEX: MESSAGE" (N increasing), then "drained 2". */
+	p = out;
+	for (int i = 0; i < 2; i++) {
+		unsigned long long seq;
+		int n = 0;
+
+		assert_int_equal(sscanf(p, "seq %llu from %n", &seq, &n), 1);
+		snprintf(seqs[i], sizeof(seqs[i]), "%llu", seq);
+		p += n;
+		snprintf(want, sizeof(want), "%s: %s\n", hex_a, i == 0 ? "first" : "second");
+		assert_int_equal(strncmp(p, want, strlen(want)), 0);
+		p += strlen(want);
+	}
+	assert_true(strtoull(seqs[0], NULL, 10) < strtoull(seqs[1], NULL, 10));
+	assert_string_equal(p, "drained 2\n");
+	/* Acknowledged: the second run finds the mailbox empty. */
+	assert_int_equal(sp_it_run(argv, NULL, out, sizeof(out), RUN_TIMEOUT_S), 0);
+	assert_string_equal(out, "drained 0\n");
+}
+
 static void test_help_mentions_mailbox(void **state)
 {
 	char out[8192];
@@ -253,6 +293,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_recv_acks_what_it_printed),
 		cmocka_unit_test(test_online_only),
+		cmocka_unit_test(test_example_inbox),
 		cmocka_unit_test(test_help_mentions_mailbox),
 	};
 
