@@ -81,7 +81,6 @@ static const uint32_t SEND_FLAGS_KNOWN = SEALPOST_SEND_ONLINE_ONLY;
 
 _Static_assert((int)SEALPOST_SEND_ONLINE_ONLY == (int)SP_SEND_ONLINE_ONLY, "online-only flag");
 
-
 struct held_event {
 	struct sp_event ev;
 	uint8_t *data;                  /* malloc'd copy of a MESSAGE's data */
@@ -905,10 +904,16 @@ SEALPOST_API int sp_client_ack(struct sp_client *c, uint64_t seq)
 static void ack_taken(struct sp_client *c)
 {
 	uint64_t seq = c->taken_seq;
+	int r;
 
 	c->taken_seq = 0;
-	if (seq && !c->io_err && !c->goaway && sp_client_ack(c, seq) < 0)
-		fail(c, -ENOMEM, true);
+	if (!seq || c->io_err || c->goaway)
+		return;
+	/* Only an Ack frame that cannot be built fails here (out of memory):
+	 * the output stream is then unusable. */
+	r = sp_client_ack(c, seq);
+	if (r < 0)
+		fail(c, r, true);
 }
 
 /* Remembers a delivery handed to the app, for ack_taken. */
