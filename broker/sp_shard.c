@@ -551,6 +551,16 @@ static void reader_start(struct sp_shard *sh, struct sp_conn *c, enum sp_mbox_mo
 
 /* The iteration's store batch, begun on first use; NULL if there is no store
  * or it refuses writes (then the caller answers ERR_INTERNAL). */
+/* Entries and bytes the store has removed (acks, expiry) since it opened. */
+static void removed_so_far(struct sp_shard *sh, uint64_t *entries, uint64_t *bytes)
+{
+	struct sp_store_stats ss;
+
+	sp_store_get_stats(sh->store, &ss);
+	*entries = ss.acked + ss.expired;
+	*bytes = ss.acked_bytes + ss.expired_bytes;
+}
+
 static struct sp_store_batch *batch(struct sp_shard *sh)
 {
 	int ret;
@@ -558,7 +568,9 @@ static struct sp_store_batch *batch(struct sp_shard *sh)
 	if (sh->batch || !sh->store)
 		return sh->batch;
 	ret = sp_store_batch_begin(sh->store, sh->wall_ms, &sh->batch);
-	if (ret) {
+	if (ret == 0) {
+		removed_so_far(sh, &sh->rm_entries0, &sh->rm_bytes0);
+	} else {
 		sh->batch = NULL;
 		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
 			       "mailbox store refuses writes", SP_KV_STR("error", strerror(-ret)),
@@ -694,9 +706,7 @@ static void on_ack(struct sp_shard *sh, struct sp_conn *c, const struct sp_frame
 
 		if (ret == 0) {
 			sh->stats.acks++;
-			sp_metrics_acks(sh->metrics, 1);
-			/* metrics: sp_metrics_mailbox_add(-1, -len) once
-			 * committed (sp_store_ack does not report len yet) */
+			sp_metrics_acks(sh->metrics, 1);  /* the gauges follow at commit */
 		} else if (ret == -ENOENT) {
 			unknown++;
 		} else {
@@ -815,6 +825,7 @@ static enum sp_close_reason on_proven(void *ctx, struct sp_conn *c)
  * result (0 if nothing was written). */
 static int commit(struct sp_shard *sh)
 {
+	uint64_t rm_entries, rm_bytes;
 	int ret;
 
 	if (!sh->batch)
@@ -823,7 +834,11 @@ static int commit(struct sp_shard *sh)
 	sh->batch = NULL;
 	if (ret == 0) {
 		sh->stats.commits++;
-		/* metrics: sp_metrics_mailbox_add(it_entries, it_bytes) */
+		/* The mailbox gauges move only with what is on disk. */
+		removed_so_far(sh, &rm_entries, &rm_bytes);
+		sp_metrics_mailbox_add(sh->metrics,
+				       sh->it_entries - (int64_t)(rm_entries - sh->rm_entries0),
+				       sh->it_bytes - (int64_t)(rm_bytes - sh->rm_bytes0));
 	} else {
 		sh->stats.commit_failures++;
 		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
@@ -1159,9 +1174,7 @@ static void store_tick(struct sp_shard *sh)
 			       SP_KV_STR("detail", sp_store_errmsg(sh->store)));
 	if (expired) {
 		sh->stats.expired += expired;
-		sp_metrics_expired(sh->metrics, expired);
-		/* metrics: mailbox_add(-expired, -bytes)
-		 * (sp_store_expire does not report bytes yet) */
+		sp_metrics_expired(sh->metrics, expired);  /* the gauges follow at commit */
 	}
 }
 
@@ -1226,6 +1239,14 @@ int sp_shard_run(struct sp_shard *sh)
 
 	sh->now_ns = mono_ns();
 	sh->hs_refill_ns = sh->now_ns;
+	if (sh->store) {
+		uint64_t entries, bytes;
+
+		/* What the mailboxes held at start: the gauges' base (one store,
+		 * one shard; with more shards, the shard owning the store). */
+		if (sp_store_totals(sh->store, &entries, &bytes) == 0)
+			sp_metrics_mailbox_add(sh->metrics, (int64_t)entries, (int64_t)bytes);
+	}
 	arm_accept(sh);
 	arm_wake(sh);
 	arm_tick(sh);

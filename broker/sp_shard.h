@@ -128,6 +128,7 @@ struct sp_shard {
 	struct sp_store_batch *batch;   /* the iteration's batch, begun on first write */
 	uint64_t wall_ms;               /* CLOCK_REALTIME ms of the iteration (stored times) */
 	int64_t it_entries, it_bytes;   /* mailbox growth in the open batch (metrics at commit) */
+	uint64_t rm_entries0, rm_bytes0; /* the store's removed totals when the batch began */
 	struct sp_pending_result *results; /* this iteration's SendResults, in arrival order */
 	size_t nresults, results_cap;
 	struct sp_list drain_list;      /* connections whose backlog reader runs */

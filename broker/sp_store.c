@@ -61,6 +61,7 @@ struct sp_store_batch {
 	uint64_t now_ms;
 	size_t ops;
 	size_t assigned;                /* sequences handed out by this batch */
+	uint64_t removed_bytes;         /* body bytes of the entry remove_entry last removed */
 	bool open;
 	/* open addressing, keyed by SipHash of the device key under hkey
 	 * (device keys are chosen by peers) */
@@ -1288,6 +1289,7 @@ static int remove_entry(struct sp_store_batch *b, const uint8_t recipient[SP_KEY
 	sp_store_mailbox_key(mkey, recipient, seq);
 	batch_sdel(b, SP_STORE_CF_MAILBOX, mkey, sizeof(mkey));
 	meta_remove_one(sl, body_len);
+	b->removed_bytes = body_len;
 	return 0;
 }
 
@@ -1313,8 +1315,10 @@ int sp_store_ack(struct sp_store_batch *b, const uint8_t recipient[SP_KEY_LEN], 
 	}
 	rc = remove_entry(b, recipient, seq, val, vlen);
 	rocksdb_free(val);
-	if (rc == 0)
+	if (rc == 0) {
 		b->st->stats.acked++;
+		b->st->stats.acked_bytes += b->removed_bytes;
+	}
 	return rc;
 }
 
@@ -1358,8 +1362,10 @@ static int expire_one(struct sp_store_batch *b, const uint8_t *ikey, size_t ilen
 			expired = rc == 0;
 		}
 		rocksdb_free(val);
-		if (expired)
+		if (expired) {
 			st->stats.expired++;
+			st->stats.expired_bytes += b->removed_bytes;
+		}
 		return rc < 0 ? rc : expired;
 	}
 	if (ilen == SP_STORE_EXPIRY_DEDUP_KEY_LEN && ikey[8] == KIND_DEDUP) {
@@ -1568,6 +1574,29 @@ int sp_store_read(struct sp_store *st, const uint8_t recipient[SP_KEY_LEN], uint
 	}
 	if (res->skipped_corrupt)
 		res->corrupt_err = -EBADMSG;
+	return 0;
+}
+
+int sp_store_totals(struct sp_store *st, uint64_t *entries, uint64_t *bytes)
+{
+	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, st->ro, st->cf[SP_STORE_CF_META]);
+	char *rerr = NULL;
+
+	*entries = *bytes = 0;
+	for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+		size_t vlen;
+		const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vlen);
+		struct meta m;
+
+		if (meta_decode(v, vlen, &m) < 0)
+			continue;       /* rebuilt when its device is next touched */
+		*entries += m.count;
+		*bytes += m.bytes;
+	}
+	rocksdb_iter_get_error(it, &rerr);
+	rocksdb_iter_destroy(it);
+	if (rerr)
+		return rocks_fail(st, "totals", rerr);
 	return 0;
 }
 

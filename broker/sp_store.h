@@ -308,6 +308,10 @@ int sp_store_read(struct sp_store *st, const uint8_t recipient[SP_KEY_LEN], uint
 		  uint64_t now_ms, size_t max_items, size_t max_bytes, struct sp_store_item *items,
 		  struct sp_store_read_result *res);
 
+/* Entries and body bytes in all mailboxes (committed counters; one pass
+ * over the per-device records: for start-up, not the hot path). */
+int sp_store_totals(struct sp_store *st, uint64_t *entries, uint64_t *bytes);
+
 /* The committed counters of recipient (zeros and next_seq 0 if it never had
  * stored mail). Any out pointer may be NULL. */
 int sp_store_mailbox_info(struct sp_store *st, const uint8_t recipient[SP_KEY_LEN],
@@ -319,6 +323,7 @@ struct sp_store_stats {
 	uint64_t enqueued, duplicates, quota_refused;
 	uint64_t acked, ack_unknown;
 	uint64_t expired, dedup_expired;
+	uint64_t acked_bytes, expired_bytes; /* body bytes those removed */
 	uint64_t corrupt;               /* corrupt values met by reads, acks, sweeps */
 	uint64_t commits, commit_failures, syncs;
 	uint64_t epoch;
