@@ -343,12 +343,12 @@ static void test_exit_codes(void **state)
 	/* A valid key that is not the broker's. */
 	memcpy(wrong_hex, absent_hex, sizeof(wrong_hex));
 
-	/* Offline recipient: status name on stderr, exit 16. */
+	/* Offline recipient of an online-only send: status name on stderr, exit 16. */
 	assert_int_equal(run_merged(NULL, out, sizeof(out),
 				    (const char *const[]){ "send", "--server", broker.addr,
 							   "--server-key", broker.server_pub_hex,
-							   "--key", key_a, "--to", absent_hex, "hi",
-							   NULL }), 16);
+							   "--key", key_a, "--to", absent_hex,
+							   "--online-only", "hi", NULL }), 16);
 	assert_string_equal(out, "err_offline\n");
 	/* Bad hex: --to and --server-key; exit 1. */
 	assert_int_equal(run_merged(NULL, out, sizeof(out),
