@@ -299,8 +299,11 @@ row "idle $IDLE conns: broker bytes/conn" top broker_mem_per_conn_bytes idle
 row "max run: broker CPU s in window" obj broker_cpu_s max window
 row "max run: client CPU s (all)" obj client max cpu_s
 row "max run: envelopes never sent" obj client max unsent
+row "lat run: other processes CPU-s" obj machine lat other_cpu_s_window
+row "max run: other processes CPU-s" obj machine max other_cpu_s_window
 echo
 echo "Throughput = envelopes delivered per second with ${MAXRATE}/s offered (open loop);"
 echo "latency from the intended send time; memory = broker RSS growth / connections."
 echo "Peers connect one device at a time per process (blocking library connect): no handshake"
-echo "figures here. A client CPU near the window length x CPUs means the run is client-bound."
+echo "figures here. A client CPU near the window length x CPUs means the run is client-bound;"
+echo "other processes' CPU above ~0.1 x window means the machine was shared during that run."
