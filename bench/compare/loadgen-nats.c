@@ -49,6 +49,7 @@ struct nconn {
 	int fd;
 	bool rd, wr, up;
 	uint64_t nsent;
+	uint32_t unacked;               /* JetStream publishes awaiting PubAck (under g_mu) */
 };
 
 struct lgn {
@@ -173,6 +174,7 @@ static void on_puback(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, v
 	lg_body_stamp((const uint8_t *)natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg),
 		      &intended, &sender);
 	c->s->outstanding--;
+	c->unacked--;
 	lg_count_result(c->s->w, pa && !pae ? 1 : 22, intended); /* acked / failed */
 	pthread_mutex_unlock(&g_mu);
 	natsMsg_Destroy(msg);
@@ -305,8 +307,10 @@ static void publish(struct lgn *s, struct nconn *c, uint64_t intended)
 	lg_body_fill(s->body, o->size, intended, c->dev);
 	pthread_mutex_lock(&g_mu);
 	lg_count_sent(s->w, intended);
-	if (g_js)
+	if (g_js) {
 		s->outstanding++;
+		c->unacked++;
+	}
 	pthread_mutex_unlock(&g_mu);
 	if (g_js)
 		st = js_PublishAsync(c->js, subj, s->body, (int)o->size, NULL);
@@ -316,8 +320,10 @@ static void publish(struct lgn *s, struct nconn *c, uint64_t intended)
 	if (st != NATS_OK) {
 		pthread_mutex_lock(&g_mu);
 		lg_count_error(s->w, LG_E_CLIENT);
-		if (g_js)
+		if (g_js) {
 			s->outstanding--;
+			c->unacked--;
+		}
 		pthread_mutex_unlock(&g_mu);
 	}
 }
@@ -347,7 +353,6 @@ static int worker(struct lg_worker *w)
 	struct lgn s;
 	uint64_t now, stop_by, intended, outstanding, last;
 	uint32_t i, dev, burst;
-	bool filled = false;
 	int ret;
 
 	memset(&s, 0, sizeof(s));
@@ -390,10 +395,18 @@ static int worker(struct lg_worker *w)
 	stop_by = w->t_end + (uint64_t)(o->grace * 1e9);
 	for (;;) {
 		now = lg_now();
-		if (o->closed_loop && !filled && now >= w->t0) {
-			fprintf(stderr, "sealpost-loadgen-nats: --closed-loop is not supported "
-				"(core NATS has no per-message result); use --rate\n");
-			return -EINVAL;
+		if (o->closed_loop && now >= w->t0 && now < w->t_end) {
+			/* JetStream only (checked in prepare): W unacked per sender */
+			for (i = 0; i < w->nsenders; i++) {
+				struct nconn *c = &s.conns[w->senders[i] - w->first];
+				uint32_t have;
+
+				pthread_mutex_lock(&g_mu);
+				have = c->unacked;
+				pthread_mutex_unlock(&g_mu);
+				for (; have < o->closed_loop && c->up; have++)
+					publish(&s, c, now);
+			}
 		}
 		for (burst = 0; burst < 1024; burst++) {
 			bool due;
@@ -428,6 +441,8 @@ static int worker(struct lg_worker *w)
 				until = now + 20000000ull;
 			else if (until < now)
 				until = now; /* behind schedule: poll, do not sleep */
+			if (o->closed_loop && now >= w->t0 && now < w->t_end)
+				until = now + 1000000ull;
 			turn(&s, until);
 		}
 	}
@@ -467,6 +482,11 @@ static int opt(struct lg_opts *o, const char *name, const char *val)
 
 static int prepare(struct lg_opts *o)
 {
+	if (o->closed_loop && !g_js) {
+		fprintf(stderr, "sealpost-loadgen-nats: --closed-loop needs --mode js "
+			"(core NATS has no per-message result); use --rate\n");
+		return -EINVAL;
+	}
 	if (o->seal || o->pattern == LG_DRAIN) {
 		fprintf(stderr, "sealpost-loadgen-nats: --seal and --pattern drain are sealpost only\n");
 		return -EINVAL;
