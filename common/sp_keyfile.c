@@ -219,7 +219,7 @@ static int read_key(const char *path, uint8_t key[SP_KEY_LEN], int private)
 		ret = -EBADMSG;
 		goto out;
 	}
-	if (private && (st.st_mode & (S_IRGRP | S_IROTH))) {
+	if (private && (st.st_mode & (S_IRWXG | S_IRWXO))) {
 		ret = -EACCES;
 		goto out;
 	}

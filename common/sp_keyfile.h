@@ -32,8 +32,9 @@ int sp_key_parse_hex(uint8_t key[SP_KEY_LEN], const char *hex);
  * priv; fsyncs the file. -EEXIST if it exists. priv is borrowed. */
 int sp_keyfile_write_private(const char *path, const uint8_t priv[SP_KEY_LEN]);
 
-/* Reads a private key file. -EACCES if the file is readable by group or
- * others (like ssh, refuse a key others can read). */
+/* Reads a private key file. -EACCES if group or others have any access to
+ * it: a key others can read is disclosed, one others can write may have been
+ * swapped for a key they know (like ssh, refuse both). */
 int sp_keyfile_read_private(const char *path, uint8_t priv[SP_KEY_LEN]);
 
 /* Writes (replacing atomically via rename) a public key file, mode 0644. */

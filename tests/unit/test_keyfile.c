@@ -155,6 +155,11 @@ static void test_private_round_trip(void **state)
 	assert_int_equal(sp_keyfile_read_private(path, back), -EACCES);
 	assert_int_equal(chmod(path, 0604), 0);
 	assert_int_equal(sp_keyfile_read_private(path, back), -EACCES);
+	/* writable by group or others: it may have been replaced, refused too */
+	assert_int_equal(chmod(path, 0620), 0);
+	assert_int_equal(sp_keyfile_read_private(path, back), -EACCES);
+	assert_int_equal(chmod(path, 0602), 0);
+	assert_int_equal(sp_keyfile_read_private(path, back), -EACCES);
 	assert_int_equal(chmod(path, 0400), 0);
 	assert_int_equal(sp_keyfile_read_private(path, back), 0);
 	/* the public reader does not care about the mode */
