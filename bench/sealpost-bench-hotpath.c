@@ -1262,6 +1262,8 @@ int main(int argc, char **argv)
 	sp_txpool_init(&b->pool, TXPOOL_KEEP);
 	sp_list_init(&b->idle_list);
 	b->env.static_priv = server_priv;
+	memcpy(b->env.static_pub, server_pub, SP_KEY_LEN);   /* once, as sp_shard_init */
+	b->env.has_static_pub = true;
 	b->env.server_hello.protocol_version = SP_PROTOCOL_VERSION;
 	b->env.server_hello.max_envelope = b->cfg.max_envelope;
 	b->env.server_hello.max_transport = SP_TRANSPORT_PLAINTEXT_MAX;

@@ -325,8 +325,9 @@ static enum sp_close_reason hs_init(struct sp_conn *c, const struct sp_conn_env 
 
 	/* The prologue is the preamble exactly, so a downgrade of the pattern
 	 * byte in transit breaks the handshake. */
-	if (sp_noise_handshake_init(c->hs, np, SP_NOISE_RESPONDER, c->pre, SP_PREAMBLE_LEN,
-				    env->static_priv, NULL))
+	if (sp_noise_handshake_init_keyed(c->hs, np, SP_NOISE_RESPONDER, c->pre, SP_PREAMBLE_LEN,
+					  env->static_priv,
+					  env->has_static_pub ? env->static_pub : NULL, NULL))
 		return SP_CLOSE_INTERNAL;
 	return SP_CLOSE_NONE;
 }

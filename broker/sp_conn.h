@@ -208,6 +208,10 @@ struct sp_conn_hooks {
 
 struct sp_conn_env {
 	const uint8_t *static_priv;     /* the broker's key; borrowed */
+	/* static_priv's public key, computed once (sp_noise_public_key) so that a
+	 * handshake does not recompute it; used only when has_static_pub. */
+	uint8_t static_pub[SP_KEY_LEN];
+	bool has_static_pub;
 	struct sp_hello server_hello;
 	struct sp_txpool *pool;
 	struct sp_conn_hooks hooks;

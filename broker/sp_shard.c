@@ -1333,6 +1333,11 @@ int sp_shard_init(struct sp_shard *sh, uint8_t id, const struct sp_config *cfg,
 		goto err;
 
 	sh->env.static_priv = static_priv;
+	/* Once here instead of once per handshake (an X25519 operation each). */
+	ret = sp_noise_public_key(sh->env.static_pub, static_priv);
+	if (ret)
+		goto err;
+	sh->env.has_static_pub = true;
 	sh->env.server_hello.protocol_version = SP_PROTOCOL_VERSION;
 	sh->env.server_hello.max_envelope = cfg->max_envelope;
 	sh->env.server_hello.max_transport = SP_TRANSPORT_PLAINTEXT_MAX;

@@ -438,6 +438,14 @@ int sp_noise_handshake_init(struct sp_noise_handshake *hs, enum sp_noise_pattern
 			    enum sp_noise_role r, const uint8_t *prologue, size_t prologue_len,
 			    const uint8_t *s_priv, const uint8_t *rs)
 {
+	return sp_noise_handshake_init_keyed(hs, p, r, prologue, prologue_len, s_priv, NULL, rs);
+}
+
+int sp_noise_handshake_init_keyed(struct sp_noise_handshake *hs, enum sp_noise_pattern p,
+				  enum sp_noise_role r, const uint8_t *prologue,
+				  size_t prologue_len, const uint8_t *s_priv,
+				  const uint8_t *s_pub, const uint8_t *rs)
+{
 	const struct pattern_def *d = pattern_get(p);
 	bool initiator = r == SP_NOISE_INITIATOR;
 	size_t name_len;
@@ -460,8 +468,9 @@ int sp_noise_handshake_init(struct sp_noise_handshake *hs, enum sp_noise_pattern
 			goto out;
 		}
 		memcpy(hs->s_priv, s_priv, SP_KEY_LEN);
-		ret = sp_noise_public_key(hs->s_pub, hs->s_priv);
-		if (ret)
+		if (s_pub)
+			memcpy(hs->s_pub, s_pub, SP_KEY_LEN);
+		else if ((ret = sp_noise_public_key(hs->s_pub, hs->s_priv)))
 			goto out;
 		hs->has_s = true;
 	}

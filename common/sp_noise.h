@@ -103,6 +103,19 @@ int sp_noise_handshake_init(struct sp_noise_handshake *hs, enum sp_noise_pattern
 			    const uint8_t *s_priv, const uint8_t *rs);
 
 /*
+ * The same, for a side that starts many handshakes with one static key (the
+ * broker): s_pub is s_priv's public key, computed once by the caller
+ * (sp_noise_public_key) and copied here, which saves one X25519 base-point
+ * multiplication per handshake. NULL: derived from s_priv as init does.
+ * The caller vouches that s_pub matches s_priv; a wrong one fails every
+ * handshake with a peer that checks it.
+ */
+int sp_noise_handshake_init_keyed(struct sp_noise_handshake *hs, enum sp_noise_pattern p,
+				  enum sp_noise_role r, const uint8_t *prologue,
+				  size_t prologue_len, const uint8_t *s_priv,
+				  const uint8_t *s_pub, const uint8_t *rs);
+
+/*
  * Test vectors only: fixes the ephemeral private key instead of drawing a
  * random one. Call after init, before the first message. Copied.
  */

@@ -875,6 +875,52 @@ static void test_public_key(void **state)
 	assert_true(sp_noise_key_valid(pub));
 }
 
+/* A responder given its public key (as the broker does) handshakes exactly as
+ * one that derives it; a wrong one is used as given, and the handshake fails. */
+static void test_init_keyed(void **state)
+{
+	static const uint8_t pro[] = "keyed";
+	struct peer i, r;
+
+	(void)state;
+	for (int wrong = 0; wrong < 2; wrong++) {
+		for (int k = 0; k < 2; k++) {
+			enum sp_noise_pattern p = k ? SP_NOISE_XX : SP_NOISE_IK;
+			uint8_t given[SP_KEY_LEN];
+
+			peers_init(p, &i, &r, pro, sizeof(pro));
+			memcpy(given, r.s_pub, SP_KEY_LEN);
+			given[0] ^= (uint8_t)wrong;
+			assert_int_equal(sp_noise_handshake_init_keyed(&r.hs, p, SP_NOISE_RESPONDER,
+								       pro, sizeof(pro), r.s_priv,
+								       given, NULL), 0);
+			assert_memory_equal(r.hs.s_pub, given, SP_KEY_LEN);
+			if (!wrong) {
+				assert_int_equal(run_handshake(&i, &r, -1, 0, 0), 0);
+				assert_int_equal(sp_noise_handshake_split(&i.hs, &i.t), 0);
+				assert_int_equal(sp_noise_handshake_split(&r.hs, &r.t), 0);
+				check_transport(&i, &r, true);
+				sp_noise_transport_wipe(&i.t);
+				sp_noise_transport_wipe(&r.t);
+			} else {
+				/* IK: the initiator's es/ss use the real key; XX: the
+				 * initiator's es uses the wrong one it was sent */
+				assert_int_equal(run_handshake(&i, &r, -1, 0, 0), -EBADMSG);
+			}
+			sp_noise_handshake_wipe(&i.hs);
+			sp_noise_handshake_wipe(&r.hs);
+		}
+	}
+	/* NULL: derived, as sp_noise_handshake_init does */
+	peers_init(SP_NOISE_IK, &i, &r, pro, sizeof(pro));
+	assert_int_equal(sp_noise_handshake_init_keyed(&r.hs, SP_NOISE_IK, SP_NOISE_RESPONDER, pro,
+						       sizeof(pro), r.s_priv, NULL, NULL), 0);
+	assert_memory_equal(r.hs.s_pub, r.s_pub, SP_KEY_LEN);
+	assert_int_equal(run_handshake(&i, &r, -1, 0, 0), 0);
+	sp_noise_handshake_wipe(&i.hs);
+	sp_noise_handshake_wipe(&r.hs);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -896,6 +942,7 @@ int main(void)
 		cmocka_unit_test(test_nonce_exhaustion),
 		cmocka_unit_test(test_wipe),
 		cmocka_unit_test(test_public_key),
+		cmocka_unit_test(test_init_keyed),
 	};
 
 	if (sodium_init() < 0)
