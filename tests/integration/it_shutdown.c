@@ -168,8 +168,8 @@ static void receive_as(struct traffic *t, int r, bool until_drained)
 	assert_int_equal(sp_raw_connect(&c, t->b->port), 0);
 	assert_int_equal(sp_raw_handshake(&c, SP_PREAMBLE_PATTERN_IK, t->b->server_pub, NULL), 0);
 	for (;;) {
-		int sender_idx;
-		uint32_t id;
+		int sender_idx = 0;     /* cmocka's fail_msg is not noreturn */
+		uint32_t id = 0;
 		size_t off = 0;
 
 		if (sp_raw_recv_frame(&c, &f, TIMEOUT_MS))
