@@ -226,28 +226,34 @@ static int tx_append(struct sp_conn *c, const uint8_t *p, size_t n)
 int sp_conn_tx_frame(struct sp_conn *c, struct sp_txpool *pool, const struct sp_frame *f,
 		     const uint8_t *body, size_t body_len)
 {
-	uint8_t hdr[SP_FRAME_PREFIX_LEN + SP_FRAME_HEADER_MAX];
+	struct sp_txchunk *ch;
 	size_t hlen = 0, hsize;
 	int ret;
 
 	if (c->state != SP_CONN_ESTABLISHED && c->state != SP_CONN_CLOSING)
 		return -EINVAL;
-	/* sp_frame_put_header insists on room for the body after the header
-	 * (its usual caller copies the body there). Ours is encrypted from the
-	 * receive buffer instead, so hdr only ever receives prefix + header:
-	 * check that bound, then give the whole frame's size as the capacity. */
 	hsize = sp_frame_size(f, 0);
-	if (hsize == 0 || hsize > sizeof(hdr))
+	if (hsize == 0 || hsize > SP_FRAME_PREFIX_LEN + SP_FRAME_HEADER_MAX)
 		return -EMSGSIZE;
-	ret = sp_frame_put_header(hdr, hsize + body_len, &hlen, f, body_len);
+	ret = tx_room(c, pool, hsize + body_len);
 	if (ret)
 		return ret;
-	ret = tx_room(c, pool, hlen + body_len);
+	/* The header is written where its ciphertext goes and encrypted there
+	 * (the stream borrows its pieces until flush). sp_frame_put_header
+	 * wants room for the body after the header, which tx_room made. */
+	ch = c->tx_tail;
+	ret = sp_frame_put_header(ch->data + ch->tail, hsize + body_len, &hlen, f, body_len);
 	if (ret)
 		return ret;
-	ret = tx_append(c, hdr, hlen);
+	ret = tx_append(c, ch->data + ch->tail, hlen);
 	if (ret == 0 && body_len)
 		ret = tx_append(c, body, body_len);
+	/* body is borrowed for the call only: it may sit in a reassembly buffer
+	 * freed right after its message, or in the store's read buffer. So the
+	 * frame is encrypted now, header and body in one go; the tag (one
+	 * Poly1305 pass over all frames) still waits for sp_conn_tx_seal. */
+	if (ret == 0)
+		ret = sp_noise_stream_flush(&c->tx);
 	return ret;
 }
 

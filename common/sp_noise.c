@@ -812,27 +812,131 @@ int sp_noise_decrypt(struct sp_noise_cipher *c, uint8_t *buf, size_t len, size_t
 }
 
 /*
- * Streaming ChaCha20-Poly1305-IETF (RFC 8439), piece by piece. Block 0 of
- * the keystream gives the Poly1305 key; the ciphertext uses blocks 1.. .
- * Whole 64-byte runs go through libsodium's xor_ic at the right counter; the
- * unaligned edges use one buffered keystream block (s->ks, block s->block).
- * Initially ks is "block 0, fully used", so the next block is always
- * s->block + 1.
+ * Streaming ChaCha20-Poly1305-IETF (RFC 8439), deferred. Keystream block 0
+ * gives the Poly1305 key; plaintext byte o uses keystream byte 64 + o, so
+ * positions below are in keystream bytes (ciphertext offset + 64). A flush
+ * walks the pending pieces in order: bytes covered by the current window of
+ * keystream are XORed from the piece into place; a piece starting on a block
+ * boundary with at least STREAM_DIRECT bytes goes through libsodium's xor_ic
+ * directly (large bodies: one pass, as fast as it gets); anything else
+ * refills the window with keystream for everything still pending (up to
+ * STREAM_WINDOW bytes) in one call. The last, partly used block is kept in
+ * s->ks for the next flush. Poly1305 runs once at end over the contiguous
+ * ciphertext in out.
  */
+enum { STREAM_WINDOW = 2048, STREAM_DIRECT = 512 };
+
+struct ks_window {
+	uint8_t *buf;
+	size_t from;                    /* keystream position of buf[0], a block boundary */
+	size_t len;
+};
+
+static void xor_into(uint8_t *dst, const uint8_t *src, const uint8_t *ks, size_t n)
+{
+	size_t i = 0;
+
+	/* dst == src (in place) is fine: each word is read before written. */
+	for (; i + 8 <= n; i += 8) {
+		uint64_t a, k;
+
+		memcpy(&a, src + i, 8);
+		memcpy(&k, ks + i, 8);
+		a ^= k;
+		memcpy(dst + i, &a, 8);
+	}
+	for (; i < n; i++)
+		dst[i] = src[i] ^ ks[i];
+}
+
+static void window_fill(struct sp_noise_stream *s, struct ks_window *w, const uint8_t *nonce,
+			size_t pos, size_t end)
+{
+	size_t from = pos & ~(size_t)63;
+	size_t len = ((end - from) + 63) & ~(size_t)63;
+
+	if (len > STREAM_WINDOW)
+		len = STREAM_WINDOW;
+	memset(w->buf, 0, len);
+	crypto_stream_chacha20_ietf_xor_ic(w->buf, w->buf, len, nonce, (uint32_t)(from / 64),
+					   s->c->k);
+	w->from = from;
+	w->len = len;
+	if (from == 0) {
+		memcpy(s->poly_key, w->buf, sizeof(s->poly_key));
+		s->have_poly_key = true;
+	}
+}
+
+static void stream_flush(struct sp_noise_stream *s)
+{
+	uint8_t buf[STREAM_WINDOW], nonce[12];
+	struct ks_window w = { buf, 0, 0 };
+	size_t pos = 64 + s->done, used = 0;
+
+	if (s->npieces == 0)
+		return;
+	make_nonce(nonce, s->c->n);
+	if (s->have_ks) {
+		memcpy(buf, s->ks, sizeof(s->ks));
+		w.from = (size_t)s->ks_block * 64;
+		w.len = sizeof(s->ks);
+	}
+	for (unsigned i = 0; i < s->npieces; i++) {
+		const uint8_t *src = s->src[i];
+		size_t n = s->n[i];
+
+		while (n) {
+			uint8_t *dst = s->out + (pos - 64);
+			size_t k;
+
+			if (pos >= w.from && pos < w.from + w.len) {
+				k = w.from + w.len - pos;
+				if (k > n)
+					k = n;
+				xor_into(dst, src, buf + (pos - w.from), k);
+			} else if (pos % 64 == 0 && n >= STREAM_DIRECT) {
+				k = n & ~(size_t)63;
+				crypto_stream_chacha20_ietf_xor_ic(dst, src, k, nonce,
+								   (uint32_t)(pos / 64), s->c->k);
+			} else {
+				window_fill(s, &w, nonce, pos, 64 + s->len);
+				if (w.len > used)
+					used = w.len;
+				continue;
+			}
+			src += k;
+			n -= k;
+			pos += k;
+		}
+	}
+	/* Keep the block the next piece starts in, if it is in the window. */
+	s->have_ks = pos % 64 && pos >= w.from && pos < w.from + w.len;
+	if (s->have_ks) {
+		memcpy(s->ks, buf + ((pos & ~(size_t)63) - w.from), sizeof(s->ks));
+		s->ks_block = (uint32_t)(pos / 64);
+	}
+	s->done = s->len;
+	s->npieces = 0;
+	sodium_memzero(buf, used > sizeof(s->ks) ? used : sizeof(s->ks));
+}
+
 static void stream_wipe(struct sp_noise_stream *s)
 {
+	/* The only wipe per message: begin sets every field it relies on. */
 	sodium_memzero(s, sizeof(*s));
 }
 
 int sp_noise_stream_begin(struct sp_noise_stream *s, struct sp_noise_cipher *c, uint8_t *out,
 			  size_t cap)
 {
-	uint8_t block0[64];
 	int ret;
 
 	if (!s)
 		return -EINVAL;
-	sodium_memzero(s, sizeof(*s));
+	/* No wipe here: every field a flush or end reads is set below or on
+	 * the way, and the previous end/abort wiped the secrets. */
+	s->open = false;
 	ret = cipher_ready(c);
 	if (ret)
 		return ret;
@@ -843,20 +947,19 @@ int sp_noise_stream_begin(struct sp_noise_stream *s, struct sp_noise_cipher *c, 
 	s->c = c;
 	s->out = out;
 	s->cap = cap;
-	make_nonce(s->nonce, c->n);
-	crypto_stream_chacha20_ietf(block0, sizeof(block0), s->nonce, c->k);
-	crypto_onetimeauth_poly1305_init(&s->poly, block0);
-	sodium_memzero(block0, sizeof(block0));
-	s->ks_used = sizeof(s->ks);
-	s->block = 0;
+	s->len = 0;
+	s->done = 0;
+	s->npieces = 0;
+	s->have_ks = false;
+	s->have_poly_key = false;
 	s->open = true;
 	return 0;
 }
 
 int sp_noise_stream_update(struct sp_noise_stream *s, const uint8_t *in, size_t len)
 {
-	size_t limit, done = 0, whole;
-	uint8_t *p;
+	size_t limit;
+	unsigned last;
 
 	if (!s || !s->open || (len && !in))
 		return -EINVAL;
@@ -867,55 +970,55 @@ int sp_noise_stream_update(struct sp_noise_stream *s, const uint8_t *in, size_t 
 		return -EMSGSIZE;
 	if (len == 0)
 		return 0;
-	p = s->out + s->len;
-
-	/* Leading edge: the rest of the buffered block. */
-	while (done < len && s->ks_used < sizeof(s->ks)) {
-		p[done] = in[done] ^ s->ks[s->ks_used++];
-		done++;
+	last = s->npieces - 1u;
+	if (s->npieces && s->src[last] + s->n[last] == in) {
+		/* Continues the previous piece (e.g. in place after in place). */
+		s->n[last] += (uint32_t)len;
+	} else {
+		if (s->npieces == SP_NOISE_STREAM_PIECES)
+			stream_flush(s);
+		s->src[s->npieces] = in;
+		s->n[s->npieces] = (uint32_t)len;
+		s->npieces++;
 	}
-	/* Whole blocks straight through libsodium. */
-	whole = (len - done) & ~(size_t)63;
-	if (whole) {
-		crypto_stream_chacha20_ietf_xor_ic(p + done, in + done, whole, s->nonce,
-						   s->block + 1, s->c->k);
-		s->block += (uint32_t)(whole / 64);
-		done += whole;
-	}
-	/* Trailing edge: buffer one more keystream block. */
-	if (done < len) {
-		memset(s->ks, 0, sizeof(s->ks));
-		s->block++;
-		crypto_stream_chacha20_ietf_xor_ic(s->ks, s->ks, sizeof(s->ks), s->nonce, s->block,
-						   s->c->k);
-		s->ks_used = 0;
-		while (done < len) {
-			p[done] = in[done] ^ s->ks[s->ks_used++];
-			done++;
-		}
-	}
-	crypto_onetimeauth_poly1305_update(&s->poly, p, len);
 	s->len += len;
+	return 0;
+}
+
+int sp_noise_stream_flush(struct sp_noise_stream *s)
+{
+	if (!s || !s->open)
+		return -EINVAL;
+	stream_flush(s);
 	return 0;
 }
 
 int sp_noise_stream_end(struct sp_noise_stream *s, size_t *msg_len)
 {
 	static const uint8_t zeros[16];
-	uint8_t lens[16];
+	crypto_onetimeauth_poly1305_state poly;
+	uint8_t lens[16], nonce[12];
 	uint64_t ct_len;
 
 	if (!s || !s->open || !msg_len)
 		return -EINVAL;
+	stream_flush(s);
+	if (!s->have_poly_key) {
+		make_nonce(nonce, s->c->n);
+		crypto_stream_chacha20_ietf(s->poly_key, sizeof(s->poly_key), nonce, s->c->k);
+	}
+	crypto_onetimeauth_poly1305_init(&poly, s->poly_key);
+	crypto_onetimeauth_poly1305_update(&poly, s->out, s->len);
 	/* pad16(ciphertext) || le64(ad_len = 0) || le64(ct_len) */
 	if (s->len % 16)
-		crypto_onetimeauth_poly1305_update(&s->poly, zeros, 16 - s->len % 16);
+		crypto_onetimeauth_poly1305_update(&poly, zeros, 16 - s->len % 16);
 	ct_len = s->len;
 	memset(lens, 0, 8);
 	for (int i = 0; i < 8; i++)
 		lens[8 + i] = (uint8_t)(ct_len >> (8 * i));
-	crypto_onetimeauth_poly1305_update(&s->poly, lens, sizeof(lens));
-	crypto_onetimeauth_poly1305_final(&s->poly, s->out + s->len);
+	crypto_onetimeauth_poly1305_update(&poly, lens, sizeof(lens));
+	crypto_onetimeauth_poly1305_final(&poly, s->out + s->len);
+	sodium_memzero(&poly, sizeof(poly));
 	s->c->n++;
 	*msg_len = s->len + SP_TAG_LEN;
 	stream_wipe(s);

@@ -189,30 +189,50 @@ int sp_noise_decrypt(struct sp_noise_cipher *c, uint8_t *buf, size_t len, size_t
  * recipient's send buffer, with no intermediate plaintext copy. The result
  * is byte-for-byte what sp_noise_encrypt gives for the concatenated pieces.
  *
+ * The work is deferred: update only records where a piece is, and the
+ * pieces are encrypted together at flush/end (one keystream call for many
+ * small pieces, the XOR fused with the move into out, one Poly1305 pass over
+ * the whole ciphertext at end). Piece-by-piece ChaCha20 and Poly1305 calls
+ * cost 1.5-3.8x one bulk AEAD for small frames.
+ *
  *   begin: out is caller-owned and must stay valid (and unmoved) until end;
  *          cap bytes. The cipher must not be used otherwise until end/abort.
- *   update: in is borrowed for the call; its ciphertext is appended at
- *          out + s->len. -EMSGSIZE if the message would exceed
- *          SP_TRANSPORT_PLAINTEXT_MAX or cap - SP_TAG_LEN (nothing appended).
- *   end:   appends the tag, advances the cipher's nonce, *msg_len = bytes
- *          written (plaintext + SP_TAG_LEN), wipes the stream state.
- *   abort: wipes the stream state; the nonce is not consumed.
+ *   update: in is BORROWED UNTIL the next flush, end or abort (not just for
+ *          the call): it must stay valid and unchanged until then. Its
+ *          ciphertext goes to out + s->len. in may be exactly out + s->len
+ *          (a piece written in place, encrypted there) but must not overlap
+ *          out otherwise. -EMSGSIZE if the message would exceed
+ *          SP_TRANSPORT_PLAINTEXT_MAX or cap - SP_TAG_LEN (nothing recorded).
+ *          When SP_NOISE_STREAM_PIECES pieces are pending, the pending ones
+ *          are encrypted first (as flush).
+ *   flush: encrypts the pending pieces now; the inputs given so far are no
+ *          longer borrowed.
+ *   end:   flushes, appends the tag, advances the cipher's nonce, *msg_len =
+ *          bytes written (plaintext + SP_TAG_LEN), wipes the stream state.
+ *   abort: wipes the stream state; pending pieces are dropped unread, out's
+ *          contents are unspecified; the nonce is not consumed.
  */
+enum { SP_NOISE_STREAM_PIECES = 16 };
 struct sp_noise_stream {
 	struct sp_noise_cipher *c;
 	uint8_t *out;
 	size_t cap;
-	size_t len;                     /* ciphertext bytes written so far */
-	crypto_onetimeauth_poly1305_state poly;
-	uint8_t nonce[12];
-	uint8_t ks[64];                 /* keystream of the current block */
-	uint8_t ks_used;                /* bytes of ks already consumed (64 = none left) */
-	uint32_t block;                 /* ChaCha20 block counter of ks */
+	size_t len;                     /* plaintext bytes taken (encrypted or pending) */
+	size_t done;                    /* bytes of out already encrypted */
+	const uint8_t *src[SP_NOISE_STREAM_PIECES]; /* pending pieces, in order from done */
+	uint32_t n[SP_NOISE_STREAM_PIECES];
+	uint8_t npieces;
 	bool open;
+	bool have_ks;                   /* ks holds keystream block ks_block */
+	bool have_poly_key;
+	uint32_t ks_block;
+	uint8_t ks[64];                 /* the last, partly used keystream block */
+	uint8_t poly_key[32];           /* from keystream block 0 */
 };
 int sp_noise_stream_begin(struct sp_noise_stream *s, struct sp_noise_cipher *c, uint8_t *out,
 			  size_t cap);
 int sp_noise_stream_update(struct sp_noise_stream *s, const uint8_t *in, size_t len);
+int sp_noise_stream_flush(struct sp_noise_stream *s);
 int sp_noise_stream_end(struct sp_noise_stream *s, size_t *msg_len);
 void sp_noise_stream_abort(struct sp_noise_stream *s);
 

@@ -700,6 +700,69 @@ static void test_stream_in_place(void **state)
 	assert_memory_equal(a, b, msg_len);
 }
 
+/*
+ * Pieces from scattered sources and in place, more of them than the stream
+ * keeps pending, with flushes at random points. The stream borrows a piece
+ * until the next flush/end: it must not write to a source, and once flushed
+ * the sources may be reused (scribbled over here) without changing the
+ * result, which must still equal the one-shot encryption.
+ */
+static void test_stream_borrowed(void **state)
+{
+	static uint8_t plain[9000], pool[9000], a[9000 + SP_TAG_LEN], b[9000 + SP_TAG_LEN];
+
+	(void)state;
+	for (int rep = 0; rep < 300; rep++) {
+		struct sp_noise_cipher c1, c2;
+		struct sp_noise_stream s;
+		size_t len = randombytes_uniform(sizeof(plain) + 1), done = 0, held = 0, msg_len;
+		/* short pieces (many pending, fallback flushes), or long ones */
+		uint32_t max_piece = rep % 2 ? 40 : 1500;
+
+		randombytes_buf(plain, len);
+		random_cipher(&c1);
+		c2 = c1;
+		memcpy(a, plain, len);
+		assert_int_equal(sp_noise_encrypt(&c1, a, len), 0);
+		memcpy(pool, plain, len);
+		memset(b, 0xa5, sizeof(b));
+		assert_int_equal(sp_noise_stream_begin(&s, &c2, b, sizeof(b)), 0);
+		while (done < len) {
+			size_t piece = randombytes_uniform(max_piece + 1);
+
+			if (piece > len - done)
+				piece = len - done;
+			if (randombytes_uniform(3) == 0) {
+				/* in place: written where its ciphertext goes */
+				memcpy(b + done, plain + done, piece);
+				assert_int_equal(sp_noise_stream_update(&s, b + done, piece), 0);
+			} else {
+				assert_int_equal(sp_noise_stream_update(&s, pool + done, piece), 0);
+			}
+			done += piece;
+			if (randombytes_uniform(8) == 0) {
+				/* released: nothing was written to the sources */
+				assert_int_equal(sp_noise_stream_flush(&s), 0);
+				assert_memory_equal(pool + held, plain + held, done - held);
+				memset(pool + held, 0x5a, done - held);
+				held = done;
+			}
+		}
+		assert_int_equal(sp_noise_stream_end(&s, &msg_len), 0);
+		assert_int_equal(msg_len, len + SP_TAG_LEN);
+		assert_memory_equal(a, b, msg_len);
+		assert_memory_equal(pool + held, plain + held, len - held);
+		assert_true(is_zero(&s, sizeof(s)));
+	}
+	/* flush on a closed stream */
+	{
+		struct sp_noise_stream s;
+
+		memset(&s, 0, sizeof(s));
+		assert_int_equal(sp_noise_stream_flush(&s), -EINVAL);
+	}
+}
+
 static void test_stream_limits(void **state)
 {
 	static uint8_t buf[SP_NOISE_MSG_MAX + 100], src[SP_NOISE_MSG_MAX + 100];
@@ -937,6 +1000,7 @@ int main(void)
 		cmocka_unit_test(test_low_order_peer),
 		cmocka_unit_test(test_stream_equals_oneshot),
 		cmocka_unit_test(test_stream_in_place),
+		cmocka_unit_test(test_stream_borrowed),
 		cmocka_unit_test(test_stream_limits),
 		cmocka_unit_test(test_encryptv),
 		cmocka_unit_test(test_nonce_exhaustion),
