@@ -413,8 +413,9 @@ static void log_peer(struct sp_shard *sh, const struct sp_conn *c)
 			port = ntohs(a->sin6_port);
 		}
 	}
-	SP_LOG(sh->log, SP_LOG_DEBUG, "connection accepted", SP_KV_UINT("conn", c->slot),
-	       SP_KV_STR("peer", host), SP_KV_UINT("port", port));
+	SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_PEER_DEBUG], sh->now_ns, SP_LOG_DEBUG,
+		       "connection accepted", SP_KV_UINT("conn", c->slot),
+		       SP_KV_STR("peer", host), SP_KV_UINT("port", port));
 }
 
 static void on_accept(struct sp_shard *sh, int fd)
@@ -718,7 +719,8 @@ static void on_ack(struct sp_shard *sh, struct sp_conn *c, const struct sp_frame
 	}
 	if (unknown) {
 		sh->stats.acks_unknown += unknown;
-		SP_LOG(sh->log, SP_LOG_DEBUG, "ack for seqs not in the mailbox ignored",
+		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_PEER_DEBUG], sh->now_ns, SP_LOG_DEBUG,
+		       "ack for seqs not in the mailbox ignored",
 		       SP_KV_UINT("count", unknown), SP_KV_UINT("conn", c->slot));
 	}
 }
@@ -793,8 +795,9 @@ static enum sp_close_reason on_established(void *ctx, struct sp_conn *c)
 	sp_metrics_handshake(sh->metrics, metrics_pattern(c), SP_METRICS_OUTCOME_OK,
 			     sh->now_ns - (c->deadline_ns -
 					   (uint64_t)sh->cfg->handshake_timeout_ms * 1000000));
-	SP_LOG(sh->log, SP_LOG_DEBUG, "handshake complete", SP_KV_UINT("conn", c->slot),
-	       SP_KV_STR("pattern", c->pattern == SP_PREAMBLE_PATTERN_IK ? "IK" : "XX"));
+	SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_PEER_DEBUG], sh->now_ns, SP_LOG_DEBUG,
+		       "handshake complete", SP_KV_UINT("conn", c->slot),
+		       SP_KV_STR("pattern", c->pattern == SP_PREAMBLE_PATTERN_IK ? "IK" : "XX"));
 	/* An IK connection is not routed until it is proven by its first
 	 * authenticated transport message (on_proven): its message 1 may be a
 	 * replay, and a replayer that got the route, even of an offline device,

@@ -86,7 +86,10 @@ struct sp_pending_result {
 };
 
 /* Log-limiter slots beyond the close reasons. */
-enum { SP_LIM_REFUSED = SP_CLOSE_REASON_COUNT, SP_LIM_STORE, SP_LIM_COUNT };
+/* Rate limiters beyond one per close reason: accept-time refusals, storage
+ * errors, and the debug lines any peer can trigger (accepted, handshake
+ * complete, unknown acks), which must stay bounded even at debug level. */
+enum { SP_LIM_REFUSED = SP_CLOSE_REASON_COUNT, SP_LIM_STORE, SP_LIM_PEER_DEBUG, SP_LIM_COUNT };
 
 struct sp_shard {
 	uint8_t id;
