@@ -13,16 +13,14 @@
  * each touched connection's message (sp_conn_tx_seal) and hands its bytes to
  * "the socket" (sp_conn_tx_peek / sp_conn_tx_sent).
  *
- * The routing steps live as static functions in broker/sp_shard.c (on_frame,
- * on_send, recipient, deliver_frame, deliver_online, queue_result,
- * send_results, reply, mark, touch, flush_conn, and the loop's clock reads
- * and metrics). They are replicated below line for line, minus logging, the
- * mailbox branches and the socket calls, and marked "sp_shard.c:" so a change
- * there is easy to carry over. Mirrored: the mailbox revision of sp_shard.c
- * (results queued per iteration and written after the store commit). The
- * envelopes are Send{flags: ONLINE_ONLY}: the path that never touches RocksDB.
- * (A refactor exporting these steps from a small broker/sp_app.c would let
- * this program call them instead.)
+ * The routing steps are broker/sp_shard.c's own (on_frame, on_send,
+ * recipient, deliver_frame, deliver_online, queue_result, send_results,
+ * reply, mark, touch, the end-of-iteration seal, the loop's clock reads and
+ * metrics): a real struct sp_shard, set up without a ring and driven through
+ * broker/sp_shard_internal.h; this program plays the ring (one receive
+ * completion per receive-buffer-sized piece) and the socket (it takes every
+ * finished byte). No store: the envelopes are Send{flags: ONLINE_ONLY}, the
+ * path that never touches RocksDB.
  *
  * Beside it, on the same bytes and the same batch shape, the bare libsodium
  * AEAD: one crypto_aead_chacha20poly1305_ietf_decrypt of the sender's message
@@ -60,7 +58,9 @@
 #include "sp_metrics.h"
 #include "sp_noise.h"
 #include "sp_route.h"
+#include "sp_log.h"
 #include "sp_shard.h"
+#include "sp_shard_internal.h"
 
 enum {
 	MAX_REPS = 64,
@@ -69,7 +69,6 @@ enum {
 	MIN_MSGS = 4,
 	MAX_MSGS = 16384,
 	HS_CLIENTS = 8,                 /* distinct IK message 1s, replayed to fresh conns */
-	TXPOOL_KEEP = 256,              /* sp_shard.c's value */
 	SHARD_ID = 0,
 	LOOKUP_SAMPLES = 1 << 20,
 };
@@ -89,33 +88,13 @@ struct opts {
 	bool warm;
 };
 
-/* sp_shard.h: struct sp_pending_result (a SendResult waiting for the commit) */
-struct pending_result {
-	uint32_t slot, gen;
-	uint64_t client_id;
-	uint64_t seq;
-	uint8_t status;
-	bool durable;
-};
-
-/* The shard's per-envelope state (the parts of struct sp_shard the hot path touches). */
+/* The broker's shard (sp_shard_init_detached) and what the benchmark keeps beside it. */
 struct bench {
-	struct sp_config cfg;
-	struct sp_txpool pool;
-	struct sp_conn_env env;
-	struct sp_route *routes;
-	struct sp_conn *conns;          /* devices + 1 slots; the sender is the last */
+	struct sp_config cfg;           /* borrowed by sh */
+	struct sp_log log;
+	struct sp_shard sh;
+	struct sp_conn *conns;          /* sh.conns: devices + 1 slots; the sender is the last */
 	uint32_t nconns;
-	struct sp_list idle_list;
-	struct sp_conn *dirty;
-	uint64_t now_ns;
-	uint64_t wall_ms;
-	struct sp_metrics_shard *metrics;
-	struct pending_result *results;
-	size_t nresults, results_cap;
-	uint64_t live_delivered;
-	uint64_t sends, delivered, handshakes;
-	uint64_t not_delivered;
 
 	/* capture pass: what the broker handed to the socket, per connection */
 	bool capture;
@@ -243,235 +222,7 @@ static uint8_t body_byte(uint64_t client_id, size_t k)
 	return (uint8_t)(client_id * 0x9d + k * 7 + (k >> 8));
 }
 
-/* --- sp_shard.c, replicated (see the header comment) ------------------------ */
-
-/* sp_shard.c: conn_at() */
-static struct sp_conn *conn_at(struct bench *b, uint32_t slot, uint32_t gen)
-{
-	struct sp_conn *c;
-
-	if (slot >= b->cfg.max_conns)
-		return NULL;
-	c = &b->conns[slot];
-	if (c->state == SP_CONN_FREE || c->gen != gen)
-		return NULL;
-	return c;
-}
-
-/* sp_shard.c: mark() */
-static void mark(struct bench *b, struct sp_conn *c)
-{
-	if (c->dirty)
-		return;
-	c->dirty = true;
-	c->dirty_next = b->dirty;
-	b->dirty = c;
-}
-
-/* sp_shard.c: touch() with timer_set() and idle_deadline() */
-static void touch(struct bench *b, struct sp_conn *c)
-{
-	if (c->state == SP_CONN_ESTABLISHED && c->proven && b->cfg.idle_timeout_s) {
-		sp_list_del(&c->timer);
-		c->deadline_ns = b->now_ns + (uint64_t)b->cfg.idle_timeout_s * 1000000000u;
-		sp_list_add_tail(&b->idle_list, &c->timer);
-	}
-}
-
-/* sp_shard.c: reply() */
-static enum sp_close_reason reply(struct bench *b, struct sp_conn *c, const struct sp_frame *f)
-{
-	int ret = sp_conn_tx_frame(c, &b->pool, f, NULL, 0);
-
-	mark(b, c);
-	if (ret == -ENOMEM)
-		return SP_CLOSE_NOMEM;
-	return ret ? SP_CLOSE_INTERNAL : SP_CLOSE_NONE;
-}
-
-/* sp_shard.c: recipient() */
-static struct sp_conn *recipient(struct bench *b, const uint8_t key[SP_KEY_LEN])
-{
-	struct sp_conn *rc;
-	uint64_t h;
-
-	if (sp_route_lookup(b->routes, key, &h))
-		return NULL;
-	if (sp_handle_shard(h) != SHARD_ID)
-		return NULL;
-	rc = conn_at(b, sp_handle_slot(h), sp_handle_gen(h));
-	return rc && rc->state == SP_CONN_ESTABLISHED ? rc : NULL;
-}
-
-/* sp_shard.c: deliver_frame() */
-static int deliver_frame(struct bench *b, struct sp_conn *rc, uint64_t seq, const uint8_t *body,
-			 size_t body_len)
-{
-	struct sp_frame d;
-	int ret;
-
-	memset(&d, 0, sizeof(d));
-	d.type = SP_FRAME_DELIVER;
-	d.u.deliver.seq = seq;
-	ret = sp_conn_tx_frame(rc, &b->pool, &d, body, body_len);
-	mark(b, rc);
-	if (ret && ret != -ENOMEM && !rc->close_reason)
-		rc->close_reason = SP_CLOSE_INTERNAL;
-	return ret;
-}
-
-/* sp_shard.c: deliver_online() (an online-only envelope: Deliver.seq 0) */
-static enum sp_status deliver_online(struct bench *b, struct sp_conn *rc,
-				     const struct sp_frame *send)
-{
-	if (rc->txq_bytes > b->cfg.sendq_max)
-		return SP_STATUS_ERR_RECIPIENT_BUSY;
-	if (deliver_frame(b, rc, 0, send->body, send->body_len))
-		return SP_STATUS_ERR_INTERNAL;
-	b->delivered++;
-	b->live_delivered++;
-	return SP_STATUS_DELIVERED;
-}
-
-/* sp_shard.c: queue_result() */
-static int queue_result(struct bench *b, const struct sp_conn *c, uint64_t client_id,
-			enum sp_status st, uint64_t seq, bool durable)
-{
-	struct pending_result *r;
-
-	if (b->nresults == b->results_cap) {
-		size_t ncap = b->results_cap ? b->results_cap * 2 : 256;
-		struct pending_result *n = realloc(b->results, ncap * sizeof(*n));
-
-		if (!n)
-			return -ENOMEM;
-		b->results = n;
-		b->results_cap = ncap;
-	}
-	r = &b->results[b->nresults++];
-	r->slot = c->slot;
-	r->gen = c->gen;
-	r->client_id = client_id;
-	r->seq = seq;
-	r->status = (uint8_t)st;
-	r->durable = durable;
-	return 0;
-}
-
-/* sp_shard.c: on_send(), the online-only branch (durable Sends go to the store) */
-static enum sp_close_reason on_send(struct bench *b, struct sp_conn *c, const struct sp_frame *f)
-{
-	struct sp_conn *rc;
-	enum sp_status st;
-	uint64_t seq = 0;
-	bool durable = false;
-
-	b->sends++;
-	if (!f->u.send.to_ok || !sp_noise_key_valid(f->u.send.to))
-		st = SP_STATUS_ERR_BAD_RECIPIENT;
-	else if (f->body_len > b->cfg.max_envelope)
-		st = SP_STATUS_ERR_TOO_LARGE;
-	else if (f->u.send.flags & SP_SEND_ONLINE_ONLY)
-		st = (rc = recipient(b, f->u.send.to)) ? deliver_online(b, rc, f)
-						       : SP_STATUS_ERR_OFFLINE;
-	else
-		st = SP_STATUS_ERR_INTERNAL;    /* bench: only online-only envelopes */
-	if (st != SP_STATUS_DELIVERED)
-		b->not_delivered++;     /* bench only: every envelope here must be delivered */
-	if (st != SP_STATUS_ACCEPTED && st != SP_STATUS_DELIVERED)
-		seq = 0;
-	if (queue_result(b, c, f->u.send.client_id, st, seq, durable))
-		return SP_CLOSE_NOMEM;
-	return SP_CLOSE_NONE;
-}
-
-/* sp_shard.c: send_results() (commit_ret: no store batch in this path, 0) */
-static void send_results(struct bench *b, int commit_ret)
-{
-	struct sp_frame res;
-
-	for (size_t i = 0; i < b->nresults; i++) {
-		const struct pending_result *r = &b->results[i];
-		struct sp_conn *c = conn_at(b, r->slot, r->gen);
-		enum sp_close_reason why;
-
-		if (r->durable && commit_ret)
-			sp_metrics_envelope_refused(b->metrics, SP_STATUS_ERR_INTERNAL);
-		else if (r->status == SP_STATUS_ACCEPTED || r->status == SP_STATUS_DELIVERED)
-			sp_metrics_envelope_accepted(b->metrics);
-		else
-			sp_metrics_envelope_refused(b->metrics, (enum sp_status)r->status);
-		if (!c || c->state != SP_CONN_ESTABLISHED)
-			continue;
-		memset(&res, 0, sizeof(res));
-		res.type = SP_FRAME_SEND_RESULT;
-		res.u.send_result.client_id = r->client_id;
-		res.u.send_result.status = (enum sp_status)r->status;
-		res.u.send_result.seq = r->seq;
-		why = reply(b, c, &res);
-		if (why && !c->close_reason)
-			c->close_reason = why;
-	}
-	b->nresults = 0;
-}
-
-/* sp_shard.c: on_frame() */
-static enum sp_close_reason on_frame(void *ctx, struct sp_conn *c, const struct sp_frame *f)
-{
-	struct bench *b = ctx;
-	struct sp_frame pong;
-
-	switch (f->type) {
-	case SP_FRAME_SEND:
-		return on_send(b, c, f);
-	case SP_FRAME_PING:
-		memset(&pong, 0, sizeof(pong));
-		pong.type = SP_FRAME_PONG;
-		pong.u.ping.id = f->u.ping.id;
-		return reply(b, c, &pong);
-	case SP_FRAME_PONG:
-	case SP_FRAME_ACK:
-		return SP_CLOSE_NONE;
-	default:
-		return SP_CLOSE_PROTOCOL;
-	}
-}
-
-/* sp_shard.c: route_device(), without takeover (every device connects once here). */
-static enum sp_close_reason route_device(struct bench *b, struct sp_conn *c)
-{
-	uint64_t prev;
-	int ret;
-
-	ret = sp_route_insert(b->routes, c->device, sp_handle_pack(SHARD_ID, c->slot, c->gen),
-			      &prev);
-	if (ret < 0)
-		return SP_CLOSE_NOMEM;
-	c->routed = true;
-	return ret == 1 ? SP_CLOSE_INTERNAL : SP_CLOSE_NONE;
-}
-
-/* sp_shard.c: on_proven() */
-static enum sp_close_reason on_proven(void *ctx, struct sp_conn *c)
-{
-	struct bench *b = ctx;
-
-	touch(b, c);
-	if (c->routed)
-		return SP_CLOSE_NONE;
-	return route_device(b, c);
-}
-
-/* sp_shard.c: on_established() (an IK connection is routed once proven) */
-static enum sp_close_reason on_established(void *ctx, struct sp_conn *c)
-{
-	struct bench *b = ctx;
-
-	b->handshakes++;
-	if (!c->proven)
-		return SP_CLOSE_NONE;
-	return on_proven(ctx, c);
-}
+/* --- the ring and the socket, played by the benchmark ----------------------- */
 
 static void capture(uint8_t **buf, size_t *len, size_t *cap, const uint8_t *p, size_t n)
 {
@@ -485,9 +236,10 @@ static void capture(uint8_t **buf, size_t *len, size_t *cap, const uint8_t *p, s
 	*len += n;
 }
 
-/* sp_shard.c: start_send() + on_send_cqe(): the socket takes every finished byte. */
-static void send_all(struct bench *b, struct sp_conn *c)
+/* start_send() + on_send_cqe(): the socket takes every finished byte. */
+static void send_all(void *ctx, struct sp_conn *c)
 {
+	struct bench *b = ctx;
 	const uint8_t *p;
 	size_t len;
 
@@ -499,78 +251,27 @@ static void send_all(struct bench *b, struct sp_conn *c)
 			else
 				capture(&b->cap_rcpt, &b->cap_rcpt_len, &b->cap_rcpt_cap, p, len);
 		}
-		sp_conn_tx_sent(c, &b->pool, len);
-		sp_metrics_bytes_sent(b->metrics, len);         /* on_send_cqe */
+		sp_conn_tx_sent(c, &b->sh.pool, len);
+		sp_metrics_bytes_sent(b->sh.metrics, len);      /* on_send_cqe */
 	}
 }
 
-/* sp_shard.c: flush_all() + flush_conn() for established connections. */
-static int flush_all(struct bench *b)
-{
-	while (b->dirty) {
-		struct sp_conn *c = b->dirty;
-
-		b->dirty = c->dirty_next;
-		c->dirty_next = NULL;
-		c->dirty = false;
-		if (c->close_reason)
-			return -EIO;
-		if (sp_conn_tx_seal(c))
-			return -EIO;
-		if (c->txq_bytes > sp_config_sendq_hard(&b->cfg))
-			return -EIO;
-		send_all(b, c);
-	}
-	return 0;
-}
-
-/* sp_shard.c: on_recv(), one receive completion of len bytes (the loop
- * iteration's clock read included: the broker reads it once per iteration). */
-static int on_recv(struct bench *b, struct sp_conn *c, uint8_t *data, size_t len)
-{
-	enum sp_close_reason r;
-
-	sp_metrics_bytes_received(b->metrics, len);
-	touch(b, c);
-	r = sp_conn_rx(c, &b->env, data, len);
-	mark(b, c);
-	return r == SP_CLOSE_NONE ? 0 : -EPROTO;
-}
-
-static uint64_t wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-/* sp_shard.c: sp_shard_run(), one loop iteration: a message arrives in
- * receive buffers (one completion each), results, flush, metrics. */
+/* One sp_shard_run() loop iteration: a message arrives in receive buffers
+ * (one completion each), then results, flush, metrics. */
 __attribute__((noinline))
 static int iteration(struct bench *b, struct sp_conn *c, uint8_t *msg, size_t len)
 {
 	size_t step = b->cfg.recv_buffer_size;
 	uint64_t ncqe = 0;
-	int ret;
 
-	b->now_ns = mono_ns();
-	b->wall_ms = wall_ms();
+	sp_shard_begin_iteration(&b->sh);
 	for (size_t off = 0; off < len; off += step, ncqe++) {
 		size_t n = len - off < step ? len - off : step;
 
-		if (on_recv(b, c, msg + off, n))
+		if (sp_shard_feed(&b->sh, c, msg + off, n) != SP_CLOSE_NONE)
 			return -EPROTO;
 	}
-	send_results(b, 0);
-	ret = flush_all(b);
-	sp_metrics_loop_iteration(b->metrics, ncqe);
-	if (b->live_delivered) {
-		sp_metrics_envelopes_delivered(b->metrics, SP_METRICS_PATH_LIVE, b->live_delivered,
-					       mono_ns() - b->now_ns);
-		b->live_delivered = 0;
-	}
-	return ret;
+	return sp_shard_end_iteration(&b->sh, ncqe, send_all, b);
 }
 
 /* --- setup -------------------------------------------------------------------- */
@@ -644,7 +345,7 @@ static size_t take_output(struct bench *b, struct sp_conn *c, uint8_t *out, size
 			die("handshake output too long");
 		memcpy(out + total, p, len);
 		total += len;
-		sp_conn_tx_sent(c, &b->pool, len);
+		sp_conn_tx_sent(c, &b->sh.pool, len);
 	}
 	return total;
 }
@@ -653,9 +354,10 @@ static size_t take_output(struct bench *b, struct sp_conn *c, uint8_t *out, size
  * The sender: a real IK connection through sp_conn_rx, proven by a first
  * transport message (a Ping) as the broker requires before routing it.
  */
-static void connect_sender(struct bench *b, struct sp_conn *c, struct client *cl,
+static void connect_sender(struct bench *b, struct client *cl,
 			   const uint8_t server_pub[SP_KEY_LEN])
 {
+	struct sp_conn *c;
 	uint8_t wire[SP_PREAMBLE_LEN + SP_LEN_PREFIX + SP_HANDSHAKE_MSG_MAX + 64];
 	uint8_t out[SP_LEN_PREFIX + SP_HANDSHAKE_MSG_MAX + 256];
 	uint8_t plain[64];
@@ -663,8 +365,12 @@ static void connect_sender(struct bench *b, struct sp_conn *c, struct client *cl
 	size_t len, off = 0;
 
 	len = client_msg1(cl, server_pub, wire);
-	sp_conn_open(c, -1, b->nconns - 1);
-	if (sp_conn_rx(c, &b->env, wire, len) != SP_CLOSE_NONE || c->state != SP_CONN_ESTABLISHED)
+	sp_shard_begin_iteration(&b->sh);
+	c = sp_shard_conn_add(&b->sh);
+	if (!c || c->slot != b->nconns - 1)
+		die("connection table");
+	if (sp_shard_feed(&b->sh, c, wire, len) != SP_CLOSE_NONE ||
+	    c->state != SP_CONN_ESTABLISHED)
 		die("sender handshake refused");
 	len = take_output(b, c, out, sizeof(out));
 	if (client_msg2(cl, out, len))
@@ -681,11 +387,12 @@ static void connect_sender(struct bench *b, struct sp_conn *c, struct client *cl
  * measured separately; a million of them would take minutes). */
 static void establish_slot(struct bench *b, uint32_t i)
 {
-	struct sp_conn *c = &b->conns[i];
+	struct sp_conn *c = sp_shard_conn_add(&b->sh);
 	struct slot_keys k;
 
+	if (!c || c->slot != i)
+		die("connection table");
 	slot_keys(b, i, &k);
-	sp_conn_open(c, -1, i);
 	c->state = SP_CONN_ESTABLISHED;
 	c->pattern = SP_PREAMBLE_PATTERN_IK;
 	c->has_device = c->proven = true;
@@ -694,7 +401,7 @@ static void establish_slot(struct bench *b, uint32_t i)
 	c->t.tx.has_key = true;
 	memcpy(c->t.rx.k, k.rx, SP_KEY_LEN);
 	c->t.rx.has_key = true;
-	if (route_device(b, c))
+	if (sp_shard_conn_route(&b->sh, c))
 		die("route insert failed");
 	sodium_memzero(&k, sizeof(k));
 }
@@ -1010,8 +717,9 @@ static void one_handshake(struct bench *b, struct hs_bench *h, unsigned k, bool 
 
 	memcpy(h->rx, h->msg1[k], h->msg1_len[k]);
 	sp_conn_open(&h->c, -1, 0);
-	b->now_ns = mono_ns();
-	if (sp_conn_rx(&h->c, &b->env, h->rx, h->msg1_len[k]) != SP_CLOSE_NONE ||
+	b->sh.now_ns = mono_ns();
+	h->c.deadline_ns = b->sh.now_ns + (uint64_t)b->cfg.handshake_timeout_ms * 1000000;
+	if (sp_conn_rx(&h->c, &b->sh.env, h->rx, h->msg1_len[k]) != SP_CLOSE_NONE ||
 	    h->c.state != SP_CONN_ESTABLISHED)
 		die("handshake refused");
 	h->out_len = 0;
@@ -1020,7 +728,7 @@ static void one_handshake(struct bench *b, struct hs_bench *h, unsigned k, bool 
 			memcpy(h->out + h->out_len, p, len);
 			h->out_len += len;
 		}
-		sp_conn_tx_sent(&h->c, &b->pool, len);
+		sp_conn_tx_sent(&h->c, &b->sh.pool, len);
 	}
 	if (!keep)
 		sp_conn_wipe(&h->c);
@@ -1250,41 +958,23 @@ int main(int argc, char **argv)
 	if (sp_noise_public_key(server_pub, server_priv) || sp_noise_public_key(cl->pub, cl->priv))
 		die("key derivation");
 
-	/* sp_shard_init(): a private metrics slot, written as the daemon's is. */
-	b->metrics = aligned_alloc(_Alignof(struct sp_metrics_shard),
-				   sizeof(struct sp_metrics_shard));
-	if (!b->metrics)
-		die("out of memory");
-	memset(b->metrics, 0, sizeof(*b->metrics));
 	sp_config_defaults(&b->cfg);
 	b->cfg.max_conns = o.devices + 1;
 	b->cfg.recv_buffer_size = o.recv_buffer_size;
-	sp_txpool_init(&b->pool, TXPOOL_KEEP);
-	sp_list_init(&b->idle_list);
-	b->env.static_priv = server_priv;
-	memcpy(b->env.static_pub, server_pub, SP_KEY_LEN);   /* once, as sp_shard_init */
-	b->env.has_static_pub = true;
-	b->env.server_hello.protocol_version = SP_PROTOCOL_VERSION;
-	b->env.server_hello.max_envelope = b->cfg.max_envelope;
-	b->env.server_hello.max_transport = SP_TRANSPORT_PLAINTEXT_MAX;
-	b->env.pool = &b->pool;
-	b->env.hooks.established = on_established;
-	b->env.hooks.proven = on_proven;
-	b->env.hooks.frame = on_frame;
-	b->env.hooks.ctx = b;
+	sp_log_init(&b->log, 2, SP_LOG_ERROR);
 	b->nconns = o.devices + 1;
 
-	/* Setup, timed on its own: the table as sp_shard_init sizes it
-	 * (max_conns), then every device connected and routed. */
+	/* Setup, timed on its own: the shard's tables as sp_shard_init sizes
+	 * them (max_conns), then every device connected and routed. */
 	t0 = mono_ns();
-	b->conns = calloc(b->nconns, sizeof(*b->conns));
-	if (!b->conns || sp_route_create(&b->routes, b->cfg.max_conns))
-		die("out of memory");
+	if (sp_shard_init_detached(&b->sh, SHARD_ID, &b->cfg, &b->log, server_priv))
+		die("shard setup failed");
+	b->conns = b->sh.conns;
 	for (uint32_t i = 0; i < o.devices; i++)
 		establish_slot(b, i);
 	t_routes = mono_ns() - t0;
 	t0 = mono_ns();
-	connect_sender(b, &b->conns[b->nconns - 1], cl, server_pub);
+	connect_sender(b, cl, server_pub);
 	for (unsigned k = 0; k < HS_CLIENTS; k++) {
 		crypto_generichash(h->cl[k].priv, SP_KEY_LEN, b->seed_key, 32, (const uint8_t *)&k,
 				   sizeof(k));
@@ -1346,7 +1036,7 @@ int main(int argc, char **argv)
 		bare.wall_ns += wall_acc;
 		wall_acc = 0;
 	}
-	if (b->not_delivered || b->delivered != b->sends)
+	if (b->sh.stats.delivered != b->sh.stats.sends)
 		die("some envelopes were not delivered");
 
 	/* Route lookups alone, uniformly random among all devices (the DRAM
@@ -1364,7 +1054,7 @@ int main(int argc, char **argv)
 			}
 			t0 = cpu_ns();
 			for (unsigned i = 0; i < 4096; i++) {
-				if (sp_route_lookup(b->routes, keys[i], &v))
+				if (sp_route_lookup(b->sh.routes, keys[i], &v))
 					die("lookup");
 			}
 			ns += cpu_ns() - t0;
@@ -1464,17 +1154,9 @@ int main(int argc, char **argv)
 		}
 	}
 
-	for (uint32_t i = 0; i < b->nconns; i++) {
-		sp_conn_wipe(&b->conns[i]);
-		sp_conn_tx_release(&b->conns[i], &b->pool);
-	}
 	sp_conn_wipe(&h->c);
-	sp_conn_tx_release(&h->c, &b->pool);
-	sp_txpool_destroy(&b->pool);
-	sp_route_destroy(b->routes);
-	free(b->conns);
-	free(b->results);
-	free(b->metrics);
+	sp_conn_tx_release(&h->c, &b->sh.pool);
+	sp_shard_destroy(&b->sh);       /* wipes and releases every connection */
 	free((void *)b->evict);
 	free(b->cap_rcpt);
 	free(b->cap_sender);

@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "sp_route.h"
+#include "sp_shard_internal.h"
 #include "sp_store.h"
 
 enum {
@@ -1000,6 +1001,17 @@ static void touch(struct sp_shard *sh, struct sp_conn *c)
 		timer_set(&sh->idle_list, c, idle_deadline(sh));
 }
 
+/* One receive of len bytes on c (data: borrowed for the call). */
+static enum sp_close_reason rx(struct sp_shard *sh, struct sp_conn *c, uint8_t *data, size_t len)
+{
+	enum sp_close_reason r;
+
+	touch(sh, c);
+	r = sp_conn_rx(c, &sh->env, data, len);
+	mark(sh, c);
+	return r;
+}
+
 static bool rearm_error(int res)
 {
 	return res == -ENOBUFS || res == -EAGAIN || res == -EINTR || res == -ECANCELED;
@@ -1015,10 +1027,7 @@ static void on_recv(struct sp_shard *sh, struct sp_conn *c, const struct io_urin
 	if (cqe->res > 0)
 		sp_metrics_bytes_received(sh->metrics, (uint64_t)cqe->res);
 	if (cqe->res > 0 && bid >= 0 && c->state != SP_CONN_DEAD) {
-		touch(sh, c);
-		r = sp_conn_rx(c, &sh->env, sp_bufring_addr(&sh->bufs, (uint16_t)bid),
-			       (size_t)cqe->res);
-		mark(sh, c);
+		r = rx(sh, c, sp_bufring_addr(&sh->bufs, (uint16_t)bid), (size_t)cqe->res);
 		/* A GoAway waits for flush, so the SendResults of the Sends before
 		 * the bad frame (written after the commit) precede it. */
 		if (r && c->state == SP_CONN_ESTABLISHED && goaway_code(r) != SP_STATUS_UNSPECIFIED)
@@ -1226,6 +1235,25 @@ static void on_cqe(struct sp_shard *sh, const struct io_uring_cqe *cqe)
 		sp_bufring_put(&sh->bufs, (uint16_t)bid);
 }
 
+/* (2) and (3) of the loop, after the iteration's completions. */
+static void after_completions(struct sp_shard *sh)
+{
+	send_results(sh, commit(sh));
+	run_readers(sh);
+}
+
+/* The end of an iteration, after (4): n completions handled. */
+static void iteration_metrics(struct sp_shard *sh, uint64_t n)
+{
+	sp_metrics_loop_iteration(sh->metrics, n);
+	if (sh->live_delivered) {
+		/* Received at now_ns, encrypted and queued to the kernel by now. */
+		sp_metrics_envelopes_delivered(sh->metrics, SP_METRICS_PATH_LIVE,
+					       sh->live_delivered, mono_ns() - sh->now_ns);
+		sh->live_delivered = 0;
+	}
+}
+
 static bool done(const struct sp_shard *sh)
 {
 	if (!sh->stopping)
@@ -1268,33 +1296,25 @@ int sp_shard_run(struct sp_shard *sh)
 			n++;
 		}
 		io_uring_cq_advance(&sh->ring.ring, n);
-		send_results(sh, commit(sh));
-		run_readers(sh);
+		after_completions(sh);
 		flush_all(sh);
-		sp_metrics_loop_iteration(sh->metrics, n);
-		if (sh->live_delivered) {
-			/* Received at now_ns, encrypted and queued to the kernel by now. */
-			sp_metrics_envelopes_delivered(sh->metrics, SP_METRICS_PATH_LIVE,
-						       sh->live_delivered, mono_ns() - sh->now_ns);
-			sh->live_delivered = 0;
-		}
+		iteration_metrics(sh, n);
 	}
 	return 0;
 }
 
 /* --- setup ------------------------------------------------------------------ */
 
-int sp_shard_init(struct sp_shard *sh, uint8_t id, const struct sp_config *cfg,
-		  const struct sp_log *log, const uint8_t *static_priv, int listen_fd, int wake_fd)
+/* Everything of sp_shard_init but the ring, the buffer ring and the sockets.
+ * On failure the caller calls sp_shard_destroy. */
+static int init_tables(struct sp_shard *sh, uint8_t id, const struct sp_config *cfg,
+		       const struct sp_log *log, const uint8_t *static_priv)
 {
 	int ret;
 
-	memset(sh, 0, sizeof(*sh));
 	sh->id = id;
 	sh->cfg = cfg;
 	sh->log = log;
-	sh->listen_fd = listen_fd;
-	sh->wake_fd = wake_fd;
 	sp_list_init(&sh->hs_list);
 	sp_list_init(&sh->idle_list);
 	sp_list_init(&sh->closing_list);
@@ -1306,20 +1326,16 @@ int sp_shard_init(struct sp_shard *sh, uint8_t id, const struct sp_config *cfg,
 	/* A private metrics slot until the daemon points sh->metrics at its own. */
 	sh->own_metrics = aligned_alloc(_Alignof(struct sp_metrics_shard),
 					sizeof(struct sp_metrics_shard));
-	if (!sh->own_metrics) {
-		ret = -ENOMEM;
-		goto err;
-	}
+	if (!sh->own_metrics)
+		return -ENOMEM;
 	memset(sh->own_metrics, 0, sizeof(*sh->own_metrics));
 	sh->metrics = sh->own_metrics;
 
 	sh->conns = calloc(cfg->max_conns, sizeof(*sh->conns));
 	sh->free_slots = malloc(cfg->max_conns * sizeof(*sh->free_slots));
 	sh->items = calloc(cfg->backlog_chunk ? cfg->backlog_chunk : 1, sizeof(*sh->items));
-	if (!sh->conns || !sh->free_slots || !sh->items) {
-		ret = -ENOMEM;
-		goto err;
-	}
+	if (!sh->conns || !sh->free_slots || !sh->items)
+		return -ENOMEM;
 	/* Lowest slot first out: the working set of the table stays small. */
 	for (uint32_t i = 0; i < cfg->max_conns; i++)
 		sh->free_slots[i] = cfg->max_conns - 1 - i;
@@ -1327,19 +1343,13 @@ int sp_shard_init(struct sp_shard *sh, uint8_t id, const struct sp_config *cfg,
 
 	ret = sp_route_create(&sh->routes, cfg->max_conns);
 	if (ret)
-		goto err;
-	ret = sp_ring_init(&sh->ring, RING_ENTRIES);
-	if (ret)
-		goto err;
-	ret = sp_bufring_init(&sh->bufs, &sh->ring, 0, cfg->recv_buffers, cfg->recv_buffer_size);
-	if (ret)
-		goto err;
+		return ret;
 
 	sh->env.static_priv = static_priv;
 	/* Once here instead of once per handshake (an X25519 operation each). */
 	ret = sp_noise_public_key(sh->env.static_pub, static_priv);
 	if (ret)
-		goto err;
+		return ret;
 	sh->env.has_static_pub = true;
 	sh->env.server_hello.protocol_version = SP_PROTOCOL_VERSION;
 	sh->env.server_hello.max_envelope = cfg->max_envelope;
@@ -1350,8 +1360,103 @@ int sp_shard_init(struct sp_shard *sh, uint8_t id, const struct sp_config *cfg,
 	sh->env.hooks.frame = on_frame;
 	sh->env.hooks.ctx = sh;
 	return 0;
+}
+
+int sp_shard_init(struct sp_shard *sh, uint8_t id, const struct sp_config *cfg,
+		  const struct sp_log *log, const uint8_t *static_priv, int listen_fd, int wake_fd)
+{
+	int ret;
+
+	memset(sh, 0, sizeof(*sh));
+	sh->listen_fd = listen_fd;
+	sh->wake_fd = wake_fd;
+	ret = init_tables(sh, id, cfg, log, static_priv);
+	if (ret)
+		goto err;
+	ret = sp_ring_init(&sh->ring, RING_ENTRIES);
+	if (ret)
+		goto err;
+	ret = sp_bufring_init(&sh->bufs, &sh->ring, 0, cfg->recv_buffers, cfg->recv_buffer_size);
+	if (ret)
+		goto err;
+	return 0;
 err:
 	sp_shard_destroy(sh);
+	return ret;
+}
+
+/* --- detached: the per-envelope path without a ring (sp_shard_internal.h) --- */
+
+int sp_shard_init_detached(struct sp_shard *sh, uint8_t id, const struct sp_config *cfg,
+			   const struct sp_log *log, const uint8_t *static_priv)
+{
+	int ret;
+
+	memset(sh, 0, sizeof(*sh));
+	sh->listen_fd = sh->wake_fd = -1;
+	ret = init_tables(sh, id, cfg, log, static_priv);
+	if (ret)
+		sp_shard_destroy(sh);
+	return ret;
+}
+
+struct sp_conn *sp_shard_conn_add(struct sp_shard *sh)
+{
+	struct sp_conn *c;
+	uint32_t slot;
+
+	if (sh->nfree == 0)
+		return NULL;
+	/* on_accept's slot and handshake deadline, without the socket. */
+	slot = sh->free_slots[--sh->nfree];
+	if (slot >= sh->high_water)
+		sh->high_water = slot + 1;
+	c = &sh->conns[slot];
+	sp_conn_open(c, -1, slot);
+	sh->nconns++;
+	timer_set(&sh->hs_list, c, sh->now_ns + (uint64_t)sh->cfg->handshake_timeout_ms * 1000000);
+	return c;
+}
+
+enum sp_close_reason sp_shard_conn_route(struct sp_shard *sh, struct sp_conn *c)
+{
+	return on_proven(sh, c);
+}
+
+void sp_shard_begin_iteration(struct sp_shard *sh)
+{
+	sh->now_ns = mono_ns();
+	sh->wall_ms = wall_ms();
+}
+
+enum sp_close_reason sp_shard_feed(struct sp_shard *sh, struct sp_conn *c, uint8_t *data,
+				   size_t len)
+{
+	sp_metrics_bytes_received(sh->metrics, len);
+	return rx(sh, c, data, len);
+}
+
+int sp_shard_end_iteration(struct sp_shard *sh, uint64_t ncqe, sp_shard_take_fn take, void *ctx)
+{
+	int ret = 0;
+
+	after_completions(sh);
+	/* flush_all without the socket calls: a connection that flush_conn would
+	 * end is an error here (nothing in a benchmark should end one). */
+	while (sh->dirty) {
+		struct sp_conn *c = sh->dirty;
+
+		sh->dirty = c->dirty_next;
+		c->dirty_next = NULL;
+		c->dirty = false;
+		if (c->state != SP_CONN_ESTABLISHED || c->close_reason || sp_conn_tx_seal(c) ||
+		    c->txq_bytes > sp_config_sendq_hard(sh->cfg)) {
+			ret = -EIO;
+			continue;
+		}
+		take(ctx, c);
+	}
+	iteration_metrics(sh, ncqe);
 	return ret;
 }
 
