@@ -1286,7 +1286,7 @@ SEALPOST_API int sp_client_wait_result(struct sp_client *c, uint64_t client_id, 
 				       int *status, uint64_t *seq)
 {
 	int64_t deadline = deadline_of(timeout_ms);
-	struct sp_event ev;
+	struct sp_event ev = { 0 };     /* -O3 cannot see wait_for fills it on success */
 	int r;
 
 	if (!c || !status)
