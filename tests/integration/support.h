@@ -4,8 +4,10 @@
  * sp_it_broker_start() picks a free loopback port, makes a fresh temporary
  * data directory (unless one is given, so restart tests can reuse it), starts
  * $SEALPOSTD (built binary; env set by CTest) with --listen 127.0.0.1:PORT
- * --data-dir DIR and any extra arguments, waits until a TCP connect succeeds
- * (bounded: 10 s), and reads DIR/server.pub. The broker's stderr goes to
+ * --data-dir DIR and any extra arguments, waits until it logs
+ * msg="sealpostd started" (it does so once ready, so start it at --log-level
+ * info or more verbose) and a TCP connect succeeds (bounded: 10 s), and reads
+ * DIR/server.pub. The broker's stderr goes to
  * DIR/sealpostd.log so a test can grep what it logged.
  *
  * Every test stops its brokers itself; sp_it_broker_stop() sends SIGTERM and

@@ -278,14 +278,22 @@ static uint16_t read_metrics_port(const struct sp_it_broker *b)
 	return port <= 65535 ? (uint16_t)port : 0;
 }
 
-static int wait_ready(struct sp_it_broker *b)
+/*
+ * Ready = the broker logged a new msg="sealpostd started" (it does so right
+ * after marking itself ready: /readyz 200, READY=1) and its listener takes a
+ * connection. The listener alone is not enough: the kernel accepts into the
+ * backlog before the event loop is set up. started_before: the count of such
+ * lines before this start (the log is appended to across restarts).
+ */
+static int wait_ready(struct sp_it_broker *b, int started_before)
 {
 	int64_t deadline = now_ms() + READY_BOUND_MS;
 
 	for (;;) {
 		if (reap(b))
 			return -ECHILD;
-		if (file_exists(b->data_dir, "server.pub")) {
+		if (file_exists(b->data_dir, "server.pub") &&
+		    sp_it_log_count(b, "msg=\"sealpostd started\"") > started_before) {
 			int fd = connect_timeout(b->port, 2);
 
 			if (fd >= 0) {
@@ -334,11 +342,13 @@ int sp_it_broker_start(struct sp_it_broker *b, const char *data_dir, const char 
 		ret = free_port(&b->port);
 		if (ret)
 			return ret;
+		int started_before = sp_it_log_count(b, "msg=\"sealpostd started\"");
+
 		snprintf(b->addr, sizeof(b->addr), "127.0.0.1:%u", (unsigned)b->port);
 		ret = spawn(b, bin, extra_args);
 		if (ret)
 			return ret;
-		ret = wait_ready(b);
+		ret = wait_ready(b, started_before > 0 ? started_before : 0);
 		if (ret == 0)
 			return 0;
 		if (ret == -ECHILD && log_says_addr_in_use(b)) {
