@@ -32,6 +32,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "sealpost.pb-c.h"
+#include "sp_be.h"
 
 /* ---- the enums in sp_limits.h are the wire values ------------------------ */
 
@@ -69,17 +70,6 @@ SAME_KIND(PONG, PONG);
 SAME_KIND(GOAWAY, GOAWAY);
 
 /* ---- the protobuf encoding of FrameHeader, by hand ----------------------- */
-
-static inline uint16_t get_be16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static inline void put_be16(uint8_t *p, size_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
 
 enum wire_type { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
 
@@ -329,8 +319,8 @@ int sp_frame_next(const uint8_t *buf, size_t len, size_t *off, struct sp_frame *
 	if (rem < SP_FRAME_PREFIX_LEN)
 		return -EBADMSG;
 	p = buf + *off;
-	hlen = get_be16(p);
-	blen = get_be16(p + 2);
+	hlen = sp_be_get16(p);
+	blen = sp_be_get16(p + 2);
 	if (hlen == 0)
 		return -EBADMSG;
 	if (hlen > SP_FRAME_HEADER_MAX || blen > SP_BODY_MAX)
@@ -487,8 +477,8 @@ int sp_frame_put_header(uint8_t *buf, size_t cap, size_t *off, const struct sp_f
 	if (*off > cap || cap - *off < SP_FRAME_PREFIX_LEN + hlen + body_len)
 		return -EMSGSIZE;
 	p = buf + *off;
-	put_be16(p, hlen);
-	put_be16(p + 2, body_len);
+	sp_be_put16(p, (uint16_t)hlen);
+	sp_be_put16(p + 2, (uint16_t)body_len);
 	p += SP_FRAME_PREFIX_LEN;
 	*p++ = (uint8_t)(f->type << 3 | WT_LEN);
 	p = put_varint(p, (size_t)n);
