@@ -51,9 +51,11 @@
 
 #include <sodium.h>
 
+#include "sp_clock.h"
 #include "sp_config.h"
 #include "sp_conn.h"
 #include "sp_frame.h"
+#include "sp_fsutil.h"
 #include "sp_limits.h"
 #include "sp_metrics.h"
 #include "sp_noise.h"
@@ -120,10 +122,7 @@ struct stat3 {
 
 static uint64_t mono_ns(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	return sp_clock_mono_ns();
 }
 
 /*
@@ -226,12 +225,11 @@ static uint8_t body_byte(uint64_t client_id, size_t k)
 
 static void capture(uint8_t **buf, size_t *len, size_t *cap, const uint8_t *p, size_t n)
 {
-	if (*len + n > *cap) {
-		*cap = (*len + n) * 2;
-		*buf = realloc(*buf, *cap);
-		if (!*buf)
-			die("out of memory");
-	}
+	uint8_t *p2 = sp_fsutil_grow(*buf, cap, *len + n, 2 * (*len + n));
+
+	if (!p2)
+		die("out of memory");
+	*buf = p2;
 	memcpy(*buf + *len, p, n);
 	*len += n;
 }

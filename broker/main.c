@@ -44,7 +44,9 @@
 
 #include <sodium.h>
 
+#include "sp_clock.h"
 #include "sp_config.h"
+#include "sp_fsutil.h"
 #include "sp_http.h"
 #include "sp_keyfile.h"
 #include "sp_log.h"
@@ -88,36 +90,6 @@ static void log_errno(const struct sp_log *lg, const char *msg, const char *path
 	SP_LOG(lg, SP_LOG_ERROR, msg, SP_KV_STR("path", path), SP_KV_STR("error", strerror(err)));
 }
 
-/* mkdir -p, the last component 0700 (it will hold the private key). */
-static int make_dir(const char *dir)
-{
-	char tmp[SP_CONFIG_PATH_MAX];
-	struct stat st;
-
-	snprintf(tmp, sizeof(tmp), "%s", dir);
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(tmp, 0755) && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(tmp, 0700) && errno != EEXIST)
-		return -errno;
-	if (stat(tmp, &st))
-		return -errno;
-	return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
-}
-
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /*
  * flock on DIR/sealpostd.lock: one broker per data directory. The lock
  * lives as long as the returned descriptor (the whole process). Waits up to
@@ -130,7 +102,7 @@ static bool stopping(struct daemon *d);
 static int lock_dir(const struct sp_log *lg, const struct sp_config *cfg, struct daemon *d)
 {
 	char path[SP_CONFIG_PATH_MAX + 32];
-	uint64_t deadline = mono_ms() + (uint64_t)cfg->lock_timeout_s * 1000;
+	uint64_t deadline = sp_clock_mono_ms() + (uint64_t)cfg->lock_timeout_s * 1000;
 	bool said = false;
 	int fd;
 
@@ -147,7 +119,7 @@ static int lock_dir(const struct sp_log *lg, const struct sp_config *cfg, struct
 			log_errno(lg, "cannot lock data directory", path, errno);
 			break;
 		}
-		if (mono_ms() >= deadline) {
+		if (sp_clock_mono_ms() >= deadline) {
 			SP_LOG(lg, SP_LOG_ERROR,
 			       "data directory is locked: another sealpostd is using it",
 			       SP_KV_STR("path", path),
@@ -543,7 +515,8 @@ static int run(const struct sp_config *cfg, struct sp_log *lg)
 	}
 	d.sig_thread_running = true;
 
-	err = make_dir(cfg->data_dir);
+	/* The last component 0700: it will hold the private key. */
+	err = sp_fsutil_mkdir_p(cfg->data_dir, 0755, 0700);
 	if (err) {
 		log_errno(lg, "cannot create data directory", cfg->data_dir, -err);
 		goto out;

@@ -14,7 +14,7 @@
 
 #include <ini.h>
 
-#include "sp_http.h"
+#include "sp_hostport.h"
 #include "sp_limits.h"
 
 /* OPT_CONFIG and the flags after it are command-line only (not config keys). */
@@ -128,64 +128,15 @@ void sp_config_defaults(struct sp_config *c)
 
 static const char *const fsync_names[] = { "always", "batch", "never" };
 
-static int parse_port(const char *s, uint16_t *port)
-{
-	char *end;
-	unsigned long v;
-
-	if (*s < '0' || *s > '9')
-		return -EINVAL;
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || *end || v == 0 || v > 65535)
-		return -EINVAL;
-	*port = (uint16_t)v;
-	return 0;
-}
-
 int sp_config_parse_listen(const char *s, struct sockaddr_storage *addr, socklen_t *len)
 {
-	char host[SP_CONFIG_HOST_MAX];
-	const char *colon, *hs = s;
-	size_t hlen;
-	uint16_t port;
+	struct sp_hostport hp;
 
 	memset(addr, 0, sizeof(*addr));
-	if (s[0] == '[') {
-		const char *close = strchr(s, ']');
-
-		if (!close || close[1] != ':')
-			return -EINVAL;
-		hs = s + 1;
-		hlen = (size_t)(close - hs);
-		colon = close + 1;
-	} else {
-		colon = strrchr(s, ':');
-		if (!colon)
-			return -EINVAL;
-		hlen = (size_t)(colon - s);
-	}
-	if (hlen == 0 || hlen >= sizeof(host) || parse_port(colon + 1, &port))
+	/* Port 0 ("any") is no use for a listener devices must find. */
+	if (sp_hostport_split(s, &hp) < 0 || hp.port == 0)
 		return -EINVAL;
-	memcpy(host, hs, hlen);
-	host[hlen] = '\0';
-
-	struct sockaddr_in *v4 = (struct sockaddr_in *)addr;
-	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)addr;
-
-	if (s[0] != '[' && inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
-		v4->sin_family = AF_INET;
-		v4->sin_port = htons(port);
-		*len = sizeof(*v4);
-		return 0;
-	}
-	if (s[0] == '[' && inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
-		v6->sin6_family = AF_INET6;
-		v6->sin6_port = htons(port);
-		*len = sizeof(*v6);
-		return 0;
-	}
-	return -EINVAL;
+	return sp_hostport_sockaddr(&hp, addr, len);
 }
 
 static int parse_u64(const char *s, uint64_t *out)
@@ -252,7 +203,7 @@ static int set_value(struct sp_config *c, const struct opt *o, const char *val, 
 		return 0;
 	case OPT_METRICS_LISTEN:
 		if (strlen(val) >= sizeof(c->metrics_listen) ||
-		    (strcmp(val, "off") != 0 && sp_http_parse_addr(val, &ss, &len))) {
+		    (strcmp(val, "off") != 0 && sp_hostport_parse(val, &ss, &len))) {
 			snprintf(err, err_cap,
 				 "%s: '%s' is not HOST:PORT with a numeric address "
 				 "(IPv6: [::1]:9400) or off", who, val);

@@ -7,7 +7,7 @@
  * option table in sp_config.c is the single source for parsing, range checks
  * and --help, so they cannot disagree.
  *
- * Protocol maxima (common/sp_limits.h) bound the ranges: a configuration may
+ * Protocol maxima (lib/wire/sp_limits.h) bound the ranges: a configuration may
  * lower a wire limit, never raise it.
  *
  * Config file (--config FILE): INI, read with libinih. Keys are the long

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "sp_hostport.h"
 #include "sp_metrics.h"
 
 struct sp_http {
@@ -27,71 +28,10 @@ struct sp_http {
 	uint16_t port;
 };
 
-static int parse_port(const char *s, uint16_t *port)
-{
-	unsigned long v = 0;
-
-	if (!*s || strlen(s) > 5)
-		return -EINVAL;
-	for (const char *p = s; *p; p++) {
-		if (*p < '0' || *p > '9')
-			return -EINVAL;
-		v = v * 10 + (unsigned long)(*p - '0');
-	}
-	if (v > 65535)
-		return -EINVAL;
-	*port = (uint16_t)v;
-	return 0;
-}
-
 int sp_http_parse_addr(const char *addr, struct sockaddr_storage *ss, socklen_t *len)
 {
-	char host[INET6_ADDRSTRLEN + 1];
-	const char *colon, *end;
-	uint16_t port;
-	size_t hlen;
-
-	memset(ss, 0, sizeof(*ss));
-	if (!addr)
-		return -EINVAL;
-	if (addr[0] == '[') {
-		end = strchr(addr, ']');
-		if (!end || end[1] != ':')
-			return -EINVAL;
-		hlen = (size_t)(end - addr - 1);
-		if (hlen == 0 || hlen >= sizeof(host))
-			return -EINVAL;
-		memcpy(host, addr + 1, hlen);
-		host[hlen] = '\0';
-		if (parse_port(end + 2, &port) < 0)
-			return -EINVAL;
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
-
-		if (inet_pton(AF_INET6, host, &s6->sin6_addr) != 1)
-			return -EINVAL;
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons(port);
-		*len = sizeof(*s6);
-		return 0;
-	}
-	colon = strrchr(addr, ':');
-	if (!colon || strchr(addr, ':') != colon) /* an IPv6 address needs brackets */
-		return -EINVAL;
-	hlen = (size_t)(colon - addr);
-	if (hlen == 0 || hlen >= sizeof(host))
-		return -EINVAL;
-	memcpy(host, addr, hlen);
-	host[hlen] = '\0';
-	if (parse_port(colon + 1, &port) < 0)
-		return -EINVAL;
-	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
-
-	if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
-		return -EINVAL;
-	s4->sin_family = AF_INET;
-	s4->sin_port = htons(port);
-	*len = sizeof(*s4);
-	return 0;
+	/* Port 0 is fine here: the kernel picks one and the log names it. */
+	return sp_hostport_parse(addr, ss, len);
 }
 
 /* Bound and listening, non-blocking, close-on-exec; *port gets the real port. */

@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sp_clock.h"
+
 static const char *const level_names[] = {
 	[SP_LOG_ERROR] = "error",
 	[SP_LOG_WARN] = "warn",
@@ -187,14 +189,11 @@ void sp_log_write(const struct sp_log *lg, enum sp_log_level level, const char *
 		  const struct sp_log_kv *kv, size_t n)
 {
 	char line[SP_LOG_LINE_MAX];
-	struct timespec ts;
 	size_t len;
 
 	if (!sp_log_enabled(lg, level))
 		return;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	len = sp_log_format(line, sizeof(line), (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
-			    level, msg, kv, n);
+	len = sp_log_format(line, sizeof(line), (int64_t)sp_clock_wall_ms(), level, msg, kv, n);
 	/* One write per line; a short write or EAGAIN loses the rest of the line:
 	 * logging must never block or stop the event loop. */
 	ssize_t w = write(lg->fd, line, len);

@@ -1,10 +1,9 @@
 /*
  * sp_route.h: the routing table, device public key -> live connection handle.
  *
- * Open addressing keyed by SipHash-2-4 (crypto_shorthash) under a random
- * per-table key: device keys are chosen by peers, so the hash must not be
- * predictable (hash flooding). Grows by doubling; never shrinks below the
- * initial capacity.
+ * The table is util's sp_keytab (SipHash under a random per-table key, since
+ * device keys are chosen by peers); this module gives it the routing names
+ * and the one routing rule, remove-only-if-still-mine.
  *
  * The value is an opaque 64-bit handle (the broker packs shard, connection
  * slot and generation into it). Keys are copied into the table.

@@ -1,5 +1,5 @@
 /*
- * sealpost-noise-vectors: checks common/sp_noise.c against Noise test vectors
+ * sealpost-noise-vectors: checks lib/crypto/sp_noise.c against Noise test vectors
  * (cacophony's format, or the variant with "name" and no "handshake_hash").
  *
  *   sealpost-noise-vectors VECTORS.json

@@ -22,7 +22,10 @@
 
 #include <sodium.h>
 
+#include "sp_clock.h"
 #include "sp_frame.h"
+#include "sp_fsutil.h"
+#include "sp_hostport.h"
 
 enum { NS = 1000000000 };
 
@@ -35,10 +38,7 @@ struct lg_msg {
 
 uint64_t lg_now(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * NS + (uint64_t)ts.tv_nsec;
+	return sp_clock_mono_ns();
 }
 
 static void sleep_until(uint64_t t)
@@ -47,23 +47,6 @@ static void sleep_until(uint64_t t)
 
 	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
 		;
-}
-
-static int write_all(int fd, const void *buf, size_t len)
-{
-	const uint8_t *p = buf;
-
-	while (len) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -EPIPE;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
 }
 
 static int read_all(int fd, void *buf, size_t len)
@@ -157,9 +140,9 @@ static int barrier(struct lg_worker *w, uint32_t kind, uint64_t *t)
 	struct lg_msg m = { .kind = kind };
 	int ret;
 
-	ret = write_all(w->to_parent, &m, sizeof(m));
+	ret = sp_fsutil_write_all(w->to_parent, &m, sizeof(m));
 	if (!ret)
-		ret = write_all(w->to_parent, &w->st, sizeof(w->st));
+		ret = sp_fsutil_write_all(w->to_parent, &w->st, sizeof(w->st));
 	if (!ret)
 		ret = read_all(w->from_parent, t, sizeof(*t));
 	return ret;
@@ -509,57 +492,25 @@ static void usage(FILE *f, const char *prog, const struct lg_driver *d)
 /* Loopback only: this program is a load generator, and the rules say so. */
 static int parse_server(struct lg_opts *o, const char *s)
 {
-	char host[64];
-	const char *colon, *h = s;
-	size_t hlen;
-	unsigned long port;
-	char *end;
+	struct sp_hostport hp;
 	struct sockaddr_in *v4 = (struct sockaddr_in *)&o->addr;
 	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&o->addr;
 
 	snprintf(o->server, sizeof(o->server), "%s", s);
-	if (s[0] == '[') {
-		const char *close = strchr(s, ']');
-
-		if (!close || close[1] != ':')
-			return -EINVAL;
-		h = s + 1;
-		hlen = (size_t)(close - h);
-		colon = close + 1;
-	} else {
-		colon = strrchr(s, ':');
-		if (!colon)
-			return -EINVAL;
-		hlen = (size_t)(colon - s);
-	}
-	if (hlen == 0 || hlen >= sizeof(host))
+	if (sp_hostport_split(s, &hp) < 0 || hp.port == 0)
 		return -EINVAL;
-	memcpy(host, h, hlen);
-	host[hlen] = '\0';
-	errno = 0;
-	port = strtoul(colon + 1, &end, 10);
-	if (errno || *end || port == 0 || port > 65535)
-		return -EINVAL;
-	if (strcmp(host, "localhost") == 0)
-		snprintf(host, sizeof(host), "127.0.0.1");
-	memset(&o->addr, 0, sizeof(o->addr));
-	if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
-		if ((ntohl(v4->sin_addr.s_addr) >> 24) != 127)
-			return -EPERM;
-		v4->sin_family = AF_INET;
-		v4->sin_port = htons((uint16_t)port);
-		o->addr_len = sizeof(*v4);
-	} else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
-		if (!IN6_IS_ADDR_LOOPBACK(&v6->sin6_addr))
-			return -EPERM;
-		v6->sin6_family = AF_INET6;
-		v6->sin6_port = htons((uint16_t)port);
-		o->addr_len = sizeof(*v6);
-	} else {
+	if (!hp.bracketed && strcmp(hp.host, "localhost") == 0)
+		snprintf(hp.host, sizeof(hp.host), "127.0.0.1");
+	if (sp_hostport_sockaddr(&hp, &o->addr, &o->addr_len) < 0)
 		return -EPERM;
-	}
-	snprintf(o->host, sizeof(o->host), "%s", host);
-	o->port = (uint16_t)port;
+	if (o->addr.ss_family == AF_INET ? (ntohl(v4->sin_addr.s_addr) >> 24) != 127
+					 : !IN6_IS_ADDR_LOOPBACK(&v6->sin6_addr))
+		return -EPERM;
+	/* A numeric address by now, so it fits (INET6_ADDRSTRLEN). */
+	if (strlen(hp.host) >= sizeof(o->host))
+		return -EINVAL;
+	memcpy(o->host, hp.host, strlen(hp.host) + 1);
+	o->port = hp.port;
 	return 0;
 }
 
@@ -997,8 +948,8 @@ static int worker_main(const struct lg_driver *d, struct lg_worker *w)
 		m.kind = LG_MSG_FAIL;
 		fprintf(stderr, "%s-loadgen worker %u: %s\n", d->name, w->id, strerror(-ret));
 	}
-	if (write_all(w->to_parent, &m, sizeof(m)) || write_all(w->to_parent, &w->st, sizeof(w->st)) ||
-	    write_all(w->to_parent, w->lat, sizeof(*w->lat)))
+	if (sp_fsutil_write_all(w->to_parent, &m, sizeof(m)) || sp_fsutil_write_all(w->to_parent, &w->st, sizeof(w->st)) ||
+	    sp_fsutil_write_all(w->to_parent, w->lat, sizeof(*w->lat)))
 		return 1;
 	return ret ? 1 : 0;
 }
@@ -1034,7 +985,7 @@ static int release(struct lg_child *c, uint32_t n, uint64_t t)
 	uint32_t i;
 
 	for (i = 0; i < n; i++)
-		if (write_all(c[i].wr, &t, sizeof(t)))
+		if (sp_fsutil_write_all(c[i].wr, &t, sizeof(t)))
 			return -EPIPE;
 	return 0;
 }

@@ -8,6 +8,7 @@
  * with PR_SET_PDEATHSIG so it dies with a test that crashes or is killed by
  * ctest's timeout.
  */
+#include "sp_clock.h"
 #include "support.h"
 
 #include <errno.h>
@@ -53,10 +54,7 @@ static const char *const sanitizer_marks[] = {
 
 static int64_t now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (int64_t)sp_clock_mono_ms();
 }
 
 static void sleep_ms(int ms)

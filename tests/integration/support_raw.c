@@ -16,25 +16,23 @@
 #include <sodium.h>
 
 #include "sealpost.pb-c.h"
+#include "sp_be.h"
+#include "sp_clock.h"
 #include "support.h"
 
 static int64_t now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (int64_t)sp_clock_mono_ms();
 }
 
 static void put_u16(uint8_t *p, size_t v)
 {
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
+	sp_be_put16(p, (uint16_t)v);
 }
 
 static size_t get_u16(const uint8_t *p)
 {
-	return (size_t)p[0] << 8 | p[1];
+	return sp_be_get16(p);
 }
 
 int sp_raw_init(struct sp_raw *c)

@@ -1,7 +1,7 @@
 /*
  * support_raw.h: a raw sealpost protocol client for integration tests.
  *
- * Built directly on common/sp_noise.h, the protobuf-c generated schema and a
+ * Built directly on lib/crypto/sp_noise.h, the protobuf-c generated schema and a
  * blocking socket, NOT on libsealpost: it is an independent second
  * implementation of the wire protocol (docs/PROTOCOL.md), and it can say
  * things a correct client never would. Every step is exposed so a test can
@@ -11,7 +11,7 @@
  * valid transport message, or flip a bit of a ciphertext.
  *
  * Frame headers are encoded and decoded here with protobuf-c directly rather
- * than with common/sp_frame.c, so a bug in the shared frame code cannot hide
+ * than with lib/wire/sp_frame.c, so a bug in the shared frame code cannot hide
  * itself in the tests (and `to` can be given any length).
  *
  * Every receive is bounded (poll with a deadline, plus SO_RCVTIMEO and

@@ -3,7 +3,7 @@
  * client's protocol state machine against a scripted broker.
  *
  * The scripted broker is a real protocol implementation built from the same
- * common/ modules the daemon uses (sp_noise handshake as responder,
+ * lib/ modules the daemon uses (sp_noise handshake as responder,
  * transport ciphers, sp_frame), listening on 127.0.0.1 in a thread. Each
  * script says what the broker sends and checks what the client sent, so the
  * tests can produce what a well-behaved broker never would (malformed

@@ -1,6 +1,6 @@
 /*
  * test_conn.c: the connection state machine against a real Noise initiator
- * (common/sp_noise): IK and XX handshakes fed in every split, transport
+ * (lib/crypto/sp_noise): IK and XX handshakes fed in every split, transport
  * messages with several frames, each bad input's close reason, and the tx
  * queue (many messages across chunks, drained by short sends) decrypting to
  * exactly the frames put in, with every chunk back in the pool.

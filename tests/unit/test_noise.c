@@ -1,5 +1,5 @@
 /*
- * test_noise.c: common/sp_noise.c against the published vectors and against
+ * test_noise.c: lib/crypto/sp_noise.c against the published vectors and against
  * itself (round trips, state guards, tampering, low-order keys, streaming
  * equality, nonce exhaustion, wiping).
  */

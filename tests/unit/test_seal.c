@@ -1,5 +1,5 @@
 /*
- * test_seal.c: common/sp_seal.c, sealed envelopes end to end.
+ * test_seal.c: lib/crypto/sp_seal.c, sealed envelopes end to end.
  */
 #include <errno.h>
 #include <setjmp.h>

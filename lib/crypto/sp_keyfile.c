@@ -22,6 +22,8 @@
 
 #include <sodium.h>
 
+#include "sp_fsutil.h"
+
 enum {
 	KEYFILE_LEN = SP_KEY_HEX_LEN + 1, /* hex + "\n" */
 	PATH_MAX_LEN = 4096,
@@ -46,22 +48,6 @@ int sp_key_parse_hex(uint8_t key[SP_KEY_LEN], const char *hex)
 	    bin_len != SP_KEY_LEN || end != hex + SP_KEY_HEX_LEN) {
 		sodium_memzero(key, SP_KEY_LEN);
 		return -EINVAL;
-	}
-	return 0;
-}
-
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += w;
-		n -= (size_t)w;
 	}
 	return 0;
 }
@@ -101,7 +87,7 @@ static int write_key_fd(int fd, const char hex[SP_KEY_HEX_LEN + 1])
 
 	memcpy(line, hex, SP_KEY_HEX_LEN);
 	line[SP_KEY_HEX_LEN] = '\n';
-	ret = write_all(fd, line, sizeof(line));
+	ret = sp_fsutil_write_all(fd, line, sizeof(line));
 	if (ret == 0 && fsync(fd) < 0)
 		ret = -errno;
 	if (close(fd) < 0 && ret == 0)
