@@ -1190,7 +1190,8 @@ static void store_tick(struct sp_shard *sh)
 	}
 }
 
-static void on_tick(struct sp_shard *sh)
+/* A tick's work on the shard's own state (no ring calls). */
+static void tick_work(struct sp_shard *sh)
 {
 	store_tick(sh);
 	expire(sh, &sh->hs_list, false, SP_CLOSE_HANDSHAKE_TIMEOUT);
@@ -1198,6 +1199,11 @@ static void on_tick(struct sp_shard *sh)
 	expire(sh, &sh->closing_list, false, SP_CLOSE_NONE);
 	if (sh->stopping && sh->now_ns >= sh->stop_deadline_ns)
 		end_all(sh, true);
+}
+
+static void on_tick(struct sp_shard *sh)
+{
+	tick_work(sh);
 	arm_accept(sh);
 	arm_tick(sh);
 }
@@ -1429,6 +1435,47 @@ void sp_shard_begin_iteration(struct sp_shard *sh)
 	sh->wall_ms = wall_ms();
 }
 
+void sp_shard_begin_iteration_at(struct sp_shard *sh, uint64_t now_ns, uint64_t wall)
+{
+	sh->now_ns = now_ns;
+	sh->wall_ms = wall;
+}
+
+void sp_shard_tick(struct sp_shard *sh)
+{
+	tick_work(sh);
+}
+
+void sp_shard_conn_eof(struct sp_shard *sh, struct sp_conn *c)
+{
+	teardown(sh, c, SP_CLOSE_EOF);
+}
+
+/* flush_conn for a connection that ends or has ended, without the socket:
+ * its last output (the GoAway) is taken, a dead slot is freed. */
+static void flush_ending(struct sp_shard *sh, struct sp_conn *c, sp_shard_take_fn take, void *ctx)
+{
+	if (c->state == SP_CONN_DEAD) {
+		finalize(sh, c);
+		return;
+	}
+	if (c->state == SP_CONN_ESTABLISHED && c->close_reason) {
+		end_conn(sh, c, c->close_reason);
+		if (c->state == SP_CONN_DEAD)
+			return;
+	}
+	if (sp_conn_tx_seal(c)) {
+		teardown(sh, c, SP_CLOSE_INTERNAL);
+		return;
+	}
+	if (c->state == SP_CONN_ESTABLISHED && c->txq_bytes > sp_config_sendq_hard(sh->cfg)) {
+		end_conn(sh, c, SP_CLOSE_SLOW_CONSUMER);
+		if (c->state == SP_CONN_DEAD)
+			return;
+	}
+	take(ctx, c);
+}
+
 enum sp_close_reason sp_shard_feed(struct sp_shard *sh, struct sp_conn *c, uint8_t *data,
 				   size_t len)
 {
@@ -1441,18 +1488,30 @@ int sp_shard_end_iteration(struct sp_shard *sh, uint64_t ncqe, sp_shard_take_fn 
 	int ret = 0;
 
 	after_completions(sh);
-	/* flush_all without the socket calls: a connection that flush_conn would
-	 * end is an error here (nothing in a benchmark should end one). */
+	/* flush_all without the socket calls. A connection that ends is handled
+	 * as flush_conn would (its GoAway taken), and reported: nothing in a
+	 * benchmark should end one. */
 	while (sh->dirty) {
 		struct sp_conn *c = sh->dirty;
 
 		sh->dirty = c->dirty_next;
 		c->dirty_next = NULL;
 		c->dirty = false;
-		if (c->state != SP_CONN_ESTABLISHED || c->close_reason || sp_conn_tx_seal(c) ||
-		    c->txq_bytes > sp_config_sendq_hard(sh->cfg)) {
+		if (c->state != SP_CONN_ESTABLISHED || c->close_reason) {
 			ret = -EIO;
+			flush_ending(sh, c, take, ctx);
 			continue;
+		}
+		if (sp_conn_tx_seal(c)) {
+			ret = -EIO;
+			teardown(sh, c, SP_CLOSE_INTERNAL);
+			continue;
+		}
+		if (c->txq_bytes > sp_config_sendq_hard(sh->cfg)) {
+			ret = -EIO;
+			end_conn(sh, c, SP_CLOSE_SLOW_CONSUMER);
+			if (c->state == SP_CONN_DEAD)
+				continue;
 		}
 		take(ctx, c);
 	}

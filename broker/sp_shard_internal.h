@@ -39,6 +39,19 @@ enum sp_close_reason sp_shard_conn_route(struct sp_shard *sh, struct sp_conn *c)
 /* The loop's clock reads at the start of an iteration. */
 void sp_shard_begin_iteration(struct sp_shard *sh);
 
+/* The same with the clock given (CLOCK_MONOTONIC ns, CLOCK_REALTIME ms), so
+ * that a test can step time: deadlines, envelope expiry. */
+void sp_shard_begin_iteration_at(struct sp_shard *sh, uint64_t now_ns, uint64_t wall_ms);
+
+/* A timer tick's work without re-arming the ring's timer: mailbox
+ * housekeeping (the expiry sweep into the iteration's batch) and the
+ * handshake, idle and closing deadlines. Call between begin and end. */
+void sp_shard_tick(struct sp_shard *sh);
+
+/* The peer closed c (a receive of 0 bytes): c ends without a reply and its
+ * slot is freed at the end of the iteration. */
+void sp_shard_conn_eof(struct sp_shard *sh, struct sp_conn *c);
+
 /* One receive completion of len bytes on c (data: borrowed for the call,
  * decrypted in place). Returns what sp_conn_rx returned. */
 enum sp_close_reason sp_shard_feed(struct sp_shard *sh, struct sp_conn *c, uint8_t *data,
@@ -51,8 +64,10 @@ typedef void (*sp_shard_take_fn)(void *ctx, struct sp_conn *c);
 /*
  * The rest of the iteration after ncqe completions: commit, SendResults,
  * backlog readers, the seal of every touched connection (take called for
- * each), the loop metrics. -EIO if a connection would have been ended
- * (close reason, seal failure, over the hard send-queue limit).
+ * each), the loop metrics. A connection that ends (close reason, seal
+ * failure, over the hard send-queue limit) is ended as the loop ends it:
+ * take gets its last output (the GoAway, if it has one) and a dead slot is
+ * freed; then the result is -EIO (sh->stats.closed[] says why).
  */
 int sp_shard_end_iteration(struct sp_shard *sh, uint64_t ncqe, sp_shard_take_fn take, void *ctx);
 
