@@ -1,5 +1,5 @@
 /*
- * support_shard.h: a detached shard (broker/sp_shard_internal.h) with a real
+ * support_shard.h: a detached shard (broker/loop/sp_detached.h) with a real
  * mailbox store in a temporary directory, and devices that talk to it with
  * real protocol bytes: an IK handshake built from the crypto layer, frames
  * encrypted into transport messages and fed as receive completions, and
@@ -23,7 +23,7 @@
 #include "sp_log.h"
 #include "sp_noise.h"
 #include "sp_shard.h"
-#include "sp_shard_internal.h"
+#include "sp_detached.h"
 
 /* One decoded frame the broker sent to a device. */
 struct sps_event {
