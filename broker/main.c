@@ -1,28 +1,9 @@
 /*
- * main.c: sealpostd. Reads the configuration (flags over --config FILE over
- * defaults), starts the metrics endpoint, prepares the data directory (lock,
- * static key, storage), opens the listener and runs the shard's event loop
- * until SIGINT/SIGTERM.
- *
- * Signals: blocked in every thread and read from one signalfd by a small
- * signal thread (no handler, nothing async-signal-unsafe):
- *   SIGTERM, SIGINT  stop: /readyz 503, sd_notify STOPPING=1, wake the shard
- *                    (it stops accepting, sends GoAway SHUTDOWN, drains within
- *                    --close-grace); a second one cuts the remaining
- *                    connections at once. Then storage is synced and closed.
- *   SIGUSR1          log one level more verbose (up to debug)
- *   SIGUSR2          back to the configured --log-level
- * The shard is woken through an eventfd, so any number of shards could be.
- *
- * systemd: with NOTIFY_SOCKET set, READY=1 once listening and storage is
- * open, STOPPING=1 at the stop signal (the datagram protocol of
- * sd_notify(3), written here: a few lines, no libsystemd).
- *
- * Exit status: 0 after a clean shutdown, 1 on a runtime error (data
- * directory locked, key unreadable, address in use, ...), 2 on a usage or
- * configuration error.
- */
-#include <errno.h>
+ * main.c: sealpostd's composition: configuration (flags over --config FILE
+ * over defaults), the metrics endpoint, the data directory (daemon.c: lock,
+ * static key, storage), the listener, and the shard's event loop until
+ * SIGINT/SIGTERM. Signals, systemd notification and exit status: daemon.h.
+ */#include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -44,7 +25,7 @@
 
 #include <sodium.h>
 
-#include "sp_clock.h"
+#include "daemon.h"
 #include "sp_config.h"
 #include "sp_fsutil.h"
 #include "sp_http.h"
@@ -62,117 +43,7 @@
 enum {
 	LISTEN_BACKLOG = 4096,
 	FD_RESERVE = 64,         /* listener, ring, signalfd, lock, logs, storage */
-	LOCK_POLL_MS = 100,
 };
-
-/*
- * What the signal thread and the main thread share. Set up before the
- * thread starts; afterwards the thread only reads it, except for the log's
- * level (atomic, see sp_log.h) and the metrics' ready flag (atomic).
- */
-struct daemon {
-	const struct sp_config *cfg;
-	struct sp_log *log;
-	struct sp_metrics *metrics;
-	int sig_fd;             /* signalfd: SIGINT, SIGTERM, SIGUSR1, SIGUSR2 */
-	int stop_fd;            /* eventfd: the shard's wake_fd; written once per stop signal */
-	int quit_fd;            /* eventfd: the main thread tells the signal thread to end */
-	pthread_t sig_thread;
-	bool sig_thread_running;
-	pthread_mutex_t mu;     /* orders stop signals against becoming ready */
-	int stop;               /* stop signals seen; under mu */
-	char notify_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	size_t notify_len;      /* 0: no NOTIFY_SOCKET */
-};
-
-static void log_errno(const struct sp_log *lg, const char *msg, const char *path, int err)
-{
-	SP_LOG(lg, SP_LOG_ERROR, msg, SP_KV_STR("path", path), SP_KV_STR("error", strerror(err)));
-}
-
-/*
- * flock on DIR/sealpostd.lock: one broker per data directory. The lock
- * lives as long as the returned descriptor (the whole process). Waits up to
- * --lock-timeout for a broker that still holds it (one still draining during
- * a restart, say), polling, and gives up early on a stop signal. -1 on
- * failure.
- */
-static bool stopping(struct daemon *d);
-
-static int lock_dir(const struct sp_log *lg, const struct sp_config *cfg, struct daemon *d)
-{
-	char path[SP_CONFIG_PATH_MAX + 32];
-	uint64_t deadline = sp_clock_mono_ms() + (uint64_t)cfg->lock_timeout_s * 1000;
-	bool said = false;
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/sealpostd.lock", cfg->data_dir);
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		log_errno(lg, "cannot open lock file", path, errno);
-		return -1;
-	}
-	for (;;) {
-		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
-			return fd;
-		if (errno != EWOULDBLOCK) {
-			log_errno(lg, "cannot lock data directory", path, errno);
-			break;
-		}
-		if (sp_clock_mono_ms() >= deadline) {
-			SP_LOG(lg, SP_LOG_ERROR,
-			       "data directory is locked: another sealpostd is using it",
-			       SP_KV_STR("path", path),
-			       SP_KV_UINT("lock_timeout_s", cfg->lock_timeout_s));
-			break;
-		}
-		if (stopping(d)) {
-			SP_LOG0(lg, SP_LOG_INFO, "stop signal while waiting for the lock");
-			break;
-		}
-		if (!said) {
-			SP_LOG(lg, SP_LOG_INFO, "waiting for the data-directory lock",
-			       SP_KV_STR("path", path),
-			       SP_KV_UINT("lock_timeout_s", cfg->lock_timeout_s));
-			said = true;
-		}
-		poll(NULL, 0, LOCK_POLL_MS);
-	}
-	close(fd);
-	return -1;
-}
-
-/* Loads DIR/server.key, creating the pair on first start; (re)writes
- * DIR/server.pub when it is missing or does not match. priv: sodium_malloc'd. */
-static int load_key(const struct sp_log *lg, const char *dir, uint8_t *priv)
-{
-	char kpath[SP_CONFIG_PATH_MAX + 32], ppath[SP_CONFIG_PATH_MAX + 32];
-	uint8_t pub[SP_KEY_LEN], filepub[SP_KEY_LEN];
-	int ret;
-
-	snprintf(kpath, sizeof(kpath), "%s/server.key", dir);
-	snprintf(ppath, sizeof(ppath), "%s/server.pub", dir);
-	ret = sp_keyfile_read_private(kpath, priv);
-	if (ret == -ENOENT) {
-		sp_noise_keypair(pub, priv);
-		ret = sp_keyfile_write_private(kpath, priv);
-		if (ret == 0)
-			SP_LOG(lg, SP_LOG_INFO, "created server key pair",
-			       SP_KV_STR("path", kpath));
-	} else if (ret == 0) {
-		ret = sp_noise_public_key(pub, priv);
-	}
-	if (ret) {
-		log_errno(lg, "cannot load server key", kpath, -ret);
-		return ret;
-	}
-	if (sp_keyfile_read_public(ppath, filepub) || sodium_memcmp(pub, filepub, SP_KEY_LEN)) {
-		ret = sp_keyfile_write_public(ppath, pub);
-		if (ret)
-			log_errno(lg, "cannot write public key", ppath, -ret);
-	}
-	return ret;
-}
 
 static int open_listener(const struct sp_log *lg, const struct sp_config *cfg)
 {
@@ -195,168 +66,6 @@ fail:
 	if (fd >= 0)
 		close(fd);
 	return -1;
-}
-
-/* The signals of the daemon become readable on a signalfd read by the signal
- * thread: no signal handler, nothing async-signal-unsafe. Blocked before any
- * thread starts, so every thread inherits the mask. */
-static int signal_fd(void)
-{
-	sigset_t set;
-
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGUSR1);
-	sigaddset(&set, SIGUSR2);
-	if (pthread_sigmask(SIG_BLOCK, &set, NULL))
-		return -1;
-	signal(SIGPIPE, SIG_IGN);
-	return signalfd(-1, &set, SFD_CLOEXEC);
-}
-
-/*
- * sd_notify(3)'s protocol: one datagram of "KEY=VALUE" lines to the
- * AF_UNIX socket named by $NOTIFY_SOCKET (a path, or "@name" for the
- * abstract namespace). Best effort: systemd treats a missing READY=1 as a
- * failed start, which is the right outcome if this cannot be sent.
- */
-static void notify(const struct daemon *d, const char *msg)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	size_t len = d->notify_len;
-	int fd;
-
-	if (!len)
-		return;
-	memcpy(sa.sun_path, d->notify_path, len);
-	if (sa.sun_path[0] == '@')
-		sa.sun_path[0] = '\0';
-	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 ||
-	    sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (const struct sockaddr *)&sa,
-		   (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) < 0)
-		SP_LOG(d->log, SP_LOG_WARN, "sd_notify failed",
-		       SP_KV_STR("error", strerror(errno)));
-	if (fd >= 0)
-		close(fd);
-}
-
-static void notify_init(struct daemon *d)
-{
-	const char *p = getenv("NOTIFY_SOCKET");
-	size_t len = p ? strlen(p) : 0;
-
-	d->notify_len = 0;
-	if (!len)
-		return;
-	if ((p[0] != '/' && p[0] != '@') || len >= sizeof(d->notify_path)) {
-		SP_LOG(d->log, SP_LOG_WARN, "NOTIFY_SOCKET not usable: not a unix socket path",
-		       SP_KV_UINT("length", len));
-		return;
-	}
-	memcpy(d->notify_path, p, len);
-	d->notify_len = len;
-}
-
-static const char *signal_name(uint32_t signo)
-{
-	switch (signo) {
-	case SIGINT: return "SIGINT";
-	case SIGTERM: return "SIGTERM";
-	case SIGUSR1: return "SIGUSR1";
-	case SIGUSR2: return "SIGUSR2";
-	default: return "other";
-	}
-}
-
-static void on_signal(struct daemon *d, uint32_t signo)
-{
-	enum sp_log_level lvl;
-	uint64_t one = 1;
-	ssize_t w;
-
-	switch (signo) {
-	case SIGUSR1:
-		lvl = sp_log_level(d->log);
-		if (lvl < SP_LOG_DEBUG)
-			lvl = (enum sp_log_level)(lvl + 1);
-		sp_log_set_level(d->log, lvl);
-		SP_LOG(d->log, SP_LOG_WARN, "log level changed", SP_KV_STR("signal", "SIGUSR1"),
-		       SP_KV_STR("level", sp_log_level_name(lvl)));
-		return;
-	case SIGUSR2:
-		sp_log_set_level(d->log, d->cfg->log_level);
-		SP_LOG(d->log, SP_LOG_WARN, "log level changed", SP_KV_STR("signal", "SIGUSR2"),
-		       SP_KV_STR("level", sp_log_level_name(d->cfg->log_level)));
-		return;
-	case SIGINT:
-	case SIGTERM:
-		pthread_mutex_lock(&d->mu);
-		d->stop++;
-		sp_metrics_set_ready(d->metrics, false);
-		pthread_mutex_unlock(&d->mu);
-		if (d->stop == 1)
-			notify(d, "STOPPING=1\nSTATUS=shutting down\n");
-		SP_LOG(d->log, SP_LOG_INFO, "stop signal", SP_KV_STR("signal", signal_name(signo)));
-		/* One write per signal: the shard's second wake-up is the
-		 * "stop waiting for slow peers" one. */
-		w = write(d->stop_fd, &one, sizeof(one));
-		(void)w;
-		return;
-	default:
-		return;
-	}
-}
-
-static void *signal_thread(void *arg)
-{
-	struct daemon *d = arg;
-	struct pollfd p[2] = {
-		{ .fd = d->sig_fd, .events = POLLIN },
-		{ .fd = d->quit_fd, .events = POLLIN },
-	};
-	struct signalfd_siginfo si;
-
-	for (;;) {
-		if (poll(p, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			SP_LOG(d->log, SP_LOG_ERROR, "signal thread: poll failed",
-			       SP_KV_STR("error", strerror(errno)));
-			return NULL;
-		}
-		if (p[1].revents)
-			return NULL;
-		if (!(p[0].revents & POLLIN))
-			continue;
-		if (read(d->sig_fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
-			on_signal(d, si.ssi_signo);
-	}
-}
-
-static bool stopping(struct daemon *d)
-{
-	bool s;
-
-	pthread_mutex_lock(&d->mu);
-	s = d->stop > 0;
-	pthread_mutex_unlock(&d->mu);
-	return s;
-}
-
-/* Ready (/readyz 200, READY=1) unless a stop signal came first. */
-static void set_ready(struct daemon *d)
-{
-	bool ok;
-
-	pthread_mutex_lock(&d->mu);
-	ok = d->stop == 0;
-	if (ok)
-		sp_metrics_set_ready(d->metrics, true);
-	pthread_mutex_unlock(&d->mu);
-	if (ok)
-		notify(d, "READY=1\nSTATUS=serving\n");
 }
 
 /*
@@ -414,6 +123,26 @@ static void check_fd_limit(const struct sp_log *lg, const struct sp_config *cfg)
 		       SP_KV_UINT("max_conns", cfg->max_conns), SP_KV_UINT("nofile", rl.rlim_cur));
 }
 
+/* The stop line, from the shard's metrics slot. accepted: connections taken
+ * into the table (refusals at accept time subtracted; the few refused
+ * while stopping are counted as accepted). */
+static void log_stopped(const struct sp_log *lg, const struct sp_metrics_shard *m)
+{
+	uint64_t refused = m->connections_closed[SP_METRICS_CLOSE_MAX_CONNS] +
+			   m->connections_closed[SP_METRICS_CLOSE_HANDSHAKE_RATE];
+	uint64_t handshakes = 0, sends = m->envelopes_accepted;
+
+	for (unsigned p = 0; p < SP_METRICS_PATTERN_COUNT; p++)
+		handshakes += m->handshakes[p][SP_METRICS_OUTCOME_OK];
+	for (unsigned i = 0; i < SP_METRICS_REFUSED_COUNT; i++)
+		sends += m->envelopes_refused[i];
+	SP_LOG(lg, SP_LOG_INFO, "stopped",
+	       SP_KV_UINT("accepted", m->connections_accepted - refused),
+	       SP_KV_UINT("handshakes", handshakes), SP_KV_UINT("sends", sends),
+	       SP_KV_UINT("delivered", m->envelopes_delivered[SP_METRICS_PATH_LIVE]),
+	       SP_KV_UINT("refused", refused));
+}
+
 static int serve(struct daemon *d, const uint8_t *priv, int listen_fd, struct sp_store *store)
 {
 	const struct sp_config *cfg = d->cfg;
@@ -432,7 +161,7 @@ static int serve(struct daemon *d, const uint8_t *priv, int listen_fd, struct sp
 	sh->metrics = sp_metrics_shard(d->metrics, 0);
 	sh->store = store;
 	/* Listening, key loaded, storage open, event loop set up: ready. */
-	set_ready(d);
+	sp_daemon_set_ready(d);
 	SP_LOG(d->log, SP_LOG_INFO, "sealpostd started", SP_KV_STR("version", SP_VERSION),
 	       SP_KV_STR("listen", cfg->listen), SP_KV_STR("data_dir", cfg->data_dir),
 	       SP_KV_STR("config", cfg->config_path[0] ? cfg->config_path : "-"),
@@ -440,10 +169,7 @@ static int serve(struct daemon *d, const uint8_t *priv, int listen_fd, struct sp
 	       SP_KV_STR("ring", ring_mode(sh->ring.setup_flags)));
 	ret = sp_shard_run(sh);
 	sp_metrics_set_ready(d->metrics, false);
-	SP_LOG(d->log, SP_LOG_INFO, "stopped", SP_KV_UINT("accepted", sh->stats.accepted),
-	       SP_KV_UINT("handshakes", sh->stats.handshakes), SP_KV_UINT("sends", sh->stats.sends),
-	       SP_KV_UINT("delivered", sh->stats.delivered),
-	       SP_KV_UINT("refused", sh->stats.refused_max_conns + sh->stats.refused_rate));
+	log_stopped(d->log, sh->metrics);
 	sp_shard_destroy(sh);
 	free(sh);
 	return ret;
@@ -465,7 +191,7 @@ static int start_metrics(struct daemon *d, struct sp_http **http)
 
 	err = sp_metrics_create(&d->metrics, 1);
 	if (err) {
-		log_errno(d->log, "cannot set up metrics", "-", -err);
+		sp_daemon_log_errno(d->log, "cannot set up metrics", "-", -err);
 		return err;
 	}
 	if (strcmp(d->cfg->metrics_listen, "off") == 0)
@@ -495,22 +221,22 @@ static int run(const struct sp_config *cfg, struct sp_log *lg)
 	uint8_t *priv = NULL;
 	uint64_t one = 1;
 
-	notify_init(&d);
+	sp_daemon_notify_init(&d);
 	/* Before any thread exists: they all inherit the blocked signals. */
-	d.sig_fd = signal_fd();
+	d.sig_fd = sp_daemon_signal_fd();
 	d.stop_fd = eventfd(0, EFD_CLOEXEC);
 	d.quit_fd = eventfd(0, EFD_CLOEXEC);
 	if (d.sig_fd < 0 || d.stop_fd < 0 || d.quit_fd < 0) {
-		log_errno(lg, "cannot set up signals", "-", errno);
+		sp_daemon_log_errno(lg, "cannot set up signals", "-", errno);
 		goto out;
 	}
 	/* First, so /healthz answers (and /readyz says 503) while waiting for
 	 * the lock or opening storage. */
 	if (start_metrics(&d, &http))
 		goto out;
-	err = pthread_create(&d.sig_thread, NULL, signal_thread, &d);
+	err = pthread_create(&d.sig_thread, NULL, sp_daemon_signal_thread, &d);
 	if (err) {
-		log_errno(lg, "cannot start the signal thread", "-", err);
+		sp_daemon_log_errno(lg, "cannot start the signal thread", "-", err);
 		goto out;
 	}
 	d.sig_thread_running = true;
@@ -518,16 +244,16 @@ static int run(const struct sp_config *cfg, struct sp_log *lg)
 	/* The last component 0700: it will hold the private key. */
 	err = sp_fsutil_mkdir_p(cfg->data_dir, 0755, 0700);
 	if (err) {
-		log_errno(lg, "cannot create data directory", cfg->data_dir, -err);
+		sp_daemon_log_errno(lg, "cannot create data directory", cfg->data_dir, -err);
 		goto out;
 	}
-	lock_fd = lock_dir(lg, cfg, &d);
+	lock_fd = sp_daemon_lock_dir(lg, cfg, &d);
 	if (lock_fd < 0) {
-		ret = stopping(&d) ? 0 : 1;
+		ret = sp_daemon_stopping(&d) ? 0 : 1;
 		goto out;
 	}
 	priv = sodium_malloc(SP_KEY_LEN);
-	if (!priv || load_key(lg, cfg->data_dir, priv))
+	if (!priv || sp_daemon_load_key(lg, cfg->data_dir, priv))
 		goto out;
 	sodium_mprotect_readonly(priv);
 	check_fd_limit(lg, cfg);

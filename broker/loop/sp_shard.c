@@ -1,0 +1,359 @@
+/*
+ * sp_shard.c: the event loop of one shard, on top of everything else in
+ * loop/ and app/: the ring, the phases of an iteration, and one switch over
+ * the completion ops.
+ *
+ * Loop iteration: submit everything prepared and wait for one completion;
+ * (1) handle every completion: input is decrypted and routed; durable
+ * envelopes, acks and the expiry sweep go into the iteration's one store
+ * batch, and envelopes for live recipients are encrypted into their open
+ * outbound messages straight from the receive buffer; (2) commit the batch
+ * (one WriteBatch, at most one fsync); (3) write the SendResults, now that
+ * the commit's outcome is known, and let the backlog readers fill the queues
+ * of devices still draining their mailbox (app/sp_mailbox.c); (4) flush:
+ * finish each touched connection's open message, start its send, act on
+ * pending closes, and give receive buffers back (sp_lifecycle.c). Nothing
+ * reaches a socket before (2), so an ACCEPTED or a Deliver never goes out
+ * for an envelope that is not stored. Many envelopes arriving in one
+ * iteration for one device leave in one Noise message and one send.
+ */
+#include "sp_shard.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sp_accept.h"
+#include "sp_conn_io.h"
+#include "sp_lifecycle.h"
+#include "sp_mailbox.h"
+#include "sp_route.h"
+#include "sp_router.h"
+#include "sp_store.h"
+#include "sp_timers.h"
+
+enum {
+	RING_ENTRIES = 4096,
+	TXPOOL_KEEP = 256,              /* free tx chunks kept (~16 MiB) */
+	STOP_EXTRA_MS = 1000,           /* after close_grace, before giving up on completions */
+};
+
+/* --- completions ------------------------------------------------------------ */
+
+static bool rearm_error(int res)
+{
+	return res == -ENOBUFS || res == -EAGAIN || res == -EINTR || res == -ECANCELED;
+}
+
+static void on_recv(struct sp_shard *sh, struct sp_conn *c, const struct io_uring_cqe *cqe, int bid)
+{
+	bool more = cqe->flags & IORING_CQE_F_MORE;
+	enum sp_close_reason r;
+
+	sp_io_recv_done(c, more);
+	if (cqe->res > 0)
+		sp_metrics_bytes_received(sh->metrics, (uint64_t)cqe->res);
+	if (cqe->res > 0 && bid >= 0 && c->state != SP_CONN_DEAD) {
+		r = sp_shard_rx(sh, c, sp_bufring_addr(&sh->bufs, (uint16_t)bid), (size_t)cqe->res);
+		if (r)
+			sp_life_rx_failed(sh, c, r);
+	}
+	if (c->state == SP_CONN_DEAD) {
+		sp_conn_mark(sh, c);    /* finalize once the last request is in */
+		return;
+	}
+	if (cqe->res == 0) {
+		sp_life_cut(sh, c, SP_CLOSE_EOF);
+	} else if (cqe->res < 0 && !rearm_error(cqe->res)) {
+		sp_life_cut(sh, c, SP_CLOSE_IO);
+	} else if (!more && sp_io_arm_recv(sh, c)) {
+		sp_life_cut(sh, c, SP_CLOSE_INTERNAL);
+	}
+}
+
+static void on_send_cqe(struct sp_shard *sh, struct sp_conn *c, int res)
+{
+	sp_io_send_done(sh, c, res);
+	if (res > 0)
+		sp_metrics_bytes_sent(sh->metrics, (uint64_t)res);
+	sp_conn_mark(sh, c);
+	if (c->state != SP_CONN_DEAD && res < 0)
+		sp_life_cut(sh, c, res == -ENOMEM ? SP_CLOSE_NOMEM : SP_CLOSE_IO);
+}
+
+static void on_shutdown_cqe(struct sp_shard *sh, struct sp_conn *c)
+{
+	sp_io_shutdown_done(c);
+	sp_conn_mark(sh, c);
+}
+
+static void on_wake(struct sp_shard *sh, int res)
+{
+	sp_timers_wake_done(sh);
+	if (res == -EAGAIN || res == -EINTR) {
+		sp_timers_arm_wake(sh);
+		return;
+	}
+	if (res < 0)    /* cannot tell a stop from a failure: stop, and say so */
+		SP_LOG(sh->log, SP_LOG_ERROR, "stop descriptor failed", SP_KV_INT("errno", -res));
+	if (sh->stopping) {
+		/* A second signal: stop waiting for slow peers. */
+		SP_LOG0(sh->log, SP_LOG_INFO, "second stop signal: closing all connections now");
+		sp_life_end_all(sh, true);
+		return;
+	}
+	sh->stopping = true;
+	sh->stop_deadline_ns = sh->now_ns +
+			       (uint64_t)(sh->cfg->close_grace_ms + STOP_EXTRA_MS) * 1000000;
+	SP_LOG(sh->log, SP_LOG_INFO, "shutting down", SP_KV_UINT("connections", sh->nconns),
+	       SP_KV_UINT("shard", sh->id));
+	sp_accept_stop(sh);
+	sp_life_end_all(sh, false);
+	if (res >= 0)
+		sp_timers_arm_wake(sh);
+}
+
+void sp_shard_tick_work(struct sp_shard *sh)
+{
+	sp_mailbox_tick(sh);
+	sp_life_deadlines(sh);
+	if (sh->stopping && sh->now_ns >= sh->stop_deadline_ns)
+		sp_life_end_all(sh, true);
+}
+
+static void on_tick(struct sp_shard *sh)
+{
+	sp_shard_tick_work(sh);
+	sp_accept_arm(sh);
+	sp_timers_arm_tick(sh);
+}
+
+static void on_cqe(struct sp_shard *sh, const struct io_uring_cqe *cqe)
+{
+	struct sp_ud ud = sp_ud_unpack(io_uring_cqe_get_data64(cqe));
+	int bid = sp_cqe_bid(cqe);
+	struct sp_conn *c;
+
+	switch (ud.op) {
+	case SP_OP_ACCEPT: sp_accept_done(sh, cqe); break;
+	case SP_OP_TICK: on_tick(sh); break;
+	case SP_OP_WAKE: on_wake(sh, cqe->res); break;
+	case SP_OP_RECV:
+	case SP_OP_SEND:
+	case SP_OP_SHUTDOWN:
+		c = sp_conn_at(sh, ud.slot, ud.gen);
+		if (!c)
+			break;  /* stale: the slot's connection is gone */
+		if (ud.op == SP_OP_RECV)
+			on_recv(sh, c, cqe, bid);
+		else if (ud.op == SP_OP_SEND)
+			on_send_cqe(sh, c, cqe->res);
+		else
+			on_shutdown_cqe(sh, c);
+		break;
+	default:
+		break;  /* SP_OP_CANCEL: nothing to do */
+	}
+	/* Whatever happened, a selected buffer goes back to the ring. */
+	if (bid >= 0)
+		sp_bufring_put(&sh->bufs, (uint16_t)bid);
+}
+
+/* --- the loop --------------------------------------------------------------- */
+
+enum sp_close_reason sp_shard_rx(struct sp_shard *sh, struct sp_conn *c, uint8_t *data, size_t len)
+{
+	enum sp_close_reason r;
+
+	sp_timers_rx_message(sh, c);
+	r = sp_conn_rx(c, &sh->env, data, len);
+	sp_conn_mark(sh, c);
+	return r;
+}
+
+void sp_shard_after_completions(struct sp_shard *sh)
+{
+	sp_mailbox_after_completions(sh);
+}
+
+void sp_shard_iteration_metrics(struct sp_shard *sh, uint64_t n)
+{
+	sp_metrics_loop_iteration(sh->metrics, n);
+	if (sh->live_delivered) {
+		/* Received at now_ns, encrypted and queued to the kernel by now. */
+		sp_metrics_envelopes_delivered(sh->metrics, SP_METRICS_PATH_LIVE,
+					       sh->live_delivered, sp_shard_mono_ns() - sh->now_ns);
+		sh->live_delivered = 0;
+	}
+}
+
+static bool done(const struct sp_shard *sh)
+{
+	if (!sh->stopping)
+		return false;
+	return sh->nconns == 0 ||
+	       sh->now_ns >= sh->stop_deadline_ns + (uint64_t)STOP_EXTRA_MS * 1000000;
+}
+
+int sp_shard_run(struct sp_shard *sh)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, n;
+	int ret;
+
+	sh->now_ns = sp_shard_mono_ns();
+	sp_accept_start(sh);
+	sp_mailbox_start(sh);
+	sp_accept_arm(sh);
+	sp_timers_arm_wake(sh);
+	sp_timers_arm_tick(sh);
+	while (!done(sh)) {
+		ret = sp_timers_retry(sh);
+		if (ret)
+			return ret;
+		ret = sp_ring_submit_wait(&sh->ring, 1);
+		if (ret < 0) {
+			SP_LOG(sh->log, SP_LOG_ERROR, "io_uring submit failed",
+			       SP_KV_INT("errno", -ret));
+			return ret;
+		}
+		sh->now_ns = sp_shard_mono_ns();
+		sh->wall_ms = sp_shard_wall_ms();
+		n = 0;
+		io_uring_for_each_cqe(&sh->ring.ring, head, cqe) {
+			on_cqe(sh, cqe);
+			n++;
+		}
+		io_uring_cq_advance(&sh->ring.ring, n);
+		sp_shard_after_completions(sh);
+		sp_life_flush_all(sh);
+		sp_shard_iteration_metrics(sh, n);
+	}
+	return 0;
+}
+
+/* --- setup ------------------------------------------------------------------ */
+
+int sp_shard_setup(struct sp_shard *sh, uint8_t id, const struct sp_config *cfg,
+		   const struct sp_log *log, const uint8_t *static_priv)
+{
+	int ret;
+
+	sh->id = id;
+	sh->cfg = cfg;
+	sh->log = log;
+	sp_timers_init(sh);
+	sp_txpool_init(&sh->pool, TXPOOL_KEEP);
+	for (unsigned i = 0; i < SP_LIM_COUNT; i++)
+		sp_log_limit_init(&sh->lim[i], cfg->log_rate, cfg->log_rate);
+	sp_accept_init(sh);
+	/* A private metrics slot until the daemon points sh->metrics at its own. */
+	sh->own_metrics = aligned_alloc(_Alignof(struct sp_metrics_shard),
+					sizeof(struct sp_metrics_shard));
+	if (!sh->own_metrics)
+		return -ENOMEM;
+	memset(sh->own_metrics, 0, sizeof(*sh->own_metrics));
+	sh->metrics = sh->own_metrics;
+
+	ret = sp_conn_table_init(sh);
+	if (ret)
+		return ret;
+	ret = sp_mailbox_init(sh);
+	if (ret)
+		return ret;
+	ret = sp_route_create(&sh->routes, cfg->max_conns);
+	if (ret)
+		return ret;
+
+	sh->env.static_priv = static_priv;
+	/* Once here instead of once per handshake (an X25519 operation each). */
+	ret = sp_noise_public_key(sh->env.static_pub, static_priv);
+	if (ret)
+		return ret;
+	sh->env.has_static_pub = true;
+	sh->env.server_hello.protocol_version = SP_PROTOCOL_VERSION;
+	sh->env.server_hello.max_envelope = cfg->max_envelope;
+	sh->env.server_hello.max_transport = SP_TRANSPORT_PLAINTEXT_MAX;
+	sh->env.pool = &sh->pool;
+	/* Composition: the session calls up into the router; the lifecycle
+	 * tells the app layer when a connection ends. */
+	sh->env.hooks.established = sp_router_established;
+	sh->env.hooks.proven = sp_router_proven;
+	sh->env.hooks.frame = sp_router_frame;
+	sh->env.hooks.ctx = sh;
+	sh->app.detach = sp_router_detach;
+	return 0;
+}
+
+int sp_shard_init(struct sp_shard *sh, uint8_t id, const struct sp_config *cfg,
+		  const struct sp_log *log, const uint8_t *static_priv, int listen_fd, int wake_fd)
+{
+	int ret;
+
+	memset(sh, 0, sizeof(*sh));
+	sh->listen_fd = listen_fd;
+	sh->wake_fd = wake_fd;
+	ret = sp_shard_setup(sh, id, cfg, log, static_priv);
+	if (ret)
+		goto err;
+	ret = sp_ring_init(&sh->ring, RING_ENTRIES);
+	if (ret)
+		goto err;
+	ret = sp_bufring_init(&sh->bufs, &sh->ring, 0, cfg->recv_buffers, cfg->recv_buffer_size);
+	if (ret)
+		goto err;
+	return 0;
+err:
+	sp_shard_destroy(sh);
+	return ret;
+}
+
+int sp_shard_store_open(const struct sp_config *cfg, const struct sp_log *log,
+			struct sp_store **out)
+{
+	static const char *const modes[] = { "always", "batch", "never" };
+	struct sp_store_config sc;
+	char dir[SP_CONFIG_PATH_MAX + 16], err[512] = "";
+	int ret;
+
+	*out = NULL;
+	snprintf(dir, sizeof(dir), "%s/mailbox", cfg->data_dir);
+	sp_store_config_defaults(&sc);
+	sc.dir = dir;
+	sc.sync = cfg->fsync == SP_FSYNC_ALWAYS ? SP_STORE_SYNC_ALWAYS :
+		  cfg->fsync == SP_FSYNC_NEVER ? SP_STORE_SYNC_NEVER : SP_STORE_SYNC_BATCH;
+	sc.sync_interval_ms = cfg->fsync_interval_ms;
+	sc.ttl_ms = cfg->ttl_s * 1000;
+	sc.dedup_window_ms = cfg->dedup_window_s * 1000;
+	sc.quota_count = cfg->mailbox_max_count;
+	sc.quota_bytes = cfg->mailbox_max_bytes;
+	ret = sp_store_open(out, &sc, err, sizeof(err));
+	if (ret) {
+		SP_LOG(log, SP_LOG_ERROR, "cannot open the mailbox store", SP_KV_STR("path", dir),
+		       SP_KV_STR("error", strerror(-ret)), SP_KV_STR("detail", err));
+		return ret;
+	}
+	SP_LOG(log, SP_LOG_INFO, "mailbox store open", SP_KV_STR("path", dir),
+	       SP_KV_STR("fsync", modes[sc.sync]), SP_KV_UINT("max_count", sc.quota_count),
+	       SP_KV_UINT("max_bytes", sc.quota_bytes), SP_KV_UINT("ttl_s", cfg->ttl_s),
+	       SP_KV_UINT("dedup_window_s", cfg->dedup_window_s));
+	return 0;
+}
+
+void sp_shard_destroy(struct sp_shard *sh)
+{
+	if (sh->ring.ring.ring_fd > 0) {
+		sp_bufring_exit(&sh->bufs, &sh->ring);
+		/* Exiting the ring ends every request, so no send still reads a
+		 * chunk when the chunks are freed below. */
+		sp_ring_exit(&sh->ring);
+	}
+	sp_conn_table_destroy(sh);
+	if (sh->routes)
+		sp_route_destroy(sh->routes);
+	sp_txpool_destroy(&sh->pool);
+	sp_mailbox_destroy(sh);
+	free(sh->own_metrics);
+	memset(sh, 0, sizeof(*sh));
+}
