@@ -233,6 +233,7 @@ static void test_catchup(void **state)
 	connect_empty(t, b);
 	b->taking = false;
 	while (b->c->txq_bytes <= t->cfg.sendq_max) {
+		assert_true(n < 32);
 		seqs[n++] = send_durable(t, a, b->pub, id);
 		id++;
 	}

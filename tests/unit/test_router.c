@@ -324,6 +324,7 @@ static void test_recipient_busy(void **state)
 	b->taking = false;
 	sps_body(body, sizeof(body), 1);
 	while (b->c->txq_bytes <= t->cfg.sendq_max) {
+		assert_true(id < 32);
 		sps_send(a, b->pub, ++id, SP_SEND_ONLINE_ONLY, body, sizeof(body));
 		assert_int_equal(sps_round(t, a), 0);
 		expect_result(a, id, SP_STATUS_DELIVERED);
