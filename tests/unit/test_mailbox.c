@@ -433,7 +433,7 @@ static void test_quota(void **state)
 	connect_empty(t, a);
 	s1 = send_durable(t, a, b->pub, 1);
 	s2 = send_durable(t, a, b->pub, 2);
-	sps_body(body, BODY, 3);
+	sps_body(body, sizeof(body), 3);
 	sps_send(a, b->pub, 3, 0, body, BODY);
 	sps_send(a, c->pub, 4, 0, body, sizeof(body));
 	sps_send(a, c->pub, 5, 0, body, sizeof(body));     /* 1200 bytes > 1000 */
