@@ -395,7 +395,8 @@ static void put(struct sps_dev *d, const struct sp_frame *f, const uint8_t *body
 	if (sp_frame_put_header(d->out, sizeof(d->out), &d->out_len, f, len) ||
 	    sizeof(d->out) - d->out_len < len)
 		fail_msg("frame does not fit the device's next message");
-	memcpy(d->out + d->out_len, body, len);
+	if (len)        /* body may be NULL for a frame without one */
+		memcpy(d->out + d->out_len, body, len);
 	d->out_len += len;
 }
 
