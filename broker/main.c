@@ -442,6 +442,26 @@ static void check_fd_limit(const struct sp_log *lg, const struct sp_config *cfg)
 		       SP_KV_UINT("max_conns", cfg->max_conns), SP_KV_UINT("nofile", rl.rlim_cur));
 }
 
+/* The stop line, from the shard's metrics slot. accepted: connections taken
+ * into the table (refusals at accept time subtracted; the few refused
+ * while stopping are counted as accepted). */
+static void log_stopped(const struct sp_log *lg, const struct sp_metrics_shard *m)
+{
+	uint64_t refused = m->connections_closed[SP_METRICS_CLOSE_MAX_CONNS] +
+			   m->connections_closed[SP_METRICS_CLOSE_HANDSHAKE_RATE];
+	uint64_t handshakes = 0, sends = m->envelopes_accepted;
+
+	for (unsigned p = 0; p < SP_METRICS_PATTERN_COUNT; p++)
+		handshakes += m->handshakes[p][SP_METRICS_OUTCOME_OK];
+	for (unsigned i = 0; i < SP_METRICS_REFUSED_COUNT; i++)
+		sends += m->envelopes_refused[i];
+	SP_LOG(lg, SP_LOG_INFO, "stopped",
+	       SP_KV_UINT("accepted", m->connections_accepted - refused),
+	       SP_KV_UINT("handshakes", handshakes), SP_KV_UINT("sends", sends),
+	       SP_KV_UINT("delivered", m->envelopes_delivered[SP_METRICS_PATH_LIVE]),
+	       SP_KV_UINT("refused", refused));
+}
+
 static int serve(struct daemon *d, const uint8_t *priv, int listen_fd, struct sp_store *store)
 {
 	const struct sp_config *cfg = d->cfg;
@@ -468,10 +488,7 @@ static int serve(struct daemon *d, const uint8_t *priv, int listen_fd, struct sp
 	       SP_KV_STR("ring", ring_mode(sh->ring.setup_flags)));
 	ret = sp_shard_run(sh);
 	sp_metrics_set_ready(d->metrics, false);
-	SP_LOG(d->log, SP_LOG_INFO, "stopped", SP_KV_UINT("accepted", sh->stats.accepted),
-	       SP_KV_UINT("handshakes", sh->stats.handshakes), SP_KV_UINT("sends", sh->stats.sends),
-	       SP_KV_UINT("delivered", sh->stats.delivered),
-	       SP_KV_UINT("refused", sh->stats.refused_max_conns + sh->stats.refused_rate));
+	log_stopped(d->log, sh->metrics);
 	sp_shard_destroy(sh);
 	free(sh);
 	return ret;

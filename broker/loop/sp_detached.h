@@ -2,9 +2,11 @@
  * sp_detached.h: for benchmarks and tests only, not for the daemon.
  *
  * A shard driven without io_uring on its per-envelope path, so that a
- * benchmark runs the exact routing code sealpostd runs for an envelope
- * (on_frame, on_send, deliver_*, the SendResults after the commit, the
- * end-of-iteration seal) instead of a copy of it. The caller plays the
+ * benchmark or a test runs the exact code sealpostd runs for an envelope
+ * (app/: sp_router.c, sp_deliver.c, sp_mailbox.c with the SendResults after
+ * the commit; loop/: the lifecycle's end-of-iteration seal) instead of a
+ * copy of it. Built as the library sp_detached (loop/sp_detached.c), linked
+ * by tests and benchmarks, never by sealpostd. The caller plays the
  * ring: it feeds received bytes, ends the iteration, and takes each
  * finished connection's bytes itself (sp_conn_tx_peek / sp_conn_tx_sent).
  * One thread, as for a normal shard. Free with sp_shard_destroy.

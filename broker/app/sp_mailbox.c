@@ -1,0 +1,413 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * sp_mailbox.c: the iteration's store batch, results after the commit and
+ * the backlog readers (sp_mailbox.h).
+ */
+#include "sp_mailbox.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sp_conn_table.h"
+#include "sp_deliver.h"
+#include "sp_lifecycle.h"
+#include "sp_store.h"
+
+enum {
+	EXPIRE_PER_TICK = 4096,         /* expiry index records swept per tick, at most */
+	DRAIN_CONNS_PER_ITER = 64,      /* backlog readers served per iteration, at most */
+};
+
+static struct sp_conn *drain_conn(struct sp_list *n)
+{
+	return (struct sp_conn *)((char *)n - offsetof(struct sp_conn, drain));
+}
+
+int sp_mailbox_init(struct sp_shard *sh)
+{
+	sp_list_init(&sh->drain_list);
+	sh->items = calloc(sh->cfg->backlog_chunk ? sh->cfg->backlog_chunk : 1, sizeof(*sh->items));
+	return sh->items ? 0 : -ENOMEM;
+}
+
+void sp_mailbox_destroy(struct sp_shard *sh)
+{
+	free(sh->items);
+	free(sh->results);
+	sh->items = NULL;
+	sh->results = NULL;
+}
+
+void sp_mailbox_start(struct sp_shard *sh)
+{
+	uint64_t entries, bytes;
+
+	if (!sh->store)
+		return;
+	/* What the mailboxes held at start: the gauges' base (one store, one
+	 * shard; with more shards, the shard owning the store). */
+	if (sp_store_totals(sh->store, &entries, &bytes) == 0)
+		sp_metrics_mailbox_add(sh->metrics, (int64_t)entries, (int64_t)bytes);
+}
+
+/* Starts (or restarts) the backlog reader of c at seq from. */
+static void reader_start(struct sp_shard *sh, struct sp_conn *c, enum sp_mbox_mode mode,
+			 uint64_t from)
+{
+	c->mbox = (uint8_t)mode;
+	c->mbox_from = from;
+	if (!sp_list_linked(&c->drain))
+		sp_list_add_tail(&sh->drain_list, &c->drain);
+}
+
+void sp_mailbox_start_backlog(struct sp_shard *sh, struct sp_conn *c)
+{
+	c->mbox_count = 0;
+	reader_start(sh, c, SP_MBOX_BACKLOG, 0);
+}
+
+void sp_mailbox_stop(struct sp_shard *sh, struct sp_conn *c)
+{
+	(void)sh;
+	sp_list_del(&c->drain);
+	c->mbox = SP_MBOX_NONE;
+}
+
+/* Entries and bytes the store has removed (acks, expiry) since it opened. */
+static void removed_so_far(struct sp_shard *sh, uint64_t *entries, uint64_t *bytes)
+{
+	struct sp_store_stats ss;
+
+	sp_store_get_stats(sh->store, &ss);
+	*entries = ss.acked + ss.expired;
+	*bytes = ss.acked_bytes + ss.expired_bytes;
+}
+
+/* The iteration's store batch, begun on first use; NULL if there is no store
+ * or it refuses writes (then the caller answers ERR_INTERNAL). */
+static struct sp_store_batch *batch(struct sp_shard *sh)
+{
+	int ret;
+
+	if (sh->batch || !sh->store)
+		return sh->batch;
+	ret = sp_store_batch_begin(sh->store, sh->wall_ms, &sh->batch);
+	if (ret == 0) {
+		removed_so_far(sh, &sh->rm_entries0, &sh->rm_bytes0);
+	} else {
+		sh->batch = NULL;
+		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
+			       "mailbox store refuses writes", SP_KV_STR("error", strerror(-ret)),
+			       SP_KV_STR("detail", sp_store_errmsg(sh->store)));
+	}
+	return sh->batch;
+}
+
+enum sp_status sp_mailbox_store(struct sp_shard *sh, struct sp_conn *c, const struct sp_frame *f,
+				uint64_t *seq, bool *durable)
+{
+	struct sp_store_envelope env = {
+		.recipient = f->u.send.to,
+		.sender = c->device,
+		.client_id = f->u.send.client_id,
+		.body = f->body,
+		.body_len = f->body_len,
+	};
+	struct sp_store_batch *b = batch(sh);
+	struct sp_conn *rc;
+	int ret;
+
+	if (!b) {
+		sh->stats.store_errors++;
+		return SP_STATUS_ERR_INTERNAL;
+	}
+	ret = sp_store_enqueue(b, &env, seq);
+	if (ret == SP_STORE_DUPLICATE) {
+		/* Stored (or acked) already: the original seq, no second copy and
+		 * no second delivery. Its record may be in this very batch, so the
+		 * answer too waits for the commit. */
+		sh->stats.duplicates++;
+		*durable = true;
+		return SP_STATUS_ACCEPTED;
+	}
+	if (ret == -EDQUOT) {
+		sh->stats.mailbox_full++;
+		return SP_STATUS_ERR_MAILBOX_FULL;
+	}
+	if (ret < 0) {
+		*seq = 0;
+		sh->stats.store_errors++;
+		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
+			       "mailbox write failed", SP_KV_STR("error", strerror(-ret)),
+			       SP_KV_STR("detail", sp_store_errmsg(sh->store)));
+		return SP_STATUS_ERR_INTERNAL;
+	}
+	*durable = true;
+	sh->it_entries++;
+	sh->it_bytes += (int64_t)f->body_len;
+	rc = sp_deliver_recipient(sh, f->u.send.to);
+	if (rc && rc->mbox == SP_MBOX_LIVE) {
+		/* A full queue: the store keeps it, the reader sends it (and
+		 * whatever follows) once the queue has room, in order. */
+		if (rc->txq_bytes > sh->cfg->sendq_max)
+			reader_start(sh, rc, SP_MBOX_CATCHUP, *seq);
+		else if (sp_deliver_frame(sh, rc, *seq, f->body, f->body_len) == 0)
+			sp_deliver_count_live(sh);
+	}
+	return SP_STATUS_ACCEPTED;
+}
+
+int sp_mailbox_result(struct sp_shard *sh, const struct sp_conn *c, uint64_t client_id,
+		      enum sp_status st, uint64_t seq, bool durable)
+{
+	struct sp_pending_result *r;
+
+	if (sh->nresults == sh->results_cap) {
+		size_t ncap = sh->results_cap ? sh->results_cap * 2 : 256;
+		struct sp_pending_result *n = realloc(sh->results, ncap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		sh->results = n;
+		sh->results_cap = ncap;
+	}
+	r = &sh->results[sh->nresults++];
+	r->slot = c->slot;
+	r->gen = c->gen;
+	r->client_id = client_id;
+	r->seq = seq;
+	r->status = (uint8_t)st;
+	r->durable = durable;
+	return 0;
+}
+
+void sp_mailbox_ack(struct sp_shard *sh, struct sp_conn *c, const struct sp_frame *f)
+{
+	struct sp_store_batch *b;
+	uint32_t unknown = 0;
+
+	if (f->u.ack.count == 0 || !(b = batch(sh)))
+		return;
+	for (uint32_t i = 0; i < f->u.ack.count && i < SP_ACK_SEQS_MAX; i++) {
+		int ret = sp_store_ack(b, c->device, f->u.ack.seqs[i]);
+
+		if (ret == 0) {
+			sh->stats.acks++;
+			sp_metrics_acks(sh->metrics, 1);  /* the gauges follow at commit */
+		} else if (ret == -ENOENT) {
+			unknown++;
+		} else {
+			SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
+				       "mailbox ack failed", SP_KV_STR("error", strerror(-ret)),
+				       SP_KV_STR("detail", sp_store_errmsg(sh->store)));
+			break;
+		}
+	}
+	if (unknown) {
+		sh->stats.acks_unknown += unknown;
+		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_PEER_DEBUG], sh->now_ns, SP_LOG_DEBUG,
+		       "ack for seqs not in the mailbox ignored",
+		       SP_KV_UINT("count", unknown), SP_KV_UINT("conn", c->slot));
+	}
+}
+
+void sp_mailbox_tick(struct sp_shard *sh)
+{
+	struct sp_store_batch *b;
+	size_t expired = 0;
+	int ret;
+
+	if (!sh->store)
+		return;
+	ret = sp_store_tick(sh->store, sh->wall_ms);
+	if (ret < 0)
+		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
+			       "mailbox fsync failed", SP_KV_STR("error", strerror(-ret)),
+			       SP_KV_STR("detail", sp_store_errmsg(sh->store)));
+	if (!(b = batch(sh)))
+		return;
+	ret = sp_store_expire(b, EXPIRE_PER_TICK, &expired);
+	sh->sweep_more = ret == 1;
+	if (ret < 0)
+		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
+			       "mailbox expiry sweep failed", SP_KV_STR("error", strerror(-ret)),
+			       SP_KV_STR("detail", sp_store_errmsg(sh->store)));
+	if (expired) {
+		sh->stats.expired += expired;
+		sp_metrics_expired(sh->metrics, expired);  /* the gauges follow at commit */
+	}
+}
+
+/* One WriteBatch, one sync per --fsync. Returns the commit's result (0 if
+ * nothing was written). */
+static int commit(struct sp_shard *sh)
+{
+	uint64_t rm_entries, rm_bytes;
+	int ret;
+
+	if (!sh->batch)
+		return 0;
+	ret = sp_store_batch_commit(sh->batch);
+	sh->batch = NULL;
+	if (ret == 0) {
+		sh->stats.commits++;
+		/* The mailbox gauges move only with what is on disk. */
+		removed_so_far(sh, &rm_entries, &rm_bytes);
+		sp_metrics_mailbox_add(sh->metrics,
+				       sh->it_entries - (int64_t)(rm_entries - sh->rm_entries0),
+				       sh->it_bytes - (int64_t)(rm_bytes - sh->rm_bytes0));
+	} else {
+		sh->stats.commit_failures++;
+		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
+			       "mailbox commit failed: envelopes of this iteration refused",
+			       SP_KV_STR("error", strerror(-ret)),
+			       SP_KV_STR("detail", sp_store_errmsg(sh->store)));
+	}
+	sh->it_entries = sh->it_bytes = 0;
+	return ret;
+}
+
+/* The SendResults, with ERR_INTERNAL for durable envelopes whose commit
+ * failed. Connections gone or closing meanwhile get none (their GoAway was
+ * the last frame). */
+static void send_results(struct sp_shard *sh, int commit_ret)
+{
+	struct sp_frame res;
+
+	for (size_t i = 0; i < sh->nresults; i++) {
+		const struct sp_pending_result *r = &sh->results[i];
+		struct sp_conn *c = sp_conn_at(sh, r->slot, r->gen);
+		enum sp_close_reason why;
+
+		/* Counted whether or not the sender is still there to hear it:
+		 * every Send ends in exactly one of accepted or refused. */
+		if (r->durable && commit_ret)
+			sp_metrics_envelope_refused(sh->metrics, SP_STATUS_ERR_INTERNAL);
+		else if (r->status == SP_STATUS_ACCEPTED || r->status == SP_STATUS_DELIVERED)
+			sp_metrics_envelope_accepted(sh->metrics);
+		else
+			sp_metrics_envelope_refused(sh->metrics, (enum sp_status)r->status);
+		if (!c || c->state != SP_CONN_ESTABLISHED)
+			continue;
+		memset(&res, 0, sizeof(res));
+		res.type = SP_FRAME_SEND_RESULT;
+		res.u.send_result.client_id = r->client_id;
+		res.u.send_result.status = (enum sp_status)r->status;
+		res.u.send_result.seq = r->seq;
+		if (r->durable && commit_ret) {
+			res.u.send_result.status = SP_STATUS_ERR_INTERNAL;
+			res.u.send_result.seq = 0;
+			sh->stats.store_errors++;
+		} else if (r->status == SP_STATUS_ACCEPTED) {
+			sh->stats.accepted_env++;
+		}
+		why = sp_deliver_reply(sh, c, &res);
+		if (why)
+			sp_life_end_later(sh, c, why);
+	}
+	sh->nresults = 0;
+}
+
+/* For one connection: one bounded chunk of its mailbox, if its queue has
+ * room; at the end, Drained (BACKLOG) and live mode. */
+static void read_backlog(struct sp_shard *sh, struct sp_conn *c)
+{
+	struct sp_store_read_result res;
+	uint64_t room, bytes;
+	struct sp_frame d;
+	int ret;
+
+	if (c->state != SP_CONN_ESTABLISHED || c->close_reason) {
+		sp_list_del(&c->drain);
+		return;
+	}
+	/* Paced by the outbound queue: read only while it is below half its
+	 * limit, and at most what fits below the limit. */
+	room = sh->cfg->sendq_max / 2;
+	if (c->txq_bytes >= room)
+		return;
+	bytes = room - c->txq_bytes;
+	ret = sp_store_read(sh->store, c->device, c->mbox_from, sh->wall_ms, sh->cfg->backlog_chunk,
+			    bytes, sh->items, &res);
+	if (ret) {
+		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
+			       "mailbox read failed", SP_KV_STR("error", strerror(-ret)),
+			       SP_KV_STR("detail", sp_store_errmsg(sh->store)));
+		/* It reconnects and reads again. */
+		sp_life_end_later(sh, c, SP_CLOSE_INTERNAL);
+		return;
+	}
+	if (res.skipped_corrupt) {
+		sh->stats.corrupt_skipped += res.skipped_corrupt;
+		/* No key, no seq: only that a device's mailbox held damaged values. */
+		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_WARN,
+			       "corrupt mailbox values skipped",
+			       SP_KV_UINT("count", res.skipped_corrupt));
+	}
+	for (size_t i = 0; i < res.count; i++) {
+		const struct sp_store_item *it = &sh->items[i];
+
+		if (sp_deliver_frame(sh, c, it->seq, it->body, it->body_len))
+			return;         /* the connection ends; the next one reads again */
+		c->mbox_from = it->seq + 1;
+		c->mbox_count++;
+		sh->stats.backlog_delivered++;
+		/* Wall clock (stored acceptance time); 0 if the clock stepped back. */
+		sp_metrics_envelope_delivered(sh->metrics, SP_METRICS_PATH_MAILBOX,
+					      sh->wall_ms > it->accepted_ms ?
+					      (sh->wall_ms - it->accepted_ms) * 1000000 : 0);
+	}
+	if (res.next_seq > c->mbox_from)
+		c->mbox_from = res.next_seq;    /* past skipped (expired, corrupt) entries */
+	sp_conn_mark(sh, c);
+	if (!res.end)
+		return;
+	sp_list_del(&c->drain);
+	if (c->mbox == SP_MBOX_BACKLOG) {
+		memset(&d, 0, sizeof(d));
+		d.type = SP_FRAME_DRAINED;
+		d.u.drained.count = c->mbox_count;
+		if (sp_deliver_reply(sh, c, &d))
+			sp_life_end_later(sh, c, SP_CLOSE_INTERNAL);
+	}
+	c->mbox = SP_MBOX_LIVE;
+}
+
+/* A bounded number of readers per iteration, round robin. */
+static void run_readers(struct sp_shard *sh)
+{
+	struct sp_list *n;
+	unsigned served = 0;
+
+	if (!sh->store) {
+		/* No mailboxes: an empty backlog for everyone. */
+		while (!sp_list_empty(&sh->drain_list)) {
+			struct sp_conn *c = drain_conn(sh->drain_list.next);
+			struct sp_frame d = { .type = SP_FRAME_DRAINED };
+
+			sp_list_del(&c->drain);
+			if (c->mbox == SP_MBOX_BACKLOG && c->state == SP_CONN_ESTABLISHED)
+				sp_deliver_reply(sh, c, &d);
+			c->mbox = SP_MBOX_LIVE;
+		}
+		return;
+	}
+	while (!sp_list_empty(&sh->drain_list) && served < DRAIN_CONNS_PER_ITER) {
+		struct sp_conn *c;
+
+		n = sh->drain_list.next;
+		c = drain_conn(n);
+		/* To the tail first: read_backlog may unlink it for good. */
+		sp_list_del(n);
+		sp_list_add_tail(&sh->drain_list, n);
+		read_backlog(sh, c);
+		served++;
+	}
+}
+
+void sp_mailbox_after_completions(struct sp_shard *sh)
+{
+	send_results(sh, commit(sh));
+	run_readers(sh);
+}

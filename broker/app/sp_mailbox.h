@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * sp_mailbox.h: mailbox coordination of one shard: the iteration's store
+ * batch, durable envelopes and acks into it, the SendResults after its
+ * commit, and the backlog readers.
+ *
+ * Per routed connection (c->mbox): BACKLOG from routing until the reader
+ * has sent every stored envelope (in seq order) and Drained{count}; then
+ * LIVE: a durable envelope is stored and delivered in the same iteration
+ * with its seq. A LIVE device whose outbound queue is over --sendq-max goes
+ * to CATCHUP: its envelopes are stored only and the reader sends them from
+ * the first one it missed, as the queue drains (no Drained). While a reader
+ * runs, nothing durable is delivered live, so a device never sees seqs out
+ * of order. Acks delete entries of the connection's own device only (the
+ * mailbox key is the proven static key).
+ *
+ * Nothing reaches a socket before the commit, so an ACCEPTED or a Deliver
+ * never goes out for an envelope that is not stored.
+ *
+ * Writes, of a connection: mbox, mbox_from, mbox_count, drain; sh->batch,
+ * it_entries, it_bytes, rm_entries0, rm_bytes0, results, nresults,
+ * results_cap, drain_list, items, sweep_more.
+ * Errors: 0 or a negative errno.
+ */
+#ifndef SP_MAILBOX_H
+#define SP_MAILBOX_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sp_shard_types.h"
+
+int sp_mailbox_init(struct sp_shard *sh);
+void sp_mailbox_destroy(struct sp_shard *sh);
+
+/* At the start of the loop: what the mailboxes hold is the gauges' base. */
+void sp_mailbox_start(struct sp_shard *sh);
+
+/* c was just routed: its backlog is read from the first seq, after this
+ * iteration's commit (so it also sees what this iteration stores). */
+void sp_mailbox_start_backlog(struct sp_shard *sh, struct sp_conn *c);
+
+/* c is no longer a reader nor delivered to (it ends, or was taken over). */
+void sp_mailbox_stop(struct sp_shard *sh, struct sp_conn *c);
+
+/*
+ * A durable Send of c (f: borrowed for the call; its body in the receive
+ * buffer) into the recipient's mailbox in this iteration's batch, and onto
+ * the recipient's live connection at once if it is LIVE. *durable is set
+ * when the status depends on the commit.
+ */
+enum sp_status sp_mailbox_store(struct sp_shard *sh, struct sp_conn *c, const struct sp_frame *f,
+				uint64_t *seq, bool *durable);
+
+/* Queues a SendResult to be written after the commit (in arrival order).
+ * -ENOMEM if it cannot be queued. */
+int sp_mailbox_result(struct sp_shard *sh, const struct sp_conn *c, uint64_t client_id,
+		      enum sp_status st, uint64_t seq, bool durable);
+
+/* Ack{seqs}: deletes entries of c's own device only; unknown seqs are ignored. */
+void sp_mailbox_ack(struct sp_shard *sh, struct sp_conn *c, const struct sp_frame *f);
+
+/* Housekeeping at a tick: --fsync batch's periodic fsync and a bounded step
+ * of the expiry sweep (committed with the iteration's batch). */
+void sp_mailbox_tick(struct sp_shard *sh);
+
+/* After the iteration's completions: the commit (one WriteBatch, at most
+ * one fsync), then the SendResults (ERR_INTERNAL for durable envelopes if
+ * it failed), then a bounded number of backlog readers. */
+void sp_mailbox_after_completions(struct sp_shard *sh);
+
+#endif

@@ -1,0 +1,141 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * sp_router.c: frame dispatch, routing and takeover (sp_router.h).
+ */
+#include "sp_router.h"
+
+#include <string.h>
+
+#include "sp_conn_table.h"
+#include "sp_deliver.h"
+#include "sp_lifecycle.h"
+#include "sp_mailbox.h"
+#include "sp_route.h"
+#include "sp_timers.h"
+
+static enum sp_close_reason on_send(struct sp_shard *sh, struct sp_conn *c,
+				    const struct sp_frame *f)
+{
+	struct sp_conn *rc;
+	enum sp_status st;
+	uint64_t seq = 0;
+	bool durable = false;
+
+	sh->stats.sends++;
+	if (!f->u.send.to_ok || !sp_noise_key_valid(f->u.send.to))
+		st = SP_STATUS_ERR_BAD_RECIPIENT;
+	else if (f->body_len > sh->cfg->max_envelope)
+		st = SP_STATUS_ERR_TOO_LARGE;
+	else if (f->u.send.flags & SP_SEND_ONLINE_ONLY)
+		/* Never stored, not ordered with stored envelopes: straight to a
+		 * live connection, whatever its mailbox mode. */
+		st = (rc = sp_deliver_recipient(sh, f->u.send.to)) ? sp_deliver_online(sh, rc, f)
+								   : SP_STATUS_ERR_OFFLINE;
+	else
+		st = sp_mailbox_store(sh, c, f, &seq, &durable);
+	if (st != SP_STATUS_ACCEPTED && st != SP_STATUS_DELIVERED)
+		seq = 0;
+	if (sp_mailbox_result(sh, c, f->u.send.client_id, st, seq, durable))
+		return SP_CLOSE_NOMEM;
+	return SP_CLOSE_NONE;
+}
+
+enum sp_close_reason sp_router_frame(void *ctx, struct sp_conn *c, const struct sp_frame *f)
+{
+	struct sp_shard *sh = ctx;
+	struct sp_frame pong;
+
+	switch (f->type) {
+	case SP_FRAME_SEND:
+		return on_send(sh, c, f);
+	case SP_FRAME_PING:
+		memset(&pong, 0, sizeof(pong));
+		pong.type = SP_FRAME_PONG;
+		pong.u.ping.id = f->u.ping.id;
+		return sp_deliver_reply(sh, c, &pong);
+	case SP_FRAME_PONG:
+		return SP_CLOSE_NONE;   /* answers a Ping of ours */
+	case SP_FRAME_ACK:
+		sp_mailbox_ack(sh, c, f);
+		return SP_CLOSE_NONE;
+	default:
+		/* SendResult, Deliver, Drained, GoAway travel broker -> client only. */
+		return SP_CLOSE_PROTOCOL;
+	}
+}
+
+static void route_drop(struct sp_shard *sh, struct sp_conn *c)
+{
+	if (!c->routed)
+		return;
+	/* With the expected handle: after a takeover the route belongs to the
+	 * new connection and this is a no-op (-ESTALE). */
+	sp_route_remove(sh->routes, c->device, sp_conn_handle(sh, c));
+	c->routed = false;
+}
+
+void sp_router_detach(struct sp_shard *sh, struct sp_conn *c)
+{
+	route_drop(sh, c);
+	sp_mailbox_stop(sh, c);
+}
+
+/* Makes c the device's route; an older connection of the device is taken over. */
+static enum sp_close_reason route_device(struct sp_shard *sh, struct sp_conn *c)
+{
+	struct sp_conn *old;
+	uint64_t prev;
+	int ret;
+
+	ret = sp_route_insert(sh->routes, c->device, sp_conn_handle(sh, c), &prev);
+	if (ret < 0)
+		return SP_CLOSE_NOMEM;
+	c->routed = true;
+	if (ret == 1 && (old = sp_conn_at_handle(sh, prev)) && old != c) {
+		/* The device connected again: the newest proven connection wins.
+		 * The old one's GoAway is written at flush, after the SendResults of
+		 * its last Sends; whatever it did not ack is in the new one's
+		 * backlog. */
+		old->routed = false;    /* the route is the new one's now */
+		sp_mailbox_stop(sh, old);
+		if (old->state == SP_CONN_ESTABLISHED)
+			sp_life_end_later(sh, old, SP_CLOSE_TAKEOVER);
+		else
+			sp_life_end(sh, old, SP_CLOSE_TAKEOVER);
+	}
+	/* The backlog first (the reader runs after this iteration's commit, so it
+	 * also sees what this iteration stores for the device), then live. */
+	sp_mailbox_start_backlog(sh, c);
+	return SP_CLOSE_NONE;
+}
+
+enum sp_close_reason sp_router_established(void *ctx, struct sp_conn *c)
+{
+	struct sp_shard *sh = ctx;
+
+	sh->stats.handshakes++;
+	sp_metrics_handshake(sh->metrics, sp_life_metrics_pattern(c), SP_METRICS_OUTCOME_OK,
+			     sp_timers_handshake_complete(sh, c));
+	SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_PEER_DEBUG], sh->now_ns, SP_LOG_DEBUG,
+		       "handshake complete", SP_KV_UINT("conn", c->slot),
+		       SP_KV_STR("pattern", c->pattern == SP_PREAMBLE_PATTERN_IK ? "IK" : "XX"));
+	/* An IK connection is not routed until it is proven by its first
+	 * authenticated transport message (sp_router_proven): its message 1 may
+	 * be a replay, and a replayer that got the route, even of an offline
+	 * device, would take envelopes it cannot read (or push the live device
+	 * out, again and again). Until then it stays on the handshake deadline.
+	 * XX is proven by message 3. */
+	if (!c->proven)
+		return SP_CLOSE_NONE;
+	return sp_router_proven(ctx, c);
+}
+
+enum sp_close_reason sp_router_proven(void *ctx, struct sp_conn *c)
+{
+	struct sp_shard *sh = ctx;
+
+	sp_timers_proven(sh, c);
+	if (c->routed)
+		return SP_CLOSE_NONE;
+	return route_device(sh, c);
+}

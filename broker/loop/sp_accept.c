@@ -1,0 +1,158 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * sp_accept.c: accept and its token bucket (sp_accept.h).
+ */
+#include "sp_accept.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sp_conn_io.h"
+#include "sp_conn_table.h"
+#include "sp_lifecycle.h"
+#include "sp_timers.h"
+
+void sp_accept_init(struct sp_shard *sh)
+{
+	sh->hs_tokens_milli = (uint64_t)sh->cfg->handshake_rate * 1000;
+}
+
+void sp_accept_start(struct sp_shard *sh)
+{
+	sh->hs_refill_ns = sh->now_ns;
+}
+
+static void refill_tokens(struct sp_shard *sh)
+{
+	uint64_t max = (uint64_t)sh->cfg->handshake_rate * 1000;
+	uint64_t ms = (sh->now_ns - sh->hs_refill_ns) / 1000000;
+
+	if (ms == 0)
+		return;
+	sh->hs_refill_ns += ms * 1000000;
+	if (ms > 1000)
+		ms = 1000;
+	sh->hs_tokens_milli += ms * sh->cfg->handshake_rate;
+	if (sh->hs_tokens_milli > max)
+		sh->hs_tokens_milli = max;
+}
+
+static bool take_token(struct sp_shard *sh)
+{
+	if (sh->cfg->handshake_rate == 0)
+		return true;
+	refill_tokens(sh);
+	if (sh->hs_tokens_milli < 1000)
+		return false;
+	sh->hs_tokens_milli -= 1000;
+	return true;
+}
+
+static void refuse(struct sp_shard *sh, int fd, const char *why, uint64_t *counter)
+{
+	close(fd);
+	(*counter)++;
+	SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_REFUSED], sh->now_ns, SP_LOG_WARN,
+		       "connection refused", SP_KV_STR("reason", why), SP_KV_UINT("shard", sh->id));
+}
+
+static void log_peer(struct sp_shard *sh, const struct sp_conn *c)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	char host[INET6_ADDRSTRLEN] = "?";
+	uint16_t port = 0;
+
+	/* Debug only: a peer address identifies a device's network. */
+	if (!sp_log_enabled(sh->log, SP_LOG_DEBUG))
+		return;
+	if (getpeername(c->fd, (struct sockaddr *)&ss, &len) == 0) {
+		if (ss.ss_family == AF_INET) {
+			const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+
+			inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+			port = ntohs(a->sin_port);
+		} else if (ss.ss_family == AF_INET6) {
+			const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+
+			inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+			port = ntohs(a->sin6_port);
+		}
+	}
+	SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_PEER_DEBUG], sh->now_ns, SP_LOG_DEBUG,
+		       "connection accepted", SP_KV_UINT("conn", c->slot),
+		       SP_KV_STR("peer", host), SP_KV_UINT("port", port));
+}
+
+static void on_accept(struct sp_shard *sh, int fd)
+{
+	struct sp_conn *c;
+	int one = 1;
+
+	if (sh->stopping) {
+		close(fd);
+		sp_metrics_conn_refused(sh->metrics, SP_METRICS_CLOSE_SHUTDOWN);
+		return;
+	}
+	if (sh->nfree == 0) {
+		refuse(sh, fd, "max_conns", &sh->stats.refused_max_conns);
+		sp_metrics_conn_refused(sh->metrics, SP_METRICS_CLOSE_MAX_CONNS);
+		return;
+	}
+	if (!take_token(sh)) {
+		refuse(sh, fd, "handshake_rate", &sh->stats.refused_rate);
+		sp_metrics_conn_refused(sh->metrics, SP_METRICS_CLOSE_HANDSHAKE_RATE);
+		return;
+	}
+	c = sp_conn_table_open(sh, fd);
+	sh->stats.accepted++;
+	sp_metrics_conn_accepted(sh->metrics);
+	/* Small frames must leave at once: batching is done by us, per iteration. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	sp_timers_accepted(sh, c);
+	log_peer(sh, c);
+	if (sp_io_arm_recv(sh, c))
+		sp_life_cut(sh, c, SP_CLOSE_INTERNAL);
+}
+
+void sp_accept_arm(struct sp_shard *sh)
+{
+	if (sh->accept_armed || sh->stopping)
+		return;
+	if (sp_ring_accept(&sh->ring, sh->listen_fd, sp_ud_pack(SP_OP_ACCEPT, 0, 0)) == 0)
+		sh->accept_armed = true;
+}
+
+void sp_accept_done(struct sp_shard *sh, const struct io_uring_cqe *cqe)
+{
+	if (!(cqe->flags & IORING_CQE_F_MORE))
+		sh->accept_armed = false;
+	if (cqe->res >= 0) {
+		on_accept(sh, cqe->res);
+		if (!sh->accept_armed && !sh->stopping)
+			sp_accept_arm(sh);
+		return;
+	}
+	/* -EMFILE/-ENFILE/-ENOMEM: re-armed by the next tick rather than at
+	 * once, so a resource shortage cannot turn into a busy loop. */
+	if (cqe->res != -ECANCELED)
+		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_REFUSED], sh->now_ns, SP_LOG_WARN,
+			       "accept failed", SP_KV_STR("error", strerror(-cqe->res)));
+}
+
+void sp_accept_stop(struct sp_shard *sh)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!sh->accept_armed)
+		return;
+	sqe = sp_ring_sqe(&sh->ring);
+	if (sqe) {
+		io_uring_prep_cancel64(sqe, sp_ud_pack(SP_OP_ACCEPT, 0, 0), 0);
+		io_uring_sqe_set_data64(sqe, sp_ud_pack(SP_OP_CANCEL, 0, 0));
+	}
+}

@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * sp_conn_table.h: a shard's connection slots: allocation lowest-first, the
+ * generation that makes a stale completion or route handle harmless, the
+ * route handle that names a connection, and the dirty list of connections
+ * to flush at the end of the iteration.
+ *
+ * Writes: sh->conns, free_slots, nfree, nconns, high_water, dirty; of a
+ * connection: gen (at release), dirty, dirty_next.
+ * Errors: 0 or a negative errno.
+ */
+#ifndef SP_CONN_TABLE_H
+#define SP_CONN_TABLE_H
+
+#include <stdint.h>
+
+#include "sp_config.h"
+#include "sp_shard_types.h"
+
+/*
+ * Route handle: the value stored in the routing table for a live device.
+ *   bits 63..56 shard id, 55..32 connection slot, 31..0 generation.
+ * The generation makes a handle of a closed connection harmless: it never
+ * matches the slot's next occupant. Its own layout, apart from the ring's
+ * user_data: both must hold every slot below SP_CONFIG_MAX_CONNS_MAX.
+ */
+enum {
+	SP_HANDLE_SLOT_BITS = 24,
+	SP_HANDLE_SLOT_MAX = (1 << SP_HANDLE_SLOT_BITS) - 1,
+};
+_Static_assert(SP_CONFIG_MAX_CONNS_MAX - 1 <= SP_HANDLE_SLOT_MAX, "handle slot too narrow");
+_Static_assert(SP_CONFIG_MAX_CONNS_MAX - 1 <= SP_UD_SLOT_MAX, "user_data slot too narrow");
+
+static inline uint64_t sp_handle_pack(uint8_t shard, uint32_t slot, uint32_t gen)
+{
+	return ((uint64_t)shard << 56) | ((uint64_t)(slot & SP_HANDLE_SLOT_MAX) << 32) | gen;
+}
+
+static inline uint8_t sp_handle_shard(uint64_t h)
+{
+	return (uint8_t)(h >> 56);
+}
+
+static inline uint32_t sp_handle_slot(uint64_t h)
+{
+	return (uint32_t)(h >> 32) & SP_HANDLE_SLOT_MAX;
+}
+
+static inline uint32_t sp_handle_gen(uint64_t h)
+{
+	return (uint32_t)h;
+}
+
+/* Allocates cfg->max_conns slots, all free. On failure the caller destroys. */
+int sp_conn_table_init(struct sp_shard *sh);
+
+/* Wipes and releases every connection still in the table, closes its
+ * socket and frees the table (after the ring is gone). */
+void sp_conn_table_destroy(struct sp_shard *sh);
+
+/* The lowest free slot, opened on fd (-1: no socket) in SP_CONN_PREAMBLE;
+ * NULL if the table is full. */
+struct sp_conn *sp_conn_table_open(struct sp_shard *sh, int fd);
+
+/* Frees c's slot (no request of it in flight, socket closed): every
+ * completion or handle naming the old connection is stale from now on. */
+void sp_conn_table_release(struct sp_shard *sh, struct sp_conn *c);
+
+/* The route handle of c. */
+uint64_t sp_conn_handle(const struct sp_shard *sh, const struct sp_conn *c);
+
+/* The live connection a completion or handle refers to, or NULL if stale. */
+struct sp_conn *sp_conn_at(struct sp_shard *sh, uint32_t slot, uint32_t gen);
+
+/* The connection h names on this shard, or NULL (stale, or another shard's). */
+struct sp_conn *sp_conn_at_handle(struct sp_shard *sh, uint64_t h);
+
+/* Puts c on the flush list of this iteration (once). */
+void sp_conn_mark(struct sp_shard *sh, struct sp_conn *c);
+
+/* Takes the next connection off the flush list, or NULL when it is empty. */
+struct sp_conn *sp_conn_table_next_dirty(struct sp_shard *sh);
+
+#endif

@@ -1,0 +1,232 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * sp_lifecycle.c: how a connection ends (sp_lifecycle.h).
+ */
+#include "sp_lifecycle.h"
+
+#include <string.h>
+
+#include "sp_conn_io.h"
+#include "sp_conn_table.h"
+#include "sp_timers.h"
+
+static const char *state_name(enum sp_conn_state s)
+{
+	static const char *const names[] = { "free", "preamble", "handshake", "established",
+					     "closing", "dead" };
+	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "unknown";
+}
+
+struct end_log {
+	enum sp_log_level level;
+	const char *msg;
+};
+
+/* What each way of ending is called in the log. Everything a peer can cause
+ * is rate-limited per reason; orderly closes are debug. */
+static struct end_log end_log_of(enum sp_close_reason r)
+{
+	switch (r) {
+	case SP_CLOSE_BAD_PREAMBLE: return (struct end_log){ SP_LOG_INFO, "bad preamble" };
+	case SP_CLOSE_BAD_LENGTH: return (struct end_log){ SP_LOG_INFO, "bad length prefix" };
+	case SP_CLOSE_HANDSHAKE_FAILED: return (struct end_log){ SP_LOG_INFO, "handshake failed" };
+	case SP_CLOSE_HANDSHAKE_TIMEOUT: return (struct end_log){ SP_LOG_INFO, "handshake failed" };
+	case SP_CLOSE_DECRYPT_FAILED:
+		return (struct end_log){ SP_LOG_INFO, "transport decrypt failed" };
+	case SP_CLOSE_PROTOCOL: return (struct end_log){ SP_LOG_INFO, "protocol error" };
+	case SP_CLOSE_TAKEOVER: return (struct end_log){ SP_LOG_INFO, "takeover" };
+	case SP_CLOSE_SLOW_CONSUMER: return (struct end_log){ SP_LOG_INFO, "slow consumer" };
+	case SP_CLOSE_IDLE: return (struct end_log){ SP_LOG_INFO, "idle timeout" };
+	case SP_CLOSE_NOMEM: return (struct end_log){ SP_LOG_ERROR, "out of memory" };
+	case SP_CLOSE_INTERNAL: return (struct end_log){ SP_LOG_ERROR, "internal error" };
+	default: return (struct end_log){ SP_LOG_DEBUG, "connection closed" };
+	}
+}
+
+/* The metrics label of a close reason (same words as the log's reason=). */
+static enum sp_metrics_close metrics_close(enum sp_close_reason r)
+{
+	static const enum sp_metrics_close map[SP_CLOSE_REASON_COUNT] = {
+		[SP_CLOSE_NONE] = SP_METRICS_CLOSE_INTERNAL,
+		[SP_CLOSE_EOF] = SP_METRICS_CLOSE_EOF,
+		[SP_CLOSE_IO] = SP_METRICS_CLOSE_IO_ERROR,
+		[SP_CLOSE_BAD_PREAMBLE] = SP_METRICS_CLOSE_BAD_PREAMBLE,
+		[SP_CLOSE_BAD_LENGTH] = SP_METRICS_CLOSE_BAD_LENGTH,
+		[SP_CLOSE_HANDSHAKE_FAILED] = SP_METRICS_CLOSE_HANDSHAKE_FAILED,
+		[SP_CLOSE_HANDSHAKE_TIMEOUT] = SP_METRICS_CLOSE_HANDSHAKE_TIMEOUT,
+		[SP_CLOSE_DECRYPT_FAILED] = SP_METRICS_CLOSE_DECRYPT_FAILED,
+		[SP_CLOSE_PROTOCOL] = SP_METRICS_CLOSE_PROTOCOL,
+		[SP_CLOSE_TAKEOVER] = SP_METRICS_CLOSE_TAKEOVER,
+		[SP_CLOSE_SHUTDOWN] = SP_METRICS_CLOSE_SHUTDOWN,
+		[SP_CLOSE_SLOW_CONSUMER] = SP_METRICS_CLOSE_SLOW_CONSUMER,
+		[SP_CLOSE_IDLE] = SP_METRICS_CLOSE_IDLE,
+		[SP_CLOSE_NOMEM] = SP_METRICS_CLOSE_NOMEM,
+		[SP_CLOSE_INTERNAL] = SP_METRICS_CLOSE_INTERNAL,
+	};
+
+	return (unsigned)r < SP_CLOSE_REASON_COUNT ? map[r] : SP_METRICS_CLOSE_INTERNAL;
+}
+
+static enum sp_status goaway_code(enum sp_close_reason r)
+{
+	switch (r) {
+	case SP_CLOSE_TAKEOVER: return SP_STATUS_GOAWAY_TAKEOVER;
+	case SP_CLOSE_SHUTDOWN: return SP_STATUS_GOAWAY_SHUTDOWN;
+	case SP_CLOSE_SLOW_CONSUMER: return SP_STATUS_GOAWAY_SLOW_CONSUMER;
+	case SP_CLOSE_IDLE: return SP_STATUS_GOAWAY_IDLE;
+	case SP_CLOSE_PROTOCOL: return SP_STATUS_GOAWAY_PROTOCOL;
+	default: return SP_STATUS_UNSPECIFIED;
+	}
+}
+
+/* Called exactly once per connection that was accepted (at its GoAway or its cut). */
+static void log_end(struct sp_shard *sh, const struct sp_conn *c, enum sp_close_reason r)
+{
+	struct end_log e = end_log_of(r);
+
+	/* Ended mid-handshake: the pattern is known (the preamble was read), no split yet. */
+	if (c->state == SP_CONN_HANDSHAKE)
+		sp_metrics_handshake(sh->metrics, sp_life_metrics_pattern(c),
+				     r == SP_CLOSE_HANDSHAKE_TIMEOUT ? SP_METRICS_OUTCOME_TIMEOUT
+								     : SP_METRICS_OUTCOME_FAILED, 0);
+	sp_metrics_conn_closed(sh->metrics, metrics_close(r));
+	sh->stats.closed[r < SP_CLOSE_REASON_COUNT ? r : SP_CLOSE_INTERNAL]++;
+	SP_LOG_LIMITED(sh->log, &sh->lim[r], sh->now_ns, e.level, e.msg,
+		       SP_KV_STR("reason", sp_close_reason_name(r)),
+		       SP_KV_STR("state", state_name(c->state)), SP_KV_UINT("conn", c->slot),
+		       SP_KV_UINT("shard", sh->id));
+}
+
+void sp_life_end_later(struct sp_shard *sh, struct sp_conn *c, enum sp_close_reason r)
+{
+	if (!c->close_reason)
+		c->close_reason = r;
+	sp_conn_mark(sh, c);
+}
+
+void sp_life_cut(struct sp_shard *sh, struct sp_conn *c, enum sp_close_reason r)
+{
+	if (c->state == SP_CONN_DEAD || c->state == SP_CONN_FREE)
+		return;
+	if (c->state != SP_CONN_CLOSING)       /* else logged at its GoAway */
+		log_end(sh, c, r);
+	sp_timers_ended(sh, c);
+	sh->app.detach(sh, c);
+	sp_conn_wipe(c);
+	c->state = SP_CONN_DEAD;
+	sp_io_cancel(sh, c);
+	sp_conn_mark(sh, c);
+}
+
+void sp_life_end(struct sp_shard *sh, struct sp_conn *c, enum sp_close_reason r)
+{
+	struct sp_frame f;
+
+	if (c->state != SP_CONN_ESTABLISHED || goaway_code(r) == SP_STATUS_UNSPECIFIED) {
+		sp_life_cut(sh, c, r);
+		return;
+	}
+	memset(&f, 0, sizeof(f));
+	f.type = SP_FRAME_GOAWAY;
+	f.u.goaway.code = goaway_code(r);
+	if (sp_conn_tx_frame(c, &sh->pool, &f, NULL, 0) || sp_conn_tx_seal(c)) {
+		sp_life_cut(sh, c, r);
+		return;
+	}
+	log_end(sh, c, r);
+	sh->app.detach(sh, c);
+	c->state = SP_CONN_CLOSING;
+	sp_life_end_later(sh, c, r);
+	sp_timers_goaway(sh, c);
+}
+
+void sp_life_rx_failed(struct sp_shard *sh, struct sp_conn *c, enum sp_close_reason r)
+{
+	/* A GoAway waits for the flush, so the SendResults of the Sends before
+	 * the bad frame (written after the commit) precede it. */
+	if (c->state == SP_CONN_ESTABLISHED && goaway_code(r) != SP_STATUS_UNSPECIFIED)
+		sp_life_end_later(sh, c, r);
+	else
+		sp_life_end(sh, c, r);
+}
+
+void sp_life_finalize(struct sp_shard *sh, struct sp_conn *c)
+{
+	sp_io_close(sh, c);
+	sp_conn_table_release(sh, c);
+}
+
+/* End of iteration for one touched connection. */
+static void flush_conn(struct sp_shard *sh, struct sp_conn *c)
+{
+	if (c->state == SP_CONN_DEAD) {
+		if (sp_io_idle(c))
+			sp_life_finalize(sh, c);
+		return;
+	}
+	if (c->state == SP_CONN_ESTABLISHED && c->close_reason) {
+		sp_life_end(sh, c, c->close_reason);
+		if (c->state == SP_CONN_DEAD)
+			return;
+	}
+	if (sp_conn_tx_seal(c)) {
+		sp_life_cut(sh, c, SP_CLOSE_INTERNAL);
+		return;
+	}
+	/* Past the hard limit only by its own replies: it is not reading. */
+	if (c->state == SP_CONN_ESTABLISHED && c->txq_bytes > sp_config_sendq_hard(sh->cfg))
+		sp_life_end(sh, c, SP_CLOSE_SLOW_CONSUMER);
+	if (sp_io_start_send(sh, c)) {
+		sp_life_cut(sh, c, SP_CLOSE_INTERNAL);
+		return;
+	}
+	sp_io_maybe_shutdown(sh, c);
+}
+
+void sp_life_flush_all(struct sp_shard *sh)
+{
+	struct sp_conn *c;
+
+	/* flush_conn may mark connections again (a cut); loop until quiet. */
+	while ((c = sp_conn_table_next_dirty(sh)))
+		flush_conn(sh, c);
+	sp_bufring_flush(&sh->bufs);
+}
+
+/* A GoAway'd peer that has not taken its output within the grace (a slow
+ * consumer, typically): reset, so neither our queue nor the kernel's keeps
+ * trickling to it. One whose output was all handed over (SHUT_WR done)
+ * gets an ordinary close. */
+static void cut_closing(struct sp_shard *sh, struct sp_conn *c, enum sp_close_reason r)
+{
+	if (c->state == SP_CONN_CLOSING && !c->shut_wr)
+		sp_io_abort_on_close(c);
+	sp_life_cut(sh, c, r);
+}
+
+void sp_life_deadlines(struct sp_shard *sh)
+{
+	struct sp_conn *c;
+
+	while ((c = sp_timers_expired(sh, SP_TIMER_HANDSHAKE)))
+		cut_closing(sh, c, SP_CLOSE_HANDSHAKE_TIMEOUT);
+	while ((c = sp_timers_expired(sh, SP_TIMER_IDLE)))
+		sp_life_end(sh, c, SP_CLOSE_IDLE);
+	while ((c = sp_timers_expired(sh, SP_TIMER_CLOSING)))
+		cut_closing(sh, c, c->close_reason);
+}
+
+void sp_life_end_all(struct sp_shard *sh, bool force)
+{
+	for (uint32_t i = 0; i < sh->high_water; i++) {
+		struct sp_conn *c = &sh->conns[i];
+
+		if (c->state == SP_CONN_FREE || c->state == SP_CONN_DEAD)
+			continue;
+		if (force)
+			/* Undrained output is given up on: reset, as at a grace deadline. */
+			cut_closing(sh, c, SP_CLOSE_SHUTDOWN);
+		else
+			sp_life_end(sh, c, SP_CLOSE_SHUTDOWN);
+	}
+}

@@ -1,0 +1,159 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * sp_shard_types.h: struct sp_shard, the one context of a shard (ring,
+ * buffer ring, connection table, routing table, mailbox coordination), in a
+ * leaf header so that every file of loop/ and app/ can include it without
+ * including each other.
+ *
+ * Which file writes which part is written beside each group; a file reads
+ * what it needs and writes only its own part.
+ */
+#ifndef SP_SHARD_TYPES_H
+#define SP_SHARD_TYPES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "sp_config.h"
+#include "sp_conn.h"
+#include "sp_log.h"
+#include "sp_metrics.h"
+#include "sp_ring.h"
+
+struct sp_route;
+struct sp_store;
+struct sp_store_batch;
+struct sp_store_item;
+
+/* Counters (read after sp_shard_run returns, and by tests of the detached shard). */
+struct sp_shard_stats {
+	uint64_t accepted;
+	uint64_t refused_max_conns;
+	uint64_t refused_rate;
+	uint64_t handshakes;
+	uint64_t closed[SP_CLOSE_REASON_COUNT];
+	uint64_t sends;
+	uint64_t delivered;             /* live deliveries (online-only and durable) */
+	/* mailboxes */
+	uint64_t accepted_env;          /* SendResult ACCEPTED (duplicates included) */
+	uint64_t duplicates;            /* of those, retries answered with the original seq */
+	uint64_t mailbox_full;
+	uint64_t store_errors;          /* envelopes answered ERR_INTERNAL for the store */
+	uint64_t commits, commit_failures;
+	uint64_t backlog_delivered;     /* Deliver frames read from the store */
+	uint64_t acks, acks_unknown;
+	uint64_t expired;
+	uint64_t corrupt_skipped;       /* corrupt stored values skipped by the reader */
+};
+
+/* A SendResult waiting for the iteration's commit (app/sp_mailbox.c). */
+struct sp_pending_result {
+	uint32_t slot, gen;             /* the sender's connection */
+	uint64_t client_id;
+	uint64_t seq;
+	uint8_t status;                 /* enum sp_status */
+	bool durable;                   /* ERR_INTERNAL instead if the commit fails */
+};
+
+/* Rate limiters beyond one per close reason: accept-time refusals, storage
+ * errors, and the debug lines any peer can trigger (accepted, handshake
+ * complete, unknown acks), which must stay bounded even at debug level. */
+enum { SP_LIM_REFUSED = SP_CLOSE_REASON_COUNT, SP_LIM_STORE, SP_LIM_PEER_DEBUG, SP_LIM_COUNT };
+
+struct sp_shard;
+
+/* What the loop asks of the app layer (set by sp_shard.c, which composes). */
+struct sp_shard_app {
+	/* c stops being a route and a mailbox reader: it is ending (GoAway or cut). */
+	void (*detach)(struct sp_shard *sh, struct sp_conn *c);
+};
+
+struct sp_shard {
+	/* Set up by sp_shard.c / sp_detached.c, read-only afterwards. */
+	uint8_t id;
+	const struct sp_config *cfg;
+	const struct sp_log *log;
+	struct sp_ring ring;
+	struct sp_bufring bufs;
+	struct sp_txpool pool;
+	struct sp_route *routes;
+	struct sp_conn_env env;
+	struct sp_shard_app app;
+	int listen_fd;
+	int wake_fd;                    /* readable = stop (signalfd or eventfd) */
+
+	/* The connection table (sp_conn_table.c). */
+	struct sp_conn *conns;          /* cfg->max_conns slots (calloc: untouched cost nothing) */
+	uint32_t *free_slots;           /* stack of free slot numbers */
+	uint32_t nfree;
+	uint32_t nconns;                /* slots not free (incl. dead, awaiting completions) */
+	uint32_t high_water;            /* slots ever used: bound for full scans */
+	struct sp_conn *dirty;          /* connections to flush at the end of the iteration */
+
+	/* Accept and its token bucket (sp_accept.c). */
+	bool accept_armed;
+	uint64_t hs_tokens_milli;       /* handshake-rate token bucket */
+	uint64_t hs_refill_ns;
+
+	/* Timers (sp_timers.c). Deadline-ordered lists: each timeout is a
+	 * constant, so appending keeps them sorted and expiry is O(expired). */
+	struct sp_list hs_list;         /* preamble/handshake: accept + handshake_timeout */
+	struct sp_list idle_list;       /* established: last receive + idle_timeout */
+	struct sp_list closing_list;    /* GoAway sent: + close_grace */
+	struct __kernel_timespec tick;
+	bool tick_retry;                /* the tick's submission failed: arm it again */
+	bool wake_armed;
+	bool wake_retry;                /* the stop read's submission failed: arm it again */
+	uint8_t wake_buf[128];          /* fits a signalfd_siginfo */
+
+	/* The iteration's clocks (sp_shard.c, or the detached harness). */
+	uint64_t now_ns;                /* CLOCK_MONOTONIC, once per iteration */
+	uint64_t wall_ms;               /* CLOCK_REALTIME ms of the iteration (stored times) */
+
+	/* Mailbox coordination (app/sp_mailbox.c). store: borrowed for the
+	 * shard's life (set before sp_shard_run; NULL = no mailboxes: durable
+	 * sends get ERR_INTERNAL). */
+	struct sp_store *store;
+	struct sp_store_batch *batch;   /* the iteration's batch, begun on first write */
+	int64_t it_entries, it_bytes;   /* mailbox growth in the open batch (metrics at commit) */
+	uint64_t rm_entries0, rm_bytes0; /* the store's removed totals when the batch began */
+	struct sp_pending_result *results; /* this iteration's SendResults, in arrival order */
+	size_t nresults, results_cap;
+	struct sp_list drain_list;      /* connections whose backlog reader runs */
+	struct sp_store_item *items;    /* reader chunk */
+	bool sweep_more;                /* the expiry sweep stopped at its bound: go on */
+
+	/* Stop (sp_shard.c). */
+	bool stopping;
+	uint64_t stop_deadline_ns;
+
+	/* Observability, written by every file (counters only). */
+	struct sp_log_limit lim[SP_LIM_COUNT];
+	struct sp_shard_stats stats;
+	/* This shard's metrics slot, never NULL: init points it at a private
+	 * slot; the daemon repoints it (sp_metrics_shard(m, id)) before run. */
+	struct sp_metrics_shard *metrics;
+	struct sp_metrics_shard *own_metrics;
+	uint64_t live_delivered;        /* live deliveries this iteration, timed at flush */
+};
+
+/* The clocks an iteration reads once. */
+static inline uint64_t sp_shard_wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static inline uint64_t sp_shard_mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+#endif
