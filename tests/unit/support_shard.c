@@ -66,18 +66,35 @@ void sps_init(struct sps *t)
 	t->wall_ms = clock_ns(CLOCK_REALTIME) / 1000000u;
 }
 
+static void open_shard(struct sps *t)
+{
+	if (!t->no_store && sp_shard_store_open(&t->cfg, &t->log, &t->store))
+		fail_msg("store open in %s", t->dir);
+	if (sp_shard_init_detached(&t->sh, 0, &t->cfg, &t->log, t->server_priv))
+		fail_msg("sp_shard_init_detached");
+	t->sh.store = t->store;
+	t->started = true;
+}
+
 void sps_start(struct sps *t)
 {
 	t->server_priv = sodium_malloc(SP_KEY_LEN);
 	if (!t->server_priv)
 		fail_msg("sodium_malloc");
 	sp_noise_keypair(t->server_pub, t->server_priv);
-	if (sp_shard_store_open(&t->cfg, &t->log, &t->store))
-		fail_msg("store open in %s", t->dir);
-	if (sp_shard_init_detached(&t->sh, 0, &t->cfg, &t->log, t->server_priv))
-		fail_msg("sp_shard_init_detached");
-	t->sh.store = t->store;
-	t->started = true;
+	open_shard(t);
+}
+
+void sps_restart(struct sps *t)
+{
+	sp_shard_destroy(&t->sh);
+	t->started = false;
+	if (t->store)
+		sp_store_close(t->store);
+	t->store = NULL;
+	for (size_t i = 0; i < t->ndevs; i++)
+		t->devs[i]->c = NULL;
+	open_shard(t);
 }
 
 static void dev_free(struct sps_dev *d)
@@ -378,7 +395,8 @@ static void put(struct sps_dev *d, const struct sp_frame *f, const uint8_t *body
 	if (sp_frame_put_header(d->out, sizeof(d->out), &d->out_len, f, len) ||
 	    sizeof(d->out) - d->out_len < len)
 		fail_msg("frame does not fit the device's next message");
-	memcpy(d->out + d->out_len, body, len);
+	if (len)        /* body may be NULL for a frame without one */
+		memcpy(d->out + d->out_len, body, len);
 	d->out_len += len;
 }
 

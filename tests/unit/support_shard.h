@@ -67,6 +67,7 @@ struct sps {
 	uint64_t now_ns, wall_ms;       /* the iteration clock the test steps */
 	struct sps_dev *devs[16];
 	size_t ndevs;
+	bool no_store;                  /* set before sps_start: a shard without mailboxes */
 	bool started, in_iteration;
 };
 
@@ -75,6 +76,9 @@ struct sps {
 void sps_init(struct sps *t);
 /* Opens the store under dir/mailbox and the detached shard with t->cfg. */
 void sps_start(struct sps *t);
+/* The broker stops and starts again (same key, same directory): every
+ * connection is gone (each device's c is NULL), the store is reopened. */
+void sps_restart(struct sps *t);
 /* Frees the devices, the shard and the store; removes the directory. */
 void sps_fini(struct sps *t);
 

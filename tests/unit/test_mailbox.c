@@ -233,6 +233,7 @@ static void test_catchup(void **state)
 	connect_empty(t, b);
 	b->taking = false;
 	while (b->c->txq_bytes <= t->cfg.sendq_max) {
+		assert_true(n < 32);
 		seqs[n++] = send_durable(t, a, b->pub, id);
 		id++;
 	}
@@ -432,7 +433,7 @@ static void test_quota(void **state)
 	connect_empty(t, a);
 	s1 = send_durable(t, a, b->pub, 1);
 	s2 = send_durable(t, a, b->pub, 2);
-	sps_body(body, BODY, 3);
+	sps_body(body, sizeof(body), 3);
 	sps_send(a, b->pub, 3, 0, body, BODY);
 	sps_send(a, c->pub, 4, 0, body, sizeof(body));
 	sps_send(a, c->pub, 5, 0, body, sizeof(body));     /* 1200 bytes > 1000 */
@@ -556,6 +557,40 @@ static void test_expiry(void **state)
 	assert_null(sps_next(b));
 }
 
+/* After a restart every accepted, unacked envelope is delivered on the next
+ * connection, and new seqs are above every old one. */
+static void test_restart(void **state)
+{
+	struct sps *t = *state;
+	struct sps_dev *a, *b;
+	uint64_t seqs[3], s4;
+
+	sps_start(t);
+	a = sps_dev_new(t);
+	b = sps_dev_new(t);
+	connect_empty(t, a);
+	send_many(t, a, b->pub, 1, 3, seqs);
+	assert_int_equal(sps_connect(t, b, 1), 0);
+	sps_expect(b, SP_FRAME_PONG);
+	for (size_t i = 0; i < 3; i++)
+		delivered(b, seqs[i], 1 + i);
+	assert_int_equal(sps_expect(b, SP_FRAME_DRAINED)->count, 3);
+	sps_ack(b, &seqs[1], 1);
+	assert_int_equal(sps_round(t, b), 0);
+
+	sps_restart(t);
+	connect_empty(t, a);
+	s4 = send_durable(t, a, b->pub, 4);
+	assert_true(s4 > seqs[2]);
+	assert_int_equal(sps_connect(t, b, 2), 0);
+	sps_expect(b, SP_FRAME_PONG);
+	delivered(b, seqs[0], 1);
+	delivered(b, seqs[2], 3);
+	delivered(b, s4, 4);
+	assert_int_equal(sps_expect(b, SP_FRAME_DRAINED)->count, 3);
+	assert_null(sps_next(b));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -568,6 +603,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_quota, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_failure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_expiry, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_restart, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -324,6 +324,7 @@ static void test_recipient_busy(void **state)
 	b->taking = false;
 	sps_body(body, sizeof(body), 1);
 	while (b->c->txq_bytes <= t->cfg.sendq_max) {
+		assert_true(id < 32);
 		sps_send(a, b->pub, ++id, SP_SEND_ONLINE_ONLY, body, sizeof(body));
 		assert_int_equal(sps_round(t, a), 0);
 		expect_result(a, id, SP_STATUS_DELIVERED);
@@ -341,6 +342,30 @@ static void test_recipient_busy(void **state)
 	expect_result(a, id, SP_STATUS_DELIVERED);
 }
 
+/* A shard without mailboxes: an empty backlog (Drained{0}) for everyone,
+ * durable sends refused with ERR_INTERNAL, online-only ones routed. */
+static void test_no_store(void **state)
+{
+	struct sps *t = *state;
+	struct sps_dev *a, *b;
+	uint8_t body[40];
+
+	t->no_store = true;
+	sps_start(t);
+	a = sps_dev_new(t);
+	b = sps_dev_new(t);
+	connect_empty(t, a);
+	connect_empty(t, b);
+	sps_body(body, sizeof(body), 8);
+	sps_send(a, b->pub, 1, 0, body, sizeof(body));
+	sps_send(a, b->pub, 2, SP_SEND_ONLINE_ONLY, body, sizeof(body));
+	assert_int_equal(sps_round(t, a), 0);
+	expect_result(a, 1, SP_STATUS_ERR_INTERNAL);
+	expect_result(a, 2, SP_STATUS_DELIVERED);
+	assert_true(sps_body_is(sps_expect(b, SP_FRAME_DELIVER), sizeof(body), 8));
+	assert_null(sps_next(b));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -351,6 +376,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_result_after_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batching, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recipient_busy, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_no_store, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
