@@ -27,44 +27,8 @@
 
 #include "sp_frame.h"
 #include "sp_limits.h"
+#include "sp_list.h"
 #include "sp_noise.h"
-
-/* Intrusive doubly linked list (timer lists). A head is a sentinel node. */
-struct sp_list {
-	struct sp_list *prev, *next;
-};
-
-static inline void sp_list_init(struct sp_list *h)
-{
-	h->prev = h->next = h;
-}
-
-static inline bool sp_list_empty(const struct sp_list *h)
-{
-	return h->next == h;
-}
-
-static inline bool sp_list_linked(const struct sp_list *n)
-{
-	return n->next != NULL;
-}
-
-static inline void sp_list_del(struct sp_list *n)
-{
-	if (!n->next)
-		return;
-	n->prev->next = n->next;
-	n->next->prev = n->prev;
-	n->prev = n->next = NULL;
-}
-
-static inline void sp_list_add_tail(struct sp_list *h, struct sp_list *n)
-{
-	n->prev = h->prev;
-	n->next = h;
-	h->prev->next = n;
-	h->prev = n;
-}
 
 /*
  * Outbound chunks: fixed size, big enough for one maximal Noise message and

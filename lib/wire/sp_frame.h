@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sp_hello.h" /* the hello codec lived here; includers still get it */
 #include "sp_limits.h"
 
 struct sp_frame {
@@ -94,17 +95,6 @@ int sp_frame_put_header(uint8_t *buf, size_t cap, size_t *off, const struct sp_f
  * and advances *off past it. buf: caller-owned; f->body borrowed for the call.
  */
 int sp_frame_put(uint8_t *buf, size_t cap, size_t *off, const struct sp_frame *f);
-
-/* Handshake payloads. buf borrowed for the call. */
-struct sp_hello {
-	uint32_t protocol_version;
-	uint32_t max_envelope;   /* ServerHello only */
-	uint32_t max_transport;  /* ServerHello only */
-};
-int sp_frame_client_hello_encode(const struct sp_hello *h, uint8_t *buf, size_t cap, size_t *len);
-int sp_frame_client_hello_decode(const uint8_t *buf, size_t len, struct sp_hello *h);
-int sp_frame_server_hello_encode(const struct sp_hello *h, uint8_t *buf, size_t cap, size_t *len);
-int sp_frame_server_hello_decode(const uint8_t *buf, size_t len, struct sp_hello *h);
 
 /* A short lowercase name for a status code, for logs and the CLI ("delivered",
  * "err_offline", ...); "unknown" for values not in the enum. */

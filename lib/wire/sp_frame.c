@@ -1,8 +1,8 @@
 /*
- * sp_frame.c: frame prefix, FrameHeader protobuf, handshake hellos.
+ * sp_frame.c: frame prefix and the FrameHeader protobuf.
  *
  * FrameHeader is decoded and encoded by hand, following the protobuf encoding
- * spec; ClientHello/ServerHello go through protobuf-c.
+ * spec (the hellos go through protobuf-c: sp_hello.c).
  *
  * Why: measured on the development VM (RelWithDebInfo, 2 vCPU Xeon),
  * protobuf_c_message_unpack with a stack arena took ~180 ns to decode one
@@ -21,15 +21,11 @@
  * concatenate across packed and unpacked runs. tests/unit/test_frame.c and
  * tests/fuzz/fuzz_frame.c check both directions against protobuf-c.
  *
- * Hellos (once per connection) use protobuf_c_message_unpack with a
- * ProtobufCAllocator carved from a stack arena: no malloc, and an arena too
- * small for a hostile payload is just a failed unpack (-EBADMSG).
  * No protobuf type leaves this file.
  */
 #include "sp_frame.h"
 
 #include <errno.h>
-#include <stdalign.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -71,43 +67,6 @@ SAME_KIND(DRAINED, DRAINED);
 SAME_KIND(PING, PING);
 SAME_KIND(PONG, PONG);
 SAME_KIND(GOAWAY, GOAWAY);
-
-/* ---- stack arena for protobuf-c ------------------------------------------ */
-
-enum {
-	/* A hello is 1..3 known fields (a few hundred bytes of protobuf-c
-	 * scratch). protobuf-c needs ~64 bytes per field past the 16th (a
-	 * scanned-member slab entry, the unknown-field record, its copy), so
-	 * 8 KiB still takes 111 unknown fields from a newer peer; a payload of
-	 * hundreds of fields exhausts it and is refused (-EBADMSG). */
-	ARENA_SIZE = 8192,
-	ARENA_ALIGN = alignof(max_align_t),
-};
-
-struct arena {
-	alignas(max_align_t) uint8_t mem[ARENA_SIZE];
-	size_t used;
-};
-
-static void *arena_alloc(void *data, size_t size)
-{
-	struct arena *a = data;
-	size_t need = (size + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
-	void *p;
-
-	if (need < size || need > ARENA_SIZE - a->used)
-		return NULL;
-	p = a->mem + a->used;
-	a->used += need;
-	return p;
-}
-
-static void arena_free(void *data, void *p)
-{
-	/* Everything goes at once when the arena leaves scope. */
-	(void)data;
-	(void)p;
-}
 
 /* ---- the protobuf encoding of FrameHeader, by hand ----------------------- */
 
@@ -551,74 +510,6 @@ int sp_frame_put(uint8_t *buf, size_t cap, size_t *off, const struct sp_frame *f
 	if (f->body_len)
 		memcpy(buf + at, f->body, f->body_len);
 	*off = at + f->body_len;
-	return 0;
-}
-
-/* ---- handshake payloads --------------------------------------------------- */
-
-static int pack_hello(const ProtobufCMessage *m, uint8_t *buf, size_t cap, size_t *len)
-{
-	size_t n = protobuf_c_message_get_packed_size(m);
-
-	if (n > cap || n > SP_HANDSHAKE_PAYLOAD_MAX)
-		return -EMSGSIZE;
-	*len = protobuf_c_message_pack(m, buf);
-	return 0;
-}
-
-int sp_frame_client_hello_encode(const struct sp_hello *h, uint8_t *buf, size_t cap, size_t *len)
-{
-	Sealpost__V1__ClientHello m = SEALPOST__V1__CLIENT_HELLO__INIT;
-
-	m.protocol_version = h->protocol_version;
-	return pack_hello(&m.base, buf, cap, len);
-}
-
-int sp_frame_server_hello_encode(const struct sp_hello *h, uint8_t *buf, size_t cap, size_t *len)
-{
-	Sealpost__V1__ServerHello m = SEALPOST__V1__SERVER_HELLO__INIT;
-
-	m.protocol_version = h->protocol_version;
-	m.max_envelope = h->max_envelope;
-	m.max_transport = h->max_transport;
-	return pack_hello(&m.base, buf, cap, len);
-}
-
-int sp_frame_client_hello_decode(const uint8_t *buf, size_t len, struct sp_hello *h)
-{
-	struct arena arena;
-	ProtobufCAllocator alloc = { arena_alloc, arena_free, &arena };
-	Sealpost__V1__ClientHello *m;
-	static const uint8_t empty[1];
-
-	if (len > SP_HANDSHAKE_PAYLOAD_MAX)
-		return -EMSGSIZE;
-	arena.used = 0;
-	m = sealpost__v1__client_hello__unpack(&alloc, len, len ? buf : empty);
-	if (!m)
-		return -EBADMSG;
-	h->protocol_version = m->protocol_version;
-	h->max_envelope = 0;
-	h->max_transport = 0;
-	return 0;
-}
-
-int sp_frame_server_hello_decode(const uint8_t *buf, size_t len, struct sp_hello *h)
-{
-	struct arena arena;
-	ProtobufCAllocator alloc = { arena_alloc, arena_free, &arena };
-	Sealpost__V1__ServerHello *m;
-	static const uint8_t empty[1];
-
-	if (len > SP_HANDSHAKE_PAYLOAD_MAX)
-		return -EMSGSIZE;
-	arena.used = 0;
-	m = sealpost__v1__server_hello__unpack(&alloc, len, len ? buf : empty);
-	if (!m)
-		return -EBADMSG;
-	h->protocol_version = m->protocol_version;
-	h->max_envelope = m->max_envelope;
-	h->max_transport = m->max_transport;
 	return 0;
 }
 

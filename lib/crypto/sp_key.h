@@ -1,0 +1,29 @@
+/*
+ * sp_key.h: X25519 key helpers: public key from a private one, fresh key
+ * pairs, and the check every peer-supplied static key goes through.
+ *
+ * Layering: crypto, below the handshake (sp_noise.h includes this file).
+ * The public key API of libsealpost wraps these; these stay internal.
+ *
+ * Secrets: priv arguments are borrowed and never copied or logged here.
+ * Errors: 0 or a negative errno (-EINVAL).
+ */
+#ifndef SP_CRYPTO_KEY_H
+#define SP_CRYPTO_KEY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sp_limits.h"
+
+/* Derives the X25519 public key from a private key. */
+int sp_noise_public_key(uint8_t pub[SP_KEY_LEN], const uint8_t priv[SP_KEY_LEN]);
+/* Fresh random key pair. */
+void sp_noise_keypair(uint8_t pub[SP_KEY_LEN], uint8_t priv[SP_KEY_LEN]);
+/*
+ * Is this 32-byte string acceptable as a peer's static public key? Rejects
+ * the low-order points (all of which give an all-zero DH output).
+ */
+bool sp_noise_key_valid(const uint8_t pub[SP_KEY_LEN]);
+
+#endif
