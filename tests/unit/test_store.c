@@ -1,5 +1,5 @@
 /*
- * test_store.c: broker/sp_store.c against a real RocksDB directory (a mkdtemp
+ * test_store.c: broker/store/ against a real RocksDB directory (a mkdtemp
  * dir per test, removed after). Where a test must look under the module (key
  * layout, corrupt values, a foreign lock) it opens the same directory with
  * RocksDB's C API directly, with the store closed.

@@ -1,9 +1,11 @@
 /*
- * sp_store.h: durable mailboxes in an embedded RocksDB (issue 3).
+ * sp_store.h: durable mailboxes in an embedded RocksDB.
  *
  * The broker keeps, per recipient device, an ordered backlog of sealed
  * envelopes (ciphertext only) until the device acknowledges them. This module
  * is the whole on-disk side of that: no sockets, no protocol, time passed in.
+ * The files of broker/store/ split it by job (sp_store_internal.h); this
+ * header is the whole interface.
  *
  * ---------------------------------------------------------------------------
  * Files under the data directory DIR
@@ -26,17 +28,18 @@
  *   column family "expiry"   ordered expiry index, swept by sp_store_expire
  *     expires_ms u64 | 'm' | recipient[32] | seq u64    (49 bytes, empty value)
  *     expires_ms u64 | 'd' | dedup_id[32]               (41 bytes, empty value)
- *   column family "dedup"    idempotent retries (issue 3 item 4)
+ *   column family "dedup"    idempotent retries (Send with a client_id)
  *     dedup_id[32]               -> dedup value (below)
  *     dedup_id = BLAKE2b-256 keyed with DIR/dedup.key over
  *                sender[32] | recipient[32] | client_id u64
  *
  * Values: a fixed binary layout with a version byte, not protobuf. Why: the
  * body must be handed to the broker without being parsed or copied by a
- * protobuf decoder (DESIGN.md: bodies travel beside headers, never inside);
- * the three fixed-width fields need no schema evolution beyond a version
- * byte; and a fixed header makes a truncated value detectable exactly (the
- * declared body length must match the value length).
+ * protobuf decoder (on disk as on the wire, docs/PROTOCOL.md, a body travels
+ * beside its header, never inside it); the three fixed-width fields need no
+ * schema evolution beyond a version byte; and a fixed header makes a
+ * truncated value detectable exactly (the declared body length must match
+ * the value length). The encoders and decoders: sp_store_codec.h.
  *   mailbox v1: u8 version=1 | u8[3] zero | u32 body_len | u64 accepted_ms |
  *               u64 expires_ms | body[body_len]               (24-byte header)
  *   meta v1:    u8 version=1 | u8[7] zero | u64 next_seq | u64 count |
@@ -47,7 +50,7 @@
  * value is rebuilt from the device's mailbox range (and the epoch advanced,
  * since the range cannot show seqs that were already acked).
  *
- * What is stored about people (SECURITY.md): the recipient key in the clear
+ * What is stored about people (docs/SECURITY.md): the recipient key in the clear
  * (it is the address; unavoidable while the envelope waits), the body
  * (ciphertext), the accepted and expiry times, and per-device counters. The
  * sender's key is NOT stored in the clear anywhere. Trade-off of the dedup
@@ -163,7 +166,9 @@ enum sp_store_layout {
 	SP_STORE_EPOCH_SHIFT = 32,      /* next seq >= epoch << 32 */
 };
 
-/* Defaults (docs/OPERATIONS.md should quote these). */
+/* The module's defaults (sp_store_config_defaults). sealpostd passes its
+ * own configuration, with defaults of its own (broker/sp_config.c, quoted in
+ * docs/OPERATIONS.md). */
 #define SP_STORE_DEFAULT_TTL_MS (30ull * 24 * 3600 * 1000)      /* 30 days */
 #define SP_STORE_DEFAULT_DEDUP_WINDOW_MS (24ull * 3600 * 1000)  /* 24 h */
 #define SP_STORE_DEFAULT_QUOTA_COUNT 100000ull

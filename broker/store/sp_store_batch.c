@@ -1,0 +1,559 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * sp_store_batch.c: the write side of the store: one batch per event-loop
+ * iteration (enqueue, ack; the sweep in sp_store_expire.c adds to it too),
+ * its commit or abort, and syncing the WAL afterwards.
+ *
+ * The batch is a WriteBatchWithIndex: every read inside a batch (dedup,
+ * "does this entry exist") goes through
+ * rocksdb_writebatch_wi_get_from_batch_and_db_cf, so an ack sees an entry
+ * enqueued a moment ago, a retry sees the dedup record of the same
+ * iteration, and a second ack of one seq in one batch finds it gone. That is
+ * also what keeps SingleDelete safe: a key is SingleDeleted only after a
+ * lookup proved it present, so no key ever gets two SingleDeletes for one
+ * Put. Per-device counters are different: they change with every envelope
+ * and ack, so the batch keeps them in a small hash map and writes each
+ * changed device's record once, at commit.
+ */
+#include "sp_store_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void flush_meta_map(struct sp_store_batch *b);
+
+int sp_store_batch_init(struct sp_store *st)
+{
+	st->batch.st = st;
+	st->batch.wb = rocksdb_writebatch_wi_create(0, 1);
+	if (!st->batch.wb)
+		return -ENOMEM;
+	randombytes_buf(st->batch.hkey, sizeof(st->batch.hkey));
+	return 0;
+}
+
+void sp_store_batch_fini(struct sp_store *st)
+{
+	if (st->batch.wb)
+		rocksdb_writebatch_wi_destroy(st->batch.wb);
+	st->batch.wb = NULL;
+	free(st->batch.slots);
+	free(st->batch.used_idx);
+	st->batch.slots = NULL;
+	st->batch.used_idx = NULL;
+	st->batch.cap = st->batch.count = 0;
+}
+
+/* ---- batch plumbing -------------------------------------------------------------- */
+
+int sp_store_batch_get(struct sp_store_batch *b, enum sp_store_cf cf, const uint8_t *key,
+		       size_t klen, char **val, size_t *vlen)
+{
+	struct sp_store *st = b->st;
+	char *rerr = NULL;
+
+	*val = rocksdb_writebatch_wi_get_from_batch_and_db_cf(b->wb, st->db, st->ro, st->cf[cf],
+							      (const char *)key, klen, vlen, &rerr);
+	if (rerr)
+		return sp_store_rocks_fail(st, "read", rerr);
+	return 0;
+}
+
+static void batch_put(struct sp_store_batch *b, enum sp_store_cf cf, const uint8_t *key,
+		      size_t klen, const uint8_t *val, size_t vlen)
+{
+	rocksdb_writebatch_wi_put_cf(b->wb, b->st->cf[cf], (const char *)key, klen,
+				     (const char *)val, vlen);
+	b->ops++;
+}
+
+void sp_store_batch_sdel(struct sp_store_batch *b, enum sp_store_cf cf, const uint8_t *key,
+			 size_t klen)
+{
+	rocksdb_writebatch_wi_singledelete_cf(b->wb, b->st->cf[cf], (const char *)key, klen);
+	b->ops++;
+}
+
+int sp_store_batch_check(const struct sp_store_batch *b)
+{
+	if (!b || !b->open)
+		return -EINVAL;
+	if (b->st->poisoned)
+		return -EIO;
+	return 0;
+}
+
+int sp_store_batch_begin(struct sp_store *st, uint64_t now_ms, struct sp_store_batch **out)
+{
+	*out = NULL;
+	if (st->poisoned) {
+		sp_store_set_err(st, "store: writes refused after an unrecoverable failure; reopen");
+		return -EIO;
+	}
+	if (st->batch.open)
+		return -EBUSY;
+	rocksdb_writebatch_wi_clear(st->batch.wb);
+	st->batch.now_ms = now_ms;
+	st->batch.ops = 0;
+	st->batch.assigned = 0;
+	st->batch.open = true;
+	*out = &st->batch;
+	return 0;
+}
+
+size_t sp_store_batch_ops(const struct sp_store_batch *b)
+{
+	return b->ops;
+}
+
+static void clear_meta_map(struct sp_store_batch *b)
+{
+	for (size_t i = 0; i < b->count; i++)
+		b->slots[b->used_idx[i]].used = false;
+	b->count = 0;
+}
+
+static void end_batch(struct sp_store_batch *b)
+{
+	clear_meta_map(b);
+	rocksdb_writebatch_wi_clear(b->wb);
+	b->open = false;
+	b->ops = 0;
+	b->assigned = 0;
+}
+
+int sp_store_batch_commit(struct sp_store_batch *b)
+{
+	struct sp_store *st;
+	char *rerr = NULL;
+	bool sync;
+	int rc;
+
+	rc = sp_store_batch_check(b);
+	if (rc < 0) {
+		if (b && b->open)
+			end_batch(b);
+		return rc;
+	}
+	st = b->st;
+	if (b->ops == 0) {
+		end_batch(b);
+		return 0;
+	}
+	flush_meta_map(b);
+	sync = st->cfg.sync == SP_STORE_SYNC_ALWAYS;
+	rocksdb_write_writebatch_wi(st->db, sync ? st->wo_sync : st->wo_nosync, b->wb, &rerr);
+	if (rerr) {
+		/*
+		 * No further write, sync or flush in this process: after a failed
+		 * WAL append, RocksDB 7.8 aborts on the next use of that file
+		 * writer (see the info-log note in open_rocksdb), and after a
+		 * disk-full or I/O error it refuses writes anyway until resumed.
+		 * The sequences handed out stay unused: the next open advances
+		 * the epoch past them.
+		 */
+		rc = sp_store_rocks_fail(st, "commit", rerr);
+		st->wstats.commit_failures++;
+		sp_store_poison(st);
+		end_batch(b);
+		return rc;
+	}
+	st->wstats.commits++;
+	if (sync) {
+		st->wstats.syncs++;
+	} else if (st->cfg.sync == SP_STORE_SYNC_BATCH && !st->unsynced) {
+		st->unsynced = true;
+		st->unsynced_since_ms = b->now_ms;
+	} else if (st->cfg.sync == SP_STORE_SYNC_NEVER) {
+		st->unsynced = true; /* synced once at close */
+	}
+	end_batch(b);
+	return 0;
+}
+
+int sp_store_batch_abort(struct sp_store_batch *b)
+{
+	int rc = 0;
+
+	if (!b || !b->open)
+		return -EINVAL;
+	if (b->assigned && !b->st->poisoned)
+		rc = sp_store_bump_epoch(b->st);
+	end_batch(b);
+	return rc;
+}
+
+int sp_store_sync(struct sp_store *st)
+{
+	char *rerr = NULL;
+
+	if (st->poisoned)
+		return -EIO;    /* the WAL writer may have failed: never touch it again */
+	rocksdb_flush_wal(st->db, 1, &rerr);
+	if (rerr)
+		return sp_store_rocks_fail(st, "WAL sync", rerr);
+	st->unsynced = false;
+	st->wstats.syncs++;
+	return 0;
+}
+
+int sp_store_tick(struct sp_store *st, uint64_t now_ms)
+{
+	int rc;
+
+	if (st->cfg.sync != SP_STORE_SYNC_BATCH || !st->unsynced || st->poisoned)
+		return 0;
+	if (now_ms - st->unsynced_since_ms < st->cfg.sync_interval_ms &&
+	    now_ms >= st->unsynced_since_ms)
+		return 0;
+	rc = sp_store_sync(st);
+	return rc < 0 ? rc : 1;
+}
+
+/* ---- per-device counters ---------------------------------------------------------- */
+
+static size_t slot_home(const struct sp_store_batch *b, const uint8_t key[SP_KEY_LEN])
+{
+	uint8_t h[crypto_shorthash_BYTES];
+	uint64_t v;
+
+	crypto_shorthash(h, key, SP_KEY_LEN, b->hkey);
+	memcpy(&v, h, sizeof(v));
+	return (size_t)(v & (b->cap - 1));
+}
+
+static struct sp_store_mslot *find_slot(struct sp_store_batch *b, const uint8_t key[SP_KEY_LEN])
+{
+	size_t i;
+
+	if (!b->cap)
+		return NULL;
+	for (i = slot_home(b, key);; i = (i + 1) & (b->cap - 1)) {
+		if (!b->slots[i].used)
+			return NULL;
+		if (!memcmp(b->slots[i].key, key, SP_KEY_LEN))
+			return &b->slots[i];
+	}
+}
+
+/* Inserts (the key must be absent); grows at load 1/2. */
+static struct sp_store_mslot *add_slot(struct sp_store_batch *b, const uint8_t key[SP_KEY_LEN])
+{
+	size_t i;
+
+	if ((b->count + 1) * 2 > b->cap) {
+		size_t ncap = b->cap ? b->cap * 2 : 64;
+		struct sp_store_mslot *ns = calloc(ncap, sizeof(*ns));
+		uint32_t *nu = malloc(ncap * sizeof(*nu));
+		struct sp_store_mslot *os = b->slots;
+		uint32_t *ou = b->used_idx;
+		size_t on = b->count;
+
+		if (!ns || !nu || ncap > UINT32_MAX) {
+			free(ns);
+			free(nu);
+			return NULL;
+		}
+		b->slots = ns;
+		b->used_idx = nu;
+		b->cap = ncap;
+		b->count = 0;
+		for (size_t j = 0; j < on; j++) {
+			struct sp_store_mslot *o = &os[ou[j]];
+			struct sp_store_mslot *n = add_slot(b, o->key);
+
+			n->m = o->m;
+			n->dirty = o->dirty;
+		}
+		free(os);
+		free(ou);
+	}
+	for (i = slot_home(b, key); b->slots[i].used; i = (i + 1) & (b->cap - 1))
+		;
+	memcpy(b->slots[i].key, key, SP_KEY_LEN);
+	b->slots[i].used = true;
+	b->slots[i].dirty = false;
+	b->used_idx[b->count++] = (uint32_t)i;
+	return &b->slots[i];
+}
+
+/* Puts every counter the batch changed into the WriteBatch (at commit). */
+static void flush_meta_map(struct sp_store_batch *b)
+{
+	uint8_t v[SP_STORE_META_LEN];
+
+	for (size_t i = 0; i < b->count; i++) {
+		const struct sp_store_mslot *sl = &b->slots[b->used_idx[i]];
+
+		if (!sl->dirty)
+			continue;
+		sp_store_meta_encode(v, &sl->m);
+		rocksdb_writebatch_wi_put_cf(b->wb, b->st->cf[SP_STORE_CF_META],
+					     (const char *)sl->key, SP_KEY_LEN, (const char *)v,
+					     sizeof(v));
+	}
+}
+
+/*
+ * The device's counters as this batch sees them, in the batch's map (*out):
+ * from the map, else from the database (meta is only ever written at commit,
+ * so the database holds the latest committed value) and then kept in the
+ * map, so later changes cannot fail. A device with no record starts empty;
+ * next_seq is raised to this open's floor either way.
+ */
+static int load_meta_slot(struct sp_store_batch *b, const uint8_t recipient[SP_KEY_LEN],
+			  struct sp_store_mslot **out)
+{
+	struct sp_store *st = b->st;
+	struct sp_store_mslot *sl = find_slot(b, recipient);
+	struct sp_store_meta m = { 0 };
+	char *val, *rerr = NULL;
+	size_t vlen;
+	int rc;
+
+	*out = sl;
+	if (sl)
+		return 0;
+	val = rocksdb_get_cf(st->db, st->ro, st->cf[SP_STORE_CF_META], (const char *)recipient,
+			     SP_KEY_LEN, &vlen, &rerr);
+	if (rerr)
+		return sp_store_rocks_fail(st, "meta read", rerr);
+	if (val) {
+		rc = sp_store_meta_decode((const uint8_t *)val, vlen, &m);
+		rocksdb_free(val);
+		if (rc < 0) {
+			/* The range shows what is stored, not what was acked: its
+			 * last seq + 1 may be below seqs already handed out. A new
+			 * epoch puts the floor above all of them. */
+			st->wstats.corrupt++;
+			rc = sp_store_rebuild_meta(st, recipient, &m);
+			if (rc == 0)
+				rc = sp_store_bump_epoch(st);
+			if (rc < 0)
+				return rc;
+		}
+	}
+	if (m.next_seq < sp_store_seq_floor(st->epoch))
+		m.next_seq = sp_store_seq_floor(st->epoch);
+	if (m.next_seq == 0)
+		m.next_seq = 1;
+	sl = add_slot(b, recipient);
+	if (!sl)
+		return -ENOMEM;
+	sl->m = m;
+	*out = sl;
+	return 0;
+}
+
+/* Counters after removing one entry of body_len bytes (never below zero:
+ * a corrupt entry's size is a guess). */
+static void meta_remove_one(struct sp_store_mslot *sl, uint64_t body_len)
+{
+	sl->m.count = sl->m.count ? sl->m.count - 1 : 0;
+	sl->m.bytes = sl->m.bytes >= body_len ? sl->m.bytes - body_len : 0;
+	sl->dirty = true;
+}
+
+/* ---- enqueue ------------------------------------------------------------------------ */
+
+/*
+ * Looks the dedup id up. Returns 1 with *seq if it is a live duplicate, 0 if
+ * not. A record past its window (not yet swept) or a corrupt one is removed
+ * here with its index record, so the id can be written again by this enqueue
+ * without a second Put on a live key.
+ */
+static int dedup_lookup(struct sp_store_batch *b, const uint8_t id[SP_STORE_DEDUP_ID_LEN],
+			uint64_t *seq)
+{
+	uint8_t ekey[SP_STORE_EXPIRY_DEDUP_KEY_LEN];
+	uint64_t old_seq = 0, old_exp = 0;
+	char *val, *ival;
+	size_t vlen, ilen;
+	int rc;
+
+	rc = sp_store_batch_get(b, SP_STORE_CF_DEDUP, id, SP_STORE_DEDUP_ID_LEN, &val, &vlen);
+	if (rc < 0 || !val)
+		return rc;
+	rc = sp_store_dedup_decode((const uint8_t *)val, vlen, &old_seq, &old_exp);
+	rocksdb_free(val);
+	if (rc == 0 && old_exp > b->now_ms) {
+		*seq = old_seq;
+		return 1;
+	}
+	if (rc < 0) {
+		b->st->wstats.corrupt++;
+	} else {
+		sp_store_expiry_dedup_key(ekey, old_exp, id);
+		rc = sp_store_batch_get(b, SP_STORE_CF_EXPIRY, ekey, sizeof(ekey), &ival, &ilen);
+		if (rc < 0)
+			return rc;
+		if (ival) {
+			rocksdb_free(ival);
+			sp_store_batch_sdel(b, SP_STORE_CF_EXPIRY, ekey, sizeof(ekey));
+		}
+	}
+	sp_store_batch_sdel(b, SP_STORE_CF_DEDUP, id, SP_STORE_DEDUP_ID_LEN);
+	return 0;
+}
+
+int sp_store_enqueue(struct sp_store_batch *b, const struct sp_store_envelope *env,
+		     uint64_t *seq_out)
+{
+	uint8_t id[SP_STORE_DEDUP_ID_LEN];
+	uint8_t mkey[SP_STORE_MAILBOX_KEY_LEN], ekey[SP_STORE_EXPIRY_MAILBOX_KEY_LEN];
+	uint8_t dkey[SP_STORE_EXPIRY_DEDUP_KEY_LEN], dval[SP_STORE_DEDUP_VALUE_LEN];
+	uint8_t hdr[SP_STORE_MAILBOX_HDR_LEN];
+	struct sp_store *st;
+	struct sp_store_mbox_hdr h;
+	struct sp_store_mslot *sl;
+	struct sp_store_meta m;
+	uint64_t seq = 0, dup_seq = 0;
+	int rc;
+
+	*seq_out = 0;
+	rc = sp_store_batch_check(b);
+	if (rc < 0)
+		return rc;
+	if (!env || !env->recipient || !env->sender || (!env->body && env->body_len))
+		return -EINVAL;
+	if (env->body_len > SP_BODY_MAX)
+		return -EMSGSIZE;
+	st = b->st;
+
+	if (env->client_id) {
+		sp_store_dedup_id(id, st->dedup_key, env->sender, env->recipient, env->client_id);
+		rc = dedup_lookup(b, id, &dup_seq);
+		if (rc < 0)
+			goto out;
+		if (rc == 1) {
+			st->wstats.duplicates++;
+			*seq_out = dup_seq;
+			rc = SP_STORE_DUPLICATE;
+			goto out;
+		}
+	}
+
+	rc = load_meta_slot(b, env->recipient, &sl);
+	if (rc < 0)
+		goto out;
+	m = sl->m;
+	if (m.count + 1 > st->cfg.quota_count || m.bytes + env->body_len > st->cfg.quota_bytes) {
+		st->wstats.quota_refused++;
+		rc = -EDQUOT;
+		goto out;
+	}
+	if (m.next_seq == UINT64_MAX) {
+		rc = -EOVERFLOW; /* 2^64 sequences: not reachable in practice */
+		goto out;
+	}
+	seq = m.next_seq++;
+	m.count++;
+	m.bytes += env->body_len;
+
+	h.body_len = (uint32_t)env->body_len;
+	h.accepted_ms = b->now_ms;
+	h.expires_ms = sp_store_add_sat(b->now_ms, env->ttl_ms ? env->ttl_ms : st->cfg.ttl_ms);
+	sp_store_mbox_hdr_encode(hdr, &h);
+	sp_store_mailbox_key(mkey, env->recipient, seq);
+	sp_store_expiry_mailbox_key(ekey, h.expires_ms, env->recipient, seq);
+	{
+		/* Header and body as two slices: the body is copied once, by
+		 * RocksDB into the batch, straight from the caller's buffer. */
+		const char *kp[1] = { (const char *)mkey };
+		const size_t kl[1] = { sizeof(mkey) };
+		const char *vp[2] = { (const char *)hdr, env->body_len ? (const char *)env->body : "" };
+		const size_t vl[2] = { sizeof(hdr), env->body_len };
+
+		rocksdb_writebatch_wi_putv_cf(b->wb, st->cf[SP_STORE_CF_MAILBOX], 1, kp, kl, 2, vp,
+					      vl);
+		b->ops++;
+	}
+	batch_put(b, SP_STORE_CF_EXPIRY, ekey, sizeof(ekey), NULL, 0);
+	sl->m = m;
+	sl->dirty = true;
+	if (env->client_id) {
+		uint64_t dexp = sp_store_add_sat(b->now_ms, st->cfg.dedup_window_ms);
+
+		sp_store_dedup_encode(dval, seq, dexp);
+		sp_store_expiry_dedup_key(dkey, dexp, id);
+		batch_put(b, SP_STORE_CF_DEDUP, id, sizeof(id), dval, sizeof(dval));
+		batch_put(b, SP_STORE_CF_EXPIRY, dkey, sizeof(dkey), NULL, 0);
+	}
+	b->assigned++;
+	st->wstats.enqueued++;
+	*seq_out = seq;
+	rc = 0;
+out:
+	return rc;
+}
+
+/* ---- ack (the sweep removes entries the same way) ------------------------- */
+
+int sp_store_batch_remove_entry(struct sp_store_batch *b, const uint8_t recipient[SP_KEY_LEN],
+				uint64_t seq, const char *val, size_t vlen, uint64_t *body_len_out)
+{
+	uint8_t mkey[SP_STORE_MAILBOX_KEY_LEN], ekey[SP_STORE_EXPIRY_MAILBOX_KEY_LEN];
+	struct sp_store_mbox_hdr h;
+	struct sp_store_mslot *sl;
+	uint64_t body_len;
+	char *ival;
+	size_t ilen;
+	int rc;
+
+	/* First the only step that can fail for lack of memory: then the
+	 * deletes and the counters go into the batch together or not at all. */
+	rc = load_meta_slot(b, recipient, &sl);
+	if (rc < 0)
+		return rc;
+	if (sp_store_mbox_decode((const uint8_t *)val, vlen, &h) == 0) {
+		body_len = h.body_len;
+		sp_store_expiry_mailbox_key(ekey, h.expires_ms, recipient, seq);
+		rc = sp_store_batch_get(b, SP_STORE_CF_EXPIRY, ekey, sizeof(ekey), &ival, &ilen);
+		if (rc < 0)
+			return rc;
+		if (ival) {
+			rocksdb_free(ival);
+			sp_store_batch_sdel(b, SP_STORE_CF_EXPIRY, ekey, sizeof(ekey));
+		}
+	} else {
+		b->st->wstats.corrupt++;
+		body_len = sp_store_mbox_body_guess(vlen);
+	}
+	sp_store_mailbox_key(mkey, recipient, seq);
+	sp_store_batch_sdel(b, SP_STORE_CF_MAILBOX, mkey, sizeof(mkey));
+	meta_remove_one(sl, body_len);
+	*body_len_out = body_len;
+	return 0;
+}
+
+int sp_store_ack(struct sp_store_batch *b, const uint8_t recipient[SP_KEY_LEN], uint64_t seq)
+{
+	uint8_t mkey[SP_STORE_MAILBOX_KEY_LEN];
+	uint64_t body_len = 0;
+	char *val;
+	size_t vlen;
+	int rc;
+
+	rc = sp_store_batch_check(b);
+	if (rc < 0)
+		return rc;
+	if (!recipient)
+		return -EINVAL;
+	sp_store_mailbox_key(mkey, recipient, seq);
+	rc = sp_store_batch_get(b, SP_STORE_CF_MAILBOX, mkey, sizeof(mkey), &val, &vlen);
+	if (rc < 0)
+		return rc;
+	if (!val) {
+		b->st->wstats.ack_unknown++;
+		return -ENOENT;
+	}
+	rc = sp_store_batch_remove_entry(b, recipient, seq, val, vlen, &body_len);
+	rocksdb_free(val);
+	if (rc == 0) {
+		b->st->wstats.acked++;
+		b->st->wstats.acked_bytes += body_len;
+	}
+	return rc;
+}
+

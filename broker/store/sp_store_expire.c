@@ -1,0 +1,185 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * sp_store_expire.c: the incremental expiry sweep. The expiry column family
+ * is ordered by time, so everything due is a prefix of it: each call walks
+ * that prefix up to the batch's now_ms, at most max_items records, and
+ * removes what expired through the batch (sp_store_batch.c), so a sweep and
+ * the acks of the same iteration see each other.
+ */
+#include "sp_store_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A mailbox entry whose index record (at time t) came due. Returns 1 if it
+ * expired, 0 if the record was stale or dangling, or -errno. */
+static int expire_entry(struct sp_store_batch *b, const uint8_t *ikey, size_t ilen,
+			const struct sp_store_expiry_ref *ref)
+{
+	struct sp_store *st = b->st;
+	uint8_t mkey[SP_STORE_MAILBOX_KEY_LEN];
+	struct sp_store_mbox_hdr h;
+	uint64_t body_len = 0;
+	char *val;
+	size_t vlen;
+	int rc, expired = 0;
+
+	sp_store_mailbox_key(mkey, ref->recipient, ref->seq);
+	rc = sp_store_batch_get(b, SP_STORE_CF_MAILBOX, mkey, sizeof(mkey), &val, &vlen);
+	if (rc < 0)
+		return rc;
+	if (!val) {
+		/* Acked while its value was corrupt: a dangling index record. */
+		sp_store_batch_sdel(b, SP_STORE_CF_EXPIRY, ikey, ilen);
+		return 0;
+	}
+	if (sp_store_mbox_decode((const uint8_t *)val, vlen, &h) == 0 &&
+	    h.expires_ms != ref->expires_ms) {
+		sp_store_batch_sdel(b, SP_STORE_CF_EXPIRY, ikey, ilen); /* stale record */
+	} else {
+		/* expired, or corrupt and past the time its index named */
+		rc = sp_store_batch_remove_entry(b, ref->recipient, ref->seq, val, vlen, &body_len);
+		if (rc == 0 && sp_store_mbox_decode((const uint8_t *)val, vlen, &h) < 0)
+			sp_store_batch_sdel(b, SP_STORE_CF_EXPIRY, ikey, ilen);
+		expired = rc == 0;
+	}
+	rocksdb_free(val);
+	if (expired) {
+		st->xstats.expired++;
+		st->xstats.expired_bytes += body_len;
+	}
+	return rc < 0 ? rc : expired;
+}
+
+/* A dedup record whose index record came due: its window is over. */
+static int expire_dedup(struct sp_store_batch *b, const uint8_t *ikey, size_t ilen,
+			const struct sp_store_expiry_ref *ref)
+{
+	uint64_t dseq, dexp;
+	char *val;
+	size_t vlen;
+	int rc;
+
+	rc = sp_store_batch_get(b, SP_STORE_CF_DEDUP, ref->dedup_id, SP_STORE_DEDUP_ID_LEN, &val,
+				&vlen);
+	if (rc < 0)
+		return rc;
+	if (val) {
+		rc = sp_store_dedup_decode((const uint8_t *)val, vlen, &dseq, &dexp);
+		/* A record rewritten after its window belongs to another
+		 * index key; leave it. */
+		if (rc < 0 || dexp == ref->expires_ms) {
+			sp_store_batch_sdel(b, SP_STORE_CF_DEDUP, ref->dedup_id,
+					    SP_STORE_DEDUP_ID_LEN);
+			b->st->xstats.dedup_expired++;
+		}
+		rocksdb_free(val);
+	}
+	sp_store_batch_sdel(b, SP_STORE_CF_EXPIRY, ikey, ilen);
+	return 0;
+}
+
+/* One index record of the sweep: returns 1 if a mailbox entry expired. */
+static int expire_one(struct sp_store_batch *b, const uint8_t *ikey, size_t ilen)
+{
+	struct sp_store_expiry_ref ref;
+	char *cur;
+	size_t clen;
+	int rc;
+
+	/* Still there? An ack earlier in this batch may have removed it. */
+	rc = sp_store_batch_get(b, SP_STORE_CF_EXPIRY, ikey, ilen, &cur, &clen);
+	if (rc < 0 || !cur)
+		return rc;
+	rocksdb_free(cur);
+
+	if (sp_store_expiry_key_decode(ikey, ilen, &ref) == 0) {
+		if (ref.kind == SP_STORE_KIND_MAILBOX)
+			return expire_entry(b, ikey, ilen, &ref);
+		return expire_dedup(b, ikey, ilen, &ref);
+	}
+	/* Not a record this module writes: drop it so the sweep cannot stall. */
+	b->st->xstats.corrupt++;
+	sp_store_batch_sdel(b, SP_STORE_CF_EXPIRY, ikey, ilen);
+	return 0;
+}
+
+struct ikey {
+	uint8_t k[SP_STORE_EXPIRY_KEY_MAX];
+	uint8_t len;
+};
+
+int sp_store_expire(struct sp_store_batch *b, size_t max_items, size_t *expired_out)
+{
+	struct sp_store *st;
+	struct ikey *keys = NULL;
+	uint8_t hi[SP_STORE_EXPIRY_BOUND_LEN];
+	rocksdb_readoptions_t *ro = NULL;
+	rocksdb_iterator_t *it = NULL;
+	char *rerr = NULL;
+	size_t n = 0, expired = 0;
+	bool more = false;
+	int rc;
+
+	if (expired_out)
+		*expired_out = 0;
+	rc = sp_store_batch_check(b);
+	if (rc < 0)
+		return rc;
+	if (max_items == 0)
+		return 1;
+	st = b->st;
+	keys = malloc(max_items * sizeof(*keys));
+	if (!keys)
+		return -ENOMEM;
+
+	/*
+	 * Collect first, then modify: the keys come from the committed index
+	 * (records due at or before now), and each is re-checked through the
+	 * batch, so the batch is never written while an iterator walks it.
+	 */
+	sp_store_expiry_bound(hi, b->now_ms);
+	ro = rocksdb_readoptions_create();
+	rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi, sizeof(hi));
+	it = rocksdb_create_iterator_cf(st->db, ro, st->cf[SP_STORE_CF_EXPIRY]);
+	for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+		size_t klen;
+		const char *k = rocksdb_iter_key(it, &klen);
+
+		if (n == max_items) {
+			more = true;
+			break;
+		}
+		if (klen < SP_STORE_EXPIRY_KEY_MIN || klen > SP_STORE_EXPIRY_KEY_MAX) {
+			/* Cannot be one of ours: drop it so the sweep cannot stall.
+			 * (Writing the batch while iterating the DB is fine.) */
+			st->xstats.corrupt++;
+			sp_store_batch_sdel(b, SP_STORE_CF_EXPIRY, (const uint8_t *)k, klen);
+			continue;
+		}
+		memcpy(keys[n].k, k, klen);
+		keys[n].len = (uint8_t)klen;
+		n++;
+	}
+	rocksdb_iter_get_error(it, &rerr);
+	rocksdb_iter_destroy(it);
+	rocksdb_readoptions_destroy(ro);
+	if (rerr) {
+		rc = sp_store_rocks_fail(st, "expiry scan", rerr);
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		rc = expire_one(b, keys[i].k, keys[i].len);
+		if (rc < 0)
+			goto out;
+		expired += (size_t)rc;
+	}
+	if (expired_out)
+		*expired_out = expired;
+	rc = more ? 1 : 0;
+out:
+	free(keys);
+	return rc;
+}
+

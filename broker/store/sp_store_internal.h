@@ -1,0 +1,162 @@
+/*
+ * sp_store_internal.h: what the files of broker/store/ share, for them only.
+ *
+ *   sp_store.c         open, data-directory lock, dedup key file, epoch,
+ *                      errors, close, operations (stats, properties, flush)
+ *   sp_store_batch.c   the write batch: enqueue, ack, commit, abort, the
+ *                      per-device counters of a batch, WAL sync
+ *   sp_store_expire.c  the incremental expiry sweep
+ *   sp_store_read.c    reads of committed data (mailbox ranges, counters)
+ *   sp_store_codec.c   keys and values as bytes (sp_store_codec.h)
+ *
+ * Each group of fields below is written by the one file named above it;
+ * the others only read it.
+ */
+#ifndef SP_STORE_INTERNAL_H
+#define SP_STORE_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <rocksdb/c.h>
+#include <sodium.h>
+
+#include "sp_store.h"
+#include "sp_store_codec.h"
+
+enum { SP_STORE_ERRMSG_LEN = 256 };
+
+/* A device's counters while a batch is open: written to the WriteBatch once,
+ * at commit, however many envelopes and acks of that device the batch holds
+ * (an Ack frame carries up to 64 seqs: one meta write, not 64). */
+struct sp_store_mslot {
+	uint8_t key[SP_KEY_LEN];
+	struct sp_store_meta m;
+	bool used;
+	bool dirty;                     /* changed by this batch: written at commit */
+};
+
+/* The one batch of a store; every field is written by sp_store_batch.c. */
+struct sp_store_batch {
+	struct sp_store *st;
+	rocksdb_writebatch_wi_t *wb;
+	uint64_t now_ms;
+	size_t ops;
+	size_t assigned;                /* sequences handed out by this batch */
+	bool open;
+	/* open addressing, keyed by SipHash of the device key under hkey
+	 * (device keys are chosen by peers) */
+	struct sp_store_mslot *slots;
+	uint32_t *used_idx;             /* slots in use, in insertion order */
+	size_t cap, count;
+	uint8_t hkey[crypto_shorthash_KEYBYTES];
+};
+
+/* Write-path counters (sp_store_batch.c), merged by sp_store_get_stats. */
+struct sp_store_wstats {
+	uint64_t enqueued, duplicates, quota_refused;
+	uint64_t acked, ack_unknown, acked_bytes;
+	uint64_t corrupt;
+	uint64_t commits, commit_failures, syncs;
+};
+
+/* Sweep counters (sp_store_expire.c). */
+struct sp_store_xstats {
+	uint64_t expired, dedup_expired, expired_bytes;
+	uint64_t corrupt;
+};
+
+struct sp_store {
+	/* sp_store.c */
+	rocksdb_t *db;
+	rocksdb_options_t *db_opts;
+	rocksdb_options_t *cf_opts;
+	rocksdb_block_based_table_options_t *bbto;
+	rocksdb_column_family_handle_t *cf[SP_STORE_CF_COUNT];
+	rocksdb_writeoptions_t *wo_sync;
+	rocksdb_writeoptions_t *wo_nosync;
+	rocksdb_readoptions_t *ro;
+	rocksdb_flushoptions_t *fo;
+	struct sp_store_config cfg;
+	char *dir;
+	int lock_fd;
+	uint8_t *dedup_key;             /* sodium_malloc'd, crypto_generichash_KEYBYTES */
+	uint64_t epoch;
+	bool poisoned;                  /* writes refused until reopened */
+	char err[SP_STORE_ERRMSG_LEN];
+
+	/* sp_store_batch.c */
+	struct sp_store_batch batch;
+	bool unsynced;                  /* commits since the last WAL sync */
+	uint64_t unsynced_since_ms;     /* SP_STORE_SYNC_BATCH: time of the first of them */
+	struct sp_store_wstats wstats;
+
+	/* sp_store_expire.c */
+	struct sp_store_xstats xstats;
+
+	/* sp_store_read.c */
+	uint8_t *rbuf;                  /* sp_store_read's body buffer */
+	size_t rbuf_cap;
+	uint64_t read_corrupt;
+};
+
+/* ---- sp_store.c ----------------------------------------------------------- */
+
+/* Sets the message sp_store_errmsg returns (never with stored bytes in it). */
+__attribute__((format(printf, 2, 3))) void sp_store_set_err(struct sp_store *st,
+							    const char *fmt, ...);
+
+/* Records a RocksDB failure of operation `what` (only the status class is
+ * kept), frees rerr (RocksDB's allocation, consumed), returns -errno. */
+int sp_store_rocks_fail(struct sp_store *st, const char *what, char *rerr);
+
+/* After sequences handed out may have been lost, moves every device's floor
+ * past them (one synced write of the epoch); if that fails the store is
+ * poisoned and -EIO returned. */
+int sp_store_bump_epoch(struct sp_store *st);
+
+/* Refuses every later write, sync and flush with -EIO (see sp_store.h). */
+void sp_store_poison(struct sp_store *st);
+
+/* ---- sp_store_batch.c ----------------------------------------------------- */
+
+/* The store's batch: created with the store, destroyed with it. */
+int sp_store_batch_init(struct sp_store *st);
+void sp_store_batch_fini(struct sp_store *st);
+
+/* 0 if b is open and the store accepts writes; -EINVAL, -EIO. */
+int sp_store_batch_check(const struct sp_store_batch *b);
+
+/* Value of key in cf as seen through the batch (batch overlays DB). *val is
+ * NULL if absent, else RocksDB's allocation (free with rocksdb_free). key
+ * borrowed. */
+int sp_store_batch_get(struct sp_store_batch *b, enum sp_store_cf cf, const uint8_t *key,
+		       size_t klen, char **val, size_t *vlen);
+
+/* SingleDelete of key (copied into the batch). Only for keys written exactly
+ * once and proven present (mailbox, expiry, dedup): see sp_store_batch.c. */
+void sp_store_batch_sdel(struct sp_store_batch *b, enum sp_store_cf cf, const uint8_t *key,
+			 size_t klen);
+
+/*
+ * Removes recipient's entry seq, whose current value the caller fetched (val,
+ * vlen; borrowed): the entry, its expiry index record if the value is
+ * readable (a corrupt value's record cannot be located: the sweep drops it
+ * when it comes due), and one entry from the device's counters. *body_len =
+ * the body bytes removed (a guess for a corrupt value).
+ */
+int sp_store_batch_remove_entry(struct sp_store_batch *b, const uint8_t recipient[SP_KEY_LEN],
+				uint64_t seq, const char *val, size_t vlen, uint64_t *body_len);
+
+/* ---- sp_store_read.c ------------------------------------------------------ */
+
+/* Recomputes a device's counters from its committed mailbox range (when its
+ * meta value is corrupt). recipient borrowed. */
+int sp_store_rebuild_meta(struct sp_store *st, const uint8_t recipient[SP_KEY_LEN],
+			  struct sp_store_meta *m);
+
+/* Frees the read buffer (at close). */
+void sp_store_read_fini(struct sp_store *st);
+
+#endif
