@@ -38,6 +38,12 @@
 #include "sp_noise.h"
 #include "sp_seal.h"
 
+/* macOS and iOS have no MSG_NOSIGNAL; there the socket gets SO_NOSIGPIPE
+ * (open_socket) and the flag is a no-op. */
+#ifndef MSG_NOSIGNAL
+#define MSG_NOSIGNAL 0
+#endif
+
 #define S(x) _Static_assert((int)SEALPOST_##x == (int)SP_##x, "status " #x)
 S(STATUS_DELIVERED);
 S(STATUS_ACCEPTED);
@@ -280,14 +286,48 @@ static int split_host_port(const char *s, char *host, size_t host_cap, char port
 	return 0;
 }
 
+/* A non-blocking, close-on-exec socket that never raises SIGPIPE, in one
+ * call where the platform has SOCK_NONBLOCK/SOCK_CLOEXEC, else with fcntl. */
+static int open_socket(const struct addrinfo *ai)
+{
+	int fd;
+
+#if defined(SOCK_NONBLOCK) && defined(SOCK_CLOEXEC)
+	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+	if (fd < 0)
+		return -errno;
+#else
+	int fl;
+
+	fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
+	if (fd < 0)
+		return -errno;
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+	    fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+		fl = -errno;
+		close(fd);
+		return fl;
+	}
+#endif
+#ifdef SO_NOSIGPIPE
+	{
+		int on = 1;
+
+		setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &on, sizeof(on));
+	}
+#endif
+	return fd;
+}
+
 static int connect_one(const struct addrinfo *ai, int64_t deadline)
 {
 	int fd, r, one = 1, err = 0;
 	socklen_t elen = sizeof(err);
 
-	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+	fd = open_socket(ai);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	/* We coalesce frames ourselves; Nagle would only add latency. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)

@@ -32,6 +32,9 @@
  *                sealpost_client_step() and retry
  *   -EADDRNOTAVAIL  host name did not resolve
  *   -E2BIG       sealpost_connect_opts set a field this library does not know
+ *   -EEXIST      sealpost_key_save: the file exists
+ *   -ENAMETOOLONG  a key file path too long for its temporary name
+ * sealpost_strerror() turns any of these into a sentence.
  *
  * Threading: no global state. A sealpost_key may be used by any number of
  * threads at once for reading (every function taking a const struct
@@ -64,11 +67,39 @@
 extern "C" {
 #endif
 
+/* Marks what the shared library exports; the library is built with hidden
+ * visibility, so nothing else is. */
 #if defined(__GNUC__)
 #define SEALPOST_API __attribute__((visibility("default")))
 #else
 #define SEALPOST_API
 #endif
+
+/*
+ * The version of this header. CMake refuses to configure if these differ
+ * from the project's VERSION; sealpost_version() is the library's own, which
+ * may be newer than the header an app was built with (same major: the same
+ * ABI).
+ */
+#define SEALPOST_VERSION_MAJOR 0
+#define SEALPOST_VERSION_MINOR 1
+#define SEALPOST_VERSION_PATCH 0
+#define SEALPOST_VERSION_STRING "0.1.0"
+/* One number for compile-time comparisons: 0x00MMmmpp. */
+#define SEALPOST_VERSION_NUMBER \
+	((SEALPOST_VERSION_MAJOR << 16) | (SEALPOST_VERSION_MINOR << 8) | SEALPOST_VERSION_PATCH)
+
+/* The library's version, "MAJOR.MINOR.PATCH". Static storage; thread-safe. */
+SEALPOST_API const char *sealpost_version(void);
+
+/*
+ * What an error this library returned means, in the library's words
+ * ("the broker closed the connection", ...). err: the negative errno as
+ * returned (a positive errno is taken the same); 0 gives "success". Every
+ * code listed under "Errors:" above has its own text; any other gives
+ * "unknown error". Static storage; thread-safe (unlike strerror(3)).
+ */
+SEALPOST_API const char *sealpost_strerror(int err);
 
 enum {
 	SEALPOST_KEY_LEN = 32,          /* X25519 public or private key, bytes */
