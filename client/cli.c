@@ -207,24 +207,24 @@ static int parse(int argc, char **argv, struct opts *o, const char *text, int *f
 }
 
 /* Loads the key and connects; prints why not. Returns 0 or an exit status. */
-static int open_client(const struct opts *o, int timeout_ms, struct sp_key **key,
-		       struct sp_client **c)
+static int open_client(const struct opts *o, int timeout_ms, struct sealpost_key **key,
+		       struct sealpost_client **c)
 {
 	uint8_t server_key[SEALPOST_KEY_LEN], learned[SEALPOST_KEY_LEN];
 	char hex[SEALPOST_KEY_HEX_LEN + 1];
 	int r;
 
-	if (o->server_key_hex && sp_key_from_hex(server_key, o->server_key_hex) < 0) {
+	if (o->server_key_hex && sealpost_key_from_hex(server_key, o->server_key_hex) < 0) {
 		fprintf(stderr, "sealpost: --server-key is not 64 hex characters\n");
 		return EX_USAGE;
 	}
-	r = sp_key_load(key, o->key_path);
+	r = sealpost_key_load(key, o->key_path);
 	if (r < 0) {
 		fprintf(stderr, "sealpost: cannot load key %s: %s\n", o->key_path, strerror(-r));
 		return EX_KEYFILE;
 	}
-	r = sp_client_connect(c, o->server, *key, o->server_key_hex ? server_key : NULL,
-			      timeout_ms);
+	r = sealpost_client_connect(c, o->server, *key, o->server_key_hex ? server_key : NULL,
+				    timeout_ms);
 	if (r == -EINVAL) {
 		fprintf(stderr, "sealpost: bad --server address or key: %s\n", o->server);
 		return EX_USAGE;
@@ -234,8 +234,8 @@ static int open_client(const struct opts *o, int timeout_ms, struct sp_key **key
 		return EX_CONNECT;
 	}
 	if (!o->server_key_hex) {
-		sp_client_server_key(*c, learned);
-		sp_key_to_hex(learned, hex);
+		sealpost_client_server_key(*c, learned);
+		sealpost_key_to_hex(learned, hex);
 		fprintf(stderr, "server-key %s\n", hex);
 	}
 	return 0;
@@ -243,7 +243,7 @@ static int open_client(const struct opts *o, int timeout_ms, struct sp_key **key
 
 static int cmd_keygen(int argc, char **argv)
 {
-	struct sp_key *key = NULL;
+	struct sealpost_key *key = NULL;
 	uint8_t pub[SEALPOST_KEY_LEN];
 	char hex[SEALPOST_KEY_HEX_LEN + 1];
 	int r;
@@ -254,24 +254,24 @@ static int cmd_keygen(int argc, char **argv)
 	}
 	if (argc != 2 || argv[1][0] == '-')
 		return bad_usage("keygen takes exactly one FILE", keygen_help);
-	r = sp_key_generate(&key);
+	r = sealpost_key_generate(&key);
 	if (r == 0)
-		r = sp_key_save(key, argv[1]);
+		r = sealpost_key_save(key, argv[1]);
 	if (r < 0) {
 		fprintf(stderr, "sealpost: cannot write %s: %s\n", argv[1], strerror(-r));
-		sp_key_free(key);
+		sealpost_key_free(key);
 		return EX_KEYFILE;
 	}
-	sp_key_public(key, pub);
-	sp_key_free(key);
-	sp_key_to_hex(pub, hex);
+	sealpost_key_public(key, pub);
+	sealpost_key_free(key);
+	sealpost_key_to_hex(pub, hex);
 	printf("%s\n", hex);
 	return EX_OK;
 }
 
 static int cmd_pubkey(int argc, char **argv)
 {
-	struct sp_key *key = NULL;
+	struct sealpost_key *key = NULL;
 	uint8_t pub[SEALPOST_KEY_LEN];
 	char hex[SEALPOST_KEY_HEX_LEN + 1];
 	int r;
@@ -282,14 +282,14 @@ static int cmd_pubkey(int argc, char **argv)
 	}
 	if (argc != 2 || argv[1][0] == '-')
 		return bad_usage("pubkey takes exactly one FILE", pubkey_help);
-	r = sp_key_load(&key, argv[1]);
+	r = sealpost_key_load(&key, argv[1]);
 	if (r < 0) {
 		fprintf(stderr, "sealpost: cannot load key %s: %s\n", argv[1], strerror(-r));
 		return EX_KEYFILE;
 	}
-	sp_key_public(key, pub);
-	sp_key_free(key);
-	sp_key_to_hex(pub, hex);
+	sealpost_key_public(key, pub);
+	sealpost_key_free(key);
+	sealpost_key_to_hex(pub, hex);
 	printf("%s\n", hex);
 	return EX_OK;
 }
@@ -325,8 +325,8 @@ static int read_stdin(size_t max, uint8_t **out, size_t *len)
 static int cmd_send(int argc, char **argv)
 {
 	struct opts o = { .timeout_s = 10 };
-	struct sp_key *key = NULL;
-	struct sp_client *c = NULL;
+	struct sealpost_key *key = NULL;
+	struct sealpost_client *c = NULL;
 	uint8_t to[SEALPOST_KEY_LEN], *stdin_msg = NULL;
 	const uint8_t *msg;
 	size_t len;
@@ -338,7 +338,7 @@ static int cmd_send(int argc, char **argv)
 		return r < 0 ? EX_OK : r;
 	if (!o.to_hex)
 		return bad_usage("--to is required", send_help);
-	if (sp_key_from_hex(to, o.to_hex) < 0) {
+	if (sealpost_key_from_hex(to, o.to_hex) < 0) {
 		fprintf(stderr, "sealpost: --to is not 64 hex characters\n");
 		return EX_USAGE;
 	}
@@ -363,16 +363,16 @@ static int cmd_send(int argc, char **argv)
 	ex = open_client(&o, (int)o.timeout_s * 1000, &key, &c);
 	if (ex)
 		goto out;
-	if (len > sp_client_max_message(c)) {
+	if (len > sealpost_client_max_message(c)) {
 		fprintf(stderr, "sealpost: message too large for this broker (max %zu bytes)\n",
-			sp_client_max_message(c));
+			sealpost_client_max_message(c));
 		ex = EX_USAGE;
 		goto out;
 	}
-	r = sp_client_send_ex(c, to, msg, len, o.online_only ? SEALPOST_SEND_ONLINE_ONLY : 0, 0,
-			      &id);
+	r = sealpost_client_send_ex(c, to, msg, len,
+				    o.online_only ? SEALPOST_SEND_ONLINE_ONLY : 0, 0, &id);
 	if (r == 0)
-		r = sp_client_wait_result(c, id, (int)o.timeout_s * 1000, &status, NULL);
+		r = sealpost_client_wait_result(c, id, (int)o.timeout_s * 1000, &status, NULL);
 	if (r == -EINVAL) {
 		fprintf(stderr, "sealpost: --to is not a valid public key\n");
 		ex = EX_USAGE;
@@ -382,12 +382,12 @@ static int cmd_send(int argc, char **argv)
 	} else if (status == SEALPOST_STATUS_DELIVERED || status == SEALPOST_STATUS_ACCEPTED) {
 		ex = EX_OK;
 	} else {
-		fprintf(stderr, "%s\n", sp_status_string(status));
+		fprintf(stderr, "%s\n", sealpost_status_string(status));
 		ex = status >= EX_STATUS_BASE && status < 64 ? status : EX_LOST;
 	}
 out:
-	sp_client_close(c);
-	sp_key_free(key);
+	sealpost_client_close(c);
+	sealpost_key_free(key);
 	free(stdin_msg);
 	return ex;
 }
@@ -425,9 +425,9 @@ static int64_t now_ms(void)
 static int cmd_recv(int argc, char **argv)
 {
 	struct opts o = { 0 };
-	struct sp_key *key = NULL;
-	struct sp_client *c = NULL;
-	struct sp_event ev;
+	struct sealpost_key *key = NULL;
+	struct sealpost_client *c = NULL;
+	struct sealpost_event ev;
 	uint8_t me[SEALPOST_KEY_LEN];
 	char hex[SEALPOST_KEY_HEX_LEN + 1];
 	int64_t deadline = -1;
@@ -444,8 +444,8 @@ static int cmd_recv(int argc, char **argv)
 	ex = open_client(&o, o.timeout_s ? (int)o.timeout_s * 1000 : 0, &key, &c);
 	if (ex)
 		goto out;
-	sp_client_public_key(c, me);
-	sp_key_to_hex(me, hex);
+	sealpost_client_public_key(c, me);
+	sealpost_key_to_hex(me, hex);
 	fprintf(stderr, "listening %s\n", hex);
 	while (!o.count || got < o.count) {
 		int wait = -1;
@@ -455,7 +455,7 @@ static int cmd_recv(int argc, char **argv)
 
 			wait = left > 0 ? (int)left : 0;
 		}
-		r = sp_client_next_event(c, &ev, wait);
+		r = sealpost_client_next_event(c, &ev, wait);
 		if (r == 0) {
 			ex = o.count ? EX_TIMEOUT : EX_OK;
 			goto done;
@@ -467,7 +467,7 @@ static int cmd_recv(int argc, char **argv)
 		}
 		switch (ev.type) {
 		case SEALPOST_EVENT_MESSAGE:
-			sp_key_to_hex(ev.sender, hex);
+			sealpost_key_to_hex(ev.sender, hex);
 			if (o.raw) {
 				fprintf(stderr, "from %s\n", hex);
 				fwrite(ev.data, 1, ev.len, stdout);
@@ -484,7 +484,8 @@ static int cmd_recv(int argc, char **argv)
 				(unsigned long long)ev.seq);
 			break;
 		case SEALPOST_EVENT_GOAWAY:
-			fprintf(stderr, "sealpost: broker closing: %s\n", sp_status_string(ev.status));
+			fprintf(stderr, "sealpost: broker closing: %s\n",
+				sealpost_status_string(ev.status));
 			break;
 		case SEALPOST_EVENT_DRAINED:
 			if (o.verbose)
@@ -507,13 +508,13 @@ done:
 	 * until the broker has processed it, so a recv right after us does not
 	 * see it again. Messages read but not printed are never acknowledged.
 	 */
-	r = sp_client_sync(c, SYNC_TIMEOUT_MS);
+	r = sealpost_client_sync(c, SYNC_TIMEOUT_MS);
 	if (r < 0 && got)
 		fprintf(stderr, "sealpost: could not confirm the acknowledgements (%s); the last "
 			"messages may be delivered again\n", strerror(-r));
 out:
-	sp_client_close(c);
-	sp_key_free(key);
+	sealpost_client_close(c);
+	sealpost_key_free(key);
 	return ex;
 }
 

@@ -38,6 +38,12 @@
 #include "sp_noise.h"
 #include "sp_seal.h"
 
+/* macOS and iOS have no MSG_NOSIGNAL; there the socket gets SO_NOSIGPIPE
+ * (open_socket) and the flag is a no-op. */
+#ifndef MSG_NOSIGNAL
+#define MSG_NOSIGNAL 0
+#endif
+
 #define S(x) _Static_assert((int)SEALPOST_##x == (int)SP_##x, "status " #x)
 S(STATUS_DELIVERED);
 S(STATUS_ACCEPTED);
@@ -65,7 +71,7 @@ enum {
 	/* Past this much unread input we stop reading: the broker then sees a
 	 * slow consumer, which is the truth. */
 	RBUF_MAX = 16 << 20,
-	/* Unsent output above which sp_client_send says -ENOBUFS. */
+	/* Unsent output above which sealpost_client_send says -ENOBUFS. */
 	OUT_QUEUE_MAX = 8 << 20,
 	READ_BUDGET = 1 << 20,          /* bytes per read pass, so writes get a turn */
 	MIN_TRANSPORT = 256,            /* a ServerHello below this is nonsense */
@@ -82,21 +88,21 @@ static const uint32_t SEND_FLAGS_KNOWN = SEALPOST_SEND_ONLINE_ONLY;
 _Static_assert((int)SEALPOST_SEND_ONLINE_ONLY == (int)SP_SEND_ONLINE_ONLY, "online-only flag");
 
 struct held_event {
-	struct sp_event ev;
+	struct sealpost_event ev;
 	uint8_t *data;                  /* malloc'd copy of a MESSAGE's data */
 };
 
 /* Everything secret a connection holds, in ONE guarded allocation (each
  * sodium_malloc costs guard pages and memory mappings). */
 struct secrets {
-	struct sp_key key;              /* our copy of the device key */
+	struct sealpost_key key;              /* our copy of the device key */
 	struct sp_noise_transport tr;
 };
 
-struct sp_client {
+struct sealpost_client {
 	int fd;
 	struct secrets *sec;            /* sodium_malloc */
-	struct sp_key *key;             /* &sec->key */
+	struct sealpost_key *key;             /* &sec->key */
 	struct sp_noise_transport *tr;  /* &sec->tr */
 	uint8_t server_pub[SP_KEY_LEN];
 	uint32_t max_envelope;
@@ -280,14 +286,48 @@ static int split_host_port(const char *s, char *host, size_t host_cap, char port
 	return 0;
 }
 
+/* A non-blocking, close-on-exec socket that never raises SIGPIPE, in one
+ * call where the platform has SOCK_NONBLOCK/SOCK_CLOEXEC, else with fcntl. */
+static int open_socket(const struct addrinfo *ai)
+{
+	int fd;
+
+#if defined(SOCK_NONBLOCK) && defined(SOCK_CLOEXEC)
+	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+	if (fd < 0)
+		return -errno;
+#else
+	int fl;
+
+	fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
+	if (fd < 0)
+		return -errno;
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+	    fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+		fl = -errno;
+		close(fd);
+		return fl;
+	}
+#endif
+#ifdef SO_NOSIGPIPE
+	{
+		int on = 1;
+
+		setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &on, sizeof(on));
+	}
+#endif
+	return fd;
+}
+
 static int connect_one(const struct addrinfo *ai, int64_t deadline)
 {
 	int fd, r, one = 1, err = 0;
 	socklen_t elen = sizeof(err);
 
-	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+	fd = open_socket(ai);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	/* We coalesce frames ourselves; Nagle would only add latency. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
@@ -352,7 +392,7 @@ static int read_hs_msg(int fd, uint8_t *buf, size_t cap, size_t *len, int64_t de
 	return read_exact(fd, buf, *len, deadline);
 }
 
-static int check_server_hello(struct sp_client *c, const uint8_t *payload, size_t len)
+static int check_server_hello(struct sealpost_client *c, const uint8_t *payload, size_t len)
 {
 	struct sp_hello h = { 0 };
 
@@ -373,7 +413,7 @@ static int check_server_hello(struct sp_client *c, const uint8_t *payload, size_
  * <- e, ee, se [ServerHello]. XX: -> e; <- e, ee, s, es [ServerHello];
  * -> s, se [ClientHello]. Blocks until the deadline.
  */
-static int handshake(struct sp_client *c, const uint8_t *server_key, int64_t deadline)
+static int handshake(struct sealpost_client *c, const uint8_t *server_key, int64_t deadline)
 {
 	const bool ik = server_key != NULL;
 	uint8_t pre[SP_PREAMBLE_LEN] = { 'S', 'E', 'A', 'L', SP_PROTOCOL_VERSION,
@@ -449,7 +489,7 @@ out:
  * (openat2, clone3): fields past the caller's size read as 0; bytes past
  * ours must be 0, or the caller asked for something we cannot do.
  */
-static int read_opts(const struct sp_connect_opts *in, struct sp_connect_opts *o)
+static int read_opts(const struct sealpost_connect_opts *in, struct sealpost_connect_opts *o)
 {
 	const uint8_t *extra;
 	size_t i;
@@ -457,7 +497,7 @@ static int read_opts(const struct sp_connect_opts *in, struct sp_connect_opts *o
 	memset(o, 0, sizeof(*o));
 	if (!in)
 		return 0;
-	if (in->size < offsetof(struct sp_connect_opts, flags) + sizeof(o->flags))
+	if (in->size < offsetof(struct sealpost_connect_opts, flags) + sizeof(o->flags))
 		return -EINVAL;
 	memcpy(o, in, in->size < sizeof(*o) ? in->size : sizeof(*o));
 	extra = (const uint8_t *)in;
@@ -484,19 +524,20 @@ static uint64_t first_client_id(void)
 	return id ? id : 1;
 }
 
-SEALPOST_API int sp_client_connect(struct sp_client **out, const char *server,
-				   const struct sp_key *key, const uint8_t *server_key,
-				   int timeout_ms)
+SEALPOST_API int sealpost_client_connect(struct sealpost_client **out, const char *server,
+					 const struct sealpost_key *key, const uint8_t *server_key,
+					 int timeout_ms)
 {
-	return sp_client_connect_opts(out, server, key, server_key, timeout_ms, NULL);
+	return sealpost_client_connect_opts(out, server, key, server_key, timeout_ms, NULL);
 }
 
-SEALPOST_API int sp_client_connect_opts(struct sp_client **out, const char *server,
-					const struct sp_key *key, const uint8_t *server_key,
-					int timeout_ms, const struct sp_connect_opts *opts)
+SEALPOST_API int sealpost_client_connect_opts(struct sealpost_client **out, const char *server,
+					      const struct sealpost_key *key,
+					      const uint8_t *server_key, int timeout_ms,
+					      const struct sealpost_connect_opts *opts)
 {
-	struct sp_connect_opts o;
-	struct sp_client *c;
+	struct sealpost_connect_opts o;
+	struct sealpost_client *c;
 	int64_t deadline;
 	int r;
 
@@ -552,26 +593,28 @@ SEALPOST_API int sp_client_connect_opts(struct sp_client **out, const char *serv
 	*out = c;
 	return 0;
 fail:
-	sp_client_close(c);
+	sealpost_client_close(c);
 	return r;
 }
 
-SEALPOST_API void sp_client_server_key(const struct sp_client *c, uint8_t pub[SEALPOST_KEY_LEN])
+SEALPOST_API void sealpost_client_server_key(const struct sealpost_client *c,
+					     uint8_t pub[SEALPOST_KEY_LEN])
 {
 	memcpy(pub, c->server_pub, SP_KEY_LEN);
 }
 
-SEALPOST_API void sp_client_public_key(const struct sp_client *c, uint8_t pub[SEALPOST_KEY_LEN])
+SEALPOST_API void sealpost_client_public_key(const struct sealpost_client *c,
+					     uint8_t pub[SEALPOST_KEY_LEN])
 {
 	memcpy(pub, c->key->pub, SP_KEY_LEN);
 }
 
-SEALPOST_API uint32_t sp_client_max_envelope(const struct sp_client *c)
+SEALPOST_API uint32_t sealpost_client_max_envelope(const struct sealpost_client *c)
 {
 	return c->max_envelope;
 }
 
-SEALPOST_API size_t sp_client_max_message(const struct sp_client *c)
+SEALPOST_API size_t sealpost_client_max_message(const struct sealpost_client *c)
 {
 	return c->max_envelope - SP_SEAL_OVERHEAD;
 }
@@ -580,7 +623,7 @@ SEALPOST_API size_t sp_client_max_message(const struct sp_client *c)
 
 /* The error a call reports on a dead connection: -ENOTCONN after a GoAway
  * and the broker's close, the failure otherwise. */
-static int conn_error(const struct sp_client *c)
+static int conn_error(const struct sealpost_client *c)
 {
 	if (c->io_err == CLOSED_EOF)
 		return c->goaway ? -ENOTCONN : -ECONNRESET;
@@ -588,7 +631,7 @@ static int conn_error(const struct sp_client *c)
 }
 
 /* Stops all I/O on a broken connection; the fd stays ours until close. */
-static void fail(struct sp_client *c, int err, bool fatal)
+static void fail(struct sealpost_client *c, int err, bool fatal)
 {
 	if (!c->io_err)
 		c->io_err = err;
@@ -618,7 +661,7 @@ static int grow(uint8_t **buf, size_t *cap, size_t need)
 }
 
 /* Encrypts the open batch in place into one length-prefixed transport message. */
-static int close_batch(struct sp_client *c)
+static int close_batch(struct sealpost_client *c)
 {
 	int r;
 
@@ -641,7 +684,7 @@ static int close_batch(struct sp_client *c)
  * its tag), closing a full batch first. obuf may move: frames are always
  * addressed by offset.
  */
-static int reserve(struct sp_client *c, size_t need)
+static int reserve(struct sealpost_client *c, size_t need)
 {
 	int r;
 
@@ -661,7 +704,7 @@ static int reserve(struct sp_client *c, size_t need)
 
 /* Where frames of the open batch may be written: up to max_transport, and
  * never past the buffer. */
-static size_t batch_limit(const struct sp_client *c)
+static size_t batch_limit(const struct sealpost_client *c)
 {
 	size_t lim = c->oenc + SP_LEN_PREFIX + c->max_transport;
 
@@ -669,7 +712,7 @@ static size_t batch_limit(const struct sp_client *c)
 }
 
 /* Appends a frame without a body to the batch. */
-static int queue_frame(struct sp_client *c, const struct sp_frame *f)
+static int queue_frame(struct sealpost_client *c, const struct sp_frame *f)
 {
 	size_t off;
 	int r;
@@ -685,7 +728,7 @@ static int queue_frame(struct sp_client *c, const struct sp_frame *f)
 	return 0;
 }
 
-static int queue_acks(struct sp_client *c)
+static int queue_acks(struct sealpost_client *c)
 {
 	struct sp_frame f = { .type = SP_FRAME_ACK };
 	int r;
@@ -701,7 +744,7 @@ static int queue_acks(struct sp_client *c)
 }
 
 /* Non-blocking: seals what is queued and writes what the socket takes. */
-static int do_write(struct sp_client *c)
+static int do_write(struct sealpost_client *c)
 {
 	int r;
 
@@ -749,12 +792,12 @@ static int do_write(struct sp_client *c)
 
 /* taken_seq counts: the app's next step writes that ack (see ack_taken),
  * so an event loop polling for POLLOUT gets it out without new input. */
-static bool out_pending(const struct sp_client *c)
+static bool out_pending(const struct sealpost_client *c)
 {
 	return c->osent < c->oenc || (c->batch_open && c->obatch) || c->nacks || c->taken_seq;
 }
 
-static int check_send(struct sp_client *c)
+static int check_send(struct sealpost_client *c)
 {
 	if (c->io_err || c->goaway)
 		return -ENOTCONN;
@@ -772,7 +815,7 @@ static int check_send(struct sp_client *c)
  * Queues a Send frame whose body (env_len bytes) is produced by seal or
  * copy. id 0: the next of this connection's counter; else a retry's id.
  */
-static int queue_send(struct sp_client *c, const uint8_t to[SP_KEY_LEN], const uint8_t *msg,
+static int queue_send(struct sealpost_client *c, const uint8_t to[SP_KEY_LEN], const uint8_t *msg,
 		      size_t msg_len, const uint8_t *env, size_t env_len, uint32_t flags,
 		      uint64_t id, uint64_t *client_id)
 {
@@ -816,29 +859,31 @@ static int queue_send(struct sp_client *c, const uint8_t to[SP_KEY_LEN], const u
 	return 0;
 }
 
-SEALPOST_API int sp_client_send_ex(struct sp_client *c, const uint8_t to[SEALPOST_KEY_LEN],
-				   const void *msg, size_t msg_len, uint32_t flags,
-				   uint64_t client_id, uint64_t *used_id)
+SEALPOST_API int sealpost_client_send_ex(struct sealpost_client *c,
+					 const uint8_t to[SEALPOST_KEY_LEN], const void *msg,
+					 size_t msg_len, uint32_t flags, uint64_t client_id,
+					 uint64_t *used_id)
 {
 	if (!c || !to || (!msg && msg_len))
 		return -EINVAL;
 	if (!sp_noise_key_valid(to))
 		return -EINVAL;
-	if (msg_len > sp_client_max_message(c))
+	if (msg_len > sealpost_client_max_message(c))
 		return -EMSGSIZE;
 	return queue_send(c, to, msg, msg_len, NULL, msg_len + SP_SEAL_OVERHEAD, flags, client_id,
 			  used_id);
 }
 
-SEALPOST_API int sp_client_send(struct sp_client *c, const uint8_t to[SEALPOST_KEY_LEN],
-				const void *msg, size_t msg_len, uint64_t *client_id)
+SEALPOST_API int sealpost_client_send(struct sealpost_client *c, const uint8_t to[SEALPOST_KEY_LEN],
+				      const void *msg, size_t msg_len, uint64_t *client_id)
 {
-	return sp_client_send_ex(c, to, msg, msg_len, 0, 0, client_id);
+	return sealpost_client_send_ex(c, to, msg, msg_len, 0, 0, client_id);
 }
 
-SEALPOST_API int sp_client_send_raw_ex(struct sp_client *c, const uint8_t to[SEALPOST_KEY_LEN],
-				       const uint8_t *env, size_t env_len, uint32_t flags,
-				       uint64_t client_id, uint64_t *used_id)
+SEALPOST_API int sealpost_client_send_raw_ex(struct sealpost_client *c,
+					     const uint8_t to[SEALPOST_KEY_LEN], const uint8_t *env,
+					     size_t env_len, uint32_t flags, uint64_t client_id,
+					     uint64_t *used_id)
 {
 	if (!c || !to || (!env && env_len))
 		return -EINVAL;
@@ -846,13 +891,14 @@ SEALPOST_API int sp_client_send_raw_ex(struct sp_client *c, const uint8_t to[SEA
 			  client_id, used_id);
 }
 
-SEALPOST_API int sp_client_send_raw(struct sp_client *c, const uint8_t to[SEALPOST_KEY_LEN],
-				    const uint8_t *env, size_t env_len, uint64_t *client_id)
+SEALPOST_API int sealpost_client_send_raw(struct sealpost_client *c,
+					  const uint8_t to[SEALPOST_KEY_LEN], const uint8_t *env,
+					  size_t env_len, uint64_t *client_id)
 {
-	return sp_client_send_raw_ex(c, to, env, env_len, 0, 0, client_id);
+	return sealpost_client_send_raw_ex(c, to, env, env_len, 0, 0, client_id);
 }
 
-SEALPOST_API int sp_client_ping(struct sp_client *c, uint64_t *id)
+SEALPOST_API int sealpost_client_ping(struct sealpost_client *c, uint64_t *id)
 {
 	struct sp_frame f = { .type = SP_FRAME_PING };
 	int r;
@@ -863,7 +909,7 @@ SEALPOST_API int sp_client_ping(struct sp_client *c, uint64_t *id)
 	if (r < 0)
 		return r;
 	/* Acks queued so far go first: the Pong then proves they were
-	 * processed (sp_client_sync). */
+	 * processed (sealpost_client_sync). */
 	r = queue_acks(c);
 	if (r < 0)
 		return r;
@@ -877,7 +923,7 @@ SEALPOST_API int sp_client_ping(struct sp_client *c, uint64_t *id)
 	return 0;
 }
 
-SEALPOST_API int sp_client_ack(struct sp_client *c, uint64_t seq)
+SEALPOST_API int sealpost_client_ack(struct sealpost_client *c, uint64_t seq)
 {
 	int r;
 
@@ -901,7 +947,7 @@ SEALPOST_API int sp_client_ack(struct sp_client *c, uint64_t seq)
  * handed out. On a dead connection the ack is dropped: the envelope comes
  * again next time (at-least-once), which is the only honest outcome.
  */
-static void ack_taken(struct sp_client *c)
+static void ack_taken(struct sealpost_client *c)
 {
 	uint64_t seq = c->taken_seq;
 	int r;
@@ -911,13 +957,13 @@ static void ack_taken(struct sp_client *c)
 		return;
 	/* Only an Ack frame that cannot be built fails here (out of memory):
 	 * the output stream is then unusable. */
-	r = sp_client_ack(c, seq);
+	r = sealpost_client_ack(c, seq);
 	if (r < 0)
 		fail(c, r, true);
 }
 
 /* Remembers a delivery handed to the app, for ack_taken. */
-static void note_taken(struct sp_client *c, const struct sp_event *ev)
+static void note_taken(struct sealpost_client *c, const struct sealpost_event *ev)
 {
 	if (!c->manual_ack &&
 	    (ev->type == SEALPOST_EVENT_MESSAGE || ev->type == SEALPOST_EVENT_BAD_ENVELOPE))
@@ -927,7 +973,7 @@ static void note_taken(struct sp_client *c, const struct sp_event *ev)
 /* -------------------------------------------------------------- input --- */
 
 /* Moves unconsumed input to the front of rbuf. */
-static void compact(struct sp_client *c)
+static void compact(struct sealpost_client *c)
 {
 	size_t shift = c->rstart;
 
@@ -943,7 +989,7 @@ static void compact(struct sp_client *c)
 }
 
 /* All input consumed: start over at the front, and give back a big buffer. */
-static void drained(struct sp_client *c)
+static void drained(struct sealpost_client *c)
 {
 	uint8_t *n;
 
@@ -961,7 +1007,7 @@ static void drained(struct sp_client *c)
 }
 
 /* Non-blocking: reads what is there, up to a budget. */
-static int do_read(struct sp_client *c)
+static int do_read(struct sealpost_client *c)
 {
 	size_t budget = READ_BUDGET;
 
@@ -998,12 +1044,12 @@ static int do_read(struct sp_client *c)
 	return c->io_err < 0 ? c->io_err : 0;
 }
 
-static bool read_room(const struct sp_client *c)
+static bool read_room(const struct sealpost_client *c)
 {
 	return c->rcap < RBUF_MAX || c->rstart > 0 || c->rcap - c->rend >= 4096;
 }
 
-static void closed_event(const struct sp_client *c, struct sp_event *ev)
+static void closed_event(const struct sealpost_client *c, struct sealpost_event *ev)
 {
 	memset(ev, 0, sizeof(*ev));
 	ev->type = SEALPOST_EVENT_CLOSED;
@@ -1014,7 +1060,8 @@ static void closed_event(const struct sp_client *c, struct sp_event *ev)
  * Turns one decoded frame into an event: 1 if it gives one, 0 if not;
  * -EPROTO for a frame a broker may not send, -ENOMEM.
  */
-static int frame_event(struct sp_client *c, const struct sp_frame *f, struct sp_event *ev)
+static int frame_event(struct sealpost_client *c, const struct sp_frame *f,
+		       struct sealpost_event *ev)
 {
 	struct sp_frame pong = { .type = SP_FRAME_PONG };
 	int r;
@@ -1072,7 +1119,7 @@ static int frame_event(struct sp_client *c, const struct sp_frame *f, struct sp_
  * when more input is needed. CLOSED once the input is used up on a dead
  * connection.
  */
-static int pull_event(struct sp_client *c, struct sp_event *ev)
+static int pull_event(struct sealpost_client *c, struct sealpost_event *ev)
 {
 	struct sp_frame f;
 	size_t len, plain;
@@ -1131,7 +1178,7 @@ static int pull_event(struct sp_client *c, struct sp_event *ev)
 }
 
 /* Releases what the previous call handed out. */
-static void release(struct sp_client *c)
+static void release(struct sealpost_client *c)
 {
 	if (c->msg_len) {
 		sodium_memzero(c->msgbuf, c->msg_len);
@@ -1145,7 +1192,7 @@ static void release(struct sp_client *c)
 	}
 }
 
-static int hold(struct sp_client *c, const struct sp_event *ev)
+static int hold(struct sealpost_client *c, const struct sealpost_event *ev)
 {
 	struct held_event *h;
 
@@ -1177,7 +1224,7 @@ static int hold(struct sp_client *c, const struct sp_event *ev)
 }
 
 /* One round of non-blocking I/O in both directions. */
-static void pump(struct sp_client *c)
+static void pump(struct sealpost_client *c)
 {
 	if (c->io_err)
 		return;
@@ -1186,7 +1233,7 @@ static void pump(struct sp_client *c)
 		do_read(c);
 }
 
-SEALPOST_API short sp_client_poll_events(const struct sp_client *c)
+SEALPOST_API short sealpost_client_poll_events(const struct sealpost_client *c)
 {
 	short ev = 0;
 
@@ -1197,7 +1244,8 @@ SEALPOST_API short sp_client_poll_events(const struct sp_client *c)
 	return ev;
 }
 
-SEALPOST_API int sp_client_next_event(struct sp_client *c, struct sp_event *ev, int timeout_ms)
+SEALPOST_API int sealpost_client_next_event(struct sealpost_client *c, struct sealpost_event *ev,
+					    int timeout_ms)
 {
 	int64_t deadline = deadline_of(timeout_ms);
 	int r;
@@ -1227,7 +1275,7 @@ SEALPOST_API int sp_client_next_event(struct sp_client *c, struct sp_event *ev, 
 			note_taken(c, ev);
 			return 1;
 		}
-		r = wait_fd(c->fd, sp_client_poll_events(c), deadline);
+		r = wait_fd(c->fd, sealpost_client_poll_events(c), deadline);
 		if (r == -ETIMEDOUT)
 			return 0;
 		if (r < 0)
@@ -1239,12 +1287,12 @@ SEALPOST_API int sp_client_next_event(struct sp_client *c, struct sp_event *ev, 
  * Takes buffered events until the one of `type` (RESULT or PONG) for id: 1
  * when found (*found filled), 0 when the buffered input is used up, < 0
  * when the connection died. Every other event is kept, untaken, for
- * sp_client_next_event.
+ * sealpost_client_next_event.
  */
-static int scan_for(struct sp_client *c, enum sealpost_event_type type, uint64_t id,
-		    struct sp_event *found)
+static int scan_for(struct sealpost_client *c, enum sealpost_event_type type, uint64_t id,
+		    struct sealpost_event *found)
 {
-	struct sp_event ev;
+	struct sealpost_event ev;
 	int r;
 
 	while (pull_event(c, &ev)) {
@@ -1263,8 +1311,8 @@ static int scan_for(struct sp_client *c, enum sealpost_event_type type, uint64_t
 	return 0;
 }
 
-static int wait_for(struct sp_client *c, enum sealpost_event_type type, uint64_t id,
-		    int64_t deadline, struct sp_event *found)
+static int wait_for(struct sealpost_client *c, enum sealpost_event_type type, uint64_t id,
+		    int64_t deadline, struct sealpost_event *found)
 {
 	int r;
 
@@ -1276,17 +1324,17 @@ static int wait_for(struct sp_client *c, enum sealpost_event_type type, uint64_t
 		r = scan_for(c, type, id, found);
 		if (r)
 			return r < 0 ? r : 0;
-		r = wait_fd(c->fd, sp_client_poll_events(c), deadline);
+		r = wait_fd(c->fd, sealpost_client_poll_events(c), deadline);
 		if (r < 0)
 			return r;
 	}
 }
 
-SEALPOST_API int sp_client_wait_result(struct sp_client *c, uint64_t client_id, int timeout_ms,
-				       int *status, uint64_t *seq)
+SEALPOST_API int sealpost_client_wait_result(struct sealpost_client *c, uint64_t client_id,
+					     int timeout_ms, int *status, uint64_t *seq)
 {
 	int64_t deadline = deadline_of(timeout_ms);
-	struct sp_event ev = { 0 };     /* -O3 cannot see wait_for fills it on success */
+	struct sealpost_event ev = { 0 };     /* -O3 cannot see wait_for fills it on success */
 	int r;
 
 	if (!c || !status)
@@ -1302,25 +1350,26 @@ SEALPOST_API int sp_client_wait_result(struct sp_client *c, uint64_t client_id, 
 	return 0;
 }
 
-SEALPOST_API int sp_client_send_wait(struct sp_client *c, const uint8_t to[SEALPOST_KEY_LEN],
-				     const void *msg, size_t msg_len, int timeout_ms,
-				     int *status, uint64_t *seq)
+SEALPOST_API int sealpost_client_send_wait(struct sealpost_client *c,
+					   const uint8_t to[SEALPOST_KEY_LEN], const void *msg,
+					   size_t msg_len, int timeout_ms, int *status,
+					   uint64_t *seq)
 {
 	uint64_t id;
 	int r;
 
 	if (!status)
 		return -EINVAL;
-	r = sp_client_send(c, to, msg, msg_len, &id);
+	r = sealpost_client_send(c, to, msg, msg_len, &id);
 	if (r < 0)
 		return r;
-	return sp_client_wait_result(c, id, timeout_ms, status, seq);
+	return sealpost_client_wait_result(c, id, timeout_ms, status, seq);
 }
 
-SEALPOST_API int sp_client_sync(struct sp_client *c, int timeout_ms)
+SEALPOST_API int sealpost_client_sync(struct sealpost_client *c, int timeout_ms)
 {
 	int64_t deadline = deadline_of(timeout_ms);
-	struct sp_event ev;
+	struct sealpost_event ev;
 	uint64_t id;
 	int r;
 
@@ -1328,13 +1377,13 @@ SEALPOST_API int sp_client_sync(struct sp_client *c, int timeout_ms)
 		return -EINVAL;
 	release(c);
 	ack_taken(c);
-	r = sp_client_ping(c, &id);
+	r = sealpost_client_ping(c, &id);
 	if (r < 0)
 		return r == -ENOTCONN && c->io_err ? conn_error(c) : r;
 	return wait_for(c, SEALPOST_EVENT_PONG, id, deadline, &ev);
 }
 
-SEALPOST_API int sp_client_flush(struct sp_client *c, int timeout_ms)
+SEALPOST_API int sealpost_client_flush(struct sealpost_client *c, int timeout_ms)
 {
 	int64_t deadline = deadline_of(timeout_ms);
 	int r;
@@ -1361,17 +1410,17 @@ SEALPOST_API int sp_client_flush(struct sp_client *c, int timeout_ms)
 	}
 }
 
-SEALPOST_API int sp_client_fd(const struct sp_client *c)
+SEALPOST_API int sealpost_client_fd(const struct sealpost_client *c)
 {
 	return c->fd;
 }
 
-SEALPOST_API bool sp_client_want_write(const struct sp_client *c)
+SEALPOST_API bool sealpost_client_want_write(const struct sealpost_client *c)
 {
 	return !c->io_err && out_pending(c);
 }
 
-SEALPOST_API int sp_client_step(struct sp_client *c)
+SEALPOST_API int sealpost_client_step(struct sealpost_client *c)
 {
 	if (!c)
 		return -EINVAL;
@@ -1383,7 +1432,7 @@ SEALPOST_API int sp_client_step(struct sp_client *c)
 	return 0;
 }
 
-SEALPOST_API void sp_client_close(struct sp_client *c)
+SEALPOST_API void sealpost_client_close(struct sealpost_client *c)
 {
 	size_t i;
 

@@ -10,7 +10,7 @@
 
 /* Lives in sodium_malloc'd memory (guard pages, never swapped), read-only
  * after creation so one key can be shared between threads. */
-struct sp_key {
+struct sealpost_key {
 	uint8_t priv[SP_KEY_LEN];
 	uint8_t pub[SP_KEY_LEN];
 };

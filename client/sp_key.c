@@ -1,6 +1,6 @@
 /*
  * sp_key.c: device keys, hex helpers and end-to-end envelopes (public API
- * part of libsealpost). Thin on purpose: the format lives in common/
+ * part of libsealpost). Thin on purpose: the format lives in lib/crypto/
  * (sp_keyfile, sp_seal); this file adds guarded key memory and the public
  * names.
  */
@@ -22,18 +22,18 @@ _Static_assert((int)SEALPOST_SEAL_OVERHEAD == (int)SP_SEAL_OVERHEAD, "public sea
 _Static_assert((int)SEALPOST_ENVELOPE_MAX == (int)SP_BODY_MAX, "public envelope maximum");
 _Static_assert((int)SEALPOST_MESSAGE_MAX == (int)SP_MESSAGE_MAX, "public message maximum");
 
-static struct sp_key *key_alloc(void)
+static struct sealpost_key *key_alloc(void)
 {
 	/* Idempotent and thread-safe since libsodium 1.0.11; every entry point
 	 * that can be the first call into libsodium goes through here. */
 	if (sodium_init() < 0)
 		return NULL;
-	return sodium_malloc(sizeof(struct sp_key));
+	return sodium_malloc(sizeof(struct sealpost_key));
 }
 
-SEALPOST_API int sp_key_generate(struct sp_key **out)
+SEALPOST_API int sealpost_key_generate(struct sealpost_key **out)
 {
-	struct sp_key *k;
+	struct sealpost_key *k;
 
 	if (!out)
 		return -EINVAL;
@@ -47,9 +47,10 @@ SEALPOST_API int sp_key_generate(struct sp_key **out)
 	return 0;
 }
 
-SEALPOST_API int sp_key_from_private(struct sp_key **out, const uint8_t priv[SEALPOST_KEY_LEN])
+SEALPOST_API int sealpost_key_from_private(struct sealpost_key **out,
+					   const uint8_t priv[SEALPOST_KEY_LEN])
 {
-	struct sp_key *k;
+	struct sealpost_key *k;
 	int r;
 
 	if (!out || !priv)
@@ -62,7 +63,7 @@ SEALPOST_API int sp_key_from_private(struct sp_key **out, const uint8_t priv[SEA
 	if (r == 0 && !sp_noise_key_valid(k->pub))
 		r = -EINVAL;
 	if (r < 0) {
-		sp_key_free(k);
+		sealpost_key_free(k);
 		return r;
 	}
 	sodium_mprotect_readonly(k);
@@ -70,7 +71,7 @@ SEALPOST_API int sp_key_from_private(struct sp_key **out, const uint8_t priv[SEA
 	return 0;
 }
 
-SEALPOST_API int sp_key_load(struct sp_key **out, const char *path)
+SEALPOST_API int sealpost_key_load(struct sealpost_key **out, const char *path)
 {
 	uint8_t priv[SP_KEY_LEN];
 	int r;
@@ -80,25 +81,25 @@ SEALPOST_API int sp_key_load(struct sp_key **out, const char *path)
 	r = sp_keyfile_read_private(path, priv);
 	if (r < 0)
 		goto out;
-	r = sp_key_from_private(out, priv);
+	r = sealpost_key_from_private(out, priv);
 out:
 	sodium_memzero(priv, sizeof(priv));
 	return r;
 }
 
-SEALPOST_API int sp_key_save(const struct sp_key *key, const char *path)
+SEALPOST_API int sealpost_key_save(const struct sealpost_key *key, const char *path)
 {
 	if (!key || !path)
 		return -EINVAL;
 	return sp_keyfile_write_private(path, key->priv);
 }
 
-SEALPOST_API void sp_key_public(const struct sp_key *key, uint8_t pub[SEALPOST_KEY_LEN])
+SEALPOST_API void sealpost_key_public(const struct sealpost_key *key, uint8_t pub[SEALPOST_KEY_LEN])
 {
 	memcpy(pub, key->pub, SP_KEY_LEN);
 }
 
-SEALPOST_API void sp_key_free(struct sp_key *key)
+SEALPOST_API void sealpost_key_free(struct sealpost_key *key)
 {
 	if (!key)
 		return;
@@ -107,13 +108,13 @@ SEALPOST_API void sp_key_free(struct sp_key *key)
 	sodium_free(key);
 }
 
-SEALPOST_API void sp_key_to_hex(const uint8_t key[SEALPOST_KEY_LEN],
-				char out[SEALPOST_KEY_HEX_LEN + 1])
+SEALPOST_API void sealpost_key_to_hex(const uint8_t key[SEALPOST_KEY_LEN],
+				      char out[SEALPOST_KEY_HEX_LEN + 1])
 {
 	sp_key_format_hex(out, key);
 }
 
-SEALPOST_API int sp_key_from_hex(uint8_t key[SEALPOST_KEY_LEN], const char *hex)
+SEALPOST_API int sealpost_key_from_hex(uint8_t key[SEALPOST_KEY_LEN], const char *hex)
 {
 	uint8_t tmp[SP_KEY_LEN];
 	int r;
@@ -126,14 +127,15 @@ SEALPOST_API int sp_key_from_hex(uint8_t key[SEALPOST_KEY_LEN], const char *hex)
 	return r < 0 ? -EINVAL : 0;
 }
 
-SEALPOST_API const char *sp_status_string(int status)
+SEALPOST_API const char *sealpost_status_string(int status)
 {
 	return sp_status_name((enum sp_status)status);
 }
 
-SEALPOST_API int sp_envelope_seal(const struct sp_key *sender, const uint8_t to[SEALPOST_KEY_LEN],
-				  const void *msg, size_t msg_len, uint8_t *out, size_t out_cap,
-				  size_t *out_len)
+SEALPOST_API int sealpost_envelope_seal(const struct sealpost_key *sender,
+					const uint8_t to[SEALPOST_KEY_LEN], const void *msg,
+					size_t msg_len, uint8_t *out, size_t out_cap,
+					size_t *out_len)
 {
 	if (!sender || !to || (!msg && msg_len) || !out || !out_len)
 		return -EINVAL;
@@ -142,9 +144,9 @@ SEALPOST_API int sp_envelope_seal(const struct sp_key *sender, const uint8_t to[
 		       out_len);
 }
 
-SEALPOST_API int sp_envelope_open(const struct sp_key *self, const uint8_t *env, size_t env_len,
-				  uint8_t sender[SEALPOST_KEY_LEN], uint8_t *out, size_t out_cap,
-				  size_t *out_len)
+SEALPOST_API int sealpost_envelope_open(const struct sealpost_key *self, const uint8_t *env,
+					size_t env_len, uint8_t sender[SEALPOST_KEY_LEN],
+					uint8_t *out, size_t out_cap, size_t *out_len)
 {
 	int r;
 

@@ -23,9 +23,9 @@ int main(int argc, char **argv)
 	const char *server, *message;
 	uint8_t server_key[SEALPOST_KEY_LEN], me[SEALPOST_KEY_LEN], learned[SEALPOST_KEY_LEN];
 	char hex[SEALPOST_KEY_HEX_LEN + 1];
-	struct sp_key *key = NULL;
-	struct sp_client *c = NULL;
-	struct sp_event ev;
+	struct sealpost_key *key = NULL;
+	struct sealpost_client *c = NULL;
+	struct sealpost_event ev;
 	uint64_t id;
 	int r, ret = 1, delivered = 0, echoed = 0;
 
@@ -35,33 +35,34 @@ int main(int argc, char **argv)
 	}
 	server = argv[1];
 	message = argv[3];
-	if (strcmp(argv[2], "-") != 0 && sp_key_from_hex(server_key, argv[2]) < 0) {
+	if (strcmp(argv[2], "-") != 0 && sealpost_key_from_hex(server_key, argv[2]) < 0) {
 		fprintf(stderr, "echo: bad server key\n");
 		return 2;
 	}
 
-	r = sp_key_generate(&key);
+	r = sealpost_key_generate(&key);
 	if (r < 0)
 		goto out;
 	/* IK with a known server key, XX (NULL) otherwise; 10 s for both. */
-	r = sp_client_connect(&c, server, key, strcmp(argv[2], "-") ? server_key : NULL, 10000);
+	r = sealpost_client_connect(&c, server, key, strcmp(argv[2], "-") ? server_key : NULL,
+				    10000);
 	if (r < 0) {
 		fprintf(stderr, "echo: connect: %s\n", strerror(-r));
 		goto out;
 	}
-	sp_client_server_key(c, learned);
-	sp_key_to_hex(learned, hex);
+	sealpost_client_server_key(c, learned);
+	sealpost_key_to_hex(learned, hex);
 	printf("server key %s\n", hex);
 
-	sp_key_public(key, me);
-	r = sp_client_send(c, me, message, strlen(message), &id);
+	sealpost_key_public(key, me);
+	r = sealpost_client_send(c, me, message, strlen(message), &id);
 	if (r < 0) {
 		fprintf(stderr, "echo: send: %s\n", strerror(-r));
 		goto out;
 	}
 	/* next_event flushes the queued send, then returns events as they come. */
 	while (!(delivered && echoed)) {
-		r = sp_client_next_event(c, &ev, 10000);
+		r = sealpost_client_next_event(c, &ev, 10000);
 		if (r == 0) {
 			fprintf(stderr, "echo: timed out\n");
 			goto out;
@@ -72,7 +73,7 @@ int main(int argc, char **argv)
 		case SEALPOST_EVENT_RESULT:
 			/* ACCEPTED: stored in our own mailbox and delivered live. */
 			if (ev.client_id == id && ev.status != SEALPOST_STATUS_ACCEPTED) {
-				fprintf(stderr, "echo: %s\n", sp_status_string(ev.status));
+				fprintf(stderr, "echo: %s\n", sealpost_status_string(ev.status));
 				goto out;
 			}
 			delivered = 1;
@@ -93,7 +94,7 @@ int main(int argc, char **argv)
 	}
 	ret = 0;
 out:
-	sp_client_close(c);     /* wipes the session keys; NULL is fine */
-	sp_key_free(key);
+	sealpost_client_close(c);     /* wipes the session keys; NULL is fine */
+	sealpost_key_free(key);
 	return ret;
 }

@@ -22,35 +22,35 @@
 
 int main(int argc, char **argv)
 {
-	struct sp_connect_opts opts = SEALPOST_CONNECT_OPTS_INIT;
+	struct sealpost_connect_opts opts = SEALPOST_CONNECT_OPTS_INIT;
 	uint8_t server_key[SEALPOST_KEY_LEN];
 	char hex[SEALPOST_KEY_HEX_LEN + 1];
-	struct sp_key *key = NULL;
-	struct sp_client *c = NULL;
-	struct sp_event ev;
+	struct sealpost_key *key = NULL;
+	struct sealpost_client *c = NULL;
+	struct sealpost_event ev;
 	int r, ret = 1;
 
 	if (argc != 4) {
 		fprintf(stderr, "usage: %s HOST:PORT SERVER_KEY_HEX KEYFILE\n", argv[0]);
 		return 2;
 	}
-	if (sp_key_from_hex(server_key, argv[2]) < 0) {
+	if (sealpost_key_from_hex(server_key, argv[2]) < 0) {
 		fprintf(stderr, "inbox: bad server key\n");
 		return 2;
 	}
-	r = sp_key_load(&key, argv[3]);
+	r = sealpost_key_load(&key, argv[3]);
 	if (r < 0) {
 		fprintf(stderr, "inbox: %s: %s\n", argv[3], strerror(-r));
 		return 2;
 	}
 	opts.flags = SEALPOST_CONNECT_MANUAL_ACK;
-	r = sp_client_connect_opts(&c, argv[1], key, server_key, 10000, &opts);
+	r = sealpost_client_connect_opts(&c, argv[1], key, server_key, 10000, &opts);
 	if (r < 0) {
 		fprintf(stderr, "inbox: connect: %s\n", strerror(-r));
 		goto out;
 	}
 	for (;;) {
-		r = sp_client_next_event(c, &ev, 10000);
+		r = sealpost_client_next_event(c, &ev, 10000);
 		if (r <= 0) {
 			fprintf(stderr, "inbox: %s\n", r == 0 ? "timed out" : strerror(-r));
 			goto out;
@@ -66,7 +66,7 @@ int main(int argc, char **argv)
 		if (ev.type != SEALPOST_EVENT_MESSAGE && ev.type != SEALPOST_EVENT_BAD_ENVELOPE)
 			continue;
 		if (ev.type == SEALPOST_EVENT_MESSAGE) {
-			sp_key_to_hex(ev.sender, hex);
+			sealpost_key_to_hex(ev.sender, hex);
 			printf("seq %llu from %s: %.*s\n", (unsigned long long)ev.seq, hex,
 			       (int)ev.len, (const char *)ev.data);
 		}
@@ -74,19 +74,19 @@ int main(int argc, char **argv)
 		 * open never will: acknowledge it too, or it comes back forever). */
 		if (fflush(stdout) != 0)
 			goto out;
-		r = sp_client_ack(c, ev.seq);
+		r = sealpost_client_ack(c, ev.seq);
 		if (r < 0)
 			goto out;
 	}
 	/* Acks are queued; wait until the broker has processed them. */
-	r = sp_client_sync(c, 10000);
+	r = sealpost_client_sync(c, 10000);
 	if (r < 0) {
 		fprintf(stderr, "inbox: acknowledgements not confirmed: %s\n", strerror(-r));
 		goto out;
 	}
 	ret = 0;
 out:
-	sp_client_close(c);
-	sp_key_free(key);
+	sealpost_client_close(c);
+	sealpost_key_free(key);
 	return ret;
 }

@@ -139,7 +139,15 @@ int sp_keyfile_write_public(const char *path, const uint8_t pub[SP_KEY_LEN])
 	memcpy(tmp, path, n);
 	memcpy(tmp + n, suffix, sizeof(suffix));
 	/* mkostemp: O_CREAT|O_EXCL in the same directory, so rename is atomic. */
+#ifdef _GNU_SOURCE
 	fd = mkostemp(tmp, O_CLOEXEC);
+#else
+	/* POSIX has no mkostemp (the client-only build): close-on-exec set
+	 * right after, not atomically. */
+	fd = mkstemp(tmp);
+	if (fd >= 0)
+		fcntl(fd, F_SETFD, FD_CLOEXEC);
+#endif
 	if (fd < 0)
 		return -errno;
 	if (fchmod(fd, 0644) < 0) {

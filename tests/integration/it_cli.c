@@ -102,7 +102,7 @@ static void test_keygen(void **state)
 {
 	char path[128], out[256], again[256];
 	uint8_t pub[32], file_pub[32];
-	struct sp_key *k;
+	struct sealpost_key *k;
 	struct stat st;
 
 	(void)state;
@@ -116,10 +116,10 @@ static void test_keygen(void **state)
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
 	/* The printed key is the file's public key. */
-	assert_int_equal(sp_key_from_hex(pub, out), 0);
-	assert_int_equal(sp_key_load(&k, path), 0);
-	sp_key_public(k, file_pub);
-	sp_key_free(k);
+	assert_int_equal(sealpost_key_from_hex(pub, out), 0);
+	assert_int_equal(sealpost_key_load(&k, path), 0);
+	sealpost_key_public(k, file_pub);
+	sealpost_key_free(k);
 	assert_memory_equal(pub, file_pub, 32);
 	assert_int_equal(run(NULL, again, sizeof(again), (const char *const[]){ "pubkey", path, NULL }),
 			 0);
@@ -333,13 +333,13 @@ static void test_exit_codes(void **state)
 {
 	char out[1024], absent_hex[65], wrong_hex[65];
 	uint8_t absent[32];
-	struct sp_key *k;
+	struct sealpost_key *k;
 
 	(void)state;
-	assert_int_equal(sp_key_generate(&k), 0);
-	sp_key_public(k, absent);
-	sp_key_free(k);
-	sp_key_to_hex(absent, absent_hex);
+	assert_int_equal(sealpost_key_generate(&k), 0);
+	sealpost_key_public(k, absent);
+	sealpost_key_free(k);
+	sealpost_key_to_hex(absent, absent_hex);
 	/* A valid key that is not the broker's. */
 	memcpy(wrong_hex, absent_hex, sizeof(wrong_hex));
 

@@ -87,7 +87,7 @@ static size_t make_msg(char *buf, uint32_t idx)
 	return len;
 }
 
-static uint32_t msg_index(const struct sp_event *ev)
+static uint32_t msg_index(const struct sealpost_event *ev)
 {
 	char want[MSG_MAX], *end;
 	unsigned long idx;
@@ -102,31 +102,31 @@ static uint32_t msg_index(const struct sp_event *ev)
 	return (uint32_t)idx;
 }
 
-static struct sp_client *dial(const struct sp_it_broker *b, const struct sp_key *k, bool manual)
+static struct sealpost_client *dial(const struct sp_it_broker *b, const struct sealpost_key *k, bool manual)
 {
-	struct sp_connect_opts o = SEALPOST_CONNECT_OPTS_INIT;
-	struct sp_client *c = NULL;
+	struct sealpost_connect_opts o = SEALPOST_CONNECT_OPTS_INIT;
+	struct sealpost_client *c = NULL;
 
 	if (manual)
 		o.flags = SEALPOST_CONNECT_MANUAL_ACK;
-	assert_int_equal(sp_client_connect_opts(&c, b->addr, k, b->server_pub, TIMEOUT_MS, &o), 0);
+	assert_int_equal(sealpost_client_connect_opts(&c, b->addr, k, b->server_pub, TIMEOUT_MS, &o), 0);
 	return c;
 }
 
 /* Queues one attempt of envelope idx (a retry when it has an id). */
-static void send_one(struct sp_client *a, const uint8_t to[32], uint32_t idx)
+static void send_one(struct sealpost_client *a, const uint8_t to[32], uint32_t idx)
 {
 	char buf[MSG_MAX];
 	size_t len = make_msg(buf, idx);
 	struct env *e = &envs[idx];
 
-	assert_int_equal(sp_client_send_ex(a, to, buf, len, 0, e->id, &e->id), 0);
+	assert_int_equal(sealpost_client_send_ex(a, to, buf, len, 0, e->id, &e->id), 0);
 	if (e->state == UNSENT)
 		e->state = UNKNOWN;
 	inflight[in_tail++ % MAX_ENV] = idx;
 }
 
-static void take_result(const struct sp_event *ev)
+static void take_result(const struct sealpost_event *ev)
 {
 	struct env *e;
 
@@ -146,16 +146,16 @@ static void take_result(const struct sp_event *ev)
 	} else if (e->state != ACCEPTED) {
 		e->state = REFUSED;
 		print_message("envelope %u refused: %s\n", (unsigned)(e - envs),
-			      sp_status_string(ev->status));
+			      sealpost_status_string(ev->status));
 	}
 }
 
 /* The recipient, connected during a round: records what it sees live. */
-static void take_recipient(struct sp_client *b)
+static void take_recipient(struct sealpost_client *b)
 {
-	struct sp_event ev;
+	struct sealpost_event ev;
 
-	while (sp_client_next_event(b, &ev, 0) == 1) {
+	while (sealpost_client_next_event(b, &ev, 0) == 1) {
 		if (ev.type == SEALPOST_EVENT_MESSAGE) {
 			struct env *e = &envs[msg_index(&ev)];
 
@@ -171,15 +171,15 @@ static void take_recipient(struct sp_client *b)
  * One round: start, retry unknowns, send new ones; kill -9 after
  * kill_after results (0: no kill, run until every attempt has a result).
  */
-static void round_run(const char *dir, const char *fsync, const struct sp_key *ka,
-		      const struct sp_key *kb, const uint8_t pb[32], bool recipient_online,
+static void round_run(const char *dir, const char *fsync, const struct sealpost_key *ka,
+		      const struct sealpost_key *kb, const uint8_t pb[32], bool recipient_online,
 		      uint32_t kill_after, uint32_t new_max)
 {
 	const char *args[] = { "--fsync", fsync, "--mailbox-max-count", "1000000",
 			       "--mailbox-max-bytes", "1073741824", NULL };
 	struct sp_it_broker br;
-	struct sp_client *a, *b = NULL;
-	struct sp_event ev;
+	struct sealpost_client *a, *b = NULL;
+	struct sealpost_event ev;
 	uint32_t retry[MAX_ENV], n_retry = 0, next_retry = 0, results = 0, new_sent = 0, i;
 	int st;
 
@@ -206,16 +206,16 @@ static void round_run(const char *dir, const char *fsync, const struct sp_key *k
 		}
 		if (in_head == in_tail)
 			break;          /* every attempt answered (no-kill round) */
-		pfd[0] = (struct pollfd){ .fd = sp_client_fd(a), .events = sp_client_poll_events(a) };
+		pfd[0] = (struct pollfd){ .fd = sealpost_client_fd(a), .events = sealpost_client_poll_events(a) };
 		if (b)
-			pfd[1] = (struct pollfd){ .fd = sp_client_fd(b),
-						  .events = sp_client_poll_events(b) };
+			pfd[1] = (struct pollfd){ .fd = sealpost_client_fd(b),
+						  .events = sealpost_client_poll_events(b) };
 		if (poll(pfd, b ? 2 : 1, TIMEOUT_MS) <= 0)
 			fail_msg("stuck: %u results, %u in flight", results, in_tail - in_head);
-		assert_int_equal(sp_client_step(a), 0);
+		assert_int_equal(sealpost_client_step(a), 0);
 		if (b)
-			sp_client_step(b);
-		while (sp_client_next_event(a, &ev, 0) == 1) {
+			sealpost_client_step(b);
+		while (sealpost_client_next_event(a, &ev, 0) == 1) {
 			if (ev.type == SEALPOST_EVENT_DRAINED)
 				continue;
 			if (ev.type != SEALPOST_EVENT_RESULT)
@@ -240,23 +240,23 @@ static void round_run(const char *dir, const char *fsync, const struct sp_key *k
 		print_message("round --fsync %s%s: killed after %u results, %u unanswered\n",
 			      fsync, b ? " (recipient online)" : "", results, in_tail - in_head);
 	} else {
-		assert_int_equal(sp_client_sync(a, TIMEOUT_MS), 0);
+		assert_int_equal(sealpost_client_sync(a, TIMEOUT_MS), 0);
 		st = sp_it_broker_stop(&br);
 		assert_int_equal(st, 0);
 	}
-	sp_client_close(a);
-	sp_client_close(b);
+	sealpost_client_close(a);
+	sealpost_client_close(b);
 }
 
 static void test_crash(void **state)
 {
 	const char *seed_env = getenv("SP_CRASH_SEED");
 	struct sp_it_broker br;
-	struct sp_key *ka = NULL, *kb = NULL;
+	struct sealpost_key *ka = NULL, *kb = NULL;
 	uint8_t pb[32];
 	char dir[256];
-	struct sp_client *b;
-	struct sp_event ev;
+	struct sealpost_client *b;
+	struct sealpost_event ev;
 	uint32_t r, i, accepted = 0, delivered = 0, dups = 0, live = 0, refused = 0;
 	uint64_t last_seq = 0, count = 0;
 
@@ -265,9 +265,9 @@ static void test_crash(void **state)
 	if (!rng)
 		rng = DEFAULT_SEED;
 	print_message("seed %llu (SP_CRASH_SEED to change)\n", (unsigned long long)rng);
-	assert_int_equal(sp_key_generate(&ka), 0);
-	assert_int_equal(sp_key_generate(&kb), 0);
-	sp_key_public(kb, pb);
+	assert_int_equal(sealpost_key_generate(&ka), 0);
+	assert_int_equal(sealpost_key_generate(&kb), 0);
+	sealpost_key_public(kb, pb);
 
 	/* Make the data dir by starting once; keep it for every round. */
 	assert_int_equal(sp_it_broker_start(&br, NULL, NULL), 0);
@@ -285,7 +285,7 @@ static void test_crash(void **state)
 	for (;;) {
 		struct env *e;
 
-		assert_int_equal(sp_client_next_event(b, &ev, TIMEOUT_MS), 1);
+		assert_int_equal(sealpost_client_next_event(b, &ev, TIMEOUT_MS), 1);
 		if (ev.type == SEALPOST_EVENT_DRAINED) {
 			count = ev.count;
 			break;
@@ -336,17 +336,17 @@ static void test_crash(void **state)
 	assert_true(accepted > 0 && live > 0);
 
 	/* Acknowledged (automatically) as taken: the mailbox is empty now. */
-	assert_int_equal(sp_client_sync(b, TIMEOUT_MS), 0);
-	sp_client_close(b);
+	assert_int_equal(sealpost_client_sync(b, TIMEOUT_MS), 0);
+	sealpost_client_close(b);
 	b = dial(&br, kb, false);
-	assert_int_equal(sp_client_next_event(b, &ev, TIMEOUT_MS), 1);
+	assert_int_equal(sealpost_client_next_event(b, &ev, TIMEOUT_MS), 1);
 	assert_int_equal(ev.type, SEALPOST_EVENT_DRAINED);
 	assert_int_equal(ev.count, 0);
-	sp_client_close(b);
+	sealpost_client_close(b);
 	assert_int_equal(sp_it_broker_stop(&br), 0);
 	sp_it_rmrf(dir);
-	sp_key_free(ka);
-	sp_key_free(kb);
+	sealpost_key_free(ka);
+	sealpost_key_free(kb);
 }
 
 int main(void)

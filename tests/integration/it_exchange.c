@@ -3,7 +3,7 @@
  *
  * Two devices connected with IK exchange 10,000 sealed envelopes (5,000 each
  * way, interleaved) through the broker, driven through the event-loop API
- * (poll on sp_client_fd, sp_client_step, sp_client_next_event(0)); every
+ * (poll on sealpost_client_fd, sealpost_client_step, sealpost_client_next_event(0)); every
  * envelope must arrive intact, in order, from the right sender, and every
  * send must get its ACCEPTED result (stored, and delivered live with the same
  * seq) in order. Then: XX learns the broker's key, IK with a wrong key fails
@@ -52,29 +52,29 @@ static int teardown(void **state)
 	return st == 0 ? 0 : -1;
 }
 
-static struct sp_key *new_key(void)
+static struct sealpost_key *new_key(void)
 {
-	struct sp_key *k = NULL;
+	struct sealpost_key *k = NULL;
 
-	assert_int_equal(sp_key_generate(&k), 0);
+	assert_int_equal(sealpost_key_generate(&k), 0);
 	return k;
 }
 
 /* A fresh device's first event is the Drained of its empty backlog: take it,
  * so what follows is the test's. */
-static void wait_drained(struct sp_client *c)
+static void wait_drained(struct sealpost_client *c)
 {
-	struct sp_event ev;
+	struct sealpost_event ev;
 
-	assert_int_equal(sp_client_next_event(c, &ev, TIMEOUT_MS), 1);
+	assert_int_equal(sealpost_client_next_event(c, &ev, TIMEOUT_MS), 1);
 	assert_int_equal(ev.type, SEALPOST_EVENT_DRAINED);
 }
 
-static struct sp_client *connect_ik(const struct sp_key *k)
+static struct sealpost_client *connect_ik(const struct sealpost_key *k)
 {
-	struct sp_client *c = NULL;
+	struct sealpost_client *c = NULL;
 
-	assert_int_equal(sp_client_connect(&c, broker.addr, k, broker.server_pub, TIMEOUT_MS), 0);
+	assert_int_equal(sealpost_client_connect(&c, broker.addr, k, broker.server_pub, TIMEOUT_MS), 0);
 	wait_drained(c);
 	return c;
 }
@@ -105,7 +105,7 @@ static size_t make_msg(uint8_t *buf, int dir, uint32_t i)
 }
 
 struct side {
-	struct sp_client *c;
+	struct sealpost_client *c;
 	uint8_t pub[SEALPOST_KEY_LEN];
 	int dir;                        /* the direction this side sends in */
 	uint32_t sent, results, received;
@@ -117,17 +117,17 @@ struct side {
 
 static void take_events(struct side *me, struct side *peer, uint8_t *expect)
 {
-	struct sp_event ev;
+	struct sealpost_event ev;
 	size_t len;
 	int r;
 
-	while ((r = sp_client_next_event(me->c, &ev, 0)) == 1) {
+	while ((r = sealpost_client_next_event(me->c, &ev, 0)) == 1) {
 		switch (ev.type) {
 		case SEALPOST_EVENT_RESULT:
 			/* Results come in send order, one per send. */
 			assert_int_equal(ev.client_id, me->first_id + me->results);
 			if (ev.status != SEALPOST_STATUS_ACCEPTED)
-				fail_msg("send %u: %s", me->results, sp_status_string(ev.status));
+				fail_msg("send %u: %s", me->results, sealpost_status_string(ev.status));
 			me->result_seq[me->results++] = ev.seq;
 			break;
 		case SEALPOST_EVENT_MESSAGE:
@@ -157,7 +157,7 @@ static void send_some(struct side *me, struct side *peer, uint8_t *buf)
 
 	while (me->sent < PER_DIR && me->sent - peer->received < WINDOW) {
 		len = make_msg(buf, me->dir, me->sent);
-		assert_int_equal(sp_client_send(me->c, peer->pub, buf, len, &id), 0);
+		assert_int_equal(sealpost_client_send(me->c, peer->pub, buf, len, &id), 0);
 		if (me->sent == 0)
 			me->first_id = id;
 		assert_int_equal(id, me->first_id + me->sent);
@@ -169,7 +169,7 @@ static void test_exchange_10000(void **state)
 {
 	static struct side a, b;
 	static uint8_t buf[SEALPOST_MESSAGE_MAX], expect[SEALPOST_MESSAGE_MAX];
-	struct sp_key *ka = new_key(), *kb = new_key();
+	struct sealpost_key *ka = new_key(), *kb = new_key();
 	struct pollfd pfd[2];
 	uint32_t i, rounds = 0;
 	int ra, rb;
@@ -179,8 +179,8 @@ static void test_exchange_10000(void **state)
 	memset(&b, 0, sizeof(b));
 	a.c = connect_ik(ka);
 	b.c = connect_ik(kb);
-	sp_key_public(ka, a.pub);
-	sp_key_public(kb, b.pub);
+	sealpost_key_public(ka, a.pub);
+	sealpost_key_public(kb, b.pub);
 	a.dir = 1;
 	b.dir = 2;
 
@@ -188,15 +188,15 @@ static void test_exchange_10000(void **state)
 	       b.results < PER_DIR) {
 		send_some(&a, &b, buf);
 		send_some(&b, &a, buf);
-		pfd[0] = (struct pollfd){ .fd = sp_client_fd(a.c), .events = sp_client_poll_events(a.c) };
-		pfd[1] = (struct pollfd){ .fd = sp_client_fd(b.c), .events = sp_client_poll_events(b.c) };
+		pfd[0] = (struct pollfd){ .fd = sealpost_client_fd(a.c), .events = sealpost_client_poll_events(a.c) };
+		pfd[1] = (struct pollfd){ .fd = sealpost_client_fd(b.c), .events = sealpost_client_poll_events(b.c) };
 		/* Nothing ready for TIMEOUT_MS means the exchange is stuck. */
 		if (poll(pfd, 2, TIMEOUT_MS) <= 0)
 			fail_msg("stuck: a sent %u got %u results %u; b sent %u got %u results %u",
 				 a.sent, a.received, a.results, b.sent, b.received, b.results);
 		/* Events first: a GoAway before a failed step says why. */
-		ra = sp_client_step(a.c);
-		rb = sp_client_step(b.c);
+		ra = sealpost_client_step(a.c);
+		rb = sealpost_client_step(b.c);
 		take_events(&a, &b, expect);
 		take_events(&b, &a, expect);
 		assert_int_equal(ra, 0);
@@ -212,182 +212,182 @@ static void test_exchange_10000(void **state)
 	}
 	/* Coalescing: far fewer poll rounds than envelopes. */
 	print_message("10000 envelopes in %u event-loop rounds\n", rounds);
-	sp_client_close(a.c);
-	sp_client_close(b.c);
-	sp_key_free(ka);
-	sp_key_free(kb);
+	sealpost_client_close(a.c);
+	sealpost_client_close(b.c);
+	sealpost_key_free(ka);
+	sealpost_key_free(kb);
 	assert_int_equal(sp_it_log_count_key(&broker, a.pub), 0);
 	assert_int_equal(sp_it_log_count_key(&broker, b.pub), 0);
 }
 
 static void test_xx_learns_key(void **state)
 {
-	struct sp_key *kx = new_key(), *ki = new_key();
-	struct sp_client *x = NULL, *ik;
+	struct sealpost_key *kx = new_key(), *ki = new_key();
+	struct sealpost_client *x = NULL, *ik;
 	uint8_t learned[32], pi[32], px[32];
-	struct sp_event ev;
+	struct sealpost_event ev;
 	int status = -1;
 
 	(void)state;
-	assert_int_equal(sp_client_connect(&x, broker.addr, kx, NULL, TIMEOUT_MS), 0);
+	assert_int_equal(sealpost_client_connect(&x, broker.addr, kx, NULL, TIMEOUT_MS), 0);
 	wait_drained(x);
-	sp_client_server_key(x, learned);
+	sealpost_client_server_key(x, learned);
 	assert_memory_equal(learned, broker.server_pub, 32);
-	assert_int_equal(sp_client_max_envelope(x), SEALPOST_ENVELOPE_MAX);
+	assert_int_equal(sealpost_client_max_envelope(x), SEALPOST_ENVELOPE_MAX);
 
 	/* The XX device is a full citizen: it sends and receives. */
 	ik = connect_ik(ki);
-	sp_key_public(ki, pi);
-	sp_key_public(kx, px);
-	assert_int_equal(sp_client_send_wait(x, pi, "via XX", 6, TIMEOUT_MS, &status, NULL), 0);
+	sealpost_key_public(ki, pi);
+	sealpost_key_public(kx, px);
+	assert_int_equal(sealpost_client_send_wait(x, pi, "via XX", 6, TIMEOUT_MS, &status, NULL), 0);
 	assert_int_equal(status, SEALPOST_STATUS_ACCEPTED);
-	assert_int_equal(sp_client_next_event(ik, &ev, TIMEOUT_MS), 1);
+	assert_int_equal(sealpost_client_next_event(ik, &ev, TIMEOUT_MS), 1);
 	assert_int_equal(ev.type, SEALPOST_EVENT_MESSAGE);
 	assert_memory_equal(ev.sender, px, 32);
 	assert_int_equal(ev.len, 6);
 	assert_memory_equal(ev.data, "via XX", 6);
-	assert_int_equal(sp_client_send_wait(ik, px, "back", 4, TIMEOUT_MS, &status, NULL), 0);
+	assert_int_equal(sealpost_client_send_wait(ik, px, "back", 4, TIMEOUT_MS, &status, NULL), 0);
 	assert_int_equal(status, SEALPOST_STATUS_ACCEPTED);
-	assert_int_equal(sp_client_next_event(x, &ev, TIMEOUT_MS), 1);
+	assert_int_equal(sealpost_client_next_event(x, &ev, TIMEOUT_MS), 1);
 	assert_int_equal(ev.type, SEALPOST_EVENT_MESSAGE);
 	assert_memory_equal(ev.sender, pi, 32);
 	assert_memory_equal(ev.data, "back", 4);
-	sp_client_close(x);
-	sp_client_close(ik);
-	sp_key_free(kx);
-	sp_key_free(ki);
+	sealpost_client_close(x);
+	sealpost_client_close(ik);
+	sealpost_key_free(kx);
+	sealpost_key_free(ki);
 }
 
 static void test_wrong_server_key(void **state)
 {
-	struct sp_key *k = new_key(), *other = new_key();
-	struct sp_client *c = NULL;
+	struct sealpost_key *k = new_key(), *other = new_key();
+	struct sealpost_client *c = NULL;
 	uint8_t wrong[32];
 	uint64_t pid;
-	struct sp_event ev;
+	struct sealpost_event ev;
 
 	(void)state;
-	sp_key_public(other, wrong);
-	assert_int_equal(sp_client_connect(&c, broker.addr, k, wrong, TIMEOUT_MS), -ECONNRESET);
+	sealpost_key_public(other, wrong);
+	assert_int_equal(sealpost_client_connect(&c, broker.addr, k, wrong, TIMEOUT_MS), -ECONNRESET);
 	assert_null(c);
 	/* The broker is fine and serves the next connection. */
 	assert_int_equal(sp_it_broker_alive(&broker), 1);
 	c = connect_ik(k);
-	assert_int_equal(sp_client_ping(c, &pid), 0);
-	assert_int_equal(sp_client_next_event(c, &ev, TIMEOUT_MS), 1);
+	assert_int_equal(sealpost_client_ping(c, &pid), 0);
+	assert_int_equal(sealpost_client_next_event(c, &ev, TIMEOUT_MS), 1);
 	assert_int_equal(ev.type, SEALPOST_EVENT_PONG);
 	assert_int_equal(ev.id, pid);
-	sp_client_close(c);
-	sp_key_free(k);
-	sp_key_free(other);
+	sealpost_client_close(c);
+	sealpost_key_free(k);
+	sealpost_key_free(other);
 }
 
 static void test_offline_and_bad_recipient(void **state)
 {
-	struct sp_key *k = new_key(), *absent = new_key();
-	struct sp_client *c;
+	struct sealpost_key *k = new_key(), *absent = new_key();
+	struct sealpost_client *c;
 	uint8_t to[32], zero[32] = { 0 }, env[200];
 	size_t elen;
 	uint64_t id;
-	struct sp_event ev;
+	struct sealpost_event ev;
 	int status = -1;
 
 	(void)state;
-	sp_key_public(absent, to);
+	sealpost_key_public(absent, to);
 	c = connect_ik(k);
 	/* Offline is no refusal for a durable send (the mailbox keeps it)... */
-	assert_int_equal(sp_client_send_wait(c, to, "anyone?", 7, TIMEOUT_MS, &status, NULL), 0);
+	assert_int_equal(sealpost_client_send_wait(c, to, "anyone?", 7, TIMEOUT_MS, &status, NULL), 0);
 	assert_int_equal(status, SEALPOST_STATUS_ACCEPTED);
 	/* ...but it is for an online-only one. */
-	assert_int_equal(sp_client_send_ex(c, to, "anyone?", 7, SEALPOST_SEND_ONLINE_ONLY, 0, &id),
+	assert_int_equal(sealpost_client_send_ex(c, to, "anyone?", 7, SEALPOST_SEND_ONLINE_ONLY, 0, &id),
 			 0);
-	assert_int_equal(sp_client_flush(c, TIMEOUT_MS), 0);
-	assert_int_equal(sp_client_next_event(c, &ev, TIMEOUT_MS), 1);
+	assert_int_equal(sealpost_client_flush(c, TIMEOUT_MS), 0);
+	assert_int_equal(sealpost_client_next_event(c, &ev, TIMEOUT_MS), 1);
 	assert_int_equal(ev.type, SEALPOST_EVENT_RESULT);
 	assert_int_equal(ev.client_id, id);
 	status = ev.status;
 	assert_int_equal(status, SEALPOST_STATUS_ERR_OFFLINE);
-	assert_string_equal(sp_status_string(status), "err_offline");
+	assert_string_equal(sealpost_status_string(status), "err_offline");
 
 	/* The library refuses a low-order key; raw sends let the broker judge. */
-	assert_int_equal(sp_client_send(c, zero, "x", 1, NULL), -EINVAL);
-	assert_int_equal(sp_envelope_seal(k, to, "x", 1, env, sizeof(env), &elen), 0);
-	assert_int_equal(sp_client_send_raw(c, zero, env, elen, &id), 0);
-	assert_int_equal(sp_client_flush(c, TIMEOUT_MS), 0);
-	assert_int_equal(sp_client_next_event(c, &ev, TIMEOUT_MS), 1);
+	assert_int_equal(sealpost_client_send(c, zero, "x", 1, NULL), -EINVAL);
+	assert_int_equal(sealpost_envelope_seal(k, to, "x", 1, env, sizeof(env), &elen), 0);
+	assert_int_equal(sealpost_client_send_raw(c, zero, env, elen, &id), 0);
+	assert_int_equal(sealpost_client_flush(c, TIMEOUT_MS), 0);
+	assert_int_equal(sealpost_client_next_event(c, &ev, TIMEOUT_MS), 1);
 	assert_int_equal(ev.type, SEALPOST_EVENT_RESULT);
 	assert_int_equal(ev.client_id, id);
 	assert_int_equal(ev.status, SEALPOST_STATUS_ERR_BAD_RECIPIENT);
-	sp_client_close(c);
-	sp_key_free(k);
-	sp_key_free(absent);
+	sealpost_client_close(c);
+	sealpost_key_free(k);
+	sealpost_key_free(absent);
 }
 
 /* A delivery that does not open is an event; the connection goes on. */
 static void test_bad_envelope(void **state)
 {
-	struct sp_key *ka = new_key(), *kb = new_key(), *kc = new_key();
-	struct sp_client *a, *b;
+	struct sealpost_key *ka = new_key(), *kb = new_key(), *kc = new_key();
+	struct sealpost_client *a, *b;
 	uint8_t pb[32], pc[32], pa[32], env[200];
 	size_t elen;
-	struct sp_event ev;
+	struct sealpost_event ev;
 	int status = -1;
 
 	(void)state;
-	sp_key_public(ka, pa);
-	sp_key_public(kb, pb);
-	sp_key_public(kc, pc);
+	sealpost_key_public(ka, pa);
+	sealpost_key_public(kb, pb);
+	sealpost_key_public(kc, pc);
 	a = connect_ik(ka);
 	b = connect_ik(kb);
 	/* Sealed for c but addressed to b; then plain garbage; then a good one. */
-	assert_int_equal(sp_envelope_seal(ka, pc, "for c", 5, env, sizeof(env), &elen), 0);
-	assert_int_equal(sp_client_send_raw(a, pb, env, elen, NULL), 0);
-	assert_int_equal(sp_client_send_raw(a, pb, (const uint8_t *)"garbage", 7, NULL), 0);
-	assert_int_equal(sp_client_send_raw(a, pb, NULL, 0, NULL), 0);
-	assert_int_equal(sp_client_send_wait(a, pb, "good", 4, TIMEOUT_MS, &status, NULL), 0);
+	assert_int_equal(sealpost_envelope_seal(ka, pc, "for c", 5, env, sizeof(env), &elen), 0);
+	assert_int_equal(sealpost_client_send_raw(a, pb, env, elen, NULL), 0);
+	assert_int_equal(sealpost_client_send_raw(a, pb, (const uint8_t *)"garbage", 7, NULL), 0);
+	assert_int_equal(sealpost_client_send_raw(a, pb, NULL, 0, NULL), 0);
+	assert_int_equal(sealpost_client_send_wait(a, pb, "good", 4, TIMEOUT_MS, &status, NULL), 0);
 	assert_int_equal(status, SEALPOST_STATUS_ACCEPTED);
 	for (int i = 0; i < 3; i++) {
-		assert_int_equal(sp_client_next_event(a, &ev, TIMEOUT_MS), 1);
+		assert_int_equal(sealpost_client_next_event(a, &ev, TIMEOUT_MS), 1);
 		assert_int_equal(ev.type, SEALPOST_EVENT_RESULT);
 		assert_int_equal(ev.status, SEALPOST_STATUS_ACCEPTED);
-		assert_int_equal(sp_client_next_event(b, &ev, TIMEOUT_MS), 1);
+		assert_int_equal(sealpost_client_next_event(b, &ev, TIMEOUT_MS), 1);
 		assert_int_equal(ev.type, SEALPOST_EVENT_BAD_ENVELOPE);
 		assert_int_equal(ev.error, -EBADMSG);
 	}
-	assert_int_equal(sp_client_next_event(b, &ev, TIMEOUT_MS), 1);
+	assert_int_equal(sealpost_client_next_event(b, &ev, TIMEOUT_MS), 1);
 	assert_int_equal(ev.type, SEALPOST_EVENT_MESSAGE);
 	assert_memory_equal(ev.sender, pa, 32);
 	assert_memory_equal(ev.data, "good", 4);
-	sp_client_close(a);
-	sp_client_close(b);
-	sp_key_free(ka);
-	sp_key_free(kb);
-	sp_key_free(kc);
+	sealpost_client_close(a);
+	sealpost_client_close(b);
+	sealpost_key_free(ka);
+	sealpost_key_free(kb);
+	sealpost_key_free(kc);
 }
 
 /* The same device connecting again: the old connection gets GoAway TAKEOVER. */
 static void test_takeover(void **state)
 {
-	struct sp_key *k = new_key();
-	struct sp_client *old, *fresh;
-	struct sp_event ev;
+	struct sealpost_key *k = new_key();
+	struct sealpost_client *old, *fresh;
+	struct sealpost_event ev;
 	uint64_t pid;
 
 	(void)state;
 	old = connect_ik(k);
 	fresh = connect_ik(k);
-	assert_int_equal(sp_client_next_event(old, &ev, TIMEOUT_MS), 1);
+	assert_int_equal(sealpost_client_next_event(old, &ev, TIMEOUT_MS), 1);
 	assert_int_equal(ev.type, SEALPOST_EVENT_GOAWAY);
 	assert_int_equal(ev.status, SEALPOST_STATUS_GOAWAY_TAKEOVER);
-	assert_int_equal(sp_client_next_event(old, &ev, TIMEOUT_MS), 1);
+	assert_int_equal(sealpost_client_next_event(old, &ev, TIMEOUT_MS), 1);
 	assert_int_equal(ev.type, SEALPOST_EVENT_CLOSED);
 	assert_int_equal(ev.error, 0);
-	assert_int_equal(sp_client_ping(fresh, &pid), 0);
-	assert_int_equal(sp_client_next_event(fresh, &ev, TIMEOUT_MS), 1);
+	assert_int_equal(sealpost_client_ping(fresh, &pid), 0);
+	assert_int_equal(sealpost_client_next_event(fresh, &ev, TIMEOUT_MS), 1);
 	assert_int_equal(ev.type, SEALPOST_EVENT_PONG);
-	sp_client_close(old);
-	sp_client_close(fresh);
-	sp_key_free(k);
+	sealpost_client_close(old);
+	sealpost_client_close(fresh);
+	sealpost_key_free(k);
 }
 
 /* A broker with a lower --max-envelope announces it; the library enforces it. */
@@ -395,42 +395,42 @@ static void test_max_envelope_and_shutdown(void **state)
 {
 	static const char *const args[] = { "--max-envelope", "1000", NULL };
 	struct sp_it_broker small;
-	struct sp_key *k = new_key(), *k2 = new_key();
-	struct sp_client *c = NULL, *c2 = NULL;
+	struct sealpost_key *k = new_key(), *k2 = new_key();
+	struct sealpost_client *c = NULL, *c2 = NULL;
 	uint8_t msg[904] = { 0 }, p2[32];
-	struct sp_event ev;
+	struct sealpost_event ev;
 	int status = -1, st;
 
 	(void)state;
 	assert_int_equal(sp_it_broker_start(&small, NULL, args), 0);
-	sp_key_public(k2, p2);
-	assert_int_equal(sp_client_connect(&c, small.addr, k, small.server_pub, TIMEOUT_MS), 0);
-	assert_int_equal(sp_client_connect(&c2, small.addr, k2, NULL, TIMEOUT_MS), 0);
+	sealpost_key_public(k2, p2);
+	assert_int_equal(sealpost_client_connect(&c, small.addr, k, small.server_pub, TIMEOUT_MS), 0);
+	assert_int_equal(sealpost_client_connect(&c2, small.addr, k2, NULL, TIMEOUT_MS), 0);
 	wait_drained(c);
 	wait_drained(c2);
-	assert_int_equal(sp_client_max_envelope(c), 1000);
-	assert_int_equal(sp_client_max_message(c), 903);
-	assert_int_equal(sp_client_send(c, p2, msg, 904, NULL), -EMSGSIZE);
-	assert_int_equal(sp_client_send_wait(c, p2, msg, 903, TIMEOUT_MS, &status, NULL), 0);
+	assert_int_equal(sealpost_client_max_envelope(c), 1000);
+	assert_int_equal(sealpost_client_max_message(c), 903);
+	assert_int_equal(sealpost_client_send(c, p2, msg, 904, NULL), -EMSGSIZE);
+	assert_int_equal(sealpost_client_send_wait(c, p2, msg, 903, TIMEOUT_MS, &status, NULL), 0);
 	assert_int_equal(status, SEALPOST_STATUS_ACCEPTED);
-	assert_int_equal(sp_client_next_event(c2, &ev, TIMEOUT_MS), 1);
+	assert_int_equal(sealpost_client_next_event(c2, &ev, TIMEOUT_MS), 1);
 	assert_int_equal(ev.type, SEALPOST_EVENT_MESSAGE);
 	assert_int_equal(ev.len, 903);
 
 	/* SIGTERM: connected clients hear GoAway SHUTDOWN, then the close. */
 	st = sp_it_broker_stop(&small);
-	assert_int_equal(sp_client_next_event(c, &ev, TIMEOUT_MS), 1);
+	assert_int_equal(sealpost_client_next_event(c, &ev, TIMEOUT_MS), 1);
 	assert_int_equal(ev.type, SEALPOST_EVENT_GOAWAY);
 	assert_int_equal(ev.status, SEALPOST_STATUS_GOAWAY_SHUTDOWN);
-	assert_int_equal(sp_client_next_event(c, &ev, TIMEOUT_MS), 1);
+	assert_int_equal(sealpost_client_next_event(c, &ev, TIMEOUT_MS), 1);
 	assert_int_equal(ev.type, SEALPOST_EVENT_CLOSED);
-	assert_int_equal(sp_client_send(c, p2, "x", 1, NULL), -ENOTCONN);
+	assert_int_equal(sealpost_client_send(c, p2, "x", 1, NULL), -ENOTCONN);
 	assert_int_equal(st, 0);
-	sp_client_close(c);
-	sp_client_close(c2);
+	sealpost_client_close(c);
+	sealpost_client_close(c2);
 	sp_it_rmrf(small.data_dir);
-	sp_key_free(k);
-	sp_key_free(k2);
+	sealpost_key_free(k);
+	sealpost_key_free(k2);
 }
 
 int main(void)

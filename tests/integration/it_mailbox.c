@@ -72,23 +72,23 @@ static int teardown(void **state)
 	return st == 0 ? 0 : -1;
 }
 
-static struct sp_key *new_key(uint8_t pub[SEALPOST_KEY_LEN])
+static struct sealpost_key *new_key(uint8_t pub[SEALPOST_KEY_LEN])
 {
-	struct sp_key *k = NULL;
+	struct sealpost_key *k = NULL;
 
-	assert_int_equal(sp_key_generate(&k), 0);
-	sp_key_public(k, pub);
+	assert_int_equal(sealpost_key_generate(&k), 0);
+	sealpost_key_public(k, pub);
 	return k;
 }
 
-static struct sp_client *dial(const struct sp_it_broker *b, const struct sp_key *k, bool manual)
+static struct sealpost_client *dial(const struct sp_it_broker *b, const struct sealpost_key *k, bool manual)
 {
-	struct sp_connect_opts o = SEALPOST_CONNECT_OPTS_INIT;
-	struct sp_client *c = NULL;
+	struct sealpost_connect_opts o = SEALPOST_CONNECT_OPTS_INIT;
+	struct sealpost_client *c = NULL;
 
 	if (manual)
 		o.flags = SEALPOST_CONNECT_MANUAL_ACK;
-	assert_int_equal(sp_client_connect_opts(&c, b->addr, k, b->server_pub, TIMEOUT_MS, &o), 0);
+	assert_int_equal(sealpost_client_connect_opts(&c, b->addr, k, b->server_pub, TIMEOUT_MS, &o), 0);
 	return c;
 }
 
@@ -104,7 +104,7 @@ static size_t make_msg(char *buf, uint32_t idx)
 }
 
 /* The index of a delivered message, after checking its whole content. */
-static uint32_t msg_index(const struct sp_event *ev)
+static uint32_t msg_index(const struct sealpost_event *ev)
 {
 	char want[MSG_MAX];
 	unsigned long idx;
@@ -132,23 +132,23 @@ struct sent {
  * with flags), WINDOW at a time, and collects every result in order into
  * s[first..]. The sender's own events (its Drained) are skipped.
  */
-static void send_range(struct sp_client *a, const uint8_t to[SEALPOST_KEY_LEN], uint32_t first,
+static void send_range(struct sealpost_client *a, const uint8_t to[SEALPOST_KEY_LEN], uint32_t first,
 		       uint32_t n, uint32_t flags, struct sent *s)
 {
 	char buf[MSG_MAX];
 	uint32_t sent = 0, results = 0;
-	struct sp_event ev;
+	struct sealpost_event ev;
 	size_t len;
 
 	assert_true(first + n <= BIG_N);
 	while (results < n) {
 		while (sent < n && sent - results < WINDOW) {
 			len = make_msg(buf, first + sent);
-			assert_int_equal(sp_client_send_ex(a, to, buf, len, flags, 0,
-							   &s->id[first + sent]), 0);
+			assert_int_equal(sealpost_client_send_ex(a, to, buf, len, flags, 0,
+								 &s->id[first + sent]), 0);
 			sent++;
 		}
-		if (sp_client_next_event(a, &ev, TIMEOUT_MS) != 1)
+		if (sealpost_client_next_event(a, &ev, TIMEOUT_MS) != 1)
 			fail_msg("no result for send %u within %d ms", first + results, TIMEOUT_MS);
 		if (ev.type == SEALPOST_EVENT_DRAINED)
 			continue;
@@ -168,8 +168,8 @@ static void expect_all(const struct sent *s, uint32_t first, uint32_t n, int sta
 {
 	for (uint32_t i = first; i < first + n; i++)
 		if (s->status[i] != status)
-			fail_msg("send %u: %s, want %s", i, sp_status_string(s->status[i]),
-				 sp_status_string(status));
+			fail_msg("send %u: %s, want %s", i, sealpost_status_string(s->status[i]),
+				 sealpost_status_string(status));
 }
 
 struct got {
@@ -183,13 +183,13 @@ struct got {
  * with an increasing seq. Returns Drained.count, which must equal the
  * number of messages that came before it.
  */
-static uint64_t recv_backlog(struct sp_client *c, struct got *g)
+static uint64_t recv_backlog(struct sealpost_client *c, struct got *g)
 {
-	struct sp_event ev;
+	struct sealpost_event ev;
 
 	g->n = 0;
 	for (;;) {
-		if (sp_client_next_event(c, &ev, TIMEOUT_MS) != 1)
+		if (sealpost_client_next_event(c, &ev, TIMEOUT_MS) != 1)
 			fail_msg("no Drained within %d ms (%u messages so far)", TIMEOUT_MS, g->n);
 		if (ev.type == SEALPOST_EVENT_DRAINED) {
 			assert_int_equal(ev.count, g->n);
@@ -209,11 +209,11 @@ static uint64_t recv_backlog(struct sp_client *c, struct got *g)
 }
 
 /* The next event is a MESSAGE with index idx; returns its seq. */
-static uint64_t expect_msg(struct sp_client *c, uint32_t idx)
+static uint64_t expect_msg(struct sealpost_client *c, uint32_t idx)
 {
-	struct sp_event ev;
+	struct sealpost_event ev;
 
-	assert_int_equal(sp_client_next_event(c, &ev, TIMEOUT_MS), 1);
+	assert_int_equal(sealpost_client_next_event(c, &ev, TIMEOUT_MS), 1);
 	if (ev.type != SEALPOST_EVENT_MESSAGE)
 		fail_msg("want message %u, got event %d (status %d error %d)", idx, ev.type,
 			 ev.status, ev.error);
@@ -222,31 +222,31 @@ static uint64_t expect_msg(struct sp_client *c, uint32_t idx)
 }
 
 /* Nothing else is coming: a Ping round trip brings no event with it. */
-static void expect_quiet(struct sp_client *c)
+static void expect_quiet(struct sealpost_client *c)
 {
-	struct sp_event ev;
+	struct sealpost_event ev;
 
-	assert_int_equal(sp_client_sync(c, TIMEOUT_MS), 0);
-	if (sp_client_next_event(c, &ev, 0) != 0)
+	assert_int_equal(sealpost_client_sync(c, TIMEOUT_MS), 0);
+	if (sealpost_client_next_event(c, &ev, 0) != 0)
 		fail_msg("unexpected event %d (seq %llu)", ev.type, (unsigned long long)ev.seq);
 }
 
 /* Closes after the broker has processed our acks. */
-static void sync_close(struct sp_client *c)
+static void sync_close(struct sealpost_client *c)
 {
-	assert_int_equal(sp_client_sync(c, TIMEOUT_MS), 0);
-	sp_client_close(c);
+	assert_int_equal(sealpost_client_sync(c, TIMEOUT_MS), 0);
+	sealpost_client_close(c);
 }
 
 /* Connects and asserts an empty mailbox: Drained{0}, then nothing. */
-static void expect_empty(const struct sp_it_broker *b, const struct sp_key *k)
+static void expect_empty(const struct sp_it_broker *b, const struct sealpost_key *k)
 {
 	static struct got g;
-	struct sp_client *c = dial(b, k, false);
+	struct sealpost_client *c = dial(b, k, false);
 
 	assert_int_equal(recv_backlog(c, &g), 0);
 	expect_quiet(c);
-	sp_client_close(c);
+	sealpost_client_close(c);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -256,8 +256,8 @@ static void test_offline_10000(void **state)
 	static struct sent s;
 	static struct got g;
 	uint8_t pa[32], pb[32];
-	struct sp_key *ka = new_key(pa), *kb = new_key(pb);
-	struct sp_client *a, *b;
+	struct sealpost_key *ka = new_key(pa), *kb = new_key(pb);
+	struct sealpost_client *a, *b;
 	uint32_t i;
 
 	(void)state;
@@ -279,9 +279,9 @@ static void test_offline_10000(void **state)
 	sync_close(b);
 	/* All acknowledged (automatically, as taken): nothing comes again. */
 	expect_empty(&broker, kb);
-	sp_client_close(a);
-	sp_key_free(ka);
-	sp_key_free(kb);
+	sealpost_client_close(a);
+	sealpost_key_free(ka);
+	sealpost_key_free(kb);
 	assert_int_equal(sp_it_log_count_key(&broker, pa), 0);
 	assert_int_equal(sp_it_log_count_key(&broker, pb), 0);
 }
@@ -291,8 +291,8 @@ static void test_unacked_come_back(void **state)
 	static struct sent s;
 	static struct got g;
 	uint8_t pa[32], pb[32];
-	struct sp_key *ka = new_key(pa), *kb = new_key(pb);
-	struct sp_client *a, *b;
+	struct sealpost_key *ka = new_key(pa), *kb = new_key(pb);
+	struct sealpost_client *a, *b;
 	uint32_t i;
 
 	(void)state;
@@ -305,7 +305,7 @@ static void test_unacked_come_back(void **state)
 	b = dial(&broker, kb, true);
 	assert_int_equal(recv_backlog(b, &g), 20);
 	for (i = 0; i < 10; i++)
-		assert_int_equal(sp_client_ack(b, g.seq[i]), 0);
+		assert_int_equal(sealpost_client_ack(b, g.seq[i]), 0);
 	/* The broker does not redeliver within one connection. */
 	expect_quiet(b);
 	sync_close(b);
@@ -329,9 +329,9 @@ static void test_unacked_come_back(void **state)
 		assert_int_equal(g.idx[i], 14 + i);
 	sync_close(b);
 	expect_empty(&broker, kb);
-	sp_client_close(a);
-	sp_key_free(ka);
-	sp_key_free(kb);
+	sealpost_client_close(a);
+	sealpost_key_free(ka);
+	sealpost_key_free(kb);
 }
 
 /*
@@ -347,9 +347,9 @@ static void test_order_across_drain(void **state)
 	static uint8_t sealed[DURING][MSG_MAX + SEALPOST_SEAL_OVERHEAD];
 	static size_t sealed_len[DURING];
 	uint8_t pa[32], pb[32];
-	struct sp_key *ka = new_key(pa), *kb = new_key(pb);
-	struct sp_client *a, *b;
-	struct sp_event ev;
+	struct sealpost_key *ka = new_key(pa), *kb = new_key(pb);
+	struct sealpost_client *a, *b;
+	struct sealpost_event ev;
 	char buf[MSG_MAX];
 	uint32_t sent = BACKLOG, results = BACKLOG, got = 0, before_drained = 0, i;
 	uint64_t last_seq = 0, drained = UINT64_MAX;
@@ -364,8 +364,8 @@ static void test_order_across_drain(void **state)
 	 * its backlog: sends land while the backlog is being delivered. */
 	for (i = 0; i < DURING; i++) {
 		len = make_msg(buf, BACKLOG + i);
-		assert_int_equal(sp_envelope_seal(ka, pb, buf, len, sealed[i], sizeof(sealed[i]),
-						  &sealed_len[i]), 0);
+		assert_int_equal(sealpost_envelope_seal(ka, pb, buf, len, sealed[i], sizeof(sealed[i]),
+							&sealed_len[i]), 0);
 	}
 
 	b = dial(&broker, kb, false);
@@ -373,18 +373,18 @@ static void test_order_across_drain(void **state)
 		struct pollfd pfd[2];
 
 		while (sent < TOTAL && sent - results < WINDOW) {
-			assert_int_equal(sp_client_send_raw(a, pb, sealed[sent - BACKLOG],
-							    sealed_len[sent - BACKLOG],
-							    &s.id[sent]), 0);
+			assert_int_equal(sealpost_client_send_raw(a, pb, sealed[sent - BACKLOG],
+								  sealed_len[sent - BACKLOG],
+								  &s.id[sent]), 0);
 			sent++;
 		}
-		pfd[0] = (struct pollfd){ .fd = sp_client_fd(a), .events = sp_client_poll_events(a) };
-		pfd[1] = (struct pollfd){ .fd = sp_client_fd(b), .events = sp_client_poll_events(b) };
+		pfd[0] = (struct pollfd){ .fd = sealpost_client_fd(a), .events = sealpost_client_poll_events(a) };
+		pfd[1] = (struct pollfd){ .fd = sealpost_client_fd(b), .events = sealpost_client_poll_events(b) };
 		if (poll(pfd, 2, TIMEOUT_MS) <= 0)
 			fail_msg("stuck: sent %u results %u received %u", sent, results, got);
-		assert_int_equal(sp_client_step(a), 0);
-		assert_int_equal(sp_client_step(b), 0);
-		while (sp_client_next_event(a, &ev, 0) == 1) {
+		assert_int_equal(sealpost_client_step(a), 0);
+		assert_int_equal(sealpost_client_step(b), 0);
+		while (sealpost_client_next_event(a, &ev, 0) == 1) {
 			if (ev.type == SEALPOST_EVENT_DRAINED)
 				continue;
 			assert_int_equal(ev.type, SEALPOST_EVENT_RESULT);
@@ -393,7 +393,7 @@ static void test_order_across_drain(void **state)
 			s.seq[results] = ev.seq;
 			results++;
 		}
-		while (sp_client_next_event(b, &ev, 0) == 1) {
+		while (sealpost_client_next_event(b, &ev, 0) == 1) {
 			if (ev.type == SEALPOST_EVENT_DRAINED) {
 				assert_true(drained == UINT64_MAX);   /* once */
 				drained = ev.count;
@@ -428,9 +428,9 @@ static void test_order_across_drain(void **state)
 		assert_int_equal(expect_msg(b, i), s.seq[i]);
 	sync_close(b);
 	expect_empty(&broker, kb);
-	sp_client_close(a);
-	sp_key_free(ka);
-	sp_key_free(kb);
+	sealpost_client_close(a);
+	sealpost_key_free(ka);
+	sealpost_key_free(kb);
 }
 
 /* A second connection of the device takes over; nothing unacked is lost. */
@@ -439,9 +439,9 @@ static void test_takeover(void **state)
 	static struct sent s;
 	static struct got g;
 	uint8_t pa[32], pb[32];
-	struct sp_key *ka = new_key(pa), *kb = new_key(pb);
-	struct sp_client *a, *b1, *b2;
-	struct sp_event ev;
+	struct sealpost_key *ka = new_key(pa), *kb = new_key(pb);
+	struct sealpost_client *a, *b1, *b2;
+	struct sealpost_event ev;
 	uint32_t i;
 
 	(void)state;
@@ -453,17 +453,17 @@ static void test_takeover(void **state)
 	b1 = dial(&broker, kb, true);
 	assert_int_equal(recv_backlog(b1, &g), 10);
 	for (i = 0; i < 3; i++)
-		assert_int_equal(sp_client_ack(b1, g.seq[i]), 0);
-	assert_int_equal(sp_client_sync(b1, TIMEOUT_MS), 0);
+		assert_int_equal(sealpost_client_ack(b1, g.seq[i]), 0);
+	assert_int_equal(sealpost_client_sync(b1, TIMEOUT_MS), 0);
 
 	b2 = dial(&broker, kb, false);
-	assert_int_equal(sp_client_next_event(b1, &ev, TIMEOUT_MS), 1);
+	assert_int_equal(sealpost_client_next_event(b1, &ev, TIMEOUT_MS), 1);
 	assert_int_equal(ev.type, SEALPOST_EVENT_GOAWAY);
 	assert_int_equal(ev.status, SEALPOST_STATUS_GOAWAY_TAKEOVER);
-	assert_int_equal(sp_client_next_event(b1, &ev, TIMEOUT_MS), 1);
+	assert_int_equal(sealpost_client_next_event(b1, &ev, TIMEOUT_MS), 1);
 	assert_int_equal(ev.type, SEALPOST_EVENT_CLOSED);
-	assert_int_equal(sp_client_ack(b1, g.seq[3]), -ENOTCONN);
-	sp_client_close(b1);
+	assert_int_equal(sealpost_client_ack(b1, g.seq[3]), -ENOTCONN);
+	sealpost_client_close(b1);
 
 	/* Everything the old connection received but did not ack. */
 	assert_int_equal(recv_backlog(b2, &g), 7);
@@ -476,9 +476,9 @@ static void test_takeover(void **state)
 	assert_int_equal(expect_msg(b2, 10), s.seq[10]);
 	sync_close(b2);
 	expect_empty(&broker, kb);
-	sp_client_close(a);
-	sp_key_free(ka);
-	sp_key_free(kb);
+	sealpost_client_close(a);
+	sealpost_key_free(ka);
+	sealpost_key_free(kb);
 }
 
 /* Online-only: never stored; refused when offline, never delivered later. */
@@ -487,23 +487,23 @@ static void test_online_only(void **state)
 	static struct sent s;
 	static struct got g;
 	uint8_t pa[32], pb[32];
-	struct sp_key *ka = new_key(pa), *kb = new_key(pb);
-	struct sp_client *a, *b;
-	struct sp_event ev;
+	struct sealpost_key *ka = new_key(pa), *kb = new_key(pb);
+	struct sealpost_client *a, *b;
+	struct sealpost_event ev;
 
 	(void)state;
 	memset(&s, 0, sizeof(s));
 	a = dial(&broker, ka, false);
 	send_range(a, pb, 0, 3, SEALPOST_SEND_ONLINE_ONLY, &s);
 	expect_all(&s, 0, 3, SEALPOST_STATUS_ERR_OFFLINE);
-	assert_string_equal(sp_status_string(s.status[0]), "err_offline");
+	assert_string_equal(sealpost_status_string(s.status[0]), "err_offline");
 
 	b = dial(&broker, kb, false);
 	assert_int_equal(recv_backlog(b, &g), 0);
 	send_range(a, pb, 3, 1, SEALPOST_SEND_ONLINE_ONLY, &s);
 	expect_all(&s, 3, 1, SEALPOST_STATUS_DELIVERED);
 	assert_int_equal(s.seq[3], 0);
-	assert_int_equal(sp_client_next_event(b, &ev, TIMEOUT_MS), 1);
+	assert_int_equal(sealpost_client_next_event(b, &ev, TIMEOUT_MS), 1);
 	assert_int_equal(ev.type, SEALPOST_EVENT_MESSAGE);
 	assert_int_equal(msg_index(&ev), 3);
 	assert_int_equal(ev.seq, 0);    /* nothing to acknowledge */
@@ -511,9 +511,9 @@ static void test_online_only(void **state)
 	sync_close(b);
 	/* Neither the refused ones nor the delivered one were kept. */
 	expect_empty(&broker, kb);
-	sp_client_close(a);
-	sp_key_free(ka);
-	sp_key_free(kb);
+	sealpost_client_close(a);
+	sealpost_key_free(ka);
+	sealpost_key_free(kb);
 }
 
 /*
@@ -525,8 +525,8 @@ static void test_dedup_retry(void **state)
 {
 	static struct got g;
 	uint8_t pa[32], pb[32], pc[32];
-	struct sp_key *ka = new_key(pa), *kb = new_key(pb), *kc = new_key(pc);
-	struct sp_client *a, *b, *c;
+	struct sealpost_key *ka = new_key(pa), *kb = new_key(pb), *kc = new_key(pc);
+	struct sealpost_client *a, *b, *c;
 	char buf[MSG_MAX];
 	uint64_t id0, id1, seq0 = 0, seq, seqc;
 	size_t len;
@@ -535,23 +535,23 @@ static void test_dedup_retry(void **state)
 	(void)state;
 	a = dial(&broker, ka, false);
 	len = make_msg(buf, 0);
-	assert_int_equal(sp_client_send_ex(a, pb, buf, len, 0, 0, &id0), 0);
-	assert_int_equal(sp_client_wait_result(a, id0, TIMEOUT_MS, &status, &seq0), 0);
+	assert_int_equal(sealpost_client_send_ex(a, pb, buf, len, 0, 0, &id0), 0);
+	assert_int_equal(sealpost_client_wait_result(a, id0, TIMEOUT_MS, &status, &seq0), 0);
 	assert_int_equal(status, SEALPOST_STATUS_ACCEPTED);
-	sp_client_close(a);
+	sealpost_client_close(a);
 
 	/* Reconnect: a retry (with another body, to see which one is kept)... */
 	a = dial(&broker, ka, false);
 	len = make_msg(buf, 999);
-	assert_int_equal(sp_client_send_ex(a, pb, buf, len, 0, id0, NULL), 0);
-	assert_int_equal(sp_client_wait_result(a, id0, TIMEOUT_MS, &status, &seq), 0);
+	assert_int_equal(sealpost_client_send_ex(a, pb, buf, len, 0, id0, NULL), 0);
+	assert_int_equal(sealpost_client_wait_result(a, id0, TIMEOUT_MS, &status, &seq), 0);
 	assert_int_equal(status, SEALPOST_STATUS_ACCEPTED);
 	assert_int_equal(seq, seq0);
 	/* ...and a new send, whose fresh id is no retry. */
 	len = make_msg(buf, 1);
-	assert_int_equal(sp_client_send_ex(a, pb, buf, len, 0, 0, &id1), 0);
+	assert_int_equal(sealpost_client_send_ex(a, pb, buf, len, 0, 0, &id1), 0);
 	assert_true(id1 != id0);
-	assert_int_equal(sp_client_wait_result(a, id1, TIMEOUT_MS, &status, &seq), 0);
+	assert_int_equal(sealpost_client_wait_result(a, id1, TIMEOUT_MS, &status, &seq), 0);
 	assert_int_equal(status, SEALPOST_STATUS_ACCEPTED);
 	assert_true(seq > seq0);
 
@@ -564,26 +564,26 @@ static void test_dedup_retry(void **state)
 
 	/* Retried again after the ack: still not stored again. */
 	len = make_msg(buf, 998);
-	assert_int_equal(sp_client_send_ex(a, pb, buf, len, 0, id0, NULL), 0);
-	assert_int_equal(sp_client_wait_result(a, id0, TIMEOUT_MS, &status, &seq), 0);
+	assert_int_equal(sealpost_client_send_ex(a, pb, buf, len, 0, id0, NULL), 0);
+	assert_int_equal(sealpost_client_wait_result(a, id0, TIMEOUT_MS, &status, &seq), 0);
 	assert_int_equal(status, SEALPOST_STATUS_ACCEPTED);
 	assert_int_equal(seq, seq0);
 	expect_empty(&broker, kb);
 
 	/* The same client_id to another recipient is another envelope. */
 	len = make_msg(buf, 2);
-	assert_int_equal(sp_client_send_ex(a, pc, buf, len, 0, id0, NULL), 0);
-	assert_int_equal(sp_client_wait_result(a, id0, TIMEOUT_MS, &status, &seqc), 0);
+	assert_int_equal(sealpost_client_send_ex(a, pc, buf, len, 0, id0, NULL), 0);
+	assert_int_equal(sealpost_client_wait_result(a, id0, TIMEOUT_MS, &status, &seqc), 0);
 	assert_int_equal(status, SEALPOST_STATUS_ACCEPTED);
 	c = dial(&broker, kc, false);
 	assert_int_equal(recv_backlog(c, &g), 1);
 	assert_int_equal(g.idx[0], 2);
 	assert_int_equal(g.seq[0], seqc);
 	sync_close(c);
-	sp_client_close(a);
-	sp_key_free(ka);
-	sp_key_free(kb);
-	sp_key_free(kc);
+	sealpost_client_close(a);
+	sealpost_key_free(ka);
+	sealpost_key_free(kb);
+	sealpost_key_free(kc);
 }
 
 /*
@@ -596,8 +596,8 @@ static void test_ack_foreign_and_unknown(void **state)
 	static struct sent sb, sc;
 	static struct got g;
 	uint8_t pa[32], pb[32], pc[32];
-	struct sp_key *ka = new_key(pa), *kb = new_key(pb), *kc = new_key(pc);
-	struct sp_client *a, *b, *c;
+	struct sealpost_key *ka = new_key(pa), *kb = new_key(pb), *kc = new_key(pc);
+	struct sealpost_client *a, *b, *c;
 	uint32_t i;
 
 	(void)state;
@@ -614,10 +614,10 @@ static void test_ack_foreign_and_unknown(void **state)
 
 	c = dial(&broker, kc, true);
 	assert_int_equal(recv_backlog(c, &g), 1);
-	assert_int_equal(sp_client_ack(c, sb.seq[1]), 0);
-	assert_int_equal(sp_client_ack(c, sb.seq[2]), 0);
-	assert_int_equal(sp_client_ack(c, sc.seq[0] + 1000), 0);
-	assert_int_equal(sp_client_ack(c, UINT64_MAX), 0);
+	assert_int_equal(sealpost_client_ack(c, sb.seq[1]), 0);
+	assert_int_equal(sealpost_client_ack(c, sb.seq[2]), 0);
+	assert_int_equal(sealpost_client_ack(c, sc.seq[0] + 1000), 0);
+	assert_int_equal(sealpost_client_ack(c, UINT64_MAX), 0);
 	/* Answered (not a protocol error), and nothing comes because of it. */
 	expect_quiet(c);
 	sync_close(c);
@@ -634,10 +634,10 @@ static void test_ack_foreign_and_unknown(void **state)
 	assert_int_equal(g.seq[0], sc.seq[0]);
 	sync_close(c);
 	assert_int_equal(sp_it_broker_alive(&broker), 1);
-	sp_client_close(a);
-	sp_key_free(ka);
-	sp_key_free(kb);
-	sp_key_free(kc);
+	sealpost_client_close(a);
+	sealpost_key_free(ka);
+	sealpost_key_free(kb);
+	sealpost_key_free(kc);
 }
 
 /* --mailbox-max-count 5, --mailbox-max-bytes 65536: ERR_MAILBOX_FULL. */
@@ -650,9 +650,9 @@ static void test_quota(void **state)
 	static char big[20000];
 	struct sp_it_broker q;
 	uint8_t pa[32], pb[32], pc[32];
-	struct sp_key *ka = new_key(pa), *kb = new_key(pb), *kc = new_key(pc);
-	struct sp_client *a, *b, *c;
-	struct sp_event ev;
+	struct sealpost_key *ka = new_key(pa), *kb = new_key(pb), *kc = new_key(pc);
+	struct sealpost_client *a, *b, *c;
+	struct sealpost_event ev;
 	uint64_t id;
 	uint32_t i;
 	int status = -1;
@@ -666,7 +666,7 @@ static void test_quota(void **state)
 	send_range(a, pb, 0, 6, 0, &s);
 	expect_all(&s, 0, 5, SEALPOST_STATUS_ACCEPTED);
 	assert_int_equal(s.status[5], SEALPOST_STATUS_ERR_MAILBOX_FULL);
-	assert_string_equal(sp_status_string(s.status[5]), "err_mailbox_full");
+	assert_string_equal(sealpost_status_string(s.status[5]), "err_mailbox_full");
 	b = dial(&q, kb, false);
 	assert_int_equal(recv_backlog(b, &g), 5);
 	for (i = 0; i < 5; i++)
@@ -680,8 +680,8 @@ static void test_quota(void **state)
 	 * a small one still does. */
 	memset(big, 'B', sizeof(big));
 	for (i = 0; i < 4; i++) {
-		assert_int_equal(sp_client_send(a, pc, big, sizeof(big), &id), 0);
-		assert_int_equal(sp_client_wait_result(a, id, TIMEOUT_MS, &status, NULL), 0);
+		assert_int_equal(sealpost_client_send(a, pc, big, sizeof(big), &id), 0);
+		assert_int_equal(sealpost_client_wait_result(a, id, TIMEOUT_MS, &status, NULL), 0);
 		assert_int_equal(status, i < 3 ? SEALPOST_STATUS_ACCEPTED
 					       : SEALPOST_STATUS_ERR_MAILBOX_FULL);
 	}
@@ -689,12 +689,12 @@ static void test_quota(void **state)
 	expect_all(&sc, 0, 1, SEALPOST_STATUS_ACCEPTED);
 	c = dial(&q, kc, false);
 	for (i = 0; i < 3; i++) {
-		assert_int_equal(sp_client_next_event(c, &ev, TIMEOUT_MS), 1);
+		assert_int_equal(sealpost_client_next_event(c, &ev, TIMEOUT_MS), 1);
 		assert_int_equal(ev.type, SEALPOST_EVENT_MESSAGE);
 		assert_int_equal(ev.len, sizeof(big));
 	}
 	expect_msg(c, 0);
-	assert_int_equal(sp_client_next_event(c, &ev, TIMEOUT_MS), 1);
+	assert_int_equal(sealpost_client_next_event(c, &ev, TIMEOUT_MS), 1);
 	assert_int_equal(ev.type, SEALPOST_EVENT_DRAINED);
 	assert_int_equal(ev.count, 4);
 	sync_close(c);
@@ -702,12 +702,12 @@ static void test_quota(void **state)
 	assert_int_equal(recv_backlog(b, &g), 1);
 	assert_int_equal(g.idx[0], 6);
 	sync_close(b);
-	sp_client_close(a);
+	sealpost_client_close(a);
 	assert_int_equal(sp_it_broker_stop(&q), 0);
 	sp_it_rmrf(q.data_dir);
-	sp_key_free(ka);
-	sp_key_free(kb);
-	sp_key_free(kc);
+	sealpost_key_free(ka);
+	sealpost_key_free(kb);
+	sealpost_key_free(kc);
 }
 
 /* --ttl 1: envelopes older than a second are never delivered. */
@@ -718,8 +718,8 @@ static void test_expiry(void **state)
 	static struct got g;
 	struct sp_it_broker e;
 	uint8_t pa[32], pb[32];
-	struct sp_key *ka = new_key(pa), *kb = new_key(pb);
-	struct sp_client *a, *b;
+	struct sealpost_key *ka = new_key(pa), *kb = new_key(pb);
+	struct sealpost_client *a, *b;
 	struct timespec ts = { .tv_sec = 2, .tv_nsec = 200 * 1000 * 1000 };
 
 	(void)state;
@@ -739,11 +739,11 @@ static void test_expiry(void **state)
 	expect_all(&s, 5, 1, SEALPOST_STATUS_ACCEPTED);
 	assert_int_equal(expect_msg(b, 5), s.seq[5]);
 	sync_close(b);
-	sp_client_close(a);
+	sealpost_client_close(a);
 	assert_int_equal(sp_it_broker_stop(&e), 0);
 	sp_it_rmrf(e.data_dir);
-	sp_key_free(ka);
-	sp_key_free(kb);
+	sealpost_key_free(ka);
+	sealpost_key_free(kb);
 }
 
 /* SIGTERM and start again on the same data dir: unacked ones survive, seqs grow. */
@@ -754,8 +754,8 @@ static void test_restart(void **state)
 	struct sp_it_broker r;
 	char dir[256];
 	uint8_t pa[32], pb[32];
-	struct sp_key *ka = new_key(pa), *kb = new_key(pb);
-	struct sp_client *a, *b;
+	struct sealpost_key *ka = new_key(pa), *kb = new_key(pb);
+	struct sealpost_client *a, *b;
 	uint32_t i;
 
 	(void)state;
@@ -765,11 +765,11 @@ static void test_restart(void **state)
 	a = dial(&r, ka, false);
 	send_range(a, pb, 0, 50, 0, &s);
 	expect_all(&s, 0, 50, SEALPOST_STATUS_ACCEPTED);
-	sp_client_close(a);
+	sealpost_client_close(a);
 	b = dial(&r, kb, true);
 	assert_int_equal(recv_backlog(b, &g), 50);
 	for (i = 0; i < 20; i++)
-		assert_int_equal(sp_client_ack(b, g.seq[i]), 0);
+		assert_int_equal(sealpost_client_ack(b, g.seq[i]), 0);
 	sync_close(b);
 	assert_int_equal(sp_it_broker_stop(&r), 0);
 
@@ -786,15 +786,15 @@ static void test_restart(void **state)
 	assert_true(s.seq[50] > s.seq[49]);
 	assert_int_equal(expect_msg(b, 50), s.seq[50]);
 	sync_close(b);
-	sp_client_close(a);
+	sealpost_client_close(a);
 	assert_int_equal(sp_it_broker_stop(&r), 0);
 	/* And once more: all acknowledged, nothing comes back. */
 	assert_int_equal(sp_it_broker_start(&r, dir, NULL), 0);
 	expect_empty(&r, kb);
 	assert_int_equal(sp_it_broker_stop(&r), 0);
 	sp_it_rmrf(dir);
-	sp_key_free(ka);
-	sp_key_free(kb);
+	sealpost_key_free(ka);
+	sealpost_key_free(kb);
 }
 
 /* ------------------------------------------ brokers that must not start --- */
@@ -871,8 +871,8 @@ static void test_second_broker_locked(void **state)
 {
 	static struct sent s;
 	uint8_t pa[32], pb[32];
-	struct sp_key *ka = new_key(pa), *kb = new_key(pb);
-	struct sp_client *a;
+	struct sealpost_key *ka = new_key(pa), *kb = new_key(pb);
+	struct sealpost_client *a;
 	char out[4096];
 
 	(void)state;
@@ -883,9 +883,9 @@ static void test_second_broker_locked(void **state)
 	a = dial(&broker, ka, false);
 	send_range(a, pb, 0, 1, 0, &s);
 	expect_all(&s, 0, 1, SEALPOST_STATUS_ACCEPTED);
-	sp_client_close(a);
-	sp_key_free(ka);
-	sp_key_free(kb);
+	sealpost_client_close(a);
+	sealpost_key_free(ka);
+	sealpost_key_free(kb);
 }
 
 static void test_data_dir_not_writable(void **state)

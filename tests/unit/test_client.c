@@ -55,54 +55,54 @@ static int teardown_dir(void **state)
 
 static void test_key_roundtrip(void **state)
 {
-	struct sp_key *a = NULL, *b = NULL, *c = NULL;
+	struct sealpost_key *a = NULL, *b = NULL, *c = NULL;
 	uint8_t pa[32], pb[32], pc[32], priv[32];
 	char path[128];
 	struct stat st;
 
 	(void)state;
-	assert_int_equal(sp_key_generate(&a), 0);
-	assert_int_equal(sp_key_generate(&c), 0);
-	sp_key_public(a, pa);
-	sp_key_public(c, pc);
+	assert_int_equal(sealpost_key_generate(&a), 0);
+	assert_int_equal(sealpost_key_generate(&c), 0);
+	sealpost_key_public(a, pa);
+	sealpost_key_public(c, pc);
 	assert_memory_not_equal(pa, pc, 32);
 	assert_true(sp_noise_key_valid(pa));
 
 	snprintf(path, sizeof(path), "%s/dev.key", tmpdir);
-	assert_int_equal(sp_key_save(a, path), 0);
+	assert_int_equal(sealpost_key_save(a, path), 0);
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
 	assert_int_equal(st.st_size, 65);
 	/* Never overwrite a key. */
-	assert_int_equal(sp_key_save(c, path), -EEXIST);
+	assert_int_equal(sealpost_key_save(c, path), -EEXIST);
 
-	assert_int_equal(sp_key_load(&b, path), 0);
-	sp_key_public(b, pb);
+	assert_int_equal(sealpost_key_load(&b, path), 0);
+	sealpost_key_public(b, pb);
 	assert_memory_equal(pa, pb, 32);
 
 	/* The file is the private key in hex: from_private gives the same pair. */
 	assert_int_equal(sp_keyfile_read_private(path, priv), 0);
-	sp_key_free(b);
+	sealpost_key_free(b);
 	b = NULL;
-	assert_int_equal(sp_key_from_private(&b, priv), 0);
-	sp_key_public(b, pb);
+	assert_int_equal(sealpost_key_from_private(&b, priv), 0);
+	sealpost_key_public(b, pb);
 	assert_memory_equal(pa, pb, 32);
 
 	/* A key others can read is refused; a missing one is -ENOENT. */
 	assert_int_equal(chmod(path, 0644), 0);
-	sp_key_free(b);
+	sealpost_key_free(b);
 	b = NULL;
-	assert_int_equal(sp_key_load(&b, path), -EACCES);
+	assert_int_equal(sealpost_key_load(&b, path), -EACCES);
 	assert_null(b);
 	snprintf(path, sizeof(path), "%s/missing.key", tmpdir);
-	assert_int_equal(sp_key_load(&b, path), -ENOENT);
+	assert_int_equal(sealpost_key_load(&b, path), -ENOENT);
 
-	assert_int_equal(sp_key_generate(NULL), -EINVAL);
-	assert_int_equal(sp_key_load(&b, NULL), -EINVAL);
-	sp_key_free(NULL);
+	assert_int_equal(sealpost_key_generate(NULL), -EINVAL);
+	assert_int_equal(sealpost_key_load(&b, NULL), -EINVAL);
+	sealpost_key_free(NULL);
 	sodium_memzero(priv, sizeof(priv));
-	sp_key_free(a);
-	sp_key_free(c);
+	sealpost_key_free(a);
+	sealpost_key_free(c);
 }
 
 static void test_hex(void **state)
@@ -114,27 +114,27 @@ static void test_hex(void **state)
 	(void)state;
 	for (i = 0; i < 32; i++)
 		k[i] = (uint8_t)(i * 7 + 0xa0);
-	sp_key_to_hex(k, hex);
+	sealpost_key_to_hex(k, hex);
 	assert_int_equal(strlen(hex), 64);
 	assert_string_equal(hex, "a0a7aeb5bcc3cad1d8dfe6edf4fb020910171e252c333a41484f565d646b7279");
-	assert_int_equal(sp_key_from_hex(back, hex), 0);
+	assert_int_equal(sealpost_key_from_hex(back, hex), 0);
 	assert_memory_equal(k, back, 32);
 	/* Upper case is accepted. */
-	assert_int_equal(sp_key_from_hex(back,
+	assert_int_equal(sealpost_key_from_hex(back,
 		"A0A7AEB5BCC3CAD1D8DFE6EDF4FB020910171E252C333A41484F565D646B7279"), 0);
 	assert_memory_equal(k, back, 32);
 
 	memset(back, 0x55, 32);
 	hex[63] = '\0';
-	assert_int_equal(sp_key_from_hex(back, hex), -EINVAL);           /* 63 chars */
+	assert_int_equal(sealpost_key_from_hex(back, hex), -EINVAL);           /* 63 chars */
 	hex[63] = '9';
-	assert_int_equal(sp_key_from_hex(back, "zz"), -EINVAL);
+	assert_int_equal(sealpost_key_from_hex(back, "zz"), -EINVAL);
 	hex[10] = 'g';
-	assert_int_equal(sp_key_from_hex(back, hex), -EINVAL);           /* not hex */
-	assert_int_equal(sp_key_from_hex(back,
+	assert_int_equal(sealpost_key_from_hex(back, hex), -EINVAL);           /* not hex */
+	assert_int_equal(sealpost_key_from_hex(back,
 		"a0a7aeb5bcc3cad1d8dfe6edf4fb020910171e252c333a41484f565d646b72790"), -EINVAL);
-	assert_int_equal(sp_key_from_hex(back, ""), -EINVAL);
-	assert_int_equal(sp_key_from_hex(back, NULL), -EINVAL);
+	assert_int_equal(sealpost_key_from_hex(back, ""), -EINVAL);
+	assert_int_equal(sealpost_key_from_hex(back, NULL), -EINVAL);
 	for (i = 0; i < 32; i++)
 		assert_int_equal(back[i], 0x55);   /* untouched on error */
 }
@@ -142,62 +142,62 @@ static void test_hex(void **state)
 static void test_status_string(void **state)
 {
 	(void)state;
-	assert_string_equal(sp_status_string(SEALPOST_STATUS_DELIVERED), "delivered");
-	assert_string_equal(sp_status_string(SEALPOST_STATUS_ERR_OFFLINE), "err_offline");
-	assert_string_equal(sp_status_string(999), "unknown");
+	assert_string_equal(sealpost_status_string(SEALPOST_STATUS_DELIVERED), "delivered");
+	assert_string_equal(sealpost_status_string(SEALPOST_STATUS_ERR_OFFLINE), "err_offline");
+	assert_string_equal(sealpost_status_string(999), "unknown");
 }
 
 static void test_envelope(void **state)
 {
-	struct sp_key *a, *b;
+	struct sealpost_key *a, *b;
 	uint8_t pa[32], pb[32], sender[32], env[200], out[200], zero[32] = { 0 };
 	const char msg[] = "hello, sealed world";
 	size_t env_len, out_len, i;
 
 	(void)state;
-	assert_int_equal(sp_key_generate(&a), 0);
-	assert_int_equal(sp_key_generate(&b), 0);
-	sp_key_public(a, pa);
-	sp_key_public(b, pb);
+	assert_int_equal(sealpost_key_generate(&a), 0);
+	assert_int_equal(sealpost_key_generate(&b), 0);
+	sealpost_key_public(a, pa);
+	sealpost_key_public(b, pb);
 
-	assert_int_equal(sp_envelope_seal(a, pb, msg, sizeof(msg), env, sizeof(env), &env_len), 0);
+	assert_int_equal(sealpost_envelope_seal(a, pb, msg, sizeof(msg), env, sizeof(env), &env_len), 0);
 	assert_int_equal(env_len, sizeof(msg) + SEALPOST_SEAL_OVERHEAD);
 	assert_int_equal(env[0], 1);
-	assert_int_equal(sp_envelope_open(b, env, env_len, sender, out, sizeof(out), &out_len), 0);
+	assert_int_equal(sealpost_envelope_open(b, env, env_len, sender, out, sizeof(out), &out_len), 0);
 	assert_int_equal(out_len, sizeof(msg));
 	assert_memory_equal(out, msg, sizeof(msg));
 	assert_memory_equal(sender, pa, 32);
 
 	/* Only the recipient opens it. */
-	assert_int_equal(sp_envelope_open(a, env, env_len, sender, out, sizeof(out), &out_len),
+	assert_int_equal(sealpost_envelope_open(a, env, env_len, sender, out, sizeof(out), &out_len),
 			 -EBADMSG);
 	/* Any flipped byte fails. */
 	for (i = 0; i < env_len; i += 13) {
 		env[i] ^= 0x40;
-		assert_int_equal(sp_envelope_open(b, env, env_len, sender, out, sizeof(out),
-						  &out_len), -EBADMSG);
+		assert_int_equal(sealpost_envelope_open(b, env, env_len, sender, out, sizeof(out),
+							&out_len), -EBADMSG);
 		env[i] ^= 0x40;
 	}
-	assert_int_equal(sp_envelope_open(b, env, env_len - 1, sender, out, sizeof(out), &out_len),
+	assert_int_equal(sealpost_envelope_open(b, env, env_len - 1, sender, out, sizeof(out), &out_len),
 			 -EBADMSG);
 
 	/* Empty message, NULL pointer allowed for it. */
-	assert_int_equal(sp_envelope_seal(a, pb, NULL, 0, env, sizeof(env), &env_len), 0);
+	assert_int_equal(sealpost_envelope_seal(a, pb, NULL, 0, env, sizeof(env), &env_len), 0);
 	assert_int_equal(env_len, SEALPOST_SEAL_OVERHEAD);
-	assert_int_equal(sp_envelope_open(b, env, env_len, sender, out, sizeof(out), &out_len), 0);
+	assert_int_equal(sealpost_envelope_open(b, env, env_len, sender, out, sizeof(out), &out_len), 0);
 	assert_int_equal(out_len, 0);
 
 	/* Size and argument checks. */
-	assert_int_equal(sp_envelope_seal(a, pb, msg, sizeof(msg), env, sizeof(msg) + 96, &env_len),
+	assert_int_equal(sealpost_envelope_seal(a, pb, msg, sizeof(msg), env, sizeof(msg) + 96, &env_len),
 			 -EMSGSIZE);
-	assert_int_equal(sp_envelope_seal(a, pb, msg, SEALPOST_MESSAGE_MAX + 1, env, sizeof(env),
-					  &env_len), -EMSGSIZE);
-	assert_int_equal(sp_envelope_seal(a, zero, msg, sizeof(msg), env, sizeof(env), &env_len),
+	assert_int_equal(sealpost_envelope_seal(a, pb, msg, SEALPOST_MESSAGE_MAX + 1, env, sizeof(env),
+						&env_len), -EMSGSIZE);
+	assert_int_equal(sealpost_envelope_seal(a, zero, msg, sizeof(msg), env, sizeof(env), &env_len),
 			 -EINVAL);
-	assert_int_equal(sp_envelope_seal(NULL, pb, msg, 1, env, sizeof(env), &env_len), -EINVAL);
-	assert_int_equal(sp_envelope_seal(a, pb, NULL, 5, env, sizeof(env), &env_len), -EINVAL);
-	sp_key_free(a);
-	sp_key_free(b);
+	assert_int_equal(sealpost_envelope_seal(NULL, pb, msg, 1, env, sizeof(env), &env_len), -EINVAL);
+	assert_int_equal(sealpost_envelope_seal(a, pb, NULL, 5, env, sizeof(env), &env_len), -EINVAL);
+	sealpost_key_free(a);
+	sealpost_key_free(b);
 }
 
 static void test_connect_args(void **state)
@@ -206,8 +206,8 @@ static void test_connect_args(void **state)
 		"127.0.0.1", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:80x",
 		"::1:7400", "[::1]7400", "[::1", ":7400", "127.0.0.1:+80", "127.0.0.1:-1",
 	};
-	struct sp_client *c = NULL;
-	struct sp_key *k;
+	struct sealpost_client *c = NULL;
+	struct sealpost_key *k;
 	uint8_t zero[32] = { 0 };
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	socklen_t slen = sizeof(sa);
@@ -216,13 +216,13 @@ static void test_connect_args(void **state)
 	int fd;
 
 	(void)state;
-	assert_int_equal(sp_key_generate(&k), 0);
+	assert_int_equal(sealpost_key_generate(&k), 0);
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		assert_int_equal(sp_client_connect(&c, bad[i], k, NULL, 1000), -EINVAL);
-	assert_int_equal(sp_client_connect(NULL, "127.0.0.1:1", k, NULL, 1000), -EINVAL);
-	assert_int_equal(sp_client_connect(&c, "127.0.0.1:1", NULL, NULL, 1000), -EINVAL);
+		assert_int_equal(sealpost_client_connect(&c, bad[i], k, NULL, 1000), -EINVAL);
+	assert_int_equal(sealpost_client_connect(NULL, "127.0.0.1:1", k, NULL, 1000), -EINVAL);
+	assert_int_equal(sealpost_client_connect(&c, "127.0.0.1:1", NULL, NULL, 1000), -EINVAL);
 	/* A low-order server key can never be right. */
-	assert_int_equal(sp_client_connect(&c, "127.0.0.1:1", k, zero, 1000), -EINVAL);
+	assert_int_equal(sealpost_client_connect(&c, "127.0.0.1:1", k, zero, 1000), -EINVAL);
 	assert_null(c);
 
 	/* A port nobody listens on: bind one, learn it, close it. */
@@ -232,10 +232,10 @@ static void test_connect_args(void **state)
 	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &slen), 0);
 	close(fd);
 	snprintf(addr, sizeof(addr), "127.0.0.1:%u", ntohs(sa.sin_port));
-	assert_int_equal(sp_client_connect(&c, addr, k, NULL, 5000), -ECONNREFUSED);
+	assert_int_equal(sealpost_client_connect(&c, addr, k, NULL, 5000), -ECONNREFUSED);
 	assert_null(c);
-	sp_client_close(NULL);
-	sp_key_free(k);
+	sealpost_client_close(NULL);
+	sealpost_key_free(k);
 }
 
 /* ------------------------------------------------------ scripted broker --- */
@@ -525,43 +525,43 @@ static void test_protocol_basic(void **state)
 {
 	struct peer p;
 	struct basic_arg a = { .msgs = { "first", "second", "" } };
-	struct sp_key *k;
-	struct sp_client *c;
-	struct sp_event ev;
+	struct sealpost_key *k;
+	struct sealpost_client *c;
+	struct sealpost_event ev;
 	uint8_t rpub[32], spub[32];
 	uint64_t id, pid, first = 0;
 	int i;
 
 	(void)state;
 	sp_noise_keypair(rpub, a.recipient_priv);
-	assert_int_equal(sp_key_generate(&k), 0);
+	assert_int_equal(sealpost_key_generate(&k), 0);
 	peer_start(&p, script_basic, &a);
 	peer_run(&p);
-	assert_int_equal(sp_client_connect(&c, p.addr, k, p.pub, 10000), 0);
-	sp_client_server_key(c, spub);
+	assert_int_equal(sealpost_client_connect(&c, p.addr, k, p.pub, 10000), 0);
+	sealpost_client_server_key(c, spub);
 	assert_memory_equal(spub, p.pub, 32);
-	assert_int_equal(sp_client_max_envelope(c), 64000);
-	assert_int_equal(sp_client_max_message(c), 64000 - 97);
-	assert_false(sp_client_want_write(c));
+	assert_int_equal(sealpost_client_max_envelope(c), 64000);
+	assert_int_equal(sealpost_client_max_message(c), 64000 - 97);
+	assert_false(sealpost_client_want_write(c));
 
-	assert_int_equal(sp_client_ping(c, &pid), 0);
+	assert_int_equal(sealpost_client_ping(c, &pid), 0);
 	assert_int_equal(pid, 1);
 	for (i = 0; i < 3; i++) {
-		assert_int_equal(sp_client_send(c, rpub, a.msgs[i], strlen(a.msgs[i]), &id), 0);
+		assert_int_equal(sealpost_client_send(c, rpub, a.msgs[i], strlen(a.msgs[i]), &id), 0);
 		if (i == 0)
 			first = id;
 		assert_int_equal(id, first + (uint64_t)i);
 	}
-	assert_true(sp_client_want_write(c));
-	assert_true(sp_client_poll_events(c) & POLLOUT);
-	assert_int_equal(sp_client_flush(c, 10000), 0);
-	assert_false(sp_client_want_write(c));
+	assert_true(sealpost_client_want_write(c));
+	assert_true(sealpost_client_poll_events(c) & POLLOUT);
+	assert_int_equal(sealpost_client_flush(c, 10000), 0);
+	assert_false(sealpost_client_want_write(c));
 
-	assert_int_equal(sp_client_next_event(c, &ev, 10000), 1);
+	assert_int_equal(sealpost_client_next_event(c, &ev, 10000), 1);
 	assert_int_equal(ev.type, SEALPOST_EVENT_PONG);
 	assert_int_equal(ev.id, 1);
 	for (i = 0; i < 3; i++) {
-		assert_int_equal(sp_client_next_event(c, &ev, 10000), 1);
+		assert_int_equal(sealpost_client_next_event(c, &ev, 10000), 1);
 		assert_int_equal(ev.type, SEALPOST_EVENT_RESULT);
 		assert_int_equal(ev.client_id, first + (uint64_t)i);
 		assert_int_equal(ev.seq, 100 + (uint64_t)i);
@@ -569,21 +569,21 @@ static void test_protocol_basic(void **state)
 					    : SEALPOST_STATUS_DELIVERED);
 	}
 	/* The broker's Ping was answered inside next_event; then GoAway, CLOSED. */
-	assert_int_equal(sp_client_next_event(c, &ev, 10000), 1);
+	assert_int_equal(sealpost_client_next_event(c, &ev, 10000), 1);
 	assert_int_equal(ev.type, SEALPOST_EVENT_GOAWAY);
 	assert_int_equal(ev.status, SEALPOST_STATUS_GOAWAY_SHUTDOWN);
-	assert_int_equal(sp_client_send(c, rpub, "x", 1, NULL), -ENOTCONN);
-	assert_int_equal(sp_client_next_event(c, &ev, 10000), 1);
+	assert_int_equal(sealpost_client_send(c, rpub, "x", 1, NULL), -ENOTCONN);
+	assert_int_equal(sealpost_client_next_event(c, &ev, 10000), 1);
 	assert_int_equal(ev.type, SEALPOST_EVENT_CLOSED);
 	assert_int_equal(ev.error, 0);
 	/* CLOSED is final and repeats. */
-	assert_int_equal(sp_client_next_event(c, &ev, 0), 1);
+	assert_int_equal(sealpost_client_next_event(c, &ev, 0), 1);
 	assert_int_equal(ev.type, SEALPOST_EVENT_CLOSED);
-	assert_int_equal(sp_client_step(c), -ENOTCONN);
-	sp_client_close(c);
+	assert_int_equal(sealpost_client_step(c), -ENOTCONN);
+	sealpost_client_close(c);
 	peer_join(&p);
 	assert_int_equal(p.pattern, 1);
-	sp_key_free(k);
+	sealpost_key_free(k);
 }
 
 /* --- script: deliveries (good, unopenable, good), then a malformed frame --- */
@@ -643,34 +643,34 @@ static void run_deliver(const uint8_t *bad, size_t bad_len, int want_error)
 {
 	struct peer p;
 	struct deliver_arg a;
-	struct sp_key *k;
-	struct sp_client *c;
-	struct sp_event ev;
+	struct sealpost_key *k;
+	struct sealpost_client *c;
+	struct sealpost_event ev;
 	uint8_t spub[32];
 	size_t i;
 
 	memcpy(a.bad_frame, bad, bad_len);
 	a.bad_frame_len = bad_len;
 	sp_noise_keypair(spub, a.sender_priv);
-	assert_int_equal(sp_key_generate(&k), 0);
+	assert_int_equal(sealpost_key_generate(&k), 0);
 	peer_start(&p, script_deliver, &a);
 	peer_run(&p);
 	/* XX this time: learn the key. */
-	assert_int_equal(sp_client_connect(&c, p.addr, k, NULL, 10000), 0);
+	assert_int_equal(sealpost_client_connect(&c, p.addr, k, NULL, 10000), 0);
 
-	assert_int_equal(sp_client_next_event(c, &ev, 10000), 1);
+	assert_int_equal(sealpost_client_next_event(c, &ev, 10000), 1);
 	assert_int_equal(ev.type, SEALPOST_EVENT_MESSAGE);
 	assert_int_equal(ev.seq, 5);
 	assert_int_equal(ev.len, 8);
 	assert_memory_equal(ev.data, "one\nline", 8);
 	assert_memory_equal(ev.sender, spub, 32);
 
-	assert_int_equal(sp_client_next_event(c, &ev, 10000), 1);
+	assert_int_equal(sealpost_client_next_event(c, &ev, 10000), 1);
 	assert_int_equal(ev.type, SEALPOST_EVENT_BAD_ENVELOPE);
 	assert_int_equal(ev.seq, 6);
 	assert_int_equal(ev.error, -EBADMSG);
 
-	assert_int_equal(sp_client_next_event(c, &ev, 10000), 1);
+	assert_int_equal(sealpost_client_next_event(c, &ev, 10000), 1);
 	assert_int_equal(ev.type, SEALPOST_EVENT_MESSAGE);
 	assert_int_equal(ev.seq, 7);
 	assert_int_equal(ev.len, SP_MESSAGE_MAX);
@@ -678,14 +678,14 @@ static void run_deliver(const uint8_t *bad, size_t bad_len, int want_error)
 		if (ev.data[i] != (uint8_t)(i * 31))
 			fail_msg("byte %zu differs", i);
 
-	assert_int_equal(sp_client_next_event(c, &ev, 10000), 1);
+	assert_int_equal(sealpost_client_next_event(c, &ev, 10000), 1);
 	assert_int_equal(ev.type, SEALPOST_EVENT_CLOSED);
 	assert_int_equal(ev.error, want_error);
-	assert_int_equal(sp_client_send(c, spub, "x", 1, NULL), -ENOTCONN);
-	sp_client_close(c);
+	assert_int_equal(sealpost_client_send(c, spub, "x", 1, NULL), -ENOTCONN);
+	sealpost_client_close(c);
 	peer_join(&p);
 	assert_int_equal(p.pattern, 2);
-	sp_key_free(k);
+	sealpost_key_free(k);
 }
 
 static void test_protocol_deliver_malformed(void **state)
@@ -739,42 +739,42 @@ static void script_badtag(struct peer *p)
 static void test_protocol_bad_tag(void **state)
 {
 	struct peer p;
-	struct sp_key *k;
-	struct sp_client *c;
-	struct sp_event ev;
+	struct sealpost_key *k;
+	struct sealpost_client *c;
+	struct sealpost_event ev;
 
 	(void)state;
-	assert_int_equal(sp_key_generate(&k), 0);
+	assert_int_equal(sealpost_key_generate(&k), 0);
 	peer_start(&p, script_badtag, NULL);
 	peer_run(&p);
-	assert_int_equal(sp_client_connect(&c, p.addr, k, p.pub, 10000), 0);
-	assert_int_equal(sp_client_next_event(c, &ev, 10000), 1);
+	assert_int_equal(sealpost_client_connect(&c, p.addr, k, p.pub, 10000), 0);
+	assert_int_equal(sealpost_client_next_event(c, &ev, 10000), 1);
 	assert_int_equal(ev.type, SEALPOST_EVENT_CLOSED);
 	assert_int_equal(ev.error, -EBADMSG);
-	sp_client_close(c);
+	sealpost_client_close(c);
 	peer_join(&p);
-	sp_key_free(k);
+	sealpost_key_free(k);
 }
 
 /* IK to a broker that holds another key: it closes, connect fails cleanly. */
 static void test_protocol_wrong_server_key(void **state)
 {
 	struct peer p;
-	struct sp_key *k;
-	struct sp_client *c = NULL;
+	struct sealpost_key *k;
+	struct sealpost_client *c = NULL;
 	uint8_t other[32], other_priv[32];
 
 	(void)state;
 	sp_noise_keypair(other, other_priv);
-	assert_int_equal(sp_key_generate(&k), 0);
+	assert_int_equal(sealpost_key_generate(&k), 0);
 	peer_start(&p, NULL, NULL);
 	peer_run(&p);
-	assert_int_equal(sp_client_connect(&c, p.addr, k, other, 10000), -ECONNRESET);
+	assert_int_equal(sealpost_client_connect(&c, p.addr, k, other, 10000), -ECONNRESET);
 	assert_null(c);
 	pthread_join(p.thread, NULL);
 	close(p.lfd);
 	assert_int_equal(p.hs_result, -EBADMSG);
-	sp_key_free(k);
+	sealpost_key_free(k);
 }
 
 /* --- script: ServerHello limits, send_wait holding other events, event loop --- */
@@ -824,9 +824,9 @@ static void test_protocol_limits_and_loop(void **state)
 {
 	struct peer p;
 	struct limits_arg a;
-	struct sp_key *k;
-	struct sp_client *c;
-	struct sp_event ev;
+	struct sealpost_key *k;
+	struct sealpost_client *c;
+	struct sealpost_event ev;
 	uint8_t spub[32], to[32], to_priv[32], msg[904];
 	struct pollfd pfd;
 	uint64_t seq = 99, pid;
@@ -836,53 +836,53 @@ static void test_protocol_limits_and_loop(void **state)
 	sp_noise_keypair(spub, a.sender_priv);
 	sp_noise_keypair(to, to_priv);
 	memset(msg, 'm', sizeof(msg));
-	assert_int_equal(sp_key_generate(&k), 0);
+	assert_int_equal(sealpost_key_generate(&k), 0);
 	peer_start(&p, script_limits, &a);
 	p.max_envelope = 1000;
 	peer_run(&p);
-	assert_int_equal(sp_client_connect(&c, p.addr, k, p.pub, 10000), 0);
-	assert_int_equal(sp_client_max_envelope(c), 1000);
-	assert_int_equal(sp_client_max_message(c), 903);
-	assert_int_equal(sp_client_send(c, to, msg, 904, NULL), -EMSGSIZE);
-	assert_int_equal(sp_client_send(c, spub, NULL, 1, NULL), -EINVAL);
+	assert_int_equal(sealpost_client_connect(&c, p.addr, k, p.pub, 10000), 0);
+	assert_int_equal(sealpost_client_max_envelope(c), 1000);
+	assert_int_equal(sealpost_client_max_message(c), 903);
+	assert_int_equal(sealpost_client_send(c, to, msg, 904, NULL), -EMSGSIZE);
+	assert_int_equal(sealpost_client_send(c, spub, NULL, 1, NULL), -EINVAL);
 	memset(to_priv, 0, sizeof(to_priv));
-	assert_int_equal(sp_client_send(c, to_priv, msg, 1, NULL), -EINVAL);   /* low order */
-	assert_int_equal(sp_client_send_raw(c, to, msg, 1001, NULL), -EMSGSIZE);
+	assert_int_equal(sealpost_client_send(c, to_priv, msg, 1, NULL), -EINVAL);   /* low order */
+	assert_int_equal(sealpost_client_send_raw(c, to, msg, 1001, NULL), -EMSGSIZE);
 
-	assert_int_equal(sp_client_send_wait(c, to, msg, 903, 10000, &status, &seq), 0);
+	assert_int_equal(sealpost_client_send_wait(c, to, msg, 903, 10000, &status, &seq), 0);
 	assert_int_equal(status, SEALPOST_STATUS_ERR_RECIPIENT_BUSY);
 	assert_int_equal(seq, 0);
 	/* What arrived meanwhile is still there, in order. */
-	assert_int_equal(sp_client_next_event(c, &ev, 0), 1);
+	assert_int_equal(sealpost_client_next_event(c, &ev, 0), 1);
 	assert_int_equal(ev.type, SEALPOST_EVENT_MESSAGE);
 	assert_int_equal(ev.len, 4);
 	assert_memory_equal(ev.data, "held", 4);
 	assert_memory_equal(ev.sender, spub, 32);
-	assert_int_equal(sp_client_next_event(c, &ev, 0), 1);
+	assert_int_equal(sealpost_client_next_event(c, &ev, 0), 1);
 	assert_int_equal(ev.type, SEALPOST_EVENT_PONG);
 	assert_int_equal(ev.id, 42);
-	assert_int_equal(sp_client_next_event(c, &ev, 0), 0);
+	assert_int_equal(sealpost_client_next_event(c, &ev, 0), 0);
 
 	/* Event-loop integration: poll + step + next_event(0). The MESSAGE
 	 * (seq 1) was taken, so the next call acked it by itself; 2 by hand. */
-	assert_int_equal(sp_client_ack(c, 2), 0);
-	assert_int_equal(sp_client_ping(c, &pid), 0);
-	assert_true(sp_client_want_write(c));
+	assert_int_equal(sealpost_client_ack(c, 2), 0);
+	assert_int_equal(sealpost_client_ping(c, &pid), 0);
+	assert_true(sealpost_client_want_write(c));
 	while (!got_pong) {
-		pfd = (struct pollfd){ .fd = sp_client_fd(c), .events = sp_client_poll_events(c) };
+		pfd = (struct pollfd){ .fd = sealpost_client_fd(c), .events = sealpost_client_poll_events(c) };
 		assert_true(poll(&pfd, 1, 10000) > 0);
-		assert_int_equal(sp_client_step(c), 0);
-		while (sp_client_next_event(c, &ev, 0) == 1) {
+		assert_int_equal(sealpost_client_step(c), 0);
+		while (sealpost_client_next_event(c, &ev, 0) == 1) {
 			assert_int_equal(ev.type, SEALPOST_EVENT_PONG);
 			assert_int_equal(ev.id, pid);
 			got_pong = 1;
 		}
 		assert_true(++rounds < 1000);
 	}
-	assert_false(sp_client_want_write(c));
-	sp_client_close(c);
+	assert_false(sealpost_client_want_write(c));
+	sealpost_client_close(c);
 	peer_join(&p);
-	sp_key_free(k);
+	sealpost_key_free(k);
 }
 
 /* --- script: the broker dies in the middle of a transport message --- */
@@ -897,28 +897,28 @@ static void script_abrupt(struct peer *p)
 static void test_protocol_abrupt_close(void **state)
 {
 	struct peer p;
-	struct sp_key *k;
-	struct sp_client *c;
-	struct sp_event ev;
+	struct sealpost_key *k;
+	struct sealpost_client *c;
+	struct sealpost_event ev;
 	uint8_t to[32];
 	int status = 0;
 
 	(void)state;
-	assert_int_equal(sp_key_generate(&k), 0);
-	sp_key_public(k, to);
+	assert_int_equal(sealpost_key_generate(&k), 0);
+	sealpost_key_public(k, to);
 	peer_start(&p, script_abrupt, NULL);
 	peer_run(&p);
-	assert_int_equal(sp_client_connect(&c, p.addr, k, p.pub, 10000), 0);
+	assert_int_equal(sealpost_client_connect(&c, p.addr, k, p.pub, 10000), 0);
 	/* No GoAway, and a message cut short: a reset, not a clean close. */
-	assert_int_equal(sp_client_send_wait(c, to, "x", 1, 10000, &status, NULL), -ECONNRESET);
-	assert_int_equal(sp_client_next_event(c, &ev, 10000), 1);
+	assert_int_equal(sealpost_client_send_wait(c, to, "x", 1, 10000, &status, NULL), -ECONNRESET);
+	assert_int_equal(sealpost_client_next_event(c, &ev, 10000), 1);
 	assert_int_equal(ev.type, SEALPOST_EVENT_CLOSED);
 	assert_int_equal(ev.error, -ECONNRESET);
-	assert_int_equal(sp_client_step(c), -ECONNRESET);
-	assert_int_equal(sp_client_flush(c, 1000), -ECONNRESET);
-	sp_client_close(c);
+	assert_int_equal(sealpost_client_step(c), -ECONNRESET);
+	assert_int_equal(sealpost_client_flush(c, 1000), -ECONNRESET);
+	sealpost_client_close(c);
 	peer_join(&p);
-	sp_key_free(k);
+	sealpost_key_free(k);
 }
 
 /* --- script: a small max_transport splits a burst into several messages --- */
@@ -958,25 +958,25 @@ static void script_split(struct peer *p)
 static void test_protocol_split_transport(void **state)
 {
 	struct peer p;
-	struct sp_key *k;
-	struct sp_client *c;
+	struct sealpost_key *k;
+	struct sealpost_client *c;
 	uint8_t to[32], msg[SPLIT_MSG];
 	int i;
 
 	(void)state;
 	memset(msg, 's', sizeof(msg));
-	assert_int_equal(sp_key_generate(&k), 0);
-	sp_key_public(k, to);
+	assert_int_equal(sealpost_key_generate(&k), 0);
+	sealpost_key_public(k, to);
 	peer_start(&p, script_split, NULL);
 	p.max_transport = SPLIT_TRANSPORT;
 	peer_run(&p);
-	assert_int_equal(sp_client_connect(&c, p.addr, k, p.pub, 10000), 0);
+	assert_int_equal(sealpost_client_connect(&c, p.addr, k, p.pub, 10000), 0);
 	for (i = 0; i < SPLIT_SENDS; i++)
-		assert_int_equal(sp_client_send(c, to, msg, sizeof(msg), NULL), 0);
-	assert_int_equal(sp_client_flush(c, 10000), 0);
+		assert_int_equal(sealpost_client_send(c, to, msg, sizeof(msg), NULL), 0);
+	assert_int_equal(sealpost_client_flush(c, 10000), 0);
 	peer_join(&p);
-	sp_client_close(c);
-	sp_key_free(k);
+	sealpost_client_close(c);
+	sealpost_key_free(k);
 }
 
 /* --- script: a broker that does not read: the queue fills, -ENOBUFS --- */
@@ -1019,22 +1019,22 @@ static void test_protocol_backpressure(void **state)
 	static uint8_t msg[60000];
 	struct peer p;
 	struct backpressure_arg a;
-	struct sp_key *k;
-	struct sp_client *c;
+	struct sealpost_key *k;
+	struct sealpost_client *c;
 	uint8_t to[32];
 	uint32_t sent = 0;
 	int r = 0;
 
 	(void)state;
 	assert_int_equal(pipe(a.go), 0);
-	assert_int_equal(sp_key_generate(&k), 0);
-	sp_key_public(k, to);
+	assert_int_equal(sealpost_key_generate(&k), 0);
+	sealpost_key_public(k, to);
 	peer_start(&p, script_backpressure, &a);
 	peer_run(&p);
-	assert_int_equal(sp_client_connect(&c, p.addr, k, p.pub, 10000), 0);
+	assert_int_equal(sealpost_client_connect(&c, p.addr, k, p.pub, 10000), 0);
 	/* Bounded: 8 MiB of queue plus socket buffers is far below 2000 x 60 KB. */
 	while (sent < 2000) {
-		r = sp_client_send(c, to, msg, sizeof(msg), NULL);
+		r = sealpost_client_send(c, to, msg, sizeof(msg), NULL);
 		if (r < 0)
 			break;
 		sent++;
@@ -1043,13 +1043,13 @@ static void test_protocol_backpressure(void **state)
 	assert_true(sent > 100);
 	/* Nothing was lost: once the broker reads, everything arrives. */
 	assert_int_equal(write(a.go[1], &sent, sizeof(sent)), (ssize_t)sizeof(sent));
-	assert_int_equal(sp_client_flush(c, 60000), 0);
-	assert_int_equal(sp_client_send(c, to, msg, 1, NULL), 0);
+	assert_int_equal(sealpost_client_flush(c, 60000), 0);
+	assert_int_equal(sealpost_client_send(c, to, msg, 1, NULL), 0);
 	peer_join(&p);
-	sp_client_close(c);
+	sealpost_client_close(c);
 	close(a.go[0]);
 	close(a.go[1]);
-	sp_key_free(k);
+	sealpost_key_free(k);
 }
 
 /* --- script: acknowledgement modes (auto: exactly what was taken; manual) --- */
@@ -1137,7 +1137,7 @@ static void script_acks(struct peer *p)
 		PEER_CHECK(p, n == 1 && seqs[0] == 1);
 	}
 	/* It took 2, 3 and Drained, synced: Ack{2,3} (auto); manual: its own
-	 * sp_client_ack(3) only. */
+	 * sealpost_client_ack(3) only. */
 	n = collect_acks_until_ping(p, seqs, 128, &frames);
 	if (a->manual) {
 		PEER_CHECK(p, n == 1 && seqs[0] == 3);
@@ -1165,59 +1165,59 @@ static void script_acks(struct peer *p)
 
 static void run_acks(int manual)
 {
-	struct sp_connect_opts o = SEALPOST_CONNECT_OPTS_INIT;
+	struct sealpost_connect_opts o = SEALPOST_CONNECT_OPTS_INIT;
 	struct peer p;
 	struct ack_arg a = { .manual = manual };
-	struct sp_key *k;
-	struct sp_client *c;
-	struct sp_event ev;
+	struct sealpost_key *k;
+	struct sealpost_client *c;
+	struct sealpost_event ev;
 	uint8_t spub[32];
 	int i;
 
 	sp_noise_keypair(spub, a.sender_priv);
-	assert_int_equal(sp_key_generate(&k), 0);
+	assert_int_equal(sealpost_key_generate(&k), 0);
 	peer_start(&p, script_acks, &a);
 	peer_run(&p);
 	if (manual)
 		o.flags = SEALPOST_CONNECT_MANUAL_ACK;
-	assert_int_equal(sp_client_connect_opts(&c, p.addr, k, p.pub, 10000, &o), 0);
+	assert_int_equal(sealpost_client_connect_opts(&c, p.addr, k, p.pub, 10000, &o), 0);
 
-	assert_int_equal(sp_client_next_event(c, &ev, 10000), 1);
+	assert_int_equal(sealpost_client_next_event(c, &ev, 10000), 1);
 	assert_int_equal(ev.type, SEALPOST_EVENT_MESSAGE);
 	assert_int_equal(ev.seq, 1);
 	/* Taken, not yet acked: the next call will; an event loop is told to
 	 * write (auto mode). */
-	assert_int_equal(sp_client_want_write(c), !manual);
+	assert_int_equal(sealpost_client_want_write(c), !manual);
 	/* sync holds what arrives meanwhile (2, 3, Drained): not taken. */
-	assert_int_equal(sp_client_sync(c, 10000), 0);
+	assert_int_equal(sealpost_client_sync(c, 10000), 0);
 	for (i = 2; i <= 3; i++) {
-		assert_int_equal(sp_client_next_event(c, &ev, 10000), 1);
+		assert_int_equal(sealpost_client_next_event(c, &ev, 10000), 1);
 		assert_int_equal(ev.type, SEALPOST_EVENT_MESSAGE);
 		assert_int_equal(ev.seq, (uint64_t)i);
 		assert_memory_equal(ev.sender, spub, 32);
 	}
-	assert_int_equal(sp_client_next_event(c, &ev, 10000), 1);
+	assert_int_equal(sealpost_client_next_event(c, &ev, 10000), 1);
 	assert_int_equal(ev.type, SEALPOST_EVENT_DRAINED);
 	assert_int_equal(ev.count, 3);
 	if (manual)
-		assert_int_equal(sp_client_ack(c, 3), 0);
-	assert_int_equal(sp_client_sync(c, 10000), 0);
+		assert_int_equal(sealpost_client_ack(c, 3), 0);
+	assert_int_equal(sealpost_client_sync(c, 10000), 0);
 
 	/* The online-only one (seq 0), then the burst. */
-	assert_int_equal(sp_client_next_event(c, &ev, 10000), 1);
+	assert_int_equal(sealpost_client_next_event(c, &ev, 10000), 1);
 	assert_int_equal(ev.type, SEALPOST_EVENT_MESSAGE);
 	assert_int_equal(ev.seq, 0);
 	assert_memory_equal(ev.data, "m0", 2);
 	for (i = 0; i < ACK_BURST; i++) {
-		assert_int_equal(sp_client_next_event(c, &ev, 10000), 1);
+		assert_int_equal(sealpost_client_next_event(c, &ev, 10000), 1);
 		assert_int_equal(ev.type, SEALPOST_EVENT_MESSAGE);
 		assert_int_equal(ev.seq, 10 + (uint64_t)i);
 	}
-	assert_int_equal(sp_client_sync(c, 10000), 0);
-	assert_int_equal(sp_client_ack(c, 0), 0);   /* seq 0: nothing to ack, not an error */
-	sp_client_close(c);
+	assert_int_equal(sealpost_client_sync(c, 10000), 0);
+	assert_int_equal(sealpost_client_ack(c, 0), 0);   /* seq 0: nothing to ack, not an error */
+	sealpost_client_close(c);
 	peer_join(&p);
-	sp_key_free(k);
+	sealpost_key_free(k);
 }
 
 static void test_protocol_ack_auto(void **state)
@@ -1275,14 +1275,14 @@ static void script_sendex(struct peer *p)
 static void test_send_ex_and_opts(void **state)
 {
 	struct {
-		struct sp_connect_opts o;
+		struct sealpost_connect_opts o;
 		uint64_t future;        /* a field a newer header might add */
 	} big;
-	struct sp_connect_opts o = SEALPOST_CONNECT_OPTS_INIT;
+	struct sealpost_connect_opts o = SEALPOST_CONNECT_OPTS_INIT;
 	struct peer p, p2;
 	struct sendex_arg a, a2;
-	struct sp_key *k;
-	struct sp_client *c = NULL, *c2 = NULL;
+	struct sealpost_key *k;
+	struct sealpost_client *c = NULL, *c2 = NULL;
 	uint8_t to[32], env[256];
 	size_t elen;
 	uint64_t id1, id2, id3, seq = 1;
@@ -1291,44 +1291,44 @@ static void test_send_ex_and_opts(void **state)
 	(void)state;
 	memset(&a, 0, sizeof(a));
 	memset(&a2, 0, sizeof(a2));
-	assert_int_equal(sp_key_generate(&k), 0);
-	sp_key_public(k, to);
+	assert_int_equal(sealpost_key_generate(&k), 0);
+	sealpost_key_public(k, to);
 	/* Option checks happen before any I/O. */
 	o.size = sizeof(uint32_t);
-	assert_int_equal(sp_client_connect_opts(&c, "127.0.0.1:1", k, NULL, 1000, &o), -EINVAL);
-	o = (struct sp_connect_opts)SEALPOST_CONNECT_OPTS_INIT;
+	assert_int_equal(sealpost_client_connect_opts(&c, "127.0.0.1:1", k, NULL, 1000, &o), -EINVAL);
+	o = (struct sealpost_connect_opts)SEALPOST_CONNECT_OPTS_INIT;
 	o.flags = 1u << 7;
-	assert_int_equal(sp_client_connect_opts(&c, "127.0.0.1:1", k, NULL, 1000, &o), -EINVAL);
+	assert_int_equal(sealpost_client_connect_opts(&c, "127.0.0.1:1", k, NULL, 1000, &o), -EINVAL);
 	memset(&big, 0, sizeof(big));
 	big.o.size = sizeof(big);
 	big.future = 1;
-	assert_int_equal(sp_client_connect_opts(&c, "127.0.0.1:1", k, NULL, 1000, &big.o), -E2BIG);
+	assert_int_equal(sealpost_client_connect_opts(&c, "127.0.0.1:1", k, NULL, 1000, &big.o), -E2BIG);
 	assert_null(c);
 
 	/* A larger struct whose unknown tail is zero is fine. */
 	big.future = 0;
 	peer_start(&p, script_sendex, &a);
 	peer_run(&p);
-	assert_int_equal(sp_client_connect_opts(&c, p.addr, k, p.pub, 10000, &big.o), 0);
-	assert_int_equal(sp_client_send_ex(c, to, "x", 1, 1u << 5, 0, NULL), -EINVAL);
-	assert_int_equal(sp_client_send_ex(c, to, "a", 1, 0, 0, &id1), 0);
-	assert_int_equal(sp_client_send_ex(c, to, "b", 1, SEALPOST_SEND_ONLINE_ONLY, 0, &id2), 0);
+	assert_int_equal(sealpost_client_connect_opts(&c, p.addr, k, p.pub, 10000, &big.o), 0);
+	assert_int_equal(sealpost_client_send_ex(c, to, "x", 1, 1u << 5, 0, NULL), -EINVAL);
+	assert_int_equal(sealpost_client_send_ex(c, to, "a", 1, 0, 0, &id1), 0);
+	assert_int_equal(sealpost_client_send_ex(c, to, "b", 1, SEALPOST_SEND_ONLINE_ONLY, 0, &id2), 0);
 	assert_int_equal(id2, id1 + 1);
 	/* An explicit id (a retry) does not move the counter. */
-	assert_int_equal(sp_client_send_ex(c, to, "a", 1, 0, 12345, &id3), 0);
+	assert_int_equal(sealpost_client_send_ex(c, to, "a", 1, 0, 12345, &id3), 0);
 	assert_int_equal(id3, 12345);
-	assert_int_equal(sp_envelope_seal(k, to, "r", 1, env, sizeof(env), &elen), 0);
-	assert_int_equal(sp_client_send_raw_ex(c, to, env, elen, SEALPOST_SEND_ONLINE_ONLY, 0,
-					       &id3), 0);
+	assert_int_equal(sealpost_envelope_seal(k, to, "r", 1, env, sizeof(env), &elen), 0);
+	assert_int_equal(sealpost_client_send_raw_ex(c, to, env, elen, SEALPOST_SEND_ONLINE_ONLY, 0,
+						     &id3), 0);
 	assert_int_equal(id3, id1 + 2);
-	assert_int_equal(sp_client_wait_result(c, id2, 10000, &status, &seq), 0);
+	assert_int_equal(sealpost_client_wait_result(c, id2, 10000, &status, &seq), 0);
 	assert_int_equal(status, SEALPOST_STATUS_ERR_OFFLINE);
 	assert_int_equal(seq, 0);
 	/* The result of id1 came first and was kept for next_event. */
-	assert_int_equal(sp_client_wait_result(c, 12345, 10000, &status, &seq), 0);
+	assert_int_equal(sealpost_client_wait_result(c, 12345, 10000, &status, &seq), 0);
 	assert_int_equal(status, SEALPOST_STATUS_ACCEPTED);
 	assert_int_equal(seq, 7);
-	sp_client_close(c);
+	sealpost_client_close(c);
 	peer_join(&p);
 	assert_int_equal(a.ids[0], id1);
 	assert_int_equal(a.flags[0], 0);
@@ -1343,16 +1343,16 @@ static void test_send_ex_and_opts(void **state)
 	 * reconnect must not look like retries (2^-60 odds of a false failure). */
 	peer_start(&p2, script_sendex, &a2);
 	peer_run(&p2);
-	assert_int_equal(sp_client_connect(&c2, p2.addr, k, p2.pub, 10000), 0);
+	assert_int_equal(sealpost_client_connect(&c2, p2.addr, k, p2.pub, 10000), 0);
 	for (int i = 0; i < 4; i++)
-		assert_int_equal(sp_client_send(c2, to, "z", 1, &id3), 0);
+		assert_int_equal(sealpost_client_send(c2, to, "z", 1, &id3), 0);
 	/* The peer answers all four before it waits for our close. */
-	assert_int_equal(sp_client_wait_result(c2, id3, 10000, &status, NULL), 0);
-	sp_client_close(c2);
+	assert_int_equal(sealpost_client_wait_result(c2, id3, 10000, &status, NULL), 0);
+	sealpost_client_close(c2);
 	peer_join(&p2);
 	assert_true(a2.ids[0] < (uint64_t)1 << 63 && a.ids[0] < (uint64_t)1 << 63);
 	assert_true(a2.ids[0] > a.ids[0] + 3 || a.ids[0] > a2.ids[0] + 3);
-	sp_key_free(k);
+	sealpost_key_free(k);
 }
 
 /* docs/CLIENT.md quotes docs/examples/echo.c; the quote must be the file. */
