@@ -1,6 +1,6 @@
 /*
  * sealpost-bench-hotpath: the broker's per-envelope code in one process, no
- * sockets (issue 5, item 1).
+ * sockets.
  *
  * What runs is what sealpostd runs for an envelope: the sender's connection
  * (broker/sp_conn) takes the received bytes in receive-buffer-sized pieces

@@ -1,5 +1,5 @@
 /*
- * it_badinput.c: every bad-input case of issue 2, against a real sealpostd.
+ * it_badinput.c: every bad-input case of PROTOCOL.md, against a real sealpostd.
  *
  * Each case is driven with the raw protocol client (support_raw.h), which can
  * break the protocol anywhere. After EVERY case the test checks that

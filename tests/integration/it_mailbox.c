@@ -1,5 +1,5 @@
 /*
- * it_mailbox.c: durable mailboxes (issue 3) through libsealpost against real
+ * it_mailbox.c: durable mailboxes through libsealpost against real
  * sealpostd processes and their RocksDB data directories.
  *
  * A device receives 10,000 envelopes sent while it was offline, in order,
