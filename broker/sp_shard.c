@@ -79,7 +79,7 @@ static struct sp_conn *conn_at(struct sp_shard *sh, uint32_t slot, uint32_t gen)
 	if (slot >= sh->cfg->max_conns)
 		return NULL;
 	c = &sh->conns[slot];
-	if (c->state == SP_CONN_FREE || c->gen != gen)
+	if (c->s.state == SP_SESSION_FREE || c->gen != gen)
 		return NULL;
 	return c;
 }
@@ -91,6 +91,14 @@ static void mark(struct sp_shard *sh, struct sp_conn *c)
 	c->dirty = true;
 	c->dirty_next = sh->dirty;
 	sh->dirty = c;
+}
+
+/* The shard ends c at flush (GoAway for established ones); its session
+ * reads no further input meanwhile. */
+static void close_later(struct sp_conn *c, enum sp_close_reason r)
+{
+	c->close_reason = r;
+	sp_session_halt(&c->s);
 }
 
 static uint64_t idle_deadline(const struct sp_shard *sh)
@@ -112,7 +120,7 @@ static struct sp_conn *timer_conn(struct sp_list *n)
 
 /* --- logging ---------------------------------------------------------------- */
 
-static const char *state_name(enum sp_conn_state s)
+static const char *state_name(uint8_t s)
 {
 	static const char *const names[] = { "free", "preamble", "handshake", "established",
 					     "closing", "dead" };
@@ -171,7 +179,7 @@ static enum sp_metrics_close metrics_close(enum sp_close_reason r)
 
 static enum sp_metrics_pattern metrics_pattern(const struct sp_conn *c)
 {
-	return c->pattern == SP_PREAMBLE_PATTERN_IK ? SP_METRICS_PATTERN_IK : SP_METRICS_PATTERN_XX;
+	return c->s.pattern == SP_PREAMBLE_PATTERN_IK ? SP_METRICS_PATTERN_IK : SP_METRICS_PATTERN_XX;
 }
 
 /* Called exactly once per connection that was accepted (at its GoAway or its teardown). */
@@ -180,7 +188,7 @@ static void log_end(struct sp_shard *sh, const struct sp_conn *c, enum sp_close_
 	struct end_log e = end_log_of(r);
 
 	/* Ended mid-handshake: the pattern is known (the preamble was read), no split yet. */
-	if (c->state == SP_CONN_HANDSHAKE)
+	if (c->s.state == SP_SESSION_HANDSHAKE)
 		sp_metrics_handshake(sh->metrics, metrics_pattern(c),
 				     r == SP_CLOSE_HANDSHAKE_TIMEOUT ? SP_METRICS_OUTCOME_TIMEOUT
 								     : SP_METRICS_OUTCOME_FAILED, 0);
@@ -188,7 +196,7 @@ static void log_end(struct sp_shard *sh, const struct sp_conn *c, enum sp_close_
 	sh->stats.closed[r < SP_CLOSE_REASON_COUNT ? r : SP_CLOSE_INTERNAL]++;
 	SP_LOG_LIMITED(sh->log, &sh->lim[r], sh->now_ns, e.level, e.msg,
 		       SP_KV_STR("reason", sp_close_reason_name(r)),
-		       SP_KV_STR("state", state_name(c->state)), SP_KV_UINT("conn", c->slot),
+		       SP_KV_STR("state", state_name(c->s.state)), SP_KV_UINT("conn", c->slot),
 		       SP_KV_UINT("shard", sh->id));
 }
 
@@ -200,7 +208,7 @@ static void route_drop(struct sp_shard *sh, struct sp_conn *c)
 		return;
 	/* With the expected handle: after a takeover the route belongs to the
 	 * new connection and this is a no-op (-ESTALE). */
-	sp_route_remove(sh->routes, c->device, conn_handle(sh, c));
+	sp_route_remove(sh->routes, c->s.peer, conn_handle(sh, c));
 	c->routed = false;
 }
 
@@ -208,15 +216,14 @@ static void route_drop(struct sp_shard *sh, struct sp_conn *c)
  * request of it is in flight (finalize, from flush). */
 static void teardown(struct sp_shard *sh, struct sp_conn *c, enum sp_close_reason r)
 {
-	if (c->state == SP_CONN_DEAD || c->state == SP_CONN_FREE)
+	if (c->s.state == SP_SESSION_DEAD || c->s.state == SP_SESSION_FREE)
 		return;
-	if (c->state != SP_CONN_CLOSING)       /* else logged at its GoAway */
+	if (c->s.state != SP_SESSION_CLOSING)       /* else logged at its GoAway */
 		log_end(sh, c, r);
 	sp_list_del(&c->timer);
 	sp_list_del(&c->drain);
 	route_drop(sh, c);
-	sp_conn_wipe(c);
-	c->state = SP_CONN_DEAD;
+	sp_session_wipe(&c->s);        /* DEAD */
 	if (c->recv_armed || c->send_inflight || c->shutdown_inflight)
 		sp_ring_cancel_fd(&sh->ring, c->fd, sp_ud_pack(SP_OP_CANCEL, c->slot, c->gen));
 	mark(sh, c);
@@ -230,10 +237,9 @@ static void finalize(struct sp_shard *sh, struct sp_conn *c)
 		setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 	}
 	close(c->fd);
-	sp_conn_tx_release(c, &sh->pool);
+	sp_session_release(&c->s);     /* FREE */
 	c->fd = -1;
 	c->gen++;       /* every completion or handle naming the old one is now stale */
-	c->state = SP_CONN_FREE;
 	sh->free_slots[sh->nfree++] = c->slot;
 	sh->nconns--;
 }
@@ -260,21 +266,21 @@ static void end_conn(struct sp_shard *sh, struct sp_conn *c, enum sp_close_reaso
 {
 	struct sp_frame f;
 
-	if (c->state != SP_CONN_ESTABLISHED || goaway_code(r) == SP_STATUS_UNSPECIFIED) {
+	if (c->s.state != SP_SESSION_ESTABLISHED || goaway_code(r) == SP_STATUS_UNSPECIFIED) {
 		teardown(sh, c, r);
 		return;
 	}
 	memset(&f, 0, sizeof(f));
 	f.type = SP_FRAME_GOAWAY;
 	f.u.goaway.code = goaway_code(r);
-	if (sp_conn_tx_frame(c, &sh->pool, &f, NULL, 0) || sp_conn_tx_seal(c)) {
+	if (sp_session_tx_frame(&c->s, &f, NULL, 0) || sp_session_tx_seal(&c->s)) {
 		teardown(sh, c, r);
 		return;
 	}
 	log_end(sh, c, r);
 	route_drop(sh, c);
 	sp_list_del(&c->drain);
-	c->state = SP_CONN_CLOSING;
+	sp_session_end(&c->s);         /* CLOSING: input is discarded */
 	c->close_reason = r;
 	timer_set(&sh->closing_list, c, sh->now_ns + (uint64_t)sh->cfg->close_grace_ms * 1000000);
 	mark(sh, c);
@@ -294,7 +300,7 @@ static void start_send(struct sp_shard *sh, struct sp_conn *c)
 	const uint8_t *p;
 	size_t len;
 
-	if (c->send_inflight || !sp_conn_tx_peek(c, &p, &len))
+	if (c->send_inflight || !sp_session_tx_peek(&c->s, &p, &len))
 		return;
 	if (sp_ring_send(&sh->ring, c->fd, p, len, sp_ud_pack(SP_OP_SEND, c->slot, c->gen))) {
 		teardown(sh, c, SP_CLOSE_INTERNAL);
@@ -310,8 +316,8 @@ static void maybe_shutdown(struct sp_shard *sh, struct sp_conn *c)
 	const uint8_t *p;
 	size_t len;
 
-	if (c->state != SP_CONN_CLOSING || c->shut_wr || c->shutdown_inflight ||
-	    c->send_inflight || sp_conn_tx_peek(c, &p, &len))
+	if (c->s.state != SP_SESSION_CLOSING || c->shut_wr || c->shutdown_inflight ||
+	    c->send_inflight || sp_session_tx_peek(&c->s, &p, &len))
 		return;
 	if (sp_ring_shutdown_wr(&sh->ring, c->fd, sp_ud_pack(SP_OP_SHUTDOWN, c->slot, c->gen)) == 0)
 		c->shutdown_inflight = true;
@@ -320,22 +326,22 @@ static void maybe_shutdown(struct sp_shard *sh, struct sp_conn *c)
 /* End of iteration for one touched connection. */
 static void flush_conn(struct sp_shard *sh, struct sp_conn *c)
 {
-	if (c->state == SP_CONN_DEAD) {
+	if (c->s.state == SP_SESSION_DEAD) {
 		if (!c->recv_armed && !c->send_inflight && !c->shutdown_inflight)
 			finalize(sh, c);
 		return;
 	}
-	if (c->state == SP_CONN_ESTABLISHED && c->close_reason) {
+	if (c->s.state == SP_SESSION_ESTABLISHED && c->close_reason) {
 		end_conn(sh, c, c->close_reason);
-		if (c->state == SP_CONN_DEAD)
+		if (c->s.state == SP_SESSION_DEAD)
 			return;
 	}
-	if (sp_conn_tx_seal(c)) {
+	if (sp_session_tx_seal(&c->s)) {
 		teardown(sh, c, SP_CLOSE_INTERNAL);
 		return;
 	}
 	/* Past the hard limit only by its own replies: it is not reading. */
-	if (c->state == SP_CONN_ESTABLISHED && c->txq_bytes > sp_config_sendq_hard(sh->cfg))
+	if (c->s.state == SP_SESSION_ESTABLISHED && sp_session_tx_queued(&c->s) > sp_config_sendq_hard(sh->cfg))
 		end_conn(sh, c, SP_CLOSE_SLOW_CONSUMER);
 	start_send(sh, c);
 	maybe_shutdown(sh, c);
@@ -444,7 +450,7 @@ static void on_accept(struct sp_shard *sh, int fd)
 	if (slot >= sh->high_water)
 		sh->high_water = slot + 1;
 	c = &sh->conns[slot];
-	sp_conn_open(c, fd, slot);
+	sp_conn_open(c, fd, slot, &sh->env);
 	sh->nconns++;
 	sh->stats.accepted++;
 	sp_metrics_conn_accepted(sh->metrics);
@@ -485,7 +491,7 @@ static void on_accept_cqe(struct sp_shard *sh, const struct io_uring_cqe *cqe)
 
 static enum sp_close_reason reply(struct sp_shard *sh, struct sp_conn *c, const struct sp_frame *f)
 {
-	int ret = sp_conn_tx_frame(c, &sh->pool, f, NULL, 0);
+	int ret = sp_session_tx_frame(&c->s, f, NULL, 0);
 
 	mark(sh, c);
 	if (ret == -ENOMEM)
@@ -505,7 +511,7 @@ static struct sp_conn *recipient(struct sp_shard *sh, const uint8_t key[SP_KEY_L
 	if (sp_handle_shard(h) != sh->id)
 		return NULL;
 	rc = conn_at(sh, sp_handle_slot(h), sp_handle_gen(h));
-	return rc && rc->state == SP_CONN_ESTABLISHED ? rc : NULL;
+	return rc && rc->s.state == SP_SESSION_ESTABLISHED ? rc : NULL;
 }
 
 /* Deliver{seq} + body into the recipient's open outbound message, encrypted
@@ -520,11 +526,11 @@ static int deliver_frame(struct sp_shard *sh, struct sp_conn *rc, uint64_t seq,
 	memset(&d, 0, sizeof(d));
 	d.type = SP_FRAME_DELIVER;
 	d.u.deliver.seq = seq;
-	ret = sp_conn_tx_frame(rc, &sh->pool, &d, body, body_len);
+	ret = sp_session_tx_frame(&rc->s, &d, body, body_len);
 	mark(sh, rc);
 	/* Its outbound stream may be half-written: that connection ends. */
 	if (ret && ret != -ENOMEM && !rc->close_reason)
-		rc->close_reason = SP_CLOSE_INTERNAL;
+		close_later(rc, SP_CLOSE_INTERNAL);
 	return ret;
 }
 
@@ -532,7 +538,7 @@ static int deliver_frame(struct sp_shard *sh, struct sp_conn *rc, uint64_t seq,
 static enum sp_status deliver_online(struct sp_shard *sh, struct sp_conn *rc,
 				     const struct sp_frame *send)
 {
-	if (rc->txq_bytes > sh->cfg->sendq_max)
+	if (sp_session_tx_queued(&rc->s) > sh->cfg->sendq_max)
 		return SP_STATUS_ERR_RECIPIENT_BUSY;
 	if (deliver_frame(sh, rc, 0, send->body, send->body_len))
 		return SP_STATUS_ERR_INTERNAL;
@@ -591,7 +597,7 @@ static enum sp_status store_envelope(struct sp_shard *sh, struct sp_conn *c,
 {
 	struct sp_store_envelope env = {
 		.recipient = f->u.send.to,
-		.sender = c->device,
+		.sender = c->s.peer,
 		.client_id = f->u.send.client_id,
 		.body = f->body,
 		.body_len = f->body_len,
@@ -632,7 +638,7 @@ static enum sp_status store_envelope(struct sp_shard *sh, struct sp_conn *c,
 	if (rc && rc->mbox == SP_MBOX_LIVE) {
 		/* A full queue: the store keeps it, the reader sends it (and
 		 * whatever follows) once the queue has room, in order. */
-		if (rc->txq_bytes > sh->cfg->sendq_max)
+		if (sp_session_tx_queued(&rc->s) > sh->cfg->sendq_max)
 			reader_start(sh, rc, SP_MBOX_CATCHUP, *seq);
 		else if (deliver_frame(sh, rc, *seq, f->body, f->body_len) == 0) {
 			sh->stats.delivered++;
@@ -704,7 +710,7 @@ static void on_ack(struct sp_shard *sh, struct sp_conn *c, const struct sp_frame
 	if (f->u.ack.count == 0 || !(b = batch(sh)))
 		return;
 	for (uint32_t i = 0; i < f->u.ack.count && i < SP_ACK_SEQS_MAX; i++) {
-		int ret = sp_store_ack(b, c->device, f->u.ack.seqs[i]);
+		int ret = sp_store_ack(b, c->s.peer, f->u.ack.seqs[i]);
 
 		if (ret == 0) {
 			sh->stats.acks++;
@@ -726,9 +732,8 @@ static void on_ack(struct sp_shard *sh, struct sp_conn *c, const struct sp_frame
 	}
 }
 
-static enum sp_close_reason on_frame(void *ctx, struct sp_conn *c, const struct sp_frame *f)
+static enum sp_close_reason frame(struct sp_shard *sh, struct sp_conn *c, const struct sp_frame *f)
 {
-	struct sp_shard *sh = ctx;
 	struct sp_frame pong;
 
 	switch (f->type) {
@@ -757,7 +762,7 @@ static enum sp_close_reason route_device(struct sp_shard *sh, struct sp_conn *c)
 	uint64_t prev;
 	int ret;
 
-	ret = sp_route_insert(sh->routes, c->device, conn_handle(sh, c), &prev);
+	ret = sp_route_insert(sh->routes, c->s.peer, conn_handle(sh, c), &prev);
 	if (ret < 0)
 		return SP_CLOSE_NOMEM;
 	c->routed = true;
@@ -770,9 +775,9 @@ static enum sp_close_reason route_device(struct sp_shard *sh, struct sp_conn *c)
 		old->routed = false;    /* the route is the new one's now */
 		sp_list_del(&old->drain);
 		old->mbox = SP_MBOX_NONE;
-		if (old->state == SP_CONN_ESTABLISHED) {
+		if (old->s.state == SP_SESSION_ESTABLISHED) {
 			if (!old->close_reason)
-				old->close_reason = SP_CLOSE_TAKEOVER;
+				close_later(old, SP_CLOSE_TAKEOVER);
 			mark(sh, old);
 		} else {
 			end_conn(sh, old, SP_CLOSE_TAKEOVER);
@@ -785,11 +790,10 @@ static enum sp_close_reason route_device(struct sp_shard *sh, struct sp_conn *c)
 	return SP_CLOSE_NONE;
 }
 
-static enum sp_close_reason on_proven(void *ctx, struct sp_conn *c);
+static enum sp_close_reason proven(struct sp_shard *sh, struct sp_conn *c);
 
-static enum sp_close_reason on_established(void *ctx, struct sp_conn *c)
+static enum sp_close_reason established(struct sp_shard *sh, struct sp_conn *c)
 {
-	struct sp_shard *sh = ctx;
 
 	sh->stats.handshakes++;
 	/* Still on the handshake deadline: accept time + handshake_timeout. */
@@ -798,21 +802,20 @@ static enum sp_close_reason on_established(void *ctx, struct sp_conn *c)
 					   (uint64_t)sh->cfg->handshake_timeout_ms * 1000000));
 	SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_PEER_DEBUG], sh->now_ns, SP_LOG_DEBUG,
 		       "handshake complete", SP_KV_UINT("conn", c->slot),
-		       SP_KV_STR("pattern", c->pattern == SP_PREAMBLE_PATTERN_IK ? "IK" : "XX"));
+		       SP_KV_STR("pattern", c->s.pattern == SP_PREAMBLE_PATTERN_IK ? "IK" : "XX"));
 	/* An IK connection is not routed until it is proven by its first
-	 * authenticated transport message (on_proven): its message 1 may be a
+	 * authenticated transport message (proven): its message 1 may be a
 	 * replay, and a replayer that got the route, even of an offline device,
 	 * would take envelopes it cannot read (or push the live device out, again
 	 * and again). Until then it stays on the handshake deadline. XX is proven
 	 * by message 3. */
-	if (!c->proven)
+	if (!c->s.proven)
 		return SP_CLOSE_NONE;
-	return on_proven(ctx, c);
+	return proven(sh, c);
 }
 
-static enum sp_close_reason on_proven(void *ctx, struct sp_conn *c)
+static enum sp_close_reason proven(struct sp_shard *sh, struct sp_conn *c)
 {
-	struct sp_shard *sh = ctx;
 
 	if (sh->cfg->idle_timeout_s)
 		timer_set(&sh->idle_list, c, idle_deadline(sh));
@@ -821,6 +824,22 @@ static enum sp_close_reason on_proven(void *ctx, struct sp_conn *c)
 	if (c->routed)
 		return SP_CLOSE_NONE;
 	return route_device(sh, c);
+}
+
+/* The session's hooks: ctx is the shard, the session is a connection's. */
+static enum sp_close_reason on_established(void *ctx, struct sp_session *s)
+{
+	return established(ctx, sp_conn_of(s));
+}
+
+static enum sp_close_reason on_proven(void *ctx, struct sp_session *s)
+{
+	return proven(ctx, sp_conn_of(s));
+}
+
+static enum sp_close_reason on_frame(void *ctx, struct sp_session *s, const struct sp_frame *f)
+{
+	return frame(ctx, sp_conn_of(s), f);
 }
 
 /* --- mailboxes after the commit ------------------------------------------- */
@@ -874,7 +893,7 @@ static void send_results(struct sp_shard *sh, int commit_ret)
 			sp_metrics_envelope_accepted(sh->metrics);
 		else
 			sp_metrics_envelope_refused(sh->metrics, (enum sp_status)r->status);
-		if (!c || c->state != SP_CONN_ESTABLISHED)
+		if (!c || c->s.state != SP_SESSION_ESTABLISHED)
 			continue;
 		memset(&res, 0, sizeof(res));
 		res.type = SP_FRAME_SEND_RESULT;
@@ -890,7 +909,7 @@ static void send_results(struct sp_shard *sh, int commit_ret)
 		}
 		why = reply(sh, c, &res);
 		if (why && !c->close_reason)
-			c->close_reason = why;
+			close_later(c, why);
 	}
 	sh->nresults = 0;
 }
@@ -904,23 +923,23 @@ static void read_backlog(struct sp_shard *sh, struct sp_conn *c)
 	struct sp_frame d;
 	int ret;
 
-	if (c->state != SP_CONN_ESTABLISHED || c->close_reason) {
+	if (c->s.state != SP_SESSION_ESTABLISHED || c->close_reason) {
 		sp_list_del(&c->drain);
 		return;
 	}
 	/* Paced by the outbound queue: read only while it is below half its
 	 * limit, and at most what fits below the limit. */
 	room = sh->cfg->sendq_max / 2;
-	if (c->txq_bytes >= room)
+	if (sp_session_tx_queued(&c->s) >= room)
 		return;
-	bytes = room - c->txq_bytes;
-	ret = sp_store_read(sh->store, c->device, c->mbox_from, sh->wall_ms, sh->cfg->backlog_chunk,
+	bytes = room - sp_session_tx_queued(&c->s);
+	ret = sp_store_read(sh->store, c->s.peer, c->mbox_from, sh->wall_ms, sh->cfg->backlog_chunk,
 			    bytes, sh->items, &res);
 	if (ret) {
 		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
 			       "mailbox read failed", SP_KV_STR("error", strerror(-ret)),
 			       SP_KV_STR("detail", sp_store_errmsg(sh->store)));
-		c->close_reason = SP_CLOSE_INTERNAL;    /* it reconnects and reads again */
+		close_later(c, SP_CLOSE_INTERNAL);    /* it reconnects and reads again */
 		mark(sh, c);
 		return;
 	}
@@ -955,7 +974,7 @@ static void read_backlog(struct sp_shard *sh, struct sp_conn *c)
 		d.type = SP_FRAME_DRAINED;
 		d.u.drained.count = c->mbox_count;
 		if (reply(sh, c, &d) && !c->close_reason)
-			c->close_reason = SP_CLOSE_INTERNAL;
+			close_later(c, SP_CLOSE_INTERNAL);
 	}
 	c->mbox = SP_MBOX_LIVE;
 }
@@ -974,7 +993,7 @@ static void run_readers(struct sp_shard *sh)
 			struct sp_frame d = { .type = SP_FRAME_DRAINED };
 
 			sp_list_del(&c->drain);
-			if (c->mbox == SP_MBOX_BACKLOG && c->state == SP_CONN_ESTABLISHED)
+			if (c->mbox == SP_MBOX_BACKLOG && c->s.state == SP_SESSION_ESTABLISHED)
 				reply(sh, c, &d);
 			c->mbox = SP_MBOX_LIVE;
 		}
@@ -997,7 +1016,7 @@ static void run_readers(struct sp_shard *sh)
 
 static void touch(struct sp_shard *sh, struct sp_conn *c)
 {
-	if (c->state == SP_CONN_ESTABLISHED && c->proven && sh->cfg->idle_timeout_s)
+	if (c->s.state == SP_SESSION_ESTABLISHED && c->s.proven && sh->cfg->idle_timeout_s)
 		timer_set(&sh->idle_list, c, idle_deadline(sh));
 }
 
@@ -1007,7 +1026,7 @@ static enum sp_close_reason rx(struct sp_shard *sh, struct sp_conn *c, uint8_t *
 	enum sp_close_reason r;
 
 	touch(sh, c);
-	r = sp_conn_rx(c, &sh->env, data, len);
+	r = sp_session_rx(&c->s, data, len);
 	mark(sh, c);
 	return r;
 }
@@ -1026,16 +1045,16 @@ static void on_recv(struct sp_shard *sh, struct sp_conn *c, const struct io_urin
 		c->recv_armed = false;
 	if (cqe->res > 0)
 		sp_metrics_bytes_received(sh->metrics, (uint64_t)cqe->res);
-	if (cqe->res > 0 && bid >= 0 && c->state != SP_CONN_DEAD) {
+	if (cqe->res > 0 && bid >= 0 && c->s.state != SP_SESSION_DEAD) {
 		r = rx(sh, c, sp_bufring_addr(&sh->bufs, (uint16_t)bid), (size_t)cqe->res);
 		/* A GoAway waits for flush, so the SendResults of the Sends before
 		 * the bad frame (written after the commit) precede it. */
-		if (r && c->state == SP_CONN_ESTABLISHED && goaway_code(r) != SP_STATUS_UNSPECIFIED)
-			c->close_reason = r;
+		if (r && c->s.state == SP_SESSION_ESTABLISHED && goaway_code(r) != SP_STATUS_UNSPECIFIED)
+			close_later(c, r);
 		else if (r)
 			end_conn(sh, c, r);
 	}
-	if (c->state == SP_CONN_DEAD) {
+	if (c->s.state == SP_SESSION_DEAD) {
 		mark(sh, c);    /* finalize once the last request is in */
 		return;
 	}
@@ -1054,14 +1073,14 @@ static void on_send_cqe(struct sp_shard *sh, struct sp_conn *c, int res)
 	if (res > 0)
 		sp_metrics_bytes_sent(sh->metrics, (uint64_t)res);
 	mark(sh, c);
-	if (c->state == SP_CONN_DEAD)
+	if (c->s.state == SP_SESSION_DEAD)
 		return;
 	if (res < 0) {
 		teardown(sh, c, res == -ENOMEM ? SP_CLOSE_NOMEM : SP_CLOSE_IO);
 		return;
 	}
 	/* A short send: the rest goes in the next one (flush_conn). */
-	sp_conn_tx_sent(c, &sh->pool, (size_t)res);
+	sp_session_tx_sent(&c->s, (size_t)res);
 }
 
 static void on_shutdown_cqe(struct sp_shard *sh, struct sp_conn *c)
@@ -1090,7 +1109,7 @@ static void expire(struct sp_shard *sh, struct sp_list *list, bool goaway,
 		 * (a slow consumer, typically): reset, so neither our queue nor
 		 * the kernel's keeps trickling to it. One whose output was all
 		 * handed over (SHUT_WR done) gets an ordinary close. */
-		if (c->state == SP_CONN_CLOSING && !c->shut_wr)
+		if (c->s.state == SP_SESSION_CLOSING && !c->shut_wr)
 			c->abort_close = true;
 		teardown(sh, c, r == SP_CLOSE_NONE ? c->close_reason : r);
 	}
@@ -1101,11 +1120,11 @@ static void end_all(struct sp_shard *sh, bool force)
 	for (uint32_t i = 0; i < sh->high_water; i++) {
 		struct sp_conn *c = &sh->conns[i];
 
-		if (c->state == SP_CONN_FREE || c->state == SP_CONN_DEAD)
+		if (c->s.state == SP_SESSION_FREE || c->s.state == SP_SESSION_DEAD)
 			continue;
 		if (force) {
 			/* Undrained output is given up on: reset, as at a grace deadline. */
-			if (c->state == SP_CONN_CLOSING && !c->shut_wr)
+			if (c->s.state == SP_SESSION_CLOSING && !c->shut_wr)
 				c->abort_close = true;
 			teardown(sh, c, SP_CLOSE_SHUTDOWN);
 		}
@@ -1351,9 +1370,9 @@ static int init_tables(struct sp_shard *sh, uint8_t id, const struct sp_config *
 	if (ret)
 		return ret;
 	sh->env.has_static_pub = true;
-	sh->env.server_hello.protocol_version = SP_PROTOCOL_VERSION;
-	sh->env.server_hello.max_envelope = cfg->max_envelope;
-	sh->env.server_hello.max_transport = SP_TRANSPORT_PLAINTEXT_MAX;
+	sh->env.hello.protocol_version = SP_PROTOCOL_VERSION;
+	sh->env.hello.max_envelope = cfg->max_envelope;
+	sh->env.hello.max_transport = SP_TRANSPORT_PLAINTEXT_MAX;
 	sh->env.pool = &sh->pool;
 	sh->env.hooks.established = on_established;
 	sh->env.hooks.proven = on_proven;
@@ -1412,7 +1431,7 @@ struct sp_conn *sp_shard_conn_add(struct sp_shard *sh)
 	if (slot >= sh->high_water)
 		sh->high_water = slot + 1;
 	c = &sh->conns[slot];
-	sp_conn_open(c, -1, slot);
+	sp_conn_open(c, -1, slot, &sh->env);
 	sh->nconns++;
 	timer_set(&sh->hs_list, c, sh->now_ns + (uint64_t)sh->cfg->handshake_timeout_ms * 1000000);
 	return c;
@@ -1420,7 +1439,7 @@ struct sp_conn *sp_shard_conn_add(struct sp_shard *sh)
 
 enum sp_close_reason sp_shard_conn_route(struct sp_shard *sh, struct sp_conn *c)
 {
-	return on_proven(sh, c);
+	return proven(sh, c);
 }
 
 void sp_shard_begin_iteration(struct sp_shard *sh)
@@ -1449,8 +1468,8 @@ int sp_shard_end_iteration(struct sp_shard *sh, uint64_t ncqe, sp_shard_take_fn 
 		sh->dirty = c->dirty_next;
 		c->dirty_next = NULL;
 		c->dirty = false;
-		if (c->state != SP_CONN_ESTABLISHED || c->close_reason || sp_conn_tx_seal(c) ||
-		    c->txq_bytes > sp_config_sendq_hard(sh->cfg)) {
+		if (c->s.state != SP_SESSION_ESTABLISHED || c->close_reason || sp_session_tx_seal(&c->s) ||
+		    sp_session_tx_queued(&c->s) > sp_config_sendq_hard(sh->cfg)) {
 			ret = -EIO;
 			continue;
 		}
@@ -1504,10 +1523,9 @@ void sp_shard_destroy(struct sp_shard *sh)
 		for (uint32_t i = 0; i < sh->high_water; i++) {
 			struct sp_conn *c = &sh->conns[i];
 
-			if (c->state == SP_CONN_FREE)
+			if (c->s.state == SP_SESSION_FREE)
 				continue;
-			sp_conn_wipe(c);
-			sp_conn_tx_release(c, &sh->pool);
+			sp_session_release(&c->s);
 			close(c->fd);
 		}
 	}

@@ -99,7 +99,7 @@ struct sp_shard {
 	struct sp_bufring bufs;
 	struct sp_txpool pool;
 	struct sp_route *routes;
-	struct sp_conn_env env;
+	struct sp_session_env env;
 
 	struct sp_conn *conns;          /* cfg->max_conns slots (calloc: untouched cost nothing) */
 	uint32_t *free_slots;           /* stack of free slot numbers */

@@ -19,9 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sp_conn.h"
 #include "sp_frame.h"
 #include "sp_noise.h"
+#include "sp_session.h"
 
 static const uint8_t client_s[SP_KEY_LEN] = { 0xc0, 0x22, 0x44, 0x66, 0x88, 0xaa, 0xcc, 0xee, 7 };
 static const uint8_t server_s[SP_KEY_LEN] = { 0x50, 0x13, 0x35, 0x57, 0x79, 0x9b, 0xbd, 0xdf, 8 };
@@ -31,12 +31,12 @@ enum { ECHO_MAX = 64 };
 
 static struct {
 	bool ready;
-	struct sp_conn conn;            /* established, no output queued */
+	struct sp_session conn;            /* established, no output queued */
 	struct sp_noise_transport client;
 } snap;
 
 static struct sp_txpool pool;
-static struct sp_conn_env env;
+static struct sp_session_env env;
 static uint8_t echo_body[ECHO_MAX][SP_BODY_MAX];
 static size_t echo_len[ECHO_MAX];
 static unsigned echoes;
@@ -47,7 +47,7 @@ static void check(int ok)
 		abort();
 }
 
-static enum sp_close_reason on_established(void *ctx, struct sp_conn *c)
+static enum sp_close_reason on_established(void *ctx, struct sp_session *c)
 {
 	(void)ctx;
 	(void)c;
@@ -55,33 +55,33 @@ static enum sp_close_reason on_established(void *ctx, struct sp_conn *c)
 }
 
 /* Echo a Send's body as a Deliver (the broker's hot path, to this same peer). */
-static enum sp_close_reason on_frame(void *ctx, struct sp_conn *c, const struct sp_frame *f)
+static enum sp_close_reason on_frame(void *ctx, struct sp_session *c, const struct sp_frame *f)
 {
 	struct sp_frame d;
 
 	(void)ctx;
-	if (f->type != SP_FRAME_SEND || echoes == ECHO_MAX || c->txq_bytes > 4 * SP_NOISE_MSG_MAX)
+	if (f->type != SP_FRAME_SEND || echoes == ECHO_MAX || sp_session_tx_queued(c) > 4 * SP_NOISE_MSG_MAX)
 		return SP_CLOSE_NONE;
 	memset(&d, 0, sizeof(d));
 	d.type = SP_FRAME_DELIVER;
 	d.u.deliver.seq = echoes + 1;
 	memcpy(echo_body[echoes], f->body, f->body_len);
 	echo_len[echoes] = f->body_len;
-	check(sp_conn_tx_frame(c, &pool, &d, f->body, f->body_len) == 0);
+	check(sp_session_tx_frame(c, &d, f->body, f->body_len) == 0);
 	echoes++;
 	return SP_CLOSE_NONE;
 }
 
 /* Takes the connection's queued output; in established mode, checks the echoes. */
-static void drain(struct sp_conn *c, struct sp_noise_transport *client)
+static void drain(struct sp_session *c, struct sp_noise_transport *client)
 {
 	static uint8_t msg[SP_NOISE_MSG_MAX + 2];
 	const uint8_t *p;
 	size_t len, have = 0, want = 0;
 	unsigned seen = 0;
 
-	check(sp_conn_tx_seal(c) == 0);
-	while (sp_conn_tx_peek(c, &p, &len)) {
+	check(sp_session_tx_seal(c) == 0);
+	while (sp_session_tx_peek(c, &p, &len)) {
 		/* Walk the stream message by message, across short "sends". */
 		for (size_t i = 0; i < len; i++) {
 			msg[have++] = p[i];
@@ -102,7 +102,7 @@ static void drain(struct sp_conn *c, struct sp_noise_transport *client)
 			check(off == plen);
 			have = 0;
 		}
-		sp_conn_tx_sent(c, &pool, len);
+		sp_session_tx_sent(c, len);
 	}
 	check(!client || seen == echoes);
 }
@@ -120,7 +120,7 @@ static void setup(void)
 	check(sodium_init() >= 0);
 	sp_txpool_init(&pool, 8);
 	env.static_priv = server_s;
-	env.server_hello = (struct sp_hello){ 1, SP_BODY_MAX, SP_TRANSPORT_PLAINTEXT_MAX };
+	env.hello = (struct sp_hello){ 1, SP_BODY_MAX, SP_TRANSPORT_PLAINTEXT_MAX };
 	env.pool = &pool;
 	env.hooks.established = on_established;
 	env.hooks.frame = on_frame;
@@ -134,20 +134,20 @@ static void setup(void)
 				       SP_HANDSHAKE_MSG_MAX, &mlen) == 0);
 	wire[SP_PREAMBLE_LEN] = (uint8_t)(mlen >> 8);
 	wire[SP_PREAMBLE_LEN + 1] = (uint8_t)mlen;
-	sp_conn_open(&snap.conn, -1, 0);
-	check(sp_conn_rx(&snap.conn, &env, wire, SP_PREAMBLE_LEN + 2 + mlen) == SP_CLOSE_NONE);
-	check(snap.conn.state == SP_CONN_ESTABLISHED);
-	check(sp_conn_tx_peek(&snap.conn, &p, &len) && len > 2);
+	sp_session_accept(&snap.conn, &env);
+	check(sp_session_rx(&snap.conn, wire, SP_PREAMBLE_LEN + 2 + mlen) == SP_CLOSE_NONE);
+	check(snap.conn.state == SP_SESSION_ESTABLISHED);
+	check(sp_session_tx_peek(&snap.conn, &p, &len) && len > 2);
 	check(sp_noise_handshake_read(&hs, p + 2, len - 2, pl, sizeof(pl), &plen) == 0);
-	sp_conn_tx_sent(&snap.conn, &pool, len);
-	check(snap.conn.tx_head == NULL);
+	sp_session_tx_sent(&snap.conn, len);
+	check(snap.conn.q.head == NULL);
 	check(sp_noise_handshake_split(&hs, &snap.client) == 0);
 	sp_noise_handshake_wipe(&hs);
 	snap.ready = true;
 }
 
 /* Feeds bytes in receive buffers of `step` bytes, each from its own copy. */
-static enum sp_close_reason feed(struct sp_conn *c, const uint8_t *data, size_t len, size_t step)
+static enum sp_close_reason feed(struct sp_session *c, const uint8_t *data, size_t len, size_t step)
 {
 	static uint8_t buf[256];
 	enum sp_close_reason r = SP_CLOSE_NONE;
@@ -156,28 +156,27 @@ static enum sp_close_reason feed(struct sp_conn *c, const uint8_t *data, size_t 
 		size_t n = len - off < step ? len - off : step;
 
 		memcpy(buf, data + off, n);
-		r = sp_conn_rx(c, &env, buf, n);
+		r = sp_session_rx(c, buf, n);
 	}
 	return r;
 }
 
 static void run_raw(const uint8_t *data, size_t size, size_t step)
 {
-	struct sp_conn c;
+	struct sp_session c;
 
 	memset(&c, 0, sizeof(c));
-	sp_conn_open(&c, -1, 0);
+	sp_session_accept(&c, &env);
 	feed(&c, data, size, step);
 	drain(&c, NULL);
-	sp_conn_wipe(&c);
-	sp_conn_tx_release(&c, &pool);
+	sp_session_release(&c);
 }
 
 static void run_established(const uint8_t *data, size_t size, size_t step)
 {
 	static uint8_t wire[SP_LEN_PREFIX + SP_NOISE_MSG_MAX];
 	struct sp_noise_transport client = snap.client;
-	struct sp_conn c = snap.conn;
+	struct sp_session c = snap.conn;
 	enum sp_close_reason r = SP_CLOSE_NONE;
 	size_t off = 0;
 
@@ -202,8 +201,7 @@ static void run_established(const uint8_t *data, size_t size, size_t step)
 		check(!flip || r == SP_CLOSE_DECRYPT_FAILED);
 	}
 	drain(&c, &client);
-	sp_conn_wipe(&c);
-	sp_conn_tx_release(&c, &pool);
+	sp_session_release(&c);
 	sp_noise_transport_wipe(&client);
 }
 

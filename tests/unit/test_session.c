@@ -1,9 +1,14 @@
 /*
- * test_conn.c: the connection state machine against a real Noise initiator
- * (common/sp_noise): IK and XX handshakes fed in every split, transport
- * messages with several frames, each bad input's close reason, and the tx
- * queue (many messages across chunks, drained by short sends) decrypting to
- * exactly the frames put in, with every chunk back in the pool.
+ * test_session.c: the session engine (lib/session).
+ *
+ * A responder against a hand-driven Noise initiator (sp_noise): IK and XX
+ * handshakes fed in every split, transport messages with several frames,
+ * each bad input's close reason, and the tx queue (many messages across
+ * chunks, drained by short sends) decrypting to exactly the frames put in,
+ * with every chunk back in the pool. Then an initiator session and a
+ * responder session wired to each other in memory, both patterns, bytes
+ * delivered split at every point, many frames batched into one transport
+ * message, the proof rule, a tampered byte, and the wipe of secrets.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,9 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sp_conn.h"
 #include "sp_frame.h"
 #include "sp_noise.h"
+#include "sp_session.h"
 
 static uint8_t server_priv[SP_KEY_LEN], server_pub[SP_KEY_LEN];
 
@@ -34,7 +39,7 @@ struct seen {
 
 static struct seen seen;
 
-static enum sp_close_reason on_established(void *ctx, struct sp_conn *c)
+static enum sp_close_reason on_established(void *ctx, struct sp_session *c)
 {
 	(void)ctx;
 	(void)c;
@@ -42,7 +47,7 @@ static enum sp_close_reason on_established(void *ctx, struct sp_conn *c)
 	return seen.refuse_with;
 }
 
-static enum sp_close_reason on_proven(void *ctx, struct sp_conn *c)
+static enum sp_close_reason on_proven(void *ctx, struct sp_session *c)
 {
 	(void)ctx;
 	assert_true(c->proven);
@@ -50,7 +55,7 @@ static enum sp_close_reason on_proven(void *ctx, struct sp_conn *c)
 	return SP_CLOSE_NONE;
 }
 
-static enum sp_close_reason on_frame(void *ctx, struct sp_conn *c, const struct sp_frame *f)
+static enum sp_close_reason on_frame(void *ctx, struct sp_session *c, const struct sp_frame *f)
 {
 	int i = seen.frames++;
 
@@ -70,8 +75,8 @@ static enum sp_close_reason on_frame(void *ctx, struct sp_conn *c, const struct 
 
 struct rig {
 	struct sp_txpool pool;
-	struct sp_conn_env env;
-	struct sp_conn c;
+	struct sp_session_env env;
+	struct sp_session c;
 	struct sp_noise_handshake hs;   /* the client's */
 	struct sp_noise_transport t;    /* the client's, after split */
 	uint8_t client_priv[SP_KEY_LEN], client_pub[SP_KEY_LEN];
@@ -84,14 +89,14 @@ static void rig_init(struct rig *r, uint8_t pattern)
 	memset(&seen, 0, sizeof(seen));
 	sp_txpool_init(&r->pool, 4);
 	r->env.static_priv = server_priv;
-	r->env.server_hello.protocol_version = 1;
-	r->env.server_hello.max_envelope = 1234;
-	r->env.server_hello.max_transport = SP_TRANSPORT_PLAINTEXT_MAX;
+	r->env.hello.protocol_version = 1;
+	r->env.hello.max_envelope = 1234;
+	r->env.hello.max_transport = SP_TRANSPORT_PLAINTEXT_MAX;
 	r->env.pool = &r->pool;
 	r->env.hooks.established = on_established;
 	r->env.hooks.frame = on_frame;
 	r->env.hooks.proven = on_proven;
-	sp_conn_open(&r->c, -1, 0);
+	sp_session_accept(&r->c, &r->env);
 	sp_noise_keypair(r->client_pub, r->client_priv);
 	memcpy(r->preamble, "SEAL\x01\x00\x00\x00", SP_PREAMBLE_LEN);
 	r->preamble[5] = pattern;
@@ -102,10 +107,12 @@ static void rig_free(struct rig *r)
 	const uint8_t *p;
 	size_t len;
 
-	sp_conn_wipe(&r->c);
-	while (sp_conn_tx_peek(&r->c, &p, &len))
-		sp_conn_tx_sent(&r->c, &r->pool, len);
-	sp_conn_tx_release(&r->c, &r->pool);
+	sp_session_wipe(&r->c);
+	assert_int_equal(r->c.state, SP_SESSION_DEAD);
+	while (sp_session_tx_peek(&r->c, &p, &len))
+		sp_session_tx_sent(&r->c, len);
+	sp_session_release(&r->c);
+	assert_int_equal(r->c.state, SP_SESSION_FREE);
 	/* Every chunk is back: nothing leaked by any path. */
 	assert_int_equal(r->pool.live, r->pool.nfree);
 	sp_txpool_destroy(&r->pool);
@@ -128,7 +135,7 @@ static enum sp_close_reason feed(struct rig *r, const uint8_t *data, size_t len,
 	for (size_t off = 0; off < len && res == SP_CLOSE_NONE; off += step) {
 		size_t n = len - off < step ? len - off : step;
 
-		res = sp_conn_rx(&r->c, &r->env, scratch + off, n);
+		res = sp_session_rx(&r->c, scratch + off, n);
 	}
 	free(scratch);
 	return res;
@@ -148,14 +155,14 @@ static size_t take_output(struct rig *r, uint8_t *out, size_t cap)
 	const uint8_t *p;
 	size_t len, total = 0;
 
-	assert_int_equal(sp_conn_tx_seal(&r->c), 0);
-	while (sp_conn_tx_peek(&r->c, &p, &len)) {
+	assert_int_equal(sp_session_tx_seal(&r->c), 0);
+	while (sp_session_tx_peek(&r->c, &p, &len)) {
 		assert_true(total + len <= cap);
 		memcpy(out + total, p, len);
 		total += len;
-		sp_conn_tx_sent(&r->c, &r->pool, len);
+		sp_session_tx_sent(&r->c, len);
 	}
-	assert_int_equal(r->c.txq_bytes, 0);
+	assert_int_equal(r->c.q.bytes, 0);
 	return total;
 }
 
@@ -201,9 +208,9 @@ static void handshake_ik(struct rig *r, size_t step)
 	memcpy(wire, r->preamble, SP_PREAMBLE_LEN);
 	off = SP_PREAMBLE_LEN + put_msg(wire + SP_PREAMBLE_LEN, msg, mlen);
 	assert_int_equal(feed(r, wire, off, step), SP_CLOSE_NONE);
-	assert_int_equal(r->c.state, SP_CONN_ESTABLISHED);
+	assert_int_equal(r->c.state, SP_SESSION_ESTABLISHED);
 	assert_int_equal(seen.established, 1);
-	assert_memory_equal(r->c.device, r->client_pub, SP_KEY_LEN);
+	assert_memory_equal(r->c.peer, r->client_pub, SP_KEY_LEN);
 	assert_false(r->c.proven);      /* an IK message 1 may be a replay */
 	assert_int_equal(seen.proven, 0);
 	assert_null(r->c.hs);           /* handshake state freed at split */
@@ -228,7 +235,7 @@ static void handshake_xx(struct rig *r, size_t step)
 	memcpy(wire, r->preamble, SP_PREAMBLE_LEN);
 	off = SP_PREAMBLE_LEN + put_msg(wire + SP_PREAMBLE_LEN, msg, mlen);
 	assert_int_equal(feed(r, wire, off, step), SP_CLOSE_NONE);
-	assert_int_equal(r->c.state, SP_CONN_HANDSHAKE);
+	assert_int_equal(r->c.state, SP_SESSION_HANDSHAKE);
 	olen = take_output(r, out, sizeof(out));
 	client_read_msg2(r, out, olen);     /* e, ee, s, es + ServerHello */
 	assert_int_equal(sp_noise_handshake_remote_static(&r->hs, learned), 0);
@@ -238,8 +245,8 @@ static void handshake_xx(struct rig *r, size_t step)
 			 0);
 	off = put_msg(wire, msg, mlen);
 	assert_int_equal(feed(r, wire, off, step), SP_CLOSE_NONE);
-	assert_int_equal(r->c.state, SP_CONN_ESTABLISHED);
-	assert_memory_equal(r->c.device, r->client_pub, SP_KEY_LEN);
+	assert_int_equal(r->c.state, SP_SESSION_ESTABLISHED);
+	assert_memory_equal(r->c.peer, r->client_pub, SP_KEY_LEN);
 	assert_true(r->c.proven);       /* message 3 proves it */
 	assert_int_equal(sp_noise_handshake_split(&r->hs, &r->t), 0);
 }
@@ -398,7 +405,7 @@ static void test_handshake_failures(void **state)
 	off = SP_PREAMBLE_LEN + put_msg(wire + SP_PREAMBLE_LEN, msg, mlen);
 	assert_int_equal(feed(&r, wire, off, 0), SP_CLOSE_HANDSHAKE_FAILED);
 	assert_int_equal(seen.established, 0);
-	assert_int_equal(r.c.txq_bytes, 0);     /* nothing is sent back */
+	assert_int_equal(r.c.q.bytes, 0);     /* nothing is sent back */
 	rig_free(&r);
 
 	/* IK msg1 whose ClientHello says protocol 2. */
@@ -526,30 +533,30 @@ static void tx_roundtrip(size_t body, int frames, size_t send_step)
 		f.type = SP_FRAME_DELIVER;
 		f.u.deliver.seq = (uint64_t)i + 1;
 		memset(b, i + 1, body);
-		assert_int_equal(sp_conn_tx_frame(&r.c, &r.pool, &f, b, body), 0);
+		assert_int_equal(sp_session_tx_frame(&r.c, &f, b, body), 0);
 		/* Now and then, one short send of what is finished (a send in flight
 		 * while more is appended behind it). */
-		if (i % 7 == 3 && sp_conn_tx_peek(&r.c, &p, &len)) {
+		if (i % 7 == 3 && sp_session_tx_peek(&r.c, &p, &len)) {
 			len = len < send_step ? len : send_step;
 			memcpy(stream + total, p, len);
 			total += len;
-			sp_conn_tx_sent(&r.c, &r.pool, len);
+			sp_session_tx_sent(&r.c, len);
 		}
 	}
-	assert_int_equal(sp_conn_tx_seal(&r.c), 0);
+	assert_int_equal(sp_session_tx_seal(&r.c), 0);
 	for (;;) {
 		const uint8_t *p;
 		size_t len;
 
-		if (!sp_conn_tx_peek(&r.c, &p, &len))
+		if (!sp_session_tx_peek(&r.c, &p, &len))
 			break;
 		len = len < send_step ? len : send_step;
 		memcpy(stream + total, p, len);
 		total += len;
-		sp_conn_tx_sent(&r.c, &r.pool, len);
+		sp_session_tx_sent(&r.c, len);
 	}
-	assert_null(r.c.tx_head);       /* an idle connection holds no chunk */
-	assert_int_equal(r.c.txq_bytes, 0);
+	assert_null(r.c.q.head);       /* an idle connection holds no chunk */
+	assert_int_equal(r.c.q.bytes, 0);
 	client_check_stream(&r, stream, total, frames, body);
 	free(stream);
 	rig_free(&r);
