@@ -17,7 +17,7 @@
  * recipient, deliver_frame, deliver_online, queue_result, send_results,
  * reply, mark, touch, the end-of-iteration seal, the loop's clock reads and
  * metrics): a real struct sp_shard, set up without a ring and driven through
- * broker/sp_shard_internal.h; this program plays the ring (one receive
+ * broker/loop/sp_detached.h; this program plays the ring (one receive
  * completion per receive-buffer-sized piece) and the socket (it takes every
  * finished byte). No store: the envelopes are Send{flags: ONLINE_ONLY}, the
  * path that never touches RocksDB.
@@ -60,7 +60,7 @@
 #include "sp_route.h"
 #include "sp_log.h"
 #include "sp_shard.h"
-#include "sp_shard_internal.h"
+#include "sp_detached.h"
 
 enum {
 	MAX_REPS = 64,

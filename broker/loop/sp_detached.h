@@ -1,5 +1,5 @@
 /*
- * sp_shard_internal.h: for benchmarks and tests only, not for the daemon.
+ * sp_detached.h: for benchmarks and tests only, not for the daemon.
  *
  * A shard driven without io_uring on its per-envelope path, so that a
  * benchmark runs the exact routing code sealpostd runs for an envelope
@@ -11,8 +11,8 @@
  *
  * Errors: 0 or a negative errno.
  */
-#ifndef SP_SHARD_INTERNAL_H
-#define SP_SHARD_INTERNAL_H
+#ifndef SP_DETACHED_H
+#define SP_DETACHED_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -38,7 +38,7 @@
 #include <unistd.h>
 
 #include "sp_route.h"
-#include "sp_shard_internal.h"
+#include "sp_detached.h"
 #include "sp_store.h"
 
 enum {
@@ -1404,7 +1404,7 @@ err:
 	return ret;
 }
 
-/* --- detached: the per-envelope path without a ring (sp_shard_internal.h) --- */
+/* --- detached: the per-envelope path without a ring (sp_detached.h) --- */
 
 int sp_shard_init_detached(struct sp_shard *sh, uint8_t id, const struct sp_config *cfg,
 			   const struct sp_log *log, const uint8_t *static_priv)
