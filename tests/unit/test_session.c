@@ -582,6 +582,431 @@ static void test_reason_names(void **state)
 		assert_non_null(sp_close_reason_name((enum sp_close_reason)i));
 }
 
+/* --- an initiator and a responder session, wired in memory ------------------ */
+
+struct side {
+	int established, proven, frames, hellos;
+	uint64_t ids[2048];
+	bool take_tx_max;       /* initiator: take ServerHello.max_transport */
+};
+
+struct pair {
+	struct sp_txpool pool;
+	struct sp_session_env ienv, renv;
+	struct sp_session i, r;
+	struct side is, rs;     /* what each side's hooks saw */
+	uint8_t ipriv[SP_KEY_LEN], ipub[SP_KEY_LEN];
+};
+
+static enum sp_close_reason p_established(void *ctx, struct sp_session *s)
+{
+	struct side *d = ctx;
+
+	(void)s;
+	d->established++;
+	return SP_CLOSE_NONE;
+}
+
+static enum sp_close_reason p_proven(void *ctx, struct sp_session *s)
+{
+	struct side *d = ctx;
+
+	assert_true(s->proven);
+	d->proven++;
+	return SP_CLOSE_NONE;
+}
+
+static enum sp_close_reason p_frame(void *ctx, struct sp_session *s, const struct sp_frame *f)
+{
+	struct side *d = ctx;
+
+	(void)s;
+	if (d->frames < 2048)
+		d->ids[d->frames] = f->u.ping.id;
+	d->frames++;
+	return SP_CLOSE_NONE;
+}
+
+static enum sp_close_reason p_server_hello(void *ctx, struct sp_session *s, const uint8_t *pl,
+					   size_t len)
+{
+	struct side *d = ctx;
+	struct sp_hello h;
+
+	d->hellos++;
+	if (sp_frame_server_hello_decode(pl, len, &h) || h.protocol_version != 1)
+		return SP_CLOSE_HANDSHAKE_FAILED;
+	if (d->take_tx_max)
+		sp_session_set_tx_max(s, h.max_transport);
+	return SP_CLOSE_NONE;
+}
+
+static void pair_init(struct pair *p)
+{
+	memset(p, 0, sizeof(*p));
+	sp_txpool_init(&p->pool, 4);
+	p->renv.static_priv = server_priv;
+	memcpy(p->renv.static_pub, server_pub, SP_KEY_LEN);
+	p->renv.has_static_pub = true;
+	p->renv.hello = (struct sp_hello){ 1, 1234, SP_TRANSPORT_PLAINTEXT_MAX };
+	p->renv.pool = &p->pool;
+	p->renv.hooks = (struct sp_session_hooks){ p_established, p_proven, p_frame, NULL, &p->rs };
+	p->ienv.hello.protocol_version = 1;
+	p->ienv.pool = &p->pool;
+	p->ienv.hooks = (struct sp_session_hooks){ p_established, p_proven, p_frame,
+						   p_server_hello, &p->is };
+	sp_noise_keypair(p->ipub, p->ipriv);
+	sp_session_accept(&p->r, &p->renv);
+}
+
+static void pair_free(struct pair *p)
+{
+	sp_session_release(&p->i);
+	sp_session_release(&p->r);
+	assert_int_equal(p->pool.live, p->pool.nfree);
+	sp_txpool_destroy(&p->pool);
+	assert_int_equal(p->pool.live, 0);
+}
+
+/* Moves everything `from` has finished to `to`: cut at `split` (one cut,
+ * when step is 0) or in pieces of `step`, each piece from its own scratch
+ * copy, as receive buffers would be. Returns what `to` said. */
+static enum sp_close_reason wire(struct sp_session *from, struct sp_session *to, size_t split,
+				 size_t step, long flip)
+{
+	static uint8_t buf[1 << 20];
+	enum sp_close_reason res = SP_CLOSE_NONE;
+	const uint8_t *q;
+	size_t len, total = 0;
+
+	assert_int_equal(sp_session_tx_seal(from), 0);
+	while (sp_session_tx_peek(from, &q, &len)) {
+		assert_true(total + len <= sizeof(buf));
+		memcpy(buf + total, q, len);
+		total += len;
+		sp_session_tx_sent(from, len);
+	}
+	if (flip >= 0 && (size_t)flip < total)
+		buf[flip] ^= 0x04;
+	for (size_t off = 0; off < total && res == SP_CLOSE_NONE;) {
+		size_t n = step ? step : off < split ? split - off : total - off;
+		uint8_t *scratch;
+
+		if (n > total - off)
+			n = total - off;
+		scratch = malloc(n);
+		assert_non_null(scratch);
+		memcpy(scratch, buf + off, n);
+		res = sp_session_rx(to, scratch, n);
+		sodium_memzero(scratch, n);
+		free(scratch);
+		off += n;
+	}
+	return res;
+}
+
+/* Handshake: every flight cut at `split` or fed in `step`s. */
+static void pair_handshake(struct pair *p, bool ik, size_t split, size_t step)
+{
+	pair_init(p);
+	assert_int_equal(sp_session_connect(&p->i, &p->ienv, p->ipriv, ik ? server_pub : NULL), 0);
+	assert_int_equal(p->i.state, SP_SESSION_HANDSHAKE);
+	assert_int_equal(wire(&p->i, &p->r, split, step, -1), SP_CLOSE_NONE);
+	assert_int_equal(wire(&p->r, &p->i, split, step, -1), SP_CLOSE_NONE);
+	if (!ik) {
+		assert_int_equal(p->r.state, SP_SESSION_HANDSHAKE);
+		assert_int_equal(wire(&p->i, &p->r, split, step, -1), SP_CLOSE_NONE);
+	}
+	assert_int_equal(p->i.state, SP_SESSION_ESTABLISHED);
+	assert_int_equal(p->r.state, SP_SESSION_ESTABLISHED);
+	assert_int_equal(p->is.established, 1);
+	assert_int_equal(p->rs.established, 1);
+	assert_int_equal(p->is.hellos, 1);
+	assert_memory_equal(p->i.peer, server_pub, SP_KEY_LEN);
+	assert_memory_equal(p->r.peer, p->ipub, SP_KEY_LEN);
+	assert_null(p->i.hs);
+	assert_null(p->r.hs);
+	/* The proof rule: the initiator trusts message 2; the responder XX at
+	 * message 3, IK only at the first authenticated transport message. */
+	assert_true(p->i.proven);
+	assert_int_equal(p->r.proven, !ik);
+}
+
+static void send_pings(struct sp_session *s, uint64_t first, int n)
+{
+	for (int k = 0; k < n; k++) {
+		struct sp_frame f = { .type = SP_FRAME_PING, .u.ping.id = first + (uint64_t)k };
+
+		assert_int_equal(sp_session_tx_frame(s, &f, NULL, 0), 0);
+	}
+}
+
+static void test_pair_every_split(void **state)
+{
+	struct pair p;
+
+	(void)state;
+	for (int ik = 0; ik < 2; ik++) {
+		/* Past the longest flight (preamble + message 1) every cut is the same. */
+		for (size_t split = 0; split <= SP_PREAMBLE_LEN + SP_LEN_PREFIX + 200; split++) {
+			pair_handshake(&p, ik, split, 0);
+			send_pings(&p.i, 1, 3);
+			assert_int_equal(wire(&p.i, &p.r, split, 0, -1), SP_CLOSE_NONE);
+			assert_int_equal(p.rs.frames, 3);
+			assert_int_equal(p.rs.ids[2], 3);
+			assert_true(p.r.proven);
+			assert_int_equal(p.rs.proven, ik ? 1 : 0);
+			send_pings(&p.r, 9, 2);
+			assert_int_equal(wire(&p.r, &p.i, split, 0, -1), SP_CLOSE_NONE);
+			assert_int_equal(p.is.frames, 2);
+			assert_int_equal(p.is.proven, 0);   /* the initiator was proven before */
+			pair_free(&p);
+		}
+		for (size_t step = 1; step <= 3; step++) {
+			pair_handshake(&p, ik, 0, step);
+			send_pings(&p.i, 1, 50);
+			assert_int_equal(wire(&p.i, &p.r, 0, step, -1), SP_CLOSE_NONE);
+			assert_int_equal(p.rs.frames, 50);
+			pair_free(&p);
+		}
+	}
+}
+
+/* Counts the length-prefixed messages in a byte stream. */
+static int count_messages(const uint8_t *b, size_t len, size_t *max_msg)
+{
+	int n = 0;
+
+	*max_msg = 0;
+	for (size_t off = 0; off < len; n++) {
+		size_t m = (size_t)b[off] << 8 | b[off + 1];
+
+		*max_msg = m > *max_msg ? m : *max_msg;
+		off += 2 + m;
+		assert_true(off <= len);
+	}
+	return n;
+}
+
+static int batch(struct pair *p, int frames, size_t *max_msg)
+{
+	static uint8_t out[1 << 20];
+	const uint8_t *q;
+	size_t len, total = 0;
+	enum sp_close_reason res;
+	uint8_t *scratch;
+
+	send_pings(&p->i, 1, frames);
+	assert_int_equal(sp_session_tx_seal(&p->i), 0);
+	while (sp_session_tx_peek(&p->i, &q, &len)) {
+		memcpy(out + total, q, len);
+		total += len;
+		sp_session_tx_sent(&p->i, len);
+	}
+	assert_int_equal(sp_session_tx_queued(&p->i), 0);
+	assert_null(p->i.q.head);       /* an idle session holds no chunk */
+	scratch = malloc(total);
+	assert_non_null(scratch);
+	memcpy(scratch, out, total);
+	res = sp_session_rx(&p->r, scratch, total);
+	free(scratch);
+	assert_int_equal(res, SP_CLOSE_NONE);
+	assert_int_equal(p->rs.frames, frames);
+	for (int k = 0; k < frames && k < 2048; k++)
+		assert_int_equal(p->rs.ids[k], (uint64_t)k + 1);
+	return count_messages(out, total, max_msg);
+}
+
+static void test_pair_batching(void **state)
+{
+	struct pair p;
+	size_t max_msg;
+
+	(void)state;
+	/* 1000 frames before one seal: one transport message, one AEAD. */
+	pair_handshake(&p, true, 0, 0);
+	assert_int_equal(batch(&p, 1000, &max_msg), 1);
+	pair_free(&p);
+	/* More than one message holds: split at the protocol maximum. */
+	pair_handshake(&p, false, 0, 0);
+	assert_true(batch(&p, 2000, &max_msg) >= 1);
+	assert_true(max_msg <= SP_NOISE_MSG_MAX);
+	pair_free(&p);
+	/* A broker announcing max_transport 256: no message above it. */
+	memset(&p, 0, sizeof(p));
+	pair_init(&p);
+	p.renv.hello.max_transport = 256;
+	p.is.take_tx_max = true;
+	assert_int_equal(sp_session_connect(&p.i, &p.ienv, p.ipriv, server_pub), 0);
+	assert_int_equal(wire(&p.i, &p.r, 0, 0, -1), SP_CLOSE_NONE);
+	assert_int_equal(wire(&p.r, &p.i, 0, 0, -1), SP_CLOSE_NONE);
+	assert_true(batch(&p, 300, &max_msg) > 5);
+	assert_true(max_msg <= 256 + SP_TAG_LEN);
+	pair_free(&p);
+}
+
+static void test_pair_tampered(void **state)
+{
+	struct pair p;
+	size_t n2;
+
+	(void)state;
+	/* Every byte of message 2 (after its prefix) flipped: the initiator
+	 * refuses it, never established. */
+	pair_handshake(&p, true, 0, 0);
+	pair_free(&p);
+	{
+		const uint8_t *q;
+
+		pair_init(&p);
+		assert_int_equal(sp_session_connect(&p.i, &p.ienv, p.ipriv, server_pub), 0);
+		assert_int_equal(wire(&p.i, &p.r, 0, 0, -1), SP_CLOSE_NONE);
+		assert_true(sp_session_tx_peek(&p.r, &q, &n2));
+		pair_free(&p);
+	}
+	for (size_t k = SP_LEN_PREFIX; k < n2; k++) {
+		enum sp_close_reason res;
+
+		pair_init(&p);
+		assert_int_equal(sp_session_connect(&p.i, &p.ienv, p.ipriv, server_pub), 0);
+		assert_int_equal(wire(&p.i, &p.r, 0, 0, -1), SP_CLOSE_NONE);
+		res = wire(&p.r, &p.i, 0, 0, (long)k);
+		assert_true(res == SP_CLOSE_DECRYPT_FAILED || res == SP_CLOSE_HANDSHAKE_FAILED);
+		/* the ephemeral key bytes may decode to a bad point, the rest fail the tag */
+		assert_int_not_equal(p.i.state, SP_SESSION_ESTABLISHED);
+		assert_int_equal(p.is.established, 0);
+		pair_free(&p);
+	}
+	/* A tampered transport byte, either way: decrypt_failed, no frame. */
+	for (int dir = 0; dir < 2; dir++) {
+		pair_handshake(&p, dir == 0, 0, 0);
+		send_pings(dir ? &p.r : &p.i, 1, 4);
+		assert_int_equal(wire(dir ? &p.r : &p.i, dir ? &p.i : &p.r, 0, 0, 5),
+				 SP_CLOSE_DECRYPT_FAILED);
+		assert_int_equal(dir ? p.is.frames : p.rs.frames, 0);
+		if (!dir)
+			assert_false(p.r.proven);   /* a forged message proves nothing */
+		pair_free(&p);
+	}
+	/* IK to a broker holding another key: the responder refuses message 1. */
+	pair_init(&p);
+	{
+		uint8_t other_pub[SP_KEY_LEN], other_priv[SP_KEY_LEN];
+
+		sp_noise_keypair(other_pub, other_priv);
+		assert_int_equal(sp_session_connect(&p.i, &p.ienv, p.ipriv, other_pub), 0);
+	}
+	assert_int_equal(wire(&p.i, &p.r, 0, 0, -1), SP_CLOSE_HANDSHAKE_FAILED);
+	assert_int_equal(sp_session_tx_queued(&p.r), 0);
+	pair_free(&p);
+}
+
+static void test_initiator_bad_input(void **state)
+{
+	uint8_t zero[2] = { 0, 0 }, big[2] = { 0xff, 0xff }, short_msg[2] = { 0, 15 };
+	struct pair p;
+
+	(void)state;
+	/* Length 0, and a handshake message above the limit, on the prefix alone. */
+	pair_init(&p);
+	assert_int_equal(sp_session_connect(&p.i, &p.ienv, p.ipriv, server_pub), 0);
+	assert_int_equal(sp_session_rx(&p.i, zero, 2), SP_CLOSE_BAD_LENGTH);
+	pair_free(&p);
+	pair_init(&p);
+	assert_int_equal(sp_session_connect(&p.i, &p.ienv, p.ipriv, server_pub), 0);
+	assert_int_equal(sp_session_rx(&p.i, big, 2), SP_CLOSE_BAD_LENGTH);
+	assert_null(p.i.rx_asm);
+	pair_free(&p);
+	/* Established: a message shorter than its tag. */
+	pair_handshake(&p, true, 0, 0);
+	assert_int_equal(sp_session_rx(&p.i, short_msg, 2), SP_CLOSE_BAD_LENGTH);
+	pair_free(&p);
+	/* A ServerHello the owner refuses. */
+	pair_init(&p);
+	p.renv.hello.protocol_version = 2;
+	assert_int_equal(sp_session_connect(&p.i, &p.ienv, p.ipriv, NULL), 0);
+	assert_int_equal(wire(&p.i, &p.r, 0, 0, -1), SP_CLOSE_NONE);
+	assert_int_equal(wire(&p.r, &p.i, 0, 0, -1), SP_CLOSE_HANDSHAKE_FAILED);
+	assert_int_equal(p.is.established, 0);
+	pair_free(&p);
+	/* A bad key for connect. */
+	pair_init(&p);
+	assert_int_not_equal(sp_session_connect(&p.i, &p.ienv, NULL, server_pub), 0);
+	pair_free(&p);
+}
+
+static bool all_zero(const void *p, size_t n)
+{
+	const uint8_t *b = p;
+
+	for (size_t k = 0; k < n; k++)
+		if (b[k])
+			return false;
+	return true;
+}
+
+static void test_pair_end_and_wipe(void **state)
+{
+	struct sp_frame f = { .type = SP_FRAME_GOAWAY, .u.goaway.code = SP_STATUS_GOAWAY_SHUTDOWN };
+	struct pair p;
+
+	(void)state;
+	pair_handshake(&p, false, 0, 0);
+	/* end: output still drains (a GoAway goes out), input is discarded. */
+	sp_session_end(&p.r);
+	assert_int_equal(p.r.state, SP_SESSION_CLOSING);
+	assert_int_equal(sp_session_tx_frame(&p.r, &f, NULL, 0), 0);
+	assert_int_equal(wire(&p.r, &p.i, 0, 0, -1), SP_CLOSE_NONE);
+	assert_int_equal(p.is.frames, 1);
+	send_pings(&p.i, 1, 2);
+	assert_int_equal(wire(&p.i, &p.r, 0, 0, -1), SP_CLOSE_NONE);
+	assert_int_equal(p.rs.frames, 0);
+	/* halt: the rest of the input is dropped. */
+	sp_session_halt(&p.i);
+	send_pings(&p.r, 1, 1);
+	assert_int_equal(wire(&p.r, &p.i, 0, 0, -1), SP_CLOSE_NONE);
+	assert_int_equal(p.is.frames, 1);
+	/* wipe: no key left, in either role. An open message is dropped. */
+	send_pings(&p.i, 1, 1);
+	assert_true(p.i.tx_open);
+	sp_session_wipe(&p.i);
+	sp_session_wipe(&p.r);
+	for (int k = 0; k < 2; k++) {
+		struct sp_session *s = k ? &p.r : &p.i;
+
+		assert_int_equal(s->state, SP_SESSION_DEAD);
+		assert_true(all_zero(&s->t, sizeof(s->t)));
+		assert_true(all_zero(s->peer, sizeof(s->peer)));
+		assert_null(s->hs);
+		assert_null(s->rx_asm);
+		assert_false(s->tx_open);
+		assert_int_equal(sp_session_tx_frame(s, &f, NULL, 0), -EINVAL);
+	}
+	pair_free(&p);
+	/* Mid-handshake, with a half-read message in the reassembly buffer. */
+	pair_init(&p);
+	assert_int_equal(sp_session_connect(&p.i, &p.ienv, p.ipriv, server_pub), 0);
+	{
+		const uint8_t *q;
+		size_t len;
+		uint8_t half[64];
+
+		assert_true(sp_session_tx_peek(&p.i, &q, &len) && len > 40);
+		memcpy(half, q, 40);
+		sp_session_tx_sent(&p.i, len);
+		assert_int_equal(sp_session_rx(&p.r, half, 40), SP_CLOSE_NONE);
+	}
+	assert_non_null(p.r.rx_asm);
+	assert_non_null(p.r.hs);
+	assert_non_null(p.i.hs);
+	sp_session_wipe(&p.r);
+	sp_session_wipe(&p.i);
+	assert_null(p.r.rx_asm);
+	assert_null(p.r.hs);
+	assert_null(p.i.hs);
+	pair_free(&p);
+}
+
 static int group_setup(void **state)
 {
 	(void)state;
@@ -602,6 +1027,11 @@ int main(void)
 		cmocka_unit_test(test_transport_failures),
 		cmocka_unit_test(test_tx_queue),
 		cmocka_unit_test(test_reason_names),
+		cmocka_unit_test(test_pair_every_split),
+		cmocka_unit_test(test_pair_batching),
+		cmocka_unit_test(test_pair_tampered),
+		cmocka_unit_test(test_initiator_bad_input),
+		cmocka_unit_test(test_pair_end_and_wipe),
 	};
 	return cmocka_run_group_tests(tests, group_setup, NULL);
 }
