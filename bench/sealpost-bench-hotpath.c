@@ -3,15 +3,15 @@
  * sockets.
  *
  * What runs is what sealpostd runs for an envelope: the sender's connection
- * (broker/sp_conn) takes the received bytes in receive-buffer-sized pieces
- * (sp_conn_rx: length prefix, reassembly when a message straddles buffers,
+ * (lib/session, in broker/sp_conn) takes the received bytes in receive-buffer-sized pieces
+ * (sp_session_rx: length prefix, reassembly when a message straddles buffers,
  * sp_noise_decrypt in place, sp_frame_next per frame), the frame hook routes
  * each Send among --devices registered devices (broker/sp_route) and encrypts
  * Deliver{seq} + body straight into the recipient's open outbound message
- * (sp_conn_tx_frame -> sp_noise_stream_update into a tx chunk), the sender
+ * (sp_session_tx_frame -> sp_noise_stream_update into a tx chunk), the sender
  * gets a SendResult the same way, and the end of the loop iteration finishes
- * each touched connection's message (sp_conn_tx_seal) and hands its bytes to
- * "the socket" (sp_conn_tx_peek / sp_conn_tx_sent).
+ * each touched connection's message (sp_session_tx_seal) and hands its bytes to
+ * "the socket" (sp_session_tx_peek / sp_session_tx_sent).
  *
  * The routing steps are the broker's own (broker/app/: sp_router.c's frame
  * dispatch and Send, sp_deliver.c's recipient lookup and Deliver,
@@ -28,7 +28,7 @@
  * and one _encrypt of a message as long as the recipient's. The ratio of the
  * two is the figure that carries across machines.
  *
- * Handshakes: the responder side of IK through sp_conn exactly as the broker
+ * Handshakes: the responder side of IK through sp_session exactly as the broker
  * drives it (preamble + message 1 in, message 2 out, split), against the bare
  * X25519 operations the responder does: 4 crypto_scalarmult (es, ss, ee, se)
  * and 1 crypto_scalarmult_base (its ephemeral key).
@@ -242,7 +242,7 @@ static void send_all(void *ctx, struct sp_conn *c)
 	const uint8_t *p;
 	size_t len;
 
-	while (sp_conn_tx_peek(c, &p, &len)) {
+	while (sp_session_tx_peek(&c->s, &p, &len)) {
 		if (b->capture) {
 			if (c->slot == b->nconns - 1)
 				capture(&b->cap_sender, &b->cap_sender_len, &b->cap_sender_cap, p,
@@ -250,7 +250,7 @@ static void send_all(void *ctx, struct sp_conn *c)
 			else
 				capture(&b->cap_rcpt, &b->cap_rcpt_len, &b->cap_rcpt_cap, p, len);
 		}
-		sp_conn_tx_sent(c, &b->sh.pool, len);
+		sp_session_tx_sent(&c->s, len);
 		sp_metrics_bytes_sent(b->sh.metrics, len);      /* on_send_cqe */
 	}
 }
@@ -334,23 +334,23 @@ static int client_msg2(struct client *cl, const uint8_t *p, size_t len)
 }
 
 /* The output a connection queued, taken whole (handshake message 2). */
-static size_t take_output(struct bench *b, struct sp_conn *c, uint8_t *out, size_t cap)
+static size_t take_output(struct sp_conn *c, uint8_t *out, size_t cap)
 {
 	const uint8_t *p;
 	size_t len, total = 0;
 
-	while (sp_conn_tx_peek(c, &p, &len)) {
+	while (sp_session_tx_peek(&c->s, &p, &len)) {
 		if (total + len > cap)
 			die("handshake output too long");
 		memcpy(out + total, p, len);
 		total += len;
-		sp_conn_tx_sent(c, &b->sh.pool, len);
+		sp_session_tx_sent(&c->s, len);
 	}
 	return total;
 }
 
 /*
- * The sender: a real IK connection through sp_conn_rx, proven by a first
+ * The sender: a real IK connection through sp_session_rx, proven by a first
  * transport message (a Ping) as the broker requires before routing it.
  */
 static void connect_sender(struct bench *b, struct client *cl,
@@ -369,9 +369,9 @@ static void connect_sender(struct bench *b, struct client *cl,
 	if (!c || c->slot != b->nconns - 1)
 		die("connection table");
 	if (sp_shard_feed(&b->sh, c, wire, len) != SP_CLOSE_NONE ||
-	    c->state != SP_CONN_ESTABLISHED)
+	    c->s.state != SP_SESSION_ESTABLISHED)
 		die("sender handshake refused");
-	len = take_output(b, c, out, sizeof(out));
+	len = take_output(c, out, sizeof(out));
 	if (client_msg2(cl, out, len))
 		die("sender handshake: message 2 did not verify");
 	if (sp_frame_put(plain, sizeof(plain), &off, &ping))
@@ -392,14 +392,14 @@ static void establish_slot(struct bench *b, uint32_t i)
 	if (!c || c->slot != i)
 		die("connection table");
 	slot_keys(b, i, &k);
-	c->state = SP_CONN_ESTABLISHED;
-	c->pattern = SP_PREAMBLE_PATTERN_IK;
-	c->has_device = c->proven = true;
-	memcpy(c->device, k.device, SP_KEY_LEN);
-	memcpy(c->t.tx.k, k.tx, SP_KEY_LEN);
-	c->t.tx.has_key = true;
-	memcpy(c->t.rx.k, k.rx, SP_KEY_LEN);
-	c->t.rx.has_key = true;
+	c->s.state = SP_SESSION_ESTABLISHED;
+	c->s.pattern = SP_PREAMBLE_PATTERN_IK;
+	c->s.has_peer = c->s.proven = true;
+	memcpy(c->s.peer, k.device, SP_KEY_LEN);
+	memcpy(c->s.t.tx.k, k.tx, SP_KEY_LEN);
+	c->s.t.tx.has_key = true;
+	memcpy(c->s.t.rx.k, k.rx, SP_KEY_LEN);
+	c->s.t.rx.has_key = true;
 	if (sp_shard_conn_route(&b->sh, c))
 		die("route insert failed");
 	sodium_memzero(&k, sizeof(k));
@@ -510,7 +510,7 @@ static void restore(struct bench *b, struct sp_conn *sender, struct workload *w)
 		b->evict_sink += sum;
 	}
 	memcpy(w->work, w->pristine, w->total);
-	sender->t.rx.n = w->nonce0;
+	sender->s.t.rx.n = w->nonce0;
 }
 
 /* One timed pass over the workload through the broker path; CPU ns.
@@ -554,7 +554,7 @@ static uint64_t bare_pass(struct bench *b, struct sp_conn *sender, struct worklo
 
 		make_nonce(nonce, w->nonce0 + m);
 		if (crypto_aead_chacha20poly1305_ietf_decrypt(msg, &mlen, NULL, msg, clen, NULL, 0,
-							      nonce, sender->t.rx.k))
+							      nonce, sender->s.t.rx.k))
 			die("bare decrypt failed");
 		make_nonce(nonce, m);
 		crypto_aead_chacha20poly1305_ietf_encrypt(w->bare_out, &mlen, msg,
@@ -667,7 +667,7 @@ static uint64_t verify(struct bench *b, struct sp_conn *sender, struct client *c
 	b->capture = true;
 	for (size_t m = 0; m < w->nmsgs; m++) {
 		struct sp_conn *rc = &b->conns[w->rcpt[m]];
-		uint64_t rn = rc->t.tx.n, sn = sender->t.tx.n;
+		uint64_t rn = rc->s.t.tx.n, sn = sender->s.t.tx.n;
 		struct slot_keys k;
 
 		b->cap_rcpt_len = b->cap_sender_len = 0;
@@ -678,13 +678,13 @@ static uint64_t verify(struct bench *b, struct sp_conn *sender, struct client *c
 		e->next_id = id0 + m * w->batch;
 		slot_keys(b, w->rcpt[m], &k);
 		if (open_stream(b->cap_rcpt, b->cap_rcpt_len, k.tx, &rn, check_deliver, e) ||
-		    e->frames != w->batch || rn != rc->t.tx.n)
+		    e->frames != w->batch || rn != rc->s.t.tx.n)
 			die("verify: a recipient's Deliver output is wrong");
 		e->next_id = id0 + m * w->batch;
 		e->frames = 0;
 		if (open_stream(b->cap_sender, b->cap_sender_len, cl->t.rx.k, &sn, check_result,
 				e) ||
-		    e->frames != w->batch || sn != sender->t.tx.n)
+		    e->frames != w->batch || sn != sender->s.t.tx.n)
 			die("verify: the sender's SendResult output is wrong");
 		sodium_memzero(&k, sizeof(k));
 		ok += w->batch;
@@ -706,7 +706,7 @@ struct hs_bench {
 	uint8_t rx[SP_PREAMBLE_LEN + SP_LEN_PREFIX + SP_HANDSHAKE_MSG_MAX];
 };
 
-/* One IK responder handshake through sp_conn, as on_recv + flush would run it
+/* One IK responder handshake through sp_session, as on_recv + flush would run it
  * (accept and the socket calls aside), then the connection's teardown wipe. */
 __attribute__((noinline))
 static void one_handshake(struct bench *b, struct hs_bench *h, unsigned k, bool keep)
@@ -715,22 +715,22 @@ static void one_handshake(struct bench *b, struct hs_bench *h, unsigned k, bool 
 	size_t len;
 
 	memcpy(h->rx, h->msg1[k], h->msg1_len[k]);
-	sp_conn_open(&h->c, -1, 0);
+	sp_conn_open(&h->c, -1, 0, &b->sh.env);
 	b->sh.now_ns = mono_ns();
 	h->c.deadline_ns = b->sh.now_ns + (uint64_t)b->cfg.handshake_timeout_ms * 1000000;
-	if (sp_conn_rx(&h->c, &b->sh.env, h->rx, h->msg1_len[k]) != SP_CLOSE_NONE ||
-	    h->c.state != SP_CONN_ESTABLISHED)
+	if (sp_session_rx(&h->c.s, h->rx, h->msg1_len[k]) != SP_CLOSE_NONE ||
+	    h->c.s.state != SP_SESSION_ESTABLISHED)
 		die("handshake refused");
 	h->out_len = 0;
-	while (sp_conn_tx_peek(&h->c, &p, &len)) {
+	while (sp_session_tx_peek(&h->c.s, &p, &len)) {
 		if (keep && h->out_len + len <= sizeof(h->out)) {
 			memcpy(h->out + h->out_len, p, len);
 			h->out_len += len;
 		}
-		sp_conn_tx_sent(&h->c, &b->sh.pool, len);
+		sp_session_tx_sent(&h->c.s, len);
 	}
 	if (!keep)
-		sp_conn_wipe(&h->c);
+		sp_session_wipe(&h->c.s);
 }
 
 __attribute__((noinline))
@@ -780,11 +780,11 @@ static unsigned hs_verify(struct bench *b, struct hs_bench *h)
 
 		one_handshake(b, h, k, true);
 		if (client_msg2(&cl, h->out, h->out_len) ||
-		    sodium_memcmp(cl.t.tx.k, h->c.t.rx.k, SP_KEY_LEN) ||
-		    sodium_memcmp(cl.t.rx.k, h->c.t.tx.k, SP_KEY_LEN) ||
-		    sodium_memcmp(h->c.device, cl.pub, SP_KEY_LEN))
+		    sodium_memcmp(cl.t.tx.k, h->c.s.t.rx.k, SP_KEY_LEN) ||
+		    sodium_memcmp(cl.t.rx.k, h->c.s.t.tx.k, SP_KEY_LEN) ||
+		    sodium_memcmp(h->c.s.peer, cl.pub, SP_KEY_LEN))
 			die("verify: handshake output wrong");
-		sp_conn_wipe(&h->c);
+		sp_session_wipe(&h->c.s);
 		sp_noise_handshake_wipe(&cl.hs);
 		sp_noise_transport_wipe(&cl.t);
 		ok++;
@@ -984,7 +984,7 @@ int main(int argc, char **argv)
 	t_conns = mono_ns() - t0;
 	t0 = mono_ns();
 	build_workload(b, &o, cl, &w);
-	memcpy(b->bare_key, b->conns[0].t.tx.k, SP_KEY_LEN);
+	memcpy(b->bare_key, b->conns[0].s.t.tx.k, SP_KEY_LEN);
 	if (!o.warm) {
 		uint64_t *ev = xmalloc(EVICT_BYTES);
 
@@ -1161,8 +1161,7 @@ int main(int argc, char **argv)
 		}
 	}
 
-	sp_conn_wipe(&h->c);
-	sp_conn_tx_release(&h->c, &b->sh.pool);
+	sp_session_release(&h->c.s);
 	sp_shard_destroy(&b->sh);       /* wipes and releases every connection */
 	free((void *)b->evict);
 	free(b->cap_rcpt);

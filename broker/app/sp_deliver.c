@@ -14,7 +14,7 @@
 enum sp_close_reason sp_deliver_reply(struct sp_shard *sh, struct sp_conn *c,
 				      const struct sp_frame *f)
 {
-	int ret = sp_conn_tx_frame(c, &sh->pool, f, NULL, 0);
+	int ret = sp_session_tx_frame(&c->s, f, NULL, 0);
 
 	sp_conn_mark(sh, c);
 	if (ret == -ENOMEM)
@@ -30,7 +30,7 @@ struct sp_conn *sp_deliver_recipient(struct sp_shard *sh, const uint8_t key[SP_K
 	if (sp_route_lookup(sh->routes, key, &h))
 		return NULL;
 	rc = sp_conn_at_handle(sh, h);
-	return rc && rc->state == SP_CONN_ESTABLISHED ? rc : NULL;
+	return rc && rc->s.state == SP_SESSION_ESTABLISHED ? rc : NULL;
 }
 
 int sp_deliver_frame(struct sp_shard *sh, struct sp_conn *rc, uint64_t seq, const uint8_t *body,
@@ -42,7 +42,7 @@ int sp_deliver_frame(struct sp_shard *sh, struct sp_conn *rc, uint64_t seq, cons
 	memset(&d, 0, sizeof(d));
 	d.type = SP_FRAME_DELIVER;
 	d.u.deliver.seq = seq;
-	ret = sp_conn_tx_frame(rc, &sh->pool, &d, body, body_len);
+	ret = sp_session_tx_frame(&rc->s, &d, body, body_len);
 	sp_conn_mark(sh, rc);
 	if (ret && ret != -ENOMEM)
 		sp_life_end_later(sh, rc, SP_CLOSE_INTERNAL);
@@ -58,7 +58,7 @@ void sp_deliver_count_live(struct sp_shard *sh)
 enum sp_status sp_deliver_online(struct sp_shard *sh, struct sp_conn *rc,
 				 const struct sp_frame *send)
 {
-	if (rc->txq_bytes > sh->cfg->sendq_max)
+	if (sp_session_tx_queued(&rc->s) > sh->cfg->sendq_max)
 		return SP_STATUS_ERR_RECIPIENT_BUSY;
 	if (sp_deliver_frame(sh, rc, 0, send->body, send->body_len))
 		return SP_STATUS_ERR_INTERNAL;

@@ -109,7 +109,7 @@ enum sp_status sp_mailbox_store(struct sp_shard *sh, struct sp_conn *c, const st
 {
 	struct sp_store_envelope env = {
 		.recipient = f->u.send.to,
-		.sender = c->device,
+		.sender = c->s.peer,
 		.client_id = f->u.send.client_id,
 		.body = f->body,
 		.body_len = f->body_len,
@@ -150,7 +150,7 @@ enum sp_status sp_mailbox_store(struct sp_shard *sh, struct sp_conn *c, const st
 	if (rc && rc->mbox == SP_MBOX_LIVE) {
 		/* A full queue: the store keeps it, the reader sends it (and
 		 * whatever follows) once the queue has room, in order. */
-		if (rc->txq_bytes > sh->cfg->sendq_max)
+		if (sp_session_tx_queued(&rc->s) > sh->cfg->sendq_max)
 			reader_start(sh, rc, SP_MBOX_CATCHUP, *seq);
 		else if (sp_deliver_frame(sh, rc, *seq, f->body, f->body_len) == 0)
 			sp_deliver_count_live(sh);
@@ -190,7 +190,7 @@ void sp_mailbox_ack(struct sp_shard *sh, struct sp_conn *c, const struct sp_fram
 	if (f->u.ack.count == 0 || !(b = batch(sh)))
 		return;
 	for (uint32_t i = 0; i < f->u.ack.count && i < SP_ACK_SEQS_MAX; i++) {
-		int ret = sp_store_ack(b, c->device, f->u.ack.seqs[i]);
+		int ret = sp_store_ack(b, c->s.peer, f->u.ack.seqs[i]);
 
 		if (ret == 0) {
 			sh->stats.acks++;
@@ -288,7 +288,7 @@ static void send_results(struct sp_shard *sh, int commit_ret)
 			sp_metrics_envelope_accepted(sh->metrics);
 		else
 			sp_metrics_envelope_refused(sh->metrics, (enum sp_status)r->status);
-		if (!c || c->state != SP_CONN_ESTABLISHED)
+		if (!c || c->s.state != SP_SESSION_ESTABLISHED)
 			continue;
 		memset(&res, 0, sizeof(res));
 		res.type = SP_FRAME_SEND_RESULT;
@@ -318,17 +318,17 @@ static void read_backlog(struct sp_shard *sh, struct sp_conn *c)
 	struct sp_frame d;
 	int ret;
 
-	if (c->state != SP_CONN_ESTABLISHED || c->close_reason) {
+	if (c->s.state != SP_SESSION_ESTABLISHED || c->close_reason) {
 		sp_list_del(&c->drain);
 		return;
 	}
 	/* Paced by the outbound queue: read only while it is below half its
 	 * limit, and at most what fits below the limit. */
 	room = sh->cfg->sendq_max / 2;
-	if (c->txq_bytes >= room)
+	if (sp_session_tx_queued(&c->s) >= room)
 		return;
-	bytes = room - c->txq_bytes;
-	ret = sp_store_read(sh->store, c->device, c->mbox_from, sh->wall_ms, sh->cfg->backlog_chunk,
+	bytes = room - sp_session_tx_queued(&c->s);
+	ret = sp_store_read(sh->store, c->s.peer, c->mbox_from, sh->wall_ms, sh->cfg->backlog_chunk,
 			    bytes, sh->items, &res);
 	if (ret) {
 		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
@@ -387,7 +387,7 @@ static void run_readers(struct sp_shard *sh)
 			struct sp_frame d = { .type = SP_FRAME_DRAINED };
 
 			sp_list_del(&c->drain);
-			if (c->mbox == SP_MBOX_BACKLOG && c->state == SP_CONN_ESTABLISHED)
+			if (c->mbox == SP_MBOX_BACKLOG && c->s.state == SP_SESSION_ESTABLISHED)
 				sp_deliver_reply(sh, c, &d);
 			c->mbox = SP_MBOX_LIVE;
 		}

@@ -70,7 +70,7 @@ static void route_drop(struct sp_shard *sh, struct sp_conn *c)
 		return;
 	/* With the expected handle: after a takeover the route belongs to the
 	 * new connection and this is a no-op (-ESTALE). */
-	sp_route_remove(sh->routes, c->device, sp_conn_handle(sh, c));
+	sp_route_remove(sh->routes, c->s.peer, sp_conn_handle(sh, c));
 	c->routed = false;
 }
 
@@ -87,7 +87,7 @@ static enum sp_close_reason route_device(struct sp_shard *sh, struct sp_conn *c)
 	uint64_t prev;
 	int ret;
 
-	ret = sp_route_insert(sh->routes, c->device, sp_conn_handle(sh, c), &prev);
+	ret = sp_route_insert(sh->routes, c->s.peer, sp_conn_handle(sh, c), &prev);
 	if (ret < 0)
 		return SP_CLOSE_NOMEM;
 	c->routed = true;
@@ -98,7 +98,7 @@ static enum sp_close_reason route_device(struct sp_shard *sh, struct sp_conn *c)
 		 * backlog. */
 		old->routed = false;    /* the route is the new one's now */
 		sp_mailbox_stop(sh, old);
-		if (old->state == SP_CONN_ESTABLISHED)
+		if (old->s.state == SP_SESSION_ESTABLISHED)
 			sp_life_end_later(sh, old, SP_CLOSE_TAKEOVER);
 		else
 			sp_life_end(sh, old, SP_CLOSE_TAKEOVER);
@@ -118,14 +118,14 @@ enum sp_close_reason sp_router_established(void *ctx, struct sp_conn *c)
 			     sp_timers_handshake_complete(sh, c));
 	SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_PEER_DEBUG], sh->now_ns, SP_LOG_DEBUG,
 		       "handshake complete", SP_KV_UINT("conn", c->slot),
-		       SP_KV_STR("pattern", c->pattern == SP_PREAMBLE_PATTERN_IK ? "IK" : "XX"));
+		       SP_KV_STR("pattern", c->s.pattern == SP_PREAMBLE_PATTERN_IK ? "IK" : "XX"));
 	/* An IK connection is not routed until it is proven by its first
 	 * authenticated transport message (sp_router_proven): its message 1 may
 	 * be a replay, and a replayer that got the route, even of an offline
 	 * device, would take envelopes it cannot read (or push the live device
 	 * out, again and again). Until then it stays on the handshake deadline.
 	 * XX is proven by message 3. */
-	if (!c->proven)
+	if (!c->s.proven)
 		return SP_CLOSE_NONE;
 	return sp_router_proven(ctx, c);
 }

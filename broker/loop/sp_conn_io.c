@@ -29,7 +29,7 @@ int sp_io_start_send(struct sp_shard *sh, struct sp_conn *c)
 	size_t len;
 	int ret;
 
-	if (c->send_inflight || !sp_conn_tx_peek(c, &p, &len))
+	if (c->send_inflight || !sp_session_tx_peek(&c->s, &p, &len))
 		return 0;
 	ret = sp_ring_send(&sh->ring, c->fd, p, len, sp_ud_pack(SP_OP_SEND, c->slot, c->gen));
 	if (ret)
@@ -41,10 +41,11 @@ int sp_io_start_send(struct sp_shard *sh, struct sp_conn *c)
 
 void sp_io_send_done(struct sp_shard *sh, struct sp_conn *c, int res)
 {
+	(void)sh;       /* the chunks go back to the session's pool */
 	c->send_inflight = false;
 	/* A short send: the rest goes in the next one (at the flush). */
-	if (res >= 0 && c->state != SP_CONN_DEAD)
-		sp_conn_tx_sent(c, &sh->pool, (size_t)res);
+	if (res >= 0 && c->s.state != SP_SESSION_DEAD)
+		sp_session_tx_sent(&c->s, (size_t)res);
 }
 
 void sp_io_maybe_shutdown(struct sp_shard *sh, struct sp_conn *c)
@@ -52,8 +53,8 @@ void sp_io_maybe_shutdown(struct sp_shard *sh, struct sp_conn *c)
 	const uint8_t *p;
 	size_t len;
 
-	if (c->state != SP_CONN_CLOSING || c->shut_wr || c->shutdown_inflight ||
-	    c->send_inflight || sp_conn_tx_peek(c, &p, &len))
+	if (c->s.state != SP_SESSION_CLOSING || c->shut_wr || c->shutdown_inflight ||
+	    c->send_inflight || sp_session_tx_peek(&c->s, &p, &len))
 		return;
 	if (sp_ring_shutdown_wr(&sh->ring, c->fd, sp_ud_pack(SP_OP_SHUTDOWN, c->slot, c->gen)) == 0)
 		c->shutdown_inflight = true;
@@ -88,7 +89,8 @@ void sp_io_close(struct sp_shard *sh, struct sp_conn *c)
 
 		setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 	}
+	(void)sh;
 	close(c->fd);
-	sp_conn_tx_release(c, &sh->pool);
+	sp_session_release(&c->s);     /* FREE */
 	c->fd = -1;
 }

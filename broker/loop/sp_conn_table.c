@@ -30,10 +30,9 @@ void sp_conn_table_destroy(struct sp_shard *sh)
 		for (uint32_t i = 0; i < sh->high_water; i++) {
 			struct sp_conn *c = &sh->conns[i];
 
-			if (c->state == SP_CONN_FREE)
+			if (c->s.state == SP_SESSION_FREE)
 				continue;
-			sp_conn_wipe(c);
-			sp_conn_tx_release(c, &sh->pool);
+			sp_session_release(&c->s);
 			close(c->fd);
 		}
 	}
@@ -54,7 +53,7 @@ struct sp_conn *sp_conn_table_open(struct sp_shard *sh, int fd)
 	if (slot >= sh->high_water)
 		sh->high_water = slot + 1;
 	c = &sh->conns[slot];
-	sp_conn_open(c, fd, slot);
+	sp_conn_open(c, fd, slot, &sh->env);
 	sh->nconns++;
 	return c;
 }
@@ -62,7 +61,6 @@ struct sp_conn *sp_conn_table_open(struct sp_shard *sh, int fd)
 void sp_conn_table_release(struct sp_shard *sh, struct sp_conn *c)
 {
 	c->gen++;       /* every completion or handle naming the old one is now stale */
-	c->state = SP_CONN_FREE;
 	sh->free_slots[sh->nfree++] = c->slot;
 	sh->nconns--;
 }
@@ -79,7 +77,7 @@ struct sp_conn *sp_conn_at(struct sp_shard *sh, uint32_t slot, uint32_t gen)
 	if (slot >= sh->cfg->max_conns)
 		return NULL;
 	c = &sh->conns[slot];
-	if (c->state == SP_CONN_FREE || c->gen != gen)
+	if (c->s.state == SP_SESSION_FREE || c->gen != gen)
 		return NULL;
 	return c;
 }

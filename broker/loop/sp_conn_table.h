@@ -58,7 +58,7 @@ int sp_conn_table_init(struct sp_shard *sh);
  * socket and frees the table (after the ring is gone). */
 void sp_conn_table_destroy(struct sp_shard *sh);
 
-/* The lowest free slot, opened on fd (-1: no socket) in SP_CONN_PREAMBLE;
+/* The lowest free slot, opened on fd (-1: no socket) in SP_SESSION_PREAMBLE;
  * NULL if the table is full. */
 struct sp_conn *sp_conn_table_open(struct sp_shard *sh, int fd);
 

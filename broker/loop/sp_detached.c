@@ -75,22 +75,22 @@ enum sp_close_reason sp_shard_feed(struct sp_shard *sh, struct sp_conn *c, uint8
  * socket: its last output (the GoAway) is taken, a dead slot is freed. */
 static void flush_ending(struct sp_shard *sh, struct sp_conn *c, sp_shard_take_fn take, void *ctx)
 {
-	if (c->state == SP_CONN_DEAD) {
+	if (c->s.state == SP_SESSION_DEAD) {
 		sp_life_finalize(sh, c);
 		return;
 	}
-	if (c->state == SP_CONN_ESTABLISHED && c->close_reason) {
+	if (c->s.state == SP_SESSION_ESTABLISHED && c->close_reason) {
 		sp_life_end(sh, c, c->close_reason);
-		if (c->state == SP_CONN_DEAD)
+		if (c->s.state == SP_SESSION_DEAD)
 			return;
 	}
-	if (sp_conn_tx_seal(c)) {
+	if (sp_session_tx_seal(&c->s)) {
 		sp_life_cut(sh, c, SP_CLOSE_INTERNAL);
 		return;
 	}
-	if (c->state == SP_CONN_ESTABLISHED && c->txq_bytes > sp_config_sendq_hard(sh->cfg)) {
+	if (c->s.state == SP_SESSION_ESTABLISHED && sp_session_tx_queued(&c->s) > sp_config_sendq_hard(sh->cfg)) {
 		sp_life_end(sh, c, SP_CLOSE_SLOW_CONSUMER);
-		if (c->state == SP_CONN_DEAD)
+		if (c->s.state == SP_SESSION_DEAD)
 			return;
 	}
 	take(ctx, c);
@@ -106,20 +106,20 @@ int sp_shard_end_iteration(struct sp_shard *sh, uint64_t ncqe, sp_shard_take_fn 
 	 * is handled as the flush would (its GoAway taken), and reported:
 	 * nothing in a benchmark should end one. */
 	while ((c = sp_conn_table_next_dirty(sh))) {
-		if (c->state != SP_CONN_ESTABLISHED || c->close_reason) {
+		if (c->s.state != SP_SESSION_ESTABLISHED || c->close_reason) {
 			ret = -EIO;
 			flush_ending(sh, c, take, ctx);
 			continue;
 		}
-		if (sp_conn_tx_seal(c)) {
+		if (sp_session_tx_seal(&c->s)) {
 			ret = -EIO;
 			sp_life_cut(sh, c, SP_CLOSE_INTERNAL);
 			continue;
 		}
-		if (c->txq_bytes > sp_config_sendq_hard(sh->cfg)) {
+		if (sp_session_tx_queued(&c->s) > sp_config_sendq_hard(sh->cfg)) {
 			ret = -EIO;
 			sp_life_end(sh, c, SP_CLOSE_SLOW_CONSUMER);
-			if (c->state == SP_CONN_DEAD)
+			if (c->s.state == SP_SESSION_DEAD)
 				continue;
 		}
 		take(ctx, c);

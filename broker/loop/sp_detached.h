@@ -8,7 +8,7 @@
  * copy of it. Built as the library sp_detached (loop/sp_detached.c), linked
  * by tests and benchmarks, never by sealpostd. The caller plays the
  * ring: it feeds received bytes, ends the iteration, and takes each
- * finished connection's bytes itself (sp_conn_tx_peek / sp_conn_tx_sent).
+ * finished connection's bytes itself (sp_session_tx_peek / sp_session_tx_sent on c->s).
  * One thread, as for a normal shard. Free with sp_shard_destroy.
  *
  * Errors: 0 or a negative errno.
@@ -55,7 +55,7 @@ void sp_shard_tick(struct sp_shard *sh);
 void sp_shard_conn_eof(struct sp_shard *sh, struct sp_conn *c);
 
 /* One receive completion of len bytes on c (data: borrowed for the call,
- * decrypted in place). Returns what sp_conn_rx returned. */
+ * decrypted in place). Returns what sp_session_rx returned. */
 enum sp_close_reason sp_shard_feed(struct sp_shard *sh, struct sp_conn *c, uint8_t *data,
 				   size_t len);
 

@@ -10,7 +10,7 @@
 #include "sp_conn_table.h"
 #include "sp_timers.h"
 
-static const char *state_name(enum sp_conn_state s)
+static const char *state_name(uint8_t s)
 {
 	static const char *const names[] = { "free", "preamble", "handshake", "established",
 					     "closing", "dead" };
@@ -85,7 +85,7 @@ static void log_end(struct sp_shard *sh, const struct sp_conn *c, enum sp_close_
 	struct end_log e = end_log_of(r);
 
 	/* Ended mid-handshake: the pattern is known (the preamble was read), no split yet. */
-	if (c->state == SP_CONN_HANDSHAKE)
+	if (c->s.state == SP_SESSION_HANDSHAKE)
 		sp_metrics_handshake(sh->metrics, sp_life_metrics_pattern(c),
 				     r == SP_CLOSE_HANDSHAKE_TIMEOUT ? SP_METRICS_OUTCOME_TIMEOUT
 								     : SP_METRICS_OUTCOME_FAILED, 0);
@@ -93,7 +93,7 @@ static void log_end(struct sp_shard *sh, const struct sp_conn *c, enum sp_close_
 	sh->stats.closed[r < SP_CLOSE_REASON_COUNT ? r : SP_CLOSE_INTERNAL]++;
 	SP_LOG_LIMITED(sh->log, &sh->lim[r], sh->now_ns, e.level, e.msg,
 		       SP_KV_STR("reason", sp_close_reason_name(r)),
-		       SP_KV_STR("state", state_name(c->state)), SP_KV_UINT("conn", c->slot),
+		       SP_KV_STR("state", state_name(c->s.state)), SP_KV_UINT("conn", c->slot),
 		       SP_KV_UINT("shard", sh->id));
 }
 
@@ -101,19 +101,20 @@ void sp_life_end_later(struct sp_shard *sh, struct sp_conn *c, enum sp_close_rea
 {
 	if (!c->close_reason)
 		c->close_reason = r;
+	/* The rest of its input is dropped unread: it ends at the flush. */
+	sp_session_halt(&c->s);
 	sp_conn_mark(sh, c);
 }
 
 void sp_life_cut(struct sp_shard *sh, struct sp_conn *c, enum sp_close_reason r)
 {
-	if (c->state == SP_CONN_DEAD || c->state == SP_CONN_FREE)
+	if (c->s.state == SP_SESSION_DEAD || c->s.state == SP_SESSION_FREE)
 		return;
-	if (c->state != SP_CONN_CLOSING)       /* else logged at its GoAway */
+	if (c->s.state != SP_SESSION_CLOSING)       /* else logged at its GoAway */
 		log_end(sh, c, r);
 	sp_timers_ended(sh, c);
 	sh->app.detach(sh, c);
-	sp_conn_wipe(c);
-	c->state = SP_CONN_DEAD;
+	sp_session_wipe(&c->s);        /* DEAD */
 	sp_io_cancel(sh, c);
 	sp_conn_mark(sh, c);
 }
@@ -122,20 +123,20 @@ void sp_life_end(struct sp_shard *sh, struct sp_conn *c, enum sp_close_reason r)
 {
 	struct sp_frame f;
 
-	if (c->state != SP_CONN_ESTABLISHED || goaway_code(r) == SP_STATUS_UNSPECIFIED) {
+	if (c->s.state != SP_SESSION_ESTABLISHED || goaway_code(r) == SP_STATUS_UNSPECIFIED) {
 		sp_life_cut(sh, c, r);
 		return;
 	}
 	memset(&f, 0, sizeof(f));
 	f.type = SP_FRAME_GOAWAY;
 	f.u.goaway.code = goaway_code(r);
-	if (sp_conn_tx_frame(c, &sh->pool, &f, NULL, 0) || sp_conn_tx_seal(c)) {
+	if (sp_session_tx_frame(&c->s, &f, NULL, 0) || sp_session_tx_seal(&c->s)) {
 		sp_life_cut(sh, c, r);
 		return;
 	}
 	log_end(sh, c, r);
 	sh->app.detach(sh, c);
-	c->state = SP_CONN_CLOSING;
+	sp_session_end(&c->s);         /* CLOSING: input is discarded */
 	sp_life_end_later(sh, c, r);
 	sp_timers_goaway(sh, c);
 }
@@ -144,7 +145,7 @@ void sp_life_rx_failed(struct sp_shard *sh, struct sp_conn *c, enum sp_close_rea
 {
 	/* A GoAway waits for the flush, so the SendResults of the Sends before
 	 * the bad frame (written after the commit) precede it. */
-	if (c->state == SP_CONN_ESTABLISHED && goaway_code(r) != SP_STATUS_UNSPECIFIED)
+	if (c->s.state == SP_SESSION_ESTABLISHED && goaway_code(r) != SP_STATUS_UNSPECIFIED)
 		sp_life_end_later(sh, c, r);
 	else
 		sp_life_end(sh, c, r);
@@ -159,22 +160,22 @@ void sp_life_finalize(struct sp_shard *sh, struct sp_conn *c)
 /* End of iteration for one touched connection. */
 static void flush_conn(struct sp_shard *sh, struct sp_conn *c)
 {
-	if (c->state == SP_CONN_DEAD) {
+	if (c->s.state == SP_SESSION_DEAD) {
 		if (sp_io_idle(c))
 			sp_life_finalize(sh, c);
 		return;
 	}
-	if (c->state == SP_CONN_ESTABLISHED && c->close_reason) {
+	if (c->s.state == SP_SESSION_ESTABLISHED && c->close_reason) {
 		sp_life_end(sh, c, c->close_reason);
-		if (c->state == SP_CONN_DEAD)
+		if (c->s.state == SP_SESSION_DEAD)
 			return;
 	}
-	if (sp_conn_tx_seal(c)) {
+	if (sp_session_tx_seal(&c->s)) {
 		sp_life_cut(sh, c, SP_CLOSE_INTERNAL);
 		return;
 	}
 	/* Past the hard limit only by its own replies: it is not reading. */
-	if (c->state == SP_CONN_ESTABLISHED && c->txq_bytes > sp_config_sendq_hard(sh->cfg))
+	if (c->s.state == SP_SESSION_ESTABLISHED && sp_session_tx_queued(&c->s) > sp_config_sendq_hard(sh->cfg))
 		sp_life_end(sh, c, SP_CLOSE_SLOW_CONSUMER);
 	if (sp_io_start_send(sh, c)) {
 		sp_life_cut(sh, c, SP_CLOSE_INTERNAL);
@@ -199,7 +200,7 @@ void sp_life_flush_all(struct sp_shard *sh)
  * gets an ordinary close. */
 static void cut_closing(struct sp_shard *sh, struct sp_conn *c, enum sp_close_reason r)
 {
-	if (c->state == SP_CONN_CLOSING && !c->shut_wr)
+	if (c->s.state == SP_SESSION_CLOSING && !c->shut_wr)
 		sp_io_abort_on_close(c);
 	sp_life_cut(sh, c, r);
 }
@@ -221,7 +222,7 @@ void sp_life_end_all(struct sp_shard *sh, bool force)
 	for (uint32_t i = 0; i < sh->high_water; i++) {
 		struct sp_conn *c = &sh->conns[i];
 
-		if (c->state == SP_CONN_FREE || c->state == SP_CONN_DEAD)
+		if (c->s.state == SP_SESSION_FREE || c->s.state == SP_SESSION_DEAD)
 			continue;
 		if (force)
 			/* Undrained output is given up on: reset, as at a grace deadline. */

@@ -22,7 +22,7 @@
 
 static inline enum sp_metrics_pattern sp_life_metrics_pattern(const struct sp_conn *c)
 {
-	return c->pattern == SP_PREAMBLE_PATTERN_IK ? SP_METRICS_PATTERN_IK : SP_METRICS_PATTERN_XX;
+	return c->s.pattern == SP_PREAMBLE_PATTERN_IK ? SP_METRICS_PATTERN_IK : SP_METRICS_PATTERN_XX;
 }
 
 /* Records r as why c must end (unless a reason is recorded already) and

@@ -54,12 +54,12 @@ static void on_recv(struct sp_shard *sh, struct sp_conn *c, const struct io_urin
 	sp_io_recv_done(c, more);
 	if (cqe->res > 0)
 		sp_metrics_bytes_received(sh->metrics, (uint64_t)cqe->res);
-	if (cqe->res > 0 && bid >= 0 && c->state != SP_CONN_DEAD) {
+	if (cqe->res > 0 && bid >= 0 && c->s.state != SP_SESSION_DEAD) {
 		r = sp_shard_rx(sh, c, sp_bufring_addr(&sh->bufs, (uint16_t)bid), (size_t)cqe->res);
 		if (r)
 			sp_life_rx_failed(sh, c, r);
 	}
-	if (c->state == SP_CONN_DEAD) {
+	if (c->s.state == SP_SESSION_DEAD) {
 		sp_conn_mark(sh, c);    /* finalize once the last request is in */
 		return;
 	}
@@ -78,7 +78,7 @@ static void on_send_cqe(struct sp_shard *sh, struct sp_conn *c, int res)
 	if (res > 0)
 		sp_metrics_bytes_sent(sh->metrics, (uint64_t)res);
 	sp_conn_mark(sh, c);
-	if (c->state != SP_CONN_DEAD && res < 0)
+	if (c->s.state != SP_SESSION_DEAD && res < 0)
 		sp_life_cut(sh, c, res == -ENOMEM ? SP_CLOSE_NOMEM : SP_CLOSE_IO);
 }
 
@@ -167,7 +167,7 @@ enum sp_close_reason sp_shard_rx(struct sp_shard *sh, struct sp_conn *c, uint8_t
 	enum sp_close_reason r;
 
 	sp_timers_rx_message(sh, c);
-	r = sp_conn_rx(c, &sh->env, data, len);
+	r = sp_session_rx(&c->s, data, len);
 	sp_conn_mark(sh, c);
 	return r;
 }
@@ -235,6 +235,22 @@ int sp_shard_run(struct sp_shard *sh)
 
 /* --- setup ------------------------------------------------------------------ */
 
+/* The session's hooks: ctx is the shard, the session is a connection's. */
+static enum sp_close_reason on_established(void *ctx, struct sp_session *s)
+{
+	return sp_router_established(ctx, sp_conn_of(s));
+}
+
+static enum sp_close_reason on_proven(void *ctx, struct sp_session *s)
+{
+	return sp_router_proven(ctx, sp_conn_of(s));
+}
+
+static enum sp_close_reason on_frame(void *ctx, struct sp_session *s, const struct sp_frame *f)
+{
+	return sp_router_frame(ctx, sp_conn_of(s), f);
+}
+
 int sp_shard_setup(struct sp_shard *sh, uint8_t id, const struct sp_config *cfg,
 		   const struct sp_log *log, const uint8_t *static_priv)
 {
@@ -272,15 +288,15 @@ int sp_shard_setup(struct sp_shard *sh, uint8_t id, const struct sp_config *cfg,
 	if (ret)
 		return ret;
 	sh->env.has_static_pub = true;
-	sh->env.server_hello.protocol_version = SP_PROTOCOL_VERSION;
-	sh->env.server_hello.max_envelope = cfg->max_envelope;
-	sh->env.server_hello.max_transport = SP_TRANSPORT_PLAINTEXT_MAX;
+	sh->env.hello.protocol_version = SP_PROTOCOL_VERSION;
+	sh->env.hello.max_envelope = cfg->max_envelope;
+	sh->env.hello.max_transport = SP_TRANSPORT_PLAINTEXT_MAX;
 	sh->env.pool = &sh->pool;
 	/* Composition: the session calls up into the router; the lifecycle
 	 * tells the app layer when a connection ends. */
-	sh->env.hooks.established = sp_router_established;
-	sh->env.hooks.proven = sp_router_proven;
-	sh->env.hooks.frame = sp_router_frame;
+	sh->env.hooks.established = on_established;
+	sh->env.hooks.proven = on_proven;
+	sh->env.hooks.frame = on_frame;
 	sh->env.hooks.ctx = sh;
 	sh->app.detach = sp_router_detach;
 	return 0;

@@ -79,7 +79,7 @@ struct sp_shard {
 	struct sp_bufring bufs;
 	struct sp_txpool pool;
 	struct sp_route *routes;
-	struct sp_conn_env env;
+	struct sp_session_env env;
 	struct sp_shard_app app;
 	int listen_fd;
 	int wake_fd;                    /* readable = stop (signalfd or eventfd) */

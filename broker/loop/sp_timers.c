@@ -67,7 +67,7 @@ void sp_timers_proven(struct sp_shard *sh, struct sp_conn *c)
 
 void sp_timers_rx_message(struct sp_shard *sh, struct sp_conn *c)
 {
-	if (c->state == SP_CONN_ESTABLISHED && c->proven && sh->cfg->idle_timeout_s)
+	if (c->s.state == SP_SESSION_ESTABLISHED && c->s.proven && sh->cfg->idle_timeout_s)
 		set_idle(sh, c);
 }
 

@@ -248,7 +248,7 @@ static void take(void *ctx, struct sp_conn *c)
 
 	if (d && !d->taking)
 		return;
-	while (sp_conn_tx_peek(c, &p, &len)) {
+	while (sp_session_tx_peek(&c->s, &p, &len)) {
 		if (d) {
 			if (d->in_len + len > d->in_cap) {
 				d->in_cap = (d->in_len + len) * 2;
@@ -257,7 +257,7 @@ static void take(void *ctx, struct sp_conn *c)
 			memcpy(d->in + d->in_len, p, len);
 			d->in_len += len;
 		}
-		sp_conn_tx_sent(c, &t->sh.pool, len);
+		sp_session_tx_sent(&c->s, len);
 	}
 	if (d)
 		decode(d);
@@ -344,7 +344,7 @@ int sps_connect(struct sps *t, struct sps_dev *d, uint64_t ping_id)
 	d->slot = d->c->slot;
 	d->gen = d->c->gen;
 	feed_bytes(t, d, wire, SP_PREAMBLE_LEN + SP_LEN_PREFIX + mlen);
-	if (d->c->state != SP_CONN_ESTABLISHED || d->c->routed)
+	if (d->c->s.state != SP_SESSION_ESTABLISHED || d->c->routed)
 		fail_msg("IK message 1: not established, or routed before its proof");
 	ret = sps_end(t);
 	if (ret)

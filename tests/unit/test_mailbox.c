@@ -232,7 +232,7 @@ static void test_catchup(void **state)
 	connect_empty(t, a);
 	connect_empty(t, b);
 	b->taking = false;
-	while (b->c->txq_bytes <= t->cfg.sendq_max) {
+	while (sp_session_tx_queued(&b->c->s) <= t->cfg.sendq_max) {
 		assert_true(n < 32);
 		seqs[n++] = send_durable(t, a, b->pub, id);
 		id++;
@@ -393,7 +393,7 @@ static void test_takeover(void **state)
 	e = sps_expect(b1, SP_FRAME_GOAWAY);
 	assert_int_equal(e->status, SP_STATUS_GOAWAY_TAKEOVER);
 	assert_null(sps_next(b1));
-	assert_int_equal(b1->c->state, SP_CONN_CLOSING);
+	assert_int_equal(b1->c->s.state, SP_SESSION_CLOSING);
 	assert_false(b1->c->routed);
 	assert_int_equal(sps_expect(b2, SP_FRAME_PONG)->id, 2);
 	delivered(b2, seqs[0], 1);
@@ -410,8 +410,8 @@ static void test_takeover(void **state)
 	sps_begin(t);
 	sp_shard_tick(&t->sh);
 	assert_int_equal(sps_end(t), -EIO);
-	assert_int_equal(b1->c->state, SP_CONN_FREE);
-	assert_int_equal(b2->c->state, SP_CONN_ESTABLISHED);
+	assert_int_equal(b1->c->s.state, SP_SESSION_FREE);
+	assert_int_equal(b2->c->s.state, SP_SESSION_ESTABLISHED);
 	assert_true(b2->c->routed);
 }
 

@@ -208,8 +208,8 @@ static void test_result_after_commit(void **state)
 	commits = t->sh.stats.commits;
 	sps_begin(t);
 	sps_feed(t, a);
-	assert_int_equal(a->c->txq_bytes, 0);
-	assert_false(a->c->tx_open);
+	assert_int_equal(sp_session_tx_queued(&a->c->s), 0);
+	assert_false(a->c->s.tx_open);
 	assert_int_equal(t->sh.nresults, 2);
 	assert_int_equal(mailbox_count(t, b), 0);
 	assert_int_equal(sps_end(t), 0);
@@ -323,7 +323,7 @@ static void test_recipient_busy(void **state)
 	connect_empty(t, b);
 	b->taking = false;
 	sps_body(body, sizeof(body), 1);
-	while (b->c->txq_bytes <= t->cfg.sendq_max) {
+	while (sp_session_tx_queued(&b->c->s) <= t->cfg.sendq_max) {
 		assert_true(id < 32);
 		sps_send(a, b->pub, ++id, SP_SEND_ONLINE_ONLY, body, sizeof(body));
 		assert_int_equal(sps_round(t, a), 0);

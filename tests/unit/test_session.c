@@ -1,9 +1,14 @@
 /*
- * test_conn.c: the connection state machine against a real Noise initiator
- * (lib/crypto/sp_noise): IK and XX handshakes fed in every split, transport
- * messages with several frames, each bad input's close reason, and the tx
- * queue (many messages across chunks, drained by short sends) decrypting to
- * exactly the frames put in, with every chunk back in the pool.
+ * test_session.c: the session engine (lib/session).
+ *
+ * A responder against a hand-driven Noise initiator (sp_noise): IK and XX
+ * handshakes fed in every split, transport messages with several frames,
+ * each bad input's close reason, and the tx queue (many messages across
+ * chunks, drained by short sends) decrypting to exactly the frames put in,
+ * with every chunk back in the pool. Then an initiator session and a
+ * responder session wired to each other in memory, both patterns, bytes
+ * delivered split at every point, many frames batched into one transport
+ * message, the proof rule, a tampered byte, and the wipe of secrets.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,9 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sp_conn.h"
 #include "sp_frame.h"
 #include "sp_noise.h"
+#include "sp_session.h"
 
 static uint8_t server_priv[SP_KEY_LEN], server_pub[SP_KEY_LEN];
 
@@ -34,7 +39,7 @@ struct seen {
 
 static struct seen seen;
 
-static enum sp_close_reason on_established(void *ctx, struct sp_conn *c)
+static enum sp_close_reason on_established(void *ctx, struct sp_session *c)
 {
 	(void)ctx;
 	(void)c;
@@ -42,7 +47,7 @@ static enum sp_close_reason on_established(void *ctx, struct sp_conn *c)
 	return seen.refuse_with;
 }
 
-static enum sp_close_reason on_proven(void *ctx, struct sp_conn *c)
+static enum sp_close_reason on_proven(void *ctx, struct sp_session *c)
 {
 	(void)ctx;
 	assert_true(c->proven);
@@ -50,7 +55,7 @@ static enum sp_close_reason on_proven(void *ctx, struct sp_conn *c)
 	return SP_CLOSE_NONE;
 }
 
-static enum sp_close_reason on_frame(void *ctx, struct sp_conn *c, const struct sp_frame *f)
+static enum sp_close_reason on_frame(void *ctx, struct sp_session *c, const struct sp_frame *f)
 {
 	int i = seen.frames++;
 
@@ -70,8 +75,8 @@ static enum sp_close_reason on_frame(void *ctx, struct sp_conn *c, const struct 
 
 struct rig {
 	struct sp_txpool pool;
-	struct sp_conn_env env;
-	struct sp_conn c;
+	struct sp_session_env env;
+	struct sp_session c;
 	struct sp_noise_handshake hs;   /* the client's */
 	struct sp_noise_transport t;    /* the client's, after split */
 	uint8_t client_priv[SP_KEY_LEN], client_pub[SP_KEY_LEN];
@@ -84,14 +89,14 @@ static void rig_init(struct rig *r, uint8_t pattern)
 	memset(&seen, 0, sizeof(seen));
 	sp_txpool_init(&r->pool, 4);
 	r->env.static_priv = server_priv;
-	r->env.server_hello.protocol_version = 1;
-	r->env.server_hello.max_envelope = 1234;
-	r->env.server_hello.max_transport = SP_TRANSPORT_PLAINTEXT_MAX;
+	r->env.hello.protocol_version = 1;
+	r->env.hello.max_envelope = 1234;
+	r->env.hello.max_transport = SP_TRANSPORT_PLAINTEXT_MAX;
 	r->env.pool = &r->pool;
 	r->env.hooks.established = on_established;
 	r->env.hooks.frame = on_frame;
 	r->env.hooks.proven = on_proven;
-	sp_conn_open(&r->c, -1, 0);
+	sp_session_accept(&r->c, &r->env);
 	sp_noise_keypair(r->client_pub, r->client_priv);
 	memcpy(r->preamble, "SEAL\x01\x00\x00\x00", SP_PREAMBLE_LEN);
 	r->preamble[5] = pattern;
@@ -102,10 +107,12 @@ static void rig_free(struct rig *r)
 	const uint8_t *p;
 	size_t len;
 
-	sp_conn_wipe(&r->c);
-	while (sp_conn_tx_peek(&r->c, &p, &len))
-		sp_conn_tx_sent(&r->c, &r->pool, len);
-	sp_conn_tx_release(&r->c, &r->pool);
+	sp_session_wipe(&r->c);
+	assert_int_equal(r->c.state, SP_SESSION_DEAD);
+	while (sp_session_tx_peek(&r->c, &p, &len))
+		sp_session_tx_sent(&r->c, len);
+	sp_session_release(&r->c);
+	assert_int_equal(r->c.state, SP_SESSION_FREE);
 	/* Every chunk is back: nothing leaked by any path. */
 	assert_int_equal(r->pool.live, r->pool.nfree);
 	sp_txpool_destroy(&r->pool);
@@ -128,7 +135,7 @@ static enum sp_close_reason feed(struct rig *r, const uint8_t *data, size_t len,
 	for (size_t off = 0; off < len && res == SP_CLOSE_NONE; off += step) {
 		size_t n = len - off < step ? len - off : step;
 
-		res = sp_conn_rx(&r->c, &r->env, scratch + off, n);
+		res = sp_session_rx(&r->c, scratch + off, n);
 	}
 	free(scratch);
 	return res;
@@ -148,14 +155,14 @@ static size_t take_output(struct rig *r, uint8_t *out, size_t cap)
 	const uint8_t *p;
 	size_t len, total = 0;
 
-	assert_int_equal(sp_conn_tx_seal(&r->c), 0);
-	while (sp_conn_tx_peek(&r->c, &p, &len)) {
+	assert_int_equal(sp_session_tx_seal(&r->c), 0);
+	while (sp_session_tx_peek(&r->c, &p, &len)) {
 		assert_true(total + len <= cap);
 		memcpy(out + total, p, len);
 		total += len;
-		sp_conn_tx_sent(&r->c, &r->pool, len);
+		sp_session_tx_sent(&r->c, len);
 	}
-	assert_int_equal(r->c.txq_bytes, 0);
+	assert_int_equal(r->c.q.bytes, 0);
 	return total;
 }
 
@@ -201,9 +208,9 @@ static void handshake_ik(struct rig *r, size_t step)
 	memcpy(wire, r->preamble, SP_PREAMBLE_LEN);
 	off = SP_PREAMBLE_LEN + put_msg(wire + SP_PREAMBLE_LEN, msg, mlen);
 	assert_int_equal(feed(r, wire, off, step), SP_CLOSE_NONE);
-	assert_int_equal(r->c.state, SP_CONN_ESTABLISHED);
+	assert_int_equal(r->c.state, SP_SESSION_ESTABLISHED);
 	assert_int_equal(seen.established, 1);
-	assert_memory_equal(r->c.device, r->client_pub, SP_KEY_LEN);
+	assert_memory_equal(r->c.peer, r->client_pub, SP_KEY_LEN);
 	assert_false(r->c.proven);      /* an IK message 1 may be a replay */
 	assert_int_equal(seen.proven, 0);
 	assert_null(r->c.hs);           /* handshake state freed at split */
@@ -228,7 +235,7 @@ static void handshake_xx(struct rig *r, size_t step)
 	memcpy(wire, r->preamble, SP_PREAMBLE_LEN);
 	off = SP_PREAMBLE_LEN + put_msg(wire + SP_PREAMBLE_LEN, msg, mlen);
 	assert_int_equal(feed(r, wire, off, step), SP_CLOSE_NONE);
-	assert_int_equal(r->c.state, SP_CONN_HANDSHAKE);
+	assert_int_equal(r->c.state, SP_SESSION_HANDSHAKE);
 	olen = take_output(r, out, sizeof(out));
 	client_read_msg2(r, out, olen);     /* e, ee, s, es + ServerHello */
 	assert_int_equal(sp_noise_handshake_remote_static(&r->hs, learned), 0);
@@ -238,8 +245,8 @@ static void handshake_xx(struct rig *r, size_t step)
 			 0);
 	off = put_msg(wire, msg, mlen);
 	assert_int_equal(feed(r, wire, off, step), SP_CLOSE_NONE);
-	assert_int_equal(r->c.state, SP_CONN_ESTABLISHED);
-	assert_memory_equal(r->c.device, r->client_pub, SP_KEY_LEN);
+	assert_int_equal(r->c.state, SP_SESSION_ESTABLISHED);
+	assert_memory_equal(r->c.peer, r->client_pub, SP_KEY_LEN);
 	assert_true(r->c.proven);       /* message 3 proves it */
 	assert_int_equal(sp_noise_handshake_split(&r->hs, &r->t), 0);
 }
@@ -398,7 +405,7 @@ static void test_handshake_failures(void **state)
 	off = SP_PREAMBLE_LEN + put_msg(wire + SP_PREAMBLE_LEN, msg, mlen);
 	assert_int_equal(feed(&r, wire, off, 0), SP_CLOSE_HANDSHAKE_FAILED);
 	assert_int_equal(seen.established, 0);
-	assert_int_equal(r.c.txq_bytes, 0);     /* nothing is sent back */
+	assert_int_equal(r.c.q.bytes, 0);     /* nothing is sent back */
 	rig_free(&r);
 
 	/* IK msg1 whose ClientHello says protocol 2. */
@@ -526,30 +533,30 @@ static void tx_roundtrip(size_t body, int frames, size_t send_step)
 		f.type = SP_FRAME_DELIVER;
 		f.u.deliver.seq = (uint64_t)i + 1;
 		memset(b, i + 1, body);
-		assert_int_equal(sp_conn_tx_frame(&r.c, &r.pool, &f, b, body), 0);
+		assert_int_equal(sp_session_tx_frame(&r.c, &f, b, body), 0);
 		/* Now and then, one short send of what is finished (a send in flight
 		 * while more is appended behind it). */
-		if (i % 7 == 3 && sp_conn_tx_peek(&r.c, &p, &len)) {
+		if (i % 7 == 3 && sp_session_tx_peek(&r.c, &p, &len)) {
 			len = len < send_step ? len : send_step;
 			memcpy(stream + total, p, len);
 			total += len;
-			sp_conn_tx_sent(&r.c, &r.pool, len);
+			sp_session_tx_sent(&r.c, len);
 		}
 	}
-	assert_int_equal(sp_conn_tx_seal(&r.c), 0);
+	assert_int_equal(sp_session_tx_seal(&r.c), 0);
 	for (;;) {
 		const uint8_t *p;
 		size_t len;
 
-		if (!sp_conn_tx_peek(&r.c, &p, &len))
+		if (!sp_session_tx_peek(&r.c, &p, &len))
 			break;
 		len = len < send_step ? len : send_step;
 		memcpy(stream + total, p, len);
 		total += len;
-		sp_conn_tx_sent(&r.c, &r.pool, len);
+		sp_session_tx_sent(&r.c, len);
 	}
-	assert_null(r.c.tx_head);       /* an idle connection holds no chunk */
-	assert_int_equal(r.c.txq_bytes, 0);
+	assert_null(r.c.q.head);       /* an idle connection holds no chunk */
+	assert_int_equal(r.c.q.bytes, 0);
 	client_check_stream(&r, stream, total, frames, body);
 	free(stream);
 	rig_free(&r);
@@ -575,6 +582,431 @@ static void test_reason_names(void **state)
 		assert_non_null(sp_close_reason_name((enum sp_close_reason)i));
 }
 
+/* --- an initiator and a responder session, wired in memory ------------------ */
+
+struct side {
+	int established, proven, frames, hellos;
+	uint64_t ids[2048];
+	bool take_tx_max;       /* initiator: take ServerHello.max_transport */
+};
+
+struct pair {
+	struct sp_txpool pool;
+	struct sp_session_env ienv, renv;
+	struct sp_session i, r;
+	struct side is, rs;     /* what each side's hooks saw */
+	uint8_t ipriv[SP_KEY_LEN], ipub[SP_KEY_LEN];
+};
+
+static enum sp_close_reason p_established(void *ctx, struct sp_session *s)
+{
+	struct side *d = ctx;
+
+	(void)s;
+	d->established++;
+	return SP_CLOSE_NONE;
+}
+
+static enum sp_close_reason p_proven(void *ctx, struct sp_session *s)
+{
+	struct side *d = ctx;
+
+	assert_true(s->proven);
+	d->proven++;
+	return SP_CLOSE_NONE;
+}
+
+static enum sp_close_reason p_frame(void *ctx, struct sp_session *s, const struct sp_frame *f)
+{
+	struct side *d = ctx;
+
+	(void)s;
+	if (d->frames < 2048)
+		d->ids[d->frames] = f->u.ping.id;
+	d->frames++;
+	return SP_CLOSE_NONE;
+}
+
+static enum sp_close_reason p_server_hello(void *ctx, struct sp_session *s, const uint8_t *pl,
+					   size_t len)
+{
+	struct side *d = ctx;
+	struct sp_hello h;
+
+	d->hellos++;
+	if (sp_frame_server_hello_decode(pl, len, &h) || h.protocol_version != 1)
+		return SP_CLOSE_HANDSHAKE_FAILED;
+	if (d->take_tx_max)
+		sp_session_set_tx_max(s, h.max_transport);
+	return SP_CLOSE_NONE;
+}
+
+static void pair_init(struct pair *p)
+{
+	memset(p, 0, sizeof(*p));
+	sp_txpool_init(&p->pool, 4);
+	p->renv.static_priv = server_priv;
+	memcpy(p->renv.static_pub, server_pub, SP_KEY_LEN);
+	p->renv.has_static_pub = true;
+	p->renv.hello = (struct sp_hello){ 1, 1234, SP_TRANSPORT_PLAINTEXT_MAX };
+	p->renv.pool = &p->pool;
+	p->renv.hooks = (struct sp_session_hooks){ p_established, p_proven, p_frame, NULL, &p->rs };
+	p->ienv.hello.protocol_version = 1;
+	p->ienv.pool = &p->pool;
+	p->ienv.hooks = (struct sp_session_hooks){ p_established, p_proven, p_frame,
+						   p_server_hello, &p->is };
+	sp_noise_keypair(p->ipub, p->ipriv);
+	sp_session_accept(&p->r, &p->renv);
+}
+
+static void pair_free(struct pair *p)
+{
+	sp_session_release(&p->i);
+	sp_session_release(&p->r);
+	assert_int_equal(p->pool.live, p->pool.nfree);
+	sp_txpool_destroy(&p->pool);
+	assert_int_equal(p->pool.live, 0);
+}
+
+/* Moves everything `from` has finished to `to`: cut at `split` (one cut,
+ * when step is 0) or in pieces of `step`, each piece from its own scratch
+ * copy, as receive buffers would be. Returns what `to` said. */
+static enum sp_close_reason wire(struct sp_session *from, struct sp_session *to, size_t split,
+				 size_t step, long flip)
+{
+	static uint8_t buf[1 << 20];
+	enum sp_close_reason res = SP_CLOSE_NONE;
+	const uint8_t *q;
+	size_t len, total = 0;
+
+	assert_int_equal(sp_session_tx_seal(from), 0);
+	while (sp_session_tx_peek(from, &q, &len)) {
+		assert_true(total + len <= sizeof(buf));
+		memcpy(buf + total, q, len);
+		total += len;
+		sp_session_tx_sent(from, len);
+	}
+	if (flip >= 0 && (size_t)flip < total)
+		buf[flip] ^= 0x04;
+	for (size_t off = 0; off < total && res == SP_CLOSE_NONE;) {
+		size_t n = step ? step : off < split ? split - off : total - off;
+		uint8_t *scratch;
+
+		if (n > total - off)
+			n = total - off;
+		scratch = malloc(n);
+		assert_non_null(scratch);
+		memcpy(scratch, buf + off, n);
+		res = sp_session_rx(to, scratch, n);
+		sodium_memzero(scratch, n);
+		free(scratch);
+		off += n;
+	}
+	return res;
+}
+
+/* Handshake: every flight cut at `split` or fed in `step`s. */
+static void pair_handshake(struct pair *p, bool ik, size_t split, size_t step)
+{
+	pair_init(p);
+	assert_int_equal(sp_session_connect(&p->i, &p->ienv, p->ipriv, ik ? server_pub : NULL), 0);
+	assert_int_equal(p->i.state, SP_SESSION_HANDSHAKE);
+	assert_int_equal(wire(&p->i, &p->r, split, step, -1), SP_CLOSE_NONE);
+	assert_int_equal(wire(&p->r, &p->i, split, step, -1), SP_CLOSE_NONE);
+	if (!ik) {
+		assert_int_equal(p->r.state, SP_SESSION_HANDSHAKE);
+		assert_int_equal(wire(&p->i, &p->r, split, step, -1), SP_CLOSE_NONE);
+	}
+	assert_int_equal(p->i.state, SP_SESSION_ESTABLISHED);
+	assert_int_equal(p->r.state, SP_SESSION_ESTABLISHED);
+	assert_int_equal(p->is.established, 1);
+	assert_int_equal(p->rs.established, 1);
+	assert_int_equal(p->is.hellos, 1);
+	assert_memory_equal(p->i.peer, server_pub, SP_KEY_LEN);
+	assert_memory_equal(p->r.peer, p->ipub, SP_KEY_LEN);
+	assert_null(p->i.hs);
+	assert_null(p->r.hs);
+	/* The proof rule: the initiator trusts message 2; the responder XX at
+	 * message 3, IK only at the first authenticated transport message. */
+	assert_true(p->i.proven);
+	assert_int_equal(p->r.proven, !ik);
+}
+
+static void send_pings(struct sp_session *s, uint64_t first, int n)
+{
+	for (int k = 0; k < n; k++) {
+		struct sp_frame f = { .type = SP_FRAME_PING, .u.ping.id = first + (uint64_t)k };
+
+		assert_int_equal(sp_session_tx_frame(s, &f, NULL, 0), 0);
+	}
+}
+
+static void test_pair_every_split(void **state)
+{
+	struct pair p;
+
+	(void)state;
+	for (int ik = 0; ik < 2; ik++) {
+		/* Past the longest flight (preamble + message 1) every cut is the same. */
+		for (size_t split = 0; split <= SP_PREAMBLE_LEN + SP_LEN_PREFIX + 200; split++) {
+			pair_handshake(&p, ik, split, 0);
+			send_pings(&p.i, 1, 3);
+			assert_int_equal(wire(&p.i, &p.r, split, 0, -1), SP_CLOSE_NONE);
+			assert_int_equal(p.rs.frames, 3);
+			assert_int_equal(p.rs.ids[2], 3);
+			assert_true(p.r.proven);
+			assert_int_equal(p.rs.proven, ik ? 1 : 0);
+			send_pings(&p.r, 9, 2);
+			assert_int_equal(wire(&p.r, &p.i, split, 0, -1), SP_CLOSE_NONE);
+			assert_int_equal(p.is.frames, 2);
+			assert_int_equal(p.is.proven, 0);   /* the initiator was proven before */
+			pair_free(&p);
+		}
+		for (size_t step = 1; step <= 3; step++) {
+			pair_handshake(&p, ik, 0, step);
+			send_pings(&p.i, 1, 50);
+			assert_int_equal(wire(&p.i, &p.r, 0, step, -1), SP_CLOSE_NONE);
+			assert_int_equal(p.rs.frames, 50);
+			pair_free(&p);
+		}
+	}
+}
+
+/* Counts the length-prefixed messages in a byte stream. */
+static int count_messages(const uint8_t *b, size_t len, size_t *max_msg)
+{
+	int n = 0;
+
+	*max_msg = 0;
+	for (size_t off = 0; off < len; n++) {
+		size_t m = (size_t)b[off] << 8 | b[off + 1];
+
+		*max_msg = m > *max_msg ? m : *max_msg;
+		off += 2 + m;
+		assert_true(off <= len);
+	}
+	return n;
+}
+
+static int batch(struct pair *p, int frames, size_t *max_msg)
+{
+	static uint8_t out[1 << 20];
+	const uint8_t *q;
+	size_t len, total = 0;
+	enum sp_close_reason res;
+	uint8_t *scratch;
+
+	send_pings(&p->i, 1, frames);
+	assert_int_equal(sp_session_tx_seal(&p->i), 0);
+	while (sp_session_tx_peek(&p->i, &q, &len)) {
+		memcpy(out + total, q, len);
+		total += len;
+		sp_session_tx_sent(&p->i, len);
+	}
+	assert_int_equal(sp_session_tx_queued(&p->i), 0);
+	assert_null(p->i.q.head);       /* an idle session holds no chunk */
+	scratch = malloc(total);
+	assert_non_null(scratch);
+	memcpy(scratch, out, total);
+	res = sp_session_rx(&p->r, scratch, total);
+	free(scratch);
+	assert_int_equal(res, SP_CLOSE_NONE);
+	assert_int_equal(p->rs.frames, frames);
+	for (int k = 0; k < frames && k < 2048; k++)
+		assert_int_equal(p->rs.ids[k], (uint64_t)k + 1);
+	return count_messages(out, total, max_msg);
+}
+
+static void test_pair_batching(void **state)
+{
+	struct pair p;
+	size_t max_msg;
+
+	(void)state;
+	/* 1000 frames before one seal: one transport message, one AEAD. */
+	pair_handshake(&p, true, 0, 0);
+	assert_int_equal(batch(&p, 1000, &max_msg), 1);
+	pair_free(&p);
+	/* More than one message holds: split at the protocol maximum. */
+	pair_handshake(&p, false, 0, 0);
+	assert_true(batch(&p, 2000, &max_msg) >= 1);
+	assert_true(max_msg <= SP_NOISE_MSG_MAX);
+	pair_free(&p);
+	/* A broker announcing max_transport 256: no message above it. */
+	memset(&p, 0, sizeof(p));
+	pair_init(&p);
+	p.renv.hello.max_transport = 256;
+	p.is.take_tx_max = true;
+	assert_int_equal(sp_session_connect(&p.i, &p.ienv, p.ipriv, server_pub), 0);
+	assert_int_equal(wire(&p.i, &p.r, 0, 0, -1), SP_CLOSE_NONE);
+	assert_int_equal(wire(&p.r, &p.i, 0, 0, -1), SP_CLOSE_NONE);
+	assert_true(batch(&p, 300, &max_msg) > 5);
+	assert_true(max_msg <= 256 + SP_TAG_LEN);
+	pair_free(&p);
+}
+
+static void test_pair_tampered(void **state)
+{
+	struct pair p;
+	size_t n2;
+
+	(void)state;
+	/* Every byte of message 2 (after its prefix) flipped: the initiator
+	 * refuses it, never established. */
+	pair_handshake(&p, true, 0, 0);
+	pair_free(&p);
+	{
+		const uint8_t *q;
+
+		pair_init(&p);
+		assert_int_equal(sp_session_connect(&p.i, &p.ienv, p.ipriv, server_pub), 0);
+		assert_int_equal(wire(&p.i, &p.r, 0, 0, -1), SP_CLOSE_NONE);
+		assert_true(sp_session_tx_peek(&p.r, &q, &n2));
+		pair_free(&p);
+	}
+	for (size_t k = SP_LEN_PREFIX; k < n2; k++) {
+		enum sp_close_reason res;
+
+		pair_init(&p);
+		assert_int_equal(sp_session_connect(&p.i, &p.ienv, p.ipriv, server_pub), 0);
+		assert_int_equal(wire(&p.i, &p.r, 0, 0, -1), SP_CLOSE_NONE);
+		res = wire(&p.r, &p.i, 0, 0, (long)k);
+		assert_true(res == SP_CLOSE_DECRYPT_FAILED || res == SP_CLOSE_HANDSHAKE_FAILED);
+		/* the ephemeral key bytes may decode to a bad point, the rest fail the tag */
+		assert_int_not_equal(p.i.state, SP_SESSION_ESTABLISHED);
+		assert_int_equal(p.is.established, 0);
+		pair_free(&p);
+	}
+	/* A tampered transport byte, either way: decrypt_failed, no frame. */
+	for (int dir = 0; dir < 2; dir++) {
+		pair_handshake(&p, dir == 0, 0, 0);
+		send_pings(dir ? &p.r : &p.i, 1, 4);
+		assert_int_equal(wire(dir ? &p.r : &p.i, dir ? &p.i : &p.r, 0, 0, 5),
+				 SP_CLOSE_DECRYPT_FAILED);
+		assert_int_equal(dir ? p.is.frames : p.rs.frames, 0);
+		if (!dir)
+			assert_false(p.r.proven);   /* a forged message proves nothing */
+		pair_free(&p);
+	}
+	/* IK to a broker holding another key: the responder refuses message 1. */
+	pair_init(&p);
+	{
+		uint8_t other_pub[SP_KEY_LEN], other_priv[SP_KEY_LEN];
+
+		sp_noise_keypair(other_pub, other_priv);
+		assert_int_equal(sp_session_connect(&p.i, &p.ienv, p.ipriv, other_pub), 0);
+	}
+	assert_int_equal(wire(&p.i, &p.r, 0, 0, -1), SP_CLOSE_HANDSHAKE_FAILED);
+	assert_int_equal(sp_session_tx_queued(&p.r), 0);
+	pair_free(&p);
+}
+
+static void test_initiator_bad_input(void **state)
+{
+	uint8_t zero[2] = { 0, 0 }, big[2] = { 0xff, 0xff }, short_msg[2] = { 0, 15 };
+	struct pair p;
+
+	(void)state;
+	/* Length 0, and a handshake message above the limit, on the prefix alone. */
+	pair_init(&p);
+	assert_int_equal(sp_session_connect(&p.i, &p.ienv, p.ipriv, server_pub), 0);
+	assert_int_equal(sp_session_rx(&p.i, zero, 2), SP_CLOSE_BAD_LENGTH);
+	pair_free(&p);
+	pair_init(&p);
+	assert_int_equal(sp_session_connect(&p.i, &p.ienv, p.ipriv, server_pub), 0);
+	assert_int_equal(sp_session_rx(&p.i, big, 2), SP_CLOSE_BAD_LENGTH);
+	assert_null(p.i.rx_asm);
+	pair_free(&p);
+	/* Established: a message shorter than its tag. */
+	pair_handshake(&p, true, 0, 0);
+	assert_int_equal(sp_session_rx(&p.i, short_msg, 2), SP_CLOSE_BAD_LENGTH);
+	pair_free(&p);
+	/* A ServerHello the owner refuses. */
+	pair_init(&p);
+	p.renv.hello.protocol_version = 2;
+	assert_int_equal(sp_session_connect(&p.i, &p.ienv, p.ipriv, NULL), 0);
+	assert_int_equal(wire(&p.i, &p.r, 0, 0, -1), SP_CLOSE_NONE);
+	assert_int_equal(wire(&p.r, &p.i, 0, 0, -1), SP_CLOSE_HANDSHAKE_FAILED);
+	assert_int_equal(p.is.established, 0);
+	pair_free(&p);
+	/* A bad key for connect. */
+	pair_init(&p);
+	assert_int_not_equal(sp_session_connect(&p.i, &p.ienv, NULL, server_pub), 0);
+	pair_free(&p);
+}
+
+static bool all_zero(const void *p, size_t n)
+{
+	const uint8_t *b = p;
+
+	for (size_t k = 0; k < n; k++)
+		if (b[k])
+			return false;
+	return true;
+}
+
+static void test_pair_end_and_wipe(void **state)
+{
+	struct sp_frame f = { .type = SP_FRAME_GOAWAY, .u.goaway.code = SP_STATUS_GOAWAY_SHUTDOWN };
+	struct pair p;
+
+	(void)state;
+	pair_handshake(&p, false, 0, 0);
+	/* end: output still drains (a GoAway goes out), input is discarded. */
+	sp_session_end(&p.r);
+	assert_int_equal(p.r.state, SP_SESSION_CLOSING);
+	assert_int_equal(sp_session_tx_frame(&p.r, &f, NULL, 0), 0);
+	assert_int_equal(wire(&p.r, &p.i, 0, 0, -1), SP_CLOSE_NONE);
+	assert_int_equal(p.is.frames, 1);
+	send_pings(&p.i, 1, 2);
+	assert_int_equal(wire(&p.i, &p.r, 0, 0, -1), SP_CLOSE_NONE);
+	assert_int_equal(p.rs.frames, 0);
+	/* halt: the rest of the input is dropped. */
+	sp_session_halt(&p.i);
+	send_pings(&p.r, 1, 1);
+	assert_int_equal(wire(&p.r, &p.i, 0, 0, -1), SP_CLOSE_NONE);
+	assert_int_equal(p.is.frames, 1);
+	/* wipe: no key left, in either role. An open message is dropped. */
+	send_pings(&p.i, 1, 1);
+	assert_true(p.i.tx_open);
+	sp_session_wipe(&p.i);
+	sp_session_wipe(&p.r);
+	for (int k = 0; k < 2; k++) {
+		struct sp_session *s = k ? &p.r : &p.i;
+
+		assert_int_equal(s->state, SP_SESSION_DEAD);
+		assert_true(all_zero(&s->t, sizeof(s->t)));
+		assert_true(all_zero(s->peer, sizeof(s->peer)));
+		assert_null(s->hs);
+		assert_null(s->rx_asm);
+		assert_false(s->tx_open);
+		assert_int_equal(sp_session_tx_frame(s, &f, NULL, 0), -EINVAL);
+	}
+	pair_free(&p);
+	/* Mid-handshake, with a half-read message in the reassembly buffer. */
+	pair_init(&p);
+	assert_int_equal(sp_session_connect(&p.i, &p.ienv, p.ipriv, server_pub), 0);
+	{
+		const uint8_t *q;
+		size_t len;
+		uint8_t half[64];
+
+		assert_true(sp_session_tx_peek(&p.i, &q, &len) && len > 40);
+		memcpy(half, q, 40);
+		sp_session_tx_sent(&p.i, len);
+		assert_int_equal(sp_session_rx(&p.r, half, 40), SP_CLOSE_NONE);
+	}
+	assert_non_null(p.r.rx_asm);
+	assert_non_null(p.r.hs);
+	assert_non_null(p.i.hs);
+	sp_session_wipe(&p.r);
+	sp_session_wipe(&p.i);
+	assert_null(p.r.rx_asm);
+	assert_null(p.r.hs);
+	assert_null(p.i.hs);
+	pair_free(&p);
+}
+
 static int group_setup(void **state)
 {
 	(void)state;
@@ -595,6 +1027,11 @@ int main(void)
 		cmocka_unit_test(test_transport_failures),
 		cmocka_unit_test(test_tx_queue),
 		cmocka_unit_test(test_reason_names),
+		cmocka_unit_test(test_pair_every_split),
+		cmocka_unit_test(test_pair_batching),
+		cmocka_unit_test(test_pair_tampered),
+		cmocka_unit_test(test_initiator_bad_input),
+		cmocka_unit_test(test_pair_end_and_wipe),
 	};
 	return cmocka_run_group_tests(tests, group_setup, NULL);
 }
