@@ -18,6 +18,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "sp_fsutil.h"
+
 enum {
 	SP_ROCKSDB_LOG_FATAL = 4,       /* rocksdb::InfoLogLevel::FATAL_LEVEL */
 };
@@ -193,25 +195,22 @@ void sp_store_config_defaults(struct sp_store_config *cfg)
 	cfg->max_open_files = SP_STORE_DEFAULT_MAX_OPEN_FILES;
 }
 
+/* DIR and DIR/db: made (0700, missing parents too) or checked usable. */
 static int make_dir(struct sp_store *st, const char *path)
 {
 	struct stat sb;
+	int rc = sp_fsutil_mkdir_p(path, 0700, 0700);
 
-	if (mkdir(path, 0700) == 0)
-		return 0;
-	if (errno != EEXIST) {
-		int rc = -errno;
-
-		sp_store_set_err(st, "store: cannot create directory %s: %s", path, strerror(-rc));
+	if (rc < 0) {
+		if (stat(path, &sb) == 0 && !S_ISDIR(sb.st_mode))
+			sp_store_set_err(st, "store: %s exists and is not a directory", path);
+		else
+			sp_store_set_err(st, "store: cannot create directory %s: %s", path,
+					 strerror(-rc));
 		return rc;
 	}
-	if (stat(path, &sb) < 0 || !S_ISDIR(sb.st_mode)) {
-		sp_store_set_err(st, "store: %s exists and is not a directory", path);
-		return -ENOTDIR;
-	}
 	if (access(path, W_OK | X_OK) < 0) {
-		int rc = -errno;
-
+		rc = -errno;
 		sp_store_set_err(st, "store: directory %s is not writable: %s", path, strerror(-rc));
 		return rc;
 	}

@@ -177,7 +177,7 @@ enum sp_store_layout {
 #define SP_STORE_DEFAULT_MAX_OPEN_FILES 1024                     /* of the 20,000 */
 
 struct sp_store_config {
-	const char *dir;                /* data directory; created (0700) if missing */
+	const char *dir;                /* data directory; made (0700, parents too) if missing */
 	enum sp_store_sync sync;
 	uint32_t sync_interval_ms;      /* SP_STORE_SYNC_BATCH: max age of an unsynced commit */
 	uint64_t ttl_ms;                /* envelope time-to-live when enqueue passes 0 */

@@ -13,13 +13,16 @@
  * lookup proved it present, so no key ever gets two SingleDeletes for one
  * Put. Per-device counters are different: they change with every envelope
  * and ack, so the batch keeps them in a small hash map and writes each
- * changed device's record once, at commit.
+ * changed device's record once, at commit (the map is lib/util's sp_keytab:
+ * device keys are chosen by peers, so it hashes with a secret SipHash key).
  */
 #include "sp_store_internal.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "sp_fsutil.h"
 
 static void flush_meta_map(struct sp_store_batch *b);
 
@@ -29,8 +32,7 @@ int sp_store_batch_init(struct sp_store *st)
 	st->batch.wb = rocksdb_writebatch_wi_create(0, 1);
 	if (!st->batch.wb)
 		return -ENOMEM;
-	randombytes_buf(st->batch.hkey, sizeof(st->batch.hkey));
-	return 0;
+	return sp_keytab_create(&st->batch.map, 64);
 }
 
 void sp_store_batch_fini(struct sp_store *st)
@@ -38,11 +40,12 @@ void sp_store_batch_fini(struct sp_store *st)
 	if (st->batch.wb)
 		rocksdb_writebatch_wi_destroy(st->batch.wb);
 	st->batch.wb = NULL;
+	sp_keytab_destroy(st->batch.map);
+	st->batch.map = NULL;
 	free(st->batch.slots);
-	free(st->batch.used_idx);
 	st->batch.slots = NULL;
-	st->batch.used_idx = NULL;
-	st->batch.cap = st->batch.count = 0;
+	st->batch.slots_cap = 0;
+	st->batch.count = 0;
 }
 
 /* ---- batch plumbing -------------------------------------------------------------- */
@@ -107,10 +110,12 @@ size_t sp_store_batch_ops(const struct sp_store_batch *b)
 	return b->ops;
 }
 
+/* O(devices touched), not O(table capacity): one busy batch must not make
+ * every later commit pay for the table it grew. */
 static void clear_meta_map(struct sp_store_batch *b)
 {
 	for (size_t i = 0; i < b->count; i++)
-		b->slots[b->used_idx[i]].used = false;
+		sp_keytab_remove(b->map, b->slots[i].key, i);
 	b->count = 0;
 }
 
@@ -213,69 +218,34 @@ int sp_store_tick(struct sp_store *st, uint64_t now_ms)
 
 /* ---- per-device counters ---------------------------------------------------------- */
 
-static size_t slot_home(const struct sp_store_batch *b, const uint8_t key[SP_KEY_LEN])
-{
-	uint8_t h[crypto_shorthash_BYTES];
-	uint64_t v;
-
-	crypto_shorthash(h, key, SP_KEY_LEN, b->hkey);
-	memcpy(&v, h, sizeof(v));
-	return (size_t)(v & (b->cap - 1));
-}
-
 static struct sp_store_mslot *find_slot(struct sp_store_batch *b, const uint8_t key[SP_KEY_LEN])
 {
-	size_t i;
+	uint64_t idx;
 
-	if (!b->cap)
+	if (sp_keytab_lookup(b->map, key, &idx) < 0)
 		return NULL;
-	for (i = slot_home(b, key);; i = (i + 1) & (b->cap - 1)) {
-		if (!b->slots[i].used)
-			return NULL;
-		if (!memcmp(b->slots[i].key, key, SP_KEY_LEN))
-			return &b->slots[i];
-	}
+	return &b->slots[idx];
 }
 
-/* Inserts (the key must be absent); grows at load 1/2. */
+/* Appends (the key must be absent). NULL when out of memory, and then the
+ * map is unchanged. Earlier slot pointers are invalid after a call. */
 static struct sp_store_mslot *add_slot(struct sp_store_batch *b, const uint8_t key[SP_KEY_LEN])
 {
-	size_t i;
+	struct sp_store_mslot *sl;
+	size_t need = (b->count + 1) * sizeof(*sl);
 
-	if ((b->count + 1) * 2 > b->cap) {
-		size_t ncap = b->cap ? b->cap * 2 : 64;
-		struct sp_store_mslot *ns = calloc(ncap, sizeof(*ns));
-		uint32_t *nu = malloc(ncap * sizeof(*nu));
-		struct sp_store_mslot *os = b->slots;
-		uint32_t *ou = b->used_idx;
-		size_t on = b->count;
-
-		if (!ns || !nu || ncap > UINT32_MAX) {
-			free(ns);
-			free(nu);
+	if (need > b->slots_cap) {
+		sl = sp_fsutil_grow(b->slots, &b->slots_cap, need, 64 * sizeof(*sl));
+		if (!sl)
 			return NULL;
-		}
-		b->slots = ns;
-		b->used_idx = nu;
-		b->cap = ncap;
-		b->count = 0;
-		for (size_t j = 0; j < on; j++) {
-			struct sp_store_mslot *o = &os[ou[j]];
-			struct sp_store_mslot *n = add_slot(b, o->key);
-
-			n->m = o->m;
-			n->dirty = o->dirty;
-		}
-		free(os);
-		free(ou);
+		b->slots = sl;
 	}
-	for (i = slot_home(b, key); b->slots[i].used; i = (i + 1) & (b->cap - 1))
-		;
-	memcpy(b->slots[i].key, key, SP_KEY_LEN);
-	b->slots[i].used = true;
-	b->slots[i].dirty = false;
-	b->used_idx[b->count++] = (uint32_t)i;
-	return &b->slots[i];
+	if (sp_keytab_insert(b->map, key, b->count, NULL) < 0)
+		return NULL;
+	sl = &b->slots[b->count++];
+	memcpy(sl->key, key, SP_KEY_LEN);
+	sl->dirty = false;
+	return sl;
 }
 
 /* Puts every counter the batch changed into the WriteBatch (at commit). */
@@ -284,7 +254,7 @@ static void flush_meta_map(struct sp_store_batch *b)
 	uint8_t v[SP_STORE_META_LEN];
 
 	for (size_t i = 0; i < b->count; i++) {
-		const struct sp_store_mslot *sl = &b->slots[b->used_idx[i]];
+		const struct sp_store_mslot *sl = &b->slots[i];
 
 		if (!sl->dirty)
 			continue;

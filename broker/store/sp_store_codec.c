@@ -12,35 +12,7 @@
 
 #include <sodium.h>
 
-static void put_be64(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--) {
-		p[i] = (uint8_t)v;
-		v >>= 8;
-	}
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static uint32_t get_be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
+#include "sp_be.h"
 
 static bool all_zero(const uint8_t *p, size_t n)
 {
@@ -75,36 +47,36 @@ void sp_store_mailbox_key(uint8_t out[SP_STORE_MAILBOX_KEY_LEN], const uint8_t r
 			  uint64_t seq)
 {
 	memcpy(out, recipient, SP_KEY_LEN);
-	put_be64(out + SP_KEY_LEN, seq);
+	sp_be_put64(out + SP_KEY_LEN, seq);
 }
 
 void sp_store_expiry_mailbox_key(uint8_t out[SP_STORE_EXPIRY_MAILBOX_KEY_LEN], uint64_t expires_ms,
 				 const uint8_t recipient[SP_KEY_LEN], uint64_t seq)
 {
-	put_be64(out, expires_ms);
+	sp_be_put64(out, expires_ms);
 	out[8] = SP_STORE_KIND_MAILBOX;
 	memcpy(out + 9, recipient, SP_KEY_LEN);
-	put_be64(out + 9 + SP_KEY_LEN, seq);
+	sp_be_put64(out + 9 + SP_KEY_LEN, seq);
 }
 
 void sp_store_expiry_dedup_key(uint8_t out[SP_STORE_EXPIRY_DEDUP_KEY_LEN], uint64_t expires_ms,
 			       const uint8_t id[SP_STORE_DEDUP_ID_LEN])
 {
-	put_be64(out, expires_ms);
+	sp_be_put64(out, expires_ms);
 	out[8] = SP_STORE_KIND_DEDUP;
 	memcpy(out + 9, id, SP_STORE_DEDUP_ID_LEN);
 }
 
 void sp_store_expiry_bound(uint8_t out[SP_STORE_EXPIRY_BOUND_LEN], uint64_t now_ms)
 {
-	put_be64(out, sp_store_add_sat(now_ms, 1));
+	sp_be_put64(out, sp_store_add_sat(now_ms, 1));
 }
 
 int sp_store_mailbox_key_seq(const uint8_t *key, size_t klen, uint64_t *seq)
 {
 	if (klen != SP_STORE_MAILBOX_KEY_LEN)
 		return -EBADMSG;
-	*seq = get_be64(key + SP_KEY_LEN);
+	*seq = sp_be_get64(key + SP_KEY_LEN);
 	return 0;
 }
 
@@ -113,11 +85,11 @@ int sp_store_expiry_key_decode(const uint8_t *key, size_t klen, struct sp_store_
 	memset(out, 0, sizeof(*out));
 	if (klen < SP_STORE_EXPIRY_KEY_MIN)
 		return -EBADMSG;
-	out->expires_ms = get_be64(key);
+	out->expires_ms = sp_be_get64(key);
 	out->kind = key[8];
 	if (klen == SP_STORE_EXPIRY_MAILBOX_KEY_LEN && out->kind == SP_STORE_KIND_MAILBOX) {
 		out->recipient = key + 9;
-		out->seq = get_be64(key + 9 + SP_KEY_LEN);
+		out->seq = sp_be_get64(key + 9 + SP_KEY_LEN);
 		return 0;
 	}
 	if (klen == SP_STORE_EXPIRY_DEDUP_KEY_LEN && out->kind == SP_STORE_KIND_DEDUP) {
@@ -134,7 +106,7 @@ void sp_store_dedup_id(uint8_t id[SP_STORE_DEDUP_ID_LEN], const uint8_t *dedup_k
 	crypto_generichash_state h;
 	uint8_t cid[8];
 
-	put_be64(cid, client_id);
+	sp_be_put64(cid, client_id);
 	crypto_generichash_init(&h, dedup_key, crypto_generichash_KEYBYTES, SP_STORE_DEDUP_ID_LEN);
 	crypto_generichash_update(&h, sender, SP_KEY_LEN);
 	crypto_generichash_update(&h, recipient, SP_KEY_LEN);
@@ -150,18 +122,18 @@ void sp_store_mbox_hdr_encode(uint8_t out[SP_STORE_MAILBOX_HDR_LEN],
 {
 	out[0] = SP_STORE_FORMAT;
 	out[1] = out[2] = out[3] = 0;
-	put_be32(out + 4, h->body_len);
-	put_be64(out + 8, h->accepted_ms);
-	put_be64(out + 16, h->expires_ms);
+	sp_be_put32(out + 4, h->body_len);
+	sp_be_put64(out + 8, h->accepted_ms);
+	sp_be_put64(out + 16, h->expires_ms);
 }
 
 int sp_store_mbox_decode(const uint8_t *v, size_t len, struct sp_store_mbox_hdr *h)
 {
 	if (len < SP_STORE_MAILBOX_HDR_LEN || !version_ok(v, 3))
 		return -EBADMSG;
-	h->body_len = get_be32(v + 4);
-	h->accepted_ms = get_be64(v + 8);
-	h->expires_ms = get_be64(v + 16);
+	h->body_len = sp_be_get32(v + 4);
+	h->accepted_ms = sp_be_get64(v + 8);
+	h->expires_ms = sp_be_get64(v + 16);
 	/* The declared length must match exactly: a value cut short (or with
 	 * bytes appended) is never handed out as a shorter body. */
 	if (len - SP_STORE_MAILBOX_HDR_LEN != h->body_len)
@@ -178,18 +150,18 @@ void sp_store_meta_encode(uint8_t out[SP_STORE_META_LEN], const struct sp_store_
 {
 	memset(out, 0, 8);
 	out[0] = SP_STORE_FORMAT;
-	put_be64(out + 8, m->next_seq);
-	put_be64(out + 16, m->count);
-	put_be64(out + 24, m->bytes);
+	sp_be_put64(out + 8, m->next_seq);
+	sp_be_put64(out + 16, m->count);
+	sp_be_put64(out + 24, m->bytes);
 }
 
 int sp_store_meta_decode(const uint8_t *v, size_t len, struct sp_store_meta *m)
 {
 	if (len != SP_STORE_META_LEN || !version_ok(v, 7))
 		return -EBADMSG;
-	m->next_seq = get_be64(v + 8);
-	m->count = get_be64(v + 16);
-	m->bytes = get_be64(v + 24);
+	m->next_seq = sp_be_get64(v + 8);
+	m->count = sp_be_get64(v + 16);
+	m->bytes = sp_be_get64(v + 24);
 	return 0;
 }
 
@@ -198,28 +170,28 @@ void sp_store_dedup_encode(uint8_t out[SP_STORE_DEDUP_VALUE_LEN], uint64_t seq,
 {
 	memset(out, 0, 8);
 	out[0] = SP_STORE_FORMAT;
-	put_be64(out + 8, seq);
-	put_be64(out + 16, expires_ms);
+	sp_be_put64(out + 8, seq);
+	sp_be_put64(out + 16, expires_ms);
 }
 
 int sp_store_dedup_decode(const uint8_t *v, size_t len, uint64_t *seq, uint64_t *expires_ms)
 {
 	if (len != SP_STORE_DEDUP_VALUE_LEN || !version_ok(v, 7))
 		return -EBADMSG;
-	*seq = get_be64(v + 8);
-	*expires_ms = get_be64(v + 16);
+	*seq = sp_be_get64(v + 8);
+	*expires_ms = sp_be_get64(v + 16);
 	return 0;
 }
 
 void sp_store_epoch_encode(uint8_t out[SP_STORE_EPOCH_LEN], uint64_t epoch)
 {
-	put_be64(out, epoch);
+	sp_be_put64(out, epoch);
 }
 
 int sp_store_epoch_decode(const uint8_t *v, size_t len, uint64_t *epoch)
 {
 	if (len != SP_STORE_EPOCH_LEN)
 		return -EBADMSG;
-	*epoch = get_be64(v);
+	*epoch = sp_be_get64(v);
 	return 0;
 }

@@ -22,6 +22,7 @@
 #include <rocksdb/c.h>
 #include <sodium.h>
 
+#include "sp_keytab.h"
 #include "sp_store.h"
 #include "sp_store_codec.h"
 
@@ -33,7 +34,6 @@ enum { SP_STORE_ERRMSG_LEN = 256 };
 struct sp_store_mslot {
 	uint8_t key[SP_KEY_LEN];
 	struct sp_store_meta m;
-	bool used;
 	bool dirty;                     /* changed by this batch: written at commit */
 };
 
@@ -45,12 +45,12 @@ struct sp_store_batch {
 	size_t ops;
 	size_t assigned;                /* sequences handed out by this batch */
 	bool open;
-	/* open addressing, keyed by SipHash of the device key under hkey
-	 * (device keys are chosen by peers) */
+	/* The devices this batch touched: slots[0..count) in the order first
+	 * touched, found through map (device key -> index into slots). */
+	struct sp_keytab *map;
 	struct sp_store_mslot *slots;
-	uint32_t *used_idx;             /* slots in use, in insertion order */
-	size_t cap, count;
-	uint8_t hkey[crypto_shorthash_KEYBYTES];
+	size_t count;
+	size_t slots_cap;               /* bytes allocated for slots */
 };
 
 /* Write-path counters (sp_store_batch.c), merged by sp_store_get_stats. */
@@ -121,7 +121,8 @@ void sp_store_poison(struct sp_store *st);
 
 /* ---- sp_store_batch.c ----------------------------------------------------- */
 
-/* The store's batch: created with the store, destroyed with it. */
+/* The store's batch: created with the store (-ENOMEM, -EIO), destroyed with
+ * it. */
 int sp_store_batch_init(struct sp_store *st);
 void sp_store_batch_fini(struct sp_store *st);
 

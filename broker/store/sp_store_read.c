@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sp_fsutil.h"
+
 void sp_store_read_fini(struct sp_store *st)
 {
 	free(st->rbuf);
@@ -53,20 +55,17 @@ int sp_store_rebuild_meta(struct sp_store *st, const uint8_t recipient[SP_KEY_LE
 	return 0;
 }
 
+/* Room for need bytes of bodies in st->rbuf (contents kept). */
 static int grow_rbuf(struct sp_store *st, size_t need)
 {
-	size_t cap = st->rbuf_cap ? st->rbuf_cap : 4096;
 	uint8_t *p;
 
 	if (need <= st->rbuf_cap)
 		return 0;
-	while (cap < need)
-		cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-	p = realloc(st->rbuf, cap);
+	p = sp_fsutil_grow(st->rbuf, &st->rbuf_cap, need, 4096);
 	if (!p)
 		return -ENOMEM;
 	st->rbuf = p;
-	st->rbuf_cap = cap;
 	return 0;
 }
 
