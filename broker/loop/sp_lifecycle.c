@@ -22,61 +22,32 @@ struct end_log {
 	const char *msg;
 };
 
-/* What each way of ending is called in the log. Everything a peer can cause
- * is rate-limited per reason; orderly closes are debug. */
+/* What each way of ending is called in the log, at which level, and the
+ * metric slot it counts in: sp_reasons.def. Everything a peer can cause is
+ * rate-limited per reason; orderly closes are debug. */
 static struct end_log end_log_of(enum sp_close_reason r)
 {
 	switch (r) {
-	case SP_CLOSE_BAD_PREAMBLE: return (struct end_log){ SP_LOG_INFO, "bad preamble" };
-	case SP_CLOSE_BAD_LENGTH: return (struct end_log){ SP_LOG_INFO, "bad length prefix" };
-	case SP_CLOSE_HANDSHAKE_FAILED: return (struct end_log){ SP_LOG_INFO, "handshake failed" };
-	case SP_CLOSE_HANDSHAKE_TIMEOUT: return (struct end_log){ SP_LOG_INFO, "handshake failed" };
-	case SP_CLOSE_DECRYPT_FAILED:
-		return (struct end_log){ SP_LOG_INFO, "transport decrypt failed" };
-	case SP_CLOSE_PROTOCOL: return (struct end_log){ SP_LOG_INFO, "protocol error" };
-	case SP_CLOSE_TAKEOVER: return (struct end_log){ SP_LOG_INFO, "takeover" };
-	case SP_CLOSE_SLOW_CONSUMER: return (struct end_log){ SP_LOG_INFO, "slow consumer" };
-	case SP_CLOSE_IDLE: return (struct end_log){ SP_LOG_INFO, "idle timeout" };
-	case SP_CLOSE_NOMEM: return (struct end_log){ SP_LOG_ERROR, "out of memory" };
-	case SP_CLOSE_INTERNAL: return (struct end_log){ SP_LOG_ERROR, "internal error" };
+#define SP_CLOSE(id, label, level, message, goaway) \
+	case SP_CLOSE_##id: return (struct end_log){ SP_LOG_##level, message };
+#include "sp_reasons.def"
 	default: return (struct end_log){ SP_LOG_DEBUG, "connection closed" };
 	}
 }
 
-/* The metrics label of a close reason (same words as the log's reason=). */
 static enum sp_metrics_close metrics_close(enum sp_close_reason r)
 {
-	static const enum sp_metrics_close map[SP_CLOSE_REASON_COUNT] = {
-		[SP_CLOSE_NONE] = SP_METRICS_CLOSE_INTERNAL,
-		[SP_CLOSE_EOF] = SP_METRICS_CLOSE_EOF,
-		[SP_CLOSE_IO] = SP_METRICS_CLOSE_IO_ERROR,
-		[SP_CLOSE_BAD_PREAMBLE] = SP_METRICS_CLOSE_BAD_PREAMBLE,
-		[SP_CLOSE_BAD_LENGTH] = SP_METRICS_CLOSE_BAD_LENGTH,
-		[SP_CLOSE_HANDSHAKE_FAILED] = SP_METRICS_CLOSE_HANDSHAKE_FAILED,
-		[SP_CLOSE_HANDSHAKE_TIMEOUT] = SP_METRICS_CLOSE_HANDSHAKE_TIMEOUT,
-		[SP_CLOSE_DECRYPT_FAILED] = SP_METRICS_CLOSE_DECRYPT_FAILED,
-		[SP_CLOSE_PROTOCOL] = SP_METRICS_CLOSE_PROTOCOL,
-		[SP_CLOSE_TAKEOVER] = SP_METRICS_CLOSE_TAKEOVER,
-		[SP_CLOSE_SHUTDOWN] = SP_METRICS_CLOSE_SHUTDOWN,
-		[SP_CLOSE_SLOW_CONSUMER] = SP_METRICS_CLOSE_SLOW_CONSUMER,
-		[SP_CLOSE_IDLE] = SP_METRICS_CLOSE_IDLE,
-		[SP_CLOSE_NOMEM] = SP_METRICS_CLOSE_NOMEM,
-		[SP_CLOSE_INTERNAL] = SP_METRICS_CLOSE_INTERNAL,
-	};
-
-	return (unsigned)r < SP_CLOSE_REASON_COUNT ? map[r] : SP_METRICS_CLOSE_INTERNAL;
+	switch (r) {
+#define SP_CLOSE(id, label, level, message, goaway) \
+	case SP_CLOSE_##id: return SP_METRICS_CLOSE_##id;
+#include "sp_reasons.def"
+	default: return SP_METRICS_CLOSE_INTERNAL;
+	}
 }
 
 static enum sp_status goaway_code(enum sp_close_reason r)
 {
-	switch (r) {
-	case SP_CLOSE_TAKEOVER: return SP_STATUS_GOAWAY_TAKEOVER;
-	case SP_CLOSE_SHUTDOWN: return SP_STATUS_GOAWAY_SHUTDOWN;
-	case SP_CLOSE_SLOW_CONSUMER: return SP_STATUS_GOAWAY_SLOW_CONSUMER;
-	case SP_CLOSE_IDLE: return SP_STATUS_GOAWAY_IDLE;
-	case SP_CLOSE_PROTOCOL: return SP_STATUS_GOAWAY_PROTOCOL;
-	default: return SP_STATUS_UNSPECIFIED;
-	}
+	return sp_close_reason_goaway(r);
 }
 
 /* Called exactly once per connection that was accepted (at its GoAway or its cut). */

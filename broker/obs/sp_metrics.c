@@ -42,32 +42,9 @@ static const char *const outcome_names[SP_METRICS_OUTCOME_COUNT] = {
 };
 static const char *const path_names[SP_METRICS_PATH_COUNT] = { "live", "mailbox" };
 static const char *const close_names[SP_METRICS_CLOSE_COUNT] = {
-	[SP_METRICS_CLOSE_EOF] = "eof",
-	[SP_METRICS_CLOSE_IO_ERROR] = "io_error",
-	[SP_METRICS_CLOSE_BAD_PREAMBLE] = "bad_preamble",
-	[SP_METRICS_CLOSE_BAD_LENGTH] = "bad_length",
-	[SP_METRICS_CLOSE_HANDSHAKE_FAILED] = "handshake_failed",
-	[SP_METRICS_CLOSE_HANDSHAKE_TIMEOUT] = "handshake_timeout",
-	[SP_METRICS_CLOSE_DECRYPT_FAILED] = "decrypt_failed",
-	[SP_METRICS_CLOSE_PROTOCOL] = "protocol",
-	[SP_METRICS_CLOSE_TAKEOVER] = "takeover",
-	[SP_METRICS_CLOSE_SHUTDOWN] = "shutdown",
-	[SP_METRICS_CLOSE_SLOW_CONSUMER] = "slow_consumer",
-	[SP_METRICS_CLOSE_IDLE] = "idle",
-	[SP_METRICS_CLOSE_NOMEM] = "out_of_memory",
-	[SP_METRICS_CLOSE_INTERNAL] = "internal",
-	[SP_METRICS_CLOSE_MAX_CONNS] = "max_conns",
-	[SP_METRICS_CLOSE_HANDSHAKE_RATE] = "handshake_rate",
-};
-static const char *const refused_names[SP_METRICS_REFUSED_COUNT] = {
-	[SP_STATUS_ERR_OFFLINE - SP_METRICS_REFUSED_FIRST] = "offline",
-	[SP_STATUS_ERR_TOO_LARGE - SP_METRICS_REFUSED_FIRST] = "too_large",
-	[SP_STATUS_ERR_BAD_RECIPIENT - SP_METRICS_REFUSED_FIRST] = "bad_recipient",
-	[SP_STATUS_ERR_RECIPIENT_BUSY - SP_METRICS_REFUSED_FIRST] = "recipient_busy",
-	[SP_STATUS_ERR_MAILBOX_FULL - SP_METRICS_REFUSED_FIRST] = "mailbox_full",
-	[SP_STATUS_ERR_RATE_LIMITED - SP_METRICS_REFUSED_FIRST] = "rate_limited",
-	[SP_STATUS_ERR_INTERNAL - SP_METRICS_REFUSED_FIRST] = "internal",
-	[SP_STATUS_ERR_SHUTTING_DOWN - SP_METRICS_REFUSED_FIRST] = "shutting_down",
+#define SP_CLOSE(id, label, level, message, goaway) [SP_METRICS_CLOSE_##id] = label,
+#define SP_REFUSE(id, label) [SP_METRICS_CLOSE_##id] = label,
+#include "sp_reasons.def"
 };
 
 const char *sp_metrics_pattern_name(enum sp_metrics_pattern p)
@@ -92,9 +69,13 @@ const char *sp_metrics_close_name(enum sp_metrics_close c)
 
 const char *sp_metrics_refused_name(enum sp_status status)
 {
-	unsigned i = (unsigned)status - SP_METRICS_REFUSED_FIRST;
-
-	return i < SP_METRICS_REFUSED_COUNT ? refused_names[i] : NULL;
+	if ((unsigned)status - SP_METRICS_REFUSED_FIRST >= SP_METRICS_REFUSED_COUNT)
+		return NULL;
+	switch (status) {
+#define SP_STATUS(id, value, name, label) case SP_STATUS_##id: return label[0] ? label : NULL;
+#include "sp_reasons.def"
+	}
+	return NULL;
 }
 
 int sp_metrics_parse_rocksdb_stall(const char *dbstats, double *seconds)
@@ -362,7 +343,8 @@ static void render_envelopes(struct writer *w, const struct sp_metrics *m)
 	       "Envelopes refused with an error SendResult, by status.");
 	for (unsigned r = 0; r < SP_METRICS_REFUSED_COUNT; r++)
 		put(w, "sealpost_envelopes_refused_total{reason=\"%s\"} %" PRIu64 "\n",
-		    refused_names[r], SUM(m, envelopes_refused[r]));
+		    sp_metrics_refused_name((enum sp_status)(r + SP_METRICS_REFUSED_FIRST)),
+		    SUM(m, envelopes_refused[r]));
 
 	family(w, "sealpost_bytes_received_total", "counter",
 	       "Bytes received from device connections.");

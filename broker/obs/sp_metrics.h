@@ -66,22 +66,10 @@ enum sp_metrics_path {
  * accept (see sp_metrics_conn_refused).
  */
 enum sp_metrics_close {
-	SP_METRICS_CLOSE_EOF,               /* "eof": the device closed */
-	SP_METRICS_CLOSE_IO_ERROR,          /* "io_error": reset, broken pipe, other errno */
-	SP_METRICS_CLOSE_BAD_PREAMBLE,      /* "bad_preamble" */
-	SP_METRICS_CLOSE_BAD_LENGTH,        /* "bad_length": length 0 or too long */
-	SP_METRICS_CLOSE_HANDSHAKE_FAILED,  /* "handshake_failed" */
-	SP_METRICS_CLOSE_HANDSHAKE_TIMEOUT, /* "handshake_timeout" */
-	SP_METRICS_CLOSE_DECRYPT_FAILED,    /* "decrypt_failed": a transport message failed auth */
-	SP_METRICS_CLOSE_PROTOCOL,          /* "protocol": GoAway STATUS_GOAWAY_PROTOCOL */
-	SP_METRICS_CLOSE_TAKEOVER,          /* "takeover" */
-	SP_METRICS_CLOSE_SHUTDOWN,          /* "shutdown" */
-	SP_METRICS_CLOSE_SLOW_CONSUMER,     /* "slow_consumer" */
-	SP_METRICS_CLOSE_IDLE,              /* "idle" */
-	SP_METRICS_CLOSE_NOMEM,             /* "out_of_memory" */
-	SP_METRICS_CLOSE_INTERNAL,          /* "internal" */
-	SP_METRICS_CLOSE_MAX_CONNS,         /* "max_conns": refused, connection table full */
-	SP_METRICS_CLOSE_HANDSHAKE_RATE,    /* "handshake_rate": refused by the rate limit */
+	/* One per close reason (SP_CLOSE_<id>), then the refusals at accept. */
+#define SP_CLOSE(id, label, level, message, goaway) SP_METRICS_CLOSE_##id,
+#define SP_REFUSE(id, label) SP_METRICS_CLOSE_##id,
+#include "sp_reasons.def"
 	SP_METRICS_CLOSE_COUNT,
 };
 

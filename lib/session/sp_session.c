@@ -9,30 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const reason_names[SP_CLOSE_REASON_COUNT] = {
-	[SP_CLOSE_NONE] = "none",
-	[SP_CLOSE_EOF] = "eof",
-	[SP_CLOSE_IO] = "io_error",
-	[SP_CLOSE_BAD_PREAMBLE] = "bad_preamble",
-	[SP_CLOSE_BAD_LENGTH] = "bad_length",
-	[SP_CLOSE_HANDSHAKE_FAILED] = "handshake_failed",
-	[SP_CLOSE_HANDSHAKE_TIMEOUT] = "handshake_timeout",
-	[SP_CLOSE_DECRYPT_FAILED] = "decrypt_failed",
-	[SP_CLOSE_PROTOCOL] = "protocol",
-	[SP_CLOSE_TAKEOVER] = "takeover",
-	[SP_CLOSE_SHUTDOWN] = "shutdown",
-	[SP_CLOSE_SLOW_CONSUMER] = "slow_consumer",
-	[SP_CLOSE_IDLE] = "idle",
-	[SP_CLOSE_NOMEM] = "out_of_memory",
-	[SP_CLOSE_INTERNAL] = "internal",
-};
-
-const char *sp_close_reason_name(enum sp_close_reason r)
-{
-	if ((unsigned)r >= SP_CLOSE_REASON_COUNT)
-		return "unknown";
-	return reason_names[r];
-}
 
 static void put_be16(uint8_t *p, size_t v)
 {

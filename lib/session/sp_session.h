@@ -37,6 +37,7 @@
 
 #include "sp_frame.h"
 #include "sp_limits.h"
+#include "sp_reasons.h"
 #include "sp_noise.h"
 #include "sp_txq.h"
 
@@ -54,27 +55,8 @@ enum sp_session_role {
 	SP_SESSION_INITIATOR,
 };
 
-/* Why a session (connection) ends; also the `reason` value in log lines. */
-enum sp_close_reason {
-	SP_CLOSE_NONE = 0,
-	SP_CLOSE_EOF,                   /* peer closed */
-	SP_CLOSE_IO,                    /* socket error */
-	SP_CLOSE_BAD_PREAMBLE,
-	SP_CLOSE_BAD_LENGTH,            /* length 0, or a handshake message too long */
-	SP_CLOSE_HANDSHAKE_FAILED,      /* decrypt, payload, or key check failed */
-	SP_CLOSE_HANDSHAKE_TIMEOUT,
-	SP_CLOSE_DECRYPT_FAILED,        /* transport message failed authentication */
-	SP_CLOSE_PROTOCOL,              /* malformed or forbidden frame: GoAway PROTOCOL */
-	SP_CLOSE_TAKEOVER,              /* GoAway TAKEOVER */
-	SP_CLOSE_SHUTDOWN,              /* GoAway SHUTDOWN */
-	SP_CLOSE_SLOW_CONSUMER,         /* GoAway SLOW_CONSUMER */
-	SP_CLOSE_IDLE,                  /* GoAway IDLE */
-	SP_CLOSE_NOMEM,
-	SP_CLOSE_INTERNAL,
-	SP_CLOSE_REASON_COUNT,
-};
-
-const char *sp_close_reason_name(enum sp_close_reason r);
+/* Why a session (connection) ends: enum sp_close_reason and
+ * sp_close_reason_name, generated in sp_reasons.h (wire). */
 
 struct sp_session {
 	uint8_t state;                  /* enum sp_session_state */

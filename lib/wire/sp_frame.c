@@ -36,25 +36,10 @@
 
 /* ---- the enums in sp_limits.h are the wire values ------------------------ */
 
-#define SAME_STATUS(x) \
-	_Static_assert((int)SP_STATUS_##x == (int)SEALPOST__V1__STATUS__STATUS_##x, \
-		       "sp_status differs from proto Status: " #x)
-SAME_STATUS(UNSPECIFIED);
-SAME_STATUS(DELIVERED);
-SAME_STATUS(ACCEPTED);
-SAME_STATUS(ERR_OFFLINE);
-SAME_STATUS(ERR_TOO_LARGE);
-SAME_STATUS(ERR_BAD_RECIPIENT);
-SAME_STATUS(ERR_RECIPIENT_BUSY);
-SAME_STATUS(ERR_MAILBOX_FULL);
-SAME_STATUS(ERR_RATE_LIMITED);
-SAME_STATUS(ERR_INTERNAL);
-SAME_STATUS(ERR_SHUTTING_DOWN);
-SAME_STATUS(GOAWAY_PROTOCOL);
-SAME_STATUS(GOAWAY_TAKEOVER);
-SAME_STATUS(GOAWAY_SHUTDOWN);
-SAME_STATUS(GOAWAY_SLOW_CONSUMER);
-SAME_STATUS(GOAWAY_IDLE);
+#define SP_STATUS(id, value, name, label) \
+	_Static_assert((int)SP_STATUS_##id == (int)SEALPOST__V1__STATUS__STATUS_##id, \
+		       "sp_status differs from proto Status: " #id);
+#include "sp_reasons.def"
 
 #define SAME_KIND(x, y) \
 	_Static_assert((int)SP_FRAME_##x == (int)SEALPOST__V1__FRAME_HEADER__KIND_##y, \
@@ -506,22 +491,8 @@ int sp_frame_put(uint8_t *buf, size_t cap, size_t *off, const struct sp_frame *f
 const char *sp_status_name(enum sp_status s)
 {
 	switch (s) {
-	case SP_STATUS_UNSPECIFIED: return "unspecified";
-	case SP_STATUS_DELIVERED: return "delivered";
-	case SP_STATUS_ACCEPTED: return "accepted";
-	case SP_STATUS_ERR_OFFLINE: return "err_offline";
-	case SP_STATUS_ERR_TOO_LARGE: return "err_too_large";
-	case SP_STATUS_ERR_BAD_RECIPIENT: return "err_bad_recipient";
-	case SP_STATUS_ERR_RECIPIENT_BUSY: return "err_recipient_busy";
-	case SP_STATUS_ERR_MAILBOX_FULL: return "err_mailbox_full";
-	case SP_STATUS_ERR_RATE_LIMITED: return "err_rate_limited";
-	case SP_STATUS_ERR_INTERNAL: return "err_internal";
-	case SP_STATUS_ERR_SHUTTING_DOWN: return "err_shutting_down";
-	case SP_STATUS_GOAWAY_PROTOCOL: return "goaway_protocol";
-	case SP_STATUS_GOAWAY_TAKEOVER: return "goaway_takeover";
-	case SP_STATUS_GOAWAY_SHUTDOWN: return "goaway_shutdown";
-	case SP_STATUS_GOAWAY_SLOW_CONSUMER: return "goaway_slow_consumer";
-	case SP_STATUS_GOAWAY_IDLE: return "goaway_idle";
+#define SP_STATUS(id, value, name, label) case SP_STATUS_##id: return name;
+#include "sp_reasons.def"
 	}
 	return "unknown";
 }

@@ -48,27 +48,14 @@ enum { SP_SEAL_VERSION = 1 };
 
 /*
  * Status codes: per-envelope results (SendResult.status) and the reason in a
- * GoAway before the broker closes a connection. Mirrors enum Status in
- * proto/sealpost.proto; sp_frame.c asserts the two agree at compile time.
+ * GoAway before the broker closes a connection. Generated from
+ * sp_reasons.def, the one table of statuses and close reasons; it mirrors
+ * enum Status in proto/sealpost.proto, and sp_frame.c asserts the two agree
+ * at compile time.
  */
 enum sp_status {
-	SP_STATUS_UNSPECIFIED = 0,
-	SP_STATUS_DELIVERED = 1,          /* handed to the recipient's live connection */
-	SP_STATUS_ACCEPTED = 2,           /* stored durably in the recipient's mailbox */
-	SP_STATUS_ERR_OFFLINE = 16,       /* recipient not connected, envelope not kept */
-	SP_STATUS_ERR_TOO_LARGE = 17,     /* body above the broker's max_envelope */
-	SP_STATUS_ERR_BAD_RECIPIENT = 18, /* `to` is not a valid 32-byte X25519 public key */
-	SP_STATUS_ERR_RECIPIENT_BUSY = 19,/* recipient's send queue is full */
-	SP_STATUS_ERR_MAILBOX_FULL = 20,  /* recipient's mailbox quota reached */
-	SP_STATUS_ERR_RATE_LIMITED = 21,
-	SP_STATUS_ERR_INTERNAL = 22,
-	SP_STATUS_ERR_SHUTTING_DOWN = 23,
-	/* connection-level reasons, carried by GoAway */
-	SP_STATUS_GOAWAY_PROTOCOL = 32,   /* malformed frame or forbidden frame type */
-	SP_STATUS_GOAWAY_TAKEOVER = 33,   /* the same device connected again */
-	SP_STATUS_GOAWAY_SHUTDOWN = 34,   /* broker is stopping */
-	SP_STATUS_GOAWAY_SLOW_CONSUMER = 35, /* the peer stopped reading */
-	SP_STATUS_GOAWAY_IDLE = 36,       /* nothing received within idle_timeout */
+#define SP_STATUS(id, value, name, label) SP_STATUS_##id = value,
+#include "sp_reasons.def"
 };
 
 /* Frame types: the field number of the oneof in FrameHeader. */
