@@ -1,0 +1,233 @@
+/*
+ * sp_session.h: one protocol session, either role, sans I/O.
+ *
+ * Bytes in, bytes out, events and frames out. A session takes the bytes its
+ * peer sent (sp_session_rx) and hands out the bytes to send
+ * (sp_session_tx_peek / sp_session_tx_sent); in between it runs the
+ * protocol of docs/PROTOCOL.md: the 8-byte preamble, the 2-byte big-endian
+ * length before every Noise message and their reassembly across receive
+ * buffers, the IK / XX handshake (initiator or responder), the proof rule,
+ * and transport messages: decrypted in place, each frame handed up through
+ * a hook; outbound frames batched into one transport message until
+ * sp_session_tx_seal.
+ *
+ * Layering: above sp_noise and sp_frame; below the broker's connections
+ * and the client library. It never sees a socket or a clock: the caller
+ * does the I/O, the timeouts and the routing. It calls up only through
+ * struct sp_session_hooks; callers call down through tx_frame, tx_seal,
+ * tx_peek, tx_sent and end.
+ *
+ * Memory of a session, by state:
+ *   handshake: the heap handshake state (wiped and freed at split or wipe)
+ *   established: two cipher states (wiped by sp_session_wipe), the peer key
+ *   an rx reassembly buffer only while a Noise message straddles receive
+ *   buffers; tx chunks (sp_txq.h) only while there is output not yet sent
+ *
+ * Secrets: sp_session_wipe wipes every key the session holds; call it on
+ * every path out (sp_session_release does too).
+ *
+ * Threading: a session, its env and its pool belong to one thread.
+ */
+#ifndef SP_SESSION_H
+#define SP_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sp_frame.h"
+#include "sp_limits.h"
+#include "sp_noise.h"
+#include "sp_txq.h"
+
+enum sp_session_state {
+	SP_SESSION_FREE = 0,            /* unused (zeroed), or released */
+	SP_SESSION_PREAMBLE,            /* responder: waiting for the 8-byte preamble */
+	SP_SESSION_HANDSHAKE,           /* Noise handshake in progress */
+	SP_SESSION_ESTABLISHED,         /* transport */
+	SP_SESSION_CLOSING,             /* sp_session_end: output drains, input is discarded */
+	SP_SESSION_DEAD,                /* wiped; tx chunks kept until sp_session_release */
+};
+
+enum sp_session_role {
+	SP_SESSION_RESPONDER = 0,
+	SP_SESSION_INITIATOR,
+};
+
+/* Why a session (connection) ends; also the `reason` value in log lines. */
+enum sp_close_reason {
+	SP_CLOSE_NONE = 0,
+	SP_CLOSE_EOF,                   /* peer closed */
+	SP_CLOSE_IO,                    /* socket error */
+	SP_CLOSE_BAD_PREAMBLE,
+	SP_CLOSE_BAD_LENGTH,            /* length 0, or a handshake message too long */
+	SP_CLOSE_HANDSHAKE_FAILED,      /* decrypt, payload, or key check failed */
+	SP_CLOSE_HANDSHAKE_TIMEOUT,
+	SP_CLOSE_DECRYPT_FAILED,        /* transport message failed authentication */
+	SP_CLOSE_PROTOCOL,              /* malformed or forbidden frame: GoAway PROTOCOL */
+	SP_CLOSE_TAKEOVER,              /* GoAway TAKEOVER */
+	SP_CLOSE_SHUTDOWN,              /* GoAway SHUTDOWN */
+	SP_CLOSE_SLOW_CONSUMER,         /* GoAway SLOW_CONSUMER */
+	SP_CLOSE_IDLE,                  /* GoAway IDLE */
+	SP_CLOSE_NOMEM,
+	SP_CLOSE_INTERNAL,
+	SP_CLOSE_REASON_COUNT,
+};
+
+const char *sp_close_reason_name(enum sp_close_reason r);
+
+struct sp_session {
+	uint8_t state;                  /* enum sp_session_state */
+	uint8_t role;                   /* enum sp_session_role */
+	uint8_t pattern;                /* SP_PREAMBLE_PATTERN_* */
+	bool has_peer;                  /* peer holds the peer's proven static key */
+	/* The peer has shown it holds the transport keys. Responder: XX at
+	 * message 3; IK only with its first authenticated transport message,
+	 * since an IK message 1 can be replayed by anyone who saw it (the
+	 * responder cannot tell). Initiator: at message 2, which is mixed with
+	 * our fresh ephemeral. */
+	bool proven;
+	bool halted;                    /* sp_session_halt: the rest of the input is dropped */
+	bool tx_open;                   /* tx holds an open outbound transport message */
+
+	/* rx */
+	uint8_t pre[SP_PREAMBLE_LEN];
+	uint8_t pre_len;
+	uint8_t pfx[SP_LEN_PREFIX];     /* a length prefix split across buffers */
+	uint8_t pfx_len;
+	uint32_t msg_len;               /* length of the message being read; 0 = prefix next */
+	uint32_t rx_have;
+	uint8_t *rx_asm;                /* reassembly, only while a message straddles buffers */
+
+	/* tx */
+	uint32_t tx_pfx;                /* offset of the open message's prefix in q.tail */
+	uint32_t tx_max;                /* plaintext bytes per transport message we send */
+	struct sp_txq q;
+
+	/* crypto */
+	struct sp_noise_handshake *hs;  /* heap, only while handshaking */
+	struct sp_noise_transport t;
+	struct sp_noise_stream tx;      /* the open outbound transport message */
+	uint8_t peer[SP_KEY_LEN];       /* the peer's static key, once has_peer */
+
+	const struct sp_session_env *env;
+};
+
+/* What the owner provides. Each hook returns SP_CLOSE_NONE to go on, or
+ * why the session must end (sp_session_rx then returns it). */
+struct sp_session_hooks {
+	/* The handshake finished: s->peer is the peer's key. Responder: the
+	 * device; initiator: the broker (already proven). */
+	enum sp_close_reason (*established)(void *ctx, struct sp_session *s);
+	/* Responder: the first transport message of an IK session
+	 * authenticated (XX sessions are proven when established). Optional. */
+	enum sp_close_reason (*proven)(void *ctx, struct sp_session *s);
+	/* One frame of a transport message. f->body points into the receive
+	 * buffer (or the reassembly buffer) and is valid for the call only. */
+	enum sp_close_reason (*frame)(void *ctx, struct sp_session *s, const struct sp_frame *f);
+	/* Initiator: the ServerHello payload of message 2 (borrowed for the
+	 * call), to check and take limits from (sp_session_set_tx_max).
+	 * Optional: without it any payload is taken. */
+	enum sp_close_reason (*server_hello)(void *ctx, struct sp_session *s, const uint8_t *payload,
+					     size_t len);
+	void *ctx;
+};
+
+/* Shared by many sessions (a shard's connections, a swarm of clients);
+ * borrowed by each for its whole life. */
+struct sp_session_env {
+	/* Responder: the broker's static key (borrowed) and, when
+	 * has_static_pub, its public key computed once (sp_noise_public_key),
+	 * so that a handshake does not recompute it. Unused by initiators. */
+	const uint8_t *static_priv;
+	uint8_t static_pub[SP_KEY_LEN];
+	bool has_static_pub;
+	/* The hello this side sends: ServerHello (responder) or ClientHello
+	 * (initiator; only protocol_version is encoded). */
+	struct sp_hello hello;
+	struct sp_txpool *pool;
+	struct sp_session_hooks hooks;
+};
+
+/* A responder session for a fresh connection, in SP_SESSION_PREAMBLE. */
+void sp_session_accept(struct sp_session *s, const struct sp_session_env *env);
+
+/*
+ * An initiator session: queues the preamble and handshake message 1 (take
+ * them with sp_session_tx_peek). static_priv: this device's key, copied
+ * into the handshake (borrowed for the call). server_key: the broker's
+ * static public key (borrowed for the call): IK; NULL: XX.
+ * 0, -ENOMEM, -EINVAL (a bad key), or an sp_noise error; on error the
+ * session is wiped (call sp_session_release).
+ */
+int sp_session_connect(struct sp_session *s, const struct sp_session_env *env,
+		       const uint8_t *static_priv, const uint8_t *server_key);
+
+/*
+ * Consumes received bytes. data: borrowed for the call and written to
+ * (transport messages are decrypted in place); nothing points into it after
+ * the call returns, so the caller recycles the buffer right after. Hooks
+ * run inside this call. Returns SP_CLOSE_NONE, or why the session must end
+ * (the caller ends it). Input is discarded once the session is CLOSING or
+ * DEAD, or halted.
+ */
+enum sp_close_reason sp_session_rx(struct sp_session *s, uint8_t *data, size_t len);
+
+/*
+ * Appends one frame (and body_len bytes of body, encrypted straight from
+ * body, which is borrowed for the call) to the open outbound transport
+ * message, opening a new one when it would not fit. Established or closing
+ * sessions only. 0, -ENOMEM (no chunk), -EINVAL (state), -EMSGSIZE (a frame
+ * larger than a transport message), or an sp_noise error (the outbound
+ * stream is then unusable: end the session).
+ */
+int sp_session_tx_frame(struct sp_session *s, const struct sp_frame *f, const uint8_t *body,
+			size_t body_len);
+
+/* Finishes the open outbound message (tag, length prefix), making it sendable. */
+int sp_session_tx_seal(struct sp_session *s);
+
+/* The finished bytes to send next, contiguous; false if none. Borrowed until
+ * sp_session_tx_sent (the caller keeps one send in flight). */
+static inline bool sp_session_tx_peek(const struct sp_session *s, const uint8_t **p, size_t *len)
+{
+	return sp_txq_peek(&s->q, p, len);
+}
+
+/* n bytes of the peeked range went out; fully sent chunks go back to the pool. */
+static inline void sp_session_tx_sent(struct sp_session *s, size_t n)
+{
+	sp_txq_sent(&s->q, s->env->pool, n, s->tx_open);
+}
+
+/* Bytes written and not yet sent (an open message included). */
+static inline uint64_t sp_session_tx_queued(const struct sp_session *s)
+{
+	return s->q.bytes;
+}
+
+/* Initiator: caps the plaintext of each transport message it sends (from
+ * ServerHello.max_transport); 0 or above the protocol maximum: the maximum. */
+void sp_session_set_tx_max(struct sp_session *s, size_t max);
+
+/* Established: the session goes CLOSING: what is queued still drains
+ * (frames may still be added, e.g. a GoAway), input is discarded. */
+void sp_session_end(struct sp_session *s);
+
+/* Input after the current transport message (the rest of this receive
+ * buffer and everything later) is dropped unread: for an owner that decided
+ * inside a hook to end the session after the current iteration. */
+static inline void sp_session_halt(struct sp_session *s)
+{
+	s->halted = true;
+}
+
+/* Wipes the secrets and frees the handshake and rx buffers; the session is
+ * DEAD. Its tx chunks stay (a send of them may be in flight). */
+void sp_session_wipe(struct sp_session *s);
+
+/* Wipes (if not done) and returns every tx chunk to the pool, once no send
+ * is in flight; the session is FREE. */
+void sp_session_release(struct sp_session *s);
+
+#endif
