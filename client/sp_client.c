@@ -23,6 +23,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -32,11 +33,15 @@
 #include <sodium.h>
 
 #include "sealpost.h"
+#include "sp_be.h"
+#include "sp_clock.h"
 #include "sp_frame.h"
+#include "sp_hostport.h"
 #include "sp_internal.h"
 #include "sp_limits.h"
 #include "sp_noise.h"
 #include "sp_seal.h"
+#include "sp_session.h"
 
 /* macOS and iOS have no MSG_NOSIGNAL; there the socket gets SO_NOSIGPIPE
  * (open_socket) and the flag is a no-op. */
@@ -144,10 +149,7 @@ struct sealpost_client {
 
 static int64_t now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (int64_t)sp_clock_mono_ms();
 }
 
 /* timeout_ms < 0: no deadline (-1). */
@@ -171,13 +173,12 @@ static int remaining(int64_t deadline)
 
 static void put_be16(uint8_t *p, size_t v)
 {
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
+	sp_be_put16(p, (uint16_t)v);
 }
 
 static size_t get_be16(const uint8_t *p)
 {
-	return (size_t)p[0] << 8 | p[1];
+	return sp_be_get16(p);
 }
 
 /* Waits for events on fd until the deadline; 0 on readiness, -ETIMEDOUT. */
@@ -245,46 +246,6 @@ static int read_exact(int fd, uint8_t *buf, size_t len, int64_t deadline)
 }
 
 /* ------------------------------------------------------------ connect --- */
-
-/*
- * Splits "host:port", "[v6]:port" into host and port strings (caller-owned,
- * host_cap bytes / 6 bytes). A bare IPv6 address without brackets is
- * ambiguous and refused.
- */
-static int split_host_port(const char *s, char *host, size_t host_cap, char port[6])
-{
-	const char *colon, *h = s;
-	size_t hlen;
-	char *end;
-	unsigned long p;
-
-	if (*s == '[') {
-		const char *close = strchr(s, ']');
-
-		if (!close || close[1] != ':')
-			return -EINVAL;
-		h = s + 1;
-		hlen = (size_t)(close - h);
-		colon = close + 1;
-	} else {
-		colon = strrchr(s, ':');
-		if (!colon || memchr(s, ':', (size_t)(colon - s)))
-			return -EINVAL;
-		hlen = (size_t)(colon - s);
-	}
-	if (hlen == 0 || hlen >= host_cap)
-		return -EINVAL;
-	memcpy(host, h, hlen);
-	host[hlen] = '\0';
-	if (colon[1] < '0' || colon[1] > '9')
-		return -EINVAL;
-	errno = 0;
-	p = strtoul(colon + 1, &end, 10);
-	if (errno || *end || p == 0 || p > 65535 || strlen(colon + 1) > 5)
-		return -EINVAL;
-	memcpy(port, colon + 1, strlen(colon + 1) + 1);
-	return 0;
-}
 
 /* A non-blocking, close-on-exec socket that never raises SIGPIPE, in one
  * call where the platform has SOCK_NONBLOCK/SOCK_CLOEXEC, else with fcntl. */
@@ -358,13 +319,17 @@ static int dial(const char *server, int64_t deadline)
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
 				  .ai_flags = AI_NUMERICSERV };
 	struct addrinfo *res = NULL, *ai;
-	char host[256], port[6];
+	struct sp_hostport hp;
+	char port[6];
 	int r;
 
-	r = split_host_port(server, host, sizeof(host), port);
+	r = sp_hostport_split(server, &hp);
 	if (r < 0)
 		return r;
-	r = getaddrinfo(host, port, &hints, &res);
+	if (hp.port == 0)
+		return -EINVAL;
+	snprintf(port, sizeof(port), "%u", (unsigned)hp.port);
+	r = getaddrinfo(hp.host, port, &hints, &res);
 	if (r != 0)
 		return r == EAI_SYSTEM ? -errno : r == EAI_MEMORY ? -ENOMEM : -EADDRNOTAVAIL;
 	r = -EADDRNOTAVAIL;
@@ -408,79 +373,105 @@ static int check_server_hello(struct sealpost_client *c, const uint8_t *payload,
 	return 0;
 }
 
+/* Engine hooks while the handshake runs (only message 2 is fed to it). */
+static enum sp_close_reason hs_server_hello(void *ctx, struct sp_session *s,
+					    const uint8_t *payload, size_t len)
+{
+	(void)s;
+	return check_server_hello(ctx, payload, len) < 0 ? SP_CLOSE_HANDSHAKE_FAILED
+							   : SP_CLOSE_NONE;
+}
+
+static enum sp_close_reason hs_established(void *ctx, struct sp_session *s)
+{
+	(void)ctx;
+	(void)s;
+	return SP_CLOSE_NONE;
+}
+
+static enum sp_close_reason hs_frame(void *ctx, struct sp_session *s, const struct sp_frame *f)
+{
+	/* Nothing after message 2 is given to the engine: unreachable. */
+	(void)ctx;
+	(void)s;
+	(void)f;
+	return SP_CLOSE_PROTOCOL;
+}
+
+/* Writes everything the engine has queued, until the deadline. */
+static int hs_flush(struct sealpost_client *c, struct sp_session *s, int64_t deadline)
+{
+	const uint8_t *p;
+	size_t len;
+	int r;
+
+	while (sp_session_tx_peek(s, &p, &len)) {
+		r = write_all(c->fd, p, len, deadline);
+		if (r < 0)
+			return r;
+		sp_session_tx_sent(s, len);
+	}
+	return 0;
+}
+
 /*
- * The Noise handshake, initiator side. IK: -> e, es, s, ss [ClientHello];
- * <- e, ee, se [ServerHello]. XX: -> e; <- e, ee, s, es [ServerHello];
- * -> s, se [ClientHello]. Blocks until the deadline.
+ * The Noise handshake, initiator side, run by lib/session: IK: -> e, es,
+ * s, ss [ClientHello]; <- e, ee, se [ServerHello]. XX: -> e; <- e, ee, s,
+ * es [ServerHello]; -> s, se [ClientHello]. Blocks until the deadline.
+ * The transport keys are then copied into c->tr and the session (which
+ * holds them too, and the handshake state) is wiped on every path.
  */
 static int handshake(struct sealpost_client *c, const uint8_t *server_key, int64_t deadline)
 {
-	const bool ik = server_key != NULL;
-	uint8_t pre[SP_PREAMBLE_LEN] = { 'S', 'E', 'A', 'L', SP_PROTOCOL_VERSION,
-					 ik ? SP_PREAMBLE_PATTERN_IK : SP_PREAMBLE_PATTERN_XX, 0, 0 };
-	uint8_t out[SP_PREAMBLE_LEN + SP_LEN_PREFIX + SP_HANDSHAKE_MSG_MAX];
-	uint8_t in[SP_HANDSHAKE_MSG_MAX], payload[SP_HANDSHAKE_MSG_MAX], hello[64];
-	struct sp_noise_handshake *hs;
-	struct sp_hello ch = { .protocol_version = SP_PROTOCOL_VERSION };
-	size_t hello_len, mlen, inlen, plen, off;
+	struct sp_session_env env = {
+		.hello = { .protocol_version = SP_PROTOCOL_VERSION },
+		.hooks = { .established = hs_established, .frame = hs_frame,
+			   .server_hello = hs_server_hello, .ctx = c },
+	};
+	uint8_t in[SP_LEN_PREFIX + SP_HANDSHAKE_MSG_MAX];
+	struct sp_txpool pool;
+	struct sp_session *s;
+	enum sp_close_reason why;
+	size_t inlen;
 	int r;
 
-	hs = sodium_malloc(sizeof(*hs));
-	if (!hs)
+	/* Guarded memory: the session holds the handshake's result, the keys. */
+	s = sodium_malloc(sizeof(*s));
+	if (!s)
 		return -ENOMEM;
-	r = sp_noise_handshake_init(hs, ik ? SP_NOISE_IK : SP_NOISE_XX, SP_NOISE_INITIATOR, pre,
-				    sizeof(pre), c->key->priv, server_key);
+	sp_txpool_init(&pool, 0);
+	env.pool = &pool;
+	r = sp_session_connect(s, &env, c->key->priv, server_key);
 	if (r < 0)
 		goto out;
-	r = sp_frame_client_hello_encode(&ch, hello, sizeof(hello), &hello_len);
-	if (r < 0)
-		goto out;
-
-	memcpy(out, pre, sizeof(pre));
-	off = SP_PREAMBLE_LEN + SP_LEN_PREFIX;
-	/* IK: e, es, s, ss + ClientHello.  XX: e, empty payload. */
-	r = sp_noise_handshake_write(hs, ik ? hello : NULL, ik ? hello_len : 0, out + off,
-				     sizeof(out) - off, &mlen);
-	if (r < 0)
-		goto out;
-	put_be16(out + SP_PREAMBLE_LEN, mlen);
-	r = write_all(c->fd, out, off + mlen, deadline);
+	r = hs_flush(c, s, deadline);
 	if (r < 0)
 		goto out;
 
-	/* IK: e, ee, se.  XX: e, ee, s, es.  Both carry the ServerHello. */
-	r = read_hs_msg(c->fd, in, sizeof(in), &inlen, deadline);
+	/* Message 2 alone: read exactly it, so that nothing after it (the
+	 * broker's first transport messages) goes to the engine. */
+	r = read_hs_msg(c->fd, in + SP_LEN_PREFIX, sizeof(in) - SP_LEN_PREFIX, &inlen, deadline);
 	if (r < 0)
 		goto out;
-	r = sp_noise_handshake_read(hs, in, inlen, payload, sizeof(payload), &plen);
-	if (r < 0) {
-		r = r == -EBADMSG ? -EBADMSG : -EPROTO;
+	put_be16(in, inlen);
+	why = sp_session_rx(s, in, SP_LEN_PREFIX + inlen);
+	if (why != SP_CLOSE_NONE || s->state != SP_SESSION_ESTABLISHED) {
+		r = why == SP_CLOSE_DECRYPT_FAILED ? -EBADMSG
+		  : why == SP_CLOSE_NOMEM ? -ENOMEM : -EPROTO;
 		goto out;
 	}
-	r = check_server_hello(c, payload, plen);
+	/* XX: message 3 (s, se + ClientHello). */
+	r = hs_flush(c, s, deadline);
 	if (r < 0)
 		goto out;
-
-	if (!ik) {
-		/* XX: s, se + ClientHello. */
-		r = sp_noise_handshake_write(hs, hello, hello_len, out + SP_LEN_PREFIX,
-					     sizeof(out) - SP_LEN_PREFIX, &mlen);
-		if (r < 0)
-			goto out;
-		put_be16(out, mlen);
-		r = write_all(c->fd, out, SP_LEN_PREFIX + mlen, deadline);
-		if (r < 0)
-			goto out;
-	}
-	r = sp_noise_handshake_remote_static(hs, c->server_pub);
-	if (r < 0)
-		goto out;
-	r = sp_noise_handshake_split(hs, c->tr);
+	memcpy(c->server_pub, s->peer, SP_KEY_LEN);
+	memcpy(c->tr, &s->t, sizeof(*c->tr));
 out:
-	sp_noise_handshake_wipe(hs);
-	sodium_free(hs);
-	sodium_memzero(out, sizeof(out));
-	sodium_memzero(payload, sizeof(payload));
+	sp_session_wipe(s);
+	sp_session_release(s);
+	sodium_free(s);
+	sp_txpool_destroy(&pool);
+	sodium_memzero(in, sizeof(in));
 	return r;
 }
 
