@@ -2,20 +2,23 @@
  * sp_client.c: a broker connection: connect + Noise handshake, queued sends
  * coalesced into transport messages, and the event stream.
  *
- * Buffers (all owned by the client, offsets rather than pointers so they may
- * grow with realloc):
+ * Output: lib/session (struct sp_session in the guarded secrets) queues
+ * the handshake messages and then batches frames into transport messages
+ * (sp_session_tx_frame / tx_seal); the socket driver writes what
+ * sp_session_tx_peek gives and reports sp_session_tx_sent. Envelopes are
+ * sealed into sealbuf first, then encrypted into the open message.
  *
- *   obuf: [0, osent) written | [osent, oenc) ciphertext to write |
- *         [oenc, oenc+2) length slot + [oenc+2, oenc+2+obatch) the open batch:
- *         plaintext frames that will become ONE transport message. Sends are
- *         sealed straight into the batch; closing it encrypts in place.
+ * Input buffers (owned by the client, offsets rather than pointers so they
+ * may grow with realloc):
+ *
  *   rbuf: [rstart, rend) received bytes not yet consumed. The transport
  *         message at rstart is decrypted in place when complete and its
  *         frames are read lazily, one event at a time (plain_*). Opened
  *         messages go to msgbuf, so rbuf may move between events.
  *
- * Layering: sockets and buffers here; sp_noise does the crypto, sp_frame
- * the framing, sp_seal the envelopes.
+ * Layering: sockets and buffers here; lib/session the handshake and the
+ * outbound transport, sp_noise the inbound decryption, sp_frame the
+ * framing, sp_seal the envelopes.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -101,14 +104,21 @@ struct held_event {
  * sodium_malloc costs guard pages and memory mappings). */
 struct secrets {
 	struct sealpost_key key;              /* our copy of the device key */
-	struct sp_noise_transport tr;
+	/* The protocol engine: handshake, then the transport keys and the
+	 * outbound queue (transport messages are batched and sealed there). */
+	struct sp_session s;
 };
 
 struct sealpost_client {
 	int fd;
 	struct secrets *sec;            /* sodium_malloc */
 	struct sealpost_key *key;             /* &sec->key */
-	struct sp_noise_transport *tr;  /* &sec->tr */
+	struct sp_noise_transport *tr;  /* &sec->s.t: inbound messages are decrypted here */
+	struct sp_session *ss;          /* &sec->s */
+	struct sp_session_env env;      /* ClientHello, hooks, pool, for ss */
+	struct sp_txpool pool;          /* ss's output chunks */
+	uint8_t *sealbuf;               /* an envelope being sealed; grows as needed */
+	size_t sealcap;
 	uint8_t server_pub[SP_KEY_LEN];
 	uint32_t max_envelope;
 	uint32_t max_transport;
@@ -119,9 +129,6 @@ struct sealpost_client {
 	 * acknowledged on its next call (it has then taken the event). */
 	uint64_t taken_seq;
 
-	uint8_t *obuf;
-	size_t ocap, osent, oenc, obatch;
-	bool batch_open;
 	uint64_t acks[SP_ACK_SEQS_MAX];
 	uint32_t nacks;
 
@@ -377,9 +384,12 @@ static int check_server_hello(struct sealpost_client *c, const uint8_t *payload,
 static enum sp_close_reason hs_server_hello(void *ctx, struct sp_session *s,
 					    const uint8_t *payload, size_t len)
 {
-	(void)s;
-	return check_server_hello(ctx, payload, len) < 0 ? SP_CLOSE_HANDSHAKE_FAILED
-							   : SP_CLOSE_NONE;
+	struct sealpost_client *c = ctx;
+
+	if (check_server_hello(c, payload, len) < 0)
+		return SP_CLOSE_HANDSHAKE_FAILED;
+	sp_session_set_tx_max(s, c->max_transport);
+	return SP_CLOSE_NONE;
 }
 
 static enum sp_close_reason hs_established(void *ctx, struct sp_session *s)
@@ -418,32 +428,26 @@ static int hs_flush(struct sealpost_client *c, struct sp_session *s, int64_t dea
  * The Noise handshake, initiator side, run by lib/session: IK: -> e, es,
  * s, ss [ClientHello]; <- e, ee, se [ServerHello]. XX: -> e; <- e, ee, s,
  * es [ServerHello]; -> s, se [ClientHello]. Blocks until the deadline.
- * The transport keys are then copied into c->tr and the session (which
- * holds them too, and the handshake state) is wiped on every path.
+ * The engine wipes the handshake state on every path; the session (the
+ * transport keys) lives in c->sec and is wiped by sealpost_client_close.
  */
 static int handshake(struct sealpost_client *c, const uint8_t *server_key, int64_t deadline)
 {
-	struct sp_session_env env = {
-		.hello = { .protocol_version = SP_PROTOCOL_VERSION },
-		.hooks = { .established = hs_established, .frame = hs_frame,
-			   .server_hello = hs_server_hello, .ctx = c },
-	};
 	uint8_t in[SP_LEN_PREFIX + SP_HANDSHAKE_MSG_MAX];
-	struct sp_txpool pool;
-	struct sp_session *s;
+	struct sp_session *s = c->ss;
 	enum sp_close_reason why;
 	size_t inlen;
 	int r;
 
-	/* Guarded memory: the session holds the handshake's result, the keys. */
-	s = sodium_malloc(sizeof(*s));
-	if (!s)
-		return -ENOMEM;
-	sp_txpool_init(&pool, 0);
-	env.pool = &pool;
-	r = sp_session_connect(s, &env, c->key->priv, server_key);
+	c->env = (struct sp_session_env){
+		.hello = { .protocol_version = SP_PROTOCOL_VERSION },
+		.pool = &c->pool,
+		.hooks = { .established = hs_established, .frame = hs_frame,
+			   .server_hello = hs_server_hello, .ctx = c },
+	};
+	r = sp_session_connect(s, &c->env, c->key->priv, server_key);
 	if (r < 0)
-		goto out;
+		return r;
 	r = hs_flush(c, s, deadline);
 	if (r < 0)
 		goto out;
@@ -465,12 +469,9 @@ static int handshake(struct sealpost_client *c, const uint8_t *server_key, int64
 	if (r < 0)
 		goto out;
 	memcpy(c->server_pub, s->peer, SP_KEY_LEN);
-	memcpy(c->tr, &s->t, sizeof(*c->tr));
 out:
-	sp_session_wipe(s);
-	sp_session_release(s);
-	sodium_free(s);
-	sp_txpool_destroy(&pool);
+	if (r < 0)
+		sp_session_wipe(s);
 	sodium_memzero(in, sizeof(in));
 	return r;
 }
@@ -550,6 +551,7 @@ SEALPOST_API int sealpost_client_connect_opts(struct sealpost_client **out, cons
 	c->next_ping_id = 1;
 	c->manual_ack = o.flags & SEALPOST_CONNECT_MANUAL_ACK;
 	c->sec = sodium_malloc(sizeof(*c->sec));
+	sp_txpool_init(&c->pool, 0);
 	c->rcap = RBUF_INITIAL;
 	c->rbuf = malloc(c->rcap);
 	if (!c->sec || !c->rbuf) {
@@ -558,7 +560,8 @@ SEALPOST_API int sealpost_client_connect_opts(struct sealpost_client **out, cons
 	}
 	memset(c->sec, 0, sizeof(*c->sec));
 	c->key = &c->sec->key;
-	c->tr = &c->sec->tr;
+	c->ss = &c->sec->s;
+	c->tr = &c->ss->t;
 	memcpy(c->key, key, sizeof(*c->key));
 	r = dial(server, deadline);
 	if (r < 0)
@@ -651,72 +654,16 @@ static int grow(uint8_t **buf, size_t *cap, size_t need)
 	return 0;
 }
 
-/* Encrypts the open batch in place into one length-prefixed transport message. */
+/* Finishes the open transport message (the engine batches frames into it). */
 static int close_batch(struct sealpost_client *c)
 {
-	int r;
-
-	if (!c->batch_open)
-		return 0;
-	c->batch_open = false;
-	if (c->obatch == 0)
-		return 0;
-	r = sp_noise_encrypt(&c->tr->tx, c->obuf + c->oenc + SP_LEN_PREFIX, c->obatch);
-	if (r < 0)
-		return r;
-	put_be16(c->obuf + c->oenc, c->obatch + SP_TAG_LEN);
-	c->oenc += SP_LEN_PREFIX + c->obatch + SP_TAG_LEN;
-	c->obatch = 0;
-	return 0;
+	return sp_session_tx_seal(c->ss);
 }
 
-/*
- * Makes room for a frame of `need` plaintext bytes in the open batch (and
- * its tag), closing a full batch first. obuf may move: frames are always
- * addressed by offset.
- */
-static int reserve(struct sealpost_client *c, size_t need)
-{
-	int r;
-
-	if (need > c->max_transport)
-		return -EMSGSIZE;
-	if (c->batch_open && c->obatch + need > c->max_transport) {
-		r = close_batch(c);
-		if (r < 0)
-			return r;
-	}
-	if (!c->batch_open) {
-		c->batch_open = true;
-		c->obatch = 0;
-	}
-	return grow(&c->obuf, &c->ocap, c->oenc + SP_LEN_PREFIX + c->obatch + need + SP_TAG_LEN);
-}
-
-/* Where frames of the open batch may be written: up to max_transport, and
- * never past the buffer. */
-static size_t batch_limit(const struct sealpost_client *c)
-{
-	size_t lim = c->oenc + SP_LEN_PREFIX + c->max_transport;
-
-	return lim < c->ocap ? lim : c->ocap;
-}
-
-/* Appends a frame without a body to the batch. */
+/* Appends a frame without a body to the open transport message. */
 static int queue_frame(struct sealpost_client *c, const struct sp_frame *f)
 {
-	size_t off;
-	int r;
-
-	r = reserve(c, sp_frame_size(f, 0));
-	if (r < 0)
-		return r;
-	off = c->oenc + SP_LEN_PREFIX + c->obatch;
-	r = sp_frame_put(c->obuf, batch_limit(c), &off, f);
-	if (r < 0)
-		return r;
-	c->obatch = off - (c->oenc + SP_LEN_PREFIX);
-	return 0;
+	return sp_session_tx_frame(c->ss, f, NULL, 0);
 }
 
 static int queue_acks(struct sealpost_client *c)
@@ -748,55 +695,44 @@ static int do_write(struct sealpost_client *c)
 		fail(c, r, true);
 		return r;
 	}
-	while (c->osent < c->oenc) {
-		ssize_t n = send(c->fd, c->obuf + c->osent, c->oenc - c->osent,
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
+	for (;;) {
+		const uint8_t *p;
+		size_t len;
+		ssize_t n;
 
+		if (!sp_session_tx_peek(c->ss, &p, &len))
+			return 0;
+		n = send(c->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n > 0) {
-			c->osent += (size_t)n;
+			sp_session_tx_sent(c->ss, (size_t)n);
 			continue;
 		}
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			/* A peer that never quite catches up must not make the
-			 * written prefix grow without end. */
-			if (c->osent >= BUF_KEEP) {
-				memmove(c->obuf, c->obuf + c->osent, c->oenc - c->osent);
-				c->oenc -= c->osent;
-				c->osent = 0;
-			}
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return 0;
-		}
 		r = n < 0 && errno != EPIPE ? -errno : -ECONNRESET;
 		fail(c, r, false);
 		return r;
 	}
-	c->osent = c->oenc = 0;
-	if (c->ocap > BUF_KEEP) {
-		free(c->obuf);
-		c->obuf = NULL;
-		c->ocap = 0;
-	}
-	return 0;
 }
 
 /* taken_seq counts: the app's next step writes that ack (see ack_taken),
  * so an event loop polling for POLLOUT gets it out without new input. */
 static bool out_pending(const struct sealpost_client *c)
 {
-	return c->osent < c->oenc || (c->batch_open && c->obatch) || c->nacks || c->taken_seq;
+	return sp_session_tx_queued(c->ss) || c->nacks || c->taken_seq;
 }
 
 static int check_send(struct sealpost_client *c)
 {
 	if (c->io_err || c->goaway)
 		return -ENOTCONN;
-	if (c->oenc - c->osent + c->obatch > OUT_QUEUE_MAX) {
+	if (sp_session_tx_queued(c->ss) > OUT_QUEUE_MAX) {
 		do_write(c);
 		if (c->io_err)
 			return -ENOTCONN;
-		if (c->oenc - c->osent + c->obatch > OUT_QUEUE_MAX)
+		if (sp_session_tx_queued(c->ss) > OUT_QUEUE_MAX)
 			return -ENOBUFS;
 	}
 	return 0;
@@ -811,7 +747,7 @@ static int queue_send(struct sealpost_client *c, const uint8_t to[SP_KEY_LEN], c
 		      uint64_t id, uint64_t *client_id)
 {
 	struct sp_frame f = { .type = SP_FRAME_SEND };
-	size_t off, base, sealed;
+	size_t sealed;
 	int r;
 
 	if (flags & ~SEND_FLAGS_KNOWN)
@@ -825,24 +761,20 @@ static int queue_send(struct sealpost_client *c, const uint8_t to[SP_KEY_LEN], c
 	f.u.send.to_ok = 1;
 	f.u.send.client_id = id ? id : c->next_client_id;
 	f.u.send.flags = flags;
-	r = reserve(c, sp_frame_size(&f, env_len));
-	if (r < 0)
-		return r;
-	base = c->oenc + SP_LEN_PREFIX;
-	off = base + c->obatch;
-	r = sp_frame_put_header(c->obuf, batch_limit(c), &off, &f, env_len);
-	if (r < 0)
-		return r;
-	if (env) {
-		memcpy(c->obuf + off, env, env_len);
-	} else {
-		/* Seal straight into the batch: no copy of the envelope. */
+	if (sp_frame_size(&f, env_len) > c->max_transport)
+		return -EMSGSIZE;
+	if (!env) {
+		if (grow(&c->sealbuf, &c->sealcap, env_len) < 0)
+			return -ENOMEM;
 		r = sp_seal(c->key->priv, to, msg ? msg : (const uint8_t *)"", msg_len,
-			    c->obuf + off, env_len, &sealed);
+			    c->sealbuf, env_len, &sealed);
 		if (r < 0)
-			return r;   /* the batch length was not advanced: frame dropped */
+			return r;   /* nothing was queued: frame dropped */
+		env = c->sealbuf;
 	}
-	c->obatch = off + env_len - base;
+	r = sp_session_tx_frame(c->ss, &f, env, env_len);
+	if (r < 0)
+		return r;
 	if (client_id)
 		*client_id = f.u.send.client_id;
 	if (!id)
@@ -1437,7 +1369,7 @@ SEALPOST_API void sealpost_client_close(struct sealpost_client *c)
 	if (c->fd >= 0)
 		close(c->fd);
 	if (c->sec) {
-		sp_noise_transport_wipe(&c->sec->tr);
+		sp_session_release(&c->sec->s);
 		sodium_memzero(c->sec, sizeof(*c->sec));
 		sodium_free(c->sec);
 	}
@@ -1458,10 +1390,8 @@ SEALPOST_API void sealpost_client_close(struct sealpost_client *c)
 		sodium_memzero(c->rbuf, c->rcap);
 		free(c->rbuf);
 	}
-	if (c->obuf) {
-		sodium_memzero(c->obuf, c->ocap);
-		free(c->obuf);
-	}
+	sp_txpool_destroy(&c->pool);
+	free(c->sealbuf);
 	sodium_memzero(c, sizeof(*c));
 	free(c);
 }
