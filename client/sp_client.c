@@ -12,13 +12,14 @@
  * may grow with realloc):
  *
  *   rbuf: [rstart, rend) received bytes not yet consumed. The transport
- *         message at rstart is decrypted in place when complete and its
+ *         message at rstart is given whole to sp_session_rx, which
+ *         decrypts it in place; its
  *         frames are read lazily, one event at a time (plain_*). Opened
  *         messages go to msgbuf, so rbuf may move between events.
  *
- * Layering: sockets and buffers here; lib/session the handshake and the
- * outbound transport, sp_noise the inbound decryption, sp_frame the
- * framing, sp_seal the envelopes.
+ * Layering: sockets, buffers and events here; lib/session the protocol
+ * (handshake, transport in both directions), sp_frame the framing, sp_seal
+ * the envelopes.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -113,7 +114,6 @@ struct sealpost_client {
 	int fd;
 	struct secrets *sec;            /* sodium_malloc */
 	struct sealpost_key *key;             /* &sec->key */
-	struct sp_noise_transport *tr;  /* &sec->s.t: inbound messages are decrypted here */
 	struct sp_session *ss;          /* &sec->s */
 	struct sp_session_env env;      /* ClientHello, hooks, pool, for ss */
 	struct sp_txpool pool;          /* ss's output chunks */
@@ -399,13 +399,19 @@ static enum sp_close_reason hs_established(void *ctx, struct sp_session *s)
 	return SP_CLOSE_NONE;
 }
 
-static enum sp_close_reason hs_frame(void *ctx, struct sp_session *s, const struct sp_frame *f)
+/*
+ * Frames are read lazily, one event per call (pull_event), from the
+ * plaintext the engine left in rbuf: the engine is fed one whole transport
+ * message at a time, which it decrypts in place, and its frame walk is only
+ * a check. A malformed frame is left for pull_event to find, so the events
+ * before it are still handed out, as they always were.
+ */
+static enum sp_close_reason on_frame(void *ctx, struct sp_session *s, const struct sp_frame *f)
 {
-	/* Nothing after message 2 is given to the engine: unreachable. */
 	(void)ctx;
 	(void)s;
 	(void)f;
-	return SP_CLOSE_PROTOCOL;
+	return SP_CLOSE_NONE;
 }
 
 /* Writes everything the engine has queued, until the deadline. */
@@ -442,7 +448,7 @@ static int handshake(struct sealpost_client *c, const uint8_t *server_key, int64
 	c->env = (struct sp_session_env){
 		.hello = { .protocol_version = SP_PROTOCOL_VERSION },
 		.pool = &c->pool,
-		.hooks = { .established = hs_established, .frame = hs_frame,
+		.hooks = { .established = hs_established, .frame = on_frame,
 			   .server_hello = hs_server_hello, .ctx = c },
 	};
 	r = sp_session_connect(s, &c->env, c->key->priv, server_key);
@@ -561,7 +567,6 @@ SEALPOST_API int sealpost_client_connect_opts(struct sealpost_client **out, cons
 	memset(c->sec, 0, sizeof(*c->sec));
 	c->key = &c->sec->key;
 	c->ss = &c->sec->s;
-	c->tr = &c->ss->t;
 	memcpy(c->key, key, sizeof(*c->key));
 	r = dial(server, deadline);
 	if (r < 0)
@@ -576,7 +581,7 @@ SEALPOST_API int sealpost_client_connect_opts(struct sealpost_client **out, cons
 		 * send an empty one now (PROTOCOL.md 4, "Proof"). */
 		uint8_t proof[SP_LEN_PREFIX + SP_TAG_LEN];
 
-		r = sp_noise_encrypt(&c->tr->tx, proof + SP_LEN_PREFIX, 0);
+		r = sp_noise_encrypt(&c->ss->t.tx, proof + SP_LEN_PREFIX, 0);
 		if (r < 0)
 			goto fail;
 		put_be16(proof, SP_TAG_LEN);
@@ -1044,6 +1049,7 @@ static int frame_event(struct sealpost_client *c, const struct sp_frame *f,
  */
 static int pull_event(struct sealpost_client *c, struct sealpost_event *ev)
 {
+	enum sp_close_reason why;
 	struct sp_frame f;
 	size_t len, plain;
 	int r;
@@ -1081,11 +1087,13 @@ static int pull_event(struct sealpost_client *c, struct sealpost_event *ev)
 		}
 		if (c->rend - c->rstart < SP_LEN_PREFIX + len)
 			break;
-		r = sp_noise_decrypt(&c->tr->rx, c->rbuf + c->rstart + SP_LEN_PREFIX, len, &plain);
-		if (r < 0) {
-			fail(c, -EBADMSG, true);
+		/* The whole message, contiguous: decrypted in place by the engine. */
+		why = sp_session_rx(c->ss, c->rbuf + c->rstart, SP_LEN_PREFIX + len);
+		if (why != SP_CLOSE_NONE && why != SP_CLOSE_PROTOCOL) {
+			fail(c, why == SP_CLOSE_NOMEM ? -ENOMEM : -EBADMSG, true);
 			break;
 		}
+		plain = len - SP_TAG_LEN;
 		c->have_plain = true;
 		c->plain_start = c->rstart + SP_LEN_PREFIX;
 		c->plain_len = plain;
