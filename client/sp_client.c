@@ -40,6 +40,7 @@
 #include "sp_be.h"
 #include "sp_clock.h"
 #include "sp_frame.h"
+#include "sp_fsutil.h"
 #include "sp_hostport.h"
 #include "sp_internal.h"
 #include "sp_limits.h"
@@ -644,18 +645,11 @@ static void fail(struct sealpost_client *c, int err, bool fatal)
 
 static int grow(uint8_t **buf, size_t *cap, size_t need)
 {
-	size_t ncap = *cap ? *cap : 4096;
-	uint8_t *n;
+	uint8_t *n = sp_fsutil_grow(*buf, cap, need, 4096);
 
-	if (need <= *cap)
-		return 0;
-	while (ncap < need)
-		ncap *= 2;
-	n = realloc(*buf, ncap);
 	if (!n)
 		return -ENOMEM;
 	*buf = n;
-	*cap = ncap;
 	return 0;
 }
 
