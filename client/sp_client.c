@@ -2,20 +2,24 @@
  * sp_client.c: a broker connection: connect + Noise handshake, queued sends
  * coalesced into transport messages, and the event stream.
  *
- * Buffers (all owned by the client, offsets rather than pointers so they may
- * grow with realloc):
+ * Output: lib/session (struct sp_session in the guarded secrets) queues
+ * the handshake messages and then batches frames into transport messages
+ * (sp_session_tx_frame / tx_seal); the socket driver writes what
+ * sp_session_tx_peek gives and reports sp_session_tx_sent. Envelopes are
+ * sealed into sealbuf first, then encrypted into the open message.
  *
- *   obuf: [0, osent) written | [osent, oenc) ciphertext to write |
- *         [oenc, oenc+2) length slot + [oenc+2, oenc+2+obatch) the open batch:
- *         plaintext frames that will become ONE transport message. Sends are
- *         sealed straight into the batch; closing it encrypts in place.
+ * Input buffers (owned by the client, offsets rather than pointers so they
+ * may grow with realloc):
+ *
  *   rbuf: [rstart, rend) received bytes not yet consumed. The transport
- *         message at rstart is decrypted in place when complete and its
+ *         message at rstart is given whole to sp_session_rx, which
+ *         decrypts it in place; its
  *         frames are read lazily, one event at a time (plain_*). Opened
  *         messages go to msgbuf, so rbuf may move between events.
  *
- * Layering: sockets and buffers here; sp_noise does the crypto, sp_frame
- * the framing, sp_seal the envelopes.
+ * Layering: sockets, buffers and events here; lib/session the protocol
+ * (handshake, transport in both directions), sp_frame the framing, sp_seal
+ * the envelopes.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +27,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -32,11 +37,16 @@
 #include <sodium.h>
 
 #include "sealpost.h"
+#include "sp_be.h"
+#include "sp_clock.h"
 #include "sp_frame.h"
+#include "sp_fsutil.h"
+#include "sp_hostport.h"
 #include "sp_internal.h"
 #include "sp_limits.h"
 #include "sp_noise.h"
 #include "sp_seal.h"
+#include "sp_session.h"
 
 /* macOS and iOS have no MSG_NOSIGNAL; there the socket gets SO_NOSIGPIPE
  * (open_socket) and the flag is a no-op. */
@@ -96,14 +106,20 @@ struct held_event {
  * sodium_malloc costs guard pages and memory mappings). */
 struct secrets {
 	struct sealpost_key key;              /* our copy of the device key */
-	struct sp_noise_transport tr;
+	/* The protocol engine: handshake, then the transport keys and the
+	 * outbound queue (transport messages are batched and sealed there). */
+	struct sp_session s;
 };
 
 struct sealpost_client {
 	int fd;
 	struct secrets *sec;            /* sodium_malloc */
 	struct sealpost_key *key;             /* &sec->key */
-	struct sp_noise_transport *tr;  /* &sec->tr */
+	struct sp_session *ss;          /* &sec->s */
+	struct sp_session_env env;      /* ClientHello, hooks, pool, for ss */
+	struct sp_txpool pool;          /* ss's output chunks */
+	uint8_t *sealbuf;               /* an envelope being sealed; grows as needed */
+	size_t sealcap;
 	uint8_t server_pub[SP_KEY_LEN];
 	uint32_t max_envelope;
 	uint32_t max_transport;
@@ -114,9 +130,6 @@ struct sealpost_client {
 	 * acknowledged on its next call (it has then taken the event). */
 	uint64_t taken_seq;
 
-	uint8_t *obuf;
-	size_t ocap, osent, oenc, obatch;
-	bool batch_open;
 	uint64_t acks[SP_ACK_SEQS_MAX];
 	uint32_t nacks;
 
@@ -144,10 +157,7 @@ struct sealpost_client {
 
 static int64_t now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (int64_t)sp_clock_mono_ms();
 }
 
 /* timeout_ms < 0: no deadline (-1). */
@@ -171,13 +181,12 @@ static int remaining(int64_t deadline)
 
 static void put_be16(uint8_t *p, size_t v)
 {
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
+	sp_be_put16(p, (uint16_t)v);
 }
 
 static size_t get_be16(const uint8_t *p)
 {
-	return (size_t)p[0] << 8 | p[1];
+	return sp_be_get16(p);
 }
 
 /* Waits for events on fd until the deadline; 0 on readiness, -ETIMEDOUT. */
@@ -245,46 +254,6 @@ static int read_exact(int fd, uint8_t *buf, size_t len, int64_t deadline)
 }
 
 /* ------------------------------------------------------------ connect --- */
-
-/*
- * Splits "host:port", "[v6]:port" into host and port strings (caller-owned,
- * host_cap bytes / 6 bytes). A bare IPv6 address without brackets is
- * ambiguous and refused.
- */
-static int split_host_port(const char *s, char *host, size_t host_cap, char port[6])
-{
-	const char *colon, *h = s;
-	size_t hlen;
-	char *end;
-	unsigned long p;
-
-	if (*s == '[') {
-		const char *close = strchr(s, ']');
-
-		if (!close || close[1] != ':')
-			return -EINVAL;
-		h = s + 1;
-		hlen = (size_t)(close - h);
-		colon = close + 1;
-	} else {
-		colon = strrchr(s, ':');
-		if (!colon || memchr(s, ':', (size_t)(colon - s)))
-			return -EINVAL;
-		hlen = (size_t)(colon - s);
-	}
-	if (hlen == 0 || hlen >= host_cap)
-		return -EINVAL;
-	memcpy(host, h, hlen);
-	host[hlen] = '\0';
-	if (colon[1] < '0' || colon[1] > '9')
-		return -EINVAL;
-	errno = 0;
-	p = strtoul(colon + 1, &end, 10);
-	if (errno || *end || p == 0 || p > 65535 || strlen(colon + 1) > 5)
-		return -EINVAL;
-	memcpy(port, colon + 1, strlen(colon + 1) + 1);
-	return 0;
-}
 
 /* A non-blocking, close-on-exec socket that never raises SIGPIPE, in one
  * call where the platform has SOCK_NONBLOCK/SOCK_CLOEXEC, else with fcntl. */
@@ -358,13 +327,17 @@ static int dial(const char *server, int64_t deadline)
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
 				  .ai_flags = AI_NUMERICSERV };
 	struct addrinfo *res = NULL, *ai;
-	char host[256], port[6];
+	struct sp_hostport hp;
+	char port[6];
 	int r;
 
-	r = split_host_port(server, host, sizeof(host), port);
+	r = sp_hostport_split(server, &hp);
 	if (r < 0)
 		return r;
-	r = getaddrinfo(host, port, &hints, &res);
+	if (hp.port == 0)
+		return -EINVAL;
+	snprintf(port, sizeof(port), "%u", (unsigned)hp.port);
+	r = getaddrinfo(hp.host, port, &hints, &res);
 	if (r != 0)
 		return r == EAI_SYSTEM ? -errno : r == EAI_MEMORY ? -ENOMEM : -EADDRNOTAVAIL;
 	r = -EADDRNOTAVAIL;
@@ -408,79 +381,105 @@ static int check_server_hello(struct sealpost_client *c, const uint8_t *payload,
 	return 0;
 }
 
+/* Engine hooks while the handshake runs (only message 2 is fed to it). */
+static enum sp_close_reason hs_server_hello(void *ctx, struct sp_session *s,
+					    const uint8_t *payload, size_t len)
+{
+	struct sealpost_client *c = ctx;
+
+	if (check_server_hello(c, payload, len) < 0)
+		return SP_CLOSE_HANDSHAKE_FAILED;
+	sp_session_set_tx_max(s, c->max_transport);
+	return SP_CLOSE_NONE;
+}
+
+static enum sp_close_reason hs_established(void *ctx, struct sp_session *s)
+{
+	(void)ctx;
+	(void)s;
+	return SP_CLOSE_NONE;
+}
+
 /*
- * The Noise handshake, initiator side. IK: -> e, es, s, ss [ClientHello];
- * <- e, ee, se [ServerHello]. XX: -> e; <- e, ee, s, es [ServerHello];
- * -> s, se [ClientHello]. Blocks until the deadline.
+ * Frames are read lazily, one event per call (pull_event), from the
+ * plaintext the engine left in rbuf: the engine is fed one whole transport
+ * message at a time, which it decrypts in place, and its frame walk is only
+ * a check. A malformed frame is left for pull_event to find, so the events
+ * before it are still handed out, as they always were.
+ */
+static enum sp_close_reason on_frame(void *ctx, struct sp_session *s, const struct sp_frame *f)
+{
+	(void)ctx;
+	(void)s;
+	(void)f;
+	return SP_CLOSE_NONE;
+}
+
+/* Writes everything the engine has queued, until the deadline. */
+static int hs_flush(struct sealpost_client *c, struct sp_session *s, int64_t deadline)
+{
+	const uint8_t *p;
+	size_t len;
+	int r;
+
+	while (sp_session_tx_peek(s, &p, &len)) {
+		r = write_all(c->fd, p, len, deadline);
+		if (r < 0)
+			return r;
+		sp_session_tx_sent(s, len);
+	}
+	return 0;
+}
+
+/*
+ * The Noise handshake, initiator side, run by lib/session: IK: -> e, es,
+ * s, ss [ClientHello]; <- e, ee, se [ServerHello]. XX: -> e; <- e, ee, s,
+ * es [ServerHello]; -> s, se [ClientHello]. Blocks until the deadline.
+ * The engine wipes the handshake state on every path; the session (the
+ * transport keys) lives in c->sec and is wiped by sealpost_client_close.
  */
 static int handshake(struct sealpost_client *c, const uint8_t *server_key, int64_t deadline)
 {
-	const bool ik = server_key != NULL;
-	uint8_t pre[SP_PREAMBLE_LEN] = { 'S', 'E', 'A', 'L', SP_PROTOCOL_VERSION,
-					 ik ? SP_PREAMBLE_PATTERN_IK : SP_PREAMBLE_PATTERN_XX, 0, 0 };
-	uint8_t out[SP_PREAMBLE_LEN + SP_LEN_PREFIX + SP_HANDSHAKE_MSG_MAX];
-	uint8_t in[SP_HANDSHAKE_MSG_MAX], payload[SP_HANDSHAKE_MSG_MAX], hello[64];
-	struct sp_noise_handshake *hs;
-	struct sp_hello ch = { .protocol_version = SP_PROTOCOL_VERSION };
-	size_t hello_len, mlen, inlen, plen, off;
+	uint8_t in[SP_LEN_PREFIX + SP_HANDSHAKE_MSG_MAX];
+	struct sp_session *s = c->ss;
+	enum sp_close_reason why;
+	size_t inlen;
 	int r;
 
-	hs = sodium_malloc(sizeof(*hs));
-	if (!hs)
-		return -ENOMEM;
-	r = sp_noise_handshake_init(hs, ik ? SP_NOISE_IK : SP_NOISE_XX, SP_NOISE_INITIATOR, pre,
-				    sizeof(pre), c->key->priv, server_key);
+	c->env = (struct sp_session_env){
+		.hello = { .protocol_version = SP_PROTOCOL_VERSION },
+		.pool = &c->pool,
+		.hooks = { .established = hs_established, .frame = on_frame,
+			   .server_hello = hs_server_hello, .ctx = c },
+	};
+	r = sp_session_connect(s, &c->env, c->key->priv, server_key);
 	if (r < 0)
-		goto out;
-	r = sp_frame_client_hello_encode(&ch, hello, sizeof(hello), &hello_len);
-	if (r < 0)
-		goto out;
-
-	memcpy(out, pre, sizeof(pre));
-	off = SP_PREAMBLE_LEN + SP_LEN_PREFIX;
-	/* IK: e, es, s, ss + ClientHello.  XX: e, empty payload. */
-	r = sp_noise_handshake_write(hs, ik ? hello : NULL, ik ? hello_len : 0, out + off,
-				     sizeof(out) - off, &mlen);
-	if (r < 0)
-		goto out;
-	put_be16(out + SP_PREAMBLE_LEN, mlen);
-	r = write_all(c->fd, out, off + mlen, deadline);
+		return r;
+	r = hs_flush(c, s, deadline);
 	if (r < 0)
 		goto out;
 
-	/* IK: e, ee, se.  XX: e, ee, s, es.  Both carry the ServerHello. */
-	r = read_hs_msg(c->fd, in, sizeof(in), &inlen, deadline);
+	/* Message 2 alone: read exactly it, so that nothing after it (the
+	 * broker's first transport messages) goes to the engine. */
+	r = read_hs_msg(c->fd, in + SP_LEN_PREFIX, sizeof(in) - SP_LEN_PREFIX, &inlen, deadline);
 	if (r < 0)
 		goto out;
-	r = sp_noise_handshake_read(hs, in, inlen, payload, sizeof(payload), &plen);
-	if (r < 0) {
-		r = r == -EBADMSG ? -EBADMSG : -EPROTO;
+	put_be16(in, inlen);
+	why = sp_session_rx(s, in, SP_LEN_PREFIX + inlen);
+	if (why != SP_CLOSE_NONE || s->state != SP_SESSION_ESTABLISHED) {
+		r = why == SP_CLOSE_DECRYPT_FAILED ? -EBADMSG
+		  : why == SP_CLOSE_NOMEM ? -ENOMEM : -EPROTO;
 		goto out;
 	}
-	r = check_server_hello(c, payload, plen);
+	/* XX: message 3 (s, se + ClientHello). */
+	r = hs_flush(c, s, deadline);
 	if (r < 0)
 		goto out;
-
-	if (!ik) {
-		/* XX: s, se + ClientHello. */
-		r = sp_noise_handshake_write(hs, hello, hello_len, out + SP_LEN_PREFIX,
-					     sizeof(out) - SP_LEN_PREFIX, &mlen);
-		if (r < 0)
-			goto out;
-		put_be16(out, mlen);
-		r = write_all(c->fd, out, SP_LEN_PREFIX + mlen, deadline);
-		if (r < 0)
-			goto out;
-	}
-	r = sp_noise_handshake_remote_static(hs, c->server_pub);
-	if (r < 0)
-		goto out;
-	r = sp_noise_handshake_split(hs, c->tr);
+	memcpy(c->server_pub, s->peer, SP_KEY_LEN);
 out:
-	sp_noise_handshake_wipe(hs);
-	sodium_free(hs);
-	sodium_memzero(out, sizeof(out));
-	sodium_memzero(payload, sizeof(payload));
+	if (r < 0)
+		sp_session_wipe(s);
+	sodium_memzero(in, sizeof(in));
 	return r;
 }
 
@@ -559,6 +558,7 @@ SEALPOST_API int sealpost_client_connect_opts(struct sealpost_client **out, cons
 	c->next_ping_id = 1;
 	c->manual_ack = o.flags & SEALPOST_CONNECT_MANUAL_ACK;
 	c->sec = sodium_malloc(sizeof(*c->sec));
+	sp_txpool_init(&c->pool, 0);
 	c->rcap = RBUF_INITIAL;
 	c->rbuf = malloc(c->rcap);
 	if (!c->sec || !c->rbuf) {
@@ -567,7 +567,7 @@ SEALPOST_API int sealpost_client_connect_opts(struct sealpost_client **out, cons
 	}
 	memset(c->sec, 0, sizeof(*c->sec));
 	c->key = &c->sec->key;
-	c->tr = &c->sec->tr;
+	c->ss = &c->sec->s;
 	memcpy(c->key, key, sizeof(*c->key));
 	r = dial(server, deadline);
 	if (r < 0)
@@ -582,7 +582,7 @@ SEALPOST_API int sealpost_client_connect_opts(struct sealpost_client **out, cons
 		 * send an empty one now (PROTOCOL.md 4, "Proof"). */
 		uint8_t proof[SP_LEN_PREFIX + SP_TAG_LEN];
 
-		r = sp_noise_encrypt(&c->tr->tx, proof + SP_LEN_PREFIX, 0);
+		r = sp_noise_encrypt(&c->ss->t.tx, proof + SP_LEN_PREFIX, 0);
 		if (r < 0)
 			goto fail;
 		put_be16(proof, SP_TAG_LEN);
@@ -645,87 +645,24 @@ static void fail(struct sealpost_client *c, int err, bool fatal)
 
 static int grow(uint8_t **buf, size_t *cap, size_t need)
 {
-	size_t ncap = *cap ? *cap : 4096;
-	uint8_t *n;
+	uint8_t *n = sp_fsutil_grow(*buf, cap, need, 4096);
 
-	if (need <= *cap)
-		return 0;
-	while (ncap < need)
-		ncap *= 2;
-	n = realloc(*buf, ncap);
 	if (!n)
 		return -ENOMEM;
 	*buf = n;
-	*cap = ncap;
 	return 0;
 }
 
-/* Encrypts the open batch in place into one length-prefixed transport message. */
+/* Finishes the open transport message (the engine batches frames into it). */
 static int close_batch(struct sealpost_client *c)
 {
-	int r;
-
-	if (!c->batch_open)
-		return 0;
-	c->batch_open = false;
-	if (c->obatch == 0)
-		return 0;
-	r = sp_noise_encrypt(&c->tr->tx, c->obuf + c->oenc + SP_LEN_PREFIX, c->obatch);
-	if (r < 0)
-		return r;
-	put_be16(c->obuf + c->oenc, c->obatch + SP_TAG_LEN);
-	c->oenc += SP_LEN_PREFIX + c->obatch + SP_TAG_LEN;
-	c->obatch = 0;
-	return 0;
+	return sp_session_tx_seal(c->ss);
 }
 
-/*
- * Makes room for a frame of `need` plaintext bytes in the open batch (and
- * its tag), closing a full batch first. obuf may move: frames are always
- * addressed by offset.
- */
-static int reserve(struct sealpost_client *c, size_t need)
-{
-	int r;
-
-	if (need > c->max_transport)
-		return -EMSGSIZE;
-	if (c->batch_open && c->obatch + need > c->max_transport) {
-		r = close_batch(c);
-		if (r < 0)
-			return r;
-	}
-	if (!c->batch_open) {
-		c->batch_open = true;
-		c->obatch = 0;
-	}
-	return grow(&c->obuf, &c->ocap, c->oenc + SP_LEN_PREFIX + c->obatch + need + SP_TAG_LEN);
-}
-
-/* Where frames of the open batch may be written: up to max_transport, and
- * never past the buffer. */
-static size_t batch_limit(const struct sealpost_client *c)
-{
-	size_t lim = c->oenc + SP_LEN_PREFIX + c->max_transport;
-
-	return lim < c->ocap ? lim : c->ocap;
-}
-
-/* Appends a frame without a body to the batch. */
+/* Appends a frame without a body to the open transport message. */
 static int queue_frame(struct sealpost_client *c, const struct sp_frame *f)
 {
-	size_t off;
-	int r;
-
-	r = reserve(c, sp_frame_size(f, 0));
-	if (r < 0)
-		return r;
-	off = c->oenc + SP_LEN_PREFIX + c->obatch;
-	r = sp_frame_put(c->obuf, batch_limit(c), &off, f);
-	if (r < 0)
-		return r;
-	c->obatch = off - (c->oenc + SP_LEN_PREFIX);
-	return 0;
+	return sp_session_tx_frame(c->ss, f, NULL, 0);
 }
 
 static int queue_acks(struct sealpost_client *c)
@@ -757,55 +694,44 @@ static int do_write(struct sealpost_client *c)
 		fail(c, r, true);
 		return r;
 	}
-	while (c->osent < c->oenc) {
-		ssize_t n = send(c->fd, c->obuf + c->osent, c->oenc - c->osent,
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
+	for (;;) {
+		const uint8_t *p;
+		size_t len;
+		ssize_t n;
 
+		if (!sp_session_tx_peek(c->ss, &p, &len))
+			return 0;
+		n = send(c->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n > 0) {
-			c->osent += (size_t)n;
+			sp_session_tx_sent(c->ss, (size_t)n);
 			continue;
 		}
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			/* A peer that never quite catches up must not make the
-			 * written prefix grow without end. */
-			if (c->osent >= BUF_KEEP) {
-				memmove(c->obuf, c->obuf + c->osent, c->oenc - c->osent);
-				c->oenc -= c->osent;
-				c->osent = 0;
-			}
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return 0;
-		}
 		r = n < 0 && errno != EPIPE ? -errno : -ECONNRESET;
 		fail(c, r, false);
 		return r;
 	}
-	c->osent = c->oenc = 0;
-	if (c->ocap > BUF_KEEP) {
-		free(c->obuf);
-		c->obuf = NULL;
-		c->ocap = 0;
-	}
-	return 0;
 }
 
 /* taken_seq counts: the app's next step writes that ack (see ack_taken),
  * so an event loop polling for POLLOUT gets it out without new input. */
 static bool out_pending(const struct sealpost_client *c)
 {
-	return c->osent < c->oenc || (c->batch_open && c->obatch) || c->nacks || c->taken_seq;
+	return sp_session_tx_queued(c->ss) || c->nacks || c->taken_seq;
 }
 
 static int check_send(struct sealpost_client *c)
 {
 	if (c->io_err || c->goaway)
 		return -ENOTCONN;
-	if (c->oenc - c->osent + c->obatch > OUT_QUEUE_MAX) {
+	if (sp_session_tx_queued(c->ss) > OUT_QUEUE_MAX) {
 		do_write(c);
 		if (c->io_err)
 			return -ENOTCONN;
-		if (c->oenc - c->osent + c->obatch > OUT_QUEUE_MAX)
+		if (sp_session_tx_queued(c->ss) > OUT_QUEUE_MAX)
 			return -ENOBUFS;
 	}
 	return 0;
@@ -820,7 +746,7 @@ static int queue_send(struct sealpost_client *c, const uint8_t to[SP_KEY_LEN], c
 		      uint64_t id, uint64_t *client_id)
 {
 	struct sp_frame f = { .type = SP_FRAME_SEND };
-	size_t off, base, sealed;
+	size_t sealed;
 	int r;
 
 	if (flags & ~SEND_FLAGS_KNOWN)
@@ -834,24 +760,20 @@ static int queue_send(struct sealpost_client *c, const uint8_t to[SP_KEY_LEN], c
 	f.u.send.to_ok = 1;
 	f.u.send.client_id = id ? id : c->next_client_id;
 	f.u.send.flags = flags;
-	r = reserve(c, sp_frame_size(&f, env_len));
-	if (r < 0)
-		return r;
-	base = c->oenc + SP_LEN_PREFIX;
-	off = base + c->obatch;
-	r = sp_frame_put_header(c->obuf, batch_limit(c), &off, &f, env_len);
-	if (r < 0)
-		return r;
-	if (env) {
-		memcpy(c->obuf + off, env, env_len);
-	} else {
-		/* Seal straight into the batch: no copy of the envelope. */
+	if (sp_frame_size(&f, env_len) > c->max_transport)
+		return -EMSGSIZE;
+	if (!env) {
+		if (grow(&c->sealbuf, &c->sealcap, env_len) < 0)
+			return -ENOMEM;
 		r = sp_seal(c->key->priv, to, msg ? msg : (const uint8_t *)"", msg_len,
-			    c->obuf + off, env_len, &sealed);
+			    c->sealbuf, env_len, &sealed);
 		if (r < 0)
-			return r;   /* the batch length was not advanced: frame dropped */
+			return r;   /* nothing was queued: frame dropped */
+		env = c->sealbuf;
 	}
-	c->obatch = off + env_len - base;
+	r = sp_session_tx_frame(c->ss, &f, env, env_len);
+	if (r < 0)
+		return r;
 	if (client_id)
 		*client_id = f.u.send.client_id;
 	if (!id)
@@ -1121,6 +1043,7 @@ static int frame_event(struct sealpost_client *c, const struct sp_frame *f,
  */
 static int pull_event(struct sealpost_client *c, struct sealpost_event *ev)
 {
+	enum sp_close_reason why;
 	struct sp_frame f;
 	size_t len, plain;
 	int r;
@@ -1158,11 +1081,13 @@ static int pull_event(struct sealpost_client *c, struct sealpost_event *ev)
 		}
 		if (c->rend - c->rstart < SP_LEN_PREFIX + len)
 			break;
-		r = sp_noise_decrypt(&c->tr->rx, c->rbuf + c->rstart + SP_LEN_PREFIX, len, &plain);
-		if (r < 0) {
-			fail(c, -EBADMSG, true);
+		/* The whole message, contiguous: decrypted in place by the engine. */
+		why = sp_session_rx(c->ss, c->rbuf + c->rstart, SP_LEN_PREFIX + len);
+		if (why != SP_CLOSE_NONE && why != SP_CLOSE_PROTOCOL) {
+			fail(c, why == SP_CLOSE_NOMEM ? -ENOMEM : -EBADMSG, true);
 			break;
 		}
+		plain = len - SP_TAG_LEN;
 		c->have_plain = true;
 		c->plain_start = c->rstart + SP_LEN_PREFIX;
 		c->plain_len = plain;
@@ -1446,7 +1371,7 @@ SEALPOST_API void sealpost_client_close(struct sealpost_client *c)
 	if (c->fd >= 0)
 		close(c->fd);
 	if (c->sec) {
-		sp_noise_transport_wipe(&c->sec->tr);
+		sp_session_release(&c->sec->s);
 		sodium_memzero(c->sec, sizeof(*c->sec));
 		sodium_free(c->sec);
 	}
@@ -1467,10 +1392,8 @@ SEALPOST_API void sealpost_client_close(struct sealpost_client *c)
 		sodium_memzero(c->rbuf, c->rcap);
 		free(c->rbuf);
 	}
-	if (c->obuf) {
-		sodium_memzero(c->obuf, c->ocap);
-		free(c->obuf);
-	}
+	sp_txpool_destroy(&c->pool);
+	free(c->sealbuf);
 	sodium_memzero(c, sizeof(*c));
 	free(c);
 }
