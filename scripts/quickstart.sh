@@ -30,7 +30,7 @@ test)
 	if [ "${SP_SANITIZE_TOO:-1}" = 1 ]; then
 		echo "== the same suite under AddressSanitizer + UndefinedBehaviorSanitizer =="
 		configure_and_build "$build-asan" -DSP_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
-		(cd "$build-asan" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		(cd "$build-asan" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:allocator_may_return_null=1 \
 			UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 			ctest --output-on-failure -j "$jobs")
 	fi
