@@ -9,12 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-
-static void put_be16(uint8_t *p, size_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
+#include "sp_be.h"
 
 /* --- lifetime --------------------------------------------------------------- */
 
@@ -89,7 +84,7 @@ int sp_session_tx_seal(struct sp_session *s)
 	ret = sp_noise_stream_end(&s->tx, &mlen);
 	if (ret)
 		return ret;
-	put_be16(ch->data + s->tx_pfx, mlen);
+	sp_be_put16(ch->data + s->tx_pfx, (uint16_t)mlen); /* <= SP_NOISE_MSG_MAX */
 	sp_txq_wrote(&s->q, SP_TAG_LEN);
 	sp_txq_finish(&s->q);
 	return 0;
@@ -197,7 +192,7 @@ static enum sp_close_reason tx_handshake(struct sp_session *s, const uint8_t *pr
 	if (sp_noise_handshake_write(s->hs, payload, plen, p + pre_len + SP_LEN_PREFIX,
 				     SP_HANDSHAKE_MSG_MAX, &mlen))
 		return SP_CLOSE_HANDSHAKE_FAILED;
-	put_be16(p + pre_len, mlen);
+	sp_be_put16(p + pre_len, (uint16_t)mlen);
 	sp_txq_wrote(&s->q, pre_len + SP_LEN_PREFIX + mlen);
 	sp_txq_finish(&s->q);
 	return SP_CLOSE_NONE;
