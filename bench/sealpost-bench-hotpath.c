@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sealpost-bench-hotpath: the broker's per-envelope code in one process, no
  * sockets.

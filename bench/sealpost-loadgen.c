@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sealpost-loadgen: a swarm of sealpost devices on loopback (issue 5, item 2).
  *

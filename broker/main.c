@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * main.c: sealpostd's composition: configuration (flags over --config FILE
  * over defaults), the metrics endpoint, the data directory (daemon.c: lock,

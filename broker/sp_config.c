@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_config.c: defaults, the option table, parsing (flags and the INI file),
  * --help and --check-config.

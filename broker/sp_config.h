@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_config.h: sealpostd's configuration and its command line.
  *

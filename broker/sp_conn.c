@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_conn.c: a broker connection's start; everything protocol is the
  * session's (lib/session).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_conn.h: one broker connection: a responder session (lib/session) plus
  * what only the broker keeps of it (socket, slot, in-flight I/O, routing,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * cli.c: the `sealpost` command-line tool, built on libsealpost only (the
  * public header): what it can do, an app can do.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_client.c: a broker connection: connect + Noise handshake, queued sends
  * coalesced into transport messages, and the event stream.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_internal.h: what the libsealpost source files share and apps never see.
  */

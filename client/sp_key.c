@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_key.c: device keys, hex helpers and end-to-end envelopes (public API
  * part of libsealpost). Thin on purpose: the format lives in lib/crypto/

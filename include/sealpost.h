@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sealpost.h: libsealpost, the sealpost client library (public API).
  *

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # Installs the Debian 12 packages sealpost needs to build and test, and only
 # those that are missing (so a second run costs one dpkg query, no network).
 set -eu

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # The README's two quick-start commands:
 #   scripts/quickstart.sh run    install what is missing, build, run sealpostd on its defaults
 #   scripts/quickstart.sh test   install what is missing, build, run the whole test suite

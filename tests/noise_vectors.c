@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sealpost-noise-vectors: checks lib/crypto/sp_noise.c against Noise test vectors
  * (cacophony's format, or the variant with "name" and no "handshake_hash").

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sealpost-loadgen-mqtt: the load generator's MQTT peer, for bench/compare/.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sealpost-loadgen-nats: the load generator's NATS peer, for bench/compare/.
  *

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # bench/compare/run.sh: sealpostd, Mosquitto and NATS side by side, one command.
 #
 # Starts each broker on a free loopback port with throwaway TLS certificates

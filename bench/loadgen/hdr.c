@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * hdr.c: the log-linear histogram (see hdr.h for the layout).
  */

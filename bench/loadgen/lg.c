@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * lg.c: the load generator's shared half (see lg.h).
  */

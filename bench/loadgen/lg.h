@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * lg.h: the load generator's shared half: options, the traffic plan, open-
  * and closed-loop rate control, worker processes and their barriers, the

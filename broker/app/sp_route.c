@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_route.c: device public key -> connection handle, on sp_keytab.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_route.h: the routing table, device public key -> live connection handle.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_detached.h: for benchmarks and tests only, not for the daemon.
  *

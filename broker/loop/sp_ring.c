@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_ring.c: io_uring setup with fallbacks, the provided-buffer ring, and
  * thin request helpers (so every SQE gets its user_data in one way).

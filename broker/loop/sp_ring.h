@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_ring.h: the net layer: one io_uring per shard, the provided-buffer ring
  * receives land in, and the encoding of io_uring user_data.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_shard.c: the event loop of one shard, on top of everything else in
  * loop/ and app/: the ring, the phases of an iteration, and one switch over

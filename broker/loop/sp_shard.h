@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_shard.h: one shard: its ring, receive buffers, connection table,
  * routing table, mailbox coordination and event loop. The loop is on top:

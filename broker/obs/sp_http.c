@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_http.c: /metrics, /healthz and /readyz on libmicrohttpd.
  *

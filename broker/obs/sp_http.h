@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_http.h: the operator's HTTP endpoint (metrics and health checks).
  *

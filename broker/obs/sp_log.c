@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_log.c: logfmt lines and the per-event-kind rate limiter.
  */

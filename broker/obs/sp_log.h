@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_log.h: one line per event, logfmt, on a file descriptor (stderr in sealpostd).
  *

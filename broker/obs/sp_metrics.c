@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_metrics.c: slot allocation and the Prometheus text rendering.
  *

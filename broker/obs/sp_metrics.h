@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_metrics.h: the broker's counters, gauges and histograms, and their
  * Prometheus text rendering (exposition format 0.0.4).

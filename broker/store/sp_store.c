@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_store.c: opening and closing a store: the data directory and its lock,
  * the dedup key file, RocksDB's options, the format record and the epoch;

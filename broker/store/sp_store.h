@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_store.h: durable mailboxes in an embedded RocksDB.
  *

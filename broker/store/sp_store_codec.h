@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_store_codec.h: the store's keys and values as bytes (the layout is
  * documented in sp_store.h). Pure functions: no RocksDB, no allocation, no

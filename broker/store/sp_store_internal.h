@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_store_internal.h: what the files of broker/store/ share, for them only.
  *

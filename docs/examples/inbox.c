@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * inbox.c: fetch a device's mailbox with manual acknowledgements.
  *

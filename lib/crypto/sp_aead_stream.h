@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_aead_stream.h: the Noise transport ciphers (CipherState, Noise spec 5.1)
  * after the handshake: ChaCha20-Poly1305-IETF with an empty associated data,

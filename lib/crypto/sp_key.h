@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_key.h: X25519 key helpers: public key from a private one, fresh key
  * pairs, and the check every peer-supplied static key goes through.

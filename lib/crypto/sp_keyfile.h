@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_keyfile.h: key files and hex key strings, shared by sealpostd and the CLI.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_noise.c: Noise revision 34, suite 25519_ChaChaPoly_BLAKE2b, patterns
  * NN, NK, N, K, X, IK, XX, on libsodium.

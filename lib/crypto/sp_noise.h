@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_noise.h: the Noise Protocol Framework (revision 34) for
  * Noise_{IK,XX,X}_25519_ChaChaPoly_BLAKE2b, on libsodium primitives.

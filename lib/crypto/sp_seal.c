@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_seal.c: sealed envelopes as one Noise_X message (see sp_seal.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_seal.h: end-to-end sealed envelopes (wire protocol section 7).
  *

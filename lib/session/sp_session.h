@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_session.h: one protocol session, either role, sans I/O.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_txq.h: outbound bytes of one session, in fixed-size chunks from a pool.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_be.h: big-endian (network order) loads and stores at any alignment.
  * Wire length prefixes and on-disk keys are big-endian so that they sort

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_clock.h: the clocks. Monotonic for deadlines, timeouts and durations
  * (never jumps); wall clock only for what a person or another machine reads

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_fsutil.h: writing a whole buffer, making a directory path, growing a
  * heap buffer.

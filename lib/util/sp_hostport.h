@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_hostport.h: the one parser of "host:port" and "[v6]:port".
  *

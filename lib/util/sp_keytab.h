@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_keytab.h: one hash table for 32-byte keys (device public keys) to an
  * opaque 64-bit value, for the routing table and the store's per-batch

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_list.h: intrusive doubly linked list. A head is a sentinel node; an
  * unlinked node has next == NULL, so removing it twice is harmless.

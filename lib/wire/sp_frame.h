@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_frame.h: frames inside a decrypted transport message.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_hello.h: the handshake payloads (ClientHello in the initiator's first
  * message, ServerHello in the responder's), protobuf on the wire.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_limits.h: every wire size, protocol constant and status code in one place.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * driver.c: a stand-in for libFuzzer's main, linked with each fuzz_*.c when
  * the build is not a libFuzzer build, so that ctest exercises every target.

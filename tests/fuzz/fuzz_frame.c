@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * fuzz_frame.c: everything a peer can put into a transport plaintext or a
  * handshake payload, through sp_frame.

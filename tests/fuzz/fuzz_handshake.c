@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * fuzz_handshake.c: everything a peer can send during a Noise handshake.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * fuzz_seal.c: sp_seal_open on arbitrary bodies (what a client library gets
  * from any sender through the broker), plus the seal/open round trip with the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * session_peer.h: the fixed keys and the record format shared by
  * fuzz_session.c and the seed generator seed_session.c.

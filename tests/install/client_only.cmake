@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # ctest build/client-only: configure and build the SEALPOST_CLIENT_ONLY tree
 # (libsealpost shared and static, the CLI), check that none of the broker's
 # dependencies was looked up, and that the CLI runs.

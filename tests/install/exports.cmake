@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # ctest api/exports: libsealpost.so exports nothing but sealpost_* names.
 # -DLIB=path/to/libsealpost.so
 execute_process(COMMAND nm -D --defined-only "${LIB}" RESULT_VARIABLE rc OUTPUT_VARIABLE out)

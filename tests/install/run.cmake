@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # ctest install/consumer: cmake --install the build tree into a fresh prefix,
 # then build and run tests/install/consumer.c against that copy only, with
 # pkg-config (shared and --static) and with find_package (both targets).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * it_badinput.c: every bad-input case of PROTOCOL.md, against a real sealpostd.
  *

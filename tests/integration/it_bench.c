@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * it_bench.c: every load-generator program runs once at a tiny size against a
  * real sealpostd and must exit 0 with a JSON report that parses and adds up.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * it_cli.c: the `sealpost` CLI ($SEALPOST_CLI) against a real sealpostd.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * it_config.c: sealpostd's configuration file and log levels, against the
  * real binary: --check-config prints the effective configuration (defaults <

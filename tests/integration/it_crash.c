@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * it_crash.c: kill -9 the broker under load, several times, and prove that
  * every envelope it ACCEPTED is delivered afterwards.

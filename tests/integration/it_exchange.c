@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * it_exchange.c: libsealpost against a real sealpostd process.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * it_mailbox.c: durable mailboxes through libsealpost against real
  * sealpostd processes and their RocksDB data directories.

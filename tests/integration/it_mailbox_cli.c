@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * it_mailbox_cli.c: the `sealpost` CLI with durable mailboxes, against a
  * real sealpostd.

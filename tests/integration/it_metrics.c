@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * it_metrics.c: the metrics endpoint of a real sealpostd.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * it_shutdown.c: stopping a real sealpostd.
  *

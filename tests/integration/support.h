@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * support.h: helpers for integration tests that drive real sealpostd processes.
  *

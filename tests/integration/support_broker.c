@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * support_broker.c: starting, watching and stopping real sealpostd processes
  * for integration tests (the contract is in support.h).

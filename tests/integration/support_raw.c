@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * support_raw.c: a raw sealpost protocol client for integration tests
  * (contract in support_raw.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * support_raw.h: a raw sealpost protocol client for integration tests.
  *

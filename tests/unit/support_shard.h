@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * support_shard.h: a detached shard (broker/loop/sp_detached.h) with a real
  * mailbox store in a temporary directory, and devices that talk to it with

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_client.c: libsealpost: keys, hex, envelopes, argument checks, and the
  * client's protocol state machine against a scripted broker.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_config.c: sealpostd's configuration: defaults, every option, range
  * and syntax errors that name the option, --help text.

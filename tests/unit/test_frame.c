@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_frame.c: the frame codec, checked against protobuf-c in both directions.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_hdr.c: the load generator's log-linear histogram (bench/loadgen/hdr.c).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_http.c: the metrics/health endpoint over real loopback sockets.
  *

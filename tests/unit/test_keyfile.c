@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_keyfile.c: key files in a real temporary directory, hex keys.
  */

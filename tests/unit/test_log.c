@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_log.c: logfmt formatting and escaping, levels, the rate limiter and
  * the suppressed=N count, through a real file descriptor.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_metrics.c: sp_metrics rendering, checked by parsing the text back and
  * by promtool (the Prometheus project's own linter).

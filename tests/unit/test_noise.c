@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_noise.c: lib/crypto/sp_noise.c against the published vectors and against
  * itself (round trips, state guards, tampering, low-order keys, streaming

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_ring.c: user_data packing, route handles, and a real io_uring: the
  * provided-buffer ring receives data from a socketpair through a multishot

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_seal.c: lib/crypto/sp_seal.c, sealed envelopes end to end.
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_shard.c: the shard's mailbox set-up against a real RocksDB directory:
  * sp_shard_store_open maps sealpostd's options onto the store (fsync mode,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_store.c: broker/store/ against a real RocksDB directory (a mkdtemp
  * dir per test, removed after). Where a test must look under the module (key
