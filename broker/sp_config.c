@@ -21,7 +21,7 @@
 /* OPT_CONFIG and the flags after it are command-line only (not config keys). */
 enum opt_kind {
 	OPT_LISTEN, OPT_METRICS_LISTEN, OPT_PATH, OPT_U32, OPT_U64, OPT_LEVEL, OPT_FSYNC,
-	OPT_SOCKET, OPT_CONFIG, OPT_CHECK, OPT_HELP, OPT_VERSION,
+	OPT_SOCKET, OPT_SOCKET_MODE, OPT_CONFIG, OPT_CHECK, OPT_HELP, OPT_VERSION,
 };
 
 struct opt {
@@ -94,6 +94,9 @@ static const struct opt opts[] = {
 	{ "admin-socket", "PATH", OPT_SOCKET, FIELD(admin_socket), 0, 0, false,
 	  "Unix socket of `sealpost admin` (mode 0600: its permissions are the "
 	  "authentication); empty = DATA_DIR/admin.sock; off = none" },
+	{ "admin-socket-mode", "MODE", OPT_SOCKET_MODE, FIELD(admin_socket_mode), 0, 0, false,
+	  "0600 = the daemon's user only; 0660 = its group too (put the socket where the "
+	  "group can reach it: the data directory is 0700)" },
 	{ "admin-max-conns", "N", OPT_U32, FIELD(admin_max_conns), 1, 64, false,
 	  "admin connections served at once; more are refused with an error" },
 	{ "admin-request-max", "BYTES", OPT_U32, FIELD(admin_request_max), 64, 65536, false,
@@ -134,6 +137,7 @@ void sp_config_defaults(struct sp_config *c)
 	c->ttl_s = SP_DEFAULT_TTL_S;
 	c->dedup_window_s = SP_DEFAULT_DEDUP_WINDOW_S;
 	c->backlog_chunk = SP_DEFAULT_BACKLOG_CHUNK;
+	c->admin_socket_mode = 0600;
 	c->admin_max_conns = SP_DEFAULT_ADMIN_MAX_CONNS;
 	c->admin_request_max = SP_DEFAULT_ADMIN_REQUEST_MAX;
 	c->admin_timeout_ms = SP_DEFAULT_ADMIN_TIMEOUT_MS;
@@ -241,6 +245,14 @@ static int set_value(struct sp_config *c, const struct opt *o, const char *val, 
 			return -EINVAL;
 		}
 		snprintf((char *)c + o->off, SP_CONFIG_SOCKET_MAX, "%s", val);
+		return 0;
+	case OPT_SOCKET_MODE:
+		/* Two choices, not any mode: never world-accessible, always owner rw. */
+		if (strcmp(val, "0600") && strcmp(val, "0660")) {
+			snprintf(err, err_cap, "%s: '%s' is not 0600 or 0660", who, val);
+			return -EINVAL;
+		}
+		*(uint32_t *)((char *)c + o->off) = strcmp(val, "0600") ? 0660 : 0600;
 		return 0;
 	case OPT_LEVEL:
 		if (sp_log_level_parse(val, (enum sp_log_level *)((char *)c + o->off))) {
@@ -473,6 +485,9 @@ static void value_text(const struct sp_config *c, const struct opt *o, char *buf
 		break;
 	case OPT_FSYNC:
 		snprintf(buf, cap, "%s", fsync_names[*(const uint32_t *)p % 3]);
+		break;
+	case OPT_SOCKET_MODE:
+		snprintf(buf, cap, "%04o", (unsigned)*(const uint32_t *)p);
 		break;
 	case OPT_U32:
 		snprintf(buf, cap, "%" PRIu32, *(const uint32_t *)p);

@@ -100,6 +100,7 @@ struct sp_config {
 
 	/* The admin socket (obs/sp_admin.h). "" = DATA_DIR/admin.sock, "off" = none. */
 	char admin_socket[SP_CONFIG_SOCKET_MAX];
+	uint32_t admin_socket_mode;     /* 0600 or 0660 */
 	uint32_t admin_max_conns;       /* admin connections at once */
 	uint32_t admin_request_max;     /* bytes of one request line */
 	uint32_t admin_timeout_ms;      /* from accept to the answer written */

@@ -850,11 +850,12 @@ static int make_socket(struct sp_admin *a)
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	/* Created 0600 from the start: no moment when another user could
-	 * connect. (The umask is the process's; any file another thread makes
-	 * meanwhile only comes out stricter.) bind() never follows a symlink
-	 * at the last component: one that appeared since lstat fails it. */
-	old = umask(0177);
+	/* Created with its mode (0600, or 0660) from the start: no moment when
+	 * anyone else could connect. (The umask is the process's; any file
+	 * another thread makes meanwhile only comes out stricter.) bind() never
+	 * follows a symlink at the last component: one that appeared since
+	 * lstat fails it. */
+	old = umask(a->cfg->admin_socket_mode == 0660 ? 0117 : 0177);
 	ret = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
 	umask(old);
 	if (ret || listen(fd, LISTEN_BACKLOG) || lstat(a->path, &st)) {

@@ -4,8 +4,9 @@
  * stream socket, one JSON request line in, one JSON response line out, then
  * the daemon closes the connection. docs/OPERATIONS.md is the protocol.
  *
- * Authentication is the socket file's permissions (mode 0600, in the data
- * directory, which is 0700): whoever can connect is the operator. Each
+ * Authentication is the socket file's permissions (mode 0600, or 0660 with
+ * admin-socket-mode; by default in the data directory, which is 0700):
+ * whoever can connect is the operator. Each
  * request is logged with the peer's uid and pid (SO_PEERCRED).
  *
  * Threads. This module runs its own thread: accept, read, parse, answer,
@@ -156,8 +157,8 @@ int sp_admin_path(const struct sp_config *cfg, char *out, size_t cap);
  * sp_config_load over it again, so flags still win over the file.
  * The socket: a stale socket file left by a dead daemon is replaced; a
  * live one (something answers on it), or anything that is not a socket
- * (a symlink included), is refused with -EEXIST. Created with umask 0177,
- * so never more open than 0600. On failure logs why.
+ * (a symlink included), is refused with -EEXIST. Created under a umask
+ * that gives it cfg->admin_socket_mode at once. On failure logs why.
  */
 int sp_admin_start(struct sp_admin **out, const struct sp_config *cfg, struct sp_log *log,
 		   int argc, char *const argv[], const char *version);

@@ -13,7 +13,7 @@
  * connect (run as nobody with setpriv, when the test runs as root); bad
  * requests answered with errors and the daemon unharmed; busy and timeout
  * answers; a stale socket replaced on restart; a symlink at the socket path
- * refused.
+ * refused; admin-socket-mode 0660.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -529,6 +529,28 @@ static void test_stale_and_symlink(void **state)
 	sp_it_rmrf(b2.data_dir);
 }
 
+/* admin-socket-mode 0660: the group may connect too; nothing else is taken. */
+static void test_socket_mode(void **state)
+{
+	struct sp_it_broker b2;
+	char path[128];
+	const char *args[] = { "--admin-socket", path, "--admin-socket-mode", "0660", NULL };
+	const char *bad[] = { "--admin-socket-mode", "0666", NULL };
+	struct stat st;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/group.sock", cfg_dir);
+	assert_int_equal(sp_it_broker_start(&b2, NULL, args), 0);
+	assert_int_equal(lstat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0660);
+	assert_int_equal(sp_it_broker_stop(&b2), 0);
+	assert_true(access(path, F_OK) != 0);   /* removed at a clean stop */
+	sp_it_rmrf(b2.data_dir);
+	fprintf(stderr, "# a start that must fail, and its log:\n");
+	assert_true(sp_it_broker_start(&b2, NULL, bad) != 0);
+	sp_it_rmrf(b2.data_dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -540,6 +562,7 @@ int main(void)
 		cmocka_unit_test(test_other_uid),
 		cmocka_unit_test(test_bad_requests),
 		cmocka_unit_test(test_stale_and_symlink),
+		cmocka_unit_test(test_socket_mode),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
