@@ -4,10 +4,13 @@
 # those that are missing (so a second run costs one dpkg query, no network).
 set -eu
 
+# curl: the README's Try it. prometheus: promtool (rules, metrics checks).
+# debhelper, lintian: ctest packaging/deb (dpkg-buildpackage, once per run).
 PKGS="build-essential cmake pkg-config git curl
 liburing-dev libsodium-dev libprotobuf-c-dev protobuf-c-compiler librocksdb-dev
 libcmocka-dev libjansson-dev libmicrohttpd-dev libinih-dev prometheus
-libmosquitto-dev libnats-dev"
+libmosquitto-dev libnats-dev
+debhelper lintian"
 
 missing=""
 for p in $PKGS; do
