@@ -328,6 +328,7 @@ struct file_ctx {
 static char *read_line(char *str, int num, void *stream)
 {
 	struct file_ctx *x = stream;
+	char *p;
 	size_t n;
 
 	if (x->err_line || !fgets(str, num, x->f))
@@ -338,6 +339,18 @@ static char *read_line(char *str, int num, void *stream)
 		x->err_line = x->line;
 		snprintf(x->err, x->err_cap, "%s:%d: line longer than %d characters", x->path,
 			 x->line, num - 2);
+		return NULL;
+	}
+	/* libinih only hands a section to the handler with the next key, so the
+	 * error would name that key's line, and a section with no key after it
+	 * would pass unnoticed: refuse the [section] line itself. */
+	p = str + strspn(str, " \t");
+	if (*p == '[') {
+		p[strcspn(p, "\r\n")] = '\0';
+		x->err_line = x->line;
+		snprintf(x->err, x->err_cap, "%s:%d: sections are not used (%.64s): one "
+			 "'key = value' per line, keys are the option names of --help",
+			 x->path, x->line, p);
 		return NULL;
 	}
 	return str;
