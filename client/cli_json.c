@@ -84,7 +84,7 @@ int sp_cli_json_write_string(FILE *f, const uint8_t *p, size_t len)
 				   (p[i + 2] == 0xa8 || p[i + 2] == 0xa9)) {
 				/* U+2028/U+2029 are valid JSON but end a line in
 				 * JavaScript; escaped, the output is one line for both. */
-				fprintf(f, "\\u%04x", 0x2000 + p[i + 2] - 0xa0);
+				fprintf(f, "\\u%04x", 0x2028 + p[i + 2] - 0xa8);
 				i += 3;
 				continue;
 			} else {
