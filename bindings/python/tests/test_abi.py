@@ -8,6 +8,7 @@ import subprocess
 
 import pytest
 
+import sealpost
 from sealpost._ffi import ffi
 
 FIELDS = {
@@ -49,4 +50,12 @@ def test_layout_matches_header(tmp_path):
     for line in out.splitlines():
         name, v = line.rsplit(" ", 1)
         got[name] = int(v)
+    # Both structs grow at the end only: every field the binding knows sits
+    # where the header puts it. connect_opts says its own size (a shorter one
+    # is a valid older caller); an event may be larger than the binding's
+    # declaration only within the room it reserves for one.
+    for st in FIELDS:
+        assert got.pop(st) >= want.pop(st), st
     assert got == want
+    ev_size = int(out.split("struct sealpost_event ", 1)[1].split()[0])
+    assert ev_size <= sealpost._EVENT_ROOM

@@ -40,6 +40,7 @@ SEAL_OVERHEAD = 97
 ENVELOPE_MAX = 64000
 MESSAGE_MAX = ENVELOPE_MAX - SEAL_OVERHEAD
 
+_EVENT_ROOM = 1024      # bytes kept for one struct sealpost_event (tests/test_abi.py)
 _CONNECT_MANUAL_ACK = 1 << 0
 _SEND_ONLINE_ONLY = 1 << 0
 
@@ -308,7 +309,10 @@ class Client:
     def __init__(self, _ptr):
         self._c = _ptr
         self._lock = threading.RLock()
-        self._ev = ffi.new("struct sealpost_event *")
+        # Room beyond the declared struct: if a newer library's event has
+        # grown at the end, it still writes into memory that is ours.
+        self._evbuf = ffi.new("uint8_t[]", _EVENT_ROOM)
+        self._ev = ffi.cast("struct sealpost_event *", self._evbuf)
         self._closed_seen = False
 
     @classmethod
