@@ -263,6 +263,60 @@ static void test_report_progress_hdr_log(void **state)
 	json_decref(j);
 }
 
+static void assert_png(const char *path)
+{
+	static const unsigned char magic[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
+	unsigned char buf[8];
+	FILE *f = fopen(path, "rb");
+
+	if (!f)
+		fail_msg("%s: not written", path);
+	assert_int_equal(fread(buf, 1, sizeof(buf), f), sizeof(buf));
+	fclose(f);
+	assert_memory_equal(buf, magic, sizeof(magic));
+}
+
+/* bench/plot.sh on the previous test's report and HDR log, and on a
+ * comparison directory laid out as bench/compare/run.sh --keep leaves it
+ * (sealpost's reports only): every chart is a PNG. */
+static void test_plot(void **state)
+{
+	const char *src = getenv("SP_SOURCE_DIR");
+	static const char *const charts[] = { "loadgen-percentiles.png", "loadgen-throughput.png",
+					      "loadgen-max-over-time.png", "compare-latency.png",
+					      "compare-capacity.png", "compare-memory.png" };
+	char script[1200], pngs[128], cmp[128], cmd[1024], path[256];
+	size_t i;
+
+	(void)state;
+	assert_non_null(src);
+	snprintf(script, sizeof(script), "%s/bench/plot.sh", src);
+	snprintf(pngs, sizeof(pngs), "%s/png", dir);
+	snprintf(cmp, sizeof(cmp), "%s/cmp", dir);
+	snprintf(cmd, sizeof(cmd), "mkdir -p '%s' && for r in lat max idle; do cp '%s' '%s'/sealpost-$r.json; done",
+		 cmp, json_path, cmp);
+	{
+		char *argv[] = { "/bin/sh", "-c", cmd, NULL };
+
+		assert_int_equal(sp_it_run(argv, NULL, out, OUT_CAP, RUN_TIMEOUT_S), 0);
+	}
+	{
+		char *argv[] = { "/bin/bash", script, "--out", pngs, "--title", "it_loadgen",
+				 "--compare", cmp, "--hdr-log", hdr_path, json_path, NULL };
+
+		assert_int_equal(sp_it_run(argv, NULL, out, OUT_CAP, RUN_TIMEOUT_S), 0);
+	}
+	for (i = 0; i < sizeof(charts) / sizeof(charts[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", pngs, charts[i]);
+		assert_png(path);
+	}
+	{
+		char *argv[] = { "/bin/bash", script, "--no-such-option", NULL };
+
+		assert_int_equal(sp_it_run(argv, NULL, out, OUT_CAP, RUN_TIMEOUT_S), 2);
+	}
+}
+
 /* --quiet: no summary, no progress lines; --allow-remote does not change
  * what a loopback run does. */
 static void test_quiet_and_allow_remote(void **state)
@@ -290,6 +344,7 @@ int main(void)
 		cmocka_unit_test(test_wrong_key_exits_nonzero),
 		cmocka_unit_test(test_nothing_listening_exits_nonzero),
 		cmocka_unit_test(test_report_progress_hdr_log),
+		cmocka_unit_test(test_plot),
 		cmocka_unit_test(test_quiet_and_allow_remote),
 	};
 
