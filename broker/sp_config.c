@@ -91,6 +91,11 @@ static const struct opt opts[] = {
 	  "with the first one's seq and not stored again" },
 	{ "backlog-chunk", "N", OPT_U32, FIELD(backlog_chunk), 1, 4096, false,
 	  "stored envelopes read per backlog step of a connecting device" },
+	{ "expiry-sweep-budget", "MS", OPT_U32, FIELD(expiry_sweep_budget_ms), 1, 1000, false,
+	  "event-loop time one step of the expiry sweep (one per 100 ms tick) may take; "
+	  "a step that runs out resumes where it stopped at the next tick" },
+	{ "expiry-sweep-batch", "N", OPT_U32, FIELD(expiry_sweep_batch), 1, 1000000, false,
+	  "expiry index records one sweep step reads, at most" },
 	{ "config", "FILE", OPT_CONFIG, FIELD(config_path), 0, 0, false,
 	  "read options from an INI file (keys = these option names); flags win" },
 	{ "check-config", NULL, OPT_CHECK, 0, 0, 0, false,
@@ -125,6 +130,8 @@ void sp_config_defaults(struct sp_config *c)
 	c->ttl_s = SP_DEFAULT_TTL_S;
 	c->dedup_window_s = SP_DEFAULT_DEDUP_WINDOW_S;
 	c->backlog_chunk = SP_DEFAULT_BACKLOG_CHUNK;
+	c->expiry_sweep_budget_ms = SP_DEFAULT_EXPIRY_SWEEP_BUDGET_MS;
+	c->expiry_sweep_batch = SP_DEFAULT_EXPIRY_SWEEP_BATCH;
 }
 
 static const char *const fsync_names[] = { "always", "batch", "never" };

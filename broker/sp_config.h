@@ -92,6 +92,8 @@ struct sp_config {
 	uint64_t ttl_s;                 /* an envelope expires this long after acceptance */
 	uint64_t dedup_window_s;        /* how long (sender, recipient, client_id) is remembered */
 	uint32_t backlog_chunk;         /* envelopes per backlog read */
+	uint32_t expiry_sweep_budget_ms; /* loop time one expiry sweep step may take */
+	uint32_t expiry_sweep_batch;    /* expiry index records one sweep step reads, at most */
 };
 
 /* --fsync: what an acceptance (SendResult ACCEPTED) promises; docs/OPERATIONS.md. */
@@ -108,6 +110,8 @@ enum {
 	SP_DEFAULT_TTL_S = 30 * 24 * 3600,
 	SP_DEFAULT_DEDUP_WINDOW_S = 24 * 3600,
 	SP_DEFAULT_BACKLOG_CHUNK = 256,
+	SP_DEFAULT_EXPIRY_SWEEP_BUDGET_MS = 5,
+	SP_DEFAULT_EXPIRY_SWEEP_BATCH = 4096,
 };
 
 /* Fills every field with its default. */

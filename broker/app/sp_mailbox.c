@@ -15,7 +15,6 @@
 #include "sp_store.h"
 
 enum {
-	EXPIRE_PER_TICK = 4096,         /* expiry index records swept per tick, at most */
 	DRAIN_CONNS_PER_ITER = 64,      /* backlog readers served per iteration, at most */
 };
 
@@ -215,6 +214,7 @@ void sp_mailbox_ack(struct sp_shard *sh, struct sp_conn *c, const struct sp_fram
 void sp_mailbox_tick(struct sp_shard *sh)
 {
 	struct sp_store_batch *b;
+	struct sp_store_stats before, after;
 	size_t expired = 0;
 	int ret;
 
@@ -227,8 +227,14 @@ void sp_mailbox_tick(struct sp_shard *sh)
 			       SP_KV_STR("detail", sp_store_errmsg(sh->store)));
 	if (!(b = batch(sh)))
 		return;
-	ret = sp_store_expire(b, EXPIRE_PER_TICK, &expired);
-	sh->sweep_more = ret == 1;
+	/* A bounded step, by count and by loop time: many envelopes expiring
+	 * together (an attacker can arrange that a TTL ahead) cost several
+	 * ticks, each resuming where the last stopped, never one long stall. */
+	sp_store_get_stats(sh->store, &before);
+	ret = sp_store_expire_for(b, sh->cfg->expiry_sweep_batch,
+				  (uint64_t)sh->cfg->expiry_sweep_budget_ms * 1000000, &expired);
+	sp_store_get_stats(sh->store, &after);
+	sp_metrics_sweep_step(sh->metrics, ret == 1, after.sweep_resumed != before.sweep_resumed);
 	if (ret < 0)
 		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
 			       "mailbox expiry sweep failed", SP_KV_STR("error", strerror(-ret)),

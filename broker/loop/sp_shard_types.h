@@ -123,7 +123,6 @@ struct sp_shard {
 	size_t nresults, results_cap;
 	struct sp_list drain_list;      /* connections whose backlog reader runs */
 	struct sp_store_item *items;    /* reader chunk */
-	bool sweep_more;                /* the expiry sweep stopped at its bound: go on */
 
 	/* Stop (sp_shard.c). */
 	bool stopping;

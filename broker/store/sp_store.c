@@ -543,6 +543,9 @@ void sp_store_get_stats(const struct sp_store *st, struct sp_store_stats *out)
 	out->expired = x->expired;
 	out->dedup_expired = x->dedup_expired;
 	out->expired_bytes = x->expired_bytes;
+	out->sweep_steps = x->sweep_steps;
+	out->sweep_resumed = x->sweep_resumed;
+	out->sweep_budget_stops = x->sweep_budget_stops;
 	out->corrupt = w->corrupt + x->corrupt + st->read_corrupt;
 	out->epoch = st->epoch;
 }

@@ -258,6 +258,16 @@ int sp_store_ack(struct sp_store_batch *b, const uint8_t recipient[SP_KEY_LEN], 
  */
 int sp_store_expire(struct sp_store_batch *b, size_t max_items, size_t *expired_out);
 
+/*
+ * The same with a time budget: stops (returning 1) once budget_ns of
+ * CLOCK_MONOTONIC time has passed (0 = no time budget). A step that stops
+ * early, by count or by time, keeps a cursor in the store: the next step
+ * resumes at the first index record it did not reach instead of walking the
+ * index from its start (sweep_resumed counts those steps).
+ */
+int sp_store_expire_for(struct sp_store_batch *b, size_t max_items, uint64_t budget_ns,
+			size_t *expired_out);
+
 /* Operations queued in the batch (0: commit will not touch the disk). */
 size_t sp_store_batch_ops(const struct sp_store_batch *b);
 
@@ -331,6 +341,9 @@ struct sp_store_stats {
 	uint64_t expired, dedup_expired;
 	uint64_t acked_bytes, expired_bytes; /* body bytes those removed */
 	uint64_t corrupt;               /* corrupt values met by reads, acks, sweeps */
+	uint64_t sweep_steps;           /* sp_store_expire calls */
+	uint64_t sweep_resumed;         /* of those, resumed at the previous one's cursor */
+	uint64_t sweep_budget_stops;    /* of those, stopped by their time budget */
 	uint64_t commits, commit_failures, syncs;
 	uint64_t epoch;
 };

@@ -185,6 +185,8 @@ int sp_store_batch_abort(struct sp_store_batch *b)
 		return -EINVAL;
 	if (b->assigned && !b->st->poisoned)
 		rc = sp_store_bump_epoch(b->st);
+	/* What the discarded step removed is still there: start over. */
+	sp_store_expire_reset(b->st);
 	end_batch(b);
 	return rc;
 }

@@ -66,6 +66,7 @@ struct sp_store_wstats {
 struct sp_store_xstats {
 	uint64_t expired, dedup_expired, expired_bytes;
 	uint64_t corrupt;
+	uint64_t sweep_steps, sweep_resumed, sweep_budget_stops;
 };
 
 struct sp_store {
@@ -95,6 +96,10 @@ struct sp_store {
 
 	/* sp_store_expire.c */
 	struct sp_store_xstats xstats;
+	/* The first index record the last step did not reach (length 0: none,
+	 * the next step starts at the first record). */
+	uint8_t sweep_cursor[SP_STORE_EXPIRY_KEY_MAX];
+	uint8_t sweep_cursor_len;
 
 	/* sp_store_read.c */
 	uint8_t *rbuf;                  /* sp_store_read's body buffer */
@@ -150,6 +155,11 @@ void sp_store_batch_sdel(struct sp_store_batch *b, enum sp_store_cf cf, const ui
  */
 int sp_store_batch_remove_entry(struct sp_store_batch *b, const uint8_t recipient[SP_KEY_LEN],
 				uint64_t seq, const char *val, size_t vlen, uint64_t *body_len);
+
+/* ---- sp_store_expire.c ---------------------------------------------------- */
+
+/* Forgets the sweep's cursor (a batch whose step left it was discarded). */
+void sp_store_expire_reset(struct sp_store *st);
 
 /* ---- sp_store_read.c ------------------------------------------------------ */
 

@@ -771,6 +771,55 @@ static void test_expiry(void **state)
 	assert_int_equal(sp_store_batch_commit(b), 0);
 }
 
+/* A step stopped by its count resumes at its cursor: later steps do not walk
+ * the index from its first key again, and the sweep still finishes. */
+static void test_expire_resumes(void **state)
+{
+	struct fx *f = *state;
+	uint8_t a[SP_KEY_LEN], snd[SP_KEY_LEN];
+	struct sp_store_batch *b;
+	struct sp_store_stats st0, st1;
+	uint64_t seq, count;
+	size_t n = 0, total = 0;
+	int rc, steps = 0;
+
+	key_of(a, 1);
+	key_of(snd, 2);
+	f->cfg.ttl_ms = 1000;
+	open_store(f);
+	assert_int_equal(sp_store_batch_begin(f->st, 0, &b), 0);
+	for (int i = 0; i < 500; i++) {
+		struct sp_store_envelope e = { .recipient = a, .sender = snd, .body = (const uint8_t *)"x",
+					       .body_len = 1, .ttl_ms = 1000 + (uint64_t)(i % 7) };
+
+		assert_int_equal(sp_store_enqueue(b, &e, &seq), 0);
+	}
+	assert_int_equal(sp_store_batch_commit(b), 0);
+	sp_store_get_stats(f->st, &st0);
+	do {
+		assert_int_equal(sp_store_batch_begin(f->st, 5000, &b), 0);
+		rc = sp_store_expire_for(b, 64, 0, &n);
+		assert_true(rc == 0 || rc == 1);
+		total += n;
+		assert_int_equal(sp_store_batch_commit(b), 0);
+		steps++;
+	} while (rc == 1 && steps < 100);
+	sp_store_get_stats(f->st, &st1);
+	assert_int_equal(rc, 0);
+	assert_int_equal(total, 500);
+	assert_int_equal(steps, 8);     /* 7 full steps of 64, one of 52 */
+	assert_int_equal(st1.sweep_steps - st0.sweep_steps, 8);
+	assert_int_equal(st1.sweep_resumed - st0.sweep_resumed, 7);
+	assert_int_equal(sp_store_mailbox_info(f->st, a, &count, NULL, NULL), 0);
+	assert_int_equal(count, 0);
+	/* Caught up: the next step starts from the first key again. */
+	assert_int_equal(sp_store_batch_begin(f->st, 6000, &b), 0);
+	assert_int_equal(sp_store_expire_for(b, 64, 1000000, &n), 0);
+	assert_int_equal(sp_store_batch_commit(b), 0);
+	sp_store_get_stats(f->st, &st0);
+	assert_int_equal(st0.sweep_resumed, st1.sweep_resumed);
+}
+
 /* ---- corruption ----------------------------------------------------------------------- */
 
 static void test_corrupt_value(void **state)
@@ -1440,6 +1489,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_sync_modes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_survives_kill9, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_expire_resumes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backlog_streamed_and_compacted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_limits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_meta_written_once_per_batch, setup, teardown),

@@ -1,0 +1,273 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * it_hostile_store.c: attacks on the mailbox store, against a real sealpostd
+ * with a real RocksDB directory, driven by the raw protocol client
+ * (support_raw.h). Each test names the limit that must stop its attack and
+ * checks what an honest device still gets. Figures (latencies, rates) are
+ * printed, never asserted.
+ *
+ *   expiry_storm: many envelopes expire in the same moment; the sweep runs
+ *       in bounded steps that resume where the last stopped, and the loop
+ *       answers pings meanwhile (latency printed).
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sodium.h>
+
+#include "support.h"
+#include "support_raw.h"
+
+enum {
+	BODY_MAX = 1 << 20,
+	TIMEOUT_MS = 10000,
+	PIPE = 200,                     /* Send frames per transport message */
+};
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+static uint64_t mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* ---- the metrics endpoint ------------------------------------------------- */
+
+static int http_get(uint16_t port, const char *path, char **body)
+{
+	char req[128], *buf = malloc(BODY_MAX), *sep;
+	size_t n = 0;
+	int fd, status = -EPROTO;
+
+	*body = NULL;
+	if (!buf)
+		return -ENOMEM;
+	fd = sp_it_tcp_connect(port);
+	if (fd < 0) {
+		free(buf);
+		return fd;
+	}
+	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
+	if (write(fd, req, strlen(req)) == (ssize_t)strlen(req)) {
+		for (;;) {
+			ssize_t r = read(fd, buf + n, BODY_MAX - 1 - n);
+
+			if (r <= 0)
+				break;
+			n += (size_t)r;
+		}
+	}
+	close(fd);
+	buf[n] = '\0';
+	sep = strstr(buf, "\r\n\r\n");
+	if (sep && sscanf(buf, "HTTP/1.%*d %d", &status) == 1)
+		*body = strdup(sep + 4);
+	free(buf);
+	return status;
+}
+
+static double metric(const struct sp_it_broker *b, const char *series)
+{
+	size_t sl = strlen(series);
+	char *body = NULL;
+	double v = -1;
+
+	assert_int_equal(http_get(b->metrics_port, "/metrics", &body), 200);
+	for (const char *l = body; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
+		if (strncmp(l, series, sl) == 0 && l[sl] == ' ') {
+			v = strtod(l + sl + 1, NULL);
+			break;
+		}
+	free(body);
+	if (v < 0)
+		fail_msg("series %s missing", series);
+	return v;
+}
+
+/* Waits (bounded by bound_ms) until series reaches want; returns the last value. */
+static double wait_metric(const struct sp_it_broker *b, const char *series, double want,
+			  int bound_ms)
+{
+	double v = -1;
+
+	for (int waited = 0; waited < bound_ms; waited += 50) {
+		v = metric(b, series);
+		if (v >= want)
+			break;
+		sleep_ms(50);
+	}
+	return v;
+}
+
+/* ---- traffic ----------------------------------------------------------------- */
+
+static void random_key(uint8_t pub[SP_KEY_LEN])
+{
+	uint8_t priv[SP_KEY_LEN];
+
+	crypto_box_keypair(pub, priv);
+	sodium_memzero(priv, sizeof(priv));
+}
+
+struct tally {
+	uint32_t by_status[64];
+	uint32_t total;
+};
+
+/*
+ * n durable Sends of body_len bytes from c, to[i % nto], client ids from
+ * cid0 (0: none), PIPE frames per transport message; every result tallied.
+ */
+static void send_many(struct sp_raw *c, const uint8_t (*to)[SP_KEY_LEN], size_t nto, uint32_t n,
+		      size_t body_len, uint64_t cid0, struct tally *t)
+{
+	static uint8_t buf[SP_TRANSPORT_PLAINTEXT_MAX];
+	uint8_t body[4096];
+	uint32_t sent = 0;
+
+	assert_true(body_len <= sizeof(body));
+	randombytes_buf(body, sizeof(body));
+	while (sent < n) {
+		size_t off = 0;
+		uint32_t k = 0;
+
+		while (sent + k < n && k < PIPE &&
+		       off + body_len + 128 < sizeof(buf)) {
+			uint32_t i = sent + k;
+
+			memcpy(body, &i, sizeof(i));
+			assert_int_equal(sp_raw_put_send(buf, sizeof(buf), &off, to[i % nto], SP_KEY_LEN,
+							 cid0 ? cid0 + i : 0, 0, body, body_len), 0);
+			k++;
+		}
+		assert_int_equal(sp_raw_send_plain(c, buf, off), 0);
+		for (uint32_t j = 0; j < k; j++) {
+			struct sp_raw_frame f;
+
+			assert_int_equal(sp_raw_wait_frame(c, SP_FRAME_SEND_RESULT, &f, TIMEOUT_MS), 0);
+			t->by_status[f.status < 64 ? f.status : 63]++;
+			t->total++;
+		}
+		sent += k;
+	}
+}
+
+/* One Ping/Pong round trip; returns its time in microseconds. */
+static uint64_t ping(struct sp_raw *c, uint64_t id)
+{
+	uint8_t buf[64];
+	size_t off = 0;
+	struct sp_raw_frame f;
+	uint64_t t0 = mono_us();
+
+	assert_int_equal(sp_raw_put_simple(buf, sizeof(buf), &off, SP_FRAME_PING, id, NULL, 0), 0);
+	assert_int_equal(sp_raw_send_plain(c, buf, off), 0);
+	assert_int_equal(sp_raw_wait_frame(c, SP_FRAME_PONG, &f, TIMEOUT_MS), 0);
+	assert_true(f.id == id);
+	return mono_us() - t0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* ---- expiry storm ------------------------------------------------------------ */
+
+enum { STORM_N = 20000, STORM_RCPT = 8 };
+
+static void test_expiry_storm(void **state)
+{
+	static uint8_t to[STORM_RCPT][SP_KEY_LEN];
+	static uint64_t lat[4096];
+	/* SP_STORM_BATCH / SP_STORM_BUDGET override the step bounds, to print
+	 * the figures without them (e.g. 100000 and 1000: one step, no budget). */
+	const char *batch = getenv("SP_STORM_BATCH") ? getenv("SP_STORM_BATCH") : "500";
+	const char *budget = getenv("SP_STORM_BUDGET") ? getenv("SP_STORM_BUDGET") : "5";
+	const char *args[] = { "--ttl", "1", "--mailbox-max-count", "100000",
+			       "--expiry-sweep-batch", batch, "--expiry-sweep-budget", budget,
+			       "--fsync", "never", NULL };
+	double min_steps = (double)(STORM_N / atoi(batch));
+	struct sp_it_broker b;
+	struct sp_raw snd, pinger;
+	struct tally t = { 0 };
+	double expired = 0, steps0, resumed;
+	size_t nlat = 0;
+
+	(void)state;
+	assert_int_equal(sp_it_broker_start(&b, NULL, args), 0);
+	for (int i = 0; i < STORM_RCPT; i++)
+		random_key(to[i]);
+	assert_int_equal(sp_raw_init(&snd), 0);
+	assert_int_equal(sp_raw_open(&snd, b.port, SP_PREAMBLE_PATTERN_IK, b.server_pub), 0);
+	assert_int_equal(sp_raw_init(&pinger), 0);
+	assert_int_equal(sp_raw_open(&pinger, b.port, SP_PREAMBLE_PATTERN_IK, b.server_pub), 0);
+
+	/* Sent within well under a second: they all expire within ~1 s of each other. */
+	send_many(&snd, (const uint8_t (*)[SP_KEY_LEN])to, STORM_RCPT, STORM_N, 64, 0, &t);
+	assert_int_equal(t.by_status[SP_STATUS_ACCEPTED], STORM_N);
+	steps0 = metric(&b, "sealpost_expiry_sweep_steps_total");
+
+	/* Pings throughout the sweep. */
+	for (int i = 0; i < 600 && nlat < sizeof(lat) / sizeof(lat[0]); i++) {
+		lat[nlat++] = ping(&pinger, (uint64_t)i + 1);
+		if (i % 20 == 0) {
+			expired = metric(&b, "sealpost_expired_total");
+			if (expired >= STORM_N)
+				break;
+		}
+		sleep_ms(10);
+	}
+	expired = wait_metric(&b, "sealpost_expired_total", STORM_N, 20000);
+	assert_true(expired == STORM_N);
+	resumed = metric(&b, "sealpost_expiry_sweep_resumed_total");
+	/* At most 500 records a step: 20,000 take at least 40 steps, each but
+	 * the first resuming at the cursor of the one before. */
+	assert_true(resumed >= min_steps - 1);
+	assert_true(metric(&b, "sealpost_expiry_sweep_partial_total") >= min_steps - 1);
+	assert_true(metric(&b, "sealpost_expiry_sweep_steps_total") - steps0 >= min_steps);
+	assert_true(metric(&b, "sealpost_mailbox_entries") == 0);
+	qsort(lat, nlat, sizeof(lat[0]), cmp_u64);
+	printf("expiry storm: %d envelopes expired in %.0f resumed steps; ping during the sweep: "
+	       "median %.2f ms, p99 %.2f ms, max %.2f ms (%zu pings)\n",
+	       STORM_N, resumed, lat[nlat / 2] / 1000.0, lat[nlat * 99 / 100] / 1000.0,
+	       lat[nlat - 1] / 1000.0, nlat);
+	/* Still answering. */
+	ping(&pinger, 99999);
+	sp_raw_close(&snd);
+	sp_raw_close(&pinger);
+	assert_int_equal(sp_it_broker_stop(&b), 0);
+	sp_it_rmrf(b.data_dir);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_expiry_storm),
+	};
+
+	if (sodium_init() < 0)
+		return 1;
+	setvbuf(stdout, NULL, _IONBF, 0);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
