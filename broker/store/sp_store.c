@@ -482,6 +482,9 @@ int sp_store_open(struct sp_store **out, const struct sp_store_config *cfg, char
 	rc = check_format_and_epoch(st);
 	if (rc < 0)
 		goto out;
+	rc = sp_store_totals_load(st);
+	if (rc < 0)
+		goto out;
 	*out = st;
 	st = NULL;
 	rc = 0;

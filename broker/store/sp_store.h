@@ -20,12 +20,18 @@
  *   column family "default"  store-global records
  *     "format"                   -> u8 format version (1)
  *     "epoch"                    -> u64 open counter (see "Sequences")
+ *     "totals"                   -> a meta v1 value: next_seq 0, count and bytes
+ *                                   over all mailboxes (written by every commit
+ *                                   that changes them; counted once from the
+ *                                   meta records if absent, for stores written
+ *                                   before it existed)
  *   column family "mailbox"  one entry per stored envelope
  *     recipient[32] | seq u64    -> mailbox value (below)
  *     One device's backlog is one contiguous range ordered by seq: a read is
  *     one Seek plus Next()s; keys of two devices never interleave.
  *   column family "meta"     per-device counters, O(1) quotas
- *     recipient[32]              -> meta value (below)
+ *     recipient[32]              -> meta value (below); deleted when the
+ *                                   device's mailbox is empty
  *   column family "expiry"   ordered expiry index, swept by sp_store_expire
  *     expires_ms u64 | 'm' | recipient[32] | seq u64    (49 bytes, empty value)
  *     expires_ms u64 | 'd' | dedup_id[32]               (41 bytes, empty value)
@@ -65,12 +71,15 @@
  * window may store a second copy) or shortening the window limits that. The
  * recipient is in the hash, not in the value, so the dedup value alone
  * reveals no recipient; a client_id reused for another recipient is a new
- * envelope, not a retry. The meta record of a device stays after its mailbox
- * empties (needed so sequences never repeat): the store remembers which
- * devices ever had stored mail.
+ * envelope, not a retry. The meta record of a device is deleted when its
+ * mailbox empties: the store keeps no list of devices that ever had mail.
  *
- * Sequences: per recipient, strictly increasing, never reused, starting at 1
- * on a fresh store; 0 is never assigned (it is protobuf's "unset"). A seq
+ * Sequences: per recipient, strictly increasing, never reused; 0 is never
+ * assigned (it is protobuf's "unset"). A device without a meta record (it
+ * never had mail, or its mailbox emptied and the record went) starts above
+ * every seq handed out since open (seq_hwm, in memory) and at least at the
+ * epoch's floor; when seq_hwm reaches the next epoch's floor the epoch is
+ * bumped (a synced write), so the next open's floor is above it too. A seq
  * returned by sp_store_enqueue is never returned again for that recipient
  * even if its batch is never committed (crash, failed commit, abort), so the
  * broker may deliver it live before the commit: every open increments the
@@ -324,12 +333,11 @@ int sp_store_read(struct sp_store *st, const uint8_t recipient[SP_KEY_LEN], uint
 		  uint64_t now_ms, size_t max_items, size_t max_bytes, struct sp_store_item *items,
 		  struct sp_store_read_result *res);
 
-/* Entries and body bytes in all mailboxes (committed counters; one pass
- * over the per-device records: for start-up, not the hot path). */
+/* Entries and body bytes in all mailboxes (committed totals, O(1)). */
 int sp_store_totals(struct sp_store *st, uint64_t *entries, uint64_t *bytes);
 
-/* The committed counters of recipient (zeros and next_seq 0 if it never had
- * stored mail). Any out pointer may be NULL. */
+/* The committed counters of recipient (zeros and next_seq 0 if its mailbox
+ * is empty: it has no record). Any out pointer may be NULL. */
 int sp_store_mailbox_info(struct sp_store *st, const uint8_t recipient[SP_KEY_LEN],
 			  uint64_t *count, uint64_t *bytes, uint64_t *next_seq);
 

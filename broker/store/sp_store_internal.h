@@ -35,6 +35,8 @@ enum { SP_STORE_ERRMSG_LEN = 256 };
 struct sp_store_mslot {
 	uint8_t key[SP_KEY_LEN];
 	struct sp_store_meta m;
+	struct sp_store_meta m0;        /* as committed when the batch first touched it */
+	bool existed;                   /* the device had a record then */
 	bool dirty;                     /* changed by this batch: written at commit */
 };
 
@@ -91,6 +93,12 @@ struct sp_store {
 	/* sp_store_batch.c */
 	struct sp_store_batch batch;
 	bool unsynced;                  /* commits since the last WAL sync */
+	/* Committed totals over all mailboxes (the "totals" record). */
+	uint64_t tot_entries, tot_bytes;
+	/* Above every seq handed out since open: the first seq of a device
+	 * without a record (its record is deleted when its mailbox empties,
+	 * so its old seqs are below this, or below the epoch's floor). */
+	uint64_t seq_hwm;
 	uint64_t unsynced_since_ms;     /* SP_STORE_SYNC_BATCH: time of the first of them */
 	struct sp_store_wstats wstats;
 
@@ -131,6 +139,11 @@ void sp_store_poison(struct sp_store *st);
  * it. */
 int sp_store_batch_init(struct sp_store *st);
 void sp_store_batch_fini(struct sp_store *st);
+
+/* At open: the committed totals from the "totals" record; a store
+ * written before that record existed gets it from one pass over the
+ * per-device records (then written, so later opens do not scan). */
+int sp_store_totals_load(struct sp_store *st);
 
 /* 0 if b is open and the store accepts writes; -EINVAL, -EIO. */
 int sp_store_batch_check(const struct sp_store_batch *b);

@@ -260,10 +260,92 @@ static void test_expiry_storm(void **state)
 	sp_it_rmrf(b.data_dir);
 }
 
+/* ---- seqs after an emptied mailbox ------------------------------------------ */
+
+/* Connects dev (a fresh sp_raw with its key) and reads its backlog up to
+ * Drained: every Deliver's seq into seqs (cap), acked at once. Returns how many. */
+static size_t drain_and_ack(struct sp_raw *dev, const struct sp_it_broker *b, uint64_t *seqs,
+			    size_t cap)
+{
+	struct sp_raw_frame f;
+	size_t n = 0;
+
+	assert_int_equal(sp_raw_open(dev, b->port, SP_PREAMBLE_PATTERN_IK, b->server_pub), 0);
+	for (;;) {
+		assert_int_equal(sp_raw_recv_frame(dev, &f, TIMEOUT_MS), 0);
+		if (f.type == SP_FRAME_DRAINED)
+			break;
+		if (f.type != SP_FRAME_DELIVER)
+			continue;
+		if (n < cap) {
+			uint8_t buf[64];
+			size_t off = 0;
+
+			seqs[n++] = f.seq;
+			assert_int_equal(sp_raw_put_simple(buf, sizeof(buf), &off, SP_FRAME_ACK, f.seq,
+							   NULL, 0), 0);
+			assert_int_equal(sp_raw_send_plain(dev, buf, off), 0);
+		}
+	}
+	return n;
+}
+
+/* A device whose mailbox emptied has no record left in the store, yet every
+ * seq it is given later is above the ones before, after kill -9 too. */
+static void test_seq_increases_after_empty(void **state)
+{
+	const char *args[] = { "--fsync", "never", NULL };
+	struct sp_it_broker b;
+	struct sp_raw snd, rcpt;
+	struct tally t = { 0 };
+	uint64_t seqs[8], last = 0;
+	uint8_t priv[SP_KEY_LEN], pub[SP_KEY_LEN];
+	char dir[256];
+
+	(void)state;
+	assert_int_equal(sp_raw_init(&rcpt), 0);
+	memcpy(priv, rcpt.s_priv, sizeof(priv));
+	memcpy(pub, rcpt.s_pub, sizeof(pub));
+	assert_int_equal(sp_it_broker_start(&b, NULL, args), 0);
+	snprintf(dir, sizeof(dir), "%s", b.data_dir);
+	for (int round = 0; round < 3; round++) {
+		size_t n;
+
+		assert_int_equal(sp_raw_init(&snd), 0);
+		assert_int_equal(sp_raw_open(&snd, b.port, SP_PREAMBLE_PATTERN_IK, b.server_pub), 0);
+		send_many(&snd, (const uint8_t (*)[SP_KEY_LEN])pub, 1, 3, 16, 0, &t);
+		sp_raw_close(&snd);
+		assert_int_equal(sp_raw_init(&rcpt), 0);
+		memcpy(rcpt.s_priv, priv, sizeof(priv));
+		memcpy(rcpt.s_pub, pub, sizeof(pub));
+		n = drain_and_ack(&rcpt, &b, seqs, 8);
+		assert_int_equal(n, 3);
+		for (size_t i = 0; i < n; i++) {
+			assert_true(seqs[i] > last);
+			last = seqs[i];
+		}
+		/* The acks are committed once a Ping after them is answered. */
+		ping(&rcpt, 1);
+		sp_raw_close(&rcpt);
+		assert_true(metric(&b, "sealpost_mailbox_entries") == 0);
+		if (round == 1) {
+			assert_true(sp_it_broker_kill(&b) >= 0);
+		} else {
+			assert_int_equal(sp_it_broker_stop(&b), 0);
+		}
+		if (round < 2)
+			assert_int_equal(sp_it_broker_start(&b, dir, args), 0);
+	}
+	assert_int_equal(t.by_status[SP_STATUS_ACCEPTED], 9);
+	sodium_memzero(priv, sizeof(priv));
+	sp_it_rmrf(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_expiry_storm),
+		cmocka_unit_test(test_seq_increases_after_empty),
 	};
 
 	if (sodium_init() < 0)
