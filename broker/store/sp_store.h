@@ -95,6 +95,20 @@
  * restart seqs jump to the next multiple of 2^32 (still increasing; gaps
  * carry no meaning).
  *
+ * Space: the store refuses new envelopes (-ENOSPC from sp_store_enqueue,
+ * nothing added) before the disk is full, so that acks, the sweep (they
+ * write small deletion markers) and a restart keep working:
+ *   - max_total_bytes: body bytes over all mailboxes (the "totals" record);
+ *   - min_free_bytes: free space (statvfs f_bavail) on DIR's file system,
+ *     read at most every SP_STORE_SPACE_CHECK_MS by sp_store_batch_begin;
+ *     between two reads every enqueue counts twice its size plus key
+ *     overhead against it (WAL, then the table file a flush writes);
+ *   - ballast_bytes: DIR/ballast, a file of that size allocated while free
+ *     space allows it; an open that finds less free space than its size
+ *     deletes it first, so RocksDB can start (new log, MANIFEST, epoch) on a
+ *     disk something else filled. It is made again once free space exceeds
+ *     min_free_bytes + ballast_bytes.
+ *
  * Sync modes (what a committed batch survives once sp_store_batch_commit
  * returned 0; "kill -9" = the broker process dies, the OS keeps running):
  *   SP_STORE_SYNC_ALWAYS  the commit is one WAL write + one fdatasync:
@@ -127,6 +141,7 @@
  *   -EBUSY   DIR is locked by another open store (process or this process)
  *   -EACCES, -EROFS, -ENOTDIR, -ENOENT, -ENOSPC  from the file system
  *   -EDQUOT  enqueue: the recipient's mailbox is over its count or bytes quota
+ *   -ENOSPC  enqueue: the store is at max_total_bytes or min_free_bytes
  *   -ENOENT  ack: the device has no entry with that seq
  *   -EBADMSG a stored value is corrupt (see above)
  *   -EPROTO  open: DIR/db has a format this build does not know
@@ -185,6 +200,7 @@ enum sp_store_layout {
 #define SP_STORE_DEFAULT_QUOTA_BYTES (256ull * 1024 * 1024)     /* 256 MiB */
 #define SP_STORE_DEFAULT_SYNC_INTERVAL_MS 100u
 #define SP_STORE_DEFAULT_MAX_OPEN_FILES 1024                     /* of the 20,000 */
+#define SP_STORE_SPACE_CHECK_MS 100u    /* statvfs of DIR at most this often */
 
 struct sp_store_config {
 	const char *dir;                /* data directory; made (0700, parents too) if missing */
@@ -195,6 +211,10 @@ struct sp_store_config {
 	uint64_t quota_count;           /* max envelopes per mailbox */
 	uint64_t quota_bytes;           /* max body bytes per mailbox */
 	int max_open_files;             /* RocksDB's file cache; the process limit is 20,000 */
+	/* Disk bounds (0 = off), see "Space" above. */
+	uint64_t max_total_bytes;       /* body bytes over all mailboxes */
+	uint64_t min_free_bytes;        /* free space on DIR's file system kept back */
+	uint64_t ballast_bytes;         /* DIR/ballast, given up when a start finds the disk full */
 };
 
 /* Fills every field with the defaults above (dir = NULL, sync = ALWAYS). */
@@ -243,7 +263,8 @@ enum { SP_STORE_DUPLICATE = 1 };
  * non-zero client_id within the dedup window: *seq_out = the original seq,
  * nothing is added, even if that entry was acked or the mailbox is now full;
  * the body is not compared: a client_id names one envelope),
- * -EDQUOT (count or bytes quota; nothing added), -EMSGSIZE (body_len >
+ * -EDQUOT (count or bytes quota; nothing added), -ENOSPC (the store's
+ * space bounds, see "Space"; nothing added), -EMSGSIZE (body_len >
  * SP_BODY_MAX), -EINVAL, -ENOMEM, -EBADMSG, -EIO.
  */
 int sp_store_enqueue(struct sp_store_batch *b, const struct sp_store_envelope *env,
@@ -345,6 +366,9 @@ int sp_store_mailbox_info(struct sp_store *st, const uint8_t recipient[SP_KEY_LE
 
 struct sp_store_stats {
 	uint64_t enqueued, duplicates, quota_refused;
+	uint64_t space_refused;         /* -ENOSPC: max_total_bytes or min_free_bytes */
+	bool space_low;                 /* free space is below min_free_bytes now */
+	bool ballast;                   /* DIR/ballast is in place */
 	uint64_t acked, ack_unknown;
 	uint64_t expired, dedup_expired;
 	uint64_t acked_bytes, expired_bytes; /* body bytes those removed */

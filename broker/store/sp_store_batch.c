@@ -87,6 +87,49 @@ int sp_store_batch_check(const struct sp_store_batch *b)
 	return 0;
 }
 
+/*
+ * Reads free space at most every SP_STORE_SPACE_CHECK_MS (a statvfs costs
+ * about a microsecond, but not per envelope), and makes the ballast again
+ * once there is room for it above the reserve.
+ */
+static void check_space(struct sp_store *st, uint64_t now_ms)
+{
+	uint64_t free_bytes;
+
+	if (!st->cfg.min_free_bytes && !st->cfg.ballast_bytes)
+		return;
+	if (st->space_checked && now_ms >= st->space_checked_ms &&
+	    now_ms - st->space_checked_ms < SP_STORE_SPACE_CHECK_MS)
+		return;
+	if (sp_store_free_space(st, &free_bytes) < 0)
+		return;         /* keep the last figure */
+	st->space_checked = true;
+	st->space_checked_ms = now_ms;
+	st->free_bytes = free_bytes;
+	st->written_since_check = 0;
+	if (!st->ballast && st->cfg.ballast_bytes &&
+	    free_bytes >= st->cfg.min_free_bytes + 2 * st->cfg.ballast_bytes &&
+	    sp_store_ballast_make(st) == 0)
+		st->free_bytes -= st->cfg.ballast_bytes;
+}
+
+/* Would len more body bytes cross a space bound? */
+static bool space_refuses(const struct sp_store_batch *b, uint64_t len)
+{
+	const struct sp_store *st = b->st;
+	/* The WAL copy, then the table file's, with the keys and index record. */
+	uint64_t cost = 2 * (len + 160);
+
+	if (st->cfg.max_total_bytes &&
+	    st->tot_bytes + b->add_bytes + len > st->cfg.max_total_bytes)
+		return true;
+	if (st->cfg.min_free_bytes && st->space_checked &&
+	    (st->free_bytes < st->cfg.min_free_bytes + st->written_since_check + cost ||
+	     st->free_bytes - st->written_since_check - cost < st->cfg.min_free_bytes))
+		return true;
+	return false;
+}
+
 int sp_store_batch_begin(struct sp_store *st, uint64_t now_ms, struct sp_store_batch **out)
 {
 	*out = NULL;
@@ -96,10 +139,12 @@ int sp_store_batch_begin(struct sp_store *st, uint64_t now_ms, struct sp_store_b
 	}
 	if (st->batch.open)
 		return -EBUSY;
+	check_space(st, now_ms);
 	rocksdb_writebatch_wi_clear(st->batch.wb);
 	st->batch.now_ms = now_ms;
 	st->batch.ops = 0;
 	st->batch.assigned = 0;
+	st->batch.add_bytes = 0;
 	st->batch.open = true;
 	*out = &st->batch;
 	return 0;
@@ -126,6 +171,7 @@ static void end_batch(struct sp_store_batch *b)
 	b->open = false;
 	b->ops = 0;
 	b->assigned = 0;
+	b->add_bytes = 0;
 }
 
 int sp_store_batch_commit(struct sp_store_batch *b)
@@ -508,6 +554,11 @@ int sp_store_enqueue(struct sp_store_batch *b, const struct sp_store_envelope *e
 		rc = -EDQUOT;
 		goto out;
 	}
+	if (space_refuses(b, env->body_len)) {
+		st->wstats.space_refused++;
+		rc = -ENOSPC;
+		goto out;
+	}
 	if (m.next_seq == UINT64_MAX) {
 		rc = -EOVERFLOW; /* 2^64 sequences: not reachable in practice */
 		goto out;
@@ -555,6 +606,8 @@ int sp_store_enqueue(struct sp_store_batch *b, const struct sp_store_envelope *e
 		batch_put(b, SP_STORE_CF_EXPIRY, dkey, sizeof(dkey), NULL, 0);
 	}
 	b->assigned++;
+	b->add_bytes += env->body_len;
+	st->written_since_check += 2 * (env->body_len + 160);
 	st->wstats.enqueued++;
 	*seq_out = seq;
 	rc = 0;

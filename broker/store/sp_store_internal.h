@@ -47,6 +47,7 @@ struct sp_store_batch {
 	uint64_t now_ms;
 	size_t ops;
 	size_t assigned;                /* sequences handed out by this batch */
+	uint64_t add_bytes;             /* body bytes enqueued by this batch */
 	bool open;
 	/* The devices this batch touched: slots[0..count) in the order first
 	 * touched, found through map (device key -> index into slots). */
@@ -58,7 +59,7 @@ struct sp_store_batch {
 
 /* Write-path counters (sp_store_batch.c), merged by sp_store_get_stats. */
 struct sp_store_wstats {
-	uint64_t enqueued, duplicates, quota_refused;
+	uint64_t enqueued, duplicates, quota_refused, space_refused;
 	uint64_t acked, ack_unknown, acked_bytes;
 	uint64_t corrupt;
 	uint64_t commits, commit_failures, syncs;
@@ -88,6 +89,7 @@ struct sp_store {
 	uint8_t *dedup_key;             /* sodium_malloc'd, crypto_generichash_KEYBYTES */
 	uint64_t epoch;
 	bool poisoned;                  /* writes refused until reopened */
+	bool ballast;                   /* DIR/ballast exists */
 	char err[SP_STORE_ERRMSG_LEN];
 
 	/* sp_store_batch.c */
@@ -99,6 +101,12 @@ struct sp_store {
 	 * without a record (its record is deleted when its mailbox empties,
 	 * so its old seqs are below this, or below the epoch's floor). */
 	uint64_t seq_hwm;
+	/* Free space: read every SP_STORE_SPACE_CHECK_MS (statvfs), minus
+	 * what was written since (estimated). */
+	uint64_t space_checked_ms;
+	uint64_t free_bytes;
+	uint64_t written_since_check;
+	bool space_checked;
 	uint64_t unsynced_since_ms;     /* SP_STORE_SYNC_BATCH: time of the first of them */
 	struct sp_store_wstats wstats;
 
@@ -132,6 +140,13 @@ int sp_store_bump_epoch(struct sp_store *st);
 
 /* Refuses every later write, sync and flush with -EIO (see sp_store.h). */
 void sp_store_poison(struct sp_store *st);
+
+/* Free bytes (f_bavail * f_frsize) of DIR's file system: 0 or -errno. */
+int sp_store_free_space(struct sp_store *st, uint64_t *free_bytes);
+
+/* Allocates DIR/ballast (cfg.ballast_bytes) if it is missing; 0 or -errno
+ * (the store goes on without it). */
+int sp_store_ballast_make(struct sp_store *st);
 
 /* ---- sp_store_batch.c ----------------------------------------------------- */
 

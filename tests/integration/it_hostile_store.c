@@ -9,6 +9,14 @@
  *   expiry_storm: many envelopes expire in the same moment; the sweep runs
  *       in bounded steps that resume where the last stopped, and the loop
  *       answers pings meanwhile (latency printed).
+ *   seq_increases_after_empty: a device whose mailbox emptied (its record
+ *       deleted) still gets increasing seqs, across kill -9 too.
+ *   disk_fill: one sender fills a small file system (a tmpfs of its own,
+ *       in a private mount namespace) with 60 KB envelopes to fresh
+ *       recipients: store-min-free refuses them (ERR_MAILBOX_FULL) before
+ *       the disk is full; acks still work; then the disk is filled to the
+ *       last byte from outside, the broker is killed -9 and restarts
+ *       (store-ballast gives it room) and delivers what it held.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -18,7 +26,12 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <fcntl.h>
+#include <sched.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -140,7 +153,7 @@ static void send_many(struct sp_raw *c, const uint8_t (*to)[SP_KEY_LEN], size_t 
 		      size_t body_len, uint64_t cid0, struct tally *t)
 {
 	static uint8_t buf[SP_TRANSPORT_PLAINTEXT_MAX];
-	uint8_t body[4096];
+	static uint8_t body[SP_BODY_MAX];
 	uint32_t sent = 0;
 
 	assert_true(body_len <= sizeof(body));
@@ -306,6 +319,7 @@ static void test_seq_increases_after_empty(void **state)
 	assert_int_equal(sp_raw_init(&rcpt), 0);
 	memcpy(priv, rcpt.s_priv, sizeof(priv));
 	memcpy(pub, rcpt.s_pub, sizeof(pub));
+	sp_raw_close(&rcpt);
 	assert_int_equal(sp_it_broker_start(&b, NULL, args), 0);
 	snprintf(dir, sizeof(dir), "%s", b.data_dir);
 	for (int round = 0; round < 3; round++) {
@@ -341,11 +355,167 @@ static void test_seq_increases_after_empty(void **state)
 	sp_it_rmrf(dir);
 }
 
+/* ---- disk fill ---------------------------------------------------------------- */
+
+enum { FILL_MB = 48, FILL_BODY = 60000, FILL_HELD = 20 };
+
+/* The test's own tmpfs in a private mount namespace (the broker, forked
+ * later, shares it); 0, or -1 when this sandbox cannot mount (skipped). */
+static int small_fs(const char *mnt)
+{
+	char opt[32];
+
+	snprintf(opt, sizeof(opt), "size=%dm", FILL_MB);
+	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+	    mount("tmpfs", mnt, "tmpfs", 0, opt) < 0)
+		return -1;
+	return 0;
+}
+
+static uint64_t free_bytes(const char *path)
+{
+	struct statvfs v;
+
+	assert_int_equal(statvfs(path, &v), 0);
+	return (uint64_t)v.f_bavail * v.f_frsize;
+}
+
+/* Fills the file system of dir to the last byte: returns bytes written. */
+static uint64_t fill_up(const char *dir)
+{
+	static uint8_t chunk[65536];
+	char path[300];
+	uint64_t n = 0;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/filler", dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	for (size_t len = sizeof(chunk); len >= 512;) {
+		ssize_t w = write(fd, chunk, len);
+
+		if (w > 0)
+			n += (uint64_t)w;
+		else
+			len /= 2;
+	}
+	close(fd);
+	return n;
+}
+
+static void test_disk_fill(void **state)
+{
+	static uint8_t fresh[64][SP_KEY_LEN];
+	char mnt[] = "/tmp/it-hostile-fs-XXXXXX", dir[300];
+	/* SP_DISKFILL_UNBOUNDED=1: the same attack with the bounds off, to
+	 * print what it did before them (nothing asserted then). */
+	bool unbounded = getenv("SP_DISKFILL_UNBOUNDED") != NULL;
+	const char *args[] = { "--fsync", "never", "--mailbox-max-bytes", "1073741824",
+			       "--sender-byte-rate", "0", "--sender-rate", "0",
+			       "--store-min-free", unbounded ? "0" : "8388608",
+			       "--store-ballast", unbounded ? "0" : "4194304", NULL };
+	struct sp_it_broker b;
+	struct sp_raw snd, rcpt;
+	struct tally held = { 0 }, t = { 0 };
+	uint8_t priv[SP_KEY_LEN], pub[SP_KEY_LEN];
+	uint64_t seqs[FILL_HELD * 2], t0, filled;
+	size_t n;
+	int rc;
+
+	(void)state;
+	assert_non_null(mkdtemp(mnt));
+	if (small_fs(mnt) < 0) {
+		rmdir(mnt);
+		print_message("SKIP: cannot mount a tmpfs here (needs root)\n");
+		skip();
+	}
+	snprintf(dir, sizeof(dir), "%s/data", mnt);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	assert_int_equal(sp_it_broker_start(&b, dir, args), 0);
+	assert_int_equal(sp_raw_init(&rcpt), 0);
+	memcpy(priv, rcpt.s_priv, sizeof(priv));
+	memcpy(pub, rcpt.s_pub, sizeof(pub));
+	assert_int_equal(sp_raw_init(&snd), 0);
+	assert_int_equal(sp_raw_open(&snd, b.port, SP_PREAMBLE_PATTERN_IK, b.server_pub), 0);
+	/* What an honest device has waiting. */
+	send_many(&snd, (const uint8_t (*)[SP_KEY_LEN])pub, 1, FILL_HELD, 1000, 0, &held);
+	assert_int_equal(held.by_status[SP_STATUS_ACCEPTED], FILL_HELD);
+
+	/* The attack: 60 KB envelopes, each to a fresh recipient, until refused. */
+	t0 = mono_us();
+	for (int round = 0; round < 100; round++) {
+		uint32_t before = t.by_status[SP_STATUS_ACCEPTED];
+
+		for (int i = 0; i < 64; i++)
+			random_key(fresh[i]);
+		send_many(&snd, (const uint8_t (*)[SP_KEY_LEN])fresh, 64, 64, FILL_BODY, 0, &t);
+		if (t.by_status[SP_STATUS_ACCEPTED] == before)
+			break;
+	}
+	printf("disk fill: %u accepted (%.1f MB) in %.2f s, then %u mailbox_full, %u internal; "
+	       "free space left %.1f MB of %d MB\n",
+	       t.by_status[SP_STATUS_ACCEPTED], t.by_status[SP_STATUS_ACCEPTED] * FILL_BODY / 1e6,
+	       (mono_us() - t0) / 1e6, t.by_status[SP_STATUS_ERR_MAILBOX_FULL],
+	       t.by_status[SP_STATUS_ERR_INTERNAL], free_bytes(mnt) / 1e6, FILL_MB);
+	if (!unbounded) {
+		assert_true(t.by_status[SP_STATUS_ACCEPTED] > 100);
+		assert_true(t.by_status[SP_STATUS_ERR_MAILBOX_FULL] > 0);
+		assert_int_equal(t.by_status[SP_STATUS_ERR_INTERNAL], 0);
+		assert_true(metric(&b, "sealpost_store_full_refused_total") > 0);
+		assert_true(free_bytes(mnt) >= 4u << 20);
+	}
+	sp_raw_close(&snd);
+
+	/* Acks still work on the refusing store: the device takes half. */
+	n = drain_and_ack(&rcpt, &b, seqs, FILL_HELD / 2);
+	printf("disk fill: honest device received %zu, acked %d\n", n, FILL_HELD / 2);
+	ping(&rcpt, 7);
+	sp_raw_close(&rcpt);
+
+	/* Something else fills the disk to the last byte; kill -9; restart. */
+	filled = fill_up(mnt);
+	printf("disk fill: filler took the last %.1f MB; free now %.3f MB\n", filled / 1e6,
+	       free_bytes(mnt) / 1e6);
+	assert_true(sp_it_broker_kill(&b) >= 0);
+	rc = sp_it_broker_start(&b, dir, args);
+	printf("disk fill: restart on the full disk: %s\n", rc == 0 ? "started" : "FAILED");
+	if (unbounded) {
+		if (rc == 0)
+			sp_it_broker_stop(&b);
+		else
+			sp_it_log_tail(&b, 5);
+		umount2(mnt, MNT_DETACH);
+		rmdir(mnt);
+		return;
+	}
+	assert_int_equal(rc, 0);
+	/* It delivers what it holds (the unacked half), and refuses new mail
+	 * with a status, not an internal error. */
+	assert_int_equal(sp_raw_init(&rcpt), 0);
+	memcpy(rcpt.s_priv, priv, sizeof(priv));
+	memcpy(rcpt.s_pub, pub, sizeof(pub));
+	n = drain_and_ack(&rcpt, &b, seqs, FILL_HELD * 2);
+	assert_int_equal(n, FILL_HELD - FILL_HELD / 2);
+	ping(&rcpt, 8);
+	assert_int_equal(sp_raw_init(&snd), 0);
+	assert_int_equal(sp_raw_open(&snd, b.port, SP_PREAMBLE_PATTERN_IK, b.server_pub), 0);
+	memset(&t, 0, sizeof(t));
+	send_many(&snd, (const uint8_t (*)[SP_KEY_LEN])pub, 1, 4, FILL_BODY, 0, &t);
+	assert_int_equal(t.by_status[SP_STATUS_ERR_MAILBOX_FULL], 4);
+	sp_raw_close(&snd);
+	sp_raw_close(&rcpt);
+	assert_int_equal(sp_it_broker_stop(&b), 0);
+	sodium_memzero(priv, sizeof(priv));
+	umount2(mnt, MNT_DETACH);
+	rmdir(mnt);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_expiry_storm),
 		cmocka_unit_test(test_seq_increases_after_empty),
+		cmocka_unit_test(test_disk_fill),
 	};
 
 	if (sodium_init() < 0)
