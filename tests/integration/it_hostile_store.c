@@ -17,6 +17,8 @@
  *       the disk is full; acks still work; then the disk is filled to the
  *       last byte from outside, the broker is killed -9 and restarts
  *       (store-ballast gives it room) and delivers what it held.
+ *   sender_rate: a flooding sender is held to sender-rate/sender-burst
+ *       (ERR_RATE_LIMITED) while another sender to the same device is not.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -510,12 +512,56 @@ static void test_disk_fill(void **state)
 	rmdir(mnt);
 }
 
+/* ---- sender budgets ------------------------------------------------------------ */
+
+/* One device sending as fast as it can is held to its budget with
+ * ERR_RATE_LIMITED; another device sending to the same recipient at the
+ * same time is not. */
+static void test_sender_rate(void **state)
+{
+	const char *args[] = { "--fsync", "never", "--sender-rate", "50", "--sender-burst", "200",
+			       NULL };
+	static uint8_t to[1][SP_KEY_LEN];
+	struct sp_it_broker b;
+	struct sp_raw flood, honest;
+	struct tally tf = { 0 }, th = { 0 };
+	uint64_t t0 = mono_us();
+	double secs;
+
+	(void)state;
+	random_key(to[0]);
+	assert_int_equal(sp_it_broker_start(&b, NULL, args), 0);
+	assert_int_equal(sp_raw_init(&flood), 0);
+	assert_int_equal(sp_raw_open(&flood, b.port, SP_PREAMBLE_PATTERN_IK, b.server_pub), 0);
+	assert_int_equal(sp_raw_init(&honest), 0);
+	assert_int_equal(sp_raw_open(&honest, b.port, SP_PREAMBLE_PATTERN_IK, b.server_pub), 0);
+	send_many(&flood, (const uint8_t (*)[SP_KEY_LEN])to, 1, 2000, 32, 0, &tf);
+	send_many(&honest, (const uint8_t (*)[SP_KEY_LEN])to, 1, 10, 32, 0, &th);
+	secs = (double)(mono_us() - t0) / 1e6;
+	printf("sender rate: flood %u accepted, %u rate_limited in %.2f s; honest %u of 10 accepted\n",
+	       tf.by_status[SP_STATUS_ACCEPTED], tf.by_status[SP_STATUS_ERR_RATE_LIMITED], secs,
+	       th.by_status[SP_STATUS_ACCEPTED]);
+	/* At most the burst plus what 50/s refilled meanwhile. */
+	assert_true(tf.by_status[SP_STATUS_ACCEPTED] >= 200);
+	assert_true(tf.by_status[SP_STATUS_ACCEPTED] <= 200 + 50 * (secs + 1));
+	assert_int_equal(tf.by_status[SP_STATUS_ACCEPTED] + tf.by_status[SP_STATUS_ERR_RATE_LIMITED],
+			 2000);
+	assert_int_equal(th.by_status[SP_STATUS_ACCEPTED], 10);
+	assert_true(metric(&b, "sealpost_envelopes_refused_total{reason=\"rate_limited\"}") ==
+		    tf.by_status[SP_STATUS_ERR_RATE_LIMITED]);
+	sp_raw_close(&flood);
+	sp_raw_close(&honest);
+	assert_int_equal(sp_it_broker_stop(&b), 0);
+	sp_it_rmrf(b.data_dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_expiry_storm),
 		cmocka_unit_test(test_seq_increases_after_empty),
 		cmocka_unit_test(test_disk_fill),
+		cmocka_unit_test(test_sender_rate),
 	};
 
 	if (sodium_init() < 0)
