@@ -306,6 +306,9 @@ int sp_shard_setup(struct sp_shard *sh, uint8_t id, const struct sp_config *cfg,
 	sh->env.hello.protocol_version = SP_PROTOCOL_VERSION;
 	sh->env.hello.max_envelope = cfg->max_envelope;
 	sh->env.hello.max_transport = SP_TRANSPORT_PLAINTEXT_MAX;
+	/* Told to clients so they can ping below it (0: off, never closes). */
+	sh->env.hello.idle_timeout_ms = cfg->idle_timeout_s > UINT32_MAX / 1000
+		? UINT32_MAX : cfg->idle_timeout_s * 1000;
 	sh->env.pool = &sh->pool;
 	/* Composition: the session calls up into the router; the lifecycle
 	 * tells the app layer when a connection ends. */
