@@ -127,7 +127,8 @@ static void check_fd_limit(const struct sp_log *lg, const struct sp_config *cfg)
 
 /* The stop line, from the shard's metrics slot. accepted: connections taken
  * into the table (refusals at accept time subtracted; the few refused
- * while stopping are counted as accepted). */
+ * while stopping are counted as accepted). delivered: both paths, live and
+ * from the mailbox. */
 static void log_stopped(const struct sp_log *lg, const struct sp_metrics_shard *m)
 {
 	uint64_t refused = m->connections_closed[SP_METRICS_CLOSE_MAX_CONNS] +
@@ -141,7 +142,8 @@ static void log_stopped(const struct sp_log *lg, const struct sp_metrics_shard *
 	SP_LOG(lg, SP_LOG_INFO, "stopped",
 	       SP_KV_UINT("accepted", m->connections_accepted - refused),
 	       SP_KV_UINT("handshakes", handshakes), SP_KV_UINT("sends", sends),
-	       SP_KV_UINT("delivered", m->envelopes_delivered[SP_METRICS_PATH_LIVE]),
+	       SP_KV_UINT("delivered", m->envelopes_delivered[SP_METRICS_PATH_LIVE] +
+				       m->envelopes_delivered[SP_METRICS_PATH_MAILBOX]),
 	       SP_KV_UINT("refused", refused));
 }
 

@@ -315,7 +315,11 @@ static void test_file_errors(void **state)
 	expect_file_error("data-dir =\n", 1, "data-dir: empty");
 	expect_file_error("max-conns = 5\njust words\n", 2, "expected 'key = value'");
 	expect_file_error("max-conns = 5\nmax-conns = 6\n", 2, "already set on line 1");
-	expect_file_error("[sealpostd]\nmax-conns = 5\n", 2, "sections are not used");
+	/* A section is refused on its own line, also when no key follows it. */
+	expect_file_error("[sealpostd]\nmax-conns = 5\n", 1, "sections are not used ([sealpostd])");
+	expect_file_error("max-conns = 5\n# c\n  [extra]  \n", 3, "sections are not used");
+	expect_file_error("max-conns = 5\n[tail]", 2, "sections are not used ([tail])");
+	expect_file_error("max-conns = 5\n[]\n", 2, "sections are not used");
 	/* Command-line only. */
 	expect_file_error("config = /etc/other.conf\n", 1, "unknown key 'config'");
 	expect_file_error("check-config = 1\n", 1, "unknown key 'check-config'");
