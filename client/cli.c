@@ -18,6 +18,8 @@
 #include "cli_pins.h"
 #include "sealpost.h"
 
+#include "cli_admin.h"
+
 /* Exit statuses; documented in usage(). */
 enum {
 	EX_OK = 0,
@@ -52,6 +54,7 @@ static const char usage_text[] =
 	"  pubkey FILE     print the public key of a device key file\n"
 	"  send            seal a message for a device and send it through a broker\n"
 	"  recv            receive messages, print them, acknowledge them\n"
+	"  admin           talk to a running sealpostd over its admin socket\n"
 	"\n"
 	"Run 'sealpost COMMAND --help' for the options of each. --version prints the\n"
 	"version of libsealpost the CLI runs on.\n";
@@ -1263,6 +1266,8 @@ int main(int argc, char **argv)
 		return cmd_send(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "recv"))
 		return cmd_recv(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "admin"))
+		return cli_admin_main(argc - 1, argv + 1);
 	fprintf(stderr, "sealpost: unknown command '%s'\n", argv[1]);
 	fputs(usage_text, stderr);
 	return EX_USAGE;
