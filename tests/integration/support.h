@@ -51,6 +51,9 @@ int sp_it_broker_start_at(struct sp_it_broker *b, const char *data_dir, uint16_t
 int sp_it_broker_stop(struct sp_it_broker *b);
 /* SIGKILL, wait. Same sanitizer check as stop. */
 int sp_it_broker_kill(struct sp_it_broker *b);
+/* Starts a stopped or killed broker again on the same port and data dir
+ * (clients that reconnect find it where it was); ready as after start. */
+int sp_it_broker_restart(struct sp_it_broker *b, const char *const *extra_args);
 /* Is the process still running (not exited)? */
 int sp_it_broker_alive(struct sp_it_broker *b);
 /* Count of lines in the broker log containing needle. */

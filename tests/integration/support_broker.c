@@ -666,3 +666,22 @@ int sp_it_run(char *const argv[], const char *stdin_data, char *out, size_t out_
 		return WEXITSTATUS(st);
 	return 128 + WTERMSIG(st);
 }
+
+int sp_it_broker_restart(struct sp_it_broker *b, const char *const *extra_args)
+{
+	const char *bin = getenv("SEALPOSTD");
+	int started_before, ret;
+
+	if (!bin)
+		return -EINVAL;
+	started_before = sp_it_log_count(b, "msg=\"sealpostd started\"");
+	ret = spawn(b, bin, extra_args);
+	if (ret)
+		return ret;
+	ret = wait_ready(b, started_before > 0 ? started_before : 0);
+	if (ret) {
+		dump_log(b->log_path);
+		sp_it_broker_kill(b);
+	}
+	return ret;
+}
