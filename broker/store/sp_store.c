@@ -543,6 +543,8 @@ void sp_store_get_stats(const struct sp_store *st, struct sp_store_stats *out)
 	out->expired = x->expired;
 	out->dedup_expired = x->dedup_expired;
 	out->expired_bytes = x->expired_bytes;
+	out->purged = st->purged;
+	out->purged_bytes = st->purged_bytes;
 	out->corrupt = w->corrupt + x->corrupt + st->read_corrupt;
 	out->epoch = st->epoch;
 }

@@ -41,6 +41,10 @@ struct sp_it_broker {
 
 /* data_dir: NULL for a fresh temp dir. extra_args: NULL-terminated, or NULL. */
 int sp_it_broker_start(struct sp_it_broker *b, const char *data_dir, const char *const *extra_args);
+/* The same on a given port (a restart where clients expect it, or another
+ * broker on the address of one that stopped); no retry if it is taken. */
+int sp_it_broker_start_at(struct sp_it_broker *b, const char *data_dir, uint16_t port,
+			  const char *const *extra_args);
 /* SIGTERM, wait; returns the wait status (or -errno). -EPROTO (and the log is
  * printed) when the broker log holds an ASan/UBSan/LSan report, so a broker
  * built with -DSP_SANITIZE=ON fails every test that stops it. */
