@@ -640,7 +640,7 @@ static int cmd_pubkey(int argc, char **argv)
 		return bad_usage("pubkey takes exactly one FILE", pubkey_help);
 	r = sealpost_key_load(&key, argv[1]);
 	if (r < 0) {
-		fprintf(stderr, "sealpost: cannot load key %s: %s\n", argv[1], strerror(-r));
+		fprintf(stderr, "sealpost: cannot load key %s: %s\n", argv[1], sealpost_strerror(r));
 		return EX_KEYFILE;
 	}
 	sealpost_key_public(key, pub);
@@ -1203,6 +1203,19 @@ static int cmd_recv(int argc, char **argv)
 		case SEALPOST_EVENT_DRAINED:
 			if (o.verbose)
 				fprintf(stderr, "drained %llu\n", (unsigned long long)ev.count);
+			break;
+		case SEALPOST_EVENT_DISCONNECTED:
+			/* The library reconnects and resends by itself. */
+			if (takeover) {
+				fprintf(stderr, "sealpost: connection closed\n");
+				ex = EX_LOST;
+				goto out;
+			}
+			fprintf(stderr, "sealpost: connection lost (%s); reconnecting\n",
+				ev.error ? sealpost_strerror(ev.error) : "closed by the broker");
+			break;
+		case SEALPOST_EVENT_RECONNECTED:
+			fprintf(stderr, "sealpost: reconnected\n");
 			break;
 		case SEALPOST_EVENT_CLOSED:
 			if (takeover) {

@@ -35,11 +35,13 @@ def test_keys(tmp_path):
     with pytest.raises(SealpostError) as e:
         k.save(path)
     assert e.value.errno == errno.EEXIST
-    # A key others can read is refused; a missing one is ENOENT; junk EBADMSG.
+    # A key others can read is refused; a missing one is ENOENT; junk a
+    # malformed key file, each with the library's words.
     os.chmod(path, 0o644)
     with pytest.raises(SealpostError) as e:
         Key.load(path)
-    assert e.value.errno == errno.EACCES
+    assert e.value.errno == sealpost.EKEYMODE
+    assert "chmod 600" in str(e.value)
     with pytest.raises(SealpostError) as e:
         Key.load(tmp_path / "none.key")
     assert e.value.errno == errno.ENOENT
@@ -48,7 +50,7 @@ def test_keys(tmp_path):
     os.chmod(bad, 0o600)
     with pytest.raises(SealpostError) as e:
         Key.load(bad)
-    assert e.value.errno == errno.EBADMSG
+    assert e.value.errno == sealpost.EKEYFORMAT
     assert str(e.value)         # the library's words
     # From private bytes: deterministic.
     priv = bytes(range(32))
@@ -159,10 +161,12 @@ def test_manual_ack(broker):
 
 def test_events_goaway_and_closed(broker):
     k = Key.generate()
-    c = Client.connect(broker.addr, k, server_key=broker.server_pub, timeout=T)
+    c = Client.connect(broker.addr, k, server_key=broker.server_pub, timeout=T,
+                       reconnect=False)
     assert c.next_event(T) == sealpost.Drained(0)
     # The same key again: the first connection is taken over.
-    c2 = Client.connect(broker.addr, k, server_key=broker.server_pub, timeout=T)
+    c2 = Client.connect(broker.addr, k, server_key=broker.server_pub, timeout=T,
+                        reconnect=False)
     evs = list(c.events(timeout=T))
     assert evs[0] == sealpost.GoAway(Status.GOAWAY_TAKEOVER)
     assert isinstance(evs[-1], sealpost.Closed) and evs[-1].error == 0
@@ -255,3 +259,19 @@ def test_send_raw(broker):
     with Client.connect(broker.addr, bob, server_key=broker.server_pub, timeout=T) as b:
         m = b.next_event(T)
         assert m.data == b"pre-sealed" and m.sender == alice.public
+
+
+def test_events_disconnected_reconnected(broker):
+    k = Key.generate()
+    c = Client.connect(broker.addr, k, server_key=broker.server_pub, timeout=T)
+    assert c.next_event(T) == sealpost.Drained(0)
+    # Taken over: the resilient client says why, comes back by itself.
+    c2 = Client.connect(broker.addr, k, server_key=broker.server_pub, timeout=T,
+                        reconnect=False)
+    assert c.next_event(T) == sealpost.GoAway(Status.GOAWAY_TAKEOVER)
+    ev = c.next_event(T)
+    assert isinstance(ev, sealpost.Disconnected)
+    assert ev.reason == Status.GOAWAY_TAKEOVER and ev.error == 0
+    assert c.next_event(T) == sealpost.Reconnected()
+    c.close()
+    c2.close()

@@ -32,6 +32,7 @@ from ._ffi import ffi, lib
 __all__ = [
     "KEY_LEN", "MESSAGE_MAX", "SealpostError", "Status", "Key", "Client",
     "Event", "Message", "Result", "Pong", "GoAway", "Closed", "BadEnvelope", "Drained",
+    "Connected", "Disconnected", "Reconnected", "Opaque",
     "version", "strerror", "seal", "open_envelope",
 ]
 
@@ -42,10 +43,12 @@ MESSAGE_MAX = ENVELOPE_MAX - SEAL_OVERHEAD
 
 _EVENT_ROOM = 1024      # bytes kept for one struct sealpost_event (tests/test_abi.py)
 _CONNECT_MANUAL_ACK = 1 << 0
+_CONNECT_NO_RECONNECT = 1 << 1
 _SEND_ONLINE_ONLY = 1 << 0
 
 _EV_MESSAGE, _EV_RESULT, _EV_PONG, _EV_GOAWAY, _EV_CLOSED, _EV_BAD_ENVELOPE, _EV_DRAINED = \
     range(1, 8)
+_EV_CONNECTED, _EV_DISCONNECTED, _EV_RECONNECTED, _EV_OPAQUE = range(8, 12)
 
 
 def version():
@@ -273,6 +276,36 @@ class BadEnvelope(Event):
         self.seq, self.error = seq, abs(error)
 
 
+class Connected(Event):
+    """The first handshake of a non-blocking client is done."""
+    __slots__ = ()
+
+
+class Disconnected(Event):
+    """The connection dropped; the library reconnects and resends by itself:
+    .error (positive errno or library code, 0 after a GoAway), .reason (the
+    GoAway's Status, or 0), .message the library's words."""
+    __slots__ = ("error", "reason", "message")
+
+    def __init__(self, error, reason):
+        self.error = abs(error)
+        self.reason = Status.of(reason) if reason else 0
+        self.message = strerror(error) if error else "closed after goaway"
+
+
+class Reconnected(Event):
+    """A new connection is up; sends without a result were resent."""
+    __slots__ = ()
+
+
+class Opaque(Event):
+    """A delivery handed over raw (connect(opaque=True)): .data, .seq."""
+    __slots__ = ("data", "seq")
+
+    def __init__(self, data, seq):
+        self.data, self.seq = data, seq
+
+
 class Drained(Event):
     """Once per connection: the stored backlog (.count envelopes) is delivered."""
     __slots__ = ("count",)
@@ -298,6 +331,14 @@ def _event(ev):
         return BadEnvelope(ev.seq, ev.error)
     if t == _EV_DRAINED:
         return Drained(ev.count)
+    if t == _EV_CONNECTED:
+        return Connected()
+    if t == _EV_DISCONNECTED:
+        return Disconnected(ev.error, ev.status)
+    if t == _EV_RECONNECTED:
+        return Reconnected()
+    if t == _EV_OPAQUE:
+        return Opaque(bytes(ffi.buffer(ev.data, ev.len)), ev.seq)
     return None     # a kind this binding does not know: skipped
 
 
@@ -316,16 +357,20 @@ class Client:
         self._closed_seen = False
 
     @classmethod
-    def connect(cls, server, key, server_key=None, timeout=30.0, manual_ack=False):
+    def connect(cls, server, key, server_key=None, timeout=30.0, manual_ack=False,
+                reconnect=True):
         """Connects and runs the handshake: IK when server_key (32 bytes or
         hex) is given, else XX (read .server_key afterwards and pin it).
         timeout: seconds for connect and handshake together (None: 30).
         manual_ack: acknowledge deliveries yourself with ack(); by default a
-        Message is acknowledged once the next call on this client is made."""
+        Message is acknowledged once the next call on this client is made.
+        reconnect: False turns off the library's reconnects and resends (the
+        first drop is then Closed)."""
         out = ffi.new("struct sealpost_client **")
         opts = ffi.new("struct sealpost_connect_opts *")
         opts.size = ffi.sizeof("struct sealpost_connect_opts")
-        opts.flags = _CONNECT_MANUAL_ACK if manual_ack else 0
+        opts.flags = (_CONNECT_MANUAL_ACK if manual_ack else 0) | \
+            (0 if reconnect else _CONNECT_NO_RECONNECT)
         sk = ffi.new("uint8_t[32]", _key_bytes(server_key, "server_key")) \
             if server_key is not None else ffi.NULL
         # None or 0: the library's own bound (30 s) for connect and handshake.
@@ -524,3 +569,10 @@ ETIMEDOUT = _errno.ETIMEDOUT
 EMSGSIZE = _errno.EMSGSIZE
 ECONNRESET = _errno.ECONNRESET
 ENOTCONN = _errno.ENOTCONN
+# The library's own codes (enum sealpost_error).
+ESERVERKEY = 7001
+EUNKNOWNHOST = 7002
+EKEYMODE = 7003
+EKEYFORMAT = 7004
+EQUEUEFULL = 7005
+EDEADPEER = 7006
