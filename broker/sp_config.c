@@ -103,6 +103,34 @@ static const struct opt opts[] = {
 	  "longest admin request line; a longer one is answered with an error" },
 	{ "admin-timeout", "MS", OPT_U32, FIELD(admin_timeout_ms), 100, 600000, false,
 	  "an admin request must arrive and be answered within this many milliseconds" },
+	{ "expiry-sweep-budget", "MS", OPT_U32, FIELD(expiry_sweep_budget_ms), 1, 1000, false,
+	  "event-loop time one step of the expiry sweep (one per 100 ms tick) may take; "
+	  "a step that runs out resumes where it stopped at the next tick" },
+	{ "expiry-sweep-batch", "N", OPT_U32, FIELD(expiry_sweep_batch), 1, 1000000, false,
+	  "expiry index records one sweep step reads, at most" },
+	{ "store-max-bytes", "BYTES", OPT_U64, FIELD(store_max_bytes), 0, (uint64_t)1 << 50, false,
+	  "envelope body bytes all mailboxes together hold; beyond, durable sends get "
+	  "err_mailbox_full; 0 = no such bound (store-min-free still holds)" },
+	{ "store-min-free", "BYTES", OPT_U64, FIELD(store_min_free), 0, (uint64_t)1 << 50, false,
+	  "free space kept back on the data directory's file system: below it durable sends get "
+	  "err_mailbox_full, while acks, expiry and restarts go on; 0 = off" },
+	{ "store-ballast", "BYTES", OPT_U64, FIELD(store_ballast), 0, (uint64_t)1 << 40, false,
+	  "size of DATA_DIR/mailbox/ballast, a file a start deletes when it finds the disk "
+	  "full, so the store can open; 0 = none" },
+	{ "sender-rate", "N", OPT_U64, FIELD(sender_rate), 0, (uint64_t)1 << 32, false,
+	  "durable envelopes per second one sending device may store (token bucket); beyond, "
+	  "err_rate_limited; 0 = no limit" },
+	{ "sender-burst", "N", OPT_U64, FIELD(sender_burst), 1, (uint64_t)1 << 32, false,
+	  "envelopes a sending device may store at once before sender-rate applies" },
+	{ "sender-byte-rate", "BYTES", OPT_U64, FIELD(sender_byte_rate), 0, (uint64_t)1 << 40,
+	  false, "durable envelope body bytes per second one sending device may store; beyond, "
+	  "err_rate_limited; 0 = no limit" },
+	{ "sender-byte-burst", "BYTES", OPT_U64, FIELD(sender_byte_burst), SP_BODY_MAX,
+	  (uint64_t)1 << 40, false,
+	  "body bytes a sending device may store at once before sender-byte-rate applies" },
+	{ "sender-table-max", "N", OPT_U32, FIELD(sender_table_max), 1, 1 << 24, false,
+	  "sending devices whose budgets are tracked per shard; senders beyond it share one "
+	  "budget" },
 	{ "config", "FILE", OPT_CONFIG, FIELD(config_path), 0, 0, false,
 	  "read options from an INI file (keys = these option names); flags win" },
 	{ "check-config", NULL, OPT_CHECK, 0, 0, 0, false,
@@ -141,6 +169,16 @@ void sp_config_defaults(struct sp_config *c)
 	c->admin_max_conns = SP_DEFAULT_ADMIN_MAX_CONNS;
 	c->admin_request_max = SP_DEFAULT_ADMIN_REQUEST_MAX;
 	c->admin_timeout_ms = SP_DEFAULT_ADMIN_TIMEOUT_MS;
+	c->expiry_sweep_budget_ms = SP_DEFAULT_EXPIRY_SWEEP_BUDGET_MS;
+	c->expiry_sweep_batch = SP_DEFAULT_EXPIRY_SWEEP_BATCH;
+	c->store_max_bytes = SP_DEFAULT_STORE_MAX_BYTES;
+	c->store_min_free = SP_DEFAULT_STORE_MIN_FREE;
+	c->store_ballast = SP_DEFAULT_STORE_BALLAST;
+	c->sender_rate = SP_DEFAULT_SENDER_RATE;
+	c->sender_burst = SP_DEFAULT_SENDER_BURST;
+	c->sender_byte_rate = SP_DEFAULT_SENDER_BYTE_RATE;
+	c->sender_byte_burst = SP_DEFAULT_SENDER_BYTE_BURST;
+	c->sender_table_max = SP_DEFAULT_SENDER_TABLE_MAX;
 }
 
 static const char *const fsync_names[] = { "always", "batch", "never" };

@@ -104,6 +104,18 @@ struct sp_config {
 	uint32_t admin_max_conns;       /* admin connections at once */
 	uint32_t admin_request_max;     /* bytes of one request line */
 	uint32_t admin_timeout_ms;      /* from accept to the answer written */
+	uint32_t expiry_sweep_budget_ms; /* loop time one expiry sweep step may take */
+	uint32_t expiry_sweep_batch;    /* expiry index records one sweep step reads, at most */
+	/* Disk: refuse new envelopes before the disk is full (0 = off). */
+	uint64_t store_max_bytes;       /* body bytes over all mailboxes */
+	uint64_t store_min_free;        /* free bytes kept back on the data file system */
+	uint64_t store_ballast;         /* bytes of DATA_DIR/mailbox/ballast */
+	/* Per-sender budgets for durable envelopes (0 rate = that bucket off). */
+	uint64_t sender_rate;           /* envelopes per second */
+	uint64_t sender_burst;
+	uint64_t sender_byte_rate;      /* body bytes per second */
+	uint64_t sender_byte_burst;
+	uint32_t sender_table_max;      /* senders tracked per shard */
 };
 
 /* --fsync: what an acceptance (SendResult ACCEPTED) promises; docs/OPERATIONS.md. */
@@ -120,7 +132,17 @@ enum {
 	SP_DEFAULT_TTL_S = 30 * 24 * 3600,
 	SP_DEFAULT_DEDUP_WINDOW_S = 24 * 3600,
 	SP_DEFAULT_BACKLOG_CHUNK = 256,
+	SP_DEFAULT_EXPIRY_SWEEP_BUDGET_MS = 5,
+	SP_DEFAULT_EXPIRY_SWEEP_BATCH = 4096,
+	SP_DEFAULT_SENDER_RATE = 10000,
+	SP_DEFAULT_SENDER_BURST = 50000,
+	SP_DEFAULT_SENDER_TABLE_MAX = 65536,
 };
+#define SP_DEFAULT_STORE_MAX_BYTES 0ull
+#define SP_DEFAULT_STORE_MIN_FREE (1024ull * 1024 * 1024)      /* 1 GiB */
+#define SP_DEFAULT_STORE_BALLAST (64ull * 1024 * 1024)         /* 64 MiB */
+#define SP_DEFAULT_SENDER_BYTE_RATE (8ull * 1024 * 1024)       /* 8 MiB/s */
+#define SP_DEFAULT_SENDER_BYTE_BURST (64ull * 1024 * 1024)
 
 /* Fills every field with its default. */
 void sp_config_defaults(struct sp_config *c);

@@ -19,7 +19,7 @@
  *
  * Writes, of a connection: mbox, mbox_from, mbox_count, drain; sh->batch,
  * it_entries, it_bytes, rm_entries0, rm_bytes0, results, nresults,
- * results_cap, drain_list, items, sweep_more.
+ * results_cap, drain_list, items.
  * Errors: 0 or a negative errno.
  */
 #ifndef SP_MAILBOX_H

@@ -362,6 +362,9 @@ int sp_shard_store_open(const struct sp_config *cfg, const struct sp_log *log,
 	sc.dedup_window_ms = cfg->dedup_window_s * 1000;
 	sc.quota_count = cfg->mailbox_max_count;
 	sc.quota_bytes = cfg->mailbox_max_bytes;
+	sc.max_total_bytes = cfg->store_max_bytes;
+	sc.min_free_bytes = cfg->store_min_free;
+	sc.ballast_bytes = cfg->store_ballast;
 	ret = sp_store_open(out, &sc, err, sizeof(err));
 	if (ret) {
 		SP_LOG(log, SP_LOG_ERROR, "cannot open the mailbox store", SP_KV_STR("path", dir),
@@ -371,7 +374,8 @@ int sp_shard_store_open(const struct sp_config *cfg, const struct sp_log *log,
 	SP_LOG(log, SP_LOG_INFO, "mailbox store open", SP_KV_STR("path", dir),
 	       SP_KV_STR("fsync", modes[sc.sync]), SP_KV_UINT("max_count", sc.quota_count),
 	       SP_KV_UINT("max_bytes", sc.quota_bytes), SP_KV_UINT("ttl_s", cfg->ttl_s),
-	       SP_KV_UINT("dedup_window_s", cfg->dedup_window_s));
+	       SP_KV_UINT("dedup_window_s", cfg->dedup_window_s),
+	       SP_KV_UINT("min_free", sc.min_free_bytes), SP_KV_UINT("max_bytes_all", sc.max_total_bytes));
 	return 0;
 }
 
