@@ -14,7 +14,7 @@
  * What happens at a deadline is the lifecycle's decision (sp_lifecycle.c
  * takes expired connections with sp_timers_expired).
  *
- * Writes, of a connection: timer, deadline_ns; sh->hs_list, idle_list,
+ * Writes, of a connection: its timer group c->timer; sh->hs_list, idle_list,
  * closing_list, tick, tick_retry, wake_armed, wake_retry, wake_buf.
  * Errors: 0 or a negative errno.
  */
