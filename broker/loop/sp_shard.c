@@ -89,8 +89,17 @@ static void on_shutdown_cqe(struct sp_shard *sh, struct sp_conn *c)
 	sp_conn_mark(sh, c);
 }
 
+/* A second stop: stop waiting for slow peers. */
+static void stop_now(struct sp_shard *sh)
+{
+	SP_LOG0(sh->log, SP_LOG_INFO, "second stop signal: closing all connections now");
+	sp_life_end_all(sh, true);
+}
+
 static void on_wake(struct sp_shard *sh, int res)
 {
+	uint64_t stops = 1;
+
 	sp_timers_wake_done(sh);
 	if (res == -EAGAIN || res == -EINTR) {
 		sp_timers_arm_wake(sh);
@@ -98,10 +107,13 @@ static void on_wake(struct sp_shard *sh, int res)
 	}
 	if (res < 0)    /* cannot tell a stop from a failure: stop, and say so */
 		SP_LOG(sh->log, SP_LOG_ERROR, "stop descriptor failed", SP_KV_INT("errno", -res));
+	/* An eventfd read returns how many stops were written since the last
+	 * read: two signals that came before this thread woke are a stop and a
+	 * second stop, not one (a signalfd read is one signal). */
+	if (res == (int)sizeof(uint64_t))
+		memcpy(&stops, sh->wake_buf, sizeof(stops));
 	if (sh->stopping) {
-		/* A second signal: stop waiting for slow peers. */
-		SP_LOG0(sh->log, SP_LOG_INFO, "second stop signal: closing all connections now");
-		sp_life_end_all(sh, true);
+		stop_now(sh);
 		return;
 	}
 	sh->stopping = true;
@@ -111,6 +123,8 @@ static void on_wake(struct sp_shard *sh, int res)
 	       SP_KV_UINT("shard", sh->id));
 	sp_accept_stop(sh);
 	sp_life_end_all(sh, false);
+	if (stops >= 2)
+		stop_now(sh);
 	if (res >= 0)
 		sp_timers_arm_wake(sh);
 }
