@@ -177,30 +177,9 @@ static void on_cqe(struct sp_shard *sh, const struct io_uring_cqe *cqe)
 
 /* --- the loop --------------------------------------------------------------- */
 
-enum sp_close_reason sp_shard_rx(struct sp_shard *sh, struct sp_conn *c, uint8_t *data, size_t len)
-{
-	enum sp_close_reason r;
-
-	sp_timers_rx_message(sh, c);
-	r = sp_session_rx(&c->s, data, len);
-	sp_conn_mark(sh, c);
-	return r;
-}
-
 void sp_shard_after_completions(struct sp_shard *sh)
 {
 	sp_mailbox_after_completions(sh);
-}
-
-void sp_shard_iteration_metrics(struct sp_shard *sh, uint64_t n)
-{
-	sp_metrics_loop_iteration(sh->metrics, n);
-	if (sh->live_delivered) {
-		/* Received at now_ns, encrypted and queued to the kernel by now. */
-		sp_metrics_envelopes_delivered(sh->metrics, SP_METRICS_PATH_LIVE,
-					       sh->live_delivered, sp_shard_mono_ns() - sh->now_ns);
-		sh->live_delivered = 0;
-	}
 }
 
 static bool done(const struct sp_shard *sh)

@@ -34,7 +34,7 @@ static struct sp_list *list_of(struct sp_shard *sh, enum sp_timer_kind kind)
 	}
 }
 
-static void set_idle(struct sp_shard *sh, struct sp_conn *c)
+void sp_timers_set_idle(struct sp_shard *sh, struct sp_conn *c)
 {
 	timer_set(&sh->idle_list, c, sh->now_ns + (uint64_t)sh->cfg->idle_timeout_s * 1000000000u);
 }
@@ -60,15 +60,9 @@ uint64_t sp_timers_handshake_complete(const struct sp_shard *sh, const struct sp
 void sp_timers_proven(struct sp_shard *sh, struct sp_conn *c)
 {
 	if (sh->cfg->idle_timeout_s)
-		set_idle(sh, c);
+		sp_timers_set_idle(sh, c);
 	else
 		sp_list_del(&c->timer.node);
-}
-
-void sp_timers_rx_message(struct sp_shard *sh, struct sp_conn *c)
-{
-	if (c->s.state == SP_SESSION_ESTABLISHED && c->s.proven && sh->cfg->idle_timeout_s)
-		set_idle(sh, c);
 }
 
 void sp_timers_goaway(struct sp_shard *sh, struct sp_conn *c)
