@@ -27,6 +27,7 @@
 #include <sodium.h>
 
 #include "daemon.h"
+#include "sp_admin.h"
 #include "sp_config.h"
 #include "sp_fsutil.h"
 #include "sp_http.h"
@@ -146,7 +147,8 @@ static void log_stopped(const struct sp_log *lg, const struct sp_metrics_shard *
 	       SP_KV_UINT("refused", refused));
 }
 
-static int serve(struct daemon *d, const uint8_t *priv, int listen_fd, struct sp_store *store)
+static int serve(struct daemon *d, const uint8_t *priv, int listen_fd, struct sp_store *store,
+		 struct sp_admin *admin, struct sp_config *live_cfg)
 {
 	const struct sp_config *cfg = d->cfg;
 	struct sp_shard *sh = calloc(1, sizeof(*sh));
@@ -163,6 +165,8 @@ static int serve(struct daemon *d, const uint8_t *priv, int listen_fd, struct sp
 	}
 	sh->metrics = sp_metrics_shard(d->metrics, 0);
 	sh->store = store;
+	sh->admin = admin;
+	sh->live_cfg = live_cfg;
 	/* Listening, key loaded, storage open, event loop set up: ready. */
 	sp_daemon_set_ready(d);
 	SP_LOG(d->log, SP_LOG_INFO, "sealpostd started", SP_KV_STR("version", SP_VERSION),
@@ -212,7 +216,25 @@ static int start_metrics(struct daemon *d, struct sp_http **http)
 	return 0;
 }
 
-static int run(const struct sp_config *cfg, struct sp_log *lg)
+/* The admin socket, unless --admin-socket off. */
+static int start_admin(struct daemon *d, struct sp_config *cfg, int argc, char **argv,
+		       struct sp_admin **admin)
+{
+	int err;
+
+	if (strcmp(cfg->admin_socket, "off") == 0)
+		return 0;
+	err = sp_admin_start(admin, cfg, d->log, argc, argv, SP_VERSION);
+	if (err)
+		return err;
+	SP_LOG(d->log, SP_LOG_INFO, "admin socket listening",
+	       SP_KV_STR("path", sp_admin_socket_path(*admin)));
+	return 0;
+}
+
+/* cfg: writable for the admin socket's reload (applied on the shard's
+ * thread); everything else reads it. argc/argv: for that reload too. */
+static int run(struct sp_config *cfg, struct sp_log *lg, int argc, char **argv)
 {
 	struct daemon d = {
 		.cfg = cfg, .log = lg, .sig_fd = -1, .stop_fd = -1, .quit_fd = -1,
@@ -221,6 +243,7 @@ static int run(const struct sp_config *cfg, struct sp_log *lg)
 	int lock_fd = -1, listen_fd = -1, ret = 1, err;
 	struct sp_http *http = NULL;
 	struct sp_store *store = NULL;
+	struct sp_admin *admin = NULL;
 	uint8_t *priv = NULL;
 	uint64_t one = 1;
 
@@ -268,8 +291,12 @@ static int run(const struct sp_config *cfg, struct sp_log *lg)
 	listen_fd = open_listener(lg, cfg);
 	if (listen_fd < 0)
 		goto out;
-	ret = serve(&d, priv, listen_fd, store) ? 1 : 0;
+	/* After the data-directory lock: a stale socket there is ours to replace. */
+	if (start_admin(&d, cfg, argc, argv, &admin))
+		goto out;
+	ret = serve(&d, priv, listen_fd, store, admin, cfg) ? 1 : 0;
 out:
+	sp_admin_stop(admin);           /* the shard has stopped taking its jobs */
 	if (store) {
 		/* The scrape must not read a closing database. */
 		sp_metrics_set_rocksdb_source(d.metrics, NULL, NULL);
@@ -337,7 +364,7 @@ int main(int argc, char **argv)
 			SP_LOG0(&lg, SP_LOG_ERROR, "libsodium failed to initialise");
 			ret = 1;
 		} else {
-			ret = run(cfg, &lg);
+			ret = run(cfg, &lg, argc, argv);
 		}
 	}
 	free(cfg);

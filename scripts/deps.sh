@@ -10,7 +10,9 @@ PKGS="build-essential cmake pkg-config git curl
 liburing-dev libsodium-dev libprotobuf-c-dev protobuf-c-compiler librocksdb-dev
 libcmocka-dev libjansson-dev libmicrohttpd-dev libinih-dev prometheus
 libmosquitto-dev libnats-dev
-debhelper lintian"
+debhelper lintian
+python3 python3-cffi python3-setuptools python3-pytest python3-pip python3-venv
+zlib1g-dev gnuplot-nox"
 
 missing=""
 for p in $PKGS; do

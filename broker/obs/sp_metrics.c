@@ -371,6 +371,18 @@ static void render_envelopes(struct writer *w, const struct sp_metrics *m)
 	family(w, "sealpost_expired_total", "counter",
 	       "Mailbox entries removed because their time to live ran out.");
 	put(w, "sealpost_expired_total %" PRIu64 "\n", SUM(m, expired));
+	family(w, "sealpost_store_full_refused_total", "counter",
+	       "Durable Sends refused because the store reached store-max-bytes or store-min-free.");
+	put(w, "sealpost_store_full_refused_total %" PRIu64 "\n", SUM(m, store_full));
+	family(w, "sealpost_expiry_sweep_steps_total", "counter",
+	       "Steps of the expiry sweep (one per tick while anything is due).");
+	put(w, "sealpost_expiry_sweep_steps_total %" PRIu64 "\n", SUM(m, sweep_steps));
+	family(w, "sealpost_expiry_sweep_partial_total", "counter",
+	       "Expiry sweep steps that stopped at their time or record budget.");
+	put(w, "sealpost_expiry_sweep_partial_total %" PRIu64 "\n", SUM(m, sweep_partial));
+	family(w, "sealpost_expiry_sweep_resumed_total", "counter",
+	       "Expiry sweep steps that resumed where the previous partial step stopped.");
+	put(w, "sealpost_expiry_sweep_resumed_total %" PRIu64 "\n", SUM(m, sweep_resumed));
 }
 
 static void render_histograms(struct writer *w, const struct sp_metrics *m)
