@@ -338,7 +338,7 @@ static void test_disconnect(void **state)
 	assert_int_equal(ev.type, SEALPOST_EVENT_GOAWAY);
 	assert_int_equal(ev.status, SEALPOST_STATUS_GOAWAY_SHUTDOWN);
 	next_event(b, &ev, -1);
-	assert_int_equal(ev.type, SEALPOST_EVENT_DISCONNECTED);
+	assert_int_equal(ev.type, SEALPOST_EVENT_CLOSED);
 	sealpost_client_close(b);
 	/* Gone now: a second disconnect is an error, and says so. */
 	assert_int_equal(admin(&j, "disconnect", hb), 6);
