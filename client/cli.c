@@ -628,7 +628,7 @@ static int cmd_pubkey(int argc, char **argv)
 		return bad_usage("pubkey takes exactly one FILE", pubkey_help);
 	r = sealpost_key_load(&key, argv[1]);
 	if (r < 0) {
-		fprintf(stderr, "sealpost: cannot load key %s: %s\n", argv[1], sealpost_strerror(r));
+		fprintf(stderr, "sealpost: cannot load key %s: %s\n", argv[1], strerror(-r));
 		return EX_KEYFILE;
 	}
 	sealpost_key_public(key, pub);
