@@ -91,6 +91,10 @@ static const struct opt opts[] = {
 	  "with the first one's seq and not stored again" },
 	{ "backlog-chunk", "N", OPT_U32, FIELD(backlog_chunk), 1, 4096, false,
 	  "stored envelopes read per backlog step of a connecting device" },
+	/* Hidden from --help (the "test-" prefix): a broker with it set speaks
+	 * protocol 1 only to peers set the same way. */
+	{ "test-rekey-messages", "N", OPT_U64, FIELD(test_rekey_messages), 0, SP_REKEY_MESSAGES,
+	  false, "tests only: transport messages per key before a rekey; 0 = the protocol's" },
 	{ "config", "FILE", OPT_CONFIG, FIELD(config_path), 0, 0, false,
 	  "read options from an INI file (keys = these option names); flags win" },
 	{ "check-config", NULL, OPT_CHECK, 0, 0, 0, false,
@@ -488,6 +492,8 @@ void sp_config_usage(FILE *f, const char *prog)
 		const struct opt *o = &opts[i];
 		char left[64], def[64];
 
+		if (strncmp(o->name, "test-", 5) == 0)
+			continue;       /* for the test suite, not for operators */
 		snprintf(left, sizeof(left), "--%s%s%s", o->name, o->arg ? " " : "",
 			 o->arg ? o->arg : "");
 		default_text(o, def, sizeof(def));

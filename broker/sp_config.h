@@ -92,6 +92,12 @@ struct sp_config {
 	uint64_t ttl_s;                 /* an envelope expires this long after acceptance */
 	uint64_t dedup_window_s;        /* how long (sender, recipient, client_id) is remembered */
 	uint32_t backlog_chunk;         /* envelopes per backlog read */
+
+	/* --test-rekey-messages: for tests only (not in --help): transport
+	 * messages per key before a rekey instead of the protocol's
+	 * SP_REKEY_MESSAGES; 0 = the protocol's. A client that does not use the
+	 * same value fails at the first rekey. */
+	uint64_t test_rekey_messages;
 };
 
 /* --fsync: what an acceptance (SendResult ACCEPTED) promises; docs/OPERATIONS.md. */

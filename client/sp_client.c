@@ -433,6 +433,24 @@ static int hs_flush(struct sealpost_client *c, struct sp_session *s, int64_t dea
 }
 
 /*
+ * SEALPOST_TEST_REKEY_MESSAGES=N: for the test suite only (docs/CLIENT.md):
+ * rekey the transport every N messages instead of the protocol's
+ * SP_REKEY_MESSAGES, to meet a broker started with --test-rekey-messages N.
+ * Anything unparsable or out of range is ignored (the protocol's value).
+ */
+static uint64_t test_rekey_messages(void)
+{
+	const char *v = getenv("SEALPOST_TEST_REKEY_MESSAGES");
+	char *end;
+	unsigned long long n;
+
+	if (!v || !*v)
+		return 0;
+	n = strtoull(v, &end, 10);
+	return *end || n > SP_REKEY_MESSAGES ? 0 : (uint64_t)n;
+}
+
+/*
  * The Noise handshake, initiator side, run by lib/session: IK: -> e, es,
  * s, ss [ClientHello]; <- e, ee, se [ServerHello]. XX: -> e; <- e, ee, s,
  * es [ServerHello]; -> s, se [ClientHello]. Blocks until the deadline.
@@ -452,6 +470,7 @@ static int handshake(struct sealpost_client *c, const uint8_t *server_key, int64
 		.pool = &c->pool,
 		.hooks = { .established = hs_established, .frame = on_frame,
 			   .server_hello = hs_server_hello, .ctx = c },
+		.rekey_every = test_rekey_messages(),
 	};
 	r = sp_session_connect(s, &c->env, c->key->priv, server_key);
 	if (r < 0)

@@ -293,6 +293,7 @@ int sp_shard_setup(struct sp_shard *sh, uint8_t id, const struct sp_config *cfg,
 	sh->env.hello.max_envelope = cfg->max_envelope;
 	sh->env.hello.max_transport = SP_TRANSPORT_PLAINTEXT_MAX;
 	sh->env.pool = &sh->pool;
+	sh->env.rekey_every = cfg->test_rekey_messages; /* 0: the protocol's value */
 	/* Composition: the session calls up into the router; the lifecycle
 	 * tells the app layer when a connection ends. */
 	sh->env.hooks.established = on_established;
