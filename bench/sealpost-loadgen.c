@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * sealpost-loadgen: a swarm of sealpost devices on loopback (issue 5, item 2).
+ * sealpost-loadgen: a swarm of sealpost devices against one broker.
  *
  * Each device is one TCP connection with its own fresh X25519 key pair and an
  * IK handshake (the broker's key is known), driven by ONE io_uring per worker
@@ -11,21 +11,28 @@
  * client library does. When, what and how much is decided by bench/loadgen/
  * lg.c, shared with the MQTT and NATS load generators.
  *
- * This is a client of the wire protocol written on common/ (sp_noise,
- * sp_frame, sp_seal), not on libsealpost: the library is one blocking-or-
- * polled client per connection, while a load generator needs thousands of
- * connections on one ring.
+ * The protocol is lib/session's sans-I/O engine in the initiator role, the
+ * same engine the broker's connections and libsealpost run: this file only
+ * moves bytes between the ring and each connection's struct sp_session and
+ * reacts to its hooks. It includes nothing from broker/ (its ring helpers
+ * below are its own, on liburing directly) and links sp_session and
+ * liburing only; tests/layering checks both. Not on libsealpost itself: the
+ * library is one blocking-or-polled client per connection, while a load
+ * generator needs thousands of connections on one ring.
  *
  * Secrets: device private keys are throwaway benchmark keys generated for
  * the run (in the parent, before fork, so every worker can address any
- * device); they are wiped at exit and never printed.
+ * device); they are wiped at exit and never printed. Each session's keys
+ * are wiped when its connection ends (sp_session_wipe).
  */
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -37,8 +44,8 @@
 #include "sp_keyfile.h"
 #include "sp_limits.h"
 #include "sp_noise.h"
-#include "sp_ring.h"
 #include "sp_seal.h"
+#include "sp_session.h"
 
 enum {
 	RING_ENTRIES = 4096,
@@ -49,32 +56,33 @@ enum {
 	STOP_QUIET_MS = 250,            /* after the window: no delivery for this long = done */
 	READY_PING_ID = 0x5e41,         /* the Ping whose Pong completes connect-up */
 	SEND_BURST = 1024,              /* envelopes queued per loop turn, at most */
+	/* Free tx chunks a worker keeps (each ~66 KiB of address space, only
+	 * the pages written are resident): enough for one turn's sends. */
+	TXPOOL_KEEP = 1024,
 };
 
 enum op { OP_CONNECT = 1, OP_SEND, OP_RECV };
 
 enum cstate { C_IDLE, C_CONNECTING, C_HANDSHAKE, C_OPEN, C_DEAD };
 
-/* One device's connection. Buffers are allocated on first use and grow. */
+/* One device's connection: the socket, its protocol session and what the
+ * load generator tracks on top (outstanding sends, acks to give). */
 struct conn {
 	int fd;
-	uint32_t gen;
+	uint32_t gen;                   /* bumped when the connection ends */
+	uint32_t send_gen;              /* gen of the send in flight */
 	uint32_t dev;                   /* global device id */
-	uint8_t state;
+	uint8_t state;                  /* enum cstate */
 	uint8_t attempts;
+	uint8_t fail_why;               /* a hook's reason to end it: enum lg_err + 1, 0 none */
 	bool send_inflight, dirty, drained, recv_armed;
 	bool ready;                     /* handshake done and the first Ping answered */
-	struct sp_noise_handshake *hs;  /* during the handshake only */
-	struct sp_noise_transport tr;
-	uint32_t max_transport;
-	uint8_t *part;                  /* a Noise message split across receives */
-	uint32_t part_len, part_need;   /* bytes held / bytes of the whole (prefix incl.) */
-	uint8_t *pt;                    /* frames for the next transport message */
-	uint32_t pt_len, pt_cap;
-	uint8_t *out;                   /* finished ciphertext, not yet handed to the kernel */
-	uint32_t out_len, out_cap;
-	uint8_t *tx;                    /* in flight: borrowed by the kernel until OP_SEND */
-	uint32_t tx_len, tx_off, tx_cap;
+	bool broken;                    /* the outbound stream failed: end at the next flush */
+	bool retry_pending;             /* reconnect once the dead send completes */
+	/* The session's tx chunks stay borrowed by the kernel while a send is
+	 * in flight, so a failed connection is released (and retried) only at
+	 * that send's completion. */
+	struct sp_session ss;
 	uint64_t *fifo;                 /* intended times of sends awaiting SendResult */
 	uint32_t fifo_head, fifo_len, fifo_cap;
 	uint64_t next_id, nsent;
@@ -97,23 +105,161 @@ static const uint8_t *dev_pub(uint32_t d)
 	return g_keys + (size_t)d * 2 * SP_KEY_LEN + SP_KEY_LEN;
 }
 
+/* ------------------------------------------------------------- ring --- */
+
+/* The provided-buffer ring receives land in (mmap'd: untouched buffers
+ * cost no memory). */
+struct bufring {
+	struct io_uring_buf_ring *br;
+	uint8_t *mem;
+	size_t ring_bytes, mem_bytes;
+	uint32_t size;
+	int mask;
+	int staged;                     /* put, not yet visible to the kernel */
+};
+
 /* Worker state: one per process, so a plain struct passed around. */
 struct lgs {
 	struct lg_worker *w;
-	struct sp_ring ring;
-	struct sp_bufring br;
+	struct io_uring ring;
+	struct bufring br;
+	struct sp_txpool pool;          /* every session's output chunks */
+	struct sp_session_env env;      /* ClientHello, hooks, pool: shared by all */
 	struct conn *conns;             /* index = dev - w->first */
 	uint32_t dirty_head;
 	uint32_t hs_inflight;
 	uint64_t outstanding;           /* sends awaiting SendResult, all connections */
 	uint8_t *scratch;               /* a body being built / a seal being opened */
 	uint8_t *scratch2;
-	uint32_t late_open;             /* drain: receivers not yet connected/drained */
 };
+
+static int ring_init(struct io_uring *r)
+{
+	/* DEFER_TASKRUN suits a loop that submits and reaps once per turn;
+	 * older kernels fall back to COOP_TASKRUN, then to nothing. */
+	static const unsigned tries[] = {
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+		IORING_SETUP_COOP_TASKRUN,
+		0,
+	};
+	int ret = -EINVAL;
+	size_t i;
+
+	for (i = 0; i < sizeof(tries) / sizeof(tries[0]); i++) {
+		struct io_uring_params p;
+
+		memset(&p, 0, sizeof(p));
+		/* Multishot receives complete in bursts: a roomy CQ. */
+		p.flags = tries[i] | IORING_SETUP_CQSIZE;
+		p.cq_entries = RING_ENTRIES * 4;
+		ret = io_uring_queue_init_params(RING_ENTRIES, r, &p);
+		if (ret != -EINVAL)
+			return ret;
+	}
+	return ret;
+}
+
+/* An SQE; a full SQ is submitted first. NULL only if the kernel refuses. */
+static struct io_uring_sqe *ring_sqe(struct io_uring *r)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(r);
+
+	if (!sqe && io_uring_submit(r) >= 0)
+		sqe = io_uring_get_sqe(r);
+	return sqe;
+}
+
+static uint8_t *bufring_addr(const struct bufring *b, int bid)
+{
+	return b->mem + (size_t)bid * b->size;
+}
+
+static int bufring_init(struct bufring *b, struct io_uring *r)
+{
+	struct io_uring_buf_reg reg;
+	void *p;
+	int i, ret;
+
+	memset(b, 0, sizeof(*b));
+	b->size = RECV_BUFFER_SIZE;
+	b->mask = io_uring_buf_ring_mask(RECV_BUFFERS);
+	b->ring_bytes = RECV_BUFFERS * sizeof(struct io_uring_buf);
+	b->mem_bytes = (size_t)RECV_BUFFERS * RECV_BUFFER_SIZE;
+	p = mmap(NULL, b->ring_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	b->br = p;
+	p = mmap(NULL, b->mem_bytes, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	b->mem = p;
+	io_uring_buf_ring_init(b->br);
+	memset(&reg, 0, sizeof(reg));
+	reg.ring_addr = (unsigned long)(uintptr_t)b->br;
+	reg.ring_entries = RECV_BUFFERS;
+	reg.bgid = BGID;
+	ret = io_uring_register_buf_ring(r, &reg, 0);
+	if (ret)
+		return ret;
+	for (i = 0; i < RECV_BUFFERS; i++)
+		io_uring_buf_ring_add(b->br, bufring_addr(b, i), b->size, (unsigned short)i, b->mask,
+				      i);
+	io_uring_buf_ring_advance(b->br, RECV_BUFFERS);
+	return 0;
+}
+
+/* Back to the ring; the kernel sees it at bufring_flush (once per turn). */
+static void bufring_put(struct bufring *b, int bid)
+{
+	io_uring_buf_ring_add(b->br, bufring_addr(b, bid), b->size, (unsigned short)bid, b->mask,
+			      b->staged);
+	b->staged++;
+}
+
+static void bufring_flush(struct bufring *b)
+{
+	if (b->staged) {
+		io_uring_buf_ring_advance(b->br, b->staged);
+		b->staged = 0;
+	}
+}
+
+static int cqe_bid(const struct io_uring_cqe *cqe)
+{
+	return cqe->flags & IORING_CQE_F_BUFFER ? (int)(cqe->flags >> IORING_CQE_BUFFER_SHIFT) : -1;
+}
 
 static uint64_t ud_pack(enum op op, uint32_t slot, uint32_t gen)
 {
 	return (uint64_t)op << 56 | (uint64_t)(slot & 0xffffff) << 32 | gen;
+}
+
+static int ring_recv(struct lgs *s, struct conn *c, uint32_t slot)
+{
+	struct io_uring_sqe *sqe = ring_sqe(&s->ring);
+
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = BGID;
+	io_uring_sqe_set_data64(sqe, ud_pack(OP_RECV, slot, c->gen));
+	return 0;
+}
+
+/* buf: borrowed by the kernel until the OP_SEND completion. */
+static int ring_send(struct lgs *s, struct conn *c, uint32_t slot, const uint8_t *buf,
+		     size_t len)
+{
+	struct io_uring_sqe *sqe = ring_sqe(&s->ring);
+
+	if (!sqe)
+		return -EBUSY;
+	/* MSG_NOSIGNAL: a broker that went away gives -EPIPE, not SIGPIPE. */
+	io_uring_prep_send(sqe, c->fd, buf, len, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, ud_pack(OP_SEND, slot, c->gen));
+	return 0;
 }
 
 static struct conn *conn_of(struct lgs *s, uint32_t dev)
@@ -128,24 +274,12 @@ static uint32_t slot_of(struct lgs *s, const struct conn *c)
 	return (uint32_t)(c - s->conns);
 }
 
-/* ------------------------------------------------------------ buffers --- */
-
-static int grow(uint8_t **buf, uint32_t *cap, size_t need)
+static struct conn *conn_of_session(struct sp_session *ss)
 {
-	size_t n = *cap ? *cap : 1024;
-	uint8_t *p;
-
-	if (need <= *cap)
-		return 0;
-	while (n < need)
-		n *= 2;
-	p = realloc(*buf, n);
-	if (!p)
-		return -ENOMEM;
-	*buf = p;
-	*cap = (uint32_t)n;
-	return 0;
+	return (struct conn *)(void *)((uint8_t *)ss - offsetof(struct conn, ss));
 }
+
+/* ------------------------------------------------------------ buffers --- */
 
 static int fifo_push(struct conn *c, uint64_t t)
 {
@@ -188,71 +322,41 @@ static void mark_dirty(struct lgs *s, struct conn *c)
 	s->dirty_head = slot_of(s, c);
 }
 
-/* Encrypts the pending frames into one transport message appended to out. */
-static int seal_pt(struct conn *c)
-{
-	struct sp_noise_iov iov = { .base = c->pt, .len = c->pt_len };
-	size_t clen;
-	int ret;
+static void conn_fail(struct lgs *s, struct conn *c, enum lg_err why);
 
-	if (!c->pt_len)
-		return 0;
-	ret = grow(&c->out, &c->out_cap, (size_t)c->out_len + SP_LEN_PREFIX + c->pt_len + SP_TAG_LEN);
-	if (ret)
-		return ret;
-	ret = sp_noise_encryptv(&c->tr.tx, &iov, 1, c->out + c->out_len + SP_LEN_PREFIX,
-				c->out_cap - c->out_len - SP_LEN_PREFIX, &clen);
-	if (ret)
-		return ret;
-	c->out[c->out_len] = (uint8_t)(clen >> 8);
-	c->out[c->out_len + 1] = (uint8_t)clen;
-	c->out_len += (uint32_t)(SP_LEN_PREFIX + clen);
-	c->pt_len = 0;
-	return 0;
-}
-
+/* Hands the session's next finished bytes to the kernel: one send in
+ * flight per connection. Not called from inside a session hook. */
 static void kick(struct lgs *s, struct conn *c)
 {
-	uint8_t *b;
-	uint32_t cap;
+	const uint8_t *p;
+	size_t len;
 
-	if (c->send_inflight || !c->out_len || c->fd < 0)
+	if (c->send_inflight || c->fd < 0 || !sp_session_tx_peek(&c->ss, &p, &len))
 		return;
-	/* Swap: what was accumulated goes out; the old in-flight buffer is free. */
-	b = c->tx;
-	cap = c->tx_cap;
-	c->tx = c->out;
-	c->tx_cap = c->out_cap;
-	c->tx_len = c->out_len;
-	c->tx_off = 0;
-	c->out = b;
-	c->out_cap = cap;
-	c->out_len = 0;
+	if (ring_send(s, c, slot_of(s, c), p, len)) {
+		conn_fail(s, c, LG_E_CLIENT);
+		return;
+	}
 	c->send_inflight = true;
-	sp_ring_send(&s->ring, c->fd, c->tx, c->tx_len, ud_pack(OP_SEND, slot_of(s, c), c->gen));
+	c->send_gen = c->gen;
 }
 
-/* Appends one frame (header + body) to the connection's pending plaintext. */
+/*
+ * Appends one frame (header + body, body borrowed for the call) to the
+ * connection's open outbound transport message; flush_dirty seals it at
+ * the end of the turn. May run inside a session hook.
+ */
 static int put_frame(struct lgs *s, struct conn *c, const struct sp_frame *f, const uint8_t *body,
 		     size_t body_len)
 {
-	size_t fs = sp_frame_size(f, body_len), off;
-	int ret;
+	int ret = sp_session_tx_frame(&c->ss, f, body, body_len);
 
-	if (c->pt_len + fs > c->max_transport && (ret = seal_pt(c)) != 0)
-		return ret;
-	ret = grow(&c->pt, &c->pt_cap, c->pt_len + fs);
-	if (ret)
-		return ret;
-	off = c->pt_len;
-	ret = sp_frame_put_header(c->pt, c->pt_cap, &off, f, body_len);
-	if (ret)
-		return ret;
-	if (body_len)
-		memcpy(c->pt + off, body, body_len);
-	c->pt_len = (uint32_t)(off + body_len);
+	/* Out of chunks or an oversized frame leave the stream intact; any
+	 * other failure leaves it unusable. */
+	if (ret && ret != -ENOMEM && ret != -EMSGSIZE)
+		c->broken = true;
 	mark_dirty(s, c);
-	return 0;
+	return ret;
 }
 
 /* Builds and queues one envelope from sender c, intended at `intended`. */
@@ -313,6 +417,7 @@ static void put_acks(struct lgs *s, struct conn *c)
 		lg_count_error(s->w, LG_E_CLIENT);
 }
 
+/* End of a turn: every touched connection's message sealed and sent. */
 static void flush_dirty(struct lgs *s)
 {
 	while (s->dirty_head != UINT32_MAX) {
@@ -325,8 +430,8 @@ static void flush_dirty(struct lgs *s)
 		}
 		put_acks(s, c); /* still marked dirty: put_frame does not relink it */
 		c->dirty = false;
-		if (seal_pt(c)) {
-			lg_count_error(s->w, LG_E_CLIENT);
+		if (c->broken || sp_session_tx_seal(&c->ss)) {
+			conn_fail(s, c, LG_E_CLIENT);
 			continue;
 		}
 		kick(s, c);
@@ -335,29 +440,13 @@ static void flush_dirty(struct lgs *s)
 
 /* ------------------------------------------------------ connections --- */
 
-static void conn_reset(struct conn *c)
-{
-	if (c->hs) {
-		sp_noise_handshake_wipe(c->hs);
-		free(c->hs);
-		c->hs = NULL;
-	}
-	sp_noise_transport_wipe(&c->tr);
-	free(c->part);
-	c->part = NULL;
-	c->part_len = c->part_need = 0;
-	c->pt_len = c->out_len = 0;
-	c->fifo_len = c->fifo_head = 0;
-	c->nacks = 0;
-	c->recv_armed = false;
-}
-
 static void start_connect(struct lgs *s, struct conn *c);
 
 /*
  * A connection failed or closed. During connect-up it is retried a few
  * times (the broker may refuse bursts above its --handshake-rate); later it
- * stays down and its due envelopes count as sender_down.
+ * stays down and its due envelopes count as sender_down. Never called from
+ * inside a session hook (a hook returns its reason instead).
  */
 static void conn_fail(struct lgs *s, struct conn *c, enum lg_err why)
 {
@@ -373,16 +462,26 @@ static void conn_fail(struct lgs *s, struct conn *c, enum lg_err why)
 		c->fd = -1;
 	}
 	c->gen++;
-	c->send_inflight = false;
+	sp_session_wipe(&c->ss);
+	if (!c->send_inflight)
+		sp_session_release(&c->ss);
 	s->outstanding -= c->fifo_len;
-	conn_reset(c);
+	c->fifo_len = c->fifo_head = 0;
+	c->nacks = 0;
+	c->recv_armed = false;
+	c->broken = false;
+	c->fail_why = 0;
 	c->state = C_DEAD;
 	c->ready = false;
-	if (was_hs) {
-		s->hs_inflight--;
-		if (c->attempts < CONNECT_ATTEMPTS)
-			start_connect(s, c);
+	if (!was_hs)
+		return;
+	if (c->attempts < CONNECT_ATTEMPTS && c->send_inflight) {
+		c->retry_pending = true; /* still counted in hs_inflight */
+		return;
 	}
+	s->hs_inflight--;
+	if (c->attempts < CONNECT_ATTEMPTS)
+		start_connect(s, c);
 }
 
 static void start_connect(struct lgs *s, struct conn *c)
@@ -393,7 +492,11 @@ static void start_connect(struct lgs *s, struct conn *c)
 
 	c->attempts++;
 	c->fd = socket(o->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (c->fd < 0) {
+	sqe = c->fd >= 0 ? ring_sqe(&s->ring) : NULL;
+	if (!sqe) {
+		if (c->fd >= 0)
+			close(c->fd);
+		c->fd = -1;
 		c->state = C_DEAD;
 		lg_count_error(s->w, LG_E_CONNECT);
 		return;
@@ -401,92 +504,29 @@ static void start_connect(struct lgs *s, struct conn *c)
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->state = C_CONNECTING;
 	s->hs_inflight++;
-	sqe = sp_ring_sqe(&s->ring);
 	io_uring_prep_connect(sqe, c->fd, (const struct sockaddr *)&o->addr, o->addr_len);
 	io_uring_sqe_set_data64(sqe, ud_pack(OP_CONNECT, slot_of(s, c), c->gen));
 }
 
-/* TCP is up: preamble + IK message 1 in one send, then receive. */
+/* TCP is up: the engine queues preamble + IK message 1 (one send), then
+ * the multishot receive. */
 static void on_connected(struct lgs *s, struct conn *c)
 {
-	uint8_t pre[SP_PREAMBLE_LEN] = { 'S', 'E', 'A', 'L', SP_PROTOCOL_VERSION,
-					 SP_PREAMBLE_PATTERN_IK, 0, 0 };
-	uint8_t payload[64];
-	struct sp_hello hello = { .protocol_version = SP_PROTOCOL_VERSION };
-	size_t plen, mlen;
-	int ret;
+	int ret = sp_session_connect(&c->ss, &s->env, dev_priv(c->dev), g_server_pub);
 
-	c->hs = calloc(1, sizeof(*c->hs));
-	if (!c->hs || grow(&c->out, &c->out_cap, SP_PREAMBLE_LEN + SP_LEN_PREFIX + 256)) {
+	if (ret) {
+		conn_fail(s, c, ret == -ENOMEM ? LG_E_CLIENT : LG_E_HANDSHAKE);
+		return;
+	}
+	c->state = C_HANDSHAKE;
+	kick(s, c);
+	if (c->state != C_HANDSHAKE)
+		return;
+	if (ring_recv(s, c, slot_of(s, c))) {
 		conn_fail(s, c, LG_E_CLIENT);
 		return;
 	}
-	/* -> e, es, s, ss with ClientHello */
-	ret = sp_noise_handshake_init(c->hs, SP_NOISE_IK, SP_NOISE_INITIATOR, pre, sizeof(pre),
-				      dev_priv(c->dev), g_server_pub);
-	if (!ret)
-		ret = sp_frame_client_hello_encode(&hello, payload, sizeof(payload), &plen);
-	if (!ret)
-		ret = sp_noise_handshake_write(c->hs, payload, plen, c->out + SP_PREAMBLE_LEN +
-					       SP_LEN_PREFIX, c->out_cap - SP_PREAMBLE_LEN -
-					       SP_LEN_PREFIX, &mlen);
-	if (ret) {
-		conn_fail(s, c, LG_E_HANDSHAKE);
-		return;
-	}
-	memcpy(c->out, pre, sizeof(pre));
-	c->out[SP_PREAMBLE_LEN] = (uint8_t)(mlen >> 8);
-	c->out[SP_PREAMBLE_LEN + 1] = (uint8_t)mlen;
-	c->out_len = (uint32_t)(SP_PREAMBLE_LEN + SP_LEN_PREFIX + mlen);
-	c->state = C_HANDSHAKE;
-	kick(s, c);
-	sp_ring_recv(&s->ring, c->fd, BGID, ud_pack(OP_RECV, slot_of(s, c), c->gen));
 	c->recv_armed = true;
-}
-
-/* <- e, ee, se with ServerHello; then Split. */
-static void on_handshake_msg(struct lgs *s, struct conn *c, const uint8_t *msg, size_t len)
-{
-	uint8_t payload[SP_HANDSHAKE_PAYLOAD_MAX];
-	struct sp_hello sh;
-	size_t plen;
-	int ret;
-
-	ret = sp_noise_handshake_read(c->hs, msg, len, payload, sizeof(payload), &plen);
-	if (!ret && c->hs->state != SP_NOISE_HS_SPLIT)
-		ret = -EPROTO;
-	if (!ret)
-		ret = sp_frame_server_hello_decode(payload, plen, &sh);
-	if (!ret)
-		ret = sp_noise_handshake_split(c->hs, &c->tr);
-	if (ret) {
-		conn_fail(s, c, LG_E_HANDSHAKE);
-		return;
-	}
-	sp_noise_handshake_wipe(c->hs);
-	free(c->hs);
-	c->hs = NULL;
-	c->max_transport = sh.max_transport && sh.max_transport <= SP_TRANSPORT_PLAINTEXT_MAX ?
-			   sh.max_transport : SP_TRANSPORT_PLAINTEXT_MAX;
-	c->state = C_OPEN;
-	/*
-	 * A Ping right away, and the device counts as connected only at its
-	 * Pong: an IK connection is proven by its first authenticated transport
-	 * message (until then the broker may not route to it, PROTOCOL.md), and
-	 * the round trip means the broker has taken the connection in before
-	 * any traffic starts.
-	 */
-	{
-		struct sp_frame p;
-
-		memset(&p, 0, sizeof(p));
-		p.type = SP_FRAME_PING;
-		p.u.ping.id = READY_PING_ID;
-		if (put_frame(s, c, &p, NULL, 0)) {
-			conn_fail(s, c, LG_E_CLIENT);
-			return;
-		}
-	}
 }
 
 static void on_ready(struct lgs *s, struct conn *c)
@@ -497,7 +537,51 @@ static void on_ready(struct lgs *s, struct conn *c)
 	s->w->st.connect_end = lg_now();
 }
 
-/* ---------------------------------------------------------- receiving --- */
+/* -------------------------------------------------- session hooks --- */
+
+/* Ends the session from inside a hook: the reason is kept for conn_fail,
+ * which runs once sp_session_rx has returned. */
+static enum sp_close_reason hook_fail(struct conn *c, enum lg_err why, enum sp_close_reason r)
+{
+	if (!c->fail_why)
+		c->fail_why = (uint8_t)(why + 1);
+	return r;
+}
+
+/* <- e, ee, se with ServerHello: its transport limit caps what we send. */
+static enum sp_close_reason hk_server_hello(void *ctx, struct sp_session *ss,
+					    const uint8_t *payload, size_t len)
+{
+	struct sp_hello sh;
+
+	(void)ctx;
+	if (sp_frame_server_hello_decode(payload, len, &sh))
+		return hook_fail(conn_of_session(ss), LG_E_HANDSHAKE, SP_CLOSE_HANDSHAKE_FAILED);
+	sp_session_set_tx_max(ss, sh.max_transport);
+	return SP_CLOSE_NONE;
+}
+
+/*
+ * The handshake is done. A Ping right away, and the device counts as
+ * connected only at its Pong: an IK connection is proven by its first
+ * authenticated transport message (until then the broker may not route to
+ * it, PROTOCOL.md), and the round trip means the broker has taken the
+ * connection in before any traffic starts.
+ */
+static enum sp_close_reason hk_established(void *ctx, struct sp_session *ss)
+{
+	struct lgs *s = ctx;
+	struct conn *c = conn_of_session(ss);
+	struct sp_frame p;
+
+	c->state = C_OPEN;
+	memset(&p, 0, sizeof(p));
+	p.type = SP_FRAME_PING;
+	p.u.ping.id = READY_PING_ID;
+	if (put_frame(s, c, &p, NULL, 0))
+		return hook_fail(c, LG_E_CLIENT, SP_CLOSE_INTERNAL);
+	return SP_CLOSE_NONE;
+}
 
 static void on_deliver(struct lgs *s, struct conn *c, const struct sp_frame *f)
 {
@@ -530,186 +614,125 @@ static void on_deliver(struct lgs *s, struct conn *c, const struct sp_frame *f)
 	}
 }
 
-static void on_transport_msg(struct lgs *s, struct conn *c, uint8_t *msg, size_t len)
+/* One frame of a transport message (the engine decrypted and parsed it).
+ * An unexpected frame is counted, not fatal. */
+static enum sp_close_reason hk_frame(void *ctx, struct sp_session *ss, const struct sp_frame *f)
 {
+	struct lgs *s = ctx;
+	struct conn *c = conn_of_session(ss);
 	const struct lg_opts *o = s->w->o;
-	struct sp_frame f;
-	size_t plen, off = 0;
 	uint64_t intended;
-	int ret;
 
-	if (sp_noise_decrypt(&c->tr.rx, msg, len, &plen)) {
-		conn_fail(s, c, LG_E_DECRYPT);
-		return;
-	}
-	while ((ret = sp_frame_next(msg, plen, &off, &f)) == 0) {
-		switch (f.type) {
-		case SP_FRAME_SEND_RESULT:
-			if (!fifo_pop(c, &intended)) {
-				lg_count_error(s->w, LG_E_PROTOCOL);
-				break;
-			}
-			s->outstanding--;
-			lg_count_result(s->w, (int)f.u.send_result.status, intended);
-			if (o->closed_loop && lg_sending(s->w, lg_now()) &&
-			    lg_is_sender(o, c->dev))
-				send_envelope(s, c, lg_now());
-			break;
-		case SP_FRAME_DELIVER:
-			on_deliver(s, c, &f);
-			break;
-		case SP_FRAME_DRAINED:
-			if (o->pattern == LG_DRAIN && lg_is_receiver(o, c->dev) && !c->drained) {
-				c->drained = true;
-				s->w->st.drain_devices++;
-				s->w->st.drain_reported += f.u.drained.count;
-				s->w->st.drain_end = lg_now();
-			}
-			break;
-		case SP_FRAME_PING: {
-			struct sp_frame p;
-
-			memset(&p, 0, sizeof(p));
-			p.type = SP_FRAME_PONG;
-			p.u.ping.id = f.u.ping.id;
-			put_frame(s, c, &p, NULL, 0);
-			break;
-		}
-		case SP_FRAME_PONG:
-			if (!c->ready && f.u.ping.id == READY_PING_ID)
-				on_ready(s, c);
-			break;
-		case SP_FRAME_GOAWAY: {
-			int code = (int)f.u.goaway.code;
-
-			s->w->st.goaway[code >= 0 && code < LG_STATUS_SLOTS ? code
-								     : LG_STATUS_SLOTS - 1]++;
-			break;
-		}
-		default:
+	switch (f->type) {
+	case SP_FRAME_SEND_RESULT:
+		if (!fifo_pop(c, &intended)) {
 			lg_count_error(s->w, LG_E_PROTOCOL);
 			break;
 		}
-		if (c->state != C_OPEN)
-			return;
+		s->outstanding--;
+		lg_count_result(s->w, (int)f->u.send_result.status, intended);
+		if (o->closed_loop && lg_sending(s->w, lg_now()) && lg_is_sender(o, c->dev))
+			send_envelope(s, c, lg_now());
+		break;
+	case SP_FRAME_DELIVER:
+		on_deliver(s, c, f);
+		break;
+	case SP_FRAME_DRAINED:
+		if (o->pattern == LG_DRAIN && lg_is_receiver(o, c->dev) && !c->drained) {
+			c->drained = true;
+			s->w->st.drain_devices++;
+			s->w->st.drain_reported += f->u.drained.count;
+			s->w->st.drain_end = lg_now();
+		}
+		break;
+	case SP_FRAME_PING: {
+		struct sp_frame p;
+
+		memset(&p, 0, sizeof(p));
+		p.type = SP_FRAME_PONG;
+		p.u.ping.id = f->u.ping.id;
+		put_frame(s, c, &p, NULL, 0);
+		break;
 	}
-	if (ret != -ENODATA)
-		conn_fail(s, c, LG_E_PROTOCOL);
+	case SP_FRAME_PONG:
+		if (!c->ready && f->u.ping.id == READY_PING_ID)
+			on_ready(s, c);
+		break;
+	case SP_FRAME_GOAWAY: {
+		int code = (int)f->u.goaway.code;
+
+		s->w->st.goaway[code >= 0 && code < LG_STATUS_SLOTS ? code : LG_STATUS_SLOTS - 1]++;
+		break;
+	}
+	default:
+		lg_count_error(s->w, LG_E_PROTOCOL);
+		break;
+	}
+	return SP_CLOSE_NONE;
 }
 
-static void on_msg(struct lgs *s, struct conn *c, uint8_t *msg, size_t len)
+/* What the load generator counts when the engine ends a session. */
+static enum lg_err rx_error(const struct conn *c, enum sp_close_reason r)
 {
-	if (c->state == C_HANDSHAKE)
-		on_handshake_msg(s, c, msg, len);
-	else if (c->state == C_OPEN)
-		on_transport_msg(s, c, msg, len);
-}
-
-/* Splits received bytes into length-prefixed Noise messages. data is a
- * provided buffer, borrowed until the caller recycles it; complete messages
- * are decrypted in place in it, a split one is copied into c->part. */
-static void feed(struct lgs *s, struct conn *c, uint8_t *data, size_t len)
-{
-	uint32_t gen = c->gen;
-
-	while (len && c->gen == gen) {
-		if (c->part_len) {
-			size_t take;
-
-			if (c->part_len < SP_LEN_PREFIX) {
-				c->part[c->part_len++] = *data++;
-				len--;
-				if (c->part_len < SP_LEN_PREFIX)
-					continue;
-				c->part_need = SP_LEN_PREFIX + ((uint32_t)c->part[0] << 8 | c->part[1]);
-				if (c->part_need == SP_LEN_PREFIX) {
-					conn_fail(s, c, LG_E_PROTOCOL);
-					return;
-				}
-				uint8_t *p = realloc(c->part, c->part_need);
-
-				if (!p) {
-					conn_fail(s, c, LG_E_CLIENT);
-					return;
-				}
-				c->part = p;
-				continue;
-			}
-			take = c->part_need - c->part_len;
-			if (take > len)
-				take = len;
-			memcpy(c->part + c->part_len, data, take);
-			c->part_len += (uint32_t)take;
-			data += take;
-			len -= take;
-			if (c->part_len == c->part_need) {
-				uint8_t *p = c->part;
-				uint32_t need = c->part_need;
-
-				c->part = NULL;
-				c->part_len = c->part_need = 0;
-				on_msg(s, c, p + SP_LEN_PREFIX, need - SP_LEN_PREFIX);
-				free(p);
-			}
-			continue;
-		}
-		if (len < SP_LEN_PREFIX) {
-			c->part = malloc(SP_LEN_PREFIX);
-			if (!c->part) {
-				conn_fail(s, c, LG_E_CLIENT);
-				return;
-			}
-			c->part[0] = *data;
-			c->part_len = 1;
-			c->part_need = 0;
-			data++;
-			len--;
-			continue;
-		}
-		size_t mlen = (size_t)data[0] << 8 | data[1];
-
-		if (mlen == 0) {
-			conn_fail(s, c, LG_E_PROTOCOL);
-			return;
-		}
-		if (len >= SP_LEN_PREFIX + mlen) {
-			on_msg(s, c, data + SP_LEN_PREFIX, mlen);
-			data += SP_LEN_PREFIX + mlen;
-			len -= SP_LEN_PREFIX + mlen;
-			continue;
-		}
-		c->part = malloc(SP_LEN_PREFIX + mlen);
-		if (!c->part) {
-			conn_fail(s, c, LG_E_CLIENT);
-			return;
-		}
-		memcpy(c->part, data, len);
-		c->part_len = (uint32_t)len;
-		c->part_need = (uint32_t)(SP_LEN_PREFIX + mlen);
-		len = 0;
-	}
+	if (c->fail_why)
+		return (enum lg_err)(c->fail_why - 1);
+	if (c->state != C_OPEN)
+		return LG_E_HANDSHAKE;
+	if (r == SP_CLOSE_DECRYPT_FAILED)
+		return LG_E_DECRYPT;
+	if (r == SP_CLOSE_NOMEM)
+		return LG_E_CLIENT;
+	return LG_E_PROTOCOL;
 }
 
 /* -------------------------------------------------------------- loop --- */
+
+static void on_send_done(struct lgs *s, struct conn *c, int res)
+{
+	c->send_inflight = false;
+	if (c->state == C_DEAD) {
+		/* The connection ended while the kernel held its bytes. */
+		sp_session_release(&c->ss);
+		if (c->retry_pending) {
+			c->retry_pending = false;
+			s->hs_inflight--;
+			start_connect(s, c);
+		}
+		return;
+	}
+	if (res <= 0) {
+		conn_fail(s, c, c->ready ? LG_E_CLOSED : LG_E_HANDSHAKE);
+		return;
+	}
+	sp_session_tx_sent(&c->ss, (size_t)res);
+	kick(s, c);
+}
 
 static void handle_cqe(struct lgs *s, struct io_uring_cqe *cqe)
 {
 	uint64_t ud = cqe->user_data;
 	enum op op = (enum op)(ud >> 56);
 	uint32_t slot = (uint32_t)(ud >> 32) & 0xffffff, gen = (uint32_t)ud;
-	int bid = sp_cqe_bid(cqe);
+	int bid = cqe_bid(cqe);
 	struct conn *c;
 
 	if (slot >= s->w->count) {
 		if (bid >= 0)
-			sp_bufring_put(&s->br, (uint16_t)bid);
+			bufring_put(&s->br, bid);
 		return;
 	}
 	c = &s->conns[slot];
+	if (op == OP_SEND) {
+		/* Matched by send_gen: the completion of a dead connection's send
+		 * is what frees its session. */
+		if (c->send_inflight && c->send_gen == gen)
+			on_send_done(s, c, cqe->res);
+		return;
+	}
 	if (c->gen != gen) {
 		/* A late completion for a closed connection. */
 		if (bid >= 0)
-			sp_bufring_put(&s->br, (uint16_t)bid);
+			bufring_put(&s->br, bid);
 		return;
 	}
 	switch (op) {
@@ -719,35 +742,28 @@ static void handle_cqe(struct lgs *s, struct io_uring_cqe *cqe)
 		else
 			on_connected(s, c);
 		break;
-	case OP_SEND:
-		if (cqe->res < 0) {
-			c->send_inflight = false;
-			conn_fail(s, c, c->ready ? LG_E_CLOSED : LG_E_HANDSHAKE);
-			break;
-		}
-		c->tx_off += (uint32_t)cqe->res;
-		if (c->tx_off < c->tx_len) {
-			sp_ring_send(&s->ring, c->fd, c->tx + c->tx_off, c->tx_len - c->tx_off, ud);
-			break;
-		}
-		c->send_inflight = false;
-		kick(s, c);
-		break;
 	case OP_RECV:
 		if (cqe->res > 0 && bid >= 0) {
-			feed(s, c, sp_bufring_addr(&s->br, (uint16_t)bid), (size_t)cqe->res);
-			sp_bufring_put(&s->br, (uint16_t)bid);
+			enum sp_close_reason r;
+
+			/* Decrypted in place; nothing points into the buffer after. */
+			r = sp_session_rx(&c->ss, bufring_addr(&s->br, bid), (size_t)cqe->res);
+			bufring_put(&s->br, bid);
+			if (r != SP_CLOSE_NONE) {
+				conn_fail(s, c, rx_error(c, r));
+				break;
+			}
 		} else if (bid >= 0) {
-			sp_bufring_put(&s->br, (uint16_t)bid);
+			bufring_put(&s->br, bid);
 		}
-		if (c->gen != gen)
-			break;
 		if (cqe->res == 0 || (cqe->res < 0 && cqe->res != -ENOBUFS)) {
 			conn_fail(s, c, c->ready ? LG_E_CLOSED : LG_E_HANDSHAKE);
 			break;
 		}
-		if (!(cqe->flags & IORING_CQE_F_MORE))
-			sp_ring_recv(&s->ring, c->fd, BGID, ud_pack(OP_RECV, slot, gen));
+		if (!(cqe->flags & IORING_CQE_F_MORE) && ring_recv(s, c, slot))
+			conn_fail(s, c, LG_E_CLIENT);
+		break;
+	case OP_SEND:
 		break;
 	}
 }
@@ -761,18 +777,17 @@ static void turn(struct lgs *s, uint64_t until)
 	unsigned head, n = 0;
 
 	flush_dirty(s);
-	sp_bufring_flush(&s->br);
+	bufring_flush(&s->br);
 	if (wait > 100000000ull)
 		wait = 100000000ull;
 	ts.tv_sec = (long long)(wait / 1000000000ull);
 	ts.tv_nsec = (long long)(wait % 1000000000ull);
-	io_uring_submit_and_wait_timeout(&s->ring.ring, &cqe, wait ? 1 : 0, wait ? &ts : NULL,
-					 NULL);
-	io_uring_for_each_cqe(&s->ring.ring, head, cqe) {
+	io_uring_submit_and_wait_timeout(&s->ring, &cqe, wait ? 1 : 0, wait ? &ts : NULL, NULL);
+	io_uring_for_each_cqe(&s->ring, head, cqe) {
 		handle_cqe(s, cqe);
 		n++;
 	}
-	io_uring_cq_advance(&s->ring.ring, n);
+	io_uring_cq_advance(&s->ring, n);
 }
 
 /* Connects every local device for which want(dev) holds; bounded. */
@@ -802,6 +817,10 @@ static void connect_all(struct lgs *s, bool late)
 				    (c->state == C_OPEN && !c->ready)) {
 					c->attempts = CONNECT_ATTEMPTS;
 					conn_fail(s, c, LG_E_CONNECT_TIMEOUT);
+				} else if (c->retry_pending) {
+					c->retry_pending = false;
+					s->hs_inflight--;
+					lg_count_error(s->w, LG_E_CONNECT_TIMEOUT);
 				}
 			}
 			break;
@@ -922,10 +941,17 @@ static int worker(struct lg_worker *w)
 		s.conns[i].dev = w->first + i;
 		s.conns[i].next_dirty = UINT32_MAX;
 	}
-	ret = sp_ring_init(&s.ring, RING_ENTRIES);
+	sp_txpool_init(&s.pool, TXPOOL_KEEP);
+	s.env = (struct sp_session_env){
+		.hello = { .protocol_version = SP_PROTOCOL_VERSION },
+		.pool = &s.pool,
+		.hooks = { .established = hk_established, .frame = hk_frame,
+			   .server_hello = hk_server_hello, .ctx = &s },
+	};
+	ret = ring_init(&s.ring);
 	if (ret)
 		return ret;
-	ret = sp_bufring_init(&s.br, &s.ring, BGID, RECV_BUFFERS, RECV_BUFFER_SIZE);
+	ret = bufring_init(&s.br, &s.ring);
 	if (ret)
 		return ret;
 
@@ -948,7 +974,10 @@ static int worker(struct lg_worker *w)
 			return ret;
 		run_drain(&s, t1);
 	}
-	/* The process exits next: the kernel closes the sockets. */
+	/* The process exits next: the kernel closes the sockets and frees the
+	 * rest; the transport keys are wiped here. */
+	for (i = 0; i < w->count; i++)
+		sp_session_wipe(&s.conns[i].ss);
 	return 0;
 }
 
