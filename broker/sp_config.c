@@ -189,6 +189,28 @@ static int set_number(struct sp_config *c, const struct opt *o, const char *val,
 	return 0;
 }
 
+/*
+ * A path must survive being printed as "name = VALUE" on one line of a
+ * config file (--check-config, the start log) and read back: no control
+ * characters (a newline would start a line of its own), no space at either
+ * end (the INI reader trims them), no " ;" and no ';' first (after "= " it
+ * starts an inline comment).
+ */
+static bool path_printable(const char *v)
+{
+	size_t n = strlen(v);
+
+	if (n && (v[0] == ' ' || v[0] == ';' || v[n - 1] == ' '))
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)v[i];
+
+		if (ch < 0x20 || ch == 0x7f || (ch == ';' && i && v[i - 1] == ' '))
+			return false;
+	}
+	return true;
+}
+
 static int set_value(struct sp_config *c, const struct opt *o, const char *val, const char *who,
 		     char *err, size_t err_cap)
 {
@@ -221,6 +243,11 @@ static int set_value(struct sp_config *c, const struct opt *o, const char *val, 
 		/* Room for "/sealpostd.lock" and the like after a directory. */
 		if (!*val || strlen(val) >= SP_CONFIG_PATH_MAX - 32) {
 			snprintf(err, err_cap, "%s: empty or too long", who);
+			return -EINVAL;
+		}
+		if (!path_printable(val)) {
+			snprintf(err, err_cap, "%s: a control character, a space at either end, "
+				 "a ';' first or ' ;' in the path", who);
 			return -EINVAL;
 		}
 		snprintf((char *)c + o->off, SP_CONFIG_PATH_MAX, "%s", val);
