@@ -12,10 +12,10 @@
 #include "sp_conn_table.h"
 #include "sp_deliver.h"
 #include "sp_lifecycle.h"
+#include "sp_sendlim.h"
 #include "sp_store.h"
 
 enum {
-	EXPIRE_PER_TICK = 4096,         /* expiry index records swept per tick, at most */
 	DRAIN_CONNS_PER_ITER = 64,      /* backlog readers served per iteration, at most */
 };
 
@@ -26,13 +26,25 @@ static struct sp_conn *drain_conn(struct sp_list *n)
 
 int sp_mailbox_init(struct sp_shard *sh)
 {
+	struct sp_sendlim_config lc = {
+		.rate = sh->cfg->sender_rate,
+		.burst = sh->cfg->sender_burst,
+		.byte_rate = sh->cfg->sender_byte_rate,
+		.byte_burst = sh->cfg->sender_byte_burst,
+		.max_senders = sh->cfg->sender_table_max ? sh->cfg->sender_table_max : 1,
+	};
+
 	sp_list_init(&sh->drain_list);
 	sh->items = calloc(sh->cfg->backlog_chunk ? sh->cfg->backlog_chunk : 1, sizeof(*sh->items));
-	return sh->items ? 0 : -ENOMEM;
+	if (!sh->items)
+		return -ENOMEM;
+	return sp_sendlim_create(&sh->sendlim, &lc);
 }
 
 void sp_mailbox_destroy(struct sp_shard *sh)
 {
+	sp_sendlim_destroy(sh->sendlim);
+	sh->sendlim = NULL;
 	free(sh->items);
 	free(sh->results);
 	sh->items = NULL;
@@ -74,14 +86,14 @@ void sp_mailbox_stop(struct sp_shard *sh, struct sp_conn *c)
 	c->mbox = SP_MBOX_NONE;
 }
 
-/* Entries and bytes the store has removed (acks, expiry) since it opened. */
+/* Entries and bytes the store has removed (acks, expiry, purges) since it opened. */
 static void removed_so_far(struct sp_shard *sh, uint64_t *entries, uint64_t *bytes)
 {
 	struct sp_store_stats ss;
 
 	sp_store_get_stats(sh->store, &ss);
-	*entries = ss.acked + ss.expired;
-	*bytes = ss.acked_bytes + ss.expired_bytes;
+	*entries = ss.acked + ss.expired + ss.purged;
+	*bytes = ss.acked_bytes + ss.expired_bytes + ss.purged_bytes;
 }
 
 /* The iteration's store batch, begun on first use; NULL if there is no store
@@ -122,6 +134,12 @@ enum sp_status sp_mailbox_store(struct sp_shard *sh, struct sp_conn *c, const st
 		sh->stats.store_errors++;
 		return SP_STATUS_ERR_INTERNAL;
 	}
+	/* The sender's budgets first: a refused Send costs no store lookup.
+	 * Retries pay too (each costs a dedup lookup). */
+	if (sp_sendlim_take(sh->sendlim, c->s.peer, f->body_len, sh->wall_ms) < 0) {
+		sh->stats.rate_limited++;
+		return SP_STATUS_ERR_RATE_LIMITED;
+	}
 	ret = sp_store_enqueue(b, &env, seq);
 	if (ret == SP_STORE_DUPLICATE) {
 		/* Stored (or acked) already: the original seq, no second copy and
@@ -133,6 +151,16 @@ enum sp_status sp_mailbox_store(struct sp_shard *sh, struct sp_conn *c, const st
 	}
 	if (ret == -EDQUOT) {
 		sh->stats.mailbox_full++;
+		return SP_STATUS_ERR_MAILBOX_FULL;
+	}
+	if (ret == -ENOSPC) {
+		/* The store's space bounds (store-max-bytes, store-min-free):
+		 * refused before the disk fills, so acks and restarts work. */
+		sh->stats.store_full++;
+		sp_metrics_store_full(sh->metrics);
+		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_WARN,
+			       "mailbox store at its space limit: durable sends refused",
+			       SP_KV_STR("detail", "store-max-bytes or store-min-free"));
 		return SP_STATUS_ERR_MAILBOX_FULL;
 	}
 	if (ret < 0) {
@@ -230,9 +258,23 @@ void sp_mailbox_ack(struct sp_shard *sh, struct sp_conn *c, const struct sp_fram
 	}
 }
 
+int sp_mailbox_purge(struct sp_shard *sh, const uint8_t device[SP_KEY_LEN], uint64_t *count,
+		     uint64_t *bytes)
+{
+	struct sp_store_batch *b;
+
+	*count = *bytes = 0;
+	if (!sh->store)
+		return -ENOENT;
+	if (!(b = batch(sh)))
+		return -EIO;
+	return sp_store_purge(b, device, count, bytes);
+}
+
 void sp_mailbox_tick(struct sp_shard *sh)
 {
 	struct sp_store_batch *b;
+	struct sp_store_stats before, after;
 	size_t expired = 0;
 	int ret;
 
@@ -245,8 +287,14 @@ void sp_mailbox_tick(struct sp_shard *sh)
 			       SP_KV_STR("detail", sp_store_errmsg(sh->store)));
 	if (!(b = batch(sh)))
 		return;
-	ret = sp_store_expire(b, EXPIRE_PER_TICK, &expired);
-	sh->sweep_more = ret == 1;
+	/* A bounded step, by count and by loop time: many envelopes expiring
+	 * together (an attacker can arrange that a TTL ahead) cost several
+	 * ticks, each resuming where the last stopped, never one long stall. */
+	sp_store_get_stats(sh->store, &before);
+	ret = sp_store_expire_for(b, sh->cfg->expiry_sweep_batch,
+				  (uint64_t)sh->cfg->expiry_sweep_budget_ms * 1000000, &expired);
+	sp_store_get_stats(sh->store, &after);
+	sp_metrics_sweep_step(sh->metrics, ret == 1, after.sweep_resumed != before.sweep_resumed);
 	if (ret < 0)
 		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
 			       "mailbox expiry sweep failed", SP_KV_STR("error", strerror(-ret)),

@@ -19,7 +19,7 @@
  *
  * Writes, of a connection: mbox, mbox_from, mbox_count, drain; sh->batch,
  * it_entries, it_bytes, rm_entries0, rm_bytes0, results, nresults,
- * results_cap, drain_list, items, sweep_more.
+ * results_cap, drain_list, items.
  * Errors: 0 or a negative errno.
  */
 #ifndef SP_MAILBOX_H
@@ -64,6 +64,15 @@ enum sp_close_reason sp_mailbox_pong(struct sp_shard *sh, struct sp_conn *c, uin
 
 /* Ack{seqs}: deletes entries of c's own device only; unknown seqs are ignored. */
 void sp_mailbox_ack(struct sp_shard *sh, struct sp_conn *c, const struct sp_frame *f);
+
+/*
+ * The admin socket's purge: every committed entry of device's mailbox into
+ * this iteration's batch as deletions (*count, *bytes: what goes); the
+ * answer must wait for the commit. -ENOENT without a store, -EIO if the
+ * store refuses writes. device borrowed for the call.
+ */
+int sp_mailbox_purge(struct sp_shard *sh, const uint8_t device[SP_KEY_LEN], uint64_t *count,
+		     uint64_t *bytes);
 
 /* Housekeeping at a tick: --fsync batch's periodic fsync and a bounded step
  * of the expiry sweep (committed with the iteration's batch). */

@@ -22,6 +22,8 @@
 #include "sp_metrics.h"
 #include "sp_ring.h"
 
+struct sp_admin;
+struct sp_admin_job;
 struct sp_route;
 struct sp_store;
 struct sp_store_batch;
@@ -40,6 +42,8 @@ struct sp_shard_stats {
 	uint64_t accepted_env;          /* SendResult ACCEPTED (duplicates included) */
 	uint64_t duplicates;            /* of those, retries answered with the original seq */
 	uint64_t mailbox_full;
+	uint64_t store_full;            /* refused for the store's space bounds */
+	uint64_t rate_limited;          /* refused for the sender's budgets */
 	uint64_t store_errors;          /* envelopes answered ERR_INTERNAL for the store */
 	uint64_t commits, commit_failures;
 	uint64_t backlog_delivered;     /* Deliver frames read from the store */
@@ -124,7 +128,16 @@ struct sp_shard {
 	size_t nresults, results_cap;
 	struct sp_list drain_list;      /* connections whose backlog reader runs */
 	struct sp_store_item *items;    /* reader chunk */
-	bool sweep_more;                /* the expiry sweep stopped at its bound: go on */
+	struct sp_sendlim *sendlim;     /* per-sender budgets of durable sends */
+
+	/* The admin socket (loop/sp_admin_exec.c). admin: borrowed, set before
+	 * sp_shard_run like store (NULL = none); live_cfg: cfg itself, writable,
+	 * for reload only (NULL = reload refused). */
+	struct sp_admin *admin;
+	struct sp_config *live_cfg;
+	struct sp_admin_job *admin_jobs; /* run this iteration, answered after its commit */
+	uint64_t admin_buf;             /* the eventfd read's target */
+	bool admin_armed, admin_retry;
 
 	/* Stop (sp_shard.c). */
 	bool stopping;

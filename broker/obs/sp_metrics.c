@@ -24,6 +24,10 @@
 #ifndef SP_VERSION
 #define SP_VERSION "unknown"
 #endif
+/* `git describe` of the tree at configure time; "unknown" outside git. */
+#ifndef SP_REVISION
+#define SP_REVISION "unknown"
+#endif
 
 struct sp_metrics {
 	struct sp_metrics_shard *slots; /* nshards shard slots, then the aux slot */
@@ -367,6 +371,18 @@ static void render_envelopes(struct writer *w, const struct sp_metrics *m)
 	family(w, "sealpost_expired_total", "counter",
 	       "Mailbox entries removed because their time to live ran out.");
 	put(w, "sealpost_expired_total %" PRIu64 "\n", SUM(m, expired));
+	family(w, "sealpost_store_full_refused_total", "counter",
+	       "Durable Sends refused because the store reached store-max-bytes or store-min-free.");
+	put(w, "sealpost_store_full_refused_total %" PRIu64 "\n", SUM(m, store_full));
+	family(w, "sealpost_expiry_sweep_steps_total", "counter",
+	       "Steps of the expiry sweep (one per tick while anything is due).");
+	put(w, "sealpost_expiry_sweep_steps_total %" PRIu64 "\n", SUM(m, sweep_steps));
+	family(w, "sealpost_expiry_sweep_partial_total", "counter",
+	       "Expiry sweep steps that stopped at their time or record budget.");
+	put(w, "sealpost_expiry_sweep_partial_total %" PRIu64 "\n", SUM(m, sweep_partial));
+	family(w, "sealpost_expiry_sweep_resumed_total", "counter",
+	       "Expiry sweep steps that resumed where the previous partial step stopped.");
+	put(w, "sealpost_expiry_sweep_resumed_total %" PRIu64 "\n", SUM(m, sweep_resumed));
 }
 
 static void render_histograms(struct writer *w, const struct sp_metrics *m)
@@ -477,15 +493,27 @@ static int count_fds(uint64_t *n)
 static void render_process(struct writer *w, const struct sp_metrics *m, unsigned flags)
 {
 	struct rlimit rl;
+	struct rusage ru;
 	uint64_t v = 0;
 
-	family(w, "sealpost_process_start_time_seconds", "gauge",
-	       "Start time of the broker since the Unix epoch, in seconds.");
-	put(w, "sealpost_process_start_time_seconds %.3f\n", m->start_time);
-	family(w, "sealpost_build_info", "gauge", "Always 1; the version label names the build.");
-	put(w, "sealpost_build_info{version=\"%s\"} 1\n", SP_VERSION);
+	family(w, "process_start_time_seconds", "gauge",
+	       "Start time of the process since unix epoch in seconds.");
+	put(w, "process_start_time_seconds %.3f\n", m->start_time);
+	family(w, "sealpost_build_info", "gauge",
+	       "Always 1; the version and revision labels name the build.");
+	put(w, "sealpost_build_info{version=\"%s\",revision=\"%s\"} 1\n", SP_VERSION,
+	    SP_REVISION);
 	if (flags & SP_METRICS_RENDER_NO_PROCESS)
 		return;
+	/* User plus system time of every thread, as the Go and Python clients
+	 * report it; getrusage is one system call, no file to parse. */
+	if (getrusage(RUSAGE_SELF, &ru) == 0) {
+		family(w, "process_cpu_seconds_total", "counter",
+		       "Total user and system CPU time spent in seconds.");
+		put(w, "process_cpu_seconds_total %.6f\n",
+		    (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
+		    ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6);
+	}
 	if (read_rss(&v) == 0) {
 		family(w, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
 		put(w, "process_resident_memory_bytes %" PRIu64 "\n", v);

@@ -152,6 +152,10 @@ struct sp_metrics_shard {
 	uint64_t envelopes_refused[SP_METRICS_REFUSED_COUNT];
 	uint64_t acks;
 	uint64_t expired;
+	uint64_t sweep_steps;
+	uint64_t sweep_partial;
+	uint64_t sweep_resumed;
+	uint64_t store_full;
 	uint64_t loop_iterations;
 	uint64_t connections_accepted;
 	int64_t connections_open;
@@ -424,6 +428,24 @@ static inline void sp_metrics_acks(struct sp_metrics_shard *s, uint64_t n)
 static inline void sp_metrics_expired(struct sp_metrics_shard *s, uint64_t n)
 {
 	sp_metrics_add_(&s->expired, n);
+}
+
+/* A durable Send refused for the store's space bounds (it is also counted
+ * as refused, reason mailbox_full, when its SendResult goes out). */
+static inline void sp_metrics_store_full(struct sp_metrics_shard *s)
+{
+	sp_metrics_add_(&s->store_full, 1);
+}
+
+/* One step of the expiry sweep; partial: it stopped at its time or count
+ * budget; resumed: it began where the previous partial step stopped. */
+static inline void sp_metrics_sweep_step(struct sp_metrics_shard *s, bool partial, bool resumed)
+{
+	sp_metrics_add_(&s->sweep_steps, 1);
+	if (partial)
+		sp_metrics_add_(&s->sweep_partial, 1);
+	if (resumed)
+		sp_metrics_add_(&s->sweep_resumed, 1);
 }
 
 /* One event-loop iteration that reaped ncqes completions (0 allowed: a wake-up with none). */

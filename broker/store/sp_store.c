@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "sp_fsutil.h"
@@ -182,6 +183,84 @@ out:
 	return rc;
 }
 
+/* ---- space ------------------------------------------------------------------- */
+
+int sp_store_free_space(struct sp_store *st, uint64_t *free_bytes)
+{
+	struct statvfs vfs;
+
+	if (statvfs(st->dir, &vfs) < 0)
+		return -errno;
+	*free_bytes = (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize;
+	return 0;
+}
+
+static int ballast_path(const struct sp_store *st, char *path, size_t cap)
+{
+	if (snprintf(path, cap, "%s/ballast", st->dir) >= (int)cap)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+int sp_store_ballast_make(struct sp_store *st)
+{
+	char path[PATH_MAX];
+	int fd, rc;
+
+	if (st->ballast || !st->cfg.ballast_bytes)
+		return 0;
+	rc = ballast_path(st, path, sizeof(path));
+	if (rc < 0)
+		return rc;
+	fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	/* Real blocks (not a sparse file): deleting it must free space. */
+	rc = -posix_fallocate(fd, 0, (off_t)st->cfg.ballast_bytes);
+	if (rc == 0 && fsync(fd) < 0)
+		rc = -errno;
+	close(fd);
+	if (rc < 0) {
+		unlink(path);
+		return rc;
+	}
+	st->ballast = true;
+	return 0;
+}
+
+/*
+ * Before RocksDB opens: on a disk with less free space than the ballast,
+ * the ballast goes, so the open (a new log, the MANIFEST, the epoch) has
+ * room; on a disk with room, it is made (or kept).
+ */
+static int ballast_at_open(struct sp_store *st)
+{
+	char path[PATH_MAX];
+	struct stat sb;
+	uint64_t free_bytes = 0;
+	int rc = ballast_path(st, path, sizeof(path));
+
+	if (rc < 0)
+		return rc;
+	st->ballast = lstat(path, &sb) == 0 && S_ISREG(sb.st_mode) &&
+		      (uint64_t)sb.st_size >= st->cfg.ballast_bytes && st->cfg.ballast_bytes;
+	if (sp_store_free_space(st, &free_bytes) < 0)
+		return 0;
+	if (st->ballast && free_bytes < st->cfg.ballast_bytes) {
+		if (unlink(path) == 0) {
+			st->ballast = false;
+			fsync_dir(st->dir);
+		}
+		return 0;
+	}
+	if (!st->ballast && !st->cfg.ballast_bytes)
+		unlink(path);   /* switched off: give its space back */
+	else if (!st->ballast &&
+		 free_bytes >= st->cfg.min_free_bytes + 2 * st->cfg.ballast_bytes)
+		sp_store_ballast_make(st);
+	return 0;
+}
+
 /* ---- open / close ------------------------------------------------------------- */
 
 void sp_store_config_defaults(struct sp_store_config *cfg)
@@ -299,6 +378,28 @@ static int open_rocksdb(struct sp_store *st)
 	 */
 	rocksdb_options_set_info_log_level(st->db_opts, SP_ROCKSDB_LOG_FATAL);
 	rocksdb_options_set_block_based_table_factory(st->db_opts, st->bbto);
+
+	/*
+	 * A start on a nearly full disk (what store-ballast leaves it):
+	 * recovery replays the WAL into memtables without writing them out as
+	 * table files at once (that would need as much free space again as the
+	 * WAL holds), and no file is preallocated (RocksDB's defaults reserve
+	 * 4 MiB per MANIFEST and ~1.1 memtables per WAL with fallocate, which
+	 * on such a disk took the room the CURRENT file needed).
+	 */
+	{
+		rocksdb_options_t *o = rocksdb_options_create();
+
+		rocksdb_get_options_from_string(st->db_opts,
+						"avoid_flush_during_recovery=true;allow_fallocate=false;"
+						"manifest_preallocation_size=0", o, &rerr);
+		if (rerr) {
+			rocksdb_options_destroy(o);
+			return sp_store_rocks_fail(st, "options", rerr);
+		}
+		rocksdb_options_destroy(st->db_opts);
+		st->db_opts = o;
+	}
 
 	st->cf_opts = rocksdb_options_create();
 	rocksdb_options_set_block_based_table_factory(st->cf_opts, st->bbto);
@@ -473,6 +574,9 @@ int sp_store_open(struct sp_store **out, const struct sp_store_config *cfg, char
 	rc = take_lock(st);
 	if (rc < 0)
 		goto out;
+	rc = ballast_at_open(st);
+	if (rc < 0)
+		goto out;
 	rc = load_dedup_key(st);
 	if (rc < 0)
 		goto out;
@@ -480,6 +584,9 @@ int sp_store_open(struct sp_store **out, const struct sp_store_config *cfg, char
 	if (rc < 0)
 		goto out;
 	rc = check_format_and_epoch(st);
+	if (rc < 0)
+		goto out;
+	rc = sp_store_totals_load(st);
 	if (rc < 0)
 		goto out;
 	*out = st;
@@ -534,6 +641,10 @@ void sp_store_get_stats(const struct sp_store *st, struct sp_store_stats *out)
 	out->enqueued = w->enqueued;
 	out->duplicates = w->duplicates;
 	out->quota_refused = w->quota_refused;
+	out->space_refused = w->space_refused;
+	out->space_low = st->space_checked && st->cfg.min_free_bytes &&
+			 st->free_bytes < st->cfg.min_free_bytes;
+	out->ballast = st->ballast;
 	out->acked = w->acked;
 	out->ack_unknown = w->ack_unknown;
 	out->acked_bytes = w->acked_bytes;
@@ -543,6 +654,11 @@ void sp_store_get_stats(const struct sp_store *st, struct sp_store_stats *out)
 	out->expired = x->expired;
 	out->dedup_expired = x->dedup_expired;
 	out->expired_bytes = x->expired_bytes;
+	out->purged = st->purged;
+	out->purged_bytes = st->purged_bytes;
+	out->sweep_steps = x->sweep_steps;
+	out->sweep_resumed = x->sweep_resumed;
+	out->sweep_budget_stops = x->sweep_budget_stops;
 	out->corrupt = w->corrupt + x->corrupt + st->read_corrupt;
 	out->epoch = st->epoch;
 }

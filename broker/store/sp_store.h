@@ -20,12 +20,18 @@
  *   column family "default"  store-global records
  *     "format"                   -> u8 format version (1)
  *     "epoch"                    -> u64 open counter (see "Sequences")
+ *     "totals"                   -> a meta v1 value: next_seq 0, count and bytes
+ *                                   over all mailboxes (written by every commit
+ *                                   that changes them; counted once from the
+ *                                   meta records if absent, for stores written
+ *                                   before it existed)
  *   column family "mailbox"  one entry per stored envelope
  *     recipient[32] | seq u64    -> mailbox value (below)
  *     One device's backlog is one contiguous range ordered by seq: a read is
  *     one Seek plus Next()s; keys of two devices never interleave.
  *   column family "meta"     per-device counters, O(1) quotas
- *     recipient[32]              -> meta value (below)
+ *     recipient[32]              -> meta value (below); deleted when the
+ *                                   device's mailbox is empty
  *   column family "expiry"   ordered expiry index, swept by sp_store_expire
  *     expires_ms u64 | 'm' | recipient[32] | seq u64    (49 bytes, empty value)
  *     expires_ms u64 | 'd' | dedup_id[32]               (41 bytes, empty value)
@@ -65,12 +71,15 @@
  * window may store a second copy) or shortening the window limits that. The
  * recipient is in the hash, not in the value, so the dedup value alone
  * reveals no recipient; a client_id reused for another recipient is a new
- * envelope, not a retry. The meta record of a device stays after its mailbox
- * empties (needed so sequences never repeat): the store remembers which
- * devices ever had stored mail.
+ * envelope, not a retry. The meta record of a device is deleted when its
+ * mailbox empties: the store keeps no list of devices that ever had mail.
  *
- * Sequences: per recipient, strictly increasing, never reused, starting at 1
- * on a fresh store; 0 is never assigned (it is protobuf's "unset"). A seq
+ * Sequences: per recipient, strictly increasing, never reused; 0 is never
+ * assigned (it is protobuf's "unset"). A device without a meta record (it
+ * never had mail, or its mailbox emptied and the record went) starts above
+ * every seq handed out since open (seq_hwm, in memory) and at least at the
+ * epoch's floor; when seq_hwm reaches the next epoch's floor the epoch is
+ * bumped (a synced write), so the next open's floor is above it too. A seq
  * returned by sp_store_enqueue is never returned again for that recipient
  * even if its batch is never committed (crash, failed commit, abort), so the
  * broker may deliver it live before the commit: every open increments the
@@ -85,6 +94,20 @@
  * reason RocksDB's info LOG is limited to FATAL lines.) Consequence: after a
  * restart seqs jump to the next multiple of 2^32 (still increasing; gaps
  * carry no meaning).
+ *
+ * Space: the store refuses new envelopes (-ENOSPC from sp_store_enqueue,
+ * nothing added) before the disk is full, so that acks, the sweep (they
+ * write small deletion markers) and a restart keep working:
+ *   - max_total_bytes: body bytes over all mailboxes (the "totals" record);
+ *   - min_free_bytes: free space (statvfs f_bavail) on DIR's file system,
+ *     read at most every SP_STORE_SPACE_CHECK_MS by sp_store_batch_begin;
+ *     between two reads every enqueue counts twice its size plus key
+ *     overhead against it (WAL, then the table file a flush writes);
+ *   - ballast_bytes: DIR/ballast, a file of that size allocated while free
+ *     space allows it; an open that finds less free space than its size
+ *     deletes it first, so RocksDB can start (new log, MANIFEST, epoch) on a
+ *     disk something else filled. It is made again once free space exceeds
+ *     min_free_bytes + ballast_bytes.
  *
  * Sync modes (what a committed batch survives once sp_store_batch_commit
  * returned 0; "kill -9" = the broker process dies, the OS keeps running):
@@ -118,6 +141,7 @@
  *   -EBUSY   DIR is locked by another open store (process or this process)
  *   -EACCES, -EROFS, -ENOTDIR, -ENOENT, -ENOSPC  from the file system
  *   -EDQUOT  enqueue: the recipient's mailbox is over its count or bytes quota
+ *   -ENOSPC  enqueue: the store is at max_total_bytes or min_free_bytes
  *   -ENOENT  ack: the device has no entry with that seq
  *   -EBADMSG a stored value is corrupt (see above)
  *   -EPROTO  open: DIR/db has a format this build does not know
@@ -176,6 +200,7 @@ enum sp_store_layout {
 #define SP_STORE_DEFAULT_QUOTA_BYTES (256ull * 1024 * 1024)     /* 256 MiB */
 #define SP_STORE_DEFAULT_SYNC_INTERVAL_MS 100u
 #define SP_STORE_DEFAULT_MAX_OPEN_FILES 1024                     /* of the 20,000 */
+#define SP_STORE_SPACE_CHECK_MS 100u    /* statvfs of DIR at most this often */
 
 struct sp_store_config {
 	const char *dir;                /* data directory; made (0700, parents too) if missing */
@@ -186,6 +211,10 @@ struct sp_store_config {
 	uint64_t quota_count;           /* max envelopes per mailbox */
 	uint64_t quota_bytes;           /* max body bytes per mailbox */
 	int max_open_files;             /* RocksDB's file cache; the process limit is 20,000 */
+	/* Disk bounds (0 = off), see "Space" above. */
+	uint64_t max_total_bytes;       /* body bytes over all mailboxes */
+	uint64_t min_free_bytes;        /* free space on DIR's file system kept back */
+	uint64_t ballast_bytes;         /* DIR/ballast, given up when a start finds the disk full */
 };
 
 /* Fills every field with the defaults above (dir = NULL, sync = ALWAYS). */
@@ -234,7 +263,8 @@ enum { SP_STORE_DUPLICATE = 1 };
  * non-zero client_id within the dedup window: *seq_out = the original seq,
  * nothing is added, even if that entry was acked or the mailbox is now full;
  * the body is not compared: a client_id names one envelope),
- * -EDQUOT (count or bytes quota; nothing added), -EMSGSIZE (body_len >
+ * -EDQUOT (count or bytes quota; nothing added), -ENOSPC (the store's
+ * space bounds, see "Space"; nothing added), -EMSGSIZE (body_len >
  * SP_BODY_MAX), -EINVAL, -ENOMEM, -EBADMSG, -EIO.
  */
 int sp_store_enqueue(struct sp_store_batch *b, const struct sp_store_envelope *env,
@@ -257,6 +287,16 @@ int sp_store_ack(struct sp_store_batch *b, const uint8_t recipient[SP_KEY_LEN], 
  * stopped at max_items (call again, e.g. next iteration), or a negative errno.
  */
 int sp_store_expire(struct sp_store_batch *b, size_t max_items, size_t *expired_out);
+
+/*
+ * The same with a time budget: stops (returning 1) once budget_ns of
+ * CLOCK_MONOTONIC time has passed (0 = no time budget). A step that stops
+ * early, by count or by time, keeps a cursor in the store: the next step
+ * resumes at the first index record it did not reach instead of walking the
+ * index from its start (sweep_resumed counts those steps).
+ */
+int sp_store_expire_for(struct sp_store_batch *b, size_t max_items, uint64_t budget_ns,
+			size_t *expired_out);
 
 /* Operations queued in the batch (0: commit will not touch the disk). */
 size_t sp_store_batch_ops(const struct sp_store_batch *b);
@@ -314,23 +354,65 @@ int sp_store_read(struct sp_store *st, const uint8_t recipient[SP_KEY_LEN], uint
 		  uint64_t now_ms, size_t max_items, size_t max_bytes, struct sp_store_item *items,
 		  struct sp_store_read_result *res);
 
-/* Entries and body bytes in all mailboxes (committed counters; one pass
- * over the per-device records: for start-up, not the hot path). */
+/* Entries and body bytes in all mailboxes (committed totals, O(1)). */
 int sp_store_totals(struct sp_store *st, uint64_t *entries, uint64_t *bytes);
 
-/* The committed counters of recipient (zeros and next_seq 0 if it never had
- * stored mail). Any out pointer may be NULL. */
+/* The committed counters of recipient (zeros and next_seq 0 if its mailbox
+ * is empty: it has no record). Any out pointer may be NULL. */
 int sp_store_mailbox_info(struct sp_store *st, const uint8_t recipient[SP_KEY_LEN],
 			  uint64_t *count, uint64_t *bytes, uint64_t *next_seq);
+
+/* ---- the admin socket (sp_store_admin.c) ---------------------------------- */
+
+/*
+ * The acceptance time (wall-clock ms) of recipient's oldest committed entry
+ * that has not expired by now_ms: 0 and *accepted_ms, or -ENOENT if there is
+ * none. Corrupt values are skipped. recipient borrowed for the call.
+ */
+int sp_store_mailbox_oldest(struct sp_store *st, const uint8_t recipient[SP_KEY_LEN],
+			    uint64_t now_ms, uint64_t *accepted_ms);
+
+/*
+ * Removes every committed entry of recipient's mailbox in this batch (as
+ * acks would: entries, expiry records, counters; the device's next seq
+ * stays). Entries enqueued in this same batch are kept. *count and *bytes:
+ * what was removed. Bounded by the mailbox quota. 0 or a negative errno
+ * (then part of the mailbox may be in the batch: commit or abort it as
+ * usual). recipient borrowed for the call.
+ */
+int sp_store_purge(struct sp_store_batch *b, const uint8_t recipient[SP_KEY_LEN],
+		   uint64_t *count, uint64_t *bytes);
+
+struct sp_store_top_item {
+	uint8_t recipient[SP_KEY_LEN];
+	uint64_t count, bytes;
+};
+
+/*
+ * The n (<= cap of out) largest committed mailboxes, by bytes (by_bytes) or
+ * by count, largest first, empty ones left out; *nout = how many were
+ * filled, *scanned = the per-device records read (may be NULL). One pass
+ * over every device's counter record: O(devices x n), for operators, not
+ * the hot path.
+ */
+int sp_store_top(struct sp_store *st, size_t n, bool by_bytes, struct sp_store_top_item *out,
+		 size_t *nout, uint64_t *scanned);
 
 /* ---- operations, metrics, tests ------------------------------------------ */
 
 struct sp_store_stats {
 	uint64_t enqueued, duplicates, quota_refused;
+	uint64_t space_refused;         /* -ENOSPC: max_total_bytes or min_free_bytes */
+	bool space_low;                 /* free space is below min_free_bytes now */
+	bool ballast;                   /* DIR/ballast is in place */
 	uint64_t acked, ack_unknown;
 	uint64_t expired, dedup_expired;
 	uint64_t acked_bytes, expired_bytes; /* body bytes those removed */
+	uint64_t purged, purged_bytes;  /* removed by sp_store_purge */
 	uint64_t corrupt;               /* corrupt values met by reads, acks, sweeps */
+	uint64_t sweep_steps;           /* sp_store_expire calls */
+	uint64_t sweep_resumed;         /* of those, resumed at the previous one's cursor */
+	uint64_t sweep_budget_stops;    /* of those, stopped by their time budget */
 	uint64_t commits, commit_failures, syncs;
 	uint64_t epoch;
 };

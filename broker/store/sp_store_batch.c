@@ -24,7 +24,7 @@
 
 #include "sp_fsutil.h"
 
-static void flush_meta_map(struct sp_store_batch *b);
+static void flush_meta_map(struct sp_store_batch *b, uint64_t *entries, uint64_t *bytes);
 
 int sp_store_batch_init(struct sp_store *st)
 {
@@ -87,6 +87,49 @@ int sp_store_batch_check(const struct sp_store_batch *b)
 	return 0;
 }
 
+/*
+ * Reads free space at most every SP_STORE_SPACE_CHECK_MS (a statvfs costs
+ * about a microsecond, but not per envelope), and makes the ballast again
+ * once there is room for it above the reserve.
+ */
+static void check_space(struct sp_store *st, uint64_t now_ms)
+{
+	uint64_t free_bytes;
+
+	if (!st->cfg.min_free_bytes && !st->cfg.ballast_bytes)
+		return;
+	if (st->space_checked && now_ms >= st->space_checked_ms &&
+	    now_ms - st->space_checked_ms < SP_STORE_SPACE_CHECK_MS)
+		return;
+	if (sp_store_free_space(st, &free_bytes) < 0)
+		return;         /* keep the last figure */
+	st->space_checked = true;
+	st->space_checked_ms = now_ms;
+	st->free_bytes = free_bytes;
+	st->written_since_check = 0;
+	if (!st->ballast && st->cfg.ballast_bytes &&
+	    free_bytes >= st->cfg.min_free_bytes + 2 * st->cfg.ballast_bytes &&
+	    sp_store_ballast_make(st) == 0)
+		st->free_bytes -= st->cfg.ballast_bytes;
+}
+
+/* Would len more body bytes cross a space bound? */
+static bool space_refuses(const struct sp_store_batch *b, uint64_t len)
+{
+	const struct sp_store *st = b->st;
+	/* The WAL copy, then the table file's, with the keys and index record. */
+	uint64_t cost = 2 * (len + 160);
+
+	if (st->cfg.max_total_bytes &&
+	    st->tot_bytes + b->add_bytes + len > st->cfg.max_total_bytes)
+		return true;
+	if (st->cfg.min_free_bytes && st->space_checked &&
+	    (st->free_bytes < st->cfg.min_free_bytes + st->written_since_check + cost ||
+	     st->free_bytes - st->written_since_check - cost < st->cfg.min_free_bytes))
+		return true;
+	return false;
+}
+
 int sp_store_batch_begin(struct sp_store *st, uint64_t now_ms, struct sp_store_batch **out)
 {
 	*out = NULL;
@@ -96,10 +139,12 @@ int sp_store_batch_begin(struct sp_store *st, uint64_t now_ms, struct sp_store_b
 	}
 	if (st->batch.open)
 		return -EBUSY;
+	check_space(st, now_ms);
 	rocksdb_writebatch_wi_clear(st->batch.wb);
 	st->batch.now_ms = now_ms;
 	st->batch.ops = 0;
 	st->batch.assigned = 0;
+	st->batch.add_bytes = 0;
 	st->batch.open = true;
 	*out = &st->batch;
 	return 0;
@@ -126,12 +171,14 @@ static void end_batch(struct sp_store_batch *b)
 	b->open = false;
 	b->ops = 0;
 	b->assigned = 0;
+	b->add_bytes = 0;
 }
 
 int sp_store_batch_commit(struct sp_store_batch *b)
 {
 	struct sp_store *st;
 	char *rerr = NULL;
+	uint64_t tot_entries, tot_bytes;
 	bool sync;
 	int rc;
 
@@ -146,7 +193,7 @@ int sp_store_batch_commit(struct sp_store_batch *b)
 		end_batch(b);
 		return 0;
 	}
-	flush_meta_map(b);
+	flush_meta_map(b, &tot_entries, &tot_bytes);
 	sync = st->cfg.sync == SP_STORE_SYNC_ALWAYS;
 	rocksdb_write_writebatch_wi(st->db, sync ? st->wo_sync : st->wo_nosync, b->wb, &rerr);
 	if (rerr) {
@@ -165,6 +212,8 @@ int sp_store_batch_commit(struct sp_store_batch *b)
 		return rc;
 	}
 	st->wstats.commits++;
+	st->tot_entries = tot_entries;
+	st->tot_bytes = tot_bytes;
 	if (sync) {
 		st->wstats.syncs++;
 	} else if (st->cfg.sync == SP_STORE_SYNC_BATCH && !st->unsynced) {
@@ -185,6 +234,8 @@ int sp_store_batch_abort(struct sp_store_batch *b)
 		return -EINVAL;
 	if (b->assigned && !b->st->poisoned)
 		rc = sp_store_bump_epoch(b->st);
+	/* What the discarded step removed is still there: start over. */
+	sp_store_expire_reset(b->st);
 	end_batch(b);
 	return rc;
 }
@@ -248,21 +299,103 @@ static struct sp_store_mslot *add_slot(struct sp_store_batch *b, const uint8_t k
 	return sl;
 }
 
-/* Puts every counter the batch changed into the WriteBatch (at commit). */
-static void flush_meta_map(struct sp_store_batch *b)
+static const char totals_key[] = "totals";
+
+/*
+ * Puts every counter the batch changed into the WriteBatch (at commit), and
+ * the new totals into *entries, *bytes. A device whose mailbox is now empty
+ * loses its record (a Delete: the record was Put more than once): the store
+ * does not keep a list of every device that ever had mail. Its seqs stay
+ * increasing without it: a device with no record starts above seq_hwm.
+ */
+static void flush_meta_map(struct sp_store_batch *b, uint64_t *entries, uint64_t *bytes)
 {
+	struct sp_store *st = b->st;
 	uint8_t v[SP_STORE_META_LEN];
+	uint64_t e = st->tot_entries, by = st->tot_bytes;
 
 	for (size_t i = 0; i < b->count; i++) {
 		const struct sp_store_mslot *sl = &b->slots[i];
 
 		if (!sl->dirty)
 			continue;
+		e = e + sl->m.count - sl->m0.count;
+		by = by + sl->m.bytes - sl->m0.bytes;
+		if (sl->m.count == 0) {
+			if (sl->existed)
+				rocksdb_writebatch_wi_delete_cf(b->wb, st->cf[SP_STORE_CF_META],
+								(const char *)sl->key, SP_KEY_LEN);
+			continue;
+		}
 		sp_store_meta_encode(v, &sl->m);
-		rocksdb_writebatch_wi_put_cf(b->wb, b->st->cf[SP_STORE_CF_META],
+		rocksdb_writebatch_wi_put_cf(b->wb, st->cf[SP_STORE_CF_META],
 					     (const char *)sl->key, SP_KEY_LEN, (const char *)v,
 					     sizeof(v));
 	}
+	/* Unsigned wrap-around adds the negative deltas right; a total can
+	 * only "go negative" after a corrupt record's guessed size. */
+	if ((int64_t)e < 0)
+		e = 0;
+	if ((int64_t)by < 0)
+		by = 0;
+	if (e != st->tot_entries || by != st->tot_bytes) {
+		struct sp_store_meta t = { .next_seq = 0, .count = e, .bytes = by };
+
+		sp_store_meta_encode(v, &t);
+		rocksdb_writebatch_wi_put_cf(b->wb, st->cf[SP_STORE_CF_DEFAULT], totals_key,
+					     sizeof(totals_key) - 1, (const char *)v, sizeof(v));
+	}
+	*entries = e;
+	*bytes = by;
+}
+
+int sp_store_totals_load(struct sp_store *st)
+{
+	rocksdb_iterator_t *it;
+	struct sp_store_meta t = { 0 };
+	uint8_t v[SP_STORE_META_LEN];
+	char *val, *rerr = NULL;
+	size_t vlen;
+
+	val = rocksdb_get_cf(st->db, st->ro, st->cf[SP_STORE_CF_DEFAULT], totals_key,
+			     sizeof(totals_key) - 1, &vlen, &rerr);
+	if (rerr)
+		return sp_store_rocks_fail(st, "totals read", rerr);
+	if (val) {
+		int rc = sp_store_meta_decode((const uint8_t *)val, vlen, &t);
+
+		rocksdb_free(val);
+		if (rc == 0) {
+			st->tot_entries = t.count;
+			st->tot_bytes = t.bytes;
+			return 0;
+		}
+		/* corrupt: recount below */
+	}
+	t.count = t.bytes = 0;
+	it = rocksdb_create_iterator_cf(st->db, st->ro, st->cf[SP_STORE_CF_META]);
+	for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+		size_t ml;
+		const uint8_t *mv = (const uint8_t *)rocksdb_iter_value(it, &ml);
+		struct sp_store_meta m;
+
+		if (sp_store_meta_decode(mv, ml, &m) < 0)
+			continue;       /* rebuilt when its device is next touched */
+		t.count += m.count;
+		t.bytes += m.bytes;
+	}
+	rocksdb_iter_get_error(it, &rerr);
+	rocksdb_iter_destroy(it);
+	if (rerr)
+		return sp_store_rocks_fail(st, "totals", rerr);
+	sp_store_meta_encode(v, &t);
+	rocksdb_put_cf(st->db, st->wo_sync, st->cf[SP_STORE_CF_DEFAULT], totals_key,
+		       sizeof(totals_key) - 1, (const char *)v, sizeof(v), &rerr);
+	if (rerr)
+		return sp_store_rocks_fail(st, "totals write", rerr);
+	st->tot_entries = t.count;
+	st->tot_bytes = t.bytes;
+	return 0;
 }
 
 /*
@@ -279,7 +412,9 @@ static int load_meta_slot(struct sp_store_batch *b, const uint8_t recipient[SP_K
 	struct sp_store_mslot *sl = find_slot(b, recipient);
 	struct sp_store_meta m = { 0 };
 	char *val, *rerr = NULL;
+	uint64_t floor;
 	size_t vlen;
+	bool had;
 	int rc;
 
 	*out = sl;
@@ -289,6 +424,7 @@ static int load_meta_slot(struct sp_store_batch *b, const uint8_t recipient[SP_K
 			     SP_KEY_LEN, &vlen, &rerr);
 	if (rerr)
 		return sp_store_rocks_fail(st, "meta read", rerr);
+	had = val != NULL;
 	if (val) {
 		rc = sp_store_meta_decode((const uint8_t *)val, vlen, &m);
 		rocksdb_free(val);
@@ -304,14 +440,19 @@ static int load_meta_slot(struct sp_store_batch *b, const uint8_t recipient[SP_K
 				return rc;
 		}
 	}
-	if (m.next_seq < sp_store_seq_floor(st->epoch))
-		m.next_seq = sp_store_seq_floor(st->epoch);
+	floor = sp_store_seq_floor(st->epoch);
+	if (!had && st->seq_hwm > floor)
+		floor = st->seq_hwm;    /* it may have had seqs up to here this open */
+	if (m.next_seq < floor)
+		m.next_seq = floor;
 	if (m.next_seq == 0)
 		m.next_seq = 1;
 	sl = add_slot(b, recipient);
 	if (!sl)
 		return -ENOMEM;
 	sl->m = m;
+	sl->m0 = m;
+	sl->existed = had;
 	*out = sl;
 	return 0;
 }
@@ -413,11 +554,25 @@ int sp_store_enqueue(struct sp_store_batch *b, const struct sp_store_envelope *e
 		rc = -EDQUOT;
 		goto out;
 	}
+	if (space_refuses(b, env->body_len)) {
+		st->wstats.space_refused++;
+		rc = -ENOSPC;
+		goto out;
+	}
 	if (m.next_seq == UINT64_MAX) {
 		rc = -EOVERFLOW; /* 2^64 sequences: not reachable in practice */
 		goto out;
 	}
 	seq = m.next_seq++;
+	if (m.next_seq > st->seq_hwm)
+		st->seq_hwm = m.next_seq;
+	/* 2^32 seqs handed out from one floor: a new epoch, or the next open's
+	 * floor could be at or below seqs a device without a record had. */
+	if (st->seq_hwm >= sp_store_seq_floor(st->epoch + 1)) {
+		rc = sp_store_bump_epoch(st);
+		if (rc < 0)
+			goto out;
+	}
 	m.count++;
 	m.bytes += env->body_len;
 
@@ -451,6 +606,8 @@ int sp_store_enqueue(struct sp_store_batch *b, const struct sp_store_envelope *e
 		batch_put(b, SP_STORE_CF_EXPIRY, dkey, sizeof(dkey), NULL, 0);
 	}
 	b->assigned++;
+	b->add_bytes += env->body_len;
+	st->written_since_check += 2 * (env->body_len + 160);
 	st->wstats.enqueued++;
 	*seq_out = seq;
 	rc = 0;

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* A mailbox entry whose index record (at time t) came due. Returns 1 if it
  * expired, 0 if the record was stale or dangling, or -errno. */
@@ -110,7 +111,33 @@ struct ikey {
 	uint8_t len;
 };
 
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Where the next step starts: the first index record it did not get to. */
+static void set_cursor(struct sp_store *st, const uint8_t *k, size_t klen)
+{
+	memcpy(st->sweep_cursor, k, klen);
+	st->sweep_cursor_len = (uint8_t)klen;
+}
+
+void sp_store_expire_reset(struct sp_store *st)
+{
+	st->sweep_cursor_len = 0;
+}
+
 int sp_store_expire(struct sp_store_batch *b, size_t max_items, size_t *expired_out)
+{
+	return sp_store_expire_for(b, max_items, 0, expired_out);
+}
+
+int sp_store_expire_for(struct sp_store_batch *b, size_t max_items, uint64_t budget_ns,
+			size_t *expired_out)
 {
 	struct sp_store *st;
 	struct ikey *keys = NULL;
@@ -118,7 +145,8 @@ int sp_store_expire(struct sp_store_batch *b, size_t max_items, size_t *expired_
 	rocksdb_readoptions_t *ro = NULL;
 	rocksdb_iterator_t *it = NULL;
 	char *rerr = NULL;
-	size_t n = 0, expired = 0;
+	size_t n = 0, expired = 0, i;
+	uint64_t deadline = 0;
 	bool more = false;
 	int rc;
 
@@ -133,22 +161,41 @@ int sp_store_expire(struct sp_store_batch *b, size_t max_items, size_t *expired_
 	keys = malloc(max_items * sizeof(*keys));
 	if (!keys)
 		return -ENOMEM;
+	if (budget_ns)
+		deadline = mono_ns() + budget_ns;
+	st->xstats.sweep_steps++;
 
 	/*
 	 * Collect first, then modify: the keys come from the committed index
 	 * (records due at or before now), and each is re-checked through the
 	 * batch, so the batch is never written while an iterator walks it.
+	 * A step that stopped early left a cursor: everything due before it
+	 * was removed by that step (committed with its batch), so the next
+	 * step seeks there instead of walking from the first key again over
+	 * the deletion markers of what it already removed. New records never
+	 * sort before the cursor (they expire after the time of that step);
+	 * the cursor is dropped when a step catches up, so a clock stepped
+	 * back costs at most one more pass.
 	 */
 	sp_store_expiry_bound(hi, b->now_ms);
 	ro = rocksdb_readoptions_create();
 	rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi, sizeof(hi));
 	it = rocksdb_create_iterator_cf(st->db, ro, st->cf[SP_STORE_CF_EXPIRY]);
-	for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+	if (st->sweep_cursor_len) {
+		st->xstats.sweep_resumed++;
+		rocksdb_iter_seek(it, (const char *)st->sweep_cursor, st->sweep_cursor_len);
+	} else {
+		rocksdb_iter_seek_to_first(it);
+	}
+	st->sweep_cursor_len = 0;
+	for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
 		size_t klen;
 		const char *k = rocksdb_iter_key(it, &klen);
 
 		if (n == max_items) {
 			more = true;
+			if (klen >= SP_STORE_EXPIRY_KEY_MIN && klen <= SP_STORE_EXPIRY_KEY_MAX)
+				set_cursor(st, (const uint8_t *)k, klen);
 			break;
 		}
 		if (klen < SP_STORE_EXPIRY_KEY_MIN || klen > SP_STORE_EXPIRY_KEY_MAX) {
@@ -166,13 +213,24 @@ int sp_store_expire(struct sp_store_batch *b, size_t max_items, size_t *expired_
 	rocksdb_iter_destroy(it);
 	rocksdb_readoptions_destroy(ro);
 	if (rerr) {
+		st->sweep_cursor_len = 0;
 		rc = sp_store_rocks_fail(st, "expiry scan", rerr);
 		goto out;
 	}
-	for (size_t i = 0; i < n; i++) {
+	for (i = 0; i < n; i++) {
+		/* The clock is read every 32 records: one record costs a few
+		 * microseconds, the budget is milliseconds. */
+		if (deadline && i && (i & 31) == 0 && mono_ns() >= deadline) {
+			set_cursor(st, keys[i].k, keys[i].len);
+			st->xstats.sweep_budget_stops++;
+			more = true;
+			break;
+		}
 		rc = expire_one(b, keys[i].k, keys[i].len);
-		if (rc < 0)
+		if (rc < 0) {
+			st->sweep_cursor_len = 0;
 			goto out;
+		}
 		expired += (size_t)rc;
 	}
 	if (expired_out)
@@ -182,4 +240,3 @@ out:
 	free(keys);
 	return rc;
 }
-

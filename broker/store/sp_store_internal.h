@@ -9,6 +9,8 @@
  *   sp_store_expire.c  the incremental expiry sweep
  *   sp_store_read.c    reads of committed data (mailbox ranges, counters)
  *   sp_store_codec.c   keys and values as bytes (sp_store_codec.h)
+ *   sp_store_admin.c   what the admin socket asks: a mailbox's oldest entry,
+ *                      purging one, the largest ones
  *
  * Each group of fields below is written by the one file named above it;
  * the others only read it.
@@ -35,6 +37,8 @@ enum { SP_STORE_ERRMSG_LEN = 256 };
 struct sp_store_mslot {
 	uint8_t key[SP_KEY_LEN];
 	struct sp_store_meta m;
+	struct sp_store_meta m0;        /* as committed when the batch first touched it */
+	bool existed;                   /* the device had a record then */
 	bool dirty;                     /* changed by this batch: written at commit */
 };
 
@@ -45,6 +49,7 @@ struct sp_store_batch {
 	uint64_t now_ms;
 	size_t ops;
 	size_t assigned;                /* sequences handed out by this batch */
+	uint64_t add_bytes;             /* body bytes enqueued by this batch */
 	bool open;
 	/* The devices this batch touched: slots[0..count) in the order first
 	 * touched, found through map (device key -> index into slots). */
@@ -56,7 +61,7 @@ struct sp_store_batch {
 
 /* Write-path counters (sp_store_batch.c), merged by sp_store_get_stats. */
 struct sp_store_wstats {
-	uint64_t enqueued, duplicates, quota_refused;
+	uint64_t enqueued, duplicates, quota_refused, space_refused;
 	uint64_t acked, ack_unknown, acked_bytes;
 	uint64_t corrupt;
 	uint64_t commits, commit_failures, syncs;
@@ -66,6 +71,7 @@ struct sp_store_wstats {
 struct sp_store_xstats {
 	uint64_t expired, dedup_expired, expired_bytes;
 	uint64_t corrupt;
+	uint64_t sweep_steps, sweep_resumed, sweep_budget_stops;
 };
 
 struct sp_store {
@@ -85,16 +91,36 @@ struct sp_store {
 	uint8_t *dedup_key;             /* sodium_malloc'd, crypto_generichash_KEYBYTES */
 	uint64_t epoch;
 	bool poisoned;                  /* writes refused until reopened */
+	bool ballast;                   /* DIR/ballast exists */
 	char err[SP_STORE_ERRMSG_LEN];
 
 	/* sp_store_batch.c */
 	struct sp_store_batch batch;
 	bool unsynced;                  /* commits since the last WAL sync */
+	/* Committed totals over all mailboxes (the "totals" record). */
+	uint64_t tot_entries, tot_bytes;
+	/* Above every seq handed out since open: the first seq of a device
+	 * without a record (its record is deleted when its mailbox empties,
+	 * so its old seqs are below this, or below the epoch's floor). */
+	uint64_t seq_hwm;
+	/* Free space: read every SP_STORE_SPACE_CHECK_MS (statvfs), minus
+	 * what was written since (estimated). */
+	uint64_t space_checked_ms;
+	uint64_t free_bytes;
+	uint64_t written_since_check;
+	bool space_checked;
 	uint64_t unsynced_since_ms;     /* SP_STORE_SYNC_BATCH: time of the first of them */
 	struct sp_store_wstats wstats;
 
 	/* sp_store_expire.c */
 	struct sp_store_xstats xstats;
+	/* The first index record the last step did not reach (length 0: none,
+	 * the next step starts at the first record). */
+	uint8_t sweep_cursor[SP_STORE_EXPIRY_KEY_MAX];
+	uint8_t sweep_cursor_len;
+
+	/* sp_store_admin.c */
+	uint64_t purged, purged_bytes;
 
 	/* sp_store_read.c */
 	uint8_t *rbuf;                  /* sp_store_read's body buffer */
@@ -120,12 +146,24 @@ int sp_store_bump_epoch(struct sp_store *st);
 /* Refuses every later write, sync and flush with -EIO (see sp_store.h). */
 void sp_store_poison(struct sp_store *st);
 
+/* Free bytes (f_bavail * f_frsize) of DIR's file system: 0 or -errno. */
+int sp_store_free_space(struct sp_store *st, uint64_t *free_bytes);
+
+/* Allocates DIR/ballast (cfg.ballast_bytes) if it is missing; 0 or -errno
+ * (the store goes on without it). */
+int sp_store_ballast_make(struct sp_store *st);
+
 /* ---- sp_store_batch.c ----------------------------------------------------- */
 
 /* The store's batch: created with the store (-ENOMEM, -EIO), destroyed with
  * it. */
 int sp_store_batch_init(struct sp_store *st);
 void sp_store_batch_fini(struct sp_store *st);
+
+/* At open: the committed totals from the "totals" record; a store
+ * written before that record existed gets it from one pass over the
+ * per-device records (then written, so later opens do not scan). */
+int sp_store_totals_load(struct sp_store *st);
 
 /* 0 if b is open and the store accepts writes; -EINVAL, -EIO. */
 int sp_store_batch_check(const struct sp_store_batch *b);
@@ -150,6 +188,11 @@ void sp_store_batch_sdel(struct sp_store_batch *b, enum sp_store_cf cf, const ui
  */
 int sp_store_batch_remove_entry(struct sp_store_batch *b, const uint8_t recipient[SP_KEY_LEN],
 				uint64_t seq, const char *val, size_t vlen, uint64_t *body_len);
+
+/* ---- sp_store_expire.c ---------------------------------------------------- */
+
+/* Forgets the sweep's cursor (a batch whose step left it was discarded). */
+void sp_store_expire_reset(struct sp_store *st);
 
 /* ---- sp_store_read.c ------------------------------------------------------ */
 

@@ -157,24 +157,8 @@ int sp_store_read(struct sp_store *st, const uint8_t recipient[SP_KEY_LEN], uint
 
 int sp_store_totals(struct sp_store *st, uint64_t *entries, uint64_t *bytes)
 {
-	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, st->ro, st->cf[SP_STORE_CF_META]);
-	char *rerr = NULL;
-
-	*entries = *bytes = 0;
-	for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
-		size_t vlen;
-		const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vlen);
-		struct sp_store_meta m;
-
-		if (sp_store_meta_decode(v, vlen, &m) < 0)
-			continue;       /* rebuilt when its device is next touched */
-		*entries += m.count;
-		*bytes += m.bytes;
-	}
-	rocksdb_iter_get_error(it, &rerr);
-	rocksdb_iter_destroy(it);
-	if (rerr)
-		return sp_store_rocks_fail(st, "totals", rerr);
+	*entries = st->tot_entries;
+	*bytes = st->tot_bytes;
 	return 0;
 }
 

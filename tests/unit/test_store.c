@@ -296,9 +296,10 @@ static void test_key_layout_on_disk(void **state)
 	raw_scan(&r, SP_STORE_CF_MAILBOX, layout_mailbox, &s);
 	assert_int_equal(s.n_a, 150);
 	assert_int_equal(s.n_b, 150);
-	/* Sequences are per device: both start at 1 on a fresh store. */
+	/* Sequences are per device, and a device without a record starts
+	 * above every seq handed out since open: A 1..150, B 2..151. */
 	assert_int_equal(s.last_seq_a, 150);
-	assert_int_equal(s.last_seq_b, 150);
+	assert_int_equal(s.last_seq_b, 151);
 
 	/* The sender's key appears nowhere on disk, in any column family. */
 	for (int cf = 0; cf < SP_STORE_CF_COUNT; cf++)
@@ -381,9 +382,18 @@ static void test_seq_across_reopen(void **state)
 	/* Empty the mailbox completely. */
 	assert_int_equal(ack1(f, 6, a, s1), 0);
 	assert_int_equal(ack1(f, 6, a, s2), 0);
+	/* An empty mailbox has no record left (next_seq 0: "never had mail"),
+	 * yet its next seq is above the old ones, in this open and the next. */
 	assert_int_equal(sp_store_mailbox_info(f->st, a, &count, NULL, &next), 0);
 	assert_int_equal(count, 0);
-	assert_int_equal(next, s2 + 1);
+	assert_int_equal(next, 0);
+	assert_int_equal(put1(f, 6, c, snd, 0, "c", 1, 0, &s3), 0);
+	assert_true(s3 > s2);
+	assert_int_equal(ack1(f, 6, c, s3), 0);
+	assert_int_equal(put1(f, 6, a, snd, 0, "v", 1, 0, &s3), 0);
+	assert_true(s3 > s2);
+	assert_int_equal(ack1(f, 6, a, s3), 0);
+	s2 = s3;
 
 	reopen(f);
 	assert_int_equal(put1(f, 7, a, snd, 0, "z", 1, 0, &s3), 0);
@@ -516,11 +526,12 @@ static void test_ack_other_device_impossible(void **state)
 	for (int i = 0; i < 3; i++) {
 		assert_int_equal(put1(f, 1, a, snd, 0, "for-a", 5, 0, &sa[i]), 0);
 		assert_int_equal(put1(f, 1, bdev, snd, 0, "for-b", 5, 0, &sb[i]), 0);
-		assert_int_equal(sa[i], sb[i]);
 	}
+	/* A 1, 2, 3 and B 2, 3, 4: B's acks of seqs 2 and 3 touch B's only. */
+	assert_int_equal(sa[1], sb[0]);
 	for (int i = 0; i < 3; i++) {
 		assert_int_equal(ack1(f, 2, c, sa[i]), -ENOENT);
-		assert_int_equal(ack1(f, 2, bdev, sa[i]), 0); /* == sb[i]: B's own */
+		assert_int_equal(ack1(f, 2, bdev, sb[i]), 0);
 	}
 	assert_int_equal(read_all(f, bdev, 3, it, 8, &res), 0);
 	assert_int_equal(read_all(f, a, 3, it, 8, &res), 3);
@@ -560,7 +571,7 @@ static void test_enqueue_ack_same_batch(void **state)
 	assert_int_equal(sp_store_mailbox_info(f->st, a, &count, &bytes, &next), 0);
 	assert_int_equal(count, 0);
 	assert_int_equal(bytes, 0);
-	assert_int_equal(next, s + 1);
+	assert_int_equal(next, 0);     /* empty: no record */
 	assert_int_equal(put1(f, 2, a, snd, 0, "x", 1, 0, &s2), 0);
 	assert_true(s2 > s);
 }
@@ -769,6 +780,124 @@ static void test_expiry(void **state)
 	assert_int_equal(n, 0);
 	assert_int_equal(sp_store_batch_ops(b), 0);
 	assert_int_equal(sp_store_batch_commit(b), 0);
+}
+
+static void count_cb(const uint8_t *k, size_t kl, const uint8_t *v, size_t vl, void *arg)
+{
+	(void)k;
+	(void)kl;
+	(void)v;
+	(void)vl;
+	(*(size_t *)arg)++;
+}
+
+/* A device's record goes when its mailbox empties; the totals live in one
+ * record (no pass over the per-device records at open), written with every
+ * commit that changes them, and recounted once if missing. */
+static void test_meta_deleted_when_empty(void **state)
+{
+	struct fx *f = *state;
+	uint8_t dev[4][SP_KEY_LEN], snd[SP_KEY_LEN];
+	uint64_t seq[4][3], e, by, last = 0, s;
+	struct raw r;
+	size_t n = 0;
+	char *err = NULL;
+	rocksdb_writeoptions_t *wo;
+
+	key_of(snd, 9);
+	open_store(f);
+	for (int d = 0; d < 4; d++) {
+		key_of(dev[d], (uint8_t)(d + 1));
+		for (int i = 0; i < 3; i++)
+			assert_int_equal(put1(f, 1, dev[d], snd, 0, "abc", 3, 0, &seq[d][i]), 0);
+	}
+	assert_int_equal(sp_store_totals(f->st, &e, &by), 0);
+	assert_int_equal(e, 12);
+	assert_int_equal(by, 36);
+	for (int d = 0; d < 3; d++)
+		for (int i = 0; i < 3; i++) {
+			assert_int_equal(ack1(f, 2, dev[d], seq[d][i]), 0);
+			if (seq[d][i] > last)
+				last = seq[d][i];
+		}
+	assert_int_equal(sp_store_totals(f->st, &e, &by), 0);
+	assert_int_equal(e, 3);
+	assert_int_equal(by, 9);
+	sp_store_close(f->st);
+	f->st = NULL;
+
+	raw_open(f, &r);
+	raw_scan(&r, SP_STORE_CF_META, count_cb, &n);
+	assert_int_equal(n, 1);         /* only dev[3], which still has mail */
+	/* An older store had no totals record: remove it to see the recount. */
+	wo = rocksdb_writeoptions_create();
+	rocksdb_delete_cf(r.db, wo, r.cf[SP_STORE_CF_DEFAULT], "totals", 6, &err);
+	assert_null(err);
+	rocksdb_writeoptions_destroy(wo);
+	raw_close(&r);
+
+	open_store(f);
+	assert_int_equal(sp_store_totals(f->st, &e, &by), 0);
+	assert_int_equal(e, 3);
+	assert_int_equal(by, 9);
+	/* Seqs of emptied devices keep increasing across the restart. */
+	for (int d = 0; d < 3; d++) {
+		assert_int_equal(put1(f, 3, dev[d], snd, 0, "z", 1, 0, &s), 0);
+		assert_true(s > last);
+	}
+	reopen(f);
+	assert_int_equal(sp_store_totals(f->st, &e, &by), 0);
+	assert_int_equal(e, 6);
+	assert_int_equal(by, 12);
+}
+
+/* A step stopped by its count resumes at its cursor: later steps do not walk
+ * the index from its first key again, and the sweep still finishes. */
+static void test_expire_resumes(void **state)
+{
+	struct fx *f = *state;
+	uint8_t a[SP_KEY_LEN], snd[SP_KEY_LEN];
+	struct sp_store_batch *b;
+	struct sp_store_stats st0, st1;
+	uint64_t seq, count;
+	size_t n = 0, total = 0;
+	int rc, steps = 0;
+
+	key_of(a, 1);
+	key_of(snd, 2);
+	f->cfg.ttl_ms = 1000;
+	open_store(f);
+	assert_int_equal(sp_store_batch_begin(f->st, 0, &b), 0);
+	for (int i = 0; i < 500; i++) {
+		struct sp_store_envelope e = { .recipient = a, .sender = snd, .body = (const uint8_t *)"x",
+					       .body_len = 1, .ttl_ms = 1000 + (uint64_t)(i % 7) };
+
+		assert_int_equal(sp_store_enqueue(b, &e, &seq), 0);
+	}
+	assert_int_equal(sp_store_batch_commit(b), 0);
+	sp_store_get_stats(f->st, &st0);
+	do {
+		assert_int_equal(sp_store_batch_begin(f->st, 5000, &b), 0);
+		rc = sp_store_expire_for(b, 64, 0, &n);
+		assert_true(rc == 0 || rc == 1);
+		total += n;
+		assert_int_equal(sp_store_batch_commit(b), 0);
+		steps++;
+	} while (rc == 1 && steps < 100);
+	sp_store_get_stats(f->st, &st1);
+	assert_int_equal(rc, 0);
+	assert_int_equal(total, 500);
+	assert_int_equal(steps, 8);     /* 7 full steps of 64, one of 52 */
+	assert_int_equal(st1.sweep_steps - st0.sweep_steps, 8);
+	assert_int_equal(st1.sweep_resumed - st0.sweep_resumed, 7);
+	assert_int_equal(sp_store_mailbox_info(f->st, a, &count, NULL, NULL), 0);
+	assert_int_equal(count, 0);
+	/* Caught up: the next step starts from the first key again. */
+	assert_int_equal(sp_store_batch_begin(f->st, 6000, &b), 0);
+	assert_int_equal(sp_store_expire_for(b, 64, 1000000, &n), 0);
+	assert_int_equal(sp_store_batch_commit(b), 0);
+	sp_store_get_stats(f->st, &st0);
+	assert_int_equal(st0.sweep_resumed, st1.sweep_resumed);
 }
 
 /* ---- corruption ----------------------------------------------------------------------- */
@@ -1440,6 +1569,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_sync_modes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_survives_kill9, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_expire_resumes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_meta_deleted_when_empty, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backlog_streamed_and_compacted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_limits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_meta_written_once_per_batch, setup, teardown),
