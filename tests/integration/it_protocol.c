@@ -11,7 +11,8 @@
  *   6.3  online-only envelopes may arrive before Drained, durable ones never
  *   6.1  reserved flag bits are ignored; an Ack of exactly 64 seqs is fine
  *   6.2  the first seq of a device on a new broker is 1, after the E-th
- *        restart E * 2^32
+ *        restart E * 2^32 (or, for a device with no mailbox record, above
+ *        every seq assigned in that epoch)
  *   8    a recipient key that is not canonical is refused (all ff, bit 255
  *        set on a real key), and so is a client announcing such a static key
  *   4    a client refuses a ServerHello with another protocol_version
@@ -490,13 +491,21 @@ static void test_seq_after_restart(void **state)
 	for (uint64_t epoch = 1; epoch <= 2; epoch++) {
 		start(&b, dir, args);
 		open_ik(&a, &b);
-		/* r1 had mail, r2 never did: both start at the epoch's floor. */
+		uint8_t fresh[SP_KEY_LEN];
+
+		/* The first seqs of the epoch start at its floor: r2 (no mail
+		 * yet in epoch 1), r1 (stored mail from before). */
+		assert_int_equal(send_one(&a, r2, 10, 0, &seq), SP_STATUS_ACCEPTED);
+		assert_int_equal(seq, epoch << 32);
 		assert_int_equal(send_one(&a, r1, 10, 0, &seq), SP_STATUS_ACCEPTED);
 		assert_int_equal(seq, epoch << 32);
 		assert_int_equal(send_one(&a, r1, 10, 0, &seq), SP_STATUS_ACCEPTED);
 		assert_int_equal(seq, (epoch << 32) + 1);
-		assert_int_equal(send_one(&a, r2, 10, 0, &seq), SP_STATUS_ACCEPTED);
-		assert_int_equal(seq, epoch << 32);
+		/* A device with no mailbox record starts above every seq the
+		 * broker assigned in this epoch. */
+		sp_noise_keypair(fresh, priv);
+		assert_int_equal(send_one(&a, fresh, 10, 0, &seq), SP_STATUS_ACCEPTED);
+		assert_int_equal(seq, (epoch << 32) + 2);
 		sp_raw_close(&a);
 		stop(&b, epoch < 2);
 	}
@@ -592,7 +601,8 @@ static void fake_broker(int lfd, const uint8_t *priv)
 	sp_txpool_init(&pool, 4);
 	memset(&env, 0, sizeof(env));
 	env.static_priv = priv;
-	env.hello = (struct sp_hello){ 2, SP_BODY_MAX, SP_TRANSPORT_PLAINTEXT_MAX };
+	env.hello = (struct sp_hello){ .protocol_version = 2, .max_envelope = SP_BODY_MAX,
+				     .max_transport = SP_TRANSPORT_PLAINTEXT_MAX };
 	env.pool = &pool;
 	env.hooks.established = fake_established;
 	env.hooks.frame = fake_frame;
