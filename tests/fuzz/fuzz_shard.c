@@ -44,7 +44,7 @@
 #include "sp_store.h"
 
 enum {
-	STORE_RESET_RUNS = 2000,
+	STORE_RESET_RUNS = 2000,     /* tombstones pile up: a fresh store keeps runs fast */
 	CONNS_MAX = 64,                 /* connections one input may open */
 };
 
