@@ -12,7 +12,8 @@ libcmocka-dev libjansson-dev libmicrohttpd-dev libinih-dev prometheus
 libmosquitto-dev libnats-dev
 debhelper lintian
 python3 python3-cffi python3-setuptools python3-pytest python3-pip python3-venv
-zlib1g-dev gnuplot-nox"
+zlib1g-dev gnuplot-nox
+clang libclang-rt-14-dev"
 
 missing=""
 for p in $PKGS; do
