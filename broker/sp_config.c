@@ -119,6 +119,12 @@ static const struct opt opts[] = {
 	{ "sender-table-max", "N", OPT_U32, FIELD(sender_table_max), 1, 1 << 24, false,
 	  "sending devices whose budgets are tracked per shard; senders beyond it share one "
 	  "budget" },
+	{ "mailbox-sender-share", "PERCENT", OPT_U32, FIELD(mailbox_sender_share), 1, 100, false,
+	  "share of a device's mailbox quotas (count and bytes) one sending device may hold; "
+	  "beyond, its sends get err_mailbox_full while other senders' go on; 100 = off" },
+	{ "mailbox-share-table-max", "N", OPT_U32, FIELD(mailbox_share_table_max), 1, 1 << 28, false,
+	  "(sender, mailbox) pairs whose shares are counted; envelopes of pairs beyond it are "
+	  "not held to a share" },
 	{ "config", "FILE", OPT_CONFIG, FIELD(config_path), 0, 0, false,
 	  "read options from an INI file (keys = these option names); flags win" },
 	{ "check-config", NULL, OPT_CHECK, 0, 0, 0, false,
@@ -163,6 +169,8 @@ void sp_config_defaults(struct sp_config *c)
 	c->sender_byte_rate = SP_DEFAULT_SENDER_BYTE_RATE;
 	c->sender_byte_burst = SP_DEFAULT_SENDER_BYTE_BURST;
 	c->sender_table_max = SP_DEFAULT_SENDER_TABLE_MAX;
+	c->mailbox_sender_share = SP_DEFAULT_MAILBOX_SENDER_SHARE;
+	c->mailbox_share_table_max = SP_DEFAULT_MAILBOX_SHARE_TABLE_MAX;
 }
 
 static const char *const fsync_names[] = { "always", "batch", "never" };

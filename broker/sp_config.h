@@ -104,6 +104,8 @@ struct sp_config {
 	uint64_t sender_byte_rate;      /* body bytes per second */
 	uint64_t sender_byte_burst;
 	uint32_t sender_table_max;      /* senders tracked per shard */
+	uint32_t mailbox_sender_share;  /* % of a mailbox's quotas one sender may hold; 100 = off */
+	uint32_t mailbox_share_table_max; /* (sender, mailbox) pairs counted */
 };
 
 /* --fsync: what an acceptance (SendResult ACCEPTED) promises; docs/OPERATIONS.md. */
@@ -125,6 +127,8 @@ enum {
 	SP_DEFAULT_SENDER_RATE = 10000,
 	SP_DEFAULT_SENDER_BURST = 50000,
 	SP_DEFAULT_SENDER_TABLE_MAX = 65536,
+	SP_DEFAULT_MAILBOX_SENDER_SHARE = 25,
+	SP_DEFAULT_MAILBOX_SHARE_TABLE_MAX = 1000000,
 };
 #define SP_DEFAULT_STORE_MAX_BYTES 0ull
 #define SP_DEFAULT_STORE_MIN_FREE (1024ull * 1024 * 1024)      /* 1 GiB */

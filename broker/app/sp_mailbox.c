@@ -153,6 +153,12 @@ enum sp_status sp_mailbox_store(struct sp_shard *sh, struct sp_conn *c, const st
 		sh->stats.mailbox_full++;
 		return SP_STATUS_ERR_MAILBOX_FULL;
 	}
+	if (ret == -EXFULL) {
+		/* This sender's share of the mailbox: others may still send. */
+		sh->stats.mailbox_full++;
+		sp_metrics_share_full(sh->metrics);
+		return SP_STATUS_ERR_MAILBOX_FULL;
+	}
 	if (ret == -ENOSPC) {
 		/* The store's space bounds (store-max-bytes, store-min-free):
 		 * refused before the disk fills, so acks and restarts work. */

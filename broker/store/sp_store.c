@@ -273,6 +273,7 @@ void sp_store_config_defaults(struct sp_store_config *cfg)
 	cfg->quota_count = SP_STORE_DEFAULT_QUOTA_COUNT;
 	cfg->quota_bytes = SP_STORE_DEFAULT_QUOTA_BYTES;
 	cfg->max_open_files = SP_STORE_DEFAULT_MAX_OPEN_FILES;
+	cfg->share_table_max = SP_STORE_DEFAULT_SHARE_TABLE_MAX;
 }
 
 /* DIR and DIR/db: made (0700, missing parents too) or checked usable. */
@@ -487,12 +488,21 @@ static int check_format_and_epoch(struct sp_store *st)
 	if (rc < 0)
 		return rc;
 	if (val) {
-		bool ok = len == 1 && (uint8_t)val[0] == SP_STORE_FORMAT;
+		uint8_t have = len == 1 ? (uint8_t)val[0] : 0;
 
 		rocksdb_free(val);
-		if (!ok) {
+		if (have != 1 && have != SP_STORE_FORMAT) {
 			sp_store_set_err(st, "store: %s/db has an unknown store format", st->dir);
 			return -EPROTO;
+		}
+		/* Format 1 (v1 mailbox values only) is read as it is; the
+		 * record says 2 from now on, so an older build refuses the
+		 * store instead of skipping v2 values as corrupt. */
+		if (have != SP_STORE_FORMAT) {
+			rocksdb_put_cf(st->db, st->wo_sync, st->cf[SP_STORE_CF_DEFAULT], "format", 6,
+				       (const char *)&fmt, 1, &rerr);
+			if (rerr)
+				return sp_store_rocks_fail(st, "format write", rerr);
 		}
 	} else {
 		rocksdb_put_cf(st->db, st->wo_sync, st->cf[SP_STORE_CF_DEFAULT], "format", 6,
@@ -532,6 +542,8 @@ static int validate_config(const struct sp_store_config *cfg, char *err, size_t 
 		why = "mailbox quotas must be > 0";
 	else if (cfg->max_open_files < 16)
 		why = "max_open_files must be >= 16";
+	else if (cfg->share_pct > 100)
+		why = "share_pct must be <= 100";
 	if (!why)
 		return 0;
 	if (err && errlen)
@@ -642,6 +654,9 @@ void sp_store_get_stats(const struct sp_store *st, struct sp_store_stats *out)
 	out->duplicates = w->duplicates;
 	out->quota_refused = w->quota_refused;
 	out->space_refused = w->space_refused;
+	out->share_refused = w->share_refused;
+	out->share_untracked = w->share_untracked;
+	out->share_pairs = sp_store_share_pairs(st);
 	out->space_low = st->space_checked && st->cfg.min_free_bytes &&
 			 st->free_bytes < st->cfg.min_free_bytes;
 	out->ballast = st->ballast;

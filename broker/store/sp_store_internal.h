@@ -40,6 +40,12 @@ struct sp_store_mslot {
 	bool dirty;                     /* changed by this batch: written at commit */
 };
 
+/* One (recipient, sender tag) pair's stored envelopes (sp_store.h "Shares"). */
+struct sp_store_share {
+	uint8_t key[SP_KEY_LEN];        /* recipient[0..29) | tag (3 bytes, big-endian) */
+	uint64_t count, bytes;
+};
+
 /* The one batch of a store; every field is written by sp_store_batch.c. */
 struct sp_store_batch {
 	struct sp_store *st;
@@ -60,6 +66,7 @@ struct sp_store_batch {
 /* Write-path counters (sp_store_batch.c), merged by sp_store_get_stats. */
 struct sp_store_wstats {
 	uint64_t enqueued, duplicates, quota_refused, space_refused;
+	uint64_t share_refused, share_untracked;
 	uint64_t acked, ack_unknown, acked_bytes;
 	uint64_t corrupt;
 	uint64_t commits, commit_failures, syncs;
@@ -103,6 +110,10 @@ struct sp_store {
 	uint64_t seq_hwm;
 	/* Free space: read every SP_STORE_SPACE_CHECK_MS (statvfs), minus
 	 * what was written since (estimated). */
+	struct sp_keytab *share_map;    /* share key -> index into shares */
+	struct sp_store_share *shares;
+	size_t nshares;
+	size_t shares_cap;              /* bytes allocated */
 	uint64_t space_checked_ms;
 	uint64_t free_bytes;
 	uint64_t written_since_check;
@@ -159,6 +170,9 @@ void sp_store_batch_fini(struct sp_store *st);
  * written before that record existed gets it from one pass over the
  * per-device records (then written, so later opens do not scan). */
 int sp_store_totals_load(struct sp_store *st);
+
+/* (sender, mailbox) pairs the share table counts now. */
+size_t sp_store_share_pairs(const struct sp_store *st);
 
 /* 0 if b is open and the store accepts writes; -EINVAL, -EIO. */
 int sp_store_batch_check(const struct sp_store_batch *b);

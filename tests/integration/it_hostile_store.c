@@ -19,6 +19,8 @@
  *       (store-ballast gives it room) and delivers what it held.
  *   sender_rate: a flooding sender is held to sender-rate/sender-burst
  *       (ERR_RATE_LIMITED) while another sender to the same device is not.
+ *   mailbox_share: an attacker who knows a device's key fills only its
+ *       mailbox-sender-share of that mailbox; an honest sender is accepted.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -555,6 +557,47 @@ static void test_sender_rate(void **state)
 	sp_it_rmrf(b.data_dir);
 }
 
+/* ---- mailbox shares --------------------------------------------------------- */
+
+/* Knowing a device's key, an attacker fills its share of that mailbox and is
+ * refused; an honest sender to the same device is still accepted. */
+static void test_mailbox_share(void **state)
+{
+	/* SP_SHARE_OFF=1: the attack without the share, to print the figure
+	 * from before it (nothing asserted then). */
+	bool off = getenv("SP_SHARE_OFF") != NULL;
+	const char *args[] = { "--fsync", "never", "--mailbox-max-count", "1000",
+			       "--mailbox-sender-share", off ? "100" : "25", NULL };
+	static uint8_t victim[1][SP_KEY_LEN];
+	struct sp_it_broker b;
+	struct sp_raw att, hon;
+	struct tally ta = { 0 }, th = { 0 };
+
+	(void)state;
+	random_key(victim[0]);
+	assert_int_equal(sp_it_broker_start(&b, NULL, args), 0);
+	assert_int_equal(sp_raw_init(&att), 0);
+	assert_int_equal(sp_raw_open(&att, b.port, SP_PREAMBLE_PATTERN_IK, b.server_pub), 0);
+	assert_int_equal(sp_raw_init(&hon), 0);
+	assert_int_equal(sp_raw_open(&hon, b.port, SP_PREAMBLE_PATTERN_IK, b.server_pub), 0);
+	/* Before the share: 1,000 empty envelopes filled the whole quota. */
+	send_many(&att, (const uint8_t (*)[SP_KEY_LEN])victim, 1, 1000, 0, 0, &ta);
+	send_many(&hon, (const uint8_t (*)[SP_KEY_LEN])victim, 1, 100, 16, 0, &th);
+	printf("mailbox share: attacker %u accepted, %u mailbox_full; honest %u of 100 accepted\n",
+	       ta.by_status[SP_STATUS_ACCEPTED], ta.by_status[SP_STATUS_ERR_MAILBOX_FULL],
+	       th.by_status[SP_STATUS_ACCEPTED]);
+	if (!off) {
+		assert_int_equal(ta.by_status[SP_STATUS_ACCEPTED], 250);
+		assert_int_equal(ta.by_status[SP_STATUS_ERR_MAILBOX_FULL], 750);
+		assert_int_equal(th.by_status[SP_STATUS_ACCEPTED], 100);
+		assert_true(metric(&b, "sealpost_mailbox_share_refused_total") == 750);
+	}
+	sp_raw_close(&att);
+	sp_raw_close(&hon);
+	assert_int_equal(sp_it_broker_stop(&b), 0);
+	sp_it_rmrf(b.data_dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -562,6 +605,7 @@ int main(void)
 		cmocka_unit_test(test_seq_increases_after_empty),
 		cmocka_unit_test(test_disk_fill),
 		cmocka_unit_test(test_sender_rate),
+		cmocka_unit_test(test_mailbox_share),
 	};
 
 	if (sodium_init() < 0)
