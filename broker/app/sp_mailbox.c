@@ -255,7 +255,11 @@ void sp_mailbox_tick(struct sp_shard *sh)
 
 	if (!sh->store)
 		return;
+	sp_store_get_stats(sh->store, &before);
 	ret = sp_store_tick(sh->store, sh->wall_ms);
+	sp_store_get_stats(sh->store, &after);
+	if (after.scrubs > before.scrubs)
+		sp_metrics_scrubs(sh->metrics, after.scrubs - before.scrubs);
 	if (ret < 0)
 		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
 			       "mailbox fsync failed", SP_KV_STR("error", strerror(-ret)),

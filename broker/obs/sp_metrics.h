@@ -157,6 +157,7 @@ struct sp_metrics_shard {
 	uint64_t sweep_resumed;
 	uint64_t store_full;
 	uint64_t share_full;
+	uint64_t scrubs;
 	uint64_t loop_iterations;
 	uint64_t connections_accepted;
 	int64_t connections_open;
@@ -443,6 +444,12 @@ static inline void sp_metrics_store_full(struct sp_metrics_shard *s)
 static inline void sp_metrics_share_full(struct sp_metrics_shard *s)
 {
 	sp_metrics_add_(&s->share_full, 1);
+}
+
+/* n store scrubs finished (removed data flushed and compacted away). */
+static inline void sp_metrics_scrubs(struct sp_metrics_shard *s, uint64_t n)
+{
+	sp_metrics_add_(&s->scrubs, n);
 }
 
 /* One step of the expiry sweep; partial: it stopped at its time or count

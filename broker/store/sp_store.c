@@ -335,6 +335,8 @@ static void free_rocks_options(struct sp_store *st)
 		rocksdb_readoptions_destroy(st->ro);
 	if (st->fo)
 		rocksdb_flushoptions_destroy(st->fo);
+	if (st->fo_nowait)
+		rocksdb_flushoptions_destroy(st->fo_nowait);
 	if (st->cf_opts)
 		rocksdb_options_destroy(st->cf_opts);
 	if (st->db_opts)
@@ -402,6 +404,14 @@ static int open_rocksdb(struct sp_store *st)
 		st->db_opts = o;
 	}
 
+	/* Deleted data leaves the disk (sp_store.h): a bounded write-ahead
+	 * log (small column families would otherwise never flush and keep
+	 * every log file alive), and a MANIFEST rewritten at each edit, so it
+	 * does not keep the boundary keys of deleted table files. */
+	if (st->cfg.max_wal_bytes)
+		rocksdb_options_set_max_total_wal_size(st->db_opts, st->cfg.max_wal_bytes);
+	rocksdb_options_set_max_manifest_file_size(st->db_opts, SP_STORE_MANIFEST_MAX);
+
 	st->cf_opts = rocksdb_options_create();
 	rocksdb_options_set_block_based_table_factory(st->cf_opts, st->bbto);
 	for (int i = 0; i < SP_STORE_CF_COUNT; i++)
@@ -415,6 +425,8 @@ static int open_rocksdb(struct sp_store *st)
 	rocksdb_readoptions_set_verify_checksums(st->ro, 1);
 	st->fo = rocksdb_flushoptions_create();
 	rocksdb_flushoptions_set_wait(st->fo, 1);
+	st->fo_nowait = rocksdb_flushoptions_create();
+	rocksdb_flushoptions_set_wait(st->fo_nowait, 0);
 
 	st->db = rocksdb_open_column_families(st->db_opts, path, SP_STORE_CF_COUNT, cf_names, cf_opts,
 					      st->cf, &rerr);
@@ -619,6 +631,7 @@ void sp_store_close(struct sp_store *st)
 	if (!st)
 		return;
 	if (st->db) {
+		sp_store_scrub_stop(st);
 		if (!st->poisoned && st->unsynced)
 			sp_store_sync(st);
 		for (int i = 0; i < SP_STORE_CF_COUNT; i++)
@@ -666,6 +679,8 @@ void sp_store_get_stats(const struct sp_store *st, struct sp_store_stats *out)
 	out->commits = w->commits;
 	out->commit_failures = w->commit_failures;
 	out->syncs = w->syncs;
+	out->scrubs = st->scrubs;
+	out->scrub_failures = st->scrub_failures;
 	out->expired = x->expired;
 	out->dedup_expired = x->dedup_expired;
 	out->expired_bytes = x->expired_bytes;

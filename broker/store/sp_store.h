@@ -129,6 +129,23 @@
  * about 1 in 16 million per pair (the tag is keyed: a sender cannot aim
  * for another's).
  *
+ * Deleted data: an ack or the sweep removes an entry from what reads see at
+ * once, but its bytes stay in RocksDB's files (the write-ahead log, table
+ * files, and deletion markers holding the recipient key) until the log is
+ * obsolete and compaction drops them. Bounds: the write-ahead log never
+ * exceeds max_wal_bytes (RocksDB flushes the column families holding its
+ * oldest file); and scrub_interval_ms after the first removal since the
+ * last scrub, a scrub (sp_store_scrub.c, a thread of its own) flushes
+ * every memtable and compacts every column family to its last level
+ * dropping deletion markers; the MANIFEST is rewritten after every flush
+ * and compaction (max_manifest_file_size is small), so it names only live
+ * table files' boundary keys. So data removed at time t is in no file of
+ * DIR after t + scrub_interval_ms + the scrub's own duration (about the
+ * time to rewrite the live data), if the process keeps running (a scrub
+ * cut short by close runs again scrub_interval_ms after the next start's
+ * first removal). What the file system does with freed blocks is outside
+ * the store: use an encrypted file system.
+ *
  * Sync modes (what a committed batch survives once sp_store_batch_commit
  * returned 0; "kill -9" = the broker process dies, the OS keeps running):
  *   SP_STORE_SYNC_ALWAYS  the commit is one WAL write + one fdatasync:
@@ -225,6 +242,7 @@ enum sp_store_layout {
 #define SP_STORE_DEFAULT_MAX_OPEN_FILES 1024                     /* of the 20,000 */
 #define SP_STORE_SPACE_CHECK_MS 100u    /* statvfs of DIR at most this often */
 #define SP_STORE_DEFAULT_SHARE_TABLE_MAX 1000000u
+#define SP_STORE_MANIFEST_MAX 1u        /* bytes: a new MANIFEST at every edit */
 
 struct sp_store_config {
 	const char *dir;                /* data directory; made (0700, parents too) if missing */
@@ -239,6 +257,9 @@ struct sp_store_config {
 	uint64_t max_total_bytes;       /* body bytes over all mailboxes */
 	uint64_t min_free_bytes;        /* free space on DIR's file system kept back */
 	uint64_t ballast_bytes;         /* DIR/ballast, given up when a start finds the disk full */
+	/* Deleted data (see "Deleted data" above). */
+	uint64_t max_wal_bytes;         /* RocksDB max_total_wal_size; 0 = RocksDB's default */
+	uint64_t scrub_interval_ms;     /* 0 = no scrubs */
 	/* Sender shares (0 = off), see "Shares" above. */
 	uint32_t share_pct;             /* % of quota_count and quota_bytes one sender may hold */
 	size_t share_table_max;         /* (sender, mailbox) pairs tracked */
@@ -347,7 +368,8 @@ int sp_store_sync(struct sp_store *st);
 
 /* SP_STORE_SYNC_BATCH: fsyncs if the oldest unsynced commit is at least
  * sync_interval_ms old. Returns 1 if it synced, 0 if not due, or -errno.
- * Other modes: 0. Call it from the loop's timer. */
+ * Other modes: 0. Every mode: starts a scrub when one is due (see "Deleted
+ * data"). Call it from the loop's timer. */
 int sp_store_tick(struct sp_store *st, uint64_t now_ms);
 
 /* ---- reads ----------------------------------------------------------------- */
@@ -408,6 +430,7 @@ struct sp_store_stats {
 	uint64_t sweep_resumed;         /* of those, resumed at the previous one's cursor */
 	uint64_t sweep_budget_stops;    /* of those, stopped by their time budget */
 	uint64_t commits, commit_failures, syncs;
+	uint64_t scrubs, scrub_failures; /* scrubs finished (see "Deleted data") */
 	uint64_t epoch;
 };
 void sp_store_get_stats(const struct sp_store *st, struct sp_store_stats *out);

@@ -185,6 +185,34 @@ static void end_batch(struct sp_store_batch *b)
 	b->add_bytes = 0;
 }
 
+/*
+ * max_wal_bytes written since the last time: every column family's
+ * memtable is switched and flushed in the background, so every log file
+ * before becomes obsolete and is deleted. RocksDB's own max_total_wal_size
+ * (also set) did not keep the log near its bound here: with one large and
+ * several small column families the logs grew to the whole data set.
+ */
+static void bound_wal(struct sp_store *st, struct sp_store_batch *b)
+{
+	size_t len = 0;
+
+	if (!st->cfg.max_wal_bytes)
+		return;
+	rocksdb_writebatch_wi_data(b->wb, &len);
+	st->wal_since_flush += len;
+	if (st->wal_since_flush < st->cfg.max_wal_bytes)
+		return;
+	st->wal_since_flush = 0;
+	st->wal_flushes++;
+	for (int i = 0; i < SP_STORE_CF_COUNT; i++) {
+		char *rerr = NULL;
+
+		rocksdb_flush_cf(st->db, st->fo_nowait, st->cf[i], &rerr);
+		if (rerr)
+			rocksdb_free(rerr);     /* the next commit reports what is wrong */
+	}
+}
+
 int sp_store_batch_commit(struct sp_store_batch *b)
 {
 	struct sp_store *st;
@@ -223,6 +251,7 @@ int sp_store_batch_commit(struct sp_store_batch *b)
 		return rc;
 	}
 	st->wstats.commits++;
+	bound_wal(st, b);
 	st->tot_entries = tot_entries;
 	st->tot_bytes = tot_bytes;
 	if (sync) {
@@ -270,6 +299,8 @@ int sp_store_tick(struct sp_store *st, uint64_t now_ms)
 {
 	int rc;
 
+	sp_store_scrub_tick(st, now_ms,
+			    st->wstats.acked + st->xstats.expired + st->xstats.dedup_expired);
 	if (st->cfg.sync != SP_STORE_SYNC_BATCH || !st->unsynced || st->poisoned)
 		return 0;
 	if (now_ms - st->unsynced_since_ms < st->cfg.sync_interval_ms &&

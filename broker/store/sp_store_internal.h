@@ -16,6 +16,7 @@
 #ifndef SP_STORE_INTERNAL_H
 #define SP_STORE_INTERNAL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -90,6 +91,7 @@ struct sp_store {
 	rocksdb_writeoptions_t *wo_nosync;
 	rocksdb_readoptions_t *ro;
 	rocksdb_flushoptions_t *fo;
+	rocksdb_flushoptions_t *fo_nowait;  /* flushes scheduled, not waited for */
 	struct sp_store_config cfg;
 	char *dir;
 	int lock_fd;
@@ -108,6 +110,8 @@ struct sp_store {
 	 * without a record (its record is deleted when its mailbox empties,
 	 * so its old seqs are below this, or below the epoch's floor). */
 	uint64_t seq_hwm;
+	uint64_t wal_since_flush;       /* WAL bytes written since the last flush of all */
+	uint64_t wal_flushes;
 	/* Free space: read every SP_STORE_SPACE_CHECK_MS (statvfs), minus
 	 * what was written since (estimated). */
 	struct sp_keytab *share_map;    /* share key -> index into shares */
@@ -127,6 +131,15 @@ struct sp_store {
 	 * the next step starts at the first record). */
 	uint8_t sweep_cursor[SP_STORE_EXPIRY_KEY_MAX];
 	uint8_t sweep_cursor_len;
+
+	/* sp_store_scrub.c */
+	pthread_t scrub_thread;
+	bool scrub_running;
+	int scrub_result;               /* atomic: 0 running, 1 done, -1 failed */
+	bool scrub_armed;               /* something was removed: a scrub is due */
+	uint64_t scrub_due_ms;
+	uint64_t scrub_removed;         /* removals counted when the last scrub began */
+	uint64_t scrubs, scrub_failures;
 
 	/* sp_store_read.c */
 	uint8_t *rbuf;                  /* sp_store_read's body buffer */
@@ -202,6 +215,16 @@ int sp_store_batch_remove_entry(struct sp_store_batch *b, const uint8_t recipien
 
 /* Forgets the sweep's cursor (a batch whose step left it was discarded). */
 void sp_store_expire_reset(struct sp_store *st);
+
+/* ---- sp_store_scrub.c ----------------------------------------------------- */
+
+/* At a tick: reaps a finished scrub; starts one scrub_interval_ms after the
+ * first removal since the last (removed: entries and dedup records removed
+ * so far). 1 if one started, 0, or -errno. */
+int sp_store_scrub_tick(struct sp_store *st, uint64_t now_ms, uint64_t removed);
+
+/* At close: stops a running scrub (its compaction returns early), joins. */
+void sp_store_scrub_stop(struct sp_store *st);
 
 /* ---- sp_store_read.c ------------------------------------------------------ */
 

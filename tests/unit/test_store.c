@@ -948,6 +948,47 @@ static void test_format1_upgrade(void **state)
 	raw_close(&r);
 }
 
+/* A scrub starts one interval after the first removal, runs on its own
+ * thread, and is reaped by a later tick; nothing removed, no scrub. */
+static void test_scrub(void **state)
+{
+	struct fx *f = *state;
+	uint8_t a[SP_KEY_LEN], snd[SP_KEY_LEN];
+	struct sp_store_stats st;
+	uint64_t seq, entries, dels;
+
+	key_of(a, 1);
+	key_of(snd, 2);
+	f->cfg.scrub_interval_ms = 1000;
+	open_store(f);
+	assert_int_equal(put1(f, 1, a, snd, 0, "scrubbed", 8, 0, &seq), 0);
+	assert_int_equal(sp_store_tick(f->st, 10), 0);
+	assert_int_equal(sp_store_tick(f->st, 5000), 0);
+	sp_store_get_stats(f->st, &st);
+	assert_int_equal(st.scrubs, 0);          /* nothing removed yet */
+	assert_int_equal(ack1(f, 5001, a, seq), 0);
+	assert_int_equal(sp_store_tick(f->st, 5002), 0);   /* arms: due at 6002 */
+	assert_int_equal(sp_store_tick(f->st, 6001), 0);
+	assert_int_equal(sp_store_tick(f->st, 6002), 0);   /* starts */
+	for (int i = 0; i < 500 && st.scrubs == 0; i++) {
+		usleep(10000);
+		assert_int_equal(sp_store_tick(f->st, 6003 + (uint64_t)i), 0);
+		sp_store_get_stats(f->st, &st);
+	}
+	assert_int_equal(st.scrubs, 1);
+	assert_int_equal(st.scrub_failures, 0);
+	/* Compacted: no table file holds the entry or its deletion marker. */
+	if (sp_store_table_stats(f->st, SP_STORE_CF_MAILBOX, &entries, &dels) == 0) {
+		assert_int_equal(entries, 0);
+		assert_int_equal(dels, 0);
+	}
+	/* Nothing removed since: no second scrub. */
+	assert_int_equal(sp_store_tick(f->st, 100000), 0);
+	assert_int_equal(sp_store_tick(f->st, 200000), 0);
+	sp_store_get_stats(f->st, &st);
+	assert_int_equal(st.scrubs, 1);
+}
+
 /* A step stopped by its count resumes at its cursor: later steps do not walk
  * the index from its first key again, and the sweep still finishes. */
 static void test_expire_resumes(void **state)
@@ -1670,6 +1711,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_meta_deleted_when_empty, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sender_share, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_format1_upgrade, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_scrub, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backlog_streamed_and_compacted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_limits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_meta_written_once_per_batch, setup, teardown),
