@@ -778,6 +778,7 @@ static void turn(struct lgs *s, uint64_t until)
 
 	flush_dirty(s);
 	bufring_flush(&s->br);
+	lg_worker_tick(s->w);
 	if (wait > 100000000ull)
 		wait = 100000000ull;
 	ts.tv_sec = (long long)(wait / 1000000000ull);

@@ -27,6 +27,7 @@
 #include <sodium.h>
 
 #include "daemon.h"
+#include "sp_admin.h"
 #include "sp_config.h"
 #include "sp_fsutil.h"
 #include "sp_http.h"
@@ -126,7 +127,8 @@ static void check_fd_limit(const struct sp_log *lg, const struct sp_config *cfg)
 
 /* The stop line, from the shard's metrics slot. accepted: connections taken
  * into the table (refusals at accept time subtracted; the few refused
- * while stopping are counted as accepted). */
+ * while stopping are counted as accepted). delivered: both paths, live and
+ * from the mailbox. */
 static void log_stopped(const struct sp_log *lg, const struct sp_metrics_shard *m)
 {
 	uint64_t refused = m->connections_closed[SP_METRICS_CLOSE_MAX_CONNS] +
@@ -140,11 +142,13 @@ static void log_stopped(const struct sp_log *lg, const struct sp_metrics_shard *
 	SP_LOG(lg, SP_LOG_INFO, "stopped",
 	       SP_KV_UINT("accepted", m->connections_accepted - refused),
 	       SP_KV_UINT("handshakes", handshakes), SP_KV_UINT("sends", sends),
-	       SP_KV_UINT("delivered", m->envelopes_delivered[SP_METRICS_PATH_LIVE]),
+	       SP_KV_UINT("delivered", m->envelopes_delivered[SP_METRICS_PATH_LIVE] +
+				       m->envelopes_delivered[SP_METRICS_PATH_MAILBOX]),
 	       SP_KV_UINT("refused", refused));
 }
 
-static int serve(struct daemon *d, const uint8_t *priv, int listen_fd, struct sp_store *store)
+static int serve(struct daemon *d, const uint8_t *priv, int listen_fd, struct sp_store *store,
+		 struct sp_admin *admin, struct sp_config *live_cfg)
 {
 	const struct sp_config *cfg = d->cfg;
 	struct sp_shard *sh = calloc(1, sizeof(*sh));
@@ -161,6 +165,8 @@ static int serve(struct daemon *d, const uint8_t *priv, int listen_fd, struct sp
 	}
 	sh->metrics = sp_metrics_shard(d->metrics, 0);
 	sh->store = store;
+	sh->admin = admin;
+	sh->live_cfg = live_cfg;
 	/* Listening, key loaded, storage open, event loop set up: ready. */
 	sp_daemon_set_ready(d);
 	SP_LOG(d->log, SP_LOG_INFO, "sealpostd started", SP_KV_STR("version", SP_VERSION),
@@ -210,7 +216,25 @@ static int start_metrics(struct daemon *d, struct sp_http **http)
 	return 0;
 }
 
-static int run(const struct sp_config *cfg, struct sp_log *lg)
+/* The admin socket, unless --admin-socket off. */
+static int start_admin(struct daemon *d, struct sp_config *cfg, int argc, char **argv,
+		       struct sp_admin **admin)
+{
+	int err;
+
+	if (strcmp(cfg->admin_socket, "off") == 0)
+		return 0;
+	err = sp_admin_start(admin, cfg, d->log, argc, argv, SP_VERSION);
+	if (err)
+		return err;
+	SP_LOG(d->log, SP_LOG_INFO, "admin socket listening",
+	       SP_KV_STR("path", sp_admin_socket_path(*admin)));
+	return 0;
+}
+
+/* cfg: writable for the admin socket's reload (applied on the shard's
+ * thread); everything else reads it. argc/argv: for that reload too. */
+static int run(struct sp_config *cfg, struct sp_log *lg, int argc, char **argv)
 {
 	struct daemon d = {
 		.cfg = cfg, .log = lg, .sig_fd = -1, .stop_fd = -1, .quit_fd = -1,
@@ -219,6 +243,7 @@ static int run(const struct sp_config *cfg, struct sp_log *lg)
 	int lock_fd = -1, listen_fd = -1, ret = 1, err;
 	struct sp_http *http = NULL;
 	struct sp_store *store = NULL;
+	struct sp_admin *admin = NULL;
 	uint8_t *priv = NULL;
 	uint64_t one = 1;
 
@@ -266,8 +291,12 @@ static int run(const struct sp_config *cfg, struct sp_log *lg)
 	listen_fd = open_listener(lg, cfg);
 	if (listen_fd < 0)
 		goto out;
-	ret = serve(&d, priv, listen_fd, store) ? 1 : 0;
+	/* After the data-directory lock: a stale socket there is ours to replace. */
+	if (start_admin(&d, cfg, argc, argv, &admin))
+		goto out;
+	ret = serve(&d, priv, listen_fd, store, admin, cfg) ? 1 : 0;
 out:
+	sp_admin_stop(admin);           /* the shard has stopped taking its jobs */
 	if (store) {
 		/* The scrape must not read a closing database. */
 		sp_metrics_set_rocksdb_source(d.metrics, NULL, NULL);
@@ -335,7 +364,7 @@ int main(int argc, char **argv)
 			SP_LOG0(&lg, SP_LOG_ERROR, "libsodium failed to initialise");
 			ret = 1;
 		} else {
-			ret = run(cfg, &lg);
+			ret = run(cfg, &lg, argc, argv);
 		}
 	}
 	free(cfg);

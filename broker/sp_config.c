@@ -21,7 +21,7 @@
 /* OPT_CONFIG and the flags after it are command-line only (not config keys). */
 enum opt_kind {
 	OPT_LISTEN, OPT_METRICS_LISTEN, OPT_PATH, OPT_U32, OPT_U64, OPT_LEVEL, OPT_FSYNC,
-	OPT_CONFIG, OPT_CHECK, OPT_HELP, OPT_VERSION,
+	OPT_SOCKET, OPT_SOCKET_MODE, OPT_CONFIG, OPT_CHECK, OPT_HELP, OPT_VERSION,
 };
 
 struct opt {
@@ -91,6 +91,18 @@ static const struct opt opts[] = {
 	  "with the first one's seq and not stored again" },
 	{ "backlog-chunk", "N", OPT_U32, FIELD(backlog_chunk), 1, 4096, false,
 	  "stored envelopes read per backlog step of a connecting device" },
+	{ "admin-socket", "PATH", OPT_SOCKET, FIELD(admin_socket), 0, 0, false,
+	  "Unix socket of `sealpost admin` (mode 0600: its permissions are the "
+	  "authentication); empty = DATA_DIR/admin.sock; off = none" },
+	{ "admin-socket-mode", "MODE", OPT_SOCKET_MODE, FIELD(admin_socket_mode), 0, 0, false,
+	  "0600 = the daemon's user only; 0660 = its group too (put the socket where the "
+	  "group can reach it: the data directory is 0700)" },
+	{ "admin-max-conns", "N", OPT_U32, FIELD(admin_max_conns), 1, 64, false,
+	  "admin connections served at once; more are refused with an error" },
+	{ "admin-request-max", "BYTES", OPT_U32, FIELD(admin_request_max), 64, 65536, false,
+	  "longest admin request line; a longer one is answered with an error" },
+	{ "admin-timeout", "MS", OPT_U32, FIELD(admin_timeout_ms), 100, 600000, false,
+	  "an admin request must arrive and be answered within this many milliseconds" },
 	{ "expiry-sweep-budget", "MS", OPT_U32, FIELD(expiry_sweep_budget_ms), 1, 1000, false,
 	  "event-loop time one step of the expiry sweep (one per 100 ms tick) may take; "
 	  "a step that runs out resumes where it stopped at the next tick" },
@@ -167,6 +179,10 @@ void sp_config_defaults(struct sp_config *c)
 	c->ttl_s = SP_DEFAULT_TTL_S;
 	c->dedup_window_s = SP_DEFAULT_DEDUP_WINDOW_S;
 	c->backlog_chunk = SP_DEFAULT_BACKLOG_CHUNK;
+	c->admin_socket_mode = 0600;
+	c->admin_max_conns = SP_DEFAULT_ADMIN_MAX_CONNS;
+	c->admin_request_max = SP_DEFAULT_ADMIN_REQUEST_MAX;
+	c->admin_timeout_ms = SP_DEFAULT_ADMIN_TIMEOUT_MS;
 	c->expiry_sweep_budget_ms = SP_DEFAULT_EXPIRY_SWEEP_BUDGET_MS;
 	c->expiry_sweep_batch = SP_DEFAULT_EXPIRY_SWEEP_BATCH;
 	c->store_max_bytes = SP_DEFAULT_STORE_MAX_BYTES;
@@ -277,6 +293,23 @@ static int set_value(struct sp_config *c, const struct opt *o, const char *val, 
 		}
 		snprintf((char *)c + o->off, SP_CONFIG_PATH_MAX, "%s", val);
 		return 0;
+	case OPT_SOCKET:
+		/* sun_path's size, not PATH_MAX: a longer path cannot be bound. */
+		if (strlen(val) >= SP_CONFIG_SOCKET_MAX) {
+			snprintf(err, err_cap, "%s: longer than %d bytes", who,
+				 SP_CONFIG_SOCKET_MAX - 1);
+			return -EINVAL;
+		}
+		snprintf((char *)c + o->off, SP_CONFIG_SOCKET_MAX, "%s", val);
+		return 0;
+	case OPT_SOCKET_MODE:
+		/* Two choices, not any mode: never world-accessible, always owner rw. */
+		if (strcmp(val, "0600") && strcmp(val, "0660")) {
+			snprintf(err, err_cap, "%s: '%s' is not 0600 or 0660", who, val);
+			return -EINVAL;
+		}
+		*(uint32_t *)((char *)c + o->off) = strcmp(val, "0600") ? 0660 : 0600;
+		return 0;
 	case OPT_LEVEL:
 		if (sp_log_level_parse(val, (enum sp_log_level *)((char *)c + o->off))) {
 			snprintf(err, err_cap, "%s: '%s' is not error, warn, info or debug", who,
@@ -384,6 +417,7 @@ struct file_ctx {
 static char *read_line(char *str, int num, void *stream)
 {
 	struct file_ctx *x = stream;
+	char *p;
 	size_t n;
 
 	if (x->err_line || !fgets(str, num, x->f))
@@ -394,6 +428,18 @@ static char *read_line(char *str, int num, void *stream)
 		x->err_line = x->line;
 		snprintf(x->err, x->err_cap, "%s:%d: line longer than %d characters", x->path,
 			 x->line, num - 2);
+		return NULL;
+	}
+	/* libinih only hands a section to the handler with the next key, so the
+	 * error would name that key's line, and a section with no key after it
+	 * would pass unnoticed: refuse the [section] line itself. */
+	p = str + strspn(str, " \t");
+	if (*p == '[') {
+		p[strcspn(p, "\r\n")] = '\0';
+		x->err_line = x->line;
+		snprintf(x->err, x->err_cap, "%s:%d: sections are not used (%.64s): one "
+			 "'key = value' per line, keys are the option names of --help",
+			 x->path, x->line, p);
 		return NULL;
 	}
 	return str;
@@ -499,6 +545,7 @@ static void value_text(const struct sp_config *c, const struct opt *o, char *buf
 	case OPT_LISTEN:
 	case OPT_METRICS_LISTEN:
 	case OPT_PATH:
+	case OPT_SOCKET:
 	case OPT_CONFIG:
 		snprintf(buf, cap, "%s", p);
 		break;
@@ -507,6 +554,9 @@ static void value_text(const struct sp_config *c, const struct opt *o, char *buf
 		break;
 	case OPT_FSYNC:
 		snprintf(buf, cap, "%s", fsync_names[*(const uint32_t *)p % 3]);
+		break;
+	case OPT_SOCKET_MODE:
+		snprintf(buf, cap, "%04o", (unsigned)*(const uint32_t *)p);
 		break;
 	case OPT_U32:
 		snprintf(buf, cap, "%" PRIu32, *(const uint32_t *)p);
@@ -568,4 +618,69 @@ void sp_config_print(FILE *f, const struct sp_config *c)
 		value_text(c, &opts[i], v, sizeof(v));
 		fprintf(f, "%s = %s\n", opts[i].name, v);
 	}
+}
+
+/* --- reload -------------------------------------------------------------------- */
+
+/*
+ * What a running sealpostd can take over from a changed config file. Each
+ * is read where it is used, on the shard's thread, and nothing was sized
+ * or scheduled from it: max-envelope (and the ServerHello of new
+ * connections), sendq-max, handshake-rate, log-rate (the log limiters are
+ * reset). The rest is sized at start (tables, rings, stores), or orders
+ * timer lists that assume one constant timeout: those need a restart.
+ */
+static const char *const reloadable[] = {
+	"max-envelope", "sendq-max", "handshake-rate", "log-rate",
+};
+
+bool sp_config_reloadable(const char *name)
+{
+	for (size_t i = 0; i < sizeof(reloadable) / sizeof(reloadable[0]); i++)
+		if (strcmp(name, reloadable[i]) == 0)
+			return true;
+	return false;
+}
+
+const char *sp_config_reloadable_name(size_t i)
+{
+	return i < sizeof(reloadable) / sizeof(reloadable[0]) ? reloadable[i] : NULL;
+}
+
+size_t sp_config_reload(struct sp_config *live, const struct sp_config *fresh,
+			struct sp_config_change *out, size_t cap)
+{
+	char a[SP_CONFIG_PATH_MAX], b[SP_CONFIG_PATH_MAX];
+	size_t n = 0;
+
+	for (size_t i = 0; i < NOPTS; i++) {
+		const struct opt *o = &opts[i];
+		struct sp_config_change *ch;
+
+		if (o->kind >= OPT_CONFIG)
+			continue;
+		value_text(live, o, a, sizeof(a));
+		value_text(fresh, o, b, sizeof(b));
+		if (strcmp(a, b) == 0)
+			continue;
+		if (n < cap) {
+			ch = &out[n];
+			ch->name = o->name;
+			/* Truncated to the field (paths may be long). */
+			snprintf(ch->old_value, sizeof(ch->old_value), "%.63s", a);
+			snprintf(ch->new_value, sizeof(ch->new_value), "%.63s", b);
+			ch->applied = sp_config_reloadable(o->name);
+		}
+		n++;
+		if (!sp_config_reloadable(o->name))
+			continue;
+		/* Only numbers are reloadable. */
+		if (o->kind == OPT_U32)
+			*(uint32_t *)((char *)live + o->off) =
+				*(const uint32_t *)((const char *)fresh + o->off);
+		else if (o->kind == OPT_U64)
+			*(uint64_t *)((char *)live + o->off) =
+				*(const uint64_t *)((const char *)fresh + o->off);
+	}
+	return n;
 }

@@ -21,6 +21,7 @@
 #ifndef SP_CONFIG_H
 #define SP_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -33,6 +34,7 @@ enum {
 	SP_CONFIG_HOST_MAX = 256,
 	SP_CONFIG_ERR_MAX = 512,
 	SP_CONFIG_FILE_LINE_MAX = 198,
+	SP_CONFIG_SOCKET_MAX = 108,     /* sizeof(sun_path) */
 };
 
 /* Defaults; --help prints them from the option table. */
@@ -53,6 +55,9 @@ enum {
 	SP_DEFAULT_CLOSE_GRACE_MS = 2000,
 	SP_DEFAULT_LOG_RATE = 10,
 	SP_DEFAULT_LOCK_TIMEOUT_S = 0,
+	SP_DEFAULT_ADMIN_MAX_CONNS = 4,
+	SP_DEFAULT_ADMIN_REQUEST_MAX = 4096,
+	SP_DEFAULT_ADMIN_TIMEOUT_MS = 5000,
 	/* A connection slot fits in 24 bits of a route handle (sp_shard.h). */
 	SP_CONFIG_MAX_CONNS_MAX = 1 << 20,
 	/* io_uring buffer rings hold at most 32768 entries. */
@@ -92,6 +97,13 @@ struct sp_config {
 	uint64_t ttl_s;                 /* an envelope expires this long after acceptance */
 	uint64_t dedup_window_s;        /* how long (sender, recipient, client_id) is remembered */
 	uint32_t backlog_chunk;         /* envelopes per backlog read */
+
+	/* The admin socket (obs/sp_admin.h). "" = DATA_DIR/admin.sock, "off" = none. */
+	char admin_socket[SP_CONFIG_SOCKET_MAX];
+	uint32_t admin_socket_mode;     /* 0600 or 0660 */
+	uint32_t admin_max_conns;       /* admin connections at once */
+	uint32_t admin_request_max;     /* bytes of one request line */
+	uint32_t admin_timeout_ms;      /* from accept to the answer written */
 	uint32_t expiry_sweep_budget_ms; /* loop time one expiry sweep step may take */
 	uint32_t expiry_sweep_batch;    /* expiry index records one sweep step reads, at most */
 	/* Disk: refuse new envelopes before the disk is full (0 = off). */
@@ -185,6 +197,31 @@ int sp_config_parse_listen(const char *s, struct sockaddr_storage *addr, socklen
 
 /* Writes the usage text: every option, its meaning and default. */
 void sp_config_usage(FILE *f, const char *prog);
+
+/*
+ * Reload (`sealpost admin reload`): which options a running daemon takes
+ * from a changed config file (sp_config.c lists them and says why the
+ * others need a restart), by option name, and the i-th of them (NULL past
+ * the end).
+ */
+bool sp_config_reloadable(const char *name);
+const char *sp_config_reloadable_name(size_t i);
+
+struct sp_config_change {
+	const char *name;               /* the option's name (static) */
+	char old_value[64], new_value[64]; /* as --check-config prints them, truncated */
+	bool applied;                   /* reloadable: live holds the new value now */
+};
+
+/*
+ * Compares fresh (a complete configuration, e.g. from sp_config_load over
+ * the daemon's own argv) with live option by option: copies the reloadable
+ * options that differ into live, and describes every difference in
+ * out[0..cap). Returns the number of differences (may exceed cap). Call it
+ * on the thread that reads live (the shard's).
+ */
+size_t sp_config_reload(struct sp_config *live, const struct sp_config *fresh,
+			struct sp_config_change *out, size_t cap);
 
 /* Hard outbound queue limit: a connection above it is a slow consumer. */
 static inline uint64_t sp_config_sendq_hard(const struct sp_config *c)

@@ -6,13 +6,19 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "cli_conf.h"
+#include "cli_json.h"
+#include "cli_pins.h"
 #include "sealpost.h"
+
+#include "cli_admin.h"
 
 /* Exit statuses; documented in usage(). */
 enum {
@@ -27,32 +33,77 @@ enum {
 	EX_STATUS_BASE = 16,
 };
 
-enum { SYNC_TIMEOUT_MS = 5000 };    /* recv: bound on confirming the last acks */
+enum {
+	SYNC_TIMEOUT_MS = 5000,     /* recv: bound on confirming the last acks */
+	PROBE_TIMEOUT_MS = 5000,    /* learning a refusing broker's key, for the message */
+	RECONNECT_MIN_MS = 100,     /* recv: first back-off after losing the broker */
+	RECONNECT_MAX_MS = 5000,    /* recv: back-off doubles up to this */
+	RECENT_SEQS = 1024,         /* recv: printed seqs remembered across reconnects */
+	LINES_PENDING_MAX = 4096,   /* send --lines: sends awaiting a result before reading on */
+};
+
+/* sealpostd's default --listen: where --server points when nothing says otherwise. */
+#define DEFAULT_SERVER "127.0.0.1:7400"
 
 static const char usage_text[] =
 	"usage: sealpost COMMAND [OPTIONS]\n"
+	"       sealpost --version | --help\n"
 	"\n"
 	"commands:\n"
 	"  keygen FILE     create a device key (mode 0600), print its public key\n"
 	"  pubkey FILE     print the public key of a device key file\n"
 	"  send            seal a message for a device and send it through a broker\n"
-	"  recv            receive messages and print them\n"
+	"  recv            receive messages, print them, acknowledge them\n"
+	"  admin           talk to a running sealpostd over its admin socket\n"
 	"\n"
-	"Run 'sealpost COMMAND --help' for the options of each.\n";
+	"Run 'sealpost COMMAND --help' for the options of each. --version prints the\n"
+	"version of libsealpost the CLI runs on.\n";
 
 static const char exit_text[] =
 	"exit status:\n"
 	"  0   success (send: the broker accepted the envelope into the recipient's\n"
 	"      mailbox, or, with --online-only, delivered it)\n"
-	"  1   usage error: unknown option, bad hex key, bad address, message too large\n"
+	"  1   usage error: unknown option, bad hex key, bad address, message too\n"
+	"      large, unreadable config file or known-brokers file\n"
 	"  2   the key file could not be read or written\n"
-	"  3   could not connect, or the handshake failed (e.g. wrong --server-key)\n"
+	"  3   could not connect, or the handshake failed: the broker does not hold\n"
+	"      the server key given, or no longer the one pinned in the known brokers\n"
 	"  4   the connection failed or timed out before the answer\n"
 	"  5   recv: --timeout expired before --count messages arrived\n"
 	"  16+ send: the broker refused the envelope; the status is the protocol code:\n"
 	"      16 err_offline (--online-only: recipient not connected), 17 err_too_large,\n"
 	"      18 err_bad_recipient, 19 err_recipient_busy, 20 err_mailbox_full,\n"
 	"      21 err_rate_limited, 22 err_internal, 23 err_shutting_down\n";
+
+/* send and recv: where the connection settings come from. */
+static const char conn_text[] =
+	"connection settings (each taken from the first of these that has it):\n"
+	"  broker address   --server, $SEALPOST_SERVER, 'server' in the config file,\n"
+	"                   else " DEFAULT_SERVER " (sealpostd's default --listen)\n"
+	"  broker key       --server-key or --server-key-file, $SEALPOST_SERVER_KEY,\n"
+	"                   'server-key' or 'server-key-file' in the config file, the\n"
+	"                   address's entry in the known brokers. With none of them\n"
+	"                   this is a first contact: the XX handshake accepts the key\n"
+	"                   the broker proves, prints it to stderr as 'server-key HEX'\n"
+	"                   and adds it to the known brokers\n"
+	"  device key file  --key, $SEALPOST_KEY, 'key' in the config file\n"
+	"\n"
+	"files:\n"
+	"  config file      $SEALPOST_CONFIG, else ~/.config/sealpost/cli.conf (or\n"
+	"                   $XDG_CONFIG_HOME/sealpost/cli.conf). Lines 'NAME = VALUE'\n"
+	"                   with NAME one of server, server-key, server-key-file, key;\n"
+	"                   blank lines and lines starting with '#' are ignored; a\n"
+	"                   value starting with ~/ is under $HOME. The default file\n"
+	"                   may be missing; one named by $SEALPOST_CONFIG must exist.\n"
+	"  known brokers    $SEALPOST_KNOWN_BROKERS, else\n"
+	"                   ~/.config/sealpost/known_brokers: lines 'ADDRESS HEX', the\n"
+	"                   address exactly as given to --server. Like ssh's\n"
+	"                   known_hosts: a broker that no longer holds the key pinned\n"
+	"                   for its address is refused with a warning (exit 3); if its\n"
+	"                   new key is right, delete the line the warning names.\n"
+	"                   Entries are only appended; /dev/null turns pinning off.\n"
+	"                   A key given by flag, environment or config file is used\n"
+	"                   as given and the known brokers are not consulted.\n";
 
 static const char keygen_help[] =
 	"usage: sealpost keygen FILE\n"
@@ -66,8 +117,9 @@ static const char pubkey_help[] =
 	"Prints the public key of the device key in FILE as 64 hex characters.\n";
 
 static const char send_help[] =
-	"usage: sealpost send --server HOST:PORT [--server-key HEX] --key FILE --to HEX\n"
-	"                     [--online-only] [--timeout SECONDS] [MESSAGE]\n"
+	"usage: sealpost send [--server HOST:PORT] [--server-key HEX | --server-key-file FILE]\n"
+	"                     [--key FILE] --to HEX [--online-only] [--lines] [--verbose]\n"
+	"                     [--timeout SECONDS] [MESSAGE]\n"
 	"\n"
 	"Seals MESSAGE (or, without it, all of standard input) for the device --to\n"
 	"and sends it as the device in --key. Exits 0 when the broker accepted it:\n"
@@ -81,58 +133,122 @@ static const char send_help[] =
 	"name to stderr. If no answer comes (exit 4), the envelope may or may not\n"
 	"be stored.\n"
 	"\n"
+	"With --lines every line of standard input is one message (without its\n"
+	"newline; empty lines are skipped), sent as soon as it is read without\n"
+	"waiting for the answers to the ones before (so 'tail -f log | sealpost\n"
+	"send --lines' works). A refused line is reported on stderr as 'line N:\n"
+	"STATUS'; the exit status is that of the first line that failed (1 for a\n"
+	"line too large), 0 if every line was accepted.\n"
+	"\n"
+	"options:\n"
 	"  --server HOST:PORT   broker address: 1.2.3.4:7400, [::1]:7400, name:7400\n"
-	"  --server-key HEX     broker public key (its server.pub); without it the\n"
-	"                       XX handshake is used and the learned key is printed\n"
-	"                       to stderr as 'server-key HEX'\n"
+	"  --server-key HEX     broker public key (its server.pub), for the IK\n"
+	"                       handshake; see 'connection settings' below\n"
+	"  --server-key-file FILE  the same, read from a file (e.g. server.pub)\n"
 	"  --key FILE           this device's key file (from sealpost keygen)\n"
 	"  --to HEX             recipient's public key\n"
 	"  --online-only        never store; deliver now or fail with err_offline\n"
-	"  --timeout SECONDS    for connect and answer together (default 10)\n";
+	"  --lines              one message per line of standard input, see above\n"
+	"  --verbose            print each answer on stderr: 'accepted seq N' (the\n"
+	"                       seq the recipient will see), 'delivered', or the\n"
+	"                       error; with --lines prefixed 'line N: '\n"
+	"  --timeout SECONDS    connect, then wait for an answer, at most this long\n"
+	"                       each (default 10); with --lines: that long without\n"
+	"                       any answer while some are due\n"
+	"\n";
 
 static const char recv_help[] =
-	"usage: sealpost recv --server HOST:PORT [--server-key HEX] --key FILE\n"
-	"                     [--count N] [--timeout SECONDS] [--raw] [--verbose]\n"
+	"usage: sealpost recv [--server HOST:PORT] [--server-key HEX | --server-key-file FILE]\n"
+	"                     [--key FILE] [--count N] [--timeout SECONDS]\n"
+	"                     [--json | --raw] [--verbose]\n"
+	"\n"
+	"WARNING: recv ACKNOWLEDGES what it prints: each message it writes out is\n"
+	"deleted from the device's mailbox on the broker. It is the mailbox's\n"
+	"consumer, not a way to look at it; what recv printed is not delivered to\n"
+	"any later connection of this device.\n"
 	"\n"
 	"Receives messages for the device in --key: first what waits in its mailbox\n"
-	"(oldest first), then live ones. Each message is acknowledged (deleted from\n"
-	"the mailbox) only after it has been printed; with --count N exactly the N\n"
-	"printed are acknowledged and later ones stay in the mailbox for the next\n"
-	"recv. A message printed just before the connection broke may come again.\n"
-	"It prints one line per message:\n"
-	"the sender's public key in hex, a space, the message. In the message,\n"
-	"bytes other than printable ASCII are escaped so one message stays one line:\n"
-	"backslash as \\\\, newline \\n, tab \\t, carriage return \\r, other bytes\n"
-	"\\xHH. With --raw the exact message bytes are written instead, with no\n"
-	"sender, separator or newline (the sender goes to stderr): for --count 1.\n"
+	"(oldest first), then live ones. Each message is acknowledged only after it\n"
+	"has been printed and flushed; with --count N exactly the N printed are\n"
+	"acknowledged and later ones stay in the mailbox for the next recv.\n"
+	"\n"
+	"If the connection is lost (broker restart, network) recv connects again,\n"
+	"backing off from 0.1 s to 5 s, and carries on until --count or --timeout;\n"
+	"it says 'sealpost: connection lost (...); reconnecting' and 'sealpost:\n"
+	"reconnected' on stderr. A message that was printed but whose\n"
+	"acknowledgement did not reach the broker comes again; recv skips it\n"
+	"rather than print it twice. Only the first connect failing exits (3), and\n"
+	"a takeover (the same key connected elsewhere) exits 4.\n"
+	"\n"
+	"It prints one line per message: the sender's public key in hex, a space,\n"
+	"the message. In the message, bytes other than printable ASCII are escaped\n"
+	"so one message stays one line: backslash as \\\\, newline \\n, tab \\t,\n"
+	"carriage return \\r, other bytes \\xHH. With --json one JSON object per\n"
+	"line instead:\n"
+	"  {\"sender\":HEX,\"seq\":N,\"size\":BYTES,\"encoding\":\"utf-8\",\"message\":TEXT}\n"
+	"where a message that is not valid UTF-8 has \"encoding\":\"base64\" and its\n"
+	"bytes base64-encoded (seq 0: an online-only message). With --raw the exact\n"
+	"message bytes are written instead, with no sender, separator or newline\n"
+	"(the sender goes to stderr): for --count 1.\n"
 	"Once connected it prints 'listening PUBKEY' to stderr.\n"
 	"\n"
+	"options:\n"
 	"  --server HOST:PORT   broker address\n"
-	"  --server-key HEX     broker public key; without it XX is used and the\n"
-	"                       learned key is printed to stderr as 'server-key HEX'\n"
+	"  --server-key HEX     broker public key; see 'connection settings' below\n"
+	"  --server-key-file FILE  the same, read from a file (e.g. server.pub)\n"
 	"  --key FILE           this device's key file\n"
 	"  --count N            exit 0 after N messages (default: no limit)\n"
 	"  --timeout SECONDS    stop after this long: with --count, exit 5 if fewer\n"
 	"                       arrived; without, exit 0 (default: no limit)\n"
+	"  --json               one JSON object per message, see above\n"
 	"  --raw                exact bytes, see above\n"
 	"  --verbose            report on stderr when the stored backlog has been\n"
-	"                       received ('drained N'); prints nothing else extra\n";
+	"                       received ('drained N')\n"
+	"\n";
 
 struct opts {
 	const char *server;
 	const char *server_key_hex;
+	const char *server_key_file;
 	const char *key_path;
 	const char *to_hex;
 	long count;
 	long timeout_s;
 	int raw;
+	int json;
+	int lines;
 	int online_only;
 	int verbose;
+};
+
+/*
+ * Where send and recv connect, resolved from flags, environment, config file
+ * and known brokers (resolve()). The *_from strings say where each setting
+ * came from, for messages.
+ */
+struct target {
+	char server[SP_CLI_CONF_VALUE_MAX + 1];
+	char key_path[SP_CLI_CONF_VALUE_MAX + 1];
+	uint8_t server_key[SEALPOST_KEY_LEN];
+	int have_server_key;
+	int pinned;                 /* server_key is the known-brokers entry */
+	char key_from[SP_CLI_CONF_VALUE_MAX + 64];     /* e.g. "--server-key", "FILE:3" */
+	char pins_path[SP_CLI_CONF_VALUE_MAX + 1];     /* "" when there is no pin store */
+	unsigned pin_line;
 };
 
 static void help(const char *text)
 {
 	fputs(text, stdout);
+	fputs("\n", stdout);
+	fputs(exit_text, stdout);
+}
+
+/* help() for the commands that connect. */
+static void help_conn(const char *text)
+{
+	fputs(text, stdout);
+	fputs(conn_text, stdout);
 	fputs("\n", stdout);
 	fputs(exit_text, stdout);
 }
@@ -163,11 +279,14 @@ static int parse(int argc, char **argv, struct opts *o, const char *text, int *f
 	static const struct option longopts[] = {
 		{ "server", required_argument, NULL, 's' },
 		{ "server-key", required_argument, NULL, 'S' },
+		{ "server-key-file", required_argument, NULL, 'F' },
 		{ "key", required_argument, NULL, 'k' },
 		{ "to", required_argument, NULL, 't' },
 		{ "count", required_argument, NULL, 'c' },
 		{ "timeout", required_argument, NULL, 'T' },
 		{ "raw", no_argument, NULL, 'r' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "lines", no_argument, NULL, 'l' },
 		{ "online-only", no_argument, NULL, 'o' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -181,9 +300,12 @@ static int parse(int argc, char **argv, struct opts *o, const char *text, int *f
 		switch (ch) {
 		case 's': o->server = optarg; break;
 		case 'S': o->server_key_hex = optarg; break;
+		case 'F': o->server_key_file = optarg; break;
 		case 'k': o->key_path = optarg; break;
 		case 't': o->to_hex = optarg; break;
 		case 'r': o->raw = 1; break;
+		case 'j': o->json = 1; break;
+		case 'l': o->lines = 1; break;
 		case 'o': o->online_only = 1; break;
 		case 'v': o->verbose = 1; break;
 		case 'c':
@@ -195,51 +317,284 @@ static int parse(int argc, char **argv, struct opts *o, const char *text, int *f
 				return bad_usage("--timeout needs a positive number of seconds", text);
 			break;
 		case 'h':
-			help(text);
+			help_conn(text);
 			return -1;
 		default:
 			return bad_usage("unknown option or missing argument", text);
 		}
 	}
 	*first_arg = optind;
-	if (!o->server || !o->key_path)
-		return bad_usage("--server and --key are required", text);
+	if (o->server_key_hex && o->server_key_file)
+		return bad_usage("--server-key and --server-key-file exclude each other", text);
 	return 0;
 }
 
-/* Loads the key and connects; prints why not. Returns 0 or an exit status. */
-static int open_client(const struct opts *o, int timeout_ms, struct sealpost_key **key,
-		       struct sealpost_client **c)
+/* getenv, with an empty value taken as unset. */
+static const char *env(const char *name)
 {
-	uint8_t server_key[SEALPOST_KEY_LEN], learned[SEALPOST_KEY_LEN];
+	const char *v = getenv(name);
+
+	return v && *v ? v : NULL;
+}
+
+static int set_key_hex(struct target *t, const char *hex, const char *from)
+{
+	if (sealpost_key_from_hex(t->server_key, hex) < 0) {
+		fprintf(stderr, "sealpost: %s is not 64 hex characters\n", from);
+		return EX_USAGE;
+	}
+	t->have_server_key = 1;
+	snprintf(t->key_from, sizeof(t->key_from), "%s", from);
+	return 0;
+}
+
+static int set_key_file(struct target *t, const char *path, const char *from)
+{
+	int r = sp_cli_conf_read_key(path, t->server_key);
+
+	if (r < 0) {
+		fprintf(stderr, "sealpost: cannot read the server key file %s (%s): %s\n", path, from,
+			r == -EBADMSG ? "not 64 hex characters" : strerror(-r));
+		return EX_USAGE;
+	}
+	t->have_server_key = 1;
+	snprintf(t->key_from, sizeof(t->key_from), "%s (%s)", path, from);
+	return 0;
+}
+
+static int copy_setting(char *dst, size_t cap, const char *v, const char *what)
+{
+	if (strlen(v) >= cap) {
+		fprintf(stderr, "sealpost: the %s is too long\n", what);
+		return EX_USAGE;
+	}
+	strcpy(dst, v);
+	return 0;
+}
+
+/*
+ * Resolves the connection settings of send/recv: flags, then environment,
+ * then config file, then (broker key only) the known brokers; the order is
+ * documented in conn_text. Prints why not. 0 or an exit status.
+ */
+static int resolve(const struct opts *o, struct target *t)
+{
+	struct sp_cli_conf conf;
+	char conf_path[SP_CLI_CONF_VALUE_MAX + 1], from[SP_CLI_CONF_VALUE_MAX + 32];
+	const char *v;
+	unsigned line = 0;
+	int from_env = 0, r, ex;
+
+	memset(t, 0, sizeof(*t));
+	memset(&conf, 0, sizeof(conf));
+	r = sp_cli_conf_path(conf_path, sizeof(conf_path), "SEALPOST_CONFIG", "cli.conf", &from_env);
+	if (r == -ENOENT) {
+		snprintf(conf_path, sizeof(conf_path), "the config file");
+	} else if (r < 0) {
+		fprintf(stderr, "sealpost: config file path: %s\n", strerror(-r));
+		return EX_USAGE;
+	} else {
+		r = sp_cli_conf_load(conf_path, from_env, &conf, &line);
+		if (r == -EBADMSG) {
+			fprintf(stderr, "sealpost: %s:%u: not 'NAME = VALUE' with NAME one of "
+				"server, server-key, server-key-file, key\n", conf_path, line);
+			return EX_USAGE;
+		}
+		if (r < 0) {
+			fprintf(stderr, "sealpost: cannot read the config file %s: %s\n", conf_path,
+				strerror(-r));
+			return EX_USAGE;
+		}
+	}
+
+	v = o->server ? o->server : env("SEALPOST_SERVER") ? env("SEALPOST_SERVER") :
+	    conf.server ? conf.server : DEFAULT_SERVER;
+	ex = copy_setting(t->server, sizeof(t->server), v, "broker address");
+	if (ex)
+		goto out;
+
+	v = o->key_path ? o->key_path : env("SEALPOST_KEY") ? env("SEALPOST_KEY") : conf.key;
+	if (!v) {
+		fprintf(stderr, "sealpost: no device key: give --key FILE, set SEALPOST_KEY, or put "
+			"'key = FILE' in %s\n", conf_path);
+		ex = EX_USAGE;
+		goto out;
+	}
+	ex = copy_setting(t->key_path, sizeof(t->key_path), v, "key file path");
+	if (ex)
+		goto out;
+
+	if (o->server_key_hex) {
+		ex = set_key_hex(t, o->server_key_hex, "--server-key");
+	} else if (o->server_key_file) {
+		ex = set_key_file(t, o->server_key_file, "--server-key-file");
+	} else if (env("SEALPOST_SERVER_KEY")) {
+		ex = set_key_hex(t, env("SEALPOST_SERVER_KEY"), "$SEALPOST_SERVER_KEY");
+	} else if (conf.server_key && conf.server_key_file) {
+		fprintf(stderr, "sealpost: %s sets both server-key and server-key-file\n", conf_path);
+		ex = EX_USAGE;
+	} else if (conf.server_key) {
+		snprintf(from, sizeof(from), "server-key in %s", conf_path);
+		ex = set_key_hex(t, conf.server_key, from);
+	} else if (conf.server_key_file) {
+		snprintf(from, sizeof(from), "server-key-file in %s", conf_path);
+		ex = set_key_file(t, conf.server_key_file, from);
+	} else {
+		r = sp_cli_conf_path(t->pins_path, sizeof(t->pins_path), "SEALPOST_KNOWN_BROKERS",
+				     "known_brokers", NULL);
+		if (r < 0 || !strcmp(t->pins_path, "/dev/null")) {
+			t->pins_path[0] = '\0';     /* no HOME, or pinning off */
+		} else {
+			r = sp_cli_pins_lookup(t->pins_path, t->server, t->server_key, &t->pin_line);
+			if (r == -EBADMSG) {
+				fprintf(stderr, "sealpost: %s:%u: not 'ADDRESS HEX'; fix or delete that "
+					"line\n", t->pins_path, t->pin_line);
+				ex = EX_USAGE;
+			} else if (r < 0) {
+				fprintf(stderr, "sealpost: cannot read the known brokers %s: %s\n",
+					t->pins_path, strerror(-r));
+				ex = EX_USAGE;
+			} else if (r == 1) {
+				t->have_server_key = 1;
+				t->pinned = 1;
+				snprintf(t->key_from, sizeof(t->key_from), "%s:%u", t->pins_path,
+					 t->pin_line);
+			}
+		}
+	}
+out:
+	sp_cli_conf_free(&conf);
+	return ex;
+}
+
+/* Did a connect fail after reaching the broker (its handshake did not prove
+ * the key we expected, the broker just closes), rather than reaching it? */
+static int handshake_failure(int r)
+{
+	switch (-r) {
+	case ECONNREFUSED:
+	case ETIMEDOUT:
+	case EHOSTUNREACH:
+	case ENETUNREACH:
+	case EADDRNOTAVAIL:
+	case EINVAL:
+	case ENOMEM:
+		return 0;
+	default:
+		return 1;
+	}
+}
+
+/* Learns the key the broker at server proves, through XX with a throwaway
+ * device key: an impostor learns nothing about this device. 0 or -errno. */
+static int probe_key(const char *server, uint8_t out[SEALPOST_KEY_LEN])
+{
+	struct sealpost_key *k = NULL;
+	struct sealpost_client *pc = NULL;
+	int r = sealpost_key_generate(&k);
+
+	if (r == 0)
+		r = sealpost_client_connect(&pc, server, k, NULL, PROBE_TIMEOUT_MS);
+	if (r == 0)
+		sealpost_client_server_key(pc, out);
+	sealpost_client_close(pc);
+	sealpost_key_free(k);
+	return r;
+}
+
+/* The broker no longer holds the key pinned for it: as loud as ssh. */
+static void warn_changed(const struct target *t, const uint8_t now[SEALPOST_KEY_LEN])
+{
+	char was[SEALPOST_KEY_HEX_LEN + 1], is[SEALPOST_KEY_HEX_LEN + 1];
+
+	sealpost_key_to_hex(t->server_key, was);
+	sealpost_key_to_hex(now, is);
+	fprintf(stderr,
+		"@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n"
+		"@    WARNING: THE BROKER'S KEY HAS CHANGED!                    @\n"
+		"@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n"
+		"Someone may be intercepting this connection (a man in the middle),\n"
+		"or the broker at %s was given a new key.\n"
+		"The key pinned for it in %s:%u is\n"
+		"    %s\n"
+		"but the broker there now proves\n"
+		"    %s\n"
+		"Ask the broker's operator. If the new key is right, delete line %u of\n"
+		"%s and connect again.\n"
+		"sealpost: refusing to connect: the broker's key is not the pinned one\n",
+		t->server, t->pins_path, t->pin_line, was, is, t->pin_line, t->pins_path);
+}
+
+/* Connects to t with the device key, reporting the learned key of a first
+ * contact and pinning it; prints why not. flags: SEALPOST_CONNECT_*. */
+static int connect_target(struct target *t, const struct sealpost_key *key, int timeout_ms,
+			  uint32_t flags, struct sealpost_client **c)
+{
+	struct sealpost_connect_opts co = SEALPOST_CONNECT_OPTS_INIT;
+	uint8_t now[SEALPOST_KEY_LEN];
 	char hex[SEALPOST_KEY_HEX_LEN + 1];
 	int r;
 
-	if (o->server_key_hex && sealpost_key_from_hex(server_key, o->server_key_hex) < 0) {
-		fprintf(stderr, "sealpost: --server-key is not 64 hex characters\n");
-		return EX_USAGE;
-	}
-	r = sealpost_key_load(key, o->key_path);
-	if (r < 0) {
-		fprintf(stderr, "sealpost: cannot load key %s: %s\n", o->key_path, strerror(-r));
-		return EX_KEYFILE;
-	}
-	r = sealpost_client_connect(c, o->server, *key, o->server_key_hex ? server_key : NULL,
-				    timeout_ms);
+	co.flags = flags;
+	r = sealpost_client_connect_opts(c, t->server, key, t->have_server_key ? t->server_key : NULL,
+					 timeout_ms, &co);
 	if (r == -EINVAL) {
-		fprintf(stderr, "sealpost: bad --server address or key: %s\n", o->server);
+		fprintf(stderr, "sealpost: bad broker address: %s\n", t->server);
 		return EX_USAGE;
 	}
 	if (r < 0) {
-		fprintf(stderr, "sealpost: cannot connect to %s: %s\n", o->server, strerror(-r));
+		/* A broker that holds another key just closes on IK; learn which key
+		 * it does hold, so the message can say what is wrong. */
+		if (t->have_server_key && handshake_failure(r) && probe_key(t->server, now) == 0 &&
+		    memcmp(now, t->server_key, sizeof(now))) {
+			if (t->pinned) {
+				warn_changed(t, now);
+			} else {
+				sealpost_key_to_hex(now, hex);
+				fprintf(stderr, "sealpost: the broker at %s does not hold the server "
+					"key from %s; it proves %s\n", t->server, t->key_from, hex);
+			}
+			return EX_CONNECT;
+		}
+		fprintf(stderr, "sealpost: cannot connect to %s: %s\n", t->server,
+			sealpost_strerror(r));
 		return EX_CONNECT;
 	}
-	if (!o->server_key_hex) {
-		sealpost_client_server_key(*c, learned);
-		sealpost_key_to_hex(learned, hex);
+	if (!t->have_server_key) {
+		sealpost_client_server_key(*c, t->server_key);
+		t->have_server_key = 1;
+		sealpost_key_to_hex(t->server_key, hex);
 		fprintf(stderr, "server-key %s\n", hex);
+		if (t->pins_path[0]) {
+			r = sp_cli_pins_add(t->pins_path, t->server, t->server_key);
+			if (r == 0)
+				fprintf(stderr, "sealpost: added %s to the known brokers in %s\n",
+					t->server, t->pins_path);
+			else
+				fprintf(stderr, "sealpost: warning: could not add %s to the known "
+					"brokers in %s: %s\n", t->server, t->pins_path, strerror(-r));
+		}
 	}
 	return 0;
+}
+
+/* Resolves the settings, loads the device key and connects; prints why not.
+ * Returns 0 or an exit status. */
+static int open_target(const struct opts *o, struct target *t, int timeout_ms, uint32_t flags,
+		       struct sealpost_key **key, struct sealpost_client **c)
+{
+	int r, ex;
+
+	ex = resolve(o, t);
+	if (ex)
+		return ex;
+	r = sealpost_key_load(key, t->key_path);
+	if (r < 0) {
+		fprintf(stderr, "sealpost: cannot load key %s: %s\n", t->key_path,
+			sealpost_strerror(r));
+		return EX_KEYFILE;
+	}
+	return connect_target(t, *key, timeout_ms, flags, c);
 }
 
 static int cmd_keygen(int argc, char **argv)
@@ -323,6 +678,253 @@ static int read_stdin(size_t max, uint8_t **out, size_t *len)
 	return 0;
 }
 
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* send --verbose: one answer on stderr; line 0 for a single message. */
+static void report(unsigned long line, int status, uint64_t seq)
+{
+	if (line)
+		fprintf(stderr, "line %lu: ", line);
+	if (status == SEALPOST_STATUS_ACCEPTED)
+		fprintf(stderr, "accepted seq %llu\n", (unsigned long long)seq);
+	else
+		fprintf(stderr, "%s\n", sealpost_status_string(status));
+}
+
+/* The exit status for a send's answer. */
+static int status_exit(int status)
+{
+	if (status == SEALPOST_STATUS_DELIVERED || status == SEALPOST_STATUS_ACCEPTED)
+		return EX_OK;
+	return status >= EX_STATUS_BASE && status < 64 ? status : EX_LOST;
+}
+
+/* send --lines: sends waiting for their RESULT, in send order (the broker
+ * answers in that order). */
+struct lines {
+	struct sealpost_client *c;
+	const uint8_t *to;
+	const struct opts *o;
+	struct { uint64_t id; unsigned long line; } *q;
+	size_t head, n, cap;
+	uint8_t *buf;           /* the line being read */
+	size_t len, max;
+	int overlong;
+	unsigned long lineno;
+	int first_fail;         /* exit status of the first failed line, 0 */
+	unsigned long failed;
+	int64_t last_answer;    /* when the last RESULT came (or the first send) */
+	int lost;
+};
+
+static void lines_fail(struct lines *l, int ex)
+{
+	if (!l->first_fail)
+		l->first_fail = ex;
+	l->failed++;
+}
+
+/* Takes every event there is; RESULTs settle the oldest pending sends. */
+static void lines_pump(struct lines *l)
+{
+	struct sealpost_event ev;
+
+	while (!l->lost && sealpost_client_next_event(l->c, &ev, 0) == 1) {
+		size_t i;
+
+		switch (ev.type) {
+		case SEALPOST_EVENT_RESULT:
+			for (i = 0; i < l->n && l->q[l->head + i].id != ev.client_id; i++)
+				;
+			if (i == l->n)
+				break;      /* not ours (cannot happen: we only send lines) */
+			if (l->o->verbose || status_exit(ev.status) != EX_OK)
+				report(l->q[l->head + i].line, ev.status, ev.seq);
+			if (status_exit(ev.status) != EX_OK)
+				lines_fail(l, status_exit(ev.status));
+			/* Normally i == 0; otherwise keep the order of the rest. */
+			memmove(&l->q[l->head + 1], &l->q[l->head], i * sizeof(l->q[0]));
+			l->head++;
+			l->n--;
+			l->last_answer = now_ms();
+			break;
+		case SEALPOST_EVENT_GOAWAY:
+			fprintf(stderr, "sealpost: broker closing: %s\n",
+				sealpost_status_string(ev.status));
+			break;
+		case SEALPOST_EVENT_CLOSED:
+			fprintf(stderr, "sealpost: connection closed%s%s\n", ev.error ? ": " : "",
+				ev.error ? sealpost_strerror(ev.error) : "");
+			l->lost = 1;
+			break;
+		default:
+			/* Deliveries to the sending device stay in its mailbox: the
+			 * connection is in manual-ack mode and acknowledges nothing. */
+			break;
+		}
+	}
+}
+
+/* Sends the line just read (skips an empty one). */
+static void lines_send(struct lines *l)
+{
+	uint64_t id = 0;
+	int r;
+
+	l->lineno++;
+	if (l->overlong) {
+		fprintf(stderr, "sealpost: line %lu: message too large (max %zu bytes)\n", l->lineno,
+			l->max);
+		lines_fail(l, EX_USAGE);
+		return;
+	}
+	if (!l->len)
+		return;
+	if (l->n == l->cap || l->head + l->n == l->cap) {
+		if (l->head) {
+			memmove(l->q, &l->q[l->head], l->n * sizeof(l->q[0]));
+			l->head = 0;
+		} else {
+			size_t cap = l->cap ? 2 * l->cap : 64;
+			void *q = realloc(l->q, cap * sizeof(l->q[0]));
+
+			if (!q) {
+				fprintf(stderr, "sealpost: out of memory\n");
+				lines_fail(l, EX_LOST);
+				l->lost = 1;
+				return;
+			}
+			l->q = q;
+			l->cap = cap;
+		}
+	}
+	for (;;) {
+		r = sealpost_client_send_ex(l->c, l->to, l->buf, l->len,
+					    l->o->online_only ? SEALPOST_SEND_ONLINE_ONLY : 0, 0, &id);
+		if (r != -ENOBUFS)
+			break;
+		/* The library's queue is full: write it out (reading meanwhile). */
+		r = sealpost_client_flush(l->c, (int)l->o->timeout_s * 1000);
+		lines_pump(l);
+		if (r < 0 || l->lost)
+			break;
+	}
+	if (r < 0) {
+		if (!l->lost)
+			fprintf(stderr, "sealpost: line %lu: %s\n", l->lineno, sealpost_strerror(r));
+		lines_fail(l, r == -EINVAL ? EX_USAGE : EX_LOST);
+		if (r != -EINVAL)
+			l->lost = 1;
+		return;
+	}
+	if (!l->n)
+		l->last_answer = now_ms();
+	l->q[l->head + l->n].id = id;
+	l->q[l->head + l->n].line = l->lineno;
+	l->n++;
+}
+
+/* Splits what was read from stdin into lines and sends each. */
+static void lines_feed(struct lines *l, const uint8_t *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n && !l->lost; i++) {
+		if (p[i] == '\n') {
+			lines_send(l);
+			l->len = 0;
+			l->overlong = 0;
+		} else if (l->len < l->max) {
+			l->buf[l->len++] = p[i];
+		} else {
+			l->overlong = 1;
+		}
+	}
+}
+
+/*
+ * send --lines: one envelope per line of stdin, each sent as soon as its
+ * line is complete (stdin and the connection are polled together, so a slow
+ * producer like 'tail -f' works and answers are taken as they come).
+ */
+static int send_lines(struct sealpost_client *c, const uint8_t *to, const struct opts *o)
+{
+	static uint8_t chunk[65536];
+	struct lines l = { .c = c, .to = to, .o = o, .max = sealpost_client_max_message(c) };
+	int64_t timeout_ms = (int64_t)o->timeout_s * 1000;
+	int eof = 0, ex;
+
+	l.buf = malloc(l.max ? l.max : 1);
+	if (!l.buf) {
+		fprintf(stderr, "sealpost: out of memory\n");
+		return EX_LOST;
+	}
+	while ((!eof || l.n) && !l.lost) {
+		struct pollfd p[2];
+		int np = 0, in = -1, wait = -1;
+
+		if (!eof && l.n < LINES_PENDING_MAX) {
+			p[np].fd = STDIN_FILENO;
+			p[np].events = POLLIN;
+			in = np++;
+		}
+		p[np].fd = sealpost_client_fd(c);
+		p[np].events = sealpost_client_poll_events(c);
+		np++;
+		if (l.n) {
+			int64_t left = l.last_answer + timeout_ms - now_ms();
+
+			if (left <= 0) {
+				fprintf(stderr, "sealpost: no answer from the broker for %ld s\n",
+					o->timeout_s);
+				break;
+			}
+			wait = (int)left;
+		}
+		if (poll(p, (nfds_t)np, wait) < 0 && errno != EINTR) {
+			fprintf(stderr, "sealpost: poll: %s\n", strerror(errno));
+			break;
+		}
+		if (in >= 0 && p[in].revents) {
+			ssize_t got = read(STDIN_FILENO, chunk, sizeof(chunk));
+
+			if (got > 0) {
+				lines_feed(&l, chunk, (size_t)got);
+			} else if (got == 0) {
+				eof = 1;
+				if ((l.len || l.overlong) && !l.lost)
+					lines_send(&l);     /* a last line without a newline */
+			} else if (errno != EINTR) {
+				fprintf(stderr, "sealpost: standard input: %s\n", strerror(errno));
+				lines_fail(&l, EX_USAGE);
+				eof = 1;
+			}
+		}
+		sealpost_client_step(c);
+		lines_pump(&l);
+	}
+	if (l.n) {
+		/* Lost or timed out: these may or may not be stored. */
+		fprintf(stderr, "sealpost: %zu lines got no answer (may or may not be stored), "
+			"the first line %lu\n", l.n, l.q[l.head].line);
+		lines_fail(&l, EX_LOST);
+	} else if (!eof) {
+		lines_fail(&l, EX_LOST);
+	}
+	if (l.failed)
+		fprintf(stderr, "sealpost: %lu of %lu lines failed\n", l.failed, l.lineno);
+	ex = l.first_fail;
+	free(l.q);
+	free(l.buf);
+	return ex;
+}
+
 static int cmd_send(int argc, char **argv)
 {
 	struct opts o = { .timeout_s = 10 };
@@ -331,7 +933,8 @@ static int cmd_send(int argc, char **argv)
 	uint8_t to[SEALPOST_KEY_LEN], *stdin_msg = NULL;
 	const uint8_t *msg;
 	size_t len;
-	uint64_t id = 0;
+	struct target t;
+	uint64_t id = 0, seq = 0;
 	int first, r, status = 0, ex;
 
 	r = parse(argc, argv, &o, send_help, &first);
@@ -345,7 +948,12 @@ static int cmd_send(int argc, char **argv)
 	}
 	if (argc - first > 1)
 		return bad_usage("at most one MESSAGE argument", send_help);
-	if (argc - first == 1) {
+	if (o.lines) {
+		if (argc - first)
+			return bad_usage("--lines reads standard input, no MESSAGE", send_help);
+		msg = NULL;
+		len = 0;
+	} else if (argc - first == 1) {
 		msg = (const uint8_t *)argv[first];
 		len = strlen(argv[first]);
 		if (len > SEALPOST_MESSAGE_MAX) {
@@ -361,9 +969,14 @@ static int cmd_send(int argc, char **argv)
 		}
 		msg = stdin_msg;
 	}
-	ex = open_client(&o, (int)o.timeout_s * 1000, &key, &c);
+	/* Manual acks: deliveries to the sending device are not ours to take. */
+	ex = open_target(&o, &t, (int)o.timeout_s * 1000, SEALPOST_CONNECT_MANUAL_ACK, &key, &c);
 	if (ex)
 		goto out;
+	if (o.lines) {
+		ex = send_lines(c, to, &o);
+		goto out;
+	}
 	if (len > sealpost_client_max_message(c)) {
 		fprintf(stderr, "sealpost: message too large for this broker (max %zu bytes)\n",
 			sealpost_client_max_message(c));
@@ -373,18 +986,17 @@ static int cmd_send(int argc, char **argv)
 	r = sealpost_client_send_ex(c, to, msg, len,
 				    o.online_only ? SEALPOST_SEND_ONLINE_ONLY : 0, 0, &id);
 	if (r == 0)
-		r = sealpost_client_wait_result(c, id, (int)o.timeout_s * 1000, &status, NULL);
+		r = sealpost_client_wait_result(c, id, (int)o.timeout_s * 1000, &status, &seq);
 	if (r == -EINVAL) {
 		fprintf(stderr, "sealpost: --to is not a valid public key\n");
 		ex = EX_USAGE;
 	} else if (r < 0) {
-		fprintf(stderr, "sealpost: no answer from the broker: %s\n", strerror(-r));
+		fprintf(stderr, "sealpost: no answer from the broker: %s\n", sealpost_strerror(r));
 		ex = EX_LOST;
-	} else if (status == SEALPOST_STATUS_DELIVERED || status == SEALPOST_STATUS_ACCEPTED) {
-		ex = EX_OK;
 	} else {
-		fprintf(stderr, "%s\n", sealpost_status_string(status));
-		ex = status >= EX_STATUS_BASE && status < 64 ? status : EX_LOST;
+		ex = status_exit(status);
+		if (o.verbose || ex != EX_OK)
+			report(0, status, seq);
 	}
 out:
 	sealpost_client_close(c);
@@ -415,34 +1027,113 @@ static void print_escaped(const uint8_t *p, size_t len)
 	}
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
+/* Printed seqs, remembered so a message printed just before a connection
+ * broke (its ack lost with it) is not printed again after reconnecting. A
+ * ring: only the last few can have unconfirmed acks. */
+struct recent {
+	uint64_t seq[RECENT_SEQS];
+	size_t n, pos;
+};
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+static int recent_has(const struct recent *r, uint64_t seq)
+{
+	size_t i;
+
+	for (i = 0; i < r->n; i++)
+		if (r->seq[i] == seq)
+			return 1;
+	return 0;
+}
+
+static void recent_add(struct recent *r, uint64_t seq)
+{
+	r->seq[r->pos] = seq;
+	r->pos = (r->pos + 1) % RECENT_SEQS;
+	if (r->n < RECENT_SEQS)
+		r->n++;
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/*
+ * recv after losing the connection: connects again to the same broker (IK
+ * with the key the first connection proved) with exponential back-off and
+ * jitter, until it works or deadline (-1: none) passes. 1 connected, 0 the
+ * deadline passed.
+ */
+static int reconnect(struct target *t, const struct sealpost_key *key, int64_t deadline,
+		     int verbose, struct sealpost_client **c)
+{
+	int backoff = RECONNECT_MIN_MS;
+
+	for (;;) {
+		/* Half the back-off plus a random half: clients cut off together
+		 * do not all come back at the same moment. */
+		int wait = backoff / 2 + rand() % (backoff / 2 + 1), timeout = 10000, r;
+
+		if (deadline >= 0) {
+			int64_t left = deadline - now_ms();
+
+			if (left <= 0)
+				return 0;
+			if (wait > left)
+				wait = (int)left;
+		}
+		sleep_ms(wait);
+		if (deadline >= 0) {
+			int64_t left = deadline - now_ms();
+
+			if (left <= 0)
+				return 0;
+			if (timeout > left)
+				timeout = (int)left;
+		}
+		r = sealpost_client_connect(c, t->server, key, t->server_key, timeout);
+		if (r == 0)
+			return 1;
+		if (verbose)
+			fprintf(stderr, "sealpost: reconnect to %s: %s\n", t->server,
+				sealpost_strerror(r));
+		backoff = backoff * 2 > RECONNECT_MAX_MS ? RECONNECT_MAX_MS : backoff * 2;
+	}
 }
 
 static int cmd_recv(int argc, char **argv)
 {
 	struct opts o = { 0 };
+	struct target t;
 	struct sealpost_key *key = NULL;
 	struct sealpost_client *c = NULL;
 	struct sealpost_event ev;
+	struct recent *recent = NULL;
 	uint8_t me[SEALPOST_KEY_LEN];
 	char hex[SEALPOST_KEY_HEX_LEN + 1];
 	int64_t deadline = -1;
 	long got = 0;
-	int first, r, ex;
+	int first, r, ex, takeover = 0;
 
 	r = parse(argc, argv, &o, recv_help, &first);
 	if (r)
 		return r < 0 ? EX_OK : r;
 	if (first != argc)
 		return bad_usage("recv takes no arguments", recv_help);
+	if (o.json && o.raw)
+		return bad_usage("--json and --raw exclude each other", recv_help);
+	recent = calloc(1, sizeof(*recent));
+	if (!recent) {
+		fprintf(stderr, "sealpost: out of memory\n");
+		return EX_LOST;
+	}
+	srand((unsigned)time(NULL) ^ (unsigned)getpid());
 	if (o.timeout_s)
 		deadline = now_ms() + o.timeout_s * 1000;
-	ex = open_client(&o, o.timeout_s ? (int)o.timeout_s * 1000 : 0, &key, &c);
+	ex = open_target(&o, &t, o.timeout_s ? (int)o.timeout_s * 1000 : 0, 0, &key, &c);
 	if (ex)
 		goto out;
 	sealpost_client_public_key(c, me);
@@ -462,22 +1153,39 @@ static int cmd_recv(int argc, char **argv)
 			goto done;
 		}
 		if (r < 0) {
-			fprintf(stderr, "sealpost: %s\n", strerror(-r));
+			fprintf(stderr, "sealpost: %s\n", sealpost_strerror(r));
 			ex = EX_LOST;
 			goto out;
 		}
 		switch (ev.type) {
 		case SEALPOST_EVENT_MESSAGE:
+			if (ev.seq && recent_has(recent, ev.seq)) {
+				/* Printed on an earlier connection whose ack was lost;
+				 * taking it acknowledges it now. */
+				if (o.verbose)
+					fprintf(stderr, "skipped seq %llu: printed before\n",
+						(unsigned long long)ev.seq);
+				break;
+			}
 			sealpost_key_to_hex(ev.sender, hex);
 			if (o.raw) {
 				fprintf(stderr, "from %s\n", hex);
 				fwrite(ev.data, 1, ev.len, stdout);
+			} else if (o.json) {
+				if (sp_cli_json_write_message(stdout, hex, ev.seq, ev.data, ev.len) ==
+				    -ENOMEM) {
+					fprintf(stderr, "sealpost: out of memory\n");
+					ex = EX_LOST;
+					goto out;   /* not printed: not acknowledged */
+				}
 			} else {
 				printf("%s ", hex);
 				print_escaped(ev.data, ev.len);
 				putchar('\n');
 			}
 			fflush(stdout);
+			if (ev.seq)
+				recent_add(recent, ev.seq);
 			got++;
 			break;
 		case SEALPOST_EVENT_BAD_ENVELOPE:
@@ -487,16 +1195,31 @@ static int cmd_recv(int argc, char **argv)
 		case SEALPOST_EVENT_GOAWAY:
 			fprintf(stderr, "sealpost: broker closing: %s\n",
 				sealpost_status_string(ev.status));
+			/* Another connection of this device key replaced us: coming
+			 * back would only take it over in turn. */
+			if (ev.status == SEALPOST_STATUS_GOAWAY_TAKEOVER)
+				takeover = 1;
 			break;
 		case SEALPOST_EVENT_DRAINED:
 			if (o.verbose)
 				fprintf(stderr, "drained %llu\n", (unsigned long long)ev.count);
 			break;
 		case SEALPOST_EVENT_CLOSED:
-			fprintf(stderr, "sealpost: connection closed%s%s\n", ev.error ? ": " : "",
-				ev.error ? strerror(-ev.error) : "");
-			ex = EX_LOST;
-			goto out;
+			if (takeover) {
+				fprintf(stderr, "sealpost: connection closed\n");
+				ex = EX_LOST;
+				goto out;
+			}
+			fprintf(stderr, "sealpost: connection lost (%s); reconnecting\n",
+				ev.error ? sealpost_strerror(ev.error) : "closed by the broker");
+			sealpost_client_close(c);
+			c = NULL;
+			if (!reconnect(&t, key, deadline, o.verbose, &c)) {
+				ex = o.count ? EX_TIMEOUT : EX_OK;
+				goto out;
+			}
+			fprintf(stderr, "sealpost: reconnected\n");
+			break;
 		default:
 			break;
 		}
@@ -512,10 +1235,11 @@ done:
 	r = sealpost_client_sync(c, SYNC_TIMEOUT_MS);
 	if (r < 0 && got)
 		fprintf(stderr, "sealpost: could not confirm the acknowledgements (%s); the last "
-			"messages may be delivered again\n", strerror(-r));
+			"messages may be delivered again\n", sealpost_strerror(r));
 out:
 	sealpost_client_close(c);
 	sealpost_key_free(key);
+	free(recent);
 	return ex;
 }
 
@@ -529,6 +1253,11 @@ int main(int argc, char **argv)
 		help(usage_text);
 		return EX_OK;
 	}
+	if (!strcmp(argv[1], "--version")) {
+		/* The library's own version: the one this CLI runs on. */
+		printf("sealpost %s\n", sealpost_version());
+		return EX_OK;
+	}
 	if (!strcmp(argv[1], "keygen"))
 		return cmd_keygen(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "pubkey"))
@@ -537,6 +1266,8 @@ int main(int argc, char **argv)
 		return cmd_send(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "recv"))
 		return cmd_recv(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "admin"))
+		return cli_admin_main(argc - 1, argv + 1);
 	fprintf(stderr, "sealpost: unknown command '%s'\n", argv[1]);
 	fputs(usage_text, stderr);
 	return EX_USAGE;

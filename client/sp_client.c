@@ -1,26 +1,43 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * sp_client.c: a broker connection: connect + Noise handshake, queued sends
- * coalesced into transport messages, and the event stream.
+ * sp_client.c: a broker connection: the sans-I/O client (bytes in, bytes
+ * out, events out) and the socket layer on top of it, which dials,
+ * reconnects and keeps the connection alive.
  *
- * Output: lib/session (struct sp_session in the guarded secrets) queues
- * the handshake messages and then batches frames into transport messages
- * (sp_session_tx_frame / tx_seal); the socket driver writes what
- * sp_session_tx_peek gives and reports sp_session_tx_sent. Envelopes are
- * sealed into sealbuf first, then encrypted into the open message.
+ * Two ways to drive one struct sealpost_client, one protocol path:
  *
- * Input buffers (owned by the client, offsets rather than pointers so they
- * may grow with realloc):
+ *   foreign  (sealpost_client_new): the app owns the transport. Received
+ *            bytes come in through sealpost_client_feed, bytes to send go
+ *            out through sealpost_client_take_output /
+ *            sealpost_client_output_consumed.
+ *   socket   (sealpost_client_connect, sealpost_client_start): the library
+ *            owns a TCP socket, and its read and write passes call the very
+ *            same rx_space/rx_commit and out_peek/out_sent the foreign
+ *            calls use. It adds what needs a socket and a clock: dialing
+ *            (non-blocking), back-off and reconnect, the handshake deadline.
  *
- *   rbuf: [rstart, rend) received bytes not yet consumed. The transport
- *         message at rstart is given whole to sp_session_rx, which
- *         decrypts it in place; its
- *         frames are read lazily, one event at a time (plain_*). Opened
- *         messages go to msgbuf, so rbuf may move between events.
+ * Core, per connection (a "session": one handshake and what follows):
  *
- * Layering: sockets, buffers and events here; lib/session the protocol
- * (handshake, transport in both directions), sp_frame the framing, sp_seal
- * the envelopes.
+ *   output: lib/session (struct sp_session in the guarded secrets) queues
+ *           the handshake messages, then batches frames into transport
+ *           messages (sp_session_tx_frame / tx_seal). The IK proof (an
+ *           empty transport message) is sealed by us into proof[], which
+ *           goes out before anything the engine queued after it.
+ *   input:  rbuf: [rstart, rend) received bytes not yet consumed (offsets,
+ *           so it may grow with realloc). Handshake messages are given to
+ *           the engine as soon as they are whole (so the handshake
+ *           advances without the app asking for events); transport
+ *           messages one at a time when the app takes events, decrypted in
+ *           place, their frames read lazily (plain_*). Opened messages go to
+ *           msgbuf.
+ *
+ * Across sessions: pend, every send without a result (its sealed body
+ * kept), resent with its original client id on the next session, so the
+ * broker's dedup makes the retry exact; queued acks; the pinned server key.
+ *
+ * Layering: sockets, buffers, events and timers here; lib/session the
+ * protocol (handshake, transport in both directions), sp_frame the framing,
+ * sp_seal the envelopes.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +45,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,6 +93,14 @@ S(STATUS_GOAWAY_IDLE);
 
 enum {
 	CONNECT_TIMEOUT_DEFAULT_MS = 30000,
+	RECONNECT_MIN_DEFAULT_MS = 100,
+	RECONNECT_MAX_DEFAULT_MS = 30000,
+	OFFLINE_QUEUE_DEFAULT = 1000,
+	KEEPALIVE_DEFAULT_MS = 60000,
+	DEAD_PEER_DEFAULT_MS = 20000,
+	/* The XX probe that tells a wrong pinned key from a broker that just
+	 * closed: a second connection, bounded so a failing one costs little. */
+	PROBE_TIMEOUT_MS = 5000,
 	/* Buffers start small and grow to what the traffic needs, and shrink
 	 * back when drained: a load generator holds thousands of clients. */
 	RBUF_INITIAL = 16 << 10,
@@ -92,15 +118,38 @@ enum {
 	CLOSED_EOF = 1,
 };
 
+/* Keepalive pings carry ids with the top bit set; their Pongs are ours, not
+ * the app's (sealpost_client_ping counts up from 1). */
+static const uint64_t KA_PING_BIT = (uint64_t)1 << 63;
+
 /* Options this library knows, as the caller passes them. */
-static const uint32_t CONNECT_FLAGS_KNOWN = SEALPOST_CONNECT_MANUAL_ACK;
+static const uint32_t CONNECT_FLAGS_KNOWN = SEALPOST_CONNECT_MANUAL_ACK |
+	SEALPOST_CONNECT_NO_RECONNECT | SEALPOST_CONNECT_NO_KEEPALIVE | SEALPOST_CONNECT_OPAQUE |
+	SEALPOST_CONNECT_OPAQUE_ALL;
 static const uint32_t SEND_FLAGS_KNOWN = SEALPOST_SEND_ONLINE_ONLY;
 
 _Static_assert((int)SEALPOST_SEND_ONLINE_ONLY == (int)SP_SEND_ONLINE_ONLY, "online-only flag");
 
+enum cstate {
+	CS_DIALING,     /* socket: TCP connect in progress */
+	CS_HANDSHAKE,   /* Noise handshake in progress */
+	CS_UP,          /* established (possibly failed, with input left to read) */
+	CS_BACKOFF,     /* socket: waiting for the next attempt; foreign: for restart */
+	CS_CLOSED,      /* final */
+};
+
 struct held_event {
 	struct sealpost_event ev;
-	uint8_t *data;                  /* malloc'd copy of a MESSAGE's data */
+	uint8_t *data;                  /* malloc'd copy of a MESSAGE's or OPAQUE's data */
+};
+
+/* A send without a result: what a resend needs. */
+struct pend {
+	uint64_t id;
+	uint32_t flags;
+	uint32_t len;
+	uint8_t to[SP_KEY_LEN];
+	uint8_t body[];                 /* the envelope as sent */
 };
 
 /* Everything secret a connection holds, in ONE guarded allocation (each
@@ -113,19 +162,23 @@ struct secrets {
 };
 
 struct sealpost_client {
-	int fd;
+	bool foreign;                   /* no socket: the app moves the bytes */
+	int fd;                         /* socket mode: -1 while there is none */
+	enum cstate st;
 	struct secrets *sec;            /* sodium_malloc */
-	struct sealpost_key *key;             /* &sec->key */
+	struct sealpost_key *key;       /* &sec->key */
 	struct sp_session *ss;          /* &sec->s */
 	struct sp_session_env env;      /* ClientHello, hooks, pool, for ss */
 	struct sp_txpool pool;          /* ss's output chunks */
-	uint8_t *sealbuf;               /* an envelope being sealed; grows as needed */
-	size_t sealcap;
 	uint8_t server_pub[SP_KEY_LEN];
+	uint8_t pin[SP_KEY_LEN];        /* the key reconnects use with IK */
+	bool has_pin;
 	uint32_t max_envelope;
 	uint32_t max_transport;
+	uint32_t idle_timeout_ms;       /* from ServerHello */
 	uint64_t next_client_id;
 	uint64_t next_ping_id;
+	uint32_t flags;                 /* SEALPOST_CONNECT_* */
 	bool manual_ack;
 	/* Auto-ack: seq of the MESSAGE/BAD_ENVELOPE last handed to the app,
 	 * acknowledged on its next call (it has then taken the event). */
@@ -133,6 +186,10 @@ struct sealpost_client {
 
 	uint64_t acks[SP_ACK_SEQS_MAX];
 	uint32_t nacks;
+
+	/* The IK proof, sent before the engine's output. */
+	uint8_t proof[SP_LEN_PREFIX + SP_TAG_LEN];
+	uint8_t proof_len, proof_off;
 
 	uint8_t *rbuf;
 	size_t rcap, rstart, rend;
@@ -143,16 +200,52 @@ struct sealpost_client {
 	size_t msgcap;
 	size_t msg_len;                 /* bytes of msgbuf to wipe on the next call */
 
-	struct held_event *held;        /* ring of events kept by send_wait */
+	struct held_event *held;        /* ring of events kept by send_wait, and ours */
 	size_t held_head, held_count, held_cap;
 	uint8_t *held_out;              /* data handed out from held; freed next call */
 	size_t held_out_len;
 
+	struct pend **pend;             /* ring: sends without a result, in send order */
+	size_t pend_head, pend_count, pend_cap;
+
 	int io_err;                     /* 0, CLOSED_EOF or a negative errno */
 	bool fatal;                     /* protocol error: buffered input is void */
 	bool goaway;
+	int goaway_code;
 	bool shut;                      /* shutdown(2) done */
+
+	/* Connection management (socket mode, and restart in foreign mode). */
+	char *server;                   /* "HOST:PORT", for reconnects */
+	struct addrinfo *ai_res, *ai_cur;
+	int dial_err;                   /* the last address's failure */
+	bool hs_ik;                     /* this attempt uses IK */
+	bool probing;                   /* this attempt is the XX probe of a failed IK */
+	int probe_err;                  /* what the probe found */
+	bool blocking_initial;          /* inside sealpost_client_connect: no retries */
+	bool was_up;                    /* a session was established before */
+	bool announced_down;            /* DISCONNECTED sent for this outage */
+	bool want_connected_ev;         /* started non-blocking: CONNECTED event */
+	uint32_t attempt;               /* failed attempts in a row */
+	int64_t attempt_deadline;       /* -1: none */
+	int64_t retry_at;
+	uint32_t reconnect_min_ms, reconnect_max_ms, offline_queue_max;
+	uint32_t connect_timeout_ms, keepalive_ms, dead_peer_ms;
+
+	/* Keepalive. */
+	int64_t last_rx, last_tx;
+	bool ka_out;                    /* a keepalive ping is waiting for input */
+	int64_t ka_sent_at;
+	uint64_t ka_next_id;
+
+	/* Callback mode. */
+	sealpost_event_fn cb;
+	void *cb_ctx;
 };
+
+static int queue_frame(struct sealpost_client *c, const struct sp_frame *f);
+static void fail(struct sealpost_client *c, int err, bool fatal);
+static int start_attempt(struct sealpost_client *c);
+static void attempt_failed(struct sealpost_client *c, int err);
 
 /* ------------------------------------------------------------ helpers --- */
 
@@ -180,81 +273,599 @@ static int remaining(int64_t deadline)
 	return left > 0x7fffffff ? 0x7fffffff : (int)left;
 }
 
-static void put_be16(uint8_t *p, size_t v)
-{
-	sp_be_put16(p, (uint16_t)v);
-}
-
 static size_t get_be16(const uint8_t *p)
 {
 	return sp_be_get16(p);
 }
 
-/* Waits for events on fd until the deadline; 0 on readiness, -ETIMEDOUT. */
-static int wait_fd(int fd, short events, int64_t deadline)
+static int grow(uint8_t **buf, size_t *cap, size_t need)
 {
-	struct pollfd p = { .fd = fd, .events = events };
+	uint8_t *n = sp_fsutil_grow(*buf, cap, need, 4096);
+
+	if (!n)
+		return -ENOMEM;
+	*buf = n;
+	return 0;
+}
+
+static bool connected(const struct sealpost_client *c)
+{
+	return c->st == CS_UP && !c->io_err && !c->goaway;
+}
+
+/* ---------------------------------------------------------------- log --- */
+
+/* The one piece of global state: set once, before clients run (header). */
+static sealpost_log_fn log_fn;
+static void *log_ctx;
+
+SEALPOST_API void sealpost_set_log_callback(sealpost_log_fn fn, void *ctx)
+{
+	log_fn = fn;
+	log_ctx = ctx;
+}
+
+__attribute__((format(printf, 3, 4)))
+static void logf_(const struct sealpost_client *c, int level, const char *fmt, ...)
+{
+	char msg[256];
+	int n;
+	va_list ap;
+
+	if (!log_fn)
+		return;
+	n = snprintf(msg, sizeof(msg), "client %p: ", (const void *)c);
+	if (n < 0 || (size_t)n >= sizeof(msg))
+		n = 0;
+	va_start(ap, fmt);
+	vsnprintf(msg + n, sizeof(msg) - (size_t)n, fmt, ap);
+	va_end(ap);
+	log_fn(log_ctx, level, msg);
+}
+
+/* ------------------------------------------------------------ pending --- */
+
+static int pend_push(struct sealpost_client *c, struct pend *p)
+{
+	if (c->pend_count == c->pend_cap) {
+		size_t ncap = c->pend_cap ? c->pend_cap * 2 : 16, i;
+		struct pend **n = malloc(ncap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		for (i = 0; i < c->pend_count; i++)
+			n[i] = c->pend[(c->pend_head + i) % c->pend_cap];
+		free(c->pend);
+		c->pend = n;
+		c->pend_cap = ncap;
+		c->pend_head = 0;
+	}
+	c->pend[(c->pend_head + c->pend_count) % c->pend_cap] = p;
+	c->pend_count++;
+	return 0;
+}
+
+static struct pend *pend_at(const struct sealpost_client *c, size_t i)
+{
+	return c->pend[(c->pend_head + i) % c->pend_cap];
+}
+
+static void pend_free(struct pend *p)
+{
+	sodium_memzero(p, sizeof(*p) + p->len);
+	free(p);
+}
+
+/* A result for id arrived: its send is done. Results come in send order,
+ * so this is the head but for explicit-id retries. */
+static void pend_resolve(struct sealpost_client *c, uint64_t id)
+{
+	size_t i, j;
+
+	for (i = 0; i < c->pend_count; i++) {
+		if (pend_at(c, i)->id != id)
+			continue;
+		pend_free(pend_at(c, i));
+		if (i == 0) {
+			c->pend_head = (c->pend_head + 1) % c->pend_cap;
+		} else {
+			for (j = i; j + 1 < c->pend_count; j++)
+				c->pend[(c->pend_head + j) % c->pend_cap] = pend_at(c, j + 1);
+		}
+		c->pend_count--;
+		return;
+	}
+}
+
+/* ------------------------------------------------------------- events --- */
+
+static int hold(struct sealpost_client *c, const struct sealpost_event *ev)
+{
+	struct held_event *h;
+
+	if (c->held_count == c->held_cap) {
+		size_t ncap = c->held_cap ? c->held_cap * 2 : 16, i;
+		struct held_event *n = malloc(ncap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		for (i = 0; i < c->held_count; i++)
+			n[i] = c->held[(c->held_head + i) % c->held_cap];
+		free(c->held);
+		c->held = n;
+		c->held_cap = ncap;
+		c->held_head = 0;
+	}
+	h = &c->held[(c->held_head + c->held_count) % c->held_cap];
+	h->ev = *ev;
+	h->data = NULL;
+	if (ev->data) {
+		h->data = malloc(ev->len ? ev->len : 1);
+		if (!h->data)
+			return -ENOMEM;
+		memcpy(h->data, ev->data, ev->len);
+		h->ev.data = h->data;
+	}
+	c->held_count++;
+	return 0;
+}
+
+/* An event of our own (connected, disconnected, a local result), after
+ * what is already held. Out of memory loses it; nothing better to do. */
+static void note_event(struct sealpost_client *c, enum sealpost_event_type type, int error,
+		       int status)
+{
+	struct sealpost_event ev = { .type = type, .error = error, .status = status };
+
+	(void)hold(c, &ev);
+}
+
+/* ------------------------------------------------------------- output --- */
+
+/* The error a call reports on a dead connection: -ENOTCONN after a GoAway
+ * and the broker's close, the failure otherwise. */
+static int conn_error(const struct sealpost_client *c)
+{
+	if (c->io_err == CLOSED_EOF)
+		return c->goaway ? -ENOTCONN : -ECONNRESET;
+	return c->io_err ? c->io_err : -ENOTCONN;
+}
+
+/* Stops all I/O on a broken session; the fd stays ours until reset. */
+static void fail(struct sealpost_client *c, int err, bool fatal)
+{
+	if (!c->io_err)
+		c->io_err = err;
+	if (fatal)
+		c->fatal = true;
+	if (!c->shut && c->fd >= 0) {
+		shutdown(c->fd, SHUT_RDWR);
+		c->shut = true;
+	}
+}
+
+/* Appends a frame without a body to the open transport message. */
+static int queue_frame(struct sealpost_client *c, const struct sp_frame *f)
+{
+	return sp_session_tx_frame(c->ss, f, NULL, 0);
+}
+
+static int queue_acks(struct sealpost_client *c)
+{
+	struct sp_frame f = { .type = SP_FRAME_ACK };
 	int r;
 
-	for (;;) {
-		r = poll(&p, 1, remaining(deadline));
-		if (r > 0)
-			return 0;
-		if (r == 0)
-			return -ETIMEDOUT;
-		if (errno != EINTR)
-			return -errno;
-	}
+	if (!c->nacks || !connected(c))
+		return 0;
+	memcpy(f.u.ack.seqs, c->acks, c->nacks * sizeof(c->acks[0]));
+	f.u.ack.count = c->nacks;
+	r = queue_frame(c, &f);
+	if (r == 0)
+		c->nacks = 0;
+	return r;
 }
 
-/* Blocking-with-deadline I/O on a non-blocking socket: the handshake only. */
-static int write_all(int fd, const uint8_t *buf, size_t len, int64_t deadline)
+/* Makes everything queued sendable: acks into a frame, the batch sealed. */
+static int seal_output(struct sealpost_client *c)
 {
-	while (len) {
-		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
-		int r;
+	int r;
 
-		if (n > 0) {
-			buf += n;
-			len -= (size_t)n;
+	if (c->io_err || (c->st != CS_UP && c->st != CS_HANDSHAKE))
+		return 0;
+	r = queue_acks(c);
+	if (r == 0 && c->st == CS_UP)
+		r = sp_session_tx_seal(c->ss);
+	if (r < 0)
+		fail(c, r, true);
+	return r;
+}
+
+/* The next bytes to send (the proof, then the engine's queue). */
+static bool out_peek(const struct sealpost_client *c, const uint8_t **p, size_t *len)
+{
+	if (c->io_err || (c->st != CS_UP && c->st != CS_HANDSHAKE))
+		return false;
+	if (c->proof_off < c->proof_len) {
+		*p = c->proof + c->proof_off;
+		*len = (size_t)(c->proof_len - c->proof_off);
+		return true;
+	}
+	return sp_session_tx_peek(c->ss, p, len);
+}
+
+static void out_sent(struct sealpost_client *c, size_t n)
+{
+	size_t take;
+
+	if (!n)
+		return;
+	c->last_tx = now_ms();
+	if (c->proof_off < c->proof_len) {
+		take = (size_t)(c->proof_len - c->proof_off);
+		if (take > n)
+			take = n;
+		c->proof_off = (uint8_t)(c->proof_off + take);
+		n -= take;
+	}
+	if (n)
+		sp_session_tx_sent(c->ss, n);
+}
+
+/* taken_seq counts: the app's next step writes that ack (see ack_taken),
+ * so an event loop polling for POLLOUT gets it out without new input. */
+static bool out_pending(const struct sealpost_client *c)
+{
+	if (c->io_err || (c->st != CS_UP && c->st != CS_HANDSHAKE))
+		return false;
+	return c->proof_off < c->proof_len || sp_session_tx_queued(c->ss) ||
+	       (c->st == CS_UP && (c->nacks || c->taken_seq));
+}
+
+/* Puts one pending send on the wire of the current session. */
+static int tx_send(struct sealpost_client *c, const struct pend *p)
+{
+	struct sp_frame f = { .type = SP_FRAME_SEND };
+
+	memcpy(f.u.send.to, p->to, SP_KEY_LEN);
+	f.u.send.to_ok = 1;
+	f.u.send.client_id = p->id;
+	f.u.send.flags = p->flags;
+	if (sp_frame_size(&f, p->len) > c->max_transport)
+		return -EMSGSIZE;
+	return sp_session_tx_frame(c->ss, &f, p->body, p->len);
+}
+
+/* ----------------------------------------------------------- sessions --- */
+
+static int check_server_hello(struct sealpost_client *c, const uint8_t *payload, size_t len)
+{
+	struct sp_hello h = { 0 };
+
+	if (sp_frame_server_hello_decode(payload, len, &h) < 0)
+		return -EPROTO;
+	if (h.protocol_version != SP_PROTOCOL_VERSION || h.max_envelope <= SP_SEAL_OVERHEAD)
+		return -EPROTO;
+	c->max_envelope = h.max_envelope > SP_BODY_MAX ? SP_BODY_MAX : h.max_envelope;
+	c->max_transport = h.max_transport == 0 || h.max_transport > SP_TRANSPORT_PLAINTEXT_MAX
+		? SP_TRANSPORT_PLAINTEXT_MAX : h.max_transport;
+	c->idle_timeout_ms = h.idle_timeout_ms;
+	if (c->max_transport < MIN_TRANSPORT)
+		return -EPROTO;
+	return 0;
+}
+
+/* Engine hooks while the handshake runs. */
+static enum sp_close_reason hs_server_hello(void *ctx, struct sp_session *s,
+					    const uint8_t *payload, size_t len)
+{
+	struct sealpost_client *c = ctx;
+
+	if (check_server_hello(c, payload, len) < 0)
+		return SP_CLOSE_HANDSHAKE_FAILED;
+	sp_session_set_tx_max(s, c->max_transport);
+	return SP_CLOSE_NONE;
+}
+
+static enum sp_close_reason hs_established(void *ctx, struct sp_session *s)
+{
+	(void)ctx;
+	(void)s;
+	return SP_CLOSE_NONE;
+}
+
+/*
+ * Frames are read lazily, one event per call (pull_event), from the
+ * plaintext the engine left in rbuf: the engine is fed one whole transport
+ * message at a time, which it decrypts in place, and its frame walk is only
+ * a check. A malformed frame is left for pull_event to find, so the events
+ * before it are still handed out, as they always were.
+ */
+static enum sp_close_reason on_frame(void *ctx, struct sp_session *s, const struct sp_frame *f)
+{
+	(void)ctx;
+	(void)s;
+	(void)f;
+	return SP_CLOSE_NONE;
+}
+
+/* Forgets the current session (keys wiped, socket closed): what survives
+ * is the client's (pending sends, acks, held events, the pin). */
+static void reset_session(struct sealpost_client *c)
+{
+	if (c->fd >= 0) {
+		close(c->fd);
+		c->fd = -1;
+	}
+	sp_session_release(c->ss);
+	sodium_memzero(c->proof, sizeof(c->proof));
+	c->proof_len = c->proof_off = 0;
+	if (c->rbuf)
+		sodium_memzero(c->rbuf, c->rend);
+	c->rstart = c->rend = 0;
+	c->have_plain = false;
+	c->io_err = 0;
+	c->fatal = false;
+	c->goaway = false;
+	c->goaway_code = 0;
+	c->shut = false;
+	c->ka_out = false;
+}
+
+/* A new session on the current transport: preamble and message 1 queued. */
+static int begin_handshake(struct sealpost_client *c)
+{
+	const uint8_t *sk;
+	int r;
+
+	c->env = (struct sp_session_env){
+		.hello = { .protocol_version = SP_PROTOCOL_VERSION },
+		.pool = &c->pool,
+		.hooks = { .established = hs_established, .frame = on_frame,
+			   .server_hello = hs_server_hello, .ctx = c },
+	};
+	sk = c->probing || !c->has_pin ? NULL : c->pin;
+	c->hs_ik = sk != NULL;
+	r = sp_session_connect(c->ss, &c->env, c->key->priv, sk);
+	if (r < 0)
+		return r;
+	c->st = CS_HANDSHAKE;
+	return 0;
+}
+
+/* Resends every send without a result, in order, with its original id. A
+ * send the new broker cannot take at all gets its final result here. */
+static int resend_pending(struct sealpost_client *c)
+{
+	size_t i;
+	int r;
+
+	for (i = 0; i < c->pend_count;) {
+		struct pend *p = pend_at(c, i);
+
+		if (p->len > c->max_envelope)
+			r = -EMSGSIZE;
+		else
+			r = tx_send(c, p);
+		if (r == -EMSGSIZE) {
+			struct sealpost_event ev = { .type = SEALPOST_EVENT_RESULT,
+						     .status = SEALPOST_STATUS_ERR_TOO_LARGE,
+						     .client_id = p->id };
+
+			(void)hold(c, &ev);
+			pend_resolve(c, p->id);
 			continue;
 		}
-		if (errno == EINTR)
-			continue;
-		if (errno != EAGAIN && errno != EWOULDBLOCK)
-			return errno == EPIPE ? -ECONNRESET : -errno;
-		r = wait_fd(fd, POLLOUT, deadline);
 		if (r < 0)
 			return r;
+		i++;
 	}
 	return 0;
 }
 
-static int read_exact(int fd, uint8_t *buf, size_t len, int64_t deadline)
+/* The handshake finished on this session. */
+static void on_established(struct sealpost_client *c)
 {
-	while (len) {
-		ssize_t n = recv(fd, buf, len, 0);
-		int r;
+	struct sp_session *s = c->ss;
+	bool again = c->was_up;
+	int r;
 
-		if (n > 0) {
-			buf += n;
-			len -= (size_t)n;
-			continue;
-		}
-		if (n == 0)
-			return -ECONNRESET;
-		if (errno == EINTR)
-			continue;
-		if (errno != EAGAIN && errno != EWOULDBLOCK)
-			return -errno;
-		r = wait_fd(fd, POLLIN, deadline);
-		if (r < 0)
-			return r;
+	if (c->probing) {
+		/* The XX probe of a failed IK: only the key it learned matters. */
+		c->probe_err = memcmp(s->peer, c->pin, SP_KEY_LEN) ? -SEALPOST_ESERVERKEY
+								    : -ECONNRESET;
+		attempt_failed(c, c->probe_err);
+		return;
 	}
-	return 0;
+	memcpy(c->server_pub, s->peer, SP_KEY_LEN);
+	if (!c->has_pin) {
+		/* First contact with XX: later connections pin what it proved. */
+		memcpy(c->pin, s->peer, SP_KEY_LEN);
+		c->has_pin = true;
+	}
+	if (c->hs_ik) {
+		/* IK: the broker routes this device only once a transport message
+		 * proves we hold the session keys (a replayed message 1 cannot), so
+		 * an empty one goes first (PROTOCOL.md 4, "Proof"). */
+		r = sp_noise_encrypt(&s->t.tx, c->proof + SP_LEN_PREFIX, 0);
+		if (r < 0) {
+			attempt_failed(c, r);
+			return;
+		}
+		sp_be_put16(c->proof, SP_TAG_LEN);
+		c->proof_len = sizeof(c->proof);
+		c->proof_off = 0;
+	}
+	c->st = CS_UP;
+	c->attempt = 0;
+	c->attempt_deadline = -1;
+	c->last_rx = c->last_tx = now_ms();
+	c->ka_out = false;
+	if (c->ai_res) {
+		freeaddrinfo(c->ai_res);
+		c->ai_res = c->ai_cur = NULL;
+	}
+	r = resend_pending(c);
+	if (r < 0) {
+		fail(c, r, true);
+		return;
+	}
+	if (again || c->announced_down)
+		note_event(c, again ? SEALPOST_EVENT_RECONNECTED : SEALPOST_EVENT_CONNECTED, 0, 0);
+	else if (c->want_connected_ev)
+		note_event(c, SEALPOST_EVENT_CONNECTED, 0, 0);
+	c->was_up = true;
+	c->announced_down = false;
+	logf_(c, again ? SEALPOST_LOG_INFO : SEALPOST_LOG_DEBUG, "%s (%s), %zu sends resent",
+	      again ? "reconnected" : "connected", c->hs_ik ? "IK" : "XX", c->pend_count);
 }
 
-/* ------------------------------------------------------------ connect --- */
+/* Feeds whole handshake messages to the engine; the rest of rbuf (the
+ * broker's first transport messages) stays for pull_event. */
+static void advance_handshake(struct sealpost_client *c)
+{
+	enum sp_close_reason why;
+	size_t len;
+
+	while (c->st == CS_HANDSHAKE && c->ss->state == SP_SESSION_HANDSHAKE) {
+		if (c->rend - c->rstart < SP_LEN_PREFIX)
+			return;
+		len = get_be16(c->rbuf + c->rstart);
+		if (len == 0 || len > SP_HANDSHAKE_MSG_MAX) {
+			attempt_failed(c, -EPROTO);
+			return;
+		}
+		if (c->rend - c->rstart < SP_LEN_PREFIX + len)
+			return;
+		why = sp_session_rx(c->ss, c->rbuf + c->rstart, SP_LEN_PREFIX + len);
+		sodium_memzero(c->rbuf + c->rstart, SP_LEN_PREFIX + len);
+		c->rstart += SP_LEN_PREFIX + len;
+		if (why != SP_CLOSE_NONE) {
+			attempt_failed(c, why == SP_CLOSE_DECRYPT_FAILED ? -EBADMSG
+					  : why == SP_CLOSE_NOMEM ? -ENOMEM : -EPROTO);
+			return;
+		}
+	}
+	if (c->st == CS_HANDSHAKE && c->ss->state == SP_SESSION_ESTABLISHED)
+		on_established(c);
+}
+
+/* Back-off before attempt n (0-based): min * 2^n, at most max, and then a
+ * random point in its upper half, so that clients a broker restart cut off
+ * together do not come back together. */
+static int64_t backoff_ms(const struct sealpost_client *c, uint32_t n)
+{
+	uint64_t d = c->reconnect_min_ms;
+
+	while (n-- && d < c->reconnect_max_ms)
+		d *= 2;
+	if (d > c->reconnect_max_ms)
+		d = c->reconnect_max_ms;
+	if (d < 2)
+		return (int64_t)d;
+	return (int64_t)(d / 2 + randombytes_uniform((uint32_t)(d - d / 2) + 1));
+}
+
+/* Failures after which trying again cannot help. */
+static bool is_final(int err, int goaway_code)
+{
+	return err == -SEALPOST_ESERVERKEY || err == -EPROTO || err == -ENOMEM ||
+	       err == -EINVAL || goaway_code == SEALPOST_STATUS_GOAWAY_PROTOCOL;
+}
+
+/* Enters the final state: CLOSED events from now on. */
+static void close_final(struct sealpost_client *c, int err)
+{
+	reset_session(c);
+	if (c->ai_res) {
+		freeaddrinfo(c->ai_res);
+		c->ai_res = c->ai_cur = NULL;
+	}
+	c->st = CS_CLOSED;
+	c->io_err = err ? err : CLOSED_EOF;
+	c->goaway = err == 0;
+	c->fatal = true;
+}
+
+/* Schedules the next attempt (socket) or waits for sealpost_client_restart
+ * (foreign); the first failure of an outage is told to the app. */
+static void go_down(struct sealpost_client *c, int err, int goaway_code)
+{
+	int64_t d = c->foreign ? 0 : backoff_ms(c, c->attempt);
+
+	reset_session(c);
+	c->st = CS_BACKOFF;
+	c->attempt++;
+	c->retry_at = now_ms() + d;
+	c->attempt_deadline = -1;
+	if (!c->announced_down) {
+		note_event(c, SEALPOST_EVENT_DISCONNECTED, err, goaway_code);
+		c->announced_down = true;
+	}
+	logf_(c, SEALPOST_LOG_WARN, "disconnected (%s); %s", sealpost_strerror(err),
+	      c->foreign ? "waiting for a new transport" : "retrying");
+	if (!c->foreign)
+		logf_(c, SEALPOST_LOG_DEBUG, "next attempt in %lld ms", (long long)d);
+}
+
+/* An attempt (dial or handshake) failed with err. */
+static void attempt_failed(struct sealpost_client *c, int err)
+{
+	bool ik_eof = c->hs_ik && !c->probing && c->st == CS_HANDSHAKE &&
+		      (err == -ECONNRESET || err == -EPIPE) && !c->foreign;
+
+	logf_(c, SEALPOST_LOG_DEBUG, "attempt failed: %s", sealpost_strerror(err));
+	if (ik_eof) {
+		/* The broker closed during IK: a wrong pinned key looks exactly like
+		 * that (PROTOCOL.md 4, "Failures"). An XX handshake tells: it
+		 * learns the key the broker really holds. */
+		int64_t probe_end = now_ms() + PROBE_TIMEOUT_MS;
+
+		reset_session(c);
+		c->probing = true;
+		if (c->attempt_deadline < 0 || c->attempt_deadline > probe_end)
+			c->attempt_deadline = probe_end;
+		start_attempt(c);
+		return;
+	}
+	if (c->probing) {
+		/* The probe's own failure says nothing about the key. */
+		c->probing = false;
+		if (err != -SEALPOST_ESERVERKEY)
+			err = -ECONNRESET;
+	}
+	if (c->ai_res) {
+		freeaddrinfo(c->ai_res);
+		c->ai_res = c->ai_cur = NULL;
+	}
+	if (c->blocking_initial || (c->flags & SEALPOST_CONNECT_NO_RECONNECT) || is_final(err, 0)) {
+		logf_(c, SEALPOST_LOG_ERROR, "connection failed: %s", sealpost_strerror(err));
+		close_final(c, err);
+		return;
+	}
+	go_down(c, err, 0);
+}
+
+/*
+ * The session is gone and its input used up: reconnect (DISCONNECTED) or
+ * end (CLOSED). Fills *ev and returns 1 when the app gets an event now.
+ */
+static void session_lost(struct sealpost_client *c)
+{
+	int err, code = c->goaway ? c->goaway_code : 0;
+
+	err = c->io_err == CLOSED_EOF ? (c->goaway ? 0 : -ECONNRESET) : c->io_err;
+	if ((c->flags & SEALPOST_CONNECT_NO_RECONNECT) || is_final(err, code)) {
+		logf_(c, SEALPOST_LOG_INFO, "closed: %s", err ? sealpost_strerror(err)
+							       : sealpost_status_string(code));
+		close_final(c, err);
+		return;
+	}
+	/* After a GoAway the reason is the broker's code; the error stays 0. */
+	c->attempt = 0;
+	go_down(c, err, code);
+}
+
+/* ------------------------------------------------------------- socket --- */
 
 /* A non-blocking, close-on-exec socket that never raises SIGPIPE, in one
  * call where the platform has SOCK_NONBLOCK/SOCK_CLOEXEC, else with fcntl. */
@@ -290,199 +901,574 @@ static int open_socket(const struct addrinfo *ai)
 	return fd;
 }
 
-static int connect_one(const struct addrinfo *ai, int64_t deadline)
+/* The TCP connection is up: start the handshake on it. */
+static void dial_done(struct sealpost_client *c)
 {
-	int fd, r, one = 1, err = 0;
-	socklen_t elen = sizeof(err);
+	int r = begin_handshake(c);
 
-	fd = open_socket(ai);
-	if (fd < 0)
-		return fd;
-	/* We coalesce frames ourselves; Nagle would only add latency. */
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
-		return fd;
-	if (errno != EINPROGRESS) {
-		r = -errno;
-		goto fail;
-	}
-	r = wait_fd(fd, POLLOUT, deadline);
 	if (r < 0)
-		goto fail;
-	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0) {
-		r = -errno;
-		goto fail;
-	}
-	if (err) {
-		r = -err;
-		goto fail;
-	}
-	return fd;
-fail:
-	close(fd);
-	return r;
+		attempt_failed(c, r);
 }
 
-static int dial(const char *server, int64_t deadline)
+/* Starts connect(2) on the next address; when every address failed, the
+ * attempt fails with the last one's error. */
+static void dial_next(struct sealpost_client *c)
+{
+	int fd, one = 1;
+
+	for (; c->ai_cur; c->ai_cur = c->ai_cur->ai_next) {
+		fd = open_socket(c->ai_cur);
+		if (fd < 0) {
+			c->dial_err = fd;
+			continue;
+		}
+		/* We coalesce frames ourselves; Nagle would only add latency. */
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		c->fd = fd;
+		if (connect(fd, c->ai_cur->ai_addr, c->ai_cur->ai_addrlen) == 0) {
+			dial_done(c);
+			return;
+		}
+		if (errno == EINPROGRESS) {
+			c->st = CS_DIALING;
+			return;
+		}
+		c->dial_err = -errno;
+		close(fd);
+		c->fd = -1;
+	}
+	attempt_failed(c, c->dial_err ? c->dial_err : -SEALPOST_EUNKNOWNHOST);
+}
+
+/* TCP connect in progress: done, failed (next address), or not yet. */
+static void dial_check(struct sealpost_client *c)
+{
+	struct pollfd p = { .fd = c->fd, .events = POLLOUT };
+	int err = 0;
+	socklen_t elen = sizeof(err);
+
+	if (poll(&p, 1, 0) <= 0)
+		return;
+	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
+		err = errno;
+	if (!err) {
+		dial_done(c);
+		return;
+	}
+	c->dial_err = -err;
+	close(c->fd);
+	c->fd = -1;
+	c->ai_cur = c->ai_cur->ai_next;
+	dial_next(c);
+}
+
+/* Resolves the server (blocking: getaddrinfo has no other form; a numeric
+ * address never waits) and starts dialing. */
+static int start_attempt(struct sealpost_client *c)
 {
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
 				  .ai_flags = AI_NUMERICSERV };
-	struct addrinfo *res = NULL, *ai;
 	struct sp_hostport hp;
 	char port[6];
 	int r;
 
-	r = sp_hostport_split(server, &hp);
-	if (r < 0)
-		return r;
-	if (hp.port == 0)
-		return -EINVAL;
-	snprintf(port, sizeof(port), "%u", (unsigned)hp.port);
-	r = getaddrinfo(hp.host, port, &hints, &res);
-	if (r != 0)
-		return r == EAI_SYSTEM ? -errno : r == EAI_MEMORY ? -ENOMEM : -EADDRNOTAVAIL;
-	r = -EADDRNOTAVAIL;
-	for (ai = res; ai; ai = ai->ai_next) {
-		r = connect_one(ai, deadline);
-		if (r >= 0 || r == -ETIMEDOUT)
-			break;
-	}
-	freeaddrinfo(res);
-	return r;
-}
-
-/* Reads one length-prefixed handshake message into buf (cap bytes). */
-static int read_hs_msg(int fd, uint8_t *buf, size_t cap, size_t *len, int64_t deadline)
-{
-	uint8_t pre[SP_LEN_PREFIX];
-	int r;
-
-	r = read_exact(fd, pre, sizeof(pre), deadline);
-	if (r < 0)
-		return r;
-	*len = get_be16(pre);
-	if (*len == 0 || *len > cap)
-		return -EPROTO;
-	return read_exact(fd, buf, *len, deadline);
-}
-
-static int check_server_hello(struct sealpost_client *c, const uint8_t *payload, size_t len)
-{
-	struct sp_hello h = { 0 };
-
-	if (sp_frame_server_hello_decode(payload, len, &h) < 0)
-		return -EPROTO;
-	if (h.protocol_version != SP_PROTOCOL_VERSION || h.max_envelope <= SP_SEAL_OVERHEAD)
-		return -EPROTO;
-	c->max_envelope = h.max_envelope > SP_BODY_MAX ? SP_BODY_MAX : h.max_envelope;
-	c->max_transport = h.max_transport == 0 || h.max_transport > SP_TRANSPORT_PLAINTEXT_MAX
-		? SP_TRANSPORT_PLAINTEXT_MAX : h.max_transport;
-	if (c->max_transport < MIN_TRANSPORT)
-		return -EPROTO;
-	return 0;
-}
-
-/* Engine hooks while the handshake runs (only message 2 is fed to it). */
-static enum sp_close_reason hs_server_hello(void *ctx, struct sp_session *s,
-					    const uint8_t *payload, size_t len)
-{
-	struct sealpost_client *c = ctx;
-
-	if (check_server_hello(c, payload, len) < 0)
-		return SP_CLOSE_HANDSHAKE_FAILED;
-	sp_session_set_tx_max(s, c->max_transport);
-	return SP_CLOSE_NONE;
-}
-
-static enum sp_close_reason hs_established(void *ctx, struct sp_session *s)
-{
-	(void)ctx;
-	(void)s;
-	return SP_CLOSE_NONE;
-}
-
-/*
- * Frames are read lazily, one event per call (pull_event), from the
- * plaintext the engine left in rbuf: the engine is fed one whole transport
- * message at a time, which it decrypts in place, and its frame walk is only
- * a check. A malformed frame is left for pull_event to find, so the events
- * before it are still handed out, as they always were.
- */
-static enum sp_close_reason on_frame(void *ctx, struct sp_session *s, const struct sp_frame *f)
-{
-	(void)ctx;
-	(void)s;
-	(void)f;
-	return SP_CLOSE_NONE;
-}
-
-/* Writes everything the engine has queued, until the deadline. */
-static int hs_flush(struct sealpost_client *c, struct sp_session *s, int64_t deadline)
-{
-	const uint8_t *p;
-	size_t len;
-	int r;
-
-	while (sp_session_tx_peek(s, &p, &len)) {
-		r = write_all(c->fd, p, len, deadline);
+	if (c->foreign) {
+		r = begin_handshake(c);
 		if (r < 0)
-			return r;
-		sp_session_tx_sent(s, len);
+			close_final(c, r);
+		return r;
 	}
+	r = sp_hostport_split(c->server, &hp);
+	if (r < 0 || hp.port == 0) {
+		close_final(c, -EINVAL);
+		return -EINVAL;
+	}
+	if (c->attempt_deadline < 0 || !c->probing)
+		c->attempt_deadline = now_ms() + c->connect_timeout_ms;
+	snprintf(port, sizeof(port), "%u", (unsigned)hp.port);
+	if (c->ai_res)
+		freeaddrinfo(c->ai_res);
+	c->ai_res = NULL;
+	r = getaddrinfo(hp.host, port, &hints, &c->ai_res);
+	if (r != 0) {
+		c->ai_res = NULL;
+		r = r == EAI_SYSTEM ? -errno : r == EAI_MEMORY ? -ENOMEM
+		  : r == EAI_AGAIN ? -EAGAIN : -SEALPOST_EUNKNOWNHOST;
+		attempt_failed(c, r);
+		return r;
+	}
+	c->ai_cur = c->ai_res;
+	c->dial_err = 0;
+	dial_next(c);
 	return 0;
 }
 
-/*
- * The Noise handshake, initiator side, run by lib/session: IK: -> e, es,
- * s, ss [ClientHello]; <- e, ee, se [ServerHello]. XX: -> e; <- e, ee, s,
- * es [ServerHello]; -> s, se [ClientHello]. Blocks until the deadline.
- * The engine wipes the handshake state on every path; the session (the
- * transport keys) lives in c->sec and is wiped by sealpost_client_close.
- */
-static int handshake(struct sealpost_client *c, const uint8_t *server_key, int64_t deadline)
+/* ------------------------------------------------------------- timers --- */
+
+/* The keepalive interval in force: ours, below the broker's idle timeout. */
+static int64_t ka_interval(const struct sealpost_client *c)
 {
-	uint8_t in[SP_LEN_PREFIX + SP_HANDSHAKE_MSG_MAX];
-	struct sp_session *s = c->ss;
+	int64_t iv = c->keepalive_ms;
+
+	if (c->flags & SEALPOST_CONNECT_NO_KEEPALIVE)
+		return 0;
+	if (c->idle_timeout_ms && (int64_t)c->idle_timeout_ms / 2 < iv)
+		iv = c->idle_timeout_ms / 2;
+	return iv > 0 ? iv : 1;
+}
+
+/* Milliseconds until the library's next timer (-1: none). */
+static int64_t next_timer(const struct sealpost_client *c)
+{
+	int64_t now = now_ms(), at = -1, iv;
+
+	switch (c->st) {
+	case CS_BACKOFF:
+		if (!c->foreign)
+			at = c->retry_at;
+		break;
+	case CS_DIALING:
+	case CS_HANDSHAKE:
+		at = c->foreign ? -1 : c->attempt_deadline;
+		break;
+	case CS_UP:
+		iv = ka_interval(c);
+		if (!iv || c->io_err)
+			break;
+		if (c->ka_out)
+			at = c->ka_sent_at + c->dead_peer_ms;
+		else
+			at = (c->last_tx < c->last_rx ? c->last_tx : c->last_rx) + iv;
+		break;
+	case CS_CLOSED:
+		break;
+	}
+	if (at < 0)
+		return -1;
+	return at > now ? at - now : 0;
+}
+
+/* Runs what is due: the next attempt, an attempt's deadline, keepalive. */
+static void run_timers(struct sealpost_client *c)
+{
+	int64_t now = now_ms(), iv;
+
+	switch (c->st) {
+	case CS_BACKOFF:
+		if (!c->foreign && now >= c->retry_at)
+			start_attempt(c);
+		break;
+	case CS_DIALING:
+	case CS_HANDSHAKE:
+		if (!c->foreign && c->attempt_deadline >= 0 && now >= c->attempt_deadline)
+			attempt_failed(c, -ETIMEDOUT);
+		break;
+	case CS_UP:
+		iv = ka_interval(c);
+		if (!iv || c->io_err || c->goaway)
+			break;
+		if (c->ka_out) {
+			if (now - c->ka_sent_at >= c->dead_peer_ms) {
+				logf_(c, SEALPOST_LOG_WARN, "no answer for %u ms: dead connection",
+				      c->dead_peer_ms);
+				fail(c, -SEALPOST_EDEADPEER, false);
+			}
+		} else if (now - c->last_tx >= iv || now - c->last_rx >= iv) {
+			struct sp_frame f = { .type = SP_FRAME_PING };
+
+			f.u.ping.id = KA_PING_BIT | c->ka_next_id++;
+			if (queue_frame(c, &f) < 0) {
+				fail(c, -ENOMEM, true);
+				break;
+			}
+			c->ka_out = true;
+			c->ka_sent_at = now;
+		}
+		break;
+	case CS_CLOSED:
+		break;
+	}
+}
+
+/* -------------------------------------------------------------- input --- */
+
+/* Room at the end of rbuf for at least want bytes (less when rbuf is at its
+ * limit): *p and the room, 0 when full. */
+static size_t rx_space(struct sealpost_client *c, size_t want, uint8_t **p)
+{
+	if (c->rcap - c->rend < want) {
+		/* Moves unconsumed input to the front of rbuf. */
+		size_t shift = c->rstart;
+
+		if (shift) {
+			memmove(c->rbuf, c->rbuf + shift, c->rend - shift);
+			c->rend -= shift;
+			c->rstart = 0;
+			if (c->have_plain) {
+				c->plain_start -= shift;
+				c->plain_end -= shift;
+			}
+		}
+		if (c->rcap - c->rend < want && c->rcap < RBUF_MAX) {
+			size_t need = c->rend + want > RBUF_MAX ? RBUF_MAX : c->rend + want;
+
+			if (grow(&c->rbuf, &c->rcap, need) < 0)
+				return 0;
+		}
+	}
+	*p = c->rbuf + c->rend;
+	return c->rcap - c->rend;
+}
+
+static void rx_commit(struct sealpost_client *c, size_t n)
+{
+	if (!n)
+		return;
+	c->rend += n;
+	c->last_rx = now_ms();
+	c->ka_out = false;
+}
+
+/* All input consumed: start over at the front, and give back a big buffer. */
+static void drained(struct sealpost_client *c)
+{
+	uint8_t *n;
+
+	c->rstart = c->rend = 0;
+	if (c->rcap <= BUF_KEEP)
+		return;
+	n = malloc(RBUF_INITIAL);
+	if (!n)
+		return;
+	/* Decrypted frames were in it. */
+	sodium_memzero(c->rbuf, c->rcap);
+	free(c->rbuf);
+	c->rbuf = n;
+	c->rcap = RBUF_INITIAL;
+}
+
+static bool read_room(const struct sealpost_client *c)
+{
+	return c->rcap < RBUF_MAX || c->rstart > 0 || c->rcap - c->rend >= 4096;
+}
+
+static void closed_event(const struct sealpost_client *c, struct sealpost_event *ev)
+{
+	memset(ev, 0, sizeof(*ev));
+	ev->type = SEALPOST_EVENT_CLOSED;
+	ev->error = c->io_err == CLOSED_EOF ? (c->goaway ? 0 : -ECONNRESET) : c->io_err;
+}
+
+/* A delivery: opened as a seal, or handed over raw (opaque). */
+static int deliver_event(struct sealpost_client *c, const struct sp_frame *f,
+			 struct sealpost_event *ev)
+{
+	int r = -EBADMSG;
+
+	ev->seq = f->u.deliver.seq;
+	/* msgbuf holds no plaintext here: release() wiped it. */
+	if (grow(&c->msgbuf, &c->msgcap, f->body_len ? f->body_len : 1) < 0)
+		return -ENOMEM;
+	if (!(c->flags & SEALPOST_CONNECT_OPAQUE_ALL))
+		r = sp_seal_open(c->key->priv, f->body, f->body_len, ev->sender, c->msgbuf,
+				 c->msgcap, &c->msg_len);
+	if (r == 0) {
+		ev->type = SEALPOST_EVENT_MESSAGE;
+		ev->data = c->msgbuf;
+		ev->len = c->msg_len;
+		return 1;
+	}
+	c->msg_len = 0;
+	memset(ev->sender, 0, sizeof(ev->sender));
+	if (c->flags & (SEALPOST_CONNECT_OPAQUE | SEALPOST_CONNECT_OPAQUE_ALL)) {
+		memcpy(c->msgbuf, f->body, f->body_len);
+		c->msg_len = f->body_len;
+		ev->type = SEALPOST_EVENT_OPAQUE;
+		ev->data = c->msgbuf;
+		ev->len = f->body_len;
+		return 1;
+	}
+	ev->type = SEALPOST_EVENT_BAD_ENVELOPE;
+	ev->error = -EBADMSG;
+	return 1;
+}
+
+/*
+ * Turns one decoded frame into an event: 1 if it gives one, 0 if not;
+ * -EPROTO for a frame a broker may not send, -ENOMEM.
+ */
+static int frame_event(struct sealpost_client *c, const struct sp_frame *f,
+		       struct sealpost_event *ev)
+{
+	struct sp_frame pong = { .type = SP_FRAME_PONG };
+
+	memset(ev, 0, sizeof(*ev));
+	switch (f->type) {
+	case SP_FRAME_DELIVER:
+		return deliver_event(c, f, ev);
+	case SP_FRAME_SEND_RESULT:
+		ev->type = SEALPOST_EVENT_RESULT;
+		ev->client_id = f->u.send_result.client_id;
+		ev->status = (int)f->u.send_result.status;
+		ev->seq = f->u.send_result.seq;
+		pend_resolve(c, ev->client_id);
+		return 1;
+	case SP_FRAME_PONG:
+		if (f->u.ping.id & KA_PING_BIT)
+			return 0;   /* a keepalive's: input arriving was the point */
+		ev->type = SEALPOST_EVENT_PONG;
+		ev->id = f->u.ping.id;
+		return 1;
+	case SP_FRAME_PING:
+		/* Answered whenever output is next flushed. */
+		pong.u.ping.id = f->u.ping.id;
+		return c->goaway ? 0 : queue_frame(c, &pong);
+	case SP_FRAME_GOAWAY:
+		c->goaway = true;
+		c->goaway_code = (int)f->u.goaway.code;
+		ev->type = SEALPOST_EVENT_GOAWAY;
+		ev->status = (int)f->u.goaway.code;
+		return 1;
+	case SP_FRAME_DRAINED:
+		ev->type = SEALPOST_EVENT_DRAINED;
+		ev->id = f->u.drained.count;
+		return 1;
+	default:
+		/* Send or Ack: frames only a client may send. */
+		return -EPROTO;
+	}
+}
+
+/*
+ * Produces the next event from buffered input, without I/O: 1 with *ev, 0
+ * when more input is needed. Once a session's input is used up after it
+ * failed: a DISCONNECTED event (the library reconnects) or CLOSED (final).
+ */
+static int pull_event(struct sealpost_client *c, struct sealpost_event *ev)
+{
 	enum sp_close_reason why;
-	size_t inlen;
+	struct sp_frame f;
+	size_t len, plain;
 	int r;
 
-	c->env = (struct sp_session_env){
-		.hello = { .protocol_version = SP_PROTOCOL_VERSION },
-		.pool = &c->pool,
-		.hooks = { .established = hs_established, .frame = on_frame,
-			   .server_hello = hs_server_hello, .ctx = c },
-	};
-	r = sp_session_connect(s, &c->env, c->key->priv, server_key);
+	if (c->st == CS_CLOSED) {
+		closed_event(c, ev);
+		return 1;
+	}
+	for (;;) {
+		if (c->st != CS_UP || c->fatal)
+			break;
+		if (c->have_plain) {
+			if (c->plain_off == c->plain_len) {
+				c->have_plain = false;
+				c->rstart = c->plain_end;
+				if (c->rstart == c->rend)
+					drained(c);
+				continue;
+			}
+			r = sp_frame_next(c->rbuf + c->plain_start, c->plain_len, &c->plain_off, &f);
+			if (r < 0)
+				r = -EPROTO;   /* malformed frame */
+			else
+				r = frame_event(c, &f, ev);
+			if (r < 0) {
+				fail(c, r, true);
+				break;
+			}
+			if (r > 0)
+				return 1;
+			continue;
+		}
+		if (c->rend - c->rstart < SP_LEN_PREFIX)
+			break;
+		len = get_be16(c->rbuf + c->rstart);
+		if (len < SP_TAG_LEN) {
+			fail(c, -EPROTO, true);
+			break;
+		}
+		if (c->rend - c->rstart < SP_LEN_PREFIX + len)
+			break;
+		/* The whole message, contiguous: decrypted in place by the engine. */
+		why = sp_session_rx(c->ss, c->rbuf + c->rstart, SP_LEN_PREFIX + len);
+		if (why != SP_CLOSE_NONE && why != SP_CLOSE_PROTOCOL) {
+			fail(c, why == SP_CLOSE_NOMEM ? -ENOMEM : -EBADMSG, true);
+			break;
+		}
+		plain = len - SP_TAG_LEN;
+		c->have_plain = true;
+		c->plain_start = c->rstart + SP_LEN_PREFIX;
+		c->plain_len = plain;
+		c->plain_off = 0;
+		c->plain_end = c->plain_start + len;
+	}
+	if (c->st != CS_UP || !c->io_err)
+		return 0;
+	if (c->io_err == CLOSED_EOF && c->rend != c->rstart && !c->fatal)
+		c->io_err = -ECONNRESET;   /* EOF in the middle of a message */
+	session_lost(c);
+	if (c->st == CS_CLOSED) {
+		closed_event(c, ev);
+		return 1;
+	}
+	return 0;   /* DISCONNECTED is held: next_event hands it out */
+}
+
+/* Releases what the previous call handed out. */
+static void release(struct sealpost_client *c)
+{
+	if (c->msg_len) {
+		sodium_memzero(c->msgbuf, c->msg_len);
+		c->msg_len = 0;
+	}
+	if (c->held_out) {
+		sodium_memzero(c->held_out, c->held_out_len);
+		free(c->held_out);
+		c->held_out = NULL;
+		c->held_out_len = 0;
+	}
+}
+
+/* --------------------------------------------------------- socket I/O --- */
+
+/* Non-blocking: seals what is queued and writes what the socket takes. */
+static int do_write(struct sealpost_client *c)
+{
+	int r;
+
+	if (c->io_err)
+		return conn_error(c);
+	r = seal_output(c);
 	if (r < 0)
 		return r;
-	r = hs_flush(c, s, deadline);
-	if (r < 0)
-		goto out;
+	for (;;) {
+		const uint8_t *p;
+		size_t len;
+		ssize_t n;
 
-	/* Message 2 alone: read exactly it, so that nothing after it (the
-	 * broker's first transport messages) goes to the engine. */
-	r = read_hs_msg(c->fd, in + SP_LEN_PREFIX, sizeof(in) - SP_LEN_PREFIX, &inlen, deadline);
-	if (r < 0)
-		goto out;
-	put_be16(in, inlen);
-	why = sp_session_rx(s, in, SP_LEN_PREFIX + inlen);
-	if (why != SP_CLOSE_NONE || s->state != SP_SESSION_ESTABLISHED) {
-		r = why == SP_CLOSE_DECRYPT_FAILED ? -EBADMSG
-		  : why == SP_CLOSE_NOMEM ? -ENOMEM : -EPROTO;
-		goto out;
+		if (!out_peek(c, &p, &len))
+			return 0;
+		n = send(c->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n > 0) {
+			out_sent(c, (size_t)n);
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		r = n < 0 && errno != EPIPE ? -errno : -ECONNRESET;
+		fail(c, r, false);
+		return r;
 	}
-	/* XX: message 3 (s, se + ClientHello). */
-	r = hs_flush(c, s, deadline);
-	if (r < 0)
-		goto out;
-	memcpy(c->server_pub, s->peer, SP_KEY_LEN);
-out:
-	if (r < 0)
-		sp_session_wipe(s);
-	sodium_memzero(in, sizeof(in));
-	return r;
 }
+
+/* Non-blocking: reads what is there, up to a budget. */
+static int do_read(struct sealpost_client *c)
+{
+	size_t budget = READ_BUDGET;
+
+	while (!c->io_err && budget) {
+		uint8_t *p;
+		size_t room = rx_space(c, 4096, &p);
+		ssize_t n;
+
+		if (room == 0) {
+			if (c->rcap < RBUF_MAX)
+				fail(c, -ENOMEM, false);
+			break;
+		}
+		n = recv(c->fd, p, room, MSG_DONTWAIT);
+		if (n > 0) {
+			rx_commit(c, (size_t)n);
+			budget = (size_t)n >= budget ? 0 : budget - (size_t)n;
+			continue;
+		}
+		if (n == 0) {
+			fail(c, CLOSED_EOF, false);
+			break;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			break;
+		fail(c, -errno, false);
+	}
+	return c->io_err < 0 ? c->io_err : 0;
+}
+
+/* One round of non-blocking I/O in both directions (socket mode). */
+static void pump(struct sealpost_client *c)
+{
+	if (c->foreign || c->fd < 0)
+		return;
+	if (c->st == CS_DIALING) {
+		dial_check(c);
+		if (c->st != CS_HANDSHAKE)
+			return;
+	}
+	if (c->io_err || (c->st != CS_UP && c->st != CS_HANDSHAKE))
+		return;
+	do_write(c);
+	if (read_room(c))
+		do_read(c);
+	if (c->st == CS_HANDSHAKE) {
+		advance_handshake(c);
+		if (c->st == CS_HANDSHAKE && c->io_err)
+			attempt_failed(c, c->io_err == CLOSED_EOF ? -ECONNRESET : c->io_err);
+		else if (c->st == CS_UP && !c->io_err)
+			do_write(c);   /* XX message 3, the proof, resends */
+	}
+}
+
+/* Timers, then I/O. */
+static void drive(struct sealpost_client *c)
+{
+	run_timers(c);
+	pump(c);
+	run_timers(c);
+}
+
+SEALPOST_API short sealpost_client_poll_events(const struct sealpost_client *c)
+{
+	short ev = 0;
+
+	if (c->foreign || c->fd < 0)
+		return 0;
+	if (c->st == CS_DIALING)
+		return POLLOUT;
+	if (c->io_err || read_room(c))
+		ev |= POLLIN;
+	if (out_pending(c))
+		ev |= POLLOUT;
+	return ev;
+}
+
+/*
+ * Waits for I/O readiness or the next timer, up to the deadline, then
+ * drives: 0, or -ETIMEDOUT once the deadline has passed. Socket mode only.
+ */
+static int wait_io(struct sealpost_client *c, int64_t deadline)
+{
+	struct pollfd p = { .fd = c->fd, .events = sealpost_client_poll_events(c) };
+	int64_t t = next_timer(c);
+	int to = remaining(deadline), r;
+
+	if (deadline >= 0 && to == 0)
+		return -ETIMEDOUT;
+	if (t >= 0 && (to < 0 || t < to))
+		to = (int)t;
+	if (c->fd >= 0 && c->io_err && c->st == CS_UP)
+		to = 0;   /* buffered input of a dead session: nothing to wait for */
+	if (c->fd < 0 && to < 0)
+		return -ENOTCONN;
+	r = poll(&p, c->fd >= 0 ? 1 : 0, to);
+	if (r < 0 && errno != EINTR)
+		return -errno;
+	drive(c);
+	return 0;
+}
+
+/* ----------------------------------------------------------- creation --- */
 
 /*
  * Copies the caller's options the way Linux copies extensible structs
@@ -506,13 +1492,15 @@ static int read_opts(const struct sealpost_connect_opts *in, struct sealpost_con
 			return -E2BIG;
 	if (o->flags & ~CONNECT_FLAGS_KNOWN)
 		return -EINVAL;
+	if (o->reconnect_min_ms && o->reconnect_max_ms && o->reconnect_min_ms > o->reconnect_max_ms)
+		return -EINVAL;
 	return 0;
 }
 
 /*
- * Each connection's ids start at a random 63-bit value: the broker
+ * Each client's ids start at a random 63-bit value: the broker
  * deduplicates on (sender, recipient, client_id) for a whole window, so
- * a counter restarting at 1 after a reconnect would make new envelopes
+ * a counter restarting at 1 for a new client would make new envelopes
  * look like retries and be dropped. 2^63 leaves room to count up.
  */
 static uint64_t first_client_id(void)
@@ -522,6 +1510,119 @@ static uint64_t first_client_id(void)
 	randombytes_buf(&id, sizeof(id));
 	id &= UINT64_MAX >> 1;
 	return id ? id : 1;
+}
+
+static uint32_t or_default(uint32_t v, uint32_t def)
+{
+	return v ? v : def;
+}
+
+/* A client with no session yet; server NULL: foreign. */
+static int client_new(struct sealpost_client **out, const char *server,
+		      const struct sealpost_key *key, const uint8_t *server_key,
+		      const struct sealpost_connect_opts *opts)
+{
+	struct sealpost_connect_opts o;
+	struct sealpost_client *c;
+	int r;
+
+	if (!out || !key)
+		return -EINVAL;
+	r = read_opts(opts, &o);
+	if (r < 0)
+		return r;
+	if (server_key && !sp_noise_key_valid(server_key))
+		return -EINVAL;
+	if (sodium_init() < 0)
+		return -ENOMEM;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->fd = -1;
+	c->st = CS_BACKOFF;
+	c->foreign = server == NULL;
+	c->next_client_id = first_client_id();
+	c->next_ping_id = 1;
+	c->ka_next_id = 1;
+	c->flags = o.flags;
+	c->manual_ack = o.flags & SEALPOST_CONNECT_MANUAL_ACK;
+	c->reconnect_min_ms = or_default(o.reconnect_min_ms, RECONNECT_MIN_DEFAULT_MS);
+	c->reconnect_max_ms = or_default(o.reconnect_max_ms, RECONNECT_MAX_DEFAULT_MS);
+	if (c->reconnect_max_ms < c->reconnect_min_ms)
+		c->reconnect_max_ms = c->reconnect_min_ms;
+	c->offline_queue_max = or_default(o.offline_queue_max, OFFLINE_QUEUE_DEFAULT);
+	c->connect_timeout_ms = or_default(o.connect_timeout_ms, CONNECT_TIMEOUT_DEFAULT_MS);
+	c->keepalive_ms = or_default(o.keepalive_ms, KEEPALIVE_DEFAULT_MS);
+	c->dead_peer_ms = or_default(o.dead_peer_ms, DEAD_PEER_DEFAULT_MS);
+	c->attempt_deadline = -1;
+	/* Until a ServerHello says otherwise: the protocol's limits. */
+	c->max_envelope = SP_BODY_MAX;
+	c->max_transport = SP_TRANSPORT_PLAINTEXT_MAX;
+	c->sec = sodium_malloc(sizeof(*c->sec));
+	sp_txpool_init(&c->pool, 0);
+	c->rcap = RBUF_INITIAL;
+	c->rbuf = malloc(c->rcap);
+	c->server = server ? strdup(server) : NULL;
+	if (!c->sec || !c->rbuf || (server && !c->server)) {
+		sealpost_client_close(c);
+		return -ENOMEM;
+	}
+	memset(c->sec, 0, sizeof(*c->sec));
+	c->key = &c->sec->key;
+	c->ss = &c->sec->s;
+	memcpy(c->key, key, sizeof(*c->key));
+	if (server_key) {
+		memcpy(c->pin, server_key, SP_KEY_LEN);
+		c->has_pin = true;
+	}
+	*out = c;
+	return 0;
+}
+
+SEALPOST_API int sealpost_client_new(struct sealpost_client **out, const struct sealpost_key *key,
+				     const uint8_t *server_key,
+				     const struct sealpost_connect_opts *opts)
+{
+	struct sealpost_client *c = NULL;
+	int r;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	r = client_new(&c, NULL, key, server_key, opts);
+	if (r < 0)
+		return r;
+	c->want_connected_ev = true;
+	r = begin_handshake(c);
+	if (r < 0) {
+		sealpost_client_close(c);
+		return r;
+	}
+	*out = c;
+	return 0;
+}
+
+SEALPOST_API int sealpost_client_start(struct sealpost_client **out, const char *server,
+				       const struct sealpost_key *key, const uint8_t *server_key,
+				       const struct sealpost_connect_opts *opts)
+{
+	struct sealpost_client *c = NULL;
+	struct sp_hostport hp;
+	int r;
+
+	if (!out || !server)
+		return -EINVAL;
+	*out = NULL;
+	r = sp_hostport_split(server, &hp);
+	if (r < 0 || hp.port == 0)
+		return -EINVAL;
+	r = client_new(&c, server, key, server_key, opts);
+	if (r < 0)
+		return r;
+	c->want_connected_ev = true;
+	start_attempt(c);
+	*out = c;
+	return 0;
 }
 
 SEALPOST_API int sealpost_client_connect(struct sealpost_client **out, const char *server,
@@ -536,72 +1637,53 @@ SEALPOST_API int sealpost_client_connect_opts(struct sealpost_client **out, cons
 					      const uint8_t *server_key, int timeout_ms,
 					      const struct sealpost_connect_opts *opts)
 {
-	struct sealpost_connect_opts o;
-	struct sealpost_client *c;
+	struct sealpost_client *c = NULL;
+	struct sp_hostport hp;
 	int64_t deadline;
+	uint32_t cto;
 	int r;
 
 	if (!out || !server || !key)
 		return -EINVAL;
-	r = read_opts(opts, &o);
+	*out = NULL;
+	r = sp_hostport_split(server, &hp);
+	if (r < 0 || hp.port == 0)
+		return -EINVAL;
+	r = client_new(&c, server, key, server_key, opts);
 	if (r < 0)
 		return r;
-	if (server_key && !sp_noise_key_valid(server_key))
-		return -EINVAL;
-	if (sodium_init() < 0)
-		return -ENOMEM;
-	deadline = deadline_of(timeout_ms <= 0 ? CONNECT_TIMEOUT_DEFAULT_MS : timeout_ms);
-	c = calloc(1, sizeof(*c));
-	if (!c)
-		return -ENOMEM;
-	c->fd = -1;
-	c->next_client_id = first_client_id();
-	c->next_ping_id = 1;
-	c->manual_ack = o.flags & SEALPOST_CONNECT_MANUAL_ACK;
-	c->sec = sodium_malloc(sizeof(*c->sec));
-	sp_txpool_init(&c->pool, 0);
-	c->rcap = RBUF_INITIAL;
-	c->rbuf = malloc(c->rcap);
-	if (!c->sec || !c->rbuf) {
-		r = -ENOMEM;
-		goto fail;
+	if (timeout_ms <= 0)
+		timeout_ms = CONNECT_TIMEOUT_DEFAULT_MS;
+	deadline = deadline_of(timeout_ms);
+	/* The whole connect, a probe included, within the caller's timeout;
+	 * reconnects later use the option's. */
+	cto = c->connect_timeout_ms;
+	c->connect_timeout_ms = (uint32_t)timeout_ms;
+	c->blocking_initial = true;
+	start_attempt(c);
+	while (c->st != CS_UP && c->st != CS_CLOSED) {
+		r = wait_io(c, deadline);
+		if (r < 0) {
+			if (c->st != CS_UP && c->st != CS_CLOSED)
+				close_final(c, r);
+			break;
+		}
 	}
-	memset(c->sec, 0, sizeof(*c->sec));
-	c->key = &c->sec->key;
-	c->ss = &c->sec->s;
-	memcpy(c->key, key, sizeof(*c->key));
-	r = dial(server, deadline);
-	if (r < 0)
-		goto fail;
-	c->fd = r;
-	r = handshake(c, server_key, deadline);
-	if (r < 0)
-		goto fail;
-	if (server_key) {
-		/* IK: the broker routes this device only once a transport message
-		 * proves we hold the session keys (a replayed message 1 cannot), so
-		 * send an empty one now (PROTOCOL.md 4, "Proof"). */
-		uint8_t proof[SP_LEN_PREFIX + SP_TAG_LEN];
-
-		r = sp_noise_encrypt(&c->ss->t.tx, proof + SP_LEN_PREFIX, 0);
-		if (r < 0)
-			goto fail;
-		put_be16(proof, SP_TAG_LEN);
-		r = write_all(c->fd, proof, sizeof(proof), deadline);
-		if (r < 0)
-			goto fail;
+	if (c->st != CS_UP || c->io_err) {
+		r = c->st == CS_CLOSED ? conn_error(c) : c->io_err;
+		sealpost_client_close(c);
+		return r < 0 ? r : -ECONNRESET;
 	}
+	c->blocking_initial = false;
+	c->connect_timeout_ms = cto;
 	*out = c;
 	return 0;
-fail:
-	sealpost_client_close(c);
-	return r;
 }
 
 SEALPOST_API void sealpost_client_server_key(const struct sealpost_client *c,
 					     uint8_t pub[SEALPOST_KEY_LEN])
 {
-	memcpy(pub, c->server_pub, SP_KEY_LEN);
+	memcpy(pub, c->was_up ? c->server_pub : c->pin, SP_KEY_LEN);
 }
 
 SEALPOST_API void sealpost_client_public_key(const struct sealpost_client *c,
@@ -620,118 +1702,26 @@ SEALPOST_API size_t sealpost_client_max_message(const struct sealpost_client *c)
 	return c->max_envelope - SP_SEAL_OVERHEAD;
 }
 
-/* ------------------------------------------------------------- output --- */
-
-/* The error a call reports on a dead connection: -ENOTCONN after a GoAway
- * and the broker's close, the failure otherwise. */
-static int conn_error(const struct sealpost_client *c)
+SEALPOST_API uint32_t sealpost_client_idle_timeout(const struct sealpost_client *c)
 {
-	if (c->io_err == CLOSED_EOF)
-		return c->goaway ? -ENOTCONN : -ECONNRESET;
-	return c->io_err;
+	return c->idle_timeout_ms;
 }
 
-/* Stops all I/O on a broken connection; the fd stays ours until close. */
-static void fail(struct sealpost_client *c, int err, bool fatal)
+SEALPOST_API bool sealpost_client_is_connected(const struct sealpost_client *c)
 {
-	if (!c->io_err)
-		c->io_err = err;
-	if (fatal)
-		c->fatal = true;
-	if (!c->shut && c->fd >= 0) {
-		shutdown(c->fd, SHUT_RDWR);
-		c->shut = true;
-	}
+	return connected(c);
 }
 
-static int grow(uint8_t **buf, size_t *cap, size_t need)
+/* -------------------------------------------------------------- sends --- */
+
+/* -ENOBUFS when the unsent output is over its limit even after a write. */
+static int check_room(struct sealpost_client *c)
 {
-	uint8_t *n = sp_fsutil_grow(*buf, cap, need, 4096);
-
-	if (!n)
-		return -ENOMEM;
-	*buf = n;
-	return 0;
-}
-
-/* Finishes the open transport message (the engine batches frames into it). */
-static int close_batch(struct sealpost_client *c)
-{
-	return sp_session_tx_seal(c->ss);
-}
-
-/* Appends a frame without a body to the open transport message. */
-static int queue_frame(struct sealpost_client *c, const struct sp_frame *f)
-{
-	return sp_session_tx_frame(c->ss, f, NULL, 0);
-}
-
-static int queue_acks(struct sealpost_client *c)
-{
-	struct sp_frame f = { .type = SP_FRAME_ACK };
-	int r;
-
-	if (!c->nacks)
-		return 0;
-	memcpy(f.u.ack.seqs, c->acks, c->nacks * sizeof(c->acks[0]));
-	f.u.ack.count = c->nacks;
-	r = queue_frame(c, &f);
-	if (r == 0)
-		c->nacks = 0;
-	return r;
-}
-
-/* Non-blocking: seals what is queued and writes what the socket takes. */
-static int do_write(struct sealpost_client *c)
-{
-	int r;
-
-	if (c->io_err)
-		return conn_error(c);
-	r = queue_acks(c);
-	if (r == 0)
-		r = close_batch(c);
-	if (r < 0) {
-		fail(c, r, true);
-		return r;
-	}
-	for (;;) {
-		const uint8_t *p;
-		size_t len;
-		ssize_t n;
-
-		if (!sp_session_tx_peek(c->ss, &p, &len))
-			return 0;
-		n = send(c->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n > 0) {
-			sp_session_tx_sent(c->ss, (size_t)n);
-			continue;
-		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return 0;
-		r = n < 0 && errno != EPIPE ? -errno : -ECONNRESET;
-		fail(c, r, false);
-		return r;
-	}
-}
-
-/* taken_seq counts: the app's next step writes that ack (see ack_taken),
- * so an event loop polling for POLLOUT gets it out without new input. */
-static bool out_pending(const struct sealpost_client *c)
-{
-	return sp_session_tx_queued(c->ss) || c->nacks || c->taken_seq;
-}
-
-static int check_send(struct sealpost_client *c)
-{
-	if (c->io_err || c->goaway)
-		return -ENOTCONN;
 	if (sp_session_tx_queued(c->ss) > OUT_QUEUE_MAX) {
-		do_write(c);
+		if (!c->foreign)
+			do_write(c);
 		if (c->io_err)
-			return -ENOTCONN;
+			return 0;   /* queued for the next session instead */
 		if (sp_session_tx_queued(c->ss) > OUT_QUEUE_MAX)
 			return -ENOBUFS;
 	}
@@ -739,14 +1729,18 @@ static int check_send(struct sealpost_client *c)
 }
 
 /*
- * Queues a Send frame whose body (env_len bytes) is produced by seal or
- * copy. id 0: the next of this connection's counter; else a retry's id.
+ * Queues a send whose body (env_len bytes) is produced by seal or copy, and
+ * keeps it until its result: written now when connected, on the next
+ * session otherwise. id 0: the next of the client's counter; else a
+ * retry's id.
  */
 static int queue_send(struct sealpost_client *c, const uint8_t to[SP_KEY_LEN], const uint8_t *msg,
 		      size_t msg_len, const uint8_t *env, size_t env_len, uint32_t flags,
 		      uint64_t id, uint64_t *client_id)
 {
 	struct sp_frame f = { .type = SP_FRAME_SEND };
+	struct pend *p;
+	bool now = connected(c);
 	size_t sealed;
 	int r;
 
@@ -754,27 +1748,57 @@ static int queue_send(struct sealpost_client *c, const uint8_t to[SP_KEY_LEN], c
 		return -EINVAL;
 	if (env_len > c->max_envelope)
 		return -EMSGSIZE;
-	r = check_send(c);
-	if (r < 0)
-		return r;
+	if (c->st == CS_CLOSED)
+		return -ENOTCONN;
+	if (!now && (c->flags & SEALPOST_CONNECT_NO_RECONNECT))
+		return -ENOTCONN;
+	if (!now && c->pend_count >= c->offline_queue_max)
+		return -SEALPOST_EQUEUEFULL;
+	if (now) {
+		r = check_room(c);
+		if (r < 0)
+			return r;
+		now = connected(c);
+		if (!now && (c->flags & SEALPOST_CONNECT_NO_RECONNECT))
+			return -ENOTCONN;
+	}
 	memcpy(f.u.send.to, to, SP_KEY_LEN);
 	f.u.send.to_ok = 1;
 	f.u.send.client_id = id ? id : c->next_client_id;
 	f.u.send.flags = flags;
 	if (sp_frame_size(&f, env_len) > c->max_transport)
 		return -EMSGSIZE;
+	p = malloc(sizeof(*p) + env_len);
+	if (!p)
+		return -ENOMEM;
+	p->id = f.u.send.client_id;
+	p->flags = flags;
+	p->len = (uint32_t)env_len;
+	memcpy(p->to, to, SP_KEY_LEN);
 	if (!env) {
-		if (grow(&c->sealbuf, &c->sealcap, env_len) < 0)
-			return -ENOMEM;
-		r = sp_seal(c->key->priv, to, msg ? msg : (const uint8_t *)"", msg_len,
-			    c->sealbuf, env_len, &sealed);
-		if (r < 0)
-			return r;   /* nothing was queued: frame dropped */
-		env = c->sealbuf;
+		r = sp_seal(c->key->priv, to, msg ? msg : (const uint8_t *)"", msg_len, p->body,
+			    env_len, &sealed);
+		if (r < 0) {
+			pend_free(p);
+			return r;   /* nothing was queued */
+		}
+	} else if (env_len) {
+		memcpy(p->body, env, env_len);
 	}
-	r = sp_session_tx_frame(c->ss, &f, env, env_len);
-	if (r < 0)
-		return r;
+	if (now) {
+		r = tx_send(c, p);
+		if (r < 0) {
+			pend_free(p);
+			return r;
+		}
+	}
+	r = pend_push(c, p);
+	if (r < 0) {
+		/* Written but not tracked: its result still comes. */
+		pend_free(p);
+		if (!now)
+			return r;
+	}
 	if (client_id)
 		*client_id = f.u.send.client_id;
 	if (!id)
@@ -821,6 +1845,25 @@ SEALPOST_API int sealpost_client_send_raw(struct sealpost_client *c,
 	return sealpost_client_send_raw_ex(c, to, env, env_len, 0, 0, client_id);
 }
 
+SEALPOST_API size_t sealpost_client_pending(const struct sealpost_client *c,
+					    struct sealpost_pending *out, size_t cap)
+{
+	size_t i;
+
+	if (!c)
+		return 0;
+	for (i = 0; out && i < cap && i < c->pend_count; i++) {
+		const struct pend *p = pend_at(c, i);
+
+		memset(&out[i], 0, sizeof(out[i]));
+		out[i].client_id = p->id;
+		memcpy(out[i].to, p->to, SP_KEY_LEN);
+		out[i].flags = p->flags;
+		out[i].len = p->len;
+	}
+	return c->pend_count;
+}
+
 SEALPOST_API int sealpost_client_ping(struct sealpost_client *c, uint64_t *id)
 {
 	struct sp_frame f = { .type = SP_FRAME_PING };
@@ -828,9 +1871,13 @@ SEALPOST_API int sealpost_client_ping(struct sealpost_client *c, uint64_t *id)
 
 	if (!c)
 		return -EINVAL;
-	r = check_send(c);
+	if (!connected(c))
+		return -ENOTCONN;
+	r = check_room(c);
 	if (r < 0)
 		return r;
+	if (!connected(c))
+		return -ENOTCONN;
 	/* Acks queued so far go first: the Pong then proves they were
 	 * processed (sealpost_client_sync). */
 	r = queue_acks(c);
@@ -842,7 +1889,7 @@ SEALPOST_API int sealpost_client_ping(struct sealpost_client *c, uint64_t *id)
 		return r;
 	if (id)
 		*id = c->next_ping_id;
-	c->next_ping_id++;
+	c->next_ping_id = (c->next_ping_id + 1) & ~KA_PING_BIT;
 	return 0;
 }
 
@@ -852,23 +1899,26 @@ SEALPOST_API int sealpost_client_ack(struct sealpost_client *c, uint64_t seq)
 
 	if (!c)
 		return -EINVAL;
-	if (c->io_err || c->goaway)
+	if (c->st == CS_CLOSED || ((c->flags & SEALPOST_CONNECT_NO_RECONNECT) && !connected(c)))
 		return -ENOTCONN;
 	if (!seq)
 		return 0;   /* online-only: nothing stored, nothing to ack */
 	if (c->nacks == SP_ACK_SEQS_MAX) {
+		if (!connected(c))
+			return 0;   /* kept full; this one comes again (at-least-once) */
 		r = queue_acks(c);
 		if (r < 0)
 			return r;
 	}
+	/* Kept across a reconnect: a seq names a mailbox entry, not a session. */
 	c->acks[c->nacks++] = seq;
 	return 0;
 }
 
 /*
  * Auto-ack: the app called us again, so it has taken the last event we
- * handed out. On a dead connection the ack is dropped: the envelope comes
- * again next time (at-least-once), which is the only honest outcome.
+ * handed out. On a dead connection without reconnects the ack is dropped:
+ * the envelope comes again next time (at-least-once).
  */
 static void ack_taken(struct sealpost_client *c)
 {
@@ -876,12 +1926,12 @@ static void ack_taken(struct sealpost_client *c)
 	int r;
 
 	c->taken_seq = 0;
-	if (!seq || c->io_err || c->goaway)
+	if (!seq || c->st == CS_CLOSED)
 		return;
+	r = sealpost_client_ack(c, seq);
 	/* Only an Ack frame that cannot be built fails here (out of memory):
 	 * the output stream is then unusable. */
-	r = sealpost_client_ack(c, seq);
-	if (r < 0)
+	if (r < 0 && r != -ENOTCONN)
 		fail(c, r, true);
 }
 
@@ -889,319 +1939,175 @@ static void ack_taken(struct sealpost_client *c)
 static void note_taken(struct sealpost_client *c, const struct sealpost_event *ev)
 {
 	if (!c->manual_ack &&
-	    (ev->type == SEALPOST_EVENT_MESSAGE || ev->type == SEALPOST_EVENT_BAD_ENVELOPE))
+	    (ev->type == SEALPOST_EVENT_MESSAGE || ev->type == SEALPOST_EVENT_BAD_ENVELOPE ||
+	     ev->type == SEALPOST_EVENT_OPAQUE))
 		c->taken_seq = ev->seq;
 }
 
-/* -------------------------------------------------------------- input --- */
-
-/* Moves unconsumed input to the front of rbuf. */
-static void compact(struct sealpost_client *c)
+/* What every call that hands out or may overwrite events does first. */
+static void begin_call(struct sealpost_client *c)
 {
-	size_t shift = c->rstart;
+	release(c);
+	ack_taken(c);
+}
 
-	if (!shift)
-		return;
-	memmove(c->rbuf, c->rbuf + shift, c->rend - shift);
-	c->rend -= shift;
-	c->rstart = 0;
-	if (c->have_plain) {
-		c->plain_start -= shift;
-		c->plain_end -= shift;
+/* ------------------------------------------------------ foreign loops --- */
+
+SEALPOST_API long sealpost_client_feed(struct sealpost_client *c, const void *data, size_t len)
+{
+	size_t done = 0;
+
+	if (!c || (!data && len))
+		return -EINVAL;
+	if (!c->foreign)
+		return -EOPNOTSUPP;
+	if (c->st == CS_CLOSED)
+		return conn_error(c);
+	if (c->st == CS_BACKOFF || c->io_err)
+		return -ENOTCONN;
+	while (done < len) {
+		uint8_t *p;
+		size_t room = rx_space(c, len - done, &p), n;
+
+		if (!room)
+			break;
+		n = room < len - done ? room : len - done;
+		memcpy(p, (const uint8_t *)data + done, n);
+		rx_commit(c, n);
+		done += n;
 	}
+	advance_handshake(c);
+	return (long)done;
 }
 
-/* All input consumed: start over at the front, and give back a big buffer. */
-static void drained(struct sealpost_client *c)
+SEALPOST_API int sealpost_client_feed_eof(struct sealpost_client *c, int error)
 {
-	uint8_t *n;
-
-	c->rstart = c->rend = 0;
-	if (c->rcap <= BUF_KEEP)
-		return;
-	n = malloc(RBUF_INITIAL);
-	if (!n)
-		return;
-	/* Decrypted frames were in it. */
-	sodium_memzero(c->rbuf, c->rcap);
-	free(c->rbuf);
-	c->rbuf = n;
-	c->rcap = RBUF_INITIAL;
-}
-
-/* Non-blocking: reads what is there, up to a budget. */
-static int do_read(struct sealpost_client *c)
-{
-	size_t budget = READ_BUDGET;
-
-	while (!c->io_err && budget) {
-		ssize_t n;
-
-		if (c->rcap - c->rend < 4096) {
-			compact(c);
-			if (c->rcap - c->rend < 4096) {
-				if (c->rcap >= RBUF_MAX)
-					return 0;
-				if (grow(&c->rbuf, &c->rcap, c->rcap * 2) < 0) {
-					fail(c, -ENOMEM, false);
-					break;
-				}
-			}
-		}
-		n = recv(c->fd, c->rbuf + c->rend, c->rcap - c->rend, MSG_DONTWAIT);
-		if (n > 0) {
-			c->rend += (size_t)n;
-			budget = (size_t)n >= budget ? 0 : budget - (size_t)n;
-			continue;
-		}
-		if (n == 0) {
-			fail(c, CLOSED_EOF, false);
-			break;
-		}
-		if (errno == EINTR)
-			continue;
-		if (errno == EAGAIN || errno == EWOULDBLOCK)
-			break;
-		fail(c, -errno, false);
-	}
-	return c->io_err < 0 ? c->io_err : 0;
-}
-
-static bool read_room(const struct sealpost_client *c)
-{
-	return c->rcap < RBUF_MAX || c->rstart > 0 || c->rcap - c->rend >= 4096;
-}
-
-static void closed_event(const struct sealpost_client *c, struct sealpost_event *ev)
-{
-	memset(ev, 0, sizeof(*ev));
-	ev->type = SEALPOST_EVENT_CLOSED;
-	ev->error = c->io_err == CLOSED_EOF ? (c->goaway ? 0 : -ECONNRESET) : c->io_err;
-}
-
-/*
- * Turns one decoded frame into an event: 1 if it gives one, 0 if not;
- * -EPROTO for a frame a broker may not send, -ENOMEM.
- */
-static int frame_event(struct sealpost_client *c, const struct sp_frame *f,
-		       struct sealpost_event *ev)
-{
-	struct sp_frame pong = { .type = SP_FRAME_PONG };
-	int r;
-
-	memset(ev, 0, sizeof(*ev));
-	switch (f->type) {
-	case SP_FRAME_DELIVER:
-		ev->seq = f->u.deliver.seq;
-		/* msgbuf holds no plaintext here: release() wiped it. */
-		if (grow(&c->msgbuf, &c->msgcap, f->body_len) < 0)
-			return -ENOMEM;
-		r = sp_seal_open(c->key->priv, f->body, f->body_len, ev->sender, c->msgbuf,
-				 c->msgcap, &c->msg_len);
-		if (r < 0) {
-			c->msg_len = 0;
-			ev->type = SEALPOST_EVENT_BAD_ENVELOPE;
-			ev->error = -EBADMSG;
-			return 1;
-		}
-		ev->type = SEALPOST_EVENT_MESSAGE;
-		ev->data = c->msgbuf;
-		ev->len = c->msg_len;
-		return 1;
-	case SP_FRAME_SEND_RESULT:
-		ev->type = SEALPOST_EVENT_RESULT;
-		ev->client_id = f->u.send_result.client_id;
-		ev->status = (int)f->u.send_result.status;
-		ev->seq = f->u.send_result.seq;
-		return 1;
-	case SP_FRAME_PONG:
-		ev->type = SEALPOST_EVENT_PONG;
-		ev->id = f->u.ping.id;
-		return 1;
-	case SP_FRAME_PING:
-		/* Answered whenever output is next flushed. */
-		pong.u.ping.id = f->u.ping.id;
-		return c->goaway ? 0 : queue_frame(c, &pong);
-	case SP_FRAME_GOAWAY:
-		c->goaway = true;
-		ev->type = SEALPOST_EVENT_GOAWAY;
-		ev->status = (int)f->u.goaway.code;
-		return 1;
-	case SP_FRAME_DRAINED:
-		ev->type = SEALPOST_EVENT_DRAINED;
-		ev->id = f->u.drained.count;
-		return 1;
-	default:
-		/* Send or Ack: frames only a client may send. */
-		return -EPROTO;
-	}
-}
-
-/*
- * Produces the next event from buffered input, without I/O: 1 with *ev, 0
- * when more input is needed. CLOSED once the input is used up on a dead
- * connection.
- */
-static int pull_event(struct sealpost_client *c, struct sealpost_event *ev)
-{
-	enum sp_close_reason why;
-	struct sp_frame f;
-	size_t len, plain;
-	int r;
-
-	for (;;) {
-		if (c->fatal)
-			break;
-		if (c->have_plain) {
-			if (c->plain_off == c->plain_len) {
-				c->have_plain = false;
-				c->rstart = c->plain_end;
-				if (c->rstart == c->rend)
-					drained(c);
-				continue;
-			}
-			r = sp_frame_next(c->rbuf + c->plain_start, c->plain_len, &c->plain_off, &f);
-			if (r < 0)
-				r = -EPROTO;   /* malformed frame */
-			else
-				r = frame_event(c, &f, ev);
-			if (r < 0) {
-				fail(c, r, true);
-				break;
-			}
-			if (r > 0)
-				return 1;
-			continue;
-		}
-		if (c->rend - c->rstart < SP_LEN_PREFIX)
-			break;
-		len = get_be16(c->rbuf + c->rstart);
-		if (len < SP_TAG_LEN) {
-			fail(c, -EPROTO, true);
-			break;
-		}
-		if (c->rend - c->rstart < SP_LEN_PREFIX + len)
-			break;
-		/* The whole message, contiguous: decrypted in place by the engine. */
-		why = sp_session_rx(c->ss, c->rbuf + c->rstart, SP_LEN_PREFIX + len);
-		if (why != SP_CLOSE_NONE && why != SP_CLOSE_PROTOCOL) {
-			fail(c, why == SP_CLOSE_NOMEM ? -ENOMEM : -EBADMSG, true);
-			break;
-		}
-		plain = len - SP_TAG_LEN;
-		c->have_plain = true;
-		c->plain_start = c->rstart + SP_LEN_PREFIX;
-		c->plain_len = plain;
-		c->plain_off = 0;
-		c->plain_end = c->plain_start + len;
-	}
-	if (!c->io_err)
+	if (!c || error > 0)
+		return -EINVAL;
+	if (!c->foreign)
+		return -EOPNOTSUPP;
+	if (c->st == CS_HANDSHAKE) {
+		attempt_failed(c, error ? error : -ECONNRESET);
 		return 0;
-	if (c->io_err == CLOSED_EOF && c->rend != c->rstart && !c->fatal)
-		c->io_err = -ECONNRESET;   /* EOF in the middle of a message */
-	closed_event(c, ev);
-	return 1;
-}
-
-/* Releases what the previous call handed out. */
-static void release(struct sealpost_client *c)
-{
-	if (c->msg_len) {
-		sodium_memzero(c->msgbuf, c->msg_len);
-		c->msg_len = 0;
 	}
-	if (c->held_out) {
-		sodium_memzero(c->held_out, c->held_out_len);
-		free(c->held_out);
-		c->held_out = NULL;
-		c->held_out_len = 0;
-	}
-}
-
-static int hold(struct sealpost_client *c, const struct sealpost_event *ev)
-{
-	struct held_event *h;
-
-	if (c->held_count == c->held_cap) {
-		size_t ncap = c->held_cap ? c->held_cap * 2 : 16, i;
-		struct held_event *n = malloc(ncap * sizeof(*n));
-
-		if (!n)
-			return -ENOMEM;
-		for (i = 0; i < c->held_count; i++)
-			n[i] = c->held[(c->held_head + i) % c->held_cap];
-		free(c->held);
-		c->held = n;
-		c->held_cap = ncap;
-		c->held_head = 0;
-	}
-	h = &c->held[(c->held_head + c->held_count) % c->held_cap];
-	h->ev = *ev;
-	h->data = NULL;
-	if (ev->type == SEALPOST_EVENT_MESSAGE) {
-		h->data = malloc(ev->len ? ev->len : 1);
-		if (!h->data)
-			return -ENOMEM;
-		memcpy(h->data, ev->data, ev->len);
-		h->ev.data = h->data;
-	}
-	c->held_count++;
+	if (c->st == CS_UP)
+		fail(c, error ? error : CLOSED_EOF, false);
 	return 0;
 }
 
-/* One round of non-blocking I/O in both directions. */
-static void pump(struct sealpost_client *c)
+SEALPOST_API int sealpost_client_restart(struct sealpost_client *c)
 {
-	if (c->io_err)
-		return;
-	do_write(c);
-	if (read_room(c))
-		do_read(c);
+	if (!c)
+		return -EINVAL;
+	if (!c->foreign)
+		return -EOPNOTSUPP;
+	if (c->st == CS_CLOSED)
+		return conn_error(c);
+	if (c->st != CS_BACKOFF) {
+		/* The app gives up on the old session and its unread input; what
+		 * it held gets resent (the broker deduplicates). */
+		release(c);
+		c->taken_seq = 0;
+		reset_session(c);
+	}
+	return start_attempt(c);
 }
 
-SEALPOST_API short sealpost_client_poll_events(const struct sealpost_client *c)
+SEALPOST_API int sealpost_client_take_output(struct sealpost_client *c, const uint8_t **data,
+					     size_t *len)
 {
-	short ev = 0;
-
-	if (c->io_err || read_room(c))
-		ev |= POLLIN;
-	if (!c->io_err && out_pending(c))
-		ev |= POLLOUT;
-	return ev;
+	if (!c || !data || !len)
+		return -EINVAL;
+	if (!c->foreign)
+		return -EOPNOTSUPP;
+	*data = NULL;
+	*len = 0;
+	begin_call(c);
+	seal_output(c);
+	if (!out_peek(c, data, len))
+		return 0;
+	return 1;
 }
+
+SEALPOST_API int sealpost_client_output_consumed(struct sealpost_client *c, size_t n)
+{
+	const uint8_t *p;
+	size_t len;
+
+	if (!c)
+		return -EINVAL;
+	if (!c->foreign)
+		return -EOPNOTSUPP;
+	if (!n)
+		return 0;
+	if (!out_peek(c, &p, &len) || n > len)
+		return -EINVAL;
+	out_sent(c, n);
+	return 0;
+}
+
+SEALPOST_API int sealpost_client_timeout(const struct sealpost_client *c)
+{
+	int64_t t;
+
+	if (!c)
+		return -1;
+	t = next_timer(c);
+	if (t < 0)
+		return -1;
+	return t > 0x7fffffff ? 0x7fffffff : (int)t;
+}
+
+/* ------------------------------------------------------------- events --- */
 
 SEALPOST_API int sealpost_client_next_event(struct sealpost_client *c, struct sealpost_event *ev,
 					    int timeout_ms)
 {
-	int64_t deadline = deadline_of(timeout_ms);
+	int64_t deadline;
 	int r;
 
 	if (!c || !ev)
 		return -EINVAL;
-	release(c);
-	ack_taken(c);
-	if (c->held_count) {
-		struct held_event *h = &c->held[c->held_head];
-
-		*ev = h->ev;
-		c->held_out = h->data;
-		c->held_out_len = h->ev.len;
-		c->held_head = (c->held_head + 1) % c->held_cap;
-		c->held_count--;
-		note_taken(c, ev);
-		return 1;
-	}
+	if (c->foreign)
+		timeout_ms = 0;
+	deadline = deadline_of(timeout_ms);
+	begin_call(c);
 	for (;;) {
+		if (!c->held_count && pull_event(c, ev)) {
+			note_taken(c, ev);
+			return 1;
+		}
+		if (c->held_count) {
+			struct held_event *h = &c->held[c->held_head];
+
+			*ev = h->ev;
+			c->held_out = h->data;
+			c->held_out_len = h->ev.len;
+			c->held_head = (c->held_head + 1) % c->held_cap;
+			c->held_count--;
+			if (ev->type == SEALPOST_EVENT_NONE) {
+				release(c);   /* taken by wait_result already */
+				continue;
+			}
+			note_taken(c, ev);
+			return 1;
+		}
+		if (c->foreign) {
+			run_timers(c);
+			if (c->held_count || pull_event(c, ev))
+				continue;
+			return 0;
+		}
+		drive(c);
+		if (c->held_count)
+			continue;
 		if (pull_event(c, ev)) {
 			note_taken(c, ev);
 			return 1;
 		}
-		pump(c);
-		if (pull_event(c, ev)) {
-			note_taken(c, ev);
-			return 1;
-		}
-		r = wait_fd(c->fd, sealpost_client_poll_events(c), deadline);
+		if (c->held_count)
+			continue;
+		r = wait_io(c, deadline);
 		if (r == -ETIMEDOUT)
 			return 0;
 		if (r < 0)
@@ -1212,8 +2118,8 @@ SEALPOST_API int sealpost_client_next_event(struct sealpost_client *c, struct se
 /*
  * Takes buffered events until the one of `type` (RESULT or PONG) for id: 1
  * when found (*found filled), 0 when the buffered input is used up, < 0
- * when the connection died. Every other event is kept, untaken, for
- * sealpost_client_next_event.
+ * when the connection ended for good. Every other event is kept, untaken,
+ * for sealpost_client_next_event.
  */
 static int scan_for(struct sealpost_client *c, enum sealpost_event_type type, uint64_t id,
 		    struct sealpost_event *found)
@@ -1221,7 +2127,9 @@ static int scan_for(struct sealpost_client *c, enum sealpost_event_type type, ui
 	struct sealpost_event ev;
 	int r;
 
-	while (pull_event(c, &ev)) {
+	for (;;) {
+		if (!pull_event(c, &ev))
+			return 0;
 		if (ev.type == SEALPOST_EVENT_CLOSED)
 			return ev.error ? ev.error : -ENOTCONN;
 		if (ev.type == type &&
@@ -1234,6 +2142,22 @@ static int scan_for(struct sealpost_client *c, enum sealpost_event_type type, ui
 		if (r < 0)
 			return r;
 	}
+}
+
+/* A RESULT the library made itself (a resend the broker could not take). */
+static int held_result(struct sealpost_client *c, uint64_t id, struct sealpost_event *found)
+{
+	size_t i;
+
+	for (i = 0; i < c->held_count; i++) {
+		struct held_event *h = &c->held[(c->held_head + i) % c->held_cap];
+
+		if (h->ev.type == SEALPOST_EVENT_RESULT && h->ev.client_id == id) {
+			*found = h->ev;
+			h->ev.type = SEALPOST_EVENT_NONE;
+			return 1;
+		}
+	}
 	return 0;
 }
 
@@ -1242,15 +2166,23 @@ static int wait_for(struct sealpost_client *c, enum sealpost_event_type type, ui
 {
 	int r;
 
+	if (c->foreign)
+		return -EOPNOTSUPP;
 	for (;;) {
 		r = scan_for(c, type, id, found);
 		if (r)
 			return r < 0 ? r : 0;
-		pump(c);
+		if (type == SEALPOST_EVENT_RESULT && held_result(c, id, found))
+			return 0;
+		if (c->st == CS_CLOSED)
+			return conn_error(c);
+		if (type == SEALPOST_EVENT_PONG && c->st != CS_UP)
+			return -ENOTCONN;   /* that ping died with its session */
+		drive(c);
 		r = scan_for(c, type, id, found);
 		if (r)
 			return r < 0 ? r : 0;
-		r = wait_fd(c->fd, sealpost_client_poll_events(c), deadline);
+		r = wait_io(c, deadline);
 		if (r < 0)
 			return r;
 	}
@@ -1265,8 +2197,7 @@ SEALPOST_API int sealpost_client_wait_result(struct sealpost_client *c, uint64_t
 
 	if (!c || !status)
 		return -EINVAL;
-	release(c);
-	ack_taken(c);
+	begin_call(c);
 	r = wait_for(c, SEALPOST_EVENT_RESULT, client_id, deadline, &ev);
 	if (r < 0)
 		return r;
@@ -1301,8 +2232,9 @@ SEALPOST_API int sealpost_client_sync(struct sealpost_client *c, int timeout_ms)
 
 	if (!c)
 		return -EINVAL;
-	release(c);
-	ack_taken(c);
+	if (c->foreign)
+		return -EOPNOTSUPP;
+	begin_call(c);
 	r = sealpost_client_ping(c, &id);
 	if (r < 0)
 		return r == -ENOTCONN && c->io_err ? conn_error(c) : r;
@@ -1312,25 +2244,36 @@ SEALPOST_API int sealpost_client_sync(struct sealpost_client *c, int timeout_ms)
 SEALPOST_API int sealpost_client_flush(struct sealpost_client *c, int timeout_ms)
 {
 	int64_t deadline = deadline_of(timeout_ms);
+	struct sealpost_event ev;
+	bool once = (c && (c->flags & SEALPOST_CONNECT_NO_RECONNECT));
 	int r;
 
 	if (!c)
 		return -EINVAL;
-	release(c);
-	ack_taken(c);
+	if (c->foreign)
+		return -EOPNOTSUPP;
+	begin_call(c);
 	for (;;) {
-		r = do_write(c);
-		if (r < 0)
-			return r;
-		if (!out_pending(c))
-			return 0;
+		if (c->st == CS_CLOSED)
+			return conn_error(c);
+		if (c->st == CS_UP && !c->io_err) {
+			do_write(c);
+			if (!out_pending(c) && (connected(c) || (once && !c->io_err)))
+				return 0;
+		}
+		if (c->st == CS_UP && c->io_err) {
+			if (once)
+				return conn_error(c);
+			/* A dead session ends only once its input is read: kept as
+			 * events, and then the reconnect can start. */
+			r = scan_for(c, SEALPOST_EVENT_NONE, 0, &ev);
+			if (r < 0)
+				return r;
+			continue;
+		}
 		/* Keep reading while we wait, or a broker blocked on writing to
 		 * us could stop reading from us: a deadlock. */
-		if (read_room(c))
-			do_read(c);
-		if (c->io_err)
-			return conn_error(c);
-		r = wait_fd(c->fd, POLLOUT | (read_room(c) ? POLLIN : 0), deadline);
+		r = wait_io(c, deadline);
 		if (r < 0)
 			return r;
 	}
@@ -1343,19 +2286,48 @@ SEALPOST_API int sealpost_client_fd(const struct sealpost_client *c)
 
 SEALPOST_API bool sealpost_client_want_write(const struct sealpost_client *c)
 {
-	return !c->io_err && out_pending(c);
+	return c->st == CS_DIALING || out_pending(c);
 }
 
 SEALPOST_API int sealpost_client_step(struct sealpost_client *c)
 {
 	if (!c)
 		return -EINVAL;
-	release(c);
-	ack_taken(c);
-	pump(c);
-	if (c->io_err)
+	begin_call(c);
+	if (c->foreign)
+		run_timers(c);
+	else
+		drive(c);
+	if (c->st == CS_CLOSED || (c->io_err && (c->flags & SEALPOST_CONNECT_NO_RECONNECT)))
 		return conn_error(c);
 	return 0;
+}
+
+SEALPOST_API void sealpost_client_set_callback(struct sealpost_client *c, sealpost_event_fn fn,
+					       void *ctx)
+{
+	if (!c)
+		return;
+	c->cb = fn;
+	c->cb_ctx = ctx;
+}
+
+SEALPOST_API int sealpost_client_dispatch(struct sealpost_client *c, int timeout_ms)
+{
+	struct sealpost_event ev;
+	int r, n = 0;
+
+	if (!c || !c->cb)
+		return -EINVAL;
+	r = sealpost_client_next_event(c, &ev, timeout_ms);
+	while (r > 0) {
+		n++;
+		c->cb(c->cb_ctx, c, &ev);
+		if (ev.type == SEALPOST_EVENT_CLOSED)
+			return n;
+		r = sealpost_client_next_event(c, &ev, 0);
+	}
+	return r < 0 ? r : n;
 }
 
 SEALPOST_API void sealpost_client_close(struct sealpost_client *c)
@@ -1365,12 +2337,16 @@ SEALPOST_API void sealpost_client_close(struct sealpost_client *c)
 	if (!c)
 		return;
 	release(c);
-	ack_taken(c);
-	/* Best effort, never blocking: the last ack usually fits the socket. */
-	if (c->fd >= 0 && !c->io_err && out_pending(c))
-		do_write(c);
+	if (c->sec) {
+		ack_taken(c);
+		/* Best effort, never blocking: the last ack usually fits the socket. */
+		if (!c->foreign && c->fd >= 0 && connected(c) && out_pending(c))
+			do_write(c);
+	}
 	if (c->fd >= 0)
 		close(c->fd);
+	if (c->ai_res)
+		freeaddrinfo(c->ai_res);
 	if (c->sec) {
 		sp_session_release(&c->sec->s);
 		sodium_memzero(c->sec, sizeof(*c->sec));
@@ -1389,12 +2365,15 @@ SEALPOST_API void sealpost_client_close(struct sealpost_client *c)
 		}
 	}
 	free(c->held);
+	for (i = 0; i < c->pend_count; i++)
+		pend_free(pend_at(c, i));
+	free(c->pend);
 	if (c->rbuf) {
 		sodium_memzero(c->rbuf, c->rcap);
 		free(c->rbuf);
 	}
 	sp_txpool_destroy(&c->pool);
-	free(c->sealbuf);
+	free(c->server);
 	sodium_memzero(c, sizeof(*c));
 	free(c);
 }

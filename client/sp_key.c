@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <sodium.h>
 
@@ -80,6 +81,16 @@ SEALPOST_API int sealpost_key_load(struct sealpost_key **out, const char *path)
 	if (!out || !path)
 		return -EINVAL;
 	r = sp_keyfile_read_private(path, priv);
+	if (r == -EACCES) {
+		/* Ours (a mode others can read) or the system's (no permission
+		 * to open it): the mode tells them apart. */
+		struct stat st;
+
+		if (stat(path, &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO)))
+			r = -SEALPOST_EKEYMODE;
+	} else if (r == -EBADMSG) {
+		r = -SEALPOST_EKEYFORMAT;
+	}
 	if (r < 0)
 		goto out;
 	r = sealpost_key_from_private(out, priv);

@@ -29,11 +29,12 @@ static const struct {
 	{ ENOMEM, "out of memory" },
 	{ EMSGSIZE, "message too large for the broker, or output buffer too small" },
 	{ ETIMEDOUT, "timed out" },
-	{ ECONNRESET, "the broker closed the connection (with IK: possibly a wrong server key)" },
+	{ ECONNRESET, "the broker closed the connection" },
 	{ ECONNREFUSED, "connection refused: no broker listening at that address" },
 	{ EHOSTUNREACH, "broker host unreachable" },
 	{ ENETUNREACH, "network unreachable" },
-	{ EADDRNOTAVAIL, "broker host name did not resolve" },
+	{ EADDRNOTAVAIL, "no local address or port free to connect from" },
+	{ EAGAIN, "the broker's host name could not be looked up now (no network?)" },
 	{ EPROTO, "the broker broke the protocol" },
 	{ EBADMSG, "authentication failed: tampered, not for this key, or malformed" },
 	{ ENOTCONN, "the connection is closed" },
@@ -47,6 +48,14 @@ static const struct {
 	{ ENOSPC, "no space left to write the key file" },
 	{ EROFS, "key file system is read-only" },
 	{ EIO, "input/output error" },
+	{ EOPNOTSUPP, "not available on this kind of client (socket or foreign loop)" },
+	{ SEALPOST_ESERVERKEY, "the broker's key is not the pinned server key (the broker changed "
+			       "its key, or this is not the broker you pinned)" },
+	{ SEALPOST_EUNKNOWNHOST, "unknown host: the broker's host name does not resolve" },
+	{ SEALPOST_EKEYMODE, "key file is readable by group or others: chmod 600 it" },
+	{ SEALPOST_EKEYFORMAT, "malformed key file: expected 64 hex digits and a newline" },
+	{ SEALPOST_EQUEUEFULL, "disconnected, and the offline send queue is full" },
+	{ SEALPOST_EDEADPEER, "the broker stopped answering (keepalive timed out)" },
 };
 
 SEALPOST_API const char *sealpost_strerror(int err)

@@ -19,9 +19,7 @@
  *   -EMSGSIZE    message too large for the broker's max_envelope, or an
  *                output buffer too small
  *   -ETIMEDOUT   the timeout expired (connect, flush, send_wait)
- *   -ECONNRESET  the broker closed the connection, or it was reset (this is
- *                also what a wrong server key looks like with IK: the broker
- *                closes without a reply)
+ *   -ECONNRESET  the broker closed the connection, or it was reset
  *   -ECONNREFUSED, -EHOSTUNREACH, ... from connect(2); -ENOENT, -EACCES, ...
  *                from key files
  *   -EPROTO      the broker broke the protocol (bad length, bad frame, bad
@@ -31,13 +29,23 @@
  *   -ENOTCONN    the connection is closed (or closing after a GoAway)
  *   -ENOBUFS     the send queue is full: call sealpost_client_flush() or
  *                sealpost_client_step() and retry
- *   -EADDRNOTAVAIL  host name did not resolve
+ *   -EAGAIN      host name lookup failed for now (try again)
  *   -E2BIG       sealpost_connect_opts set a field this library does not know
+ *   -EOPNOTSUPP  a socket-only call on a foreign-loop client, or the reverse
  *   -EEXIST      sealpost_key_save: the file exists
  *   -ENAMETOOLONG  a key file path too long for its temporary name
+ * and the library's own codes (enum sealpost_error, returned negated like
+ * errno values, and far above any errno):
+ *   -SEALPOST_ESERVERKEY   the broker's key is not the pinned server key
+ *   -SEALPOST_EUNKNOWNHOST the broker's host name does not exist
+ *   -SEALPOST_EKEYMODE     a key file readable by group or others
+ *   -SEALPOST_EKEYFORMAT   a key file that is not 64 hex digits + newline
+ *   -SEALPOST_EQUEUEFULL   disconnected, and the offline queue is full
+ *   -SEALPOST_EDEADPEER    the broker stopped answering keepalive pings
  * sealpost_strerror() turns any of these into a sentence.
  *
- * Threading: no global state. A sealpost_key may be used by any number of
+ * Threading: no global state but the log hook (sealpost_set_log_callback,
+ * set it once before clients run). A sealpost_key may be used by any number of
  * threads at once for reading (every function taking a const struct
  * sealpost_key *); the key functions are thread-safe. A sealpost_client is
  * used by one thread at a time (no internal locking); different clients are
@@ -45,7 +53,8 @@
  *
  * Secrets: private keys live in guarded memory (libsodium sodium_malloc) and
  * are wiped when freed; opened plaintext buffers are wiped on close. The
- * library never logs anything.
+ * library logs nothing unless the app installs a log hook, and never logs
+ * keys or message contents.
  *
  * Buffer ownership is stated on every function: "borrowed for the call"
  * means the library does not keep the pointer after returning.
@@ -101,6 +110,37 @@ SEALPOST_API const char *sealpost_version(void);
  * "unknown error". Static storage; thread-safe (unlike strerror(3)).
  */
 SEALPOST_API const char *sealpost_strerror(int err);
+
+/* The library's own error codes; functions return them negated. */
+enum sealpost_error {
+	SEALPOST_ERROR_BASE = 7000,     /* above every errno of every platform */
+	/* The broker proved a key other than the pinned server key: with IK the
+	 * broker closes at once, and the library then runs an XX handshake on
+	 * a second connection to learn the key the broker really has. */
+	SEALPOST_ESERVERKEY = 7001,
+	SEALPOST_EUNKNOWNHOST = 7002,   /* getaddrinfo: no such host */
+	SEALPOST_EKEYMODE = 7003,       /* key file readable by group or others: chmod 600 */
+	SEALPOST_EKEYFORMAT = 7004,     /* key file content is not a key */
+	SEALPOST_EQUEUEFULL = 7005,     /* disconnected and offline_queue_max sends wait */
+	SEALPOST_EDEADPEER = 7006,      /* no answer within dead_peer_ms of a keepalive ping */
+};
+
+/*
+ * The log hook: fn(ctx, level, message) for what the library does
+ * (connecting, disconnects and their reasons, back-off, resends). message is
+ * one line without a newline, borrowed for the call; it never holds a key or
+ * message content. Called on whichever thread is inside a library call; fn
+ * must not call back into the client. Default NULL: silent. Global: set it
+ * before clients run (not concurrently with them).
+ */
+enum sealpost_log_level {
+	SEALPOST_LOG_ERROR = 0,
+	SEALPOST_LOG_WARN = 1,
+	SEALPOST_LOG_INFO = 2,
+	SEALPOST_LOG_DEBUG = 3,
+};
+typedef void (*sealpost_log_fn)(void *ctx, int level, const char *message);
+SEALPOST_API void sealpost_set_log_callback(sealpost_log_fn fn, void *ctx);
 
 enum {
 	SEALPOST_KEY_LEN = 32,          /* X25519 public or private key, bytes */
@@ -165,9 +205,10 @@ SEALPOST_API int sealpost_key_from_private(struct sealpost_key **out,
 
 /*
  * Loads a private key file (64 lowercase hex characters and a newline).
- * path: borrowed for the call. -EACCES if the file is readable by group or
- * others (like ssh, a key others can read is refused); -EBADMSG if the
- * content is not exactly that format; other errno from open(2)/read(2).
+ * path: borrowed for the call. -SEALPOST_EKEYMODE if the file is readable by
+ * group or others (like ssh, a key others can read is refused: chmod 600
+ * it); -SEALPOST_EKEYFORMAT if the content is not exactly that format (or
+ * the path is not a regular file); other errno from open(2)/read(2).
  */
 SEALPOST_API int sealpost_key_load(struct sealpost_key **out, const char *path);
 
@@ -223,27 +264,55 @@ SEALPOST_API int sealpost_envelope_open(const struct sealpost_key *self, const u
 
 /* ---------------------------------------------------------- connection --- */
 
-/* A connection to a broker. Opaque; one thread at a time. */
+/*
+ * A connection to a broker. Opaque; one thread at a time.
+ *
+ * Resilient by default: when the connection drops (network loss, broker
+ * restart, takeover, idle close, a dead peer), the client emits
+ * SEALPOST_EVENT_DISCONNECTED, reconnects by itself with exponential
+ * back-off and jitter (reconnect_min_ms .. reconnect_max_ms), runs the
+ * handshake again (IK, with the key the first handshake proved), resends
+ * every send that has no RESULT yet with its original client id (so the
+ * broker's dedup makes the retry exact: one stored copy, the original seq),
+ * and emits SEALPOST_EVENT_RECONNECTED. Every send gets exactly one RESULT.
+ * Sends made while disconnected wait in the same queue (up to
+ * offline_queue_max, then -SEALPOST_EQUEUEFULL); sealpost_client_pending()
+ * lists them. Failures that another attempt cannot fix end it for good
+ * (CLOSED): a changed server key (-SEALPOST_ESERVERKEY), a protocol
+ * violation (-EPROTO, GOAWAY_PROTOCOL), out of memory.
+ * SEALPOST_CONNECT_NO_RECONNECT turns all of this off: the first drop is
+ * CLOSED, and sends without a RESULT will never get one.
+ *
+ * Keepalive (on by default): when nothing was sent or received for
+ * keepalive_ms (60 s by default, and never more than half the idle timeout
+ * the broker states in its ServerHello) the client pings; no input within
+ * dead_peer_ms (20 s) after that ping and the connection counts as dead
+ * (-SEALPOST_EDEADPEER), which starts a reconnect. Timers run inside library
+ * calls: blocking calls keep them, an event loop polls with
+ * sealpost_client_timeout() and calls sealpost_client_step().
+ */
 struct sealpost_client;
 
 /*
  * Connects to a broker and runs the Noise handshake; blocks up to timeout_ms
- * (<= 0: 30 s) for the whole of it.
+ * (<= 0: 30 s) for the whole of it. A failure of this first connection is
+ * returned, not retried (reconnects are for connections that were up).
  *
  * server: "HOST:PORT": an IPv4 address, "[IPv6]:PORT", or a host name
  *         (resolved with getaddrinfo, every address tried in order).
  *         Borrowed for the call.
  * key:    this device's key; copied, so it may be freed after the call.
  * server_key: the broker's static public key (32 bytes, borrowed for the
- *         call): the IK handshake, which fails (-ECONNRESET: the broker just
- *         closes) if the broker holds another key. NULL: the XX handshake,
+ *         call): the IK handshake, which fails with -SEALPOST_ESERVERKEY if
+ *         the broker holds another key. NULL: the XX handshake,
  *         which accepts any broker key; read it with sealpost_client_server_key()
  *         and pin it for the next connect.
  *
  * On success *out is a connected client; free it with sealpost_client_close.
  * Deliveries are acknowledged automatically (see
  * SEALPOST_CONNECT_MANUAL_ACK); sealpost_client_connect_opts chooses otherwise.
- * Right after connecting, the broker sends the device's stored backlog
+ * Errors: the connect(2) errno, -SEALPOST_EUNKNOWNHOST, -SEALPOST_ESERVERKEY,
+ * -ETIMEDOUT, -ECONNRESET, -EPROTO, -EBADMSG. Right after connecting, the broker sends the device's stored backlog
  * (oldest first), then one DRAINED event, then live traffic.
  */
 SEALPOST_API int sealpost_client_connect(struct sealpost_client **out, const char *server,
@@ -262,6 +331,16 @@ SEALPOST_API int sealpost_client_connect(struct sealpost_client **out, const cha
 struct sealpost_connect_opts {
 	size_t size;            /* sizeof(struct sealpost_connect_opts) */
 	uint32_t flags;         /* SEALPOST_CONNECT_* */
+	/* 0 takes the default of each. */
+	uint32_t reconnect_min_ms;   /* first back-off (100); doubles per failed attempt */
+	uint32_t reconnect_max_ms;   /* back-off ceiling (30000); each wait is random in
+				      * the upper half of its step (jitter) */
+	uint32_t offline_queue_max;  /* sends waiting while disconnected (1000) */
+	uint32_t connect_timeout_ms; /* per reconnect attempt, TCP + handshake (30000);
+				      * sealpost_client_start's first attempt too */
+	uint32_t keepalive_ms;       /* ping after this long without traffic (60000;
+				      * at most half the broker's idle timeout) */
+	uint32_t dead_peer_ms;       /* no input this long after a ping: dead (20000) */
 };
 
 enum sealpost_connect_flags {
@@ -276,6 +355,18 @@ enum sealpost_connect_flags {
 	 * once they have stored the message themselves.
 	 */
 	SEALPOST_CONNECT_MANUAL_ACK = 1u << 0,
+	/* No reconnects: the first drop ends the client (CLOSED), and sends are
+	 * refused (-ENOTCONN) once it is down. */
+	SEALPOST_CONNECT_NO_RECONNECT = 1u << 1,
+	/* No keepalive pings (and no dead-peer detection). */
+	SEALPOST_CONNECT_NO_KEEPALIVE = 1u << 2,
+	/* Opaque bodies: a delivery that does not open as a seal for this key
+	 * comes as SEALPOST_EVENT_OPAQUE with its raw bytes (instead of
+	 * BAD_ENVELOPE), for apps that bring their own end-to-end layer and send
+	 * with sealpost_client_send_raw. */
+	SEALPOST_CONNECT_OPAQUE = 1u << 3,
+	/* Every delivery is OPAQUE, none is tried as a seal. */
+	SEALPOST_CONNECT_OPAQUE_ALL = 1u << 4,
 };
 
 #define SEALPOST_CONNECT_OPTS_INIT { .size = sizeof(struct sealpost_connect_opts), .flags = 0 }
@@ -283,12 +374,29 @@ enum sealpost_connect_flags {
 /*
  * sealpost_client_connect with options; opts NULL = all defaults (what
  * sealpost_client_connect does). opts: borrowed for the call. -EINVAL for an
- * unknown flag or a size too small to hold `flags`; -E2BIG as said above.
+ * unknown flag, a size too small to hold `flags`, or reconnect_min_ms above
+ * reconnect_max_ms; -E2BIG as said above.
  */
 SEALPOST_API int sealpost_client_connect_opts(struct sealpost_client **out, const char *server,
 					      const struct sealpost_key *key,
 					      const uint8_t *server_key, int timeout_ms,
 					      const struct sealpost_connect_opts *opts);
+
+/*
+ * Non-blocking connect: returns at once with a client whose TCP connect and
+ * handshake proceed as the app drives it (event-loop integration below):
+ * poll sealpost_client_fd() for sealpost_client_poll_events() with
+ * sealpost_client_timeout(), call sealpost_client_step(), take events. The
+ * first event is SEALPOST_EVENT_CONNECTED once the handshake is done (sends
+ * made before it wait in the queue), or DISCONNECTED(error) if the first
+ * attempt failed and the client retries (CLOSED with NO_RECONNECT, or for a
+ * failure retries cannot fix). Only the host name lookup (getaddrinfo) can
+ * block; a numeric address never does. Arguments as sealpost_client_connect;
+ * 0, or -EINVAL / -ENOMEM / -E2BIG (nothing was created).
+ */
+SEALPOST_API int sealpost_client_start(struct sealpost_client **out, const char *server,
+				       const struct sealpost_key *key, const uint8_t *server_key,
+				       const struct sealpost_connect_opts *opts);
 
 /* The broker's static public key, proven by the handshake. pub: caller-owned. */
 SEALPOST_API void sealpost_client_server_key(const struct sealpost_client *c,
@@ -298,7 +406,15 @@ SEALPOST_API void sealpost_client_server_key(const struct sealpost_client *c,
 SEALPOST_API void sealpost_client_public_key(const struct sealpost_client *c,
 					     uint8_t pub[SEALPOST_KEY_LEN]);
 
-/* ServerHello.max_envelope: the largest sealed envelope the broker accepts. */
+/* true while a session is established and not closing. */
+SEALPOST_API bool sealpost_client_is_connected(const struct sealpost_client *c);
+
+/* ServerHello.idle_timeout_ms: 0 if the broker never closes an idle
+ * connection (or has not said, or no handshake finished yet). */
+SEALPOST_API uint32_t sealpost_client_idle_timeout(const struct sealpost_client *c);
+
+/* ServerHello.max_envelope: the largest sealed envelope the broker accepts
+ * (before the first handshake: the protocol maximum). */
 SEALPOST_API uint32_t sealpost_client_max_envelope(const struct sealpost_client *c);
 
 /* The largest message sealpost_client_send accepts: max_envelope - 97. */
@@ -325,8 +441,12 @@ SEALPOST_API size_t sealpost_client_max_message(const struct sealpost_client *c)
  *
  * -EMSGSIZE if msg_len > sealpost_client_max_message(c); -EINVAL for an invalid
  * `to` (low-order point; the library refuses it before the broker would);
- * -ENOBUFS if the unsent queue is over its limit (flush, then retry);
- * -ENOTCONN after a GoAway or close.
+ * -ENOBUFS if the unsent queue is over its limit (flush, then retry).
+ * While disconnected (or after a GoAway) the send waits for the next
+ * connection (-SEALPOST_EQUEUEFULL once offline_queue_max sends wait);
+ * -ENOTCONN once the client is CLOSED, or with NO_RECONNECT once it is down.
+ * The library keeps a copy of the sealed envelope until its RESULT, for
+ * resends.
  */
 SEALPOST_API int sealpost_client_send(struct sealpost_client *c, const uint8_t to[SEALPOST_KEY_LEN],
 				      const void *msg, size_t msg_len, uint64_t *client_id);
@@ -359,10 +479,12 @@ SEALPOST_API int sealpost_client_send_ex(struct sealpost_client *c,
 					 uint64_t *used_id);
 
 /*
- * Queues an already sealed envelope (e.g. from sealpost_envelope_seal) unchanged,
- * for load generators and forwarding. No check that it is a valid seal; `to`
- * is sent as given (32 bytes, not validated, so bad-recipient handling can
- * be tested). env: borrowed for the call. -EMSGSIZE above max_envelope;
+ * Queues a body unchanged: an already sealed envelope (e.g. from
+ * sealpost_envelope_seal), or an opaque body of an app's own end-to-end
+ * layer (MLS, a double ratchet), which the recipient takes with
+ * SEALPOST_CONNECT_OPAQUE. No check that it is a valid seal; `to` is sent as
+ * given (32 bytes, not validated, so bad-recipient handling can be tested).
+ * env: borrowed for the call (copied). -EMSGSIZE above max_envelope;
  * otherwise the errors of sealpost_client_send.
  */
 SEALPOST_API int sealpost_client_send_raw(struct sealpost_client *c,
@@ -377,9 +499,27 @@ SEALPOST_API int sealpost_client_send_raw_ex(struct sealpost_client *c,
 					     size_t env_len, uint32_t flags, uint64_t client_id,
 					     uint64_t *used_id);
 
+/* A send still waiting for its RESULT (sealpost_client_pending). */
+struct sealpost_pending {
+	uint64_t client_id;
+	uint8_t to[SEALPOST_KEY_LEN];
+	uint32_t flags;         /* SEALPOST_SEND_* */
+	size_t len;             /* envelope bytes */
+};
+
+/*
+ * Lists the sends that have no RESULT yet, oldest first: fills out[0 ..
+ * min(cap, count)) (out: caller-owned; NULL with cap 0 just counts) and
+ * returns the count. They are resent by themselves after a reconnect; after
+ * CLOSED they never will be, and this is what the app may want to keep.
+ */
+SEALPOST_API size_t sealpost_client_pending(const struct sealpost_client *c,
+					    struct sealpost_pending *out, size_t cap);
+
 /*
  * Queues a Ping; its PONG event carries *id (may be NULL). Pings from the
- * broker are answered automatically. -ENOTCONN, -ENOBUFS as for sends.
+ * broker are answered automatically. -ENOBUFS as for sends; -ENOTCONN when
+ * no session is up (a ping is not kept for the next one).
  */
 SEALPOST_API int sealpost_client_ping(struct sealpost_client *c, uint64_t *id);
 
@@ -392,7 +532,9 @@ SEALPOST_API int sealpost_client_ping(struct sealpost_client *c, uint64_t *id);
  * ignored. An ack for a seq this device does not have is ignored by the
  * broker: an ack can only ever name this device's own mailbox. Queued like
  * a send, written with the next output (up to 64 acks share one Ack frame).
- * -ENOTCONN after a GoAway or close.
+ * While disconnected acks wait for the next connection (up to 64; beyond that
+ * the envelope simply comes again). -ENOTCONN once CLOSED (or, with
+ * NO_RECONNECT, down).
  */
 SEALPOST_API int sealpost_client_ack(struct sealpost_client *c, uint64_t seq);
 
@@ -433,10 +575,13 @@ enum sealpost_event_type {
 	/* The broker is about to close: status (SEALPOST_STATUS_GOAWAY_*).
 	 * A CLOSED event follows. */
 	SEALPOST_EVENT_GOAWAY = 4,
-	/* The connection is gone: error is 0 after a GoAway, else a negative
-	 * errno (-ECONNRESET, -EPROTO, -EBADMSG). Final: every later call to
+	/* The client is finished: error is 0 after a GoAway, else a negative
+	 * errno or SEALPOST_E* code (-ECONNRESET, -EPROTO, -EBADMSG,
+	 * -SEALPOST_ESERVERKEY, ...). Final: every later call to
 	 * sealpost_client_next_event returns CLOSED again. Sends still without a
-	 * RESULT will never get one. */
+	 * RESULT will never get one (sealpost_client_pending lists them). Comes
+	 * after the first drop only with SEALPOST_CONNECT_NO_RECONNECT, or for a
+	 * failure another attempt cannot fix. */
 	SEALPOST_EVENT_CLOSED = 5,
 	/* A delivery whose seal did not open (not for us, tampered, or not a
 	 * seal at all): seq and error (-EBADMSG). The connection stays up.
@@ -448,6 +593,23 @@ enum sealpost_event_type {
 	 * that was being sent) has been delivered; what follows is live.
 	 * count: how many came from the backlog (0: the mailbox was empty). */
 	SEALPOST_EVENT_DRAINED = 7,
+	/* The first handshake finished, for clients made with
+	 * sealpost_client_start or sealpost_client_new (the blocking connect
+	 * returns only once it has). */
+	SEALPOST_EVENT_CONNECTED = 8,
+	/* The connection dropped and the library will reconnect (socket mode;
+	 * a foreign-loop client waits for sealpost_client_restart). error: why
+	 * (a negative errno, -SEALPOST_EDEADPEER, ...; 0 after a GoAway), status:
+	 * the GoAway code if one came (TAKEOVER, SHUTDOWN, IDLE, ...). Once per
+	 * outage, however many attempts fail. Sends wait meanwhile. */
+	SEALPOST_EVENT_DISCONNECTED = 9,
+	/* A new session is up after DISCONNECTED: every send without a RESULT
+	 * has been resent; the broker sends the backlog again (then DRAINED). */
+	SEALPOST_EVENT_RECONNECTED = 10,
+	/* With SEALPOST_CONNECT_OPAQUE(_ALL): a delivery handed over as sent,
+	 * not opened: data/len the raw body, seq; sender all zero (only the
+	 * app's own layer can say who wrote it). Acknowledged like a MESSAGE. */
+	SEALPOST_EVENT_OPAQUE = 11,
 };
 
 struct sealpost_event {
@@ -461,7 +623,7 @@ struct sealpost_event {
 		uint64_t count; /* DRAINED: envelopes delivered from the backlog */
 	};
 	uint8_t sender[SEALPOST_KEY_LEN]; /* MESSAGE: the writer's public key, proven by the seal */
-	/* MESSAGE: the plaintext. Owned by the client: valid until the next call
+	/* MESSAGE: the plaintext; OPAQUE: the raw body. Owned by the client: valid until the next call
 	 * on this client (any function taking it), then overwritten or wiped.
 	 * Copy what you keep. */
 	const uint8_t *data;
@@ -504,11 +666,16 @@ SEALPOST_API int sealpost_client_send_wait(struct sealpost_client *c,
 					   uint64_t *seq);
 
 /*
- * Event-loop integration. Poll sealpost_client_fd() for
- * sealpost_client_poll_events() (POLLIN, plus POLLOUT while output is
- * queued); when it is ready, call sealpost_client_step(), then take events
- * with sealpost_client_next_event(c, &ev, 0) until it returns 0. The fd is non-blocking and owned by the client: do
- * not read, write or close it.
+ * Event-loop integration (socket mode). Each round: poll sealpost_client_fd()
+ * for sealpost_client_poll_events() (POLLIN, plus POLLOUT while output is
+ * queued or a TCP connect is in progress) with sealpost_client_timeout() as
+ * the timeout; then call sealpost_client_step() (always: also on a timeout,
+ * it runs the timers), then take events with sealpost_client_next_event(c,
+ * &ev, 0) until it returns 0. Ask for the fd every round: a reconnect gives
+ * a new one, and while waiting to reconnect there is none (-1, which poll(2)
+ * ignores; the timeout then says when to call step). The fd is non-blocking
+ * and owned by the client: do not read, write or close it. Foreign-loop
+ * clients have no fd (-1) and poll events 0.
  */
 SEALPOST_API int sealpost_client_fd(const struct sealpost_client *c);
 SEALPOST_API bool sealpost_client_want_write(const struct sealpost_client *c);
@@ -516,13 +683,109 @@ SEALPOST_API bool sealpost_client_want_write(const struct sealpost_client *c);
 SEALPOST_API short sealpost_client_poll_events(const struct sealpost_client *c);
 
 /*
- * Non-blocking I/O: writes what the socket accepts, reads what is there
- * (into the client's buffer; events are parsed by sealpost_client_next_event).
- * Never blocks. Returns 0 while the connection is up; once it is gone,
+ * Milliseconds until the client's next timer (a reconnect attempt, an
+ * attempt's deadline, a keepalive ping, the dead-peer check) needs a
+ * sealpost_client_step(); -1: none. For poll(2)'s timeout (both modes).
+ */
+SEALPOST_API int sealpost_client_timeout(const struct sealpost_client *c);
+
+/*
+ * Socket mode: runs due timers, advances a connect in progress, writes what
+ * the socket accepts, reads what is there (into the client's buffer; events
+ * are parsed by sealpost_client_next_event). Foreign mode: runs due timers
+ * (keepalive: take output after it). Never blocks. Returns 0 while the
+ * client is alive (also while it reconnects); once it is finished,
  * -ENOTCONN (closed after a GoAway) or the failure (-ECONNRESET, -EPROTO,
- * -EBADMSG, ...), and a CLOSED event is pending.
+ * -EBADMSG, ...), and a CLOSED event is pending. With NO_RECONNECT that is
+ * as soon as the connection is gone.
  */
 SEALPOST_API int sealpost_client_step(struct sealpost_client *c);
+
+/*
+ * Callback mode, on top of the calls above: sealpost_client_dispatch waits
+ * up to timeout_ms (< 0: no limit; 0: never blocks) for an event, then calls
+ * fn(ctx, c, ev) for it and for every further event already available, and
+ * returns how many it dispatched (0: timeout) or a negative errno (-EINVAL
+ * without a callback). Thread model: no thread of the library's own; fn
+ * runs on the thread that called dispatch, inside it, one event at a time.
+ * ev and its data are valid until fn returns. fn may call the sending
+ * functions, ack and ping on c; not close, dispatch or the other
+ * event-taking calls (next_event, wait_result, send_wait, sync, flush). A
+ * multi-threaded app runs dispatch on one thread (its loop) and hands work
+ * to others itself. fn NULL turns callback mode off.
+ */
+typedef void (*sealpost_event_fn)(void *ctx, struct sealpost_client *c,
+				  const struct sealpost_event *ev);
+SEALPOST_API void sealpost_client_set_callback(struct sealpost_client *c, sealpost_event_fn fn,
+					       void *ctx);
+SEALPOST_API int sealpost_client_dispatch(struct sealpost_client *c, int timeout_ms);
+
+/* ------------------------------------------------------ foreign loops --- */
+
+/*
+ * A client without a socket, for apps and bindings whose event loop or
+ * transport is their own (a language runtime's loop, TLS, WebSocket, a
+ * platform network API): the library is the protocol only. Bytes in:
+ * sealpost_client_feed. Bytes out: sealpost_client_take_output, then
+ * sealpost_client_output_consumed for what was written. Everything else
+ * (send, ack, ping, next_event with timeout 0, step for the timers, pending,
+ * dispatch with timeout 0) works as on a socket client; the calls that
+ * wait (flush, sync, wait_result, send_wait) return -EOPNOTSUPP, and
+ * next_event never waits.
+ *
+ * sealpost_client_new: key and server_key as sealpost_client_connect (IK
+ * with the key, XX with NULL; both borrowed for the call), opts as
+ * sealpost_client_connect_opts. The preamble and first handshake message
+ * are queued at once: open the transport, then take output. The first
+ * event is CONNECTED. Transport ends: tell it with sealpost_client_feed_eof;
+ * the client emits DISCONNECTED (CLOSED with NO_RECONNECT), and
+ * sealpost_client_restart on a new transport runs a new handshake (IK with
+ * the proven key) and resends every send without a RESULT (RECONNECTED).
+ * A dead peer found by the keepalive is a DISCONNECTED too: close your
+ * transport. 0, -EINVAL, -ENOMEM, -E2BIG.
+ */
+SEALPOST_API int sealpost_client_new(struct sealpost_client **out, const struct sealpost_key *key,
+				     const uint8_t *server_key,
+				     const struct sealpost_connect_opts *opts);
+
+/*
+ * Received bytes, in order, any split. data: borrowed for the call (copied).
+ * Returns how many bytes it took: len, or fewer when 16 MiB of input are
+ * already waiting to be taken as events (take events, feed the rest);
+ * -ENOTCONN while disconnected, the error once CLOSED. A handshake advances
+ * in here: take output afterwards (XX message 3, the IK proof, resends).
+ */
+SEALPOST_API long sealpost_client_feed(struct sealpost_client *c, const void *data, size_t len);
+
+/*
+ * The transport closed (error 0: an orderly end of stream) or failed (error:
+ * a negative errno to report as the reason). Input fed before it is still
+ * handed out as events, then DISCONNECTED (or CLOSED). -EINVAL for a
+ * positive error.
+ */
+SEALPOST_API int sealpost_client_feed_eof(struct sealpost_client *c, int error);
+
+/*
+ * A new transport is open: starts a new session (the old one and its unread
+ * input are dropped), queues its handshake; its sends are resent once it is
+ * up. 0, the error once CLOSED, -ENOMEM.
+ */
+SEALPOST_API int sealpost_client_restart(struct sealpost_client *c);
+
+/*
+ * The next bytes to send: 1 with *data and *len (contiguous, owned by the
+ * client, valid until sealpost_client_output_consumed, feed_eof, restart or
+ * close; later sends do not change these bytes), 0 with nothing to send
+ * (*data NULL, *len 0). Seals queued frames first (acks, the batch), like a
+ * flush. Counts as a next call for the automatic ack. Call it again after
+ * consuming: output comes in pieces.
+ */
+SEALPOST_API int sealpost_client_take_output(struct sealpost_client *c, const uint8_t **data,
+					     size_t *len);
+
+/* n bytes from the start of the last take_output went out (n <= its len;
+ * a partial write is fine). 0, or -EINVAL for more than was taken. */
+SEALPOST_API int sealpost_client_output_consumed(struct sealpost_client *c, size_t n);
 
 /* Closes the connection, wipes keys and buffers, frees c. NULL is allowed.
  * Never blocks: queued output (the automatic ack of the last message

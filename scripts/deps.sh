@@ -4,10 +4,15 @@
 # those that are missing (so a second run costs one dpkg query, no network).
 set -eu
 
-PKGS="build-essential cmake pkg-config git
+# curl: the README's Try it. prometheus: promtool (rules, metrics checks).
+# debhelper, lintian: ctest packaging/deb (dpkg-buildpackage, once per run).
+PKGS="build-essential cmake pkg-config git curl
 liburing-dev libsodium-dev libprotobuf-c-dev protobuf-c-compiler librocksdb-dev
 libcmocka-dev libjansson-dev libmicrohttpd-dev libinih-dev prometheus
-libmosquitto-dev libnats-dev"
+libmosquitto-dev libnats-dev
+debhelper lintian
+python3 python3-cffi python3-setuptools python3-pytest python3-pip python3-venv
+zlib1g-dev gnuplot-nox"
 
 missing=""
 for p in $PKGS; do
@@ -26,7 +31,42 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then
 	SUDO="sudo"
 fi
-# prometheus is installed for promtool only; keep its service from starting.
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q
-$SUDO apt-get install -y -q --no-install-recommends $missing
+
+# prometheus is installed for promtool only: its server must not start, now
+# or at the next boot. During the install a policy-rc.d that forbids every
+# start (exit 101, see invoke-rc.d(8); deb-systemd-invoke honours it too)
+# keeps the maintainer scripts from starting it, with or without systemd;
+# afterwards the service is disabled (systemctl works offline, also where
+# systemd is not running; without systemctl, update-rc.d). An existing
+# policy-rc.d (an image's own) is left as it is: it already decides.
+new_prometheus=""
+case " $missing " in *" prometheus "*) new_prometheus=1 ;; esac
+policy=/usr/sbin/policy-rc.d
+own_policy=""
+if [ -n "$new_prometheus" ] && [ ! -e "$policy" ]; then
+	printf '#!/bin/sh\n# written by sealpost scripts/deps.sh for one apt-get install\nexit 101\n' |
+		$SUDO tee "$policy" >/dev/null
+	$SUDO chmod 755 "$policy"
+	own_policy=1
+fi
+rc=0
+$SUDO apt-get install -y -q --no-install-recommends $missing || rc=$?
+[ -z "$own_policy" ] || $SUDO rm -f "$policy"
+[ "$rc" = 0 ] || exit "$rc"
+
+if [ -n "$new_prometheus" ]; then
+	if command -v systemctl >/dev/null 2>&1; then
+		# --now only where systemd runs; offline, disable just removes the links.
+		if [ -d /run/systemd/system ]; then
+			$SUDO systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+		else
+			$SUDO systemctl disable prometheus.service >/dev/null 2>&1 || true
+		fi
+	fi
+	if [ -x /etc/init.d/prometheus ] && command -v update-rc.d >/dev/null 2>&1; then
+		$SUDO update-rc.d prometheus disable >/dev/null 2>&1 || true
+	fi
+	echo "deps: prometheus installed for promtool; its service is disabled and not started"
+fi

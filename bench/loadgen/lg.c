@@ -11,12 +11,16 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
+#include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,7 +32,19 @@
 #include "sp_fsutil.h"
 #include "sp_hostport.h"
 
-enum { NS = 1000000000 };
+#include "hdrlog.h"
+
+#ifndef SP_VERSION
+#error "SP_VERSION must be defined by the build"
+#endif
+
+enum {
+	NS = 1000000000,
+	PUBLISH_NS = 100000000,         /* a worker's counters reach the progress line this often */
+	METRICS_BODY_MAX = 4 << 20,     /* a /metrics answer larger than this is refused */
+	METRICS_TIMEOUT_MS = 2000,      /* per connect / send / receive of a metrics scrape */
+	EXIT_FAILED_RUN = 3,            /* ran, but devices did not connect or errors occurred */
+};
 
 /* Worker -> parent barrier messages. */
 enum lg_msg_kind { LG_MSG_READY = 1, LG_MSG_FILLED = 2, LG_MSG_REPORT = 3, LG_MSG_FAIL = 4 };
@@ -40,6 +56,22 @@ struct lg_msg {
 uint64_t lg_now(void)
 {
 	return sp_clock_mono_ns();
+}
+
+static void publish(struct lg_worker *w)
+{
+	if (w->live)
+		memcpy(&w->live->st, &w->st, sizeof(w->st));
+}
+
+void lg_worker_tick(struct lg_worker *w)
+{
+	uint64_t now = lg_now();
+
+	if (now < w->next_publish)
+		return;
+	w->next_publish = now + PUBLISH_NS;
+	publish(w);
 }
 
 static void sleep_until(uint64_t t)
@@ -141,6 +173,7 @@ static int barrier(struct lg_worker *w, uint32_t kind, uint64_t *t)
 	struct lg_msg m = { .kind = kind };
 	int ret;
 
+	publish(w);
 	ret = sp_fsutil_write_all(w->to_parent, &m, sizeof(m));
 	if (!ret)
 		ret = sp_fsutil_write_all(w->to_parent, &w->st, sizeof(w->st));
@@ -211,6 +244,8 @@ bool lg_due(struct lg_worker *w, uint64_t now, uint32_t *dev, uint64_t *intended
 {
 	uint64_t t = lg_next_due(w);
 
+	if (now >= w->next_publish)
+		lg_worker_tick(w);
 	if (t == UINT64_MAX || t > now)
 		return false;
 	if (now >= w->t_end) {
@@ -247,6 +282,8 @@ void lg_count_sent(struct lg_worker *w, uint64_t intended)
 	w->st.sent++;
 	if (in_window(w, intended))
 		w->st.sent_window++;
+	if (now >= w->next_publish)
+		lg_worker_tick(w);
 }
 
 void lg_count_result(struct lg_worker *w, int status, uint64_t intended)
@@ -254,6 +291,65 @@ void lg_count_result(struct lg_worker *w, int status, uint64_t intended)
 	w->st.results[status >= 0 && status < LG_STATUS_SLOTS - 1 ? status : LG_STATUS_SLOTS - 1]++;
 	if ((status == SP_STATUS_DELIVERED || status == SP_STATUS_ACCEPTED) && in_window(w, intended))
 		w->st.results_ok_window++;
+}
+
+/* --hdr-log: the interval histogram's nonzero buckets and summary appended
+ * to the worker's lists; the histogram is then empty. */
+static void ival_flush(struct lg_worker *w)
+{
+	struct hdr *h = w->ival;
+	size_t i, lo, hi;
+
+	if (!h->total)
+		return;
+	if (w->nis == w->cap_is) {
+		size_t cap = w->cap_is ? w->cap_is * 2 : 64;
+		struct lg_ival_sum *n = realloc(w->is, cap * sizeof(*n));
+
+		if (!n)
+			goto fail;
+		w->is = n;
+		w->cap_is = cap;
+	}
+	w->is[w->nis++] = (struct lg_ival_sum){ .ival = w->ival_k, .total = h->total,
+						.min = h->min, .max = h->max };
+	lo = hdr_index(h->min);
+	hi = hdr_index(h->max);
+	for (i = lo; i <= hi; i++) {
+		if (!h->counts[i])
+			continue;
+		if (w->nib == w->cap_ib) {
+			size_t cap = w->cap_ib ? w->cap_ib * 2 : 1024;
+			struct lg_ival_bucket *n = realloc(w->ib, cap * sizeof(*n));
+
+			if (!n)
+				goto fail;
+			w->ib = n;
+			w->cap_ib = cap;
+		}
+		w->ib[w->nib++] = (struct lg_ival_bucket){ .ival = w->ival_k, .idx = (uint32_t)i,
+							  .count = h->counts[i] };
+	}
+	hdr_reset(h);
+	return;
+fail:
+	/* The log would be incomplete: the run reports it as a client error. */
+	lg_count_error(w, LG_E_CLIENT);
+	hdr_reset(h);
+}
+
+/* A latency sample into the interval (of --hdr-interval seconds from t0)
+ * that `now` falls in; an interval is closed by the first sample after it. */
+static void ival_record(struct lg_worker *w, uint64_t now, uint64_t v)
+{
+	uint64_t len = (uint64_t)(w->o->hdr_interval * NS);
+	uint32_t k = (uint32_t)((now > w->t0 ? now - w->t0 : 0) / (len ? len : NS));
+
+	if (k != w->ival_k) {
+		ival_flush(w);
+		w->ival_k = k;
+	}
+	hdr_record(w->ival, v);
 }
 
 void lg_count_delivery(struct lg_worker *w, uint64_t intended, uint64_t now)
@@ -268,6 +364,10 @@ void lg_count_delivery(struct lg_worker *w, uint64_t intended, uint64_t now)
 	if (w->t1)
 		intended = w->t1;
 	hdr_record(w->lat, now > intended ? now - intended : 0);
+	if (w->ival)
+		ival_record(w, now, now > intended ? now - intended : 0);
+	if (now >= w->next_publish)
+		lg_worker_tick(w);
 }
 
 void lg_count_error(struct lg_worker *w, enum lg_err e)
@@ -451,6 +551,160 @@ static double machine_busy_s(void)
 	return (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / (double)sysconf(_SC_CLK_TCK);
 }
 
+/* ------------------------------------------------------------- /metrics --- */
+
+static int resolve(const char *host, uint16_t port, struct sockaddr_storage *ss, socklen_t *len);
+
+/*
+ * One scrape of a Prometheus text endpoint: GET over plain HTTP/1.0, the
+ * body read to the end (bounded by METRICS_BODY_MAX and METRICS_TIMEOUT_MS
+ * per step). url: "http://HOST:PORT/PATH" (HOST a name, IPv4 or [IPv6]).
+ * *body: malloc'd, NUL-terminated, the caller frees it. 0 or a negative errno.
+ */
+static int http_get(const char *url, char **body)
+{
+	struct sp_hostport hp;
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	struct timeval tv = { .tv_sec = METRICS_TIMEOUT_MS / 1000,
+			      .tv_usec = (METRICS_TIMEOUT_MS % 1000) * 1000 };
+	char hostport[300], req[900], *buf = NULL, *p;
+	const char *path;
+	size_t len = 0, cap = 0, n;
+	int fd, ret;
+
+	*body = NULL;
+	if (strncmp(url, "http://", 7) != 0)
+		return -EINVAL;
+	url += 7;
+	path = strchr(url, '/');
+	n = path ? (size_t)(path - url) : strlen(url);
+	if (!path)
+		path = "/metrics";
+	if (n == 0 || n >= sizeof(hostport))
+		return -EINVAL;
+	memcpy(hostport, url, n);
+	hostport[n] = '\0';
+	if (sp_hostport_split(hostport, &hp) < 0 || hp.port == 0)
+		return -EINVAL;
+	if (sp_hostport_sockaddr(&hp, &ss, &sl) < 0 && (ret = resolve(hp.host, hp.port, &ss, &sl)))
+		return ret;
+	if (snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: %s\r\nAccept: text/plain\r\n"
+		     "Connection: close\r\n\r\n", path, hostport) >= (int)sizeof(req))
+		return -EINVAL;
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	/* SO_SNDTIMEO bounds connect() too on Linux. */
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&ss, sl) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	ret = sp_fsutil_write_all(fd, req, strlen(req));
+	if (ret)
+		goto out;
+	for (;;) {
+		ssize_t r;
+
+		if (len + 4096 + 1 > cap) {
+			char *nb;
+
+			if (cap >= METRICS_BODY_MAX) {
+				ret = -EFBIG;
+				goto out;
+			}
+			cap = cap ? cap * 2 : 65536;
+			nb = realloc(buf, cap);
+			if (!nb) {
+				ret = -ENOMEM;
+				goto out;
+			}
+			buf = nb;
+		}
+		r = read(fd, buf + len, cap - len - 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			ret = -errno;
+			goto out;
+		}
+		if (r == 0)
+			break;
+		len += (size_t)r;
+	}
+	if (!buf) {
+		ret = -EPROTO;
+		goto out;
+	}
+	buf[len] = '\0';
+	if (strncmp(buf, "HTTP/1.", 7) != 0 || strncmp(buf + 8, " 200", 4) != 0 ||
+	    !(p = strstr(buf, "\r\n\r\n"))) {
+		ret = -EPROTO;
+		goto out;
+	}
+	memmove(buf, p + 4, len - (size_t)(p + 4 - buf) + 1);
+	*body = buf;
+	buf = NULL;
+	ret = 0;
+out:
+	close(fd);
+	free(buf);
+	return ret;
+}
+
+/* The value of the first sample of one of `names` (no labels, or any), or -1. */
+static double metric_value(const char *body, const char *const *names)
+{
+	for (; *names; names++) {
+		size_t nl = strlen(*names);
+		const char *line = body, *next;
+
+		for (; line && *line; line = next) {
+			const char *v;
+			char *end;
+			double d;
+
+			next = strchr(line, '\n');
+			if (next)
+				next++;
+			if (strncmp(line, *names, nl) != 0 || (line[nl] != ' ' && line[nl] != '{'))
+				continue;
+			v = line + nl;
+			if (*v == '{' && !(v = strchr(v, '}')))
+				continue;
+			if (*v == '}')
+				v++;
+			d = strtod(v, &end);
+			if (end != v && d >= 0)
+				return d;
+		}
+	}
+	return -1;
+}
+
+/* Broker CPU seconds and resident bytes from its /metrics, -1 each if unknown.
+ * Either name: the standard process_* families, or sealpost_-prefixed ones. */
+static void metrics_sample(const char *url, double *cpu_s, long *rss_kib)
+{
+	static const char *const cpu_names[] = { "process_cpu_seconds_total",
+						 "sealpost_process_cpu_seconds_total", NULL };
+	static const char *const rss_names[] = { "process_resident_memory_bytes",
+						 "sealpost_process_resident_memory_bytes", NULL };
+	char *body;
+	double rss;
+
+	*cpu_s = -1;
+	*rss_kib = -1;
+	if (http_get(url, &body))
+		return;
+	*cpu_s = metric_value(body, cpu_names);
+	rss = metric_value(body, rss_names);
+	*rss_kib = rss >= 0 ? (long)(rss / 1024) : -1;
+	free(body);
+}
+
 /* --------------------------------------------------------------- options --- */
 
 static const char *pattern_name(enum lg_pattern p)
@@ -463,10 +717,14 @@ static const char *pattern_name(enum lg_pattern p)
 static void usage(FILE *f, const char *prog, const struct lg_driver *d)
 {
 	fprintf(f,
-		"usage: %s --server HOST:PORT [options]\n"
-		"A swarm of devices on loopback against a %s broker; prints a summary and,\n"
-		"with --json, a machine-readable report. Bounded: stops by itself.\n\n"
-		"  --server HOST:PORT      broker address: 127.0.0.0/8, localhost or [::1] only\n"
+		"usage: %s [--server HOST:PORT] [options]\n"
+		"A swarm of devices against a %s broker; prints a summary and, with --json,\n"
+		"a machine-readable report. Bounded: stops by itself. Exit status 0 when every\n"
+		"device connected and nothing failed, 3 when not, 1 when it could not run, 2 for\n"
+		"bad options.\n\n"
+		"  --server HOST:PORT      broker address (default 127.0.0.1:7400); 127.0.0.0/8,\n"
+		"                          localhost or [::1] unless --allow-remote\n"
+		"  --allow-remote          allow any address or host name as --server\n"
 		"  --devices N             devices, one connection each (default 100)\n"
 		"  --pattern P             pairs | fanin | fanout | drain | idle (default pairs)\n"
 		"  --size BYTES            envelope body size (default 256)\n"
@@ -482,35 +740,89 @@ static void usage(FILE *f, const char *prog, const struct lg_driver *d)
 		"  --connect-timeout S     bound on connect-up (default 60)\n"
 		"  --grace S               wait for stragglers after the window (default 5)\n"
 		"  --broker-pid PID        broker process for CPU/memory (default: found by port)\n"
+		"  --metrics URL           broker CPU/memory from its Prometheus endpoint instead,\n"
+		"                          http://HOST:PORT/metrics (for a broker on another host)\n"
 		"  --json FILE             write the report as JSON ('-' for stdout)\n"
-		"  --quiet                 no human summary\n"
+		"  --hdr-log FILE          write the latency histogram as an HdrHistogram interval log\n"
+		"  --hdr-interval S        seconds per interval of --hdr-log (default 1)\n"
+		"  --no-progress           no progress line every second on stderr\n"
+		"  --quiet                 no human summary and no progress lines\n"
 		"  --help                  this text\n",
 		prog, d->name, LG_DEFAULT_MAX_PER_PROCESS);
 	if (d->help)
 		fputs(d->help, f);
 }
 
-/* Loopback only: this program is a load generator, and the rules say so. */
-static int parse_server(struct lg_opts *o, const char *s)
+static bool is_loopback(const struct sockaddr_storage *a)
+{
+	const struct sockaddr_in *v4 = (const struct sockaddr_in *)a;
+	const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)a;
+
+	return a->ss_family == AF_INET ? (ntohl(v4->sin_addr.s_addr) >> 24) == 127
+				       : IN6_IS_ADDR_LOOPBACK(&v6->sin6_addr);
+}
+
+/* A host name through the resolver (first TCP address), for --allow-remote. */
+static int resolve(const char *host, uint16_t port, struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct addrinfo hints, *res = NULL;
+	int r;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	r = getaddrinfo(host, NULL, &hints, &res);
+	if (r != 0 || !res || res->ai_addrlen > sizeof(*ss)) {
+		if (res)
+			freeaddrinfo(res);
+		return -EHOSTUNREACH;
+	}
+	memset(ss, 0, sizeof(*ss));
+	memcpy(ss, res->ai_addr, res->ai_addrlen);
+	*len = (socklen_t)res->ai_addrlen;
+	freeaddrinfo(res);
+	if (ss->ss_family == AF_INET)
+		((struct sockaddr_in *)ss)->sin_port = htons(port);
+	else if (ss->ss_family == AF_INET6)
+		((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
+	else
+		return -EAFNOSUPPORT;
+	return 0;
+}
+
+/*
+ * Loopback unless allow_remote: a load generator is a denial of service
+ * for whatever it points at, so reaching another host takes a second flag.
+ * Without it, names other than localhost are not even resolved.
+ * -EINVAL malformed, -EPERM not loopback, -EHOSTUNREACH name not resolved.
+ */
+static int parse_server(struct lg_opts *o, const char *s, bool allow_remote)
 {
 	struct sp_hostport hp;
-	struct sockaddr_in *v4 = (struct sockaddr_in *)&o->addr;
-	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&o->addr;
+	const void *ip;
 
 	snprintf(o->server, sizeof(o->server), "%s", s);
 	if (sp_hostport_split(s, &hp) < 0 || hp.port == 0)
 		return -EINVAL;
 	if (!hp.bracketed && strcmp(hp.host, "localhost") == 0)
 		snprintf(hp.host, sizeof(hp.host), "127.0.0.1");
-	if (sp_hostport_sockaddr(&hp, &o->addr, &o->addr_len) < 0)
+	if (sp_hostport_sockaddr(&hp, &o->addr, &o->addr_len) < 0) {
+		int r;
+
+		if (!allow_remote)
+			return -EPERM;
+		r = resolve(hp.host, hp.port, &o->addr, &o->addr_len);
+		if (r)
+			return r;
+	}
+	o->local = is_loopback(&o->addr);
+	if (!o->local && !allow_remote)
 		return -EPERM;
-	if (o->addr.ss_family == AF_INET ? (ntohl(v4->sin_addr.s_addr) >> 24) != 127
-					 : !IN6_IS_ADDR_LOOPBACK(&v6->sin6_addr))
-		return -EPERM;
-	/* A numeric address by now, so it fits (INET6_ADDRSTRLEN). */
-	if (strlen(hp.host) >= sizeof(o->host))
+	ip = o->addr.ss_family == AF_INET
+		? (const void *)&((struct sockaddr_in *)&o->addr)->sin_addr
+		: (const void *)&((struct sockaddr_in6 *)&o->addr)->sin6_addr;
+	if (!inet_ntop(o->addr.ss_family, ip, o->host, sizeof(o->host)))
 		return -EINVAL;
-	memcpy(o->host, hp.host, strlen(hp.host) + 1);
 	o->port = hp.port;
 	return 0;
 }
@@ -552,15 +864,18 @@ static void defaults(struct lg_opts *o)
 	o->connect_concurrency = 256;
 	o->connect_timeout = 60;
 	o->grace = 5;
+	o->hdr_interval = 1;
 }
 
 /* Returns 0 to run, 1 for --help, -1 after printing an error. */
 static int parse_args(struct lg_opts *o, int argc, char **argv, const struct lg_driver *d)
 {
-	bool have_server = false;
+	const char *server = "127.0.0.1:7400";
 	int i;
 
 	defaults(o);
+	o->argc = argc;
+	o->argv = argv;
 	for (i = 1; i < argc; i++) {
 		const char *a = argv[i], *n, *v = i + 1 < argc ? argv[i + 1] : NULL;
 		int bad = 0, used = 1;
@@ -585,21 +900,26 @@ static int parse_args(struct lg_opts *o, int argc, char **argv, const struct lg_
 		} else if (!strcmp(n, "quiet")) {
 			o->quiet = true;
 			continue;
+		} else if (!strcmp(n, "no-progress")) {
+			o->no_progress = true;
+			continue;
+		} else if (!strcmp(n, "allow-remote")) {
+			o->allow_remote = true;
+			continue;
 		}
 		if (!v) {
 			fprintf(stderr, "%s: %s needs a value\n", argv[0], a);
 			return -1;
 		}
 		if (!strcmp(n, "server")) {
-			int r = parse_server(o, v);
-
-			if (r == -EPERM) {
-				fprintf(stderr, "%s: --server %s: only loopback addresses "
-					"(127.0.0.0/8, localhost, [::1]) are allowed\n", argv[0], v);
-				return -1;
-			}
-			bad = r != 0;
-			have_server = !bad;
+			server = v;
+		} else if (!strcmp(n, "metrics")) {
+			bad = strncmp(v, "http://", 7) != 0 || strlen(v) >= sizeof(o->metrics_url);
+			snprintf(o->metrics_url, sizeof(o->metrics_url), "%s", v);
+		} else if (!strcmp(n, "hdr-log")) {
+			snprintf(o->hdr_log, sizeof(o->hdr_log), "%s", v);
+		} else if (!strcmp(n, "hdr-interval")) {
+			bad = parse_num(v, 0.001, 3600, &o->hdr_interval);
 		} else if (!strcmp(n, "server-key")) {
 			bad = strlen(v) != 64;
 			snprintf(o->server_key_hex, sizeof(o->server_key_hex), "%s", v);
@@ -658,8 +978,20 @@ static int parse_args(struct lg_opts *o, int argc, char **argv, const struct lg_
 		}
 		i += used;
 	}
-	if (!have_server) {
-		fprintf(stderr, "%s: --server HOST:PORT is required\n", argv[0]);
+	/* After the loop: --allow-remote may follow --server. */
+	switch (parse_server(o, server, o->allow_remote)) {
+	case 0:
+		break;
+	case -EPERM:
+		fprintf(stderr, "%s: --server %s: only loopback addresses (127.0.0.0/8, localhost, "
+			"[::1]) are allowed without --allow-remote\n", argv[0], server);
+		return -1;
+	case -EHOSTUNREACH:
+		fprintf(stderr, "%s: --server %s: host name not resolved\n", argv[0], server);
+		return -1;
+	default:
+		fprintf(stderr, "%s: --server %s: bad value (HOST:PORT, IPv6 as [::1]:PORT)\n",
+			argv[0], server);
 		return -1;
 	}
 	if ((o->pattern == LG_PAIRS || o->pattern == LG_DRAIN) && (o->devices < 2 || o->devices & 1)) {
@@ -686,11 +1018,20 @@ static int parse_args(struct lg_opts *o, int argc, char **argv, const struct lg_
 
 /* ---------------------------------------------------------------- report --- */
 
+/* Where the broker's CPU and memory figures come from. */
+enum lg_src { SRC_NONE, SRC_PROC, SRC_METRICS };
+
 struct lg_total {
 	struct lg_stats st;
 	struct hdr *lat;
 	uint32_t workers;
 	int broker_pid;
+	enum lg_src src;
+	const char *metrics_url;
+	double start_epoch, t0_epoch;   /* wall clock at the start and at t0 */
+	bool aborted;                   /* no device connected: no traffic was run */
+	uint64_t errors_total;
+	int exit_code;
 	long rss_base_kib, rss_ready_kib, rss_end_kib;
 	double cpu_base, cpu_ready, cpu_warm, cpu_end;
 	double busy_warm, busy_end;     /* machine-wide busy CPU seconds */
@@ -800,22 +1141,34 @@ static void print_human(FILE *f, const struct lg_opts *o, const struct lg_driver
 			sysconf(_SC_NPROCESSORS_ONLN), t->other_cpu_window, o->duration,
 			t->other_cpu_window > 0.1 * o->duration ?
 			": MACHINE SHARED, figures are worse than on a quiet machine" : "");
-	if (t->broker_pid > 0) {
-		fprintf(f, "  broker pid %d   RSS %ld -> %ld -> %ld KiB (base, connected, end): "
-			"%.0f bytes/connection\n", t->broker_pid, t->rss_base_kib, t->rss_ready_kib,
+	if (t->src != SRC_NONE) {
+		if (t->src == SRC_PROC)
+			fprintf(f, "  broker pid %d ", t->broker_pid);
+		else
+			fprintf(f, "  broker (%s)\n                ", t->metrics_url);
+		fprintf(f, "  RSS %ld -> %ld -> %ld KiB (base, connected, end): "
+			"%.0f bytes/connection\n", t->rss_base_kib, t->rss_ready_kib,
 			t->rss_end_kib, t->mem_per_conn);
 		if (t->st.connected >= 100 && t->mem_per_conn >= 0 && t->mem_per_conn < 256)
 			fprintf(f, "                 (RSS barely grew: the broker reused memory of earlier "
 				"connections; take this figure on a fresh broker)\n");
-		fprintf(f, "  broker CPU     %.2f s connect-up, %.2f s in the window", 
+		if (t->broker_cpu_window < 0 || t->cpu_base < 0) {
+			fprintf(f, "  broker CPU     unknown (no process CPU figure)\n");
+			goto results;
+		}
+		fprintf(f, "  broker CPU     %.2f s connect-up, %.2f s in the window",
 			t->cpu_ready - t->cpu_base, t->broker_cpu_window);
 		if (t->st.delivered_window)
 			fprintf(f, " (%.2f us/envelope)", t->broker_cpu_window * 1e6 /
 				(double)t->st.delivered_window);
 		fputc('\n', f);
+	} else if (o->local) {
+		fprintf(f, "  broker         not found (pass --broker-pid or --metrics): no CPU/memory "
+			"figures\n");
 	} else {
-		fprintf(f, "  broker         not found (pass --broker-pid): no CPU/memory figures\n");
+		fprintf(f, "  broker         remote (pass --metrics URL): no CPU/memory figures\n");
 	}
+results:
 	fprintf(f, "  results       ");
 	for (i = 0; i < LG_STATUS_SLOTS; i++)
 		if (t->st.results[i])
@@ -841,16 +1194,58 @@ static void json_pct(FILE *f, const struct hdr *h)
 		h->total ? (double)h->max / 1e3 : 0.0, hdr_mean(h) / 1e3);
 }
 
+/* A JSON string: quotes, backslashes and control bytes escaped; other bytes
+ * as they are (the command line is taken to be UTF-8). */
+static void json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c < 0x20)
+			fprintf(f, "\\u%04x", c);
+		else
+			fputc(c, f);
+	}
+	fputc('"', f);
+}
+
 static int write_json(const char *path, const struct lg_opts *o, const struct lg_driver *d,
 		      const struct lg_total *t)
 {
+	static const char *const src_names[] = { "none", "proc", "metrics" };
 	FILE *f = strcmp(path, "-") == 0 ? stdout : fopen(path, "w");
+	char stamp[64] = "";
+	time_t secs = (time_t)t->start_epoch;
+	struct tm tm;
 	int i, first;
 
 	if (!f)
 		return -errno;
+	if (gmtime_r(&secs, &tm))
+		strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
 	fprintf(f, "{\n  \"program\": \"%s-loadgen\",\n  \"broker\": \"%s\",\n", d->name, d->name);
-	fprintf(f, "  \"variant\": \"%s\",\n", o->variant);
+	fprintf(f, "  \"version\": \"%s\",\n  \"timestamp\": \"%s.%03dZ\",\n"
+		"  \"start_epoch_s\": %.3f,\n", SP_VERSION, stamp,
+		(int)((t->start_epoch - (double)secs) * 1000), t->start_epoch);
+	fprintf(f, "  \"command_line\": [");
+	for (i = 0; i < o->argc; i++) {
+		fputs(i ? ", " : "", f);
+		json_str(f, o->argv[i]);
+	}
+	fprintf(f, "],\n  \"server\": ");
+	json_str(f, o->server);
+	fprintf(f, ",\n  \"server_local\": %s,\n  \"exit_code\": %d,\n  \"aborted\": %s,\n",
+		o->local ? "true" : "false", t->exit_code, t->aborted ? "true" : "false");
+	fprintf(f, "  \"errors_total\": %" PRIu64 ",\n  \"broker_figures\": \"%s\",\n",
+		t->errors_total, src_names[t->src]);
+	fprintf(f, "  \"hdr_log\": ");
+	json_str(f, o->hdr_log);
+	fprintf(f, ",\n  \"variant\": ");
+	json_str(f, o->variant);
+	fprintf(f, ",\n");
 	fprintf(f, "  \"pattern\": \"%s\",\n  \"devices\": %u,\n  \"processes\": %u,\n"
 		"  \"size\": %u,\n  \"sealed\": %s,\n  \"durable\": %s,\n",
 		pattern_name(o->pattern), o->devices, t->workers, o->size,
@@ -880,8 +1275,8 @@ static int write_json(const char *path, const struct lg_opts *o, const struct lg
 	fprintf(f, "  \"machine\": {\"cpus\": %ld, \"other_cpu_s_window\": %.3f},\n",
 		sysconf(_SC_NPROCESSORS_ONLN), t->other_cpu_window);
 	fprintf(f, "  \"broker_cpu_s\": {\"connect\": %.3f, \"window\": %.3f},\n",
-		t->broker_pid > 0 ? t->cpu_ready - t->cpu_base : -1.0,
-		t->broker_pid > 0 ? t->broker_cpu_window : -1.0);
+		t->cpu_ready >= 0 && t->cpu_base >= 0 ? t->cpu_ready - t->cpu_base : -1.0,
+		t->broker_cpu_window);
 	fprintf(f, "  \"results\": {");
 	for (i = 0, first = 1; i < LG_STATUS_SLOTS; i++)
 		if (t->st.results[i]) {
@@ -905,12 +1300,115 @@ static int write_json(const char *path, const struct lg_opts *o, const struct lg
 	return 0;
 }
 
+/* ------------------------------------------------------------- progress --- */
+
+/* The parent's progress line, from what the workers publish (struct lg_live). */
+struct lg_progress {
+	bool on;
+	const struct lg_opts *o;
+	const char *name;
+	struct lg_live *live;
+	uint32_t n;
+	struct hdr *sum;
+	uint64_t t_start, next, last_t, last_delivered;
+};
+
+static void merge_stats(struct lg_stats *a, const struct lg_stats *b);
+
+static void fmt_us(char *buf, size_t cap, const struct hdr *h, double p)
+{
+	double us = hdr_percentile(h, p) / 1e3;
+
+	if (!h->total)
+		snprintf(buf, cap, "-");
+	else if (us < 1000)
+		snprintf(buf, cap, "%.1f us", us);
+	else
+		snprintf(buf, cap, "%.2f ms", us / 1e3);
+}
+
+static void progress_line(struct lg_progress *p, uint64_t now)
+{
+	struct lg_stats tot;
+	uint64_t errs = 0;
+	char p50[32], p99[32];
+	double dt = (double)(now - p->last_t) / NS;
+	uint32_t i;
+
+	memset(&tot, 0, sizeof(tot));
+	hdr_reset(p->sum);
+	for (i = 0; i < p->n; i++) {
+		merge_stats(&tot, &p->live[i].st);
+		hdr_merge(p->sum, &p->live[i].lat);
+	}
+	for (i = 0; i < LG_E_MAX; i++)
+		errs += tot.errors[i];
+	fmt_us(p50, sizeof(p50), p->sum, 50);
+	fmt_us(p99, sizeof(p99), p->sum, 99);
+	fprintf(stderr, "%s-loadgen: %6.1f s  connected %" PRIu64 "/%u  sent %" PRIu64
+		"  delivered %" PRIu64 " (%.0f/s)  p50 %s  p99 %s  errors %" PRIu64 "\n",
+		p->name, (double)(now - p->t_start) / NS, tot.connected, p->o->devices, tot.sent,
+		tot.delivered, dt > 0 ? (double)(tot.delivered - p->last_delivered) / dt : 0.0, p50,
+		p99, errs);
+	p->last_delivered = tot.delivered;
+	p->last_t = now;
+}
+
+static void progress_tick(struct lg_progress *p)
+{
+	uint64_t now = lg_now();
+
+	if (!p->on || now < p->next)
+		return;
+	progress_line(p, now);
+	p->next += NS;
+	if (p->next <= now)
+		p->next = now + NS;
+}
+
+/* sleep_until(t), printing progress lines on the way. */
+static void sleep_progress(struct lg_progress *p, uint64_t t)
+{
+	uint64_t now;
+
+	while ((now = lg_now()) < t) {
+		sleep_until(p->on && p->next < t ? p->next : t);
+		progress_tick(p);
+	}
+}
+
+/* Waits until fd is readable (or fails), printing progress lines meanwhile. */
+static void wait_readable(struct lg_progress *p, int fd)
+{
+	struct pollfd pf = { .fd = fd, .events = POLLIN };
+
+	if (!p->on)
+		return;
+	for (;;) {
+		uint64_t now = lg_now();
+		int ms = p->next > now ? (int)((p->next - now) / 1000000) + 1 : 0, r;
+
+		r = poll(&pf, 1, ms);
+		if (r > 0 || (r < 0 && errno != EINTR))
+			return;
+		progress_tick(p);
+	}
+}
+
 /* ------------------------------------------------------------- processes --- */
 
 struct lg_child {
 	pid_t pid;
 	int rd, wr;             /* from / to the child */
 	bool alive;
+};
+
+/* --hdr-log: every worker's intervals, gathered by the parent. */
+struct lg_ivals {
+	struct lg_ival_bucket *ib;
+	size_t nib;
+	struct lg_ival_sum *is;
+	size_t nis;
 };
 
 static void kill_children(struct lg_child *c, uint32_t n)
@@ -928,16 +1426,21 @@ static void kill_children(struct lg_child *c, uint32_t n)
 static int worker_main(const struct lg_driver *d, struct lg_worker *w)
 {
 	struct lg_msg m = { .kind = LG_MSG_REPORT };
+	uint64_t n[2];
 	int ret;
 
 	/* A hard bound even if the broker or this code hangs: the parent gives
 	 * up on us and the process dies. */
 	alarm((unsigned)(w->o->connect_timeout * 2 + w->o->warmup + w->o->duration +
 			 w->o->grace + 120));
-	w->lat = hdr_new();
-	if (!w->lat)
+	/* The histogram lives in the memory shared with the parent, so that
+	 * its progress lines can read percentiles so far. */
+	w->lat = &w->live->lat;
+	if (w->o->hdr_log[0] && !(w->ival = hdr_new()))
 		return 1;
 	ret = d->worker(w);
+	if (w->ival)
+		ival_flush(w);
 	{
 		struct rusage ru;
 
@@ -945,19 +1448,45 @@ static int worker_main(const struct lg_driver *d, struct lg_worker *w)
 			w->st.client_cpu_s = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
 					     (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 	}
+	publish(w);
 	if (ret) {
 		m.kind = LG_MSG_FAIL;
 		fprintf(stderr, "%s-loadgen worker %u: %s\n", d->name, w->id, strerror(-ret));
 	}
-	if (sp_fsutil_write_all(w->to_parent, &m, sizeof(m)) || sp_fsutil_write_all(w->to_parent, &w->st, sizeof(w->st)) ||
-	    sp_fsutil_write_all(w->to_parent, w->lat, sizeof(*w->lat)))
+	n[0] = w->nis;
+	n[1] = w->nib;
+	if (sp_fsutil_write_all(w->to_parent, &m, sizeof(m)) ||
+	    sp_fsutil_write_all(w->to_parent, &w->st, sizeof(w->st)) ||
+	    sp_fsutil_write_all(w->to_parent, w->lat, sizeof(*w->lat)) ||
+	    sp_fsutil_write_all(w->to_parent, n, sizeof(n)) ||
+	    (w->nis && sp_fsutil_write_all(w->to_parent, w->is, w->nis * sizeof(*w->is))) ||
+	    (w->nib && sp_fsutil_write_all(w->to_parent, w->ib, w->nib * sizeof(*w->ib))))
 		return 1;
 	return ret ? 1 : 0;
 }
 
+/* Appends count items of size sz read from fd to *arr (of *len items). */
+static int read_append(int fd, void **arr, size_t *len, uint64_t count, size_t sz)
+{
+	void *n;
+
+	if (!count)
+		return 0;
+	if (count > (SIZE_MAX / 2) / sz - *len)
+		return -EPROTO;
+	n = realloc(*arr, (*len + count) * sz);
+	if (!n)
+		return -ENOMEM;
+	*arr = n;
+	if (read_all(fd, (uint8_t *)n + *len * sz, count * sz))
+		return -EPIPE;
+	*len += count;
+	return 0;
+}
+
 /* Reads one message + stats from every child; all must be of kind `want`. */
 static int gather(struct lg_child *c, uint32_t n, uint32_t want, struct lg_stats *sum,
-		  struct hdr *lat, struct hdr *tmp)
+		  struct hdr *lat, struct hdr *tmp, struct lg_ivals *iv, struct lg_progress *p)
 {
 	uint32_t i;
 
@@ -966,13 +1495,20 @@ static int gather(struct lg_child *c, uint32_t n, uint32_t want, struct lg_stats
 		struct lg_msg m;
 		struct lg_stats st;
 
+		wait_readable(p, c[i].rd);
 		if (read_all(c[i].rd, &m, sizeof(m)) || read_all(c[i].rd, &st, sizeof(st)))
 			return -EPIPE;
 		if (m.kind == LG_MSG_REPORT || m.kind == LG_MSG_FAIL) {
-			if (read_all(c[i].rd, tmp, sizeof(*tmp)))
+			uint64_t cnt[2];
+
+			if (read_all(c[i].rd, tmp, sizeof(*tmp)) ||
+			    read_all(c[i].rd, cnt, sizeof(cnt)))
 				return -EPIPE;
 			if (lat)
 				hdr_merge(lat, tmp);
+			if (read_append(c[i].rd, (void **)&iv->is, &iv->nis, cnt[0], sizeof(*iv->is)) ||
+			    read_append(c[i].rd, (void **)&iv->ib, &iv->nib, cnt[1], sizeof(*iv->ib)))
+				return -EPIPE;
 		}
 		merge_stats(sum, &st);
 		if (m.kind != want)
@@ -991,17 +1527,116 @@ static int release(struct lg_child *c, uint32_t n, uint64_t t)
 	return 0;
 }
 
+static void broker_sample(const struct lg_total *t, double *cpu_s, long *rss_kib)
+{
+	*cpu_s = -1;
+	*rss_kib = -1;
+	if (t->src == SRC_METRICS) {
+		metrics_sample(t->metrics_url, cpu_s, rss_kib);
+	} else if (t->src == SRC_PROC) {
+		*cpu_s = proc_cpu_s(t->broker_pid);
+		*rss_kib = proc_rss_kib(t->broker_pid);
+	}
+}
+
+static double broker_cpu(const struct lg_total *t)
+{
+	double cpu;
+	long rss;
+
+	broker_sample(t, &cpu, &rss);
+	return cpu;
+}
+
+static double wall_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int cmp_bucket(const void *a, const void *b)
+{
+	const struct lg_ival_bucket *x = a, *y = b;
+
+	if (x->ival != y->ival)
+		return x->ival < y->ival ? -1 : 1;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/*
+ * --hdr-log: one line per interval from the first to the last that holds
+ * samples (the empty ones between included, as HdrHistogram's own writers
+ * do), the workers' parts of each added up. Values in nanoseconds;
+ * Interval_Max in milliseconds (the tools' default unit ratio, 1e6).
+ */
+static int write_hdr_log(const char *path, const struct lg_opts *o, const char *name,
+			 const struct lg_total *t, struct lg_ivals *iv)
+{
+	struct hdr *h = hdr_new();
+	FILE *f = fopen(path, "w");
+	uint32_t k, first = UINT32_MAX, last = 0;
+	size_t i, b = 0;
+	int ret = 0;
+
+	if (!f || !h) {
+		ret = f ? -ENOMEM : -errno;
+		goto out;
+	}
+	if (iv->nib)
+		qsort(iv->ib, iv->nib, sizeof(*iv->ib), cmp_bucket);
+	for (i = 0; i < iv->nis; i++) {
+		if (iv->is[i].ival < first)
+			first = iv->is[i].ival;
+		if (iv->is[i].ival > last)
+			last = iv->is[i].ival;
+	}
+	ret = hdrlog_write_header(f, t->t0_epoch);
+	if (!ret && fprintf(f, "#[%s-loadgen %s: end-to-end latency in ns; Interval_Max in ms]\n",
+			    name, SP_VERSION) < 0)
+		ret = -EIO;
+	for (k = first; !ret && first != UINT32_MAX && k <= last; k++) {
+		hdr_reset(h);
+		for (i = 0; i < iv->nis; i++) {
+			const struct lg_ival_sum *sm = &iv->is[i];
+
+			if (sm->ival != k)
+				continue;
+			h->total += sm->total;
+			if (sm->min < h->min)
+				h->min = sm->min;
+			if (sm->max > h->max)
+				h->max = sm->max;
+		}
+		for (; b < iv->nib && iv->ib[b].ival == k; b++)
+			h->counts[iv->ib[b].idx < HDR_BUCKETS ? iv->ib[b].idx : HDR_BUCKETS - 1] +=
+				iv->ib[b].count;
+		ret = hdrlog_write_interval(f, (double)k * o->hdr_interval, o->hdr_interval, h, 1e6);
+	}
+out:
+	if (f && fclose(f) && !ret)
+		ret = -errno;
+	hdr_free(h);
+	return ret;
+}
+
 int lg_main(int argc, char **argv, const struct lg_driver *d)
 {
 	static struct lg_opts o;
 	struct lg_total t;
 	struct lg_child *kids = NULL;
+	struct lg_live *live = MAP_FAILED;
+	struct lg_ivals iv = { 0 };
+	struct lg_progress prog;
 	struct hdr *tmp = NULL;
 	struct lg_stats ready;
+	size_t live_bytes = 0;
 	uint32_t nw, i;
 	int ret, rc = 1;
 
 	memset(&t, 0, sizeof(t));
+	memset(&prog, 0, sizeof(prog));
 	ret = parse_args(&o, argc, argv, d);
 	if (ret == 1) {
 		usage(stdout, argv[0], d);
@@ -1022,15 +1657,35 @@ int lg_main(int argc, char **argv, const struct lg_driver *d)
 	if (nw > o.devices)
 		nw = o.devices;
 	t.workers = nw;
-	t.broker_pid = o.broker_pid ? o.broker_pid : find_broker_pid(o.port);
+	t.start_epoch = wall_now();
+	t.metrics_url = o.metrics_url;
+	/* A broker on this machine is read in /proc; one elsewhere (or when
+	 * asked) through its metrics endpoint. */
+	if (o.metrics_url[0]) {
+		t.src = SRC_METRICS;
+	} else if (o.broker_pid || o.local) {
+		t.broker_pid = o.broker_pid ? o.broker_pid : find_broker_pid(o.port);
+		t.src = t.broker_pid > 0 ? SRC_PROC : SRC_NONE;
+	}
 	t.lat = hdr_new();
 	tmp = hdr_new();
 	kids = calloc(nw, sizeof(*kids));
-	if (!t.lat || !tmp || !kids)
+	live_bytes = nw * sizeof(*live);
+	live = mmap(NULL, live_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	prog.sum = hdr_new();
+	if (!t.lat || !tmp || !kids || live == MAP_FAILED || !prog.sum)
 		goto out;
-	t.rss_base_kib = proc_rss_kib(t.broker_pid);
-	t.cpu_base = proc_cpu_s(t.broker_pid);
+	for (i = 0; i < nw; i++)
+		hdr_reset(&live[i].lat);
+	prog.on = !o.quiet && !o.no_progress;
+	prog.o = &o;
+	prog.name = d->name;
+	prog.live = live;
+	prog.n = nw;
+	broker_sample(&t, &t.cpu_base, &t.rss_base_kib);
 	t.t_start = lg_now();
+	prog.t_start = prog.last_t = t.t_start;
+	prog.next = t.t_start + NS;
 
 	for (i = 0; i < nw; i++) {
 		int up[2], down[2];
@@ -1065,6 +1720,7 @@ int lg_main(int argc, char **argv, const struct lg_driver *d)
 			w.count = (uint32_t)((uint64_t)o.devices * (i + 1) / nw) - w.first;
 			w.to_parent = up[1];
 			w.from_parent = down[0];
+			w.live = &live[i];
 			_exit(worker_main(d, &w));
 		}
 		close(up[1]);
@@ -1073,15 +1729,27 @@ int lg_main(int argc, char **argv, const struct lg_driver *d)
 	}
 
 	/* READY: every early device connected (or given up on). */
-	ret = gather(kids, nw, LG_MSG_READY, &ready, NULL, tmp);
+	ret = gather(kids, nw, LG_MSG_READY, &ready, NULL, tmp, &iv, &prog);
 	if (ret) {
 		fprintf(stderr, "%s-loadgen: a worker failed before READY\n", d->name);
 		goto out;
 	}
+	if (ready.connected == 0) {
+		/* Nothing to measure: say so now rather than after the window. */
+		t.aborted = true;
+		t.st = ready;
+		kill_children(kids, nw);
+		broker_sample(&t, &t.cpu_ready, &t.rss_ready_kib);
+		t.cpu_end = t.cpu_ready;
+		t.rss_end_kib = t.rss_ready_kib;
+		t.mem_per_conn = -1;
+		t.broker_cpu_window = -1;
+		t.other_cpu_window = -1;
+		goto report;
+	}
 	/* Idle connections now: the memory figure is taken before traffic. */
 	usleep(200000);
-	t.rss_ready_kib = proc_rss_kib(t.broker_pid);
-	t.cpu_ready = proc_cpu_s(t.broker_pid);
+	broker_sample(&t, &t.cpu_ready, &t.rss_ready_kib);
 	t.connect_s = ready.connect_end > ready.connect_begin ?
 		(double)(ready.connect_end - ready.connect_begin) / NS : 0;
 	t.handshakes_per_s = t.connect_s > 0 ? (double)ready.connected / t.connect_s : 0;
@@ -1090,30 +1758,29 @@ int lg_main(int argc, char **argv, const struct lg_driver *d)
 		t.mem_per_conn = (double)(t.rss_ready_kib - t.rss_base_kib) * 1024.0 /
 				 (double)ready.connected;
 	t.t0 = lg_now() + 50000000ull; /* 50 ms for the release to reach every worker */
+	t.t0_epoch = wall_now() + 0.05;
 	if (release(kids, nw, t.t0))
 		goto out;
-	sleep_until(t.t0 + (uint64_t)(o.pattern == LG_DRAIN ? 0 : o.warmup * NS));
-	t.cpu_warm = proc_cpu_s(t.broker_pid);
+	sleep_progress(&prog, t.t0 + (uint64_t)(o.pattern == LG_DRAIN ? 0 : o.warmup * NS));
+	t.cpu_warm = broker_cpu(&t);
 	t.busy_warm = machine_busy_s();
 	if (o.pattern == LG_DRAIN) {
 		struct lg_stats filled;
 
-		ret = gather(kids, nw, LG_MSG_FILLED, &filled, NULL, tmp);
+		ret = gather(kids, nw, LG_MSG_FILLED, &filled, NULL, tmp, &iv, &prog);
 		if (ret)
 			goto out;
-		t.cpu_end = proc_cpu_s(t.broker_pid); /* fill CPU, overwritten below */
 		t.t1 = lg_now() + 50000000ull;
 		if (release(kids, nw, t.t1))
 			goto out;
-		t.cpu_warm = proc_cpu_s(t.broker_pid);
+		t.cpu_warm = broker_cpu(&t);
 	} else {
-		sleep_until(t.t0 + (uint64_t)((o.warmup + o.duration) * NS));
-		t.cpu_end = proc_cpu_s(t.broker_pid);
+		sleep_progress(&prog, t.t0 + (uint64_t)((o.warmup + o.duration) * NS));
+		broker_sample(&t, &t.cpu_end, &t.rss_end_kib);
 		t.busy_end = machine_busy_s();
-		t.rss_end_kib = proc_rss_kib(t.broker_pid);
 	}
 
-	ret = gather(kids, nw, LG_MSG_REPORT, &t.st, t.lat, tmp);
+	ret = gather(kids, nw, LG_MSG_REPORT, &t.st, t.lat, tmp, &iv, &prog);
 	for (i = 0; i < nw; i++) {
 		int status;
 
@@ -1122,10 +1789,8 @@ int lg_main(int argc, char **argv, const struct lg_driver *d)
 		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
 			ret = ret ? ret : -EIO;
 	}
-	if (o.pattern == LG_DRAIN) {
-		t.cpu_end = proc_cpu_s(t.broker_pid);
-		t.rss_end_kib = proc_rss_kib(t.broker_pid);
-	}
+	if (o.pattern == LG_DRAIN)
+		broker_sample(&t, &t.cpu_end, &t.rss_end_kib);
 	if (ret) {
 		fprintf(stderr, "%s-loadgen: a worker failed (%s)\n", d->name, strerror(-ret));
 		goto out;
@@ -1133,20 +1798,22 @@ int lg_main(int argc, char **argv, const struct lg_driver *d)
 	t.window_s = o.duration;
 	t.throughput = t.window_s > 0 ? (double)t.st.delivered_window / t.window_s : 0;
 	t.sent_rate = t.window_s > 0 ? (double)t.st.sent_window / t.window_s : 0;
-	t.broker_cpu_window = t.cpu_end - t.cpu_warm;
+	t.broker_cpu_window = t.cpu_end >= 0 && t.cpu_warm >= 0 ? t.cpu_end - t.cpu_warm : -1;
 	/*
 	 * Other work on the machine during the window: everything busy minus the
-	 * broker minus our workers (their CPU over the whole run, scaled to the
-	 * window: an estimate, the workers also connect and drain). A shared
-	 * machine makes every figure worse; the report says how shared it was.
+	 * broker (when it runs here) minus our workers (their CPU over the whole
+	 * run, scaled to the window: an estimate, the workers also connect and
+	 * drain). A shared machine makes every figure worse; the report says how
+	 * shared it was.
 	 */
 	t.other_cpu_window = -1;
 	if (o.pattern != LG_DRAIN && t.busy_warm >= 0 && t.busy_end > t.busy_warm && o.duration > 0) {
 		double run_s = (double)(lg_now() - t.t_start) / NS, client = t.st.client_cpu_s;
+		double broker = o.local && t.broker_cpu_window > 0 ? t.broker_cpu_window : 0;
 
 		if (run_s > o.duration)
 			client = client * o.duration / run_s;
-		t.other_cpu_window = t.busy_end - t.busy_warm - t.broker_cpu_window - client;
+		t.other_cpu_window = t.busy_end - t.busy_warm - broker - client;
 		if (t.other_cpu_window < 0)
 			t.other_cpu_window = 0;
 	}
@@ -1165,17 +1832,38 @@ int lg_main(int argc, char **argv, const struct lg_driver *d)
 		t.drain_s = (double)(t.st.drain_end - t.st.drain_begin) / NS;
 		t.drain_rate = (double)t.st.delivered / t.drain_s;
 	}
+report:
+	for (i = 0; i < LG_E_MAX; i++)
+		t.errors_total += t.st.errors[i];
+	/* A run in which devices did not connect or something failed is not a
+	 * measurement of the broker: scripts must be able to tell. */
+	t.exit_code = t.st.connected < o.devices || t.errors_total ? EXIT_FAILED_RUN : 0;
 	if (!o.quiet)
 		print_human(stdout, &o, d, &t);
 	if (o.json[0] && (ret = write_json(o.json, &o, d, &t)) != 0) {
 		fprintf(stderr, "%s-loadgen: --json %s: %s\n", d->name, o.json, strerror(-ret));
 		goto out;
 	}
-	rc = 0;
+	if (o.hdr_log[0] && (ret = write_hdr_log(o.hdr_log, &o, d->name, &t, &iv)) != 0) {
+		fprintf(stderr, "%s-loadgen: --hdr-log %s: %s\n", d->name, o.hdr_log, strerror(-ret));
+		goto out;
+	}
+	if (t.st.connected < o.devices)
+		fprintf(stderr, "%s-loadgen: only %" PRIu64 " of %u devices connected%s\n", d->name,
+			t.st.connected, o.devices, t.aborted ? ": nothing to measure, stopped" : "");
+	if (t.errors_total)
+		fprintf(stderr, "%s-loadgen: %" PRIu64 " errors (see the report)\n", d->name,
+			t.errors_total);
+	rc = t.exit_code;
 out:
 	if (kids)
 		kill_children(kids, nw);
 	free(kids);
+	free(iv.ib);
+	free(iv.is);
+	if (live != MAP_FAILED)
+		munmap(live, live_bytes);
+	hdr_free(prog.sum);
 	hdr_free(tmp);
 	hdr_free(t.lat);
 	return rc;

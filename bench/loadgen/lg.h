@@ -21,7 +21,14 @@
  * parent adds them up. All processes run on one machine, so CLOCK_MONOTONIC
  * timestamps written by a sender are comparable with a receiver's clock.
  *
- * Only loopback servers are accepted (127.0.0.0/8, localhost, [::1]).
+ * While the run goes on the parent prints a progress line every second on
+ * stderr, from figures each worker publishes into memory shared with it
+ * (struct lg_live: its counters now and then, its histogram as it records).
+ *
+ * The server is loopback by default (127.0.0.1:7400) and must be, unless
+ * --allow-remote is given: a load generator pointed at the wrong host is a
+ * denial of service. Broker CPU and memory come from /proc when the broker
+ * is local, or from its Prometheus endpoint (--metrics URL) when not.
  */
 #ifndef SP_BENCH_LG_H
 #define SP_BENCH_LG_H
@@ -86,6 +93,15 @@ struct lg_opts {
 	double connect_timeout;         /* seconds for the whole connect-up */
 	double grace;                   /* seconds to wait for stragglers after the window */
 	bool quiet;
+	bool no_progress;               /* no progress lines on stderr */
+	bool allow_remote;              /* a server outside loopback may be targeted */
+	bool local;                     /* the server is a loopback address: /proc works */
+	char metrics_url[512];          /* --metrics http://HOST:PORT/PATH, "" = none */
+	char hdr_log[LG_PATH_MAX];      /* --hdr-log FILE, "" = none */
+	double hdr_interval;            /* seconds per interval of the HDR log */
+	/* The command line as given (for the report; borrowed from main). */
+	int argc;
+	char **argv;
 	/* Free text the driver puts into the report ("qos=1 tls", ...). */
 	char variant[128];
 };
@@ -111,6 +127,26 @@ struct lg_stats {
 	uint64_t drain_devices;         /* receivers that saw Drained */
 	uint64_t drain_reported;        /* sum of Drained.count */
 	uint64_t drain_begin, drain_end;/* monotonic ns */
+};
+
+/* What a worker publishes for the parent's progress lines: in memory shared
+ * between them (MAP_SHARED, set up before fork). Written by the worker only;
+ * the parent's reads are a snapshot that may be a moment stale, which is all
+ * a progress line needs (the final report comes over the pipe). */
+struct lg_live {
+	struct lg_stats st;             /* copied from the worker's every LG_PUBLISH_NS */
+	struct hdr lat;                 /* the worker's latency histogram itself */
+};
+
+/* --hdr-log: one interval's nonzero bucket (interval index, bucket, count)
+ * and one interval's summary, collected by each worker and sent at the end. */
+struct lg_ival_bucket {
+	uint32_t ival, idx;
+	uint64_t count;
+};
+struct lg_ival_sum {
+	uint32_t ival, pad;
+	uint64_t total, min, max;
 };
 
 struct lg_worker;
@@ -147,9 +183,23 @@ struct lg_worker {
 	double period_ns;               /* between two local envelopes */
 	uint64_t k;                     /* envelopes scheduled so far */
 	uint64_t last_delivery;         /* monotonic ns */
+	/* progress: where and when the counters are published */
+	struct lg_live *live;
+	uint64_t next_publish;          /* monotonic ns */
+	/* --hdr-log: the current interval's histogram and what earlier ones held */
+	struct hdr *ival;               /* NULL without --hdr-log */
+	uint32_t ival_k;                /* index of the interval ival holds */
+	struct lg_ival_bucket *ib;
+	size_t nib, cap_ib;
+	struct lg_ival_sum *is;
+	size_t nis, cap_is;
 };
 
 uint64_t lg_now(void);
+
+/* Publishes the worker's counters for the progress line if it is time
+ * (cheap otherwise): drivers call it once per loop turn. */
+void lg_worker_tick(struct lg_worker *w);
 
 /* The whole program: parse, fork, merge, report. Returns the exit code. */
 int lg_main(int argc, char **argv, const struct lg_driver *d);

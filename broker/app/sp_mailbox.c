@@ -86,14 +86,14 @@ void sp_mailbox_stop(struct sp_shard *sh, struct sp_conn *c)
 	c->mbox = SP_MBOX_NONE;
 }
 
-/* Entries and bytes the store has removed (acks, expiry) since it opened. */
+/* Entries and bytes the store has removed (acks, expiry, purges) since it opened. */
 static void removed_so_far(struct sp_shard *sh, uint64_t *entries, uint64_t *bytes)
 {
 	struct sp_store_stats ss;
 
 	sp_store_get_stats(sh->store, &ss);
-	*entries = ss.acked + ss.expired;
-	*bytes = ss.acked_bytes + ss.expired_bytes;
+	*entries = ss.acked + ss.expired + ss.purged;
+	*bytes = ss.acked_bytes + ss.expired_bytes + ss.purged_bytes;
 }
 
 /* The iteration's store batch, begun on first use; NULL if there is no store
@@ -244,6 +244,19 @@ void sp_mailbox_ack(struct sp_shard *sh, struct sp_conn *c, const struct sp_fram
 		       "ack for seqs not in the mailbox ignored",
 		       SP_KV_UINT("count", unknown), SP_KV_UINT("conn", c->slot));
 	}
+}
+
+int sp_mailbox_purge(struct sp_shard *sh, const uint8_t device[SP_KEY_LEN], uint64_t *count,
+		     uint64_t *bytes)
+{
+	struct sp_store_batch *b;
+
+	*count = *bytes = 0;
+	if (!sh->store)
+		return -ENOENT;
+	if (!(b = batch(sh)))
+		return -EIO;
+	return sp_store_purge(b, device, count, bytes);
 }
 
 void sp_mailbox_tick(struct sp_shard *sh)

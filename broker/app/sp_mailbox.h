@@ -60,6 +60,15 @@ int sp_mailbox_result(struct sp_shard *sh, const struct sp_conn *c, uint64_t cli
 /* Ack{seqs}: deletes entries of c's own device only; unknown seqs are ignored. */
 void sp_mailbox_ack(struct sp_shard *sh, struct sp_conn *c, const struct sp_frame *f);
 
+/*
+ * The admin socket's purge: every committed entry of device's mailbox into
+ * this iteration's batch as deletions (*count, *bytes: what goes); the
+ * answer must wait for the commit. -ENOENT without a store, -EIO if the
+ * store refuses writes. device borrowed for the call.
+ */
+int sp_mailbox_purge(struct sp_shard *sh, const uint8_t device[SP_KEY_LEN], uint64_t *count,
+		     uint64_t *bytes);
+
 /* Housekeeping at a tick: --fsync batch's periodic fsync and a bounded step
  * of the expiry sweep (committed with the iteration's batch). */
 void sp_mailbox_tick(struct sp_shard *sh);

@@ -36,6 +36,7 @@ enum sp_op {
 	SP_OP_CANCEL,   /* cancellation of a connection's requests */
 	SP_OP_TICK,     /* the shard's timer */
 	SP_OP_WAKE,     /* read on the shard's stop descriptor (signalfd/eventfd) */
+	SP_OP_ADMIN,    /* read on the admin socket's eventfd: jobs queued */
 	SP_OP_MAX,
 };
 

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "sp_accept.h"
+#include "sp_admin_exec.h"
 #include "sp_conn_io.h"
 #include "sp_lifecycle.h"
 #include "sp_mailbox.h"
@@ -126,6 +127,7 @@ void sp_shard_tick_work(struct sp_shard *sh)
 static void on_tick(struct sp_shard *sh)
 {
 	sp_shard_tick_work(sh);
+	sp_admin_exec_retry(sh);
 	sp_accept_arm(sh);
 	sp_timers_arm_tick(sh);
 }
@@ -140,6 +142,7 @@ static void on_cqe(struct sp_shard *sh, const struct io_uring_cqe *cqe)
 	case SP_OP_ACCEPT: sp_accept_done(sh, cqe); break;
 	case SP_OP_TICK: on_tick(sh); break;
 	case SP_OP_WAKE: on_wake(sh, cqe->res); break;
+	case SP_OP_ADMIN: sp_admin_exec_cqe(sh, cqe->res); break;
 	case SP_OP_RECV:
 	case SP_OP_SEND:
 	case SP_OP_SHUTDOWN:
@@ -209,6 +212,7 @@ int sp_shard_run(struct sp_shard *sh)
 	sp_accept_arm(sh);
 	sp_timers_arm_wake(sh);
 	sp_timers_arm_tick(sh);
+	sp_admin_exec_arm(sh);
 	while (!done(sh)) {
 		ret = sp_timers_retry(sh);
 		if (ret)
@@ -228,10 +232,20 @@ int sp_shard_run(struct sp_shard *sh)
 		}
 		io_uring_cq_advance(&sh->ring.ring, n);
 		sp_shard_after_completions(sh);
+		sp_admin_exec_finish(sh);
 		sp_life_flush_all(sh);
 		sp_shard_iteration_metrics(sh, n);
 	}
 	return 0;
+}
+
+void sp_shard_limits_changed(struct sp_shard *sh)
+{
+	/* New connections are told the new maximum; open ones were told the
+	 * old one, and a larger Send of theirs is now refused (too large). */
+	sh->env.hello.max_envelope = sh->cfg->max_envelope;
+	for (unsigned i = 0; i < SP_LIM_COUNT; i++)
+		sp_log_limit_init(&sh->lim[i], sh->cfg->log_rate, sh->cfg->log_rate);
 }
 
 /* --- setup ------------------------------------------------------------------ */
@@ -292,6 +306,9 @@ int sp_shard_setup(struct sp_shard *sh, uint8_t id, const struct sp_config *cfg,
 	sh->env.hello.protocol_version = SP_PROTOCOL_VERSION;
 	sh->env.hello.max_envelope = cfg->max_envelope;
 	sh->env.hello.max_transport = SP_TRANSPORT_PLAINTEXT_MAX;
+	/* Told to clients so they can ping below it (0: off, never closes). */
+	sh->env.hello.idle_timeout_ms = cfg->idle_timeout_s > UINT32_MAX / 1000
+		? UINT32_MAX : cfg->idle_timeout_s * 1000;
 	sh->env.pool = &sh->pool;
 	/* Composition: the session calls up into the router; the lifecycle
 	 * tells the app layer when a connection ends. */

@@ -72,6 +72,11 @@ void sp_shard_iteration_metrics(struct sp_shard *sh, uint64_t n);
  * housekeeping and the deadlines. */
 void sp_shard_tick_work(struct sp_shard *sh);
 
+/* The reloadable limits of sh->cfg changed (admin reload): what was copied
+ * from them at setup follows (the ServerHello's max_envelope, the log
+ * limiters). */
+void sp_shard_limits_changed(struct sp_shard *sh);
+
 /*
  * Opens the mailbox store under DATA_DIR/mailbox with cfg's --fsync,
  * quotas, --ttl and --dedup-window. On failure logs one error line saying

@@ -22,6 +22,8 @@
 #include "sp_metrics.h"
 #include "sp_ring.h"
 
+struct sp_admin;
+struct sp_admin_job;
 struct sp_route;
 struct sp_store;
 struct sp_store_batch;
@@ -126,6 +128,15 @@ struct sp_shard {
 	struct sp_list drain_list;      /* connections whose backlog reader runs */
 	struct sp_store_item *items;    /* reader chunk */
 	struct sp_sendlim *sendlim;     /* per-sender budgets of durable sends */
+
+	/* The admin socket (loop/sp_admin_exec.c). admin: borrowed, set before
+	 * sp_shard_run like store (NULL = none); live_cfg: cfg itself, writable,
+	 * for reload only (NULL = reload refused). */
+	struct sp_admin *admin;
+	struct sp_config *live_cfg;
+	struct sp_admin_job *admin_jobs; /* run this iteration, answered after its commit */
+	uint64_t admin_buf;             /* the eventfd read's target */
+	bool admin_armed, admin_retry;
 
 	/* Stop (sp_shard.c). */
 	bool stopping;

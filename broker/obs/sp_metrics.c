@@ -24,6 +24,10 @@
 #ifndef SP_VERSION
 #define SP_VERSION "unknown"
 #endif
+/* `git describe` of the tree at configure time; "unknown" outside git. */
+#ifndef SP_REVISION
+#define SP_REVISION "unknown"
+#endif
 
 struct sp_metrics {
 	struct sp_metrics_shard *slots; /* nshards shard slots, then the aux slot */
@@ -497,15 +501,27 @@ static int count_fds(uint64_t *n)
 static void render_process(struct writer *w, const struct sp_metrics *m, unsigned flags)
 {
 	struct rlimit rl;
+	struct rusage ru;
 	uint64_t v = 0;
 
-	family(w, "sealpost_process_start_time_seconds", "gauge",
-	       "Start time of the broker since the Unix epoch, in seconds.");
-	put(w, "sealpost_process_start_time_seconds %.3f\n", m->start_time);
-	family(w, "sealpost_build_info", "gauge", "Always 1; the version label names the build.");
-	put(w, "sealpost_build_info{version=\"%s\"} 1\n", SP_VERSION);
+	family(w, "process_start_time_seconds", "gauge",
+	       "Start time of the process since unix epoch in seconds.");
+	put(w, "process_start_time_seconds %.3f\n", m->start_time);
+	family(w, "sealpost_build_info", "gauge",
+	       "Always 1; the version and revision labels name the build.");
+	put(w, "sealpost_build_info{version=\"%s\",revision=\"%s\"} 1\n", SP_VERSION,
+	    SP_REVISION);
 	if (flags & SP_METRICS_RENDER_NO_PROCESS)
 		return;
+	/* User plus system time of every thread, as the Go and Python clients
+	 * report it; getrusage is one system call, no file to parse. */
+	if (getrusage(RUSAGE_SELF, &ru) == 0) {
+		family(w, "process_cpu_seconds_total", "counter",
+		       "Total user and system CPU time spent in seconds.");
+		put(w, "process_cpu_seconds_total %.6f\n",
+		    (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
+		    ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6);
+	}
 	if (read_rss(&v) == 0) {
 		family(w, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
 		put(w, "process_resident_memory_bytes %" PRIu64 "\n", v);

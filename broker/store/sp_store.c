@@ -684,6 +684,8 @@ void sp_store_get_stats(const struct sp_store *st, struct sp_store_stats *out)
 	out->expired = x->expired;
 	out->dedup_expired = x->dedup_expired;
 	out->expired_bytes = x->expired_bytes;
+	out->purged = st->purged;
+	out->purged_bytes = st->purged_bytes;
 	out->sweep_steps = x->sweep_steps;
 	out->sweep_resumed = x->sweep_resumed;
 	out->sweep_budget_stops = x->sweep_budget_stops;

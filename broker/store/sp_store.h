@@ -412,6 +412,42 @@ int sp_store_totals(struct sp_store *st, uint64_t *entries, uint64_t *bytes);
 int sp_store_mailbox_info(struct sp_store *st, const uint8_t recipient[SP_KEY_LEN],
 			  uint64_t *count, uint64_t *bytes, uint64_t *next_seq);
 
+/* ---- the admin socket (sp_store_admin.c) ---------------------------------- */
+
+/*
+ * The acceptance time (wall-clock ms) of recipient's oldest committed entry
+ * that has not expired by now_ms: 0 and *accepted_ms, or -ENOENT if there is
+ * none. Corrupt values are skipped. recipient borrowed for the call.
+ */
+int sp_store_mailbox_oldest(struct sp_store *st, const uint8_t recipient[SP_KEY_LEN],
+			    uint64_t now_ms, uint64_t *accepted_ms);
+
+/*
+ * Removes every committed entry of recipient's mailbox in this batch (as
+ * acks would: entries, expiry records, counters; the device's next seq
+ * stays). Entries enqueued in this same batch are kept. *count and *bytes:
+ * what was removed. Bounded by the mailbox quota. 0 or a negative errno
+ * (then part of the mailbox may be in the batch: commit or abort it as
+ * usual). recipient borrowed for the call.
+ */
+int sp_store_purge(struct sp_store_batch *b, const uint8_t recipient[SP_KEY_LEN],
+		   uint64_t *count, uint64_t *bytes);
+
+struct sp_store_top_item {
+	uint8_t recipient[SP_KEY_LEN];
+	uint64_t count, bytes;
+};
+
+/*
+ * The n (<= cap of out) largest committed mailboxes, by bytes (by_bytes) or
+ * by count, largest first, empty ones left out; *nout = how many were
+ * filled, *scanned = the per-device records read (may be NULL). One pass
+ * over every device's counter record: O(devices x n), for operators, not
+ * the hot path.
+ */
+int sp_store_top(struct sp_store *st, size_t n, bool by_bytes, struct sp_store_top_item *out,
+		 size_t *nout, uint64_t *scanned);
+
 /* ---- operations, metrics, tests ------------------------------------------ */
 
 struct sp_store_stats {
@@ -425,6 +461,7 @@ struct sp_store_stats {
 	uint64_t acked, ack_unknown;
 	uint64_t expired, dedup_expired;
 	uint64_t acked_bytes, expired_bytes; /* body bytes those removed */
+	uint64_t purged, purged_bytes;  /* removed by sp_store_purge */
 	uint64_t corrupt;               /* corrupt values met by reads, acks, sweeps */
 	uint64_t sweep_steps;           /* sp_store_expire calls */
 	uint64_t sweep_resumed;         /* of those, resumed at the previous one's cursor */

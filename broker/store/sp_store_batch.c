@@ -300,7 +300,8 @@ int sp_store_tick(struct sp_store *st, uint64_t now_ms)
 	int rc;
 
 	sp_store_scrub_tick(st, now_ms,
-			    st->wstats.acked + st->xstats.expired + st->xstats.dedup_expired);
+			    st->wstats.acked + st->xstats.expired + st->xstats.dedup_expired +
+			    st->purged);
 	if (st->cfg.sync != SP_STORE_SYNC_BATCH || !st->unsynced || st->poisoned)
 		return 0;
 	if (now_ms - st->unsynced_since_ms < st->cfg.sync_interval_ms &&

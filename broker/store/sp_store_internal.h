@@ -9,6 +9,8 @@
  *   sp_store_expire.c  the incremental expiry sweep
  *   sp_store_read.c    reads of committed data (mailbox ranges, counters)
  *   sp_store_codec.c   keys and values as bytes (sp_store_codec.h)
+ *   sp_store_admin.c   what the admin socket asks: a mailbox's oldest entry,
+ *                      purging one, the largest ones
  *
  * Each group of fields below is written by the one file named above it;
  * the others only read it.
@@ -140,6 +142,9 @@ struct sp_store {
 	uint64_t scrub_due_ms;
 	uint64_t scrub_removed;         /* removals counted when the last scrub began */
 	uint64_t scrubs, scrub_failures;
+
+	/* sp_store_admin.c */
+	uint64_t purged, purged_bytes;
 
 	/* sp_store_read.c */
 	uint8_t *rbuf;                  /* sp_store_read's body buffer */

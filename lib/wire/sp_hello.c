@@ -83,6 +83,7 @@ int sp_frame_server_hello_encode(const struct sp_hello *h, uint8_t *buf, size_t 
 	m.protocol_version = h->protocol_version;
 	m.max_envelope = h->max_envelope;
 	m.max_transport = h->max_transport;
+	m.idle_timeout_ms = h->idle_timeout_ms;
 	return pack_hello(&m.base, buf, cap, len);
 }
 
@@ -102,6 +103,7 @@ int sp_frame_client_hello_decode(const uint8_t *buf, size_t len, struct sp_hello
 	h->protocol_version = m->protocol_version;
 	h->max_envelope = 0;
 	h->max_transport = 0;
+	h->idle_timeout_ms = 0;
 	return 0;
 }
 
@@ -121,5 +123,6 @@ int sp_frame_server_hello_decode(const uint8_t *buf, size_t len, struct sp_hello
 	h->protocol_version = m->protocol_version;
 	h->max_envelope = m->max_envelope;
 	h->max_transport = m->max_transport;
+	h->idle_timeout_ms = m->idle_timeout_ms;
 	return 0;
 }

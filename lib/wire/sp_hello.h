@@ -22,6 +22,7 @@ struct sp_hello {
 	uint32_t protocol_version;
 	uint32_t max_envelope;   /* ServerHello only */
 	uint32_t max_transport;  /* ServerHello only */
+	uint32_t idle_timeout_ms; /* ServerHello only; 0: the broker never closes an idle connection */
 };
 
 /* buf: caller-owned, cap bytes; *len receives the encoded length. */

@@ -127,7 +127,7 @@ int main(int argc, char **argv)
 		die("sodium_init");
 	sp_txpool_init(&pool, 8);
 	renv.static_priv = fuzz_server_s;
-	renv.hello = (struct sp_hello){ 1, SP_BODY_MAX, SP_TRANSPORT_PLAINTEXT_MAX };
+	renv.hello = (struct sp_hello){ 1, SP_BODY_MAX, SP_TRANSPORT_PLAINTEXT_MAX, 0 };
 	renv.pool = &pool;
 	renv.hooks = (struct sp_session_hooks){ ok, NULL, no_frame, NULL, NULL };
 	ienv.hello.protocol_version = 1;

@@ -269,7 +269,8 @@ static void test_wrong_server_key(void **state)
 
 	(void)state;
 	sealpost_key_public(other, wrong);
-	assert_int_equal(sealpost_client_connect(&c, broker.addr, k, wrong, TIMEOUT_MS), -ECONNRESET);
+	assert_int_equal(sealpost_client_connect(&c, broker.addr, k, wrong, TIMEOUT_MS),
+			 -SEALPOST_ESERVERKEY);
 	assert_null(c);
 	/* The broker is fine and serves the next connection. */
 	assert_int_equal(sp_it_broker_alive(&broker), 1);
@@ -366,7 +367,8 @@ static void test_bad_envelope(void **state)
 	sealpost_key_free(kc);
 }
 
-/* The same device connecting again: the old connection gets GoAway TAKEOVER. */
+/* The same device connecting again: the old connection gets GoAway TAKEOVER
+ * (and, resilient by default, would reconnect: it is closed before). */
 static void test_takeover(void **state)
 {
 	struct sealpost_key *k = new_key();
@@ -381,8 +383,9 @@ static void test_takeover(void **state)
 	assert_int_equal(ev.type, SEALPOST_EVENT_GOAWAY);
 	assert_int_equal(ev.status, SEALPOST_STATUS_GOAWAY_TAKEOVER);
 	assert_int_equal(sealpost_client_next_event(old, &ev, TIMEOUT_MS), 1);
-	assert_int_equal(ev.type, SEALPOST_EVENT_CLOSED);
+	assert_int_equal(ev.type, SEALPOST_EVENT_DISCONNECTED);
 	assert_int_equal(ev.error, 0);
+	assert_int_equal(ev.status, SEALPOST_STATUS_GOAWAY_TAKEOVER);
 	assert_int_equal(sealpost_client_ping(fresh, &pid), 0);
 	assert_int_equal(sealpost_client_next_event(fresh, &ev, TIMEOUT_MS), 1);
 	assert_int_equal(ev.type, SEALPOST_EVENT_PONG);
@@ -397,6 +400,7 @@ static void test_max_envelope_and_shutdown(void **state)
 	static const char *const args[] = { "--max-envelope", "1000", NULL };
 	struct sp_it_broker small;
 	struct sealpost_key *k = new_key(), *k2 = new_key();
+	struct sealpost_connect_opts o = SEALPOST_CONNECT_OPTS_INIT;
 	struct sealpost_client *c = NULL, *c2 = NULL;
 	uint8_t msg[904] = { 0 }, p2[32];
 	struct sealpost_event ev;
@@ -406,7 +410,8 @@ static void test_max_envelope_and_shutdown(void **state)
 	assert_int_equal(sp_it_broker_start(&small, NULL, args), 0);
 	sealpost_key_public(k2, p2);
 	assert_int_equal(sealpost_client_connect(&c, small.addr, k, small.server_pub, TIMEOUT_MS), 0);
-	assert_int_equal(sealpost_client_connect(&c2, small.addr, k2, NULL, TIMEOUT_MS), 0);
+	o.flags = SEALPOST_CONNECT_NO_RECONNECT;
+	assert_int_equal(sealpost_client_connect_opts(&c2, small.addr, k2, NULL, TIMEOUT_MS, &o), 0);
 	wait_drained(c);
 	wait_drained(c2);
 	assert_int_equal(sealpost_client_max_envelope(c), 1000);
@@ -418,14 +423,24 @@ static void test_max_envelope_and_shutdown(void **state)
 	assert_int_equal(ev.type, SEALPOST_EVENT_MESSAGE);
 	assert_int_equal(ev.len, 903);
 
-	/* SIGTERM: connected clients hear GoAway SHUTDOWN, then the close. */
+	/* SIGTERM: connected clients hear GoAway SHUTDOWN, then the close; a
+	 * resilient client says DISCONNECTED and queues sends for later. */
 	st = sp_it_broker_stop(&small);
 	assert_int_equal(sealpost_client_next_event(c, &ev, TIMEOUT_MS), 1);
 	assert_int_equal(ev.type, SEALPOST_EVENT_GOAWAY);
 	assert_int_equal(ev.status, SEALPOST_STATUS_GOAWAY_SHUTDOWN);
 	assert_int_equal(sealpost_client_next_event(c, &ev, TIMEOUT_MS), 1);
+	assert_int_equal(ev.type, SEALPOST_EVENT_DISCONNECTED);
+	assert_int_equal(ev.status, SEALPOST_STATUS_GOAWAY_SHUTDOWN);
+	assert_int_equal(sealpost_client_send(c, p2, "x", 1, NULL), 0);
+	assert_int_equal(sealpost_client_pending(c, NULL, 0), 1);
+	/* Without reconnects: CLOSED, and sends are refused. */
+	assert_int_equal(sealpost_client_next_event(c2, &ev, TIMEOUT_MS), 1);
+	assert_int_equal(ev.type, SEALPOST_EVENT_GOAWAY);
+	assert_int_equal(sealpost_client_next_event(c2, &ev, TIMEOUT_MS), 1);
 	assert_int_equal(ev.type, SEALPOST_EVENT_CLOSED);
-	assert_int_equal(sealpost_client_send(c, p2, "x", 1, NULL), -ENOTCONN);
+	assert_int_equal(ev.error, 0);
+	assert_int_equal(sealpost_client_send(c2, p2, "x", 1, NULL), -ENOTCONN);
 	assert_int_equal(st, 0);
 	sealpost_client_close(c);
 	sealpost_client_close(c2);

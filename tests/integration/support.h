@@ -41,12 +41,19 @@ struct sp_it_broker {
 
 /* data_dir: NULL for a fresh temp dir. extra_args: NULL-terminated, or NULL. */
 int sp_it_broker_start(struct sp_it_broker *b, const char *data_dir, const char *const *extra_args);
+/* The same on a given port (a restart where clients expect it, or another
+ * broker on the address of one that stopped); no retry if it is taken. */
+int sp_it_broker_start_at(struct sp_it_broker *b, const char *data_dir, uint16_t port,
+			  const char *const *extra_args);
 /* SIGTERM, wait; returns the wait status (or -errno). -EPROTO (and the log is
  * printed) when the broker log holds an ASan/UBSan/LSan report, so a broker
  * built with -DSP_SANITIZE=ON fails every test that stops it. */
 int sp_it_broker_stop(struct sp_it_broker *b);
 /* SIGKILL, wait. Same sanitizer check as stop. */
 int sp_it_broker_kill(struct sp_it_broker *b);
+/* Starts a stopped or killed broker again on the same port and data dir
+ * (clients that reconnect find it where it was); ready as after start. */
+int sp_it_broker_restart(struct sp_it_broker *b, const char *const *extra_args);
 /* Is the process still running (not exited)? */
 int sp_it_broker_alive(struct sp_it_broker *b);
 /* Count of lines in the broker log containing needle. */

@@ -308,7 +308,9 @@ static int wait_ready(struct sp_it_broker *b, int started_before)
 	}
 }
 
-int sp_it_broker_start(struct sp_it_broker *b, const char *data_dir, const char *const *extra_args)
+/* fixed_port 0: pick a free one (retrying if taken meanwhile). */
+static int start(struct sp_it_broker *b, const char *data_dir, uint16_t fixed_port,
+		 const char *const *extra_args)
 {
 	const char *bin = getenv("SEALPOSTD");
 	int ret = -EINVAL;
@@ -338,8 +340,9 @@ int sp_it_broker_start(struct sp_it_broker *b, const char *data_dir, const char 
 	snprintf(b->log_path, sizeof(b->log_path), "%s/sealpostd.log", b->data_dir);
 
 	for (int attempt = 0; attempt < START_ATTEMPTS; attempt++) {
-		ret = free_port(&b->port);
-		if (ret)
+		if (fixed_port)
+			b->port = fixed_port;
+		else if ((ret = free_port(&b->port)))
 			return ret;
 		int started_before = sp_it_log_count(b, "msg=\"sealpostd started\"");
 
@@ -350,7 +353,7 @@ int sp_it_broker_start(struct sp_it_broker *b, const char *data_dir, const char 
 		ret = wait_ready(b, started_before > 0 ? started_before : 0);
 		if (ret == 0)
 			return 0;
-		if (ret == -ECHILD && log_says_addr_in_use(b)) {
+		if (ret == -ECHILD && log_says_addr_in_use(b) && !fixed_port) {
 			fprintf(stderr, "[support] port %u taken, retrying\n", (unsigned)b->port);
 			continue;
 		}
@@ -364,6 +367,17 @@ int sp_it_broker_start(struct sp_it_broker *b, const char *data_dir, const char 
 	dump_log(b->log_path);
 	sp_it_broker_kill(b);
 	return ret;
+}
+
+int sp_it_broker_start(struct sp_it_broker *b, const char *data_dir, const char *const *extra_args)
+{
+	return start(b, data_dir, 0, extra_args);
+}
+
+int sp_it_broker_start_at(struct sp_it_broker *b, const char *data_dir, uint16_t port,
+			  const char *const *extra_args)
+{
+	return start(b, data_dir, port, extra_args);
 }
 
 /* Waits for the child to exit, up to bound_ms; true if it did. */
@@ -651,4 +665,23 @@ int sp_it_run(char *const argv[], const char *stdin_data, char *out, size_t out_
 	if (WIFEXITED(st))
 		return WEXITSTATUS(st);
 	return 128 + WTERMSIG(st);
+}
+
+int sp_it_broker_restart(struct sp_it_broker *b, const char *const *extra_args)
+{
+	const char *bin = getenv("SEALPOSTD");
+	int started_before, ret;
+
+	if (!bin)
+		return -EINVAL;
+	started_before = sp_it_log_count(b, "msg=\"sealpostd started\"");
+	ret = spawn(b, bin, extra_args);
+	if (ret)
+		return ret;
+	ret = wait_ready(b, started_before > 0 ? started_before : 0);
+	if (ret) {
+		dump_log(b->log_path);
+		sp_it_broker_kill(b);
+	}
+	return ret;
 }

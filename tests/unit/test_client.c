@@ -93,7 +93,9 @@ static void test_key_roundtrip(void **state)
 	assert_int_equal(chmod(path, 0644), 0);
 	sealpost_key_free(b);
 	b = NULL;
-	assert_int_equal(sealpost_key_load(&b, path), -EACCES);
+	assert_int_equal(sealpost_key_load(&b, path), -SEALPOST_EKEYMODE);
+	assert_string_equal(sealpost_strerror(-SEALPOST_EKEYMODE),
+			    "key file is readable by group or others: chmod 600 it");
 	assert_null(b);
 	snprintf(path, sizeof(path), "%s/missing.key", tmpdir);
 	assert_int_equal(sealpost_key_load(&b, path), -ENOENT);
@@ -256,6 +258,7 @@ struct peer {
 	script_fn script;
 	pthread_t thread;
 	int hs_result;                  /* 0, or why the handshake failed */
+	int second_hs_result;           /* peer_main_twice: the second connection's */
 	int failures;                   /* checks the script failed (asserted by the test) */
 	void *arg;
 };
@@ -391,6 +394,21 @@ static void *peer_main(void *arg)
 	return NULL;
 }
 
+/* The same peer for a second connection (the XX probe after a failed IK);
+ * hs_result stays the first's. */
+static void *peer_main_twice(void *arg)
+{
+	struct peer *p = arg;
+	int first;
+
+	peer_main(p);
+	first = p->hs_result;
+	peer_main(p);
+	p->second_hs_result = p->hs_result;
+	p->hs_result = first;
+	return NULL;
+}
+
 static void peer_start(struct peer *p, script_fn script, void *arg)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
@@ -449,6 +467,17 @@ static int peer_recv_plain(struct peer *p, uint8_t *buf)
 static void frames_put(uint8_t *buf, size_t *off, const struct sp_frame *f)
 {
 	assert_int_equal(sp_frame_put(buf, 65519, off, f), 0);
+}
+
+/* The scripted broker serves one connection: these tests see how a
+ * connection ends, so the client must not reconnect. */
+static int connect_once(struct sealpost_client **c, const char *addr,
+			const struct sealpost_key *k, const uint8_t *pub)
+{
+	struct sealpost_connect_opts o = SEALPOST_CONNECT_OPTS_INIT;
+
+	o.flags = SEALPOST_CONNECT_NO_RECONNECT;
+	return sealpost_client_connect_opts(c, addr, k, pub, 10000, &o);
 }
 
 /* --- script: ping, coalesced sends, results, broker ping, GoAway --- */
@@ -538,7 +567,7 @@ static void test_protocol_basic(void **state)
 	assert_int_equal(sealpost_key_generate(&k), 0);
 	peer_start(&p, script_basic, &a);
 	peer_run(&p);
-	assert_int_equal(sealpost_client_connect(&c, p.addr, k, p.pub, 10000), 0);
+	assert_int_equal(connect_once(&c, p.addr, k, p.pub), 0);
 	sealpost_client_server_key(c, spub);
 	assert_memory_equal(spub, p.pub, 32);
 	assert_int_equal(sealpost_client_max_envelope(c), 64000);
@@ -657,7 +686,7 @@ static void run_deliver(const uint8_t *bad, size_t bad_len, int want_error)
 	peer_start(&p, script_deliver, &a);
 	peer_run(&p);
 	/* XX this time: learn the key. */
-	assert_int_equal(sealpost_client_connect(&c, p.addr, k, NULL, 10000), 0);
+	assert_int_equal(connect_once(&c, p.addr, k, NULL), 0);
 
 	assert_int_equal(sealpost_client_next_event(c, &ev, 10000), 1);
 	assert_int_equal(ev.type, SEALPOST_EVENT_MESSAGE);
@@ -748,7 +777,7 @@ static void test_protocol_bad_tag(void **state)
 	assert_int_equal(sealpost_key_generate(&k), 0);
 	peer_start(&p, script_badtag, NULL);
 	peer_run(&p);
-	assert_int_equal(sealpost_client_connect(&c, p.addr, k, p.pub, 10000), 0);
+	assert_int_equal(connect_once(&c, p.addr, k, p.pub), 0);
 	assert_int_equal(sealpost_client_next_event(c, &ev, 10000), 1);
 	assert_int_equal(ev.type, SEALPOST_EVENT_CLOSED);
 	assert_int_equal(ev.error, -EBADMSG);
@@ -769,12 +798,20 @@ static void test_protocol_wrong_server_key(void **state)
 	sp_noise_keypair(other, other_priv);
 	assert_int_equal(sealpost_key_generate(&k), 0);
 	peer_start(&p, NULL, NULL);
-	peer_run(&p);
-	assert_int_equal(sealpost_client_connect(&c, p.addr, k, other, 10000), -ECONNRESET);
+	/* The IK connection fails at the peer; the library's XX probe on a
+	 * second connection learns the peer's real key: not the pinned one. */
+	assert_int_equal(pthread_create(&p.thread, NULL, peer_main_twice, &p), 0);
+	assert_int_equal(sealpost_client_connect(&c, p.addr, k, other, 10000),
+			 -SEALPOST_ESERVERKEY);
 	assert_null(c);
 	pthread_join(p.thread, NULL);
 	close(p.lfd);
 	assert_int_equal(p.hs_result, -EBADMSG);
+	assert_int_equal(p.pattern, 2);                 /* the probe: XX */
+	assert_true(p.second_hs_result < 0);            /* abandoned after message 2 */
+	assert_string_equal(sealpost_strerror(-SEALPOST_ESERVERKEY),
+			    "the broker's key is not the pinned server key (the broker changed "
+			    "its key, or this is not the broker you pinned)");
 	sealpost_key_free(k);
 }
 
@@ -841,7 +878,7 @@ static void test_protocol_limits_and_loop(void **state)
 	peer_start(&p, script_limits, &a);
 	p.max_envelope = 1000;
 	peer_run(&p);
-	assert_int_equal(sealpost_client_connect(&c, p.addr, k, p.pub, 10000), 0);
+	assert_int_equal(connect_once(&c, p.addr, k, p.pub), 0);
 	assert_int_equal(sealpost_client_max_envelope(c), 1000);
 	assert_int_equal(sealpost_client_max_message(c), 903);
 	assert_int_equal(sealpost_client_send(c, to, msg, 904, NULL), -EMSGSIZE);
@@ -909,7 +946,7 @@ static void test_protocol_abrupt_close(void **state)
 	sealpost_key_public(k, to);
 	peer_start(&p, script_abrupt, NULL);
 	peer_run(&p);
-	assert_int_equal(sealpost_client_connect(&c, p.addr, k, p.pub, 10000), 0);
+	assert_int_equal(connect_once(&c, p.addr, k, p.pub), 0);
 	/* No GoAway, and a message cut short: a reset, not a clean close. */
 	assert_int_equal(sealpost_client_send_wait(c, to, "x", 1, 10000, &status, NULL), -ECONNRESET);
 	assert_int_equal(sealpost_client_next_event(c, &ev, 10000), 1);
@@ -971,7 +1008,7 @@ static void test_protocol_split_transport(void **state)
 	peer_start(&p, script_split, NULL);
 	p.max_transport = SPLIT_TRANSPORT;
 	peer_run(&p);
-	assert_int_equal(sealpost_client_connect(&c, p.addr, k, p.pub, 10000), 0);
+	assert_int_equal(connect_once(&c, p.addr, k, p.pub), 0);
 	for (i = 0; i < SPLIT_SENDS; i++)
 		assert_int_equal(sealpost_client_send(c, to, msg, sizeof(msg), NULL), 0);
 	assert_int_equal(sealpost_client_flush(c, 10000), 0);
@@ -1032,7 +1069,7 @@ static void test_protocol_backpressure(void **state)
 	sealpost_key_public(k, to);
 	peer_start(&p, script_backpressure, &a);
 	peer_run(&p);
-	assert_int_equal(sealpost_client_connect(&c, p.addr, k, p.pub, 10000), 0);
+	assert_int_equal(connect_once(&c, p.addr, k, p.pub), 0);
 	/* Bounded: 8 MiB of queue plus socket buffers is far below 2000 x 60 KB. */
 	while (sent < 2000) {
 		r = sealpost_client_send(c, to, msg, sizeof(msg), NULL);
@@ -1179,8 +1216,9 @@ static void run_acks(int manual)
 	assert_int_equal(sealpost_key_generate(&k), 0);
 	peer_start(&p, script_acks, &a);
 	peer_run(&p);
+	o.flags = SEALPOST_CONNECT_NO_RECONNECT;
 	if (manual)
-		o.flags = SEALPOST_CONNECT_MANUAL_ACK;
+		o.flags |= SEALPOST_CONNECT_MANUAL_ACK;
 	assert_int_equal(sealpost_client_connect_opts(&c, p.addr, k, p.pub, 10000, &o), 0);
 
 	assert_int_equal(sealpost_client_next_event(c, &ev, 10000), 1);
@@ -1308,6 +1346,7 @@ static void test_send_ex_and_opts(void **state)
 
 	/* A larger struct whose unknown tail is zero is fine. */
 	big.future = 0;
+	big.o.flags = SEALPOST_CONNECT_NO_RECONNECT;
 	peer_start(&p, script_sendex, &a);
 	peer_run(&p);
 	assert_int_equal(sealpost_client_connect_opts(&c, p.addr, k, p.pub, 10000, &big.o), 0);
@@ -1356,6 +1395,159 @@ static void test_send_ex_and_opts(void **state)
 	sealpost_key_free(k);
 }
 
+
+/* ------------------------------------------------------- foreign loops --- */
+
+/* The foreign-loop API without a network: what it queues, how output is
+ * consumed in pieces, argument and mode checks, garbage input. */
+static void test_foreign_api(void **state)
+{
+	struct sealpost_connect_opts o = SEALPOST_CONNECT_OPTS_INIT;
+	struct sealpost_key *k;
+	struct sealpost_client *c = NULL;
+	struct sealpost_event ev;
+	const uint8_t *p, *p2;
+	uint8_t bad[4] = { 0xff, 0xff, 0, 0 }, spub[32], spriv[32];
+	size_t len, len2;
+
+	(void)state;
+	assert_int_equal(sealpost_key_generate(&k), 0);
+	sp_noise_keypair(spub, spriv);
+	assert_int_equal(sealpost_client_new(NULL, k, NULL, NULL), -EINVAL);
+	assert_int_equal(sealpost_client_new(&c, NULL, NULL, NULL), -EINVAL);
+	assert_null(c);
+
+	/* XX: the preamble and message 1 (e: 32 bytes) are there at once. */
+	assert_int_equal(sealpost_client_new(&c, k, NULL, NULL), 0);
+	assert_int_equal(sealpost_client_fd(c), -1);
+	assert_int_equal(sealpost_client_take_output(c, &p, &len), 1);
+	assert_int_equal(len, 8 + 2 + 32);
+	assert_memory_equal(p, "SEAL\x01\x02\x00\x00", 8);
+	assert_int_equal(p[8], 0);
+	assert_int_equal(p[9], 32);
+	/* Taking again without consuming gives the same bytes; consuming in
+	 * pieces moves along them. */
+	assert_int_equal(sealpost_client_take_output(c, &p2, &len2), 1);
+	assert_ptr_equal(p2, p);
+	assert_int_equal(len2, len);
+	assert_int_equal(sealpost_client_output_consumed(c, len + 1), -EINVAL);
+	assert_int_equal(sealpost_client_output_consumed(c, 3), 0);
+	assert_int_equal(sealpost_client_take_output(c, &p2, &len2), 1);
+	assert_ptr_equal(p2, p + 3);
+	assert_int_equal(len2, len - 3);
+	assert_int_equal(sealpost_client_output_consumed(c, len2), 0);
+	assert_int_equal(sealpost_client_take_output(c, &p2, &len2), 0);
+	assert_null(p2);
+	assert_int_equal(len2, 0);
+	/* Nothing to send before the handshake: sends wait. */
+	assert_int_equal(sealpost_client_send(c, spub, "early", 5, NULL), 0);
+	assert_int_equal(sealpost_client_pending(c, NULL, 0), 1);
+	assert_int_equal(sealpost_client_take_output(c, &p2, &len2), 0);
+	assert_int_equal(sealpost_client_ping(c, NULL), -ENOTCONN);
+	assert_int_equal(sealpost_client_next_event(c, &ev, 1000), 0);   /* never waits */
+
+	/* Socket-only calls and the reverse. */
+	assert_int_equal(sealpost_client_flush(c, 0), -EOPNOTSUPP);
+	assert_int_equal(sealpost_client_sync(c, 0), -EOPNOTSUPP);
+	assert_int_equal(sealpost_client_wait_result(c, 1, 0, &(int){ 0 }, NULL), -EOPNOTSUPP);
+	assert_int_equal(sealpost_client_feed(c, NULL, 1), -EINVAL);
+	assert_int_equal(sealpost_client_feed_eof(c, 5), -EINVAL);
+	assert_int_equal(sealpost_client_take_output(c, NULL, &len), -EINVAL);
+
+	/* A handshake message longer than the protocol allows: a broken broker. */
+	assert_int_equal(sealpost_client_feed(c, bad, sizeof(bad)), 4);
+	assert_int_equal(sealpost_client_next_event(c, &ev, 0), 1);
+	assert_int_equal(ev.type, SEALPOST_EVENT_CLOSED);
+	assert_int_equal(ev.error, -EPROTO);
+	assert_int_equal(sealpost_client_feed(c, bad, sizeof(bad)), -EPROTO);
+	assert_int_equal(sealpost_client_restart(c), -EPROTO);
+	/* The send that never went anywhere is still listed. */
+	assert_int_equal(sealpost_client_pending(c, NULL, 0), 1);
+	sealpost_client_close(c);
+
+	/* IK: message 1 is longer (e, es, s, ss + ClientHello), pattern byte 1. */
+	o.flags = SEALPOST_CONNECT_NO_RECONNECT;
+	assert_int_equal(sealpost_client_new(&c, k, spub, &o), 0);
+	assert_int_equal(sealpost_client_take_output(c, &p, &len), 1);
+	assert_int_equal(p[5], 1);
+	assert_true(len > 8 + 2 + 32 + 48);
+	/* The transport ends before an answer: CLOSED (no reconnects). */
+	assert_int_equal(sealpost_client_feed_eof(c, 0), 0);
+	assert_int_equal(sealpost_client_next_event(c, &ev, 0), 1);
+	assert_int_equal(ev.type, SEALPOST_EVENT_CLOSED);
+	assert_int_equal(ev.error, -ECONNRESET);
+	sealpost_client_close(c);
+	sealpost_key_free(k);
+}
+
+/* The foreign client's handshake against the scripted broker, with every
+ * received byte fed on its own: reassembly across feeds, then the proof
+ * and CONNECTED; the peer's close is a DISCONNECTED, restart refuses a
+ * live session only by starting over. */
+static void test_foreign_bytewise(void **state)
+{
+	struct peer p;
+	struct sealpost_key *k;
+	struct sealpost_client *c = NULL;
+	struct sealpost_event ev;
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	uint8_t b, spub[32];
+	int fd, connected = 0, down = 0;
+
+	(void)state;
+	assert_int_equal(sealpost_key_generate(&k), 0);
+	peer_start(&p, NULL, NULL);
+	peer_run(&p);
+	sa.sin_port = htons(p.port);
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(sealpost_client_new(&c, k, p.pub, NULL), 0);
+	while (!down) {
+		const uint8_t *out;
+		size_t len;
+		ssize_t n;
+
+		while (sealpost_client_take_output(c, &out, &len) == 1) {
+			assert_int_equal(write_full(fd, out, len), 0);
+			assert_int_equal(sealpost_client_output_consumed(c, len), 0);
+		}
+		while (sealpost_client_next_event(c, &ev, 0) == 1) {
+			if (ev.type == SEALPOST_EVENT_CONNECTED)
+				connected = 1;
+			else if (ev.type == SEALPOST_EVENT_DISCONNECTED)
+				down = 1;
+			else
+				fail_msg("unexpected event %d", ev.type);
+		}
+		if (down)
+			break;
+		n = recv(fd, &b, 1, 0);
+		if (n == 1)
+			assert_int_equal(sealpost_client_feed(c, &b, 1), 1);
+		else
+			assert_int_equal(sealpost_client_feed_eof(c, 0), 0);
+	}
+	assert_true(connected);
+	assert_int_equal(ev.error, -ECONNRESET);
+	sealpost_client_server_key(c, spub);
+	assert_memory_equal(spub, p.pub, 32);
+	assert_int_equal(p.hs_result, 0);   /* the peer got our IK proof */
+	/* A new transport: a new session queued (preamble first again). */
+	assert_int_equal(sealpost_client_restart(c), 0);
+	{
+		const uint8_t *out;
+		size_t len;
+
+		assert_int_equal(sealpost_client_take_output(c, &out, &len), 1);
+		assert_memory_equal(out, "SEAL\x01\x01", 6);
+	}
+	sealpost_client_close(c);
+	close(fd);
+	peer_join(&p);
+	sealpost_key_free(k);
+}
+
 /* docs/CLIENT.md quotes docs/examples/echo.c; the quote must be the file. */
 static char *slurp(const char *path)
 {
@@ -1377,19 +1569,19 @@ static char *slurp(const char *path)
 	return buf;
 }
 
-static void test_docs_example_quoted(void **state)
+/* The quote of docs/examples/<name> in docs/CLIENT.md is the file, byte for byte. */
+static void check_quoted(const char *name)
 {
-	static const char begin[] = "<!-- docs/examples/echo.c begins -->\n```c\n";
-	static const char end[] = "```\n<!-- docs/examples/echo.c ends -->";
 	const char *src = getenv("SP_SOURCE_DIR");
-	char path[512], *doc, *code, *b, *e;
+	char path[512], begin[128], end[128], *doc, *code, *b, *e;
 
-	(void)state;
 	assert_non_null(src);
+	snprintf(begin, sizeof(begin), "<!-- docs/examples/%s begins -->\n```c\n", name);
+	snprintf(end, sizeof(end), "```\n<!-- docs/examples/%s ends -->", name);
 	snprintf(path, sizeof(path), "%s/docs/CLIENT.md", src);
 	doc = slurp(path);
 	assert_non_null(doc);
-	snprintf(path, sizeof(path), "%s/docs/examples/echo.c", src);
+	snprintf(path, sizeof(path), "%s/docs/examples/%s", src, name);
 	code = slurp(path);
 	assert_non_null(code);
 	b = strstr(doc, begin);
@@ -1401,6 +1593,13 @@ static void test_docs_example_quoted(void **state)
 	assert_memory_equal(b, code, strlen(code));
 	free(doc);
 	free(code);
+}
+
+static void test_docs_example_quoted(void **state)
+{
+	(void)state;
+	check_quoted("echo.c");
+	check_quoted("poll_loop.c");
 }
 
 int main(void)
@@ -1423,6 +1622,8 @@ int main(void)
 		cmocka_unit_test(test_protocol_ack_auto),
 		cmocka_unit_test(test_protocol_ack_manual),
 		cmocka_unit_test(test_send_ex_and_opts),
+		cmocka_unit_test(test_foreign_api),
+		cmocka_unit_test(test_foreign_bytewise),
 		cmocka_unit_test(test_docs_example_quoted),
 	};
 

@@ -315,7 +315,11 @@ static void test_file_errors(void **state)
 	expect_file_error("data-dir =\n", 1, "data-dir: empty");
 	expect_file_error("max-conns = 5\njust words\n", 2, "expected 'key = value'");
 	expect_file_error("max-conns = 5\nmax-conns = 6\n", 2, "already set on line 1");
-	expect_file_error("[sealpostd]\nmax-conns = 5\n", 2, "sections are not used");
+	/* A section is refused on its own line, also when no key follows it. */
+	expect_file_error("[sealpostd]\nmax-conns = 5\n", 1, "sections are not used ([sealpostd])");
+	expect_file_error("max-conns = 5\n# c\n  [extra]  \n", 3, "sections are not used");
+	expect_file_error("max-conns = 5\n[tail]", 2, "sections are not used ([tail])");
+	expect_file_error("max-conns = 5\n[]\n", 2, "sections are not used");
 	/* Command-line only. */
 	expect_file_error("config = /etc/other.conf\n", 1, "unknown key 'config'");
 	expect_file_error("check-config = 1\n", 1, "unknown key 'check-config'");
@@ -419,6 +423,81 @@ static void test_print_round_trip(void **state)
 	free(text2);
 }
 
+/* The admin socket's options: their values, ranges and the two modes. */
+static void test_admin_options(void **state)
+{
+	struct sp_config c;
+	char long_path[200];
+
+	(void)state;
+	assert_int_equal(parse(&c, NULL), SP_CONFIG_OK);
+	assert_string_equal(c.admin_socket, "");
+	assert_int_equal(c.admin_socket_mode, 0600);
+	assert_int_equal(c.admin_max_conns, SP_DEFAULT_ADMIN_MAX_CONNS);
+	assert_int_equal(parse(&c, "--admin-socket", "/run/x.sock", "--admin-socket-mode", "0660",
+			       "--admin-max-conns", "2", "--admin-request-max", "64",
+			       "--admin-timeout", "100", NULL), SP_CONFIG_OK);
+	assert_string_equal(c.admin_socket, "/run/x.sock");
+	assert_int_equal(c.admin_socket_mode, 0660);
+	assert_int_equal(c.admin_max_conns, 2);
+	assert_int_equal(c.admin_request_max, 64);
+	assert_int_equal(c.admin_timeout_ms, 100);
+	assert_int_equal(parse(&c, "--admin-socket", "off", NULL), SP_CONFIG_OK);
+	assert_string_equal(c.admin_socket, "off");
+	assert_int_equal(parse(&c, "--admin-socket-mode", "0666", NULL), -EINVAL);
+	assert_non_null(strstr(err, "0600 or 0660"));
+	assert_int_equal(parse(&c, "--admin-socket-mode", "600", NULL), -EINVAL);
+	assert_int_equal(parse(&c, "--admin-max-conns", "0", NULL), -EINVAL);
+	assert_int_equal(parse(&c, "--admin-request-max", "70000", NULL), -EINVAL);
+	memset(long_path, 'a', sizeof(long_path) - 1);
+	long_path[0] = '/';
+	long_path[sizeof(long_path) - 1] = '\0';
+	assert_int_equal(parse(&c, "--admin-socket", long_path, NULL), -EINVAL);
+	assert_non_null(strstr(err, "longer than 107"));
+}
+
+/* Reload: reloadable options that differ are applied; the others are only
+ * reported; equal options are not mentioned. */
+static void test_reload(void **state)
+{
+	struct sp_config live, fresh;
+	struct sp_config_change ch[4];
+	size_t n;
+
+	(void)state;
+	assert_int_equal(parse(&live, "--max-envelope", "5000", NULL), SP_CONFIG_OK);
+	assert_int_equal(parse(&fresh, "--max-envelope", "1000", "--max-conns", "7",
+			       "--log-rate", "4", "--listen", "127.0.0.1:9999", NULL), SP_CONFIG_OK);
+	assert_int_equal(sp_config_reload(&live, &live, ch, 4), 0);
+	n = sp_config_reload(&live, &fresh, ch, 4);
+	assert_int_equal(n, 4);
+	for (size_t i = 0; i < n; i++) {
+		if (!strcmp(ch[i].name, "max-envelope")) {
+			assert_true(ch[i].applied);
+			assert_string_equal(ch[i].old_value, "5000");
+			assert_string_equal(ch[i].new_value, "1000");
+		} else if (!strcmp(ch[i].name, "log-rate")) {
+			assert_true(ch[i].applied);
+		} else {
+			assert_false(ch[i].applied);
+			assert_true(!strcmp(ch[i].name, "max-conns") || !strcmp(ch[i].name, "listen"));
+		}
+	}
+	assert_int_equal(live.max_envelope, 1000);
+	assert_int_equal(live.log_rate, 4);
+	assert_int_equal(live.max_conns, SP_DEFAULT_MAX_CONNS);      /* needs a restart */
+	assert_string_equal(live.listen, SP_DEFAULT_LISTEN);
+	/* Applied already: a second reload finds only the restart ones. */
+	assert_int_equal(sp_config_reload(&live, &fresh, ch, 1), 2);
+	assert_false(ch[0].applied);
+	assert_true(sp_config_reloadable("sendq-max"));
+	assert_true(sp_config_reloadable("handshake-rate"));
+	assert_false(sp_config_reloadable("idle-timeout"));
+	assert_false(sp_config_reloadable("nonsense"));
+	assert_string_equal(sp_config_reloadable_name(0), "max-envelope");
+	assert_null(sp_config_reloadable_name(100));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -435,6 +514,8 @@ int main(void)
 		cmocka_unit_test(test_file_missing),
 		cmocka_unit_test(test_load_precedence),
 		cmocka_unit_test(test_print_round_trip),
+		cmocka_unit_test(test_admin_options),
+		cmocka_unit_test(test_reload),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -802,6 +802,7 @@ static void test_hello(void **state)
 	h.protocol_version = SP_PROTOCOL_VERSION;
 	h.max_envelope = SP_BODY_MAX;
 	h.max_transport = SP_TRANSPORT_PLAINTEXT_MAX;
+	h.idle_timeout_ms = 600000;
 
 	/* ClientHello: protocol_version only */
 	assert_int_equal(sp_frame_client_hello_encode(&h, buf, sizeof(buf), &len), 0);
@@ -811,6 +812,7 @@ static void test_hello(void **state)
 	assert_int_equal(g.protocol_version, SP_PROTOCOL_VERSION);
 	assert_int_equal(g.max_envelope, 0);
 	assert_int_equal(g.max_transport, 0);
+	assert_int_equal(g.idle_timeout_ms, 0);
 	{
 		Sealpost__V1__ClientHello *m = sealpost__v1__client_hello__unpack(NULL, len, buf);
 
@@ -819,13 +821,14 @@ static void test_hello(void **state)
 		sealpost__v1__client_hello__free_unpacked(m, NULL);
 	}
 
-	/* ServerHello: all three */
+	/* ServerHello: all four */
 	assert_int_equal(sp_frame_server_hello_encode(&h, buf, sizeof(buf), &len), 0);
 	memset(&g, 0xee, sizeof(g));
 	assert_int_equal(sp_frame_server_hello_decode(buf, len, &g), 0);
 	assert_int_equal(g.protocol_version, h.protocol_version);
 	assert_int_equal(g.max_envelope, h.max_envelope);
 	assert_int_equal(g.max_transport, h.max_transport);
+	assert_int_equal(g.idle_timeout_ms, h.idle_timeout_ms);
 	{
 		Sealpost__V1__ServerHello m = SEALPOST__V1__SERVER_HELLO__INIT;
 		uint8_t ref[64];
@@ -834,6 +837,7 @@ static void test_hello(void **state)
 		m.protocol_version = h.protocol_version;
 		m.max_envelope = h.max_envelope;
 		m.max_transport = h.max_transport;
+		m.idle_timeout_ms = h.idle_timeout_ms;
 		n = sealpost__v1__server_hello__pack(&m, ref);
 		assert_int_equal(n, len);
 		assert_memory_equal(ref, buf, n);

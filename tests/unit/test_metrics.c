@@ -350,7 +350,8 @@ static void test_counters_exact(void **state)
 	assert_int_equal(value(&p, "sealpost_loop_batch_size_bucket{shard=\"1\",le=\"1\"}"), 1);
 	assert_int_equal(value(&p, "sealpost_loop_batch_size_sum{shard=\"1\"}"), 0);
 
-	/* One build_info series, value 1, version label "MAJOR.MINOR.PATCH". */
+	/* One build_info series, value 1, version label "MAJOR.MINOR.PATCH",
+	 * then a revision label (git describe, or "unknown"). */
 	int builds = 0;
 
 	for (int i = 0; i < p.n; i++) {
@@ -360,15 +361,22 @@ static void test_counters_exact(void **state)
 		if (strncmp(p.series[i], "sealpost_build_info{", 20) != 0)
 			continue;
 		builds++;
+		char rev[64] = "";
+
 		assert_int_equal(sscanf(p.series[i], "sealpost_build_info{version=\"%u.%u.%u%2s",
 					&maj, &min, &pat, close), 4);
+		assert_string_equal(close, "\",");
+		assert_int_equal(sscanf(strstr(p.series[i], "\",") + 2, "revision=\"%63[^\"]%2s",
+					rev, close), 2);
+		assert_true(rev[0] != '\0');
 		assert_string_equal(close, "\"}");
 		assert_true(p.value[i] == 1);
 	}
 	assert_int_equal(builds, 1);
-	assert_true(value(&p, "sealpost_process_start_time_seconds") > 1.7e9);
+	assert_true(value(&p, "process_start_time_seconds") > 1.7e9);
 	/* NO_PROCESS and no RocksDB source: those families are absent. */
 	assert_int_equal(lookup(&p, "process_open_fds", &v), -ENOENT);
+	assert_int_equal(lookup(&p, "process_cpu_seconds_total", &v), -ENOENT);
 	assert_int_equal(lookup(&p, "sealpost_rocksdb_sst_bytes", &v), -ENOENT);
 
 	/* Naming conventions, for every family rendered. */

@@ -47,8 +47,12 @@ static void test_goaway_codes(void **state)
 		assert_true(g >= SP_STATUS_GOAWAY_PROTOCOL && g <= SP_STATUS_GOAWAY_IDLE);
 		assert_int_equal(strncmp(sp_status_name(g), "goaway_", 7), 0);
 	}
-	/* The wire's five GoAway codes, each sent for exactly one reason. */
-	assert_int_equal(goaways, 5);
+	/* The wire's five GoAway codes, each sent for exactly one reason, but
+	 * shutdown: an admin's disconnect sends it too (the device is told to
+	 * go, as when the broker stops; no code of its own on the wire). */
+	assert_int_equal(goaways, 6);
+	assert_int_equal(sp_close_reason_goaway(SP_CLOSE_SHUTDOWN), SP_STATUS_GOAWAY_SHUTDOWN);
+	assert_int_equal(sp_close_reason_goaway(SP_CLOSE_ADMIN), SP_STATUS_GOAWAY_SHUTDOWN);
 	assert_int_equal(sp_close_reason_goaway(SP_CLOSE_TAKEOVER), SP_STATUS_GOAWAY_TAKEOVER);
 	assert_int_equal(sp_close_reason_goaway(SP_CLOSE_EOF), SP_STATUS_UNSPECIFIED);
 	assert_int_equal(sp_close_reason_goaway(SP_CLOSE_NONE), SP_STATUS_UNSPECIFIED);

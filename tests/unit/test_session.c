@@ -649,7 +649,7 @@ static void pair_init(struct pair *p)
 	p->renv.static_priv = server_priv;
 	memcpy(p->renv.static_pub, server_pub, SP_KEY_LEN);
 	p->renv.has_static_pub = true;
-	p->renv.hello = (struct sp_hello){ 1, 1234, SP_TRANSPORT_PLAINTEXT_MAX };
+	p->renv.hello = (struct sp_hello){ 1, 1234, SP_TRANSPORT_PLAINTEXT_MAX, 0 };
 	p->renv.pool = &p->pool;
 	p->renv.hooks = (struct sp_session_hooks){ p_established, p_proven, p_frame, NULL, &p->rs };
 	p->ienv.hello.protocol_version = 1;

@@ -1,0 +1,97 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The C declarations of libsealpost (include/sealpost.h) for cffi, and the
+loaded library.
+
+ABI mode: cffi lays the structs out from these declarations by the C rules,
+so they must match the header field for field. tests/test_abi.py compiles a
+small C program against the real header and compares every size and offset.
+"""
+import ctypes.util
+import os
+
+import cffi
+
+CDEF = """
+const char *sealpost_version(void);
+const char *sealpost_strerror(int err);
+const char *sealpost_status_string(int status);
+
+struct sealpost_key;
+int sealpost_key_generate(struct sealpost_key **out);
+int sealpost_key_from_private(struct sealpost_key **out, const uint8_t priv[32]);
+int sealpost_key_load(struct sealpost_key **out, const char *path);
+int sealpost_key_save(const struct sealpost_key *key, const char *path);
+void sealpost_key_public(const struct sealpost_key *key, uint8_t pub[32]);
+void sealpost_key_free(struct sealpost_key *key);
+
+int sealpost_envelope_seal(const struct sealpost_key *sender, const uint8_t to[32],
+                           const void *msg, size_t msg_len, uint8_t *out, size_t out_cap,
+                           size_t *out_len);
+int sealpost_envelope_open(const struct sealpost_key *self, const uint8_t *env,
+                           size_t env_len, uint8_t sender[32], uint8_t *out, size_t out_cap,
+                           size_t *out_len);
+
+struct sealpost_client;
+struct sealpost_connect_opts {
+    size_t size;
+    uint32_t flags;
+};
+int sealpost_client_connect(struct sealpost_client **out, const char *server,
+                            const struct sealpost_key *key, const uint8_t *server_key,
+                            int timeout_ms);
+int sealpost_client_connect_opts(struct sealpost_client **out, const char *server,
+                                 const struct sealpost_key *key, const uint8_t *server_key,
+                                 int timeout_ms, const struct sealpost_connect_opts *opts);
+void sealpost_client_server_key(const struct sealpost_client *c, uint8_t pub[32]);
+void sealpost_client_public_key(const struct sealpost_client *c, uint8_t pub[32]);
+uint32_t sealpost_client_max_envelope(const struct sealpost_client *c);
+size_t sealpost_client_max_message(const struct sealpost_client *c);
+int sealpost_client_send_ex(struct sealpost_client *c, const uint8_t to[32], const void *msg,
+                            size_t msg_len, uint32_t flags, uint64_t client_id,
+                            uint64_t *used_id);
+int sealpost_client_send_raw_ex(struct sealpost_client *c, const uint8_t to[32],
+                                const uint8_t *env, size_t env_len, uint32_t flags,
+                                uint64_t client_id, uint64_t *used_id);
+int sealpost_client_ping(struct sealpost_client *c, uint64_t *id);
+int sealpost_client_ack(struct sealpost_client *c, uint64_t seq);
+int sealpost_client_flush(struct sealpost_client *c, int timeout_ms);
+int sealpost_client_sync(struct sealpost_client *c, int timeout_ms);
+
+struct sealpost_event {
+    int type;
+    int status;
+    int error;
+    uint64_t client_id;
+    uint64_t seq;
+    union {
+        uint64_t id;
+        uint64_t count;
+    };
+    uint8_t sender[32];
+    const uint8_t *data;
+    size_t len;
+};
+int sealpost_client_next_event(struct sealpost_client *c, struct sealpost_event *ev,
+                               int timeout_ms);
+int sealpost_client_wait_result(struct sealpost_client *c, uint64_t client_id,
+                                int timeout_ms, int *status, uint64_t *seq);
+int sealpost_client_fd(const struct sealpost_client *c);
+_Bool sealpost_client_want_write(const struct sealpost_client *c);
+short sealpost_client_poll_events(const struct sealpost_client *c);
+int sealpost_client_step(struct sealpost_client *c);
+void sealpost_client_close(struct sealpost_client *c);
+"""
+
+ffi = cffi.FFI()
+ffi.cdef(CDEF)
+
+
+def _find_library():
+    """$SEALPOST_LIB (a path to libsealpost.so), else the system's."""
+    path = os.environ.get("SEALPOST_LIB")
+    if path:
+        return path
+    return ctypes.util.find_library("sealpost") or "libsealpost.so.0"
+
+
+lib = ffi.dlopen(_find_library())

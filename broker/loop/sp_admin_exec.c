@@ -1,0 +1,202 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * sp_admin_exec.c: admin jobs on the shard's thread (sp_admin_exec.h).
+ */
+#include "sp_admin_exec.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "sp_admin.h"
+#include "sp_deliver.h"
+#include "sp_lifecycle.h"
+#include "sp_mailbox.h"
+#include "sp_route.h"
+#include "sp_shard.h"
+#include "sp_store.h"
+
+void sp_admin_exec_arm(struct sp_shard *sh)
+{
+	int ret;
+
+	if (!sh->admin || sh->admin_armed)
+		return;
+	ret = sp_ring_read(&sh->ring, sp_admin_wake_fd(sh->admin), &sh->admin_buf,
+			   sizeof(sh->admin_buf), sp_ud_pack(SP_OP_ADMIN, 0, 0));
+	sh->admin_armed = ret == 0;
+	sh->admin_retry = ret != 0;
+	if (ret)
+		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_REFUSED], sh->now_ns, SP_LOG_ERROR,
+			       "io_uring submission failed: trying again",
+			       SP_KV_STR("request", "admin read"), SP_KV_STR("error", strerror(-ret)));
+}
+
+void sp_admin_exec_retry(struct sp_shard *sh)
+{
+	if (sh->admin_retry)
+		sp_admin_exec_arm(sh);
+}
+
+static void err(struct sp_admin_result *r, const char *code, const char *msg)
+{
+	r->error = code;
+	snprintf(r->message, sizeof(r->message), "%s", msg);
+}
+
+static void run_status(struct sp_shard *sh, struct sp_admin_result *r)
+{
+	const struct sp_metrics_shard *m = sh->metrics;
+
+	r->stopping = sh->stopping;
+	r->connections = sh->nconns;
+	r->devices_online = sp_route_count(sh->routes);
+	r->has_store = sh->store != NULL;
+	r->mailbox_entries = m->mailbox_entries > 0 ? (uint64_t)m->mailbox_entries : 0;
+	r->mailbox_bytes = m->mailbox_bytes > 0 ? (uint64_t)m->mailbox_bytes : 0;
+	r->accepted_conns = sh->stats.accepted;
+	r->handshakes = sh->stats.handshakes;
+	r->envelopes_accepted = m->envelopes_accepted;
+	for (unsigned i = 0; i < SP_METRICS_REFUSED_COUNT; i++)
+		r->envelopes_refused += m->envelopes_refused[i];
+	r->delivered_live = m->envelopes_delivered[SP_METRICS_PATH_LIVE];
+	r->delivered_mailbox = m->envelopes_delivered[SP_METRICS_PATH_MAILBOX];
+	r->acks = m->acks;
+	r->expired = m->expired;
+}
+
+static void run_mailbox(struct sp_shard *sh, struct sp_admin_job *j)
+{
+	struct sp_admin_result *r = &j->res;
+	uint64_t accepted_ms;
+	int ret;
+
+	r->online = sp_deliver_recipient(sh, j->req.key) != NULL;
+	if (!sh->store)
+		return;         /* no store: nothing kept, for anyone */
+	ret = sp_store_mailbox_info(sh->store, j->req.key, &r->count, &r->bytes, NULL);
+	if (ret < 0) {
+		err(r, "internal", sp_store_errmsg(sh->store));
+		return;
+	}
+	ret = sp_store_mailbox_oldest(sh->store, j->req.key, sh->wall_ms, &accepted_ms);
+	if (ret == 0)
+		r->oldest_age_ms = sh->wall_ms > accepted_ms ? sh->wall_ms - accepted_ms : 0;
+	else if (ret != -ENOENT)
+		err(r, "internal", sp_store_errmsg(sh->store));
+}
+
+static void run_purge(struct sp_shard *sh, struct sp_admin_job *j)
+{
+	int ret;
+
+	if (!sh->store) {
+		err(&j->res, "no_store", "sealpostd runs without a mailbox store");
+		return;
+	}
+	j->commit_failures = sh->stats.commit_failures;
+	ret = sp_mailbox_purge(sh, j->req.key, &j->res.count, &j->res.bytes);
+	if (ret < 0)
+		err(&j->res, "internal", strerror(-ret));
+}
+
+static void run_disconnect(struct sp_shard *sh, struct sp_admin_job *j)
+{
+	struct sp_conn *c = sp_deliver_recipient(sh, j->req.key);
+
+	if (!c) {
+		err(&j->res, "not_connected", "no connection of that device");
+		return;
+	}
+	/* GoAway shutdown at the flush, after what it is owed (its results). */
+	sp_life_end_later(sh, c, SP_CLOSE_ADMIN);
+	j->res.online = true;
+}
+
+static void run_reload(struct sp_shard *sh, struct sp_admin_job *j)
+{
+	if (!sh->live_cfg || !j->fresh) {
+		err(&j->res, "internal", "this shard cannot reload");
+		return;
+	}
+	j->res.nchanges = sp_config_reload(sh->live_cfg, j->fresh, j->res.changes,
+					   SP_ADMIN_CHANGES_MAX);
+	sp_shard_limits_changed(sh);
+}
+
+static void run_top(struct sp_shard *sh, struct sp_admin_job *j)
+{
+	struct sp_store_top_item items[SP_ADMIN_TOP_MAX];
+	size_t n = j->req.n <= SP_ADMIN_TOP_MAX ? j->req.n : SP_ADMIN_TOP_MAX, got = 0;
+	int ret;
+
+	if (!sh->store)
+		return;
+	ret = sp_store_top(sh->store, n, !j->req.by_count, items, &got, &j->res.scanned);
+	if (ret < 0) {
+		err(&j->res, "internal", sp_store_errmsg(sh->store));
+		return;
+	}
+	for (size_t i = 0; i < got; i++) {
+		sp_admin_device_id(sh->admin, items[i].recipient, j->res.top[i].id);
+		j->res.top[i].count = items[i].count;
+		j->res.top[i].bytes = items[i].bytes;
+	}
+	j->res.ntop = got;
+	/* The keys go no further than this frame. */
+	sodium_memzero(items, sizeof(items));
+}
+
+static void run(struct sp_shard *sh, struct sp_admin_job *j)
+{
+	switch (j->req.cmd) {
+	case SP_ADMIN_STATUS: run_status(sh, &j->res); break;
+	case SP_ADMIN_MAILBOX: run_mailbox(sh, j); break;
+	case SP_ADMIN_PURGE: run_purge(sh, j); break;
+	case SP_ADMIN_DISCONNECT: run_disconnect(sh, j); break;
+	case SP_ADMIN_RELOAD: run_reload(sh, j); break;
+	case SP_ADMIN_TOP: run_top(sh, j); break;
+	default: err(&j->res, "internal", "not a shard command"); break;
+	}
+	if (j->req.cmd == SP_ADMIN_MAILBOX || j->req.cmd == SP_ADMIN_PURGE ||
+	    j->req.cmd == SP_ADMIN_DISCONNECT)
+		sp_admin_device_id(sh->admin, j->req.key, j->res.id);
+}
+
+void sp_admin_exec_cqe(struct sp_shard *sh, int res)
+{
+	struct sp_admin_job *j, *next, **tail = &sh->admin_jobs;
+
+	sh->admin_armed = false;
+	if (res < 0 && res != -EAGAIN && res != -EINTR)
+		SP_LOG(sh->log, SP_LOG_ERROR, "admin wake read failed", SP_KV_INT("errno", -res));
+	while (*tail)
+		tail = &(*tail)->next;
+	for (j = sp_admin_take(sh->admin); j; j = next) {
+		next = j->next;
+		j->next = NULL;
+		run(sh, j);
+		*tail = j;
+		tail = &j->next;
+	}
+	if (res >= 0 || res == -EAGAIN || res == -EINTR)
+		sp_admin_exec_arm(sh);
+}
+
+void sp_admin_exec_finish(struct sp_shard *sh)
+{
+	struct sp_admin_job *j, *next;
+
+	for (j = sh->admin_jobs; j; j = next) {
+		next = j->next;
+		if (j->req.cmd == SP_ADMIN_PURGE && !j->res.error &&
+		    sh->stats.commit_failures != j->commit_failures) {
+			err(&j->res, "internal", "the store's commit failed: nothing was purged");
+			j->res.count = j->res.bytes = 0;
+		}
+		sp_admin_done(sh->admin, j);    /* j is the admin thread's from here */
+	}
+	sh->admin_jobs = NULL;
+}
