@@ -146,6 +146,11 @@ enum sp_status sp_mailbox_store(struct sp_shard *sh, struct sp_conn *c, const st
 	}
 	if (ret == -EDQUOT)
 		return SP_STATUS_ERR_MAILBOX_FULL;
+	if (ret == -EXFULL) {
+		/* This sender's share of the mailbox: others may still send. */
+		sp_metrics_share_full(sh->metrics);
+		return SP_STATUS_ERR_MAILBOX_FULL;
+	}
 	if (ret == -ENOSPC) {
 		/* The store's space bounds (store-max-bytes, store-min-free):
 		 * refused before the disk fills, so acks and restarts work. */
@@ -256,7 +261,11 @@ void sp_mailbox_tick(struct sp_shard *sh)
 
 	if (!sh->store)
 		return;
+	sp_store_get_stats(sh->store, &before);
 	ret = sp_store_tick(sh->store, sh->wall_ms);
+	sp_store_get_stats(sh->store, &after);
+	if (after.scrubs > before.scrubs)
+		sp_metrics_scrubs(sh->metrics, after.scrubs - before.scrubs);
 	if (ret < 0)
 		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
 			       "mailbox fsync failed", SP_KV_STR("error", strerror(-ret)),
