@@ -689,6 +689,25 @@ static void test_recv_across_restart(void **state)
 	assert_string_equal(out, "");
 }
 
+/* A second recv with the same device key takes the connection over: the
+ * first stops (exit 4) rather than take it back, which would never end. */
+static void test_recv_takeover(void **state)
+{
+	struct bg first;
+
+	(void)state;
+	bg_start(&first, (const char *const[]){ "recv", "--server", broker.addr, "--server-key",
+						broker.server_pub_hex, "--key", key_b, "--timeout",
+						"60", NULL });
+	assert_int_equal(read_until(first.err, first.ebuf, sizeof(first.ebuf), &first.elen,
+				    "listening "), 0);
+	assert_int_equal(run(NULL, (const char *const[]){ "recv", "--server", broker.addr,
+							  "--server-key", broker.server_pub_hex,
+							  "--key", key_b, "--timeout", "1", NULL }), 0);
+	assert_int_equal(bg_finish(&first), 4);
+	assert_non_null(strstr(first.ebuf, "goaway_takeover"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -700,6 +719,7 @@ int main(void)
 		cmocka_unit_test_setup(test_json, each),
 		cmocka_unit_test_setup(test_lines, each),
 		cmocka_unit_test_setup(test_recv_across_restart, each),
+		cmocka_unit_test_setup(test_recv_takeover, each),
 	};
 
 	if (sodium_init() < 0)
