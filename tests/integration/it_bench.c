@@ -157,8 +157,12 @@ static void test_pairs_open_loop(void **state)
 	assert_string_equal(json_string_value(json_object_get(j, "pattern")), "pairs");
 	assert_int_equal(num(j, "connected"), 4);
 	/* Open loop at 400/s for 1 s: the schedule is fixed, so the count is too
-	 * (the window boundary may land on either side of one envelope). */
-	assert_true(num(j, "sent_window") >= 399 && num(j, "sent_window") <= 401);
+	 * (the window boundary may land on either side of one envelope). A
+	 * generator starved of CPU (a loaded machine, a sanitizer build) skips
+	 * what it still owes at the window's end and counts it as unsent: sent
+	 * plus unsent is the schedule, whatever the machine's speed. */
+	assert_true(num(j, "sent_window") + num(json_object_get(j, "client"), "unsent") >= 399 &&
+		    num(j, "sent_window") + num(json_object_get(j, "client"), "unsent") <= 401);
 	/* Every envelope sent to a connected device was delivered, once. */
 	assert_int_equal(num(j, "delivered"), num(j, "sent"));
 	assert_int_equal(num(j, "delivered_window"), num(j, "results_ok_window"));

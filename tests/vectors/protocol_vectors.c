@@ -343,6 +343,8 @@ int main(int argc, char **argv)
 	if (!b || !e) {
 		fprintf(stderr, "%s: no section between '%s' and '%s'\n", argv[2], VECTORS_BEGIN,
 			VECTORS_END);
+		free(file);
+		free(doc);
 		return 1;
 	}
 	e += strlen(VECTORS_END);
@@ -354,9 +356,13 @@ int main(int argc, char **argv)
 		if (slen != doc_len || memcmp(section, doc, doc_len)) {
 			fprintf(stderr, "%s: the test vectors differ from what the code computes; "
 				"regenerate with sealpost-protocol-vectors --write %s\n", argv[2], argv[2]);
+			free(file);
+			free(doc);
 			return 1;
 		}
 		printf("%s: test vectors match the code\n", argv[2]);
+		free(file);
+		free(doc);
 		return 0;
 	}
 	{
@@ -368,5 +374,7 @@ int main(int argc, char **argv)
 		    fclose(f))
 			die(argv[2]);
 	}
+	free(file);
+	free(doc);
 	return 0;
 }
