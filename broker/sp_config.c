@@ -135,6 +135,20 @@ static const struct opt opts[] = {
 	 * protocol 1 only to peers set the same way. */
 	{ "test-rekey-messages", "N", OPT_U64, FIELD(test_rekey_messages), 0, SP_REKEY_MESSAGES,
 	  false, "tests only: transport messages per key before a rekey; 0 = the protocol's" },
+	{ "mailbox-sender-share", "PERCENT", OPT_U32, FIELD(mailbox_sender_share), 1, 100, false,
+	  "share of a device's mailbox quotas (count and bytes) one sending device may hold; "
+	  "beyond, its sends get err_mailbox_full while other senders' go on; 100 = off" },
+	{ "mailbox-share-table-max", "N", OPT_U32, FIELD(mailbox_share_table_max), 1, 1 << 28, false,
+	  "(sender, mailbox) pairs whose shares are counted; envelopes of pairs beyond it are "
+	  "not held to a share" },
+	{ "store-max-wal", "BYTES", OPT_U64, FIELD(store_max_wal), (uint64_t)1 << 20,
+	  (uint64_t)1 << 40, false,
+	  "write-ahead log the mailbox store keeps before it writes its memtables out "
+	  "(bounds the log's disk use and how long it holds acknowledged envelopes)" },
+	{ "store-scrub-interval", "S", OPT_U32, FIELD(store_scrub_interval_s), 0, 86400 * 7, false,
+	  "acknowledged or expired envelopes leave every file of the data directory within this "
+	  "many seconds plus one scrub (a flush and full compaction, on a thread of its own); "
+	  "0 = no scrubs" },
 	{ "config", "FILE", OPT_CONFIG, FIELD(config_path), 0, 0, false,
 	  "read options from an INI file (keys = these option names); flags win" },
 	{ "check-config", NULL, OPT_CHECK, 0, 0, 0, false,
@@ -183,6 +197,10 @@ void sp_config_defaults(struct sp_config *c)
 	c->sender_byte_rate = SP_DEFAULT_SENDER_BYTE_RATE;
 	c->sender_byte_burst = SP_DEFAULT_SENDER_BYTE_BURST;
 	c->sender_table_max = SP_DEFAULT_SENDER_TABLE_MAX;
+	c->mailbox_sender_share = SP_DEFAULT_MAILBOX_SENDER_SHARE;
+	c->mailbox_share_table_max = SP_DEFAULT_MAILBOX_SHARE_TABLE_MAX;
+	c->store_max_wal = SP_DEFAULT_STORE_MAX_WAL;
+	c->store_scrub_interval_s = SP_DEFAULT_STORE_SCRUB_INTERVAL_S;
 }
 
 static const char *const fsync_names[] = { "always", "batch", "never" };

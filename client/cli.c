@@ -628,7 +628,7 @@ static int cmd_pubkey(int argc, char **argv)
 		return bad_usage("pubkey takes exactly one FILE", pubkey_help);
 	r = sealpost_key_load(&key, argv[1]);
 	if (r < 0) {
-		fprintf(stderr, "sealpost: cannot load key %s: %s\n", argv[1], sealpost_strerror(r));
+		fprintf(stderr, "sealpost: cannot load key %s: %s\n", argv[1], strerror(-r));
 		return EX_KEYFILE;
 	}
 	sealpost_key_public(key, pub);
@@ -866,7 +866,7 @@ static int send_lines(struct sealpost_client *c, const uint8_t *to, const struct
 	}
 	while ((!eof || l.n) && !l.lost) {
 		struct pollfd p[2];
-		int np = 0, in = -1, wait = -1;
+		int np = 0, in = -1, wait = -1, timer;
 
 		if (!eof && l.n < LINES_PENDING_MAX) {
 			p[np].fd = STDIN_FILENO;
@@ -886,6 +886,11 @@ static int send_lines(struct sealpost_client *c, const uint8_t *to, const struct
 			}
 			wait = (int)left;
 		}
+		/* The library's timers (reconnect attempts, keepalive pings) need a
+		 * step when they are due, also while we only wait for stdin. */
+		timer = sealpost_client_timeout(c);
+		if (timer >= 0 && (wait < 0 || timer < wait))
+			wait = timer;
 		if (poll(p, (nfds_t)np, wait) < 0 && errno != EINTR) {
 			fprintf(stderr, "sealpost: poll: %s\n", strerror(errno));
 			break;

@@ -44,6 +44,17 @@ static void err(struct sp_admin_result *r, const char *code, const char *msg)
 	snprintf(r->message, sizeof(r->message), "%s", msg);
 }
 
+/* The store's failed commits so far (its own count; the shard keeps none). */
+static uint64_t commit_failures(const struct sp_shard *sh)
+{
+	struct sp_store_stats ss;
+
+	if (!sh->store)
+		return 0;
+	sp_store_get_stats(sh->store, &ss);
+	return ss.commit_failures;
+}
+
 static void run_status(struct sp_shard *sh, struct sp_admin_result *r)
 {
 	const struct sp_metrics_shard *m = sh->metrics;
@@ -54,8 +65,11 @@ static void run_status(struct sp_shard *sh, struct sp_admin_result *r)
 	r->has_store = sh->store != NULL;
 	r->mailbox_entries = m->mailbox_entries > 0 ? (uint64_t)m->mailbox_entries : 0;
 	r->mailbox_bytes = m->mailbox_bytes > 0 ? (uint64_t)m->mailbox_bytes : 0;
-	r->accepted_conns = sh->stats.accepted;
-	r->handshakes = sh->stats.handshakes;
+	/* The counts /metrics shows (sealpost_connections_accepted_total, the
+	 * successful sealpost_handshakes_total): one count of each thing. */
+	r->accepted_conns = m->connections_accepted;
+	for (unsigned p = 0; p < SP_METRICS_PATTERN_COUNT; p++)
+		r->handshakes += m->handshakes[p][SP_METRICS_OUTCOME_OK];
 	r->envelopes_accepted = m->envelopes_accepted;
 	for (unsigned i = 0; i < SP_METRICS_REFUSED_COUNT; i++)
 		r->envelopes_refused += m->envelopes_refused[i];
@@ -94,7 +108,7 @@ static void run_purge(struct sp_shard *sh, struct sp_admin_job *j)
 		err(&j->res, "no_store", "sealpostd runs without a mailbox store");
 		return;
 	}
-	j->commit_failures = sh->stats.commit_failures;
+	j->commit_failures = commit_failures(sh);
 	ret = sp_mailbox_purge(sh, j->req.key, &j->res.count, &j->res.bytes);
 	if (ret < 0)
 		err(&j->res, "internal", strerror(-ret));
@@ -166,7 +180,7 @@ void sp_admin_exec_finish(struct sp_shard *sh)
 	for (j = sh->admin_jobs; j; j = next) {
 		next = j->next;
 		if (j->req.cmd == SP_ADMIN_PURGE && !j->res.error &&
-		    sh->stats.commit_failures != j->commit_failures) {
+		    commit_failures(sh) != j->commit_failures) {
 			err(&j->res, "internal", "the store's commit failed: nothing was purged");
 			j->res.count = j->res.bytes = 0;
 		}

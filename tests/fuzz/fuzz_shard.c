@@ -213,7 +213,7 @@ static struct dev *dev_of(const struct sp_conn *c)
 	for (unsigned i = 0; i < FUZZ_SHARD_DEVS; i++) {
 		struct dev *d = &F.dev[i];
 
-		if (d->c == c && d->slot == c->slot && d->gen == c->gen)
+		if (d->c == c && d->slot == c->tab.slot && d->gen == c->tab.gen)
 			return d;
 	}
 	return NULL;
@@ -273,8 +273,8 @@ static bool dev_connect(struct dev *d)
 
 	if (F.nopened == CONNS_MAX || !(c = sp_shard_conn_add(&F.sh)))
 		return false;
-	F.opened[F.nopened].slot = c->slot;
-	F.opened[F.nopened].gen = c->gen;
+	F.opened[F.nopened].slot = c->tab.slot;
+	F.opened[F.nopened].gen = c->tab.gen;
 	F.nopened++;
 	crypto_generichash(k, sizeof(k), (const uint8_t *)&no, sizeof(no), NULL, 0);
 	sp_noise_transport_wipe(&d->t);
@@ -291,8 +291,8 @@ static bool dev_connect(struct dev *d)
 	c->s.state = SP_SESSION_ESTABLISHED;
 	sodium_memzero(k, sizeof(k));
 	d->c = c;
-	d->slot = c->slot;
-	d->gen = c->gen;
+	d->slot = c->tab.slot;
+	d->gen = c->tab.gen;
 	d->taking = true;
 	d->goaway = false;
 	d->drained = 0;

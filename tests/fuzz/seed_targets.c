@@ -269,7 +269,9 @@ static void codec_seed(const char *name, uint8_t which, const uint8_t *p, size_t
 static void codec_seeds(void)
 {
 	uint8_t v[SP_STORE_MAILBOX_HDR_LEN + 64], id[SP_STORE_DEDUP_ID_LEN], key[64];
-	struct sp_store_mbox_hdr h = { 64, 1700000000000ull, 1702592000000ull };
+	struct sp_store_mbox_hdr h = { .body_len = 64, .accepted_ms = 1700000000000ull,
+					 .expires_ms = 1702592000000ull, .share_tag = 0x5a17c3,
+					 .has_tag = true };
 	struct sp_store_meta m = { (1ull << 32) + 5, 3, 190 };
 
 	sp_store_mbox_hdr_encode(v, &h);
