@@ -440,7 +440,8 @@ SEALPOST_API size_t sealpost_client_max_message(const struct sealpost_client *c)
  * match. Results arrive in send order.
  *
  * -EMSGSIZE if msg_len > sealpost_client_max_message(c); -EINVAL for an invalid
- * `to` (low-order point; the library refuses it before the broker would);
+ * `to` (low-order point or non-canonical encoding; the library refuses it before
+ * the broker would);
  * -ENOBUFS if the unsent queue is over its limit (flush, then retry).
  * While disconnected (or after a GoAway) the send waits for the next
  * connection (-SEALPOST_EQUEUEFULL once offline_queue_max sends wait);

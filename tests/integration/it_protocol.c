@@ -340,8 +340,7 @@ static void test_online_only_before_drained(void **state)
 	/* The reader keeps r's queue below half of --sendq-max plus one
 	 * envelope, so online-only sends are not refused as busy. */
 	const char *args[] = { "--sendq-max", "262144", "--fsync", "never", "--log-level", "info",
-			       "--mailbox-sender-share", "100",
-			       NULL };
+			       "--mailbox-sender-share", "100", "--store-min-free", "0", NULL };
 	enum { BACKLOG = 400, BODY = 60000 };
 	struct sp_it_broker b;
 	struct sp_raw a, r;

@@ -331,6 +331,7 @@ int main(int argc, char **argv)
 	out("%s\n", VECTORS_END);
 	if (argc == 1) {
 		fwrite(doc, 1, doc_len, stdout);
+		free(doc);
 		return 0;
 	}
 	if (argc != 3 || (strcmp(argv[1], "--check") && strcmp(argv[1], "--write"))) {
@@ -343,8 +344,6 @@ int main(int argc, char **argv)
 	if (!b || !e) {
 		fprintf(stderr, "%s: no section between '%s' and '%s'\n", argv[2], VECTORS_BEGIN,
 			VECTORS_END);
-		free(file);
-		free(doc);
 		return 1;
 	}
 	e += strlen(VECTORS_END);
@@ -353,17 +352,16 @@ int main(int argc, char **argv)
 	section = b;
 	slen = (size_t)(e - b);
 	if (!strcmp(argv[1], "--check")) {
-		if (slen != doc_len || memcmp(section, doc, doc_len)) {
+		int same = slen == doc_len && !memcmp(section, doc, doc_len);
+
+		if (!same)
 			fprintf(stderr, "%s: the test vectors differ from what the code computes; "
 				"regenerate with sealpost-protocol-vectors --write %s\n", argv[2], argv[2]);
-			free(file);
-			free(doc);
-			return 1;
-		}
-		printf("%s: test vectors match the code\n", argv[2]);
+		else
+			printf("%s: test vectors match the code\n", argv[2]);
 		free(file);
 		free(doc);
-		return 0;
+		return same ? 0 : 1;
 	}
 	{
 		FILE *f = fopen(argv[2], "wb");
