@@ -6,7 +6,8 @@
  *
  * The protocol itself (preamble, handshake, transport, the tx queue) is
  * struct sp_session's, reached as c->s; this header adds the broker's
- * fields around it. The shard submits the I/O and routes.
+ * fields around it, grouped by the one file that writes each group. A
+ * connection is opened by sp_life_open (loop/sp_lifecycle.h).
  *
  * Threading: a connection belongs to its shard's thread.
  */
@@ -22,9 +23,9 @@
 #include "sp_session.h"
 
 /*
- * How durable envelopes reach a routed device (the shard decides; see
- * sp_shard.c). While a reader mode is on, new durable envelopes for the
- * device are only stored and reach it through the reader, in seq order.
+ * How durable envelopes reach a routed device (app/sp_mailbox.c decides).
+ * While a reader mode is on, new durable envelopes for the device are only
+ * stored and reach it through the reader, in seq order.
  */
 enum sp_mbox_mode {
 	SP_MBOX_NONE = 0,       /* not routed yet: nothing is delivered */
@@ -33,36 +34,73 @@ enum sp_mbox_mode {
 	SP_MBOX_LIVE,           /* durable envelopes go straight from the sender's buffer */
 };
 
-struct sp_conn {
-	/* The protocol session: state, pattern, rx reassembly, handshake,
-	 * transport, tx queue, the device key (s.peer) and the proof rule. */
-	struct sp_session s;
+/*
+ * The broker's part of a connection, in groups. Each group is written by
+ * exactly one file (named beside it; everyone else only reads it), so that
+ * who changed a field is never a question. tests/layering/conn_writers.sh
+ * (ctest layering/conn_writers) greps the tree for writes outside the
+ * owner. When a slot is freed every group is at rest (off every list,
+ * nothing in flight, not routed); the table, I/O, lifecycle and timer
+ * groups are set up again by sp_life_open, the route and mailbox groups
+ * when the connection is routed.
+ */
 
-	int fd;
+/* The slot in the shard's table: loop/sp_conn_table.c. */
+struct sp_conn_tab {
 	uint32_t slot;
-	uint32_t gen;                   /* bumped when the slot is freed */
-	enum sp_close_reason close_reason; /* set when the shard must end it */
+	uint32_t gen;                   /* bumped when the slot is freed; survives reuse */
+	bool dirty;                     /* on the shard's flush list */
+	struct sp_conn *dirty_next;
+};
 
-	/* I/O in flight: the slot is not reused until all are false. */
+/* The socket and the I/O in flight: loop/sp_conn_io.c. The slot is not
+ * reused until no request is in flight. */
+struct sp_conn_io {
+	int fd;                         /* -1: none (closed, or the detached harness) */
+	uint32_t send_len;              /* bytes of the send in flight */
 	bool recv_armed;
 	bool send_inflight;
 	bool shutdown_inflight;
 	bool shut_wr;                   /* SHUT_WR issued (CLOSING, output drained) */
 	bool abort_close;               /* close with RST: drop what the kernel still holds */
-	bool dirty;                     /* on the shard's flush list */
-	bool routed;                    /* the shard's routing table names this connection */
-	uint32_t send_len;              /* bytes of the send in flight */
+};
 
-	/* mailbox delivery (the shard's; see sp_shard.c "mailboxes") */
-	uint8_t mbox;                   /* enum sp_mbox_mode */
-	uint64_t mbox_from;             /* the backlog reader's next seq */
-	uint64_t mbox_count;            /* backlog envelopes sent (Drained.count) */
-	struct sp_list drain;           /* in the shard's drain list while the reader runs */
-
-	/* timers and lists of the shard */
-	struct sp_list timer;           /* in exactly one deadline-ordered list, or none */
+/* The one deadline of the connection: loop/sp_timers.c. */
+struct sp_conn_timer {
+	struct sp_list node;            /* in exactly one deadline-ordered list, or none */
 	uint64_t deadline_ns;
-	struct sp_conn *dirty_next;
+};
+
+/* How it ends: loop/sp_lifecycle.c. */
+struct sp_conn_life {
+	enum sp_close_reason close_reason; /* set when the shard must end it (first wins) */
+};
+
+/* Routing: app/sp_router.c. */
+struct sp_conn_route {
+	bool routed;                    /* the shard's routing table names this connection */
+};
+
+/* Mailbox delivery (see app/sp_mailbox.h): app/sp_mailbox.c. */
+struct sp_conn_mbox {
+	uint8_t mode;                   /* enum sp_mbox_mode */
+	uint64_t from;                  /* the backlog reader's next seq */
+	uint64_t count;                 /* backlog envelopes sent (Drained.count) */
+	struct sp_list drain;           /* in the shard's drain list while the reader runs */
+};
+
+struct sp_conn {
+	/* The protocol session: state, pattern, rx reassembly, handshake,
+	 * transport, tx queue, the device key (s.peer) and the proof rule.
+	 * Written by lib/session only (through its calls). */
+	struct sp_session s;
+
+	struct sp_conn_tab tab;
+	struct sp_conn_io io;
+	struct sp_conn_life life;
+	struct sp_conn_route route;
+	struct sp_conn_mbox mbox;
+	struct sp_conn_timer timer;
 };
 
 /* The connection a session hook was called for. */
@@ -70,10 +108,5 @@ static inline struct sp_conn *sp_conn_of(struct sp_session *s)
 {
 	return (struct sp_conn *)((char *)s - offsetof(struct sp_conn, s));
 }
-
-/* A fresh connection on an accepted socket (fd -1: none), its session in
- * SP_SESSION_PREAMBLE. env: borrowed for the connection's life. The slot's
- * generation survives. */
-void sp_conn_open(struct sp_conn *c, int fd, uint32_t slot, const struct sp_session_env *env);
 
 #endif

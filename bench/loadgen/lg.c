@@ -1113,6 +1113,10 @@ static void print_human(FILE *f, const struct lg_opts *o, const struct lg_driver
 		fprintf(f, "%sopen loop %.0f/s\n", o->variant[0] ? ", " : "", o->rate);
 	fprintf(f, "  connect-up     %" PRIu64 "/%u connected in %.2f s: %.0f handshakes/s\n",
 		t->st.connected, o->devices, t->connect_s, t->handshakes_per_s);
+	if (t->aborted) {
+		fprintf(f, "  no device connected: no traffic was run\n");
+		goto results;
+	}
 	if (o->pattern == LG_DRAIN) {
 		fprintf(f, "  fill           %" PRIu64 " sent, %" PRIu64 " accepted\n", t->st.sent,
 			t->st.results[SP_STATUS_ACCEPTED]);

@@ -21,7 +21,7 @@ enum {
 
 static struct sp_conn *drain_conn(struct sp_list *n)
 {
-	return (struct sp_conn *)((char *)n - offsetof(struct sp_conn, drain));
+	return (struct sp_conn *)((char *)n - offsetof(struct sp_conn, mbox.drain));
 }
 
 int sp_mailbox_init(struct sp_shard *sh)
@@ -67,23 +67,23 @@ void sp_mailbox_start(struct sp_shard *sh)
 static void reader_start(struct sp_shard *sh, struct sp_conn *c, enum sp_mbox_mode mode,
 			 uint64_t from)
 {
-	c->mbox = (uint8_t)mode;
-	c->mbox_from = from;
-	if (!sp_list_linked(&c->drain))
-		sp_list_add_tail(&sh->drain_list, &c->drain);
+	c->mbox.mode = (uint8_t)mode;
+	c->mbox.from = from;
+	if (!sp_list_linked(&c->mbox.drain))
+		sp_list_add_tail(&sh->drain_list, &c->mbox.drain);
 }
 
 void sp_mailbox_start_backlog(struct sp_shard *sh, struct sp_conn *c)
 {
-	c->mbox_count = 0;
+	c->mbox.count = 0;
 	reader_start(sh, c, SP_MBOX_BACKLOG, 0);
 }
 
 void sp_mailbox_stop(struct sp_shard *sh, struct sp_conn *c)
 {
 	(void)sh;
-	sp_list_del(&c->drain);
-	c->mbox = SP_MBOX_NONE;
+	sp_list_del(&c->mbox.drain);
+	c->mbox.mode = SP_MBOX_NONE;
 }
 
 /* Entries and bytes the store has removed (acks, expiry, purges) since it opened. */
@@ -130,39 +130,30 @@ enum sp_status sp_mailbox_store(struct sp_shard *sh, struct sp_conn *c, const st
 	struct sp_conn *rc;
 	int ret;
 
-	if (!b) {
-		sh->stats.store_errors++;
+	if (!b)
 		return SP_STATUS_ERR_INTERNAL;
-	}
 	/* The sender's budgets first: a refused Send costs no store lookup.
 	 * Retries pay too (each costs a dedup lookup). */
-	if (sp_sendlim_take(sh->sendlim, c->s.peer, f->body_len, sh->wall_ms) < 0) {
-		sh->stats.rate_limited++;
+	if (sp_sendlim_take(sh->sendlim, c->s.peer, f->body_len, sh->wall_ms) < 0)
 		return SP_STATUS_ERR_RATE_LIMITED;
-	}
 	ret = sp_store_enqueue(b, &env, seq);
 	if (ret == SP_STORE_DUPLICATE) {
 		/* Stored (or acked) already: the original seq, no second copy and
 		 * no second delivery. Its record may be in this very batch, so the
 		 * answer too waits for the commit. */
-		sh->stats.duplicates++;
 		*durable = true;
 		return SP_STATUS_ACCEPTED;
 	}
-	if (ret == -EDQUOT) {
-		sh->stats.mailbox_full++;
+	if (ret == -EDQUOT)
 		return SP_STATUS_ERR_MAILBOX_FULL;
-	}
 	if (ret == -EXFULL) {
 		/* This sender's share of the mailbox: others may still send. */
-		sh->stats.mailbox_full++;
 		sp_metrics_share_full(sh->metrics);
 		return SP_STATUS_ERR_MAILBOX_FULL;
 	}
 	if (ret == -ENOSPC) {
 		/* The store's space bounds (store-max-bytes, store-min-free):
 		 * refused before the disk fills, so acks and restarts work. */
-		sh->stats.store_full++;
 		sp_metrics_store_full(sh->metrics);
 		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_WARN,
 			       "mailbox store at its space limit: durable sends refused",
@@ -171,7 +162,6 @@ enum sp_status sp_mailbox_store(struct sp_shard *sh, struct sp_conn *c, const st
 	}
 	if (ret < 0) {
 		*seq = 0;
-		sh->stats.store_errors++;
 		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
 			       "mailbox write failed", SP_KV_STR("error", strerror(-ret)),
 			       SP_KV_STR("detail", sp_store_errmsg(sh->store)));
@@ -181,7 +171,7 @@ enum sp_status sp_mailbox_store(struct sp_shard *sh, struct sp_conn *c, const st
 	sh->it_entries++;
 	sh->it_bytes += (int64_t)f->body_len;
 	rc = sp_deliver_recipient(sh, f->u.send.to);
-	if (rc && rc->mbox == SP_MBOX_LIVE) {
+	if (rc && rc->mbox.mode == SP_MBOX_LIVE) {
 		/* A full queue: the store keeps it, the reader sends it (and
 		 * whatever follows) once the queue has room, in order. */
 		if (sp_session_tx_queued(&rc->s) > sh->cfg->sendq_max)
@@ -192,27 +182,15 @@ enum sp_status sp_mailbox_store(struct sp_shard *sh, struct sp_conn *c, const st
 	return SP_STATUS_ACCEPTED;
 }
 
-int sp_mailbox_result(struct sp_shard *sh, const struct sp_conn *c, uint64_t client_id,
-		      enum sp_status st, uint64_t seq, bool durable)
+int sp_mailbox_results_grow(struct sp_shard *sh)
 {
-	struct sp_pending_result *r;
+	size_t ncap = sh->results_cap ? sh->results_cap * 2 : 256;
+	struct sp_pending_result *n = realloc(sh->results, ncap * sizeof(*n));
 
-	if (sh->nresults == sh->results_cap) {
-		size_t ncap = sh->results_cap ? sh->results_cap * 2 : 256;
-		struct sp_pending_result *n = realloc(sh->results, ncap * sizeof(*n));
-
-		if (!n)
-			return -ENOMEM;
-		sh->results = n;
-		sh->results_cap = ncap;
-	}
-	r = &sh->results[sh->nresults++];
-	r->slot = c->slot;
-	r->gen = c->gen;
-	r->client_id = client_id;
-	r->seq = seq;
-	r->status = (uint8_t)st;
-	r->durable = durable;
+	if (!n)
+		return -ENOMEM;
+	sh->results = n;
+	sh->results_cap = ncap;
 	return 0;
 }
 
@@ -227,7 +205,6 @@ void sp_mailbox_ack(struct sp_shard *sh, struct sp_conn *c, const struct sp_fram
 		int ret = sp_store_ack(b, c->s.peer, f->u.ack.seqs[i]);
 
 		if (ret == 0) {
-			sh->stats.acks++;
 			sp_metrics_acks(sh->metrics, 1);  /* the gauges follow at commit */
 		} else if (ret == -ENOENT) {
 			unknown++;
@@ -239,10 +216,9 @@ void sp_mailbox_ack(struct sp_shard *sh, struct sp_conn *c, const struct sp_fram
 		}
 	}
 	if (unknown) {
-		sh->stats.acks_unknown += unknown;
 		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_PEER_DEBUG], sh->now_ns, SP_LOG_DEBUG,
 		       "ack for seqs not in the mailbox ignored",
-		       SP_KV_UINT("count", unknown), SP_KV_UINT("conn", c->slot));
+		       SP_KV_UINT("count", unknown), SP_KV_UINT("conn", c->tab.slot));
 	}
 }
 
@@ -292,7 +268,6 @@ void sp_mailbox_tick(struct sp_shard *sh)
 			       "mailbox expiry sweep failed", SP_KV_STR("error", strerror(-ret)),
 			       SP_KV_STR("detail", sp_store_errmsg(sh->store)));
 	if (expired) {
-		sh->stats.expired += expired;
 		sp_metrics_expired(sh->metrics, expired);  /* the gauges follow at commit */
 	}
 }
@@ -309,14 +284,12 @@ static int commit(struct sp_shard *sh)
 	ret = sp_store_batch_commit(sh->batch);
 	sh->batch = NULL;
 	if (ret == 0) {
-		sh->stats.commits++;
 		/* The mailbox gauges move only with what is on disk. */
 		removed_so_far(sh, &rm_entries, &rm_bytes);
 		sp_metrics_mailbox_add(sh->metrics,
 				       sh->it_entries - (int64_t)(rm_entries - sh->rm_entries0),
 				       sh->it_bytes - (int64_t)(rm_bytes - sh->rm_bytes0));
 	} else {
-		sh->stats.commit_failures++;
 		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
 			       "mailbox commit failed: envelopes of this iteration refused",
 			       SP_KV_STR("error", strerror(-ret)),
@@ -356,9 +329,6 @@ static void send_results(struct sp_shard *sh, int commit_ret)
 		if (r->durable && commit_ret) {
 			res.u.send_result.status = SP_STATUS_ERR_INTERNAL;
 			res.u.send_result.seq = 0;
-			sh->stats.store_errors++;
-		} else if (r->status == SP_STATUS_ACCEPTED) {
-			sh->stats.accepted_env++;
 		}
 		why = sp_deliver_reply(sh, c, &res);
 		if (why)
@@ -376,8 +346,8 @@ static void read_backlog(struct sp_shard *sh, struct sp_conn *c)
 	struct sp_frame d;
 	int ret;
 
-	if (c->s.state != SP_SESSION_ESTABLISHED || c->close_reason) {
-		sp_list_del(&c->drain);
+	if (c->s.state != SP_SESSION_ESTABLISHED || c->life.close_reason) {
+		sp_list_del(&c->mbox.drain);
 		return;
 	}
 	/* Paced by the outbound queue: read only while it is below half its
@@ -386,7 +356,7 @@ static void read_backlog(struct sp_shard *sh, struct sp_conn *c)
 	if (sp_session_tx_queued(&c->s) >= room)
 		return;
 	bytes = room - sp_session_tx_queued(&c->s);
-	ret = sp_store_read(sh->store, c->s.peer, c->mbox_from, sh->wall_ms, sh->cfg->backlog_chunk,
+	ret = sp_store_read(sh->store, c->s.peer, c->mbox.from, sh->wall_ms, sh->cfg->backlog_chunk,
 			    bytes, sh->items, &res);
 	if (ret) {
 		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
@@ -397,7 +367,6 @@ static void read_backlog(struct sp_shard *sh, struct sp_conn *c)
 		return;
 	}
 	if (res.skipped_corrupt) {
-		sh->stats.corrupt_skipped += res.skipped_corrupt;
 		/* No key, no seq: only that a device's mailbox held damaged values. */
 		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_WARN,
 			       "corrupt mailbox values skipped",
@@ -408,28 +377,27 @@ static void read_backlog(struct sp_shard *sh, struct sp_conn *c)
 
 		if (sp_deliver_frame(sh, c, it->seq, it->body, it->body_len))
 			return;         /* the connection ends; the next one reads again */
-		c->mbox_from = it->seq + 1;
-		c->mbox_count++;
-		sh->stats.backlog_delivered++;
+		c->mbox.from = it->seq + 1;
+		c->mbox.count++;
 		/* Wall clock (stored acceptance time); 0 if the clock stepped back. */
 		sp_metrics_envelope_delivered(sh->metrics, SP_METRICS_PATH_MAILBOX,
 					      sh->wall_ms > it->accepted_ms ?
 					      (sh->wall_ms - it->accepted_ms) * 1000000 : 0);
 	}
-	if (res.next_seq > c->mbox_from)
-		c->mbox_from = res.next_seq;    /* past skipped (expired, corrupt) entries */
+	if (res.next_seq > c->mbox.from)
+		c->mbox.from = res.next_seq;    /* past skipped (expired, corrupt) entries */
 	sp_conn_mark(sh, c);
 	if (!res.end)
 		return;
-	sp_list_del(&c->drain);
-	if (c->mbox == SP_MBOX_BACKLOG) {
+	sp_list_del(&c->mbox.drain);
+	if (c->mbox.mode == SP_MBOX_BACKLOG) {
 		memset(&d, 0, sizeof(d));
 		d.type = SP_FRAME_DRAINED;
-		d.u.drained.count = c->mbox_count;
+		d.u.drained.count = c->mbox.count;
 		if (sp_deliver_reply(sh, c, &d))
 			sp_life_end_later(sh, c, SP_CLOSE_INTERNAL);
 	}
-	c->mbox = SP_MBOX_LIVE;
+	c->mbox.mode = SP_MBOX_LIVE;
 }
 
 /* A bounded number of readers per iteration, round robin. */
@@ -444,10 +412,10 @@ static void run_readers(struct sp_shard *sh)
 			struct sp_conn *c = drain_conn(sh->drain_list.next);
 			struct sp_frame d = { .type = SP_FRAME_DRAINED };
 
-			sp_list_del(&c->drain);
-			if (c->mbox == SP_MBOX_BACKLOG && c->s.state == SP_SESSION_ESTABLISHED)
+			sp_list_del(&c->mbox.drain);
+			if (c->mbox.mode == SP_MBOX_BACKLOG && c->s.state == SP_SESSION_ESTABLISHED)
 				sp_deliver_reply(sh, c, &d);
-			c->mbox = SP_MBOX_LIVE;
+			c->mbox.mode = SP_MBOX_LIVE;
 		}
 		return;
 	}

@@ -4,7 +4,7 @@
  * batch, durable envelopes and acks into it, the SendResults after its
  * commit, and the backlog readers.
  *
- * Per routed connection (c->mbox): BACKLOG from routing until the reader
+ * Per routed connection (c->mbox.mode): BACKLOG from routing until the reader
  * has sent every stored envelope (in seq order) and Drained{count}; then
  * LIVE: a durable envelope is stored and delivered in the same iteration
  * with its seq. A LIVE device whose outbound queue is over --sendq-max goes
@@ -25,6 +25,7 @@
 #ifndef SP_MAILBOX_H
 #define SP_MAILBOX_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -52,10 +53,29 @@ void sp_mailbox_stop(struct sp_shard *sh, struct sp_conn *c);
 enum sp_status sp_mailbox_store(struct sp_shard *sh, struct sp_conn *c, const struct sp_frame *f,
 				uint64_t *seq, bool *durable);
 
+/* The results array grown (sp_mailbox_result's slow path): 0 or -ENOMEM. */
+int sp_mailbox_results_grow(struct sp_shard *sh);
+
 /* Queues a SendResult to be written after the commit (in arrival order).
- * -ENOMEM if it cannot be queued. */
-int sp_mailbox_result(struct sp_shard *sh, const struct sp_conn *c, uint64_t client_id,
-		      enum sp_status st, uint64_t seq, bool durable);
+ * -ENOMEM if it cannot be queued. Once per envelope: inline, the growth
+ * out of line. */
+static inline int sp_mailbox_result(struct sp_shard *sh, const struct sp_conn *c,
+				    uint64_t client_id, enum sp_status st, uint64_t seq,
+				    bool durable)
+{
+	struct sp_pending_result *r;
+
+	if (sh->nresults == sh->results_cap && sp_mailbox_results_grow(sh))
+		return -ENOMEM;
+	r = &sh->results[sh->nresults++];
+	r->slot = c->tab.slot;
+	r->gen = c->tab.gen;
+	r->client_id = client_id;
+	r->seq = seq;
+	r->status = (uint8_t)st;
+	r->durable = durable;
+	return 0;
+}
 
 /* Ack{seqs}: deletes entries of c's own device only; unknown seqs are ignored. */
 void sp_mailbox_ack(struct sp_shard *sh, struct sp_conn *c, const struct sp_frame *f);

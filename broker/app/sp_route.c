@@ -49,11 +49,6 @@ int sp_route_insert(struct sp_route *rt, const uint8_t key[SP_KEY_LEN], uint64_t
 	return sp_keytab_insert(tab(rt), key, value, old_value);
 }
 
-int sp_route_lookup(const struct sp_route *rt, const uint8_t key[SP_KEY_LEN], uint64_t *value)
-{
-	return sp_keytab_lookup(ctab(rt), key, value);
-}
-
 int sp_route_remove(struct sp_route *rt, const uint8_t key[SP_KEY_LEN], uint64_t expected)
 {
 	return sp_keytab_remove(tab(rt), key, expected);

@@ -21,7 +21,6 @@ static enum sp_close_reason on_send(struct sp_shard *sh, struct sp_conn *c,
 	uint64_t seq = 0;
 	bool durable = false;
 
-	sh->stats.sends++;
 	if (!f->u.send.to_ok || !sp_noise_key_valid(f->u.send.to))
 		st = SP_STATUS_ERR_BAD_RECIPIENT;
 	else if (f->body_len > sh->cfg->max_envelope)
@@ -66,12 +65,12 @@ enum sp_close_reason sp_router_frame(void *ctx, struct sp_conn *c, const struct 
 
 static void route_drop(struct sp_shard *sh, struct sp_conn *c)
 {
-	if (!c->routed)
+	if (!c->route.routed)
 		return;
 	/* With the expected handle: after a takeover the route belongs to the
 	 * new connection and this is a no-op (-ESTALE). */
 	sp_route_remove(sh->routes, c->s.peer, sp_conn_handle(sh, c));
-	c->routed = false;
+	c->route.routed = false;
 }
 
 void sp_router_detach(struct sp_shard *sh, struct sp_conn *c)
@@ -90,13 +89,13 @@ static enum sp_close_reason route_device(struct sp_shard *sh, struct sp_conn *c)
 	ret = sp_route_insert(sh->routes, c->s.peer, sp_conn_handle(sh, c), &prev);
 	if (ret < 0)
 		return SP_CLOSE_NOMEM;
-	c->routed = true;
+	c->route.routed = true;
 	if (ret == 1 && (old = sp_conn_at_handle(sh, prev)) && old != c) {
 		/* The device connected again: the newest proven connection wins.
 		 * The old one's GoAway is written at flush, after the SendResults of
 		 * its last Sends; whatever it did not ack is in the new one's
 		 * backlog. */
-		old->routed = false;    /* the route is the new one's now */
+		old->route.routed = false;    /* the route is the new one's now */
 		sp_mailbox_stop(sh, old);
 		if (old->s.state == SP_SESSION_ESTABLISHED)
 			sp_life_end_later(sh, old, SP_CLOSE_TAKEOVER);
@@ -113,11 +112,10 @@ enum sp_close_reason sp_router_established(void *ctx, struct sp_conn *c)
 {
 	struct sp_shard *sh = ctx;
 
-	sh->stats.handshakes++;
 	sp_metrics_handshake(sh->metrics, sp_life_metrics_pattern(c), SP_METRICS_OUTCOME_OK,
 			     sp_timers_handshake_complete(sh, c));
 	SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_PEER_DEBUG], sh->now_ns, SP_LOG_DEBUG,
-		       "handshake complete", SP_KV_UINT("conn", c->slot),
+		       "handshake complete", SP_KV_UINT("conn", c->tab.slot),
 		       SP_KV_STR("pattern", c->s.pattern == SP_PREAMBLE_PATTERN_IK ? "IK" : "XX"));
 	/* An IK connection is not routed until it is proven by its first
 	 * authenticated transport message (sp_router_proven): its message 1 may
@@ -135,7 +133,7 @@ enum sp_close_reason sp_router_proven(void *ctx, struct sp_conn *c)
 	struct sp_shard *sh = ctx;
 
 	sp_timers_proven(sh, c);
-	if (c->routed)
+	if (c->route.routed)
 		return SP_CLOSE_NONE;
 	return route_device(sh, c);
 }

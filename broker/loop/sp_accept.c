@@ -52,10 +52,9 @@ static bool take_token(struct sp_shard *sh)
 	return true;
 }
 
-static void refuse(struct sp_shard *sh, int fd, const char *why, uint64_t *counter)
+static void refuse(struct sp_shard *sh, int fd, const char *why)
 {
 	close(fd);
-	(*counter)++;
 	SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_REFUSED], sh->now_ns, SP_LOG_WARN,
 		       "connection refused", SP_KV_STR("reason", why), SP_KV_UINT("shard", sh->id));
 }
@@ -70,7 +69,7 @@ static void log_peer(struct sp_shard *sh, const struct sp_conn *c)
 	/* Debug only: a peer address identifies a device's network. */
 	if (!sp_log_enabled(sh->log, SP_LOG_DEBUG))
 		return;
-	if (getpeername(c->fd, (struct sockaddr *)&ss, &len) == 0) {
+	if (getpeername(c->io.fd, (struct sockaddr *)&ss, &len) == 0) {
 		if (ss.ss_family == AF_INET) {
 			const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
 
@@ -84,7 +83,7 @@ static void log_peer(struct sp_shard *sh, const struct sp_conn *c)
 		}
 	}
 	SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_PEER_DEBUG], sh->now_ns, SP_LOG_DEBUG,
-		       "connection accepted", SP_KV_UINT("conn", c->slot),
+		       "connection accepted", SP_KV_UINT("conn", c->tab.slot),
 		       SP_KV_STR("peer", host), SP_KV_UINT("port", port));
 }
 
@@ -99,21 +98,19 @@ static void on_accept(struct sp_shard *sh, int fd)
 		return;
 	}
 	if (sh->nfree == 0) {
-		refuse(sh, fd, "max_conns", &sh->stats.refused_max_conns);
+		refuse(sh, fd, "max_conns");
 		sp_metrics_conn_refused(sh->metrics, SP_METRICS_CLOSE_MAX_CONNS);
 		return;
 	}
 	if (!take_token(sh)) {
-		refuse(sh, fd, "handshake_rate", &sh->stats.refused_rate);
+		refuse(sh, fd, "handshake_rate");
 		sp_metrics_conn_refused(sh->metrics, SP_METRICS_CLOSE_HANDSHAKE_RATE);
 		return;
 	}
-	c = sp_conn_table_open(sh, fd);
-	sh->stats.accepted++;
+	c = sp_life_open(sh, fd);      /* a free slot: checked above */
 	sp_metrics_conn_accepted(sh->metrics);
 	/* Small frames must leave at once: batching is done by us, per iteration. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	sp_timers_accepted(sh, c);
 	log_peer(sh, c);
 	if (sp_io_arm_recv(sh, c))
 		sp_life_cut(sh, c, SP_CLOSE_INTERNAL);

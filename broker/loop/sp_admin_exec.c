@@ -8,8 +8,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <sodium.h>
-
 #include "sp_admin.h"
 #include "sp_deliver.h"
 #include "sp_lifecycle.h"
@@ -46,6 +44,17 @@ static void err(struct sp_admin_result *r, const char *code, const char *msg)
 	snprintf(r->message, sizeof(r->message), "%s", msg);
 }
 
+/* The store's failed commits so far (its own count; the shard keeps none). */
+static uint64_t commit_failures(const struct sp_shard *sh)
+{
+	struct sp_store_stats ss;
+
+	if (!sh->store)
+		return 0;
+	sp_store_get_stats(sh->store, &ss);
+	return ss.commit_failures;
+}
+
 static void run_status(struct sp_shard *sh, struct sp_admin_result *r)
 {
 	const struct sp_metrics_shard *m = sh->metrics;
@@ -56,8 +65,11 @@ static void run_status(struct sp_shard *sh, struct sp_admin_result *r)
 	r->has_store = sh->store != NULL;
 	r->mailbox_entries = m->mailbox_entries > 0 ? (uint64_t)m->mailbox_entries : 0;
 	r->mailbox_bytes = m->mailbox_bytes > 0 ? (uint64_t)m->mailbox_bytes : 0;
-	r->accepted_conns = sh->stats.accepted;
-	r->handshakes = sh->stats.handshakes;
+	/* The counts /metrics shows (sealpost_connections_accepted_total, the
+	 * successful sealpost_handshakes_total): one count of each thing. */
+	r->accepted_conns = m->connections_accepted;
+	for (unsigned p = 0; p < SP_METRICS_PATTERN_COUNT; p++)
+		r->handshakes += m->handshakes[p][SP_METRICS_OUTCOME_OK];
 	r->envelopes_accepted = m->envelopes_accepted;
 	for (unsigned i = 0; i < SP_METRICS_REFUSED_COUNT; i++)
 		r->envelopes_refused += m->envelopes_refused[i];
@@ -96,7 +108,7 @@ static void run_purge(struct sp_shard *sh, struct sp_admin_job *j)
 		err(&j->res, "no_store", "sealpostd runs without a mailbox store");
 		return;
 	}
-	j->commit_failures = sh->stats.commit_failures;
+	j->commit_failures = commit_failures(sh);
 	ret = sp_mailbox_purge(sh, j->req.key, &j->res.count, &j->res.bytes);
 	if (ret < 0)
 		err(&j->res, "internal", strerror(-ret));
@@ -126,29 +138,6 @@ static void run_reload(struct sp_shard *sh, struct sp_admin_job *j)
 	sp_shard_limits_changed(sh);
 }
 
-static void run_top(struct sp_shard *sh, struct sp_admin_job *j)
-{
-	struct sp_store_top_item items[SP_ADMIN_TOP_MAX];
-	size_t n = j->req.n <= SP_ADMIN_TOP_MAX ? j->req.n : SP_ADMIN_TOP_MAX, got = 0;
-	int ret;
-
-	if (!sh->store)
-		return;
-	ret = sp_store_top(sh->store, n, !j->req.by_count, items, &got, &j->res.scanned);
-	if (ret < 0) {
-		err(&j->res, "internal", sp_store_errmsg(sh->store));
-		return;
-	}
-	for (size_t i = 0; i < got; i++) {
-		sp_admin_device_id(sh->admin, items[i].recipient, j->res.top[i].id);
-		j->res.top[i].count = items[i].count;
-		j->res.top[i].bytes = items[i].bytes;
-	}
-	j->res.ntop = got;
-	/* The keys go no further than this frame. */
-	sodium_memzero(items, sizeof(items));
-}
-
 static void run(struct sp_shard *sh, struct sp_admin_job *j)
 {
 	switch (j->req.cmd) {
@@ -157,7 +146,6 @@ static void run(struct sp_shard *sh, struct sp_admin_job *j)
 	case SP_ADMIN_PURGE: run_purge(sh, j); break;
 	case SP_ADMIN_DISCONNECT: run_disconnect(sh, j); break;
 	case SP_ADMIN_RELOAD: run_reload(sh, j); break;
-	case SP_ADMIN_TOP: run_top(sh, j); break;
 	default: err(&j->res, "internal", "not a shard command"); break;
 	}
 	if (j->req.cmd == SP_ADMIN_MAILBOX || j->req.cmd == SP_ADMIN_PURGE ||
@@ -192,7 +180,7 @@ void sp_admin_exec_finish(struct sp_shard *sh)
 	for (j = sh->admin_jobs; j; j = next) {
 		next = j->next;
 		if (j->req.cmd == SP_ADMIN_PURGE && !j->res.error &&
-		    sh->stats.commit_failures != j->commit_failures) {
+		    commit_failures(sh) != j->commit_failures) {
 			err(&j->res, "internal", "the store's commit failed: nothing was purged");
 			j->res.count = j->res.bytes = 0;
 		}

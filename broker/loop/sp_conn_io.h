@@ -4,8 +4,9 @@
  * shutdown, cancel) and its socket, and the in-flight flags that keep its
  * slot from being reused while the kernel still holds a request of it.
  *
- * Writes, of a connection: fd (at close), recv_armed, send_inflight,
- * send_len, shutdown_inflight, shut_wr, abort_close.
+ * Writes, of a connection: its I/O group c->io (fd at open and close,
+ * recv_armed, send_inflight, send_len, shutdown_inflight, shut_wr,
+ * abort_close).
  * Errors: 0 or a negative errno (-EBUSY: no submission slot).
  */
 #ifndef SP_CONN_IO_H
@@ -14,6 +15,9 @@
 #include <stdbool.h>
 
 #include "sp_shard_types.h"
+
+/* A fresh connection's I/O group on fd (-1: no socket), nothing in flight. */
+void sp_io_open(struct sp_conn *c, int fd);
 
 /* The multishot receive (buffer select from the shard's buffer ring). */
 int sp_io_arm_recv(struct sp_shard *sh, struct sp_conn *c);

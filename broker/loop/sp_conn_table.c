@@ -33,7 +33,7 @@ void sp_conn_table_destroy(struct sp_shard *sh)
 			if (c->s.state == SP_SESSION_FREE)
 				continue;
 			sp_session_release(&c->s);
-			close(c->fd);
+			close(c->io.fd);
 		}
 	}
 	free(sh->conns);
@@ -42,7 +42,7 @@ void sp_conn_table_destroy(struct sp_shard *sh)
 	sh->free_slots = NULL;
 }
 
-struct sp_conn *sp_conn_table_open(struct sp_shard *sh, int fd)
+struct sp_conn *sp_conn_table_open(struct sp_shard *sh)
 {
 	struct sp_conn *c;
 	uint32_t slot;
@@ -53,50 +53,20 @@ struct sp_conn *sp_conn_table_open(struct sp_shard *sh, int fd)
 	if (slot >= sh->high_water)
 		sh->high_water = slot + 1;
 	c = &sh->conns[slot];
-	sp_conn_open(c, fd, slot, &sh->env);
+	/* The generation survives reuse: that is the point of it. */
+	c->tab.slot = slot;
+	c->tab.dirty = false;
+	c->tab.dirty_next = NULL;
+	sp_session_accept(&c->s, &sh->env);
 	sh->nconns++;
 	return c;
 }
 
 void sp_conn_table_release(struct sp_shard *sh, struct sp_conn *c)
 {
-	c->gen++;       /* every completion or handle naming the old one is now stale */
-	sh->free_slots[sh->nfree++] = c->slot;
+	c->tab.gen++;   /* every completion or handle naming the old one is now stale */
+	sh->free_slots[sh->nfree++] = c->tab.slot;
 	sh->nconns--;
-}
-
-uint64_t sp_conn_handle(const struct sp_shard *sh, const struct sp_conn *c)
-{
-	return sp_handle_pack(sh->id, c->slot, c->gen);
-}
-
-struct sp_conn *sp_conn_at(struct sp_shard *sh, uint32_t slot, uint32_t gen)
-{
-	struct sp_conn *c;
-
-	if (slot >= sh->cfg->max_conns)
-		return NULL;
-	c = &sh->conns[slot];
-	if (c->s.state == SP_SESSION_FREE || c->gen != gen)
-		return NULL;
-	return c;
-}
-
-struct sp_conn *sp_conn_at_handle(struct sp_shard *sh, uint64_t h)
-{
-	/* Other shards' connections: cross-shard hand-off goes here. */
-	if (sp_handle_shard(h) != sh->id)
-		return NULL;
-	return sp_conn_at(sh, sp_handle_slot(h), sp_handle_gen(h));
-}
-
-void sp_conn_mark(struct sp_shard *sh, struct sp_conn *c)
-{
-	if (c->dirty)
-		return;
-	c->dirty = true;
-	c->dirty_next = sh->dirty;
-	sh->dirty = c;
 }
 
 struct sp_conn *sp_conn_table_next_dirty(struct sp_shard *sh)
@@ -105,8 +75,8 @@ struct sp_conn *sp_conn_table_next_dirty(struct sp_shard *sh)
 
 	if (!c)
 		return NULL;
-	sh->dirty = c->dirty_next;
-	c->dirty_next = NULL;
-	c->dirty = false;
+	sh->dirty = c->tab.dirty_next;
+	c->tab.dirty_next = NULL;
+	c->tab.dirty = false;
 	return c;
 }

@@ -6,7 +6,8 @@
  * to flush at the end of the iteration.
  *
  * Writes: sh->conns, free_slots, nfree, nconns, high_water, dirty; of a
- * connection: gen (at release), dirty, dirty_next.
+ * connection: its table group c->tab (slot at open, gen at release, dirty,
+ * dirty_next).
  * Errors: 0 or a negative errno.
  */
 #ifndef SP_CONN_TABLE_H
@@ -58,25 +59,59 @@ int sp_conn_table_init(struct sp_shard *sh);
  * socket and frees the table (after the ring is gone). */
 void sp_conn_table_destroy(struct sp_shard *sh);
 
-/* The lowest free slot, opened on fd (-1: no socket) in SP_SESSION_PREAMBLE;
- * NULL if the table is full. */
-struct sp_conn *sp_conn_table_open(struct sp_shard *sh, int fd);
+/* The lowest free slot, its session in SP_SESSION_PREAMBLE (the table
+ * group and the session only: sp_life_open sets up the rest); NULL if the
+ * table is full. */
+struct sp_conn *sp_conn_table_open(struct sp_shard *sh);
 
 /* Frees c's slot (no request of it in flight, socket closed): every
  * completion or handle naming the old connection is stale from now on. */
 void sp_conn_table_release(struct sp_shard *sh, struct sp_conn *c);
 
+/*
+ * The lookups and the mark below run several times per envelope (the
+ * recipient, the sender's SendResult, both marks), so they are inline here
+ * rather than calls into sp_conn_table.c: measured with callgrind on the
+ * hot-path benchmark (docs/BENCHMARKS.md). They are still the table's code.
+ */
+
 /* The route handle of c. */
-uint64_t sp_conn_handle(const struct sp_shard *sh, const struct sp_conn *c);
+static inline uint64_t sp_conn_handle(const struct sp_shard *sh, const struct sp_conn *c)
+{
+	return sp_handle_pack(sh->id, c->tab.slot, c->tab.gen);
+}
 
 /* The live connection a completion or handle refers to, or NULL if stale. */
-struct sp_conn *sp_conn_at(struct sp_shard *sh, uint32_t slot, uint32_t gen);
+static inline struct sp_conn *sp_conn_at(struct sp_shard *sh, uint32_t slot, uint32_t gen)
+{
+	struct sp_conn *c;
+
+	if (slot >= sh->cfg->max_conns)
+		return NULL;
+	c = &sh->conns[slot];
+	if (c->s.state == SP_SESSION_FREE || c->tab.gen != gen)
+		return NULL;
+	return c;
+}
 
 /* The connection h names on this shard, or NULL (stale, or another shard's). */
-struct sp_conn *sp_conn_at_handle(struct sp_shard *sh, uint64_t h);
+static inline struct sp_conn *sp_conn_at_handle(struct sp_shard *sh, uint64_t h)
+{
+	/* Other shards' connections: cross-shard hand-off goes here. */
+	if (sp_handle_shard(h) != sh->id)
+		return NULL;
+	return sp_conn_at(sh, sp_handle_slot(h), sp_handle_gen(h));
+}
 
 /* Puts c on the flush list of this iteration (once). */
-void sp_conn_mark(struct sp_shard *sh, struct sp_conn *c);
+static inline void sp_conn_mark(struct sp_shard *sh, struct sp_conn *c)
+{
+	if (c->tab.dirty)
+		return;
+	c->tab.dirty = true;
+	c->tab.dirty_next = sh->dirty;
+	sh->dirty = c;
+}
 
 /* Takes the next connection off the flush list, or NULL when it is empty. */
 struct sp_conn *sp_conn_table_next_dirty(struct sp_shard *sh);

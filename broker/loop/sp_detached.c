@@ -30,11 +30,7 @@ int sp_shard_init_detached(struct sp_shard *sh, uint8_t id, const struct sp_conf
 struct sp_conn *sp_shard_conn_add(struct sp_shard *sh)
 {
 	/* The accept's slot and handshake deadline, without the socket. */
-	struct sp_conn *c = sp_conn_table_open(sh, -1);
-
-	if (c)
-		sp_timers_accepted(sh, c);
-	return c;
+	return sp_life_open(sh, -1);
 }
 
 enum sp_close_reason sp_shard_conn_route(struct sp_shard *sh, struct sp_conn *c)
@@ -79,8 +75,8 @@ static void flush_ending(struct sp_shard *sh, struct sp_conn *c, sp_shard_take_f
 		sp_life_finalize(sh, c);
 		return;
 	}
-	if (c->s.state == SP_SESSION_ESTABLISHED && c->close_reason) {
-		sp_life_end(sh, c, c->close_reason);
+	if (c->s.state == SP_SESSION_ESTABLISHED && c->life.close_reason) {
+		sp_life_end(sh, c, c->life.close_reason);
 		if (c->s.state == SP_SESSION_DEAD)
 			return;
 	}
@@ -106,7 +102,7 @@ int sp_shard_end_iteration(struct sp_shard *sh, uint64_t ncqe, sp_shard_take_fn 
 	 * is handled as the flush would (its GoAway taken), and reported:
 	 * nothing in a benchmark should end one. */
 	while ((c = sp_conn_table_next_dirty(sh))) {
-		if (c->s.state != SP_SESSION_ESTABLISHED || c->close_reason) {
+		if (c->s.state != SP_SESSION_ESTABLISHED || c->life.close_reason) {
 			ret = -EIO;
 			flush_ending(sh, c, take, ctx);
 			continue;

@@ -70,7 +70,7 @@ typedef void (*sp_shard_take_fn)(void *ctx, struct sp_conn *c);
  * each), the loop metrics. A connection that ends (close reason, seal
  * failure, over the hard send-queue limit) is ended as the loop ends it:
  * take gets its last output (the GoAway, if it has one) and a dead slot is
- * freed; then the result is -EIO (sh->stats.closed[] says why).
+ * freed; then the result is -EIO (the metrics slot's connections_closed[] says why).
  */
 int sp_shard_end_iteration(struct sp_shard *sh, uint64_t ncqe, sp_shard_take_fn take, void *ctx);
 

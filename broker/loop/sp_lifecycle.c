@@ -4,6 +4,7 @@
  */
 #include "sp_lifecycle.h"
 
+#include <assert.h>
 #include <string.h>
 
 #include "sp_conn_io.h"
@@ -61,17 +62,28 @@ static void log_end(struct sp_shard *sh, const struct sp_conn *c, enum sp_close_
 				     r == SP_CLOSE_HANDSHAKE_TIMEOUT ? SP_METRICS_OUTCOME_TIMEOUT
 								     : SP_METRICS_OUTCOME_FAILED, 0);
 	sp_metrics_conn_closed(sh->metrics, metrics_close(r));
-	sh->stats.closed[r < SP_CLOSE_REASON_COUNT ? r : SP_CLOSE_INTERNAL]++;
 	SP_LOG_LIMITED(sh->log, &sh->lim[r], sh->now_ns, e.level, e.msg,
 		       SP_KV_STR("reason", sp_close_reason_name(r)),
-		       SP_KV_STR("state", state_name(c->s.state)), SP_KV_UINT("conn", c->slot),
+		       SP_KV_STR("state", state_name(c->s.state)), SP_KV_UINT("conn", c->tab.slot),
 		       SP_KV_UINT("shard", sh->id));
+}
+
+struct sp_conn *sp_life_open(struct sp_shard *sh, int fd)
+{
+	struct sp_conn *c = sp_conn_table_open(sh);
+
+	if (!c)
+		return NULL;
+	sp_io_open(c, fd);
+	c->life.close_reason = SP_CLOSE_NONE;
+	sp_timers_accepted(sh, c);
+	return c;
 }
 
 void sp_life_end_later(struct sp_shard *sh, struct sp_conn *c, enum sp_close_reason r)
 {
-	if (!c->close_reason)
-		c->close_reason = r;
+	if (!c->life.close_reason)
+		c->life.close_reason = r;
 	/* The rest of its input is dropped unread: it ends at the flush. */
 	sp_session_halt(&c->s);
 	sp_conn_mark(sh, c);
@@ -124,6 +136,11 @@ void sp_life_rx_failed(struct sp_shard *sh, struct sp_conn *c, enum sp_close_rea
 
 void sp_life_finalize(struct sp_shard *sh, struct sp_conn *c)
 {
+	/* Its end (sp_life_cut) took it off its deadline list and the app layer
+	 * let go of it (detach), so those groups are back to their zero state
+	 * for the slot's next connection, which their owners rely on. */
+	assert(!c->route.routed && !sp_list_linked(&c->mbox.drain) &&
+	       !sp_list_linked(&c->timer.node));
 	sp_io_close(sh, c);
 	sp_conn_table_release(sh, c);
 }
@@ -136,8 +153,8 @@ static void flush_conn(struct sp_shard *sh, struct sp_conn *c)
 			sp_life_finalize(sh, c);
 		return;
 	}
-	if (c->s.state == SP_SESSION_ESTABLISHED && c->close_reason) {
-		sp_life_end(sh, c, c->close_reason);
+	if (c->s.state == SP_SESSION_ESTABLISHED && c->life.close_reason) {
+		sp_life_end(sh, c, c->life.close_reason);
 		if (c->s.state == SP_SESSION_DEAD)
 			return;
 	}
@@ -171,7 +188,7 @@ void sp_life_flush_all(struct sp_shard *sh)
  * gets an ordinary close. */
 static void cut_closing(struct sp_shard *sh, struct sp_conn *c, enum sp_close_reason r)
 {
-	if (c->s.state == SP_SESSION_CLOSING && !c->shut_wr)
+	if (c->s.state == SP_SESSION_CLOSING && !c->io.shut_wr)
 		sp_io_abort_on_close(c);
 	sp_life_cut(sh, c, r);
 }
@@ -185,7 +202,7 @@ void sp_life_deadlines(struct sp_shard *sh)
 	while ((c = sp_timers_expired(sh, SP_TIMER_IDLE)))
 		sp_life_end(sh, c, SP_CLOSE_IDLE);
 	while ((c = sp_timers_expired(sh, SP_TIMER_CLOSING)))
-		cut_closing(sh, c, c->close_reason);
+		cut_closing(sh, c, c->life.close_reason);
 }
 
 void sp_life_end_all(struct sp_shard *sh, bool force)

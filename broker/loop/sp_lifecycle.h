@@ -10,7 +10,10 @@
  * reason wins); the connection ends at the next flush, after the
  * SendResults of its Sends that arrived before.
  *
- * Writes, of a connection: close_reason, state (CLOSING, DEAD).
+ * Writes, of a connection: its lifecycle group c->life (close_reason);
+ * the session's state only through lib/session (sp_session_end: CLOSING,
+ * sp_session_wipe: DEAD). Opening composes the owners: the table's slot,
+ * the socket's I/O group, the lifecycle's own, the handshake deadline.
  */
 #ifndef SP_LIFECYCLE_H
 #define SP_LIFECYCLE_H
@@ -24,6 +27,11 @@ static inline enum sp_metrics_pattern sp_life_metrics_pattern(const struct sp_co
 {
 	return c->s.pattern == SP_PREAMBLE_PATTERN_IK ? SP_METRICS_PATTERN_IK : SP_METRICS_PATTERN_XX;
 }
+
+/* A connection on an accepted socket (fd -1: none, for the detached
+ * harness) in the lowest free slot, on its handshake deadline; NULL if the
+ * table is full. */
+struct sp_conn *sp_life_open(struct sp_shard *sh, int fd);
 
 /* Records r as why c must end (unless a reason is recorded already) and
  * marks it: it ends at the flush, with a GoAway if r has one. */

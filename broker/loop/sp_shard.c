@@ -90,8 +90,17 @@ static void on_shutdown_cqe(struct sp_shard *sh, struct sp_conn *c)
 	sp_conn_mark(sh, c);
 }
 
+/* A second stop: stop waiting for slow peers. */
+static void stop_now(struct sp_shard *sh)
+{
+	SP_LOG0(sh->log, SP_LOG_INFO, "second stop signal: closing all connections now");
+	sp_life_end_all(sh, true);
+}
+
 static void on_wake(struct sp_shard *sh, int res)
 {
+	uint64_t stops = 1;
+
 	sp_timers_wake_done(sh);
 	if (res == -EAGAIN || res == -EINTR) {
 		sp_timers_arm_wake(sh);
@@ -99,10 +108,13 @@ static void on_wake(struct sp_shard *sh, int res)
 	}
 	if (res < 0)    /* cannot tell a stop from a failure: stop, and say so */
 		SP_LOG(sh->log, SP_LOG_ERROR, "stop descriptor failed", SP_KV_INT("errno", -res));
+	/* An eventfd read returns how many stops were written since the last
+	 * read: two signals that came before this thread woke are a stop and a
+	 * second stop, not one (a signalfd read is one signal). */
+	if (res == (int)sizeof(uint64_t))
+		memcpy(&stops, sh->wake_buf, sizeof(stops));
 	if (sh->stopping) {
-		/* A second signal: stop waiting for slow peers. */
-		SP_LOG0(sh->log, SP_LOG_INFO, "second stop signal: closing all connections now");
-		sp_life_end_all(sh, true);
+		stop_now(sh);
 		return;
 	}
 	sh->stopping = true;
@@ -112,6 +124,8 @@ static void on_wake(struct sp_shard *sh, int res)
 	       SP_KV_UINT("shard", sh->id));
 	sp_accept_stop(sh);
 	sp_life_end_all(sh, false);
+	if (stops >= 2)
+		stop_now(sh);
 	if (res >= 0)
 		sp_timers_arm_wake(sh);
 }
@@ -166,30 +180,9 @@ static void on_cqe(struct sp_shard *sh, const struct io_uring_cqe *cqe)
 
 /* --- the loop --------------------------------------------------------------- */
 
-enum sp_close_reason sp_shard_rx(struct sp_shard *sh, struct sp_conn *c, uint8_t *data, size_t len)
-{
-	enum sp_close_reason r;
-
-	sp_timers_rx_message(sh, c);
-	r = sp_session_rx(&c->s, data, len);
-	sp_conn_mark(sh, c);
-	return r;
-}
-
 void sp_shard_after_completions(struct sp_shard *sh)
 {
 	sp_mailbox_after_completions(sh);
-}
-
-void sp_shard_iteration_metrics(struct sp_shard *sh, uint64_t n)
-{
-	sp_metrics_loop_iteration(sh->metrics, n);
-	if (sh->live_delivered) {
-		/* Received at now_ns, encrypted and queued to the kernel by now. */
-		sp_metrics_envelopes_delivered(sh->metrics, SP_METRICS_PATH_LIVE,
-					       sh->live_delivered, sp_shard_mono_ns() - sh->now_ns);
-		sh->live_delivered = 0;
-	}
 }
 
 static bool done(const struct sp_shard *sh)

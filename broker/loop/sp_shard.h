@@ -23,6 +23,7 @@
 
 #include "sp_conn_table.h"
 #include "sp_shard_types.h"
+#include "sp_timers.h"
 
 /*
  * Route handles (sp_handle_*) are in sp_conn_table.h; struct sp_shard and
@@ -58,15 +59,35 @@ int sp_shard_setup(struct sp_shard *sh, uint8_t id, const struct sp_config *cfg,
 		   const struct sp_log *log, const uint8_t *static_priv);
 
 /* One receive of len bytes on c (data: borrowed for the call, decrypted in
- * place): the idle deadline, the session, the mark. */
-enum sp_close_reason sp_shard_rx(struct sp_shard *sh, struct sp_conn *c, uint8_t *data, size_t len);
+ * place): the idle deadline, the session, the mark. Inline, as the end of
+ * an iteration below: once per receive or iteration, on every envelope's
+ * path (callgrind, docs/BENCHMARKS.md). */
+static inline enum sp_close_reason sp_shard_rx(struct sp_shard *sh, struct sp_conn *c,
+					       uint8_t *data, size_t len)
+{
+	enum sp_close_reason r;
+
+	sp_timers_rx_message(sh, c);
+	r = sp_session_rx(&c->s, data, len);
+	sp_conn_mark(sh, c);
+	return r;
+}
 
 /* The loop's steps after an iteration's completions: the commit, the
  * SendResults and the backlog readers. */
 void sp_shard_after_completions(struct sp_shard *sh);
 
 /* The end of an iteration: n completions handled. */
-void sp_shard_iteration_metrics(struct sp_shard *sh, uint64_t n);
+static inline void sp_shard_iteration_metrics(struct sp_shard *sh, uint64_t n)
+{
+	sp_metrics_loop_iteration(sh->metrics, n);
+	if (sh->live_delivered) {
+		/* Received at now_ns, encrypted and queued to the kernel by now. */
+		sp_metrics_envelopes_delivered(sh->metrics, SP_METRICS_PATH_LIVE,
+					       sh->live_delivered, sp_shard_mono_ns() - sh->now_ns);
+		sh->live_delivered = 0;
+	}
+}
 
 /* A tick's work on the shard's own state (no ring calls): mailbox
  * housekeeping and the deadlines. */

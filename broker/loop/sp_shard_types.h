@@ -29,29 +29,6 @@ struct sp_store;
 struct sp_store_batch;
 struct sp_store_item;
 
-/* Counters (read after sp_shard_run returns, and by tests of the detached shard). */
-struct sp_shard_stats {
-	uint64_t accepted;
-	uint64_t refused_max_conns;
-	uint64_t refused_rate;
-	uint64_t handshakes;
-	uint64_t closed[SP_CLOSE_REASON_COUNT];
-	uint64_t sends;
-	uint64_t delivered;             /* live deliveries (online-only and durable) */
-	/* mailboxes */
-	uint64_t accepted_env;          /* SendResult ACCEPTED (duplicates included) */
-	uint64_t duplicates;            /* of those, retries answered with the original seq */
-	uint64_t mailbox_full;
-	uint64_t store_full;            /* refused for the store's space bounds */
-	uint64_t rate_limited;          /* refused for the sender's budgets */
-	uint64_t store_errors;          /* envelopes answered ERR_INTERNAL for the store */
-	uint64_t commits, commit_failures;
-	uint64_t backlog_delivered;     /* Deliver frames read from the store */
-	uint64_t acks, acks_unknown;
-	uint64_t expired;
-	uint64_t corrupt_skipped;       /* corrupt stored values skipped by the reader */
-};
-
 /* A SendResult waiting for the iteration's commit (app/sp_mailbox.c). */
 struct sp_pending_result {
 	uint32_t slot, gen;             /* the sender's connection */
@@ -142,9 +119,10 @@ struct sp_shard {
 	bool stopping;
 	uint64_t stop_deadline_ns;
 
-	/* Observability, written by every file (counters only). */
+	/* Observability. Counts are kept once, in the metrics slot (what
+	 * /metrics shows; tests read them there too). The log limiters are
+	 * written by sp_log's SP_LOG_LIMITED in whichever file logs. */
 	struct sp_log_limit lim[SP_LIM_COUNT];
-	struct sp_shard_stats stats;
 	/* This shard's metrics slot, never NULL: init points it at a private
 	 * slot; the daemon repoints it (sp_metrics_shard(m, id)) before run. */
 	struct sp_metrics_shard *metrics;

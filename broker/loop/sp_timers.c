@@ -15,14 +15,14 @@ static uint64_t ms_ns(uint64_t ms)
 
 static void timer_set(struct sp_list *list, struct sp_conn *c, uint64_t deadline)
 {
-	sp_list_del(&c->timer);
-	c->deadline_ns = deadline;
-	sp_list_add_tail(list, &c->timer);
+	sp_list_del(&c->timer.node);
+	c->timer.deadline_ns = deadline;
+	sp_list_add_tail(list, &c->timer.node);
 }
 
 static struct sp_conn *timer_conn(struct sp_list *n)
 {
-	return (struct sp_conn *)((char *)n - offsetof(struct sp_conn, timer));
+	return (struct sp_conn *)((char *)n - offsetof(struct sp_conn, timer.node));
 }
 
 static struct sp_list *list_of(struct sp_shard *sh, enum sp_timer_kind kind)
@@ -34,7 +34,7 @@ static struct sp_list *list_of(struct sp_shard *sh, enum sp_timer_kind kind)
 	}
 }
 
-static void set_idle(struct sp_shard *sh, struct sp_conn *c)
+void sp_timers_set_idle(struct sp_shard *sh, struct sp_conn *c)
 {
 	timer_set(&sh->idle_list, c, sh->now_ns + (uint64_t)sh->cfg->idle_timeout_s * 1000000000u);
 }
@@ -54,21 +54,15 @@ void sp_timers_accepted(struct sp_shard *sh, struct sp_conn *c)
 uint64_t sp_timers_handshake_complete(const struct sp_shard *sh, const struct sp_conn *c)
 {
 	/* Still on the handshake deadline: accept time + handshake_timeout. */
-	return sh->now_ns - (c->deadline_ns - ms_ns(sh->cfg->handshake_timeout_ms));
+	return sh->now_ns - (c->timer.deadline_ns - ms_ns(sh->cfg->handshake_timeout_ms));
 }
 
 void sp_timers_proven(struct sp_shard *sh, struct sp_conn *c)
 {
 	if (sh->cfg->idle_timeout_s)
-		set_idle(sh, c);
+		sp_timers_set_idle(sh, c);
 	else
-		sp_list_del(&c->timer);
-}
-
-void sp_timers_rx_message(struct sp_shard *sh, struct sp_conn *c)
-{
-	if (c->s.state == SP_SESSION_ESTABLISHED && c->s.proven && sh->cfg->idle_timeout_s)
-		set_idle(sh, c);
+		sp_list_del(&c->timer.node);
 }
 
 void sp_timers_goaway(struct sp_shard *sh, struct sp_conn *c)
@@ -79,7 +73,7 @@ void sp_timers_goaway(struct sp_shard *sh, struct sp_conn *c)
 void sp_timers_ended(struct sp_shard *sh, struct sp_conn *c)
 {
 	(void)sh;
-	sp_list_del(&c->timer);
+	sp_list_del(&c->timer.node);
 }
 
 struct sp_conn *sp_timers_expired(struct sp_shard *sh, enum sp_timer_kind kind)
@@ -90,9 +84,9 @@ struct sp_conn *sp_timers_expired(struct sp_shard *sh, enum sp_timer_kind kind)
 	if (sp_list_empty(list))
 		return NULL;
 	c = timer_conn(list->next);
-	if (c->deadline_ns > sh->now_ns)
+	if (c->timer.deadline_ns > sh->now_ns)
 		return NULL;
-	sp_list_del(&c->timer);
+	sp_list_del(&c->timer.node);
 	return c;
 }
 

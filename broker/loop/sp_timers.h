@@ -14,7 +14,7 @@
  * What happens at a deadline is the lifecycle's decision (sp_lifecycle.c
  * takes expired connections with sp_timers_expired).
  *
- * Writes, of a connection: timer, deadline_ns; sh->hs_list, idle_list,
+ * Writes, of a connection: its timer group c->timer; sh->hs_list, idle_list,
  * closing_list, tick, tick_retry, wake_armed, wake_retry, wake_buf.
  * Errors: 0 or a negative errno.
  */
@@ -42,7 +42,15 @@ uint64_t sp_timers_handshake_complete(const struct sp_shard *sh, const struct sp
 
 void sp_timers_proven(struct sp_shard *sh, struct sp_conn *c);
 
-void sp_timers_rx_message(struct sp_shard *sh, struct sp_conn *c);
+/* The idle deadline from now (sp_timers_rx_message's slow part). */
+void sp_timers_set_idle(struct sp_shard *sh, struct sp_conn *c);
+
+/* Once per receive: inline, the list move out of line. */
+static inline void sp_timers_rx_message(struct sp_shard *sh, struct sp_conn *c)
+{
+	if (c->s.state == SP_SESSION_ESTABLISHED && c->s.proven && sh->cfg->idle_timeout_s)
+		sp_timers_set_idle(sh, c);
+}
 
 void sp_timers_goaway(struct sp_shard *sh, struct sp_conn *c);
 

@@ -443,7 +443,10 @@ struct sp_store_top_item {
  * by count, largest first, empty ones left out; *nout = how many were
  * filled, *scanned = the per-device records read (may be NULL). One pass
  * over every device's counter record: O(devices x n), for operators, not
- * the hot path.
+ * the hot path. Unlike the rest of this interface it may run on any thread
+ * while the store's owner uses it (as sp_store_property may): it reads
+ * committed data through an iterator of its own and writes nothing of st
+ * (so a failure is -EIO without sp_store_errmsg). Not during sp_store_close.
  */
 int sp_store_top(struct sp_store *st, size_t n, bool by_bytes, struct sp_store_top_item *out,
 		 size_t *nout, uint64_t *scanned);

@@ -57,13 +57,11 @@ static void chunk_put(struct sp_txpool *p, struct sp_txchunk *ch)
 	p->live--;
 }
 
-struct sp_txchunk *sp_txq_space(struct sp_txq *q, struct sp_txpool *p, size_t need)
+/* The slow part of sp_txq_space: a new chunk at the tail. */
+struct sp_txchunk *sp_txq_space_new(struct sp_txq *q, struct sp_txpool *p)
 {
-	struct sp_txchunk *ch = q->tail;
+	struct sp_txchunk *ch = chunk_get(p);
 
-	if (ch && SP_TXCHUNK_DATA - ch->tail >= need)
-		return ch;
-	ch = chunk_get(p);
 	if (!ch)
 		return NULL;
 	if (q->tail)
@@ -72,17 +70,6 @@ struct sp_txchunk *sp_txq_space(struct sp_txq *q, struct sp_txpool *p, size_t ne
 		q->head = ch;
 	q->tail = ch;
 	return ch;
-}
-
-bool sp_txq_peek(const struct sp_txq *q, const uint8_t **p, size_t *len)
-{
-	const struct sp_txchunk *ch = q->head;
-
-	if (!ch || ch->done <= ch->head)
-		return false;
-	*p = ch->data + ch->head;
-	*len = ch->done - ch->head;
-	return true;
 }
 
 void sp_txq_sent(struct sp_txq *q, struct sp_txpool *p, size_t n, bool keep_tail)

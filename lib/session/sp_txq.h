@@ -56,7 +56,16 @@ void sp_txpool_destroy(struct sp_txpool *p);
  * appended to q; NULL when no chunk can be had (-ENOMEM to the caller).
  * The caller writes at ch->data + ch->tail, then calls sp_txq_wrote.
  */
-struct sp_txchunk *sp_txq_space(struct sp_txq *q, struct sp_txpool *p, size_t need);
+struct sp_txchunk *sp_txq_space_new(struct sp_txq *q, struct sp_txpool *p);
+/* Several times per envelope: the common case (room in the tail) inline. */
+static inline struct sp_txchunk *sp_txq_space(struct sp_txq *q, struct sp_txpool *p, size_t need)
+{
+	struct sp_txchunk *ch = q->tail;
+
+	if (ch && SP_TXCHUNK_DATA - ch->tail >= need)
+		return ch;
+	return sp_txq_space_new(q, p);
+}
 
 /* n bytes were written at the tail chunk's tail. */
 static inline void sp_txq_wrote(struct sp_txq *q, size_t n)
@@ -73,7 +82,16 @@ static inline void sp_txq_finish(struct sp_txq *q)
 
 /* The finished bytes to send next, contiguous; false if none. *p is
  * borrowed until sp_txq_sent (or sp_txq_release). */
-bool sp_txq_peek(const struct sp_txq *q, const uint8_t **p, size_t *len);
+static inline bool sp_txq_peek(const struct sp_txq *q, const uint8_t **p, size_t *len)
+{
+	const struct sp_txchunk *ch = q->head;
+
+	if (!ch || ch->done <= ch->head)
+		return false;
+	*p = ch->data + ch->head;
+	*len = ch->done - ch->head;
+	return true;
+}
 
 /*
  * n bytes of the peeked range went out; fully sent chunks go back to the

@@ -623,6 +623,107 @@ static void test_opaque_bodies(void **state)
 	sealpost_key_free(kd);
 }
 
+/* ---------------------------------------------------- callbacks, log --- */
+
+struct cb_state {
+	int messages, results, reconnected;
+	uint8_t reply_to[32];
+};
+
+/* Runs inside sealpost_client_dispatch, on this thread: may send. */
+static void on_event(void *ctx, struct sealpost_client *c, const struct sealpost_event *ev)
+{
+	struct cb_state *st = ctx;
+
+	switch (ev->type) {
+	case SEALPOST_EVENT_MESSAGE:
+		st->messages++;
+		assert_int_equal(sealpost_client_send(c, st->reply_to, "pong!", 5, NULL), 0);
+		break;
+	case SEALPOST_EVENT_RESULT:
+		assert_int_equal(ev->status, SEALPOST_STATUS_ACCEPTED);
+		st->results++;
+		break;
+	case SEALPOST_EVENT_RECONNECTED:
+		st->reconnected++;
+		break;
+	default:
+		break;
+	}
+}
+
+static char log_text[8192];
+static int log_lines;
+
+static void on_log(void *ctx, int level, const char *message)
+{
+	size_t n = strlen(log_text);
+
+	assert_ptr_equal(ctx, log_text);
+	assert_true(level >= SEALPOST_LOG_ERROR && level <= SEALPOST_LOG_DEBUG);
+	assert_null(strchr(message, '\n'));
+	log_lines++;
+	snprintf(log_text + n, sizeof(log_text) - n, "%s\n", message);
+}
+
+static void test_callback_and_log(void **state)
+{
+	struct sp_it_broker b;
+	uint8_t pa[32], pb[32];
+	char hex[65];
+	struct sealpost_key *ka = new_key(pa), *kb = new_key(pb);
+	struct sealpost_client *a, *peer, *intruder;
+	struct sealpost_event ev;
+	struct cb_state st = { 0 };
+	int status, n, rounds;
+
+	(void)state;
+	assert_int_equal(sp_it_broker_start(&b, NULL, NULL), 0);
+	a = dial(&b, ka, 0);
+	peer = dial(&b, kb, 0);
+	/* Silent by default: nothing was logged for these connects. */
+	log_text[0] = '\0';
+	log_lines = 0;
+	sealpost_set_log_callback(on_log, log_text);
+
+	assert_int_equal(sealpost_client_dispatch(a, 0), -EINVAL);   /* no callback yet */
+	memcpy(st.reply_to, pb, 32);
+	sealpost_client_set_callback(a, on_event, &st);
+	assert_int_equal(sealpost_client_send_wait(peer, pa, "ping?", 5, TIMEOUT_MS, &status, NULL),
+			 0);
+	for (rounds = 0; st.messages < 1 || st.results < 1; rounds++) {
+		assert_true(rounds < 100);
+		n = sealpost_client_dispatch(a, TIMEOUT_MS);
+		assert_true(n >= 0);
+	}
+	next_of(peer, SEALPOST_EVENT_MESSAGE, &ev);
+	assert_memory_equal(ev.data, "pong!", 5);
+
+	/* A takeover: the log says what happened, the callback sees the return. */
+	intruder = dial(&b, ka, SEALPOST_CONNECT_NO_RECONNECT);
+	for (rounds = 0; st.reconnected < 1; rounds++) {
+		assert_true(rounds < 100);
+		assert_true(sealpost_client_dispatch(a, TIMEOUT_MS) >= 0);
+	}
+	assert_true(log_lines >= 2);
+	assert_non_null(strstr(log_text, "disconnected"));
+	assert_non_null(strstr(log_text, "reconnected"));
+	/* Never a key in the log. */
+	sealpost_key_to_hex(pa, hex);
+	assert_null(strstr(log_text, hex));
+	sealpost_key_to_hex(b.server_pub, hex);
+	assert_null(strstr(log_text, hex));
+	sealpost_set_log_callback(NULL, NULL);
+
+	sealpost_client_close(intruder);
+	sealpost_client_close(a);
+	sealpost_client_close(peer);
+	assert_int_equal(sp_it_broker_stop(&b), 0);
+	sp_it_rmrf(b.data_dir);
+	sealpost_key_free(ka);
+	sealpost_key_free(kb);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -634,6 +735,7 @@ int main(void)
 		cmocka_unit_test(test_offline_queue_and_opt_out),
 		cmocka_unit_test(test_errors_in_words),
 		cmocka_unit_test(test_opaque_bodies),
+		cmocka_unit_test(test_callback_and_log),
 	};
 
 	if (sodium_init() < 0)

@@ -10,7 +10,8 @@
  *    the broker sends READY=1 once it serves (devices can connect, /readyz
  *    200) and STOPPING=1 at SIGTERM.
  *  - While it drains (a device that stopped reading, close-grace 60 s),
- *    /readyz says 503 and /healthz 200; a second SIGTERM cuts it short, exit 0.
+ *    /readyz says 503 and /healthz 200; a second SIGTERM cuts it short, exit 0,
+ *    also when both signals arrive before the event loop reads the first.
  *  - A SIGTERM while the broker waits for its data-directory lock ends it
  *    cleanly (exit 0).
  * (The systemd unit is verified as installed: ctest packaging/install.)
@@ -384,43 +385,53 @@ static int http_status(uint16_t port, const char *path)
 }
 
 /*
+ * A broker with close-grace 60 s and a device r that stopped reading: its
+ * socket and its queue at the broker are full (a sender s got
+ * ERR_RECIPIENT_BUSY), so a stop would wait for it for the whole grace.
+ */
+static void start_with_stalled_reader(struct sp_it_broker *b, struct sp_raw *r, struct sp_raw *s)
+{
+	const char *extra[] = { "--close-grace", "60000", NULL };
+	struct sp_raw_frame f;
+	static uint8_t body[60000];
+	static uint8_t buf[60100];
+	uint32_t status = 0;
+
+	assert_int_equal(sp_it_broker_start(b, NULL, extra), 0);
+	assert_true(b->metrics_port != 0);
+	assert_int_equal(http_status(b->metrics_port, "/readyz"), 200);
+	assert_int_equal(sp_raw_open(r, b->port, SP_PREAMBLE_PATTERN_IK, b->server_pub), 0);
+	assert_int_equal(sp_raw_wait_frame(r, SP_FRAME_DRAINED, &f, TIMEOUT_MS), 0);
+	assert_int_equal(sp_raw_open(s, b->port, SP_PREAMBLE_PATTERN_IK, b->server_pub), 0);
+	/* r reads no more: fill its socket and its queue at the broker. */
+	memset(body, 'q', sizeof(body));
+	for (uint64_t id = 1; id < 2000 && status != SP_STATUS_ERR_RECIPIENT_BUSY; id++) {
+		size_t off = 0;
+
+		assert_int_equal(sp_raw_put_send(buf, sizeof(buf), &off, r->s_pub, SP_KEY_LEN, id,
+						 SP_SEND_ONLINE_ONLY, body, sizeof(body)), 0);
+		assert_int_equal(sp_raw_send_plain(s, buf, off), 0);
+		do
+			assert_int_equal(sp_raw_recv_frame(s, &f, TIMEOUT_MS), 0);
+		while (f.type != SP_FRAME_SEND_RESULT);
+		status = f.status;
+	}
+	assert_int_equal(status, SP_STATUS_ERR_RECIPIENT_BUSY);
+}
+
+/*
  * A device that stops reading keeps the broker draining for close-grace
  * after SIGTERM: meanwhile /readyz says 503 (and /healthz 200); a second
  * SIGTERM cuts the connection at once and the broker exits 0.
  */
 static void test_stopping_is_not_ready(void **state)
 {
-	const char *extra[] = { "--close-grace", "60000", NULL };
 	struct sp_it_broker b;
 	struct sp_raw r = { .fd = -1 }, s = { .fd = -1 };
-	struct sp_raw_frame f;
-	static uint8_t body[60000];
-	uint8_t buf[60100];
-	uint32_t status = 0;
 	int st = -1;
 
 	(void)state;
-	assert_int_equal(sp_it_broker_start(&b, NULL, extra), 0);
-	assert_true(b.metrics_port != 0);
-	assert_int_equal(http_status(b.metrics_port, "/readyz"), 200);
-	assert_int_equal(sp_raw_open(&r, b.port, SP_PREAMBLE_PATTERN_IK, b.server_pub), 0);
-	assert_int_equal(sp_raw_wait_frame(&r, SP_FRAME_DRAINED, &f, TIMEOUT_MS), 0);
-	assert_int_equal(sp_raw_open(&s, b.port, SP_PREAMBLE_PATTERN_IK, b.server_pub), 0);
-	/* r reads no more: fill its socket and its queue at the broker. */
-	memset(body, 'q', sizeof(body));
-	for (uint64_t id = 1; id < 2000 && status != SP_STATUS_ERR_RECIPIENT_BUSY; id++) {
-		size_t off = 0;
-
-		assert_int_equal(sp_raw_put_send(buf, sizeof(buf), &off, r.s_pub, SP_KEY_LEN, id,
-						 SP_SEND_ONLINE_ONLY, body, sizeof(body)), 0);
-		assert_int_equal(sp_raw_send_plain(&s, buf, off), 0);
-		do
-			assert_int_equal(sp_raw_recv_frame(&s, &f, TIMEOUT_MS), 0);
-		while (f.type != SP_FRAME_SEND_RESULT);
-		status = f.status;
-	}
-	assert_int_equal(status, SP_STATUS_ERR_RECIPIENT_BUSY);
-
+	start_with_stalled_reader(&b, &r, &s);
 	assert_int_equal(kill(b.pid, SIGTERM), 0);
 	for (int w = 0; w < WAIT_BOUND_MS && st != 503; w += 20) {
 		st = http_status(b.metrics_port, "/readyz");
@@ -433,6 +444,35 @@ static void test_stopping_is_not_ready(void **state)
 
 	/* The second signal: no more waiting for r. */
 	assert_int_equal(kill(b.pid, SIGTERM), 0);
+	for (int w = 0; w < WAIT_BOUND_MS && sp_it_broker_alive(&b); w += 20)
+		sleep_ms(20);
+	assert_false(sp_it_broker_alive(&b));
+	assert_int_equal(sp_it_broker_stop(&b), 0);
+	assert_int_equal(sp_it_log_count(&b, "second stop signal"), 1);
+	sp_raw_close(&r);
+	sp_raw_close(&s);
+	sp_it_rmrf(b.data_dir);
+}
+
+/*
+ * Two stop signals at once are a stop and a second stop, also when both
+ * reach the broker's stop descriptor before its event loop reads it (the
+ * descriptor then holds a count of two): the drain is cut short and the
+ * broker exits 0 without waiting for the stalled reader. The broker is
+ * frozen while they are sent, so that both are pending together; they are
+ * SIGTERM and SIGINT because two pending SIGTERMs are one signal.
+ */
+static void test_two_stops_at_once(void **state)
+{
+	struct sp_it_broker b;
+	struct sp_raw r = { .fd = -1 }, s = { .fd = -1 };
+
+	(void)state;
+	start_with_stalled_reader(&b, &r, &s);
+	assert_int_equal(kill(b.pid, SIGSTOP), 0);
+	assert_int_equal(kill(b.pid, SIGTERM), 0);
+	assert_int_equal(kill(b.pid, SIGINT), 0);
+	assert_int_equal(kill(b.pid, SIGCONT), 0);
 	for (int w = 0; w < WAIT_BOUND_MS && sp_it_broker_alive(&b); w += 20)
 		sleep_ms(20);
 	assert_false(sp_it_broker_alive(&b));
@@ -498,6 +538,7 @@ int main(void)
 		cmocka_unit_test(test_sd_notify),
 		cmocka_unit_test(test_sd_notify_abstract),
 		cmocka_unit_test(test_stopping_is_not_ready),
+		cmocka_unit_test(test_two_stops_at_once),
 		cmocka_unit_test(test_sigterm_while_waiting_for_lock),
 	};
 

@@ -22,6 +22,7 @@
 
 #include "sp_conn.h"
 #include "sp_limits.h"
+#include "sp_metrics.h"
 #include "sp_store.h"
 
 static const uint8_t preamble_ik[SP_PREAMBLE_LEN] = { 'S', 'E', 'A', 'L', SP_PROTOCOL_VERSION,
@@ -95,6 +96,43 @@ void sps_restart(struct sps *t)
 	for (size_t i = 0; i < t->ndevs; i++)
 		t->devs[i]->c = NULL;
 	open_shard(t);
+}
+
+struct sps_counts sps_counts(const struct sps *t)
+{
+	const struct sp_metrics_shard *m = t->sh.metrics;
+	struct sps_counts n = {
+		.delivered_live = m->envelopes_delivered[SP_METRICS_PATH_LIVE],
+		.delivered_mailbox = m->envelopes_delivered[SP_METRICS_PATH_MAILBOX],
+		.accepted = m->envelopes_accepted,
+		.refused_internal = m->envelopes_refused[SP_STATUS_ERR_INTERNAL -
+							 SP_METRICS_REFUSED_FIRST],
+		.refused_mailbox_full = m->envelopes_refused[SP_STATUS_ERR_MAILBOX_FULL -
+							     SP_METRICS_REFUSED_FIRST],
+		.acks = m->acks,
+		.expired = m->expired,
+	};
+	struct sp_store_stats ss;
+
+	if (t->store) {
+		sp_store_get_stats(t->store, &ss);
+		n.acks_unknown = ss.ack_unknown;
+		n.duplicates = ss.duplicates;
+		n.commits = ss.commits;
+		n.commit_failures = ss.commit_failures;
+	}
+	return n;
+}
+
+uint64_t sps_closed(const struct sps *t, enum sp_close_reason r)
+{
+	switch (r) {
+#define SP_CLOSE(id, label, level, message, goaway) \
+	case SP_CLOSE_##id: return t->sh.metrics->connections_closed[SP_METRICS_CLOSE_##id];
+#include "sp_reasons.def"
+	default: fail_msg("no such close reason: %d", (int)r);
+	}
+	return 0;
 }
 
 static void dev_free(struct sps_dev *d)
@@ -232,7 +270,7 @@ static struct sps_dev *dev_of(struct sps *t, const struct sp_conn *c)
 	for (size_t i = 0; i < t->ndevs; i++) {
 		struct sps_dev *d = t->devs[i];
 
-		if (d->c == c && d->slot == c->slot && d->gen == c->gen)
+		if (d->c == c && d->slot == c->tab.slot && d->gen == c->tab.gen)
 			return d;
 	}
 	return NULL;
@@ -341,10 +379,10 @@ int sps_connect(struct sps *t, struct sps_dev *d, uint64_t ping_id)
 	d->c = sp_shard_conn_add(&t->sh);
 	if (!d->c)
 		fail_msg("connection table full");
-	d->slot = d->c->slot;
-	d->gen = d->c->gen;
+	d->slot = d->c->tab.slot;
+	d->gen = d->c->tab.gen;
 	feed_bytes(t, d, wire, SP_PREAMBLE_LEN + SP_LEN_PREFIX + mlen);
-	if (d->c->s.state != SP_SESSION_ESTABLISHED || d->c->routed)
+	if (d->c->s.state != SP_SESSION_ESTABLISHED || d->c->route.routed)
 		fail_msg("IK message 1: not established, or routed before its proof");
 	ret = sps_end(t);
 	if (ret)
@@ -372,7 +410,7 @@ int sps_connect(struct sps *t, struct sps_dev *d, uint64_t ping_id)
 	d->out_len += nqueued;
 	sps_begin(t);
 	sps_feed(t, d);
-	if (!d->c->routed)
+	if (!d->c->route.routed)
 		fail_msg("the proof did not route the connection");
 	return sps_end(t);
 }

@@ -72,6 +72,29 @@ struct sps {
 	bool started, in_iteration;
 };
 
+/*
+ * What the broker counted, read where it keeps each count: the shard's
+ * metrics slot (what /metrics shows; envelopes and results are counted at
+ * the end of the iteration) and the store's statistics. Zero for what a
+ * shard without a store does not count.
+ */
+struct sps_counts {
+	uint64_t delivered_live;        /* Deliver frames routed straight through */
+	uint64_t delivered_mailbox;     /* Deliver frames read back from the store */
+	uint64_t accepted;              /* SendResults DELIVERED or ACCEPTED */
+	uint64_t refused_internal;      /* SendResults ERR_INTERNAL */
+	uint64_t refused_mailbox_full;  /* SendResults ERR_MAILBOX_FULL */
+	uint64_t acks;                  /* seqs acknowledged and removed */
+	uint64_t expired;               /* mailbox entries expired */
+	/* the store's */
+	uint64_t acks_unknown;          /* acked seqs not in the mailbox */
+	uint64_t duplicates;            /* retries answered with the original seq */
+	uint64_t commits, commit_failures;
+};
+struct sps_counts sps_counts(const struct sps *t);
+/* Connections ended for r (sealpost_connections_closed_total{reason}). */
+uint64_t sps_closed(const struct sps *t, enum sp_close_reason r);
+
 /* Creates the directory and the default configuration (mailboxes on, fsync
  * never: durability is not what these tests look at). */
 void sps_init(struct sps *t);

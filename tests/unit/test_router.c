@@ -90,7 +90,7 @@ static void test_online_delivered(void **state)
 	expect_result(a, 5, SP_STATUS_DELIVERED);
 	assert_null(sps_next(a));
 	assert_int_equal(mailbox_count(t, b), 0);
-	assert_int_equal(t->sh.stats.delivered, 1);
+	assert_int_equal(sps_counts(t).delivered_live, 1);
 
 	/* To one's own key: allowed, delivered on the sender's connection. */
 	sps_send(a, a->pub, 6, SP_SEND_ONLINE_ONLY, body, 10);
@@ -119,7 +119,7 @@ static void test_online_offline(void **state)
 	expect_result(a, 1, SP_STATUS_ERR_OFFLINE);
 
 	assert_int_equal(sps_disconnect(t, b), -EIO);      /* b's connection ended */
-	assert_int_equal(t->sh.stats.closed[SP_CLOSE_EOF], 1);
+	assert_int_equal(sps_closed(t, SP_CLOSE_EOF), 1);
 	sps_send(a, b->pub, 2, SP_SEND_ONLINE_ONLY, body, sizeof(body));
 	sps_ping(a, 77);
 	assert_int_equal(sps_round(t, a), 0);
@@ -128,7 +128,7 @@ static void test_online_offline(void **state)
 	assert_null(sps_next(a));
 	assert_int_equal(mailbox_count(t, b), 0);
 	assert_int_equal(mailbox_count(t, never), 0);
-	assert_int_equal(t->sh.stats.delivered, 0);
+	assert_int_equal(sps_counts(t).delivered_live, 0);
 }
 
 /* A low-order point as `to` (all zeros) is refused before anything else,
@@ -155,7 +155,7 @@ static void test_bad_recipient(void **state)
 	expect_result(a, 2, SP_STATUS_ERR_BAD_RECIPIENT);
 	expect_result(a, 3, SP_STATUS_DELIVERED);
 	assert_null(sps_next(a));
-	assert_int_equal(t->sh.stats.commits, 0);   /* nothing reached the store */
+	assert_int_equal(sps_counts(t).commits, 0);   /* nothing reached the store */
 }
 
 /* A body above max_envelope: ERR_TOO_LARGE, durable or not; at the limit: fine. */
@@ -205,7 +205,7 @@ static void test_result_after_commit(void **state)
 	sps_body(body, sizeof(body), 4);
 	sps_send(a, b->pub, 1, 0, body, sizeof(body));
 	sps_send(a, c->pub, 2, SP_SEND_ONLINE_ONLY, body, sizeof(body));
-	commits = t->sh.stats.commits;
+	commits = sps_counts(t).commits;
 	sps_begin(t);
 	sps_feed(t, a);
 	assert_int_equal(sp_session_tx_queued(&a->c->s), 0);
@@ -213,7 +213,7 @@ static void test_result_after_commit(void **state)
 	assert_int_equal(t->sh.nresults, 2);
 	assert_int_equal(mailbox_count(t, b), 0);
 	assert_int_equal(sps_end(t), 0);
-	assert_int_equal(t->sh.stats.commits, commits + 1);
+	assert_int_equal(sps_counts(t).commits, commits + 1);
 	assert_int_equal(mailbox_count(t, b), 1);
 	e = sps_expect(a, SP_FRAME_SEND_RESULT);
 	assert_int_equal(e->client_id, 1);
