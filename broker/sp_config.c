@@ -131,6 +131,10 @@ static const struct opt opts[] = {
 	{ "sender-table-max", "N", OPT_U32, FIELD(sender_table_max), 1, 1 << 24, false,
 	  "sending devices whose budgets are tracked per shard; senders beyond it share one "
 	  "budget" },
+	/* Hidden from --help (the "test-" prefix): a broker with it set speaks
+	 * protocol 1 only to peers set the same way. */
+	{ "test-rekey-messages", "N", OPT_U64, FIELD(test_rekey_messages), 0, SP_REKEY_MESSAGES,
+	  false, "tests only: transport messages per key before a rekey; 0 = the protocol's" },
 	{ "mailbox-sender-share", "PERCENT", OPT_U32, FIELD(mailbox_sender_share), 1, 100, false,
 	  "share of a device's mailbox quotas (count and bytes) one sending device may hold; "
 	  "beyond, its sends get err_mailbox_full while other senders' go on; 100 = off" },
@@ -257,6 +261,28 @@ static int set_number(struct sp_config *c, const struct opt *o, const char *val,
 	return 0;
 }
 
+/*
+ * A path must survive being printed as "name = VALUE" on one line of a
+ * config file (--check-config, the start log) and read back: no control
+ * characters (a newline would start a line of its own), no space at either
+ * end (the INI reader trims them), no " ;" and no ';' first (after "= " it
+ * starts an inline comment).
+ */
+static bool path_printable(const char *v)
+{
+	size_t n = strlen(v);
+
+	if (n && (v[0] == ' ' || v[0] == ';' || v[n - 1] == ' '))
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)v[i];
+
+		if (ch < 0x20 || ch == 0x7f || (ch == ';' && i && v[i - 1] == ' '))
+			return false;
+	}
+	return true;
+}
+
 static int set_value(struct sp_config *c, const struct opt *o, const char *val, const char *who,
 		     char *err, size_t err_cap)
 {
@@ -289,6 +315,11 @@ static int set_value(struct sp_config *c, const struct opt *o, const char *val, 
 		/* Room for "/sealpostd.lock" and the like after a directory. */
 		if (!*val || strlen(val) >= SP_CONFIG_PATH_MAX - 32) {
 			snprintf(err, err_cap, "%s: empty or too long", who);
+			return -EINVAL;
+		}
+		if (!path_printable(val)) {
+			snprintf(err, err_cap, "%s: a control character, a space at either end, "
+				 "a ';' first or ' ;' in the path", who);
 			return -EINVAL;
 		}
 		snprintf((char *)c + o->off, SP_CONFIG_PATH_MAX, "%s", val);
@@ -594,6 +625,8 @@ void sp_config_usage(FILE *f, const char *prog)
 		const struct opt *o = &opts[i];
 		char left[64], def[64];
 
+		if (strncmp(o->name, "test-", 5) == 0)
+			continue;       /* for the test suite, not for operators */
 		snprintf(left, sizeof(left), "--%s%s%s", o->name, o->arg ? " " : "",
 			 o->arg ? o->arg : "");
 		default_text(o, def, sizeof(def));

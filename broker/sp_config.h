@@ -116,6 +116,11 @@ struct sp_config {
 	uint64_t sender_byte_rate;      /* body bytes per second */
 	uint64_t sender_byte_burst;
 	uint32_t sender_table_max;      /* senders tracked per shard */
+	/* --test-rekey-messages: for tests only (not in --help): transport
+	 * messages per key before a rekey instead of the protocol's
+	 * SP_REKEY_MESSAGES; 0 = the protocol's. A client that does not use the
+	 * same value fails at the first rekey. */
+	uint64_t test_rekey_messages;
 	uint32_t mailbox_sender_share;  /* % of a mailbox's quotas one sender may hold; 100 = off */
 	uint32_t mailbox_share_table_max; /* (sender, mailbox) pairs counted */
 	uint64_t store_max_wal;         /* bytes of write-ahead log before memtables are flushed */

@@ -194,6 +194,23 @@ int sp_mailbox_results_grow(struct sp_shard *sh)
 	return 0;
 }
 
+enum sp_close_reason sp_mailbox_pong(struct sp_shard *sh, struct sp_conn *c, uint64_t id)
+{
+	struct sp_frame pong;
+
+	if (sh->nresults == 0) {
+		/* Nothing waits for the commit: no result can be overtaken. */
+		memset(&pong, 0, sizeof(pong));
+		pong.type = SP_FRAME_PONG;
+		pong.u.ping.id = id;
+		return sp_deliver_reply(sh, c, &pong);
+	}
+	if (sp_mailbox_result(sh, c, id, SP_STATUS_UNSPECIFIED, 0, false))
+		return SP_CLOSE_NOMEM;
+	sh->results[sh->nresults - 1].pong = true;
+	return SP_CLOSE_NONE;
+}
+
 void sp_mailbox_ack(struct sp_shard *sh, struct sp_conn *c, const struct sp_frame *f)
 {
 	struct sp_store_batch *b;
@@ -311,6 +328,18 @@ static void send_results(struct sp_shard *sh, int commit_ret)
 		struct sp_conn *c = sp_conn_at(sh, r->slot, r->gen);
 		enum sp_close_reason why;
 
+		if (r->pong) {
+			/* In its place among the results (PROTOCOL.md 6.4). */
+			if (!c || c->s.state != SP_SESSION_ESTABLISHED)
+				continue;
+			memset(&res, 0, sizeof(res));
+			res.type = SP_FRAME_PONG;
+			res.u.ping.id = r->client_id;
+			why = sp_deliver_reply(sh, c, &res);
+			if (why)
+				sp_life_end_later(sh, c, why);
+			continue;
+		}
 		/* Counted whether or not the sender is still there to hear it:
 		 * every Send ends in exactly one of accepted or refused. */
 		if (r->durable && commit_ret)

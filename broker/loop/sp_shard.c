@@ -303,6 +303,7 @@ int sp_shard_setup(struct sp_shard *sh, uint8_t id, const struct sp_config *cfg,
 	sh->env.hello.idle_timeout_ms = cfg->idle_timeout_s > UINT32_MAX / 1000
 		? UINT32_MAX : cfg->idle_timeout_s * 1000;
 	sh->env.pool = &sh->pool;
+	sh->env.rekey_every = cfg->test_rekey_messages; /* 0: the protocol's value */
 	/* Composition: the session calls up into the router; the lifecycle
 	 * tells the app layer when a connection ends. */
 	sh->env.hooks.established = on_established;

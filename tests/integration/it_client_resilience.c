@@ -113,6 +113,7 @@ static void next_of(struct sealpost_client *c, enum sealpost_event_type type,
 struct side {
 	struct sealpost_client *c;
 	int disconnected, reconnected;
+	int results_after;      /* RESULTs taken after the first RECONNECTED */
 };
 
 static void pump_events(struct side *s, uint64_t first_id, int *results, int *accepted,
@@ -133,6 +134,8 @@ static void pump_events(struct side *s, uint64_t first_id, int *results, int *ac
 
 			assert_true(results && ev.client_id >= first_id && i < N);
 			results[i]++;
+			if (s->reconnected)
+				s->results_after++;
 			if (ev.status == SEALPOST_STATUS_ACCEPTED)
 				(*accepted)++;
 			break;
@@ -165,6 +168,7 @@ static void test_kill9_restart(void **state)
 	struct side a, bb;
 	uint64_t first_id = 0, id;
 	int sent = 0, accepted = 0, dups = 0, i, received;
+	size_t waiting_at_kill = 0;
 	int64_t killed_at = 0, end;
 	bool restarted = false;
 
@@ -198,6 +202,7 @@ static void test_kill9_restart(void **state)
 			sent++;
 			if (sent == KILL_AT) {
 				assert_int_equal(sealpost_client_flush(a.c, TIMEOUT_MS), 0);
+				waiting_at_kill = sealpost_client_pending(a.c, NULL, 0);
 				sp_it_broker_kill(&b);
 				killed_at = now_ms();
 			}
@@ -231,8 +236,12 @@ static void test_kill9_restart(void **state)
 	assert_true(a.disconnected >= 1 && a.reconnected >= 1);
 	assert_true(bb.disconnected >= 1 && bb.reconnected >= 1);
 	assert_true(restarted);
-	print_message("kill -9: %d sends, %d duplicate deliveries (deduplicated by the app)\n", N,
-		      dups);
+	print_message("kill -9: %d sends, %zu without a result when the broker died, %d results "
+		      "after the reconnect, %d duplicate deliveries (deduplicated by the app)\n", N,
+		      waiting_at_kill, a.results_after, dups);
+	/* The sends cut off by the crash were resent and answered once. */
+	assert_true(waiting_at_kill > 0);
+	assert_true(a.results_after >= 1);
 	/* Nothing left behind: after acks, the receiver's mailbox is empty. */
 	assert_int_equal(sealpost_client_sync(bb.c, TIMEOUT_MS), 0);
 	sealpost_client_close(a.c);

@@ -445,6 +445,7 @@ static void test_sender_limits(void **state)
 	sps_send(a, b->pub, 4, 0, body, sizeof(body));
 	assert_int_equal(sps_round(t, a), 0);
 	result(a, 4, SP_STATUS_ERR_RATE_LIMITED);      /* burst of 3 spent */
+	assert_int_equal(sps_counts(t).refused_rate_limited, 1);
 	/* Another sender to the same mailbox is accepted. */
 	sps_send(c, b->pub, 5, 0, body, sizeof(body));
 	assert_int_equal(sps_round(t, c), 0);
