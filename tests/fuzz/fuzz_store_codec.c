@@ -8,7 +8,7 @@
  * Input: byte 0 selects the decoder, the rest is the record. Oracle:
  * nothing crashes or reads out of bounds (ASan); a record that decodes
  * encodes back to exactly the same bytes (the decoders accept only what
- * this build writes), and what a decoder reports is consistent with the
+ * this build writes, and v1 mailbox values, which come back as v2 with tag 0), and what a decoder reports is consistent with the
  * bytes (a mailbox value's body length, an expiry key's borrowed pointers).
  */
 #include <stdlib.h>
@@ -35,10 +35,11 @@ static void mbox(const uint8_t *p, size_t n)
 	if (h.has_tag) {
 		check(memcmp(enc, p, sizeof(enc)) == 0);
 	} else {
-		/* A v1 value is written back as v2 with tag 0: only the version
-		 * byte differs. */
-		check(p[0] == SP_STORE_VALUE_V1 && enc[0] == SP_STORE_MAILBOX_V2 && h.share_tag == 0);
-		check(memcmp(enc + 1, p + 1, sizeof(enc) - 1) == 0);
+		/* A v1 value (no share tag), still read for values written before
+		 * shares: this build writes it back as v2 with tag 0, so only the
+		 * tag bytes may differ, and they must be 0. */
+		check(enc[1] == 0 && enc[2] == 0 && enc[3] == 0 && h.share_tag == 0);
+		check(memcmp(enc + 4, p + 4, sizeof(enc) - 4) == 0);
 	}
 }
 
