@@ -339,15 +339,9 @@ static void test_online_only_before_drained(void **state)
 {
 	/* The reader keeps r's queue below half of --sendq-max plus one
 	 * envelope, so online-only sends are not refused as busy. */
-	/* One sender stores the whole 24 MB backlog: no sender share (its
-	 * default, 25 % of --mailbox-max-bytes, would refuse it at 16 MiB). */
 	const char *args[] = { "--sendq-max", "262144", "--fsync", "never", "--log-level", "info",
-<<<<<<< HEAD
-			       "--mailbox-sender-share", "100", NULL };
-=======
 			       "--mailbox-sender-share", "100",
 			       NULL };
->>>>>>> main
 	enum { BACKLOG = 400, BODY = 60000 };
 	struct sp_it_broker b;
 	struct sp_raw a, r;
