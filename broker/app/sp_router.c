@@ -55,8 +55,7 @@ enum sp_close_reason sp_router_frame(void *ctx, struct sp_conn *c, const struct 
 	case SP_FRAME_PONG:
 		return SP_CLOSE_NONE;   /* answers a Ping of ours */
 	case SP_FRAME_ACK:
-		sp_mailbox_ack(sh, c, f);
-		return SP_CLOSE_NONE;
+		return sp_mailbox_ack(sh, c, f);
 	default:
 		/* SendResult, Deliver, Drained, GoAway travel broker -> client only. */
 		return SP_CLOSE_PROTOCOL;
