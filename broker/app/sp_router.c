@@ -111,8 +111,6 @@ enum sp_close_reason sp_router_established(void *ctx, struct sp_conn *c)
 {
 	struct sp_shard *sh = ctx;
 
-	sp_metrics_handshake(sh->metrics, sp_life_metrics_pattern(c), SP_METRICS_OUTCOME_OK,
-			     sp_timers_handshake_complete(sh, c));
 	SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_PEER_DEBUG], sh->now_ns, SP_LOG_DEBUG,
 		       "handshake complete", SP_KV_UINT("conn", c->tab.slot),
 		       SP_KV_STR("pattern", c->s.pattern == SP_PREAMBLE_PATTERN_IK ? "IK" : "XX"));
@@ -131,6 +129,14 @@ enum sp_close_reason sp_router_proven(void *ctx, struct sp_conn *c)
 {
 	struct sp_shard *sh = ctx;
 
+	/* A handshake counts as successful once the peer is proven: an IK
+	 * message 1 anyone replays gets its message 2 too, and counting that
+	 * as a success would hide a replay flood from the failure alert. An
+	 * IK connection that ends unproven counts as failed (sp_lifecycle.c).
+	 * Still on the handshake deadline here: the duration runs to proof. */
+	if (!c->route.routed)
+		sp_metrics_handshake(sh->metrics, sp_life_metrics_pattern(c),
+				     SP_METRICS_OUTCOME_OK, sp_timers_handshake_complete(sh, c));
 	sp_timers_proven(sh, c);
 	if (c->route.routed)
 		return SP_CLOSE_NONE;

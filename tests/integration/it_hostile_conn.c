@@ -249,10 +249,95 @@ static void test_ack_flood(void **state)
 	sp_it_rmrf(b.data_dir);
 }
 
+/* --- IK replays ------------------------------------------------------------------- */
+
+struct capture {
+	uint8_t msg[SP_NOISE_MSG_MAX];
+	size_t len;
+};
+
+static int capture_msg1(int msg_no, uint8_t *msg, size_t *len, size_t cap, void *arg)
+{
+	struct capture *k = arg;
+
+	(void)cap;
+	if (msg_no == 1) {
+		memcpy(k->msg, msg, *len);
+		k->len = *len;
+	}
+	return 0;
+}
+
+/*
+ * A captured IK message 1 replayed on new connections: the broker answers
+ * each with a message 2 (it cannot tell a replay), but a replay is never
+ * proven, so it is not counted as a successful handshake: each one that
+ * ends counts as failed, and the failure alert sees a replay flood.
+ */
+static void test_ik_replay_not_counted(void **state)
+{
+	enum { REPLAYS = 5 };
+	static const char ok[] = "sealpost_handshakes_total{pattern=\"ik\",outcome=\"ok\"}";
+	static const char failed[] =
+		"sealpost_handshakes_total{pattern=\"ik\",outcome=\"failed\"}";
+	struct sp_it_broker b;
+	struct sp_raw alice = { .fd = -1 };
+	struct capture k = { .len = 0 };
+	struct sp_raw_opts o = { .hook = capture_msg1, .hook_arg = &k };
+	struct sp_raw_frame f;
+	double ok0, failed0;
+
+	(void)state;
+	assert_int_equal(sp_it_broker_start(&b, NULL, NULL), 0);
+	assert_int_equal(sp_raw_init(&alice), 0);
+	assert_int_equal(sp_raw_connect(&alice, b.port), 0);
+	assert_int_equal(sp_raw_handshake(&alice, SP_PREAMBLE_PATTERN_IK, b.server_pub, &o), 0);
+	assert_int_equal(sp_raw_wait_frame(&alice, SP_FRAME_DRAINED, &f, TIMEOUT_MS), 0);
+	assert_true(k.len > 0);
+	ok0 = wait_metric(&b, ok, 1);
+	assert_true(ok0 >= 1);
+	failed0 = metric(&b, failed);
+
+	for (int i = 0; i < REPLAYS; i++) {
+		uint8_t pre[SP_PREAMBLE_LEN], pfx[SP_LEN_PREFIX], in[SP_LEN_PREFIX + SP_NOISE_MSG_MAX];
+		int fd = sp_it_tcp_connect(b.port);
+		size_t got = 0;
+
+		assert_true(fd >= 0);
+		sp_raw_preamble(pre, SP_PREAMBLE_PATTERN_IK);
+		pfx[0] = (uint8_t)(k.len >> 8);
+		pfx[1] = (uint8_t)k.len;
+		assert_int_equal(write(fd, pre, sizeof(pre)), (ssize_t)sizeof(pre));
+		assert_int_equal(write(fd, pfx, sizeof(pfx)), (ssize_t)sizeof(pfx));
+		assert_int_equal(write(fd, k.msg, k.len), (ssize_t)k.len);
+		/* Message 2 comes back, as for the original (unreadable here). */
+		while (got < SP_LEN_PREFIX) {
+			struct pollfd p = { .fd = fd, .events = POLLIN };
+			ssize_t n;
+
+			assert_true(poll(&p, 1, TIMEOUT_MS) == 1);
+			n = read(fd, in + got, sizeof(in) - got);
+			assert_true(n > 0);
+			got += (size_t)n;
+		}
+		close(fd);
+	}
+	assert_true(wait_metric(&b, failed, failed0 + REPLAYS) == failed0 + REPLAYS);
+	assert_true(metric(&b, ok) == ok0);
+	/* The device itself was not disturbed. */
+	assert_true(ping_ms(&alice, 9) >= 0);
+	print_message("IK replays: %d answered, ok stayed %.0f, failed %.0f -> %.0f\n", REPLAYS,
+		      ok0, failed0, failed0 + REPLAYS);
+	sp_raw_close(&alice);
+	assert_int_equal(sp_it_broker_stop(&b), 0);
+	sp_it_rmrf(b.data_dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ack_flood),
+		cmocka_unit_test(test_ik_replay_not_counted),
 	};
 
 	if (sodium_init() < 0)
