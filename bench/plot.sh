@@ -3,8 +3,8 @@
 # bench/plot.sh: PNG charts from load-generator JSON reports (gnuplot).
 #
 # Reads what the programs write and nothing else: the reports of
-# bench/compare/run.sh --keep DIR (KIND-RUN.json for KIND in sealpost,
-# mosquitto, nats, natsjs and RUN in lat, max, fanout, idle), any
+# bench/compare/run.sh --keep DIR (KIND-RUN.json for KIND in sealpost-durable,
+# mosquitto, natsjs, sealpost, nats and RUN in lat, max, fanout, idle), any
 # sealpost-loadgen --json reports, and a --hdr-log interval log. Needs the
 # Debian packages gnuplot-nox (or gnuplot) and python3 (JSON).
 set -euo pipefail
@@ -60,11 +60,12 @@ tmp, compare, reports = sys.argv[1], sys.argv[2], sys.argv[3:]
 def load(p):
     with open(p) as f:
         return json.load(f)
-labels = {"sealpost": "sealpost (IK)", "mosquitto": "Mosquitto TLS QoS 1",
+labels = {"sealpost-durable": "sealpost durable", "sealpost": "sealpost online-only",
+          "mosquitto": "Mosquitto TLS QoS 1",
           "nats": "NATS TLS core", "natsjs": "NATS TLS JetStream"}
 if compare:
     rows = {"latency": [], "capacity": [], "memory": []}
-    for kind in ("sealpost", "mosquitto", "nats", "natsjs"):
+    for kind in ("sealpost-durable", "mosquitto", "natsjs", "sealpost", "nats"):
         lab = '"%s"' % labels[kind]
         p = os.path.join(compare, kind + "-lat.json")
         if os.path.exists(p):
@@ -119,7 +120,7 @@ set style histogram clustered gap 1
 plot "$TMP/compare-latency.dat" using 2:xtic(1) title "p50", "" using 3 title "p99"
 GP
 	} | gnuplot
-	{ common "Capacity: envelopes delivered per second (closed loop; core NATS: open loop at --max-rate)" "envelopes/s"
+	{ common "Capacity: envelopes delivered per second (closed loop, same window for all)" "envelopes/s"
 	  cat <<GP
 set output "$OUT/compare-capacity.png"
 set yrange [0:*]

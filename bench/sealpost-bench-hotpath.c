@@ -214,7 +214,9 @@ static void slot_keys(const struct bench *b, uint32_t i, struct slot_keys *k)
 	memset(k, 0, sizeof(*k));
 	crypto_stream_chacha20_ietf_xor_ic((uint8_t *)k, (const uint8_t *)k, sizeof(*k), nonce,
 					   2 * i, b->seed_key);
-	/* A low-order encoding is one chance in 2^250; never mind, but be exact. */
+	/* Canonical (bit 255 clear; at or above 2^255 - 19 and a low-order
+	 * encoding are a chance in 2^250 each; never mind, but be exact). */
+	k->device[SP_KEY_LEN - 1] &= 0x7f;
 	while (!sp_noise_key_valid(k->device))
 		k->device[0]++;
 }

@@ -768,8 +768,9 @@ static void handle_cqe(struct lgs *s, struct io_uring_cqe *cqe)
 	}
 }
 
-/* One turn: submit, wait until `until` (monotonic ns) or a completion, reap. */
-static void turn(struct lgs *s, uint64_t until)
+/* One turn: submit, wait until `until` (monotonic ns) or a completion, reap.
+ * Returns the completions reaped. */
+static unsigned turn(struct lgs *s, uint64_t until)
 {
 	struct io_uring_cqe *cqe;
 	struct __kernel_timespec ts;
@@ -789,6 +790,7 @@ static void turn(struct lgs *s, uint64_t until)
 		n++;
 	}
 	io_uring_cq_advance(&s->ring, n);
+	return n;
 }
 
 /* Connects every local device for which want(dev) holds; bounded. */
@@ -860,7 +862,12 @@ static void run_traffic(struct lgs *s)
 			bool quiet = now - w->last_delivery > STOP_QUIET_MS * 1000000ull &&
 				     now - w->t_end > STOP_QUIET_MS * 1000000ull;
 
-			if ((s->outstanding == 0 && quiet) || now >= stop_by)
+			if (now >= stop_by)
+				break;
+			/* Quiet may only mean that this process did not run for a
+			 * while (a busy machine): reap what arrived meanwhile (a short
+			 * wait, so deferred completions are posted) before stopping. */
+			if (s->outstanding == 0 && quiet && turn(s, lg_now() + 2000000ull) == 0)
 				break;
 			/* drain fill: nothing is delivered; results are all we wait for */
 			if (o->pattern == LG_DRAIN && s->outstanding == 0)

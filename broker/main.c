@@ -216,15 +216,36 @@ static int start_metrics(struct daemon *d, struct sp_http **http)
 	return 0;
 }
 
+/* The admin socket's top, on its thread: sp_store_top may run beside the
+ * shard (it reads committed counters with its own iterator). */
+static int admin_top(void *ctx, size_t n, bool by_count, struct sp_admin_top_key *out,
+		     size_t *nout, uint64_t *scanned)
+{
+	struct sp_store_top_item items[SP_ADMIN_TOP_MAX];
+	int ret;
+
+	if (n > SP_ADMIN_TOP_MAX)
+		n = SP_ADMIN_TOP_MAX;
+	ret = sp_store_top(ctx, n, !by_count, items, nout, scanned);
+	for (size_t i = 0; ret == 0 && i < *nout; i++) {
+		memcpy(out[i].key, items[i].recipient, SP_KEY_LEN);
+		out[i].count = items[i].count;
+		out[i].bytes = items[i].bytes;
+	}
+	sodium_memzero(items, sizeof(items));
+	return ret;
+}
+
 /* The admin socket, unless --admin-socket off. */
 static int start_admin(struct daemon *d, struct sp_config *cfg, int argc, char **argv,
-		       struct sp_admin **admin)
+		       struct sp_store *store, struct sp_admin **admin)
 {
 	int err;
 
 	if (strcmp(cfg->admin_socket, "off") == 0)
 		return 0;
-	err = sp_admin_start(admin, cfg, d->log, argc, argv, SP_VERSION);
+	err = sp_admin_start(admin, cfg, d->log, argc, argv, SP_VERSION,
+			     store ? admin_top : NULL, store);
 	if (err)
 		return err;
 	SP_LOG(d->log, SP_LOG_INFO, "admin socket listening",
@@ -292,11 +313,12 @@ static int run(struct sp_config *cfg, struct sp_log *lg, int argc, char **argv)
 	if (listen_fd < 0)
 		goto out;
 	/* After the data-directory lock: a stale socket there is ours to replace. */
-	if (start_admin(&d, cfg, argc, argv, &admin))
+	if (start_admin(&d, cfg, argc, argv, store, &admin))
 		goto out;
 	ret = serve(&d, priv, listen_fd, store, admin, cfg) ? 1 : 0;
 out:
-	sp_admin_stop(admin);           /* the shard has stopped taking its jobs */
+	/* The shard has stopped taking its jobs; top reads the store: before it closes. */
+	sp_admin_stop(admin);
 	if (store) {
 		/* The scrape must not read a closing database. */
 		sp_metrics_set_rocksdb_source(d.metrics, NULL, NULL);

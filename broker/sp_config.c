@@ -134,6 +134,24 @@ static const struct opt opts[] = {
 	{ "sender-table-max", "N", OPT_U32, FIELD(sender_table_max), 1, 1 << 24, false,
 	  "sending devices whose budgets are tracked per shard; senders beyond it share one "
 	  "budget" },
+	/* Hidden from --help (the "test-" prefix): a broker with it set speaks
+	 * protocol 1 only to peers set the same way. */
+	{ "test-rekey-messages", "N", OPT_U64, FIELD(test_rekey_messages), 0, SP_REKEY_MESSAGES,
+	  false, "tests only: transport messages per key before a rekey; 0 = the protocol's" },
+	{ "mailbox-sender-share", "PERCENT", OPT_U32, FIELD(mailbox_sender_share), 1, 100, false,
+	  "share of a device's mailbox quotas (count and bytes) one sending device may hold; "
+	  "beyond, its sends get err_mailbox_full while other senders' go on; 100 = off" },
+	{ "mailbox-share-table-max", "N", OPT_U32, FIELD(mailbox_share_table_max), 1, 1 << 28, false,
+	  "(sender, mailbox) pairs whose shares are counted; envelopes of pairs beyond it are "
+	  "not held to a share" },
+	{ "store-max-wal", "BYTES", OPT_U64, FIELD(store_max_wal), (uint64_t)1 << 20,
+	  (uint64_t)1 << 40, false,
+	  "write-ahead log the mailbox store keeps before it writes its memtables out "
+	  "(bounds the log's disk use and how long it holds acknowledged envelopes)" },
+	{ "store-scrub-interval", "S", OPT_U32, FIELD(store_scrub_interval_s), 0, 86400 * 7, false,
+	  "acknowledged or expired envelopes leave every file of the data directory within this "
+	  "many seconds plus one scrub (a flush and full compaction, on a thread of its own); "
+	  "0 = no scrubs" },
 	{ "config", "FILE", OPT_CONFIG, FIELD(config_path), 0, 0, false,
 	  "read options from an INI file (keys = these option names); flags win" },
 	{ "check-config", NULL, OPT_CHECK, 0, 0, 0, false,
@@ -183,6 +201,10 @@ void sp_config_defaults(struct sp_config *c)
 	c->sender_byte_rate = SP_DEFAULT_SENDER_BYTE_RATE;
 	c->sender_byte_burst = SP_DEFAULT_SENDER_BYTE_BURST;
 	c->sender_table_max = SP_DEFAULT_SENDER_TABLE_MAX;
+	c->mailbox_sender_share = SP_DEFAULT_MAILBOX_SENDER_SHARE;
+	c->mailbox_share_table_max = SP_DEFAULT_MAILBOX_SHARE_TABLE_MAX;
+	c->store_max_wal = SP_DEFAULT_STORE_MAX_WAL;
+	c->store_scrub_interval_s = SP_DEFAULT_STORE_SCRUB_INTERVAL_S;
 }
 
 static const char *const fsync_names[] = { "always", "batch", "never" };
@@ -243,6 +265,28 @@ static int set_number(struct sp_config *c, const struct opt *o, const char *val,
 	return 0;
 }
 
+/*
+ * A path must survive being printed as "name = VALUE" on one line of a
+ * config file (--check-config, the start log) and read back: no control
+ * characters (a newline would start a line of its own), no space at either
+ * end (the INI reader trims them), no " ;" and no ';' first (after "= " it
+ * starts an inline comment).
+ */
+static bool path_printable(const char *v)
+{
+	size_t n = strlen(v);
+
+	if (n && (v[0] == ' ' || v[0] == ';' || v[n - 1] == ' '))
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)v[i];
+
+		if (ch < 0x20 || ch == 0x7f || (ch == ';' && i && v[i - 1] == ' '))
+			return false;
+	}
+	return true;
+}
+
 static int set_value(struct sp_config *c, const struct opt *o, const char *val, const char *who,
 		     char *err, size_t err_cap)
 {
@@ -275,6 +319,11 @@ static int set_value(struct sp_config *c, const struct opt *o, const char *val, 
 		/* Room for "/sealpostd.lock" and the like after a directory. */
 		if (!*val || strlen(val) >= SP_CONFIG_PATH_MAX - 32) {
 			snprintf(err, err_cap, "%s: empty or too long", who);
+			return -EINVAL;
+		}
+		if (!path_printable(val)) {
+			snprintf(err, err_cap, "%s: a control character, a space at either end, "
+				 "a ';' first or ' ;' in the path", who);
 			return -EINVAL;
 		}
 		snprintf((char *)c + o->off, SP_CONFIG_PATH_MAX, "%s", val);
@@ -580,6 +629,8 @@ void sp_config_usage(FILE *f, const char *prog)
 		const struct opt *o = &opts[i];
 		char left[64], def[64];
 
+		if (strncmp(o->name, "test-", 5) == 0)
+			continue;       /* for the test suite, not for operators */
 		snprintf(left, sizeof(left), "--%s%s%s", o->name, o->arg ? " " : "",
 			 o->arg ? o->arg : "");
 		default_text(o, def, sizeof(def));

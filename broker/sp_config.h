@@ -117,6 +117,15 @@ struct sp_config {
 	uint64_t sender_byte_rate;      /* body bytes per second */
 	uint64_t sender_byte_burst;
 	uint32_t sender_table_max;      /* senders tracked per shard */
+	/* --test-rekey-messages: for tests only (not in --help): transport
+	 * messages per key before a rekey instead of the protocol's
+	 * SP_REKEY_MESSAGES; 0 = the protocol's. A client that does not use the
+	 * same value fails at the first rekey. */
+	uint64_t test_rekey_messages;
+	uint32_t mailbox_sender_share;  /* % of a mailbox's quotas one sender may hold; 100 = off */
+	uint32_t mailbox_share_table_max; /* (sender, mailbox) pairs counted */
+	uint64_t store_max_wal;         /* bytes of write-ahead log before memtables are flushed */
+	uint32_t store_scrub_interval_s; /* removed data leaves the disk within this (+ the scrub) */
 };
 
 /* --fsync: what an acceptance (SendResult ACCEPTED) promises; docs/OPERATIONS.md. */
@@ -139,7 +148,11 @@ enum {
 	SP_DEFAULT_SENDER_RATE = 10000,
 	SP_DEFAULT_SENDER_BURST = 50000,
 	SP_DEFAULT_SENDER_TABLE_MAX = 65536,
+	SP_DEFAULT_MAILBOX_SENDER_SHARE = 25,
+	SP_DEFAULT_MAILBOX_SHARE_TABLE_MAX = 1000000,
+	SP_DEFAULT_STORE_SCRUB_INTERVAL_S = 3600,
 };
+#define SP_DEFAULT_STORE_MAX_WAL (64ull * 1024 * 1024)         /* 64 MiB */
 #define SP_DEFAULT_STORE_MAX_BYTES 0ull
 #define SP_DEFAULT_STORE_MIN_FREE (1024ull * 1024 * 1024)      /* 1 GiB */
 #define SP_DEFAULT_STORE_BALLAST (64ull * 1024 * 1024)         /* 64 MiB */

@@ -467,24 +467,6 @@ out:
 	return ex;
 }
 
-/* Did a connect fail after reaching the broker (its handshake did not prove
- * the key we expected, the broker just closes), rather than reaching it? */
-static int handshake_failure(int r)
-{
-	switch (-r) {
-	case ECONNREFUSED:
-	case ETIMEDOUT:
-	case EHOSTUNREACH:
-	case ENETUNREACH:
-	case EADDRNOTAVAIL:
-	case EINVAL:
-	case ENOMEM:
-		return 0;
-	default:
-		return 1;
-	}
-}
-
 /* Learns the key the broker at server proves, through XX with a throwaway
  * device key: an impostor learns nothing about this device. 0 or -errno. */
 static int probe_key(const char *server, uint8_t out[SEALPOST_KEY_LEN])
@@ -535,7 +517,12 @@ static int connect_target(struct target *t, const struct sealpost_key *key, int 
 	char hex[SEALPOST_KEY_HEX_LEN + 1];
 	int r;
 
+	/* The library reconnects by itself (IK with the key this connection
+	 * proves) and resends what got no answer; the CLI's back-off is shorter
+	 * than its default so a restarted broker is found again quickly. */
 	co.flags = flags;
+	co.reconnect_min_ms = RECONNECT_MIN_MS;
+	co.reconnect_max_ms = RECONNECT_MAX_MS;
 	r = sealpost_client_connect_opts(c, t->server, key, t->have_server_key ? t->server_key : NULL,
 					 timeout_ms, &co);
 	if (r == -EINVAL) {
@@ -543,9 +530,10 @@ static int connect_target(struct target *t, const struct sealpost_key *key, int 
 		return EX_USAGE;
 	}
 	if (r < 0) {
-		/* A broker that holds another key just closes on IK; learn which key
-		 * it does hold, so the message can say what is wrong. */
-		if (t->have_server_key && handshake_failure(r) && probe_key(t->server, now) == 0 &&
+		/* The library found the broker holds another key; learn which, so
+		 * the message can show it (a throwaway key: an impostor learns
+		 * nothing about this device). */
+		if (r == -SEALPOST_ESERVERKEY && probe_key(t->server, now) == 0 &&
 		    memcmp(now, t->server_key, sizeof(now))) {
 			if (t->pinned) {
 				warn_changed(t, now);
@@ -758,6 +746,17 @@ static void lines_pump(struct lines *l)
 			fprintf(stderr, "sealpost: broker closing: %s\n",
 				sealpost_status_string(ev.status));
 			break;
+		case SEALPOST_EVENT_DISCONNECTED:
+			/* The library reconnects and resends what got no answer
+			 * (with the same client ids: the broker keeps one copy). */
+			fprintf(stderr, "sealpost: connection lost (%s); reconnecting\n",
+				ev.error ? sealpost_strerror(ev.error) :
+				ev.status ? sealpost_status_string(ev.status) :
+				"closed by the broker");
+			break;
+		case SEALPOST_EVENT_RECONNECTED:
+			fprintf(stderr, "sealpost: reconnected\n");
+			break;
 		case SEALPOST_EVENT_CLOSED:
 			fprintf(stderr, "sealpost: connection closed%s%s\n", ev.error ? ": " : "",
 				ev.error ? sealpost_strerror(ev.error) : "");
@@ -867,7 +866,7 @@ static int send_lines(struct sealpost_client *c, const uint8_t *to, const struct
 	}
 	while ((!eof || l.n) && !l.lost) {
 		struct pollfd p[2];
-		int np = 0, in = -1, wait = -1;
+		int np = 0, in = -1, wait = -1, timer;
 
 		if (!eof && l.n < LINES_PENDING_MAX) {
 			p[np].fd = STDIN_FILENO;
@@ -887,6 +886,11 @@ static int send_lines(struct sealpost_client *c, const uint8_t *to, const struct
 			}
 			wait = (int)left;
 		}
+		/* The library's timers (reconnect attempts, keepalive pings) need a
+		 * step when they are due, also while we only wait for stdin. */
+		timer = sealpost_client_timeout(c);
+		if (timer >= 0 && (wait < 0 || timer < wait))
+			wait = timer;
 		if (poll(p, (nfds_t)np, wait) < 0 && errno != EINTR) {
 			fprintf(stderr, "sealpost: poll: %s\n", strerror(errno));
 			break;
@@ -1053,57 +1057,6 @@ static void recent_add(struct recent *r, uint64_t seq)
 		r->n++;
 }
 
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
-/*
- * recv after losing the connection: connects again to the same broker (IK
- * with the key the first connection proved) with exponential back-off and
- * jitter, until it works or deadline (-1: none) passes. 1 connected, 0 the
- * deadline passed.
- */
-static int reconnect(struct target *t, const struct sealpost_key *key, int64_t deadline,
-		     int verbose, struct sealpost_client **c)
-{
-	int backoff = RECONNECT_MIN_MS;
-
-	for (;;) {
-		/* Half the back-off plus a random half: clients cut off together
-		 * do not all come back at the same moment. */
-		int wait = backoff / 2 + rand() % (backoff / 2 + 1), timeout = 10000, r;
-
-		if (deadline >= 0) {
-			int64_t left = deadline - now_ms();
-
-			if (left <= 0)
-				return 0;
-			if (wait > left)
-				wait = (int)left;
-		}
-		sleep_ms(wait);
-		if (deadline >= 0) {
-			int64_t left = deadline - now_ms();
-
-			if (left <= 0)
-				return 0;
-			if (timeout > left)
-				timeout = (int)left;
-		}
-		r = sealpost_client_connect(c, t->server, key, t->server_key, timeout);
-		if (r == 0)
-			return 1;
-		if (verbose)
-			fprintf(stderr, "sealpost: reconnect to %s: %s\n", t->server,
-				sealpost_strerror(r));
-		backoff = backoff * 2 > RECONNECT_MAX_MS ? RECONNECT_MAX_MS : backoff * 2;
-	}
-}
-
 static int cmd_recv(int argc, char **argv)
 {
 	struct opts o = { 0 };
@@ -1116,7 +1069,7 @@ static int cmd_recv(int argc, char **argv)
 	char hex[SEALPOST_KEY_HEX_LEN + 1];
 	int64_t deadline = -1;
 	long got = 0;
-	int first, r, ex, takeover = 0;
+	int first, r, ex;
 
 	r = parse(argc, argv, &o, recv_help, &first);
 	if (r)
@@ -1130,7 +1083,6 @@ static int cmd_recv(int argc, char **argv)
 		fprintf(stderr, "sealpost: out of memory\n");
 		return EX_LOST;
 	}
-	srand((unsigned)time(NULL) ^ (unsigned)getpid());
 	if (o.timeout_s)
 		deadline = now_ms() + o.timeout_s * 1000;
 	ex = open_target(&o, &t, o.timeout_s ? (int)o.timeout_s * 1000 : 0, 0, &key, &c);
@@ -1195,31 +1147,35 @@ static int cmd_recv(int argc, char **argv)
 		case SEALPOST_EVENT_GOAWAY:
 			fprintf(stderr, "sealpost: broker closing: %s\n",
 				sealpost_status_string(ev.status));
-			/* Another connection of this device key replaced us: coming
-			 * back would only take it over in turn. */
-			if (ev.status == SEALPOST_STATUS_GOAWAY_TAKEOVER)
-				takeover = 1;
 			break;
 		case SEALPOST_EVENT_DRAINED:
 			if (o.verbose)
 				fprintf(stderr, "drained %llu\n", (unsigned long long)ev.count);
 			break;
-		case SEALPOST_EVENT_CLOSED:
-			if (takeover) {
-				fprintf(stderr, "sealpost: connection closed\n");
+		case SEALPOST_EVENT_DISCONNECTED:
+			/* Another connection of this device key replaced us: coming
+			 * back would only take it over in turn. */
+			if (ev.status == SEALPOST_STATUS_GOAWAY_TAKEOVER) {
+				fprintf(stderr, "sealpost: this device key connected elsewhere; "
+					"stopping\n");
 				ex = EX_LOST;
 				goto out;
 			}
 			fprintf(stderr, "sealpost: connection lost (%s); reconnecting\n",
-				ev.error ? sealpost_strerror(ev.error) : "closed by the broker");
-			sealpost_client_close(c);
-			c = NULL;
-			if (!reconnect(&t, key, deadline, o.verbose, &c)) {
-				ex = o.count ? EX_TIMEOUT : EX_OK;
-				goto out;
-			}
+				ev.error ? sealpost_strerror(ev.error) :
+				ev.status ? sealpost_status_string(ev.status) :
+				"closed by the broker");
+			break;
+		case SEALPOST_EVENT_RECONNECTED:
 			fprintf(stderr, "sealpost: reconnected\n");
 			break;
+		case SEALPOST_EVENT_CLOSED:
+			/* Final: the library gives up only on what another attempt
+			 * cannot fix (a changed server key, a protocol error). */
+			fprintf(stderr, "sealpost: connection closed%s%s\n", ev.error ? ": " : "",
+				ev.error ? sealpost_strerror(ev.error) : "");
+			ex = EX_LOST;
+			goto out;
 		default:
 			break;
 		}

@@ -611,6 +611,24 @@ static void reset_session(struct sealpost_client *c)
 	c->ka_out = false;
 }
 
+/*
+ * SEALPOST_TEST_REKEY_MESSAGES=N: for the test suite only (docs/CLIENT.md):
+ * rekey the transport every N messages instead of the protocol's
+ * SP_REKEY_MESSAGES, to meet a broker started with --test-rekey-messages N.
+ * Anything unparsable or out of range is ignored (the protocol's value).
+ */
+static uint64_t test_rekey_messages(void)
+{
+	const char *v = getenv("SEALPOST_TEST_REKEY_MESSAGES");
+	char *end;
+	unsigned long long n;
+
+	if (!v || !*v)
+		return 0;
+	n = strtoull(v, &end, 10);
+	return *end || n > SP_REKEY_MESSAGES ? 0 : (uint64_t)n;
+}
+
 /* A new session on the current transport: preamble and message 1 queued. */
 static int begin_handshake(struct sealpost_client *c)
 {
@@ -622,6 +640,7 @@ static int begin_handshake(struct sealpost_client *c)
 		.pool = &c->pool,
 		.hooks = { .established = hs_established, .frame = on_frame,
 			   .server_hello = hs_server_hello, .ctx = c },
+		.rekey_every = test_rekey_messages(),
 	};
 	sk = c->probing || !c->has_pin ? NULL : c->pin;
 	c->hs_ik = sk != NULL;

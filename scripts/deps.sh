@@ -6,13 +6,16 @@ set -eu
 
 # curl: the README's Try it. prometheus: promtool (rules, metrics checks).
 # debhelper, lintian: ctest packaging/deb (dpkg-buildpackage, once per run).
+# mosquitto, nats-server, openssl, iproute2: it_bench's peer load-generator runs and
+# bench/compare/run.sh (skipped with a message where the servers are absent).
 PKGS="build-essential cmake pkg-config git curl
 liburing-dev libsodium-dev libprotobuf-c-dev protobuf-c-compiler librocksdb-dev
 libcmocka-dev libjansson-dev libmicrohttpd-dev libinih-dev prometheus
-libmosquitto-dev libnats-dev
+libmosquitto-dev libnats-dev mosquitto nats-server openssl iproute2
 debhelper lintian
 python3 python3-cffi python3-setuptools python3-pytest python3-pip python3-venv
-zlib1g-dev gnuplot-nox"
+zlib1g-dev gnuplot-nox
+clang libclang-rt-14-dev"
 
 missing=""
 for p in $PKGS; do

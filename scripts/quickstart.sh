@@ -3,7 +3,8 @@
 # The README's two quick-start commands:
 #   scripts/quickstart.sh run    install what is missing, build, run sealpostd on its defaults
 #   scripts/quickstart.sh test   install what is missing, build, run the whole test suite
-# Environment: BUILD_DIR (default build), SP_SANITIZE_TOO=0 to skip the ASan/UBSan pass.
+# Environment: BUILD_DIR (default build), SP_SANITIZE_TOO=0 to skip the ASan/UBSan pass,
+# SP_FUZZ_TOO=0 to skip the libFuzzer pass (scripts/fuzz.sh; FUZZ_SECONDS per target).
 set -eu
 
 cd "$(dirname "$0")/.."
@@ -34,6 +35,10 @@ test)
 		(cd "$build-asan" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:allocator_may_return_null=1 \
 			UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 			ctest --output-on-failure -j "$jobs")
+	fi
+	if [ "${SP_FUZZ_TOO:-1}" = 1 ]; then
+		echo "== every libFuzzer target (clang, ASan + UBSan), ${FUZZ_SECONDS:-20}s each =="
+		sh scripts/fuzz.sh
 	fi
 	;;
 *)

@@ -252,6 +252,8 @@ static void turn(struct lgm *s, uint64_t until)
 	uint64_t now = lg_now();
 	int n, i, ms = until > now ? (int)((until - now + 999999) / 1000000) : 0;
 
+	lg_worker_tick(s->w);
+
 	if (ms > 100)
 		ms = 100;
 	n = epoll_wait(s->ep, evs, EPOLL_BATCH, ms);

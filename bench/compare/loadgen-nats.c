@@ -12,6 +12,18 @@
  *                plays the part of sealpost's SendResult ("acked"). Receivers
  *                keep their core subscriptions, which see stream subjects too.
  *
+ * Publishing is asynchronous in both modes: natsConnection_Publish and
+ * js_PublishAsync only append to the connection's buffer, which libnats's
+ * flusher writes out (no flush, no round trip per message); PubAcks and
+ * errors arrive through the JetStream async ack handler.
+ *
+ * --closed-loop W keeps W envelopes per sender outstanding, the window
+ * rule every system of bench/compare/ gets. An envelope is outstanding until
+ * its PubAck (js) or, as core NATS has no per-message result, until its
+ * recipient receives it (core: pairs only, and a pair in one process, so the
+ * receiving callback can close its sender's window). Callbacks run on
+ * libnats's threads and wake the sending loop through an eventfd.
+ *
  * Fairness: socket I/O of every connection of a worker process is driven
  * from one epoll loop through libnats's event-loop interface
  * (natsOptions_SetEventLoop + natsConnection_ProcessRead/WriteEvent), the
@@ -28,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <nats/nats.h>
@@ -39,6 +52,8 @@ enum { EPOLL_BATCH = 256 };
 static char g_ca[LG_PATH_MAX];
 static bool g_js;
 static bool g_evloop;
+static long g_write_deadline_ms;        /* --write-deadline; 0 = libnats's default (none) */
+static int g_iobuf;                     /* --io-buf bytes; 0 = libnats's default (32 KiB) */
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 
 struct nconn {
@@ -50,7 +65,11 @@ struct nconn {
 	int fd;
 	bool rd, wr, up;
 	uint64_t nsent;
-	uint32_t unacked;               /* JetStream publishes awaiting PubAck (under g_mu) */
+	/* Closed loop: envelopes of this sender not yet completed (under g_mu).
+	 * JetStream: published, PubAck not yet seen. Core NATS, which has no
+	 * per-message result: published, not yet delivered to the recipient
+	 * (a receiver in this process decrements its sender's count). */
+	uint32_t unacked;
 };
 
 struct lgn {
@@ -60,7 +79,26 @@ struct lgn {
 	uint64_t outstanding;           /* JetStream publishes without PubAck (under g_mu) */
 	uint8_t *body;
 	bool closing;                   /* under g_mu: disconnects are expected now */
+	/* Closed loop: the callbacks (library threads) wake the sending loop
+	 * when a window opens, at most one eventfd write per loop turn. */
+	int wake_fd;
+	bool wake_pending;              /* under g_mu */
 };
+
+/* epoll data of the wake eventfd (connections carry their struct nconn). */
+static char g_wake_tag;
+
+/* A window opened (under g_mu): make the sending loop's epoll_wait return. */
+static void wake(struct lgn *s)
+{
+	uint64_t one = 1;
+
+	if (s->wake_pending || s->wake_fd < 0)
+		return;
+	s->wake_pending = true;
+	if (write(s->wake_fd, &one, sizeof(one)) < 0)
+		s->wake_pending = false;
+}
 
 /* ------------------------------------------------ event-loop adapter --- */
 
@@ -134,6 +172,17 @@ static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
 		lg_count_error(c->s->w, LG_E_BAD_BODY);
 	else
 		lg_count_delivery(c->s->w, intended, now);
+	if (!g_js && c->s->w->o->closed_loop) {
+		struct lg_worker *w = c->s->w;
+
+		if (sender >= w->first && sender - w->first < w->count &&
+		    w->o->pattern == LG_PAIRS && c->s->conns[sender - w->first].unacked) {
+			c->s->conns[sender - w->first].unacked--;
+			wake(c->s);
+		} else {
+			lg_count_error(w, LG_E_PROTOCOL); /* sender elsewhere: the window cannot close */
+		}
+	}
 	pthread_mutex_unlock(&g_mu);
 	natsMsg_Destroy(msg);
 }
@@ -177,6 +226,8 @@ static void on_puback(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, v
 	c->s->outstanding--;
 	c->unacked--;
 	lg_count_result(c->s->w, pa && !pae ? 1 : 22, intended); /* acked / failed */
+	if (c->s->w->o->closed_loop)
+		wake(c->s);
 	pthread_mutex_unlock(&g_mu);
 	natsMsg_Destroy(msg);
 }
@@ -207,6 +258,10 @@ static int dev_connect(struct lgn *s, struct nconn *c)
 		st = natsOptions_SetAllowReconnect(opts, false);
 	if (st == NATS_OK)
 		st = natsOptions_SetMaxPendingMsgs(opts, 1000000);
+	if (st == NATS_OK && g_write_deadline_ms)
+		st = natsOptions_SetWriteDeadline(opts, g_write_deadline_ms);
+	if (st == NATS_OK && g_iobuf)
+		st = natsOptions_SetIOBufSize(opts, g_iobuf);
 	if (st == NATS_OK)
 		st = natsOptions_SetErrorHandler(opts, on_error, c);
 	if (st == NATS_OK)
@@ -308,10 +363,10 @@ static void publish(struct lgn *s, struct nconn *c, uint64_t intended)
 	lg_body_fill(s->body, o->size, intended, c->dev);
 	pthread_mutex_lock(&g_mu);
 	lg_count_sent(s->w, intended);
-	if (g_js) {
+	if (g_js)
 		s->outstanding++;
+	if (g_js || o->closed_loop)
 		c->unacked++;
-	}
 	pthread_mutex_unlock(&g_mu);
 	if (g_js)
 		st = js_PublishAsync(c->js, subj, s->body, (int)o->size, NULL);
@@ -321,10 +376,10 @@ static void publish(struct lgn *s, struct nconn *c, uint64_t intended)
 	if (st != NATS_OK) {
 		pthread_mutex_lock(&g_mu);
 		lg_count_error(s->w, LG_E_CLIENT);
-		if (g_js) {
+		if (g_js)
 			s->outstanding--;
+		if ((g_js || o->closed_loop) && c->unacked)
 			c->unacked--;
-		}
 		pthread_mutex_unlock(&g_mu);
 	}
 }
@@ -335,12 +390,24 @@ static void turn(struct lgn *s, uint64_t until)
 	uint64_t now = lg_now();
 	int n, i, ms = until > now ? (int)((until - now + 999999) / 1000000) : 0;
 
+	lg_worker_tick(s->w);
+
 	if (ms > 100)
 		ms = 100;
 	n = epoll_wait(s->ep, evs, EPOLL_BATCH, ms);
 	for (i = 0; i < n; i++) {
 		struct nconn *c = evs[i].data.ptr;
 
+		if (evs[i].data.ptr == &g_wake_tag) {
+			uint64_t v;
+
+			pthread_mutex_lock(&g_mu);
+			if (read(s->wake_fd, &v, sizeof(v)) < 0)
+				v = 0;
+			s->wake_pending = false;
+			pthread_mutex_unlock(&g_mu);
+			continue;
+		}
 		if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
 			natsConnection_ProcessReadEvent(c->nc);
 		if (c->fd >= 0 && (evs[i].events & EPOLLOUT))
@@ -362,10 +429,17 @@ static int worker(struct lg_worker *w)
 		return -EIO;
 	nats_SetMessageDeliveryPoolSize(1);
 	s.ep = epoll_create1(EPOLL_CLOEXEC);
+	s.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	s.conns = calloc(w->count, sizeof(*s.conns));
 	s.body = malloc(o->size);
-	if (s.ep < 0 || !s.conns || !s.body)
+	if (s.ep < 0 || s.wake_fd < 0 || !s.conns || !s.body)
 		return -ENOMEM;
+	{
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &g_wake_tag };
+
+		if (epoll_ctl(s.ep, EPOLL_CTL_ADD, s.wake_fd, &ev))
+			return -errno;
+	}
 	if (g_js && w->id == 0 && (ret = make_stream(o)) != 0)
 		return ret;
 	w->st.connect_begin = lg_now();
@@ -397,7 +471,7 @@ static int worker(struct lg_worker *w)
 	for (;;) {
 		now = lg_now();
 		if (o->closed_loop && now >= w->t0 && now < w->t_end) {
-			/* JetStream only (checked in prepare): W unacked per sender */
+			/* W outstanding per sender (see struct nconn's unacked) */
 			for (i = 0; i < w->nsenders; i++) {
 				struct nconn *c = &s.conns[w->senders[i] - w->first];
 				uint32_t have;
@@ -442,8 +516,10 @@ static int worker(struct lg_worker *w)
 				until = now + 20000000ull;
 			else if (until < now)
 				until = now; /* behind schedule: poll, do not sleep */
-			if (o->closed_loop && now >= w->t0 && now < w->t_end)
-				until = now + 1000000ull;
+			/* Closed loop: the callbacks wake us when a window opens;
+			 * the 10 ms bound only limits how late the window's end is seen. */
+			if (o->closed_loop && now >= w->t0 && now < w->t_end && until > now + 10000000ull)
+				until = now + 10000000ull;
 			turn(&s, until);
 		}
 	}
@@ -472,6 +548,18 @@ static int opt(struct lg_opts *o, const char *name, const char *val)
 		g_evloop = !strcmp(val, "evloop");
 		return 0;
 	}
+	if (!strcmp(name, "write-deadline") || !strcmp(name, "io-buf")) {
+		char *end;
+		long v = strtol(val, &end, 10);
+
+		if (*end || v < 0 || v > 1 << 30)
+			return -EINVAL;
+		if (name[0] == 'w')
+			g_write_deadline_ms = v;
+		else
+			g_iobuf = (int)v;
+		return 0;
+	}
 	if (!strcmp(name, "mode")) {
 		if (strcmp(val, "core") && strcmp(val, "js"))
 			return -EINVAL;
@@ -483,18 +571,25 @@ static int opt(struct lg_opts *o, const char *name, const char *val)
 
 static int prepare(struct lg_opts *o)
 {
-	if (o->closed_loop && !g_js) {
-		fprintf(stderr, "sealpost-loadgen-nats: --closed-loop needs --mode js "
-			"(core NATS has no per-message result); use --rate\n");
+	/* Core NATS has no per-message result: its window closes on delivery,
+	 * which the sender's own process must see, so pairs must not straddle
+	 * two worker processes (worker i holds devices [N*i/P, N*(i+1)/P)). */
+	if (o->closed_loop && !g_js &&
+	    (o->pattern != LG_PAIRS || o->devices % (2 * (o->processes ? o->processes : 1)))) {
+		fprintf(stderr, "sealpost-loadgen-nats: --closed-loop with --mode core needs "
+			"--pattern pairs and --devices a multiple of 2 x --processes (the window "
+			"closes on delivery, seen in the sender's process)\n");
 		return -EINVAL;
 	}
 	if (o->seal || o->pattern == LG_DRAIN) {
 		fprintf(stderr, "sealpost-loadgen-nats: --seal and --pattern drain are sealpost only\n");
 		return -EINVAL;
 	}
-	snprintf(o->variant, sizeof(o->variant), "%s%s, libnats %s",
+	snprintf(o->variant, sizeof(o->variant), "%s%s, libnats %s%s",
 		 g_js ? "JetStream file storage" : "core", g_ca[0] ? " TLS" : " plain TCP",
-		 g_evloop ? "epoll event loop" : "threads");
+		 g_evloop ? "epoll event loop" : "threads",
+		 o->closed_loop ? (g_js ? ", window closes on PubAck" : ", window closes on delivery")
+				: "");
 	return 0;
 }
 
@@ -504,7 +599,11 @@ static const struct lg_driver driver = {
 		"  --mode core|js          core NATS, or JetStream publish with PubAck (default core)\n"
 		"  --io threads|evloop     libnats's own reader/flusher threads per connection\n"
 		"                          (default), or all sockets on one epoll loop through\n"
-		"                          its event-loop adapter interface (see the header)\n",
+		"                          its event-loop adapter interface (see the header)\n"
+		"  --write-deadline MS     libnats write deadline (default 0: libnats's default)\n"
+		"  --io-buf BYTES          libnats socket buffer size (default 0: libnats's 32 KiB)\n"
+		"  --closed-loop W         JetStream: W awaiting PubAck per sender; core: W not yet\n"
+		"                          delivered per sender (pairs; pairs within one process)\n",
 	.opt = opt,
 	.prepare = prepare,
 	.worker = worker,

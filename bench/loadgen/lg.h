@@ -123,6 +123,7 @@ struct lg_stats {
 	uint64_t late_1ms;              /* sent more than 1 ms after the intended time */
 	uint64_t lag_max_ns;
 	double client_cpu_s;            /* user + system CPU of the worker processes */
+	double client_cpu_window_s;     /* the same, measured from the warm-up's end to the window's end */
 	/* drain pattern */
 	uint64_t drain_devices;         /* receivers that saw Drained */
 	uint64_t drain_reported;        /* sum of Drained.count */
@@ -186,6 +187,9 @@ struct lg_worker {
 	/* progress: where and when the counters are published */
 	struct lg_live *live;
 	uint64_t next_publish;          /* monotonic ns */
+	/* client CPU (RUSAGE_SELF, every thread) when the window began / ended;
+	 * < 0 = not sampled yet. Sampled by lg_worker_tick, which every loop calls. */
+	double cpu_at_warm, cpu_at_end;
 	/* --hdr-log: the current interval's histogram and what earlier ones held */
 	struct hdr *ival;               /* NULL without --hdr-log */
 	uint32_t ival_k;                /* index of the interval ival holds */

@@ -147,6 +147,11 @@ enum sp_status sp_mailbox_store(struct sp_shard *sh, struct sp_conn *c, const st
 	}
 	if (ret == -EDQUOT)
 		return SP_STATUS_ERR_MAILBOX_FULL;
+	if (ret == -EXFULL) {
+		/* This sender's share of the mailbox: others may still send. */
+		sp_metrics_share_full(sh->metrics);
+		return SP_STATUS_ERR_MAILBOX_FULL;
+	}
 	if (ret == -ENOSPC) {
 		/* The store's space bounds (store-max-bytes, store-min-free):
 		 * refused before the disk fills, so acks and restarts work. */
@@ -190,6 +195,23 @@ int sp_mailbox_results_grow(struct sp_shard *sh)
 	sh->results = n;
 	sh->results_cap = ncap;
 	return 0;
+}
+
+enum sp_close_reason sp_mailbox_pong(struct sp_shard *sh, struct sp_conn *c, uint64_t id)
+{
+	struct sp_frame pong;
+
+	if (sh->nresults == 0) {
+		/* Nothing waits for the commit: no result can be overtaken. */
+		memset(&pong, 0, sizeof(pong));
+		pong.type = SP_FRAME_PONG;
+		pong.u.ping.id = id;
+		return sp_deliver_reply(sh, c, &pong);
+	}
+	if (sp_mailbox_result(sh, c, id, SP_STATUS_UNSPECIFIED, 0, false))
+		return SP_CLOSE_NOMEM;
+	sh->results[sh->nresults - 1].pong = true;
+	return SP_CLOSE_NONE;
 }
 
 /*
@@ -268,7 +290,11 @@ void sp_mailbox_tick(struct sp_shard *sh)
 
 	if (!sh->store)
 		return;
+	sp_store_get_stats(sh->store, &before);
 	ret = sp_store_tick(sh->store, sh->wall_ms);
+	sp_store_get_stats(sh->store, &after);
+	if (after.scrubs > before.scrubs)
+		sp_metrics_scrubs(sh->metrics, after.scrubs - before.scrubs);
 	if (ret < 0)
 		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
 			       "mailbox fsync failed", SP_KV_STR("error", strerror(-ret)),
@@ -331,6 +357,18 @@ static void send_results(struct sp_shard *sh, int commit_ret)
 		struct sp_conn *c = sp_conn_at(sh, r->slot, r->gen);
 		enum sp_close_reason why;
 
+		if (r->pong) {
+			/* In its place among the results (PROTOCOL.md 6.4). */
+			if (!c || c->s.state != SP_SESSION_ESTABLISHED)
+				continue;
+			memset(&res, 0, sizeof(res));
+			res.type = SP_FRAME_PONG;
+			res.u.ping.id = r->client_id;
+			why = sp_deliver_reply(sh, c, &res);
+			if (why)
+				sp_life_end_later(sh, c, why);
+			continue;
+		}
 		/* Counted whether or not the sender is still there to hear it:
 		 * every Send ends in exactly one of accepted or refused. */
 		if (r->durable && commit_ret)

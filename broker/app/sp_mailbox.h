@@ -74,8 +74,14 @@ static inline int sp_mailbox_result(struct sp_shard *sh, const struct sp_conn *c
 	r->seq = seq;
 	r->status = (uint8_t)st;
 	r->durable = durable;
+	r->pong = false;
 	return 0;
 }
+
+/* Ping{id}: its Pong must not overtake the SendResults of Sends read before
+ * it (PROTOCOL.md 6.4): written at once when none are waiting, else queued
+ * behind them. SP_CLOSE_NONE or why c must end. */
+enum sp_close_reason sp_mailbox_pong(struct sp_shard *sh, struct sp_conn *c, uint64_t id);
 
 /*
  * Ack{seqs}: deletes entries of c's own device only; unknown seqs are

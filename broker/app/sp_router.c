@@ -42,16 +42,12 @@ static enum sp_close_reason on_send(struct sp_shard *sh, struct sp_conn *c,
 enum sp_close_reason sp_router_frame(void *ctx, struct sp_conn *c, const struct sp_frame *f)
 {
 	struct sp_shard *sh = ctx;
-	struct sp_frame pong;
 
 	switch (f->type) {
 	case SP_FRAME_SEND:
 		return on_send(sh, c, f);
 	case SP_FRAME_PING:
-		memset(&pong, 0, sizeof(pong));
-		pong.type = SP_FRAME_PONG;
-		pong.u.ping.id = f->u.ping.id;
-		return sp_deliver_reply(sh, c, &pong);
+		return sp_mailbox_pong(sh, c, f->u.ping.id);
 	case SP_FRAME_PONG:
 		return SP_CLOSE_NONE;   /* answers a Ping of ours */
 	case SP_FRAME_ACK:

@@ -8,8 +8,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <sodium.h>
-
 #include "sp_admin.h"
 #include "sp_deliver.h"
 #include "sp_lifecycle.h"
@@ -140,29 +138,6 @@ static void run_reload(struct sp_shard *sh, struct sp_admin_job *j)
 	sp_shard_limits_changed(sh);
 }
 
-static void run_top(struct sp_shard *sh, struct sp_admin_job *j)
-{
-	struct sp_store_top_item items[SP_ADMIN_TOP_MAX];
-	size_t n = j->req.n <= SP_ADMIN_TOP_MAX ? j->req.n : SP_ADMIN_TOP_MAX, got = 0;
-	int ret;
-
-	if (!sh->store)
-		return;
-	ret = sp_store_top(sh->store, n, !j->req.by_count, items, &got, &j->res.scanned);
-	if (ret < 0) {
-		err(&j->res, "internal", sp_store_errmsg(sh->store));
-		return;
-	}
-	for (size_t i = 0; i < got; i++) {
-		sp_admin_device_id(sh->admin, items[i].recipient, j->res.top[i].id);
-		j->res.top[i].count = items[i].count;
-		j->res.top[i].bytes = items[i].bytes;
-	}
-	j->res.ntop = got;
-	/* The keys go no further than this frame. */
-	sodium_memzero(items, sizeof(items));
-}
-
 static void run(struct sp_shard *sh, struct sp_admin_job *j)
 {
 	switch (j->req.cmd) {
@@ -171,7 +146,6 @@ static void run(struct sp_shard *sh, struct sp_admin_job *j)
 	case SP_ADMIN_PURGE: run_purge(sh, j); break;
 	case SP_ADMIN_DISCONNECT: run_disconnect(sh, j); break;
 	case SP_ADMIN_RELOAD: run_reload(sh, j); break;
-	case SP_ADMIN_TOP: run_top(sh, j); break;
 	default: err(&j->res, "internal", "not a shard command"); break;
 	}
 	if (j->req.cmd == SP_ADMIN_MAILBOX || j->req.cmd == SP_ADMIN_PURGE ||

@@ -3,7 +3,8 @@
  * sp_admin_exec.h: the shard's side of the admin socket (obs/sp_admin.h):
  * the read on its eventfd, and the jobs run on the shard's own thread, so
  * the connection table, the routing table, the store and the live
- * configuration are touched by their owner only.
+ * configuration are touched by their owner only. (top is not here: it
+ * runs on the admin thread, sp_admin.h says why.)
  *
  * Per iteration: the eventfd's completion takes every queued job and runs
  * it among the iteration's other completions (a purge goes into the

@@ -303,6 +303,7 @@ int sp_shard_setup(struct sp_shard *sh, uint8_t id, const struct sp_config *cfg,
 	sh->env.hello.idle_timeout_ms = cfg->idle_timeout_s > UINT32_MAX / 1000
 		? UINT32_MAX : cfg->idle_timeout_s * 1000;
 	sh->env.pool = &sh->pool;
+	sh->env.rekey_every = cfg->test_rekey_messages; /* 0: the protocol's value */
 	/* Composition: the session calls up into the router; the lifecycle
 	 * tells the app layer when a connection ends. */
 	sh->env.hooks.established = on_established;
@@ -358,6 +359,10 @@ int sp_shard_store_open(const struct sp_config *cfg, const struct sp_log *log,
 	sc.max_total_bytes = cfg->store_max_bytes;
 	sc.min_free_bytes = cfg->store_min_free;
 	sc.ballast_bytes = cfg->store_ballast;
+	sc.share_pct = cfg->mailbox_sender_share >= 100 ? 0 : cfg->mailbox_sender_share;
+	sc.share_table_max = cfg->mailbox_share_table_max;
+	sc.max_wal_bytes = cfg->store_max_wal;
+	sc.scrub_interval_ms = (uint64_t)cfg->store_scrub_interval_s * 1000;
 	ret = sp_store_open(out, &sc, err, sizeof(err));
 	if (ret) {
 		SP_LOG(log, SP_LOG_ERROR, "cannot open the mailbox store", SP_KV_STR("path", dir),

@@ -36,6 +36,7 @@ struct sp_pending_result {
 	uint64_t seq;
 	uint8_t status;                 /* enum sp_status */
 	bool durable;                   /* ERR_INTERNAL instead if the commit fails */
+	bool pong;                      /* a Pong{id = client_id}, behind the results before it */
 };
 
 /* Rate limiters beyond one per close reason: accept-time refusals, storage

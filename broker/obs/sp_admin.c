@@ -316,6 +316,8 @@ struct sp_admin {
 	int argc;
 	char *const *argv;
 	const char *version;
+	sp_admin_top_fn top;            /* NULL: no store, top lists nothing */
+	void *top_ctx;
 	char path[SP_CONFIG_SOCKET_MAX];
 	dev_t dev;                      /* the socket file we made (removed at stop if still it) */
 	ino_t ino;
@@ -546,7 +548,7 @@ static void fail(struct sp_admin *a, struct aconn *c, const char *code, const ch
 	respond(a, c);
 }
 
-/* Answered here: no shard state involved. */
+/* Answered here: nothing of the shard's state involved. */
 static void run_local(struct sp_admin *a, struct aconn *c)
 {
 	struct sp_admin_req *q = &c->job.req;
@@ -554,6 +556,25 @@ static void run_local(struct sp_admin *a, struct aconn *c)
 
 	if (q->cmd == SP_ADMIN_HASH) {
 		sp_admin_device_id(a, q->key, r->id);
+	} else if (q->cmd == SP_ADMIN_TOP) {
+		struct sp_admin_top_key keys[SP_ADMIN_TOP_MAX];
+		size_t n = q->n <= SP_ADMIN_TOP_MAX ? q->n : SP_ADMIN_TOP_MAX, got = 0;
+		int ret = a->top ? a->top(a->top_ctx, n, q->by_count, keys, &got, &r->scanned) : 0;
+
+		if (ret < 0) {
+			r->error = "internal";
+			snprintf(r->message, sizeof(r->message), "reading the mailbox counters "
+				 "failed: %s", strerror(-ret));
+			got = 0;
+		}
+		for (size_t i = 0; i < got && i < n; i++) {
+			sp_admin_device_id(a, keys[i].key, r->top[i].id);
+			r->top[i].count = keys[i].count;
+			r->top[i].bytes = keys[i].bytes;
+		}
+		r->ntop = got < n ? got : n;
+		/* The keys go no further than this frame. */
+		sodium_memzero(keys, sizeof(keys));
 	} else {
 		r->old_level = sp_log_level(a->log);
 		sp_log_set_level(a->log, q->level);
@@ -573,7 +594,8 @@ static void got_request(struct sp_admin *a, struct aconn *c, size_t len)
 		fail(a, c, ret == -ENOENT ? "unknown_command" : "bad_request", "%s", msg);
 		return;
 	}
-	if (c->job.req.cmd == SP_ADMIN_HASH || c->job.req.cmd == SP_ADMIN_LOG_LEVEL) {
+	if (c->job.req.cmd == SP_ADMIN_HASH || c->job.req.cmd == SP_ADMIN_LOG_LEVEL ||
+	    c->job.req.cmd == SP_ADMIN_TOP) {
 		run_local(a, c);
 		return;
 	}
@@ -908,7 +930,8 @@ static void destroy(struct sp_admin *a)
 }
 
 int sp_admin_start(struct sp_admin **out, const struct sp_config *cfg, struct sp_log *log,
-		   int argc, char *const argv[], const char *version)
+		   int argc, char *const argv[], const char *version, sp_admin_top_fn top,
+		   void *top_ctx)
 {
 	struct sp_admin *a = calloc(1, sizeof(*a));
 	int ret;
@@ -921,6 +944,8 @@ int sp_admin_start(struct sp_admin **out, const struct sp_config *cfg, struct sp
 	a->argc = argc;
 	a->argv = argv;
 	a->version = version;
+	a->top = top;
+	a->top_ctx = top_ctx;
 	a->listen_fd = a->wake_fd = a->done_fd = a->quit_fd = -1;
 	a->start_ns = mono_ns();
 	pthread_mutex_init(&a->mu, NULL);

@@ -20,7 +20,11 @@
  * this thread through a second eventfd. A job stays the shard's from take
  * to done; the connection slot that owns it is not reused before done,
  * even if its client gave up. hash and log-level need nothing of the shard
- * and are answered here.
+ * (the id secret is read-only after start, the log level an atomic) and
+ * are answered here; so is top, through the top source the daemon gives
+ * (it reads the store's committed counters with an iterator of its own,
+ * which RocksDB allows from any thread), so that its O(devices) scan never
+ * holds up the event loop.
  *
  * Device ids: the largest mailboxes are listed by a keyed hash of the
  * device key (BLAKE2b-128 under a random per-process secret, hex), so the
@@ -146,6 +150,19 @@ void sp_admin_id(const uint8_t *secret, const uint8_t key[SP_KEY_LEN],
 
 struct sp_admin;
 
+/*
+ * Where top's figures come from (the daemon composes it over the store).
+ * Runs on the admin thread, concurrently with the shard: it must read
+ * committed data only and touch nothing the shard owns. Fills out[0..n)
+ * largest first and *nout, *scanned; 0 or a negative errno.
+ */
+struct sp_admin_top_key {
+	uint8_t key[SP_KEY_LEN];
+	uint64_t count, bytes;
+};
+typedef int (*sp_admin_top_fn)(void *ctx, size_t n, bool by_count, struct sp_admin_top_key *out,
+			       size_t *nout, uint64_t *scanned);
+
 /* Where the socket goes: cfg->admin_socket, or DATA_DIR/admin.sock if that
  * is empty. -ENAMETOOLONG if it does not fit a sun_path. */
 int sp_admin_path(const struct sp_config *cfg, char *out, size_t cap);
@@ -161,7 +178,8 @@ int sp_admin_path(const struct sp_config *cfg, char *out, size_t cap);
  * that gives it cfg->admin_socket_mode at once. On failure logs why.
  */
 int sp_admin_start(struct sp_admin **out, const struct sp_config *cfg, struct sp_log *log,
-		   int argc, char *const argv[], const char *version);
+		   int argc, char *const argv[], const char *version, sp_admin_top_fn top,
+		   void *top_ctx);
 
 /* Stops the thread (answering what waits with shutting_down), removes the
  * socket file, frees. The shard must have stopped taking jobs. NULL: no-op. */

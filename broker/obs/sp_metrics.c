@@ -374,6 +374,14 @@ static void render_envelopes(struct writer *w, const struct sp_metrics *m)
 	family(w, "sealpost_store_full_refused_total", "counter",
 	       "Durable Sends refused because the store reached store-max-bytes or store-min-free.");
 	put(w, "sealpost_store_full_refused_total %" PRIu64 "\n", SUM(m, store_full));
+	family(w, "sealpost_mailbox_share_refused_total", "counter",
+	       "Durable Sends refused because the sender holds its mailbox-sender-share of the "
+	       "recipient's mailbox.");
+	put(w, "sealpost_mailbox_share_refused_total %" PRIu64 "\n", SUM(m, share_full));
+	family(w, "sealpost_store_scrubs_total", "counter",
+	       "Store scrubs finished: memtables flushed and every column family compacted, so "
+	       "removed envelopes leave the disk.");
+	put(w, "sealpost_store_scrubs_total %" PRIu64 "\n", SUM(m, scrubs));
 	family(w, "sealpost_expiry_sweep_steps_total", "counter",
 	       "Steps of the expiry sweep (one per tick while anything is due).");
 	put(w, "sealpost_expiry_sweep_steps_total %" PRIu64 "\n", SUM(m, sweep_steps));

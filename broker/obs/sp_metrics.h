@@ -156,6 +156,8 @@ struct sp_metrics_shard {
 	uint64_t sweep_partial;
 	uint64_t sweep_resumed;
 	uint64_t store_full;
+	uint64_t share_full;
+	uint64_t scrubs;
 	uint64_t loop_iterations;
 	uint64_t connections_accepted;
 	int64_t connections_open;
@@ -435,6 +437,19 @@ static inline void sp_metrics_expired(struct sp_metrics_shard *s, uint64_t n)
 static inline void sp_metrics_store_full(struct sp_metrics_shard *s)
 {
 	sp_metrics_add_(&s->store_full, 1);
+}
+
+/* A durable Send refused because its sender holds its whole share of the
+ * recipient's mailbox (also counted as refused, reason mailbox_full). */
+static inline void sp_metrics_share_full(struct sp_metrics_shard *s)
+{
+	sp_metrics_add_(&s->share_full, 1);
+}
+
+/* n store scrubs finished (removed data flushed and compacted away). */
+static inline void sp_metrics_scrubs(struct sp_metrics_shard *s, uint64_t n)
+{
+	sp_metrics_add_(&s->scrubs, n);
 }
 
 /* One step of the expiry sweep; partial: it stopped at its time or count

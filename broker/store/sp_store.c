@@ -273,6 +273,7 @@ void sp_store_config_defaults(struct sp_store_config *cfg)
 	cfg->quota_count = SP_STORE_DEFAULT_QUOTA_COUNT;
 	cfg->quota_bytes = SP_STORE_DEFAULT_QUOTA_BYTES;
 	cfg->max_open_files = SP_STORE_DEFAULT_MAX_OPEN_FILES;
+	cfg->share_table_max = SP_STORE_DEFAULT_SHARE_TABLE_MAX;
 }
 
 /* DIR and DIR/db: made (0700, missing parents too) or checked usable. */
@@ -334,6 +335,8 @@ static void free_rocks_options(struct sp_store *st)
 		rocksdb_readoptions_destroy(st->ro);
 	if (st->fo)
 		rocksdb_flushoptions_destroy(st->fo);
+	if (st->fo_nowait)
+		rocksdb_flushoptions_destroy(st->fo_nowait);
 	if (st->cf_opts)
 		rocksdb_options_destroy(st->cf_opts);
 	if (st->db_opts)
@@ -401,6 +404,14 @@ static int open_rocksdb(struct sp_store *st)
 		st->db_opts = o;
 	}
 
+	/* Deleted data leaves the disk (sp_store.h): a bounded write-ahead
+	 * log (small column families would otherwise never flush and keep
+	 * every log file alive), and a MANIFEST rewritten at each edit, so it
+	 * does not keep the boundary keys of deleted table files. */
+	if (st->cfg.max_wal_bytes)
+		rocksdb_options_set_max_total_wal_size(st->db_opts, st->cfg.max_wal_bytes);
+	rocksdb_options_set_max_manifest_file_size(st->db_opts, SP_STORE_MANIFEST_MAX);
+
 	st->cf_opts = rocksdb_options_create();
 	rocksdb_options_set_block_based_table_factory(st->cf_opts, st->bbto);
 	for (int i = 0; i < SP_STORE_CF_COUNT; i++)
@@ -414,6 +425,8 @@ static int open_rocksdb(struct sp_store *st)
 	rocksdb_readoptions_set_verify_checksums(st->ro, 1);
 	st->fo = rocksdb_flushoptions_create();
 	rocksdb_flushoptions_set_wait(st->fo, 1);
+	st->fo_nowait = rocksdb_flushoptions_create();
+	rocksdb_flushoptions_set_wait(st->fo_nowait, 0);
 
 	st->db = rocksdb_open_column_families(st->db_opts, path, SP_STORE_CF_COUNT, cf_names, cf_opts,
 					      st->cf, &rerr);
@@ -487,12 +500,21 @@ static int check_format_and_epoch(struct sp_store *st)
 	if (rc < 0)
 		return rc;
 	if (val) {
-		bool ok = len == 1 && (uint8_t)val[0] == SP_STORE_FORMAT;
+		uint8_t have = len == 1 ? (uint8_t)val[0] : 0;
 
 		rocksdb_free(val);
-		if (!ok) {
+		if (have != 1 && have != SP_STORE_FORMAT) {
 			sp_store_set_err(st, "store: %s/db has an unknown store format", st->dir);
 			return -EPROTO;
+		}
+		/* Format 1 (v1 mailbox values only) is read as it is; the
+		 * record says 2 from now on, so an older build refuses the
+		 * store instead of skipping v2 values as corrupt. */
+		if (have != SP_STORE_FORMAT) {
+			rocksdb_put_cf(st->db, st->wo_sync, st->cf[SP_STORE_CF_DEFAULT], "format", 6,
+				       (const char *)&fmt, 1, &rerr);
+			if (rerr)
+				return sp_store_rocks_fail(st, "format write", rerr);
 		}
 	} else {
 		rocksdb_put_cf(st->db, st->wo_sync, st->cf[SP_STORE_CF_DEFAULT], "format", 6,
@@ -532,6 +554,8 @@ static int validate_config(const struct sp_store_config *cfg, char *err, size_t 
 		why = "mailbox quotas must be > 0";
 	else if (cfg->max_open_files < 16)
 		why = "max_open_files must be >= 16";
+	else if (cfg->share_pct > 100)
+		why = "share_pct must be <= 100";
 	if (!why)
 		return 0;
 	if (err && errlen)
@@ -607,6 +631,7 @@ void sp_store_close(struct sp_store *st)
 	if (!st)
 		return;
 	if (st->db) {
+		sp_store_scrub_stop(st);
 		if (!st->poisoned && st->unsynced)
 			sp_store_sync(st);
 		for (int i = 0; i < SP_STORE_CF_COUNT; i++)
@@ -642,6 +667,9 @@ void sp_store_get_stats(const struct sp_store *st, struct sp_store_stats *out)
 	out->duplicates = w->duplicates;
 	out->quota_refused = w->quota_refused;
 	out->space_refused = w->space_refused;
+	out->share_refused = w->share_refused;
+	out->share_untracked = w->share_untracked;
+	out->share_pairs = sp_store_share_pairs(st);
 	out->space_low = st->space_checked && st->cfg.min_free_bytes &&
 			 st->free_bytes < st->cfg.min_free_bytes;
 	out->ballast = st->ballast;
@@ -651,6 +679,8 @@ void sp_store_get_stats(const struct sp_store *st, struct sp_store_stats *out)
 	out->commits = w->commits;
 	out->commit_failures = w->commit_failures;
 	out->syncs = w->syncs;
+	out->scrubs = st->scrubs;
+	out->scrub_failures = st->scrub_failures;
 	out->expired = x->expired;
 	out->dedup_expired = x->dedup_expired;
 	out->expired_bytes = x->expired_bytes;

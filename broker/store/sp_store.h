@@ -18,7 +18,11 @@
  *
  * Key layout (all integers big-endian, so byte order == numeric order)
  *   column family "default"  store-global records
- *     "format"                   -> u8 format version (1)
+ *     "format"                   -> u8 format version (2; a store of format 1
+ *                                   is upgraded at open: its values stay
+ *                                   readable, and a build that knows only
+ *                                   format 1 refuses it rather than treating
+ *                                   v2 mailbox values as corrupt)
  *     "epoch"                    -> u64 open counter (see "Sequences")
  *     "totals"                   -> a meta v1 value: next_seq 0, count and bytes
  *                                   over all mailboxes (written by every commit
@@ -49,6 +53,10 @@
  * the value length). The encoders and decoders: sp_store_codec.h.
  *   mailbox v1: u8 version=1 | u8[3] zero | u32 body_len | u64 accepted_ms |
  *               u64 expires_ms | body[body_len]               (24-byte header)
+ *   mailbox v2: the same with version=2 and u8[3] = the share tag: the
+ *               first 3 bytes of BLAKE2b keyed with DIR/dedup.key over
+ *               "share" | sender[32] | recipient[32] (what is written now;
+ *               v1 values are read as envelopes of no known sender)
  *   meta v1:    u8 version=1 | u8[7] zero | u64 next_seq | u64 count |
  *               u64 bytes                                    (32 bytes)
  *   dedup v1:   u8 version=1 | u8[7] zero | u64 seq | u64 expires_ms (24 bytes)
@@ -109,6 +117,35 @@
  *     disk something else filled. It is made again once free space exceeds
  *     min_free_bytes + ballast_bytes.
  *
+ * Shares: one sender may hold at most share_pct % of a mailbox's count and
+ * bytes quotas (-EXFULL from sp_store_enqueue beyond), so a sender who
+ * knows a device's key cannot fill its whole mailbox. Counted in memory per
+ * (recipient, share tag) pair with stored mail, incremented by enqueue,
+ * decremented when the entry is acked or expires (the tag is in the v2
+ * value). Not persisted: after a restart (or an aborted batch) counting
+ * starts from zero for what is stored then. At most share_table_max
+ * pairs; beyond that, new pairs go uncounted (share_untracked). The tag
+ * has 24 bits: two senders of one mailbox share a counter with odds of
+ * about 1 in 16 million per pair (the tag is keyed: a sender cannot aim
+ * for another's).
+ *
+ * Deleted data: an ack or the sweep removes an entry from what reads see at
+ * once, but its bytes stay in RocksDB's files (the write-ahead log, table
+ * files, and deletion markers holding the recipient key) until the log is
+ * obsolete and compaction drops them. Bounds: the write-ahead log never
+ * exceeds max_wal_bytes (RocksDB flushes the column families holding its
+ * oldest file); and scrub_interval_ms after the first removal since the
+ * last scrub, a scrub (sp_store_scrub.c, a thread of its own) flushes
+ * every memtable and compacts every column family to its last level
+ * dropping deletion markers; the MANIFEST is rewritten after every flush
+ * and compaction (max_manifest_file_size is small), so it names only live
+ * table files' boundary keys. So data removed at time t is in no file of
+ * DIR after t + scrub_interval_ms + the scrub's own duration (about the
+ * time to rewrite the live data), if the process keeps running (a scrub
+ * cut short by close runs again scrub_interval_ms after the next start's
+ * first removal). What the file system does with freed blocks is outside
+ * the store: use an encrypted file system.
+ *
  * Sync modes (what a committed batch survives once sp_store_batch_commit
  * returned 0; "kill -9" = the broker process dies, the OS keeps running):
  *   SP_STORE_SYNC_ALWAYS  the commit is one WAL write + one fdatasync:
@@ -142,6 +179,7 @@
  *   -EACCES, -EROFS, -ENOTDIR, -ENOENT, -ENOSPC  from the file system
  *   -EDQUOT  enqueue: the recipient's mailbox is over its count or bytes quota
  *   -ENOSPC  enqueue: the store is at max_total_bytes or min_free_bytes
+ *   -EXFULL  enqueue: the sender holds its whole share of the mailbox
  *   -ENOENT  ack: the device has no entry with that seq
  *   -EBADMSG a stored value is corrupt (see above)
  *   -EPROTO  open: DIR/db has a format this build does not know
@@ -180,7 +218,9 @@ enum sp_store_cf {
 #define SP_STORE_CF_NAMES { "default", "mailbox", "meta", "expiry", "dedup" }
 
 enum sp_store_layout {
-	SP_STORE_FORMAT = 1,            /* "format" record and every value's version byte */
+	SP_STORE_FORMAT = 2,            /* the "format" record (1: before mailbox v2 values) */
+	SP_STORE_VALUE_V1 = 1,          /* version byte of meta, dedup and v1 mailbox values */
+	SP_STORE_MAILBOX_V2 = 2,        /* version byte of mailbox values with a share tag */
 	SP_STORE_MAILBOX_KEY_LEN = SP_KEY_LEN + 8,             /* 40 */
 	SP_STORE_EXPIRY_MAILBOX_KEY_LEN = 8 + 1 + SP_KEY_LEN + 8, /* 49 */
 	SP_STORE_EXPIRY_DEDUP_KEY_LEN = 8 + 1 + SP_KEY_LEN,    /* 41 */
@@ -201,6 +241,8 @@ enum sp_store_layout {
 #define SP_STORE_DEFAULT_SYNC_INTERVAL_MS 100u
 #define SP_STORE_DEFAULT_MAX_OPEN_FILES 1024                     /* of the 20,000 */
 #define SP_STORE_SPACE_CHECK_MS 100u    /* statvfs of DIR at most this often */
+#define SP_STORE_DEFAULT_SHARE_TABLE_MAX 1000000u
+#define SP_STORE_MANIFEST_MAX 1u        /* bytes: a new MANIFEST at every edit */
 
 struct sp_store_config {
 	const char *dir;                /* data directory; made (0700, parents too) if missing */
@@ -215,6 +257,12 @@ struct sp_store_config {
 	uint64_t max_total_bytes;       /* body bytes over all mailboxes */
 	uint64_t min_free_bytes;        /* free space on DIR's file system kept back */
 	uint64_t ballast_bytes;         /* DIR/ballast, given up when a start finds the disk full */
+	/* Deleted data (see "Deleted data" above). */
+	uint64_t max_wal_bytes;         /* RocksDB max_total_wal_size; 0 = RocksDB's default */
+	uint64_t scrub_interval_ms;     /* 0 = no scrubs */
+	/* Sender shares (0 = off), see "Shares" above. */
+	uint32_t share_pct;             /* % of quota_count and quota_bytes one sender may hold */
+	size_t share_table_max;         /* (sender, mailbox) pairs tracked */
 };
 
 /* Fills every field with the defaults above (dir = NULL, sync = ALWAYS). */
@@ -263,7 +311,8 @@ enum { SP_STORE_DUPLICATE = 1 };
  * non-zero client_id within the dedup window: *seq_out = the original seq,
  * nothing is added, even if that entry was acked or the mailbox is now full;
  * the body is not compared: a client_id names one envelope),
- * -EDQUOT (count or bytes quota; nothing added), -ENOSPC (the store's
+ * -EDQUOT (count or bytes quota; nothing added), -EXFULL (the sender's
+ * share of the mailbox, see "Shares"; nothing added), -ENOSPC (the store's
  * space bounds, see "Space"; nothing added), -EMSGSIZE (body_len >
  * SP_BODY_MAX), -EINVAL, -ENOMEM, -EBADMSG, -EIO.
  */
@@ -319,7 +368,8 @@ int sp_store_sync(struct sp_store *st);
 
 /* SP_STORE_SYNC_BATCH: fsyncs if the oldest unsynced commit is at least
  * sync_interval_ms old. Returns 1 if it synced, 0 if not due, or -errno.
- * Other modes: 0. Call it from the loop's timer. */
+ * Other modes: 0. Every mode: starts a scrub when one is due (see "Deleted
+ * data"). Call it from the loop's timer. */
 int sp_store_tick(struct sp_store *st, uint64_t now_ms);
 
 /* ---- reads ----------------------------------------------------------------- */
@@ -393,7 +443,10 @@ struct sp_store_top_item {
  * by count, largest first, empty ones left out; *nout = how many were
  * filled, *scanned = the per-device records read (may be NULL). One pass
  * over every device's counter record: O(devices x n), for operators, not
- * the hot path.
+ * the hot path. Unlike the rest of this interface it may run on any thread
+ * while the store's owner uses it (as sp_store_property may): it reads
+ * committed data through an iterator of its own and writes nothing of st
+ * (so a failure is -EIO without sp_store_errmsg). Not during sp_store_close.
  */
 int sp_store_top(struct sp_store *st, size_t n, bool by_bytes, struct sp_store_top_item *out,
 		 size_t *nout, uint64_t *scanned);
@@ -403,6 +456,9 @@ int sp_store_top(struct sp_store *st, size_t n, bool by_bytes, struct sp_store_t
 struct sp_store_stats {
 	uint64_t enqueued, duplicates, quota_refused;
 	uint64_t space_refused;         /* -ENOSPC: max_total_bytes or min_free_bytes */
+	uint64_t share_refused;         /* -EXFULL: a sender's share of a mailbox */
+	uint64_t share_untracked;       /* envelopes of pairs the share table had no room for */
+	uint64_t share_pairs;           /* (sender, mailbox) pairs counted now */
 	bool space_low;                 /* free space is below min_free_bytes now */
 	bool ballast;                   /* DIR/ballast is in place */
 	uint64_t acked, ack_unknown;
@@ -414,6 +470,7 @@ struct sp_store_stats {
 	uint64_t sweep_resumed;         /* of those, resumed at the previous one's cursor */
 	uint64_t sweep_budget_stops;    /* of those, stopped by their time budget */
 	uint64_t commits, commit_failures, syncs;
+	uint64_t scrubs, scrub_failures; /* scrubs finished (see "Deleted data") */
 	uint64_t epoch;
 };
 void sp_store_get_stats(const struct sp_store *st, struct sp_store_stats *out);

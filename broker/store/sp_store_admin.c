@@ -110,9 +110,12 @@ static uint64_t measure(const struct sp_store_top_item *t, bool by_bytes)
 	return by_bytes ? t->bytes : t->count;
 }
 
+/* Any thread: only the database and its column family handles (fixed while
+ * the store is open) and an iterator of its own; nothing of st is written. */
 int sp_store_top(struct sp_store *st, size_t n, bool by_bytes, struct sp_store_top_item *out,
 		 size_t *nout, uint64_t *scanned)
 {
+	rocksdb_readoptions_t *ro;
 	rocksdb_iterator_t *it;
 	char *rerr = NULL;
 	size_t have = 0;
@@ -125,7 +128,10 @@ int sp_store_top(struct sp_store *st, size_t n, bool by_bytes, struct sp_store_t
 		return 0;
 	if (!out)
 		return -EINVAL;
-	it = rocksdb_create_iterator_cf(st->db, st->ro, st->cf[SP_STORE_CF_META]);
+	ro = rocksdb_readoptions_create();
+	/* A scan for an operator: do not push the hot blocks out of the cache. */
+	rocksdb_readoptions_set_fill_cache(ro, 0);
+	it = rocksdb_create_iterator_cf(st->db, ro, st->cf[SP_STORE_CF_META]);
 	for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
 		size_t klen, vlen, pos;
 		const char *k = rocksdb_iter_key(it, &klen);
@@ -153,11 +159,15 @@ int sp_store_top(struct sp_store *st, size_t n, bool by_bytes, struct sp_store_t
 	}
 	rocksdb_iter_get_error(it, &rerr);
 	rocksdb_iter_destroy(it);
+	rocksdb_readoptions_destroy(ro);
 	if (scanned)
 		*scanned = seen;
 	if (rerr) {
+		/* Not sp_store_rocks_fail: that writes st's message, which is its
+		 * owner's. */
+		rocksdb_free(rerr);
 		sodium_memzero(out, n * sizeof(*out));
-		return sp_store_rocks_fail(st, "top read", rerr);
+		return -EIO;
 	}
 	*nout = have;
 	return 0;

@@ -25,14 +25,20 @@
 #include "sp_fsutil.h"
 
 static void flush_meta_map(struct sp_store_batch *b, uint64_t *entries, uint64_t *bytes);
+static void share_reset(struct sp_store *st);
 
 int sp_store_batch_init(struct sp_store *st)
 {
+	int rc;
+
 	st->batch.st = st;
 	st->batch.wb = rocksdb_writebatch_wi_create(0, 1);
 	if (!st->batch.wb)
 		return -ENOMEM;
-	return sp_keytab_create(&st->batch.map, 64);
+	rc = sp_keytab_create(&st->batch.map, 64);
+	if (rc == 0)
+		rc = sp_keytab_create(&st->share_map, 1024);
+	return rc;
 }
 
 void sp_store_batch_fini(struct sp_store *st)
@@ -44,6 +50,11 @@ void sp_store_batch_fini(struct sp_store *st)
 	st->batch.map = NULL;
 	free(st->batch.slots);
 	st->batch.slots = NULL;
+	sp_keytab_destroy(st->share_map);
+	st->share_map = NULL;
+	free(st->shares);
+	st->shares = NULL;
+	st->nshares = st->shares_cap = 0;
 	st->batch.slots_cap = 0;
 	st->batch.count = 0;
 }
@@ -174,6 +185,34 @@ static void end_batch(struct sp_store_batch *b)
 	b->add_bytes = 0;
 }
 
+/*
+ * max_wal_bytes written since the last time: every column family's
+ * memtable is switched and flushed in the background, so every log file
+ * before becomes obsolete and is deleted. RocksDB's own max_total_wal_size
+ * (also set) did not keep the log near its bound here: with one large and
+ * several small column families the logs grew to the whole data set.
+ */
+static void bound_wal(struct sp_store *st, struct sp_store_batch *b)
+{
+	size_t len = 0;
+
+	if (!st->cfg.max_wal_bytes)
+		return;
+	rocksdb_writebatch_wi_data(b->wb, &len);
+	st->wal_since_flush += len;
+	if (st->wal_since_flush < st->cfg.max_wal_bytes)
+		return;
+	st->wal_since_flush = 0;
+	st->wal_flushes++;
+	for (int i = 0; i < SP_STORE_CF_COUNT; i++) {
+		char *rerr = NULL;
+
+		rocksdb_flush_cf(st->db, st->fo_nowait, st->cf[i], &rerr);
+		if (rerr)
+			rocksdb_free(rerr);     /* the next commit reports what is wrong */
+	}
+}
+
 int sp_store_batch_commit(struct sp_store_batch *b)
 {
 	struct sp_store *st;
@@ -212,6 +251,7 @@ int sp_store_batch_commit(struct sp_store_batch *b)
 		return rc;
 	}
 	st->wstats.commits++;
+	bound_wal(st, b);
 	st->tot_entries = tot_entries;
 	st->tot_bytes = tot_bytes;
 	if (sync) {
@@ -236,6 +276,7 @@ int sp_store_batch_abort(struct sp_store_batch *b)
 		rc = sp_store_bump_epoch(b->st);
 	/* What the discarded step removed is still there: start over. */
 	sp_store_expire_reset(b->st);
+	share_reset(b->st);
 	end_batch(b);
 	return rc;
 }
@@ -258,6 +299,9 @@ int sp_store_tick(struct sp_store *st, uint64_t now_ms)
 {
 	int rc;
 
+	sp_store_scrub_tick(st, now_ms,
+			    st->wstats.acked + st->xstats.expired + st->xstats.dedup_expired +
+			    st->purged);
 	if (st->cfg.sync != SP_STORE_SYNC_BATCH || !st->unsynced || st->poisoned)
 		return 0;
 	if (now_ms - st->unsynced_since_ms < st->cfg.sync_interval_ms &&
@@ -466,6 +510,108 @@ static void meta_remove_one(struct sp_store_mslot *sl, uint64_t body_len)
 	sl->dirty = true;
 }
 
+/* ---- sender shares (sp_store.h "Shares") ---------------------------------------- */
+
+static void share_key(uint8_t key[SP_KEY_LEN], const uint8_t recipient[SP_KEY_LEN], uint32_t tag)
+{
+	memcpy(key, recipient, SP_KEY_LEN - 3);
+	key[SP_KEY_LEN - 3] = (uint8_t)(tag >> 16);
+	key[SP_KEY_LEN - 2] = (uint8_t)(tag >> 8);
+	key[SP_KEY_LEN - 1] = (uint8_t)tag;
+}
+
+static struct sp_store_share *share_find(struct sp_store *st, const uint8_t key[SP_KEY_LEN])
+{
+	uint64_t idx;
+
+	if (sp_keytab_lookup(st->share_map, key, &idx) < 0)
+		return NULL;
+	return &st->shares[idx];
+}
+
+/* Would one more envelope of len bytes exceed the pair's share? */
+static bool share_refuses(const struct sp_store *st, const struct sp_store_share *sh,
+			  uint64_t len)
+{
+	uint64_t max_c = st->cfg.quota_count / 100 * st->cfg.share_pct +
+			 st->cfg.quota_count % 100 * st->cfg.share_pct / 100;
+	uint64_t max_b = st->cfg.quota_bytes / 100 * st->cfg.share_pct +
+			 st->cfg.quota_bytes % 100 * st->cfg.share_pct / 100;
+
+	if (!sh || !st->cfg.share_pct)
+		return false;
+	if (max_c == 0)
+		max_c = 1;
+	return sh->count + 1 > max_c || sh->bytes + len > max_b;
+}
+
+static void share_add(struct sp_store *st, const uint8_t key[SP_KEY_LEN], uint64_t len)
+{
+	struct sp_store_share *sh = share_find(st, key);
+
+	if (!st->cfg.share_pct)
+		return;
+	if (!sh) {
+		size_t need = (st->nshares + 1) * sizeof(*sh);
+
+		if (st->nshares >= st->cfg.share_table_max) {
+			st->wstats.share_untracked++;
+			return;
+		}
+		if (need > st->shares_cap) {
+			sh = sp_fsutil_grow(st->shares, &st->shares_cap, need, 1024 * sizeof(*sh));
+			if (!sh) {
+				st->wstats.share_untracked++;
+				return;
+			}
+			st->shares = sh;
+		}
+		if (sp_keytab_insert(st->share_map, key, st->nshares, NULL) < 0) {
+			st->wstats.share_untracked++;
+			return;
+		}
+		sh = &st->shares[st->nshares++];
+		memcpy(sh->key, key, SP_KEY_LEN);
+		sh->count = sh->bytes = 0;
+	}
+	sh->count++;
+	sh->bytes += len;
+}
+
+static void share_sub(struct sp_store *st, const uint8_t key[SP_KEY_LEN], uint64_t len)
+{
+	uint64_t idx;
+	struct sp_store_share *sh;
+
+	if (sp_keytab_lookup(st->share_map, key, &idx) < 0)
+		return;         /* stored before this open, or never counted */
+	sh = &st->shares[idx];
+	sh->count = sh->count ? sh->count - 1 : 0;
+	sh->bytes = sh->bytes >= len ? sh->bytes - len : 0;
+	if (sh->count)
+		return;
+	/* The last entry moves into the freed place. */
+	sp_keytab_remove(st->share_map, sh->key, idx);
+	if (idx != st->nshares - 1) {
+		st->shares[idx] = st->shares[st->nshares - 1];
+		sp_keytab_insert(st->share_map, st->shares[idx].key, idx, NULL);
+	}
+	st->nshares--;
+}
+
+/* Forgets every count (a discarded batch may have counted envelopes that
+ * were never stored). */
+static void share_reset(struct sp_store *st)
+{
+	sp_keytab_clear(st->share_map);
+	st->nshares = 0;
+}
+
+size_t sp_store_share_pairs(const struct sp_store *st)
+{
+	return st->nshares;
+}
+
 /* ---- enqueue ------------------------------------------------------------------------ */
 
 /*
@@ -520,6 +666,8 @@ int sp_store_enqueue(struct sp_store_batch *b, const struct sp_store_envelope *e
 	struct sp_store_mslot *sl;
 	struct sp_store_meta m;
 	uint64_t seq = 0, dup_seq = 0;
+	uint8_t skey[SP_KEY_LEN];
+	uint32_t tag;
 	int rc;
 
 	*seq_out = 0;
@@ -554,6 +702,13 @@ int sp_store_enqueue(struct sp_store_batch *b, const struct sp_store_envelope *e
 		rc = -EDQUOT;
 		goto out;
 	}
+	tag = sp_store_share_tag(st->dedup_key, env->sender, env->recipient);
+	share_key(skey, env->recipient, tag);
+	if (share_refuses(st, share_find(st, skey), env->body_len)) {
+		st->wstats.share_refused++;
+		rc = -EXFULL;
+		goto out;
+	}
 	if (space_refuses(b, env->body_len)) {
 		st->wstats.space_refused++;
 		rc = -ENOSPC;
@@ -577,6 +732,7 @@ int sp_store_enqueue(struct sp_store_batch *b, const struct sp_store_envelope *e
 	m.bytes += env->body_len;
 
 	h.body_len = (uint32_t)env->body_len;
+	h.share_tag = tag;
 	h.accepted_ms = b->now_ms;
 	h.expires_ms = sp_store_add_sat(b->now_ms, env->ttl_ms ? env->ttl_ms : st->cfg.ttl_ms);
 	sp_store_mbox_hdr_encode(hdr, &h);
@@ -605,6 +761,7 @@ int sp_store_enqueue(struct sp_store_batch *b, const struct sp_store_envelope *e
 		batch_put(b, SP_STORE_CF_DEDUP, id, sizeof(id), dval, sizeof(dval));
 		batch_put(b, SP_STORE_CF_EXPIRY, dkey, sizeof(dkey), NULL, 0);
 	}
+	share_add(st, skey, env->body_len);
 	b->assigned++;
 	b->add_bytes += env->body_len;
 	st->written_since_check += 2 * (env->body_len + 160);
@@ -635,6 +792,12 @@ int sp_store_batch_remove_entry(struct sp_store_batch *b, const uint8_t recipien
 		return rc;
 	if (sp_store_mbox_decode((const uint8_t *)val, vlen, &h) == 0) {
 		body_len = h.body_len;
+		if (h.has_tag) {
+			uint8_t skey[SP_KEY_LEN];
+
+			share_key(skey, recipient, h.share_tag);
+			share_sub(b->st, skey, body_len);
+		}
 		sp_store_expiry_mailbox_key(ekey, h.expires_ms, recipient, seq);
 		rc = sp_store_batch_get(b, SP_STORE_CF_EXPIRY, ekey, sizeof(ekey), &ival, &ilen);
 		if (rc < 0)

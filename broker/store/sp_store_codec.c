@@ -26,7 +26,7 @@ static bool all_zero(const uint8_t *p, size_t n)
 /* The version byte, then `reserved` bytes that this format keeps zero. */
 static bool version_ok(const uint8_t *v, size_t reserved)
 {
-	return v[0] == SP_STORE_FORMAT && all_zero(v + 1, reserved);
+	return v[0] == SP_STORE_VALUE_V1 && all_zero(v + 1, reserved);
 }
 
 uint64_t sp_store_add_sat(uint64_t a, uint64_t b)
@@ -120,8 +120,10 @@ void sp_store_dedup_id(uint8_t id[SP_STORE_DEDUP_ID_LEN], const uint8_t *dedup_k
 void sp_store_mbox_hdr_encode(uint8_t out[SP_STORE_MAILBOX_HDR_LEN],
 			      const struct sp_store_mbox_hdr *h)
 {
-	out[0] = SP_STORE_FORMAT;
-	out[1] = out[2] = out[3] = 0;
+	out[0] = SP_STORE_MAILBOX_V2;
+	out[1] = (uint8_t)(h->share_tag >> 16);
+	out[2] = (uint8_t)(h->share_tag >> 8);
+	out[3] = (uint8_t)h->share_tag;
 	sp_be_put32(out + 4, h->body_len);
 	sp_be_put64(out + 8, h->accepted_ms);
 	sp_be_put64(out + 16, h->expires_ms);
@@ -129,8 +131,17 @@ void sp_store_mbox_hdr_encode(uint8_t out[SP_STORE_MAILBOX_HDR_LEN],
 
 int sp_store_mbox_decode(const uint8_t *v, size_t len, struct sp_store_mbox_hdr *h)
 {
-	if (len < SP_STORE_MAILBOX_HDR_LEN || !version_ok(v, 3))
+	if (len < SP_STORE_MAILBOX_HDR_LEN)
 		return -EBADMSG;
+	if (v[0] == SP_STORE_MAILBOX_V2) {
+		h->has_tag = true;
+		h->share_tag = (uint32_t)v[1] << 16 | (uint32_t)v[2] << 8 | v[3];
+	} else if (version_ok(v, 3)) {
+		h->has_tag = false;
+		h->share_tag = 0;
+	} else {
+		return -EBADMSG;
+	}
 	h->body_len = sp_be_get32(v + 4);
 	h->accepted_ms = sp_be_get64(v + 8);
 	h->expires_ms = sp_be_get64(v + 16);
@@ -141,6 +152,25 @@ int sp_store_mbox_decode(const uint8_t *v, size_t len, struct sp_store_mbox_hdr 
 	return 0;
 }
 
+uint32_t sp_store_share_tag(const uint8_t *dedup_key, const uint8_t sender[SP_KEY_LEN],
+			    const uint8_t recipient[SP_KEY_LEN])
+{
+	static const uint8_t label[5] = { 's', 'h', 'a', 'r', 'e' };
+	crypto_generichash_state h;
+	uint8_t out[crypto_generichash_BYTES_MIN];
+	uint32_t tag;
+
+	crypto_generichash_init(&h, dedup_key, crypto_generichash_KEYBYTES, sizeof(out));
+	crypto_generichash_update(&h, label, sizeof(label));
+	crypto_generichash_update(&h, sender, SP_KEY_LEN);
+	crypto_generichash_update(&h, recipient, SP_KEY_LEN);
+	crypto_generichash_final(&h, out, sizeof(out));
+	sodium_memzero(&h, sizeof(h));
+	tag = ((uint32_t)out[0] << 16 | (uint32_t)out[1] << 8 | out[2]) & SP_STORE_SHARE_TAG_MASK;
+	sodium_memzero(out, sizeof(out));
+	return tag;
+}
+
 uint64_t sp_store_mbox_body_guess(size_t vlen)
 {
 	return vlen > SP_STORE_MAILBOX_HDR_LEN ? vlen - SP_STORE_MAILBOX_HDR_LEN : 0;
@@ -149,7 +179,7 @@ uint64_t sp_store_mbox_body_guess(size_t vlen)
 void sp_store_meta_encode(uint8_t out[SP_STORE_META_LEN], const struct sp_store_meta *m)
 {
 	memset(out, 0, 8);
-	out[0] = SP_STORE_FORMAT;
+	out[0] = SP_STORE_VALUE_V1;
 	sp_be_put64(out + 8, m->next_seq);
 	sp_be_put64(out + 16, m->count);
 	sp_be_put64(out + 24, m->bytes);
@@ -169,7 +199,7 @@ void sp_store_dedup_encode(uint8_t out[SP_STORE_DEDUP_VALUE_LEN], uint64_t seq,
 			   uint64_t expires_ms)
 {
 	memset(out, 0, 8);
-	out[0] = SP_STORE_FORMAT;
+	out[0] = SP_STORE_VALUE_V1;
 	sp_be_put64(out + 8, seq);
 	sp_be_put64(out + 16, expires_ms);
 }

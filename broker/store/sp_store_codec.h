@@ -17,6 +17,7 @@
 #define SP_STORE_CODEC_H
 
 #include <stdbool.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -43,6 +44,8 @@ struct sp_store_mbox_hdr {
 	uint32_t body_len;
 	uint64_t accepted_ms;
 	uint64_t expires_ms;
+	uint32_t share_tag;             /* 24 bits: the sender's tag in this mailbox */
+	bool has_tag;                   /* v2 value (v1 values carry none) */
 };
 
 /* One expiry index key, decoded. Pointers borrow the key's bytes. */
@@ -90,11 +93,18 @@ void sp_store_dedup_id(uint8_t id[SP_STORE_DEDUP_ID_LEN], const uint8_t *dedup_k
 		       const uint8_t sender[SP_KEY_LEN], const uint8_t recipient[SP_KEY_LEN],
 		       uint64_t client_id);
 
+enum { SP_STORE_SHARE_TAG_MASK = 0xffffff };
+
+/* The 24-bit share tag of (sender, recipient) (see sp_store.h). */
+uint32_t sp_store_share_tag(const uint8_t *dedup_key, const uint8_t sender[SP_KEY_LEN],
+			    const uint8_t recipient[SP_KEY_LEN]);
+
 /* ---- values --------------------------------------------------------------- */
 
 void sp_store_mbox_hdr_encode(uint8_t out[SP_STORE_MAILBOX_HDR_LEN],
 			      const struct sp_store_mbox_hdr *h);
-/* 0, or -EBADMSG unless v (len bytes) is exactly a v1 mailbox value: the body
+/* Writes a v2 header (h->share_tag; has_tag ignored). */
+/* 0, or -EBADMSG unless v (len bytes) is exactly a v1 or v2 mailbox value: the body
  * is v + SP_STORE_MAILBOX_HDR_LEN, h->body_len bytes. */
 int sp_store_mbox_decode(const uint8_t *v, size_t len, struct sp_store_mbox_hdr *h);
 /* The body length a mailbox value of vlen bytes would carry: what a corrupt

@@ -18,6 +18,7 @@
 #ifndef SP_STORE_INTERNAL_H
 #define SP_STORE_INTERNAL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -42,6 +43,12 @@ struct sp_store_mslot {
 	bool dirty;                     /* changed by this batch: written at commit */
 };
 
+/* One (recipient, sender tag) pair's stored envelopes (sp_store.h "Shares"). */
+struct sp_store_share {
+	uint8_t key[SP_KEY_LEN];        /* recipient[0..29) | tag (3 bytes, big-endian) */
+	uint64_t count, bytes;
+};
+
 /* The one batch of a store; every field is written by sp_store_batch.c. */
 struct sp_store_batch {
 	struct sp_store *st;
@@ -62,6 +69,7 @@ struct sp_store_batch {
 /* Write-path counters (sp_store_batch.c), merged by sp_store_get_stats. */
 struct sp_store_wstats {
 	uint64_t enqueued, duplicates, quota_refused, space_refused;
+	uint64_t share_refused, share_untracked;
 	uint64_t acked, ack_unknown, acked_bytes;
 	uint64_t corrupt;
 	uint64_t commits, commit_failures, syncs;
@@ -85,6 +93,7 @@ struct sp_store {
 	rocksdb_writeoptions_t *wo_nosync;
 	rocksdb_readoptions_t *ro;
 	rocksdb_flushoptions_t *fo;
+	rocksdb_flushoptions_t *fo_nowait;  /* flushes scheduled, not waited for */
 	struct sp_store_config cfg;
 	char *dir;
 	int lock_fd;
@@ -103,8 +112,14 @@ struct sp_store {
 	 * without a record (its record is deleted when its mailbox empties,
 	 * so its old seqs are below this, or below the epoch's floor). */
 	uint64_t seq_hwm;
+	uint64_t wal_since_flush;       /* WAL bytes written since the last flush of all */
+	uint64_t wal_flushes;
 	/* Free space: read every SP_STORE_SPACE_CHECK_MS (statvfs), minus
 	 * what was written since (estimated). */
+	struct sp_keytab *share_map;    /* share key -> index into shares */
+	struct sp_store_share *shares;
+	size_t nshares;
+	size_t shares_cap;              /* bytes allocated */
 	uint64_t space_checked_ms;
 	uint64_t free_bytes;
 	uint64_t written_since_check;
@@ -118,6 +133,15 @@ struct sp_store {
 	 * the next step starts at the first record). */
 	uint8_t sweep_cursor[SP_STORE_EXPIRY_KEY_MAX];
 	uint8_t sweep_cursor_len;
+
+	/* sp_store_scrub.c */
+	pthread_t scrub_thread;
+	bool scrub_running;
+	int scrub_result;               /* atomic: 0 running, 1 done, -1 failed */
+	bool scrub_armed;               /* something was removed: a scrub is due */
+	uint64_t scrub_due_ms;
+	uint64_t scrub_removed;         /* removals counted when the last scrub began */
+	uint64_t scrubs, scrub_failures;
 
 	/* sp_store_admin.c */
 	uint64_t purged, purged_bytes;
@@ -165,6 +189,9 @@ void sp_store_batch_fini(struct sp_store *st);
  * per-device records (then written, so later opens do not scan). */
 int sp_store_totals_load(struct sp_store *st);
 
+/* (sender, mailbox) pairs the share table counts now. */
+size_t sp_store_share_pairs(const struct sp_store *st);
+
 /* 0 if b is open and the store accepts writes; -EINVAL, -EIO. */
 int sp_store_batch_check(const struct sp_store_batch *b);
 
@@ -193,6 +220,16 @@ int sp_store_batch_remove_entry(struct sp_store_batch *b, const uint8_t recipien
 
 /* Forgets the sweep's cursor (a batch whose step left it was discarded). */
 void sp_store_expire_reset(struct sp_store *st);
+
+/* ---- sp_store_scrub.c ----------------------------------------------------- */
+
+/* At a tick: reaps a finished scrub; starts one scrub_interval_ms after the
+ * first removal since the last (removed: entries and dedup records removed
+ * so far). 1 if one started, 0, or -errno. */
+int sp_store_scrub_tick(struct sp_store *st, uint64_t now_ms, uint64_t removed);
+
+/* At close: stops a running scrub (its compaction returns early), joins. */
+void sp_store_scrub_stop(struct sp_store *st);
 
 /* ---- sp_store_read.c ------------------------------------------------------ */
 

@@ -18,6 +18,42 @@ void sp_noise_transport_wipe(struct sp_noise_transport *t)
 
 /* ---- transport ------------------------------------------------------------------ */
 
+int sp_noise_rekey(struct sp_noise_cipher *c)
+{
+	uint8_t nonce[12], buf[SP_KEY_LEN + SP_TAG_LEN];
+
+	if (!c || !c->has_key)
+		return -EINVAL;
+	/* ENCRYPT(k, maxnonce, zerolen, zeros): the ciphertext of 32 zero
+	 * bytes (the tag after it is discarded), as Noise 4.2 defines REKEY
+	 * for ciphers without a rekey function of their own. */
+	memset(buf, 0, SP_KEY_LEN);
+	sp_aead_nonce(nonce, UINT64_MAX);
+	crypto_aead_chacha20poly1305_ietf_encrypt(buf, NULL, buf, SP_KEY_LEN, NULL, 0, NULL, nonce,
+						  c->k);
+	memcpy(c->k, buf, SP_KEY_LEN);
+	sodium_memzero(buf, sizeof(buf));
+	return 0;
+}
+
+void sp_noise_transport_set_rekey(struct sp_noise_transport *t, uint64_t every)
+{
+	t->tx.rekey_every = every;
+	t->rx.rekey_every = every;
+}
+
+/* A message used nonce n: the next one uses n + 1, under a fresh key when
+ * n + 1 completes an interval. Both sides count the same messages, so they
+ * rekey at the same message without saying so on the wire. */
+static void cipher_advance(struct sp_noise_cipher *c)
+{
+	uint64_t every = c->rekey_every ? c->rekey_every : SP_REKEY_MESSAGES;
+
+	c->n++;
+	if (c->n % every == 0)
+		sp_noise_rekey(c);
+}
+
 static int cipher_ready(const struct sp_noise_cipher *c)
 {
 	if (!c || !c->has_key)
@@ -38,7 +74,7 @@ int sp_noise_encrypt(struct sp_noise_cipher *c, uint8_t *buf, size_t len)
 		return buf ? -EMSGSIZE : -EINVAL;
 	sp_aead_nonce(nonce, c->n);
 	crypto_aead_chacha20poly1305_ietf_encrypt(buf, NULL, buf, len, NULL, 0, NULL, nonce, c->k);
-	c->n++;
+	cipher_advance(c);
 	return 0;
 }
 
@@ -57,7 +93,7 @@ int sp_noise_decrypt(struct sp_noise_cipher *c, uint8_t *buf, size_t len, size_t
 	if (crypto_aead_chacha20poly1305_ietf_decrypt(buf, NULL, NULL, buf, len, NULL, 0, nonce,
 						      c->k) != 0)
 		return -EBADMSG;
-	c->n++;
+	cipher_advance(c);
 	*plain_len = len - SP_TAG_LEN;
 	return 0;
 }
@@ -276,7 +312,7 @@ int sp_noise_stream_end(struct sp_noise_stream *s, size_t *msg_len)
 	crypto_onetimeauth_poly1305_update(&poly, lens, sizeof(lens));
 	crypto_onetimeauth_poly1305_final(&poly, s->out + s->len);
 	sodium_memzero(&poly, sizeof(poly));
-	s->c->n++;
+	cipher_advance(s->c);
 	*msg_len = s->len + SP_TAG_LEN;
 	stream_wipe(s);
 	return 0;

@@ -17,7 +17,7 @@
  *   -EINVAL    cipher without a key, or bad argument
  *   -EMSGSIZE  output buffer too small, or message too long / too short
  *   -EBADMSG   authentication failed (tag mismatch)
- *   -EOVERFLOW nonce exhausted
+ *   -EOVERFLOW nonce exhausted (2^64 - 1 is reserved: the connection ends)
  */
 #ifndef SP_AEAD_STREAM_H
 #define SP_AEAD_STREAM_H
@@ -33,6 +33,10 @@ struct sp_noise_cipher {
 	uint8_t k[SP_KEY_LEN];
 	uint64_t n;
 	bool has_key;
+	/* Messages per key before REKEY (Noise 11.3): 0 means the protocol's
+	 * SP_REKEY_MESSAGES. Written only by sp_noise_transport_set_rekey
+	 * (tests lower it to cross the boundary quickly). */
+	uint64_t rekey_every;
 };
 
 /* The two CipherStates of a finished handshake, named for this side. */
@@ -137,6 +141,25 @@ int sp_noise_stream_end(struct sp_noise_stream *s, size_t *msg_len);
 void sp_noise_stream_abort(struct sp_noise_stream *s);
 
 void sp_noise_transport_wipe(struct sp_noise_transport *t);
+
+/*
+ * REKEY (Noise 4.2 / 11.3): k = the first 32 bytes of
+ * ENCRYPT(k, 2^64 - 1, empty ad, 32 zero bytes); n is not changed. Every
+ * transport function above calls it by itself after the message that
+ * completes SP_REKEY_MESSAGES (or rekey_every) messages under one key, on
+ * both sides, so callers never need to; it is public for tests and for
+ * vectors. -EINVAL for a cipher without a key.
+ */
+int sp_noise_rekey(struct sp_noise_cipher *c);
+
+/*
+ * Both ciphers of t rekey every `every` messages instead of
+ * SP_REKEY_MESSAGES (0: the protocol's value again). For tests only: a
+ * peer that does not use the same value cannot read the messages after
+ * the first rekey (the broker's --test-rekey-messages, libsealpost's
+ * SEALPOST_TEST_REKEY_MESSAGES).
+ */
+void sp_noise_transport_set_rekey(struct sp_noise_transport *t, uint64_t every);
 
 
 #endif

@@ -15,7 +15,8 @@
  * The Curve25519 points of small order (and p, p+1, which reduce to 0 and 1).
  * X25519 with any of them gives an all-zero output whatever the scalar, so a
  * peer offering one as its static key would make every DH with it public.
- * The top bit of the last byte is ignored by X25519, hence compared masked.
+ * Keys with the top bit set are refused before the table is consulted
+ * (canonical() below).
  */
 static const uint8_t low_order[][SP_KEY_LEN] = {
 	/* 0 */
@@ -44,21 +45,37 @@ static const uint8_t low_order[][SP_KEY_LEN] = {
 	  0xff, 0xff, 0xff, 0x7f },
 };
 
+/*
+ * 1 iff pub is the canonical encoding of a field element: bit 255 clear and
+ * the value below p = 2^255 - 19. X25519 itself would mask bit 255 and
+ * reduce mod p, so a non-canonical string names the same point as a
+ * canonical one: two "addresses" for one device. No X25519 key generator
+ * produces one, so they are refused rather than normalised.
+ */
+static uint64_t canonical(const uint8_t b[SP_KEY_LEN])
+{
+	/* Above p - 1 and below 2^255: 0x7f, thirty 0xff, then 0xed..0xff. */
+	uint64_t ones = 0xff;
+
+	for (size_t i = 1; i < SP_KEY_LEN - 1; i++)
+		ones &= b[i];
+	return (uint64_t)(b[SP_KEY_LEN - 1] >> 7 == 0) &
+	       (uint64_t)!(b[SP_KEY_LEN - 1] == 0x7f && ones == 0xff && b[0] >= 0xed);
+}
+
 bool sp_noise_key_valid(const uint8_t pub[SP_KEY_LEN])
 {
 	/*
 	 * Constant time: every entry is compared in full, whatever matched.
 	 * Word by word, because the broker runs this on every Send's `to`: byte
 	 * by byte it cost ~165 ns a key, 64-bit words ~17 ns. Byte order does
-	 * not matter (key and table are loaded the same way); the ignored top
-	 * bit is cleared in a copy first, the table has it clear.
+	 * not matter (key and table are loaded the same way). A key with bit
+	 * 255 set or at or above p is refused by canonical(); the table holds
+	 * the canonical low-order points (p and p + 1 are caught there too).
 	 */
 	uint64_t k[SP_KEY_LEN / 8], found = 0;
-	uint8_t b[SP_KEY_LEN];
 
-	memcpy(b, pub, SP_KEY_LEN);
-	b[SP_KEY_LEN - 1] &= 0x7f;
-	memcpy(k, b, SP_KEY_LEN);
+	memcpy(k, pub, SP_KEY_LEN);
 	for (size_t i = 0; i < sizeof(low_order) / sizeof(low_order[0]); i++) {
 		uint64_t w[SP_KEY_LEN / 8], diff = 0;
 
@@ -67,7 +84,7 @@ bool sp_noise_key_valid(const uint8_t pub[SP_KEY_LEN])
 			diff |= k[j] ^ w[j];
 		found |= ((diff | (0 - diff)) >> 63) ^ 1; /* 1 iff diff == 0 */
 	}
-	return found == 0;
+	return found == 0 && canonical(pub);
 }
 
 int sp_noise_public_key(uint8_t pub[SP_KEY_LEN], const uint8_t priv[SP_KEY_LEN])

@@ -22,7 +22,9 @@ int sp_noise_public_key(uint8_t pub[SP_KEY_LEN], const uint8_t priv[SP_KEY_LEN])
 /* Fresh random key pair. */
 void sp_noise_keypair(uint8_t pub[SP_KEY_LEN], uint8_t priv[SP_KEY_LEN]);
 /*
- * Is this 32-byte string acceptable as a peer's static public key? Rejects
+ * Is this 32-byte string acceptable as a peer's static public key (or a
+ * Send's recipient)? Rejects non-canonical encodings (bit 255 set, or a
+ * value at or above 2^255 - 19: another spelling of some canonical key) and
  * the low-order points (all of which give an all-zero DH output).
  */
 bool sp_noise_key_valid(const uint8_t pub[SP_KEY_LEN]);

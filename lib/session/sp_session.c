@@ -315,6 +315,8 @@ static enum sp_close_reason hs_finish(struct sp_session *s)
 		return SP_CLOSE_HANDSHAKE_FAILED;
 	if (sp_noise_handshake_split(s->hs, &s->t))
 		return SP_CLOSE_HANDSHAKE_FAILED;
+	if (s->env->rekey_every)
+		sp_noise_transport_set_rekey(&s->t, s->env->rekey_every);
 	free_hs(s);
 	s->has_peer = true;
 	/* XX message 3 is encrypted under keys mixed with the responder's

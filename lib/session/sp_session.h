@@ -130,6 +130,10 @@ struct sp_session_env {
 	struct sp_hello hello;
 	struct sp_txpool *pool;
 	struct sp_session_hooks hooks;
+	/* Transport messages per key before a rekey: 0 = SP_REKEY_MESSAGES,
+	 * the protocol's value. Anything else is for tests only (both peers
+	 * must use the same value, see sp_noise_transport_set_rekey). */
+	uint64_t rekey_every;
 };
 
 /* A responder session for a fresh connection, in SP_SESSION_PREAMBLE. */

@@ -17,10 +17,12 @@
  * packs (fields in number order, proto3 defaults omitted, Ack.seqs packed),
  * and the decoder accepts exactly what protobuf-c's unpack accepts, with the
  * same result: unknown fields skipped, a known field with the wrong wire type
- * refused, the last oneof member wins whole (protobuf-c does not merge
- * repeated oneof members), the last value of a scalar wins, repeated seqs
- * concatenate across packed and unpacked runs. tests/unit/test_frame.c and
- * tests/fuzz/fuzz_frame.c check both directions against protobuf-c.
+ * refused, the last value of a scalar wins, repeated seqs concatenate across
+ * packed and unpacked runs. One deliberate difference: a header with more
+ * than one member of the FrameHeader oneof (two kinds, or one kind twice),
+ * which protobuf reads as "the last one wins", is refused (PROTOCOL.md 5:
+ * exactly one). tests/unit/test_frame.c and tests/fuzz/fuzz_frame.c check
+ * both directions against protobuf-c.
  *
  * No protobuf type leaves this file.
  */
@@ -270,6 +272,11 @@ static int parse_header(struct sp_frame *f, const uint8_t *p, size_t n)
 			continue; /* unknown field: skipped, as protobuf requires */
 		if (fl.wt != WT_LEN)
 			return -EBADMSG;
+		/* Exactly one member of the oneof, once (PROTOCOL.md 5): a second
+		 * one would be read by protobuf as "the last wins", and a header
+		 * meaning two things to two parsers is refused instead. */
+		if (kind != SP_FRAME_NONE)
+			return -EBADMSG;
 		kind = (enum sp_frame_type)fl.num;
 		ret = parse_kind(f, kind, fl.data, fl.len, &ack_total);
 		if (ret < 0)
@@ -309,7 +316,10 @@ int sp_frame_next(const uint8_t *buf, size_t len, size_t *off, struct sp_frame *
 	blen = sp_be_get16(p + 2);
 	if (hlen == 0)
 		return -EBADMSG;
-	if (hlen > SP_FRAME_HEADER_MAX || blen > SP_BODY_MAX)
+	/* body_len is not limited here beyond the transport message that holds
+	 * it: a Send body above the broker's max_envelope is one refused
+	 * envelope (ERR_TOO_LARGE), not a broken connection (PROTOCOL.md 5). */
+	if (hlen > SP_FRAME_HEADER_MAX)
 		return -EMSGSIZE;
 	if (rem - SP_FRAME_PREFIX_LEN < hlen + blen)
 		return -EBADMSG;

@@ -15,8 +15,8 @@
  * Errors: 0 or a negative errno:
  *   -EBADMSG   malformed: truncated prefix, header or body, bad protobuf,
  *              unknown or missing frame type, field out of range
- *   -EMSGSIZE  a length beyond SP_FRAME_HEADER_MAX / SP_BODY_MAX, or output
- *              buffer too small
+ *   -EMSGSIZE  header_len beyond SP_FRAME_HEADER_MAX; encoding: a body
+ *              beyond SP_BODY_MAX, or output buffer too small
  *   -ENODATA   sp_frame_next: no more frames (*off == len)
  */
 #ifndef SP_FRAME_H
@@ -73,7 +73,10 @@ struct sp_frame {
  * buf: borrowed; f->body points into it.
  * Returns -ENODATA when *off == len (clean end), -EBADMSG on malformed input.
  * Body presence is checked: Send and Deliver may carry a body (possibly
- * empty); any other type with body_len != 0 is -EBADMSG.
+ * empty); any other type with body_len != 0 is -EBADMSG. body_len is NOT
+ * checked against SP_BODY_MAX (only against the bytes present): the
+ * consumer decides (the broker answers ERR_TOO_LARGE). A header with more
+ * than one member of its oneof is -EBADMSG.
  */
 int sp_frame_next(const uint8_t *buf, size_t len, size_t *off, struct sp_frame *f);
 

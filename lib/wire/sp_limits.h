@@ -77,6 +77,15 @@ enum sp_send_flags {
 	SP_SEND_ONLINE_ONLY = 1u << 0, /* never stored; refused if recipient offline */
 };
 
+/*
+ * Transport rekeying (Noise 11.3), per direction: each side applies
+ * REKEY(k) to a cipher once SP_REKEY_MESSAGES transport messages have used
+ * its key, i.e. after the message with nonce n when n + 1 is a multiple of
+ * it. The nonce is not reset (Noise 4.2), so 2^64 - 1 still ends a
+ * connection. docs/PROTOCOL.md 5.
+ */
+#define SP_REKEY_MESSAGES ((uint64_t)1 << 16)
+
 /* Acks carried in one Ack frame, at most. */
 enum { SP_ACK_SEQS_MAX = 64 };
 

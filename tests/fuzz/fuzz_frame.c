@@ -57,7 +57,64 @@ static int same_frame(const struct sp_frame *a, const struct sp_frame *b)
 	}
 }
 
-/* protobuf-c's reading of header bytes, under sp_frame_next's rules. */
+/* A varint for kind_members; 0 if it does not end within the bytes. */
+static size_t varint_at(const uint8_t *p, size_t n, uint64_t *v)
+{
+	*v = 0;
+	for (size_t i = 0; i < n && i < 10; i++) {
+		*v |= (uint64_t)(p[i] & 0x7f) << (7 * i);
+		if (!(p[i] & 0x80))
+			return i + 1;
+	}
+	return 0;
+}
+
+/* How many top-level fields of a header protobuf-c accepted are members of
+ * the kind oneof (numbers 1..8). Only called on bytes protobuf-c parsed, so
+ * a plain walk suffices. */
+static unsigned kind_members(const uint8_t *h, size_t n)
+{
+	unsigned count = 0;
+	size_t off = 0;
+
+	while (off < n) {
+		uint64_t tag, len;
+		size_t k = varint_at(h + off, n - off, &tag);
+
+		if (!k)
+			return count;
+		off += k;
+		switch (tag & 7) {
+		case 0:
+			k = varint_at(h + off, n - off, &len);
+			if (!k)
+				return count;
+			off += k;
+			break;
+		case 1:
+			off += 8;
+			break;
+		case 2:
+			k = varint_at(h + off, n - off, &len);
+			if (!k || len > n - off - k)
+				return count;
+			off += k + (size_t)len;
+			break;
+		case 5:
+			off += 4;
+			break;
+		default:
+			return count;
+		}
+		if ((tag >> 3) >= 1 && (tag >> 3) <= 8)
+			count++;
+	}
+	return count;
+}
+
+/* protobuf-c's reading of header bytes, under sp_frame_next's rules (and
+ * PROTOCOL.md's "exactly one member of the oneof", which protobuf-c does
+ * not check: it keeps the last one). */
 static int ref_decode(const uint8_t *h, size_t n, struct sp_frame *f)
 {
 	Sealpost__V1__FrameHeader *m = sealpost__v1__frame_header__unpack(NULL, n, h);
@@ -65,6 +122,10 @@ static int ref_decode(const uint8_t *h, size_t n, struct sp_frame *f)
 
 	if (!m)
 		return -EBADMSG;
+	if (kind_members(h, n) > 1) {
+		sealpost__v1__frame_header__free_unpacked(m, NULL);
+		return -EBADMSG;
+	}
 	memset(f, 0, sizeof(*f));
 	f->type = (enum sp_frame_type)m->kind_case;
 	switch (m->kind_case) {
@@ -131,7 +192,6 @@ static void walk_frames(const uint8_t *data, size_t size)
 			return;
 		}
 		check(off > at && off <= size);
-		check(f.body_len <= SP_BODY_MAX);
 		if (f.type == SP_FRAME_SEND || f.type == SP_FRAME_DELIVER) {
 			check(f.body >= data + at && f.body + f.body_len == data + off);
 		} else {
@@ -141,7 +201,13 @@ static void walk_frames(const uint8_t *data, size_t size)
 		check(f.type != SP_FRAME_SEND || f.u.send.to_ok <= 1);
 
 		/* Re-encode: exact size, and it reads back the same. A Send whose
-		 * `to` was not 32 bytes goes out with the zeroed 32 bytes. */
+		 * `to` was not 32 bytes goes out with the zeroed 32 bytes. A body
+		 * above SP_BODY_MAX decodes (the broker refuses that envelope) but
+		 * is never encoded. */
+		if (f.body_len > SP_BODY_MAX) {
+			check(sp_frame_put(out, sizeof(out), &enc, &f) == -EMSGSIZE);
+			continue;
+		}
 		check(sp_frame_put(out, sizeof(out), &enc, &f) == 0);
 		check(enc == sp_frame_size(&f, f.body_len));
 		check(sp_frame_next(out, enc, &roff, &g) == 0 && roff == enc);

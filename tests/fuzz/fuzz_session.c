@@ -66,7 +66,7 @@ static enum sp_close_reason resp_frame(void *ctx, struct sp_session *s, const st
 	struct sp_frame d;
 
 	(void)ctx;
-	if (f->type != SP_FRAME_SEND || echoes == ECHO_MAX ||
+	if (f->type != SP_FRAME_SEND || echoes == ECHO_MAX || f->body_len > SP_BODY_MAX ||
 	    sp_session_tx_queued(s) > 4 * SP_NOISE_MSG_MAX)
 		return SP_CLOSE_NONE;
 	memset(&d, 0, sizeof(d));

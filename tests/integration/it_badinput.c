@@ -951,16 +951,12 @@ static void test_malformed_frames(void **state)
 					   (const uint8_t *)"body!", 5), 0);
 	frame_case(buf, off, "frame: Ping carrying a body");
 
-	/* a Send body above SP_BODY_MAX (the frame limit itself, not max_envelope) */
-	off = 0;
-	{
-		static uint8_t big[SP_BODY_MAX + 1];
-
-		assert_int_equal(sp_raw_put_send(buf, SP_TRANSPORT_PLAINTEXT_MAX, &off,
-						 case_pair.b.s_pub, SP_KEY_LEN, next_client_id++, 0,
-						 big, sizeof(big)), 0);
-	}
-	frame_case(buf, off, "frame: Send with body_len 64001 (> SP_BODY_MAX)");
+	/* Two members of the FrameHeader oneof (ping, then send): refused,
+	 * not taken as the send (PROTOCOL.md 5, "exactly one"). A Send body
+	 * above SP_BODY_MAX is NOT malformed: test_too_large. */
+	put_prefix(buf, 8, 0);
+	memcpy(buf + 4, (const uint8_t[]){ 0x32, 0x02, 0x08, 0x07, 0x0a, 0x02, 0x10, 0x05 }, 8);
+	frame_case(buf, 12, "frame: header with ping and send");
 
 	free(buf);
 	expect_log(&main_broker, "reason=protocol", logged + 8,
@@ -1313,7 +1309,11 @@ static void test_bad_recipient(void **state)
 
 static void test_too_large(void **state)
 {
-	static uint8_t body[SP_BODY_MAX];
+	/* The largest Send body one transport message can carry beside its
+	 * header (to: 32 bytes, client_id: up to 10): above SP_BODY_MAX, and
+	 * still one refused envelope, not a broken connection. */
+	enum { BODY_FITS = SP_TRANSPORT_PLAINTEXT_MAX - SP_FRAME_PREFIX_LEN - 48 };
+	static uint8_t body[BODY_FITS];
 	uint8_t offline_pub[SP_KEY_LEN], offline_priv[SP_KEY_LEN];
 	struct sp_raw c;
 	struct size_case {
@@ -1321,7 +1321,7 @@ static void test_too_large(void **state)
 		size_t len;
 		uint32_t want;
 		const char *what;
-	} cases[5];
+	} cases[7];
 
 	(void)state;
 	sp_noise_keypair(offline_pub, offline_priv);
@@ -1343,6 +1343,10 @@ static void test_too_large(void **state)
 	cases[4] = (struct size_case){ low_order[0], MAIN_MAX_ENVELOPE + 1,
 				       SP_STATUS_ERR_BAD_RECIPIENT,
 				       "too large AND bad recipient -> BAD_RECIPIENT" };
+	cases[5] = (struct size_case){ case_pair.b.s_pub, SP_BODY_MAX + 1, SP_STATUS_ERR_TOO_LARGE,
+				       "body of SP_BODY_MAX + 1" };
+	cases[6] = (struct size_case){ case_pair.b.s_pub, BODY_FITS, SP_STATUS_ERR_TOO_LARGE,
+				       "the largest body a transport message holds" };
 
 	for (size_t i = 0; i < N_OF(cases); i++) {
 		uint64_t id = next_client_id++;

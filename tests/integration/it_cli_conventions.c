@@ -558,9 +558,10 @@ struct bg {
 	size_t olen, elen;
 };
 
-static void bg_start(struct bg *b, const char *const *args)
+/* stdin_w: NULL for no input, else receives the write end of its stdin. */
+static void bg_start_in(struct bg *b, int *stdin_w, const char *const *args)
 {
-	int po[2], pe[2];
+	int po[2], pe[2], pi[2] = { -1, -1 };
 	char *argv[32];
 	int n = 0;
 
@@ -571,10 +572,14 @@ static void bg_start(struct bg *b, const char *const *args)
 	memset(b, 0, sizeof(*b));
 	assert_int_equal(pipe2(po, O_CLOEXEC), 0);
 	assert_int_equal(pipe2(pe, O_CLOEXEC), 0);
+	if (stdin_w)
+		assert_int_equal(pipe2(pi, O_CLOEXEC), 0);
 	fflush(NULL);
 	b->pid = fork();
 	assert_true(b->pid >= 0);
 	if (b->pid == 0) {
+		if (stdin_w)
+			dup2(pi[0], STDIN_FILENO);
 		dup2(po[1], STDOUT_FILENO);
 		dup2(pe[1], STDERR_FILENO);
 		execv(cli, argv);
@@ -582,8 +587,17 @@ static void bg_start(struct bg *b, const char *const *args)
 	}
 	close(po[1]);
 	close(pe[1]);
+	if (stdin_w) {
+		close(pi[0]);
+		*stdin_w = pi[1];
+	}
 	b->out = po[0];
 	b->err = pe[0];
+}
+
+static void bg_start(struct bg *b, const char *const *args)
+{
+	bg_start_in(b, NULL, args);
 }
 
 /* Reads fd into buf until needle appears (bounded: 60 s); 0 or -1. */
@@ -689,6 +703,84 @@ static void test_recv_across_restart(void **state)
 	assert_string_equal(out, "");
 }
 
+/* Counts the lines of text holding needle. */
+static int count_lines(const char *text, const char *needle)
+{
+	int n = 0;
+
+	for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle))
+		n++;
+	return n;
+}
+
+/* send --lines while the broker is killed with SIGKILL and restarted: the
+ * library reconnects and resends what got no answer (same client ids), so
+ * every line is answered once and stored once. */
+static void test_lines_across_restart(void **state)
+{
+	struct bg s;
+	char data[256], line[32], want[4096];
+	uint16_t port = broker.port;
+	int in, i;
+	size_t wl = 0;
+
+	(void)state;
+	snprintf(data, sizeof(data), "%s", broker.data_dir);
+	bg_start_in(&s, &in, (const char *const[]){ "send", "--server", broker.addr,
+						    "--server-key", broker.server_pub_hex, "--key",
+						    key_a, "--to", hex_b, "--lines", "--verbose",
+						    "--timeout", "60", NULL });
+	for (i = 1; i <= 50; i++) {
+		snprintf(line, sizeof(line), "a%d\n", i);
+		assert_int_equal(write(in, line, strlen(line)), (ssize_t)strlen(line));
+	}
+	assert_int_equal(read_until(s.err, s.ebuf, sizeof(s.ebuf), &s.elen, "line 50: accepted"),
+			 0);
+	assert_int_equal(sp_it_broker_kill(&broker), SIGKILL);
+	assert_int_equal(read_until(s.err, s.ebuf, sizeof(s.ebuf), &s.elen, "reconnecting"), 0);
+	/* Lines read while the broker is down wait in the library's queue. */
+	for (i = 1; i <= 50; i++) {
+		snprintf(line, sizeof(line), "b%d\n", i);
+		assert_int_equal(write(in, line, strlen(line)), (ssize_t)strlen(line));
+	}
+	assert_int_equal(sp_it_broker_start_at(&broker, data, port, NULL), 0);
+	close(in);
+	assert_int_equal(bg_finish(&s), 0);
+	assert_non_null(strstr(s.ebuf, "reconnected"));
+	assert_int_equal(count_lines(s.ebuf, ": accepted seq "), 100);
+	assert_non_null(strstr(s.ebuf, "line 100: accepted seq "));
+	/* Stored once each, in order. */
+	for (i = 1; i <= 50; i++)
+		wl += (size_t)snprintf(want + wl, sizeof(want) - wl, "a%d", i);
+	for (i = 1; i <= 50; i++)
+		wl += (size_t)snprintf(want + wl, sizeof(want) - wl, "b%d", i);
+	recv_n(100, 0);
+	assert_string_equal(out, want);
+	assert_int_equal(run(NULL, (const char *const[]){ "recv", "--server", broker.addr,
+							  "--server-key", broker.server_pub_hex,
+							  "--key", key_b, "--count", "1", "--timeout",
+							  "2", NULL }), 5);
+}
+
+/* A second recv with the same device key takes the connection over: the
+ * first stops (exit 4) rather than take it back, which would never end. */
+static void test_recv_takeover(void **state)
+{
+	struct bg first;
+
+	(void)state;
+	bg_start(&first, (const char *const[]){ "recv", "--server", broker.addr, "--server-key",
+						broker.server_pub_hex, "--key", key_b, "--timeout",
+						"60", NULL });
+	assert_int_equal(read_until(first.err, first.ebuf, sizeof(first.ebuf), &first.elen,
+				    "listening "), 0);
+	assert_int_equal(run(NULL, (const char *const[]){ "recv", "--server", broker.addr,
+							  "--server-key", broker.server_pub_hex,
+							  "--key", key_b, "--timeout", "1", NULL }), 0);
+	assert_int_equal(bg_finish(&first), 4);
+	assert_non_null(strstr(first.ebuf, "goaway_takeover"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -700,6 +792,8 @@ int main(void)
 		cmocka_unit_test_setup(test_json, each),
 		cmocka_unit_test_setup(test_lines, each),
 		cmocka_unit_test_setup(test_recv_across_restart, each),
+		cmocka_unit_test_setup(test_recv_takeover, each),
+		cmocka_unit_test_setup(test_lines_across_restart, each),
 	};
 
 	if (sodium_init() < 0)

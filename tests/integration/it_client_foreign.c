@@ -259,6 +259,52 @@ static void test_foreign_exchange(void **state)
 	sealpost_key_free(kb);
 }
 
+/* The timers of a foreign client: a keepalive ping comes out of step()
+ * once the interval passed without traffic, and its pong keeps it alive. */
+static void test_foreign_keepalive(void **state)
+{
+	struct sealpost_connect_opts o = SEALPOST_CONNECT_OPTS_INIT;
+	uint8_t pa[32], buf[4096];
+	struct sealpost_key *ka = new_key(pa);
+	struct sealpost_event ev;
+	const uint8_t *p;
+	size_t len;
+	struct fc a;
+	int t, i;
+
+	(void)state;
+	memset(&a, 0, sizeof(a));
+	o.keepalive_ms = 100;
+	assert_int_equal(sealpost_client_new(&a.c, ka, broker.server_pub, &o), 0);
+	a.fd = tcp_start(broker.port);
+	run_until(&a, SEALPOST_EVENT_DRAINED, &ev);
+	write_out(&a);
+	for (i = 0; i < 3; i++) {
+		/* Idle and up: the next timer is the keepalive, within its interval. */
+		t = sealpost_client_timeout(a.c);
+		assert_true(t >= 0 && t <= 100);
+		assert_int_equal(sealpost_client_take_output(a.c, &p, &len), 0);
+		usleep(150 * 1000);
+		assert_int_equal(sealpost_client_step(a.c), 0);
+		assert_int_equal(sealpost_client_take_output(a.c, &p, &len), 1);   /* the ping */
+		write_out(&a);
+		/* The pong: input, no event of its own. */
+		{
+			struct pollfd pf = { .fd = a.fd, .events = POLLIN };
+			ssize_t n;
+
+			assert_int_equal(poll(&pf, 1, TIMEOUT_MS), 1);
+			n = recv(a.fd, buf, sizeof(buf), 0);
+			assert_true(n > 0);
+			assert_int_equal(sealpost_client_feed(a.c, buf, (size_t)n), n);
+		}
+		assert_int_equal(sealpost_client_next_event(a.c, &ev, 0), 0);
+		assert_true(sealpost_client_is_connected(a.c));
+	}
+	fc_close(&a);
+	sealpost_key_free(ka);
+}
+
 /* docs/examples/poll_loop.c, as built for the docs, against the broker. */
 static void test_poll_loop_example(void **state)
 {
@@ -294,6 +340,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_foreign_exchange),
+		cmocka_unit_test(test_foreign_keepalive),
 		cmocka_unit_test(test_poll_loop_example),
 	};
 

@@ -113,6 +113,7 @@ static void next_of(struct sealpost_client *c, enum sealpost_event_type type,
 struct side {
 	struct sealpost_client *c;
 	int disconnected, reconnected;
+	int results_after;      /* RESULTs taken after the first RECONNECTED */
 };
 
 static void pump_events(struct side *s, uint64_t first_id, int *results, int *accepted,
@@ -133,6 +134,8 @@ static void pump_events(struct side *s, uint64_t first_id, int *results, int *ac
 
 			assert_true(results && ev.client_id >= first_id && i < N);
 			results[i]++;
+			if (s->reconnected)
+				s->results_after++;
 			if (ev.status == SEALPOST_STATUS_ACCEPTED)
 				(*accepted)++;
 			break;
@@ -165,6 +168,7 @@ static void test_kill9_restart(void **state)
 	struct side a, bb;
 	uint64_t first_id = 0, id;
 	int sent = 0, accepted = 0, dups = 0, i, received;
+	size_t waiting_at_kill = 0;
 	int64_t killed_at = 0, end;
 	bool restarted = false;
 
@@ -198,6 +202,7 @@ static void test_kill9_restart(void **state)
 			sent++;
 			if (sent == KILL_AT) {
 				assert_int_equal(sealpost_client_flush(a.c, TIMEOUT_MS), 0);
+				waiting_at_kill = sealpost_client_pending(a.c, NULL, 0);
 				sp_it_broker_kill(&b);
 				killed_at = now_ms();
 			}
@@ -231,8 +236,12 @@ static void test_kill9_restart(void **state)
 	assert_true(a.disconnected >= 1 && a.reconnected >= 1);
 	assert_true(bb.disconnected >= 1 && bb.reconnected >= 1);
 	assert_true(restarted);
-	print_message("kill -9: %d sends, %d duplicate deliveries (deduplicated by the app)\n", N,
-		      dups);
+	print_message("kill -9: %d sends, %zu without a result when the broker died, %d results "
+		      "after the reconnect, %d duplicate deliveries (deduplicated by the app)\n", N,
+		      waiting_at_kill, a.results_after, dups);
+	/* The sends cut off by the crash were resent and answered once. */
+	assert_true(waiting_at_kill > 0);
+	assert_true(a.results_after >= 1);
 	/* Nothing left behind: after acks, the receiver's mailbox is empty. */
 	assert_int_equal(sealpost_client_sync(bb.c, TIMEOUT_MS), 0);
 	sealpost_client_close(a.c);
@@ -623,6 +632,107 @@ static void test_opaque_bodies(void **state)
 	sealpost_key_free(kd);
 }
 
+/* ---------------------------------------------------- callbacks, log --- */
+
+struct cb_state {
+	int messages, results, reconnected;
+	uint8_t reply_to[32];
+};
+
+/* Runs inside sealpost_client_dispatch, on this thread: may send. */
+static void on_event(void *ctx, struct sealpost_client *c, const struct sealpost_event *ev)
+{
+	struct cb_state *st = ctx;
+
+	switch (ev->type) {
+	case SEALPOST_EVENT_MESSAGE:
+		st->messages++;
+		assert_int_equal(sealpost_client_send(c, st->reply_to, "pong!", 5, NULL), 0);
+		break;
+	case SEALPOST_EVENT_RESULT:
+		assert_int_equal(ev->status, SEALPOST_STATUS_ACCEPTED);
+		st->results++;
+		break;
+	case SEALPOST_EVENT_RECONNECTED:
+		st->reconnected++;
+		break;
+	default:
+		break;
+	}
+}
+
+static char log_text[8192];
+static int log_lines;
+
+static void on_log(void *ctx, int level, const char *message)
+{
+	size_t n = strlen(log_text);
+
+	assert_ptr_equal(ctx, log_text);
+	assert_true(level >= SEALPOST_LOG_ERROR && level <= SEALPOST_LOG_DEBUG);
+	assert_null(strchr(message, '\n'));
+	log_lines++;
+	snprintf(log_text + n, sizeof(log_text) - n, "%s\n", message);
+}
+
+static void test_callback_and_log(void **state)
+{
+	struct sp_it_broker b;
+	uint8_t pa[32], pb[32];
+	char hex[65];
+	struct sealpost_key *ka = new_key(pa), *kb = new_key(pb);
+	struct sealpost_client *a, *peer, *intruder;
+	struct sealpost_event ev;
+	struct cb_state st = { 0 };
+	int status, n, rounds;
+
+	(void)state;
+	assert_int_equal(sp_it_broker_start(&b, NULL, NULL), 0);
+	a = dial(&b, ka, 0);
+	peer = dial(&b, kb, 0);
+	/* Silent by default: nothing was logged for these connects. */
+	log_text[0] = '\0';
+	log_lines = 0;
+	sealpost_set_log_callback(on_log, log_text);
+
+	assert_int_equal(sealpost_client_dispatch(a, 0), -EINVAL);   /* no callback yet */
+	memcpy(st.reply_to, pb, 32);
+	sealpost_client_set_callback(a, on_event, &st);
+	assert_int_equal(sealpost_client_send_wait(peer, pa, "ping?", 5, TIMEOUT_MS, &status, NULL),
+			 0);
+	for (rounds = 0; st.messages < 1 || st.results < 1; rounds++) {
+		assert_true(rounds < 100);
+		n = sealpost_client_dispatch(a, TIMEOUT_MS);
+		assert_true(n >= 0);
+	}
+	next_of(peer, SEALPOST_EVENT_MESSAGE, &ev);
+	assert_memory_equal(ev.data, "pong!", 5);
+
+	/* A takeover: the log says what happened, the callback sees the return. */
+	intruder = dial(&b, ka, SEALPOST_CONNECT_NO_RECONNECT);
+	for (rounds = 0; st.reconnected < 1; rounds++) {
+		assert_true(rounds < 100);
+		assert_true(sealpost_client_dispatch(a, TIMEOUT_MS) >= 0);
+	}
+	assert_true(log_lines >= 2);
+	assert_non_null(strstr(log_text, "disconnected"));
+	assert_non_null(strstr(log_text, "reconnected"));
+	/* Never a key in the log. */
+	sealpost_key_to_hex(pa, hex);
+	assert_null(strstr(log_text, hex));
+	sealpost_key_to_hex(b.server_pub, hex);
+	assert_null(strstr(log_text, hex));
+	sealpost_set_log_callback(NULL, NULL);
+
+	sealpost_client_close(intruder);
+	sealpost_client_close(a);
+	sealpost_client_close(peer);
+	assert_int_equal(sp_it_broker_stop(&b), 0);
+	sp_it_rmrf(b.data_dir);
+	sealpost_key_free(ka);
+	sealpost_key_free(kb);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -634,6 +744,7 @@ int main(void)
 		cmocka_unit_test(test_offline_queue_and_opt_out),
 		cmocka_unit_test(test_errors_in_words),
 		cmocka_unit_test(test_opaque_bodies),
+		cmocka_unit_test(test_callback_and_log),
 	};
 
 	if (sodium_init() < 0)

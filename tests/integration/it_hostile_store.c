@@ -19,6 +19,11 @@
  *       (store-ballast gives it room) and delivers what it held.
  *   sender_rate: a flooding sender is held to sender-rate/sender-burst
  *       (ERR_RATE_LIMITED) while another sender to the same device is not.
+ *   mailbox_share: an attacker who knows a device's key fills only its
+ *       mailbox-sender-share of that mailbox; an honest sender is accepted.
+ *   acked_data_leaves_disk: after an ack and one store-scrub-interval, the
+ *       recipient key and the ciphertext are in no file of the data dir.
+ *   wal_bounded: the WAL files stay within store-max-wal.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -29,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <sched.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -555,6 +561,229 @@ static void test_sender_rate(void **state)
 	sp_it_rmrf(b.data_dir);
 }
 
+/* ---- mailbox shares --------------------------------------------------------- */
+
+/* Knowing a device's key, an attacker fills its share of that mailbox and is
+ * refused; an honest sender to the same device is still accepted. */
+static void test_mailbox_share(void **state)
+{
+	/* SP_SHARE_OFF=1: the attack without the share, to print the figure
+	 * from before it (nothing asserted then). */
+	bool off = getenv("SP_SHARE_OFF") != NULL;
+	const char *args[] = { "--fsync", "never", "--mailbox-max-count", "1000",
+			       "--mailbox-sender-share", off ? "100" : "25", NULL };
+	static uint8_t victim[1][SP_KEY_LEN];
+	struct sp_it_broker b;
+	struct sp_raw att, hon;
+	struct tally ta = { 0 }, th = { 0 };
+
+	(void)state;
+	random_key(victim[0]);
+	assert_int_equal(sp_it_broker_start(&b, NULL, args), 0);
+	assert_int_equal(sp_raw_init(&att), 0);
+	assert_int_equal(sp_raw_open(&att, b.port, SP_PREAMBLE_PATTERN_IK, b.server_pub), 0);
+	assert_int_equal(sp_raw_init(&hon), 0);
+	assert_int_equal(sp_raw_open(&hon, b.port, SP_PREAMBLE_PATTERN_IK, b.server_pub), 0);
+	/* Before the share: 1,000 empty envelopes filled the whole quota. */
+	send_many(&att, (const uint8_t (*)[SP_KEY_LEN])victim, 1, 1000, 0, 0, &ta);
+	send_many(&hon, (const uint8_t (*)[SP_KEY_LEN])victim, 1, 100, 16, 0, &th);
+	printf("mailbox share: attacker %u accepted, %u mailbox_full; honest %u of 100 accepted\n",
+	       ta.by_status[SP_STATUS_ACCEPTED], ta.by_status[SP_STATUS_ERR_MAILBOX_FULL],
+	       th.by_status[SP_STATUS_ACCEPTED]);
+	if (!off) {
+		assert_int_equal(ta.by_status[SP_STATUS_ACCEPTED], 250);
+		assert_int_equal(ta.by_status[SP_STATUS_ERR_MAILBOX_FULL], 750);
+		assert_int_equal(th.by_status[SP_STATUS_ACCEPTED], 100);
+		assert_true(metric(&b, "sealpost_mailbox_share_refused_total") == 750);
+	}
+	sp_raw_close(&att);
+	sp_raw_close(&hon);
+	assert_int_equal(sp_it_broker_stop(&b), 0);
+	sp_it_rmrf(b.data_dir);
+}
+
+/* ---- deleted data leaves the disk ------------------------------------------------ */
+
+static const uint8_t *grep_needle[2];
+static char grep_hit[512];
+
+static int grep_file(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	uint8_t *buf;
+	FILE *f;
+	size_t n;
+
+	(void)ftw;
+	if (flag != FTW_F || !S_ISREG(sb->st_mode) || sb->st_size == 0)
+		return 0;
+	buf = malloc((size_t)sb->st_size);
+	assert_non_null(buf);
+	f = fopen(path, "rb");
+	if (!f) {
+		free(buf);
+		return 0;       /* deleted meanwhile (RocksDB removes obsolete files) */
+	}
+	n = fread(buf, 1, (size_t)sb->st_size, f);
+	fclose(f);
+	for (int i = 0; i < 2; i++)
+		if (memmem(buf, n, grep_needle[i], SP_KEY_LEN)) {
+			snprintf(grep_hit, sizeof(grep_hit), "%s (%s)", path,
+				 i ? "ciphertext" : "recipient key");
+			free(buf);
+			return 1;
+		}
+	free(buf);
+	return 0;
+}
+
+/* Is the recipient key or the marker in any file under dir? Names the first in grep_hit. */
+static bool on_disk(const char *dir, const uint8_t *key, const uint8_t *marker)
+{
+	grep_needle[0] = key;
+	grep_needle[1] = marker;
+	grep_hit[0] = '\0';
+	return nftw(dir, grep_file, 16, FTW_PHYS) == 1;
+}
+
+/* After an ack and one store-scrub-interval (plus the scrub), neither the
+ * recipient's key nor a byte string of the acked ciphertext is in any file of
+ * the data directory: not the WAL, not a table file, not the MANIFEST. */
+static void test_acked_data_leaves_disk(void **state)
+{
+	const char *args[] = { "--fsync", "never", "--store-scrub-interval", "1", NULL };
+	static uint8_t body[600];
+	struct sp_it_broker b;
+	struct sp_raw snd, rcpt;
+	uint8_t pub[SP_KEY_LEN], priv[SP_KEY_LEN], marker[SP_KEY_LEN], buf[8192];
+	uint64_t seqs[64];
+	double scrubs;
+	size_t n;
+
+	(void)state;
+	assert_int_equal(sp_raw_init(&rcpt), 0);
+	memcpy(pub, rcpt.s_pub, sizeof(pub));
+	memcpy(priv, rcpt.s_priv, sizeof(priv));
+	randombytes_buf(marker, sizeof(marker));
+	for (size_t i = 0; i + SP_KEY_LEN <= sizeof(body); i += SP_KEY_LEN)
+		memcpy(body + i, marker, SP_KEY_LEN);
+	assert_int_equal(sp_it_broker_start(&b, NULL, args), 0);
+	assert_int_equal(sp_raw_init(&snd), 0);
+	assert_int_equal(sp_raw_open(&snd, b.port, SP_PREAMBLE_PATTERN_IK, b.server_pub), 0);
+	for (int i = 0; i < 40; i++) {
+		size_t off = 0;
+		uint32_t st;
+
+		assert_int_equal(sp_raw_put_send(buf, sizeof(buf), &off, pub, SP_KEY_LEN,
+						 (uint64_t)i + 1, 0, body, sizeof(body)), 0);
+		assert_int_equal(sp_raw_send_plain(&snd, buf, off), 0);
+		assert_int_equal(sp_raw_expect_result(&snd, (uint64_t)i + 1, &st, TIMEOUT_MS), 0);
+		assert_int_equal(st, SP_STATUS_ACCEPTED);
+	}
+	sp_raw_close(&snd);
+	/* Stored: the test sees it on disk (so it can see it at all). */
+	assert_true(on_disk(b.data_dir, pub, marker));
+	printf("acked data: before the ack found in %s\n", grep_hit);
+
+	n = drain_and_ack(&rcpt, &b, seqs, 64);
+	assert_int_equal(n, 40);
+	ping(&rcpt, 3);
+	sp_raw_close(&rcpt);
+	scrubs = wait_metric(&b, "sealpost_store_scrubs_total", 1, 20000);
+	assert_true(scrubs >= 1);
+	if (on_disk(b.data_dir, pub, marker))
+		fail_msg("after the ack and a scrub still found in %s", grep_hit);
+	assert_int_equal(sp_it_broker_stop(&b), 0);
+	if (on_disk(b.data_dir, pub, marker))
+		fail_msg("after the stop found in %s", grep_hit);
+	sodium_memzero(priv, sizeof(priv));
+	sp_it_rmrf(b.data_dir);
+}
+
+/* ---- the WAL is bounded ---------------------------------------------------------- */
+
+static uint64_t wal_sum, all_sum;
+
+static int size_file(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	size_t l = strlen(path);
+
+	(void)ftw;
+	if (flag != FTW_F)
+		return 0;
+	all_sum += (uint64_t)sb->st_blocks * 512;
+	if (l > 4 && !strcmp(path + l - 4, ".log"))
+		wal_sum += (uint64_t)sb->st_blocks * 512;
+	return 0;
+}
+
+/* Bytes of WAL files and of all files under the store's db directory. */
+static void store_sizes(const char *data_dir, uint64_t *wal, uint64_t *all)
+{
+	char db[400];
+
+	snprintf(db, sizeof(db), "%s/mailbox/db", data_dir);
+	wal_sum = all_sum = 0;
+	assert_int_equal(nftw(db, size_file, 16, FTW_PHYS), 0);
+	*wal = wal_sum;
+	*all = all_sum;
+}
+
+enum { WAL_MB = 40, WAL_LIMIT_MB = 8 };
+
+/* 40 MB of envelopes to 640 mailboxes: with --store-max-wal 8 MiB the WAL
+ * files stay within the bound (plus the batch that crossed it); with the
+ * bound practically off (1 TiB) they hold everything, twice the data on disk. */
+static void test_wal_bounded(void **state)
+{
+	static uint8_t to[64][SP_KEY_LEN];
+	const char *const limits[2] = { "8388608", "1099511627776" };
+	uint64_t wal[2], all[2] = { 0, 0 };
+	/* SP_WAL_MB: more data, for the figures (the test's own size is small). */
+	int mb = getenv("SP_WAL_MB") ? atoi(getenv("SP_WAL_MB")) : WAL_MB;
+
+	(void)state;
+	for (int run = 0; run < 2; run++) {
+		const char *args[] = { "--fsync", "never", "--sender-rate", "0",
+				       "--sender-byte-rate", "0", "--store-max-wal", limits[run],
+				       NULL };
+		struct sp_it_broker b;
+		struct sp_raw snd;
+		struct tally t = { 0 };
+
+		assert_int_equal(sp_it_broker_start(&b, NULL, args), 0);
+		assert_int_equal(sp_raw_init(&snd), 0);
+		assert_int_equal(sp_raw_open(&snd, b.port, SP_PREAMBLE_PATTERN_IK, b.server_pub), 0);
+		for (int round = 0; round < 10; round++) {
+			for (int i = 0; i < 64; i++)
+				random_key(to[i]);
+			send_many(&snd, (const uint8_t (*)[SP_KEY_LEN])to, 64,
+				  (uint32_t)mb * 1000000 / 60000 / 10, 60000, 0, &t);
+		}
+		assert_int_equal(t.by_status[SP_STATUS_ACCEPTED], t.total);
+		ping(&snd, 1);
+		sp_raw_close(&snd);
+		/* Flushes run in RocksDB's background threads: give them a
+		 * moment (bounded) to finish and delete the logs they retire. */
+		for (int i = 0, stable = 0; i < 100 && stable < 10; i++) {
+			uint64_t prev = all[run];
+
+			store_sizes(b.data_dir, &wal[run], &all[run]);
+			stable = i && all[run] == prev && wal[run] <= 2ull * WAL_LIMIT_MB * 1024 * 1024 ?
+				 stable + 1 : 0;
+			sleep_ms(100);
+		}
+		printf("wal bound: --store-max-wal %s: %u envelopes (%.1f MB of bodies), WAL files "
+		       "%.1f MB, the whole db %.1f MB\n", limits[run], t.total,
+		       t.total * 60000 / 1e6, wal[run] / 1e6, all[run] / 1e6);
+		assert_int_equal(sp_it_broker_stop(&b), 0);
+		sp_it_rmrf(b.data_dir);
+	}
+	/* A flush starts once the WAL is past the bound; the batch crossing
+	 * it and the file being written are on top. */
+	assert_true(wal[0] <= 2ull * WAL_LIMIT_MB * 1024 * 1024);
+	assert_true(wal[1] > wal[0]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -562,6 +791,9 @@ int main(void)
 		cmocka_unit_test(test_seq_increases_after_empty),
 		cmocka_unit_test(test_disk_fill),
 		cmocka_unit_test(test_sender_rate),
+		cmocka_unit_test(test_mailbox_share),
+		cmocka_unit_test(test_acked_data_leaves_disk),
+		cmocka_unit_test(test_wal_bounded),
 	};
 
 	if (sodium_init() < 0)

@@ -126,6 +126,25 @@ static int run(const char *const *args, bool stderr_only)
 	return sp_it_run(argv, NULL, out, OUT_CAP, RUN_TIMEOUT_S);
 }
 
+/* Does the broker's /metrics hold this text? (A plain GET on loopback.) */
+static bool metrics_has(const char *needle)
+{
+	static const char req[] = "GET /metrics HTTP/1.0\r\n\r\n";
+	size_t len = 0;
+	ssize_t n;
+	int fd = sp_it_tcp_connect(broker.metrics_port);
+	bool found;
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, req, sizeof(req) - 1), (ssize_t)(sizeof(req) - 1));
+	while (len < OUT_CAP - 1 && (n = read(fd, out + len, OUT_CAP - 1 - len)) > 0)
+		len += (size_t)n;
+	close(fd);
+	out[len] = '\0';
+	found = strstr(out, needle) != NULL;
+	return found;
+}
+
 static void assert_errors_zero(const json_t *j)
 {
 	const json_t *errs = json_object_get(j, "errors");
@@ -242,6 +261,15 @@ static void test_report_progress_hdr_log(void **state)
 	assert_true(inum(json_object_get(j, "broker_rss_kib"), "base") > 0);
 	assert_true(inum(json_object_get(j, "broker_rss_kib"), "connected") > 0);
 	assert_string_equal(json_string_value(json_object_get(j, "hdr_log")), hdr_path);
+	/* CPU too, where the broker exports a process CPU counter. */
+	if (metrics_has("process_cpu_seconds_total ")) {
+		const json_t *cpu = json_object_get(j, "broker_cpu_s");
+
+		assert_true(json_number_value(json_object_get(cpu, "connect")) >= 0);
+		assert_true(json_number_value(json_object_get(cpu, "window")) >= 0);
+	} else {
+		print_message("broker exports no process_cpu_seconds_total: CPU not checked\n");
+	}
 	assert_errors_zero(j);
 	lat = json_object_get(j, "latency_us");
 	assert_true(inum(lat, "count") > 0);

@@ -646,8 +646,10 @@ static void test_ack_foreign_and_unknown(void **state)
 /* --mailbox-max-count 5, --mailbox-max-bytes 65536: ERR_MAILBOX_FULL. */
 static void test_quota(void **state)
 {
+	/* One sender fills the whole quota here: no sender share
+	 * (it_hostile_store tests the shares). */
 	static const char *const args[] = { "--mailbox-max-count", "5", "--mailbox-max-bytes",
-					    "65536", NULL };
+					    "65536", "--mailbox-sender-share", "100", NULL };
 	static struct sent s, sc;
 	static struct got g;
 	static char big[20000];

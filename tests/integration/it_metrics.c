@@ -264,6 +264,7 @@ static void test_counters_follow_traffic(void **state)
 	assert_int_equal(sp_raw_wait_frame(&carol, SP_FRAME_DRAINED, &f, TIMEOUT_MS), 0);
 	/* IK with the wrong server key: the broker cannot decrypt msg1 and closes. */
 	randombytes_buf(wrong_server, sizeof(wrong_server));
+	wrong_server[31] &= 0x7f;       /* a canonical key, or the client refuses it itself */
 	assert_int_equal(sp_raw_init(&mallory), 0);
 	assert_int_equal(sp_raw_connect(&mallory, broker.port), 0);
 	assert_true(sp_raw_handshake(&mallory, SP_PREAMBLE_PATTERN_IK, wrong_server, NULL) < 0);

@@ -64,6 +64,19 @@ void sp_raw_close(struct sp_raw *c)
 	c->established = false;
 }
 
+void sp_raw_disconnect(struct sp_raw *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	free(c->held);
+	c->held = NULL;
+	c->held_len = 0;
+	c->rx_len = c->rx_off = 0;
+	sp_noise_transport_wipe(&c->t);
+	c->established = false;
+}
+
 void sp_raw_abort(struct sp_raw *c)
 {
 	struct linger lg = { .l_onoff = 1, .l_linger = 0 };

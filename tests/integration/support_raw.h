@@ -100,6 +100,9 @@ struct sp_raw_opts {
 int sp_raw_init(struct sp_raw *c);
 /* Closes the socket and wipes every key. Safe to call twice. */
 void sp_raw_close(struct sp_raw *c);
+/* Closes the socket and wipes the session keys, keeping the identity (and
+ * the receive buffer): sp_raw_open connects the same device again. */
+void sp_raw_disconnect(struct sp_raw *c);
 /* Closes with an RST instead of a FIN (SO_LINGER 0): an abrupt disconnect. */
 void sp_raw_abort(struct sp_raw *c);
 

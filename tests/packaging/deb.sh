@@ -9,6 +9,8 @@
 # usage: deb.sh SOURCE_DIR WORK_DIR
 set -eu
 src="$1"; work="$2"
+case "$src" in /*) ;; *) src="$(pwd)/$src" ;; esac
+set -- "$src" "$work"
 for tool in dpkg-buildpackage dh dpkg-deb; do
 	command -v "$tool" >/dev/null 2>&1 || { echo "SKIP: $tool not installed (Debian: dpkg-dev, debhelper)"; exit 77; }
 done
@@ -89,6 +91,49 @@ grep -q 'libsealpost0 (= ' "$work/libsealpost-dev.depends" ||
 grep -q 'libsodium' "$work/libsealpost0.depends" ||
 	{ echo "libsealpost0: no shlibs dependency on libsodium"; fail=1; }
 [ "$fail" = 0 ] || exit 1
+
+# What the packages hold works as installed (unpacked into a directory, not
+# onto this machine): the packaged unit passes systemd-analyze verify with
+# its ExecStart pointed at the unpacked daemon; that daemon accepts the
+# packaged config; an app builds against libsealpost-dev through its
+# pkg-config file (shared, and --static) and runs against libsealpost0.
+root="$work/root"
+rm -rf "$root"
+mkdir -p "$root"
+for deb in *_"${ver}"_"${arch}".deb; do dpkg-deb -x "$deb" "$root"; done
+"$root/usr/bin/sealpostd" --check-config --config "$root/etc/sealpost/sealpostd.conf" > "$work/check.out"
+grep -qx 'data-dir = /var/lib/sealpost' "$work/check.out" ||
+	{ echo "packaged sealpostd does not take the packaged config"; exit 1; }
+"$root/usr/bin/sealpost" --help > /dev/null
+"$root/usr/bin/sealpost-loadgen" --help > /dev/null 2>&1 ||
+	{ echo "packaged sealpost-loadgen --help fails"; exit 1; }
+if command -v systemd-analyze >/dev/null 2>&1; then
+	sed "s|^ExecStart=\"/usr/bin/sealpostd\"|ExecStart=\"$root/usr/bin/sealpostd\"|" "$work/unit" > "$work/sealpostd.service"
+	grep -q "^ExecStart=\"$root/usr/bin/sealpostd\"" "$work/sealpostd.service"
+	out="$(MANPATH="$root/usr/share/man:" systemd-analyze verify "$work/sealpostd.service" 2>&1)" ||
+		{ echo "systemd-analyze verify (packaged unit): $out"; exit 1; }
+	case "$out" in *sealpostd.service*) echo "systemd-analyze verify (packaged unit): $out"; exit 1 ;; esac
+fi
+export PKG_CONFIG_PATH="$root/usr/lib/$multi/pkgconfig"
+cc -o "$work/consumer" "$1/tests/install/consumer.c" $(pkg-config --cflags --libs sealpost)
+LD_LIBRARY_PATH="$root/usr/lib/$multi" "$work/consumer"
+# Not linked against the build tree's copy by accident: the one resolved is
+# the unpacked package's.
+LD_LIBRARY_PATH="$root/usr/lib/$multi" ldd "$work/consumer" | grep -q "$root/usr/lib/$multi/libsealpost.so.0" ||
+	{ echo "consumer did not resolve the packaged libsealpost.so.0"; exit 1; }
+# -l prefers the .so: name the archive the .pc file's libdir holds.
+cc -o "$work/consumer-static" "$1/tests/install/consumer.c" \
+	$(pkg-config --static --cflags --libs sealpost | sed "s#-lsealpost\( \|\$\)#$root/usr/lib/$multi/libsealpost.a #")
+! ldd "$work/consumer-static" | grep -q libsealpost ||
+	{ echo "consumer-static links libsealpost.so"; exit 1; }
+"$work/consumer-static"
+# find_package(sealpost), the way an app's CMakeLists.txt does it.
+cmake -S "$1/tests/install" -B "$work/app" -DCMAKE_PREFIX_PATH="$root/usr" > "$work/app.log" 2>&1 &&
+	cmake --build "$work/app" >> "$work/app.log" 2>&1 ||
+	{ cat "$work/app.log"; echo "find_package(sealpost) against libsealpost-dev failed"; exit 1; }
+LD_LIBRARY_PATH="$root/usr/lib/$multi" "$work/app/consumer_shared"
+"$work/app/consumer_static"
+echo "unpacked packages: unit verified, config accepted, consumer built and run (pkg-config and find_package; shared and static)"
 
 if command -v lintian >/dev/null 2>&1; then
 	changes="sealpost_${ver}_${arch}.changes"

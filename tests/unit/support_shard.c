@@ -109,6 +109,8 @@ struct sps_counts sps_counts(const struct sps *t)
 							 SP_METRICS_REFUSED_FIRST],
 		.refused_mailbox_full = m->envelopes_refused[SP_STATUS_ERR_MAILBOX_FULL -
 							     SP_METRICS_REFUSED_FIRST],
+		.refused_rate_limited = m->envelopes_refused[SP_STATUS_ERR_RATE_LIMITED -
+							     SP_METRICS_REFUSED_FIRST],
 		.acks = m->acks,
 		.expired = m->expired,
 	};

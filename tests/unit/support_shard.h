@@ -88,6 +88,7 @@ struct sps_counts {
 	uint64_t accepted;              /* SendResults DELIVERED or ACCEPTED */
 	uint64_t refused_internal;      /* SendResults ERR_INTERNAL */
 	uint64_t refused_mailbox_full;  /* SendResults ERR_MAILBOX_FULL */
+	uint64_t refused_rate_limited;  /* SendResults ERR_RATE_LIMITED */
 	uint64_t acks;                  /* seqs acknowledged and removed */
 	uint64_t expired;               /* mailbox entries expired */
 	/* the store's */

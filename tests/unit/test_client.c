@@ -1569,6 +1569,75 @@ static char *slurp(const char *path)
 	return buf;
 }
 
+/* Back-off between attempts: doubling from reconnect_min_ms, capped at
+ * reconnect_max_ms, each wait in the upper half of its step (jitter), read
+ * through sealpost_client_timeout right after each failed attempt. Also:
+ * DISCONNECTED once for the whole outage, whatever the number of attempts. */
+static void test_backoff(void **state)
+{
+	struct sealpost_connect_opts o = SEALPOST_CONNECT_OPTS_INIT;
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t slen = sizeof(sa);
+	static const int bound[] = { 100, 200, 400, 800, 800 };
+	struct sealpost_key *k;
+	struct sealpost_client *c = NULL;
+	struct sealpost_event ev;
+	char addr[64];
+	int fd, prev_fd, prev_t, n = 0, spins = 0, disconnected = 0, waits[5];
+
+	(void)state;
+	assert_int_equal(sealpost_key_generate(&k), 0);
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &slen), 0);
+	close(fd);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%u", ntohs(sa.sin_port));
+	o.reconnect_min_ms = 100;
+	o.reconnect_max_ms = 800;
+	o.flags = SEALPOST_CONNECT_NO_KEEPALIVE;
+	assert_int_equal(sealpost_client_start(&c, addr, k, NULL, &o), 0);
+	prev_fd = sealpost_client_fd(c);
+	prev_t = sealpost_client_timeout(c);
+	if (prev_fd < 0)
+		waits[n++] = prev_t;   /* refused at once, inside start */
+	while (n < 5) {
+		struct pollfd p = { .fd = sealpost_client_fd(c), .events = sealpost_client_poll_events(c) };
+		int t, f;
+
+		assert_true(++spins < 10000);
+		assert_true(poll(&p, 1, sealpost_client_timeout(c)) >= 0);
+		assert_int_equal(sealpost_client_step(c), 0);
+		while (sealpost_client_next_event(c, &ev, 0) == 1) {
+			assert_int_equal(ev.type, SEALPOST_EVENT_DISCONNECTED);
+			assert_int_equal(ev.error, -ECONNREFUSED);
+			disconnected++;
+		}
+		f = sealpost_client_fd(c);
+		t = sealpost_client_timeout(c);
+		/* A new wait starts when an attempt ended: no socket, and the
+		 * timer moved out instead of counting down. */
+		if (f < 0 && (prev_fd >= 0 || t > prev_t))
+			waits[n++] = t;
+		prev_fd = f;
+		prev_t = t;
+	}
+	for (n = 0; n < 5; n++)
+		assert_true(waits[n] >= 0 && waits[n] <= bound[n]);
+	/* Grown past the first step (lower bounds are half a step, less what
+	 * the loop itself took). */
+	assert_true(waits[3] > bound[0]);
+	assert_true(waits[4] > bound[0]);
+	assert_int_equal(disconnected, 1);
+	assert_false(sealpost_client_is_connected(c));
+	sealpost_client_close(c);
+
+	/* Bounds the wrong way round are refused. */
+	o.reconnect_min_ms = 900;
+	assert_int_equal(sealpost_client_start(&c, addr, k, NULL, &o), -EINVAL);
+	sealpost_key_free(k);
+}
+
 /* The quote of docs/examples/<name> in docs/CLIENT.md is the file, byte for byte. */
 static void check_quoted(const char *name)
 {
@@ -1623,6 +1692,7 @@ int main(void)
 		cmocka_unit_test(test_protocol_ack_manual),
 		cmocka_unit_test(test_send_ex_and_opts),
 		cmocka_unit_test(test_foreign_api),
+		cmocka_unit_test(test_backoff),
 		cmocka_unit_test(test_foreign_bytewise),
 		cmocka_unit_test(test_docs_example_quoted),
 	};

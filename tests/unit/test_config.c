@@ -156,6 +156,21 @@ static void test_range_errors(void **state)
 	expect_error("--log-level", "verbose", "--log-level");
 	expect_error("--listen", "nowhere", "--listen");
 	expect_error("--data-dir", "", "--data-dir");
+	/* Paths that would not survive --check-config's "name = VALUE" lines
+	 * (found by fuzz_config: a newline in --config's path injected lines
+	 * into the printed configuration). */
+	expect_error("--config", "a\nlisten = 0.0.0.0:1", "--config");
+	expect_error("--data-dir", "dir\r", "--data-dir");
+	expect_error("--data-dir", " lead", "--data-dir");
+	expect_error("--data-dir", "trail ", "--data-dir");
+	expect_error("--data-dir", ";x", "--data-dir");
+	expect_error("--data-dir", "a ;b", "--data-dir");
+	{
+		struct sp_config c;
+
+		assert_int_equal(parse(&c, "--data-dir", "a;b c#d", NULL), 0);
+		assert_string_equal(c.data_dir, "a;b c#d");
+	}
 	expect_error("--handshake-rate", "12 ", "--handshake-rate");
 	expect_error("--max-conns", "18446744073709551616", "--max-conns");
 }
@@ -210,6 +225,8 @@ static void test_usage_lists_options(void **state)
 			fail();
 		}
 	}
+	/* The test suite's options are not for operators. */
+	assert_null(strstr(text, "--test-"));
 	free(text);
 }
 

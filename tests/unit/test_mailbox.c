@@ -464,6 +464,42 @@ static void test_takeover(void **state)
 
 /* A mailbox at its count or bytes quota refuses (MAILBOX_FULL, not kept);
  * an ack makes room again. */
+/* Per-sender budget (ERR_RATE_LIMITED) and share of a mailbox
+ * (ERR_MAILBOX_FULL for that sender only). */
+static void test_sender_limits(void **state)
+{
+	struct sps *t = *state;
+	struct sps_dev *a, *b, *c;
+	uint8_t body[BODY];
+
+	t->cfg.sender_rate = 1;
+	t->cfg.sender_burst = 3;
+	t->cfg.mailbox_max_count = 4;
+	t->cfg.mailbox_sender_share = 50;
+	sps_start(t);
+	a = sps_dev_new(t);
+	b = sps_dev_new(t);
+	c = sps_dev_new(t);
+	connect_empty(t, a);
+	connect_empty(t, c);
+	sps_body(body, sizeof(body), 1);
+	for (uint64_t i = 1; i <= 3; i++)
+		sps_send(a, b->pub, i, 0, body, sizeof(body));
+	assert_int_equal(sps_round(t, a), 0);
+	result(a, 1, SP_STATUS_ACCEPTED);
+	result(a, 2, SP_STATUS_ACCEPTED);
+	result(a, 3, SP_STATUS_ERR_MAILBOX_FULL);      /* its share: 2 of 4 */
+	sps_send(a, b->pub, 4, 0, body, sizeof(body));
+	assert_int_equal(sps_round(t, a), 0);
+	result(a, 4, SP_STATUS_ERR_RATE_LIMITED);      /* burst of 3 spent */
+	assert_int_equal(sps_counts(t).refused_rate_limited, 1);
+	/* Another sender to the same mailbox is accepted. */
+	sps_send(c, b->pub, 5, 0, body, sizeof(body));
+	assert_int_equal(sps_round(t, c), 0);
+	result(c, 5, SP_STATUS_ACCEPTED);
+	assert_int_equal(mailbox_count(t, b), 3);
+}
+
 static void test_quota(void **state)
 {
 	struct sps *t = *state;
@@ -473,6 +509,7 @@ static void test_quota(void **state)
 
 	t->cfg.mailbox_max_count = 2;
 	t->cfg.mailbox_max_bytes = 1000;
+	t->cfg.mailbox_sender_share = 100;     /* one sender fills it: test_sender_limits */
 	sps_start(t);
 	a = sps_dev_new(t);
 	b = sps_dev_new(t);
@@ -649,6 +686,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_dedup, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_takeover, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_quota, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sender_limits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_failure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_expiry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restart, setup, teardown),

@@ -542,6 +542,22 @@ static bool in_small_order(const uint8_t pt[SP_KEY_LEN])
 	return false;
 }
 
+/* Canonical: bit 255 clear and below p = 2^255 - 19 (written out
+ * independently of sp_key.c: compare from the top byte down). */
+static bool is_canonical(const uint8_t pt[SP_KEY_LEN])
+{
+	static const uint8_t p[SP_KEY_LEN] = { 0xed, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+					       0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+					       0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+					       0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f };
+
+	for (int i = SP_KEY_LEN - 1; i >= 0; i--) {
+		if (pt[i] != p[i])
+			return pt[i] < p[i];
+	}
+	return false; /* equal to p */
+}
+
 static void test_low_order_keys(void **state)
 {
 	uint8_t priv[SP_KEY_LEN], pub[SP_KEY_LEN], out[SP_KEY_LEN], pt[SP_KEY_LEN];
@@ -561,8 +577,10 @@ static void test_low_order_keys(void **state)
 	for (int n = 0; n < 200; n++) {
 		sp_noise_keypair(pub, priv);
 		assert_true(sp_noise_key_valid(pub));
-		pub[31] |= 0x80; /* ignored by X25519: still the same point */
-		assert_true(sp_noise_key_valid(pub));
+		/* Ignored by X25519, so the same point spelt a second way: refused,
+		 * or one device would have two addresses. */
+		pub[31] |= 0x80;
+		assert_false(sp_noise_key_valid(pub));
 	}
 	memcpy(pt, small_order[2], SP_KEY_LEN);
 	pt[0] ^= 1;
@@ -573,9 +591,24 @@ static void test_low_order_keys(void **state)
 		for (int bit = 0; bit < 255; bit++) {
 			memcpy(pt, small_order[k], SP_KEY_LEN);
 			pt[bit / 8] ^= (uint8_t)(1u << (bit % 8));
-			assert_int_equal(sp_noise_key_valid(pt), !in_small_order(pt));
+			assert_int_equal(sp_noise_key_valid(pt),
+					 !in_small_order(pt) && is_canonical(pt));
 		}
 	}
+	/* Every non-canonical value (p + 2 .. 2^255 - 1 past the table's p,
+	 * p + 1; all 0xff, the top bit with any low bytes) is refused. */
+	for (int v = 0xef; v <= 0xff; v++) {
+		memset(pt, 0xff, SP_KEY_LEN);
+		pt[0] = (uint8_t)v;
+		pt[31] = 0x7f;
+		assert_false(sp_noise_key_valid(pt));
+		pt[31] = 0xff;
+		assert_false(sp_noise_key_valid(pt));
+	}
+	memset(pt, 0xff, SP_KEY_LEN);
+	pt[0] = 0xec - 1; /* p - 2: canonical, not of small order */
+	pt[31] = 0x7f;
+	assert_true(sp_noise_key_valid(pt));
 
 	/* given as rs: refused at init */
 	for (size_t k = 0; k < sizeof(small_order) / sizeof(small_order[0]); k++) {
@@ -985,6 +1018,80 @@ static void test_init_keyed(void **state)
 	sp_noise_handshake_wipe(&r.hs);
 }
 
+/*
+ * REKEY (Noise 4.2): k' = the first 32 bytes of the ChaCha20-Poly1305
+ * encryption of 32 zero bytes under k with nonce 2^64 - 1, computed here
+ * straight from libsodium; and every transport path (one message,
+ * gathered/streamed, decrypt) rekeys at the interval, so a streamed sender
+ * and a plain receiver stay in step.
+ */
+static void test_rekey(void **state)
+{
+	static const uint8_t maxnonce[12] = { 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff,
+					      0xff, 0xff, 0xff, 0xff };
+	struct sp_noise_cipher a = { .has_key = true }, b;
+	uint8_t zeros[SP_KEY_LEN + SP_TAG_LEN] = { 0 }, want[SP_KEY_LEN + SP_TAG_LEN];
+	uint8_t msg[64 + SP_TAG_LEN], out[64 + SP_TAG_LEN];
+	size_t plen, olen;
+
+	(void)state;
+	randombytes_buf(a.k, sizeof(a.k));
+	crypto_aead_chacha20poly1305_ietf_encrypt(want, NULL, zeros, SP_KEY_LEN, NULL, 0, NULL,
+						  maxnonce, a.k);
+	b = a;
+	assert_int_equal(sp_noise_rekey(&b), 0);
+	assert_memory_equal(b.k, want, SP_KEY_LEN);
+	assert_int_equal(b.n, a.n);             /* the nonce is not reset */
+	b.has_key = false;
+	assert_int_equal(sp_noise_rekey(&b), -EINVAL);
+
+	/* Interval 2, three paths on the sending side, one receiver. */
+	b = a;
+	a.rekey_every = b.rekey_every = 2;
+	for (int m = 0; m < 9; m++) {
+		struct sp_noise_iov iov = { msg, 64 };
+
+		memset(msg, m, 64);
+		if (m % 3 == 0) {
+			assert_int_equal(sp_noise_encrypt(&a, msg, 64), 0);
+			memcpy(out, msg, sizeof(out));
+		} else {
+			assert_int_equal(sp_noise_encryptv(&a, &iov, 1, out, sizeof(out), &olen), 0);
+			assert_int_equal(olen, 64 + SP_TAG_LEN);
+		}
+		assert_int_equal(sp_noise_decrypt(&b, out, 64 + SP_TAG_LEN, &plen), 0);
+		assert_int_equal(plen, 64);
+		for (int k = 0; k < 64; k++)
+			assert_int_equal(out[k], m);
+		assert_memory_equal(a.k, b.k, SP_KEY_LEN);
+		assert_int_equal(a.n, (uint64_t)m + 1);
+	}
+	/* After 9 messages at interval 2: four rekeys (after nonces 1, 3, 5, 7). */
+	{
+		struct sp_noise_cipher c = { .has_key = true };
+
+		memcpy(c.k, want, SP_KEY_LEN); /* = REKEY(k0), computed above */
+		for (int r = 1; r < 4; r++)
+			assert_int_equal(sp_noise_rekey(&c), 0);
+		assert_memory_equal(c.k, a.k, SP_KEY_LEN);
+	}
+
+	/* The last nonces: 2^64 - 2 is used, 2^64 - 1 never. */
+	a.n = UINT64_MAX - 1;
+	a.rekey_every = 0;
+	assert_int_equal(sp_noise_encrypt(&a, msg, 16), 0);
+	assert_int_equal(a.n, UINT64_MAX);
+	assert_int_equal(sp_noise_encrypt(&a, msg, 16), -EOVERFLOW);
+	{
+		struct sp_noise_iov iov = { msg, 16 };
+
+		assert_int_equal(sp_noise_encryptv(&a, &iov, 1, out, sizeof(out), &olen),
+				 -EOVERFLOW);
+	}
+	assert_int_equal(sp_noise_decrypt(&a, out, 32, &plen), -EOVERFLOW);
+	assert_int_equal(a.n, UINT64_MAX);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1008,6 +1115,7 @@ int main(void)
 		cmocka_unit_test(test_wipe),
 		cmocka_unit_test(test_public_key),
 		cmocka_unit_test(test_init_keyed),
+		cmocka_unit_test(test_rekey),
 	};
 
 	if (sodium_init() < 0)

@@ -642,9 +642,13 @@ static enum sp_close_reason p_server_hello(void *ctx, struct sp_session *s, cons
 	return SP_CLOSE_NONE;
 }
 
+/* Both envs' rekey interval for the next pair_init (0: the protocol's). */
+static uint64_t pair_rekey;
+
 static void pair_init(struct pair *p)
 {
 	memset(p, 0, sizeof(*p));
+	p->renv.rekey_every = p->ienv.rekey_every = pair_rekey;
 	sp_txpool_init(&p->pool, 4);
 	p->renv.static_priv = server_priv;
 	memcpy(p->renv.static_pub, server_pub, SP_KEY_LEN);
@@ -1008,6 +1012,114 @@ static void test_pair_end_and_wipe(void **state)
 	pair_free(&p);
 }
 
+/*
+ * Rekeying (PROTOCOL.md 5.1): a pair rekeying every 3 messages still talks
+ * in both directions across many boundaries, each direction's key changes
+ * exactly at the boundary and to REKEY(old key), and a receiver that does
+ * not rekey at the same count fails at the first message after it.
+ */
+static void test_pair_rekey(void **state)
+{
+	uint8_t k0[SP_KEY_LEN], k_before[SP_KEY_LEN];
+	struct pair p;
+
+	(void)state;
+	pair_rekey = 3;
+	pair_handshake(&p, true, 0, 0);
+	memcpy(k0, p.i.t.tx.k, SP_KEY_LEN);
+	assert_memory_equal(p.r.t.rx.k, k0, SP_KEY_LEN);
+	for (int m = 0; m < 20; m++) {
+		memcpy(k_before, p.i.t.tx.k, SP_KEY_LEN);
+		send_pings(&p.i, 100 + (uint64_t)m, 2);
+		assert_int_equal(wire(&p.i, &p.r, 0, 0, -1), SP_CLOSE_NONE);
+		assert_int_equal(p.rs.frames, 2 * (m + 1));
+		assert_int_equal(p.rs.ids[2 * m + 1], 101 + (uint64_t)m);
+		send_pings(&p.r, 500 + (uint64_t)m, 1);
+		assert_int_equal(wire(&p.r, &p.i, 0, 0, -1), SP_CLOSE_NONE);
+		assert_int_equal(p.is.frames, m + 1);
+		/* Both sides hold the same key for each direction, always. */
+		assert_memory_equal(p.i.t.tx.k, p.r.t.rx.k, SP_KEY_LEN);
+		assert_memory_equal(p.r.t.tx.k, p.i.t.rx.k, SP_KEY_LEN);
+		assert_int_equal(p.i.t.tx.n, (uint64_t)m + 1);
+		if ((m + 1) % 3 == 0) {
+			struct sp_noise_cipher c = { .has_key = true };
+
+			assert_memory_not_equal(p.i.t.tx.k, k_before, SP_KEY_LEN);
+			memcpy(c.k, k_before, SP_KEY_LEN);
+			assert_int_equal(sp_noise_rekey(&c), 0);
+			assert_memory_equal(p.i.t.tx.k, c.k, SP_KEY_LEN);
+		} else {
+			assert_memory_equal(p.i.t.tx.k, k_before, SP_KEY_LEN);
+		}
+	}
+	assert_memory_not_equal(p.i.t.tx.k, k0, SP_KEY_LEN);
+	pair_free(&p);
+
+	/* The responder counts 4, the initiator 3: message 4 (nonce 3) is
+	 * sealed under the rekeyed key and does not open. */
+	pair_rekey = 3;
+	pair_handshake(&p, true, 0, 0);
+	sp_noise_transport_set_rekey(&p.r.t, 4);
+	for (int m = 0; m < 3; m++) {
+		send_pings(&p.i, 1, 1);
+		assert_int_equal(wire(&p.i, &p.r, 0, 0, -1), SP_CLOSE_NONE);
+	}
+	send_pings(&p.i, 1, 1);
+	assert_int_equal(wire(&p.i, &p.r, 0, 0, -1), SP_CLOSE_DECRYPT_FAILED);
+	pair_free(&p);
+	pair_rekey = 0;
+
+	/* The protocol's interval: the key changes after message 65536. */
+	pair_handshake(&p, false, 0, 0);
+	p.i.t.tx.n = p.r.t.rx.n = SP_REKEY_MESSAGES - 2;
+	memcpy(k0, p.i.t.tx.k, SP_KEY_LEN);
+	send_pings(&p.i, 1, 1);
+	assert_int_equal(wire(&p.i, &p.r, 0, 0, -1), SP_CLOSE_NONE);
+	assert_memory_equal(p.i.t.tx.k, k0, SP_KEY_LEN);
+	send_pings(&p.i, 2, 1);
+	assert_int_equal(wire(&p.i, &p.r, 0, 0, -1), SP_CLOSE_NONE);
+	assert_memory_not_equal(p.i.t.tx.k, k0, SP_KEY_LEN);
+	assert_memory_equal(p.i.t.tx.k, p.r.t.rx.k, SP_KEY_LEN);
+	send_pings(&p.i, 3, 1);
+	assert_int_equal(wire(&p.i, &p.r, 0, 0, -1), SP_CLOSE_NONE);
+	assert_int_equal(p.rs.frames, 3);
+	pair_free(&p);
+}
+
+/*
+ * No nonce wraps: a session whose send nonce reaches 2^64 - 1 refuses to
+ * send (the owner ends the connection), and one whose receive nonce is
+ * there closes on the next message (decrypt_failed), never reusing a nonce.
+ */
+static void test_pair_nonce_end(void **state)
+{
+	struct sp_frame ping = { .type = SP_FRAME_PING, .u.ping.id = 1 };
+	struct pair p;
+
+	(void)state;
+	pair_handshake(&p, false, 0, 0);
+	p.i.t.tx.n = p.r.t.rx.n = UINT64_MAX - 2;
+	send_pings(&p.i, 1, 1);
+	assert_int_equal(wire(&p.i, &p.r, 0, 0, -1), SP_CLOSE_NONE);
+	send_pings(&p.i, 2, 1);
+	assert_int_equal(wire(&p.i, &p.r, 0, 0, -1), SP_CLOSE_NONE);
+	assert_int_equal(p.rs.frames, 2);
+	assert_int_equal(p.i.t.tx.n, UINT64_MAX);
+	/* The next message would use the reserved nonce: refused. */
+	assert_int_equal(sp_session_tx_frame(&p.i, &ping, NULL, 0), -EOVERFLOW);
+	assert_int_equal(p.i.t.tx.n, UINT64_MAX);
+	pair_free(&p);
+
+	/* Receiving with the receive nonce exhausted: the session closes. */
+	pair_handshake(&p, false, 0, 0);
+	p.i.t.tx.n = UINT64_MAX - 1;
+	p.r.t.rx.n = UINT64_MAX;
+	send_pings(&p.i, 1, 1);
+	assert_int_equal(wire(&p.i, &p.r, 0, 0, -1), SP_CLOSE_DECRYPT_FAILED);
+	assert_int_equal(p.rs.frames, 0);
+	pair_free(&p);
+}
+
 static int group_setup(void **state)
 {
 	(void)state;
@@ -1033,6 +1145,8 @@ int main(void)
 		cmocka_unit_test(test_pair_tampered),
 		cmocka_unit_test(test_initiator_bad_input),
 		cmocka_unit_test(test_pair_end_and_wipe),
+		cmocka_unit_test(test_pair_rekey),
+		cmocka_unit_test(test_pair_nonce_end),
 	};
 	return cmocka_run_group_tests(tests, group_setup, NULL);
 }

@@ -114,6 +114,7 @@ static void test_layout_and_options(void **state)
 
 	f->cfg.fsync = SP_FSYNC_ALWAYS;
 	f->cfg.mailbox_max_count = 2;
+	f->cfg.mailbox_sender_share = 100;     /* one sender fills the quota below */
 	f->cfg.ttl_s = 10;
 	f->cfg.dedup_window_s = 5;
 	assert_int_equal(sp_shard_store_open(&f->cfg, &f->log, &st), 0);

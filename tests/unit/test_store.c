@@ -224,6 +224,7 @@ struct layout_scan {
 	int state;                      /* 0: in A's range, 1: in B's range */
 	int sender_hits;
 	int entries;
+	uint8_t tag_a[3];
 };
 
 static bool contains(const uint8_t *hay, size_t n, const uint8_t *needle, size_t m)
@@ -239,10 +240,15 @@ static void layout_mailbox(const uint8_t *k, size_t kl, const uint8_t *v, size_t
 	assert_int_equal(kl, SP_STORE_MAILBOX_KEY_LEN);
 	for (int i = 0; i < 8; i++)
 		seq = seq << 8 | k[SP_KEY_LEN + i];
-	/* value: version 1, 3 zero bytes, body_len, accepted, expires, body */
+	/* value: version 2, 3 bytes share tag, body_len, accepted, expires, body;
+	 * one sender, so one tag per device (checked against the first seen) */
 	assert_true(vl >= SP_STORE_MAILBOX_HDR_LEN);
-	assert_int_equal(v[0], 1);
-	assert_int_equal(v[1] | v[2] | v[3], 0);
+	assert_int_equal(v[0], SP_STORE_MAILBOX_V2);
+	if (!memcmp(k, s->a, SP_KEY_LEN)) {
+		if (!s->n_a)
+			memcpy(s->tag_a, v + 1, 3);
+		assert_memory_equal(s->tag_a, v + 1, 3);
+	}
 	assert_int_equal(((size_t)v[4] << 24 | v[5] << 16 | v[6] << 8 | v[7]),
 			 vl - SP_STORE_MAILBOX_HDR_LEN);
 	if (!memcmp(k, s->a, SP_KEY_LEN)) {
@@ -849,6 +855,138 @@ static void test_meta_deleted_when_empty(void **state)
 	assert_int_equal(sp_store_totals(f->st, &e, &by), 0);
 	assert_int_equal(e, 6);
 	assert_int_equal(by, 12);
+}
+
+/* One sender holds at most share_pct % of a mailbox; an ack gives it room
+ * again; other senders are not affected. */
+static void test_sender_share(void **state)
+{
+	struct fx *f = *state;
+	uint8_t r[SP_KEY_LEN], r2[SP_KEY_LEN], att[SP_KEY_LEN], hon[SP_KEY_LEN];
+	uint64_t s[8], x;
+	struct sp_store_stats st;
+
+	key_of(r, 1);
+	key_of(r2, 5);
+	key_of(att, 2);
+	key_of(hon, 3);
+	f->cfg.quota_count = 8;
+	f->cfg.share_pct = 50;
+	open_store(f);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(put1(f, 1, r, att, 0, "a", 1, 0, &s[i]), 0);
+	assert_int_equal(put1(f, 1, r, att, 0, "a", 1, 0, &x), -EXFULL);
+	/* The same sender to another device has a share there too. */
+	assert_int_equal(put1(f, 1, r2, att, 0, "a", 1, 0, &x), 0);
+	for (int i = 4; i < 8; i++)
+		assert_int_equal(put1(f, 1, r, hon, 0, "h", 1, 0, &s[i]), 0);
+	assert_int_equal(put1(f, 1, r, hon, 0, "h", 1, 0, &x), -EDQUOT); /* the whole quota */
+	sp_store_get_stats(f->st, &st);
+	assert_int_equal(st.share_refused, 1);
+	assert_int_equal(st.share_pairs, 3);
+	/* An ack of one of the attacker's frees one place of its share. */
+	assert_int_equal(ack1(f, 2, r, s[0]), 0);
+	assert_int_equal(put1(f, 2, r, att, 0, "a", 1, 0, &x), 0);
+	assert_int_equal(ack1(f, 2, r, s[4]), 0);       /* room in the mailbox ... */
+	assert_int_equal(put1(f, 2, r, att, 0, "a", 1, 0, &x), -EXFULL); /* not in the share */
+	/* Acked completely: the pair is forgotten. */
+	for (int i = 5; i < 8; i++)
+		assert_int_equal(ack1(f, 3, r, s[i]), 0);
+	sp_store_get_stats(f->st, &st);
+	assert_int_equal(st.share_pairs, 2);
+}
+
+/* A store of format 1 (v1 mailbox values) opens, is marked format 2, and
+ * its envelopes are read and acked as before. */
+static void test_format1_upgrade(void **state)
+{
+	struct fx *f = *state;
+	uint8_t a[SP_KEY_LEN], snd[SP_KEY_LEN], k[SP_STORE_MAILBOX_KEY_LEN];
+	uint8_t v[SP_STORE_MAILBOX_HDR_LEN + 2];
+	struct sp_store_item it[4];
+	struct sp_store_read_result res;
+	uint64_t seq;
+	struct raw r;
+	char *val, *err = NULL;
+	size_t vl;
+	rocksdb_readoptions_t *ro;
+
+	key_of(a, 1);
+	key_of(snd, 2);
+	open_store(f);
+	assert_int_equal(put1(f, 1, a, snd, 0, "v1", 2, 0, &seq), 0);
+	sp_store_close(f->st);
+	f->st = NULL;
+	raw_open(f, &r);
+	sp_store_mailbox_key(k, a, seq);
+	ro = rocksdb_readoptions_create();
+	val = rocksdb_get_cf(r.db, ro, r.cf[SP_STORE_CF_MAILBOX], (const char *)k, sizeof(k), &vl,
+			     &err);
+	assert_null(err);
+	assert_int_equal(vl, sizeof(v));
+	memcpy(v, val, sizeof(v));
+	rocksdb_free(val);
+	v[0] = SP_STORE_VALUE_V1;
+	v[1] = v[2] = v[3] = 0;
+	raw_put(&r, SP_STORE_CF_MAILBOX, k, sizeof(k), v, sizeof(v));
+	raw_put(&r, SP_STORE_CF_DEFAULT, "format", 6, "\x01", 1);
+	raw_close(&r);
+
+	open_store(f);
+	assert_int_equal(read_all(f, a, 2, it, 4, &res), 1);
+	assert_memory_equal(it[0].body, "v1", 2);
+	assert_int_equal(ack1(f, 3, a, seq), 0);
+	sp_store_close(f->st);
+	f->st = NULL;
+	raw_open(f, &r);
+	val = rocksdb_get_cf(r.db, ro, r.cf[SP_STORE_CF_DEFAULT], "format", 6, &vl, &err);
+	assert_null(err);
+	assert_int_equal(vl, 1);
+	assert_int_equal((uint8_t)val[0], SP_STORE_FORMAT);
+	rocksdb_free(val);
+	rocksdb_readoptions_destroy(ro);
+	raw_close(&r);
+}
+
+/* A scrub starts one interval after the first removal, runs on its own
+ * thread, and is reaped by a later tick; nothing removed, no scrub. */
+static void test_scrub(void **state)
+{
+	struct fx *f = *state;
+	uint8_t a[SP_KEY_LEN], snd[SP_KEY_LEN];
+	struct sp_store_stats st;
+	uint64_t seq, entries, dels;
+
+	key_of(a, 1);
+	key_of(snd, 2);
+	f->cfg.scrub_interval_ms = 1000;
+	open_store(f);
+	assert_int_equal(put1(f, 1, a, snd, 0, "scrubbed", 8, 0, &seq), 0);
+	assert_int_equal(sp_store_tick(f->st, 10), 0);
+	assert_int_equal(sp_store_tick(f->st, 5000), 0);
+	sp_store_get_stats(f->st, &st);
+	assert_int_equal(st.scrubs, 0);          /* nothing removed yet */
+	assert_int_equal(ack1(f, 5001, a, seq), 0);
+	assert_int_equal(sp_store_tick(f->st, 5002), 0);   /* arms: due at 6002 */
+	assert_int_equal(sp_store_tick(f->st, 6001), 0);
+	assert_int_equal(sp_store_tick(f->st, 6002), 0);   /* starts */
+	for (int i = 0; i < 500 && st.scrubs == 0; i++) {
+		usleep(10000);
+		assert_int_equal(sp_store_tick(f->st, 6003 + (uint64_t)i), 0);
+		sp_store_get_stats(f->st, &st);
+	}
+	assert_int_equal(st.scrubs, 1);
+	assert_int_equal(st.scrub_failures, 0);
+	/* Compacted: no table file holds the entry or its deletion marker. */
+	if (sp_store_table_stats(f->st, SP_STORE_CF_MAILBOX, &entries, &dels) == 0) {
+		assert_int_equal(entries, 0);
+		assert_int_equal(dels, 0);
+	}
+	/* Nothing removed since: no second scrub. */
+	assert_int_equal(sp_store_tick(f->st, 100000), 0);
+	assert_int_equal(sp_store_tick(f->st, 200000), 0);
+	sp_store_get_stats(f->st, &st);
+	assert_int_equal(st.scrubs, 1);
 }
 
 /* A step stopped by its count resumes at its cursor: later steps do not walk
@@ -1571,6 +1709,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_expire_resumes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_meta_deleted_when_empty, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sender_share, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_format1_upgrade, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_scrub, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backlog_streamed_and_compacted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_limits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_meta_written_once_per_batch, setup, teardown),

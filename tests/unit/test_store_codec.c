@@ -115,16 +115,19 @@ static void test_expiry_bound(void **state)
 static void test_mailbox_value(void **state)
 {
 	static const uint8_t body[5] = { 'h', 'e', 'l', 'l', 'o' };
-	struct sp_store_mbox_hdr h = { .body_len = 5, .accepted_ms = 111, .expires_ms = 222 };
+	struct sp_store_mbox_hdr h = { .body_len = 5, .accepted_ms = 111, .expires_ms = 222,
+				       .share_tag = 0xabcdef };
 	struct sp_store_mbox_hdr got;
 	uint8_t v[SP_STORE_MAILBOX_HDR_LEN + sizeof(body) + 1];
 
 	(void)state;
 	sp_store_mbox_hdr_encode(v, &h);
 	memcpy(v + SP_STORE_MAILBOX_HDR_LEN, body, sizeof(body));
-	assert_int_equal(v[0], SP_STORE_FORMAT);
+	assert_int_equal(v[0], SP_STORE_MAILBOX_V2);
+	assert_int_equal(v[1], 0xab);
 	assert_int_equal(sp_store_mbox_decode(v, SP_STORE_MAILBOX_HDR_LEN + 5, &got), 0);
 	assert_int_equal(got.body_len, 5);
+	assert_true(got.has_tag && got.share_tag == 0xabcdef);
 	assert_true(got.accepted_ms == 111 && got.expires_ms == 222);
 	assert_memory_equal(v + SP_STORE_MAILBOX_HDR_LEN, body, got.body_len);
 
@@ -133,10 +136,15 @@ static void test_mailbox_value(void **state)
 		assert_int_equal(sp_store_mbox_decode(v, len, &got), -EBADMSG);
 	assert_int_equal(sp_store_mbox_decode(v, SP_STORE_MAILBOX_HDR_LEN + 6, &got), -EBADMSG);
 
-	/* Another version, or any reserved byte set. */
-	v[0] = SP_STORE_FORMAT + 1;
+	/* Another version; a v1 value (no tag) with any reserved byte set. */
+	v[0] = SP_STORE_MAILBOX_V2 + 1;
 	assert_int_equal(sp_store_mbox_decode(v, SP_STORE_MAILBOX_HDR_LEN + 5, &got), -EBADMSG);
-	v[0] = SP_STORE_FORMAT;
+	v[0] = 0;
+	assert_int_equal(sp_store_mbox_decode(v, SP_STORE_MAILBOX_HDR_LEN + 5, &got), -EBADMSG);
+	v[0] = SP_STORE_VALUE_V1;
+	v[1] = v[2] = v[3] = 0;
+	assert_int_equal(sp_store_mbox_decode(v, SP_STORE_MAILBOX_HDR_LEN + 5, &got), 0);
+	assert_false(got.has_tag);
 	for (int i = 1; i < 4; i++) {
 		v[i] = 1;
 		assert_int_equal(sp_store_mbox_decode(v, SP_STORE_MAILBOX_HDR_LEN + 5, &got),
@@ -172,7 +180,7 @@ static void test_meta_value(void **state)
 	assert_int_equal(sp_store_meta_decode(v, 0, &got), -EBADMSG);
 	v[0] = 0;
 	assert_int_equal(sp_store_meta_decode(v, SP_STORE_META_LEN, &got), -EBADMSG);
-	v[0] = SP_STORE_FORMAT;
+	v[0] = SP_STORE_VALUE_V1;
 	for (int i = 1; i < 8; i++) {
 		v[i] = 0x80;
 		assert_int_equal(sp_store_meta_decode(v, SP_STORE_META_LEN, &got), -EBADMSG);
@@ -196,7 +204,7 @@ static void test_dedup_value(void **state)
 			 -EBADMSG);
 	v[0] = 9;
 	assert_int_equal(sp_store_dedup_decode(v, SP_STORE_DEDUP_VALUE_LEN, &seq, &exp), -EBADMSG);
-	v[0] = SP_STORE_FORMAT;
+	v[0] = SP_STORE_VALUE_V1;
 	v[7] = 1;
 	assert_int_equal(sp_store_dedup_decode(v, SP_STORE_DEDUP_VALUE_LEN, &seq, &exp), -EBADMSG);
 }

@@ -39,7 +39,8 @@ def test_keys(tmp_path):
     os.chmod(path, 0o644)
     with pytest.raises(SealpostError) as e:
         Key.load(path)
-    assert e.value.errno == errno.EACCES
+    assert e.value.errno == sealpost.EKEYMODE
+    assert "chmod 600" in str(e.value)
     with pytest.raises(SealpostError) as e:
         Key.load(tmp_path / "none.key")
     assert e.value.errno == errno.ENOENT
@@ -48,7 +49,7 @@ def test_keys(tmp_path):
     os.chmod(bad, 0o600)
     with pytest.raises(SealpostError) as e:
         Key.load(bad)
-    assert e.value.errno == errno.EBADMSG
+    assert e.value.errno == sealpost.EKEYFORMAT
     assert str(e.value)         # the library's words
     # From private bytes: deterministic.
     priv = bytes(range(32))
@@ -69,8 +70,9 @@ def test_connect_xx_then_ik(broker):
     with Client.connect(broker.addr, k, server_key=broker.server_pub_hex, timeout=T) as c:
         assert c.server_key == broker.server_pub
     # IK with a key the broker does not hold: the handshake fails.
-    with pytest.raises(SealpostError):
+    with pytest.raises(SealpostError) as e:
         Client.connect(broker.addr, k, server_key=Key.generate().public, timeout=T)
+    assert e.value.errno == sealpost.ESERVERKEY
     # Nothing listening.
     broker.stop()
     with pytest.raises(SealpostError) as e:
@@ -158,11 +160,12 @@ def test_manual_ack(broker):
 
 
 def test_events_goaway_and_closed(broker):
+    """Without reconnects, a GoAway is followed by Closed, and that is final."""
     k = Key.generate()
-    c = Client.connect(broker.addr, k, server_key=broker.server_pub, timeout=T)
+    c = Client.connect(broker.addr, k, server_key=broker.server_pub, timeout=T, reconnect=False)
     assert c.next_event(T) == sealpost.Drained(0)
     # The same key again: the first connection is taken over.
-    c2 = Client.connect(broker.addr, k, server_key=broker.server_pub, timeout=T)
+    c2 = Client.connect(broker.addr, k, server_key=broker.server_pub, timeout=T, reconnect=False)
     evs = list(c.events(timeout=T))
     assert evs[0] == sealpost.GoAway(Status.GOAWAY_TAKEOVER)
     assert isinstance(evs[-1], sealpost.Closed) and evs[-1].error == 0
@@ -255,3 +258,114 @@ def test_send_raw(broker):
     with Client.connect(broker.addr, bob, server_key=broker.server_pub, timeout=T) as b:
         m = b.next_event(T)
         assert m.data == b"pre-sealed" and m.sender == alice.public
+
+
+def test_reconnect_and_resend(broker):
+    """Reconnects by default: a broker killed with SIGKILL and restarted on
+    the same address; a send made while it is down waits (pending), is sent
+    after the reconnect and gets exactly one Result; the receiver sees
+    Disconnected, Reconnected and the message."""
+    alice, bob = Key.generate(), Key.generate()
+    fast = dict(reconnect_min=0.05, reconnect_max=0.5)
+    a = Client.connect(broker.addr, alice, server_key=broker.server_pub, timeout=T, **fast)
+    b = Client.connect(broker.addr, bob, server_key=broker.server_pub, timeout=T, **fast)
+    assert a.next_event(T) == sealpost.Drained(0)
+    assert b.next_event(T) == sealpost.Drained(0)
+    assert a.connected and b.connected
+    broker.kill()
+    ev = a.next_event(T)
+    assert isinstance(ev, sealpost.Disconnected) and ev.error and ev.message
+    assert not a.connected
+    cid = a.send(bob.public, b"sent while down")
+    assert [p.client_id for p in a.pending()] == [cid]
+    assert a.pending()[0].to == bob.public and not a.pending()[0].online_only
+    broker.start(broker.port)
+    evs = []
+    while not any(isinstance(e, sealpost.Result) for e in evs):
+        ev = a.next_event(T)
+        assert ev is not None, evs
+        evs.append(ev)
+    assert sealpost.Reconnected() in evs
+    results = [e for e in evs if isinstance(e, sealpost.Result)]
+    assert results == [sealpost.Result(cid, Status.ACCEPTED, results[0].seq)]
+    assert a.pending() == []
+    got = []
+    # The message comes from the backlog or live, before or after Drained.
+    while not (any(isinstance(e, sealpost.Message) for e in got) and
+               any(isinstance(e, sealpost.Drained) for e in got)):
+        ev = b.next_event(T)
+        assert ev is not None, got
+        got.append(ev)
+    assert isinstance(got[0], sealpost.Disconnected)
+    assert got[1] == sealpost.Reconnected()
+    assert [e for e in got if isinstance(e, sealpost.Message)] == [
+        sealpost.Message(alice.public, b"sent while down", results[0].seq)]
+    # A graceful stop: the reason is the broker's GoAway.
+    broker.stop()
+    evs = [b.next_event(T), b.next_event(T)]
+    assert evs[0] == sealpost.GoAway(Status.GOAWAY_SHUTDOWN)
+    assert evs[1] == sealpost.Disconnected(0, Status.GOAWAY_SHUTDOWN)
+    a.close()
+    b.close()
+    broker.start(broker.port)
+
+
+def test_start_nonblocking(broker):
+    """Client.start returns at once; a select loop drives connect and handshake."""
+    k = Key.generate()
+    c = Client.start(broker.addr, k, server_key=broker.server_pub)
+    evs = []
+    while sealpost.Drained(0) not in evs:
+        want = c.poll_events()
+        fd = c.fileno()
+        t = c.timeout()
+        wait = T if t is None else min(t, T)
+        rl = [c] if fd >= 0 and want & select.POLLIN else []
+        wl = [c] if fd >= 0 and want & select.POLLOUT else []
+        select.select(rl, wl, [], wait)
+        c.step()
+        while True:
+            ev = c.next_event(0)
+            if ev is None:
+                break
+            evs.append(ev)
+        assert len(evs) < 10, evs
+    assert evs[0] == sealpost.Connected()
+    assert c.connected and c.server_key == broker.server_pub
+    assert c.idle_timeout > 0
+    c.close()
+    with pytest.raises(TypeError):
+        Client.start(broker.addr, k, bogus=1)
+
+
+def test_log_callback(broker):
+    lines = []
+    sealpost.set_log_callback(lambda level, msg: lines.append((level, msg)))
+    try:
+        k = Key.generate()
+        with Client.connect(broker.addr, k, server_key=broker.server_pub, timeout=T) as c:
+            c.next_event(T)
+    finally:
+        sealpost.set_log_callback(None)
+    assert lines, "the library said nothing"
+    assert all(0 <= lvl <= 3 and isinstance(m, str) and m for lvl, m in lines)
+    # Never a key.
+    assert not any(k.public_hex[:16] in m or broker.server_pub_hex[:16] in m for _, m in lines)
+    n = len(lines)
+    with Client.connect(broker.addr, Key.generate(), server_key=broker.server_pub, timeout=T):
+        pass
+    assert len(lines) == n          # off again
+
+
+def test_opaque_bodies(broker):
+    """An app's own end-to-end layer: raw bodies in, Opaque events out."""
+    alice, bob = Key.generate(), Key.generate()
+    body = os.urandom(300)
+    with Client.connect(broker.addr, alice, server_key=broker.server_pub, timeout=T) as a:
+        assert a.wait_result(a.send_raw(bob.public, body), T).status == Status.ACCEPTED
+        assert a.wait_result(a.send(bob.public, b"a seal"), T).status == Status.ACCEPTED
+    with Client.connect(broker.addr, bob, server_key=broker.server_pub, timeout=T,
+                        opaque=True) as b:
+        first, second = b.next_event(T), b.next_event(T)
+        assert isinstance(first, sealpost.Opaque) and first.data == body and first.seq > 0
+        assert second == sealpost.Message(alice.public, b"a seal", second.seq)

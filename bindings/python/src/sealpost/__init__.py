@@ -32,7 +32,9 @@ from ._ffi import ffi, lib
 __all__ = [
     "KEY_LEN", "MESSAGE_MAX", "SealpostError", "Status", "Key", "Client",
     "Event", "Message", "Result", "Pong", "GoAway", "Closed", "BadEnvelope", "Drained",
-    "version", "strerror", "seal", "open_envelope",
+    "Connected", "Disconnected", "Reconnected", "Opaque", "Pending",
+    "version", "strerror", "seal", "open_envelope", "set_log_callback",
+    "ESERVERKEY", "EUNKNOWNHOST", "EKEYMODE", "EKEYFORMAT", "EQUEUEFULL", "EDEADPEER",
 ]
 
 KEY_LEN = 32
@@ -42,10 +44,22 @@ MESSAGE_MAX = ENVELOPE_MAX - SEAL_OVERHEAD
 
 _EVENT_ROOM = 1024      # bytes kept for one struct sealpost_event (tests/test_abi.py)
 _CONNECT_MANUAL_ACK = 1 << 0
+_CONNECT_NO_RECONNECT = 1 << 1
+_CONNECT_NO_KEEPALIVE = 1 << 2
+_CONNECT_OPAQUE = 1 << 3
+_CONNECT_OPAQUE_ALL = 1 << 4
 _SEND_ONLINE_ONLY = 1 << 0
 
-_EV_MESSAGE, _EV_RESULT, _EV_PONG, _EV_GOAWAY, _EV_CLOSED, _EV_BAD_ENVELOPE, _EV_DRAINED = \
-    range(1, 8)
+(_EV_MESSAGE, _EV_RESULT, _EV_PONG, _EV_GOAWAY, _EV_CLOSED, _EV_BAD_ENVELOPE, _EV_DRAINED,
+ _EV_CONNECTED, _EV_DISCONNECTED, _EV_RECONNECTED, _EV_OPAQUE) = range(1, 12)
+
+# The library's own error codes (SealpostError.errno), above every errno.
+ESERVERKEY = 7001       # the broker's key is not the pinned server key
+EUNKNOWNHOST = 7002     # the broker's host name does not exist
+EKEYMODE = 7003         # a key file readable by group or others: chmod 600
+EKEYFORMAT = 7004       # a key file that is not a key
+EQUEUEFULL = 7005       # disconnected, and the offline queue is full
+EDEADPEER = 7006        # the broker stopped answering keepalive pings
 
 
 def version():
@@ -59,7 +73,8 @@ def strerror(code):
 
 
 class SealpostError(OSError):
-    """A libsealpost call failed. .errno: the (positive) errno; str(): its words."""
+    """A libsealpost call failed. .errno: the (positive) errno, or one of the
+    library's own codes (ESERVERKEY, ...); str(): its words."""
 
     def __init__(self, code):
         code = abs(code)
@@ -281,6 +296,47 @@ class Drained(Event):
         self.count = count
 
 
+class Connected(Event):
+    """The first handshake of a Client.start() client finished."""
+    __slots__ = ()
+
+
+class Disconnected(Event):
+    """The connection dropped and the library reconnects by itself: .error
+    (errno or library code, 0 after a GoAway), .reason (the GoAway status,
+    e.g. Status.GOAWAY_SHUTDOWN, or 0), .message. Once per outage; sends
+    made meanwhile wait and are sent once it is back."""
+    __slots__ = ("error", "reason", "message")
+
+    def __init__(self, error, reason):
+        self.error = abs(error)
+        self.reason = Status.of(reason)
+        self.message = strerror(error) if error else (
+            self.reason.name.lower() if isinstance(self.reason, Status) else "closed")
+
+
+class Reconnected(Event):
+    """A new session is up after Disconnected; every unanswered send was resent."""
+    __slots__ = ()
+
+
+class Opaque(Event):
+    """With opaque=True: a delivery handed over unopened (.data the raw body,
+    .seq); who wrote it is for the app's own end-to-end layer to say."""
+    __slots__ = ("data", "seq")
+
+    def __init__(self, data, seq):
+        self.data, self.seq = data, seq
+
+
+class Pending(Event):
+    """A send still waiting for its Result: .client_id, .to, .online_only, .size."""
+    __slots__ = ("client_id", "to", "online_only", "size")
+
+    def __init__(self, client_id, to, online_only, size):
+        self.client_id, self.to, self.online_only, self.size = client_id, to, online_only, size
+
+
 def _event(ev):
     """A Python event from a struct sealpost_event (copying what it points to)."""
     t = ev.type
@@ -298,6 +354,14 @@ def _event(ev):
         return BadEnvelope(ev.seq, ev.error)
     if t == _EV_DRAINED:
         return Drained(ev.count)
+    if t == _EV_CONNECTED:
+        return Connected()
+    if t == _EV_DISCONNECTED:
+        return Disconnected(ev.error, ev.status)
+    if t == _EV_RECONNECTED:
+        return Reconnected()
+    if t == _EV_OPAQUE:
+        return Opaque(bytes(ffi.buffer(ev.data, ev.len)), ev.seq)
     return None     # a kind this binding does not know: skipped
 
 
@@ -315,23 +379,106 @@ class Client:
         self._ev = ffi.cast("struct sealpost_event *", self._evbuf)
         self._closed_seen = False
 
-    @classmethod
-    def connect(cls, server, key, server_key=None, timeout=30.0, manual_ack=False):
-        """Connects and runs the handshake: IK when server_key (32 bytes or
-        hex) is given, else XX (read .server_key afterwards and pin it).
-        timeout: seconds for connect and handshake together (None: 30).
-        manual_ack: acknowledge deliveries yourself with ack(); by default a
-        Message is acknowledged once the next call on this client is made."""
-        out = ffi.new("struct sealpost_client **")
+    @staticmethod
+    def _opts(manual_ack, reconnect, keepalive, opaque, reconnect_min, reconnect_max,
+              offline_queue_max, connect_timeout, keepalive_interval, dead_peer):
         opts = ffi.new("struct sealpost_connect_opts *")
         opts.size = ffi.sizeof("struct sealpost_connect_opts")
-        opts.flags = _CONNECT_MANUAL_ACK if manual_ack else 0
+        flags = 0
+        if manual_ack:
+            flags |= _CONNECT_MANUAL_ACK
+        if not reconnect:
+            flags |= _CONNECT_NO_RECONNECT
+        if not keepalive:
+            flags |= _CONNECT_NO_KEEPALIVE
+        if opaque == "all":
+            flags |= _CONNECT_OPAQUE_ALL
+        elif opaque:
+            flags |= _CONNECT_OPAQUE
+        opts.flags = flags
+        # Seconds to milliseconds; None (0) takes the library's default.
+        for field, v in (("reconnect_min_ms", reconnect_min), ("reconnect_max_ms", reconnect_max),
+                         ("connect_timeout_ms", connect_timeout),
+                         ("keepalive_ms", keepalive_interval), ("dead_peer_ms", dead_peer)):
+            setattr(opts, field, max(int(v * 1000), 1) if v else 0)
+        opts.offline_queue_max = offline_queue_max or 0
+        return opts
+
+    @classmethod
+    def connect(cls, server, key, server_key=None, timeout=30.0, manual_ack=False,
+                reconnect=True, keepalive=True, opaque=False, reconnect_min=None,
+                reconnect_max=None, offline_queue_max=None, connect_timeout=None,
+                keepalive_interval=None, dead_peer=None):
+        """Connects and runs the handshake (blocking): IK when server_key
+        (32 bytes or hex) is given, else XX (read .server_key afterwards and
+        pin it). timeout: seconds for connect and handshake together (None:
+        30); a failure of this first connect raises, it is not retried.
+
+        manual_ack: acknowledge deliveries yourself with ack(); by default a
+        Message is acknowledged once the next call on this client is made.
+        reconnect (default True): after a drop the library reconnects by
+        itself with back-off (reconnect_min .. reconnect_max seconds) and
+        resends what got no Result; events Disconnected, then Reconnected.
+        False: the first drop is Closed. keepalive (default True): pings
+        below the broker's idle timeout (keepalive_interval), a broker
+        silent for dead_peer seconds after one counts as gone. opaque=True:
+        deliveries that are not seals come as Opaque; "all": every delivery.
+        offline_queue_max: sends kept while disconnected (then EQUEUEFULL).
+        None takes the library's default for each."""
+        out = ffi.new("struct sealpost_client **")
+        opts = cls._opts(manual_ack, reconnect, keepalive, opaque, reconnect_min, reconnect_max,
+                         offline_queue_max, connect_timeout, keepalive_interval, dead_peer)
         sk = ffi.new("uint8_t[32]", _key_bytes(server_key, "server_key")) \
             if server_key is not None else ffi.NULL
         # None or 0: the library's own bound (30 s) for connect and handshake.
         ms = max(_ms(timeout), 1) if timeout else 0
         _check(lib.sealpost_client_connect_opts(out, server.encode(), key._ptr(), sk, ms, opts))
         return cls(out[0])
+
+    @classmethod
+    def start(cls, server, key, server_key=None, **options):
+        """Non-blocking connect: returns at once; the TCP connect and the
+        handshake proceed as the app drives the client (an event loop:
+        fileno(), poll_events(), timeout(), step(); or next_event with a
+        timeout). The first event is Connected, or Disconnected if the
+        first attempt failed and the client retries. options: as connect()."""
+        out = ffi.new("struct sealpost_client **")
+        names = ("manual_ack", "reconnect", "keepalive", "opaque", "reconnect_min",
+                 "reconnect_max", "offline_queue_max", "connect_timeout",
+                 "keepalive_interval", "dead_peer")
+        unknown = set(options) - set(names)
+        if unknown:
+            raise TypeError("unknown option(s): %s" % ", ".join(sorted(unknown)))
+        defaults = {"manual_ack": False, "reconnect": True, "keepalive": True, "opaque": False}
+        opts = cls._opts(*[options.get(n, defaults.get(n)) for n in names])
+        sk = ffi.new("uint8_t[32]", _key_bytes(server_key, "server_key")) \
+            if server_key is not None else ffi.NULL
+        _check(lib.sealpost_client_start(out, server.encode(), key._ptr(), sk, opts))
+        return cls(out[0])
+
+    @property
+    def connected(self):
+        """Is a session established right now (False while reconnecting)?"""
+        with self._lock:
+            return bool(lib.sealpost_client_is_connected(self._ptr()))
+
+    @property
+    def idle_timeout(self):
+        """The broker's idle timeout in seconds (its ServerHello); 0: none said."""
+        with self._lock:
+            return lib.sealpost_client_idle_timeout(self._ptr()) / 1000.0
+
+    def pending(self):
+        """The sends still waiting for their Result, oldest first (Pending)."""
+        with self._lock:
+            n = lib.sealpost_client_pending(self._ptr(), ffi.NULL, 0)
+            if not n:
+                return []
+            arr = ffi.new("struct sealpost_pending[]", n)
+            n = min(n, lib.sealpost_client_pending(self._ptr(), arr, n))
+            return [Pending(arr[i].client_id, bytes(arr[i].to),
+                            bool(arr[i].flags & _SEND_ONLINE_ONLY), arr[i].len)
+                    for i in range(n)]
 
     def _ptr(self):
         if self._c is None:
@@ -460,9 +607,18 @@ class Client:
             return lib.sealpost_client_fd(self._ptr())
 
     def poll_events(self):
-        """select/poll bits: POLLIN, plus POLLOUT while output is queued."""
+        """select/poll bits: POLLIN, plus POLLOUT while output is queued or a
+        connect is in progress. Ask again every round: a reconnect changes
+        fileno(), and while waiting to reconnect there is none (-1)."""
         with self._lock:
             return lib.sealpost_client_poll_events(self._ptr())
+
+    def timeout(self):
+        """Seconds until the client's next timer needs a step() (keepalive, a
+        reconnect attempt), or None: for the wait of an event loop."""
+        with self._lock:
+            ms = lib.sealpost_client_timeout(self._ptr())
+        return None if ms < 0 else ms / 1000.0
 
     def step(self):
         """Non-blocking I/O; raises SealpostError once the connection is gone
@@ -489,6 +645,35 @@ class Client:
 
     def __exit__(self, *exc):
         self.close()
+
+
+# ------------------------------------------------------------------ log ---
+
+_log_cb = None      # the cffi callback must outlive its use by the library
+
+
+def set_log_callback(fn):
+    """fn(level, message) for what the library does (connecting, drops,
+    back-off, resends; never keys or message contents); level 0 error ..
+    3 debug. None: silent (the default). Global: set it before clients run.
+    fn runs on whichever thread is inside a library call; exceptions in it
+    are printed and ignored."""
+    global _log_cb
+    if fn is None:
+        lib.sealpost_set_log_callback(ffi.NULL, ffi.NULL)
+        _log_cb = None
+        return
+
+    @ffi.callback("void(void *, int, const char *)")
+    def cb(ctx, level, message):
+        try:
+            fn(level, ffi.string(message).decode(errors="replace"))
+        except Exception:       # never unwind into C
+            import traceback
+            traceback.print_exc()
+
+    lib.sealpost_set_log_callback(cb, ffi.NULL)
+    _log_cb = cb
 
 
 # ------------------------------------------------------------- envelopes ---

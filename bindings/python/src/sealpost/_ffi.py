@@ -15,6 +15,8 @@ CDEF = """
 const char *sealpost_version(void);
 const char *sealpost_strerror(int err);
 const char *sealpost_status_string(int status);
+typedef void (*sealpost_log_fn)(void *ctx, int level, const char *message);
+void sealpost_set_log_callback(sealpost_log_fn fn, void *ctx);
 
 struct sealpost_key;
 int sealpost_key_generate(struct sealpost_key **out);
@@ -35,6 +37,12 @@ struct sealpost_client;
 struct sealpost_connect_opts {
     size_t size;
     uint32_t flags;
+    uint32_t reconnect_min_ms;
+    uint32_t reconnect_max_ms;
+    uint32_t offline_queue_max;
+    uint32_t connect_timeout_ms;
+    uint32_t keepalive_ms;
+    uint32_t dead_peer_ms;
 };
 int sealpost_client_connect(struct sealpost_client **out, const char *server,
                             const struct sealpost_key *key, const uint8_t *server_key,
@@ -42,7 +50,12 @@ int sealpost_client_connect(struct sealpost_client **out, const char *server,
 int sealpost_client_connect_opts(struct sealpost_client **out, const char *server,
                                  const struct sealpost_key *key, const uint8_t *server_key,
                                  int timeout_ms, const struct sealpost_connect_opts *opts);
+int sealpost_client_start(struct sealpost_client **out, const char *server,
+                          const struct sealpost_key *key, const uint8_t *server_key,
+                          const struct sealpost_connect_opts *opts);
 void sealpost_client_server_key(const struct sealpost_client *c, uint8_t pub[32]);
+_Bool sealpost_client_is_connected(const struct sealpost_client *c);
+uint32_t sealpost_client_idle_timeout(const struct sealpost_client *c);
 void sealpost_client_public_key(const struct sealpost_client *c, uint8_t pub[32]);
 uint32_t sealpost_client_max_envelope(const struct sealpost_client *c);
 size_t sealpost_client_max_message(const struct sealpost_client *c);
@@ -52,6 +65,14 @@ int sealpost_client_send_ex(struct sealpost_client *c, const uint8_t to[32], con
 int sealpost_client_send_raw_ex(struct sealpost_client *c, const uint8_t to[32],
                                 const uint8_t *env, size_t env_len, uint32_t flags,
                                 uint64_t client_id, uint64_t *used_id);
+struct sealpost_pending {
+    uint64_t client_id;
+    uint8_t to[32];
+    uint32_t flags;
+    size_t len;
+};
+size_t sealpost_client_pending(const struct sealpost_client *c, struct sealpost_pending *out,
+                               size_t cap);
 int sealpost_client_ping(struct sealpost_client *c, uint64_t *id);
 int sealpost_client_ack(struct sealpost_client *c, uint64_t seq);
 int sealpost_client_flush(struct sealpost_client *c, int timeout_ms);
@@ -78,6 +99,7 @@ int sealpost_client_wait_result(struct sealpost_client *c, uint64_t client_id,
 int sealpost_client_fd(const struct sealpost_client *c);
 _Bool sealpost_client_want_write(const struct sealpost_client *c);
 short sealpost_client_poll_events(const struct sealpost_client *c);
+int sealpost_client_timeout(const struct sealpost_client *c);
 int sealpost_client_step(struct sealpost_client *c);
 void sealpost_client_close(struct sealpost_client *c);
 """

@@ -1,0 +1,355 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * seed_targets.c: writes the seed corpora of fuzz_shard, fuzz_store_codec
+ * and fuzz_config, generated from the code that makes the real thing, so the
+ * seeds follow the code rather than hand-made bytes:
+ *
+ *   sealpost-fuzz-seeds-targets DIR [SOURCE_DIR]
+ *
+ * DIR/fuzz_shard (the limits are fuzz_shard.c's small ones): device sessions as a client drives them (frames encoded
+ * by lib/wire's sp_frame_put, the encoder lib/session uses for every frame
+ * a client sends): sends to offline and online devices, backlogs, Drained,
+ * acks of the seqs a fresh store assigns (1, 2, ...), online-only,
+ * dedup retries, quotas, refusals, stalls, takeovers, expiry, bad frames.
+ * DIR/fuzz_store_codec: every record kind, encoded by the store's codec.
+ * DIR/fuzz_config: packaging/sealpostd.conf from SOURCE_DIR (the config
+ * file the package installs), the configuration --check-config prints for
+ * the defaults, and command lines.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "fuzz/shard_peer.h"
+#include "sp_config.h"
+#include "sp_frame.h"
+#include "sp_noise.h"
+#include "sp_store_codec.h"
+
+static char dir[4096];
+static uint8_t pub[FUZZ_SHARD_DEVS][SP_KEY_LEN];
+
+static void die(const char *what)
+{
+	fprintf(stderr, "sealpost-fuzz-seeds-targets: %s\n", what);
+	exit(1);
+}
+
+static void put(const char *target, const char *name, const uint8_t *p, size_t n)
+{
+	char path[8192];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, target);
+	if (mkdir(path, 0755) && errno != EEXIST)
+		die(path);
+	snprintf(path, sizeof(path), "%s/%s/%s", dir, target, name);
+	f = fopen(path, "wb");
+	if (!f || fwrite(p, 1, n, f) != n || fclose(f))
+		die(path);
+}
+
+/* --- fuzz_shard ---------------------------------------------------------------- */
+
+static uint8_t in[1 << 18];
+static size_t in_len;
+static uint8_t plain[SP_TRANSPORT_PLAINTEXT_MAX];
+static size_t plain_len;
+
+static void begin(bool store)
+{
+	in[0] = store ? FUZZ_SHARD_STORE : 0;
+	in_len = 1;
+	plain_len = 0;
+}
+
+static void record(unsigned op, unsigned dev, const uint8_t *p, size_t n)
+{
+	if (in_len + 4 + n > sizeof(in))
+		die("seed too long");
+	in[in_len++] = (uint8_t)op;
+	in[in_len++] = (uint8_t)dev;
+	in[in_len++] = (uint8_t)(n >> 8);
+	in[in_len++] = (uint8_t)n;
+	if (n)  /* p may be NULL for an empty record */
+		memcpy(in + in_len, p, n);
+	in_len += n;
+}
+
+static void frame(const struct sp_frame *f)
+{
+	if (sp_frame_put(plain, sizeof(plain), &plain_len, f))
+		die("frame");
+}
+
+static void send_env(const uint8_t *to, uint64_t id, uint32_t flags, size_t body_len, uint8_t fill)
+{
+	static uint8_t body[SP_BODY_MAX];
+	struct sp_frame f;
+
+	memset(&f, 0, sizeof(f));
+	f.type = SP_FRAME_SEND;
+	memcpy(f.u.send.to, to, SP_KEY_LEN);
+	f.u.send.to_ok = 1;
+	f.u.send.client_id = id;
+	f.u.send.flags = flags;
+	memset(body, fill, body_len);
+	f.body = body;
+	f.body_len = body_len;
+	frame(&f);
+}
+
+static void ping(uint64_t id)
+{
+	struct sp_frame f = { .type = SP_FRAME_PING, .u.ping.id = id };
+
+	frame(&f);
+}
+
+static void ack(const uint64_t *seqs, uint32_t n)
+{
+	struct sp_frame f;
+
+	memset(&f, 0, sizeof(f));
+	f.type = SP_FRAME_ACK;
+	memcpy(f.u.ack.seqs, seqs, n * sizeof(*seqs));
+	f.u.ack.count = n;
+	frame(&f);
+}
+
+/* The frames queued so far, as one transport message from dev. */
+static void msg(unsigned dev)
+{
+	record(FUZZ_OP_MSG, dev, plain, plain_len);
+	plain_len = 0;
+}
+
+static void iter(uint32_t ms)
+{
+	uint8_t b[4] = { (uint8_t)(ms >> 24), (uint8_t)(ms >> 16), (uint8_t)(ms >> 8), (uint8_t)ms };
+
+	record(FUZZ_OP_ITER, 0, b, sizeof(b));
+}
+
+static void shard_seeds(void)
+{
+	static const uint64_t s123[] = { 1, 2, 3 };
+	uint8_t bad[SP_KEY_LEN];
+
+	for (int store = 0; store < 2; store++) {
+		char name[64];
+
+		/* Mail for an offline device, its backlog, Drained, acks. */
+		begin(store);
+		for (uint64_t i = 1; i <= 3; i++)
+			send_env(pub[1], 100 + i, 0, 40 * i, (uint8_t)i);
+		msg(0);
+		iter(5);
+		ping(1);
+		msg(1);
+		iter(5);
+		ack(s123, 3);
+		ping(2);
+		msg(1);
+		iter(5);
+		snprintf(name, sizeof(name), "backlog_ack_%d", store);
+		put("fuzz_shard", name, in, in_len);
+
+		/* Live delivery both ways, online-only to online and offline. */
+		begin(store);
+		ping(1);
+		msg(1);
+		iter(1);
+		send_env(pub[1], 7, 0, 100, 0xaa);
+		send_env(pub[1], 8, SP_SEND_ONLINE_ONLY, 100, 0xbb);
+		send_env(pub[2], 9, SP_SEND_ONLINE_ONLY, 10, 0xcc);
+		ping(3);
+		send_env(pub[0], 10, 0, 5, 0xdd);       /* to oneself */
+		msg(0);
+		iter(1);
+		send_env(pub[0], 11, 0, 64, 0x11);
+		msg(1);
+		iter(1);
+		snprintf(name, sizeof(name), "live_%d", store);
+		put("fuzz_shard", name, in, in_len);
+
+		/* Quota, dedup, refusals. */
+		begin(store);
+		for (uint64_t i = 0; i < 20; i++)
+			send_env(pub[2], 200 + i, 0, 10, (uint8_t)i);
+		send_env(pub[2], 200, 0, 10, 0);         /* a retry of the first */
+		send_env(pub[2], 300, 0, 2001, 1);       /* above max_envelope */
+		memset(bad, 0, sizeof(bad));
+		send_env(bad, 301, 0, 10, 2);            /* low order */
+		memset(bad, 0xff, sizeof(bad));
+		send_env(bad, 302, 0, 10, 3);            /* not canonical */
+		ping(4);
+		msg(0);
+		iter(1);
+		snprintf(name, sizeof(name), "quota_refusals_%d", store);
+		put("fuzz_shard", name, in, in_len);
+
+		/* A stalled reader: busy, then slow consumer. */
+		begin(store);
+		ping(1);
+		msg(1);
+		record(FUZZ_OP_STALL, 1, (const uint8_t[]){ 1 }, 1);
+		iter(1);
+		for (int k = 0; k < 4; k++) {
+			for (uint64_t i = 0; i < 6; i++)
+				send_env(pub[1], 400 + 6 * (uint64_t)k + i,
+				     i % 2 ? SP_SEND_ONLINE_ONLY : 0, 900, (uint8_t)i);
+			msg(0);
+			iter(1);
+		}
+		record(FUZZ_OP_STALL, 1, (const uint8_t[]){ 0 }, 1);
+		iter(1);
+		snprintf(name, sizeof(name), "stall_%d", store);
+		put("fuzz_shard", name, in, in_len);
+
+		/* Takeover, reconnect, expiry. */
+		begin(store);
+		send_env(pub[2], 500, 0, 30, 5);
+		msg(0);
+		iter(1);
+		ping(1);
+		msg(2);
+		record(FUZZ_OP_RECONNECT, 2, NULL, 0);
+		ping(2);
+		msg(2);
+		iter(1);
+		send_env(pub[1], 501, 0, 30, 6);
+		msg(0);
+		iter(61000);
+		record(FUZZ_OP_TICK, 0, NULL, 0);
+		iter(1);
+		ping(3);
+		msg(1);
+		iter(1);
+		snprintf(name, sizeof(name), "reconnect_expiry_%d", store);
+		put("fuzz_shard", name, in, in_len);
+
+		/* Bad input: a frame of the wrong direction, a truncated frame,
+		 * a tampered message, raw bytes. */
+		begin(store);
+		{
+			struct sp_frame f = { .type = SP_FRAME_DELIVER, .u.deliver.seq = 1 };
+
+			ping(1);
+			msg(0);
+			frame(&f);
+			msg(1);
+			send_env(pub[1], 600, 0, 50, 7);
+			plain_len -= 10;
+			msg(2);
+			ping(2);
+			record(FUZZ_OP_TAMPER, 0, plain, plain_len);
+			plain_len = 0;
+			record(FUZZ_OP_RAW, 0, (const uint8_t[]){ 0x00, 0x40, 1, 2, 3 }, 5);
+			iter(1);
+		}
+		snprintf(name, sizeof(name), "bad_input_%d", store);
+		put("fuzz_shard", name, in, in_len);
+	}
+}
+
+/* --- fuzz_store_codec ----------------------------------------------------------- */
+
+static void codec_seed(const char *name, uint8_t which, const uint8_t *p, size_t n)
+{
+	uint8_t b[256];
+
+	b[0] = which;
+	memcpy(b + 1, p, n);
+	put("fuzz_store_codec", name, b, n + 1);
+}
+
+static void codec_seeds(void)
+{
+	uint8_t v[SP_STORE_MAILBOX_HDR_LEN + 64], id[SP_STORE_DEDUP_ID_LEN], key[64];
+	struct sp_store_mbox_hdr h = { .body_len = 64, .accepted_ms = 1700000000000ull,
+					 .expires_ms = 1702592000000ull, .share_tag = 0x5a17c3,
+					 .has_tag = true };
+	struct sp_store_meta m = { (1ull << 32) + 5, 3, 190 };
+
+	sp_store_mbox_hdr_encode(v, &h);
+	memset(v + SP_STORE_MAILBOX_HDR_LEN, 0x5a, 64);
+	codec_seed("mailbox_value", 0, v, sizeof(v));
+	sp_store_meta_encode(v, &m);
+	codec_seed("meta", 1, v, SP_STORE_META_LEN);
+	sp_store_dedup_encode(v, 42, 1700086400000ull);
+	codec_seed("dedup", 2, v, SP_STORE_DEDUP_VALUE_LEN);
+	sp_store_epoch_encode(v, 3);
+	codec_seed("epoch", 3, v, SP_STORE_EPOCH_LEN);
+	sp_store_mailbox_key(key, pub[0], 7);
+	codec_seed("mailbox_key", 4, key, SP_STORE_MAILBOX_KEY_LEN);
+	sp_store_expiry_mailbox_key(key, 1702592000000ull, pub[1], 9);
+	codec_seed("expiry_mailbox_key", 4, key, SP_STORE_EXPIRY_MAILBOX_KEY_LEN);
+	memset(id, 0x3c, sizeof(id));
+	sp_store_expiry_dedup_key(key, 1700086400000ull, id);
+	codec_seed("expiry_dedup_key", 4, key, SP_STORE_EXPIRY_DEDUP_KEY_LEN);
+}
+
+/* --- fuzz_config ------------------------------------------------------------------ */
+
+static void config_seeds(const char *src)
+{
+	static const char argv_seed[] = "\001--listen\0[::1]:7400\0--fsync\0always\0--max-envelope=2000"
+					"\0--check-config\0--test-rekey-messages\0005";
+	static uint8_t buf[1 << 16];
+	struct sp_config c;
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	if (src) {
+		char path[8192];
+		size_t n;
+
+		snprintf(path, sizeof(path), "%s/packaging/sealpostd.conf", src);
+		f = fopen(path, "rb");
+		if (!f)
+			die(path);
+		buf[0] = 0;
+		n = fread(buf + 1, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		put("fuzz_config", "packaged_conf", buf, n + 1);
+	}
+	sp_config_defaults(&c);
+	f = open_memstream(&text, &len);
+	if (!f)
+		die("memstream");
+	sp_config_print(f, &c);
+	fclose(f);
+	if (len + 1 > sizeof(buf))
+		die("printed config too long");
+	buf[0] = 0;
+	memcpy(buf + 1, text, len);
+	put("fuzz_config", "check_config_defaults", buf, len + 1);
+	free(text);
+	put("fuzz_config", "argv", (const uint8_t *)argv_seed, sizeof(argv_seed) - 1);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2 || argc > 3) {
+		fprintf(stderr, "usage: sealpost-fuzz-seeds-targets DIR [SOURCE_DIR]\n");
+		return 2;
+	}
+	snprintf(dir, sizeof(dir), "%s", argv[1]);
+	if (mkdir(dir, 0755) && errno != EEXIST)
+		die(dir);
+	for (unsigned d = 0; d < FUZZ_SHARD_DEVS; d++) {
+		uint8_t priv[SP_KEY_LEN];
+
+		fuzz_shard_dev_priv(priv, d);
+		if (sp_noise_public_key(pub[d], priv))
+			die("key");
+	}
+	shard_seeds();
+	codec_seeds();
+	config_seeds(argc == 3 ? argv[2] : NULL);
+	return 0;
+}
