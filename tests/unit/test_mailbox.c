@@ -322,6 +322,7 @@ static void test_ack_flood_bounded(void **state)
 	uint64_t seqs[2], junk[8];
 
 	t->cfg.mailbox_max_count = 4;
+	t->cfg.mailbox_sender_share = 100;      /* one sender fills it here */
 	t->cfg.ack_unknown_max = 20;
 	sps_start(t);
 	a = sps_dev_new(t);
