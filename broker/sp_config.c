@@ -91,6 +91,9 @@ static const struct opt opts[] = {
 	  "with the first one's seq and not stored again" },
 	{ "backlog-chunk", "N", OPT_U32, FIELD(backlog_chunk), 1, 4096, false,
 	  "stored envelopes read per backlog step of a connecting device" },
+	{ "ack-unknown-max", "N", OPT_U32, FIELD(ack_unknown_max), 1, 1u << 30, false,
+	  "acks for nothing (unknown seqs, or more than the device's mailbox could hold) a "
+	  "connection may send; beyond, GoAway protocol (reason ack_flood)" },
 	{ "admin-socket", "PATH", OPT_SOCKET, FIELD(admin_socket), 0, 0, false,
 	  "Unix socket of `sealpost admin` (mode 0600: its permissions are the "
 	  "authentication); empty = DATA_DIR/admin.sock; off = none" },
@@ -183,6 +186,7 @@ void sp_config_defaults(struct sp_config *c)
 	c->ttl_s = SP_DEFAULT_TTL_S;
 	c->dedup_window_s = SP_DEFAULT_DEDUP_WINDOW_S;
 	c->backlog_chunk = SP_DEFAULT_BACKLOG_CHUNK;
+	c->ack_unknown_max = SP_DEFAULT_ACK_UNKNOWN_MAX;
 	c->admin_socket_mode = 0600;
 	c->admin_max_conns = SP_DEFAULT_ADMIN_MAX_CONNS;
 	c->admin_request_max = SP_DEFAULT_ADMIN_REQUEST_MAX;

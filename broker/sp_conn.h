@@ -87,6 +87,9 @@ struct sp_conn_mbox {
 	uint64_t from;                  /* the backlog reader's next seq */
 	uint64_t count;                 /* backlog envelopes sent (Drained.count) */
 	struct sp_list drain;           /* in the shard's drain list while the reader runs */
+	/* Acks (ack_unknown_max): stored envelopes sent on this connection,
+	 * acks taken to the store, and acks for nothing. */
+	uint64_t delivered, acks, acks_nothing;
 };
 
 struct sp_conn {

@@ -76,6 +76,7 @@ static void reader_start(struct sp_shard *sh, struct sp_conn *c, enum sp_mbox_mo
 void sp_mailbox_start_backlog(struct sp_shard *sh, struct sp_conn *c)
 {
 	c->mbox.count = 0;
+	c->mbox.delivered = c->mbox.acks = c->mbox.acks_nothing = 0;
 	reader_start(sh, c, SP_MBOX_BACKLOG, 0);
 }
 
@@ -176,8 +177,10 @@ enum sp_status sp_mailbox_store(struct sp_shard *sh, struct sp_conn *c, const st
 		 * whatever follows) once the queue has room, in order. */
 		if (sp_session_tx_queued(&rc->s) > sh->cfg->sendq_max)
 			reader_start(sh, rc, SP_MBOX_CATCHUP, *seq);
-		else if (sp_deliver_frame(sh, rc, *seq, f->body, f->body_len) == 0)
+		else if (sp_deliver_frame(sh, rc, *seq, f->body, f->body_len) == 0) {
+			rc->mbox.delivered++;
 			sp_deliver_count_live(sh);
+		}
 	}
 	return SP_STATUS_ACCEPTED;
 }
@@ -211,16 +214,37 @@ enum sp_close_reason sp_mailbox_pong(struct sp_shard *sh, struct sp_conn *c, uin
 	return SP_CLOSE_NONE;
 }
 
-void sp_mailbox_ack(struct sp_shard *sh, struct sp_conn *c, const struct sp_frame *f)
+/*
+ * Whether an ack can be for something, decided without the store: seq 0 is
+ * never stored, and a connection cannot have more envelopes to ack than
+ * its device's mailbox holds plus what it was sent since it connected.
+ */
+static bool ack_possible(const struct sp_shard *sh, const struct sp_conn *c, uint64_t seq)
+{
+	return seq != 0 && c->mbox.acks < sh->cfg->mailbox_max_count + c->mbox.delivered;
+}
+
+enum sp_close_reason sp_mailbox_ack(struct sp_shard *sh, struct sp_conn *c,
+				    const struct sp_frame *f)
 {
 	struct sp_store_batch *b;
 	uint32_t unknown = 0;
 
 	if (f->u.ack.count == 0 || !(b = batch(sh)))
-		return;
+		return SP_CLOSE_NONE;
 	for (uint32_t i = 0; i < f->u.ack.count && i < SP_ACK_SEQS_MAX; i++) {
-		int ret = sp_store_ack(b, c->s.peer, f->u.ack.seqs[i]);
+		uint64_t seq = f->u.ack.seqs[i];
+		int ret;
 
+		/* Each lookup costs the loop about a microsecond: a flood of acks
+		 * for nothing is dropped unread past what the device can hold,
+		 * and the connection ends after ack_unknown_max of them. */
+		if (!ack_possible(sh, c, seq)) {
+			unknown++;
+			continue;
+		}
+		c->mbox.acks++;
+		ret = sp_store_ack(b, c->s.peer, seq);
 		if (ret == 0) {
 			sp_metrics_acks(sh->metrics, 1);  /* the gauges follow at commit */
 		} else if (ret == -ENOENT) {
@@ -232,11 +256,16 @@ void sp_mailbox_ack(struct sp_shard *sh, struct sp_conn *c, const struct sp_fram
 			break;
 		}
 	}
-	if (unknown) {
-		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_PEER_DEBUG], sh->now_ns, SP_LOG_DEBUG,
+	if (!unknown)
+		return SP_CLOSE_NONE;
+	SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_PEER_DEBUG], sh->now_ns, SP_LOG_DEBUG,
 		       "ack for seqs not in the mailbox ignored",
 		       SP_KV_UINT("count", unknown), SP_KV_UINT("conn", c->tab.slot));
-	}
+	c->mbox.acks_nothing += unknown;
+	/* An honest device acks each envelope once; one that expired or was
+	 * acked on an older connection meanwhile is the only ack for nothing
+	 * it sends. */
+	return c->mbox.acks_nothing > sh->cfg->ack_unknown_max ? SP_CLOSE_ACK_FLOOD : SP_CLOSE_NONE;
 }
 
 int sp_mailbox_purge(struct sp_shard *sh, const uint8_t device[SP_KEY_LEN], uint64_t *count,
@@ -408,6 +437,7 @@ static void read_backlog(struct sp_shard *sh, struct sp_conn *c)
 			return;         /* the connection ends; the next one reads again */
 		c->mbox.from = it->seq + 1;
 		c->mbox.count++;
+		c->mbox.delivered++;
 		/* Wall clock (stored acceptance time); 0 if the clock stepped back. */
 		sp_metrics_envelope_delivered(sh->metrics, SP_METRICS_PATH_MAILBOX,
 					      sh->wall_ms > it->accepted_ms ?

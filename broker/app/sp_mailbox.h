@@ -83,8 +83,15 @@ static inline int sp_mailbox_result(struct sp_shard *sh, const struct sp_conn *c
  * behind them. SP_CLOSE_NONE or why c must end. */
 enum sp_close_reason sp_mailbox_pong(struct sp_shard *sh, struct sp_conn *c, uint64_t id);
 
-/* Ack{seqs}: deletes entries of c's own device only; unknown seqs are ignored. */
-void sp_mailbox_ack(struct sp_shard *sh, struct sp_conn *c, const struct sp_frame *f);
+/*
+ * Ack{seqs}: deletes entries of c's own device only; unknown seqs are
+ * ignored. Acks beyond what the device can hold (its mailbox quota plus
+ * what this connection was sent) are dropped without a store lookup.
+ * Returns SP_CLOSE_ACK_FLOOD once the connection sent more than
+ * ack_unknown_max acks for nothing, else NONE.
+ */
+enum sp_close_reason sp_mailbox_ack(struct sp_shard *sh, struct sp_conn *c,
+				    const struct sp_frame *f);
 
 /*
  * The admin socket's purge: every committed entry of device's mailbox into

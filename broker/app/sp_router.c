@@ -51,8 +51,7 @@ enum sp_close_reason sp_router_frame(void *ctx, struct sp_conn *c, const struct 
 	case SP_FRAME_PONG:
 		return SP_CLOSE_NONE;   /* answers a Ping of ours */
 	case SP_FRAME_ACK:
-		sp_mailbox_ack(sh, c, f);
-		return SP_CLOSE_NONE;
+		return sp_mailbox_ack(sh, c, f);
 	default:
 		/* SendResult, Deliver, Drained, GoAway travel broker -> client only. */
 		return SP_CLOSE_PROTOCOL;
@@ -108,8 +107,6 @@ enum sp_close_reason sp_router_established(void *ctx, struct sp_conn *c)
 {
 	struct sp_shard *sh = ctx;
 
-	sp_metrics_handshake(sh->metrics, sp_life_metrics_pattern(c), SP_METRICS_OUTCOME_OK,
-			     sp_timers_handshake_complete(sh, c));
 	SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_PEER_DEBUG], sh->now_ns, SP_LOG_DEBUG,
 		       "handshake complete", SP_KV_UINT("conn", c->tab.slot),
 		       SP_KV_STR("pattern", c->s.pattern == SP_PREAMBLE_PATTERN_IK ? "IK" : "XX"));
@@ -128,6 +125,14 @@ enum sp_close_reason sp_router_proven(void *ctx, struct sp_conn *c)
 {
 	struct sp_shard *sh = ctx;
 
+	/* A handshake counts as successful once the peer is proven: an IK
+	 * message 1 anyone replays gets its message 2 too, and counting that
+	 * as a success would hide a replay flood from the failure alert. An
+	 * IK connection that ends unproven counts as failed (sp_lifecycle.c).
+	 * Still on the handshake deadline here: the duration runs to proof. */
+	if (!c->route.routed)
+		sp_metrics_handshake(sh->metrics, sp_life_metrics_pattern(c),
+				     SP_METRICS_OUTCOME_OK, sp_timers_handshake_complete(sh, c));
 	sp_timers_proven(sh, c);
 	if (c->route.routed)
 		return SP_CLOSE_NONE;

@@ -63,8 +63,13 @@ void sp_shard_conn_eof(struct sp_shard *sh, struct sp_conn *c)
 enum sp_close_reason sp_shard_feed(struct sp_shard *sh, struct sp_conn *c, uint8_t *data,
 				   size_t len)
 {
+	enum sp_close_reason r;
+
 	sp_metrics_bytes_received(sh->metrics, len);
-	return sp_shard_rx(sh, c, data, len);
+	r = sp_shard_rx(sh, c, data, len);
+	if (r)
+		sp_life_rx_failed(sh, c, r);   /* as the loop's receive completion does */
+	return r;
 }
 
 /* The lifecycle's flush for a connection that ends or has ended, without the

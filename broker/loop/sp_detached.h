@@ -56,7 +56,8 @@ void sp_shard_tick(struct sp_shard *sh);
 void sp_shard_conn_eof(struct sp_shard *sh, struct sp_conn *c);
 
 /* One receive completion of len bytes on c (data: borrowed for the call,
- * decrypted in place). Returns what sp_session_rx returned. */
+ * decrypted in place). Returns what sp_session_rx returned; a close reason
+ * ends c as the loop ends it (sp_life_rx_failed). */
 enum sp_close_reason sp_shard_feed(struct sp_shard *sh, struct sp_conn *c, uint8_t *data,
 				   size_t len);
 

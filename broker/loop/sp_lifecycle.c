@@ -56,8 +56,11 @@ static void log_end(struct sp_shard *sh, const struct sp_conn *c, enum sp_close_
 {
 	struct end_log e = end_log_of(r);
 
-	/* Ended mid-handshake: the pattern is known (the preamble was read), no split yet. */
-	if (c->s.state == SP_SESSION_HANDSHAKE)
+	/* Ended mid-handshake (the pattern is known: the preamble was read), or
+	 * established but never proven (an IK message 1 that may be a replay):
+	 * the handshake did not succeed (sp_router_proven counts successes). */
+	if (c->s.state == SP_SESSION_HANDSHAKE ||
+	    (c->s.state == SP_SESSION_ESTABLISHED && !c->s.proven))
 		sp_metrics_handshake(sh->metrics, sp_life_metrics_pattern(c),
 				     r == SP_CLOSE_HANDSHAKE_TIMEOUT ? SP_METRICS_OUTCOME_TIMEOUT
 								     : SP_METRICS_OUTCOME_FAILED, 0);

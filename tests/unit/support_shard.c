@@ -317,8 +317,10 @@ static void feed_bytes(struct sps *t, struct sps_dev *d, uint8_t *p, size_t len)
 {
 	enum sp_close_reason r = sp_shard_feed(&t->sh, d->c, p, len);
 
-	if (r != SP_CLOSE_NONE)
+	if (r != SP_CLOSE_NONE && !d->may_refuse)
 		fail_msg("the broker refused input: close reason %d", r);
+	if (r != SP_CLOSE_NONE)
+		d->refused = r;
 }
 
 void sps_feed(struct sps *t, struct sps_dev *d)

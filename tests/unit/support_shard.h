@@ -47,6 +47,10 @@ struct sps_dev {
 	struct sp_conn *c;              /* its broker connection, NULL if none */
 	uint32_t slot, gen;
 	bool taking;                    /* false: its output stays queued (a stalled reader) */
+	/* Set by the test: the broker may end the connection for what this
+	 * device sends (the reason is in refused) instead of failing the test. */
+	bool may_refuse;
+	enum sp_close_reason refused;
 	uint8_t out[SP_TRANSPORT_PLAINTEXT_MAX]; /* frames to send in the next message */
 	size_t out_len;
 	uint8_t *in;                    /* received bytes not yet decoded */

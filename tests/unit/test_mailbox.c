@@ -290,7 +290,8 @@ static void test_acks_remove(void **state)
 	assert_int_equal(sps_round(t, b), 0);
 	assert_null(sps_next(b));       /* no reply to an Ack */
 	assert_int_equal(sps_counts(t).acks, 2);
-	assert_int_equal(sps_counts(t).acks_unknown, 2);
+	/* seqs[3] + 1000 was looked up and not found; seq 0 never is. */
+	assert_int_equal(sps_counts(t).acks_unknown, 1);
 	assert_int_equal(mailbox_count(t, b), 2);
 
 	/* a cannot ack b's entries: its Ack names its own mailbox. */
@@ -306,6 +307,53 @@ static void test_acks_remove(void **state)
 	delivered(b, seqs[3], 4);
 	assert_int_equal(sps_expect(b, SP_FRAME_DRAINED)->count, 2);
 	assert_null(sps_next(b));
+}
+
+/*
+ * Acks for nothing: no store lookup beyond what the device can hold (its
+ * mailbox quota plus what this connection was sent), and GoAway PROTOCOL
+ * once the connection sent more than ack_unknown_max of them.
+ */
+static void test_ack_flood_bounded(void **state)
+{
+	struct sps *t = *state;
+	struct sps_dev *a, *b;
+	const struct sps_event *e;
+	uint64_t seqs[2], junk[8];
+
+	t->cfg.mailbox_max_count = 4;
+	t->cfg.mailbox_sender_share = 100;      /* one sender fills it here */
+	t->cfg.ack_unknown_max = 20;
+	sps_start(t);
+	a = sps_dev_new(t);
+	b = sps_dev_new(t);
+	connect_empty(t, a);
+	send_many(t, a, b->pub, 1, 2, seqs);
+	assert_int_equal(sps_connect(t, b, 1), 0);
+	sps_expect(b, SP_FRAME_PONG);
+	delivered(b, seqs[0], 1);
+	delivered(b, seqs[1], 2);
+	assert_int_equal(sps_expect(b, SP_FRAME_DRAINED)->count, 2);
+
+	for (size_t i = 0; i < 8; i++)
+		junk[i] = seqs[1] + 1000 + i;   /* never stored */
+	/* 8 and 16 for nothing: ignored; 4 + 2 lookups, the rest dropped unread. */
+	sps_ack(b, junk, 8);
+	assert_int_equal(sps_round(t, b), 0);
+	sps_ack(b, junk, 8);
+	assert_int_equal(sps_round(t, b), 0);
+	assert_null(sps_next(b));
+	assert_int_equal(sps_counts(t).acks_unknown, 6);
+	/* 24 > 20: the connection ends, GoAway PROTOCOL. */
+	b->may_refuse = true;
+	sps_ack(b, junk, 8);
+	assert_int_equal(sps_round(t, b), -EIO);
+	e = sps_expect(b, SP_FRAME_GOAWAY);
+	assert_int_equal(e->status, SP_STATUS_GOAWAY_PROTOCOL);
+	assert_int_equal(b->refused, SP_CLOSE_ACK_FLOOD);
+	assert_int_equal(sps_closed(t, SP_CLOSE_ACK_FLOOD), 1);
+	assert_int_equal(sps_counts(t).acks_unknown, 6);
+	assert_int_equal(mailbox_count(t, b), 2);      /* nothing of its was touched */
 }
 
 /*
@@ -635,6 +683,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_arrivals_during_backlog, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_catchup, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_acks_remove, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ack_flood_bounded, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dedup, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_takeover, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_quota, setup, teardown),

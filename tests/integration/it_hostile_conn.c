@@ -1,0 +1,346 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * it_hostile_conn.c: hostile clients against a real sealpostd, on the
+ * connection side. Each test starts its own broker with the limit under
+ * test set low, attacks it with clients that speak the protocol by hand
+ * (support_raw), and shows three things: the limit stopped the attack (the
+ * close reason or refusal it names), honest devices were still served
+ * (their envelopes delivered, a Ping answered), and the attacker got what
+ * the limit allows and no more. Figures (what the attack cost, how long an
+ * honest Ping took meanwhile) are printed, never asserted: tests do not
+ * time things.
+ *
+ * Loopback only, bounded in count and time. Honest devices connect from
+ * 127.0.0.2 when a per-source limit is under test, attackers from
+ * 127.0.0.1 (all of 127/8 is the loopback interface).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sodium.h>
+
+#include "support.h"
+#include "support_raw.h"
+
+enum {
+	TIMEOUT_MS = 10000,
+	WAIT_BOUND_MS = 10000,
+	BODY_MAX = 1 << 20,
+};
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* --- metrics ------------------------------------------------------------------ */
+
+/* GET path; the HTTP status (or -errno), the body in a malloc'd *body. */
+static int http_get(uint16_t port, const char *path, char **body)
+{
+	char req[128], *buf = malloc(BODY_MAX), *sep;
+	size_t n = 0;
+	int fd, status = -EPROTO;
+
+	*body = NULL;
+	if (!buf)
+		return -ENOMEM;
+	fd = sp_it_tcp_connect(port);
+	if (fd < 0) {
+		free(buf);
+		return fd;
+	}
+	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
+	if (write(fd, req, strlen(req)) == (ssize_t)strlen(req)) {
+		for (;;) {
+			ssize_t r = read(fd, buf + n, BODY_MAX - 1 - n);
+
+			if (r <= 0)
+				break;
+			n += (size_t)r;
+		}
+	}
+	close(fd);
+	buf[n] = '\0';
+	sep = strstr(buf, "\r\n\r\n");
+	if (sep && sscanf(buf, "HTTP/1.%*d %d", &status) == 1)
+		*body = strdup(sep + 4);
+	free(buf);
+	return status;
+}
+
+/* One series' value from a scrape (name and labels as rendered); -1 if absent. */
+static double metric(const struct sp_it_broker *b, const char *series)
+{
+	size_t sl = strlen(series);
+	double v = -1;
+	char *body;
+
+	if (http_get(b->metrics_port, "/metrics", &body) != 200 || !body) {
+		free(body);
+		return -1;
+	}
+	for (const char *l = body; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
+		if (strncmp(l, series, sl) == 0 && l[sl] == ' ') {
+			v = strtod(l + sl + 1, NULL);
+			break;
+		}
+	free(body);
+	return v;
+}
+
+/* Waits (bounded) until series reaches at least want; returns its value. */
+static double wait_metric(const struct sp_it_broker *b, const char *series, double want)
+{
+	double v = -1;
+
+	for (int w = 0; w < WAIT_BOUND_MS; w += 20) {
+		v = metric(b, series);
+		if (v >= want)
+			break;
+		sleep_ms(20);
+	}
+	return v;
+}
+
+/* --- honest devices ------------------------------------------------------------- */
+
+/* A Ping round trip on c; its time in ms, or -1. */
+static double ping_ms(struct sp_raw *c, uint64_t id)
+{
+	uint8_t buf[64];
+	struct sp_raw_frame f;
+	size_t off = 0;
+	double t0 = now_ms();
+
+	if (sp_raw_put_simple(buf, sizeof(buf), &off, SP_FRAME_PING, id, NULL, 0) ||
+	    sp_raw_send_plain(c, buf, off) ||
+	    sp_raw_wait_frame(c, SP_FRAME_PONG, &f, TIMEOUT_MS) || f.id != id)
+		return -1;
+	return now_ms() - t0;
+}
+
+/* from sends to: ACCEPTED, and to receives it (live). */
+static void exchange(struct sp_raw *from, struct sp_raw *to, uint64_t client_id)
+{
+	uint8_t body[48];
+	struct sp_raw_frame f;
+	uint32_t status = 0;
+
+	memset(body, 'h', sizeof(body));
+	assert_int_equal(sp_raw_send_envelope(from, to->s_pub, client_id, body, sizeof(body)), 0);
+	assert_int_equal(sp_raw_expect_result(from, client_id, &status, TIMEOUT_MS), 0);
+	assert_int_equal(status, SP_STATUS_ACCEPTED);
+	assert_int_equal(sp_raw_wait_frame(to, SP_FRAME_DELIVER, &f, TIMEOUT_MS), 0);
+	assert_int_equal(f.body_len, sizeof(body));
+}
+
+static void open_device(struct sp_raw *c, const struct sp_it_broker *b)
+{
+	struct sp_raw_frame f;
+
+	assert_int_equal(sp_raw_open(c, b->port, SP_PREAMBLE_PATTERN_IK, b->server_pub), 0);
+	assert_int_equal(sp_raw_wait_frame(c, SP_FRAME_DRAINED, &f, TIMEOUT_MS), 0);
+}
+
+/* --- ack flood -------------------------------------------------------------------- */
+
+enum {
+	ACK_UNKNOWN_MAX = 2000,
+	ACK_MAILBOX_MAX = 100,          /* what a device can hold: at most this many lookups */
+	FLOOD_MSGS = 40,                /* transport messages of acks the attacker sends, at most */
+};
+
+/*
+ * An authenticated device sends transport messages full of Acks for seqs
+ * it was never sent. Each unknown ack used to cost a store lookup; now
+ * acks beyond what the device can hold (its mailbox quota plus what it was
+ * sent) are dropped without one, and after ack-unknown-max of them the
+ * connection gets GoAway PROTOCOL (reason ack_flood). Another device is
+ * served meanwhile and afterwards.
+ */
+static void test_ack_flood(void **state)
+{
+	char unknown_max[16], mailbox_max[16];
+	const char *extra[] = { "--ack-unknown-max", unknown_max, "--mailbox-max-count",
+				mailbox_max, NULL };
+	struct sp_it_broker b;
+	struct sp_raw alice = { .fd = -1 }, bob = { .fd = -1 }, mallory = { .fd = -1 };
+	static uint8_t plain[SP_TRANSPORT_PLAINTEXT_MAX];
+	uint64_t rng = 1, sent_acks = 0, per_msg = 0;
+	double t0, flood_ms, rtt, rtt_during;
+	uint32_t code = 0;
+	int msgs = 0;
+
+	(void)state;
+	snprintf(unknown_max, sizeof(unknown_max), "%d", ACK_UNKNOWN_MAX);
+	snprintf(mailbox_max, sizeof(mailbox_max), "%d", ACK_MAILBOX_MAX);
+	assert_int_equal(sp_it_broker_start(&b, NULL, extra), 0);
+	open_device(&alice, &b);
+	open_device(&bob, &b);
+	open_device(&mallory, &b);
+	exchange(&alice, &bob, 1);
+
+	/* One Ack (one seq) per frame, as many frames as fit in a message. */
+	t0 = now_ms();
+	for (; msgs < FLOOD_MSGS; msgs++) {
+		size_t off = 0;
+
+		per_msg = 0;
+		while (off + 32 < sizeof(plain)) {
+			rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+			if (sp_raw_put_simple(plain, sizeof(plain), &off, SP_FRAME_ACK,
+					      (rng >> 16) | 1, NULL, 0))
+				break;
+			per_msg++;
+		}
+		if (sp_raw_send_plain(&mallory, plain, off))
+			break;          /* the broker closed it */
+		sent_acks += per_msg;
+	}
+	/* While the broker works through what was written. */
+	rtt_during = ping_ms(&alice, 6);
+	assert_true(rtt_during >= 0);
+	assert_int_equal(sp_raw_expect_goaway(&mallory, &code, TIMEOUT_MS, NULL), 0);
+	flood_ms = now_ms() - t0;
+	assert_int_equal(code, SP_STATUS_GOAWAY_PROTOCOL);
+	assert_true(wait_metric(&b, "sealpost_connections_closed_total{reason=\"ack_flood\"}", 1) ==
+		    1);
+
+	/* The others are served: a Ping, an envelope each way. */
+	rtt = ping_ms(&alice, 7);
+	assert_true(rtt >= 0);
+	exchange(&alice, &bob, 2);
+	exchange(&bob, &alice, 3);
+	print_message("ack flood: %" PRIu64 " acks in %d messages (%" PRIu64 " per message) "
+		      "written, GoAway after %.0f ms; honest ping during %.2f ms, after %.2f ms\n",
+		      sent_acks, msgs, per_msg, flood_ms, rtt_during, rtt);
+
+	sp_raw_close(&alice);
+	sp_raw_close(&bob);
+	sp_raw_close(&mallory);
+	assert_int_equal(sp_it_broker_stop(&b), 0);
+	assert_int_equal(sp_it_log_sanitizer_reports(&b), 0);
+	sp_it_rmrf(b.data_dir);
+}
+
+/* --- IK replays ------------------------------------------------------------------- */
+
+struct capture {
+	uint8_t msg[SP_NOISE_MSG_MAX];
+	size_t len;
+};
+
+static int capture_msg1(int msg_no, uint8_t *msg, size_t *len, size_t cap, void *arg)
+{
+	struct capture *k = arg;
+
+	(void)cap;
+	if (msg_no == 1) {
+		memcpy(k->msg, msg, *len);
+		k->len = *len;
+	}
+	return 0;
+}
+
+/*
+ * A captured IK message 1 replayed on new connections: the broker answers
+ * each with a message 2 (it cannot tell a replay), but a replay is never
+ * proven, so it is not counted as a successful handshake: each one that
+ * ends counts as failed, and the failure alert sees a replay flood.
+ */
+static void test_ik_replay_not_counted(void **state)
+{
+	enum { REPLAYS = 5 };
+	static const char ok[] = "sealpost_handshakes_total{pattern=\"ik\",outcome=\"ok\"}";
+	static const char failed[] =
+		"sealpost_handshakes_total{pattern=\"ik\",outcome=\"failed\"}";
+	struct sp_it_broker b;
+	struct sp_raw alice = { .fd = -1 };
+	struct capture k = { .len = 0 };
+	struct sp_raw_opts o = { .hook = capture_msg1, .hook_arg = &k };
+	struct sp_raw_frame f;
+	double ok0, failed0;
+
+	(void)state;
+	assert_int_equal(sp_it_broker_start(&b, NULL, NULL), 0);
+	assert_int_equal(sp_raw_init(&alice), 0);
+	assert_int_equal(sp_raw_connect(&alice, b.port), 0);
+	assert_int_equal(sp_raw_handshake(&alice, SP_PREAMBLE_PATTERN_IK, b.server_pub, &o), 0);
+	assert_int_equal(sp_raw_wait_frame(&alice, SP_FRAME_DRAINED, &f, TIMEOUT_MS), 0);
+	assert_true(k.len > 0);
+	ok0 = wait_metric(&b, ok, 1);
+	assert_true(ok0 >= 1);
+	failed0 = metric(&b, failed);
+
+	for (int i = 0; i < REPLAYS; i++) {
+		uint8_t pre[SP_PREAMBLE_LEN], pfx[SP_LEN_PREFIX], in[SP_LEN_PREFIX + SP_NOISE_MSG_MAX];
+		int fd = sp_it_tcp_connect(b.port);
+		size_t got = 0;
+
+		assert_true(fd >= 0);
+		sp_raw_preamble(pre, SP_PREAMBLE_PATTERN_IK);
+		pfx[0] = (uint8_t)(k.len >> 8);
+		pfx[1] = (uint8_t)k.len;
+		assert_int_equal(write(fd, pre, sizeof(pre)), (ssize_t)sizeof(pre));
+		assert_int_equal(write(fd, pfx, sizeof(pfx)), (ssize_t)sizeof(pfx));
+		assert_int_equal(write(fd, k.msg, k.len), (ssize_t)k.len);
+		/* Message 2 comes back, as for the original (unreadable here). */
+		while (got < SP_LEN_PREFIX) {
+			struct pollfd p = { .fd = fd, .events = POLLIN };
+			ssize_t n;
+
+			assert_true(poll(&p, 1, TIMEOUT_MS) == 1);
+			n = read(fd, in + got, sizeof(in) - got);
+			assert_true(n > 0);
+			got += (size_t)n;
+		}
+		close(fd);
+	}
+	assert_true(wait_metric(&b, failed, failed0 + REPLAYS) == failed0 + REPLAYS);
+	assert_true(metric(&b, ok) == ok0);
+	/* The device itself was not disturbed. */
+	assert_true(ping_ms(&alice, 9) >= 0);
+	print_message("IK replays: %d answered, ok stayed %.0f, failed %.0f -> %.0f\n", REPLAYS,
+		      ok0, failed0, failed0 + REPLAYS);
+	sp_raw_close(&alice);
+	assert_int_equal(sp_it_broker_stop(&b), 0);
+	sp_it_rmrf(b.data_dir);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_ack_flood),
+		cmocka_unit_test(test_ik_replay_not_counted),
+	};
+
+	if (sodium_init() < 0)
+		return 1;
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
