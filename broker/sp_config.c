@@ -49,6 +49,15 @@ static const struct opt opts[] = {
 	  "sealpostd (e.g. one still draining); /readyz says 503 meanwhile; 0 = fail at once" },
 	{ "max-conns", "N", OPT_U32, FIELD(max_conns), 1, SP_CONFIG_MAX_CONNS_MAX, false,
 	  "most connections at once; more are closed right after accept" },
+	{ "max-conns-per-source", "N", OPT_U32, FIELD(max_conns_per_source), 0,
+	  SP_CONFIG_MAX_CONNS_MAX, false,
+	  "most connections at once from one source (an IPv4 address or an IPv6 /64); "
+	  "more are closed right after accept; 0 = no limit" },
+	{ "max-unauth-per-source", "N", OPT_U32, FIELD(max_unauth_per_source), 0,
+	  SP_CONFIG_MAX_CONNS_MAX, false,
+	  "most connections at once from one source that have not proven a device key "
+	  "yet (preamble, handshake, IK before its first transport message); more are "
+	  "closed right after accept; 0 = no limit" },
 	{ "max-envelope", "BYTES", OPT_U32, FIELD(max_envelope), 1, SP_BODY_MAX, false,
 	  "largest envelope body accepted (protocol maximum 64000)" },
 	{ "sendq-max", "BYTES", OPT_U64, FIELD(sendq_max), 65536, (uint64_t)1 << 32, false,
@@ -169,6 +178,8 @@ void sp_config_defaults(struct sp_config *c)
 	snprintf(c->metrics_listen, sizeof(c->metrics_listen), "%s", SP_DEFAULT_METRICS_LISTEN);
 	c->lock_timeout_s = SP_DEFAULT_LOCK_TIMEOUT_S;
 	c->max_conns = SP_DEFAULT_MAX_CONNS;
+	c->max_conns_per_source = SP_DEFAULT_MAX_CONNS_PER_SOURCE;
+	c->max_unauth_per_source = SP_DEFAULT_MAX_UNAUTH_PER_SOURCE;
 	c->max_envelope = SP_BODY_MAX;
 	c->sendq_max = SP_DEFAULT_SENDQ_MAX;
 	c->handshake_timeout_ms = SP_DEFAULT_HANDSHAKE_TIMEOUT_MS;

@@ -50,6 +50,10 @@ enum {
 	SP_DEFAULT_HANDSHAKE_TIMEOUT_MS = 10000,
 	SP_DEFAULT_IDLE_TIMEOUT_S = 600,
 	SP_DEFAULT_HANDSHAKE_RATE = 5000,
+	/* One address (a NAT gateway at most) gets a quarter of the default
+	 * table; handshakes in progress are cheap to start, so fewer. */
+	SP_DEFAULT_MAX_CONNS_PER_SOURCE = 4000,
+	SP_DEFAULT_MAX_UNAUTH_PER_SOURCE = 1000,
 	SP_DEFAULT_RECV_BUFFERS = 2048,
 	SP_DEFAULT_RECV_BUFFER_SIZE = 16384,
 	SP_DEFAULT_CLOSE_GRACE_MS = 2000,
@@ -76,6 +80,8 @@ struct sp_config {
 	char config_path[SP_CONFIG_PATH_MAX];
 
 	uint32_t max_conns;             /* connections per process */
+	uint32_t max_conns_per_source;  /* per IPv4 address / IPv6 /64; 0 = no limit */
+	uint32_t max_unauth_per_source; /* of those, not yet proven; 0 = no limit */
 	uint32_t max_envelope;          /* largest Send body accepted, <= SP_BODY_MAX */
 	uint64_t sendq_max;             /* per-connection outbound queue before RECIPIENT_BUSY;
 					 * 2x this closes the connection (SLOW_CONSUMER) */

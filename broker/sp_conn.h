@@ -76,6 +76,14 @@ struct sp_conn_life {
 	enum sp_close_reason close_reason; /* set when the shard must end it (first wins) */
 };
 
+/* The peer's source, for the per-source limits: loop/sp_source.c. */
+enum { SP_SOURCE_KEY_LEN = 16 };
+struct sp_conn_src {
+	uint8_t key[SP_SOURCE_KEY_LEN]; /* IPv4 /32 or IPv6 /64 (sp_source.h) */
+	bool counted;                   /* in the source table */
+	bool unauth;                    /* counted as not yet proven */
+};
+
 /* Routing: app/sp_router.c. */
 struct sp_conn_route {
 	bool routed;                    /* the shard's routing table names this connection */
@@ -101,6 +109,7 @@ struct sp_conn {
 	struct sp_conn_tab tab;
 	struct sp_conn_io io;
 	struct sp_conn_life life;
+	struct sp_conn_src source;
 	struct sp_conn_route route;
 	struct sp_conn_mbox mbox;
 	struct sp_conn_timer timer;

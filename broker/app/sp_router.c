@@ -11,6 +11,7 @@
 #include "sp_lifecycle.h"
 #include "sp_mailbox.h"
 #include "sp_route.h"
+#include "sp_source.h"
 #include "sp_timers.h"
 
 static enum sp_close_reason on_send(struct sp_shard *sh, struct sp_conn *c,
@@ -134,6 +135,7 @@ enum sp_close_reason sp_router_proven(void *ctx, struct sp_conn *c)
 		sp_metrics_handshake(sh->metrics, sp_life_metrics_pattern(c),
 				     SP_METRICS_OUTCOME_OK, sp_timers_handshake_complete(sh, c));
 	sp_timers_proven(sh, c);
+	sp_source_proven(sh, c);
 	if (c->route.routed)
 		return SP_CLOSE_NONE;
 	return route_device(sh, c);

@@ -14,6 +14,7 @@
 #include "sp_conn_io.h"
 #include "sp_conn_table.h"
 #include "sp_lifecycle.h"
+#include "sp_source.h"
 #include "sp_timers.h"
 
 void sp_accept_init(struct sp_shard *sh)
@@ -90,6 +91,7 @@ static void log_peer(struct sp_shard *sh, const struct sp_conn *c)
 static void on_accept(struct sp_shard *sh, int fd)
 {
 	struct sp_conn *c;
+	struct sp_conn_src src;
 	int one = 1;
 
 	if (sh->stopping) {
@@ -102,12 +104,27 @@ static void on_accept(struct sp_shard *sh, int fd)
 		sp_metrics_conn_refused(sh->metrics, SP_METRICS_CLOSE_MAX_CONNS);
 		return;
 	}
+	/* Before the token: one source's flood must not spend everyone's. */
+	switch (sp_source_accept(sh, fd, &src)) {
+	case SP_SOURCE_OK:
+		break;
+	case SP_SOURCE_TOO_MANY:
+		refuse(sh, fd, "max_conns_per_source");
+		sp_metrics_conn_refused(sh->metrics, SP_METRICS_CLOSE_PER_SOURCE);
+		return;
+	default:
+		refuse(sh, fd, "max_unauth_per_source");
+		sp_metrics_conn_refused(sh->metrics, SP_METRICS_CLOSE_UNAUTH_SOURCE);
+		return;
+	}
 	if (!take_token(sh)) {
+		sp_source_undo(sh, &src);
 		refuse(sh, fd, "handshake_rate");
 		sp_metrics_conn_refused(sh->metrics, SP_METRICS_CLOSE_HANDSHAKE_RATE);
 		return;
 	}
 	c = sp_life_open(sh, fd);      /* a free slot: checked above */
+	sp_source_attach(c, &src);
 	sp_metrics_conn_accepted(sh->metrics);
 	/* Small frames must leave at once: batching is done by us, per iteration. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));

@@ -9,6 +9,7 @@
 
 #include "sp_conn_io.h"
 #include "sp_conn_table.h"
+#include "sp_source.h"
 #include "sp_timers.h"
 
 static const char *state_name(uint8_t s)
@@ -145,6 +146,7 @@ void sp_life_finalize(struct sp_shard *sh, struct sp_conn *c)
 	assert(!c->route.routed && !sp_list_linked(&c->mbox.drain) &&
 	       !sp_list_linked(&c->timer.node));
 	sp_io_close(sh, c);
+	sp_source_release(sh, c);
 	sp_conn_table_release(sh, c);
 }
 

@@ -32,6 +32,7 @@
 #include "sp_mailbox.h"
 #include "sp_route.h"
 #include "sp_router.h"
+#include "sp_source.h"
 #include "sp_store.h"
 #include "sp_timers.h"
 
@@ -283,6 +284,9 @@ int sp_shard_setup(struct sp_shard *sh, uint8_t id, const struct sp_config *cfg,
 	ret = sp_conn_table_init(sh);
 	if (ret)
 		return ret;
+	ret = sp_source_table_new(&sh->sources, cfg->max_conns);
+	if (ret)
+		return ret;
 	ret = sp_mailbox_init(sh);
 	if (ret)
 		return ret;
@@ -386,6 +390,8 @@ void sp_shard_destroy(struct sp_shard *sh)
 		sp_ring_exit(&sh->ring);
 	}
 	sp_conn_table_destroy(sh);
+	sp_source_table_free(sh->sources);
+	sh->sources = NULL;
 	if (sh->routes)
 		sp_route_destroy(sh->routes);
 	sp_txpool_destroy(&sh->pool);

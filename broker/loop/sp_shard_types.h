@@ -25,6 +25,7 @@
 struct sp_admin;
 struct sp_admin_job;
 struct sp_route;
+struct sp_source_table;
 struct sp_store;
 struct sp_store_batch;
 struct sp_store_item;
@@ -73,6 +74,9 @@ struct sp_shard {
 	uint32_t nconns;                /* slots not free (incl. dead, awaiting completions) */
 	uint32_t high_water;            /* slots ever used: bound for full scans */
 	struct sp_conn *dirty;          /* connections to flush at the end of the iteration */
+
+	/* Per-source connection counts (sp_source.c); NULL = no limits. */
+	struct sp_source_table *sources;
 
 	/* Accept and its token bucket (sp_accept.c). */
 	bool accept_armed;

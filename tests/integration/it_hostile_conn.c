@@ -333,11 +333,138 @@ static void test_ik_replay_not_counted(void **state)
 	sp_it_rmrf(b.data_dir);
 }
 
+/* --- one source fills the table ------------------------------------------------ */
+
+enum {
+	TABLE_MAX = 64,                 /* --max-conns */
+	SRC_MAX = 32,                   /* --max-conns-per-source */
+	SRC_UNAUTH_MAX = 16,            /* --max-unauth-per-source */
+	HALF_OPEN = 300,                /* attacker sockets that never send a byte */
+};
+
+/*
+ * Hundreds of half-open sockets from 127.0.0.1 (connected, never a byte):
+ * once the table was full every honest client was refused. Now one source
+ * holds at most max-unauth-per-source unproven connections (the rest are
+ * closed at accept and counted as max_unauth_per_source), so devices from
+ * 127.0.0.2 connect, handshake and exchange an envelope meanwhile.
+ */
+static void test_one_source_fills_table(void **state)
+{
+	char tmax[16], smax[16], umax[16];
+	const char *extra[] = { "--max-conns", tmax, "--max-conns-per-source", smax,
+				"--max-unauth-per-source", umax, "--handshake-rate", "0", NULL };
+	static const char refused[] =
+		"sealpost_connections_closed_total{reason=\"max_unauth_per_source\"}";
+	struct sp_it_broker b;
+	struct sp_raw alice = { .fd = -1 }, bob = { .fd = -1 };
+	int fds[HALF_OPEN], opened = 0;
+	double n;
+
+	(void)state;
+	snprintf(tmax, sizeof(tmax), "%d", TABLE_MAX);
+	snprintf(smax, sizeof(smax), "%d", SRC_MAX);
+	snprintf(umax, sizeof(umax), "%d", SRC_UNAUTH_MAX);
+	assert_int_equal(sp_it_broker_start(&b, NULL, extra), 0);
+	for (int i = 0; i < HALF_OPEN; i++) {
+		fds[i] = sp_it_tcp_connect(b.port);
+		if (fds[i] >= 0)
+			opened++;
+	}
+	/* The kernel completes them all; the broker keeps SRC_UNAUTH_MAX. */
+	n = wait_metric(&b, refused, opened - SRC_UNAUTH_MAX);
+	assert_true(n >= opened - SRC_UNAUTH_MAX);
+	assert_true(n <= opened);
+
+	assert_int_equal(sp_raw_init(&alice), 0);
+	assert_int_equal(sp_raw_init(&bob), 0);
+	alice.bind_src = "127.0.0.2";
+	bob.bind_src = "127.0.0.2";
+	open_device(&alice, &b);
+	open_device(&bob, &b);
+	exchange(&alice, &bob, 1);
+	assert_true(ping_ms(&alice, 2) >= 0);
+	print_message("one source: %d half-open sockets, %.0f refused at accept "
+		      "(max_unauth_per_source), 2 devices from 127.0.0.2 served\n", opened, n);
+
+	for (int i = 0; i < HALF_OPEN; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	sp_raw_close(&alice);
+	sp_raw_close(&bob);
+	assert_int_equal(sp_it_broker_stop(&b), 0);
+	sp_it_rmrf(b.data_dir);
+}
+
+/*
+ * Proven connections count against max-conns-per-source only: devices from
+ * one source beyond it are refused (max_conns_per_source), another
+ * source is not.
+ */
+static void test_per_source_limit(void **state)
+{
+	enum { DEVS = 4 };
+	const char *extra[] = { "--max-conns-per-source", "3", NULL };
+	static const char refused[] =
+		"sealpost_connections_closed_total{reason=\"max_conns_per_source\"}";
+	struct sp_it_broker b;
+	struct sp_raw d[DEVS], other = { .fd = -1 };
+	int fd;
+
+	(void)state;
+	assert_int_equal(sp_it_broker_start(&b, NULL, extra), 0);
+	/* The start-up probe's connection is gone (it counted for 127.0.0.1). */
+	for (int w = 0; w < WAIT_BOUND_MS && metric(&b, "sealpost_connections_open") != 0; w += 20)
+		sleep_ms(20);
+	for (int i = 0; i < DEVS - 1; i++) {
+		d[i].fd = -1;
+		assert_int_equal(sp_raw_init(&d[i]), 0);
+		open_device(&d[i], &b);
+	}
+	/* A fourth from 127.0.0.1 is closed at accept. */
+	fd = sp_it_tcp_connect(b.port);
+	assert_true(fd >= 0);
+	assert_true(wait_metric(&b, refused, 1) == 1);
+	close(fd);
+	assert_int_equal(sp_raw_init(&other), 0);
+	other.bind_src = "127.0.0.2";
+	open_device(&other, &b);
+	exchange(&d[0], &other, 1);
+	/* One leaves: its slot of the source is free again. */
+	sp_raw_close(&d[2]);
+	{
+		struct sp_raw again = { .fd = -1 };
+		int ok = -1;
+
+		assert_int_equal(sp_raw_init(&again), 0);
+		for (int w = 0; w < WAIT_BOUND_MS && ok != 0; w += 50) {
+			struct sp_raw_frame f;
+
+			ok = sp_raw_open(&again, b.port, SP_PREAMBLE_PATTERN_IK, b.server_pub);
+			if (ok == 0)
+				ok = sp_raw_wait_frame(&again, SP_FRAME_DRAINED, &f, TIMEOUT_MS);
+			if (ok) {
+				sp_raw_disconnect(&again);
+				sleep_ms(50);
+			}
+		}
+		assert_int_equal(ok, 0);
+		sp_raw_close(&again);
+	}
+	for (int i = 0; i < DEVS - 2; i++)
+		sp_raw_close(&d[i]);
+	sp_raw_close(&other);
+	assert_int_equal(sp_it_broker_stop(&b), 0);
+	sp_it_rmrf(b.data_dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ack_flood),
 		cmocka_unit_test(test_ik_replay_not_counted),
+		cmocka_unit_test(test_one_source_fills_table),
+		cmocka_unit_test(test_per_source_limit),
 	};
 
 	if (sodium_init() < 0)

@@ -70,6 +70,8 @@ void sp_it_rmrf(const char *dir);
 
 /* A raw TCP connection to 127.0.0.1:port, blocking, with a 10 s receive timeout. */
 int sp_it_tcp_connect(uint16_t port);
+/* The same from the IPv4 source address src (e.g. "127.0.0.2"); -errno. */
+int sp_it_tcp_connect_from(uint16_t port, const char *src);
 
 /* Runs argv (argv[0] a path), feeding stdin_data (may be NULL), capturing up
  * to out_cap-1 bytes of stdout into out (NUL-terminated). Returns the exit

@@ -93,7 +93,7 @@ static int free_port(uint16_t *port)
 	return ret;
 }
 
-static int connect_timeout(uint16_t port, int timeout_s)
+static int connect_timeout_from(uint16_t port, int timeout_s, const char *src)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET };
 	struct timeval tv = { .tv_sec = timeout_s };
@@ -107,6 +107,18 @@ static int connect_timeout(uint16_t port, int timeout_s)
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (src) {
+		/* Another loopback address as the source (all of 127/8 is lo). */
+		struct sockaddr_in from = { .sin_family = AF_INET };
+
+		if (inet_pton(AF_INET, src, &from.sin_addr) != 1 ||
+		    bind(fd, (struct sockaddr *)&from, sizeof(from)) < 0) {
+			int e = errno ? -errno : -EINVAL;
+
+			close(fd);
+			return e;
+		}
+	}
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	sa.sin_port = htons(port);
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
@@ -118,9 +130,19 @@ static int connect_timeout(uint16_t port, int timeout_s)
 	return fd;
 }
 
+static int connect_timeout(uint16_t port, int timeout_s)
+{
+	return connect_timeout_from(port, timeout_s, NULL);
+}
+
 int sp_it_tcp_connect(uint16_t port)
 {
 	return connect_timeout(port, IO_TIMEOUT_S);
+}
+
+int sp_it_tcp_connect_from(uint16_t port, const char *src)
+{
+	return connect_timeout_from(port, IO_TIMEOUT_S, src);
 }
 
 static void dump_log(const char *path)

@@ -88,7 +88,7 @@ void sp_raw_abort(struct sp_raw *c)
 
 int sp_raw_connect(struct sp_raw *c, uint16_t port)
 {
-	int fd = sp_it_tcp_connect(port);
+	int fd = c->bind_src ? sp_it_tcp_connect_from(port, c->bind_src) : sp_it_tcp_connect(port);
 
 	if (fd < 0)
 		return fd;

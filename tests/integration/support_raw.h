@@ -46,6 +46,7 @@ enum {
 
 struct sp_raw {
 	int fd;                         /* -1 when not connected */
+	const char *bind_src;           /* source address to connect from; NULL = 127.0.0.1 */
 	uint8_t s_priv[SP_KEY_LEN];     /* this device's static key pair */
 	uint8_t s_pub[SP_KEY_LEN];
 	uint8_t server_pub[SP_KEY_LEN]; /* given (IK) or learned in the handshake (XX) */
@@ -106,7 +107,7 @@ void sp_raw_disconnect(struct sp_raw *c);
 /* Closes with an RST instead of a FIN (SO_LINGER 0): an abrupt disconnect. */
 void sp_raw_abort(struct sp_raw *c);
 
-/* TCP connect to 127.0.0.1:port. */
+/* TCP connect to 127.0.0.1:port (from c->bind_src if set). */
 int sp_raw_connect(struct sp_raw *c, uint16_t port);
 
 /* The standard preamble for pattern (SP_PREAMBLE_PATTERN_IK / _XX). */
