@@ -517,6 +517,13 @@ static size_t take_message(struct sp_session *s, uint8_t *p, size_t n, enum sp_c
 	return take;
 }
 
+bool sp_session_first_in(const struct sp_session *s)
+{
+	if (s->state == SP_SESSION_HANDSHAKE)
+		return s->hs && s->hs->state != SP_NOISE_HS_EMPTY;
+	return s->state == SP_SESSION_ESTABLISHED || s->state == SP_SESSION_CLOSING;
+}
+
 static bool reading(const struct sp_session *s)
 {
 	return !s->halted && (s->state == SP_SESSION_PREAMBLE || s->state == SP_SESSION_HANDSHAKE ||

@@ -176,6 +176,10 @@ int sp_session_tx_seal(struct sp_session *s);
 
 /* The finished bytes to send next, contiguous; false if none. Borrowed until
  * sp_session_tx_sent (the caller keeps one send in flight). */
+/* Responder: the initiator's first handshake message has been read (the
+ * broker's hello deadline ends there). */
+bool sp_session_first_in(const struct sp_session *s);
+
 static inline bool sp_session_tx_peek(const struct sp_session *s, const uint8_t **p, size_t *len)
 {
 	return sp_txq_peek(&s->q, p, len);
