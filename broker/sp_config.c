@@ -72,8 +72,9 @@ static const struct opt opts[] = {
 	{ "idle-timeout", "S", OPT_U32, FIELD(idle_timeout_s), 0, 86400 * 7, false,
 	  "close a connection that sent nothing for this many seconds (GoAway idle); 0 = off" },
 	{ "handshake-rate", "N", OPT_U32, FIELD(handshake_rate), 0, 10000000, false,
-	  "connections accepted per second per shard (token bucket); excess are closed "
-	  "at once and counted; 0 = no limit" },
+	  "handshakes started per second per shard (token bucket, charged at a "
+	  "connection's first handshake message, before its crypto); excess connections "
+	  "are closed and counted (reason handshake_rate); 0 = no limit" },
 	{ "recv-buffers", "N", OPT_U32, FIELD(recv_buffers), 1, SP_CONFIG_RECV_BUFFERS_MAX, true,
 	  "receive buffers in the provided-buffer ring (a power of two)" },
 	{ "recv-buffer-size", "BYTES", OPT_U32, FIELD(recv_buffer_size), 64, 1 << 20, false,

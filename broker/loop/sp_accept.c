@@ -53,6 +53,11 @@ static bool take_token(struct sp_shard *sh)
 	return true;
 }
 
+enum sp_close_reason sp_accept_first_message(struct sp_shard *sh)
+{
+	return take_token(sh) ? SP_CLOSE_NONE : SP_CLOSE_HANDSHAKE_RATE;
+}
+
 static void refuse(struct sp_shard *sh, int fd, const char *why)
 {
 	close(fd);
@@ -111,7 +116,6 @@ static void on_accept(struct sp_shard *sh, int fd)
 		sp_metrics_conn_refused(sh->metrics, SP_METRICS_CLOSE_MAX_CONNS);
 		return;
 	}
-	/* Before the token: one source's flood must not spend everyone's. */
 	switch (sp_source_accept(sh, fd, &src)) {
 	case SP_SOURCE_OK:
 		break;
@@ -122,12 +126,6 @@ static void on_accept(struct sp_shard *sh, int fd)
 	default:
 		refuse(sh, fd, "max_unauth_per_source");
 		sp_metrics_conn_refused(sh->metrics, SP_METRICS_CLOSE_UNAUTH_SOURCE);
-		return;
-	}
-	if (!take_token(sh)) {
-		sp_source_undo(sh, &src);
-		refuse(sh, fd, "handshake_rate");
-		sp_metrics_conn_refused(sh->metrics, SP_METRICS_CLOSE_HANDSHAKE_RATE);
 		return;
 	}
 	if (victim) {

@@ -337,9 +337,12 @@ static enum sp_close_reason hs_finish(struct sp_session *s)
 static enum sp_close_reason responder_message(struct sp_session *s, const uint8_t *msg,
 					      size_t len, uint8_t *payload, size_t *plen)
 {
+	const struct sp_session_hooks *h = &s->env->hooks;
 	bool first = s->hs->state == SP_NOISE_HS_EMPTY;
 	enum sp_close_reason r;
 
+	if (first && h->first_message && (r = h->first_message(h->ctx, s)))
+		return r;
 	if (first && (r = responder_init(s)))
 		return r;
 	if (sp_noise_handshake_read(s->hs, msg, len, payload, SP_HANDSHAKE_PAYLOAD_MAX, plen))

@@ -114,6 +114,10 @@ struct sp_session_hooks {
 	enum sp_close_reason (*server_hello)(void *ctx, struct sp_session *s, const uint8_t *payload,
 					     size_t len);
 	void *ctx;
+	/* Responder: the initiator's first handshake message was read whole,
+	 * before any of its crypto: where a handshake rate is charged, so that
+	 * sockets that never send one cost nothing. Optional. */
+	enum sp_close_reason (*first_message)(void *ctx, struct sp_session *s);
 };
 
 /* Shared by many sessions (a shard's connections, a swarm of clients);

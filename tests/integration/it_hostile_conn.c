@@ -555,6 +555,55 @@ static void test_hello_timeout(void **state)
 	sp_it_rmrf(b.data_dir);
 }
 
+/*
+ * A connect-and-close flood against a small handshake rate: the token is
+ * charged at the first handshake message, so sockets that never send one
+ * spend nothing and an honest device connects right after (before, every
+ * accept took a token and the honest device was refused: handshake_rate).
+ * Then handshakes beyond the rate are refused at their first message.
+ */
+static void test_connect_close_flood(void **state)
+{
+	enum { FLOOD = 300, RATE = 3 };
+	const char *extra[] = { "--handshake-rate", "3", NULL };
+	static const char limited[] =
+		"sealpost_connections_closed_total{reason=\"handshake_rate\"}";
+	struct sp_it_broker b;
+	struct sp_raw alice = { .fd = -1 }, more[RATE + 10];
+	int refused = 0;
+
+	(void)state;
+	assert_int_equal(sp_it_broker_start(&b, NULL, extra), 0);
+	for (int i = 0; i < FLOOD; i++) {
+		int fd = sp_it_tcp_connect(b.port);
+
+		if (fd >= 0)
+			close(fd);
+	}
+	open_device(&alice, &b);
+	assert_true(metric(&b, limited) == 0);
+	/* Handshakes themselves are held to the rate (burst = rate). */
+	for (int i = 0; i < RATE + 10; i++) {
+		struct sp_raw_frame f;
+
+		more[i].fd = -1;
+		assert_int_equal(sp_raw_init(&more[i]), 0);
+		if (sp_raw_open(&more[i], b.port, SP_PREAMBLE_PATTERN_IK, b.server_pub) != 0 ||
+		    sp_raw_wait_frame(&more[i], SP_FRAME_DRAINED, &f, TIMEOUT_MS) != 0)
+			refused++;
+	}
+	assert_true(refused >= 1);
+	assert_true(wait_metric(&b, limited, refused) >= refused);
+	print_message("connect-and-close flood: %d sockets, then a device connected; of %d "
+		      "handshakes in a burst against rate %d, %d refused (handshake_rate)\n",
+		      FLOOD, RATE + 10, RATE, refused);
+	for (int i = 0; i < RATE + 10; i++)
+		sp_raw_close(&more[i]);
+	sp_raw_close(&alice);
+	assert_int_equal(sp_it_broker_stop(&b), 0);
+	sp_it_rmrf(b.data_dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -564,6 +613,7 @@ int main(void)
 		cmocka_unit_test(test_per_source_limit),
 		cmocka_unit_test(test_full_table_evicts_unproven),
 		cmocka_unit_test(test_hello_timeout),
+		cmocka_unit_test(test_connect_close_flood),
 	};
 
 	if (sodium_init() < 0)
