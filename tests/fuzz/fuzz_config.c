@@ -62,6 +62,22 @@ static void round_trip(const struct sp_config *c)
 	/* The first line names the file it came from: not a setting. */
 	nl = strchr(a, '\n');
 	check(nl != NULL);
+	/* A config file line holds SP_CONFIG_FILE_LINE_MAX characters (libinih's
+	 * fixed buffer), so a value close to that (a path from a flag, or one
+	 * that filled its file line without the spaces around '=') prints as a
+	 * line no file can hold: such a setting can only be given as a flag,
+	 * which docs/OPERATIONS.md says. Round-trip what a file can say. */
+	for (const char *l = nl + 1; *l;) {
+		const char *e = strchr(l, '\n');
+		size_t n = e ? (size_t)(e - l) : strlen(l);
+
+		if (n > SP_CONFIG_FILE_LINE_MAX) {
+			free(a);
+			free(again);
+			return;
+		}
+		l += n + (e != NULL);
+	}
 	set_file((const uint8_t *)nl + 1, alen - (size_t)(nl + 1 - a));
 	sp_config_defaults(again);
 	if (sp_config_parse_file(again, memfd_path, err, sizeof(err)) != 0) {
