@@ -132,7 +132,6 @@ static void check_fd_limit(const struct sp_log *lg, const struct sp_config *cfg)
 static void log_stopped(const struct sp_log *lg, const struct sp_metrics_shard *m)
 {
 	uint64_t refused = m->connections_closed[SP_METRICS_CLOSE_MAX_CONNS] +
-			   m->connections_closed[SP_METRICS_CLOSE_HANDSHAKE_RATE] +
 			   m->connections_closed[SP_METRICS_CLOSE_PER_SOURCE] +
 			   m->connections_closed[SP_METRICS_CLOSE_UNAUTH_SOURCE];
 	uint64_t handshakes = 0, sends = m->envelopes_accepted;

@@ -64,12 +64,17 @@ static const struct opt opts[] = {
 	  "per-connection outbound queue: above it envelopes for that device get "
 	  "err_recipient_busy; above twice it the connection is closed as a slow consumer" },
 	{ "handshake-timeout", "MS", OPT_U32, FIELD(handshake_timeout_ms), 100, 600000, false,
-	  "a connection must finish its handshake within this many milliseconds" },
+	  "a connection must finish its handshake within this many milliseconds of its "
+	  "first handshake message" },
+	{ "hello-timeout", "MS", OPT_U32, FIELD(hello_timeout_ms), 100, 600000, false,
+	  "a connection must send the preamble and its first handshake message within this "
+	  "many milliseconds of accept; a silent socket is closed (reason hello_timeout)" },
 	{ "idle-timeout", "S", OPT_U32, FIELD(idle_timeout_s), 0, 86400 * 7, false,
 	  "close a connection that sent nothing for this many seconds (GoAway idle); 0 = off" },
 	{ "handshake-rate", "N", OPT_U32, FIELD(handshake_rate), 0, 10000000, false,
-	  "connections accepted per second per shard (token bucket); excess are closed "
-	  "at once and counted; 0 = no limit" },
+	  "handshakes started per second per shard (token bucket, charged at a "
+	  "connection's first handshake message, before its crypto); excess connections "
+	  "are closed and counted (reason handshake_rate); 0 = no limit" },
 	{ "recv-buffers", "N", OPT_U32, FIELD(recv_buffers), 1, SP_CONFIG_RECV_BUFFERS_MAX, true,
 	  "receive buffers in the provided-buffer ring (a power of two)" },
 	{ "recv-buffer-size", "BYTES", OPT_U32, FIELD(recv_buffer_size), 64, 1 << 20, false,
@@ -183,6 +188,7 @@ void sp_config_defaults(struct sp_config *c)
 	c->max_envelope = SP_BODY_MAX;
 	c->sendq_max = SP_DEFAULT_SENDQ_MAX;
 	c->handshake_timeout_ms = SP_DEFAULT_HANDSHAKE_TIMEOUT_MS;
+	c->hello_timeout_ms = SP_DEFAULT_HELLO_TIMEOUT_MS;
 	c->idle_timeout_s = SP_DEFAULT_IDLE_TIMEOUT_S;
 	c->handshake_rate = SP_DEFAULT_HANDSHAKE_RATE;
 	c->recv_buffers = SP_DEFAULT_RECV_BUFFERS;

@@ -48,6 +48,9 @@ enum {
 	SP_DEFAULT_MAX_CONNS = 16000,
 	SP_DEFAULT_SENDQ_MAX = 256 * 1024,
 	SP_DEFAULT_HANDSHAKE_TIMEOUT_MS = 10000,
+	/* An honest client sends its first message with the preamble, at
+	 * once; a socket that stays silent holds a slot for nothing. */
+	SP_DEFAULT_HELLO_TIMEOUT_MS = 3000,
 	SP_DEFAULT_IDLE_TIMEOUT_S = 600,
 	SP_DEFAULT_HANDSHAKE_RATE = 5000,
 	/* One address (a NAT gateway at most) gets a quarter of the default
@@ -86,6 +89,7 @@ struct sp_config {
 	uint64_t sendq_max;             /* per-connection outbound queue before RECIPIENT_BUSY;
 					 * 2x this closes the connection (SLOW_CONSUMER) */
 	uint32_t handshake_timeout_ms;  /* from accept to transport */
+	uint32_t hello_timeout_ms;       /* accept to the first handshake message */
 	uint32_t idle_timeout_s;        /* nothing received for this long: GoAway IDLE; 0 = off */
 	uint32_t handshake_rate;        /* connections accepted per second per shard; 0 = off */
 	uint32_t recv_buffers;          /* provided-buffer ring entries (power of two) */

@@ -69,6 +69,8 @@ struct sp_conn_io {
 struct sp_conn_timer {
 	struct sp_list node;            /* in exactly one deadline-ordered list, or none */
 	uint64_t deadline_ns;
+	uint64_t accepted_ns;           /* handshake duration (metrics) */
+	bool hello;                     /* on the hello list: no handshake message yet */
 };
 
 /* How it ends: loop/sp_lifecycle.c. */

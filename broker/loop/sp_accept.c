@@ -53,6 +53,11 @@ static bool take_token(struct sp_shard *sh)
 	return true;
 }
 
+enum sp_close_reason sp_accept_first_message(struct sp_shard *sh)
+{
+	return take_token(sh) ? SP_CLOSE_NONE : SP_CLOSE_HANDSHAKE_RATE;
+}
+
 static void refuse(struct sp_shard *sh, int fd, const char *why)
 {
 	close(fd);
@@ -91,6 +96,7 @@ static void log_peer(struct sp_shard *sh, const struct sp_conn *c)
 static void on_accept(struct sp_shard *sh, int fd)
 {
 	struct sp_conn *c;
+	struct sp_conn *victim;
 	struct sp_conn_src src;
 	int one = 1;
 
@@ -99,12 +105,17 @@ static void on_accept(struct sp_shard *sh, int fd)
 		sp_metrics_conn_refused(sh->metrics, SP_METRICS_CLOSE_SHUTDOWN);
 		return;
 	}
-	if (sh->nfree == 0) {
+	/* Full: the newcomer takes the place of the oldest connection not
+	 * proven yet (a silent socket first), so that sockets which never
+	 * authenticate cannot keep honest devices out; refused only when
+	 * every connection is proven, or while the evicted ones still hold
+	 * every reserve slot. */
+	victim = sh->nconns >= sh->cfg->max_conns ? sp_timers_oldest_unproven(sh) : NULL;
+	if (sh->nfree == 0 || (sh->nconns >= sh->cfg->max_conns && !victim)) {
 		refuse(sh, fd, "max_conns");
 		sp_metrics_conn_refused(sh->metrics, SP_METRICS_CLOSE_MAX_CONNS);
 		return;
 	}
-	/* Before the token: one source's flood must not spend everyone's. */
 	switch (sp_source_accept(sh, fd, &src)) {
 	case SP_SOURCE_OK:
 		break;
@@ -117,11 +128,9 @@ static void on_accept(struct sp_shard *sh, int fd)
 		sp_metrics_conn_refused(sh->metrics, SP_METRICS_CLOSE_UNAUTH_SOURCE);
 		return;
 	}
-	if (!take_token(sh)) {
-		sp_source_undo(sh, &src);
-		refuse(sh, fd, "handshake_rate");
-		sp_metrics_conn_refused(sh->metrics, SP_METRICS_CLOSE_HANDSHAKE_RATE);
-		return;
+	if (victim) {
+		sp_io_abort_on_close(victim);   /* RST: nothing of it is worth sending */
+		sp_life_cut(sh, victim, SP_CLOSE_EVICTED);
 	}
 	c = sp_life_open(sh, fd);      /* a free slot: checked above */
 	sp_source_attach(c, &src);

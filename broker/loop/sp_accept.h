@@ -1,8 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_accept.h: the shard's multishot accept on the listener, and what is
- * refused before any crypto is spent: a full connection table, the
- * handshake-rate token bucket, a shard that is stopping.
+ * refused before any crypto is spent: a full connection table (or the
+ * unproven connection evicted for the newcomer), one source's limits, a
+ * shard that is stopping; and the handshake-rate token bucket, charged at
+ * a connection's first handshake message (not at accept: sockets that
+ * connect and close, or never send, must not spend honest clients'
+ * tokens).
  *
  * Writes: sh->accept_armed, hs_tokens_milli, hs_refill_ns.
  */
@@ -14,6 +18,10 @@
 /* A full bucket (cfg->handshake_rate tokens), refilled from now_ns on. */
 void sp_accept_init(struct sp_shard *sh);
 void sp_accept_start(struct sp_shard *sh);
+
+/* The session hook at a connection's first handshake message, before its
+ * crypto: a token, or SP_CLOSE_HANDSHAKE_RATE (the connection is closed). */
+enum sp_close_reason sp_accept_first_message(struct sp_shard *sh);
 
 /* Arms the multishot accept unless it is armed or the shard stops; a failed
  * submission is tried again at the next tick. */

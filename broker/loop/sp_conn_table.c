@@ -11,7 +11,9 @@
 
 int sp_conn_table_init(struct sp_shard *sh)
 {
-	uint32_t n = sh->cfg->max_conns;
+	/* Beyond max_conns, room for a newcomer while the connection it
+	 * evicted waits for its last completions (sp_accept.c). */
+	uint32_t n = sh->cfg->max_conns + SP_CONN_TABLE_RESERVE;
 
 	sh->conns = calloc(n, sizeof(*sh->conns));
 	sh->free_slots = malloc(n * sizeof(*sh->free_slots));
@@ -21,6 +23,7 @@ int sp_conn_table_init(struct sp_shard *sh)
 	for (uint32_t i = 0; i < n; i++)
 		sh->free_slots[i] = n - 1 - i;
 	sh->nfree = n;
+	sh->nslots = n;
 	return 0;
 }
 

@@ -5,7 +5,7 @@
  * route handle that names a connection, and the dirty list of connections
  * to flush at the end of the iteration.
  *
- * Writes: sh->conns, free_slots, nfree, nconns, high_water, dirty; of a
+ * Writes: sh->conns, free_slots, nfree, nslots, nconns, high_water, dirty; of a
  * connection: its table group c->tab (slot at open, gen at release, dirty,
  * dirty_next).
  * Errors: 0 or a negative errno.
@@ -28,9 +28,14 @@
 enum {
 	SP_HANDLE_SLOT_BITS = 24,
 	SP_HANDLE_SLOT_MAX = (1 << SP_HANDLE_SLOT_BITS) - 1,
+	/* Slots beyond max_conns for eviction: at most this many evicted
+	 * connections can be awaiting their completions at once. */
+	SP_CONN_TABLE_RESERVE = 64,
 };
-_Static_assert(SP_CONFIG_MAX_CONNS_MAX - 1 <= SP_HANDLE_SLOT_MAX, "handle slot too narrow");
-_Static_assert(SP_CONFIG_MAX_CONNS_MAX - 1 <= SP_UD_SLOT_MAX, "user_data slot too narrow");
+_Static_assert(SP_CONFIG_MAX_CONNS_MAX + SP_CONN_TABLE_RESERVE - 1 <= SP_HANDLE_SLOT_MAX,
+	       "handle slot too narrow");
+_Static_assert(SP_CONFIG_MAX_CONNS_MAX + SP_CONN_TABLE_RESERVE - 1 <= SP_UD_SLOT_MAX,
+	       "user_data slot too narrow");
 
 static inline uint64_t sp_handle_pack(uint8_t shard, uint32_t slot, uint32_t gen)
 {
@@ -52,7 +57,7 @@ static inline uint32_t sp_handle_gen(uint64_t h)
 	return (uint32_t)h;
 }
 
-/* Allocates cfg->max_conns slots, all free. On failure the caller destroys. */
+/* Allocates cfg->max_conns + SP_CONN_TABLE_RESERVE slots, all free. On failure the caller destroys. */
 int sp_conn_table_init(struct sp_shard *sh);
 
 /* Wipes and releases every connection still in the table, closes its
@@ -86,7 +91,7 @@ static inline struct sp_conn *sp_conn_at(struct sp_shard *sh, uint32_t slot, uin
 {
 	struct sp_conn *c;
 
-	if (slot >= sh->cfg->max_conns)
+	if (slot >= sh->nslots)
 		return NULL;
 	c = &sh->conns[slot];
 	if (c->s.state == SP_SESSION_FREE || c->tab.gen != gen)

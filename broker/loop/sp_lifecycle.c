@@ -63,7 +63,8 @@ static void log_end(struct sp_shard *sh, const struct sp_conn *c, enum sp_close_
 	if (c->s.state == SP_SESSION_HANDSHAKE ||
 	    (c->s.state == SP_SESSION_ESTABLISHED && !c->s.proven))
 		sp_metrics_handshake(sh->metrics, sp_life_metrics_pattern(c),
-				     r == SP_CLOSE_HANDSHAKE_TIMEOUT ? SP_METRICS_OUTCOME_TIMEOUT
+				     r == SP_CLOSE_HANDSHAKE_TIMEOUT || r == SP_CLOSE_HELLO_TIMEOUT
+				     ? SP_METRICS_OUTCOME_TIMEOUT
 								     : SP_METRICS_OUTCOME_FAILED, 0);
 	sp_metrics_conn_closed(sh->metrics, metrics_close(r));
 	SP_LOG_LIMITED(sh->log, &sh->lim[r], sh->now_ns, e.level, e.msg,
@@ -202,6 +203,8 @@ void sp_life_deadlines(struct sp_shard *sh)
 {
 	struct sp_conn *c;
 
+	while ((c = sp_timers_expired(sh, SP_TIMER_HELLO)))
+		cut_closing(sh, c, SP_CLOSE_HELLO_TIMEOUT);
 	while ((c = sp_timers_expired(sh, SP_TIMER_HANDSHAKE)))
 		cut_closing(sh, c, SP_CLOSE_HANDSHAKE_TIMEOUT);
 	while ((c = sp_timers_expired(sh, SP_TIMER_IDLE)))

@@ -255,6 +255,12 @@ static enum sp_close_reason on_proven(void *ctx, struct sp_session *s)
 	return sp_router_proven(ctx, sp_conn_of(s));
 }
 
+static enum sp_close_reason on_first_message(void *ctx, struct sp_session *s)
+{
+	(void)s;
+	return sp_accept_first_message(ctx);
+}
+
 static enum sp_close_reason on_frame(void *ctx, struct sp_session *s, const struct sp_frame *f)
 {
 	return sp_router_frame(ctx, sp_conn_of(s), f);
@@ -312,6 +318,7 @@ int sp_shard_setup(struct sp_shard *sh, uint8_t id, const struct sp_config *cfg,
 	 * tells the app layer when a connection ends. */
 	sh->env.hooks.established = on_established;
 	sh->env.hooks.proven = on_proven;
+	sh->env.hooks.first_message = on_first_message;
 	sh->env.hooks.frame = on_frame;
 	sh->env.hooks.ctx = sh;
 	sh->app.detach = sp_router_detach;

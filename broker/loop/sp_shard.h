@@ -69,6 +69,8 @@ static inline enum sp_close_reason sp_shard_rx(struct sp_shard *sh, struct sp_co
 
 	sp_timers_rx_message(sh, c);
 	r = sp_session_rx(&c->s, data, len);
+	if (c->timer.hello && sp_session_first_in(&c->s))
+		sp_timers_first_message(sh, c);
 	sp_conn_mark(sh, c);
 	return r;
 }

@@ -68,9 +68,10 @@ struct sp_shard {
 	int wake_fd;                    /* readable = stop (signalfd or eventfd) */
 
 	/* The connection table (sp_conn_table.c). */
-	struct sp_conn *conns;          /* cfg->max_conns slots (calloc: untouched cost nothing) */
+	struct sp_conn *conns;          /* nslots slots (calloc: untouched cost nothing) */
 	uint32_t *free_slots;           /* stack of free slot numbers */
 	uint32_t nfree;
+	uint32_t nslots;                /* max_conns + SP_CONN_TABLE_RESERVE */
 	uint32_t nconns;                /* slots not free (incl. dead, awaiting completions) */
 	uint32_t high_water;            /* slots ever used: bound for full scans */
 	struct sp_conn *dirty;          /* connections to flush at the end of the iteration */
@@ -85,7 +86,8 @@ struct sp_shard {
 
 	/* Timers (sp_timers.c). Deadline-ordered lists: each timeout is a
 	 * constant, so appending keeps them sorted and expiry is O(expired). */
-	struct sp_list hs_list;         /* preamble/handshake: accept + handshake_timeout */
+	struct sp_list hello_list;      /* no handshake message yet: accept + hello_timeout */
+	struct sp_list hs_list;         /* handshake: first message + handshake_timeout */
 	struct sp_list idle_list;       /* established: last receive + idle_timeout */
 	struct sp_list closing_list;    /* GoAway sent: + close_grace */
 	struct __kernel_timespec tick;

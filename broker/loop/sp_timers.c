@@ -17,7 +17,14 @@ static void timer_set(struct sp_list *list, struct sp_conn *c, uint64_t deadline
 {
 	sp_list_del(&c->timer.node);
 	c->timer.deadline_ns = deadline;
+	c->timer.hello = false;
 	sp_list_add_tail(list, &c->timer.node);
+}
+
+static void timer_clear(struct sp_conn *c)
+{
+	sp_list_del(&c->timer.node);
+	c->timer.hello = false;
 }
 
 static struct sp_conn *timer_conn(struct sp_list *n)
@@ -28,6 +35,7 @@ static struct sp_conn *timer_conn(struct sp_list *n)
 static struct sp_list *list_of(struct sp_shard *sh, enum sp_timer_kind kind)
 {
 	switch (kind) {
+	case SP_TIMER_HELLO: return &sh->hello_list;
 	case SP_TIMER_HANDSHAKE: return &sh->hs_list;
 	case SP_TIMER_IDLE: return &sh->idle_list;
 	default: return &sh->closing_list;
@@ -41,6 +49,7 @@ void sp_timers_set_idle(struct sp_shard *sh, struct sp_conn *c)
 
 void sp_timers_init(struct sp_shard *sh)
 {
+	sp_list_init(&sh->hello_list);
 	sp_list_init(&sh->hs_list);
 	sp_list_init(&sh->idle_list);
 	sp_list_init(&sh->closing_list);
@@ -48,13 +57,31 @@ void sp_timers_init(struct sp_shard *sh)
 
 void sp_timers_accepted(struct sp_shard *sh, struct sp_conn *c)
 {
+	timer_set(&sh->hello_list, c, sh->now_ns + ms_ns(sh->cfg->hello_timeout_ms));
+	c->timer.hello = true;
+	c->timer.accepted_ns = sh->now_ns;
+}
+
+void sp_timers_first_message(struct sp_shard *sh, struct sp_conn *c)
+{
+	/* From now rather than from accept, so the list stays in deadline
+	 * order (each list's timeout is one constant). */
 	timer_set(&sh->hs_list, c, sh->now_ns + ms_ns(sh->cfg->handshake_timeout_ms));
 }
 
 uint64_t sp_timers_handshake_complete(const struct sp_shard *sh, const struct sp_conn *c)
 {
-	/* Still on the handshake deadline: accept time + handshake_timeout. */
-	return sh->now_ns - (c->timer.deadline_ns - ms_ns(sh->cfg->handshake_timeout_ms));
+	return sh->now_ns - c->timer.accepted_ns;
+}
+
+struct sp_conn *sp_timers_oldest_unproven(struct sp_shard *sh)
+{
+	/* Silent ones first: they have not even started a handshake. */
+	if (!sp_list_empty(&sh->hello_list))
+		return timer_conn(sh->hello_list.next);
+	if (!sp_list_empty(&sh->hs_list))
+		return timer_conn(sh->hs_list.next);
+	return NULL;
 }
 
 void sp_timers_proven(struct sp_shard *sh, struct sp_conn *c)
@@ -62,7 +89,7 @@ void sp_timers_proven(struct sp_shard *sh, struct sp_conn *c)
 	if (sh->cfg->idle_timeout_s)
 		sp_timers_set_idle(sh, c);
 	else
-		sp_list_del(&c->timer.node);
+		timer_clear(c);
 }
 
 void sp_timers_goaway(struct sp_shard *sh, struct sp_conn *c)
@@ -73,7 +100,7 @@ void sp_timers_goaway(struct sp_shard *sh, struct sp_conn *c)
 void sp_timers_ended(struct sp_shard *sh, struct sp_conn *c)
 {
 	(void)sh;
-	sp_list_del(&c->timer.node);
+	timer_clear(c);
 }
 
 struct sp_conn *sp_timers_expired(struct sp_shard *sh, enum sp_timer_kind kind)
@@ -86,7 +113,7 @@ struct sp_conn *sp_timers_expired(struct sp_shard *sh, enum sp_timer_kind kind)
 	c = timer_conn(list->next);
 	if (c->timer.deadline_ns > sh->now_ns)
 		return NULL;
-	sp_list_del(&c->timer.node);
+	timer_clear(c);
 	return c;
 }
 

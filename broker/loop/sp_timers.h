@@ -14,7 +14,7 @@
  * What happens at a deadline is the lifecycle's decision (sp_lifecycle.c
  * takes expired connections with sp_timers_expired).
  *
- * Writes, of a connection: its timer group c->timer; sh->hs_list, idle_list,
+ * Writes, of a connection: its timer group c->timer; sh->hello_list, hs_list, idle_list,
  * closing_list, tick, tick_retry, wake_armed, wake_retry, wake_buf.
  * Errors: 0 or a negative errno.
  */
@@ -26,7 +26,8 @@
 #include "sp_shard_types.h"
 
 enum sp_timer_kind {
-	SP_TIMER_HANDSHAKE,     /* preamble and handshake (and IK until proven) */
+	SP_TIMER_HELLO,         /* accepted, no handshake message yet (preamble included) */
+	SP_TIMER_HANDSHAKE,     /* handshake after its first message (and IK until proven) */
 	SP_TIMER_IDLE,          /* established, nothing received */
 	SP_TIMER_CLOSING,       /* GoAway sent, output draining */
 };
@@ -53,6 +54,13 @@ static inline void sp_timers_rx_message(struct sp_shard *sh, struct sp_conn *c)
 }
 
 void sp_timers_goaway(struct sp_shard *sh, struct sp_conn *c);
+
+/* The first handshake message was read: the handshake deadline from now. */
+void sp_timers_first_message(struct sp_shard *sh, struct sp_conn *c);
+
+/* The connection accepted longest ago of those not proven yet (one with
+ * no handshake message before any other), still on its deadline; or NULL. */
+struct sp_conn *sp_timers_oldest_unproven(struct sp_shard *sh);
 
 void sp_timers_ended(struct sp_shard *sh, struct sp_conn *c);
 

@@ -337,9 +337,12 @@ static enum sp_close_reason hs_finish(struct sp_session *s)
 static enum sp_close_reason responder_message(struct sp_session *s, const uint8_t *msg,
 					      size_t len, uint8_t *payload, size_t *plen)
 {
+	const struct sp_session_hooks *h = &s->env->hooks;
 	bool first = s->hs->state == SP_NOISE_HS_EMPTY;
 	enum sp_close_reason r;
 
+	if (first && h->first_message && (r = h->first_message(h->ctx, s)))
+		return r;
 	if (first && (r = responder_init(s)))
 		return r;
 	if (sp_noise_handshake_read(s->hs, msg, len, payload, SP_HANDSHAKE_PAYLOAD_MAX, plen))
@@ -515,6 +518,13 @@ static size_t take_message(struct sp_session *s, uint8_t *p, size_t n, enum sp_c
 		free_rx_asm(s);
 	}
 	return take;
+}
+
+bool sp_session_first_in(const struct sp_session *s)
+{
+	if (s->state == SP_SESSION_HANDSHAKE)
+		return s->hs && s->hs->state != SP_NOISE_HS_EMPTY;
+	return s->state == SP_SESSION_ESTABLISHED || s->state == SP_SESSION_CLOSING;
 }
 
 static bool reading(const struct sp_session *s)

@@ -114,6 +114,10 @@ struct sp_session_hooks {
 	enum sp_close_reason (*server_hello)(void *ctx, struct sp_session *s, const uint8_t *payload,
 					     size_t len);
 	void *ctx;
+	/* Responder: the initiator's first handshake message was read whole,
+	 * before any of its crypto: where a handshake rate is charged, so that
+	 * sockets that never send one cost nothing. Optional. */
+	enum sp_close_reason (*first_message)(void *ctx, struct sp_session *s);
 };
 
 /* Shared by many sessions (a shard's connections, a swarm of clients);
@@ -176,6 +180,10 @@ int sp_session_tx_seal(struct sp_session *s);
 
 /* The finished bytes to send next, contiguous; false if none. Borrowed until
  * sp_session_tx_sent (the caller keeps one send in flight). */
+/* Responder: the initiator's first handshake message has been read (the
+ * broker's hello deadline ends there). */
+bool sp_session_first_in(const struct sp_session *s);
+
 static inline bool sp_session_tx_peek(const struct sp_session *s, const uint8_t **p, size_t *len)
 {
 	return sp_txq_peek(&s->q, p, len);

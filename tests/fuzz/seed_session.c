@@ -129,10 +129,10 @@ int main(int argc, char **argv)
 	renv.static_priv = fuzz_server_s;
 	renv.hello = (struct sp_hello){ 1, SP_BODY_MAX, SP_TRANSPORT_PLAINTEXT_MAX, 0 };
 	renv.pool = &pool;
-	renv.hooks = (struct sp_session_hooks){ ok, NULL, no_frame, NULL, NULL };
+	renv.hooks = (struct sp_session_hooks){ ok, NULL, no_frame, NULL, NULL, NULL };
 	ienv.hello.protocol_version = 1;
 	ienv.pool = &pool;
-	ienv.hooks = (struct sp_session_hooks){ ok, NULL, no_frame, NULL, NULL };
+	ienv.hooks = (struct sp_session_hooks){ ok, NULL, no_frame, NULL, NULL, NULL };
 	if (sp_noise_public_key(server_pub, fuzz_server_s))
 		die("key");
 

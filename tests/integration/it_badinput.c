@@ -1667,8 +1667,10 @@ static void stop_own(struct sp_it_broker *b)
 
 static void test_handshake_timeout(void **state)
 {
-	static const char *const args[] = { "--handshake-timeout", "300", "--log-rate", "1000000",
-					    NULL };
+	static const char *const args[] = { "--handshake-timeout", "300", "--hello-timeout", "300",
+					    "--log-rate", "1000000", NULL };
+	/* The first four never complete message 1: hello-timeout closes them;
+	 * the last one sent it: handshake-timeout. */
 	static const char *const what[] = {
 		"handshake timeout: connected, nothing sent",
 		"handshake timeout: 5 bytes of the preamble",
@@ -1721,7 +1723,10 @@ static void test_handshake_timeout(void **state)
 		assert_int_equal(bytes, 0);
 		sp_raw_close(&c[i]);
 	}
-	expect_log(bp, "reason=handshake_timeout", N, "handshake timeouts");
+	expect_log(bp, "reason=hello_timeout", N - 1, "hello timeouts");
+	expect_log(bp, "reason=handshake_timeout", 1, "handshake timeouts");
+	assert_int_equal(log_count(bp, "reason=hello_timeout"), N - 1);
+	assert_int_equal(log_count(bp, "reason=handshake_timeout"), 1);
 	/* the pair, established long before, was not hit by the handshake timer */
 	check_healthy(bp, &p, NULL, "handshake timeouts");
 	pair_close(&p);

@@ -458,6 +458,152 @@ static void test_per_source_limit(void **state)
 	sp_it_rmrf(b.data_dir);
 }
 
+/*
+ * Many sources (here: every per-source limit off) fill the table with
+ * silent sockets: a newcomer takes the place of the oldest connection that
+ * has not proven a key (reason evicted), so honest devices still get in.
+ * Before, the full table refused them (reason max_conns).
+ */
+static void test_full_table_evicts_unproven(void **state)
+{
+	enum { TABLE = 32, SILENT = 200 };
+	const char *extra[] = { "--max-conns", "32", "--max-conns-per-source", "0",
+				"--max-unauth-per-source", "0", "--handshake-rate", "0",
+				"--hello-timeout", "600000", "--handshake-timeout", "600000", NULL };
+	static const char evicted[] = "sealpost_connections_closed_total{reason=\"evicted\"}";
+	static const char full[] = "sealpost_connections_closed_total{reason=\"max_conns\"}";
+	struct sp_it_broker b;
+	struct sp_raw alice = { .fd = -1 }, bob = { .fd = -1 };
+	int fds[SILENT], opened = 0;
+	double n, refused;
+
+	(void)state;
+	assert_int_equal(sp_it_broker_start(&b, NULL, extra), 0);
+	for (int i = 0; i < SILENT; i++) {
+		fds[i] = sp_it_tcp_connect(b.port);
+		if (fds[i] >= 0)
+			opened++;
+	}
+	/* Each socket beyond the table either took an unproven one's place or,
+	 * in a burst that outran the reserve slots (the evicted ones' last
+	 * completions), was refused. */
+	for (int w = 0; w < WAIT_BOUND_MS; w += 20) {
+		if (metric(&b, evicted) + metric(&b, full) >= opened - TABLE)
+			break;
+		sleep_ms(20);
+	}
+	n = metric(&b, evicted);
+	assert_true(n >= 1);
+	assert_true(n + metric(&b, full) >= opened - TABLE);
+	open_device(&alice, &b);
+	open_device(&bob, &b);
+	exchange(&alice, &bob, 1);
+	exchange(&bob, &alice, 2);
+	refused = metric(&b, full);
+	/* The devices were never refused, whatever else was. */
+	print_message("full table: %d silent sockets into %d slots, %.0f evicted, %.0f refused "
+		      "max_conns; 2 devices connected and exchanged\n", opened, TABLE,
+		      metric(&b, evicted), refused);
+	for (int i = 0; i < SILENT; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	sp_raw_close(&alice);
+	sp_raw_close(&bob);
+	assert_int_equal(sp_it_broker_stop(&b), 0);
+	sp_it_rmrf(b.data_dir);
+}
+
+/* A socket that sends nothing (or only the preamble) is closed at
+ * hello-timeout; a device that handshook is not. */
+static void test_hello_timeout(void **state)
+{
+	enum { SILENT = 20 };
+	const char *extra[] = { "--hello-timeout", "300", NULL };
+	static const char timeout[] =
+		"sealpost_connections_closed_total{reason=\"hello_timeout\"}";
+	struct sp_it_broker b;
+	struct sp_raw alice = { .fd = -1 }, bob = { .fd = -1 };
+	uint8_t pre[SP_PREAMBLE_LEN];
+	int fds[SILENT];
+
+	(void)state;
+	assert_int_equal(sp_it_broker_start(&b, NULL, extra), 0);
+	open_device(&alice, &b);
+	open_device(&bob, &b);
+	sp_raw_preamble(pre, SP_PREAMBLE_PATTERN_XX);
+	for (int i = 0; i < SILENT; i++) {
+		fds[i] = sp_it_tcp_connect(b.port);
+		assert_true(fds[i] >= 0);
+		if (i % 2)      /* half of them send the preamble, then nothing */
+			assert_int_equal(write(fds[i], pre, sizeof(pre)), (ssize_t)sizeof(pre));
+	}
+	assert_true(wait_metric(&b, timeout, SILENT) >= SILENT);
+	for (int i = 0; i < SILENT; i++) {
+		struct pollfd p = { .fd = fds[i], .events = POLLIN };
+		char byte;
+
+		/* Closed by the broker: EOF or a reset, never data. */
+		assert_int_equal(poll(&p, 1, TIMEOUT_MS), 1);
+		assert_true(read(fds[i], &byte, 1) <= 0);
+		close(fds[i]);
+	}
+	/* The devices connected before are still served. */
+	exchange(&alice, &bob, 1);
+	sp_raw_close(&alice);
+	sp_raw_close(&bob);
+	assert_int_equal(sp_it_broker_stop(&b), 0);
+	sp_it_rmrf(b.data_dir);
+}
+
+/*
+ * A connect-and-close flood against a small handshake rate: the token is
+ * charged at the first handshake message, so sockets that never send one
+ * spend nothing and an honest device connects right after (before, every
+ * accept took a token and the honest device was refused: handshake_rate).
+ * Then handshakes beyond the rate are refused at their first message.
+ */
+static void test_connect_close_flood(void **state)
+{
+	enum { FLOOD = 300, RATE = 3 };
+	const char *extra[] = { "--handshake-rate", "3", NULL };
+	static const char limited[] =
+		"sealpost_connections_closed_total{reason=\"handshake_rate\"}";
+	struct sp_it_broker b;
+	struct sp_raw alice = { .fd = -1 }, more[RATE + 10];
+	int refused = 0;
+
+	(void)state;
+	assert_int_equal(sp_it_broker_start(&b, NULL, extra), 0);
+	for (int i = 0; i < FLOOD; i++) {
+		int fd = sp_it_tcp_connect(b.port);
+
+		if (fd >= 0)
+			close(fd);
+	}
+	open_device(&alice, &b);
+	assert_true(metric(&b, limited) == 0);
+	/* Handshakes themselves are held to the rate (burst = rate). */
+	for (int i = 0; i < RATE + 10; i++) {
+		struct sp_raw_frame f;
+
+		more[i].fd = -1;
+		assert_int_equal(sp_raw_init(&more[i]), 0);
+		if (sp_raw_open(&more[i], b.port, SP_PREAMBLE_PATTERN_IK, b.server_pub) != 0 ||
+		    sp_raw_wait_frame(&more[i], SP_FRAME_DRAINED, &f, TIMEOUT_MS) != 0)
+			refused++;
+	}
+	assert_true(refused >= 1);
+	assert_true(wait_metric(&b, limited, refused) >= refused);
+	print_message("connect-and-close flood: %d sockets, then a device connected; of %d "
+		      "handshakes in a burst against rate %d, %d refused (handshake_rate)\n",
+		      FLOOD, RATE + 10, RATE, refused);
+	for (int i = 0; i < RATE + 10; i++)
+		sp_raw_close(&more[i]);
+	sp_raw_close(&alice);
+	assert_int_equal(sp_it_broker_stop(&b), 0);
+	sp_it_rmrf(b.data_dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -465,6 +611,9 @@ int main(void)
 		cmocka_unit_test(test_ik_replay_not_counted),
 		cmocka_unit_test(test_one_source_fills_table),
 		cmocka_unit_test(test_per_source_limit),
+		cmocka_unit_test(test_full_table_evicts_unproven),
+		cmocka_unit_test(test_hello_timeout),
+		cmocka_unit_test(test_connect_close_flood),
 	};
 
 	if (sodium_init() < 0)

@@ -655,11 +655,12 @@ static void pair_init(struct pair *p)
 	p->renv.has_static_pub = true;
 	p->renv.hello = (struct sp_hello){ 1, 1234, SP_TRANSPORT_PLAINTEXT_MAX, 0 };
 	p->renv.pool = &p->pool;
-	p->renv.hooks = (struct sp_session_hooks){ p_established, p_proven, p_frame, NULL, &p->rs };
+	p->renv.hooks = (struct sp_session_hooks){ p_established, p_proven, p_frame, NULL, &p->rs,
+						   NULL };
 	p->ienv.hello.protocol_version = 1;
 	p->ienv.pool = &p->pool;
 	p->ienv.hooks = (struct sp_session_hooks){ p_established, p_proven, p_frame,
-						   p_server_hello, &p->is };
+						   p_server_hello, &p->is, NULL };
 	sp_noise_keypair(p->ipub, p->ipriv);
 	sp_session_accept(&p->r, &p->renv);
 }
