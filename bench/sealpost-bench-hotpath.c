@@ -305,7 +305,7 @@ static size_t client_msg1(struct client *cl, const uint8_t server_pub[SP_KEY_LEN
 {
 	struct sp_hello h = { .protocol_version = SP_PROTOCOL_VERSION };
 	uint8_t pl[SP_HANDSHAKE_PAYLOAD_MAX];
-	size_t plen, mlen;
+	size_t plen = 0, mlen = 0;
 
 	if (sp_noise_handshake_init(&cl->hs, SP_NOISE_IK, SP_NOISE_INITIATOR, preamble_ik,
 				    SP_PREAMBLE_LEN, cl->priv, server_pub) ||
@@ -324,7 +324,7 @@ static int client_msg2(struct client *cl, const uint8_t *p, size_t len)
 {
 	uint8_t pl[SP_HANDSHAKE_PAYLOAD_MAX];
 	struct sp_hello h;
-	size_t plen, mlen;
+	size_t plen = 0, mlen = 0;
 
 	if (len < SP_LEN_PREFIX)
 		return -EBADMSG;
@@ -587,7 +587,7 @@ static int open_stream(const uint8_t *p, size_t len, const uint8_t key[SP_KEY_LE
 	int ret = 0;
 
 	while (off < len && ret == 0) {
-		size_t mlen, foff = 0;
+		size_t mlen = 0, foff = 0;
 		unsigned long long plen;
 		struct sp_frame f;
 

@@ -364,7 +364,7 @@ int sps_connect(struct sps *t, struct sps_dev *d, uint64_t ping_id)
 	struct sp_hello h = { .protocol_version = SP_PROTOCOL_VERSION };
 	uint8_t wire[SP_PREAMBLE_LEN + SP_LEN_PREFIX + SP_HANDSHAKE_MSG_MAX];
 	uint8_t pl[SP_HANDSHAKE_PAYLOAD_MAX], queued[SP_TRANSPORT_PLAINTEXT_MAX];
-	size_t plen, mlen, nqueued;
+	size_t plen = 0, mlen = 0, nqueued = 0;
 	int ret;
 
 	/* Message 1: preamble, length, IK message with a ClientHello. */

@@ -39,7 +39,7 @@ static void die(const char *what)
 	exit(1);
 }
 
-static void out(const char *fmt, ...)
+__attribute__((format(printf, 1, 2))) static void out(const char *fmt, ...)
 {
 	va_list ap;
 	int n;
@@ -127,7 +127,7 @@ static void generate(void)
 				   .idle_timeout_ms = 600000 };
 	struct sp_noise_handshake hi, hr, hx;
 	struct sp_noise_transport ti, tr;
-	size_t chl, shl, m1l, m2l, pll, bl, ol, off, wl;
+	size_t chl = 0, shl = 0, m1l = 0, m2l = 0, pll = 0, bl = 0, ol = 0, off = 0, wl = 0;
 	struct sp_frame f;
 
 	fixed_key(cs, 0x10);
@@ -302,7 +302,7 @@ static char *read_file(const char *path, size_t *len)
 {
 	FILE *f = fopen(path, "rb");
 	char *buf;
-	long n;
+	long n = 0;
 
 	if (!f || fseek(f, 0, SEEK_END) || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET))
 		die(path);
