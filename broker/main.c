@@ -203,7 +203,13 @@ static int start_metrics(struct daemon *d, struct sp_http **http)
 	}
 	if (strcmp(d->cfg->metrics_listen, "off") == 0)
 		return 0;
-	err = sp_http_start(http, d->cfg->metrics_listen, d->metrics);
+	struct sp_http_limits lim = {
+		.conn_max = d->cfg->metrics_conn_max,
+		.per_address_max = d->cfg->metrics_per_address_max,
+		.deadline_ms = d->cfg->metrics_deadline_ms,
+	};
+
+	err = sp_http_start(http, d->cfg->metrics_listen, d->metrics, &lim);
 	if (err) {
 		SP_LOG(d->log, SP_LOG_ERROR, "cannot serve metrics",
 		       SP_KV_STR("metrics_listen", d->cfg->metrics_listen),
