@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
@@ -388,6 +389,13 @@ int main(int argc, char **argv)
 		ret = 0;
 	} else {
 		sp_log_init(&lg, STDERR_FILENO, cfg->log_level);
+		/*
+		 * Before the static key is read: no core dump (which would write
+		 * it and the session keys to disk) and no ptrace or /proc/PID/mem
+		 * by other processes of the same user. The unit adds LimitCORE=0.
+		 */
+		if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+			SP_LOG0(&lg, SP_LOG_WARN, "cannot turn off core dumps (PR_SET_DUMPABLE)");
 		if (sodium_init() < 0) {
 			SP_LOG0(&lg, SP_LOG_ERROR, "libsodium failed to initialise");
 			ret = 1;
