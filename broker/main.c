@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
@@ -204,7 +205,13 @@ static int start_metrics(struct daemon *d, struct sp_http **http)
 	}
 	if (strcmp(d->cfg->metrics_listen, "off") == 0)
 		return 0;
-	err = sp_http_start(http, d->cfg->metrics_listen, d->metrics);
+	struct sp_http_limits lim = {
+		.conn_max = d->cfg->metrics_conn_max,
+		.per_address_max = d->cfg->metrics_per_address_max,
+		.deadline_ms = d->cfg->metrics_deadline_ms,
+	};
+
+	err = sp_http_start(http, d->cfg->metrics_listen, d->metrics, &lim);
 	if (err) {
 		SP_LOG(d->log, SP_LOG_ERROR, "cannot serve metrics",
 		       SP_KV_STR("metrics_listen", d->cfg->metrics_listen),
@@ -383,6 +390,13 @@ int main(int argc, char **argv)
 		ret = 0;
 	} else {
 		sp_log_init(&lg, STDERR_FILENO, cfg->log_level);
+		/*
+		 * Before the static key is read: no core dump (which would write
+		 * it and the session keys to disk) and no ptrace or /proc/PID/mem
+		 * by other processes of the same user. The unit adds LimitCORE=0.
+		 */
+		if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+			SP_LOG0(&lg, SP_LOG_WARN, "cannot turn off core dumps (PR_SET_DUMPABLE)");
 		if (sodium_init() < 0) {
 			SP_LOG0(&lg, SP_LOG_ERROR, "libsodium failed to initialise");
 			ret = 1;

@@ -16,6 +16,7 @@
 #include <ini.h>
 
 #include "sp_hostport.h"
+#include "sp_http.h"
 #include "sp_limits.h"
 
 /* OPT_CONFIG and the flags after it are command-line only (not config keys). */
@@ -42,6 +43,15 @@ static const struct opt opts[] = {
 	{ "metrics-listen", "HOST:PORT", OPT_METRICS_LISTEN, FIELD(metrics_listen), 0, 0, false,
 	  "HTTP endpoint for /metrics, /healthz, /readyz (numeric address; port 0 = any, "
 	  "logged as msg=\"metrics listening\"); off = none" },
+	{ "metrics-conn-max", "N", OPT_U32, FIELD(metrics_conn_max), 1, 1024, false,
+	  "HTTP connections to the metrics endpoint at once; beyond, new ones wait in the "
+	  "listen backlog" },
+	{ "metrics-per-address-max", "N", OPT_U32, FIELD(metrics_per_address_max), 1, 1024, false,
+	  "HTTP connections to the metrics endpoint at once from one IP address; beyond, "
+	  "new ones from it are closed at once" },
+	{ "metrics-deadline", "MS", OPT_U32, FIELD(metrics_deadline_ms), 100, 600000, false,
+	  "an HTTP connection that has not completed a request this long after it was "
+	  "accepted (or after its previous request) is closed, however slowly it sends" },
 	{ "data-dir", "DIR", OPT_PATH, FIELD(data_dir), 0, 0, false,
 	  "data directory (created 0700; holds server.key, server.pub, the lock)" },
 	{ "lock-timeout", "S", OPT_U32, FIELD(lock_timeout_s), 0, 3600, false,
@@ -204,6 +214,9 @@ void sp_config_defaults(struct sp_config *c)
 	c->dedup_window_s = SP_DEFAULT_DEDUP_WINDOW_S;
 	c->backlog_chunk = SP_DEFAULT_BACKLOG_CHUNK;
 	c->ack_unknown_max = SP_DEFAULT_ACK_UNKNOWN_MAX;
+	c->metrics_conn_max = SP_HTTP_CONN_MAX;
+	c->metrics_per_address_max = SP_HTTP_PER_ADDRESS_MAX;
+	c->metrics_deadline_ms = SP_HTTP_DEADLINE_MS;
 	c->admin_socket_mode = 0600;
 	c->admin_max_conns = SP_DEFAULT_ADMIN_MAX_CONNS;
 	c->admin_request_max = SP_DEFAULT_ADMIN_REQUEST_MAX;

@@ -79,6 +79,9 @@ struct sp_config {
 	char data_dir[SP_CONFIG_PATH_MAX];
 	/* --metrics-listen HOST:PORT for /metrics, /healthz, /readyz; "off" = no endpoint. */
 	char metrics_listen[SP_CONFIG_HOST_MAX];
+	uint32_t metrics_conn_max;         /* HTTP connections at once */
+	uint32_t metrics_per_address_max;  /* HTTP connections at once from one IP address */
+	uint32_t metrics_deadline_ms;      /* an HTTP request must be complete within this */
 	/* --config FILE that was read ("" if none): for --check-config and the start log. */
 	char config_path[SP_CONFIG_PATH_MAX];
 

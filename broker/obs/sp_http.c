@@ -15,19 +15,168 @@
 #include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "sp_hostport.h"
 #include "sp_metrics.h"
 
+/*
+ * One per open connection, from libmicrohttpd's STARTED notification to its
+ * CLOSED one (the connection's socket_context). Linked into sp_http.open
+ * under sp_http.lock, which the watchdog also holds while it cuts a socket.
+ */
+struct http_conn {
+	struct http_conn *prev, *next;
+	int fd;               /* libmicrohttpd's socket; valid until CLOSED returns */
+	uint64_t since_ms;    /* accept, or the end of the previous request */
+	bool cut;             /* the watchdog shut it down already */
+};
+
 struct sp_http {
 	struct MHD_Daemon *daemon;
 	struct sp_metrics *metrics;
 	uint16_t port;
+	unsigned deadline_ms;
+
+	/* The deadline watchdog (its own thread; libmicrohttpd has no timer hook). */
+	pthread_t watchdog;
+	bool watchdog_running;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;  /* CLOCK_MONOTONIC; signalled by sp_http_stop */
+	bool stopping;        /* under lock */
+	struct http_conn *open; /* under lock */
 };
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* libmicrohttpd's thread: a connection opens or closes. */
+static void notify_conn(void *cls, struct MHD_Connection *c, void **socket_context,
+			enum MHD_ConnectionNotificationCode code)
+{
+	struct sp_http *h = cls;
+	struct http_conn *hc;
+	const union MHD_ConnectionInfo *ci;
+
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+		hc = ci ? calloc(1, sizeof(*hc)) : NULL;
+		*socket_context = hc;
+		if (!hc)
+			return; /* out of memory: this one connection has the idle timeout only */
+		hc->fd = ci->connect_fd;
+		hc->since_ms = now_ms();
+		pthread_mutex_lock(&h->lock);
+		hc->next = h->open;
+		if (h->open)
+			h->open->prev = hc;
+		h->open = hc;
+		pthread_mutex_unlock(&h->lock);
+		return;
+	}
+	/*
+	 * CLOSED comes before libmicrohttpd closes the socket: once the record
+	 * is unlinked (under the lock the watchdog cuts with), the watchdog can
+	 * no longer shut down a descriptor number that has been reused.
+	 */
+	hc = *socket_context;
+	if (!hc)
+		return;
+	pthread_mutex_lock(&h->lock);
+	if (hc->prev)
+		hc->prev->next = hc->next;
+	else
+		h->open = hc->next;
+	if (hc->next)
+		hc->next->prev = hc->prev;
+	pthread_mutex_unlock(&h->lock);
+	free(hc);
+	*socket_context = NULL;
+}
+
+/* libmicrohttpd's thread: a request ended; a kept-alive connection gets a new deadline. */
+static void notify_done(void *cls, struct MHD_Connection *c, void **con_cls,
+			enum MHD_RequestTerminationCode toe)
+{
+	struct sp_http *h = cls;
+	const union MHD_ConnectionInfo *ci;
+	struct http_conn *hc;
+
+	(void)con_cls;
+	(void)toe;
+	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	hc = ci ? ci->socket_context : NULL;
+	if (!hc)
+		return;
+	pthread_mutex_lock(&h->lock);
+	hc->since_ms = now_ms();
+	pthread_mutex_unlock(&h->lock);
+}
+
+/*
+ * Cuts every connection past its deadline. shutdown() rather than close():
+ * the descriptor stays libmicrohttpd's, which sees end-of-stream and closes
+ * the connection in its own thread, with its own bookkeeping.
+ */
+static void *watchdog_main(void *arg)
+{
+	struct sp_http *h = arg;
+	uint64_t period = h->deadline_ms / 10;
+	struct timespec ts;
+
+	if (period < 10)
+		period = 10;
+	if (period > 250)
+		period = 250;
+	pthread_mutex_lock(&h->lock);
+	while (!h->stopping) {
+		uint64_t now = now_ms();
+
+		for (struct http_conn *hc = h->open; hc; hc = hc->next) {
+			if (!hc->cut && now - hc->since_ms >= h->deadline_ms) {
+				shutdown(hc->fd, SHUT_RDWR);
+				hc->cut = true;
+			}
+		}
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_nsec += (long)(period * 1000000u);
+		ts.tv_sec += ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		pthread_cond_timedwait(&h->wake, &h->lock, &ts);
+	}
+	pthread_mutex_unlock(&h->lock);
+	return NULL;
+}
+
+static void watchdog_stop(struct sp_http *h)
+{
+	if (!h->watchdog_running)
+		return;
+	pthread_mutex_lock(&h->lock);
+	h->stopping = true;
+	pthread_cond_signal(&h->wake);
+	pthread_mutex_unlock(&h->lock);
+	pthread_join(h->watchdog, NULL);
+	h->watchdog_running = false;
+}
+
+static void http_free(struct sp_http *h)
+{
+	pthread_cond_destroy(&h->wake);
+	pthread_mutex_destroy(&h->lock);
+	free(h);
+}
 
 int sp_http_parse_addr(const char *addr, struct sockaddr_storage *ss, socklen_t *len)
 {
@@ -146,14 +295,25 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 	return reply_text(c, MHD_HTTP_NOT_FOUND, "not found\n");
 }
 
-int sp_http_start(struct sp_http **out, const char *addr, struct sp_metrics *m)
+int sp_http_start(struct sp_http **out, const char *addr, struct sp_metrics *m,
+		  const struct sp_http_limits *lim)
 {
+	static const struct sp_http_limits defaults = {
+		.conn_max = SP_HTTP_CONN_MAX,
+		.per_address_max = SP_HTTP_PER_ADDRESS_MAX,
+		.deadline_ms = SP_HTTP_DEADLINE_MS,
+	};
+	pthread_condattr_t ca;
 	struct sockaddr_storage ss;
 	struct sp_http *h;
 	socklen_t len;
 	int fd, rc;
 
 	*out = NULL;
+	if (!lim)
+		lim = &defaults;
+	if (!lim->conn_max || !lim->per_address_max || !lim->deadline_ms)
+		return -EINVAL;
 	rc = sp_http_parse_addr(addr, &ss, &len);
 	if (rc < 0)
 		return rc;
@@ -161,17 +321,26 @@ int sp_http_start(struct sp_http **out, const char *addr, struct sp_metrics *m)
 	if (!h)
 		return -ENOMEM;
 	h->metrics = m;
+	h->deadline_ms = lim->deadline_ms;
+	pthread_mutex_init(&h->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&h->wake, &ca);
+	pthread_condattr_destroy(&ca);
 	fd = open_listener(&ss, len, &h->port);
 	if (fd < 0) {
-		free(h);
+		http_free(h);
 		return fd;
 	}
 	h->daemon = MHD_start_daemon(
 		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO, 0, NULL, NULL, handle, h,
 		MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)SP_HTTP_CONN_MAX,
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)lim->conn_max,
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)lim->per_address_max,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)SP_HTTP_TIMEOUT_S,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SP_HTTP_MEMORY_LIMIT,
+		MHD_OPTION_NOTIFY_CONNECTION, notify_conn, h,
+		MHD_OPTION_NOTIFY_COMPLETED, notify_done, h,
 		MHD_OPTION_END);
 	if (!h->daemon) {
 		/*
@@ -180,9 +349,16 @@ int sp_http_start(struct sp_http **out, const char *addr, struct sp_metrics *m)
 		 * descriptor another thread just opened. The daemon treats this
 		 * as fatal at startup, so at most one descriptor is lost.
 		 */
-		free(h);
+		http_free(h);
 		return -EIO;
 	}
+	rc = pthread_create(&h->watchdog, NULL, watchdog_main, h);
+	if (rc) {
+		MHD_stop_daemon(h->daemon);
+		http_free(h);
+		return -rc;
+	}
+	h->watchdog_running = true;
 	*out = h;
 	return 0;
 }
@@ -196,7 +372,8 @@ void sp_http_stop(struct sp_http *h)
 {
 	if (!h)
 		return;
+	watchdog_stop(h);
 	/* Closes the listener we passed in and every connection; joins the thread. */
 	MHD_stop_daemon(h->daemon);
-	free(h);
+	http_free(h);
 }

@@ -11,9 +11,14 @@
  *   GET /readyz   200 "ready" once sp_metrics_set_ready(m, true), else 503
  *   anything else 404; a method other than GET or HEAD 405 (Allow: GET, HEAD)
  *
- * Bounded: at most SP_HTTP_CONN_MAX connections at once (so at most that
- * many descriptors plus the listener count against the process's 20,000),
- * SP_HTTP_TIMEOUT_S idle timeout, small per-connection memory pool.
+ * Bounded (struct sp_http_limits): at most conn_max connections at once (so
+ * at most that many descriptors plus the listener count against the
+ * process's 20,000), at most per_address_max of them from one IP address,
+ * SP_HTTP_TIMEOUT_S idle timeout, small per-connection memory pool, and an
+ * absolute deadline: a connection that has not completed a request within
+ * deadline_ms of its accept (or of its previous request's end) is closed,
+ * however slowly it keeps sending. The idle timeout alone cannot stop a
+ * peer that trickles one byte at a time (slowloris).
  *
  * Errors: 0 or a negative errno.
  */
@@ -27,7 +32,9 @@ struct sp_metrics;
 struct sp_http;
 
 enum {
-	SP_HTTP_CONN_MAX = 16,
+	SP_HTTP_CONN_MAX = 16,          /* default conn_max */
+	SP_HTTP_PER_ADDRESS_MAX = 4,    /* default per_address_max */
+	SP_HTTP_DEADLINE_MS = 5000,     /* default deadline_ms */
 	SP_HTTP_TIMEOUT_S = 10,
 	SP_HTTP_MEMORY_LIMIT = 32 * 1024, /* request line and headers, per connection */
 	SP_HTTP_DEFAULT_PORT = 9400,
@@ -42,12 +49,21 @@ enum {
  */
 int sp_http_parse_addr(const char *addr, struct sockaddr_storage *ss, socklen_t *len);
 
+struct sp_http_limits {
+	unsigned conn_max;          /* connections at once */
+	unsigned per_address_max;   /* connections at once from one IP address */
+	unsigned deadline_ms;       /* a request must be complete this long after it could start */
+};
+
 /*
  * Binds addr (see sp_http_parse_addr) and starts serving. m is borrowed
- * until sp_http_stop returns. -EINVAL (bad address), the bind/listen errno
- * (e.g. -EADDRINUSE), or -EIO if libmicrohttpd refused to start.
+ * until sp_http_stop returns; lim is read during the call (NULL: the
+ * SP_HTTP_* defaults). -EINVAL (bad address or a zero limit), the
+ * bind/listen errno (e.g. -EADDRINUSE), -ENOMEM, or -EIO if libmicrohttpd
+ * refused to start.
  */
-int sp_http_start(struct sp_http **out, const char *addr, struct sp_metrics *m);
+int sp_http_start(struct sp_http **out, const char *addr, struct sp_metrics *m,
+		  const struct sp_http_limits *lim);
 
 /* The bound port (useful after asking for port 0). */
 uint16_t sp_http_port(const struct sp_http *h);

@@ -350,17 +350,28 @@ static void fail(struct sp_noise_handshake *hs)
 	hs->state = SP_NOISE_HS_FAILED;
 }
 
+static int init_common(struct sp_noise_handshake *hs, enum sp_noise_pattern p,
+		       enum sp_noise_role r, const uint8_t *prologue, size_t prologue_len,
+		       const uint8_t *s_priv, const uint8_t *s_pub, const uint8_t *rs, bool borrow);
+
 int sp_noise_handshake_init(struct sp_noise_handshake *hs, enum sp_noise_pattern p,
 			    enum sp_noise_role r, const uint8_t *prologue, size_t prologue_len,
 			    const uint8_t *s_priv, const uint8_t *rs)
 {
-	return sp_noise_handshake_init_keyed(hs, p, r, prologue, prologue_len, s_priv, NULL, rs);
+	return init_common(hs, p, r, prologue, prologue_len, s_priv, NULL, rs, false);
 }
 
 int sp_noise_handshake_init_keyed(struct sp_noise_handshake *hs, enum sp_noise_pattern p,
 				  enum sp_noise_role r, const uint8_t *prologue,
 				  size_t prologue_len, const uint8_t *s_priv,
 				  const uint8_t *s_pub, const uint8_t *rs)
+{
+	return init_common(hs, p, r, prologue, prologue_len, s_priv, s_pub, rs, true);
+}
+
+static int init_common(struct sp_noise_handshake *hs, enum sp_noise_pattern p,
+		       enum sp_noise_role r, const uint8_t *prologue, size_t prologue_len,
+		       const uint8_t *s_priv, const uint8_t *s_pub, const uint8_t *rs, bool borrow)
 {
 	const struct pattern_def *d = pattern_get(p);
 	bool initiator = r == SP_NOISE_INITIATOR;
@@ -383,10 +394,13 @@ int sp_noise_handshake_init_keyed(struct sp_noise_handshake *hs, enum sp_noise_p
 			ret = -EINVAL;
 			goto out;
 		}
-		memcpy(hs->s_priv, s_priv, SP_KEY_LEN);
+		if (borrow)
+			hs->s_key = s_priv;
+		else
+			memcpy(hs->s_priv, s_priv, SP_KEY_LEN);
 		if (s_pub)
 			memcpy(hs->s_pub, s_pub, SP_KEY_LEN);
-		else if ((ret = sp_noise_public_key(hs->s_pub, hs->s_priv)))
+		else if ((ret = sp_noise_public_key(hs->s_pub, s_priv)))
 			goto out;
 		hs->has_s = true;
 	}
@@ -438,6 +452,11 @@ int sp_noise_handshake_fix_ephemeral(struct sp_noise_handshake *hs,
 	return 0;
 }
 
+static const uint8_t *s_key(const struct sp_noise_handshake *w)
+{
+	return w->s_key ? w->s_key : w->s_priv;
+}
+
 /* One DH token on w; es/se name the initiator's key first (Noise 7.1). */
 static int dh_token(struct sp_noise_handshake *w, enum token t)
 {
@@ -455,16 +474,16 @@ static int dh_token(struct sp_noise_handshake *w, enum token t)
 		if (init)
 			priv = w->e_priv, pub = w->rs, ok = w->has_e && w->has_rs;
 		else
-			priv = w->s_priv, pub = w->re, ok = w->has_s && w->has_re;
+			priv = s_key(w), pub = w->re, ok = w->has_s && w->has_re;
 		break;
 	case T_SE: /* initiator's s with responder's e */
 		if (init)
-			priv = w->s_priv, pub = w->re, ok = w->has_s && w->has_re;
+			priv = s_key(w), pub = w->re, ok = w->has_s && w->has_re;
 		else
 			priv = w->e_priv, pub = w->rs, ok = w->has_e && w->has_rs;
 		break;
 	case T_SS:
-		priv = w->s_priv, pub = w->rs, ok = w->has_s && w->has_rs;
+		priv = s_key(w), pub = w->rs, ok = w->has_s && w->has_rs;
 		break;
 	default:
 		return -EINVAL;
@@ -648,6 +667,7 @@ int sp_noise_handshake_split(struct sp_noise_handshake *hs, struct sp_noise_tran
 	sodium_memzero(hs->ss.ck, sizeof(hs->ss.ck));
 	sodium_memzero(&hs->ss.cs, sizeof(hs->ss.cs));
 	sodium_memzero(hs->s_priv, sizeof(hs->s_priv));
+	hs->s_key = NULL;
 	sodium_memzero(hs->e_priv, sizeof(hs->e_priv));
 	hs->has_e = hs->has_s = false;
 	hs->state = SP_NOISE_HS_EMPTY;

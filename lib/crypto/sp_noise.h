@@ -73,6 +73,9 @@ struct sp_noise_handshake {
 	uint8_t msg_index;              /* index of the next message pattern */
 	struct sp_noise_symmetric ss;
 	uint8_t s_priv[SP_KEY_LEN], s_pub[SP_KEY_LEN];
+	/* The caller's static key, borrowed (init_keyed), so that a long-lived
+	 * key in locked memory is not copied per handshake; NULL: s_priv. */
+	const uint8_t *s_key;
 	uint8_t e_priv[SP_KEY_LEN], e_pub[SP_KEY_LEN];
 	uint8_t rs[SP_KEY_LEN], re[SP_KEY_LEN];
 	bool has_s, has_e, has_rs, has_re;
@@ -96,7 +99,10 @@ int sp_noise_handshake_init(struct sp_noise_handshake *hs, enum sp_noise_pattern
 
 /*
  * The same, for a side that starts many handshakes with one static key (the
- * broker): s_pub is s_priv's public key, computed once by the caller
+ * broker): s_priv is borrowed, not copied, until the handshake is split,
+ * failed or wiped (the broker's key stays in its sodium_malloc memory and
+ * no copy of it lands in each connection's handshake state or on the
+ * stack). s_pub is s_priv's public key, computed once by the caller
  * (sp_noise_public_key) and copied here, which saves one X25519 base-point
  * multiplication per handshake. NULL: derived from s_priv as init does.
  * The caller vouches that s_pub matches s_priv; a wrong one fails every

@@ -46,6 +46,7 @@ unit="$prefix/lib/systemd/system/sealpostd.service"
 want="ExecStart=\"$prefix/bin/sealpostd\" --config \"$prefix/etc/sealpost/sealpostd.conf\""
 grep -qxF "$want" "$unit" || { echo "unit: want '$want', got:"; grep '^ExecStart' "$unit"; exit 1; }
 grep -q '@' "$unit" && grep '@[A-Z_]*@' "$unit" && { echo "unit: unreplaced @VAR@"; exit 1; }
+grep -qx "LimitCORE=0" "$unit" || { echo "unit: no LimitCORE=0 (a core dump would hold the keys)"; exit 1; }
 url="$(printf '%s' "$prefix" | sed 's/ /%%20/g')"
 grep -qxF "Documentation=man:sealpostd(8) file:$url/share/doc/sealpost/OPERATIONS.md" "$unit" ||
 	{ echo "unit: Documentation= does not name the installed docs"; exit 1; }

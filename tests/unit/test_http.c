@@ -181,13 +181,20 @@ struct fixture {
 	uint16_t port;
 };
 
+/* All the fixture's connections come from 127.0.0.1: no per-address limit below the global one. */
+static const struct sp_http_limits fixture_limits = {
+	.conn_max = SP_HTTP_CONN_MAX,
+	.per_address_max = SP_HTTP_CONN_MAX,
+	.deadline_ms = SP_HTTP_DEADLINE_MS,
+};
+
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 
 	if (!f || sp_metrics_create(&f->m, 2) < 0)
 		return -1;
-	if (sp_http_start(&f->h, "127.0.0.1:0", f->m) < 0)
+	if (sp_http_start(&f->h, "127.0.0.1:0", f->m, &fixture_limits) < 0)
 		return -1;
 	f->port = sp_http_port(f->h);
 	*state = f;
@@ -594,13 +601,13 @@ static void test_start_errors(void **state)
 	struct sp_http *h = (struct sp_http *)1;
 	char addr[64];
 
-	assert_int_equal(sp_http_start(&h, "nonsense", f->m), -EINVAL);
+	assert_int_equal(sp_http_start(&h, "nonsense", f->m, NULL), -EINVAL);
 	assert_null(h);
 	snprintf(addr, sizeof(addr), "127.0.0.1:%u", f->port);
-	assert_int_equal(sp_http_start(&h, addr, f->m), -EADDRINUSE);
+	assert_int_equal(sp_http_start(&h, addr, f->m, NULL), -EADDRINUSE);
 	assert_null(h);
 	/* An address this host does not have (TEST-NET-1). */
-	assert_int_equal(sp_http_start(&h, "192.0.2.1:0", f->m), -EADDRNOTAVAIL);
+	assert_int_equal(sp_http_start(&h, "192.0.2.1:0", f->m, NULL), -EADDRNOTAVAIL);
 	sp_http_stop(NULL);
 }
 
@@ -619,7 +626,7 @@ static void test_ipv6(void **state)
 	}
 	close(probe);
 	assert_int_equal(sp_metrics_create(&m, 1), 0);
-	rc = sp_http_start(&h, "[::1]:0", m);
+	rc = sp_http_start(&h, "[::1]:0", m, NULL);
 	if (rc == -EADDRNOTAVAIL || rc == -EAFNOSUPPORT) {
 		sp_metrics_destroy(m);
 		print_message("SKIP: no IPv6 loopback here\n");

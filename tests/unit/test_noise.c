@@ -992,6 +992,9 @@ static void test_init_keyed(void **state)
 								       pro, sizeof(pro), r.s_priv,
 								       given, NULL), 0);
 			assert_memory_equal(r.hs.s_pub, given, SP_KEY_LEN);
+			/* The static key is borrowed: no copy of it in the handshake state. */
+			assert_true(sodium_is_zero(r.hs.s_priv, SP_KEY_LEN));
+			assert_ptr_equal(r.hs.s_key, r.s_priv);
 			if (!wrong) {
 				assert_int_equal(run_handshake(&i, &r, -1, 0, 0), 0);
 				assert_int_equal(sp_noise_handshake_split(&i.hs, &i.t), 0);
