@@ -40,7 +40,6 @@
 enum {
 	TIMEOUT_MS = 10000,
 	WAIT_BOUND_MS = 10000,
-	BODY_MAX = 1 << 20,
 };
 
 static void sleep_ms(int ms)
@@ -60,39 +59,6 @@ static double now_ms(void)
 
 /* --- metrics ------------------------------------------------------------------ */
 
-/* GET path; the HTTP status (or -errno), the body in a malloc'd *body. */
-static int http_get(uint16_t port, const char *path, char **body)
-{
-	char req[128], *buf = malloc(BODY_MAX), *sep;
-	size_t n = 0;
-	int fd, status = -EPROTO;
-
-	*body = NULL;
-	if (!buf)
-		return -ENOMEM;
-	fd = sp_it_tcp_connect(port);
-	if (fd < 0) {
-		free(buf);
-		return fd;
-	}
-	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
-	if (write(fd, req, strlen(req)) == (ssize_t)strlen(req)) {
-		for (;;) {
-			ssize_t r = read(fd, buf + n, BODY_MAX - 1 - n);
-
-			if (r <= 0)
-				break;
-			n += (size_t)r;
-		}
-	}
-	close(fd);
-	buf[n] = '\0';
-	sep = strstr(buf, "\r\n\r\n");
-	if (sep && sscanf(buf, "HTTP/1.%*d %d", &status) == 1)
-		*body = strdup(sep + 4);
-	free(buf);
-	return status;
-}
 
 /* One series' value from a scrape (name and labels as rendered); -1 if absent. */
 static double metric(const struct sp_it_broker *b, const char *series)
@@ -101,7 +67,7 @@ static double metric(const struct sp_it_broker *b, const char *series)
 	double v = -1;
 	char *body;
 
-	if (http_get(b->metrics_port, "/metrics", &body) != 200 || !body) {
+	if (sp_it_http_get(b->metrics_port, "/metrics", &body) != 200 || !body) {
 		free(body);
 		return -1;
 	}

@@ -50,7 +50,6 @@
 #include "support_raw.h"
 
 enum {
-	BODY_MAX = 1 << 20,
 	TIMEOUT_MS = 10000,
 	PIPE = 200,                     /* Send frames per transport message */
 };
@@ -72,46 +71,13 @@ static uint64_t mono_us(void)
 
 /* ---- the metrics endpoint ------------------------------------------------- */
 
-static int http_get(uint16_t port, const char *path, char **body)
-{
-	char req[128], *buf = malloc(BODY_MAX), *sep;
-	size_t n = 0;
-	int fd, status = -EPROTO;
-
-	*body = NULL;
-	if (!buf)
-		return -ENOMEM;
-	fd = sp_it_tcp_connect(port);
-	if (fd < 0) {
-		free(buf);
-		return fd;
-	}
-	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
-	if (write(fd, req, strlen(req)) == (ssize_t)strlen(req)) {
-		for (;;) {
-			ssize_t r = read(fd, buf + n, BODY_MAX - 1 - n);
-
-			if (r <= 0)
-				break;
-			n += (size_t)r;
-		}
-	}
-	close(fd);
-	buf[n] = '\0';
-	sep = strstr(buf, "\r\n\r\n");
-	if (sep && sscanf(buf, "HTTP/1.%*d %d", &status) == 1)
-		*body = strdup(sep + 4);
-	free(buf);
-	return status;
-}
-
 static double metric(const struct sp_it_broker *b, const char *series)
 {
 	size_t sl = strlen(series);
 	char *body = NULL;
 	double v = -1;
 
-	assert_int_equal(http_get(b->metrics_port, "/metrics", &body), 200);
+	assert_int_equal(sp_it_http_get(b->metrics_port, "/metrics", &body), 200);
 	for (const char *l = body; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
 		if (strncmp(l, series, sl) == 0 && l[sl] == ' ') {
 			v = strtod(l + sl + 1, NULL);

@@ -36,7 +36,7 @@
 #include "support.h"
 #include "support_raw.h"
 
-enum { BODY_MAX = 1 << 20, WAIT_BOUND_MS = 10000, TIMEOUT_MS = 10000, MAX_ENVELOPE = 1000 };
+enum { WAIT_BOUND_MS = 10000, TIMEOUT_MS = 10000, MAX_ENVELOPE = 1000 };
 
 static struct sp_it_broker broker;
 
@@ -47,39 +47,6 @@ static void sleep_ms(int ms)
 	nanosleep(&ts, NULL);
 }
 
-/* GET path from 127.0.0.1:port; returns the status (or -errno), the body in a malloc'd *body. */
-static int http_get(uint16_t port, const char *path, char **body)
-{
-	char req[128], *buf = malloc(BODY_MAX), *sep;
-	size_t n = 0;
-	int fd, status = -EPROTO;
-
-	*body = NULL;
-	if (!buf)
-		return -ENOMEM;
-	fd = sp_it_tcp_connect(port);
-	if (fd < 0) {
-		free(buf);
-		return fd;
-	}
-	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
-	if (write(fd, req, strlen(req)) == (ssize_t)strlen(req)) {
-		for (;;) {
-			ssize_t r = read(fd, buf + n, BODY_MAX - 1 - n);
-
-			if (r <= 0)
-				break;
-			n += (size_t)r;
-		}
-	}
-	close(fd);
-	buf[n] = '\0';
-	sep = strstr(buf, "\r\n\r\n");
-	if (sep && sscanf(buf, "HTTP/1.%*d %d", &status) == 1)
-		*body = strdup(sep + 4);
-	free(buf);
-	return status;
-}
 
 /* The value of one series (name with labels exactly as rendered); fails the test if absent. */
 static double metric(const char *body, const char *series)
@@ -97,7 +64,7 @@ static char *scrape(void)
 {
 	char *body;
 
-	assert_int_equal(http_get(broker.metrics_port, "/metrics", &body), 200);
+	assert_int_equal(sp_it_http_get(broker.metrics_port, "/metrics", &body), 200);
 	assert_non_null(body);
 	return body;
 }
@@ -176,13 +143,13 @@ static void test_health(void **state)
 	char *body;
 
 	(void)state;
-	assert_int_equal(http_get(broker.metrics_port, "/healthz", &body), 200);
+	assert_int_equal(sp_it_http_get(broker.metrics_port, "/healthz", &body), 200);
 	assert_string_equal(body, "ok\n");
 	free(body);
 	/* The device listener accepts connections (support waited for that) a
 	 * moment before the shard marks itself ready: ready within a bound. */
 	for (int i = 0;; i++) {
-		int code = http_get(broker.metrics_port, "/readyz", &body);
+		int code = sp_it_http_get(broker.metrics_port, "/readyz", &body);
 
 		free(body);
 		if (code == 200)
@@ -191,7 +158,7 @@ static void test_health(void **state)
 		assert_true(i < 500);   /* 10 s */
 		usleep(20000);
 	}
-	assert_int_equal(http_get(broker.metrics_port, "/nope", &body), 404);
+	assert_int_equal(sp_it_http_get(broker.metrics_port, "/nope", &body), 404);
 	free(body);
 }
 
@@ -637,9 +604,9 @@ static void test_readyz_waits_for_the_lock(void **state)
 		sleep_ms(20);
 	}
 	assert_true(sp_it_log_count(&b, "waiting for the data-directory lock") > 0);
-	assert_int_equal(http_get(mport, "/healthz", &body), 200);
+	assert_int_equal(sp_it_http_get(mport, "/healthz", &body), 200);
 	free(body);
-	assert_int_equal(http_get(mport, "/readyz", &body), 503);
+	assert_int_equal(sp_it_http_get(mport, "/readyz", &body), 503);
 	free(body);
 	assert_true(sp_it_broker_alive(&b));
 	assert_true(sp_it_tcp_connect(port) < 0);       /* not listening for devices yet */
@@ -647,7 +614,7 @@ static void test_readyz_waits_for_the_lock(void **state)
 	/* Release: it takes the lock, opens storage, listens, and is ready. */
 	close(lock_fd);
 	for (int waited = 0; waited < WAIT_BOUND_MS; waited += 20) {
-		st = http_get(mport, "/readyz", &body);
+		st = sp_it_http_get(mport, "/readyz", &body);
 		free(body);
 		if (st == 200)
 			break;

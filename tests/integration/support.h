@@ -70,6 +70,11 @@ void sp_it_rmrf(const char *dir);
 
 /* A raw TCP connection to 127.0.0.1:port, blocking, with a 10 s receive timeout. */
 int sp_it_tcp_connect(uint16_t port);
+/* GET path from 127.0.0.1:port over HTTP/1.1 (Connection: close, at most
+ * SP_IT_HTTP_MAX bytes read). Returns the status or -errno; the body in a
+ * malloc'd *body (the caller frees it; NULL when there is none). */
+enum { SP_IT_HTTP_MAX = 1 << 20 };
+int sp_it_http_get(uint16_t port, const char *path, char **body);
 /* The same from the IPv4 source address src (e.g. "127.0.0.2"); -errno. */
 int sp_it_tcp_connect_from(uint16_t port, const char *src);
 

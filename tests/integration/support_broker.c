@@ -135,6 +135,39 @@ static int connect_timeout(uint16_t port, int timeout_s)
 	return connect_timeout_from(port, timeout_s, NULL);
 }
 
+int sp_it_http_get(uint16_t port, const char *path, char **body)
+{
+	char req[128], *buf = malloc(SP_IT_HTTP_MAX), *sep;
+	size_t n = 0;
+	int fd, status = -EPROTO;
+
+	*body = NULL;
+	if (!buf)
+		return -ENOMEM;
+	fd = sp_it_tcp_connect(port);
+	if (fd < 0) {
+		free(buf);
+		return fd;
+	}
+	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
+	if (write(fd, req, strlen(req)) == (ssize_t)strlen(req)) {
+		for (;;) {
+			ssize_t r = read(fd, buf + n, SP_IT_HTTP_MAX - 1 - n);
+
+			if (r <= 0)
+				break;
+			n += (size_t)r;
+		}
+	}
+	close(fd);
+	buf[n] = '\0';
+	sep = strstr(buf, "\r\n\r\n");
+	if (sep && sscanf(buf, "HTTP/1.%*d %d", &status) == 1)
+		*body = strdup(sep + 4);
+	free(buf);
+	return status;
+}
+
 int sp_it_tcp_connect(uint16_t port)
 {
 	return connect_timeout(port, IO_TIMEOUT_S);
