@@ -73,6 +73,10 @@ static const struct opt opts[] = {
 	{ "sendq-max", "BYTES", OPT_U64, FIELD(sendq_max), 65536, (uint64_t)1 << 32, false,
 	  "per-connection outbound queue: above it envelopes for that device get "
 	  "err_recipient_busy; above twice it the connection is closed as a slow consumer" },
+	{ "mem-budget", "BYTES", OPT_U64, FIELD(mem_budget), (uint64_t)1 << 20, (uint64_t)1 << 44,
+	  false,
+	  "memory for partial messages (reassembly) and outbound queues over all connections; "
+	  "beyond it the connection holding the most is closed (reason mem_budget)" },
 	{ "handshake-timeout", "MS", OPT_U32, FIELD(handshake_timeout_ms), 100, 600000, false,
 	  "a connection must finish its handshake within this many milliseconds of its "
 	  "first handshake message" },
@@ -197,6 +201,7 @@ void sp_config_defaults(struct sp_config *c)
 	c->max_unauth_per_source = SP_DEFAULT_MAX_UNAUTH_PER_SOURCE;
 	c->max_envelope = SP_BODY_MAX;
 	c->sendq_max = SP_DEFAULT_SENDQ_MAX;
+	c->mem_budget = SP_DEFAULT_MEM_BUDGET;
 	c->handshake_timeout_ms = SP_DEFAULT_HANDSHAKE_TIMEOUT_MS;
 	c->hello_timeout_ms = SP_DEFAULT_HELLO_TIMEOUT_MS;
 	c->idle_timeout_s = SP_DEFAULT_IDLE_TIMEOUT_S;

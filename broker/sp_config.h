@@ -47,6 +47,10 @@ enum {
 	 * listener, the ring, RocksDB's files and the odd accept beyond the cap. */
 	SP_DEFAULT_MAX_CONNS = 16000,
 	SP_DEFAULT_SENDQ_MAX = 256 * 1024,
+	/* Reassembly and outbound queues of all connections: 16,000 connections
+	 * at 64 KiB each; MemoryMax= in the unit leaves room above it for the
+	 * store and the connection table (docs/OPERATIONS.md, "Memory"). */
+	SP_DEFAULT_MEM_BUDGET = 1 << 30,
 	SP_DEFAULT_HANDSHAKE_TIMEOUT_MS = 10000,
 	/* An honest client sends its first message with the preamble, at
 	 * once; a socket that stays silent holds a slot for nothing. */
@@ -91,6 +95,7 @@ struct sp_config {
 	uint32_t max_envelope;          /* largest Send body accepted, <= SP_BODY_MAX */
 	uint64_t sendq_max;             /* per-connection outbound queue before RECIPIENT_BUSY;
 					 * 2x this closes the connection (SLOW_CONSUMER) */
+	uint64_t mem_budget;            /* reassembly + outbound queue bytes, all connections */
 	uint32_t handshake_timeout_ms;  /* from accept to transport */
 	uint32_t hello_timeout_ms;       /* accept to the first handshake message */
 	uint32_t idle_timeout_s;        /* nothing received for this long: GoAway IDLE; 0 = off */

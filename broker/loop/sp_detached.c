@@ -11,6 +11,7 @@
 
 #include "sp_conn_table.h"
 #include "sp_lifecycle.h"
+#include "sp_mem.h"
 #include "sp_router.h"
 #include "sp_timers.h"
 
@@ -103,6 +104,7 @@ int sp_shard_end_iteration(struct sp_shard *sh, uint64_t ncqe, sp_shard_take_fn 
 	int ret = 0;
 
 	sp_shard_after_completions(sh);
+	sp_mem_check(sh);
 	/* The lifecycle's flush without the socket calls. A connection that ends
 	 * is handled as the flush would (its GoAway taken), and reported:
 	 * nothing in a benchmark should end one. */

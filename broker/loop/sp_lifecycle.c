@@ -9,6 +9,7 @@
 
 #include "sp_conn_io.h"
 #include "sp_conn_table.h"
+#include "sp_mem.h"
 #include "sp_source.h"
 #include "sp_timers.h"
 
@@ -182,6 +183,8 @@ void sp_life_flush_all(struct sp_shard *sh)
 {
 	struct sp_conn *c;
 
+	/* Over --mem-budget: the largest holders end here, flushed below. */
+	sp_mem_check(sh);
 	/* flush_conn may mark connections again (a cut); loop until quiet. */
 	while ((c = sp_conn_table_next_dirty(sh)))
 		flush_conn(sh, c);

@@ -30,6 +30,7 @@
 #include "sp_conn_io.h"
 #include "sp_lifecycle.h"
 #include "sp_mailbox.h"
+#include "sp_mem.h"
 #include "sp_route.h"
 #include "sp_router.h"
 #include "sp_source.h"
@@ -135,6 +136,7 @@ void sp_shard_tick_work(struct sp_shard *sh)
 {
 	sp_mailbox_tick(sh);
 	sp_life_deadlines(sh);
+	sp_mem_tick(sh);
 	if (sh->stopping && sh->now_ns >= sh->stop_deadline_ns)
 		sp_life_end_all(sh, true);
 }
@@ -313,6 +315,7 @@ int sp_shard_setup(struct sp_shard *sh, uint8_t id, const struct sp_config *cfg,
 	sh->env.hello.idle_timeout_ms = cfg->idle_timeout_s > UINT32_MAX / 1000
 		? UINT32_MAX : cfg->idle_timeout_s * 1000;
 	sh->env.pool = &sh->pool;
+	sh->env.rx_bytes = &sh->mem.rx_bytes;   /* the budget's reassembly half (sp_mem.h) */
 	sh->env.rekey_every = cfg->test_rekey_messages; /* 0: the protocol's value */
 	/* Composition: the session calls up into the router; the lifecycle
 	 * tells the app layer when a connection ends. */

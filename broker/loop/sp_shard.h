@@ -59,16 +59,20 @@ int sp_shard_setup(struct sp_shard *sh, uint8_t id, const struct sp_config *cfg,
 		   const struct sp_log *log, const uint8_t *static_priv);
 
 /* One receive of len bytes on c (data: borrowed for the call, decrypted in
- * place): the idle deadline, the session, the mark. Inline, as the end of
+ * place): the session, the idle deadline (whole messages only), the mark. Inline, as the end of
  * an iteration below: once per receive or iteration, on every envelope's
  * path (callgrind, docs/BENCHMARKS.md). */
 static inline enum sp_close_reason sp_shard_rx(struct sp_shard *sh, struct sp_conn *c,
 					       uint8_t *data, size_t len)
 {
+	uint32_t msgs = c->s.rx_msgs;
 	enum sp_close_reason r;
 
-	sp_timers_rx_message(sh, c);
 	r = sp_session_rx(&c->s, data, len);
+	/* Only a whole transport message pushes the idle deadline back: a
+	 * peer trickling the bytes of one it never finishes is idle. */
+	if (c->s.rx_msgs != msgs)
+		sp_timers_rx_message(sh, c);
 	if (c->timer.hello && sp_session_first_in(&c->s))
 		sp_timers_first_message(sh, c);
 	sp_conn_mark(sh, c);

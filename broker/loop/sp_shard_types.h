@@ -88,13 +88,21 @@ struct sp_shard {
 	 * constant, so appending keeps them sorted and expiry is O(expired). */
 	struct sp_list hello_list;      /* no handshake message yet: accept + hello_timeout */
 	struct sp_list hs_list;         /* handshake: first message + handshake_timeout */
-	struct sp_list idle_list;       /* established: last receive + idle_timeout */
+	struct sp_list idle_list;       /* established: last whole message + idle_timeout */
 	struct sp_list closing_list;    /* GoAway sent: + close_grace */
 	struct __kernel_timespec tick;
 	bool tick_retry;                /* the tick's submission failed: arm it again */
 	bool wake_armed;
 	bool wake_retry;                /* the stop read's submission failed: arm it again */
 	uint8_t wake_buf[128];          /* fits a signalfd_siginfo */
+
+	/* Memory of the connections (sp_mem.c), against cfg->mem_budget. The
+	 * sessions keep rx_bytes (through env.rx_bytes); the outbound chunks
+	 * are counted by the pool. */
+	struct {
+		uint64_t rx_bytes;      /* reassembly buffers allocated */
+		uint64_t trim_ns;       /* the next reserve trim and malloc_trim check */
+	} mem;
 
 	/* The iteration's clocks (sp_shard.c, or the detached harness). */
 	uint64_t now_ns;                /* CLOCK_MONOTONIC, once per iteration */

@@ -7,7 +7,8 @@
  *   accepted            handshake deadline: accept + handshake_timeout
  *   handshake_complete  (stays on the handshake deadline until proven)
  *   proven              idle deadline: now + idle_timeout (or none)
- *   rx_message          idle deadline pushed back (established and proven)
+ *   rx_message          idle deadline pushed back (established and proven; a whole
+ *                       transport message was received, not merely some bytes)
  *   goaway              closing deadline: now + close_grace
  *   ended               no deadline
  *
@@ -46,7 +47,8 @@ void sp_timers_proven(struct sp_shard *sh, struct sp_conn *c);
 /* The idle deadline from now (sp_timers_rx_message's slow part). */
 void sp_timers_set_idle(struct sp_shard *sh, struct sp_conn *c);
 
-/* Once per receive: inline, the list move out of line. */
+/* Once per receive that completed a transport message: inline, the list
+ * move out of line. */
 static inline void sp_timers_rx_message(struct sp_shard *sh, struct sp_conn *c)
 {
 	if (c->s.state == SP_SESSION_ESTABLISHED && c->s.proven && sh->cfg->idle_timeout_s)

@@ -32,9 +32,12 @@ static void free_hs(struct sp_session *s)
 
 static void free_rx_asm(struct sp_session *s)
 {
+	if (s->env && s->env->rx_bytes)
+		*s->env->rx_bytes -= s->rx_cap;
 	free(s->rx_asm);
 	s->rx_asm = NULL;
 	s->rx_have = 0;
+	s->rx_cap = 0;
 }
 
 void sp_session_wipe(struct sp_session *s)
@@ -61,8 +64,12 @@ void sp_session_release(struct sp_session *s)
 
 void sp_session_end(struct sp_session *s)
 {
-	if (s->state == SP_SESSION_ESTABLISHED)
+	if (s->state == SP_SESSION_ESTABLISHED) {
 		s->state = SP_SESSION_CLOSING;
+		/* Input is discarded from now: a partial message is never read. */
+		s->msg_len = 0;
+		free_rx_asm(s);
+	}
 }
 
 void sp_session_set_tx_max(struct sp_session *s, size_t max)
@@ -411,6 +418,7 @@ static enum sp_close_reason transport_message(struct sp_session *s, uint8_t *msg
 
 	if (sp_noise_decrypt(&s->t.rx, msg, len, &plen))
 		return SP_CLOSE_DECRYPT_FAILED;
+	s->rx_msgs++;
 	if (!s->proven) {
 		s->proven = true;
 		if (h->proven && (r = h->proven(h->ctx, s)))
@@ -436,15 +444,18 @@ static enum sp_close_reason message(struct sp_session *s, uint8_t *msg, size_t l
 }
 
 /* A length prefix is complete: reject what no valid peer sends before
- * buffering a byte of it (an unauthenticated peer gets at most one
- * handshake message's worth of memory). An initiator also refuses a
- * transport message shorter than its tag (a responder lets the decrypt
- * fail, as it always has). */
+ * buffering a byte of it. An unauthenticated peer gets at most one
+ * handshake message's worth of memory: in the handshake, and on an IK
+ * session not yet proven, whose message 1 may be a replay by anyone (its
+ * first transport message, the proof, must be handshake-sized too:
+ * PROTOCOL.md 4, "Proof"). An initiator also refuses a transport message
+ * shorter than its tag (a responder lets the decrypt fail, as it always
+ * has). */
 static enum sp_close_reason check_len(const struct sp_session *s, size_t len)
 {
 	if (len == 0)
 		return SP_CLOSE_BAD_LENGTH;
-	if (s->state == SP_SESSION_HANDSHAKE && len > SP_HANDSHAKE_MSG_MAX)
+	if ((s->state == SP_SESSION_HANDSHAKE || !s->proven) && len > SP_HANDSHAKE_MSG_MAX)
 		return SP_CLOSE_BAD_LENGTH;
 	if (s->role == SP_SESSION_INITIATOR && len < SP_TAG_LEN)
 		return SP_CLOSE_BAD_LENGTH;
@@ -488,6 +499,31 @@ static size_t take_prefix(struct sp_session *s, const uint8_t *p, size_t n,
 	return 1;
 }
 
+/* The reassembly buffer grows as bytes arrive, never ahead of them by more
+ * than it already holds (doubling, from SP_SESSION_RX_MIN), so a peer that
+ * announces 65,535 bytes and sends one holds SP_SESSION_RX_MIN, not 64 KiB.
+ * 0 or SP_CLOSE_NOMEM. */
+static enum sp_close_reason rx_grow(struct sp_session *s, size_t need)
+{
+	size_t cap = s->rx_cap ? 2 * (size_t)s->rx_cap : SP_SESSION_RX_MIN;
+	uint8_t *p;
+
+	if (need <= s->rx_cap)
+		return SP_CLOSE_NONE;
+	if (cap < need)
+		cap = need;
+	if (cap > s->msg_len)
+		cap = s->msg_len;
+	p = realloc(s->rx_asm, cap);
+	if (!p)
+		return SP_CLOSE_NOMEM;
+	if (s->env->rx_bytes)
+		*s->env->rx_bytes += cap - s->rx_cap;
+	s->rx_asm = p;
+	s->rx_cap = (uint32_t)cap;
+	return SP_CLOSE_NONE;
+}
+
 /* Takes message bytes: in place when the whole message is here, else into
  * the reassembly buffer. Returns bytes consumed. */
 static size_t take_message(struct sp_session *s, uint8_t *p, size_t n, enum sp_close_reason *r)
@@ -499,23 +535,28 @@ static size_t take_message(struct sp_session *s, uint8_t *p, size_t n, enum sp_c
 		*r = message(s, p, len);
 		return len;
 	}
-	if (!s->rx_asm) {
-		s->rx_asm = malloc(len);
-		if (!s->rx_asm) {
-			*r = SP_CLOSE_NOMEM;
-			return n;
-		}
-		s->rx_have = 0;
-	}
 	take = len - s->rx_have;
 	if (take > n)
 		take = n;
+	if ((*r = rx_grow(s, s->rx_have + take)))
+		return n;
 	memcpy(s->rx_asm + s->rx_have, p, take);
 	s->rx_have += (uint32_t)take;
 	if (s->rx_have == len) {
+		/* Taken from the session for the dispatch, so that a hook that
+		 * ends or wipes the session (which frees a reassembly buffer)
+		 * cannot free the frames being walked. */
+		uint8_t *buf = s->rx_asm;
+		size_t cap = s->rx_cap;
+
+		s->rx_asm = NULL;
+		s->rx_cap = 0;
+		s->rx_have = 0;
 		s->msg_len = 0;
-		*r = message(s, s->rx_asm, len);
-		free_rx_asm(s);
+		*r = message(s, buf, len);
+		free(buf);
+		if (s->env->rx_bytes)
+			*s->env->rx_bytes -= cap;
 	}
 	return take;
 }

@@ -42,6 +42,10 @@
 #include "sp_noise.h"
 #include "sp_txq.h"
 
+/* The first reassembly allocation: the buffer then doubles as bytes
+ * arrive, up to the message's length. */
+enum { SP_SESSION_RX_MIN = 2048 };
+
 enum sp_session_state {
 	SP_SESSION_FREE = 0,            /* unused (zeroed), or released */
 	SP_SESSION_PREAMBLE,            /* responder: waiting for the 8-byte preamble */
@@ -80,7 +84,11 @@ struct sp_session {
 	uint8_t pfx_len;
 	uint32_t msg_len;               /* length of the message being read; 0 = prefix next */
 	uint32_t rx_have;
+	uint32_t rx_cap;                /* bytes allocated at rx_asm (grown as bytes arrive) */
 	uint8_t *rx_asm;                /* reassembly, only while a message straddles buffers */
+	/* Whole transport messages authenticated so far: what an idle timer
+	 * watches (a trickle of bytes that never completes one is idle). */
+	uint32_t rx_msgs;
 
 	/* tx */
 	uint32_t tx_pfx;                /* offset of the open message's prefix in q.tail */
@@ -134,6 +142,10 @@ struct sp_session_env {
 	struct sp_hello hello;
 	struct sp_txpool *pool;
 	struct sp_session_hooks hooks;
+	/* Reassembly bytes allocated by every session on this env, kept up to
+	 * date by them (the broker's memory budget reads it); NULL = not
+	 * counted. Borrowed for the env's life. */
+	uint64_t *rx_bytes;
 	/* Transport messages per key before a rekey: 0 = SP_REKEY_MESSAGES,
 	 * the protocol's value. Anything else is for tests only (both peers
 	 * must use the same value, see sp_noise_transport_set_rekey). */
@@ -193,6 +205,13 @@ static inline bool sp_session_tx_peek(const struct sp_session *s, const uint8_t 
 static inline void sp_session_tx_sent(struct sp_session *s, size_t n)
 {
 	sp_txq_sent(&s->q, s->env->pool, n, s->tx_open);
+}
+
+/* Bytes this session holds for input: its reassembly buffer (0 when no
+ * message straddles receive buffers). */
+static inline size_t sp_session_rx_held(const struct sp_session *s)
+{
+	return s->rx_cap;
 }
 
 /* Bytes written and not yet sent (an open message included). */

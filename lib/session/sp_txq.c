@@ -32,6 +32,8 @@ static struct sp_txchunk *chunk_get(struct sp_txpool *p)
 	if (ch) {
 		p->free = ch->next;
 		p->nfree--;
+		if (p->nfree < p->low_free)
+			p->low_free = p->nfree;
 	} else {
 		ch = malloc(sizeof(*ch));
 		if (!ch)
@@ -64,6 +66,7 @@ struct sp_txchunk *sp_txq_space_new(struct sp_txq *q, struct sp_txpool *p)
 
 	if (!ch)
 		return NULL;
+	q->chunks++;
 	if (q->tail)
 		q->tail->next = ch;
 	else
@@ -86,6 +89,7 @@ void sp_txq_sent(struct sp_txq *q, struct sp_txpool *p, size_t n, bool keep_tail
 		q->head = ch->next;
 		if (!q->head)
 			q->tail = NULL;
+		q->chunks--;
 		chunk_put(p, ch);
 	}
 }
@@ -100,4 +104,23 @@ void sp_txq_release(struct sp_txq *q, struct sp_txpool *p)
 	}
 	q->tail = NULL;
 	q->bytes = 0;
+	q->chunks = 0;
+}
+
+uint32_t sp_txpool_trim(struct sp_txpool *p, uint32_t keep)
+{
+	uint32_t n = 0;
+
+	/* low_free chunks stayed in the reserve the whole interval: unused. */
+	while (p->free && p->nfree > keep && n < p->low_free) {
+		struct sp_txchunk *ch = p->free;
+
+		p->free = ch->next;
+		p->nfree--;
+		free(ch);
+		p->live--;
+		n++;
+	}
+	p->low_free = p->nfree;
+	return n;
 }

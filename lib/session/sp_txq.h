@@ -39,17 +39,27 @@ struct sp_txpool {
 	struct sp_txchunk *free;
 	uint32_t nfree;
 	uint32_t max_free;      /* free chunks kept beyond this go back to malloc */
+	uint32_t low_free;      /* the fewest free chunks since the last sp_txpool_trim */
 	uint64_t live;          /* chunks allocated and not freed (for tests / metrics) */
 };
 
 struct sp_txq {
 	struct sp_txchunk *head, *tail;
 	uint64_t bytes;         /* written and not yet sent */
+	uint32_t chunks;        /* chunks held (each sizeof(struct sp_txchunk) of memory) */
 };
 
 void sp_txpool_init(struct sp_txpool *p, uint32_t max_free);
 /* Frees the reserve; chunks still in queues stay counted in live. */
 void sp_txpool_destroy(struct sp_txpool *p);
+
+/*
+ * Frees the reserve's chunks that no queue took since the previous call
+ * (the fewest the reserve held meanwhile), keeping at least keep: after a
+ * burst the reserve shrinks back within two calls. Returns how many were
+ * freed.
+ */
+uint32_t sp_txpool_trim(struct sp_txpool *p, uint32_t keep);
 
 /*
  * The tail chunk if it has `need` free bytes at its tail, else a new chunk

@@ -50,8 +50,11 @@ static void test_goaway_codes(void **state)
 	/* The wire's five GoAway codes, each sent for exactly one reason, but
 	 * shutdown: an admin's disconnect sends it too (the device is told to
 	 * go, as when the broker stops; no code of its own on the wire); and
-	 * protocol: an ack flood is a misbehaving peer as well. */
-	assert_int_equal(goaways, 7);
+	 * protocol: an ack flood is a misbehaving peer as well; and
+	 * slow_consumer: a connection evicted for holding the most of the
+	 * memory budget (its unread output, or a message it is slow to send). */
+	assert_int_equal(goaways, 8);
+	assert_int_equal(sp_close_reason_goaway(SP_CLOSE_MEM_BUDGET), SP_STATUS_GOAWAY_SLOW_CONSUMER);
 	assert_int_equal(sp_close_reason_goaway(SP_CLOSE_ACK_FLOOD), SP_STATUS_GOAWAY_PROTOCOL);
 	assert_int_equal(sp_close_reason_goaway(SP_CLOSE_SHUTDOWN), SP_STATUS_GOAWAY_SHUTDOWN);
 	assert_int_equal(sp_close_reason_goaway(SP_CLOSE_ADMIN), SP_STATUS_GOAWAY_SHUTDOWN);

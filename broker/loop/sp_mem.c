@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * sp_mem.c: the connections' memory budget and trimming (sp_mem.h).
+ */
+#include "sp_mem.h"
+
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
+#include "sp_conn_io.h"
+#include "sp_lifecycle.h"
+
+/* The live connection holding the most (not one already ended); the
+ * bytes held by those already ended, whose memory goes back once their
+ * last request completes, in *ending. */
+static struct sp_conn *largest(struct sp_shard *sh, uint64_t *ending)
+{
+	struct sp_conn *best = NULL;
+	uint64_t most = 0;
+
+	*ending = 0;
+	for (uint32_t i = 0; i < sh->high_water; i++) {
+		struct sp_conn *c = &sh->conns[i];
+		uint64_t b;
+
+		if (c->s.state == SP_SESSION_FREE)
+			continue;
+		b = sp_mem_conn_bytes(c);
+		if (c->s.state == SP_SESSION_DEAD) {
+			*ending += b;
+			continue;
+		}
+		if (b > most) {
+			most = b;
+			best = c;
+		}
+	}
+	return best;
+}
+
+static void evict(struct sp_shard *sh, struct sp_conn *c)
+{
+	/* Still reading (its output within --sendq-max): told why, and its
+	 * partial message dropped now (sp_session_end). Otherwise it would
+	 * never read a GoAway: reset, its queue freed at once. */
+	if (c->s.state == SP_SESSION_ESTABLISHED &&
+	    sp_session_tx_queued(&c->s) <= sh->cfg->sendq_max) {
+		sp_life_end(sh, c, SP_CLOSE_MEM_BUDGET);
+		return;
+	}
+	sp_io_abort_on_close(c);
+	sp_life_cut(sh, c, SP_CLOSE_MEM_BUDGET);
+}
+
+void sp_mem_over(struct sp_shard *sh, uint64_t used)
+{
+	uint64_t budget = sh->cfg->mem_budget, ending, b;
+	struct sp_conn *c;
+
+	for (int n = 0; n < SP_MEM_EVICT_MAX && used > budget; n++) {
+		c = largest(sh, &ending);
+		/* What ended connections hold is on its way back. */
+		if (!c || used - ending <= budget)
+			return;
+		b = sp_mem_conn_bytes(c);
+		evict(sh, c);
+		/* A GoAway'd one keeps its output until it drains (or the grace
+		 * ends): only its reassembly buffer is back now. */
+		if (c->s.state == SP_SESSION_CLOSING)
+			b = b > sp_mem_conn_bytes(c) ? b - sp_mem_conn_bytes(c) : 0;
+		used = b < used ? used - b : 0;
+		if (!b)
+			return;         /* nothing more to gain this iteration */
+	}
+}
+
+void sp_mem_tick(struct sp_shard *sh)
+{
+	if (sh->now_ns < sh->mem.trim_ns)
+		return;
+	sh->mem.trim_ns = sh->now_ns + (uint64_t)SP_MEM_TRIM_INTERVAL_MS * 1000000u;
+	sp_txpool_trim(&sh->pool, SP_MEM_RESERVE_MIN);
+#ifdef __GLIBC__
+	{
+		/* A burst's buffers (reassembly, chunks, handshake states) are
+		 * free but the heap keeps their pages: give them back. */
+		struct mallinfo2 mi = mallinfo2();
+
+		if (mi.fordblks > SP_MEM_TRIM_FREE)
+			malloc_trim(0);
+	}
+#endif
+}
