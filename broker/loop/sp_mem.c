@@ -26,11 +26,11 @@ static struct sp_conn *largest(struct sp_shard *sh, uint64_t *ending)
 
 		if (c->s.state == SP_SESSION_FREE)
 			continue;
-		b = sp_mem_conn_bytes(c);
 		if (c->s.state == SP_SESSION_DEAD) {
-			*ending += b;
+			*ending += sp_mem_conn_bytes(c);
 			continue;
 		}
+		b = sp_mem_conn_held(c);
 		if (b > most) {
 			most = b;
 			best = c;

@@ -9,8 +9,8 @@
  * Each is bounded per connection (one message of at most 64 KiB, or one
  * handshake message while unproven; --sendq-max twice over), and this
  * bounds their sum: when it passes --mem-budget at the end of an
- * iteration, the connections holding the most are closed until it is back
- * under, reason mem_budget. Evicting the largest, rather than refusing the
+ * iteration, the connections holding the most (reassembly buffer plus
+ * unsent output) are closed until it is back under, reason mem_budget. Evicting the largest, rather than refusing the
  * connection that asked last, means a budget filled by a few hostile
  * connections costs them their connections, not an honest newcomer its
  * message. One that still reads gets GoAway SLOW_CONSUMER (its partial
@@ -45,6 +45,14 @@ enum {
 static inline uint64_t sp_mem_conn_bytes(const struct sp_conn *c)
 {
 	return sp_session_rx_held(&c->s) + (uint64_t)c->s.q.chunks * sizeof(struct sp_txchunk);
+}
+
+/* What c holds for the eviction order: its reassembly buffer and its
+ * output not yet sent (a chunk holding a few bytes of a reply in flight
+ * is the pool's granularity, not what the peer made us keep). */
+static inline uint64_t sp_mem_conn_held(const struct sp_conn *c)
+{
+	return sp_session_rx_held(&c->s) + sp_session_tx_queued(&c->s);
 }
 
 /* Bytes all connections of sh hold (the budget's measure). */
