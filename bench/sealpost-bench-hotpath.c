@@ -967,6 +967,8 @@ int main(int argc, char **argv)
 	sp_config_defaults(&b->cfg);
 	b->cfg.max_conns = o.devices + 1;
 	b->cfg.recv_buffer_size = o.recv_buffer_size;
+	b->cfg.handshake_rate = 0;      /* the handshake itself is measured, not its limit */
+	b->cfg.handshake_rate_per_source = 0;
 	sp_log_init(&b->log, 2, SP_LOG_ERROR);
 	b->nconns = o.devices + 1;
 

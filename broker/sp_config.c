@@ -86,9 +86,17 @@ static const struct opt opts[] = {
 	{ "idle-timeout", "S", OPT_U32, FIELD(idle_timeout_s), 0, 86400 * 7, false,
 	  "close a connection that sent nothing for this many seconds (GoAway idle); 0 = off" },
 	{ "handshake-rate", "N", OPT_U32, FIELD(handshake_rate), 0, 10000000, false,
-	  "handshakes started per second per shard (token bucket, charged at a "
+	  "handshakes started per second in all (token bucket, burst the same, charged at a "
 	  "connection's first handshake message, before its crypto); excess connections "
 	  "are closed and counted (reason handshake_rate); 0 = no limit" },
+	{ "handshake-rate-per-source", "N", OPT_U32, FIELD(handshake_rate_per_source), 0,
+	  10000000, false,
+	  "handshakes started per second from one source (an IPv4 address or an IPv6 /64; "
+	  "charged like handshake-rate); excess connections are closed and counted "
+	  "(reason handshake_rate_source); 0 = no limit" },
+	{ "handshake-burst-per-source", "N", OPT_U32, FIELD(handshake_burst_per_source), 1,
+	  10000000, false,
+	  "handshakes one source may start at once before handshake-rate-per-source applies" },
 	{ "recv-buffers", "N", OPT_U32, FIELD(recv_buffers), 1, SP_CONFIG_RECV_BUFFERS_MAX, true,
 	  "receive buffers in the provided-buffer ring (a power of two)" },
 	{ "recv-buffer-size", "BYTES", OPT_U32, FIELD(recv_buffer_size), 64, 1 << 20, false,
@@ -206,6 +214,8 @@ void sp_config_defaults(struct sp_config *c)
 	c->hello_timeout_ms = SP_DEFAULT_HELLO_TIMEOUT_MS;
 	c->idle_timeout_s = SP_DEFAULT_IDLE_TIMEOUT_S;
 	c->handshake_rate = SP_DEFAULT_HANDSHAKE_RATE;
+	c->handshake_rate_per_source = SP_DEFAULT_HANDSHAKE_RATE_PER_SOURCE;
+	c->handshake_burst_per_source = SP_DEFAULT_HANDSHAKE_BURST_PER_SOURCE;
 	c->recv_buffers = SP_DEFAULT_RECV_BUFFERS;
 	c->recv_buffer_size = SP_DEFAULT_RECV_BUFFER_SIZE;
 	c->close_grace_ms = SP_DEFAULT_CLOSE_GRACE_MS;
@@ -698,12 +708,13 @@ void sp_config_print(FILE *f, const struct sp_config *c)
  * What a running sealpostd can take over from a changed config file. Each
  * is read where it is used, on the shard's thread, and nothing was sized
  * or scheduled from it: max-envelope (and the ServerHello of new
- * connections), sendq-max, handshake-rate, log-rate (the log limiters are
+ * connections), sendq-max, handshake-rate and its per-source pair, log-rate (the log limiters are
  * reset). The rest is sized at start (tables, rings, stores), or orders
  * timer lists that assume one constant timeout: those need a restart.
  */
 static const char *const reloadable[] = {
-	"max-envelope", "sendq-max", "handshake-rate", "log-rate",
+	"max-envelope", "sendq-max", "handshake-rate", "handshake-rate-per-source",
+	"handshake-burst-per-source", "log-rate",
 };
 
 bool sp_config_reloadable(const char *name)

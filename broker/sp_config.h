@@ -56,7 +56,14 @@ enum {
 	 * once; a socket that stays silent holds a slot for nothing. */
 	SP_DEFAULT_HELLO_TIMEOUT_MS = 3000,
 	SP_DEFAULT_IDLE_TIMEOUT_S = 600,
-	SP_DEFAULT_HANDSHAKE_RATE = 5000,
+	/* Handshakes started per second in all: below one core's measured
+	 * IK responder capacity (about 4,000/s here, docs/BENCHMARKS.md), so
+	 * that a handshake flood leaves the loop time for established devices. */
+	SP_DEFAULT_HANDSHAKE_RATE = 3000,
+	/* One source (a NAT gateway at most) gets a thirtieth of that, with
+	 * room for a burst of reconnects. */
+	SP_DEFAULT_HANDSHAKE_RATE_PER_SOURCE = 100,
+	SP_DEFAULT_HANDSHAKE_BURST_PER_SOURCE = 200,
 	/* One address (a NAT gateway at most) gets a quarter of the default
 	 * table; handshakes in progress are cheap to start, so fewer. */
 	SP_DEFAULT_MAX_CONNS_PER_SOURCE = 4000,
@@ -99,7 +106,9 @@ struct sp_config {
 	uint32_t handshake_timeout_ms;  /* from accept to transport */
 	uint32_t hello_timeout_ms;       /* accept to the first handshake message */
 	uint32_t idle_timeout_s;        /* nothing received for this long: GoAway IDLE; 0 = off */
-	uint32_t handshake_rate;        /* connections accepted per second per shard; 0 = off */
+	uint32_t handshake_rate;        /* handshakes started per second in all; 0 = off */
+	uint32_t handshake_rate_per_source; /* of them per source (IPv4 /32, IPv6 /64); 0 = off */
+	uint32_t handshake_burst_per_source; /* a source's bucket size */
 	uint32_t recv_buffers;          /* provided-buffer ring entries (power of two) */
 	uint32_t recv_buffer_size;      /* bytes per receive buffer */
 	uint32_t close_grace_ms;        /* how long a GoAway'd connection may take to drain */

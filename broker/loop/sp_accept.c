@@ -13,49 +13,43 @@
 
 #include "sp_conn_io.h"
 #include "sp_conn_table.h"
+#include "sp_hsrate.h"
 #include "sp_lifecycle.h"
 #include "sp_source.h"
 #include "sp_timers.h"
 
-void sp_accept_init(struct sp_shard *sh)
+int sp_accept_init(struct sp_shard *sh)
 {
-	sh->hs_tokens_milli = (uint64_t)sh->cfg->handshake_rate * 1000;
+	/* As many source buckets as connections: far more than the global
+	 * bucket lets be in use (sp_hsrate.h). */
+	return sp_hsrate_new(&sh->hsrate, sh->cfg->max_conns);
 }
 
-void sp_accept_start(struct sp_shard *sh)
+void sp_accept_destroy(struct sp_shard *sh)
 {
-	sh->hs_refill_ns = sh->now_ns;
+	sp_hsrate_free(sh->hsrate);
+	sh->hsrate = NULL;
 }
 
-static void refill_tokens(struct sp_shard *sh)
+enum sp_close_reason sp_accept_first_message(struct sp_shard *sh, const struct sp_conn *c)
 {
-	uint64_t max = (uint64_t)sh->cfg->handshake_rate * 1000;
-	uint64_t ms = (sh->now_ns - sh->hs_refill_ns) / 1000000;
+	const struct sp_hsrate_limits lim = {
+		.global_rate = sh->cfg->handshake_rate,
+		.source_rate = sh->cfg->handshake_rate_per_source,
+		.source_burst = sh->cfg->handshake_burst_per_source,
+	};
 
-	if (ms == 0)
-		return;
-	sh->hs_refill_ns += ms * 1000000;
-	if (ms > 1000)
-		ms = 1000;
-	sh->hs_tokens_milli += ms * sh->cfg->handshake_rate;
-	if (sh->hs_tokens_milli > max)
-		sh->hs_tokens_milli = max;
-}
-
-static bool take_token(struct sp_shard *sh)
-{
-	if (sh->cfg->handshake_rate == 0)
-		return true;
-	refill_tokens(sh);
-	if (sh->hs_tokens_milli < 1000)
-		return false;
-	sh->hs_tokens_milli -= 1000;
-	return true;
-}
-
-enum sp_close_reason sp_accept_first_message(struct sp_shard *sh)
-{
-	return take_token(sh) ? SP_CLOSE_NONE : SP_CLOSE_HANDSHAKE_RATE;
+	if (!sh->hsrate)
+		return SP_CLOSE_NONE;
+	switch (sp_hsrate_take(sh->hsrate, c->source.counted ? c->source.key : NULL,
+			       sh->now_ns, &lim)) {
+	case SP_HSRATE_OK:
+		return SP_CLOSE_NONE;
+	case SP_HSRATE_SOURCE:
+		return SP_CLOSE_HANDSHAKE_RATE_SOURCE;
+	default:
+		return SP_CLOSE_HANDSHAKE_RATE;
+	}
 }
 
 static void refuse(struct sp_shard *sh, int fd, const char *why)

@@ -203,7 +203,6 @@ int sp_shard_run(struct sp_shard *sh)
 	int ret;
 
 	sh->now_ns = sp_shard_mono_ns();
-	sp_accept_start(sh);
 	sp_mailbox_start(sh);
 	sp_accept_arm(sh);
 	sp_timers_arm_wake(sh);
@@ -259,8 +258,7 @@ static enum sp_close_reason on_proven(void *ctx, struct sp_session *s)
 
 static enum sp_close_reason on_first_message(void *ctx, struct sp_session *s)
 {
-	(void)s;
-	return sp_accept_first_message(ctx);
+	return sp_accept_first_message(ctx, sp_conn_of(s));
 }
 
 static enum sp_close_reason on_frame(void *ctx, struct sp_session *s, const struct sp_frame *f)
@@ -280,7 +278,9 @@ int sp_shard_setup(struct sp_shard *sh, uint8_t id, const struct sp_config *cfg,
 	sp_txpool_init(&sh->pool, TXPOOL_KEEP);
 	for (unsigned i = 0; i < SP_LIM_COUNT; i++)
 		sp_log_limit_init(&sh->lim[i], cfg->log_rate, cfg->log_rate);
-	sp_accept_init(sh);
+	ret = sp_accept_init(sh);
+	if (ret)
+		return ret;
 	/* A private metrics slot until the daemon points sh->metrics at its own. */
 	sh->own_metrics = aligned_alloc(_Alignof(struct sp_metrics_shard),
 					sizeof(struct sp_metrics_shard));
@@ -402,6 +402,7 @@ void sp_shard_destroy(struct sp_shard *sh)
 	sp_conn_table_destroy(sh);
 	sp_source_table_free(sh->sources);
 	sh->sources = NULL;
+	sp_accept_destroy(sh);
 	if (sh->routes)
 		sp_route_destroy(sh->routes);
 	sp_txpool_destroy(&sh->pool);

@@ -24,6 +24,7 @@
 
 struct sp_admin;
 struct sp_admin_job;
+struct sp_hsrate;
 struct sp_route;
 struct sp_source_table;
 struct sp_store;
@@ -79,10 +80,9 @@ struct sp_shard {
 	/* Per-source connection counts (sp_source.c); NULL = no limits. */
 	struct sp_source_table *sources;
 
-	/* Accept and its token bucket (sp_accept.c). */
+	/* Accept and the handshake-rate buckets (sp_accept.c). */
 	bool accept_armed;
-	uint64_t hs_tokens_milli;       /* handshake-rate token bucket */
-	uint64_t hs_refill_ns;
+	struct sp_hsrate *hsrate;       /* per source and in all (sp_hsrate.h) */
 
 	/* Timers (sp_timers.c). Deadline-ordered lists: each timeout is a
 	 * constant, so appending keeps them sorted and expiry is O(expired). */

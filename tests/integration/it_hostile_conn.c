@@ -570,6 +570,144 @@ static void test_connect_close_flood(void **state)
 	sp_it_rmrf(b.data_dir);
 }
 
+/* One replay of an IK message 1 (k) from src: 1 if the broker answered it
+ * (a message 2 came back), 0 if it closed the connection first. */
+static int replay_from(const struct sp_it_broker *b, const char *src, const struct capture *k)
+{
+	uint8_t pre[SP_PREAMBLE_LEN], pfx[SP_LEN_PREFIX], in[64];
+	struct pollfd p;
+	int fd = sp_it_tcp_connect_from(b->port, src);
+	ssize_t n;
+
+	assert_true(fd >= 0);
+	sp_raw_preamble(pre, SP_PREAMBLE_PATTERN_IK);
+	pfx[0] = (uint8_t)(k->len >> 8);
+	pfx[1] = (uint8_t)k->len;
+	assert_int_equal(write(fd, pre, sizeof(pre)), (ssize_t)sizeof(pre));
+	assert_int_equal(write(fd, pfx, sizeof(pfx)), (ssize_t)sizeof(pfx));
+	assert_int_equal(write(fd, k->msg, k->len), (ssize_t)k->len);
+	p = (struct pollfd){ .fd = fd, .events = POLLIN };
+	assert_int_equal(poll(&p, 1, TIMEOUT_MS), 1);
+	n = read(fd, in, sizeof(in));
+	close(fd);
+	return n > 0;
+}
+
+/*
+ * Finding 4, per source: 127.0.0.1 floods first with sockets that connect
+ * and close (they spend nothing: the token is charged at the first
+ * handshake message), then with handshake messages (replays of a captured
+ * IK message 1, which need no key). Its own bucket empties and its
+ * handshakes are closed (reason handshake_rate_source); the global bucket
+ * is not touched by what was refused, and honest devices connecting from
+ * 127.0.0.2 meanwhile are served.
+ */
+static void test_handshake_flood_per_source(void **state)
+{
+	enum { CLOSE_FLOOD = 300, HS_FLOOD = 60 };
+	const char *extra[] = { "--handshake-rate-per-source", "1", "--handshake-burst-per-source",
+				"2", "--handshake-rate", "1000", NULL };
+	static const char by_source[] =
+		"sealpost_connections_closed_total{reason=\"handshake_rate_source\"}";
+	static const char global[] =
+		"sealpost_connections_closed_total{reason=\"handshake_rate\"}";
+	struct sp_it_broker b;
+	struct sp_raw alice = { .fd = -1 }, bob = { .fd = -1 }, cap = { .fd = -1 };
+	struct capture k = { .len = 0 };
+	struct sp_raw_opts o = { .hook = capture_msg1, .hook_arg = &k };
+	struct sp_raw_frame f;
+	int answered = 0, refused = 0;
+
+	(void)state;
+	assert_int_equal(sp_it_broker_start(&b, NULL, extra), 0);
+	/* A message 1 to replay, captured from a third source. */
+	assert_int_equal(sp_raw_init(&cap), 0);
+	cap.bind_src = "127.0.0.3";
+	assert_int_equal(sp_raw_connect(&cap, b.port), 0);
+	assert_int_equal(sp_raw_handshake(&cap, SP_PREAMBLE_PATTERN_IK, b.server_pub, &o), 0);
+	assert_int_equal(sp_raw_wait_frame(&cap, SP_FRAME_DRAINED, &f, TIMEOUT_MS), 0);
+	assert_true(k.len > 0);
+
+	for (int i = 0; i < CLOSE_FLOOD; i++) {
+		int fd = sp_it_tcp_connect_from(b.port, "127.0.0.1");
+
+		if (fd >= 0)
+			close(fd);
+	}
+	/* Nothing spent: the flooding source itself still gets its burst. */
+	assert_int_equal(replay_from(&b, "127.0.0.1", &k), 1);
+	assert_true(metric(&b, by_source) == 0);
+
+	assert_int_equal(sp_raw_init(&alice), 0);
+	alice.bind_src = "127.0.0.2";
+	open_device(&alice, &b);
+	for (int i = 0; i < HS_FLOOD; i++) {
+		if (replay_from(&b, "127.0.0.1", &k))
+			answered++;
+		else
+			refused++;
+	}
+	assert_true(refused >= 1);
+	assert_true(wait_metric(&b, by_source, refused) == refused);
+	assert_true(metric(&b, global) == 0);
+	/* Honest devices from another source: connected and served. */
+	assert_int_equal(sp_raw_init(&bob), 0);
+	bob.bind_src = "127.0.0.2";
+	open_device(&bob, &b);
+	exchange(&alice, &bob, 1);
+	exchange(&bob, &alice, 2);
+	assert_true(ping_ms(&cap, 3) >= 0);
+	print_message("handshake flood from one source: %d connect-and-close sockets spent "
+		      "nothing; of %d replayed message 1s, %d answered, %d closed "
+		      "(handshake_rate_source); devices from 127.0.0.2 served\n",
+		      CLOSE_FLOOD, HS_FLOOD, answered, refused);
+	sp_raw_close(&alice);
+	sp_raw_close(&bob);
+	sp_raw_close(&cap);
+	assert_int_equal(sp_it_broker_stop(&b), 0);
+	sp_it_rmrf(b.data_dir);
+}
+
+/*
+ * The global cap: many sources, each within its own bucket, together
+ * beyond handshake-rate: the excess is closed as handshake_rate (not
+ * handshake_rate_source).
+ */
+static void test_handshake_global_cap(void **state)
+{
+	enum { SOURCES = 20, RATE = 5 };
+	const char *extra[] = { "--handshake-rate", "5", NULL };
+	static const char by_source[] =
+		"sealpost_connections_closed_total{reason=\"handshake_rate_source\"}";
+	static const char global[] =
+		"sealpost_connections_closed_total{reason=\"handshake_rate\"}";
+	struct sp_it_broker b;
+	struct sp_raw cap = { .fd = -1 };
+	struct capture k = { .len = 0 };
+	struct sp_raw_opts o = { .hook = capture_msg1, .hook_arg = &k };
+	int refused = 0;
+
+	(void)state;
+	assert_int_equal(sp_it_broker_start(&b, NULL, extra), 0);
+	assert_int_equal(sp_raw_init(&cap), 0);
+	assert_int_equal(sp_raw_connect(&cap, b.port), 0);
+	assert_int_equal(sp_raw_handshake(&cap, SP_PREAMBLE_PATTERN_IK, b.server_pub, &o), 0);
+	for (int i = 0; i < SOURCES; i++) {
+		char src[32];
+
+		snprintf(src, sizeof(src), "127.0.1.%d", i + 1);
+		refused += !replay_from(&b, src, &k);
+	}
+	assert_true(refused >= 1);
+	assert_true(wait_metric(&b, global, refused) == refused);
+	assert_true(metric(&b, by_source) == 0);
+	print_message("global cap: %d sources, one handshake each, against rate %d: %d closed "
+		      "(handshake_rate)\n", SOURCES, RATE, refused);
+	sp_raw_close(&cap);
+	assert_int_equal(sp_it_broker_stop(&b), 0);
+	sp_it_rmrf(b.data_dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -580,6 +718,8 @@ int main(void)
 		cmocka_unit_test(test_full_table_evicts_unproven),
 		cmocka_unit_test(test_hello_timeout),
 		cmocka_unit_test(test_connect_close_flood),
+		cmocka_unit_test(test_handshake_flood_per_source),
+		cmocka_unit_test(test_handshake_global_cap),
 	};
 
 	if (sodium_init() < 0)
