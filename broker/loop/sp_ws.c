@@ -334,12 +334,17 @@ static void refill(struct sp_shard *sh, struct sp_conn *c, struct sp_ws *w)
 		if (wslay_event_queue_msg(w->ev, &m) == 0)
 			sp_session_tx_sent(&c->s, n);
 	}
-	if (c->s.state == SP_SESSION_CLOSING && !w->close_queued && !sp_session_tx_peek(&c->s, &p, &n)) {
-		wslay_event_queue_close(w->ev, close_code(c->life.close_reason), NULL, 0);
-		w->close_queued = true;
-	}
 	if (wslay_event_send(w->ev) == WSLAY_ERR_CALLBACK_FAILURE)
 		sp_life_end_later(sh, c, SP_CLOSE_NOMEM);
+	/* The close only behind the last data: wslay sends control frames
+	 * ahead of queued messages, and nothing after a close. */
+	if (c->s.state == SP_SESSION_CLOSING && !w->close_queued &&
+	    wslay_event_get_queued_msg_count(w->ev) == 0 && !sp_session_tx_peek(&c->s, &p, &n)) {
+		wslay_event_queue_close(w->ev, close_code(c->life.close_reason), NULL, 0);
+		w->close_queued = true;
+		if (wslay_event_send(w->ev) == WSLAY_ERR_CALLBACK_FAILURE)
+			sp_life_end_later(sh, c, SP_CLOSE_NOMEM);
+	}
 	if (!w->close_counted && wslay_event_get_close_sent(w->ev)) {
 		w->close_counted = true;
 		sp_metrics_ws_close_sent(sh->metrics);

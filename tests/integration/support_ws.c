@@ -56,7 +56,7 @@ static int read_response(struct sp_raw *c, char *buf, size_t cap, int64_t deadli
 int sp_ws_connect(struct sp_raw *c, uint16_t port, const struct sp_ws_request *req, int *status)
 {
 	static const struct sp_ws_request honest = { 0 };
-	char request[8192], response[RESPONSE_MAX], key[25], want[29];
+	char request[16384], response[RESPONSE_MAX], key[25], want[29];
 	unsigned char nonce[16];
 	const char *proto;
 	int ret, n;
