@@ -63,7 +63,7 @@ void sp_raw_close(struct sp_raw *c)
 	free(c->ws_in);
 	c->ws_in = NULL;
 	c->ws_in_len = c->ws_in_off = 0;
-	c->ws = false;
+	c->ws_mode = false;
 	sp_noise_transport_wipe(&c->t);
 	sodium_memzero(c->s_priv, sizeof(c->s_priv));
 	c->established = false;
@@ -81,7 +81,7 @@ void sp_raw_disconnect(struct sp_raw *c)
 	free(c->ws_in);
 	c->ws_in = NULL;
 	c->ws_in_len = c->ws_in_off = 0;
-	c->ws = false;
+	c->ws_mode = false;
 	c->ws_close_code = 0;
 	sp_noise_transport_wipe(&c->t);
 	c->established = false;
@@ -132,7 +132,7 @@ static int hold(struct sp_raw *c, const uint8_t *p, size_t len)
 
 static int send_all(struct sp_raw *c, const uint8_t *p, size_t len)
 {
-	if (c->ws)
+	if (c->ws_mode)
 		return sp_ws_send_binary(c, p, len);
 	return sp_raw_sock_send(c, p, len);
 }
@@ -187,7 +187,7 @@ int sp_raw_send_bytes(struct sp_raw *c, const void *buf, size_t len)
 /* Reads exactly len bytes before the deadline. */
 static int read_full(struct sp_raw *c, uint8_t *buf, size_t len, int64_t deadline)
 {
-	if (c->ws)
+	if (c->ws_mode)
 		return sp_ws_read_payload(c, buf, len, deadline);
 	return sp_raw_sock_read(c, buf, len, deadline);
 }

@@ -71,7 +71,7 @@ struct sp_raw {
 	 * non-zero) and reads take the payload of the broker's binary
 	 * messages; a close frame from the broker is recorded in ws_close_code
 	 * and reads then fail with -ENOTCONN. */
-	bool ws;
+	bool ws_mode;
 	size_t ws_fragment;
 	uint16_t ws_close_code;         /* 0 = none received */
 	uint8_t *ws_in;                 /* payload received, not yet read (owned) */

@@ -107,7 +107,7 @@ int sp_ws_connect(struct sp_raw *c, uint16_t port, const struct sp_ws_request *r
 		fprintf(stderr, "[ws] bad 101: %s\n", response);
 		return -EPROTO;
 	}
-	c->ws = true;
+	c->ws_mode = true;
 	c->ws_close_code = 0;
 	return 0;
 }
