@@ -55,6 +55,15 @@ static int read_response(struct sp_raw *c, char *buf, size_t cap, int64_t deadli
 
 int sp_ws_connect(struct sp_raw *c, uint16_t port, const struct sp_ws_request *req, int *status)
 {
+	int ret = sp_raw_connect(c, port);
+
+	if (ret)
+		return ret;
+	return sp_ws_upgrade(c, port, req, status);
+}
+
+int sp_ws_upgrade(struct sp_raw *c, uint16_t port, const struct sp_ws_request *req, int *status)
+{
 	static const struct sp_ws_request honest = { 0 };
 	char request[16384], response[RESPONSE_MAX], key[25], want[29];
 	unsigned char nonce[16];
@@ -64,9 +73,6 @@ int sp_ws_connect(struct sp_raw *c, uint16_t port, const struct sp_ws_request *r
 	if (!req)
 		req = &honest;
 	*status = 0;
-	ret = sp_raw_connect(c, port);
-	if (ret)
-		return ret;
 	randombytes_buf(nonce, sizeof(nonce));
 	sodium_bin2base64(key, sizeof(key), nonce, sizeof(nonce), sodium_base64_VARIANT_ORIGINAL);
 	proto = req->protocol ? req->protocol : "sealpost.v1";

@@ -44,6 +44,10 @@ enum { SP_WS_OP_CONT = 0, SP_WS_OP_TEXT = 1, SP_WS_OP_BINARY = 2, SP_WS_OP_CLOSE
  */
 int sp_ws_connect(struct sp_raw *c, uint16_t port, const struct sp_ws_request *req, int *status);
 
+/* The same on c's connected socket (c->fd, e.g. a TLS relay's end);
+ * port: for the Host header. */
+int sp_ws_upgrade(struct sp_raw *c, uint16_t port, const struct sp_ws_request *req, int *status);
+
 /* sp_raw_init (if needed) + sp_ws_connect (honest) + sp_raw_handshake. */
 int sp_ws_open(struct sp_raw *c, uint16_t port, uint8_t pattern, const uint8_t *server_pub);
 
