@@ -6,11 +6,15 @@ set -eu
 
 # curl: the README's Try it. prometheus: promtool (rules, metrics checks).
 # debhelper, lintian: ctest packaging/deb (dpkg-buildpackage, once per run).
+# libwslay-dev, libssl-dev: the WebSocket listener (wslay frames, libcrypto's SHA-1);
+# nginx: it_ws_nginx (wss:// through nginx in front of sealpostd; skipped without it,
+# and never started as a service: policy-rc.d below).
 # mosquitto, nats-server, openssl, iproute2: it_bench's peer load-generator runs and
 # bench/compare/run.sh (skipped with a message where the servers are absent).
 PKGS="build-essential cmake pkg-config git curl
 liburing-dev libsodium-dev libprotobuf-c-dev protobuf-c-compiler librocksdb-dev
 libcmocka-dev libjansson-dev libmicrohttpd-dev libinih-dev prometheus
+libwslay-dev libssl-dev nginx
 libmosquitto-dev libnats-dev mosquitto nats-server openssl iproute2
 debhelper lintian
 python3 python3-cffi python3-setuptools python3-pytest python3-pip python3-venv
@@ -45,7 +49,7 @@ $SUDO apt-get update -q
 # systemd is not running; without systemctl, update-rc.d). An existing
 # policy-rc.d (an image's own) is left as it is: it already decides.
 new_prometheus=""
-case " $missing " in *" prometheus "*) new_prometheus=1 ;; esac
+case " $missing " in *" prometheus "*|*" nginx "*) new_prometheus=1 ;; esac
 policy=/usr/sbin/policy-rc.d
 own_policy=""
 if [ -n "$new_prometheus" ] && [ ! -e "$policy" ]; then
@@ -59,17 +63,20 @@ $SUDO apt-get install -y -q --no-install-recommends $missing || rc=$?
 [ -z "$own_policy" ] || $SUDO rm -f "$policy"
 [ "$rc" = 0 ] || exit "$rc"
 
-if [ -n "$new_prometheus" ]; then
+# prometheus (for promtool) and nginx (for a test that runs its own) are
+# installed as programs only: their services are disabled, never started.
+for svc in prometheus nginx; do
+	case " $missing " in *" $svc "*) ;; *) continue ;; esac
 	if command -v systemctl >/dev/null 2>&1; then
 		# --now only where systemd runs; offline, disable just removes the links.
 		if [ -d /run/systemd/system ]; then
-			$SUDO systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+			$SUDO systemctl disable --now "$svc.service" >/dev/null 2>&1 || true
 		else
-			$SUDO systemctl disable prometheus.service >/dev/null 2>&1 || true
+			$SUDO systemctl disable "$svc.service" >/dev/null 2>&1 || true
 		fi
 	fi
-	if [ -x /etc/init.d/prometheus ] && command -v update-rc.d >/dev/null 2>&1; then
-		$SUDO update-rc.d prometheus disable >/dev/null 2>&1 || true
+	if [ -x "/etc/init.d/$svc" ] && command -v update-rc.d >/dev/null 2>&1; then
+		$SUDO update-rc.d "$svc" disable >/dev/null 2>&1 || true
 	fi
-	echo "deps: prometheus installed for promtool; its service is disabled and not started"
-fi
+	echo "deps: $svc installed for the tests; its service is disabled and not started"
+done

@@ -66,6 +66,7 @@ struct sp_shard {
 	struct sp_session_env env;
 	struct sp_shard_app app;
 	int listen_fd;
+	int ws_listen_fd;               /* --ws-listen socket, -1 = none (set before run) */
 	int wake_fd;                    /* readable = stop (signalfd or eventfd) */
 
 	/* The connection table (sp_conn_table.c). */
@@ -83,6 +84,7 @@ struct sp_shard {
 	/* Accept and the handshake-rate buckets (sp_accept.c). */
 	bool accept_armed;
 	struct sp_hsrate *hsrate;       /* per source and in all (sp_hsrate.h) */
+	bool ws_accept_armed;
 
 	/* Timers (sp_timers.c). Deadline-ordered lists: each timeout is a
 	 * constant, so appending keeps them sorted and expiry is O(expired). */

@@ -12,6 +12,9 @@
  * acks of the seqs a fresh store assigns (1, 2, ...), online-only,
  * dedup retries, quotas, refusals, stalls, takeovers, expiry, bad frames.
  * DIR/fuzz_store_codec: every record kind, encoded by the store's codec.
+ * DIR/fuzz_ws: upgrade requests (honest, with an allowed and a refused
+ * origin, malformed) followed by masked frames of every kind: the start of
+ * an XX handshake in binary messages, fragments, ping, text, close.
  * DIR/fuzz_config: packaging/sealpostd.conf from SOURCE_DIR (the config
  * file the package installs), the configuration --check-config prints for
  * the defaults, and command lines.
@@ -332,6 +335,97 @@ static void config_seeds(const char *src)
 	put("fuzz_config", "argv", (const uint8_t *)argv_seed, sizeof(argv_seed) - 1);
 }
 
+/* --- fuzz_ws ------------------------------------------------------------------ */
+
+static uint8_t ws_in[8192];
+static size_t ws_len;
+
+static void ws_add(const void *p, size_t n)
+{
+	if (ws_len + n > sizeof(ws_in))
+		die("ws seed too long");
+	memcpy(ws_in + ws_len, p, n);
+	ws_len += n;
+}
+
+/* A masked client frame (mask 01 02 03 04). */
+static void ws_frame(uint8_t first, const uint8_t *p, size_t n)
+{
+	static const uint8_t mask[4] = { 1, 2, 3, 4 };
+	uint8_t h[4] = { first, (uint8_t)(0x80 | (n < 126 ? n : 126)) };
+
+	ws_add(h, 2);
+	if (n >= 126) {
+		h[0] = (uint8_t)(n >> 8);
+		h[1] = (uint8_t)n;
+		ws_add(h, 2);
+	}
+	ws_add(mask, 4);
+	for (size_t i = 0; i < n; i++) {
+		uint8_t b = p[i] ^ mask[i & 3];
+
+		ws_add(&b, 1);
+	}
+}
+
+static void ws_request(uint8_t chunk, const char *extra)
+{
+	char req[1024];
+	int n = snprintf(req, sizeof(req),
+			 "GET /v1 HTTP/1.1\r\nHost: broker.example\r\nUpgrade: websocket\r\n"
+			 "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+			 "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: sealpost.v1\r\n%s\r\n",
+			 extra);
+
+	ws_len = 0;
+	ws_add(&chunk, 1);
+	ws_add(req, (size_t)n);
+}
+
+static void ws_seeds(void)
+{
+	static const char *const bad[] = {
+		"GET /v2 HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET /v1 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+		"Sec-WebSocket-Version: 8\r\n\r\n",
+		"POST /v1 HTTP/1.1\r\n\r\n",
+	};
+	uint8_t pre[SP_PREAMBLE_LEN + 2 + 32] = { 'S', 'E', 'A', 'L', SP_PROTOCOL_VERSION,
+						  SP_PREAMBLE_PATTERN_XX, 0, 0, 0, 32 };
+	uint8_t close[2] = { 0x03, 0xe8 };
+
+	for (size_t i = 0; i < 32; i++)
+		pre[SP_PREAMBLE_LEN + 2 + i] = (uint8_t)(9 * i + 1);
+	ws_request(255, "");
+	ws_frame(0x82, pre, sizeof(pre));
+	ws_frame(0x89, (const uint8_t *)"ping", 4);
+	ws_frame(0x88, close, sizeof(close));
+	put("fuzz_ws", "xx_start_ping_close", ws_in, ws_len);
+
+	ws_request(6, "Origin: https://a.example\r\n");
+	ws_frame(0x02, pre, 5);                 /* fragments, a ping between them */
+	ws_frame(0x89, NULL, 0);
+	ws_frame(0x80, pre + 5, sizeof(pre) - 5);
+	put("fuzz_ws", "fragments_small_receives", ws_in, ws_len);
+
+	ws_request(63, "");
+	ws_frame(0x81, (const uint8_t *)"text", 4);
+	put("fuzz_ws", "text", ws_in, ws_len);
+
+	ws_request(255, "Origin: https://evil.example\r\n");
+	put("fuzz_ws", "forbidden_origin", ws_in, ws_len);
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char name[32];
+
+		ws_len = 0;
+		ws_add(&(uint8_t){ 255 }, 1);
+		ws_add(bad[i], strlen(bad[i]));
+		snprintf(name, sizeof(name), "bad_request_%zu", i);
+		put("fuzz_ws", name, ws_in, ws_len);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2 || argc > 3) {
@@ -351,5 +445,6 @@ int main(int argc, char **argv)
 	shard_seeds();
 	codec_seeds();
 	config_seeds(argc == 3 ? argv[2] : NULL);
+	ws_seeds();
 	return 0;
 }
