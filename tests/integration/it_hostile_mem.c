@@ -52,6 +52,25 @@ enum {
 	RSS_SLACK_KB = 8 * 1024,
 };
 
+/* Under AddressSanitizer (the asan preset builds this test and the broker
+ * alike) freed memory sits in ASan's quarantine and its allocator ignores
+ * malloc_trim: RSS cannot come back, so only the figures are printed. */
+#if defined(__SANITIZE_ADDRESS__)
+#define RSS_RETURNS 0
+#else
+#define RSS_RETURNS 1
+#endif
+
+/* The broker's RSS after an attack is back near rss0 (+ what it keeps). */
+static void assert_rss_back(long after, long bound)
+{
+	if (RSS_RETURNS)
+		assert_true(after <= bound);
+	else if (after > bound)
+		print_message("(AddressSanitizer build: RSS %ld KiB above the bound %ld KiB, not "
+			      "checked)\n", after, bound);
+}
+
 static void sleep_ms(int ms)
 {
 	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
@@ -305,7 +324,7 @@ static void test_slow_partial(void **state)
 	print_message("slow partial messages: %d devices, %d rounds of one byte; broker RSS %ld KiB "
 		      "before, peak %ld KiB (%.1f KiB per attacker), %ld KiB after\n", N, rounds,
 		      rss0, peak, (double)(peak - rss0) / N, after);
-	assert_true(after <= rss0 + RSS_SLACK_KB);
+	assert_rss_back(after, rss0 + RSS_SLACK_KB);
 	for (int i = 0; i < N; i++)
 		sp_raw_close(&att[i]);
 	honest_close(&h);
@@ -363,8 +382,8 @@ static void test_partial_budget(void **state)
 		      "(mem_budget); broker RSS %ld KiB before, peak %ld KiB, %ld KiB after\n", N,
 		      PART, evicted, rss0, peak, after);
 	/* It held the budget's worth, and gave it back. */
-	assert_true(peak >= rss0 + BUDGET_KB / 2);
-	assert_true(after <= rss0 + RSS_SLACK_KB);
+	assert_true(peak >= rss0 + BUDGET_KB / 2);  /* held: RSS went up */
+	assert_rss_back(after, rss0 + RSS_SLACK_KB);
 	honest_check(&h);
 	honest_close(&h);
 	assert_int_equal(sp_it_broker_stop(&b), 0);
@@ -444,7 +463,7 @@ static void test_pong_flood(void **state)
 		      "closed %.0f slow_consumer, %.0f mem_budget; broker RSS %ld KiB before, peak "
 		      "%ld KiB (%.0f KiB per attacker), %ld KiB after\n", N, MSGS, off, slow, budget,
 		      rss0, peak, (double)(peak - rss0) / N, after);
-	assert_true(after <= rss0 + RSS_SLACK_KB);
+	assert_rss_back(after, rss0 + RSS_SLACK_KB);
 	honest_check(&h);
 	honest_close(&h);
 	assert_int_equal(sp_it_broker_stop(&b), 0);
@@ -548,7 +567,7 @@ static void test_replayed_ik(void **state)
 		      "%ld KiB with all held (%.1f KiB each), %ld KiB after; %d refused at a "
 		      "65,535-byte prefix (bad_length), %d closed at handshake-timeout\n", N, rss0,
 		      held, (double)(held - rss0) / N, after, N / 2, N / 2);
-	assert_true(after <= rss0 + RSS_SLACK_KB);
+	assert_rss_back(after, rss0 + RSS_SLACK_KB);
 	honest_check(&h);
 	sp_raw_close(&alice);
 	honest_close(&h);
@@ -608,7 +627,7 @@ static void test_ten_thousand(void **state)
 	print_message("10,000 connections opened and dropped: %.0f open at the peak; broker RSS %ld "
 		      "KiB before, %ld KiB with all open (%.2f KiB per connection), %ld KiB after "
 		      "(bound %ld)\n", open_peak, rss0, peak, (double)(peak - rss0) / N, after, bound);
-	assert_true(after <= bound);
+	assert_rss_back(after, bound);
 	honest_check(&h);
 	honest_close(&h);
 	assert_int_equal(sp_it_broker_stop(&b), 0);
