@@ -156,6 +156,7 @@ export class Connection extends Emitter {
           fail(e instanceof NoiseError ? new SealpostError(`handshake failed: ${e.message}`, 'EPROTO') : e);
         }
       };
+      this._handshakeFail = fail;
       this._onHandshakeClose = (err) =>
         fail(err ?? new SealpostError('the broker closed the connection during the handshake', 'ECONNRESET'));
       this.t.onData = (chunk) => this._onData(chunk);
@@ -308,6 +309,7 @@ export class Connection extends Emitter {
   }
 
   _fatal(err) {
+    if (this.state === 'handshake' && this._handshakeFail) { this._handshakeFail(err); return; }
     this._teardown(err);
   }
 
