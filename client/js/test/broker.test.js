@@ -7,6 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { ready, generateKey, Device, Connection, toHex, fromHex, STATUS, seal, connectWebSocket } from '../src/index.js';
 import { connectTcp } from '../src/node_tcp.js';
 import { Broker, haveBroker, haveCli, brokerHasWs, cli, cliUntil, nextEvent, tempDir } from './support.js';
@@ -102,6 +103,7 @@ test('IK with a wrong broker key: the broker closes, the connection fails', { sk
 
 test('sealing both ways with the C CLI', { skip: skip || (haveCli ? false : 'SEALPOST_CLI is not set') }, async (t) => {
   const dir = tempDir('sealpost-cli-');
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
   const keyFile = join(dir, 'cli.key');
   const kg = await cli(['keygen', keyFile], { home: dir });
   assert.equal(kg.code, 0, kg.stderr);

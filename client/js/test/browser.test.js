@@ -7,7 +7,7 @@
 // came back from IndexedDB.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Broker, haveBroker, haveCli, brokerHasWs, cli, cliUntil, tempDir } from './support.js';
@@ -49,6 +49,7 @@ test('the page sends a sealed message to a CLI device and shows its reply', { sk
   cleanups.push(() => web.close());
 
   const dir = tempDir('sealpost-browser-');
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   const keyFile = join(dir, 'cli.key');
   const kg = await cli(['keygen', keyFile], { home: dir });
   assert.equal(kg.code, 0, kg.stderr);
@@ -56,6 +57,7 @@ test('the page sends a sealed message to a CLI device and shows its reply', { sk
   const conn = ['--server', `127.0.0.1:${broker.port}`, '--server-key', broker.serverPub, '--key', keyFile];
 
   const profile = tempDir('sealpost-chromium-profile-');
+  cleanups.push(() => rmSync(profile, { recursive: true, force: true }));
   const ctx = await playwright.chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM, headless: true, args: FLAGS, viewport: { width: 1000, height: 900 },
   });
