@@ -6,6 +6,8 @@ set -eu
 
 # curl: the README's Try it. prometheus: promtool (rules, metrics checks).
 # debhelper, lintian: ctest packaging/deb (dpkg-buildpackage, once per run).
+# chromium, fonts-dejavu-core: the browser test js/browser (headless, driven by
+# playwright-core over the DevTools protocol; chromium-driver is not needed).
 # mosquitto, nats-server, openssl, iproute2: it_bench's peer load-generator runs and
 # bench/compare/run.sh (skipped with a message where the servers are absent).
 PKGS="build-essential cmake pkg-config git curl
@@ -15,7 +17,8 @@ libmosquitto-dev libnats-dev mosquitto nats-server openssl iproute2
 debhelper lintian
 python3 python3-cffi python3-setuptools python3-pytest python3-pip python3-venv
 zlib1g-dev gnuplot-nox
-clang libclang-rt-14-dev"
+clang libclang-rt-14-dev
+chromium fonts-dejavu-core"
 
 missing=""
 for p in $PKGS; do
@@ -23,6 +26,12 @@ for p in $PKGS; do
 		missing="$missing $p"
 	fi
 done
+
+# node and npm (client/js and its tests, js/ in ctest): Debian's nodejs (18)
+# and npm unless a node and npm are already there (e.g. a newer nodejs that
+# ships its own npm and conflicts with Debian's npm package).
+command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
 
 if [ -z "$missing" ]; then
 	echo "deps: all packages present"
