@@ -48,9 +48,10 @@ enum {
 	FD_RESERVE = 64,         /* listener, ring, signalfd, lock, logs, storage */
 };
 
-static int open_listener(const struct sp_log *lg, const struct sp_config *cfg)
+static int open_socket(const struct sp_log *lg, const char *name,
+		       const struct sockaddr_storage *addr, socklen_t addr_len)
 {
-	int one = 1, fd, family = cfg->listen_addr.ss_family;
+	int one = 1, fd, family = addr->ss_family;
 
 	fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
@@ -59,16 +60,42 @@ static int open_listener(const struct sp_log *lg, const struct sp_config *cfg)
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (bind(fd, (const struct sockaddr *)&cfg->listen_addr, cfg->listen_addr_len) ||
-	    listen(fd, LISTEN_BACKLOG))
+	if (bind(fd, (const struct sockaddr *)addr, addr_len) || listen(fd, LISTEN_BACKLOG))
 		goto fail;
 	return fd;
 fail:
-	SP_LOG(lg, SP_LOG_ERROR, "cannot listen", SP_KV_STR("listen", cfg->listen),
+	SP_LOG(lg, SP_LOG_ERROR, "cannot listen", SP_KV_STR("listen", name),
 	       SP_KV_STR("error", strerror(errno)));
 	if (fd >= 0)
 		close(fd);
 	return -1;
+}
+
+static int open_listener(const struct sp_log *lg, const struct sp_config *cfg)
+{
+	return open_socket(lg, cfg->listen, &cfg->listen_addr, cfg->listen_addr_len);
+}
+
+/* --ws-listen: -1 and nothing logged when off; -2 on failure (logged).
+ * The port the kernel chose (port 0) is logged for tests and scripts. */
+static int open_ws_listener(const struct sp_log *lg, const struct sp_config *cfg)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	uint16_t port = 0;
+	int fd;
+
+	if (strcmp(cfg->ws_listen, "off") == 0)
+		return -1;
+	fd = open_socket(lg, cfg->ws_listen, &cfg->ws_listen_addr, cfg->ws_listen_addr_len);
+	if (fd < 0)
+		return -2;
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
+		port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+						      : ((struct sockaddr_in *)&ss)->sin_port);
+	SP_LOG(lg, SP_LOG_INFO, "ws listening", SP_KV_STR("addr", cfg->ws_listen),
+	       SP_KV_UINT("port", port), SP_KV_STR("path", "/v1"));
+	return fd;
 }
 
 /*
@@ -149,8 +176,8 @@ static void log_stopped(const struct sp_log *lg, const struct sp_metrics_shard *
 	       SP_KV_UINT("refused", refused));
 }
 
-static int serve(struct daemon *d, const uint8_t *priv, int listen_fd, struct sp_store *store,
-		 struct sp_admin *admin, struct sp_config *live_cfg)
+static int serve(struct daemon *d, const uint8_t *priv, int listen_fd, int ws_fd,
+		 struct sp_store *store, struct sp_admin *admin, struct sp_config *live_cfg)
 {
 	const struct sp_config *cfg = d->cfg;
 	struct sp_shard *sh = calloc(1, sizeof(*sh));
@@ -166,6 +193,7 @@ static int serve(struct daemon *d, const uint8_t *priv, int listen_fd, struct sp
 		return ret;
 	}
 	sh->metrics = sp_metrics_shard(d->metrics, 0);
+	sh->ws_listen_fd = ws_fd;
 	sh->store = store;
 	sh->admin = admin;
 	sh->live_cfg = live_cfg;
@@ -269,7 +297,7 @@ static int run(struct sp_config *cfg, struct sp_log *lg, int argc, char **argv)
 		.cfg = cfg, .log = lg, .sig_fd = -1, .stop_fd = -1, .quit_fd = -1,
 		.mu = PTHREAD_MUTEX_INITIALIZER,
 	};
-	int lock_fd = -1, listen_fd = -1, ret = 1, err;
+	int lock_fd = -1, listen_fd = -1, ws_fd = -1, ret = 1, err;
 	struct sp_http *http = NULL;
 	struct sp_store *store = NULL;
 	struct sp_admin *admin = NULL;
@@ -320,10 +348,13 @@ static int run(struct sp_config *cfg, struct sp_log *lg, int argc, char **argv)
 	listen_fd = open_listener(lg, cfg);
 	if (listen_fd < 0)
 		goto out;
+	ws_fd = open_ws_listener(lg, cfg);
+	if (ws_fd == -2)
+		goto out;
 	/* After the data-directory lock: a stale socket there is ours to replace. */
 	if (start_admin(&d, cfg, argc, argv, store, &admin))
 		goto out;
-	ret = serve(&d, priv, listen_fd, store, admin, cfg) ? 1 : 0;
+	ret = serve(&d, priv, listen_fd, ws_fd, store, admin, cfg) ? 1 : 0;
 out:
 	/* The shard has stopped taking its jobs; top reads the store: before it closes. */
 	sp_admin_stop(admin);
@@ -349,6 +380,8 @@ out:
 	sp_metrics_destroy(d.metrics);
 	if (listen_fd >= 0)
 		close(listen_fd);
+	if (ws_fd >= 0)
+		close(ws_fd);
 	if (d.sig_fd >= 0)
 		close(d.sig_fd);
 	if (d.stop_fd >= 0)

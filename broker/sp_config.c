@@ -22,7 +22,7 @@
 /* OPT_CONFIG and the flags after it are command-line only (not config keys). */
 enum opt_kind {
 	OPT_LISTEN, OPT_METRICS_LISTEN, OPT_PATH, OPT_U32, OPT_U64, OPT_LEVEL, OPT_FSYNC,
-	OPT_SOCKET, OPT_SOCKET_MODE, OPT_CONFIG, OPT_CHECK, OPT_HELP, OPT_VERSION,
+	OPT_SOCKET, OPT_SOCKET_MODE, OPT_WS_LISTEN, OPT_ORIGINS, OPT_CONFIG, OPT_CHECK, OPT_HELP, OPT_VERSION,
 };
 
 struct opt {
@@ -176,6 +176,20 @@ static const struct opt opts[] = {
 	  "acknowledged or expired envelopes leave every file of the data directory within this "
 	  "many seconds plus one scrub (a flush and full compaction, on a thread of its own); "
 	  "0 = no scrubs" },
+	{ "ws-listen", "HOST:PORT", OPT_WS_LISTEN, FIELD(ws_listen), 0, 0, false,
+	  "WebSocket listener (RFC 6455, path /v1, subprotocol sealpost.v1; plain ws: put a "
+	  "TLS proxy in front) on the same loop and limits as --listen; port 0 = any, logged "
+	  "as msg=\"ws listening\"; off = none" },
+	{ "ws-allowed-origins", "LIST", OPT_ORIGINS, FIELD(ws_allowed_origins), 0, 0, false,
+	  "comma-separated origins (https://app.example) whose web pages may connect over "
+	  "WebSocket; * = any; empty = none; requests without Origin (not browsers) are "
+	  "always accepted" },
+	{ "ws-upgrade-max", "BYTES", OPT_U32, FIELD(ws_upgrade_max), 256, 65536, false,
+	  "longest WebSocket upgrade request (request line and headers); longer: HTTP 431 "
+	  "and close; the whole upgrade must also finish within --hello-timeout" },
+	{ "ws-max-message", "BYTES", OPT_U32, FIELD(ws_max_message), SP_CONFIG_WS_MAX_MESSAGE_MIN,
+	  1u << 30, false,
+	  "largest WebSocket message (all its fragments together); larger: close 1009" },
 	{ "config", "FILE", OPT_CONFIG, FIELD(config_path), 0, 0, false,
 	  "read options from an INI file (keys = these option names); flags win" },
 	{ "check-config", NULL, OPT_CHECK, 0, 0, 0, false,
@@ -235,6 +249,9 @@ void sp_config_defaults(struct sp_config *c)
 	c->mailbox_share_table_max = SP_DEFAULT_MAILBOX_SHARE_TABLE_MAX;
 	c->store_max_wal = SP_DEFAULT_STORE_MAX_WAL;
 	c->store_scrub_interval_s = SP_DEFAULT_STORE_SCRUB_INTERVAL_S;
+	snprintf(c->ws_listen, sizeof(c->ws_listen), "%s", SP_DEFAULT_WS_LISTEN);
+	c->ws_upgrade_max = SP_DEFAULT_WS_UPGRADE_MAX;
+	c->ws_max_message = SP_DEFAULT_WS_MAX_MESSAGE;
 }
 
 static const char *const fsync_names[] = { "always", "batch", "never" };
@@ -343,6 +360,34 @@ static int set_value(struct sp_config *c, const struct opt *o, const char *val, 
 			return -EINVAL;
 		}
 		snprintf(c->metrics_listen, sizeof(c->metrics_listen), "%s", val);
+		return 0;
+	case OPT_WS_LISTEN:
+		if (strlen(val) >= sizeof(c->ws_listen) ||
+		    (strcmp(val, "off") != 0 &&
+		     sp_hostport_parse(val, &c->ws_listen_addr, &c->ws_listen_addr_len))) {
+			snprintf(err, err_cap,
+				 "%s: '%s' is not HOST:PORT with a numeric address "
+				 "(IPv6: [::1]:7401) or off", who, val);
+			return -EINVAL;
+		}
+		snprintf(c->ws_listen, sizeof(c->ws_listen), "%s", val);
+		return 0;
+	case OPT_ORIGINS:
+		/* Printable ASCII without spaces: origins are compared byte for
+		 * byte, and the list must print back as one config line. */
+		if (strlen(val) >= SP_CONFIG_ORIGINS_MAX) {
+			snprintf(err, err_cap, "%s: longer than %d bytes", who,
+				 SP_CONFIG_ORIGINS_MAX - 1);
+			return -EINVAL;
+		}
+		for (const char *q = val; *q; q++) {
+			if (*q <= 0x20 || *q >= 0x7f || *q == ';') {
+				snprintf(err, err_cap, "%s: origins are printable ASCII without "
+					 "spaces or ';', separated by commas", who);
+				return -EINVAL;
+			}
+		}
+		snprintf((char *)c + o->off, SP_CONFIG_ORIGINS_MAX, "%s", val);
 		return 0;
 	case OPT_PATH:
 	case OPT_CONFIG:
@@ -609,6 +654,8 @@ static void value_text(const struct sp_config *c, const struct opt *o, char *buf
 	switch (o->kind) {
 	case OPT_LISTEN:
 	case OPT_METRICS_LISTEN:
+	case OPT_WS_LISTEN:
+	case OPT_ORIGINS:
 	case OPT_PATH:
 	case OPT_SOCKET:
 	case OPT_CONFIG:

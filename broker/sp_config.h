@@ -35,12 +35,14 @@ enum {
 	SP_CONFIG_ERR_MAX = 512,
 	SP_CONFIG_FILE_LINE_MAX = 198,
 	SP_CONFIG_SOCKET_MAX = 108,     /* sizeof(sun_path) */
+	SP_CONFIG_ORIGINS_MAX = 1024,   /* --ws-allowed-origins, the whole list */
 };
 
 /* Defaults; --help prints them from the option table. */
 #define SP_DEFAULT_LISTEN "127.0.0.1:7400"
 #define SP_DEFAULT_DATA_DIR "./data"
 #define SP_DEFAULT_METRICS_LISTEN "127.0.0.1:9400"
+#define SP_DEFAULT_WS_LISTEN "off"
 enum {
 	SP_DEFAULT_PORT = 7400,
 	/* 20,000 open files per process on these machines, hard: leave room for the
@@ -139,6 +141,18 @@ struct sp_config {
 	uint32_t mailbox_share_table_max; /* (sender, mailbox) pairs counted */
 	uint64_t store_max_wal;         /* bytes of write-ahead log before memtables are flushed */
 	uint32_t store_scrub_interval_s; /* removed data leaves the disk within this (+ the scrub) */
+
+	/* WebSocket transport (loop/sp_ws.h, PROTOCOL.md 13). --ws-listen
+	 * HOST:PORT (port 0 = any, logged), "off" = none; parsed here. */
+	char ws_listen[SP_CONFIG_HOST_MAX];
+	struct sockaddr_storage ws_listen_addr;
+	socklen_t ws_listen_addr_len;
+	/* Origins (scheme://host[:port], comma-separated) whose pages may
+	 * connect; "*" = any; "" = none (clients sending no Origin, i.e. not
+	 * browsers, are always let in: Origin protects browsers' users only). */
+	char ws_allowed_origins[SP_CONFIG_ORIGINS_MAX];
+	uint32_t ws_upgrade_max;        /* bytes of the HTTP upgrade request */
+	uint32_t ws_max_message;        /* bytes of one WebSocket message (all its fragments) */
 };
 
 /* --fsync: what an acceptance (SendResult ACCEPTED) promises; docs/OPERATIONS.md. */
@@ -164,6 +178,13 @@ enum {
 	SP_DEFAULT_MAILBOX_SENDER_SHARE = 25,
 	SP_DEFAULT_MAILBOX_SHARE_TABLE_MAX = 1000000,
 	SP_DEFAULT_STORE_SCRUB_INTERVAL_S = 3600,
+	/* A browser's upgrade request is 400-700 bytes; cookies for the
+	 * proxy's host can add more. */
+	SP_DEFAULT_WS_UPGRADE_MAX = 8192,
+	SP_DEFAULT_WS_MAX_MESSAGE = 1 << 20,
+	/* One whole Noise message with its prefix and the preamble must fit
+	 * in one WebSocket message (a browser client sends it so). */
+	SP_CONFIG_WS_MAX_MESSAGE_MIN = 8 + 2 + 65535,
 };
 #define SP_DEFAULT_STORE_MAX_WAL (64ull * 1024 * 1024)         /* 64 MiB */
 #define SP_DEFAULT_STORE_MAX_BYTES 0ull

@@ -102,6 +102,12 @@ struct sp_conn_mbox {
 	uint64_t delivered, acks, acks_nothing;
 };
 
+/* The WebSocket transport (loop/sp_ws.h): loop/sp_ws.c. NULL = raw TCP. */
+struct sp_ws;
+struct sp_conn_ws {
+	struct sp_ws *t;                /* heap, from accept on the ws listener to close */
+};
+
 struct sp_conn {
 	/* The protocol session: state, pattern, rx reassembly, handshake,
 	 * transport, tx queue, the device key (s.peer) and the proof rule.
@@ -115,6 +121,7 @@ struct sp_conn {
 	struct sp_conn_route route;
 	struct sp_conn_mbox mbox;
 	struct sp_conn_timer timer;
+	struct sp_conn_ws ws;
 };
 
 /* The connection a session hook was called for. */

@@ -131,9 +131,12 @@ enum sp_close_reason sp_router_proven(void *ctx, struct sp_conn *c)
 	 * as a success would hide a replay flood from the failure alert. An
 	 * IK connection that ends unproven counts as failed (sp_lifecycle.c).
 	 * Still on the handshake deadline here: the duration runs to proof. */
-	if (!c->route.routed)
+	if (!c->route.routed) {
 		sp_metrics_handshake(sh->metrics, sp_life_metrics_pattern(c),
 				     SP_METRICS_OUTCOME_OK, sp_timers_handshake_complete(sh, c));
+		sp_metrics_tr_handshake(sh->metrics, sp_life_metrics_transport(c),
+					sp_life_metrics_pattern(c), SP_METRICS_OUTCOME_OK);
+	}
 	sp_timers_proven(sh, c);
 	sp_source_proven(sh, c);
 	if (c->route.routed)

@@ -16,6 +16,7 @@
 #include "sp_lifecycle.h"
 #include "sp_source.h"
 #include "sp_timers.h"
+#include "sp_ws.h"
 
 void sp_accept_init(struct sp_shard *sh)
 {
@@ -93,7 +94,7 @@ static void log_peer(struct sp_shard *sh, const struct sp_conn *c)
 		       SP_KV_STR("peer", host), SP_KV_UINT("port", port));
 }
 
-static void on_accept(struct sp_shard *sh, int fd)
+static void on_accept(struct sp_shard *sh, int fd, enum sp_metrics_transport tr)
 {
 	struct sp_conn *c;
 	struct sp_conn *victim;
@@ -103,6 +104,7 @@ static void on_accept(struct sp_shard *sh, int fd)
 	if (sh->stopping) {
 		close(fd);
 		sp_metrics_conn_refused(sh->metrics, SP_METRICS_CLOSE_SHUTDOWN);
+		sp_metrics_tr_refused(sh->metrics, tr, SP_METRICS_CLOSE_SHUTDOWN);
 		return;
 	}
 	/* Full: the newcomer takes the place of the oldest connection not
@@ -114,6 +116,7 @@ static void on_accept(struct sp_shard *sh, int fd)
 	if (sh->nfree == 0 || (sh->nconns >= sh->cfg->max_conns && !victim)) {
 		refuse(sh, fd, "max_conns");
 		sp_metrics_conn_refused(sh->metrics, SP_METRICS_CLOSE_MAX_CONNS);
+		sp_metrics_tr_refused(sh->metrics, tr, SP_METRICS_CLOSE_MAX_CONNS);
 		return;
 	}
 	switch (sp_source_accept(sh, fd, &src)) {
@@ -122,10 +125,12 @@ static void on_accept(struct sp_shard *sh, int fd)
 	case SP_SOURCE_TOO_MANY:
 		refuse(sh, fd, "max_conns_per_source");
 		sp_metrics_conn_refused(sh->metrics, SP_METRICS_CLOSE_PER_SOURCE);
+		sp_metrics_tr_refused(sh->metrics, tr, SP_METRICS_CLOSE_PER_SOURCE);
 		return;
 	default:
 		refuse(sh, fd, "max_unauth_per_source");
 		sp_metrics_conn_refused(sh->metrics, SP_METRICS_CLOSE_UNAUTH_SOURCE);
+		sp_metrics_tr_refused(sh->metrics, tr, SP_METRICS_CLOSE_UNAUTH_SOURCE);
 		return;
 	}
 	if (victim) {
@@ -135,6 +140,11 @@ static void on_accept(struct sp_shard *sh, int fd)
 	c = sp_life_open(sh, fd);      /* a free slot: checked above */
 	sp_source_attach(c, &src);
 	sp_metrics_conn_accepted(sh->metrics);
+	sp_metrics_tr_accepted(sh->metrics, tr);
+	if (tr == SP_METRICS_TRANSPORT_WS && sp_ws_attach(sh, c)) {
+		sp_life_cut(sh, c, SP_CLOSE_NOMEM);
+		return;
+	}
 	/* Small frames must leave at once: batching is done by us, per iteration. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	log_peer(sh, c);
@@ -142,21 +152,31 @@ static void on_accept(struct sp_shard *sh, int fd)
 		sp_life_cut(sh, c, SP_CLOSE_INTERNAL);
 }
 
+/* The accept's user_data: slot 0 the TCP listener, 1 the WebSocket one. */
+enum { LISTENER_TCP = 0, LISTENER_WS = 1 };
+
 void sp_accept_arm(struct sp_shard *sh)
 {
-	if (sh->accept_armed || sh->stopping)
+	if (sh->stopping)
 		return;
-	if (sp_ring_accept(&sh->ring, sh->listen_fd, sp_ud_pack(SP_OP_ACCEPT, 0, 0)) == 0)
+	if (!sh->accept_armed &&
+	    sp_ring_accept(&sh->ring, sh->listen_fd, sp_ud_pack(SP_OP_ACCEPT, LISTENER_TCP, 0)) == 0)
 		sh->accept_armed = true;
+	if (sh->ws_listen_fd >= 0 && !sh->ws_accept_armed &&
+	    sp_ring_accept(&sh->ring, sh->ws_listen_fd, sp_ud_pack(SP_OP_ACCEPT, LISTENER_WS, 0)) == 0)
+		sh->ws_accept_armed = true;
 }
 
 void sp_accept_done(struct sp_shard *sh, const struct io_uring_cqe *cqe)
 {
+	bool ws = sp_ud_unpack(io_uring_cqe_get_data64(cqe)).slot == LISTENER_WS;
+	bool *armed = ws ? &sh->ws_accept_armed : &sh->accept_armed;
+
 	if (!(cqe->flags & IORING_CQE_F_MORE))
-		sh->accept_armed = false;
+		*armed = false;
 	if (cqe->res >= 0) {
-		on_accept(sh, cqe->res);
-		if (!sh->accept_armed && !sh->stopping)
+		on_accept(sh, cqe->res, ws ? SP_METRICS_TRANSPORT_WS : SP_METRICS_TRANSPORT_TCP);
+		if (!*armed && !sh->stopping)
 			sp_accept_arm(sh);
 		return;
 	}
@@ -167,15 +187,20 @@ void sp_accept_done(struct sp_shard *sh, const struct io_uring_cqe *cqe)
 			       "accept failed", SP_KV_STR("error", strerror(-cqe->res)));
 }
 
-void sp_accept_stop(struct sp_shard *sh)
+static void cancel_accept(struct sp_shard *sh, uint32_t listener)
 {
-	struct io_uring_sqe *sqe;
+	struct io_uring_sqe *sqe = sp_ring_sqe(&sh->ring);
 
-	if (!sh->accept_armed)
-		return;
-	sqe = sp_ring_sqe(&sh->ring);
 	if (sqe) {
-		io_uring_prep_cancel64(sqe, sp_ud_pack(SP_OP_ACCEPT, 0, 0), 0);
+		io_uring_prep_cancel64(sqe, sp_ud_pack(SP_OP_ACCEPT, listener, 0), 0);
 		io_uring_sqe_set_data64(sqe, sp_ud_pack(SP_OP_CANCEL, 0, 0));
 	}
+}
+
+void sp_accept_stop(struct sp_shard *sh)
+{
+	if (sh->accept_armed)
+		cancel_accept(sh, LISTENER_TCP);
+	if (sh->ws_accept_armed)
+		cancel_accept(sh, LISTENER_WS);
 }

@@ -8,6 +8,17 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "sp_ws.h"
+
+/* The next bytes for the socket: the session's own, or (WebSocket) the
+ * transport's frames around them. */
+static bool tx_peek(struct sp_shard *sh, struct sp_conn *c, const uint8_t **p, size_t *len)
+{
+	if (c->ws.t)
+		return sp_ws_tx_peek(sh, c, p, len);
+	return sp_session_tx_peek(&c->s, p, len);
+}
+
 void sp_io_open(struct sp_conn *c, int fd)
 {
 	c->io = (struct sp_conn_io){ .fd = fd };
@@ -34,7 +45,7 @@ int sp_io_start_send(struct sp_shard *sh, struct sp_conn *c)
 	size_t len;
 	int ret;
 
-	if (c->io.send_inflight || !sp_session_tx_peek(&c->s, &p, &len))
+	if (c->io.send_inflight || !tx_peek(sh, c, &p, &len))
 		return 0;
 	ret = sp_ring_send(&sh->ring, c->io.fd, p, len, sp_ud_pack(SP_OP_SEND, c->tab.slot, c->tab.gen));
 	if (ret)
@@ -49,8 +60,12 @@ void sp_io_send_done(struct sp_shard *sh, struct sp_conn *c, int res)
 	(void)sh;       /* the chunks go back to the session's pool */
 	c->io.send_inflight = false;
 	/* A short send: the rest goes in the next one (at the flush). */
-	if (res >= 0 && c->s.state != SP_SESSION_DEAD)
-		sp_session_tx_sent(&c->s, (size_t)res);
+	if (res >= 0 && c->s.state != SP_SESSION_DEAD) {
+		if (c->ws.t)
+			sp_ws_tx_sent(c, (size_t)res);
+		else
+			sp_session_tx_sent(&c->s, (size_t)res);
+	}
 }
 
 void sp_io_maybe_shutdown(struct sp_shard *sh, struct sp_conn *c)
@@ -59,7 +74,7 @@ void sp_io_maybe_shutdown(struct sp_shard *sh, struct sp_conn *c)
 	size_t len;
 
 	if (c->s.state != SP_SESSION_CLOSING || c->io.shut_wr || c->io.shutdown_inflight ||
-	    c->io.send_inflight || sp_session_tx_peek(&c->s, &p, &len))
+	    c->io.send_inflight || tx_peek(sh, c, &p, &len))
 		return;
 	if (sp_ring_shutdown_wr(&sh->ring, c->io.fd, sp_ud_pack(SP_OP_SHUTDOWN, c->tab.slot, c->tab.gen)) == 0)
 		c->io.shutdown_inflight = true;
@@ -97,5 +112,6 @@ void sp_io_close(struct sp_shard *sh, struct sp_conn *c)
 	(void)sh;
 	close(c->io.fd);
 	sp_session_release(&c->s);     /* FREE */
+	sp_ws_release(c);
 	c->io = (struct sp_conn_io){ .fd = -1 };
 }

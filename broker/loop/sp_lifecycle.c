@@ -61,12 +61,17 @@ static void log_end(struct sp_shard *sh, const struct sp_conn *c, enum sp_close_
 	 * established but never proven (an IK message 1 that may be a replay):
 	 * the handshake did not succeed (sp_router_proven counts successes). */
 	if (c->s.state == SP_SESSION_HANDSHAKE ||
-	    (c->s.state == SP_SESSION_ESTABLISHED && !c->s.proven))
-		sp_metrics_handshake(sh->metrics, sp_life_metrics_pattern(c),
-				     r == SP_CLOSE_HANDSHAKE_TIMEOUT || r == SP_CLOSE_HELLO_TIMEOUT
-				     ? SP_METRICS_OUTCOME_TIMEOUT
-								     : SP_METRICS_OUTCOME_FAILED, 0);
+	    (c->s.state == SP_SESSION_ESTABLISHED && !c->s.proven)) {
+		enum sp_metrics_outcome o = r == SP_CLOSE_HANDSHAKE_TIMEOUT ||
+					    r == SP_CLOSE_HELLO_TIMEOUT
+					    ? SP_METRICS_OUTCOME_TIMEOUT : SP_METRICS_OUTCOME_FAILED;
+
+		sp_metrics_handshake(sh->metrics, sp_life_metrics_pattern(c), o, 0);
+		sp_metrics_tr_handshake(sh->metrics, sp_life_metrics_transport(c),
+					sp_life_metrics_pattern(c), o);
+	}
 	sp_metrics_conn_closed(sh->metrics, metrics_close(r));
+	sp_metrics_tr_closed(sh->metrics, sp_life_metrics_transport(c), metrics_close(r));
 	SP_LOG_LIMITED(sh->log, &sh->lim[r], sh->now_ns, e.level, e.msg,
 		       SP_KV_STR("reason", sp_close_reason_name(r)),
 		       SP_KV_STR("state", state_name(c->s.state)), SP_KV_UINT("conn", c->tab.slot),
@@ -125,6 +130,18 @@ void sp_life_end(struct sp_shard *sh, struct sp_conn *c, enum sp_close_reason r)
 	log_end(sh, c, r);
 	sh->app.detach(sh, c);
 	sp_session_end(&c->s);         /* CLOSING: input is discarded */
+	sp_life_end_later(sh, c, r);
+	sp_timers_goaway(sh, c);
+}
+
+void sp_life_end_drain(struct sp_shard *sh, struct sp_conn *c, enum sp_close_reason r)
+{
+	if (c->s.state == SP_SESSION_DEAD || c->s.state == SP_SESSION_FREE ||
+	    c->s.state == SP_SESSION_CLOSING)
+		return;
+	log_end(sh, c, r);
+	sh->app.detach(sh, c);
+	sp_session_drain(&c->s);       /* CLOSING: input is discarded */
 	sp_life_end_later(sh, c, r);
 	sp_timers_goaway(sh, c);
 }

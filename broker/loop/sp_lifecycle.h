@@ -28,6 +28,12 @@ static inline enum sp_metrics_pattern sp_life_metrics_pattern(const struct sp_co
 	return c->s.pattern == SP_PREAMBLE_PATTERN_IK ? SP_METRICS_PATTERN_IK : SP_METRICS_PATTERN_XX;
 }
 
+/* Which listener c came in on (the sealpost_transport_* families). */
+static inline enum sp_metrics_transport sp_life_metrics_transport(const struct sp_conn *c)
+{
+	return c->ws.t ? SP_METRICS_TRANSPORT_WS : SP_METRICS_TRANSPORT_TCP;
+}
+
 /* A connection on an accepted socket (fd -1: none, for the detached
  * harness) in the lowest free slot, on its handshake deadline; NULL if the
  * table is full. */
@@ -44,6 +50,14 @@ void sp_life_end_later(struct sp_shard *sh, struct sp_conn *c, enum sp_close_rea
  * deadline); everything else is cut at once (sp_life_cut).
  */
 void sp_life_end(struct sp_shard *sh, struct sp_conn *c, enum sp_close_reason r);
+
+/*
+ * Ends c for reason r after what its transport still has to say (a
+ * WebSocket HTTP refusal or close frame) has gone out, in any live state
+ * and without a GoAway: input is discarded from now, SHUT_WR once drained,
+ * closed at the peer's EOF or after close_grace.
+ */
+void sp_life_end_drain(struct sp_shard *sh, struct sp_conn *c, enum sp_close_reason r);
 
 /* Ends c at once, without a reply. Its slot is freed once no request of it
  * is in flight (at a flush). */

@@ -35,6 +35,7 @@
 #include "sp_source.h"
 #include "sp_store.h"
 #include "sp_timers.h"
+#include "sp_ws.h"
 
 enum {
 	RING_ENTRIES = 4096,
@@ -58,7 +59,10 @@ static void on_recv(struct sp_shard *sh, struct sp_conn *c, const struct io_urin
 	if (cqe->res > 0)
 		sp_metrics_bytes_received(sh->metrics, (uint64_t)cqe->res);
 	if (cqe->res > 0 && bid >= 0 && c->s.state != SP_SESSION_DEAD) {
-		r = sp_shard_rx(sh, c, sp_bufring_addr(&sh->bufs, (uint16_t)bid), (size_t)cqe->res);
+		uint8_t *buf = sp_bufring_addr(&sh->bufs, (uint16_t)bid);
+
+		r = c->ws.t ? sp_ws_rx(sh, c, buf, (size_t)cqe->res)
+			    : sp_shard_rx(sh, c, buf, (size_t)cqe->res);
 		if (r)
 			sp_life_rx_failed(sh, c, r);
 	}
@@ -272,6 +276,7 @@ int sp_shard_setup(struct sp_shard *sh, uint8_t id, const struct sp_config *cfg,
 	int ret;
 
 	sh->id = id;
+	sh->ws_listen_fd = -1;
 	sh->cfg = cfg;
 	sh->log = log;
 	sp_timers_init(sh);

@@ -65,6 +65,7 @@ struct sp_shard {
 	struct sp_session_env env;
 	struct sp_shard_app app;
 	int listen_fd;
+	int ws_listen_fd;               /* --ws-listen socket, -1 = none (set before run) */
 	int wake_fd;                    /* readable = stop (signalfd or eventfd) */
 
 	/* The connection table (sp_conn_table.c). */
@@ -81,6 +82,7 @@ struct sp_shard {
 
 	/* Accept and its token bucket (sp_accept.c). */
 	bool accept_armed;
+	bool ws_accept_armed;
 	uint64_t hs_tokens_milli;       /* handshake-rate token bucket */
 	uint64_t hs_refill_ns;
 

@@ -46,6 +46,11 @@ static const char *const outcome_names[SP_METRICS_OUTCOME_COUNT] = {
 	"ok", "failed", "timeout", "rate_limited",
 };
 static const char *const path_names[SP_METRICS_PATH_COUNT] = { "live", "mailbox" };
+static const char *const transport_names[SP_METRICS_TRANSPORT_COUNT] = { "tcp", "ws" };
+static const char *const ws_upgrade_names[SP_METRICS_WS_UPGRADE_COUNT] = {
+	"ok", "bad_request", "not_found", "bad_version", "bad_protocol", "forbidden_origin",
+	"too_large",
+};
 static const char *const close_names[SP_METRICS_CLOSE_COUNT] = {
 #define SP_CLOSE(id, label, level, message, goaway) [SP_METRICS_CLOSE_##id] = label,
 #define SP_REFUSE(id, label) [SP_METRICS_CLOSE_##id] = label,
@@ -308,6 +313,49 @@ static void put_hist(struct writer *w, const char *name, const char *labels,
 		put(w, "%s_count %" PRIu64 "\n", name, cum);
 }
 
+/* The connection families again, by transport. New families rather than a
+ * label added to the old ones: a label changes every series' identity, and
+ * the rules, dashboards and scripts that name the old series keep working. */
+static void render_transports(struct writer *w, const struct sp_metrics *m)
+{
+	unsigned t, r, p, o;
+
+	family(w, "sealpost_transport_connections_open", "gauge",
+	       "Device connections currently open, by transport (tcp, ws).");
+	for (t = 0; t < SP_METRICS_TRANSPORT_COUNT; t++)
+		put(w, "sealpost_transport_connections_open{transport=\"%s\"} %" PRId64 "\n",
+		    transport_names[t], SUM_GAUGE(m, tr_open[t]));
+	family(w, "sealpost_transport_connections_accepted_total", "counter",
+	       "Device connections accepted, by transport.");
+	for (t = 0; t < SP_METRICS_TRANSPORT_COUNT; t++)
+		put(w, "sealpost_transport_connections_accepted_total{transport=\"%s\"} %" PRIu64
+		    "\n", transport_names[t], SUM(m, tr_accepted[t]));
+	family(w, "sealpost_transport_connections_closed_total", "counter",
+	       "Device connections closed, by transport and reason.");
+	for (t = 0; t < SP_METRICS_TRANSPORT_COUNT; t++)
+		for (r = 0; r < SP_METRICS_CLOSE_COUNT; r++)
+			put(w, "sealpost_transport_connections_closed_total{transport=\"%s\","
+			    "reason=\"%s\"} %" PRIu64 "\n", transport_names[t], close_names[r],
+			    SUM(m, tr_closed[t][r]));
+	family(w, "sealpost_transport_handshakes_total", "counter",
+	       "Noise handshakes ended, by transport, pattern and outcome.");
+	for (t = 0; t < SP_METRICS_TRANSPORT_COUNT; t++)
+		for (p = 0; p < SP_METRICS_PATTERN_COUNT; p++)
+			for (o = 0; o < SP_METRICS_OUTCOME_COUNT; o++)
+				put(w, "sealpost_transport_handshakes_total{transport=\"%s\","
+				    "pattern=\"%s\",outcome=\"%s\"} %" PRIu64 "\n",
+				    transport_names[t], pattern_names[p], outcome_names[o],
+				    SUM(m, tr_handshakes[t][p][o]));
+	family(w, "sealpost_ws_upgrades_total", "counter",
+	       "WebSocket upgrade requests answered, by outcome (ok = 101).");
+	for (o = 0; o < SP_METRICS_WS_UPGRADE_COUNT; o++)
+		put(w, "sealpost_ws_upgrades_total{outcome=\"%s\"} %" PRIu64 "\n",
+		    ws_upgrade_names[o], SUM(m, ws_upgrades[o]));
+	family(w, "sealpost_ws_closes_sent_total", "counter",
+	       "WebSocket close frames sent (the close handshake begun or answered).");
+	put(w, "sealpost_ws_closes_sent_total %" PRIu64 "\n", SUM(m, ws_closes_sent));
+}
+
 static void render_connections(struct writer *w, const struct sp_metrics *m)
 {
 	family(w, "sealpost_connections_open", "gauge", "Device connections currently open.");
@@ -330,6 +378,7 @@ static void render_connections(struct writer *w, const struct sp_metrics *m)
 		for (unsigned o = 0; o < SP_METRICS_OUTCOME_COUNT; o++)
 			put(w, "sealpost_handshakes_total{pattern=\"%s\",outcome=\"%s\"} %" PRIu64
 			    "\n", pattern_names[p], outcome_names[o], SUM(m, handshakes[p][o]));
+	render_transports(w, m);
 }
 
 static void render_envelopes(struct writer *w, const struct sp_metrics *m)

@@ -52,6 +52,26 @@ enum sp_metrics_outcome {
 	SP_METRICS_OUTCOME_COUNT,
 };
 
+/* sealpost_transport_*{transport}: which listener a connection came in on. */
+enum sp_metrics_transport {
+	SP_METRICS_TRANSPORT_TCP,
+	SP_METRICS_TRANSPORT_WS,
+	SP_METRICS_TRANSPORT_COUNT,
+};
+
+/* sealpost_ws_upgrades_total{outcome}: how WebSocket upgrade requests ended
+ * (loop/sp_ws_upgrade.h gives each refusal its HTTP status). */
+enum sp_metrics_ws_upgrade {
+	SP_METRICS_WS_UPGRADE_OK,
+	SP_METRICS_WS_UPGRADE_BAD_REQUEST,      /* 400: malformed, not a WebSocket upgrade */
+	SP_METRICS_WS_UPGRADE_NOT_FOUND,        /* 404: a path other than /v1 */
+	SP_METRICS_WS_UPGRADE_BAD_VERSION,      /* 426: Sec-WebSocket-Version is not 13 */
+	SP_METRICS_WS_UPGRADE_BAD_PROTOCOL,     /* 400: no sealpost.v1 subprotocol */
+	SP_METRICS_WS_UPGRADE_FORBIDDEN_ORIGIN, /* 403: Origin not in ws-allowed-origins */
+	SP_METRICS_WS_UPGRADE_TOO_LARGE,        /* 431: longer than ws-upgrade-max */
+	SP_METRICS_WS_UPGRADE_COUNT,
+};
+
 /* sealpost_envelopes_delivered_total{path} */
 enum sp_metrics_path {
 	SP_METRICS_PATH_LIVE,    /* routed straight to the recipient's connection */
@@ -165,6 +185,14 @@ struct sp_metrics_shard {
 	int64_t mailbox_bytes;
 	uint64_t connections_closed[SP_METRICS_CLOSE_COUNT];
 	uint64_t handshakes[SP_METRICS_PATTERN_COUNT][SP_METRICS_OUTCOME_COUNT];
+	/* The same, by transport (the families above are their sums). */
+	uint64_t tr_accepted[SP_METRICS_TRANSPORT_COUNT];
+	int64_t tr_open[SP_METRICS_TRANSPORT_COUNT];
+	uint64_t tr_closed[SP_METRICS_TRANSPORT_COUNT][SP_METRICS_CLOSE_COUNT];
+	uint64_t tr_handshakes[SP_METRICS_TRANSPORT_COUNT][SP_METRICS_PATTERN_COUNT]
+			      [SP_METRICS_OUTCOME_COUNT];
+	uint64_t ws_upgrades[SP_METRICS_WS_UPGRADE_COUNT];
+	uint64_t ws_closes_sent;        /* WebSocket close frames sent */
 	struct sp_metrics_hist loop_batch;
 	struct sp_metrics_hist delivery_latency[SP_METRICS_PATH_COUNT];
 	struct sp_metrics_hist handshake_duration;
@@ -339,6 +367,58 @@ static inline void sp_metrics_handshake(struct sp_metrics_shard *s, enum sp_metr
 	if (o == SP_METRICS_OUTCOME_OK)
 		sp_metrics_observe_(&s->handshake_duration, bounds, SP_METRICS_HANDSHAKE_NBUCKETS,
 				    duration_ns);
+}
+
+/* The per-transport twins of the four above, called beside them. */
+static inline void sp_metrics_tr_accepted(struct sp_metrics_shard *s, enum sp_metrics_transport t)
+{
+	if ((unsigned)t >= SP_METRICS_TRANSPORT_COUNT)
+		return;
+	sp_metrics_add_(&s->tr_accepted[t], 1);
+	sp_metrics_gauge_add_(&s->tr_open[t], 1);
+}
+
+static inline void sp_metrics_tr_refused(struct sp_metrics_shard *s, enum sp_metrics_transport t,
+					 enum sp_metrics_close why)
+{
+	if ((unsigned)t >= SP_METRICS_TRANSPORT_COUNT)
+		return;
+	if ((unsigned)why >= SP_METRICS_CLOSE_COUNT)
+		why = SP_METRICS_CLOSE_INTERNAL;
+	sp_metrics_add_(&s->tr_accepted[t], 1);
+	sp_metrics_add_(&s->tr_closed[t][why], 1);
+}
+
+static inline void sp_metrics_tr_closed(struct sp_metrics_shard *s, enum sp_metrics_transport t,
+					enum sp_metrics_close why)
+{
+	if ((unsigned)t >= SP_METRICS_TRANSPORT_COUNT)
+		return;
+	if ((unsigned)why >= SP_METRICS_CLOSE_COUNT)
+		why = SP_METRICS_CLOSE_INTERNAL;
+	sp_metrics_add_(&s->tr_closed[t][why], 1);
+	sp_metrics_gauge_add_(&s->tr_open[t], -1);
+}
+
+static inline void sp_metrics_tr_handshake(struct sp_metrics_shard *s, enum sp_metrics_transport t,
+					   enum sp_metrics_pattern p, enum sp_metrics_outcome o)
+{
+	if ((unsigned)t >= SP_METRICS_TRANSPORT_COUNT || (unsigned)p >= SP_METRICS_PATTERN_COUNT ||
+	    (unsigned)o >= SP_METRICS_OUTCOME_COUNT)
+		return;
+	sp_metrics_add_(&s->tr_handshakes[t][p][o], 1);
+}
+
+/* A WebSocket upgrade request was answered (101 or a refusal). */
+static inline void sp_metrics_ws_upgrade(struct sp_metrics_shard *s, enum sp_metrics_ws_upgrade o)
+{
+	if ((unsigned)o < SP_METRICS_WS_UPGRADE_COUNT)
+		sp_metrics_add_(&s->ws_upgrades[o], 1);
+}
+
+static inline void sp_metrics_ws_close_sent(struct sp_metrics_shard *s)
+{
+	sp_metrics_add_(&s->ws_closes_sent, 1);
 }
 
 /* A Send was answered DELIVERED or ACCEPTED (the broker took responsibility for it). */

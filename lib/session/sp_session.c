@@ -65,6 +65,13 @@ void sp_session_end(struct sp_session *s)
 		s->state = SP_SESSION_CLOSING;
 }
 
+void sp_session_drain(struct sp_session *s)
+{
+	if (s->state == SP_SESSION_PREAMBLE || s->state == SP_SESSION_HANDSHAKE ||
+	    s->state == SP_SESSION_ESTABLISHED)
+		s->state = SP_SESSION_CLOSING;
+}
+
 void sp_session_set_tx_max(struct sp_session *s, size_t max)
 {
 	s->tx_max = max == 0 || max > SP_TRANSPORT_PLAINTEXT_MAX ? 0 : (uint32_t)max;

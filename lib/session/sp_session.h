@@ -209,6 +209,13 @@ void sp_session_set_tx_max(struct sp_session *s, size_t max);
  * (frames may still be added, e.g. a GoAway), input is discarded. */
 void sp_session_end(struct sp_session *s);
 
+/* Any live state (preamble, handshake, established): CLOSING, like
+ * sp_session_end, for an owner whose transport has its own last words to
+ * send before the end (a WebSocket refusal or close frame): input is
+ * discarded; nothing may be framed into a session that was not
+ * established; what is queued drains. */
+void sp_session_drain(struct sp_session *s);
+
 /* Input after the current transport message (the rest of this receive
  * buffer and everything later) is dropped unread: for an owner that decided
  * inside a hook to end the session after the current iteration. */

@@ -30,6 +30,9 @@ struct sp_it_broker {
 	 * 127.0.0.1:0 (a test's own --metrics-listen wins) and log
 	 * msg="metrics listening" addr=... port=N; 0 if it logged none (off). */
 	uint16_t metrics_port;
+	/* The WebSocket listener's port, from msg="ws listening" ... port=N
+	 * (a test starts the broker with --ws-listen 127.0.0.1:0); 0 = none. */
+	uint16_t ws_port;
 	char data_dir[256];
 	char log_path[300];
 	uint8_t server_pub[SP_KEY_LEN];

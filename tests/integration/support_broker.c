@@ -314,7 +314,7 @@ static bool log_says_addr_in_use(const struct sp_it_broker *b)
 
 /* The port of the newest msg="metrics listening" line (the log is appended
  * to across restarts), 0 if none. */
-static uint16_t read_metrics_port(const struct sp_it_broker *b)
+static uint16_t read_log_port(const struct sp_it_broker *b, const char *msg)
 {
 	FILE *f = fopen(b->log_path, "r");
 	char line[1024];
@@ -323,7 +323,7 @@ static uint16_t read_metrics_port(const struct sp_it_broker *b)
 	if (!f)
 		return 0;
 	while (fgets(line, sizeof(line), f)) {
-		const char *p = strstr(line, "msg=\"metrics listening\"");
+		const char *p = strstr(line, msg);
 
 		if (p && (p = strstr(p, " port=")) != NULL)
 			port = (unsigned)strtoul(p + 6, NULL, 10);
@@ -353,7 +353,8 @@ static int wait_ready(struct sp_it_broker *b, int started_before)
 			if (fd >= 0) {
 				close(fd);
 				/* Logged before the listener opened. */
-				b->metrics_port = read_metrics_port(b);
+				b->metrics_port = read_log_port(b, "msg=\"metrics listening\"");
+				b->ws_port = read_log_port(b, "msg=\"ws listening\"");
 				return read_server_pub(b);
 			}
 		}

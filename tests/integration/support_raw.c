@@ -20,6 +20,7 @@
 #include "sp_be.h"
 #include "sp_clock.h"
 #include "support.h"
+#include "support_ws.h"
 
 static int64_t now_ms(void)
 {
@@ -59,6 +60,10 @@ void sp_raw_close(struct sp_raw *c)
 	free(c->held);
 	c->held = NULL;
 	c->held_len = 0;
+	free(c->ws_in);
+	c->ws_in = NULL;
+	c->ws_in_len = c->ws_in_off = 0;
+	c->ws = false;
 	sp_noise_transport_wipe(&c->t);
 	sodium_memzero(c->s_priv, sizeof(c->s_priv));
 	c->established = false;
@@ -73,6 +78,11 @@ void sp_raw_disconnect(struct sp_raw *c)
 	c->held = NULL;
 	c->held_len = 0;
 	c->rx_len = c->rx_off = 0;
+	free(c->ws_in);
+	c->ws_in = NULL;
+	c->ws_in_len = c->ws_in_off = 0;
+	c->ws = false;
+	c->ws_close_code = 0;
 	sp_noise_transport_wipe(&c->t);
 	c->established = false;
 }
@@ -122,6 +132,13 @@ static int hold(struct sp_raw *c, const uint8_t *p, size_t len)
 
 static int send_all(struct sp_raw *c, const uint8_t *p, size_t len)
 {
+	if (c->ws)
+		return sp_ws_send_binary(c, p, len);
+	return sp_raw_sock_send(c, p, len);
+}
+
+int sp_raw_sock_send(struct sp_raw *c, const uint8_t *p, size_t len)
+{
 	bool first = true;
 
 	while (len) {
@@ -169,6 +186,13 @@ int sp_raw_send_bytes(struct sp_raw *c, const void *buf, size_t len)
 
 /* Reads exactly len bytes before the deadline. */
 static int read_full(struct sp_raw *c, uint8_t *buf, size_t len, int64_t deadline)
+{
+	if (c->ws)
+		return sp_ws_read_payload(c, buf, len, deadline);
+	return sp_raw_sock_read(c, buf, len, deadline);
+}
+
+int sp_raw_sock_read(struct sp_raw *c, uint8_t *buf, size_t len, int64_t deadline)
 {
 	while (len) {
 		struct pollfd pfd = { .fd = c->fd, .events = POLLIN };

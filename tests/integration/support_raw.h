@@ -66,6 +66,16 @@ struct sp_raw {
 	/* Bytes held back to go out in the same write as the next ones (owned). */
 	uint8_t *held;
 	size_t held_len;
+	/* WebSocket (support_ws.h): once upgraded, every write goes out as one
+	 * masked binary message (split into ws_fragment-byte frames when
+	 * non-zero) and reads take the payload of the broker's binary
+	 * messages; a close frame from the broker is recorded in ws_close_code
+	 * and reads then fail with -ENOTCONN. */
+	bool ws;
+	size_t ws_fragment;
+	uint16_t ws_close_code;         /* 0 = none received */
+	uint8_t *ws_in;                 /* payload received, not yet read (owned) */
+	size_t ws_in_len, ws_in_off;
 };
 
 /*
@@ -125,6 +135,11 @@ int sp_raw_handshake(struct sp_raw *c, uint8_t pattern, const uint8_t *server_pu
 
 /* init (if c->fd < 0 and no key yet) + connect + handshake with defaults. */
 int sp_raw_open(struct sp_raw *c, uint16_t port, uint8_t pattern, const uint8_t *server_pub);
+
+/* The socket underneath (WebSocket or not): all of buf out; exactly len
+ * bytes in before the deadline (ms, sp_clock_mono_ms). For support_ws.c. */
+int sp_raw_sock_send(struct sp_raw *c, const uint8_t *p, size_t len);
+int sp_raw_sock_read(struct sp_raw *c, uint8_t *buf, size_t len, int64_t deadline);
 
 /* --- bytes and Noise messages ------------------------------------------------ */
 

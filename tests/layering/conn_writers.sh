@@ -56,6 +56,7 @@ check life  broker/loop/sp_lifecycle  "broker tests bench"
 check source broker/loop/sp_source   "broker tests bench"
 check route broker/app/sp_router      "broker tests bench"
 check mbox  broker/app/sp_mailbox     "broker tests bench"
+check ws    broker/loop/sp_ws         "broker tests bench"
 check s     lib/session/sp_session    "broker"
 
 if [ "$fail" -ne 0 ]; then
