@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { rmSync } from 'node:fs';
 import { ready, generateKey, Device, Connection, toHex, fromHex, STATUS, seal, connectWebSocket } from '../src/index.js';
+import { concat } from '../src/bytes.js';
 import { connectTcp } from '../src/node_tcp.js';
 import { Broker, haveBroker, haveCli, brokerHasWs, cli, cliUntil, nextEvent, tempDir } from './support.js';
 
@@ -205,4 +206,23 @@ test('bad input: what the library refuses before sending, and what the broker re
   a.stop();
   b.stop();
   assert.ok(broker.alive());
+});
+
+test('rekey: past 65536 transport messages the broker still reads this client (PROTOCOL.md 5.1)', { skip }, async () => {
+  const kind = transports[0];
+  const tr = await connector(kind)();
+  const c = await Connection.open({ transport: tr, key: generateKey(), pattern: 'IK', brokerKey: fromHex(broker.serverPub) });
+  // the proof was nonce 0; send empty transport messages up to nonce 65540, in batches
+  const empty = new Uint8Array(0);
+  while (c.send_cs.n < 65541n) {
+    const batch = [];
+    for (let i = 0; i < 4096 && c.send_cs.n < 65541n; i++) {
+      const ct = c.send_cs.encryptWithAd(empty, empty);
+      batch.push(Uint8Array.of(0, ct.length), ct);
+    }
+    c.sendRawForTest(concat(...batch));
+  }
+  assert.equal(c.send_cs.n, 65541n);
+  await c.ping(); // answered only if the broker rekeyed at 65536 as we did
+  c.close();
 });

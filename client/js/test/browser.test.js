@@ -32,10 +32,14 @@ const cleanups = [];
 after(async () => { for (const f of cleanups.reverse()) await f(); });
 
 test('the page sends a sealed message to a CLI device and shows its reply', { skip, timeout: 120000 }, async () => {
-  const broker = await new Broker().start();
+  // The page's origin is the static server's: the broker allows exactly it.
+  const web = await serveStatic(CLIENT_DIR);
+  cleanups.push(() => web.close());
+  const broker = await new Broker({ extra: ['--ws-allowed-origins', web.url] }).start();
   cleanups.push(async () => { await broker.stop(); broker.cleanup(); });
+  const viaBroker = await brokerHasWs();
   let wsUrl;
-  if (await brokerHasWs()) {
+  if (viaBroker) {
     wsUrl = broker.wsUrl;
   } else {
     // This sealpostd has no --ws-listen: a test-only relay carries the
@@ -45,8 +49,6 @@ test('the page sends a sealed message to a CLI device and shows its reply', { sk
     wsUrl = relay.url;
     console.log(`# sealpostd has no --ws-listen: the page goes through a test relay to TCP`);
   }
-  const web = await serveStatic(CLIENT_DIR);
-  cleanups.push(() => web.close());
 
   const dir = tempDir('sealpost-browser-');
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
@@ -103,6 +105,17 @@ test('the page sends a sealed message to a CLI device and shows its reply', { sk
       null, { timeout: 30000 });
     assert.equal((await page.textContent('#pubkey')).trim(), pagePub);
     assert.equal(await page.$$eval('#inbox li', (l) => l.length), 0);
+
+    // The same page from another origin (another port): the broker refuses
+    // the upgrade, and the page says so instead of connecting.
+    if (viaBroker) {
+      const other = await serveStatic(CLIENT_DIR);
+      cleanups.push(() => other.close());
+      await page.goto(`${other.url}/web/index.html?${q}`);
+      await page.waitForFunction(() => /^error: WebSocket closed before opening/.test(
+        document.getElementById('status').textContent), null, { timeout: 30000 });
+      assert.ok(broker.alive());
+    }
   } catch (e) {
     console.log(`# page log:\n${logs.join('\n')}`);
     throw e;

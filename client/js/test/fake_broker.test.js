@@ -163,3 +163,65 @@ test('transport: the broker Ping is answered with a Pong of the same id', async 
     assert.deepEqual([...await got], [...encodeFrame({ type: 'pong', pong: { id: 77n } })]);
   } finally { conn.close(); fake.close(); }
 });
+
+// ---- WebSocket: what a server in the broker's place may do wrong ----------
+
+import { WebSocketServer } from 'ws';
+import { connectWebSocket } from '../src/index.js';
+
+function fakeWs(opts, onConn) {
+  return new Promise((resolve) => {
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, path: '/v1', ...opts });
+    wss.on('connection', onConn);
+    wss.on('listening', () => resolve({ url: `ws://127.0.0.1:${wss.address().port}/v1`,
+      close: () => { for (const c of wss.clients) c.terminate(); wss.close(); } }));
+  });
+}
+
+test('ws: a server that does not choose subprotocol sealpost.v1 is refused', async () => {
+  const f = await fakeWs({ handleProtocols: () => false }, () => {});
+  try {
+    // the ws package fails the upgrade itself (1006); a browser opens it, and
+    // connectWebSocket then refuses the socket because protocol is not sealpost.v1
+    await assert.rejects(connectWebSocket(f.url), /subprotocol sealpost.v1|closed before opening/);
+  } finally { f.close(); }
+});
+
+test('ws: a text message closes the connection (1003); the handshake fails', async () => {
+  const f = await fakeWs({ handleProtocols: () => 'sealpost.v1' }, (ws) => {
+    ws.once('message', () => ws.send('not binary'));
+  });
+  let code = null;
+  try {
+    const t = await connectWebSocket(f.url);
+    t.ws.addEventListener?.('close', (ev) => { code = ev.code; });
+    t.ws.on?.('close', (c) => { code = c; });
+    await assert.rejects(Connection.open({ transport: t, key: generateKey(), pattern: 'XX', timeoutMs: 5000 }),
+      (e) => e.code === 'ECONNRESET');
+    assert.equal(code, 1003);
+  } finally { f.close(); }
+});
+
+test('ws: the byte stream cut anywhere across messages is reassembled', async () => {
+  // A fake broker that answers XX message 1 one byte per WebSocket message.
+  const f = await fakeWs({ handleProtocols: () => 'sealpost.v1' }, (ws) => {
+    let buf = new Uint8Array(0);
+    ws.on('message', (d) => {
+      buf = concat(buf, new Uint8Array(d));
+      if (buf.length < 8 + 2 + 32) return;
+      const hs = new HandshakeState({ pattern: 'XX', initiator: false, prologue: buf.subarray(0, 8), s: brokerKey });
+      hs.readMessage(buf.subarray(10, 42));
+      const out = lengthPrefix(hs.writeMessage(goodHello()));
+      for (const b of out) ws.send(Uint8Array.of(b));
+      buf = new Uint8Array(0);
+      ws.removeAllListeners('message');
+    });
+  });
+  try {
+    const t = await connectWebSocket(f.url);
+    const c = await Connection.open({ transport: t, key: generateKey(), pattern: 'XX',
+      brokerKey: brokerKey.publicKey, timeoutMs: 5000 });
+    assert.equal(c.serverHello.max_envelope, 64000);
+    c.close();
+  } finally { f.close(); }
+});
