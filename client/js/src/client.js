@@ -126,6 +126,7 @@ export class Connection extends Emitter {
         this.send_cs = hs.result.send;
         this.recv_cs = hs.result.recv;
         this.brokerKey = hs.rs;
+        hs.destroy(); // the copies of the static and ephemeral private keys
         this.state = 'open';
         if (pattern === 'IK') this._sendTransport(EMPTY); // the proof (PROTOCOL.md 4)
         this._armKeepalive();
