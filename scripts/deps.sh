@@ -6,8 +6,6 @@ set -eu
 
 # curl: the README's Try it. prometheus: promtool (rules, metrics checks).
 # debhelper, lintian: ctest packaging/deb (dpkg-buildpackage, once per run).
-# chromium, fonts-dejavu-core: the browser test js/browser (headless, driven by
-# playwright-core over the DevTools protocol; chromium-driver is not needed).
 # mosquitto, nats-server, openssl, iproute2: it_bench's peer load-generator runs and
 # bench/compare/run.sh (skipped with a message where the servers are absent).
 PKGS="build-essential cmake pkg-config git curl
@@ -17,8 +15,11 @@ libmosquitto-dev libnats-dev mosquitto nats-server openssl iproute2
 debhelper lintian
 python3 python3-cffi python3-setuptools python3-pytest python3-pip python3-venv
 zlib1g-dev gnuplot-nox
-clang libclang-rt-14-dev
-chromium fonts-dejavu-core"
+clang libclang-rt-14-dev"
+
+# chromium, fonts-dejavu-core: the browser test js/browser (headless, driven by
+# playwright-core over the DevTools protocol; chromium-driver is not needed).
+PKGS="$PKGS chromium fonts-dejavu-core"
 
 missing=""
 for p in $PKGS; do
