@@ -21,12 +21,22 @@ python3 python3-cffi python3-setuptools python3-pytest python3-pip python3-venv
 zlib1g-dev gnuplot-nox
 clang libclang-rt-14-dev"
 
+# chromium, fonts-dejavu-core: the browser test js/browser (headless, driven by
+# playwright-core over the DevTools protocol; chromium-driver is not needed).
+PKGS="$PKGS chromium fonts-dejavu-core"
+
 missing=""
 for p in $PKGS; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
 		missing="$missing $p"
 	fi
 done
+
+# node and npm (client/js and its tests, js/ in ctest): Debian's nodejs (18)
+# and npm unless a node and npm are already there (e.g. a newer nodejs that
+# ships its own npm and conflicts with Debian's npm package).
+command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
 
 if [ -z "$missing" ]; then
 	echo "deps: all packages present"
