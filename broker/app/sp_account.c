@@ -60,8 +60,8 @@ enum sp_status sp_account_status_of(int err)
 	case 0: return SP_STATUS_ACCEPTED;
 	case -EMSGSIZE: return SP_STATUS_ERR_LIST_TOO_LARGE;
 	case -EDOM: return SP_STATUS_ERR_LIST_BAD_DEVICE_KEY;
-	case -ENOTUNIQ: return SP_STATUS_ERR_LIST_UNSORTED;
-	case -EKEYREJECTED: return SP_STATUS_ERR_LIST_BAD_SIGNATURE;
+	case -EILSEQ: return SP_STATUS_ERR_LIST_UNSORTED;
+	case -EPERM: return SP_STATUS_ERR_LIST_BAD_SIGNATURE;
 	default: return SP_STATUS_ERR_LIST_MALFORMED;
 	}
 }

@@ -82,7 +82,7 @@ int sp_devlist_decode(const uint8_t *buf, size_t len, struct sp_devlist *out)
 		if (!sp_noise_key_valid(out->dev[i].key))
 			return -EDOM;
 		if (i > 0 && memcmp(out->dev[i - 1].key, out->dev[i].key, SP_KEY_LEN) >= 0)
-			return -ENOTUNIQ;
+			return -EILSEQ;
 	}
 	return 0;
 }
@@ -96,11 +96,11 @@ static int check_sig(const uint8_t *buf, size_t len, const uint8_t account[SP_AC
 	size_t body = len - SP_DEVLIST_SIG_LEN;
 
 	if (!crypto_core_ed25519_is_valid_point(account))
-		return -EKEYREJECTED;
+		return -EPERM;
 	memcpy(msg, SP_DEVLIST_DOMAIN, SP_DEVLIST_DOMAIN_LEN);
 	memcpy(msg + SP_DEVLIST_DOMAIN_LEN, buf, body);
 	if (crypto_sign_verify_detached(buf + body, msg, SP_DEVLIST_DOMAIN_LEN + body, account) != 0)
-		return -EKEYREJECTED;
+		return -EPERM;
 	return 0;
 }
 
@@ -197,7 +197,7 @@ int sp_devlist_add(struct sp_devlist *l, const uint8_t key[SP_KEY_LEN], const ch
 	if (sp_devlist_label_ok(label, llen) < 0)
 		return -EBADMSG;
 	if (sp_devlist_find(l, key) >= 0)
-		return -ENOTUNIQ;
+		return -EILSEQ;
 	if (l->count >= SP_DEVLIST_DEVICES_MAX)
 		return -EMSGSIZE;
 	while (at < l->count && memcmp(l->dev[at].key, key, SP_KEY_LEN) < 0)

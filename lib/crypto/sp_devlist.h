@@ -30,8 +30,8 @@
  *   -EMSGSIZE    more than SP_DEVLIST_DEVICES_MAX devices or SP_DEVLIST_MAX
  *                bytes (encoding: the output buffer is too small)
  *   -EDOM        a device key that is not a valid X25519 public key
- *   -ENOTUNIQ    devices not sorted, or one key twice
- *   -EKEYREJECTED the signature does not verify, or the account key is not
+ *   -EILSEQ    devices not sorted, or one key twice
+ *   -EPERM       the signature does not verify, or the account key is not
  *                a valid Ed25519 point
  *   -EINVAL      bad arguments (sign: the secret key is not the account's)
  */
@@ -97,7 +97,7 @@ int sp_devlist_label_ok(const char *label, size_t len);
 
 /*
  * Inserts a device at its sorted place (l: caller-owned, updated). key,
- * label: borrowed. -ENOTUNIQ if the key is there, -EMSGSIZE if full, -EDOM,
+ * label: borrowed. -EILSEQ if the key is there, -EMSGSIZE if full, -EDOM,
  * -EBADMSG (label).
  */
 int sp_devlist_add(struct sp_devlist *l, const uint8_t key[SP_KEY_LEN], const char *label,
