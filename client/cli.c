@@ -5,12 +5,14 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli_conf.h"
@@ -28,6 +30,10 @@ enum {
 	EX_CONNECT = 3,         /* connect or handshake failed (wrong --server-key too) */
 	EX_LOST = 4,            /* the connection failed or timed out before the answer */
 	EX_TIMEOUT = 5,         /* recv: --timeout expired before --count messages */
+	EX_ROLLBACK = 6,        /* account: the broker served a list older than one seen */
+	EX_BADLIST = 7,         /* account: the list does not verify (forged, wrong account) */
+	EX_NOLIST = 8,          /* account: the broker has no list for that account */
+	EX_CODE = 9,            /* account link: the short code does not match */
 	/* 16..63: send: the broker refused the envelope; the exit status is the
 	 * protocol status code (16 err_offline, 17 err_too_large, ...). */
 	EX_STATUS_BASE = 16,
@@ -54,6 +60,7 @@ static const char usage_text[] =
 	"  pubkey FILE     print the public key of a device key file\n"
 	"  send            seal a message for a device and send it through a broker\n"
 	"  recv            receive messages, print them, acknowledge them\n"
+	"  account         accounts: create, link-request, link, devices, remove\n"
 	"  admin           talk to a running sealpostd over its admin socket\n"
 	"\n"
 	"Run 'sealpost COMMAND --help' for the options of each. --version prints the\n"
@@ -70,10 +77,17 @@ static const char exit_text[] =
 	"      the server key given, or no longer the one pinned in the known brokers\n"
 	"  4   the connection failed or timed out before the answer\n"
 	"  5   recv: --timeout expired before --count messages arrived\n"
+	"  6   account, send --to-account: the broker served an account's list older\n"
+	"      than one seen before (a rollback; the accounts file keeps the newer)\n"
+	"  7   account, send --to-account: the list does not verify (forged)\n"
+	"  8   account, send --to-account: the broker has no list for the account\n"
+	"  9   account link: --code is not the code of the link request\n"
 	"  16+ send: the broker refused the envelope; the status is the protocol code:\n"
 	"      16 err_offline (--online-only: recipient not connected), 17 err_too_large,\n"
 	"      18 err_bad_recipient, 19 err_recipient_busy, 20 err_mailbox_full,\n"
-	"      21 err_rate_limited, 22 err_internal, 23 err_shutting_down\n";
+	"      21 err_rate_limited, 22 err_internal, 23 err_shutting_down;\n"
+	"      account: the broker refused the list: 40 err_list_malformed ..\n"
+	"      48 err_list_not_member (docs/PROTOCOL.md 11.5)\n";
 
 /* send and recv: where the connection settings come from. */
 static const char conn_text[] =
@@ -118,7 +132,8 @@ static const char pubkey_help[] =
 
 static const char send_help[] =
 	"usage: sealpost send [--server HOST:PORT] [--server-key HEX | --server-key-file FILE]\n"
-	"                     [--key FILE] --to HEX [--online-only] [--lines] [--verbose]\n"
+	"                     [--key FILE] (--to HEX | --to-account HEX [--accounts FILE])\n"
+	"                     [--online-only] [--lines] [--verbose]\n"
 	"                     [--timeout SECONDS] [MESSAGE]\n"
 	"\n"
 	"Seals MESSAGE (or, without it, all of standard input) for the device --to\n"
@@ -147,6 +162,11 @@ static const char send_help[] =
 	"  --server-key-file FILE  the same, read from a file (e.g. server.pub)\n"
 	"  --key FILE           this device's key file (from sealpost keygen)\n"
 	"  --to HEX             recipient's public key\n"
+	"  --to-account HEX     every device of this account (its signed device list,\n"
+	"                       fetched and verified; this device left out): one\n"
+	"                       sealed copy each; exit 0 when every copy was accepted,\n"
+	"                       else the status of the first refused one\n"
+	"  --accounts FILE      the lists seen per account (see 'sealpost account')\n"
 	"  --online-only        never store; deliver now or fail with err_offline\n"
 	"  --lines              one message per line of standard input, see above\n"
 	"  --verbose            print each answer on stderr: 'accepted seq N' (the\n"
@@ -207,6 +227,11 @@ static const char recv_help[] =
 	"\n";
 
 struct opts {
+	const char *to_account;
+	const char *account_key;
+	const char *accounts;
+	const char *label;
+	const char *code;
 	const char *server;
 	const char *server_key_hex;
 	const char *server_key_file;
@@ -289,6 +314,11 @@ static int parse(int argc, char **argv, struct opts *o, const char *text, int *f
 		{ "lines", no_argument, NULL, 'l' },
 		{ "online-only", no_argument, NULL, 'o' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "to-account", required_argument, NULL, 'A' },
+		{ "account-key", required_argument, NULL, 'K' },
+		{ "accounts", required_argument, NULL, 'a' },
+		{ "label", required_argument, NULL, 'L' },
+		{ "code", required_argument, NULL, 'C' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -308,6 +338,11 @@ static int parse(int argc, char **argv, struct opts *o, const char *text, int *f
 		case 'l': o->lines = 1; break;
 		case 'o': o->online_only = 1; break;
 		case 'v': o->verbose = 1; break;
+		case 'A': o->to_account = optarg; break;
+		case 'K': o->account_key = optarg; break;
+		case 'a': o->accounts = optarg; break;
+		case 'L': o->label = optarg; break;
+		case 'C': o->code = optarg; break;
 		case 'c':
 			if (parse_long(optarg, 1, &o->count) < 0)
 				return bad_usage("--count needs a positive number", text);
@@ -929,6 +964,8 @@ static int send_lines(struct sealpost_client *c, const uint8_t *to, const struct
 	return ex;
 }
 
+static int send_account(const struct opts *o, int argc, char **argv, int first);
+
 static int cmd_send(int argc, char **argv)
 {
 	struct opts o = { .timeout_s = 10 };
@@ -944,8 +981,10 @@ static int cmd_send(int argc, char **argv)
 	r = parse(argc, argv, &o, send_help, &first);
 	if (r)
 		return r < 0 ? EX_OK : r;
-	if (!o.to_hex)
-		return bad_usage("--to is required", send_help);
+	if (o.to_account && !o.to_hex)
+		return send_account(&o, argc, argv, first);
+	if (!o.to_hex || o.to_account)
+		return bad_usage("exactly one of --to and --to-account is required", send_help);
 	if (sealpost_key_from_hex(to, o.to_hex) < 0) {
 		fprintf(stderr, "sealpost: --to is not 64 hex characters\n");
 		return EX_USAGE;
@@ -1199,6 +1238,453 @@ out:
 	return ex;
 }
 
+
+/* ---- accounts ------------------------------------------------------------ */
+
+static const char account_help[] =
+	"usage: sealpost account create --account-key FILE [--label LABEL] [CONNECTION]\n"
+	"       sealpost account link-request [--key FILE] --label LABEL\n"
+	"       sealpost account link --account-key FILE --code CODE [CONNECTION] REQUEST\n"
+	"       sealpost account devices [--json] [CONNECTION] ACCOUNT\n"
+	"       sealpost account remove --account-key FILE [CONNECTION] DEVICE\n"
+	"\n"
+	"An account is an Ed25519 key; its signed device list names the devices\n"
+	"that receive its mail (docs/PROTOCOL.md 11). The broker keeps the list\n"
+	"but cannot make one: only a holder of the account key can.\n"
+	"\n"
+	"  create        makes a new account key in FILE (mode 0600), publishes the\n"
+	"                list {this device (--key), LABEL} as version 1, prints the\n"
+	"                account's public key\n"
+	"  link-request  on the NEW device: prints a link request (one line) and\n"
+	"                its 6-digit code; nothing is sent\n"
+	"  link          on a device holding the account key: checks that CODE is\n"
+	"                the code of REQUEST (as the new device shows it), fetches\n"
+	"                and verifies the current list, adds the device, signs\n"
+	"                version + 1 and publishes it\n"
+	"  devices       fetches ACCOUNT's list, verifies it, prints one line per\n"
+	"                device: KEY ADDED_UNIX_TIME LABEL (--json: one object)\n"
+	"  remove        publishes a new list without DEVICE; the broker drops its\n"
+	"                mailbox and closes its connection\n"
+	"\n"
+	"options:\n"
+	"  --account-key FILE   the account's secret key (keep it like a device key)\n"
+	"  --label LABEL        1..64 bytes, no control characters (create: default\n"
+	"                       'device')\n"
+	"  --code CODE          the code the new device printed\n"
+	"  --accounts FILE      the newest list seen per account, to refuse an older\n"
+	"                       one (a rollback, exit 6): default $SEALPOST_ACCOUNTS,\n"
+	"                       else ~/.config/sealpost/accounts\n"
+	"  --json               devices: JSON output\n"
+	"  --timeout SECONDS    connect, then each answer (default 10)\n"
+	"  --server, --server-key, --server-key-file, --key: as for send\n"
+	"\n";
+
+/* The accounts file: --accounts, $SEALPOST_ACCOUNTS, the config directory. */
+static int open_accounts(const struct opts *o, struct sealpost_account_store **st)
+{
+	char path[SP_CLI_CONF_VALUE_MAX + 1];
+	int r;
+
+	if (o->accounts) {
+		if (strlen(o->accounts) >= sizeof(path))
+			return EX_USAGE;
+		strcpy(path, o->accounts);
+	} else {
+		r = sp_cli_conf_path(path, sizeof(path), "SEALPOST_ACCOUNTS", "accounts", NULL);
+		if (r < 0) {
+			fprintf(stderr, "sealpost: accounts file: %s (use --accounts)\n", strerror(-r));
+			return EX_USAGE;
+		}
+		if (!getenv("SEALPOST_ACCOUNTS") || !*getenv("SEALPOST_ACCOUNTS")) {
+			/* the config directory may not exist yet */
+			char dir[SP_CLI_CONF_VALUE_MAX + 1];
+			char *slash;
+
+			strcpy(dir, path);
+			slash = strrchr(dir, '/');
+			if (slash) {
+				char *up;
+
+				*slash = '\0';
+				up = strrchr(dir, '/');
+				if (up) {
+					*up = '\0';
+					(void)mkdir(dir, 0700);   /* ~/.config */
+					*up = '/';
+				}
+				(void)mkdir(dir, 0700);           /* ~/.config/sealpost */
+			}
+		}
+	}
+	r = sealpost_account_store_open(st, path);
+	if (r < 0) {
+		fprintf(stderr, "sealpost: cannot read accounts file %s: %s\n", path,
+			sealpost_strerror(r));
+		return EX_USAGE;
+	}
+	return 0;
+}
+
+/* Fetches and verifies account's list; an exit status on failure. */
+static int fetch_list(struct sealpost_client *c, const uint8_t account[32], int timeout_ms,
+		      struct sealpost_devlist *l)
+{
+	int r = sealpost_account_fetch_wait(c, account, timeout_ms, l, NULL, 0, NULL);
+
+	if (r == 0)
+		return EX_OK;
+	if (r == -SEALPOST_EROLLBACK) {
+		fprintf(stderr, "sealpost: ROLLBACK: the broker served version of this account's "
+			"list older than version %llu seen before; refused\n",
+			(unsigned long long)l->version);
+		return EX_ROLLBACK;
+	}
+	if (r == -SEALPOST_EBADLIST) {
+		fprintf(stderr, "sealpost: the broker served a list that does not verify: "
+			"FORGED, refused\n");
+		return EX_BADLIST;
+	}
+	if (r == -SEALPOST_ENOLIST) {
+		fprintf(stderr, "sealpost: the broker has no list for this account\n");
+		return EX_NOLIST;
+	}
+	fprintf(stderr, "sealpost: no list from the broker: %s\n", sealpost_strerror(r));
+	return EX_LOST;
+}
+
+/* Signs and publishes l; an exit status. */
+static int publish(struct sealpost_client *c, const struct sealpost_account *a,
+		   const struct sealpost_devlist *l, struct sealpost_account_store *st,
+		   int timeout_ms)
+{
+	uint8_t bytes[SEALPOST_LIST_MAX];
+	struct sealpost_devlist kept;
+	uint64_t version = 0;
+	size_t len = 0;
+	int r, status = 0;
+
+	r = sealpost_devlist_sign(a, l, bytes, sizeof(bytes), &len);
+	if (r < 0) {
+		fprintf(stderr, "sealpost: cannot sign the list: %s\n", sealpost_strerror(r));
+		return EX_USAGE;
+	}
+	r = sealpost_account_publish_wait(c, bytes, len, timeout_ms, &status, &version);
+	if (r < 0) {
+		fprintf(stderr, "sealpost: no answer from the broker: %s\n", sealpost_strerror(r));
+		return EX_LOST;
+	}
+	if (status != SEALPOST_STATUS_ACCEPTED) {
+		fprintf(stderr, "sealpost: list refused: %s\n", sealpost_status_string(status));
+		return status_exit(status);
+	}
+	(void)sealpost_account_store_check(st, bytes, len, &kept);
+	fprintf(stderr, "sealpost: published version %llu (%u devices)\n",
+		(unsigned long long)version, l->count);
+	return EX_OK;
+}
+
+/* Connects and loads the account key and the accounts file as asked. */
+struct acct_ctx {
+	struct opts o;
+	struct target t;
+	struct sealpost_key *key;
+	struct sealpost_client *c;
+	struct sealpost_account *a;
+	struct sealpost_account_store *st;
+	uint8_t self[SEALPOST_KEY_LEN];
+	uint8_t account[SEALPOST_ACCOUNT_KEY_LEN];
+};
+
+static int acct_open(struct acct_ctx *x, bool need_account, bool create)
+{
+	int r, ex;
+
+	if (need_account) {
+		if (!x->o.account_key)
+			return bad_usage("--account-key FILE is required", account_help);
+		r = create ? sealpost_account_generate(&x->a)
+			   : sealpost_account_load(&x->a, x->o.account_key);
+		if (r == 0 && create)
+			r = sealpost_account_save(x->a, x->o.account_key);
+		if (r < 0) {
+			fprintf(stderr, "sealpost: account key %s: %s\n", x->o.account_key,
+				sealpost_strerror(r));
+			return EX_KEYFILE;
+		}
+		sealpost_account_public(x->a, x->account);
+	}
+	ex = open_accounts(&x->o, &x->st);
+	if (ex)
+		return ex;
+	ex = open_target(&x->o, &x->t, (int)x->o.timeout_s * 1000, SEALPOST_CONNECT_MANUAL_ACK,
+			 &x->key, &x->c);
+	if (ex)
+		return ex;
+	sealpost_client_set_account_store(x->c, x->st);
+	sealpost_key_public(x->key, x->self);
+	return 0;
+}
+
+static void acct_close(struct acct_ctx *x)
+{
+	sealpost_client_close(x->c);
+	sealpost_key_free(x->key);
+	sealpost_account_free(x->a);
+	sealpost_account_store_close(x->st);
+}
+
+static int account_create(struct acct_ctx *x)
+{
+	struct sealpost_devlist l;
+	char hex[SEALPOST_KEY_HEX_LEN + 1];
+	int ex;
+
+	ex = acct_open(x, true, true);
+	if (ex)
+		return ex;
+	memset(&l, 0, sizeof(l));
+	memcpy(l.account, x->account, sizeof(l.account));
+	l.version = 1;
+	if (sealpost_devlist_add(&l, x->self, x->o.label ? x->o.label : "device",
+				 (uint64_t)time(NULL)) < 0)
+		return bad_usage("--label: 1..64 bytes, no control characters", account_help);
+	ex = publish(x->c, x->a, &l, x->st, (int)x->o.timeout_s * 1000);
+	if (ex)
+		return ex;
+	sealpost_key_to_hex(x->account, hex);
+	printf("%s\n", hex);
+	return EX_OK;
+}
+
+static int account_link_request(struct acct_ctx *x)
+{
+	char req[SEALPOST_LINK_REQUEST_MAX], code[SEALPOST_LINK_CODE_LEN + 1];
+	struct target t;
+	int r, ex;
+
+	if (!x->o.label)
+		return bad_usage("--label LABEL is required", account_help);
+	ex = resolve(&x->o, &t);
+	if (ex)
+		return ex;
+	r = sealpost_key_load(&x->key, t.key_path);
+	if (r < 0) {
+		fprintf(stderr, "sealpost: cannot load key %s: %s\n", t.key_path,
+			sealpost_strerror(r));
+		return EX_KEYFILE;
+	}
+	sealpost_key_public(x->key, x->self);
+	r = sealpost_link_request(x->self, x->o.label, req, sizeof(req), code);
+	if (r < 0)
+		return bad_usage("--label: 1..64 bytes, no control characters", account_help);
+	printf("%s\n", req);
+	fprintf(stderr, "code %s\n", code);
+	return EX_OK;
+}
+
+static int account_link(struct acct_ctx *x, const char *request)
+{
+	struct sealpost_devlist l;
+	uint8_t dev[SEALPOST_KEY_LEN];
+	char label[SEALPOST_LABEL_MAX + 1], code[SEALPOST_LINK_CODE_LEN + 1];
+	int r, ex;
+
+	if (!x->o.code)
+		return bad_usage("--code CODE (as the new device shows it) is required",
+				 account_help);
+	r = sealpost_link_request_parse(request, dev, label, code);
+	if (r < 0) {
+		fprintf(stderr, "sealpost: not a link request\n");
+		return EX_USAGE;
+	}
+	if (strcmp(code, x->o.code) != 0) {
+		fprintf(stderr, "sealpost: the code of this request is not %s: not linked\n",
+			x->o.code);
+		return EX_CODE;
+	}
+	ex = acct_open(x, true, false);
+	if (ex)
+		return ex;
+	ex = fetch_list(x->c, x->account, (int)x->o.timeout_s * 1000, &l);
+	if (ex)
+		return ex;
+	r = sealpost_devlist_add(&l, dev, label, (uint64_t)time(NULL));
+	if (r == -EEXIST) {
+		fprintf(stderr, "sealpost: that device is on the list already\n");
+		return EX_OK;
+	}
+	if (r < 0) {
+		fprintf(stderr, "sealpost: cannot add the device: %s\n", sealpost_strerror(r));
+		return EX_USAGE;
+	}
+	l.version++;
+	return publish(x->c, x->a, &l, x->st, (int)x->o.timeout_s * 1000);
+}
+
+static int account_remove(struct acct_ctx *x, const char *device_hex)
+{
+	struct sealpost_devlist l;
+	uint8_t dev[SEALPOST_KEY_LEN];
+	int ex;
+
+	if (sealpost_key_from_hex(dev, device_hex) < 0)
+		return bad_usage("DEVICE is not 64 hex characters", account_help);
+	ex = acct_open(x, true, false);
+	if (ex)
+		return ex;
+	ex = fetch_list(x->c, x->account, (int)x->o.timeout_s * 1000, &l);
+	if (ex)
+		return ex;
+	if (sealpost_devlist_remove(&l, dev) < 0) {
+		fprintf(stderr, "sealpost: that device is not on the list\n");
+		return EX_USAGE;
+	}
+	if (l.count == 0) {
+		fprintf(stderr, "sealpost: an account keeps at least one device\n");
+		return EX_USAGE;
+	}
+	l.version++;
+	return publish(x->c, x->a, &l, x->st, (int)x->o.timeout_s * 1000);
+}
+
+static int account_devices(struct acct_ctx *x, const char *account_hex)
+{
+	struct sealpost_devlist l;
+	char hex[SEALPOST_KEY_HEX_LEN + 1];
+	int ex;
+
+	if (sealpost_key_from_hex(x->account, account_hex) < 0)
+		return bad_usage("ACCOUNT is not 64 hex characters", account_help);
+	ex = acct_open(x, false, false);
+	if (ex)
+		return ex;
+	ex = fetch_list(x->c, x->account, (int)x->o.timeout_s * 1000, &l);
+	if (ex)
+		return ex;
+	if (x->o.json)
+		printf("{\"account\":\"%s\",\"version\":%llu,\"devices\":[", account_hex,
+		       (unsigned long long)l.version);
+	else
+		printf("version %llu\n", (unsigned long long)l.version);
+	for (uint32_t i = 0; i < l.count; i++) {
+		sealpost_key_to_hex(l.dev[i].key, hex);
+		if (x->o.json) {
+			printf("%s{\"key\":\"%s\",\"added\":%llu,\"label\":", i ? "," : "", hex,
+			       (unsigned long long)l.dev[i].added_s);
+			sp_cli_json_write_string(stdout, (const uint8_t *)l.dev[i].label,
+					   strlen(l.dev[i].label));
+			printf(",\"self\":%s}", memcmp(l.dev[i].key, x->self, 32) ? "false" : "true");
+		} else {
+			printf("%s %llu %s%s\n", hex, (unsigned long long)l.dev[i].added_s,
+			       l.dev[i].label, memcmp(l.dev[i].key, x->self, 32) ? "" : " (this device)");
+		}
+	}
+	if (x->o.json)
+		printf("]}\n");
+	return EX_OK;
+}
+
+static int cmd_account(int argc, char **argv)
+{
+	struct acct_ctx x;
+	const char *sub;
+	int first, r, nargs;
+
+	memset(&x, 0, sizeof(x));
+	x.o.timeout_s = 10;
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		if (argc < 2)
+			return bad_usage("account needs a subcommand", account_help);
+		help_conn(account_help);
+		return EX_OK;
+	}
+	sub = argv[1];
+	r = parse(argc - 1, argv + 1, &x.o, account_help, &first);
+	if (r)
+		return r < 0 ? EX_OK : r;
+	first++;            /* parse saw argv + 1 */
+	nargs = argc - first;
+	if (!strcmp(sub, "create") && nargs == 0)
+		r = account_create(&x);
+	else if (!strcmp(sub, "link-request") && nargs == 0)
+		r = account_link_request(&x);
+	else if (!strcmp(sub, "link") && nargs == 1)
+		r = account_link(&x, argv[first]);
+	else if (!strcmp(sub, "devices") && nargs == 1)
+		r = account_devices(&x, argv[first]);
+	else if (!strcmp(sub, "remove") && nargs == 1)
+		r = account_remove(&x, argv[first]);
+	else
+		r = bad_usage("unknown account subcommand or wrong arguments", account_help);
+	acct_close(&x);
+	return r;
+}
+
+/* send --to-account: every device of the verified list but this one. */
+static int send_account(const struct opts *o, int argc, char **argv, int first)
+{
+	struct acct_ctx x;
+	struct sealpost_devlist l;
+	const uint8_t *msg;
+	uint8_t *stdin_msg = NULL;
+	size_t len;
+	uint64_t id = 0;
+	int r, n, ex;
+
+	memset(&x, 0, sizeof(x));
+	x.o = *o;
+	if (sealpost_key_from_hex(x.account, o->to_account) < 0)
+		return bad_usage("--to-account is not 64 hex characters", send_help);
+	if (argc - first > 1 || o->lines)
+		return bad_usage("--to-account takes one MESSAGE (or standard input)", send_help);
+	if (argc - first == 1) {
+		msg = (const uint8_t *)argv[first];
+		len = strlen(argv[first]);
+	} else {
+		r = read_stdin(SEALPOST_MESSAGE_MAX, &stdin_msg, &len);
+		if (r < 0) {
+			fprintf(stderr, "sealpost: standard input: %s\n", strerror(-r));
+			return EX_USAGE;
+		}
+		msg = stdin_msg;
+	}
+	ex = acct_open(&x, false, false);
+	if (!ex)
+		ex = fetch_list(x.c, x.account, (int)o->timeout_s * 1000, &l);
+	if (ex)
+		goto out;
+	n = sealpost_client_send_devices(x.c, &l, msg, len, &id);
+	if (n < 0) {
+		fprintf(stderr, "sealpost: cannot send: %s\n", sealpost_strerror(n));
+		ex = n == -EMSGSIZE ? EX_USAGE : EX_LOST;
+		goto out;
+	}
+	for (int i = 0; i < n; i++) {
+		int status = 0;
+		uint64_t seq = 0;
+
+		r = sealpost_client_wait_result(x.c, id + (uint64_t)i, (int)o->timeout_s * 1000,
+						&status, &seq);
+		if (r < 0) {
+			fprintf(stderr, "sealpost: no answer from the broker: %s\n",
+				sealpost_strerror(r));
+			ex = EX_LOST;
+			break;
+		}
+		if (o->verbose || status_exit(status) != EX_OK)
+			report(0, status, seq);
+		if (!ex)
+			ex = status_exit(status);
+	}
+	if (!ex)
+		fprintf(stderr, "sealpost: sent to %d device%s of version %llu\n", n,
+			n == 1 ? "" : "s", (unsigned long long)l.version);
+out:
+	acct_close(&x);
+	free(stdin_msg);
+	return ex;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -1224,6 +1710,8 @@ int main(int argc, char **argv)
 		return cmd_recv(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "admin"))
 		return cli_admin_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "account"))
+		return cmd_account(argc - 1, argv + 1);
 	fprintf(stderr, "sealpost: unknown command '%s'\n", argv[1]);
 	fputs(usage_text, stderr);
 	return EX_USAGE;

@@ -56,6 +56,7 @@
 #include <sodium.h>
 
 #include "sealpost.h"
+#include "sp_acct_internal.h"
 #include "sp_be.h"
 #include "sp_clock.h"
 #include "sp_frame.h"
@@ -240,6 +241,10 @@ struct sealpost_client {
 	/* Callback mode. */
 	sealpost_event_fn cb;
 	void *cb_ctx;
+
+	/* Accounts: lists received are checked against this (borrowed). */
+	struct sealpost_account_store *acct_store;
+	uint64_t next_list_id;
 };
 
 static int queue_frame(struct sealpost_client *c, const struct sp_frame *f);
@@ -1213,6 +1218,45 @@ static int deliver_event(struct sealpost_client *c, const struct sp_frame *f,
 }
 
 /*
+ * ListResult / ListChanged: the list part of the body (the rest is the
+ * transparency log's, docs/PROTOCOL.md 11.2) copied out and checked: it
+ * verifies, it is the account and version the header names, and it is not
+ * older than the list the attached store keeps (ev->error says which).
+ */
+static int list_event(struct sealpost_client *c, const struct sp_frame *f,
+		      struct sealpost_event *ev)
+{
+	bool changed = f->type == SP_FRAME_LIST_CHANGED;
+	size_t n = f->u.list.list_len;
+	struct sp_devlist l;
+
+	ev->type = changed ? SEALPOST_EVENT_LIST_CHANGED : SEALPOST_EVENT_LIST_RESULT;
+	ev->client_id = f->u.list.client_id;
+	ev->status = changed ? SEALPOST_STATUS_ACCEPTED : (int)f->u.list.status;
+	ev->seq = f->u.list.version;
+	memcpy(ev->sender, f->u.list.account, SP_ACCOUNT_LEN);
+	if (n > f->body_len)
+		return -EPROTO;
+	if (!changed && (f->u.list.status != SP_STATUS_ACCEPTED || n == 0))
+		return 1;   /* a ListPut's answer, or a refusal: no list */
+	if (grow(&c->msgbuf, &c->msgcap, n) < 0)
+		return -ENOMEM;
+	memcpy(c->msgbuf, f->body, n);
+	c->msg_len = n;
+	ev->data = c->msgbuf;
+	ev->len = n;
+	ev->error = sp_acct_store_check(NULL, c->msgbuf, n, &l);
+	if (ev->error == 0 && (memcmp(l.account, f->u.list.account, SP_ACCOUNT_LEN) != 0 ||
+			       l.version != f->u.list.version))
+		ev->error = -SEALPOST_EBADLIST;
+	if (ev->error == 0 && c->acct_store)
+		ev->error = sp_acct_store_check(c->acct_store, c->msgbuf, n, &l);
+	if (ev->error == -EIO || ev->error == -ENOMEM)
+		ev->error = 0;   /* checked, only not kept: the list itself is fine */
+	return 1;
+}
+
+/*
  * Turns one decoded frame into an event: 1 if it gives one, 0 if not;
  * -EPROTO for a frame a broker may not send, -ENOMEM.
  */
@@ -1252,8 +1296,11 @@ static int frame_event(struct sealpost_client *c, const struct sp_frame *f,
 		ev->type = SEALPOST_EVENT_DRAINED;
 		ev->id = f->u.drained.count;
 		return 1;
+	case SP_FRAME_LIST_RESULT:
+	case SP_FRAME_LIST_CHANGED:
+		return list_event(c, f, ev);
 	default:
-		/* Send or Ack: frames only a client may send. */
+		/* Send, Ack, ListPut, ListFetch: frames only a client may send. */
 		return -EPROTO;
 	}
 }
@@ -2152,7 +2199,8 @@ static int scan_for(struct sealpost_client *c, enum sealpost_event_type type, ui
 		if (ev.type == SEALPOST_EVENT_CLOSED)
 			return ev.error ? ev.error : -ENOTCONN;
 		if (ev.type == type &&
-		    (type == SEALPOST_EVENT_RESULT ? ev.client_id : ev.id) == id) {
+		    (type == SEALPOST_EVENT_RESULT || type == SEALPOST_EVENT_LIST_RESULT ? ev.client_id
+											: ev.id) == id) {
 			*found = ev;
 			return 1;
 		}
@@ -2395,4 +2443,154 @@ SEALPOST_API void sealpost_client_close(struct sealpost_client *c)
 	free(c->server);
 	sodium_memzero(c, sizeof(*c));
 	free(c);
+}
+
+/* ------------------------------------------------------------ accounts --- */
+
+SEALPOST_API void sealpost_client_set_account_store(struct sealpost_client *c,
+						    struct sealpost_account_store *st)
+{
+	if (c)
+		c->acct_store = st;
+}
+
+/* A list frame (ListPut with its body, or ListFetch) on the live session. */
+static int queue_list(struct sealpost_client *c, enum sp_frame_type type,
+		      const uint8_t account[SP_ACCOUNT_LEN], const uint8_t *body, size_t len,
+		      uint64_t *client_id)
+{
+	struct sp_frame f = { .type = type };
+	int r;
+
+	if (!connected(c))
+		return -ENOTCONN;
+	r = check_room(c);
+	if (r < 0)
+		return r;
+	if (!connected(c))
+		return -ENOTCONN;
+	memcpy(f.u.list.account, account, SP_ACCOUNT_LEN);
+	f.u.list.account_ok = 1;
+	f.u.list.client_id = ++c->next_list_id;
+	if (sp_frame_size(&f, len) > c->max_transport)
+		return -EMSGSIZE;
+	r = sp_session_tx_frame(c->ss, &f, body, len);
+	if (r < 0)
+		return r;
+	if (client_id)
+		*client_id = f.u.list.client_id;
+	return 0;
+}
+
+SEALPOST_API int sealpost_account_publish(struct sealpost_client *c, const uint8_t *bytes,
+					  size_t len, uint64_t *client_id)
+{
+	if (!c || !bytes || len < SP_DEVLIST_HDR_LEN)
+		return -EINVAL;
+	if (len > SP_DEVLIST_MAX)
+		return -EMSGSIZE;
+	/* The frame names the list's own account (bytes 1..33). */
+	return queue_list(c, SP_FRAME_LIST_PUT, bytes + 1, bytes, len, client_id);
+}
+
+SEALPOST_API int sealpost_account_fetch(struct sealpost_client *c,
+					const uint8_t account[SEALPOST_ACCOUNT_KEY_LEN],
+					uint64_t *client_id)
+{
+	if (!c || !account)
+		return -EINVAL;
+	return queue_list(c, SP_FRAME_LIST_FETCH, account, NULL, 0, client_id);
+}
+
+SEALPOST_API int sealpost_account_publish_wait(struct sealpost_client *c, const uint8_t *bytes,
+					       size_t len, int timeout_ms, int *status,
+					       uint64_t *version)
+{
+	int64_t deadline = deadline_of(timeout_ms);
+	struct sealpost_event ev = { 0 };
+	uint64_t id = 0;
+	int r;
+
+	if (!c || !status)
+		return -EINVAL;
+	begin_call(c);
+	r = sealpost_account_publish(c, bytes, len, &id);
+	if (r < 0)
+		return r;
+	r = wait_for(c, SEALPOST_EVENT_LIST_RESULT, id, deadline, &ev);
+	if (r < 0)
+		return r;
+	*status = ev.status;
+	if (version)
+		*version = ev.seq;
+	return 0;
+}
+
+SEALPOST_API int sealpost_account_fetch_wait(struct sealpost_client *c,
+					     const uint8_t account[SEALPOST_ACCOUNT_KEY_LEN],
+					     int timeout_ms, struct sealpost_devlist *out,
+					     uint8_t *raw, size_t raw_cap, size_t *raw_len)
+{
+	int64_t deadline = deadline_of(timeout_ms);
+	struct sealpost_event ev = { 0 };
+	struct sp_devlist l;
+	uint64_t id = 0;
+	int r;
+
+	if (!c || !account || !out || (raw && (!raw_len || raw_cap < SP_DEVLIST_MAX)))
+		return -EINVAL;
+	begin_call(c);
+	r = sealpost_account_fetch(c, account, &id);
+	if (r < 0)
+		return r;
+	r = wait_for(c, SEALPOST_EVENT_LIST_RESULT, id, deadline, &ev);
+	if (r < 0)
+		return r;
+	if (ev.status == SEALPOST_STATUS_ERR_LIST_UNKNOWN)
+		return -SEALPOST_ENOLIST;
+	if (ev.status != SEALPOST_STATUS_ACCEPTED)
+		return -EPROTO;
+	if (ev.error == -SEALPOST_EROLLBACK) {
+		if (c->acct_store && sealpost_account_store_get(c->acct_store, account, out) == 0)
+			return -SEALPOST_EROLLBACK;
+		memset(out, 0, sizeof(*out));
+		return -SEALPOST_EROLLBACK;
+	}
+	if (ev.error < 0)
+		return ev.error;
+	/* Already verified when the frame became the event. */
+	if (sp_devlist_verify(ev.data, ev.len, &l) < 0)
+		return -SEALPOST_EBADLIST;
+	sp_acct_to_public(&l, out);
+	if (raw) {
+		memcpy(raw, ev.data, ev.len);
+		*raw_len = ev.len;
+	}
+	return 0;
+}
+
+SEALPOST_API int sealpost_client_send_devices(struct sealpost_client *c,
+					      const struct sealpost_devlist *l, const void *msg,
+					      size_t msg_len, uint64_t *first_id)
+{
+	bool first = true;
+	int n = 0;
+
+	if (!c || !l || l->count > SP_DEVLIST_DEVICES_MAX)
+		return -EINVAL;
+	for (uint32_t i = 0; i < l->count; i++) {
+		uint64_t id = 0;
+		int r;
+
+		if (memcmp(l->dev[i].key, c->key->pub, SP_KEY_LEN) == 0)
+			continue;
+		r = sealpost_client_send(c, l->dev[i].key, msg, msg_len, &id);
+		if (r < 0)
+			return n ? -EAGAIN : r;
+		if (first && first_id)
+			*first_id = id;
+		first = false;
+		n++;
+	}
+	return n;
 }

@@ -123,6 +123,11 @@ enum sealpost_error {
 	SEALPOST_EKEYFORMAT = 7004,     /* key file content is not a key */
 	SEALPOST_EQUEUEFULL = 7005,     /* disconnected and offline_queue_max sends wait */
 	SEALPOST_EDEADPEER = 7006,      /* no answer within dead_peer_ms of a keepalive ping */
+	/* Device lists (accounts, docs/PROTOCOL.md 11): */
+	SEALPOST_EROLLBACK = 7007,      /* a list older than (or forking) the highest one kept */
+	SEALPOST_EBADLIST = 7008,       /* a list that does not verify (signature, encoding, account) */
+	SEALPOST_ENOLIST = 7009,        /* the broker has no list for that account */
+	SEALPOST_ELINKFORMAT = 7010,    /* not a link request string */
 };
 
 /*
@@ -178,6 +183,17 @@ enum sealpost_status {
 	SEALPOST_STATUS_GOAWAY_SHUTDOWN = 34,   /* the broker is stopping */
 	SEALPOST_STATUS_GOAWAY_SLOW_CONSUMER = 35, /* we stopped reading */
 	SEALPOST_STATUS_GOAWAY_IDLE = 36,       /* nothing received for too long */
+	SEALPOST_STATUS_GOAWAY_REMOVED = 37,    /* this device was removed from its account's list */
+	/* Device lists (LIST_RESULT events), docs/PROTOCOL.md 11.3. */
+	SEALPOST_STATUS_ERR_LIST_MALFORMED = 40,
+	SEALPOST_STATUS_ERR_LIST_TOO_LARGE = 41,
+	SEALPOST_STATUS_ERR_LIST_BAD_SIGNATURE = 42,
+	SEALPOST_STATUS_ERR_LIST_BAD_DEVICE_KEY = 43,
+	SEALPOST_STATUS_ERR_LIST_UNSORTED = 44,
+	SEALPOST_STATUS_ERR_LIST_VERSION = 45,  /* not above the stored version */
+	SEALPOST_STATUS_ERR_LIST_ACCOUNT = 46,
+	SEALPOST_STATUS_ERR_LIST_UNKNOWN = 47,  /* fetch: no list for that account */
+	SEALPOST_STATUS_ERR_LIST_NOT_MEMBER = 48,
 };
 
 /* A short lowercase name ("delivered", "err_offline", ...; "unknown" for
@@ -611,6 +627,18 @@ enum sealpost_event_type {
 	 * not opened: data/len the raw body, seq; sender all zero (only the
 	 * app's own layer can say who wrote it). Acknowledged like a MESSAGE. */
 	SEALPOST_EVENT_OPAQUE = 11,
+	/* The broker's answer to sealpost_account_publish or _fetch:
+	 * client_id, status (ACCEPTED or an ERR_LIST_*), seq (the broker's
+	 * version of the account), sender (the account key). A fetch's list
+	 * is data/len, already checked: error 0 (it verifies and, with an
+	 * account store attached, is not older than the highest kept),
+	 * -SEALPOST_EBADLIST or -SEALPOST_EROLLBACK (do not use it). */
+	SEALPOST_EVENT_LIST_RESULT = 12,
+	/* The list of this device's account changed (linked or removed
+	 * devices): data/len the new list, seq its version, sender the
+	 * account, error as LIST_RESULT. Show it: a device nobody expected
+	 * is how a compromised account key shows up. */
+	SEALPOST_EVENT_LIST_CHANGED = 13,
 };
 
 struct sealpost_event {
@@ -720,6 +748,158 @@ typedef void (*sealpost_event_fn)(void *ctx, struct sealpost_client *c,
 SEALPOST_API void sealpost_client_set_callback(struct sealpost_client *c, sealpost_event_fn fn,
 					       void *ctx);
 SEALPOST_API int sealpost_client_dispatch(struct sealpost_client *c, int timeout_ms);
+
+/* ------------------------------------------------------------ accounts --- */
+
+/*
+ * An account is an Ed25519 key (docs/PROTOCOL.md 11) held by the person's
+ * devices; its signed device list says which device keys receive its mail.
+ * The broker stores lists but cannot make one. Steps, with the CLI's names:
+ * create (sealpost_account_generate, a list of this device, publish);
+ * link-request (the new device: sealpost_link_request, shown to the
+ * person); link (a device holding the account key:
+ * sealpost_link_request_parse, compare the code, add, sign, publish);
+ * devices (fetch and verify); remove (a new list without it, publish).
+ */
+enum {
+	SEALPOST_ACCOUNT_KEY_LEN = 32,  /* the account's Ed25519 public key */
+	SEALPOST_LABEL_MAX = 64,        /* bytes of a device label (no control bytes) */
+	SEALPOST_DEVICES_MAX = 64,      /* devices on one list (the broker may allow fewer) */
+	SEALPOST_LIST_MAX = 6827,       /* bytes of the largest signed list */
+	SEALPOST_LINK_REQUEST_MAX = 160,/* a link request string, NUL included */
+	SEALPOST_LINK_CODE_LEN = 6,     /* decimal digits of the short code */
+};
+
+/* The account's secret key, in guarded memory like struct sealpost_key. */
+struct sealpost_account;
+
+SEALPOST_API int sealpost_account_generate(struct sealpost_account **out);
+/* Loads / saves the 32-byte Ed25519 seed as 64 hex characters and a
+ * newline: the rules and errors of sealpost_key_load / _save (mode 0600). */
+SEALPOST_API int sealpost_account_load(struct sealpost_account **out, const char *path);
+SEALPOST_API int sealpost_account_save(const struct sealpost_account *a, const char *path);
+/* pub: caller-owned, 32 bytes. */
+SEALPOST_API void sealpost_account_public(const struct sealpost_account *a,
+					  uint8_t pub[SEALPOST_ACCOUNT_KEY_LEN]);
+SEALPOST_API void sealpost_account_free(struct sealpost_account *a);
+
+struct sealpost_device_info {
+	uint8_t key[SEALPOST_KEY_LEN];  /* the device's public key */
+	uint64_t added_s;               /* Unix time it was added, as its signer said */
+	char label[SEALPOST_LABEL_MAX + 1];
+};
+
+/* A device list, decoded. */
+struct sealpost_devlist {
+	uint8_t account[SEALPOST_ACCOUNT_KEY_LEN];
+	uint64_t version;
+	uint32_t count;
+	struct sealpost_device_info dev[SEALPOST_DEVICES_MAX];
+};
+
+/* Checks a signed list (encoding and signature) and decodes it into *out
+ * (caller-owned). bytes: borrowed. 0 or -SEALPOST_EBADLIST. Thread-safe. */
+SEALPOST_API int sealpost_devlist_verify(const uint8_t *bytes, size_t len,
+					 struct sealpost_devlist *out);
+
+/* Adds a device at its sorted place / removes one (l: caller-owned).
+ * -EEXIST, -ENOENT, -EMSGSIZE (full), -EINVAL (bad key or label). */
+SEALPOST_API int sealpost_devlist_add(struct sealpost_devlist *l,
+				      const uint8_t key[SEALPOST_KEY_LEN], const char *label,
+				      uint64_t added_s);
+SEALPOST_API int sealpost_devlist_remove(struct sealpost_devlist *l,
+					 const uint8_t key[SEALPOST_KEY_LEN]);
+
+/* Signs l with the account key into out (caller-owned, cap bytes;
+ * SEALPOST_LIST_MAX suffices), *len. -EINVAL if a is not l's account or
+ * l is not canonical; -EMSGSIZE. */
+SEALPOST_API int sealpost_devlist_sign(const struct sealpost_account *a,
+				       const struct sealpost_devlist *l, uint8_t *out, size_t cap,
+				       size_t *len);
+
+/*
+ * The link request a new device shows: "sealpost-link-1:<key hex>:<label>"
+ * into out (cap >= SEALPOST_LINK_REQUEST_MAX), and the 6-digit short code
+ * into code (7 bytes) that the linking device must show too.
+ * -EINVAL for a bad label; -EMSGSIZE.
+ */
+SEALPOST_API int sealpost_link_request(const uint8_t device[SEALPOST_KEY_LEN], const char *label,
+				       char *out, size_t cap, char code[SEALPOST_LINK_CODE_LEN + 1]);
+/* Parses a link request (surrounding white space ignored): the key, label
+ * (65 bytes) and the short code computed from them. -SEALPOST_ELINKFORMAT. */
+SEALPOST_API int sealpost_link_request_parse(const char *req, uint8_t device[SEALPOST_KEY_LEN],
+					     char label[SEALPOST_LABEL_MAX + 1],
+					     char code[SEALPOST_LINK_CODE_LEN + 1]);
+
+/*
+ * The highest list seen per account, kept in a file the app names (created
+ * 0600 if missing; rewritten whole, atomically, on every change). Attach it
+ * to clients (sealpost_client_set_account_store) and every list they
+ * receive is checked against it. One thread at a time.
+ */
+struct sealpost_account_store;
+SEALPOST_API int sealpost_account_store_open(struct sealpost_account_store **out,
+					     const char *path);
+SEALPOST_API void sealpost_account_store_close(struct sealpost_account_store *st);
+/*
+ * Verifies bytes and compares them with what st keeps for that account:
+ * newer (kept from now on) or the same bytes: 0 and *out; older, or the same
+ * version with other bytes: -SEALPOST_EROLLBACK (nothing changes);
+ * -SEALPOST_EBADLIST; -EIO if the file could not be written (not kept).
+ */
+SEALPOST_API int sealpost_account_store_check(struct sealpost_account_store *st,
+					      const uint8_t *bytes, size_t len,
+					      struct sealpost_devlist *out);
+/* The list kept for account: 0 and *out, or -ENOENT. */
+SEALPOST_API int sealpost_account_store_get(struct sealpost_account_store *st,
+					    const uint8_t account[SEALPOST_ACCOUNT_KEY_LEN],
+					    struct sealpost_devlist *out);
+
+/* Lists this client receives are checked against st (borrowed: it must
+ * outlive c). NULL detaches. */
+SEALPOST_API void sealpost_client_set_account_store(struct sealpost_client *c,
+						    struct sealpost_account_store *st);
+
+/* Queues a ListPut of a signed list (bytes: borrowed, copied). Its answer
+ * is a LIST_RESULT event with *client_id. -ENOTCONN while no session is up
+ * (a publish is not kept for the next one), -EMSGSIZE, -ENOBUFS. */
+SEALPOST_API int sealpost_account_publish(struct sealpost_client *c, const uint8_t *bytes,
+					  size_t len, uint64_t *client_id);
+/* Queues a ListFetch of account; answer: LIST_RESULT. Errors as publish. */
+SEALPOST_API int sealpost_account_fetch(struct sealpost_client *c,
+					const uint8_t account[SEALPOST_ACCOUNT_KEY_LEN],
+					uint64_t *client_id);
+
+/* Publishes and waits (socket mode) for the answer: 0 with *status (the
+ * broker's: ACCEPTED or an ERR_LIST_*) and *version (may be NULL), or
+ * -ETIMEDOUT / the connection's error. Other events are kept. */
+SEALPOST_API int sealpost_account_publish_wait(struct sealpost_client *c, const uint8_t *bytes,
+					       size_t len, int timeout_ms, int *status,
+					       uint64_t *version);
+/*
+ * Fetches, verifies, checks against the attached store and waits: 0 with
+ * *out (and the signed bytes in raw, if raw is not NULL: raw_cap >=
+ * SEALPOST_LIST_MAX, *raw_len); -SEALPOST_ENOLIST; -SEALPOST_EBADLIST (a
+ * forged list, or one for another account); -SEALPOST_EROLLBACK (older than
+ * the one kept: *out is then the kept one, raw untouched); -EPROTO for
+ * another refusal; -ETIMEDOUT or the connection's error.
+ */
+SEALPOST_API int sealpost_account_fetch_wait(struct sealpost_client *c,
+					     const uint8_t account[SEALPOST_ACCOUNT_KEY_LEN],
+					     int timeout_ms, struct sealpost_devlist *out,
+					     uint8_t *raw, size_t raw_cap, size_t *raw_len);
+
+/*
+ * Sends msg to every device of a list but this client's own key: one sealed
+ * envelope per device (sealpost_client_send each), ids first_id ..
+ * first_id + count - 1 in list order. Returns how many were queued, or a
+ * negative errno (some may have been queued: their RESULTs still come).
+ * Only give it a list from sealpost_account_fetch_wait or a LIST event
+ * with error 0.
+ */
+SEALPOST_API int sealpost_client_send_devices(struct sealpost_client *c,
+					      const struct sealpost_devlist *l, const void *msg,
+					      size_t msg_len, uint64_t *first_id);
 
 /* ------------------------------------------------------ foreign loops --- */
 
