@@ -669,6 +669,8 @@ void sp_store_get_stats(const struct sp_store *st, struct sp_store_stats *out)
 	out->space_refused = w->space_refused;
 	out->share_refused = w->share_refused;
 	out->share_untracked = w->share_untracked;
+	out->share_loads = w->share_loads;
+	out->share_loaded_entries = w->share_loaded_entries;
 	out->share_pairs = sp_store_share_pairs(st);
 	out->space_low = st->space_checked && st->cfg.min_free_bytes &&
 			 st->free_bytes < st->cfg.min_free_bytes;

@@ -126,8 +126,10 @@
  * knows a device's key cannot fill its whole mailbox. Counted in memory per
  * (recipient, share tag) pair with stored mail, incremented by enqueue,
  * decremented when the entry is acked or expires (the tag is in the v2
- * value). Not persisted: after a restart (or an aborted batch) counting
- * starts from zero for what is stored then. At most share_table_max
+ * value). Rebuilt from the stored tags: a mailbox's pairs are counted from
+ * its stored entries at its first enqueue after open (or after an aborted
+ * batch), one range read of that mailbox, so shares survive a restart and
+ * a start reads nothing for them. At most share_table_max
  * pairs; beyond that, new pairs go uncounted (share_untracked). The tag
  * has 24 bits: two senders of one mailbox share a counter with odds of
  * about 1 in 16 million per pair (the tag is keyed: a sender cannot aim
@@ -500,6 +502,8 @@ struct sp_store_stats {
 	uint64_t share_refused;         /* -EXFULL: a sender's share of a mailbox */
 	uint64_t share_untracked;       /* envelopes of pairs the share table had no room for */
 	uint64_t share_pairs;           /* (sender, mailbox) pairs counted now */
+	uint64_t share_loads;           /* mailboxes whose shares were read back from disk */
+	uint64_t share_loaded_entries;  /* entries read for that */
 	bool space_low;                 /* free space is below min_free_bytes now */
 	bool ballast;                   /* DIR/ballast is in place */
 	uint64_t acked, ack_unknown;

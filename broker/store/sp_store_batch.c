@@ -38,6 +38,8 @@ int sp_store_batch_init(struct sp_store *st)
 	rc = sp_keytab_create(&st->batch.map, 64);
 	if (rc == 0)
 		rc = sp_keytab_create(&st->share_map, 1024);
+	if (rc == 0)
+		rc = sp_keytab_create(&st->share_loaded, 1024);
 	return rc;
 }
 
@@ -52,6 +54,8 @@ void sp_store_batch_fini(struct sp_store *st)
 	st->batch.slots = NULL;
 	sp_keytab_destroy(st->share_map);
 	st->share_map = NULL;
+	sp_keytab_destroy(st->share_loaded);
+	st->share_loaded = NULL;
 	free(st->shares);
 	st->shares = NULL;
 	st->nshares = st->shares_cap = 0;
@@ -600,11 +604,77 @@ static void share_sub(struct sp_store *st, const uint8_t key[SP_KEY_LEN], uint64
 }
 
 /* Forgets every count (a discarded batch may have counted envelopes that
- * were never stored). */
+ * were never stored); each mailbox is counted again from what is stored
+ * at its next enqueue. */
 static void share_reset(struct sp_store *st)
 {
 	sp_keytab_clear(st->share_map);
+	if (st->share_loaded)
+		sp_keytab_clear(st->share_loaded);
 	st->nshares = 0;
+}
+
+/*
+ * Counts recipient's stored envelopes by share tag, once per mailbox per
+ * open: the shares survive a restart (and an aborted batch). Reads through
+ * the batch (its pending acks and enqueues included), from the store's own
+ * v2 values; v1 values have no tag and count for nobody. Cost: one range
+ * read of the mailbox, at most mailbox-max-count values, at its first
+ * enqueue after open; nothing for an empty mailbox. The loaded set is held
+ * to share_table_max mailboxes: beyond, every count is dropped and rebuilt
+ * as mailboxes are touched again.
+ */
+static int share_load(struct sp_store_batch *b, const uint8_t recipient[SP_KEY_LEN],
+		      uint64_t stored)
+{
+	struct sp_store *st = b->st;
+	uint8_t lo[SP_STORE_MAILBOX_KEY_LEN], hi[SP_STORE_MAILBOX_KEY_LEN];
+	rocksdb_readoptions_t *ro;
+	rocksdb_iterator_t *base, *it;
+	uint64_t idx;
+	char *rerr = NULL;
+
+	if (!st->cfg.share_pct || sp_keytab_lookup(st->share_loaded, recipient, &idx) == 0)
+		return 0;
+	if (sp_keytab_count(st->share_loaded) >= st->cfg.share_table_max)
+		share_reset(st);
+	if (sp_keytab_insert(st->share_loaded, recipient, 0, NULL) < 0)
+		return 0;       /* not counted: the mailbox quota still holds */
+	if (stored == 0)
+		return 0;
+	st->wstats.share_loads++;
+	sp_store_mailbox_key(lo, recipient, 0);
+	sp_store_mailbox_key(hi, recipient, UINT64_MAX);
+	ro = rocksdb_readoptions_create();
+	rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi, sizeof(hi));
+	base = rocksdb_create_iterator_cf(st->db, ro, st->cf[SP_STORE_CF_MAILBOX]);
+	it = rocksdb_writebatch_wi_create_iterator_with_base_cf(b->wb, base,
+							      st->cf[SP_STORE_CF_MAILBOX]);
+	for (rocksdb_iter_seek(it, (const char *)lo, sizeof(lo)); rocksdb_iter_valid(it);
+	     rocksdb_iter_next(it)) {
+		size_t klen, vlen;
+		const char *k = rocksdb_iter_key(it, &klen);
+		const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vlen);
+		struct sp_store_mbox_hdr h;
+		uint8_t skey[SP_KEY_LEN];
+
+		/* The batch's own entries are not held to the upper bound. */
+		if (klen != SP_STORE_MAILBOX_KEY_LEN || memcmp(k, hi, sizeof(hi)) >= 0)
+			break;
+		st->wstats.share_loaded_entries++;
+		if (sp_store_mbox_decode(v, vlen, &h) < 0 || !h.has_tag)
+			continue;
+		share_key(skey, recipient, h.share_tag);
+		share_add(st, skey, h.body_len);
+	}
+	rocksdb_iter_get_error(it, &rerr);
+	rocksdb_iter_destroy(it);       /* owns base */
+	rocksdb_readoptions_destroy(ro);
+	if (rerr) {
+		share_reset(st);
+		return sp_store_rocks_fail(st, "share read", rerr);
+	}
+	return 0;
 }
 
 size_t sp_store_share_pairs(const struct sp_store *st)
@@ -702,6 +772,9 @@ int sp_store_enqueue(struct sp_store_batch *b, const struct sp_store_envelope *e
 		rc = -EDQUOT;
 		goto out;
 	}
+	rc = share_load(b, env->recipient, m.count);
+	if (rc < 0)
+		goto out;
 	tag = sp_store_share_tag(st->dedup_key, env->sender, env->recipient);
 	share_key(skey, env->recipient, tag);
 	if (share_refuses(st, share_find(st, skey), env->body_len)) {

@@ -70,6 +70,7 @@ struct sp_store_batch {
 struct sp_store_wstats {
 	uint64_t enqueued, duplicates, quota_refused, space_refused;
 	uint64_t share_refused, share_untracked;
+	uint64_t share_loads, share_loaded_entries;
 	uint64_t acked, ack_unknown, acked_bytes;
 	uint64_t corrupt;
 	uint64_t commits, commit_failures, syncs;
@@ -117,6 +118,9 @@ struct sp_store {
 	/* Free space: read every SP_STORE_SPACE_CHECK_MS (statvfs), minus
 	 * what was written since (estimated). */
 	struct sp_keytab *share_map;    /* share key -> index into shares */
+	/* Mailboxes whose shares are counted: rebuilt from their stored
+	 * share tags on first touch after open (or after a reset). */
+	struct sp_keytab *share_loaded;
 	struct sp_store_share *shares;
 	size_t nshares;
 	size_t shares_cap;              /* bytes allocated */

@@ -584,6 +584,47 @@ static void test_mailbox_share(void **state)
 	sp_it_rmrf(b.data_dir);
 }
 
+/* The share survives a restart: counted again from the stored share tags
+ * (store format 2) at the mailbox's first enqueue after the start, so an
+ * attacker cannot wait for a restart to fill the rest of the mailbox. */
+static void test_mailbox_share_restart(void **state)
+{
+	const char *args[] = { "--fsync", "never", "--mailbox-max-count", "1000",
+			       "--mailbox-sender-share", "25", NULL };
+	static uint8_t victim[1][SP_KEY_LEN];
+	struct sp_it_broker b;
+	struct sp_raw att, hon;
+	struct tally t1 = { 0 }, t2 = { 0 }, th = { 0 };
+
+	(void)state;
+	random_key(victim[0]);
+	assert_int_equal(sp_it_broker_start(&b, NULL, args), 0);
+	assert_int_equal(sp_raw_init(&att), 0);
+	assert_int_equal(sp_raw_open(&att, b.port, SP_PREAMBLE_PATTERN_IK, b.server_pub), 0);
+	send_many(&att, (const uint8_t (*)[SP_KEY_LEN])victim, 1, 300, 0, 0, &t1);
+	assert_int_equal(t1.by_status[SP_STATUS_ACCEPTED], 250);
+	sp_raw_disconnect(&att);
+	assert_int_equal(sp_it_broker_stop(&b), 0);
+
+	assert_int_equal(sp_it_broker_restart(&b, args), 0);
+	assert_int_equal(sp_raw_open(&att, b.port, SP_PREAMBLE_PATTERN_IK, b.server_pub), 0);
+	send_many(&att, (const uint8_t (*)[SP_KEY_LEN])victim, 1, 300, 0, 0, &t2);
+	assert_int_equal(sp_raw_init(&hon), 0);
+	assert_int_equal(sp_raw_open(&hon, b.port, SP_PREAMBLE_PATTERN_IK, b.server_pub), 0);
+	send_many(&hon, (const uint8_t (*)[SP_KEY_LEN])victim, 1, 100, 16, 0, &th);
+	printf("mailbox share across a restart: attacker %u accepted before, %u after (%u "
+	       "mailbox_full); honest %u of 100 accepted\n", t1.by_status[SP_STATUS_ACCEPTED],
+	       t2.by_status[SP_STATUS_ACCEPTED], t2.by_status[SP_STATUS_ERR_MAILBOX_FULL],
+	       th.by_status[SP_STATUS_ACCEPTED]);
+	assert_int_equal(t2.by_status[SP_STATUS_ACCEPTED], 0);
+	assert_int_equal(t2.by_status[SP_STATUS_ERR_MAILBOX_FULL], 300);
+	assert_int_equal(th.by_status[SP_STATUS_ACCEPTED], 100);
+	sp_raw_close(&att);
+	sp_raw_close(&hon);
+	assert_int_equal(sp_it_broker_stop(&b), 0);
+	sp_it_rmrf(b.data_dir);
+}
+
 /* ---- deleted data leaves the disk ------------------------------------------------ */
 
 static const uint8_t *grep_needle[2];
@@ -774,6 +815,7 @@ int main(void)
 		cmocka_unit_test(test_disk_fill),
 		cmocka_unit_test(test_sender_rate),
 		cmocka_unit_test(test_mailbox_share),
+		cmocka_unit_test(test_mailbox_share_restart),
 		cmocka_unit_test(test_acked_data_leaves_disk),
 		cmocka_unit_test(test_wal_bounded),
 	};

@@ -894,6 +894,25 @@ static void test_sender_share(void **state)
 		assert_int_equal(ack1(f, 3, r, s[i]), 0);
 	sp_store_get_stats(f->st, &st);
 	assert_int_equal(st.share_pairs, 2);
+	/* Reopened: nothing counted at open; the attacker's 4 envelopes in r
+	 * are counted again from their stored tags at r's first enqueue. */
+	sp_store_close(f->st);
+	f->st = NULL;
+	open_store(f);
+	sp_store_get_stats(f->st, &st);
+	assert_int_equal(st.share_pairs, 0);
+	assert_int_equal(put1(f, 4, r, att, 0, "a", 1, 0, &x), -EXFULL);
+	sp_store_get_stats(f->st, &st);
+	assert_int_equal(st.share_loads, 1);
+	assert_int_equal(st.share_loaded_entries, 4);
+	assert_int_equal(st.share_refused, 1);
+	/* Another sender to r: its own share, r not read again. */
+	assert_int_equal(put1(f, 5, r, hon, 0, "h", 1, 0, &x), 0);
+	/* r2 (one envelope of att) is read at its own first enqueue. */
+	assert_int_equal(put1(f, 6, r2, att, 0, "a", 1, 0, &x), 0);
+	sp_store_get_stats(f->st, &st);
+	assert_int_equal(st.share_loads, 2);
+	assert_int_equal(st.share_pairs, 3);
 }
 
 /* A store of format 1 (v1 mailbox values) opens, is marked format 2, and
