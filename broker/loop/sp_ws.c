@@ -25,7 +25,10 @@ enum ws_state {
 	WS_REFUSED,                     /* an HTTP error sent: input discarded */
 };
 
-enum { FEED_MAX = 4096 };               /* payload copied per session call */
+enum {
+	FEED_MAX = 4096,                /* payload copied per session call */
+	OUT_KEEP = 16384,               /* output buffer capacity kept between sends */
+};
 
 struct sp_ws {
 	uint8_t state;                  /* enum ws_state */
@@ -357,6 +360,12 @@ bool sp_ws_tx_peek(struct sp_shard *sh, struct sp_conn *c, const uint8_t **p, si
 
 	if (w->out_off == w->out_len) {
 		w->out_off = w->out_len = 0;
+		/* An idle connection keeps no large buffer from its last burst. */
+		if (w->out_cap > OUT_KEEP) {
+			free(w->out);
+			w->out = NULL;
+			w->out_cap = 0;
+		}
 		refill(sh, c, w);
 	}
 	if (w->out_off == w->out_len)
