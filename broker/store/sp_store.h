@@ -512,6 +512,8 @@ void sp_store_expiry_mailbox_key(uint8_t out[SP_STORE_EXPIRY_MAILBOX_KEY_LEN],
  *   "lgl/" | u64 index            -> u8 version=1 | the leaf's bytes (the list)
  *   "lgh/" | u8 level | u64 index -> hash[32] of the complete subtree over
  *                                    leaves [index << level, (index+1) << level)
+ *   "lgi/" | account[32]          -> u8 version=1 | u64 index of the account's
+ *                                    latest leaf (what a fetch proves)
  *
  * An append writes the leaf, its hash, the hashes of every subtree it
  * completes (at most 63) and the new size in one WriteBatch, so a crash
@@ -529,8 +531,19 @@ enum {
 int sp_store_log_size(struct sp_store *st, uint64_t *size);
 
 /* Appends leaf (len bytes, borrowed) in its own synced WriteBatch; *index
- * = its position. 0, -EMSGSIZE, -EIO (poisoned, RocksDB), -ENOMEM. */
-int sp_store_log_append(struct sp_store *st, const uint8_t *leaf, size_t len, uint64_t *index);
+ * = its position. account (32 bytes, borrowed, or NULL): the leaf becomes
+ * that account's latest (sp_store_log_index_of). 0, -EMSGSIZE, -EIO
+ * (poisoned, RocksDB), -ENOMEM. */
+int sp_store_log_append(struct sp_store *st, const uint8_t *account, const uint8_t *leaf, size_t len,
+			uint64_t *index);
+
+/* The hash of the complete subtree (level, index) (sp_merkle_subtree_fn's
+ * meaning; the caller knows the log has its leaves): for views built on
+ * the log (app/sp_tlog.c). 0, -EBADMSG (missing: corrupt), -EIO. */
+int sp_store_log_subtree(struct sp_store *st, unsigned level, uint64_t index, uint8_t out[32]);
+
+/* The index of account's latest leaf. 0, -ENOENT (none), -EBADMSG, -EIO. */
+int sp_store_log_index_of(struct sp_store *st, const uint8_t account[32], uint64_t *index);
 
 /* The leaf at index into buf (caller-owned, cap bytes), *len. -ENOENT
  * (index >= size), -EMSGSIZE, -EBADMSG, -EIO. */

@@ -15,12 +15,15 @@
 #define LOG_SIZE_KEY "lgs"
 #define LOG_LEAF_PREFIX "lgl/"
 #define LOG_HASH_PREFIX "lgh/"
+#define LOG_INDEX_PREFIX "lgi/"
 
 enum {
 	LOG_PREFIX_LEN = 4,
+	LOG_ACCOUNT_LEN = 32,           /* an account: its Ed25519 public key */
 	LOG_LEAF_KEY_LEN = LOG_PREFIX_LEN + 8,
 	LOG_HASH_KEY_LEN = LOG_PREFIX_LEN + 1 + 8,
 	LOG_SIZE_VALUE_LEN = 1 + 8,
+	LOG_INDEX_KEY_LEN = LOG_PREFIX_LEN + LOG_ACCOUNT_LEN,
 };
 
 static void leaf_key(uint8_t out[LOG_LEAF_KEY_LEN], uint64_t index)
@@ -34,6 +37,12 @@ static void hash_key(uint8_t out[LOG_HASH_KEY_LEN], unsigned level, uint64_t ind
 	memcpy(out, LOG_HASH_PREFIX, LOG_PREFIX_LEN);
 	out[LOG_PREFIX_LEN] = (uint8_t)level;
 	sp_be_put64(out + LOG_PREFIX_LEN + 1, index);
+}
+
+static void index_key(uint8_t out[LOG_INDEX_KEY_LEN], const uint8_t account[LOG_ACCOUNT_LEN])
+{
+	memcpy(out, LOG_INDEX_PREFIX, LOG_PREFIX_LEN);
+	memcpy(out + LOG_PREFIX_LEN, account, LOG_ACCOUNT_LEN);
 }
 
 int sp_store_log_size(struct sp_store *st, uint64_t *size)
@@ -84,8 +93,8 @@ static int subtree(void *ctx, unsigned level, uint64_t index, uint8_t out[SP_MER
 	return rc;
 }
 
-int sp_store_log_stage(struct sp_store *st, rocksdb_writebatch_t *wb, const uint8_t *leaf,
-		       size_t len, uint64_t *index)
+int sp_store_log_stage(struct sp_store *st, rocksdb_writebatch_t *wb,
+		       const uint8_t *account, const uint8_t *leaf, size_t len, uint64_t *index)
 {
 	uint8_t key[LOG_HASH_KEY_LEN], h[SP_MERKLE_HASH_LEN], left[SP_MERKLE_HASH_LEN];
 	uint8_t sizev[LOG_SIZE_VALUE_LEN];
@@ -132,13 +141,24 @@ int sp_store_log_stage(struct sp_store *st, rocksdb_writebatch_t *wb, const uint
 	}
 	sizev[0] = SP_STORE_VALUE_V1;
 	sp_be_put64(sizev + 1, end);
+	if (account) {
+		uint8_t ik[LOG_INDEX_KEY_LEN];
+
+		/* the account's latest leaf: the same value layout as the size */
+		index_key(ik, account);
+		sp_be_put64(sizev + 1, n);
+		rocksdb_writebatch_put_cf(wb, cf, (const char *)ik, sizeof(ik), (const char *)sizev,
+					  sizeof(sizev));
+		sp_be_put64(sizev + 1, end);
+	}
 	rocksdb_writebatch_put_cf(wb, cf, LOG_SIZE_KEY, strlen(LOG_SIZE_KEY), (const char *)sizev,
 				  sizeof(sizev));
 	*index = n;
 	return 0;
 }
 
-int sp_store_log_append(struct sp_store *st, const uint8_t *leaf, size_t len, uint64_t *index)
+int sp_store_log_append(struct sp_store *st, const uint8_t *account, const uint8_t *leaf, size_t len,
+			uint64_t *index)
 {
 	rocksdb_writebatch_t *wb;
 	char *rerr = NULL;
@@ -148,7 +168,7 @@ int sp_store_log_append(struct sp_store *st, const uint8_t *leaf, size_t len, ui
 	wb = rocksdb_writebatch_create();
 	if (!wb)
 		return -ENOMEM;
-	rc = sp_store_log_stage(st, wb, leaf, len, &idx);
+	rc = sp_store_log_stage(st, wb, account, leaf, len, &idx);
 	if (rc == 0) {
 		rocksdb_write(st->db, st->wo_sync, wb, &rerr);
 		if (rerr)
@@ -229,4 +249,31 @@ int sp_store_log_consistency(struct sp_store *st, uint64_t m, uint64_t n, uint8_
 	if ((rc = check_size(st, n)))
 		return rc;
 	return sp_merkle_consistency_proof(subtree, st, m, n, proof, cap, len);
+}
+
+int sp_store_log_index_of(struct sp_store *st, const uint8_t account[LOG_ACCOUNT_LEN], uint64_t *index)
+{
+	uint8_t key[LOG_INDEX_KEY_LEN];
+	char *rerr = NULL, *val;
+	size_t vlen = 0;
+	int rc = 0;
+
+	index_key(key, account);
+	val = rocksdb_get_cf(st->db, st->ro, st->cf[SP_STORE_CF_DEFAULT], (const char *)key,
+			     sizeof(key), &vlen, &rerr);
+	if (rerr)
+		return sp_store_rocks_fail(st, "log index read", rerr);
+	if (!val)
+		return -ENOENT;
+	if (vlen != LOG_SIZE_VALUE_LEN || (uint8_t)val[0] != SP_STORE_VALUE_V1)
+		rc = -EBADMSG;
+	else
+		*index = sp_be_get64((const uint8_t *)val + 1);
+	rocksdb_free(val);
+	return rc;
+}
+
+int sp_store_log_subtree(struct sp_store *st, unsigned level, uint64_t index, uint8_t out[32])
+{
+	return subtree(st, level, index, out);
 }

@@ -92,7 +92,7 @@ static void append_all(struct fx *f, uint64_t from, uint64_t to)
 		uint64_t idx = 99;
 		size_t n = leaf_of(buf, i);
 
-		assert_int_equal(sp_store_log_append(f->st, buf, n, &idx), 0);
+		assert_int_equal(sp_store_log_append(f->st, NULL, buf, n, &idx), 0);
 		assert_int_equal(idx, i);
 		sp_merkle_leaf_hash(f->hashes[i], buf, n);
 	}
@@ -175,19 +175,23 @@ static void test_stage(void **state)
 	rocksdb_writebatch_t *wb;
 	char *rerr = NULL, *val;
 	size_t vlen;
+	uint8_t acct[32];
 	uint64_t idx, n;
 
 	append_all(f, 0, 3);
+	memset(acct, 0xac, sizeof(acct));
+	assert_int_equal(sp_store_log_index_of(f->st, acct, &idx), -ENOENT);
 	wb = rocksdb_writebatch_create();
-	assert_int_equal(sp_store_log_stage(f->st, wb, (const uint8_t *)"\3\3\3", 3, &idx), 0);
+	assert_int_equal(sp_store_log_stage(f->st, wb, acct, (const uint8_t *)"\3\3\3", 3, &idx), 0);
 	assert_int_equal(idx, 3);
 	rocksdb_writebatch_destroy(wb); /* never written */
 	assert_int_equal(sp_store_log_size(f->st, &n), 0);
 	assert_int_equal(n, 3);
+	assert_int_equal(sp_store_log_index_of(f->st, acct, &idx), -ENOENT);
 
 	wb = rocksdb_writebatch_create();
 	rocksdb_writebatch_put_cf(wb, f->st->cf[SP_STORE_CF_DEFAULT], "zz-test", 7, "x", 1);
-	assert_int_equal(sp_store_log_stage(f->st, wb, (const uint8_t *)"\3\3\3", 3, &idx), 0);
+	assert_int_equal(sp_store_log_stage(f->st, wb, acct, (const uint8_t *)"\3\3\3", 3, &idx), 0);
 	rocksdb_write(f->st->db, f->st->wo_sync, wb, &rerr);
 	assert_null(rerr);
 	rocksdb_writebatch_destroy(wb);
@@ -200,9 +204,12 @@ static void test_stage(void **state)
 	rocksdb_free(val);
 	sp_merkle_leaf_hash(f->hashes[3], (const uint8_t *)"\3\3\3", 3);
 	check_all(f, 4);
+	idx = 0;
+	assert_int_equal(sp_store_log_index_of(f->st, acct, &idx), 0);
+	assert_int_equal(idx, 3);
 	/* too large a leaf */
 	wb = rocksdb_writebatch_create();
-	assert_int_equal(sp_store_log_stage(f->st, wb, (const uint8_t *)"", SP_STORE_LOG_LEAF_MAX + 1,
+	assert_int_equal(sp_store_log_stage(f->st, wb, NULL, (const uint8_t *)"", SP_STORE_LOG_LEAF_MAX + 1,
 					    &idx),
 			 -EMSGSIZE);
 	rocksdb_writebatch_destroy(wb);
