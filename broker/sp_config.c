@@ -118,6 +118,9 @@ static const struct opt opts[] = {
 	{ "ack-unknown-max", "N", OPT_U32, FIELD(ack_unknown_max), 1, 1u << 30, false,
 	  "acks for nothing (unknown seqs, or more than the device's mailbox could hold) a "
 	  "connection may send; beyond, GoAway protocol (reason ack_flood)" },
+	{ "account-max-devices", "N", OPT_U32, FIELD(account_max_devices), 1, SP_DEVLIST_DEVICES_MAX,
+	  false, "devices on one account's signed list (at most 64); a longer list is refused "
+	  "(err_list_too_large)" },
 	{ "admin-socket", "PATH", OPT_SOCKET, FIELD(admin_socket), 0, 0, false,
 	  "Unix socket of `sealpost admin` (mode 0600: its permissions are the "
 	  "authentication); empty = DATA_DIR/admin.sock; off = none" },
@@ -214,6 +217,7 @@ void sp_config_defaults(struct sp_config *c)
 	c->dedup_window_s = SP_DEFAULT_DEDUP_WINDOW_S;
 	c->backlog_chunk = SP_DEFAULT_BACKLOG_CHUNK;
 	c->ack_unknown_max = SP_DEFAULT_ACK_UNKNOWN_MAX;
+	c->account_max_devices = SP_DEFAULT_ACCOUNT_MAX_DEVICES;
 	c->metrics_conn_max = SP_HTTP_CONN_MAX;
 	c->metrics_per_address_max = SP_HTTP_PER_ADDRESS_MAX;
 	c->metrics_deadline_ms = SP_HTTP_DEADLINE_MS;

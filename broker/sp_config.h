@@ -111,6 +111,7 @@ struct sp_config {
 	uint64_t dedup_window_s;        /* how long (sender, recipient, client_id) is remembered */
 	uint32_t backlog_chunk;         /* envelopes per backlog read */
 	uint32_t ack_unknown_max;       /* acks for nothing a connection may send before it is closed */
+	uint32_t account_max_devices;   /* devices on one signed list (<= SP_DEVLIST_DEVICES_MAX) */
 
 	/* The admin socket (obs/sp_admin.h). "" = DATA_DIR/admin.sock, "off" = none. */
 	char admin_socket[SP_CONFIG_SOCKET_MAX];
@@ -156,6 +157,7 @@ enum {
 	SP_DEFAULT_DEDUP_WINDOW_S = 24 * 3600,
 	SP_DEFAULT_BACKLOG_CHUNK = 256,
 	SP_DEFAULT_ACK_UNKNOWN_MAX = 4096,
+	SP_DEFAULT_ACCOUNT_MAX_DEVICES = 32,  /* of the protocol's 64 */
 	SP_DEFAULT_EXPIRY_SWEEP_BUDGET_MS = 5,
 	SP_DEFAULT_EXPIRY_SWEEP_BATCH = 4096,
 	SP_DEFAULT_SENDER_RATE = 10000,

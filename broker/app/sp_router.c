@@ -6,6 +6,7 @@
 
 #include <string.h>
 
+#include "sp_account.h"
 #include "sp_conn_table.h"
 #include "sp_deliver.h"
 #include "sp_lifecycle.h"
@@ -53,6 +54,10 @@ enum sp_close_reason sp_router_frame(void *ctx, struct sp_conn *c, const struct 
 		return SP_CLOSE_NONE;   /* answers a Ping of ours */
 	case SP_FRAME_ACK:
 		return sp_mailbox_ack(sh, c, f);
+	case SP_FRAME_LIST_PUT:
+		return sp_account_put(sh, c, f);
+	case SP_FRAME_LIST_FETCH:
+		return sp_account_fetch(sh, c, f);
 	default:
 		/* SendResult, Deliver, Drained, GoAway travel broker -> client only. */
 		return SP_CLOSE_PROTOCOL;

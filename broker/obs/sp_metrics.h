@@ -318,6 +318,7 @@ static inline enum sp_metrics_close sp_metrics_close_from_status(enum sp_status 
 	case SP_STATUS_GOAWAY_SHUTDOWN: return SP_METRICS_CLOSE_SHUTDOWN;
 	case SP_STATUS_GOAWAY_SLOW_CONSUMER: return SP_METRICS_CLOSE_SLOW_CONSUMER;
 	case SP_STATUS_GOAWAY_IDLE: return SP_METRICS_CLOSE_IDLE;
+	case SP_STATUS_GOAWAY_REMOVED: return SP_METRICS_CLOSE_REMOVED;
 	default: return SP_METRICS_CLOSE_INTERNAL;
 	}
 }

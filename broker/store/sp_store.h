@@ -24,6 +24,10 @@
  *                                   format 1 refuses it rather than treating
  *                                   v2 mailbox values as corrupt)
  *     "epoch"                    -> u64 open counter (see "Sequences")
+ *     "acl/" | account[32]      -> u8 version=1 | the account's signed device
+ *                                   list as published (docs/PROTOCOL.md 11.1)
+ *     "acd/" | device[32]       -> account[32]: the list the device is on
+ *                                   (the last list accepted that names it)
  *     "totals"                   -> a meta v1 value: next_seq 0, count and bytes
  *                                   over all mailboxes (written by every commit
  *                                   that changes them; counted once from the
@@ -450,6 +454,43 @@ struct sp_store_top_item {
  */
 int sp_store_top(struct sp_store *st, size_t n, bool by_bytes, struct sp_store_top_item *out,
 		 size_t *nout, uint64_t *scanned);
+
+/* ---- accounts (sp_store_account.c) ----------------------------------------- */
+
+/*
+ * Accounts: the latest signed device list of each account, and which
+ * account each listed device is on. The store does not check lists (the
+ * broker's app layer verified them); it keeps bytes. A list write is its
+ * own synced WriteBatch, outside the iteration's batch, whatever the sync
+ * mode: it is rare, and the publisher is told at once.
+ */
+#define SP_STORE_LIST_PREFIX "acl/"
+#define SP_STORE_DEVICE_PREFIX "acd/"
+enum {
+	SP_STORE_ACCT_PREFIX_LEN = 4,
+	SP_STORE_LIST_KEY_LEN = SP_STORE_ACCT_PREFIX_LEN + SP_ACCOUNT_LEN,
+	/* A list as the protocol allows it at most (sp_devlist.h SP_DEVLIST_MAX). */
+	SP_STORE_LIST_VALUE_MAX = 43 + SP_DEVLIST_DEVICES_MAX * (SP_KEY_LEN + 9 + SP_DEVLIST_LABEL_MAX) + 64,
+};
+
+/* The stored list of account into buf (caller-owned, cap bytes), *len.
+ * -ENOENT (none), -EMSGSIZE (cap), -EBADMSG (corrupt value), -EIO. */
+int sp_store_list_get(struct sp_store *st, const uint8_t account[SP_ACCOUNT_LEN], uint8_t *buf,
+		      size_t cap, size_t *len);
+
+/*
+ * Stores list (len bytes, borrowed) as account's, and in the same synced
+ * write points added devices at the account and deletes removed devices'
+ * index records. All arrays borrowed. 0, -EMSGSIZE, -EIO (poisoned store,
+ * or RocksDB failed), -ENOMEM.
+ */
+int sp_store_list_put(struct sp_store *st, const uint8_t account[SP_ACCOUNT_LEN],
+		      const uint8_t *list, size_t len, const uint8_t (*added)[SP_KEY_LEN],
+		      size_t nadded, const uint8_t (*removed)[SP_KEY_LEN], size_t nremoved);
+
+/* The account whose list names device: 0, -ENOENT, -EBADMSG, -EIO. */
+int sp_store_device_account(struct sp_store *st, const uint8_t device[SP_KEY_LEN],
+			    uint8_t account[SP_ACCOUNT_LEN]);
 
 /* ---- operations, metrics, tests ------------------------------------------ */
 

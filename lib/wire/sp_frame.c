@@ -29,6 +29,7 @@
 #include "sp_frame.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -56,6 +57,10 @@ SAME_KIND(DRAINED, DRAINED);
 SAME_KIND(PING, PING);
 SAME_KIND(PONG, PONG);
 SAME_KIND(GOAWAY, GOAWAY);
+SAME_KIND(LIST_PUT, LIST_PUT);
+SAME_KIND(LIST_FETCH, LIST_FETCH);
+SAME_KIND(LIST_RESULT, LIST_RESULT);
+SAME_KIND(LIST_CHANGED, LIST_CHANGED);
 
 /* ---- the protobuf encoding of FrameHeader, by hand ----------------------- */
 
@@ -159,6 +164,59 @@ static void ack_append(struct sp_frame *f, uint64_t seq, uint32_t *total)
 	(*total)++;
 }
 
+static bool is_list(enum sp_frame_type t)
+{
+	return t >= SP_FRAME_LIST_PUT && t <= SP_FRAME_LIST_CHANGED;
+}
+
+/*
+ * One field of a list frame, under the numbering the four share (1
+ * account, 2 client_id, 3 status, 4 version, 5 list_len): a field a member
+ * does not define is unknown to protobuf, so skipped. The account is
+ * remembered in *acc (the last one wins, as in protobuf).
+ */
+static int parse_list_field(struct sp_frame *f, enum sp_frame_type kind, const struct field *fl,
+			    const uint8_t **acc, size_t *acc_len)
+{
+	bool req = kind == SP_FRAME_LIST_PUT || kind == SP_FRAME_LIST_FETCH;
+	bool changed = kind == SP_FRAME_LIST_CHANGED;
+
+	switch (fl->num) {
+	case 1:
+		if (fl->wt != WT_LEN)
+			return -EBADMSG;
+		*acc = fl->data;
+		*acc_len = fl->len;
+		return 0;
+	case 2:
+		if (changed)
+			return 0;
+		WANT_VARINT(fl);
+		f->u.list.client_id = fl->v;
+		return 0;
+	case 3:
+		if (req || changed)
+			return 0;
+		WANT_VARINT(fl);
+		f->u.list.status = (enum sp_status)(int32_t)(uint32_t)fl->v;
+		return 0;
+	case 4:
+		if (req)
+			return 0;
+		WANT_VARINT(fl);
+		f->u.list.version = fl->v;
+		return 0;
+	case 5:
+		if (req)
+			return 0;
+		WANT_VARINT(fl);
+		f->u.list.list_len = (uint32_t)fl->v;
+		return 0;
+	default:
+		return 0;
+	}
+}
+
 /*
  * One member of the FrameHeader oneof. A later member replaces an earlier one
  * entirely (protobuf-c's oneof rule; not merged), so the fields start from
@@ -173,13 +231,20 @@ static int parse_kind(struct sp_frame *f, enum sp_frame_type kind, const uint8_t
 	struct field fl;
 	int ret;
 
-	/* Every member but ack.seqs (written as read) fits in send's size. */
-	memset(&f->u, 0, sizeof(f->u.send));
+	/* Every member but ack.seqs (written as read) fits in list's size. */
+	_Static_assert(sizeof(f->u.list) >= sizeof(f->u.send), "the largest fixed member");
+	memset(&f->u, 0, sizeof(f->u.list));
 	*ack_total = 0;
 	while (r.p < r.end) {
 		ret = next_field(&r, &fl);
 		if (ret < 0)
 			return ret;
+		if (is_list(kind)) {
+			ret = parse_list_field(f, kind, &fl, &to, &to_len);
+			if (ret < 0)
+				return ret;
+			continue;
+		}
 		if (fl.num != 1 && !(kind == SP_FRAME_SEND || kind == SP_FRAME_SEND_RESULT))
 			continue;
 		switch (kind) {
@@ -253,6 +318,10 @@ static int parse_kind(struct sp_frame *f, enum sp_frame_type kind, const uint8_t
 			f->u.send.to_ok = 1;
 		}
 	}
+	if (is_list(kind) && to_len == SP_ACCOUNT_LEN) {
+		memcpy(f->u.list.account, to, SP_ACCOUNT_LEN);
+		f->u.list.account_ok = 1;
+	}
 	return 0;
 }
 
@@ -268,7 +337,7 @@ static int parse_header(struct sp_frame *f, const uint8_t *p, size_t n)
 		ret = next_field(&r, &fl);
 		if (ret < 0)
 			return ret;
-		if (fl.num < SP_FRAME_SEND || fl.num > SP_FRAME_GOAWAY)
+		if (fl.num < SP_FRAME_SEND || fl.num > SP_FRAME_TYPE_MAX)
 			continue; /* unknown field: skipped, as protobuf requires */
 		if (fl.wt != WT_LEN)
 			return -EBADMSG;
@@ -295,7 +364,8 @@ static int parse_header(struct sp_frame *f, const uint8_t *p, size_t n)
 
 static int has_body(enum sp_frame_type t)
 {
-	return t == SP_FRAME_SEND || t == SP_FRAME_DELIVER;
+	return t == SP_FRAME_SEND || t == SP_FRAME_DELIVER || t == SP_FRAME_LIST_PUT ||
+	       t == SP_FRAME_LIST_RESULT || t == SP_FRAME_LIST_CHANGED;
 }
 
 int sp_frame_next(const uint8_t *buf, size_t len, size_t *off, struct sp_frame *f)
@@ -436,6 +506,24 @@ static int put_kind(const struct sp_frame *f, uint8_t out[KIND_MAX])
 		break;
 	case SP_FRAME_GOAWAY:
 		p = put_enum_field(p, 1, f->u.goaway.code);
+		break;
+	case SP_FRAME_LIST_PUT:
+	case SP_FRAME_LIST_FETCH:
+	case SP_FRAME_LIST_RESULT:
+	case SP_FRAME_LIST_CHANGED:
+		/* Always the 32 bytes, as Send.to. */
+		*p++ = 1 << 3 | WT_LEN;
+		*p++ = SP_ACCOUNT_LEN;
+		memcpy(p, f->u.list.account, SP_ACCOUNT_LEN);
+		p += SP_ACCOUNT_LEN;
+		if (f->type != SP_FRAME_LIST_CHANGED)
+			p = put_u64_field(p, 2, f->u.list.client_id);
+		if (f->type == SP_FRAME_LIST_RESULT)
+			p = put_enum_field(p, 3, f->u.list.status);
+		if (f->type == SP_FRAME_LIST_RESULT || f->type == SP_FRAME_LIST_CHANGED) {
+			p = put_u64_field(p, 4, f->u.list.version);
+			p = put_u64_field(p, 5, f->u.list.list_len);
+		}
 		break;
 	default:
 		return -EINVAL;

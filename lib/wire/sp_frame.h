@@ -61,6 +61,19 @@ struct sp_frame {
 		struct {
 			enum sp_status code;
 		} goaway;
+		/* ListPut, ListFetch, ListResult, ListChanged (one field
+		 * numbering for all four, docs/PROTOCOL.md 11.2). */
+		struct {
+			uint8_t account[SP_ACCOUNT_LEN];
+			/* 1 when account was exactly SP_ACCOUNT_LEN bytes on the
+			 * wire, else 0 and account zeroed (the broker answers
+			 * ERR_LIST_ACCOUNT). Encoding: account is always written. */
+			uint8_t account_ok;
+			uint64_t client_id;
+			enum sp_status status;
+			uint64_t version;
+			uint32_t list_len;
+		} list;
 	} u;
 	/* Borrowed: points into the buffer given to sp_frame_next; valid as long
 	 * as that buffer is. NULL/0 for frame types without a body. */

@@ -70,6 +70,11 @@ enum sp_frame_type {
 	SP_FRAME_PING = 6,        /* either way */
 	SP_FRAME_PONG = 7,        /* either way */
 	SP_FRAME_GOAWAY = 8,      /* broker -> client, then close */
+	SP_FRAME_LIST_PUT = 9,    /* client -> broker, carries a body (the signed list) */
+	SP_FRAME_LIST_FETCH = 10, /* client -> broker */
+	SP_FRAME_LIST_RESULT = 11,/* broker -> client, may carry a body */
+	SP_FRAME_LIST_CHANGED = 12, /* broker -> client, carries a body */
+	SP_FRAME_TYPE_MAX = SP_FRAME_LIST_CHANGED,
 };
 
 /* Send.flags bits */
@@ -88,5 +93,13 @@ enum sp_send_flags {
 
 /* Acks carried in one Ack frame, at most. */
 enum { SP_ACK_SEQS_MAX = 64 };
+
+/* Signed device lists (docs/PROTOCOL.md 11; the codec is lib/crypto/sp_devlist.h):
+ * protocol maxima; the broker's --account-max-devices may lower the first. */
+enum {
+	SP_DEVLIST_DEVICES_MAX = 64,    /* devices on one list */
+	SP_DEVLIST_LABEL_MAX = 64,      /* bytes of one device label */
+	SP_ACCOUNT_LEN = 32,            /* an account: its Ed25519 public key */
+};
 
 #endif

@@ -52,6 +52,15 @@ static int same_frame(const struct sp_frame *a, const struct sp_frame *b)
 		return a->u.ping.id == b->u.ping.id;
 	case SP_FRAME_GOAWAY:
 		return (uint32_t)a->u.goaway.code == (uint32_t)b->u.goaway.code;
+	case SP_FRAME_LIST_PUT:
+	case SP_FRAME_LIST_FETCH:
+	case SP_FRAME_LIST_RESULT:
+	case SP_FRAME_LIST_CHANGED:
+		return a->u.list.account_ok == b->u.list.account_ok &&
+		       memcmp(a->u.list.account, b->u.list.account, SP_ACCOUNT_LEN) == 0 &&
+		       a->u.list.client_id == b->u.list.client_id &&
+		       (uint32_t)a->u.list.status == (uint32_t)b->u.list.status &&
+		       a->u.list.version == b->u.list.version && a->u.list.list_len == b->u.list.list_len;
 	default:
 		return 0;
 	}
@@ -106,7 +115,7 @@ static unsigned kind_members(const uint8_t *h, size_t n)
 		default:
 			return count;
 		}
-		if ((tag >> 3) >= 1 && (tag >> 3) <= 8)
+		if ((tag >> 3) >= 1 && (tag >> 3) <= SP_FRAME_TYPE_MAX)
 			count++;
 	}
 	return count;
@@ -115,6 +124,14 @@ static unsigned kind_members(const uint8_t *h, size_t n)
 /* protobuf-c's reading of header bytes, under sp_frame_next's rules (and
  * PROTOCOL.md's "exactly one member of the oneof", which protobuf-c does
  * not check: it keeps the last one). */
+static void ref_account(struct sp_frame *f, const ProtobufCBinaryData *b)
+{
+	if (b->len == SP_ACCOUNT_LEN) {
+		memcpy(f->u.list.account, b->data, SP_ACCOUNT_LEN);
+		f->u.list.account_ok = 1;
+	}
+}
+
 static int ref_decode(const uint8_t *h, size_t n, struct sp_frame *f)
 {
 	Sealpost__V1__FrameHeader *m = sealpost__v1__frame_header__unpack(NULL, n, h);
@@ -166,6 +183,26 @@ static int ref_decode(const uint8_t *h, size_t n, struct sp_frame *f)
 	case SEALPOST__V1__FRAME_HEADER__KIND_GOAWAY:
 		f->u.goaway.code = (enum sp_status)m->goaway->code;
 		break;
+	case SEALPOST__V1__FRAME_HEADER__KIND_LIST_PUT:
+		ref_account(f, &m->list_put->account);
+		f->u.list.client_id = m->list_put->client_id;
+		break;
+	case SEALPOST__V1__FRAME_HEADER__KIND_LIST_FETCH:
+		ref_account(f, &m->list_fetch->account);
+		f->u.list.client_id = m->list_fetch->client_id;
+		break;
+	case SEALPOST__V1__FRAME_HEADER__KIND_LIST_RESULT:
+		ref_account(f, &m->list_result->account);
+		f->u.list.client_id = m->list_result->client_id;
+		f->u.list.status = (enum sp_status)m->list_result->status;
+		f->u.list.version = m->list_result->version;
+		f->u.list.list_len = m->list_result->list_len;
+		break;
+	case SEALPOST__V1__FRAME_HEADER__KIND_LIST_CHANGED:
+		ref_account(f, &m->list_changed->account);
+		f->u.list.version = m->list_changed->version;
+		f->u.list.list_len = m->list_changed->list_len;
+		break;
 	default:
 		ret = -EBADMSG;
 	}
@@ -192,7 +229,9 @@ static void walk_frames(const uint8_t *data, size_t size)
 			return;
 		}
 		check(off > at && off <= size);
-		if (f.type == SP_FRAME_SEND || f.type == SP_FRAME_DELIVER) {
+		if (f.type == SP_FRAME_SEND || f.type == SP_FRAME_DELIVER ||
+		    f.type == SP_FRAME_LIST_PUT || f.type == SP_FRAME_LIST_RESULT ||
+		    f.type == SP_FRAME_LIST_CHANGED) {
 			check(f.body >= data + at && f.body + f.body_len == data + off);
 		} else {
 			check(f.body == NULL && f.body_len == 0);
@@ -213,6 +252,17 @@ static void walk_frames(const uint8_t *data, size_t size)
 		check(sp_frame_next(out, enc, &roff, &g) == 0 && roff == enc);
 		if (f.type == SP_FRAME_SEND && !f.u.send.to_ok)
 			f.u.send.to_ok = 1;
+		if (f.type >= SP_FRAME_LIST_PUT && f.type <= SP_FRAME_LIST_CHANGED) {
+			/* the account always travels as 32 bytes; a field a kind
+			 * does not define is not encoded */
+			f.u.list.account_ok = 1;
+			if (f.type == SP_FRAME_LIST_CHANGED)
+				f.u.list.client_id = 0;
+			if (f.type != SP_FRAME_LIST_RESULT)
+				f.u.list.status = 0;
+			if (f.type == SP_FRAME_LIST_PUT || f.type == SP_FRAME_LIST_FETCH)
+				f.u.list.version = f.u.list.list_len = 0;
+		}
 		check(same_frame(&f, &g));
 		check(g.body_len == f.body_len);
 		check(f.body_len == 0 || memcmp(g.body, f.body, f.body_len) == 0);

@@ -562,6 +562,36 @@ int sp_raw_encode_header(enum sp_frame_type type, uint64_t value, uint8_t *hdr, 
 	return pack_header(&fh, hdr, cap, len);
 }
 
+int sp_raw_put_list(uint8_t *buf, size_t cap, size_t *off, enum sp_frame_type type,
+		    const uint8_t *account, size_t account_len, uint64_t client_id,
+		    const uint8_t *body, size_t body_len)
+{
+	Sealpost__V1__FrameHeader fh = SEALPOST__V1__FRAME_HEADER__INIT;
+	Sealpost__V1__ListPut lp = SEALPOST__V1__LIST_PUT__INIT;
+	Sealpost__V1__ListFetch lf = SEALPOST__V1__LIST_FETCH__INIT;
+	ProtobufCBinaryData acc = { account_len, (uint8_t *)account };
+	uint8_t hdr[SP_FRAME_HEADER_MAX];
+	size_t hlen = 0;
+	int ret;
+
+	fh.kind_case = (Sealpost__V1__FrameHeader__KindCase)type;
+	if (type == SP_FRAME_LIST_PUT) {
+		lp.account = acc;
+		lp.client_id = client_id;
+		fh.list_put = &lp;
+	} else if (type == SP_FRAME_LIST_FETCH) {
+		lf.account = acc;
+		lf.client_id = client_id;
+		fh.list_fetch = &lf;
+	} else {
+		return -EINVAL;
+	}
+	ret = pack_header(&fh, hdr, sizeof(hdr), &hlen);
+	if (ret)
+		return ret;
+	return sp_raw_put_frame(buf, cap, off, hdr, hlen, body, body_len);
+}
+
 int sp_raw_put_simple(uint8_t *buf, size_t cap, size_t *off, enum sp_frame_type type,
 		      uint64_t value, const uint8_t *body, size_t body_len)
 {
@@ -633,6 +663,20 @@ static int decode_frame(struct sp_raw *c, struct sp_raw_frame *f)
 	case SEALPOST__V1__FRAME_HEADER__KIND_GOAWAY:
 		f->status = (uint32_t)fh->goaway->code;
 		break;
+	case SEALPOST__V1__FRAME_HEADER__KIND_LIST_RESULT:
+		f->client_id = fh->list_result->client_id;
+		f->status = (uint32_t)fh->list_result->status;
+		f->seq = fh->list_result->version;
+		f->list_len = fh->list_result->list_len;
+		if (fh->list_result->account.len == SP_ACCOUNT_LEN)
+			memcpy(f->account, fh->list_result->account.data, SP_ACCOUNT_LEN);
+		break;
+	case SEALPOST__V1__FRAME_HEADER__KIND_LIST_CHANGED:
+		f->seq = fh->list_changed->version;
+		f->list_len = fh->list_changed->list_len;
+		if (fh->list_changed->account.len == SP_ACCOUNT_LEN)
+			memcpy(f->account, fh->list_changed->account.data, SP_ACCOUNT_LEN);
+		break;
 	default:
 		/* Send, Ack or nothing: never valid from the broker. */
 		ret = -EBADMSG;
@@ -641,8 +685,9 @@ static int decode_frame(struct sp_raw *c, struct sp_raw_frame *f)
 	sealpost__v1__frame_header__free_unpacked(fh, NULL);
 	if (ret)
 		return ret;
-	/* Only Deliver may carry a body from the broker. */
-	if (blen && f->type != SP_FRAME_DELIVER)
+	/* Only Deliver and the list frames may carry a body from the broker. */
+	if (blen && f->type != SP_FRAME_DELIVER && f->type != SP_FRAME_LIST_RESULT &&
+	    f->type != SP_FRAME_LIST_CHANGED)
 		return -EBADMSG;
 	f->body = p + SP_FRAME_PREFIX_LEN + hlen;
 	f->body_len = blen;

@@ -164,6 +164,10 @@ int sp_raw_put_send(uint8_t *buf, size_t cap, size_t *off, const uint8_t *to, si
  */
 int sp_raw_put_simple(uint8_t *buf, size_t cap, size_t *off, enum sp_frame_type type,
 		      uint64_t value, const uint8_t *body, size_t body_len);
+/* A ListPut (with body) or ListFetch frame; account may have any length. */
+int sp_raw_put_list(uint8_t *buf, size_t cap, size_t *off, enum sp_frame_type type,
+		    const uint8_t *account, size_t account_len, uint64_t client_id,
+		    const uint8_t *body, size_t body_len);
 /* Encodes just the FrameHeader protobuf of sp_raw_put_simple into hdr. */
 int sp_raw_encode_header(enum sp_frame_type type, uint64_t value, uint8_t *hdr, size_t cap,
 			 size_t *len);
@@ -175,6 +179,10 @@ struct sp_raw_frame {
 	uint64_t seq;                   /* SendResult, Deliver */
 	uint64_t id;                    /* Ping, Pong */
 	uint64_t count;                 /* Drained */
+	/* ListResult (client_id, status, seq = version) and ListChanged (seq =
+	 * version): the account and how much of the body is the list. */
+	uint8_t account[SP_ACCOUNT_LEN];
+	uint32_t list_len;
 	/* Borrowed: points into c->rx, valid until the next receive on c. */
 	const uint8_t *body;
 	size_t body_len;

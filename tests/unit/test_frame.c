@@ -67,10 +67,18 @@ static unsigned kind_members(const uint8_t *h, size_t n)
 		} else {
 			return count;
 		}
-		if ((tag >> 3) >= 1 && (tag >> 3) <= 8)
+		if ((tag >> 3) >= 1 && (tag >> 3) <= SP_FRAME_TYPE_MAX)
 			count++;
 	}
 	return count;
+}
+
+static void ref_account(struct sp_frame *f, const ProtobufCBinaryData *b)
+{
+	if (b->len == SP_ACCOUNT_LEN) {
+		memcpy(f->u.list.account, b->data, SP_ACCOUNT_LEN);
+		f->u.list.account_ok = 1;
+	}
 }
 
 static int ref_decode(const uint8_t *h, size_t n, struct sp_frame *f)
@@ -121,6 +129,26 @@ static int ref_decode(const uint8_t *h, size_t n, struct sp_frame *f)
 	case SEALPOST__V1__FRAME_HEADER__KIND_GOAWAY:
 		f->u.goaway.code = (enum sp_status)m->goaway->code;
 		break;
+	case SEALPOST__V1__FRAME_HEADER__KIND_LIST_PUT:
+		ref_account(f, &m->list_put->account);
+		f->u.list.client_id = m->list_put->client_id;
+		break;
+	case SEALPOST__V1__FRAME_HEADER__KIND_LIST_FETCH:
+		ref_account(f, &m->list_fetch->account);
+		f->u.list.client_id = m->list_fetch->client_id;
+		break;
+	case SEALPOST__V1__FRAME_HEADER__KIND_LIST_RESULT:
+		ref_account(f, &m->list_result->account);
+		f->u.list.client_id = m->list_result->client_id;
+		f->u.list.status = (enum sp_status)m->list_result->status;
+		f->u.list.version = m->list_result->version;
+		f->u.list.list_len = m->list_result->list_len;
+		break;
+	case SEALPOST__V1__FRAME_HEADER__KIND_LIST_CHANGED:
+		ref_account(f, &m->list_changed->account);
+		f->u.list.version = m->list_changed->version;
+		f->u.list.list_len = m->list_changed->list_len;
+		break;
 	default:
 		goto out;
 	}
@@ -143,6 +171,11 @@ static size_t ref_encode(const struct sp_frame *f, uint8_t *out)
 	Sealpost__V1__Ping ping = SEALPOST__V1__PING__INIT;
 	Sealpost__V1__Pong pong = SEALPOST__V1__PONG__INIT;
 	Sealpost__V1__GoAway ga = SEALPOST__V1__GO_AWAY__INIT;
+	Sealpost__V1__ListPut lp = SEALPOST__V1__LIST_PUT__INIT;
+	Sealpost__V1__ListFetch lf = SEALPOST__V1__LIST_FETCH__INIT;
+	Sealpost__V1__ListResult lr = SEALPOST__V1__LIST_RESULT__INIT;
+	Sealpost__V1__ListChanged lc = SEALPOST__V1__LIST_CHANGED__INIT;
+	ProtobufCBinaryData acc = { SP_ACCOUNT_LEN, (uint8_t *)f->u.list.account };
 
 	h.kind_case = (Sealpost__V1__FrameHeader__KindCase)f->type;
 	switch (f->type) {
@@ -184,6 +217,30 @@ static size_t ref_encode(const struct sp_frame *f, uint8_t *out)
 		ga.code = (Sealpost__V1__Status)f->u.goaway.code;
 		h.goaway = &ga;
 		break;
+	case SP_FRAME_LIST_PUT:
+		lp.account = acc;
+		lp.client_id = f->u.list.client_id;
+		h.list_put = &lp;
+		break;
+	case SP_FRAME_LIST_FETCH:
+		lf.account = acc;
+		lf.client_id = f->u.list.client_id;
+		h.list_fetch = &lf;
+		break;
+	case SP_FRAME_LIST_RESULT:
+		lr.account = acc;
+		lr.client_id = f->u.list.client_id;
+		lr.status = (Sealpost__V1__Status)f->u.list.status;
+		lr.version = f->u.list.version;
+		lr.list_len = f->u.list.list_len;
+		h.list_result = &lr;
+		break;
+	case SP_FRAME_LIST_CHANGED:
+		lc.account = acc;
+		lc.version = f->u.list.version;
+		lc.list_len = f->u.list.list_len;
+		h.list_changed = &lc;
+		break;
 	default:
 		fail_msg("no reference encoding for type %d", f->type);
 	}
@@ -222,6 +279,17 @@ static void assert_same_frame(const struct sp_frame *a, const struct sp_frame *b
 		break;
 	case SP_FRAME_GOAWAY:
 		assert_int_equal((uint32_t)a->u.goaway.code, (uint32_t)b->u.goaway.code);
+		break;
+	case SP_FRAME_LIST_PUT:
+	case SP_FRAME_LIST_FETCH:
+	case SP_FRAME_LIST_RESULT:
+	case SP_FRAME_LIST_CHANGED:
+		assert_int_equal(a->u.list.account_ok, b->u.list.account_ok);
+		assert_memory_equal(a->u.list.account, b->u.list.account, SP_ACCOUNT_LEN);
+		assert_int_equal(a->u.list.client_id, b->u.list.client_id);
+		assert_int_equal((uint32_t)a->u.list.status, (uint32_t)b->u.list.status);
+		assert_int_equal(a->u.list.version, b->u.list.version);
+		assert_int_equal(a->u.list.list_len, b->u.list.list_len);
 		break;
 	default:
 		fail_msg("unexpected type %d", a->type);
@@ -335,6 +403,27 @@ static int sample(unsigned i, struct sp_frame *f)
 		f->type = SP_FRAME_PING;
 		f->u.ping.id = UINT64_MAX;
 		return 1;
+	case 15:
+	case 16:
+	case 17:
+	case 18:
+		f->type = (enum sp_frame_type)(SP_FRAME_LIST_PUT + (i - 15));
+		for (unsigned k = 0; k < SP_ACCOUNT_LEN; k++)
+			f->u.list.account[k] = (uint8_t)(k * 5 + i);
+		f->u.list.account_ok = 1;
+		if (f->type != SP_FRAME_LIST_CHANGED)
+			f->u.list.client_id = 1000 + i;
+		if (f->type == SP_FRAME_LIST_RESULT)
+			f->u.list.status = SP_STATUS_ERR_LIST_VERSION;
+		if (f->type == SP_FRAME_LIST_RESULT || f->type == SP_FRAME_LIST_CHANGED) {
+			f->u.list.version = UINT64_MAX - i;
+			f->u.list.list_len = 5;
+		}
+		if (f->type != SP_FRAME_LIST_FETCH) {
+			f->body = sample_body;
+			f->body_len = 5;
+		}
+		return 1;
 	}
 	return 0;
 }
@@ -413,7 +502,7 @@ static void test_many_frames_in_one_buffer(void **state)
 	(void)state;
 	/* Fill a whole transport plaintext with the samples in turn. */
 	for (;;) {
-		unsigned i = n % 15;
+		unsigned i = n % 19;
 		size_t before = off;
 
 		sample(i, &f);
@@ -426,7 +515,7 @@ static void test_many_frames_in_one_buffer(void **state)
 	assert_true(n > 1000);
 	assert_true(sizeof(buf) - off < sp_frame_size(&f, f.body_len));
 	while (sp_frame_next(buf, off, &roff, &g) == 0) {
-		sample(k % 15, &f);
+		sample(k % 19, &f);
 		assert_same_frame(&f, &g);
 		assert_int_equal(g.body_len, f.body_len);
 		k++;
@@ -534,11 +623,11 @@ static void test_malformed_header(void **state)
 	/* not protobuf at all */
 	static const uint8_t junk[] = { 0xff, 0xff, 0xff };
 	assert_int_equal(decode_one(junk, sizeof(junk), 0, &f), -EBADMSG);
-	/* a field 9 (unknown kind) only: no kind set */
-	static const uint8_t unknown_kind[] = { 0x4a, 0x00 };
+	/* a field 20 (unknown kind) only: no kind set */
+	static const uint8_t unknown_kind[] = { 0xa2, 0x01, 0x00 };
 	assert_int_equal(decode_one(unknown_kind, sizeof(unknown_kind), 0, &f), -EBADMSG);
 	/* an unknown varint field only */
-	static const uint8_t unknown_varint[] = { 0x50, 0x01 };
+	static const uint8_t unknown_varint[] = { 0xa0, 0x01, 0x01 };
 	assert_int_equal(decode_one(unknown_varint, sizeof(unknown_varint), 0, &f), -EBADMSG);
 	/* ping as a varint instead of a message: wrong wire type */
 	static const uint8_t ping_varint[] = { 0x30, 0x07 };
@@ -564,8 +653,8 @@ static void test_malformed_header(void **state)
 	assert_int_equal(ref_decode(group, sizeof(group), &f), -EBADMSG);
 
 	/* unknown fields next to a kind are skipped (forward compatibility) */
-	static const uint8_t with_unknown[] = { 0x50, 0x01, 0x32, 0x07, 0x08, 0x07, 0x15, 1, 2, 3, 4,
-						0x59, 1, 2, 3, 4, 5, 6, 7, 8 };
+	static const uint8_t with_unknown[] = { 0xa0, 0x01, 0x01, 0x32, 0x07, 0x08, 0x07, 0x15, 1, 2, 3, 4,
+						0xa9, 0x01, 1, 2, 3, 4, 5, 6, 7, 8 };
 	assert_int_equal(decode_one(with_unknown, sizeof(with_unknown), 0, &f), 0);
 	assert_int_equal(f.type, SP_FRAME_PING);
 	assert_int_equal(f.u.ping.id, 7);
@@ -589,7 +678,7 @@ static void test_malformed_header(void **state)
 	sealpost__v1__frame_header__free_unpacked(pm, NULL);
 	assert_int_equal(decode_one(twice, sizeof(twice), 0, &f), -EBADMSG);
 	/* one kind between unknown fields is fine */
-	static const uint8_t one_kind[] = { 0x50, 0x01, 0x12, 0x02, 0x18, 0x03, 0x50, 0x02 };
+	static const uint8_t one_kind[] = { 0xa0, 0x01, 0x01, 0x12, 0x02, 0x18, 0x03, 0xa0, 0x01, 0x02 };
 	assert_int_equal(decode_one(one_kind, sizeof(one_kind), 0, &f), 0);
 	assert_int_equal(f.type, SP_FRAME_SEND_RESULT);
 	assert_int_equal(f.u.send_result.seq, 3);
@@ -603,7 +692,9 @@ static void test_body_only_on_send_and_deliver(void **state)
 
 	(void)state;
 	for (unsigned i = 0; sample(i, &f); i++) {
-		int has_body = f.type == SP_FRAME_SEND || f.type == SP_FRAME_DELIVER;
+		int has_body = f.type == SP_FRAME_SEND || f.type == SP_FRAME_DELIVER ||
+			       f.type == SP_FRAME_LIST_PUT || f.type == SP_FRAME_LIST_RESULT ||
+			       f.type == SP_FRAME_LIST_CHANGED;
 		struct sp_frame g;
 
 		hlen = ref_encode(&f, hdr);
@@ -791,7 +882,7 @@ static void test_size_and_small_buffers(void **state)
 	assert_int_equal(sp_frame_put(buf, sizeof(buf), &off, &f), -EINVAL);
 	memset(&f, 0, sizeof(f));
 	assert_int_equal(sp_frame_put(buf, sizeof(buf), &off, &f), -EINVAL);
-	f.type = (enum sp_frame_type)9;
+	f.type = (enum sp_frame_type)(SP_FRAME_TYPE_MAX + 1);
 	assert_int_equal(sp_frame_put(buf, sizeof(buf), &off, &f), -EINVAL);
 	assert_int_equal(sp_frame_size(&f, 0), 0);
 	assert_int_equal(off, 0);
@@ -986,7 +1077,7 @@ static void test_status_names(void **state)
 								     (int)names[i].s));
 	}
 	assert_string_equal(sp_status_name((enum sp_status)3), "unknown");
-	assert_string_equal(sp_status_name((enum sp_status)37), "unknown");
+	assert_string_equal(sp_status_name((enum sp_status)38), "unknown");
 	assert_string_equal(sp_status_name((enum sp_status)-1), "unknown");
 	/* every value protobuf knows has a name */
 	for (unsigned i = 0; i < sealpost__v1__status__descriptor.n_values; i++)

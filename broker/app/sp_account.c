@@ -1,0 +1,256 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * sp_account.c: ListPut, ListFetch, removal and ListChanged (sp_account.h).
+ */
+#include "sp_account.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "sp_deliver.h"
+#include "sp_devlist.h"
+#include "sp_lifecycle.h"
+#include "sp_mailbox.h"
+#include "sp_store.h"
+
+_Static_assert((int)SP_STORE_LIST_VALUE_MAX == (int)SP_DEVLIST_MAX,
+	       "the store keeps any list the protocol allows");
+
+/* Bytes the transparency log (11.x) may add after a served list. */
+enum { SP_ACCOUNT_EXT_MAX = 4096 };
+
+/* ---- the transparency log's seam (docs/PROTOCOL.md 11.x) ----------------- */
+
+/*
+ * Called once for every list the broker accepted and stored (list: the
+ * signed bytes, borrowed; l: decoded). The log's branch appends it to the
+ * append-only log here. A failure there must not undo the list (it is
+ * stored already); it is the log's to retry.
+ */
+static void translog_accepted(struct sp_shard *sh, const struct sp_devlist *l,
+			      const uint8_t *list, size_t len)
+{
+	(void)sh;
+	(void)l;
+	(void)list;
+	(void)len;
+}
+
+/*
+ * Bytes to serve after a list (ListResult of a fetch, ListChanged): an
+ * inclusion proof and a signed tree head, in 11.x's format, written at out
+ * (cap bytes). Returns how many (0: none), or fields 8..15 of the header
+ * (reserved for 11.x) may carry them instead.
+ */
+static size_t translog_extension(struct sp_shard *sh, const struct sp_devlist *l, uint8_t *out,
+				 size_t cap)
+{
+	(void)sh;
+	(void)l;
+	(void)out;
+	(void)cap;
+	return 0;
+}
+
+/* ---- ListPut ---------------------------------------------------------------- */
+
+enum sp_status sp_account_status_of(int err)
+{
+	switch (err) {
+	case 0: return SP_STATUS_ACCEPTED;
+	case -EMSGSIZE: return SP_STATUS_ERR_LIST_TOO_LARGE;
+	case -EDOM: return SP_STATUS_ERR_LIST_BAD_DEVICE_KEY;
+	case -ENOTUNIQ: return SP_STATUS_ERR_LIST_UNSORTED;
+	case -EKEYREJECTED: return SP_STATUS_ERR_LIST_BAD_SIGNATURE;
+	default: return SP_STATUS_ERR_LIST_MALFORMED;
+	}
+}
+
+static enum sp_close_reason reply(struct sp_shard *sh, struct sp_conn *c, const struct sp_frame *req,
+				  enum sp_status st, uint64_t version, const uint8_t *body,
+				  size_t list_len, size_t body_len)
+{
+	struct sp_frame r;
+	int ret;
+
+	memset(&r, 0, sizeof(r));
+	r.type = SP_FRAME_LIST_RESULT;
+	memcpy(r.u.list.account, req->u.list.account, SP_ACCOUNT_LEN);
+	r.u.list.client_id = req->u.list.client_id;
+	r.u.list.status = st;
+	r.u.list.version = version;
+	r.u.list.list_len = (uint32_t)list_len;
+	ret = sp_session_tx_frame(&c->s, &r, body, body_len);
+	sp_conn_mark(sh, c);
+	if (ret == -ENOMEM)
+		return SP_CLOSE_NOMEM;
+	return ret ? SP_CLOSE_INTERNAL : SP_CLOSE_NONE;
+}
+
+/* The stored list of account, decoded (it was verified when stored): 1, 0
+ * if none, or -errno (the store failed, or the value is corrupt). */
+static int stored(struct sp_shard *sh, const uint8_t account[SP_ACCOUNT_LEN], uint8_t *buf,
+		  size_t *len, struct sp_devlist *l)
+{
+	int r = sp_store_list_get(sh->store, account, buf, SP_DEVLIST_MAX, len);
+
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0)
+		return r;
+	r = sp_devlist_decode(buf, *len, l);
+	return r < 0 ? -EBADMSG : 1;
+}
+
+/* ListChanged to every connected device of the new list but the publisher. */
+static void notify(struct sp_shard *sh, const struct sp_conn *publisher,
+		   const struct sp_devlist *l, const uint8_t *list, size_t len)
+{
+	uint8_t body[SP_DEVLIST_MAX + SP_ACCOUNT_EXT_MAX];
+	struct sp_frame f;
+	size_t ext;
+
+	memcpy(body, list, len);
+	ext = translog_extension(sh, l, body + len, sizeof(body) - len);
+	memset(&f, 0, sizeof(f));
+	f.type = SP_FRAME_LIST_CHANGED;
+	memcpy(f.u.list.account, l->account, SP_ACCOUNT_LEN);
+	f.u.list.version = l->version;
+	f.u.list.list_len = (uint32_t)len;
+	for (uint32_t i = 0; i < l->count; i++) {
+		struct sp_conn *rc = sp_deliver_recipient(sh, l->dev[i].key);
+
+		if (!rc || rc == publisher)
+			continue;
+		if (sp_session_tx_frame(&rc->s, &f, body, len + ext))
+			sp_life_end_later(sh, rc, SP_CLOSE_INTERNAL);
+		sp_conn_mark(sh, rc);
+	}
+}
+
+/* Devices of old that new no longer names: mailbox dropped (in this
+ * iteration's batch), connection ended with GoAway REMOVED. */
+static void drop_removed(struct sp_shard *sh, const uint8_t (*removed)[SP_KEY_LEN], size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct sp_conn *rc = sp_deliver_recipient(sh, removed[i]);
+		uint64_t count = 0, bytes = 0;
+		int r = sp_mailbox_purge(sh, removed[i], &count, &bytes);
+
+		if (r < 0 && r != -ENOENT)
+			SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
+				       "removed device's mailbox not purged",
+				       SP_KV_STR("error", strerror(-r)));
+		if (rc)
+			sp_life_end_later(sh, rc, SP_CLOSE_REMOVED);
+	}
+}
+
+/* a minus b, as keys, into out (at most SP_DEVLIST_DEVICES_MAX). */
+static size_t minus(const struct sp_devlist *a, const struct sp_devlist *b,
+		    uint8_t (*out)[SP_KEY_LEN])
+{
+	size_t n = 0;
+
+	for (uint32_t i = 0; a && i < a->count; i++)
+		if (!b || sp_devlist_find(b, a->dev[i].key) < 0)
+			memcpy(out[n++], a->dev[i].key, SP_KEY_LEN);
+	return n;
+}
+
+/* Everything a list must pass before it is stored: ACCEPTED or the refusal. */
+static enum sp_status check_put(struct sp_shard *sh, const struct sp_conn *c,
+				const struct sp_frame *f, struct sp_devlist *nl,
+				struct sp_devlist *ol, bool *has_old, uint8_t *obuf)
+{
+	size_t olen = 0;
+	int r;
+
+	*has_old = false;
+	if (!f->u.list.account_ok)
+		return SP_STATUS_ERR_LIST_ACCOUNT;
+	if (f->body_len > SP_DEVLIST_MAX)
+		return SP_STATUS_ERR_LIST_TOO_LARGE;
+	r = sp_devlist_decode(f->body, f->body_len, nl);
+	if (r < 0)
+		return sp_account_status_of(r);
+	if (memcmp(nl->account, f->u.list.account, SP_ACCOUNT_LEN) != 0)
+		return SP_STATUS_ERR_LIST_ACCOUNT;
+	if (nl->count > sh->cfg->account_max_devices)
+		return SP_STATUS_ERR_LIST_TOO_LARGE;
+	r = sp_devlist_verify(f->body, f->body_len, nl);
+	if (r < 0)
+		return sp_account_status_of(r);
+	if (!sh->store)
+		return SP_STATUS_ERR_INTERNAL;
+	r = stored(sh, nl->account, obuf, &olen, ol);
+	if (r < 0)
+		return SP_STATUS_ERR_INTERNAL;
+	*has_old = r == 1;
+	if (*has_old && nl->version <= ol->version)
+		return SP_STATUS_ERR_LIST_VERSION;
+	/* Only a device of the account publishes for it: one on the stored
+	 * list, or, for the first list, one on that list. Not a security
+	 * boundary (the signature is), but the broker is no one's free
+	 * publishing service for accounts it has never seen a device of. */
+	if (sp_devlist_find(*has_old ? ol : nl, c->s.peer) < 0)
+		return SP_STATUS_ERR_LIST_NOT_MEMBER;
+	return SP_STATUS_ACCEPTED;
+}
+
+enum sp_close_reason sp_account_put(struct sp_shard *sh, struct sp_conn *c,
+				    const struct sp_frame *f)
+{
+	struct sp_devlist nl, ol;
+	uint8_t obuf[SP_DEVLIST_MAX];
+	uint8_t added[SP_DEVLIST_DEVICES_MAX][SP_KEY_LEN];
+	uint8_t removed[SP_DEVLIST_DEVICES_MAX][SP_KEY_LEN];
+	size_t nadded, nremoved;
+	bool has_old;
+	enum sp_status st;
+	enum sp_close_reason why;
+	int r;
+
+	st = check_put(sh, c, f, &nl, &ol, &has_old, obuf);
+	if (st != SP_STATUS_ACCEPTED)
+		return reply(sh, c, f, st, has_old ? ol.version : 0, NULL, 0, 0);
+	nadded = minus(&nl, has_old ? &ol : NULL, added);
+	nremoved = has_old ? minus(&ol, &nl, removed) : 0;
+	r = sp_store_list_put(sh->store, nl.account, f->body, f->body_len,
+			      (const uint8_t (*)[SP_KEY_LEN])added, nadded,
+			      (const uint8_t (*)[SP_KEY_LEN])removed, nremoved);
+	if (r < 0) {
+		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
+			       "device list not stored", SP_KV_STR("error", strerror(-r)),
+			       SP_KV_STR("detail", sp_store_errmsg(sh->store)));
+		return reply(sh, c, f, SP_STATUS_ERR_INTERNAL, has_old ? ol.version : 0, NULL, 0, 0);
+	}
+	translog_accepted(sh, &nl, f->body, f->body_len);
+	why = reply(sh, c, f, SP_STATUS_ACCEPTED, nl.version, NULL, 0, 0);
+	drop_removed(sh, (const uint8_t (*)[SP_KEY_LEN])removed, nremoved);
+	notify(sh, c, &nl, f->body, f->body_len);
+	return why;
+}
+
+/* ---- ListFetch -------------------------------------------------------------- */
+
+enum sp_close_reason sp_account_fetch(struct sp_shard *sh, struct sp_conn *c,
+				      const struct sp_frame *f)
+{
+	struct sp_devlist l;
+	uint8_t body[SP_DEVLIST_MAX + SP_ACCOUNT_EXT_MAX];
+	size_t len = 0, ext;
+	int r;
+
+	if (!f->u.list.account_ok)
+		return reply(sh, c, f, SP_STATUS_ERR_LIST_ACCOUNT, 0, NULL, 0, 0);
+	if (!sh->store)
+		return reply(sh, c, f, SP_STATUS_ERR_INTERNAL, 0, NULL, 0, 0);
+	r = stored(sh, f->u.list.account, body, &len, &l);
+	if (r < 0)
+		return reply(sh, c, f, SP_STATUS_ERR_INTERNAL, 0, NULL, 0, 0);
+	if (r == 0)
+		return reply(sh, c, f, SP_STATUS_ERR_LIST_UNKNOWN, 0, NULL, 0, 0);
+	ext = translog_extension(sh, &l, body + len, sizeof(body) - len);
+	return reply(sh, c, f, SP_STATUS_ACCEPTED, l.version, body, len, len + ext);
+}

@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * sp_account.h: accounts' signed device lists at the broker
+ * (docs/PROTOCOL.md 11).
+ *
+ * ListPut: the list is verified (canonical encoding, the account key's
+ * signature, a version above the stored one, the publisher on the stored
+ * list, or on the new one for a first list), stored (synced, its own write),
+ * answered; devices that left the list lose their mailbox and their
+ * connection (GoAway REMOVED); every other connected device of the account
+ * gets ListChanged with the new list. ListFetch: the stored list, as stored.
+ * The broker holds no account key: it can refuse or withhold a list, never
+ * make one.
+ *
+ * Transparency log seam (11.x): sp_account.c calls translog_accepted() for
+ * every accepted list and translog_extension() to append proof bytes after
+ * a served list; both are no-ops here, filled by the log's branch.
+ *
+ * Writes, of a connection: nothing (replies through sp_deliver, ends through
+ * sp_life_end_later).
+ */
+#ifndef SP_ACCOUNT_H
+#define SP_ACCOUNT_H
+
+#include "sp_shard_types.h"
+
+/* ListPut and ListFetch of c (f: borrowed for the call). NONE, or why c
+ * must end (out of memory). Refusals are ListResults, never closes. */
+enum sp_close_reason sp_account_put(struct sp_shard *sh, struct sp_conn *c,
+				    const struct sp_frame *f);
+enum sp_close_reason sp_account_fetch(struct sp_shard *sh, struct sp_conn *c,
+				      const struct sp_frame *f);
+
+/* The ListResult status for an sp_devlist decode / verify error. */
+enum sp_status sp_account_status_of(int devlist_err);
+
+#endif
