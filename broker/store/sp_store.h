@@ -481,8 +481,10 @@ int sp_store_list_get(struct sp_store *st, const uint8_t account[SP_ACCOUNT_LEN]
 /*
  * Stores list (len bytes, borrowed) as account's, and in the same synced
  * write points added devices at the account and deletes removed devices'
- * index records. All arrays borrowed. 0, -EMSGSIZE, -EIO (poisoned store,
- * or RocksDB failed), -ENOMEM.
+ * index records. The same write appends the list to the transparency log
+ * (sp_store_log_stage; it becomes the account's latest leaf), so a crash
+ * keeps both or neither. All arrays borrowed. 0, -EMSGSIZE, -EIO (poisoned
+ * store, or RocksDB failed), -ENOMEM, -EBADMSG (the log's records corrupt).
  */
 int sp_store_list_put(struct sp_store *st, const uint8_t account[SP_ACCOUNT_LEN],
 		      const uint8_t *list, size_t len, const uint8_t (*added)[SP_KEY_LEN],
