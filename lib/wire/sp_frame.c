@@ -481,8 +481,8 @@ enum {
 	/* Largest encoded member: an Ack of 64 ten-byte varints, with its
 	 * packed field's tag and 2-byte length. */
 	KIND_MAX = 1 + 2 + SP_ACK_SEQS_MAX * 10,
-	/* FrameHeader around it: tag and a length of at most 2 bytes. */
-	HEADER_ENC_MAX = 1 + 2 + KIND_MAX,
+	/* FrameHeader around it: a tag of at most 2 bytes and a length of at most 2. */
+	HEADER_ENC_MAX = 2 + 2 + KIND_MAX,
 };
 _Static_assert((int)HEADER_ENC_MAX <= (int)SP_FRAME_HEADER_MAX, "every frame header fits the wire limit");
 
@@ -618,7 +618,8 @@ size_t sp_frame_size(const struct sp_frame *f, size_t body_len)
 
 	if (n < 0)
 		return 0;
-	return SP_FRAME_PREFIX_LEN + 1 + varint_len((size_t)n) + (size_t)n + body_len;
+	return SP_FRAME_PREFIX_LEN + varint_len((uint64_t)f->type << 3 | WT_LEN) +
+	       varint_len((size_t)n) + (size_t)n + body_len;
 }
 
 int sp_frame_put_header(uint8_t *buf, size_t cap, size_t *off, const struct sp_frame *f,
@@ -636,7 +637,8 @@ int sp_frame_put_header(uint8_t *buf, size_t cap, size_t *off, const struct sp_f
 		return -EINVAL;
 	if (body_len > SP_BODY_MAX)
 		return -EMSGSIZE;
-	hlen = 1 + varint_len((size_t)n) + (size_t)n;
+	/* the member's tag: two bytes from field 16 on (LogFetch is 24) */
+	hlen = varint_len((uint64_t)f->type << 3 | WT_LEN) + varint_len((size_t)n) + (size_t)n;
 	/* Room for the body too: the caller writes it next, unchecked. */
 	if (*off > cap || cap - *off < SP_FRAME_PREFIX_LEN + hlen + body_len)
 		return -EMSGSIZE;
@@ -644,7 +646,7 @@ int sp_frame_put_header(uint8_t *buf, size_t cap, size_t *off, const struct sp_f
 	sp_be_put16(p, (uint16_t)hlen);
 	sp_be_put16(p + 2, (uint16_t)body_len);
 	p += SP_FRAME_PREFIX_LEN;
-	*p++ = (uint8_t)(f->type << 3 | WT_LEN);
+	p = put_varint(p, (uint64_t)f->type << 3 | WT_LEN);
 	p = put_varint(p, (size_t)n);
 	memcpy(p, kind, (size_t)n);
 	*off += SP_FRAME_PREFIX_LEN + hlen;
