@@ -38,6 +38,7 @@
 #include "sp_noise.h"
 #include "sp_shard.h"
 #include "sp_store.h"
+#include "sp_tlog.h"
 
 #ifndef SP_VERSION
 #define SP_VERSION "0.0.0"
@@ -177,7 +178,8 @@ static void log_stopped(const struct sp_log *lg, const struct sp_metrics_shard *
 }
 
 static int serve(struct daemon *d, const uint8_t *priv, int listen_fd, int ws_fd,
-		 struct sp_store *store, struct sp_admin *admin, struct sp_config *live_cfg)
+		 struct sp_store *store, struct sp_admin *admin, struct sp_config *live_cfg,
+		 const struct sp_tlog *tlog)
 {
 	const struct sp_config *cfg = d->cfg;
 	struct sp_shard *sh = calloc(1, sizeof(*sh));
@@ -195,6 +197,7 @@ static int serve(struct daemon *d, const uint8_t *priv, int listen_fd, int ws_fd
 	sh->metrics = sp_metrics_shard(d->metrics, 0);
 	sh->ws_listen_fd = ws_fd;
 	sh->store = store;
+	sh->tlog = tlog;
 	sh->admin = admin;
 	sh->live_cfg = live_cfg;
 	/* Listening, key loaded, storage open, event loop set up: ready. */
@@ -291,6 +294,37 @@ static int start_admin(struct daemon *d, struct sp_config *cfg, int argc, char *
 
 /* cfg: writable for the admin socket's reload (applied on the shard's
  * thread); everything else reads it. argc/argv: for that reload too. */
+/*
+ * The transparency log's key (DATA_DIR/log.key, created on first start;
+ * DATA_DIR/log.pub for operators to publish), its public key logged. Then
+ * SEALPOSTD_TEST_LOG_FORK=DEVICE (64 hex digits), for the integration tests
+ * only: that device is shown a forked log (sp_tlog.h), which a real broker
+ * could do just as well; the tests show that its clients notice.
+ */
+static int load_log_key(const struct sp_log *lg, const char *dir, struct sp_tlog *t)
+{
+	char hex[SP_KEY_HEX_LEN + 1];
+	const char *fork = getenv("SEALPOSTD_TEST_LOG_FORK");
+	int ret = sp_tlog_load(t, dir);
+
+	if (ret) {
+		sp_daemon_log_errno(lg, "cannot load the log key", dir, -ret);
+		return ret;
+	}
+	sp_key_format_hex(hex, t->pk);
+	SP_LOG(lg, SP_LOG_INFO, "transparency log key", SP_KV_STR("log_key", hex));
+	if (fork && *fork) {
+		if (sp_key_parse_hex(t->fork_device, fork)) {
+			SP_LOG0(lg, SP_LOG_ERROR, "SEALPOSTD_TEST_LOG_FORK is not a device key");
+			return -EINVAL;
+		}
+		t->fork = 1;
+		SP_LOG(lg, SP_LOG_WARN, "TEST ONLY: the log is forked for one device",
+		       SP_KV_STR("device", fork));
+	}
+	return 0;
+}
+
 static int run(struct sp_config *cfg, struct sp_log *lg, int argc, char **argv)
 {
 	struct daemon d = {
@@ -302,6 +336,7 @@ static int run(struct sp_config *cfg, struct sp_log *lg, int argc, char **argv)
 	struct sp_store *store = NULL;
 	struct sp_admin *admin = NULL;
 	uint8_t *priv = NULL;
+	struct sp_tlog tlog = { 0 };
 	uint64_t one = 1;
 
 	sp_daemon_notify_init(&d);
@@ -339,6 +374,8 @@ static int run(struct sp_config *cfg, struct sp_log *lg, int argc, char **argv)
 	if (!priv || sp_daemon_load_key(lg, cfg->data_dir, priv))
 		goto out;
 	sodium_mprotect_readonly(priv);
+	if (load_log_key(lg, cfg->data_dir, &tlog))
+		goto out;
 	check_fd_limit(lg, cfg);
 	/* Storage (DATA_DIR/mailbox); then its figures join the scrape. */
 	if (sp_shard_store_open(cfg, lg, &store))
@@ -354,7 +391,7 @@ static int run(struct sp_config *cfg, struct sp_log *lg, int argc, char **argv)
 	/* After the data-directory lock: a stale socket there is ours to replace. */
 	if (start_admin(&d, cfg, argc, argv, store, &admin))
 		goto out;
-	ret = serve(&d, priv, listen_fd, ws_fd, store, admin, cfg) ? 1 : 0;
+	ret = serve(&d, priv, listen_fd, ws_fd, store, admin, cfg, &tlog) ? 1 : 0;
 out:
 	/* The shard has stopped taking its jobs; top reads the store: before it closes. */
 	sp_admin_stop(admin);
@@ -390,6 +427,7 @@ out:
 		close(d.quit_fd);
 	if (priv)
 		sodium_free(priv);      /* zeroes it */
+	sp_tlog_free(&tlog);
 	if (lock_fd >= 0)
 		close(lock_fd);
 	if (ret == 0)

@@ -12,44 +12,43 @@
 #include "sp_lifecycle.h"
 #include "sp_mailbox.h"
 #include "sp_store.h"
+#include "sp_tlog.h"
 
 _Static_assert((int)SP_STORE_LIST_VALUE_MAX == (int)SP_DEVLIST_MAX,
 	       "the store keeps any list the protocol allows");
 
-/* Bytes the transparency log (11.x) may add after a served list. */
+/* Bytes the transparency log (11.7) may add after a served list. */
 enum { SP_ACCOUNT_EXT_MAX = 4096 };
 
-/* ---- the transparency log's seam (docs/PROTOCOL.md 11.x) ----------------- */
+/* ---- the transparency log (docs/PROTOCOL.md 11.7, app/sp_tlog.c) ---------- */
+
+_Static_assert((int)SP_ACCOUNT_EXT_MAX >= (int)SP_LOG_TRAILER_MAX, "a trailer fits");
 
 /*
- * Called once for every list the broker accepted and stored (list: the
- * signed bytes, borrowed; l: decoded). The log's branch appends it to the
- * append-only log here. A failure there must not undo the list (it is
- * stored already); it is the log's to retry.
+ * Every accepted list is appended to the log in the same synced WriteBatch
+ * as the list itself (sp_store_list_put stages it), so the two survive a
+ * crash together. This serves the other half: after a list, the log's
+ * trailer (a fresh signed tree head and the inclusion proof of the
+ * account's latest leaf) for the device peer, into out (cap bytes).
+ * Returns its length; 0 when there is no log (a detached test shard) or it
+ * failed (logged): the client then refuses the list as unproven, which is
+ * the safe side.
  */
-static void translog_accepted(struct sp_shard *sh, const struct sp_devlist *l,
-			      const uint8_t *list, size_t len)
+static size_t translog_extension(struct sp_shard *sh, const struct sp_devlist *l,
+				 const uint8_t *peer, uint8_t *out, size_t cap)
 {
-	(void)sh;
-	(void)l;
-	(void)list;
-	(void)len;
-}
+	size_t len = 0;
+	int r;
 
-/*
- * Bytes to serve after a list (ListResult of a fetch, ListChanged): an
- * inclusion proof and a signed tree head, in 11.x's format, written at out
- * (cap bytes). Returns how many (0: none), or fields 8..15 of the header
- * (reserved for 11.x) may carry them instead.
- */
-static size_t translog_extension(struct sp_shard *sh, const struct sp_devlist *l, uint8_t *out,
-				 size_t cap)
-{
-	(void)sh;
-	(void)l;
-	(void)out;
-	(void)cap;
-	return 0;
+	if (!sh->tlog || !sh->store)
+		return 0;
+	r = sp_tlog_trailer(sh->tlog, sh->store, l->account, peer, sh->wall_ms, out, cap, &len);
+	if (r < 0) {
+		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
+			       "log proof not made", SP_KV_STR("error", strerror(-r)));
+		return 0;
+	}
+	return len;
 }
 
 /* ---- ListPut ---------------------------------------------------------------- */
@@ -111,7 +110,6 @@ static void notify(struct sp_shard *sh, const struct sp_conn *publisher,
 	size_t ext;
 
 	memcpy(body, list, len);
-	ext = translog_extension(sh, l, body + len, sizeof(body) - len);
 	memset(&f, 0, sizeof(f));
 	f.type = SP_FRAME_LIST_CHANGED;
 	memcpy(f.u.list.account, l->account, SP_ACCOUNT_LEN);
@@ -122,6 +120,8 @@ static void notify(struct sp_shard *sh, const struct sp_conn *publisher,
 
 		if (!rc || rc == publisher)
 			continue;
+		/* per recipient: each is shown its own fresh head */
+		ext = translog_extension(sh, l, rc->s.peer, body + len, sizeof(body) - len);
 		if (sp_session_tx_frame(&rc->s, &f, body, len + ext))
 			sp_life_end_later(sh, rc, SP_CLOSE_INTERNAL);
 		sp_conn_mark(sh, rc);
@@ -225,8 +225,13 @@ enum sp_close_reason sp_account_put(struct sp_shard *sh, struct sp_conn *c,
 			       SP_KV_STR("detail", sp_store_errmsg(sh->store)));
 		return reply(sh, c, f, SP_STATUS_ERR_INTERNAL, has_old ? ol.version : 0, NULL, 0, 0);
 	}
-	translog_accepted(sh, &nl, f->body, f->body_len);
-	why = reply(sh, c, f, SP_STATUS_ACCEPTED, nl.version, NULL, 0, 0);
+	/* the publisher gets its list's proof (list_len 0: it has the list) */
+	{
+		uint8_t ext[SP_LOG_TRAILER_MAX];
+		size_t n = translog_extension(sh, &nl, c->s.peer, ext, sizeof(ext));
+
+		why = reply(sh, c, f, SP_STATUS_ACCEPTED, nl.version, ext, 0, n);
+	}
 	drop_removed(sh, (const uint8_t (*)[SP_KEY_LEN])removed, nremoved);
 	notify(sh, c, &nl, f->body, f->body_len);
 	return why;
@@ -251,6 +256,6 @@ enum sp_close_reason sp_account_fetch(struct sp_shard *sh, struct sp_conn *c,
 		return reply(sh, c, f, SP_STATUS_ERR_INTERNAL, 0, NULL, 0, 0);
 	if (r == 0)
 		return reply(sh, c, f, SP_STATUS_ERR_LIST_UNKNOWN, 0, NULL, 0, 0);
-	ext = translog_extension(sh, &l, body + len, sizeof(body) - len);
+	ext = translog_extension(sh, &l, c->s.peer, body + len, sizeof(body) - len);
 	return reply(sh, c, f, SP_STATUS_ACCEPTED, l.version, body, len, len + ext);
 }

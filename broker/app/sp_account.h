@@ -12,9 +12,10 @@
  * The broker holds no account key: it can refuse or withhold a list, never
  * make one.
  *
- * Transparency log seam (11.x): sp_account.c calls translog_accepted() for
- * every accepted list and translog_extension() to append proof bytes after
- * a served list; both are no-ops here, filled by the log's branch.
+ * Transparency log (11.7): sp_store_list_put appends every accepted list
+ * to the log in the list's own write; translog_extension() appends the
+ * log's trailer (a fresh signed tree head, the inclusion proof) after every
+ * served list: ListResult of a fetch or an accepted put, ListChanged.
  *
  * Writes, of a connection: nothing (replies through sp_deliver, ends through
  * sp_life_end_later).

@@ -10,6 +10,7 @@
 #include "sp_conn_table.h"
 #include "sp_deliver.h"
 #include "sp_lifecycle.h"
+#include "sp_logserve.h"
 #include "sp_mailbox.h"
 #include "sp_route.h"
 #include "sp_source.h"
@@ -58,6 +59,8 @@ enum sp_close_reason sp_router_frame(void *ctx, struct sp_conn *c, const struct 
 		return sp_account_put(sh, c, f);
 	case SP_FRAME_LIST_FETCH:
 		return sp_account_fetch(sh, c, f);
+	case SP_FRAME_LOG_FETCH:
+		return sp_logserve_fetch(sh, c, f);
 	default:
 		/* SendResult, Deliver, Drained, GoAway travel broker -> client only. */
 		return SP_CLOSE_PROTOCOL;

@@ -28,6 +28,7 @@ struct sp_hsrate;
 struct sp_route;
 struct sp_source_table;
 struct sp_store;
+struct sp_tlog;
 struct sp_store_batch;
 struct sp_store_item;
 
@@ -114,6 +115,9 @@ struct sp_shard {
 	 * shard's life (set before sp_shard_run; NULL = no mailboxes: durable
 	 * sends get ERR_INTERNAL). */
 	struct sp_store *store;
+	/* The transparency log's key (app/sp_tlog.c): borrowed like store, set
+	 * by the daemon before run (NULL = lists are served without proofs). */
+	const struct sp_tlog *tlog;
 	struct sp_store_batch *batch;   /* the iteration's batch, begun on first write */
 	int64_t it_entries, it_bytes;   /* mailbox growth in the open batch (metrics at commit) */
 	uint64_t rm_entries0, rm_bytes0; /* the store's removed totals when the batch began */

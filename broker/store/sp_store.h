@@ -483,8 +483,10 @@ int sp_store_list_get(struct sp_store *st, const uint8_t account[SP_ACCOUNT_LEN]
 /*
  * Stores list (len bytes, borrowed) as account's, and in the same synced
  * write points added devices at the account and deletes removed devices'
- * index records. All arrays borrowed. 0, -EMSGSIZE, -EIO (poisoned store,
- * or RocksDB failed), -ENOMEM.
+ * index records. The same write appends the list to the transparency log
+ * (sp_store_log_stage; it becomes the account's latest leaf), so a crash
+ * keeps both or neither. All arrays borrowed. 0, -EMSGSIZE, -EIO (poisoned
+ * store, or RocksDB failed), -ENOMEM, -EBADMSG (the log's records corrupt).
  */
 int sp_store_list_put(struct sp_store *st, const uint8_t account[SP_ACCOUNT_LEN],
 		      const uint8_t *list, size_t len, const uint8_t (*added)[SP_KEY_LEN],
@@ -545,5 +547,64 @@ void sp_store_mailbox_key(uint8_t out[SP_STORE_MAILBOX_KEY_LEN],
 void sp_store_expiry_mailbox_key(uint8_t out[SP_STORE_EXPIRY_MAILBOX_KEY_LEN],
 				 uint64_t expires_ms, const uint8_t recipient[SP_KEY_LEN],
 				 uint64_t seq);
+
+/* ---- the transparency log (sp_store_log.c) --------------------------------- */
+
+/*
+ * The append-only Merkle log of accepted device lists (docs/PROTOCOL.md
+ * 11.7; the tree and proofs are lib/crypto/sp_merkle.h). Records, column
+ * family "default":
+ *
+ *   "lgs"                         -> u8 version=1 | u64 tree size
+ *   "lgl/" | u64 index            -> u8 version=1 | the leaf's bytes (the list)
+ *   "lgh/" | u8 level | u64 index -> hash[32] of the complete subtree over
+ *                                    leaves [index << level, (index+1) << level)
+ *   "lgi/" | account[32]          -> u8 version=1 | u64 index of the account's
+ *                                    latest leaf (what a fetch proves)
+ *
+ * An append writes the leaf, its hash, the hashes of every subtree it
+ * completes (at most 63) and the new size in one WriteBatch, so a crash
+ * leaves the log at the old size or the new one, never between. Roots and
+ * proofs need only complete subtrees, O(log n) point reads each. The size
+ * is read from the store on each call (lists are rare; no cache to keep
+ * right across failed writes). One append per WriteBatch: an append reads
+ * the left siblings it combines from committed data.
+ */
+enum {
+	SP_STORE_LOG_LEAF_MAX = SP_BODY_MAX,   /* a leaf is one list, which fits a body */
+};
+
+/* The committed tree size (0 for a log never written). 0, -EBADMSG, -EIO. */
+int sp_store_log_size(struct sp_store *st, uint64_t *size);
+
+/* Appends leaf (len bytes, borrowed) in its own synced WriteBatch; *index
+ * = its position. account (32 bytes, borrowed, or NULL): the leaf becomes
+ * that account's latest (sp_store_log_index_of). 0, -EMSGSIZE, -EIO
+ * (poisoned, RocksDB), -ENOMEM. */
+int sp_store_log_append(struct sp_store *st, const uint8_t *account, const uint8_t *leaf, size_t len,
+			uint64_t *index);
+
+/* The hash of the complete subtree (level, index) (sp_merkle_subtree_fn's
+ * meaning; the caller knows the log has its leaves): for views built on
+ * the log (app/sp_tlog.c). 0, -EBADMSG (missing: corrupt), -EIO. */
+int sp_store_log_subtree(struct sp_store *st, unsigned level, uint64_t index, uint8_t out[32]);
+
+/* The index of account's latest leaf. 0, -ENOENT (none), -EBADMSG, -EIO. */
+int sp_store_log_index_of(struct sp_store *st, const uint8_t account[32], uint64_t *index);
+
+/* The leaf at index into buf (caller-owned, cap bytes), *len. -ENOENT
+ * (index >= size), -EMSGSIZE, -EBADMSG, -EIO. */
+int sp_store_log_leaf(struct sp_store *st, uint64_t index, uint8_t *buf, size_t cap, size_t *len);
+
+/* The root of the first n leaves (n <= size). 0, -EINVAL, -EBADMSG, -EIO. */
+int sp_store_log_root(struct sp_store *st, uint64_t n, uint8_t root[32]);
+
+/* Inclusion proof of leaf index in the tree of size n, and the consistency
+ * proof between sizes m and n (0 < m <= n <= size), into proof (caller-
+ * owned, cap hashes of 32 bytes), *len. 0, -EINVAL, -EMSGSIZE, -EBADMSG, -EIO. */
+int sp_store_log_inclusion(struct sp_store *st, uint64_t index, uint64_t n, uint8_t (*proof)[32],
+			   size_t cap, size_t *len);
+int sp_store_log_consistency(struct sp_store *st, uint64_t m, uint64_t n, uint8_t (*proof)[32],
+			     size_t cap, size_t *len);
 
 #endif

@@ -60,6 +60,8 @@ int sp_store_list_put(struct sp_store *st, const uint8_t account[SP_ACCOUNT_LEN]
 	uint8_t val[1 + SP_STORE_LIST_VALUE_MAX];
 	rocksdb_writebatch_t *wb;
 	char *rerr = NULL;
+	uint64_t index;
+	int rc;
 
 	if (st->poisoned)
 		return -EIO;
@@ -82,6 +84,13 @@ int sp_store_list_put(struct sp_store *st, const uint8_t account[SP_ACCOUNT_LEN]
 		device_key(key, added[i]);
 		rocksdb_writebatch_put_cf(wb, st->cf[SP_STORE_CF_DEFAULT], (const char *)key,
 					  sizeof(key), (const char *)account, SP_ACCOUNT_LEN);
+	}
+	/* the transparency log's append, in the same batch: the list and its
+	 * leaf are durable together or not at all (docs/PROTOCOL.md 11.7) */
+	rc = sp_store_log_stage(st, wb, account, list, len, &index);
+	if (rc) {
+		rocksdb_writebatch_destroy(wb);
+		return rc;
 	}
 	rocksdb_write(st->db, st->wo_sync, wb, &rerr);
 	rocksdb_writebatch_destroy(wb);

@@ -245,4 +245,17 @@ int sp_store_rebuild_meta(struct sp_store *st, const uint8_t recipient[SP_KEY_LE
 /* Frees the read buffer (at close). */
 void sp_store_read_fini(struct sp_store *st);
 
+/* ---- sp_store_log.c -------------------------------------------------------- */
+
+/*
+ * Adds the records of appending leaf (len bytes, borrowed; account as in
+ * sp_store_log_append) to wb, a batch
+ * the caller writes (synced) with its own records, e.g. the accepted list
+ * itself, so the list and its log entry are durable together. *index = the
+ * leaf's position, valid once wb is written. Nothing is written here; at
+ * most one append per batch. 0, -EMSGSIZE, -EBADMSG, -EIO.
+ */
+int sp_store_log_stage(struct sp_store *st, rocksdb_writebatch_t *wb,
+		       const uint8_t *account, const uint8_t *leaf, size_t len, uint64_t *index);
+
 #endif

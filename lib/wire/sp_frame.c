@@ -61,6 +61,8 @@ SAME_KIND(LIST_PUT, LIST_PUT);
 SAME_KIND(LIST_FETCH, LIST_FETCH);
 SAME_KIND(LIST_RESULT, LIST_RESULT);
 SAME_KIND(LIST_CHANGED, LIST_CHANGED);
+SAME_KIND(LOG_FETCH, LOG_FETCH);
+SAME_KIND(LOG_REPLY, LOG_REPLY);
 
 /* ---- the protobuf encoding of FrameHeader, by hand ----------------------- */
 
@@ -217,6 +219,57 @@ static int parse_list_field(struct sp_frame *f, enum sp_frame_type kind, const s
 	}
 }
 
+static bool is_log(enum sp_frame_type t)
+{
+	return t == SP_FRAME_LOG_FETCH || t == SP_FRAME_LOG_REPLY;
+}
+
+/* A frame type this version knows (others are unknown fields, skipped). */
+static bool known_kind(uint32_t num)
+{
+	return (num >= SP_FRAME_SEND && num <= SP_FRAME_TYPE_MAX) || is_log((enum sp_frame_type)num);
+}
+
+/* One field of LogFetch (1 client_id, 2 first, 3 second, 4 leaf) or
+ * LogReply (1 client_id, 2 status, 3 log_key, 4 leaf_len). */
+static int parse_log_field(struct sp_frame *f, enum sp_frame_type kind, const struct field *fl,
+			   const uint8_t **key, size_t *key_len)
+{
+	bool fetch = kind == SP_FRAME_LOG_FETCH;
+
+	if (fl->num < 1 || fl->num > 4)
+		return 0;
+	if (!fetch && fl->num == 3) {
+		if (fl->wt != WT_LEN)
+			return -EBADMSG;
+		*key = fl->data;
+		*key_len = fl->len;
+		return 0;
+	}
+	WANT_VARINT(fl);
+	switch (fl->num) {
+	case 1:
+		f->u.log.client_id = fl->v;
+		break;
+	case 2:
+		if (fetch)
+			f->u.log.first = fl->v;
+		else
+			f->u.log.status = (enum sp_status)(int32_t)(uint32_t)fl->v;
+		break;
+	case 3:
+		f->u.log.second = fl->v;
+		break;
+	default:
+		if (fetch)
+			f->u.log.leaf = fl->v;
+		else
+			f->u.log.leaf_len = (uint32_t)fl->v;
+		break;
+	}
+	return 0;
+}
+
 /*
  * One member of the FrameHeader oneof. A later member replaces an earlier one
  * entirely (protobuf-c's oneof rule; not merged), so the fields start from
@@ -234,11 +287,19 @@ static int parse_kind(struct sp_frame *f, enum sp_frame_type kind, const uint8_t
 	/* Every member but ack.seqs (written as read) fits in list's size. */
 	_Static_assert(sizeof(f->u.list) >= sizeof(f->u.send), "the largest fixed member");
 	memset(&f->u, 0, sizeof(f->u.list));
+	if (is_log(kind))
+		memset(&f->u.log, 0, sizeof(f->u.log));
 	*ack_total = 0;
 	while (r.p < r.end) {
 		ret = next_field(&r, &fl);
 		if (ret < 0)
 			return ret;
+		if (is_log(kind)) {
+			ret = parse_log_field(f, kind, &fl, &to, &to_len);
+			if (ret < 0)
+				return ret;
+			continue;
+		}
 		if (is_list(kind)) {
 			ret = parse_list_field(f, kind, &fl, &to, &to_len);
 			if (ret < 0)
@@ -318,6 +379,10 @@ static int parse_kind(struct sp_frame *f, enum sp_frame_type kind, const uint8_t
 			f->u.send.to_ok = 1;
 		}
 	}
+	if (kind == SP_FRAME_LOG_REPLY && to_len == sizeof(f->u.log.log_key)) {
+		memcpy(f->u.log.log_key, to, sizeof(f->u.log.log_key));
+		f->u.log.log_key_ok = 1;
+	}
 	if (is_list(kind) && to_len == SP_ACCOUNT_LEN) {
 		memcpy(f->u.list.account, to, SP_ACCOUNT_LEN);
 		f->u.list.account_ok = 1;
@@ -337,7 +402,7 @@ static int parse_header(struct sp_frame *f, const uint8_t *p, size_t n)
 		ret = next_field(&r, &fl);
 		if (ret < 0)
 			return ret;
-		if (fl.num < SP_FRAME_SEND || fl.num > SP_FRAME_TYPE_MAX)
+		if (!known_kind(fl.num))
 			continue; /* unknown field: skipped, as protobuf requires */
 		if (fl.wt != WT_LEN)
 			return -EBADMSG;
@@ -365,7 +430,7 @@ static int parse_header(struct sp_frame *f, const uint8_t *p, size_t n)
 static int has_body(enum sp_frame_type t)
 {
 	return t == SP_FRAME_SEND || t == SP_FRAME_DELIVER || t == SP_FRAME_LIST_PUT ||
-	       t == SP_FRAME_LIST_RESULT || t == SP_FRAME_LIST_CHANGED;
+	       t == SP_FRAME_LIST_RESULT || t == SP_FRAME_LIST_CHANGED || t == SP_FRAME_LOG_REPLY;
 }
 
 int sp_frame_next(const uint8_t *buf, size_t len, size_t *off, struct sp_frame *f)
@@ -416,8 +481,8 @@ enum {
 	/* Largest encoded member: an Ack of 64 ten-byte varints, with its
 	 * packed field's tag and 2-byte length. */
 	KIND_MAX = 1 + 2 + SP_ACK_SEQS_MAX * 10,
-	/* FrameHeader around it: tag and a length of at most 2 bytes. */
-	HEADER_ENC_MAX = 1 + 2 + KIND_MAX,
+	/* FrameHeader around it: a tag of at most 2 bytes and a length of at most 2. */
+	HEADER_ENC_MAX = 2 + 2 + KIND_MAX,
 };
 _Static_assert((int)HEADER_ENC_MAX <= (int)SP_FRAME_HEADER_MAX, "every frame header fits the wire limit");
 
@@ -525,6 +590,21 @@ static int put_kind(const struct sp_frame *f, uint8_t out[KIND_MAX])
 			p = put_u64_field(p, 5, f->u.list.list_len);
 		}
 		break;
+	case SP_FRAME_LOG_FETCH:
+		p = put_u64_field(p, 1, f->u.log.client_id);
+		p = put_u64_field(p, 2, f->u.log.first);
+		p = put_u64_field(p, 3, f->u.log.second);
+		p = put_u64_field(p, 4, f->u.log.leaf);
+		break;
+	case SP_FRAME_LOG_REPLY:
+		p = put_u64_field(p, 1, f->u.log.client_id);
+		p = put_enum_field(p, 2, f->u.log.status);
+		*p++ = 3 << 3 | WT_LEN;
+		*p++ = sizeof(f->u.log.log_key);
+		memcpy(p, f->u.log.log_key, sizeof(f->u.log.log_key));
+		p += sizeof(f->u.log.log_key);
+		p = put_u64_field(p, 4, f->u.log.leaf_len);
+		break;
 	default:
 		return -EINVAL;
 	}
@@ -538,7 +618,8 @@ size_t sp_frame_size(const struct sp_frame *f, size_t body_len)
 
 	if (n < 0)
 		return 0;
-	return SP_FRAME_PREFIX_LEN + 1 + varint_len((size_t)n) + (size_t)n + body_len;
+	return SP_FRAME_PREFIX_LEN + varint_len((uint64_t)f->type << 3 | WT_LEN) +
+	       varint_len((size_t)n) + (size_t)n + body_len;
 }
 
 int sp_frame_put_header(uint8_t *buf, size_t cap, size_t *off, const struct sp_frame *f,
@@ -556,7 +637,8 @@ int sp_frame_put_header(uint8_t *buf, size_t cap, size_t *off, const struct sp_f
 		return -EINVAL;
 	if (body_len > SP_BODY_MAX)
 		return -EMSGSIZE;
-	hlen = 1 + varint_len((size_t)n) + (size_t)n;
+	/* the member's tag: two bytes from field 16 on (LogFetch is 24) */
+	hlen = varint_len((uint64_t)f->type << 3 | WT_LEN) + varint_len((size_t)n) + (size_t)n;
 	/* Room for the body too: the caller writes it next, unchecked. */
 	if (*off > cap || cap - *off < SP_FRAME_PREFIX_LEN + hlen + body_len)
 		return -EMSGSIZE;
@@ -564,7 +646,7 @@ int sp_frame_put_header(uint8_t *buf, size_t cap, size_t *off, const struct sp_f
 	sp_be_put16(p, (uint16_t)hlen);
 	sp_be_put16(p + 2, (uint16_t)body_len);
 	p += SP_FRAME_PREFIX_LEN;
-	*p++ = (uint8_t)(f->type << 3 | WT_LEN);
+	p = put_varint(p, (uint64_t)f->type << 3 | WT_LEN);
 	p = put_varint(p, (size_t)n);
 	memcpy(p, kind, (size_t)n);
 	*off += SP_FRAME_PREFIX_LEN + hlen;

@@ -74,6 +74,16 @@ struct sp_frame {
 			uint64_t version;
 			uint32_t list_len;
 		} list;
+		/* LogFetch, LogReply (docs/PROTOCOL.md 11.7). */
+		struct {
+			uint64_t client_id;
+			uint64_t first, second; /* LogFetch */
+			uint64_t leaf;          /* LogFetch: 1 + index, 0 = none */
+			enum sp_status status;  /* LogReply */
+			uint32_t leaf_len;      /* LogReply */
+			uint8_t log_key[32];    /* LogReply; encoding: always written */
+			uint8_t log_key_ok;     /* decoding: 1 when exactly 32 bytes came */
+		} log;
 	} u;
 	/* Borrowed: points into the buffer given to sp_frame_next; valid as long
 	 * as that buffer is. NULL/0 for frame types without a body. */

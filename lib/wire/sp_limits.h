@@ -75,6 +75,9 @@ enum sp_frame_type {
 	SP_FRAME_LIST_RESULT = 11,/* broker -> client, may carry a body */
 	SP_FRAME_LIST_CHANGED = 12, /* broker -> client, carries a body */
 	SP_FRAME_TYPE_MAX = SP_FRAME_LIST_CHANGED,
+	/* The transparency log (11.7); 13..23 belong to other features. */
+	SP_FRAME_LOG_FETCH = 24,  /* client -> broker */
+	SP_FRAME_LOG_REPLY = 25,  /* broker -> client, carries a body */
 };
 
 /* Send.flags bits */

@@ -15,6 +15,9 @@
  * DIR/fuzz_ws: upgrade requests (honest, with an allowed and a refused
  * origin, malformed) followed by masked frames of every kind: the start of
  * an XX handshake in binary messages, fragments, ping, text, close.
+ * DIR/fuzz_merkle: log trailers, consistency proofs, wrapped plaintexts
+ * and STHs made by lib/crypto/sp_sth.c over fuzz_merkle.c's 64-leaf tree,
+ * signed with its fixed log key.
  * DIR/fuzz_config: packaging/sealpostd.conf from SOURCE_DIR (the config
  * file the package installs), the configuration --check-config prints for
  * the defaults, and command lines.
@@ -25,10 +28,14 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <sodium.h>
+
 #include "fuzz/shard_peer.h"
 #include "sp_config.h"
 #include "sp_frame.h"
+#include "sp_merkle.h"
 #include "sp_noise.h"
+#include "sp_sth.h"
 #include "sp_store_codec.h"
 
 static char dir[4096];
@@ -295,6 +302,64 @@ static void codec_seeds(void)
 	codec_seed("expiry_dedup_key", 4, key, SP_STORE_EXPIRY_DEDUP_KEY_LEN);
 }
 
+/* --- fuzz_merkle ------------------------------------------------------------------ */
+
+/* fuzz_merkle.c's fixed log key seed and leaves (the same values) */
+static const uint8_t merkle_log_seed[crypto_sign_SEEDBYTES] = { 0x10, 0x6c, 0x06, 1, 2, 3 };
+
+static void merkle_seeds(void)
+{
+	static sp_merkle_hash leaves[64];
+	struct sp_merkle_mem mem = { leaves, 64 };
+	uint8_t pk[SP_LOG_KEY_LEN], sk[SP_LOG_SECRET_LEN];
+	uint8_t b[1 + SP_LOG_TRAILER_MAX + SP_CONSISTENCY_MAX];
+	const uint64_t pairs[][2] = { { 1, 1 }, { 3, 7 }, { 8, 64 }, { 21, 50 }, { 63, 64 } };
+	struct sp_consistency con;
+	struct sp_inclusion inc;
+	struct sp_sth sth = { .tree_size = 37, .timestamp_ms = 1790000000000 };
+	char name[64];
+	size_t len;
+
+	if (sodium_init() < 0 || crypto_sign_seed_keypair(pk, sk, merkle_log_seed))
+		die("sodium");
+	for (int i = 0; i < 64; i++)
+		sp_merkle_leaf_hash(leaves[i], (const uint8_t *)&i, sizeof(i));
+	if (sp_merkle_root(sp_merkle_mem_subtree, &mem, sth.tree_size, sth.root) ||
+	    sp_sth_sign(&sth, sk))
+		die("sth");
+	for (uint64_t idx = 0; idx < sth.tree_size; idx += 12) {
+		inc.index = idx;
+		if (sp_merkle_inclusion_proof(sp_merkle_mem_subtree, &mem, idx, sth.tree_size, inc.path,
+					      SP_MERKLE_PROOF_MAX, &inc.count))
+			die("inclusion");
+		b[0] = 0;
+		if (sp_log_trailer_encode(&sth, &inc, b + 1, sizeof(b) - 1, &len))
+			die("trailer");
+		snprintf(name, sizeof(name), "trailer_%u", (unsigned)idx);
+		put("fuzz_merkle", name, b, len + 1);
+	}
+	for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
+		con.first = pairs[i][0];
+		con.second = pairs[i][1];
+		if (sp_merkle_consistency_proof(sp_merkle_mem_subtree, &mem, con.first, con.second,
+						con.path, SP_MERKLE_PROOF_MAX, &con.count))
+			die("consistency");
+		b[0] = 1;
+		if (sp_consistency_encode(&con, b + 1, sizeof(b) - 1, &len))
+			die("consistency");
+		snprintf(name, sizeof(name), "consistency_%u_%u", (unsigned)con.first,
+			 (unsigned)con.second);
+		put("fuzz_merkle", name, b, len + 1);
+	}
+	b[0] = 2;
+	sp_sth_wrap(pk, &sth, b + 1);
+	memcpy(b + 1 + SP_STH_WRAP_LEN, "hello", 5);
+	put("fuzz_merkle", "wrapped", b, 1 + SP_STH_WRAP_LEN + 5);
+	b[0] = 3;
+	sp_sth_encode(&sth, b + 1);
+	put("fuzz_merkle", "sth", b, 1 + SP_STH_LEN);
+}
+
 /* --- fuzz_config ------------------------------------------------------------------ */
 
 static void config_seeds(const char *src)
@@ -444,6 +509,7 @@ int main(int argc, char **argv)
 	}
 	shard_seeds();
 	codec_seeds();
+	merkle_seeds();
 	config_seeds(argc == 3 ? argv[2] : NULL);
 	ws_seeds();
 	return 0;

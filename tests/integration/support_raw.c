@@ -701,6 +701,13 @@ static int decode_frame(struct sp_raw *c, struct sp_raw_frame *f)
 		if (fh->list_changed->account.len == SP_ACCOUNT_LEN)
 			memcpy(f->account, fh->list_changed->account.data, SP_ACCOUNT_LEN);
 		break;
+	case SEALPOST__V1__FRAME_HEADER__KIND_LOG_REPLY:
+		f->client_id = fh->log_reply->client_id;
+		f->status = (uint32_t)fh->log_reply->status;
+		f->list_len = fh->log_reply->leaf_len;
+		if (fh->log_reply->log_key.len == SP_ACCOUNT_LEN)
+			memcpy(f->account, fh->log_reply->log_key.data, SP_ACCOUNT_LEN);
+		break;
 	default:
 		/* Send, Ack or nothing: never valid from the broker. */
 		ret = -EBADMSG;
@@ -711,7 +718,7 @@ static int decode_frame(struct sp_raw *c, struct sp_raw_frame *f)
 		return ret;
 	/* Only Deliver and the list frames may carry a body from the broker. */
 	if (blen && f->type != SP_FRAME_DELIVER && f->type != SP_FRAME_LIST_RESULT &&
-	    f->type != SP_FRAME_LIST_CHANGED)
+	    f->type != SP_FRAME_LIST_CHANGED && f->type != SP_FRAME_LOG_REPLY)
 		return -EBADMSG;
 	f->body = p + SP_FRAME_PREFIX_LEN + hlen;
 	f->body_len = blen;

@@ -198,6 +198,7 @@ struct sp_raw_frame {
 	 * version): the account and how much of the body is the list. */
 	uint8_t account[SP_ACCOUNT_LEN];
 	uint32_t list_len;
+	/* LogReply: client_id, status; account = log_key, list_len = leaf_len. */
 	/* Borrowed: points into c->rx, valid until the next receive on c. */
 	const uint8_t *body;
 	size_t body_len;
