@@ -56,6 +56,9 @@ SAME_KIND(DRAINED, DRAINED);
 SAME_KIND(PING, PING);
 SAME_KIND(PONG, PONG);
 SAME_KIND(GOAWAY, GOAWAY);
+SAME_KIND(PUSH_REGISTER, PUSH_REGISTER);
+SAME_KIND(PUSH_REMOVE, PUSH_REMOVE);
+SAME_KIND(PUSH_RESULT, PUSH_RESULT);
 
 /* ---- the protobuf encoding of FrameHeader, by hand ----------------------- */
 
@@ -173,16 +176,51 @@ static int parse_kind(struct sp_frame *f, enum sp_frame_type kind, const uint8_t
 	struct field fl;
 	int ret;
 
-	/* Every member but ack.seqs (written as read) fits in send's size. */
-	memset(&f->u, 0, sizeof(f->u.send));
+	/* Every member but ack.seqs (written as read) fits in send's or
+	 * push_register's size. */
+	memset(&f->u, 0, sizeof(f->u.send) > sizeof(f->u.push_register) ? sizeof(f->u.send)
+									  : sizeof(f->u.push_register));
 	*ack_total = 0;
 	while (r.p < r.end) {
 		ret = next_field(&r, &fl);
 		if (ret < 0)
 			return ret;
-		if (fl.num != 1 && !(kind == SP_FRAME_SEND || kind == SP_FRAME_SEND_RESULT))
+		if (fl.num != 1 && !(kind == SP_FRAME_SEND || kind == SP_FRAME_SEND_RESULT ||
+				     kind == SP_FRAME_PUSH_REGISTER || kind == SP_FRAME_PUSH_RESULT))
 			continue;
 		switch (kind) {
+		case SP_FRAME_PUSH_REGISTER:
+			if (fl.num >= 1 && fl.num <= 3) {
+				if (fl.wt != WT_LEN)
+					return -EBADMSG;
+				if (fl.num == 1) {
+					f->u.push_register.endpoint = fl.data;
+					f->u.push_register.endpoint_len = fl.len;
+				} else if (fl.num == 2) {
+					f->u.push_register.p256dh = fl.data;
+					f->u.push_register.p256dh_len = fl.len;
+				} else {
+					f->u.push_register.auth = fl.data;
+					f->u.push_register.auth_len = fl.len;
+				}
+			} else if (fl.num == 4) {
+				WANT_VARINT(&fl);
+				f->u.push_register.id = fl.v;
+			}
+			break;
+		case SP_FRAME_PUSH_REMOVE:
+			WANT_VARINT(&fl);
+			f->u.push_remove.id = fl.v;
+			break;
+		case SP_FRAME_PUSH_RESULT:
+			if (fl.num == 1) {
+				WANT_VARINT(&fl);
+				f->u.push_result.id = fl.v;
+			} else if (fl.num == 2) {
+				WANT_VARINT(&fl);
+				f->u.push_result.status = (enum sp_status)(int32_t)(uint32_t)fl.v;
+			}
+			break;
 		case SP_FRAME_SEND:
 			if (fl.num == 1) {
 				if (fl.wt != WT_LEN)
@@ -268,7 +306,8 @@ static int parse_header(struct sp_frame *f, const uint8_t *p, size_t n)
 		ret = next_field(&r, &fl);
 		if (ret < 0)
 			return ret;
-		if (fl.num < SP_FRAME_SEND || fl.num > SP_FRAME_GOAWAY)
+		if ((fl.num < SP_FRAME_SEND || fl.num > SP_FRAME_GOAWAY) &&
+		    (fl.num < SP_FRAME_PUSH_REGISTER || fl.num > SP_FRAME_PUSH_RESULT))
 			continue; /* unknown field: skipped, as protobuf requires */
 		if (fl.wt != WT_LEN)
 			return -EBADMSG;
@@ -343,9 +382,13 @@ int sp_frame_next(const uint8_t *buf, size_t len, size_t *off, struct sp_frame *
 /* ---- encode: canonical protobuf, byte for byte what protobuf-c packs ----- */
 
 enum {
-	/* Largest encoded member: an Ack of 64 ten-byte varints, with its
-	 * packed field's tag and 2-byte length. */
-	KIND_MAX = 1 + 2 + SP_ACK_SEQS_MAX * 10,
+	/* Largest encoded member: a PushRegister at its limits (an Ack of 64
+	 * ten-byte varints, with its packed field's tag and 2-byte length, is
+	 * 643). */
+	KIND_ACK_MAX = 1 + 2 + SP_ACK_SEQS_MAX * 10,
+	KIND_PUSH_MAX = 1 + 2 + SP_PUSH_ENDPOINT_WIRE_MAX + 1 + 1 + SP_PUSH_P256DH_LEN + 1 + 1 +
+			SP_PUSH_AUTH_LEN + 1 + 10,
+	KIND_MAX = KIND_PUSH_MAX > KIND_ACK_MAX ? KIND_PUSH_MAX : KIND_ACK_MAX,
 	/* FrameHeader around it: tag and a length of at most 2 bytes. */
 	HEADER_ENC_MAX = 1 + 2 + KIND_MAX,
 };
@@ -387,6 +430,17 @@ static uint8_t *put_enum_field(uint8_t *p, unsigned num, enum sp_status s)
 	int32_t v = (int32_t)(uint32_t)s;
 
 	return put_u64_field(p, num, (uint64_t)(int64_t)v);
+}
+
+/* A length-delimited field, written only when non-empty (proto3). */
+static uint8_t *put_bytes_field(uint8_t *p, unsigned num, const uint8_t *d, size_t n)
+{
+	if (n == 0)
+		return p;
+	*p++ = (uint8_t)(num << 3 | WT_LEN);
+	p = put_varint(p, n);
+	memcpy(p, d, n);
+	return p + n;
 }
 
 /* Encodes the oneof member's message body into out; its length, or -EINVAL. */
@@ -436,6 +490,26 @@ static int put_kind(const struct sp_frame *f, uint8_t out[KIND_MAX])
 		break;
 	case SP_FRAME_GOAWAY:
 		p = put_enum_field(p, 1, f->u.goaway.code);
+		break;
+	case SP_FRAME_PUSH_REGISTER: {
+		const struct sp_frame_push_register *r = &f->u.push_register;
+
+		if (r->endpoint_len > SP_PUSH_ENDPOINT_WIRE_MAX || r->p256dh_len > SP_PUSH_P256DH_LEN ||
+		    r->auth_len > SP_PUSH_AUTH_LEN || (r->endpoint_len && !r->endpoint) ||
+		    (r->p256dh_len && !r->p256dh) || (r->auth_len && !r->auth))
+			return -EINVAL;
+		p = put_bytes_field(p, 1, r->endpoint, r->endpoint_len);
+		p = put_bytes_field(p, 2, r->p256dh, r->p256dh_len);
+		p = put_bytes_field(p, 3, r->auth, r->auth_len);
+		p = put_u64_field(p, 4, r->id);
+		break;
+	}
+	case SP_FRAME_PUSH_REMOVE:
+		p = put_u64_field(p, 1, f->u.push_remove.id);
+		break;
+	case SP_FRAME_PUSH_RESULT:
+		p = put_u64_field(p, 1, f->u.push_result.id);
+		p = put_enum_field(p, 2, f->u.push_result.status);
 		break;
 	default:
 		return -EINVAL;

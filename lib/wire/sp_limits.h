@@ -70,6 +70,17 @@ enum sp_frame_type {
 	SP_FRAME_PING = 6,        /* either way */
 	SP_FRAME_PONG = 7,        /* either way */
 	SP_FRAME_GOAWAY = 8,      /* broker -> client, then close */
+	/* 9-19: accounts. */
+	SP_FRAME_PUSH_REGISTER = 20, /* client -> broker */
+	SP_FRAME_PUSH_REMOVE = 21,   /* client -> broker */
+	SP_FRAME_PUSH_RESULT = 22,   /* broker -> client */
+};
+
+/* Web Push subscription fields (PROTOCOL.md 12). */
+enum sp_push_wire {
+	SP_PUSH_P256DH_LEN = 65,        /* uncompressed P-256 point: 0x04 | x | y */
+	SP_PUSH_AUTH_LEN = 16,          /* the subscription's auth secret */
+	SP_PUSH_ENDPOINT_WIRE_MAX = 900, /* fits a FrameHeader with both keys */
 };
 
 /* Send.flags bits */
