@@ -389,8 +389,8 @@ enum {
 	KIND_PUSH_MAX = 1 + 2 + SP_PUSH_ENDPOINT_WIRE_MAX + 1 + 1 + SP_PUSH_P256DH_LEN + 1 + 1 +
 			SP_PUSH_AUTH_LEN + 1 + 10,
 	KIND_MAX = KIND_PUSH_MAX > KIND_ACK_MAX ? KIND_PUSH_MAX : KIND_ACK_MAX,
-	/* FrameHeader around it: tag and a length of at most 2 bytes. */
-	HEADER_ENC_MAX = 1 + 2 + KIND_MAX,
+	/* FrameHeader around it: a tag of at most 2 bytes and a length of at most 2. */
+	HEADER_ENC_MAX = 2 + 2 + KIND_MAX,
 };
 _Static_assert((int)HEADER_ENC_MAX <= (int)SP_FRAME_HEADER_MAX, "every frame header fits the wire limit");
 
@@ -524,7 +524,9 @@ size_t sp_frame_size(const struct sp_frame *f, size_t body_len)
 
 	if (n < 0)
 		return 0;
-	return SP_FRAME_PREFIX_LEN + 1 + varint_len((size_t)n) + (size_t)n + body_len;
+	/* The member's tag: one byte for fields 1..15, two for 20..22. */
+	return SP_FRAME_PREFIX_LEN + varint_len((uint64_t)f->type << 3 | WT_LEN) +
+	       varint_len((size_t)n) + (size_t)n + body_len;
 }
 
 int sp_frame_put_header(uint8_t *buf, size_t cap, size_t *off, const struct sp_frame *f,
@@ -542,7 +544,7 @@ int sp_frame_put_header(uint8_t *buf, size_t cap, size_t *off, const struct sp_f
 		return -EINVAL;
 	if (body_len > SP_BODY_MAX)
 		return -EMSGSIZE;
-	hlen = 1 + varint_len((size_t)n) + (size_t)n;
+	hlen = varint_len((uint64_t)f->type << 3 | WT_LEN) + varint_len((size_t)n) + (size_t)n;
 	/* Room for the body too: the caller writes it next, unchecked. */
 	if (*off > cap || cap - *off < SP_FRAME_PREFIX_LEN + hlen + body_len)
 		return -EMSGSIZE;
@@ -550,7 +552,7 @@ int sp_frame_put_header(uint8_t *buf, size_t cap, size_t *off, const struct sp_f
 	sp_be_put16(p, (uint16_t)hlen);
 	sp_be_put16(p + 2, (uint16_t)body_len);
 	p += SP_FRAME_PREFIX_LEN;
-	*p++ = (uint8_t)(f->type << 3 | WT_LEN);
+	p = put_varint(p, (uint64_t)f->type << 3 | WT_LEN);
 	p = put_varint(p, (size_t)n);
 	memcpy(p, kind, (size_t)n);
 	*off += SP_FRAME_PREFIX_LEN + hlen;
