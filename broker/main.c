@@ -36,9 +36,12 @@
 #include "sp_log.h"
 #include "sp_metrics.h"
 #include "sp_noise.h"
+#include "sp_push.h"
+#include "sp_push_worker.h"
 #include "sp_shard.h"
 #include "sp_store.h"
 #include "sp_tlog.h"
+#include "sp_webpush.h"
 
 #ifndef SP_VERSION
 #define SP_VERSION "0.0.0"
@@ -177,10 +180,99 @@ static void log_stopped(const struct sp_log *lg, const struct sp_metrics_shard *
 	       SP_KV_UINT("refused", refused));
 }
 
+/* Web Push: the VAPID key (DATA_DIR/vapid.pem, made once), the worker
+ * thread, the shard's side. Only with push-vapid-subject set and a store. */
+struct push_parts {
+	struct sp_vapid *vapid;
+	struct sp_push_worker *worker;
+	struct sp_push *push;
+};
+
+static int vapid_path(const struct sp_config *cfg, char *out, size_t cap)
+{
+	return snprintf(out, cap, "%s/vapid.pem", cfg->data_dir) >= (int)cap ? -ENAMETOOLONG : 0;
+}
+
+static int start_push(const struct sp_config *cfg, const struct sp_log *lg, struct sp_store *store,
+		      struct sp_metrics_shard *m, struct push_parts *pp)
+{
+	char path[SP_CONFIG_PATH_MAX + 16], pub[SP_WEBPUSH_KEY_B64_LEN];
+	struct sp_push_worker_config wc;
+	int ret;
+
+	if (!cfg->push_vapid_subject[0] || !store)
+		return sp_push_create(&pp->push, cfg, lg, NULL, NULL, m);
+	ret = vapid_path(cfg, path, sizeof(path));
+	if (ret == 0)
+		ret = sp_vapid_load_or_create(path, &pp->vapid);
+	if (ret) {
+		SP_LOG(lg, SP_LOG_ERROR, "cannot load or make the VAPID key", SP_KV_STR("path", path),
+		       SP_KV_STR("error", strerror(-ret)));
+		return ret;
+	}
+	memset(&wc, 0, sizeof(wc));
+	wc.vapid = pp->vapid;
+	wc.subject = cfg->push_vapid_subject;
+	wc.ttl_s = cfg->push_ttl_s;
+	wc.urgency = sp_config_urgency_name(cfg->push_urgency);
+	wc.concurrency = cfg->push_concurrency;
+	wc.timeout_ms = cfg->push_timeout_ms;
+	wc.retries = cfg->push_retries;
+	wc.backoff_ms = cfg->push_backoff_ms;
+	wc.backoff_max_ms = cfg->push_backoff_max_ms;
+	wc.queue_max = cfg->push_queue_max;
+	wc.allow_private = cfg->push_allow_private != 0;
+	ret = sp_push_worker_start(&pp->worker, &wc);
+	if (ret == 0)
+		ret = sp_push_create(&pp->push, cfg, lg, store, pp->worker, m);
+	if (ret) {
+		SP_LOG(lg, SP_LOG_ERROR, "cannot start push wake-ups", SP_KV_STR("error", strerror(-ret)));
+		return ret;
+	}
+	sp_vapid_public_b64(pp->vapid, pub);
+	SP_LOG(lg, SP_LOG_INFO, "push wake-ups on", SP_KV_STR("vapid_key", pub),
+	       SP_KV_UINT("subscriptions", sp_push_count(pp->push)),
+	       SP_KV_UINT("coalesce_ms", cfg->push_coalesce_ms),
+	       SP_KV_UINT("allow_private", cfg->push_allow_private));
+	return 0;
+}
+
+static void stop_push(struct push_parts *pp)
+{
+	/* The worker first: it borrows the VAPID key. */
+	sp_push_worker_stop(pp->worker);
+	sp_push_destroy(pp->push);
+	sp_vapid_free(pp->vapid);
+	memset(pp, 0, sizeof(*pp));
+}
+
+/* sealpostd --print-vapid-key: the key operators hand to their apps. */
+static int print_vapid_key(const struct sp_config *cfg)
+{
+	char path[SP_CONFIG_PATH_MAX + 16], pub[SP_WEBPUSH_KEY_B64_LEN];
+	struct sp_vapid *v = NULL;
+	int err;
+
+	err = sp_fsutil_mkdir_p(cfg->data_dir, 0755, 0700);
+	if (err == 0)
+		err = vapid_path(cfg, path, sizeof(path));
+	if (err == 0)
+		err = sp_vapid_load_or_create(path, &v);
+	if (err) {
+		fprintf(stderr, "sealpostd: VAPID key in %s: %s\n", cfg->data_dir, strerror(-err));
+		return 1;
+	}
+	sp_vapid_public_b64(v, pub);
+	printf("%s\n", pub);
+	sp_vapid_free(v);
+	return 0;
+}
+
 static int serve(struct daemon *d, const uint8_t *priv, int listen_fd, int ws_fd,
 		 struct sp_store *store, struct sp_admin *admin, struct sp_config *live_cfg,
 		 const struct sp_tlog *tlog)
 {
+	struct push_parts pp = { 0 };
 	const struct sp_config *cfg = d->cfg;
 	struct sp_shard *sh = calloc(1, sizeof(*sh));
 	int ret;
@@ -196,6 +288,14 @@ static int serve(struct daemon *d, const uint8_t *priv, int listen_fd, int ws_fd
 	}
 	sh->metrics = sp_metrics_shard(d->metrics, 0);
 	sh->ws_listen_fd = ws_fd;
+	ret = start_push(cfg, d->log, store, sh->metrics, &pp);
+	if (ret) {
+		stop_push(&pp);
+		sp_shard_destroy(sh);
+		free(sh);
+		return ret;
+	}
+	sh->push = pp.push;
 	sh->store = store;
 	sh->tlog = tlog;
 	sh->admin = admin;
@@ -212,6 +312,7 @@ static int serve(struct daemon *d, const uint8_t *priv, int listen_fd, int ws_fd
 	log_stopped(d->log, sh->metrics);
 	sp_shard_destroy(sh);
 	free(sh);
+	stop_push(&pp);
 	return ret;
 }
 
@@ -456,6 +557,8 @@ int main(int argc, char **argv)
 	} else if (ret == SP_CONFIG_VERSION) {
 		printf("sealpostd %s\n", SP_VERSION);
 		ret = 0;
+	} else if (ret == SP_CONFIG_PRINT_VAPID) {
+		ret = print_vapid_key(cfg);
 	} else if (ret == SP_CONFIG_CHECK) {
 		sp_config_print(stdout, cfg);
 		ret = 0;

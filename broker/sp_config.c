@@ -22,7 +22,8 @@
 /* OPT_CONFIG and the flags after it are command-line only (not config keys). */
 enum opt_kind {
 	OPT_LISTEN, OPT_METRICS_LISTEN, OPT_PATH, OPT_U32, OPT_U64, OPT_LEVEL, OPT_FSYNC,
-	OPT_SOCKET, OPT_SOCKET_MODE, OPT_WS_LISTEN, OPT_ORIGINS, OPT_CONFIG, OPT_CHECK, OPT_HELP, OPT_VERSION,
+	OPT_SOCKET, OPT_SOCKET_MODE, OPT_WS_LISTEN, OPT_ORIGINS, OPT_TEXT, OPT_URGENCY, OPT_CONFIG,
+	OPT_CHECK, OPT_HELP, OPT_VERSION, OPT_PRINT_VAPID,
 };
 
 struct opt {
@@ -205,13 +206,57 @@ static const struct opt opts[] = {
 	{ "ws-max-message", "BYTES", OPT_U32, FIELD(ws_max_message), SP_CONFIG_WS_MAX_MESSAGE_MIN,
 	  1u << 30, false,
 	  "largest WebSocket message (all its fragments together); larger: close 1009" },
+	{ "push-vapid-subject", "URI", OPT_TEXT, FIELD(push_vapid_subject), 0,
+	  SP_CONFIG_PUSH_SUBJECT_MAX - 1, false,
+	  "Web Push: the contact (mailto: or https: URI) in every VAPID token, RFC 8292; "
+	  "empty = no push wake-ups (registrations get err_push_disabled)" },
+	{ "push-coalesce", "MS", OPT_U32, FIELD(push_coalesce_ms), 100, 86400000, false,
+	  "at most one wake-up per device this often, until it connects" },
+	{ "push-ttl", "S", OPT_U32, FIELD(push_ttl_s), 0, 2419200, false,
+	  "TTL header: how long a push service keeps an undelivered wake-up" },
+	{ "push-urgency", "LEVEL", OPT_URGENCY, FIELD(push_urgency), 0, 0, false,
+	  "Urgency header of wake-ups: very-low, low, normal or high" },
+	{ "push-concurrency", "N", OPT_U32, FIELD(push_concurrency), 1, 1024, false,
+	  "requests to push services at once; more wait in the queue" },
+	{ "push-timeout", "MS", OPT_U32, FIELD(push_timeout_ms), 100, 120000, false,
+	  "one request to a push service, connect to answer; beyond, retried as a failure" },
+	{ "push-retries", "N", OPT_U32, FIELD(push_retries), 0, 20, false,
+	  "retries of a wake-up after 429, 5xx, a timeout or a connection failure" },
+	{ "push-backoff", "MS", OPT_U32, FIELD(push_backoff_ms), 10, 600000, false,
+	  "delay before the first retry, doubled for each next (Retry-After wins if longer)" },
+	{ "push-backoff-max", "MS", OPT_U32, FIELD(push_backoff_max_ms), 10, 86400000, false,
+	  "longest delay before a retry, Retry-After included" },
+	{ "push-queue-max", "N", OPT_U32, FIELD(push_queue_max), 1, 1000000, false,
+	  "wake-ups queued or in flight; beyond, new ones are dropped and counted" },
+	{ "push-endpoint-max", "BYTES", OPT_U32, FIELD(push_endpoint_max), 16,
+	  SP_PUSH_ENDPOINT_WIRE_MAX, false,
+	  "longest push endpoint URL a device may register (err_push_too_large)" },
+	{ "push-subscriptions-max", "N", OPT_U32, FIELD(push_subscriptions_max), 1, 10000000, false,
+	  "push subscriptions held (memory and store); beyond, err_push_full" },
+	{ "push-allowed-hosts", "LIST", OPT_TEXT, FIELD(push_allowed_hosts), 0,
+	  SP_CONFIG_PUSH_HOSTS_MAX - 1, false,
+	  "comma-separated endpoint hosts allowed (a leading dot: that domain and below); "
+	  "empty = any public host (err_push_host_not_allowed)" },
+	{ "push-allow-private", "0|1", OPT_U32, FIELD(push_allow_private), 0, 1, false,
+	  "tests only: allow endpoints on private and loopback addresses, and plain http "
+	  "to a literal such address; 0 = refused at registration and at connect" },
 	{ "config", "FILE", OPT_CONFIG, FIELD(config_path), 0, 0, false,
 	  "read options from an INI file (keys = these option names); flags win" },
 	{ "check-config", NULL, OPT_CHECK, 0, 0, 0, false,
 	  "validate the configuration, print it (every option) and exit" },
 	{ "help", NULL, OPT_HELP, 0, 0, 0, false, "print this help and exit" },
 	{ "version", NULL, OPT_VERSION, 0, 0, 0, false, "print the version and exit" },
+	{ "print-vapid-key", NULL, OPT_PRINT_VAPID, 0, 0, 0, false,
+	  "print the Web Push VAPID public key (base64url; made in the data directory if "
+	  "missing) and exit" },
 };
+
+static const char *const urgency_names[] = { "very-low", "low", "normal", "high" };
+
+const char *sp_config_urgency_name(uint32_t u)
+{
+	return urgency_names[u & 3];
+}
 
 void sp_config_defaults(struct sp_config *c)
 {
@@ -271,6 +316,17 @@ void sp_config_defaults(struct sp_config *c)
 	snprintf(c->ws_listen, sizeof(c->ws_listen), "%s", SP_DEFAULT_WS_LISTEN);
 	c->ws_upgrade_max = SP_DEFAULT_WS_UPGRADE_MAX;
 	c->ws_max_message = SP_DEFAULT_WS_MAX_MESSAGE;
+	c->push_coalesce_ms = SP_DEFAULT_PUSH_COALESCE_MS;
+	c->push_ttl_s = SP_DEFAULT_PUSH_TTL_S;
+	c->push_urgency = SP_URGENCY_NORMAL;
+	c->push_concurrency = SP_DEFAULT_PUSH_CONCURRENCY;
+	c->push_timeout_ms = SP_DEFAULT_PUSH_TIMEOUT_MS;
+	c->push_retries = SP_DEFAULT_PUSH_RETRIES;
+	c->push_backoff_ms = SP_DEFAULT_PUSH_BACKOFF_MS;
+	c->push_backoff_max_ms = SP_DEFAULT_PUSH_BACKOFF_MAX_MS;
+	c->push_queue_max = SP_DEFAULT_PUSH_QUEUE_MAX;
+	c->push_endpoint_max = SP_PUSH_ENDPOINT_WIRE_MAX;
+	c->push_subscriptions_max = SP_DEFAULT_PUSH_SUBSCRIPTIONS_MAX;
 }
 
 static const char *const fsync_names[] = { "always", "batch", "never" };
@@ -449,6 +505,27 @@ static int set_value(struct sp_config *c, const struct opt *o, const char *val, 
 	case OPT_U32:
 	case OPT_U64:
 		return set_number(c, o, val, who, err, err_cap);
+	case OPT_TEXT:
+		if (strlen(val) > o->max) {
+			snprintf(err, err_cap, "%s: longer than %" PRIu64 " bytes", who, o->max);
+			return -EINVAL;
+		}
+		if (!path_printable(val)) {
+			snprintf(err, err_cap, "%s: a control character, a space at either end, "
+				 "a ';' first or ' ;' in the value", who);
+			return -EINVAL;
+		}
+		snprintf((char *)c + o->off, (size_t)o->max + 1, "%s", val);
+		return 0;
+	case OPT_URGENCY:
+		for (uint32_t i = 0; i < sizeof(urgency_names) / sizeof(urgency_names[0]); i++) {
+			if (strcmp(val, urgency_names[i]) == 0) {
+				*(uint32_t *)((char *)c + o->off) = i;
+				return 0;
+			}
+		}
+		snprintf(err, err_cap, "%s: '%s' is not very-low, low, normal or high", who, val);
+		return -EINVAL;
 	case OPT_FSYNC:
 		for (uint32_t i = 0; i < sizeof(fsync_names) / sizeof(fsync_names[0]); i++) {
 			if (strcmp(val, fsync_names[i]) == 0) {
@@ -492,6 +569,15 @@ int sp_config_parse(struct sp_config *c, int argc, char *const argv[], char *err
 		if (!o) {
 			snprintf(err, err_cap, "unknown option '%s' (see --help)", argv[i]);
 			return -EINVAL;
+		}
+		if (o->kind == OPT_PRINT_VAPID) {
+			if (eq) {
+				snprintf(err, err_cap, "--%s takes no value", o->name);
+				return -EINVAL;
+			}
+			if (result == SP_CONFIG_OK || result == SP_CONFIG_VERSION)
+				result = SP_CONFIG_PRINT_VAPID;
+			continue;
 		}
 		if (o->kind == OPT_HELP || o->kind == OPT_VERSION || o->kind == OPT_CHECK) {
 			if (eq) {
@@ -677,8 +763,12 @@ static void value_text(const struct sp_config *c, const struct opt *o, char *buf
 	case OPT_ORIGINS:
 	case OPT_PATH:
 	case OPT_SOCKET:
+	case OPT_TEXT:
 	case OPT_CONFIG:
 		snprintf(buf, cap, "%s", p);
+		break;
+	case OPT_URGENCY:
+		snprintf(buf, cap, "%s", sp_config_urgency_name(*(const uint32_t *)p));
 		break;
 	case OPT_LEVEL:
 		snprintf(buf, cap, "%s", sp_log_level_name(*(const enum sp_log_level *)p));

@@ -36,7 +36,18 @@ enum {
 	SP_CONFIG_FILE_LINE_MAX = 198,
 	SP_CONFIG_SOCKET_MAX = 108,     /* sizeof(sun_path) */
 	SP_CONFIG_ORIGINS_MAX = 1024,   /* --ws-allowed-origins, the whole list */
+	SP_CONFIG_PUSH_SUBJECT_MAX = 192,
+	SP_CONFIG_PUSH_HOSTS_MAX = 1024,
 };
+
+/* push-urgency (RFC 8030 5.3), the Urgency header's values in order. */
+enum sp_config_urgency {
+	SP_URGENCY_VERY_LOW = 0,
+	SP_URGENCY_LOW = 1,
+	SP_URGENCY_NORMAL = 2,
+	SP_URGENCY_HIGH = 3,
+};
+const char *sp_config_urgency_name(uint32_t u);
 
 /* Defaults; --help prints them from the option table. */
 #define SP_DEFAULT_LISTEN "127.0.0.1:7400"
@@ -168,6 +179,21 @@ struct sp_config {
 	char ws_allowed_origins[SP_CONFIG_ORIGINS_MAX];
 	uint32_t ws_upgrade_max;        /* bytes of the HTTP upgrade request */
 	uint32_t ws_max_message;        /* bytes of one WebSocket message (all its fragments) */
+	/* Web Push wake-ups (broker/push/, docs/OPERATIONS.md "Push wake-ups"). */
+	char push_vapid_subject[SP_CONFIG_PUSH_SUBJECT_MAX]; /* "" = no pushes */
+	uint32_t push_coalesce_ms;      /* at most one wake-up per device this often */
+	uint32_t push_ttl_s;            /* TTL header: how long the push service keeps it */
+	uint32_t push_urgency;          /* enum sp_config_urgency: the Urgency header */
+	uint32_t push_concurrency;      /* requests to push services at once */
+	uint32_t push_timeout_ms;       /* one request, connect to answer */
+	uint32_t push_retries;          /* retries after 429, 5xx, timeouts */
+	uint32_t push_backoff_ms;       /* first retry's delay, doubled for each next */
+	uint32_t push_backoff_max_ms;   /* longest delay, Retry-After included */
+	uint32_t push_queue_max;        /* wake-ups waiting or in flight */
+	uint32_t push_endpoint_max;     /* longest endpoint URL accepted */
+	uint32_t push_subscriptions_max; /* subscriptions held (in memory and the store) */
+	char push_allowed_hosts[SP_CONFIG_PUSH_HOSTS_MAX]; /* comma-separated; "" = any public */
+	uint32_t push_allow_private;    /* tests: private/loopback and plain http to them */
 };
 
 /* --fsync: what an acceptance (SendResult ACCEPTED) promises; docs/OPERATIONS.md. */
@@ -201,6 +227,15 @@ enum {
 	/* One whole Noise message with its prefix and the preamble must fit
 	 * in one WebSocket message (a browser client sends it so). */
 	SP_CONFIG_WS_MAX_MESSAGE_MIN = 8 + 2 + 65535,
+	SP_DEFAULT_PUSH_COALESCE_MS = 60000,
+	SP_DEFAULT_PUSH_TTL_S = 86400,
+	SP_DEFAULT_PUSH_CONCURRENCY = 16,
+	SP_DEFAULT_PUSH_TIMEOUT_MS = 10000,
+	SP_DEFAULT_PUSH_RETRIES = 3,
+	SP_DEFAULT_PUSH_BACKOFF_MS = 1000,
+	SP_DEFAULT_PUSH_BACKOFF_MAX_MS = 300000,
+	SP_DEFAULT_PUSH_QUEUE_MAX = 10000,
+	SP_DEFAULT_PUSH_SUBSCRIPTIONS_MAX = 100000,
 };
 #define SP_DEFAULT_STORE_MAX_WAL (64ull * 1024 * 1024)         /* 64 MiB */
 #define SP_DEFAULT_STORE_MAX_BYTES 0ull
@@ -217,6 +252,7 @@ enum sp_config_result {
 	SP_CONFIG_HELP = 1,     /* --help given: print sp_config_usage, exit 0 */
 	SP_CONFIG_VERSION = 2,  /* --version given */
 	SP_CONFIG_CHECK = 3,    /* --check-config given: print sp_config_print, exit 0 */
+	SP_CONFIG_PRINT_VAPID = 4, /* --print-vapid-key: print the VAPID public key, exit 0 */
 };
 
 /*

@@ -90,6 +90,14 @@ S(STATUS_GOAWAY_TAKEOVER);
 S(STATUS_GOAWAY_SHUTDOWN);
 S(STATUS_GOAWAY_SLOW_CONSUMER);
 S(STATUS_GOAWAY_IDLE);
+S(STATUS_ERR_PUSH_BAD_KEY);
+S(STATUS_ERR_PUSH_BAD_AUTH);
+S(STATUS_ERR_PUSH_BAD_ENDPOINT);
+S(STATUS_ERR_PUSH_NOT_HTTPS);
+S(STATUS_ERR_PUSH_TOO_LARGE);
+S(STATUS_ERR_PUSH_HOST_NOT_ALLOWED);
+S(STATUS_ERR_PUSH_DISABLED);
+S(STATUS_ERR_PUSH_FULL);
 #undef S
 
 enum {
@@ -179,6 +187,7 @@ struct sealpost_client {
 	uint32_t idle_timeout_ms;       /* from ServerHello */
 	uint64_t next_client_id;
 	uint64_t next_ping_id;
+	uint64_t next_push_id;          /* PushRegister / PushRemove ids, from 1 */
 	uint32_t flags;                 /* SEALPOST_CONNECT_* */
 	bool manual_ack;
 	/* Auto-ack: seq of the MESSAGE/BAD_ENVELOPE last handed to the app,
@@ -1276,6 +1285,11 @@ static int frame_event(struct sealpost_client *c, const struct sp_frame *f,
 		ev->seq = f->u.send_result.seq;
 		pend_resolve(c, ev->client_id);
 		return 1;
+	case SP_FRAME_PUSH_RESULT:
+		ev->type = SEALPOST_EVENT_PUSH_RESULT;
+		ev->id = f->u.push_result.id;
+		ev->status = (int)f->u.push_result.status;
+		return 1;
 	case SP_FRAME_PONG:
 		if (f->u.ping.id & KA_PING_BIT)
 			return 0;   /* a keepalive's: input arriving was the point */
@@ -1957,6 +1971,60 @@ SEALPOST_API int sealpost_client_ping(struct sealpost_client *c, uint64_t *id)
 		*id = c->next_ping_id;
 	c->next_ping_id = (c->next_ping_id + 1) & ~KA_PING_BIT;
 	return 0;
+}
+
+/* One PushRegister or PushRemove frame (f: type and fields set). */
+static int push_request(struct sealpost_client *c, struct sp_frame *f, uint64_t *id)
+{
+	int r;
+
+	if (!c)
+		return -EINVAL;
+	if (!connected(c))
+		return -ENOTCONN;
+	r = check_room(c);
+	if (r < 0)
+		return r;
+	if (!connected(c))
+		return -ENOTCONN;
+	c->next_push_id++;
+	if (f->type == SP_FRAME_PUSH_REGISTER)
+		f->u.push_register.id = c->next_push_id;
+	else
+		f->u.push_remove.id = c->next_push_id;
+	r = queue_frame(c, f);
+	if (r < 0)
+		return r;
+	if (id)
+		*id = c->next_push_id;
+	return 0;
+}
+
+SEALPOST_API int sealpost_push_register(struct sealpost_client *c, const char *endpoint,
+					const uint8_t *p256dh, size_t p256dh_len,
+					const uint8_t *auth, size_t auth_len, uint64_t *id)
+{
+	struct sp_frame f = { .type = SP_FRAME_PUSH_REGISTER };
+
+	if (!endpoint || (p256dh_len && !p256dh) || (auth_len && !auth))
+		return -EINVAL;
+	f.u.push_register.endpoint = (const uint8_t *)endpoint;
+	f.u.push_register.endpoint_len = strlen(endpoint);
+	f.u.push_register.p256dh = p256dh;
+	f.u.push_register.p256dh_len = p256dh_len;
+	f.u.push_register.auth = auth;
+	f.u.push_register.auth_len = auth_len;
+	if (f.u.push_register.endpoint_len > SP_PUSH_ENDPOINT_WIRE_MAX ||
+	    p256dh_len > SP_PUSH_P256DH_LEN || auth_len > SP_PUSH_AUTH_LEN)
+		return -EINVAL;
+	return push_request(c, &f, id);
+}
+
+SEALPOST_API int sealpost_push_remove(struct sealpost_client *c, uint64_t *id)
+{
+	struct sp_frame f = { .type = SP_FRAME_PUSH_REMOVE };
+
+	return push_request(c, &f, id);
 }
 
 SEALPOST_API int sealpost_client_ack(struct sealpost_client *c, uint64_t seq)

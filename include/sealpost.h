@@ -194,6 +194,15 @@ enum sealpost_status {
 	SEALPOST_STATUS_ERR_LIST_ACCOUNT = 46,
 	SEALPOST_STATUS_ERR_LIST_UNKNOWN = 47,  /* fetch: no list for that account */
 	SEALPOST_STATUS_ERR_LIST_NOT_MEMBER = 48,
+	/* PUSH_RESULT only (docs/PROTOCOL.md 12); success is ACCEPTED. */
+	SEALPOST_STATUS_ERR_PUSH_BAD_KEY = 56,  /* p256dh not a 65-byte uncompressed P-256 point */
+	SEALPOST_STATUS_ERR_PUSH_BAD_AUTH = 57, /* auth not 16 bytes */
+	SEALPOST_STATUS_ERR_PUSH_BAD_ENDPOINT = 58, /* not an absolute http(s) URL */
+	SEALPOST_STATUS_ERR_PUSH_NOT_HTTPS = 59,
+	SEALPOST_STATUS_ERR_PUSH_TOO_LARGE = 60, /* endpoint above the broker's limit */
+	SEALPOST_STATUS_ERR_PUSH_HOST_NOT_ALLOWED = 61,
+	SEALPOST_STATUS_ERR_PUSH_DISABLED = 62, /* the broker sends no pushes */
+	SEALPOST_STATUS_ERR_PUSH_FULL = 63,
 };
 
 /* A short lowercase name ("delivered", "err_offline", ...; "unknown" for
@@ -553,6 +562,23 @@ SEALPOST_API int sealpost_client_ping(struct sealpost_client *c, uint64_t *id);
  * the envelope simply comes again). -ENOTCONN once CLOSED (or, with
  * NO_RECONNECT, down).
  */
+/*
+ * Web Push wake-ups (docs/PROTOCOL.md 12): asks the broker to wake this
+ * device through its push subscription (endpoint: NUL-terminated URL;
+ * p256dh: the subscription's 65-byte uncompressed P-256 key; auth: its
+ * 16-byte secret; all borrowed for the call, as a browser's
+ * PushSubscription gives them, base64url-decoded) while it is not
+ * connected and mail arrives; replaces an earlier one. *id (may be NULL):
+ * the id its SEALPOST_EVENT_PUSH_RESULT carries. Lengths are not judged
+ * here beyond the wire's bounds (-EINVAL): the broker answers. -ENOTCONN
+ * when not connected.
+ */
+SEALPOST_API int sealpost_push_register(struct sealpost_client *c, const char *endpoint,
+					const uint8_t *p256dh, size_t p256dh_len,
+					const uint8_t *auth, size_t auth_len, uint64_t *id);
+/* Forgets this device's subscription; answered like a register. */
+SEALPOST_API int sealpost_push_remove(struct sealpost_client *c, uint64_t *id);
+
 SEALPOST_API int sealpost_client_ack(struct sealpost_client *c, uint64_t seq);
 
 /*
@@ -639,6 +665,9 @@ enum sealpost_event_type {
 	 * account, error as LIST_RESULT. Show it: a device nobody expected
 	 * is how a compromised account key shows up. */
 	SEALPOST_EVENT_LIST_CHANGED = 13,
+	/* Answer to sealpost_push_register / sealpost_push_remove: id, status
+	 * (ACCEPTED or a SEALPOST_STATUS_ERR_PUSH_* / ERR_INTERNAL). */
+	SEALPOST_EVENT_PUSH_RESULT = 14,
 };
 
 struct sealpost_event {
@@ -648,7 +677,7 @@ struct sealpost_event {
 	uint64_t client_id;     /* RESULT */
 	uint64_t seq;           /* MESSAGE, BAD_ENVELOPE: Deliver.seq; RESULT: SendResult.seq */
 	union {
-		uint64_t id;    /* PONG: the ping id */
+		uint64_t id;    /* PONG: the ping id; PUSH_RESULT: the request's */
 		uint64_t count; /* DRAINED: envelopes delivered from the backlog */
 	};
 	uint8_t sender[SEALPOST_KEY_LEN]; /* MESSAGE: the writer's public key, proven by the seal */

@@ -12,7 +12,7 @@ set -eu
 # mosquitto, nats-server, openssl, iproute2: it_bench's peer load-generator runs and
 # bench/compare/run.sh (skipped with a message where the servers are absent).
 PKGS="build-essential cmake pkg-config git curl
-liburing-dev libsodium-dev libprotobuf-c-dev protobuf-c-compiler librocksdb-dev
+liburing-dev libsodium-dev libssl-dev libcurl4-openssl-dev libprotobuf-c-dev protobuf-c-compiler librocksdb-dev
 libcmocka-dev libjansson-dev libmicrohttpd-dev libinih-dev prometheus
 libwslay-dev libssl-dev nginx
 libmosquitto-dev libnats-dev mosquitto nats-server openssl iproute2

@@ -12,6 +12,7 @@
 #include "sp_conn_table.h"
 #include "sp_deliver.h"
 #include "sp_lifecycle.h"
+#include "sp_push.h"
 #include "sp_sendlim.h"
 #include "sp_store.h"
 
@@ -172,7 +173,11 @@ enum sp_status sp_mailbox_store(struct sp_shard *sh, struct sp_conn *c, const st
 	sh->it_entries++;
 	sh->it_bytes += (int64_t)f->body_len;
 	rc = sp_deliver_recipient(sh, f->u.send.to);
-	if (rc && rc->mbox.mode == SP_MBOX_LIVE) {
+	if (!rc && sh->push) {
+		/* Not connected: a wake-up, unless one went out within
+		 * push-coalesce (the table lookup is all it costs here). */
+		sp_push_mail(sh->push, f->u.send.to, sh->now_ns, sh->metrics);
+	} else if (rc && rc->mbox.mode == SP_MBOX_LIVE) {
 		/* A full queue: the store keeps it, the reader sends it (and
 		 * whatever follows) once the queue has room, in order. */
 		if (sp_session_tx_queued(&rc->s) > sh->cfg->sendq_max)

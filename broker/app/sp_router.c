@@ -12,6 +12,7 @@
 #include "sp_lifecycle.h"
 #include "sp_logserve.h"
 #include "sp_mailbox.h"
+#include "sp_push.h"
 #include "sp_route.h"
 #include "sp_source.h"
 #include "sp_timers.h"
@@ -42,6 +43,21 @@ static enum sp_close_reason on_send(struct sp_shard *sh, struct sp_conn *c,
 	return SP_CLOSE_NONE;
 }
 
+/* PushRegister / PushRemove: stored (or refused) at once, answered with a
+ * PushResult in this iteration's output (PROTOCOL.md 12). */
+static enum sp_close_reason on_push(struct sp_shard *sh, struct sp_conn *c,
+				    const struct sp_frame *f)
+{
+	struct sp_frame res;
+
+	memset(&res, 0, sizeof(res));
+	res.type = SP_FRAME_PUSH_RESULT;
+	res.u.push_result.id = f->type == SP_FRAME_PUSH_REGISTER ? f->u.push_register.id
+								 : f->u.push_remove.id;
+	res.u.push_result.status = sp_push_frame(sh->push, c->s.peer, f, sh->metrics);
+	return sp_deliver_reply(sh, c, &res);
+}
+
 enum sp_close_reason sp_router_frame(void *ctx, struct sp_conn *c, const struct sp_frame *f)
 {
 	struct sp_shard *sh = ctx;
@@ -49,6 +65,9 @@ enum sp_close_reason sp_router_frame(void *ctx, struct sp_conn *c, const struct 
 	switch (f->type) {
 	case SP_FRAME_SEND:
 		return on_send(sh, c, f);
+	case SP_FRAME_PUSH_REGISTER:
+	case SP_FRAME_PUSH_REMOVE:
+		return on_push(sh, c, f);
 	case SP_FRAME_PING:
 		return sp_mailbox_pong(sh, c, f->u.ping.id);
 	case SP_FRAME_PONG:
@@ -106,6 +125,9 @@ static enum sp_close_reason route_device(struct sp_shard *sh, struct sp_conn *c)
 		else
 			sp_life_end(sh, old, SP_CLOSE_TAKEOVER);
 	}
+	/* Connected: the next wake-up after it leaves is not coalesced away. */
+	if (sh->push)
+		sp_push_connected(sh->push, c->s.peer);
 	/* The backlog first (the reader runs after this iteration's commit, so it
 	 * also sees what this iteration stores for the device), then live. */
 	sp_mailbox_start_backlog(sh, c);

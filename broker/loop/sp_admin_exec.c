@@ -12,6 +12,7 @@
 #include "sp_deliver.h"
 #include "sp_lifecycle.h"
 #include "sp_mailbox.h"
+#include "sp_push.h"
 #include "sp_route.h"
 #include "sp_shard.h"
 #include "sp_store.h"
@@ -112,6 +113,9 @@ static void run_purge(struct sp_shard *sh, struct sp_admin_job *j)
 	ret = sp_mailbox_purge(sh, j->req.key, &j->res.count, &j->res.bytes);
 	if (ret < 0)
 		err(&j->res, "internal", strerror(-ret));
+	else if (sh->push)
+		/* The mailbox is dropped: its push subscription goes with it. */
+		sp_push_dropped(sh->push, j->req.key, sh->metrics);
 }
 
 static void run_disconnect(struct sp_shard *sh, struct sp_admin_job *j)

@@ -31,6 +31,7 @@
 #include "sp_lifecycle.h"
 #include "sp_mailbox.h"
 #include "sp_mem.h"
+#include "sp_push.h"
 #include "sp_route.h"
 #include "sp_router.h"
 #include "sp_source.h"
@@ -136,6 +137,27 @@ static void on_wake(struct sp_shard *sh, int res)
 		sp_timers_arm_wake(sh);
 }
 
+/* The push worker's outcome eventfd: one read armed at a time. */
+static void push_arm(struct sp_shard *sh)
+{
+	int fd, ret;
+
+	if (!sh->push || sh->push_armed || (fd = sp_push_result_fd(sh->push)) < 0)
+		return;
+	ret = sp_ring_read(&sh->ring, fd, &sh->push_buf, sizeof(sh->push_buf),
+			   sp_ud_pack(SP_OP_PUSH, 0, 0));
+	sh->push_armed = ret == 0;
+	sh->push_retry = ret != 0;
+}
+
+static void on_push(struct sp_shard *sh, int res)
+{
+	sh->push_armed = false;
+	(void)res;      /* whatever the read says, the outcomes are under the worker's lock */
+	sp_push_outcomes(sh->push, sh->metrics);
+	push_arm(sh);
+}
+
 void sp_shard_tick_work(struct sp_shard *sh)
 {
 	sp_mailbox_tick(sh);
@@ -149,6 +171,8 @@ static void on_tick(struct sp_shard *sh)
 {
 	sp_shard_tick_work(sh);
 	sp_admin_exec_retry(sh);
+	if (sh->push_retry)
+		push_arm(sh);
 	sp_accept_arm(sh);
 	sp_timers_arm_tick(sh);
 }
@@ -164,6 +188,7 @@ static void on_cqe(struct sp_shard *sh, const struct io_uring_cqe *cqe)
 	case SP_OP_TICK: on_tick(sh); break;
 	case SP_OP_WAKE: on_wake(sh, cqe->res); break;
 	case SP_OP_ADMIN: sp_admin_exec_cqe(sh, cqe->res); break;
+	case SP_OP_PUSH: on_push(sh, cqe->res); break;
 	case SP_OP_RECV:
 	case SP_OP_SEND:
 	case SP_OP_SHUTDOWN:
@@ -212,6 +237,7 @@ int sp_shard_run(struct sp_shard *sh)
 	sp_timers_arm_wake(sh);
 	sp_timers_arm_tick(sh);
 	sp_admin_exec_arm(sh);
+	push_arm(sh);
 	while (!done(sh)) {
 		ret = sp_timers_retry(sh);
 		if (ret)

@@ -25,6 +25,7 @@
 struct sp_admin;
 struct sp_admin_job;
 struct sp_hsrate;
+struct sp_push;
 struct sp_route;
 struct sp_source_table;
 struct sp_store;
@@ -135,6 +136,13 @@ struct sp_shard {
 	struct sp_admin_job *admin_jobs; /* run this iteration, answered after its commit */
 	uint64_t admin_buf;             /* the eventfd read's target */
 	bool admin_armed, admin_retry;
+
+	/* Web Push (broker/push/sp_push.h). push: borrowed, set before
+	 * sp_shard_run like store (NULL = no wake-ups); the outcome eventfd's
+	 * read is armed by sp_shard.c. */
+	struct sp_push *push;
+	uint64_t push_buf;
+	bool push_armed, push_retry;
 
 	/* Stop (sp_shard.c). */
 	bool stopping;

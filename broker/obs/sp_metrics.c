@@ -442,6 +442,33 @@ static void render_envelopes(struct writer *w, const struct sp_metrics *m)
 	put(w, "sealpost_expiry_sweep_resumed_total %" PRIu64 "\n", SUM(m, sweep_resumed));
 }
 
+static void render_push(struct writer *w, const struct sp_metrics *m)
+{
+	static const char *const outcomes[] = SP_METRICS_PUSH_NAMES;
+	static const char *const regs[SP_METRICS_PUSH_REG_COUNT] = {
+		"accepted", "removed", "bad_key", "bad_auth", "bad_endpoint", "not_https",
+		"too_large", "host_not_allowed", "disabled", "full", "internal",
+	};
+
+	_Static_assert(sizeof(outcomes) / sizeof(outcomes[0]) == SP_METRICS_PUSH_COUNT, "names");
+	family(w, "sealpost_push_wakeups_total", "counter",
+	       "Web Push wake-ups, by outcome (retried counts attempts, the others wake-ups).");
+	for (unsigned o = 0; o < SP_METRICS_PUSH_COUNT; o++)
+		put(w, "sealpost_push_wakeups_total{outcome=\"%s\"} %" PRIu64 "\n", outcomes[o],
+		    SUM(m, push_wakeups[o]));
+	family(w, "sealpost_push_timeouts_total", "counter",
+	       "Requests to push services that timed out (retried or failed).");
+	put(w, "sealpost_push_timeouts_total %" PRIu64 "\n", SUM(m, push_timeouts));
+	family(w, "sealpost_push_registrations_total", "counter",
+	       "PushRegister and PushRemove frames, by result.");
+	for (unsigned r = 0; r < SP_METRICS_PUSH_REG_COUNT; r++)
+		put(w, "sealpost_push_registrations_total{result=\"%s\"} %" PRIu64 "\n", regs[r],
+		    SUM(m, push_registrations[r]));
+	family(w, "sealpost_push_subscriptions", "gauge",
+	       "Push subscriptions held (devices that can be woken).");
+	put(w, "sealpost_push_subscriptions %" PRId64 "\n", SUM_GAUGE(m, push_subscriptions));
+}
+
 static void render_histograms(struct writer *w, const struct sp_metrics *m)
 {
 	static const char *const hs_le[] = SP_METRICS_HANDSHAKE_LE;
@@ -591,6 +618,7 @@ int sp_metrics_render(struct sp_metrics *m, struct sp_metrics_buf *out, unsigned
 
 	render_connections(&w, m);
 	render_envelopes(&w, m);
+	render_push(&w, m);
 	render_histograms(&w, m);
 	render_rocksdb(&w, m);
 	render_process(&w, m, flags);

@@ -150,6 +150,31 @@ enum { SP_METRICS_DELIVERY_NBUCKETS = 19 };
 			      "1024", "2048", "4096" }
 enum { SP_METRICS_BATCH_NBUCKETS = 13 };
 
+/*
+ * Web Push (broker/push/): what became of each wake-up (sent, gone = 404/410
+ * and the subscription removed, retried = one more attempt after 429, 5xx,
+ * a timeout or a connection failure, failed = given up or another answer,
+ * refused_address = the endpoint resolved to a private address, dropped =
+ * the queue was full, coalesced = not sent: within push-coalesce of the
+ * last one), and each registration's result (accepted, removed, or its
+ * error status).
+ */
+enum sp_metrics_push {
+	SP_METRICS_PUSH_SENT = 0,
+	SP_METRICS_PUSH_GONE,
+	SP_METRICS_PUSH_RETRIED,
+	SP_METRICS_PUSH_FAILED,
+	SP_METRICS_PUSH_REFUSED_ADDRESS,
+	SP_METRICS_PUSH_DROPPED,
+	SP_METRICS_PUSH_COALESCED,
+	SP_METRICS_PUSH_COUNT,
+};
+#define SP_METRICS_PUSH_NAMES \
+	{ "sent", "gone", "retried", "failed", "refused_address", "dropped", "coalesced" }
+/* Registration results: accepted, removed, then SP_STATUS_ERR_PUSH_* (56..63)
+ * and internal. */
+enum { SP_METRICS_PUSH_REG_COUNT = 2 + 8 + 1 };
+
 enum { SP_METRICS_HIST_MAX = 19 }; /* the most bounds any histogram has */
 
 /* bucket[i] counts observations in (bound[i-1], bound[i]]; bucket[n] is above the last bound. */
@@ -177,6 +202,10 @@ struct sp_metrics_shard {
 	uint64_t sweep_resumed;
 	uint64_t store_full;
 	uint64_t share_full;
+	uint64_t push_wakeups[SP_METRICS_PUSH_COUNT];
+	uint64_t push_timeouts;
+	uint64_t push_registrations[SP_METRICS_PUSH_REG_COUNT];
+	int64_t push_subscriptions;
 	uint64_t scrubs;
 	uint64_t loop_iterations;
 	uint64_t connections_accepted;
@@ -525,6 +554,27 @@ static inline void sp_metrics_store_full(struct sp_metrics_shard *s)
 static inline void sp_metrics_share_full(struct sp_metrics_shard *s)
 {
 	sp_metrics_add_(&s->share_full, 1);
+}
+
+/* One Web Push outcome (timed_out: it was a request timeout). */
+static inline void sp_metrics_push_wakeup(struct sp_metrics_shard *s, enum sp_metrics_push o,
+					  bool timed_out)
+{
+	sp_metrics_add_(&s->push_wakeups[o], 1);
+	if (timed_out)
+		sp_metrics_add_(&s->push_timeouts, 1);
+}
+
+/* A registration's result: index 0 accepted, 1 removed, 2.. its status. */
+static inline void sp_metrics_push_registration(struct sp_metrics_shard *s, unsigned i)
+{
+	if (i < SP_METRICS_PUSH_REG_COUNT)
+		sp_metrics_add_(&s->push_registrations[i], 1);
+}
+
+static inline void sp_metrics_push_subscriptions(struct sp_metrics_shard *s, int64_t d)
+{
+	sp_metrics_gauge_add_(&s->push_subscriptions, d);
 }
 
 /* n store scrubs finished (removed data flushed and compacted away). */

@@ -495,6 +495,35 @@ int sp_store_list_put(struct sp_store *st, const uint8_t account[SP_ACCOUNT_LEN]
 /* The account whose list names device: 0, -ENOENT, -EBADMSG, -EIO. */
 int sp_store_device_account(struct sp_store *st, const uint8_t device[SP_KEY_LEN],
 			    uint8_t account[SP_ACCOUNT_LEN]);
+/* ---- push subscriptions (sp_store_push.c) --------------------------------- */
+
+/*
+ * Push subscriptions: column family "default", key "push/" | device[32]
+ * (37 bytes), value written by broker/push (an opaque byte string here, at
+ * most a few KiB: endpoint URL and the subscription's keys, nothing else).
+ * Each write is one synced put or delete of its own, outside the batch.
+ * What is stored about people: the device key in the clear and its push
+ * endpoint (it names the push service and the subscription), until the
+ * device removes it, the push service says it is gone (404/410), or the
+ * device's mailbox is purged.
+ */
+enum { SP_STORE_PUSH_KEY_LEN = 5 + SP_KEY_LEN };
+
+void sp_store_push_key(uint8_t out[SP_STORE_PUSH_KEY_LEN], const uint8_t device[SP_KEY_LEN]);
+
+/* Stores (replaces) device's subscription value (val, len: borrowed).
+ * 0, -EIO (RocksDB, or the store is poisoned). */
+int sp_store_push_put(struct sp_store *st, const uint8_t device[SP_KEY_LEN], const uint8_t *val,
+		      size_t len);
+
+/* Deletes device's subscription (absent: 0 too). 0 or -EIO. */
+int sp_store_push_del(struct sp_store *st, const uint8_t device[SP_KEY_LEN]);
+
+/* Calls fn for every stored subscription (device and value borrowed for the
+ * call) until fn returns non-zero, which is then returned; else 0 or -EIO. */
+typedef int (*sp_store_push_fn)(void *ctx, const uint8_t device[SP_KEY_LEN], const uint8_t *val,
+				size_t len);
+int sp_store_push_each(struct sp_store *st, sp_store_push_fn fn, void *ctx);
 
 /* ---- operations, metrics, tests ------------------------------------------ */
 

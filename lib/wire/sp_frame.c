@@ -63,6 +63,9 @@ SAME_KIND(LIST_RESULT, LIST_RESULT);
 SAME_KIND(LIST_CHANGED, LIST_CHANGED);
 SAME_KIND(LOG_FETCH, LOG_FETCH);
 SAME_KIND(LOG_REPLY, LOG_REPLY);
+SAME_KIND(PUSH_REGISTER, PUSH_REGISTER);
+SAME_KIND(PUSH_REMOVE, PUSH_REMOVE);
+SAME_KIND(PUSH_RESULT, PUSH_RESULT);
 
 /* ---- the protobuf encoding of FrameHeader, by hand ----------------------- */
 
@@ -227,7 +230,8 @@ static bool is_log(enum sp_frame_type t)
 /* A frame type this version knows (others are unknown fields, skipped). */
 static bool known_kind(uint32_t num)
 {
-	return (num >= SP_FRAME_SEND && num <= SP_FRAME_TYPE_MAX) || is_log((enum sp_frame_type)num);
+	return (num >= SP_FRAME_SEND && num <= SP_FRAME_TYPE_MAX) || is_log((enum sp_frame_type)num) ||
+	       (num >= SP_FRAME_PUSH_REGISTER && num <= SP_FRAME_PUSH_RESULT);
 }
 
 /* One field of LogFetch (1 client_id, 2 first, 3 second, 4 leaf) or
@@ -284,9 +288,11 @@ static int parse_kind(struct sp_frame *f, enum sp_frame_type kind, const uint8_t
 	struct field fl;
 	int ret;
 
-	/* Every member but ack.seqs (written as read) fits in list's size. */
+	/* Every member but ack.seqs (written as read) fits in list's or
+	 * push_register's size; log's is cleared apart. */
 	_Static_assert(sizeof(f->u.list) >= sizeof(f->u.send), "the largest fixed member");
-	memset(&f->u, 0, sizeof(f->u.list));
+	memset(&f->u, 0, sizeof(f->u.list) > sizeof(f->u.push_register) ? sizeof(f->u.list)
+									  : sizeof(f->u.push_register));
 	if (is_log(kind))
 		memset(&f->u.log, 0, sizeof(f->u.log));
 	*ack_total = 0;
@@ -306,9 +312,42 @@ static int parse_kind(struct sp_frame *f, enum sp_frame_type kind, const uint8_t
 				return ret;
 			continue;
 		}
-		if (fl.num != 1 && !(kind == SP_FRAME_SEND || kind == SP_FRAME_SEND_RESULT))
+		if (fl.num != 1 && !(kind == SP_FRAME_SEND || kind == SP_FRAME_SEND_RESULT ||
+				     kind == SP_FRAME_PUSH_REGISTER || kind == SP_FRAME_PUSH_RESULT))
 			continue;
 		switch (kind) {
+		case SP_FRAME_PUSH_REGISTER:
+			if (fl.num >= 1 && fl.num <= 3) {
+				if (fl.wt != WT_LEN)
+					return -EBADMSG;
+				if (fl.num == 1) {
+					f->u.push_register.endpoint = fl.data;
+					f->u.push_register.endpoint_len = fl.len;
+				} else if (fl.num == 2) {
+					f->u.push_register.p256dh = fl.data;
+					f->u.push_register.p256dh_len = fl.len;
+				} else {
+					f->u.push_register.auth = fl.data;
+					f->u.push_register.auth_len = fl.len;
+				}
+			} else if (fl.num == 4) {
+				WANT_VARINT(&fl);
+				f->u.push_register.id = fl.v;
+			}
+			break;
+		case SP_FRAME_PUSH_REMOVE:
+			WANT_VARINT(&fl);
+			f->u.push_remove.id = fl.v;
+			break;
+		case SP_FRAME_PUSH_RESULT:
+			if (fl.num == 1) {
+				WANT_VARINT(&fl);
+				f->u.push_result.id = fl.v;
+			} else if (fl.num == 2) {
+				WANT_VARINT(&fl);
+				f->u.push_result.status = (enum sp_status)(int32_t)(uint32_t)fl.v;
+			}
+			break;
 		case SP_FRAME_SEND:
 			if (fl.num == 1) {
 				if (fl.wt != WT_LEN)
@@ -478,9 +517,13 @@ int sp_frame_next(const uint8_t *buf, size_t len, size_t *off, struct sp_frame *
 /* ---- encode: canonical protobuf, byte for byte what protobuf-c packs ----- */
 
 enum {
-	/* Largest encoded member: an Ack of 64 ten-byte varints, with its
-	 * packed field's tag and 2-byte length. */
-	KIND_MAX = 1 + 2 + SP_ACK_SEQS_MAX * 10,
+	/* Largest encoded member: a PushRegister at its limits (an Ack of 64
+	 * ten-byte varints, with its packed field's tag and 2-byte length, is
+	 * 643). */
+	KIND_ACK_MAX = 1 + 2 + SP_ACK_SEQS_MAX * 10,
+	KIND_PUSH_MAX = 1 + 2 + SP_PUSH_ENDPOINT_WIRE_MAX + 1 + 1 + SP_PUSH_P256DH_LEN + 1 + 1 +
+			SP_PUSH_AUTH_LEN + 1 + 10,
+	KIND_MAX = KIND_PUSH_MAX > KIND_ACK_MAX ? KIND_PUSH_MAX : KIND_ACK_MAX,
 	/* FrameHeader around it: a tag of at most 2 bytes and a length of at most 2. */
 	HEADER_ENC_MAX = 2 + 2 + KIND_MAX,
 };
@@ -522,6 +565,17 @@ static uint8_t *put_enum_field(uint8_t *p, unsigned num, enum sp_status s)
 	int32_t v = (int32_t)(uint32_t)s;
 
 	return put_u64_field(p, num, (uint64_t)(int64_t)v);
+}
+
+/* A length-delimited field, written only when non-empty (proto3). */
+static uint8_t *put_bytes_field(uint8_t *p, unsigned num, const uint8_t *d, size_t n)
+{
+	if (n == 0)
+		return p;
+	*p++ = (uint8_t)(num << 3 | WT_LEN);
+	p = put_varint(p, n);
+	memcpy(p, d, n);
+	return p + n;
 }
 
 /* Encodes the oneof member's message body into out; its length, or -EINVAL. */
@@ -604,6 +658,25 @@ static int put_kind(const struct sp_frame *f, uint8_t out[KIND_MAX])
 		memcpy(p, f->u.log.log_key, sizeof(f->u.log.log_key));
 		p += sizeof(f->u.log.log_key);
 		p = put_u64_field(p, 4, f->u.log.leaf_len);
+	case SP_FRAME_PUSH_REGISTER: {
+		const struct sp_frame_push_register *r = &f->u.push_register;
+
+		if (r->endpoint_len > SP_PUSH_ENDPOINT_WIRE_MAX || r->p256dh_len > SP_PUSH_P256DH_LEN ||
+		    r->auth_len > SP_PUSH_AUTH_LEN || (r->endpoint_len && !r->endpoint) ||
+		    (r->p256dh_len && !r->p256dh) || (r->auth_len && !r->auth))
+			return -EINVAL;
+		p = put_bytes_field(p, 1, r->endpoint, r->endpoint_len);
+		p = put_bytes_field(p, 2, r->p256dh, r->p256dh_len);
+		p = put_bytes_field(p, 3, r->auth, r->auth_len);
+		p = put_u64_field(p, 4, r->id);
+		break;
+	}
+	case SP_FRAME_PUSH_REMOVE:
+		p = put_u64_field(p, 1, f->u.push_remove.id);
+		break;
+	case SP_FRAME_PUSH_RESULT:
+		p = put_u64_field(p, 1, f->u.push_result.id);
+		p = put_enum_field(p, 2, f->u.push_result.status);
 		break;
 	default:
 		return -EINVAL;
@@ -618,6 +691,7 @@ size_t sp_frame_size(const struct sp_frame *f, size_t body_len)
 
 	if (n < 0)
 		return 0;
+	/* The member's tag: one byte for fields 1..15, two from 16 on. */
 	return SP_FRAME_PREFIX_LEN + varint_len((uint64_t)f->type << 3 | WT_LEN) +
 	       varint_len((size_t)n) + (size_t)n + body_len;
 }

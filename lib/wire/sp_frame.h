@@ -84,6 +84,27 @@ struct sp_frame {
 			uint8_t log_key[32];    /* LogReply; encoding: always written */
 			uint8_t log_key_ok;     /* decoding: 1 when exactly 32 bytes came */
 		} log;
+		/* PushRegister: the three fields are borrowed, pointing into the
+		 * buffer given to sp_frame_next (like body), NULL/0 when absent.
+		 * Lengths are as received: the broker judges them (PROTOCOL.md 12);
+		 * the encoder refuses more than SP_PUSH_ENDPOINT_WIRE_MAX,
+		 * SP_PUSH_P256DH_LEN, SP_PUSH_AUTH_LEN. */
+		struct sp_frame_push_register {
+			const uint8_t *endpoint;
+			size_t endpoint_len;
+			const uint8_t *p256dh;
+			size_t p256dh_len;
+			const uint8_t *auth;
+			size_t auth_len;
+			uint64_t id;
+		} push_register;
+		struct {
+			uint64_t id;
+		} push_remove;
+		struct {
+			uint64_t id;
+			enum sp_status status;
+		} push_result;
 	} u;
 	/* Borrowed: points into the buffer given to sp_frame_next; valid as long
 	 * as that buffer is. NULL/0 for frame types without a body. */

@@ -75,9 +75,20 @@ enum sp_frame_type {
 	SP_FRAME_LIST_RESULT = 11,/* broker -> client, may carry a body */
 	SP_FRAME_LIST_CHANGED = 12, /* broker -> client, carries a body */
 	SP_FRAME_TYPE_MAX = SP_FRAME_LIST_CHANGED,
-	/* The transparency log (11.7); 13..23 belong to other features. */
+	/* The transparency log (11.7); 13..19 accounts, 20..22 push (PROTOCOL.md 12). */
 	SP_FRAME_LOG_FETCH = 24,  /* client -> broker */
 	SP_FRAME_LOG_REPLY = 25,  /* broker -> client, carries a body */
+	/* Web Push (PROTOCOL.md 12); 9..19 are accounts'. */
+	SP_FRAME_PUSH_REGISTER = 20, /* client -> broker */
+	SP_FRAME_PUSH_REMOVE = 21,   /* client -> broker */
+	SP_FRAME_PUSH_RESULT = 22,   /* broker -> client */
+};
+
+/* Web Push subscription fields (PROTOCOL.md 12). */
+enum sp_push_wire {
+	SP_PUSH_P256DH_LEN = 65,        /* uncompressed P-256 point: 0x04 | x | y */
+	SP_PUSH_AUTH_LEN = 16,          /* the subscription's auth secret */
+	SP_PUSH_ENDPOINT_WIRE_MAX = 900, /* fits a FrameHeader with both keys */
 };
 
 /* Send.flags bits */

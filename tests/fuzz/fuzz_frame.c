@@ -14,6 +14,7 @@
  * Any disagreement or broken invariant aborts.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,22 @@ static void check(int ok)
 {
 	if (!ok)
 		abort();
+}
+
+/* Byte fields; as_string: up to the first NUL (protobuf-c hands strings
+ * over NUL-terminated). */
+static int same_bytes(const uint8_t *a, size_t na, const uint8_t *b, size_t nb, bool as_string)
+{
+	if (as_string) {
+		const uint8_t *z = na ? memchr(a, 0, na) : NULL;
+		const uint8_t *w = nb ? memchr(b, 0, nb) : NULL;
+
+		if (z)
+			na = (size_t)(z - a);
+		if (w)
+			nb = (size_t)(w - b);
+	}
+	return na == nb && (na == 0 || memcmp(a, b, na) == 0);
 }
 
 static int same_frame(const struct sp_frame *a, const struct sp_frame *b)
@@ -61,6 +78,19 @@ static int same_frame(const struct sp_frame *a, const struct sp_frame *b)
 		       a->u.list.client_id == b->u.list.client_id &&
 		       (uint32_t)a->u.list.status == (uint32_t)b->u.list.status &&
 		       a->u.list.version == b->u.list.version && a->u.list.list_len == b->u.list.list_len;
+	case SP_FRAME_PUSH_REGISTER: {
+		const struct sp_frame_push_register *x = &a->u.push_register, *y = &b->u.push_register;
+
+		return x->id == y->id && same_bytes(x->endpoint, x->endpoint_len, y->endpoint,
+						    y->endpoint_len, true) &&
+		       same_bytes(x->p256dh, x->p256dh_len, y->p256dh, y->p256dh_len, false) &&
+		       same_bytes(x->auth, x->auth_len, y->auth, y->auth_len, false);
+	}
+	case SP_FRAME_PUSH_REMOVE:
+		return a->u.push_remove.id == b->u.push_remove.id;
+	case SP_FRAME_PUSH_RESULT:
+		return a->u.push_result.id == b->u.push_result.id &&
+		       (uint32_t)a->u.push_result.status == (uint32_t)b->u.push_result.status;
 	default:
 		return 0;
 	}
@@ -115,7 +145,8 @@ static unsigned kind_members(const uint8_t *h, size_t n)
 		default:
 			return count;
 		}
-		if ((tag >> 3) >= 1 && (tag >> 3) <= SP_FRAME_TYPE_MAX)
+		if (((tag >> 3) >= 1 && (tag >> 3) <= SP_FRAME_TYPE_MAX) ||
+		    ((tag >> 3) >= SP_FRAME_PUSH_REGISTER && (tag >> 3) <= SP_FRAME_PUSH_RESULT))
 			count++;
 	}
 	return count;
@@ -202,6 +233,29 @@ static int ref_decode(const uint8_t *h, size_t n, struct sp_frame *f)
 		ref_account(f, &m->list_changed->account);
 		f->u.list.version = m->list_changed->version;
 		f->u.list.list_len = m->list_changed->list_len;
+	case SEALPOST__V1__FRAME_HEADER__KIND_PUSH_REGISTER: {
+		/* Copies: the unpacked message is freed below. */
+		static uint8_t ep[SP_FRAME_HEADER_MAX], pk[SP_FRAME_HEADER_MAX], au[SP_FRAME_HEADER_MAX];
+		size_t elen = strlen(m->push_register->endpoint);
+
+		memcpy(ep, m->push_register->endpoint, elen);
+		memcpy(pk, m->push_register->p256dh.data, m->push_register->p256dh.len);
+		memcpy(au, m->push_register->auth.data, m->push_register->auth.len);
+		f->u.push_register.endpoint = ep;
+		f->u.push_register.endpoint_len = elen;
+		f->u.push_register.p256dh = pk;
+		f->u.push_register.p256dh_len = m->push_register->p256dh.len;
+		f->u.push_register.auth = au;
+		f->u.push_register.auth_len = m->push_register->auth.len;
+		f->u.push_register.id = m->push_register->id;
+		break;
+	}
+	case SEALPOST__V1__FRAME_HEADER__KIND_PUSH_REMOVE:
+		f->u.push_remove.id = m->push_remove->id;
+		break;
+	case SEALPOST__V1__FRAME_HEADER__KIND_PUSH_RESULT:
+		f->u.push_result.id = m->push_result->id;
+		f->u.push_result.status = (enum sp_status)m->push_result->status;
 		break;
 	default:
 		ret = -EBADMSG;
@@ -245,6 +299,15 @@ static void walk_frames(const uint8_t *data, size_t size)
 		 * is never encoded. */
 		if (f.body_len > SP_BODY_MAX) {
 			check(sp_frame_put(out, sizeof(out), &enc, &f) == -EMSGSIZE);
+			continue;
+		}
+		/* A PushRegister beyond the encoder's bounds decodes (the broker
+		 * answers it with a status) but is never encoded. */
+		if (f.type == SP_FRAME_PUSH_REGISTER &&
+		    (f.u.push_register.endpoint_len > SP_PUSH_ENDPOINT_WIRE_MAX ||
+		     f.u.push_register.p256dh_len > SP_PUSH_P256DH_LEN ||
+		     f.u.push_register.auth_len > SP_PUSH_AUTH_LEN)) {
+			check(sp_frame_put(out, sizeof(out), &enc, &f) == -EINVAL);
 			continue;
 		}
 		check(sp_frame_put(out, sizeof(out), &enc, &f) == 0);
