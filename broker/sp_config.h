@@ -165,6 +165,7 @@ struct sp_config {
 	uint64_t test_rekey_messages;
 	uint32_t mailbox_sender_share;  /* % of a mailbox's quotas one sender may hold; 100 = off */
 	uint32_t mailbox_share_table_max; /* (sender, mailbox) pairs counted */
+	uint32_t store_recent_max;      /* envelope headers remembered for read-free acks */
 	uint64_t store_max_wal;         /* bytes of write-ahead log before memtables are flushed */
 	uint32_t store_scrub_interval_s; /* removed data leaves the disk within this (+ the scrub) */
 
@@ -219,6 +220,7 @@ enum {
 	SP_DEFAULT_SENDER_TABLE_MAX = 65536,
 	SP_DEFAULT_MAILBOX_SENDER_SHARE = 25,
 	SP_DEFAULT_MAILBOX_SHARE_TABLE_MAX = 1000000,
+	SP_DEFAULT_STORE_RECENT_MAX = 65536,
 	SP_DEFAULT_STORE_SCRUB_INTERVAL_S = 3600,
 	/* A browser's upgrade request is 400-700 bytes; cookies for the
 	 * proxy's host can add more. */

@@ -274,6 +274,7 @@ void sp_store_config_defaults(struct sp_store_config *cfg)
 	cfg->quota_bytes = SP_STORE_DEFAULT_QUOTA_BYTES;
 	cfg->max_open_files = SP_STORE_DEFAULT_MAX_OPEN_FILES;
 	cfg->share_table_max = SP_STORE_DEFAULT_SHARE_TABLE_MAX;
+	cfg->recent_max = SP_STORE_DEFAULT_RECENT_MAX;
 }
 
 /* DIR and DIR/db: made (0700, missing parents too) or checked usable. */
@@ -678,6 +679,7 @@ void sp_store_get_stats(const struct sp_store *st, struct sp_store_stats *out)
 	out->acked = w->acked;
 	out->ack_unknown = w->ack_unknown;
 	out->acked_bytes = w->acked_bytes;
+	out->acked_recent = w->acked_recent;
 	out->commits = w->commits;
 	out->commit_failures = w->commit_failures;
 	out->syncs = w->syncs;

@@ -66,12 +66,22 @@ struct sp_store_batch {
 	size_t slots_cap;               /* bytes allocated for slots */
 };
 
+/* A recent entry (sp_store.h "Recent entries"): one slot of the ring. */
+struct sp_store_recent {
+	uint8_t recipient[SP_KEY_LEN];
+	uint64_t seq;                   /* 0: the slot is free */
+	uint64_t expires_ms;
+	uint32_t body_len, share_tag;
+	bool has_tag;
+};
+
 /* Write-path counters (sp_store_batch.c), merged by sp_store_get_stats. */
 struct sp_store_wstats {
 	uint64_t enqueued, duplicates, quota_refused, space_refused;
 	uint64_t share_refused, share_untracked;
 	uint64_t share_loads, share_loaded_entries;
 	uint64_t acked, ack_unknown, acked_bytes;
+	uint64_t acked_recent;          /* of the acked, written without a read */
 	uint64_t corrupt;
 	uint64_t commits, commit_failures, syncs;
 };
@@ -129,6 +139,11 @@ struct sp_store {
 	uint64_t written_since_check;
 	bool space_checked;
 	uint64_t unsynced_since_ms;     /* SP_STORE_SYNC_BATCH: time of the first of them */
+	/* Recent entries: a ring of cfg.recent_max slots, oldest overwritten
+	 * first, found through recent_map (recipient[0..24) | seq -> slot). */
+	struct sp_keytab *recent_map;
+	struct sp_store_recent *recent;
+	size_t recent_head;
 	struct sp_store_wstats wstats;
 
 	/* sp_store_expire.c */

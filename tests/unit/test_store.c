@@ -478,6 +478,80 @@ static void test_ack_deletes_only_that_entry(void **state)
 	assert_int_equal(read_all(f, a, 3, it, 8, &res), 2);
 }
 
+/*
+ * Recent entries: an ack of an envelope the store remembers is written
+ * without a read (acked_recent), with the same result as the read path: the
+ * entry, its expiry record and the counters go; a second ack is unknown.
+ * One pushed out of a full ring, one after a reopen, one after an aborted
+ * batch take the read path; so does every ack with recent_max 0.
+ */
+static void test_ack_recent(void **state)
+{
+	struct fx *f = *state;
+	uint8_t a[SP_KEY_LEN], snd[SP_KEY_LEN];
+	struct sp_store_item it[8];
+	struct sp_store_read_result res;
+	struct sp_store_batch *b;
+	struct sp_store_stats st;
+	uint64_t s[4], count, bytes;
+	size_t n;
+
+	key_of(a, 1);
+	key_of(snd, 2);
+	f->cfg.recent_max = 2;
+	open_store(f);
+	assert_int_equal(put1(f, 1, a, snd, 7, "one", 3, 0, &s[0]), 0);
+	assert_int_equal(put1(f, 1, a, snd, 8, "two!", 4, 0, &s[1]), 0);
+	assert_int_equal(put1(f, 1, a, snd, 9, "three", 5, 0, &s[2]), 0);
+	/* s[0] was pushed out by s[2]: read path; s[1], s[2] remembered. */
+	assert_int_equal(ack1(f, 2, a, s[1]), 0);
+	sp_store_get_stats(f->st, &st);
+	assert_int_equal(st.acked_recent, 1);
+	assert_int_equal(ack1(f, 2, a, s[1]), -ENOENT);
+	assert_int_equal(ack1(f, 2, a, s[0]), 0);
+	sp_store_get_stats(f->st, &st);
+	assert_int_equal(st.acked, 2);
+	assert_int_equal(st.acked_recent, 1);
+	assert_int_equal(read_all(f, a, 3, it, 8, &res), 1);
+	assert_int_equal(it[0].seq, s[2]);
+	assert_int_equal(sp_store_mailbox_info(f->st, a, &count, &bytes, NULL), 0);
+	assert_int_equal(count, 1);
+	assert_int_equal(bytes, 5);
+	/* Enqueued and acked in one batch; then one enqueued in an aborted batch. */
+	assert_int_equal(sp_store_batch_begin(f->st, 3, &b), 0);
+	{
+		struct sp_store_envelope e = { .recipient = a, .sender = snd, .client_id = 10,
+					       .body = (const uint8_t *)"four", .body_len = 4 };
+
+		assert_int_equal(sp_store_enqueue(b, &e, &s[3]), 0);
+	}
+	assert_int_equal(sp_store_ack(b, a, s[3]), 0);
+	assert_int_equal(sp_store_ack(b, a, s[3]), -ENOENT);
+	assert_int_equal(sp_store_batch_abort(b), 0);
+	/* The abort forgot s[2] too: its ack reads (and finds) it. */
+	assert_int_equal(ack1(f, 4, a, s[3]), -ENOENT);
+	assert_int_equal(ack1(f, 4, a, s[2]), 0);
+	sp_store_get_stats(f->st, &st);
+	assert_int_equal(st.acked_recent, 2);   /* the aborted batch's ack of s[3] counted */
+	assert_int_equal(read_all(f, a, 5, it, 8, &res), 0);
+	assert_int_equal(sp_store_mailbox_info(f->st, a, &count, &bytes, NULL), 0);
+	assert_int_equal(count, 0);
+	/* No expiry records left behind: the sweep far ahead finds nothing. */
+	assert_int_equal(sp_store_batch_begin(f->st, UINT64_MAX / 2, &b), 0);
+	assert_int_equal(sp_store_expire(b, 100, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(sp_store_batch_commit(b), 0);
+
+	/* Off: every ack reads. */
+	f->cfg.recent_max = 0;
+	reopen(f);
+	assert_int_equal(put1(f, 6, a, snd, 11, "five", 4, 0, &s[0]), 0);
+	assert_int_equal(ack1(f, 7, a, s[0]), 0);
+	sp_store_get_stats(f->st, &st);
+	assert_int_equal(st.acked, 1);
+	assert_int_equal(st.acked_recent, 0);
+}
+
 static void test_ack_unknown_seq(void **state)
 {
 	struct fx *f = *state;
@@ -1709,6 +1783,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_uncommitted_seq_not_reused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ack_deletes_only_that_entry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ack_unknown_seq, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ack_recent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ack_other_device_impossible, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_enqueue_ack_same_batch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_quota_count, setup, teardown),
