@@ -233,6 +233,7 @@ static int ref_decode(const uint8_t *h, size_t n, struct sp_frame *f)
 		ref_account(f, &m->list_changed->account);
 		f->u.list.version = m->list_changed->version;
 		f->u.list.list_len = m->list_changed->list_len;
+		break;
 	case SEALPOST__V1__FRAME_HEADER__KIND_PUSH_REGISTER: {
 		/* Copies: the unpacked message is freed below. */
 		static uint8_t ep[SP_FRAME_HEADER_MAX], pk[SP_FRAME_HEADER_MAX], au[SP_FRAME_HEADER_MAX];

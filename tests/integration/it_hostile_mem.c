@@ -267,7 +267,7 @@ static bool readable(int fd)
 static void test_slow_partial(void **state)
 {
 	enum { N = 200, PERIOD_MS = 300 };
-	static const char *const args[] = { "--recv-buffers", "64", "--idle-timeout", "3", "--mailbox-sender-share", "100",
+	static const char *const args[] = { "--recv-buffers", "64", "--handshake-rate-per-source", "0", "--idle-timeout", "3", "--mailbox-sender-share", "100",
 					    NULL };
 	static struct sp_raw att[N];
 	struct sp_it_broker b;
@@ -343,7 +343,7 @@ static void test_slow_partial(void **state)
 static void test_partial_budget(void **state)
 {
 	enum { N = 400, PART = 48000, BUDGET_KB = 16 * 1024 };
-	static const char *const args[] = { "--recv-buffers", "64", "--mem-budget", "16777216",
+	static const char *const args[] = { "--recv-buffers", "64", "--handshake-rate-per-source", "0", "--mem-budget", "16777216",
 					    "--mailbox-sender-share", "100", NULL };
 	static struct sp_raw att[N];
 	static uint8_t junk[PART];
@@ -401,7 +401,7 @@ static void test_partial_budget(void **state)
 static void test_pong_flood(void **state)
 {
 	enum { N = 8, MSGS = 200 };
-	static const char *const args[] = { "--recv-buffers", "64", "--sendq-max", "65536", "--mem-budget", "1048576",
+	static const char *const args[] = { "--recv-buffers", "64", "--handshake-rate-per-source", "0", "--sendq-max", "65536", "--mem-budget", "1048576",
 					    "--close-grace", "500", "--mailbox-sender-share", "100",
 					    NULL };
 	static struct sp_raw att[N];
@@ -499,7 +499,7 @@ static int capture_msg1(int msg_no, uint8_t *msg, size_t *len, size_t cap, void 
 static void test_replayed_ik(void **state)
 {
 	enum { N = 300 };
-	static const char *const args[] = { "--recv-buffers", "64", "--handshake-timeout", "3000", NULL };
+	static const char *const args[] = { "--recv-buffers", "64", "--handshake-rate-per-source", "0", "--handshake-timeout", "3000", NULL };
 	static int fds[N];
 	struct sp_it_broker b;
 	struct honest h;
@@ -589,7 +589,7 @@ static void test_replayed_ik(void **state)
 static void test_ten_thousand(void **state)
 {
 	enum { N = 10000, SLOT_BYTES = 752 };
-	static const char *const args[] = { "--recv-buffers", "64", "--max-conns", "10100", "--max-conns-per-source", "0",
+	static const char *const args[] = { "--recv-buffers", "64", "--handshake-rate-per-source", "0", "--max-conns", "10100", "--max-conns-per-source", "0",
 					    "--max-unauth-per-source", "0", "--hello-timeout", "60000",
 					    "--handshake-timeout", "60000", NULL };
 	static int fds[N];

@@ -623,11 +623,11 @@ static void test_malformed_header(void **state)
 	/* not protobuf at all */
 	static const uint8_t junk[] = { 0xff, 0xff, 0xff };
 	assert_int_equal(decode_one(junk, sizeof(junk), 0, &f), -EBADMSG);
-	/* a field 20 (unknown kind) only: no kind set */
-	static const uint8_t unknown_kind[] = { 0xa2, 0x01, 0x00 };
+	/* a field 30 (unknown kind) only: no kind set */
+	static const uint8_t unknown_kind[] = { 0xf2, 0x01, 0x00 };
 	assert_int_equal(decode_one(unknown_kind, sizeof(unknown_kind), 0, &f), -EBADMSG);
 	/* an unknown varint field only */
-	static const uint8_t unknown_varint[] = { 0xa0, 0x01, 0x01 };
+	static const uint8_t unknown_varint[] = { 0xf0, 0x01, 0x01 };
 	assert_int_equal(decode_one(unknown_varint, sizeof(unknown_varint), 0, &f), -EBADMSG);
 	/* ping as a varint instead of a message: wrong wire type */
 	static const uint8_t ping_varint[] = { 0x30, 0x07 };
@@ -653,8 +653,8 @@ static void test_malformed_header(void **state)
 	assert_int_equal(ref_decode(group, sizeof(group), &f), -EBADMSG);
 
 	/* unknown fields next to a kind are skipped (forward compatibility) */
-	static const uint8_t with_unknown[] = { 0xa0, 0x01, 0x01, 0x32, 0x07, 0x08, 0x07, 0x15, 1, 2, 3, 4,
-						0xa9, 0x01, 1, 2, 3, 4, 5, 6, 7, 8 };
+	static const uint8_t with_unknown[] = { 0xf0, 0x01, 0x01, 0x32, 0x07, 0x08, 0x07, 0x15, 1, 2, 3, 4,
+						0xf1, 0x01, 1, 2, 3, 4, 5, 6, 7, 8 };
 	assert_int_equal(decode_one(with_unknown, sizeof(with_unknown), 0, &f), 0);
 	assert_int_equal(f.type, SP_FRAME_PING);
 	assert_int_equal(f.u.ping.id, 7);
@@ -678,7 +678,7 @@ static void test_malformed_header(void **state)
 	sealpost__v1__frame_header__free_unpacked(pm, NULL);
 	assert_int_equal(decode_one(twice, sizeof(twice), 0, &f), -EBADMSG);
 	/* one kind between unknown fields is fine */
-	static const uint8_t one_kind[] = { 0xa0, 0x01, 0x01, 0x12, 0x02, 0x18, 0x03, 0xa0, 0x01, 0x02 };
+	static const uint8_t one_kind[] = { 0xf0, 0x01, 0x01, 0x12, 0x02, 0x18, 0x03, 0xf0, 0x01, 0x02 };
 	assert_int_equal(decode_one(one_kind, sizeof(one_kind), 0, &f), 0);
 	assert_int_equal(f.type, SP_FRAME_SEND_RESULT);
 	assert_int_equal(f.u.send_result.seq, 3);
