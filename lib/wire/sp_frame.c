@@ -658,6 +658,7 @@ static int put_kind(const struct sp_frame *f, uint8_t out[KIND_MAX])
 		memcpy(p, f->u.log.log_key, sizeof(f->u.log.log_key));
 		p += sizeof(f->u.log.log_key);
 		p = put_u64_field(p, 4, f->u.log.leaf_len);
+		break;
 	case SP_FRAME_PUSH_REGISTER: {
 		const struct sp_frame_push_register *r = &f->u.push_register;
 
