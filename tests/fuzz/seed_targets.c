@@ -451,8 +451,8 @@ static void ws_seeds(void)
 {
 	static const char *const bad[] = {
 		"GET /v2 HTTP/1.1\r\nHost: x\r\n\r\n",
-		"GET /v1 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-		"Sec-WebSocket-Version: 8\r\n\r\n",
+		("GET /v1 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+		 "Sec-WebSocket-Version: 8\r\n\r\n"),
 		"POST /v1 HTTP/1.1\r\n\r\n",
 	};
 	uint8_t pre[SP_PREAMBLE_LEN + 2 + 32] = { 'S', 'E', 'A', 'L', SP_PROTOCOL_VERSION,
