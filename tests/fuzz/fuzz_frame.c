@@ -88,6 +88,13 @@ static int same_frame(const struct sp_frame *a, const struct sp_frame *b)
 	}
 	case SP_FRAME_PUSH_REMOVE:
 		return a->u.push_remove.id == b->u.push_remove.id;
+	case SP_FRAME_LOG_FETCH:
+	case SP_FRAME_LOG_REPLY:
+		return a->u.log.client_id == b->u.log.client_id && a->u.log.first == b->u.log.first &&
+		       a->u.log.second == b->u.log.second && a->u.log.leaf == b->u.log.leaf &&
+		       (uint32_t)a->u.log.status == (uint32_t)b->u.log.status &&
+		       a->u.log.leaf_len == b->u.log.leaf_len && a->u.log.log_key_ok == b->u.log.log_key_ok &&
+		       memcmp(a->u.log.log_key, b->u.log.log_key, sizeof(a->u.log.log_key)) == 0;
 	case SP_FRAME_PUSH_RESULT:
 		return a->u.push_result.id == b->u.push_result.id &&
 		       (uint32_t)a->u.push_result.status == (uint32_t)b->u.push_result.status;
@@ -146,7 +153,8 @@ static unsigned kind_members(const uint8_t *h, size_t n)
 			return count;
 		}
 		if (((tag >> 3) >= 1 && (tag >> 3) <= SP_FRAME_TYPE_MAX) ||
-		    ((tag >> 3) >= SP_FRAME_PUSH_REGISTER && (tag >> 3) <= SP_FRAME_PUSH_RESULT))
+		    ((tag >> 3) >= SP_FRAME_PUSH_REGISTER && (tag >> 3) <= SP_FRAME_PUSH_RESULT) ||
+		    (tag >> 3) == SP_FRAME_LOG_FETCH || (tag >> 3) == SP_FRAME_LOG_REPLY)
 			count++;
 	}
 	return count;
@@ -240,8 +248,12 @@ static int ref_decode(const uint8_t *h, size_t n, struct sp_frame *f)
 		size_t elen = strlen(m->push_register->endpoint);
 
 		memcpy(ep, m->push_register->endpoint, elen);
-		memcpy(pk, m->push_register->p256dh.data, m->push_register->p256dh.len);
-		memcpy(au, m->push_register->auth.data, m->push_register->auth.len);
+		/* protobuf-c leaves absent bytes fields NULL: memcpy from NULL is
+		 * undefined even for 0 bytes. */
+		if (m->push_register->p256dh.len)
+			memcpy(pk, m->push_register->p256dh.data, m->push_register->p256dh.len);
+		if (m->push_register->auth.len)
+			memcpy(au, m->push_register->auth.data, m->push_register->auth.len);
 		f->u.push_register.endpoint = ep;
 		f->u.push_register.endpoint_len = elen;
 		f->u.push_register.p256dh = pk;
@@ -253,6 +265,21 @@ static int ref_decode(const uint8_t *h, size_t n, struct sp_frame *f)
 	}
 	case SEALPOST__V1__FRAME_HEADER__KIND_PUSH_REMOVE:
 		f->u.push_remove.id = m->push_remove->id;
+		break;
+	case SEALPOST__V1__FRAME_HEADER__KIND_LOG_FETCH:
+		f->u.log.client_id = m->log_fetch->client_id;
+		f->u.log.first = m->log_fetch->first;
+		f->u.log.second = m->log_fetch->second;
+		f->u.log.leaf = m->log_fetch->leaf;
+		break;
+	case SEALPOST__V1__FRAME_HEADER__KIND_LOG_REPLY:
+		f->u.log.client_id = m->log_reply->client_id;
+		f->u.log.status = (enum sp_status)m->log_reply->status;
+		f->u.log.leaf_len = m->log_reply->leaf_len;
+		if (m->log_reply->log_key.len == sizeof(f->u.log.log_key)) {
+			memcpy(f->u.log.log_key, m->log_reply->log_key.data, sizeof(f->u.log.log_key));
+			f->u.log.log_key_ok = 1;
+		}
 		break;
 	case SEALPOST__V1__FRAME_HEADER__KIND_PUSH_RESULT:
 		f->u.push_result.id = m->push_result->id;
@@ -286,7 +313,7 @@ static void walk_frames(const uint8_t *data, size_t size)
 		check(off > at && off <= size);
 		if (f.type == SP_FRAME_SEND || f.type == SP_FRAME_DELIVER ||
 		    f.type == SP_FRAME_LIST_PUT || f.type == SP_FRAME_LIST_RESULT ||
-		    f.type == SP_FRAME_LIST_CHANGED) {
+		    f.type == SP_FRAME_LIST_CHANGED || f.type == SP_FRAME_LOG_REPLY) {
 			check(f.body >= data + at && f.body + f.body_len == data + off);
 		} else {
 			check(f.body == NULL && f.body_len == 0);
@@ -327,6 +354,10 @@ static void walk_frames(const uint8_t *data, size_t size)
 			if (f.type == SP_FRAME_LIST_PUT || f.type == SP_FRAME_LIST_FETCH)
 				f.u.list.version = f.u.list.list_len = 0;
 		}
+		/* LogReply's key always travels as 32 bytes (zeroed if it did
+		 * not come as 32). */
+		if (f.type == SP_FRAME_LOG_REPLY)
+			f.u.log.log_key_ok = 1;
 		check(same_frame(&f, &g));
 		check(g.body_len == f.body_len);
 		check(f.body_len == 0 || memcmp(g.body, f.body, f.body_len) == 0);
