@@ -1,0 +1,130 @@
+// SPDX-License-Identifier: Apache-2.0
+// Web Push wake-ups end to end: a real sealpostd, the C CLI, and a push
+// service stand-in on 127.0.0.1 that checks what the broker sends with
+// independent libraries: jose verifies the VAPID JWT (RFC 8292) against the
+// key `sealpostd --print-vapid-key` printed, http_ece decrypts the RFC 8291
+// body with the subscription's private key and auth secret.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import crypto from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import ece from 'http_ece';
+import { importJWK, jwtVerify } from 'jose';
+import { Broker, cli, tempDir, haveBroker, haveCli, SEALPOSTD } from '../../client/js/test/support.js';
+
+const skip = !(haveBroker && haveCli) && 'needs SEALPOSTD and SEALPOST_CLI';
+
+/** The stand-in: every request is checked and recorded; answers 201. */
+function pushService() {
+  const wakes = [];
+  const srv = http.createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      wakes.push({ path: req.url, headers: req.headers, body: Buffer.concat(chunks) });
+      res.writeHead(201).end();
+    });
+  });
+  return new Promise((resolve) => srv.listen(0, '127.0.0.1', () => resolve({ srv, wakes, port: srv.address().port })));
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+test('an offline device is woken: VAPID verifies, the body decrypts to "you have mail" only', { skip, timeout: 60000 }, async () => {
+  const ps = await pushService();
+  const dir = tempDir('sealpost-push-');
+  const dataDir = `${dir}/d`;
+  const vapid = execFileSync(SEALPOSTD, ['--data-dir', dataDir, '--print-vapid-key']).toString().trim();
+  const b = await new Broker({ dataDir, ws: false, extra: ['--push-vapid-subject', 'mailto:ops@example.org',
+    '--push-allow-private', '1'] }).start();
+  try {
+    const server = ['--server', `127.0.0.1:${b.port}`, '--server-key', b.serverPub];
+    const dev = (await cli(['keygen', `${dir}/dev.key`])).stdout.trim();
+    await cli(['keygen', `${dir}/snd.key`]);
+    const ecdh = crypto.createECDH('prime256v1');
+    ecdh.generateKeys();
+    const auth = crypto.randomBytes(16);
+    const endpoint = `http://127.0.0.1:${ps.port}/sub/201`;
+    const reg = await cli(['push', 'register', ...server, '--key', `${dir}/dev.key`, endpoint,
+      ecdh.getPublicKey().toString('base64url'), auth.toString('base64url')]);
+    assert.equal(reg.code, 0, reg.stderr);
+    const s = await cli(['send', ...server, '--key', `${dir}/snd.key`, '--to', dev, 'hello']);
+    assert.equal(s.code, 0, s.stderr);
+    for (let i = 0; i < 500 && ps.wakes.length === 0; i++) await sleep(20);
+    assert.equal(ps.wakes.length, 1);
+    const w = ps.wakes[0];
+    assert.equal(w.path, '/sub/201');
+    assert.ok(Number(w.headers.ttl) >= 0);
+    assert.match(w.headers.urgency, /^(very-low|low|normal|high)$/);
+    assert.equal(w.headers['content-encoding'], 'aes128gcm');
+    const m = /^vapid t=([^,]+), k=(.+)$/.exec(w.headers.authorization);
+    assert.ok(m, w.headers.authorization);
+    assert.equal(m[2], vapid);
+    const raw = Buffer.from(vapid, 'base64url');
+    const key = await importJWK({ kty: 'EC', crv: 'P-256', x: raw.subarray(1, 33).toString('base64url'),
+      y: raw.subarray(33, 65).toString('base64url') }, 'ES256');
+    const { payload } = await jwtVerify(m[1], key, { audience: `http://127.0.0.1:${ps.port}`, algorithms: ['ES256'] });
+    assert.equal(payload.sub, 'mailto:ops@example.org');
+    assert.ok(payload.exp > Date.now() / 1000 && payload.exp <= Date.now() / 1000 + 86400);
+    const plain = ece.decrypt(w.body, { version: 'aes128gcm', privateKey: ecdh, authSecret: auth.toString('base64url') });
+    assert.deepEqual(JSON.parse(plain.toString()), { type: 'mail' });
+    assert.ok(!plain.toString().includes('hello'));
+  } finally {
+    await b.stop();
+    ps.srv.close();
+    b.cleanup();
+  }
+});
+
+async function metrics(port) {
+  return new Promise((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port, path: '/metrics' }, (res) => {
+      let t = '';
+      res.on('data', (d) => { t += d; });
+      res.on('end', () => resolve(t));
+    }).on('error', reject);
+  });
+}
+
+function metric(text, name) {
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  return line ? Number(line.split(' ')[1]) : NaN;
+}
+
+test('a burst to an offline device within push-coalesce makes one wake-up, the rest are coalesced', { skip, timeout: 60000 }, async () => {
+  const ps = await pushService();
+  const dir = tempDir('sealpost-push-');
+  const { freePort } = await import('../../client/js/test/support.js');
+  const mport = await freePort();
+  const b = await new Broker({ dataDir: `${dir}/d`, ws: false, extra: ['--push-vapid-subject', 'mailto:ops@example.org',
+    '--push-allow-private', '1', '--push-coalesce', '3600000', '--metrics-listen', `127.0.0.1:${mport}`] }).start();
+  try {
+    const server = ['--server', `127.0.0.1:${b.port}`, '--server-key', b.serverPub];
+    const dev = (await cli(['keygen', `${dir}/dev.key`])).stdout.trim();
+    await cli(['keygen', `${dir}/snd.key`]);
+    const ecdh = crypto.createECDH('prime256v1');
+    ecdh.generateKeys();
+    const reg = await cli(['push', 'register', ...server, '--key', `${dir}/dev.key`,
+      `http://127.0.0.1:${ps.port}/sub/201`, ecdh.getPublicKey().toString('base64url'),
+      crypto.randomBytes(16).toString('base64url')]);
+    assert.equal(reg.code, 0, reg.stderr);
+    for (let i = 0; i < 5; i++) {
+      const s = await cli(['send', ...server, '--key', `${dir}/snd.key`, '--to', dev, `m${i}`]);
+      assert.equal(s.code, 0, s.stderr);
+    }
+    let m = '';
+    for (let i = 0; i < 500; i++) {
+      m = await metrics(mport);
+      if (metric(m, 'sealpost_push_wakeups_total{outcome="sent"}') >= 1) break;
+      await sleep(20);
+    }
+    assert.equal(metric(m, 'sealpost_push_wakeups_total{outcome="sent"}'), 1);
+    assert.equal(metric(m, 'sealpost_push_wakeups_total{outcome="coalesced"}'), 4);
+    assert.equal(ps.wakes.length, 1);
+  } finally {
+    await b.stop();
+    ps.srv.close();
+    b.cleanup();
+  }
+});
