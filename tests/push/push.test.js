@@ -23,7 +23,7 @@ function pushService() {
     req.on('data', (c) => chunks.push(c));
     req.on('end', () => {
       wakes.push({ path: req.url, headers: req.headers, body: Buffer.concat(chunks) });
-      res.writeHead(201).end();
+      res.writeHead(req.url.endsWith('/410') ? 410 : 201).end();
     });
   });
   return new Promise((resolve) => srv.listen(0, '127.0.0.1', () => resolve({ srv, wakes, port: srv.address().port })));
@@ -125,6 +125,72 @@ test('a burst to an offline device within push-coalesce makes one wake-up, the r
   } finally {
     await b.stop();
     ps.srv.close();
+    b.cleanup();
+  }
+});
+
+test('410 removes the subscription: the next envelope makes no request; bad subscriptions refused with their own status', { skip, timeout: 60000 }, async () => {
+  const ps = await pushService();
+  const dir = tempDir('sealpost-push-');
+  const { freePort } = await import('../../client/js/test/support.js');
+  const mport = await freePort();
+  const b = await new Broker({ dataDir: `${dir}/d`, ws: false, extra: ['--push-vapid-subject', 'mailto:ops@example.org',
+    '--push-allow-private', '1', '--push-endpoint-max', '64', '--metrics-listen', `127.0.0.1:${mport}`] }).start();
+  try {
+    const server = ['--server', `127.0.0.1:${b.port}`, '--server-key', b.serverPub];
+    const dev = (await cli(['keygen', `${dir}/dev.key`])).stdout.trim();
+    await cli(['keygen', `${dir}/snd.key`]);
+    const ecdh = crypto.createECDH('prime256v1');
+    ecdh.generateKeys();
+    const p256 = ecdh.getPublicKey().toString('base64url');
+    const auth = crypto.randomBytes(16).toString('base64url');
+    const reg = (ep, k = p256, a = auth) => cli(['push', 'register', ...server, '--key', `${dir}/dev.key`, ep, k, a]);
+    assert.equal((await reg(`http://127.0.0.1:${ps.port}/x`, crypto.randomBytes(65).toString('base64url'))).code, 56);
+    assert.equal((await reg(`http://127.0.0.1:${ps.port}/x`, p256, 'AAAA')).code, 57);
+    assert.equal((await reg('http://push.example.com/x')).code, 59);
+    assert.equal((await reg(`http://127.0.0.1:${ps.port}/${'a'.repeat(80)}`)).code, 60);
+    const r = await reg(`http://127.0.0.1:${ps.port}/sub/410`);
+    assert.equal(r.code, 0, r.stderr);
+    const send = async (msg) => {
+      const s = await cli(['send', ...server, '--key', `${dir}/snd.key`, '--to', dev, msg]);
+      assert.equal(s.code, 0, s.stderr);
+    };
+    await send('one');
+    let m = '';
+    for (let i = 0; i < 500; i++) {
+      m = await metrics(mport);
+      if (metric(m, 'sealpost_push_wakeups_total{outcome="gone"}') >= 1) break;
+      await sleep(20);
+    }
+    assert.equal(metric(m, 'sealpost_push_wakeups_total{outcome="gone"}'), 1);
+    assert.equal(metric(m, 'sealpost_push_subscriptions'), 0);
+    await send('two');
+    m = await metrics(mport);
+    // No subscription: neither queued nor coalesced, and the stand-in saw one request only.
+    assert.equal(metric(m, 'sealpost_push_wakeups_total{outcome="coalesced"}'), 0);
+    assert.equal(metric(m, 'sealpost_push_wakeups_total{outcome="gone"}'), 1);
+    assert.equal(ps.wakes.length, 1);
+  } finally {
+    await b.stop();
+    ps.srv.close();
+    b.cleanup();
+  }
+});
+
+test('a private endpoint without --push-allow-private is refused (61)', { skip, timeout: 60000 }, async () => {
+  const dir = tempDir('sealpost-push-');
+  const b = await new Broker({ dataDir: `${dir}/d`, ws: false, extra: ['--push-vapid-subject', 'mailto:ops@example.org'] }).start();
+  try {
+    await cli(['keygen', `${dir}/dev.key`]);
+    const ecdh = crypto.createECDH('prime256v1');
+    ecdh.generateKeys();
+    const r = await cli(['push', 'register', '--server', `127.0.0.1:${b.port}`, '--server-key', b.serverPub,
+      '--key', `${dir}/dev.key`, 'https://127.0.0.1/x', ecdh.getPublicKey().toString('base64url'),
+      crypto.randomBytes(16).toString('base64url')]);
+    assert.equal(r.code, 61, r.stderr);
+    assert.match(r.stderr, /err_push_host_not_allowed/);
+  } finally {
+    await b.stop();
     b.cleanup();
   }
 });
