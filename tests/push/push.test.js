@@ -23,7 +23,11 @@ function pushService() {
     req.on('data', (c) => chunks.push(c));
     req.on('end', () => {
       wakes.push({ path: req.url, headers: req.headers, body: Buffer.concat(chunks) });
-      res.writeHead(req.url.endsWith('/410') ? 410 : 201).end();
+      let code = 201;
+      if (req.url.endsWith('/410')) code = 410;
+      // 500-then-201: the first request to the path fails, the next succeeds.
+      if (req.url.endsWith('/500-then-201') && wakes.filter((w) => w.path === req.url).length === 1) code = 500;
+      res.writeHead(code).end();
     });
   });
   return new Promise((resolve) => srv.listen(0, '127.0.0.1', () => resolve({ srv, wakes, port: srv.address().port })));
@@ -191,6 +195,41 @@ test('a private endpoint without --push-allow-private is refused (61)', { skip, 
     assert.match(r.stderr, /err_push_host_not_allowed/);
   } finally {
     await b.stop();
+    b.cleanup();
+  }
+});
+
+test('a 500 is retried, then the wake-up succeeds', { skip, timeout: 60000 }, async () => {
+  const ps = await pushService();
+  const dir = tempDir('sealpost-push-');
+  const { freePort } = await import('../../client/js/test/support.js');
+  const mport = await freePort();
+  const b = await new Broker({ dataDir: `${dir}/d`, ws: false, extra: ['--push-vapid-subject', 'mailto:ops@example.org',
+    '--push-allow-private', '1', '--push-backoff', '10', '--metrics-listen', `127.0.0.1:${mport}`] }).start();
+  try {
+    const server = ['--server', `127.0.0.1:${b.port}`, '--server-key', b.serverPub];
+    const dev = (await cli(['keygen', `${dir}/dev.key`])).stdout.trim();
+    await cli(['keygen', `${dir}/snd.key`]);
+    const ecdh = crypto.createECDH('prime256v1');
+    ecdh.generateKeys();
+    const r = await cli(['push', 'register', ...server, '--key', `${dir}/dev.key`,
+      `http://127.0.0.1:${ps.port}/sub/500-then-201`, ecdh.getPublicKey().toString('base64url'),
+      crypto.randomBytes(16).toString('base64url')]);
+    assert.equal(r.code, 0, r.stderr);
+    const s = await cli(['send', ...server, '--key', `${dir}/snd.key`, '--to', dev, 'x']);
+    assert.equal(s.code, 0, s.stderr);
+    let m = '';
+    for (let i = 0; i < 500; i++) {
+      m = await metrics(mport);
+      if (metric(m, 'sealpost_push_wakeups_total{outcome="sent"}') >= 1) break;
+      await sleep(20);
+    }
+    assert.equal(metric(m, 'sealpost_push_wakeups_total{outcome="retried"}'), 1);
+    assert.equal(metric(m, 'sealpost_push_wakeups_total{outcome="sent"}'), 1);
+    assert.equal(ps.wakes.length, 2);
+  } finally {
+    await b.stop();
+    ps.srv.close();
     b.cleanup();
   }
 });
