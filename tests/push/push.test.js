@@ -18,11 +18,13 @@ const skip = !(haveBroker && haveCli) && 'needs SEALPOSTD and SEALPOST_CLI';
 /** The stand-in: every request is checked and recorded; answers 201. */
 function pushService() {
   const wakes = [];
+  const held = [];      // /slow requests, answered when the test calls release()
   const srv = http.createServer((req, res) => {
     const chunks = [];
     req.on('data', (c) => chunks.push(c));
     req.on('end', () => {
       wakes.push({ path: req.url, headers: req.headers, body: Buffer.concat(chunks) });
+      if (req.url.endsWith('/slow')) { held.push(res); return; }
       let code = 201;
       if (req.url.endsWith('/410')) code = 410;
       // 500-then-201: the first request to the path fails, the next succeeds.
@@ -30,7 +32,7 @@ function pushService() {
       res.writeHead(code).end();
     });
   });
-  return new Promise((resolve) => srv.listen(0, '127.0.0.1', () => resolve({ srv, wakes, port: srv.address().port })));
+  return new Promise((resolve) => srv.listen(0, '127.0.0.1', () => resolve({ srv, wakes, held, port: srv.address().port, release: () => { for (const r of held.splice(0)) r.writeHead(201).end(); } })));
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -228,6 +230,44 @@ test('a 500 is retried, then the wake-up succeeds', { skip, timeout: 60000 }, as
     assert.equal(metric(m, 'sealpost_push_wakeups_total{outcome="sent"}'), 1);
     assert.equal(ps.wakes.length, 2);
   } finally {
+    await b.stop();
+    ps.srv.close();
+    b.cleanup();
+  }
+});
+
+test('a stalled push service does not stall delivery to other devices', { skip, timeout: 60000 }, async () => {
+  const ps = await pushService();
+  const dir = tempDir('sealpost-push-');
+  const b = await new Broker({ dataDir: `${dir}/d`, ws: false, extra: ['--push-vapid-subject', 'mailto:ops@example.org',
+    '--push-allow-private', '1', '--push-timeout', '120000'] }).start();
+  try {
+    const server = ['--server', `127.0.0.1:${b.port}`, '--server-key', b.serverPub];
+    const slowDev = (await cli(['keygen', `${dir}/slow.key`])).stdout.trim();
+    const other = (await cli(['keygen', `${dir}/other.key`])).stdout.trim();
+    await cli(['keygen', `${dir}/snd.key`]);
+    const ecdh = crypto.createECDH('prime256v1');
+    ecdh.generateKeys();
+    const r = await cli(['push', 'register', ...server, '--key', `${dir}/slow.key`,
+      `http://127.0.0.1:${ps.port}/sub/slow`, ecdh.getPublicKey().toString('base64url'),
+      crypto.randomBytes(16).toString('base64url')]);
+    assert.equal(r.code, 0, r.stderr);
+    let s = await cli(['send', ...server, '--key', `${dir}/snd.key`, '--to', slowDev, 'wake']);
+    assert.equal(s.code, 0, s.stderr);
+    for (let i = 0; i < 500 && ps.held.length === 0; i++) await sleep(20);
+    assert.equal(ps.held.length, 1, 'the stand-in holds the wake-up');
+    // While it is held: envelopes to another device are accepted and delivered.
+    for (let i = 0; i < 3; i++) {
+      s = await cli(['send', ...server, '--key', `${dir}/snd.key`, '--to', other, `m${i}`]);
+      assert.equal(s.code, 0, s.stderr);
+    }
+    const got = await cli(['recv', ...server, '--key', `${dir}/other.key`, '--count', '3', '--timeout', '30']);
+    assert.equal(got.code, 0, got.stderr);
+    assert.deepEqual(got.stdout.trim().split('\n').filter((l) => /m[0-2]/.test(l)).length, 3);
+    assert.equal(ps.held.length, 1, 'still held: delivery did not wait for it');
+    ps.release();
+  } finally {
+    ps.release();
     await b.stop();
     ps.srv.close();
     b.cleanup();
