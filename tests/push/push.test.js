@@ -165,7 +165,9 @@ test('410 removes the subscription: the next envelope makes no request; bad subs
     let m = '';
     for (let i = 0; i < 500; i++) {
       m = await metrics(mport);
-      if (metric(m, 'sealpost_push_wakeups_total{outcome="gone"}') >= 1) break;
+      // /metrics reads the counters while the loop updates them: wait for both.
+      if (metric(m, 'sealpost_push_wakeups_total{outcome="gone"}') >= 1 &&
+          metric(m, 'sealpost_push_subscriptions') === 0) break;
       await sleep(20);
     }
     assert.equal(metric(m, 'sealpost_push_wakeups_total{outcome="gone"}'), 1);
@@ -268,6 +270,75 @@ test('a stalled push service does not stall delivery to other devices', { skip, 
     ps.release();
   } finally {
     ps.release();
+    await b.stop();
+    ps.srv.close();
+    b.cleanup();
+  }
+});
+
+async function waitMetric(mport, name, want) {
+  let m = '';
+  for (let i = 0; i < 500; i++) {
+    m = await metrics(mport);
+    if (metric(m, name) >= want) break;
+    await sleep(20);
+  }
+  return m;
+}
+
+test('a connected device gets no wake-up; once gone, mail wakes it; after push-coalesce, again', { skip, timeout: 60000 }, async () => {
+  const ps = await pushService();
+  const dir = tempDir('sealpost-push-');
+  const { freePort } = await import('../../client/js/test/support.js');
+  const mport = await freePort();
+  const b = await new Broker({ dataDir: `${dir}/d`, ws: false, extra: ['--push-vapid-subject', 'mailto:ops@example.org',
+    '--push-allow-private', '1', '--push-coalesce', '100', '--metrics-listen', `127.0.0.1:${mport}`] }).start();
+  try {
+    const server = ['--server', `127.0.0.1:${b.port}`, '--server-key', b.serverPub];
+    const dev = (await cli(['keygen', `${dir}/dev.key`])).stdout.trim();
+    await cli(['keygen', `${dir}/snd.key`]);
+    const ecdh = crypto.createECDH('prime256v1');
+    ecdh.generateKeys();
+    const r = await cli(['push', 'register', ...server, '--key', `${dir}/dev.key`,
+      `http://127.0.0.1:${ps.port}/sub/201`, ecdh.getPublicKey().toString('base64url'),
+      crypto.randomBytes(16).toString('base64url')]);
+    assert.equal(r.code, 0, r.stderr);
+    const recv = cli(['recv', ...server, '--key', `${dir}/dev.key`, '--count', '2', '--timeout', '30']);
+    // --online-only succeeds only once the device is connected.
+    let online = false;
+    for (let i = 0; i < 200 && !online; i++) {
+      const o = await cli(['send', ...server, '--key', `${dir}/snd.key`, '--to', dev, '--online-only', 'hi']);
+      online = o.code === 0;
+      if (!online) await sleep(20);
+    }
+    assert.ok(online, 'the device connected');
+    const d = await cli(['send', ...server, '--key', `${dir}/snd.key`, '--to', dev, 'stored']);
+    assert.equal(d.code, 0, d.stderr);
+    assert.equal((await recv).code, 0);
+    // Until the broker has seen it leave: --online-only is refused err_offline (16).
+    let offline = false;
+    for (let i = 0; i < 200 && !offline; i++) {
+      const o = await cli(['send', ...server, '--key', `${dir}/snd.key`, '--to', dev, '--online-only', 'hi']);
+      offline = o.code === 16;
+      if (!offline) await sleep(20);
+    }
+    assert.ok(offline, 'the broker saw the device leave');
+    // Offline now: this one wakes it. Had anything been queued while it was
+    // connected, this would be coalesced or a second request would show.
+    const s = await cli(['send', ...server, '--key', `${dir}/snd.key`, '--to', dev, 'later']);
+    assert.equal(s.code, 0, s.stderr);
+    let m = await waitMetric(mport, 'sealpost_push_wakeups_total{outcome="sent"}', 1);
+    assert.equal(metric(m, 'sealpost_push_wakeups_total{outcome="sent"}'), 1);
+    assert.equal(metric(m, 'sealpost_push_wakeups_total{outcome="coalesced"}'), 0);
+    assert.equal(ps.wakes.length, 1);
+    // Past the (100 ms) coalescing interval, the next envelope wakes it again.
+    await sleep(300);
+    const t = await cli(['send', ...server, '--key', `${dir}/snd.key`, '--to', dev, 'again']);
+    assert.equal(t.code, 0, t.stderr);
+    m = await waitMetric(mport, 'sealpost_push_wakeups_total{outcome="sent"}', 2);
+    assert.equal(metric(m, 'sealpost_push_wakeups_total{outcome="sent"}'), 2);
+    assert.equal(ps.wakes.length, 2);
+  } finally {
     await b.stop();
     ps.srv.close();
     b.cleanup();
