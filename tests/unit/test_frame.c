@@ -67,7 +67,11 @@ static unsigned kind_members(const uint8_t *h, size_t n)
 		} else {
 			return count;
 		}
-		if ((tag >> 3) >= 1 && (tag >> 3) <= SP_FRAME_TYPE_MAX)
+		/* every member of the oneof: 1..12, push 20..22, log 24..25,
+		 * sealed sender 26..28 */
+		if (((tag >> 3) >= 1 && (tag >> 3) <= SP_FRAME_TYPE_MAX) ||
+		    ((tag >> 3) >= SP_FRAME_PUSH_REGISTER && (tag >> 3) <= SP_FRAME_PUSH_RESULT) ||
+		    ((tag >> 3) >= SP_FRAME_LOG_FETCH && (tag >> 3) <= SP_FRAME_ANON_SEND))
 			count++;
 	}
 	return count;
