@@ -73,6 +73,7 @@ enum {
 	WORKSET_BYTES = 4 << 20,        /* pre-encrypted input kept per pass */
 	MIN_MSGS = 4,
 	MAX_MSGS = 16384,
+	ESTABLISH_BATCH = 1024,         /* devices routed per setup iteration */
 	HS_CLIENTS = 8,                 /* distinct IK message 1s, replayed to fresh conns */
 	SHARD_ID = 0,
 	LOOKUP_SAMPLES = 1 << 20,
@@ -86,6 +87,7 @@ struct opts {
 	double seconds;                 /* per repetition x reps, per measurement */
 	uint64_t iterations;            /* envelopes per repetition (overrides seconds) */
 	uint64_t handshakes;            /* handshakes per repetition (overrides seconds) */
+	uint64_t rekey;                 /* --test-rekey-messages; 0: the protocol's */
 	uint32_t recv_buffer_size;
 	uint64_t seed;
 	const char *json;
@@ -142,6 +144,10 @@ static uint64_t cpu_ns(void)
 }
 
 static uint64_t wall_acc;               /* wall ns of the timed passes, summed per series */
+/* Transport messages per key, as every cipher of the run rekeys (Noise
+ * 11.3): SP_REKEY_MESSAGES, or --test-rekey-messages so that a tiny test
+ * run crosses many rekeys deterministically. */
+static uint64_t rekey_every = SP_REKEY_MESSAGES;
 
 static uint64_t splitmix(uint64_t *s)
 {
@@ -334,7 +340,11 @@ static int client_msg2(struct client *cl, const uint8_t *p, size_t len)
 	if (sp_noise_handshake_read(&cl->hs, p + SP_LEN_PREFIX, mlen, pl, sizeof(pl), &plen) ||
 	    sp_frame_server_hello_decode(pl, plen, &h) || h.protocol_version != SP_PROTOCOL_VERSION)
 		return -EBADMSG;
-	return sp_noise_handshake_split(&cl->hs, &cl->t);
+	if (sp_noise_handshake_split(&cl->hs, &cl->t))
+		return -EBADMSG;
+	if (rekey_every != SP_REKEY_MESSAGES)
+		sp_noise_transport_set_rekey(&cl->t, rekey_every);
+	return 0;
 }
 
 /* The output a connection queued, taken whole (handshake message 2). */
@@ -404,6 +414,8 @@ static void establish_slot(struct bench *b, uint32_t i)
 	c->s.t.tx.has_key = true;
 	memcpy(c->s.t.rx.k, k.rx, SP_KEY_LEN);
 	c->s.t.rx.has_key = true;
+	if (rekey_every != SP_REKEY_MESSAGES)
+		sp_noise_transport_set_rekey(&c->s.t, rekey_every);
 	if (sp_shard_conn_route(&b->sh, c))
 		die("route insert failed");
 	sodium_memzero(&k, sizeof(k));
@@ -418,6 +430,7 @@ struct workload {
 	size_t *off, *len;              /* per message */
 	uint32_t *rcpt;                 /* recipient slot per message */
 	uint64_t nonce0;                /* sender's client tx nonce of message 0 */
+	struct sp_noise_cipher rx0;     /* the broker's rx cipher of the sender at message 0 */
 	size_t total;
 	size_t deliver_plain;           /* bytes of one Deliver-shaped plaintext, for bare crypto */
 	uint8_t *bare_out;
@@ -514,7 +527,8 @@ static void restore(struct bench *b, struct sp_conn *sender, struct workload *w)
 		b->evict_sink += sum;
 	}
 	memcpy(w->work, w->pristine, w->total);
-	sender->s.t.rx.n = w->nonce0;
+	/* The whole cipher, not just its nonce: a pass may cross a rekey. */
+	sender->s.t.rx = w->rx0;
 }
 
 /* One timed pass over the workload through the broker path; CPU ns.
@@ -544,6 +558,7 @@ static uint64_t hot_pass(struct bench *b, struct sp_conn *sender, struct workloa
 __attribute__((noinline))
 static uint64_t bare_pass(struct bench *b, struct sp_conn *sender, struct workload *w)
 {
+	struct sp_noise_cipher k = w->rx0;
 	uint8_t nonce[12];
 	uint64_t t0, t1;
 	unsigned long long mlen;
@@ -558,8 +573,10 @@ static uint64_t bare_pass(struct bench *b, struct sp_conn *sender, struct worklo
 
 		make_nonce(nonce, w->nonce0 + m);
 		if (crypto_aead_chacha20poly1305_ietf_decrypt(msg, &mlen, NULL, msg, clen, NULL, 0,
-							      nonce, sender->s.t.rx.k))
+							      nonce, k.k))
 			die("bare decrypt failed");
+		if ((w->nonce0 + m + 1) % rekey_every == 0)
+			sp_noise_rekey(&k);
 		make_nonce(nonce, m);
 		crypto_aead_chacha20poly1305_ietf_encrypt(w->bare_out, &mlen, msg,
 							  w->deliver_plain, NULL, 0, NULL, nonce,
@@ -567,6 +584,7 @@ static uint64_t bare_pass(struct bench *b, struct sp_conn *sender, struct worklo
 	}
 	t1 = cpu_ns();
 	wall_acc += mono_ns() - w0;
+	sodium_memzero(&k, sizeof(k));
 	return t1 - t0;
 }
 
@@ -582,10 +600,18 @@ static int open_stream(const uint8_t *p, size_t len, const uint8_t key[SP_KEY_LE
 		       frame_check check, void *ctx)
 {
 	uint8_t *buf = xmalloc(SP_NOISE_MSG_MAX);
+	struct sp_noise_cipher c = { .has_key = true };
 	uint8_t nonce[12];
 	size_t off = 0;
 	int ret = 0;
 
+	/* key is the stream's key at nonce 0; the broker's cipher has rekeyed
+	 * after every rekey_every messages since (Noise 11.3), which a
+	 * --seconds run of a few seconds passes: the key of nonce n is key
+	 * rekeyed n / rekey_every times. */
+	memcpy(c.k, key, SP_KEY_LEN);
+	for (uint64_t i = 0; i < *n / rekey_every; i++)
+		sp_noise_rekey(&c);
 	while (off < len && ret == 0) {
 		size_t mlen = 0, foff = 0;
 		unsigned long long plen;
@@ -601,12 +627,14 @@ static int open_stream(const uint8_t *p, size_t len, const uint8_t key[SP_KEY_LE
 			ret = -EBADMSG;
 			break;
 		}
-		make_nonce(nonce, (*n)++);
+		make_nonce(nonce, *n);
 		if (crypto_aead_chacha20poly1305_ietf_decrypt(buf, &plen, NULL, p + off, mlen, NULL,
-							      0, nonce, key)) {
+							      0, nonce, c.k)) {
 			ret = -EBADMSG;
 			break;
 		}
+		if (++*n % rekey_every == 0)
+			sp_noise_rekey(&c);
 		off += mlen;
 		while ((ret = sp_frame_next(buf, (size_t)plen, &foff, &f)) == 0)
 			if ((ret = check(ctx, &f)))
@@ -614,6 +642,7 @@ static int open_stream(const uint8_t *p, size_t len, const uint8_t key[SP_KEY_LE
 		if (ret == -ENODATA)
 			ret = 0;
 	}
+	sodium_memzero(&c, sizeof(c));
 	free(buf);
 	return ret;
 }
@@ -813,6 +842,8 @@ static void usage(FILE *f)
 		"  --seconds S         time per measurement, split over the reps (default 2)\n"
 		"  --iterations N      envelopes per repetition instead of --seconds\n"
 		"  --handshakes N      handshakes per repetition instead of --seconds\n"
+		"  --test-rekey-messages N  rekey every N transport messages (tests; default\n"
+		"                      the protocol's 65536)\n"
 		"  --recv-buffer-size BYTES  receive buffer size (default: the broker's, 16384)\n"
 		"  --seed N            key and traffic seed (default 1)\n"
 		"  --warm              keep the recipients cached between passes (default: cold,\n"
@@ -869,6 +900,8 @@ static void parse(int argc, char **argv, struct opts *o)
 			o->iterations = num_arg(a, v, 1, UINT64_MAX / 2);
 		} else if (!strcmp(a, "--handshakes")) {
 			o->handshakes = num_arg(a, v, 1, UINT64_MAX / 2);
+		} else if (!strcmp(a, "--test-rekey-messages")) {
+			o->rekey = num_arg(a, v, 1, SP_REKEY_MESSAGES);
 		} else if (!strcmp(a, "--recv-buffer-size")) {
 			o->recv_buffer_size = (uint32_t)num_arg(a, v, 64, 1 << 20);
 		} else if (!strcmp(a, "--seed")) {
@@ -969,6 +1002,10 @@ int main(int argc, char **argv)
 	b->cfg.recv_buffer_size = o.recv_buffer_size;
 	b->cfg.handshake_rate = 0;      /* the handshake itself is measured, not its limit */
 	b->cfg.handshake_rate_per_source = 0;
+	if (o.rekey) {
+		rekey_every = o.rekey;
+		b->cfg.test_rekey_messages = o.rekey;
+	}
 	sp_log_init(&b->log, 2, SP_LOG_ERROR);
 	b->nconns = o.devices + 1;
 
@@ -978,8 +1015,18 @@ int main(int argc, char **argv)
 	if (sp_shard_init_detached(&b->sh, SHARD_ID, &b->cfg, &b->log, server_priv))
 		die("shard setup failed");
 	b->conns = b->sh.conns;
-	for (uint32_t i = 0; i < o.devices; i++)
+	/* In iterations of ESTABLISH_BATCH devices, as the loop would take
+	 * them: each routed device has its Drained queued, and without the
+	 * flush at the end of an iteration a million of them (a 64 KiB tx
+	 * chunk each) would pass --mem-budget and evict the sender. */
+	for (uint32_t i = 0; i < o.devices; i++) {
+		if (i % ESTABLISH_BATCH == 0)
+			sp_shard_begin_iteration(&b->sh);
 		establish_slot(b, i);
+		if (i % ESTABLISH_BATCH == ESTABLISH_BATCH - 1 || i + 1 == o.devices)
+			if (sp_shard_end_iteration(&b->sh, 0, send_all, b))
+				die("setup iteration failed");
+	}
 	t_routes = mono_ns() - t0;
 	t0 = mono_ns();
 	connect_sender(b, cl, server_pub);
@@ -993,6 +1040,7 @@ int main(int argc, char **argv)
 	t_conns = mono_ns() - t0;
 	t0 = mono_ns();
 	build_workload(b, &o, cl, &w);
+	w.rx0 = b->conns[b->nconns - 1].s.t.rx;
 	memcpy(b->bare_key, b->conns[0].s.t.tx.k, SP_KEY_LEN);
 	if (!o.warm) {
 		uint64_t *ev = xmalloc(EVICT_BYTES);
@@ -1175,6 +1223,7 @@ int main(int argc, char **argv)
 	free((void *)b->evict);
 	free(b->cap_rcpt);
 	free(b->cap_sender);
+	sodium_memzero(&w.rx0, sizeof(w.rx0));
 	free(w.pristine);
 	free(w.work);
 	free(w.off);

@@ -174,6 +174,17 @@ static const struct opt opts[] = {
 	{ "sender-table-max", "N", OPT_U32, FIELD(sender_table_max), 1, 1 << 24, false,
 	  "sending devices whose budgets are tracked per shard; senders beyond it share one "
 	  "budget" },
+	{ "anon-recipient-rate", "N", OPT_U64, FIELD(anon_recipient_rate), 0, (uint64_t)1 << 32,
+	  false, "anonymous (sealed-sender) envelopes per second one recipient may receive "
+	  "(token bucket); beyond, err_anon_rate_limited; 0 = no limit" },
+	{ "anon-recipient-burst", "N", OPT_U64, FIELD(anon_recipient_burst), 1, (uint64_t)1 << 32,
+	  false, "anonymous envelopes one recipient may receive at once before "
+	  "anon-recipient-rate applies" },
+	{ "anon-source-rate", "N", OPT_U64, FIELD(anon_source_rate), 0, (uint64_t)1 << 32, false,
+	  "anonymous envelopes per second from one source address (IPv4 /32, IPv6 /64); beyond, "
+	  "err_anon_rate_limited; 0 = no limit" },
+	{ "anon-source-burst", "N", OPT_U64, FIELD(anon_source_burst), 1, (uint64_t)1 << 32, false,
+	  "anonymous envelopes one source may send at once before anon-source-rate applies" },
 	/* Hidden from --help (the "test-" prefix): a broker with it set speaks
 	 * protocol 1 only to peers set the same way. */
 	{ "test-rekey-messages", "N", OPT_U64, FIELD(test_rekey_messages), 0, SP_REKEY_MESSAGES,
@@ -312,6 +323,10 @@ void sp_config_defaults(struct sp_config *c)
 	c->sender_byte_rate = SP_DEFAULT_SENDER_BYTE_RATE;
 	c->sender_byte_burst = SP_DEFAULT_SENDER_BYTE_BURST;
 	c->sender_table_max = SP_DEFAULT_SENDER_TABLE_MAX;
+	c->anon_recipient_rate = SP_DEFAULT_ANON_RECIPIENT_RATE;
+	c->anon_recipient_burst = SP_DEFAULT_ANON_RECIPIENT_BURST;
+	c->anon_source_rate = SP_DEFAULT_ANON_SOURCE_RATE;
+	c->anon_source_burst = SP_DEFAULT_ANON_SOURCE_BURST;
 	c->mailbox_sender_share = SP_DEFAULT_MAILBOX_SENDER_SHARE;
 	c->mailbox_share_table_max = SP_DEFAULT_MAILBOX_SHARE_TABLE_MAX;
 	c->store_recent_max = SP_DEFAULT_STORE_RECENT_MAX;

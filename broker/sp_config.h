@@ -158,6 +158,12 @@ struct sp_config {
 	uint64_t sender_byte_rate;      /* body bytes per second */
 	uint64_t sender_byte_burst;
 	uint32_t sender_table_max;      /* senders tracked per shard */
+	/* Sealed sender (PROTOCOL.md 14): anonymous (NK) sends, per recipient
+	 * and per source (IPv4 /32, IPv6 /64) token buckets; 0 rate = off. */
+	uint64_t anon_recipient_rate;   /* anonymous envelopes per second to one recipient */
+	uint64_t anon_recipient_burst;
+	uint64_t anon_source_rate;      /* anonymous envelopes per second from one source */
+	uint64_t anon_source_burst;
 	/* --test-rekey-messages: for tests only (not in --help): transport
 	 * messages per key before a rekey instead of the protocol's
 	 * SP_REKEY_MESSAGES; 0 = the protocol's. A client that does not use the
@@ -215,6 +221,10 @@ enum {
 	SP_DEFAULT_ACCOUNT_MAX_DEVICES = 32,  /* of the protocol's 64 */
 	SP_DEFAULT_EXPIRY_SWEEP_BUDGET_MS = 5,
 	SP_DEFAULT_EXPIRY_SWEEP_BATCH = 4096,
+	SP_DEFAULT_ANON_RECIPIENT_RATE = 50,
+	SP_DEFAULT_ANON_RECIPIENT_BURST = 500,
+	SP_DEFAULT_ANON_SOURCE_RATE = 100,
+	SP_DEFAULT_ANON_SOURCE_BURST = 1000,
 	SP_DEFAULT_SENDER_RATE = 10000,
 	SP_DEFAULT_SENDER_BURST = 50000,
 	SP_DEFAULT_SENDER_TABLE_MAX = 65536,

@@ -15,6 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "cli_conf.h"
 #include "cli_json.h"
 #include "cli_pins.h"
@@ -61,6 +63,7 @@ static const char usage_text[] =
 	"  send            seal a message for a device and send it through a broker\n"
 	"  recv            receive messages, print them, acknowledge them\n"
 	"  account         accounts: create, link-request, link, devices, remove\n"
+	"  push            Web Push wake-ups: register, remove a subscription\n"
 	"  admin           talk to a running sealpostd over its admin socket\n"
 	"\n"
 	"Run 'sealpost COMMAND --help' for the options of each. --version prints the\n"
@@ -87,7 +90,8 @@ static const char exit_text[] =
 	"      18 err_bad_recipient, 19 err_recipient_busy, 20 err_mailbox_full,\n"
 	"      21 err_rate_limited, 22 err_internal, 23 err_shutting_down;\n"
 	"      account: the broker refused the list: 40 err_list_malformed ..\n"
-	"      48 err_list_not_member (docs/PROTOCOL.md 11.5)\n";
+	"      48 err_list_not_member (docs/PROTOCOL.md 11.5);\n"
+	"      push: 56 err_push_bad_key .. 63 err_push_full (docs/PROTOCOL.md 12)\n";
 
 /* send and recv: where the connection settings come from. */
 static const char conn_text[] =
@@ -1685,6 +1689,127 @@ out:
 	return ex;
 }
 
+/* ---- push ---------------------------------------------------------------- */
+
+static const char push_help[] =
+	"usage: sealpost push register [CONNECTION] ENDPOINT P256DH AUTH\n"
+	"       sealpost push remove [CONNECTION]\n"
+	"\n"
+	"Web Push wake-ups (docs/PROTOCOL.md 12): while this device (--key) is not\n"
+	"connected and mail arrives, the broker wakes it through its push\n"
+	"subscription, content-free. ENDPOINT, P256DH and AUTH are the fields of a\n"
+	"browser's PushSubscription.toJSON() (endpoint, keys.p256dh, keys.auth),\n"
+	"the keys base64url as given there (padding accepted).\n"
+	"\n"
+	"  register   stores (or replaces) this device's subscription\n"
+	"  remove     forgets it\n"
+	"\n"
+	"options:\n"
+	"  --timeout SECONDS    connect, then the answer (default 10)\n"
+	"  --server, --server-key, --server-key-file, --key: as for send\n"
+	"\n"
+	"The broker's refusal is the exit status, its protocol code: 56\n"
+	"err_push_bad_key .. 63 err_push_full (62 err_push_disabled: the broker\n"
+	"sends no pushes).\n"
+	"\n";
+
+/* base64url (or standard, padded or not) text into out (cap bytes): length or -1. */
+static long push_b64(const char *s, uint8_t *out, size_t cap)
+{
+	size_t len = 0;
+
+	if (sodium_base642bin(out, cap, s, strlen(s), "=", &len, NULL,
+			      sodium_base64_VARIANT_URLSAFE_NO_PADDING) == 0 ||
+	    sodium_base642bin(out, cap, s, strlen(s), "=", &len, NULL,
+			      sodium_base64_VARIANT_ORIGINAL_NO_PADDING) == 0)
+		return (long)len;
+	return -1;
+}
+
+static int cmd_push(int argc, char **argv)
+{
+	struct opts o;
+	struct target t;
+	struct sealpost_key *key = NULL;
+	struct sealpost_client *c = NULL;
+	struct sealpost_event ev;
+	uint8_t p256dh[128], auth[64];
+	long p256dh_len = 0, auth_len = 0;
+	uint64_t id = 0;
+	const char *sub;
+	int first, r, nargs, ex;
+	bool reg;
+
+	memset(&o, 0, sizeof(o));
+	o.timeout_s = 10;
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		if (argc < 2)
+			return bad_usage("push needs a subcommand", push_help);
+		help_conn(push_help);
+		return EX_OK;
+	}
+	sub = argv[1];
+	r = parse(argc - 1, argv + 1, &o, push_help, &first);
+	if (r)
+		return r < 0 ? EX_OK : r;
+	first++;            /* parse saw argv + 1 */
+	nargs = argc - first;
+	reg = !strcmp(sub, "register");
+	if (!(reg && nargs == 3) && !(!strcmp(sub, "remove") && nargs == 0))
+		return bad_usage("unknown push subcommand or wrong arguments", push_help);
+	if (reg) {
+		p256dh_len = push_b64(argv[first + 1], p256dh, sizeof(p256dh));
+		auth_len = push_b64(argv[first + 2], auth, sizeof(auth));
+		if (p256dh_len < 0)
+			return bad_usage("P256DH is not base64url", push_help);
+		if (auth_len < 0)
+			return bad_usage("AUTH is not base64url", push_help);
+	}
+	ex = open_target(&o, &t, (int)o.timeout_s * 1000, SEALPOST_CONNECT_NO_RECONNECT, &key, &c);
+	if (ex)
+		goto out;
+	r = reg ? sealpost_push_register(c, argv[first], p256dh, (size_t)p256dh_len, auth,
+					 (size_t)auth_len, &id)
+		: sealpost_push_remove(c, &id);
+	if (r == -EINVAL) {
+		fprintf(stderr, "sealpost: the subscription does not fit the protocol's bounds\n");
+		ex = EX_USAGE;
+		goto out;
+	}
+	if (r < 0) {
+		fprintf(stderr, "sealpost: cannot send: %s\n", sealpost_strerror(r));
+		ex = EX_LOST;
+		goto out;
+	}
+	ex = EX_LOST;
+	/* The answer, or the connection's end, or the timeout. */
+	while ((r = sealpost_client_next_event(c, &ev, (int)o.timeout_s * 1000)) == 1) {
+		if (ev.type == SEALPOST_EVENT_CLOSED) {
+			fprintf(stderr, "sealpost: the connection failed before the answer\n");
+			break;
+		}
+		if (ev.type != SEALPOST_EVENT_PUSH_RESULT || ev.id != id)
+			continue;
+		if (ev.status == SEALPOST_STATUS_ACCEPTED) {
+			fprintf(stderr, "sealpost: push subscription %s\n",
+				reg ? "registered" : "removed");
+			ex = EX_OK;
+		} else {
+			fprintf(stderr, "sealpost: push %s refused: %s\n", sub,
+				sealpost_status_string(ev.status));
+			ex = status_exit(ev.status);
+		}
+		break;
+	}
+	if (r == 0)
+		fprintf(stderr, "sealpost: no answer from the broker within %ld s\n", o.timeout_s);
+out:
+	sodium_memzero(auth, sizeof(auth));
+	sealpost_client_close(c);
+	sealpost_key_free(key);
+	return ex;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -1712,6 +1837,8 @@ int main(int argc, char **argv)
 		return cli_admin_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "account"))
 		return cmd_account(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "push"))
+		return cmd_push(argc - 1, argv + 1);
 	fprintf(stderr, "sealpost: unknown command '%s'\n", argv[1]);
 	fputs(usage_text, stderr);
 	return EX_USAGE;

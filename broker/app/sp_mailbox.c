@@ -14,6 +14,7 @@
 #include "sp_lifecycle.h"
 #include "sp_push.h"
 #include "sp_sendlim.h"
+#include "sp_anon.h"
 #include "sp_store.h"
 
 enum {
@@ -39,13 +40,16 @@ int sp_mailbox_init(struct sp_shard *sh)
 	sh->items = calloc(sh->cfg->backlog_chunk ? sh->cfg->backlog_chunk : 1, sizeof(*sh->items));
 	if (!sh->items)
 		return -ENOMEM;
-	return sp_sendlim_create(&sh->sendlim, &lc);
+	if (sp_sendlim_create(&sh->sendlim, &lc))
+		return -ENOMEM;
+	return sp_anon_init(sh);
 }
 
 void sp_mailbox_destroy(struct sp_shard *sh)
 {
 	sp_sendlim_destroy(sh->sendlim);
 	sh->sendlim = NULL;
+	sp_anon_destroy(sh);
 	free(sh->items);
 	free(sh->results);
 	sh->items = NULL;
@@ -118,13 +122,18 @@ static struct sp_store_batch *batch(struct sp_shard *sh)
 	return sh->batch;
 }
 
+/* All anonymous senders of a mailbox are one sender to its share and hold
+ * one share together (sp_store.h "Shares"); they are never deduplicated. */
+static const uint8_t anon_sender[SP_KEY_LEN];
+
 enum sp_status sp_mailbox_store(struct sp_shard *sh, struct sp_conn *c, const struct sp_frame *f,
 				uint64_t *seq, bool *durable)
 {
+	bool anon = !c->s.has_peer;
 	struct sp_store_envelope env = {
 		.recipient = f->u.send.to,
-		.sender = c->s.peer,
-		.client_id = f->u.send.client_id,
+		.sender = anon ? anon_sender : c->s.peer,
+		.client_id = anon ? 0 : f->u.send.client_id,
 		.body = f->body,
 		.body_len = f->body_len,
 	};
@@ -136,7 +145,7 @@ enum sp_status sp_mailbox_store(struct sp_shard *sh, struct sp_conn *c, const st
 		return SP_STATUS_ERR_INTERNAL;
 	/* The sender's budgets first: a refused Send costs no store lookup.
 	 * Retries pay too (each costs a dedup lookup). */
-	if (sp_sendlim_take(sh->sendlim, c->s.peer, f->body_len, sh->wall_ms) < 0)
+	if (!anon && sp_sendlim_take(sh->sendlim, c->s.peer, f->body_len, sh->wall_ms) < 0)
 		return SP_STATUS_ERR_RATE_LIMITED;
 	ret = sp_store_enqueue(b, &env, seq);
 	if (ret == SP_STORE_DUPLICATE) {

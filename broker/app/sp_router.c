@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "sp_account.h"
+#include "sp_anon.h"
 #include "sp_conn_table.h"
 #include "sp_deliver.h"
 #include "sp_lifecycle.h"
@@ -58,11 +59,48 @@ static enum sp_close_reason on_push(struct sp_shard *sh, struct sp_conn *c,
 	return sp_deliver_reply(sh, c, &res);
 }
 
+/* An anonymous (NK) connection: AnonSend and liveness, nothing else (it
+ * has no device: nothing to receive, ack, publish or register). */
+static enum sp_close_reason anon_frame(struct sp_shard *sh, struct sp_conn *c,
+				       const struct sp_frame *f)
+{
+	switch (f->type) {
+	case SP_FRAME_ANON_SEND:
+		return sp_anon_send(sh, c, f);
+	case SP_FRAME_PING:
+		return sp_mailbox_pong(sh, c, f->u.ping.id);
+	case SP_FRAME_PONG:
+		return SP_CLOSE_NONE;
+	case SP_FRAME_SEND:
+	case SP_FRAME_ACK:
+	case SP_FRAME_LIST_PUT:
+	case SP_FRAME_LIST_FETCH:
+	case SP_FRAME_LOG_FETCH:
+	case SP_FRAME_PUSH_REGISTER:
+	case SP_FRAME_PUSH_REMOVE:
+	case SP_FRAME_SET_ACCESS:
+		return SP_CLOSE_ANON_FORBIDDEN;
+	default:
+		return SP_CLOSE_PROTOCOL;
+	}
+}
+
 enum sp_close_reason sp_router_frame(void *ctx, struct sp_conn *c, const struct sp_frame *f)
 {
 	struct sp_shard *sh = ctx;
 
+	if (!c->s.has_peer)
+		return anon_frame(sh, c, f);
 	switch (f->type) {
+	case SP_FRAME_SET_ACCESS:
+		return sp_anon_set_access(sh, c, f);
+	case SP_FRAME_ANON_SEND:
+		/* Anonymity is the connection's, not the frame's: refused, so a
+		 * client cannot believe it sent anonymously when it did not. */
+		if (sp_mailbox_result(sh, c, f->u.anon_send.client_id, SP_STATUS_ERR_NOT_ANONYMOUS, 0,
+				      false))
+			return SP_CLOSE_NOMEM;
+		return SP_CLOSE_NONE;
 	case SP_FRAME_SEND:
 		return on_send(sh, c, f);
 	case SP_FRAME_PUSH_REGISTER:
@@ -140,7 +178,9 @@ enum sp_close_reason sp_router_established(void *ctx, struct sp_conn *c)
 
 	SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_PEER_DEBUG], sh->now_ns, SP_LOG_DEBUG,
 		       "handshake complete", SP_KV_UINT("conn", c->tab.slot),
-		       SP_KV_STR("pattern", c->s.pattern == SP_PREAMBLE_PATTERN_IK ? "IK" : "XX"));
+		       SP_KV_STR("pattern", c->s.pattern == SP_PREAMBLE_PATTERN_IK   ? "IK"
+					    : c->s.pattern == SP_PREAMBLE_PATTERN_NK ? "NK"
+										     : "XX"));
 	/* An IK connection is not routed until it is proven by its first
 	 * authenticated transport message (sp_router_proven): its message 1 may
 	 * be a replay, and a replayer that got the route, even of an offline
@@ -169,7 +209,9 @@ enum sp_close_reason sp_router_proven(void *ctx, struct sp_conn *c)
 	}
 	sp_timers_proven(sh, c);
 	sp_source_proven(sh, c);
-	if (c->route.routed)
+	/* Anonymous (NK): proven to be live, but no device: never routed,
+	 * no mailbox, no push state. */
+	if (c->route.routed || !c->s.has_peer)
 		return SP_CLOSE_NONE;
 	return route_device(sh, c);
 }

@@ -25,6 +25,8 @@
 
 static inline enum sp_metrics_pattern sp_life_metrics_pattern(const struct sp_conn *c)
 {
+	if (c->s.pattern == SP_PREAMBLE_PATTERN_NK)
+		return SP_METRICS_PATTERN_NK;
 	return c->s.pattern == SP_PREAMBLE_PATTERN_IK ? SP_METRICS_PATTERN_IK : SP_METRICS_PATTERN_XX;
 }
 

@@ -127,6 +127,10 @@ struct sp_shard {
 	struct sp_list drain_list;      /* connections whose backlog reader runs */
 	struct sp_store_item *items;    /* reader chunk */
 	struct sp_sendlim *sendlim;     /* per-sender budgets of durable sends */
+	/* Sealed sender (app/sp_anon.c): anonymous sends' budgets per
+	 * recipient and per source (sendlim tables keyed by the recipient
+	 * key, and by the source key zero-padded to 32 bytes). */
+	struct sp_sendlim *anon_rcpt, *anon_src;
 
 	/* The admin socket (loop/sp_admin_exec.c). admin: borrowed, set before
 	 * sp_shard_run like store (NULL = none); live_cfg: cfg itself, writable,

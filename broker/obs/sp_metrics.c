@@ -41,7 +41,7 @@ struct sp_metrics {
 	void *rocksdb_ctx;
 };
 
-static const char *const pattern_names[SP_METRICS_PATTERN_COUNT] = { "ik", "xx" };
+static const char *const pattern_names[SP_METRICS_PATTERN_COUNT] = { "ik", "xx", "nk" };
 static const char *const outcome_names[SP_METRICS_OUTCOME_COUNT] = {
 	"ok", "failed", "timeout", "rate_limited",
 };

@@ -40,6 +40,7 @@ enum { SP_METRICS_SHARDS_MAX = 256 };
 enum sp_metrics_pattern {
 	SP_METRICS_PATTERN_IK,
 	SP_METRICS_PATTERN_XX,
+	SP_METRICS_PATTERN_NK,          /* anonymous send-only (sealed sender) */
 	SP_METRICS_PATTERN_COUNT,
 };
 

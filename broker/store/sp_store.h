@@ -537,6 +537,46 @@ typedef int (*sp_store_push_fn)(void *ctx, const uint8_t device[SP_KEY_LEN], con
 				size_t len);
 int sp_store_push_each(struct sp_store *st, sp_store_push_fn fn, void *ctx);
 
+/* ---- access keys, sealed sender (sp_store_access.c) ----------------------- */
+
+/*
+ * A device's access settings (PROTOCOL.md 14): column family "default", key
+ * "access/" | device[32] (39 bytes), value
+ *   u8 version=1 | u8 flags (bit 0: accept from anyone) | u8 has_cur |
+ *   u8 has_prev | u8[4] zero | cur_hash[32] | prev_hash[32]   (72 bytes)
+ * where a hash is BLAKE2b-256 of "sealpost/access/1" | key: the access key
+ * itself is never stored. prev is the hash the last rotation replaced (so a
+ * sender holding it is told "rotated", not just "wrong"). One synced put of
+ * its own per SetAccess, outside the batch. What is stored about people:
+ * the device key in the clear (it is the address) and the two hashes, until
+ * the device changes them or its mailbox is purged.
+ */
+enum {
+	SP_STORE_ACCESS_KEY_LEN = 7 + SP_KEY_LEN,
+	SP_STORE_ACCESS_VALUE_LEN = 8 + 2 * SP_ACCESS_HASH_LEN,
+};
+
+struct sp_store_access {
+	bool anyone;
+	bool has_cur, has_prev;
+	uint8_t cur[SP_ACCESS_HASH_LEN], prev[SP_ACCESS_HASH_LEN];
+};
+
+/* The stored form of an access key (key borrowed, 1..SP_ACCESS_KEY_MAX bytes). */
+void sp_store_access_hash(uint8_t out[SP_ACCESS_HASH_LEN], const uint8_t *key, size_t len);
+
+/* Codec (pure): 0, or -EBADMSG for a value this build does not write. */
+void sp_store_access_encode(uint8_t out[SP_STORE_ACCESS_VALUE_LEN], const struct sp_store_access *a);
+int sp_store_access_decode(const uint8_t *v, size_t len, struct sp_store_access *a);
+
+/* device's settings: 0 and *a, -ENOENT (none: nothing allowed), -EBADMSG
+ * (corrupt: treated as none by the caller), -EIO. */
+int sp_store_access_get(struct sp_store *st, const uint8_t device[SP_KEY_LEN],
+			struct sp_store_access *a);
+/* Stores (replaces) device's settings; a synced write. 0 or -EIO. */
+int sp_store_access_put(struct sp_store *st, const uint8_t device[SP_KEY_LEN],
+			const struct sp_store_access *a);
+
 /* ---- operations, metrics, tests ------------------------------------------ */
 
 struct sp_store_stats {

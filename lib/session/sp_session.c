@@ -216,6 +216,8 @@ static enum sp_close_reason tx_handshake(struct sp_session *s, const uint8_t *pr
 
 static enum sp_noise_pattern noise_pattern(const struct sp_session *s)
 {
+	if (s->pattern == SP_PREAMBLE_PATTERN_NK)
+		return SP_NOISE_NK;
 	return s->pattern == SP_PREAMBLE_PATTERN_IK ? SP_NOISE_IK : SP_NOISE_XX;
 }
 
@@ -239,8 +241,26 @@ static enum sp_close_reason send_hello(struct sp_session *s)
 	return r ? r : tx_handshake(s, NULL, buf, len);
 }
 
+static int connect_pattern(struct sp_session *s, const struct sp_session_env *env,
+			   const uint8_t *static_priv, const uint8_t *server_key, uint8_t pattern);
+
 int sp_session_connect(struct sp_session *s, const struct sp_session_env *env,
 		       const uint8_t *static_priv, const uint8_t *server_key)
+{
+	return connect_pattern(s, env, static_priv, server_key,
+			       server_key ? SP_PREAMBLE_PATTERN_IK : SP_PREAMBLE_PATTERN_XX);
+}
+
+int sp_session_connect_anonymous(struct sp_session *s, const struct sp_session_env *env,
+				 const uint8_t *server_key)
+{
+	if (!server_key)
+		return -EINVAL;
+	return connect_pattern(s, env, NULL, server_key, SP_PREAMBLE_PATTERN_NK);
+}
+
+static int connect_pattern(struct sp_session *s, const struct sp_session_env *env,
+			   const uint8_t *static_priv, const uint8_t *server_key, uint8_t pattern)
 {
 	uint8_t hello[SP_HANDSHAKE_PAYLOAD_MAX];
 	size_t hlen = 0;
@@ -250,7 +270,7 @@ int sp_session_connect(struct sp_session *s, const struct sp_session_env *env,
 	memset(s, 0, sizeof(*s));
 	s->env = env;
 	s->role = SP_SESSION_INITIATOR;
-	s->pattern = server_key ? SP_PREAMBLE_PATTERN_IK : SP_PREAMBLE_PATTERN_XX;
+	s->pattern = pattern;
 	memcpy(s->pre, SP_PREAMBLE_MAGIC, 4);
 	s->pre[4] = SP_PROTOCOL_VERSION;
 	s->pre[5] = s->pattern;
@@ -264,7 +284,8 @@ int sp_session_connect(struct sp_session *s, const struct sp_session_env *env,
 				      SP_PREAMBLE_LEN, static_priv, server_key);
 	if (ret)
 		goto fail;
-	/* IK: e, es, s, ss + ClientHello.  XX: e, empty payload. */
+	/* IK: e, es, s, ss + ClientHello.  NK: e, es + ClientHello.
+	 * XX: e, empty payload. */
 	if (server_key && (r = hello_payload(s, hello, sizeof(hello), &hlen))) {
 		ret = -EINVAL;
 		goto fail;
@@ -286,7 +307,8 @@ static enum sp_close_reason on_preamble(struct sp_session *s)
 
 	if (memcmp(p, SP_PREAMBLE_MAGIC, 4) != 0 || p[4] != SP_PROTOCOL_VERSION || p[6] || p[7])
 		return SP_CLOSE_BAD_PREAMBLE;
-	if (p[5] != SP_PREAMBLE_PATTERN_IK && p[5] != SP_PREAMBLE_PATTERN_XX)
+	if (p[5] != SP_PREAMBLE_PATTERN_IK && p[5] != SP_PREAMBLE_PATTERN_XX &&
+	    p[5] != SP_PREAMBLE_PATTERN_NK)
 		return SP_CLOSE_BAD_PREAMBLE;
 	s->pattern = p[5];
 	/* Zeroed: SP_NOISE_HS_EMPTY tells responder_message to initialise it
@@ -325,18 +347,23 @@ static enum sp_close_reason client_hello_ok(const uint8_t *payload, size_t plen)
 /* SP_NOISE_HS_SPLIT reached: derive the ciphers, learn the peer, drop the handshake. */
 static enum sp_close_reason hs_finish(struct sp_session *s)
 {
-	if (sp_noise_handshake_remote_static(s->hs, s->peer) || !sp_noise_key_valid(s->peer))
+	/* NK responder: the initiator has no static key; the session is
+	 * anonymous (has_peer stays false, peer all zero). */
+	bool anon = s->role == SP_SESSION_RESPONDER && s->pattern == SP_PREAMBLE_PATTERN_NK;
+
+	if (!anon &&
+	    (sp_noise_handshake_remote_static(s->hs, s->peer) || !sp_noise_key_valid(s->peer)))
 		return SP_CLOSE_HANDSHAKE_FAILED;
 	if (sp_noise_handshake_split(s->hs, &s->t))
 		return SP_CLOSE_HANDSHAKE_FAILED;
 	if (s->env->rekey_every)
 		sp_noise_transport_set_rekey(&s->t, s->env->rekey_every);
 	free_hs(s);
-	s->has_peer = true;
+	s->has_peer = !anon;
 	/* XX message 3 is encrypted under keys mixed with the responder's
 	 * fresh ephemeral, and message 2 under the initiator's: only a live
-	 * holder of the keys can have made them. An IK message 1 can be a
-	 * replay: the first transport message proves that peer. */
+	 * holder of the keys can have made them. An IK (or NK) message 1 can
+	 * be a replay: the first transport message proves that peer. */
 	s->proven = s->role == SP_SESSION_INITIATOR || s->pattern == SP_PREAMBLE_PATTERN_XX;
 	s->state = SP_SESSION_ESTABLISHED;
 	return s->env->hooks.established(s->env->hooks.ctx, s);
@@ -368,7 +395,7 @@ static enum sp_close_reason responder_message(struct sp_session *s, const uint8_
 	}
 	if ((r = client_hello_ok(payload, *plen)))
 		return r;
-	if (s->pattern == SP_PREAMBLE_PATTERN_IK && (r = send_hello(s)))
+	if (s->pattern != SP_PREAMBLE_PATTERN_XX && (r = send_hello(s)))
 		return r;
 	if (s->hs->state != SP_NOISE_HS_SPLIT)
 		return SP_CLOSE_HANDSHAKE_FAILED;

@@ -67,7 +67,7 @@ struct sp_session {
 	uint8_t state;                  /* enum sp_session_state */
 	uint8_t role;                   /* enum sp_session_role */
 	uint8_t pattern;                /* SP_PREAMBLE_PATTERN_* */
-	bool has_peer;                  /* peer holds the peer's proven static key */
+	bool has_peer;                  /* peer holds the peer's proven static key (false: NK, anonymous) */
 	/* The peer has shown it holds the transport keys. Responder: XX at
 	 * message 3; IK only with its first authenticated transport message,
 	 * since an IK message 1 can be replayed by anyone who saw it (the
@@ -165,6 +165,14 @@ void sp_session_accept(struct sp_session *s, const struct sp_session_env *env);
  */
 int sp_session_connect(struct sp_session *s, const struct sp_session_env *env,
 		       const uint8_t *static_priv, const uint8_t *server_key);
+
+/*
+ * An anonymous initiator session (Noise NK, preamble pattern 3): the broker
+ * learns no key of ours. server_key is required (borrowed for the call).
+ * The same returns as sp_session_connect. PROTOCOL.md 14.
+ */
+int sp_session_connect_anonymous(struct sp_session *s, const struct sp_session_env *env,
+				 const uint8_t *server_key);
 
 /*
  * Consumes received bytes. data: borrowed for the call and written to

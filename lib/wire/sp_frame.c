@@ -66,6 +66,9 @@ SAME_KIND(LOG_REPLY, LOG_REPLY);
 SAME_KIND(PUSH_REGISTER, PUSH_REGISTER);
 SAME_KIND(PUSH_REMOVE, PUSH_REMOVE);
 SAME_KIND(PUSH_RESULT, PUSH_RESULT);
+SAME_KIND(SET_ACCESS, SET_ACCESS);
+SAME_KIND(ACCESS_RESULT, ACCESS_RESULT);
+SAME_KIND(ANON_SEND, ANON_SEND);
 
 /* ---- the protobuf encoding of FrameHeader, by hand ----------------------- */
 
@@ -231,7 +234,8 @@ static bool is_log(enum sp_frame_type t)
 static bool known_kind(uint32_t num)
 {
 	return (num >= SP_FRAME_SEND && num <= SP_FRAME_TYPE_MAX) || is_log((enum sp_frame_type)num) ||
-	       (num >= SP_FRAME_PUSH_REGISTER && num <= SP_FRAME_PUSH_RESULT);
+	       (num >= SP_FRAME_PUSH_REGISTER && num <= SP_FRAME_PUSH_RESULT) ||
+	       (num >= SP_FRAME_SET_ACCESS && num <= SP_FRAME_ANON_SEND);
 }
 
 /* One field of LogFetch (1 client_id, 2 first, 3 second, 4 leaf) or
@@ -295,6 +299,8 @@ static int parse_kind(struct sp_frame *f, enum sp_frame_type kind, const uint8_t
 									  : sizeof(f->u.push_register));
 	if (is_log(kind))
 		memset(&f->u.log, 0, sizeof(f->u.log));
+	if (kind == SP_FRAME_ANON_SEND)
+		memset(&f->u.anon_send, 0, sizeof(f->u.anon_send));
 	*ack_total = 0;
 	while (r.p < r.end) {
 		ret = next_field(&r, &fl);
@@ -313,9 +319,55 @@ static int parse_kind(struct sp_frame *f, enum sp_frame_type kind, const uint8_t
 			continue;
 		}
 		if (fl.num != 1 && !(kind == SP_FRAME_SEND || kind == SP_FRAME_SEND_RESULT ||
-				     kind == SP_FRAME_PUSH_REGISTER || kind == SP_FRAME_PUSH_RESULT))
+				     kind == SP_FRAME_PUSH_REGISTER || kind == SP_FRAME_PUSH_RESULT ||
+				     kind == SP_FRAME_SET_ACCESS || kind == SP_FRAME_ACCESS_RESULT ||
+				     kind == SP_FRAME_ANON_SEND))
 			continue;
 		switch (kind) {
+		case SP_FRAME_SET_ACCESS:
+			/* 1 client_id, 2 access_key, 3 flags */
+			if (fl.num == 2) {
+				if (fl.wt != WT_LEN)
+					return -EBADMSG;
+				f->u.set_access.access_key = fl.data;
+				f->u.set_access.access_key_len = fl.len;
+			} else if (fl.num == 1 || fl.num == 3) {
+				WANT_VARINT(&fl);
+				if (fl.num == 1)
+					f->u.set_access.client_id = fl.v;
+				else
+					f->u.set_access.flags = (uint32_t)fl.v;
+			}
+			break;
+		case SP_FRAME_ACCESS_RESULT:
+			if (fl.num == 1) {
+				WANT_VARINT(&fl);
+				f->u.access_result.client_id = fl.v;
+			} else if (fl.num == 2) {
+				WANT_VARINT(&fl);
+				f->u.access_result.status = (enum sp_status)(int32_t)(uint32_t)fl.v;
+			}
+			break;
+		case SP_FRAME_ANON_SEND:
+			/* 1 to, 2 access_key, 3 client_id, 4 flags */
+			if (fl.num == 1 || fl.num == 2) {
+				if (fl.wt != WT_LEN)
+					return -EBADMSG;
+				if (fl.num == 1) {
+					to = fl.data;
+					to_len = fl.len;
+				} else {
+					f->u.anon_send.access_key = fl.data;
+					f->u.anon_send.access_key_len = fl.len;
+				}
+			} else if (fl.num == 3 || fl.num == 4) {
+				WANT_VARINT(&fl);
+				if (fl.num == 3)
+					f->u.anon_send.client_id = fl.v;
+				else
+					f->u.anon_send.flags = (uint32_t)fl.v;
+			}
+			break;
 		case SP_FRAME_PUSH_REGISTER:
 			if (fl.num >= 1 && fl.num <= 3) {
 				if (fl.wt != WT_LEN)
@@ -418,6 +470,10 @@ static int parse_kind(struct sp_frame *f, enum sp_frame_type kind, const uint8_t
 			f->u.send.to_ok = 1;
 		}
 	}
+	if (kind == SP_FRAME_ANON_SEND && to_len == SP_KEY_LEN) {
+		memcpy(f->u.anon_send.to, to, SP_KEY_LEN);
+		f->u.anon_send.to_ok = 1;
+	}
 	if (kind == SP_FRAME_LOG_REPLY && to_len == sizeof(f->u.log.log_key)) {
 		memcpy(f->u.log.log_key, to, sizeof(f->u.log.log_key));
 		f->u.log.log_key_ok = 1;
@@ -469,7 +525,8 @@ static int parse_header(struct sp_frame *f, const uint8_t *p, size_t n)
 static int has_body(enum sp_frame_type t)
 {
 	return t == SP_FRAME_SEND || t == SP_FRAME_DELIVER || t == SP_FRAME_LIST_PUT ||
-	       t == SP_FRAME_LIST_RESULT || t == SP_FRAME_LIST_CHANGED || t == SP_FRAME_LOG_REPLY;
+	       t == SP_FRAME_LIST_RESULT || t == SP_FRAME_LIST_CHANGED || t == SP_FRAME_LOG_REPLY ||
+	       t == SP_FRAME_ANON_SEND;
 }
 
 int sp_frame_next(const uint8_t *buf, size_t len, size_t *off, struct sp_frame *f)
@@ -678,6 +735,31 @@ static int put_kind(const struct sp_frame *f, uint8_t out[KIND_MAX])
 	case SP_FRAME_PUSH_RESULT:
 		p = put_u64_field(p, 1, f->u.push_result.id);
 		p = put_enum_field(p, 2, f->u.push_result.status);
+		break;
+	case SP_FRAME_SET_ACCESS:
+		if (f->u.set_access.access_key_len > SP_ACCESS_KEY_MAX ||
+		    (f->u.set_access.access_key_len && !f->u.set_access.access_key))
+			return -EINVAL;
+		p = put_u64_field(p, 1, f->u.set_access.client_id);
+		p = put_bytes_field(p, 2, f->u.set_access.access_key, f->u.set_access.access_key_len);
+		p = put_u64_field(p, 3, f->u.set_access.flags);
+		break;
+	case SP_FRAME_ACCESS_RESULT:
+		p = put_u64_field(p, 1, f->u.access_result.client_id);
+		p = put_enum_field(p, 2, f->u.access_result.status);
+		break;
+	case SP_FRAME_ANON_SEND:
+		if (f->u.anon_send.access_key_len > SP_ACCESS_KEY_MAX ||
+		    (f->u.anon_send.access_key_len && !f->u.anon_send.access_key))
+			return -EINVAL;
+		/* Always the 32 bytes, as Send.to. */
+		*p++ = 1 << 3 | WT_LEN;
+		*p++ = SP_KEY_LEN;
+		memcpy(p, f->u.anon_send.to, SP_KEY_LEN);
+		p += SP_KEY_LEN;
+		p = put_bytes_field(p, 2, f->u.anon_send.access_key, f->u.anon_send.access_key_len);
+		p = put_u64_field(p, 3, f->u.anon_send.client_id);
+		p = put_u64_field(p, 4, f->u.anon_send.flags);
 		break;
 	default:
 		return -EINVAL;

@@ -105,6 +105,28 @@ struct sp_frame {
 			uint64_t id;
 			enum sp_status status;
 		} push_result;
+		/* SetAccess: access_key borrowed (points into the buffer given
+		 * to sp_frame_next), NULL/0 when absent; its length as
+		 * received (the broker judges it). */
+		struct {
+			uint64_t client_id;
+			const uint8_t *access_key;
+			size_t access_key_len;
+			uint32_t flags;
+		} set_access;
+		struct {
+			uint64_t client_id;
+			enum sp_status status;
+		} access_result;
+		/* AnonSend: to as Send (to_ok); access_key borrowed as above. */
+		struct {
+			uint8_t to[SP_KEY_LEN];
+			uint8_t to_ok;
+			const uint8_t *access_key;
+			size_t access_key_len;
+			uint64_t client_id;
+			uint32_t flags;
+		} anon_send;
 	} u;
 	/* Borrowed: points into the buffer given to sp_frame_next; valid as long
 	 * as that buffer is. NULL/0 for frame types without a body. */

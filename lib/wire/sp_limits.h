@@ -41,6 +41,9 @@ enum sp_preamble {
 	SP_PROTOCOL_VERSION = 1,
 	SP_PREAMBLE_PATTERN_IK = 1,     /* Noise_IK_25519_ChaChaPoly_BLAKE2b */
 	SP_PREAMBLE_PATTERN_XX = 2,     /* Noise_XX_25519_ChaChaPoly_BLAKE2b */
+	/* Noise_NK_25519_ChaChaPoly_BLAKE2b: an anonymous, send-only
+	 * connection (PROTOCOL.md 14): the broker learns no device key. */
+	SP_PREAMBLE_PATTERN_NK = 3,
 };
 
 /* The seal (end-to-end envelope) format version: first byte of every sealed body. */
@@ -82,6 +85,22 @@ enum sp_frame_type {
 	SP_FRAME_PUSH_REGISTER = 20, /* client -> broker */
 	SP_FRAME_PUSH_REMOVE = 21,   /* client -> broker */
 	SP_FRAME_PUSH_RESULT = 22,   /* broker -> client */
+	/* Sealed sender (PROTOCOL.md 14); 29 is reserved. */
+	SP_FRAME_SET_ACCESS = 26,    /* client -> broker, authenticated only */
+	SP_FRAME_ACCESS_RESULT = 27, /* broker -> client */
+	SP_FRAME_ANON_SEND = 28,     /* client -> broker, anonymous (NK) only, carries a body */
+};
+
+/* Access keys (delivery tokens, PROTOCOL.md 14). */
+enum {
+	SP_ACCESS_KEY_MIN = 16,
+	SP_ACCESS_KEY_MAX = 32,
+	SP_ACCESS_HASH_LEN = 32,        /* what the broker keeps: BLAKE2b-256 of the key */
+};
+
+/* SetAccess.flags bits */
+enum sp_access_flags {
+	SP_ACCESS_ANYONE = 1u << 0,     /* accept anonymous sends without a token */
 };
 
 /* Web Push subscription fields (PROTOCOL.md 12). */

@@ -98,6 +98,21 @@ static int same_frame(const struct sp_frame *a, const struct sp_frame *b)
 	case SP_FRAME_PUSH_RESULT:
 		return a->u.push_result.id == b->u.push_result.id &&
 		       (uint32_t)a->u.push_result.status == (uint32_t)b->u.push_result.status;
+	case SP_FRAME_SET_ACCESS:
+		return a->u.set_access.client_id == b->u.set_access.client_id &&
+		       same_bytes(a->u.set_access.access_key, a->u.set_access.access_key_len,
+				  b->u.set_access.access_key, b->u.set_access.access_key_len, false) &&
+		       a->u.set_access.flags == b->u.set_access.flags;
+	case SP_FRAME_ACCESS_RESULT:
+		return a->u.access_result.client_id == b->u.access_result.client_id &&
+		       (uint32_t)a->u.access_result.status == (uint32_t)b->u.access_result.status;
+	case SP_FRAME_ANON_SEND:
+		return a->u.anon_send.to_ok == b->u.anon_send.to_ok &&
+		       memcmp(a->u.anon_send.to, b->u.anon_send.to, SP_KEY_LEN) == 0 &&
+		       same_bytes(a->u.anon_send.access_key, a->u.anon_send.access_key_len,
+				  b->u.anon_send.access_key, b->u.anon_send.access_key_len, false) &&
+		       a->u.anon_send.client_id == b->u.anon_send.client_id &&
+		       a->u.anon_send.flags == b->u.anon_send.flags;
 	default:
 		return 0;
 	}
@@ -154,7 +169,7 @@ static unsigned kind_members(const uint8_t *h, size_t n)
 		}
 		if (((tag >> 3) >= 1 && (tag >> 3) <= SP_FRAME_TYPE_MAX) ||
 		    ((tag >> 3) >= SP_FRAME_PUSH_REGISTER && (tag >> 3) <= SP_FRAME_PUSH_RESULT) ||
-		    (tag >> 3) == SP_FRAME_LOG_FETCH || (tag >> 3) == SP_FRAME_LOG_REPLY)
+		    ((tag >> 3) >= SP_FRAME_LOG_FETCH && (tag >> 3) <= SP_FRAME_ANON_SEND))
 			count++;
 	}
 	return count;
@@ -285,6 +300,37 @@ static int ref_decode(const uint8_t *h, size_t n, struct sp_frame *f)
 		f->u.push_result.id = m->push_result->id;
 		f->u.push_result.status = (enum sp_status)m->push_result->status;
 		break;
+	case SEALPOST__V1__FRAME_HEADER__KIND_SET_ACCESS: {
+		/* A copy: the unpacked message is freed below. */
+		static uint8_t ak[SP_FRAME_HEADER_MAX];
+
+		if (m->set_access->access_key.len)
+			memcpy(ak, m->set_access->access_key.data, m->set_access->access_key.len);
+		f->u.set_access.client_id = m->set_access->client_id;
+		f->u.set_access.access_key = ak;
+		f->u.set_access.access_key_len = m->set_access->access_key.len;
+		f->u.set_access.flags = m->set_access->flags;
+		break;
+	}
+	case SEALPOST__V1__FRAME_HEADER__KIND_ACCESS_RESULT:
+		f->u.access_result.client_id = m->access_result->client_id;
+		f->u.access_result.status = (enum sp_status)m->access_result->status;
+		break;
+	case SEALPOST__V1__FRAME_HEADER__KIND_ANON_SEND: {
+		static uint8_t tk[SP_FRAME_HEADER_MAX];
+
+		if (m->anon_send->to.len == SP_KEY_LEN) {
+			memcpy(f->u.anon_send.to, m->anon_send->to.data, SP_KEY_LEN);
+			f->u.anon_send.to_ok = 1;
+		}
+		if (m->anon_send->access_key.len)
+			memcpy(tk, m->anon_send->access_key.data, m->anon_send->access_key.len);
+		f->u.anon_send.access_key = tk;
+		f->u.anon_send.access_key_len = m->anon_send->access_key.len;
+		f->u.anon_send.client_id = m->anon_send->client_id;
+		f->u.anon_send.flags = m->anon_send->flags;
+		break;
+	}
 	default:
 		ret = -EBADMSG;
 	}
@@ -313,7 +359,8 @@ static void walk_frames(const uint8_t *data, size_t size)
 		check(off > at && off <= size);
 		if (f.type == SP_FRAME_SEND || f.type == SP_FRAME_DELIVER ||
 		    f.type == SP_FRAME_LIST_PUT || f.type == SP_FRAME_LIST_RESULT ||
-		    f.type == SP_FRAME_LIST_CHANGED || f.type == SP_FRAME_LOG_REPLY) {
+		    f.type == SP_FRAME_LIST_CHANGED || f.type == SP_FRAME_LOG_REPLY ||
+		    f.type == SP_FRAME_ANON_SEND) {
 			check(f.body >= data + at && f.body + f.body_len == data + off);
 		} else {
 			check(f.body == NULL && f.body_len == 0);
@@ -338,11 +385,21 @@ static void walk_frames(const uint8_t *data, size_t size)
 			check(sp_frame_put(out, sizeof(out), &enc, &f) == -EINVAL);
 			continue;
 		}
+		/* So is a SetAccess or AnonSend whose access key is beyond
+		 * SP_ACCESS_KEY_MAX (the broker answers it with a status). */
+		if ((f.type == SP_FRAME_SET_ACCESS && f.u.set_access.access_key_len > SP_ACCESS_KEY_MAX) ||
+		    (f.type == SP_FRAME_ANON_SEND && f.u.anon_send.access_key_len > SP_ACCESS_KEY_MAX)) {
+			check(sp_frame_put(out, sizeof(out), &enc, &f) == -EINVAL);
+			continue;
+		}
 		check(sp_frame_put(out, sizeof(out), &enc, &f) == 0);
 		check(enc == sp_frame_size(&f, f.body_len));
 		check(sp_frame_next(out, enc, &roff, &g) == 0 && roff == enc);
 		if (f.type == SP_FRAME_SEND && !f.u.send.to_ok)
 			f.u.send.to_ok = 1;
+		/* AnonSend's `to` travels as 32 bytes too. */
+		if (f.type == SP_FRAME_ANON_SEND && !f.u.anon_send.to_ok)
+			f.u.anon_send.to_ok = 1;
 		if (f.type >= SP_FRAME_LIST_PUT && f.type <= SP_FRAME_LIST_CHANGED) {
 			/* the account always travels as 32 bytes; a field a kind
 			 * does not define is not encoded */

@@ -488,7 +488,7 @@ static void test_preamble_unknown_fields(void **state)
 		uint8_t pre[SP_PREAMBLE_LEN];
 	} cases[] = {
 		{ "preamble: pattern 0", { 'S', 'E', 'A', 'L', 1, 0, 0, 0 } },
-		{ "preamble: pattern 3", { 'S', 'E', 'A', 'L', 1, 3, 0, 0 } },
+		{ "preamble: pattern 4", { 'S', 'E', 'A', 'L', 1, 4, 0, 0 } }, /* 3 is NK (PROTOCOL.md 14) */
 		{ "preamble: pattern 0xff", { 'S', 'E', 'A', 'L', 1, 0xff, 0, 0 } },
 		{ "preamble: version 0", { 'S', 'E', 'A', 'L', 0, 1, 0, 0 } },
 		{ "preamble: version 2", { 'S', 'E', 'A', 'L', 2, 1, 0, 0 } },

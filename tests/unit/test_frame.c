@@ -67,7 +67,11 @@ static unsigned kind_members(const uint8_t *h, size_t n)
 		} else {
 			return count;
 		}
-		if ((tag >> 3) >= 1 && (tag >> 3) <= SP_FRAME_TYPE_MAX)
+		/* every member of the oneof: 1..12, push 20..22, log 24..25,
+		 * sealed sender 26..28 */
+		if (((tag >> 3) >= 1 && (tag >> 3) <= SP_FRAME_TYPE_MAX) ||
+		    ((tag >> 3) >= SP_FRAME_PUSH_REGISTER && (tag >> 3) <= SP_FRAME_PUSH_RESULT) ||
+		    ((tag >> 3) >= SP_FRAME_LOG_FETCH && (tag >> 3) <= SP_FRAME_ANON_SEND))
 			count++;
 	}
 	return count;
@@ -148,6 +152,31 @@ static int ref_decode(const uint8_t *h, size_t n, struct sp_frame *f)
 		ref_account(f, &m->list_changed->account);
 		f->u.list.version = m->list_changed->version;
 		f->u.list.list_len = m->list_changed->list_len;
+		break;
+	case SEALPOST__V1__FRAME_HEADER__KIND_PUSH_REMOVE:
+		f->u.push_remove.id = m->push_remove->id;
+		break;
+	case SEALPOST__V1__FRAME_HEADER__KIND_PUSH_RESULT:
+		f->u.push_result.id = m->push_result->id;
+		f->u.push_result.status = (enum sp_status)m->push_result->status;
+		break;
+	case SEALPOST__V1__FRAME_HEADER__KIND_SET_ACCESS:
+		f->u.set_access.client_id = m->set_access->client_id;
+		f->u.set_access.access_key_len = m->set_access->access_key.len;
+		f->u.set_access.flags = m->set_access->flags;
+		break;
+	case SEALPOST__V1__FRAME_HEADER__KIND_ACCESS_RESULT:
+		f->u.access_result.client_id = m->access_result->client_id;
+		f->u.access_result.status = (enum sp_status)m->access_result->status;
+		break;
+	case SEALPOST__V1__FRAME_HEADER__KIND_ANON_SEND:
+		if (m->anon_send->to.len == SP_KEY_LEN) {
+			memcpy(f->u.anon_send.to, m->anon_send->to.data, SP_KEY_LEN);
+			f->u.anon_send.to_ok = 1;
+		}
+		f->u.anon_send.access_key_len = m->anon_send->access_key.len;
+		f->u.anon_send.client_id = m->anon_send->client_id;
+		f->u.anon_send.flags = m->anon_send->flags;
 		break;
 	default:
 		goto out;
@@ -290,6 +319,30 @@ static void assert_same_frame(const struct sp_frame *a, const struct sp_frame *b
 		assert_int_equal((uint32_t)a->u.list.status, (uint32_t)b->u.list.status);
 		assert_int_equal(a->u.list.version, b->u.list.version);
 		assert_int_equal(a->u.list.list_len, b->u.list.list_len);
+		break;
+	case SP_FRAME_PUSH_REMOVE:
+		assert_int_equal(a->u.push_remove.id, b->u.push_remove.id);
+		break;
+	case SP_FRAME_PUSH_RESULT:
+		assert_int_equal(a->u.push_result.id, b->u.push_result.id);
+		assert_int_equal((uint32_t)a->u.push_result.status, (uint32_t)b->u.push_result.status);
+		break;
+	case SP_FRAME_SET_ACCESS:
+		assert_int_equal(a->u.set_access.client_id, b->u.set_access.client_id);
+		assert_int_equal(a->u.set_access.access_key_len, b->u.set_access.access_key_len);
+		assert_int_equal(a->u.set_access.flags, b->u.set_access.flags);
+		break;
+	case SP_FRAME_ACCESS_RESULT:
+		assert_int_equal(a->u.access_result.client_id, b->u.access_result.client_id);
+		assert_int_equal((uint32_t)a->u.access_result.status,
+				 (uint32_t)b->u.access_result.status);
+		break;
+	case SP_FRAME_ANON_SEND:
+		assert_int_equal(a->u.anon_send.to_ok, b->u.anon_send.to_ok);
+		assert_memory_equal(a->u.anon_send.to, b->u.anon_send.to, SP_KEY_LEN);
+		assert_int_equal(a->u.anon_send.access_key_len, b->u.anon_send.access_key_len);
+		assert_int_equal(a->u.anon_send.client_id, b->u.anon_send.client_id);
+		assert_int_equal(a->u.anon_send.flags, b->u.anon_send.flags);
 		break;
 	default:
 		fail_msg("unexpected type %d", a->type);

@@ -345,7 +345,7 @@ static void test_xx_every_split(void **state)
 static void test_bad_preambles(void **state)
 {
 	static const char *const bad[] = {
-		"SEAX\x01\x01\x00\x00", "SEAL\x02\x01\x00\x00", "SEAL\x01\x03\x00\x00",
+		"SEAX\x01\x01\x00\x00", "SEAL\x02\x01\x00\x00", "SEAL\x01\x04\x00\x00" /* 3 is NK */,
 		"SEAL\x01\x00\x00\x00", "SEAL\x01\x01\x01\x00", "SEAL\x01\x02\x00\x01",
 	};
 	struct rig r;
