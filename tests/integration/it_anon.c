@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -155,6 +156,30 @@ static void test_access_keys_and_anonymous_sends(void **state)
 	assert_int_equal(anon_send(&r, r.s_pub, k2, sizeof(k2), 9, "not anonymous"),
 			 SP_STATUS_ERR_NOT_ANONYMOUS);
 	sp_raw_close(&a);
+
+	/* Each refusal counted under its own reason, none as "internal"
+	 * (accepted + refused stays the Send rate, docs/OPERATIONS.md). */
+	{
+		static const char *const want[] = {
+			"sealpost_envelopes_refused_total{reason=\"access_missing\"} 3\n",
+			"sealpost_envelopes_refused_total{reason=\"access_wrong\"} 1\n",
+			"sealpost_envelopes_refused_total{reason=\"access_rotated\"} 1\n",
+			"sealpost_envelopes_refused_total{reason=\"not_anonymous\"} 1\n",
+			"sealpost_envelopes_refused_total{reason=\"anon_rate_limited\"} 0\n",
+			"sealpost_envelopes_refused_total{reason=\"internal\"} 0\n",
+			"sealpost_envelopes_accepted_total 3\n",
+		};
+		char *body = NULL;
+
+		assert_true(b.metrics_port != 0);
+		assert_int_equal(sp_it_http_get(b.metrics_port, "/metrics", &body), 200);
+		assert_non_null(body);
+		for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+			if (!strstr(body, want[i]))
+				fail_msg("/metrics lacks %s", want[i]);
+		}
+		free(body);
+	}
 
 	/* Nothing refused above was stored: the recipient reconnects and its
 	 * backlog holds the three accepted ones (none was acked), no more. */
