@@ -79,7 +79,8 @@ const char *sp_metrics_close_name(enum sp_metrics_close c)
 
 const char *sp_metrics_refused_name(enum sp_status status)
 {
-	if ((unsigned)status - SP_METRICS_REFUSED_FIRST >= SP_METRICS_REFUSED_COUNT)
+	if ((unsigned)status - SP_METRICS_REFUSED_FIRST >= SP_METRICS_REFUSED_COUNT &&
+	    (unsigned)status - SP_METRICS_REFUSED_ANON_FIRST >= SP_METRICS_REFUSED_ANON_COUNT)
 		return NULL;
 	switch (status) {
 #define SP_STATUS(id, value, name, label) case SP_STATUS_##id: return label[0] ? label : NULL;
@@ -399,6 +400,14 @@ static void render_envelopes(struct writer *w, const struct sp_metrics *m)
 		put(w, "sealpost_envelopes_refused_total{reason=\"%s\"} %" PRIu64 "\n",
 		    sp_metrics_refused_name((enum sp_status)(r + SP_METRICS_REFUSED_FIRST)),
 		    SUM(m, envelopes_refused[r]));
+	for (unsigned r = 0; r < SP_METRICS_REFUSED_ANON_COUNT; r++) {
+		const char *name = sp_metrics_refused_name(
+			(enum sp_status)(r + SP_METRICS_REFUSED_ANON_FIRST));
+
+		if (name)
+			put(w, "sealpost_envelopes_refused_total{reason=\"%s\"} %" PRIu64 "\n",
+			    name, SUM(m, envelopes_refused_anon[r]));
+	}
 
 	family(w, "sealpost_bytes_received_total", "counter",
 	       "Bytes received from device connections.");

@@ -104,6 +104,18 @@ enum {
 	SP_METRICS_REFUSED_FIRST = SP_STATUS_ERR_OFFLINE,
 	SP_METRICS_REFUSED_COUNT = SP_STATUS_ERR_SHUTTING_DOWN - SP_STATUS_ERR_OFFLINE + 1,
 };
+/*
+ * The sealed-sender SendResult statuses (docs/PROTOCOL.md 14: AnonSend's
+ * access_missing .. anon_rate_limited, and not_anonymous) are a second
+ * range of the same family, so that accepted + refused stays the Send rate
+ * and a wrong access key is not an "internal" error. Index = status -
+ * SP_METRICS_REFUSED_ANON_FIRST; GOAWAY_ANONYMOUS (68), in the middle, is
+ * a close reason, never a SendResult, and has no series.
+ */
+enum {
+	SP_METRICS_REFUSED_ANON_FIRST = SP_STATUS_ERR_ACCESS_MISSING,
+	SP_METRICS_REFUSED_ANON_COUNT = SP_STATUS_ERR_ANON_RATE_LIMITED - SP_STATUS_ERR_ACCESS_MISSING + 1,
+};
 
 /*
  * Histogram bucket upper bounds, in the unit the writer passes (nanoseconds
@@ -196,6 +208,7 @@ struct sp_metrics_shard {
 	uint64_t envelopes_accepted;
 	uint64_t envelopes_delivered[SP_METRICS_PATH_COUNT];
 	uint64_t envelopes_refused[SP_METRICS_REFUSED_COUNT];
+	uint64_t envelopes_refused_anon[SP_METRICS_REFUSED_ANON_COUNT];
 	uint64_t acks;
 	uint64_t expired;
 	uint64_t sweep_steps;
@@ -459,13 +472,19 @@ static inline void sp_metrics_envelope_accepted(struct sp_metrics_shard *s)
 }
 
 /*
- * A Send was answered with an error status (SP_STATUS_ERR_*). A status
- * outside that range is a broker bug and is counted as "internal".
+ * A Send (or AnonSend) was answered with an error status (SP_STATUS_ERR_*,
+ * or the sealed-sender range). A status outside both is a broker bug and is
+ * counted as "internal".
  */
 static inline void sp_metrics_envelope_refused(struct sp_metrics_shard *s, enum sp_status st)
 {
 	unsigned i = (unsigned)st - SP_METRICS_REFUSED_FIRST;
+	unsigned a = (unsigned)st - SP_METRICS_REFUSED_ANON_FIRST;
 
+	if (a < SP_METRICS_REFUSED_ANON_COUNT && st != SP_STATUS_GOAWAY_ANONYMOUS) {
+		sp_metrics_add_(&s->envelopes_refused_anon[a], 1);
+		return;
+	}
 	if (i >= SP_METRICS_REFUSED_COUNT)
 		i = SP_STATUS_ERR_INTERNAL - SP_METRICS_REFUSED_FIRST;
 	sp_metrics_add_(&s->envelopes_refused[i], 1);

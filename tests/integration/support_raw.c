@@ -354,6 +354,7 @@ int sp_raw_handshake(struct sp_raw *c, uint8_t pattern, const uint8_t *server_pu
 	size_t hello_len = 0;
 	int timeout_ms = timeout_of(o ? o->timeout_ms : 0);
 	bool ik = pattern == SP_PREAMBLE_PATTERN_IK;
+	bool nk = pattern == SP_PREAMBLE_PATTERN_NK;
 	int ret;
 
 	memset(&hs, 0, sizeof(hs));
@@ -361,7 +362,7 @@ int sp_raw_handshake(struct sp_raw *c, uint8_t pattern, const uint8_t *server_pu
 		memcpy(c->preamble, o->preamble, SP_PREAMBLE_LEN);
 	else
 		sp_raw_preamble(c->preamble, pattern);
-	if (pattern == SP_PREAMBLE_PATTERN_IK && !server_pub)
+	if ((ik || nk) && !server_pub)
 		return -EINVAL;
 	if (o && o->hello) {
 		hello = o->hello;
@@ -371,9 +372,10 @@ int sp_raw_handshake(struct sp_raw *c, uint8_t pattern, const uint8_t *server_pu
 		if (ret)
 			return ret;
 	}
-	ret = sp_noise_handshake_init(&hs, ik ? SP_NOISE_IK : SP_NOISE_XX, SP_NOISE_INITIATOR,
-				      c->preamble, SP_PREAMBLE_LEN, c->s_priv,
-				      ik ? server_pub : NULL);
+	/* NK (anonymous, PROTOCOL.md 14): no static key of ours at all. */
+	ret = sp_noise_handshake_init(&hs, ik ? SP_NOISE_IK : nk ? SP_NOISE_NK : SP_NOISE_XX,
+				      SP_NOISE_INITIATOR, c->preamble, SP_PREAMBLE_LEN,
+				      nk ? NULL : c->s_priv, ik || nk ? server_pub : NULL);
 	if (ret)
 		goto out;
 	/* The static key the handshake announces (s token) is hs.s_pub. */
@@ -386,7 +388,16 @@ int sp_raw_handshake(struct sp_raw *c, uint8_t pattern, const uint8_t *server_pu
 		ret = sp_raw_send_bytes(c, c->preamble, SP_PREAMBLE_LEN);
 	if (ret)
 		goto out;
-	if (pattern == SP_PREAMBLE_PATTERN_IK) {
+	if (nk) {
+		/* -> e, es; <- e, ee */
+		ret = write_hs(c, &hs, 1, hello, hello_len, o, false);
+		if (ret)
+			goto out;
+		ret = read_server_msg2(c, &hs, timeout_ms);
+		if (ret)
+			goto out;
+		memcpy(c->server_pub, server_pub, SP_KEY_LEN);
+	} else if (pattern == SP_PREAMBLE_PATTERN_IK) {
 		/* -> e, es, s, ss */
 		ret = write_hs(c, &hs, 1, hello, hello_len, o, false);
 		if (ret)
@@ -422,7 +433,7 @@ int sp_raw_handshake(struct sp_raw *c, uint8_t pattern, const uint8_t *server_pu
 		goto out;
 	c->established = true;
 	c->rx_len = c->rx_off = 0;
-	if (pattern == SP_PREAMBLE_PATTERN_IK && !(o && o->no_proof))
+	if ((ik || nk) && !(o && o->no_proof))
 		ret = sp_raw_send_plain(c, NULL, 0);
 out:
 	sp_noise_handshake_wipe(&hs);
@@ -524,6 +535,51 @@ int sp_raw_put_send(uint8_t *buf, size_t cap, size_t *off, const uint8_t *to, si
 	s.flags = flags;
 	fh.kind_case = SEALPOST__V1__FRAME_HEADER__KIND_SEND;
 	fh.send = &s;
+	ret = pack_header(&fh, hdr, sizeof(hdr), &hlen);
+	if (ret)
+		return ret;
+	return sp_raw_put_frame(buf, cap, off, hdr, hlen, body, body_len);
+}
+
+int sp_raw_put_set_access(uint8_t *buf, size_t cap, size_t *off, uint64_t client_id,
+			  const uint8_t *key, size_t key_len, uint32_t flags)
+{
+	Sealpost__V1__FrameHeader fh = SEALPOST__V1__FRAME_HEADER__INIT;
+	Sealpost__V1__SetAccess sa = SEALPOST__V1__SET_ACCESS__INIT;
+	uint8_t hdr[SP_FRAME_HEADER_MAX + 64];
+	size_t hlen = 0;
+	int ret;
+
+	sa.client_id = client_id;
+	sa.access_key.data = (uint8_t *)key;
+	sa.access_key.len = key_len;
+	sa.flags = flags;
+	fh.kind_case = SEALPOST__V1__FRAME_HEADER__KIND_SET_ACCESS;
+	fh.set_access = &sa;
+	ret = pack_header(&fh, hdr, sizeof(hdr), &hlen);
+	if (ret)
+		return ret;
+	return sp_raw_put_frame(buf, cap, off, hdr, hlen, NULL, 0);
+}
+
+int sp_raw_put_anon_send(uint8_t *buf, size_t cap, size_t *off, const uint8_t *to, size_t to_len,
+			 const uint8_t *token, size_t token_len, uint64_t client_id, uint32_t flags,
+			 const uint8_t *body, size_t body_len)
+{
+	Sealpost__V1__FrameHeader fh = SEALPOST__V1__FRAME_HEADER__INIT;
+	Sealpost__V1__AnonSend as = SEALPOST__V1__ANON_SEND__INIT;
+	uint8_t hdr[SP_FRAME_HEADER_MAX + 64];
+	size_t hlen = 0;
+	int ret;
+
+	as.to.data = (uint8_t *)to;
+	as.to.len = to_len;
+	as.access_key.data = (uint8_t *)token;
+	as.access_key.len = token_len;
+	as.client_id = client_id;
+	as.flags = flags;
+	fh.kind_case = SEALPOST__V1__FRAME_HEADER__KIND_ANON_SEND;
+	fh.anon_send = &as;
 	ret = pack_header(&fh, hdr, sizeof(hdr), &hlen);
 	if (ret)
 		return ret;
@@ -707,6 +763,10 @@ static int decode_frame(struct sp_raw *c, struct sp_raw_frame *f)
 		f->list_len = fh->log_reply->leaf_len;
 		if (fh->log_reply->log_key.len == SP_ACCOUNT_LEN)
 			memcpy(f->account, fh->log_reply->log_key.data, SP_ACCOUNT_LEN);
+		break;
+	case SEALPOST__V1__FRAME_HEADER__KIND_ACCESS_RESULT:
+		f->client_id = fh->access_result->client_id;
+		f->status = (uint32_t)fh->access_result->status;
 		break;
 	default:
 		/* Send, Ack or nothing: never valid from the broker. */

@@ -183,6 +183,13 @@ int sp_raw_put_simple(uint8_t *buf, size_t cap, size_t *off, enum sp_frame_type 
 int sp_raw_put_list(uint8_t *buf, size_t cap, size_t *off, enum sp_frame_type type,
 		    const uint8_t *account, size_t account_len, uint64_t client_id,
 		    const uint8_t *body, size_t body_len);
+/* SetAccess (26): key (key_len bytes, any length) borrowed for the call. */
+int sp_raw_put_set_access(uint8_t *buf, size_t cap, size_t *off, uint64_t client_id,
+			  const uint8_t *key, size_t key_len, uint32_t flags);
+/* AnonSend (28): to, token and body borrowed for the call; any lengths. */
+int sp_raw_put_anon_send(uint8_t *buf, size_t cap, size_t *off, const uint8_t *to, size_t to_len,
+			 const uint8_t *token, size_t token_len, uint64_t client_id, uint32_t flags,
+			 const uint8_t *body, size_t body_len);
 /* Encodes just the FrameHeader protobuf of sp_raw_put_simple into hdr. */
 int sp_raw_encode_header(enum sp_frame_type type, uint64_t value, uint8_t *hdr, size_t cap,
 			 size_t *len);
