@@ -142,6 +142,10 @@ static const uint64_t LOG_OWN_BIT = (uint64_t)1 << 63;
 /* Checks in flight at once; more heads to check than this wait for the next
  * one shown (a broker answering proofs that slowly gains nothing). */
 enum { LOG_PEND_MAX = 8 };
+/* Lists that came before the log key was known, held for the key's answer;
+ * more than this are handed out at once with -SEALPOST_ELOGKEY (a broker
+ * that pushes lists faster than it answers one LogFetch gains nothing). */
+enum { LIST_HELD_MAX = 4 };
 _Static_assert(SEALPOST_EVENT_SPLIT_VIEW == 18 && SEALPOST_EVENT_LOG_REPLY == 19, "event numbers");
 
 _Static_assert((int)SEALPOST_SEND_ONLINE_ONLY == (int)SP_SEND_ONLINE_ONLY, "online-only flag");
@@ -278,6 +282,14 @@ struct sealpost_client {
 	uint64_t sync_list_id;
 	bool sync_need;
 	struct sp_sth sync_seen;
+	/* Lists held until the log key is learned (copies: frame fields, and
+	 * the body malloc'd), in arrival order; they survive a reconnect, where
+	 * the key is asked for again. Written by the list and log code only. */
+	struct held_list {
+		struct sp_frame f;
+		uint8_t *body;
+	} lheld[LIST_HELD_MAX];
+	size_t lheld_n;
 };
 
 static int queue_frame(struct sealpost_client *c, const struct sp_frame *f);
@@ -514,6 +526,62 @@ static int log_own_fetch(struct sealpost_client *c, uint64_t first, uint64_t sec
 	return 0;
 }
 
+/* Whether the library's own LogFetch(0, 0) is in flight on this session. */
+static bool log_learning(const struct sealpost_client *c)
+{
+	for (size_t i = 0; i < c->lpend_n; i++)
+		if (c->lpend[i].learn)
+			return true;
+	return false;
+}
+
+/*
+ * A list that needs the log key before it can be checked: copied (the
+ * frame's body is the session's buffer) and held until the key's answer,
+ * the LogFetch(0, 0) sent if none is in flight. 1 if held; 0 if it cannot
+ * be (full, not connected, no memory): then it is checked now and its event
+ * carries -SEALPOST_ELOGKEY.
+ */
+static int list_hold(struct sealpost_client *c, const struct sp_frame *f)
+{
+	struct held_list *h;
+
+	if (c->lheld_n == LIST_HELD_MAX)
+		return 0;
+	if (!log_learning(c) && log_own_fetch(c, 0, 0, true, NULL, NULL) < 0)
+		return 0;
+	h = &c->lheld[c->lheld_n];
+	h->body = malloc(f->body_len ? f->body_len : 1);
+	if (!h->body)
+		return 0;
+	memcpy(h->body, f->body, f->body_len);
+	h->f = *f;
+	h->f.body = h->body;
+	c->lheld_n++;
+	return 1;
+}
+
+static int list_event(struct sealpost_client *c, const struct sp_frame *f,
+		      struct sealpost_event *ev);
+
+/* The key's answer came (learned or not): the held lists checked now, in
+ * order, their events after what is already held. */
+static void list_release(struct sealpost_client *c)
+{
+	size_t n = c->lheld_n;
+
+	c->lheld_n = 0;   /* list_event must not hold them again */
+	for (size_t i = 0; i < n; i++) {
+		struct sealpost_event ev;
+
+		memset(&ev, 0, sizeof(ev));
+		if (list_event(c, &c->lheld[i].f, &ev) == 1)
+			(void)hold(c, &ev);
+		free(c->lheld[i].body);
+		c->lheld[i].body = NULL;
+	}
+}
+
 /* A head verified under the pinned key and judged: the proof it needs is
  * asked for (or, with no room, the check waits for a later head). */
 static void log_judge_async(struct sealpost_client *c, const struct sp_sth *seen)
@@ -561,9 +629,12 @@ static int log_event(struct sealpost_client *c, const struct sp_frame *f,
 	p = c->lpend[i];
 	c->lpend[i] = c->lpend[--c->lpend_n];
 	if (f->u.log.status != SP_STATUS_ACCEPTED) {
-		/* No log (learn), or no proof between two heads it signed: a
-		 * broker that will not prove its heads consistent has split. */
-		if (!p.learn)
+		/* No log (learn: the held lists go out with -ELOGKEY), or no
+		 * proof between two heads it signed: a broker that will not
+		 * prove its heads consistent has split. */
+		if (p.learn)
+			list_release(c);
+		else
 			split_view(c, &p.a, &p.b);
 		return 0;
 	}
@@ -573,11 +644,15 @@ static int log_event(struct sealpost_client *c, const struct sp_frame *f,
 	if (sp_clog_learn_key(&c->clog, f->u.log.log_key) < 0) {
 		logf_(c, SEALPOST_LOG_ERROR, "the broker's log key is not the one kept: "
 					     "its lists are not checked");
+		if (p.learn)
+			list_release(c);
 		return 0;
 	}
 	if (sp_sth_verify(&sth, c->clog.key) < 0)
 		return -EPROTO;
 	if (p.learn) {
+		/* The lists first: they were shown before this head. */
+		list_release(c);
 		log_judge_async(c, &sth);
 		return 0;
 	}
@@ -895,8 +970,9 @@ static void on_established(struct sealpost_client *c)
 		fail(c, r, true);
 		return;
 	}
-	if (c->acct_store) {
-		/* The log's key and head, before any list needs them. */
+	if (c->acct_store || c->lheld_n) {
+		/* The log's key and head, before any list needs them (and for
+		 * the lists held from the last session). */
 		r = log_own_fetch(c, 0, 0, true, NULL, NULL);
 		if (r < 0 && r != -ENOBUFS) {
 			fail(c, r, true);
@@ -1487,6 +1563,8 @@ static int list_event(struct sealpost_client *c, const struct sp_frame *f,
 	if (ev->error == 0 && (memcmp(l.account, f->u.list.account, SP_ACCOUNT_LEN) != 0 ||
 			       l.version != f->u.list.version))
 		ev->error = -SEALPOST_EBADLIST;
+	if (ev->error == 0 && !c->clog.key_ok && list_hold(c, f))
+		return 0;   /* its event comes with the key's answer */
 	if (ev->error == 0)
 		ev->error = list_log_check(c, f, n);
 	if (ev->error == 0 && c->sync_need)
@@ -2775,6 +2853,8 @@ SEALPOST_API void sealpost_client_close(struct sealpost_client *c)
 		}
 	}
 	free(c->held);
+	for (i = 0; i < c->lheld_n; i++)
+		free(c->lheld[i].body);
 	for (i = 0; i < c->pend_count; i++)
 		pend_free(pend_at(c, i));
 	free(c->pend);
