@@ -32,6 +32,8 @@
 #include "sealpost.h"
 #include "sp_devlist.h"
 #include "sp_key.h"
+#include "sp_keyfile.h"
+#include "sp_sth.h"
 #include "sp_store.h"
 #include "support.h"
 
@@ -405,12 +407,210 @@ static void test_remove(void **state)
 	dev_free(&b);
 }
 
+/* A device whose key is made first (the fork needs it before the broker). */
+static void dev_with_key(struct dev *d, struct sealpost_key *key, uint32_t flags)
+{
+	struct sealpost_connect_opts o = SEALPOST_CONNECT_OPTS_INIT;
+
+	o.flags = flags;
+	d->key = key;
+	sealpost_key_public(d->key, d->pub);
+	assert_int_equal(sealpost_client_connect_opts(&d->c, broker.addr, d->key, broker.server_pub,
+						      TMO, &o), 0);
+}
+
+static void read_log_key(uint8_t key[32])
+{
+	char path[512];
+
+	snprintf(path, sizeof(path), "%s/log.pub", broker.data_dir);
+	assert_int_equal(sp_keyfile_read_public(path, key), 0);
+}
+
+/* Whether the file at path holds the line `log <hex of key>` (a head may follow). */
+static bool file_has_log_line(const char *path, const uint8_t key[32])
+{
+	char line[1024], want[80];
+	bool found = false;
+	FILE *f = fopen(path, "r");
+
+	assert_non_null(f);
+	snprintf(want, sizeof(want), "log ");
+	sealpost_key_to_hex(key, want + 4);
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, want, strlen(want)) == 0)
+			found = true;
+	fclose(f);
+	return found;
+}
+
+/*
+ * The client side of the log on an honest broker: lists are checked and
+ * the key pinned in the store (kept across a reopen); sealpost_log_sync
+ * gives a head that verifies under DATA_DIR/log.pub; messages carry the
+ * sender's head inside the seal and the receiver gets exactly what was
+ * sent; a device with no store learns the key by itself before it hands
+ * out a list pushed to it.
+ */
+static void test_log_checks(void **state)
+{
+	struct dev a, b;
+	struct sealpost_account *acct = NULL;
+	struct sealpost_account_store *st = NULL;
+	struct sealpost_devlist l;
+	struct sealpost_event ev;
+	uint8_t pk[32], lk[32], got_key[32], head[SP_STH_LEN], kept_head[SP_STH_LEN];
+	char store_path[300];
+	struct sp_sth sth;
+	uint64_t id = 0;
+	int status = 0;
+
+	(void)state;
+	read_log_key(lk);
+	dev_new(&a, 0);
+	dev_new(&b, 0);
+	snprintf(store_path, sizeof(store_path), "%s/log-accounts", dir);
+	assert_int_equal(sealpost_account_store_open(&st, store_path), 0);
+	sealpost_client_set_account_store(a.c, st);
+	new_account(&acct, pk, &a, "laptop");
+	assert_int_equal(sealpost_account_fetch_wait(a.c, pk, TMO, &l, NULL, 0, NULL), 0);
+	assert_int_equal(sealpost_log_sync(a.c, TMO, head, got_key), 0);
+	assert_memory_equal(got_key, lk, 32);
+	assert_int_equal(sp_sth_decode(head, sizeof(head), &sth), 0);
+	assert_int_equal(sp_sth_verify(&sth, lk), 0);
+	assert_true(sth.tree_size >= 1);
+	/* kept in the store, and in its file */
+	assert_int_equal(sealpost_account_store_log(st, got_key, kept_head), 0);
+	assert_memory_equal(got_key, lk, 32);
+	assert_memory_equal(kept_head, head, sizeof(head));
+	assert_true(file_has_log_line(store_path, lk));
+	sealpost_account_store_close(st);
+	assert_int_equal(sealpost_account_store_open(&st, store_path), 0);
+	memset(got_key, 0, sizeof(got_key));
+	assert_int_equal(sealpost_account_store_log(st, got_key, kept_head), 0);
+	assert_memory_equal(got_key, lk, 32);
+	sealpost_client_set_account_store(a.c, st);
+
+	/* a's head travels inside the seal; b gets exactly the message */
+	assert_int_equal(sealpost_client_send(a.c, b.pub, "hello", 5, &id), 0);
+	assert_int_equal(sealpost_client_wait_result(a.c, id, TMO, &status, NULL), 0);
+	assert_int_equal(status, SEALPOST_STATUS_ACCEPTED);
+	wait_event(&b, SEALPOST_EVENT_MESSAGE, &ev);
+	assert_int_equal(ev.len, 5);
+	assert_memory_equal(ev.data, "hello", 5);
+	assert_memory_equal(ev.sender, a.pub, 32);
+	/* b never asked for anything: linking it pushes a list, checked
+	 * against the log all the same (no -SEALPOST_ELOGKEY) */
+	link_device(&a, acct, pk, &b, "phone");
+	wait_event(&b, SEALPOST_EVENT_LIST_CHANGED, &ev);
+	assert_int_equal(ev.error, 0);
+	assert_int_equal(ev.seq, 2);
+	assert_int_equal(sealpost_log_sync(b.c, TMO, NULL, got_key), 0);
+	assert_memory_equal(got_key, lk, 32);
+	sealpost_account_store_close(st);
+	sealpost_account_free(acct);
+	dev_free(&a);
+	dev_free(&b);
+}
+
+/*
+ * A broker that shows one device (the laptop) a forked log, one ghost list
+ * at its end signed with the real log key (SEALPOSTD_TEST_LOG_FORK): the
+ * laptop's own view is consistent, so nothing it is served alone exposes
+ * it; one sealed message from the honest phone, carrying the phone's head,
+ * does: the library raises SPLIT_VIEW with both signed heads, and still
+ * hands out the message itself unchanged.
+ */
+static void test_split_view(void **state)
+{
+	struct dev phone, laptop;
+	struct sealpost_key *lkey = NULL;
+	struct sealpost_account *acct = NULL, *acct2 = NULL;
+	struct sealpost_devlist l;
+	struct sealpost_event ev;
+	uint8_t pk[32], pk2[32], lk[32], ph[SP_STH_LEN], lh[SP_STH_LEN];
+	char hex[65];
+	struct sp_sth a, b;
+	uint64_t id = 0;
+	int status = 0;
+	bool msg = false, split = false;
+
+	(void)state;
+	assert_int_equal(sealpost_key_generate(&lkey), 0);
+	{
+		uint8_t lpub[32];
+
+		sealpost_key_public(lkey, lpub);
+		sealpost_key_to_hex(lpub, hex);
+	}
+	assert_int_equal(sp_it_broker_stop(&broker), 0);
+	setenv("SEALPOSTD_TEST_LOG_FORK", hex, 1);
+	assert_int_equal(sp_it_broker_restart(&broker, NULL), 0);
+	unsetenv("SEALPOSTD_TEST_LOG_FORK");
+	read_log_key(lk);
+	dev_new(&phone, SEALPOST_CONNECT_NO_RECONNECT);
+	dev_with_key(&laptop, lkey, SEALPOST_CONNECT_NO_RECONNECT);
+
+	new_account(&acct, pk, &phone, "phone");
+	link_device(&phone, acct, pk, &laptop, "laptop");
+	/* each view verifies on its own */
+	assert_int_equal(sealpost_account_fetch_wait(laptop.c, pk, TMO, &l, NULL, 0, NULL), 0);
+	assert_int_equal(sealpost_log_sync(laptop.c, TMO, lh, NULL), 0);
+	assert_int_equal(sealpost_log_sync(phone.c, TMO, ph, NULL), 0);
+	assert_int_equal(sp_sth_decode(ph, sizeof(ph), &a), 0);
+	assert_int_equal(sp_sth_decode(lh, sizeof(lh), &b), 0);
+	assert_int_equal(b.tree_size, a.tree_size + 1);   /* the ghost */
+	/* the phone creates a second account of its own (the laptop is told
+	 * nothing): the real log is now the laptop's size, with another root */
+	new_account(&acct2, pk2, &phone, "phone");
+	assert_int_equal(sealpost_log_sync(phone.c, TMO, ph, NULL), 0);
+	assert_int_equal(sp_sth_decode(ph, sizeof(ph), &a), 0);
+	assert_int_equal(a.tree_size, b.tree_size);
+
+	assert_int_equal(sealpost_client_send(phone.c, laptop.pub, "hi", 2, &id), 0);
+	assert_int_equal(sealpost_client_wait_result(phone.c, id, TMO, &status, NULL), 0);
+	assert_int_equal(status, SEALPOST_STATUS_ACCEPTED);
+	for (int i = 0; i < 20 && !(msg && split); i++) {
+		assert_int_equal(sealpost_client_next_event(laptop.c, &ev, TMO), 1);
+		assert_int_not_equal(ev.type, SEALPOST_EVENT_CLOSED);
+		if (ev.type == SEALPOST_EVENT_MESSAGE) {
+			assert_int_equal(ev.len, 2);
+			assert_memory_equal(ev.data, "hi", 2);
+			msg = true;
+		} else if (ev.type == SEALPOST_EVENT_SPLIT_VIEW) {
+			struct sp_sth k, s;
+
+			assert_int_equal(ev.error, -SEALPOST_ESPLITVIEW);
+			assert_memory_equal(ev.sender, lk, 32);
+			assert_int_equal(ev.len, 2 * SP_STH_LEN);
+			/* both heads signed by the log: proof for a third party */
+			assert_int_equal(sp_sth_decode(ev.data, SP_STH_LEN, &k), 0);
+			assert_int_equal(sp_sth_decode(ev.data + SP_STH_LEN, SP_STH_LEN, &s), 0);
+			assert_int_equal(sp_sth_verify(&k, lk), 0);
+			assert_int_equal(sp_sth_verify(&s, lk), 0);
+			assert_int_equal(k.tree_size, s.tree_size);
+			assert_memory_not_equal(k.root, s.root, sizeof(k.root));
+			split = true;
+		}
+	}
+	assert_true(msg);
+	assert_true(split);
+	/* the phone, honest view, saw nothing wrong */
+	assert_int_equal(sealpost_log_sync(phone.c, TMO, NULL, NULL), 0);
+	sealpost_account_free(acct2);
+	sealpost_account_free(acct);
+	dev_free(&phone);
+	dev_free(&laptop);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_create_link_fanout),
 		cmocka_unit_test(test_tampered_broker),
 		cmocka_unit_test(test_remove),
+		cmocka_unit_test(test_log_checks),
+		cmocka_unit_test(test_split_view),
 	};
 
 	if (sodium_init() < 0)
