@@ -63,6 +63,7 @@
 #include "sp_frame.h"
 #include "sp_fsutil.h"
 #include "sp_hostport.h"
+#include "sp_merkle.h"
 #include "sp_internal.h"
 #include "sp_limits.h"
 #include "sp_noise.h"
@@ -3070,6 +3071,134 @@ SEALPOST_API int sealpost_log_sync(struct sealpost_client *c, int timeout_ms,
 	if (log_key)
 		memcpy(log_key, c->clog.key, SP_LOG_KEY_LEN);
 	return 0;
+}
+
+/* A leaf's account and version, for the audit's order check. */
+struct audit_leaf {
+	uint8_t account[SP_ACCOUNT_LEN];
+	uint64_t version, index;
+};
+
+static int audit_leaf_cmp(const void *a, const void *b)
+{
+	const struct audit_leaf *x = a, *y = b;
+	int r = memcmp(x->account, y->account, SP_ACCOUNT_LEN);
+
+	if (r)
+		return r;
+	return x->index < y->index ? -1 : x->index > y->index;
+}
+
+/* Audit window: LogFetches in flight at once (answers come in order). */
+enum { AUDIT_WINDOW = 64 };
+
+/*
+ * The audit proper, after log_sync: every leaf of the kept head's tree
+ * fetched (LogFetch{0, n, i + 1}), each a list that verifies, versions per
+ * account only rising in log order, and the root recomputed from the
+ * leaves equal to the signed head's.
+ */
+static int log_audit(struct sealpost_client *c, int64_t deadline,
+		     struct sealpost_log_audit *out)
+{
+	uint64_t n = c->clog.head.tree_size, sent = 0, got = 0, ids[AUDIT_WINDOW];
+	struct audit_leaf *al = NULL;
+	sp_merkle_hash *hashes = NULL;
+	struct sp_merkle_mem mem;
+	uint8_t root[SP_MERKLE_HASH_LEN];
+	int r = 0;
+
+	out->size = n;
+	if (n > SP_MERKLE_SIZE_MAX)
+		return -SEALPOST_ELOGPROOF;
+	if (n) {
+		hashes = malloc((size_t)n * sizeof(*hashes));
+		al = malloc((size_t)n * sizeof(*al));
+		if (!hashes || !al) {
+			r = -ENOMEM;
+			goto out;
+		}
+	}
+	while (got < n) {
+		struct sealpost_event ev = { 0 };
+		struct sp_devlist l;
+
+		while (sent < n && sent - got < AUDIT_WINDOW) {
+			r = sealpost_log_fetch(c, 0, n, sent + 1, &ids[sent % AUDIT_WINDOW]);
+			if (r < 0)
+				goto out;
+			sent++;
+		}
+		r = wait_for(c, SEALPOST_EVENT_LOG_REPLY, ids[got % AUDIT_WINDOW], deadline, &ev);
+		if (r < 0)
+			goto out;
+		if (ev.status != SEALPOST_STATUS_ACCEPTED || ev.seq > ev.len ||
+		    sodium_memcmp(ev.sender, c->clog.key, SP_LOG_KEY_LEN) != 0) {
+			out->bad_leaf = got + 1;
+			r = -SEALPOST_ELOGPROOF;
+			goto out;
+		}
+		sp_merkle_leaf_hash(hashes[got], ev.data, (size_t)ev.seq);
+		if (sp_acct_store_check(NULL, ev.data, (size_t)ev.seq, &l) < 0) {
+			out->bad_leaf = got + 1;
+			r = -SEALPOST_EBADLIST;
+			goto out;
+		}
+		memcpy(al[got].account, l.account, SP_ACCOUNT_LEN);
+		al[got].version = l.version;
+		al[got].index = got;
+		got++;
+	}
+	mem.leaves = hashes;
+	mem.count = n;
+	if (n)
+		r = sp_merkle_root(sp_merkle_mem_subtree, &mem, n, root);
+	else
+		sp_merkle_empty_root(root);
+	if (r < 0)
+		goto out;
+	if (sodium_memcmp(root, c->clog.head.root, SP_MERKLE_HASH_LEN) != 0) {
+		r = -SEALPOST_ELOGPROOF;
+		goto out;
+	}
+	/* per account, in log order, each list newer than the one before */
+	if (n)
+		qsort(al, (size_t)n, sizeof(*al), audit_leaf_cmp);
+	for (uint64_t i = 0; i < n; i++) {
+		bool first = i == 0 || memcmp(al[i].account, al[i - 1].account, SP_ACCOUNT_LEN) != 0;
+
+		if (first) {
+			out->accounts++;
+		} else if (al[i].version <= al[i - 1].version) {
+			out->bad_leaf = al[i].index + 1;
+			r = -SEALPOST_EROLLBACK;
+			goto out;
+		}
+	}
+out:
+	free(hashes);
+	free(al);
+	return r;
+}
+
+SEALPOST_API int sealpost_log_audit(struct sealpost_client *c, int timeout_ms,
+				    struct sealpost_log_audit *out)
+{
+	int64_t deadline = deadline_of(timeout_ms);
+	int r;
+
+	if (!c || !out)
+		return -EINVAL;
+	if (c->foreign)
+		return -EOPNOTSUPP;
+	memset(out, 0, sizeof(*out));
+	begin_call(c);
+	r = log_sync(c, deadline);
+	if (r < 0)
+		return r;
+	sp_sth_encode(&c->clog.head, out->head);
+	memcpy(out->log_key, c->clog.key, SP_LOG_KEY_LEN);
+	return log_audit(c, deadline, out);
 }
 
 SEALPOST_API int sealpost_account_fetch_wait(struct sealpost_client *c,

@@ -949,14 +949,16 @@ SEALPOST_API int sealpost_client_send_devices(struct sealpost_client *c,
 					      size_t msg_len, uint64_t *first_id);
 
 /*
- * The transparency log (docs/CLIENT.md, "Transparency log"). With an
- * account store attached, the library checks every list it receives against
- * the broker's log: the signed tree head under the log key, the inclusion of
- * the list's bytes, and the consistency of each newer head with the one
- * kept (a LogFetch of the proof); it puts its head inside every envelope it
- * seals and checks the heads peers send. The log key is learned over the
- * Noise session authenticated by the pinned broker key, the first time, and
- * kept in the store from then on (a different one later: -SEALPOST_ELOGKEY).
+ * The transparency log (docs/CLIENT.md, "Transparency log"). The library
+ * checks every list it receives against the broker's log: the signed tree
+ * head under the log key, the inclusion of the list's bytes, and the
+ * consistency of each newer head with the one kept (a LogFetch of the
+ * proof); once it keeps a head it puts it inside every envelope it seals
+ * and checks the heads peers send. The log key is learned over the Noise
+ * session authenticated by the pinned broker key the first time it is
+ * needed (a list pushed before that waits for it), and with an account
+ * store attached it is kept there from then on, with the newest head (a
+ * different key later: -SEALPOST_ELOGKEY).
  */
 
 /* Queues LogFetch{first, second, leaf} (leaf: 1 + index, 0 none; second 0:
@@ -974,6 +976,28 @@ SEALPOST_API int sealpost_log_fetch(struct sealpost_client *c, uint64_t first, u
  */
 SEALPOST_API int sealpost_log_sync(struct sealpost_client *c, int timeout_ms,
 				   uint8_t head[113], uint8_t log_key[32]);
+/*
+ * Audits the whole log (socket mode; `sealpost account audit`): the head is
+ * synced as by sealpost_log_sync, then every leaf of its tree is fetched
+ * (64 LogFetches in flight), each must be a list that verifies, each
+ * account's versions must only rise in log order, and the root recomputed
+ * from the leaves must be the signed head's. Cost: one round trip per 64
+ * leaves and 32 + 48 bytes of memory per leaf. out: caller-owned, filled
+ * as far as the audit got. 0; -SEALPOST_ELOGPROOF (the leaves are not the
+ * signed tree, or a leaf was refused: bad_leaf says which, 0 for the root);
+ * -SEALPOST_EBADLIST (leaf bad_leaf is not a valid list);
+ * -SEALPOST_EROLLBACK (leaf bad_leaf is not newer than its account's
+ * previous one); sealpost_log_sync's errors.
+ */
+struct sealpost_log_audit {
+	uint64_t size;          /* leaves in the audited tree */
+	uint64_t accounts;      /* distinct accounts among them */
+	uint64_t bad_leaf;      /* 1 + index of the leaf at fault; 0: none, or the root */
+	uint8_t head[113];      /* the audited signed tree head (PROTOCOL.md 11.7 sth) */
+	uint8_t log_key[32];
+};
+SEALPOST_API int sealpost_log_audit(struct sealpost_client *c, int timeout_ms,
+				    struct sealpost_log_audit *out);
 /* The log key and head kept in st (either may be NULL): 0 or -ENOENT. */
 SEALPOST_API int sealpost_account_store_log(struct sealpost_account_store *st,
 					    uint8_t log_key[32], uint8_t head[113]);

@@ -330,6 +330,7 @@ static void test_tampered_broker(void **state)
 					"--server-key", srvkey, "--key", keyfile, "--accounts",
 					store_path, hex, NULL };
 
+		sealpost_client_set_account_store(k.c, NULL);
 		sealpost_account_store_close(st);
 		st = NULL;
 		ex = run_cli(args);
@@ -370,9 +371,20 @@ static void test_tampered_broker(void **state)
 				       "--key", keyfile, "--accounts", store_path, "--to-account",
 				       hex, "x", NULL };
 
+		sealpost_client_set_account_store(k.c, NULL);   /* it must outlive k.c */
 		sealpost_account_store_close(st);
 		st = NULL;
 		assert_int_equal(run_cli(args), 7);
+	}
+	/* Whatever clients were shown, the tampered broker's log now holds the
+	 * rolled-back and the forged lists: an audit finds the forged one
+	 * (the last leaf, the first that does not verify). */
+	{
+		struct sealpost_log_audit au;
+
+		assert_int_equal(sealpost_log_audit(k.c, TMO, &au), -SEALPOST_EBADLIST);
+		assert_true(au.size >= 4);
+		assert_int_equal(au.bad_leaf, au.size);
 	}
 	(void)id;
 	dev_free(&k);
@@ -417,6 +429,19 @@ static void dev_with_key(struct dev *d, struct sealpost_key *key, uint32_t flags
 	sealpost_key_public(d->key, d->pub);
 	assert_int_equal(sealpost_client_connect_opts(&d->c, broker.addr, d->key, broker.server_pub,
 						      TMO, &o), 0);
+}
+
+/* A new broker with an empty data directory (the tampered broker's log
+ * holds the lists it was made to store); fork: the device shown a forked
+ * log (SEALPOSTD_TEST_LOG_FORK), or NULL. */
+static void fresh_broker(const char *fork)
+{
+	assert_int_equal(sp_it_broker_stop(&broker), 0);
+	sp_it_rmrf(broker.data_dir);
+	if (fork)
+		setenv("SEALPOSTD_TEST_LOG_FORK", fork, 1);
+	assert_int_equal(sp_it_broker_start(&broker, NULL, NULL), 0);
+	unsetenv("SEALPOSTD_TEST_LOG_FORK");
 }
 
 static void read_log_key(uint8_t key[32])
@@ -466,6 +491,7 @@ static void test_log_checks(void **state)
 	int status = 0;
 
 	(void)state;
+	fresh_broker(NULL);
 	read_log_key(lk);
 	dev_new(&a, 0);
 	dev_new(&b, 0);
@@ -484,6 +510,7 @@ static void test_log_checks(void **state)
 	assert_memory_equal(got_key, lk, 32);
 	assert_memory_equal(kept_head, head, sizeof(head));
 	assert_true(file_has_log_line(store_path, lk));
+	sealpost_client_set_account_store(a.c, NULL);
 	sealpost_account_store_close(st);
 	assert_int_equal(sealpost_account_store_open(&st, store_path), 0);
 	memset(got_key, 0, sizeof(got_key));
@@ -507,6 +534,35 @@ static void test_log_checks(void **state)
 	assert_int_equal(ev.seq, 2);
 	assert_int_equal(sealpost_log_sync(b.c, TMO, NULL, got_key), 0);
 	assert_memory_equal(got_key, lk, 32);
+
+	/* the whole log audited: by the library, and by the CLI (exit 0) */
+	{
+		struct sealpost_log_audit au;
+		struct sp_sth h;
+		char keyfile[300], srvkey[65];
+
+		assert_int_equal(sealpost_log_audit(a.c, TMO, &au), 0);
+		assert_int_equal(sp_sth_decode(au.head, sizeof(au.head), &h), 0);
+		assert_int_equal(sp_sth_verify(&h, lk), 0);
+		assert_int_equal(au.size, h.tree_size);
+		assert_true(au.size >= 2);
+		assert_true(au.accounts >= 1 && au.accounts <= au.size);
+		assert_int_equal(au.bad_leaf, 0);
+		assert_memory_equal(au.log_key, lk, 32);
+		snprintf(keyfile, sizeof(keyfile), "%s/audit.key", dir);
+		assert_int_equal(sealpost_key_save(a.key, keyfile), 0);
+		sealpost_key_to_hex(broker.server_pub, srvkey);
+		sealpost_client_set_account_store(a.c, NULL);
+		sealpost_account_store_close(st);
+		st = NULL;
+		{
+			const char *args[] = { "account", "audit", "--server", broker.addr,
+					       "--server-key", srvkey, "--key", keyfile,
+					       "--accounts", store_path, NULL };
+
+			assert_int_equal(run_cli(args), 0);
+		}
+	}
 	sealpost_account_store_close(st);
 	sealpost_account_free(acct);
 	dev_free(&a);
@@ -543,10 +599,7 @@ static void test_split_view(void **state)
 		sealpost_key_public(lkey, lpub);
 		sealpost_key_to_hex(lpub, hex);
 	}
-	assert_int_equal(sp_it_broker_stop(&broker), 0);
-	setenv("SEALPOSTD_TEST_LOG_FORK", hex, 1);
-	assert_int_equal(sp_it_broker_restart(&broker, NULL), 0);
-	unsetenv("SEALPOSTD_TEST_LOG_FORK");
+	fresh_broker(hex);
 	read_log_key(lk);
 	dev_new(&phone, SEALPOST_CONNECT_NO_RECONNECT);
 	dev_with_key(&laptop, lkey, SEALPOST_CONNECT_NO_RECONNECT);
@@ -597,6 +650,41 @@ static void test_split_view(void **state)
 	assert_true(split);
 	/* the phone, honest view, saw nothing wrong */
 	assert_int_equal(sealpost_log_sync(phone.c, TMO, NULL, NULL), 0);
+	/* An audit from the laptop's view finds the ghost: the last leaf is
+	 * not a list (a fresh client, so no kept head decides first); the
+	 * CLI exits 10. The phone's audit of the real log passes. */
+	{
+		struct sealpost_log_audit au;
+		struct dev fresh;
+		char keyfile[300], srvkey[65], accts[300];
+
+		assert_int_equal(sealpost_log_audit(phone.c, TMO, &au), 0);
+		assert_int_equal(au.size, a.tree_size);
+		fresh.key = NULL;
+		{
+			struct sealpost_connect_opts o = SEALPOST_CONNECT_OPTS_INIT;
+
+			o.flags = SEALPOST_CONNECT_NO_RECONNECT;
+			assert_int_equal(sealpost_client_connect_opts(&fresh.c, broker.addr, lkey,
+								      broker.server_pub, TMO, &o),
+					 0);
+		}
+		assert_int_equal(sealpost_log_audit(fresh.c, TMO, &au), -SEALPOST_EBADLIST);
+		assert_int_equal(au.size, b.tree_size + 1);
+		assert_int_equal(au.bad_leaf, au.size);   /* the ghost, at its end */
+		sealpost_client_close(fresh.c);
+		snprintf(keyfile, sizeof(keyfile), "%s/laptop.key", dir);
+		snprintf(accts, sizeof(accts), "%s/laptop-accounts", dir);
+		assert_int_equal(sealpost_key_save(lkey, keyfile), 0);
+		sealpost_key_to_hex(broker.server_pub, srvkey);
+		{
+			const char *args[] = { "account", "audit", "--server", broker.addr,
+					       "--server-key", srvkey, "--key", keyfile,
+					       "--accounts", accts, NULL };
+
+			assert_int_equal(run_cli(args), 10);
+		}
+	}
 	sealpost_account_free(acct2);
 	sealpost_account_free(acct);
 	dev_free(&phone);
