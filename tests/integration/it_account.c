@@ -401,22 +401,53 @@ static void test_remove(void **state)
 	struct sealpost_event ev;
 	uint8_t pk[32];
 
+	struct dev t;
+	uint64_t id = 0;
+	int status = 0;
+
 	(void)state;
 	dev_new(&a, 0);
 	dev_new(&b, SEALPOST_CONNECT_NO_RECONNECT);
+	dev_new(&t, SEALPOST_CONNECT_NO_RECONNECT);
 	new_account(&acct, pk, &a, "laptop");
 	link_device(&a, acct, pk, &b, "phone");
+	link_device(&a, acct, pk, &t, "tablet");
+	/* the tablet goes offline with mail waiting */
+	sealpost_client_close(t.c);
+	t.c = NULL;
+	assert_int_equal(sealpost_client_send(a.c, t.pub, "for the tablet", 14, &id), 0);
+	assert_int_equal(sealpost_client_wait_result(a.c, id, TMO, &status, NULL), 0);
+	assert_int_equal(status, SEALPOST_STATUS_ACCEPTED);
+	/* one list removes the phone (connected) and the tablet (offline) */
 	assert_int_equal(sealpost_account_fetch_wait(a.c, pk, TMO, &l, NULL, 0, NULL), 0);
 	assert_int_equal(sealpost_devlist_remove(&l, b.pub), 0);
+	assert_int_equal(sealpost_devlist_remove(&l, t.pub), 0);
 	l.version++;
 	assert_int_equal(publish(&a, acct, &l), SEALPOST_STATUS_ACCEPTED);
 	wait_event(&b, SEALPOST_EVENT_GOAWAY, &ev);
 	assert_int_equal(ev.status, SEALPOST_STATUS_GOAWAY_REMOVED);
 	assert_string_equal(sealpost_status_string(ev.status), "goaway_removed");
 	wait_event(&b, SEALPOST_EVENT_CLOSED, &ev);
+	/* the tablet's key reconnects: its mailbox went with the removal */
+	{
+		struct sealpost_connect_opts o = SEALPOST_CONNECT_OPTS_INIT;
+
+		o.flags = SEALPOST_CONNECT_NO_RECONNECT;
+		assert_int_equal(sealpost_client_connect_opts(&t.c, broker.addr, t.key,
+							      broker.server_pub, TMO, &o), 0);
+	}
+	for (;;) {
+		assert_int_equal(sealpost_client_next_event(t.c, &ev, TMO), 1);
+		assert_int_not_equal(ev.type, SEALPOST_EVENT_MESSAGE);
+		assert_int_not_equal(ev.type, SEALPOST_EVENT_CLOSED);
+		if (ev.type == SEALPOST_EVENT_DRAINED)
+			break;
+	}
+	assert_int_equal(ev.id, 0);
 	sealpost_account_free(acct);
 	dev_free(&a);
 	dev_free(&b);
+	dev_free(&t);
 }
 
 /* A device whose key is made first (the fork needs it before the broker). */
