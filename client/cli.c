@@ -36,6 +36,8 @@ enum {
 	EX_BADLIST = 7,         /* account: the list does not verify (forged, wrong account) */
 	EX_NOLIST = 8,          /* account: the broker has no list for that account */
 	EX_CODE = 9,            /* account link: the short code does not match */
+	EX_LOG = 10,            /* account: the transparency log does not verify (split view,
+				 * bad proof, another log key, audit failed) */
 	/* 16..63: send: the broker refused the envelope; the exit status is the
 	 * protocol status code (16 err_offline, 17 err_too_large, ...). */
 	EX_STATUS_BASE = 16,
@@ -85,6 +87,8 @@ static const char exit_text[] =
 	"  7   account, send --to-account: the list does not verify (forged)\n"
 	"  8   account, send --to-account: the broker has no list for the account\n"
 	"  9   account link: --code is not the code of the link request\n"
+	"  10  account, send --to-account: the broker's transparency log does not\n"
+	"      verify (a split view, a bad proof, another log key; audit: any failure)\n"
 	"  16+ send: the broker refused the envelope; the status is the protocol code:\n"
 	"      16 err_offline (--online-only: recipient not connected), 17 err_too_large,\n"
 	"      18 err_bad_recipient, 19 err_recipient_busy, 20 err_mailbox_full,\n"
@@ -1251,6 +1255,7 @@ static const char account_help[] =
 	"       sealpost account link --account-key FILE --code CODE [CONNECTION] REQUEST\n"
 	"       sealpost account devices [--json] [CONNECTION] ACCOUNT\n"
 	"       sealpost account remove --account-key FILE [CONNECTION] DEVICE\n"
+	"       sealpost account audit [--json] [CONNECTION]\n"
 	"\n"
 	"An account is an Ed25519 key; its signed device list names the devices\n"
 	"that receive its mail (docs/PROTOCOL.md 11). The broker keeps the list\n"
@@ -1269,6 +1274,10 @@ static const char account_help[] =
 	"                device: KEY ADDED_UNIX_TIME LABEL (--json: one object)\n"
 	"  remove        publishes a new list without DEVICE; the broker drops its\n"
 	"                mailbox and closes its connection\n"
+	"  audit         checks the broker's whole transparency log: its signed head\n"
+	"                (consistent with the one kept in --accounts), every leaf a\n"
+	"                list that verifies, each account's versions rising, the\n"
+	"                root recomputed from the leaves; exit 10 if anything fails\n"
 	"\n"
 	"options:\n"
 	"  --account-key FILE   the account's secret key (keep it like a device key)\n"
@@ -1351,6 +1360,11 @@ static int fetch_list(struct sealpost_client *c, const uint8_t account[32], int 
 	if (r == -SEALPOST_ENOLIST) {
 		fprintf(stderr, "sealpost: the broker has no list for this account\n");
 		return EX_NOLIST;
+	}
+	if (r == -SEALPOST_ESPLITVIEW || r == -SEALPOST_ELOGPROOF || r == -SEALPOST_ELOGKEY) {
+		fprintf(stderr, "sealpost: the broker's transparency log does not verify: %s; "
+			"its lists cannot be trusted\n", sealpost_strerror(r));
+		return EX_LOG;
 	}
 	fprintf(stderr, "sealpost: no list from the broker: %s\n", sealpost_strerror(r));
 	return EX_LOST;
@@ -1588,6 +1602,50 @@ static int account_devices(struct acct_ctx *x, const char *account_hex)
 	return EX_OK;
 }
 
+/* The whole log checked (sealpost_log_audit). */
+static int account_audit(struct acct_ctx *x)
+{
+	struct sealpost_log_audit a;
+	char key[SEALPOST_KEY_HEX_LEN + 1], root[SEALPOST_KEY_HEX_LEN + 1];
+	int r, ex;
+
+	ex = acct_open(x, false, false);
+	if (ex)
+		return ex;
+	r = sealpost_log_audit(x->c, (int)x->o.timeout_s * 1000, &a);
+	if (r == -ETIMEDOUT || r == -ENOTCONN || r == -ECONNRESET || r == -EPROTO) {
+		fprintf(stderr, "sealpost: audit incomplete: %s\n", sealpost_strerror(r));
+		return EX_LOST;
+	}
+	sealpost_key_to_hex(a.log_key, key);
+	/* the root: bytes 17..48 of the sth (PROTOCOL.md 11.7) */
+	sealpost_key_to_hex(a.head + 17, root);
+	if (x->o.json) {
+		printf("{\"ok\":%s,\"size\":%llu,\"accounts\":%llu,\"log_key\":\"%s\","
+		       "\"root\":\"%s\",\"bad_leaf\":%llu,\"error\":", r ? "false" : "true",
+		       (unsigned long long)a.size, (unsigned long long)a.accounts, key, root,
+		       (unsigned long long)a.bad_leaf);
+		if (r)
+			sp_cli_json_write_string(stdout, (const uint8_t *)sealpost_strerror(r),
+						 strlen(sealpost_strerror(r)));
+		else
+			printf("null");
+		printf("}\n");
+	} else if (r == 0) {
+		printf("log OK: %llu lists of %llu accounts, root %s, log key %s\n",
+		       (unsigned long long)a.size, (unsigned long long)a.accounts, root, key);
+	}
+	if (r == 0)
+		return EX_OK;
+	if (a.bad_leaf)
+		fprintf(stderr, "sealpost: AUDIT FAILED at leaf %llu of %llu: %s\n",
+			(unsigned long long)(a.bad_leaf - 1), (unsigned long long)a.size,
+			sealpost_strerror(r));
+	else
+		fprintf(stderr, "sealpost: AUDIT FAILED: %s\n", sealpost_strerror(r));
+	return EX_LOG;
+}
+
 static int cmd_account(int argc, char **argv)
 {
 	struct acct_ctx x;
@@ -1618,6 +1676,8 @@ static int cmd_account(int argc, char **argv)
 		r = account_devices(&x, argv[first]);
 	else if (!strcmp(sub, "remove") && nargs == 1)
 		r = account_remove(&x, argv[first]);
+	else if (!strcmp(sub, "audit") && nargs == 0)
+		r = account_audit(&x);
 	else
 		r = bad_usage("unknown account subcommand or wrong arguments", account_help);
 	acct_close(&x);

@@ -21,6 +21,7 @@
 #include "sp_fsutil.h"
 #include "sp_keyfile.h"
 #include "sp_noise.h"
+#include "sp_sth.h"
 
 _Static_assert((int)SEALPOST_ACCOUNT_KEY_LEN == (int)SP_ACCOUNT_KEY_LEN, "account key length");
 _Static_assert((int)SEALPOST_LABEL_MAX == (int)SP_DEVLIST_LABEL_MAX, "label maximum");
@@ -282,7 +283,14 @@ struct sealpost_account_store {
 	struct kept *k;
 	size_t n;
 	size_t cap;                     /* bytes allocated for k */
+	/* The broker's transparency log as this device knows it: the log key
+	 * pinned on first use and the newest head verified under it. */
+	bool log_ok, head_ok;
+	uint8_t log_key[SP_LOG_KEY_LEN];
+	uint8_t head[SP_STH_LEN];       /* the sth encoding */
 };
+
+#define LOG_LINE "log "
 
 static struct kept *find(struct sealpost_account_store *st, const uint8_t account[32])
 {
@@ -301,7 +309,48 @@ static int hexval(int ch)
 	return -1;
 }
 
-/* One line: the list in lowercase hex (the account is inside it). */
+static int unhex(uint8_t *out, size_t len, const char *hex, size_t n)
+{
+	if (n != 2 * len)
+		return -EBADMSG;
+	for (size_t i = 0; i < len; i++) {
+		int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+
+		if (hi < 0 || lo < 0)
+			return -EBADMSG;
+		out[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return 0;
+}
+
+/* "log KEYHEX" or "log KEYHEX STHHEX": the pinned log key and the newest
+ * head; the head must verify under the key (a file edited by hand to a
+ * forged head is refused, not trusted). */
+static int load_log_line(struct sealpost_account_store *st, const char *line, size_t n)
+{
+	struct sp_sth sth;
+	uint8_t key[SP_LOG_KEY_LEN], head[SP_STH_LEN];
+	const char *p = line + strlen(LOG_LINE);
+	size_t rest = n - strlen(LOG_LINE);
+
+	if (rest < 2 * SP_LOG_KEY_LEN || unhex(key, sizeof(key), p, 2 * SP_LOG_KEY_LEN) < 0)
+		return -EBADMSG;
+	p += 2 * SP_LOG_KEY_LEN;
+	rest -= 2 * SP_LOG_KEY_LEN;
+	if (rest) {
+		if (*p != ' ' || unhex(head, sizeof(head), p + 1, rest - 1) < 0 ||
+		    sp_sth_decode(head, sizeof(head), &sth) < 0 || sp_sth_verify(&sth, key) < 0)
+			return -EBADMSG;
+		memcpy(st->head, head, sizeof(head));
+		st->head_ok = true;
+	}
+	memcpy(st->log_key, key, sizeof(key));
+	st->log_ok = true;
+	return 0;
+}
+
+/* One line: the list in lowercase hex (the account is inside it), or the
+ * log's line. */
 static int load_line(struct sealpost_account_store *st, const char *line, size_t n)
 {
 	struct sp_devlist l;
@@ -309,6 +358,8 @@ static int load_line(struct sealpost_account_store *st, const char *line, size_t
 	uint8_t bytes[SP_DEVLIST_MAX];
 	size_t len = n / 2;
 
+	if (n > strlen(LOG_LINE) && memcmp(line, LOG_LINE, strlen(LOG_LINE)) == 0)
+		return load_log_line(st, line, n);
 	if (n % 2 || len > sizeof(bytes))
 		return -EBADMSG;
 	for (size_t i = 0; i < len; i++) {
@@ -386,6 +437,20 @@ static int save(struct sealpost_account_store *st)
 		sodium_bin2hex(hex, 2 * SP_DEVLIST_MAX + 1, st->k[i].bytes, st->k[i].len);
 		hex[2 * st->k[i].len] = '\n';
 		r = sp_fsutil_write_all(fd, hex, 2 * st->k[i].len + 1);
+	}
+	if (r == 0 && st->log_ok) {
+		size_t o = strlen(LOG_LINE);
+
+		memcpy(hex, LOG_LINE, o);
+		sodium_bin2hex(hex + o, 2 * SP_LOG_KEY_LEN + 1, st->log_key, SP_LOG_KEY_LEN);
+		o += 2 * SP_LOG_KEY_LEN;
+		if (st->head_ok) {
+			hex[o++] = ' ';
+			sodium_bin2hex(hex + o, 2 * SP_STH_LEN + 1, st->head, SP_STH_LEN);
+			o += 2 * SP_STH_LEN;
+		}
+		hex[o++] = '\n';
+		r = sp_fsutil_write_all(fd, hex, o);
 	}
 	if (r == 0 && fsync(fd) < 0)
 		r = -errno;
@@ -515,5 +580,60 @@ SEALPOST_API int sealpost_account_store_get(struct sealpost_account_store *st,
 	if (sp_devlist_decode(k->bytes, k->len, &l) < 0)
 		return -EBADMSG;
 	sp_acct_to_public(&l, out);
+	return 0;
+}
+
+/* ---- the log's state in the store -------------------------------------------- */
+
+int sp_acct_log_get(struct sealpost_account_store *st, uint8_t key[SP_LOG_KEY_LEN],
+		    struct sp_sth *head, bool *head_ok)
+{
+	if (!st || !st->log_ok)
+		return -ENOENT;
+	memcpy(key, st->log_key, SP_LOG_KEY_LEN);
+	*head_ok = st->head_ok && sp_sth_decode(st->head, SP_STH_LEN, head) == 0;
+	return 0;
+}
+
+int sp_acct_log_put(struct sealpost_account_store *st, const uint8_t key[SP_LOG_KEY_LEN],
+		    const struct sp_sth *head)
+{
+	struct sealpost_account_store old;
+	int r;
+
+	if (!st)
+		return 0;
+	old = *st;
+	memcpy(st->log_key, key, SP_LOG_KEY_LEN);
+	st->log_ok = true;
+	if (head) {
+		sp_sth_encode(head, st->head);
+		st->head_ok = true;
+	}
+	r = save(st);
+	if (r < 0) {
+		/* Not kept: memory says what the file says. */
+		st->log_ok = old.log_ok;
+		st->head_ok = old.head_ok;
+		memcpy(st->log_key, old.log_key, sizeof(st->log_key));
+		memcpy(st->head, old.head, sizeof(st->head));
+		return -EIO;
+	}
+	return 0;
+}
+
+SEALPOST_API int sealpost_account_store_log(struct sealpost_account_store *st,
+					    uint8_t log_key[32], uint8_t head[113])
+{
+	if (!st)
+		return -EINVAL;
+	if (!st->log_ok)
+		return -ENOENT;
+	if (head && !st->head_ok)
+		return -ENOENT;
+	if (log_key)
+		memcpy(log_key, st->log_key, SP_LOG_KEY_LEN);
+	if (head)
+		memcpy(head, st->head, SP_STH_LEN);
 	return 0;
 }

@@ -57,11 +57,13 @@
 
 #include "sealpost.h"
 #include "sp_acct_internal.h"
+#include "sp_clog.h"
 #include "sp_be.h"
 #include "sp_clock.h"
 #include "sp_frame.h"
 #include "sp_fsutil.h"
 #include "sp_hostport.h"
+#include "sp_merkle.h"
 #include "sp_internal.h"
 #include "sp_limits.h"
 #include "sp_noise.h"
@@ -136,6 +138,16 @@ static const uint32_t CONNECT_FLAGS_KNOWN = SEALPOST_CONNECT_MANUAL_ACK |
 	SEALPOST_CONNECT_NO_RECONNECT | SEALPOST_CONNECT_NO_KEEPALIVE | SEALPOST_CONNECT_OPAQUE |
 	SEALPOST_CONNECT_OPAQUE_ALL;
 static const uint32_t SEND_FLAGS_KNOWN = SEALPOST_SEND_ONLINE_ONLY;
+/* LogFetch ids the library sends for itself; their replies are not events. */
+static const uint64_t LOG_OWN_BIT = (uint64_t)1 << 63;
+/* Checks in flight at once; more heads to check than this wait for the next
+ * one shown (a broker answering proofs that slowly gains nothing). */
+enum { LOG_PEND_MAX = 8 };
+/* Lists that came before the log key was known, held for the key's answer;
+ * more than this are handed out at once with -SEALPOST_ELOGKEY (a broker
+ * that pushes lists faster than it answers one LogFetch gains nothing). */
+enum { LIST_HELD_MAX = 4 };
+_Static_assert(SEALPOST_EVENT_SPLIT_VIEW == 18 && SEALPOST_EVENT_LOG_REPLY == 19, "event numbers");
 
 _Static_assert((int)SEALPOST_SEND_ONLINE_ONLY == (int)SP_SEND_ONLINE_ONLY, "online-only flag");
 
@@ -254,6 +266,31 @@ struct sealpost_client {
 	/* Accounts: lists received are checked against this (borrowed). */
 	struct sealpost_account_store *acct_store;
 	uint64_t next_list_id;
+
+	/* The transparency log (sp_clog.h): what this device saw, and the
+	 * LogFetches the library asked on its own (ids with LOG_OWN_BIT,
+	 * answered on this session or dropped with it). */
+	struct sp_clog clog;
+	uint64_t next_log_id;
+	struct log_pend {
+		uint64_t id;
+		bool learn;             /* LogFetch(0, 0): the key and head */
+		struct sp_sth a, b;     /* a proof: kept then, seen */
+	} lpend[LOG_PEND_MAX];
+	size_t lpend_n;
+	/* sealpost_account_fetch_wait's own list: its consistency proof is
+	 * fetched by the call itself, before the list is kept or returned. */
+	uint64_t sync_list_id;
+	bool sync_need;
+	struct sp_sth sync_seen;
+	/* Lists held until the log key is learned (copies: frame fields, and
+	 * the body malloc'd), in arrival order; they survive a reconnect, where
+	 * the key is asked for again. Written by the list and log code only. */
+	struct held_list {
+		struct sp_frame f;
+		uint8_t *body;
+	} lheld[LIST_HELD_MAX];
+	size_t lheld_n;
 };
 
 static int queue_frame(struct sealpost_client *c, const struct sp_frame *f);
@@ -432,6 +469,197 @@ static void note_event(struct sealpost_client *c, enum sealpost_event_type type,
 	struct sealpost_event ev = { .type = type, .error = error, .status = status };
 
 	(void)hold(c, &ev);
+}
+
+/* ------------------------------------------------- transparency log --- */
+
+/*
+ * The split view, loudly: a warning in the log and a SPLIT_VIEW event
+ * (held: it follows the event that revealed it) carrying both heads.
+ */
+static void split_view(struct sealpost_client *c, const struct sp_sth *a, const struct sp_sth *b)
+{
+	uint8_t both[2 * SP_STH_LEN];
+	struct sealpost_event ev = { .type = SEALPOST_EVENT_SPLIT_VIEW,
+				     .error = -SEALPOST_ESPLITVIEW };
+
+	logf_(c, SEALPOST_LOG_ERROR,
+	      "SPLIT VIEW: the broker's log showed heads of sizes %llu and %llu that are not "
+	      "prefixes of one log",
+	      (unsigned long long)a->tree_size, (unsigned long long)b->tree_size);
+	sp_clog_split_data(a, b, both);
+	memcpy(ev.sender, c->clog.key, SP_LOG_KEY_LEN);
+	ev.data = both;
+	ev.len = sizeof(both);
+	(void)hold(c, &ev);
+}
+
+/*
+ * A LogFetch the library asks for itself (learn: the key and head; else the
+ * proof between a and b, sizes first < second). -ENOBUFS when LOG_PEND_MAX
+ * are in flight (nothing sent); -ENOTCONN; the session's error.
+ */
+static int log_own_fetch(struct sealpost_client *c, uint64_t first, uint64_t second, bool learn,
+			 const struct sp_sth *a, const struct sp_sth *b)
+{
+	struct sp_frame f = { .type = SP_FRAME_LOG_FETCH };
+	struct log_pend *p;
+	int r;
+
+	if (c->lpend_n == LOG_PEND_MAX)
+		return -ENOBUFS;
+	if (c->st != CS_UP || c->io_err)
+		return -ENOTCONN;
+	f.u.log.client_id = LOG_OWN_BIT | ++c->next_log_id;
+	f.u.log.first = first;
+	f.u.log.second = second;
+	r = sp_session_tx_frame(c->ss, &f, NULL, 0);
+	if (r < 0)
+		return r;
+	p = &c->lpend[c->lpend_n++];
+	memset(p, 0, sizeof(*p));
+	p->id = f.u.log.client_id;
+	p->learn = learn;
+	if (a)
+		p->a = *a;
+	if (b)
+		p->b = *b;
+	return 0;
+}
+
+/* Whether the library's own LogFetch(0, 0) is in flight on this session. */
+static bool log_learning(const struct sealpost_client *c)
+{
+	for (size_t i = 0; i < c->lpend_n; i++)
+		if (c->lpend[i].learn)
+			return true;
+	return false;
+}
+
+/*
+ * A list that needs the log key before it can be checked: copied (the
+ * frame's body is the session's buffer) and held until the key's answer,
+ * the LogFetch(0, 0) sent if none is in flight. 1 if held; 0 if it cannot
+ * be (full, not connected, no memory): then it is checked now and its event
+ * carries -SEALPOST_ELOGKEY.
+ */
+static int list_hold(struct sealpost_client *c, const struct sp_frame *f)
+{
+	struct held_list *h;
+
+	if (c->lheld_n == LIST_HELD_MAX)
+		return 0;
+	if (!log_learning(c) && log_own_fetch(c, 0, 0, true, NULL, NULL) < 0)
+		return 0;
+	h = &c->lheld[c->lheld_n];
+	h->body = malloc(f->body_len ? f->body_len : 1);
+	if (!h->body)
+		return 0;
+	memcpy(h->body, f->body, f->body_len);
+	h->f = *f;
+	h->f.body = h->body;
+	c->lheld_n++;
+	return 1;
+}
+
+static int list_event(struct sealpost_client *c, const struct sp_frame *f,
+		      struct sealpost_event *ev);
+
+/* The key's answer came (learned or not): the held lists checked now, in
+ * order, their events after what is already held. */
+static void list_release(struct sealpost_client *c)
+{
+	size_t n = c->lheld_n;
+
+	c->lheld_n = 0;   /* list_event must not hold them again */
+	for (size_t i = 0; i < n; i++) {
+		struct sealpost_event ev;
+
+		memset(&ev, 0, sizeof(ev));
+		if (list_event(c, &c->lheld[i].f, &ev) == 1)
+			(void)hold(c, &ev);
+		free(c->lheld[i].body);
+		c->lheld[i].body = NULL;
+	}
+}
+
+/* A head verified under the pinned key and judged: the proof it needs is
+ * asked for (or, with no room, the check waits for a later head). */
+static void log_judge_async(struct sealpost_client *c, const struct sp_sth *seen)
+{
+	uint64_t m = 0, n = 0;
+	int r = sp_clog_judge(&c->clog, seen, &m, &n);
+
+	if (r == -SEALPOST_ESPLITVIEW)
+		split_view(c, &c->clog.head, seen);
+	else if (r == 1)
+		(void)log_own_fetch(c, m, n, false, &c->clog.head, seen);
+}
+
+/*
+ * LogReply: for the library's own LogFetch, the check it was asked for (no
+ * event unless it finds a split view); else a LOG_REPLY event for the app.
+ */
+static int log_event(struct sealpost_client *c, const struct sp_frame *f,
+		     struct sealpost_event *ev)
+{
+	struct sp_consistency con;
+	struct log_pend p;
+	struct sp_sth sth;
+	size_t i;
+
+	if (!(f->u.log.client_id & LOG_OWN_BIT)) {
+		ev->type = SEALPOST_EVENT_LOG_REPLY;
+		ev->client_id = f->u.log.client_id;
+		ev->status = (int)f->u.log.status;
+		ev->seq = f->u.log.leaf_len;
+		memcpy(ev->sender, f->u.log.log_key, SP_LOG_KEY_LEN);
+		if (grow(&c->msgbuf, &c->msgcap, f->body_len ? f->body_len : 1) < 0)
+			return -ENOMEM;
+		memcpy(c->msgbuf, f->body, f->body_len);
+		c->msg_len = f->body_len;
+		ev->data = c->msgbuf;
+		ev->len = f->body_len;
+		return 1;
+	}
+	for (i = 0; i < c->lpend_n; i++)
+		if (c->lpend[i].id == f->u.log.client_id)
+			break;
+	if (i == c->lpend_n)
+		return 0;   /* of an earlier session's: nothing waits for it */
+	p = c->lpend[i];
+	c->lpend[i] = c->lpend[--c->lpend_n];
+	if (f->u.log.status != SP_STATUS_ACCEPTED) {
+		/* No log (learn: the held lists go out with -ELOGKEY), or no
+		 * proof between two heads it signed: a broker that will not
+		 * prove its heads consistent has split. */
+		if (p.learn)
+			list_release(c);
+		else
+			split_view(c, &p.a, &p.b);
+		return 0;
+	}
+	if (!f->u.log.log_key_ok || f->u.log.leaf_len > f->body_len ||
+	    sp_clog_reply_parse(f->body, f->body_len, f->u.log.leaf_len, &sth, &con) < 0)
+		return -EPROTO;
+	if (sp_clog_learn_key(&c->clog, f->u.log.log_key) < 0) {
+		logf_(c, SEALPOST_LOG_ERROR, "the broker's log key is not the one kept: "
+					     "its lists are not checked");
+		if (p.learn)
+			list_release(c);
+		return 0;
+	}
+	if (sp_sth_verify(&sth, c->clog.key) < 0)
+		return -EPROTO;
+	if (p.learn) {
+		/* The lists first: they were shown before this head. */
+		list_release(c);
+		log_judge_async(c, &sth);
+		return 0;
+	}
+	if (sp_clog_prove(&c->clog, &p.a, &p.b, &con) < 0)
+		split_view(c, &p.a, &p.b);
+	return 0;
 }
 
 /* ------------------------------------------------------------- output --- */
@@ -623,6 +851,7 @@ static void reset_session(struct sealpost_client *c)
 	c->goaway_code = 0;
 	c->shut = false;
 	c->ka_out = false;
+	c->lpend_n = 0;   /* their answers died with the session */
 }
 
 /*
@@ -741,6 +970,15 @@ static void on_established(struct sealpost_client *c)
 	if (r < 0) {
 		fail(c, r, true);
 		return;
+	}
+	if (c->acct_store || c->lheld_n) {
+		/* The log's key and head, before any list needs them (and for
+		 * the lists held from the last session). */
+		r = log_own_fetch(c, 0, 0, true, NULL, NULL);
+		if (r < 0 && r != -ENOBUFS) {
+			fail(c, r, true);
+			return;
+		}
 	}
 	if (again || c->announced_down)
 		note_event(c, again ? SEALPOST_EVENT_RECONNECTED : SEALPOST_EVENT_CONNECTED, 0, 0);
@@ -1192,6 +1430,29 @@ static void closed_event(const struct sealpost_client *c, struct sealpost_event 
 	ev->error = c->io_err == CLOSED_EOF ? (c->goaway ? 0 : -ECONNRESET) : c->io_err;
 }
 
+/*
+ * The tree head a peer put first in its plaintext (PROTOCOL.md 11.7
+ * `wrap`): stripped from what the app gets; checked when it is of the log
+ * this device pinned and verifies under its key (another broker's log, or
+ * no key yet: nothing to compare it with). 0, or -EBADMSG for the magic
+ * followed by a malformed wrap.
+ */
+static int peer_head(struct sealpost_client *c, struct sealpost_event *ev)
+{
+	uint8_t key[SP_LOG_KEY_LEN];
+	struct sp_sth seen;
+	int r = sp_sth_unwrap(ev->data, ev->len, key, &seen);
+
+	if (r <= 0)
+		return r;
+	ev->data += SP_STH_WRAP_LEN;
+	ev->len -= SP_STH_WRAP_LEN;
+	if (c->clog.key_ok && sodium_memcmp(key, c->clog.key, SP_LOG_KEY_LEN) == 0 &&
+	    sp_sth_verify(&seen, c->clog.key) == 0)
+		log_judge_async(c, &seen);
+	return 0;
+}
+
 /* A delivery: opened as a seal, or handed over raw (opaque). */
 static int deliver_event(struct sealpost_client *c, const struct sp_frame *f,
 			 struct sealpost_event *ev)
@@ -1209,7 +1470,12 @@ static int deliver_event(struct sealpost_client *c, const struct sp_frame *f,
 		ev->type = SEALPOST_EVENT_MESSAGE;
 		ev->data = c->msgbuf;
 		ev->len = c->msg_len;
-		return 1;
+		if (peer_head(c, ev) == 0)
+			return 1;
+		r = -EBADMSG;
+		memset(ev, 0, sizeof(*ev));
+		ev->seq = f->u.deliver.seq;
+		sodium_memzero(c->msgbuf, c->msg_len);
 	}
 	c->msg_len = 0;
 	memset(ev->sender, 0, sizeof(ev->sender));
@@ -1224,6 +1490,46 @@ static int deliver_event(struct sealpost_client *c, const struct sp_frame *f,
 	ev->type = SEALPOST_EVENT_BAD_ENVELOPE;
 	ev->error = -EBADMSG;
 	return 1;
+}
+
+/*
+ * The log's part of a list's body: the head verifies under the pinned key,
+ * the list is in that tree, and the head is consistent with the kept one:
+ * for fetch_wait's own list, the proof is left for the call (sync_need);
+ * for any other, it is asked for now and a failure is a SPLIT_VIEW event
+ * after this one. 0, -SEALPOST_ELOGKEY (no key known yet),
+ * -SEALPOST_ELOGPROOF, -SEALPOST_ESPLITVIEW.
+ */
+static int list_log_check(struct sealpost_client *c, const struct sp_frame *f, size_t n)
+{
+	struct sp_sth seen;
+	uint64_t m = 0, k = 0;
+	int r;
+
+	r = sp_clog_check_list(&c->clog, f->body, n, f->body + n, f->body_len - n, &seen);
+	if (r < 0)
+		return r;
+	if (f->type == SP_FRAME_LIST_RESULT && c->sync_list_id &&
+	    f->u.list.client_id == c->sync_list_id) {
+		r = sp_clog_judge(&c->clog, &seen, &m, &k);
+		if (r == -SEALPOST_ESPLITVIEW) {
+			split_view(c, &c->clog.head, &seen);
+			return r;
+		}
+		if (r == 1) {
+			c->sync_need = true;
+			c->sync_seen = seen;
+		}
+		return 0;
+	}
+	r = sp_clog_judge(&c->clog, &seen, &m, &k);
+	if (r == -SEALPOST_ESPLITVIEW) {
+		split_view(c, &c->clog.head, &seen);
+		return r;
+	}
+	if (r == 1)
+		(void)log_own_fetch(c, m, k, false, &c->clog.head, &seen);
+	return 0;
 }
 
 /*
@@ -1258,6 +1564,12 @@ static int list_event(struct sealpost_client *c, const struct sp_frame *f,
 	if (ev->error == 0 && (memcmp(l.account, f->u.list.account, SP_ACCOUNT_LEN) != 0 ||
 			       l.version != f->u.list.version))
 		ev->error = -SEALPOST_EBADLIST;
+	if (ev->error == 0 && !c->clog.key_ok && list_hold(c, f))
+		return 0;   /* its event comes with the key's answer */
+	if (ev->error == 0)
+		ev->error = list_log_check(c, f, n);
+	if (ev->error == 0 && c->sync_need)
+		return 1;   /* fetch_wait proves the head first, then keeps the list */
 	if (ev->error == 0 && c->acct_store)
 		ev->error = sp_acct_store_check(c->acct_store, c->msgbuf, n, &l);
 	if (ev->error == -EIO || ev->error == -ENOMEM)
@@ -1313,6 +1625,8 @@ static int frame_event(struct sealpost_client *c, const struct sp_frame *f,
 	case SP_FRAME_LIST_RESULT:
 	case SP_FRAME_LIST_CHANGED:
 		return list_event(c, f, ev);
+	case SP_FRAME_LOG_REPLY:
+		return log_event(c, f, ev);
 	default:
 		/* Send, Ack, ListPut, ListFetch: frames only a client may send. */
 		return -EPROTO;
@@ -1814,11 +2128,21 @@ static int check_room(struct sealpost_client *c)
  * session otherwise. id 0: the next of the client's counter; else a
  * retry's id.
  */
+/* A plaintext copy (malloc'd or NULL) wiped and freed. */
+static void wipe_plain(uint8_t *plain, size_t len)
+{
+	if (plain) {
+		sodium_memzero(plain, len);
+		free(plain);
+	}
+}
+
 static int queue_send(struct sealpost_client *c, const uint8_t to[SP_KEY_LEN], const uint8_t *msg,
 		      size_t msg_len, const uint8_t *env, size_t env_len, uint32_t flags,
 		      uint64_t id, uint64_t *client_id)
 {
 	struct sp_frame f = { .type = SP_FRAME_SEND };
+	uint8_t *plain = NULL;          /* head | msg, when wrapped */
 	struct pend *p;
 	bool now = connected(c);
 	size_t sealed;
@@ -1846,11 +2170,38 @@ static int queue_send(struct sealpost_client *c, const uint8_t to[SP_KEY_LEN], c
 	f.u.send.to_ok = 1;
 	f.u.send.client_id = id ? id : c->next_client_id;
 	f.u.send.flags = flags;
-	if (sp_frame_size(&f, env_len) > c->max_transport)
+	if (!env) {
+		/* Our head goes first inside the seal (PROTOCOL.md 11.7) when it
+		 * fits; a message that would read as a wrap cannot go without. */
+		bool wrap = c->clog.head_ok &&
+			    env_len + SP_STH_WRAP_LEN <= c->max_envelope &&
+			    sp_frame_size(&f, env_len + SP_STH_WRAP_LEN) <= c->max_transport;
+		bool looks = msg_len >= SP_STH_WRAP_MAGIC_LEN &&
+			     memcmp(msg, SP_STH_WRAP_MAGIC, SP_STH_WRAP_MAGIC_LEN) == 0;
+
+		if (looks && !wrap)
+			return c->clog.head_ok ? -EMSGSIZE : -EINVAL;
+		if (wrap) {
+			plain = malloc(SP_STH_WRAP_LEN + msg_len);
+			if (!plain)
+				return -ENOMEM;
+			sp_sth_wrap(c->clog.key, &c->clog.head, plain);
+			if (msg_len)
+				memcpy(plain + SP_STH_WRAP_LEN, msg, msg_len);
+			msg = plain;
+			msg_len += SP_STH_WRAP_LEN;
+			env_len += SP_STH_WRAP_LEN;
+		}
+	}
+	if (sp_frame_size(&f, env_len) > c->max_transport) {
+		wipe_plain(plain, msg_len);
 		return -EMSGSIZE;
+	}
 	p = malloc(sizeof(*p) + env_len);
-	if (!p)
+	if (!p) {
+		wipe_plain(plain, msg_len);
 		return -ENOMEM;
+	}
 	p->id = f.u.send.client_id;
 	p->flags = flags;
 	p->len = (uint32_t)env_len;
@@ -1858,6 +2209,7 @@ static int queue_send(struct sealpost_client *c, const uint8_t to[SP_KEY_LEN], c
 	if (!env) {
 		r = sp_seal(c->key->priv, to, msg ? msg : (const uint8_t *)"", msg_len, p->body,
 			    env_len, &sealed);
+		wipe_plain(plain, msg_len);
 		if (r < 0) {
 			pend_free(p);
 			return r;   /* nothing was queued */
@@ -2267,8 +2619,10 @@ static int scan_for(struct sealpost_client *c, enum sealpost_event_type type, ui
 		if (ev.type == SEALPOST_EVENT_CLOSED)
 			return ev.error ? ev.error : -ENOTCONN;
 		if (ev.type == type &&
-		    (type == SEALPOST_EVENT_RESULT || type == SEALPOST_EVENT_LIST_RESULT ? ev.client_id
-											: ev.id) == id) {
+		    (type == SEALPOST_EVENT_RESULT || type == SEALPOST_EVENT_LIST_RESULT ||
+				     type == SEALPOST_EVENT_LOG_REPLY
+			     ? ev.client_id
+			     : ev.id) == id) {
 			*found = ev;
 			return 1;
 		}
@@ -2500,6 +2854,8 @@ SEALPOST_API void sealpost_client_close(struct sealpost_client *c)
 		}
 	}
 	free(c->held);
+	for (i = 0; i < c->lheld_n; i++)
+		free(c->lheld[i].body);
 	for (i = 0; i < c->pend_count; i++)
 		pend_free(pend_at(c, i));
 	free(c->pend);
@@ -2518,8 +2874,10 @@ SEALPOST_API void sealpost_client_close(struct sealpost_client *c)
 SEALPOST_API void sealpost_client_set_account_store(struct sealpost_client *c,
 						    struct sealpost_account_store *st)
 {
-	if (c)
+	if (c) {
 		c->acct_store = st;
+		sp_clog_attach(&c->clog, st);
+	}
 }
 
 /* A list frame (ListPut with its body, or ListFetch) on the live session. */
@@ -2594,6 +2952,255 @@ SEALPOST_API int sealpost_account_publish_wait(struct sealpost_client *c, const 
 	return 0;
 }
 
+SEALPOST_API int sealpost_log_fetch(struct sealpost_client *c, uint64_t first, uint64_t second,
+				    uint64_t leaf, uint64_t *client_id)
+{
+	struct sp_frame f = { .type = SP_FRAME_LOG_FETCH };
+	int r;
+
+	if (!c)
+		return -EINVAL;
+	if (!connected(c))
+		return -ENOTCONN;
+	r = check_room(c);
+	if (r < 0)
+		return r;
+	if (!connected(c))
+		return -ENOTCONN;
+	f.u.log.client_id = ++c->next_log_id & ~LOG_OWN_BIT;
+	f.u.log.first = first;
+	f.u.log.second = second;
+	f.u.log.leaf = leaf;
+	r = sp_session_tx_frame(c->ss, &f, NULL, 0);
+	if (r < 0)
+		return r;
+	if (client_id)
+		*client_id = f.u.log.client_id;
+	return 0;
+}
+
+/*
+ * LogFetch(first, second) and its answer: 0 with *status; when ACCEPTED,
+ * the key learned or matched, *sth verified and *con decoded.
+ * -SEALPOST_ELOGKEY, -SEALPOST_ELOGPROOF, -EPROTO, the wait's errors.
+ */
+static int log_fetch_wait(struct sealpost_client *c, uint64_t first, uint64_t second,
+			  int64_t deadline, int *status, struct sp_sth *sth,
+			  struct sp_consistency *con)
+{
+	struct sealpost_event ev = { 0 };
+	uint64_t id = 0;
+	int r;
+
+	r = sealpost_log_fetch(c, first, second, 0, &id);
+	if (r < 0)
+		return r;
+	r = wait_for(c, SEALPOST_EVENT_LOG_REPLY, id, deadline, &ev);
+	if (r < 0)
+		return r;
+	*status = ev.status;
+	if (ev.status != SEALPOST_STATUS_ACCEPTED)
+		return 0;
+	r = sp_clog_learn_key(&c->clog, ev.sender);
+	if (r < 0)
+		return r;
+	if (sp_clog_reply_parse(ev.data, ev.len, (size_t)ev.seq, sth, con) < 0)
+		return -EPROTO;
+	if (sp_sth_verify(sth, c->clog.key) < 0)
+		return -SEALPOST_ELOGPROOF;
+	return 0;
+}
+
+/* The proof between verified heads a and b, fetched and checked now:
+ * 0, or -SEALPOST_ESPLITVIEW (and the event), or the wait's errors. */
+static int log_prove_wait(struct sealpost_client *c, const struct sp_sth *a,
+			  const struct sp_sth *b, int64_t deadline)
+{
+	uint64_t lo = a->tree_size < b->tree_size ? a->tree_size : b->tree_size;
+	uint64_t hi = a->tree_size < b->tree_size ? b->tree_size : a->tree_size;
+	struct sp_consistency con;
+	struct sp_sth now;
+	int status = 0, r;
+
+	r = log_fetch_wait(c, lo, hi, deadline, &status, &now, &con);
+	if (r < 0)
+		return r;
+	if (status != SEALPOST_STATUS_ACCEPTED || sp_clog_prove(&c->clog, a, b, &con) < 0) {
+		split_view(c, a, b);
+		return -SEALPOST_ESPLITVIEW;
+	}
+	return 0;
+}
+
+static int log_sync(struct sealpost_client *c, int64_t deadline)
+{
+	struct sp_consistency con;
+	struct sp_sth seen, kept;
+	uint64_t m = 0, n = 0;
+	int status = 0, r;
+
+	r = log_fetch_wait(c, 0, 0, deadline, &status, &seen, &con);
+	if (r < 0)
+		return r;
+	if (status != SEALPOST_STATUS_ACCEPTED)
+		return -EPROTO;   /* a broker without a log */
+	kept = c->clog.head;
+	r = sp_clog_judge(&c->clog, &seen, &m, &n);
+	if (r == -SEALPOST_ESPLITVIEW)
+		split_view(c, &kept, &seen);
+	if (r == 1)
+		r = log_prove_wait(c, &kept, &seen, deadline);
+	return r;
+}
+
+SEALPOST_API int sealpost_log_sync(struct sealpost_client *c, int timeout_ms,
+				   uint8_t head[113], uint8_t log_key[32])
+{
+	int r;
+
+	if (!c)
+		return -EINVAL;
+	if (c->foreign)
+		return -EOPNOTSUPP;
+	begin_call(c);
+	r = log_sync(c, deadline_of(timeout_ms));
+	if (r < 0)
+		return r;
+	if (head)
+		sp_sth_encode(&c->clog.head, head);
+	if (log_key)
+		memcpy(log_key, c->clog.key, SP_LOG_KEY_LEN);
+	return 0;
+}
+
+/* A leaf's account and version, for the audit's order check. */
+struct audit_leaf {
+	uint8_t account[SP_ACCOUNT_LEN];
+	uint64_t version, index;
+};
+
+static int audit_leaf_cmp(const void *a, const void *b)
+{
+	const struct audit_leaf *x = a, *y = b;
+	int r = memcmp(x->account, y->account, SP_ACCOUNT_LEN);
+
+	if (r)
+		return r;
+	return x->index < y->index ? -1 : x->index > y->index;
+}
+
+/* Audit window: LogFetches in flight at once (answers come in order). */
+enum { AUDIT_WINDOW = 64 };
+
+/*
+ * The audit proper, after log_sync: every leaf of the kept head's tree
+ * fetched (LogFetch{0, n, i + 1}), each a list that verifies, versions per
+ * account only rising in log order, and the root recomputed from the
+ * leaves equal to the signed head's.
+ */
+static int log_audit(struct sealpost_client *c, int64_t deadline,
+		     struct sealpost_log_audit *out)
+{
+	uint64_t n = c->clog.head.tree_size, sent = 0, got = 0, ids[AUDIT_WINDOW];
+	struct audit_leaf *al = NULL;
+	sp_merkle_hash *hashes = NULL;
+	struct sp_merkle_mem mem;
+	uint8_t root[SP_MERKLE_HASH_LEN];
+	int r = 0;
+
+	out->size = n;
+	if (n > SP_MERKLE_SIZE_MAX)
+		return -SEALPOST_ELOGPROOF;
+	if (n) {
+		hashes = malloc((size_t)n * sizeof(*hashes));
+		al = malloc((size_t)n * sizeof(*al));
+		if (!hashes || !al) {
+			r = -ENOMEM;
+			goto out;
+		}
+	}
+	while (got < n) {
+		struct sealpost_event ev = { 0 };
+		struct sp_devlist l;
+
+		while (sent < n && sent - got < AUDIT_WINDOW) {
+			r = sealpost_log_fetch(c, 0, n, sent + 1, &ids[sent % AUDIT_WINDOW]);
+			if (r < 0)
+				goto out;
+			sent++;
+		}
+		r = wait_for(c, SEALPOST_EVENT_LOG_REPLY, ids[got % AUDIT_WINDOW], deadline, &ev);
+		if (r < 0)
+			goto out;
+		if (ev.status != SEALPOST_STATUS_ACCEPTED || ev.seq > ev.len ||
+		    sodium_memcmp(ev.sender, c->clog.key, SP_LOG_KEY_LEN) != 0) {
+			out->bad_leaf = got + 1;
+			r = -SEALPOST_ELOGPROOF;
+			goto out;
+		}
+		sp_merkle_leaf_hash(hashes[got], ev.data, (size_t)ev.seq);
+		if (sp_acct_store_check(NULL, ev.data, (size_t)ev.seq, &l) < 0) {
+			out->bad_leaf = got + 1;
+			r = -SEALPOST_EBADLIST;
+			goto out;
+		}
+		memcpy(al[got].account, l.account, SP_ACCOUNT_LEN);
+		al[got].version = l.version;
+		al[got].index = got;
+		got++;
+	}
+	mem.leaves = hashes;
+	mem.count = n;
+	if (n)
+		r = sp_merkle_root(sp_merkle_mem_subtree, &mem, n, root);
+	else
+		sp_merkle_empty_root(root);
+	if (r < 0)
+		goto out;
+	if (sodium_memcmp(root, c->clog.head.root, SP_MERKLE_HASH_LEN) != 0) {
+		r = -SEALPOST_ELOGPROOF;
+		goto out;
+	}
+	/* per account, in log order, each list newer than the one before */
+	if (n)
+		qsort(al, (size_t)n, sizeof(*al), audit_leaf_cmp);
+	for (uint64_t i = 0; i < n; i++) {
+		bool first = i == 0 || memcmp(al[i].account, al[i - 1].account, SP_ACCOUNT_LEN) != 0;
+
+		if (first) {
+			out->accounts++;
+		} else if (al[i].version <= al[i - 1].version) {
+			out->bad_leaf = al[i].index + 1;
+			r = -SEALPOST_EROLLBACK;
+			goto out;
+		}
+	}
+out:
+	free(hashes);
+	free(al);
+	return r;
+}
+
+SEALPOST_API int sealpost_log_audit(struct sealpost_client *c, int timeout_ms,
+				    struct sealpost_log_audit *out)
+{
+	int64_t deadline = deadline_of(timeout_ms);
+	int r;
+
+	if (!c || !out)
+		return -EINVAL;
+	if (c->foreign)
+		return -EOPNOTSUPP;
+	memset(out, 0, sizeof(*out));
+	begin_call(c);
+	r = log_sync(c, deadline);
+	if (r < 0)
+		return r;
+	sp_sth_encode(&c->clog.head, out->head);
+	memcpy(out->log_key, c->clog.key, SP_LOG_KEY_LEN);
+	return log_audit(c, deadline, out);
+}
+
 SEALPOST_API int sealpost_account_fetch_wait(struct sealpost_client *c,
 					     const uint8_t account[SEALPOST_ACCOUNT_KEY_LEN],
 					     int timeout_ms, struct sealpost_devlist *out,
@@ -2601,17 +3208,31 @@ SEALPOST_API int sealpost_account_fetch_wait(struct sealpost_client *c,
 {
 	int64_t deadline = deadline_of(timeout_ms);
 	struct sealpost_event ev = { 0 };
+	uint8_t copy[SP_DEVLIST_MAX];
 	struct sp_devlist l;
+	struct sp_sth kept;
 	uint64_t id = 0;
+	size_t len;
 	int r;
 
 	if (!c || !account || !out || (raw && (!raw_len || raw_cap < SP_DEVLIST_MAX)))
 		return -EINVAL;
+	if (c->foreign)
+		return -EOPNOTSUPP;
 	begin_call(c);
+	if (!c->clog.key_ok) {
+		/* The log key first: no list is used unchecked. */
+		r = log_sync(c, deadline);
+		if (r < 0)
+			return r;
+	}
 	r = sealpost_account_fetch(c, account, &id);
 	if (r < 0)
 		return r;
+	c->sync_list_id = id;
+	c->sync_need = false;
 	r = wait_for(c, SEALPOST_EVENT_LIST_RESULT, id, deadline, &ev);
+	c->sync_list_id = 0;
 	if (r < 0)
 		return r;
 	if (ev.status == SEALPOST_STATUS_ERR_LIST_UNKNOWN)
@@ -2626,13 +3247,36 @@ SEALPOST_API int sealpost_account_fetch_wait(struct sealpost_client *c,
 	}
 	if (ev.error < 0)
 		return ev.error;
+	if (ev.len > sizeof(copy))
+		return -EPROTO;
+	len = ev.len;
+	memcpy(copy, ev.data, len);
+	if (c->sync_need) {
+		/* A head of another size than the kept one: proven consistent
+		 * before the list is kept or used. */
+		c->sync_need = false;
+		kept = c->clog.head;
+		r = log_prove_wait(c, &kept, &c->sync_seen, deadline);
+		if (r < 0)
+			return r;
+		if (c->acct_store) {
+			r = sp_acct_store_check(c->acct_store, copy, len, &l);
+			if (r == -SEALPOST_EROLLBACK) {
+				if (sealpost_account_store_get(c->acct_store, account, out) < 0)
+					memset(out, 0, sizeof(*out));
+				return r;
+			}
+			if (r < 0 && r != -EIO && r != -ENOMEM)
+				return r;
+		}
+	}
 	/* Already verified when the frame became the event. */
-	if (sp_devlist_verify(ev.data, ev.len, &l) < 0)
+	if (sp_devlist_verify(copy, len, &l) < 0)
 		return -SEALPOST_EBADLIST;
 	sp_acct_to_public(&l, out);
 	if (raw) {
-		memcpy(raw, ev.data, ev.len);
-		*raw_len = ev.len;
+		memcpy(raw, copy, len);
+		*raw_len = len;
 	}
 	return 0;
 }

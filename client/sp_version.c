@@ -56,6 +56,10 @@ static const struct {
 	{ SEALPOST_EKEYFORMAT, "malformed key file: expected 64 hex digits and a newline" },
 	{ SEALPOST_EQUEUEFULL, "disconnected, and the offline send queue is full" },
 	{ SEALPOST_EDEADPEER, "the broker stopped answering (keepalive timed out)" },
+	{ SEALPOST_ELOGPROOF, "the broker's transparency log proof does not verify: list refused" },
+	{ SEALPOST_ESPLITVIEW, "SPLIT VIEW: the broker's transparency log showed two different "
+			       "histories" },
+	{ SEALPOST_ELOGKEY, "the broker's transparency log key is unknown or not the one kept" },
 };
 
 SEALPOST_API const char *sealpost_strerror(int err)

@@ -128,6 +128,10 @@ enum sealpost_error {
 	SEALPOST_EBADLIST = 7008,       /* a list that does not verify (signature, encoding, account) */
 	SEALPOST_ENOLIST = 7009,        /* the broker has no list for that account */
 	SEALPOST_ELINKFORMAT = 7010,    /* not a link request string */
+	/* The transparency log (docs/PROTOCOL.md 11.7, docs/CLIENT.md). */
+	SEALPOST_ELOGPROOF = 7018,      /* a served list's tree head or inclusion proof does not verify */
+	SEALPOST_ESPLITVIEW = 7019,     /* the log showed heads that are not prefixes of one log */
+	SEALPOST_ELOGKEY = 7020,        /* the broker's log key is not the one kept, or is unknown */
 };
 
 /*
@@ -668,6 +672,20 @@ enum sealpost_event_type {
 	/* Answer to sealpost_push_register / sealpost_push_remove: id, status
 	 * (ACCEPTED or a SEALPOST_STATUS_ERR_PUSH_* / ERR_INTERNAL). */
 	SEALPOST_EVENT_PUSH_RESULT = 14,
+	/* LOUD: the broker's transparency log showed two histories that cannot
+	 * both be prefixes of one log (docs/CLIENT.md, "Split view"). error
+	 * -SEALPOST_ESPLITVIEW, sender the log key, data/len two 113-byte
+	 * signed tree heads (PROTOCOL.md 11.7 `sth`): the one this device
+	 * kept, then the one that contradicts it (from the broker or from a
+	 * peer's envelope). Both carry the log's signature: together they are
+	 * proof to a third party. Tell the person; stop trusting this broker's
+	 * lists. Emitted beside the event that revealed it. */
+	SEALPOST_EVENT_SPLIT_VIEW = 18,
+	/* Answer to sealpost_log_fetch: client_id, status (ACCEPTED,
+	 * ERR_LOG_RANGE, ERR_INTERNAL), sender the log key, seq the leaf's
+	 * length, data/len the LogReply body (leaf | sth | consistency,
+	 * PROTOCOL.md 11.7), unchecked. */
+	SEALPOST_EVENT_LOG_REPLY = 19,
 };
 
 struct sealpost_event {
@@ -929,6 +947,60 @@ SEALPOST_API int sealpost_account_fetch_wait(struct sealpost_client *c,
 SEALPOST_API int sealpost_client_send_devices(struct sealpost_client *c,
 					      const struct sealpost_devlist *l, const void *msg,
 					      size_t msg_len, uint64_t *first_id);
+
+/*
+ * The transparency log (docs/CLIENT.md, "Transparency log"). The library
+ * checks every list it receives against the broker's log: the signed tree
+ * head under the log key, the inclusion of the list's bytes, and the
+ * consistency of each newer head with the one kept (a LogFetch of the
+ * proof); once it keeps a head it puts it inside every envelope it seals
+ * and checks the heads peers send. The log key is learned over the Noise
+ * session authenticated by the pinned broker key the first time it is
+ * needed (a list pushed before that waits for it), and with an account
+ * store attached it is kept there from then on, with the newest head (a
+ * different key later: -SEALPOST_ELOGKEY).
+ */
+
+/* Queues LogFetch{first, second, leaf} (leaf: 1 + index, 0 none; second 0:
+ * the head's size); answer: LOG_REPLY with *client_id. -ENOTCONN. */
+SEALPOST_API int sealpost_log_fetch(struct sealpost_client *c, uint64_t first, uint64_t second,
+				    uint64_t leaf, uint64_t *client_id);
+/*
+ * The log's current head, checked and kept (socket mode): asks the broker,
+ * verifies the head under the kept log key (pinning the broker's on first
+ * use) and its consistency with the head kept. head: caller-owned, 113
+ * bytes (the sth encoding), may be NULL; log_key: 32 bytes, may be NULL.
+ * 0, -SEALPOST_ELOGKEY, -SEALPOST_ELOGPROOF, -SEALPOST_ESPLITVIEW (a
+ * SPLIT_VIEW event is kept for next_event), -EPROTO (the broker has no
+ * log), -ETIMEDOUT, or the connection's error.
+ */
+SEALPOST_API int sealpost_log_sync(struct sealpost_client *c, int timeout_ms,
+				   uint8_t head[113], uint8_t log_key[32]);
+/*
+ * Audits the whole log (socket mode; `sealpost account audit`): the head is
+ * synced as by sealpost_log_sync, then every leaf of its tree is fetched
+ * (64 LogFetches in flight), each must be a list that verifies, each
+ * account's versions must only rise in log order, and the root recomputed
+ * from the leaves must be the signed head's. Cost: one round trip per 64
+ * leaves and 32 + 48 bytes of memory per leaf. out: caller-owned, filled
+ * as far as the audit got. 0; -SEALPOST_ELOGPROOF (the leaves are not the
+ * signed tree, or a leaf was refused: bad_leaf says which, 0 for the root);
+ * -SEALPOST_EBADLIST (leaf bad_leaf is not a valid list);
+ * -SEALPOST_EROLLBACK (leaf bad_leaf is not newer than its account's
+ * previous one); sealpost_log_sync's errors.
+ */
+struct sealpost_log_audit {
+	uint64_t size;          /* leaves in the audited tree */
+	uint64_t accounts;      /* distinct accounts among them */
+	uint64_t bad_leaf;      /* 1 + index of the leaf at fault; 0: none, or the root */
+	uint8_t head[113];      /* the audited signed tree head (PROTOCOL.md 11.7 sth) */
+	uint8_t log_key[32];
+};
+SEALPOST_API int sealpost_log_audit(struct sealpost_client *c, int timeout_ms,
+				    struct sealpost_log_audit *out);
+/* The log key and head kept in st (either may be NULL): 0 or -ENOENT. */
+SEALPOST_API int sealpost_account_store_log(struct sealpost_account_store *st,
+					    uint8_t log_key[32], uint8_t head[113]);
 
 /* ------------------------------------------------------ foreign loops --- */
 

@@ -128,19 +128,13 @@ static void notify(struct sp_shard *sh, const struct sp_conn *publisher,
 	}
 }
 
-/* Devices of old that new no longer names: mailbox dropped (in this
- * iteration's batch), connection ended with GoAway REMOVED. */
-static void drop_removed(struct sp_shard *sh, const uint8_t (*removed)[SP_KEY_LEN], size_t n)
+/* Devices of old that new no longer names, after the list is stored (their
+ * mailboxes went before it): connections ended with GoAway REMOVED. */
+static void close_removed(struct sp_shard *sh, const uint8_t (*removed)[SP_KEY_LEN], size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		struct sp_conn *rc = sp_deliver_recipient(sh, removed[i]);
-		uint64_t count = 0, bytes = 0;
-		int r = sp_mailbox_purge(sh, removed[i], &count, &bytes);
 
-		if (r < 0 && r != -ENOENT)
-			SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
-				       "removed device's mailbox not purged",
-				       SP_KV_STR("error", strerror(-r)));
 		if (rc)
 			sp_life_end_later(sh, rc, SP_CLOSE_REMOVED);
 	}
@@ -216,6 +210,17 @@ enum sp_close_reason sp_account_put(struct sp_shard *sh, struct sp_conn *c,
 		return reply(sh, c, f, st, has_old ? ol.version : 0, NULL, 0, 0);
 	nadded = minus(&nl, has_old ? &ol : NULL, added);
 	nremoved = has_old ? minus(&ol, &nl, removed) : 0;
+	/* The removed devices' mailboxes first, committed: a list on disk that
+	 * removes a device never outlives (a crash) that device's mail, which
+	 * it could otherwise still read by connecting with its key. A purge
+	 * that fails leaves the list unwritten: the publisher retries. */
+	if (nremoved && sp_mailbox_purge_now(sh, (const uint8_t (*)[SP_KEY_LEN])removed,
+					     nremoved) < 0) {
+		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
+			       "removed devices' mailboxes not purged: device list not stored",
+			       SP_KV_STR("detail", sp_store_errmsg(sh->store)));
+		return reply(sh, c, f, SP_STATUS_ERR_INTERNAL, ol.version, NULL, 0, 0);
+	}
 	r = sp_store_list_put(sh->store, nl.account, f->body, f->body_len,
 			      (const uint8_t (*)[SP_KEY_LEN])added, nadded,
 			      (const uint8_t (*)[SP_KEY_LEN])removed, nremoved);
@@ -232,7 +237,7 @@ enum sp_close_reason sp_account_put(struct sp_shard *sh, struct sp_conn *c,
 
 		why = reply(sh, c, f, SP_STATUS_ACCEPTED, nl.version, ext, 0, n);
 	}
-	drop_removed(sh, (const uint8_t (*)[SP_KEY_LEN])removed, nremoved);
+	close_removed(sh, (const uint8_t (*)[SP_KEY_LEN])removed, nremoved);
 	notify(sh, c, &nl, f->body, f->body_len);
 	return why;
 }

@@ -295,6 +295,34 @@ int sp_mailbox_purge(struct sp_shard *sh, const uint8_t device[SP_KEY_LEN], uint
 	return sp_store_purge(b, device, count, bytes);
 }
 
+static int commit(struct sp_shard *sh);
+static void send_results(struct sp_shard *sh, int commit_ret);
+
+int sp_mailbox_purge_now(struct sp_shard *sh, const uint8_t (*devices)[SP_KEY_LEN], size_t n)
+{
+	int ret = 0;
+
+	if (!sh->store)
+		return -ENOENT;
+	for (size_t i = 0; i < n && ret == 0; i++) {
+		uint64_t count = 0, bytes = 0;
+		int r = sp_mailbox_purge(sh, devices[i], &count, &bytes);
+
+		if (r < 0 && r != -ENOENT)
+			ret = -EIO;
+	}
+	/* Committed even after a failed purge: the batch holds others'
+	 * envelopes, whose results are due either way. */
+	{
+		int r = commit(sh);
+
+		send_results(sh, r);
+		if (r < 0)
+			ret = -EIO;
+	}
+	return ret;
+}
+
 void sp_mailbox_tick(struct sp_shard *sh)
 {
 	struct sp_store_batch *b;

@@ -102,6 +102,17 @@ enum sp_close_reason sp_mailbox_ack(struct sp_shard *sh, struct sp_conn *c,
 int sp_mailbox_purge(struct sp_shard *sh, const uint8_t device[SP_KEY_LEN], uint64_t *count,
 		     uint64_t *bytes);
 
+/*
+ * The mailboxes of devices (n keys, borrowed) purged and committed now,
+ * with everything else this iteration's batch holds (whose SendResults go
+ * out as at the end of an iteration): for a device list that removes them,
+ * which is written after this. The list write is synced and RocksDB's WAL
+ * is one ordered log, so after a crash a removal is never on disk without
+ * its purge. 0; -ENOENT without a store; -EIO if a purge or the commit
+ * failed (then the list must not be written).
+ */
+int sp_mailbox_purge_now(struct sp_shard *sh, const uint8_t (*devices)[SP_KEY_LEN], size_t n);
+
 /* Housekeeping at a tick: --fsync batch's periodic fsync and a bounded step
  * of the expiry sweep (committed with the iteration's batch). */
 void sp_mailbox_tick(struct sp_shard *sh);

@@ -32,6 +32,8 @@
 #include "sealpost.h"
 #include "sp_devlist.h"
 #include "sp_key.h"
+#include "sp_keyfile.h"
+#include "sp_sth.h"
 #include "sp_store.h"
 #include "support.h"
 
@@ -328,6 +330,7 @@ static void test_tampered_broker(void **state)
 					"--server-key", srvkey, "--key", keyfile, "--accounts",
 					store_path, hex, NULL };
 
+		sealpost_client_set_account_store(k.c, NULL);
 		sealpost_account_store_close(st);
 		st = NULL;
 		ex = run_cli(args);
@@ -368,9 +371,20 @@ static void test_tampered_broker(void **state)
 				       "--key", keyfile, "--accounts", store_path, "--to-account",
 				       hex, "x", NULL };
 
+		sealpost_client_set_account_store(k.c, NULL);   /* it must outlive k.c */
 		sealpost_account_store_close(st);
 		st = NULL;
 		assert_int_equal(run_cli(args), 7);
+	}
+	/* Whatever clients were shown, the tampered broker's log now holds the
+	 * rolled-back and the forged lists: an audit finds the forged one
+	 * (the last leaf, the first that does not verify). */
+	{
+		struct sealpost_log_audit au;
+
+		assert_int_equal(sealpost_log_audit(k.c, TMO, &au), -SEALPOST_EBADLIST);
+		assert_true(au.size >= 4);
+		assert_int_equal(au.bad_leaf, au.size);
 	}
 	(void)id;
 	dev_free(&k);
@@ -387,22 +401,325 @@ static void test_remove(void **state)
 	struct sealpost_event ev;
 	uint8_t pk[32];
 
+	struct dev t;
+	uint64_t id = 0;
+	int status = 0;
+
 	(void)state;
 	dev_new(&a, 0);
 	dev_new(&b, SEALPOST_CONNECT_NO_RECONNECT);
+	dev_new(&t, SEALPOST_CONNECT_NO_RECONNECT);
 	new_account(&acct, pk, &a, "laptop");
 	link_device(&a, acct, pk, &b, "phone");
+	link_device(&a, acct, pk, &t, "tablet");
+	/* the tablet goes offline with mail waiting */
+	sealpost_client_close(t.c);
+	t.c = NULL;
+	assert_int_equal(sealpost_client_send(a.c, t.pub, "for the tablet", 14, &id), 0);
+	assert_int_equal(sealpost_client_wait_result(a.c, id, TMO, &status, NULL), 0);
+	assert_int_equal(status, SEALPOST_STATUS_ACCEPTED);
+	/* one list removes the phone (connected) and the tablet (offline) */
 	assert_int_equal(sealpost_account_fetch_wait(a.c, pk, TMO, &l, NULL, 0, NULL), 0);
 	assert_int_equal(sealpost_devlist_remove(&l, b.pub), 0);
+	assert_int_equal(sealpost_devlist_remove(&l, t.pub), 0);
 	l.version++;
 	assert_int_equal(publish(&a, acct, &l), SEALPOST_STATUS_ACCEPTED);
 	wait_event(&b, SEALPOST_EVENT_GOAWAY, &ev);
 	assert_int_equal(ev.status, SEALPOST_STATUS_GOAWAY_REMOVED);
 	assert_string_equal(sealpost_status_string(ev.status), "goaway_removed");
 	wait_event(&b, SEALPOST_EVENT_CLOSED, &ev);
+	/* the tablet's key reconnects: its mailbox went with the removal */
+	{
+		struct sealpost_connect_opts o = SEALPOST_CONNECT_OPTS_INIT;
+
+		o.flags = SEALPOST_CONNECT_NO_RECONNECT;
+		assert_int_equal(sealpost_client_connect_opts(&t.c, broker.addr, t.key,
+							      broker.server_pub, TMO, &o), 0);
+	}
+	for (;;) {
+		assert_int_equal(sealpost_client_next_event(t.c, &ev, TMO), 1);
+		assert_int_not_equal(ev.type, SEALPOST_EVENT_MESSAGE);
+		assert_int_not_equal(ev.type, SEALPOST_EVENT_CLOSED);
+		if (ev.type == SEALPOST_EVENT_DRAINED)
+			break;
+	}
+	assert_int_equal(ev.id, 0);
 	sealpost_account_free(acct);
 	dev_free(&a);
 	dev_free(&b);
+	dev_free(&t);
+}
+
+/* A device whose key is made first (the fork needs it before the broker). */
+static void dev_with_key(struct dev *d, struct sealpost_key *key, uint32_t flags)
+{
+	struct sealpost_connect_opts o = SEALPOST_CONNECT_OPTS_INIT;
+
+	o.flags = flags;
+	d->key = key;
+	sealpost_key_public(d->key, d->pub);
+	assert_int_equal(sealpost_client_connect_opts(&d->c, broker.addr, d->key, broker.server_pub,
+						      TMO, &o), 0);
+}
+
+/* A new broker with an empty data directory (the tampered broker's log
+ * holds the lists it was made to store); fork: the device shown a forked
+ * log (SEALPOSTD_TEST_LOG_FORK), or NULL. */
+static void fresh_broker(const char *fork)
+{
+	assert_int_equal(sp_it_broker_stop(&broker), 0);
+	sp_it_rmrf(broker.data_dir);
+	if (fork)
+		setenv("SEALPOSTD_TEST_LOG_FORK", fork, 1);
+	assert_int_equal(sp_it_broker_start(&broker, NULL, NULL), 0);
+	unsetenv("SEALPOSTD_TEST_LOG_FORK");
+}
+
+static void read_log_key(uint8_t key[32])
+{
+	char path[512];
+
+	snprintf(path, sizeof(path), "%s/log.pub", broker.data_dir);
+	assert_int_equal(sp_keyfile_read_public(path, key), 0);
+}
+
+/* Whether the file at path holds the line `log <hex of key>` (a head may follow). */
+static bool file_has_log_line(const char *path, const uint8_t key[32])
+{
+	char line[1024], want[80];
+	bool found = false;
+	FILE *f = fopen(path, "r");
+
+	assert_non_null(f);
+	snprintf(want, sizeof(want), "log ");
+	sealpost_key_to_hex(key, want + 4);
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, want, strlen(want)) == 0)
+			found = true;
+	fclose(f);
+	return found;
+}
+
+/*
+ * The client side of the log on an honest broker: lists are checked and
+ * the key pinned in the store (kept across a reopen); sealpost_log_sync
+ * gives a head that verifies under DATA_DIR/log.pub; messages carry the
+ * sender's head inside the seal and the receiver gets exactly what was
+ * sent; a device with no store learns the key by itself before it hands
+ * out a list pushed to it.
+ */
+static void test_log_checks(void **state)
+{
+	struct dev a, b;
+	struct sealpost_account *acct = NULL;
+	struct sealpost_account_store *st = NULL;
+	struct sealpost_devlist l;
+	struct sealpost_event ev;
+	uint8_t pk[32], lk[32], got_key[32], head[SP_STH_LEN], kept_head[SP_STH_LEN];
+	char store_path[300];
+	struct sp_sth sth;
+	uint64_t id = 0;
+	int status = 0;
+
+	(void)state;
+	fresh_broker(NULL);
+	read_log_key(lk);
+	dev_new(&a, 0);
+	dev_new(&b, 0);
+	snprintf(store_path, sizeof(store_path), "%s/log-accounts", dir);
+	assert_int_equal(sealpost_account_store_open(&st, store_path), 0);
+	sealpost_client_set_account_store(a.c, st);
+	new_account(&acct, pk, &a, "laptop");
+	assert_int_equal(sealpost_account_fetch_wait(a.c, pk, TMO, &l, NULL, 0, NULL), 0);
+	assert_int_equal(sealpost_log_sync(a.c, TMO, head, got_key), 0);
+	assert_memory_equal(got_key, lk, 32);
+	assert_int_equal(sp_sth_decode(head, sizeof(head), &sth), 0);
+	assert_int_equal(sp_sth_verify(&sth, lk), 0);
+	assert_true(sth.tree_size >= 1);
+	/* kept in the store, and in its file */
+	assert_int_equal(sealpost_account_store_log(st, got_key, kept_head), 0);
+	assert_memory_equal(got_key, lk, 32);
+	assert_memory_equal(kept_head, head, sizeof(head));
+	assert_true(file_has_log_line(store_path, lk));
+	sealpost_client_set_account_store(a.c, NULL);
+	sealpost_account_store_close(st);
+	assert_int_equal(sealpost_account_store_open(&st, store_path), 0);
+	memset(got_key, 0, sizeof(got_key));
+	assert_int_equal(sealpost_account_store_log(st, got_key, kept_head), 0);
+	assert_memory_equal(got_key, lk, 32);
+	sealpost_client_set_account_store(a.c, st);
+
+	/* a's head travels inside the seal; b gets exactly the message */
+	assert_int_equal(sealpost_client_send(a.c, b.pub, "hello", 5, &id), 0);
+	assert_int_equal(sealpost_client_wait_result(a.c, id, TMO, &status, NULL), 0);
+	assert_int_equal(status, SEALPOST_STATUS_ACCEPTED);
+	wait_event(&b, SEALPOST_EVENT_MESSAGE, &ev);
+	assert_int_equal(ev.len, 5);
+	assert_memory_equal(ev.data, "hello", 5);
+	assert_memory_equal(ev.sender, a.pub, 32);
+	/* b never asked for anything: linking it pushes a list, checked
+	 * against the log all the same (no -SEALPOST_ELOGKEY) */
+	link_device(&a, acct, pk, &b, "phone");
+	wait_event(&b, SEALPOST_EVENT_LIST_CHANGED, &ev);
+	assert_int_equal(ev.error, 0);
+	assert_int_equal(ev.seq, 2);
+	assert_int_equal(sealpost_log_sync(b.c, TMO, NULL, got_key), 0);
+	assert_memory_equal(got_key, lk, 32);
+
+	/* the whole log audited: by the library, and by the CLI (exit 0) */
+	{
+		struct sealpost_log_audit au;
+		struct sp_sth h;
+		char keyfile[300], srvkey[65];
+
+		assert_int_equal(sealpost_log_audit(a.c, TMO, &au), 0);
+		assert_int_equal(sp_sth_decode(au.head, sizeof(au.head), &h), 0);
+		assert_int_equal(sp_sth_verify(&h, lk), 0);
+		assert_int_equal(au.size, h.tree_size);
+		assert_true(au.size >= 2);
+		assert_true(au.accounts >= 1 && au.accounts <= au.size);
+		assert_int_equal(au.bad_leaf, 0);
+		assert_memory_equal(au.log_key, lk, 32);
+		snprintf(keyfile, sizeof(keyfile), "%s/audit.key", dir);
+		assert_int_equal(sealpost_key_save(a.key, keyfile), 0);
+		sealpost_key_to_hex(broker.server_pub, srvkey);
+		sealpost_client_set_account_store(a.c, NULL);
+		sealpost_account_store_close(st);
+		st = NULL;
+		{
+			const char *args[] = { "account", "audit", "--server", broker.addr,
+					       "--server-key", srvkey, "--key", keyfile,
+					       "--accounts", store_path, NULL };
+
+			assert_int_equal(run_cli(args), 0);
+		}
+	}
+	sealpost_account_store_close(st);
+	sealpost_account_free(acct);
+	dev_free(&a);
+	dev_free(&b);
+}
+
+/*
+ * A broker that shows one device (the laptop) a forked log, one ghost list
+ * at its end signed with the real log key (SEALPOSTD_TEST_LOG_FORK): the
+ * laptop's own view is consistent, so nothing it is served alone exposes
+ * it; one sealed message from the honest phone, carrying the phone's head,
+ * does: the library raises SPLIT_VIEW with both signed heads, and still
+ * hands out the message itself unchanged.
+ */
+static void test_split_view(void **state)
+{
+	struct dev phone, laptop;
+	struct sealpost_key *lkey = NULL;
+	struct sealpost_account *acct = NULL, *acct2 = NULL;
+	struct sealpost_devlist l;
+	struct sealpost_event ev;
+	uint8_t pk[32], pk2[32], lk[32], ph[SP_STH_LEN], lh[SP_STH_LEN];
+	char hex[65];
+	struct sp_sth a, b;
+	uint64_t id = 0;
+	int status = 0;
+	bool msg = false, split = false;
+
+	(void)state;
+	assert_int_equal(sealpost_key_generate(&lkey), 0);
+	{
+		uint8_t lpub[32];
+
+		sealpost_key_public(lkey, lpub);
+		sealpost_key_to_hex(lpub, hex);
+	}
+	fresh_broker(hex);
+	read_log_key(lk);
+	dev_new(&phone, SEALPOST_CONNECT_NO_RECONNECT);
+	dev_with_key(&laptop, lkey, SEALPOST_CONNECT_NO_RECONNECT);
+
+	new_account(&acct, pk, &phone, "phone");
+	link_device(&phone, acct, pk, &laptop, "laptop");
+	/* each view verifies on its own */
+	assert_int_equal(sealpost_account_fetch_wait(laptop.c, pk, TMO, &l, NULL, 0, NULL), 0);
+	assert_int_equal(sealpost_log_sync(laptop.c, TMO, lh, NULL), 0);
+	assert_int_equal(sealpost_log_sync(phone.c, TMO, ph, NULL), 0);
+	assert_int_equal(sp_sth_decode(ph, sizeof(ph), &a), 0);
+	assert_int_equal(sp_sth_decode(lh, sizeof(lh), &b), 0);
+	assert_int_equal(b.tree_size, a.tree_size + 1);   /* the ghost */
+	/* the phone creates a second account of its own (the laptop is told
+	 * nothing): the real log is now the laptop's size, with another root */
+	new_account(&acct2, pk2, &phone, "phone");
+	assert_int_equal(sealpost_log_sync(phone.c, TMO, ph, NULL), 0);
+	assert_int_equal(sp_sth_decode(ph, sizeof(ph), &a), 0);
+	assert_int_equal(a.tree_size, b.tree_size);
+
+	assert_int_equal(sealpost_client_send(phone.c, laptop.pub, "hi", 2, &id), 0);
+	assert_int_equal(sealpost_client_wait_result(phone.c, id, TMO, &status, NULL), 0);
+	assert_int_equal(status, SEALPOST_STATUS_ACCEPTED);
+	for (int i = 0; i < 20 && !(msg && split); i++) {
+		assert_int_equal(sealpost_client_next_event(laptop.c, &ev, TMO), 1);
+		assert_int_not_equal(ev.type, SEALPOST_EVENT_CLOSED);
+		if (ev.type == SEALPOST_EVENT_MESSAGE) {
+			assert_int_equal(ev.len, 2);
+			assert_memory_equal(ev.data, "hi", 2);
+			msg = true;
+		} else if (ev.type == SEALPOST_EVENT_SPLIT_VIEW) {
+			struct sp_sth k, s;
+
+			assert_int_equal(ev.error, -SEALPOST_ESPLITVIEW);
+			assert_memory_equal(ev.sender, lk, 32);
+			assert_int_equal(ev.len, 2 * SP_STH_LEN);
+			/* both heads signed by the log: proof for a third party */
+			assert_int_equal(sp_sth_decode(ev.data, SP_STH_LEN, &k), 0);
+			assert_int_equal(sp_sth_decode(ev.data + SP_STH_LEN, SP_STH_LEN, &s), 0);
+			assert_int_equal(sp_sth_verify(&k, lk), 0);
+			assert_int_equal(sp_sth_verify(&s, lk), 0);
+			assert_int_equal(k.tree_size, s.tree_size);
+			assert_memory_not_equal(k.root, s.root, sizeof(k.root));
+			split = true;
+		}
+	}
+	assert_true(msg);
+	assert_true(split);
+	/* the phone, honest view, saw nothing wrong */
+	assert_int_equal(sealpost_log_sync(phone.c, TMO, NULL, NULL), 0);
+	/* An audit from the laptop's view finds the ghost: the last leaf is
+	 * not a list (a fresh client, so no kept head decides first); the
+	 * CLI exits 10. The phone's audit of the real log passes. */
+	{
+		struct sealpost_log_audit au;
+		struct dev fresh;
+		char keyfile[300], srvkey[65], accts[300];
+
+		assert_int_equal(sealpost_log_audit(phone.c, TMO, &au), 0);
+		assert_int_equal(au.size, a.tree_size);
+		fresh.key = NULL;
+		{
+			struct sealpost_connect_opts o = SEALPOST_CONNECT_OPTS_INIT;
+
+			o.flags = SEALPOST_CONNECT_NO_RECONNECT;
+			assert_int_equal(sealpost_client_connect_opts(&fresh.c, broker.addr, lkey,
+								      broker.server_pub, TMO, &o),
+					 0);
+		}
+		assert_int_equal(sealpost_log_audit(fresh.c, TMO, &au), -SEALPOST_EBADLIST);
+		assert_int_equal(au.size, b.tree_size + 1);
+		assert_int_equal(au.bad_leaf, au.size);   /* the ghost, at its end */
+		sealpost_client_close(fresh.c);
+		snprintf(keyfile, sizeof(keyfile), "%s/laptop.key", dir);
+		snprintf(accts, sizeof(accts), "%s/laptop-accounts", dir);
+		assert_int_equal(sealpost_key_save(lkey, keyfile), 0);
+		sealpost_key_to_hex(broker.server_pub, srvkey);
+		{
+			const char *args[] = { "account", "audit", "--server", broker.addr,
+					       "--server-key", srvkey, "--key", keyfile,
+					       "--accounts", accts, NULL };
+
+			assert_int_equal(run_cli(args), 10);
+		}
+	}
+	sealpost_account_free(acct2);
+	sealpost_account_free(acct);
+	dev_free(&phone);
+	dev_free(&laptop);
 }
 
 int main(void)
@@ -411,6 +728,8 @@ int main(void)
 		cmocka_unit_test(test_create_link_fanout),
 		cmocka_unit_test(test_tampered_broker),
 		cmocka_unit_test(test_remove),
+		cmocka_unit_test(test_log_checks),
+		cmocka_unit_test(test_split_view),
 	};
 
 	if (sodium_init() < 0)

@@ -6,7 +6,7 @@
 
 import { Connection, Emitter, SealpostError } from './client.js';
 import { connectWebSocket } from './transport.js';
-import { seal, open, SealError } from './seal.js';
+import { seal, open, unwrapLogHead, SealError } from './seal.js';
 import { parsePublicKey, keyValid } from './keys.js';
 import { toHex } from './bytes.js';
 import { so } from './sodium.js';
@@ -137,12 +137,15 @@ export class Device extends Emitter {
       if (this.autoAck && seq !== 0n && !c.closed) c.ack([seq]);
       return;
     }
+    // the sender's log head, if it put one first (PROTOCOL.md 11.7)
+    const { message, logHead } = unwrapLogHead(opened.message);
     const msg = {
       seq,
       from: toHex(opened.sender),
       fromKey: opened.sender,
-      message: opened.message,
-      text: () => new TextDecoder().decode(opened.message),
+      message,
+      logHead,
+      text: () => new TextDecoder().decode(message),
     };
     this.emit('message', msg);
     if (this.autoAck && seq !== 0n && !c.closed) c.ack([seq]);

@@ -57,3 +57,23 @@ export function open(recipient, body) {
     hs.destroy();
   }
 }
+
+// PROTOCOL.md 11.7: a sender that keeps a head of the broker's transparency
+// log puts it first in the sealed plaintext: "SPT1" | log_key[32] | sth[113]
+// (149 bytes). This client does not check the log (the C library does), but
+// the application must get exactly what was sent: the wrap is split off and
+// handed over as logHead { logKey, sth } for an app that wants to compare
+// heads itself. A message shorter than a wrap, or without the magic, is
+// returned as it is.
+export const LOG_WRAP_LEN = 149;
+const LOG_WRAP_MAGIC = [0x53, 0x50, 0x54, 0x31]; // "SPT1"
+
+export function unwrapLogHead(message) {
+  if (message.length < LOG_WRAP_LEN || LOG_WRAP_MAGIC.some((b, i) => message[i] !== b)) {
+    return { message, logHead: null };
+  }
+  return {
+    message: message.subarray(LOG_WRAP_LEN),
+    logHead: { logKey: message.slice(4, 36), sth: message.slice(36, LOG_WRAP_LEN) },
+  };
+}

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { encodeFrame, decodeFrames, encodeMessage, decodeMessage, decodeHeader, ProtoError } from '../src/proto.js';
 import { toHex, fromHex, concat } from '../src/bytes.js';
 import { preamble, lengthPrefix } from '../src/client.js';
+import { unwrapLogHead, LOG_WRAP_LEN } from '../src/seal.js';
 
 const K = Uint8Array.from({ length: 32 }, (_, i) => i + 1);
 
@@ -91,4 +92,24 @@ test('malformed frames are refused', () => {
   }
   assert.throws(() => decodeHeader(new Uint8Array(0)), ProtoError);
   assert.throws(() => encodeFrame({ type: 'ping', ping: { id: 1n }, body: Uint8Array.of(1) }), RangeError);
+});
+
+test('PROTOCOL.md 11.7: a sender\'s log head first in the plaintext is split off', () => {
+  const key = Uint8Array.from({ length: 32 }, (_, i) => 0x40 + i);
+  const sth = Uint8Array.from({ length: 113 }, (_, i) => i);
+  const text = new TextEncoder().encode('hello');
+  const wrapped = concat(new TextEncoder().encode('SPT1'), key, sth, text);
+  assert.equal(LOG_WRAP_LEN, 149);
+  const u = unwrapLogHead(wrapped);
+  assert.equal(new TextDecoder().decode(u.message), 'hello');
+  assert.equal(toHex(u.logHead.logKey), toHex(key));
+  assert.equal(toHex(u.logHead.sth), toHex(sth));
+  // an empty message after the wrap
+  assert.equal(unwrapLogHead(wrapped.subarray(0, LOG_WRAP_LEN)).message.length, 0);
+  // no magic, or too short for a wrap: the message as it is
+  for (const m of [text, wrapped.subarray(0, LOG_WRAP_LEN - 1), concat(new TextEncoder().encode('SPT2'), key, sth)]) {
+    const v = unwrapLogHead(m);
+    assert.equal(v.logHead, null);
+    assert.equal(toHex(v.message), toHex(m));
+  }
 });
