@@ -35,7 +35,20 @@ __all__ = [
     "Connected", "Disconnected", "Reconnected", "Opaque", "Pending",
     "version", "strerror", "seal", "open_envelope", "set_log_callback",
     "ESERVERKEY", "EUNKNOWNHOST", "EKEYMODE", "EKEYFORMAT", "EQUEUEFULL", "EDEADPEER",
+    "Account", "Device", "DeviceList", "AccountStore", "LogAudit", "link_request",
+    "parse_link_request", "ListResult", "ListChanged", "PushResult", "SplitView", "LogReply",
+    "EROLLBACK", "EBADLIST", "ENOLIST", "ELINKFORMAT", "ELOGPROOF", "ESPLITVIEW", "ELOGKEY",
 ]
+
+# The functions __del__ calls, bound at import, not on first use: cffi
+# builds a function's accessor under a lock it also holds while parsing a
+# type, and a garbage collection during such a parse runs __del__, which
+# would then wait for that lock forever (it did, in test_abi after objects
+# of test_accounts were collected).
+_key_free = lib.sealpost_key_free
+_client_close = lib.sealpost_client_close
+_account_free = lib.sealpost_account_free
+_store_close = lib.sealpost_account_store_close
 
 KEY_LEN = 32
 SEAL_OVERHEAD = 97
@@ -51,7 +64,10 @@ _CONNECT_OPAQUE_ALL = 1 << 4
 _SEND_ONLINE_ONLY = 1 << 0
 
 (_EV_MESSAGE, _EV_RESULT, _EV_PONG, _EV_GOAWAY, _EV_CLOSED, _EV_BAD_ENVELOPE, _EV_DRAINED,
- _EV_CONNECTED, _EV_DISCONNECTED, _EV_RECONNECTED, _EV_OPAQUE) = range(1, 12)
+ _EV_CONNECTED, _EV_DISCONNECTED, _EV_RECONNECTED, _EV_OPAQUE, _EV_LIST_RESULT, _EV_LIST_CHANGED,
+ _EV_PUSH_RESULT) = range(1, 15)
+_EV_SPLIT_VIEW = 18
+_EV_LOG_REPLY = 19
 
 # The library's own error codes (SealpostError.errno), above every errno.
 ESERVERKEY = 7001       # the broker's key is not the pinned server key
@@ -60,6 +76,13 @@ EKEYMODE = 7003         # a key file readable by group or others: chmod 600
 EKEYFORMAT = 7004       # a key file that is not a key
 EQUEUEFULL = 7005       # disconnected, and the offline queue is full
 EDEADPEER = 7006        # the broker stopped answering keepalive pings
+EROLLBACK = 7007        # a list older than (or forking) the newest one kept
+EBADLIST = 7008         # a list that does not verify (signature, encoding, account)
+ENOLIST = 7009          # the broker has no list for that account
+ELINKFORMAT = 7010      # not a link request string
+ELOGPROOF = 7018        # a served tree head or inclusion proof does not verify
+ESPLITVIEW = 7019       # the broker's log showed two histories (a split view)
+ELOGKEY = 7020          # the broker's log key is not the one kept, or unknown
 
 
 def version():
@@ -127,6 +150,32 @@ class Status(enum.IntEnum):
     GOAWAY_SHUTDOWN = 34
     GOAWAY_SLOW_CONSUMER = 35
     GOAWAY_IDLE = 36
+    GOAWAY_REMOVED = 37
+    ERR_LIST_MALFORMED = 40
+    ERR_LIST_TOO_LARGE = 41
+    ERR_LIST_BAD_SIGNATURE = 42
+    ERR_LIST_BAD_DEVICE_KEY = 43
+    ERR_LIST_UNSORTED = 44
+    ERR_LIST_VERSION = 45
+    ERR_LIST_ACCOUNT = 46
+    ERR_LIST_UNKNOWN = 47
+    ERR_LIST_NOT_MEMBER = 48
+    ERR_LOG_RANGE = 64
+    ERR_PUSH_BAD_KEY = 56
+    ERR_PUSH_BAD_AUTH = 57
+    ERR_PUSH_BAD_ENDPOINT = 58
+    ERR_PUSH_NOT_HTTPS = 59
+    ERR_PUSH_TOO_LARGE = 60
+    ERR_PUSH_HOST_NOT_ALLOWED = 61
+    ERR_PUSH_DISABLED = 62
+    ERR_PUSH_FULL = 63
+    ERR_ACCESS_MISSING = 65
+    ERR_ACCESS_WRONG = 66
+    ERR_ACCESS_ROTATED = 67
+    GOAWAY_ANONYMOUS = 68
+    ERR_NOT_ANONYMOUS = 69
+    ERR_ANON_RATE_LIMITED = 70
+    ERR_ACCESS_BAD_KEY = 71
 
     @classmethod
     def of(cls, v):
@@ -191,7 +240,7 @@ class Key:
     def close(self):
         """Wipes and frees the key now (otherwise when garbage-collected)."""
         if self._k is not None:
-            lib.sealpost_key_free(self._k)
+            _key_free(self._k)
             self._k = None
 
     def __del__(self):
@@ -337,6 +386,65 @@ class Pending(Event):
         self.client_id, self.to, self.online_only, self.size = client_id, to, online_only, size
 
 
+class ListResult(Event):
+    """The answer to a list publish or fetch made without waiting:
+    .client_id, .status, .account, .version, .list (a DeviceList or None),
+    .error (0, or why the list was not used: EBADLIST, EROLLBACK, ...)."""
+    __slots__ = ("client_id", "status", "account", "version", "list", "error")
+
+    def __init__(self, client_id, status, account, version, lst, error):
+        self.client_id, self.status, self.account = client_id, Status.of(status), account
+        self.version, self.list, self.error = version, lst, error
+
+
+class ListChanged(Event):
+    """This device's own account has a new list: .account, .version, .list
+    (a DeviceList, verified when .error is 0). Show it: a device nobody
+    linked is how a stolen account key shows up."""
+    __slots__ = ("account", "version", "list", "error")
+
+    def __init__(self, account, version, lst, error):
+        self.account, self.version, self.list, self.error = account, version, lst, error
+
+
+class PushResult(Event):
+    """The answer to push_register / push_remove: .id, .status."""
+    __slots__ = ("id", "status")
+
+    def __init__(self, id, status):
+        self.id, self.status = id, Status.of(status)
+
+
+class SplitView(Event):
+    """LOUD: the broker's transparency log showed two histories that cannot
+    both be one log. .log_key, .kept and .seen (113-byte signed tree heads,
+    both signed by the log: proof for anyone). Stop trusting its lists."""
+    __slots__ = ("log_key", "kept", "seen")
+
+    def __init__(self, log_key, kept, seen):
+        self.log_key, self.kept, self.seen = log_key, kept, seen
+
+
+class LogReply(Event):
+    """The answer to a LogFetch the app asked for: .client_id, .status,
+    .log_key, .leaf_len, .body (leaf | sth | consistency, PROTOCOL.md 11.7)."""
+    __slots__ = ("client_id", "status", "log_key", "leaf_len", "body")
+
+    def __init__(self, client_id, status, log_key, leaf_len, body):
+        self.client_id, self.status, self.log_key = client_id, Status.of(status), log_key
+        self.leaf_len, self.body = leaf_len, body
+
+
+def _list_of(ev):
+    """The DeviceList an event's data carries, or None (refused or absent)."""
+    if not ev.len or ev.error:
+        return None
+    c = ffi.new("struct sealpost_devlist *")
+    if lib.sealpost_devlist_verify(ev.data, ev.len, c) < 0:
+        return None
+    return DeviceList._from_c(c)
+
+
 def _event(ev):
     """A Python event from a struct sealpost_event (copying what it points to)."""
     t = ev.type
@@ -362,6 +470,20 @@ def _event(ev):
         return Reconnected()
     if t == _EV_OPAQUE:
         return Opaque(bytes(ffi.buffer(ev.data, ev.len)), ev.seq)
+    if t == _EV_LIST_RESULT:
+        return ListResult(ev.client_id, ev.status, bytes(ev.sender), ev.seq, _list_of(ev),
+                          -ev.error if ev.error < 0 else ev.error)
+    if t == _EV_LIST_CHANGED:
+        return ListChanged(bytes(ev.sender), ev.seq, _list_of(ev),
+                           -ev.error if ev.error < 0 else ev.error)
+    if t == _EV_PUSH_RESULT:
+        return PushResult(ev.id, ev.status)
+    if t == _EV_SPLIT_VIEW:
+        data = bytes(ffi.buffer(ev.data, ev.len))
+        return SplitView(bytes(ev.sender), data[:113], data[113:226])
+    if t == _EV_LOG_REPLY:
+        return LogReply(ev.client_id, ev.status, bytes(ev.sender), ev.seq,
+                        bytes(ffi.buffer(ev.data, ev.len)) if ev.len else b"")
     return None     # a kind this binding does not know: skipped
 
 
@@ -378,6 +500,7 @@ class Client:
         self._evbuf = ffi.new("uint8_t[]", _EVENT_ROOM)
         self._ev = ffi.cast("struct sealpost_event *", self._evbuf)
         self._closed_seen = False
+        self._store = None      # an attached AccountStore, kept alive
 
     @staticmethod
     def _opts(manual_ack, reconnect, keepalive, opaque, reconnect_min, reconnect_max,
@@ -600,6 +723,92 @@ class Client:
     def __iter__(self):
         return self.messages()
 
+    # Accounts (docs/CLIENT.md "Accounts and linked devices").
+    def set_account_store(self, store):
+        """Lists this client receives are checked against store (an
+        AccountStore, or None to detach); the client keeps a reference so
+        the store outlives it."""
+        with self._lock:
+            lib.sealpost_client_set_account_store(self._ptr(),
+                                                  store._ptr() if store else ffi.NULL)
+            self._store = store
+
+    def publish(self, account, devlist, timeout=10.0):
+        """Signs devlist with account (an Account) and publishes it, waiting
+        for the broker: (Status, version). A refusal is a Status, not an
+        exception (ERR_LIST_VERSION: a newer list is there; fetch it)."""
+        raw = devlist.sign(account)
+        status = ffi.new("int *")
+        version = ffi.new("uint64_t *")
+        with self._lock:
+            _check(lib.sealpost_account_publish_wait(self._ptr(), raw, len(raw), _ms(timeout),
+                                                     status, version))
+        return Status.of(status[0]), version[0]
+
+    def fetch(self, account, timeout=10.0):
+        """The account's current list (account: its 32-byte key or hex),
+        verified, checked against the attached store and the broker's
+        transparency log: a DeviceList. Raises SealpostError ENOLIST,
+        EBADLIST, EROLLBACK, ESPLITVIEW, ELOGPROOF, ELOGKEY."""
+        acct = _key_bytes(account, "account")
+        out = ffi.new("struct sealpost_devlist *")
+        with self._lock:
+            _check(lib.sealpost_account_fetch_wait(self._ptr(), acct, _ms(timeout), out,
+                                                   ffi.NULL, 0, ffi.NULL))
+        return DeviceList._from_c(out)
+
+    def send_devices(self, devlist, data):
+        """Seals data for every device of devlist but this one (one envelope
+        each); returns their client ids in list order (wait_result each).
+        Give it a list from fetch() or a ListChanged with error 0."""
+        data = bytes(data)
+        first = ffi.new("uint64_t *")
+        c = devlist._to_c()
+        with self._lock:
+            n = _check(lib.sealpost_client_send_devices(self._ptr(), c, data, len(data), first))
+        return [first[0] + i for i in range(n)]
+
+    def log_sync(self, timeout=10.0):
+        """The broker's current log head, verified and proven consistent with
+        the one kept: (log_key, head) (32 and 113 bytes). Raises ESPLITVIEW
+        (a SplitView event is kept too), ELOGPROOF, ELOGKEY."""
+        head = ffi.new("uint8_t[113]")
+        key = ffi.new("uint8_t[32]")
+        with self._lock:
+            _check(lib.sealpost_log_sync(self._ptr(), _ms(timeout), head, key))
+        return bytes(key), bytes(head)
+
+    def log_audit(self, timeout=60.0):
+        """Audits the broker's whole transparency log (every leaf a list that
+        verifies, versions rising per account, the root recomputed): a
+        LogAudit; .ok False with .error and .bad_leaf when it fails."""
+        out = ffi.new("struct sealpost_log_audit *")
+        with self._lock:
+            r = lib.sealpost_log_audit(self._ptr(), _ms(timeout), out)
+        err = -r if r < 0 else 0
+        if err and err not in (EBADLIST, EROLLBACK, ELOGPROOF):
+            raise SealpostError(err)
+        return LogAudit(out, err)
+
+    # Push wake-ups (docs/CLIENT.md, PROTOCOL.md 12).
+    def push_register(self, endpoint, p256dh, auth):
+        """Registers this device's Web Push subscription (endpoint URL,
+        65-byte p256dh, 16-byte auth, as PushSubscription gives them);
+        returns the id its PushResult carries."""
+        p256dh, auth = bytes(p256dh), bytes(auth)
+        out = ffi.new("uint64_t *")
+        with self._lock:
+            _check(lib.sealpost_push_register(self._ptr(), endpoint.encode(), p256dh,
+                                              len(p256dh), auth, len(auth), out))
+        return out[0]
+
+    def push_remove(self):
+        """Forgets this device's subscription; returns the PushResult's id."""
+        out = ffi.new("uint64_t *")
+        with self._lock:
+            _check(lib.sealpost_push_remove(self._ptr(), out))
+        return out[0]
+
     # Event-loop integration: poll fileno() for poll_events(), then step()
     # and take events with next_event(0).
     def fileno(self):
@@ -631,7 +840,7 @@ class Client:
         acknowledgements must have reached the broker."""
         with self._lock:
             if self._c is not None:
-                lib.sealpost_client_close(self._c)
+                _client_close(self._c)
                 self._c = None
 
     def __del__(self):
@@ -645,6 +854,233 @@ class Client:
 
     def __exit__(self, *exc):
         self.close()
+
+
+# -------------------------------------------------------------- accounts ---
+
+class Account:
+    """An account's Ed25519 key (struct sealpost_account, guarded memory)."""
+
+    def __init__(self, _ptr):
+        self._a = _ptr
+
+    @classmethod
+    def generate(cls):
+        out = ffi.new("struct sealpost_account **")
+        _check(lib.sealpost_account_generate(out))
+        return cls(out[0])
+
+    @classmethod
+    def load(cls, path):
+        out = ffi.new("struct sealpost_account **")
+        _check(lib.sealpost_account_load(out, _path(path)))
+        return cls(out[0])
+
+    def save(self, path):
+        """Writes the key (mode 0600); keep it like a device key."""
+        _check(lib.sealpost_account_save(self._ptr(), _path(path)))
+
+    @property
+    def public(self):
+        """The account's public key (32 bytes): what senders address."""
+        buf = ffi.new("uint8_t[32]")
+        lib.sealpost_account_public(self._ptr(), buf)
+        return bytes(buf)
+
+    def _ptr(self):
+        if self._a is None:
+            raise ValueError("account key is closed")
+        return self._a
+
+    def close(self):
+        if self._a is not None:
+            _account_free(self._a)
+            self._a = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Device:
+    """One device of a list: .key (32 bytes), .label, .added (Unix time)."""
+    __slots__ = ("key", "label", "added")
+
+    def __init__(self, key, label, added):
+        self.key, self.label, self.added = key, label, added
+
+    def __repr__(self):
+        return "Device(%s, %r, %d)" % (self.key.hex()[:16], self.label, self.added)
+
+    def __eq__(self, other):
+        return isinstance(other, Device) and (self.key, self.label, self.added) == \
+            (other.key, other.label, other.added)
+
+
+class DeviceList:
+    """An account's device list: .account, .version, .devices (Device, in
+    the list's order). Change it with add/remove, bump .version, then
+    Client.publish(account, list)."""
+
+    def __init__(self, account, version=1, devices=()):
+        self.account = _key_bytes(account, "account")
+        self.version = version
+        self.devices = list(devices)
+
+    @classmethod
+    def _from_c(cls, c):
+        devs = [Device(bytes(c.dev[i].key), ffi.string(c.dev[i].label).decode(),
+                       c.dev[i].added_s) for i in range(c.count)]
+        return cls(bytes(c.account), c.version, devs)
+
+    def _to_c(self):
+        c = ffi.new("struct sealpost_devlist *")
+        c.account = self.account
+        c.version = self.version
+        for d in self.devices:
+            _check(lib.sealpost_devlist_add(c, d.key, d.label.encode(), d.added))
+        return c
+
+    @classmethod
+    def verify(cls, raw):
+        """Decodes signed list bytes after checking them (EBADLIST)."""
+        raw = bytes(raw)
+        c = ffi.new("struct sealpost_devlist *")
+        _check(lib.sealpost_devlist_verify(raw, len(raw), c))
+        return cls._from_c(c)
+
+    def add(self, key, label, added=None):
+        """Adds a device at its sorted place (EEXIST, EMSGSIZE when full,
+        EINVAL for a bad label: 1..64 bytes, no control characters)."""
+        import time
+        c = self._to_c()
+        _check(lib.sealpost_devlist_add(c, _key_bytes(key, "key"), label.encode(),
+                                        int(time.time()) if added is None else added))
+        self.devices = DeviceList._from_c(c).devices
+
+    def remove(self, key):
+        c = self._to_c()
+        _check(lib.sealpost_devlist_remove(c, _key_bytes(key, "key")))
+        self.devices = DeviceList._from_c(c).devices
+
+    def sign(self, account):
+        """The signed list bytes (EINVAL if account is not the list's)."""
+        c = self._to_c()
+        out = ffi.new("uint8_t[6827]")
+        n = ffi.new("size_t *")
+        _check(lib.sealpost_devlist_sign(account._ptr(), c, out, 6827, n))
+        return bytes(ffi.buffer(out, n[0]))
+
+    def keys(self):
+        return [d.key for d in self.devices]
+
+    def __repr__(self):
+        return "DeviceList(%s, v%d, %r)" % (self.account.hex()[:16], self.version, self.devices)
+
+
+def link_request(device_key, label):
+    """On a new device: (request, code): the one-line link request to hand
+    to a device holding the account key, and the 6-digit code both screens
+    must show."""
+    out = ffi.new("char[160]")
+    code = ffi.new("char[7]")
+    _check(lib.sealpost_link_request(_key_bytes(device_key, "device_key"), label.encode(), out,
+                                     160, code))
+    return ffi.string(out).decode(), ffi.string(code).decode()
+
+
+def parse_link_request(request):
+    """On the linking device: (device_key, label, code); compare the code
+    with the one the new device shows before adding it. ELINKFORMAT."""
+    key = ffi.new("uint8_t[32]")
+    label = ffi.new("char[65]")
+    code = ffi.new("char[7]")
+    _check(lib.sealpost_link_request_parse(request.encode(), key, label, code))
+    return bytes(key), ffi.string(label).decode(), ffi.string(code).decode()
+
+
+class AccountStore:
+    """The newest list seen per account, and the broker's log key and head,
+    in a file (0600, rewritten atomically): attach it with
+    Client.set_account_store so rollbacks are refused."""
+
+    def __init__(self, path):
+        out = ffi.new("struct sealpost_account_store **")
+        _check(lib.sealpost_account_store_open(out, _path(path)))
+        self._st = out[0]
+
+    def _ptr(self):
+        if self._st is None:
+            raise ValueError("account store is closed")
+        return self._st
+
+    def check(self, raw):
+        """Verifies signed list bytes against what is kept for their account:
+        newer (kept from now on) or the same: the DeviceList; older, or
+        another list of the same version: SealpostError EROLLBACK; EBADLIST."""
+        raw = bytes(raw)
+        c = ffi.new("struct sealpost_devlist *")
+        _check(lib.sealpost_account_store_check(self._ptr(), raw, len(raw), c))
+        return DeviceList._from_c(c)
+
+    def get(self, account):
+        """The kept list of account, or None."""
+        c = ffi.new("struct sealpost_devlist *")
+        r = lib.sealpost_account_store_get(self._ptr(), _key_bytes(account, "account"), c)
+        if r == -_errno.ENOENT:
+            return None
+        _check(r)
+        return DeviceList._from_c(c)
+
+    def log(self):
+        """(log_key, head) kept, or None before the first."""
+        key = ffi.new("uint8_t[32]")
+        head = ffi.new("uint8_t[113]")
+        if lib.sealpost_account_store_log(self._ptr(), key, head) < 0:
+            return None
+        return bytes(key), bytes(head)
+
+    def close(self):
+        """Detach it from clients first (set_account_store(None))."""
+        if self._st is not None:
+            _store_close(self._st)
+            self._st = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class LogAudit:
+    """sealpost_log_audit's result: .ok, .error, .size, .accounts,
+    .bad_leaf (index of the leaf at fault, or None), .head, .log_key."""
+
+    def __init__(self, c, error):
+        self.error = error
+        self.ok = error == 0
+        self.size, self.accounts = c.size, c.accounts
+        self.bad_leaf = c.bad_leaf - 1 if c.bad_leaf else None
+        self.head, self.log_key = bytes(c.head), bytes(c.log_key)
+
+    def __repr__(self):
+        return "LogAudit(ok=%s, size=%d, accounts=%d, bad_leaf=%s)" % (
+            self.ok, self.size, self.accounts, self.bad_leaf)
 
 
 # ------------------------------------------------------------------ log ---

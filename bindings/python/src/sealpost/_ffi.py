@@ -102,6 +102,68 @@ short sealpost_client_poll_events(const struct sealpost_client *c);
 int sealpost_client_timeout(const struct sealpost_client *c);
 int sealpost_client_step(struct sealpost_client *c);
 void sealpost_client_close(struct sealpost_client *c);
+
+int sealpost_push_register(struct sealpost_client *c, const char *endpoint,
+                           const uint8_t *p256dh, size_t p256dh_len,
+                           const uint8_t *auth, size_t auth_len, uint64_t *id);
+int sealpost_push_remove(struct sealpost_client *c, uint64_t *id);
+
+struct sealpost_account;
+int sealpost_account_generate(struct sealpost_account **out);
+int sealpost_account_load(struct sealpost_account **out, const char *path);
+int sealpost_account_save(const struct sealpost_account *a, const char *path);
+void sealpost_account_public(const struct sealpost_account *a, uint8_t pub[32]);
+void sealpost_account_free(struct sealpost_account *a);
+struct sealpost_device_info {
+    uint8_t key[32];
+    uint64_t added_s;
+    char label[65];
+};
+struct sealpost_devlist {
+    uint8_t account[32];
+    uint64_t version;
+    uint32_t count;
+    struct sealpost_device_info dev[64];
+};
+int sealpost_devlist_verify(const uint8_t *bytes, size_t len, struct sealpost_devlist *out);
+int sealpost_devlist_add(struct sealpost_devlist *l, const uint8_t key[32], const char *label,
+                         uint64_t added_s);
+int sealpost_devlist_remove(struct sealpost_devlist *l, const uint8_t key[32]);
+int sealpost_devlist_sign(const struct sealpost_account *a, const struct sealpost_devlist *l,
+                          uint8_t *out, size_t cap, size_t *len);
+int sealpost_link_request(const uint8_t device[32], const char *label, char *out, size_t cap,
+                          char code[7]);
+int sealpost_link_request_parse(const char *req, uint8_t device[32], char label[65],
+                                char code[7]);
+struct sealpost_account_store;
+int sealpost_account_store_open(struct sealpost_account_store **out, const char *path);
+void sealpost_account_store_close(struct sealpost_account_store *st);
+int sealpost_account_store_check(struct sealpost_account_store *st, const uint8_t *bytes,
+                                 size_t len, struct sealpost_devlist *out);
+int sealpost_account_store_get(struct sealpost_account_store *st, const uint8_t account[32],
+                               struct sealpost_devlist *out);
+int sealpost_account_store_log(struct sealpost_account_store *st, uint8_t log_key[32],
+                               uint8_t head[113]);
+void sealpost_client_set_account_store(struct sealpost_client *c,
+                                       struct sealpost_account_store *st);
+int sealpost_account_publish_wait(struct sealpost_client *c, const uint8_t *bytes, size_t len,
+                                  int timeout_ms, int *status, uint64_t *version);
+int sealpost_account_fetch_wait(struct sealpost_client *c, const uint8_t account[32],
+                                int timeout_ms, struct sealpost_devlist *out, uint8_t *raw,
+                                size_t raw_cap, size_t *raw_len);
+int sealpost_client_send_devices(struct sealpost_client *c, const struct sealpost_devlist *l,
+                                 const void *msg, size_t msg_len, uint64_t *first_id);
+int sealpost_log_sync(struct sealpost_client *c, int timeout_ms, uint8_t head[113],
+                      uint8_t log_key[32]);
+struct sealpost_log_audit {
+    uint64_t size;
+    uint64_t accounts;
+    uint64_t bad_leaf;
+    uint8_t head[113];
+    uint8_t log_key[32];
+};
+int sealpost_log_audit(struct sealpost_client *c, int timeout_ms,
+                       struct sealpost_log_audit *out);
 """
 
 ffi = cffi.FFI()
