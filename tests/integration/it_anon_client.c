@@ -248,10 +248,169 @@ static void test_library(void **state)
 	sodium_memzero(k2, sizeof(k2));
 }
 
+/* ---- the CLI --------------------------------------------------------------------- */
+
+static const char *cli;
+static struct sp_it_broker cb;
+static char cdir[64], ckey_a[128], ckey_b[128], chex_a[65], chex_b[65];
+
+/* Runs `sealpost ARGS` (stderr to the test's); stdout into out. Its exit status. */
+static int run(char *out, size_t cap, const char *const *args)
+{
+	char *argv[40];
+	int n = 0;
+
+	argv[n++] = (char *)cli;
+	while (*args && n < 39)
+		argv[n++] = (char *)*args++;
+	argv[n] = NULL;
+	return sp_it_run(argv, NULL, out, cap, RUN_TIMEOUT_S);
+}
+
+/* `sealpost SUB [extra] --server .. --server-key .. --key KEY [tail...]`. */
+static int run_conn(char *out, size_t cap, const char *sub, const char *sub2, const char *key,
+		    const char *const *tail)
+{
+	const char *args[40];
+	int n = 0;
+
+	args[n++] = sub;
+	if (sub2)
+		args[n++] = sub2;
+	args[n++] = "--server";
+	args[n++] = cb.addr;
+	args[n++] = "--server-key";
+	args[n++] = cb.server_pub_hex;
+	args[n++] = "--key";
+	args[n++] = key;
+	while (*tail && n < 39)
+		args[n++] = *tail++;
+	args[n] = NULL;
+	return run(out, cap, args);
+}
+
+static int cli_send(const char *const *tail)
+{
+	char out[256];
+
+	return run_conn(out, sizeof(out), "send", NULL, ckey_a, tail);
+}
+
+static int cli_access(const char *sub, const char *const *tail, char *out, size_t cap)
+{
+	return run_conn(out, cap, "access", sub, ckey_b, tail);
+}
+
+static void test_cli(void **state)
+{
+	char out[4096], k1[80], k2[80], want[512], access_file[128];
+	static const char *const none[] = { NULL };
+
+	(void)state;
+	cli = getenv("SEALPOST_CLI");
+	assert_non_null(cli);
+	strcpy(cdir, "/tmp/sp_it_anoncli.XXXXXX");
+	assert_non_null(mkdtemp(cdir));
+	snprintf(ckey_a, sizeof(ckey_a), "%s/a.key", cdir);
+	snprintf(ckey_b, sizeof(ckey_b), "%s/b.key", cdir);
+	snprintf(access_file, sizeof(access_file), "%s/access_keys", cdir);
+	assert_int_equal(setenv("SEALPOST_ACCESS_KEYS", access_file, 1), 0);
+	assert_int_equal(run(out, sizeof(out), (const char *const[]){ "keygen", ckey_a, NULL }), 0);
+	memcpy(chex_a, out, 64);
+	assert_int_equal(run(out, sizeof(out), (const char *const[]){ "keygen", ckey_b, NULL }), 0);
+	memcpy(chex_b, out, 64);
+	start(&cb);
+
+	/* B rotates to a random key, printed once on stdout. */
+	assert_int_equal(cli_access("rotate", none, out, sizeof(out)), 0);
+	assert_int_equal(strlen(out), 65);
+	memcpy(k1, out, 64);
+	k1[64] = '\0';
+
+	/* A without the key: 65; with a wrong one: 66; exit = broker status. */
+	assert_int_equal(cli_send((const char *const[]){ "--to", chex_b, "--anonymous", "no key",
+							 NULL }),
+			 SEALPOST_STATUS_ERR_ACCESS_MISSING);
+	assert_int_equal(cli_send((const char *const[]){ "--to", chex_b, "--access-key",
+							 "00112233445566778899aabbccddeeff", "wrong",
+							 NULL }),
+			 SEALPOST_STATUS_ERR_ACCESS_WRONG);
+	assert_int_equal(cli_send((const char *const[]){ "--to", chex_b, "--access-key", "abc",
+							 "bad", NULL }),
+			 1);
+	/* A keeps B's key as a contact: a plain send is anonymous now. */
+	assert_int_equal(run(out, sizeof(out),
+			     (const char *const[]){ "access", "contact", chex_b, k1, NULL }),
+			 0);
+	assert_int_equal(cli_send((const char *const[]){ "--to", chex_b, "via contact", NULL }), 0);
+	/* B receives it; the seal says A wrote it. */
+	assert_int_equal(run_conn(out, sizeof(out), "recv", NULL, ckey_b,
+				  (const char *const[]){ "--count", "1", "--timeout", "20", NULL }),
+			 0);
+	snprintf(want, sizeof(want), "%s via contact\n", chex_a);
+	assert_string_equal(out, want);
+
+	/* B rotates: A's kept key is refused with its own code, 67. */
+	assert_int_equal(cli_access("rotate", none, out, sizeof(out)), 0);
+	memcpy(k2, out, 64);
+	k2[64] = '\0';
+	assert_string_not_equal(k1, k2);
+	assert_int_equal(cli_send((const char *const[]){ "--to", chex_b, "old key", NULL }),
+			 SEALPOST_STATUS_ERR_ACCESS_ROTATED);
+	/* --authenticated still works (the usual send). */
+	assert_int_equal(cli_send((const char *const[]){ "--to", chex_b, "--authenticated",
+							 "authenticated", NULL }),
+			 0);
+
+	/* Accept from anyone: no key needed; closed again: 65. */
+	assert_int_equal(run(out, sizeof(out), (const char *const[]){ "access", "forget", chex_b,
+								     NULL }),
+			 0);
+	assert_int_equal(cli_access("open", none, out, sizeof(out)), 0);
+	assert_int_equal(cli_send((const char *const[]){ "--to", chex_b, "--anonymous", "anyone",
+							 NULL }),
+			 0);
+	assert_int_equal(cli_access("close", none, out, sizeof(out)), 0);
+	assert_int_equal(cli_send((const char *const[]){ "--to", chex_b, "--anonymous", "closed",
+							 NULL }),
+			 SEALPOST_STATUS_ERR_ACCESS_MISSING);
+	/* The new key by --access-key; set with a 16-byte key of B's choosing. */
+	assert_int_equal(cli_send((const char *const[]){ "--to", chex_b, "--access-key", k2,
+							 "new key", NULL }),
+			 0);
+	assert_int_equal(cli_access("set", (const char *const[]){ "00112233445566778899aabbccddeeff",
+								  NULL },
+				    out, sizeof(out)),
+			 0);
+	assert_int_equal(cli_send((const char *const[]){ "--to", chex_b, "--access-key",
+							 "00112233445566778899aabbccddeeff",
+							 "chosen key", NULL }),
+			 0);
+	assert_int_equal(cli_access("set", (const char *const[]){ "abcd", NULL }, out, sizeof(out)),
+			 1);
+	assert_int_equal(run_conn(out, sizeof(out), "recv", NULL, ckey_b,
+				  (const char *const[]){ "--count", "4", "--timeout", "20", NULL }),
+			 0);
+	snprintf(want, sizeof(want), "%s authenticated\n%s anyone\n%s new key\n%s chosen key\n",
+		 chex_a, chex_a, chex_a, chex_a);
+	assert_string_equal(out, want);
+
+	/* No broker key, nothing pinned: an anonymous send cannot start. */
+	assert_int_equal(run(out, sizeof(out),
+			     (const char *const[]){ "send", "--server", cb.addr, "--key", ckey_a,
+						    "--to", chex_b, "--anonymous", "x", NULL }),
+			 1);
+	assert_int_equal(sp_it_broker_stop(&cb), 0);
+	sp_it_rmrf(cb.data_dir);
+	sp_it_rmrf(cdir);
+	unsetenv("SEALPOST_ACCESS_KEYS");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_library),
+		cmocka_unit_test(test_cli),
 	};
 
 	if (sodium_init() < 0)
