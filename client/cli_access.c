@@ -100,11 +100,12 @@ int sp_cli_access_lookup(const char *path, const uint8_t contact[32],
 	return ret;
 }
 
-/* The directory holding path, made 0700 if missing (one level). */
+/* The directory holding path, made 0700 if missing, and its parent too
+ * (~/.config/sealpost when ~/.config does not exist yet). */
 static int make_dir_of(const char *path)
 {
 	char dir[LINE_MAX_LEN];
-	char *slash;
+	char *slash, *up;
 
 	if (strlen(path) >= sizeof(dir))
 		return -ENAMETOOLONG;
@@ -115,7 +116,16 @@ static int make_dir_of(const char *path)
 	*slash = '\0';
 	if (mkdir(dir, 0700) == 0 || errno == EEXIST)
 		return 0;
-	return -errno;
+	if (errno != ENOENT)
+		return -errno;
+	up = strrchr(dir, '/');
+	if (!up || up == dir)
+		return -ENOENT;
+	*up = '\0';
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	*up = '/';
+	return mkdir(dir, 0700) == 0 || errno == EEXIST ? 0 : -errno;
 }
 
 int sp_cli_access_put(const char *path, const uint8_t contact[32], const uint8_t *key, size_t len,

@@ -42,6 +42,8 @@
  *   -SEALPOST_EKEYFORMAT   a key file that is not 64 hex digits + newline
  *   -SEALPOST_EQUEUEFULL   disconnected, and the offline queue is full
  *   -SEALPOST_EDEADPEER    the broker stopped answering keepalive pings
+ *   -SEALPOST_EACCESSMISSING, _EACCESSWRONG, _EACCESSROTATED, _EANONLIMIT,
+ *   _EACCESSBADKEY, _EANONYMOUS   sealed sender (see "sealed sender" below)
  * sealpost_strerror() turns any of these into a sentence.
  *
  * Threading: no global state but the log hook (sealpost_set_log_callback,
