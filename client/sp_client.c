@@ -2870,16 +2870,19 @@ SEALPOST_API int sealpost_client_send_anonymous(struct sealpost_client *anon,
 		return -SEALPOST_EACCESSBADKEY;
 	if (!sp_noise_key_valid(to))
 		return -EINVAL;
-	if (msg_len > sealpost_client_max_message(anon))
+	/* Padded (PROTOCOL.md 7.1): what the broker sees of the length is
+	 * the bucket, up to this broker's largest envelope. */
+	env_len = sp_seal_pad_bucket(msg_len, sealpost_client_max_message(anon));
+	if (!env_len)
 		return -EMSGSIZE;
-	env_len = msg_len + SP_SEAL_OVERHEAD;
+	env_len += SP_SEAL_OVERHEAD;
 	env = malloc(env_len);
 	if (!env)
 		return -ENOMEM;
 	/* The normal Noise X seal: the sender is inside it, for the
 	 * recipient only. */
-	r = sp_seal(sender->priv, to, msg ? msg : (const uint8_t *)"", msg_len, env, env_len,
-		    &sealed);
+	r = sp_seal_padded(sender->priv, to, msg ? msg : (const uint8_t *)"", msg_len,
+			   sealpost_client_max_message(anon), env, env_len, &sealed);
 	if (r == 0)
 		r = queue_send(anon, to, NULL, 0, env, sealed, flags, 0, client_id, access_key,
 			       access_len);

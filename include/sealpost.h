@@ -306,6 +306,27 @@ SEALPOST_API int sealpost_envelope_open(const struct sealpost_key *self, const u
 					size_t env_len, uint8_t sender[SEALPOST_KEY_LEN],
 					uint8_t *out, size_t out_cap, size_t *out_len);
 
+/*
+ * Padded envelopes (docs/PROTOCOL.md 7.1): the message padded (0x80, then
+ * zeros) to a size bucket inside the seal, so the envelope's length shows
+ * the bucket, not the message: 256, 512, 1024, ..., 32768 bytes of padded
+ * payload, then the largest the broker takes. Anonymous sends are always
+ * padded; sealpost_envelope_open (and every receiving call) opens both
+ * kinds and strips the padding.
+ *
+ * sealpost_envelope_padded_size: the envelope size for msg_len bytes under
+ * a broker's max_envelope (SEALPOST_ENVELOPE_MAX for the protocol's, or
+ * sealpost_client_max_envelope()); 0 if it does not fit (msg_len + 1 bytes
+ * of payload are needed).
+ * sealpost_envelope_seal_padded: sealpost_envelope_seal, padded; out_cap
+ * at least that size. -EMSGSIZE, -EINVAL (also for max_envelope <= 97).
+ */
+SEALPOST_API size_t sealpost_envelope_padded_size(size_t msg_len, size_t max_envelope);
+SEALPOST_API int sealpost_envelope_seal_padded(const struct sealpost_key *sender,
+					       const uint8_t to[SEALPOST_KEY_LEN], const void *msg,
+					       size_t msg_len, size_t max_envelope, uint8_t *out,
+					       size_t out_cap, size_t *out_len);
+
 /* ---------------------------------------------------------- connection --- */
 
 /*
