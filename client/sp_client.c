@@ -2906,10 +2906,11 @@ SEALPOST_API int sealpost_contact_access_set(struct sealpost_client *c,
 					     const uint8_t contact[SEALPOST_KEY_LEN],
 					     const uint8_t *key, size_t len)
 {
-	struct contact_access *e = (struct contact_access *)(c ? sp_contact_find(c, contact) : NULL);
+	struct contact_access *e;
 
 	if (!c || !contact || (len && !key))
 		return -EINVAL;
+	e = (struct contact_access *)sp_contact_find(c, contact);
 	if (len && !access_len_ok(len))
 		return -SEALPOST_EACCESSBADKEY;
 	if (!len) {

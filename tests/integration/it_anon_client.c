@@ -167,6 +167,7 @@ static void test_library(void **state)
 	/* A known contact key: the plain send_wait goes anonymous by itself. */
 	assert_int_equal(sealpost_contact_access_set(s, rpub, bad, sizeof(bad)),
 			 -SEALPOST_EACCESSBADKEY);
+	assert_int_equal(sealpost_contact_access_set(s, NULL, k1, sizeof(k1)), -EINVAL);
 	assert_int_equal(sealpost_contact_access_set(s, rpub, k1, sizeof(k1)), 0);
 	assert_int_equal(sealpost_client_send_wait(s, rpub, "by default", 10, TIMEOUT_MS, &st,
 						   NULL),
