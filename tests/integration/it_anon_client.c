@@ -6,7 +6,8 @@
  * anonymously (its own NK connection, the sender inside the seal) and the
  * recipient opens it and sees who wrote it; a wrong, missing or rotated
  * key is refused with its own code; "accept from anyone" on and off; an
- * anonymous client refuses what it cannot do; and the broker's data
+ * anonymous client refuses what it cannot do; the source's anonymous
+ * budget comes back as -SEALPOST_EANONLIMIT; and the broker's data
  * directory holds the recipient's key but not the sender's.
  */
 #include <errno.h>
@@ -20,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <cmocka.h>
 #include <sodium.h>
@@ -249,6 +251,84 @@ static void test_library(void **state)
 	sodium_memzero(k2, sizeof(k2));
 }
 
+/* ---- abuse control: the source's budget, as the library reports it --------------- */
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* 40 anonymous sends at once from one address with anon-source-burst 5 and
+ * anon-source-rate 1: the burst and what the rate refilled meanwhile are
+ * accepted, the rest refused as ERR_ANON_RATE_LIMITED, which
+ * sealpost_access_error calls -SEALPOST_EANONLIMIT and the blocking call
+ * returns. */
+static void test_rate_limited(void **state)
+{
+	static const char *const args[] = { "--fsync", "never", "--anon-source-burst", "5",
+					    "--anon-source-rate", "1", NULL };
+	enum { N = 40 };
+	struct sp_it_broker b;
+	struct sealpost_key *rk, *sk;
+	struct sealpost_client *r, *s, *a = NULL;
+	uint8_t rpub[SEALPOST_KEY_LEN], spub[SEALPOST_KEY_LEN];
+	uint64_t ids[N], t0;
+	unsigned accepted = 0, limited = 0;
+	double secs;
+	int st;
+
+	(void)state;
+	assert_int_equal(sp_it_broker_start(&b, NULL, args), 0);
+	rk = new_key(rpub);
+	sk = new_key(spub);
+	r = dial(&b, rk, 0);
+	assert_int_equal(sealpost_set_access(r, NULL, 0, true, TIMEOUT_MS), 0);
+	assert_int_equal(sealpost_client_connect_anonymous(&a, b.addr, b.server_pub, TIMEOUT_MS,
+							   NULL),
+			 0);
+	t0 = mono_ms();
+	for (int i = 0; i < N; i++)
+		assert_int_equal(sealpost_client_send_anonymous(a, sk, rpub, NULL, 0, "flood", 5, 0,
+								&ids[i]),
+				 0);
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(sealpost_client_wait_result(a, ids[i], TIMEOUT_MS, &st, NULL), 0);
+		if (st == SEALPOST_STATUS_ACCEPTED) {
+			accepted++;
+		} else {
+			assert_int_equal(st, SEALPOST_STATUS_ERR_ANON_RATE_LIMITED);
+			assert_int_equal(sealpost_access_error(st), -SEALPOST_EANONLIMIT);
+			limited++;
+		}
+	}
+	secs = (double)(mono_ms() - t0) / 1000.0;
+	printf("anon source budget: %u accepted, %u limited in %.2f s\n", accepted, limited, secs);
+	assert_true(accepted >= 5);
+	assert_true(accepted <= 5 + 1 * (secs + 1));
+	assert_int_equal(accepted + limited, N);
+	/* The same budget through sealpost_send_anonymous (its own NK
+	 * connection, the same address): refused with the code, or (if a
+	 * token came back meanwhile) accepted; never anything else. */
+	s = dial(&b, sk, 0);
+	{
+		int rc = sealpost_send_anonymous(s, rpub, NULL, 0, "one more", 8, TIMEOUT_MS, &st,
+						 NULL);
+
+		assert_true((rc == 0 && st == SEALPOST_STATUS_ACCEPTED) ||
+			    (rc == -SEALPOST_EANONLIMIT && st == SEALPOST_STATUS_ERR_ANON_RATE_LIMITED));
+	}
+	sealpost_client_close(a);
+	sealpost_client_close(s);
+	sealpost_client_close(r);
+	sealpost_key_free(rk);
+	sealpost_key_free(sk);
+	assert_int_equal(sp_it_broker_stop(&b), 0);
+	sp_it_rmrf(b.data_dir);
+}
+
 /* ---- the CLI --------------------------------------------------------------------- */
 
 static const char *cli;
@@ -396,6 +476,12 @@ static void test_cli(void **state)
 		 chex_a, chex_a, chex_a, chex_a);
 	assert_string_equal(out, want);
 
+	/* A broker key the broker does not hold: the NK handshake fails, 3. */
+	assert_int_equal(run(out, sizeof(out),
+			     (const char *const[]){ "send", "--server", cb.addr, "--server-key",
+						    chex_a, "--key", ckey_a, "--to", chex_b,
+						    "--anonymous", "x", NULL }),
+			 3);
 	/* No broker key, nothing pinned: an anonymous send cannot start. */
 	assert_int_equal(run(out, sizeof(out),
 			     (const char *const[]){ "send", "--server", cb.addr, "--key", ckey_a,
@@ -412,6 +498,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_library),
 		cmocka_unit_test(test_cli),
+		cmocka_unit_test(test_rate_limited),
 	};
 
 	if (sodium_init() < 0)
