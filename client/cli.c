@@ -23,6 +23,7 @@
 #include "sealpost.h"
 
 #include "cli_admin.h"
+#include "cli_access.h"
 
 /* Exit statuses; documented in usage(). */
 enum {
@@ -66,6 +67,7 @@ static const char usage_text[] =
 	"  recv            receive messages, print them, acknowledge them\n"
 	"  account         accounts: create, link-request, link, devices, remove\n"
 	"  push            Web Push wake-ups: register, remove a subscription\n"
+	"  access          sealed sender: this device's access key, contacts' keys\n"
 	"  admin           talk to a running sealpostd over its admin socket\n"
 	"\n"
 	"Run 'sealpost COMMAND --help' for the options of each. --version prints the\n"
@@ -95,7 +97,10 @@ static const char exit_text[] =
 	"      21 err_rate_limited, 22 err_internal, 23 err_shutting_down;\n"
 	"      account: the broker refused the list: 40 err_list_malformed ..\n"
 	"      48 err_list_not_member (docs/PROTOCOL.md 11.5);\n"
-	"      push: 56 err_push_bad_key .. 63 err_push_full (docs/PROTOCOL.md 12)\n";
+	"      push: 56 err_push_bad_key .. 63 err_push_full (docs/PROTOCOL.md 12);\n"
+	"      send --anonymous: 65 err_access_missing, 66 err_access_wrong,\n"
+	"      67 err_access_rotated, 70 err_anon_rate_limited; access: 71\n"
+	"      err_access_bad_key (docs/PROTOCOL.md 14)\n";
 
 /* send and recv: where the connection settings come from. */
 static const char conn_text[] =
@@ -142,6 +147,7 @@ static const char send_help[] =
 	"usage: sealpost send [--server HOST:PORT] [--server-key HEX | --server-key-file FILE]\n"
 	"                     [--key FILE] (--to HEX | --to-account HEX [--accounts FILE])\n"
 	"                     [--online-only] [--lines] [--verbose]\n"
+	"                     [--anonymous [--access-key HEX] | --authenticated]\n"
 	"                     [--timeout SECONDS] [MESSAGE]\n"
 	"\n"
 	"Seals MESSAGE (or, without it, all of standard input) for the device --to\n"
@@ -176,6 +182,19 @@ static const char send_help[] =
 	"                       else the status of the first refused one\n"
 	"  --accounts FILE      the lists seen per account (see 'sealpost account')\n"
 	"  --online-only        never store; deliver now or fail with err_offline\n"
+	"  --anonymous          sealed sender (docs/PROTOCOL.md 14): hand it over on an\n"
+	"                       anonymous connection that proves no device key; the\n"
+	"                       recipient still learns the sender from the seal. Needs\n"
+	"                       the broker's key (given or pinned). The default for a\n"
+	"                       contact with a line in the access keys file (see\n"
+	"                       'sealpost access'); without a key the recipient must\n"
+	"                       accept anonymous sends from anyone. Exit 65\n"
+	"                       err_access_missing, 66 err_access_wrong, 67\n"
+	"                       err_access_rotated (ask for the new key), 70\n"
+	"                       err_anon_rate_limited\n"
+	"  --access-key HEX     the recipient's access key (32 or 64 hex), instead of\n"
+	"                       the access keys file's; implies --anonymous\n"
+	"  --authenticated      the usual send, even to a contact with an access key\n"
 	"  --lines              one message per line of standard input, see above\n"
 	"  --verbose            print each answer on stderr: 'accepted seq N' (the\n"
 	"                       seq the recipient will see), 'delivered', or the\n"
@@ -245,6 +264,10 @@ struct opts {
 	const char *server_key_file;
 	const char *key_path;
 	const char *to_hex;
+	const char *access_key;
+	int anonymous;
+	int authenticated;
+	int open_anyone;
 	long count;
 	long timeout_s;
 	int raw;
@@ -327,6 +350,10 @@ static int parse(int argc, char **argv, struct opts *o, const char *text, int *f
 		{ "accounts", required_argument, NULL, 'a' },
 		{ "label", required_argument, NULL, 'L' },
 		{ "code", required_argument, NULL, 'C' },
+		{ "anonymous", no_argument, NULL, 'N' },
+		{ "authenticated", no_argument, NULL, 'U' },
+		{ "access-key", required_argument, NULL, 'X' },
+		{ "open", no_argument, NULL, 'O' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -351,6 +378,10 @@ static int parse(int argc, char **argv, struct opts *o, const char *text, int *f
 		case 'a': o->accounts = optarg; break;
 		case 'L': o->label = optarg; break;
 		case 'C': o->code = optarg; break;
+		case 'N': o->anonymous = 1; break;
+		case 'U': o->authenticated = 1; break;
+		case 'X': o->access_key = optarg; o->anonymous = 1; break;
+		case 'O': o->open_anyone = 1; break;
 		case 'c':
 			if (parse_long(optarg, 1, &o->count) < 0)
 				return bad_usage("--count needs a positive number", text);
@@ -733,7 +764,7 @@ static int status_exit(int status)
 {
 	if (status == SEALPOST_STATUS_DELIVERED || status == SEALPOST_STATUS_ACCEPTED)
 		return EX_OK;
-	return status >= EX_STATUS_BASE && status < 64 ? status : EX_LOST;
+	return status >= EX_STATUS_BASE && status < 128 ? status : EX_LOST;
 }
 
 /* send --lines: sends waiting for their RESULT, in send order (the broker
@@ -973,6 +1004,9 @@ static int send_lines(struct sealpost_client *c, const uint8_t *to, const struct
 }
 
 static int send_account(const struct opts *o, int argc, char **argv, int first);
+static int access_keys_path(char *out, size_t cap);
+static int send_anonymous(const struct opts *o, const uint8_t to[SEALPOST_KEY_LEN],
+			  const uint8_t *msg, size_t len);
 
 static int cmd_send(int argc, char **argv)
 {
@@ -1019,6 +1053,40 @@ static int cmd_send(int argc, char **argv)
 			return EX_USAGE;
 		}
 		msg = stdin_msg;
+	}
+	if (o.anonymous || !o.authenticated) {
+		/* Sealed sender: asked for, or a contact whose key we know. */
+		char path[SP_CLI_CONF_VALUE_MAX + 1];
+		uint8_t k[SP_CLI_ACCESS_KEY_MAX];
+		size_t klen = 0;
+		unsigned line = 0;
+
+		if (o.anonymous && o.authenticated) {
+			ex = bad_usage("--anonymous and --authenticated exclude each other",
+				       send_help);
+			goto out;
+		}
+		r = o.access_key ? 0 : access_keys_path(path, sizeof(path));
+		if (r == 0 && !o.access_key) {
+			r = sp_cli_access_lookup(path, to, k, &klen, &line);
+			sodium_memzero(k, sizeof(k));
+			if (r == -EBADMSG) {
+				fprintf(stderr, "sealpost: %s:%u: not 'CONTACT KEY'\n", path, line);
+				ex = EX_USAGE;
+				goto out;
+			}
+			if (r == 1)
+				o.anonymous = 1;
+		}
+		if (o.anonymous) {
+			if (o.lines || o.online_only) {
+				ex = bad_usage("--lines and --online-only are not for anonymous "
+					       "sends (add --authenticated)", send_help);
+				goto out;
+			}
+			ex = send_anonymous(&o, to, msg, len);
+			goto out;
+		}
 	}
 	/* Manual acks: deliveries to the sending device are not ours to take. */
 	ex = open_target(&o, &t, (int)o.timeout_s * 1000, SEALPOST_CONNECT_MANUAL_ACK, &key, &c);
@@ -1870,6 +1938,233 @@ out:
 	return ex;
 }
 
+/* ---- access (sealed sender) ---------------------------------------------- */
+
+static const char access_help[] =
+	"usage: sealpost access set [CONNECTION] [--open] KEY\n"
+	"       sealpost access rotate [CONNECTION] [--open]\n"
+	"       sealpost access open [CONNECTION]\n"
+	"       sealpost access close [CONNECTION]\n"
+	"       sealpost access contact CONTACT KEY\n"
+	"       sealpost access forget CONTACT\n"
+	"\n"
+	"Sealed sender (docs/PROTOCOL.md 14): the broker admits an anonymous send\n"
+	"to this device (--key) only with its access key, or when it accepts\n"
+	"anonymous sends from anyone. The broker keeps a hash of the key, never the\n"
+	"key; give the key to your contacts inside sealed messages only.\n"
+	"\n"
+	"  set KEY    sets the access key (32 or 64 hex characters: 16 or 32 bytes)\n"
+	"  rotate     sets a new random 32-byte key and prints it (hex) on stdout;\n"
+	"             senders of the old key get err_access_rotated from then on\n"
+	"  open       accept anonymous sends without a key (the key stays)\n"
+	"  close      do not (the default)\n"
+	"  Every set, rotate, open and close states the accept-from-anyone flag:\n"
+	"  set and rotate close it unless --open is given.\n"
+	"\n"
+	"  contact CONTACT KEY   keep a contact's access key (CONTACT: its public\n"
+	"             key in hex) in the access keys file: 'sealpost send --to\n"
+	"             CONTACT' then sends anonymously with it\n"
+	"  forget CONTACT        remove it (sends to it are authenticated again)\n"
+	"\n"
+	"access keys file: $SEALPOST_ACCESS_KEYS, else ~/.config/sealpost/access_keys\n"
+	"(or under $XDG_CONFIG_HOME): lines 'CONTACT KEY', mode 0600, rewritten on\n"
+	"every change.\n"
+	"\n"
+	"options:\n"
+	"  --open               with set and rotate: also accept from anyone\n"
+	"  --timeout SECONDS    connect, then the answer (default 10)\n"
+	"  --server, --server-key, --server-key-file, --key: as for send\n"
+	"\n"
+	"The broker's refusal is the exit status, its protocol code: 71\n"
+	"err_access_bad_key, 22 err_internal.\n"
+	"\n";
+
+static int access_keys_path(char *out, size_t cap)
+{
+	int r = sp_cli_conf_path(out, cap, "SEALPOST_ACCESS_KEYS", "access_keys", NULL);
+
+	if (r < 0)
+		fprintf(stderr, "sealpost: no access keys file: set SEALPOST_ACCESS_KEYS or HOME\n");
+	return r;
+}
+
+/* send --anonymous: its own NK connection (no authenticated one at all,
+ * so nothing at the broker links this device's connection to the send),
+ * the message sealed with the device key. */
+static int send_anonymous(const struct opts *o, const uint8_t to[SEALPOST_KEY_LEN],
+			  const uint8_t *msg, size_t len)
+{
+	struct sealpost_connect_opts co = SEALPOST_CONNECT_OPTS_INIT;
+	struct sealpost_key *key = NULL;
+	struct sealpost_client *a = NULL;
+	char path[SP_CLI_CONF_VALUE_MAX + 1];
+	uint8_t k[SP_CLI_ACCESS_KEY_MAX];
+	size_t klen = 0;
+	struct target t;
+	uint64_t id = 0, seq = 0;
+	unsigned line = 0;
+	int r, ex, status = 0;
+
+	ex = resolve(o, &t);
+	if (ex)
+		return ex;
+	if (!t.have_server_key) {
+		fprintf(stderr, "sealpost: an anonymous send needs the broker's key (--server-key, "
+			"or a known broker): the handshake proves no device key\n");
+		return EX_USAGE;
+	}
+	if (o->access_key) {
+		if (sp_cli_access_parse_key(o->access_key, k, &klen) < 0) {
+			fprintf(stderr, "sealpost: --access-key is not 32 or 64 hex characters\n");
+			return EX_USAGE;
+		}
+	} else if (access_keys_path(path, sizeof(path)) == 0) {
+		r = sp_cli_access_lookup(path, to, k, &klen, &line);
+		if (r == -EBADMSG) {
+			fprintf(stderr, "sealpost: %s:%u: not 'CONTACT KEY'\n", path, line);
+			return EX_USAGE;
+		}
+		if (r != 1)
+			klen = 0;   /* none: for a recipient that accepts anyone */
+	}
+	r = sealpost_key_load(&key, t.key_path);
+	if (r < 0) {
+		fprintf(stderr, "sealpost: cannot load key %s: %s\n", t.key_path,
+			sealpost_strerror(r));
+		ex = EX_KEYFILE;
+		goto out;
+	}
+	co.flags = SEALPOST_CONNECT_NO_RECONNECT | SEALPOST_CONNECT_NO_KEEPALIVE;
+	r = sealpost_client_connect_anonymous(&a, t.server, t.server_key, (int)o->timeout_s * 1000,
+					      &co);
+	if (r < 0) {
+		fprintf(stderr, "sealpost: cannot connect anonymously to %s: %s%s\n", t.server,
+			sealpost_strerror(r),
+			r == -ECONNRESET ? " (does the broker hold that key?)" : "");
+		ex = r == -EINVAL ? EX_USAGE : EX_CONNECT;
+		goto out;
+	}
+	if (len > sealpost_client_max_message(a)) {
+		fprintf(stderr, "sealpost: message too large for this broker (max %zu bytes)\n",
+			sealpost_client_max_message(a));
+		ex = EX_USAGE;
+		goto out;
+	}
+	r = sealpost_client_send_anonymous(a, key, to, klen ? k : NULL, klen, msg, len, 0, &id);
+	if (r == 0)
+		r = sealpost_client_wait_result(a, id, (int)o->timeout_s * 1000, &status, &seq);
+	if (r == -EINVAL) {
+		fprintf(stderr, "sealpost: --to is not a valid public key\n");
+		ex = EX_USAGE;
+	} else if (r < 0) {
+		fprintf(stderr, "sealpost: no answer from the broker: %s\n", sealpost_strerror(r));
+		ex = EX_LOST;
+	} else {
+		ex = status_exit(status);
+		if (o->verbose || ex != EX_OK)
+			report(0, status, seq);
+	}
+out:
+	sodium_memzero(k, sizeof(k));
+	sealpost_client_close(a);
+	sealpost_key_free(key);
+	return ex;
+}
+
+static int cmd_access(int argc, char **argv)
+{
+	struct opts o;
+	struct target t;
+	struct sealpost_key *key = NULL;
+	struct sealpost_client *c = NULL;
+	char path[SP_CLI_CONF_VALUE_MAX + 1], hex[2 * SP_CLI_ACCESS_KEY_MAX + 1];
+	uint8_t k[SP_CLI_ACCESS_KEY_MAX], contact[SEALPOST_KEY_LEN];
+	size_t klen = 0;
+	const char *sub;
+	unsigned line = 0;
+	int first, r, nargs, ex;
+	bool open_flag;
+
+	memset(&o, 0, sizeof(o));
+	o.timeout_s = 10;
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		if (argc < 2)
+			return bad_usage("access needs a subcommand", access_help);
+		help_conn(access_help);
+		return EX_OK;
+	}
+	sub = argv[1];
+	r = parse(argc - 1, argv + 1, &o, access_help, &first);
+	if (r)
+		return r < 0 ? EX_OK : r;
+	first++;            /* parse saw argv + 1 */
+	nargs = argc - first;
+	if (!strcmp(sub, "contact") || !strcmp(sub, "forget")) {
+		bool put = !strcmp(sub, "contact");
+
+		if (nargs != (put ? 2 : 1))
+			return bad_usage("wrong arguments", access_help);
+		if (sealpost_key_from_hex(contact, argv[first]) < 0)
+			return bad_usage("CONTACT is not 64 hex characters", access_help);
+		if (put && sp_cli_access_parse_key(argv[first + 1], k, &klen) < 0)
+			return bad_usage("KEY is not 32 or 64 hex characters", access_help);
+		if (access_keys_path(path, sizeof(path)) < 0)
+			return EX_USAGE;
+		r = sp_cli_access_put(path, contact, k, put ? klen : 0, &line);
+		sodium_memzero(k, sizeof(k));
+		if (r == -EBADMSG) {
+			fprintf(stderr, "sealpost: %s:%u: not 'CONTACT KEY'\n", path, line);
+			return EX_USAGE;
+		}
+		if (r < 0) {
+			fprintf(stderr, "sealpost: cannot write %s: %s\n", path, strerror(-r));
+			return EX_KEYFILE;
+		}
+		return EX_OK;
+	}
+	if (!strcmp(sub, "set")) {
+		if (nargs != 1)
+			return bad_usage("set takes one KEY", access_help);
+		if (sp_cli_access_parse_key(argv[first], k, &klen) < 0)
+			return bad_usage("KEY is not 32 or 64 hex characters", access_help);
+		open_flag = o.open_anyone;
+	} else if (!strcmp(sub, "rotate")) {
+		if (nargs)
+			return bad_usage("rotate takes no arguments", access_help);
+		sealpost_access_key_generate(k);
+		klen = SEALPOST_ACCESS_KEY_LEN;
+		open_flag = o.open_anyone;
+	} else if ((!strcmp(sub, "open") || !strcmp(sub, "close")) && !nargs && !o.open_anyone) {
+		open_flag = !strcmp(sub, "open");
+	} else {
+		return bad_usage("unknown access subcommand or wrong arguments", access_help);
+	}
+	ex = open_target(&o, &t, (int)o.timeout_s * 1000,
+			 SEALPOST_CONNECT_NO_RECONNECT | SEALPOST_CONNECT_MANUAL_ACK, &key, &c);
+	if (ex)
+		goto out;
+	r = sealpost_set_access(c, klen ? k : NULL, klen, open_flag, (int)o.timeout_s * 1000);
+	if (r == 0) {
+		ex = EX_OK;
+		if (!strcmp(sub, "rotate")) {
+			sodium_bin2hex(hex, sizeof(hex), k, klen);
+			printf("%s\n", hex);
+			sodium_memzero(hex, sizeof(hex));
+		}
+	} else if (r == -SEALPOST_EACCESSBADKEY || r == -EIO) {
+		fprintf(stderr, "sealpost: access %s refused: %s\n", sub, sealpost_strerror(r));
+		ex = r == -EIO ? SEALPOST_STATUS_ERR_INTERNAL : SEALPOST_STATUS_ERR_ACCESS_BAD_KEY;
+	} else {
+		fprintf(stderr, "sealpost: no answer from the broker: %s\n", sealpost_strerror(r));
+		ex = EX_LOST;
+	}
+out:
+	sodium_memzero(k, sizeof(k));
+	sealpost_client_close(c);
+	sealpost_key_free(key);
+	return ex;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -1899,6 +2194,8 @@ int main(int argc, char **argv)
 		return cmd_account(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "push"))
 		return cmd_push(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "access"))
+		return cmd_access(argc - 1, argv + 1);
 	fprintf(stderr, "sealpost: unknown command '%s'\n", argv[1]);
 	fputs(usage_text, stderr);
 	return EX_USAGE;

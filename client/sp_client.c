@@ -170,7 +170,17 @@ struct pend {
 	uint32_t flags;
 	uint32_t len;
 	uint8_t to[SP_KEY_LEN];
+	/* Anonymous clients: the recipient's access key (PROTOCOL.md 14), 0 = none. */
+	uint8_t tok_len;
+	uint8_t tok[SP_ACCESS_KEY_MAX];
 	uint8_t body[];                 /* the envelope as sent */
+};
+
+/* A contact's access key (sealpost_contact_access_set). */
+struct contact_access {
+	uint8_t who[SP_KEY_LEN];
+	uint8_t len;
+	uint8_t key[SP_ACCESS_KEY_MAX];
 };
 
 /* Everything secret a connection holds, in ONE guarded allocation (each
@@ -291,9 +301,17 @@ struct sealpost_client {
 		uint8_t *body;
 	} lheld[LIST_HELD_MAX];
 	size_t lheld_n;
+	/* Sealed sender (PROTOCOL.md 14). */
+	bool anon;                      /* NK: send-only, proves no device key */
+	struct sealpost_client *anon_c; /* an authenticated client's anonymous one */
+	struct contact_access *contacts;/* malloc'd; wiped on close */
+	size_t ncontacts, contacts_cap;
+	uint64_t next_access_id;
 };
 
 static int queue_frame(struct sealpost_client *c, const struct sp_frame *f);
+static const struct contact_access *sp_contact_find(const struct sealpost_client *c,
+						    const uint8_t who[SP_KEY_LEN]);
 static void fail(struct sealpost_client *c, int err, bool fatal);
 static int start_attempt(struct sealpost_client *c);
 static void attempt_failed(struct sealpost_client *c, int err);
@@ -768,6 +786,19 @@ static int tx_send(struct sealpost_client *c, const struct pend *p)
 {
 	struct sp_frame f = { .type = SP_FRAME_SEND };
 
+	if (c->anon) {
+		/* Sealed sender: the same send from nobody, with its token. */
+		f.type = SP_FRAME_ANON_SEND;
+		memcpy(f.u.anon_send.to, p->to, SP_KEY_LEN);
+		f.u.anon_send.to_ok = 1;
+		f.u.anon_send.client_id = p->id;
+		f.u.anon_send.flags = p->flags;
+		f.u.anon_send.access_key = p->tok_len ? p->tok : NULL;
+		f.u.anon_send.access_key_len = p->tok_len;
+		if (sp_frame_size(&f, p->len) > c->max_transport)
+			return -EMSGSIZE;
+		return sp_session_tx_frame(c->ss, &f, p->body, p->len);
+	}
 	memcpy(f.u.send.to, p->to, SP_KEY_LEN);
 	f.u.send.to_ok = 1;
 	f.u.send.client_id = p->id;
@@ -886,8 +917,10 @@ static int begin_handshake(struct sealpost_client *c)
 		.rekey_every = test_rekey_messages(),
 	};
 	sk = c->probing || !c->has_pin ? NULL : c->pin;
-	c->hs_ik = sk != NULL;
-	r = sp_session_connect(c->ss, &c->env, c->key->priv, sk);
+	/* Anonymous: NK, never the XX probe (it would prove a key). */
+	c->hs_ik = sk != NULL && !c->anon;
+	r = c->anon ? sp_session_connect_anonymous(c->ss, &c->env, c->pin)
+		    : sp_session_connect(c->ss, &c->env, c->key->priv, sk);
 	if (r < 0)
 		return r;
 	c->st = CS_HANDSHAKE;
@@ -944,8 +977,8 @@ static void on_established(struct sealpost_client *c)
 		memcpy(c->pin, s->peer, SP_KEY_LEN);
 		c->has_pin = true;
 	}
-	if (c->hs_ik) {
-		/* IK: the broker routes this device only once a transport message
+	if (c->hs_ik || c->anon) {
+		/* IK (and NK alike): the broker routes this device only once a transport message
 		 * proves we hold the session keys (a replayed message 1 cannot), so
 		 * an empty one goes first (PROTOCOL.md 4, "Proof"). */
 		r = sp_noise_encrypt(&s->t.tx, c->proof + SP_LEN_PREFIX, 0);
@@ -1597,6 +1630,11 @@ static int frame_event(struct sealpost_client *c, const struct sp_frame *f,
 		ev->seq = f->u.send_result.seq;
 		pend_resolve(c, ev->client_id);
 		return 1;
+	case SP_FRAME_ACCESS_RESULT:
+		ev->type = SEALPOST_EVENT_ACCESS_RESULT;
+		ev->client_id = f->u.access_result.client_id;
+		ev->status = (int)f->u.access_result.status;
+		return 1;
 	case SP_FRAME_PUSH_RESULT:
 		ev->type = SEALPOST_EVENT_PUSH_RESULT;
 		ev->id = f->u.push_result.id;
@@ -2026,10 +2064,11 @@ SEALPOST_API int sealpost_client_connect(struct sealpost_client **out, const cha
 	return sealpost_client_connect_opts(out, server, key, server_key, timeout_ms, NULL);
 }
 
-SEALPOST_API int sealpost_client_connect_opts(struct sealpost_client **out, const char *server,
-					      const struct sealpost_key *key,
-					      const uint8_t *server_key, int timeout_ms,
-					      const struct sealpost_connect_opts *opts)
+/* sealpost_client_connect_opts, or with anon the NK connection of
+ * sealpost_client_connect_anonymous (key: a throwaway, never sent). */
+static int connect_blocking(struct sealpost_client **out, const char *server,
+			    const struct sealpost_key *key, const uint8_t *server_key,
+			    int timeout_ms, const struct sealpost_connect_opts *opts, bool anon)
 {
 	struct sealpost_client *c = NULL;
 	struct sp_hostport hp;
@@ -2046,6 +2085,7 @@ SEALPOST_API int sealpost_client_connect_opts(struct sealpost_client **out, cons
 	r = client_new(&c, server, key, server_key, opts);
 	if (r < 0)
 		return r;
+	c->anon = anon;
 	if (timeout_ms <= 0)
 		timeout_ms = CONNECT_TIMEOUT_DEFAULT_MS;
 	deadline = deadline_of(timeout_ms);
@@ -2072,6 +2112,14 @@ SEALPOST_API int sealpost_client_connect_opts(struct sealpost_client **out, cons
 	c->connect_timeout_ms = cto;
 	*out = c;
 	return 0;
+}
+
+SEALPOST_API int sealpost_client_connect_opts(struct sealpost_client **out, const char *server,
+					      const struct sealpost_key *key,
+					      const uint8_t *server_key, int timeout_ms,
+					      const struct sealpost_connect_opts *opts)
+{
+	return connect_blocking(out, server, key, server_key, timeout_ms, opts, false);
 }
 
 SEALPOST_API void sealpost_client_server_key(const struct sealpost_client *c,
@@ -2139,7 +2187,7 @@ static void wipe_plain(uint8_t *plain, size_t len)
 
 static int queue_send(struct sealpost_client *c, const uint8_t to[SP_KEY_LEN], const uint8_t *msg,
 		      size_t msg_len, const uint8_t *env, size_t env_len, uint32_t flags,
-		      uint64_t id, uint64_t *client_id)
+		      uint64_t id, uint64_t *client_id, const uint8_t *tok, size_t tok_len)
 {
 	struct sp_frame f = { .type = SP_FRAME_SEND };
 	uint8_t *plain = NULL;          /* head | msg, when wrapped */
@@ -2206,6 +2254,10 @@ static int queue_send(struct sealpost_client *c, const uint8_t to[SP_KEY_LEN], c
 	p->flags = flags;
 	p->len = (uint32_t)env_len;
 	memcpy(p->to, to, SP_KEY_LEN);
+	p->tok_len = (uint8_t)tok_len;
+	memset(p->tok, 0, sizeof(p->tok));
+	if (tok_len)
+		memcpy(p->tok, tok, tok_len);
 	if (!env) {
 		r = sp_seal(c->key->priv, to, msg ? msg : (const uint8_t *)"", msg_len, p->body,
 			    env_len, &sealed);
@@ -2247,10 +2299,12 @@ SEALPOST_API int sealpost_client_send_ex(struct sealpost_client *c,
 		return -EINVAL;
 	if (!sp_noise_key_valid(to))
 		return -EINVAL;
+	if (c->anon)
+		return -SEALPOST_EANONYMOUS;
 	if (msg_len > sealpost_client_max_message(c))
 		return -EMSGSIZE;
 	return queue_send(c, to, msg, msg_len, NULL, msg_len + SP_SEAL_OVERHEAD, flags, client_id,
-			  used_id);
+			  used_id, NULL, 0);
 }
 
 SEALPOST_API int sealpost_client_send(struct sealpost_client *c, const uint8_t to[SEALPOST_KEY_LEN],
@@ -2266,8 +2320,10 @@ SEALPOST_API int sealpost_client_send_raw_ex(struct sealpost_client *c,
 {
 	if (!c || !to || (!env && env_len))
 		return -EINVAL;
+	if (c->anon)
+		return -SEALPOST_EANONYMOUS;
 	return queue_send(c, to, NULL, 0, env ? env : (const uint8_t *)"", env_len, flags,
-			  client_id, used_id);
+			  client_id, used_id, NULL, 0);
 }
 
 SEALPOST_API int sealpost_client_send_raw(struct sealpost_client *c,
@@ -2332,6 +2388,8 @@ static int push_request(struct sealpost_client *c, struct sp_frame *f, uint64_t 
 
 	if (!c)
 		return -EINVAL;
+	if (c->anon)
+		return -SEALPOST_EANONYMOUS;
 	if (!connected(c))
 		return -ENOTCONN;
 	r = check_room(c);
@@ -2385,6 +2443,8 @@ SEALPOST_API int sealpost_client_ack(struct sealpost_client *c, uint64_t seq)
 
 	if (!c)
 		return -EINVAL;
+	if (c->anon)
+		return -SEALPOST_EANONYMOUS;   /* it receives nothing */
 	if (c->st == CS_CLOSED || ((c->flags & SEALPOST_CONNECT_NO_RECONNECT) && !connected(c)))
 		return -ENOTCONN;
 	if (!seq)
@@ -2620,7 +2680,7 @@ static int scan_for(struct sealpost_client *c, enum sealpost_event_type type, ui
 			return ev.error ? ev.error : -ENOTCONN;
 		if (ev.type == type &&
 		    (type == SEALPOST_EVENT_RESULT || type == SEALPOST_EVENT_LIST_RESULT ||
-				     type == SEALPOST_EVENT_LOG_REPLY
+		     type == SEALPOST_EVENT_LOG_REPLY || type == SEALPOST_EVENT_ACCESS_RESULT
 			     ? ev.client_id
 			     : ev.id) == id) {
 			*found = ev;
@@ -2706,6 +2766,10 @@ SEALPOST_API int sealpost_client_send_wait(struct sealpost_client *c,
 
 	if (!status)
 		return -EINVAL;
+	/* Anonymous by default to contacts whose access key we know. */
+	if (c && to && !c->anon && sp_contact_find(c, to))
+		return sealpost_send_anonymous(c, to, NULL, 0, msg, msg_len, timeout_ms, status,
+					       seq);
 	r = sealpost_client_send(c, to, msg, msg_len, &id);
 	if (r < 0)
 		return r;
@@ -2825,6 +2889,11 @@ SEALPOST_API void sealpost_client_close(struct sealpost_client *c)
 
 	if (!c)
 		return;
+	sealpost_client_close(c->anon_c);
+	if (c->contacts) {
+		sodium_memzero(c->contacts, c->contacts_cap * sizeof(*c->contacts));
+		free(c->contacts);
+	}
 	release(c);
 	if (c->sec) {
 		ack_taken(c);
@@ -2888,6 +2957,8 @@ static int queue_list(struct sealpost_client *c, enum sp_frame_type type,
 	struct sp_frame f = { .type = type };
 	int r;
 
+	if (c->anon)
+		return -SEALPOST_EANONYMOUS;
 	if (!connected(c))
 		return -ENOTCONN;
 	r = check_room(c);
@@ -3305,4 +3376,275 @@ SEALPOST_API int sealpost_client_send_devices(struct sealpost_client *c,
 		n++;
 	}
 	return n;
+}
+
+/* ------------------------------------------------------ sealed sender --- */
+
+static bool access_len_ok(size_t len)
+{
+	return len == SP_ACCESS_KEY_MIN || len == SP_ACCESS_KEY_MAX;
+}
+
+SEALPOST_API void sealpost_access_key_generate(uint8_t key[SEALPOST_ACCESS_KEY_LEN])
+{
+	randombytes_buf(key, SEALPOST_ACCESS_KEY_LEN);
+}
+
+SEALPOST_API int sealpost_access_error(int status)
+{
+	switch (status) {
+	case SEALPOST_STATUS_ERR_ACCESS_MISSING:
+		return -SEALPOST_EACCESSMISSING;
+	case SEALPOST_STATUS_ERR_ACCESS_WRONG:
+		return -SEALPOST_EACCESSWRONG;
+	case SEALPOST_STATUS_ERR_ACCESS_ROTATED:
+		return -SEALPOST_EACCESSROTATED;
+	case SEALPOST_STATUS_ERR_ANON_RATE_LIMITED:
+		return -SEALPOST_EANONLIMIT;
+	case SEALPOST_STATUS_ERR_ACCESS_BAD_KEY:
+		return -SEALPOST_EACCESSBADKEY;
+	case SEALPOST_STATUS_GOAWAY_ANONYMOUS:
+	case SEALPOST_STATUS_ERR_NOT_ANONYMOUS:
+		return -SEALPOST_EANONYMOUS;
+	default:
+		return 0;
+	}
+}
+
+SEALPOST_API int sealpost_access_set(struct sealpost_client *c, const uint8_t *key, size_t len,
+				     bool accept_anyone, uint64_t *client_id)
+{
+	struct sp_frame f = { .type = SP_FRAME_SET_ACCESS };
+	int r;
+
+	if (!c || (len && !key))
+		return -EINVAL;
+	if (c->anon)
+		return -SEALPOST_EANONYMOUS;
+	if (len && !access_len_ok(len))
+		return -SEALPOST_EACCESSBADKEY;
+	if (!connected(c))
+		return -ENOTCONN;
+	r = check_room(c);
+	if (r < 0)
+		return r;
+	if (!connected(c))
+		return -ENOTCONN;
+	f.u.set_access.client_id = ++c->next_access_id;
+	f.u.set_access.access_key = len ? key : NULL;
+	f.u.set_access.access_key_len = len;
+	f.u.set_access.flags = accept_anyone ? SP_ACCESS_ANYONE : 0;
+	/* Into the engine's outbound message like any frame: the key is
+	 * copied nowhere else. */
+	r = sp_session_tx_frame(c->ss, &f, NULL, 0);
+	if (r < 0)
+		return r;
+	if (client_id)
+		*client_id = f.u.set_access.client_id;
+	return 0;
+}
+
+SEALPOST_API int sealpost_set_access(struct sealpost_client *c, const uint8_t *key, size_t len,
+				     bool accept_anyone, int timeout_ms)
+{
+	int64_t deadline = deadline_of(timeout_ms);
+	struct sealpost_event ev = { 0 };
+	uint64_t id = 0;
+	int r;
+
+	if (!c)
+		return -EINVAL;
+	begin_call(c);
+	r = sealpost_access_set(c, key, len, accept_anyone, &id);
+	if (r < 0)
+		return r;
+	r = wait_for(c, SEALPOST_EVENT_ACCESS_RESULT, id, deadline, &ev);
+	if (r < 0)
+		return r;
+	if (ev.status == SEALPOST_STATUS_ACCEPTED)
+		return 0;
+	r = sealpost_access_error(ev.status);
+	return r ? r : -EIO;
+}
+
+SEALPOST_API int sealpost_client_connect_anonymous(struct sealpost_client **out,
+						   const char *server,
+						   const uint8_t server_key[SEALPOST_KEY_LEN],
+						   int timeout_ms,
+						   const struct sealpost_connect_opts *opts)
+{
+	struct sealpost_key *k = NULL;
+	int r;
+
+	if (!out || !server || !server_key)
+		return -EINVAL;
+	*out = NULL;
+	/* The client core wants a device key; an anonymous client's is random,
+	 * its own, and never leaves it (NK sends none, and no XX probe runs). */
+	r = sealpost_key_generate(&k);
+	if (r < 0)
+		return r;
+	r = connect_blocking(out, server, k, server_key, timeout_ms, opts, true);
+	sealpost_key_free(k);
+	return r;
+}
+
+SEALPOST_API bool sealpost_client_is_anonymous(const struct sealpost_client *c)
+{
+	return c && c->anon;
+}
+
+SEALPOST_API int sealpost_client_send_anonymous(struct sealpost_client *anon,
+						const struct sealpost_key *sender,
+						const uint8_t to[SEALPOST_KEY_LEN],
+						const uint8_t *access_key, size_t access_len,
+						const void *msg, size_t msg_len, uint32_t flags,
+						uint64_t *client_id)
+{
+	uint8_t *env;
+	size_t env_len, sealed = 0;
+	int r;
+
+	if (!anon || !sender || !to || (!msg && msg_len) || (access_len && !access_key))
+		return -EINVAL;
+	if (!anon->anon)
+		return -SEALPOST_EANONYMOUS;
+	if (access_len && !access_len_ok(access_len))
+		return -SEALPOST_EACCESSBADKEY;
+	if (!sp_noise_key_valid(to))
+		return -EINVAL;
+	/* Padded (PROTOCOL.md 7.1): what the broker sees of the length is
+	 * the bucket, up to this broker's largest envelope. */
+	env_len = sp_seal_pad_bucket(msg_len, sealpost_client_max_message(anon));
+	if (!env_len)
+		return -EMSGSIZE;
+	env_len += SP_SEAL_OVERHEAD;
+	env = malloc(env_len);
+	if (!env)
+		return -ENOMEM;
+	/* The normal Noise X seal: the sender is inside it, for the
+	 * recipient only. */
+	r = sp_seal_padded(sender->priv, to, msg ? msg : (const uint8_t *)"", msg_len,
+			   sealpost_client_max_message(anon), env, env_len, &sealed);
+	if (r == 0)
+		r = queue_send(anon, to, NULL, 0, env, sealed, flags, 0, client_id, access_key,
+			       access_len);
+	sodium_memzero(env, env_len);
+	free(env);
+	return r;
+}
+
+static const struct contact_access *sp_contact_find(const struct sealpost_client *c,
+						    const uint8_t who[SP_KEY_LEN])
+{
+	size_t i;
+
+	for (i = 0; i < c->ncontacts; i++)
+		if (memcmp(c->contacts[i].who, who, SP_KEY_LEN) == 0)
+			return &c->contacts[i];
+	return NULL;
+}
+
+SEALPOST_API int sealpost_contact_access_set(struct sealpost_client *c,
+					     const uint8_t contact[SEALPOST_KEY_LEN],
+					     const uint8_t *key, size_t len)
+{
+	struct contact_access *e;
+
+	if (!c || !contact || (len && !key))
+		return -EINVAL;
+	e = (struct contact_access *)sp_contact_find(c, contact);
+	if (len && !access_len_ok(len))
+		return -SEALPOST_EACCESSBADKEY;
+	if (!len) {
+		if (e) {
+			*e = c->contacts[--c->ncontacts];
+			sodium_memzero(&c->contacts[c->ncontacts], sizeof(*e));
+		}
+		return 0;
+	}
+	if (!e) {
+		if (c->ncontacts == c->contacts_cap) {
+			size_t n = c->contacts_cap ? c->contacts_cap * 2 : 8;
+			struct contact_access *t = calloc(n, sizeof(*t));
+
+			if (!t)
+				return -ENOMEM;
+			/* calloc + copy, not realloc: the old array is wiped. */
+			if (c->contacts) {
+				memcpy(t, c->contacts, c->ncontacts * sizeof(*t));
+				sodium_memzero(c->contacts, c->contacts_cap * sizeof(*t));
+				free(c->contacts);
+			}
+			c->contacts = t;
+			c->contacts_cap = n;
+		}
+		e = &c->contacts[c->ncontacts++];
+		memcpy(e->who, contact, SP_KEY_LEN);
+	}
+	memset(e->key, 0, sizeof(e->key));
+	memcpy(e->key, key, len);
+	e->len = (uint8_t)len;
+	return 0;
+}
+
+/* c's own anonymous connection, opened on first use with the key c's
+ * handshake proved; reopened if it ended. */
+static int own_anon(struct sealpost_client *c, int timeout_ms)
+{
+	struct sealpost_connect_opts o = SEALPOST_CONNECT_OPTS_INIT;
+	uint8_t sk[SP_KEY_LEN];
+
+	if (c->anon_c && c->anon_c->st != CS_CLOSED)
+		return 0;
+	sealpost_client_close(c->anon_c);
+	c->anon_c = NULL;
+	if (c->foreign || !c->server)
+		return -EOPNOTSUPP;
+	if (!c->was_up && !c->has_pin)
+		return -ENOTCONN;
+	sealpost_client_server_key(c, sk);
+	/* One send at a time, waited for: a drop ends it, the next call
+	 * opens a new one. */
+	o.flags = SEALPOST_CONNECT_NO_RECONNECT | SEALPOST_CONNECT_NO_KEEPALIVE;
+	return sealpost_client_connect_anonymous(&c->anon_c, c->server, sk,
+						 timeout_ms > 0 ? timeout_ms : 0, &o);
+}
+
+SEALPOST_API int sealpost_send_anonymous(struct sealpost_client *c,
+					 const uint8_t to[SEALPOST_KEY_LEN],
+					 const uint8_t *access_key, size_t access_len,
+					 const void *msg, size_t msg_len, int timeout_ms,
+					 int *status, uint64_t *seq)
+{
+	const struct contact_access *e;
+	uint8_t tok[SP_ACCESS_KEY_MAX];
+	size_t tok_len = 0;
+	uint64_t id = 0;
+	int r;
+
+	if (!c || !to || !status || (access_len && !access_key))
+		return -EINVAL;
+	if (c->anon)
+		return -SEALPOST_EANONYMOUS;
+	if (access_key) {
+		if (!access_len_ok(access_len))
+			return -SEALPOST_EACCESSBADKEY;
+		memcpy(tok, access_key, access_len);
+		tok_len = access_len;
+	} else if ((e = sp_contact_find(c, to))) {
+		memcpy(tok, e->key, e->len);
+		tok_len = e->len;
+	}
+	r = own_anon(c, timeout_ms);
+	if (r == 0)
+		r = sealpost_client_send_anonymous(c->anon_c, c->key, to, tok_len ? tok : NULL,
+						   tok_len, msg, msg_len, 0, &id);
+	sodium_memzero(tok, sizeof(tok));
+	if (r < 0)
+		return r;
+	r = sealpost_client_wait_result(c->anon_c, id, timeout_ms, status, seq);
+	if (r < 0)
+		return r;
+	return sealpost_access_error(*status);
 }

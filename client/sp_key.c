@@ -156,6 +156,28 @@ SEALPOST_API int sealpost_envelope_seal(const struct sealpost_key *sender,
 		       out_len);
 }
 
+SEALPOST_API size_t sealpost_envelope_padded_size(size_t msg_len, size_t max_envelope)
+{
+	size_t b;
+
+	if (max_envelope <= SP_SEAL_OVERHEAD)
+		return 0;
+	b = sp_seal_pad_bucket(msg_len, max_envelope - SP_SEAL_OVERHEAD);
+	return b ? b + SP_SEAL_OVERHEAD : 0;
+}
+
+SEALPOST_API int sealpost_envelope_seal_padded(const struct sealpost_key *sender,
+					       const uint8_t to[SEALPOST_KEY_LEN], const void *msg,
+					       size_t msg_len, size_t max_envelope, uint8_t *out,
+					       size_t out_cap, size_t *out_len)
+{
+	if (!sender || !to || (!msg && msg_len) || !out || !out_len ||
+	    max_envelope <= SP_SEAL_OVERHEAD)
+		return -EINVAL;
+	return sp_seal_padded(sender->priv, to, msg ? msg : (const void *)"", msg_len,
+			      max_envelope - SP_SEAL_OVERHEAD, out, out_cap, out_len);
+}
+
 SEALPOST_API int sealpost_envelope_open(const struct sealpost_key *self, const uint8_t *env,
 					size_t env_len, uint8_t sender[SEALPOST_KEY_LEN],
 					uint8_t *out, size_t out_cap, size_t *out_len)

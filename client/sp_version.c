@@ -60,6 +60,14 @@ static const struct {
 	{ SEALPOST_ESPLITVIEW, "SPLIT VIEW: the broker's transparency log showed two different "
 			       "histories" },
 	{ SEALPOST_ELOGKEY, "the broker's transparency log key is unknown or not the one kept" },
+	{ SEALPOST_EACCESSMISSING, "anonymous send without an access key, and the recipient does "
+				   "not accept anonymous sends from anyone" },
+	{ SEALPOST_EACCESSWRONG, "anonymous send refused: not the recipient's access key" },
+	{ SEALPOST_EACCESSROTATED, "anonymous send refused: the recipient rotated its access key "
+				   "(ask it for the new one)" },
+	{ SEALPOST_EANONLIMIT, "anonymous send refused: the broker's anonymous rate limit" },
+	{ SEALPOST_EACCESSBADKEY, "an access key must be 16 or 32 bytes" },
+	{ SEALPOST_EANONYMOUS, "not possible on an anonymous connection (or only on one)" },
 };
 
 SEALPOST_API const char *sealpost_strerror(int err)

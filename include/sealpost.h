@@ -42,6 +42,8 @@
  *   -SEALPOST_EKEYFORMAT   a key file that is not 64 hex digits + newline
  *   -SEALPOST_EQUEUEFULL   disconnected, and the offline queue is full
  *   -SEALPOST_EDEADPEER    the broker stopped answering keepalive pings
+ *   -SEALPOST_EACCESSMISSING, _EACCESSWRONG, _EACCESSROTATED, _EANONLIMIT,
+ *   _EACCESSBADKEY, _EANONYMOUS   sealed sender (see "sealed sender" below)
  * sealpost_strerror() turns any of these into a sentence.
  *
  * Threading: no global state but the log hook (sealpost_set_log_callback,
@@ -132,6 +134,13 @@ enum sealpost_error {
 	SEALPOST_ELOGPROOF = 7018,      /* a served list's tree head or inclusion proof does not verify */
 	SEALPOST_ESPLITVIEW = 7019,     /* the log showed heads that are not prefixes of one log */
 	SEALPOST_ELOGKEY = 7020,        /* the broker's log key is not the one kept, or is unknown */
+	/* Sealed sender (docs/PROTOCOL.md 14, docs/CLIENT.md "Sealed sender"): */
+	SEALPOST_EACCESSMISSING = 7021, /* no access key, and the recipient does not accept anyone */
+	SEALPOST_EACCESSWRONG = 7022,   /* not the recipient's access key */
+	SEALPOST_EACCESSROTATED = 7023, /* the recipient's previous key: it rotated, ask it anew */
+	SEALPOST_EANONLIMIT = 7024,     /* the broker's anonymous-send budget (source or recipient) */
+	SEALPOST_EACCESSBADKEY = 7025,  /* an access key not 16 or 32 bytes */
+	SEALPOST_EANONYMOUS = 7026,     /* not possible on an anonymous connection, or only on one */
 };
 
 /*
@@ -207,6 +216,16 @@ enum sealpost_status {
 	SEALPOST_STATUS_ERR_PUSH_HOST_NOT_ALLOWED = 61,
 	SEALPOST_STATUS_ERR_PUSH_DISABLED = 62, /* the broker sends no pushes */
 	SEALPOST_STATUS_ERR_PUSH_FULL = 63,
+	/* Sealed sender (docs/PROTOCOL.md 14): RESULT of an anonymous send,
+	 * ACCESS_RESULT of sealpost_access_set; sealpost_access_error() gives
+	 * each its SEALPOST_E* code. */
+	SEALPOST_STATUS_ERR_ACCESS_MISSING = 65,
+	SEALPOST_STATUS_ERR_ACCESS_WRONG = 66,
+	SEALPOST_STATUS_ERR_ACCESS_ROTATED = 67,
+	SEALPOST_STATUS_GOAWAY_ANONYMOUS = 68,  /* a frame an anonymous connection may not send */
+	SEALPOST_STATUS_ERR_NOT_ANONYMOUS = 69, /* an anonymous send on an authenticated connection */
+	SEALPOST_STATUS_ERR_ANON_RATE_LIMITED = 70,
+	SEALPOST_STATUS_ERR_ACCESS_BAD_KEY = 71,
 };
 
 /* A short lowercase name ("delivered", "err_offline", ...; "unknown" for
@@ -290,6 +309,27 @@ SEALPOST_API int sealpost_envelope_seal(const struct sealpost_key *sender,
 SEALPOST_API int sealpost_envelope_open(const struct sealpost_key *self, const uint8_t *env,
 					size_t env_len, uint8_t sender[SEALPOST_KEY_LEN],
 					uint8_t *out, size_t out_cap, size_t *out_len);
+
+/*
+ * Padded envelopes (docs/PROTOCOL.md 7.1): the message padded (0x80, then
+ * zeros) to a size bucket inside the seal, so the envelope's length shows
+ * the bucket, not the message: 256, 512, 1024, ..., 32768 bytes of padded
+ * payload, then the largest the broker takes. Anonymous sends are always
+ * padded; sealpost_envelope_open (and every receiving call) opens both
+ * kinds and strips the padding.
+ *
+ * sealpost_envelope_padded_size: the envelope size for msg_len bytes under
+ * a broker's max_envelope (SEALPOST_ENVELOPE_MAX for the protocol's, or
+ * sealpost_client_max_envelope()); 0 if it does not fit (msg_len + 1 bytes
+ * of payload are needed).
+ * sealpost_envelope_seal_padded: sealpost_envelope_seal, padded; out_cap
+ * at least that size. -EMSGSIZE, -EINVAL (also for max_envelope <= 97).
+ */
+SEALPOST_API size_t sealpost_envelope_padded_size(size_t msg_len, size_t max_envelope);
+SEALPOST_API int sealpost_envelope_seal_padded(const struct sealpost_key *sender,
+					       const uint8_t to[SEALPOST_KEY_LEN], const void *msg,
+					       size_t msg_len, size_t max_envelope, uint8_t *out,
+					       size_t out_cap, size_t *out_len);
 
 /* ---------------------------------------------------------- connection --- */
 
@@ -686,6 +726,9 @@ enum sealpost_event_type {
 	 * length, data/len the LogReply body (leaf | sth | consistency,
 	 * PROTOCOL.md 11.7), unchecked. */
 	SEALPOST_EVENT_LOG_REPLY = 19,
+	/* Answer to sealpost_access_set: client_id, status (ACCEPTED,
+	 * ERR_ACCESS_BAD_KEY or ERR_INTERNAL). */
+	SEALPOST_EVENT_ACCESS_RESULT = 20,
 };
 
 struct sealpost_event {
@@ -1001,6 +1044,120 @@ SEALPOST_API int sealpost_log_audit(struct sealpost_client *c, int timeout_ms,
 /* The log key and head kept in st (either may be NULL): 0 or -ENOENT. */
 SEALPOST_API int sealpost_account_store_log(struct sealpost_account_store *st,
 					    uint8_t log_key[32], uint8_t head[113]);
+/* ------------------------------------------------------ sealed sender --- */
+
+/*
+ * Sealed sender (docs/PROTOCOL.md 14, docs/CLIENT.md "Sealed sender"): an
+ * envelope handed over on an anonymous connection (Noise NK: the broker
+ * proves its key, the client proves none), so the broker learns the
+ * recipient but not the sender; the sender is inside the seal, as always.
+ * The broker admits such an envelope only with the recipient's access key
+ * (a random 16- or 32-byte secret the recipient gives its contacts inside
+ * its sealed messages, never to the broker: it keeps a hash) or when the
+ * recipient accepts anonymous sends from anyone.
+ */
+enum {
+	SEALPOST_ACCESS_KEY_LEN = 32,   /* what sealpost_access_key_generate makes */
+	SEALPOST_ACCESS_KEY_MIN = 16,   /* the broker takes 16 or 32 bytes */
+};
+
+/* A new random access key (libsodium randombytes). key: caller-owned,
+ * 32 bytes; wipe it when done. Thread-safe. */
+SEALPOST_API void sealpost_access_key_generate(uint8_t key[SEALPOST_ACCESS_KEY_LEN]);
+
+/* The SEALPOST_E* code (negative) of a sealed-sender status (65-71),
+ * 0 for every other status. */
+SEALPOST_API int sealpost_access_error(int status);
+
+/*
+ * Sets this device's access key (key: 16 or 32 bytes, borrowed for the
+ * call; NULL with len 0: keep the key, change only the flag) and whether
+ * it accepts anonymous sends without one (every call sets that flag).
+ * A new key replaces the old one: senders of the old one get
+ * -SEALPOST_EACCESSROTATED from then on. Queued like a ping on the live
+ * session (-ENOTCONN when none); its answer is an ACCESS_RESULT event with
+ * *client_id (may be NULL). -SEALPOST_EANONYMOUS on an anonymous client;
+ * -SEALPOST_EACCESSBADKEY for another length (checked here as well).
+ */
+SEALPOST_API int sealpost_access_set(struct sealpost_client *c, const uint8_t *key, size_t len,
+				     bool accept_anyone, uint64_t *client_id);
+
+/*
+ * sealpost_access_set and wait (socket mode) up to timeout_ms for its
+ * answer: 0 when the broker took it, -SEALPOST_EACCESSBADKEY, -EIO when the
+ * broker could not store it, -ETIMEDOUT or the connection's error. Other
+ * events are kept.
+ */
+SEALPOST_API int sealpost_set_access(struct sealpost_client *c, const uint8_t *key, size_t len,
+				     bool accept_anyone, int timeout_ms);
+
+/*
+ * A send-only anonymous connection (Noise NK) to the broker whose key is
+ * server_key (required: 32 bytes, borrowed; a wrong one fails the
+ * handshake, -ECONNRESET). Arguments and reconnects as
+ * sealpost_client_connect_opts, but no device key: the broker learns none
+ * (the client holds a random one of its own that is never sent). It
+ * receives nothing (no DRAINED, no messages): only RESULT, PONG, GOAWAY and
+ * the connection events. Only sealpost_client_send_anonymous, ping, flush,
+ * sync and the event calls work on it; the other sending calls return
+ * -SEALPOST_EANONYMOUS.
+ */
+SEALPOST_API int sealpost_client_connect_anonymous(struct sealpost_client **out,
+						   const char *server,
+						   const uint8_t server_key[SEALPOST_KEY_LEN],
+						   int timeout_ms,
+						   const struct sealpost_connect_opts *opts);
+
+/* true for a client made by sealpost_client_connect_anonymous. */
+SEALPOST_API bool sealpost_client_is_anonymous(const struct sealpost_client *c);
+
+/*
+ * On an anonymous client: seals msg for `to` as `sender` (borrowed for the
+ * call; the recipient learns it from the seal, the broker does not) and
+ * queues it as an AnonSend with the recipient's access key (borrowed,
+ * copied; NULL/0: none, for a recipient that accepts anyone). Its answer
+ * is a RESULT event like a send's: ACCEPTED (or DELIVERED), or an
+ * ERR_ACCESS_* / ERR_ANON_RATE_LIMITED / the refusals of a send; a
+ * reconnect resends it with its key (no dedup for anonymous sends: a send
+ * cut off mid-way may arrive twice). flags: SEALPOST_SEND_*. Errors as
+ * sealpost_client_send, plus -SEALPOST_EANONYMOUS on an authenticated
+ * client and -SEALPOST_EACCESSBADKEY for a key not 16 or 32 bytes.
+ */
+SEALPOST_API int sealpost_client_send_anonymous(struct sealpost_client *anon,
+						const struct sealpost_key *sender,
+						const uint8_t to[SEALPOST_KEY_LEN],
+						const uint8_t *access_key, size_t access_len,
+						const void *msg, size_t msg_len, uint32_t flags,
+						uint64_t *client_id);
+
+/*
+ * The usual way: on an authenticated client c, seals msg as c's device and
+ * sends it anonymously on c's own anonymous connection to the same broker
+ * (opened with the server key c proved, on first use, and reused while it
+ * stays up; closed with c), then waits up to timeout_ms for its result.
+ * access_key NULL: the contact's key set with sealpost_contact_access_set,
+ * else none. 0 when a result came (*status: ACCEPTED, DELIVERED or a
+ * send's refusal; *seq may be NULL); for a sealed-sender refusal its
+ * SEALPOST_E* code (-SEALPOST_EACCESSWRONG, ...; *status set as well);
+ * -ETIMEDOUT or a connection error.
+ */
+SEALPOST_API int sealpost_send_anonymous(struct sealpost_client *c,
+					 const uint8_t to[SEALPOST_KEY_LEN],
+					 const uint8_t *access_key, size_t access_len,
+					 const void *msg, size_t msg_len, int timeout_ms,
+					 int *status, uint64_t *seq);
+
+/*
+ * The contacts' access keys this client knows (in memory, wiped on
+ * close; the app keeps them, e.g. the CLI in its access file). With a key
+ * set for `to`, sealpost_client_send_wait sends anonymously
+ * (sealpost_send_anonymous) instead of on the authenticated connection.
+ * key: 16 or 32 bytes, borrowed (copied); NULL/0 forgets the contact's
+ * key. -EINVAL, -SEALPOST_EACCESSBADKEY, -ENOMEM.
+ */
+SEALPOST_API int sealpost_contact_access_set(struct sealpost_client *c,
+					     const uint8_t contact[SEALPOST_KEY_LEN],
+					     const uint8_t *key, size_t len);
 
 /* ------------------------------------------------------ foreign loops --- */
 

@@ -17,7 +17,7 @@
 
 int sp_anon_init(struct sp_shard *sh)
 {
-	/* Envelope buckets only: body sizes are padded (PROTOCOL.md 14.3) and
+	/* Envelope buckets only: body sizes are padded (PROTOCOL.md 7.1) and
 	 * bounded by max_envelope; the durable byte budgets are per sender,
 	 * which an anonymous send has not. */
 	struct sp_sendlim_config rc = {

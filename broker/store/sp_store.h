@@ -57,6 +57,7 @@
  * the value length). The encoders and decoders: sp_store_codec.h.
  *   mailbox v1: u8 version=1 | u8[3] zero | u32 body_len | u64 accepted_ms |
  *               u64 expires_ms | body[body_len]               (24-byte header)
+ *               (accepted_ms is written in whole seconds: SP_STORE_ACCEPTED_GRAIN_MS)
  *   mailbox v2: the same with version=2 and u8[3] = the share tag: the
  *               first 3 bytes of BLAKE2b keyed with DIR/dedup.key over
  *               "share" | sender[32] | recipient[32] (what is written now;

@@ -125,7 +125,8 @@ void sp_store_mbox_hdr_encode(uint8_t out[SP_STORE_MAILBOX_HDR_LEN],
 	out[2] = (uint8_t)(h->share_tag >> 8);
 	out[3] = (uint8_t)h->share_tag;
 	sp_be_put32(out + 4, h->body_len);
-	sp_be_put64(out + 8, h->accepted_ms);
+	/* Coarse on purpose (SP_STORE_ACCEPTED_GRAIN_MS). */
+	sp_be_put64(out + 8, h->accepted_ms - h->accepted_ms % SP_STORE_ACCEPTED_GRAIN_MS);
 	sp_be_put64(out + 16, h->expires_ms);
 }
 

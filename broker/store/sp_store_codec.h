@@ -39,6 +39,16 @@ struct sp_store_meta {
 	uint64_t bytes;
 };
 
+/*
+ * Stored acceptance times are whole seconds (rounded down at encode,
+ * SECURITY.md "What is written down"): nothing that reads them (the
+ * mailbox path's delivery-latency histogram, whose finest bucket for it
+ * that matters is 1 s, and the admin's oldest_age_s) needs milliseconds,
+ * and a seized store should not line sends up with packet captures to the
+ * millisecond. Expiry times stay exact: expiry needs them.
+ */
+enum { SP_STORE_ACCEPTED_GRAIN_MS = 1000 };
+
 /* The fixed header in front of a stored body (the mailbox value). */
 struct sp_store_mbox_hdr {
 	uint32_t body_len;

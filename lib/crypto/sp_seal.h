@@ -56,4 +56,27 @@ int sp_seal(const uint8_t sender_priv[SP_KEY_LEN], const uint8_t recipient_pub[S
 int sp_seal_open(const uint8_t recipient_priv[SP_KEY_LEN], const uint8_t *body, size_t len,
 		 uint8_t sender_pub[SP_KEY_LEN], uint8_t *msg_out, size_t cap, size_t *msg_len);
 
+/*
+ * Padded seals (PROTOCOL.md 7.1): body = 0x02 || Noise_X message 1 with
+ * prologue "sealpost/seal/2", whose payload is the message padded to a
+ * bucket with ISO/IEC 7816-4 padding (0x80, then zeros; sodium_pad).
+ * Buckets: 256, 512, ..., 32768 bytes of padded payload, then
+ * max_payload (at most SP_MESSAGE_MAX) for anything larger, so a body is
+ * one of 353, 609, ..., 32865 or max_payload + 97 bytes. sp_seal_open
+ * opens both versions and strips the padding.
+ */
+enum { SP_SEAL_PAD_MIN = 256, SP_SEAL_PAD_MAX_BUCKET = 32768 };
+
+/* The padded payload length for a len-byte message: the smallest bucket
+ * >= len + 1, capped at max_payload; 0 if len + 1 > max_payload. */
+size_t sp_seal_pad_bucket(size_t len, size_t max_payload);
+
+/* sp_seal, padded. max_payload: the largest payload the recipient's broker
+ * takes (max_envelope - 97; SP_MESSAGE_MAX for the protocol's). out needs
+ * bucket + SP_SEAL_OVERHEAD bytes. -EMSGSIZE (too large for max_payload,
+ * or cap), -EINVAL, -ENOMEM. */
+int sp_seal_padded(const uint8_t sender_priv[SP_KEY_LEN], const uint8_t recipient_pub[SP_KEY_LEN],
+		   const uint8_t *msg, size_t len, size_t max_payload, uint8_t *out, size_t cap,
+		   size_t *out_len);
+
 #endif

@@ -49,6 +49,10 @@ enum sp_preamble {
 /* The seal (end-to-end envelope) format version: first byte of every sealed body. */
 enum { SP_SEAL_VERSION = 1 };
 #define SP_SEAL_PROLOGUE "sealpost/seal/1"
+/* Padded seals (PROTOCOL.md 7.1): version 2, its own prologue, so that a
+ * version byte changed in transit fails authentication. */
+enum { SP_SEAL_VERSION_PADDED = 2 };
+#define SP_SEAL_PROLOGUE_PADDED "sealpost/seal/2"
 
 /*
  * Status codes: per-envelope results (SendResult.status) and the reason in a

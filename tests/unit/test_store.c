@@ -360,7 +360,7 @@ static void test_enqueue_read_order(void **state)
 		assert_int_equal(it[i].seq, seqs[i]);
 		assert_int_equal(it[i].body_len, (size_t)n);
 		assert_memory_equal(it[i].body, body, (size_t)n);
-		assert_int_equal(it[i].accepted_ms, 10);
+		assert_int_equal(it[i].accepted_ms, 0);  /* 10 ms, stored in whole seconds */
 		assert_int_equal(it[i].expires_ms, 10 + SP_STORE_DEFAULT_TTL_MS);
 	}
 	assert_int_equal(res.next_seq, seqs[5] + 1);

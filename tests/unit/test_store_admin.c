@@ -106,18 +106,19 @@ static void test_oldest(void **state)
 
 	key_of(a, 1);
 	key_of(b, 2);
-	assert_int_equal(sp_store_mailbox_oldest(f->st, a, 1000, &t), -ENOENT);
-	put(f, 1000, a, 1, 10, 500, NULL);      /* expires at 1500 */
-	put(f, 1200, a, 2, 10, 0, NULL);
-	put(f, 1100, b, 1, 10, 0, NULL);
-	assert_int_equal(sp_store_mailbox_oldest(f->st, a, 1300, &t), 0);
-	assert_int_equal(t, 1000);
+	assert_int_equal(sp_store_mailbox_oldest(f->st, a, 1000000, &t), -ENOENT);
+	/* Whole seconds: stored acceptance times are (SP_STORE_ACCEPTED_GRAIN_MS). */
+	put(f, 1000000, a, 1, 10, 500000, NULL);        /* expires at 1500000 */
+	put(f, 1200000, a, 2, 10, 0, NULL);
+	put(f, 1100000, b, 1, 10, 0, NULL);
+	assert_int_equal(sp_store_mailbox_oldest(f->st, a, 1300000, &t), 0);
+	assert_int_equal(t, 1000000);
 	/* Expired but not swept: skipped. */
-	assert_int_equal(sp_store_mailbox_oldest(f->st, a, 1600, &t), 0);
-	assert_int_equal(t, 1200);
-	assert_int_equal(sp_store_mailbox_oldest(f->st, b, 1600, &t), 0);
-	assert_int_equal(t, 1100);
-	assert_int_equal(sp_store_mailbox_oldest(f->st, NULL, 1600, &t), -EINVAL);
+	assert_int_equal(sp_store_mailbox_oldest(f->st, a, 1600000, &t), 0);
+	assert_int_equal(t, 1200000);
+	assert_int_equal(sp_store_mailbox_oldest(f->st, b, 1600000, &t), 0);
+	assert_int_equal(t, 1100000);
+	assert_int_equal(sp_store_mailbox_oldest(f->st, NULL, 1600000, &t), -EINVAL);
 }
 
 static void test_purge(void **state)

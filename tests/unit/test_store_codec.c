@@ -115,7 +115,7 @@ static void test_expiry_bound(void **state)
 static void test_mailbox_value(void **state)
 {
 	static const uint8_t body[5] = { 'h', 'e', 'l', 'l', 'o' };
-	struct sp_store_mbox_hdr h = { .body_len = 5, .accepted_ms = 111, .expires_ms = 222,
+	struct sp_store_mbox_hdr h = { .body_len = 5, .accepted_ms = 123456, .expires_ms = 222,
 				       .share_tag = 0xabcdef };
 	struct sp_store_mbox_hdr got;
 	uint8_t v[SP_STORE_MAILBOX_HDR_LEN + sizeof(body) + 1];
@@ -128,7 +128,8 @@ static void test_mailbox_value(void **state)
 	assert_int_equal(sp_store_mbox_decode(v, SP_STORE_MAILBOX_HDR_LEN + 5, &got), 0);
 	assert_int_equal(got.body_len, 5);
 	assert_true(got.has_tag && got.share_tag == 0xabcdef);
-	assert_true(got.accepted_ms == 111 && got.expires_ms == 222);
+	/* Acceptance in whole seconds (rounded down), expiry exact. */
+	assert_true(got.accepted_ms == 123000 && got.expires_ms == 222);
 	assert_memory_equal(v + SP_STORE_MAILBOX_HDR_LEN, body, got.body_len);
 
 	/* Truncated anywhere (header or body), or with a byte appended. */

@@ -10,7 +10,7 @@ import { toHex, fromHex } from './bytes.js';
 export { Device } from './device.js';
 export { Connection, SealpostError, preamble, lengthPrefix, PROTOCOL_VERSION } from './client.js';
 export { connectWebSocket, SUBPROTOCOL } from './transport.js';
-export { seal, open, unwrapLogHead, LOG_WRAP_LEN, SealError, MESSAGE_MAX, SEAL_OVERHEAD } from './seal.js';
+export { seal, sealPadded, padBucket, open, unwrapLogHead, LOG_WRAP_LEN, SealError, MESSAGE_MAX, SEAL_OVERHEAD } from './seal.js';
 export { keyValid, parsePublicKey } from './keys.js';
 export { STATUS, STATUS_NAME, encodeFrame, decodeFrames, encodeMessage, decodeMessage, ProtoError } from './proto.js';
 export { HandshakeState, CipherState, NoiseError } from './noise.js';

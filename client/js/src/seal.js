@@ -2,6 +2,8 @@
 // Sealed envelopes (PROTOCOL.md 7): body = 0x01 || Noise_X message 1, prologue
 // "sealpost/seal/1", sender = initiator with its static key, recipient =
 // responder. The broker never opens them.
+// open() also takes padded seals (0x02, PROTOCOL.md 7.1: what libsealpost
+// sends anonymously) and strips the padding.
 
 import { HandshakeState, NoiseError } from './noise.js';
 import { keyValid } from './keys.js';
@@ -12,6 +14,52 @@ export const SEAL_OVERHEAD = 97;
 export const BODY_MAX = 64000;
 export const MESSAGE_MAX = BODY_MAX - SEAL_OVERHEAD; // 63903
 const PROLOGUE = new TextEncoder().encode('sealpost/seal/1');
+// Padded seals (PROTOCOL.md 7.1): version 2, its own prologue, the payload
+// padded ISO/IEC 7816-4 style (0x80, then zeros) to a size bucket.
+export const SEAL_VERSION_PADDED = 2;
+const PROLOGUE_PADDED = new TextEncoder().encode('sealpost/seal/2');
+export const PAD_MIN = 256;
+export const PAD_MAX_BUCKET = 32768;
+
+/**
+ * The padded payload length for a message of len bytes (PROTOCOL.md 7.1):
+ * the smallest of 256, 512, ..., 32768 that holds len + 1, else maxPayload
+ * (at most MESSAGE_MAX); 0 if len + 1 > maxPayload.
+ */
+export function padBucket(len, maxPayload = MESSAGE_MAX) {
+  const max = Math.min(maxPayload, MESSAGE_MAX);
+  if (len >= max) return 0;
+  for (let b = PAD_MIN; b <= PAD_MAX_BUCKET; b *= 2) if (len + 1 <= b) return Math.min(b, max);
+  return max;
+}
+
+/** Seals message padded to its bucket (version 2); otherwise as seal(). */
+export function sealPadded(sender, recipientPub, message, opts = {}) {
+  if (!keyValid(recipientPub)) throw new SealError('recipient is not a valid public key');
+  if (!(message instanceof Uint8Array)) throw new TypeError('message must be a Uint8Array');
+  const b = padBucket(message.length, opts.maxPayload);
+  if (!b) throw new SealError('message too large to pad');
+  const padded = new Uint8Array(b);
+  padded.set(message);
+  padded[message.length] = 0x80;
+  const hs = new HandshakeState({ pattern: 'X', initiator: true, prologue: PROLOGUE_PADDED,
+    s: sender, rs: recipientPub, e: opts.ephemeral });
+  try {
+    return concat(Uint8Array.of(SEAL_VERSION_PADDED), hs.writeMessage(padded));
+  } finally {
+    hs.destroy();
+    padded.fill(0);
+  }
+}
+
+// The message inside a padded payload: up to the last 0x80, after which
+// only zeros may follow.
+function unpad(p) {
+  let i = p.length - 1;
+  while (i >= 0 && p[i] === 0) i--;
+  if (i < 0 || p[i] !== 0x80) throw new SealError('envelope does not open: bad padding');
+  return p.subarray(0, i);
+}
 
 export class SealError extends Error {
   constructor(msg) { super(msg); this.name = 'SealError'; }
@@ -43,10 +91,13 @@ export function seal(sender, recipientPub, message, opts = {}) {
  */
 export function open(recipient, body) {
   if (!(body instanceof Uint8Array) || body.length < SEAL_OVERHEAD) throw new SealError('envelope too short');
-  if (body[0] !== SEAL_VERSION) throw new SealError(`unknown seal version ${body[0]}`);
-  const hs = new HandshakeState({ pattern: 'X', initiator: false, prologue: PROLOGUE, s: recipient });
+  const padded = body[0] === SEAL_VERSION_PADDED;
+  if (body[0] !== SEAL_VERSION && !padded) throw new SealError(`unknown seal version ${body[0]}`);
+  const hs = new HandshakeState({ pattern: 'X', initiator: false,
+    prologue: padded ? PROLOGUE_PADDED : PROLOGUE, s: recipient });
   try {
-    const message = hs.readMessage(body.subarray(1));
+    const read = hs.readMessage(body.subarray(1));
+    const message = padded ? unpad(read) : read;
     const sender = hs.rs;
     if (!keyValid(sender)) throw new SealError('sender key is not a valid public key');
     return { message, sender };

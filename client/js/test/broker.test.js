@@ -7,7 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { rmSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { ready, generateKey, Device, Connection, toHex, fromHex, STATUS, seal, connectWebSocket } from '../src/index.js';
 import { concat } from '../src/bytes.js';
 import { connectTcp } from '../src/node_tcp.js';
@@ -139,6 +139,33 @@ test('sealing both ways with the C CLI', { skip: skip || (haveCli ? false : 'SEA
   }
 });
 
+test('sealed sender: the CLI sends anonymously (a padded seal), JS opens it', { skip: skip || (haveCli ? false : 'SEALPOST_CLI is not set') }, async (t) => {
+  const dir = tempDir('sealpost-anon-');
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const keyFile = join(dir, 'cli.key');
+  const kg = await cli(['keygen', keyFile], { home: dir });
+  assert.equal(kg.code, 0, kg.stderr);
+  const cliPub = kg.stdout.trim();
+  // The JS device's key in a key file, so the CLI can set its access (accept
+  // from anyone) before the device connects.
+  const jsKey = generateKey();
+  const jsKeyFile = join(dir, 'js.key');
+  writeFileSync(jsKeyFile, `${toHex(jsKey.privateKey)}\n`, { mode: 0o600 });
+  const conn = ['--server', `127.0.0.1:${broker.port}`, '--server-key', broker.serverPub];
+  const op = await cli(['access', 'open', ...conn, '--key', jsKeyFile], { home: dir });
+  assert.equal(op.code, 0, op.stderr);
+  const b = device('tcp', { key: jsKey });
+  await b.start();
+  const got = nextEvent(b, 'message', 30000);
+  const s = await cli(['send', ...conn, '--key', keyFile, '--to', b.publicKeyHex, '--anonymous',
+    'anonymous, padded, from the CLI'], { home: dir });
+  assert.equal(s.code, 0, s.stderr);
+  const m = await got;
+  assert.equal(m.from, cliPub);
+  assert.equal(m.text(), 'anonymous, padded, from the CLI');
+  b.stop();
+});
+
 test('reconnect: a broker restart, the device connects again and a queued send goes out', { skip }, async () => {
   const kind = transports[0];
   const a = device(kind, { backoff: { initialMs: 50, maxMs: 500 } });
@@ -188,8 +215,9 @@ test('bad input: what the library refuses before sending, and what the broker re
     assert.equal(r.status, STATUS.ACCEPTED);
     const e = await bad;
     assert.equal(e.seq, r.seq);
-    const ver = seal(a.key, b.key.publicKey, new TextEncoder().encode('v2'));
-    ver[0] = 2;
+    // 2 is the padded seal (PROTOCOL.md 7.1); 3 is unknown.
+    const ver = seal(a.key, b.key.publicKey, new TextEncoder().encode('v3'));
+    ver[0] = 3;
     const bad2 = nextEvent(b, 'bad-envelope');
     await c.send(b.key.publicKey, ver, { clientId: 7n });
     assert.match((await bad2).error.message, /version/);

@@ -11,7 +11,7 @@ import { ready } from '../src/sodium.js';
 import { HandshakeState, CipherState, keypairFromPrivate, rekeyKey, REKEY_MESSAGES } from '../src/noise.js';
 import { fromHex, toHex, concat } from '../src/bytes.js';
 import { encodeMessage, decodeMessage, encodeFrame, decodeFrames } from '../src/proto.js';
-import { seal, open } from '../src/seal.js';
+import { seal, open, sealPadded, padBucket, MESSAGE_MAX, SealError } from '../src/seal.js';
 import { preamble, lengthPrefix } from '../src/client.js';
 
 const doc = readFileSync(fileURLToPath(new URL('../../../docs/PROTOCOL.md', import.meta.url)), 'utf8');
@@ -116,4 +116,35 @@ test('PROTOCOL.md 10.2: sealed envelope', async () => {
   const o = open(rcpt, body);
   assert.equal(toHex(o.message), toHex(msg));
   assert.equal(toHex(o.sender), toHex(sender.publicKey));
+});
+
+// PROTOCOL.md 7.1: padded seals (version 2). libsealpost's are opened in
+// broker.test.js; here the buckets and the format.
+test('padded seals: buckets, round trips, the version bound by the prologue', async () => {
+  await ready();
+  const { generateKeypair } = await import('../src/noise.js');
+  const a = generateKeypair();
+  const b = generateKeypair();
+  assert.equal(padBucket(0), 256);
+  assert.equal(padBucket(255), 256);
+  assert.equal(padBucket(256), 512);
+  assert.equal(padBucket(32767), 32768);
+  assert.equal(padBucket(32768), MESSAGE_MAX);
+  assert.equal(padBucket(MESSAGE_MAX), 0);
+  assert.equal(padBucket(600, 903), 903);
+  for (const len of [0, 1, 255, 256, 1000, 40000]) {
+    const m = new Uint8Array(len).map((_, i) => (i * 7) & 0xff);
+    if (len >= 2) { m[len - 2] = 0x80; m[len - 1] = 0; }
+    const body = sealPadded(a, b.publicKey, m);
+    assert.equal(body[0], 2);
+    assert.equal(body.length, padBucket(len) + 97);
+    const r = open(b, body);
+    assert.deepEqual(r.message, m);
+    assert.deepEqual(r.sender, a.publicKey);
+    body[0] = 1;
+    assert.throws(() => open(b, body), SealError);
+  }
+  // Unpadded version 1 still opens.
+  const v1 = seal(a, b.publicKey, new TextEncoder().encode('plain'));
+  assert.equal(new TextDecoder().decode(open(b, v1).message), 'plain');
 });
