@@ -656,14 +656,15 @@ static void pair_init(struct pair *p)
 	p->renv.static_priv = server_priv;
 	memcpy(p->renv.static_pub, server_pub, SP_KEY_LEN);
 	p->renv.has_static_pub = true;
-	p->renv.hello = (struct sp_hello){ 1, 1234, SP_TRANSPORT_PLAINTEXT_MAX, 0 };
+	p->renv.hello = (struct sp_hello){ .protocol_version = 1, .max_envelope = 1234,
+					   .max_transport = SP_TRANSPORT_PLAINTEXT_MAX };
 	p->renv.pool = &p->pool;
 	p->renv.hooks = (struct sp_session_hooks){ p_established, p_proven, p_frame, NULL, &p->rs,
-						   NULL };
+						   NULL, NULL };
 	p->ienv.hello.protocol_version = 1;
 	p->ienv.pool = &p->pool;
 	p->ienv.hooks = (struct sp_session_hooks){ p_established, p_proven, p_frame,
-						   p_server_hello, &p->is, NULL };
+						   p_server_hello, &p->is, NULL, NULL };
 	sp_noise_keypair(p->ipub, p->ipriv);
 	sp_session_accept(&p->r, &p->renv);
 }
