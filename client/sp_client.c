@@ -59,6 +59,7 @@
 #include "sp_acct_internal.h"
 #include "sp_be.h"
 #include "sp_clock.h"
+#include "sp_enrol.h"
 #include "sp_frame.h"
 #include "sp_fsutil.h"
 #include "sp_hostport.h"
@@ -90,6 +91,9 @@ S(STATUS_GOAWAY_TAKEOVER);
 S(STATUS_GOAWAY_SHUTDOWN);
 S(STATUS_GOAWAY_SLOW_CONSUMER);
 S(STATUS_GOAWAY_IDLE);
+S(STATUS_GOAWAY_ENROL_REQUIRED);
+S(STATUS_GOAWAY_ENROL_BAD_TOKEN);
+S(STATUS_GOAWAY_ENROL_TOKEN_USED);
 S(STATUS_ERR_PUSH_BAD_KEY);
 S(STATUS_ERR_PUSH_BAD_AUTH);
 S(STATUS_ERR_PUSH_BAD_ENDPOINT);
@@ -168,6 +172,9 @@ struct secrets {
 	/* The protocol engine: handshake, then the transport keys and the
 	 * outbound queue (transport messages are batched and sealed there). */
 	struct sp_session s;
+	/* The enrolment token (connect options), binary; until the first DRAINED. */
+	uint8_t enrol_token[SP_ENROL_TOKEN_LEN];
+	bool has_enrol_token;
 };
 
 struct sealpost_client {
@@ -582,8 +589,12 @@ static enum sp_close_reason hs_server_hello(void *ctx, struct sp_session *s,
 
 static enum sp_close_reason hs_established(void *ctx, struct sp_session *s)
 {
-	(void)ctx;
+	struct sealpost_client *c = ctx;
+
 	(void)s;
+	/* The ClientHello is sent: its copy of the token goes (the secrets
+	 * keep theirs for a reconnect until the broker routes us). */
+	sodium_memzero(&c->env.hello, sizeof(c->env.hello));
 	return SP_CLOSE_NONE;
 }
 
@@ -656,6 +667,10 @@ static int begin_handshake(struct sealpost_client *c)
 			   .server_hello = hs_server_hello, .ctx = c },
 		.rekey_every = test_rekey_messages(),
 	};
+	if (c->sec->has_enrol_token) {
+		memcpy(c->env.hello.enrol_token, c->sec->enrol_token, SP_ENROL_TOKEN_LEN);
+		c->env.hello.enrol_token_len = SP_ENROL_TOKEN_LEN;
+	}
 	sk = c->probing || !c->has_pin ? NULL : c->pin;
 	c->hs_ik = sk != NULL;
 	r = sp_session_connect(c->ss, &c->env, c->key->priv, sk);
@@ -798,11 +813,28 @@ static int64_t backoff_ms(const struct sealpost_client *c, uint32_t n)
 	return (int64_t)(d / 2 + randombytes_uniform((uint32_t)(d - d / 2) + 1));
 }
 
+/* A registration GoAway (53-55) as the client's error, else 0. */
+static int enrol_error(int goaway_code)
+{
+	switch (goaway_code) {
+	case SEALPOST_STATUS_GOAWAY_ENROL_REQUIRED:
+		return -SEALPOST_EENROLREQUIRED;
+	case SEALPOST_STATUS_GOAWAY_ENROL_BAD_TOKEN:
+		return -SEALPOST_EENROLTOKEN;
+	case SEALPOST_STATUS_GOAWAY_ENROL_TOKEN_USED:
+		return -SEALPOST_EENROLUSED;
+	default:
+		return 0;
+	}
+}
+
 /* Failures after which trying again cannot help. */
 static bool is_final(int err, int goaway_code)
 {
 	return err == -SEALPOST_ESERVERKEY || err == -EPROTO || err == -ENOMEM ||
-	       err == -EINVAL || goaway_code == SEALPOST_STATUS_GOAWAY_PROTOCOL;
+	       err == -EINVAL || goaway_code == SEALPOST_STATUS_GOAWAY_PROTOCOL ||
+	       enrol_error(goaway_code) || err == -SEALPOST_EENROLREQUIRED ||
+	       err == -SEALPOST_EENROLTOKEN || err == -SEALPOST_EENROLUSED;
 }
 
 /* Enters the final state: CLOSED events from now on. */
@@ -887,6 +919,10 @@ static void session_lost(struct sealpost_client *c)
 	int err, code = c->goaway ? c->goaway_code : 0;
 
 	err = c->io_err == CLOSED_EOF ? (c->goaway ? 0 : -ECONNRESET) : c->io_err;
+	/* Refused registration: the same device and token would be refused
+	 * again, so it ends here with an error of its own. */
+	if (enrol_error(code))
+		err = enrol_error(code);
 	if ((c->flags & SEALPOST_CONNECT_NO_RECONNECT) || is_final(err, code)) {
 		logf_(c, SEALPOST_LOG_INFO, "closed: %s", err ? sealpost_strerror(err)
 							       : sealpost_status_string(code));
@@ -1307,6 +1343,11 @@ static int frame_event(struct sealpost_client *c, const struct sp_frame *f,
 		ev->status = (int)f->u.goaway.code;
 		return 1;
 	case SP_FRAME_DRAINED:
+		/* Routed, so registered: the enrolment token is spent. */
+		if (c->sec->has_enrol_token) {
+			sodium_memzero(c->sec->enrol_token, sizeof(c->sec->enrol_token));
+			c->sec->has_enrol_token = false;
+		}
 		ev->type = SEALPOST_EVENT_DRAINED;
 		ev->id = f->u.drained.count;
 		return 1;
@@ -1648,6 +1689,13 @@ static int client_new(struct sealpost_client **out, const char *server,
 		return -ENOMEM;
 	}
 	memset(c->sec, 0, sizeof(*c->sec));
+	if (o.enrol_token) {
+		if (sp_enrol_from_text(o.enrol_token, c->sec->enrol_token)) {
+			sealpost_client_close(c);
+			return -SEALPOST_EENROLTOKEN;
+		}
+		c->sec->has_enrol_token = true;
+	}
 	c->key = &c->sec->key;
 	c->ss = &c->sec->s;
 	memcpy(c->key, key, sizeof(*c->key));
@@ -2482,6 +2530,7 @@ SEALPOST_API void sealpost_client_close(struct sealpost_client *c)
 		close(c->fd);
 	if (c->ai_res)
 		freeaddrinfo(c->ai_res);
+	sodium_memzero(&c->env.hello, sizeof(c->env.hello));
 	if (c->sec) {
 		sp_session_release(&c->sec->s);
 		sodium_memzero(c->sec, sizeof(*c->sec));

@@ -56,6 +56,10 @@ static const struct {
 	{ SEALPOST_EKEYFORMAT, "malformed key file: expected 64 hex digits and a newline" },
 	{ SEALPOST_EQUEUEFULL, "disconnected, and the offline send queue is full" },
 	{ SEALPOST_EDEADPEER, "the broker stopped answering (keepalive timed out)" },
+	{ SEALPOST_EENROLREQUIRED, "this broker takes registered devices only: connect once with an "
+				   "enrolment token (sealpostd mint-token)" },
+	{ SEALPOST_EENROLTOKEN, "the enrolment token is malformed, not this broker's, or expired" },
+	{ SEALPOST_EENROLUSED, "the enrolment token was already used by another device" },
 };
 
 SEALPOST_API const char *sealpost_strerror(int err)

@@ -128,6 +128,12 @@ enum sealpost_error {
 	SEALPOST_EBADLIST = 7008,       /* a list that does not verify (signature, encoding, account) */
 	SEALPOST_ENOLIST = 7009,        /* the broker has no list for that account */
 	SEALPOST_ELINKFORMAT = 7010,    /* not a link request string */
+	/* Registration (broker with --registration=token, docs/CLIENT.md): the
+	 * broker's GoAway 53-55 ends the client with one of these (final, no
+	 * reconnect). */
+	SEALPOST_EENROLREQUIRED = 7015, /* device not registered: connect once with an enrol_token */
+	SEALPOST_EENROLTOKEN = 7016,    /* the enrolment token is malformed, not this broker's, or expired */
+	SEALPOST_EENROLUSED = 7017,     /* the enrolment token already enrolled another device */
 };
 
 /*
@@ -184,6 +190,9 @@ enum sealpost_status {
 	SEALPOST_STATUS_GOAWAY_SLOW_CONSUMER = 35, /* we stopped reading */
 	SEALPOST_STATUS_GOAWAY_IDLE = 36,       /* nothing received for too long */
 	SEALPOST_STATUS_GOAWAY_REMOVED = 37,    /* this device was removed from its account's list */
+	SEALPOST_STATUS_GOAWAY_ENROL_REQUIRED = 53,  /* not registered: SEALPOST_EENROLREQUIRED */
+	SEALPOST_STATUS_GOAWAY_ENROL_BAD_TOKEN = 54, /* SEALPOST_EENROLTOKEN */
+	SEALPOST_STATUS_GOAWAY_ENROL_TOKEN_USED = 55, /* SEALPOST_EENROLUSED */
 	/* Device lists (LIST_RESULT events), docs/PROTOCOL.md 11.3. */
 	SEALPOST_STATUS_ERR_LIST_MALFORMED = 40,
 	SEALPOST_STATUS_ERR_LIST_TOO_LARGE = 41,
@@ -366,6 +375,12 @@ struct sealpost_connect_opts {
 	uint32_t keepalive_ms;       /* ping after this long without traffic (60000;
 				      * at most half the broker's idle timeout) */
 	uint32_t dead_peer_ms;       /* no input this long after a ping: dead (20000) */
+	/* A one-use enrolment token from the operator (`sealpostd mint-token`,
+	 * the 76-character text form; borrowed for the call), sent in the
+	 * ClientHello until the broker has routed this device once (its first
+	 * DRAINED), then forgotten. NULL: none. Not a token's text:
+	 * -SEALPOST_EENROLTOKEN from the connect. */
+	const char *enrol_token;
 };
 
 enum sealpost_connect_flags {
