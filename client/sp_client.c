@@ -239,6 +239,7 @@ struct sealpost_client {
 	bool probing;                   /* this attempt is the XX probe of a failed IK */
 	int probe_err;                  /* what the probe found */
 	bool blocking_initial;          /* inside sealpost_client_connect: no retries */
+	int enrol_err;                  /* a registration GoAway seen (-SEALPOST_EENROL*): final */
 	bool was_up;                    /* a session was established before */
 	bool announced_down;            /* DISCONNECTED sent for this outage */
 	bool want_connected_ev;         /* started non-blocking: CONNECTED event */
@@ -605,11 +606,19 @@ static enum sp_close_reason hs_established(void *ctx, struct sp_session *s)
  * a check. A malformed frame is left for pull_event to find, so the events
  * before it are still handed out, as they always were.
  */
+static int enrol_error(int goaway_code);
+
 static enum sp_close_reason on_frame(void *ctx, struct sp_session *s, const struct sp_frame *f)
 {
-	(void)ctx;
+	struct sealpost_client *c = ctx;
+
 	(void)s;
-	(void)f;
+	/* A registration refusal comes right after the handshake, often with
+	 * its answer and the close in one read: noted here, where every frame
+	 * passes, so that a connect that fails on the close reports it (the
+	 * GOAWAY event itself comes from pull_event, in order). */
+	if (f->type == SP_FRAME_GOAWAY && enrol_error((int)f->u.goaway.code))
+		c->enrol_err = enrol_error((int)f->u.goaway.code);
 	return SP_CLOSE_NONE;
 }
 
@@ -878,6 +887,8 @@ static void attempt_failed(struct sealpost_client *c, int err)
 	bool ik_eof = c->hs_ik && !c->probing && c->st == CS_HANDSHAKE &&
 		      (err == -ECONNRESET || err == -EPIPE) && !c->foreign;
 
+	if (c->enrol_err)
+		err = c->enrol_err;
 	logf_(c, SEALPOST_LOG_DEBUG, "attempt failed: %s", sealpost_strerror(err));
 	if (ik_eof) {
 		/* The broker closed during IK: a wrong pinned key looks exactly like
@@ -923,6 +934,8 @@ static void session_lost(struct sealpost_client *c)
 	 * again, so it ends here with an error of its own. */
 	if (enrol_error(code))
 		err = enrol_error(code);
+	else if (c->enrol_err)
+		err = c->enrol_err;
 	if ((c->flags & SEALPOST_CONNECT_NO_RECONNECT) || is_final(err, code)) {
 		logf_(c, SEALPOST_LOG_INFO, "closed: %s", err ? sealpost_strerror(err)
 							       : sealpost_status_string(code));
@@ -1798,7 +1811,7 @@ SEALPOST_API int sealpost_client_connect_opts(struct sealpost_client **out, cons
 		}
 	}
 	if (c->st != CS_UP || c->io_err) {
-		r = c->st == CS_CLOSED ? conn_error(c) : c->io_err;
+		r = c->enrol_err ? c->enrol_err : c->st == CS_CLOSED ? conn_error(c) : c->io_err;
 		sealpost_client_close(c);
 		return r < 0 ? r : -ECONNRESET;
 	}

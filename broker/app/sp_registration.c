@@ -82,9 +82,31 @@ static int known(struct sp_shard *sh, const uint8_t *dev, enum sp_metrics_enrol 
 	return r == -ENOENT ? 0 : r;
 }
 
+static enum sp_close_reason check(struct sp_shard *sh, struct sp_conn *c, const struct sp_hello *h);
+
 enum sp_close_reason sp_registration_check(void *ctx, struct sp_conn *c, const struct sp_hello *h)
 {
-	struct sp_shard *sh = ctx;
+	enum sp_close_reason r = check(ctx, c, h);
+
+	/* IK, not proven yet: the refusal waits for the proof, which the
+	 * client sends right after message 2. Closed before it arrives, the
+	 * socket would have unread input, and the kernel's reset would race
+	 * (and often destroy) the GoAway in the client's receive queue. */
+	c->enrol.refuse = 0;
+	if (r != SP_CLOSE_NONE && r != SP_CLOSE_INTERNAL && !c->s.proven) {
+		c->enrol.refuse = (uint8_t)r;
+		return SP_CLOSE_NONE;
+	}
+	return r;
+}
+
+enum sp_close_reason sp_registration_proven(struct sp_conn *c)
+{
+	return (enum sp_close_reason)c->enrol.refuse;
+}
+
+static enum sp_close_reason check(struct sp_shard *sh, struct sp_conn *c, const struct sp_hello *h)
+{
 	enum sp_metrics_enrol how = SP_METRICS_ENROL_INTERNAL;
 	uint8_t id[SP_ENROL_ID_LEN];
 	uint64_t expires = 0;

@@ -33,4 +33,8 @@ int sp_registration_key_load(const char *data_dir, uint8_t key[SP_ENROL_KEY_LEN]
  */
 enum sp_close_reason sp_registration_check(void *ctx, struct sp_conn *c, const struct sp_hello *h);
 
+/* At the IK proof (sp_router_proven): the refusal the check deferred to
+ * it (see sp_registration.c), or SP_CLOSE_NONE. */
+enum sp_close_reason sp_registration_proven(struct sp_conn *c);
+
 #endif

@@ -487,7 +487,7 @@ static void render_enrol(struct writer *w, const struct sp_metrics *m)
 	       "Registration checks of devices' connections (--registration=token), by outcome.");
 	for (unsigned o = 0; o < SP_METRICS_ENROL_COUNT; o++)
 		put(w, "sealpost_enrol_total{outcome=\"%s\"} %" PRIu64 "\n", outcomes[o],
-		    SUM(m, enrol[o]));
+		    SUM(m, enrol_outcomes[o]));
 }
 
 static void render_histograms(struct writer *w, const struct sp_metrics *m)

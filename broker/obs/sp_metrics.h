@@ -254,7 +254,7 @@ struct sp_metrics_shard {
 			      [SP_METRICS_OUTCOME_COUNT];
 	uint64_t ws_upgrades[SP_METRICS_WS_UPGRADE_COUNT];
 	uint64_t ws_closes_sent;        /* WebSocket close frames sent */
-	uint64_t enrol[SP_METRICS_ENROL_COUNT];
+	uint64_t enrol_outcomes[SP_METRICS_ENROL_COUNT];
 	struct sp_metrics_hist loop_batch;
 	struct sp_metrics_hist delivery_latency[SP_METRICS_PATH_COUNT];
 	struct sp_metrics_hist handshake_duration;
@@ -608,7 +608,7 @@ static inline void sp_metrics_push_wakeup(struct sp_metrics_shard *s, enum sp_me
 static inline void sp_metrics_enrol(struct sp_metrics_shard *s, enum sp_metrics_enrol o)
 {
 	if ((unsigned)o < SP_METRICS_ENROL_COUNT)
-		sp_metrics_add_(&s->enrol[o], 1);
+		sp_metrics_add_(&s->enrol_outcomes[o], 1);
 }
 
 static inline void sp_metrics_push_registration(struct sp_metrics_shard *s, unsigned i)
