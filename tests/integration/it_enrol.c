@@ -344,12 +344,68 @@ static void test_mint_token_cli(void **state)
 	sp_it_rmrf(dir);
 }
 
+/* sealpost ARGS... (the CLI): exit status, stdout in out. */
+static int cli(char *const *args, char *out, size_t cap)
+{
+	const char *bin = getenv("SEALPOST_CLI");
+	char *argv[24];
+	int n = 0;
+
+	assert_non_null(bin);
+	argv[n++] = (char *)bin;
+	for (; *args && n < 23; args++)
+		argv[n++] = *args;
+	argv[n] = NULL;
+	return sp_it_run(argv, NULL, out, cap, 30);
+}
+
+/* sealpost send --enrol-token: refused without a token (exit 3, as a
+ * failed connect), accepted with one, and after that without. */
+static void test_cli_enrol_token(void **state)
+{
+	struct sp_it_broker b;
+	char keyf[300], out[512], tok[SP_ENROL_TEXT_LEN + 1], pub[80];
+	int rc;
+
+	(void)state;
+	start(&b, NULL, token_args);
+	snprintf(keyf, sizeof(keyf), "%s/device.key", b.data_dir);
+	{
+		char *args[] = { "keygen", keyf, NULL };
+
+		assert_int_equal(cli(args, out, sizeof(out)), 0);
+		assert_true(strlen(out) >= 64);
+		memcpy(pub, out, 64);
+		pub[64] = '\0';
+	}
+	mint_one(b.data_dir, tok);
+	{
+		char *none[] = { "send", "--server", b.addr, "--server-key", b.server_pub_hex,
+				 "--key", keyf, "--to", pub, "hello", NULL };
+		char *with[] = { "send", "--server", b.addr, "--server-key", b.server_pub_hex,
+				 "--key", keyf, "--enrol-token", tok, "--to", pub, "hello", NULL };
+		char *bad[] = { "send", "--server", b.addr, "--server-key", b.server_pub_hex,
+				"--key", keyf, "--enrol-token", "nonsense", "--to", pub, "hello", NULL };
+
+		rc = cli(none, out, sizeof(out));
+		assert_int_equal(rc, 3);
+		assert_int_equal(cli(bad, out, sizeof(out)), 3);
+		assert_int_equal(cli(with, out, sizeof(out)), 0);
+		/* registered now: no token needed, and the spent one is not refused */
+		assert_int_equal(cli(none, out, sizeof(out)), 0);
+		assert_int_equal(cli(with, out, sizeof(out)), 0);
+	}
+	assert_int_equal(sp_it_broker_stop(&b), 0);
+	sp_it_rmrf(b.data_dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_mint_token_cli),
 		cmocka_unit_test(test_token_registration),
 		cmocka_unit_test(test_open_mode),
+		cmocka_unit_test(test_cli_enrol_token),
 	};
 
 	if (sodium_init() < 0)
