@@ -344,6 +344,66 @@ static void test_mint_token_cli(void **state)
 	sp_it_rmrf(dir);
 }
 
+/*
+ * A device on a stored account list counts as registered: an enrolled
+ * device creates an account whose signed list (version 2) adds a new
+ * device, which then connects without a token ("listed").
+ */
+static void test_linked_device(void **state)
+{
+	struct sp_it_broker b;
+	struct sealpost_key *a = new_key(), *linked = new_key();
+	struct sealpost_account *acct = NULL;
+	struct sealpost_connect_opts o;
+	struct sealpost_client *c = NULL;
+	struct sealpost_devlist l;
+	struct sealpost_event ev;
+	uint8_t apub[SEALPOST_KEY_LEN], lpub[SEALPOST_KEY_LEN], pk[32];
+	uint8_t bytes[SEALPOST_LIST_MAX];
+	char tok[SP_ENROL_TEXT_LEN + 1];
+	size_t len = 0;
+	uint64_t v = 0;
+	int status = -1;
+
+	(void)state;
+	start(&b, NULL, token_args);
+	sealpost_key_public(a, apub);
+	sealpost_key_public(linked, lpub);
+	/* not listed yet, no token */
+	expect_refused(&b, linked, NULL, SEALPOST_STATUS_GOAWAY_ENROL_REQUIRED,
+		       -SEALPOST_EENROLREQUIRED);
+	mint_one(b.data_dir, tok);
+	o = opts_with(tok);
+	assert_int_equal(sealpost_client_connect_opts(&c, b.addr, a, b.server_pub, TIMEOUT_MS, &o),
+			 0);
+	assert_int_equal(sealpost_client_next_event(c, &ev, TIMEOUT_MS), 1);
+	assert_int_equal(ev.type, SEALPOST_EVENT_DRAINED);
+	assert_int_equal(sealpost_account_generate(&acct), 0);
+	sealpost_account_public(acct, pk);
+	memset(&l, 0, sizeof(l));
+	memcpy(l.account, pk, 32);
+	l.version = 1;
+	assert_int_equal(sealpost_devlist_add(&l, apub, "laptop", 1700000000), 0);
+	assert_int_equal(sealpost_devlist_sign(acct, &l, bytes, sizeof(bytes), &len), 0);
+	assert_int_equal(sealpost_account_publish_wait(c, bytes, len, TIMEOUT_MS, &status, &v), 0);
+	assert_int_equal(status, SEALPOST_STATUS_ACCEPTED);
+	assert_int_equal(sealpost_devlist_add(&l, lpub, "phone", 1700000001), 0);
+	l.version = 2;
+	assert_int_equal(sealpost_devlist_sign(acct, &l, bytes, sizeof(bytes), &len), 0);
+	assert_int_equal(sealpost_account_publish_wait(c, bytes, len, TIMEOUT_MS, &status, &v), 0);
+	assert_int_equal(status, SEALPOST_STATUS_ACCEPTED);
+	sealpost_client_close(c);
+	/* linked by the account key: in without a token */
+	expect_accepted(&b, linked, NULL, b.server_pub);
+	assert_int_equal(enrol_count(&b, "listed"), 1);
+	assert_int_equal(enrol_count(&b, "enrolled"), 1);
+	assert_int_equal(sp_it_broker_stop(&b), 0);
+	sp_it_rmrf(b.data_dir);
+	sealpost_account_free(acct);
+	sealpost_key_free(a);
+	sealpost_key_free(linked);
+}
+
 /* sealpost ARGS... (the CLI): exit status, stdout in out. */
 static int cli(char *const *args, char *out, size_t cap)
 {
@@ -406,6 +466,7 @@ int main(void)
 		cmocka_unit_test(test_token_registration),
 		cmocka_unit_test(test_open_mode),
 		cmocka_unit_test(test_cli_enrol_token),
+		cmocka_unit_test(test_linked_device),
 	};
 
 	if (sodium_init() < 0)
