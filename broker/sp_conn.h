@@ -125,10 +125,10 @@ struct sp_conn {
 	struct sp_conn_life life;
 	struct sp_conn_src source;
 	struct sp_conn_route route;
+	struct sp_conn_enrol enrol;     /* one byte, in route's padding: no growth */
 	struct sp_conn_mbox mbox;
 	struct sp_conn_timer timer;
 	struct sp_conn_ws ws;
-	struct sp_conn_enrol enrol;
 };
 
 /* The connection a session hook was called for. */
