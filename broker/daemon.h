@@ -53,6 +53,7 @@ struct daemon {
 	int stop;               /* stop signals seen; under mu */
 	char notify_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	size_t notify_len;      /* 0: no NOTIFY_SOCKET */
+	const uint8_t *enrol_key; /* --registration=token: sodium_malloc'd key; else NULL */
 };
 
 /* One error line: msg, path=, error=strerror(err). */

@@ -5,6 +5,7 @@
  * static key, storage), the listener, and the shard's event loop until
  * SIGINT/SIGTERM. Signals, systemd notification and exit status: daemon.h.
  */#include <errno.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -38,6 +39,7 @@
 #include "sp_noise.h"
 #include "sp_push.h"
 #include "sp_push_worker.h"
+#include "sp_registration.h"
 #include "sp_shard.h"
 #include "sp_store.h"
 #include "sp_tlog.h"
@@ -298,6 +300,7 @@ static int serve(struct daemon *d, const uint8_t *priv, int listen_fd, int ws_fd
 	sh->push = pp.push;
 	sh->store = store;
 	sh->tlog = tlog;
+	sh->enrol_key = d->enrol_key;
 	sh->admin = admin;
 	sh->live_cfg = live_cfg;
 	/* Listening, key loaded, storage open, event loop set up: ready. */
@@ -426,6 +429,161 @@ static int load_log_key(const struct sp_log *lg, const char *dir, struct sp_tlog
 	return 0;
 }
 
+/*
+ * --registration=token: the token key (DATA_DIR/enrol.key, made on first
+ * use) into a sodium_malloc'd buffer, and the used-token marks that expired
+ * dropped from the store. 0 or -1 (logged).
+ */
+static int load_enrol(const struct sp_log *lg, const struct sp_config *cfg,
+		      struct sp_store *store, uint8_t **key)
+{
+	uint64_t dropped = 0;
+	bool created = false;
+	int ret;
+
+	*key = NULL;
+	if (cfg->registration != SP_REGISTRATION_TOKEN)
+		return 0;
+	*key = sodium_malloc(SP_ENROL_KEY_LEN);
+	if (!*key)
+		return -1;
+	ret = sp_registration_key_load(cfg->data_dir, *key, &created);
+	if (ret) {
+		sp_daemon_log_errno(lg, "cannot load the enrolment key", cfg->data_dir, -ret);
+		return -1;
+	}
+	sodium_mprotect_readonly(*key);
+	if (created)
+		SP_LOG(lg, SP_LOG_INFO, "created the enrolment key",
+		       SP_KV_STR("path", cfg->data_dir));
+	if (store) {
+		ret = sp_store_enrol_prune(store, (uint64_t)time(NULL) * 1000, &dropped);
+		if (ret) {
+			SP_LOG(lg, SP_LOG_ERROR, "cannot drop expired enrolment tokens",
+			       SP_KV_STR("error", strerror(-ret)));
+			return -1;
+		}
+	}
+	SP_LOG(lg, SP_LOG_INFO, "registration by enrolment token",
+	       SP_KV_UINT("expired_tokens_dropped", dropped));
+	return 0;
+}
+
+static void mint_usage(FILE *f)
+{
+	fprintf(f, "usage: sealpostd mint-token [--data-dir DIR] [--config FILE] [--ttl SECONDS] "
+		   "[--count N]\n"
+		   "  prints N one-use enrolment tokens (default 1), one a line, valid for SECONDS\n"
+		   "  (default 86400, at most 31622400) for a broker with --registration=token on DIR;\n"
+		   "  makes DIR/enrol.key if missing; works while sealpostd runs\n");
+}
+
+static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!s || !*s || *s == '-')
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end || v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/*
+ * sealpostd mint-token: reads only DATA_DIR/enrol.key (not the store, which
+ * the running daemon holds locked): a token is checked by its MAC, so
+ * minting writes nothing the daemon must see. --data-dir and --config as
+ * for the daemon (the data directory of the config file, unless given).
+ */
+static int mint_tokens(int argc, char **argv)
+{
+	uint64_t ttl = 86400, count = 1;
+	char *cargv[5] = { argv[0] };
+	int cargc = 1, ret = 1;
+	struct sp_config *cfg = NULL;
+	char err[SP_CONFIG_ERR_MAX];
+	uint8_t *key = NULL;
+
+	for (int i = 2; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+			mint_usage(stdout);
+			return 0;
+		}
+		if (i + 1 >= argc) {
+			mint_usage(stderr);
+			return 2;
+		}
+		if (strcmp(a, "--ttl") == 0) {
+			if (parse_u64(argv[++i], 1, 366ull * 86400, &ttl)) {
+				fprintf(stderr, "sealpostd: --ttl: 1..31622400 seconds\n");
+				return 2;
+			}
+		} else if (strcmp(a, "--count") == 0) {
+			if (parse_u64(argv[++i], 1, 100000, &count)) {
+				fprintf(stderr, "sealpostd: --count: 1..100000\n");
+				return 2;
+			}
+		} else if ((strcmp(a, "--data-dir") == 0 || strcmp(a, "--config") == 0) &&
+			   cargc + 2 <= 5) {
+			cargv[cargc++] = argv[i];
+			cargv[cargc++] = argv[++i];
+		} else {
+			mint_usage(stderr);
+			return 2;
+		}
+	}
+	cfg = malloc(sizeof(*cfg));
+	if (!cfg || sodium_init() < 0) {
+		fprintf(stderr, "sealpostd: cannot initialise\n");
+		goto out;
+	}
+	if (sp_config_load(cfg, cargc, cargv, err, sizeof(err)) < 0) {
+		fprintf(stderr, "sealpostd: %s\n", err);
+		ret = 2;
+		goto out;
+	}
+	key = sodium_malloc(SP_ENROL_KEY_LEN);
+	if (!key)
+		goto out;
+	ret = sp_fsutil_mkdir_p(cfg->data_dir, 0755, 0700);
+	if (ret == 0)
+		ret = sp_registration_key_load(cfg->data_dir, key, NULL);
+	if (ret) {
+		fprintf(stderr, "sealpostd: enrolment key in %s: %s\n", cfg->data_dir,
+			strerror(-ret));
+		ret = 1;
+		goto out;
+	}
+	if (cfg->registration != SP_REGISTRATION_TOKEN)
+		fprintf(stderr, "sealpostd: note: this configuration has registration = open; "
+				"tokens are checked only with --registration=token\n");
+	{
+		uint64_t expires = ((uint64_t)time(NULL) + ttl) * 1000;
+		uint8_t tok[SP_ENROL_TOKEN_LEN];
+		char text[SP_ENROL_TEXT_LEN + 1];
+
+		for (uint64_t i = 0; i < count; i++) {
+			sp_enrol_mint(key, expires, tok);
+			sp_enrol_to_text(tok, text, sizeof(text));
+			printf("%s\n", text);
+		}
+		sodium_memzero(tok, sizeof(tok));
+		sodium_memzero(text, sizeof(text));
+	}
+	ret = fflush(stdout) == 0 ? 0 : 1;
+out:
+	if (key)
+		sodium_free(key);       /* zeroes it */
+	free(cfg);
+	return ret;
+}
+
 static int run(struct sp_config *cfg, struct sp_log *lg, int argc, char **argv)
 {
 	struct daemon d = {
@@ -436,7 +594,7 @@ static int run(struct sp_config *cfg, struct sp_log *lg, int argc, char **argv)
 	struct sp_http *http = NULL;
 	struct sp_store *store = NULL;
 	struct sp_admin *admin = NULL;
-	uint8_t *priv = NULL;
+	uint8_t *priv = NULL, *enrol_key = NULL;
 	struct sp_tlog tlog = { 0 };
 	uint64_t one = 1;
 
@@ -483,6 +641,9 @@ static int run(struct sp_config *cfg, struct sp_log *lg, int argc, char **argv)
 		goto out;
 	if (store)
 		sp_metrics_set_rocksdb_source(d.metrics, rocksdb_figures, store);
+	if (load_enrol(lg, cfg, store, &enrol_key))
+		goto out;
+	d.enrol_key = enrol_key;
 	listen_fd = open_listener(lg, cfg);
 	if (listen_fd < 0)
 		goto out;
@@ -528,6 +689,8 @@ out:
 		close(d.quit_fd);
 	if (priv)
 		sodium_free(priv);      /* zeroes it */
+	if (enrol_key)
+		sodium_free(enrol_key); /* zeroes it */
 	sp_tlog_free(&tlog);
 	if (lock_fd >= 0)
 		close(lock_fd);
@@ -543,6 +706,10 @@ int main(int argc, char **argv)
 	char err[SP_CONFIG_ERR_MAX];
 	int ret;
 
+	if (argc > 1 && strcmp(argv[1], "mint-token") == 0) {
+		free(cfg);
+		return mint_tokens(argc, argv);
+	}
 	if (!cfg) {
 		fprintf(stderr, "sealpostd: out of memory\n");
 		return 1;

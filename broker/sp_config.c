@@ -22,7 +22,8 @@
 /* OPT_CONFIG and the flags after it are command-line only (not config keys). */
 enum opt_kind {
 	OPT_LISTEN, OPT_METRICS_LISTEN, OPT_PATH, OPT_U32, OPT_U64, OPT_LEVEL, OPT_FSYNC,
-	OPT_SOCKET, OPT_SOCKET_MODE, OPT_WS_LISTEN, OPT_ORIGINS, OPT_TEXT, OPT_URGENCY, OPT_CONFIG,
+	OPT_SOCKET, OPT_SOCKET_MODE, OPT_WS_LISTEN, OPT_ORIGINS, OPT_TEXT, OPT_URGENCY,
+	OPT_REGISTRATION, OPT_CONFIG,
 	OPT_CHECK, OPT_HELP, OPT_VERSION, OPT_PRINT_VAPID,
 };
 
@@ -131,6 +132,10 @@ static const struct opt opts[] = {
 	{ "ack-unknown-max", "N", OPT_U32, FIELD(ack_unknown_max), 1, 1u << 30, false,
 	  "acks for nothing (unknown seqs, or more than the device's mailbox could hold) a "
 	  "connection may send; beyond, GoAway protocol (reason ack_flood)" },
+	{ "registration", "MODE", OPT_REGISTRATION, FIELD(registration), 0, 0, false,
+	  "open = any device key that completes a handshake gets a mailbox; token = a device's "
+	  "first connection must carry a one-use token from `sealpostd mint-token` (unregistered "
+	  "devices get GoAway enrol_required)" },
 	{ "account-max-devices", "N", OPT_U32, FIELD(account_max_devices), 1, SP_DEVLIST_DEVICES_MAX,
 	  false, "devices on one account's signed list (at most 64); a longer list is refused "
 	  "(err_list_too_large)" },
@@ -266,6 +271,7 @@ static const struct opt opts[] = {
 };
 
 static const char *const urgency_names[] = { "very-low", "low", "normal", "high" };
+static const char *const registration_names[] = { "open", "token" };
 
 const char *sp_config_urgency_name(uint32_t u)
 {
@@ -545,6 +551,15 @@ static int set_value(struct sp_config *c, const struct opt *o, const char *val, 
 		}
 		snprintf(err, err_cap, "%s: '%s' is not very-low, low, normal or high", who, val);
 		return -EINVAL;
+	case OPT_REGISTRATION:
+		for (uint32_t i = 0; i < 2; i++) {
+			if (strcmp(val, registration_names[i]) == 0) {
+				*(uint32_t *)((char *)c + o->off) = i;
+				return 0;
+			}
+		}
+		snprintf(err, err_cap, "%s: '%s' is not open or token", who, val);
+		return -EINVAL;
 	case OPT_FSYNC:
 		for (uint32_t i = 0; i < sizeof(fsync_names) / sizeof(fsync_names[0]); i++) {
 			if (strcmp(val, fsync_names[i]) == 0) {
@@ -794,6 +809,9 @@ static void value_text(const struct sp_config *c, const struct opt *o, char *buf
 		break;
 	case OPT_FSYNC:
 		snprintf(buf, cap, "%s", fsync_names[*(const uint32_t *)p % 3]);
+		break;
+	case OPT_REGISTRATION:
+		snprintf(buf, cap, "%s", registration_names[*(const uint32_t *)p & 1]);
 		break;
 	case OPT_SOCKET_MODE:
 		snprintf(buf, cap, "%04o", (unsigned)*(const uint32_t *)p);

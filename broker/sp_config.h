@@ -201,6 +201,14 @@ struct sp_config {
 	uint32_t push_subscriptions_max; /* subscriptions held (in memory and the store) */
 	char push_allowed_hosts[SP_CONFIG_PUSH_HOSTS_MAX]; /* comma-separated; "" = any public */
 	uint32_t push_allow_private;    /* tests: private/loopback and plain http to them */
+	/* --registration (app/sp_registration.c, docs/PROTOCOL.md 15). */
+	uint32_t registration;          /* enum sp_config_registration */
+};
+
+/* --registration: who may get a mailbox. */
+enum sp_config_registration {
+	SP_REGISTRATION_OPEN = 0,       /* any device key (the default) */
+	SP_REGISTRATION_TOKEN = 1,      /* registered devices; first connection needs a token */
 };
 
 /* --fsync: what an acceptance (SendResult ACCEPTED) promises; docs/OPERATIONS.md. */

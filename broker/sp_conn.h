@@ -108,6 +108,12 @@ struct sp_conn_ws {
 	struct sp_ws *t;                /* heap, from accept on the ws listener to close */
 };
 
+/* Registration (--registration=token): app/sp_registration.c. Set by its
+ * client_hello hook on every authenticated session, read at the IK proof. */
+struct sp_conn_enrol {
+	uint8_t refuse;                 /* enum sp_close_reason to end with at the proof; 0 = none */
+};
+
 struct sp_conn {
 	/* The protocol session: state, pattern, rx reassembly, handshake,
 	 * transport, tx queue, the device key (s.peer) and the proof rule.
@@ -119,6 +125,7 @@ struct sp_conn {
 	struct sp_conn_life life;
 	struct sp_conn_src source;
 	struct sp_conn_route route;
+	struct sp_conn_enrol enrol;     /* one byte, in route's padding: no growth */
 	struct sp_conn_mbox mbox;
 	struct sp_conn_timer timer;
 	struct sp_conn_ws ws;

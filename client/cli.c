@@ -81,7 +81,8 @@ static const char exit_text[] =
 	"      large, unreadable config file or known-brokers file\n"
 	"  2   the key file could not be read or written\n"
 	"  3   could not connect, or the handshake failed: the broker does not hold\n"
-	"      the server key given, or no longer the one pinned in the known brokers\n"
+	"      the server key given, or no longer the one pinned in the known brokers;\n"
+	"      or it refused this device's registration (--enrol-token)\n"
 	"  4   the connection failed or timed out before the answer\n"
 	"  5   recv: --timeout expired before --count messages arrived\n"
 	"  6   account, send --to-account: the broker served an account's list older\n"
@@ -175,6 +176,9 @@ static const char send_help[] =
 	"                       handshake; see 'connection settings' below\n"
 	"  --server-key-file FILE  the same, read from a file (e.g. server.pub)\n"
 	"  --key FILE           this device's key file (from sealpost keygen)\n"
+	"  --enrol-token TOKEN  a one-use enrolment token (sealpostd mint-token), for\n"
+	"                       this device's first connection to a broker with\n"
+	"                       --registration=token; ignored once registered\n"
 	"  --to HEX             recipient's public key\n"
 	"  --to-account HEX     every device of this account (its signed device list,\n"
 	"                       fetched and verified; this device left out): one\n"
@@ -244,6 +248,7 @@ static const char recv_help[] =
 	"  --server-key HEX     broker public key; see 'connection settings' below\n"
 	"  --server-key-file FILE  the same, read from a file (e.g. server.pub)\n"
 	"  --key FILE           this device's key file\n"
+	"  --enrol-token TOKEN  a one-use enrolment token, as for send\n"
 	"  --count N            exit 0 after N messages (default: no limit)\n"
 	"  --timeout SECONDS    stop after this long: with --count, exit 5 if fewer\n"
 	"                       arrived; without, exit 0 (default: no limit)\n"
@@ -254,6 +259,7 @@ static const char recv_help[] =
 	"\n";
 
 struct opts {
+	const char *enrol_token;
 	const char *to_account;
 	const char *account_key;
 	const char *accounts;
@@ -291,6 +297,7 @@ struct target {
 	char key_from[SP_CLI_CONF_VALUE_MAX + 64];     /* e.g. "--server-key", "FILE:3" */
 	char pins_path[SP_CLI_CONF_VALUE_MAX + 1];     /* "" when there is no pin store */
 	unsigned pin_line;
+	const char *enrol_token;    /* --enrol-token, borrowed from argv; NULL = none */
 };
 
 static void help(const char *text)
@@ -314,6 +321,14 @@ static int bad_usage(const char *msg, const char *text)
 	fprintf(stderr, "sealpost: %s\n", msg);
 	fputs(text, stderr);
 	return EX_USAGE;
+}
+
+/* A refused registration (the broker's GoAway 53-55): a connect failure,
+ * whether it came during the connect or right after. */
+static int is_enrol_error(int err)
+{
+	return err == -SEALPOST_EENROLREQUIRED || err == -SEALPOST_EENROLTOKEN ||
+	       err == -SEALPOST_EENROLUSED;
 }
 
 static int parse_long(const char *s, long min, long *out)
@@ -354,6 +369,7 @@ static int parse(int argc, char **argv, struct opts *o, const char *text, int *f
 		{ "authenticated", no_argument, NULL, 'U' },
 		{ "access-key", required_argument, NULL, 'X' },
 		{ "open", no_argument, NULL, 'O' },
+		{ "enrol-token", required_argument, NULL, 'E' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -363,6 +379,7 @@ static int parse(int argc, char **argv, struct opts *o, const char *text, int *f
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
 		switch (ch) {
+		case 'E': o->enrol_token = optarg; break;
 		case 's': o->server = optarg; break;
 		case 'S': o->server_key_hex = optarg; break;
 		case 'F': o->server_key_file = optarg; break;
@@ -595,6 +612,7 @@ static int connect_target(struct target *t, const struct sealpost_key *key, int 
 	 * proves) and resends what got no answer; the CLI's back-off is shorter
 	 * than its default so a restarted broker is found again quickly. */
 	co.flags = flags;
+	co.enrol_token = t->enrol_token;
 	co.reconnect_min_ms = RECONNECT_MIN_MS;
 	co.reconnect_max_ms = RECONNECT_MAX_MS;
 	r = sealpost_client_connect_opts(c, t->server, key, t->have_server_key ? t->server_key : NULL,
@@ -650,6 +668,7 @@ static int open_target(const struct opts *o, struct target *t, int timeout_ms, u
 	ex = resolve(o, t);
 	if (ex)
 		return ex;
+	t->enrol_token = o->enrol_token;
 	r = sealpost_key_load(key, t->key_path);
 	if (r < 0) {
 		fprintf(stderr, "sealpost: cannot load key %s: %s\n", t->key_path,
@@ -1109,6 +1128,9 @@ static int cmd_send(int argc, char **argv)
 	if (r == -EINVAL) {
 		fprintf(stderr, "sealpost: --to is not a valid public key\n");
 		ex = EX_USAGE;
+	} else if (is_enrol_error(r)) {
+		fprintf(stderr, "sealpost: cannot connect to %s: %s\n", t.server, sealpost_strerror(r));
+		ex = EX_CONNECT;
 	} else if (r < 0) {
 		fprintf(stderr, "sealpost: no answer from the broker: %s\n", sealpost_strerror(r));
 		ex = EX_LOST;
@@ -1289,7 +1311,7 @@ static int cmd_recv(int argc, char **argv)
 			 * cannot fix (a changed server key, a protocol error). */
 			fprintf(stderr, "sealpost: connection closed%s%s\n", ev.error ? ": " : "",
 				ev.error ? sealpost_strerror(ev.error) : "");
-			ex = EX_LOST;
+			ex = is_enrol_error(ev.error) ? EX_CONNECT : EX_LOST;
 			goto out;
 		default:
 			break;

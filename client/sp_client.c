@@ -60,6 +60,7 @@
 #include "sp_clog.h"
 #include "sp_be.h"
 #include "sp_clock.h"
+#include "sp_enrol.h"
 #include "sp_frame.h"
 #include "sp_fsutil.h"
 #include "sp_hostport.h"
@@ -92,6 +93,9 @@ S(STATUS_GOAWAY_TAKEOVER);
 S(STATUS_GOAWAY_SHUTDOWN);
 S(STATUS_GOAWAY_SLOW_CONSUMER);
 S(STATUS_GOAWAY_IDLE);
+S(STATUS_GOAWAY_ENROL_REQUIRED);
+S(STATUS_GOAWAY_ENROL_BAD_TOKEN);
+S(STATUS_GOAWAY_ENROL_TOKEN_USED);
 S(STATUS_ERR_PUSH_BAD_KEY);
 S(STATUS_ERR_PUSH_BAD_AUTH);
 S(STATUS_ERR_PUSH_BAD_ENDPOINT);
@@ -190,6 +194,9 @@ struct secrets {
 	/* The protocol engine: handshake, then the transport keys and the
 	 * outbound queue (transport messages are batched and sealed there). */
 	struct sp_session s;
+	/* The enrolment token (connect options), binary; until the first DRAINED. */
+	uint8_t enrol_token[SP_ENROL_TOKEN_LEN];
+	bool has_enrol_token;
 };
 
 struct sealpost_client {
@@ -254,6 +261,7 @@ struct sealpost_client {
 	bool probing;                   /* this attempt is the XX probe of a failed IK */
 	int probe_err;                  /* what the probe found */
 	bool blocking_initial;          /* inside sealpost_client_connect: no retries */
+	int enrol_err;                  /* a registration GoAway seen (-SEALPOST_EENROL*): final */
 	bool was_up;                    /* a session was established before */
 	bool announced_down;            /* DISCONNECTED sent for this outage */
 	bool want_connected_ev;         /* started non-blocking: CONNECTED event */
@@ -841,8 +849,12 @@ static enum sp_close_reason hs_server_hello(void *ctx, struct sp_session *s,
 
 static enum sp_close_reason hs_established(void *ctx, struct sp_session *s)
 {
-	(void)ctx;
+	struct sealpost_client *c = ctx;
+
 	(void)s;
+	/* The ClientHello is sent: its copy of the token goes (the secrets
+	 * keep theirs for a reconnect until the broker routes us). */
+	sodium_memzero(&c->env.hello, sizeof(c->env.hello));
 	return SP_CLOSE_NONE;
 }
 
@@ -853,11 +865,19 @@ static enum sp_close_reason hs_established(void *ctx, struct sp_session *s)
  * a check. A malformed frame is left for pull_event to find, so the events
  * before it are still handed out, as they always were.
  */
+static int enrol_error(int goaway_code);
+
 static enum sp_close_reason on_frame(void *ctx, struct sp_session *s, const struct sp_frame *f)
 {
-	(void)ctx;
+	struct sealpost_client *c = ctx;
+
 	(void)s;
-	(void)f;
+	/* A registration refusal comes right after the handshake, often with
+	 * its answer and the close in one read: noted here, where every frame
+	 * passes, so that a connect that fails on the close reports it (the
+	 * GOAWAY event itself comes from pull_event, in order). */
+	if (f->type == SP_FRAME_GOAWAY && enrol_error((int)f->u.goaway.code))
+		c->enrol_err = enrol_error((int)f->u.goaway.code);
 	return SP_CLOSE_NONE;
 }
 
@@ -916,6 +936,10 @@ static int begin_handshake(struct sealpost_client *c)
 			   .server_hello = hs_server_hello, .ctx = c },
 		.rekey_every = test_rekey_messages(),
 	};
+	if (c->sec->has_enrol_token) {
+		memcpy(c->env.hello.enrol_token, c->sec->enrol_token, SP_ENROL_TOKEN_LEN);
+		c->env.hello.enrol_token_len = SP_ENROL_TOKEN_LEN;
+	}
 	sk = c->probing || !c->has_pin ? NULL : c->pin;
 	/* Anonymous: NK, never the XX probe (it would prove a key). */
 	c->hs_ik = sk != NULL && !c->anon;
@@ -1069,11 +1093,28 @@ static int64_t backoff_ms(const struct sealpost_client *c, uint32_t n)
 	return (int64_t)(d / 2 + randombytes_uniform((uint32_t)(d - d / 2) + 1));
 }
 
+/* A registration GoAway (53-55) as the client's error, else 0. */
+static int enrol_error(int goaway_code)
+{
+	switch (goaway_code) {
+	case SEALPOST_STATUS_GOAWAY_ENROL_REQUIRED:
+		return -SEALPOST_EENROLREQUIRED;
+	case SEALPOST_STATUS_GOAWAY_ENROL_BAD_TOKEN:
+		return -SEALPOST_EENROLTOKEN;
+	case SEALPOST_STATUS_GOAWAY_ENROL_TOKEN_USED:
+		return -SEALPOST_EENROLUSED;
+	default:
+		return 0;
+	}
+}
+
 /* Failures after which trying again cannot help. */
 static bool is_final(int err, int goaway_code)
 {
 	return err == -SEALPOST_ESERVERKEY || err == -EPROTO || err == -ENOMEM ||
-	       err == -EINVAL || goaway_code == SEALPOST_STATUS_GOAWAY_PROTOCOL;
+	       err == -EINVAL || goaway_code == SEALPOST_STATUS_GOAWAY_PROTOCOL ||
+	       enrol_error(goaway_code) || err == -SEALPOST_EENROLREQUIRED ||
+	       err == -SEALPOST_EENROLTOKEN || err == -SEALPOST_EENROLUSED;
 }
 
 /* Enters the final state: CLOSED events from now on. */
@@ -1117,6 +1158,8 @@ static void attempt_failed(struct sealpost_client *c, int err)
 	bool ik_eof = c->hs_ik && !c->probing && c->st == CS_HANDSHAKE &&
 		      (err == -ECONNRESET || err == -EPIPE) && !c->foreign;
 
+	if (c->enrol_err)
+		err = c->enrol_err;
 	logf_(c, SEALPOST_LOG_DEBUG, "attempt failed: %s", sealpost_strerror(err));
 	if (ik_eof) {
 		/* The broker closed during IK: a wrong pinned key looks exactly like
@@ -1158,6 +1201,12 @@ static void session_lost(struct sealpost_client *c)
 	int err, code = c->goaway ? c->goaway_code : 0;
 
 	err = c->io_err == CLOSED_EOF ? (c->goaway ? 0 : -ECONNRESET) : c->io_err;
+	/* Refused registration: the same device and token would be refused
+	 * again, so it ends here with an error of its own. */
+	if (enrol_error(code))
+		err = enrol_error(code);
+	else if (c->enrol_err)
+		err = c->enrol_err;
 	if ((c->flags & SEALPOST_CONNECT_NO_RECONNECT) || is_final(err, code)) {
 		logf_(c, SEALPOST_LOG_INFO, "closed: %s", err ? sealpost_strerror(err)
 							       : sealpost_status_string(code));
@@ -1657,6 +1706,11 @@ static int frame_event(struct sealpost_client *c, const struct sp_frame *f,
 		ev->status = (int)f->u.goaway.code;
 		return 1;
 	case SP_FRAME_DRAINED:
+		/* Routed, so registered: the enrolment token is spent. */
+		if (c->sec->has_enrol_token) {
+			sodium_memzero(c->sec->enrol_token, sizeof(c->sec->enrol_token));
+			c->sec->has_enrol_token = false;
+		}
 		ev->type = SEALPOST_EVENT_DRAINED;
 		ev->id = f->u.drained.count;
 		return 1;
@@ -2000,6 +2054,13 @@ static int client_new(struct sealpost_client **out, const char *server,
 		return -ENOMEM;
 	}
 	memset(c->sec, 0, sizeof(*c->sec));
+	if (o.enrol_token) {
+		if (sp_enrol_from_text(o.enrol_token, c->sec->enrol_token)) {
+			sealpost_client_close(c);
+			return -SEALPOST_EENROLTOKEN;
+		}
+		c->sec->has_enrol_token = true;
+	}
 	c->key = &c->sec->key;
 	c->ss = &c->sec->s;
 	memcpy(c->key, key, sizeof(*c->key));
@@ -2104,7 +2165,7 @@ static int connect_blocking(struct sealpost_client **out, const char *server,
 		}
 	}
 	if (c->st != CS_UP || c->io_err) {
-		r = c->st == CS_CLOSED ? conn_error(c) : c->io_err;
+		r = c->enrol_err ? c->enrol_err : c->st == CS_CLOSED ? conn_error(c) : c->io_err;
 		sealpost_client_close(c);
 		return r < 0 ? r : -ECONNRESET;
 	}
@@ -2905,6 +2966,7 @@ SEALPOST_API void sealpost_client_close(struct sealpost_client *c)
 		close(c->fd);
 	if (c->ai_res)
 		freeaddrinfo(c->ai_res);
+	sodium_memzero(&c->env.hello, sizeof(c->env.hello));
 	if (c->sec) {
 		sp_session_release(&c->sec->s);
 		sodium_memzero(c->sec, sizeof(*c->sec));

@@ -68,6 +68,10 @@ static const struct {
 	{ SEALPOST_EANONLIMIT, "anonymous send refused: the broker's anonymous rate limit" },
 	{ SEALPOST_EACCESSBADKEY, "an access key must be 16 or 32 bytes" },
 	{ SEALPOST_EANONYMOUS, "not possible on an anonymous connection (or only on one)" },
+	{ SEALPOST_EENROLREQUIRED, "this broker takes registered devices only: connect once with an "
+				   "enrolment token (sealpostd mint-token)" },
+	{ SEALPOST_EENROLTOKEN, "the enrolment token is malformed, not this broker's, or expired" },
+	{ SEALPOST_EENROLUSED, "the enrolment token was already used by another device" },
 };
 
 SEALPOST_API const char *sealpost_strerror(int err)

@@ -141,6 +141,12 @@ enum sealpost_error {
 	SEALPOST_EANONLIMIT = 7024,     /* the broker's anonymous-send budget (source or recipient) */
 	SEALPOST_EACCESSBADKEY = 7025,  /* an access key not 16 or 32 bytes */
 	SEALPOST_EANONYMOUS = 7026,     /* not possible on an anonymous connection, or only on one */
+	/* Registration (broker with --registration=token, docs/CLIENT.md): the
+	 * broker's GoAway 53-55 ends the client with one of these (final, no
+	 * reconnect). */
+	SEALPOST_EENROLREQUIRED = 7015, /* device not registered: connect once with an enrol_token */
+	SEALPOST_EENROLTOKEN = 7016,    /* the enrolment token is malformed, not this broker's, or expired */
+	SEALPOST_EENROLUSED = 7017,     /* the enrolment token already enrolled another device */
 };
 
 /*
@@ -197,6 +203,9 @@ enum sealpost_status {
 	SEALPOST_STATUS_GOAWAY_SLOW_CONSUMER = 35, /* we stopped reading */
 	SEALPOST_STATUS_GOAWAY_IDLE = 36,       /* nothing received for too long */
 	SEALPOST_STATUS_GOAWAY_REMOVED = 37,    /* this device was removed from its account's list */
+	SEALPOST_STATUS_GOAWAY_ENROL_REQUIRED = 53,  /* not registered: SEALPOST_EENROLREQUIRED */
+	SEALPOST_STATUS_GOAWAY_ENROL_BAD_TOKEN = 54, /* SEALPOST_EENROLTOKEN */
+	SEALPOST_STATUS_GOAWAY_ENROL_TOKEN_USED = 55, /* SEALPOST_EENROLUSED */
 	/* Device lists (LIST_RESULT events), docs/PROTOCOL.md 11.3. */
 	SEALPOST_STATUS_ERR_LIST_MALFORMED = 40,
 	SEALPOST_STATUS_ERR_LIST_TOO_LARGE = 41,
@@ -410,6 +419,12 @@ struct sealpost_connect_opts {
 	uint32_t keepalive_ms;       /* ping after this long without traffic (60000;
 				      * at most half the broker's idle timeout) */
 	uint32_t dead_peer_ms;       /* no input this long after a ping: dead (20000) */
+	/* A one-use enrolment token from the operator (`sealpostd mint-token`,
+	 * the 76-character text form; borrowed for the call), sent in the
+	 * ClientHello until the broker has routed this device once (its first
+	 * DRAINED), then forgotten. NULL: none. Not a token's text:
+	 * -SEALPOST_EENROLTOKEN from the connect. */
+	const char *enrol_token;
 };
 
 enum sealpost_connect_flags {

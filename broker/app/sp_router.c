@@ -14,6 +14,7 @@
 #include "sp_logserve.h"
 #include "sp_mailbox.h"
 #include "sp_push.h"
+#include "sp_registration.h"
 #include "sp_route.h"
 #include "sp_source.h"
 #include "sp_timers.h"
@@ -195,6 +196,10 @@ enum sp_close_reason sp_router_established(void *ctx, struct sp_conn *c)
 enum sp_close_reason sp_router_proven(void *ctx, struct sp_conn *c)
 {
 	struct sp_shard *sh = ctx;
+	enum sp_close_reason refused = c->s.has_peer ? sp_registration_proven(c) : SP_CLOSE_NONE;
+
+	if (refused)
+		return refused;
 
 	/* A handshake counts as successful once the peer is proven: an IK
 	 * message 1 anyone replays gets its message 2 too, and counting that

@@ -32,6 +32,7 @@
 #include "sp_mailbox.h"
 #include "sp_mem.h"
 #include "sp_push.h"
+#include "sp_registration.h"
 #include "sp_route.h"
 #include "sp_router.h"
 #include "sp_source.h"
@@ -286,6 +287,12 @@ static enum sp_close_reason on_proven(void *ctx, struct sp_session *s)
 	return sp_router_proven(ctx, sp_conn_of(s));
 }
 
+static enum sp_close_reason on_client_hello(void *ctx, struct sp_session *s,
+					    const struct sp_hello *h)
+{
+	return sp_registration_check(ctx, sp_conn_of(s), h);
+}
+
 static enum sp_close_reason on_first_message(void *ctx, struct sp_session *s)
 {
 	return sp_accept_first_message(ctx, sp_conn_of(s));
@@ -353,6 +360,7 @@ int sp_shard_setup(struct sp_shard *sh, uint8_t id, const struct sp_config *cfg,
 	sh->env.hooks.established = on_established;
 	sh->env.hooks.proven = on_proven;
 	sh->env.hooks.first_message = on_first_message;
+	sh->env.hooks.client_hello = on_client_hello;
 	sh->env.hooks.frame = on_frame;
 	sh->env.hooks.ctx = sh;
 	sh->app.detach = sp_router_detach;

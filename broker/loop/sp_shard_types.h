@@ -119,6 +119,10 @@ struct sp_shard {
 	/* The transparency log's key (app/sp_tlog.c): borrowed like store, set
 	 * by the daemon before run (NULL = lists are served without proofs). */
 	const struct sp_tlog *tlog;
+	/* The enrolment-token key (app/sp_registration.c, DATA_DIR/enrol.key):
+	 * borrowed like store; NULL unless --registration=token (then every
+	 * token is refused as bad if it is missing). */
+	const uint8_t *enrol_key;
 	struct sp_store_batch *batch;   /* the iteration's batch, begun on first write */
 	int64_t it_entries, it_bytes;   /* mailbox growth in the open batch (metrics at commit) */
 	uint64_t rm_entries0, rm_bytes0; /* the store's removed totals when the batch began */

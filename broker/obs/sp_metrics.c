@@ -478,6 +478,18 @@ static void render_push(struct writer *w, const struct sp_metrics *m)
 	put(w, "sealpost_push_subscriptions %" PRId64 "\n", SUM_GAUGE(m, push_subscriptions));
 }
 
+static void render_enrol(struct writer *w, const struct sp_metrics *m)
+{
+	static const char *const outcomes[] = SP_METRICS_ENROL_NAMES;
+
+	_Static_assert(sizeof(outcomes) / sizeof(outcomes[0]) == SP_METRICS_ENROL_COUNT, "names");
+	family(w, "sealpost_enrol_total", "counter",
+	       "Registration checks of devices' connections (--registration=token), by outcome.");
+	for (unsigned o = 0; o < SP_METRICS_ENROL_COUNT; o++)
+		put(w, "sealpost_enrol_total{outcome=\"%s\"} %" PRIu64 "\n", outcomes[o],
+		    SUM(m, enrol_outcomes[o]));
+}
+
 static void render_histograms(struct writer *w, const struct sp_metrics *m)
 {
 	static const char *const hs_le[] = SP_METRICS_HANDSHAKE_LE;
@@ -628,6 +640,7 @@ int sp_metrics_render(struct sp_metrics *m, struct sp_metrics_buf *out, unsigned
 	render_connections(&w, m);
 	render_envelopes(&w, m);
 	render_push(&w, m);
+	render_enrol(&w, m);
 	render_histograms(&w, m);
 	render_rocksdb(&w, m);
 	render_process(&w, m, flags);

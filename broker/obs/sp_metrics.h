@@ -188,6 +188,24 @@ enum sp_metrics_push {
  * and internal. */
 enum { SP_METRICS_PUSH_REG_COUNT = 2 + 8 + 1 };
 
+/* sealpost_enrol_total{outcome}: registration checks (--registration=token,
+ * app/sp_registration.c). */
+enum sp_metrics_enrol {
+	SP_METRICS_ENROL_ENROLLED = 0,  /* a valid token registered the device */
+	SP_METRICS_ENROL_REGISTERED,    /* a registered device connected */
+	SP_METRICS_ENROL_LISTED,        /* a device on a stored account list connected */
+	SP_METRICS_ENROL_REQUIRED,      /* not registered, no token */
+	SP_METRICS_ENROL_MALFORMED,     /* not a token of this version */
+	SP_METRICS_ENROL_BAD_MAC,       /* forged, altered, or another broker's */
+	SP_METRICS_ENROL_EXPIRED,
+	SP_METRICS_ENROL_REPLAYED,      /* the token already enrolled a device */
+	SP_METRICS_ENROL_INTERNAL,      /* the store failed */
+	SP_METRICS_ENROL_COUNT,
+};
+#define SP_METRICS_ENROL_NAMES \
+	{ "enrolled", "registered", "listed", "required", "malformed", "bad_mac", "expired", \
+	  "replayed", "internal" }
+
 enum { SP_METRICS_HIST_MAX = 19 }; /* the most bounds any histogram has */
 
 /* bucket[i] counts observations in (bound[i-1], bound[i]]; bucket[n] is above the last bound. */
@@ -236,6 +254,7 @@ struct sp_metrics_shard {
 			      [SP_METRICS_OUTCOME_COUNT];
 	uint64_t ws_upgrades[SP_METRICS_WS_UPGRADE_COUNT];
 	uint64_t ws_closes_sent;        /* WebSocket close frames sent */
+	uint64_t enrol_outcomes[SP_METRICS_ENROL_COUNT];
 	struct sp_metrics_hist loop_batch;
 	struct sp_metrics_hist delivery_latency[SP_METRICS_PATH_COUNT];
 	struct sp_metrics_hist handshake_duration;
@@ -586,6 +605,12 @@ static inline void sp_metrics_push_wakeup(struct sp_metrics_shard *s, enum sp_me
 }
 
 /* A registration's result: index 0 accepted, 1 removed, 2.. its status. */
+static inline void sp_metrics_enrol(struct sp_metrics_shard *s, enum sp_metrics_enrol o)
+{
+	if ((unsigned)o < SP_METRICS_ENROL_COUNT)
+		sp_metrics_add_(&s->enrol_outcomes[o], 1);
+}
+
 static inline void sp_metrics_push_registration(struct sp_metrics_shard *s, unsigned i)
 {
 	if (i < SP_METRICS_PUSH_REG_COUNT)

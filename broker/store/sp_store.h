@@ -538,6 +538,46 @@ typedef int (*sp_store_push_fn)(void *ctx, const uint8_t device[SP_KEY_LEN], con
 				size_t len);
 int sp_store_push_each(struct sp_store *st, sp_store_push_fn fn, void *ctx);
 
+/* ---- registration (sp_store_enrol.c) -------------------------------------- */
+
+/*
+ * --registration=token (docs/PROTOCOL.md 15). Column family "default":
+ *   "reg/" | device[32]  -> u8 version=1 | u8[7] zero   (8 bytes): the device
+ *                           enrolled with a token (no time, no token id)
+ *   "etk/" | id[16]      -> u8 version=1 | u8[7] zero | u64 expires_ms
+ *                           (16 bytes): that token was used; kept until it
+ *                           expires (sp_store_enrol_prune), after which its
+ *                           MAC check refuses it anyway
+ * An enrolment writes both in one synced WriteBatch of its own. Nothing
+ * links a used token to the device it enrolled. What is stored about
+ * people: the device key in the clear, from its enrolment on (there is no
+ * unregister yet); the token ids and expiry times until the expiry.
+ */
+#define SP_STORE_REG_PREFIX "reg/"
+#define SP_STORE_TOKEN_PREFIX "etk/"
+enum {
+	SP_STORE_ENROL_PREFIX_LEN = 4,
+	SP_STORE_TOKEN_ID_LEN = 16,
+	SP_STORE_REG_KEY_LEN = SP_STORE_ENROL_PREFIX_LEN + SP_KEY_LEN,
+	SP_STORE_TOKEN_KEY_LEN = SP_STORE_ENROL_PREFIX_LEN + SP_STORE_TOKEN_ID_LEN,
+	SP_STORE_REG_VALUE_LEN = 8,
+	SP_STORE_TOKEN_VALUE_LEN = 16,
+};
+
+/* 0 the device enrolled, -ENOENT not, -EBADMSG (corrupt record), -EIO. */
+int sp_store_device_registered(struct sp_store *st, const uint8_t device[SP_KEY_LEN]);
+
+/* Registers device and marks token id used (expires_ms: the token's), in
+ * one synced write. 0; -EALREADY (that id was used, or its mark is
+ * corrupt: nothing written); -EIO; -ENOMEM. Arrays borrowed. */
+int sp_store_enrol(struct sp_store *st, const uint8_t device[SP_KEY_LEN],
+		   const uint8_t id[SP_STORE_TOKEN_ID_LEN], uint64_t expires_ms);
+
+/* Deletes the used-token marks that expired by now_ms (one synced write;
+ * *dropped, may be NULL: how many). A scan of the "etk/" range: for the
+ * start, not the event loop. 0, -EIO, -ENOMEM. */
+int sp_store_enrol_prune(struct sp_store *st, uint64_t now_ms, uint64_t *dropped);
+
 /* ---- access keys, sealed sender (sp_store_access.c) ----------------------- */
 
 /*

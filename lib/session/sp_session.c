@@ -238,7 +238,11 @@ static enum sp_close_reason send_hello(struct sp_session *s)
 	size_t len;
 	enum sp_close_reason r = hello_payload(s, buf, sizeof(buf), &len);
 
-	return r ? r : tx_handshake(s, NULL, buf, len);
+	if (!r)
+		r = tx_handshake(s, NULL, buf, len);
+	/* a ClientHello may hold an enrolment token */
+	sodium_memzero(buf, sizeof(buf));
+	return r;
 }
 
 static int connect_pattern(struct sp_session *s, const struct sp_session_env *env,
@@ -291,6 +295,7 @@ static int connect_pattern(struct sp_session *s, const struct sp_session_env *en
 		goto fail;
 	}
 	r = tx_handshake(s, s->pre, server_key ? hello : NULL, hlen);
+	sodium_memzero(hello, sizeof(hello));
 	if (r) {
 		ret = r == SP_CLOSE_NOMEM ? -ENOMEM : -EINVAL;
 		goto fail;
@@ -334,19 +339,21 @@ static enum sp_close_reason responder_init(struct sp_session *s)
 	return SP_CLOSE_NONE;
 }
 
-static enum sp_close_reason client_hello_ok(const uint8_t *payload, size_t plen)
+static enum sp_close_reason client_hello_ok(const uint8_t *payload, size_t plen,
+					    struct sp_hello *h)
 {
-	struct sp_hello h;
-
-	if (sp_frame_client_hello_decode(payload, plen, &h) ||
-	    h.protocol_version != SP_PROTOCOL_VERSION)
+	if (sp_frame_client_hello_decode(payload, plen, h) ||
+	    h->protocol_version != SP_PROTOCOL_VERSION)
 		return SP_CLOSE_HANDSHAKE_FAILED;
 	return SP_CLOSE_NONE;
 }
 
-/* SP_NOISE_HS_SPLIT reached: derive the ciphers, learn the peer, drop the handshake. */
-static enum sp_close_reason hs_finish(struct sp_session *s)
+/* SP_NOISE_HS_SPLIT reached: derive the ciphers, learn the peer, drop the
+ * handshake. ch: the responder's decoded ClientHello (NULL: initiator). */
+static enum sp_close_reason hs_finish(struct sp_session *s, const struct sp_hello *ch)
 {
+	const struct sp_session_hooks *h = &s->env->hooks;
+	enum sp_close_reason r;
 	/* NK responder: the initiator has no static key; the session is
 	 * anonymous (has_peer stays false, peer all zero). */
 	bool anon = s->role == SP_SESSION_RESPONDER && s->pattern == SP_PREAMBLE_PATTERN_NK;
@@ -366,7 +373,9 @@ static enum sp_close_reason hs_finish(struct sp_session *s)
 	 * be a replay: the first transport message proves that peer. */
 	s->proven = s->role == SP_SESSION_INITIATOR || s->pattern == SP_PREAMBLE_PATTERN_XX;
 	s->state = SP_SESSION_ESTABLISHED;
-	return s->env->hooks.established(s->env->hooks.ctx, s);
+	if (ch && s->has_peer && h->client_hello && (r = h->client_hello(h->ctx, s, ch)))
+		return r;
+	return h->established(h->ctx, s);
 }
 
 /*
@@ -380,6 +389,7 @@ static enum sp_close_reason responder_message(struct sp_session *s, const uint8_
 {
 	const struct sp_session_hooks *h = &s->env->hooks;
 	bool first = s->hs->state == SP_NOISE_HS_EMPTY;
+	struct sp_hello ch;
 	enum sp_close_reason r;
 
 	if (first && h->first_message && (r = h->first_message(h->ctx, s)))
@@ -393,13 +403,16 @@ static enum sp_close_reason responder_message(struct sp_session *s, const uint8_
 			return SP_CLOSE_HANDSHAKE_FAILED;
 		return send_hello(s);
 	}
-	if ((r = client_hello_ok(payload, *plen)))
+	if ((r = client_hello_ok(payload, *plen, &ch)))
 		return r;
 	if (s->pattern != SP_PREAMBLE_PATTERN_XX && (r = send_hello(s)))
 		return r;
 	if (s->hs->state != SP_NOISE_HS_SPLIT)
 		return SP_CLOSE_HANDSHAKE_FAILED;
-	return hs_finish(s);
+	r = hs_finish(s, &ch);
+	/* the token is a one-use secret: nothing of it stays on the stack */
+	sodium_memzero(&ch, sizeof(ch));
+	return r;
 }
 
 /*
@@ -425,7 +438,7 @@ static enum sp_close_reason initiator_message(struct sp_session *s, const uint8_
 		return r;
 	if (s->hs->state != SP_NOISE_HS_SPLIT)
 		return SP_CLOSE_HANDSHAKE_FAILED;
-	return hs_finish(s);
+	return hs_finish(s, NULL);
 }
 
 static enum sp_close_reason hs_message(struct sp_session *s, const uint8_t *msg, size_t len)

@@ -126,6 +126,12 @@ struct sp_session_hooks {
 	 * before any of its crypto: where a handshake rate is charged, so that
 	 * sockets that never send one cost nothing. Optional. */
 	enum sp_close_reason (*first_message)(void *ctx, struct sp_session *s);
+	/* Responder: the peer's ClientHello (decoded, borrowed for the call),
+	 * once the session is established (s->peer set), just before
+	 * established; what the broker's registration policy reads
+	 * (enrol_token). Not called for NK (anonymous) sessions. Optional. */
+	enum sp_close_reason (*client_hello)(void *ctx, struct sp_session *s,
+					     const struct sp_hello *h);
 };
 
 /* Shared by many sessions (a shard's connections, a swarm of clients);

@@ -73,6 +73,11 @@ int sp_frame_client_hello_encode(const struct sp_hello *h, uint8_t *buf, size_t 
 	Sealpost__V1__ClientHello m = SEALPOST__V1__CLIENT_HELLO__INIT;
 
 	m.protocol_version = h->protocol_version;
+	if (h->enrol_token_len > SP_HELLO_ENROL_TOKEN_MAX)
+		return -EMSGSIZE;
+	/* protobuf-c takes a non-const pointer but only reads it when packing */
+	m.enrol_token.len = h->enrol_token_len;
+	m.enrol_token.data = (uint8_t *)h->enrol_token;
 	return pack_hello(&m.base, buf, cap, len);
 }
 
@@ -100,10 +105,15 @@ int sp_frame_client_hello_decode(const uint8_t *buf, size_t len, struct sp_hello
 	m = sealpost__v1__client_hello__unpack(&alloc, len, len ? buf : empty);
 	if (!m)
 		return -EBADMSG;
+	if (m->enrol_token.len > SP_HELLO_ENROL_TOKEN_MAX)
+		return -EBADMSG;
 	h->protocol_version = m->protocol_version;
 	h->max_envelope = 0;
 	h->max_transport = 0;
 	h->idle_timeout_ms = 0;
+	h->enrol_token_len = (uint8_t)m->enrol_token.len;
+	if (m->enrol_token.len)
+		memcpy(h->enrol_token, m->enrol_token.data, m->enrol_token.len);
 	return 0;
 }
 
@@ -124,5 +134,6 @@ int sp_frame_server_hello_decode(const uint8_t *buf, size_t len, struct sp_hello
 	h->max_envelope = m->max_envelope;
 	h->max_transport = m->max_transport;
 	h->idle_timeout_ms = m->idle_timeout_ms;
+	h->enrol_token_len = 0;
 	return 0;
 }

@@ -147,6 +147,12 @@ static void hellos(const uint8_t *data, size_t size)
 		/* The arena may refuse what malloc allows, never the reverse. */
 		check(r == 0 || r == -EBADMSG);
 		check(r != 0 || (m && m->protocol_version == h.protocol_version));
+		/* enrol_token (field 2): exactly protobuf's bytes, and only up to
+		 * SP_HELLO_ENROL_TOKEN_MAX of them */
+		check(r != 0 || (m->enrol_token.len == h.enrol_token_len &&
+				 (!h.enrol_token_len ||
+				  memcmp(m->enrol_token.data, h.enrol_token, h.enrol_token_len) == 0)));
+		check(!m || m->enrol_token.len <= SP_HELLO_ENROL_TOKEN_MAX || r == -EBADMSG);
 		if (m)
 			sealpost__v1__client_hello__free_unpacked(m, NULL);
 	}

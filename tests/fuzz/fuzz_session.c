@@ -175,7 +175,8 @@ static void setup(void)
 	check(sodium_init() >= 0);
 	sp_txpool_init(&pool, 8);
 	renv.static_priv = fuzz_server_s;
-	renv.hello = (struct sp_hello){ 1, SP_BODY_MAX, SP_TRANSPORT_PLAINTEXT_MAX, 0 };
+	renv.hello = (struct sp_hello){ .protocol_version = 1, .max_envelope = SP_BODY_MAX,
+					.max_transport = SP_TRANSPORT_PLAINTEXT_MAX };
 	renv.pool = &pool;
 	renv.hooks.established = on_established;
 	renv.hooks.frame = resp_frame;

@@ -127,12 +127,13 @@ int main(int argc, char **argv)
 		die("sodium_init");
 	sp_txpool_init(&pool, 8);
 	renv.static_priv = fuzz_server_s;
-	renv.hello = (struct sp_hello){ 1, SP_BODY_MAX, SP_TRANSPORT_PLAINTEXT_MAX, 0 };
+	renv.hello = (struct sp_hello){ .protocol_version = 1, .max_envelope = SP_BODY_MAX,
+					.max_transport = SP_TRANSPORT_PLAINTEXT_MAX };
 	renv.pool = &pool;
-	renv.hooks = (struct sp_session_hooks){ ok, NULL, no_frame, NULL, NULL, NULL };
+	renv.hooks = (struct sp_session_hooks){ ok, NULL, no_frame, NULL, NULL, NULL, NULL };
 	ienv.hello.protocol_version = 1;
 	ienv.pool = &pool;
-	ienv.hooks = (struct sp_session_hooks){ ok, NULL, no_frame, NULL, NULL, NULL };
+	ienv.hooks = (struct sp_session_hooks){ ok, NULL, no_frame, NULL, NULL, NULL, NULL };
 	if (sp_noise_public_key(server_pub, fuzz_server_s))
 		die("key");
 

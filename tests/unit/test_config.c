@@ -91,6 +91,33 @@ static void test_every_option(void **state)
 	assert_int_equal(c.log_level, SP_LOG_DEBUG);
 }
 
+/* --registration open|token (app/sp_registration.c): default, both
+ * spellings, a wrong word, and --check-config's line. */
+static void test_registration(void **state)
+{
+	struct sp_config c;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	(void)state;
+	assert_int_equal(parse(&c, NULL), SP_CONFIG_OK);
+	assert_int_equal(c.registration, SP_REGISTRATION_OPEN);
+	assert_int_equal(parse(&c, "--registration", "token", NULL), SP_CONFIG_OK);
+	assert_int_equal(c.registration, SP_REGISTRATION_TOKEN);
+	assert_int_equal(parse(&c, "--registration=open", NULL), SP_CONFIG_OK);
+	assert_int_equal(c.registration, SP_REGISTRATION_OPEN);
+	assert_true(parse(&c, "--registration", "tokens", NULL) < 0);
+	assert_non_null(strstr(err, "open or token"));
+	assert_int_equal(parse(&c, "--registration", "token", NULL), SP_CONFIG_OK);
+	f = open_memstream(&buf, &len);
+	assert_non_null(f);
+	sp_config_print(f, &c);
+	fclose(f);
+	assert_non_null(strstr(buf, "\nregistration = token\n"));
+	free(buf);
+}
+
 static void test_equals_form(void **state)
 {
 	struct sp_config c;
@@ -532,6 +559,7 @@ int main(void)
 		cmocka_unit_test(test_load_precedence),
 		cmocka_unit_test(test_print_round_trip),
 		cmocka_unit_test(test_admin_options),
+		cmocka_unit_test(test_registration),
 		cmocka_unit_test(test_reload),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -826,6 +826,57 @@ static void test_differential(void **state)
 	assert_true(accepted > compared / 20);
 }
 
+/* ClientHello.enrol_token (field 2, PROTOCOL.md 15): round trip, the
+ * protobuf-c reference, the 64-byte bound, and a ServerHello carrying none. */
+static void test_hello_enrol_token(void **state)
+{
+	struct sp_hello h = { .protocol_version = SP_PROTOCOL_VERSION }, g;
+	uint8_t buf[SP_HANDSHAKE_PAYLOAD_MAX];
+	size_t len = 0;
+
+	(void)state;
+	h.enrol_token_len = 57;
+	for (int i = 0; i < 57; i++)
+		h.enrol_token[i] = (uint8_t)(i * 7 + 1);
+	assert_int_equal(sp_frame_client_hello_encode(&h, buf, sizeof(buf), &len), 0);
+	assert_int_equal(len, 2 + 2 + 57);
+	memset(&g, 0xee, sizeof(g));
+	assert_int_equal(sp_frame_client_hello_decode(buf, len, &g), 0);
+	assert_int_equal(g.enrol_token_len, 57);
+	assert_memory_equal(g.enrol_token, h.enrol_token, 57);
+	{
+		Sealpost__V1__ClientHello *m = sealpost__v1__client_hello__unpack(NULL, len, buf);
+
+		assert_non_null(m);
+		assert_int_equal(m->enrol_token.len, 57);
+		assert_memory_equal(m->enrol_token.data, h.enrol_token, 57);
+		sealpost__v1__client_hello__free_unpacked(m, NULL);
+	}
+	/* the bound, both ways */
+	h.enrol_token_len = SP_HELLO_ENROL_TOKEN_MAX;
+	assert_int_equal(sp_frame_client_hello_encode(&h, buf, sizeof(buf), &len), 0);
+	assert_int_equal(sp_frame_client_hello_decode(buf, len, &g), 0);
+	assert_int_equal(g.enrol_token_len, SP_HELLO_ENROL_TOKEN_MAX);
+	h.enrol_token_len = SP_HELLO_ENROL_TOKEN_MAX + 1;
+	assert_int_equal(sp_frame_client_hello_encode(&h, buf, sizeof(buf), &len), -EMSGSIZE);
+	{
+		Sealpost__V1__ClientHello m = SEALPOST__V1__CLIENT_HELLO__INIT;
+		uint8_t big[SP_HELLO_ENROL_TOKEN_MAX + 1] = { 0 };
+
+		m.protocol_version = 1;
+		m.enrol_token.len = sizeof(big);
+		m.enrol_token.data = big;
+		len = sealpost__v1__client_hello__pack(&m, buf);
+		assert_int_equal(sp_frame_client_hello_decode(buf, len, &g), -EBADMSG);
+	}
+	/* a ServerHello ignores the field and reports none */
+	h.enrol_token_len = 5;
+	assert_int_equal(sp_frame_server_hello_encode(&h, buf, sizeof(buf), &len), 0);
+	memset(&g, 0xee, sizeof(g));
+	assert_int_equal(sp_frame_server_hello_decode(buf, len, &g), 0);
+	assert_int_equal(g.enrol_token_len, 0);
+}
+
 static void test_hello(void **state)
 {
 	struct sp_hello h = { 0 }, g;
@@ -959,6 +1010,7 @@ int main(void)
 		cmocka_unit_test(test_every_kind_empty),
 		cmocka_unit_test(test_differential),
 		cmocka_unit_test(test_hello),
+		cmocka_unit_test(test_hello_enrol_token),
 		cmocka_unit_test(test_status_names),
 	};
 

@@ -45,7 +45,8 @@ static void test_goaway_codes(void **state)
 			continue;
 		goaways++;
 		assert_true((g >= SP_STATUS_GOAWAY_PROTOCOL && g <= SP_STATUS_GOAWAY_REMOVED) ||
-			    g == SP_STATUS_GOAWAY_ANONYMOUS);
+			    g == SP_STATUS_GOAWAY_ANONYMOUS ||
+			    (g >= SP_STATUS_GOAWAY_ENROL_REQUIRED && g <= SP_STATUS_GOAWAY_ENROL_TOKEN_USED));
 		assert_int_equal(strncmp(sp_status_name(g), "goaway_", 7), 0);
 	}
 	/* The wire's five GoAway codes, each sent for exactly one reason, but
@@ -56,7 +57,8 @@ static void test_goaway_codes(void **state)
 	 * memory budget (its unread output, or a message it is slow to send);
 	 * and removed (37), a device taken off its account's list. */
 	/* + anon_forbidden (68), sealed sender's. */
-	assert_int_equal(goaways, 10);
+	/* + enrol_required, enrol_bad_token, enrol_token_used (53-55), registration's. */
+	assert_int_equal(goaways, 13);
 	assert_int_equal(sp_close_reason_goaway(SP_CLOSE_MEM_BUDGET), SP_STATUS_GOAWAY_SLOW_CONSUMER);
 	assert_int_equal(sp_close_reason_goaway(SP_CLOSE_ACK_FLOOD), SP_STATUS_GOAWAY_PROTOCOL);
 	assert_int_equal(sp_close_reason_goaway(SP_CLOSE_SHUTDOWN), SP_STATUS_GOAWAY_SHUTDOWN);
@@ -85,7 +87,8 @@ static void test_statuses_match_proto(void **state)
 	for (int v = 0; v < 256; v++)
 		if (strcmp(sp_status_name((enum sp_status)v), "unknown") != 0)
 			assert_non_null(protobuf_c_enum_descriptor_get_value(d, v));
-	assert_int_equal(seen, 27 + 8 + 7); /* + push (56-63), + sealed sender (65-71) */
+	/* + push (56-63), + sealed sender (65-71), + registration (53-55) */
+	assert_int_equal(seen, 27 + 8 + 7 + 3);
 }
 
 static void test_metric_labels_are_log_words(void **state)

@@ -656,14 +656,15 @@ static void pair_init(struct pair *p)
 	p->renv.static_priv = server_priv;
 	memcpy(p->renv.static_pub, server_pub, SP_KEY_LEN);
 	p->renv.has_static_pub = true;
-	p->renv.hello = (struct sp_hello){ 1, 1234, SP_TRANSPORT_PLAINTEXT_MAX, 0 };
+	p->renv.hello = (struct sp_hello){ .protocol_version = 1, .max_envelope = 1234,
+					   .max_transport = SP_TRANSPORT_PLAINTEXT_MAX };
 	p->renv.pool = &p->pool;
 	p->renv.hooks = (struct sp_session_hooks){ p_established, p_proven, p_frame, NULL, &p->rs,
-						   NULL };
+						   NULL, NULL };
 	p->ienv.hello.protocol_version = 1;
 	p->ienv.pool = &p->pool;
 	p->ienv.hooks = (struct sp_session_hooks){ p_established, p_proven, p_frame,
-						   p_server_hello, &p->is, NULL };
+						   p_server_hello, &p->is, NULL, NULL };
 	sp_noise_keypair(p->ipub, p->ipriv);
 	sp_session_accept(&p->r, &p->renv);
 }
@@ -747,6 +748,61 @@ static void send_pings(struct sp_session *s, uint64_t first, int n)
 		struct sp_frame f = { .type = SP_FRAME_PING, .u.ping.id = first + (uint64_t)k };
 
 		assert_int_equal(sp_session_tx_frame(s, &f, NULL, 0), 0);
+	}
+}
+
+/* The responder's client_hello hook: ClientHello.enrol_token as sent, for
+ * IK (message 1) and XX (message 3), after the split (peer known); what it
+ * returns ends the session rx, which is then established (a GoAway can go). */
+static struct sp_hello seen_hello;
+static int seen_hellos;
+static enum sp_close_reason hello_verdict;
+
+static enum sp_close_reason p_client_hello(void *ctx, struct sp_session *s,
+					   const struct sp_hello *h)
+{
+	(void)ctx;
+	assert_int_equal(s->state, SP_SESSION_ESTABLISHED);
+	assert_true(s->has_peer);
+	seen_hello = *h;
+	seen_hellos++;
+	return hello_verdict;
+}
+
+static void test_pair_client_hello_hook(void **state)
+{
+	struct pair p;
+
+	(void)state;
+	for (int round = 0; round < 4; round++) {
+		bool ik = round & 1;
+		enum sp_close_reason r;
+
+		hello_verdict = round < 2 ? SP_CLOSE_NONE : SP_CLOSE_ENROL_TOKEN_USED;
+		seen_hellos = 0;
+		memset(&seen_hello, 0, sizeof(seen_hello));
+		pair_init(&p);
+		p.renv.hooks.client_hello = p_client_hello;
+		p.ienv.hello.enrol_token_len = 57;
+		memset(p.ienv.hello.enrol_token, 0x5a, 57);
+		assert_int_equal(sp_session_connect(&p.i, &p.ienv, p.ipriv, ik ? server_pub : NULL),
+				 0);
+		r = wire(&p.i, &p.r, 0, 0, -1);
+		if (!ik) {
+			assert_int_equal(r, SP_CLOSE_NONE);
+			assert_int_equal(seen_hellos, 0);   /* XX message 1 has no hello */
+			assert_int_equal(wire(&p.r, &p.i, 0, 0, -1), SP_CLOSE_NONE);
+			r = wire(&p.i, &p.r, 0, 0, -1);
+		}
+		assert_int_equal(r, hello_verdict);
+		assert_int_equal(seen_hellos, 1);
+		assert_int_equal(seen_hello.enrol_token_len, 57);
+		assert_int_equal(seen_hello.enrol_token[0], 0x5a);
+		assert_int_equal(seen_hello.enrol_token[56], 0x5a);
+		assert_int_equal(p.r.state, SP_SESSION_ESTABLISHED);
+		/* a refusal comes before established */
+		assert_int_equal(p.rs.established, hello_verdict ? 0 : 1);
+		pair_free(&p);
 	}
 }
 
@@ -1178,6 +1234,7 @@ int main(void)
 		cmocka_unit_test(test_tx_queue),
 		cmocka_unit_test(test_reason_names),
 		cmocka_unit_test(test_pair_every_split),
+		cmocka_unit_test(test_pair_client_hello_hook),
 		cmocka_unit_test(test_pair_batching),
 		cmocka_unit_test(test_ik_unproven_limit),
 		cmocka_unit_test(test_pair_tampered),

@@ -371,6 +371,49 @@ static void test_enqueue_read_order(void **state)
 	assert_int_equal(it[0].seq, seqs[3]);
 }
 
+/* Registration records (sp_store_enrol.c): a device enrols once per token,
+ * a used token stays used across a reopen until it expires, the prune drops
+ * only expired marks, and registrations are kept. */
+static void test_enrol_records(void **state)
+{
+	struct fx *f = *state;
+	uint8_t d1[SP_KEY_LEN], d2[SP_KEY_LEN], d3[SP_KEY_LEN];
+	uint8_t id1[SP_STORE_TOKEN_ID_LEN], id2[SP_STORE_TOKEN_ID_LEN];
+	uint64_t dropped = 99;
+
+	key_of(d1, 1);
+	key_of(d2, 2);
+	key_of(d3, 3);
+	memset(id1, 0xa1, sizeof(id1));
+	memset(id2, 0xb2, sizeof(id2));
+	open_store(f);
+	assert_int_equal(sp_store_device_registered(f->st, d1), -ENOENT);
+	assert_int_equal(sp_store_enrol(f->st, d1, id1, 1000), 0);
+	assert_int_equal(sp_store_device_registered(f->st, d1), 0);
+	/* the same token for another device: refused, nothing written */
+	assert_int_equal(sp_store_enrol(f->st, d2, id1, 1000), -EALREADY);
+	assert_int_equal(sp_store_device_registered(f->st, d2), -ENOENT);
+	assert_int_equal(sp_store_enrol(f->st, d2, id2, 5000), 0);
+	reopen(f);
+	assert_int_equal(sp_store_device_registered(f->st, d1), 0);
+	assert_int_equal(sp_store_device_registered(f->st, d2), 0);
+	assert_int_equal(sp_store_enrol(f->st, d3, id1, 1000), -EALREADY);
+	/* nothing expired yet at 999; id1 (expires 1000) at 1000; id2 later */
+	assert_int_equal(sp_store_enrol_prune(f->st, 999, &dropped), 0);
+	assert_int_equal(dropped, 0);
+	assert_int_equal(sp_store_enrol_prune(f->st, 1000, &dropped), 0);
+	assert_int_equal(dropped, 1);
+	assert_int_equal(sp_store_enrol_prune(f->st, 1000, &dropped), 0);
+	assert_int_equal(dropped, 0);
+	assert_int_equal(sp_store_enrol(f->st, d3, id2, 5000), -EALREADY);
+	assert_int_equal(sp_store_enrol_prune(f->st, UINT64_MAX, &dropped), 0);
+	assert_int_equal(dropped, 1);
+	/* registrations stay; the device index of accounts is a separate record */
+	assert_int_equal(sp_store_device_registered(f->st, d1), 0);
+	assert_int_equal(sp_store_device_registered(f->st, d2), 0);
+	assert_int_equal(sp_store_device_registered(f->st, d3), -ENOENT);
+}
+
 static void test_seq_across_reopen(void **state)
 {
 	struct fx *f = *state;
@@ -1810,6 +1853,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_read_limits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_meta_written_once_per_batch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_enrol_records, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
