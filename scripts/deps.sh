@@ -21,6 +21,10 @@ python3 python3-cffi python3-setuptools python3-pytest python3-pip python3-venv
 zlib1g-dev gnuplot-nox
 clang libclang-rt-14-dev"
 
+# gdb: gcore, for the tests that dump a running broker's memory and search it
+# (it_core_secrets, it_seizure; skipped with a message without it).
+PKGS="$PKGS gdb"
+
 # chromium, fonts-dejavu-core: the browser test js/browser (headless, driven by
 # playwright-core over the DevTools protocol; chromium-driver is not needed).
 PKGS="$PKGS chromium fonts-dejavu-core"
