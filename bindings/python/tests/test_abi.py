@@ -16,7 +16,7 @@ FIELDS = {
                               "sender", "data", "len"],
     "struct sealpost_connect_opts": ["size", "flags", "reconnect_min_ms", "reconnect_max_ms",
                                      "offline_queue_max", "connect_timeout_ms", "keepalive_ms",
-                                     "dead_peer_ms"],
+                                     "dead_peer_ms", "enrol_token"],
     "struct sealpost_pending": ["client_id", "to", "flags", "len"],
     "struct sealpost_device_info": ["key", "added_s", "label"],
     "struct sealpost_devlist": ["account", "version", "count", "dev"],

@@ -38,6 +38,8 @@ __all__ = [
     "Account", "Device", "DeviceList", "AccountStore", "LogAudit", "link_request",
     "parse_link_request", "ListResult", "ListChanged", "PushResult", "SplitView", "LogReply",
     "EROLLBACK", "EBADLIST", "ENOLIST", "ELINKFORMAT", "ELOGPROOF", "ESPLITVIEW", "ELOGKEY",
+    "EENROLREQUIRED", "EENROLTOKEN", "EENROLUSED", "EACCESSMISSING", "EACCESSWRONG",
+    "EACCESSROTATED", "EANONLIMIT", "EACCESSBADKEY", "EANONYMOUS", "access_key_generate",
 ]
 
 # The functions __del__ calls, bound at import, not on first use: cffi
@@ -83,6 +85,15 @@ ELINKFORMAT = 7010      # not a link request string
 ELOGPROOF = 7018        # a served tree head or inclusion proof does not verify
 ESPLITVIEW = 7019       # the broker's log showed two histories (a split view)
 ELOGKEY = 7020          # the broker's log key is not the one kept, or unknown
+EENROLREQUIRED = 7015   # the broker takes registered devices only: an enrol_token is needed
+EENROLTOKEN = 7016      # the enrolment token is malformed, not this broker's, or expired
+EENROLUSED = 7017       # the enrolment token already enrolled another device
+EACCESSMISSING = 7021   # no access key, and the recipient does not accept anyone
+EACCESSWRONG = 7022     # not the recipient's access key
+EACCESSROTATED = 7023   # the recipient rotated its access key: ask it anew
+EANONLIMIT = 7024       # the broker's anonymous-send budget
+EACCESSBADKEY = 7025    # an access key not 16 or 32 bytes
+EANONYMOUS = 7026       # not possible on an anonymous connection
 
 
 def version():
@@ -160,6 +171,9 @@ class Status(enum.IntEnum):
     ERR_LIST_ACCOUNT = 46
     ERR_LIST_UNKNOWN = 47
     ERR_LIST_NOT_MEMBER = 48
+    GOAWAY_ENROL_REQUIRED = 53
+    GOAWAY_ENROL_BAD_TOKEN = 54
+    GOAWAY_ENROL_TOKEN_USED = 55
     ERR_LOG_RANGE = 64
     ERR_PUSH_BAD_KEY = 56
     ERR_PUSH_BAD_AUTH = 57
@@ -504,7 +518,8 @@ class Client:
 
     @staticmethod
     def _opts(manual_ack, reconnect, keepalive, opaque, reconnect_min, reconnect_max,
-              offline_queue_max, connect_timeout, keepalive_interval, dead_peer):
+              offline_queue_max, connect_timeout, keepalive_interval, dead_peer,
+              enrol_token=None, _keep=None):
         opts = ffi.new("struct sealpost_connect_opts *")
         opts.size = ffi.sizeof("struct sealpost_connect_opts")
         flags = 0
@@ -525,13 +540,18 @@ class Client:
                          ("keepalive_ms", keepalive_interval), ("dead_peer_ms", dead_peer)):
             setattr(opts, field, max(int(v * 1000), 1) if v else 0)
         opts.offline_queue_max = offline_queue_max or 0
+        if enrol_token:
+            # the C string must outlive the connect call: _keep holds it
+            tok = ffi.new("char[]", enrol_token.encode())
+            _keep.append(tok)
+            opts.enrol_token = tok
         return opts
 
     @classmethod
     def connect(cls, server, key, server_key=None, timeout=30.0, manual_ack=False,
                 reconnect=True, keepalive=True, opaque=False, reconnect_min=None,
                 reconnect_max=None, offline_queue_max=None, connect_timeout=None,
-                keepalive_interval=None, dead_peer=None):
+                keepalive_interval=None, dead_peer=None, enrol_token=None):
         """Connects and runs the handshake (blocking): IK when server_key
         (32 bytes or hex) is given, else XX (read .server_key afterwards and
         pin it). timeout: seconds for connect and handshake together (None:
@@ -547,10 +567,15 @@ class Client:
         silent for dead_peer seconds after one counts as gone. opaque=True:
         deliveries that are not seals come as Opaque; "all": every delivery.
         offline_queue_max: sends kept while disconnected (then EQUEUEFULL).
-        None takes the library's default for each."""
+        None takes the library's default for each. enrol_token: the
+        operator's one-use token (sealpostd mint-token) for a broker with
+        --registration=token; a refusal raises EENROLREQUIRED, EENROLTOKEN
+        or EENROLUSED."""
         out = ffi.new("struct sealpost_client **")
+        keep = []
         opts = cls._opts(manual_ack, reconnect, keepalive, opaque, reconnect_min, reconnect_max,
-                         offline_queue_max, connect_timeout, keepalive_interval, dead_peer)
+                         offline_queue_max, connect_timeout, keepalive_interval, dead_peer,
+                         enrol_token, keep)
         sk = ffi.new("uint8_t[32]", _key_bytes(server_key, "server_key")) \
             if server_key is not None else ffi.NULL
         # None or 0: the library's own bound (30 s) for connect and handshake.
@@ -568,12 +593,13 @@ class Client:
         out = ffi.new("struct sealpost_client **")
         names = ("manual_ack", "reconnect", "keepalive", "opaque", "reconnect_min",
                  "reconnect_max", "offline_queue_max", "connect_timeout",
-                 "keepalive_interval", "dead_peer")
+                 "keepalive_interval", "dead_peer", "enrol_token")
         unknown = set(options) - set(names)
         if unknown:
             raise TypeError("unknown option(s): %s" % ", ".join(sorted(unknown)))
         defaults = {"manual_ack": False, "reconnect": True, "keepalive": True, "opaque": False}
-        opts = cls._opts(*[options.get(n, defaults.get(n)) for n in names])
+        keep = []
+        opts = cls._opts(*[options.get(n, defaults.get(n)) for n in names], keep)
         sk = ffi.new("uint8_t[32]", _key_bytes(server_key, "server_key")) \
             if server_key is not None else ffi.NULL
         _check(lib.sealpost_client_start(out, server.encode(), key._ptr(), sk, opts))
@@ -790,6 +816,40 @@ class Client:
             raise SealpostError(err)
         return LogAudit(out, err)
 
+    # Sealed sender (docs/CLIENT.md "Sealed sender", PROTOCOL.md 14).
+    def set_access(self, access_key, accept_anyone=False, timeout=10.0):
+        """Sets this device's access key (16 or 32 bytes; None: none) and
+        whether it takes anonymous sends from anyone. Give the key to your
+        contacts inside your sealed messages, never to the broker."""
+        k = bytes(access_key) if access_key else b""
+        with self._lock:
+            _check(lib.sealpost_set_access(self._ptr(), k or ffi.NULL, len(k),
+                                           bool(accept_anyone), _ms(timeout)))
+
+    def set_contact_access(self, contact, access_key):
+        """Remembers a contact's access key (None forgets it): send_anonymous
+        to that contact uses it when given none."""
+        k = bytes(access_key) if access_key else b""
+        with self._lock:
+            _check(lib.sealpost_contact_access_set(self._ptr(), _key_bytes(contact, "contact"),
+                                                   k or ffi.NULL, len(k)))
+
+    def send_anonymous(self, to, data, access_key=None, timeout=10.0):
+        """Seals data as this device and hands it over on an anonymous (NK)
+        connection to the same broker, which learns the recipient but not
+        the sender: a Result. access_key: the recipient's (None: the
+        contact's set with set_contact_access, else none). Refusals raise
+        EACCESSMISSING, EACCESSWRONG, EACCESSROTATED, EANONLIMIT."""
+        to = _key_bytes(to, "to")
+        data = bytes(data)
+        k = bytes(access_key) if access_key else b""
+        status = ffi.new("int *")
+        seq = ffi.new("uint64_t *")
+        with self._lock:
+            _check(lib.sealpost_send_anonymous(self._ptr(), to, k or ffi.NULL, len(k), data,
+                                               len(data), _ms(timeout), status, seq))
+        return Result(0, status[0], seq[0])
+
     # Push wake-ups (docs/CLIENT.md, PROTOCOL.md 12).
     def push_register(self, endpoint, p256dh, auth):
         """Registers this device's Web Push subscription (endpoint URL,
@@ -984,6 +1044,13 @@ class DeviceList:
 
     def __repr__(self):
         return "DeviceList(%s, v%d, %r)" % (self.account.hex()[:16], self.version, self.devices)
+
+
+def access_key_generate():
+    """A new random 32-byte access key (for Client.set_access)."""
+    buf = ffi.new("uint8_t[32]")
+    lib.sealpost_access_key_generate(buf)
+    return bytes(buf)
 
 
 def link_request(device_key, label):

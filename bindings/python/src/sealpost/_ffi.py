@@ -43,6 +43,7 @@ struct sealpost_connect_opts {
     uint32_t connect_timeout_ms;
     uint32_t keepalive_ms;
     uint32_t dead_peer_ms;
+    const char *enrol_token;
 };
 int sealpost_client_connect(struct sealpost_client **out, const char *server,
                             const struct sealpost_key *key, const uint8_t *server_key,
@@ -155,6 +156,14 @@ int sealpost_client_send_devices(struct sealpost_client *c, const struct sealpos
                                  const void *msg, size_t msg_len, uint64_t *first_id);
 int sealpost_log_sync(struct sealpost_client *c, int timeout_ms, uint8_t head[113],
                       uint8_t log_key[32]);
+void sealpost_access_key_generate(uint8_t key[32]);
+int sealpost_set_access(struct sealpost_client *c, const uint8_t *key, size_t len,
+                        _Bool accept_anyone, int timeout_ms);
+int sealpost_send_anonymous(struct sealpost_client *c, const uint8_t to[32],
+                            const uint8_t *access_key, size_t access_len, const void *msg,
+                            size_t msg_len, int timeout_ms, int *status, uint64_t *seq);
+int sealpost_contact_access_set(struct sealpost_client *c, const uint8_t contact[32],
+                                const uint8_t *key, size_t len);
 struct sealpost_log_audit {
     uint64_t size;
     uint64_t accounts;
