@@ -719,7 +719,7 @@ static void on_established(struct sealpost_client *c)
 		/* IK: the broker routes this device only once a transport message
 		 * proves we hold the session keys (a replayed message 1 cannot), so
 		 * an empty one goes first (PROTOCOL.md 4, "Proof"). */
-		r = sp_noise_encrypt(&s->t.tx, c->proof + SP_LEN_PREFIX, 0);
+		r = sp_noise_encrypt(&s->keys->t.tx, c->proof + SP_LEN_PREFIX, 0);
 		if (r < 0) {
 			attempt_failed(c, r);
 			return;

@@ -64,6 +64,9 @@ struct sp_shard {
 	struct sp_ring ring;
 	struct sp_bufring bufs;
 	struct sp_txpool pool;
+	/* The sessions' handshake states and transport keys: locked memory
+	 * (sp_slab.h), a slot each, through env.slab. */
+	struct sp_slab slab;
 	struct sp_route *routes;
 	struct sp_session_env env;
 	struct sp_shard_app app;
