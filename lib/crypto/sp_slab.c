@@ -129,8 +129,10 @@ static int grow(struct sp_slab *sl)
 	 * marks them MADV_DONTDUMP. */
 	memset(c->mem, 0, len);
 	c->locked = sodium_mlock(c->mem, len) == 0;
-	if (!c->locked)
+	if (!c->locked) {
 		sl->unlocked++;
+		sl->lock_failures++;
+	}
 	c->index = idx;
 	/* Popped from the top: slot 0 first, so a small slab stays compact. */
 	for (uint32_t i = 0; i < sl->per_chunk; i++)
@@ -182,6 +184,29 @@ static void chunk_release(struct sp_slab *sl, struct sp_slab_chunk *c)
 	free(c);
 }
 
+/* p's chunk if p is a live slot of sl (*off: its header's offset), else NULL. */
+static struct sp_slab_chunk *live_chunk(const struct sp_slab *sl, const void *p, size_t *off)
+{
+	const struct slot_hdr *h = (const struct slot_hdr *)((const uint8_t *)p - SP_SLAB_HDR);
+	struct sp_slab_chunk *c;
+
+	if (h->state != SLOT_LIVE || h->chunk >= sl->nchunks || !(c = sl->chunks[h->chunk]))
+		return NULL;
+	if ((const uint8_t *)h < c->mem)
+		return NULL;
+	*off = (size_t)((const uint8_t *)h - c->mem);
+	if (*off % stride(sl) || *off / stride(sl) >= sl->per_chunk)
+		return NULL;
+	return c;
+}
+
+bool sp_slab_holds(const struct sp_slab *sl, const void *p)
+{
+	size_t off;
+
+	return sl && p && live_chunk(sl, p, &off) != NULL;
+}
+
 int sp_slab_free(struct sp_slab *sl, void *p)
 {
 	struct sp_slab_chunk *c;
@@ -190,12 +215,10 @@ int sp_slab_free(struct sp_slab *sl, void *p)
 
 	if (!p)
 		return 0;
+	c = live_chunk(sl, p, &off);
+	if (!c)
+		return -EINVAL;
 	h = (struct slot_hdr *)((uint8_t *)p - SP_SLAB_HDR);
-	if (h->state != SLOT_LIVE || h->chunk >= sl->nchunks || !(c = sl->chunks[h->chunk]))
-		return -EINVAL;
-	off = (size_t)((uint8_t *)h - c->mem);
-	if ((uint8_t *)h < c->mem || off % stride(sl) || off / stride(sl) >= sl->per_chunk)
-		return -EINVAL;
 	sodium_memzero(p, sl->slot_size);
 	h->state = SLOT_FREE;
 	if (c->nfree == 0)

@@ -55,6 +55,7 @@ struct sp_slab {
 	uint32_t live;                  /* chunks mapped */
 	uint32_t empty;                 /* of those, with every slot free */
 	uint32_t unlocked;              /* of those, whose sodium_mlock failed */
+	uint64_t lock_failures;         /* chunks ever mapped unlocked (only grows: a metric) */
 	uint64_t used;                  /* slots in use */
 	uint64_t bytes;                 /* bytes mapped by the chunks, guard pages included */
 };
@@ -75,6 +76,10 @@ void *sp_slab_alloc(struct sp_slab *sl);
  * not used afterwards). NULL is a no-op. -EINVAL, and nothing freed, for a
  * pointer that is not a live slot of sl (a double free). */
 int sp_slab_free(struct sp_slab *sl, void *p);
+
+/* Whether p is a slot of sl in use (what sp_slab_free would accept): for
+ * tests and assertions; it reads the 16 bytes before p. */
+bool sp_slab_holds(const struct sp_slab *sl, const void *p);
 
 /* Frees every chunk (zeroed by sodium_free), live slots included. */
 void sp_slab_destroy(struct sp_slab *sl);

@@ -647,11 +647,13 @@ static enum sp_close_reason p_server_hello(void *ctx, struct sp_session *s, cons
 
 /* Both envs' rekey interval for the next pair_init (0: the protocol's). */
 static uint64_t pair_rekey;
+static struct sp_slab *pair_slab;   /* both envs' slab; NULL = heap */
 
 static void pair_init(struct pair *p)
 {
 	memset(p, 0, sizeof(*p));
 	p->renv.rekey_every = p->ienv.rekey_every = pair_rekey;
+	p->renv.slab = p->ienv.slab = pair_slab;
 	sp_txpool_init(&p->pool, 4);
 	p->renv.static_priv = server_priv;
 	memcpy(p->renv.static_pub, server_pub, SP_KEY_LEN);
@@ -1157,6 +1159,51 @@ static void test_pair_nonce_end(void **state)
 	pair_free(&p);
 }
 
+/*
+ * With a slab (the broker's shard, the client): the handshake state and
+ * then the transport keys of both sides sit in its slots, one slot per
+ * session at a time, and the wipe zeroes the keys' slot in place.
+ */
+static void test_pair_slab(void **state)
+{
+	struct sp_slab sl;
+	struct pair p;
+	struct sp_session_keys *ik, *rk;
+
+	(void)state;
+	assert_int_equal(sp_slab_init(&sl, sp_session_slot_size(), 0, 0), 0);
+	pair_slab = &sl;
+	pair_init(&p);
+	assert_int_equal(sp_session_connect(&p.i, &p.ienv, p.ipriv, server_pub), 0);
+	assert_true(sp_slab_holds(&sl, p.i.hs));
+	assert_int_equal(sl.used, 1);
+	assert_int_equal(wire(&p.i, &p.r, 0, 0, -1), SP_CLOSE_NONE);
+	assert_int_equal(wire(&p.r, &p.i, 0, 0, -1), SP_CLOSE_NONE);
+	assert_int_equal(p.i.state, SP_SESSION_ESTABLISHED);
+	assert_int_equal(p.r.state, SP_SESSION_ESTABLISHED);
+	assert_null(p.i.hs);
+	assert_null(p.r.hs);
+	ik = p.i.keys;
+	rk = p.r.keys;
+	assert_true(sp_slab_holds(&sl, ik));
+	assert_true(sp_slab_holds(&sl, rk));
+	assert_int_equal(sl.used, 2);   /* the handshake states went back */
+	assert_memory_equal(ik->t.tx.k, rk->t.rx.k, SP_KEY_LEN);
+	send_pings(&p.i, 7, 2);
+	assert_int_equal(wire(&p.i, &p.r, 0, 0, -1), SP_CLOSE_NONE);
+	assert_int_equal(p.rs.frames, 2);
+	sp_session_wipe(&p.i);
+	sp_session_wipe(&p.r);
+	assert_null(p.i.keys);
+	assert_int_equal(sl.used, 0);
+	/* The chunk is the slab's spare, still mapped: the keys are gone. */
+	assert_true(all_zero(ik, sizeof(*ik)));
+	assert_true(all_zero(rk, sizeof(*rk)));
+	pair_free(&p);
+	pair_slab = NULL;
+	sp_slab_destroy(&sl);
+}
+
 static int group_setup(void **state)
 {
 	(void)state;
@@ -1184,6 +1231,7 @@ int main(void)
 		cmocka_unit_test(test_initiator_bad_input),
 		cmocka_unit_test(test_pair_end_and_wipe),
 		cmocka_unit_test(test_pair_rekey),
+		cmocka_unit_test(test_pair_slab),
 		cmocka_unit_test(test_pair_nonce_end),
 	};
 	return cmocka_run_group_tests(tests, group_setup, NULL);
