@@ -233,6 +233,7 @@ int sp_shard_run(struct sp_shard *sh)
 
 	sh->now_ns = sp_shard_mono_ns();
 	sp_mailbox_start(sh);
+	sp_mem_publish(sh);
 	sp_accept_arm(sh);
 	sp_timers_arm_wake(sh);
 	sp_timers_arm_tick(sh);

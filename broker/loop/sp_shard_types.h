@@ -109,6 +109,7 @@ struct sp_shard {
 	struct {
 		uint64_t rx_bytes;      /* reassembly buffers allocated */
 		uint64_t trim_ns;       /* the next reserve trim and malloc_trim check */
+		uint64_t lock_failures; /* slab.lock_failures already counted in the metric */
 	} mem;
 
 	/* The iteration's clocks (sp_shard.c, or the detached harness). */
