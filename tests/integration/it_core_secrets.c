@@ -12,6 +12,7 @@
  * the core. The control: each client's static public key, which the
  * broker keeps in ordinary memory (the connection's peer key, the route),
  * is found for the open one, so the search does look at the broker's heap.
+ * The server's private key (DIR/server.key) is not in the core either.
  *
  * Needs gcore (Debian package gdb) and ptrace rights over the broker (root:
  * the broker is not dumpable); skipped with a message otherwise.
@@ -93,7 +94,8 @@ static void test_no_keys_in_core(void **state)
 	char prefix[300], core_path[320], out[4096];
 	struct stat st;
 	uint8_t *core;
-	unsigned tx_hits[NCONN], rx_hits[NCONN], peer_hits, server_hits;
+	unsigned tx_hits[NCONN], rx_hits[NCONN], peer_hits, server_hits, priv_hits;
+	uint8_t server_priv[SP_KEY_LEN];
 	uint32_t status;
 	long nopen = -1;
 	int fd, rc;
@@ -157,6 +159,21 @@ static void test_no_keys_in_core(void **state)
 	}
 	/* gcore stops the broker only while it dumps: it still serves. */
 	assert_int_equal(sp_it_broker_alive(&b), 1);
+	{
+		char path[300], hex[2 * SP_KEY_LEN + 2] = "";
+		size_t n = 0;
+		FILE *kf;
+
+		snprintf(path, sizeof(path), "%s/server.key", b.data_dir);
+		kf = fopen(path, "r");
+		assert_non_null(kf);
+		assert_non_null(fgets(hex, sizeof(hex), kf));
+		fclose(kf);
+		assert_int_equal(sodium_hex2bin(server_priv, SP_KEY_LEN, hex, 2 * SP_KEY_LEN,
+						NULL, &n, NULL), 0);
+		assert_int_equal(n, SP_KEY_LEN);
+		sodium_memzero(hex, sizeof(hex));
+	}
 	fd = open(core_path, O_RDONLY | O_CLOEXEC);
 	assert_true(fd >= 0);
 	core = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -167,6 +184,9 @@ static void test_no_keys_in_core(void **state)
 	/* The control: the open device's public key is in the broker's heap. */
 	peer_hits = count_in(core, (size_t)st.st_size, c[NCONN - 1].s_pub, SP_KEY_LEN);
 	server_hits = count_in(core, (size_t)st.st_size, b.server_pub, SP_KEY_LEN);
+	/* The server's private key: read into a sodium_malloc'd page at
+	 * start and borrowed by every handshake, never copied. */
+	priv_hits = count_in(core, (size_t)st.st_size, server_priv, SP_KEY_LEN);
 	for (int i = 0; i < NCONN; i++) {
 		tx_hits[i] = count_in(core, (size_t)st.st_size, tx[i], SP_KEY_LEN);
 		rx_hits[i] = count_in(core, (size_t)st.st_size, rx[i], SP_KEY_LEN);
@@ -176,6 +196,7 @@ static void test_no_keys_in_core(void **state)
 	unlink(core_path);
 	assert_true(peer_hits >= 1);
 	assert_true(server_hits >= 1);
+	assert_int_equal(priv_hits, 0);
 	for (int i = 0; i < NCONN; i++)
 		if (tx_hits[i] || rx_hits[i])
 			fail_msg("connection %d (%s): its tx key is in the core %u times, its rx "
