@@ -410,12 +410,14 @@ static void establish_slot(struct bench *b, uint32_t i)
 	c->s.pattern = SP_PREAMBLE_PATTERN_IK;
 	c->s.has_peer = c->s.proven = true;
 	memcpy(c->s.peer, k.device, SP_KEY_LEN);
-	memcpy(c->s.t.tx.k, k.tx, SP_KEY_LEN);
-	c->s.t.tx.has_key = true;
-	memcpy(c->s.t.rx.k, k.rx, SP_KEY_LEN);
-	c->s.t.rx.has_key = true;
+	if (sp_session_keys_init(&c->s))
+		die("session keys slot");
+	memcpy(c->s.keys->t.tx.k, k.tx, SP_KEY_LEN);
+	c->s.keys->t.tx.has_key = true;
+	memcpy(c->s.keys->t.rx.k, k.rx, SP_KEY_LEN);
+	c->s.keys->t.rx.has_key = true;
 	if (rekey_every != SP_REKEY_MESSAGES)
-		sp_noise_transport_set_rekey(&c->s.t, rekey_every);
+		sp_noise_transport_set_rekey(&c->s.keys->t, rekey_every);
 	if (sp_shard_conn_route(&b->sh, c))
 		die("route insert failed");
 	sodium_memzero(&k, sizeof(k));
@@ -528,7 +530,7 @@ static void restore(struct bench *b, struct sp_conn *sender, struct workload *w)
 	}
 	memcpy(w->work, w->pristine, w->total);
 	/* The whole cipher, not just its nonce: a pass may cross a rekey. */
-	sender->s.t.rx = w->rx0;
+	sender->s.keys->t.rx = w->rx0;
 }
 
 /* One timed pass over the workload through the broker path; CPU ns.
@@ -700,7 +702,7 @@ static uint64_t verify(struct bench *b, struct sp_conn *sender, struct client *c
 	b->capture = true;
 	for (size_t m = 0; m < w->nmsgs; m++) {
 		struct sp_conn *rc = &b->conns[w->rcpt[m]];
-		uint64_t rn = rc->s.t.tx.n, sn = sender->s.t.tx.n;
+		uint64_t rn = rc->s.keys->t.tx.n, sn = sender->s.keys->t.tx.n;
 		struct slot_keys k;
 
 		b->cap_rcpt_len = b->cap_sender_len = 0;
@@ -711,13 +713,13 @@ static uint64_t verify(struct bench *b, struct sp_conn *sender, struct client *c
 		e->next_id = id0 + m * w->batch;
 		slot_keys(b, w->rcpt[m], &k);
 		if (open_stream(b->cap_rcpt, b->cap_rcpt_len, k.tx, &rn, check_deliver, e) ||
-		    e->frames != w->batch || rn != rc->s.t.tx.n)
+		    e->frames != w->batch || rn != rc->s.keys->t.tx.n)
 			die("verify: a recipient's Deliver output is wrong");
 		e->next_id = id0 + m * w->batch;
 		e->frames = 0;
 		if (open_stream(b->cap_sender, b->cap_sender_len, cl->t.rx.k, &sn, check_result,
 				e) ||
-		    e->frames != w->batch || sn != sender->s.t.tx.n)
+		    e->frames != w->batch || sn != sender->s.keys->t.tx.n)
 			die("verify: the sender's SendResult output is wrong");
 		sodium_memzero(&k, sizeof(k));
 		ok += w->batch;
@@ -815,9 +817,9 @@ static unsigned hs_verify(struct bench *b, struct hs_bench *h)
 		struct client cl = h->cl[k];
 
 		one_handshake(b, h, k, true);
-		if (client_msg2(&cl, h->out, h->out_len) ||
-		    sodium_memcmp(cl.t.tx.k, h->c.s.t.rx.k, SP_KEY_LEN) ||
-		    sodium_memcmp(cl.t.rx.k, h->c.s.t.tx.k, SP_KEY_LEN) ||
+		if (client_msg2(&cl, h->out, h->out_len) || !h->c.s.keys ||
+		    sodium_memcmp(cl.t.tx.k, h->c.s.keys->t.rx.k, SP_KEY_LEN) ||
+		    sodium_memcmp(cl.t.rx.k, h->c.s.keys->t.tx.k, SP_KEY_LEN) ||
 		    sodium_memcmp(h->c.s.peer, cl.pub, SP_KEY_LEN))
 			die("verify: handshake output wrong");
 		sp_session_wipe(&h->c.s);
@@ -1040,8 +1042,8 @@ int main(int argc, char **argv)
 	t_conns = mono_ns() - t0;
 	t0 = mono_ns();
 	build_workload(b, &o, cl, &w);
-	w.rx0 = b->conns[b->nconns - 1].s.t.rx;
-	memcpy(b->bare_key, b->conns[0].s.t.tx.k, SP_KEY_LEN);
+	w.rx0 = b->conns[b->nconns - 1].s.keys->t.rx;
+	memcpy(b->bare_key, b->conns[0].s.keys->t.tx.k, SP_KEY_LEN);
 	if (!o.warm) {
 		uint64_t *ev = xmalloc(EVICT_BYTES);
 

@@ -207,6 +207,9 @@ struct sealpost_client {
 	struct sealpost_key *key;       /* &sec->key */
 	struct sp_session *ss;          /* &sec->s */
 	struct sp_session_env env;      /* ClientHello, hooks, pool, for ss */
+	/* ss's handshake state and transport keys: slots in locked memory
+	 * (sp_slab.h), two per chunk (a handshake's split holds both). */
+	struct sp_slab slab;
 	struct sp_txpool pool;          /* ss's output chunks */
 	uint8_t server_pub[SP_KEY_LEN];
 	uint8_t pin[SP_KEY_LEN];        /* the key reconnects use with IK */
@@ -932,6 +935,7 @@ static int begin_handshake(struct sealpost_client *c)
 	c->env = (struct sp_session_env){
 		.hello = { .protocol_version = SP_PROTOCOL_VERSION },
 		.pool = &c->pool,
+		.slab = &c->slab,
 		.hooks = { .established = hs_established, .frame = on_frame,
 			   .server_hello = hs_server_hello, .ctx = c },
 		.rekey_every = test_rekey_messages(),
@@ -1005,7 +1009,7 @@ static void on_established(struct sealpost_client *c)
 		/* IK (and NK alike): the broker routes this device only once a transport message
 		 * proves we hold the session keys (a replayed message 1 cannot), so
 		 * an empty one goes first (PROTOCOL.md 4, "Proof"). */
-		r = sp_noise_encrypt(&s->t.tx, c->proof + SP_LEN_PREFIX, 0);
+		r = sp_noise_encrypt(&s->keys->t.tx, c->proof + SP_LEN_PREFIX, 0);
 		if (r < 0) {
 			attempt_failed(c, r);
 			return;
@@ -2045,7 +2049,16 @@ static int client_new(struct sealpost_client **out, const char *server,
 	c->max_envelope = SP_BODY_MAX;
 	c->max_transport = SP_TRANSPORT_PLAINTEXT_MAX;
 	c->sec = sodium_malloc(sizeof(*c->sec));
+	/* Zeroed at once (sodium_malloc fills with garbage): a close on the
+	 * error path below releases a session that never started. */
+	if (c->sec)
+		memset(c->sec, 0, sizeof(*c->sec));
 	sp_txpool_init(&c->pool, 0);
+	/* Maps nothing until the first handshake. */
+	if (sp_slab_init(&c->slab, sp_session_slot_size(), 2, 0)) {
+		sodium_free(c->sec);
+		c->sec = NULL;
+	}
 	c->rcap = RBUF_INITIAL;
 	c->rbuf = malloc(c->rcap);
 	c->server = server ? strdup(server) : NULL;
@@ -2972,6 +2985,8 @@ SEALPOST_API void sealpost_client_close(struct sealpost_client *c)
 		sodium_memzero(c->sec, sizeof(*c->sec));
 		sodium_free(c->sec);
 	}
+	/* After the session: its slots are back (zeroed) before the chunk goes. */
+	sp_slab_destroy(&c->slab);
 	if (c->msgbuf) {
 		sodium_memzero(c->msgbuf, c->msgcap);
 		free(c->msgbuf);

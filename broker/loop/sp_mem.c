@@ -75,8 +75,36 @@ void sp_mem_over(struct sp_shard *sh, uint64_t used)
 	}
 }
 
+/* Chunks the kernel would not lock are counted, and logged once per
+ * shard (each later one has the same cause, RLIMIT_MEMLOCK; the metric
+ * keeps counting). */
+void sp_mem_publish(struct sp_shard *sh)
+{
+	struct sp_metrics_shard *m = sh->metrics;
+	uint64_t in_use = (uint64_t)(sh->pool.live - sh->pool.nfree) * sizeof(struct sp_txchunk);
+	uint64_t fails = sh->slab.lock_failures;
+
+	sp_metrics_memory_set(m, SP_METRICS_MEM_PARTIAL, sh->mem.rx_bytes);
+	sp_metrics_memory_set(m, SP_METRICS_MEM_OUTPUT, in_use);
+	sp_metrics_memory_set(m, SP_METRICS_MEM_RESERVE,
+			      (uint64_t)sh->pool.nfree * sizeof(struct sp_txchunk));
+	sp_metrics_memory_set(m, SP_METRICS_MEM_SLAB, sp_slab_bytes(&sh->slab));
+	sp_metrics_memory_budget(m, sh->cfg->mem_budget);
+	if (fails == sh->mem.lock_failures)
+		return;
+	if (sh->mem.lock_failures == 0)
+		SP_LOG(sh->log, SP_LOG_WARN,
+		       "session secrets slab not locked in memory (RLIMIT_MEMLOCK): it may be "
+		       "swapped; still out of core dumps and zeroed on free",
+		       SP_KV_UINT("shard", sh->id), SP_KV_UINT("chunks", fails),
+		       SP_KV_UINT("slab_bytes", sp_slab_bytes(&sh->slab)));
+	sp_metrics_slab_lock_failures(m, fails - sh->mem.lock_failures);
+	sh->mem.lock_failures = fails;
+}
+
 void sp_mem_tick(struct sp_shard *sh)
 {
+	sp_mem_publish(sh);
 	if (sh->now_ns < sh->mem.trim_ns)
 		return;
 	sh->mem.trim_ns = sh->now_ns + (uint64_t)SP_MEM_TRIM_INTERVAL_MS * 1000000u;

@@ -74,7 +74,12 @@ static inline void sp_mem_check(struct sp_shard *sh)
 		sp_mem_over(sh, used);
 }
 
-/* From the tick: at most once per SP_MEM_TRIM_INTERVAL_MS, trims the tx
+/* Sets the shard's sealpost_memory_bytes gauges and its budget, and
+ * counts (and logs, once) slab chunks the kernel would not lock. From
+ * sp_mem_tick, and at the start of the run (the first tick is 100 ms away). */
+void sp_mem_publish(struct sp_shard *sh);
+
+/* From the tick: sp_mem_publish; at most once per SP_MEM_TRIM_INTERVAL_MS, trims the tx
  * chunk reserve and, with enough heap free, calls malloc_trim. */
 void sp_mem_tick(struct sp_shard *sh);
 

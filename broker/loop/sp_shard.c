@@ -234,6 +234,7 @@ int sp_shard_run(struct sp_shard *sh)
 
 	sh->now_ns = sp_shard_mono_ns();
 	sp_mailbox_start(sh);
+	sp_mem_publish(sh);
 	sp_accept_arm(sh);
 	sp_timers_arm_wake(sh);
 	sp_timers_arm_tick(sh);
@@ -353,6 +354,10 @@ int sp_shard_setup(struct sp_shard *sh, uint8_t id, const struct sp_config *cfg,
 	sh->env.hello.idle_timeout_ms = cfg->idle_timeout_s > UINT32_MAX / 1000
 		? UINT32_MAX : cfg->idle_timeout_s * 1000;
 	sh->env.pool = &sh->pool;
+	ret = sp_slab_init(&sh->slab, sp_session_slot_size(), 0, 0);
+	if (ret)
+		return ret;
+	sh->env.slab = &sh->slab;
 	sh->env.rx_bytes = &sh->mem.rx_bytes;   /* the budget's reassembly half (sp_mem.h) */
 	sh->env.rekey_every = cfg->test_rekey_messages; /* 0: the protocol's value */
 	/* Composition: the session calls up into the router; the lifecycle
@@ -446,6 +451,8 @@ void sp_shard_destroy(struct sp_shard *sh)
 	if (sh->routes)
 		sp_route_destroy(sh->routes);
 	sp_txpool_destroy(&sh->pool);
+	/* After the table: a session still holding a slot is gone with it. */
+	sp_slab_destroy(&sh->slab);
 	sp_mailbox_destroy(sh);
 	free(sh->own_metrics);
 	memset(sh, 0, sizeof(*sh));

@@ -64,6 +64,9 @@ struct sp_shard {
 	struct sp_ring ring;
 	struct sp_bufring bufs;
 	struct sp_txpool pool;
+	/* The sessions' handshake states and transport keys: locked memory
+	 * (sp_slab.h), a slot each, through env.slab. */
+	struct sp_slab slab;
 	struct sp_route *routes;
 	struct sp_session_env env;
 	struct sp_shard_app app;
@@ -106,6 +109,7 @@ struct sp_shard {
 	struct {
 		uint64_t rx_bytes;      /* reassembly buffers allocated */
 		uint64_t trim_ns;       /* the next reserve trim and malloc_trim check */
+		uint64_t lock_failures; /* slab.lock_failures already counted in the metric */
 	} mem;
 
 	/* The iteration's clocks (sp_shard.c, or the detached harness). */

@@ -357,6 +357,27 @@ static void render_transports(struct writer *w, const struct sp_metrics *m)
 	put(w, "sealpost_ws_closes_sent_total %" PRIu64 "\n", SUM(m, ws_closes_sent));
 }
 
+static void render_memory(struct writer *w, const struct sp_metrics *m)
+{
+	static const char *const kinds[] = SP_METRICS_MEM_NAMES;
+
+	_Static_assert(sizeof(kinds) / sizeof(kinds[0]) == SP_METRICS_MEM_COUNT, "names");
+	family(w, "sealpost_memory_bytes", "gauge",
+	       "Memory held for device connections, by kind (partial + output is what "
+	       "mem-budget counts; slab is the locked memory of session secrets).");
+	for (unsigned k = 0; k < SP_METRICS_MEM_COUNT; k++)
+		put(w, "sealpost_memory_bytes{kind=\"%s\"} %" PRId64 "\n", kinds[k],
+		    SUM_GAUGE(m, mem_bytes[k]));
+	family(w, "sealpost_memory_budget_bytes", "gauge",
+	       "The mem-budget that partial + output are held under (beyond it the largest "
+	       "holders are closed, reason mem_budget).");
+	put(w, "sealpost_memory_budget_bytes %" PRId64 "\n", SUM_GAUGE(m, mem_budget));
+	family(w, "sealpost_slab_lock_failures_total", "counter",
+	       "Chunks of the session-secrets slab the kernel would not lock (RLIMIT_MEMLOCK, "
+	       "LimitMEMLOCK=): used unlocked, still out of core dumps and zeroed on free.");
+	put(w, "sealpost_slab_lock_failures_total %" PRIu64 "\n", SUM(m, slab_lock_failures));
+}
+
 static void render_connections(struct writer *w, const struct sp_metrics *m)
 {
 	family(w, "sealpost_connections_open", "gauge", "Device connections currently open.");
@@ -639,6 +660,7 @@ int sp_metrics_render(struct sp_metrics *m, struct sp_metrics_buf *out, unsigned
 
 	render_connections(&w, m);
 	render_envelopes(&w, m);
+	render_memory(&w, m);
 	render_push(&w, m);
 	render_enrol(&w, m);
 	render_histograms(&w, m);

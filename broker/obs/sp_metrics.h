@@ -73,6 +73,17 @@ enum sp_metrics_ws_upgrade {
 	SP_METRICS_WS_UPGRADE_COUNT,
 };
 
+/* sealpost_memory_bytes{kind}: what a shard holds for its connections.
+ * partial + output is what --mem-budget counts (sp_mem.h). */
+enum sp_metrics_mem {
+	SP_METRICS_MEM_PARTIAL,  /* reassembly buffers of messages not yet whole */
+	SP_METRICS_MEM_OUTPUT,   /* outbound chunks in use (queued, not yet sent) */
+	SP_METRICS_MEM_RESERVE,  /* outbound chunks kept free for reuse (trimmed after a burst) */
+	SP_METRICS_MEM_SLAB,     /* the secrets slab: locked chunks, guard pages included */
+	SP_METRICS_MEM_COUNT,
+};
+#define SP_METRICS_MEM_NAMES { "partial", "output", "reserve", "slab" }
+
 /* sealpost_envelopes_delivered_total{path} */
 enum sp_metrics_path {
 	SP_METRICS_PATH_LIVE,    /* routed straight to the recipient's connection */
@@ -255,6 +266,10 @@ struct sp_metrics_shard {
 	uint64_t ws_upgrades[SP_METRICS_WS_UPGRADE_COUNT];
 	uint64_t ws_closes_sent;        /* WebSocket close frames sent */
 	uint64_t enrol_outcomes[SP_METRICS_ENROL_COUNT];
+	/* Set (not added) by the slot's shard at each tick: absolute values. */
+	int64_t mem_bytes[SP_METRICS_MEM_COUNT];
+	int64_t mem_budget;
+	uint64_t slab_lock_failures;
 	struct sp_metrics_hist loop_batch;
 	struct sp_metrics_hist delivery_latency[SP_METRICS_PATH_COUNT];
 	struct sp_metrics_hist handshake_duration;
@@ -637,6 +652,25 @@ static inline void sp_metrics_sweep_step(struct sp_metrics_shard *s, bool partia
 		sp_metrics_add_(&s->sweep_partial, 1);
 	if (resumed)
 		sp_metrics_add_(&s->sweep_resumed, 1);
+}
+
+/* The shard's memory figures now (sealpost_memory_bytes{kind}) and its
+ * budget (sealpost_memory_budget_bytes): stored, not added. */
+static inline void sp_metrics_memory_set(struct sp_metrics_shard *s, enum sp_metrics_mem k,
+					 uint64_t bytes)
+{
+	__atomic_store_n(&s->mem_bytes[k], (int64_t)bytes, __ATOMIC_RELAXED);
+}
+
+static inline void sp_metrics_memory_budget(struct sp_metrics_shard *s, uint64_t bytes)
+{
+	__atomic_store_n(&s->mem_budget, (int64_t)bytes, __ATOMIC_RELAXED);
+}
+
+/* n more chunks of the secrets slab could not be locked (RLIMIT_MEMLOCK). */
+static inline void sp_metrics_slab_lock_failures(struct sp_metrics_shard *s, uint64_t n)
+{
+	sp_metrics_add_(&s->slab_lock_failures, n);
 }
 
 /* One event-loop iteration that reaped ncqes completions (0 allowed: a wake-up with none). */

@@ -21,13 +21,58 @@ void sp_session_accept(struct sp_session *s, const struct sp_session_env *env)
 	s->state = SP_SESSION_PREAMBLE;
 }
 
+size_t sp_session_slot_size(void)
+{
+	return sizeof(struct sp_noise_handshake) > sizeof(struct sp_session_keys)
+		? sizeof(struct sp_noise_handshake) : sizeof(struct sp_session_keys);
+}
+
+/* A zeroed secret slot of n (<= sp_session_slot_size()) bytes. */
+static void *secret_alloc(const struct sp_session *s, size_t n)
+{
+	return s->env->slab ? sp_slab_alloc(s->env->slab) : calloc(1, n);
+}
+
+/* p was from secret_alloc(s, n): wiped (by the slab, or here) and freed. */
+static void secret_free(const struct sp_session *s, void *p, size_t n)
+{
+	if (!p)
+		return;
+	if (s->env->slab) {
+		sp_slab_free(s->env->slab, p);
+		return;
+	}
+	sodium_memzero(p, n);
+	free(p);
+}
+
 static void free_hs(struct sp_session *s)
 {
 	if (!s->hs)
 		return;
 	sp_noise_handshake_wipe(s->hs);
-	free(s->hs);
+	secret_free(s, s->hs, sizeof(*s->hs));
 	s->hs = NULL;
+}
+
+static void free_keys(struct sp_session *s)
+{
+	if (!s->keys)
+		return;
+	if (s->tx_open) {
+		sp_noise_stream_abort(&s->keys->tx);
+		s->tx_open = false;
+	}
+	sp_noise_transport_wipe(&s->keys->t);
+	secret_free(s, s->keys, sizeof(*s->keys));
+	s->keys = NULL;
+}
+
+int sp_session_keys_init(struct sp_session *s)
+{
+	if (!s->keys && !(s->keys = secret_alloc(s, sizeof(*s->keys))))
+		return -ENOMEM;
+	return 0;
 }
 
 static void free_rx_asm(struct sp_session *s)
@@ -44,11 +89,8 @@ void sp_session_wipe(struct sp_session *s)
 {
 	free_hs(s);
 	free_rx_asm(s);
-	if (s->tx_open) {
-		sp_noise_stream_abort(&s->tx);
-		s->tx_open = false;
-	}
-	sp_noise_transport_wipe(&s->t);
+	free_keys(s);
+	s->tx_open = false;
 	sodium_memzero(s->peer, sizeof(s->peer));
 	if (s->state != SP_SESSION_FREE)
 		s->state = SP_SESSION_DEAD;
@@ -95,7 +137,7 @@ int sp_session_tx_seal(struct sp_session *s)
 	if (!s->tx_open)
 		return 0;
 	s->tx_open = false;
-	ret = sp_noise_stream_end(&s->tx, &mlen);
+	ret = sp_noise_stream_end(&s->keys->tx, &mlen);
 	if (ret)
 		return ret;
 	sp_be_put16(ch->data + s->tx_pfx, (uint16_t)mlen); /* <= SP_NOISE_MSG_MAX */
@@ -122,7 +164,7 @@ static int tx_room(struct sp_session *s, size_t need)
 	struct sp_txchunk *ch;
 	int ret;
 
-	if (s->tx_open && s->tx.len + need + SP_TAG_LEN <= s->tx.cap)
+	if (s->tx_open && s->keys->tx.len + need + SP_TAG_LEN <= s->keys->tx.cap)
 		return 0;
 	ret = sp_session_tx_seal(s);
 	if (ret)
@@ -133,7 +175,7 @@ static int tx_room(struct sp_session *s, size_t need)
 	if (!ch)
 		return -ENOMEM;
 	/* The 2 bytes before the message are its length prefix, written at seal. */
-	ret = sp_noise_stream_begin(&s->tx, &s->t.tx, ch->data + ch->tail + SP_LEN_PREFIX,
+	ret = sp_noise_stream_begin(&s->keys->tx, &s->keys->t.tx, ch->data + ch->tail + SP_LEN_PREFIX,
 				    msg_cap(s, ch));
 	if (ret)
 		return ret;
@@ -145,7 +187,7 @@ static int tx_room(struct sp_session *s, size_t need)
 
 static int tx_append(struct sp_session *s, const uint8_t *p, size_t n)
 {
-	int ret = sp_noise_stream_update(&s->tx, p, n);
+	int ret = sp_noise_stream_update(&s->keys->tx, p, n);
 
 	if (ret)
 		return ret;
@@ -183,7 +225,7 @@ int sp_session_tx_frame(struct sp_session *s, const struct sp_frame *f, const ui
 	 * frame is encrypted now, header and body in one go; the tag (one
 	 * Poly1305 pass over all frames) still waits for sp_session_tx_seal. */
 	if (ret == 0)
-		ret = sp_noise_stream_flush(&s->tx);
+		ret = sp_noise_stream_flush(&s->keys->tx);
 	return ret;
 }
 
@@ -280,7 +322,7 @@ static int connect_pattern(struct sp_session *s, const struct sp_session_env *en
 	s->pre[5] = s->pattern;
 	s->pre_len = SP_PREAMBLE_LEN;
 	s->state = SP_SESSION_HANDSHAKE;
-	s->hs = calloc(1, sizeof(*s->hs));
+	s->hs = secret_alloc(s, sizeof(*s->hs));
 	if (!s->hs)
 		return -ENOMEM;
 	/* The prologue is the preamble exactly, as the responder takes it. */
@@ -319,7 +361,7 @@ static enum sp_close_reason on_preamble(struct sp_session *s)
 	/* Zeroed: SP_NOISE_HS_EMPTY tells responder_message to initialise it
 	 * with its first message, so a peer that stops after the preamble
 	 * costs no key work. */
-	s->hs = calloc(1, sizeof(*s->hs));
+	s->hs = secret_alloc(s, sizeof(*s->hs));
 	if (!s->hs)
 		return SP_CLOSE_NOMEM;
 	s->state = SP_SESSION_HANDSHAKE;
@@ -361,10 +403,12 @@ static enum sp_close_reason hs_finish(struct sp_session *s, const struct sp_hell
 	if (!anon &&
 	    (sp_noise_handshake_remote_static(s->hs, s->peer) || !sp_noise_key_valid(s->peer)))
 		return SP_CLOSE_HANDSHAKE_FAILED;
-	if (sp_noise_handshake_split(s->hs, &s->t))
+	if (sp_session_keys_init(s))
+		return SP_CLOSE_NOMEM;
+	if (sp_noise_handshake_split(s->hs, &s->keys->t))
 		return SP_CLOSE_HANDSHAKE_FAILED;
 	if (s->env->rekey_every)
-		sp_noise_transport_set_rekey(&s->t, s->env->rekey_every);
+		sp_noise_transport_set_rekey(&s->keys->t, s->env->rekey_every);
 	free_hs(s);
 	s->has_peer = !anon;
 	/* XX message 3 is encrypted under keys mixed with the responder's
@@ -463,7 +507,7 @@ static enum sp_close_reason transport_message(struct sp_session *s, uint8_t *msg
 	enum sp_close_reason r;
 	int ret;
 
-	if (sp_noise_decrypt(&s->t.rx, msg, len, &plen))
+	if (sp_noise_decrypt(&s->keys->t.rx, msg, len, &plen))
 		return SP_CLOSE_DECRYPT_FAILED;
 	s->rx_msgs++;
 	if (!s->proven) {

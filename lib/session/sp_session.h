@@ -19,8 +19,11 @@
  * tx_peek, tx_sent and end.
  *
  * Memory of a session, by state:
- *   handshake: the heap handshake state (wiped and freed at split or wipe)
- *   established: two cipher states (wiped by sp_session_wipe), the peer key
+ *   handshake: the handshake state, in a slot of the env's slab (locked
+ *     memory, sp_slab.h), wiped and freed at split or wipe
+ *   established: the keys (two cipher states and the open outbound
+ *     message's stream), in another slot, wiped by sp_session_wipe; the
+ *     peer key
  *   an rx reassembly buffer only while a Noise message straddles receive
  *   buffers; tx chunks (sp_txq.h) only while there is output not yet sent
  *
@@ -40,6 +43,7 @@
 #include "sp_limits.h"
 #include "sp_reasons.h"
 #include "sp_noise.h"
+#include "sp_slab.h"
 #include "sp_txq.h"
 
 /* The first reassembly allocation: the buffer then doubles as bytes
@@ -59,6 +63,17 @@ enum sp_session_role {
 	SP_SESSION_RESPONDER = 0,
 	SP_SESSION_INITIATOR,
 };
+
+/* A session's transport secrets: one slab slot from the handshake's split
+ * to sp_session_wipe. */
+struct sp_session_keys {
+	struct sp_noise_transport t;
+	struct sp_noise_stream tx;      /* the open outbound transport message */
+};
+
+/* The slot size a session's slab needs (the larger of the handshake state
+ * and struct sp_session_keys). */
+size_t sp_session_slot_size(void);
 
 /* Why a session (connection) ends: enum sp_close_reason and
  * sp_close_reason_name, generated in sp_reasons.h (wire). */
@@ -95,10 +110,9 @@ struct sp_session {
 	uint32_t tx_max;                /* plaintext bytes per transport message we send */
 	struct sp_txq q;
 
-	/* crypto */
-	struct sp_noise_handshake *hs;  /* heap, only while handshaking */
-	struct sp_noise_transport t;
-	struct sp_noise_stream tx;      /* the open outbound transport message */
+	/* crypto: both in slots of env->slab (or zeroed heap without one) */
+	struct sp_noise_handshake *hs;  /* only while handshaking */
+	struct sp_session_keys *keys;   /* from the split to the wipe */
 	uint8_t peer[SP_KEY_LEN];       /* the peer's static key, once has_peer */
 
 	const struct sp_session_env *env;
@@ -148,6 +162,11 @@ struct sp_session_env {
 	struct sp_hello hello;
 	struct sp_txpool *pool;
 	struct sp_session_hooks hooks;
+	/* Where the sessions' secrets live: slots of sp_session_slot_size()
+	 * bytes in locked memory (sp_slab.h), borrowed for the env's life and
+	 * used by its thread only. NULL: zeroed heap, wiped before free (tests,
+	 * fuzzers; not for anything that holds real keys). */
+	struct sp_slab *slab;
 	/* Reassembly bytes allocated by every session on this env, kept up to
 	 * date by them (the broker's memory budget reads it); NULL = not
 	 * counted. Borrowed for the env's life. */
@@ -256,6 +275,11 @@ static inline void sp_session_halt(struct sp_session *s)
 {
 	s->halted = true;
 }
+
+/* For an owner that installs transport keys itself instead of running a
+ * handshake (the hot-path benchmark): gives an established session its
+ * zeroed keys slot. 0 or -ENOMEM. */
+int sp_session_keys_init(struct sp_session *s);
 
 /* Wipes the secrets and frees the handshake and rx buffers; the session is
  * DEAD. Its tx chunks stay (a send of them may be in flight). */

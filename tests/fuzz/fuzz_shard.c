@@ -282,8 +282,10 @@ static bool dev_connect(struct dev *d)
 	memcpy(d->t.rx.k, k + SP_KEY_LEN, SP_KEY_LEN);
 	d->t.tx.has_key = d->t.rx.has_key = true;
 	/* The broker's side: what a finished XX handshake leaves behind. */
-	c->s.t.rx = d->t.tx;
-	c->s.t.tx = d->t.rx;
+	if (sp_session_keys_init(&c->s))
+		return false;
+	c->s.keys->t.rx = d->t.tx;
+	c->s.keys->t.tx = d->t.rx;
 	memcpy(c->s.peer, d->pub, SP_KEY_LEN);
 	c->s.has_peer = true;
 	c->s.proven = true;

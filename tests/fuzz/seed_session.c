@@ -183,19 +183,19 @@ int main(int argc, char **argv)
 	f.u.ack.seqs[1] = 2;
 	f.u.ack.seqs[2] = 1u << 20;
 	frame(&i, f, 0, 0);
-	n = records(&i, &r.t.rx, buf, false);
+	n = records(&i, &r.keys->t.rx, buf, false);
 	put("resp_est_batch", FUZZ_RESPONDER_ESTABLISHED, 256, buf, n);
 	put("resp_est_batch_5", FUZZ_RESPONDER_ESTABLISHED, 5, buf, n);
 	memset(&f, 0, sizeof(f));
 	f.type = SP_FRAME_SEND;
 	f.u.send.client_id = 3;
 	frame(&i, f, SP_BODY_MAX, 0xa5);
-	n = records(&i, &r.t.rx, buf, false);
+	n = records(&i, &r.keys->t.rx, buf, false);
 	put("resp_est_max_send", FUZZ_RESPONDER_ESTABLISHED, 256, buf, n);
 	memset(&f, 0, sizeof(f));
 	f.type = SP_FRAME_PING;
 	frame(&i, f, 0, 0);
-	n = records(&i, &r.t.rx, buf, true);
+	n = records(&i, &r.keys->t.rx, buf, true);
 	put("resp_est_flip", FUZZ_RESPONDER_ESTABLISHED, 256, buf, n);
 
 	/* Responder -> initiator traffic: Delivers, results, Drained, a Ping,
@@ -218,14 +218,14 @@ int main(int argc, char **argv)
 	f.type = SP_FRAME_PING;
 	f.u.ping.id = 11;
 	frame(&r, f, 0, 0);
-	n = records(&r, &i.t.rx, buf, false);
+	n = records(&r, &i.keys->t.rx, buf, false);
 	put("init_est_batch", FUZZ_INITIATOR_ESTABLISHED, 256, buf, n);
 	put("init_est_batch_2", FUZZ_INITIATOR_ESTABLISHED, 2, buf, n);
 	memset(&f, 0, sizeof(f));
 	f.type = SP_FRAME_GOAWAY;
 	f.u.goaway.code = SP_STATUS_GOAWAY_SHUTDOWN;
 	frame(&r, f, 0, 0);
-	n = records(&r, &i.t.rx, buf, true);
+	n = records(&r, &i.keys->t.rx, buf, true);
 	put("init_est_goaway_flip", FUZZ_INITIATOR_ESTABLISHED, 256, buf, n);
 
 	sp_session_release(&i);

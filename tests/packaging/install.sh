@@ -47,6 +47,7 @@ want="ExecStart=\"$prefix/bin/sealpostd\" --config \"$prefix/etc/sealpost/sealpo
 grep -qxF "$want" "$unit" || { echo "unit: want '$want', got:"; grep '^ExecStart' "$unit"; exit 1; }
 grep -q '@' "$unit" && grep '@[A-Z_]*@' "$unit" && { echo "unit: unreplaced @VAR@"; exit 1; }
 grep -qx "LimitCORE=0" "$unit" || { echo "unit: no LimitCORE=0 (a core dump would hold the keys)"; exit 1; }
+grep -qx "LimitMEMLOCK=16M" "$unit" || { echo "unit: no LimitMEMLOCK=16M (session secrets slab for max-conns 16000)"; exit 1; }
 url="$(printf '%s' "$prefix" | sed 's/ /%%20/g')"
 grep -qxF "Documentation=man:sealpostd(8) file:$url/share/doc/sealpost/OPERATIONS.md" "$unit" ||
 	{ echo "unit: Documentation= does not name the installed docs"; exit 1; }

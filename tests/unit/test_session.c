@@ -647,11 +647,13 @@ static enum sp_close_reason p_server_hello(void *ctx, struct sp_session *s, cons
 
 /* Both envs' rekey interval for the next pair_init (0: the protocol's). */
 static uint64_t pair_rekey;
+static struct sp_slab *pair_slab;   /* both envs' slab; NULL = heap */
 
 static void pair_init(struct pair *p)
 {
 	memset(p, 0, sizeof(*p));
 	p->renv.rekey_every = p->ienv.rekey_every = pair_rekey;
+	p->renv.slab = p->ienv.slab = pair_slab;
 	sp_txpool_init(&p->pool, 4);
 	p->renv.static_priv = server_priv;
 	memcpy(p->renv.static_pub, server_pub, SP_KEY_LEN);
@@ -1073,7 +1075,7 @@ static void test_pair_end_and_wipe(void **state)
 		struct sp_session *s = k ? &p.r : &p.i;
 
 		assert_int_equal(s->state, SP_SESSION_DEAD);
-		assert_true(all_zero(&s->t, sizeof(s->t)));
+		assert_null(s->keys);   /* wiped and freed (zeroed: test_slab) */
 		assert_true(all_zero(s->peer, sizeof(s->peer)));
 		assert_null(s->hs);
 		assert_null(s->rx_asm);
@@ -1119,10 +1121,10 @@ static void test_pair_rekey(void **state)
 	(void)state;
 	pair_rekey = 3;
 	pair_handshake(&p, true, 0, 0);
-	memcpy(k0, p.i.t.tx.k, SP_KEY_LEN);
-	assert_memory_equal(p.r.t.rx.k, k0, SP_KEY_LEN);
+	memcpy(k0, p.i.keys->t.tx.k, SP_KEY_LEN);
+	assert_memory_equal(p.r.keys->t.rx.k, k0, SP_KEY_LEN);
 	for (int m = 0; m < 20; m++) {
-		memcpy(k_before, p.i.t.tx.k, SP_KEY_LEN);
+		memcpy(k_before, p.i.keys->t.tx.k, SP_KEY_LEN);
 		send_pings(&p.i, 100 + (uint64_t)m, 2);
 		assert_int_equal(wire(&p.i, &p.r, 0, 0, -1), SP_CLOSE_NONE);
 		assert_int_equal(p.rs.frames, 2 * (m + 1));
@@ -1131,28 +1133,28 @@ static void test_pair_rekey(void **state)
 		assert_int_equal(wire(&p.r, &p.i, 0, 0, -1), SP_CLOSE_NONE);
 		assert_int_equal(p.is.frames, m + 1);
 		/* Both sides hold the same key for each direction, always. */
-		assert_memory_equal(p.i.t.tx.k, p.r.t.rx.k, SP_KEY_LEN);
-		assert_memory_equal(p.r.t.tx.k, p.i.t.rx.k, SP_KEY_LEN);
-		assert_int_equal(p.i.t.tx.n, (uint64_t)m + 1);
+		assert_memory_equal(p.i.keys->t.tx.k, p.r.keys->t.rx.k, SP_KEY_LEN);
+		assert_memory_equal(p.r.keys->t.tx.k, p.i.keys->t.rx.k, SP_KEY_LEN);
+		assert_int_equal(p.i.keys->t.tx.n, (uint64_t)m + 1);
 		if ((m + 1) % 3 == 0) {
 			struct sp_noise_cipher c = { .has_key = true };
 
-			assert_memory_not_equal(p.i.t.tx.k, k_before, SP_KEY_LEN);
+			assert_memory_not_equal(p.i.keys->t.tx.k, k_before, SP_KEY_LEN);
 			memcpy(c.k, k_before, SP_KEY_LEN);
 			assert_int_equal(sp_noise_rekey(&c), 0);
-			assert_memory_equal(p.i.t.tx.k, c.k, SP_KEY_LEN);
+			assert_memory_equal(p.i.keys->t.tx.k, c.k, SP_KEY_LEN);
 		} else {
-			assert_memory_equal(p.i.t.tx.k, k_before, SP_KEY_LEN);
+			assert_memory_equal(p.i.keys->t.tx.k, k_before, SP_KEY_LEN);
 		}
 	}
-	assert_memory_not_equal(p.i.t.tx.k, k0, SP_KEY_LEN);
+	assert_memory_not_equal(p.i.keys->t.tx.k, k0, SP_KEY_LEN);
 	pair_free(&p);
 
 	/* The responder counts 4, the initiator 3: message 4 (nonce 3) is
 	 * sealed under the rekeyed key and does not open. */
 	pair_rekey = 3;
 	pair_handshake(&p, true, 0, 0);
-	sp_noise_transport_set_rekey(&p.r.t, 4);
+	sp_noise_transport_set_rekey(&p.r.keys->t, 4);
 	for (int m = 0; m < 3; m++) {
 		send_pings(&p.i, 1, 1);
 		assert_int_equal(wire(&p.i, &p.r, 0, 0, -1), SP_CLOSE_NONE);
@@ -1164,15 +1166,15 @@ static void test_pair_rekey(void **state)
 
 	/* The protocol's interval: the key changes after message 65536. */
 	pair_handshake(&p, false, 0, 0);
-	p.i.t.tx.n = p.r.t.rx.n = SP_REKEY_MESSAGES - 2;
-	memcpy(k0, p.i.t.tx.k, SP_KEY_LEN);
+	p.i.keys->t.tx.n = p.r.keys->t.rx.n = SP_REKEY_MESSAGES - 2;
+	memcpy(k0, p.i.keys->t.tx.k, SP_KEY_LEN);
 	send_pings(&p.i, 1, 1);
 	assert_int_equal(wire(&p.i, &p.r, 0, 0, -1), SP_CLOSE_NONE);
-	assert_memory_equal(p.i.t.tx.k, k0, SP_KEY_LEN);
+	assert_memory_equal(p.i.keys->t.tx.k, k0, SP_KEY_LEN);
 	send_pings(&p.i, 2, 1);
 	assert_int_equal(wire(&p.i, &p.r, 0, 0, -1), SP_CLOSE_NONE);
-	assert_memory_not_equal(p.i.t.tx.k, k0, SP_KEY_LEN);
-	assert_memory_equal(p.i.t.tx.k, p.r.t.rx.k, SP_KEY_LEN);
+	assert_memory_not_equal(p.i.keys->t.tx.k, k0, SP_KEY_LEN);
+	assert_memory_equal(p.i.keys->t.tx.k, p.r.keys->t.rx.k, SP_KEY_LEN);
 	send_pings(&p.i, 3, 1);
 	assert_int_equal(wire(&p.i, &p.r, 0, 0, -1), SP_CLOSE_NONE);
 	assert_int_equal(p.rs.frames, 3);
@@ -1191,26 +1193,71 @@ static void test_pair_nonce_end(void **state)
 
 	(void)state;
 	pair_handshake(&p, false, 0, 0);
-	p.i.t.tx.n = p.r.t.rx.n = UINT64_MAX - 2;
+	p.i.keys->t.tx.n = p.r.keys->t.rx.n = UINT64_MAX - 2;
 	send_pings(&p.i, 1, 1);
 	assert_int_equal(wire(&p.i, &p.r, 0, 0, -1), SP_CLOSE_NONE);
 	send_pings(&p.i, 2, 1);
 	assert_int_equal(wire(&p.i, &p.r, 0, 0, -1), SP_CLOSE_NONE);
 	assert_int_equal(p.rs.frames, 2);
-	assert_int_equal(p.i.t.tx.n, UINT64_MAX);
+	assert_int_equal(p.i.keys->t.tx.n, UINT64_MAX);
 	/* The next message would use the reserved nonce: refused. */
 	assert_int_equal(sp_session_tx_frame(&p.i, &ping, NULL, 0), -EOVERFLOW);
-	assert_int_equal(p.i.t.tx.n, UINT64_MAX);
+	assert_int_equal(p.i.keys->t.tx.n, UINT64_MAX);
 	pair_free(&p);
 
 	/* Receiving with the receive nonce exhausted: the session closes. */
 	pair_handshake(&p, false, 0, 0);
-	p.i.t.tx.n = UINT64_MAX - 1;
-	p.r.t.rx.n = UINT64_MAX;
+	p.i.keys->t.tx.n = UINT64_MAX - 1;
+	p.r.keys->t.rx.n = UINT64_MAX;
 	send_pings(&p.i, 1, 1);
 	assert_int_equal(wire(&p.i, &p.r, 0, 0, -1), SP_CLOSE_DECRYPT_FAILED);
 	assert_int_equal(p.rs.frames, 0);
 	pair_free(&p);
+}
+
+/*
+ * With a slab (the broker's shard, the client): the handshake state and
+ * then the transport keys of both sides sit in its slots, one slot per
+ * session at a time, and the wipe zeroes the keys' slot in place.
+ */
+static void test_pair_slab(void **state)
+{
+	struct sp_slab sl;
+	struct pair p;
+	struct sp_session_keys *ik, *rk;
+
+	(void)state;
+	assert_int_equal(sp_slab_init(&sl, sp_session_slot_size(), 0, 0), 0);
+	pair_slab = &sl;
+	pair_init(&p);
+	assert_int_equal(sp_session_connect(&p.i, &p.ienv, p.ipriv, server_pub), 0);
+	assert_true(sp_slab_holds(&sl, p.i.hs));
+	assert_int_equal(sl.used, 1);
+	assert_int_equal(wire(&p.i, &p.r, 0, 0, -1), SP_CLOSE_NONE);
+	assert_int_equal(wire(&p.r, &p.i, 0, 0, -1), SP_CLOSE_NONE);
+	assert_int_equal(p.i.state, SP_SESSION_ESTABLISHED);
+	assert_int_equal(p.r.state, SP_SESSION_ESTABLISHED);
+	assert_null(p.i.hs);
+	assert_null(p.r.hs);
+	ik = p.i.keys;
+	rk = p.r.keys;
+	assert_true(sp_slab_holds(&sl, ik));
+	assert_true(sp_slab_holds(&sl, rk));
+	assert_int_equal(sl.used, 2);   /* the handshake states went back */
+	assert_memory_equal(ik->t.tx.k, rk->t.rx.k, SP_KEY_LEN);
+	send_pings(&p.i, 7, 2);
+	assert_int_equal(wire(&p.i, &p.r, 0, 0, -1), SP_CLOSE_NONE);
+	assert_int_equal(p.rs.frames, 2);
+	sp_session_wipe(&p.i);
+	sp_session_wipe(&p.r);
+	assert_null(p.i.keys);
+	assert_int_equal(sl.used, 0);
+	/* The chunk is the slab's spare, still mapped: the keys are gone. */
+	assert_true(all_zero(ik, sizeof(*ik)));
+	assert_true(all_zero(rk, sizeof(*rk)));
+	pair_free(&p);
+	pair_slab = NULL;
+	sp_slab_destroy(&sl);
 }
 
 static int group_setup(void **state)
@@ -1241,6 +1288,7 @@ int main(void)
 		cmocka_unit_test(test_initiator_bad_input),
 		cmocka_unit_test(test_pair_end_and_wipe),
 		cmocka_unit_test(test_pair_rekey),
+		cmocka_unit_test(test_pair_slab),
 		cmocka_unit_test(test_pair_nonce_end),
 	};
 	return cmocka_run_group_tests(tests, group_setup, NULL);
