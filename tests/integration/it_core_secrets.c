@@ -36,25 +36,16 @@
 #include <sodium.h>
 
 #include "support.h"
+#include "support_core.h"
 #include "support_raw.h"
 
 enum { NCONN = 8, TIMEOUT_MS = 10000, WAIT_MS = 10000 };
-
-static const char *const gcore_paths[] = { "/usr/bin/gcore", "/usr/local/bin/gcore" };
 
 static void sleep_ms(int ms)
 {
 	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
 
 	nanosleep(&ts, NULL);
-}
-
-static const char *find_gcore(void)
-{
-	for (size_t i = 0; i < sizeof(gcore_paths) / sizeof(gcore_paths[0]); i++)
-		if (access(gcore_paths[i], X_OK) == 0)
-			return gcore_paths[i];
-	return NULL;
 }
 
 /* sealpost_connections_open from /metrics; -1 if it cannot be read. */
@@ -71,26 +62,13 @@ static long open_conns(const struct sp_it_broker *b)
 	return v;
 }
 
-/* How many times n bytes of needle occur in the mapped core. */
-static unsigned count_in(const uint8_t *core, size_t len, const uint8_t *needle, size_t n)
-{
-	unsigned hits = 0;
-	const uint8_t *p = core, *end = core + len;
-
-	while (p < end && (p = memmem(p, (size_t)(end - p), needle, n))) {
-		hits++;
-		p++;
-	}
-	return hits;
-}
-
 static void test_no_keys_in_core(void **state)
 {
 	struct sp_raw c[NCONN];
 	uint8_t tx[NCONN][SP_KEY_LEN], rx[NCONN][SP_KEY_LEN], body[300];
 	struct sp_it_broker b;
 	struct sp_raw_frame f;
-	const char *gcore = find_gcore();
+	const char *gcore = sp_it_gcore_path();
 	const char *extra[] = { "--max-conns", "64", NULL };
 	char prefix[300], core_path[320], out[4096];
 	struct stat st;
@@ -148,14 +126,7 @@ static void test_no_keys_in_core(void **state)
 	assert_int_equal(nopen, 1);
 
 	snprintf(prefix, sizeof(prefix), "%s/core", b.data_dir);
-	snprintf(core_path, sizeof(core_path), "%s.%d", prefix, (int)b.pid);
-	{
-		char pid[16];
-		char *argv[] = { (char *)gcore, "-o", prefix, pid, NULL };
-
-		snprintf(pid, sizeof(pid), "%d", (int)b.pid);
-		rc = sp_it_run(argv, NULL, out, sizeof(out), 120);
-	}
+	rc = sp_it_gcore(&b, prefix, core_path, sizeof(core_path), out, sizeof(out));
 	if (rc != 0 || stat(core_path, &st) != 0 || st.st_size == 0) {
 		print_message("SKIP: gcore could not dump the broker (exit %d; ptrace not "
 			      "permitted here?): %s\n", rc, out);
@@ -189,14 +160,14 @@ static void test_no_keys_in_core(void **state)
 	print_message("core: %lld bytes\n", (long long)st.st_size);
 
 	/* The control: the open device's public key is in the broker's heap. */
-	peer_hits = count_in(core, (size_t)st.st_size, c[NCONN - 1].s_pub, SP_KEY_LEN);
-	server_hits = count_in(core, (size_t)st.st_size, b.server_pub, SP_KEY_LEN);
+	peer_hits = sp_it_count(core, (size_t)st.st_size, c[NCONN - 1].s_pub, SP_KEY_LEN);
+	server_hits = sp_it_count(core, (size_t)st.st_size, b.server_pub, SP_KEY_LEN);
 	/* The server's private key: read into a sodium_malloc'd page at
 	 * start and borrowed by every handshake, never copied. */
-	priv_hits = count_in(core, (size_t)st.st_size, server_priv, SP_KEY_LEN);
+	priv_hits = sp_it_count(core, (size_t)st.st_size, server_priv, SP_KEY_LEN);
 	for (int i = 0; i < NCONN; i++) {
-		tx_hits[i] = count_in(core, (size_t)st.st_size, tx[i], SP_KEY_LEN);
-		rx_hits[i] = count_in(core, (size_t)st.st_size, rx[i], SP_KEY_LEN);
+		tx_hits[i] = sp_it_count(core, (size_t)st.st_size, tx[i], SP_KEY_LEN);
+		rx_hits[i] = sp_it_count(core, (size_t)st.st_size, rx[i], SP_KEY_LEN);
 	}
 	/* The core goes before any assert can stop the test. */
 	munmap(core, (size_t)st.st_size);
