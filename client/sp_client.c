@@ -140,7 +140,7 @@ static const uint64_t KA_PING_BIT = (uint64_t)1 << 63;
 /* Options this library knows, as the caller passes them. */
 static const uint32_t CONNECT_FLAGS_KNOWN = SEALPOST_CONNECT_MANUAL_ACK |
 	SEALPOST_CONNECT_NO_RECONNECT | SEALPOST_CONNECT_NO_KEEPALIVE | SEALPOST_CONNECT_OPAQUE |
-	SEALPOST_CONNECT_OPAQUE_ALL;
+	SEALPOST_CONNECT_OPAQUE_ALL | SEALPOST_CONNECT_NO_PADDING;
 static const uint32_t SEND_FLAGS_KNOWN = SEALPOST_SEND_ONLINE_ONLY;
 /* LogFetch ids the library sends for itself; their replies are not events. */
 static const uint64_t LOG_OWN_BIT = (uint64_t)1 << 63;
@@ -2265,6 +2265,7 @@ static int queue_send(struct sealpost_client *c, const uint8_t to[SP_KEY_LEN], c
 {
 	struct sp_frame f = { .type = SP_FRAME_SEND };
 	uint8_t *plain = NULL;          /* head | msg, when wrapped */
+	size_t max_payload = c->max_envelope - SP_SEAL_OVERHEAD, bucket = 0;
 	struct pend *p;
 	bool now = connected(c);
 	size_t sealed;
@@ -2314,6 +2315,13 @@ static int queue_send(struct sealpost_client *c, const uint8_t to[SP_KEY_LEN], c
 			msg_len += SP_STH_WRAP_LEN;
 			env_len += SP_STH_WRAP_LEN;
 		}
+		/* Padded to its bucket (PROTOCOL.md 7.1) unless asked not to; a
+		 * message too large for any bucket (the largest there is, less
+		 * nothing) goes unpadded: its length says only "the largest". */
+		if (!(c->flags & SEALPOST_CONNECT_NO_PADDING))
+			bucket = sp_seal_pad_bucket(msg_len, max_payload);
+		if (bucket)
+			env_len = bucket + SP_SEAL_OVERHEAD;
 	}
 	if (sp_frame_size(&f, env_len) > c->max_transport) {
 		wipe_plain(plain, msg_len);
@@ -2333,8 +2341,10 @@ static int queue_send(struct sealpost_client *c, const uint8_t to[SP_KEY_LEN], c
 	if (tok_len)
 		memcpy(p->tok, tok, tok_len);
 	if (!env) {
-		r = sp_seal(c->key->priv, to, msg ? msg : (const uint8_t *)"", msg_len, p->body,
-			    env_len, &sealed);
+		r = bucket ? sp_seal_padded(c->key->priv, to, msg ? msg : (const uint8_t *)"",
+					    msg_len, max_payload, p->body, env_len, &sealed)
+			   : sp_seal(c->key->priv, to, msg ? msg : (const uint8_t *)"", msg_len,
+				     p->body, env_len, &sealed);
 		wipe_plain(plain, msg_len);
 		if (r < 0) {
 			pend_free(p);

@@ -451,6 +451,12 @@ enum sealpost_connect_flags {
 	SEALPOST_CONNECT_OPAQUE = 1u << 3,
 	/* Every delivery is OPAQUE, none is tried as a seal. */
 	SEALPOST_CONNECT_OPAQUE_ALL = 1u << 4,
+	/* Seal without padding (version 1, PROTOCOL.md 7): by default every
+	 * message the library seals is padded to a size bucket (7.1), so an
+	 * envelope's length shows the bucket, not the message's length. For
+	 * apps that pad inside their own layer, and for benchmarks that must
+	 * move the same bytes as a peer broker. */
+	SEALPOST_CONNECT_NO_PADDING = 1u << 5,
 };
 
 #define SEALPOST_CONNECT_OPTS_INIT { .size = sizeof(struct sealpost_connect_opts), .flags = 0 }

@@ -574,7 +574,7 @@ static void test_opaque_bodies(void **state)
 {
 	static const uint8_t mls[] = "\x00\x01MLS-ish ciphertext, not a seal";
 	struct sp_it_broker b;
-	uint8_t pa[32], pb[32], pc[32], pd[32], sender[32], out[128];
+	uint8_t pa[32], pb[32], pc[32], pd[32], sender[32], out[512];
 	struct sealpost_key *ka = new_key(pa), *kb = new_key(pb), *kc = new_key(pc),
 			    *kd = new_key(pd);
 	struct sealpost_client *a, *opq, *plain, *all;
@@ -610,11 +610,30 @@ static void test_opaque_bodies(void **state)
 	assert_int_equal(sealpost_client_send(a, pd, "raw seal", 8, NULL), 0);
 	assert_int_equal(sealpost_client_flush(a, TIMEOUT_MS), 0);
 	next_of(all, SEALPOST_EVENT_OPAQUE, &ev);
-	assert_int_equal(ev.len, 8 + SEALPOST_SEAL_OVERHEAD);
+	assert_int_equal(ev.len, 256 + SEALPOST_SEAL_OVERHEAD);   /* padded (PROTOCOL.md 7.1) */
 	assert_int_equal(sealpost_envelope_open(kd, ev.data, ev.len, sender, out, sizeof(out), &olen),
 			 0);
 	assert_memory_equal(sender, pa, 32);
 	assert_memory_equal(out, "raw seal", 8);
+	/* Padding is the default (above: the 256 bucket); NO_PADDING seals
+	 * version 1, exactly the message's length. */
+	{
+		uint8_t pe[32];
+		struct sealpost_key *ke = new_key(pe);
+		struct sealpost_client *np = dial(&b, ke, SEALPOST_CONNECT_NO_PADDING);
+		size_t n8 = 0;
+
+		assert_int_equal(sealpost_client_send(np, pd, "raw seal", 8, NULL), 0);
+		assert_int_equal(sealpost_client_flush(np, TIMEOUT_MS), 0);
+		next_of(all, SEALPOST_EVENT_OPAQUE, &ev);
+		assert_int_equal(ev.len, 8 + SEALPOST_SEAL_OVERHEAD);
+		assert_int_equal(ev.data[0], 1);   /* seal version 1 */
+		assert_int_equal(sealpost_envelope_open(kd, ev.data, ev.len, sender, out,
+							sizeof(out), &n8), 0);
+		assert_int_equal(n8, 8);
+		sealpost_client_close(np);
+		sealpost_key_free(ke);
+	}
 	/* Acknowledged like messages: nothing comes again. */
 	assert_int_equal(sealpost_client_sync(opq, TIMEOUT_MS), 0);
 	assert_int_equal(sealpost_client_sync(all, TIMEOUT_MS), 0);

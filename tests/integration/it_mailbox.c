@@ -666,7 +666,15 @@ static void test_quota(void **state)
 	memset(&s, 0, sizeof(s));
 	memset(&sc, 0, sizeof(sc));
 	assert_int_equal(sp_it_broker_start(&q, NULL, args), 0);
-	a = dial(&q, ka, false);
+	/* unpadded: the byte quota below counts exact envelope sizes */
+	{
+		struct sealpost_connect_opts o = SEALPOST_CONNECT_OPTS_INIT;
+
+		o.flags = SEALPOST_CONNECT_NO_PADDING;
+		a = NULL;
+		assert_int_equal(sealpost_client_connect_opts(&a, q.addr, ka, q.server_pub,
+							      TIMEOUT_MS, &o), 0);
+	}
 	/* Count: the sixth is refused, and not kept. */
 	send_range(a, pb, 0, 6, 0, &s);
 	expect_all(&s, 0, 5, SEALPOST_STATUS_ACCEPTED);

@@ -6,7 +6,7 @@
 
 import { Connection, Emitter, SealpostError } from './client.js';
 import { connectWebSocket } from './transport.js';
-import { seal, open, unwrapLogHead, SealError } from './seal.js';
+import { seal, sealPadded, padBucket, open, unwrapLogHead, SealError, SEAL_OVERHEAD } from './seal.js';
 import { parsePublicKey, keyValid } from './keys.js';
 import { toHex } from './bytes.js';
 import { so } from './sodium.js';
@@ -45,6 +45,9 @@ export class Device extends Emitter {
     this.pattern = opts.pattern ?? (this.brokerKey ? 'IK' : 'XX');
     this.connectTransport = opts.connect ?? (() => connectWebSocket(opts.url, { origin: opts.origin }));
     this.autoAck = opts.autoAck ?? true;
+    // PROTOCOL.md 7.1: messages are sealed padded to a size bucket unless
+    // padding: false (apps that pad in their own layer), as libsealpost does.
+    this.padding = opts.padding ?? true;
     this.backoff = { initialMs: 250, maxMs: 30000, ...(opts.backoff ?? {}) };
     this.handshakeTimeoutMs = opts.handshakeTimeoutMs ?? 10000;
     this.conn = null;
@@ -165,7 +168,11 @@ export class Device extends Emitter {
   sendMessage(to, message, { onlineOnly = false } = {}) {
     const toKey = parsePublicKey(to);
     const bytes = typeof message === 'string' ? enc.encode(message) : message;
-    const body = seal(this.key, toKey, bytes);
+    // the largest payload this broker takes (its max_envelope, once known)
+    const maxPayload = (this.conn?.maxEnvelope ?? 64000) - SEAL_OVERHEAD;
+    const body = this.padding && padBucket(bytes.length, maxPayload)
+      ? sealPadded(this.key, toKey, bytes, { maxPayload })
+      : seal(this.key, toKey, bytes);
     return new Promise((resolve, reject) => {
       if (this.nextClientId === null) this.nextClientId = randomClientIdStart();
       const id = this.nextClientId++;
