@@ -369,3 +369,22 @@ def test_opaque_bodies(broker):
         first, second = b.next_event(T), b.next_event(T)
         assert isinstance(first, sealpost.Opaque) and first.data == body and first.seq > 0
         assert second == sealpost.Message(alice.public, b"a seal", second.seq)
+
+
+def test_padding_default(broker):
+    """Sealed messages are padded to their bucket unless padding=False (the
+    receiver with opaque="all" sees the envelope's real length)."""
+    a, b = Key.generate(), Key.generate()
+    with Client.connect(broker.addr, b, server_key=broker.server_pub, timeout=T,
+                        opaque="all") as rb:
+        for padding, size in ((True, 256 + 97), (False, 5 + 97)):
+            with Client.connect(broker.addr, a, server_key=broker.server_pub, timeout=T,
+                                padding=padding) as ca:
+                assert ca.send_wait(b.public, b"hello", timeout=T).status.ok
+            for ev in rb.events(timeout=T):
+                if isinstance(ev, sealpost.Opaque):
+                    assert len(ev.data) == size
+                    assert sealpost.open_envelope(b, ev.data) == (a.public, b"hello")
+                    break
+            else:
+                pytest.fail("no delivery")
