@@ -7,13 +7,17 @@
  *   (b) split as u16-be len1 || msg1 || msg3: an XX responder reads msg1,
  *       writes its real message 2, then reads msg3;
  *   (c) as message 2 to an IK initiator and to an XX initiator that sent
- *       their real message 1 (what a client gets back).
+ *       their real message 1 (what a client gets back);
+ *   (d) as message 1 to an NK responder (what sealpostd gets first on an
+ *       anonymous, send-only connection, preamble pattern 3), and as
+ *       message 2 to an NK initiator that sent its real message 1.
  * Every call must succeed or fail cleanly; a completed handshake is split and
  * used once. All keys (static and ephemeral) are fixed, so the seed corpus
  * (valid messages made with the same keys) reaches the deep paths: message 2
  * is then the same in every run and a valid msg3 for it exists.
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,8 +36,10 @@ static struct {
 	uint8_t server_pub[SP_KEY_LEN];
 	struct sp_noise_handshake ik_resp, xx_resp; /* fresh, before message 1 */
 	struct sp_noise_handshake ik_init, xx_init; /* after writing message 1 */
+	struct sp_noise_handshake nk_resp, nk_init;
 	uint8_t ik_msg1[SP_HANDSHAKE_MSG_MAX], xx_msg1[SP_HANDSHAKE_MSG_MAX];
-	size_t ik_msg1_len, xx_msg1_len;
+	uint8_t nk_msg1[SP_HANDSHAKE_MSG_MAX];
+	size_t ik_msg1_len, xx_msg1_len, nk_msg1_len;
 } fx;
 
 static uint8_t payload[SP_NOISE_MSG_MAX], msg2[SP_NOISE_MSG_MAX];
@@ -48,10 +54,12 @@ static void init_state(struct sp_noise_handshake *hs, enum sp_noise_pattern p,
 		       enum sp_noise_role r)
 {
 	bool init = r == SP_NOISE_INITIATOR;
+	/* NK's initiator has no static key (the anonymous client proves none) */
+	const uint8_t *s = init ? (p == SP_NOISE_NK ? NULL : client_s) : server_s;
 
-	check(sp_noise_handshake_init(hs, p, r, (const uint8_t *)FUZZ_PROLOGUE, 8,
-				      init ? client_s : server_s,
-				      init && p == SP_NOISE_IK ? fx.server_pub : NULL) == 0);
+	check(sp_noise_handshake_init(hs, p, r, (const uint8_t *)FUZZ_PROLOGUE, 8, s,
+				      init && (p == SP_NOISE_IK || p == SP_NOISE_NK) ? fx.server_pub
+										      : NULL) == 0);
 	check(sp_noise_handshake_fix_ephemeral(hs, init ? client_e : server_e) == 0);
 }
 
@@ -68,10 +76,21 @@ static void setup(void)
 	init_state(&fx.xx_resp, SP_NOISE_XX, SP_NOISE_RESPONDER);
 	init_state(&fx.ik_init, SP_NOISE_IK, SP_NOISE_INITIATOR);
 	init_state(&fx.xx_init, SP_NOISE_XX, SP_NOISE_INITIATOR);
+	init_state(&fx.nk_resp, SP_NOISE_NK, SP_NOISE_RESPONDER);
+	init_state(&fx.nk_init, SP_NOISE_NK, SP_NOISE_INITIATOR);
 	check(sp_noise_handshake_write(&fx.ik_init, hello, sizeof(hello), fx.ik_msg1,
 				       sizeof(fx.ik_msg1), &fx.ik_msg1_len) == 0);
 	check(sp_noise_handshake_write(&fx.xx_init, NULL, 0, fx.xx_msg1, sizeof(fx.xx_msg1),
 				       &fx.xx_msg1_len) == 0);
+	check(sp_noise_handshake_write(&fx.nk_init, hello, sizeof(hello), fx.nk_msg1,
+				       sizeof(fx.nk_msg1), &fx.nk_msg1_len) == 0);
+	if (getenv("SP_FUZZ_WRITE_NK_SEED")) {
+		/* The seed corpus' nk_msg1: this real message 1 (fixed keys). */
+		FILE *f = fopen(getenv("SP_FUZZ_WRITE_NK_SEED"), "wb");
+
+		check(f && fwrite(fx.nk_msg1, 1, fx.nk_msg1_len, f) == fx.nk_msg1_len);
+		fclose(f);
+	}
 	fx.ready = true;
 }
 
@@ -142,6 +161,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check(sp_noise_handshake_write(&hs, NULL, 0, msg2, sizeof(msg2), &n) == 0);
 		finish(&hs);
 	}
+	sp_noise_handshake_wipe(&hs);
+
+	/* (d) NK: the responder reading message 1, the initiator message 2 */
+	hs = fx.nk_resp;
+	if (read_msg(&hs, data, size) == 0) {
+		check(sp_noise_handshake_write(&hs, NULL, 0, msg2, sizeof(msg2), &n) == 0);
+		finish(&hs);
+	}
+	sp_noise_handshake_wipe(&hs);
+	hs = fx.nk_init;
+	if (read_msg(&hs, data, size) == 0)
+		finish(&hs);
 	sp_noise_handshake_wipe(&hs);
 	return 0;
 }
