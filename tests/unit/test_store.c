@@ -989,6 +989,88 @@ static void test_sender_share(void **state)
 	assert_int_equal(st.share_pairs, 3);
 }
 
+/*
+ * The batch's reads see its own writes (the overlay beside the plain
+ * WriteBatch): with recent entries off, an ack of an envelope enqueued in
+ * the same batch reads it from the batch, a second ack finds it gone; a
+ * retry of an id the batch enqueued is a duplicate; and a mailbox's shares,
+ * counted at its first enqueue after open, leave out what the batch acked
+ * already and count what it enqueued.
+ */
+static void test_batch_reads_own_writes(void **state)
+{
+	struct fx *f = *state;
+	uint8_t r[SP_KEY_LEN], att[SP_KEY_LEN], hon[SP_KEY_LEN];
+	struct sp_store_envelope e = { .body = (const uint8_t *)"a", .body_len = 1 };
+	struct sp_store_item it[16];
+	struct sp_store_read_result res;
+	struct sp_store_batch *b;
+	struct sp_store_stats st;
+	uint64_t s[4], x, d;
+
+	key_of(r, 1);
+	key_of(att, 2);
+	key_of(hon, 3);
+	f->cfg.quota_count = 8;
+	f->cfg.share_pct = 50;
+	f->cfg.recent_max = 0;
+	open_store(f);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(put1(f, 1, r, att, 0, "a", 1, 0, &s[i]), 0);
+	reopen(f);
+	e.recipient = r;
+	e.sender = att;
+	assert_int_equal(sp_store_batch_begin(f->st, 2, &b), 0);
+	/* Acked before r's shares are loaded: the load must not count it. */
+	assert_int_equal(sp_store_ack(b, r, s[0]), 0);
+	assert_int_equal(sp_store_ack(b, r, s[0]), -ENOENT);
+	e.client_id = 77;
+	assert_int_equal(sp_store_enqueue(b, &e, &x), 0);      /* 4 of 4 */
+	assert_int_equal(sp_store_enqueue(b, &e, &d), SP_STORE_DUPLICATE);
+	assert_int_equal(d, x);
+	e.client_id = 0;
+	assert_int_equal(sp_store_enqueue(b, &e, &d), -EXFULL);
+	/* Enqueued and acked in this batch, read from the batch. */
+	e.sender = hon;
+	assert_int_equal(sp_store_enqueue(b, &e, &d), 0);
+	assert_int_equal(sp_store_ack(b, r, d), 0);
+	assert_int_equal(sp_store_ack(b, r, d), -ENOENT);
+	assert_int_equal(sp_store_batch_commit(b), 0);
+	sp_store_get_stats(f->st, &st);
+	assert_int_equal(st.acked, 2);
+	assert_int_equal(st.acked_recent, 0);
+	assert_int_equal(st.share_loads, 1);
+	assert_int_equal(st.share_loaded_entries, 3);
+	assert_int_equal(read_all(f, r, 3, it, 16, &res), 4);
+	assert_int_equal(it[3].seq, x);
+
+	/* A second reopen: r's stored 4 are counted from the database alone;
+	 * an enqueue of this batch counted at the load too. */
+	reopen(f);
+	assert_int_equal(put1(f, 4, r, att, 0, "a", 1, 0, &d), -EXFULL);
+	sp_store_get_stats(f->st, &st);
+	assert_int_equal(st.share_loaded_entries, 4);
+
+	/* Shares dropped in the middle of a batch (one mailbox tracked at a
+	 * time): r's second load counts the envelope this batch enqueued. */
+	f->cfg.share_table_max = 1;
+	reopen(f);
+	e.sender = hon;
+	assert_int_equal(sp_store_batch_begin(f->st, 5, &b), 0);
+	assert_int_equal(sp_store_enqueue(b, &e, &d), 0);       /* loads r: 4 + 1 */
+	e.recipient = att;
+	assert_int_equal(sp_store_enqueue(b, &e, &d), 0);       /* resets, loads att */
+	e.recipient = r;
+	e.sender = att;
+	assert_int_equal(sp_store_enqueue(b, &e, &d), -EXFULL); /* reloads r: 4 + 1 */
+	e.sender = hon;
+	assert_int_equal(sp_store_enqueue(b, &e, &d), 0);
+	assert_int_equal(sp_store_batch_commit(b), 0);
+	sp_store_get_stats(f->st, &st);
+	assert_int_equal(st.share_loaded_entries, 4 + 5);
+	assert_int_equal(st.share_pairs, 1);     /* r-att; r-hon over the table's bound */
+}
+
 /* A store of format 1 (v1 mailbox values) opens, is marked format 2, and
  * its envelopes are read and acked as before. */
 static void test_format1_upgrade(void **state)
@@ -1789,6 +1871,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_quota_count, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_quota_bytes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dedup_window, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_batch_reads_own_writes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dedup_records_expire, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_expiry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_value, setup, teardown),
