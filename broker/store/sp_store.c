@@ -338,6 +338,11 @@ static void free_rocks_options(struct sp_store *st)
 		rocksdb_flushoptions_destroy(st->fo);
 	if (st->fo_nowait)
 		rocksdb_flushoptions_destroy(st->fo_nowait);
+	for (int i = 0; i < SP_STORE_CF_COUNT; i++) {
+		if (st->cf_own[i])
+			rocksdb_options_destroy(st->cf_own[i]);
+		st->cf_own[i] = NULL;
+	}
 	if (st->cf_opts)
 		rocksdb_options_destroy(st->cf_opts);
 	if (st->db_opts)
@@ -345,6 +350,27 @@ static void free_rocks_options(struct sp_store *st)
 	if (st->bbto)
 		rocksdb_block_based_options_destroy(st->bbto);
 }
+
+/*
+ * Memtable options per column family, chosen by measurement
+ * (bench/durable-callgrind.sh, docs/BENCHMARKS.md "durable"): a memtable
+ * insert searched the whole skiplist from its top level, and that search
+ * was the largest single cost of a durable envelope.
+ *   mailbox: keys are recipient | seq and a mailbox grows at its end and
+ *     shrinks at its start, so each insert starts from the place of the
+ *     last insert of the same recipient (an insert hint per 32-byte
+ *     prefix);
+ *   expiry: keys start with their time, and what is written (new records,
+ *     deletes of ones a moment old) is near the end: one hint for all;
+ *   dedup: nearly every lookup misses (a new id), so the memtable gets a
+ *     whole-key bloom filter and a miss does not search its skiplist.
+ * Memtable options only: nothing on disk changes.
+ */
+static const char *const cf_tuning[SP_STORE_CF_COUNT] = {
+	[SP_STORE_CF_MAILBOX] = "memtable_insert_with_hint_prefix_extractor=rocksdb.FixedPrefix.32",
+	[SP_STORE_CF_EXPIRY] = "memtable_insert_with_hint_prefix_extractor=rocksdb.FixedPrefix.1",
+	[SP_STORE_CF_DEDUP] = "memtable_whole_key_filtering=true;memtable_prefix_bloom_size_ratio=0.05",
+};
 
 static int open_rocksdb(struct sp_store *st)
 {
@@ -415,8 +441,18 @@ static int open_rocksdb(struct sp_store *st)
 
 	st->cf_opts = rocksdb_options_create();
 	rocksdb_options_set_block_based_table_factory(st->cf_opts, st->bbto);
-	for (int i = 0; i < SP_STORE_CF_COUNT; i++)
+	for (int i = 0; i < SP_STORE_CF_COUNT; i++) {
+		const char *own = cf_tuning[i];
+
 		cf_opts[i] = st->cf_opts;
+		if (!own)
+			continue;
+		st->cf_own[i] = rocksdb_options_create();
+		rocksdb_get_options_from_string(st->cf_opts, own, st->cf_own[i], &rerr);
+		if (rerr)
+			return sp_store_rocks_fail(st, "options", rerr);
+		cf_opts[i] = st->cf_own[i];
+	}
 
 	st->wo_sync = rocksdb_writeoptions_create();
 	rocksdb_writeoptions_set_sync(st->wo_sync, 1);

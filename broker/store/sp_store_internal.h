@@ -121,6 +121,7 @@ struct sp_store {
 	rocksdb_t *db;
 	rocksdb_options_t *db_opts;
 	rocksdb_options_t *cf_opts;
+	rocksdb_options_t *cf_own[SP_STORE_CF_COUNT]; /* per family, from cf_opts; NULL: cf_opts */
 	rocksdb_block_based_table_options_t *bbto;
 	rocksdb_column_family_handle_t *cf[SP_STORE_CF_COUNT];
 	rocksdb_writeoptions_t *wo_sync;
