@@ -345,6 +345,9 @@ static void free_rocks_options(struct sp_store *st)
 	}
 	if (st->cf_opts)
 		rocksdb_options_destroy(st->cf_opts);
+	if (st->dedup_filter)
+		rocksdb_compactionfilter_destroy(st->dedup_filter);
+	st->dedup_filter = NULL;
 	if (st->db_opts)
 		rocksdb_options_destroy(st->db_opts);
 	if (st->bbto)
@@ -371,6 +374,48 @@ static const char *const cf_tuning[SP_STORE_CF_COUNT] = {
 	[SP_STORE_CF_EXPIRY] = "memtable_insert_with_hint_prefix_extractor=rocksdb.FixedPrefix.1",
 	[SP_STORE_CF_DEDUP] = "memtable_whole_key_filtering=true;memtable_prefix_bloom_size_ratio=0.05",
 };
+
+/*
+ * Dedup records past their window leave at compaction: their value holds
+ * the end of the window, so they need no expiry index record (that was one
+ * record more per envelope with a client id: docs/BENCHMARKS.md). The
+ * time is the latest batch's (the store's own clock, as for the sweep), so
+ * a record is never dropped while a lookup would still call it a
+ * duplicate. A record the filter cannot decode is kept: the next lookup
+ * of its id removes it (counted as corrupt). Records of a store written
+ * before this still have index records, which the sweep still removes.
+ */
+static unsigned char dedup_filter(void *state, int level, const char *key, size_t klen,
+				  const char *val, size_t vlen, char **new_val, size_t *new_vlen,
+				  unsigned char *changed)
+{
+	struct sp_store *st = state;
+	uint64_t seq, exp, now = __atomic_load_n(&st->filter_now_ms, __ATOMIC_ACQUIRE);
+
+	(void)level;
+	(void)key;
+	(void)klen;
+	(void)new_val;
+	(void)new_vlen;
+	(void)changed;
+	if (sp_store_dedup_decode((const uint8_t *)val, vlen, &seq, &exp) < 0 || exp > now)
+		return 0;
+	__atomic_fetch_add(&st->dedup_filtered, 1, __ATOMIC_RELAXED);
+	return 1;
+}
+
+/* RocksDB's C wrapper calls a destructor unconditionally: the state is
+ * the store, freed by sp_store_close. */
+static void dedup_filter_state_free(void *state)
+{
+	(void)state;
+}
+
+static const char *dedup_filter_name(void *state)
+{
+	(void)state;
+	return "sealpost.dedup-window";
+}
 
 static int open_rocksdb(struct sp_store *st)
 {
@@ -416,12 +461,18 @@ static int open_rocksdb(struct sp_store *st)
 	 * WAL holds), and no file is preallocated (RocksDB's defaults reserve
 	 * 4 MiB per MANIFEST and ~1.1 memtables per WAL with fallocate, which
 	 * on such a disk took the room the CURRENT file needed).
+	 * enforce_single_del_contracts off: a store written before the dedup
+	 * compaction filter has SingleDeletes of dedup ids whose Put the
+	 * filter may turn into a Delete in an earlier compaction; RocksDB 7.8
+	 * would then fail that later compaction (and stop all writes) instead
+	 * of dropping both. Dedup ids are deleted with Delete from now on.
 	 */
 	{
 		rocksdb_options_t *o = rocksdb_options_create();
 
 		rocksdb_get_options_from_string(st->db_opts,
 						"avoid_flush_during_recovery=true;allow_fallocate=false;"
+						"enforce_single_del_contracts=false;"
 						"manifest_preallocation_size=0", o, &rerr);
 		if (rerr) {
 			rocksdb_options_destroy(o);
@@ -453,6 +504,11 @@ static int open_rocksdb(struct sp_store *st)
 			return sp_store_rocks_fail(st, "options", rerr);
 		cf_opts[i] = st->cf_own[i];
 	}
+	st->dedup_filter = rocksdb_compactionfilter_create(st, dedup_filter_state_free, dedup_filter,
+							   dedup_filter_name);
+	if (!st->dedup_filter)
+		return -ENOMEM;
+	rocksdb_options_set_compaction_filter(st->cf_own[SP_STORE_CF_DEDUP], st->dedup_filter);
 
 	st->wo_sync = rocksdb_writeoptions_create();
 	rocksdb_writeoptions_set_sync(st->wo_sync, 1);
@@ -722,7 +778,8 @@ void sp_store_get_stats(const struct sp_store *st, struct sp_store_stats *out)
 	out->scrubs = st->scrubs;
 	out->scrub_failures = st->scrub_failures;
 	out->expired = x->expired;
-	out->dedup_expired = x->dedup_expired;
+	out->dedup_expired = x->dedup_expired +
+			     __atomic_load_n(&st->dedup_filtered, __ATOMIC_RELAXED);
 	out->expired_bytes = x->expired_bytes;
 	out->purged = st->purged;
 	out->purged_bytes = st->purged_bytes;

@@ -145,6 +145,17 @@ void sp_store_batch_sdel(struct sp_store_batch *b, enum sp_store_cf cf, const ui
 	b->ops++;
 }
 
+void sp_store_batch_del(struct sp_store_batch *b, enum sp_store_cf cf, const uint8_t *key,
+			size_t klen)
+{
+	if (sp_store_ovl_del(&b->ovl, cf, key, klen) < 0) {
+		b->ovl_failed = true;
+		return;
+	}
+	rocksdb_writebatch_delete_cf(b->wb, b->st->cf[cf], (const char *)key, klen);
+	b->ops++;
+}
+
 int sp_store_batch_check(const struct sp_store_batch *b)
 {
 	if (!b || !b->open)
@@ -207,6 +218,8 @@ int sp_store_batch_begin(struct sp_store *st, uint64_t now_ms, struct sp_store_b
 	if (st->batch.open)
 		return -EBUSY;
 	check_space(st, now_ms);
+	if (now_ms > __atomic_load_n(&st->filter_now_ms, __ATOMIC_RELAXED))
+		__atomic_store_n(&st->filter_now_ms, now_ms, __ATOMIC_RELEASE);
 	rocksdb_writebatch_clear(st->batch.wb);
 	sp_store_ovl_clear(&st->batch.ovl);
 	st->batch.ovl_failed = false;
@@ -853,9 +866,10 @@ static void recent_reset(struct sp_store *st)
 
 /*
  * Looks the dedup id up. Returns 1 with *seq if it is a live duplicate, 0 if
- * not. A record past its window (not yet swept) or a corrupt one is removed
- * here with its index record, so the id can be written again by this enqueue
- * without a second Put on a live key.
+ * not. A record past its window (not yet dropped by the compaction filter)
+ * or a corrupt one is removed here (with its index record, which only
+ * stores written before the filter have), so the id can be written again
+ * by this enqueue.
  */
 static int dedup_lookup(struct sp_store_batch *b, const uint8_t id[SP_STORE_DEDUP_ID_LEN],
 			uint64_t *seq)
@@ -887,7 +901,7 @@ static int dedup_lookup(struct sp_store_batch *b, const uint8_t id[SP_STORE_DEDU
 			sp_store_batch_sdel(b, SP_STORE_CF_EXPIRY, ekey, sizeof(ekey));
 		}
 	}
-	sp_store_batch_sdel(b, SP_STORE_CF_DEDUP, id, SP_STORE_DEDUP_ID_LEN);
+	sp_store_batch_del(b, SP_STORE_CF_DEDUP, id, SP_STORE_DEDUP_ID_LEN);
 	return 0;
 }
 
@@ -896,7 +910,7 @@ int sp_store_enqueue(struct sp_store_batch *b, const struct sp_store_envelope *e
 {
 	uint8_t id[SP_STORE_DEDUP_ID_LEN];
 	uint8_t mkey[SP_STORE_MAILBOX_KEY_LEN], ekey[SP_STORE_EXPIRY_MAILBOX_KEY_LEN];
-	uint8_t dkey[SP_STORE_EXPIRY_DEDUP_KEY_LEN], dval[SP_STORE_DEDUP_VALUE_LEN];
+	uint8_t dval[SP_STORE_DEDUP_VALUE_LEN];
 	uint8_t hdr[SP_STORE_MAILBOX_HDR_LEN];
 	struct sp_store *st;
 	struct sp_store_mbox_hdr h;
@@ -992,10 +1006,10 @@ int sp_store_enqueue(struct sp_store_batch *b, const struct sp_store_envelope *e
 	if (env->client_id) {
 		uint64_t dexp = sp_store_add_sat(b->now_ms, st->cfg.dedup_window_ms);
 
+		/* No expiry index record: the compaction filter drops the
+		 * record once dexp has passed (sp_store.c dedup_filter). */
 		sp_store_dedup_encode(dval, seq, dexp);
-		sp_store_expiry_dedup_key(dkey, dexp, id);
 		batch_put(b, SP_STORE_CF_DEDUP, id, sizeof(id), dval, sizeof(dval));
-		batch_put(b, SP_STORE_CF_EXPIRY, dkey, sizeof(dkey), NULL, 0);
 	}
 	share_add(st, skey, env->body_len);
 	recent_add(st, env->recipient, seq, &h);

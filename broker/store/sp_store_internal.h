@@ -122,6 +122,11 @@ struct sp_store {
 	rocksdb_options_t *db_opts;
 	rocksdb_options_t *cf_opts;
 	rocksdb_options_t *cf_own[SP_STORE_CF_COUNT]; /* per family, from cf_opts; NULL: cf_opts */
+	rocksdb_compactionfilter_t *dedup_filter;      /* on the dedup family */
+	/* The latest batch time (atomic: RocksDB's compaction threads read it):
+	 * dedup records whose window ended by then are dropped at compaction. */
+	uint64_t filter_now_ms;
+	uint64_t dedup_filtered;        /* atomic: dropped so (sp_store_expire.c counts its own) */
 	rocksdb_block_based_table_options_t *bbto;
 	rocksdb_column_family_handle_t *cf[SP_STORE_CF_COUNT];
 	rocksdb_writeoptions_t *wo_sync;
@@ -248,6 +253,11 @@ int sp_store_batch_get(struct sp_store_batch *b, enum sp_store_cf cf, const uint
  * once and proven present (mailbox, expiry, dedup): see sp_store_batch.c. */
 void sp_store_batch_sdel(struct sp_store_batch *b, enum sp_store_cf cf, const uint8_t *key,
 			 size_t klen);
+
+/* Delete of key (copied into the batch): for dedup ids, which the
+ * compaction filter may drop (a SingleDelete must meet its Put). */
+void sp_store_batch_del(struct sp_store_batch *b, enum sp_store_cf cf, const uint8_t *key,
+			size_t klen);
 
 /*
  * Removes recipient's entry seq, whose current value the caller fetched (val,
