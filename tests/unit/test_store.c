@@ -27,6 +27,7 @@
 #include <sodium.h>
 
 #include "sp_store.h"
+#include "sp_store_codec.h"
 
 struct fx {
 	char dir[64];
@@ -812,6 +813,66 @@ static void test_dedup_records_expire(void **state)
 	assert_int_equal(sp_store_property(f->st, SP_STORE_CF_DEDUP, "rocksdb.estimate-num-keys",
 					   &keys), 0);
 	assert_int_equal(keys, 2);      /* ids 7 and 3 */
+}
+
+/* A store written before the dedup compaction filter has an expiry index
+ * record per dedup record: the sweep still removes both when the window
+ * ends, and a later compaction (with the filter) is fine. */
+static void test_dedup_old_index_records(void **state)
+{
+	struct fx *f = *state;
+	uint8_t a[SP_KEY_LEN], snd[SP_KEY_LEN], id[SP_STORE_DEDUP_ID_LEN];
+	uint8_t ekey[SP_STORE_EXPIRY_DEDUP_KEY_LEN];
+	struct sp_store_batch *b;
+	struct sp_store_stats stats;
+	rocksdb_readoptions_t *ro;
+	rocksdb_iterator_t *it;
+	uint64_t s, x, dseq, dexp, keys;
+	struct raw r;
+	size_t kl, vl;
+	const char *k, *v;
+
+	key_of(a, 1);
+	key_of(snd, 2);
+	f->cfg.dedup_window_ms = 1000;
+	open_store(f);
+	assert_int_equal(put1(f, 0, a, snd, 5, "d", 1, 0, &s), 0);
+	sp_store_close(f->st);
+	f->st = NULL;
+	/* Add the index record the old code wrote with it. */
+	raw_open(f, &r);
+	ro = rocksdb_readoptions_create();
+	it = rocksdb_create_iterator_cf(r.db, ro, r.cf[SP_STORE_CF_DEDUP]);
+	rocksdb_iter_seek_to_first(it);
+	assert_true(rocksdb_iter_valid(it));
+	k = rocksdb_iter_key(it, &kl);
+	v = rocksdb_iter_value(it, &vl);
+	assert_int_equal(kl, sizeof(id));
+	memcpy(id, k, sizeof(id));
+	assert_int_equal(sp_store_dedup_decode((const uint8_t *)v, vl, &dseq, &dexp), 0);
+	assert_int_equal(dexp, 1000);
+	rocksdb_iter_destroy(it);
+	rocksdb_readoptions_destroy(ro);
+	sp_store_expiry_dedup_key(ekey, dexp, id);
+	raw_put(&r, SP_STORE_CF_EXPIRY, ekey, sizeof(ekey), "", 0);
+	raw_close(&r);
+
+	open_store(f);
+	assert_int_equal(put1(f, 999, a, snd, 5, "d", 1, 0, &x), SP_STORE_DUPLICATE);
+	assert_int_equal(sp_store_batch_begin(f->st, 1000, &b), 0);
+	assert_int_equal(sp_store_expire(b, 100, NULL), 0);
+	assert_int_equal(sp_store_batch_commit(b), 0);
+	sp_store_get_stats(f->st, &stats);
+	assert_int_equal(stats.dedup_expired, 1);
+	assert_int_equal(sp_store_compact(f->st), 0);
+	assert_int_equal(sp_store_property(f->st, SP_STORE_CF_DEDUP, "rocksdb.estimate-num-keys",
+					   &keys), 0);
+	assert_int_equal(keys, 0);
+	assert_int_equal(sp_store_property(f->st, SP_STORE_CF_EXPIRY, "rocksdb.estimate-num-keys",
+					   &keys), 0);
+	assert_int_equal(keys, 1);      /* the mailbox entry's own */
+	assert_int_equal(put1(f, 1001, a, snd, 5, "d", 1, 0, &x), 0);
+	assert_true(x > s);
 }
 
 /* ---- expiry ------------------------------------------------------------------------ */
@@ -1887,6 +1948,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_quota_bytes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dedup_window, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch_reads_own_writes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dedup_old_index_records, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dedup_records_expire, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_expiry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_value, setup, teardown),
