@@ -509,6 +509,19 @@ static int open_rocksdb(struct sp_store *st)
 	if (!st->dedup_filter)
 		return -ENOMEM;
 	rocksdb_options_set_compaction_filter(st->cf_own[SP_STORE_CF_DEDUP], st->dedup_filter);
+	/*
+	 * The dedup family is only ever read by whole key (never iterated):
+	 * its memtable is a hash of small skiplists, one bucket per key's hash
+	 * (the prefix is the whole 32-byte id), so an insert of a random id
+	 * does not search one skiplist of every id of the memtable. Such a
+	 * memtable takes no concurrent inserts: the store writes from one
+	 * thread anyway (allow_concurrent_memtable_write off below).
+	 */
+	rocksdb_options_set_prefix_extractor(st->cf_own[SP_STORE_CF_DEDUP],
+					     rocksdb_slicetransform_create_fixed_prefix(
+						     SP_STORE_DEDUP_ID_LEN));
+	rocksdb_options_set_hash_skip_list_rep(st->cf_own[SP_STORE_CF_DEDUP], 1u << 18, 4, 4);
+	rocksdb_options_set_allow_concurrent_memtable_write(st->db_opts, 0);
 
 	st->wo_sync = rocksdb_writeoptions_create();
 	rocksdb_writeoptions_set_sync(st->wo_sync, 1);
