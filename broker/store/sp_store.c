@@ -338,12 +338,83 @@ static void free_rocks_options(struct sp_store *st)
 		rocksdb_flushoptions_destroy(st->fo);
 	if (st->fo_nowait)
 		rocksdb_flushoptions_destroy(st->fo_nowait);
+	for (int i = 0; i < SP_STORE_CF_COUNT; i++) {
+		if (st->cf_own[i])
+			rocksdb_options_destroy(st->cf_own[i]);
+		st->cf_own[i] = NULL;
+	}
 	if (st->cf_opts)
 		rocksdb_options_destroy(st->cf_opts);
+	if (st->dedup_filter)
+		rocksdb_compactionfilter_destroy(st->dedup_filter);
+	st->dedup_filter = NULL;
 	if (st->db_opts)
 		rocksdb_options_destroy(st->db_opts);
 	if (st->bbto)
 		rocksdb_block_based_options_destroy(st->bbto);
+}
+
+/*
+ * Memtable options per column family, chosen by measurement
+ * (bench/durable-callgrind.sh, docs/BENCHMARKS.md "durable"): a memtable
+ * insert searched the whole skiplist from its top level, and that search
+ * was the largest single cost of a durable envelope.
+ *   mailbox: keys are recipient | seq and a mailbox grows at its end and
+ *     shrinks at its start, so each insert starts from the place of the
+ *     last insert of the same recipient (an insert hint per 32-byte
+ *     prefix);
+ *   expiry: keys start with their time, and what is written (new records,
+ *     deletes of ones a moment old) is near the end: one hint for all;
+ *   dedup: nearly every lookup misses (a new id), so the memtable gets a
+ *     whole-key bloom filter and a miss does not search its skiplist.
+ * Memtable options only: nothing on disk changes.
+ */
+static const char *const cf_tuning[SP_STORE_CF_COUNT] = {
+	[SP_STORE_CF_MAILBOX] = "memtable_insert_with_hint_prefix_extractor=rocksdb.FixedPrefix.32",
+	[SP_STORE_CF_EXPIRY] = "memtable_insert_with_hint_prefix_extractor=rocksdb.FixedPrefix.1",
+	[SP_STORE_CF_DEDUP] = "memtable_whole_key_filtering=true;memtable_prefix_bloom_size_ratio=0.05",
+};
+
+/*
+ * Dedup records past their window leave at compaction: their value holds
+ * the end of the window, so they need no expiry index record (that was one
+ * record more per envelope with a client id: docs/BENCHMARKS.md). The
+ * time is the latest batch's (the store's own clock, as for the sweep), so
+ * a record is never dropped while a lookup would still call it a
+ * duplicate. A record the filter cannot decode is kept: the next lookup
+ * of its id removes it (counted as corrupt). Records of a store written
+ * before this still have index records, which the sweep still removes.
+ */
+static unsigned char dedup_filter(void *state, int level, const char *key, size_t klen,
+				  const char *val, size_t vlen, char **new_val, size_t *new_vlen,
+				  unsigned char *changed)
+{
+	struct sp_store *st = state;
+	uint64_t seq, exp, now = __atomic_load_n(&st->filter_now_ms, __ATOMIC_ACQUIRE);
+
+	(void)level;
+	(void)key;
+	(void)klen;
+	(void)new_val;
+	(void)new_vlen;
+	(void)changed;
+	if (sp_store_dedup_decode((const uint8_t *)val, vlen, &seq, &exp) < 0 || exp > now)
+		return 0;
+	__atomic_fetch_add(&st->dedup_filtered, 1, __ATOMIC_RELAXED);
+	return 1;
+}
+
+/* RocksDB's C wrapper calls a destructor unconditionally: the state is
+ * the store, freed by sp_store_close. */
+static void dedup_filter_state_free(void *state)
+{
+	(void)state;
+}
+
+static const char *dedup_filter_name(void *state)
+{
+	(void)state;
+	return "sealpost.dedup-window";
 }
 
 static int open_rocksdb(struct sp_store *st)
@@ -390,12 +461,18 @@ static int open_rocksdb(struct sp_store *st)
 	 * WAL holds), and no file is preallocated (RocksDB's defaults reserve
 	 * 4 MiB per MANIFEST and ~1.1 memtables per WAL with fallocate, which
 	 * on such a disk took the room the CURRENT file needed).
+	 * enforce_single_del_contracts off: a store written before the dedup
+	 * compaction filter has SingleDeletes of dedup ids whose Put the
+	 * filter may turn into a Delete in an earlier compaction; RocksDB 7.8
+	 * would then fail that later compaction (and stop all writes) instead
+	 * of dropping both. Dedup ids are deleted with Delete from now on.
 	 */
 	{
 		rocksdb_options_t *o = rocksdb_options_create();
 
 		rocksdb_get_options_from_string(st->db_opts,
 						"avoid_flush_during_recovery=true;allow_fallocate=false;"
+						"enforce_single_del_contracts=false;"
 						"manifest_preallocation_size=0", o, &rerr);
 		if (rerr) {
 			rocksdb_options_destroy(o);
@@ -415,8 +492,36 @@ static int open_rocksdb(struct sp_store *st)
 
 	st->cf_opts = rocksdb_options_create();
 	rocksdb_options_set_block_based_table_factory(st->cf_opts, st->bbto);
-	for (int i = 0; i < SP_STORE_CF_COUNT; i++)
+	for (int i = 0; i < SP_STORE_CF_COUNT; i++) {
+		const char *own = cf_tuning[i];
+
 		cf_opts[i] = st->cf_opts;
+		if (!own)
+			continue;
+		st->cf_own[i] = rocksdb_options_create();
+		rocksdb_get_options_from_string(st->cf_opts, own, st->cf_own[i], &rerr);
+		if (rerr)
+			return sp_store_rocks_fail(st, "options", rerr);
+		cf_opts[i] = st->cf_own[i];
+	}
+	st->dedup_filter = rocksdb_compactionfilter_create(st, dedup_filter_state_free, dedup_filter,
+							   dedup_filter_name);
+	if (!st->dedup_filter)
+		return -ENOMEM;
+	rocksdb_options_set_compaction_filter(st->cf_own[SP_STORE_CF_DEDUP], st->dedup_filter);
+	/*
+	 * The dedup family is only ever read by whole key (never iterated):
+	 * its memtable is a hash of small skiplists, one bucket per key's hash
+	 * (the prefix is the whole 32-byte id), so an insert of a random id
+	 * does not search one skiplist of every id of the memtable. Such a
+	 * memtable takes no concurrent inserts: the store writes from one
+	 * thread anyway (allow_concurrent_memtable_write off below).
+	 */
+	rocksdb_options_set_prefix_extractor(st->cf_own[SP_STORE_CF_DEDUP],
+					     rocksdb_slicetransform_create_fixed_prefix(
+						     SP_STORE_DEDUP_ID_LEN));
+	rocksdb_options_set_hash_skip_list_rep(st->cf_own[SP_STORE_CF_DEDUP], 1u << 18, 4, 4);
+	rocksdb_options_set_allow_concurrent_memtable_write(st->db_opts, 0);
 
 	st->wo_sync = rocksdb_writeoptions_create();
 	rocksdb_writeoptions_set_sync(st->wo_sync, 1);
@@ -686,7 +791,8 @@ void sp_store_get_stats(const struct sp_store *st, struct sp_store_stats *out)
 	out->scrubs = st->scrubs;
 	out->scrub_failures = st->scrub_failures;
 	out->expired = x->expired;
-	out->dedup_expired = x->dedup_expired;
+	out->dedup_expired = x->dedup_expired +
+			     __atomic_load_n(&st->dedup_filtered, __ATOMIC_RELAXED);
 	out->expired_bytes = x->expired_bytes;
 	out->purged = st->purged;
 	out->purged_bytes = st->purged_bytes;

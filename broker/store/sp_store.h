@@ -42,9 +42,13 @@
  *                                   device's mailbox is empty
  *   column family "expiry"   ordered expiry index, swept by sp_store_expire
  *     expires_ms u64 | 'm' | recipient[32] | seq u64    (49 bytes, empty value)
- *     expires_ms u64 | 'd' | dedup_id[32]               (41 bytes, empty value)
+ *     expires_ms u64 | 'd' | dedup_id[32]               (41 bytes, empty value;
+ *                                written by stores before the dedup compaction
+ *                                filter only: still swept, no longer written)
  *   column family "dedup"    idempotent retries (Send with a client_id)
- *     dedup_id[32]               -> dedup value (below)
+ *     dedup_id[32]               -> dedup value (below); dropped by a
+ *                                   compaction filter once its expires_ms
+ *                                   is at or before the latest batch time
  *     dedup_id = BLAKE2b-256 keyed with DIR/dedup.key over
  *                sender[32] | recipient[32] | client_id u64
  *

@@ -4,14 +4,17 @@
  * iteration (enqueue, ack; the sweep in sp_store_expire.c adds to it too),
  * its commit or abort, and syncing the WAL afterwards.
  *
- * The batch is a WriteBatchWithIndex: every read inside a batch (dedup,
- * "does this entry exist") goes through
- * rocksdb_writebatch_wi_get_from_batch_and_db_cf, so an ack sees an entry
- * enqueued a moment ago, a retry sees the dedup record of the same
- * iteration, and a second ack of one seq in one batch finds it gone. That is
- * also what keeps SingleDelete safe: a key is SingleDeleted only after a
- * lookup proved it present, so no key ever gets two SingleDeletes for one
- * Put. Per-device counters are different: they change with every envelope
+ * The batch is a plain WriteBatch with the store's own overlay beside it
+ * (sp_store_overlay.c: each key the batch wrote, and what): every read
+ * inside a batch (dedup, "does this entry exist") goes through
+ * sp_store_batch_get, which asks the overlay first and the database only
+ * for keys the batch did not touch, so an ack sees an entry enqueued a
+ * moment ago, a retry sees the dedup record of the same iteration, and a
+ * second ack of one seq in one batch finds it gone. That is also what keeps
+ * SingleDelete safe: a key is SingleDeleted only after a lookup proved it
+ * present, so no key ever gets two SingleDeletes for one Put. (Before, the
+ * batch was a WriteBatchWithIndex; its skiplist index and the reads through
+ * it cost about a third of a durable envelope: docs/BENCHMARKS.md.) Per-device counters are different: they change with every envelope
  * and ack, so the batch keeps them in a small hash map and writes each
  * changed device's record once, at commit (the map is lib/util's sp_keytab:
  * device keys are chosen by peers, so it hashes with a secret SipHash key).
@@ -34,14 +37,12 @@ int sp_store_batch_init(struct sp_store *st)
 	int rc;
 
 	st->batch.st = st;
-	/* overwrite_key 0: a Put or SingleDelete is appended to the index
-	 * without first searching it for the same key (measured: that search
-	 * was ~15 % of a durable envelope's broker instructions); reads through
-	 * the batch still see the latest update of a key. */
-	st->batch.wb = rocksdb_writebatch_wi_create(0, 0);
+	st->batch.wb = rocksdb_writebatch_create();
 	if (!st->batch.wb)
 		return -ENOMEM;
-	rc = sp_keytab_create(&st->batch.map, 64);
+	rc = sp_store_ovl_init(&st->batch.ovl);
+	if (rc == 0)
+		rc = sp_keytab_create(&st->batch.map, 64);
 	if (rc == 0)
 		rc = sp_keytab_create(&st->share_map, 1024);
 	if (rc == 0)
@@ -58,8 +59,9 @@ int sp_store_batch_init(struct sp_store *st)
 void sp_store_batch_fini(struct sp_store *st)
 {
 	if (st->batch.wb)
-		rocksdb_writebatch_wi_destroy(st->batch.wb);
+		rocksdb_writebatch_destroy(st->batch.wb);
 	st->batch.wb = NULL;
+	sp_store_ovl_fini(&st->batch.ovl);
 	sp_keytab_destroy(st->batch.map);
 	st->batch.map = NULL;
 	free(st->batch.slots);
@@ -85,27 +87,72 @@ int sp_store_batch_get(struct sp_store_batch *b, enum sp_store_cf cf, const uint
 		       size_t klen, char **val, size_t *vlen)
 {
 	struct sp_store *st = b->st;
+	const struct sp_store_ovl_ent *en = sp_store_ovl_find(&b->ovl, cf, key, klen);
 	char *rerr = NULL;
 
-	*val = rocksdb_writebatch_wi_get_from_batch_and_db_cf(b->wb, st->db, st->ro, st->cf[cf],
-							      (const char *)key, klen, vlen, &rerr);
+	if (en) {
+		*val = NULL;
+		*vlen = 0;
+		if (en->deleted)
+			return 0;
+		/* A copy, freed with rocksdb_free like RocksDB's own values. */
+		*val = malloc(en->vlen ? en->vlen : 1);
+		if (!*val)
+			return -ENOMEM;
+		memcpy(*val, b->ovl.arena + en->voff, en->vlen);
+		*vlen = en->vlen;
+		return 0;
+	}
+	*val = rocksdb_get_cf(st->db, st->ro, st->cf[cf], (const char *)key, klen, vlen, &rerr);
 	if (rerr)
 		return sp_store_rocks_fail(st, "read", rerr);
 	return 0;
 }
 
+/* A Put of the nv slices vp/vl (borrowed; copied into the batch and the
+ * overlay). */
+static void batch_putv(struct sp_store_batch *b, enum sp_store_cf cf, const uint8_t *key,
+		       size_t klen, size_t nv, const char *const *vp, const size_t *vl)
+{
+	const char *kp[1] = { (const char *)key };
+	const size_t kl[1] = { klen };
+
+	if (sp_store_ovl_put(&b->ovl, cf, key, klen, nv, vp, vl) < 0) {
+		b->ovl_failed = true;   /* commit refuses the batch */
+		return;
+	}
+	rocksdb_writebatch_putv_cf(b->wb, b->st->cf[cf], 1, kp, kl, (int)nv, vp, vl);
+	b->ops++;
+}
+
 static void batch_put(struct sp_store_batch *b, enum sp_store_cf cf, const uint8_t *key,
 		      size_t klen, const uint8_t *val, size_t vlen)
 {
-	rocksdb_writebatch_wi_put_cf(b->wb, b->st->cf[cf], (const char *)key, klen,
-				     (const char *)val, vlen);
-	b->ops++;
+	const char *vp[1] = { val ? (const char *)val : "" };
+	const size_t vl[1] = { vlen };
+
+	batch_putv(b, cf, key, klen, 1, vp, vl);
 }
 
 void sp_store_batch_sdel(struct sp_store_batch *b, enum sp_store_cf cf, const uint8_t *key,
 			 size_t klen)
 {
-	rocksdb_writebatch_wi_singledelete_cf(b->wb, b->st->cf[cf], (const char *)key, klen);
+	if (sp_store_ovl_del(&b->ovl, cf, key, klen) < 0) {
+		b->ovl_failed = true;
+		return;
+	}
+	rocksdb_writebatch_singledelete_cf(b->wb, b->st->cf[cf], (const char *)key, klen);
+	b->ops++;
+}
+
+void sp_store_batch_del(struct sp_store_batch *b, enum sp_store_cf cf, const uint8_t *key,
+			size_t klen)
+{
+	if (sp_store_ovl_del(&b->ovl, cf, key, klen) < 0) {
+		b->ovl_failed = true;
+		return;
+	}
+	rocksdb_writebatch_delete_cf(b->wb, b->st->cf[cf], (const char *)key, klen);
 	b->ops++;
 }
 
@@ -171,7 +218,11 @@ int sp_store_batch_begin(struct sp_store *st, uint64_t now_ms, struct sp_store_b
 	if (st->batch.open)
 		return -EBUSY;
 	check_space(st, now_ms);
-	rocksdb_writebatch_wi_clear(st->batch.wb);
+	if (now_ms > __atomic_load_n(&st->filter_now_ms, __ATOMIC_RELAXED))
+		__atomic_store_n(&st->filter_now_ms, now_ms, __ATOMIC_RELEASE);
+	rocksdb_writebatch_clear(st->batch.wb);
+	sp_store_ovl_clear(&st->batch.ovl);
+	st->batch.ovl_failed = false;
 	st->batch.now_ms = now_ms;
 	st->batch.ops = 0;
 	st->batch.assigned = 0;
@@ -198,7 +249,9 @@ static void clear_meta_map(struct sp_store_batch *b)
 static void end_batch(struct sp_store_batch *b)
 {
 	clear_meta_map(b);
-	rocksdb_writebatch_wi_clear(b->wb);
+	rocksdb_writebatch_clear(b->wb);
+	sp_store_ovl_clear(&b->ovl);
+	b->ovl_failed = false;
 	b->open = false;
 	b->ops = 0;
 	b->assigned = 0;
@@ -218,7 +271,7 @@ static void bound_wal(struct sp_store *st, struct sp_store_batch *b)
 
 	if (!st->cfg.max_wal_bytes)
 		return;
-	rocksdb_writebatch_wi_data(b->wb, &len);
+	rocksdb_writebatch_data(b->wb, &len);
 	st->wal_since_flush += len;
 	if (st->wal_since_flush < st->cfg.max_wal_bytes)
 		return;
@@ -248,13 +301,20 @@ int sp_store_batch_commit(struct sp_store_batch *b)
 		return rc;
 	}
 	st = b->st;
+	if (b->ovl_failed) {
+		/* The overlay missed a write: what the batch read may be wrong.
+		 * Nothing of it is written (as after an abort). */
+		sp_store_set_err(st, "store: out of memory in the write batch");
+		rc = sp_store_batch_abort(b);
+		return rc < 0 ? rc : -ENOMEM;
+	}
 	if (b->ops == 0) {
 		end_batch(b);
 		return 0;
 	}
 	flush_meta_map(b, &tot_entries, &tot_bytes);
 	sync = st->cfg.sync == SP_STORE_SYNC_ALWAYS;
-	rocksdb_write_writebatch_wi(st->db, sync ? st->wo_sync : st->wo_nosync, b->wb, &rerr);
+	rocksdb_write(st->db, sync ? st->wo_sync : st->wo_nosync, b->wb, &rerr);
 	if (rerr) {
 		/*
 		 * No further write, sync or flush in this process: after a failed
@@ -388,14 +448,14 @@ static void flush_meta_map(struct sp_store_batch *b, uint64_t *entries, uint64_t
 		by = by + sl->m.bytes - sl->m0.bytes;
 		if (sl->m.count == 0) {
 			if (sl->existed)
-				rocksdb_writebatch_wi_delete_cf(b->wb, st->cf[SP_STORE_CF_META],
+				rocksdb_writebatch_delete_cf(b->wb, st->cf[SP_STORE_CF_META],
 								(const char *)sl->key, SP_KEY_LEN);
 			continue;
 		}
 		sp_store_meta_encode(v, &sl->m);
-		rocksdb_writebatch_wi_put_cf(b->wb, st->cf[SP_STORE_CF_META],
-					     (const char *)sl->key, SP_KEY_LEN, (const char *)v,
-					     sizeof(v));
+		rocksdb_writebatch_put_cf(b->wb, st->cf[SP_STORE_CF_META],
+					  (const char *)sl->key, SP_KEY_LEN, (const char *)v,
+					  sizeof(v));
 	}
 	/* Unsigned wrap-around adds the negative deltas right; a total can
 	 * only "go negative" after a corrupt record's guessed size. */
@@ -407,8 +467,8 @@ static void flush_meta_map(struct sp_store_batch *b, uint64_t *entries, uint64_t
 		struct sp_store_meta t = { .next_seq = 0, .count = e, .bytes = by };
 
 		sp_store_meta_encode(v, &t);
-		rocksdb_writebatch_wi_put_cf(b->wb, st->cf[SP_STORE_CF_DEFAULT], totals_key,
-					     sizeof(totals_key) - 1, (const char *)v, sizeof(v));
+		rocksdb_writebatch_put_cf(b->wb, st->cf[SP_STORE_CF_DEFAULT], totals_key,
+					  sizeof(totals_key) - 1, (const char *)v, sizeof(v));
 	}
 	*entries = e;
 	*bytes = by;
@@ -633,21 +693,37 @@ static void share_reset(struct sp_store *st)
 
 /*
  * Counts recipient's stored envelopes by share tag, once per mailbox per
- * open: the shares survive a restart (and an aborted batch). Reads through
- * the batch (its pending acks and enqueues included), from the store's own
- * v2 values; v1 values have no tag and count for nobody. Cost: one range
- * read of the mailbox, at most mailbox-max-count values, at its first
- * enqueue after open; nothing for an empty mailbox. The loaded set is held
- * to share_table_max mailboxes: beyond, every count is dropped and rebuilt
- * as mailboxes are touched again.
+ * open: the shares survive a restart (and an aborted batch). Reads what
+ * the batch would leave: the committed range without the keys the batch
+ * wrote, then the batch's own entries of this mailbox from the overlay
+ * (its pending acks and enqueues included), from the store's own v2
+ * values; v1 values have no tag and count for nobody. Cost: one range
+ * read of the mailbox, at most mailbox-max-count values, and one pass over
+ * the batch's keys, at its first enqueue after open; nothing for an empty
+ * mailbox. The loaded set is held to share_table_max mailboxes: beyond,
+ * every count is dropped and rebuilt as mailboxes are touched again.
  */
+static void share_count(struct sp_store *st, const uint8_t recipient[SP_KEY_LEN],
+			const uint8_t *v, size_t vlen)
+{
+	struct sp_store_mbox_hdr h;
+	uint8_t skey[SP_KEY_LEN];
+
+	st->wstats.share_loaded_entries++;
+	if (sp_store_mbox_decode(v, vlen, &h) < 0 || !h.has_tag)
+		return;
+	share_key(skey, recipient, h.share_tag);
+	share_add(st, skey, h.body_len);
+}
+
 static int share_load(struct sp_store_batch *b, const uint8_t recipient[SP_KEY_LEN],
 		      uint64_t stored)
 {
 	struct sp_store *st = b->st;
+	const struct sp_store_ovl *o = &b->ovl;
 	uint8_t lo[SP_STORE_MAILBOX_KEY_LEN], hi[SP_STORE_MAILBOX_KEY_LEN];
 	rocksdb_readoptions_t *ro;
-	rocksdb_iterator_t *base, *it;
+	rocksdb_iterator_t *it;
 	uint64_t idx;
 	char *rerr = NULL;
 
@@ -664,32 +740,34 @@ static int share_load(struct sp_store_batch *b, const uint8_t recipient[SP_KEY_L
 	sp_store_mailbox_key(hi, recipient, UINT64_MAX);
 	ro = rocksdb_readoptions_create();
 	rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi, sizeof(hi));
-	base = rocksdb_create_iterator_cf(st->db, ro, st->cf[SP_STORE_CF_MAILBOX]);
-	it = rocksdb_writebatch_wi_create_iterator_with_base_cf(b->wb, base,
-							      st->cf[SP_STORE_CF_MAILBOX]);
+	it = rocksdb_create_iterator_cf(st->db, ro, st->cf[SP_STORE_CF_MAILBOX]);
 	for (rocksdb_iter_seek(it, (const char *)lo, sizeof(lo)); rocksdb_iter_valid(it);
 	     rocksdb_iter_next(it)) {
 		size_t klen, vlen;
 		const char *k = rocksdb_iter_key(it, &klen);
 		const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vlen);
-		struct sp_store_mbox_hdr h;
-		uint8_t skey[SP_KEY_LEN];
 
-		/* The batch's own entries are not held to the upper bound. */
 		if (klen != SP_STORE_MAILBOX_KEY_LEN || memcmp(k, hi, sizeof(hi)) >= 0)
 			break;
-		st->wstats.share_loaded_entries++;
-		if (sp_store_mbox_decode(v, vlen, &h) < 0 || !h.has_tag)
-			continue;
-		share_key(skey, recipient, h.share_tag);
-		share_add(st, skey, h.body_len);
+		if (sp_store_ovl_find(o, SP_STORE_CF_MAILBOX, (const uint8_t *)k, klen))
+			continue;       /* acked (or rewritten) by this batch: below */
+		share_count(st, recipient, v, vlen);
 	}
 	rocksdb_iter_get_error(it, &rerr);
-	rocksdb_iter_destroy(it);       /* owns base */
+	rocksdb_iter_destroy(it);
 	rocksdb_readoptions_destroy(ro);
 	if (rerr) {
 		share_reset(st);
 		return sp_store_rocks_fail(st, "share read", rerr);
+	}
+	for (size_t e = 0; e < o->n; e++) {
+		const struct sp_store_ovl_ent *en = &o->ents[e];
+
+		if (en->deleted || en->cf != SP_STORE_CF_MAILBOX ||
+		    en->klen != SP_STORE_MAILBOX_KEY_LEN ||
+		    memcmp(o->arena + en->koff, recipient, SP_KEY_LEN) != 0)
+			continue;
+		share_count(st, recipient, o->arena + en->voff, en->vlen);
 	}
 	return 0;
 }
@@ -788,9 +866,10 @@ static void recent_reset(struct sp_store *st)
 
 /*
  * Looks the dedup id up. Returns 1 with *seq if it is a live duplicate, 0 if
- * not. A record past its window (not yet swept) or a corrupt one is removed
- * here with its index record, so the id can be written again by this enqueue
- * without a second Put on a live key.
+ * not. A record past its window (not yet dropped by the compaction filter)
+ * or a corrupt one is removed here (with its index record, which only
+ * stores written before the filter have), so the id can be written again
+ * by this enqueue.
  */
 static int dedup_lookup(struct sp_store_batch *b, const uint8_t id[SP_STORE_DEDUP_ID_LEN],
 			uint64_t *seq)
@@ -822,7 +901,7 @@ static int dedup_lookup(struct sp_store_batch *b, const uint8_t id[SP_STORE_DEDU
 			sp_store_batch_sdel(b, SP_STORE_CF_EXPIRY, ekey, sizeof(ekey));
 		}
 	}
-	sp_store_batch_sdel(b, SP_STORE_CF_DEDUP, id, SP_STORE_DEDUP_ID_LEN);
+	sp_store_batch_del(b, SP_STORE_CF_DEDUP, id, SP_STORE_DEDUP_ID_LEN);
 	return 0;
 }
 
@@ -831,7 +910,7 @@ int sp_store_enqueue(struct sp_store_batch *b, const struct sp_store_envelope *e
 {
 	uint8_t id[SP_STORE_DEDUP_ID_LEN];
 	uint8_t mkey[SP_STORE_MAILBOX_KEY_LEN], ekey[SP_STORE_EXPIRY_MAILBOX_KEY_LEN];
-	uint8_t dkey[SP_STORE_EXPIRY_DEDUP_KEY_LEN], dval[SP_STORE_DEDUP_VALUE_LEN];
+	uint8_t dval[SP_STORE_DEDUP_VALUE_LEN];
 	uint8_t hdr[SP_STORE_MAILBOX_HDR_LEN];
 	struct sp_store *st;
 	struct sp_store_mbox_hdr h;
@@ -914,16 +993,12 @@ int sp_store_enqueue(struct sp_store_batch *b, const struct sp_store_envelope *e
 	sp_store_mailbox_key(mkey, env->recipient, seq);
 	sp_store_expiry_mailbox_key(ekey, h.expires_ms, env->recipient, seq);
 	{
-		/* Header and body as two slices: the body is copied once, by
-		 * RocksDB into the batch, straight from the caller's buffer. */
-		const char *kp[1] = { (const char *)mkey };
-		const size_t kl[1] = { sizeof(mkey) };
+		/* Header and body as two slices, copied straight from the
+		 * caller's buffer into the batch (and the overlay). */
 		const char *vp[2] = { (const char *)hdr, env->body_len ? (const char *)env->body : "" };
 		const size_t vl[2] = { sizeof(hdr), env->body_len };
 
-		rocksdb_writebatch_wi_putv_cf(b->wb, st->cf[SP_STORE_CF_MAILBOX], 1, kp, kl, 2, vp,
-					      vl);
-		b->ops++;
+		batch_putv(b, SP_STORE_CF_MAILBOX, mkey, sizeof(mkey), 2, vp, vl);
 	}
 	batch_put(b, SP_STORE_CF_EXPIRY, ekey, sizeof(ekey), NULL, 0);
 	sl->m = m;
@@ -931,10 +1006,10 @@ int sp_store_enqueue(struct sp_store_batch *b, const struct sp_store_envelope *e
 	if (env->client_id) {
 		uint64_t dexp = sp_store_add_sat(b->now_ms, st->cfg.dedup_window_ms);
 
+		/* No expiry index record: the compaction filter drops the
+		 * record once dexp has passed (sp_store.c dedup_filter). */
 		sp_store_dedup_encode(dval, seq, dexp);
-		sp_store_expiry_dedup_key(dkey, dexp, id);
 		batch_put(b, SP_STORE_CF_DEDUP, id, sizeof(id), dval, sizeof(dval));
-		batch_put(b, SP_STORE_CF_EXPIRY, dkey, sizeof(dkey), NULL, 0);
 	}
 	share_add(st, skey, env->body_len);
 	recent_add(st, env->recipient, seq, &h);

@@ -53,7 +53,9 @@ static int expire_entry(struct sp_store_batch *b, const uint8_t *ikey, size_t il
 	return rc < 0 ? rc : expired;
 }
 
-/* A dedup record whose index record came due: its window is over. */
+/* A dedup record whose index record came due: its window is over. Only
+ * stores written before the dedup compaction filter have such index
+ * records (sp_store.c dedup_filter). */
 static int expire_dedup(struct sp_store_batch *b, const uint8_t *ikey, size_t ilen,
 			const struct sp_store_expiry_ref *ref)
 {
@@ -71,8 +73,8 @@ static int expire_dedup(struct sp_store_batch *b, const uint8_t *ikey, size_t il
 		/* A record rewritten after its window belongs to another
 		 * index key; leave it. */
 		if (rc < 0 || dexp == ref->expires_ms) {
-			sp_store_batch_sdel(b, SP_STORE_CF_DEDUP, ref->dedup_id,
-					    SP_STORE_DEDUP_ID_LEN);
+			sp_store_batch_del(b, SP_STORE_CF_DEDUP, ref->dedup_id,
+					   SP_STORE_DEDUP_ID_LEN);
 			b->st->xstats.dedup_expired++;
 		}
 		rocksdb_free(val);

@@ -49,10 +49,33 @@ struct sp_store_share {
 	uint64_t count, bytes;
 };
 
+/* One key the open batch wrote (sp_store_overlay.c). */
+struct sp_store_ovl_ent {
+	uint64_t hash;
+	uint32_t koff, voff, vlen;      /* into the arena */
+	uint32_t slot;                  /* its place in idx */
+	uint8_t cf, klen;
+	bool deleted;                   /* a (Single)Delete, else a Put of voff/vlen */
+};
+
+/* Overlay: the keys the open batch wrote and what it wrote, for the batch's
+ * own reads (the WriteBatch itself cannot be read). */
+struct sp_store_ovl {
+	uint8_t hash_key[crypto_shorthash_KEYBYTES];
+	uint32_t *idx;                  /* slots (a power of two) entry numbers + 1 */
+	size_t slots;
+	struct sp_store_ovl_ent *ents;  /* n of them, in the order first written */
+	size_t n, ents_cap;             /* ents_cap in bytes */
+	uint8_t *arena;
+	size_t alen, acap;
+};
+
 /* The one batch of a store; every field is written by sp_store_batch.c. */
 struct sp_store_batch {
 	struct sp_store *st;
-	rocksdb_writebatch_wi_t *wb;
+	rocksdb_writebatch_t *wb;
+	struct sp_store_ovl ovl;        /* what wb holds, by key */
+	bool ovl_failed;                /* out of memory in ovl: commit refuses */
 	uint64_t now_ms;
 	size_t ops;
 	size_t assigned;                /* sequences handed out by this batch */
@@ -98,6 +121,12 @@ struct sp_store {
 	rocksdb_t *db;
 	rocksdb_options_t *db_opts;
 	rocksdb_options_t *cf_opts;
+	rocksdb_options_t *cf_own[SP_STORE_CF_COUNT]; /* per family, from cf_opts; NULL: cf_opts */
+	rocksdb_compactionfilter_t *dedup_filter;      /* on the dedup family */
+	/* The latest batch time (atomic: RocksDB's compaction threads read it):
+	 * dedup records whose window ended by then are dropped at compaction. */
+	uint64_t filter_now_ms;
+	uint64_t dedup_filtered;        /* atomic: dropped so (sp_store_expire.c counts its own) */
 	rocksdb_block_based_table_options_t *bbto;
 	rocksdb_column_family_handle_t *cf[SP_STORE_CF_COUNT];
 	rocksdb_writeoptions_t *wo_sync;
@@ -225,6 +254,11 @@ int sp_store_batch_get(struct sp_store_batch *b, enum sp_store_cf cf, const uint
 void sp_store_batch_sdel(struct sp_store_batch *b, enum sp_store_cf cf, const uint8_t *key,
 			 size_t klen);
 
+/* Delete of key (copied into the batch): for dedup ids, which the
+ * compaction filter may drop (a SingleDelete must meet its Put). */
+void sp_store_batch_del(struct sp_store_batch *b, enum sp_store_cf cf, const uint8_t *key,
+			size_t klen);
+
 /*
  * Removes recipient's entry seq, whose current value the caller fetched (val,
  * vlen; borrowed): the entry, its expiry index record if the value is
@@ -234,6 +268,29 @@ void sp_store_batch_sdel(struct sp_store_batch *b, enum sp_store_cf cf, const ui
  */
 int sp_store_batch_remove_entry(struct sp_store_batch *b, const uint8_t recipient[SP_KEY_LEN],
 				uint64_t seq, const char *val, size_t vlen, uint64_t *body_len);
+
+/* ---- sp_store_overlay.c --------------------------------------------------- */
+
+/* 0, -ENOMEM. */
+int sp_store_ovl_init(struct sp_store_ovl *o);
+void sp_store_ovl_fini(struct sp_store_ovl *o);
+
+/* (cf, key) now holds the concatenation of the nv slices vp/vl (nv 0: an
+ * empty value), or is deleted. Key and value are copied; all borrowed.
+ * 0, -EINVAL (key over 64 bytes), -ENOMEM (the overlay is unchanged). */
+int sp_store_ovl_put(struct sp_store_ovl *o, enum sp_store_cf cf, const uint8_t *key,
+		     size_t klen, size_t nv, const char *const *vp, const size_t *vl);
+int sp_store_ovl_del(struct sp_store_ovl *o, enum sp_store_cf cf, const uint8_t *key,
+		     size_t klen);
+
+/* What the batch wrote last for (cf, key), or NULL if it did not touch it.
+ * Valid until the next put, del or clear. */
+const struct sp_store_ovl_ent *sp_store_ovl_find(const struct sp_store_ovl *o,
+						 enum sp_store_cf cf, const uint8_t *key,
+						 size_t klen);
+
+/* Forgets every key (O(keys written)); keeps the memory. */
+void sp_store_ovl_clear(struct sp_store_ovl *o);
 
 /* ---- sp_store_expire.c ---------------------------------------------------- */
 

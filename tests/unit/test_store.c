@@ -27,6 +27,7 @@
 #include <sodium.h>
 
 #include "sp_store.h"
+#include "sp_store_codec.h"
 
 struct fx {
 	char dir[64];
@@ -830,20 +831,91 @@ static void test_dedup_records_expire(void **state)
 	open_store(f);
 	for (uint64_t i = 1; i <= 20; i++)
 		assert_int_equal(put1(f, 0, a, snd, i, "d", 1, 0, &s), 0);
-	/* Replace one stale record before the sweep: the sweep must keep the new one. */
+	/* Replace one stale record (window over at 1000): the filter must keep
+	 * the new one. */
 	assert_int_equal(put1(f, 1000, a, snd, 7, "d", 1, 0, &x), 0);
+	/* No index records for dedup records: the sweep has nothing to do... */
 	assert_int_equal(sp_store_batch_begin(f->st, 1000, &b), 0);
 	assert_int_equal(sp_store_expire(b, 100, NULL), 0);
 	assert_int_equal(sp_store_batch_commit(b), 0);
+	sp_store_get_stats(f->st, &stats);
+	assert_int_equal(stats.dedup_expired, 0);
+	/* ...the compaction filter drops the 19 whose window ended by the
+	 * store's latest batch time (1000), on disk. */
+	assert_int_equal(sp_store_compact(f->st), 0);
 	sp_store_get_stats(f->st, &stats);
 	assert_int_equal(stats.dedup_expired, 19);
 	assert_int_equal(stats.expired, 0); /* mailbox ttl is 30 days */
 	assert_int_equal(put1(f, 1500, a, snd, 7, "d", 1, 0, &s), SP_STORE_DUPLICATE);
 	assert_int_equal(s, x);
+	/* Past every window, after a reopen: the other ids are new again. */
+	reopen(f);
+	assert_int_equal(put1(f, 1500, a, snd, 3, "d", 1, 0, &s), 0);
+	assert_true(s > x);
 	assert_int_equal(sp_store_compact(f->st), 0);
 	assert_int_equal(sp_store_property(f->st, SP_STORE_CF_DEDUP, "rocksdb.estimate-num-keys",
 					   &keys), 0);
-	assert_int_equal(keys, 1);
+	assert_int_equal(keys, 2);      /* ids 7 and 3 */
+}
+
+/* A store written before the dedup compaction filter has an expiry index
+ * record per dedup record: the sweep still removes both when the window
+ * ends, and a later compaction (with the filter) is fine. */
+static void test_dedup_old_index_records(void **state)
+{
+	struct fx *f = *state;
+	uint8_t a[SP_KEY_LEN], snd[SP_KEY_LEN], id[SP_STORE_DEDUP_ID_LEN];
+	uint8_t ekey[SP_STORE_EXPIRY_DEDUP_KEY_LEN];
+	struct sp_store_batch *b;
+	struct sp_store_stats stats;
+	rocksdb_readoptions_t *ro;
+	rocksdb_iterator_t *it;
+	uint64_t s, x, dseq, dexp, keys;
+	struct raw r;
+	size_t kl, vl;
+	const char *k, *v;
+
+	key_of(a, 1);
+	key_of(snd, 2);
+	f->cfg.dedup_window_ms = 1000;
+	open_store(f);
+	assert_int_equal(put1(f, 0, a, snd, 5, "d", 1, 0, &s), 0);
+	sp_store_close(f->st);
+	f->st = NULL;
+	/* Add the index record the old code wrote with it. */
+	raw_open(f, &r);
+	ro = rocksdb_readoptions_create();
+	it = rocksdb_create_iterator_cf(r.db, ro, r.cf[SP_STORE_CF_DEDUP]);
+	rocksdb_iter_seek_to_first(it);
+	assert_true(rocksdb_iter_valid(it));
+	k = rocksdb_iter_key(it, &kl);
+	v = rocksdb_iter_value(it, &vl);
+	assert_int_equal(kl, sizeof(id));
+	memcpy(id, k, sizeof(id));
+	assert_int_equal(sp_store_dedup_decode((const uint8_t *)v, vl, &dseq, &dexp), 0);
+	assert_int_equal(dexp, 1000);
+	rocksdb_iter_destroy(it);
+	rocksdb_readoptions_destroy(ro);
+	sp_store_expiry_dedup_key(ekey, dexp, id);
+	raw_put(&r, SP_STORE_CF_EXPIRY, ekey, sizeof(ekey), "", 0);
+	raw_close(&r);
+
+	open_store(f);
+	assert_int_equal(put1(f, 999, a, snd, 5, "d", 1, 0, &x), SP_STORE_DUPLICATE);
+	assert_int_equal(sp_store_batch_begin(f->st, 1000, &b), 0);
+	assert_int_equal(sp_store_expire(b, 100, NULL), 0);
+	assert_int_equal(sp_store_batch_commit(b), 0);
+	sp_store_get_stats(f->st, &stats);
+	assert_int_equal(stats.dedup_expired, 1);
+	assert_int_equal(sp_store_compact(f->st), 0);
+	assert_int_equal(sp_store_property(f->st, SP_STORE_CF_DEDUP, "rocksdb.estimate-num-keys",
+					   &keys), 0);
+	assert_int_equal(keys, 0);
+	assert_int_equal(sp_store_property(f->st, SP_STORE_CF_EXPIRY, "rocksdb.estimate-num-keys",
+					   &keys), 0);
+	assert_int_equal(keys, 1);      /* the mailbox entry's own */
+	assert_int_equal(put1(f, 1001, a, snd, 5, "d", 1, 0, &x), 0);
+	assert_true(x > s);
 }
 
 /* ---- expiry ------------------------------------------------------------------------ */
@@ -1030,6 +1102,88 @@ static void test_sender_share(void **state)
 	sp_store_get_stats(f->st, &st);
 	assert_int_equal(st.share_loads, 2);
 	assert_int_equal(st.share_pairs, 3);
+}
+
+/*
+ * The batch's reads see its own writes (the overlay beside the plain
+ * WriteBatch): with recent entries off, an ack of an envelope enqueued in
+ * the same batch reads it from the batch, a second ack finds it gone; a
+ * retry of an id the batch enqueued is a duplicate; and a mailbox's shares,
+ * counted at its first enqueue after open, leave out what the batch acked
+ * already and count what it enqueued.
+ */
+static void test_batch_reads_own_writes(void **state)
+{
+	struct fx *f = *state;
+	uint8_t r[SP_KEY_LEN], att[SP_KEY_LEN], hon[SP_KEY_LEN];
+	struct sp_store_envelope e = { .body = (const uint8_t *)"a", .body_len = 1 };
+	struct sp_store_item it[16];
+	struct sp_store_read_result res;
+	struct sp_store_batch *b;
+	struct sp_store_stats st;
+	uint64_t s[4], x, d;
+
+	key_of(r, 1);
+	key_of(att, 2);
+	key_of(hon, 3);
+	f->cfg.quota_count = 8;
+	f->cfg.share_pct = 50;
+	f->cfg.recent_max = 0;
+	open_store(f);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(put1(f, 1, r, att, 0, "a", 1, 0, &s[i]), 0);
+	reopen(f);
+	e.recipient = r;
+	e.sender = att;
+	assert_int_equal(sp_store_batch_begin(f->st, 2, &b), 0);
+	/* Acked before r's shares are loaded: the load must not count it. */
+	assert_int_equal(sp_store_ack(b, r, s[0]), 0);
+	assert_int_equal(sp_store_ack(b, r, s[0]), -ENOENT);
+	e.client_id = 77;
+	assert_int_equal(sp_store_enqueue(b, &e, &x), 0);      /* 4 of 4 */
+	assert_int_equal(sp_store_enqueue(b, &e, &d), SP_STORE_DUPLICATE);
+	assert_int_equal(d, x);
+	e.client_id = 0;
+	assert_int_equal(sp_store_enqueue(b, &e, &d), -EXFULL);
+	/* Enqueued and acked in this batch, read from the batch. */
+	e.sender = hon;
+	assert_int_equal(sp_store_enqueue(b, &e, &d), 0);
+	assert_int_equal(sp_store_ack(b, r, d), 0);
+	assert_int_equal(sp_store_ack(b, r, d), -ENOENT);
+	assert_int_equal(sp_store_batch_commit(b), 0);
+	sp_store_get_stats(f->st, &st);
+	assert_int_equal(st.acked, 2);
+	assert_int_equal(st.acked_recent, 0);
+	assert_int_equal(st.share_loads, 1);
+	assert_int_equal(st.share_loaded_entries, 3);
+	assert_int_equal(read_all(f, r, 3, it, 16, &res), 4);
+	assert_int_equal(it[3].seq, x);
+
+	/* A second reopen: r's stored 4 are counted from the database alone;
+	 * an enqueue of this batch counted at the load too. */
+	reopen(f);
+	assert_int_equal(put1(f, 4, r, att, 0, "a", 1, 0, &d), -EXFULL);
+	sp_store_get_stats(f->st, &st);
+	assert_int_equal(st.share_loaded_entries, 4);
+
+	/* Shares dropped in the middle of a batch (one mailbox tracked at a
+	 * time): r's second load counts the envelope this batch enqueued. */
+	f->cfg.share_table_max = 1;
+	reopen(f);
+	e.sender = hon;
+	assert_int_equal(sp_store_batch_begin(f->st, 5, &b), 0);
+	assert_int_equal(sp_store_enqueue(b, &e, &d), 0);       /* loads r: 4 + 1 */
+	e.recipient = att;
+	assert_int_equal(sp_store_enqueue(b, &e, &d), 0);       /* resets, loads att */
+	e.recipient = r;
+	e.sender = att;
+	assert_int_equal(sp_store_enqueue(b, &e, &d), -EXFULL); /* reloads r: 4 + 1 */
+	e.sender = hon;
+	assert_int_equal(sp_store_enqueue(b, &e, &d), 0);
+	assert_int_equal(sp_store_batch_commit(b), 0);
+	sp_store_get_stats(f->st, &st);
+	assert_int_equal(st.share_loaded_entries, 4 + 5);
+	assert_int_equal(st.share_pairs, 1);     /* r-att; r-hon over the table's bound */
 }
 
 /* A store of format 1 (v1 mailbox values) opens, is marked format 2, and
@@ -1704,9 +1858,13 @@ static void test_backlog_streamed_and_compacted(void **state)
 	assert_int_equal(entries, 0);
 	assert_int_equal(deletions, 0);
 	assert_int_equal(sp_store_table_stats(f->st, SP_STORE_CF_EXPIRY, &entries, &deletions), 0);
-	/* the expiry index keeps only the 10,000 dedup records' entries */
+	/* nothing left: dedup records have no index records (the compaction
+	 * filter drops them after their window), and these are in it */
 	assert_int_equal(deletions, 0);
-	assert_int_equal(entries, BACKLOG);
+	assert_int_equal(entries, 0);
+	assert_int_equal(sp_store_property(f->st, SP_STORE_CF_DEDUP, "rocksdb.estimate-num-keys",
+					   &keys), 0);
+	assert_int_equal(keys, BACKLOG);
 	assert_int_equal(sp_store_property(f->st, SP_STORE_CF_MAILBOX, "rocksdb.estimate-num-keys",
 					   &keys), 0);
 	assert_int_equal(keys, 0);
@@ -1832,6 +1990,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_quota_count, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_quota_bytes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dedup_window, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_batch_reads_own_writes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dedup_old_index_records, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dedup_records_expire, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_expiry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_value, setup, teardown),
