@@ -41,27 +41,6 @@
 
 enum { NCONN = 8, TIMEOUT_MS = 10000, WAIT_MS = 10000 };
 
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
-
-/* sealpost_connections_open from /metrics; -1 if it cannot be read. */
-static long open_conns(const struct sp_it_broker *b)
-{
-	const char *name = "\nsealpost_connections_open ";
-	char *body = NULL, *p;
-	long v = -1;
-
-	if (sp_it_http_get(b->metrics_port, "/metrics", &body) == 200 && body &&
-	    (p = strstr(body, name)))
-		v = strtol(p + strlen(name), NULL, 10);
-	free(body);
-	return v;
-}
-
 static void test_no_keys_in_core(void **state)
 {
 	struct sp_raw c[NCONN];
@@ -121,8 +100,7 @@ static void test_no_keys_in_core(void **state)
 	 * one connection open. */
 	for (int i = 0; i < NCONN - 1; i++)
 		sp_raw_close(&c[i]);
-	for (int w = 0; w < WAIT_MS && (nopen = open_conns(&b)) != 1; w += 20)
-		sleep_ms(20);
+	nopen = sp_it_wait_open_conns(&b, 1, WAIT_MS);
 	assert_int_equal(nopen, 1);
 
 	snprintf(prefix, sizeof(prefix), "%s/core", b.data_dir);

@@ -20,8 +20,10 @@
  * The controls make the searches count: a stored recipient's key is in the
  * data directory and an open connection's peer key is in the core. And
  * afterwards each recipient connects and opens exactly its messages, so
- * the traffic really was stored. Session keys of closed connections are
- * it_core_secrets' part. Skipped with a message without gcore.
+ * the traffic really was stored. Two raw protocol clients (support_raw:
+ * they know their transport keys) exchange an envelope and close before
+ * the dump: neither's session keys are in the core (it_core_secrets checks
+ * the open ones too). Skipped with a message without gcore.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -40,8 +42,9 @@
 #include "sealpost.h"
 #include "support.h"
 #include "support_core.h"
+#include "support_raw.h"
 
-enum { TMO = 10000, NDEV = 6 };
+enum { TMO = 10000, NDEV = 6, NRAW = 2 };
 
 /* The devices: authenticated sender, its offline recipient, the anonymous
  * sender, its recipient, an account's phone and laptop. */
@@ -157,7 +160,8 @@ static void test_seizure(void **state)
 	uint8_t acct_pub[32], list[SEALPOST_LIST_MAX];
 	size_t list_len = 0, core_len = 0, log_len = 0;
 	uint64_t id = 0, v = 0;
-	uint8_t *bytes;
+	uint8_t *bytes, raw_tx[NRAW][32], raw_rx[NRAW][32];
+	unsigned raw_hits = 0;
 	int st = 0, n, r;
 
 	(void)state;
@@ -242,6 +246,31 @@ static void test_seizure(void **state)
 	}
 	sealpost_client_close(anon);
 
+	/* two raw clients (transport keys known), an envelope, closed */
+	{
+		struct sp_raw rc[NRAW];
+		struct sp_raw_frame fr;
+		uint8_t body[200];
+		uint32_t status;
+
+		randombytes_buf(body, sizeof(body));
+		for (int i = 0; i < NRAW; i++) {
+			rc[i] = (struct sp_raw){ .fd = -1 };
+			assert_int_equal(sp_raw_open(&rc[i], broker.port, SP_PREAMBLE_PATTERN_IK,
+						     broker.server_pub), 0);
+			assert_int_equal(sp_raw_wait_frame(&rc[i], SP_FRAME_DRAINED, &fr, TMO), 0);
+			memcpy(raw_tx[i], rc[i].t.tx.k, 32);
+			memcpy(raw_rx[i], rc[i].t.rx.k, 32);
+		}
+		assert_int_equal(sp_raw_send_envelope(&rc[0], rc[1].s_pub, 1, body, sizeof(body)), 0);
+		assert_int_equal(sp_raw_expect_result(&rc[0], 1, &status, TMO), 0);
+		assert_int_equal(sp_raw_wait_frame(&rc[1], SP_FRAME_DELIVER, &fr, TMO), 0);
+		for (int i = 0; i < NRAW; i++)
+			sp_raw_close(&rc[i]);
+	}
+	/* only the authenticated sender's connection is left open */
+	assert_int_equal(sp_it_wait_open_conns(&broker, 1, TMO), 1);
+
 	/* the seizure: a core of the running broker, its files, its log */
 	snprintf(prefix, sizeof(prefix), "%s/core", dir);
 	r = sp_it_gcore(&broker, prefix, core_path, sizeof(core_path), out, sizeof(out));
@@ -258,6 +287,9 @@ static void test_seizure(void **state)
 	assert_non_null(bytes);
 	unlink(core_path);
 	search(&core, core_path, bytes, core_len);
+	for (int i = 0; i < NRAW; i++)
+		raw_hits += sp_it_count(bytes, core_len, raw_tx[i], 32) +
+			    sp_it_count(bytes, core_len, raw_rx[i], 32);
 	{
 		/* the control of the core: the open sender's key, in the broker's heap */
 		unsigned ctl = sp_it_count(bytes, core_len, pub[A], 32);
@@ -274,6 +306,8 @@ static void test_seizure(void **state)
 		      core_len, log_len);
 
 	report(&core);
+	if (raw_hits)
+		fail_msg("core: closed connections' session keys found %u times", raw_hits);
 	report(&data);
 	report(&logf);
 	/* stored as a hash only */

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char *const gcore_paths[] = { "/usr/bin/gcore", "/usr/local/bin/gcore" };
@@ -120,4 +121,25 @@ int sp_it_each_file(const char *dir, const char *skip,
 	}
 	closedir(d);
 	return 0;
+}
+
+long sp_it_wait_open_conns(const struct sp_it_broker *b, long want, int wait_ms)
+{
+	const char *name = "\nsealpost_connections_open ";
+	struct timespec ts = { .tv_sec = 0, .tv_nsec = 20 * 1000000L };
+	long v = -1;
+
+	for (int w = 0; w <= wait_ms; w += 20) {
+		char *body = NULL, *p;
+
+		v = -1;
+		if (sp_it_http_get(b->metrics_port, "/metrics", &body) == 200 && body &&
+		    (p = strstr(body, name)))
+			v = strtol(p + strlen(name), NULL, 10);
+		free(body);
+		if (v == want)
+			break;
+		nanosleep(&ts, NULL);
+	}
+	return v;
 }

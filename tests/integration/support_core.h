@@ -23,6 +23,10 @@ const char *sp_it_gcore_path(void);
 int sp_it_gcore(const struct sp_it_broker *b, const char *prefix, char *path, size_t cap,
 		char *out, size_t out_cap);
 
+/* Polls sealpost_connections_open on b's /metrics until it is want or
+ * wait_ms pass: the last value read (-1 if unreadable). */
+long sp_it_wait_open_conns(const struct sp_it_broker *b, long want, int wait_ms);
+
 /* A whole file, malloc'd (the caller frees; *len its size), or NULL. */
 uint8_t *sp_it_read_file(const char *path, size_t *len);
 
