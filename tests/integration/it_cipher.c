@@ -11,7 +11,8 @@
  * `sealpost send --aesgcm --verbose` reports AESGCM and its message arrives.
  * On a broker started with --aesgcm 0: a raw socket proposing AESGCM gets
  * exactly the refusal preamble and then EOF, the broker counts the close as
- * cipher_refused, and a libsealpost client with SEALPOST_CONNECT_AESGCM
+ * cipher_refused (over WebSocket too: the refusal in a binary message, then
+ * close 1000), and a libsealpost client with SEALPOST_CONNECT_AESGCM
  * connects anyway, with ChaChaPoly, and exchanges an envelope. A cipher
  * byte that names no cipher is closed without an answer.
  *
@@ -33,6 +34,7 @@
 
 #include "sealpost.h"
 #include "support.h"
+#include "support_ws.h"
 
 enum { TIMEOUT_MS = 20000, ROUNDS = 200 };
 
@@ -210,7 +212,7 @@ static void test_aesgcm_beside_chachapoly(void **state)
 
 static void test_aesgcm_refused(void **state)
 {
-	static const char *const args[] = { "--aesgcm", "0", NULL };
+	static const char *const args[] = { "--aesgcm", "0", "--ws-listen", "127.0.0.1:0", NULL };
 	uint8_t pre[SP_PREAMBLE_LEN] = { 'S', 'E', 'A', 'L', 1, 1, 1, 0 };
 	static const uint8_t refusal[SP_PREAMBLE_LEN] = { 'S', 'E', 'A', 'L', 1, 1, 0, 0 };
 	struct sealpost_key *ka = new_key(), *kb = new_key();
@@ -230,6 +232,31 @@ static void test_aesgcm_refused(void **state)
 	/* A cipher byte naming no cipher: closed with no answer at all. */
 	pre[6] = 2;
 	assert_int_equal(raw_answer(&br, pre, buf, sizeof(buf)), 0);
+	/* Over WebSocket (PROTOCOL.md 13): the refusal in a binary message,
+	 * then a normal close. */
+	{
+		struct sp_raw w;
+		uint8_t op;
+		bool fin;
+		size_t n;
+		uint16_t code = 0;
+		int status;
+
+		pre[5] = 1;
+		pre[6] = 1;
+		memset(&w, 0, sizeof(w));
+		assert_int_equal(sp_raw_init(&w), 0);
+		assert_int_equal(sp_ws_connect(&w, br.ws_port, NULL, &status), 0);
+		assert_int_equal(status, 101);
+		assert_int_equal(sp_ws_send_binary(&w, pre, sizeof(pre)), 0);
+		assert_int_equal(sp_ws_recv_frame(&w, &op, &fin, buf, sizeof(buf), &n, TIMEOUT_MS), 0);
+		assert_int_equal(op, SP_WS_OP_BINARY);
+		assert_int_equal(n, SP_PREAMBLE_LEN);
+		assert_memory_equal(buf, refusal, SP_PREAMBLE_LEN);
+		assert_int_equal(sp_ws_expect_close(&w, &code, TIMEOUT_MS), 0);
+		assert_int_equal(code, 1000);
+		sp_raw_close(&w);
+	}
 
 	/* The library falls back to ChaChaPoly at once, and works. */
 	a = connect_dev(&br, ka, true, SEALPOST_CONNECT_AESGCM);
@@ -239,10 +266,10 @@ static void test_aesgcm_refused(void **state)
 	sealpost_client_public_key(a, pa);
 	sealpost_client_public_key(b, pb);
 	exchange(a, pa, b, pb, 5);
-	/* Two raw refusals, and one per library client where the library
+	/* Three raw refusals (two TCP, one ws), and one per library client where the library
 	 * would have proposed it (a CPU with AES-NI). */
 	assert_int_equal(closed_count(&br, "cipher_refused"),
-			 2 + (crypto_aead_aes256gcm_is_available() ? 2 : 0));
+			 3 + (crypto_aead_aes256gcm_is_available() ? 2 : 0));
 	assert_int_equal(closed_count(&br, "bad_preamble"), 1);
 
 	sealpost_client_close(a);
