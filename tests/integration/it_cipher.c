@@ -127,6 +127,22 @@ static long closed_count(const struct sp_it_broker *b, const char *reason)
 	return v;
 }
 
+/* sealpost_handshakes_cipher_total{cipher="..."} on /metrics. */
+static long cipher_count(const struct sp_it_broker *b, const char *cipher)
+{
+	char needle[128], *body = NULL, *p;
+	long v = -1;
+
+	assert_int_equal(sp_it_http_get(b->metrics_port, "/metrics", &body), 200);
+	snprintf(needle, sizeof(needle), "sealpost_handshakes_cipher_total{cipher=\"%s\"} ",
+		 cipher);
+	p = strstr(body, needle);
+	if (p)
+		v = strtol(p + strlen(needle), NULL, 10);
+	free(body);
+	return v;
+}
+
 /* The preamble pre, then whatever the broker sends until it closes. */
 static ssize_t raw_answer(const struct sp_it_broker *b, const uint8_t pre[SP_PREAMBLE_LEN],
 			  uint8_t *out, size_t cap)
@@ -175,6 +191,9 @@ static void test_aesgcm_beside_chachapoly(void **state)
 	exchange(c, pc, a, pa, 20);
 	exchange(b, pb, c, pc, 20);
 	assert_int_equal(closed_count(&br, "cipher_refused"), 0);
+	/* The broker's own count: a and c with AESGCM, b with ChaChaPoly. */
+	assert_int_equal(cipher_count(&br, "aesgcm"), 2);
+	assert_int_equal(cipher_count(&br, "chachapoly"), 1);
 
 	/* The CLI's --aesgcm: says so with --verbose, and the message arrives. */
 	{
@@ -271,6 +290,8 @@ static void test_aesgcm_refused(void **state)
 	assert_int_equal(closed_count(&br, "cipher_refused"),
 			 3 + (crypto_aead_aes256gcm_is_available() ? 2 : 0));
 	assert_int_equal(closed_count(&br, "bad_preamble"), 1);
+	assert_int_equal(cipher_count(&br, "aesgcm"), 0);
+	assert_int_equal(cipher_count(&br, "chachapoly"), 2);
 
 	sealpost_client_close(a);
 	sealpost_client_close(b);
