@@ -27,7 +27,9 @@
  * Beside it, on the same bytes and the same batch shape, the bare libsodium
  * AEAD: one crypto_aead_chacha20poly1305_ietf_decrypt of the sender's message
  * and one _encrypt of a message as long as the recipient's. The ratio of the
- * two is the figure that carries across machines.
+ * two is the figure that carries across machines. --cipher aesgcm runs every
+ * connection with Noise_*_25519_AESGCM_BLAKE2b (the sender negotiates it in
+ * its preamble) and the bare side with crypto_aead_aes256gcm_*.
  *
  * Handshakes: the responder side of IK through sp_session exactly as the broker
  * drives it (preamble + message 1 in, message 2 out, split), against the bare
@@ -93,6 +95,7 @@ struct opts {
 	const char *json;
 	bool quiet;
 	bool warm;
+	uint8_t aead;                   /* --cipher: enum sp_noise_aead */
 };
 
 /* The broker's shard (sp_shard_init_detached) and what the benchmark keeps beside it. */
@@ -148,6 +151,8 @@ static uint64_t wall_acc;               /* wall ns of the timed passes, summed p
  * 11.3): SP_REKEY_MESSAGES, or --test-rekey-messages so that a tiny test
  * run crosses many rekeys deterministically. */
 static uint64_t rekey_every = SP_REKEY_MESSAGES;
+/* --cipher: every connection's, and the bare side's, AEAD. */
+static uint8_t aead = SP_NOISE_CHACHAPOLY;
 
 static uint64_t splitmix(uint64_t *s)
 {
@@ -193,11 +198,32 @@ static void *xmalloc(size_t n)
 	return p;
 }
 
+/* The nonce of counter n, written out here rather than taken from sp_noise:
+ * little-endian for ChaChaPoly, big-endian for AESGCM (Noise 12.3, 12.4). */
 static void make_nonce(uint8_t nonce[12], uint64_t n)
 {
 	memset(nonce, 0, 4);
 	for (int i = 0; i < 8; i++)
-		nonce[4 + i] = (uint8_t)(n >> (8 * i));
+		nonce[4 + i] = (uint8_t)(n >> (8 * (aead == SP_NOISE_AESGCM ? 7 - i : i)));
+}
+
+/* Bare libsodium AEAD, empty ad, of the run's cipher. */
+static int bare_decrypt(uint8_t *m, unsigned long long *mlen, const uint8_t *c, size_t clen,
+			const uint8_t nonce[12], const uint8_t *k)
+{
+	if (aead == SP_NOISE_AESGCM)
+		return crypto_aead_aes256gcm_decrypt(m, mlen, NULL, c, clen, NULL, 0, nonce, k);
+	return crypto_aead_chacha20poly1305_ietf_decrypt(m, mlen, NULL, c, clen, NULL, 0, nonce, k);
+}
+
+static void bare_encrypt(uint8_t *c, unsigned long long *clen, const uint8_t *m, size_t mlen,
+			 const uint8_t nonce[12], const uint8_t *k)
+{
+	if (aead == SP_NOISE_AESGCM)
+		crypto_aead_aes256gcm_encrypt(c, clen, m, mlen, NULL, 0, NULL, nonce, k);
+	else
+		crypto_aead_chacha20poly1305_ietf_encrypt(c, clen, m, mlen, NULL, 0, NULL, nonce,
+							  k);
 }
 
 /*
@@ -303,8 +329,8 @@ struct client {
 	struct sp_noise_transport t;
 };
 
-static const uint8_t preamble_ik[SP_PREAMBLE_LEN] = { 'S', 'E', 'A', 'L', SP_PROTOCOL_VERSION,
-						      SP_PREAMBLE_PATTERN_IK, 0, 0 };
+static uint8_t preamble_ik[SP_PREAMBLE_LEN] = { 'S', 'E', 'A', 'L', SP_PROTOCOL_VERSION,
+						SP_PREAMBLE_PATTERN_IK, 0, 0 };
 
 /* Preamble + IK message 1 as the client sends them; hs is left waiting for msg 2. */
 static size_t client_msg1(struct client *cl, const uint8_t server_pub[SP_KEY_LEN], uint8_t *out)
@@ -313,8 +339,11 @@ static size_t client_msg1(struct client *cl, const uint8_t server_pub[SP_KEY_LEN
 	uint8_t pl[SP_HANDSHAKE_PAYLOAD_MAX];
 	size_t plen = 0, mlen = 0;
 
-	if (sp_noise_handshake_init(&cl->hs, SP_NOISE_IK, SP_NOISE_INITIATOR, preamble_ik,
-				    SP_PREAMBLE_LEN, cl->priv, server_pub) ||
+	preamble_ik[6] = aead == SP_NOISE_AESGCM ? SP_PREAMBLE_CIPHER_AESGCM
+						 : SP_PREAMBLE_CIPHER_CHACHAPOLY;
+	if (sp_noise_handshake_init_aead(&cl->hs, SP_NOISE_IK, (enum sp_noise_aead)aead,
+					 SP_NOISE_INITIATOR, preamble_ik, SP_PREAMBLE_LEN, cl->priv,
+					 server_pub) ||
 	    sp_frame_client_hello_encode(&h, pl, sizeof(pl), &plen) ||
 	    sp_noise_handshake_write(&cl->hs, pl, plen, out + SP_PREAMBLE_LEN + SP_LEN_PREFIX,
 				     SP_HANDSHAKE_MSG_MAX, &mlen))
@@ -416,6 +445,7 @@ static void establish_slot(struct bench *b, uint32_t i)
 	c->s.keys->t.tx.has_key = true;
 	memcpy(c->s.keys->t.rx.k, k.rx, SP_KEY_LEN);
 	c->s.keys->t.rx.has_key = true;
+	c->s.aead = c->s.keys->t.tx.aead = c->s.keys->t.rx.aead = aead;
 	if (rekey_every != SP_REKEY_MESSAGES)
 		sp_noise_transport_set_rekey(&c->s.keys->t, rekey_every);
 	if (sp_shard_conn_route(&b->sh, c))
@@ -574,19 +604,60 @@ static uint64_t bare_pass(struct bench *b, struct sp_conn *sender, struct worklo
 		size_t clen = w->len[m] - SP_LEN_PREFIX;
 
 		make_nonce(nonce, w->nonce0 + m);
-		if (crypto_aead_chacha20poly1305_ietf_decrypt(msg, &mlen, NULL, msg, clen, NULL, 0,
-							      nonce, k.k))
+		if (bare_decrypt(msg, &mlen, msg, clen, nonce, k.k))
 			die("bare decrypt failed");
 		if ((w->nonce0 + m + 1) % rekey_every == 0)
 			sp_noise_rekey(&k);
 		make_nonce(nonce, m);
-		crypto_aead_chacha20poly1305_ietf_encrypt(w->bare_out, &mlen, msg,
-							  w->deliver_plain, NULL, 0, NULL, nonce,
-							  b->bare_key);
+		bare_encrypt(w->bare_out, &mlen, msg, w->deliver_plain, nonce, b->bare_key);
 	}
 	t1 = cpu_ns();
 	wall_acc += mono_ns() - w0;
 	sodium_memzero(&k, sizeof(k));
+	return t1 - t0;
+}
+
+/*
+ * --cipher aesgcm only: the bare side again with libsodium's precomputed
+ * AES-GCM state (crypto_aead_aes256gcm_beforenm once per key, outside the
+ * loop), to show what keeping that 512-byte state per direction would save
+ * against the plain API that sp_noise uses.
+ */
+__attribute__((noinline))
+static uint64_t bare_pass_pre(struct bench *b, struct sp_conn *sender, struct workload *w)
+{
+	static crypto_aead_aes256gcm_state st_rx, st_tx;
+	struct sp_noise_cipher k = w->rx0;
+	uint8_t nonce[12];
+	uint64_t t0, t1, w0;
+	unsigned long long mlen;
+
+	restore(b, sender, w);
+	crypto_aead_aes256gcm_beforenm(&st_rx, k.k);
+	crypto_aead_aes256gcm_beforenm(&st_tx, b->bare_key);
+	w0 = mono_ns();
+	t0 = cpu_ns();
+	for (size_t m = 0; m < w->nmsgs; m++) {
+		uint8_t *msg = w->work + w->off[m] + SP_LEN_PREFIX;
+		size_t clen = w->len[m] - SP_LEN_PREFIX;
+
+		make_nonce(nonce, w->nonce0 + m);
+		if (crypto_aead_aes256gcm_decrypt_afternm(msg, &mlen, NULL, msg, clen, NULL, 0,
+							  nonce, &st_rx))
+			die("bare decrypt failed");
+		if ((w->nonce0 + m + 1) % rekey_every == 0) {
+			sp_noise_rekey(&k);
+			crypto_aead_aes256gcm_beforenm(&st_rx, k.k);
+		}
+		make_nonce(nonce, m);
+		crypto_aead_aes256gcm_encrypt_afternm(w->bare_out, &mlen, msg, w->deliver_plain,
+						      NULL, 0, NULL, nonce, &st_tx);
+	}
+	t1 = cpu_ns();
+	wall_acc += mono_ns() - w0;
+	sodium_memzero(&k, sizeof(k));
+	sodium_memzero(&st_rx, sizeof(st_rx));
+	sodium_memzero(&st_tx, sizeof(st_tx));
 	return t1 - t0;
 }
 
@@ -602,7 +673,7 @@ static int open_stream(const uint8_t *p, size_t len, const uint8_t key[SP_KEY_LE
 		       frame_check check, void *ctx)
 {
 	uint8_t *buf = xmalloc(SP_NOISE_MSG_MAX);
-	struct sp_noise_cipher c = { .has_key = true };
+	struct sp_noise_cipher c = { .has_key = true, .aead = aead };
 	uint8_t nonce[12];
 	size_t off = 0;
 	int ret = 0;
@@ -630,8 +701,7 @@ static int open_stream(const uint8_t *p, size_t len, const uint8_t key[SP_KEY_LE
 			break;
 		}
 		make_nonce(nonce, *n);
-		if (crypto_aead_chacha20poly1305_ietf_decrypt(buf, &plen, NULL, p + off, mlen, NULL,
-							      0, nonce, c.k)) {
+		if (bare_decrypt(buf, &plen, p + off, mlen, nonce, c.k)) {
 			ret = -EBADMSG;
 			break;
 		}
@@ -850,6 +920,9 @@ static void usage(FILE *f)
 		"  --seed N            key and traffic seed (default 1)\n"
 		"  --warm              keep the recipients cached between passes (default: cold,\n"
 		"                      as a random recipient among a million is)\n"
+		"  --cipher NAME       chachapoly (default) or aesgcm: every connection's\n"
+		"                      transport cipher and the bare side's AEAD (aesgcm needs\n"
+		"                      AES-NI)\n"
 		"  --json FILE         write the figures as JSON ('-': stdout, summary to stderr)\n"
 		"  --quiet             no summary\n");
 }
@@ -917,6 +990,16 @@ static void parse(int argc, char **argv, struct opts *o)
 					"sealpost-bench-hotpath: bad value for --seconds\n");
 				exit(2);
 			}
+		} else if (!strcmp(a, "--cipher")) {
+			if (v && !strcmp(v, "chachapoly")) {
+				o->aead = SP_NOISE_CHACHAPOLY;
+			} else if (v && !strcmp(v, "aesgcm")) {
+				o->aead = SP_NOISE_AESGCM;
+			} else {
+				fprintf(stderr, "sealpost-bench-hotpath: --cipher chachapoly or "
+					"aesgcm\n");
+				exit(2);
+			}
 		} else if (!strcmp(a, "--json")) {
 			if (!v) {
 				fprintf(stderr, "sealpost-bench-hotpath: --json needs a file\n");
@@ -968,6 +1051,7 @@ int main(int argc, char **argv)
 	struct workload w;
 	struct hs_bench *h;
 	struct series hot = { 0 }, bare = { 0 }, hs = { 0 }, x = { 0 }, look = { 0 };
+	struct series pre = { 0 };      /* --cipher aesgcm: bare with the precomputed state */
 	uint8_t *server_priv, server_pub[SP_KEY_LEN];
 	uint64_t t0, t_routes, t_conns, t_work, seed_state, verified;
 	unsigned hs_ok;
@@ -977,6 +1061,11 @@ int main(int argc, char **argv)
 	parse(argc, argv, &o);
 	if (sodium_init() < 0)
 		die("sodium_init failed");
+	aead = o.aead;
+	if (!sp_noise_aead_available((enum sp_noise_aead)aead)) {
+		fprintf(stderr, "sealpost-bench-hotpath: no AES-NI on this CPU: no aesgcm\n");
+		return 77;
+	}
 	rep_s = o.seconds / o.reps;
 
 	b = calloc(1, sizeof(*b));
@@ -1056,13 +1145,13 @@ int main(int argc, char **argv)
 		out = stderr;
 	if (!o.quiet)
 		fprintf(out,
-			"sealpost-bench-hotpath: body %zu B, batch %zu (asked %zu), %" PRIu32
+			"sealpost-bench-hotpath: %s, body %zu B, batch %zu (asked %zu), %" PRIu32
 			" devices, %u reps, %zu messages per pass, %s\n"
 			"setup: %" PRIu32 " devices connected and routed %.2f s; sender + "
 			"handshake clients %.3f s; client messages %.3f s "
 			"(sizeof(struct sp_conn) = %zu B)\n",
-			o.size, w.batch, o.batch, o.devices, o.reps, w.nmsgs,
-			o.warm ? "warm recipients" : "cold recipients", o.devices,
+			aead == SP_NOISE_AESGCM ? "AESGCM" : "ChaChaPoly", o.size, w.batch, o.batch,
+			o.devices, o.reps, w.nmsgs, o.warm ? "warm recipients" : "cold recipients", o.devices,
 			t_routes / 1e9, t_conns / 1e9, t_work / 1e9, sizeof(struct sp_conn));
 
 	/* Warm-up: one pass each, untimed. */
@@ -1092,6 +1181,18 @@ int main(int argc, char **argv)
 		bare.units += n;
 		bare.cpu_ns += ns;
 		bare.wall_ns += wall_acc;
+		wall_acc = 0;
+		if (aead != SP_NOISE_AESGCM)
+			continue;
+		ns = n = 0;
+		do {
+			ns += bare_pass_pre(b, &b->conns[b->nconns - 1], &w);
+			n += w.nmsgs * w.batch;
+		} while (target ? n < target : ns < rep_s * 1e9);
+		pre.ns[r] = (double)ns / n;
+		pre.units += n;
+		pre.cpu_ns += ns;
+		pre.wall_ns += wall_acc;
 		wall_acc = 0;
 	}
 	/* From the shard's metrics slot, as the daemon's stop line reads it. */
@@ -1175,6 +1276,9 @@ int main(int argc, char **argv)
 			line(out, "envelope, bare AEAD dec+enc", &bare, o.reps, "env", 1, "ns");
 			fprintf(out, "  %-30s %12.2f\n", "ratio hot path / bare AEAD",
 				sh.med / sb.med);
+			if (aead == SP_NOISE_AESGCM)
+				line(out, "bare AEAD, precomputed state", &pre, o.reps, "env", 1,
+				     "ns");
 			line(out, "route lookup, random, alone", &look, o.reps, "lookup", 1, "ns");
 			line(out, "IK handshake, responder", &hs, o.reps, "hs", 1000, "us");
 			line(out, "bare X25519 (1 base + 4)", &x, o.reps, "hs", 1000, "us");
@@ -1192,18 +1296,23 @@ int main(int argc, char **argv)
 			if (!jf)
 				die("cannot open the --json file");
 			fprintf(jf,
-				"{\n  \"size\": %zu,\n  \"batch\": %zu,\n  \"batch_asked\": %zu,\n"
+				"{\n  \"cipher\": \"%s\",\n"
+				"  \"size\": %zu,\n  \"batch\": %zu,\n  \"batch_asked\": %zu,\n"
 				"  \"devices\": %" PRIu32 ",\n  \"reps\": %u,\n"
 				"  \"recv_buffer_size\": %" PRIu32 ",\n"
 				"  \"messages_per_pass\": %zu,\n  \"cold\": %s,\n"
 				"  \"setup_s\": {\"devices\": %.3f, \"handshake_clients\": %.3f, "
 				"\"messages\": %.3f},\n",
-				o.size, w.batch, o.batch, o.devices, o.reps, o.recv_buffer_size,
+				aead == SP_NOISE_AESGCM ? "aesgcm" : "chachapoly", o.size, w.batch,
+				o.batch, o.devices, o.reps, o.recv_buffer_size,
 				w.nmsgs, o.warm ? "false" : "true", t_routes / 1e9, t_conns / 1e9,
 				t_work / 1e9);
 			json_stat(jf, "hotpath", &hot, o.reps, "envelopes_per_s", false);
 			json_stat(jf, "bare_aead", &bare, o.reps, "envelopes_per_s", false);
 			fprintf(jf, "  \"ratio_hotpath_bare\": %.3f,\n", sh.med / sb.med);
+			if (aead == SP_NOISE_AESGCM)
+				json_stat(jf, "bare_aead_precomputed", &pre, o.reps,
+					  "envelopes_per_s", false);
 			json_stat(jf, "route_lookup_random", &look, o.reps, "lookups_per_s", false);
 			json_stat(jf, "handshake_ik_responder", &hs, o.reps, "handshakes_per_s",
 				  false);

@@ -136,6 +136,11 @@ static const struct opt opts[] = {
 	  "open = any device key that completes a handshake gets a mailbox; token = a device's "
 	  "first connection must carry a one-use token from `sealpostd mint-token` (unregistered "
 	  "devices get GoAway enrol_required)" },
+	{ "aesgcm", "0|1", OPT_U32, FIELD(aesgcm), 0, 1, false,
+	  "1 = a client may propose the AES-256-GCM transport cipher "
+	  "(Noise_*_25519_AESGCM_BLAKE2b), taken only where this CPU has AES-NI and PCLMUL; "
+	  "0 = ChaChaPoly only; a refused proposal gets the refusal preamble (reason "
+	  "cipher_refused) and the client library falls back to ChaChaPoly" },
 	{ "account-max-devices", "N", OPT_U32, FIELD(account_max_devices), 1, SP_DEVLIST_DEVICES_MAX,
 	  false, "devices on one account's signed list (at most 64); a longer list is refused "
 	  "(err_list_too_large)" },
@@ -295,6 +300,7 @@ void sp_config_defaults(struct sp_config *c)
 	c->handshake_timeout_ms = SP_DEFAULT_HANDSHAKE_TIMEOUT_MS;
 	c->hello_timeout_ms = SP_DEFAULT_HELLO_TIMEOUT_MS;
 	c->idle_timeout_s = SP_DEFAULT_IDLE_TIMEOUT_S;
+	c->aesgcm = 1;
 	c->handshake_rate = SP_DEFAULT_HANDSHAKE_RATE;
 	c->handshake_rate_per_source = SP_DEFAULT_HANDSHAKE_RATE_PER_SOURCE;
 	c->handshake_burst_per_source = SP_DEFAULT_HANDSHAKE_BURST_PER_SOURCE;

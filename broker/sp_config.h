@@ -203,6 +203,9 @@ struct sp_config {
 	uint32_t push_allow_private;    /* tests: private/loopback and plain http to them */
 	/* --registration (app/sp_registration.c, docs/PROTOCOL.md 15). */
 	uint32_t registration;          /* enum sp_config_registration */
+	/* --aesgcm: 1 = a client may negotiate Noise_*_25519_AESGCM_BLAKE2b
+	 * where this CPU has AES-NI; 0 = ChaChaPoly only (PROTOCOL.md 2). */
+	uint32_t aesgcm;
 };
 
 /* --registration: who may get a mailbox. */

@@ -140,7 +140,7 @@ static const uint64_t KA_PING_BIT = (uint64_t)1 << 63;
 /* Options this library knows, as the caller passes them. */
 static const uint32_t CONNECT_FLAGS_KNOWN = SEALPOST_CONNECT_MANUAL_ACK |
 	SEALPOST_CONNECT_NO_RECONNECT | SEALPOST_CONNECT_NO_KEEPALIVE | SEALPOST_CONNECT_OPAQUE |
-	SEALPOST_CONNECT_OPAQUE_ALL | SEALPOST_CONNECT_NO_PADDING;
+	SEALPOST_CONNECT_OPAQUE_ALL | SEALPOST_CONNECT_NO_PADDING | SEALPOST_CONNECT_AESGCM;
 static const uint32_t SEND_FLAGS_KNOWN = SEALPOST_SEND_ONLINE_ONLY;
 /* LogFetch ids the library sends for itself; their replies are not events. */
 static const uint64_t LOG_OWN_BIT = (uint64_t)1 << 63;
@@ -262,6 +262,7 @@ struct sealpost_client {
 	int dial_err;                   /* the last address's failure */
 	bool hs_ik;                     /* this attempt uses IK */
 	bool probing;                   /* this attempt is the XX probe of a failed IK */
+	bool aesgcm_off;                /* SEALPOST_CONNECT_AESGCM was refused once: ChaChaPoly */
 	int probe_err;                  /* what the probe found */
 	bool blocking_initial;          /* inside sealpost_client_connect: no retries */
 	int enrol_err;                  /* a registration GoAway seen (-SEALPOST_EENROL*): final */
@@ -939,6 +940,9 @@ static int begin_handshake(struct sealpost_client *c)
 		.hooks = { .established = hs_established, .frame = on_frame,
 			   .server_hello = hs_server_hello, .ctx = c },
 		.rekey_every = test_rekey_messages(),
+		.propose_aead = (c->flags & SEALPOST_CONNECT_AESGCM) && !c->aesgcm_off &&
+					sp_noise_aead_available(SP_NOISE_AESGCM)
+				? SP_NOISE_AESGCM : SP_NOISE_CHACHAPOLY,
 	};
 	if (c->sec->has_enrol_token) {
 		memcpy(c->env.hello.enrol_token, c->sec->enrol_token, SP_ENROL_TOKEN_LEN);
@@ -1062,6 +1066,11 @@ static void advance_handshake(struct sealpost_client *c)
 		if (c->rend - c->rstart < SP_LEN_PREFIX)
 			return;
 		len = get_be16(c->rbuf + c->rstart);
+		if (len == SP_PREAMBLE_REFUSAL_PREFIX && c->ss->aead == SP_NOISE_AESGCM) {
+			/* The broker's refusal preamble: it does not offer AESGCM. */
+			attempt_failed(c, -EPROTONOSUPPORT);
+			return;
+		}
 		if (len == 0 || len > SP_HANDSHAKE_MSG_MAX) {
 			attempt_failed(c, -EPROTO);
 			return;
@@ -1161,6 +1170,22 @@ static void attempt_failed(struct sealpost_client *c, int err)
 {
 	bool ik_eof = c->hs_ik && !c->probing && c->st == CS_HANDSHAKE &&
 		      (err == -ECONNRESET || err == -EPIPE) && !c->foreign;
+	/* AESGCM proposed and refused (or the connection closed in the
+	 * handshake, as a broker from before the cipher byte does): ChaChaPoly
+	 * from now on, at once, before anything else reads this failure. */
+	bool aes_refused = c->st == CS_HANDSHAKE && c->ss->aead == SP_NOISE_AESGCM &&
+			   (err == -EPROTONOSUPPORT || err == -ECONNRESET || err == -EPIPE);
+
+	if (aes_refused) {
+		c->aesgcm_off = true;
+		logf_(c, SEALPOST_LOG_INFO, "broker refused AES-256-GCM: using ChaCha20-Poly1305");
+		if (!c->foreign) {
+			reset_session(c);
+			start_attempt(c);
+			return;
+		}
+		err = -ECONNRESET;
+	}
 
 	if (c->enrol_err)
 		err = c->enrol_err;
@@ -2226,6 +2251,14 @@ SEALPOST_API uint32_t sealpost_client_idle_timeout(const struct sealpost_client 
 SEALPOST_API bool sealpost_client_is_connected(const struct sealpost_client *c)
 {
 	return connected(c);
+}
+
+SEALPOST_API int sealpost_client_cipher(const struct sealpost_client *c)
+{
+	if (!connected(c))
+		return -ENOTCONN;
+	return c->ss->aead == SP_NOISE_AESGCM ? SEALPOST_CIPHER_AESGCM
+					      : SEALPOST_CIPHER_CHACHAPOLY;
 }
 
 /* -------------------------------------------------------------- sends --- */

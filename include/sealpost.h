@@ -457,6 +457,17 @@ enum sealpost_connect_flags {
 	 * apps that pad inside their own layer, and for benchmarks that must
 	 * move the same bytes as a peer broker. */
 	SEALPOST_CONNECT_NO_PADDING = 1u << 5,
+	/* Propose the AES-256-GCM transport cipher (Noise_*_25519_AESGCM_BLAKE2b,
+	 * PROTOCOL.md 2) instead of ChaCha20-Poly1305, where this CPU has
+	 * AES-NI (elsewhere the flag does nothing). A broker that does not
+	 * offer it answers with a refusal, and one from before the choice
+	 * existed closes during the handshake: either way the library connects
+	 * again at once with ChaChaPoly and keeps to it for this client's life
+	 * (with a foreign transport, the next transport the app feeds). The
+	 * cipher is part of the handshake, so a downgrade in transit cannot go
+	 * unnoticed by the broker; a forged refusal can only bring ChaChaPoly.
+	 * sealpost_client_cipher says which one a session uses. */
+	SEALPOST_CONNECT_AESGCM = 1u << 6,
 };
 
 #define SEALPOST_CONNECT_OPTS_INIT { .size = sizeof(struct sealpost_connect_opts), .flags = 0 }
@@ -498,6 +509,15 @@ SEALPOST_API void sealpost_client_public_key(const struct sealpost_client *c,
 
 /* true while a session is established and not closing. */
 SEALPOST_API bool sealpost_client_is_connected(const struct sealpost_client *c);
+
+/* The transport cipher of the established session (PROTOCOL.md 2). */
+enum sealpost_cipher {
+	SEALPOST_CIPHER_CHACHAPOLY = 0,         /* Noise_*_25519_ChaChaPoly_BLAKE2b */
+	SEALPOST_CIPHER_AESGCM = 1,             /* Noise_*_25519_AESGCM_BLAKE2b */
+};
+
+/* SEALPOST_CIPHER_* of the session while connected; -ENOTCONN otherwise. */
+SEALPOST_API int sealpost_client_cipher(const struct sealpost_client *c);
 
 /* ServerHello.idle_timeout_ms: 0 if the broker never closes an idle
  * connection (or has not said, or no handshake finished yet). */

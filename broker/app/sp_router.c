@@ -211,6 +211,7 @@ enum sp_close_reason sp_router_proven(void *ctx, struct sp_conn *c)
 				     SP_METRICS_OUTCOME_OK, sp_timers_handshake_complete(sh, c));
 		sp_metrics_tr_handshake(sh->metrics, sp_life_metrics_transport(c),
 					sp_life_metrics_pattern(c), SP_METRICS_OUTCOME_OK);
+		sp_metrics_handshake_cipher(sh->metrics, c->s.aead);
 	}
 	sp_timers_proven(sh, c);
 	sp_source_proven(sh, c);

@@ -149,6 +149,11 @@ void sp_life_end_drain(struct sp_shard *sh, struct sp_conn *c, enum sp_close_rea
 
 void sp_life_rx_failed(struct sp_shard *sh, struct sp_conn *c, enum sp_close_reason r)
 {
+	/* The refusal preamble is queued: it goes out, then the connection ends. */
+	if (r == SP_CLOSE_CIPHER_REFUSED) {
+		sp_life_end_drain(sh, c, r);
+		return;
+	}
 	/* A GoAway waits for the flush, so the SendResults of the Sends before
 	 * the bad frame (written after the commit) precede it. */
 	if (c->s.state == SP_SESSION_ESTABLISHED && goaway_code(r) != SP_STATUS_UNSPECIFIED)

@@ -360,6 +360,9 @@ int sp_shard_setup(struct sp_shard *sh, uint8_t id, const struct sp_config *cfg,
 	sh->env.slab = &sh->slab;
 	sh->env.rx_bytes = &sh->mem.rx_bytes;   /* the budget's reassembly half (sp_mem.h) */
 	sh->env.rekey_every = cfg->test_rekey_messages; /* 0: the protocol's value */
+	/* AESGCM only where libsodium can (AES-NI): elsewhere it is refused,
+	 * never attempted in software (docs/SECURITY.md). */
+	sh->env.accept_aesgcm = cfg->aesgcm && sp_noise_aead_available(SP_NOISE_AESGCM);
 	/* Composition: the session calls up into the router; the lifecycle
 	 * tells the app layer when a connection ends. */
 	sh->env.hooks.established = on_established;

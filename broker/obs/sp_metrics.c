@@ -400,6 +400,12 @@ static void render_connections(struct writer *w, const struct sp_metrics *m)
 		for (unsigned o = 0; o < SP_METRICS_OUTCOME_COUNT; o++)
 			put(w, "sealpost_handshakes_total{pattern=\"%s\",outcome=\"%s\"} %" PRIu64
 			    "\n", pattern_names[p], outcome_names[o], SUM(m, handshakes[p][o]));
+	family(w, "sealpost_handshakes_cipher_total", "counter",
+	       "Successful Noise handshakes, by the transport cipher negotiated.");
+	put(w, "sealpost_handshakes_cipher_total{cipher=\"chachapoly\"} %" PRIu64 "\n",
+	    SUM(m, handshakes_cipher[0]));
+	put(w, "sealpost_handshakes_cipher_total{cipher=\"aesgcm\"} %" PRIu64 "\n",
+	    SUM(m, handshakes_cipher[1]));
 	render_transports(w, m);
 }
 

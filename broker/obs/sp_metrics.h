@@ -257,6 +257,9 @@ struct sp_metrics_shard {
 	int64_t mailbox_bytes;
 	uint64_t connections_closed[SP_METRICS_CLOSE_COUNT];
 	uint64_t handshakes[SP_METRICS_PATTERN_COUNT][SP_METRICS_OUTCOME_COUNT];
+	/* Successful handshakes by transport cipher (enum sp_noise_aead:
+	 * ChaChaPoly, AESGCM; PROTOCOL.md 2). */
+	uint64_t handshakes_cipher[2];
 	/* The same, by transport (the families above are their sums). */
 	uint64_t tr_accepted[SP_METRICS_TRANSPORT_COUNT];
 	int64_t tr_open[SP_METRICS_TRANSPORT_COUNT];
@@ -434,6 +437,13 @@ static inline enum sp_metrics_close sp_metrics_close_from_status(enum sp_status 
  * successful handshakes only: timeouts would otherwise pile up in the top
  * bucket and hide the real cost.
  */
+/* A successful handshake's cipher (0 ChaChaPoly, 1 AESGCM). */
+static inline void sp_metrics_handshake_cipher(struct sp_metrics_shard *s, unsigned aead)
+{
+	if (aead < 2)
+		sp_metrics_add_(&s->handshakes_cipher[aead], 1);
+}
+
 static inline void sp_metrics_handshake(struct sp_metrics_shard *s, enum sp_metrics_pattern p,
 					enum sp_metrics_outcome o, uint64_t duration_ns)
 {

@@ -16,11 +16,56 @@ void sp_noise_transport_wipe(struct sp_noise_transport *t)
 		sodium_memzero(t, sizeof(*t));
 }
 
+_Static_assert(crypto_aead_aes256gcm_KEYBYTES == SP_KEY_LEN, "AES-256-GCM key size");
+_Static_assert(crypto_aead_aes256gcm_ABYTES == SP_TAG_LEN, "AES-256-GCM tag size");
+_Static_assert(crypto_aead_aes256gcm_NPUBBYTES == 12, "AES-256-GCM nonce size");
+
+bool sp_noise_aead_available(enum sp_noise_aead a)
+{
+	if (a == SP_NOISE_CHACHAPOLY)
+		return true;
+	return a == SP_NOISE_AESGCM && crypto_aead_aes256gcm_is_available();
+}
+
+/* ---- the two AEADs (Noise 12.3, 12.4) ----------------------------------------- */
+
+void sp_aead_seal(enum sp_noise_aead a, const uint8_t k[SP_KEY_LEN], uint64_t n,
+		  const uint8_t *ad, size_t ad_len, const uint8_t *in, size_t len, uint8_t *out)
+{
+	uint8_t nonce[12];
+
+	if (a == SP_NOISE_AESGCM) {
+		sp_aead_nonce_be(nonce, n);
+		crypto_aead_aes256gcm_encrypt(out, NULL, in, len, ad, ad_len, NULL, nonce, k);
+	} else {
+		sp_aead_nonce(nonce, n);
+		crypto_aead_chacha20poly1305_ietf_encrypt(out, NULL, in, len, ad, ad_len, NULL,
+							  nonce, k);
+	}
+}
+
+int sp_aead_open(enum sp_noise_aead a, const uint8_t k[SP_KEY_LEN], uint64_t n,
+		 const uint8_t *ad, size_t ad_len, const uint8_t *in, size_t len, uint8_t *out)
+{
+	uint8_t nonce[12];
+	int ret;
+
+	if (a == SP_NOISE_AESGCM) {
+		sp_aead_nonce_be(nonce, n);
+		ret = crypto_aead_aes256gcm_decrypt(out, NULL, NULL, in, len, ad, ad_len, nonce, k);
+	} else {
+		sp_aead_nonce(nonce, n);
+		ret = crypto_aead_chacha20poly1305_ietf_decrypt(out, NULL, NULL, in, len, ad, ad_len,
+								nonce, k);
+	}
+	return ret ? -EBADMSG : 0;
+}
+
 /* ---- transport ------------------------------------------------------------------ */
 
 int sp_noise_rekey(struct sp_noise_cipher *c)
 {
-	uint8_t nonce[12], buf[SP_KEY_LEN + SP_TAG_LEN];
+	uint8_t buf[SP_KEY_LEN + SP_TAG_LEN];
 
 	if (!c || !c->has_key)
 		return -EINVAL;
@@ -28,9 +73,7 @@ int sp_noise_rekey(struct sp_noise_cipher *c)
 	 * bytes (the tag after it is discarded), as Noise 4.2 defines REKEY
 	 * for ciphers without a rekey function of their own. */
 	memset(buf, 0, SP_KEY_LEN);
-	sp_aead_nonce(nonce, UINT64_MAX);
-	crypto_aead_chacha20poly1305_ietf_encrypt(buf, NULL, buf, SP_KEY_LEN, NULL, 0, NULL, nonce,
-						  c->k);
+	sp_aead_seal((enum sp_noise_aead)c->aead, c->k, UINT64_MAX, NULL, 0, buf, SP_KEY_LEN, buf);
 	memcpy(c->k, buf, SP_KEY_LEN);
 	sodium_memzero(buf, sizeof(buf));
 	return 0;
@@ -65,22 +108,19 @@ static int cipher_ready(const struct sp_noise_cipher *c)
 
 int sp_noise_encrypt(struct sp_noise_cipher *c, uint8_t *buf, size_t len)
 {
-	uint8_t nonce[12];
 	int ret = cipher_ready(c);
 
 	if (ret)
 		return ret;
 	if (!buf || len > SP_TRANSPORT_PLAINTEXT_MAX)
 		return buf ? -EMSGSIZE : -EINVAL;
-	sp_aead_nonce(nonce, c->n);
-	crypto_aead_chacha20poly1305_ietf_encrypt(buf, NULL, buf, len, NULL, 0, NULL, nonce, c->k);
+	sp_aead_seal((enum sp_noise_aead)c->aead, c->k, c->n, NULL, 0, buf, len, buf);
 	cipher_advance(c);
 	return 0;
 }
 
 int sp_noise_decrypt(struct sp_noise_cipher *c, uint8_t *buf, size_t len, size_t *plain_len)
 {
-	uint8_t nonce[12];
 	int ret = cipher_ready(c);
 
 	if (ret)
@@ -89,9 +129,7 @@ int sp_noise_decrypt(struct sp_noise_cipher *c, uint8_t *buf, size_t len, size_t
 		return -EINVAL;
 	if (len < SP_TAG_LEN || len > SP_NOISE_MSG_MAX)
 		return -EMSGSIZE;
-	sp_aead_nonce(nonce, c->n);
-	if (crypto_aead_chacha20poly1305_ietf_decrypt(buf, NULL, NULL, buf, len, NULL, 0, nonce,
-						      c->k) != 0)
+	if (sp_aead_open((enum sp_noise_aead)c->aead, c->k, c->n, NULL, 0, buf, len, buf))
 		return -EBADMSG;
 	cipher_advance(c);
 	*plain_len = len - SP_TAG_LEN;
@@ -161,6 +199,20 @@ static void window_fill(struct sp_noise_stream *s, struct ks_window *w, const ui
 	}
 }
 
+/* AESGCM: the pending pieces are moved into place; end encrypts them. */
+static void stream_gather(struct sp_noise_stream *s)
+{
+	size_t pos = s->done;
+
+	for (unsigned i = 0; i < s->npieces; i++) {
+		if (s->src[i] != s->out + pos)
+			memmove(s->out + pos, s->src[i], s->n[i]);
+		pos += s->n[i];
+	}
+	s->done = s->len;
+	s->npieces = 0;
+}
+
 static void stream_flush(struct sp_noise_stream *s)
 {
 	uint8_t buf[STREAM_WINDOW], nonce[12];
@@ -169,6 +221,10 @@ static void stream_flush(struct sp_noise_stream *s)
 
 	if (s->npieces == 0)
 		return;
+	if (s->c->aead == SP_NOISE_AESGCM) {
+		stream_gather(s);
+		return;
+	}
 	sp_aead_nonce(nonce, s->c->n);
 	if (s->have_ks) {
 		memcpy(buf, s->ks, sizeof(s->ks));
@@ -296,6 +352,10 @@ int sp_noise_stream_end(struct sp_noise_stream *s, size_t *msg_len)
 	if (!s || !s->open || !msg_len)
 		return -EINVAL;
 	stream_flush(s);
+	if (s->c->aead == SP_NOISE_AESGCM) {
+		sp_aead_seal(SP_NOISE_AESGCM, s->c->k, s->c->n, NULL, 0, s->out, s->len, s->out);
+		goto done;
+	}
 	if (!s->have_poly_key) {
 		sp_aead_nonce(nonce, s->c->n);
 		crypto_stream_chacha20_ietf(s->poly_key, sizeof(s->poly_key), nonce, s->c->k);
@@ -312,6 +372,7 @@ int sp_noise_stream_end(struct sp_noise_stream *s, size_t *msg_len)
 	crypto_onetimeauth_poly1305_update(&poly, lens, sizeof(lens));
 	crypto_onetimeauth_poly1305_final(&poly, s->out + s->len);
 	sodium_memzero(&poly, sizeof(poly));
+done:
 	cipher_advance(s->c);
 	*msg_len = s->len + SP_TAG_LEN;
 	stream_wipe(s);

@@ -1,8 +1,19 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_aead_stream.h: the Noise transport ciphers (CipherState, Noise spec 5.1)
- * after the handshake: ChaCha20-Poly1305-IETF with an empty associated data,
+ * after the handshake: ChaCha20-Poly1305-IETF or AES-256-GCM (the cipher the
+ * handshake negotiated, sp_noise_aead) with an empty associated data,
  * message by message, gathered, or streamed piece by piece into place.
+ *
+ * AES-256-GCM is libsodium's, which exists only where the CPU has AES-NI
+ * and PCLMUL (crypto_aead_aes256gcm_is_available): a cipher with
+ * SP_NOISE_AESGCM is only ever made by a handshake that checked it
+ * (sp_noise_aead_available), so the per-message functions do not check.
+ * It uses libsodium's plain API (the key schedule per message, ~30 ns at
+ * 256 B on the machine of docs/BENCHMARKS.md), not the precomputed
+ * crypto_aead_aes256gcm_state: that state is 512 bytes of key material
+ * per direction, which would have to live in the locked slab and would
+ * triple every session's slot (docs/ARCHITECTURE.md).
  *
  * Layering: crypto. Apart from the handshake (sp_noise.h) because this is
  * the per-message hot path and the handshake is not: the handshake only
@@ -28,11 +39,23 @@
 
 #include "sp_limits.h"
 
+/* The AEAD of a Noise suite (the CipherFunctions of Noise spec 5.1/12). */
+enum sp_noise_aead {
+	SP_NOISE_CHACHAPOLY = 0,        /* ChaCha20-Poly1305-IETF, nonce counter little-endian */
+	SP_NOISE_AESGCM = 1,            /* AES-256-GCM, nonce counter big-endian */
+};
+
+/* Whether this process can use the AEAD: always for ChaChaPoly; for
+ * AESGCM only where libsodium says the CPU has AES-NI and PCLMUL (needs
+ * sodium_init first). */
+bool sp_noise_aead_available(enum sp_noise_aead a);
+
 /* CipherState (Noise spec 5.1). k is a secret. */
 struct sp_noise_cipher {
 	uint8_t k[SP_KEY_LEN];
 	uint64_t n;
 	bool has_key;
+	uint8_t aead;                   /* enum sp_noise_aead, set with the key by the split */
 	/* Messages per key before REKEY (Noise 11.3): 0 means the protocol's
 	 * SP_REKEY_MESSAGES. Written only by sp_noise_transport_set_rekey
 	 * (tests lower it to cross the boundary quickly). */
@@ -47,7 +70,7 @@ struct sp_noise_transport {
 
 /*
  * The 96-bit IETF nonce for counter n: 4 zero bytes, then n little-endian
- * (Noise 5.1 with ChaChaPoly). Shared with the handshake's EncryptAndHash.
+ * (Noise 12.3, ChaChaPoly). Shared with the handshake's EncryptAndHash.
  */
 static inline void sp_aead_nonce(uint8_t nonce[12], uint64_t n)
 {
@@ -56,6 +79,33 @@ static inline void sp_aead_nonce(uint8_t nonce[12], uint64_t n)
 	for (int i = 0; i < 8; i++)
 		nonce[4 + i] = (uint8_t)(n >> (8 * i));
 }
+
+/* The AES-GCM nonce for counter n: 4 zero bytes, then n big-endian
+ * (Noise 12.4, AESGCM). */
+static inline void sp_aead_nonce_be(uint8_t nonce[12], uint64_t n)
+{
+	for (int i = 0; i < 4; i++)
+		nonce[i] = 0;
+	for (int i = 0; i < 8; i++)
+		nonce[4 + i] = (uint8_t)(n >> (8 * (7 - i)));
+}
+
+/*
+ * ENCRYPT(k, n, ad, plaintext) of the suite's AEAD (Noise 5.1): out gets
+ * len ciphertext bytes and the SP_TAG_LEN tag. in may be exactly out (in
+ * place) but must not overlap it otherwise. All buffers borrowed for the
+ * call. The caller made sure the AEAD is available.
+ */
+void sp_aead_seal(enum sp_noise_aead a, const uint8_t k[SP_KEY_LEN], uint64_t n,
+		  const uint8_t *ad, size_t ad_len, const uint8_t *in, size_t len, uint8_t *out);
+
+/*
+ * DECRYPT(k, n, ad, ciphertext): in holds len bytes, tag included
+ * (len >= SP_TAG_LEN); out gets len - SP_TAG_LEN bytes. in may be exactly
+ * out. 0 or -EBADMSG (out's contents then unspecified).
+ */
+int sp_aead_open(enum sp_noise_aead a, const uint8_t k[SP_KEY_LEN], uint64_t n,
+		 const uint8_t *ad, size_t ad_len, const uint8_t *in, size_t len, uint8_t *out);
 
 /*
  * Transport encryption with an empty associated data (Noise 5.1 EncryptWithAd).
@@ -97,7 +147,10 @@ int sp_noise_decrypt(struct sp_noise_cipher *c, uint8_t *buf, size_t len, size_t
  * pieces are encrypted together at flush/end (one keystream call for many
  * small pieces, the XOR fused with the move into out, one Poly1305 pass over
  * the whole ciphertext at end). Piece-by-piece ChaCha20 and Poly1305 calls
- * cost 1.5-3.8x one bulk AEAD for small frames.
+ * cost 1.5-3.8x one bulk AEAD for small frames. With AESGCM (libsodium has
+ * no incremental AES-GCM) a flush moves the pending plaintext into place in
+ * out and end encrypts the whole message there in one call; until end, out
+ * holds plaintext, as it does for a piece written in place.
  *
  *   begin: out is caller-owned and must stay valid (and unmoved) until end;
  *          cap bytes. The cipher must not be used otherwise until end/abort.
@@ -144,7 +197,9 @@ void sp_noise_transport_wipe(struct sp_noise_transport *t);
 
 /*
  * REKEY (Noise 4.2 / 11.3): k = the first 32 bytes of
- * ENCRYPT(k, 2^64 - 1, empty ad, 32 zero bytes); n is not changed. Every
+ * ENCRYPT(k, 2^64 - 1, empty ad, 32 zero bytes) with the cipher's own AEAD
+ * (neither ChaChaPoly nor AESGCM defines a REKEY of its own); n is not
+ * changed. Every
  * transport function above calls it by itself after the message that
  * completes SP_REKEY_MESSAGES (or rekey_every) messages under one key, on
  * both sides, so callers never need to; it is public for tests and for

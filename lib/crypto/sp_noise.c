@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * sp_noise.c: Noise revision 34, suite 25519_ChaChaPoly_BLAKE2b, patterns
- * NN, NK, N, K, X, IK, XX, on libsodium.
+ * sp_noise.c: Noise revision 34, suites 25519_ChaChaPoly_BLAKE2b and
+ * 25519_AESGCM_BLAKE2b, patterns NN, NK, N, K, X, IK, XX, on libsodium.
  *
  * The handshake is driven by message-pattern token tables (one row per
  * message, read beside the spec's pattern notation). Every handshake step
@@ -27,8 +27,12 @@ enum token { T_END = 0, T_E, T_S, T_EE, T_ES, T_SE, T_SS };
 
 enum { MSGS_MAX = 3, TOKENS_MAX = 4 };
 
+/* The protocol name of each suite, indexed by enum sp_noise_aead. */
+#define NAMES(p) { "Noise_" p "_25519_ChaChaPoly_BLAKE2b", "Noise_" p "_25519_AESGCM_BLAKE2b" }
+enum { N_AEADS = 2 };
+
 struct pattern_def {
-	const char *name;
+	const char *name[N_AEADS];
 	bool pre_init_s;                /* pre-message "-> s" */
 	bool pre_resp_s;                /* pre-message "<- s" */
 	bool one_way;
@@ -38,7 +42,7 @@ struct pattern_def {
 
 static const struct pattern_def patterns[] = {
 	[SP_NOISE_NN] = {
-		.name = "Noise_NN_25519_ChaChaPoly_BLAKE2b",
+		.name = NAMES("NN"),
 		.n_msgs = 2,
 		.msgs = {
 			{ T_E },                        /* -> e */
@@ -46,7 +50,7 @@ static const struct pattern_def patterns[] = {
 		},
 	},
 	[SP_NOISE_NK] = {
-		.name = "Noise_NK_25519_ChaChaPoly_BLAKE2b",
+		.name = NAMES("NK"),
 		.pre_resp_s = true,                     /* <- s ... */
 		.n_msgs = 2,
 		.msgs = {
@@ -55,7 +59,7 @@ static const struct pattern_def patterns[] = {
 		},
 	},
 	[SP_NOISE_N] = {
-		.name = "Noise_N_25519_ChaChaPoly_BLAKE2b",
+		.name = NAMES("N"),
 		.pre_resp_s = true,                     /* <- s ... */
 		.one_way = true,
 		.n_msgs = 1,
@@ -64,7 +68,7 @@ static const struct pattern_def patterns[] = {
 		},
 	},
 	[SP_NOISE_K] = {
-		.name = "Noise_K_25519_ChaChaPoly_BLAKE2b",
+		.name = NAMES("K"),
 		.pre_init_s = true,                     /* -> s */
 		.pre_resp_s = true,                     /* <- s ... */
 		.one_way = true,
@@ -74,7 +78,7 @@ static const struct pattern_def patterns[] = {
 		},
 	},
 	[SP_NOISE_X] = {
-		.name = "Noise_X_25519_ChaChaPoly_BLAKE2b",
+		.name = NAMES("X"),
 		.pre_resp_s = true,                     /* <- s ... */
 		.one_way = true,
 		.n_msgs = 1,
@@ -83,7 +87,7 @@ static const struct pattern_def patterns[] = {
 		},
 	},
 	[SP_NOISE_IK] = {
-		.name = "Noise_IK_25519_ChaChaPoly_BLAKE2b",
+		.name = NAMES("IK"),
 		.pre_resp_s = true,                     /* <- s ... */
 		.n_msgs = 2,
 		.msgs = {
@@ -92,7 +96,7 @@ static const struct pattern_def patterns[] = {
 		},
 	},
 	[SP_NOISE_XX] = {
-		.name = "Noise_XX_25519_ChaChaPoly_BLAKE2b",
+		.name = NAMES("XX"),
 		.n_msgs = 3,
 		.msgs = {
 			{ T_E },                        /* -> e */
@@ -113,19 +117,36 @@ static const struct pattern_def *pattern_get(enum sp_noise_pattern p)
 
 const char *sp_noise_protocol_name(enum sp_noise_pattern p)
 {
+	return sp_noise_suite_name(p, SP_NOISE_CHACHAPOLY);
+}
+
+const char *sp_noise_suite_name(enum sp_noise_pattern p, enum sp_noise_aead a)
+{
 	const struct pattern_def *d = pattern_get(p);
 
-	return d ? d->name : NULL;
+	return d && (unsigned)a < N_AEADS ? d->name[a] : NULL;
 }
 
 int sp_noise_pattern_from_name(const char *name, enum sp_noise_pattern *out)
 {
-	if (!name || !out)
+	enum sp_noise_aead a;
+	int ret = sp_noise_suite_from_name(name, out, &a);
+
+	return ret == 0 && a != SP_NOISE_CHACHAPOLY ? -EINVAL : ret;
+}
+
+int sp_noise_suite_from_name(const char *name, enum sp_noise_pattern *p,
+			     enum sp_noise_aead *a)
+{
+	if (!name || !p || !a)
 		return -EINVAL;
 	for (unsigned i = 0; i < N_PATTERNS; i++) {
-		if (strcmp(name, patterns[i].name) == 0) {
-			*out = (enum sp_noise_pattern)i;
-			return 0;
+		for (unsigned j = 0; j < N_AEADS; j++) {
+			if (strcmp(name, patterns[i].name[j]) == 0) {
+				*p = (enum sp_noise_pattern)i;
+				*a = (enum sp_noise_aead)j;
+				return 0;
+			}
 		}
 	}
 	return -EINVAL;
@@ -236,15 +257,13 @@ static void mix_key(struct sp_noise_symmetric *ss, const uint8_t *ikm, size_t le
 static int encrypt_and_hash(struct sp_noise_symmetric *ss, const uint8_t *plain, size_t len,
 			    uint8_t *out)
 {
-	uint8_t nonce[12];
 	size_t out_len = len;
 
 	if (ss->cs.has_key) {
 		if (ss->cs.n == UINT64_MAX)
 			return -EOVERFLOW;
-		sp_aead_nonce(nonce, ss->cs.n);
-		crypto_aead_chacha20poly1305_ietf_encrypt(out, NULL, plain, len, ss->h,
-							  SP_HASH_LEN, NULL, nonce, ss->cs.k);
+		sp_aead_seal((enum sp_noise_aead)ss->cs.aead, ss->cs.k, ss->cs.n, ss->h, SP_HASH_LEN,
+			     plain, len, out);
 		ss->cs.n++;
 		out_len += SP_TAG_LEN;
 	} else if (len) {
@@ -262,7 +281,6 @@ static int decrypt_and_hash(struct sp_noise_symmetric *ss, const uint8_t *ct, si
 			    uint8_t *plain)
 {
 	uint8_t h[SP_HASH_LEN];
-	uint8_t nonce[12];
 	int ret = 0;
 
 	hash2(h, ss->h, SP_HASH_LEN, ct, len);
@@ -275,9 +293,8 @@ static int decrypt_and_hash(struct sp_noise_symmetric *ss, const uint8_t *ct, si
 			ret = -EOVERFLOW;
 			goto out;
 		}
-		sp_aead_nonce(nonce, ss->cs.n);
-		if (crypto_aead_chacha20poly1305_ietf_decrypt(plain, NULL, NULL, ct, len, ss->h,
-							      SP_HASH_LEN, nonce, ss->cs.k) != 0) {
+		if (sp_aead_open((enum sp_noise_aead)ss->cs.aead, ss->cs.k, ss->cs.n, ss->h,
+				 SP_HASH_LEN, ct, len, plain)) {
 			ret = -EBADMSG;
 			goto out;
 		}
@@ -351,14 +368,24 @@ static void fail(struct sp_noise_handshake *hs)
 }
 
 static int init_common(struct sp_noise_handshake *hs, enum sp_noise_pattern p,
-		       enum sp_noise_role r, const uint8_t *prologue, size_t prologue_len,
-		       const uint8_t *s_priv, const uint8_t *s_pub, const uint8_t *rs, bool borrow);
+		       enum sp_noise_aead a, enum sp_noise_role r, const uint8_t *prologue,
+		       size_t prologue_len, const uint8_t *s_priv, const uint8_t *s_pub,
+		       const uint8_t *rs, bool borrow);
 
 int sp_noise_handshake_init(struct sp_noise_handshake *hs, enum sp_noise_pattern p,
 			    enum sp_noise_role r, const uint8_t *prologue, size_t prologue_len,
 			    const uint8_t *s_priv, const uint8_t *rs)
 {
-	return init_common(hs, p, r, prologue, prologue_len, s_priv, NULL, rs, false);
+	return init_common(hs, p, SP_NOISE_CHACHAPOLY, r, prologue, prologue_len, s_priv, NULL,
+			   rs, false);
+}
+
+int sp_noise_handshake_init_aead(struct sp_noise_handshake *hs, enum sp_noise_pattern p,
+				 enum sp_noise_aead a, enum sp_noise_role r,
+				 const uint8_t *prologue, size_t prologue_len,
+				 const uint8_t *s_priv, const uint8_t *rs)
+{
+	return init_common(hs, p, a, r, prologue, prologue_len, s_priv, NULL, rs, false);
 }
 
 int sp_noise_handshake_init_keyed(struct sp_noise_handshake *hs, enum sp_noise_pattern p,
@@ -366,15 +393,27 @@ int sp_noise_handshake_init_keyed(struct sp_noise_handshake *hs, enum sp_noise_p
 				  size_t prologue_len, const uint8_t *s_priv,
 				  const uint8_t *s_pub, const uint8_t *rs)
 {
-	return init_common(hs, p, r, prologue, prologue_len, s_priv, s_pub, rs, true);
+	return init_common(hs, p, SP_NOISE_CHACHAPOLY, r, prologue, prologue_len, s_priv, s_pub,
+			   rs, true);
+}
+
+int sp_noise_handshake_init_keyed_aead(struct sp_noise_handshake *hs, enum sp_noise_pattern p,
+				       enum sp_noise_aead a, enum sp_noise_role r,
+				       const uint8_t *prologue, size_t prologue_len,
+				       const uint8_t *s_priv, const uint8_t *s_pub,
+				       const uint8_t *rs)
+{
+	return init_common(hs, p, a, r, prologue, prologue_len, s_priv, s_pub, rs, true);
 }
 
 static int init_common(struct sp_noise_handshake *hs, enum sp_noise_pattern p,
-		       enum sp_noise_role r, const uint8_t *prologue, size_t prologue_len,
-		       const uint8_t *s_priv, const uint8_t *s_pub, const uint8_t *rs, bool borrow)
+		       enum sp_noise_aead a, enum sp_noise_role r, const uint8_t *prologue,
+		       size_t prologue_len, const uint8_t *s_priv, const uint8_t *s_pub,
+		       const uint8_t *rs, bool borrow)
 {
 	const struct pattern_def *d = pattern_get(p);
 	bool initiator = r == SP_NOISE_INITIATOR;
+	const char *name;
 	size_t name_len;
 	int ret = 0;
 
@@ -382,12 +421,18 @@ static int init_common(struct sp_noise_handshake *hs, enum sp_noise_pattern p,
 		return -EINVAL;
 	sodium_memzero(hs, sizeof(*hs));
 	if (!d || (r != SP_NOISE_INITIATOR && r != SP_NOISE_RESPONDER) ||
-	    (prologue_len && !prologue)) {
+	    (prologue_len && !prologue) || (unsigned)a >= N_AEADS) {
 		ret = -EINVAL;
+		goto out;
+	}
+	/* libsodium's AES-GCM needs AES-NI: without it there is no AESGCM. */
+	if (!sp_noise_aead_available(a)) {
+		ret = -ENOTSUP;
 		goto out;
 	}
 	hs->pattern = p;
 	hs->role = r;
+	hs->ss.cs.aead = (uint8_t)a;
 
 	if (side_needs_s(d, initiator)) {
 		if (!s_priv) {
@@ -414,12 +459,14 @@ static int init_common(struct sp_noise_handshake *hs, enum sp_noise_pattern p,
 		hs->has_rs = true;
 	}
 
-	/* InitializeSymmetric(protocol_name) */
-	name_len = strlen(d->name);
+	/* InitializeSymmetric(protocol_name): the cipher is in the name, so a
+	 * peer that negotiated the other one derives other keys. */
+	name = d->name[a];
+	name_len = strlen(name);
 	if (name_len <= SP_HASH_LEN)
-		memcpy(hs->ss.h, d->name, name_len); /* rest already zero */
+		memcpy(hs->ss.h, name, name_len); /* rest already zero */
 	else
-		hash2(hs->ss.h, (const uint8_t *)d->name, name_len, NULL, 0);
+		hash2(hs->ss.h, (const uint8_t *)name, name_len, NULL, 0);
 	memcpy(hs->ss.ck, hs->ss.h, SP_HASH_LEN);
 	/* MixHash(prologue) */
 	mix_hash(&hs->ss, prologue, prologue_len);
@@ -652,6 +699,7 @@ int sp_noise_handshake_split(struct sp_noise_handshake *hs, struct sp_noise_tran
 	init = is_initiator(hs);
 
 	sodium_memzero(t, sizeof(*t));
+	t->tx.aead = t->rx.aead = hs->ss.cs.aead;
 	hkdf2(k1, k2, hs->ss.ck, NULL, 0);
 	/* k1 carries initiator -> responder, k2 the other way (HASHLEN 64: truncate). */
 	cipher_set_key(init ? &t->tx : &t->rx, k1);

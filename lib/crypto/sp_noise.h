@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sp_noise.h: the Noise Protocol Framework (revision 34) for
- * Noise_{IK,XX,X}_25519_ChaChaPoly_BLAKE2b, on libsodium primitives.
+ * Noise_{NN,NK,N,K,X,IK,XX}_25519_{ChaChaPoly,AESGCM}_BLAKE2b, on libsodium
+ * primitives (AESGCM only where the CPU has AES-NI: sp_noise_aead_available).
  *
  * Layering: this module sees plaintext and ciphertext buffers only; it knows
  * nothing of sockets, length prefixes or frames. The transport ciphers (what
@@ -19,6 +20,7 @@
  *   -EMSGSIZE  output buffer too small, or message too long / too short
  *   -EBADMSG   authentication failed (tag mismatch), or invalid public key
  *   -EOVERFLOW nonce exhausted
+ *   -ENOTSUP   AESGCM asked for on a CPU without AES-NI (init)
  * After any error from a handshake read/write, the handshake is in
  * SP_NOISE_HS_FAILED and must only be wiped.
  */
@@ -83,8 +85,14 @@ struct sp_noise_handshake {
 
 /* The full protocol name, e.g. "Noise_IK_25519_ChaChaPoly_BLAKE2b". */
 const char *sp_noise_protocol_name(enum sp_noise_pattern p);
-/* Parses a protocol name; only the *_25519_ChaChaPoly_BLAKE2b suite is known. */
+/* The same for either cipher, e.g. "Noise_IK_25519_AESGCM_BLAKE2b"; NULL
+ * for an unknown pattern or cipher. */
+const char *sp_noise_suite_name(enum sp_noise_pattern p, enum sp_noise_aead a);
+/* Parses a protocol name; only the *_25519_ChaChaPoly_BLAKE2b suite. */
 int sp_noise_pattern_from_name(const char *name, enum sp_noise_pattern *out);
+/* Parses a protocol name of either suite (ChaChaPoly or AESGCM). */
+int sp_noise_suite_from_name(const char *name, enum sp_noise_pattern *p,
+			     enum sp_noise_aead *a);
 
 /*
  * Starts a handshake. prologue is borrowed for the call only.
@@ -96,6 +104,13 @@ int sp_noise_pattern_from_name(const char *name, enum sp_noise_pattern *out);
 int sp_noise_handshake_init(struct sp_noise_handshake *hs, enum sp_noise_pattern p,
 			    enum sp_noise_role r, const uint8_t *prologue, size_t prologue_len,
 			    const uint8_t *s_priv, const uint8_t *rs);
+
+/* The same with the cipher of the suite chosen (the plain init is
+ * ChaChaPoly). -ENOTSUP: AESGCM where the CPU cannot (no state to wipe). */
+int sp_noise_handshake_init_aead(struct sp_noise_handshake *hs, enum sp_noise_pattern p,
+				 enum sp_noise_aead a, enum sp_noise_role r,
+				 const uint8_t *prologue, size_t prologue_len,
+				 const uint8_t *s_priv, const uint8_t *rs);
 
 /*
  * The same, for a side that starts many handshakes with one static key (the
@@ -112,6 +127,12 @@ int sp_noise_handshake_init_keyed(struct sp_noise_handshake *hs, enum sp_noise_p
 				  enum sp_noise_role r, const uint8_t *prologue,
 				  size_t prologue_len, const uint8_t *s_priv,
 				  const uint8_t *s_pub, const uint8_t *rs);
+/* init_keyed with the suite's cipher chosen, as init_aead. */
+int sp_noise_handshake_init_keyed_aead(struct sp_noise_handshake *hs, enum sp_noise_pattern p,
+				       enum sp_noise_aead a, enum sp_noise_role r,
+				       const uint8_t *prologue, size_t prologue_len,
+				       const uint8_t *s_priv, const uint8_t *s_pub,
+				       const uint8_t *rs);
 
 /*
  * Test vectors only: fixes the ephemeral private key instead of drawing a

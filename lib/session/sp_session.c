@@ -317,17 +317,23 @@ static int connect_pattern(struct sp_session *s, const struct sp_session_env *en
 	s->env = env;
 	s->role = SP_SESSION_INITIATOR;
 	s->pattern = pattern;
+	s->aead = env->propose_aead;
 	memcpy(s->pre, SP_PREAMBLE_MAGIC, 4);
 	s->pre[4] = SP_PROTOCOL_VERSION;
 	s->pre[5] = s->pattern;
+	s->pre[6] = s->aead == SP_NOISE_AESGCM ? SP_PREAMBLE_CIPHER_AESGCM
+					       : SP_PREAMBLE_CIPHER_CHACHAPOLY;
 	s->pre_len = SP_PREAMBLE_LEN;
 	s->state = SP_SESSION_HANDSHAKE;
 	s->hs = secret_alloc(s, sizeof(*s->hs));
 	if (!s->hs)
 		return -ENOMEM;
-	/* The prologue is the preamble exactly, as the responder takes it. */
-	ret = sp_noise_handshake_init(s->hs, noise_pattern(s), SP_NOISE_INITIATOR, s->pre,
-				      SP_PREAMBLE_LEN, static_priv, server_key);
+	/* The prologue is the preamble exactly, as the responder takes it,
+	 * and the cipher is in the protocol name: a preamble whose cipher
+	 * byte was changed in transit fails the handshake twice over. */
+	ret = sp_noise_handshake_init_aead(s->hs, noise_pattern(s), (enum sp_noise_aead)s->aead,
+					   SP_NOISE_INITIATOR, s->pre, SP_PREAMBLE_LEN,
+					   static_priv, server_key);
 	if (ret)
 		goto fail;
 	/* IK: e, es, s, ss + ClientHello.  NK: e, es + ClientHello.
@@ -348,16 +354,47 @@ fail:
 	return ret;
 }
 
+/* The answer to a cipher we do not offer: "SEAL", version, the pattern,
+ * cipher ChaChaPoly, 0 (PROTOCOL.md 2), queued; the session drains and
+ * ends. Unauthenticated, like the preamble: a forged one only makes the
+ * client speak ChaChaPoly, which it would have accepted anyway. */
+static enum sp_close_reason refuse_cipher(struct sp_session *s)
+{
+	struct sp_txchunk *ch = sp_txq_space(&s->q, s->env->pool, SP_PREAMBLE_LEN);
+	uint8_t *p;
+
+	if (!ch)
+		return SP_CLOSE_NOMEM;
+	p = ch->data + ch->tail;
+	memcpy(p, SP_PREAMBLE_MAGIC, 4);
+	p[4] = SP_PROTOCOL_VERSION;
+	p[5] = s->pattern;
+	p[6] = SP_PREAMBLE_CIPHER_CHACHAPOLY;
+	p[7] = 0;
+	sp_txq_wrote(&s->q, SP_PREAMBLE_LEN);
+	sp_txq_finish(&s->q);
+	return SP_CLOSE_CIPHER_REFUSED;
+}
+
 static enum sp_close_reason on_preamble(struct sp_session *s)
 {
 	const uint8_t *p = s->pre;
 
-	if (memcmp(p, SP_PREAMBLE_MAGIC, 4) != 0 || p[4] != SP_PROTOCOL_VERSION || p[6] || p[7])
+	if (memcmp(p, SP_PREAMBLE_MAGIC, 4) != 0 || p[4] != SP_PROTOCOL_VERSION || p[7])
 		return SP_CLOSE_BAD_PREAMBLE;
 	if (p[5] != SP_PREAMBLE_PATTERN_IK && p[5] != SP_PREAMBLE_PATTERN_XX &&
 	    p[5] != SP_PREAMBLE_PATTERN_NK)
 		return SP_CLOSE_BAD_PREAMBLE;
+	if (p[6] != SP_PREAMBLE_CIPHER_CHACHAPOLY && p[6] != SP_PREAMBLE_CIPHER_AESGCM)
+		return SP_CLOSE_BAD_PREAMBLE;
 	s->pattern = p[5];
+	if (p[6] == SP_PREAMBLE_CIPHER_AESGCM) {
+		/* accept_aesgcm is the owner's word that the CPU can; checked
+		 * again so that no env can make the handshake fail late. */
+		if (!s->env->accept_aesgcm || !sp_noise_aead_available(SP_NOISE_AESGCM))
+			return refuse_cipher(s);
+		s->aead = SP_NOISE_AESGCM;
+	}
 	/* Zeroed: SP_NOISE_HS_EMPTY tells responder_message to initialise it
 	 * with its first message, so a peer that stops after the preamble
 	 * costs no key work. */
@@ -374,9 +411,10 @@ static enum sp_close_reason responder_init(struct sp_session *s)
 
 	/* The prologue is the preamble exactly, so a downgrade of the pattern
 	 * byte in transit breaks the handshake. */
-	if (sp_noise_handshake_init_keyed(s->hs, noise_pattern(s), SP_NOISE_RESPONDER, s->pre,
-					  SP_PREAMBLE_LEN, env->static_priv,
-					  env->has_static_pub ? env->static_pub : NULL, NULL))
+	if (sp_noise_handshake_init_keyed_aead(s->hs, noise_pattern(s), (enum sp_noise_aead)s->aead,
+					       SP_NOISE_RESPONDER, s->pre, SP_PREAMBLE_LEN,
+					       env->static_priv,
+					       env->has_static_pub ? env->static_pub : NULL, NULL))
 		return SP_CLOSE_INTERNAL;
 	return SP_CLOSE_NONE;
 }
@@ -546,6 +584,11 @@ static enum sp_close_reason check_len(const struct sp_session *s, size_t len)
 {
 	if (len == 0)
 		return SP_CLOSE_BAD_LENGTH;
+	/* The broker's refusal of the cipher we proposed, instead of message 2. */
+	if (s->role == SP_SESSION_INITIATOR && s->state == SP_SESSION_HANDSHAKE &&
+	    s->aead != SP_NOISE_CHACHAPOLY && len == SP_PREAMBLE_REFUSAL_PREFIX &&
+	    s->hs && s->hs->msg_index == 1)
+		return SP_CLOSE_CIPHER_REFUSED;
 	if ((s->state == SP_SESSION_HANDSHAKE || !s->proven) && len > SP_HANDSHAKE_MSG_MAX)
 		return SP_CLOSE_BAD_LENGTH;
 	if (s->role == SP_SESSION_INITIATOR && len < SP_TAG_LEN)

@@ -91,6 +91,7 @@ struct sp_session {
 	bool proven;
 	bool halted;                    /* sp_session_halt: the rest of the input is dropped */
 	bool tx_open;                   /* tx holds an open outbound transport message */
+	uint8_t aead;                   /* enum sp_noise_aead: preamble byte 6 (initiator: proposed) */
 
 	/* rx */
 	uint8_t pre[SP_PREAMBLE_LEN];
@@ -175,17 +176,30 @@ struct sp_session_env {
 	 * the protocol's value. Anything else is for tests only (both peers
 	 * must use the same value, see sp_noise_transport_set_rekey). */
 	uint64_t rekey_every;
+	/* Initiator: the cipher its preamble proposes (enum sp_noise_aead;
+	 * SP_NOISE_CHACHAPOLY = 0 is what every client sent before there was
+	 * a choice). AESGCM on a CPU without it: connect gives -ENOTSUP. */
+	uint8_t propose_aead;
+	/* Responder: whether a preamble proposing AESGCM is taken (the
+	 * owner sets it only where sp_noise_aead_available says the CPU
+	 * can, and its configuration allows it); otherwise such a client
+	 * gets the refusal preamble and the session ends with
+	 * SP_CLOSE_CIPHER_REFUSED once it has drained. */
+	bool accept_aesgcm;
 };
 
 /* A responder session for a fresh connection, in SP_SESSION_PREAMBLE. */
 void sp_session_accept(struct sp_session *s, const struct sp_session_env *env);
 
 /*
- * An initiator session: queues the preamble and handshake message 1 (take
- * them with sp_session_tx_peek). static_priv: this device's key, copied
+ * An initiator session: queues the preamble (proposing env->propose_aead)
+ * and handshake message 1 (take them with sp_session_tx_peek). If the
+ * broker refuses the cipher, sp_session_rx returns
+ * SP_CLOSE_CIPHER_REFUSED: connect again with ChaChaPoly. static_priv: this device's key, copied
  * into the handshake (borrowed for the call). server_key: the broker's
  * static public key (borrowed for the call): IK; NULL: XX.
- * 0, -ENOMEM, -EINVAL (a bad key), or an sp_noise error; on error the
+ * 0, -ENOMEM, -EINVAL (a bad key), -ENOTSUP (AESGCM proposed on a CPU
+ * without AES-NI), or an sp_noise error; on error the
  * session is wiped (call sp_session_release).
  */
 int sp_session_connect(struct sp_session *s, const struct sp_session_env *env,

@@ -16,7 +16,7 @@ enum sp_wire {
 	SP_KEY_LEN = 32,                /* X25519 public or private key */
 	SP_HASH_LEN = 64,               /* BLAKE2b-512 */
 	SP_TAG_LEN = 16,                /* ChaCha20-Poly1305 tag */
-	SP_PREAMBLE_LEN = 8,            /* "SEAL", version, pattern, 2 reserved */
+	SP_PREAMBLE_LEN = 8,            /* "SEAL", version, pattern, cipher, 1 reserved */
 	SP_LEN_PREFIX = 2,              /* big-endian length before every Noise message */
 	SP_NOISE_MSG_MAX = 65535,       /* a Noise message, tag included */
 	SP_TRANSPORT_PLAINTEXT_MAX = SP_NOISE_MSG_MAX - SP_TAG_LEN, /* 65519 */
@@ -44,6 +44,16 @@ enum sp_preamble {
 	/* Noise_NK_25519_ChaChaPoly_BLAKE2b: an anonymous, send-only
 	 * connection (PROTOCOL.md 14): the broker learns no device key. */
 	SP_PREAMBLE_PATTERN_NK = 3,
+	/* Byte 6, the cipher the client proposes (PROTOCOL.md 2): 00 is
+	 * ChaChaPoly, what every client before it sent as "reserved". */
+	SP_PREAMBLE_CIPHER_CHACHAPOLY = 0,  /* Noise_*_25519_ChaChaPoly_BLAKE2b */
+	SP_PREAMBLE_CIPHER_AESGCM = 1,      /* Noise_*_25519_AESGCM_BLAKE2b */
+	/* The broker's answer to a cipher it will not speak: these 8 bytes
+	 * ("SEAL", version, the pattern, cipher 00, 00), then it closes.
+	 * Its first two bytes read as a length prefix (0x5345 = 21317) are
+	 * longer than any handshake message, so an initiator tells it apart
+	 * from message 2 by them. */
+	SP_PREAMBLE_REFUSAL_PREFIX = 0x5345,
 };
 
 /* The seal (end-to-end envelope) format version: first byte of every sealed body. */

@@ -3,12 +3,16 @@
  * fuzz_session.c: everything a peer can send to one session (lib/session),
  * in either role: the byte stream cut into receive buffers at any points.
  *
- * Input: byte 0 selects the mode (session_peer.h, low two bits), byte 1 the
- * receive-buffer size (1..256).
+ * Input: byte 0 selects the mode (session_peer.h, low two bits) and the
+ * cipher (bit 2: AESGCM, where the CPU has AES-NI; else ChaChaPoly), byte 1
+ * the receive-buffer size (1..256).
  *   responder raw:  the rest is raw bytes from the first byte of the
- *                   connection (preamble, length prefixes, handshake);
- *   initiator raw:  an XX initiator that sent its message 1 reads the rest
- *                   (message 2, length prefixes);
+ *                   connection (preamble, length prefixes, handshake); the
+ *                   responder takes AESGCM (or refuses it, with bit 2
+ *                   clear), so the preamble's cipher byte picks the suite;
+ *   initiator raw:  an XX initiator that sent its message 1 (proposing the
+ *                   cipher of bit 2) reads the rest (message 2, length
+ *                   prefixes, the refusal preamble);
  *   established:    the session is established first (a real IK handshake
  *                   between two sessions with fixed keys, done once and
  *                   snapshotted); the rest is records (session_peer.h), each
@@ -31,17 +35,21 @@
 
 enum { ECHO_MAX = 64 };
 
-static struct {
-	bool ready;
+/* One cipher's sessions (index: enum sp_noise_aead). */
+static struct snapshot {
 	struct sp_session resp;         /* established, no output queued */
 	struct sp_session init;         /* established, no output queued */
 	struct sp_session init_hs;      /* XX message 1 sent, waiting for message 2 */
 	struct sp_noise_transport to_resp;  /* the initiator's ciphers, for resp */
 	struct sp_noise_transport to_init;  /* the responder's ciphers, for init */
-} snap;
+} snaps[2];
+static bool ready;
+static unsigned n_aeads;                /* 2, or 1 without AES-NI */
 
 static struct sp_txpool pool;
-static struct sp_session_env renv, ienv;
+/* renv[a]: a responder that takes AESGCM iff a is AESGCM; ienv[a]
+ * proposes cipher a. */
+static struct sp_session_env renv[2], ienv[2];
 static uint8_t echo_body[ECHO_MAX][SP_BODY_MAX];
 static size_t echo_len[ECHO_MAX];
 static uint64_t pongs[ECHO_MAX];
@@ -167,50 +175,67 @@ static enum sp_close_reason pass(struct sp_session *from, struct sp_session *to)
 	return sp_session_rx(to, buf, n);
 }
 
-static void setup(void)
+static void setup_env(enum sp_noise_aead a)
+{
+	struct sp_session_env *r = &renv[a], *i = &ienv[a];
+
+	r->static_priv = fuzz_server_s;
+	r->hello = (struct sp_hello){ .protocol_version = 1, .max_envelope = SP_BODY_MAX,
+				      .max_transport = SP_TRANSPORT_PLAINTEXT_MAX };
+	r->pool = &pool;
+	r->hooks.established = on_established;
+	r->hooks.frame = resp_frame;
+	r->accept_aesgcm = a == SP_NOISE_AESGCM;
+	i->hello.protocol_version = 1;
+	i->pool = &pool;
+	i->hooks.established = on_established;
+	i->hooks.frame = init_frame;
+	i->hooks.server_hello = server_hello;
+	i->propose_aead = (uint8_t)a;
+}
+
+static void setup_snapshot(struct snapshot *sn, enum sp_noise_aead a)
 {
 	uint8_t server_pub[SP_KEY_LEN];
 	struct sp_session throwaway;
 
-	check(sodium_init() >= 0);
-	sp_txpool_init(&pool, 8);
-	renv.static_priv = fuzz_server_s;
-	renv.hello = (struct sp_hello){ .protocol_version = 1, .max_envelope = SP_BODY_MAX,
-					.max_transport = SP_TRANSPORT_PLAINTEXT_MAX };
-	renv.pool = &pool;
-	renv.hooks.established = on_established;
-	renv.hooks.frame = resp_frame;
-	ienv.hello.protocol_version = 1;
-	ienv.pool = &pool;
-	ienv.hooks.established = on_established;
-	ienv.hooks.frame = init_frame;
-	ienv.hooks.server_hello = server_hello;
-
 	check(sp_noise_public_key(server_pub, fuzz_server_s) == 0);
-	sp_session_accept(&snap.resp, &renv);
-	check(sp_session_connect(&snap.init, &ienv, fuzz_client_s, server_pub) == 0);
-	check(pass(&snap.init, &snap.resp) == SP_CLOSE_NONE);
-	check(pass(&snap.resp, &snap.init) == SP_CLOSE_NONE);
-	check(snap.resp.state == SP_SESSION_ESTABLISHED && snap.init.state == SP_SESSION_ESTABLISHED);
-	check(snap.resp.q.head == NULL && snap.init.q.head == NULL);
+	sp_session_accept(&sn->resp, &renv[a]);
+	check(sp_session_connect(&sn->init, &ienv[a], fuzz_client_s, server_pub) == 0);
+	check(pass(&sn->init, &sn->resp) == SP_CLOSE_NONE);
+	check(pass(&sn->resp, &sn->init) == SP_CLOSE_NONE);
+	check(sn->resp.state == SP_SESSION_ESTABLISHED && sn->init.state == SP_SESSION_ESTABLISHED);
+	check(sn->resp.aead == a && sn->init.keys->t.tx.aead == a);
+	check(sn->resp.q.head == NULL && sn->init.q.head == NULL);
 	{
 		/* The IK proof, an empty transport message, as libsealpost sends
 		 * it: the responder is proven, so it takes any message size. */
 		uint8_t proof[SP_LEN_PREFIX + SP_TAG_LEN] = { 0, SP_TAG_LEN };
 
-		check(sp_noise_encrypt(&snap.init.keys->t.tx, proof + SP_LEN_PREFIX, 0) == 0);
-		check(sp_session_rx(&snap.resp, proof, sizeof(proof)) == SP_CLOSE_NONE);
-		check(snap.resp.proven);
+		check(sp_noise_encrypt(&sn->init.keys->t.tx, proof + SP_LEN_PREFIX, 0) == 0);
+		check(sp_session_rx(&sn->resp, proof, sizeof(proof)) == SP_CLOSE_NONE);
+		check(sn->resp.proven);
 	}
-	snap.to_resp = snap.init.keys->t;
-	snap.to_init = snap.resp.keys->t;
+	sn->to_resp = sn->init.keys->t;
+	sn->to_init = sn->resp.keys->t;
 
-	check(sp_session_connect(&snap.init_hs, &ienv, fuzz_client_s, NULL) == 0);
+	check(sp_session_connect(&sn->init_hs, &ienv[a], fuzz_client_s, NULL) == 0);
 	/* Its message 1 goes nowhere: the fuzzer plays the responder. */
-	sp_session_accept(&throwaway, &renv);
-	check(pass(&snap.init_hs, &throwaway) == SP_CLOSE_NONE);
+	sp_session_accept(&throwaway, &renv[a]);
+	check(pass(&sn->init_hs, &throwaway) == SP_CLOSE_NONE);
 	sp_session_release(&throwaway);
-	snap.ready = true;
+}
+
+static void setup(void)
+{
+	check(sodium_init() >= 0);
+	sp_txpool_init(&pool, 8);
+	n_aeads = sp_noise_aead_available(SP_NOISE_AESGCM) ? 2 : 1;
+	for (unsigned a = 0; a < n_aeads; a++) {
+		setup_env((enum sp_noise_aead)a);
+		setup_snapshot(&snaps[a], (enum sp_noise_aead)a);
+	}
+	ready = true;
 }
 
 /* Feeds bytes in receive buffers of `step` bytes, each from its own copy. */
@@ -229,29 +254,32 @@ static enum sp_close_reason feed(struct sp_session *c, const uint8_t *data, size
 	return r;
 }
 
-static void run_raw(bool initiator, const uint8_t *data, size_t size, size_t step)
+static void run_raw(unsigned a, bool initiator, const uint8_t *data, size_t size, size_t step)
 {
+	const struct snapshot *sn = &snaps[a];
 	struct sp_session c;
 
 	if (initiator) {
 		/* The snapshot's handshake state is on the heap: each run its own copy. */
-		c = snap.init_hs;
+		c = sn->init_hs;
 		c.hs = malloc(sizeof(*c.hs));
 		check(c.hs != NULL);
-		memcpy(c.hs, snap.init_hs.hs, sizeof(*c.hs));
+		memcpy(c.hs, sn->init_hs.hs, sizeof(*c.hs));
 	} else {
-		sp_session_accept(&c, &renv);
+		sp_session_accept(&c, &renv[a]);
 	}
 	feed(&c, data, size, step);
 	drain(&c, NULL, initiator);
 	sp_session_release(&c);
 }
 
-static void run_established(bool initiator, const uint8_t *data, size_t size, size_t step)
+static void run_established(unsigned a, bool initiator, const uint8_t *data, size_t size,
+			    size_t step)
 {
 	static uint8_t wire[SP_LEN_PREFIX + SP_NOISE_MSG_MAX];
-	struct sp_noise_transport peer = initiator ? snap.to_init : snap.to_resp;
-	struct sp_session c = initiator ? snap.init : snap.resp;
+	const struct snapshot *sn = &snaps[a];
+	struct sp_noise_transport peer = initiator ? sn->to_init : sn->to_resp;
+	struct sp_session c = initiator ? sn->init : sn->resp;
 	enum sp_close_reason r = SP_CLOSE_NONE;
 	size_t off = 0;
 
@@ -259,7 +287,7 @@ static void run_established(bool initiator, const uint8_t *data, size_t size, si
 	 * run its own copy, freed by sp_session_release. */
 	c.keys = malloc(sizeof(*c.keys));
 	check(c.keys != NULL);
-	memcpy(c.keys, (initiator ? snap.init : snap.resp).keys, sizeof(*c.keys));
+	memcpy(c.keys, (initiator ? sn->init : sn->resp).keys, sizeof(*c.keys));
 	echoes = 0;
 	while (off + 2 <= size && r == SP_CLOSE_NONE) {
 		size_t len = ((size_t)data[off] << 8 | data[off + 1]) & 0x7fff;
@@ -288,18 +316,19 @@ static void run_established(bool initiator, const uint8_t *data, size_t size, si
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	size_t step;
-	unsigned mode;
+	unsigned mode, a;
 
-	if (!snap.ready)
+	if (!ready)
 		setup();
 	if (size < 2)
 		return 0;
 	mode = data[0] & 3;
+	a = data[0] & FUZZ_AESGCM && n_aeads == 2 ? SP_NOISE_AESGCM : SP_NOISE_CHACHAPOLY;
 	step = (size_t)data[1] + 1;
 	if (mode & 1)
-		run_established(mode & 2, data + 2, size - 2, step);
+		run_established(a, mode & 2, data + 2, size - 2, step);
 	else
-		run_raw(mode & 2, data + 2, size - 2, step);
+		run_raw(a, mode & 2, data + 2, size - 2, step);
 	check(pool.live == pool.nfree);     /* every chunk came back */
 	return 0;
 }

@@ -101,6 +101,76 @@ static size_t records(struct sp_session *s, struct sp_noise_cipher *rx, uint8_t 
 	return o;
 }
 
+static void frame(struct sp_session *s, struct sp_frame f, size_t body_len, uint8_t fill);
+
+/*
+ * The AESGCM seeds (where the CPU has it): an IK preamble proposing it with
+ * message 1, an XX message 2 for an AESGCM initiator, the refusal preamble
+ * for one, and batch traffic both ways through the AESGCM snapshots.
+ */
+static void aesgcm_seeds(const uint8_t server_pub[SP_KEY_LEN])
+{
+	static uint8_t buf[1 << 20];
+	static const uint8_t refusal[SP_PREAMBLE_LEN] = { 'S', 'E', 'A', 'L', 1, 2, 0, 0 };
+	struct sp_session_env ra = renv, ia = ienv;
+	struct sp_session i, r, xi, xr;
+	struct sp_frame f;
+	size_t n;
+
+	if (!sp_noise_aead_available(SP_NOISE_AESGCM))
+		return;
+	ra.accept_aesgcm = true;
+	ia.propose_aead = SP_NOISE_AESGCM;
+	sp_session_accept(&r, &ra);
+	if (sp_session_connect(&i, &ia, fuzz_client_s, server_pub))
+		die("connect aesgcm");
+	n = take(&i, buf, sizeof(buf));
+	put("resp_raw_ik_aesgcm", FUZZ_RESPONDER_RAW | FUZZ_AESGCM, 256, buf, n);
+	put("resp_raw_ik_aesgcm_1", FUZZ_RESPONDER_RAW | FUZZ_AESGCM, 1, buf, n);
+	/* the same proposal to a responder that refuses it */
+	put("resp_raw_ik_aesgcm_refused", FUZZ_RESPONDER_RAW, 256, buf, n);
+	if (sp_session_rx(&r, buf, n))
+		die("aesgcm ik message 1");
+	n = take(&r, buf, sizeof(buf));
+	if (sp_session_rx(&i, buf, n) || i.state != SP_SESSION_ESTABLISHED)
+		die("aesgcm ik message 2");
+
+	sp_session_accept(&xr, &ra);
+	if (sp_session_connect(&xi, &ia, fuzz_client_s, NULL))
+		die("connect aesgcm xx");
+	n = take(&xi, buf, sizeof(buf));
+	if (sp_session_rx(&xr, buf, n))
+		die("aesgcm xx message 1");
+	n = take(&xr, buf, sizeof(buf));
+	put("init_raw_xx_msg2_aesgcm", FUZZ_INITIATOR_RAW | FUZZ_AESGCM, 256, buf, n);
+	put("init_raw_refusal", FUZZ_INITIATOR_RAW | FUZZ_AESGCM, 3, refusal, sizeof(refusal));
+
+	memset(&f, 0, sizeof(f));
+	f.type = SP_FRAME_SEND;
+	f.u.send.client_id = 1;
+	memcpy(f.u.send.to, server_pub, SP_KEY_LEN);
+	frame(&i, f, 700, 0x5a);
+	f.u.send.client_id = 2;
+	frame(&i, f, 3, 0x11);
+	n = records(&i, &r.keys->t.rx, buf, false);
+	put("resp_est_batch_aesgcm", FUZZ_RESPONDER_ESTABLISHED | FUZZ_AESGCM, 256, buf, n);
+	memset(&f, 0, sizeof(f));
+	f.type = SP_FRAME_PING;
+	f.u.ping.id = 11;
+	frame(&r, f, 0, 0);
+	memset(&f, 0, sizeof(f));
+	f.type = SP_FRAME_DELIVER;
+	f.u.deliver.seq = 1;
+	frame(&r, f, 300, 0x33);
+	n = records(&r, &i.keys->t.rx, buf, true);
+	put("init_est_flip_aesgcm", FUZZ_INITIATOR_ESTABLISHED | FUZZ_AESGCM, 256, buf, n);
+
+	sp_session_release(&i);
+	sp_session_release(&r);
+	sp_session_release(&xi);
+	sp_session_release(&xr);
+}
+
 static void frame(struct sp_session *s, struct sp_frame f, size_t body_len, uint8_t fill)
 {
 	static uint8_t body[SP_BODY_MAX];
@@ -232,6 +302,7 @@ int main(int argc, char **argv)
 	sp_session_release(&r);
 	sp_session_release(&xi);
 	sp_session_release(&xr);
+	aesgcm_seeds(server_pub);
 	sp_txpool_destroy(&pool);
 	return 0;
 }

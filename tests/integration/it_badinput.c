@@ -492,14 +492,16 @@ static void test_preamble_unknown_fields(void **state)
 		{ "preamble: pattern 0xff", { 'S', 'E', 'A', 'L', 1, 0xff, 0, 0 } },
 		{ "preamble: version 0", { 'S', 'E', 'A', 'L', 0, 1, 0, 0 } },
 		{ "preamble: version 2", { 'S', 'E', 'A', 'L', 2, 1, 0, 0 } },
-		{ "preamble: reserved byte 6 set", { 'S', 'E', 'A', 'L', 1, 1, 1, 0 } },
+		/* byte 6 is the cipher: 00 ChaChaPoly, 01 AESGCM (PROTOCOL.md 2) */
+		{ "preamble: cipher byte 6 unknown (2)", { 'S', 'E', 'A', 'L', 1, 1, 2, 0 } },
+		{ "preamble: cipher byte 6 unknown (0x80)", { 'S', 'E', 'A', 'L', 1, 2, 0x80, 0 } },
 		{ "preamble: reserved byte 7 set", { 'S', 'E', 'A', 'L', 1, 2, 0, 0x80 } },
 	};
 
 	(void)state;
 	for (size_t i = 0; i < N_OF(cases); i++)
 		preamble_case(cases[i].pre, cases[i].what);
-	check_main("preambles with unknown version, pattern or reserved bytes");
+	check_main("preambles with unknown version, pattern, cipher or reserved bytes");
 }
 
 /* --- handshake ------------------------------------------------------------------ */

@@ -26,6 +26,20 @@ static const enum sp_noise_pattern all_patterns[] = {
 	SP_NOISE_NN, SP_NOISE_NK, SP_NOISE_N, SP_NOISE_K, SP_NOISE_X, SP_NOISE_IK, SP_NOISE_XX,
 };
 
+/* The AEAD the handshake and transport tests run with: ChaChaPoly, or AESGCM for the
+ * *_aesgcm runs (cmocka prestate &aesgcm), which skip without AES-NI. */
+static const uint8_t aesgcm = SP_NOISE_AESGCM;
+static uint8_t cur_aead;
+
+static void use_aead(void **state)
+{
+	cur_aead = state && *state ? *(const uint8_t *)*state : SP_NOISE_CHACHAPOLY;
+	if (!sp_noise_aead_available((enum sp_noise_aead)cur_aead)) {
+		print_message("no AES-NI on this CPU: AESGCM test skipped\n");
+		skip();
+	}
+}
+
 static bool is_zero(const void *p, size_t n)
 {
 	return sodium_is_zero(p, n) == 1;
@@ -38,9 +52,9 @@ static void test_vectors(void **state)
 	const char *path = getenv("SP_VECTORS");
 	json_error_t jerr;
 	json_t *root, *vecs;
-	int ok_xx = 0, ok_ik = 0, ok_x = 0, ok_total = 0;
+	int ok_xx = 0, ok_ik = 0, ok_x = 0, ok_aes = 0, ok_total = 0;
 
-	(void)state;
+	use_aead(state);
 	if (!path || !*path) {
 		print_message("SP_VECTORS not set: vector test skipped\n");
 		skip();
@@ -66,7 +80,12 @@ static void test_vectors(void **state)
 		ok_xx += strcmp(name, "Noise_XX_25519_ChaChaPoly_BLAKE2b") == 0;
 		ok_ik += strcmp(name, "Noise_IK_25519_ChaChaPoly_BLAKE2b") == 0;
 		ok_x += strcmp(name, "Noise_X_25519_ChaChaPoly_BLAKE2b") == 0;
+		ok_aes += strcmp(name, "Noise_IK_25519_AESGCM_BLAKE2b") == 0 ||
+			  strcmp(name, "Noise_XX_25519_AESGCM_BLAKE2b") == 0;
 	}
+	/* The negotiable cipher's vectors ran, where the CPU has it. */
+	if (sp_noise_aead_available(SP_NOISE_AESGCM))
+		assert_int_equal(ok_aes, 2);
 	/* The patterns sealpost uses must have been covered. */
 	assert_true(ok_xx > 0);
 	assert_true(ok_ik > 0);
@@ -83,7 +102,7 @@ static void test_vectors_detect_corruption(void **state)
 	json_t *root, *vecs;
 	int checked = 0;
 
-	(void)state;
+	use_aead(state);
 	if (!path || !*path)
 		skip();
 	root = json_load_file(path, 0, &jerr);
@@ -159,11 +178,11 @@ static void peers_init(enum sp_noise_pattern p, struct peer *i, struct peer *r,
 	memset(r, 0, sizeof(*r));
 	sp_noise_keypair(i->s_pub, i->s_priv);
 	sp_noise_keypair(r->s_pub, r->s_priv);
-	assert_int_equal(sp_noise_handshake_init(&i->hs, p, SP_NOISE_INITIATOR, prologue,
+	assert_int_equal(sp_noise_handshake_init_aead(&i->hs, p, cur_aead, SP_NOISE_INITIATOR, prologue,
 						 prologue_len,
 						 needs_init_s(p) ? i->s_priv : NULL,
 						 init_knows_rs(p) ? r->s_pub : NULL), 0);
-	assert_int_equal(sp_noise_handshake_init(&r->hs, p, SP_NOISE_RESPONDER, prologue,
+	assert_int_equal(sp_noise_handshake_init_aead(&r->hs, p, cur_aead, SP_NOISE_RESPONDER, prologue,
 						 prologue_len,
 						 needs_resp_s(p) ? r->s_priv : NULL,
 						 p == SP_NOISE_K ? i->s_pub : NULL), 0);
@@ -233,7 +252,7 @@ static void check_transport(struct peer *a, struct peer *b, bool two_way)
 
 static void test_roundtrip_all_patterns(void **state)
 {
-	(void)state;
+	use_aead(state);
 	for (size_t pi = 0; pi < sizeof(all_patterns) / sizeof(all_patterns[0]); pi++) {
 		enum sp_noise_pattern p = all_patterns[pi];
 		bool one_way = p == SP_NOISE_N || p == SP_NOISE_K || p == SP_NOISE_X;
@@ -285,7 +304,7 @@ static void test_prologue_mismatch(void **state)
 {
 	const enum sp_noise_pattern ps[] = { SP_NOISE_IK, SP_NOISE_XX, SP_NOISE_X };
 
-	(void)state;
+	use_aead(state);
 	for (size_t k = 0; k < sizeof(ps) / sizeof(ps[0]); k++) {
 		struct peer i, r;
 
@@ -302,7 +321,7 @@ static void test_prologue_mismatch(void **state)
 
 static void test_protocol_names(void **state)
 {
-	(void)state;
+	use_aead(state);
 	for (size_t pi = 0; pi < sizeof(all_patterns) / sizeof(all_patterns[0]); pi++) {
 		enum sp_noise_pattern got;
 		const char *n = sp_noise_protocol_name(all_patterns[pi]);
@@ -331,7 +350,7 @@ static void test_state_guards(void **state)
 	uint8_t msg[SP_HANDSHAKE_MSG_MAX] = { 0 }, pl[16];
 	size_t len, plen;
 
-	(void)state;
+	use_aead(state);
 	/* responder writing first */
 	peers_init(SP_NOISE_IK, &i, &r, NULL, 0);
 	assert_int_equal(r.hs.state, SP_NOISE_HS_READ);
@@ -395,7 +414,7 @@ static void test_sizes(void **state)
 	uint8_t msg[SP_HANDSHAKE_MSG_MAX], pl[64];
 	size_t len, plen;
 
-	(void)state;
+	use_aead(state);
 	/* IK msg1 with an empty payload: e + s + tag + tag */
 	peers_init(SP_NOISE_IK, &i, &r, NULL, 0);
 	assert_int_equal(sp_noise_handshake_write(&i.hs, NULL, 0, msg, 95, &len), -EMSGSIZE);
@@ -450,7 +469,7 @@ static void test_tamper_handshake(void **state)
 	const enum sp_noise_pattern ps[] = { SP_NOISE_IK, SP_NOISE_XX, SP_NOISE_X };
 	const int n_msgs[] = { 2, 3, 1 };
 
-	(void)state;
+	use_aead(state);
 	for (size_t k = 0; k < sizeof(ps) / sizeof(ps[0]); k++) {
 		for (int m = 0; m < n_msgs[k]; m++) {
 			size_t tested = 0;
@@ -480,7 +499,7 @@ static void test_tamper_transport(void **state)
 	uint8_t ct[200], buf[200];
 	size_t len = 150, plen;
 
-	(void)state;
+	use_aead(state);
 	randombytes_buf(tx.k, sizeof(tx.k));
 	tx.n = 7;
 	rx = tx;
@@ -562,7 +581,7 @@ static void test_low_order_keys(void **state)
 {
 	uint8_t priv[SP_KEY_LEN], pub[SP_KEY_LEN], out[SP_KEY_LEN], pt[SP_KEY_LEN];
 
-	(void)state;
+	use_aead(state);
 	sp_noise_keypair(pub, priv);
 	for (size_t k = 0; k < sizeof(small_order) / sizeof(small_order[0]); k++) {
 		for (int hi = 0; hi < 2; hi++) {
@@ -622,7 +641,7 @@ static void test_low_order_keys(void **state)
 /* A peer presenting a low-order static key (or ephemeral) fails the read. */
 static void test_low_order_peer(void **state)
 {
-	(void)state;
+	use_aead(state);
 	for (size_t k = 0; k < sizeof(small_order) / sizeof(small_order[0]); k++) {
 		struct peer i, r;
 		uint8_t msg[SP_HANDSHAKE_MSG_MAX], pl[16];
@@ -652,6 +671,7 @@ static void test_low_order_peer(void **state)
 static void random_cipher(struct sp_noise_cipher *c)
 {
 	memset(c, 0, sizeof(*c));
+	c->aead = cur_aead;
 	randombytes_buf(c->k, sizeof(c->k));
 	c->n = randombytes_random();
 	c->has_key = true;
@@ -664,7 +684,7 @@ static void test_stream_equals_oneshot(void **state)
 	const size_t sizes[] = { 0, 1, 15, 16, 17, 63, 64, 65, 127, 128, 129, 191, 1000, 4103,
 				 SP_TRANSPORT_PLAINTEXT_MAX };
 
-	(void)state;
+	use_aead(state);
 	randombytes_buf(plain, sizeof(plain));
 	for (size_t si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++) {
 		size_t len = sizes[si];
@@ -714,7 +734,7 @@ static void test_stream_in_place(void **state)
 	struct sp_noise_stream s;
 	size_t done = 0, msg_len;
 
-	(void)state;
+	use_aead(state);
 	randombytes_buf(plain, sizeof(plain));
 	random_cipher(&c1);
 	c2 = c1;
@@ -745,7 +765,7 @@ static void test_stream_borrowed(void **state)
 {
 	static uint8_t plain[9000], pool[9000], a[9000 + SP_TAG_LEN], b[9000 + SP_TAG_LEN];
 
-	(void)state;
+	use_aead(state);
 	for (int rep = 0; rep < 300; rep++) {
 		struct sp_noise_cipher c1, c2;
 		struct sp_noise_stream s;
@@ -804,7 +824,7 @@ static void test_stream_limits(void **state)
 	struct sp_noise_stream s;
 	size_t msg_len;
 
-	(void)state;
+	use_aead(state);
 	random_cipher(&c);
 	c.n = 5;
 	/* cap */
@@ -836,7 +856,7 @@ static void test_encryptv(void **state)
 {
 	static uint8_t plain[3000], a[3000 + SP_TAG_LEN], b[3000 + SP_TAG_LEN];
 
-	(void)state;
+	use_aead(state);
 	randombytes_buf(plain, sizeof(plain));
 	for (int rep = 0; rep < 200; rep++) {
 		struct sp_noise_cipher c1, c2;
@@ -886,7 +906,7 @@ static void test_nonce_exhaustion(void **state)
 	uint8_t buf[64];
 	size_t plen;
 
-	(void)state;
+	use_aead(state);
 	random_cipher(&tx);
 	tx.n = UINT64_MAX - 2;
 	rx = tx;
@@ -901,20 +921,147 @@ static void test_nonce_exhaustion(void **state)
 	assert_int_equal(sp_noise_decrypt(&rx, buf, 10 + SP_TAG_LEN, &plen), -EOVERFLOW);
 	assert_int_equal(sp_noise_stream_begin(&s, &tx, buf, sizeof(buf)), -EOVERFLOW);
 	assert_true(tx.n == UINT64_MAX);
-	/* the nonce is the little-endian counter after 4 zero bytes */
+	/* the nonce is the counter after 4 zero bytes: little-endian for
+	 * ChaChaPoly, big-endian for AESGCM (Noise 12.3, 12.4), written out
+	 * byte by byte here */
 	{
+		static const uint8_t le[12] = { 0, 0, 0, 0, 8, 7, 6, 5, 4, 3, 2, 1 };
+		static const uint8_t be[12] = { 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8 };
 		struct sp_noise_cipher c;
-		uint8_t nonce[12] = { 0 }, ref[20] = { 0 }, got[20] = { 0 };
+		uint8_t ref[20] = { 0 }, got[20] = { 0 }, other[20] = { 0 };
 
 		random_cipher(&c);
 		c.n = 0x0102030405060708ull;
-		for (int i = 0; i < 8; i++)
-			nonce[4 + i] = (uint8_t)(c.n >> (8 * i));
-		crypto_aead_chacha20poly1305_ietf_encrypt(ref, NULL, ref, 4, NULL, 0, NULL, nonce,
-							  c.k);
+		if (cur_aead == SP_NOISE_AESGCM) {
+			crypto_aead_aes256gcm_encrypt(ref, NULL, ref, 4, NULL, 0, NULL, be, c.k);
+			crypto_aead_aes256gcm_encrypt(other, NULL, other, 4, NULL, 0, NULL, le, c.k);
+		} else {
+			crypto_aead_chacha20poly1305_ietf_encrypt(ref, NULL, ref, 4, NULL, 0, NULL,
+								  le, c.k);
+			crypto_aead_chacha20poly1305_ietf_encrypt(other, NULL, other, 4, NULL, 0,
+								  NULL, be, c.k);
+		}
 		assert_int_equal(sp_noise_encrypt(&c, got, 4), 0);
 		assert_memory_equal(ref, got, 4 + SP_TAG_LEN);
+		assert_memory_not_equal(other, got, 4 + SP_TAG_LEN);
 	}
+}
+
+/* ---- AESGCM ------------------------------------------------------------------------ */
+
+/*
+ * The AESGCM suite beside ChaChaPoly: its names, every pattern round trip
+ * with it, REKEY with AES-256-GCM itself, and a handshake whose two sides
+ * chose different ciphers (what a downgraded preamble gives) failing at
+ * the first encrypted token.
+ */
+static void test_aesgcm_suite(void **state)
+{
+	static const uint8_t maxnonce[12] = { 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff,
+					      0xff, 0xff, 0xff, 0xff };
+	uint8_t si[SP_KEY_LEN], sr[SP_KEY_LEN], pr[SP_KEY_LEN], msg[256], pl[256];
+	uint8_t zeros[SP_KEY_LEN + SP_TAG_LEN] = { 0 }, want[SP_KEY_LEN + SP_TAG_LEN];
+	enum sp_noise_pattern p;
+	enum sp_noise_aead a;
+	size_t len, plen;
+
+	use_aead(state);
+	assert_string_equal(sp_noise_suite_name(SP_NOISE_IK, SP_NOISE_AESGCM),
+			    "Noise_IK_25519_AESGCM_BLAKE2b");
+	assert_string_equal(sp_noise_suite_name(SP_NOISE_NK, SP_NOISE_AESGCM),
+			    "Noise_NK_25519_AESGCM_BLAKE2b");
+	assert_null(sp_noise_suite_name(SP_NOISE_IK, (enum sp_noise_aead)2));
+	assert_int_equal(sp_noise_suite_from_name("Noise_XX_25519_AESGCM_BLAKE2b", &p, &a), 0);
+	assert_true(p == SP_NOISE_XX && a == SP_NOISE_AESGCM);
+	assert_int_equal(sp_noise_pattern_from_name("Noise_XX_25519_AESGCM_BLAKE2b", &p),
+			 -EINVAL);
+	assert_int_equal(sp_noise_suite_from_name("Noise_XX_25519_AESGCM_SHA256", &p, &a),
+			 -EINVAL);
+
+	sp_noise_keypair(pr, sr);
+	randombytes_buf(si, sizeof(si));
+	/* IK both sides AESGCM: transport ciphers carry it, and interoperate */
+	for (int mismatch = 0; mismatch < 2; mismatch++) {
+		struct sp_noise_handshake i, r;
+		struct sp_noise_transport ti, tr;
+		int ret;
+
+		assert_int_equal(sp_noise_handshake_init_aead(&i, SP_NOISE_IK, SP_NOISE_AESGCM,
+							      SP_NOISE_INITIATOR, NULL, 0, si, pr),
+				 0);
+		assert_int_equal(sp_noise_handshake_init_aead(&r, SP_NOISE_IK,
+							      mismatch ? SP_NOISE_CHACHAPOLY
+								       : SP_NOISE_AESGCM,
+							      SP_NOISE_RESPONDER, NULL, 0, sr, NULL),
+				 0);
+		assert_int_equal(sp_noise_handshake_write(&i, (const uint8_t *)"hi", 2, msg,
+							  sizeof(msg), &len), 0);
+		ret = sp_noise_handshake_read(&r, msg, len, pl, sizeof(pl), &plen);
+		if (mismatch) {
+			/* other name, other h and ck: s does not decrypt */
+			assert_int_equal(ret, -EBADMSG);
+			assert_int_equal(r.state, SP_NOISE_HS_FAILED);
+			sp_noise_handshake_wipe(&i);
+			continue;
+		}
+		assert_int_equal(ret, 0);
+		assert_int_equal(sp_noise_handshake_write(&r, NULL, 0, msg, sizeof(msg), &len), 0);
+		assert_int_equal(sp_noise_handshake_read(&i, msg, len, pl, sizeof(pl), &plen), 0);
+		assert_int_equal(sp_noise_handshake_split(&i, &ti), 0);
+		assert_int_equal(sp_noise_handshake_split(&r, &tr), 0);
+		assert_int_equal(ti.tx.aead, SP_NOISE_AESGCM);
+		assert_int_equal(tr.rx.aead, SP_NOISE_AESGCM);
+		memset(msg, 7, 100);
+		assert_int_equal(sp_noise_encrypt(&ti.tx, msg, 100), 0);
+		/* it really is AES-256-GCM with the big-endian nonce 0 */
+		memset(pl, 7, 100);
+		{
+			uint8_t ref[100 + SP_TAG_LEN];
+			static const uint8_t n0[12] = { 0 };
+
+			crypto_aead_aes256gcm_encrypt(ref, NULL, pl, 100, NULL, 0, NULL, n0,
+						      tr.rx.k);
+			assert_memory_equal(ref, msg, sizeof(ref));
+		}
+		assert_int_equal(sp_noise_decrypt(&tr.rx, msg, 100 + SP_TAG_LEN, &plen), 0);
+		sp_noise_handshake_wipe(&i);
+		sp_noise_handshake_wipe(&r);
+		sp_noise_transport_wipe(&ti);
+		sp_noise_transport_wipe(&tr);
+	}
+
+	/* REKEY = the first 32 bytes of AES-256-GCM(k, 2^64 - 1, zeros) */
+	{
+		struct sp_noise_cipher c;
+
+		random_cipher(&c);
+		crypto_aead_aes256gcm_encrypt(want, NULL, zeros, SP_KEY_LEN, NULL, 0, NULL,
+					      maxnonce, c.k);
+		assert_int_equal(sp_noise_rekey(&c), 0);
+		assert_memory_equal(c.k, want, SP_KEY_LEN);
+	}
+	/* and the automatic rekey at the interval keeps both sides in step */
+	{
+		struct sp_noise_cipher tx, rx;
+
+		random_cipher(&tx);
+		tx.n = 0;
+		tx.rekey_every = 3;
+		rx = tx;
+		for (int m = 0; m < 10; m++) {
+			struct sp_noise_iov iov = { pl, 40 };
+
+			memset(pl, m, 40);
+			assert_int_equal(sp_noise_encryptv(&tx, &iov, 1, msg, sizeof(msg), &len), 0);
+			assert_int_equal(sp_noise_decrypt(&rx, msg, len, &plen), 0);
+			assert_int_equal(msg[39], m);
+		}
+		assert_memory_equal(tx.k, rx.k, SP_KEY_LEN);
+		memcpy(want, tx.k, SP_KEY_LEN);
+		assert_int_equal(tx.n, 10);
+	}
+	sodium_memzero(si, sizeof(si));
+	sodium_memzero(sr, sizeof(sr));
 }
 
 /* ---- wiping ------------------------------------------------------------------------ */
@@ -926,7 +1073,7 @@ static void test_wipe(void **state)
 	uint8_t msg[SP_HANDSHAKE_MSG_MAX], pl[16];
 	size_t len, plen;
 
-	(void)state;
+	use_aead(state);
 	peers_init(SP_NOISE_XX, &i, &r, NULL, 0);
 	assert_int_equal(run_handshake(&i, &r, -1, 0, 0), 0);
 	sp_noise_handshake_hash(&i.hs, h);
@@ -965,7 +1112,7 @@ static void test_public_key(void **state)
 {
 	uint8_t pub[SP_KEY_LEN], priv[SP_KEY_LEN], pub2[SP_KEY_LEN];
 
-	(void)state;
+	use_aead(state);
 	sp_noise_keypair(pub, priv);
 	assert_int_equal(sp_noise_public_key(pub2, priv), 0);
 	assert_memory_equal(pub, pub2, SP_KEY_LEN);
@@ -979,7 +1126,7 @@ static void test_init_keyed(void **state)
 	static const uint8_t pro[] = "keyed";
 	struct peer i, r;
 
-	(void)state;
+	use_aead(state);
 	for (int wrong = 0; wrong < 2; wrong++) {
 		for (int k = 0; k < 2; k++) {
 			enum sp_noise_pattern p = k ? SP_NOISE_XX : SP_NOISE_IK;
@@ -1037,7 +1184,7 @@ static void test_rekey(void **state)
 	uint8_t msg[64 + SP_TAG_LEN], out[64 + SP_TAG_LEN];
 	size_t plen, olen;
 
-	(void)state;
+	use_aead(state);
 	randombytes_buf(a.k, sizeof(a.k));
 	crypto_aead_chacha20poly1305_ietf_encrypt(want, NULL, zeros, SP_KEY_LEN, NULL, 0, NULL,
 						  maxnonce, a.k);
@@ -1101,6 +1248,7 @@ int main(void)
 		cmocka_unit_test(test_vectors),
 		cmocka_unit_test(test_vectors_detect_corruption),
 		cmocka_unit_test(test_roundtrip_all_patterns),
+		cmocka_unit_test_prestate(test_roundtrip_all_patterns, (void *)&aesgcm),
 		cmocka_unit_test(test_prologue_mismatch),
 		cmocka_unit_test(test_protocol_names),
 		cmocka_unit_test(test_state_guards),
@@ -1110,11 +1258,18 @@ int main(void)
 		cmocka_unit_test(test_low_order_keys),
 		cmocka_unit_test(test_low_order_peer),
 		cmocka_unit_test(test_stream_equals_oneshot),
+		cmocka_unit_test_prestate(test_stream_equals_oneshot, (void *)&aesgcm),
 		cmocka_unit_test(test_stream_in_place),
+		cmocka_unit_test_prestate(test_stream_in_place, (void *)&aesgcm),
 		cmocka_unit_test(test_stream_borrowed),
+		cmocka_unit_test_prestate(test_stream_borrowed, (void *)&aesgcm),
 		cmocka_unit_test(test_stream_limits),
+		cmocka_unit_test_prestate(test_stream_limits, (void *)&aesgcm),
 		cmocka_unit_test(test_encryptv),
+		cmocka_unit_test_prestate(test_encryptv, (void *)&aesgcm),
 		cmocka_unit_test(test_nonce_exhaustion),
+		cmocka_unit_test_prestate(test_nonce_exhaustion, (void *)&aesgcm),
+		cmocka_unit_test_prestate(test_aesgcm_suite, (void *)&aesgcm),
 		cmocka_unit_test(test_wipe),
 		cmocka_unit_test(test_public_key),
 		cmocka_unit_test(test_init_keyed),

@@ -346,7 +346,8 @@ static void test_bad_preambles(void **state)
 {
 	static const char *const bad[] = {
 		"SEAX\x01\x01\x00\x00", "SEAL\x02\x01\x00\x00", "SEAL\x01\x04\x00\x00" /* 3 is NK */,
-		"SEAL\x01\x00\x00\x00", "SEAL\x01\x01\x01\x00", "SEAL\x01\x02\x00\x01",
+		"SEAL\x01\x00\x00\x00", "SEAL\x01\x01\x02\x00" /* 1 is AESGCM */,
+		"SEAL\x01\x02\x00\x01", "SEAL\x01\x01\x01\x01",
 	};
 	struct rig r;
 
@@ -1220,6 +1221,184 @@ static void test_pair_nonce_end(void **state)
  * then the transport keys of both sides sit in its slots, one slot per
  * session at a time, and the wipe zeroes the keys' slot in place.
  */
+/* ---- cipher negotiation (preamble byte 6, PROTOCOL.md 2) ------------------------- */
+
+/* Everything `from` has finished, as one byte string (the wire in between). */
+static size_t take_all(struct sp_session *from, uint8_t *buf, size_t cap)
+{
+	const uint8_t *q;
+	size_t len, total = 0;
+
+	assert_int_equal(sp_session_tx_seal(from), 0);
+	while (sp_session_tx_peek(from, &q, &len)) {
+		assert_true(total + len <= cap);
+		memcpy(buf + total, q, len);
+		total += len;
+		sp_session_tx_sent(from, len);
+	}
+	return total;
+}
+
+/*
+ * A client proposing AESGCM to a responder that takes it: IK and XX
+ * establish with AES-256-GCM on both sides (their transport ciphers say so),
+ * frames cross both ways through rekeys; a ChaChaPoly client of the same
+ * responder still gets ChaChaPoly (00 is what every old client sends).
+ */
+static void test_pair_aesgcm(void **state)
+{
+	static const uint8_t want_pre[SP_PREAMBLE_LEN] = { 'S', 'E', 'A', 'L', 1, 1, 1, 0 };
+	uint8_t buf[4096];
+	struct pair p;
+
+	(void)state;
+	if (!sp_noise_aead_available(SP_NOISE_AESGCM)) {
+		print_message("no AES-NI on this CPU: AESGCM negotiation test skipped\n");
+		skip();
+	}
+	for (int k = 0; k < 3; k++) {
+		bool ik = k != 1, aes = k != 2;
+		enum sp_close_reason r;
+
+		pair_rekey = 3;
+		pair_init(&p);
+		p.renv.accept_aesgcm = true;
+		p.ienv.propose_aead = aes ? SP_NOISE_AESGCM : SP_NOISE_CHACHAPOLY;
+		assert_int_equal(sp_session_connect(&p.i, &p.ienv, p.ipriv, ik ? server_pub : NULL),
+				 0);
+		assert_int_equal(p.i.aead, aes ? SP_NOISE_AESGCM : SP_NOISE_CHACHAPOLY);
+		if (aes) {
+			assert_memory_equal(p.i.pre, want_pre, 5);
+			assert_int_equal(p.i.pre[5], ik ? SP_PREAMBLE_PATTERN_IK
+							: SP_PREAMBLE_PATTERN_XX);
+			assert_memory_equal(p.i.pre + 6, want_pre + 6, 2);
+		}
+		assert_int_equal(wire(&p.i, &p.r, 0, 0, -1), SP_CLOSE_NONE);
+		assert_int_equal(wire(&p.r, &p.i, 0, 0, -1), SP_CLOSE_NONE);
+		if (!ik)
+			assert_int_equal(wire(&p.i, &p.r, 0, 0, -1), SP_CLOSE_NONE);
+		assert_int_equal(p.i.state, SP_SESSION_ESTABLISHED);
+		assert_int_equal(p.r.state, SP_SESSION_ESTABLISHED);
+		assert_int_equal(p.r.aead, p.i.aead);
+		assert_int_equal(p.i.keys->t.tx.aead, p.i.aead);
+		assert_int_equal(p.r.keys->t.rx.aead, p.i.aead);
+		assert_int_equal(p.r.keys->t.tx.aead, p.i.aead);
+		for (int m = 0; m < 8; m++) {
+			send_pings(&p.i, 10 * (uint64_t)m, 3);
+			assert_int_equal(wire(&p.i, &p.r, 0, 0, -1), SP_CLOSE_NONE);
+			send_pings(&p.r, 1000 + (uint64_t)m, 1);
+			assert_int_equal(wire(&p.r, &p.i, 0, 0, -1), SP_CLOSE_NONE);
+		}
+		assert_int_equal(p.rs.frames, 24);
+		assert_int_equal(p.rs.ids[23], 72);
+		assert_int_equal(p.is.frames, 8);
+		assert_int_equal(p.rs.proven, ik ? 1 : 0);
+		/* What the initiator sent really is AES-256-GCM under its key. */
+		if (aes) {
+			uint8_t nonce[12] = { 0 }, ct[64];
+			struct sp_frame f = { .type = SP_FRAME_PING, .u.ping.id = 5 };
+			size_t n, pl;
+
+			nonce[11] = (uint8_t)p.i.keys->t.tx.n; /* big-endian, < 256 here */
+			assert_int_equal(sp_session_tx_frame(&p.i, &f, NULL, 0), 0);
+			n = take_all(&p.i, buf, sizeof(buf));
+			assert_true(n - SP_LEN_PREFIX <= sizeof(ct));
+			memcpy(ct, buf + SP_LEN_PREFIX, n - SP_LEN_PREFIX);
+			assert_int_equal(crypto_aead_aes256gcm_decrypt(ct, NULL, NULL, ct,
+								       n - SP_LEN_PREFIX, NULL, 0,
+								       nonce, p.r.keys->t.rx.k),
+					 0);
+			r = sp_session_rx(&p.r, buf, n);
+			assert_int_equal(r, SP_CLOSE_NONE);
+			pl = n - SP_LEN_PREFIX - SP_TAG_LEN;
+			assert_true(pl > 0);
+		}
+		pair_free(&p);
+	}
+	pair_rekey = 0;
+}
+
+/*
+ * A responder that does not take AESGCM answers its proposal with the
+ * refusal preamble (8 bytes, exactly) and ends; the initiator's session
+ * ends with cipher_refused on it. A preamble whose cipher byte was changed
+ * in transit, either way, fails the handshake: the byte is in the prologue
+ * and the cipher in the protocol name.
+ */
+static void test_pair_aesgcm_refused(void **state)
+{
+	static const uint8_t refusal[SP_PREAMBLE_LEN] = { 'S', 'E', 'A', 'L', 1, 2, 0, 0 };
+	uint8_t buf[4096];
+	struct pair p;
+	size_t n;
+
+	(void)state;
+	if (!sp_noise_aead_available(SP_NOISE_AESGCM)) {
+		print_message("no AES-NI on this CPU: AESGCM refusal test skipped\n");
+		skip();
+	}
+	/* refused (XX: the answer names the pattern proposed) */
+	pair_init(&p);
+	p.ienv.propose_aead = SP_NOISE_AESGCM;
+	assert_int_equal(sp_session_connect(&p.i, &p.ienv, p.ipriv, NULL), 0);
+	assert_int_equal(wire(&p.i, &p.r, 0, 0, -1), SP_CLOSE_CIPHER_REFUSED);
+	assert_null(p.r.hs);            /* no handshake state was made */
+	n = take_all(&p.r, buf, sizeof(buf));
+	assert_int_equal(n, SP_PREAMBLE_LEN);
+	assert_memory_equal(buf, refusal, SP_PREAMBLE_LEN);
+	/* the initiator reads it, in pieces too */
+	for (size_t cut = 1; cut <= SP_PREAMBLE_LEN; cut++) {
+		struct sp_session i;
+		enum sp_close_reason r;
+
+		assert_int_equal(sp_session_connect(&i, &p.ienv, p.ipriv, NULL), 0);
+		r = sp_session_rx(&i, buf, cut);
+		if (cut < SP_LEN_PREFIX)
+			assert_int_equal(r, SP_CLOSE_NONE);
+		else
+			assert_int_equal(r, SP_CLOSE_CIPHER_REFUSED);
+		sp_session_release(&i);
+	}
+	/* a ChaChaPoly initiator reads the same bytes as a bad length */
+	{
+		struct sp_session i;
+
+		p.ienv.propose_aead = SP_NOISE_CHACHAPOLY;
+		assert_int_equal(sp_session_connect(&i, &p.ienv, p.ipriv, NULL), 0);
+		assert_int_equal(sp_session_rx(&i, buf, SP_PREAMBLE_LEN), SP_CLOSE_BAD_LENGTH);
+		sp_session_release(&i);
+	}
+	pair_free(&p);
+
+	/* downgraded in transit (01 -> 00) and upgraded (00 -> 01), IK and XX */
+	for (int k = 0; k < 4; k++) {
+		bool ik = k & 1, down = k & 2;
+		enum sp_close_reason r;
+
+		pair_init(&p);
+		p.renv.accept_aesgcm = true;
+		p.ienv.propose_aead = down ? SP_NOISE_AESGCM : SP_NOISE_CHACHAPOLY;
+		assert_int_equal(sp_session_connect(&p.i, &p.ienv, p.ipriv, ik ? server_pub : NULL),
+				 0);
+		n = take_all(&p.i, buf, sizeof(buf));
+		assert_int_equal(buf[6], down ? 1 : 0);
+		buf[6] = down ? 0 : 1;
+		r = sp_session_rx(&p.r, buf, n);
+		if (ik) {
+			/* message 1 is encrypted: the responder fails it */
+			assert_int_equal(r, SP_CLOSE_HANDSHAKE_FAILED);
+		} else {
+			/* XX message 1 is clear: message 2 fails at the initiator */
+			assert_int_equal(r, SP_CLOSE_NONE);
+			n = take_all(&p.r, buf, sizeof(buf));
+			assert_int_equal(sp_session_rx(&p.i, buf, n), SP_CLOSE_DECRYPT_FAILED);
+		}
+		assert_int_not_equal(p.i.state, SP_SESSION_ESTABLISHED);
+		assert_int_not_equal(p.r.state, SP_SESSION_ESTABLISHED);
+		pair_free(&p);
+	}
+}
+
 static void test_pair_slab(void **state)
 {
 	struct sp_slab sl;
@@ -1289,6 +1468,8 @@ int main(void)
 		cmocka_unit_test(test_pair_end_and_wipe),
 		cmocka_unit_test(test_pair_rekey),
 		cmocka_unit_test(test_pair_slab),
+		cmocka_unit_test(test_pair_aesgcm),
+		cmocka_unit_test(test_pair_aesgcm_refused),
 		cmocka_unit_test(test_pair_nonce_end),
 	};
 	return cmocka_run_group_tests(tests, group_setup, NULL);

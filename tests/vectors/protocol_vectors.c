@@ -298,6 +298,108 @@ static void generate(void)
 	sp_noise_transport_wipe(&tr);
 }
 
+/*
+ * 10.3: the handshake of 10.1 with the AESGCM suite (preamble cipher byte
+ * 01), the proof and a Ping, and the rekey: what a client of another
+ * language checks its big-endian nonce and its AESGCM REKEY against.
+ * Labels all start with "AESGCM" (the JS test reads labels by name).
+ */
+static void generate_aesgcm(void)
+{
+	uint8_t cs[SP_KEY_LEN], ce[SP_KEY_LEN], ss[SP_KEY_LEN], se[SP_KEY_LEN], ss_pub[SP_KEY_LEN];
+	uint8_t pre[SP_PREAMBLE_LEN] = { 'S', 'E', 'A', 'L', SP_PROTOCOL_VERSION,
+					 SP_PREAMBLE_PATTERN_IK, SP_PREAMBLE_CIPHER_AESGCM, 0 };
+	uint8_t ch[64], sh[64], m1[SP_HANDSHAKE_MSG_MAX], m2[SP_HANDSHAKE_MSG_MAX];
+	uint8_t pl[SP_HANDSHAKE_PAYLOAD_MAX], h_i[SP_HASH_LEN], h_r[SP_HASH_LEN];
+	uint8_t plain[64], wire[128];
+	struct sp_hello chello = { .protocol_version = SP_PROTOCOL_VERSION };
+	struct sp_hello shello = { .protocol_version = SP_PROTOCOL_VERSION,
+				   .max_envelope = SP_BODY_MAX,
+				   .max_transport = SP_TRANSPORT_PLAINTEXT_MAX,
+				   .idle_timeout_ms = 600000 };
+	struct sp_noise_handshake hi, hr;
+	struct sp_noise_transport ti, tr;
+	size_t chl = 0, shl = 0, m1l = 0, m2l = 0, pll = 0, off = 0, wl;
+	struct sp_frame f;
+
+	fixed_key(cs, 0x10);
+	fixed_key(ce, 0x30);
+	fixed_key(ss, 0x50);
+	fixed_key(se, 0x70);
+	need(!sp_noise_public_key(ss_pub, ss), "keys");
+	need(!sp_frame_client_hello_encode(&chello, ch, sizeof(ch), &chl) &&
+	     !sp_frame_server_hello_encode(&shello, sh, sizeof(sh), &shl), "hellos");
+	need(!sp_noise_handshake_init_aead(&hi, SP_NOISE_IK, SP_NOISE_AESGCM, SP_NOISE_INITIATOR,
+					   pre, sizeof(pre), cs, ss_pub) &&
+	     !sp_noise_handshake_fix_ephemeral(&hi, ce) &&
+	     !sp_noise_handshake_init_aead(&hr, SP_NOISE_IK, SP_NOISE_AESGCM, SP_NOISE_RESPONDER,
+					   pre, sizeof(pre), ss, NULL) &&
+	     !sp_noise_handshake_fix_ephemeral(&hr, se), "aesgcm handshake init");
+	need(!sp_noise_handshake_write(&hi, ch, chl, m1, sizeof(m1), &m1l) &&
+	     !sp_noise_handshake_read(&hr, m1, m1l, pl, sizeof(pl), &pll) && pll == chl,
+	     "aesgcm message 1");
+	need(!sp_noise_handshake_write(&hr, sh, shl, m2, sizeof(m2), &m2l) &&
+	     !sp_noise_handshake_read(&hi, m2, m2l, pl, sizeof(pl), &pll) && pll == shl,
+	     "aesgcm message 2");
+	sp_noise_handshake_hash(&hi, h_i);
+	sp_noise_handshake_hash(&hr, h_r);
+	need(!memcmp(h_i, h_r, SP_HASH_LEN), "aesgcm handshake hashes differ");
+	need(!sp_noise_handshake_split(&hi, &ti) && !sp_noise_handshake_split(&hr, &tr) &&
+	     !memcmp(ti.tx.k, tr.rx.k, SP_KEY_LEN), "aesgcm split");
+
+	out("\n### 10.3 The same IK handshake with AESGCM\n\n"
+	    "The keys of §10.1, the preamble with cipher byte `01` (§2), so the protocol name is\n"
+	    "`Noise_IK_25519_AESGCM_BLAKE2b`; the payloads are those of §10.1. Then the proof and a\n"
+	    "`Ping{id = 1}` (nonces 0 and 1 under k1: the nonce is 4 zero bytes and the counter\n"
+	    "big-endian), and the rekey of §5.1 with AES-256-GCM.\n\n```text\n");
+	hex("AESGCM preamble = prologue", pre, sizeof(pre));
+	hex("AESGCM message 1 (e, es, s, ss + ClientHello)", m1, m1l);
+	hex("AESGCM message 2 (e, ee, se + ServerHello)", m2, m2l);
+	hex("AESGCM handshake hash h", h_i, SP_HASH_LEN);
+	hex("AESGCM k1: client -> broker transport key", ti.tx.k, SP_KEY_LEN);
+	hex("AESGCM k2: broker -> client transport key", ti.rx.k, SP_KEY_LEN);
+	wl = transport(&ti.tx, NULL, 0, wire);
+	opens(&tr.rx, wire, wl, NULL, 0);
+	hex("AESGCM proof, on the wire (nonce 0 under k1)", wire, wl);
+	memset(&f, 0, sizeof(f));
+	f.type = SP_FRAME_PING;
+	f.u.ping.id = 1;
+	need(!sp_frame_put(plain, sizeof(plain), &off, &f), "ping");
+	wl = transport(&ti.tx, plain, off, wire);
+	opens(&tr.rx, wire, wl, plain, off);
+	hex("AESGCM Ping{1}, on the wire (nonce 1 under k1)", wire, wl);
+	{
+		struct sp_noise_cipher c = ti.tx, d = tr.rx, r = ti.tx;
+		uint8_t dummy[SP_TAG_LEN];
+		size_t plen;
+
+		need(!sp_noise_rekey(&r), "aesgcm rekey");
+		c.n = d.n = SP_REKEY_MESSAGES - 1;
+		need(!sp_noise_encrypt(&c, dummy, 0) && !memcmp(c.k, r.k, SP_KEY_LEN),
+		     "aesgcm: the cipher did not rekey at 65536");
+		need(!sp_noise_decrypt(&d, dummy, SP_TAG_LEN, &plen) &&
+		     !memcmp(d.k, r.k, SP_KEY_LEN), "aesgcm: the receiver did not rekey");
+		hex("AESGCM REKEY(k1) = first 32 bytes of AES-256-GCM(k1, nonce 2^64-1, ad empty, "
+		    "32 zero bytes)", r.k, SP_KEY_LEN);
+		wl = transport(&c, plain, off, wire);
+		opens(&d, wire, wl, plain, off);
+		hex("AESGCM Ping{1} with nonce 65536 (00000000 0000000000010000), on the wire",
+		    wire, wl);
+		sodium_memzero(&c, sizeof(c));
+		sodium_memzero(&d, sizeof(d));
+		sodium_memzero(&r, sizeof(r));
+	}
+	out("```\n");
+	sp_noise_handshake_wipe(&hi);
+	sp_noise_handshake_wipe(&hr);
+	sp_noise_transport_wipe(&ti);
+	sp_noise_transport_wipe(&tr);
+	sodium_memzero(cs, sizeof(cs));
+	sodium_memzero(ce, sizeof(ce));
+	sodium_memzero(ss, sizeof(ss));
+	sodium_memzero(se, sizeof(se));
+}
+
 static char *read_file(const char *path, size_t *len)
 {
 	FILE *f = fopen(path, "rb");
@@ -326,8 +428,15 @@ int main(int argc, char **argv)
 	doc = malloc(doc_cap);
 	if (!doc)
 		die("out of memory");
+	if (!sp_noise_aead_available(SP_NOISE_AESGCM)) {
+		/* 10.3 needs AES-256-GCM, which libsodium has only with AES-NI. */
+		fprintf(stderr, "sealpost-protocol-vectors: no AES-NI on this CPU: cannot compute "
+			"section 10.3; skipped\n");
+		return 77;
+	}
 	out("%s\n", VECTORS_BEGIN);
 	generate();
+	generate_aesgcm();
 	out("%s\n", VECTORS_END);
 	if (argc == 1) {
 		fwrite(doc, 1, doc_len, stdout);

@@ -371,6 +371,32 @@ def test_opaque_bodies(broker):
         assert second == sealpost.Message(alice.public, b"a seal", second.seq)
 
 
+def test_aesgcm(broker):
+    """aesgcm=True negotiates AES-256-GCM where the CPU has AES-NI (the
+    broker offers it by default); a default client gets ChaChaPoly; they
+    exchange a message."""
+    a, b = Key.generate(), Key.generate()
+    want = "aesgcm" if _aes_ni() else "chachapoly"
+    with Client.connect(broker.addr, a, server_key=broker.server_pub, timeout=T,
+                        aesgcm=True) as ca, \
+            Client.connect(broker.addr, b, server_key=broker.server_pub, timeout=T) as cb:
+        assert ca.cipher == want
+        assert cb.cipher == "chachapoly"
+        assert ca.send_wait(b.public, b"over aes", timeout=T).status.ok
+        for ev in cb.events(timeout=T):
+            if isinstance(ev, sealpost.Message):
+                assert (ev.sender, ev.data) == (a.public, b"over aes")
+                break
+        else:
+            pytest.fail("no delivery")
+
+
+def _aes_ni():
+    with open("/proc/cpuinfo") as f:
+        flags = next((l for l in f if l.startswith("flags")), "").split()
+    return "aes" in flags and "pclmulqdq" in flags
+
+
 def test_padding_default(broker):
     """Sealed messages are padded to their bucket unless padding=False (the
     receiver with opaque="all" sees the envelope's real length)."""

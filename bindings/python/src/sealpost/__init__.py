@@ -64,6 +64,7 @@ _CONNECT_NO_KEEPALIVE = 1 << 2
 _CONNECT_OPAQUE = 1 << 3
 _CONNECT_OPAQUE_ALL = 1 << 4
 _CONNECT_NO_PADDING = 1 << 5
+_CONNECT_AESGCM = 1 << 6
 _SEND_ONLINE_ONLY = 1 << 0
 
 (_EV_MESSAGE, _EV_RESULT, _EV_PONG, _EV_GOAWAY, _EV_CLOSED, _EV_BAD_ENVELOPE, _EV_DRAINED,
@@ -520,7 +521,7 @@ class Client:
     @staticmethod
     def _opts(manual_ack, reconnect, keepalive, opaque, reconnect_min, reconnect_max,
               offline_queue_max, connect_timeout, keepalive_interval, dead_peer,
-              enrol_token=None, padding=True, _keep=None):
+              enrol_token=None, padding=True, aesgcm=False, _keep=None):
         opts = ffi.new("struct sealpost_connect_opts *")
         opts.size = ffi.sizeof("struct sealpost_connect_opts")
         flags = 0
@@ -536,6 +537,8 @@ class Client:
             flags |= _CONNECT_OPAQUE
         if not padding:
             flags |= _CONNECT_NO_PADDING
+        if aesgcm:
+            flags |= _CONNECT_AESGCM
         opts.flags = flags
         # Seconds to milliseconds; None (0) takes the library's default.
         for field, v in (("reconnect_min_ms", reconnect_min), ("reconnect_max_ms", reconnect_max),
@@ -554,7 +557,8 @@ class Client:
     def connect(cls, server, key, server_key=None, timeout=30.0, manual_ack=False,
                 reconnect=True, keepalive=True, opaque=False, reconnect_min=None,
                 reconnect_max=None, offline_queue_max=None, connect_timeout=None,
-                keepalive_interval=None, dead_peer=None, enrol_token=None, padding=True):
+                keepalive_interval=None, dead_peer=None, enrol_token=None, padding=True,
+                aesgcm=False):
         """Connects and runs the handshake (blocking): IK when server_key
         (32 bytes or hex) is given, else XX (read .server_key afterwards and
         pin it). timeout: seconds for connect and handshake together (None:
@@ -574,12 +578,15 @@ class Client:
         operator's one-use token (sealpostd mint-token) for a broker with
         --registration=token; a refusal raises EENROLREQUIRED, EENROLTOKEN
         or EENROLUSED. padding (default True): messages are sealed padded
-        to a size bucket (PROTOCOL.md 7.1); False seals them unpadded."""
+        to a size bucket (PROTOCOL.md 7.1); False seals them unpadded.
+        aesgcm=True: propose the AES-256-GCM transport cipher where this CPU
+        has AES-NI (SEALPOST_CONNECT_AESGCM; ChaChaPoly if the broker does
+        not offer it); .cipher says which one the session uses."""
         out = ffi.new("struct sealpost_client **")
         keep = []
         opts = cls._opts(manual_ack, reconnect, keepalive, opaque, reconnect_min, reconnect_max,
                          offline_queue_max, connect_timeout, keepalive_interval, dead_peer,
-                         enrol_token, padding, keep)
+                         enrol_token, padding, aesgcm, keep)
         sk = ffi.new("uint8_t[32]", _key_bytes(server_key, "server_key")) \
             if server_key is not None else ffi.NULL
         # None or 0: the library's own bound (30 s) for connect and handshake.
@@ -597,12 +604,12 @@ class Client:
         out = ffi.new("struct sealpost_client **")
         names = ("manual_ack", "reconnect", "keepalive", "opaque", "reconnect_min",
                  "reconnect_max", "offline_queue_max", "connect_timeout",
-                 "keepalive_interval", "dead_peer", "enrol_token", "padding")
+                 "keepalive_interval", "dead_peer", "enrol_token", "padding", "aesgcm")
         unknown = set(options) - set(names)
         if unknown:
             raise TypeError("unknown option(s): %s" % ", ".join(sorted(unknown)))
         defaults = {"manual_ack": False, "reconnect": True, "keepalive": True, "opaque": False,
-                    "padding": True}
+                    "padding": True, "aesgcm": False}
         keep = []
         opts = cls._opts(*[options.get(n, defaults.get(n)) for n in names], keep)
         sk = ffi.new("uint8_t[32]", _key_bytes(server_key, "server_key")) \
@@ -615,6 +622,14 @@ class Client:
         """Is a session established right now (False while reconnecting)?"""
         with self._lock:
             return bool(lib.sealpost_client_is_connected(self._ptr()))
+
+    @property
+    def cipher(self):
+        """The session's transport cipher: "chachapoly" or "aesgcm"; None
+        while not connected."""
+        with self._lock:
+            c = lib.sealpost_client_cipher(self._ptr())
+        return None if c < 0 else ("aesgcm" if c == 1 else "chachapoly")
 
     @property
     def idle_timeout(self):

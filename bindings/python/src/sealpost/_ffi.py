@@ -56,6 +56,7 @@ int sealpost_client_start(struct sealpost_client **out, const char *server,
                           const struct sealpost_connect_opts *opts);
 void sealpost_client_server_key(const struct sealpost_client *c, uint8_t pub[32]);
 _Bool sealpost_client_is_connected(const struct sealpost_client *c);
+int sealpost_client_cipher(const struct sealpost_client *c);
 uint32_t sealpost_client_idle_timeout(const struct sealpost_client *c);
 void sealpost_client_public_key(const struct sealpost_client *c, uint8_t pub[32]);
 uint32_t sealpost_client_max_envelope(const struct sealpost_client *c);
