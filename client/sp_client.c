@@ -218,6 +218,9 @@ struct sealpost_client {
 	uint32_t max_transport;
 	uint32_t idle_timeout_ms;       /* from ServerHello */
 	uint64_t next_client_id;
+	/* Sessions established so far; a fan-out group waits for its answer
+	 * on the session it was written to (fanout_session) only. */
+	uint64_t sessions, fanout_session;
 	uint64_t next_ping_id;
 	uint64_t next_push_id;          /* PushRegister / PushRemove ids, from 1 */
 	uint32_t flags;                 /* SEALPOST_CONNECT_* */
@@ -1000,6 +1003,7 @@ static void on_established(struct sealpost_client *c)
 		return;
 	}
 	memcpy(c->server_pub, s->peer, SP_KEY_LEN);
+	c->sessions++;
 	if (!c->has_pin) {
 		/* First contact with XX: later connections pin what it proved. */
 		memcpy(c->pin, s->peer, SP_KEY_LEN);
@@ -2839,6 +2843,9 @@ static int wait_for(struct sealpost_client *c, enum sealpost_event_type type, ui
 			return conn_error(c);
 		if (type == SEALPOST_EVENT_PONG && c->st != CS_UP)
 			return -ENOTCONN;   /* that ping died with its session */
+		if (type == SEALPOST_EVENT_FANOUT_RESULT &&
+		    (c->st != CS_UP || c->sessions != c->fanout_session))
+			return -ENOTCONN;   /* so did that group (it is not resent) */
 		drive(c);
 		r = scan_for(c, type, id, found);
 		if (r)
@@ -3677,6 +3684,7 @@ static int fanout_account(struct sealpost_client *c, const uint8_t account[SP_AC
 				 msg, msg_len, id);
 		if (r < 0)
 			return r;
+		c->fanout_session = c->sessions;
 		memset(&ev, 0, sizeof(ev));
 		r = wait_for(c, SEALPOST_EVENT_FANOUT_RESULT, id, deadline, &ev);
 		if (r < 0)

@@ -312,6 +312,10 @@ void sp_fanout_tick(struct sp_shard *sh)
 
 		if (g->deadline_ns > sh->now_ns)
 			return;
+		if (c->s.state != SP_SESSION_ESTABLISHED || c->life.close_reason) {
+			group_free(sh, c);      /* ending: its last frame is its GoAway */
+			continue;
+		}
 		/* off the list in refuse_open; its connection stays up */
 		if (refuse_open(sh, c, SP_STATUS_ERR_FANOUT_INCOMPLETE))
 			sp_life_end_later(sh, c, SP_CLOSE_INTERNAL);

@@ -15,6 +15,11 @@
  * budgets are charged for all copies and sp_mailbox_store_group writes
  * them in one batch of their own. Exactly one FanoutResult per group.
  *
+ * The held bytes count against --mem-budget (sp_mem_used) and a copy that
+ * would pass it is refused; they are not part of a connection's size in
+ * the budget's eviction order, which --fanout-max-bytes keeps small
+ * beside it.
+ *
  * A group refused before its last copy (too large, cut short by another
  * frame, past its deadline) is answered at once; its remaining copies are
  * dropped silently until a frame that is not one of them arrives.
