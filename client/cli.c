@@ -193,7 +193,8 @@ static const char send_help[] =
 	"                       group was accepted, else its status (49\n"
 	"                       err_fanout_mismatch: the list kept changing)\n"
 	"  --own-account HEX    this device's own account: its other devices get a\n"
-	"                       copy too (a second group), so they see what it sent\n"
+	"                       copy too (a second group), so they see what it sent;\n"
+	"                       with --account-key FILE, that key's account is taken\n"
 	"  --accounts FILE      the lists seen per account (see 'sealpost account')\n"
 	"  --online-only        never store; deliver now or fail with err_offline\n"
 	"  --anonymous          sealed sender (docs/PROTOCOL.md 14): hand it over on an\n"
@@ -1831,6 +1832,19 @@ static int send_account(const struct opts *o, int argc, char **argv, int first)
 		return bad_usage("--to-account is not 64 hex characters", send_help);
 	if (o->own_account && sealpost_key_from_hex(own, o->own_account) < 0)
 		return bad_usage("--own-account is not 64 hex characters", send_help);
+	if (!o->own_account && o->account_key) {
+		/* a device holding its account's key: that is its own account */
+		struct sealpost_account *a = NULL;
+
+		r = sealpost_account_load(&a, o->account_key);
+		if (r < 0) {
+			fprintf(stderr, "sealpost: account key %s: %s\n", o->account_key,
+				sealpost_strerror(r));
+			return EX_KEYFILE;
+		}
+		sealpost_account_public(a, own);
+		sealpost_account_free(a);
+	}
 	if (argc - first > 1 || o->lines)
 		return bad_usage("--to-account takes one MESSAGE (or standard input)", send_help);
 	if (argc - first == 1) {
@@ -1847,7 +1861,8 @@ static int send_account(const struct opts *o, int argc, char **argv, int first)
 	ex = acct_open(&x, false, false);
 	if (ex)
 		goto out;
-	r = sealpost_client_send_account(x.c, x.account, o->own_account ? own : NULL, msg, len,
+	r = sealpost_client_send_account(x.c, x.account,
+					 o->own_account || o->account_key ? own : NULL, msg, len,
 					 (int)o->timeout_s * 1000, &res);
 	fanout_report(o, &res);
 	for (uint32_t i = 0; i < res.count; i++)

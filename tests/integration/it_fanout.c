@@ -482,7 +482,8 @@ static void wait_message(struct dev *d, const char *want, const uint8_t *from)
 			continue;
 		assert_int_equal(ev.len, strlen(want));
 		assert_memory_equal(ev.data, want, ev.len);
-		assert_memory_equal(ev.sender, from, 32);
+		if (from)
+			assert_memory_equal(ev.sender, from, 32);
 		return;
 	}
 	fail_msg("no message");
@@ -593,6 +594,19 @@ static void test_library_send_account(void **state)
 
 		assert_int_equal(run_cli(cargs, err, sizeof(err)), 0);
 		assert_non_null(strstr(err, "sent to 3 devices of version 1 in one group"));
+	}
+	/* with --own-account: a second group to that account (the CLI's device
+	 * is not on it, so both of its devices get one) */
+	{
+		char shex[65];
+		const char *cargs[] = { "send", "--server", broker.addr, "--server-key", srv, "--key",
+					keyfile, "--accounts", accounts, "--to-account", hex,
+					"--own-account", shex, "from the cli", NULL };
+
+		sealpost_key_to_hex(spk, shex);
+		assert_int_equal(run_cli(cargs, err, sizeof(err)), 0);
+		assert_non_null(strstr(err, "and to 2 other devices of this device's account"));
+		wait_message(&s2, "from the cli", NULL);
 	}
 	for (unsigned i = 0; i < 3; i++) {
 		struct sealpost_event ev;
