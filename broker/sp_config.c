@@ -144,6 +144,15 @@ static const struct opt opts[] = {
 	{ "account-max-devices", "N", OPT_U32, FIELD(account_max_devices), 1, SP_DEVLIST_DEVICES_MAX,
 	  false, "devices on one account's signed list (at most 64); a longer list is refused "
 	  "(err_list_too_large)" },
+	{ "fanout-max-copies", "N", OPT_U32, FIELD(fanout_max_copies), 1, SP_FANOUT_COPIES_MAX,
+	  false, "copies in one fan-out group (at most 64); a larger group is refused "
+	  "(err_fanout_too_large)" },
+	{ "fanout-max-bytes", "BYTES", OPT_U64, FIELD(fanout_max_bytes), SP_BODY_MAX,
+	  (uint64_t)1 << 32, false, "envelope bytes one connection's open fan-out group may "
+	  "hold in memory; beyond, the group is refused (err_fanout_too_large)" },
+	{ "fanout-timeout", "MS", OPT_U32, FIELD(fanout_timeout_ms), 100, 600000, false,
+	  "a fan-out group's last copy must arrive within this many milliseconds of its "
+	  "FanoutBegin; else the group is refused (err_fanout_incomplete)" },
 	{ "admin-socket", "PATH", OPT_SOCKET, FIELD(admin_socket), 0, 0, false,
 	  "Unix socket of `sealpost admin` (mode 0600: its permissions are the "
 	  "authentication); empty = DATA_DIR/admin.sock; off = none" },
@@ -318,6 +327,9 @@ void sp_config_defaults(struct sp_config *c)
 	c->backlog_chunk = SP_DEFAULT_BACKLOG_CHUNK;
 	c->ack_unknown_max = SP_DEFAULT_ACK_UNKNOWN_MAX;
 	c->account_max_devices = SP_DEFAULT_ACCOUNT_MAX_DEVICES;
+	c->fanout_max_copies = SP_DEFAULT_FANOUT_MAX_COPIES;
+	c->fanout_max_bytes = SP_DEFAULT_FANOUT_MAX_BYTES;
+	c->fanout_timeout_ms = SP_DEFAULT_FANOUT_TIMEOUT_MS;
 	c->metrics_conn_max = SP_HTTP_CONN_MAX;
 	c->metrics_per_address_max = SP_HTTP_PER_ADDRESS_MAX;
 	c->metrics_deadline_ms = SP_HTTP_DEADLINE_MS;

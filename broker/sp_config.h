@@ -139,6 +139,10 @@ struct sp_config {
 	uint32_t backlog_chunk;         /* envelopes per backlog read */
 	uint32_t ack_unknown_max;       /* acks for nothing a connection may send before it is closed */
 	uint32_t account_max_devices;   /* devices on one signed list (<= SP_DEVLIST_DEVICES_MAX) */
+	/* Fan-out groups (app/sp_fanout.c, PROTOCOL.md 16), per connection. */
+	uint32_t fanout_max_copies;     /* copies in one group (<= SP_FANOUT_COPIES_MAX) */
+	uint64_t fanout_max_bytes;      /* body bytes one open group may hold */
+	uint32_t fanout_timeout_ms;     /* FanoutBegin to last copy, at most */
 
 	/* The admin socket (obs/sp_admin.h). "" = DATA_DIR/admin.sock, "off" = none. */
 	char admin_socket[SP_CONFIG_SOCKET_MAX];
@@ -230,6 +234,9 @@ enum {
 	SP_DEFAULT_BACKLOG_CHUNK = 256,
 	SP_DEFAULT_ACK_UNKNOWN_MAX = 4096,
 	SP_DEFAULT_ACCOUNT_MAX_DEVICES = 32,  /* of the protocol's 64 */
+	SP_DEFAULT_FANOUT_MAX_COPIES = 64,    /* the protocol's limit */
+	SP_DEFAULT_FANOUT_MAX_BYTES = 4 << 20, /* 64 copies of the largest envelope fit */
+	SP_DEFAULT_FANOUT_TIMEOUT_MS = 10000,
 	SP_DEFAULT_EXPIRY_SWEEP_BUDGET_MS = 5,
 	SP_DEFAULT_EXPIRY_SWEEP_BATCH = 4096,
 	SP_DEFAULT_ANON_RECIPIENT_RATE = 50,

@@ -114,6 +114,15 @@ struct sp_conn_enrol {
 	uint8_t refuse;                 /* enum sp_close_reason to end with at the proof; 0 = none */
 };
 
+/* Fan-out (PROTOCOL.md 16): app/sp_fanout.c. The open group (heap, its
+ * copies held until the last arrives), or the one just refused whose
+ * remaining copies are dropped; NULL: none. One pointer: an idle
+ * connection pays 8 bytes for it. */
+struct sp_fanout_group;
+struct sp_conn_fanout {
+	struct sp_fanout_group *g;
+};
+
 struct sp_conn {
 	/* The protocol session: state, pattern, rx reassembly, handshake,
 	 * transport, tx queue, the device key (s.peer) and the proof rule.
@@ -129,6 +138,7 @@ struct sp_conn {
 	struct sp_conn_mbox mbox;
 	struct sp_conn_timer timer;
 	struct sp_conn_ws ws;
+	struct sp_conn_fanout fan;
 };
 
 /* The connection a session hook was called for. */

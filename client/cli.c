@@ -98,6 +98,10 @@ static const char exit_text[] =
 	"      21 err_rate_limited, 22 err_internal, 23 err_shutting_down;\n"
 	"      account: the broker refused the list: 40 err_list_malformed ..\n"
 	"      48 err_list_not_member (docs/PROTOCOL.md 11.5);\n"
+	"      send --to-account: the broker refused the group (nothing stored):\n"
+	"      49 err_fanout_mismatch (the list kept changing), 50 .. 52, or a\n"
+	"      status above (20 err_mailbox_full: one device's mailbox is full)\n"
+	"      (docs/PROTOCOL.md 16);\n"
 	"      push: 56 err_push_bad_key .. 63 err_push_full (docs/PROTOCOL.md 12);\n"
 	"      send --anonymous: 65 err_access_missing, 66 err_access_wrong,\n"
 	"      67 err_access_rotated, 70 err_anon_rate_limited; access: 71\n"
@@ -187,8 +191,15 @@ static const char send_help[] =
 	"  --to HEX             recipient's public key\n"
 	"  --to-account HEX     every device of this account (its signed device list,\n"
 	"                       fetched and verified; this device left out): one\n"
-	"                       sealed copy each; exit 0 when every copy was accepted,\n"
-	"                       else the status of the first refused one\n"
+	"                       sealed copy each, handed over as one fan-out group\n"
+	"                       the broker stores all or none (docs/PROTOCOL.md 16);\n"
+	"                       if the list changed meanwhile, it is fetched again and\n"
+	"                       the group resent (3 times at most). Exit 0 when the\n"
+	"                       group was accepted, else its status (49\n"
+	"                       err_fanout_mismatch: the list kept changing)\n"
+	"  --own-account HEX    this device's own account: its other devices get a\n"
+	"                       copy too (a second group), so they see what it sent;\n"
+	"                       with --account-key FILE, that key's account is taken\n"
 	"  --accounts FILE      the lists seen per account (see 'sealpost account')\n"
 	"  --online-only        never store; deliver now or fail with err_offline\n"
 	"  --anonymous          sealed sender (docs/PROTOCOL.md 14): hand it over on an\n"
@@ -266,6 +277,7 @@ static const char recv_help[] =
 struct opts {
 	const char *enrol_token;
 	const char *to_account;
+	const char *own_account;        /* send --to-account: this device's account (hex) */
 	const char *account_key;
 	const char *accounts;
 	const char *label;
@@ -369,6 +381,7 @@ static int parse(int argc, char **argv, struct opts *o, const char *text, int *f
 		{ "online-only", no_argument, NULL, 'o' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "to-account", required_argument, NULL, 'A' },
+		{ "own-account", required_argument, NULL, 'W' },
 		{ "account-key", required_argument, NULL, 'K' },
 		{ "accounts", required_argument, NULL, 'a' },
 		{ "label", required_argument, NULL, 'L' },
@@ -401,6 +414,7 @@ static int parse(int argc, char **argv, struct opts *o, const char *text, int *f
 		case 'o': o->online_only = 1; break;
 		case 'v': o->verbose = 1; break;
 		case 'A': o->to_account = optarg; break;
+		case 'W': o->own_account = optarg; break;
 		case 'K': o->account_key = optarg; break;
 		case 'a': o->accounts = optarg; break;
 		case 'L': o->label = optarg; break;
@@ -1444,17 +1458,18 @@ static int open_accounts(const struct opts *o, struct sealpost_account_store **s
 }
 
 /* Fetches and verifies account's list; an exit status on failure. */
-static int fetch_list(struct sealpost_client *c, const uint8_t account[32], int timeout_ms,
-		      struct sealpost_devlist *l)
+/* What a failed fetch of a list (r) means, said on stderr; the exit status.
+ * kept: the version kept for the account (0: not known here). */
+static int list_error(int r, uint64_t kept)
 {
-	int r = sealpost_account_fetch_wait(c, account, timeout_ms, l, NULL, 0, NULL);
-
-	if (r == 0)
-		return EX_OK;
 	if (r == -SEALPOST_EROLLBACK) {
-		fprintf(stderr, "sealpost: ROLLBACK: the broker served version of this account's "
-			"list older than version %llu seen before; refused\n",
-			(unsigned long long)l->version);
+		if (kept)
+			fprintf(stderr, "sealpost: ROLLBACK: the broker served version of this "
+				"account's list older than version %llu seen before; refused\n",
+				(unsigned long long)kept);
+		else
+			fprintf(stderr, "sealpost: ROLLBACK: the broker served this account's "
+				"list older than one seen before; refused\n");
 		return EX_ROLLBACK;
 	}
 	if (r == -SEALPOST_EBADLIST) {
@@ -1473,6 +1488,14 @@ static int fetch_list(struct sealpost_client *c, const uint8_t account[32], int 
 	}
 	fprintf(stderr, "sealpost: no list from the broker: %s\n", sealpost_strerror(r));
 	return EX_LOST;
+}
+
+static int fetch_list(struct sealpost_client *c, const uint8_t account[32], int timeout_ms,
+		      struct sealpost_devlist *l)
+{
+	int r = sealpost_account_fetch_wait(c, account, timeout_ms, l, NULL, 0, NULL);
+
+	return r == 0 ? EX_OK : list_error(r, l->version);
 }
 
 /* Signs and publishes l; an exit status. */
@@ -1789,21 +1812,54 @@ static int cmd_account(int argc, char **argv)
 	return r;
 }
 
-/* send --to-account: every device of the verified list but this one. */
+/* send --to-account: one fan-out group to every device of the verified
+ * list but this one (and, with --own-account, one to this device's other
+ * devices). */
+static void fanout_report(const struct opts *o, const struct sealpost_fanout_result *res)
+{
+	char hex[SEALPOST_KEY_HEX_LEN + 1];
+
+	for (uint32_t i = 0; i < res->count; i++) {
+		const struct sealpost_fanout_device *d = &res->dev[i];
+
+		if (!o->verbose && d->status == SEALPOST_STATUS_ACCEPTED)
+			continue;
+		sealpost_key_to_hex(d->key, hex);
+		fprintf(stderr, "%s%s %s\n", d->own ? "own " : "", hex,
+			sealpost_status_string(d->status));
+	}
+}
+
 static int send_account(const struct opts *o, int argc, char **argv, int first)
 {
 	struct acct_ctx x;
-	struct sealpost_devlist l;
+	struct sealpost_fanout_result res;
+	uint8_t own[SEALPOST_ACCOUNT_KEY_LEN];
 	const uint8_t *msg;
 	uint8_t *stdin_msg = NULL;
 	size_t len;
-	uint64_t id = 0;
-	int r, n, ex;
+	uint32_t n = 0, nown = 0;
+	int r, ex;
 
 	memset(&x, 0, sizeof(x));
 	x.o = *o;
 	if (sealpost_key_from_hex(x.account, o->to_account) < 0)
 		return bad_usage("--to-account is not 64 hex characters", send_help);
+	if (o->own_account && sealpost_key_from_hex(own, o->own_account) < 0)
+		return bad_usage("--own-account is not 64 hex characters", send_help);
+	if (!o->own_account && o->account_key) {
+		/* a device holding its account's key: that is its own account */
+		struct sealpost_account *a = NULL;
+
+		r = sealpost_account_load(&a, o->account_key);
+		if (r < 0) {
+			fprintf(stderr, "sealpost: account key %s: %s\n", o->account_key,
+				sealpost_strerror(r));
+			return EX_KEYFILE;
+		}
+		sealpost_account_public(a, own);
+		sealpost_account_free(a);
+	}
 	if (argc - first > 1 || o->lines)
 		return bad_usage("--to-account takes one MESSAGE (or standard input)", send_help);
 	if (argc - first == 1) {
@@ -1818,36 +1874,43 @@ static int send_account(const struct opts *o, int argc, char **argv, int first)
 		msg = stdin_msg;
 	}
 	ex = acct_open(&x, false, false);
-	if (!ex)
-		ex = fetch_list(x.c, x.account, (int)o->timeout_s * 1000, &l);
 	if (ex)
 		goto out;
-	n = sealpost_client_send_devices(x.c, &l, msg, len, &id);
-	if (n < 0) {
-		fprintf(stderr, "sealpost: cannot send: %s\n", sealpost_strerror(n));
-		ex = n == -EMSGSIZE ? EX_USAGE : EX_LOST;
-		goto out;
-	}
-	for (int i = 0; i < n; i++) {
-		int status = 0;
-		uint64_t seq = 0;
+	r = sealpost_client_send_account(x.c, x.account,
+					 o->own_account || o->account_key ? own : NULL, msg, len,
+					 (int)o->timeout_s * 1000, &res);
+	fanout_report(o, &res);
+	for (uint32_t i = 0; i < res.count; i++)
+		res.dev[i].own ? nown++ : n++;
+	if (r == 0) {
+		fprintf(stderr, "sealpost: sent to %u device%s of version %llu in one group",
+			n, n == 1 ? "" : "s", (unsigned long long)res.version);
+		if (res.own_status)
+			fprintf(stderr, ", and to %u other device%s of this device's account", nown,
+				nown == 1 ? "" : "s");
+		fprintf(stderr, "%s\n", res.retries ? " (after the list changed)" : "");
+		ex = EX_OK;
+	} else if (r == -SEALPOST_EFANOUT || r == -SEALPOST_EFANOUTMISMATCH) {
+		int st = res.own_status && res.own_status != SEALPOST_STATUS_ACCEPTED
+				 ? res.own_status : res.status;
 
-		r = sealpost_client_wait_result(x.c, id + (uint64_t)i, (int)o->timeout_s * 1000,
-						&status, &seq);
-		if (r < 0) {
-			fprintf(stderr, "sealpost: no answer from the broker: %s\n",
-				sealpost_strerror(r));
-			ex = EX_LOST;
-			break;
-		}
-		if (o->verbose || status_exit(status) != EX_OK)
-			report(0, status, seq);
-		if (!ex)
-			ex = status_exit(status);
+		fprintf(stderr, "sealpost: the broker refused the %sgroup: %s; nothing of it was "
+			"stored\n", st == res.own_status ? "own account's " : "",
+			sealpost_status_string(st));
+		ex = status_exit(st);
+	} else if (r == -SEALPOST_EFANOUTLIE) {
+		fprintf(stderr, "sealpost: %s\n", sealpost_strerror(r));
+		ex = EX_BADLIST;
+	} else if (r == -SEALPOST_EFANOUTNONE) {
+		fprintf(stderr, "sealpost: %s\n", sealpost_strerror(r));
+		ex = EX_NOLIST;
+	} else if (r == -SEALPOST_EROLLBACK || r == -SEALPOST_EBADLIST || r == -SEALPOST_ENOLIST ||
+		   r == -SEALPOST_ESPLITVIEW || r == -SEALPOST_ELOGPROOF || r == -SEALPOST_ELOGKEY) {
+		ex = list_error(r, 0);
+	} else {
+		fprintf(stderr, "sealpost: cannot send: %s\n", sealpost_strerror(r));
+		ex = r == -EMSGSIZE ? EX_USAGE : EX_LOST;
 	}
-	if (!ex)
-		fprintf(stderr, "sealpost: sent to %d device%s of version %llu\n", n,
-			n == 1 ? "" : "s", (unsigned long long)l.version);
 out:
 	acct_close(&x);
 	free(stdin_msg);

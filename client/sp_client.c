@@ -218,6 +218,9 @@ struct sealpost_client {
 	uint32_t max_transport;
 	uint32_t idle_timeout_ms;       /* from ServerHello */
 	uint64_t next_client_id;
+	/* Sessions established so far; a fan-out group waits for its answer
+	 * on the session it was written to (fanout_session) only. */
+	uint64_t sessions, fanout_session;
 	uint64_t next_ping_id;
 	uint64_t next_push_id;          /* PushRegister / PushRemove ids, from 1 */
 	uint32_t flags;                 /* SEALPOST_CONNECT_* */
@@ -1004,6 +1007,7 @@ static void on_established(struct sealpost_client *c)
 		return;
 	}
 	memcpy(c->server_pub, s->peer, SP_KEY_LEN);
+	c->sessions++;
 	if (!c->has_pin) {
 		/* First contact with XX: later connections pin what it proved. */
 		memcpy(c->pin, s->peer, SP_KEY_LEN);
@@ -1688,6 +1692,31 @@ static int list_event(struct sealpost_client *c, const struct sp_frame *f,
 	return 1;
 }
 
+/* FanoutResult: its keys (missing then stale, 32 bytes each) must be the
+ * whole body. */
+static int fanout_event(struct sealpost_client *c, const struct sp_frame *f,
+			struct sealpost_event *ev)
+{
+	uint64_t keys = (uint64_t)f->u.fanout.missing + f->u.fanout.stale;
+
+	if (keys > 2 * SP_FANOUT_COPIES_MAX || f->body_len != keys * SP_KEY_LEN)
+		return -EPROTO;
+	ev->type = SEALPOST_EVENT_FANOUT_RESULT;
+	ev->client_id = f->u.fanout.group_id;
+	ev->status = (int)f->u.fanout.status;
+	ev->seq = f->u.fanout.version;
+	ev->count = f->u.fanout.missing;
+	if (!f->body_len)
+		return 1;
+	if (grow(&c->msgbuf, &c->msgcap, f->body_len) < 0)
+		return -ENOMEM;
+	memcpy(c->msgbuf, f->body, f->body_len);
+	c->msg_len = f->body_len;
+	ev->data = c->msgbuf;
+	ev->len = f->body_len;
+	return 1;
+}
+
 /*
  * Turns one decoded frame into an event: 1 if it gives one, 0 if not;
  * -EPROTO for a frame a broker may not send, -ENOMEM.
@@ -1748,6 +1777,8 @@ static int frame_event(struct sealpost_client *c, const struct sp_frame *f,
 		return list_event(c, f, ev);
 	case SP_FRAME_LOG_REPLY:
 		return log_event(c, f, ev);
+	case SP_FRAME_FANOUT_RESULT:
+		return fanout_event(c, f, ev);
 	default:
 		/* Send, Ack, ListPut, ListFetch: frames only a client may send. */
 		return -EPROTO;
@@ -2797,7 +2828,8 @@ static int scan_for(struct sealpost_client *c, enum sealpost_event_type type, ui
 			return ev.error ? ev.error : -ENOTCONN;
 		if (ev.type == type &&
 		    (type == SEALPOST_EVENT_RESULT || type == SEALPOST_EVENT_LIST_RESULT ||
-		     type == SEALPOST_EVENT_LOG_REPLY || type == SEALPOST_EVENT_ACCESS_RESULT
+		     type == SEALPOST_EVENT_LOG_REPLY || type == SEALPOST_EVENT_ACCESS_RESULT ||
+		     type == SEALPOST_EVENT_FANOUT_RESULT
 			     ? ev.client_id
 			     : ev.id) == id) {
 			*found = ev;
@@ -2844,6 +2876,9 @@ static int wait_for(struct sealpost_client *c, enum sealpost_event_type type, ui
 			return conn_error(c);
 		if (type == SEALPOST_EVENT_PONG && c->st != CS_UP)
 			return -ENOTCONN;   /* that ping died with its session */
+		if (type == SEALPOST_EVENT_FANOUT_RESULT &&
+		    (c->st != CS_UP || c->sessions != c->fanout_session))
+			return -ENOTCONN;   /* so did that group (it is not resent) */
 		drive(c);
 		r = scan_for(c, type, id, found);
 		if (r)
@@ -3496,6 +3531,257 @@ SEALPOST_API int sealpost_client_send_devices(struct sealpost_client *c,
 		n++;
 	}
 	return n;
+}
+
+/* ------------------------------------------------------------ fan-out --- */
+
+/*
+ * Seals msg for `to` into *out (malloc'd: the caller frees it), *out_len,
+ * as queue_send seals a Send: our log head inside when it fits, padded to
+ * its bucket unless the connection says not to. copy: the frame it will
+ * travel in (for the transport-size check).
+ */
+static int seal_copy(struct sealpost_client *c, const struct sp_frame *copy, const uint8_t *msg,
+		     size_t msg_len, uint8_t **out, size_t *out_len)
+{
+	size_t max_payload = c->max_envelope - SP_SEAL_OVERHEAD, bucket = 0, sealed = 0;
+	size_t env_len = msg_len + SP_SEAL_OVERHEAD;
+	uint8_t *plain = NULL, *env;
+	bool wrap = c->clog.head_ok && env_len + SP_STH_WRAP_LEN <= c->max_envelope &&
+		    sp_frame_size(copy, env_len + SP_STH_WRAP_LEN) <= c->max_transport;
+	bool looks = msg_len >= SP_STH_WRAP_MAGIC_LEN &&
+		     memcmp(msg, SP_STH_WRAP_MAGIC, SP_STH_WRAP_MAGIC_LEN) == 0;
+	int r;
+
+	if (looks && !wrap)
+		return c->clog.head_ok ? -EMSGSIZE : -EINVAL;
+	if (wrap) {
+		plain = malloc(SP_STH_WRAP_LEN + msg_len);
+		if (!plain)
+			return -ENOMEM;
+		sp_sth_wrap(c->clog.key, &c->clog.head, plain);
+		if (msg_len)
+			memcpy(plain + SP_STH_WRAP_LEN, msg, msg_len);
+		msg = plain;
+		msg_len += SP_STH_WRAP_LEN;
+		env_len += SP_STH_WRAP_LEN;
+	}
+	if (!(c->flags & SEALPOST_CONNECT_NO_PADDING))
+		bucket = sp_seal_pad_bucket(msg_len, max_payload);
+	if (bucket)
+		env_len = bucket + SP_SEAL_OVERHEAD;
+	if (env_len > c->max_envelope || sp_frame_size(copy, env_len) > c->max_transport) {
+		wipe_plain(plain, msg_len);
+		return -EMSGSIZE;
+	}
+	env = malloc(env_len);
+	if (!env) {
+		wipe_plain(plain, msg_len);
+		return -ENOMEM;
+	}
+	r = bucket ? sp_seal_padded(c->key->priv, copy->u.fanout.key,
+				    msg ? msg : (const uint8_t *)"", msg_len, max_payload, env,
+				    env_len, &sealed)
+		   : sp_seal(c->key->priv, copy->u.fanout.key, msg ? msg : (const uint8_t *)"",
+			     msg_len, env, env_len, &sealed);
+	wipe_plain(plain, msg_len);
+	if (r < 0) {
+		free(env);
+		return r;
+	}
+	*out = env;
+	*out_len = env_len;
+	return 0;
+}
+
+/* The devices of l but this client's own, into keys; how many. */
+static uint32_t fanout_targets(const struct sealpost_client *c, const struct sealpost_devlist *l,
+			       uint8_t (*keys)[SP_KEY_LEN])
+{
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < l->count && i < SP_DEVLIST_DEVICES_MAX; i++)
+		if (memcmp(l->dev[i].key, c->key->pub, SP_KEY_LEN) != 0)
+			memcpy(keys[n++], l->dev[i].key, SP_KEY_LEN);
+	return n;
+}
+
+/*
+ * Queues one whole group: FanoutBegin, then a FanoutCopy per key. All of
+ * it goes into the session's queue in this call, with nothing else
+ * between (PROTOCOL.md 16.1: another frame would cut the group short).
+ * Nothing is queued if a seal fails.
+ */
+static int fanout_queue(struct sealpost_client *c, const struct sealpost_devlist *l,
+			uint8_t (*keys)[SP_KEY_LEN], uint32_t n, const uint8_t *msg, size_t msg_len,
+			uint64_t id)
+{
+	struct sp_frame b = { .type = SP_FRAME_FANOUT_BEGIN };
+	struct sp_frame f = { .type = SP_FRAME_FANOUT_COPY };
+	uint8_t *env[SP_FANOUT_COPIES_MAX] = { 0 };
+	size_t env_len[SP_FANOUT_COPIES_MAX] = { 0 };
+	int r = 0;
+
+	f.u.fanout.key_ok = 1;
+	f.u.fanout.group_id = id;
+	for (uint32_t i = 0; i < n && r == 0; i++) {
+		memcpy(f.u.fanout.key, keys[i], SP_KEY_LEN);
+		r = seal_copy(c, &f, msg, msg_len, &env[i], &env_len[i]);
+	}
+	if (r == 0 && !connected(c))
+		r = -ENOTCONN;
+	if (r == 0) {
+		memcpy(b.u.fanout.key, l->account, SP_ACCOUNT_LEN);
+		b.u.fanout.key_ok = 1;
+		b.u.fanout.group_id = id;
+		b.u.fanout.version = l->version;
+		b.u.fanout.count = n;
+		r = queue_frame(c, &b);
+	}
+	for (uint32_t i = 0; i < n && r == 0; i++) {
+		memcpy(f.u.fanout.key, keys[i], SP_KEY_LEN);
+		r = sp_session_tx_frame(c->ss, &f, env[i], env_len[i]);
+	}
+	for (uint32_t i = 0; i < n; i++)
+		free(env[i]);   /* ciphertext */
+	if (r < 0 && r != -ENOTCONN && r != -EMSGSIZE && r != -EINVAL)
+		fail(c, r, true);       /* a group cut in the middle: the session is lost */
+	return r;
+}
+
+static bool key_in(const uint8_t *key, const uint8_t (*keys)[SP_KEY_LEN], uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		if (memcmp(keys[i], key, SP_KEY_LEN) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * The broker's mismatch answer (missing, then stale keys in ans) against
+ * the list just fetched and verified: every missing key must be on it
+ * (and not us), no stale key may be. A broker that claims otherwise wants
+ * a copy for a device no signed list names, or none for one it does.
+ */
+static bool mismatch_believable(const struct sealpost_client *c, const struct sealpost_devlist *l,
+				const uint8_t *ans, uint32_t missing, uint32_t stale)
+{
+	uint8_t keys[SP_DEVLIST_DEVICES_MAX][SP_KEY_LEN];
+	uint32_t n = fanout_targets(c, l, keys);
+
+	for (uint32_t i = 0; i < missing + stale; i++)
+		if (key_in(ans + (size_t)i * SP_KEY_LEN, (const uint8_t (*)[SP_KEY_LEN])keys, n) !=
+		    (i < missing))
+			return false;
+	return true;
+}
+
+/*
+ * SEALPOST_TEST_FANOUT_STALE=1: for the test suite only (docs/CLIENT.md):
+ * the first attempt of a group leaves out the list's last device, as a
+ * client whose list is one device behind would, so that a test can see
+ * the broker's mismatch answer checked, the list refetched and the group
+ * sent again.
+ */
+static bool test_fanout_stale(void)
+{
+	const char *v = getenv("SEALPOST_TEST_FANOUT_STALE");
+
+	return v && strcmp(v, "1") == 0;
+}
+
+/* One account's group, with its retries: out gets its devices. */
+static int fanout_account(struct sealpost_client *c, const uint8_t account[SP_ACCOUNT_LEN],
+			  bool own, const uint8_t *msg, size_t msg_len, int64_t deadline,
+			  struct sealpost_fanout_result *out)
+{
+	uint8_t keys[SP_DEVLIST_DEVICES_MAX][SP_KEY_LEN];
+	uint8_t ans[2 * SP_FANOUT_COPIES_MAX * SP_KEY_LEN];
+	uint32_t n = 0, missing = 0, stale = 0;
+	struct sealpost_devlist l;
+	struct sealpost_event ev;
+	uint64_t id = c->next_client_id++;      /* one id for all attempts: nothing was stored */
+	bool answered = false;
+	int status = 0, r;
+
+	for (uint32_t attempt = 0;; attempt++) {
+		r = sealpost_account_fetch_wait(c, account, remaining(deadline), &l, NULL, 0, NULL);
+		if (r < 0)
+			return r;
+		if (answered && !mismatch_believable(c, &l, ans, missing, stale))
+			return -SEALPOST_EFANOUTLIE;
+		n = fanout_targets(c, &l, keys);
+		if (n == 0)
+			return own ? 0 : -SEALPOST_EFANOUTNONE;
+		r = fanout_queue(c, &l, keys, attempt == 0 && n > 1 && test_fanout_stale() ? n - 1 : n,
+				 msg, msg_len, id);
+		if (r < 0)
+			return r;
+		c->fanout_session = c->sessions;
+		memset(&ev, 0, sizeof(ev));
+		r = wait_for(c, SEALPOST_EVENT_FANOUT_RESULT, id, deadline, &ev);
+		if (r < 0)
+			return r;
+		status = ev.status;
+		if (status != SEALPOST_STATUS_ERR_FANOUT_MISMATCH || attempt == SEALPOST_FANOUT_RETRIES)
+			break;
+		/* Refresh, check the answer against what is signed, reseal. */
+		missing = (uint32_t)ev.count;
+		stale = (uint32_t)(ev.len / SP_KEY_LEN) - missing;
+		if (ev.len)
+			memcpy(ans, ev.data, ev.len);
+		answered = true;
+		if (out)
+			out->retries++;
+	}
+	if (out) {
+		for (uint32_t i = 0; i < n && out->count < 2 * SEALPOST_DEVICES_MAX; i++) {
+			struct sealpost_fanout_device *d = &out->dev[out->count++];
+
+			memcpy(d->key, keys[i], SP_KEY_LEN);
+			d->status = status;
+			d->own = own;
+		}
+		if (own) {
+			out->own_status = status;
+			out->own_version = l.version;
+			out->own_group_id = id;
+		} else {
+			out->status = status;
+			out->version = l.version;
+			out->group_id = id;
+		}
+	}
+	if (status == SEALPOST_STATUS_ACCEPTED)
+		return 0;
+	return status == SEALPOST_STATUS_ERR_FANOUT_MISMATCH ? -SEALPOST_EFANOUTMISMATCH
+							     : -SEALPOST_EFANOUT;
+}
+
+SEALPOST_API int sealpost_client_send_account(struct sealpost_client *c,
+					      const uint8_t account[SEALPOST_ACCOUNT_KEY_LEN],
+					      const uint8_t *own_account, const void *msg,
+					      size_t msg_len, int timeout_ms,
+					      struct sealpost_fanout_result *out)
+{
+	int64_t deadline = deadline_of(timeout_ms);
+	int r;
+
+	if (out)
+		memset(out, 0, sizeof(*out));
+	if (!c || !account || (!msg && msg_len))
+		return -EINVAL;
+	if (c->anon)
+		return -SEALPOST_EANONYMOUS;
+	if (c->foreign)
+		return -EOPNOTSUPP;
+	if (msg_len > sealpost_client_max_message(c))
+		return -EMSGSIZE;
+	begin_call(c);
+	r = fanout_account(c, account, false, msg, msg_len, deadline, out);
+	if (r < 0 || !own_account || memcmp(own_account, account, SP_ACCOUNT_LEN) == 0)
+		return r;
+	return fanout_account(c, own_account, true, msg, msg_len, deadline, out);
 }
 
 /* ------------------------------------------------------ sealed sender --- */

@@ -56,6 +56,12 @@ static const struct {
 	{ SEALPOST_EKEYFORMAT, "malformed key file: expected 64 hex digits and a newline" },
 	{ SEALPOST_EQUEUEFULL, "disconnected, and the offline send queue is full" },
 	{ SEALPOST_EDEADPEER, "the broker stopped answering (keepalive timed out)" },
+	{ SEALPOST_EFANOUT, "the broker refused the fan-out group: nothing of it was stored" },
+	{ SEALPOST_EFANOUTMISMATCH, "the account's device list kept changing: fan-out not sent "
+				    "after every retry" },
+	{ SEALPOST_EFANOUTLIE, "the broker's fan-out answer contradicts the account's signed "
+			       "device list: not believed, nothing more sent" },
+	{ SEALPOST_EFANOUTNONE, "the account has no device to send to but this one" },
 	{ SEALPOST_ELOGPROOF, "the broker's transparency log proof does not verify: list refused" },
 	{ SEALPOST_ESPLITVIEW, "SPLIT VIEW: the broker's transparency log showed two different "
 			       "histories" },

@@ -130,6 +130,11 @@ enum sealpost_error {
 	SEALPOST_EBADLIST = 7008,       /* a list that does not verify (signature, encoding, account) */
 	SEALPOST_ENOLIST = 7009,        /* the broker has no list for that account */
 	SEALPOST_ELINKFORMAT = 7010,    /* not a link request string */
+	/* Fan-out (sealpost_client_send_account, docs/PROTOCOL.md 16): */
+	SEALPOST_EFANOUT = 7011,        /* the broker refused the group: see the result's status */
+	SEALPOST_EFANOUTMISMATCH = 7012,/* the copies still did not match the list after every retry */
+	SEALPOST_EFANOUTLIE = 7013,     /* the broker's mismatch answer contradicts the verified list */
+	SEALPOST_EFANOUTNONE = 7014,    /* the account has no device to send to but this one */
 	/* The transparency log (docs/PROTOCOL.md 11.7, docs/CLIENT.md). */
 	SEALPOST_ELOGPROOF = 7018,      /* a served list's tree head or inclusion proof does not verify */
 	SEALPOST_ESPLITVIEW = 7019,     /* the log showed heads that are not prefixes of one log */
@@ -216,6 +221,11 @@ enum sealpost_status {
 	SEALPOST_STATUS_ERR_LIST_ACCOUNT = 46,
 	SEALPOST_STATUS_ERR_LIST_UNKNOWN = 47,  /* fetch: no list for that account */
 	SEALPOST_STATUS_ERR_LIST_NOT_MEMBER = 48,
+	/* FANOUT_RESULT (docs/PROTOCOL.md 16.5): the whole group refused. */
+	SEALPOST_STATUS_ERR_FANOUT_MISMATCH = 49,   /* copies differ from the current list */
+	SEALPOST_STATUS_ERR_FANOUT_DUPLICATE = 50,  /* one device twice in the group */
+	SEALPOST_STATUS_ERR_FANOUT_INCOMPLETE = 51, /* cut short by another frame, or too slow */
+	SEALPOST_STATUS_ERR_FANOUT_TOO_LARGE = 52,  /* over the broker's group limits */
 	/* PUSH_RESULT only (docs/PROTOCOL.md 12); success is ACCEPTED. */
 	SEALPOST_STATUS_ERR_PUSH_BAD_KEY = 56,  /* p256dh not a 65-byte uncompressed P-256 point */
 	SEALPOST_STATUS_ERR_PUSH_BAD_AUTH = 57, /* auth not 16 bytes */
@@ -753,6 +763,12 @@ enum sealpost_event_type {
 	/* Answer to sealpost_push_register / sealpost_push_remove: id, status
 	 * (ACCEPTED or a SEALPOST_STATUS_ERR_PUSH_* / ERR_INTERNAL). */
 	SEALPOST_EVENT_PUSH_RESULT = 14,
+	/* The broker's answer to one fan-out group (sealpost_client_send_account
+	 * waits for it itself): client_id the group id, status (ACCEPTED or the
+	 * group's refusal), seq the broker's version of the account, count the
+	 * missing keys; data/len (ERR_FANOUT_MISMATCH) count * 32 bytes of
+	 * missing device keys, then the stale ones. */
+	SEALPOST_EVENT_FANOUT_RESULT = 15,
 	/* LOUD: the broker's transparency log showed two histories that cannot
 	 * both be prefixes of one log (docs/CLIENT.md, "Split view"). error
 	 * -SEALPOST_ESPLITVIEW, sender the log key, data/len two 113-byte
@@ -1021,8 +1037,10 @@ SEALPOST_API int sealpost_account_fetch_wait(struct sealpost_client *c,
 					     uint8_t *raw, size_t raw_cap, size_t *raw_len);
 
 /*
- * Sends msg to every device of a list but this client's own key: one sealed
- * envelope per device (sealpost_client_send each), ids first_id ..
+ * Sends msg to every device of a list but this client's own key as
+ * separate Sends, each stored or refused on its own (no all-or-none, no
+ * mismatch answer; sealpost_client_send_account is the one-call fan-out):
+ * one sealed envelope per device (sealpost_client_send each), ids first_id ..
  * first_id + count - 1 in list order. Returns how many were queued, or a
  * negative errno (some may have been queued: their RESULTs still come).
  * Only give it a list from sealpost_account_fetch_wait or a LIST event
@@ -1031,6 +1049,58 @@ SEALPOST_API int sealpost_account_fetch_wait(struct sealpost_client *c,
 SEALPOST_API int sealpost_client_send_devices(struct sealpost_client *c,
 					      const struct sealpost_devlist *l, const void *msg,
 					      size_t msg_len, uint64_t *first_id);
+
+/*
+ * Fan-out (docs/PROTOCOL.md 16, docs/CLIENT.md "Sending to an account"):
+ * msg to every device of account in one group the broker stores all or
+ * none. Socket mode, blocking up to timeout_ms (< 0: no limit):
+ *  1. fetches and verifies the account's list (as sealpost_account_fetch_wait:
+ *     the signature, the attached account store, the transparency log);
+ *  2. seals one envelope per device but this client's own, and sends them
+ *     as one group (FanoutBegin + FanoutCopy frames, group id from the
+ *     send counter);
+ *  3. on ERR_FANOUT_MISMATCH fetches and verifies the list again, checks
+ *     that the broker's missing/stale keys agree with it (else
+ *     -SEALPOST_EFANOUTLIE: nothing more is sent), seals again and retries,
+ *     at most SEALPOST_FANOUT_RETRIES times;
+ *  4. if own_account (32 bytes, may be NULL) is this device's account and
+ *     not account, the same for the other devices of own_account, so the
+ *     person's devices keep the conversation too.
+ * out (caller-owned, may be NULL): what happened, per device.
+ * Returns 0 when every group sent was ACCEPTED (or own_account has no
+ * other device); -SEALPOST_EFANOUTNONE (account lists no device but this
+ * one: nothing sent); -SEALPOST_EFANOUT (a group refused: out->status
+ * or out->own_status says why, nothing of that group stored);
+ * -SEALPOST_EFANOUTMISMATCH; -SEALPOST_EFANOUTLIE; the errors of
+ * sealpost_account_fetch_wait (-SEALPOST_ENOLIST, -SEALPOST_EBADLIST,
+ * -SEALPOST_EROLLBACK, ...); -EMSGSIZE; -ETIMEDOUT or the connection's
+ * error (the group's answer was lost: it may or may not be stored; a
+ * group is not resent by a reconnect).
+ */
+enum { SEALPOST_FANOUT_RETRIES = 3 };
+
+struct sealpost_fanout_device {
+	uint8_t key[SEALPOST_KEY_LEN];
+	int status;             /* its group's final status: SEALPOST_STATUS_ACCEPTED, or the refusal */
+	bool own;               /* one of own_account's devices (the second group) */
+};
+
+struct sealpost_fanout_result {
+	int status;             /* the account's group: ACCEPTED or the broker's refusal (0: not sent) */
+	int own_status;         /* the own account's group (0: none sent) */
+	uint64_t version;       /* the account's list version the copies were sealed for */
+	uint64_t own_version;
+	uint64_t group_id, own_group_id;
+	uint32_t retries;       /* groups sent again after a mismatch, both groups together */
+	uint32_t count;         /* entries of dev */
+	struct sealpost_fanout_device dev[2 * SEALPOST_DEVICES_MAX];
+};
+
+SEALPOST_API int sealpost_client_send_account(struct sealpost_client *c,
+					      const uint8_t account[SEALPOST_ACCOUNT_KEY_LEN],
+					      const uint8_t *own_account, const void *msg,
+					      size_t msg_len, int timeout_ms,
+					      struct sealpost_fanout_result *out);
 
 /*
  * The transparency log (docs/CLIENT.md, "Transparency log"). The library

@@ -101,6 +101,16 @@ static int stored(struct sp_shard *sh, const uint8_t account[SP_ACCOUNT_LEN], ui
 	return r < 0 ? -EBADMSG : 1;
 }
 
+int sp_account_current(struct sp_shard *sh, const uint8_t account[SP_ACCOUNT_LEN], uint8_t *buf,
+		       struct sp_devlist *l)
+{
+	size_t len = 0;
+
+	if (!sh->store)
+		return 0;
+	return stored(sh, account, buf, &len, l);
+}
+
 /* ListChanged to every connected device of the new list but the publisher. */
 static void notify(struct sp_shard *sh, const struct sp_conn *publisher,
 		   const struct sp_devlist *l, const uint8_t *list, size_t len)

@@ -32,6 +32,15 @@ enum sp_close_reason sp_account_put(struct sp_shard *sh, struct sp_conn *c,
 enum sp_close_reason sp_account_fetch(struct sp_shard *sh, struct sp_conn *c,
 				      const struct sp_frame *f);
 
+struct sp_devlist;
+
+/* The stored list of account decoded into *l (it was verified when
+ * stored); buf: caller-owned, SP_DEVLIST_MAX bytes, receives the bytes.
+ * 1, 0 if there is none (or no store), or -errno (the store failed, or the
+ * value is corrupt). For the fan-out checks (app/sp_fanout.c). */
+int sp_account_current(struct sp_shard *sh, const uint8_t account[SP_ACCOUNT_LEN], uint8_t *buf,
+		       struct sp_devlist *l);
+
 /* The ListResult status for an sp_devlist decode / verify error. */
 enum sp_status sp_account_status_of(int devlist_err);
 

@@ -11,6 +11,7 @@
 
 #include "sp_conn_table.h"
 #include "sp_deliver.h"
+#include "sp_fanout.h"
 #include "sp_lifecycle.h"
 #include "sp_push.h"
 #include "sp_sendlim.h"
@@ -42,6 +43,7 @@ int sp_mailbox_init(struct sp_shard *sh)
 		return -ENOMEM;
 	if (sp_sendlim_create(&sh->sendlim, &lc))
 		return -ENOMEM;
+	sp_fanout_init(sh);
 	return sp_anon_init(sh);
 }
 
@@ -122,39 +124,10 @@ static struct sp_store_batch *batch(struct sp_shard *sh)
 	return sh->batch;
 }
 
-/* All anonymous senders of a mailbox are one sender to its share and hold
- * one share together (sp_store.h "Shares"); they are never deduplicated. */
-static const uint8_t anon_sender[SP_KEY_LEN];
-
-enum sp_status sp_mailbox_store(struct sp_shard *sh, struct sp_conn *c, const struct sp_frame *f,
-				uint64_t *seq, bool *durable)
+/* The status of an envelope the store refused (ret < 0 from
+ * sp_store_enqueue), with its metrics and logs. */
+static enum sp_status enqueue_refused(struct sp_shard *sh, int ret)
 {
-	bool anon = !c->s.has_peer;
-	struct sp_store_envelope env = {
-		.recipient = f->u.send.to,
-		.sender = anon ? anon_sender : c->s.peer,
-		.client_id = anon ? 0 : f->u.send.client_id,
-		.body = f->body,
-		.body_len = f->body_len,
-	};
-	struct sp_store_batch *b = batch(sh);
-	struct sp_conn *rc;
-	int ret;
-
-	if (!b)
-		return SP_STATUS_ERR_INTERNAL;
-	/* The sender's budgets first: a refused Send costs no store lookup.
-	 * Retries pay too (each costs a dedup lookup). */
-	if (!anon && sp_sendlim_take(sh->sendlim, c->s.peer, f->body_len, sh->wall_ms) < 0)
-		return SP_STATUS_ERR_RATE_LIMITED;
-	ret = sp_store_enqueue(b, &env, seq);
-	if (ret == SP_STORE_DUPLICATE) {
-		/* Stored (or acked) already: the original seq, no second copy and
-		 * no second delivery. Its record may be in this very batch, so the
-		 * answer too waits for the commit. */
-		*durable = true;
-		return SP_STATUS_ACCEPTED;
-	}
 	if (ret == -EDQUOT)
 		return SP_STATUS_ERR_MAILBOX_FULL;
 	if (ret == -EXFULL) {
@@ -171,31 +144,135 @@ enum sp_status sp_mailbox_store(struct sp_shard *sh, struct sp_conn *c, const st
 			       SP_KV_STR("detail", "store-max-bytes or store-min-free"));
 		return SP_STATUS_ERR_MAILBOX_FULL;
 	}
-	if (ret < 0) {
-		*seq = 0;
-		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
-			       "mailbox write failed", SP_KV_STR("error", strerror(-ret)),
-			       SP_KV_STR("detail", sp_store_errmsg(sh->store)));
-		return SP_STATUS_ERR_INTERNAL;
-	}
-	*durable = true;
-	sh->it_entries++;
-	sh->it_bytes += (int64_t)f->body_len;
-	rc = sp_deliver_recipient(sh, f->u.send.to);
+	SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
+		       "mailbox write failed", SP_KV_STR("error", strerror(-ret)),
+		       SP_KV_STR("detail", sp_store_errmsg(sh->store)));
+	return SP_STATUS_ERR_INTERNAL;
+}
+
+/* A stored envelope (seq) of device `to` onto its live connection, or a
+ * push wake-up if it has none. to, body: borrowed for the call. */
+static void deliver_stored(struct sp_shard *sh, const uint8_t *to, uint64_t seq,
+			   const uint8_t *body, size_t len)
+{
+	struct sp_conn *rc = sp_deliver_recipient(sh, to);
+
 	if (!rc && sh->push) {
 		/* Not connected: a wake-up, unless one went out within
 		 * push-coalesce (the table lookup is all it costs here). */
-		sp_push_mail(sh->push, f->u.send.to, sh->now_ns, sh->metrics);
+		sp_push_mail(sh->push, to, sh->now_ns, sh->metrics);
 	} else if (rc && rc->mbox.mode == SP_MBOX_LIVE) {
 		/* A full queue: the store keeps it, the reader sends it (and
 		 * whatever follows) once the queue has room, in order. */
 		if (sp_session_tx_queued(&rc->s) > sh->cfg->sendq_max)
-			reader_start(sh, rc, SP_MBOX_CATCHUP, *seq);
-		else if (sp_deliver_frame(sh, rc, *seq, f->body, f->body_len) == 0) {
+			reader_start(sh, rc, SP_MBOX_CATCHUP, seq);
+		else if (sp_deliver_frame(sh, rc, seq, body, len) == 0) {
 			rc->mbox.delivered++;
 			sp_deliver_count_live(sh);
 		}
 	}
+}
+
+static int commit(struct sp_shard *sh);
+static void send_results(struct sp_shard *sh, int commit_ret);
+
+/* All anonymous senders of a mailbox are one sender to its share and hold
+ * one share together (sp_store.h "Shares"); they are never deduplicated. */
+static const uint8_t anon_sender[SP_KEY_LEN];
+
+enum sp_status sp_mailbox_store(struct sp_shard *sh, struct sp_conn *c, const struct sp_frame *f,
+				uint64_t *seq, bool *durable)
+{
+	bool anon = !c->s.has_peer;
+	struct sp_store_envelope env = {
+		.recipient = f->u.send.to,
+		.sender = anon ? anon_sender : c->s.peer,
+		.client_id = anon ? 0 : f->u.send.client_id,
+		.body = f->body,
+		.body_len = f->body_len,
+	};
+	struct sp_store_batch *b = batch(sh);
+	int ret;
+
+	if (!b)
+		return SP_STATUS_ERR_INTERNAL;
+	/* The sender's budgets first: a refused Send costs no store lookup.
+	 * Retries pay too (each costs a dedup lookup). */
+	if (!anon && sp_sendlim_take(sh->sendlim, c->s.peer, f->body_len, sh->wall_ms) < 0)
+		return SP_STATUS_ERR_RATE_LIMITED;
+	ret = sp_store_enqueue(b, &env, seq);
+	if (ret == SP_STORE_DUPLICATE) {
+		/* Stored (or acked) already: the original seq, no second copy and
+		 * no second delivery. Its record may be in this very batch, so the
+		 * answer too waits for the commit. */
+		*durable = true;
+		return SP_STATUS_ACCEPTED;
+	}
+	if (ret < 0) {
+		*seq = 0;
+		return enqueue_refused(sh, ret);
+	}
+	*durable = true;
+	sh->it_entries++;
+	sh->it_bytes += (int64_t)f->body_len;
+	deliver_stored(sh, f->u.send.to, *seq, f->body, f->body_len);
+	return SP_STATUS_ACCEPTED;
+}
+
+enum sp_status sp_mailbox_store_group(struct sp_shard *sh, struct sp_conn *c, uint64_t group_id,
+				      const struct sp_mailbox_copy *copies, size_t n)
+{
+	uint64_t seqs[SP_FANOUT_COPIES_MAX];
+	bool dup[SP_FANOUT_COPIES_MAX];
+	enum sp_status st = SP_STATUS_ACCEPTED;
+	struct sp_store_batch *b;
+	int ret;
+
+	if (!sh->store || n > SP_FANOUT_COPIES_MAX)
+		return SP_STATUS_ERR_INTERNAL;
+	/* What earlier frames stored is written first, alone: the group is a
+	 * batch of its own, so refusing it (an abort) takes nothing else
+	 * with it. */
+	ret = commit(sh);
+	send_results(sh, ret);
+	if (!(b = batch(sh)))
+		return SP_STATUS_ERR_INTERNAL;
+	for (size_t i = 0; i < n && st == SP_STATUS_ACCEPTED; i++) {
+		struct sp_store_envelope env = {
+			.recipient = copies[i].to,
+			.sender = c->s.peer,
+			.client_id = group_id,  /* a retried group is deduplicated per copy */
+			.body = copies[i].body,
+			.body_len = copies[i].len,
+		};
+
+		ret = sp_store_enqueue(b, &env, &seqs[i]);
+		dup[i] = ret == SP_STORE_DUPLICATE;
+		if (ret < 0) {
+			st = enqueue_refused(sh, ret);
+		} else if (!dup[i]) {
+			sh->it_entries++;
+			sh->it_bytes += (int64_t)copies[i].len;
+		}
+	}
+	if (st != SP_STATUS_ACCEPTED) {
+		/* All or none: the copies already in the batch go with it. */
+		ret = sp_store_batch_abort(b);
+		sh->batch = NULL;
+		sh->it_entries = sh->it_bytes = 0;
+		if (ret < 0)
+			SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
+				       "mailbox abort failed", SP_KV_STR("error", strerror(-ret)),
+				       SP_KV_STR("detail", sp_store_errmsg(sh->store)));
+		return st;
+	}
+	if (commit(sh) < 0)
+		return SP_STATUS_ERR_INTERNAL;
+	/* On disk: now onto the recipients' connections, like any stored
+	 * envelope (a deduplicated copy went out the first time). */
+	for (size_t i = 0; i < n; i++)
+		if (!dup[i])
+			deliver_stored(sh, copies[i].to, seqs[i], copies[i].body, copies[i].len);
 	return SP_STATUS_ACCEPTED;
 }
 
@@ -294,9 +371,6 @@ int sp_mailbox_purge(struct sp_shard *sh, const uint8_t device[SP_KEY_LEN], uint
 		return -EIO;
 	return sp_store_purge(b, device, count, bytes);
 }
-
-static int commit(struct sp_shard *sh);
-static void send_results(struct sp_shard *sh, int commit_ret);
 
 int sp_mailbox_purge_now(struct sp_shard *sh, const uint8_t (*devices)[SP_KEY_LEN], size_t n)
 {

@@ -53,6 +53,26 @@ void sp_mailbox_stop(struct sp_shard *sh, struct sp_conn *c);
 enum sp_status sp_mailbox_store(struct sp_shard *sh, struct sp_conn *c, const struct sp_frame *f,
 				uint64_t *seq, bool *durable);
 
+/* One copy of a fan-out group: `to` and body borrowed for the call. */
+struct sp_mailbox_copy {
+	uint8_t to[SP_KEY_LEN];
+	uint8_t *body;                  /* the group's own copy (app/sp_fanout.c) */
+	size_t len;
+};
+
+/*
+ * A fan-out group's n copies (n <= SP_FANOUT_COPIES_MAX), already checked
+ * against the account's list and the sender's budgets, stored all or none
+ * (PROTOCOL.md 16.3): the iteration's batch so far is committed first (its
+ * SendResults written), then the copies are one batch of their own,
+ * committed now, or aborted at the first copy the store refuses. Each copy
+ * is deduplicated as a Send of c with client_id = group_id. After the
+ * commit, each is delivered to its device's live connection (or a push
+ * goes out). Returns ACCEPTED, ERR_MAILBOX_FULL or ERR_INTERNAL.
+ */
+enum sp_status sp_mailbox_store_group(struct sp_shard *sh, struct sp_conn *c, uint64_t group_id,
+				      const struct sp_mailbox_copy *copies, size_t n);
+
 /* The results array grown (sp_mailbox_result's slow path): 0 or -ENOMEM. */
 int sp_mailbox_results_grow(struct sp_shard *sh);
 

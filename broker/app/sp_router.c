@@ -10,6 +10,7 @@
 #include "sp_anon.h"
 #include "sp_conn_table.h"
 #include "sp_deliver.h"
+#include "sp_fanout.h"
 #include "sp_lifecycle.h"
 #include "sp_logserve.h"
 #include "sp_mailbox.h"
@@ -80,6 +81,8 @@ static enum sp_close_reason anon_frame(struct sp_shard *sh, struct sp_conn *c,
 	case SP_FRAME_PUSH_REGISTER:
 	case SP_FRAME_PUSH_REMOVE:
 	case SP_FRAME_SET_ACCESS:
+	case SP_FRAME_FANOUT_BEGIN:
+	case SP_FRAME_FANOUT_COPY:
 		return SP_CLOSE_ANON_FORBIDDEN;
 	default:
 		return SP_CLOSE_PROTOCOL;
@@ -92,7 +95,18 @@ enum sp_close_reason sp_router_frame(void *ctx, struct sp_conn *c, const struct 
 
 	if (!c->s.has_peer)
 		return anon_frame(sh, c, f);
+	/* A fan-out group admits nothing but its copies (PROTOCOL.md 16.2). */
+	if (c->fan.g && f->type != SP_FRAME_FANOUT_COPY) {
+		enum sp_close_reason why = sp_fanout_other(sh, c);
+
+		if (why)
+			return why;
+	}
 	switch (f->type) {
+	case SP_FRAME_FANOUT_BEGIN:
+		return sp_fanout_begin(sh, c, f);
+	case SP_FRAME_FANOUT_COPY:
+		return sp_fanout_copy(sh, c, f);
 	case SP_FRAME_SET_ACCESS:
 		return sp_anon_set_access(sh, c, f);
 	case SP_FRAME_ANON_SEND:
@@ -138,6 +152,7 @@ static void route_drop(struct sp_shard *sh, struct sp_conn *c)
 void sp_router_detach(struct sp_shard *sh, struct sp_conn *c)
 {
 	route_drop(sh, c);
+	sp_fanout_drop(sh, c);
 	sp_mailbox_stop(sh, c);
 }
 

@@ -79,16 +79,17 @@ static bool bucket_full(const struct sp_sendlim *l, const struct bucket *b)
 	       (!l->cfg.byte_rate || b->bytes >= cap_bytes(l));
 }
 
-static int bucket_take(const struct sp_sendlim *l, struct bucket *b, uint64_t body_len)
+static int bucket_take(const struct sp_sendlim *l, struct bucket *b, uint64_t n, uint64_t body_len)
 {
 	uint64_t need_b = body_len > UINT64_MAX / 1000 ? UINT64_MAX : body_len * 1000;
+	uint64_t need_e = n > UINT64_MAX / 1000 ? UINT64_MAX : n * 1000;
 
-	if (l->cfg.rate && b->env < 1000)
+	if (l->cfg.rate && b->env < need_e)
 		return -EAGAIN;
 	if (l->cfg.byte_rate && b->bytes < need_b)
 		return -EAGAIN;
 	if (l->cfg.rate)
-		b->env -= 1000;
+		b->env -= need_e;
 	if (l->cfg.byte_rate)
 		b->bytes -= need_b;
 	return 0;
@@ -164,6 +165,12 @@ static void prune(struct sp_sendlim *l, uint64_t now_ms)
 int sp_sendlim_take(struct sp_sendlim *l, const uint8_t sender[SP_KEY_LEN], uint64_t body_len,
 		    uint64_t now_ms)
 {
+	return sp_sendlim_take_n(l, sender, 1, body_len, now_ms);
+}
+
+int sp_sendlim_take_n(struct sp_sendlim *l, const uint8_t sender[SP_KEY_LEN], uint64_t n,
+		      uint64_t body_len, uint64_t now_ms)
+{
 	struct bucket *b;
 	uint64_t idx;
 
@@ -186,5 +193,5 @@ int sp_sendlim_take(struct sp_sendlim *l, const uint8_t sender[SP_KEY_LEN], uint
 		}
 	}
 	bucket_refill(l, b, now_ms);
-	return bucket_take(l, b, body_len);
+	return bucket_take(l, b, n, body_len);
 }

@@ -46,6 +46,14 @@ void sp_sendlim_destroy(struct sp_sendlim *l);
 int sp_sendlim_take(struct sp_sendlim *l, const uint8_t sender[SP_KEY_LEN], uint64_t body_len,
 		    uint64_t now_ms);
 
+/*
+ * Charges n envelopes of body_len bytes in all at once (a fan-out group,
+ * PROTOCOL.md 16): 0, or -EAGAIN with nothing charged when either bucket
+ * cannot pay for all of them. sp_sendlim_take is n = 1.
+ */
+int sp_sendlim_take_n(struct sp_sendlim *l, const uint8_t sender[SP_KEY_LEN], uint64_t n,
+		      uint64_t body_len, uint64_t now_ms);
+
 /* Senders with an entry now (the overflow bucket not counted). */
 size_t sp_sendlim_count(const struct sp_sendlim *l);
 

@@ -4,6 +4,8 @@
  * giving memory back after a burst.
  *
  * What a peer can make the broker hold beyond its connection slot is its
+ * open fan-out group (app/sp_fanout.c refuses a copy that would pass the
+ * budget, and the group's own --fanout-max-bytes), its
  * reassembly buffer (a transport message straddling receive buffers, grown
  * as its bytes arrive: lib/session) and its outbound chunks (sp_txq.h).
  * Each is bounded per connection (one message of at most 64 KiB, or one
@@ -58,7 +60,8 @@ static inline uint64_t sp_mem_conn_held(const struct sp_conn *c)
 /* Bytes all connections of sh hold (the budget's measure). */
 static inline uint64_t sp_mem_used(const struct sp_shard *sh)
 {
-	return sh->mem.rx_bytes + (sh->pool.live - sh->pool.nfree) * sizeof(struct sp_txchunk);
+	return sh->mem.rx_bytes + sh->mem.fanout_bytes +
+	       (sh->pool.live - sh->pool.nfree) * sizeof(struct sp_txchunk);
 }
 
 /* Closes the connections holding the most until sh is back under its

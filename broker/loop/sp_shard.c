@@ -28,6 +28,7 @@
 #include "sp_accept.h"
 #include "sp_admin_exec.h"
 #include "sp_conn_io.h"
+#include "sp_fanout.h"
 #include "sp_lifecycle.h"
 #include "sp_mailbox.h"
 #include "sp_mem.h"
@@ -162,6 +163,7 @@ static void on_push(struct sp_shard *sh, int res)
 void sp_shard_tick_work(struct sp_shard *sh)
 {
 	sp_mailbox_tick(sh);
+	sp_fanout_tick(sh);
 	sp_life_deadlines(sh);
 	sp_mem_tick(sh);
 	if (sh->stopping && sh->now_ns >= sh->stop_deadline_ns)

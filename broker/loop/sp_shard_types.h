@@ -110,6 +110,7 @@ struct sp_shard {
 		uint64_t rx_bytes;      /* reassembly buffers allocated */
 		uint64_t trim_ns;       /* the next reserve trim and malloc_trim check */
 		uint64_t lock_failures; /* slab.lock_failures already counted in the metric */
+		uint64_t fanout_bytes;  /* bodies held by open fan-out groups (app/sp_fanout.c) */
 	} mem;
 
 	/* The iteration's clocks (sp_shard.c, or the detached harness). */
@@ -135,6 +136,9 @@ struct sp_shard {
 	struct sp_list drain_list;      /* connections whose backlog reader runs */
 	struct sp_store_item *items;    /* reader chunk */
 	struct sp_sendlim *sendlim;     /* per-sender budgets of durable sends */
+	/* Open fan-out groups (app/sp_fanout.c), oldest first: each has the
+	 * same timeout, so the deadline order is the append order. */
+	struct sp_list fanout_list;
 	/* Sealed sender (app/sp_anon.c): anonymous sends' budgets per
 	 * recipient and per source (sendlim tables keyed by the recipient
 	 * key, and by the source key zero-padded to 32 bytes). */

@@ -61,6 +61,11 @@ SAME_KIND(LIST_PUT, LIST_PUT);
 SAME_KIND(LIST_FETCH, LIST_FETCH);
 SAME_KIND(LIST_RESULT, LIST_RESULT);
 SAME_KIND(LIST_CHANGED, LIST_CHANGED);
+SAME_KIND(FANOUT_BEGIN, FANOUT_BEGIN);
+SAME_KIND(FANOUT_COPY, FANOUT_COPY);
+SAME_KIND(FANOUT_RESULT, FANOUT_RESULT);
+_Static_assert((int)SP_FANOUT_COPIES_MAX == (int)SP_DEVLIST_DEVICES_MAX,
+	       "a group has at most one copy per device of a list");
 SAME_KIND(LOG_FETCH, LOG_FETCH);
 SAME_KIND(LOG_REPLY, LOG_REPLY);
 SAME_KIND(PUSH_REGISTER, PUSH_REGISTER);
@@ -278,6 +283,59 @@ static int parse_log_field(struct sp_frame *f, enum sp_frame_type kind, const st
 	return 0;
 }
 
+static bool is_fanout(enum sp_frame_type t)
+{
+	return t >= SP_FRAME_FANOUT_BEGIN && t <= SP_FRAME_FANOUT_RESULT;
+}
+
+/* One field of FanoutBegin (1 account, 2 group_id, 3 version, 4 count),
+ * FanoutCopy (1 to, 2 group_id) or FanoutResult (1 group_id, 2 status,
+ * 3 version, 4 missing, 5 stale). The key is remembered in *key. */
+static int parse_fanout_field(struct sp_frame *f, enum sp_frame_type kind, const struct field *fl,
+			      const uint8_t **key, size_t *key_len)
+{
+	if (kind != SP_FRAME_FANOUT_RESULT) {
+		if (fl->num == 1) {
+			if (fl->wt != WT_LEN)
+				return -EBADMSG;
+			*key = fl->data;
+			*key_len = fl->len;
+			return 0;
+		}
+		if (fl->num == 2 || (kind == SP_FRAME_FANOUT_BEGIN && (fl->num == 3 || fl->num == 4))) {
+			WANT_VARINT(fl);
+			if (fl->num == 2)
+				f->u.fanout.group_id = fl->v;
+			else if (fl->num == 3)
+				f->u.fanout.version = fl->v;
+			else
+				f->u.fanout.count = (uint32_t)fl->v;
+		}
+		return 0;
+	}
+	if (fl->num < 1 || fl->num > 5)
+		return 0;
+	WANT_VARINT(fl);
+	switch (fl->num) {
+	case 1:
+		f->u.fanout.group_id = fl->v;
+		break;
+	case 2:
+		f->u.fanout.status = (enum sp_status)(int32_t)(uint32_t)fl->v;
+		break;
+	case 3:
+		f->u.fanout.version = fl->v;
+		break;
+	case 4:
+		f->u.fanout.missing = (uint32_t)fl->v;
+		break;
+	default:
+		f->u.fanout.stale = (uint32_t)fl->v;
+		break;
+	}
+	return 0;
+}
+
 /*
  * One member of the FrameHeader oneof. A later member replaces an earlier one
  * entirely (protobuf-c's oneof rule; not merged), so the fields start from
@@ -301,11 +359,19 @@ static int parse_kind(struct sp_frame *f, enum sp_frame_type kind, const uint8_t
 		memset(&f->u.log, 0, sizeof(f->u.log));
 	if (kind == SP_FRAME_ANON_SEND)
 		memset(&f->u.anon_send, 0, sizeof(f->u.anon_send));
+	if (is_fanout(kind))
+		memset(&f->u.fanout, 0, sizeof(f->u.fanout));
 	*ack_total = 0;
 	while (r.p < r.end) {
 		ret = next_field(&r, &fl);
 		if (ret < 0)
 			return ret;
+		if (is_fanout(kind)) {
+			ret = parse_fanout_field(f, kind, &fl, &to, &to_len);
+			if (ret < 0)
+				return ret;
+			continue;
+		}
 		if (is_log(kind)) {
 			ret = parse_log_field(f, kind, &fl, &to, &to_len);
 			if (ret < 0)
@@ -478,6 +544,10 @@ static int parse_kind(struct sp_frame *f, enum sp_frame_type kind, const uint8_t
 		memcpy(f->u.log.log_key, to, sizeof(f->u.log.log_key));
 		f->u.log.log_key_ok = 1;
 	}
+	if (is_fanout(kind) && kind != SP_FRAME_FANOUT_RESULT && to_len == SP_KEY_LEN) {
+		memcpy(f->u.fanout.key, to, SP_KEY_LEN);
+		f->u.fanout.key_ok = 1;
+	}
 	if (is_list(kind) && to_len == SP_ACCOUNT_LEN) {
 		memcpy(f->u.list.account, to, SP_ACCOUNT_LEN);
 		f->u.list.account_ok = 1;
@@ -526,7 +596,7 @@ static int has_body(enum sp_frame_type t)
 {
 	return t == SP_FRAME_SEND || t == SP_FRAME_DELIVER || t == SP_FRAME_LIST_PUT ||
 	       t == SP_FRAME_LIST_RESULT || t == SP_FRAME_LIST_CHANGED || t == SP_FRAME_LOG_REPLY ||
-	       t == SP_FRAME_ANON_SEND;
+	       t == SP_FRAME_ANON_SEND || t == SP_FRAME_FANOUT_COPY || t == SP_FRAME_FANOUT_RESULT;
 }
 
 int sp_frame_next(const uint8_t *buf, size_t len, size_t *off, struct sp_frame *f)
@@ -700,6 +770,26 @@ static int put_kind(const struct sp_frame *f, uint8_t out[KIND_MAX])
 			p = put_u64_field(p, 4, f->u.list.version);
 			p = put_u64_field(p, 5, f->u.list.list_len);
 		}
+		break;
+	case SP_FRAME_FANOUT_BEGIN:
+	case SP_FRAME_FANOUT_COPY:
+		/* Always the 32 bytes, as Send.to. */
+		*p++ = 1 << 3 | WT_LEN;
+		*p++ = SP_KEY_LEN;
+		memcpy(p, f->u.fanout.key, SP_KEY_LEN);
+		p += SP_KEY_LEN;
+		p = put_u64_field(p, 2, f->u.fanout.group_id);
+		if (f->type == SP_FRAME_FANOUT_BEGIN) {
+			p = put_u64_field(p, 3, f->u.fanout.version);
+			p = put_u64_field(p, 4, f->u.fanout.count);
+		}
+		break;
+	case SP_FRAME_FANOUT_RESULT:
+		p = put_u64_field(p, 1, f->u.fanout.group_id);
+		p = put_enum_field(p, 2, f->u.fanout.status);
+		p = put_u64_field(p, 3, f->u.fanout.version);
+		p = put_u64_field(p, 4, f->u.fanout.missing);
+		p = put_u64_field(p, 5, f->u.fanout.stale);
 		break;
 	case SP_FRAME_LOG_FETCH:
 		p = put_u64_field(p, 1, f->u.log.client_id);

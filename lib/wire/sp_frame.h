@@ -118,6 +118,22 @@ struct sp_frame {
 			uint64_t client_id;
 			enum sp_status status;
 		} access_result;
+		/* FanoutBegin (key = account), FanoutCopy (key = to) and
+		 * FanoutResult (PROTOCOL.md 16). key_ok: 1 when the key was
+		 * exactly 32 bytes on the wire, else 0 and key zeroed (the
+		 * broker judges it); encoding: the key is always written
+		 * (Begin, Copy), never for a Result. A Result's missing and
+		 * stale keys are its body (missing * 32 then stale * 32
+		 * bytes), which the decoder does not check against them. */
+		struct {
+			uint8_t key[SP_KEY_LEN];
+			uint8_t key_ok;
+			uint64_t group_id;
+			uint64_t version;       /* Begin, Result */
+			uint32_t count;         /* Begin */
+			enum sp_status status;  /* Result */
+			uint32_t missing, stale; /* Result */
+		} fanout;
 		/* AnonSend: to as Send (to_ok); access_key borrowed as above. */
 		struct {
 			uint8_t to[SP_KEY_LEN];
@@ -138,8 +154,9 @@ struct sp_frame {
  * Decodes the frame starting at buf[*off] and advances *off past it.
  * buf: borrowed; f->body points into it.
  * Returns -ENODATA when *off == len (clean end), -EBADMSG on malformed input.
- * Body presence is checked: Send and Deliver may carry a body (possibly
- * empty); any other type with body_len != 0 is -EBADMSG. body_len is NOT
+ * Body presence is checked: Send, Deliver, FanoutCopy, FanoutResult and the
+ * list and log frames may carry a body (possibly empty); any other type with
+ * body_len != 0 is -EBADMSG. body_len is NOT
  * checked against SP_BODY_MAX (only against the bytes present): the
  * consumer decides (the broker answers ERR_TOO_LARGE). A header with more
  * than one member of its oneof is -EBADMSG.

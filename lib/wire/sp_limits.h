@@ -91,8 +91,12 @@ enum sp_frame_type {
 	SP_FRAME_LIST_FETCH = 10, /* client -> broker */
 	SP_FRAME_LIST_RESULT = 11,/* broker -> client, may carry a body */
 	SP_FRAME_LIST_CHANGED = 12, /* broker -> client, carries a body */
-	SP_FRAME_TYPE_MAX = SP_FRAME_LIST_CHANGED,
-	/* The transparency log (11.7); 13..19 accounts, 20..22 push (PROTOCOL.md 12). */
+	/* Fan-out (PROTOCOL.md 16). */
+	SP_FRAME_FANOUT_BEGIN = 13,  /* client -> broker */
+	SP_FRAME_FANOUT_COPY = 14,   /* client -> broker, carries a body */
+	SP_FRAME_FANOUT_RESULT = 15, /* broker -> client, may carry a body (device keys) */
+	SP_FRAME_TYPE_MAX = SP_FRAME_FANOUT_RESULT,
+	/* The transparency log (11.7); 16..19 accounts, 20..22 push (PROTOCOL.md 12). */
 	SP_FRAME_LOG_FETCH = 24,  /* client -> broker */
 	SP_FRAME_LOG_REPLY = 25,  /* broker -> client, carries a body */
 	/* Web Push (PROTOCOL.md 12); 9..19 are accounts'. */
@@ -140,6 +144,14 @@ enum sp_send_flags {
 
 /* Acks carried in one Ack frame, at most. */
 enum { SP_ACK_SEQS_MAX = 64 };
+
+/* Fan-out (PROTOCOL.md 16): protocol maxima; the broker's --fanout-max-copies
+ * may lower the first. A FanoutResult body holds at most two full lists of
+ * keys (missing, stale). */
+enum {
+	SP_FANOUT_COPIES_MAX = 64,      /* = SP_DEVLIST_DEVICES_MAX: copies in one group */
+	SP_FANOUT_RESULT_BODY_MAX = 2 * 64 * SP_KEY_LEN,
+};
 
 /* Signed device lists (docs/PROTOCOL.md 11; the codec is lib/crypto/sp_devlist.h):
  * protocol maxima; the broker's --account-max-devices may lower the first. */

@@ -101,6 +101,16 @@ static int frame_ref_same(const struct sp_frame *a, const struct sp_frame *b)
 	case SP_FRAME_ACCESS_RESULT:
 		return a->u.access_result.client_id == b->u.access_result.client_id &&
 		       (uint32_t)a->u.access_result.status == (uint32_t)b->u.access_result.status;
+	case SP_FRAME_FANOUT_BEGIN:
+	case SP_FRAME_FANOUT_COPY:
+	case SP_FRAME_FANOUT_RESULT:
+		return a->u.fanout.key_ok == b->u.fanout.key_ok &&
+		       memcmp(a->u.fanout.key, b->u.fanout.key, SP_KEY_LEN) == 0 &&
+		       a->u.fanout.group_id == b->u.fanout.group_id &&
+		       a->u.fanout.version == b->u.fanout.version &&
+		       a->u.fanout.count == b->u.fanout.count &&
+		       (uint32_t)a->u.fanout.status == (uint32_t)b->u.fanout.status &&
+		       a->u.fanout.missing == b->u.fanout.missing && a->u.fanout.stale == b->u.fanout.stale;
 	case SP_FRAME_ANON_SEND:
 		return a->u.anon_send.to_ok == b->u.anon_send.to_ok &&
 		       memcmp(a->u.anon_send.to, b->u.anon_send.to, SP_KEY_LEN) == 0 &&
@@ -310,6 +320,29 @@ static int frame_ref_decode(const uint8_t *h, size_t n, struct sp_frame *f)
 	case SEALPOST__V1__FRAME_HEADER__KIND_ACCESS_RESULT:
 		f->u.access_result.client_id = m->access_result->client_id;
 		f->u.access_result.status = (enum sp_status)m->access_result->status;
+		break;
+	case SEALPOST__V1__FRAME_HEADER__KIND_FANOUT_BEGIN:
+		if (m->fanout_begin->account.len == SP_KEY_LEN) {
+			memcpy(f->u.fanout.key, m->fanout_begin->account.data, SP_KEY_LEN);
+			f->u.fanout.key_ok = 1;
+		}
+		f->u.fanout.group_id = m->fanout_begin->group_id;
+		f->u.fanout.version = m->fanout_begin->version;
+		f->u.fanout.count = m->fanout_begin->count;
+		break;
+	case SEALPOST__V1__FRAME_HEADER__KIND_FANOUT_COPY:
+		if (m->fanout_copy->to.len == SP_KEY_LEN) {
+			memcpy(f->u.fanout.key, m->fanout_copy->to.data, SP_KEY_LEN);
+			f->u.fanout.key_ok = 1;
+		}
+		f->u.fanout.group_id = m->fanout_copy->group_id;
+		break;
+	case SEALPOST__V1__FRAME_HEADER__KIND_FANOUT_RESULT:
+		f->u.fanout.group_id = m->fanout_result->group_id;
+		f->u.fanout.status = (enum sp_status)m->fanout_result->status;
+		f->u.fanout.version = m->fanout_result->version;
+		f->u.fanout.missing = m->fanout_result->missing;
+		f->u.fanout.stale = m->fanout_result->stale;
 		break;
 	case SEALPOST__V1__FRAME_HEADER__KIND_ANON_SEND: {
 		static uint8_t tk[SP_FRAME_HEADER_MAX];

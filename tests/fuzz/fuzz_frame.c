@@ -53,7 +53,8 @@ static void walk_frames(const uint8_t *data, size_t size)
 		if (f.type == SP_FRAME_SEND || f.type == SP_FRAME_DELIVER ||
 		    f.type == SP_FRAME_LIST_PUT || f.type == SP_FRAME_LIST_RESULT ||
 		    f.type == SP_FRAME_LIST_CHANGED || f.type == SP_FRAME_LOG_REPLY ||
-		    f.type == SP_FRAME_ANON_SEND) {
+		    f.type == SP_FRAME_ANON_SEND || f.type == SP_FRAME_FANOUT_COPY ||
+		    f.type == SP_FRAME_FANOUT_RESULT) {
 			check(f.body >= data + at && f.body + f.body_len == data + off);
 		} else {
 			check(f.body == NULL && f.body_len == 0);
@@ -104,6 +105,10 @@ static void walk_frames(const uint8_t *data, size_t size)
 			if (f.type == SP_FRAME_LIST_PUT || f.type == SP_FRAME_LIST_FETCH)
 				f.u.list.version = f.u.list.list_len = 0;
 		}
+		/* FanoutBegin's account and FanoutCopy's `to` travel as 32
+		 * bytes too (zeroed if they did not come as 32). */
+		if (f.type == SP_FRAME_FANOUT_BEGIN || f.type == SP_FRAME_FANOUT_COPY)
+			f.u.fanout.key_ok = 1;
 		/* LogReply's key always travels as 32 bytes (zeroed if it did
 		 * not come as 32). */
 		if (f.type == SP_FRAME_LOG_REPLY)

@@ -3,7 +3,8 @@
  * fuzz_shard.c: the broker's frame handling, end to end, through the
  * detached shard (broker/loop/sp_detached.h): everything an authenticated
  * device can send once its session is up reaches the real router
- * (app/sp_router.c: Send, Ack, Ping, frames of the wrong direction),
+ * (app/sp_router.c: Send, Ack, Ping, fan-out groups, frames of the wrong
+ * direction),
  * deliveries and replies (app/sp_deliver.c), the mailbox code
  * (app/sp_mailbox.c: the iteration's batch, quotas, dedup, acks, results
  * after the commit, the backlog reader and Drained) over a real RocksDB
@@ -18,7 +19,8 @@
  * hands a device is a transport message that decrypts under that
  * connection's keys and holds well-formed broker -> client frames; a
  * connection gets at most one Drained and nothing after a GoAway; at the
- * end every connection closes, every slot is freed and every tx chunk is
+ * end every connection closes, every slot is freed, no fan-out group is
+ * left holding memory, and every tx chunk is
  * back in the pool.
  *
  * The store lives in a temporary directory for the whole process and is
@@ -77,6 +79,7 @@ static struct {
 	unsigned nopened;
 	uint64_t frames[FRAME_KINDS];   /* frames seen, by type (FUZZ_SHARD_STATS) */
 	uint64_t statuses[64];          /* SendResult statuses seen */
+	uint64_t fanout_results;        /* FanoutResults seen */
 } F;
 
 static void check(int ok)
@@ -113,6 +116,8 @@ static void cleanup(void)
 			if (F.frames[t])
 				fprintf(stderr, "fuzz_shard: frame type %u: %llu\n", t,
 				(unsigned long long)F.frames[t]);
+		fprintf(stderr, "fuzz_shard: fanout results: %llu\n",
+			(unsigned long long)F.fanout_results);
 		for (unsigned st = 0; st < 64; st++)
 			if (F.statuses[st])
 				fprintf(stderr, "fuzz_shard: status %u: %llu\n", st,
@@ -172,6 +177,19 @@ static void check_frame(struct dev *d, const struct sp_frame *f)
 	switch (f->type) {
 	case SP_FRAME_SEND_RESULT:
 	case SP_FRAME_PONG:
+	case SP_FRAME_LIST_RESULT:
+	case SP_FRAME_LIST_CHANGED:
+	case SP_FRAME_LOG_REPLY:
+	case SP_FRAME_PUSH_RESULT:
+	case SP_FRAME_ACCESS_RESULT:
+		break;
+	case SP_FRAME_FANOUT_RESULT:
+		/* the keys are the whole body, and only a mismatch has any */
+		F.fanout_results++;
+		check(f->body_len == (size_t)(f->u.fanout.missing + f->u.fanout.stale) * SP_KEY_LEN);
+		check(f->body_len == 0 || f->u.fanout.status == SP_STATUS_ERR_FANOUT_MISMATCH);
+		check(f->u.fanout.missing <= SP_DEVLIST_DEVICES_MAX &&
+		      f->u.fanout.stale <= SP_FANOUT_COPIES_MAX);
 		break;
 	case SP_FRAME_DELIVER:
 		check(f->body_len <= F.cfg.max_envelope);
@@ -364,6 +382,8 @@ static void close_all(void)
 		check(sp_conn_at(&F.sh, F.opened[i].slot, F.opened[i].gen) == NULL);
 	check(F.sh.nconns == 0);
 	check(F.sh.pool.live == F.sh.pool.nfree);
+	/* every fan-out group went with its connection */
+	check(F.sh.mem.fanout_bytes == 0 && sp_list_empty(&F.sh.fanout_list));
 	F.nopened = 0;
 	for (unsigned i = 0; i < FUZZ_SHARD_DEVS; i++)
 		F.dev[i].c = NULL;

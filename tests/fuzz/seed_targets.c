@@ -32,6 +32,7 @@
 
 #include "fuzz/shard_peer.h"
 #include "sp_config.h"
+#include "sp_devlist.h"
 #include "sp_frame.h"
 #include "sp_merkle.h"
 #include "sp_noise.h"
@@ -263,6 +264,90 @@ static void shard_seeds(void)
 		snprintf(name, sizeof(name), "bad_input_%d", store);
 		put("fuzz_shard", name, in, in_len);
 	}
+}
+
+/* A fan-out group from dev 0 to account acct (version v) with a copy for
+ * each dev in mask (bit d), count copies announced. */
+static void fanout(const uint8_t *acct, uint64_t id, uint64_t v, uint32_t count, unsigned mask)
+{
+	static uint8_t body[64];
+	struct sp_frame f;
+
+	memset(&f, 0, sizeof(f));
+	f.type = SP_FRAME_FANOUT_BEGIN;
+	memcpy(f.u.fanout.key, acct, SP_ACCOUNT_LEN);
+	f.u.fanout.key_ok = 1;
+	f.u.fanout.group_id = id;
+	f.u.fanout.version = v;
+	f.u.fanout.count = count;
+	frame(&f);
+	for (unsigned d = 0; d < FUZZ_SHARD_DEVS; d++) {
+		if (!(mask & (1u << d)))
+			continue;
+		memset(&f, 0, sizeof(f));
+		f.type = SP_FRAME_FANOUT_COPY;
+		memcpy(f.u.fanout.key, pub[d], SP_KEY_LEN);
+		f.u.fanout.key_ok = 1;
+		f.u.fanout.group_id = id;
+		memset(body, 0x30 + (int)d, sizeof(body));
+		f.body = body;
+		f.body_len = sizeof(body);
+		frame(&f);
+	}
+}
+
+/* fuzz_shard with an account (PROTOCOL.md 16): dev 0 publishes a list of
+ * all three devices (a fixed account key), then fan-out groups: accepted,
+ * mismatched, a device twice, cut short by a Ping, one copy short. */
+static void fanout_seeds(void)
+{
+	uint8_t seed[crypto_sign_SEEDBYTES], apk[SP_ACCOUNT_LEN], ask[64];
+	static uint8_t list[SP_DEVLIST_MAX];
+	struct sp_devlist l;
+	struct sp_frame f;
+	size_t len = 0;
+
+	memset(seed, 0x77, sizeof(seed));
+	crypto_sign_seed_keypair(apk, ask, seed);
+	memset(&l, 0, sizeof(l));
+	memcpy(l.account, apk, SP_ACCOUNT_LEN);
+	l.version = 1;
+	for (unsigned d = 0; d < FUZZ_SHARD_DEVS; d++)
+		if (sp_devlist_add(&l, pub[d], "d", 1700000000))
+			die("devlist");
+	if (sp_devlist_sign(&l, ask, list, sizeof(list), &len))
+		die("sign");
+	sodium_memzero(ask, sizeof(ask));
+	begin(true);
+	memset(&f, 0, sizeof(f));
+	f.type = SP_FRAME_LIST_PUT;
+	memcpy(f.u.list.account, apk, SP_ACCOUNT_LEN);
+	f.u.list.account_ok = 1;
+	f.u.list.client_id = 1;
+	f.body = list;
+	f.body_len = len;
+	frame(&f);
+	msg(0);
+	iter(1);
+	ping(9);                        /* devs 1 and 2 connect */
+	msg(1);
+	ping(9);
+	msg(2);
+	fanout(apk, 10, 1, 2, 0x6);     /* accepted */
+	msg(0);
+	fanout(apk, 11, 1, 1, 0x2);     /* mismatch: dev 2 missing */
+	fanout(apk, 12, 2, 2, 0x6);     /* mismatch: version */
+	msg(0);
+	fanout(apk, 13, 1, 3, 0x7);     /* dev 0 itself: stale */
+	fanout(apk, 14, 1, 3, 0x6);     /* cut short by the next Begin */
+	fanout(apk, 15, 1, 2, 0x2);     /* one short: refused at the tick */
+	msg(0);
+	iter(20000);
+	record(FUZZ_OP_TICK, 0, NULL, 0);
+	ping(16);
+	msg(0);
+	iter(1);
+	put("fuzz_shard", "fanout", in, in_len);
 }
 
 /* --- fuzz_store_codec ----------------------------------------------------------- */
@@ -508,6 +593,7 @@ int main(int argc, char **argv)
 			die("key");
 	}
 	shard_seeds();
+	fanout_seeds();
 	codec_seeds();
 	merkle_seeds();
 	config_seeds(argc == 3 ? argv[2] : NULL);

@@ -672,6 +672,48 @@ int sp_raw_put_list(uint8_t *buf, size_t cap, size_t *off, enum sp_frame_type ty
 	return sp_raw_put_frame(buf, cap, off, hdr, hlen, body, body_len);
 }
 
+int sp_raw_put_fanout_begin(uint8_t *buf, size_t cap, size_t *off, const uint8_t *account,
+			    size_t account_len, uint64_t group_id, uint64_t version, uint32_t count)
+{
+	Sealpost__V1__FrameHeader fh = SEALPOST__V1__FRAME_HEADER__INIT;
+	Sealpost__V1__FanoutBegin b = SEALPOST__V1__FANOUT_BEGIN__INIT;
+	uint8_t hdr[SP_FRAME_HEADER_MAX];
+	size_t hlen = 0;
+	int ret;
+
+	b.account.data = (uint8_t *)account;
+	b.account.len = account_len;
+	b.group_id = group_id;
+	b.version = version;
+	b.count = count;
+	fh.kind_case = SEALPOST__V1__FRAME_HEADER__KIND_FANOUT_BEGIN;
+	fh.fanout_begin = &b;
+	ret = pack_header(&fh, hdr, sizeof(hdr), &hlen);
+	if (ret)
+		return ret;
+	return sp_raw_put_frame(buf, cap, off, hdr, hlen, NULL, 0);
+}
+
+int sp_raw_put_fanout_copy(uint8_t *buf, size_t cap, size_t *off, const uint8_t *to,
+			   size_t to_len, uint64_t group_id, const uint8_t *body, size_t body_len)
+{
+	Sealpost__V1__FrameHeader fh = SEALPOST__V1__FRAME_HEADER__INIT;
+	Sealpost__V1__FanoutCopy cp = SEALPOST__V1__FANOUT_COPY__INIT;
+	uint8_t hdr[SP_FRAME_HEADER_MAX];
+	size_t hlen = 0;
+	int ret;
+
+	cp.to.data = (uint8_t *)to;
+	cp.to.len = to_len;
+	cp.group_id = group_id;
+	fh.kind_case = SEALPOST__V1__FRAME_HEADER__KIND_FANOUT_COPY;
+	fh.fanout_copy = &cp;
+	ret = pack_header(&fh, hdr, sizeof(hdr), &hlen);
+	if (ret)
+		return ret;
+	return sp_raw_put_frame(buf, cap, off, hdr, hlen, body, body_len);
+}
+
 int sp_raw_put_simple(uint8_t *buf, size_t cap, size_t *off, enum sp_frame_type type,
 		      uint64_t value, const uint8_t *body, size_t body_len)
 {
@@ -764,6 +806,13 @@ static int decode_frame(struct sp_raw *c, struct sp_raw_frame *f)
 		if (fh->log_reply->log_key.len == SP_ACCOUNT_LEN)
 			memcpy(f->account, fh->log_reply->log_key.data, SP_ACCOUNT_LEN);
 		break;
+	case SEALPOST__V1__FRAME_HEADER__KIND_FANOUT_RESULT:
+		f->client_id = fh->fanout_result->group_id;
+		f->status = (uint32_t)fh->fanout_result->status;
+		f->seq = fh->fanout_result->version;
+		f->missing = fh->fanout_result->missing;
+		f->stale = fh->fanout_result->stale;
+		break;
 	case SEALPOST__V1__FRAME_HEADER__KIND_ACCESS_RESULT:
 		f->client_id = fh->access_result->client_id;
 		f->status = (uint32_t)fh->access_result->status;
@@ -778,7 +827,8 @@ static int decode_frame(struct sp_raw *c, struct sp_raw_frame *f)
 		return ret;
 	/* Only Deliver and the list frames may carry a body from the broker. */
 	if (blen && f->type != SP_FRAME_DELIVER && f->type != SP_FRAME_LIST_RESULT &&
-	    f->type != SP_FRAME_LIST_CHANGED && f->type != SP_FRAME_LOG_REPLY)
+	    f->type != SP_FRAME_LIST_CHANGED && f->type != SP_FRAME_LOG_REPLY &&
+	    f->type != SP_FRAME_FANOUT_RESULT)
 		return -EBADMSG;
 	f->body = p + SP_FRAME_PREFIX_LEN + hlen;
 	f->body_len = blen;

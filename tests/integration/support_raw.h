@@ -190,6 +190,12 @@ int sp_raw_put_set_access(uint8_t *buf, size_t cap, size_t *off, uint64_t client
 int sp_raw_put_anon_send(uint8_t *buf, size_t cap, size_t *off, const uint8_t *to, size_t to_len,
 			 const uint8_t *token, size_t token_len, uint64_t client_id, uint32_t flags,
 			 const uint8_t *body, size_t body_len);
+/* FanoutBegin (13) and FanoutCopy (14), PROTOCOL.md 16; keys of any
+ * length, everything borrowed for the call. */
+int sp_raw_put_fanout_begin(uint8_t *buf, size_t cap, size_t *off, const uint8_t *account,
+			    size_t account_len, uint64_t group_id, uint64_t version, uint32_t count);
+int sp_raw_put_fanout_copy(uint8_t *buf, size_t cap, size_t *off, const uint8_t *to,
+			   size_t to_len, uint64_t group_id, const uint8_t *body, size_t body_len);
 /* Encodes just the FrameHeader protobuf of sp_raw_put_simple into hdr. */
 int sp_raw_encode_header(enum sp_frame_type type, uint64_t value, uint8_t *hdr, size_t cap,
 			 size_t *len);
@@ -206,6 +212,9 @@ struct sp_raw_frame {
 	uint8_t account[SP_ACCOUNT_LEN];
 	uint32_t list_len;
 	/* LogReply: client_id, status; account = log_key, list_len = leaf_len. */
+	/* FanoutResult: client_id = group_id, status, seq = version; the body
+	 * is missing * 32 then stale * 32 bytes of keys. */
+	uint32_t missing, stale;
 	/* Borrowed: points into c->rx, valid until the next receive on c. */
 	const uint8_t *body;
 	size_t body_len;

@@ -58,6 +58,7 @@ check route broker/app/sp_router      "broker tests bench"
 check mbox  broker/app/sp_mailbox     "broker tests bench"
 check ws    broker/loop/sp_ws         "broker tests bench"
 check enrol broker/app/sp_registration "broker tests bench"
+check fan   broker/app/sp_fanout       "broker tests bench"
 check s     lib/session/sp_session    "broker"
 
 if [ "$fail" -ne 0 ]; then

@@ -233,6 +233,23 @@ static void push_event(struct sps_dev *d, const struct sp_frame *f)
 	case SP_FRAME_GOAWAY:
 		e->status = f->u.goaway.code;
 		break;
+	case SP_FRAME_LIST_RESULT:
+	case SP_FRAME_LIST_CHANGED:
+		e->client_id = f->u.list.client_id;
+		e->status = f->u.list.status;
+		e->seq = f->u.list.version;
+		break;
+	case SP_FRAME_FANOUT_RESULT:
+		e->client_id = f->u.fanout.group_id;
+		e->status = f->u.fanout.status;
+		e->seq = f->u.fanout.version;
+		e->count = f->u.fanout.missing;
+		e->body_len = f->body_len;
+		e->body = malloc(f->body_len ? f->body_len : 1);
+		if (!e->body)
+			fail_msg("out of memory");
+		memcpy(e->body, f->body, f->body_len);
+		break;
 	default:
 		fail_msg("broker sent frame type %d", f->type);
 	}
@@ -440,6 +457,11 @@ static void put(struct sps_dev *d, const struct sp_frame *f, const uint8_t *body
 	if (len)        /* body may be NULL for a frame without one */
 		memcpy(d->out + d->out_len, body, len);
 	d->out_len += len;
+}
+
+void sps_frame(struct sps_dev *d, const struct sp_frame *f, const uint8_t *body, size_t len)
+{
+	put(d, f, body, len);
 }
 
 void sps_send(struct sps_dev *d, const uint8_t to[SP_KEY_LEN], uint64_t client_id,

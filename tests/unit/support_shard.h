@@ -32,9 +32,11 @@ struct sps_event {
 	uint64_t seq;                   /* Deliver, SendResult */
 	uint64_t client_id;             /* SendResult */
 	enum sp_status status;          /* SendResult; GoAway code */
-	uint64_t count;                 /* Drained */
+	uint64_t count;                 /* Drained; FanoutResult: missing keys */
 	uint64_t id;                    /* Pong */
-	uint8_t *body;                  /* Deliver: a copy, owned by the event */
+	/* Deliver, FanoutResult (ListResult, ListChanged: client_id, status,
+	 * seq = version, no body kept): a copy, owned by the event */
+	uint8_t *body;
 	size_t body_len;
 	uint64_t msg;                   /* index of the transport message it came in */
 };
@@ -128,6 +130,8 @@ int sps_disconnect(struct sps *t, struct sps_dev *d);
 void sps_send(struct sps_dev *d, const uint8_t to[SP_KEY_LEN], uint64_t client_id,
 	      uint32_t flags, const uint8_t *body, size_t body_len);
 void sps_ack(struct sps_dev *d, const uint64_t *seqs, uint32_t n);
+/* Any frame (body: borrowed, copied) into d's next message. */
+void sps_frame(struct sps_dev *d, const struct sp_frame *f, const uint8_t *body, size_t len);
 void sps_ping(struct sps_dev *d, uint64_t id);
 
 /* The loop: begin an iteration at (now_ns, wall_ms); feed d's queued frames

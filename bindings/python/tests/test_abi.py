@@ -21,6 +21,9 @@ FIELDS = {
     "struct sealpost_device_info": ["key", "added_s", "label"],
     "struct sealpost_devlist": ["account", "version", "count", "dev"],
     "struct sealpost_log_audit": ["size", "accounts", "bad_leaf", "head", "log_key"],
+    "struct sealpost_fanout_device": ["key", "status", "own"],
+    "struct sealpost_fanout_result": ["status", "own_status", "version", "own_version",
+                                      "group_id", "own_group_id", "retries", "count", "dev"],
 }
 
 

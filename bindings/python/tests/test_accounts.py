@@ -23,6 +23,43 @@ def _wait(c, kind):
     pytest.fail("no %s event" % kind.__name__)
 
 
+def test_send_account(broker):
+    """One call: every device of the account and the sender's own other
+    device, all or none; an account of the sender alone raises EFANOUTNONE."""
+    acct, own = Account.generate(), Account.generate()
+    kp, kl, ks, ks2 = Key.generate(), Key.generate(), Key.generate(), Key.generate()
+    with Client.connect(broker.addr, kp, server_key=broker.server_pub, timeout=T) as phone, \
+            Client.connect(broker.addr, kl, server_key=broker.server_pub, timeout=T) as laptop, \
+            Client.connect(broker.addr, ks, server_key=broker.server_pub, timeout=T) as sender, \
+            Client.connect(broker.addr, ks2, server_key=broker.server_pub, timeout=T) as other:
+        l = DeviceList(acct.public, 1)
+        l.add(kp.public, "phone", 1700000000)
+        l.add(kl.public, "laptop", 1700000000)
+        assert phone.publish(acct, l, T) == (Status.ACCEPTED, 1)
+        o = DeviceList(own.public, 1)
+        o.add(ks.public, "desk", 1700000000)
+        o.add(ks2.public, "pocket", 1700000000)
+        assert sender.publish(own, o, T) == (Status.ACCEPTED, 1)
+        r = sender.send_account(acct.public.hex(), b"to you all", own_account=own.public,
+                                timeout=T)
+        assert r.ok and r.error == 0 and r.retries == 0
+        assert r.status == Status.ACCEPTED and r.own_status == Status.ACCEPTED
+        assert r.version == 1
+        got = {k: (st, mine) for k, st, mine in r.devices}
+        assert got == {kp.public: (Status.ACCEPTED, False), kl.public: (Status.ACCEPTED, False),
+                       ks2.public: (Status.ACCEPTED, True)}
+        for dev in (phone, laptop, other):
+            m = _wait(dev, Message)
+            assert m.data == b"to you all" and m.sender == ks.public
+        alone = Account.generate()
+        a1 = DeviceList(alone.public, 1)
+        a1.add(ks.public, "desk", 1700000000)
+        assert sender.publish(alone, a1, T)[0] == Status.ACCEPTED
+        with pytest.raises(SealpostError) as e:
+            sender.send_account(alone.public, b"x", timeout=T)
+        assert e.value.errno == sealpost.EFANOUTNONE
+
+
 def test_account_link_fanout_and_log(broker, tmp_path):
     acct = Account.generate()
     kp, kl, ks = Key.generate(), Key.generate(), Key.generate()

@@ -40,6 +40,7 @@ __all__ = [
     "EROLLBACK", "EBADLIST", "ENOLIST", "ELINKFORMAT", "ELOGPROOF", "ESPLITVIEW", "ELOGKEY",
     "EENROLREQUIRED", "EENROLTOKEN", "EENROLUSED", "EACCESSMISSING", "EACCESSWRONG",
     "EACCESSROTATED", "EANONLIMIT", "EACCESSBADKEY", "EANONYMOUS", "access_key_generate",
+    "FanoutResult", "EFANOUT", "EFANOUTMISMATCH", "EFANOUTLIE", "EFANOUTNONE",
 ]
 
 # The functions __del__ calls, bound at import, not on first use: cffi
@@ -84,6 +85,10 @@ EROLLBACK = 7007        # a list older than (or forking) the newest one kept
 EBADLIST = 7008         # a list that does not verify (signature, encoding, account)
 ENOLIST = 7009          # the broker has no list for that account
 ELINKFORMAT = 7010      # not a link request string
+EFANOUT = 7011          # the broker refused a fan-out group (FanoutResult.status says why)
+EFANOUTMISMATCH = 7012  # the copies still did not match the account's list after every retry
+EFANOUTLIE = 7013       # the broker's mismatch answer contradicts the verified list
+EFANOUTNONE = 7014      # the account has no device to send to but this one
 ELOGPROOF = 7018        # a served tree head or inclusion proof does not verify
 ESPLITVIEW = 7019       # the broker's log showed two histories (a split view)
 ELOGKEY = 7020          # the broker's log key is not the one kept, or unknown
@@ -173,6 +178,10 @@ class Status(enum.IntEnum):
     ERR_LIST_ACCOUNT = 46
     ERR_LIST_UNKNOWN = 47
     ERR_LIST_NOT_MEMBER = 48
+    ERR_FANOUT_MISMATCH = 49
+    ERR_FANOUT_DUPLICATE = 50
+    ERR_FANOUT_INCOMPLETE = 51
+    ERR_FANOUT_TOO_LARGE = 52
     GOAWAY_ENROL_REQUIRED = 53
     GOAWAY_ENROL_BAD_TOKEN = 54
     GOAWAY_ENROL_TOKEN_USED = 55
@@ -814,6 +823,27 @@ class Client:
             n = _check(lib.sealpost_client_send_devices(self._ptr(), c, data, len(data), first))
         return [first[0] + i for i in range(n)]
 
+    def send_account(self, account, data, own_account=None, timeout=10.0):
+        """One call to every device of account (its 32-byte key or hex), all
+        or none (docs/CLIENT.md "Sending to an account"): the list fetched
+        and verified, one sealed copy per device but this one in one group,
+        refreshed and resent after a mismatch (at most 3 times); with
+        own_account (this device's account) the same for its other devices.
+        Returns a FanoutResult (.ok, .error: 0, EFANOUT or EFANOUTMISMATCH,
+        .status, .devices). Raises SealpostError for EFANOUTLIE,
+        EFANOUTNONE and the fetch's errors (ENOLIST, EBADLIST, ...)."""
+        acct = _key_bytes(account, "account")
+        own = _key_bytes(own_account, "own_account") if own_account is not None else ffi.NULL
+        data = bytes(data)
+        out = ffi.new("struct sealpost_fanout_result *")
+        with self._lock:
+            r = lib.sealpost_client_send_account(self._ptr(), acct, own, data, len(data),
+                                                 _ms(timeout), out)
+        err = -r if r < 0 else 0
+        if err and err not in (EFANOUT, EFANOUTMISMATCH):
+            raise SealpostError(r)
+        return FanoutResult(out, err)
+
     def log_sync(self, timeout=10.0):
         """The broker's current log head, verified and proven consistent with
         the one kept: (log_key, head) (32 and 113 bytes). Raises ESPLITVIEW
@@ -1152,6 +1182,26 @@ class AccountStore:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class FanoutResult:
+    """send_account's result: .ok, .error (0, EFANOUT, EFANOUTMISMATCH),
+    .status / .own_status (the groups' Status; 0: not sent), .version,
+    .own_version, .retries, .devices: [(key, Status, own)]."""
+
+    def __init__(self, c, error):
+        self.error = error
+        self.ok = error == 0
+        self.status, self.own_status = Status.of(c.status), Status.of(c.own_status)
+        self.version, self.own_version = c.version, c.own_version
+        self.group_id, self.own_group_id = c.group_id, c.own_group_id
+        self.retries = c.retries
+        self.devices = [(bytes(c.dev[i].key), Status.of(c.dev[i].status), bool(c.dev[i].own))
+                        for i in range(c.count)]
+
+    def __repr__(self):
+        return "FanoutResult(ok=%s, status=%r, devices=%d, retries=%d)" % (
+            self.ok, self.status, len(self.devices), self.retries)
 
 
 class LogAudit:

@@ -155,6 +155,24 @@ int sealpost_account_fetch_wait(struct sealpost_client *c, const uint8_t account
                                 size_t raw_cap, size_t *raw_len);
 int sealpost_client_send_devices(struct sealpost_client *c, const struct sealpost_devlist *l,
                                  const void *msg, size_t msg_len, uint64_t *first_id);
+struct sealpost_fanout_device {
+    uint8_t key[32];
+    int status;
+    _Bool own;
+};
+struct sealpost_fanout_result {
+    int status;
+    int own_status;
+    uint64_t version;
+    uint64_t own_version;
+    uint64_t group_id, own_group_id;
+    uint32_t retries;
+    uint32_t count;
+    struct sealpost_fanout_device dev[128];
+};
+int sealpost_client_send_account(struct sealpost_client *c, const uint8_t account[32],
+                                 const uint8_t *own_account, const void *msg, size_t msg_len,
+                                 int timeout_ms, struct sealpost_fanout_result *out);
 int sealpost_log_sync(struct sealpost_client *c, int timeout_ms, uint8_t head[113],
                       uint8_t log_key[32]);
 void sealpost_access_key_generate(uint8_t key[32]);
