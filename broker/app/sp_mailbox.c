@@ -139,6 +139,7 @@ enum sp_status sp_mailbox_store(struct sp_shard *sh, struct sp_conn *c, const st
 	};
 	struct sp_store_batch *b = batch(sh);
 	struct sp_conn *rc;
+	uint64_t t0;
 	int ret;
 
 	if (!b)
@@ -147,7 +148,9 @@ enum sp_status sp_mailbox_store(struct sp_shard *sh, struct sp_conn *c, const st
 	 * Retries pay too (each costs a dedup lookup). */
 	if (!anon && sp_sendlim_take(sh->sendlim, c->s.peer, f->body_len, sh->wall_ms) < 0)
 		return SP_STATUS_ERR_RATE_LIMITED;
+	t0 = sp_shard_mono_ns();
 	ret = sp_store_enqueue(b, &env, seq);
+	sp_shard_store_timed(sh, SP_METRICS_STORE_ENQUEUE, t0);
 	if (ret == SP_STORE_DUPLICATE) {
 		/* Stored (or acked) already: the original seq, no second copy and
 		 * no second delivery. Its record may be in this very batch, so the
@@ -248,6 +251,7 @@ enum sp_close_reason sp_mailbox_ack(struct sp_shard *sh, struct sp_conn *c,
 		return SP_CLOSE_NONE;
 	for (uint32_t i = 0; i < f->u.ack.count && i < SP_ACK_SEQS_MAX; i++) {
 		uint64_t seq = f->u.ack.seqs[i];
+		uint64_t t0;
 		int ret;
 
 		/* Each lookup costs the loop about a microsecond: a flood of acks
@@ -258,7 +262,9 @@ enum sp_close_reason sp_mailbox_ack(struct sp_shard *sh, struct sp_conn *c,
 			continue;
 		}
 		c->mbox.acks++;
+		t0 = sp_shard_mono_ns();
 		ret = sp_store_ack(b, c->s.peer, seq);
+		sp_shard_store_timed(sh, SP_METRICS_STORE_ACK, t0);
 		if (ret == 0) {
 			sp_metrics_acks(sh->metrics, 1);  /* the gauges follow at commit */
 		} else if (ret == -ENOENT) {
@@ -328,12 +334,16 @@ void sp_mailbox_tick(struct sp_shard *sh)
 	struct sp_store_batch *b;
 	struct sp_store_stats before, after;
 	size_t expired = 0;
+	uint64_t t0;
 	int ret;
 
 	if (!sh->store)
 		return;
 	sp_store_get_stats(sh->store, &before);
+	t0 = sp_shard_mono_ns();
 	ret = sp_store_tick(sh->store, sh->wall_ms);
+	if (ret == 1)
+		sp_shard_store_timed(sh, SP_METRICS_STORE_SYNC, t0);   /* the WAL fdatasync ran */
 	sp_store_get_stats(sh->store, &after);
 	if (after.scrubs > before.scrubs)
 		sp_metrics_scrubs(sh->metrics, after.scrubs - before.scrubs);
@@ -347,8 +357,10 @@ void sp_mailbox_tick(struct sp_shard *sh)
 	 * together (an attacker can arrange that a TTL ahead) cost several
 	 * ticks, each resuming where the last stopped, never one long stall. */
 	sp_store_get_stats(sh->store, &before);
+	t0 = sp_shard_mono_ns();
 	ret = sp_store_expire_for(b, sh->cfg->expiry_sweep_batch,
 				  (uint64_t)sh->cfg->expiry_sweep_budget_ms * 1000000, &expired);
+	sp_shard_store_timed(sh, SP_METRICS_STORE_EXPIRE, t0);
 	sp_store_get_stats(sh->store, &after);
 	sp_metrics_sweep_step(sh->metrics, ret == 1, after.sweep_resumed != before.sweep_resumed);
 	if (ret < 0)
@@ -364,12 +376,14 @@ void sp_mailbox_tick(struct sp_shard *sh)
  * nothing was written). */
 static int commit(struct sp_shard *sh)
 {
-	uint64_t rm_entries, rm_bytes;
+	uint64_t rm_entries, rm_bytes, t0;
 	int ret;
 
 	if (!sh->batch)
 		return 0;
+	t0 = sp_shard_mono_ns();
 	ret = sp_store_batch_commit(sh->batch);
+	sp_shard_store_timed(sh, SP_METRICS_STORE_COMMIT, t0);
 	sh->batch = NULL;
 	if (ret == 0) {
 		/* The mailbox gauges move only with what is on disk. */
@@ -442,7 +456,7 @@ static void send_results(struct sp_shard *sh, int commit_ret)
 static void read_backlog(struct sp_shard *sh, struct sp_conn *c)
 {
 	struct sp_store_read_result res;
-	uint64_t room, bytes;
+	uint64_t room, bytes, t0;
 	struct sp_frame d;
 	int ret;
 
@@ -456,8 +470,10 @@ static void read_backlog(struct sp_shard *sh, struct sp_conn *c)
 	if (sp_session_tx_queued(&c->s) >= room)
 		return;
 	bytes = room - sp_session_tx_queued(&c->s);
+	t0 = sp_shard_mono_ns();
 	ret = sp_store_read(sh->store, c->s.peer, c->mbox.from, sh->wall_ms, sh->cfg->backlog_chunk,
 			    bytes, sh->items, &res);
+	sp_shard_store_timed(sh, SP_METRICS_STORE_READ, t0);
 	if (ret) {
 		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
 			       "mailbox read failed", SP_KV_STR("error", strerror(-ret)),

@@ -169,6 +169,7 @@ struct sp_shard {
 	struct sp_metrics_shard *metrics;
 	struct sp_metrics_shard *own_metrics;
 	uint64_t live_delivered;        /* live deliveries this iteration, timed at flush */
+	uint64_t store_ns;              /* time in synchronous store calls this iteration */
 };
 
 /* The clocks an iteration reads once. */
@@ -186,6 +187,18 @@ static inline uint64_t sp_shard_mono_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* After a synchronous store call on the loop thread that began at t0
+ * (sp_shard_mono_ns()): sealpost_store_call_seconds{op}, and the
+ * iteration's total (observed at its end, sp_shard_iteration_metrics). */
+static inline void sp_shard_store_timed(struct sp_shard *sh, enum sp_metrics_store_op op,
+					uint64_t t0)
+{
+	uint64_t ns = sp_shard_mono_ns() - t0;
+
+	sp_metrics_store_call(sh->metrics, op, ns);
+	sh->store_ns += ns;
 }
 
 #endif
