@@ -19,6 +19,10 @@
 
 enum {
 	DRAIN_CONNS_PER_ITER = 64,      /* backlog readers served per iteration, at most */
+	/* Results held for WAL syncs, at most (~48 bytes each): beyond, the
+	 * loop syncs itself once (a disk that stalls for seconds must not
+	 * grow memory without bound). */
+	HELD_MAX = 65536,
 };
 
 static struct sp_conn *drain_conn(struct sp_list *n)
@@ -52,8 +56,11 @@ void sp_mailbox_destroy(struct sp_shard *sh)
 	sp_anon_destroy(sh);
 	free(sh->items);
 	free(sh->results);
+	free(sh->held);
 	sh->items = NULL;
 	sh->results = NULL;
+	sh->held = NULL;
+	sh->nheld = sh->held_cap = 0;
 }
 
 void sp_mailbox_start(struct sp_shard *sh)
@@ -218,8 +225,8 @@ enum sp_close_reason sp_mailbox_pong(struct sp_shard *sh, struct sp_conn *c, uin
 {
 	struct sp_frame pong;
 
-	if (sh->nresults == 0) {
-		/* Nothing waits for the commit: no result can be overtaken. */
+	if (sh->nresults == 0 && sh->nheld == 0) {
+		/* Nothing waits for a commit or sync: no result can be overtaken. */
 		memset(&pong, 0, sizeof(pong));
 		pong.type = SP_FRAME_PONG;
 		pong.u.ping.id = id;
@@ -342,8 +349,8 @@ void sp_mailbox_tick(struct sp_shard *sh)
 	sp_store_get_stats(sh->store, &before);
 	t0 = sp_shard_mono_ns();
 	ret = sp_store_tick(sh->store, sh->wall_ms);
-	if (ret == 1)
-		sp_shard_store_timed(sh, SP_METRICS_STORE_SYNC, t0);   /* the WAL fdatasync ran */
+	if (ret == 1 && sp_store_syncer_fd(sh->store) < 0)
+		sp_shard_store_timed(sh, SP_METRICS_STORE_SYNC, t0);   /* the WAL fdatasync ran here */
 	sp_store_get_stats(sh->store, &after);
 	if (after.scrubs > before.scrubs)
 		sp_metrics_scrubs(sh->metrics, after.scrubs - before.scrubs);
@@ -401,54 +408,139 @@ static int commit(struct sp_shard *sh)
 	return ret;
 }
 
-/* The SendResults, with ERR_INTERNAL for durable envelopes whose commit
- * failed. Connections gone or closing meanwhile get none (their GoAway was
- * the last frame). */
-static void send_results(struct sp_shard *sh, int commit_ret)
+/* One SendResult (or Pong), with ERR_INTERNAL for a durable envelope whose
+ * commit or sync failed. A connection gone or closing meanwhile gets none
+ * (its GoAway was the last frame). */
+static void send_one(struct sp_shard *sh, const struct sp_pending_result *r, bool failed)
 {
+	struct sp_conn *c = sp_conn_at(sh, r->slot, r->gen);
+	enum sp_close_reason why;
 	struct sp_frame res;
 
-	for (size_t i = 0; i < sh->nresults; i++) {
-		const struct sp_pending_result *r = &sh->results[i];
-		struct sp_conn *c = sp_conn_at(sh, r->slot, r->gen);
-		enum sp_close_reason why;
-
-		if (r->pong) {
-			/* In its place among the results (PROTOCOL.md 6.4). */
-			if (!c || c->s.state != SP_SESSION_ESTABLISHED)
-				continue;
-			memset(&res, 0, sizeof(res));
-			res.type = SP_FRAME_PONG;
-			res.u.ping.id = r->client_id;
-			why = sp_deliver_reply(sh, c, &res);
-			if (why)
-				sp_life_end_later(sh, c, why);
-			continue;
-		}
-		/* Counted whether or not the sender is still there to hear it:
-		 * every Send ends in exactly one of accepted or refused. */
-		if (r->durable && commit_ret)
-			sp_metrics_envelope_refused(sh->metrics, SP_STATUS_ERR_INTERNAL);
-		else if (r->status == SP_STATUS_ACCEPTED || r->status == SP_STATUS_DELIVERED)
-			sp_metrics_envelope_accepted(sh->metrics);
-		else
-			sp_metrics_envelope_refused(sh->metrics, (enum sp_status)r->status);
+	if (r->pong) {
+		/* In its place among the results (PROTOCOL.md 6.4). */
 		if (!c || c->s.state != SP_SESSION_ESTABLISHED)
-			continue;
+			return;
 		memset(&res, 0, sizeof(res));
-		res.type = SP_FRAME_SEND_RESULT;
-		res.u.send_result.client_id = r->client_id;
-		res.u.send_result.status = (enum sp_status)r->status;
-		res.u.send_result.seq = r->seq;
-		if (r->durable && commit_ret) {
-			res.u.send_result.status = SP_STATUS_ERR_INTERNAL;
-			res.u.send_result.seq = 0;
-		}
+		res.type = SP_FRAME_PONG;
+		res.u.ping.id = r->client_id;
 		why = sp_deliver_reply(sh, c, &res);
 		if (why)
 			sp_life_end_later(sh, c, why);
+		return;
 	}
+	/* Counted whether or not the sender is still there to hear it:
+	 * every Send ends in exactly one of accepted or refused. */
+	if (r->durable && failed)
+		sp_metrics_envelope_refused(sh->metrics, SP_STATUS_ERR_INTERNAL);
+	else if (r->status == SP_STATUS_ACCEPTED || r->status == SP_STATUS_DELIVERED)
+		sp_metrics_envelope_accepted(sh->metrics);
+	else
+		sp_metrics_envelope_refused(sh->metrics, (enum sp_status)r->status);
+	if (!c || c->s.state != SP_SESSION_ESTABLISHED)
+		return;
+	memset(&res, 0, sizeof(res));
+	res.type = SP_FRAME_SEND_RESULT;
+	res.u.send_result.client_id = r->client_id;
+	res.u.send_result.status = (enum sp_status)r->status;
+	res.u.send_result.seq = r->seq;
+	if (r->durable && failed) {
+		res.u.send_result.status = SP_STATUS_ERR_INTERNAL;
+		res.u.send_result.seq = 0;
+	}
+	why = sp_deliver_reply(sh, c, &res);
+	if (why)
+		sp_life_end_later(sh, c, why);
+}
+
+/* This iteration's results, now. */
+static void send_results(struct sp_shard *sh, int commit_ret)
+{
+	for (size_t i = 0; i < sh->nresults; i++)
+		send_one(sh, &sh->results[i], commit_ret != 0);
 	sh->nresults = 0;
+}
+
+/* Held results whose ticket is synced (all of them if all), oldest first;
+ * failed: the WAL sync failed, so durable ones past synced get ERR_INTERNAL. */
+static void release_held(struct sp_shard *sh, uint64_t synced, bool all, bool failed)
+{
+	size_t i = 0;
+
+	for (; i < sh->nheld; i++) {
+		const struct sp_pending_result *r = &sh->held[i];
+		bool ok = r->ticket <= synced;
+
+		if (!ok && !all)
+			break;
+		send_one(sh, r, r->failed || (!ok && failed));
+	}
+	sh->nheld -= i;
+	memmove(sh->held, sh->held + i, sh->nheld * sizeof(*sh->held));
+}
+
+/* This iteration's results behind ticket (and behind what is held). */
+static int hold(struct sp_shard *sh, int commit_ret, uint64_t ticket)
+{
+	if (sh->nheld + sh->nresults > sh->held_cap) {
+		size_t ncap = sh->held_cap ? sh->held_cap : 256;
+		struct sp_pending_result *n;
+
+		while (ncap < sh->nheld + sh->nresults)
+			ncap *= 2;
+		n = realloc(sh->held, ncap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		sh->held = n;
+		sh->held_cap = ncap;
+	}
+	for (size_t i = 0; i < sh->nresults; i++) {
+		struct sp_pending_result *r = &sh->held[sh->nheld++];
+
+		*r = sh->results[i];
+		r->failed = commit_ret != 0;
+		r->ticket = ticket;
+	}
+	sh->held_ticket = ticket;
+	sh->nresults = 0;
+	return 0;
+}
+
+/* The loop syncs the WAL itself and answers everything held: at stop (no
+ * answer is left behind), when the held results reach HELD_MAX, or when
+ * holding them failed (out of memory). */
+static void sync_here(struct sp_shard *sh, int commit_ret)
+{
+	uint64_t synced = 0, t0 = sp_shard_mono_ns();
+	int r = sp_store_sync(sh->store);
+
+	sp_shard_store_timed(sh, SP_METRICS_STORE_SYNC, t0);
+	if (r < 0 && sp_store_syncer_fd(sh->store) >= 0)
+		sp_store_syncer_poll(sh->store, &synced);       /* what the thread did sync */
+	if (r < 0)
+		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
+			       "mailbox fsync failed: envelopes of this iteration refused",
+			       SP_KV_STR("error", strerror(-r)),
+			       SP_KV_STR("detail", sp_store_errmsg(sh->store)));
+	release_held(sh, r < 0 ? synced : UINT64_MAX, true, r < 0);
+	send_results(sh, commit_ret ? commit_ret : r);
+}
+
+void sp_mailbox_synced(struct sp_shard *sh)
+{
+	uint64_t synced;
+	int r;
+
+	if (!sh->store)
+		return;
+	r = sp_store_syncer_poll(sh->store, &synced);
+	if (r < 0)
+		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
+			       "mailbox fsync failed: envelopes waiting for it refused",
+			       SP_KV_STR("error", strerror(-r)),
+			       SP_KV_STR("detail", sp_store_errmsg(sh->store)));
+	/* After a failed sync none follows (the store is poisoned): answer all. */
+	release_held(sh, synced, r < 0, r < 0);
 }
 
 /* For one connection: one bounded chunk of its mailbox, if its queue has
@@ -549,8 +641,22 @@ static void run_readers(struct sp_shard *sh)
 	}
 }
 
+/*
+ * The commit, then the iteration's answers: at once, or (--fsync always
+ * with the sync thread) held until the WAL sync of their commit ends
+ * (sp_mailbox_synced), so ACCEPTED still means on disk while the loop goes
+ * on serving others. Results of later iterations queue behind held ones.
+ */
 void sp_mailbox_after_completions(struct sp_shard *sh)
 {
-	send_results(sh, commit(sh));
+	int ret = commit(sh);
+	uint64_t ticket = ret == 0 && sh->store ? sp_store_commit_ticket(sh->store) : 0;
+
+	if (!ticket && !sh->nheld) {
+		send_results(sh, ret);
+	} else if (sh->stopping || sh->nheld + sh->nresults > HELD_MAX ||
+		   hold(sh, ret, ticket ? ticket : sh->held_ticket) < 0) {
+		sync_here(sh, ret);
+	}
 	run_readers(sh);
 }

@@ -122,4 +122,9 @@ void sp_mailbox_tick(struct sp_shard *sh);
  * it failed), then a bounded number of backlog readers. */
 void sp_mailbox_after_completions(struct sp_shard *sh);
 
+/* The store's sync thread ended a WAL sync (its eventfd was read): the
+ * held results it covers are sent, oldest first; after a failed sync,
+ * all of them (durable ones as ERR_INTERNAL). */
+void sp_mailbox_synced(struct sp_shard *sh);
+
 #endif

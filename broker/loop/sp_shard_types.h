@@ -41,6 +41,8 @@ struct sp_pending_result {
 	uint8_t status;                 /* enum sp_status */
 	bool durable;                   /* ERR_INTERNAL instead if the commit fails */
 	bool pong;                      /* a Pong{id = client_id}, behind the results before it */
+	bool failed;                    /* held: its commit failed (durable ones get ERR_INTERNAL) */
+	uint64_t ticket;                /* held: the WAL sync it waits for */
 };
 
 /* Rate limiters beyond one per close reason: accept-time refusals, storage
@@ -132,6 +134,14 @@ struct sp_shard {
 	uint64_t rm_entries0, rm_bytes0; /* the store's removed totals when the batch began */
 	struct sp_pending_result *results; /* this iteration's SendResults, in arrival order */
 	size_t nresults, results_cap;
+	/* Results of earlier iterations held until the WAL sync their commit
+	 * waits for (--fsync always with the store's sync thread), oldest
+	 * first; later results queue behind them, so none overtakes another. */
+	struct sp_pending_result *held;
+	size_t nheld, held_cap;
+	uint64_t held_ticket;           /* the newest held entry's ticket */
+	uint64_t sync_buf;              /* the sync eventfd read's target (sp_shard.c) */
+	bool sync_armed, sync_retry;
 	struct sp_list drain_list;      /* connections whose backlog reader runs */
 	struct sp_store_item *items;    /* reader chunk */
 	struct sp_sendlim *sendlim;     /* per-sender budgets of durable sends */

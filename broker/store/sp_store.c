@@ -688,6 +688,7 @@ int sp_store_open(struct sp_store **out, const struct sp_store_config *cfg, char
 	if (!st)
 		return -ENOMEM;
 	st->lock_fd = -1;
+	st->sync_efd = -1;
 	st->cfg = *cfg;
 	st->dir = strdup(cfg->dir);
 	st->dedup_key = sodium_malloc(crypto_generichash_KEYBYTES);
@@ -738,7 +739,8 @@ void sp_store_close(struct sp_store *st)
 		return;
 	if (st->db) {
 		sp_store_scrub_stop(st);
-		if (!st->poisoned && st->unsynced)
+		sp_store_syncer_stop(st);
+		if (!st->poisoned && (st->unsynced || st->commit_ticket))
 			sp_store_sync(st);
 		for (int i = 0; i < SP_STORE_CF_COUNT; i++)
 			if (st->cf[i])
@@ -788,6 +790,7 @@ void sp_store_get_stats(const struct sp_store *st, struct sp_store_stats *out)
 	out->commits = w->commits;
 	out->commit_failures = w->commit_failures;
 	out->syncs = w->syncs;
+	out->syncs += __atomic_load_n(&st->sync_count, __ATOMIC_RELAXED);
 	out->scrubs = st->scrubs;
 	out->scrub_failures = st->scrub_failures;
 	out->expired = x->expired;

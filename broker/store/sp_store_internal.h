@@ -191,6 +191,21 @@ struct sp_store {
 	uint64_t scrub_removed;         /* removals counted when the last scrub began */
 	uint64_t scrubs, scrub_failures;
 
+	/* sp_store_syncer.c: the WAL sync thread. sync_thread_on, sync_efd
+	 * and commit_ticket are the writer's; the rest under sync_mu. */
+	bool sync_thread_on;
+	int sync_efd;                   /* posted after each sync the thread ends */
+	uint64_t commit_ticket;         /* what the last commit waits for (0: nothing) */
+	pthread_t sync_thread;
+	pthread_mutex_t sync_mu;
+	pthread_cond_t sync_cv;
+	uint64_t sync_asked;            /* the latest ticket handed out */
+	uint64_t sync_started;          /* the latest ticket a sync began for */
+	uint64_t sync_done;             /* every ticket up to this one is synced */
+	uint64_t sync_count;            /* atomic: syncs the thread ran (stats read it) */
+	bool sync_failed, sync_stop;
+	char sync_errmsg[SP_STORE_ERRMSG_LEN];
+
 	/* sp_store_admin.c */
 	uint64_t purged, purged_bytes;
 
@@ -217,6 +232,10 @@ int sp_store_bump_epoch(struct sp_store *st);
 
 /* Refuses every later write, sync and flush with -EIO (see sp_store.h). */
 void sp_store_poison(struct sp_store *st);
+
+/* sp_store_syncer.c: hands out the next ticket and wakes the sync thread
+ * (which must be running). */
+uint64_t sp_store_syncer_ask(struct sp_store *st);
 
 /* Free bytes (f_bavail * f_frsize) of DIR's file system: 0 or -errno. */
 int sp_store_free_space(struct sp_store *st, uint64_t *free_bytes);
