@@ -89,6 +89,7 @@ void sp_mailbox_start_backlog(struct sp_shard *sh, struct sp_conn *c)
 {
 	c->mbox.count = 0;
 	c->mbox.delivered = c->mbox.acks = c->mbox.acks_nothing = 0;
+	c->mbox.held_ticket = 0;        /* a slot's previous connection's, if any */
 	reader_start(sh, c, SP_MBOX_BACKLOG, 0);
 }
 
@@ -225,7 +226,7 @@ enum sp_close_reason sp_mailbox_pong(struct sp_shard *sh, struct sp_conn *c, uin
 {
 	struct sp_frame pong;
 
-	if (sh->nresults == 0 && sh->nheld == 0) {
+	if (sh->nresults == 0 && c->mbox.held_ticket <= sh->synced) {
 		/* Nothing waits for a commit or sync: no result can be overtaken. */
 		memset(&pong, 0, sizeof(pong));
 		pong.type = SP_FRAME_PONG;
@@ -461,54 +462,88 @@ static void send_results(struct sp_shard *sh, int commit_ret)
 	sh->nresults = 0;
 }
 
-/* Held results whose ticket is synced (all of them if all), oldest first;
- * failed: the WAL sync failed, so durable ones past synced get ERR_INTERNAL. */
+/* Held results whose ticket is synced (all of them if all), in order, the
+ * others kept in order: a connection's tickets never decrease along the
+ * list, so none of its results passes another. failed: the WAL sync
+ * failed, so durable ones past synced get ERR_INTERNAL. */
 static void release_held(struct sp_shard *sh, uint64_t synced, bool all, bool failed)
 {
-	size_t i = 0;
+	size_t keep = 0;
 
-	for (; i < sh->nheld; i++) {
+	if (synced > sh->synced)
+		sh->synced = synced;
+	for (size_t i = 0; i < sh->nheld; i++) {
 		const struct sp_pending_result *r = &sh->held[i];
 		bool ok = r->ticket <= synced;
 
-		if (!ok && !all)
-			break;
-		send_one(sh, r, r->failed || (!ok && failed));
+		if (ok || all)
+			send_one(sh, r, r->failed || (!ok && failed));
+		else
+			sh->held[keep++] = *r;
 	}
-	sh->nheld -= i;
-	memmove(sh->held, sh->held + i, sh->nheld * sizeof(*sh->held));
+	sh->nheld = keep;
+	if (all)
+		sh->synced = sp_store_syncer_asked(sh->store);  /* nothing waits any more */
 }
 
-/* This iteration's results behind ticket (and behind what is held). */
-static int hold(struct sp_shard *sh, int commit_ret, uint64_t ticket)
+/* Room for n more held results: 0 or -ENOMEM. */
+static int held_room(struct sp_shard *sh, size_t n)
 {
-	if (sh->nheld + sh->nresults > sh->held_cap) {
-		size_t ncap = sh->held_cap ? sh->held_cap : 256;
-		struct sp_pending_result *n;
+	size_t ncap = sh->held_cap ? sh->held_cap : 256;
+	struct sp_pending_result *p;
 
-		while (ncap < sh->nheld + sh->nresults)
-			ncap *= 2;
-		n = realloc(sh->held, ncap * sizeof(*n));
-		if (!n)
-			return -ENOMEM;
-		sh->held = n;
-		sh->held_cap = ncap;
-	}
+	if (sh->nheld + n <= sh->held_cap)
+		return 0;
+	while (ncap < sh->nheld + n)
+		ncap *= 2;
+	p = realloc(sh->held, ncap * sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	sh->held = p;
+	sh->held_cap = ncap;
+	return 0;
+}
+
+/* The WAL sync r must wait for before it is sent: its own commit's
+ * (ticket, if durable), or its connection's held results'; 0 = none. */
+static uint64_t wait_for(struct sp_shard *sh, const struct sp_pending_result *r, uint64_t ticket)
+{
+	struct sp_conn *c = sp_conn_at(sh, r->slot, r->gen);
+	uint64_t t = r->durable && !r->pong ? ticket : 0;
+
+	if (c && c->mbox.held_ticket > sh->synced && c->mbox.held_ticket > t)
+		t = c->mbox.held_ticket;
+	return t;
+}
+
+/* This iteration's results: each at once, or held behind the sync it
+ * waits for. -ENOMEM (nothing sent or held) if the list cannot grow. */
+static int answer(struct sp_shard *sh, int commit_ret, uint64_t ticket)
+{
+	if (held_room(sh, sh->nresults) < 0)
+		return -ENOMEM;
 	for (size_t i = 0; i < sh->nresults; i++) {
-		struct sp_pending_result *r = &sh->held[sh->nheld++];
+		struct sp_pending_result *r = &sh->results[i];
+		uint64_t t = wait_for(sh, r, ticket);
+		struct sp_conn *c;
 
-		*r = sh->results[i];
+		if (!t) {
+			send_one(sh, r, commit_ret != 0);
+			continue;
+		}
 		r->failed = commit_ret != 0;
-		r->ticket = ticket;
+		r->ticket = t;
+		sh->held[sh->nheld++] = *r;
+		if ((c = sp_conn_at(sh, r->slot, r->gen)))
+			c->mbox.held_ticket = t;
 	}
-	sh->held_ticket = ticket;
 	sh->nresults = 0;
 	return 0;
 }
 
-/* The loop syncs the WAL itself and answers everything held: at stop (no
- * answer is left behind), when the held results reach HELD_MAX, or when
- * holding them failed (out of memory). */
+/* The loop syncs the WAL itself and answers everything held and this
+ * iteration's results: at stop (no answer is left behind), when the held
+ * results reach HELD_MAX, or when holding them failed (out of memory). */
 static void sync_here(struct sp_shard *sh, int commit_ret)
 {
 	uint64_t synced = 0, t0 = sp_shard_mono_ns();
@@ -655,7 +690,7 @@ void sp_mailbox_after_completions(struct sp_shard *sh)
 	if (!ticket && !sh->nheld) {
 		send_results(sh, ret);
 	} else if (sh->stopping || sh->nheld + sh->nresults > HELD_MAX ||
-		   hold(sh, ret, ticket ? ticket : sh->held_ticket) < 0) {
+		   answer(sh, ret, ticket) < 0) {
 		sync_here(sh, ret);
 	}
 	run_readers(sh);

@@ -461,6 +461,7 @@ int sp_shard_store_open(const struct sp_config *cfg, const struct sp_log *log,
 	sc.share_table_max = cfg->mailbox_share_table_max;
 	sc.recent_max = cfg->store_recent_max;
 	sc.max_wal_bytes = cfg->store_max_wal;
+	sc.blob_min_bytes = cfg->store_blob_min_bytes;
 	sc.scrub_interval_ms = (uint64_t)cfg->store_scrub_interval_s * 1000;
 	ret = sp_store_open(out, &sc, err, sizeof(err));
 	if (ret) {

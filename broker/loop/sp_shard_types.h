@@ -134,12 +134,14 @@ struct sp_shard {
 	uint64_t rm_entries0, rm_bytes0; /* the store's removed totals when the batch began */
 	struct sp_pending_result *results; /* this iteration's SendResults, in arrival order */
 	size_t nresults, results_cap;
-	/* Results of earlier iterations held until the WAL sync their commit
-	 * waits for (--fsync always with the store's sync thread), oldest
-	 * first; later results queue behind them, so none overtakes another. */
+	/* Results held until the WAL sync their commit waits for (--fsync
+	 * always with the store's sync thread), oldest first; a connection's
+	 * later results and Pongs queue behind its held ones (conn mbox
+	 * held_ticket), so none overtakes another, while other connections'
+	 * go out at once. */
 	struct sp_pending_result *held;
 	size_t nheld, held_cap;
-	uint64_t held_ticket;           /* the newest held entry's ticket */
+	uint64_t synced;                /* every ticket up to this one is synced */
 	uint64_t sync_buf;              /* the sync eventfd read's target (sp_shard.c) */
 	bool sync_armed, sync_retry;
 	struct sp_list drain_list;      /* connections whose backlog reader runs */

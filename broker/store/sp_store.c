@@ -417,6 +417,49 @@ static const char *dedup_filter_name(void *state)
 	return "sealpost.dedup-window";
 }
 
+/*
+ * Blob files (cfg.blob_min_bytes, --store-blob-min-bytes; measured in
+ * docs/BENCHMARKS.md "Blob files"): mailbox values at least that large
+ * are written once into a blob file at flush, and the table files hold
+ * only their keys and a pointer, so compaction moves pointers, not
+ * bodies. Garbage collection during compaction relocates the live values
+ * of the oldest blob files (age cutoff below) and a blob file no table
+ * file points to is deleted. The scrub (sp_store_scrub.c) raises the
+ * cutoff to every file for its compaction, so that acknowledged bodies
+ * leave the disk within the same bound as without blob files. Only the
+ * mailbox family holds values that large.
+ */
+enum { SP_STORE_BLOB_FILE_SIZE = 64u << 20 };
+#define SP_STORE_BLOB_GC_AGE_CUTOFF 0.25
+
+void sp_store_blob_options(struct sp_store *st, rocksdb_options_t *o)
+{
+	if (!st->cfg.blob_min_bytes)
+		return;
+	rocksdb_options_set_enable_blob_files(o, 1);
+	rocksdb_options_set_min_blob_size(o, st->cfg.blob_min_bytes);
+	rocksdb_options_set_blob_file_size(o, SP_STORE_BLOB_FILE_SIZE);
+	rocksdb_options_set_enable_blob_gc(o, 1);
+	rocksdb_options_set_blob_gc_age_cutoff(o, SP_STORE_BLOB_GC_AGE_CUTOFF);
+}
+
+int sp_store_blob_gc_cutoff(struct sp_store *st, bool all)
+{
+	const char *keys[] = { "blob_garbage_collection_age_cutoff" };
+	const char *vals[] = { all ? "1.0" : "0.25" };
+	char *rerr = NULL;
+
+	_Static_assert(SP_STORE_BLOB_GC_AGE_CUTOFF == 0.25, "the string above");
+	if (!st->cfg.blob_min_bytes)
+		return 0;
+	rocksdb_set_options_cf(st->db, st->cf[SP_STORE_CF_MAILBOX], 1, keys, vals, &rerr);
+	if (rerr) {
+		rocksdb_free(rerr);
+		return -EIO;
+	}
+	return 0;
+}
+
 static int open_rocksdb(struct sp_store *st)
 {
 	char path[PATH_MAX];
@@ -509,6 +552,7 @@ static int open_rocksdb(struct sp_store *st)
 	if (!st->dedup_filter)
 		return -ENOMEM;
 	rocksdb_options_set_compaction_filter(st->cf_own[SP_STORE_CF_DEDUP], st->dedup_filter);
+	sp_store_blob_options(st, st->cf_own[SP_STORE_CF_MAILBOX]);
 	/*
 	 * The dedup family is only ever read by whole key (never iterated):
 	 * its memtable is a hash of small skiplists, one bucket per key's hash

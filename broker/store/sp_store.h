@@ -281,6 +281,10 @@ struct sp_store_config {
 	/* Deleted data (see "Deleted data" above). */
 	uint64_t max_wal_bytes;         /* RocksDB max_total_wal_size; 0 = RocksDB's default */
 	uint64_t scrub_interval_ms;     /* 0 = no scrubs */
+	/* Mailbox values (an envelope's header and body) of at least this
+	 * many bytes go to RocksDB blob files, apart from the table files;
+	 * 0 = off (see "Blob files" in sp_store.c). */
+	uint64_t blob_min_bytes;
 	/* Sender shares (0 = off), see "Shares" above. */
 	uint32_t share_pct;             /* % of quota_count and quota_bytes one sender may hold */
 	size_t share_table_max;         /* (sender, mailbox) pairs tracked */

@@ -233,6 +233,12 @@ int sp_store_bump_epoch(struct sp_store *st);
 /* Refuses every later write, sync and flush with -EIO (see sp_store.h). */
 void sp_store_poison(struct sp_store *st);
 
+/* sp_store.c: blob-file options of the mailbox family (no-op when
+ * cfg.blob_min_bytes is 0), and the GC age cutoff raised to every blob
+ * file (all) or set back, at run time (the scrub thread may call it). */
+void sp_store_blob_options(struct sp_store *st, rocksdb_options_t *o);
+int sp_store_blob_gc_cutoff(struct sp_store *st, bool all);
+
 /* sp_store_syncer.c: hands out the next ticket and wakes the sync thread
  * (which must be running). */
 uint64_t sp_store_syncer_ask(struct sp_store *st);
