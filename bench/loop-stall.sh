@@ -12,7 +12,9 @@
 #                each (--fsync never, DRAIN_SIZE bytes), then connect and read
 #                their backlogs while the probe runs (the probe covers the fill
 #                too: the read figures below are the drain's alone)
-# A fresh broker and data directory each. Prints the probe's latency
+# A fresh broker and data directory each. Exit status 1 when a probe got
+# nothing delivered, the broker exported no store-call figures, or a drain
+# did not deliver its whole backlog (ctest runs it at a tiny size). Prints the probe's latency
 # percentiles (the load generator's, from the envelope's intended send time)
 # and, from the broker's own sealpost_store_call_seconds{op} histogram, per
 # op: calls, mean, and the bucket bounds holding p99 and the maximum
@@ -45,6 +47,7 @@ port=$((19000 + $$ % 2000))
 mport=$((port + 1))
 bpid=
 lpid=
+fail=0
 cleanup() {
 	[ -n "$lpid" ] && kill "$lpid" 2>/dev/null && wait "$lpid" 2>/dev/null
 	[ -n "$bpid" ] && kill "$bpid" 2>/dev/null && wait "$bpid" 2>/dev/null
@@ -98,6 +101,8 @@ except Exception:
 # store_calls LABEL PROBE: one line per op with calls, from the broker's histogram
 store_calls() {
 	curl -s -m 5 "http://127.0.0.1:$mport/metrics" >"$tmp/metrics" || true
+	grep -q '^sealpost_store_call_seconds_count{op="iteration"} [1-9]' "$tmp/metrics" || fail=1
+	case $2 in -*) fail=1; tail -n 5 "$tmp/probe.log" >&2 ;; esac
 	awk -v label="$1" -v probe="$2" '
 	/^sealpost_store_call_seconds_bucket/ {
 		match($0, /op="[a-z]+"/); op = substr($0, RSTART + 4, RLENGTH - 5)
@@ -115,6 +120,7 @@ store_calls() {
 				return les[op, k] == "+Inf" ? "inf" : sprintf("%g", les[op, k] * 1e6)
 	}
 	END {
+		if (!nops) print "no sealpost_store_call_seconds in the metrics" > "/dev/stderr"
 		printf "%-14s probe p50/p99/p99.9/max us: %s\n", label, probe
 		for (i = 1; i <= nops; i++) {
 			op = ops[i]; tot = cum[op, n[op]]
@@ -163,10 +169,12 @@ for sc in $scenarios; do
 import json, sys
 d = json.load(open(sys.argv[1]))
 print("drain          %d envelopes of %s B to %d devices in %.3f s" % (d["delivered"],
-      sys.argv[2], d["drain"]["devices"], d["drain"]["seconds"]))' "$tmp/drain.json" "$dsize" ||
-			tail -n 5 "$tmp/drain.log"
+      sys.argv[2], d["drain"]["devices"], d["drain"]["seconds"]))
+sys.exit(0 if d["delivered"] >= int(sys.argv[3]) else 1)' "$tmp/drain.json" "$dsize" \
+				$((ddev / 2 * dper)) || { fail=1; tail -n 5 "$tmp/drain.log"; }
 		store_calls drain "$p"
 		stop_broker
 		;;
 	esac
 done
+exit $fail
