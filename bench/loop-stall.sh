@@ -119,9 +119,11 @@ store_calls() {
 			if (cum[op, k] >= q * tot)
 				return les[op, k] == "+Inf" ? "inf" : sprintf("%g", les[op, k] * 1e6)
 	}
+	$1 == "sealpost_rocksdb_write_stall_seconds_total" { stall = $2 }
 	END {
 		if (!nops) print "no sealpost_store_call_seconds in the metrics" > "/dev/stderr"
-		printf "%-14s probe p50/p99/p99.9/max us: %s\n", label, probe
+		printf "%-14s probe p50/p99/p99.9/max us: %s  (RocksDB write stalls: %s s)\n", label,
+		       probe, stall == "" ? "-" : stall
 		for (i = 1; i <= nops; i++) {
 			op = ops[i]; tot = cum[op, n[op]]
 			if (!tot)

@@ -159,7 +159,9 @@
  * every memtable and compacts every column family to its last level
  * dropping deletion markers; the MANIFEST is rewritten after every flush
  * and compaction (max_manifest_file_size is small), so it names only live
- * table files' boundary keys. So data removed at time t is in no file of
+ * table files' boundary keys. With blob files (blob_min_bytes), the
+ * scrub's compaction garbage-collects every blob file (its live values
+ * are rewritten, the old file is deleted). So data removed at time t is in no file of
  * DIR after t + scrub_interval_ms + the scrub's own duration (about the
  * time to rewrite the live data), if the process keeps running (a scrub
  * cut short by close runs again scrub_interval_ms after the next start's
@@ -192,7 +194,10 @@
  *
  * Threading: a store (and its batch) is used by one thread at a time; no
  * globals. A commit in ALWAYS mode, sp_store_sync and sp_store_compact block
- * the calling thread for the duration of the disk write.
+ * the calling thread for the duration of the disk write, unless the sync
+ * thread runs (sp_store_syncer_start below): then commits and ticks never
+ * fdatasync on the caller's thread; the thread touches only the database
+ * handle and its own state under its mutex.
  *
  * Errors: 0 (or a documented positive value) or a negative errno:
  *   -EBUSY   DIR is locked by another open store (process or this process)
