@@ -93,7 +93,7 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$bpid/stat"; }
 wbytes() { awk '$1 == "write_bytes:" { print $2 }' "/proc/$bpid/io"; }
 dir_bytes() { du -sb "$tmp/data/mailbox" | cut -f1; }
 metric() {
-	curl -s -m 5 "http://127.0.0.1:$mport/metrics" | awk -v m="$1" '$1 == m { print $2 }'
+	curl -s -m 2 "http://127.0.0.1:$mport/metrics" | awk -v m="$1" '$1 == m { print $2 }'
 }
 
 # Sealed bodies (--seal): ciphertext, as a real device sends. The load
@@ -129,7 +129,8 @@ if [ "${CALLGRIND:-0}" = 1 ]; then
 				--duration 10 --json "$tmp/d.json" >"$tmp/d.log" 2>&1 || true
 			s0=$(metric sealpost_store_scrubs_total)
 			i=0
-			while [ "$(metric sealpost_store_scrubs_total)" = "$s0" ] && [ $i -lt 1200 ]; do
+			while [ "$(metric sealpost_store_scrubs_total)" = "$s0" ] && [ $i -lt 600 ]; do
+				curl -s -m 1 "http://127.0.0.1:$port/" >/dev/null 2>&1 || true  # see start_broker
 				sleep 0.1
 				i=$((i + 1))
 			done
