@@ -17,11 +17,6 @@
 #          size, its size once every envelope was acked, and its size after
 #          the scrub (flush + full compaction, --store-scrub-interval SCRUB_S
 #          after the first ack).
-# With CALLGRIND=1 instead: the drain part only, the broker under callgrind
-# (every thread, RocksDB's flushes and compactions too), and the broker's
-# instructions per envelope over its whole life (start and stop included,
-# the same for every configuration): a figure the machine's load does not
-# change. One run per configuration (instruction counts do not vary).
 # Prints one line per run and the medians per configuration. Exit status 1
 # when a run lost envelopes, the scrub never ran, or blob files were on and
 # none appeared (ctest runs it at a tiny size).
@@ -75,10 +70,7 @@ start_broker() { # BLOB_MIN [WRAPPER...]
 	i=0
 	until curl -sf -m 2 "http://127.0.0.1:$mport/readyz" >/dev/null 2>&1; do
 		i=$((i + 1))
-		# under valgrind an idle broker may not answer until a connection
-		# arrives on its port (BENCHMARKS.md, durable-callgrind): poke it
-		curl -s -m 1 "http://127.0.0.1:$port/" >/dev/null 2>&1 || true
-		[ $i -lt 600 ] || { cat "$tmp/broker.log" >&2; echo "broker did not start" >&2; exit 1; }
+		[ $i -lt 300 ] || { cat "$tmp/broker.log" >&2; echo "broker did not start" >&2; exit 1; }
 		sleep 0.1
 	done
 }
@@ -116,37 +108,6 @@ print(d.get("results", {}).get("accepted", 0), d.get("delivered", 0))' "$tmp/d.j
 }
 
 hz=$(getconf CLK_TCK)
-if [ "${CALLGRIND:-0}" = 1 ]; then
-	printf 'blob files under callgrind: drain of %s MiB, sizes %s, --store-blob-min-bytes %s\n' \
-		"$dmb" "$sizes" "$blobs"
-	for size in $sizes; do
-		for blob in $blobs; do
-			start_broker "$blob" valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.out"
-			n=$(((dmb << 20) / size))
-			per=$((n / (ddev / 2)))
-			n=$((per * (ddev / 2)))
-			lg --pattern drain --devices "$ddev" --rate $((n / 10 + 1)) --durable --size "$size" \
-				--duration 10 --json "$tmp/d.json" >"$tmp/d.log" 2>&1 || true
-			s0=$(metric sealpost_store_scrubs_total)
-			i=0
-			while [ "$(metric sealpost_store_scrubs_total)" = "$s0" ] && [ $i -lt 600 ]; do
-				curl -s -m 1 "http://127.0.0.1:$port/" >/dev/null 2>&1 || true  # see start_broker
-				sleep 0.1
-				i=$((i + 1))
-			done
-			set -- $(drain_counts)
-			n=$1
-			[ "$n" -gt 0 ] && [ "$2" -ge "$n" ] || { echo "$2 of $n delivered" >&2; fail=1; }
-			stop_broker
-			ir=$(callgrind_annotate --auto=no "$tmp/cg.out" 2>/dev/null |
-			     awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
-			awk -v s="$size" -v b="$blob" -v ir="$ir" -v n="$n" 'BEGIN {
-				printf "size %-6s blob %-5s %10.0f instructions / envelope (%d envelopes, %s Ir)\n",
-				       s, b, ir / n, n, ir }'
-		done
-	done
-	exit $fail
-fi
 printf 'blob files: sizes %s, --store-blob-min-bytes %s, %s reps; load average %s\n' \
 	"$sizes" "$blobs" "$reps" "$(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-6s %-6s %-3s | %9s %8s | %8s %8s %8s %8s %8s\n' size blob rep 'pairs/s' 'us/env' \
