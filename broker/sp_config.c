@@ -225,6 +225,10 @@ static const struct opt opts[] = {
 	  "acknowledged or expired envelopes leave every file of the data directory within this "
 	  "many seconds plus one scrub (a flush and full compaction, on a thread of its own); "
 	  "0 = no scrubs" },
+	{ "store-blob-min-bytes", "BYTES", OPT_U32, FIELD(store_blob_min_bytes), 0, 1u << 24, false,
+	  "stored envelopes (body plus a header of about 60 bytes) at least this large go to "
+	  "RocksDB blob files apart from the table files, so compactions do not rewrite them; "
+	  "0 = off" },
 	{ "ws-listen", "HOST:PORT", OPT_WS_LISTEN, FIELD(ws_listen), 0, 0, false,
 	  "WebSocket listener (RFC 6455, path /v1, subprotocol sealpost.v1; plain ws: put a "
 	  "TLS proxy in front) on the same loop and limits as --listen; port 0 = any, logged "
@@ -356,6 +360,7 @@ void sp_config_defaults(struct sp_config *c)
 	c->store_recent_max = SP_DEFAULT_STORE_RECENT_MAX;
 	c->store_max_wal = SP_DEFAULT_STORE_MAX_WAL;
 	c->store_scrub_interval_s = SP_DEFAULT_STORE_SCRUB_INTERVAL_S;
+	c->store_blob_min_bytes = SP_DEFAULT_STORE_BLOB_MIN_BYTES;
 	snprintf(c->ws_listen, sizeof(c->ws_listen), "%s", SP_DEFAULT_WS_LISTEN);
 	c->ws_upgrade_max = SP_DEFAULT_WS_UPGRADE_MAX;
 	c->ws_max_message = SP_DEFAULT_WS_MAX_MESSAGE;

@@ -178,6 +178,7 @@ struct sp_config {
 	uint32_t store_recent_max;      /* envelope headers remembered for read-free acks */
 	uint64_t store_max_wal;         /* bytes of write-ahead log before memtables are flushed */
 	uint32_t store_scrub_interval_s; /* removed data leaves the disk within this (+ the scrub) */
+	uint32_t store_blob_min_bytes;  /* stored envelopes this large go to blob files; 0 = off */
 
 	/* WebSocket transport (loop/sp_ws.h, PROTOCOL.md 13). --ws-listen
 	 * HOST:PORT (port 0 = any, logged), "off" = none; parsed here. */
@@ -268,6 +269,7 @@ enum {
 	SP_DEFAULT_PUSH_SUBSCRIPTIONS_MAX = 100000,
 };
 #define SP_DEFAULT_STORE_MAX_WAL (64ull * 1024 * 1024)         /* 64 MiB */
+#define SP_DEFAULT_STORE_BLOB_MIN_BYTES 0u                      /* off: docs/BENCHMARKS.md */
 #define SP_DEFAULT_STORE_MAX_BYTES 0ull
 #define SP_DEFAULT_STORE_MIN_FREE (1024ull * 1024 * 1024)      /* 1 GiB */
 #define SP_DEFAULT_STORE_BALLAST (64ull * 1024 * 1024)         /* 64 MiB */

@@ -100,6 +100,9 @@ struct sp_conn_mbox {
 	/* Acks (ack_unknown_max): stored envelopes sent on this connection,
 	 * acks taken to the store, and acks for nothing. */
 	uint64_t delivered, acks, acks_nothing;
+	/* The WAL sync the newest of its held SendResults waits for (shard's
+	 * held list): its later results and Pongs wait behind it. */
+	uint64_t held_ticket;
 };
 
 /* The WebSocket transport (loop/sp_ws.h): loop/sp_ws.c. NULL = raw TCP. */

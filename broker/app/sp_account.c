@@ -91,8 +91,10 @@ static enum sp_close_reason reply(struct sp_shard *sh, struct sp_conn *c, const 
 static int stored(struct sp_shard *sh, const uint8_t account[SP_ACCOUNT_LEN], uint8_t *buf,
 		  size_t *len, struct sp_devlist *l)
 {
+	uint64_t t0 = sp_shard_mono_ns();
 	int r = sp_store_list_get(sh->store, account, buf, SP_DEVLIST_MAX, len);
 
+	sp_shard_store_timed(sh, SP_METRICS_STORE_LOOKUP, t0);
 	if (r == -ENOENT)
 		return 0;
 	if (r < 0)

@@ -249,11 +249,15 @@ static enum sp_close_reason complete(struct sp_shard *sh, struct sp_conn *c)
 					   sh->wall_ms) < 0)
 			st = SP_STATUS_ERR_RATE_LIMITED;
 		else
-			st = sp_mailbox_store_group(sh, c, g->id, g->copies, g->count);
+			st = sp_mailbox_store_group(sh, c, g->id, version, g->copies, g->count);
 	}
 	if (st == SP_STATUS_ACCEPTED) {
+		/* Stored: the mailbox answers, after the WAL sync where
+		 * --fsync always asks for one (sp_mailbox_store_group). */
 		for (uint32_t i = 0; i < g->count; i++)
 			sp_metrics_envelope_accepted(sh->metrics);
+		group_free(sh, c);
+		return SP_CLOSE_NONE;
 	} else {
 		count_refused(sh, g->count, st);
 	}

@@ -20,6 +20,10 @@
 
 enum {
 	DRAIN_CONNS_PER_ITER = 64,      /* backlog readers served per iteration, at most */
+	/* Results held for WAL syncs, at most (~48 bytes each): beyond, the
+	 * loop syncs itself once (a disk that stalls for seconds must not
+	 * grow memory without bound). */
+	HELD_MAX = 65536,
 };
 
 static struct sp_conn *drain_conn(struct sp_list *n)
@@ -54,8 +58,11 @@ void sp_mailbox_destroy(struct sp_shard *sh)
 	sp_anon_destroy(sh);
 	free(sh->items);
 	free(sh->results);
+	free(sh->held);
 	sh->items = NULL;
 	sh->results = NULL;
+	sh->held = NULL;
+	sh->nheld = sh->held_cap = 0;
 }
 
 void sp_mailbox_start(struct sp_shard *sh)
@@ -84,6 +91,7 @@ void sp_mailbox_start_backlog(struct sp_shard *sh, struct sp_conn *c)
 {
 	c->mbox.count = 0;
 	c->mbox.delivered = c->mbox.acks = c->mbox.acks_nothing = 0;
+	c->mbox.held_ticket = 0;        /* a slot's previous connection's, if any */
 	reader_start(sh, c, SP_MBOX_BACKLOG, 0);
 }
 
@@ -174,7 +182,10 @@ static void deliver_stored(struct sp_shard *sh, const uint8_t *to, uint64_t seq,
 }
 
 static int commit(struct sp_shard *sh);
-static void send_results(struct sp_shard *sh, int commit_ret);
+static void answer_iteration(struct sp_shard *sh, int commit_ret);
+static void sync_here(struct sp_shard *sh, int commit_ret);
+static void fanout_reply(struct sp_shard *sh, struct sp_conn *c, uint64_t id, enum sp_status st,
+			 uint64_t version);
 
 /* All anonymous senders of a mailbox are one sender to its share and hold
  * one share together (sp_store.h "Shares"); they are never deduplicated. */
@@ -192,6 +203,7 @@ enum sp_status sp_mailbox_store(struct sp_shard *sh, struct sp_conn *c, const st
 		.body_len = f->body_len,
 	};
 	struct sp_store_batch *b = batch(sh);
+	uint64_t t0;
 	int ret;
 
 	if (!b)
@@ -200,7 +212,9 @@ enum sp_status sp_mailbox_store(struct sp_shard *sh, struct sp_conn *c, const st
 	 * Retries pay too (each costs a dedup lookup). */
 	if (!anon && sp_sendlim_take(sh->sendlim, c->s.peer, f->body_len, sh->wall_ms) < 0)
 		return SP_STATUS_ERR_RATE_LIMITED;
+	t0 = sp_shard_mono_ns();
 	ret = sp_store_enqueue(b, &env, seq);
+	sp_shard_store_timed(sh, SP_METRICS_STORE_ENQUEUE, t0);
 	if (ret == SP_STORE_DUPLICATE) {
 		/* Stored (or acked) already: the original seq, no second copy and
 		 * no second delivery. Its record may be in this very batch, so the
@@ -220,7 +234,8 @@ enum sp_status sp_mailbox_store(struct sp_shard *sh, struct sp_conn *c, const st
 }
 
 enum sp_status sp_mailbox_store_group(struct sp_shard *sh, struct sp_conn *c, uint64_t group_id,
-				      const struct sp_mailbox_copy *copies, size_t n)
+				      uint64_t version, const struct sp_mailbox_copy *copies,
+				      size_t n)
 {
 	uint64_t seqs[SP_FANOUT_COPIES_MAX];
 	bool dup[SP_FANOUT_COPIES_MAX];
@@ -232,9 +247,9 @@ enum sp_status sp_mailbox_store_group(struct sp_shard *sh, struct sp_conn *c, ui
 		return SP_STATUS_ERR_INTERNAL;
 	/* What earlier frames stored is written first, alone: the group is a
 	 * batch of its own, so refusing it (an abort) takes nothing else
-	 * with it. */
-	ret = commit(sh);
-	send_results(sh, ret);
+	 * with it. Their results go out as at the end of an iteration: at
+	 * once, or held behind their WAL sync (--fsync always). */
+	answer_iteration(sh, commit(sh));
 	if (!(b = batch(sh)))
 		return SP_STATUS_ERR_INTERNAL;
 	for (size_t i = 0; i < n && st == SP_STATUS_ACCEPTED; i++) {
@@ -268,7 +283,18 @@ enum sp_status sp_mailbox_store_group(struct sp_shard *sh, struct sp_conn *c, ui
 	}
 	if (commit(sh) < 0)
 		return SP_STATUS_ERR_INTERNAL;
-	/* On disk: now onto the recipients' connections, like any stored
+	/* The FanoutResult is a durable result like a Send's: with --fsync
+	 * always it waits for the group's WAL sync (held, in its
+	 * connection's order), so ACCEPTED means on disk. */
+	if (sp_mailbox_result(sh, c, group_id, SP_STATUS_ACCEPTED, version, true)) {
+		/* No room to queue it: the WAL synced here, everything answered. */
+		sync_here(sh, 0);
+		fanout_reply(sh, c, group_id, SP_STATUS_ACCEPTED, version);
+	} else {
+		sh->results[sh->nresults - 1].fanout = true;
+		answer_iteration(sh, 0);
+	}
+	/* Written: now onto the recipients' connections, like any stored
 	 * envelope (a deduplicated copy went out the first time). */
 	for (size_t i = 0; i < n; i++)
 		if (!dup[i])
@@ -292,8 +318,8 @@ enum sp_close_reason sp_mailbox_pong(struct sp_shard *sh, struct sp_conn *c, uin
 {
 	struct sp_frame pong;
 
-	if (sh->nresults == 0) {
-		/* Nothing waits for the commit: no result can be overtaken. */
+	if (sh->nresults == 0 && c->mbox.held_ticket <= sh->synced) {
+		/* Nothing waits for a commit or sync: no result can be overtaken. */
 		memset(&pong, 0, sizeof(pong));
 		pong.type = SP_FRAME_PONG;
 		pong.u.ping.id = id;
@@ -325,6 +351,7 @@ enum sp_close_reason sp_mailbox_ack(struct sp_shard *sh, struct sp_conn *c,
 		return SP_CLOSE_NONE;
 	for (uint32_t i = 0; i < f->u.ack.count && i < SP_ACK_SEQS_MAX; i++) {
 		uint64_t seq = f->u.ack.seqs[i];
+		uint64_t t0;
 		int ret;
 
 		/* Each lookup costs the loop about a microsecond: a flood of acks
@@ -335,7 +362,9 @@ enum sp_close_reason sp_mailbox_ack(struct sp_shard *sh, struct sp_conn *c,
 			continue;
 		}
 		c->mbox.acks++;
+		t0 = sp_shard_mono_ns();
 		ret = sp_store_ack(b, c->s.peer, seq);
+		sp_shard_store_timed(sh, SP_METRICS_STORE_ACK, t0);
 		if (ret == 0) {
 			sp_metrics_acks(sh->metrics, 1);  /* the gauges follow at commit */
 		} else if (ret == -ENOENT) {
@@ -390,7 +419,7 @@ int sp_mailbox_purge_now(struct sp_shard *sh, const uint8_t (*devices)[SP_KEY_LE
 	{
 		int r = commit(sh);
 
-		send_results(sh, r);
+		answer_iteration(sh, r);        /* held behind the WAL sync, as always */
 		if (r < 0)
 			ret = -EIO;
 	}
@@ -402,12 +431,16 @@ void sp_mailbox_tick(struct sp_shard *sh)
 	struct sp_store_batch *b;
 	struct sp_store_stats before, after;
 	size_t expired = 0;
+	uint64_t t0;
 	int ret;
 
 	if (!sh->store)
 		return;
 	sp_store_get_stats(sh->store, &before);
+	t0 = sp_shard_mono_ns();
 	ret = sp_store_tick(sh->store, sh->wall_ms);
+	if (ret == 1 && sp_store_syncer_fd(sh->store) < 0)
+		sp_shard_store_timed(sh, SP_METRICS_STORE_SYNC, t0);   /* the WAL fdatasync ran here */
 	sp_store_get_stats(sh->store, &after);
 	if (after.scrubs > before.scrubs)
 		sp_metrics_scrubs(sh->metrics, after.scrubs - before.scrubs);
@@ -421,8 +454,10 @@ void sp_mailbox_tick(struct sp_shard *sh)
 	 * together (an attacker can arrange that a TTL ahead) cost several
 	 * ticks, each resuming where the last stopped, never one long stall. */
 	sp_store_get_stats(sh->store, &before);
+	t0 = sp_shard_mono_ns();
 	ret = sp_store_expire_for(b, sh->cfg->expiry_sweep_batch,
 				  (uint64_t)sh->cfg->expiry_sweep_budget_ms * 1000000, &expired);
+	sp_shard_store_timed(sh, SP_METRICS_STORE_EXPIRE, t0);
 	sp_store_get_stats(sh->store, &after);
 	sp_metrics_sweep_step(sh->metrics, ret == 1, after.sweep_resumed != before.sweep_resumed);
 	if (ret < 0)
@@ -438,12 +473,14 @@ void sp_mailbox_tick(struct sp_shard *sh)
  * nothing was written). */
 static int commit(struct sp_shard *sh)
 {
-	uint64_t rm_entries, rm_bytes;
+	uint64_t rm_entries, rm_bytes, t0;
 	int ret;
 
 	if (!sh->batch)
 		return 0;
+	t0 = sp_shard_mono_ns();
 	ret = sp_store_batch_commit(sh->batch);
+	sp_shard_store_timed(sh, SP_METRICS_STORE_COMMIT, t0);
 	sh->batch = NULL;
 	if (ret == 0) {
 		/* The mailbox gauges move only with what is on disk. */
@@ -461,54 +498,201 @@ static int commit(struct sp_shard *sh)
 	return ret;
 }
 
-/* The SendResults, with ERR_INTERNAL for durable envelopes whose commit
- * failed. Connections gone or closing meanwhile get none (their GoAway was
- * the last frame). */
-static void send_results(struct sp_shard *sh, int commit_ret)
+/* An accepted group's FanoutResult{id, st, version} (no body: only a
+ * mismatch has one, and app/sp_fanout.c answers those itself). */
+static void fanout_reply(struct sp_shard *sh, struct sp_conn *c, uint64_t id, enum sp_status st,
+			 uint64_t version)
 {
+	enum sp_close_reason why;
 	struct sp_frame res;
 
-	for (size_t i = 0; i < sh->nresults; i++) {
-		const struct sp_pending_result *r = &sh->results[i];
-		struct sp_conn *c = sp_conn_at(sh, r->slot, r->gen);
-		enum sp_close_reason why;
+	if (c->s.state != SP_SESSION_ESTABLISHED)
+		return;
+	memset(&res, 0, sizeof(res));
+	res.type = SP_FRAME_FANOUT_RESULT;
+	res.u.fanout.group_id = id;
+	res.u.fanout.status = st;
+	res.u.fanout.version = version;
+	why = sp_deliver_reply(sh, c, &res);
+	if (why)
+		sp_life_end_later(sh, c, why);
+}
 
-		if (r->pong) {
-			/* In its place among the results (PROTOCOL.md 6.4). */
-			if (!c || c->s.state != SP_SESSION_ESTABLISHED)
-				continue;
-			memset(&res, 0, sizeof(res));
-			res.type = SP_FRAME_PONG;
-			res.u.ping.id = r->client_id;
-			why = sp_deliver_reply(sh, c, &res);
-			if (why)
-				sp_life_end_later(sh, c, why);
-			continue;
-		}
-		/* Counted whether or not the sender is still there to hear it:
-		 * every Send ends in exactly one of accepted or refused. */
-		if (r->durable && commit_ret)
-			sp_metrics_envelope_refused(sh->metrics, SP_STATUS_ERR_INTERNAL);
-		else if (r->status == SP_STATUS_ACCEPTED || r->status == SP_STATUS_DELIVERED)
-			sp_metrics_envelope_accepted(sh->metrics);
-		else
-			sp_metrics_envelope_refused(sh->metrics, (enum sp_status)r->status);
+/* One SendResult (or Pong), with ERR_INTERNAL for a durable envelope whose
+ * commit or sync failed. A connection gone or closing meanwhile gets none
+ * (its GoAway was the last frame). */
+static void send_one(struct sp_shard *sh, const struct sp_pending_result *r, bool failed)
+{
+	struct sp_conn *c = sp_conn_at(sh, r->slot, r->gen);
+	enum sp_close_reason why;
+	struct sp_frame res;
+
+	if (r->fanout) {
+		/* An accepted group's FanoutResult (app/sp_fanout.c counted its
+		 * copies): ERR_INTERNAL instead if its commit's sync failed. */
+		if (c)
+			fanout_reply(sh, c, r->client_id,
+				     failed ? SP_STATUS_ERR_INTERNAL : (enum sp_status)r->status, r->seq);
+		return;
+	}
+	if (r->pong) {
+		/* In its place among the results (PROTOCOL.md 6.4). */
 		if (!c || c->s.state != SP_SESSION_ESTABLISHED)
-			continue;
+			return;
 		memset(&res, 0, sizeof(res));
-		res.type = SP_FRAME_SEND_RESULT;
-		res.u.send_result.client_id = r->client_id;
-		res.u.send_result.status = (enum sp_status)r->status;
-		res.u.send_result.seq = r->seq;
-		if (r->durable && commit_ret) {
-			res.u.send_result.status = SP_STATUS_ERR_INTERNAL;
-			res.u.send_result.seq = 0;
-		}
+		res.type = SP_FRAME_PONG;
+		res.u.ping.id = r->client_id;
 		why = sp_deliver_reply(sh, c, &res);
 		if (why)
 			sp_life_end_later(sh, c, why);
+		return;
+	}
+	/* Counted whether or not the sender is still there to hear it:
+	 * every Send ends in exactly one of accepted or refused. */
+	if (r->durable && failed)
+		sp_metrics_envelope_refused(sh->metrics, SP_STATUS_ERR_INTERNAL);
+	else if (r->status == SP_STATUS_ACCEPTED || r->status == SP_STATUS_DELIVERED)
+		sp_metrics_envelope_accepted(sh->metrics);
+	else
+		sp_metrics_envelope_refused(sh->metrics, (enum sp_status)r->status);
+	if (!c || c->s.state != SP_SESSION_ESTABLISHED)
+		return;
+	memset(&res, 0, sizeof(res));
+	res.type = SP_FRAME_SEND_RESULT;
+	res.u.send_result.client_id = r->client_id;
+	res.u.send_result.status = (enum sp_status)r->status;
+	res.u.send_result.seq = r->seq;
+	if (r->durable && failed) {
+		res.u.send_result.status = SP_STATUS_ERR_INTERNAL;
+		res.u.send_result.seq = 0;
+	}
+	why = sp_deliver_reply(sh, c, &res);
+	if (why)
+		sp_life_end_later(sh, c, why);
+}
+
+/* This iteration's results, now. */
+static void send_results(struct sp_shard *sh, int commit_ret)
+{
+	for (size_t i = 0; i < sh->nresults; i++)
+		send_one(sh, &sh->results[i], commit_ret != 0);
+	sh->nresults = 0;
+}
+
+/* Held results whose ticket is synced (all of them if all), in order, the
+ * others kept in order: a connection's tickets never decrease along the
+ * list, so none of its results passes another. failed: the WAL sync
+ * failed, so durable ones past synced get ERR_INTERNAL. */
+static void release_held(struct sp_shard *sh, uint64_t synced, bool all, bool failed)
+{
+	size_t keep = 0;
+
+	if (synced > sh->synced)
+		sh->synced = synced;
+	for (size_t i = 0; i < sh->nheld; i++) {
+		const struct sp_pending_result *r = &sh->held[i];
+		bool ok = r->ticket <= synced;
+
+		if (ok || all)
+			send_one(sh, r, r->failed || (!ok && failed));
+		else
+			sh->held[keep++] = *r;
+	}
+	sh->nheld = keep;
+	if (all)
+		sh->synced = sp_store_syncer_asked(sh->store);  /* nothing waits any more */
+}
+
+/* Room for n more held results: 0 or -ENOMEM. */
+static int held_room(struct sp_shard *sh, size_t n)
+{
+	size_t ncap = sh->held_cap ? sh->held_cap : 256;
+	struct sp_pending_result *p;
+
+	if (sh->nheld + n <= sh->held_cap)
+		return 0;
+	while (ncap < sh->nheld + n)
+		ncap *= 2;
+	p = realloc(sh->held, ncap * sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	sh->held = p;
+	sh->held_cap = ncap;
+	return 0;
+}
+
+/* The WAL sync r must wait for before it is sent: its own commit's
+ * (ticket, if durable), or its connection's held results'; 0 = none. */
+static uint64_t wait_for(struct sp_shard *sh, const struct sp_pending_result *r, uint64_t ticket)
+{
+	struct sp_conn *c = sp_conn_at(sh, r->slot, r->gen);
+	uint64_t t = r->durable && !r->pong ? ticket : 0;
+
+	if (c && c->mbox.held_ticket > sh->synced && c->mbox.held_ticket > t)
+		t = c->mbox.held_ticket;
+	return t;
+}
+
+/* This iteration's results: each at once, or held behind the sync it
+ * waits for. -ENOMEM (nothing sent or held) if the list cannot grow. */
+static int answer(struct sp_shard *sh, int commit_ret, uint64_t ticket)
+{
+	if (held_room(sh, sh->nresults) < 0)
+		return -ENOMEM;
+	for (size_t i = 0; i < sh->nresults; i++) {
+		struct sp_pending_result *r = &sh->results[i];
+		uint64_t t = wait_for(sh, r, ticket);
+		struct sp_conn *c;
+
+		if (!t) {
+			send_one(sh, r, commit_ret != 0);
+			continue;
+		}
+		r->failed = commit_ret != 0;
+		r->ticket = t;
+		sh->held[sh->nheld++] = *r;
+		if ((c = sp_conn_at(sh, r->slot, r->gen)))
+			c->mbox.held_ticket = t;
 	}
 	sh->nresults = 0;
+	return 0;
+}
+
+/* The loop syncs the WAL itself and answers everything held and this
+ * iteration's results: at stop (no answer is left behind), when the held
+ * results reach HELD_MAX, or when holding them failed (out of memory). */
+static void sync_here(struct sp_shard *sh, int commit_ret)
+{
+	uint64_t synced = 0, t0 = sp_shard_mono_ns();
+	int r = sp_store_sync(sh->store);
+
+	sp_shard_store_timed(sh, SP_METRICS_STORE_SYNC, t0);
+	if (r < 0 && sp_store_syncer_fd(sh->store) >= 0)
+		sp_store_syncer_poll(sh->store, &synced);       /* what the thread did sync */
+	if (r < 0)
+		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
+			       "mailbox fsync failed: envelopes of this iteration refused",
+			       SP_KV_STR("error", strerror(-r)),
+			       SP_KV_STR("detail", sp_store_errmsg(sh->store)));
+	release_held(sh, r < 0 ? synced : UINT64_MAX, true, r < 0);
+	send_results(sh, commit_ret ? commit_ret : r);
+}
+
+void sp_mailbox_synced(struct sp_shard *sh)
+{
+	uint64_t synced;
+	int r;
+
+	if (!sh->store)
+		return;
+	r = sp_store_syncer_poll(sh->store, &synced);
+	if (r < 0)
+		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
+			       "mailbox fsync failed: envelopes waiting for it refused",
+			       SP_KV_STR("error", strerror(-r)),
+			       SP_KV_STR("detail", sp_store_errmsg(sh->store)));
+	/* After a failed sync none follows (the store is poisoned): answer all. */
+	release_held(sh, synced, r < 0, r < 0);
 }
 
 /* For one connection: one bounded chunk of its mailbox, if its queue has
@@ -516,7 +700,7 @@ static void send_results(struct sp_shard *sh, int commit_ret)
 static void read_backlog(struct sp_shard *sh, struct sp_conn *c)
 {
 	struct sp_store_read_result res;
-	uint64_t room, bytes;
+	uint64_t room, bytes, t0;
 	struct sp_frame d;
 	int ret;
 
@@ -530,8 +714,10 @@ static void read_backlog(struct sp_shard *sh, struct sp_conn *c)
 	if (sp_session_tx_queued(&c->s) >= room)
 		return;
 	bytes = room - sp_session_tx_queued(&c->s);
+	t0 = sp_shard_mono_ns();
 	ret = sp_store_read(sh->store, c->s.peer, c->mbox.from, sh->wall_ms, sh->cfg->backlog_chunk,
 			    bytes, sh->items, &res);
+	sp_shard_store_timed(sh, SP_METRICS_STORE_READ, t0);
 	if (ret) {
 		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
 			       "mailbox read failed", SP_KV_STR("error", strerror(-ret)),
@@ -607,8 +793,26 @@ static void run_readers(struct sp_shard *sh)
 	}
 }
 
+/*
+ * The commit, then the iteration's answers: at once, or (--fsync always
+ * with the sync thread) held until the WAL sync of their commit ends
+ * (sp_mailbox_synced), so ACCEPTED still means on disk while the loop goes
+ * on serving others. Results of later iterations queue behind held ones.
+ */
+static void answer_iteration(struct sp_shard *sh, int commit_ret)
+{
+	uint64_t ticket = commit_ret == 0 && sh->store ? sp_store_commit_ticket(sh->store) : 0;
+
+	if (!ticket && !sh->nheld) {
+		send_results(sh, commit_ret);
+	} else if (sh->stopping || sh->nheld + sh->nresults > HELD_MAX ||
+		   answer(sh, commit_ret, ticket) < 0) {
+		sync_here(sh, commit_ret);
+	}
+}
+
 void sp_mailbox_after_completions(struct sp_shard *sh)
 {
-	send_results(sh, commit(sh));
+	answer_iteration(sh, commit(sh));
 	run_readers(sh);
 }

@@ -68,10 +68,14 @@ struct sp_mailbox_copy {
  * committed now, or aborted at the first copy the store refuses. Each copy
  * is deduplicated as a Send of c with client_id = group_id. After the
  * commit, each is delivered to its device's live connection (or a push
- * goes out). Returns ACCEPTED, ERR_MAILBOX_FULL or ERR_INTERNAL.
+ * goes out). Returns ACCEPTED, ERR_MAILBOX_FULL or ERR_INTERNAL; on
+ * ACCEPTED the FanoutResult{group_id, ACCEPTED, version} is the mailbox's
+ * to send, as a durable result (after the WAL sync with --fsync always),
+ * and the caller sends none.
  */
 enum sp_status sp_mailbox_store_group(struct sp_shard *sh, struct sp_conn *c, uint64_t group_id,
-				      const struct sp_mailbox_copy *copies, size_t n);
+				      uint64_t version, const struct sp_mailbox_copy *copies,
+				      size_t n);
 
 /* The results array grown (sp_mailbox_result's slow path): 0 or -ENOMEM. */
 int sp_mailbox_results_grow(struct sp_shard *sh);
@@ -95,6 +99,7 @@ static inline int sp_mailbox_result(struct sp_shard *sh, const struct sp_conn *c
 	r->status = (uint8_t)st;
 	r->durable = durable;
 	r->pong = false;
+	r->fanout = false;
 	return 0;
 }
 
@@ -141,5 +146,10 @@ void sp_mailbox_tick(struct sp_shard *sh);
  * one fsync), then the SendResults (ERR_INTERNAL for durable envelopes if
  * it failed), then a bounded number of backlog readers. */
 void sp_mailbox_after_completions(struct sp_shard *sh);
+
+/* The store's sync thread ended a WAL sync (its eventfd was read): the
+ * held results it covers are sent, oldest first; after a failed sync,
+ * all of them (durable ones as ERR_INTERNAL). */
+void sp_mailbox_synced(struct sp_shard *sh);
 
 #endif

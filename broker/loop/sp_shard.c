@@ -160,6 +160,42 @@ static void on_push(struct sp_shard *sh, int res)
 	push_arm(sh);
 }
 
+/* The store's sync-thread eventfd: one read armed at a time. */
+static void sync_arm(struct sp_shard *sh)
+{
+	int fd, ret;
+
+	if (!sh->store || sh->sync_armed || (fd = sp_store_syncer_fd(sh->store)) < 0)
+		return;
+	ret = sp_ring_read(&sh->ring, fd, &sh->sync_buf, sizeof(sh->sync_buf),
+			   sp_ud_pack(SP_OP_SYNC, 0, 0));
+	sh->sync_armed = ret == 0;
+	sh->sync_retry = ret != 0;
+}
+
+static void on_sync(struct sp_shard *sh, int res)
+{
+	sh->sync_armed = false;
+	(void)res;      /* the synced ticket is read under the store's lock */
+	sp_mailbox_synced(sh);
+	sync_arm(sh);
+}
+
+/* WAL syncs off the loop (sp_store.h "The sync thread"; measured in
+ * docs/BENCHMARKS.md): without the thread, syncs run here as before. */
+static void sync_start(struct sp_shard *sh)
+{
+	int ret;
+
+	if (!sh->store || sh->cfg->fsync == SP_FSYNC_NEVER)
+		return;
+	ret = sp_store_syncer_start(sh->store);
+	if (ret)
+		SP_LOG(sh->log, SP_LOG_WARN, "no WAL sync thread: syncs run on the event loop",
+		       SP_KV_STR("error", strerror(-ret)));
+	sync_arm(sh);
+}
+
 void sp_shard_tick_work(struct sp_shard *sh)
 {
 	sp_mailbox_tick(sh);
@@ -176,6 +212,8 @@ static void on_tick(struct sp_shard *sh)
 	sp_admin_exec_retry(sh);
 	if (sh->push_retry)
 		push_arm(sh);
+	if (sh->sync_retry)
+		sync_arm(sh);
 	sp_accept_arm(sh);
 	sp_timers_arm_tick(sh);
 }
@@ -192,6 +230,7 @@ static void on_cqe(struct sp_shard *sh, const struct io_uring_cqe *cqe)
 	case SP_OP_WAKE: on_wake(sh, cqe->res); break;
 	case SP_OP_ADMIN: sp_admin_exec_cqe(sh, cqe->res); break;
 	case SP_OP_PUSH: on_push(sh, cqe->res); break;
+	case SP_OP_SYNC: on_sync(sh, cqe->res); break;
 	case SP_OP_RECV:
 	case SP_OP_SEND:
 	case SP_OP_SHUTDOWN:
@@ -236,6 +275,7 @@ int sp_shard_run(struct sp_shard *sh)
 
 	sh->now_ns = sp_shard_mono_ns();
 	sp_mailbox_start(sh);
+	sync_start(sh);
 	sp_mem_publish(sh);
 	sp_accept_arm(sh);
 	sp_timers_arm_wake(sh);
@@ -426,6 +466,7 @@ int sp_shard_store_open(const struct sp_config *cfg, const struct sp_log *log,
 	sc.share_table_max = cfg->mailbox_share_table_max;
 	sc.recent_max = cfg->store_recent_max;
 	sc.max_wal_bytes = cfg->store_max_wal;
+	sc.blob_min_bytes = cfg->store_blob_min_bytes;
 	sc.scrub_interval_ms = (uint64_t)cfg->store_scrub_interval_s * 1000;
 	ret = sp_store_open(out, &sc, err, sizeof(err));
 	if (ret) {

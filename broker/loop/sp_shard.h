@@ -93,6 +93,10 @@ static inline void sp_shard_iteration_metrics(struct sp_shard *sh, uint64_t n)
 					       sh->live_delivered, sp_shard_mono_ns() - sh->now_ns);
 		sh->live_delivered = 0;
 	}
+	if (sh->store_ns) {
+		sp_metrics_store_call(sh->metrics, SP_METRICS_STORE_ITERATION, sh->store_ns);
+		sh->store_ns = 0;
+	}
 }
 
 /* A tick's work on the shard's own state (no ring calls): mailbox

@@ -41,6 +41,9 @@ struct sp_pending_result {
 	uint8_t status;                 /* enum sp_status */
 	bool durable;                   /* ERR_INTERNAL instead if the commit fails */
 	bool pong;                      /* a Pong{id = client_id}, behind the results before it */
+	bool fanout;                    /* a FanoutResult{group_id = client_id, version = seq} */
+	bool failed;                    /* held: its commit failed (durable ones get ERR_INTERNAL) */
+	uint64_t ticket;                /* held: the WAL sync it waits for */
 };
 
 /* Rate limiters beyond one per close reason: accept-time refusals, storage
@@ -133,6 +136,16 @@ struct sp_shard {
 	uint64_t rm_entries0, rm_bytes0; /* the store's removed totals when the batch began */
 	struct sp_pending_result *results; /* this iteration's SendResults, in arrival order */
 	size_t nresults, results_cap;
+	/* Results held until the WAL sync their commit waits for (--fsync
+	 * always with the store's sync thread), oldest first; a connection's
+	 * later results and Pongs queue behind its held ones (conn mbox
+	 * held_ticket), so none overtakes another, while other connections'
+	 * go out at once. */
+	struct sp_pending_result *held;
+	size_t nheld, held_cap;
+	uint64_t synced;                /* every ticket up to this one is synced */
+	uint64_t sync_buf;              /* the sync eventfd read's target (sp_shard.c) */
+	bool sync_armed, sync_retry;
 	struct sp_list drain_list;      /* connections whose backlog reader runs */
 	struct sp_store_item *items;    /* reader chunk */
 	struct sp_sendlim *sendlim;     /* per-sender budgets of durable sends */
@@ -173,6 +186,7 @@ struct sp_shard {
 	struct sp_metrics_shard *metrics;
 	struct sp_metrics_shard *own_metrics;
 	uint64_t live_delivered;        /* live deliveries this iteration, timed at flush */
+	uint64_t store_ns;              /* time in synchronous store calls this iteration */
 };
 
 /* The clocks an iteration reads once. */
@@ -190,6 +204,18 @@ static inline uint64_t sp_shard_mono_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* After a synchronous store call on the loop thread that began at t0
+ * (sp_shard_mono_ns()): sealpost_store_call_seconds{op}, and the
+ * iteration's total (observed at its end, sp_shard_iteration_metrics). */
+static inline void sp_shard_store_timed(struct sp_shard *sh, enum sp_metrics_store_op op,
+					uint64_t t0)
+{
+	uint64_t ns = sp_shard_mono_ns() - t0;
+
+	sp_metrics_store_call(sh->metrics, op, ns);
+	sh->store_ns += ns;
 }
 
 #endif

@@ -522,18 +522,25 @@ static void render_histograms(struct writer *w, const struct sp_metrics *m)
 	static const char *const hs_le[] = SP_METRICS_HANDSHAKE_LE;
 	static const char *const dl_le[] = SP_METRICS_DELIVERY_LE;
 	static const char *const lb_le[] = SP_METRICS_BATCH_LE;
+	static const char *const sc_le[] = SP_METRICS_STORE_LE;
+	static const char *const sc_ops[] = SP_METRICS_STORE_OP_NAMES;
 	struct hist_snap hs = { 0 }, dl[SP_METRICS_PATH_COUNT] = { 0 };
+	struct hist_snap sc[SP_METRICS_STORE_OP_COUNT] = { 0 };
 	char labels[32];
 
 	_Static_assert(sizeof(hs_le) / sizeof(hs_le[0]) == SP_METRICS_HANDSHAKE_NBUCKETS, "le");
 	_Static_assert(sizeof(dl_le) / sizeof(dl_le[0]) == SP_METRICS_DELIVERY_NBUCKETS, "le");
 	_Static_assert(sizeof(lb_le) / sizeof(lb_le[0]) == SP_METRICS_BATCH_NBUCKETS, "le");
+	_Static_assert(sizeof(sc_le) / sizeof(sc_le[0]) == SP_METRICS_STORE_NBUCKETS, "le");
+	_Static_assert(sizeof(sc_ops) / sizeof(sc_ops[0]) == SP_METRICS_STORE_OP_COUNT, "names");
 
 	for (unsigned i = 0; i <= m->nshards; i++) {
 		snap_add(&hs, &m->slots[i].handshake_duration, SP_METRICS_HANDSHAKE_NBUCKETS);
 		for (unsigned p = 0; p < SP_METRICS_PATH_COUNT; p++)
 			snap_add(&dl[p], &m->slots[i].delivery_latency[p],
 				 SP_METRICS_DELIVERY_NBUCKETS);
+		for (unsigned o = 0; o < SP_METRICS_STORE_OP_COUNT; o++)
+			snap_add(&sc[o], &m->slots[i].store_call[o], SP_METRICS_STORE_NBUCKETS);
 	}
 	family(w, "sealpost_handshake_duration_seconds", "histogram",
 	       "Time from accept to a completed handshake (successful ones).");
@@ -545,6 +552,14 @@ static void render_histograms(struct writer *w, const struct sp_metrics *m)
 		snprintf(labels, sizeof(labels), "path=\"%s\",", path_names[p]);
 		put_hist(w, "sealpost_delivery_latency_seconds", labels, &dl[p], dl_le,
 			 SP_METRICS_DELIVERY_NBUCKETS, 1);
+	}
+
+	family(w, "sealpost_store_call_seconds", "histogram",
+	       "Time the event-loop thread spent in one synchronous store call, by operation.");
+	for (unsigned o = 0; o < SP_METRICS_STORE_OP_COUNT; o++) {
+		snprintf(labels, sizeof(labels), "op=\"%s\",", sc_ops[o]);
+		put_hist(w, "sealpost_store_call_seconds", labels, &sc[o], sc_le,
+			 SP_METRICS_STORE_NBUCKETS, 1);
 	}
 
 	/* Per shard: the aux slot runs no event loop, so it has no iterations. */

@@ -217,6 +217,43 @@ enum sp_metrics_enrol {
 	{ "enrolled", "registered", "listed", "required", "malformed", "bad_mac", "expired", \
 	  "replayed", "internal" }
 
+/*
+ * sealpost_store_call_seconds{op}: time the event-loop thread spends inside
+ * one synchronous store call, by operation (docs/BENCHMARKS.md "Store calls
+ * on the event loop"): enqueue and ack (in-batch lookups, microseconds),
+ * commit (the iteration's group commit: one WAL write, plus its fdatasync
+ * with --fsync always), sync (the WAL fdatasync of --fsync batch, once per
+ * sync interval, from the tick), read (one backlog chunk of a drain),
+ * expire (one time-budgeted sweep step), lookup (account list reads;
+ * registration and access checks are point reads too, not timed), and
+ * iteration (the sum of all of them in one
+ * loop iteration that made any: the loop's stall on the store).
+ * Bounds 1 us .. 1 s: a point read is microseconds, an fdatasync
+ * milliseconds.
+ */
+enum sp_metrics_store_op {
+	SP_METRICS_STORE_ENQUEUE = 0,
+	SP_METRICS_STORE_ACK,
+	SP_METRICS_STORE_COMMIT,
+	SP_METRICS_STORE_SYNC,
+	SP_METRICS_STORE_READ,
+	SP_METRICS_STORE_EXPIRE,
+	SP_METRICS_STORE_LOOKUP,
+	SP_METRICS_STORE_ITERATION,
+	SP_METRICS_STORE_OP_COUNT,
+};
+#define SP_METRICS_STORE_OP_NAMES \
+	{ "enqueue", "ack", "commit", "sync", "read", "expire", "lookup", "iteration" }
+#define SP_METRICS_STORE_BOUNDS_NS                                                       \
+	{ 1000ull, 2500ull, 5000ull, 10000ull, 25000ull, 50000ull, 100000ull, 250000ull,  \
+	  500000ull, 1000000ull, 2500000ull, 5000000ull, 10000000ull, 25000000ull,         \
+	  50000000ull, 100000000ull, 250000000ull, 500000000ull, 1000000000ull }
+#define SP_METRICS_STORE_LE                                                              \
+	{ "1e-06", "2.5e-06", "5e-06", "1e-05", "2.5e-05", "5e-05", "0.0001", "0.00025",   \
+	  "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25",    \
+	  "0.5", "1" }
+enum { SP_METRICS_STORE_NBUCKETS = 19 };
+
 enum { SP_METRICS_HIST_MAX = 19 }; /* the most bounds any histogram has */
 
 /* bucket[i] counts observations in (bound[i-1], bound[i]]; bucket[n] is above the last bound. */
@@ -276,6 +313,7 @@ struct sp_metrics_shard {
 	struct sp_metrics_hist loop_batch;
 	struct sp_metrics_hist delivery_latency[SP_METRICS_PATH_COUNT];
 	struct sp_metrics_hist handshake_duration;
+	struct sp_metrics_hist store_call[SP_METRICS_STORE_OP_COUNT];
 };
 
 _Static_assert(sizeof(struct sp_metrics_shard) % 64 == 0, "slots must not share cache lines");
@@ -684,6 +722,17 @@ static inline void sp_metrics_slab_lock_failures(struct sp_metrics_shard *s, uin
 }
 
 /* One event-loop iteration that reaped ncqes completions (0 allowed: a wake-up with none). */
+/* One synchronous store call of op took ns on the slot's thread. */
+static inline void sp_metrics_store_call(struct sp_metrics_shard *s, enum sp_metrics_store_op op,
+					 uint64_t ns)
+{
+	static const uint64_t bounds[] = SP_METRICS_STORE_BOUNDS_NS;
+
+	if ((unsigned)op >= SP_METRICS_STORE_OP_COUNT)
+		return;
+	sp_metrics_observe_(&s->store_call[op], bounds, SP_METRICS_STORE_NBUCKETS, ns);
+}
+
 static inline void sp_metrics_loop_iteration(struct sp_metrics_shard *s, uint64_t ncqes)
 {
 	static const uint64_t bounds[] = SP_METRICS_BATCH_BOUNDS;

@@ -417,6 +417,49 @@ static const char *dedup_filter_name(void *state)
 	return "sealpost.dedup-window";
 }
 
+/*
+ * Blob files (cfg.blob_min_bytes, --store-blob-min-bytes; measured in
+ * docs/BENCHMARKS.md "Blob files"): mailbox values at least that large
+ * are written once into a blob file at flush, and the table files hold
+ * only their keys and a pointer, so compaction moves pointers, not
+ * bodies. Garbage collection during compaction relocates the live values
+ * of the oldest blob files (age cutoff below) and a blob file no table
+ * file points to is deleted. The scrub (sp_store_scrub.c) raises the
+ * cutoff to every file for its compaction, so that acknowledged bodies
+ * leave the disk within the same bound as without blob files. Only the
+ * mailbox family holds values that large.
+ */
+enum { SP_STORE_BLOB_FILE_SIZE = 64u << 20 };
+#define SP_STORE_BLOB_GC_AGE_CUTOFF 0.25
+
+void sp_store_blob_options(struct sp_store *st, rocksdb_options_t *o)
+{
+	if (!st->cfg.blob_min_bytes)
+		return;
+	rocksdb_options_set_enable_blob_files(o, 1);
+	rocksdb_options_set_min_blob_size(o, st->cfg.blob_min_bytes);
+	rocksdb_options_set_blob_file_size(o, SP_STORE_BLOB_FILE_SIZE);
+	rocksdb_options_set_enable_blob_gc(o, 1);
+	rocksdb_options_set_blob_gc_age_cutoff(o, SP_STORE_BLOB_GC_AGE_CUTOFF);
+}
+
+int sp_store_blob_gc_cutoff(struct sp_store *st, bool all)
+{
+	const char *keys[] = { "blob_garbage_collection_age_cutoff" };
+	const char *vals[] = { all ? "1.0" : "0.25" };
+	char *rerr = NULL;
+
+	_Static_assert(SP_STORE_BLOB_GC_AGE_CUTOFF == 0.25, "the string above");
+	if (!st->cfg.blob_min_bytes)
+		return 0;
+	rocksdb_set_options_cf(st->db, st->cf[SP_STORE_CF_MAILBOX], 1, keys, vals, &rerr);
+	if (rerr) {
+		rocksdb_free(rerr);
+		return -EIO;
+	}
+	return 0;
+}
+
 static int open_rocksdb(struct sp_store *st)
 {
 	char path[PATH_MAX];
@@ -509,6 +552,7 @@ static int open_rocksdb(struct sp_store *st)
 	if (!st->dedup_filter)
 		return -ENOMEM;
 	rocksdb_options_set_compaction_filter(st->cf_own[SP_STORE_CF_DEDUP], st->dedup_filter);
+	sp_store_blob_options(st, st->cf_own[SP_STORE_CF_MAILBOX]);
 	/*
 	 * The dedup family is only ever read by whole key (never iterated):
 	 * its memtable is a hash of small skiplists, one bucket per key's hash
@@ -688,6 +732,7 @@ int sp_store_open(struct sp_store **out, const struct sp_store_config *cfg, char
 	if (!st)
 		return -ENOMEM;
 	st->lock_fd = -1;
+	st->sync_efd = -1;
 	st->cfg = *cfg;
 	st->dir = strdup(cfg->dir);
 	st->dedup_key = sodium_malloc(crypto_generichash_KEYBYTES);
@@ -738,7 +783,8 @@ void sp_store_close(struct sp_store *st)
 		return;
 	if (st->db) {
 		sp_store_scrub_stop(st);
-		if (!st->poisoned && st->unsynced)
+		sp_store_syncer_stop(st);
+		if (!st->poisoned && (st->unsynced || st->commit_ticket))
 			sp_store_sync(st);
 		for (int i = 0; i < SP_STORE_CF_COUNT; i++)
 			if (st->cf[i])
@@ -788,6 +834,7 @@ void sp_store_get_stats(const struct sp_store *st, struct sp_store_stats *out)
 	out->commits = w->commits;
 	out->commit_failures = w->commit_failures;
 	out->syncs = w->syncs;
+	out->syncs += __atomic_load_n(&st->sync_count, __ATOMIC_RELAXED);
 	out->scrubs = st->scrubs;
 	out->scrub_failures = st->scrub_failures;
 	out->expired = x->expired;

@@ -159,7 +159,9 @@
  * every memtable and compacts every column family to its last level
  * dropping deletion markers; the MANIFEST is rewritten after every flush
  * and compaction (max_manifest_file_size is small), so it names only live
- * table files' boundary keys. So data removed at time t is in no file of
+ * table files' boundary keys. With blob files (blob_min_bytes), the
+ * scrub's compaction garbage-collects every blob file (its live values
+ * are rewritten, the old file is deleted). So data removed at time t is in no file of
  * DIR after t + scrub_interval_ms + the scrub's own duration (about the
  * time to rewrite the live data), if the process keeps running (a scrub
  * cut short by close runs again scrub_interval_ms after the next start's
@@ -192,7 +194,10 @@
  *
  * Threading: a store (and its batch) is used by one thread at a time; no
  * globals. A commit in ALWAYS mode, sp_store_sync and sp_store_compact block
- * the calling thread for the duration of the disk write.
+ * the calling thread for the duration of the disk write, unless the sync
+ * thread runs (sp_store_syncer_start below): then commits and ticks never
+ * fdatasync on the caller's thread; the thread touches only the database
+ * handle and its own state under its mutex.
  *
  * Errors: 0 (or a documented positive value) or a negative errno:
  *   -EBUSY   DIR is locked by another open store (process or this process)
@@ -281,6 +286,10 @@ struct sp_store_config {
 	/* Deleted data (see "Deleted data" above). */
 	uint64_t max_wal_bytes;         /* RocksDB max_total_wal_size; 0 = RocksDB's default */
 	uint64_t scrub_interval_ms;     /* 0 = no scrubs */
+	/* Mailbox values (an envelope's header and body) of at least this
+	 * many bytes go to RocksDB blob files, apart from the table files;
+	 * 0 = off (see "Blob files" in sp_store.c). */
+	uint64_t blob_min_bytes;
 	/* Sender shares (0 = off), see "Shares" above. */
 	uint32_t share_pct;             /* % of quota_count and quota_bytes one sender may hold */
 	size_t share_table_max;         /* (sender, mailbox) pairs tracked */
@@ -389,8 +398,45 @@ int sp_store_batch_abort(struct sp_store_batch *b);
  * -EIO after a failed commit (the store refuses to touch the WAL again). */
 int sp_store_sync(struct sp_store *st);
 
+/*
+ * The sync thread (broker/store/sp_store_syncer.c): after
+ * sp_store_syncer_start, no WAL fdatasync runs on the writer's thread
+ * (but sp_store_sync, an explicit call, and close):
+ *   SP_STORE_SYNC_ALWAYS  sp_store_batch_commit writes the WAL without a
+ *       sync (the batch survives kill -9 and later batches read it) and
+ *       asks the thread for a sync: sp_store_commit_ticket then names the
+ *       ticket that commit waits for. The batch survives power loss once
+ *       sp_store_syncer_poll reports a synced ticket >= it; a caller keeps
+ *       the batch's answers until then.
+ *   SP_STORE_SYNC_BATCH   sp_store_tick asks for the sync instead of
+ *       running it (returns 1 then); nothing waits for it.
+ *   SP_STORE_SYNC_NEVER   nothing changes.
+ * Each sync covers every batch written before it began, so one serves all
+ * tickets asked for meanwhile. A failed sync poisons the store (seen at the
+ * next poll) and no ticket from then on is reported synced.
+ * sp_store_syncer_start: 0, -EINVAL (running already), or -errno.
+ * sp_store_syncer_fd: an eventfd (non-blocking) readable after each sync
+ *       the thread ends; -1 without the thread. Owned by the store.
+ * sp_store_syncer_poll: consumes the eventfd's count and sets *synced to
+ *       the highest ticket synced so far (all below it are, too); 0, or
+ *       -EIO once a sync failed (details in sp_store_errmsg).
+ * sp_store_syncer_asked: the latest ticket handed out (0: none, or no thread).
+ * sp_store_syncer_stop: waits for the sync in progress and those asked for,
+ *       ends the thread (sp_store_close calls it too).
+ */
+int sp_store_syncer_start(struct sp_store *st);
+int sp_store_syncer_fd(const struct sp_store *st);
+int sp_store_syncer_poll(struct sp_store *st, uint64_t *synced);
+uint64_t sp_store_syncer_asked(const struct sp_store *st);
+void sp_store_syncer_stop(struct sp_store *st);
+
+/* The ticket the last successful sp_store_batch_commit waits for before it
+ * survives power loss: 0 if it already does (or never will: BATCH, NEVER). */
+uint64_t sp_store_commit_ticket(const struct sp_store *st);
+
 /* SP_STORE_SYNC_BATCH: fsyncs if the oldest unsynced commit is at least
- * sync_interval_ms old. Returns 1 if it synced, 0 if not due, or -errno.
+ * sync_interval_ms old (with the sync thread: asks it to). Returns 1 if it
+ * synced (or asked), 0 if not due, or -errno.
  * Other modes: 0. Every mode: starts a scrub when one is due (see "Deleted
  * data"). Call it from the loop's timer. */
 int sp_store_tick(struct sp_store *st, uint64_t now_ms);

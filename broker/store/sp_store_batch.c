@@ -301,6 +301,7 @@ int sp_store_batch_commit(struct sp_store_batch *b)
 		return rc;
 	}
 	st = b->st;
+	st->commit_ticket = 0;
 	if (b->ovl_failed) {
 		/* The overlay missed a write: what the batch read may be wrong.
 		 * Nothing of it is written (as after an abort). */
@@ -313,7 +314,8 @@ int sp_store_batch_commit(struct sp_store_batch *b)
 		return 0;
 	}
 	flush_meta_map(b, &tot_entries, &tot_bytes);
-	sync = st->cfg.sync == SP_STORE_SYNC_ALWAYS;
+	/* With the sync thread, ALWAYS writes like BATCH and syncs there. */
+	sync = st->cfg.sync == SP_STORE_SYNC_ALWAYS && !st->sync_thread_on;
 	rocksdb_write(st->db, sync ? st->wo_sync : st->wo_nosync, b->wb, &rerr);
 	if (rerr) {
 		/*
@@ -336,6 +338,8 @@ int sp_store_batch_commit(struct sp_store_batch *b)
 	st->tot_bytes = tot_bytes;
 	if (sync) {
 		st->wstats.syncs++;
+	} else if (st->cfg.sync == SP_STORE_SYNC_ALWAYS) {
+		st->commit_ticket = sp_store_syncer_ask(st);
 	} else if (st->cfg.sync == SP_STORE_SYNC_BATCH && !st->unsynced) {
 		st->unsynced = true;
 		st->unsynced_since_ms = b->now_ms;
@@ -376,6 +380,11 @@ int sp_store_sync(struct sp_store *st)
 	return 0;
 }
 
+uint64_t sp_store_commit_ticket(const struct sp_store *st)
+{
+	return st->commit_ticket;
+}
+
 int sp_store_tick(struct sp_store *st, uint64_t now_ms)
 {
 	int rc;
@@ -388,6 +397,11 @@ int sp_store_tick(struct sp_store *st, uint64_t now_ms)
 	if (now_ms - st->unsynced_since_ms < st->cfg.sync_interval_ms &&
 	    now_ms >= st->unsynced_since_ms)
 		return 0;
+	if (st->sync_thread_on) {
+		sp_store_syncer_ask(st);
+		st->unsynced = false;   /* the next commit starts the interval again */
+		return 1;
+	}
 	rc = sp_store_sync(st);
 	return rc < 0 ? rc : 1;
 }

@@ -191,6 +191,21 @@ struct sp_store {
 	uint64_t scrub_removed;         /* removals counted when the last scrub began */
 	uint64_t scrubs, scrub_failures;
 
+	/* sp_store_syncer.c: the WAL sync thread. sync_thread_on, sync_efd
+	 * and commit_ticket are the writer's; the rest under sync_mu. */
+	bool sync_thread_on;
+	int sync_efd;                   /* posted after each sync the thread ends */
+	uint64_t commit_ticket;         /* what the last commit waits for (0: nothing) */
+	pthread_t sync_thread;
+	pthread_mutex_t sync_mu;
+	pthread_cond_t sync_cv;
+	uint64_t sync_asked;            /* the latest ticket handed out */
+	uint64_t sync_started;          /* the latest ticket a sync began for */
+	uint64_t sync_done;             /* every ticket up to this one is synced */
+	uint64_t sync_count;            /* atomic: syncs the thread ran (stats read it) */
+	bool sync_failed, sync_stop;
+	char sync_errmsg[SP_STORE_ERRMSG_LEN];
+
 	/* sp_store_admin.c */
 	uint64_t purged, purged_bytes;
 
@@ -217,6 +232,16 @@ int sp_store_bump_epoch(struct sp_store *st);
 
 /* Refuses every later write, sync and flush with -EIO (see sp_store.h). */
 void sp_store_poison(struct sp_store *st);
+
+/* sp_store.c: blob-file options of the mailbox family (no-op when
+ * cfg.blob_min_bytes is 0), and the GC age cutoff raised to every blob
+ * file (all) or set back, at run time (the scrub thread may call it). */
+void sp_store_blob_options(struct sp_store *st, rocksdb_options_t *o);
+int sp_store_blob_gc_cutoff(struct sp_store *st, bool all);
+
+/* sp_store_syncer.c: hands out the next ticket and wakes the sync thread
+ * (which must be running). */
+uint64_t sp_store_syncer_ask(struct sp_store *st);
 
 /* Free bytes (f_bavail * f_frsize) of DIR's file system: 0 or -errno. */
 int sp_store_free_space(struct sp_store *st, uint64_t *free_bytes);

@@ -66,13 +66,18 @@ static void *scrub_main(void *arg)
 			ok = false;
 		}
 	}
+	/* Blob files: every one is garbage-collected by this compaction. */
+	if (ok && sp_store_blob_gc_cutoff(st, true) < 0)
+		ok = false;
 	if (ok) {
 		rocksdb_compactoptions_set_exclusive_manual_compaction(co, 0);
 		rocksdb_compactoptions_set_bottommost_level_compaction(co,
 								       SP_ROCKSDB_BOTTOMMOST_FORCE);
 		for (int i = 0; i < SP_STORE_CF_COUNT; i++)
 			rocksdb_compact_range_cf_opt(st->db, st->cf[i], co, NULL, 0, NULL, 0);
-		ok = roll_manifest(st);
+		if (sp_store_blob_gc_cutoff(st, false) < 0)
+			ok = false;
+		ok = roll_manifest(st) && ok;
 	}
 	if (co)
 		rocksdb_compactoptions_destroy(co);

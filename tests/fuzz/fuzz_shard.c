@@ -177,11 +177,6 @@ static void check_frame(struct dev *d, const struct sp_frame *f)
 	switch (f->type) {
 	case SP_FRAME_SEND_RESULT:
 	case SP_FRAME_PONG:
-	case SP_FRAME_LIST_RESULT:
-	case SP_FRAME_LIST_CHANGED:
-	case SP_FRAME_LOG_REPLY:
-	case SP_FRAME_PUSH_RESULT:
-	case SP_FRAME_ACCESS_RESULT:
 		break;
 	case SP_FRAME_FANOUT_RESULT:
 		/* the keys are the whole body, and only a mismatch has any */

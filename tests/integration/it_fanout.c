@@ -249,6 +249,61 @@ static void test_accept_all_durable(void **state)
 	acct_free(&a);
 }
 
+/* With --fsync always the WAL sync runs on the store's thread and durable
+ * answers wait for it: a Send's SendResult, then the group's FanoutResult
+ * behind it, in order (the group commits what came before it first), then
+ * the Ping's Pong; and kill -9 right after ACCEPTED loses no copy. */
+static void test_accept_fsync_always(void **state)
+{
+	static const char *const always[] = { "--fanout-max-copies", "6", "--fanout-max-bytes",
+					      "200000", "--fanout-timeout", "600",
+					      "--mailbox-max-count", "8", "--account-max-devices", "8",
+					      "--fsync", "always", NULL };
+	struct acct a;
+	uint8_t keys[DEV_MAX][SP_KEY_LEN], buf[64];
+	struct sp_raw_frame f;
+	uint32_t st = 0;
+	size_t off = 0;
+	unsigned n;
+
+	(void)state;
+	assert_int_equal(sp_it_broker_kill(&broker), SIGKILL);
+	assert_int_equal(sp_it_broker_restart(&broker, always), 0);
+	acct_new(&a, 3);
+	n = others(&a, keys);
+	/* the Send, the group and the Ping back to back, before any answer */
+	assert_int_equal(sp_raw_send_envelope(&a.dev[0], keys[0], 41, (const uint8_t *)"first", 5),
+			 0);
+	send_group(&a.dev[0], a.pk, 42, 1, n, (const uint8_t (*)[SP_KEY_LEN])keys, n, 1000);
+	assert_int_equal(sp_raw_put_simple(buf, sizeof(buf), &off, SP_FRAME_PING, 43, NULL, 0), 0);
+	assert_int_equal(sp_raw_send_plain(&a.dev[0], buf, off), 0);
+	assert_int_equal(sp_raw_expect_result(&a.dev[0], 41, &st, TMO), 0);
+	assert_int_equal(st, SP_STATUS_ACCEPTED);
+	expect_result(&a.dev[0], 42, SP_STATUS_ACCEPTED, &f);
+	wait_frame(&a.dev[0], SP_FRAME_PONG, &f);
+	assert_int_equal(f.id, 43);
+	assert_int_equal(sp_it_broker_kill(&broker), SIGKILL);
+	assert_int_equal(sp_it_broker_restart(&broker, args), 0);
+	for (unsigned i = 1; i < a.n; i++) {
+		unsigned got = 0;
+
+		sp_raw_disconnect(&a.dev[i]);
+		dev_open(&a.dev[i]);
+		for (;;) {
+			assert_int_equal(sp_raw_recv_frame(&a.dev[i], &f, TMO), 0);
+			if (f.type == SP_FRAME_LIST_CHANGED)
+				continue;
+			if (f.type == SP_FRAME_DRAINED)
+				break;
+			assert_int_equal(f.type, SP_FRAME_DELIVER);
+			got++;
+		}
+		/* dev[1] has the Send's envelope and its copy; dev[2] its copy */
+		assert_int_equal(got, i == 1 ? 2 : 1);
+	}
+	acct_free(&a);
+}
+
 /* ---- mismatch, and the retry after a refresh --------------------------------- */
 
 static void test_mismatch_then_retry(void **state)
@@ -629,6 +684,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_accept_all_durable),
+		cmocka_unit_test(test_accept_fsync_always),
 		cmocka_unit_test(test_mismatch_then_retry),
 		cmocka_unit_test(test_bad_groups),
 		cmocka_unit_test(test_quota_refuses_all),

@@ -24,6 +24,8 @@
  *   acked_data_leaves_disk: after an ack and one store-scrub-interval, the
  *       recipient key and the ciphertext are in no file of the data dir.
  *   wal_bounded: the WAL files stay within store-max-wal.
+ *   blob_files: with blob files on, kill -9 loses no envelope and acked
+ *     bodies leave the blob files too.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -722,6 +724,121 @@ static void test_acked_data_leaves_disk(void **state)
 	sp_it_rmrf(b.data_dir);
 }
 
+/* ---- blob files: kill -9, restart, and deleted bodies leave the disk --------------- */
+
+static int blob_files;
+
+static int count_blob(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	size_t n = strlen(path);
+
+	(void)sb;
+	(void)ftw;
+	if (flag == FTW_F && n > 5 && !strcmp(path + n - 5, ".blob"))
+		blob_files++;
+	return 0;
+}
+
+static int count_blob_files(const char *dir)
+{
+	blob_files = 0;
+	nftw(dir, count_blob, 16, FTW_PHYS);
+	return blob_files;
+}
+
+/*
+ * --store-blob-min-bytes 4096: 160 envelopes of 16,000 bytes (a marker
+ * repeated, different in each) stored for an offline device, with a WAL
+ * bound of 1 MiB so the memtables are flushed and the bodies go to blob
+ * files (the test sees them there). kill -9, a restart with the same
+ * options: the device is given every envelope, in order, each with its own
+ * bytes; it acks them all, and after one store-scrub-interval (plus the
+ * scrub, whose compaction collects every blob file) neither its key nor
+ * any envelope's bytes are in any file of the data directory.
+ */
+static void test_blob_files(void **state)
+{
+	const char *args[] = { "--fsync", "batch", "--store-blob-min-bytes", "4096",
+			       "--store-max-wal", "1048576", "--store-scrub-interval", "1",
+			       "--mailbox-sender-share", "100", "--store-min-free", "0", NULL };
+	enum { N = 160, BODY = 16000 };
+	static uint8_t body[BODY], buf[BODY + 512];
+	struct sp_it_broker b;
+	struct sp_raw snd, rcpt;
+	struct sp_raw_frame f;
+	uint8_t pub[SP_KEY_LEN], marker[SP_KEY_LEN];
+	uint64_t last = 0;
+	size_t got = 0;
+	double scrubs;
+	int i;
+
+	(void)state;
+	assert_int_equal(sp_raw_init(&rcpt), 0);
+	memcpy(pub, rcpt.s_pub, sizeof(pub));
+	randombytes_buf(marker, sizeof(marker));
+	assert_int_equal(sp_it_broker_start(&b, NULL, args), 0);
+	assert_int_equal(sp_raw_init(&snd), 0);
+	assert_int_equal(sp_raw_open(&snd, b.port, SP_PREAMBLE_PATTERN_IK, b.server_pub), 0);
+	for (i = 0; i < N; i++) {
+		size_t off = 0;
+		uint32_t st;
+
+		for (size_t k = 0; k + SP_KEY_LEN <= sizeof(body); k += SP_KEY_LEN)
+			memcpy(body + k, marker, SP_KEY_LEN);
+		memcpy(body, &i, sizeof(i));    /* which one: checked on delivery */
+		assert_int_equal(sp_raw_put_send(buf, sizeof(buf), &off, pub, SP_KEY_LEN,
+						 (uint64_t)i + 1, 0, body, sizeof(body)), 0);
+		assert_int_equal(sp_raw_send_plain(&snd, buf, off), 0);
+		assert_int_equal(sp_raw_expect_result(&snd, (uint64_t)i + 1, &st, TIMEOUT_MS), 0);
+		assert_int_equal(st, SP_STATUS_ACCEPTED);
+	}
+	sp_raw_close(&snd);
+	/* The flushes the WAL bound starts run in the background: bounded wait. */
+	for (i = 0; i < 200 && count_blob_files(b.data_dir) == 0; i++)
+		usleep(50000);
+	printf("blob files: %d after %d envelopes of %d bytes\n", count_blob_files(b.data_dir), N,
+	       BODY);
+	assert_true(count_blob_files(b.data_dir) > 0);
+
+	assert_true(sp_it_broker_kill(&b) >= 0);  /* the exit status: SIGKILL's */
+	assert_int_equal(sp_it_broker_restart(&b, args), 0);
+	assert_int_equal(sp_raw_open(&rcpt, b.port, SP_PREAMBLE_PATTERN_IK, b.server_pub), 0);
+	for (;;) {
+		size_t off = 0;
+		int idx;
+
+		assert_int_equal(sp_raw_recv_frame(&rcpt, &f, TIMEOUT_MS), 0);
+		if (f.type == SP_FRAME_DRAINED)
+			break;
+		if (f.type != SP_FRAME_DELIVER)
+			continue;
+		assert_true(f.seq > last);
+		last = f.seq;
+		assert_int_equal(f.body_len, BODY);
+		memcpy(&idx, f.body, sizeof(idx));
+		assert_int_equal(idx, (int)got);
+		assert_memory_equal(f.body + SP_KEY_LEN, marker, SP_KEY_LEN);
+		assert_memory_equal(f.body + BODY - SP_KEY_LEN - BODY % SP_KEY_LEN, marker,
+				    SP_KEY_LEN);
+		got++;
+		assert_int_equal(sp_raw_put_simple(buf, sizeof(buf), &off, SP_FRAME_ACK, f.seq,
+						   NULL, 0), 0);
+		assert_int_equal(sp_raw_send_plain(&rcpt, buf, off), 0);
+	}
+	assert_int_equal(got, N);
+	ping(&rcpt, 3);
+	sp_raw_close(&rcpt);
+	scrubs = wait_metric(&b, "sealpost_store_scrubs_total", 1, 30000);
+	assert_true(scrubs >= 1);
+	if (on_disk(b.data_dir, pub, marker))
+		fail_msg("after the acks and a scrub still found in %s", grep_hit);
+	printf("blob files after the scrub: %d\n", count_blob_files(b.data_dir));
+	assert_int_equal(sp_it_broker_stop(&b), 0);
+	if (on_disk(b.data_dir, pub, marker))
+		fail_msg("after the stop found in %s", grep_hit);
+	sp_it_rmrf(b.data_dir);
+}
+
 /* ---- the WAL is bounded ---------------------------------------------------------- */
 
 static uint64_t wal_sum, all_sum;
@@ -818,6 +935,7 @@ int main(void)
 		cmocka_unit_test(test_mailbox_share_restart),
 		cmocka_unit_test(test_acked_data_leaves_disk),
 		cmocka_unit_test(test_wal_bounded),
+		cmocka_unit_test(test_blob_files),
 	};
 
 	if (sodium_init() < 0)

@@ -268,13 +268,17 @@ static void test_rekey_libsealpost(void **state)
 
 /*
  * One transport message: durable Sends (whose results wait for the commit),
- * online-only Sends, a Ping, more Sends, a second Ping. What comes back: the
- * results of the Sends before the first Ping, in order, then its Pong, then
- * the rest, then the second Pong.
+ * online-only Sends, a Ping, more Sends, a second Ping; then a second
+ * transport message: one online-only Send (answered without a commit) and
+ * a third Ping. What comes back: the results of the Sends before the first
+ * Ping, in order, then its Pong, then the rest, then the second Pong, then
+ * the last result and Pong. With --fsync always the durable results wait
+ * for the WAL sync on the store's sync thread while the loop goes on, so
+ * the second message may be read meanwhile: nothing of it may overtake.
  */
-static void test_pong_after_results(void **state)
+static void pong_after_results(const char *fsync)
 {
-	const char *args[] = { "--log-level", "info", NULL };
+	const char *args[] = { "--log-level", "info", "--fsync", fsync, NULL };
 	static uint8_t buf[SP_TRANSPORT_PLAINTEXT_MAX];
 	uint8_t offline_pub[SP_KEY_LEN], offline_priv[SP_KEY_LEN], body[200];
 	struct sp_it_broker b;
@@ -282,7 +286,6 @@ static void test_pong_after_results(void **state)
 	size_t off = 0;
 	uint64_t first = next_id;
 
-	(void)state;
 	start(&b, NULL, args);
 	open_ik(&a, &b);
 	until_drained(&a, NULL);
@@ -297,6 +300,11 @@ static void test_pong_after_results(void **state)
 		assert_int_equal(sp_raw_put_send(buf, sizeof(buf), &off, offline_pub, SP_KEY_LEN,
 						 next_id++, 0, body, sizeof(body)), 0);
 	assert_int_equal(sp_raw_put_simple(buf, sizeof(buf), &off, SP_FRAME_PING, 1002, NULL, 0), 0);
+	assert_int_equal(sp_raw_send_plain(&a, buf, off), 0);
+	off = 0;
+	assert_int_equal(sp_raw_put_send(buf, sizeof(buf), &off, offline_pub, SP_KEY_LEN, next_id++,
+					 SP_SEND_ONLINE_ONLY, body, sizeof(body)), 0);
+	assert_int_equal(sp_raw_put_simple(buf, sizeof(buf), &off, SP_FRAME_PING, 1003, NULL, 0), 0);
 	assert_int_equal(sp_raw_send_plain(&a, buf, off), 0);
 	{
 		struct sp_raw_frame f;
@@ -321,9 +329,50 @@ static void test_pong_after_results(void **state)
 		recv_frame(&a, &f);
 		assert_int_equal(f.type, SP_FRAME_PONG);
 		assert_int_equal(f.id, 1002);
+		recv_frame(&a, &f);
+		assert_int_equal(f.type, SP_FRAME_SEND_RESULT);
+		assert_int_equal(f.client_id, first + 13);
+		assert_int_equal(f.status, SP_STATUS_ERR_OFFLINE);
+		recv_frame(&a, &f);
+		assert_int_equal(f.type, SP_FRAME_PONG);
+		assert_int_equal(f.id, 1003);
+		/* Rounds of a durable Send and a Ping in two transport messages:
+		 * the Ping is often read while the Send's commit (or sync) is
+		 * still pending; its Pong must still come second. */
+		for (int i = 0; i < 20; i++) {
+			uint64_t id = next_id++;
+
+			off = 0;
+			assert_int_equal(sp_raw_put_send(buf, sizeof(buf), &off, offline_pub,
+							 SP_KEY_LEN, id, 0, body, sizeof(body)), 0);
+			assert_int_equal(sp_raw_send_plain(&a, buf, off), 0);
+			off = 0;
+			assert_int_equal(sp_raw_put_simple(buf, sizeof(buf), &off, SP_FRAME_PING,
+							   2000 + (uint64_t)i, NULL, 0), 0);
+			assert_int_equal(sp_raw_send_plain(&a, buf, off), 0);
+			recv_frame(&a, &f);
+			assert_int_equal(f.type, SP_FRAME_SEND_RESULT);
+			assert_int_equal(f.client_id, id);
+			assert_int_equal(f.status, SP_STATUS_ACCEPTED);
+			recv_frame(&a, &f);
+			assert_int_equal(f.type, SP_FRAME_PONG);
+			assert_int_equal(f.id, 2000 + (uint64_t)i);
+		}
 	}
 	sp_raw_close(&a);
 	stop(&b, false);
+}
+
+static void test_pong_after_results(void **state)
+{
+	(void)state;
+	pong_after_results("batch");
+}
+
+static void test_pong_after_results_fsync_always(void **state)
+{
+	(void)state;
+	pong_after_results("always");
 }
 
 /* --- 6.3 online-only and Drained ---------------------------------------------------- */
@@ -669,6 +718,7 @@ int main(void)
 		cmocka_unit_test(test_rekey_raw),
 		cmocka_unit_test(test_rekey_libsealpost),
 		cmocka_unit_test(test_pong_after_results),
+		cmocka_unit_test(test_pong_after_results_fsync_always),
 		cmocka_unit_test(test_online_only_before_drained),
 		cmocka_unit_test(test_flag_bits_and_ack_limit),
 		cmocka_unit_test(test_seq_after_restart),

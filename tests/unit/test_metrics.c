@@ -451,6 +451,37 @@ static void test_bucket_edges(void **state)
 	sp_metrics_destroy(m);
 }
 
+/* Store calls are summed over shards per op; an unknown op is dropped. */
+static void test_store_calls(void **state)
+{
+	struct sp_metrics *m;
+	struct parsed p;
+
+	(void)state;
+	assert_int_equal(sp_metrics_create(&m, 2), 0);
+	sp_metrics_store_call(sp_metrics_shard(m, 0), SP_METRICS_STORE_COMMIT, 3000);
+	sp_metrics_store_call(sp_metrics_shard(m, 1), SP_METRICS_STORE_COMMIT, 2000000);
+	sp_metrics_store_call(sp_metrics_shard(m, 1), SP_METRICS_STORE_SYNC, 5000000);
+	sp_metrics_store_call(sp_metrics_shard(m, 0), SP_METRICS_STORE_OP_COUNT, 1);
+	render_parse(m, SP_METRICS_RENDER_NO_PROCESS, &p);
+	assert_int_equal(value(&p, "sealpost_store_call_seconds_count{op=\"commit\"}"), 2);
+	assert_int_equal(
+		value(&p, "sealpost_store_call_seconds_bucket{op=\"commit\",le=\"2.5e-06\"}"), 0);
+	assert_int_equal(
+		value(&p, "sealpost_store_call_seconds_bucket{op=\"commit\",le=\"5e-06\"}"), 1);
+	assert_int_equal(
+		value(&p, "sealpost_store_call_seconds_bucket{op=\"commit\",le=\"0.0025\"}"), 2);
+	assert_true(value(&p, "sealpost_store_call_seconds_sum{op=\"commit\"}") == 0.002003);
+	assert_int_equal(
+		value(&p, "sealpost_store_call_seconds_bucket{op=\"sync\",le=\"0.0025\"}"), 0);
+	assert_int_equal(
+		value(&p, "sealpost_store_call_seconds_bucket{op=\"sync\",le=\"0.005\"}"), 1);
+	assert_int_equal(value(&p, "sealpost_store_call_seconds_count{op=\"read\"}"), 0);
+	assert_int_equal(value(&p, "sealpost_store_call_seconds_count{op=\"iteration\"}"), 0);
+	parsed_free(&p);
+	sp_metrics_destroy(m);
+}
+
 /* The "le" strings and the bounds the writers compare against describe the same numbers. */
 static void check_table(const uint64_t *bounds, const char *const *le, unsigned n, double scale)
 {
@@ -473,8 +504,12 @@ static void test_le_tables(void **state)
 	static const char *const dl[] = SP_METRICS_DELIVERY_LE;
 	static const uint64_t bb[] = SP_METRICS_BATCH_BOUNDS;
 	static const char *const bl[] = SP_METRICS_BATCH_LE;
+	static const uint64_t sb[] = SP_METRICS_STORE_BOUNDS_NS;
+	static const char *const sl[] = SP_METRICS_STORE_LE;
 
 	(void)state;
+	assert_int_equal(sizeof(sb) / sizeof(sb[0]), SP_METRICS_STORE_NBUCKETS);
+	check_table(sb, sl, SP_METRICS_STORE_NBUCKETS, 1e-9);
 	assert_int_equal(sizeof(hb) / sizeof(hb[0]), SP_METRICS_HANDSHAKE_NBUCKETS);
 	assert_int_equal(sizeof(db) / sizeof(db[0]), SP_METRICS_DELIVERY_NBUCKETS);
 	assert_int_equal(sizeof(bb) / sizeof(bb[0]), SP_METRICS_BATCH_NBUCKETS);
@@ -777,6 +812,7 @@ int main(void)
 		cmocka_unit_test(test_counters_exact),
 		cmocka_unit_test(test_bucket_edges),
 		cmocka_unit_test(test_le_tables),
+		cmocka_unit_test(test_store_calls),
 		cmocka_unit_test(test_label_names),
 		cmocka_unit_test(test_rocksdb_source),
 		cmocka_unit_test(test_rocksdb_stall_parse),
