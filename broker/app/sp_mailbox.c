@@ -15,6 +15,7 @@
 #include "sp_push.h"
 #include "sp_sendlim.h"
 #include "sp_anon.h"
+#include "sp_prekeys.h"
 #include "sp_store.h"
 
 enum {
@@ -42,6 +43,8 @@ int sp_mailbox_init(struct sp_shard *sh)
 		return -ENOMEM;
 	if (sp_sendlim_create(&sh->sendlim, &lc))
 		return -ENOMEM;
+	if (sp_prekeys_init(sh))
+		return -ENOMEM;
 	return sp_anon_init(sh);
 }
 
@@ -50,6 +53,7 @@ void sp_mailbox_destroy(struct sp_shard *sh)
 	sp_sendlim_destroy(sh->sendlim);
 	sh->sendlim = NULL;
 	sp_anon_destroy(sh);
+	sp_prekeys_destroy(sh);
 	free(sh->items);
 	free(sh->results);
 	sh->items = NULL;
