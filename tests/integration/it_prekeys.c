@@ -445,6 +445,55 @@ static void test_fetch_budget(void **state)
 	sp_it_rmrf(b.data_dir);
 }
 
+/* ---- the CLI --------------------------------------------------------------------- */
+
+static int cli(struct fx *f, const char *const *args, char *out, size_t cap)
+{
+	const char *argv[24];
+	unsigned n = 0;
+
+	argv[n++] = getenv("SEALPOST_CLI");
+	assert_non_null(argv[0]);
+	while (*args)
+		argv[n++] = *args++;
+	if (strcmp(argv[1], "keygen") != 0 && strcmp(argv[2], "status") != 0) {
+		argv[n++] = "--server";
+		argv[n++] = f->b.addr;
+		argv[n++] = "--server-key";
+		argv[n++] = f->b.server_pub_hex;
+	}
+	argv[n] = NULL;
+	return sp_it_run((char *const *)argv, NULL, out, cap, 30);
+}
+
+static void test_cli(void **state)
+{
+	struct fx *f = *state;
+	char key[128], out[512];
+
+	snprintf(key, sizeof(key), "%s/cli.key", f->dir);
+	assert_int_equal(cli(f, (const char *const[]){ "keygen", key, NULL }, out, sizeof(out)), 0);
+	assert_int_equal(cli(f, (const char *const[]){ "prekeys", "status", "--key", key, NULL }, out,
+			     sizeof(out)), 0);
+	assert_non_null(strstr(out, "one-time 0\n"));
+	assert_non_null(strstr(out, "signed none\n"));
+	assert_int_equal(cli(f, (const char *const[]){ "prekeys", "upload", "--key", key, "--count",
+						    "3", NULL }, out, sizeof(out)), 0);
+	assert_string_equal(out, "3\n");
+	assert_int_equal(cli(f, (const char *const[]){ "prekeys", "status", "--key", key, NULL }, out,
+			     sizeof(out)), 0);
+	assert_non_null(strstr(out, "one-time 3\n"));
+	assert_non_null(strstr(out, "signed 1 created "));
+	/* above the broker's prekey-upload-max (4): its status as the exit code */
+	assert_int_equal(cli(f, (const char *const[]){ "prekeys", "upload", "--key", key, "--count",
+						    "5", NULL }, out, sizeof(out)),
+			 SEALPOST_STATUS_ERR_PREKEY_TOO_MANY);
+	assert_int_equal(cli(f, (const char *const[]){ "prekeys", "upload", "--key", key, "--count",
+						    "257", NULL }, out, sizeof(out)), 1);
+	assert_int_equal(cli(f, (const char *const[]){ "prekeys", "frobnicate", "--key", key, NULL },
+			     out, sizeof(out)), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -454,6 +503,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_forged_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fetch_budget, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cli, setup, teardown),
 	};
 
 	if (sodium_init() < 0)
