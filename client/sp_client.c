@@ -61,6 +61,7 @@
 #include "sp_be.h"
 #include "sp_clock.h"
 #include "sp_enrol.h"
+#include "sp_fcseal.h"
 #include "sp_frame.h"
 #include "sp_fsutil.h"
 #include "sp_hostport.h"
@@ -288,6 +289,7 @@ struct sealpost_client {
 
 	/* Accounts: lists received are checked against this (borrowed). */
 	struct sealpost_account_store *acct_store;
+	struct sealpost_prekeys *prekeys; /* sealpost_client_set_prekeys: borrowed */
 	uint64_t next_list_id;
 
 	/* The transparency log (sp_clog.h): what this device saw, and the
@@ -1551,7 +1553,11 @@ static int deliver_event(struct sealpost_client *c, const struct sp_frame *f,
 	/* msgbuf holds no plaintext here: release() wiped it. */
 	if (grow(&c->msgbuf, &c->msgcap, f->body_len ? f->body_len : 1) < 0)
 		return -ENOMEM;
-	if (!(c->flags & SEALPOST_CONNECT_OPAQUE_ALL))
+	if (!(c->flags & SEALPOST_CONNECT_OPAQUE_ALL) && f->body_len && f->body[0] == SP_FCSEAL_VERSION)
+		r = c->prekeys ? sp_prekeys_open_first(c->prekeys, c->key, f->body, f->body_len,
+						      ev->sender, c->msgbuf, c->msgcap, &c->msg_len)
+			       : -EBADMSG;
+	else if (!(c->flags & SEALPOST_CONNECT_OPAQUE_ALL))
 		r = sp_seal_open(c->key->priv, f->body, f->body_len, ev->sender, c->msgbuf,
 				 c->msgcap, &c->msg_len);
 	if (r == 0) {
@@ -3644,6 +3650,13 @@ SEALPOST_API int sealpost_prekeys_upload_wait(struct sealpost_client *c,
 	if (stock)
 		*stock = (uint32_t)ev.count;
 	return 0;
+}
+
+SEALPOST_API void sealpost_client_set_prekeys(struct sealpost_client *c,
+					      struct sealpost_prekeys *pk)
+{
+	if (c)
+		c->prekeys = pk;
 }
 
 SEALPOST_API int sealpost_prekeys_fetch(struct sealpost_client *c,

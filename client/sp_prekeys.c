@@ -30,6 +30,7 @@
 #include "sp_acct_internal.h"
 #include "sp_be.h"
 #include "sp_devlist.h"
+#include "sp_fcseal.h"
 #include "sp_fsutil.h"
 #include "sp_internal.h"
 #include "sp_prekey.h"
@@ -395,5 +396,73 @@ SEALPOST_API int sealpost_prekey_bundle_verify(struct sealpost_account_store *st
 	out->has_onetime = b.has_onetime;
 	out->onetime_id = b.otk.id;
 	memcpy(out->onetime_key, b.otk.pub, SP_KEY_LEN);
+	return 0;
+}
+
+_Static_assert((int)SEALPOST_FIRST_CONTACT_OVERHEAD == (int)SP_FCSEAL_OVERHEAD, "overhead");
+
+SEALPOST_API int sealpost_prekey_seal(const struct sealpost_key *sender,
+				      const struct sealpost_prekey_bundle *b, const uint8_t *msg,
+				      size_t len, uint8_t *out, size_t cap, size_t *out_len)
+{
+	struct sp_fcseal_to to;
+	uint8_t ek[SP_KEY_LEN];
+	int r;
+
+	if (!sender || !b || (!msg && len) || !out || !out_len)
+		return -EINVAL;
+	memset(&to, 0, sizeof(to));
+	memcpy(to.ik, b->device, SP_KEY_LEN);
+	memcpy(to.spk, b->signed_key, SP_KEY_LEN);
+	to.spk_id = b->signed_id;
+	to.has_opk = b->has_onetime;
+	if (b->has_onetime) {
+		memcpy(to.opk, b->onetime_key, SP_KEY_LEN);
+		to.opk_id = b->onetime_id;
+	}
+	randombytes_buf(ek, sizeof(ek));
+	r = sp_fcseal_seal(sender->priv, ek, &to, msg ? msg : (const uint8_t *)"", len,
+			   SP_BODY_MAX - SP_FCSEAL_OVERHEAD, out, cap, out_len);
+	sodium_memzero(ek, sizeof(ek));
+	return r;
+}
+
+int sp_prekeys_open_first(struct sealpost_prekeys *pk, const struct sealpost_key *dev,
+			  const uint8_t *body, size_t len, uint8_t sender[SP_KEY_LEN], uint8_t *out,
+			  size_t cap, size_t *out_len)
+{
+	struct pk_state *s = pk->s;
+	const struct pk_secret *spk = NULL;
+	struct sp_fcseal_hdr h;
+	uint32_t at = UINT32_MAX;
+	int r;
+
+	if (sp_fcseal_header(body, len, &h) < 0 || memcmp(dev->pub, s->device, SP_KEY_LEN) != 0)
+		return -EBADMSG;
+	if (s->has_cur && s->cur.id == h.spk_id)
+		spk = &s->cur;
+	else if (s->has_prev && s->prev.id == h.spk_id)
+		spk = &s->prev;
+	if (!spk)
+		return -EBADMSG;
+	if (h.has_opk) {
+		for (uint32_t i = 0; i < s->n && at == UINT32_MAX; i++)
+			if (s->otk[i].id == h.opk_id)
+				at = i;
+		if (at == UINT32_MAX)
+			return -EBADMSG; /* never ours, or used: a one-time key opens once */
+	}
+	r = sp_fcseal_open(dev->priv, spk->sk, h.has_opk ? s->otk[at].sk : NULL, body, len, sender,
+			   out, cap, out_len);
+	if (r < 0 || !h.has_opk)
+		return r;
+	/* Deleted before the message is handed over: the last one moves into
+	 * its slot, the old copy of the last is wiped. */
+	s->otk[at] = s->otk[s->n - 1];
+	sodium_memzero(&s->otk[s->n - 1], sizeof(s->otk[0]));
+	s->n--;
+	/* A failed save leaves the secret on disk, not in memory: the next
+	 * save removes it. The message is not lost for it. */
+	(void)save(pk);
 	return 0;
 }

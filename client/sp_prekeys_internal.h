@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "sealpost.h"
+#include "sp_limits.h"
 
 /*
  * The next upload of pk: count fresh one-time prekeys, a rotated signed
@@ -20,5 +21,15 @@
  */
 int sp_prekeys_prepare(struct sealpost_prekeys *pk, const struct sealpost_key *dev, unsigned count,
 		       uint64_t now_s, uint8_t *body, size_t cap, size_t *len);
+
+/*
+ * Opens a first-contact body (PROTOCOL.md 7.2) with dev's key and pk's
+ * prekey secrets, then deletes the one-time secret it used (saved). The
+ * sender's key into sender, the message into out (caller-owned, cap bytes).
+ * -EBADMSG (malformed, unknown or already used prekey, does not open).
+ */
+int sp_prekeys_open_first(struct sealpost_prekeys *pk, const struct sealpost_key *dev,
+			  const uint8_t *body, size_t len, uint8_t sender[SP_KEY_LEN], uint8_t *out,
+			  size_t cap, size_t *out_len);
 
 #endif

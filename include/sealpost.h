@@ -1392,6 +1392,30 @@ SEALPOST_API int sealpost_prekeys_fetch_wait(struct sealpost_client *c, const ui
 /* The SEALPOST_E* code (negative) of a prekey status (73-78), 0 for others. */
 SEALPOST_API int sealpost_prekeys_error(int status);
 
+/*
+ * First contact (docs/PROTOCOL.md 7.2): seals msg (borrowed) from sender to
+ * the device of a verified bundle with X3DH (a fresh ephemeral key; the
+ * one-time prekey when the bundle has one), padded like every seal. Send
+ * the result with sealpost_client_send_raw to b->device. out: caller-owned,
+ * cap bytes (padded size + SEALPOST_FIRST_CONTACT_OVERHEAD suffices;
+ * SEALPOST_ENVELOPE_MAX always). -EMSGSIZE, -EINVAL. Thread-safe.
+ */
+enum { SEALPOST_FIRST_CONTACT_OVERHEAD = 106 };
+SEALPOST_API int sealpost_prekey_seal(const struct sealpost_key *sender,
+				      const struct sealpost_prekey_bundle *b, const uint8_t *msg,
+				      size_t len, uint8_t *out, size_t cap, size_t *out_len);
+
+/*
+ * The recipient's side: with a prekey store attached (borrowed; it must
+ * outlive c, and be the store of c's device key), c opens first-contact
+ * envelopes as MESSAGE events (sender proven by X3DH) and deletes each
+ * one-time prekey secret, in memory and in the store file, before the
+ * message is handed over; the same envelope again is a BAD_ENVELOPE. NULL
+ * detaches. Without a store they are BAD_ENVELOPE (or OPAQUE).
+ */
+SEALPOST_API void sealpost_client_set_prekeys(struct sealpost_client *c,
+					      struct sealpost_prekeys *pk);
+
 #ifdef __cplusplus
 }
 #endif

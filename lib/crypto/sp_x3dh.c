@@ -14,6 +14,12 @@ enum { HASH_LEN = crypto_auth_hmacsha256_BYTES, KM_MAX = 4 * SP_KEY_LEN };
 
 void sp_x3dh_kdf(uint8_t sk[SP_X3DH_SK_LEN], const uint8_t *km, size_t km_len)
 {
+	sp_x3dh_kdf_info(sk, SP_X3DH_INFO, sizeof(SP_X3DH_INFO) - 1, km, km_len);
+}
+
+void sp_x3dh_kdf_info(uint8_t sk[SP_X3DH_SK_LEN], const char *info, size_t info_len,
+		      const uint8_t *km, size_t km_len)
+{
 	static const uint8_t salt[HASH_LEN]; /* "a zero-filled byte sequence" */
 	static const uint8_t one = 0x01;
 	uint8_t f[SP_KEY_LEN], prk[HASH_LEN];
@@ -28,7 +34,7 @@ void sp_x3dh_kdf(uint8_t sk[SP_X3DH_SK_LEN], const uint8_t *km, size_t km_len)
 	crypto_auth_hmacsha256_final(&h, prk);
 	/* Expand, one block: T(1) = HMAC(PRK, info || 0x01), L = 32 */
 	crypto_auth_hmacsha256_init(&h, prk, sizeof(prk));
-	crypto_auth_hmacsha256_update(&h, (const uint8_t *)SP_X3DH_INFO, sizeof(SP_X3DH_INFO) - 1);
+	crypto_auth_hmacsha256_update(&h, (const uint8_t *)info, info_len);
 	crypto_auth_hmacsha256_update(&h, &one, 1);
 	crypto_auth_hmacsha256_final(&h, sk);
 	sodium_memzero(&h, sizeof(h));

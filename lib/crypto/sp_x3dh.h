@@ -31,6 +31,9 @@ enum { SP_X3DH_SK_LEN = 32 };
 
 /* HKDF-SHA-256 (RFC 5869) of F || km with a zero salt and SP_X3DH_INFO, 32 bytes. */
 void sp_x3dh_kdf(uint8_t sk[SP_X3DH_SK_LEN], const uint8_t *km, size_t km_len);
+/* The same KDF under another info string (borrowed, info_len bytes). */
+void sp_x3dh_kdf_info(uint8_t out[SP_X3DH_SK_LEN], const char *info, size_t info_len,
+		      const uint8_t *km, size_t km_len);
 
 /* Alice: her identity secret ik_a and ephemeral secret ek_a, Bob's
  * identity ik_b, signed prekey spk_b and one-time prekey opk_b (NULL: none). */

@@ -445,6 +445,97 @@ static void test_fetch_budget(void **state)
 	sp_it_rmrf(b.data_dir);
 }
 
+/* ---- first contact (PROTOCOL.md 7.2) ------------------------------------------------ */
+
+/* The next MESSAGE or BAD_ENVELOPE (DRAINED and PREKEY_LOW skipped). */
+static void next_delivery(struct sealpost_client *c, struct sealpost_event *ev)
+{
+	for (;;) {
+		assert_int_equal(sealpost_client_next_event(c, ev, TIMEOUT_MS), 1);
+		if (ev->type == SEALPOST_EVENT_MESSAGE || ev->type == SEALPOST_EVENT_BAD_ENVELOPE)
+			return;
+		if (ev->type == SEALPOST_EVENT_CLOSED)
+			fail_msg("closed (%d) waiting for a delivery", ev->error);
+	}
+}
+
+static void test_first_contact(void **state)
+{
+	struct fx *f = *state;
+	struct sealpost_client *o = dial(&f->b, f->owner_key), *c = dial(&f->b, f->fetch_key);
+	struct sealpost_prekeys_info before, after;
+	struct sealpost_prekey_bundle bun;
+	struct sealpost_event ev;
+	static uint8_t env[SEALPOST_ENVELOPE_MAX];
+	size_t len = 0;
+	uint32_t stock;
+	int st;
+
+	sealpost_client_set_prekeys(o, f->pk);
+	assert_int_equal(sealpost_prekeys_upload_wait(o, f->pk, 1, TIMEOUT_MS, &stock), 0);
+	sealpost_prekeys_info(f->pk, &before);
+	assert_int_equal(before.onetime, 1);
+
+	/* sealed to the bundle with its one-time prekey, sent, opened: the
+	 * sender proven, the one-time secret deleted (in the store file too) */
+	assert_int_equal(sealpost_prekeys_fetch_wait(c, f->list, f->list_len, f->owner, TIMEOUT_MS,
+						     &bun), 0);
+	assert_true(bun.has_onetime);
+	assert_int_equal(sealpost_prekey_seal(f->fetch_key, &bun, (const uint8_t *)"hello first", 11,
+					      env, sizeof(env), &len), 0);
+	assert_int_equal(env[0], 3);
+	assert_int_equal(len, 256 + SEALPOST_FIRST_CONTACT_OVERHEAD); /* padded like every seal */
+	assert_int_equal(sealpost_client_send_raw(c, f->owner, env, len, NULL), 0);
+	assert_int_equal(sealpost_client_flush(c, TIMEOUT_MS), 0);
+	next_delivery(o, &ev);
+	assert_int_equal(ev.type, SEALPOST_EVENT_MESSAGE);
+	assert_memory_equal(ev.sender, f->fetcher, SEALPOST_KEY_LEN);
+	assert_int_equal(ev.len, 11);
+	assert_memory_equal(ev.data, "hello first", 11);
+	sealpost_prekeys_info(f->pk, &after);
+	assert_int_equal(after.onetime, 0);
+	{
+		struct sealpost_prekeys *again = NULL;
+		struct sealpost_prekeys_info disk;
+
+		assert_int_equal(sealpost_prekeys_open(&again, f->pk_path, f->owner_key), 0);
+		sealpost_prekeys_info(again, &disk);
+		assert_int_equal(disk.onetime, 0);
+		sealpost_prekeys_close(again);
+	}
+	/* the same envelope again (a replay, or a copy from the broker's disk
+	 * with the secret gone): it no longer opens */
+	assert_int_equal(sealpost_client_send_raw(c, f->owner, env, len, NULL), 0);
+	assert_int_equal(sealpost_client_flush(c, TIMEOUT_MS), 0);
+	next_delivery(o, &ev);
+	assert_int_equal(ev.type, SEALPOST_EVENT_BAD_ENVELOPE);
+
+	/* none left: the signed prekey alone still makes a first contact */
+	assert_int_equal(sealpost_prekeys_fetch_wait(c, f->list, f->list_len, f->owner, TIMEOUT_MS,
+						     &bun), 0);
+	assert_false(bun.has_onetime);
+	assert_int_equal(sealpost_prekey_seal(f->fetch_key, &bun, (const uint8_t *)"signed only", 11,
+					      env, sizeof(env), &len), 0);
+	assert_int_equal(sealpost_client_send_wait(c, f->owner, (const uint8_t *)"x", 0, TIMEOUT_MS,
+						   &st, NULL), 0); /* an ordinary seal still opens too */
+	assert_int_equal(sealpost_client_send_raw(c, f->owner, env, len, NULL), 0);
+	assert_int_equal(sealpost_client_flush(c, TIMEOUT_MS), 0);
+	next_delivery(o, &ev);
+	assert_int_equal(ev.type, SEALPOST_EVENT_MESSAGE);
+	assert_int_equal(ev.len, 0);
+	next_delivery(o, &ev);
+	assert_int_equal(ev.type, SEALPOST_EVENT_MESSAGE);
+	assert_memory_equal(ev.data, "signed only", 11);
+	/* a client without the store cannot open one */
+	sealpost_client_set_prekeys(o, NULL);
+	assert_int_equal(sealpost_client_send_raw(c, f->owner, env, len, NULL), 0);
+	assert_int_equal(sealpost_client_flush(c, TIMEOUT_MS), 0);
+	next_delivery(o, &ev);
+	assert_int_equal(ev.type, SEALPOST_EVENT_BAD_ENVELOPE);
+	sealpost_client_close(o);
+	sealpost_client_close(c);
+}
+
 /* ---- the CLI --------------------------------------------------------------------- */
 
 static int cli(struct fx *f, const char *const *args, char *out, size_t cap)
@@ -504,6 +595,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fetch_budget, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cli, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_first_contact, setup, teardown),
 	};
 
 	if (sodium_init() < 0)

@@ -18,6 +18,7 @@
 #include <cmocka.h>
 #include <sodium.h>
 
+#include "sp_fcseal.h"
 #include "sp_x3dh.h"
 
 static int unhex(const char *h, uint8_t out[32])
@@ -33,7 +34,7 @@ static int unhex(const char *h, uint8_t out[32])
 
 static void test_known_answers(void **state)
 {
-	char path[4096], line[2048], h[10][80];
+	char path[4096], line[16384], h[10][80];
 	unsigned seen = 0, with_opk = 0;
 	FILE *f;
 
@@ -43,6 +44,8 @@ static void test_known_answers(void **state)
 	f = fopen(path, "r");
 	assert_non_null(f);
 	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "envelope ", 9) == 0)
+			continue; /* test_envelope_transcript's */
 		uint8_t ika[32], eka[32], ikb[32], spkb[32], opkb[32], dh[4][32], sk[32];
 		uint8_t pika[32], peka[32], pikb[32], pspkb[32], popkb[32], got[32], mine[32], km[128];
 		int has_opk;
@@ -97,6 +100,82 @@ static void test_known_answers(void **state)
 	assert_int_equal(with_opk, 2);
 }
 
+/* The first-contact envelope (PROTOCOL.md 7.2) as a fixed transcript: our
+ * seal with the same secrets is the Python body byte for byte, it opens to
+ * the message and the sender, and a changed byte does not open. */
+static void test_envelope_transcript(void **state)
+{
+	static char line[16384], hm[4096], hb[8192];
+	static uint8_t msg[2048], body[4096], mine[4096], out[4096];
+	char h[5][80];
+	unsigned seen = 0, spk_id, opk_id;
+	FILE *f;
+
+	(void)state;
+	{
+		char path[4096];
+
+		snprintf(path, sizeof(path), "%s/tests/vectors/x3dh.txt",
+			 getenv("SP_SOURCE_DIR") ? getenv("SP_SOURCE_DIR") : ".");
+		f = fopen(path, "r");
+	}
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f)) {
+		uint8_t ika[32], eka[32], ikb[32], spkb[32], opkb[32], sender[32], ika_pub[32];
+		struct sp_fcseal_to to;
+		size_t mlen = 0, blen = 0, n = 0, olen = 0;
+		int has_opk;
+
+		if (strncmp(line, "envelope ", 9) != 0)
+			continue;
+		assert_int_equal(sscanf(line + 9, "%79s %79s %79s %79s %79s %u %u %4095s %8191s", h[0], h[1],
+					h[2], h[3], h[4], &spk_id, &opk_id, hm, hb), 9);
+		unhex(h[0], ika);
+		unhex(h[1], eka);
+		unhex(h[2], ikb);
+		unhex(h[3], spkb);
+		has_opk = unhex(h[4], opkb);
+		if (strcmp(hm, "-") != 0)
+			assert_int_equal(sodium_hex2bin(msg, sizeof(msg), hm, strlen(hm), NULL, &mlen, NULL), 0);
+		assert_int_equal(sodium_hex2bin(body, sizeof(body), hb, strlen(hb), NULL, &blen, NULL), 0);
+		memset(&to, 0, sizeof(to));
+		crypto_scalarmult_base(to.ik, ikb);
+		crypto_scalarmult_base(to.spk, spkb);
+		to.spk_id = spk_id;
+		to.has_opk = has_opk;
+		if (has_opk)
+			crypto_scalarmult_base(to.opk, opkb);
+		to.opk_id = opk_id;
+		assert_int_equal(sp_fcseal_seal(ika, eka, &to, msg, mlen, SP_BODY_MAX - SP_FCSEAL_OVERHEAD,
+						mine, sizeof(mine), &n), 0);
+		assert_int_equal(n, blen);
+		assert_memory_equal(mine, body, blen);
+		assert_int_equal(sp_fcseal_open(ikb, spkb, has_opk ? opkb : NULL, body, blen, sender, out,
+						sizeof(out), &olen), 0);
+		crypto_scalarmult_base(ika_pub, ika);
+		assert_memory_equal(sender, ika_pub, 32);
+		assert_int_equal(olen, mlen);
+		assert_true(mlen == 0 || memcmp(out, msg, mlen) == 0);
+		/* without the one-time prekey's secret, or with a byte changed: no */
+		if (has_opk)
+			assert_int_equal(sp_fcseal_open(ikb, spkb, NULL, body, blen, sender, out, sizeof(out),
+							&olen), -EBADMSG);
+		for (size_t at = 0; at < blen; at += 29) {
+			body[at] ^= 0x20;
+			assert_int_equal(sp_fcseal_open(ikb, spkb, has_opk ? opkb : NULL, body, blen, sender,
+							out, sizeof(out), &olen), -EBADMSG);
+			body[at] ^= 0x20;
+		}
+		/* another signed prekey secret: no */
+		spkb[5] ^= 1;
+		assert_int_equal(sp_fcseal_open(ikb, spkb, has_opk ? opkb : NULL, body, blen, sender, out,
+						sizeof(out), &olen), -EBADMSG);
+		seen++;
+	}
+	fclose(f);
+	assert_int_equal(seen, 3);
+}
+
 static void test_small_order_refused(void **state)
 {
 	uint8_t a[32], b[32], pb[32], zero[32] = { 0 }, sk[32];
@@ -115,6 +194,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_known_answers),
+		cmocka_unit_test(test_envelope_transcript),
 		cmocka_unit_test(test_small_order_refused),
 	};
 

@@ -13,6 +13,10 @@ sealpost's C code (lib/crypto/sp_x3dh.c):
   SK  = HKDF-SHA-256(IKM = 0xFF * 32 || DH1 || DH2 || DH3 [|| DH4],
                      salt = 0x00 * 32, info = "sealpost/x3dh/1", L = 32)
 
+The first-contact envelope built on it (docs/PROTOCOL.md 7.2) as a fixed
+transcript, from that section's text: the last lines, "envelope ...", give
+the secrets, the message and the whole body.
+
 Usage: x3dh_kat.py            print the vectors (tests/vectors/x3dh.txt)
        x3dh_kat.py --check F  exit 1 unless F holds exactly these vectors
 Each line: ik_a ek_a ik_b spk_b opk_b (secrets, "-" = no one-time prekey)
@@ -66,8 +70,40 @@ def vector(n, with_opk):
                      dh1.hex(), dh2.hex(), dh3.hex(), dh4.hex() or "-", sk.hex()])
 
 
+def pad(msg, max_payload):
+    # ISO/IEC 7816-4 to the smallest bucket 256, 512, ..., 32768 >= len + 1
+    bucket = 256
+    while bucket < len(msg) + 1 and bucket < 32768:
+        bucket *= 2
+    if bucket < len(msg) + 1:
+        bucket = max_payload
+    return msg + b"\x80" + b"\x00" * (bucket - len(msg) - 1)
+
+
+def envelope(n, with_opk, msg):
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+    ika, eka, ikb, spkb = (priv(seed(b"env %d %s" % (n, w))) for w in (b"ika", b"eka", b"ikb", b"spkb"))
+    opkb = priv(seed(b"env %d opkb" % n)) if with_opk else None
+    spk_id, opk_id = 7 + n, (1000 + n) if with_opk else 0
+    header = (bytes([3]) + pub(eka) + spk_id.to_bytes(4, "big") + bytes([1 if with_opk else 0]) +
+              opk_id.to_bytes(4, "big"))
+    k_s = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"\x00" * 32,
+               info=b"sealpost/x3dh/1/sender").derive(b"\xff" * 32 + dh(eka, pub(ikb)))
+    enc_s = ChaCha20Poly1305(k_s).encrypt(b"\x00" * 12, pub(ika), header + pub(ikb))
+    km = dh(ika, pub(spkb)) + dh(eka, pub(ikb)) + dh(eka, pub(spkb)) + (dh(eka, pub(opkb)) if opkb else b"")
+    sk = kdf(km)
+    ct = ChaCha20Poly1305(sk).encrypt(b"\x00" * 12, pad(msg, 64000 - 106),
+                                      pub(ika) + pub(ikb) + header + enc_s)
+    raw = lambda k: k.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                                    serialization.NoEncryption()).hex()
+    return " ".join(["envelope", raw(ika), raw(eka), raw(ikb), raw(spkb), raw(opkb) if opkb else "-",
+                     str(spk_id), str(opk_id), msg.hex() or "-", (header + enc_s + ct).hex()])
+
+
 def vectors():
-    return "".join(vector(n, n % 2 == 0) + "\n" for n in range(4))
+    return ("".join(vector(n, n % 2 == 0) + "\n" for n in range(4)) +
+            envelope(0, True, b"first contact") + "\n" + envelope(1, False, b"") + "\n" +
+            envelope(2, True, bytes(range(256)) * 2) + "\n")
 
 
 if __name__ == "__main__":
