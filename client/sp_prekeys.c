@@ -272,12 +272,16 @@ static int record(struct sp_prekey *rec, uint8_t kind, const struct pk_secret *k
 static int build(const struct pk_state *s, const struct sealpost_key *dev, uint32_t first,
 		 uint8_t *body, size_t cap, size_t *len)
 {
-	static struct sp_prekey otk[SP_PREKEY_UPLOAD_MAX]; /* public: no wipe needed */
+	uint32_t count = s->n - first;
+	/* Public records only (no wipe needed); on the heap, not static:
+	 * different clients may upload from different threads. */
+	struct sp_prekey *otk = calloc(count ? count : 1, sizeof(*otk));
 	uint8_t ed[SP_KEY_LEN];
 	struct sp_prekey spk;
-	uint32_t count = s->n - first;
 	int r;
 
+	if (!otk)
+		return -ENOMEM;
 	r = sp_xeddsa_public(ed, dev->priv);
 	if (r == 0)
 		r = record(&spk, SP_PREKEY_KIND_SIGNED, &s->cur, dev);
@@ -285,6 +289,7 @@ static int build(const struct pk_state *s, const struct sealpost_key *dev, uint3
 		r = record(&otk[i], SP_PREKEY_KIND_ONETIME, &s->otk[first + i], dev);
 	if (r == 0)
 		r = sp_prekey_upload_encode(ed, &spk, otk, count, body, cap, len);
+	free(otk);
 	return r;
 }
 
