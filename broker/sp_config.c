@@ -204,6 +204,24 @@ static const struct opt opts[] = {
 	  "err_anon_rate_limited; 0 = no limit" },
 	{ "anon-source-burst", "N", OPT_U64, FIELD(anon_source_burst), 1, (uint64_t)1 << 32, false,
 	  "anonymous envelopes one source may send at once before anon-source-rate applies" },
+	{ "prekey-upload-max", "N", OPT_U32, FIELD(prekey_upload_max), 1, SP_PREKEY_UPLOAD_MAX, false,
+	  "one-time prekeys one PrekeyUpload may carry; beyond, err_prekey_too_many" },
+	{ "prekey-stock-max", "N", OPT_U32, FIELD(prekey_stock_max), 1, SP_PREKEY_STOCK_MAX, false,
+	  "one-time prekeys kept per device; an upload past it gets err_prekey_too_many" },
+	{ "prekey-low", "N", OPT_U32, FIELD(prekey_low), 0, SP_PREKEY_STOCK_MAX, false,
+	  "tell a device (PrekeyLow) when fewer one-time prekeys than this are left; 0 = never" },
+	{ "prekey-fetch-source-rate", "N", OPT_U64, FIELD(prekey_fetch_source_rate), 0,
+	  (uint64_t)1 << 32, false, "prekey bundle fetches per second from one source (a device, "
+	  "or an anonymous connection's address); beyond, err_prekey_rate_limited; 0 = no limit" },
+	{ "prekey-fetch-source-burst", "N", OPT_U64, FIELD(prekey_fetch_source_burst), 1,
+	  (uint64_t)1 << 32, false, "fetches one source may make at once before "
+	  "prekey-fetch-source-rate applies" },
+	{ "prekey-fetch-device-rate", "N", OPT_U64, FIELD(prekey_fetch_device_rate), 0,
+	  (uint64_t)1 << 32, false, "fetches per second of one device's bundle (bounds how fast "
+	  "its one-time prekeys can be drained); 0 = no limit" },
+	{ "prekey-fetch-device-burst", "N", OPT_U64, FIELD(prekey_fetch_device_burst), 1,
+	  (uint64_t)1 << 32, false, "fetches of one device's bundle at once before "
+	  "prekey-fetch-device-rate applies" },
 	/* Hidden from --help (the "test-" prefix): a broker with it set speaks
 	 * protocol 1 only to peers set the same way. */
 	{ "test-rekey-messages", "N", OPT_U64, FIELD(test_rekey_messages), 0, SP_REKEY_MESSAGES,
@@ -355,6 +373,13 @@ void sp_config_defaults(struct sp_config *c)
 	c->anon_recipient_burst = SP_DEFAULT_ANON_RECIPIENT_BURST;
 	c->anon_source_rate = SP_DEFAULT_ANON_SOURCE_RATE;
 	c->anon_source_burst = SP_DEFAULT_ANON_SOURCE_BURST;
+	c->prekey_upload_max = SP_DEFAULT_PREKEY_UPLOAD_MAX;
+	c->prekey_stock_max = SP_DEFAULT_PREKEY_STOCK_MAX;
+	c->prekey_low = SP_DEFAULT_PREKEY_LOW;
+	c->prekey_fetch_source_rate = SP_DEFAULT_PREKEY_FETCH_SOURCE_RATE;
+	c->prekey_fetch_source_burst = SP_DEFAULT_PREKEY_FETCH_SOURCE_BURST;
+	c->prekey_fetch_device_rate = SP_DEFAULT_PREKEY_FETCH_DEVICE_RATE;
+	c->prekey_fetch_device_burst = SP_DEFAULT_PREKEY_FETCH_DEVICE_BURST;
 	c->mailbox_sender_share = SP_DEFAULT_MAILBOX_SENDER_SHARE;
 	c->mailbox_share_table_max = SP_DEFAULT_MAILBOX_SHARE_TABLE_MAX;
 	c->store_recent_max = SP_DEFAULT_STORE_RECENT_MAX;

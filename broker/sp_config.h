@@ -168,6 +168,14 @@ struct sp_config {
 	uint64_t anon_recipient_burst;
 	uint64_t anon_source_rate;      /* anonymous envelopes per second from one source */
 	uint64_t anon_source_burst;
+	/* Prekeys (PROTOCOL.md 17). */
+	uint32_t prekey_upload_max;     /* one-time prekeys per PrekeyUpload, <= SP_PREKEY_UPLOAD_MAX */
+	uint32_t prekey_stock_max;      /* one-time prekeys kept per device, <= SP_PREKEY_STOCK_MAX */
+	uint32_t prekey_low;            /* PrekeyLow below this many left; 0 = never */
+	uint64_t prekey_fetch_source_rate; /* fetches per second from one source; 0 = off */
+	uint64_t prekey_fetch_source_burst;
+	uint64_t prekey_fetch_device_rate; /* fetches per second of one device's bundle; 0 = off */
+	uint64_t prekey_fetch_device_burst;
 	/* --test-rekey-messages: for tests only (not in --help): transport
 	 * messages per key before a rekey instead of the protocol's
 	 * SP_REKEY_MESSAGES; 0 = the protocol's. A client that does not use the
@@ -244,6 +252,13 @@ enum {
 	SP_DEFAULT_ANON_RECIPIENT_BURST = 500,
 	SP_DEFAULT_ANON_SOURCE_RATE = 100,
 	SP_DEFAULT_ANON_SOURCE_BURST = 1000,
+	SP_DEFAULT_PREKEY_UPLOAD_MAX = 100,
+	SP_DEFAULT_PREKEY_STOCK_MAX = 200,
+	SP_DEFAULT_PREKEY_LOW = 20,
+	SP_DEFAULT_PREKEY_FETCH_SOURCE_RATE = 10,
+	SP_DEFAULT_PREKEY_FETCH_SOURCE_BURST = 100,
+	SP_DEFAULT_PREKEY_FETCH_DEVICE_RATE = 10,
+	SP_DEFAULT_PREKEY_FETCH_DEVICE_BURST = 100,
 	SP_DEFAULT_SENDER_RATE = 10000,
 	SP_DEFAULT_SENDER_BURST = 50000,
 	SP_DEFAULT_SENDER_TABLE_MAX = 65536,

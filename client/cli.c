@@ -68,6 +68,7 @@ static const char usage_text[] =
 	"  account         accounts: create, link-request, link, devices, remove\n"
 	"  push            Web Push wake-ups: register, remove a subscription\n"
 	"  access          sealed sender: this device's access key, contacts' keys\n"
+	"  prekeys         forward secrecy: upload this device's prekeys, show them\n"
 	"  admin           talk to a running sealpostd over its admin socket\n"
 	"\n"
 	"Run 'sealpost COMMAND --help' for the options of each. --version prints the\n"
@@ -2265,6 +2266,137 @@ out:
 	return ex;
 }
 
+
+static const char prekeys_help[] =
+	"usage: sealpost prekeys upload [CONNECTION] [--count N]\n"
+	"       sealpost prekeys status [--key FILE]\n"
+	"\n"
+	"Prekeys (docs/PROTOCOL.md 17): keys this device (--key) publishes through\n"
+	"the broker, signed with its own key, so that others can seal first\n"
+	"messages to keys it deletes after use. Their secrets are kept in the\n"
+	"prekeys file: the key file's name + \".prekeys\", or $SEALPOST_PREKEYS.\n"
+	"\n"
+	"  upload     makes --count one-time prekeys (default 20, at most 256) and,\n"
+	"             every 7 days, a new signed prekey; saves them, uploads them\n"
+	"             with the signed prekey, prints how many one-time prekeys the\n"
+	"             broker holds for this device\n"
+	"  status     prints what the prekeys file holds (no connection)\n";
+
+/* The prekeys file of key file key_path: $SEALPOST_PREKEYS or KEY.prekeys. */
+static int prekeys_path(const char *key_path, char *out, size_t cap)
+{
+	const char *env = getenv("SEALPOST_PREKEYS");
+	int n = env && *env ? snprintf(out, cap, "%s", env) : snprintf(out, cap, "%s.prekeys", key_path);
+
+	if (n < 0 || (size_t)n >= cap) {
+		fprintf(stderr, "sealpost: prekeys file name too long\n");
+		return EX_USAGE;
+	}
+	return 0;
+}
+
+static int prekeys_status(const struct opts *o)
+{
+	char path[SP_CLI_CONF_VALUE_MAX + 16];
+	struct sealpost_prekeys_info info;
+	struct sealpost_prekeys *pk = NULL;
+	struct sealpost_key *key = NULL;
+	struct target t;
+	int r, ex;
+
+	ex = resolve(o, &t);
+	if (ex)
+		return ex;
+	r = sealpost_key_load(&key, t.key_path);
+	if (r < 0) {
+		fprintf(stderr, "sealpost: cannot load key %s: %s\n", t.key_path, sealpost_strerror(r));
+		return EX_KEYFILE;
+	}
+	ex = prekeys_path(t.key_path, path, sizeof(path));
+	if (!ex && (r = sealpost_prekeys_open(&pk, path, key)) < 0) {
+		fprintf(stderr, "sealpost: cannot open %s: %s\n", path, sealpost_strerror(r));
+		ex = EX_KEYFILE;
+	}
+	if (!ex) {
+		sealpost_prekeys_info(pk, &info);
+		printf("one-time %u\n", info.onetime);
+		if (info.has_signed)
+			printf("signed %u created %llu\n", info.signed_id,
+			       (unsigned long long)info.signed_created_s);
+		else
+			printf("signed none\n");
+		printf("previous %s\n", info.has_previous ? "kept" : "none");
+	}
+	sealpost_prekeys_close(pk);
+	sealpost_key_free(key);
+	return ex;
+}
+
+static int cmd_prekeys(int argc, char **argv)
+{
+	char path[SP_CLI_CONF_VALUE_MAX + 16];
+	struct opts o;
+	struct target t;
+	struct sealpost_key *key = NULL;
+	struct sealpost_client *c = NULL;
+	struct sealpost_prekeys *pk = NULL;
+	uint32_t stock = 0;
+	int first, r, ex;
+
+	memset(&o, 0, sizeof(o));
+	o.timeout_s = 10;
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		if (argc < 2)
+			return bad_usage("prekeys needs a subcommand", prekeys_help);
+		help_conn(prekeys_help);
+		return EX_OK;
+	}
+	r = parse(argc - 1, argv + 1, &o, prekeys_help, &first);
+	if (r)
+		return r < 0 ? EX_OK : r;
+	if (argc - 1 - first != 0)
+		return bad_usage("prekeys takes no arguments after the subcommand", prekeys_help);
+	if (!strcmp(argv[1], "status"))
+		return prekeys_status(&o);
+	if (strcmp(argv[1], "upload"))
+		return bad_usage("unknown prekeys subcommand", prekeys_help);
+	if (o.count > SEALPOST_PREKEY_UPLOAD_MAX)
+		return bad_usage("--count is at most 256", prekeys_help);
+	ex = open_target(&o, &t, (int)o.timeout_s * 1000,
+			 SEALPOST_CONNECT_NO_RECONNECT | SEALPOST_CONNECT_MANUAL_ACK, &key, &c);
+	if (ex)
+		goto out;
+	ex = prekeys_path(t.key_path, path, sizeof(path));
+	if (ex)
+		goto out;
+	r = sealpost_prekeys_open(&pk, path, key);
+	if (r < 0) {
+		fprintf(stderr, "sealpost: cannot open %s: %s\n", path, sealpost_strerror(r));
+		ex = EX_KEYFILE;
+		goto out;
+	}
+	r = sealpost_prekeys_upload_wait(c, pk, o.count ? (unsigned)o.count : 20,
+					 (int)o.timeout_s * 1000, &stock);
+	if (r == 0) {
+		printf("%u\n", stock);
+		ex = EX_OK;
+	} else if (r == -SEALPOST_EPREKEYLIMIT) {
+		fprintf(stderr, "sealpost: prekeys upload refused: %s\n", sealpost_strerror(r));
+		ex = SEALPOST_STATUS_ERR_PREKEY_TOO_MANY;
+	} else if (r == -SEALPOST_EPREKEYREFUSED || r == -EIO) {
+		fprintf(stderr, "sealpost: prekeys upload refused: %s\n", sealpost_strerror(r));
+		ex = r == -EIO ? SEALPOST_STATUS_ERR_INTERNAL : SEALPOST_STATUS_ERR_PREKEY_MALFORMED;
+	} else {
+		fprintf(stderr, "sealpost: no answer from the broker: %s\n", sealpost_strerror(r));
+		ex = EX_LOST;
+	}
+out:
+	sealpost_prekeys_close(pk);
+	sealpost_client_close(c);
+	sealpost_key_free(key);
+	return ex;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -2296,6 +2428,8 @@ int main(int argc, char **argv)
 		return cmd_push(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "access"))
 		return cmd_access(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "prekeys"))
+		return cmd_prekeys(argc - 1, argv + 1);
 	fprintf(stderr, "sealpost: unknown command '%s'\n", argv[1]);
 	fputs(usage_text, stderr);
 	return EX_USAGE;

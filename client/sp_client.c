@@ -61,6 +61,7 @@
 #include "sp_be.h"
 #include "sp_clock.h"
 #include "sp_enrol.h"
+#include "sp_fcseal.h"
 #include "sp_frame.h"
 #include "sp_fsutil.h"
 #include "sp_hostport.h"
@@ -68,6 +69,8 @@
 #include "sp_internal.h"
 #include "sp_limits.h"
 #include "sp_noise.h"
+#include "sp_prekey.h"
+#include "sp_prekeys_internal.h"
 #include "sp_seal.h"
 #include "sp_session.h"
 
@@ -290,6 +293,7 @@ struct sealpost_client {
 
 	/* Accounts: lists received are checked against this (borrowed). */
 	struct sealpost_account_store *acct_store;
+	struct sealpost_prekeys *prekeys; /* sealpost_client_set_prekeys: borrowed */
 	uint64_t next_list_id;
 
 	/* The transparency log (sp_clog.h): what this device saw, and the
@@ -1578,7 +1582,11 @@ static int deliver_event(struct sealpost_client *c, const struct sp_frame *f,
 	/* msgbuf holds no plaintext here: release() wiped it. */
 	if (grow(&c->msgbuf, &c->msgcap, f->body_len ? f->body_len : 1) < 0)
 		return -ENOMEM;
-	if (!(c->flags & SEALPOST_CONNECT_OPAQUE_ALL))
+	if (!(c->flags & SEALPOST_CONNECT_OPAQUE_ALL) && f->body_len && f->body[0] == SP_FCSEAL_VERSION)
+		r = c->prekeys ? sp_prekeys_open_first(c->prekeys, c->key, f->body, f->body_len,
+						      ev->sender, c->msgbuf, c->msgcap, &c->msg_len)
+			       : -EBADMSG;
+	else if (!(c->flags & SEALPOST_CONNECT_OPAQUE_ALL))
 		r = sp_seal_open(c->key->priv, f->body, f->body_len, ev->sender, c->msgbuf,
 				 c->msgcap, &c->msg_len);
 	if (r == 0) {
@@ -1741,6 +1749,31 @@ static int frame_event(struct sealpost_client *c, const struct sp_frame *f,
 		ev->type = SEALPOST_EVENT_ACCESS_RESULT;
 		ev->client_id = f->u.access_result.client_id;
 		ev->status = (int)f->u.access_result.status;
+		return 1;
+	case SP_FRAME_PREKEY_RESULT:
+		ev->type = SEALPOST_EVENT_PREKEY_RESULT;
+		ev->client_id = f->u.prekey.client_id;
+		ev->status = (int)f->u.prekey.status;
+		ev->count = f->u.prekey.count;
+		return 1;
+	case SP_FRAME_PREKEY_LOW:
+		ev->type = SEALPOST_EVENT_PREKEY_LOW;
+		ev->count = f->u.prekey.count;
+		return 1;
+	case SP_FRAME_PREKEY_BUNDLE:
+		/* Copied out, not judged: only the app has the device's list
+		 * (sealpost_prekey_bundle_verify, or _fetch_wait does both). */
+		ev->type = SEALPOST_EVENT_PREKEY_BUNDLE;
+		ev->client_id = f->u.prekey.client_id;
+		ev->status = (int)f->u.prekey.status;
+		memcpy(ev->sender, f->u.prekey.device, SP_KEY_LEN);
+		if (grow(&c->msgbuf, &c->msgcap, f->body_len ? f->body_len : 1) < 0)
+			return -ENOMEM;
+		if (f->body_len)
+			memcpy(c->msgbuf, f->body, f->body_len);
+		c->msg_len = f->body_len;
+		ev->data = c->msgbuf;
+		ev->len = f->body_len;
 		return 1;
 	case SP_FRAME_PUSH_RESULT:
 		ev->type = SEALPOST_EVENT_PUSH_RESULT;
@@ -2829,7 +2862,8 @@ static int scan_for(struct sealpost_client *c, enum sealpost_event_type type, ui
 		if (ev.type == type &&
 		    (type == SEALPOST_EVENT_RESULT || type == SEALPOST_EVENT_LIST_RESULT ||
 		     type == SEALPOST_EVENT_LOG_REPLY || type == SEALPOST_EVENT_ACCESS_RESULT ||
-		     type == SEALPOST_EVENT_FANOUT_RESULT
+		     type == SEALPOST_EVENT_FANOUT_RESULT ||
+		     type == SEALPOST_EVENT_PREKEY_RESULT || type == SEALPOST_EVENT_PREKEY_BUNDLE
 			     ? ev.client_id
 			     : ev.id) == id) {
 			*found = ev;
@@ -3871,6 +3905,130 @@ SEALPOST_API int sealpost_set_access(struct sealpost_client *c, const uint8_t *k
 		return 0;
 	r = sealpost_access_error(ev.status);
 	return r ? r : -EIO;
+}
+
+/* ---- prekeys (PROTOCOL.md 17; the store is sp_prekeys.c) ---------------- */
+
+SEALPOST_API int sealpost_prekeys_upload(struct sealpost_client *c, struct sealpost_prekeys *pk,
+					 unsigned count, uint64_t now_s, uint64_t *client_id)
+{
+	struct sp_frame f = { .type = SP_FRAME_PREKEY_UPLOAD };
+	size_t len = 0;
+	uint8_t *body;
+	int r;
+
+	if (!c || !pk)
+		return -EINVAL;
+	if (c->anon)
+		return -SEALPOST_EANONYMOUS;
+	if (!connected(c))
+		return -ENOTCONN;
+	r = check_room(c);
+	if (r < 0)
+		return r;
+	if (!connected(c))
+		return -ENOTCONN;
+	body = malloc(SP_PREKEY_UPLOAD_MAXLEN); /* public keys and signatures only */
+	if (!body)
+		return -ENOMEM;
+	r = sp_prekeys_prepare(pk, c->key, count, now_s, body, SP_PREKEY_UPLOAD_MAXLEN, &len);
+	if (r == 0) {
+		f.u.prekey.client_id = ++c->next_access_id;
+		r = sp_session_tx_frame(c->ss, &f, body, len);
+	}
+	free(body);
+	if (r < 0)
+		return r;
+	if (client_id)
+		*client_id = f.u.prekey.client_id;
+	return 0;
+}
+
+SEALPOST_API int sealpost_prekeys_upload_wait(struct sealpost_client *c,
+					      struct sealpost_prekeys *pk, unsigned count,
+					      int timeout_ms, uint32_t *stock)
+{
+	int64_t deadline = deadline_of(timeout_ms);
+	struct sealpost_event ev = { 0 };
+	uint64_t id = 0;
+	int r;
+
+	if (!c)
+		return -EINVAL;
+	begin_call(c);
+	r = sealpost_prekeys_upload(c, pk, count, 0, &id);
+	if (r < 0)
+		return r;
+	r = wait_for(c, SEALPOST_EVENT_PREKEY_RESULT, id, deadline, &ev);
+	if (r < 0)
+		return r;
+	if (ev.status != SEALPOST_STATUS_ACCEPTED) {
+		r = sealpost_prekeys_error(ev.status);
+		return r ? r : -EIO;
+	}
+	if (stock)
+		*stock = (uint32_t)ev.count;
+	return 0;
+}
+
+SEALPOST_API void sealpost_client_set_prekeys(struct sealpost_client *c,
+					      struct sealpost_prekeys *pk)
+{
+	if (c)
+		c->prekeys = pk;
+}
+
+SEALPOST_API int sealpost_prekeys_fetch(struct sealpost_client *c,
+					const uint8_t device[SEALPOST_KEY_LEN], uint64_t *client_id)
+{
+	struct sp_frame f = { .type = SP_FRAME_PREKEY_FETCH };
+	int r;
+
+	if (!c || !device)
+		return -EINVAL;
+	if (!connected(c))
+		return -ENOTCONN;
+	r = check_room(c);
+	if (r < 0)
+		return r;
+	if (!connected(c))
+		return -ENOTCONN;
+	f.u.prekey.client_id = ++c->next_access_id;
+	memcpy(f.u.prekey.device, device, SP_KEY_LEN);
+	f.u.prekey.device_ok = 1;
+	r = sp_session_tx_frame(c->ss, &f, NULL, 0);
+	if (r < 0)
+		return r;
+	if (client_id)
+		*client_id = f.u.prekey.client_id;
+	return 0;
+}
+
+SEALPOST_API int sealpost_prekeys_fetch_wait(struct sealpost_client *c, const uint8_t *list,
+					     size_t list_len,
+					     const uint8_t device[SEALPOST_KEY_LEN], int timeout_ms,
+					     struct sealpost_prekey_bundle *out)
+{
+	int64_t deadline = deadline_of(timeout_ms);
+	struct sealpost_event ev = { 0 };
+	uint64_t id = 0;
+	int r;
+
+	if (!c || !list || !device || !out)
+		return -EINVAL;
+	begin_call(c);
+	r = sealpost_prekeys_fetch(c, device, &id);
+	if (r < 0)
+		return r;
+	r = wait_for(c, SEALPOST_EVENT_PREKEY_BUNDLE, id, deadline, &ev);
+	if (r < 0)
+		return r;
+	if (ev.status != SEALPOST_STATUS_ACCEPTED) {
+		r = sealpost_prekeys_error(ev.status);
+		return r ? r : -EIO;
+	}
+	return sealpost_prekey_bundle_verify(c->acct_store, list, list_len, device, ev.data, ev.len,
+					     out);
 }
 
 SEALPOST_API int sealpost_client_connect_anonymous(struct sealpost_client **out,

@@ -78,6 +78,15 @@ static const struct {
 				   "enrolment token (sealpostd mint-token)" },
 	{ SEALPOST_EENROLTOKEN, "the enrolment token is malformed, not this broker's, or expired" },
 	{ SEALPOST_EENROLUSED, "the enrolment token was already used by another device" },
+	{ SEALPOST_EPREKEYBAD, "prekey bundle refused: a signature or key is not the device's "
+			       "(forged or substituted)" },
+	{ SEALPOST_ENOTONLIST, "that device is not on the account's verified device list" },
+	{ SEALPOST_ENOPREKEY, "the broker has no prekeys of that device" },
+	{ SEALPOST_EPREKEYLIMIT, "prekey upload refused: above the broker's per-upload or "
+				 "per-device limit" },
+	{ SEALPOST_EPREKEYRATE, "prekey fetch refused: the broker's fetch rate limit" },
+	{ SEALPOST_EPREKEYREFUSED, "the broker refused the prekeys as malformed or not signed by "
+				   "this device" },
 };
 
 SEALPOST_API const char *sealpost_strerror(int err)

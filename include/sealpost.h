@@ -152,6 +152,13 @@ enum sealpost_error {
 	SEALPOST_EENROLREQUIRED = 7015, /* device not registered: connect once with an enrol_token */
 	SEALPOST_EENROLTOKEN = 7016,    /* the enrolment token is malformed, not this broker's, or expired */
 	SEALPOST_EENROLUSED = 7017,     /* the enrolment token already enrolled another device */
+	/* Prekeys (docs/PROTOCOL.md 17, docs/CLIENT.md "Prekeys"); 7033, 7034 reserved. */
+	SEALPOST_EPREKEYBAD = 7027,     /* a bundle whose signatures or key are not the device's */
+	SEALPOST_ENOTONLIST = 7028,     /* the device is not on the verified device list */
+	SEALPOST_ENOPREKEY = 7029,      /* the broker has no signed prekey of that device */
+	SEALPOST_EPREKEYLIMIT = 7030,   /* upload above the broker's per-upload or per-device limit */
+	SEALPOST_EPREKEYRATE = 7031,    /* the broker's prekey fetch budget (source or device) */
+	SEALPOST_EPREKEYREFUSED = 7032, /* the broker refused the upload or fetch as malformed or forged */
 };
 
 /*
@@ -245,6 +252,14 @@ enum sealpost_status {
 	SEALPOST_STATUS_ERR_NOT_ANONYMOUS = 69, /* an anonymous send on an authenticated connection */
 	SEALPOST_STATUS_ERR_ANON_RATE_LIMITED = 70,
 	SEALPOST_STATUS_ERR_ACCESS_BAD_KEY = 71,
+	/* Prekeys (docs/PROTOCOL.md 17): PREKEY_RESULT and PREKEY_BUNDLE;
+	 * sealpost_prekeys_error() gives each its SEALPOST_E* code. */
+	SEALPOST_STATUS_ERR_PREKEY_MALFORMED = 73,
+	SEALPOST_STATUS_ERR_PREKEY_BAD_SIGNATURE = 74,
+	SEALPOST_STATUS_ERR_PREKEY_TOO_MANY = 75,
+	SEALPOST_STATUS_ERR_PREKEY_NONE = 76,
+	SEALPOST_STATUS_ERR_PREKEY_RATE_LIMITED = 77,
+	SEALPOST_STATUS_ERR_PREKEY_BAD_DEVICE = 78,
 };
 
 /* A short lowercase name ("delivered", "err_offline", ...; "unknown" for
@@ -786,6 +801,18 @@ enum sealpost_event_type {
 	/* Answer to sealpost_access_set: client_id, status (ACCEPTED,
 	 * ERR_ACCESS_BAD_KEY or ERR_INTERNAL). */
 	SEALPOST_EVENT_ACCESS_RESULT = 20,
+	/* Answer to sealpost_prekeys_upload: client_id, status (ACCEPTED or
+	 * SEALPOST_STATUS_ERR_PREKEY_* / ERR_INTERNAL), count (one-time
+	 * prekeys the broker holds for this device now). */
+	SEALPOST_EVENT_PREKEY_RESULT = 22,
+	/* Answer to sealpost_prekeys_fetch: client_id, status, sender (the
+	 * device asked for), data/len the bundle as the broker sent it,
+	 * UNCHECKED: pass it to sealpost_prekey_bundle_verify with the
+	 * device's verified list before using any key in it. */
+	SEALPOST_EVENT_PREKEY_BUNDLE = 23,
+	/* The broker holds fewer one-time prekeys of this device than its
+	 * prekey-low: count left. Answer with sealpost_prekeys_upload. */
+	SEALPOST_EVENT_PREKEY_LOW = 24,
 };
 
 struct sealpost_event {
@@ -796,7 +823,8 @@ struct sealpost_event {
 	uint64_t seq;           /* MESSAGE, BAD_ENVELOPE: Deliver.seq; RESULT: SendResult.seq */
 	union {
 		uint64_t id;    /* PONG: the ping id; PUSH_RESULT: the request's */
-		uint64_t count; /* DRAINED: envelopes delivered from the backlog */
+		uint64_t count; /* DRAINED: envelopes delivered from the backlog;
+				 * PREKEY_RESULT, PREKEY_LOW: one-time prekeys on file */
 	};
 	uint8_t sender[SEALPOST_KEY_LEN]; /* MESSAGE: the writer's public key, proven by the seal */
 	/* MESSAGE: the plaintext; OPAQUE: the raw body. Owned by the client: valid until the next call
@@ -1343,6 +1371,140 @@ SEALPOST_API int sealpost_client_output_consumed(struct sealpost_client *c, size
  * the rest is dropped; sends without a RESULT may or may not have reached
  * the broker. To be sure acks arrived, call sealpost_client_sync first. */
 SEALPOST_API void sealpost_client_close(struct sealpost_client *c);
+
+
+/* ------------------------------------------------------------- prekeys --- */
+
+/*
+ * Prekeys (docs/PROTOCOL.md 17, docs/CLIENT.md "Prekeys"): X25519 keys a
+ * device publishes through the broker so that others can seal first
+ * messages to keys it deletes after use (forward secrecy). Each is signed
+ * with the device's own key (XEdDSA); a sender accepts a bundle only if
+ * every signature is that of a device on the account's device list it
+ * verified, so the broker cannot substitute a key.
+ *
+ * The private halves live in a prekey store: a file the app names (mode
+ * 0600, written whole to a temporary file and renamed; readable by group or
+ * others: -SEALPOST_EKEYMODE), tied to one device key, held in guarded
+ * memory (sodium_malloc) while open and wiped when closed. The signed
+ * prekey is replaced at the first upload after SEALPOST_PREKEY_ROTATE_S; the
+ * one it replaces is kept SEALPOST_PREKEY_KEEP_S more (envelopes sealed to
+ * it may still be in a mailbox), then deleted. One thread at a time.
+ */
+enum {
+	SEALPOST_PREKEY_ROTATE_S = 7 * 24 * 3600,  /* signed prekey lifetime */
+	SEALPOST_PREKEY_KEEP_S = 35 * 24 * 3600,   /* a replaced one is kept this long */
+	SEALPOST_PREKEY_UPLOAD_MAX = 256,          /* one-time prekeys per upload (protocol) */
+	SEALPOST_PREKEY_HELD_MAX = 1024,           /* one-time secrets a store holds */
+};
+
+struct sealpost_prekeys;
+
+/* Opens the store at path for device (borrowed; the store keeps its public
+ * key): a missing file is an empty store (written at the first upload); one
+ * of another device: -EINVAL; malformed: -SEALPOST_EKEYFORMAT. */
+SEALPOST_API int sealpost_prekeys_open(struct sealpost_prekeys **out, const char *path,
+				       const struct sealpost_key *device);
+SEALPOST_API void sealpost_prekeys_close(struct sealpost_prekeys *pk);
+
+struct sealpost_prekeys_info {
+	uint32_t onetime;               /* one-time secrets held (published, not yet used) */
+	bool has_signed;
+	uint32_t signed_id;
+	uint64_t signed_created_s;
+	bool has_previous;              /* a replaced signed prekey still kept */
+};
+SEALPOST_API void sealpost_prekeys_info(const struct sealpost_prekeys *pk,
+					struct sealpost_prekeys_info *info);
+
+/*
+ * Makes count fresh one-time prekeys (0..SEALPOST_PREKEY_UPLOAD_MAX; the
+ * broker's prekey-upload-max may be lower), and a new signed prekey if
+ * there is none or it is older than SEALPOST_PREKEY_ROTATE_S at now_s
+ * (0: the clock), saves the store (before anything is sent: a key the
+ * broker holds always has its secret on disk), and queues a PrekeyUpload
+ * on c's live session, which must be the store's device (-EINVAL). Answer:
+ * PREKEY_RESULT with *client_id (may be NULL). Every upload carries the
+ * current signed prekey (count 0 publishes it alone). -ENOTCONN, -EMSGSIZE
+ * (the store would pass SEALPOST_PREKEY_HELD_MAX), -SEALPOST_EANONYMOUS,
+ * -EIO (the store could not be saved: nothing sent).
+ */
+SEALPOST_API int sealpost_prekeys_upload(struct sealpost_client *c, struct sealpost_prekeys *pk,
+					 unsigned count, uint64_t now_s, uint64_t *client_id);
+
+/* sealpost_prekeys_upload, then wait (socket mode) up to timeout_ms for the
+ * answer: 0 and *stock (may be NULL), or -SEALPOST_EPREKEYLIMIT,
+ * -SEALPOST_EPREKEYREFUSED, -EIO, -ETIMEDOUT, the connection's error. A
+ * refused upload's keys stay in the store (never published, never used). */
+SEALPOST_API int sealpost_prekeys_upload_wait(struct sealpost_client *c,
+					      struct sealpost_prekeys *pk, unsigned count,
+					      int timeout_ms, uint32_t *stock);
+
+/* A bundle, verified (sealpost_prekey_bundle_verify). */
+struct sealpost_prekey_bundle {
+	uint8_t device[SEALPOST_KEY_LEN];
+	uint32_t signed_id;
+	uint64_t signed_created_s;
+	uint8_t signed_key[SEALPOST_KEY_LEN];
+	bool has_onetime;               /* false: the broker had none left */
+	uint32_t onetime_id;
+	uint8_t onetime_key[SEALPOST_KEY_LEN];
+};
+
+/* Queues a PrekeyFetch of device (also on an anonymous client); answer:
+ * PREKEY_BUNDLE with *client_id. -ENOTCONN. Each fetch uses up one of the
+ * device's one-time prekeys: fetch only to write to it. */
+SEALPOST_API int sealpost_prekeys_fetch(struct sealpost_client *c,
+					const uint8_t device[SEALPOST_KEY_LEN], uint64_t *client_id);
+
+/*
+ * Checks a bundle (bytes, borrowed) against list (a signed device list,
+ * borrowed: from sealpost_account_fetch_wait or a LIST event): the list
+ * verifies (and, with st non-NULL, is not older than what st keeps), device
+ * is on it (-SEALPOST_ENOTONLIST), the bundle is device's, its signing key
+ * is device's key in Edwards form and every signature verifies
+ * (-SEALPOST_EPREKEYBAD). 0 and *out. -SEALPOST_EBADLIST, -SEALPOST_EROLLBACK.
+ */
+SEALPOST_API int sealpost_prekey_bundle_verify(struct sealpost_account_store *st,
+					       const uint8_t *list, size_t list_len,
+					       const uint8_t device[SEALPOST_KEY_LEN],
+					       const uint8_t *bytes, size_t len,
+					       struct sealpost_prekey_bundle *out);
+
+/* sealpost_prekeys_fetch, wait (socket mode) for the bundle and verify it
+ * as above against list, with c's account store if one is attached.
+ * -SEALPOST_ENOPREKEY, -SEALPOST_EPREKEYRATE, -SEALPOST_EPREKEYREFUSED. */
+SEALPOST_API int sealpost_prekeys_fetch_wait(struct sealpost_client *c, const uint8_t *list,
+					     size_t list_len,
+					     const uint8_t device[SEALPOST_KEY_LEN], int timeout_ms,
+					     struct sealpost_prekey_bundle *out);
+
+/* The SEALPOST_E* code (negative) of a prekey status (73-78), 0 for others. */
+SEALPOST_API int sealpost_prekeys_error(int status);
+
+/*
+ * First contact (docs/PROTOCOL.md 7.2): seals msg (borrowed) from sender to
+ * the device of a verified bundle with X3DH (a fresh ephemeral key; the
+ * one-time prekey when the bundle has one), padded like every seal. Send
+ * the result with sealpost_client_send_raw to b->device. out: caller-owned,
+ * cap bytes (padded size + SEALPOST_FIRST_CONTACT_OVERHEAD suffices;
+ * SEALPOST_ENVELOPE_MAX always). -EMSGSIZE, -EINVAL. Thread-safe.
+ */
+enum { SEALPOST_FIRST_CONTACT_OVERHEAD = 106 };
+SEALPOST_API int sealpost_prekey_seal(const struct sealpost_key *sender,
+				      const struct sealpost_prekey_bundle *b, const uint8_t *msg,
+				      size_t len, uint8_t *out, size_t cap, size_t *out_len);
+
+/*
+ * The recipient's side: with a prekey store attached (borrowed; it must
+ * outlive c, and be the store of c's device key), c opens first-contact
+ * envelopes as MESSAGE events (sender proven by X3DH) and deletes each
+ * one-time prekey secret, in memory and in the store file, before the
+ * message is handed over; the same envelope again is a BAD_ENVELOPE. NULL
+ * detaches. Without a store they are BAD_ENVELOPE (or OPAQUE).
+ */
+SEALPOST_API void sealpost_client_set_prekeys(struct sealpost_client *c,
+					      struct sealpost_prekeys *pk);
 
 #ifdef __cplusplus
 }

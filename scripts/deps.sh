@@ -21,6 +21,10 @@ python3 python3-cffi python3-setuptools python3-pytest python3-pip python3-venv
 zlib1g-dev gnuplot-nox
 clang libclang-rt-14-dev"
 
+# python3-cryptography: tests/vectors/xeddsa_kat.py checks its XEdDSA known
+# answers (the prekey signatures, PROTOCOL.md 16) with it (ctest vectors/xeddsa_py).
+PKGS="$PKGS python3-cryptography"
+
 # gdb: gcore, for the tests that dump a running broker's memory and search it
 # (it_core_secrets, it_seizure; skipped with a message without it).
 PKGS="$PKGS gdb"

@@ -16,6 +16,7 @@
 #include "sp_push.h"
 #include "sp_sendlim.h"
 #include "sp_anon.h"
+#include "sp_prekeys.h"
 #include "sp_store.h"
 
 enum {
@@ -48,6 +49,8 @@ int sp_mailbox_init(struct sp_shard *sh)
 	if (sp_sendlim_create(&sh->sendlim, &lc))
 		return -ENOMEM;
 	sp_fanout_init(sh);
+	if (sp_prekeys_init(sh))
+		return -ENOMEM;
 	return sp_anon_init(sh);
 }
 
@@ -56,6 +59,7 @@ void sp_mailbox_destroy(struct sp_shard *sh)
 	sp_sendlim_destroy(sh->sendlim);
 	sh->sendlim = NULL;
 	sp_anon_destroy(sh);
+	sp_prekeys_destroy(sh);
 	free(sh->items);
 	free(sh->results);
 	free(sh->held);

@@ -14,6 +14,7 @@
 #include "sp_lifecycle.h"
 #include "sp_logserve.h"
 #include "sp_mailbox.h"
+#include "sp_prekeys.h"
 #include "sp_push.h"
 #include "sp_registration.h"
 #include "sp_route.h"
@@ -69,6 +70,9 @@ static enum sp_close_reason anon_frame(struct sp_shard *sh, struct sp_conn *c,
 	switch (f->type) {
 	case SP_FRAME_ANON_SEND:
 		return sp_anon_send(sh, c, f);
+	case SP_FRAME_PREKEY_FETCH:
+		/* who fetches stays unknown: only the source address is counted */
+		return sp_prekeys_fetch(sh, c, f);
 	case SP_FRAME_PING:
 		return sp_mailbox_pong(sh, c, f->u.ping.id);
 	case SP_FRAME_PONG:
@@ -83,6 +87,7 @@ static enum sp_close_reason anon_frame(struct sp_shard *sh, struct sp_conn *c,
 	case SP_FRAME_SET_ACCESS:
 	case SP_FRAME_FANOUT_BEGIN:
 	case SP_FRAME_FANOUT_COPY:
+	case SP_FRAME_PREKEY_UPLOAD:
 		return SP_CLOSE_ANON_FORBIDDEN;
 	default:
 		return SP_CLOSE_PROTOCOL;
@@ -133,6 +138,10 @@ enum sp_close_reason sp_router_frame(void *ctx, struct sp_conn *c, const struct 
 		return sp_account_fetch(sh, c, f);
 	case SP_FRAME_LOG_FETCH:
 		return sp_logserve_fetch(sh, c, f);
+	case SP_FRAME_PREKEY_UPLOAD:
+		return sp_prekeys_upload(sh, c, f);
+	case SP_FRAME_PREKEY_FETCH:
+		return sp_prekeys_fetch(sh, c, f);
 	default:
 		/* SendResult, Deliver, Drained, GoAway travel broker -> client only. */
 		return SP_CLOSE_PROTOCOL;
@@ -185,6 +194,7 @@ static enum sp_close_reason route_device(struct sp_shard *sh, struct sp_conn *c)
 	/* The backlog first (the reader runs after this iteration's commit, so it
 	 * also sees what this iteration stores for the device), then live. */
 	sp_mailbox_start_backlog(sh, c);
+	sp_prekeys_connected(sh, c);
 	return SP_CLOSE_NONE;
 }
 

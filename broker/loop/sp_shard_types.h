@@ -156,6 +156,10 @@ struct sp_shard {
 	 * recipient and per source (sendlim tables keyed by the recipient
 	 * key, and by the source key zero-padded to 32 bytes). */
 	struct sp_sendlim *anon_rcpt, *anon_src;
+	/* Prekeys (app/sp_prekeys.c): fetch budgets per source (a device key,
+	 * or an anonymous connection's source key zero-padded) and per
+	 * fetched device. */
+	struct sp_sendlim *pk_src, *pk_dev;
 
 	/* The admin socket (loop/sp_admin_exec.c). admin: borrowed, set before
 	 * sp_shard_run like store (NULL = none); live_cfg: cfg itself, writable,

@@ -733,6 +733,7 @@ int sp_store_open(struct sp_store **out, const struct sp_store_config *cfg, char
 		return -ENOMEM;
 	st->lock_fd = -1;
 	st->sync_efd = -1;
+	pthread_mutex_init(&st->prekey_lock, NULL);
 	st->cfg = *cfg;
 	st->dir = strdup(cfg->dir);
 	st->dedup_key = sodium_malloc(crypto_generichash_KEYBYTES);
@@ -798,6 +799,7 @@ void sp_store_close(struct sp_store *st)
 	if (st->lock_fd >= 0)
 		close(st->lock_fd); /* releases the flock */
 	sp_store_read_fini(st);
+	pthread_mutex_destroy(&st->prekey_lock);
 	free(st->dir);
 	free(st);
 }

@@ -668,6 +668,69 @@ int sp_store_access_get(struct sp_store *st, const uint8_t device[SP_KEY_LEN],
 int sp_store_access_put(struct sp_store *st, const uint8_t device[SP_KEY_LEN],
 			const struct sp_store_access *a);
 
+/* ---- prekeys (sp_store_prekey.c; PROTOCOL.md 17) --------------------------- */
+
+/*
+ * Column family "default":
+ *   "prekey/s/" | device[32] (41 bytes) -> the device's prekey record:
+ *     u8 version=1 | u8 has_signed | u8[2] zero | u32 count | edkey[32] |
+ *     signed prekey record[109] (zero when has_signed is 0)   (149 bytes)
+ *   "prekey/o/" | device[32] | u32 id (45 bytes) -> one one-time prekey
+ *     record[109] as uploaded (sp_prekey.h).
+ * count is the number of "prekey/o/" records of the device, kept in the
+ * same write as every change to them. Every write is one synced
+ * WriteBatch of its own: a take (delete one one-time record, rewrite the
+ * count) is on disk before the bundle is answered, so a one-time prekey
+ * handed out is never handed out again, across a crash too. Signatures
+ * were checked before storing. What is stored about people: the device
+ * key (its address), its public prekeys and how many are left.
+ */
+enum {
+	SP_STORE_PREKEY_PREFIX_LEN = 9,
+	SP_STORE_PREKEY_META_KEY_LEN = SP_STORE_PREKEY_PREFIX_LEN + SP_KEY_LEN,
+	SP_STORE_PREKEY_OTK_KEY_LEN = SP_STORE_PREKEY_PREFIX_LEN + SP_KEY_LEN + 4,
+	SP_STORE_PREKEY_REC_LEN = 109,  /* SP_PREKEY_REC_LEN, asserted in sp_store_prekey.c */
+	SP_STORE_PREKEY_META_LEN = 8 + SP_KEY_LEN + SP_STORE_PREKEY_REC_LEN,
+};
+
+struct sp_store_prekey_meta {
+	bool has_signed;
+	uint32_t count;
+	uint8_t edkey[SP_KEY_LEN];
+	uint8_t spk[SP_STORE_PREKEY_REC_LEN];
+};
+
+/* Codec (pure): 0, or -EBADMSG for a value this build does not write. */
+void sp_store_prekey_meta_encode(uint8_t out[SP_STORE_PREKEY_META_LEN],
+				 const struct sp_store_prekey_meta *m);
+int sp_store_prekey_meta_decode(const uint8_t *v, size_t len, struct sp_store_prekey_meta *m);
+
+/* device's record: 0 and *m, -ENOENT, -EBADMSG (corrupt), -EIO. */
+int sp_store_prekey_meta_get(struct sp_store *st, const uint8_t device[SP_KEY_LEN],
+			     struct sp_store_prekey_meta *m);
+
+/*
+ * Stores an upload of device (already decoded and verified; borrowed):
+ * edkey, the signed record if has_signed (replacing the one on file), and
+ * the count one-time records at onetime (count * 109 bytes, borrowed). ids
+ * already on file are replaced, not counted twice. 0 and *count (one-time
+ * records on file after it); -EXFULL if that would pass stock_max (nothing
+ * written); -EIO; -ENOMEM.
+ */
+int sp_store_prekey_put(struct sp_store *st, const uint8_t device[SP_KEY_LEN],
+			const uint8_t edkey[SP_KEY_LEN], const uint8_t *spk, const uint8_t *onetime,
+			uint32_t n_onetime, uint32_t stock_max, uint32_t *count);
+
+/*
+ * Takes device's bundle: *m (the record after the take) and, if one is on
+ * file, the one-time record with the lowest id into otk (*has_otk), deleted
+ * in the same synced write that lowers the count, before this returns. 0;
+ * -ENOENT (no record, or no signed prekey: nothing taken); -EIO; -ENOMEM.
+ */
+int sp_store_prekey_take(struct sp_store *st, const uint8_t device[SP_KEY_LEN],
+			 struct sp_store_prekey_meta *m, uint8_t otk[SP_STORE_PREKEY_REC_LEN],
+			 bool *has_otk);
+
 /* ---- operations, metrics, tests ------------------------------------------ */
 
 struct sp_store_stats {

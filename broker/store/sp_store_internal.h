@@ -209,6 +209,11 @@ struct sp_store {
 	/* sp_store_admin.c */
 	uint64_t purged, purged_bytes;
 
+	/* sp_store_prekey.c: one upload or take at a time, so that a take's
+	 * read-then-delete is atomic whichever thread calls it (today only
+	 * the shard's; the lock costs nothing uncontended). */
+	pthread_mutex_t prekey_lock;
+
 	/* sp_store_read.c */
 	uint8_t *rbuf;                  /* sp_store_read's body buffer */
 	size_t rbuf_cap;

@@ -74,6 +74,11 @@ SAME_KIND(PUSH_RESULT, PUSH_RESULT);
 SAME_KIND(SET_ACCESS, SET_ACCESS);
 SAME_KIND(ACCESS_RESULT, ACCESS_RESULT);
 SAME_KIND(ANON_SEND, ANON_SEND);
+SAME_KIND(PREKEY_UPLOAD, PREKEY_UPLOAD);
+SAME_KIND(PREKEY_RESULT, PREKEY_RESULT);
+SAME_KIND(PREKEY_FETCH, PREKEY_FETCH);
+SAME_KIND(PREKEY_BUNDLE, PREKEY_BUNDLE);
+SAME_KIND(PREKEY_LOW, PREKEY_LOW);
 
 /* ---- the protobuf encoding of FrameHeader, by hand ----------------------- */
 
@@ -235,12 +240,59 @@ static bool is_log(enum sp_frame_type t)
 	return t == SP_FRAME_LOG_FETCH || t == SP_FRAME_LOG_REPLY;
 }
 
+static bool is_prekey(uint32_t t)
+{
+	return t >= SP_FRAME_PREKEY_UPLOAD && t <= SP_FRAME_PREKEY_LOW;
+}
+
 /* A frame type this version knows (others are unknown fields, skipped). */
 static bool known_kind(uint32_t num)
 {
 	return (num >= SP_FRAME_SEND && num <= SP_FRAME_TYPE_MAX) || is_log((enum sp_frame_type)num) ||
 	       (num >= SP_FRAME_PUSH_REGISTER && num <= SP_FRAME_PUSH_RESULT) ||
-	       (num >= SP_FRAME_SET_ACCESS && num <= SP_FRAME_ANON_SEND);
+	       (num >= SP_FRAME_SET_ACCESS && num <= SP_FRAME_ANON_SEND) || is_prekey(num);
+}
+
+/* Which of the shared prekey fields (1..4) a member defines, as a bit mask
+ * (bit n = field n): the others are unknown to protobuf, so skipped. */
+static unsigned prekey_fields(enum sp_frame_type kind)
+{
+	switch (kind) {
+	case SP_FRAME_PREKEY_UPLOAD:
+		return 1u << 1;
+	case SP_FRAME_PREKEY_RESULT:
+		return 1u << 1 | 1u << 2 | 1u << 4;
+	case SP_FRAME_PREKEY_FETCH:
+		return 1u << 1 | 1u << 3;
+	case SP_FRAME_PREKEY_BUNDLE:
+		return 1u << 1 | 1u << 2 | 1u << 3;
+	default: /* PREKEY_LOW */
+		return 1u << 4;
+	}
+}
+
+/* One field of a prekey frame; the device is remembered in *dev (the last
+ * one wins). */
+static int parse_prekey_field(struct sp_frame *f, enum sp_frame_type kind, const struct field *fl,
+			      const uint8_t **dev, size_t *dev_len)
+{
+	if (fl->num < 1 || fl->num > 4 || !(prekey_fields(kind) & (1u << fl->num)))
+		return 0;
+	if (fl->num == 3) {
+		if (fl->wt != WT_LEN)
+			return -EBADMSG;
+		*dev = fl->data;
+		*dev_len = fl->len;
+		return 0;
+	}
+	WANT_VARINT(fl);
+	if (fl->num == 1)
+		f->u.prekey.client_id = fl->v;
+	else if (fl->num == 2)
+		f->u.prekey.status = (enum sp_status)(int32_t)(uint32_t)fl->v;
+	else
+		f->u.prekey.count = (uint32_t)fl->v;
+	return 0;
 }
 
 /* One field of LogFetch (1 client_id, 2 first, 3 second, 4 leaf) or
@@ -353,6 +405,7 @@ static int parse_kind(struct sp_frame *f, enum sp_frame_type kind, const uint8_t
 	/* Every member but ack.seqs (written as read) fits in list's or
 	 * push_register's size; log's is cleared apart. */
 	_Static_assert(sizeof(f->u.list) >= sizeof(f->u.send), "the largest fixed member");
+	_Static_assert(sizeof(f->u.list) >= sizeof(f->u.prekey), "the largest fixed member");
 	memset(&f->u, 0, sizeof(f->u.list) > sizeof(f->u.push_register) ? sizeof(f->u.list)
 									  : sizeof(f->u.push_register));
 	if (is_log(kind))
@@ -380,6 +433,12 @@ static int parse_kind(struct sp_frame *f, enum sp_frame_type kind, const uint8_t
 		}
 		if (is_list(kind)) {
 			ret = parse_list_field(f, kind, &fl, &to, &to_len);
+			if (ret < 0)
+				return ret;
+			continue;
+		}
+		if (is_prekey(kind)) {
+			ret = parse_prekey_field(f, kind, &fl, &to, &to_len);
 			if (ret < 0)
 				return ret;
 			continue;
@@ -548,6 +607,10 @@ static int parse_kind(struct sp_frame *f, enum sp_frame_type kind, const uint8_t
 		memcpy(f->u.fanout.key, to, SP_KEY_LEN);
 		f->u.fanout.key_ok = 1;
 	}
+	if (is_prekey(kind) && to_len == SP_KEY_LEN) {
+		memcpy(f->u.prekey.device, to, SP_KEY_LEN);
+		f->u.prekey.device_ok = 1;
+	}
 	if (is_list(kind) && to_len == SP_ACCOUNT_LEN) {
 		memcpy(f->u.list.account, to, SP_ACCOUNT_LEN);
 		f->u.list.account_ok = 1;
@@ -596,7 +659,8 @@ static int has_body(enum sp_frame_type t)
 {
 	return t == SP_FRAME_SEND || t == SP_FRAME_DELIVER || t == SP_FRAME_LIST_PUT ||
 	       t == SP_FRAME_LIST_RESULT || t == SP_FRAME_LIST_CHANGED || t == SP_FRAME_LOG_REPLY ||
-	       t == SP_FRAME_ANON_SEND || t == SP_FRAME_FANOUT_COPY || t == SP_FRAME_FANOUT_RESULT;
+	       t == SP_FRAME_ANON_SEND || t == SP_FRAME_FANOUT_COPY || t == SP_FRAME_FANOUT_RESULT ||
+	       t == SP_FRAME_PREKEY_UPLOAD || t == SP_FRAME_PREKEY_BUNDLE;
 }
 
 int sp_frame_next(const uint8_t *buf, size_t len, size_t *off, struct sp_frame *f)
@@ -851,6 +915,28 @@ static int put_kind(const struct sp_frame *f, uint8_t out[KIND_MAX])
 		p = put_u64_field(p, 3, f->u.anon_send.client_id);
 		p = put_u64_field(p, 4, f->u.anon_send.flags);
 		break;
+	case SP_FRAME_PREKEY_UPLOAD:
+	case SP_FRAME_PREKEY_RESULT:
+	case SP_FRAME_PREKEY_FETCH:
+	case SP_FRAME_PREKEY_BUNDLE:
+	case SP_FRAME_PREKEY_LOW: {
+		unsigned m = prekey_fields(f->type);
+
+		if (m & 1u << 1)
+			p = put_u64_field(p, 1, f->u.prekey.client_id);
+		if (m & 1u << 2)
+			p = put_enum_field(p, 2, f->u.prekey.status);
+		if (m & 1u << 3) {
+			/* Always the 32 bytes, as Send.to. */
+			*p++ = 3 << 3 | WT_LEN;
+			*p++ = SP_KEY_LEN;
+			memcpy(p, f->u.prekey.device, SP_KEY_LEN);
+			p += SP_KEY_LEN;
+		}
+		if (m & 1u << 4)
+			p = put_u64_field(p, 4, f->u.prekey.count);
+		break;
+	}
 	default:
 		return -EINVAL;
 	}

@@ -143,6 +143,18 @@ struct sp_frame {
 			uint64_t client_id;
 			uint32_t flags;
 		} anon_send;
+		/* PrekeyUpload, PrekeyResult, PrekeyFetch, PrekeyBundle,
+		 * PrekeyLow: one field numbering for all five (PROTOCOL.md 17;
+		 * 1 client_id, 2 status, 3 device, 4 count), each member
+		 * defining only its own. device as Send.to (device_ok); encoding
+		 * writes the 32 bytes for Fetch and Bundle only. */
+		struct {
+			uint64_t client_id;
+			enum sp_status status;
+			uint8_t device[SP_KEY_LEN];
+			uint8_t device_ok;
+			uint32_t count;
+		} prekey;
 	} u;
 	/* Borrowed: points into the buffer given to sp_frame_next; valid as long
 	 * as that buffer is. NULL/0 for frame types without a body. */

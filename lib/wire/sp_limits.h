@@ -107,6 +107,12 @@ enum sp_frame_type {
 	SP_FRAME_SET_ACCESS = 26,    /* client -> broker, authenticated only */
 	SP_FRAME_ACCESS_RESULT = 27, /* broker -> client */
 	SP_FRAME_ANON_SEND = 28,     /* client -> broker, anonymous (NK) only, carries a body */
+	/* Prekeys (PROTOCOL.md 17); 35 is reserved. */
+	SP_FRAME_PREKEY_UPLOAD = 30, /* client -> broker, authenticated only, carries a body */
+	SP_FRAME_PREKEY_RESULT = 31, /* broker -> client */
+	SP_FRAME_PREKEY_FETCH = 32,  /* client -> broker, authenticated or anonymous */
+	SP_FRAME_PREKEY_BUNDLE = 33, /* broker -> client, carries a body */
+	SP_FRAME_PREKEY_LOW = 34,    /* broker -> client: this device's one-time stock is low */
 };
 
 /* Access keys (delivery tokens, PROTOCOL.md 14). */
@@ -119,6 +125,13 @@ enum {
 /* SetAccess.flags bits */
 enum sp_access_flags {
 	SP_ACCESS_ANYONE = 1u << 0,     /* accept anonymous sends without a token */
+};
+
+/* Prekeys (PROTOCOL.md 17; the codec is lib/crypto/sp_prekey.h): protocol
+ * maxima; the broker's prekey-upload-max and prekey-stock-max may lower them. */
+enum {
+	SP_PREKEY_UPLOAD_MAX = 256,     /* one-time prekeys in one PrekeyUpload */
+	SP_PREKEY_STOCK_MAX = 1024,     /* one-time prekeys the broker keeps per device */
 };
 
 /* Web Push subscription fields (PROTOCOL.md 12). */

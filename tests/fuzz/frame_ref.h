@@ -90,6 +90,16 @@ static int frame_ref_same(const struct sp_frame *a, const struct sp_frame *b)
 		       (uint32_t)a->u.log.status == (uint32_t)b->u.log.status &&
 		       a->u.log.leaf_len == b->u.log.leaf_len && a->u.log.log_key_ok == b->u.log.log_key_ok &&
 		       memcmp(a->u.log.log_key, b->u.log.log_key, sizeof(a->u.log.log_key)) == 0;
+	case SP_FRAME_PREKEY_UPLOAD:
+	case SP_FRAME_PREKEY_RESULT:
+	case SP_FRAME_PREKEY_FETCH:
+	case SP_FRAME_PREKEY_BUNDLE:
+	case SP_FRAME_PREKEY_LOW:
+		return a->u.prekey.client_id == b->u.prekey.client_id &&
+		       (uint32_t)a->u.prekey.status == (uint32_t)b->u.prekey.status &&
+		       a->u.prekey.device_ok == b->u.prekey.device_ok &&
+		       memcmp(a->u.prekey.device, b->u.prekey.device, SP_KEY_LEN) == 0 &&
+		       a->u.prekey.count == b->u.prekey.count;
 	case SP_FRAME_PUSH_RESULT:
 		return a->u.push_result.id == b->u.push_result.id &&
 		       (uint32_t)a->u.push_result.status == (uint32_t)b->u.push_result.status;
@@ -174,7 +184,8 @@ static unsigned frame_ref_kind_members(const uint8_t *h, size_t n)
 		}
 		if (((tag >> 3) >= 1 && (tag >> 3) <= SP_FRAME_TYPE_MAX) ||
 		    ((tag >> 3) >= SP_FRAME_PUSH_REGISTER && (tag >> 3) <= SP_FRAME_PUSH_RESULT) ||
-		    ((tag >> 3) >= SP_FRAME_LOG_FETCH && (tag >> 3) <= SP_FRAME_ANON_SEND))
+		    ((tag >> 3) >= SP_FRAME_LOG_FETCH && (tag >> 3) <= SP_FRAME_ANON_SEND) ||
+		    ((tag >> 3) >= SP_FRAME_PREKEY_UPLOAD && (tag >> 3) <= SP_FRAME_PREKEY_LOW))
 			count++;
 	}
 	return count;
@@ -188,6 +199,14 @@ static void frame_ref_account(struct sp_frame *f, const ProtobufCBinaryData *b)
 	if (b->len == SP_ACCOUNT_LEN) {
 		memcpy(f->u.list.account, b->data, SP_ACCOUNT_LEN);
 		f->u.list.account_ok = 1;
+	}
+}
+
+static void frame_ref_device(struct sp_frame *f, const ProtobufCBinaryData *b)
+{
+	if (b->len == SP_KEY_LEN) {
+		memcpy(f->u.prekey.device, b->data, SP_KEY_LEN);
+		f->u.prekey.device_ok = 1;
 	}
 }
 
@@ -304,6 +323,26 @@ static int frame_ref_decode(const uint8_t *h, size_t n, struct sp_frame *f)
 	case SEALPOST__V1__FRAME_HEADER__KIND_PUSH_RESULT:
 		f->u.push_result.id = m->push_result->id;
 		f->u.push_result.status = (enum sp_status)m->push_result->status;
+		break;
+	case SEALPOST__V1__FRAME_HEADER__KIND_PREKEY_UPLOAD:
+		f->u.prekey.client_id = m->prekey_upload->client_id;
+		break;
+	case SEALPOST__V1__FRAME_HEADER__KIND_PREKEY_RESULT:
+		f->u.prekey.client_id = m->prekey_result->client_id;
+		f->u.prekey.status = (enum sp_status)m->prekey_result->status;
+		f->u.prekey.count = m->prekey_result->count;
+		break;
+	case SEALPOST__V1__FRAME_HEADER__KIND_PREKEY_FETCH:
+		f->u.prekey.client_id = m->prekey_fetch->client_id;
+		frame_ref_device(f, &m->prekey_fetch->device);
+		break;
+	case SEALPOST__V1__FRAME_HEADER__KIND_PREKEY_BUNDLE:
+		f->u.prekey.client_id = m->prekey_bundle->client_id;
+		f->u.prekey.status = (enum sp_status)m->prekey_bundle->status;
+		frame_ref_device(f, &m->prekey_bundle->device);
+		break;
+	case SEALPOST__V1__FRAME_HEADER__KIND_PREKEY_LOW:
+		f->u.prekey.count = m->prekey_low->count;
 		break;
 	case SEALPOST__V1__FRAME_HEADER__KIND_SET_ACCESS: {
 		/* A copy: the unpacked message is freed below. */

@@ -54,7 +54,8 @@ static void walk_frames(const uint8_t *data, size_t size)
 		    f.type == SP_FRAME_LIST_PUT || f.type == SP_FRAME_LIST_RESULT ||
 		    f.type == SP_FRAME_LIST_CHANGED || f.type == SP_FRAME_LOG_REPLY ||
 		    f.type == SP_FRAME_ANON_SEND || f.type == SP_FRAME_FANOUT_COPY ||
-		    f.type == SP_FRAME_FANOUT_RESULT) {
+		    f.type == SP_FRAME_FANOUT_RESULT || f.type == SP_FRAME_PREKEY_UPLOAD ||
+		    f.type == SP_FRAME_PREKEY_BUNDLE) {
 			check(f.body >= data + at && f.body + f.body_len == data + off);
 		} else {
 			check(f.body == NULL && f.body_len == 0);
@@ -113,6 +114,9 @@ static void walk_frames(const uint8_t *data, size_t size)
 		 * not come as 32). */
 		if (f.type == SP_FRAME_LOG_REPLY)
 			f.u.log.log_key_ok = 1;
+		/* A prekey device travels as 32 bytes where the kind has one. */
+		if (f.type == SP_FRAME_PREKEY_FETCH || f.type == SP_FRAME_PREKEY_BUNDLE)
+			f.u.prekey.device_ok = 1;
 		check(frame_ref_same(&f, &g));
 		check(g.body_len == f.body_len);
 		check(f.body_len == 0 || memcmp(g.body, f.body, f.body_len) == 0);

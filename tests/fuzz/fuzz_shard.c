@@ -3,8 +3,8 @@
  * fuzz_shard.c: the broker's frame handling, end to end, through the
  * detached shard (broker/loop/sp_detached.h): everything an authenticated
  * device can send once its session is up reaches the real router
- * (app/sp_router.c: Send, Ack, Ping, fan-out groups, frames of the wrong
- * direction),
+ * (app/sp_router.c: Send, Ack, Ping, fan-out groups, PrekeyUpload and
+ * PrekeyFetch (app/sp_prekeys.c), frames of the wrong direction),
  * deliveries and replies (app/sp_deliver.c), the mailbox code
  * (app/sp_mailbox.c: the iteration's batch, quotas, dedup, acks, results
  * after the commit, the backlog reader and Drained) over a real RocksDB
@@ -17,7 +17,9 @@
  *
  * Oracle: nothing crashes or leaks (ASan, UBSan); every byte the shard
  * hands a device is a transport message that decrypts under that
- * connection's keys and holds well-formed broker -> client frames; a
+ * connection's keys and holds well-formed broker -> client frames; every
+ * PrekeyBundle verifies as the fetched device's and no one-time prekey is
+ * handed out twice; a
  * connection gets at most one Drained and nothing after a GoAway; at the
  * end every connection closes, every slot is freed, no fan-out group is
  * left holding memory, and every tx chunk is
@@ -43,6 +45,7 @@
 #include "sp_frame.h"
 #include "sp_lifecycle.h"
 #include "sp_noise.h"
+#include "sp_prekey.h"
 #include "sp_store.h"
 
 enum {
@@ -80,6 +83,11 @@ static struct {
 	uint64_t frames[FRAME_KINDS];   /* frames seen, by type (FUZZ_SHARD_STATS) */
 	uint64_t statuses[64];          /* SendResult statuses seen */
 	uint64_t fanout_results;        /* FanoutResults seen */
+	/* One-time prekeys handed out since the store was emptied or the
+	 * last accepted upload (which may put the same deterministic key back
+	 * on file): none may come twice. */
+	struct { uint8_t dev[SP_KEY_LEN]; uint32_t id; } handed[256];
+	unsigned nhanded;
 } F;
 
 static void check(int ok)
@@ -98,6 +106,7 @@ static void store_reset(void)
 	char cmd[128];
 
 	sp_store_close(F.store);
+	F.nhanded = 0;
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s/mailbox'", F.dir);
 	check(system(cmd) == 0);
 	store_open();
@@ -148,6 +157,10 @@ static void setup(void)
 	F.cfg.ttl_s = 60;
 	F.cfg.backlog_chunk = 4;
 	F.cfg.max_envelope = 2000;
+	/* small prekey limits, so that inputs reach each refusal */
+	F.cfg.prekey_upload_max = 8;
+	F.cfg.prekey_stock_max = 12;
+	F.cfg.prekey_low = 4;
 	store_open();
 	F.server_priv = sodium_malloc(SP_KEY_LEN);
 	check(F.server_priv != NULL);
@@ -166,6 +179,29 @@ static void setup(void)
 }
 
 /* --- what the shard sends a device ----------------------------------------- */
+
+/* A bundle the broker hands out verifies as the fetched device's (it
+ * stores only verified uploads), and its one-time prekey is new. */
+static void check_bundle(const struct sp_frame *f)
+{
+	struct sp_prekey_bundle b;
+
+	if (f->u.prekey.status != SP_STATUS_ACCEPTED) {
+		check(f->body_len == 0);
+		return;
+	}
+	check(f->u.prekey.device_ok);
+	check(sp_prekey_bundle_verify(f->body, f->body_len, f->u.prekey.device, &b) == 0);
+	if (!b.has_onetime)
+		return;
+	for (unsigned i = 0; i < F.nhanded; i++)
+		check(F.handed[i].id != b.otk.id ||
+		      memcmp(F.handed[i].dev, b.device, SP_KEY_LEN) != 0);
+	if (F.nhanded < sizeof(F.handed) / sizeof(F.handed[0])) {
+		memcpy(F.handed[F.nhanded].dev, b.device, SP_KEY_LEN);
+		F.handed[F.nhanded++].id = b.otk.id;
+	}
+}
 
 static void check_frame(struct dev *d, const struct sp_frame *f)
 {
@@ -204,6 +240,15 @@ static void check_frame(struct dev *d, const struct sp_frame *f)
 	case SP_FRAME_PUSH_RESULT:
 	case SP_FRAME_ACCESS_RESULT:
 		check(f->body_len <= SP_NOISE_MSG_MAX);
+		break;
+	case SP_FRAME_PREKEY_RESULT:
+		check(f->u.prekey.count <= F.cfg.prekey_stock_max);
+		break;
+	case SP_FRAME_PREKEY_BUNDLE:
+		check_bundle(f);
+		break;
+	case SP_FRAME_PREKEY_LOW:
+		check(f->u.prekey.count < F.cfg.prekey_low);
 		break;
 	default:
 		abort();        /* the broker never sends anything else */
@@ -344,6 +389,16 @@ static void op_msg(struct dev *d, const uint8_t *p, size_t n, bool tamper)
 
 	if (n > SP_TRANSPORT_PLAINTEXT_MAX)
 		n = SP_TRANSPORT_PLAINTEXT_MAX;
+	/* An upload may put a key handed out before back on file (the
+	 * fuzzer's keys are deterministic): the once-only check starts over. */
+	if (!tamper) {
+		struct sp_frame f;
+		size_t off = 0;
+
+		while (sp_frame_next(p, n, &off, &f) == 0)
+			if (f.type == SP_FRAME_PREKEY_UPLOAD)
+				F.nhanded = 0;
+	}
 	memcpy(wire + SP_LEN_PREFIX, p, n);
 	if (sp_noise_encrypt(&d->t.tx, wire + SP_LEN_PREFIX, n))
 		return;

@@ -118,11 +118,28 @@ static void keys(const uint8_t *p, size_t n)
 	check(memcmp(enc, p, n) == 0);
 }
 
+/* A device's prekey record (sp_store_prekey.c): decodes only what encodes
+ * back to the same bytes. */
+static void prekey_meta(const uint8_t *p, size_t n)
+{
+	struct sp_store_prekey_meta m;
+	uint8_t enc[SP_STORE_PREKEY_META_LEN];
+
+	if (sp_store_prekey_meta_decode(p, n, &m) != 0)
+		return;
+	check(n == SP_STORE_PREKEY_META_LEN && (m.has_signed || m.spk[0] == 0));
+	sp_store_prekey_meta_encode(enc, &m);
+	check(memcmp(enc, p, n) == 0);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
 		return 0;
-	switch (data[0] % 5) {
+	switch (data[0] % 6) {
+	case 5:
+		prekey_meta(data + 1, size - 1);
+		break;
 	case 0:
 		mbox(data + 1, size - 1);
 		break;

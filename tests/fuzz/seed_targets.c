@@ -36,7 +36,9 @@
 #include "sp_frame.h"
 #include "sp_merkle.h"
 #include "sp_noise.h"
+#include "sp_prekey.h"
 #include "sp_sth.h"
+#include "sp_store.h"
 #include "sp_store_codec.h"
 
 static char dir[4096];
@@ -142,6 +144,90 @@ static void iter(uint32_t ms)
 	uint8_t b[4] = { (uint8_t)(ms >> 24), (uint8_t)(ms >> 16), (uint8_t)(ms >> 8), (uint8_t)ms };
 
 	record(FUZZ_OP_ITER, 0, b, sizeof(b));
+}
+
+/* An upload of device d (fuzz_shard's fixed keys): a signed prekey and n
+ * one-time prekeys with ids first.., signed by signer's key (d: honest). */
+static void prekey_upload(unsigned d, unsigned signer, uint32_t first, uint32_t n, uint64_t cid)
+{
+	static uint8_t body[SP_PREKEY_UPLOAD_MAXLEN];
+	struct sp_prekey spk, otk[16];
+	uint8_t priv[SP_KEY_LEN], ed[SP_KEY_LEN], sk[SP_KEY_LEN];
+	struct sp_frame f;
+	size_t len;
+
+	fuzz_shard_dev_priv(priv, signer);
+	if (sp_xeddsa_public(ed, priv))
+		die("xeddsa");
+	memset(&spk, 0, sizeof(spk));
+	spk.kind = SP_PREKEY_KIND_SIGNED;
+	spk.id = 1;
+	spk.created_s = 1700000000;
+	for (uint32_t i = 0; i <= n && i < 16; i++) {
+		struct sp_prekey *k = i ? &otk[i - 1] : &spk;
+
+		if (i) {
+			memset(k, 0, sizeof(*k));
+			k->kind = SP_PREKEY_KIND_ONETIME;
+			k->id = first + i - 1;
+			k->created_s = 1700000000;
+		}
+		memset(sk, (int)(0x30 + i), sizeof(sk));
+		crypto_scalarmult_base(k->pub, sk);
+		if (sp_prekey_sign(k, pub[d], priv))
+			die("prekey sign");
+	}
+	if (sp_prekey_upload_encode(ed, &spk, otk, n, body, sizeof(body), &len))
+		die("prekey upload");
+	memset(&f, 0, sizeof(f));
+	f.type = SP_FRAME_PREKEY_UPLOAD;
+	f.u.prekey.client_id = cid;
+	f.body = body;
+	f.body_len = len;
+	frame(&f);
+}
+
+static void prekey_fetch(unsigned d, uint64_t cid)
+{
+	struct sp_frame f;
+
+	memset(&f, 0, sizeof(f));
+	f.type = SP_FRAME_PREKEY_FETCH;
+	f.u.prekey.client_id = cid;
+	memcpy(f.u.prekey.device, pub[d], SP_KEY_LEN);
+	f.u.prekey.device_ok = 1;
+	frame(&f);
+}
+
+static void prekey_seeds(void)
+{
+	for (int store = 0; store < 2; store++) {
+		char name[64];
+
+		/* Upload, fetched by two devices past exhaustion (PrekeyLow to
+		 * the owner), an upload above the limits, a forged one. */
+		begin(store);
+		ping(1);
+		msg(0);
+		prekey_upload(0, 0, 10, 3, 1);
+		msg(0);
+		iter(1);
+		for (uint64_t i = 0; i < 3; i++)
+			prekey_fetch(0, 10 + i);
+		msg(1);
+		prekey_fetch(0, 20);
+		prekey_fetch(1, 21);            /* none on file */
+		msg(2);
+		iter(1);
+		prekey_upload(0, 0, 100, 9, 2); /* above prekey-upload-max (8) */
+		prekey_upload(0, 1, 200, 2, 3); /* signed by device 1 */
+		prekey_upload(0, 0, 300, 8, 4); /* 8 more: 11 on file */
+		prekey_upload(0, 0, 400, 2, 5); /* past prekey-stock-max (12) */
+		msg(0);
+		iter(1);
+		snprintf(name, sizeof(name), "prekeys_%d", store);
+		put("fuzz_shard", name, in, in_len);
+	}
 }
 
 static void shard_seeds(void)
@@ -385,6 +471,15 @@ static void codec_seeds(void)
 	memset(id, 0x3c, sizeof(id));
 	sp_store_expiry_dedup_key(key, 1700086400000ull, id);
 	codec_seed("expiry_dedup_key", 4, key, SP_STORE_EXPIRY_DEDUP_KEY_LEN);
+	{
+		struct sp_store_prekey_meta pm = { .has_signed = true, .count = 7 };
+		uint8_t pv[SP_STORE_PREKEY_META_LEN];
+
+		memset(pm.edkey, 0x21, sizeof(pm.edkey));
+		memset(pm.spk, 0x01, sizeof(pm.spk));
+		sp_store_prekey_meta_encode(pv, &pm);
+		codec_seed("prekey_meta", 5, pv, sizeof(pv));
+	}
 }
 
 /* --- fuzz_merkle ------------------------------------------------------------------ */
@@ -594,6 +689,7 @@ int main(int argc, char **argv)
 	}
 	shard_seeds();
 	fanout_seeds();
+	prekey_seeds();
 	codec_seeds();
 	merkle_seeds();
 	config_seeds(argc == 3 ? argv[2] : NULL);

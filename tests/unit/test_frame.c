@@ -50,6 +50,12 @@ static size_t ref_encode(const struct sp_frame *f, uint8_t *out)
 	Sealpost__V1__FanoutResult fr = SEALPOST__V1__FANOUT_RESULT__INIT;
 	ProtobufCBinaryData acc = { SP_ACCOUNT_LEN, (uint8_t *)f->u.list.account };
 	ProtobufCBinaryData fkey = { SP_KEY_LEN, (uint8_t *)f->u.fanout.key };
+	Sealpost__V1__PrekeyUpload pu = SEALPOST__V1__PREKEY_UPLOAD__INIT;
+	Sealpost__V1__PrekeyResult pr = SEALPOST__V1__PREKEY_RESULT__INIT;
+	Sealpost__V1__PrekeyFetch pf = SEALPOST__V1__PREKEY_FETCH__INIT;
+	Sealpost__V1__PrekeyBundle pb = SEALPOST__V1__PREKEY_BUNDLE__INIT;
+	Sealpost__V1__PrekeyLow pl = SEALPOST__V1__PREKEY_LOW__INIT;
+	ProtobufCBinaryData dev = { SP_KEY_LEN, (uint8_t *)f->u.prekey.device };
 
 	h.kind_case = (Sealpost__V1__FrameHeader__KindCase)f->type;
 	switch (f->type) {
@@ -134,6 +140,31 @@ static size_t ref_encode(const struct sp_frame *f, uint8_t *out)
 		fr.missing = f->u.fanout.missing;
 		fr.stale = f->u.fanout.stale;
 		h.fanout_result = &fr;
+		break;
+	case SP_FRAME_PREKEY_UPLOAD:
+		pu.client_id = f->u.prekey.client_id;
+		h.prekey_upload = &pu;
+		break;
+	case SP_FRAME_PREKEY_RESULT:
+		pr.client_id = f->u.prekey.client_id;
+		pr.status = (Sealpost__V1__Status)f->u.prekey.status;
+		pr.count = f->u.prekey.count;
+		h.prekey_result = &pr;
+		break;
+	case SP_FRAME_PREKEY_FETCH:
+		pf.client_id = f->u.prekey.client_id;
+		pf.device = dev;
+		h.prekey_fetch = &pf;
+		break;
+	case SP_FRAME_PREKEY_BUNDLE:
+		pb.client_id = f->u.prekey.client_id;
+		pb.status = (Sealpost__V1__Status)f->u.prekey.status;
+		pb.device = dev;
+		h.prekey_bundle = &pb;
+		break;
+	case SP_FRAME_PREKEY_LOW:
+		pl.count = f->u.prekey.count;
+		h.prekey_low = &pl;
 		break;
 	default:
 		fail_msg("no reference encoding for type %d", f->type);
@@ -307,6 +338,30 @@ static int sample(unsigned i, struct sp_frame *f)
 		f->type = SP_FRAME_FANOUT_RESULT;
 		f->u.fanout.group_id = 1;
 		f->u.fanout.status = SP_STATUS_ACCEPTED;
+		return 1;
+	case 23:
+	case 24:
+	case 25:
+	case 26:
+	case 27:
+		/* the five prekey kinds (PROTOCOL.md 17), each with its fields
+		 * set and the others left zero, as the decoder leaves them */
+		f->type = (enum sp_frame_type)(SP_FRAME_PREKEY_UPLOAD + (i - 23));
+		if (f->type != SP_FRAME_PREKEY_LOW)
+			f->u.prekey.client_id = 0x8000000000000000ULL + i;
+		if (f->type == SP_FRAME_PREKEY_RESULT || f->type == SP_FRAME_PREKEY_BUNDLE)
+			f->u.prekey.status = SP_STATUS_ERR_PREKEY_TOO_MANY;
+		if (f->type == SP_FRAME_PREKEY_FETCH || f->type == SP_FRAME_PREKEY_BUNDLE) {
+			for (unsigned k = 0; k < SP_KEY_LEN; k++)
+				f->u.prekey.device[k] = (uint8_t)(k * 3 + i);
+			f->u.prekey.device_ok = 1;
+		}
+		if (f->type == SP_FRAME_PREKEY_RESULT || f->type == SP_FRAME_PREKEY_LOW)
+			f->u.prekey.count = UINT32_MAX - i;
+		if (f->type == SP_FRAME_PREKEY_UPLOAD || f->type == SP_FRAME_PREKEY_BUNDLE) {
+			f->body = sample_body;
+			f->body_len = sizeof(sample_body);
+		}
 		return 1;
 	}
 	return 0;
@@ -509,11 +564,11 @@ static void test_malformed_header(void **state)
 	/* not protobuf at all */
 	static const uint8_t junk[] = { 0xff, 0xff, 0xff };
 	assert_int_equal(decode_one(junk, sizeof(junk), 0, &f), -EBADMSG);
-	/* a field 30 (unknown kind) only: no kind set */
-	static const uint8_t unknown_kind[] = { 0xf2, 0x01, 0x00 };
+	/* a field 40 (unknown kind) only: no kind set */
+	static const uint8_t unknown_kind[] = { 0xc2, 0x02, 0x00 };
 	assert_int_equal(decode_one(unknown_kind, sizeof(unknown_kind), 0, &f), -EBADMSG);
 	/* an unknown varint field only */
-	static const uint8_t unknown_varint[] = { 0xf0, 0x01, 0x01 };
+	static const uint8_t unknown_varint[] = { 0xc0, 0x02, 0x01 };
 	assert_int_equal(decode_one(unknown_varint, sizeof(unknown_varint), 0, &f), -EBADMSG);
 	/* ping as a varint instead of a message: wrong wire type */
 	static const uint8_t ping_varint[] = { 0x30, 0x07 };
@@ -539,8 +594,8 @@ static void test_malformed_header(void **state)
 	assert_int_equal(frame_ref_decode(group, sizeof(group), &f), -EBADMSG);
 
 	/* unknown fields next to a kind are skipped (forward compatibility) */
-	static const uint8_t with_unknown[] = { 0xf0, 0x01, 0x01, 0x32, 0x07, 0x08, 0x07, 0x15, 1, 2, 3, 4,
-						0xf1, 0x01, 1, 2, 3, 4, 5, 6, 7, 8 };
+	static const uint8_t with_unknown[] = { 0xc0, 0x02, 0x01, 0x32, 0x07, 0x08, 0x07, 0x15, 1, 2, 3, 4,
+						0xc1, 0x02, 1, 2, 3, 4, 5, 6, 7, 8 };
 	assert_int_equal(decode_one(with_unknown, sizeof(with_unknown), 0, &f), 0);
 	assert_int_equal(f.type, SP_FRAME_PING);
 	assert_int_equal(f.u.ping.id, 7);
@@ -564,7 +619,7 @@ static void test_malformed_header(void **state)
 	sealpost__v1__frame_header__free_unpacked(pm, NULL);
 	assert_int_equal(decode_one(twice, sizeof(twice), 0, &f), -EBADMSG);
 	/* one kind between unknown fields is fine */
-	static const uint8_t one_kind[] = { 0xf0, 0x01, 0x01, 0x12, 0x02, 0x18, 0x03, 0xf0, 0x01, 0x02 };
+	static const uint8_t one_kind[] = { 0xc0, 0x02, 0x01, 0x12, 0x02, 0x18, 0x03, 0xc0, 0x02, 0x02 };
 	assert_int_equal(decode_one(one_kind, sizeof(one_kind), 0, &f), 0);
 	assert_int_equal(f.type, SP_FRAME_SEND_RESULT);
 	assert_int_equal(f.u.send_result.seq, 3);
@@ -581,7 +636,8 @@ static void test_body_only_on_send_and_deliver(void **state)
 		int has_body = f.type == SP_FRAME_SEND || f.type == SP_FRAME_DELIVER ||
 			       f.type == SP_FRAME_LIST_PUT || f.type == SP_FRAME_LIST_RESULT ||
 			       f.type == SP_FRAME_LIST_CHANGED || f.type == SP_FRAME_FANOUT_COPY ||
-			       f.type == SP_FRAME_FANOUT_RESULT;
+			       f.type == SP_FRAME_FANOUT_RESULT ||
+			       f.type == SP_FRAME_PREKEY_UPLOAD || f.type == SP_FRAME_PREKEY_BUNDLE;
 		struct sp_frame g;
 
 		hlen = ref_encode(&f, hdr);

@@ -2057,6 +2057,70 @@ static void test_bad_arguments(void **state)
 	assert_int_equal(sp_store_ack(b, a, 1), -EINVAL);
 }
 
+/* ---- prekeys (sp_store_prekey.c) ------------------------------------------ */
+
+/* A fake record (the store does not look inside but for the id). */
+static void pk_rec(uint8_t rec[SP_STORE_PREKEY_REC_LEN], uint8_t kind, uint32_t id)
+{
+	memset(rec, 0x11 * kind, SP_STORE_PREKEY_REC_LEN);
+	rec[0] = kind;
+	rec[1] = (uint8_t)(id >> 24);
+	rec[2] = (uint8_t)(id >> 16);
+	rec[3] = (uint8_t)(id >> 8);
+	rec[4] = (uint8_t)id;
+}
+
+static void test_prekey_records(void **state)
+{
+	struct fx *f = *state;
+	uint8_t dev[SP_KEY_LEN], ed[SP_KEY_LEN], spk[SP_STORE_PREKEY_REC_LEN], otk[SP_STORE_PREKEY_REC_LEN];
+	uint8_t many[5 * SP_STORE_PREKEY_REC_LEN];
+	struct sp_store_prekey_meta m;
+	uint32_t count = 99;
+	bool has;
+
+	open_store(f);
+	key_of(dev, 7);
+	memset(ed, 0x22, sizeof(ed));
+	/* nothing on file: no bundle */
+	assert_int_equal(sp_store_prekey_take(f->st, dev, &m, otk, &has), -ENOENT);
+	/* one-time keys without a signed prekey: kept, but no bundle yet */
+	for (uint32_t i = 0; i < 3; i++)
+		pk_rec(many + i * SP_STORE_PREKEY_REC_LEN, 2, 30 - i * 10); /* ids 30, 20, 10 */
+	assert_int_equal(sp_store_prekey_put(f->st, dev, ed, NULL, many, 3, 4, &count), 0);
+	assert_int_equal(count, 3);
+	assert_int_equal(sp_store_prekey_take(f->st, dev, &m, otk, &has), -ENOENT);
+	pk_rec(spk, 1, 1);
+	/* the same ids again are replaced, not counted twice; 2 fresh of 5 pass the stock of 4 */
+	for (uint32_t i = 3; i < 5; i++)
+		pk_rec(many + i * SP_STORE_PREKEY_REC_LEN, 2, 40 + i);
+	assert_int_equal(sp_store_prekey_put(f->st, dev, ed, spk, many, 5, 4, &count), -EXFULL);
+	assert_int_equal(sp_store_prekey_put(f->st, dev, ed, spk, many, 3, 4, &count), 0);
+	assert_int_equal(count, 3);
+	/* taken lowest id first, each once, the count following; across a reopen */
+	assert_int_equal(sp_store_prekey_take(f->st, dev, &m, otk, &has), 0);
+	assert_true(has);
+	assert_int_equal(otk[4], 10);
+	assert_int_equal(m.count, 2);
+	assert_memory_equal(m.spk, spk, sizeof(spk));
+	assert_memory_equal(m.edkey, ed, sizeof(ed));
+	reopen(f);
+	assert_int_equal(sp_store_prekey_take(f->st, dev, &m, otk, &has), 0);
+	assert_true(has && otk[4] == 20 && m.count == 1);
+	assert_int_equal(sp_store_prekey_take(f->st, dev, &m, otk, &has), 0);
+	assert_true(has && otk[4] == 30 && m.count == 0);
+	/* exhausted: the signed prekey alone, again and again */
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(sp_store_prekey_take(f->st, dev, &m, otk, &has), 0);
+		assert_false(has);
+		assert_int_equal(m.count, 0);
+		assert_true(m.has_signed);
+	}
+	/* another device is untouched */
+	key_of(dev, 8);
+	assert_int_equal(sp_store_prekey_meta_get(f->st, dev, &m), -ENOENT);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2098,6 +2162,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_enrol_records, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sync_thread, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_prekey_records, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
