@@ -431,6 +431,11 @@ static const char *dedup_filter_name(void *state)
  */
 enum { SP_STORE_BLOB_FILE_SIZE = 64u << 20 };
 #define SP_STORE_BLOB_GC_AGE_CUTOFF 0.25
+/* The cutoff as RocksDB's option string too (sp_store_blob_gc_cutoff): one
+ * literal, so the two cannot drift (clang takes no double in a static
+ * assertion). */
+#define SP_STORE_STR_(x) #x
+#define SP_STORE_STR(x) SP_STORE_STR_(x)
 
 void sp_store_blob_options(struct sp_store *st, rocksdb_options_t *o)
 {
@@ -446,10 +451,9 @@ void sp_store_blob_options(struct sp_store *st, rocksdb_options_t *o)
 int sp_store_blob_gc_cutoff(struct sp_store *st, bool all)
 {
 	const char *keys[] = { "blob_garbage_collection_age_cutoff" };
-	const char *vals[] = { all ? "1.0" : "0.25" };
+	const char *vals[] = { all ? "1.0" : SP_STORE_STR(SP_STORE_BLOB_GC_AGE_CUTOFF) };
 	char *rerr = NULL;
 
-	_Static_assert(SP_STORE_BLOB_GC_AGE_CUTOFF == 0.25, "the string above");
 	if (!st->cfg.blob_min_bytes)
 		return 0;
 	rocksdb_set_options_cf(st->db, st->cf[SP_STORE_CF_MAILBOX], 1, keys, vals, &rerr);
