@@ -2356,16 +2356,67 @@ static void wipe_plain(uint8_t *plain, size_t len)
 	}
 }
 
+/*
+ * What a Send and a fan-out copy both do before sealing msg: our log head
+ * goes first inside the seal (PROTOCOL.md 11.7) when it fits, and a message
+ * that would read as a wrap cannot go without; then the padding bucket
+ * (PROTOCOL.md 7.1) unless the connection says not to (a message too large
+ * for any bucket goes unpadded: its length says only "the largest").
+ * f: the frame it travels in (transport-size check). *msg, *msg_len become
+ * the wrapped plaintext in *plain (malloc'd, the caller wipes it with
+ * wipe_plain) when wrapped; *env_len, *bucket (0: unpadded) are updated.
+ */
+static int seal_prepare(struct sealpost_client *c, const struct sp_frame *f, const uint8_t **msg,
+			size_t *msg_len, uint8_t **plain, size_t *env_len, size_t *bucket)
+{
+	size_t max_payload = c->max_envelope - SP_SEAL_OVERHEAD;
+	bool wrap = c->clog.head_ok && *env_len + SP_STH_WRAP_LEN <= c->max_envelope &&
+		    sp_frame_size(f, *env_len + SP_STH_WRAP_LEN) <= c->max_transport;
+	bool looks = *msg_len >= SP_STH_WRAP_MAGIC_LEN &&
+		     memcmp(*msg, SP_STH_WRAP_MAGIC, SP_STH_WRAP_MAGIC_LEN) == 0;
+
+	if (looks && !wrap)
+		return c->clog.head_ok ? -EMSGSIZE : -EINVAL;
+	if (wrap) {
+		*plain = malloc(SP_STH_WRAP_LEN + *msg_len);
+		if (!*plain)
+			return -ENOMEM;
+		sp_sth_wrap(c->clog.key, &c->clog.head, *plain);
+		if (*msg_len)
+			memcpy(*plain + SP_STH_WRAP_LEN, *msg, *msg_len);
+		*msg = *plain;
+		*msg_len += SP_STH_WRAP_LEN;
+		*env_len += SP_STH_WRAP_LEN;
+	}
+	if (!(c->flags & SEALPOST_CONNECT_NO_PADDING))
+		*bucket = sp_seal_pad_bucket(*msg_len, max_payload);
+	if (*bucket)
+		*env_len = *bucket + SP_SEAL_OVERHEAD;
+	return 0;
+}
+
+/* Seals msg (as seal_prepare left it) for `to` into out[env_len]. */
+static int seal_into(struct sealpost_client *c, const uint8_t *to, const uint8_t *msg,
+		     size_t msg_len, size_t bucket, uint8_t *out, size_t env_len)
+{
+	size_t max_payload = c->max_envelope - SP_SEAL_OVERHEAD, sealed = 0;
+
+	if (!msg)
+		msg = (const uint8_t *)"";
+	return bucket ? sp_seal_padded(c->key->priv, to, msg, msg_len, max_payload, out, env_len,
+				       &sealed)
+		      : sp_seal(c->key->priv, to, msg, msg_len, out, env_len, &sealed);
+}
+
 static int queue_send(struct sealpost_client *c, const uint8_t to[SP_KEY_LEN], const uint8_t *msg,
 		      size_t msg_len, const uint8_t *env, size_t env_len, uint32_t flags,
 		      uint64_t id, uint64_t *client_id, const uint8_t *tok, size_t tok_len)
 {
 	struct sp_frame f = { .type = SP_FRAME_SEND };
 	uint8_t *plain = NULL;          /* head | msg, when wrapped */
-	size_t max_payload = c->max_envelope - SP_SEAL_OVERHEAD, bucket = 0;
+	size_t bucket = 0;
 	struct pend *p;
 	bool now = connected(c);
-	size_t sealed;
 	int r;
 
 	if (flags & ~SEND_FLAGS_KNOWN)
@@ -2391,34 +2442,9 @@ static int queue_send(struct sealpost_client *c, const uint8_t to[SP_KEY_LEN], c
 	f.u.send.client_id = id ? id : c->next_client_id;
 	f.u.send.flags = flags;
 	if (!env) {
-		/* Our head goes first inside the seal (PROTOCOL.md 11.7) when it
-		 * fits; a message that would read as a wrap cannot go without. */
-		bool wrap = c->clog.head_ok &&
-			    env_len + SP_STH_WRAP_LEN <= c->max_envelope &&
-			    sp_frame_size(&f, env_len + SP_STH_WRAP_LEN) <= c->max_transport;
-		bool looks = msg_len >= SP_STH_WRAP_MAGIC_LEN &&
-			     memcmp(msg, SP_STH_WRAP_MAGIC, SP_STH_WRAP_MAGIC_LEN) == 0;
-
-		if (looks && !wrap)
-			return c->clog.head_ok ? -EMSGSIZE : -EINVAL;
-		if (wrap) {
-			plain = malloc(SP_STH_WRAP_LEN + msg_len);
-			if (!plain)
-				return -ENOMEM;
-			sp_sth_wrap(c->clog.key, &c->clog.head, plain);
-			if (msg_len)
-				memcpy(plain + SP_STH_WRAP_LEN, msg, msg_len);
-			msg = plain;
-			msg_len += SP_STH_WRAP_LEN;
-			env_len += SP_STH_WRAP_LEN;
-		}
-		/* Padded to its bucket (PROTOCOL.md 7.1) unless asked not to; a
-		 * message too large for any bucket (the largest there is, less
-		 * nothing) goes unpadded: its length says only "the largest". */
-		if (!(c->flags & SEALPOST_CONNECT_NO_PADDING))
-			bucket = sp_seal_pad_bucket(msg_len, max_payload);
-		if (bucket)
-			env_len = bucket + SP_SEAL_OVERHEAD;
+		r = seal_prepare(c, &f, &msg, &msg_len, &plain, &env_len, &bucket);
+		if (r < 0)
+			return r;
 	}
 	if (sp_frame_size(&f, env_len) > c->max_transport) {
 		wipe_plain(plain, msg_len);
@@ -2438,10 +2464,7 @@ static int queue_send(struct sealpost_client *c, const uint8_t to[SP_KEY_LEN], c
 	if (tok_len)
 		memcpy(p->tok, tok, tok_len);
 	if (!env) {
-		r = bucket ? sp_seal_padded(c->key->priv, to, msg ? msg : (const uint8_t *)"",
-					    msg_len, max_payload, p->body, env_len, &sealed)
-			   : sp_seal(c->key->priv, to, msg ? msg : (const uint8_t *)"", msg_len,
-				     p->body, env_len, &sealed);
+		r = seal_into(c, to, msg, msg_len, bucket, p->body, env_len);
 		wipe_plain(plain, msg_len);
 		if (r < 0) {
 			pend_free(p);
@@ -3578,32 +3601,13 @@ SEALPOST_API int sealpost_client_send_devices(struct sealpost_client *c,
 static int seal_copy(struct sealpost_client *c, const struct sp_frame *copy, const uint8_t *msg,
 		     size_t msg_len, uint8_t **out, size_t *out_len)
 {
-	size_t max_payload = c->max_envelope - SP_SEAL_OVERHEAD, bucket = 0, sealed = 0;
-	size_t env_len = msg_len + SP_SEAL_OVERHEAD;
+	size_t bucket = 0, env_len = msg_len + SP_SEAL_OVERHEAD;
 	uint8_t *plain = NULL, *env;
-	bool wrap = c->clog.head_ok && env_len + SP_STH_WRAP_LEN <= c->max_envelope &&
-		    sp_frame_size(copy, env_len + SP_STH_WRAP_LEN) <= c->max_transport;
-	bool looks = msg_len >= SP_STH_WRAP_MAGIC_LEN &&
-		     memcmp(msg, SP_STH_WRAP_MAGIC, SP_STH_WRAP_MAGIC_LEN) == 0;
 	int r;
 
-	if (looks && !wrap)
-		return c->clog.head_ok ? -EMSGSIZE : -EINVAL;
-	if (wrap) {
-		plain = malloc(SP_STH_WRAP_LEN + msg_len);
-		if (!plain)
-			return -ENOMEM;
-		sp_sth_wrap(c->clog.key, &c->clog.head, plain);
-		if (msg_len)
-			memcpy(plain + SP_STH_WRAP_LEN, msg, msg_len);
-		msg = plain;
-		msg_len += SP_STH_WRAP_LEN;
-		env_len += SP_STH_WRAP_LEN;
-	}
-	if (!(c->flags & SEALPOST_CONNECT_NO_PADDING))
-		bucket = sp_seal_pad_bucket(msg_len, max_payload);
-	if (bucket)
-		env_len = bucket + SP_SEAL_OVERHEAD;
+	r = seal_prepare(c, copy, &msg, &msg_len, &plain, &env_len, &bucket);
+	if (r < 0)
+		return r;
 	if (env_len > c->max_envelope || sp_frame_size(copy, env_len) > c->max_transport) {
 		wipe_plain(plain, msg_len);
 		return -EMSGSIZE;
@@ -3613,11 +3617,7 @@ static int seal_copy(struct sealpost_client *c, const struct sp_frame *copy, con
 		wipe_plain(plain, msg_len);
 		return -ENOMEM;
 	}
-	r = bucket ? sp_seal_padded(c->key->priv, copy->u.fanout.key,
-				    msg ? msg : (const uint8_t *)"", msg_len, max_payload, env,
-				    env_len, &sealed)
-		   : sp_seal(c->key->priv, copy->u.fanout.key, msg ? msg : (const uint8_t *)"",
-			     msg_len, env, env_len, &sealed);
+	r = seal_into(c, copy->u.fanout.key, msg, msg_len, bucket, env, env_len);
 	wipe_plain(plain, msg_len);
 	if (r < 0) {
 		free(env);
