@@ -233,7 +233,7 @@ EOF
 }
 SETTINGS_MQ="mosquitto $( (mosquitto -h 2>/dev/null || true) | sed -n 's/^mosquitto version \([0-9.]*\).*/\1/p' | head -1): persistence true (autosave_interval 1800 s), set_tcp_nodelay true, max_inflight_messages 1000, max_queued_messages 1000000, byte limits off; client: libmosquitto, max_inflight 100"
 SETTINGS_NATS="nats-server $(nats-server --version 2>/dev/null | sed 's/.*v//'): write_deadline 10s, max_pending 64 MB; JetStream file storage, fsync every 2 min (2.9 has no sync setting); client: libnats $(dpkg-query -W -f '${Version}' libnats-dev 2>/dev/null || echo '?'), own I/O threads, asynchronous publish (no flush per message), JetStream PubAcks through the async ack handler"
-SETTINGS_SP="sealpostd: --fsync $FSYNC (batch: fsync at most every --fsync-interval 100 ms; durable sends survive kill -9 once ACCEPTED), --handshake-rate 0; client: libsealpost-style io_uring load generator"
+SETTINGS_SP="sealpostd: --fsync $FSYNC (batch: fsync at most every --fsync-interval 100 ms; durable sends survive kill -9 once ACCEPTED), --handshake-rate 0 --handshake-rate-per-source 0 (every load generator connects from 127.0.0.1, one source); client: libsealpost-style io_uring load generator"
 
 BROKER_PID=""
 BROKER_PORT=""
@@ -246,7 +246,8 @@ start_broker() {
 	case "$kind" in
 	sealpost|sealpost-durable)
 		"${BROKER_CPU[@]}" "$BIN/sealpostd" --listen "127.0.0.1:$port" --data-dir "$TMP/sp" \
-			--handshake-rate 0 --fsync "$FSYNC" --log-level warn 2>>"$TMP/sealpostd.log" &
+			--handshake-rate 0 --handshake-rate-per-source 0 --fsync "$FSYNC" \
+			--log-level warn 2>>"$TMP/sealpostd.log" &
 		;;
 	mosquitto)
 		"${BROKER_CPU[@]}" mosquitto -c "$TMP/mosquitto.conf" 2>>"$TMP/mosquitto.log" &
