@@ -93,6 +93,10 @@ struct conn {
 
 /* Parent-made, inherited by every worker (read-only after fork). */
 static uint8_t g_server_pub[SP_KEY_LEN];
+/* --cipher: the transport cipher every connection proposes in its preamble
+ * (the broker takes AESGCM only with --aesgcm 1; a refusal is a handshake
+ * error here, not a fallback, so a run never silently measures the other). */
+static enum sp_noise_aead g_aead = SP_NOISE_CHACHAPOLY;
 static uint8_t *g_keys;                 /* per device: priv[32] || pub[32] */
 
 static const uint8_t *dev_priv(uint32_t d)
@@ -953,6 +957,7 @@ static int worker(struct lg_worker *w)
 	s.env = (struct sp_session_env){
 		.hello = { .protocol_version = SP_PROTOCOL_VERSION },
 		.pool = &s.pool,
+		.propose_aead = (uint8_t)g_aead,
 		.hooks = { .established = hk_established, .frame = hk_frame,
 			   .server_hello = hk_server_hello, .ctx = &s },
 	};
@@ -1013,7 +1018,29 @@ static int prepare(struct lg_opts *o)
 	for (d = 0; d < o->devices; d++)
 		sp_noise_keypair(g_keys + (size_t)d * 2 * SP_KEY_LEN + SP_KEY_LEN,
 				 g_keys + (size_t)d * 2 * SP_KEY_LEN);
-	snprintf(o->variant, sizeof(o->variant), "IK, io_uring");
+	snprintf(o->variant, sizeof(o->variant), "IK, io_uring, %s",
+		 g_aead == SP_NOISE_AESGCM ? "AESGCM" : "ChaChaPoly");
+	return 0;
+}
+
+static int opt(struct lg_opts *o, const char *name, const char *val)
+{
+	(void)o;
+	if (strcmp(name, "cipher"))
+		return -ENOENT;
+	if (!strcmp(val, "chachapoly")) {
+		g_aead = SP_NOISE_CHACHAPOLY;
+	} else if (!strcmp(val, "aesgcm")) {
+		/* Options are read before anything initialised libsodium, and
+		 * its CPU feature check answers false until sodium_init. */
+		if (sodium_init() < 0 || !sp_noise_aead_available(SP_NOISE_AESGCM)) {
+			fprintf(stderr, "sealpost-loadgen: --cipher aesgcm: this CPU has no AES-NI\n");
+			return -ENOTSUP;
+		}
+		g_aead = SP_NOISE_AESGCM;
+	} else {
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -1022,7 +1049,11 @@ static const struct lg_driver driver = {
 	.help = "  --server-key HEX        the broker's static public key (64 hex digits)\n"
 		"  --data-dir DIR          or read it from DIR/server.pub\n"
 		"  --seal                  seal bodies end to end (Noise_X; 2 X25519 per envelope\n"
-		"                          on each side: measures the clients too)\n",
+		"                          on each side: measures the clients too)\n"
+		"  --cipher chachapoly|aesgcm\n"
+		"                          the transport cipher every connection proposes (default\n"
+		"                          chachapoly; aesgcm needs the broker's --aesgcm 1)\n",
+	.opt = opt,
 	.prepare = prepare,
 	.worker = worker,
 };

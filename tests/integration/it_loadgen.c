@@ -28,6 +28,7 @@
 
 #include <cmocka.h>
 #include <jansson.h>
+#include <sodium.h>
 
 #include "sealpost.h"
 #include "support.h"
@@ -366,6 +367,49 @@ static void test_quiet_and_allow_remote(void **state)
 	json_decref(j);
 }
 
+/* The value of a /metrics line that starts with name (a whole series). */
+static double metric_value(const char *name)
+{
+	const char *line;
+
+	assert_true(metrics_has(name));
+	line = strstr(out, name);
+	return strtod(line + strlen(name), NULL);
+}
+
+/*
+ * --cipher aesgcm: every connection negotiates AESGCM through the real
+ * handshake (the broker's per-cipher handshake counter grows by the
+ * devices connected), the report names the cipher, and the traffic flows
+ * with no error. A cipher that is not one is refused before any connect.
+ */
+static void test_cipher_aesgcm(void **state)
+{
+	const char *args[] = { "--server", broker.addr, "--server-key", broker.server_pub_hex,
+			       "--devices", "4", "--rate", "200", "--duration", "1", "--warmup", "0",
+			       "--cipher", "aesgcm", "--quiet", "--json", json_path, NULL };
+	const char *bad[] = { "--server", broker.addr, "--server-key", broker.server_pub_hex,
+			      "--devices", "2", "--cipher", "rot13", "--quiet", NULL };
+	static const char series[] = "sealpost_handshakes_cipher_total{cipher=\"aesgcm\"} ";
+	double before;
+	json_t *j;
+
+	(void)state;
+	assert_int_not_equal(run(bad, true), 0);
+	assert_non_null(strstr(out, "--cipher"));
+	if (sodium_init() < 0 || !crypto_aead_aes256gcm_is_available())
+		skip();
+	before = metric_value(series);
+	assert_int_equal(run(args, true), 0);
+	j = load_json(json_path);
+	assert_non_null(strstr(json_string_value(json_object_get(j, "variant")), "AESGCM"));
+	assert_int_equal(inum(j, "connected"), 4);
+	assert_true(inum(j, "delivered") > 0);
+	assert_errors_zero(j);
+	json_decref(j);
+	assert_true(metric_value(series) >= before + 4);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -374,6 +418,7 @@ int main(void)
 		cmocka_unit_test(test_report_progress_hdr_log),
 		cmocka_unit_test(test_plot),
 		cmocka_unit_test(test_quiet_and_allow_remote),
+		cmocka_unit_test(test_cipher_aesgcm),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
