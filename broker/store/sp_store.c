@@ -837,6 +837,7 @@ void sp_store_get_stats(const struct sp_store *st, struct sp_store_stats *out)
 	out->ack_unknown = w->ack_unknown;
 	out->acked_bytes = w->acked_bytes;
 	out->acked_recent = w->acked_recent;
+	out->meta_cached = w->meta_cached;
 	out->commits = w->commits;
 	out->commit_failures = w->commit_failures;
 	out->syncs = w->syncs;

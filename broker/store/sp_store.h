@@ -148,6 +148,11 @@
  * goes through one function, which forgets the entry, and an aborted batch
  * forgets them all). Other acks read the entry as before. Costs about 80
  * bytes per remembered envelope (the table's slot and the ring's).
+ * recent_max also bounds the counters cache: the committed counters of the
+ * devices the last batches touched stay in memory (only batches write them),
+ * so a batch's first touch of such a device reads nothing (meta_cached in
+ * the stats); beyond recent_max devices, and after an abort or a failed
+ * commit, all are forgotten and read again. About 100 bytes per device.
  *
  * Deleted data: an ack or the sweep removes an entry from what reads see at
  * once, but its bytes stay in RocksDB's files (the write-ahead log, table
@@ -745,6 +750,8 @@ struct sp_store_stats {
 	bool ballast;                   /* DIR/ballast is in place */
 	uint64_t acked, ack_unknown;
 	uint64_t acked_recent;          /* of the acked, written without a read ("Recent entries") */
+	uint64_t meta_cached;           /* a batch's first touch of a device's counters served
+					 * from memory, without a read (sp_store_batch.c) */
 	uint64_t expired, dedup_expired;
 	uint64_t acked_bytes, expired_bytes; /* body bytes those removed */
 	uint64_t purged, purged_bytes;  /* removed by sp_store_purge */

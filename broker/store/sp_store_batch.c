@@ -227,6 +227,7 @@ int sp_store_batch_begin(struct sp_store *st, uint64_t now_ms, struct sp_store_b
 	st->batch.ops = 0;
 	st->batch.assigned = 0;
 	st->batch.add_bytes = 0;
+	st->batch.gen++;
 	st->batch.open = true;
 	*out = &st->batch;
 	return 0;
@@ -246,9 +247,45 @@ static void clear_meta_map(struct sp_store_batch *b)
 	b->count = 0;
 }
 
-static void end_batch(struct sp_store_batch *b)
+/*
+ * The counters cache: the slots of the devices a batch touched outlive it,
+ * holding what was committed, so the next batch that touches the device
+ * needs no read of its meta record (one lookup per device per batch
+ * before; only the batch writes that family, so the slot stays what the
+ * database holds). committed: the batch's writes are in the database, its
+ * values become the committed ones; else they are dropped. At most
+ * recent_max devices are kept (0: none, every batch reads); beyond, all
+ * are forgotten (O(devices), not O(table capacity)).
+ */
+static void settle_meta_map(struct sp_store_batch *b, bool committed)
 {
-	clear_meta_map(b);
+	if (b->count > b->st->cfg.recent_max) {
+		clear_meta_map(b);
+		return;
+	}
+	for (size_t i = 0; i < b->count; i++) {
+		struct sp_store_mslot *sl = &b->slots[i];
+
+		if (!sl->dirty)
+			continue;
+		if (committed) {
+			sl->m0 = sl->m;
+			sl->existed = sl->m.count > 0;  /* as flush_meta_map wrote it */
+		} else {
+			sl->m = sl->m0;
+		}
+		sl->dirty = false;
+	}
+}
+
+/* committed: see settle_meta_map; after an abort or a failed commit every
+ * cached counter is forgotten instead. */
+static void end_batch(struct sp_store_batch *b, bool committed)
+{
+	if (committed)
+		settle_meta_map(b, !b->ovl_failed && b->ops > 0);
+	else
+		clear_meta_map(b);
 	rocksdb_writebatch_clear(b->wb);
 	sp_store_ovl_clear(&b->ovl);
 	b->ovl_failed = false;
@@ -297,7 +334,7 @@ int sp_store_batch_commit(struct sp_store_batch *b)
 	rc = sp_store_batch_check(b);
 	if (rc < 0) {
 		if (b && b->open)
-			end_batch(b);
+			end_batch(b, false);
 		return rc;
 	}
 	st = b->st;
@@ -310,7 +347,7 @@ int sp_store_batch_commit(struct sp_store_batch *b)
 		return rc < 0 ? rc : -ENOMEM;
 	}
 	if (b->ops == 0) {
-		end_batch(b);
+		end_batch(b, true);     /* nothing changed: the cache holds */
 		return 0;
 	}
 	flush_meta_map(b, &tot_entries, &tot_bytes);
@@ -329,7 +366,7 @@ int sp_store_batch_commit(struct sp_store_batch *b)
 		rc = sp_store_rocks_fail(st, "commit", rerr);
 		st->wstats.commit_failures++;
 		sp_store_poison(st);
-		end_batch(b);
+		end_batch(b, false);
 		return rc;
 	}
 	st->wstats.commits++;
@@ -346,7 +383,7 @@ int sp_store_batch_commit(struct sp_store_batch *b)
 	} else if (st->cfg.sync == SP_STORE_SYNC_NEVER) {
 		st->unsynced = true; /* synced once at close */
 	}
-	end_batch(b);
+	end_batch(b, true);
 	return 0;
 }
 
@@ -362,7 +399,7 @@ int sp_store_batch_abort(struct sp_store_batch *b)
 	sp_store_expire_reset(b->st);
 	share_reset(b->st);
 	recent_reset(b->st);
-	end_batch(b);
+	end_batch(b, false);
 	return rc;
 }
 
@@ -537,6 +574,20 @@ int sp_store_totals_load(struct sp_store *st)
 	return 0;
 }
 
+/* A device's next seq is at least this open's floor (and, without a record,
+ * above every seq handed out this open). */
+static void raise_to_floor(const struct sp_store *st, struct sp_store_meta *m, bool had)
+{
+	uint64_t floor = sp_store_seq_floor(st->epoch);
+
+	if (!had && st->seq_hwm > floor)
+		floor = st->seq_hwm;    /* it may have had seqs up to here this open */
+	if (m->next_seq < floor)
+		m->next_seq = floor;
+	if (m->next_seq == 0)
+		m->next_seq = 1;
+}
+
 /*
  * The device's counters as this batch sees them, in the batch's map (*out):
  * from the map, else from the database (meta is only ever written at commit,
@@ -551,14 +602,23 @@ static int load_meta_slot(struct sp_store_batch *b, const uint8_t recipient[SP_K
 	struct sp_store_mslot *sl = find_slot(b, recipient);
 	struct sp_store_meta m = { 0 };
 	char *val, *rerr = NULL;
-	uint64_t floor;
 	size_t vlen;
 	bool had;
 	int rc;
 
 	*out = sl;
-	if (sl)
+	if (sl) {
+		if (sl->gen != b->gen) {
+			/* Cached from an earlier batch: its committed value,
+			 * raised to the floor as a read of it would be. */
+			sl->m = sl->m0;
+			raise_to_floor(st, &sl->m, sl->existed);
+			sl->m0 = sl->m;
+			sl->gen = b->gen;
+			st->wstats.meta_cached++;
+		}
 		return 0;
+	}
 	val = rocksdb_get_cf(st->db, st->ro, st->cf[SP_STORE_CF_META], (const char *)recipient,
 			     SP_KEY_LEN, &vlen, &rerr);
 	if (rerr)
@@ -579,19 +639,14 @@ static int load_meta_slot(struct sp_store_batch *b, const uint8_t recipient[SP_K
 				return rc;
 		}
 	}
-	floor = sp_store_seq_floor(st->epoch);
-	if (!had && st->seq_hwm > floor)
-		floor = st->seq_hwm;    /* it may have had seqs up to here this open */
-	if (m.next_seq < floor)
-		m.next_seq = floor;
-	if (m.next_seq == 0)
-		m.next_seq = 1;
+	raise_to_floor(st, &m, had);
 	sl = add_slot(b, recipient);
 	if (!sl)
 		return -ENOMEM;
 	sl->m = m;
 	sl->m0 = m;
 	sl->existed = had;
+	sl->gen = b->gen;
 	*out = sl;
 	return 0;
 }

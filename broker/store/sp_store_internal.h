@@ -41,6 +41,7 @@ struct sp_store_mslot {
 	struct sp_store_meta m0;        /* as committed when the batch first touched it */
 	bool existed;                   /* the device had a record then */
 	bool dirty;                     /* changed by this batch: written at commit */
+	uint64_t gen;                   /* the batch that last touched it (its floor check) */
 };
 
 /* One (recipient, sender tag) pair's stored envelopes (sp_store.h "Shares"). */
@@ -81,8 +82,11 @@ struct sp_store_batch {
 	size_t assigned;                /* sequences handed out by this batch */
 	uint64_t add_bytes;             /* body bytes enqueued by this batch */
 	bool open;
-	/* The devices this batch touched: slots[0..count) in the order first
-	 * touched, found through map (device key -> index into slots). */
+	uint64_t gen;                   /* batches begun since open */
+	/* The devices this batch and the batches before it touched (the
+	 * counters cache, sp_store_batch.c load_meta_slot): slots[0..count) in
+	 * the order first touched, found through map (device key -> index into
+	 * slots). */
 	struct sp_keytab *map;
 	struct sp_store_mslot *slots;
 	size_t count;
@@ -105,6 +109,7 @@ struct sp_store_wstats {
 	uint64_t share_loads, share_loaded_entries;
 	uint64_t acked, ack_unknown, acked_bytes;
 	uint64_t acked_recent;          /* of the acked, written without a read */
+	uint64_t meta_cached;           /* counters found in the cache, not read */
 	uint64_t corrupt;
 	uint64_t commits, commit_failures, syncs;
 };

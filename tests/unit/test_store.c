@@ -2028,6 +2028,66 @@ static void test_meta_written_once_per_batch(void **state)
 	assert_int_equal(count, SP_ACK_SEQS_MAX / 2);
 }
 
+/* The counters cache: a batch after the first reads no counters record, yet
+ * quotas, seqs after an abort and an emptied mailbox behave as if it had. */
+static void check_meta_cache(struct fx *f, bool on)
+{
+	uint8_t a[SP_KEY_LEN], snd[SP_KEY_LEN];
+	struct sp_store_envelope e = { .body = (const uint8_t *)"k", .body_len = 1 };
+	struct sp_store_batch *b;
+	struct sp_store_stats st0, st1;
+	uint64_t s[4], lost, x, count;
+
+	key_of(a, 1);
+	key_of(snd, 2);
+	e.recipient = a;
+	e.sender = snd;
+	f->cfg.quota_count = 3;
+	f->cfg.recent_max = on ? 16 : 0;
+	open_store(f);
+	assert_int_equal(put1(f, 1, a, snd, 0, "k", 1, 0, &s[0]), 0);
+	sp_store_get_stats(f->st, &st0);
+	assert_int_equal(put1(f, 2, a, snd, 0, "k", 1, 0, &s[1]), 0);
+	sp_store_get_stats(f->st, &st1);
+	assert_int_equal(st1.meta_cached - st0.meta_cached, on ? 1 : 0);
+	assert_true(s[1] > s[0]);
+
+	/* An aborted enqueue: its count is dropped, its seq never comes back. */
+	assert_int_equal(sp_store_batch_begin(f->st, 3, &b), 0);
+	assert_int_equal(sp_store_enqueue(b, &e, &lost), 0);
+	assert_int_equal(sp_store_batch_abort(b), 0);
+	assert_int_equal(put1(f, 4, a, snd, 0, "k", 1, 0, &s[2]), 0);
+	assert_true(s[2] > lost);
+	assert_int_equal(put1(f, 5, a, snd, 0, "k", 1, 0, &x), -EDQUOT);
+	assert_int_equal(sp_store_mailbox_info(f->st, a, &count, NULL, NULL), 0);
+	assert_int_equal(count, 3);
+
+	/* Emptied (its record deleted), then filled again: seqs go on rising. */
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(ack1(f, 6, a, s[i]), 0);
+	assert_int_equal(sp_store_mailbox_info(f->st, a, &count, NULL, NULL), 0);
+	assert_int_equal(count, 0);
+	assert_int_equal(put1(f, 7, a, snd, 0, "k", 1, 0, &s[3]), 0);
+	assert_true(s[3] > s[2]);
+	reopen(f);
+	assert_int_equal(sp_store_mailbox_info(f->st, a, &count, NULL, NULL), 0);
+	assert_int_equal(count, 1);
+	assert_int_equal(put1(f, 8, a, snd, 0, "k", 1, 0, &x), 0);
+	assert_true(x > s[3]);
+	assert_int_equal(put1(f, 9, a, snd, 0, "k", 1, 0, &x), 0);
+	assert_int_equal(put1(f, 10, a, snd, 0, "k", 1, 0, &x), -EDQUOT);
+}
+
+static void test_meta_cache(void **state)
+{
+	check_meta_cache(*state, true);
+}
+
+static void test_meta_cache_off(void **state)
+{
+	check_meta_cache(*state, false);
+}
+
 static void test_bad_arguments(void **state)
 {
 	struct fx *f = *state;
@@ -2155,6 +2215,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_meta_deleted_when_empty, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sender_share, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_format1_upgrade, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_meta_cache, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_meta_cache_off, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scrub, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backlog_streamed_and_compacted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_limits, setup, teardown),
