@@ -31,6 +31,7 @@
 static void flush_meta_map(struct sp_store_batch *b, uint64_t *entries, uint64_t *bytes);
 static void share_reset(struct sp_store *st);
 static void recent_reset(struct sp_store *st);
+static void win_write(struct sp_store_batch *b);
 
 int sp_store_batch_init(struct sp_store *st)
 {
@@ -49,8 +50,11 @@ int sp_store_batch_init(struct sp_store *st)
 		rc = sp_keytab_create(&st->share_loaded, 1024);
 	if (rc == 0 && st->cfg.recent_max) {
 		rc = sp_keytab_create(&st->recent_map, st->cfg.recent_max);
+		if (rc == 0)
+			rc = sp_keytab_create(&st->win_map, 1024);
 		st->recent = calloc(st->cfg.recent_max, sizeof(*st->recent));
-		if (rc == 0 && !st->recent)
+		st->wins = calloc(st->cfg.recent_max, sizeof(*st->wins));
+		if (rc == 0 && (!st->recent || !st->wins))
 			rc = -ENOMEM;
 	}
 	return rc;
@@ -74,6 +78,13 @@ void sp_store_batch_fini(struct sp_store *st)
 	st->recent_map = NULL;
 	free(st->recent);
 	st->recent = NULL;
+	sp_keytab_destroy(st->win_map);
+	st->win_map = NULL;
+	free(st->wins);
+	st->wins = NULL;
+	free(st->batch.new_wins);
+	st->batch.new_wins = NULL;
+	st->batch.n_new_wins = st->batch.new_wins_cap = 0;
 	free(st->shares);
 	st->shares = NULL;
 	st->nshares = st->shares_cap = 0;
@@ -288,6 +299,7 @@ static void end_batch(struct sp_store_batch *b, bool committed)
 		clear_meta_map(b);
 	rocksdb_writebatch_clear(b->wb);
 	sp_store_ovl_clear(&b->ovl);
+	b->n_new_wins = 0;
 	b->ovl_failed = false;
 	b->open = false;
 	b->ops = 0;
@@ -346,6 +358,7 @@ int sp_store_batch_commit(struct sp_store_batch *b)
 		rc = sp_store_batch_abort(b);
 		return rc < 0 ? rc : -ENOMEM;
 	}
+	win_write(b);
 	if (b->ops == 0) {
 		end_batch(b, true);     /* nothing changed: the cache holds */
 		return 0;
@@ -884,23 +897,306 @@ static void recent_drop(struct sp_store *st, struct sp_store_recent *r)
 	r->seq = 0;
 }
 
+/* ---- expiry windows (sp_store.h "Expiry windows") ---------------------------- */
+
+/* Every stored entry has an expiry record of its own or is a stored member
+ * (seq != 0, win != 0) of an open window, whose record names it. */
+
+static void win_unmap(struct sp_store *st, struct sp_store_win *w)
+{
+	uint8_t key[SP_KEYTAB_KEY_LEN];
+
+	recent_key(key, w->first, w->first_seq);
+	sp_keytab_remove(st->win_map, key, (uint64_t)(w - st->wins));
+}
+
+/* w tracks nothing any more: its record, if written, is deleted (a Delete:
+ * it may meet the sweep's own). */
+static void win_end(struct sp_store_batch *b, struct sp_store_win *w)
+{
+	if (!w->pending) {
+		sp_store_batch_del(b, SP_STORE_CF_EXPIRY, w->key, sizeof(w->key));
+		win_unmap(b->st, w);
+	}
+	w->open = false;
+}
+
+/* r (a stored member) gets an expiry record of its own. */
+static void own_record(struct sp_store_batch *b, struct sp_store_recent *r)
+{
+	uint8_t ekey[SP_STORE_EXPIRY_MAILBOX_KEY_LEN];
+
+	sp_store_expiry_mailbox_key(ekey, r->expires_ms, r->recipient, r->seq);
+	batch_put(b, SP_STORE_CF_EXPIRY, ekey, sizeof(ekey), NULL, 0);
+	r->win = 0;
+}
+
+/* Window id's stored members get records of their own; the window ends. */
+static void win_close(struct sp_store_batch *b, uint32_t id)
+{
+	struct sp_store *st = b->st;
+	struct sp_store_win *w = &st->wins[id - 1];
+
+	if (!w->open)
+		return;
+	for (uint32_t i = 0; i < w->span; i++) {
+		struct sp_store_recent *r = &st->recent[(id - 1 + i) % st->cfg.recent_max];
+
+		if (r->win == id && r->seq)
+			own_record(b, r);
+	}
+	win_end(b, w);
+}
+
+/* r, a member, is removed (acked, expired, purged). */
+static void win_unref(struct sp_store_batch *b, struct sp_store_recent *r)
+{
+	struct sp_store_win *w = &b->st->wins[r->win - 1];
+
+	if (w->open && --w->live == 0)
+		win_end(b, w);
+}
+
+/* r, a stored member, leaves its window with a record of its own. */
+static void win_detach(struct sp_store_batch *b, struct sp_store_recent *r)
+{
+	uint32_t id = r->win;
+
+	own_record(b, r);
+	r->win = id;    /* for win_unref */
+	win_unref(b, r);
+	r->win = 0;
+}
+
+/* The entry just remembered in r (ring slot idx) joins the batch's last
+ * window, or a new one. false: it could not (out of memory); it needs a
+ * record of its own. */
+static bool win_add(struct sp_store_batch *b, struct sp_store_recent *r, size_t idx)
+{
+	struct sp_store *st = b->st;
+	struct sp_store_win *w = NULL;
+	uint32_t id = b->n_new_wins ? b->new_wins[b->n_new_wins - 1] : 0;
+
+	if (!st->cfg.window_ms)
+		return false;
+	if (id && st->wins[id - 1].open && st->wins[id - 1].n < SP_STORE_WINDOW_MAX)
+		w = &st->wins[id - 1];
+	if (!w) {
+		size_t need = (b->n_new_wins + 1) * sizeof(*b->new_wins);
+
+		if (need > b->new_wins_cap) {
+			uint32_t *nw = sp_fsutil_grow(b->new_wins, &b->new_wins_cap, need,
+						      64 * sizeof(*nw));
+
+			if (!nw)
+				return false;
+			b->new_wins = nw;
+		}
+		/* wins[idx] is free: its first slot was idx, closed by recent_add. */
+		id = (uint32_t)idx + 1;
+		w = &st->wins[idx];
+		memset(w, 0, sizeof(*w));
+		memcpy(w->first, r->recipient, SP_KEY_LEN);
+		w->first_seq = r->seq;
+		w->due_ms = sp_store_add_sat(b->now_ms, st->cfg.window_ms);
+		w->open = w->pending = true;
+		b->new_wins[b->n_new_wins++] = id;
+	}
+	w->span = (uint32_t)((idx + st->cfg.recent_max - (id - 1)) % st->cfg.recent_max) + 1;
+	w->n++;
+	w->live++;
+	r->win = id;
+	return true;
+}
+
+/* At commit: each window this batch made with stored members gets its
+ * record (key: window_ms from now or their earliest expiry if sooner, and
+ * the first entry). */
+static void win_write(struct sp_store_batch *b)
+{
+	struct sp_store *st = b->st;
+	uint8_t val[SP_STORE_WINDOW_HDR_LEN + SP_STORE_WINDOW_MAX * SP_STORE_WINDOW_ITEM_LEN];
+	uint8_t key[SP_KEYTAB_KEY_LEN];
+
+	for (size_t k = 0; k < b->n_new_wins; k++) {
+		uint32_t id = b->new_wins[k], n = 0;
+		struct sp_store_win *w = &st->wins[id - 1];
+		uint64_t min = w->due_ms;
+
+		if (!w->open)
+			continue;
+		for (uint32_t i = 0; i < w->span && n < SP_STORE_WINDOW_MAX; i++) {
+			struct sp_store_recent *r = &st->recent[(id - 1 + i) % st->cfg.recent_max];
+
+			if (r->win != id || !r->seq)
+				continue;
+			sp_store_window_item_encode(val + sp_store_window_len(n), r->recipient, r->seq,
+						    r->expires_ms);
+			if (r->expires_ms < min)
+				min = r->expires_ms;
+			n++;
+		}
+		recent_key(key, w->first, w->first_seq);
+		if (n == 0 || sp_keytab_insert(st->win_map, key, id - 1, NULL) != 0) {
+			/* Cannot be found again (out of memory, or another
+			 * window's first entry shares its 24 bytes and seq). */
+			win_close(b, id);
+			continue;
+		}
+		sp_store_window_hdr_encode(val, n);
+		sp_store_expiry_window_key(w->key, min, w->first, w->first_seq);
+		w->pending = false;
+		batch_put(b, SP_STORE_CF_EXPIRY, w->key, sizeof(w->key), val, sp_store_window_len(n));
+	}
+	b->n_new_wins = 0;
+}
+
+/* The sweep met member r of window id: expired, it is removed (1); else
+ * it gets a record of its own (0). -errno. */
+static int win_member_due(struct sp_store_batch *b, struct sp_store_recent *r, uint64_t *bytes)
+{
+	uint8_t mkey[SP_STORE_MAILBOX_KEY_LEN], rcpt[SP_KEY_LEN];
+	uint64_t seq = r->seq, len = 0;
+	char *mv;
+	size_t ml;
+	int rc;
+
+	if (r->expires_ms > b->now_ms) {
+		own_record(b, r);
+		return 0;
+	}
+	memcpy(rcpt, r->recipient, SP_KEY_LEN);    /* r is forgotten on removal */
+	sp_store_mailbox_key(mkey, rcpt, seq);
+	rc = sp_store_batch_get(b, SP_STORE_CF_MAILBOX, mkey, sizeof(mkey), &mv, &ml);
+	if (rc < 0 || !mv)
+		return rc;
+	rc = sp_store_batch_remove_entry(b, rcpt, seq, mv, ml, &len);
+	rocksdb_free(mv);
+	if (rc < 0)
+		return rc;
+	*bytes += len;
+	return 1;
+}
+
+/* The same for an entry named by a window record the store does not track. */
+static int untracked_due(struct sp_store_batch *b, const uint8_t *rcpt, uint64_t seq,
+			 uint64_t *bytes)
+{
+	uint8_t mkey[SP_STORE_MAILBOX_KEY_LEN];
+	struct sp_store_mbox_hdr h;
+	uint64_t len = 0;
+	char *mv;
+	size_t ml;
+	int rc;
+
+	if (recent_find(b->st, rcpt, seq))
+		return 0;       /* tracked: it has a record of its own */
+	sp_store_mailbox_key(mkey, rcpt, seq);
+	rc = sp_store_batch_get(b, SP_STORE_CF_MAILBOX, mkey, sizeof(mkey), &mv, &ml);
+	if (rc < 0 || !mv)
+		return rc;      /* acked */
+	if (sp_store_mbox_decode((const uint8_t *)mv, ml, &h) == 0 && h.expires_ms > b->now_ms) {
+		uint8_t ekey[SP_STORE_EXPIRY_MAILBOX_KEY_LEN];
+
+		sp_store_expiry_mailbox_key(ekey, h.expires_ms, rcpt, seq);
+		batch_put(b, SP_STORE_CF_EXPIRY, ekey, sizeof(ekey), NULL, 0);
+		rocksdb_free(mv);
+		return 0;
+	}
+	/* Expired, or corrupt and past the time its window named. */
+	rc = sp_store_batch_remove_entry(b, rcpt, seq, mv, ml, &len);
+	rocksdb_free(mv);
+	if (rc < 0)
+		return rc;
+	*bytes += len;
+	return 1;
+}
+
+/*
+ * Members that expired are removed here, not given records of their own
+ * first: such a record would sort before the sweep's cursor and wait for
+ * the next full pass. The others' records sort after now, past the cursor.
+ */
+int sp_store_batch_window_due(struct sp_store_batch *b, const uint8_t *ikey, size_t ilen,
+			      const struct sp_store_expiry_ref *ref, const char *val, size_t vlen,
+			      uint64_t *bytes, size_t *items)
+{
+	struct sp_store *st = b->st;
+	uint8_t key[SP_KEYTAB_KEY_LEN];
+	uint64_t idx;
+	uint32_t n;
+	int rc, expired = 0;
+
+	*bytes = 0;
+	*items = 0;
+	if (st->win_map) {
+		recent_key(key, ref->recipient, ref->seq);
+		if (sp_keytab_lookup(st->win_map, key, &idx) == 0 && st->wins[idx].open &&
+		    !st->wins[idx].pending && ilen == sizeof(st->wins[idx].key) &&
+		    memcmp(st->wins[idx].key, ikey, ilen) == 0) {
+			uint32_t id = (uint32_t)idx + 1;
+			struct sp_store_win *w = &st->wins[idx];
+
+			for (uint32_t i = 0; i < w->span; i++) {
+				struct sp_store_recent *r =
+					&st->recent[(idx + i) % st->cfg.recent_max];
+
+				if (r->win != id || !r->seq)
+					continue;
+				(*items)++;
+				rc = win_member_due(b, r, bytes);
+				if (rc < 0)
+					return rc;
+				expired += rc;
+			}
+			if (w->open)
+				win_end(b, w);
+			return expired;
+		}
+	}
+	if (sp_store_window_decode((const uint8_t *)val, vlen, &n) < 0) {
+		st->wstats.corrupt++;   /* its entries cannot be found */
+		n = 0;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		const uint8_t *rcpt;
+		uint64_t seq, exp;
+
+		sp_store_window_item((const uint8_t *)val, i, &rcpt, &seq, &exp);
+		(*items)++;
+		rc = untracked_due(b, rcpt, seq, bytes);
+		if (rc < 0)
+			return rc;
+		expired += rc;
+	}
+	sp_store_batch_del(b, SP_STORE_CF_EXPIRY, ikey, ilen);
+	return expired;
+}
+
 /* Remembers an entry just enqueued (its seq is new: never in the table),
  * pushing out the oldest one if the ring is full. Out of memory: not
  * remembered (its ack reads the entry). */
-static void recent_add(struct sp_store *st, const uint8_t recipient[SP_KEY_LEN], uint64_t seq,
-		       const struct sp_store_mbox_hdr *h)
+static struct sp_store_recent *recent_add(struct sp_store_batch *b,
+					  const uint8_t recipient[SP_KEY_LEN], uint64_t seq,
+					  const struct sp_store_mbox_hdr *h, size_t *slot)
 {
+	struct sp_store *st = b->st;
 	uint8_t key[SP_KEYTAB_KEY_LEN];
 	struct sp_store_recent *r;
 	size_t idx;
 
 	if (!st->recent)
-		return;
+		return NULL;
 	idx = st->recent_head;
 	st->recent_head = (idx + 1) % st->cfg.recent_max;
 	r = &st->recent[idx];
+	/* Its window, if still open, cannot be tracked past this slot: its
+	 * entries get records of their own first. */
+	if (r->win)
+		win_close(b, r->win);
 	if (r->seq)
 		recent_drop(st, r);
+	r->win = 0;
 	recent_key(key, recipient, seq);
 	if (sp_keytab_insert(st->recent_map, key, idx, NULL) != 0) {
 		/* -ENOMEM; or (1) a slot of another recipient with the same 24
@@ -908,10 +1204,13 @@ static void recent_add(struct sp_store *st, const uint8_t recipient[SP_KEY_LEN],
 		uint64_t old;
 
 		if (sp_keytab_lookup(st->recent_map, key, &old) == 0) {
+			/* Forgotten, so its expiry must not depend on memory. */
+			if (st->recent[old].win)
+				win_detach(b, &st->recent[old]);
 			st->recent[old].seq = 0;
 			sp_keytab_remove(st->recent_map, key, old);
 		}
-		return;
+		return NULL;
 	}
 	memcpy(r->recipient, recipient, SP_KEY_LEN);
 	r->seq = seq;
@@ -919,6 +1218,8 @@ static void recent_add(struct sp_store *st, const uint8_t recipient[SP_KEY_LEN],
 	r->body_len = h->body_len;
 	r->share_tag = h->share_tag;
 	r->has_tag = true;
+	*slot = idx;
+	return r;
 }
 
 /* Forgets every entry (an aborted batch may have enqueued some of them). */
@@ -929,6 +1230,11 @@ static void recent_reset(struct sp_store *st)
 	sp_keytab_clear(st->recent_map);
 	memset(st->recent, 0, st->cfg.recent_max * sizeof(*st->recent));
 	st->recent_head = 0;
+	/* Windows too: the records of those committed stay, and the sweep
+	 * handles them as a restart's (sp_store_batch_window_due). */
+	sp_keytab_clear(st->win_map);
+	memset(st->wins, 0, st->cfg.recent_max * sizeof(*st->wins));
+	st->batch.n_new_wins = 0;
 }
 
 /* ---- enqueue ------------------------------------------------------------------------ */
@@ -987,6 +1293,8 @@ int sp_store_enqueue(struct sp_store_batch *b, const struct sp_store_envelope *e
 	struct sp_store_meta m;
 	uint64_t seq = 0, dup_seq = 0;
 	uint8_t skey[SP_KEY_LEN];
+	struct sp_store_recent *r;
+	size_t slot = 0;
 	uint32_t tag;
 	int rc;
 
@@ -1060,7 +1368,6 @@ int sp_store_enqueue(struct sp_store_batch *b, const struct sp_store_envelope *e
 	h.expires_ms = sp_store_add_sat(b->now_ms, env->ttl_ms ? env->ttl_ms : st->cfg.ttl_ms);
 	sp_store_mbox_hdr_encode(hdr, &h);
 	sp_store_mailbox_key(mkey, env->recipient, seq);
-	sp_store_expiry_mailbox_key(ekey, h.expires_ms, env->recipient, seq);
 	{
 		/* Header and body as two slices, copied straight from the
 		 * caller's buffer into the batch (and the overlay). */
@@ -1069,7 +1376,12 @@ int sp_store_enqueue(struct sp_store_batch *b, const struct sp_store_envelope *e
 
 		batch_putv(b, SP_STORE_CF_MAILBOX, mkey, sizeof(mkey), 2, vp, vl);
 	}
-	batch_put(b, SP_STORE_CF_EXPIRY, ekey, sizeof(ekey), NULL, 0);
+	/* Remembered: its expiry is in its window's record; else one of its own. */
+	r = recent_add(b, env->recipient, seq, &h, &slot);
+	if (!r || !win_add(b, r, slot)) {
+		sp_store_expiry_mailbox_key(ekey, h.expires_ms, env->recipient, seq);
+		batch_put(b, SP_STORE_CF_EXPIRY, ekey, sizeof(ekey), NULL, 0);
+	}
 	sl->m = m;
 	sl->dirty = true;
 	if (env->client_id) {
@@ -1081,7 +1393,6 @@ int sp_store_enqueue(struct sp_store_batch *b, const struct sp_store_envelope *e
 		batch_put(b, SP_STORE_CF_DEDUP, id, sizeof(id), dval, sizeof(dval));
 	}
 	share_add(st, skey, env->body_len);
-	recent_add(st, env->recipient, seq, &h);
 	b->assigned++;
 	b->add_bytes += env->body_len;
 	st->written_since_check += 2 * (env->body_len + 160);
@@ -1102,8 +1413,9 @@ int sp_store_batch_remove_entry(struct sp_store_batch *b, const uint8_t recipien
 	struct sp_store_mslot *sl;
 	struct sp_store_recent *r;
 	uint64_t body_len;
-	char *ival;
+	char *ival = NULL;
 	size_t ilen;
+	bool windowed;
 	int rc;
 
 	/* First the only step that can fail for lack of memory: then the
@@ -1112,6 +1424,9 @@ int sp_store_batch_remove_entry(struct sp_store_batch *b, const uint8_t recipien
 	if (rc < 0)
 		return rc;
 	r = recent_find(b->st, recipient, seq);
+	windowed = r && r->win;
+	if (windowed)
+		win_unref(b, r);
 	if (r)
 		recent_drop(b->st, r);
 	if (sp_store_mbox_decode((const uint8_t *)val, vlen, &h) == 0) {
@@ -1123,10 +1438,11 @@ int sp_store_batch_remove_entry(struct sp_store_batch *b, const uint8_t recipien
 			share_sub(b->st, skey, body_len);
 		}
 		sp_store_expiry_mailbox_key(ekey, h.expires_ms, recipient, seq);
-		rc = sp_store_batch_get(b, SP_STORE_CF_EXPIRY, ekey, sizeof(ekey), &ival, &ilen);
+		rc = windowed ? 0 : sp_store_batch_get(b, SP_STORE_CF_EXPIRY, ekey, sizeof(ekey),
+							&ival, &ilen);
 		if (rc < 0)
 			return rc;
-		if (ival) {
+		if (!windowed && ival) {
 			rocksdb_free(ival);
 			sp_store_batch_sdel(b, SP_STORE_CF_EXPIRY, ekey, sizeof(ekey));
 		}
@@ -1158,8 +1474,9 @@ int sp_store_ack(struct sp_store_batch *b, const uint8_t recipient[SP_KEY_LEN], 
 	sp_store_mailbox_key(mkey, recipient, seq);
 	r = recent_find(b->st, recipient, seq);
 	if (r) {
-		/* Known present with its expiry record: no read (the deletes
-		 * stay SingleDeletes of keys proven present). */
+		/* Known present, with its expiry in its window's record or a
+		 * record of its own: no read (the deletes stay SingleDeletes
+		 * of keys proven present). */
 		struct sp_store_mslot *sl;
 		uint8_t ekey[SP_STORE_EXPIRY_MAILBOX_KEY_LEN];
 
@@ -1172,8 +1489,12 @@ int sp_store_ack(struct sp_store_batch *b, const uint8_t recipient[SP_KEY_LEN], 
 			share_key(skey, recipient, r->share_tag);
 			share_sub(b->st, skey, r->body_len);
 		}
-		sp_store_expiry_mailbox_key(ekey, r->expires_ms, recipient, seq);
-		sp_store_batch_sdel(b, SP_STORE_CF_EXPIRY, ekey, sizeof(ekey));
+		if (r->win) {
+			win_unref(b, r);        /* no record of its own */
+		} else {
+			sp_store_expiry_mailbox_key(ekey, r->expires_ms, recipient, seq);
+			sp_store_batch_sdel(b, SP_STORE_CF_EXPIRY, ekey, sizeof(ekey));
+		}
 		sp_store_batch_sdel(b, SP_STORE_CF_MAILBOX, mkey, sizeof(mkey));
 		meta_remove_one(sl, r->body_len);
 		b->st->wstats.acked++;
