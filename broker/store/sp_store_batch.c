@@ -48,6 +48,12 @@ int sp_store_batch_init(struct sp_store *st)
 		rc = sp_keytab_create(&st->share_map, 1024);
 	if (rc == 0)
 		rc = sp_keytab_create(&st->share_loaded, 1024);
+	if (rc == 0) {
+		st->tagc = calloc(SP_STORE_TAG_CACHE, sizeof(*st->tagc));
+		crypto_shorthash_keygen(st->tagc_key);
+		if (!st->tagc)
+			rc = -ENOMEM;
+	}
 	if (rc == 0 && st->cfg.recent_max) {
 		rc = sp_keytab_create(&st->recent_map, st->cfg.recent_max);
 		if (rc == 0)
@@ -74,6 +80,9 @@ void sp_store_batch_fini(struct sp_store *st)
 	st->share_map = NULL;
 	sp_keytab_destroy(st->share_loaded);
 	st->share_loaded = NULL;
+	free(st->tagc);
+	st->tagc = NULL;
+	sodium_memzero(st->tagc_key, sizeof(st->tagc_key));
 	sp_keytab_destroy(st->recent_map);
 	st->recent_map = NULL;
 	free(st->recent);
@@ -690,6 +699,30 @@ static struct sp_store_share *share_find(struct sp_store *st, const uint8_t key[
 	if (sp_keytab_lookup(st->share_map, key, &idx) < 0)
 		return NULL;
 	return &st->shares[idx];
+}
+
+/* The pair's share tag, from the cache (struct sp_store_tagc) or computed
+ * into it. All borrowed. */
+static uint32_t share_tag(struct sp_store *st, const uint8_t sender[SP_KEY_LEN],
+			  const uint8_t recipient[SP_KEY_LEN])
+{
+	uint8_t pair[2 * SP_KEY_LEN], h[crypto_shorthash_BYTES];
+	struct sp_store_tagc *c;
+	uint64_t slot;
+
+	memcpy(pair, sender, SP_KEY_LEN);
+	memcpy(pair + SP_KEY_LEN, recipient, SP_KEY_LEN);
+	crypto_shorthash(h, pair, sizeof(pair), st->tagc_key);
+	memcpy(&slot, h, sizeof(slot));
+	c = &st->tagc[slot & (SP_STORE_TAG_CACHE - 1)];
+	if (!c->valid || memcmp(c->sender, sender, SP_KEY_LEN) != 0 ||
+	    memcmp(c->recipient, recipient, SP_KEY_LEN) != 0) {
+		c->tag = sp_store_share_tag(st->dedup_key, sender, recipient);
+		memcpy(c->sender, sender, SP_KEY_LEN);
+		memcpy(c->recipient, recipient, SP_KEY_LEN);
+		c->valid = true;
+	}
+	return c->tag;
 }
 
 /* Would one more envelope of len bytes exceed the pair's share? */
@@ -1333,7 +1366,7 @@ int sp_store_enqueue(struct sp_store_batch *b, const struct sp_store_envelope *e
 	rc = share_load(b, env->recipient, m.count);
 	if (rc < 0)
 		goto out;
-	tag = sp_store_share_tag(st->dedup_key, env->sender, env->recipient);
+	tag = share_tag(st, env->sender, env->recipient);
 	share_key(skey, env->recipient, tag);
 	if (share_refuses(st, share_find(st, skey), env->body_len)) {
 		st->wstats.share_refused++;

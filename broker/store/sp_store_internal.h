@@ -124,6 +124,18 @@ struct sp_store_win {
 	bool pending;                   /* made by the open batch: its record not yet written */
 };
 
+/* The share tag cache (sp_store_batch.c share_tag): a direct-mapped table
+ * of the last (sender, recipient) pairs' tags. The tag is a BLAKE2b of the
+ * pair keyed with the dedup key, fixed for the store's life, so an entry
+ * never goes stale; a miss computes it (about 2,000 instructions). */
+enum { SP_STORE_TAG_CACHE = 1024 };     /* slots, a power of two: ~72 KiB */
+
+struct sp_store_tagc {
+	uint8_t sender[SP_KEY_LEN], recipient[SP_KEY_LEN];
+	uint32_t tag;
+	bool valid;
+};
+
 /* Write-path counters (sp_store_batch.c), merged by sp_store_get_stats. */
 struct sp_store_wstats {
 	uint64_t enqueued, duplicates, quota_refused, space_refused;
@@ -197,6 +209,8 @@ struct sp_store {
 	uint64_t unsynced_since_ms;     /* SP_STORE_SYNC_BATCH: time of the first of them */
 	/* Recent entries: a ring of cfg.recent_max slots, oldest overwritten
 	 * first, found through recent_map (recipient[0..24) | seq -> slot). */
+	struct sp_store_tagc *tagc;     /* SP_STORE_TAG_CACHE slots */
+	uint8_t tagc_key[crypto_shorthash_KEYBYTES];    /* its slot hash (peers choose keys) */
 	struct sp_keytab *recent_map;
 	struct sp_store_recent *recent;
 	size_t recent_head;
