@@ -169,7 +169,8 @@ static const struct opt opts[] = {
 	  "event-loop time one step of the expiry sweep (one per 100 ms tick) may take; "
 	  "a step that runs out resumes where it stopped at the next tick" },
 	{ "expiry-sweep-batch", "N", OPT_U32, FIELD(expiry_sweep_batch), 1, 1000000, false,
-	  "expiry index records one sweep step reads, at most" },
+	  "expiry index entries one sweep step looks at, at most (an index record of a "
+	  "window of envelopes counts its envelopes: a step may look at 63 more)" },
 	{ "store-max-bytes", "BYTES", OPT_U64, FIELD(store_max_bytes), 0, (uint64_t)1 << 50, false,
 	  "envelope body bytes all mailboxes together hold; beyond, durable sends get "
 	  "err_mailbox_full; 0 = no such bound (store-min-free still holds)" },
@@ -235,6 +236,10 @@ static const struct opt opts[] = {
 	{ "store-recent-max", "N", OPT_U32, FIELD(store_recent_max), 0, 1 << 24, false,
 	  "stored envelopes whose headers the broker remembers until they are acked, so that "
 	  "their acks need no store read (about 80 bytes each); 0 = off" },
+	{ "store-expiry-window", "MS", OPT_U32, FIELD(store_expiry_window_ms), 0, 3600 * 1000, false,
+	  "remembered envelopes acked within this time of being stored leave nothing in the "
+	  "expiry index (the envelopes of a commit share one index record); later ones get a "
+	  "record of their own then; 0 = a record per envelope" },
 	{ "store-max-wal", "BYTES", OPT_U64, FIELD(store_max_wal), (uint64_t)1 << 20,
 	  (uint64_t)1 << 40, false,
 	  "write-ahead log the mailbox store keeps before it writes its memtables out "
@@ -383,6 +388,7 @@ void sp_config_defaults(struct sp_config *c)
 	c->mailbox_sender_share = SP_DEFAULT_MAILBOX_SENDER_SHARE;
 	c->mailbox_share_table_max = SP_DEFAULT_MAILBOX_SHARE_TABLE_MAX;
 	c->store_recent_max = SP_DEFAULT_STORE_RECENT_MAX;
+	c->store_expiry_window_ms = SP_DEFAULT_STORE_EXPIRY_WINDOW_MS;
 	c->store_max_wal = SP_DEFAULT_STORE_MAX_WAL;
 	c->store_scrub_interval_s = SP_DEFAULT_STORE_SCRUB_INTERVAL_S;
 	c->store_blob_min_bytes = SP_DEFAULT_STORE_BLOB_MIN_BYTES;

@@ -184,6 +184,7 @@ struct sp_config {
 	uint32_t mailbox_sender_share;  /* % of a mailbox's quotas one sender may hold; 100 = off */
 	uint32_t mailbox_share_table_max; /* (sender, mailbox) pairs counted */
 	uint32_t store_recent_max;      /* envelope headers remembered for read-free acks */
+	uint32_t store_expiry_window_ms; /* expiry windows' life (sp_store.h "Expiry windows") */
 	uint64_t store_max_wal;         /* bytes of write-ahead log before memtables are flushed */
 	uint32_t store_scrub_interval_s; /* removed data leaves the disk within this (+ the scrub) */
 	uint32_t store_blob_min_bytes;  /* stored envelopes this large go to blob files; 0 = off */
@@ -265,6 +266,7 @@ enum {
 	SP_DEFAULT_MAILBOX_SENDER_SHARE = 25,
 	SP_DEFAULT_MAILBOX_SHARE_TABLE_MAX = 1000000,
 	SP_DEFAULT_STORE_RECENT_MAX = 65536,
+	SP_DEFAULT_STORE_EXPIRY_WINDOW_MS = 10000,
 	SP_DEFAULT_STORE_SCRUB_INTERVAL_S = 3600,
 	/* A browser's upgrade request is 400-700 bytes; cookies for the
 	 * proxy's host can add more. */

@@ -465,6 +465,7 @@ int sp_shard_store_open(const struct sp_config *cfg, const struct sp_log *log,
 	sc.share_pct = cfg->mailbox_sender_share >= 100 ? 0 : cfg->mailbox_sender_share;
 	sc.share_table_max = cfg->mailbox_share_table_max;
 	sc.recent_max = cfg->store_recent_max;
+	sc.window_ms = cfg->store_expiry_window_ms;
 	sc.max_wal_bytes = cfg->store_max_wal;
 	sc.blob_min_bytes = cfg->store_blob_min_bytes;
 	sc.scrub_interval_ms = (uint64_t)cfg->store_scrub_interval_s * 1000;

@@ -275,6 +275,7 @@ void sp_store_config_defaults(struct sp_store_config *cfg)
 	cfg->max_open_files = SP_STORE_DEFAULT_MAX_OPEN_FILES;
 	cfg->share_table_max = SP_STORE_DEFAULT_SHARE_TABLE_MAX;
 	cfg->recent_max = SP_STORE_DEFAULT_RECENT_MAX;
+	cfg->window_ms = SP_STORE_DEFAULT_WINDOW_MS;
 }
 
 /* DIR and DIR/db: made (0700, missing parents too) or checked usable. */
@@ -657,13 +658,14 @@ static int check_format_and_epoch(struct sp_store *st)
 		uint8_t have = len == 1 ? (uint8_t)val[0] : 0;
 
 		rocksdb_free(val);
-		if (have != 1 && have != SP_STORE_FORMAT) {
+		if (have != 1 && have != 2 && have != SP_STORE_FORMAT) {
 			sp_store_set_err(st, "store: %s/db has an unknown store format", st->dir);
 			return -EPROTO;
 		}
-		/* Format 1 (v1 mailbox values only) is read as it is; the
-		 * record says 2 from now on, so an older build refuses the
-		 * store instead of skipping v2 values as corrupt. */
+		/* Formats 1 (v1 mailbox values only) and 2 (no window
+		 * records) are read as they are; the record says 3 from now
+		 * on, so an older build refuses the store instead of skipping
+		 * v2 values or window records as corrupt (sp_store.h). */
 		if (have != SP_STORE_FORMAT) {
 			rocksdb_put_cf(st->db, st->wo_sync, st->cf[SP_STORE_CF_DEFAULT], "format", 6,
 				       (const char *)&fmt, 1, &rerr);
@@ -747,6 +749,7 @@ int sp_store_open(struct sp_store **out, const struct sp_store_config *cfg, char
 		goto out;
 	}
 	st->cfg.dir = st->dir;
+	st->sweep_windows_ahead = true;  /* the last process's windows (sp_store_expire.c) */
 
 	rc = make_dir(st, st->dir);
 	if (rc < 0)
@@ -837,6 +840,7 @@ void sp_store_get_stats(const struct sp_store *st, struct sp_store_stats *out)
 	out->ack_unknown = w->ack_unknown;
 	out->acked_bytes = w->acked_bytes;
 	out->acked_recent = w->acked_recent;
+	out->meta_cached = w->meta_cached;
 	out->commits = w->commits;
 	out->commit_failures = w->commit_failures;
 	out->syncs = w->syncs;

@@ -42,6 +42,10 @@
  *                                   device's mailbox is empty
  *   column family "expiry"   ordered expiry index, swept by sp_store_expire
  *     expires_ms u64 | 'm' | recipient[32] | seq u64    (49 bytes, empty value)
+ *     expires_ms u64 | 'w' | recipient[32] | seq u64    (49 bytes, window value:
+ *                                the entries of one window, "Expiry windows"
+ *                                below; keyed by their earliest expiry and
+ *                                the first of them; format 3)
  *     expires_ms u64 | 'd' | dedup_id[32]               (41 bytes, empty value;
  *                                written by stores before the dedup compaction
  *                                filter only: still swept, no longer written)
@@ -69,6 +73,8 @@
  *   meta v1:    u8 version=1 | u8[7] zero | u64 next_seq | u64 count |
  *               u64 bytes                                    (32 bytes)
  *   dedup v1:   u8 version=1 | u8[7] zero | u64 seq | u64 expires_ms (24 bytes)
+ *   window v1:  u8 version=1 | u8[3] zero | u32 n (1..64) | n x (recipient[32] |
+ *               u64 seq | u64 expires_ms)                    (8 + 48 n bytes)
  * A value of another version, with non-zero reserved bytes, or of the wrong
  * length is "corrupt": reads skip and count it (never crash); a corrupt meta
  * value is rebuilt from the device's mailbox range (and the epoch advanced,
@@ -148,6 +154,37 @@
  * goes through one function, which forgets the entry, and an aborted batch
  * forgets them all). Other acks read the entry as before. Costs about 80
  * bytes per remembered envelope (the table's slot and the ring's).
+ * recent_max also bounds the counters cache: the committed counters of the
+ * devices the last batches touched stay in memory (only batches write them),
+ * so a batch's first touch of such a device reads nothing (meta_cached in
+ * the stats); beyond recent_max devices, and after an abort or a failed
+ * commit, all are forgotten and read again. About 100 bytes per device.
+ *
+ * Expiry windows: an envelope the store remembers (above) has no expiry
+ * record of its own at first: the envelopes one batch enqueues, up to 64,
+ * share one window record naming each (written in the same batch, so it is
+ * as durable as they are). While the window is open the store tracks its
+ * members in memory: an ack of one writes nothing to the expiry index, and
+ * when the last is acked the window record is deleted, so a quickly acked
+ * envelope costs 1/64 of a Put and of a Delete there instead of a Put and a
+ * SingleDelete. The window record's key time is window_ms after the batch
+ * (or its earliest member's expiry, if sooner): when the sweep meets it,
+ * the members that expired are removed and the others get records of
+ * their own (the 'm' record), and the window record is deleted, in one
+ * batch. So an envelope acked within window_ms leaves nothing in the index,
+ * one acked later costs what it did before, and window records are never
+ * older than window_ms plus a sweep step. A window also closes early (its
+ * members get their own records) when one of them is pushed out of the
+ * ring or forgotten. A window record the store does not track (written
+ * before a restart, a kill -9, or an aborted batch) is handled the same
+ * way when the sweep meets it, from the entries it names; the first sweep
+ * pass after an open reaches window_ms ahead for window records, so those
+ * of the last process go at once. An entry is always named by a record of
+ * its own or by the record of an open window, and never expires later than
+ * its time plus one sweep step. Format 3 (a build of format 2
+ * would drop window records as foreign and never expire their entries, so
+ * it refuses the store); a format 2 store opens unchanged (its 'm' records
+ * are read as before) and is marked 3.
  *
  * Deleted data: an ack or the sweep removes an entry from what reads see at
  * once, but its bytes stay in RocksDB's files (the write-ahead log, table
@@ -243,7 +280,8 @@ enum sp_store_cf {
 #define SP_STORE_CF_NAMES { "default", "mailbox", "meta", "expiry", "dedup" }
 
 enum sp_store_layout {
-	SP_STORE_FORMAT = 2,            /* the "format" record (1: before mailbox v2 values) */
+	SP_STORE_FORMAT = 3,            /* the "format" record (1: before mailbox v2 values;
+					 * 2: before expiry window records) */
 	SP_STORE_VALUE_V1 = 1,          /* version byte of meta, dedup and v1 mailbox values */
 	SP_STORE_MAILBOX_V2 = 2,        /* version byte of mailbox values with a share tag */
 	SP_STORE_MAILBOX_KEY_LEN = SP_KEY_LEN + 8,             /* 40 */
@@ -268,6 +306,7 @@ enum sp_store_layout {
 #define SP_STORE_SPACE_CHECK_MS 100u    /* statvfs of DIR at most this often */
 #define SP_STORE_DEFAULT_SHARE_TABLE_MAX 1000000u
 #define SP_STORE_DEFAULT_RECENT_MAX 65536u
+#define SP_STORE_DEFAULT_WINDOW_MS 10000u    /* "Expiry windows" */
 #define SP_STORE_MANIFEST_MAX 1u        /* bytes: a new MANIFEST at every edit */
 
 struct sp_store_config {
@@ -295,6 +334,9 @@ struct sp_store_config {
 	size_t share_table_max;         /* (sender, mailbox) pairs tracked */
 	/* Recent entries (see "Recent entries" above; 0 = off). */
 	size_t recent_max;
+	/* How long a window tracks its entries before they get expiry
+	 * records of their own ("Expiry windows"; 0 = no windows). */
+	uint32_t window_ms;
 };
 
 /* Fills every field with the defaults above (dir = NULL, sync = ALWAYS). */
@@ -745,6 +787,8 @@ struct sp_store_stats {
 	bool ballast;                   /* DIR/ballast is in place */
 	uint64_t acked, ack_unknown;
 	uint64_t acked_recent;          /* of the acked, written without a read ("Recent entries") */
+	uint64_t meta_cached;           /* a batch's first touch of a device's counters served
+					 * from memory, without a read (sp_store_batch.c) */
 	uint64_t expired, dedup_expired;
 	uint64_t acked_bytes, expired_bytes; /* body bytes those removed */
 	uint64_t purged, purged_bytes;  /* removed by sp_store_purge */

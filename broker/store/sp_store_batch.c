@@ -31,6 +31,7 @@
 static void flush_meta_map(struct sp_store_batch *b, uint64_t *entries, uint64_t *bytes);
 static void share_reset(struct sp_store *st);
 static void recent_reset(struct sp_store *st);
+static void win_write(struct sp_store_batch *b);
 
 int sp_store_batch_init(struct sp_store *st)
 {
@@ -47,10 +48,19 @@ int sp_store_batch_init(struct sp_store *st)
 		rc = sp_keytab_create(&st->share_map, 1024);
 	if (rc == 0)
 		rc = sp_keytab_create(&st->share_loaded, 1024);
+	if (rc == 0) {
+		st->tagc = calloc(SP_STORE_TAG_CACHE, sizeof(*st->tagc));
+		crypto_shorthash_keygen(st->tagc_key);
+		if (!st->tagc)
+			rc = -ENOMEM;
+	}
 	if (rc == 0 && st->cfg.recent_max) {
 		rc = sp_keytab_create(&st->recent_map, st->cfg.recent_max);
+		if (rc == 0)
+			rc = sp_keytab_create(&st->win_map, 1024);
 		st->recent = calloc(st->cfg.recent_max, sizeof(*st->recent));
-		if (rc == 0 && !st->recent)
+		st->wins = calloc(st->cfg.recent_max, sizeof(*st->wins));
+		if (rc == 0 && (!st->recent || !st->wins))
 			rc = -ENOMEM;
 	}
 	return rc;
@@ -70,10 +80,20 @@ void sp_store_batch_fini(struct sp_store *st)
 	st->share_map = NULL;
 	sp_keytab_destroy(st->share_loaded);
 	st->share_loaded = NULL;
+	free(st->tagc);
+	st->tagc = NULL;
+	sodium_memzero(st->tagc_key, sizeof(st->tagc_key));
 	sp_keytab_destroy(st->recent_map);
 	st->recent_map = NULL;
 	free(st->recent);
 	st->recent = NULL;
+	sp_keytab_destroy(st->win_map);
+	st->win_map = NULL;
+	free(st->wins);
+	st->wins = NULL;
+	free(st->batch.new_wins);
+	st->batch.new_wins = NULL;
+	st->batch.n_new_wins = st->batch.new_wins_cap = 0;
 	free(st->shares);
 	st->shares = NULL;
 	st->nshares = st->shares_cap = 0;
@@ -227,6 +247,7 @@ int sp_store_batch_begin(struct sp_store *st, uint64_t now_ms, struct sp_store_b
 	st->batch.ops = 0;
 	st->batch.assigned = 0;
 	st->batch.add_bytes = 0;
+	st->batch.gen++;
 	st->batch.open = true;
 	*out = &st->batch;
 	return 0;
@@ -246,11 +267,48 @@ static void clear_meta_map(struct sp_store_batch *b)
 	b->count = 0;
 }
 
-static void end_batch(struct sp_store_batch *b)
+/*
+ * The counters cache: the slots of the devices a batch touched outlive it,
+ * holding what was committed, so the next batch that touches the device
+ * needs no read of its meta record (one lookup per device per batch
+ * before; only the batch writes that family, so the slot stays what the
+ * database holds). committed: the batch's writes are in the database, its
+ * values become the committed ones; else they are dropped. At most
+ * recent_max devices are kept (0: none, every batch reads); beyond, all
+ * are forgotten (O(devices), not O(table capacity)).
+ */
+static void settle_meta_map(struct sp_store_batch *b, bool committed)
 {
-	clear_meta_map(b);
+	if (b->count > b->st->cfg.recent_max) {
+		clear_meta_map(b);
+		return;
+	}
+	for (size_t i = 0; i < b->count; i++) {
+		struct sp_store_mslot *sl = &b->slots[i];
+
+		if (!sl->dirty)
+			continue;
+		if (committed) {
+			sl->m0 = sl->m;
+			sl->existed = sl->m.count > 0;  /* as flush_meta_map wrote it */
+		} else {
+			sl->m = sl->m0;
+		}
+		sl->dirty = false;
+	}
+}
+
+/* committed: see settle_meta_map; after an abort or a failed commit every
+ * cached counter is forgotten instead. */
+static void end_batch(struct sp_store_batch *b, bool committed)
+{
+	if (committed)
+		settle_meta_map(b, !b->ovl_failed && b->ops > 0);
+	else
+		clear_meta_map(b);
 	rocksdb_writebatch_clear(b->wb);
 	sp_store_ovl_clear(&b->ovl);
+	b->n_new_wins = 0;
 	b->ovl_failed = false;
 	b->open = false;
 	b->ops = 0;
@@ -297,7 +355,7 @@ int sp_store_batch_commit(struct sp_store_batch *b)
 	rc = sp_store_batch_check(b);
 	if (rc < 0) {
 		if (b && b->open)
-			end_batch(b);
+			end_batch(b, false);
 		return rc;
 	}
 	st = b->st;
@@ -309,8 +367,9 @@ int sp_store_batch_commit(struct sp_store_batch *b)
 		rc = sp_store_batch_abort(b);
 		return rc < 0 ? rc : -ENOMEM;
 	}
+	win_write(b);
 	if (b->ops == 0) {
-		end_batch(b);
+		end_batch(b, true);     /* nothing changed: the cache holds */
 		return 0;
 	}
 	flush_meta_map(b, &tot_entries, &tot_bytes);
@@ -329,7 +388,7 @@ int sp_store_batch_commit(struct sp_store_batch *b)
 		rc = sp_store_rocks_fail(st, "commit", rerr);
 		st->wstats.commit_failures++;
 		sp_store_poison(st);
-		end_batch(b);
+		end_batch(b, false);
 		return rc;
 	}
 	st->wstats.commits++;
@@ -346,7 +405,7 @@ int sp_store_batch_commit(struct sp_store_batch *b)
 	} else if (st->cfg.sync == SP_STORE_SYNC_NEVER) {
 		st->unsynced = true; /* synced once at close */
 	}
-	end_batch(b);
+	end_batch(b, true);
 	return 0;
 }
 
@@ -362,7 +421,7 @@ int sp_store_batch_abort(struct sp_store_batch *b)
 	sp_store_expire_reset(b->st);
 	share_reset(b->st);
 	recent_reset(b->st);
-	end_batch(b);
+	end_batch(b, false);
 	return rc;
 }
 
@@ -537,6 +596,20 @@ int sp_store_totals_load(struct sp_store *st)
 	return 0;
 }
 
+/* A device's next seq is at least this open's floor (and, without a record,
+ * above every seq handed out this open). */
+static void raise_to_floor(const struct sp_store *st, struct sp_store_meta *m, bool had)
+{
+	uint64_t floor = sp_store_seq_floor(st->epoch);
+
+	if (!had && st->seq_hwm > floor)
+		floor = st->seq_hwm;    /* it may have had seqs up to here this open */
+	if (m->next_seq < floor)
+		m->next_seq = floor;
+	if (m->next_seq == 0)
+		m->next_seq = 1;
+}
+
 /*
  * The device's counters as this batch sees them, in the batch's map (*out):
  * from the map, else from the database (meta is only ever written at commit,
@@ -551,14 +624,23 @@ static int load_meta_slot(struct sp_store_batch *b, const uint8_t recipient[SP_K
 	struct sp_store_mslot *sl = find_slot(b, recipient);
 	struct sp_store_meta m = { 0 };
 	char *val, *rerr = NULL;
-	uint64_t floor;
 	size_t vlen;
 	bool had;
 	int rc;
 
 	*out = sl;
-	if (sl)
+	if (sl) {
+		if (sl->gen != b->gen) {
+			/* Cached from an earlier batch: its committed value,
+			 * raised to the floor as a read of it would be. */
+			sl->m = sl->m0;
+			raise_to_floor(st, &sl->m, sl->existed);
+			sl->m0 = sl->m;
+			sl->gen = b->gen;
+			st->wstats.meta_cached++;
+		}
 		return 0;
+	}
 	val = rocksdb_get_cf(st->db, st->ro, st->cf[SP_STORE_CF_META], (const char *)recipient,
 			     SP_KEY_LEN, &vlen, &rerr);
 	if (rerr)
@@ -579,19 +661,14 @@ static int load_meta_slot(struct sp_store_batch *b, const uint8_t recipient[SP_K
 				return rc;
 		}
 	}
-	floor = sp_store_seq_floor(st->epoch);
-	if (!had && st->seq_hwm > floor)
-		floor = st->seq_hwm;    /* it may have had seqs up to here this open */
-	if (m.next_seq < floor)
-		m.next_seq = floor;
-	if (m.next_seq == 0)
-		m.next_seq = 1;
+	raise_to_floor(st, &m, had);
 	sl = add_slot(b, recipient);
 	if (!sl)
 		return -ENOMEM;
 	sl->m = m;
 	sl->m0 = m;
 	sl->existed = had;
+	sl->gen = b->gen;
 	*out = sl;
 	return 0;
 }
@@ -622,6 +699,30 @@ static struct sp_store_share *share_find(struct sp_store *st, const uint8_t key[
 	if (sp_keytab_lookup(st->share_map, key, &idx) < 0)
 		return NULL;
 	return &st->shares[idx];
+}
+
+/* The pair's share tag, from the cache (struct sp_store_tagc) or computed
+ * into it. All borrowed. */
+static uint32_t share_tag(struct sp_store *st, const uint8_t sender[SP_KEY_LEN],
+			  const uint8_t recipient[SP_KEY_LEN])
+{
+	uint8_t pair[2 * SP_KEY_LEN], h[crypto_shorthash_BYTES];
+	struct sp_store_tagc *c;
+	uint64_t slot;
+
+	memcpy(pair, sender, SP_KEY_LEN);
+	memcpy(pair + SP_KEY_LEN, recipient, SP_KEY_LEN);
+	crypto_shorthash(h, pair, sizeof(pair), st->tagc_key);
+	memcpy(&slot, h, sizeof(slot));
+	c = &st->tagc[slot & (SP_STORE_TAG_CACHE - 1)];
+	if (!c->valid || memcmp(c->sender, sender, SP_KEY_LEN) != 0 ||
+	    memcmp(c->recipient, recipient, SP_KEY_LEN) != 0) {
+		c->tag = sp_store_share_tag(st->dedup_key, sender, recipient);
+		memcpy(c->sender, sender, SP_KEY_LEN);
+		memcpy(c->recipient, recipient, SP_KEY_LEN);
+		c->valid = true;
+	}
+	return c->tag;
 }
 
 /* Would one more envelope of len bytes exceed the pair's share? */
@@ -829,23 +930,306 @@ static void recent_drop(struct sp_store *st, struct sp_store_recent *r)
 	r->seq = 0;
 }
 
+/* ---- expiry windows (sp_store.h "Expiry windows") ---------------------------- */
+
+/* Every stored entry has an expiry record of its own or is a stored member
+ * (seq != 0, win != 0) of an open window, whose record names it. */
+
+static void win_unmap(struct sp_store *st, struct sp_store_win *w)
+{
+	uint8_t key[SP_KEYTAB_KEY_LEN];
+
+	recent_key(key, w->first, w->first_seq);
+	sp_keytab_remove(st->win_map, key, (uint64_t)(w - st->wins));
+}
+
+/* w tracks nothing any more: its record, if written, is deleted (a Delete:
+ * it may meet the sweep's own). */
+static void win_end(struct sp_store_batch *b, struct sp_store_win *w)
+{
+	if (!w->pending) {
+		sp_store_batch_del(b, SP_STORE_CF_EXPIRY, w->key, sizeof(w->key));
+		win_unmap(b->st, w);
+	}
+	w->open = false;
+}
+
+/* r (a stored member) gets an expiry record of its own. */
+static void own_record(struct sp_store_batch *b, struct sp_store_recent *r)
+{
+	uint8_t ekey[SP_STORE_EXPIRY_MAILBOX_KEY_LEN];
+
+	sp_store_expiry_mailbox_key(ekey, r->expires_ms, r->recipient, r->seq);
+	batch_put(b, SP_STORE_CF_EXPIRY, ekey, sizeof(ekey), NULL, 0);
+	r->win = 0;
+}
+
+/* Window id's stored members get records of their own; the window ends. */
+static void win_close(struct sp_store_batch *b, uint32_t id)
+{
+	struct sp_store *st = b->st;
+	struct sp_store_win *w = &st->wins[id - 1];
+
+	if (!w->open)
+		return;
+	for (uint32_t i = 0; i < w->span; i++) {
+		struct sp_store_recent *r = &st->recent[(id - 1 + i) % st->cfg.recent_max];
+
+		if (r->win == id && r->seq)
+			own_record(b, r);
+	}
+	win_end(b, w);
+}
+
+/* r, a member, is removed (acked, expired, purged). */
+static void win_unref(struct sp_store_batch *b, struct sp_store_recent *r)
+{
+	struct sp_store_win *w = &b->st->wins[r->win - 1];
+
+	if (w->open && --w->live == 0)
+		win_end(b, w);
+}
+
+/* r, a stored member, leaves its window with a record of its own. */
+static void win_detach(struct sp_store_batch *b, struct sp_store_recent *r)
+{
+	uint32_t id = r->win;
+
+	own_record(b, r);
+	r->win = id;    /* for win_unref */
+	win_unref(b, r);
+	r->win = 0;
+}
+
+/* The entry just remembered in r (ring slot idx) joins the batch's last
+ * window, or a new one. false: it could not (out of memory); it needs a
+ * record of its own. */
+static bool win_add(struct sp_store_batch *b, struct sp_store_recent *r, size_t idx)
+{
+	struct sp_store *st = b->st;
+	struct sp_store_win *w = NULL;
+	uint32_t id = b->n_new_wins ? b->new_wins[b->n_new_wins - 1] : 0;
+
+	if (!st->cfg.window_ms)
+		return false;
+	if (id && st->wins[id - 1].open && st->wins[id - 1].n < SP_STORE_WINDOW_MAX)
+		w = &st->wins[id - 1];
+	if (!w) {
+		size_t need = (b->n_new_wins + 1) * sizeof(*b->new_wins);
+
+		if (need > b->new_wins_cap) {
+			uint32_t *nw = sp_fsutil_grow(b->new_wins, &b->new_wins_cap, need,
+						      64 * sizeof(*nw));
+
+			if (!nw)
+				return false;
+			b->new_wins = nw;
+		}
+		/* wins[idx] is free: its first slot was idx, closed by recent_add. */
+		id = (uint32_t)idx + 1;
+		w = &st->wins[idx];
+		memset(w, 0, sizeof(*w));
+		memcpy(w->first, r->recipient, SP_KEY_LEN);
+		w->first_seq = r->seq;
+		w->due_ms = sp_store_add_sat(b->now_ms, st->cfg.window_ms);
+		w->open = w->pending = true;
+		b->new_wins[b->n_new_wins++] = id;
+	}
+	w->span = (uint32_t)((idx + st->cfg.recent_max - (id - 1)) % st->cfg.recent_max) + 1;
+	w->n++;
+	w->live++;
+	r->win = id;
+	return true;
+}
+
+/* At commit: each window this batch made with stored members gets its
+ * record (key: window_ms from now or their earliest expiry if sooner, and
+ * the first entry). */
+static void win_write(struct sp_store_batch *b)
+{
+	struct sp_store *st = b->st;
+	uint8_t val[SP_STORE_WINDOW_HDR_LEN + SP_STORE_WINDOW_MAX * SP_STORE_WINDOW_ITEM_LEN];
+	uint8_t key[SP_KEYTAB_KEY_LEN];
+
+	for (size_t k = 0; k < b->n_new_wins; k++) {
+		uint32_t id = b->new_wins[k], n = 0;
+		struct sp_store_win *w = &st->wins[id - 1];
+		uint64_t min = w->due_ms;
+
+		if (!w->open)
+			continue;
+		for (uint32_t i = 0; i < w->span && n < SP_STORE_WINDOW_MAX; i++) {
+			struct sp_store_recent *r = &st->recent[(id - 1 + i) % st->cfg.recent_max];
+
+			if (r->win != id || !r->seq)
+				continue;
+			sp_store_window_item_encode(val + sp_store_window_len(n), r->recipient, r->seq,
+						    r->expires_ms);
+			if (r->expires_ms < min)
+				min = r->expires_ms;
+			n++;
+		}
+		recent_key(key, w->first, w->first_seq);
+		if (n == 0 || sp_keytab_insert(st->win_map, key, id - 1, NULL) != 0) {
+			/* Cannot be found again (out of memory, or another
+			 * window's first entry shares its 24 bytes and seq). */
+			win_close(b, id);
+			continue;
+		}
+		sp_store_window_hdr_encode(val, n);
+		sp_store_expiry_window_key(w->key, min, w->first, w->first_seq);
+		w->pending = false;
+		batch_put(b, SP_STORE_CF_EXPIRY, w->key, sizeof(w->key), val, sp_store_window_len(n));
+	}
+	b->n_new_wins = 0;
+}
+
+/* The sweep met member r of window id: expired, it is removed (1); else
+ * it gets a record of its own (0). -errno. */
+static int win_member_due(struct sp_store_batch *b, struct sp_store_recent *r, uint64_t *bytes)
+{
+	uint8_t mkey[SP_STORE_MAILBOX_KEY_LEN], rcpt[SP_KEY_LEN];
+	uint64_t seq = r->seq, len = 0;
+	char *mv;
+	size_t ml;
+	int rc;
+
+	if (r->expires_ms > b->now_ms) {
+		own_record(b, r);
+		return 0;
+	}
+	memcpy(rcpt, r->recipient, SP_KEY_LEN);    /* r is forgotten on removal */
+	sp_store_mailbox_key(mkey, rcpt, seq);
+	rc = sp_store_batch_get(b, SP_STORE_CF_MAILBOX, mkey, sizeof(mkey), &mv, &ml);
+	if (rc < 0 || !mv)
+		return rc;
+	rc = sp_store_batch_remove_entry(b, rcpt, seq, mv, ml, &len);
+	rocksdb_free(mv);
+	if (rc < 0)
+		return rc;
+	*bytes += len;
+	return 1;
+}
+
+/* The same for an entry named by a window record the store does not track. */
+static int untracked_due(struct sp_store_batch *b, const uint8_t *rcpt, uint64_t seq,
+			 uint64_t *bytes)
+{
+	uint8_t mkey[SP_STORE_MAILBOX_KEY_LEN];
+	struct sp_store_mbox_hdr h;
+	uint64_t len = 0;
+	char *mv;
+	size_t ml;
+	int rc;
+
+	if (recent_find(b->st, rcpt, seq))
+		return 0;       /* tracked: it has a record of its own */
+	sp_store_mailbox_key(mkey, rcpt, seq);
+	rc = sp_store_batch_get(b, SP_STORE_CF_MAILBOX, mkey, sizeof(mkey), &mv, &ml);
+	if (rc < 0 || !mv)
+		return rc;      /* acked */
+	if (sp_store_mbox_decode((const uint8_t *)mv, ml, &h) == 0 && h.expires_ms > b->now_ms) {
+		uint8_t ekey[SP_STORE_EXPIRY_MAILBOX_KEY_LEN];
+
+		sp_store_expiry_mailbox_key(ekey, h.expires_ms, rcpt, seq);
+		batch_put(b, SP_STORE_CF_EXPIRY, ekey, sizeof(ekey), NULL, 0);
+		rocksdb_free(mv);
+		return 0;
+	}
+	/* Expired, or corrupt and past the time its window named. */
+	rc = sp_store_batch_remove_entry(b, rcpt, seq, mv, ml, &len);
+	rocksdb_free(mv);
+	if (rc < 0)
+		return rc;
+	*bytes += len;
+	return 1;
+}
+
+/*
+ * Members that expired are removed here, not given records of their own
+ * first: such a record would sort before the sweep's cursor and wait for
+ * the next full pass. The others' records sort after now, past the cursor.
+ */
+int sp_store_batch_window_due(struct sp_store_batch *b, const uint8_t *ikey, size_t ilen,
+			      const struct sp_store_expiry_ref *ref, const char *val, size_t vlen,
+			      uint64_t *bytes, size_t *items)
+{
+	struct sp_store *st = b->st;
+	uint8_t key[SP_KEYTAB_KEY_LEN];
+	uint64_t idx;
+	uint32_t n;
+	int rc, expired = 0;
+
+	*bytes = 0;
+	*items = 0;
+	if (st->win_map) {
+		recent_key(key, ref->recipient, ref->seq);
+		if (sp_keytab_lookup(st->win_map, key, &idx) == 0 && st->wins[idx].open &&
+		    !st->wins[idx].pending && ilen == sizeof(st->wins[idx].key) &&
+		    memcmp(st->wins[idx].key, ikey, ilen) == 0) {
+			uint32_t id = (uint32_t)idx + 1;
+			struct sp_store_win *w = &st->wins[idx];
+
+			for (uint32_t i = 0; i < w->span; i++) {
+				struct sp_store_recent *r =
+					&st->recent[(idx + i) % st->cfg.recent_max];
+
+				if (r->win != id || !r->seq)
+					continue;
+				(*items)++;
+				rc = win_member_due(b, r, bytes);
+				if (rc < 0)
+					return rc;
+				expired += rc;
+			}
+			if (w->open)
+				win_end(b, w);
+			return expired;
+		}
+	}
+	if (sp_store_window_decode((const uint8_t *)val, vlen, &n) < 0) {
+		st->wstats.corrupt++;   /* its entries cannot be found */
+		n = 0;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		const uint8_t *rcpt;
+		uint64_t seq, exp;
+
+		sp_store_window_item((const uint8_t *)val, i, &rcpt, &seq, &exp);
+		(*items)++;
+		rc = untracked_due(b, rcpt, seq, bytes);
+		if (rc < 0)
+			return rc;
+		expired += rc;
+	}
+	sp_store_batch_del(b, SP_STORE_CF_EXPIRY, ikey, ilen);
+	return expired;
+}
+
 /* Remembers an entry just enqueued (its seq is new: never in the table),
  * pushing out the oldest one if the ring is full. Out of memory: not
  * remembered (its ack reads the entry). */
-static void recent_add(struct sp_store *st, const uint8_t recipient[SP_KEY_LEN], uint64_t seq,
-		       const struct sp_store_mbox_hdr *h)
+static struct sp_store_recent *recent_add(struct sp_store_batch *b,
+					  const uint8_t recipient[SP_KEY_LEN], uint64_t seq,
+					  const struct sp_store_mbox_hdr *h, size_t *slot)
 {
+	struct sp_store *st = b->st;
 	uint8_t key[SP_KEYTAB_KEY_LEN];
 	struct sp_store_recent *r;
 	size_t idx;
 
 	if (!st->recent)
-		return;
+		return NULL;
 	idx = st->recent_head;
 	st->recent_head = (idx + 1) % st->cfg.recent_max;
 	r = &st->recent[idx];
+	/* Its window, if still open, cannot be tracked past this slot: its
+	 * entries get records of their own first. */
+	if (r->win)
+		win_close(b, r->win);
 	if (r->seq)
 		recent_drop(st, r);
+	r->win = 0;
 	recent_key(key, recipient, seq);
 	if (sp_keytab_insert(st->recent_map, key, idx, NULL) != 0) {
 		/* -ENOMEM; or (1) a slot of another recipient with the same 24
@@ -853,10 +1237,13 @@ static void recent_add(struct sp_store *st, const uint8_t recipient[SP_KEY_LEN],
 		uint64_t old;
 
 		if (sp_keytab_lookup(st->recent_map, key, &old) == 0) {
+			/* Forgotten, so its expiry must not depend on memory. */
+			if (st->recent[old].win)
+				win_detach(b, &st->recent[old]);
 			st->recent[old].seq = 0;
 			sp_keytab_remove(st->recent_map, key, old);
 		}
-		return;
+		return NULL;
 	}
 	memcpy(r->recipient, recipient, SP_KEY_LEN);
 	r->seq = seq;
@@ -864,6 +1251,8 @@ static void recent_add(struct sp_store *st, const uint8_t recipient[SP_KEY_LEN],
 	r->body_len = h->body_len;
 	r->share_tag = h->share_tag;
 	r->has_tag = true;
+	*slot = idx;
+	return r;
 }
 
 /* Forgets every entry (an aborted batch may have enqueued some of them). */
@@ -874,6 +1263,11 @@ static void recent_reset(struct sp_store *st)
 	sp_keytab_clear(st->recent_map);
 	memset(st->recent, 0, st->cfg.recent_max * sizeof(*st->recent));
 	st->recent_head = 0;
+	/* Windows too: the records of those committed stay, and the sweep
+	 * handles them as a restart's (sp_store_batch_window_due). */
+	sp_keytab_clear(st->win_map);
+	memset(st->wins, 0, st->cfg.recent_max * sizeof(*st->wins));
+	st->batch.n_new_wins = 0;
 }
 
 /* ---- enqueue ------------------------------------------------------------------------ */
@@ -932,6 +1326,8 @@ int sp_store_enqueue(struct sp_store_batch *b, const struct sp_store_envelope *e
 	struct sp_store_meta m;
 	uint64_t seq = 0, dup_seq = 0;
 	uint8_t skey[SP_KEY_LEN];
+	struct sp_store_recent *r;
+	size_t slot = 0;
 	uint32_t tag;
 	int rc;
 
@@ -970,7 +1366,7 @@ int sp_store_enqueue(struct sp_store_batch *b, const struct sp_store_envelope *e
 	rc = share_load(b, env->recipient, m.count);
 	if (rc < 0)
 		goto out;
-	tag = sp_store_share_tag(st->dedup_key, env->sender, env->recipient);
+	tag = share_tag(st, env->sender, env->recipient);
 	share_key(skey, env->recipient, tag);
 	if (share_refuses(st, share_find(st, skey), env->body_len)) {
 		st->wstats.share_refused++;
@@ -1005,7 +1401,6 @@ int sp_store_enqueue(struct sp_store_batch *b, const struct sp_store_envelope *e
 	h.expires_ms = sp_store_add_sat(b->now_ms, env->ttl_ms ? env->ttl_ms : st->cfg.ttl_ms);
 	sp_store_mbox_hdr_encode(hdr, &h);
 	sp_store_mailbox_key(mkey, env->recipient, seq);
-	sp_store_expiry_mailbox_key(ekey, h.expires_ms, env->recipient, seq);
 	{
 		/* Header and body as two slices, copied straight from the
 		 * caller's buffer into the batch (and the overlay). */
@@ -1014,7 +1409,12 @@ int sp_store_enqueue(struct sp_store_batch *b, const struct sp_store_envelope *e
 
 		batch_putv(b, SP_STORE_CF_MAILBOX, mkey, sizeof(mkey), 2, vp, vl);
 	}
-	batch_put(b, SP_STORE_CF_EXPIRY, ekey, sizeof(ekey), NULL, 0);
+	/* Remembered: its expiry is in its window's record; else one of its own. */
+	r = recent_add(b, env->recipient, seq, &h, &slot);
+	if (!r || !win_add(b, r, slot)) {
+		sp_store_expiry_mailbox_key(ekey, h.expires_ms, env->recipient, seq);
+		batch_put(b, SP_STORE_CF_EXPIRY, ekey, sizeof(ekey), NULL, 0);
+	}
 	sl->m = m;
 	sl->dirty = true;
 	if (env->client_id) {
@@ -1026,7 +1426,6 @@ int sp_store_enqueue(struct sp_store_batch *b, const struct sp_store_envelope *e
 		batch_put(b, SP_STORE_CF_DEDUP, id, sizeof(id), dval, sizeof(dval));
 	}
 	share_add(st, skey, env->body_len);
-	recent_add(st, env->recipient, seq, &h);
 	b->assigned++;
 	b->add_bytes += env->body_len;
 	st->written_since_check += 2 * (env->body_len + 160);
@@ -1047,8 +1446,9 @@ int sp_store_batch_remove_entry(struct sp_store_batch *b, const uint8_t recipien
 	struct sp_store_mslot *sl;
 	struct sp_store_recent *r;
 	uint64_t body_len;
-	char *ival;
+	char *ival = NULL;
 	size_t ilen;
+	bool windowed;
 	int rc;
 
 	/* First the only step that can fail for lack of memory: then the
@@ -1057,6 +1457,9 @@ int sp_store_batch_remove_entry(struct sp_store_batch *b, const uint8_t recipien
 	if (rc < 0)
 		return rc;
 	r = recent_find(b->st, recipient, seq);
+	windowed = r && r->win;
+	if (windowed)
+		win_unref(b, r);
 	if (r)
 		recent_drop(b->st, r);
 	if (sp_store_mbox_decode((const uint8_t *)val, vlen, &h) == 0) {
@@ -1068,10 +1471,11 @@ int sp_store_batch_remove_entry(struct sp_store_batch *b, const uint8_t recipien
 			share_sub(b->st, skey, body_len);
 		}
 		sp_store_expiry_mailbox_key(ekey, h.expires_ms, recipient, seq);
-		rc = sp_store_batch_get(b, SP_STORE_CF_EXPIRY, ekey, sizeof(ekey), &ival, &ilen);
+		rc = windowed ? 0 : sp_store_batch_get(b, SP_STORE_CF_EXPIRY, ekey, sizeof(ekey),
+							&ival, &ilen);
 		if (rc < 0)
 			return rc;
-		if (ival) {
+		if (!windowed && ival) {
 			rocksdb_free(ival);
 			sp_store_batch_sdel(b, SP_STORE_CF_EXPIRY, ekey, sizeof(ekey));
 		}
@@ -1103,8 +1507,9 @@ int sp_store_ack(struct sp_store_batch *b, const uint8_t recipient[SP_KEY_LEN], 
 	sp_store_mailbox_key(mkey, recipient, seq);
 	r = recent_find(b->st, recipient, seq);
 	if (r) {
-		/* Known present with its expiry record: no read (the deletes
-		 * stay SingleDeletes of keys proven present). */
+		/* Known present, with its expiry in its window's record or a
+		 * record of its own: no read (the deletes stay SingleDeletes
+		 * of keys proven present). */
 		struct sp_store_mslot *sl;
 		uint8_t ekey[SP_STORE_EXPIRY_MAILBOX_KEY_LEN];
 
@@ -1117,8 +1522,12 @@ int sp_store_ack(struct sp_store_batch *b, const uint8_t recipient[SP_KEY_LEN], 
 			share_key(skey, recipient, r->share_tag);
 			share_sub(b->st, skey, r->body_len);
 		}
-		sp_store_expiry_mailbox_key(ekey, r->expires_ms, recipient, seq);
-		sp_store_batch_sdel(b, SP_STORE_CF_EXPIRY, ekey, sizeof(ekey));
+		if (r->win) {
+			win_unref(b, r);        /* no record of its own */
+		} else {
+			sp_store_expiry_mailbox_key(ekey, r->expires_ms, recipient, seq);
+			sp_store_batch_sdel(b, SP_STORE_CF_EXPIRY, ekey, sizeof(ekey));
+		}
 		sp_store_batch_sdel(b, SP_STORE_CF_MAILBOX, mkey, sizeof(mkey));
 		meta_remove_one(sl, r->body_len);
 		b->st->wstats.acked++;

@@ -67,6 +67,58 @@ void sp_store_expiry_dedup_key(uint8_t out[SP_STORE_EXPIRY_DEDUP_KEY_LEN], uint6
 	memcpy(out + 9, id, SP_STORE_DEDUP_ID_LEN);
 }
 
+void sp_store_expiry_window_key(uint8_t out[SP_STORE_EXPIRY_MAILBOX_KEY_LEN], uint64_t expires_ms,
+				const uint8_t recipient[SP_KEY_LEN], uint64_t seq)
+{
+	sp_store_expiry_mailbox_key(out, expires_ms, recipient, seq);
+	out[8] = SP_STORE_KIND_WINDOW;
+}
+
+size_t sp_store_window_len(uint32_t n)
+{
+	return SP_STORE_WINDOW_HDR_LEN + (size_t)n * SP_STORE_WINDOW_ITEM_LEN;
+}
+
+void sp_store_window_hdr_encode(uint8_t out[SP_STORE_WINDOW_HDR_LEN], uint32_t n)
+{
+	out[0] = SP_STORE_VALUE_V1;
+	out[1] = out[2] = out[3] = 0;
+	sp_be_put32(out + 4, n);
+}
+
+void sp_store_window_item_encode(uint8_t out[SP_STORE_WINDOW_ITEM_LEN],
+				 const uint8_t recipient[SP_KEY_LEN], uint64_t seq,
+				 uint64_t expires_ms)
+{
+	memcpy(out, recipient, SP_KEY_LEN);
+	sp_be_put64(out + SP_KEY_LEN, seq);
+	sp_be_put64(out + SP_KEY_LEN + 8, expires_ms);
+}
+
+int sp_store_window_decode(const uint8_t *v, size_t len, uint32_t *n)
+{
+	uint32_t k;
+
+	*n = 0;
+	if (len < SP_STORE_WINDOW_HDR_LEN || v[0] != SP_STORE_VALUE_V1 || v[1] || v[2] || v[3])
+		return -EBADMSG;
+	k = sp_be_get32(v + 4);
+	if (k == 0 || k > SP_STORE_WINDOW_MAX || len != sp_store_window_len(k))
+		return -EBADMSG;
+	*n = k;
+	return 0;
+}
+
+void sp_store_window_item(const uint8_t *v, uint32_t i, const uint8_t **recipient,
+			  uint64_t *seq, uint64_t *expires_ms)
+{
+	const uint8_t *p = v + sp_store_window_len(i);
+
+	*recipient = p;
+	*seq = sp_be_get64(p + SP_KEY_LEN);
+	*expires_ms = sp_be_get64(p + SP_KEY_LEN + 8);
+}
+
 void sp_store_expiry_bound(uint8_t out[SP_STORE_EXPIRY_BOUND_LEN], uint64_t now_ms)
 {
 	sp_be_put64(out, sp_store_add_sat(now_ms, 1));
@@ -87,7 +139,8 @@ int sp_store_expiry_key_decode(const uint8_t *key, size_t klen, struct sp_store_
 		return -EBADMSG;
 	out->expires_ms = sp_be_get64(key);
 	out->kind = key[8];
-	if (klen == SP_STORE_EXPIRY_MAILBOX_KEY_LEN && out->kind == SP_STORE_KIND_MAILBOX) {
+	if (klen == SP_STORE_EXPIRY_MAILBOX_KEY_LEN &&
+	    (out->kind == SP_STORE_KIND_MAILBOX || out->kind == SP_STORE_KIND_WINDOW)) {
 		out->recipient = key + 9;
 		out->seq = sp_be_get64(key + 9 + SP_KEY_LEN);
 		return 0;

@@ -26,6 +26,10 @@
 enum {
 	SP_STORE_KIND_MAILBOX = 'm',    /* expiry record of a mailbox entry */
 	SP_STORE_KIND_DEDUP = 'd',      /* expiry record of a dedup record */
+	SP_STORE_KIND_WINDOW = 'w',     /* expiry record of a window of entries */
+	SP_STORE_WINDOW_HDR_LEN = 8,    /* window value: u8 version=1 | u8[3] zero | u32 n */
+	SP_STORE_WINDOW_ITEM_LEN = SP_KEY_LEN + 8 + 8, /* recipient | seq | expires_ms */
+	SP_STORE_WINDOW_MAX = 64,       /* entries one window record names at most */
 	SP_STORE_EXPIRY_KEY_MIN = 9,    /* expires_ms u64 | kind */
 	SP_STORE_EXPIRY_KEY_MAX = SP_STORE_EXPIRY_MAILBOX_KEY_LEN,
 	SP_STORE_EPOCH_LEN = 8,         /* the "epoch" record: u64 */
@@ -61,9 +65,10 @@ struct sp_store_mbox_hdr {
 /* One expiry index key, decoded. Pointers borrow the key's bytes. */
 struct sp_store_expiry_ref {
 	uint64_t expires_ms;
-	uint8_t kind;                   /* SP_STORE_KIND_MAILBOX or SP_STORE_KIND_DEDUP */
-	const uint8_t *recipient;       /* KIND_MAILBOX: SP_KEY_LEN bytes; else NULL */
-	uint64_t seq;                   /* KIND_MAILBOX; else 0 */
+	uint8_t kind;                   /* SP_STORE_KIND_MAILBOX, _WINDOW or _DEDUP */
+	const uint8_t *recipient;       /* KIND_MAILBOX, KIND_WINDOW (its first entry's):
+					 * SP_KEY_LEN bytes; else NULL */
+	uint64_t seq;                   /* KIND_MAILBOX, KIND_WINDOW (its first entry's); else 0 */
 	const uint8_t *dedup_id;        /* KIND_DEDUP: SP_STORE_DEDUP_ID_LEN bytes; else NULL */
 };
 
@@ -82,6 +87,26 @@ uint64_t sp_store_seq_floor(uint64_t epoch);
 void sp_store_expiry_dedup_key(uint8_t out[SP_STORE_EXPIRY_DEDUP_KEY_LEN], uint64_t expires_ms,
 			       const uint8_t id[SP_STORE_DEDUP_ID_LEN]);
 
+/* A window record's key: its earliest expiry, then its first entry. */
+void sp_store_expiry_window_key(uint8_t out[SP_STORE_EXPIRY_MAILBOX_KEY_LEN], uint64_t expires_ms,
+				const uint8_t recipient[SP_KEY_LEN], uint64_t seq);
+
+/* A window value of n entries: its length; its header into out (8 bytes);
+ * entry i (recipient borrowed) into out + SP_STORE_WINDOW_HDR_LEN + i * 48. */
+size_t sp_store_window_len(uint32_t n);
+void sp_store_window_hdr_encode(uint8_t out[SP_STORE_WINDOW_HDR_LEN], uint32_t n);
+void sp_store_window_item_encode(uint8_t out[SP_STORE_WINDOW_ITEM_LEN],
+				 const uint8_t recipient[SP_KEY_LEN], uint64_t seq,
+				 uint64_t expires_ms);
+
+/* A window value (len bytes, borrowed): 0 with *n (1..SP_STORE_WINDOW_MAX),
+ * or -EBADMSG (wrong version or length, reserved bytes not zero). */
+int sp_store_window_decode(const uint8_t *v, size_t len, uint32_t *n);
+
+/* Entry i (< n) of a decoded window value: *recipient borrows v. */
+void sp_store_window_item(const uint8_t *v, uint32_t i, const uint8_t **recipient,
+			  uint64_t *seq, uint64_t *expires_ms);
+
 /* The exclusive upper bound of the expiry records due at now_ms (those with
  * expires_ms <= now_ms), for an iterator over the expiry column family. */
 void sp_store_expiry_bound(uint8_t out[SP_STORE_EXPIRY_BOUND_LEN], uint64_t now_ms);
@@ -91,7 +116,7 @@ void sp_store_expiry_bound(uint8_t out[SP_STORE_EXPIRY_BOUND_LEN], uint64_t now_
 int sp_store_mailbox_key_seq(const uint8_t *key, size_t klen, uint64_t *seq);
 
 /* Decodes an expiry index key: 0, or -EBADMSG if it is neither a 49-byte
- * mailbox record nor a 41-byte dedup record. *out borrows key. */
+ * mailbox or window record nor a 41-byte dedup record. *out borrows key. */
 int sp_store_expiry_key_decode(const uint8_t *key, size_t klen, struct sp_store_expiry_ref *out);
 
 /*

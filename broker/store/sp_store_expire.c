@@ -13,6 +13,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "sp_be.h"
+
 /* A mailbox entry whose index record (at time t) came due. Returns 1 if it
  * expired, 0 if the record was stale or dangling, or -errno. */
 static int expire_entry(struct sp_store_batch *b, const uint8_t *ikey, size_t ilen,
@@ -83,8 +85,10 @@ static int expire_dedup(struct sp_store_batch *b, const uint8_t *ikey, size_t il
 	return 0;
 }
 
-/* One index record of the sweep: returns 1 if a mailbox entry expired. */
-static int expire_one(struct sp_store_batch *b, const uint8_t *ikey, size_t ilen)
+/* One index record of the sweep: returns the mailbox entries it expired
+ * (a window record may name up to SP_STORE_WINDOW_MAX); *work = the
+ * entries it looked at (1 for a record of one). */
+static int expire_one(struct sp_store_batch *b, const uint8_t *ikey, size_t ilen, size_t *work)
 {
 	struct sp_store_expiry_ref ref;
 	char *cur;
@@ -92,16 +96,31 @@ static int expire_one(struct sp_store_batch *b, const uint8_t *ikey, size_t ilen
 	int rc;
 
 	/* Still there? An ack earlier in this batch may have removed it. */
+	*work = 1;
 	rc = sp_store_batch_get(b, SP_STORE_CF_EXPIRY, ikey, ilen, &cur, &clen);
 	if (rc < 0 || !cur)
 		return rc;
-	rocksdb_free(cur);
 
 	if (sp_store_expiry_key_decode(ikey, ilen, &ref) == 0) {
+		if (ref.kind == SP_STORE_KIND_WINDOW) {
+			uint64_t bytes = 0;
+
+			rc = sp_store_batch_window_due(b, ikey, ilen, &ref, cur, clen, &bytes, work);
+			if (*work == 0)
+				*work = 1;
+			rocksdb_free(cur);
+			if (rc > 0) {
+				b->st->xstats.expired += (uint64_t)rc;
+				b->st->xstats.expired_bytes += bytes;
+			}
+			return rc;
+		}
+		rocksdb_free(cur);
 		if (ref.kind == SP_STORE_KIND_MAILBOX)
 			return expire_entry(b, ikey, ilen, &ref);
 		return expire_dedup(b, ikey, ilen, &ref);
 	}
+	rocksdb_free(cur);
 	/* Not a record this module writes: drop it so the sweep cannot stall. */
 	b->st->xstats.corrupt++;
 	sp_store_batch_sdel(b, SP_STORE_CF_EXPIRY, ikey, ilen);
@@ -147,7 +166,8 @@ int sp_store_expire_for(struct sp_store_batch *b, size_t max_items, uint64_t bud
 	rocksdb_readoptions_t *ro = NULL;
 	rocksdb_iterator_t *it = NULL;
 	char *rerr = NULL;
-	size_t n = 0, expired = 0, i;
+	size_t n = 0, expired = 0, i, work = 0, next_check = 32;
+	uint64_t ahead;
 	uint64_t deadline = 0;
 	bool more = false;
 	int rc;
@@ -179,7 +199,11 @@ int sp_store_expire_for(struct sp_store_batch *b, size_t max_items, uint64_t bud
 	 * the cursor is dropped when a step catches up, so a clock stepped
 	 * back costs at most one more pass.
 	 */
-	sp_store_expiry_bound(hi, b->now_ms);
+	/* After an open, window records up to window_ms ahead are due too:
+	 * those the last process left (it may have been killed) name entries
+	 * this one does not track, whose acks do not delete them. */
+	ahead = st->sweep_windows_ahead ? st->cfg.window_ms : 0;
+	sp_store_expiry_bound(hi, sp_store_add_sat(b->now_ms, ahead));
 	ro = rocksdb_readoptions_create();
 	rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi, sizeof(hi));
 	it = rocksdb_create_iterator_cf(st->db, ro, st->cf[SP_STORE_CF_EXPIRY]);
@@ -207,6 +231,9 @@ int sp_store_expire_for(struct sp_store_batch *b, size_t max_items, uint64_t bud
 			sp_store_batch_sdel(b, SP_STORE_CF_EXPIRY, (const uint8_t *)k, klen);
 			continue;
 		}
+		if (ahead && sp_be_get64((const uint8_t *)k) > b->now_ms &&
+		    k[8] != SP_STORE_KIND_WINDOW)
+			continue;       /* not due yet */
 		memcpy(keys[n].k, k, klen);
 		keys[n].len = (uint8_t)klen;
 		n++;
@@ -220,23 +247,38 @@ int sp_store_expire_for(struct sp_store_batch *b, size_t max_items, uint64_t bud
 		goto out;
 	}
 	for (i = 0; i < n; i++) {
-		/* The clock is read every 32 records: one record costs a few
-		 * microseconds, the budget is milliseconds. */
-		if (deadline && i && (i & 31) == 0 && mono_ns() >= deadline) {
+		size_t w = 0;
+
+		/* max_items and the clock count entries, not records: a
+		 * window record names up to SP_STORE_WINDOW_MAX of them. */
+		if (i && work >= max_items) {
 			set_cursor(st, keys[i].k, keys[i].len);
-			st->xstats.sweep_budget_stops++;
 			more = true;
 			break;
 		}
-		rc = expire_one(b, keys[i].k, keys[i].len);
+		/* The clock is read every 32 entries: one costs a few
+		 * microseconds, the budget is milliseconds. */
+		if (deadline && i && work >= next_check) {
+			next_check = work + 32;
+			if (mono_ns() >= deadline) {
+				set_cursor(st, keys[i].k, keys[i].len);
+				st->xstats.sweep_budget_stops++;
+				more = true;
+				break;
+			}
+		}
+		rc = expire_one(b, keys[i].k, keys[i].len, &w);
 		if (rc < 0) {
 			st->sweep_cursor_len = 0;
 			goto out;
 		}
 		expired += (size_t)rc;
+		work += w;
 	}
 	if (expired_out)
 		*expired_out = expired;
+	if (!more)
+		st->sweep_windows_ahead = false;
 	rc = more ? 1 : 0;
 out:
 	free(keys);

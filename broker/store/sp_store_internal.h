@@ -41,6 +41,7 @@ struct sp_store_mslot {
 	struct sp_store_meta m0;        /* as committed when the batch first touched it */
 	bool existed;                   /* the device had a record then */
 	bool dirty;                     /* changed by this batch: written at commit */
+	uint64_t gen;                   /* the batch that last touched it (its floor check) */
 };
 
 /* One (recipient, sender tag) pair's stored envelopes (sp_store.h "Shares"). */
@@ -81,8 +82,15 @@ struct sp_store_batch {
 	size_t assigned;                /* sequences handed out by this batch */
 	uint64_t add_bytes;             /* body bytes enqueued by this batch */
 	bool open;
-	/* The devices this batch touched: slots[0..count) in the order first
-	 * touched, found through map (device key -> index into slots). */
+	uint64_t gen;                   /* batches begun since open */
+	/* Windows this batch made (1 + index into st->wins), in order; the
+	 * last one takes the batch's next entries until it is full. */
+	uint32_t *new_wins;
+	size_t n_new_wins, new_wins_cap;  /* cap in bytes */
+	/* The devices this batch and the batches before it touched (the
+	 * counters cache, sp_store_batch.c load_meta_slot): slots[0..count) in
+	 * the order first touched, found through map (device key -> index into
+	 * slots). */
 	struct sp_keytab *map;
 	struct sp_store_mslot *slots;
 	size_t count;
@@ -96,6 +104,36 @@ struct sp_store_recent {
 	uint64_t expires_ms;
 	uint32_t body_len, share_tag;
 	bool has_tag;
+	/* 1 + the ring index of its window's first slot: its expiry is in
+	 * that window's record, not a record of its own (kept after the
+	 * entry is removed, until the slot is reused). 0: a record of its own. */
+	uint32_t win;
+};
+
+/* A window (sp_store.h "Expiry windows"): the entries of one batch, up to
+ * SP_STORE_WINDOW_MAX, whose expiry index is one record; kept at the ring
+ * index of its first slot. */
+struct sp_store_win {
+	uint8_t key[SP_STORE_EXPIRY_MAILBOX_KEY_LEN]; /* once written */
+	uint64_t due_ms;                /* the batch's time + window_ms */
+	uint8_t first[SP_KEY_LEN];      /* its first entry's recipient and seq */
+	uint64_t first_seq;
+	uint32_t span;                  /* ring slots from the first to the last member */
+	uint32_t n, live;               /* members; of them still stored */
+	bool open;                      /* live, tracked here */
+	bool pending;                   /* made by the open batch: its record not yet written */
+};
+
+/* The share tag cache (sp_store_batch.c share_tag): a direct-mapped table
+ * of the last (sender, recipient) pairs' tags. The tag is a BLAKE2b of the
+ * pair keyed with the dedup key, fixed for the store's life, so an entry
+ * never goes stale; a miss computes it (about 2,000 instructions). */
+enum { SP_STORE_TAG_CACHE = 1024 };     /* slots, a power of two: ~72 KiB */
+
+struct sp_store_tagc {
+	uint8_t sender[SP_KEY_LEN], recipient[SP_KEY_LEN];
+	uint32_t tag;
+	bool valid;
 };
 
 /* Write-path counters (sp_store_batch.c), merged by sp_store_get_stats. */
@@ -105,6 +143,7 @@ struct sp_store_wstats {
 	uint64_t share_loads, share_loaded_entries;
 	uint64_t acked, ack_unknown, acked_bytes;
 	uint64_t acked_recent;          /* of the acked, written without a read */
+	uint64_t meta_cached;           /* counters found in the cache, not read */
 	uint64_t corrupt;
 	uint64_t commits, commit_failures, syncs;
 };
@@ -170,9 +209,16 @@ struct sp_store {
 	uint64_t unsynced_since_ms;     /* SP_STORE_SYNC_BATCH: time of the first of them */
 	/* Recent entries: a ring of cfg.recent_max slots, oldest overwritten
 	 * first, found through recent_map (recipient[0..24) | seq -> slot). */
+	struct sp_store_tagc *tagc;     /* SP_STORE_TAG_CACHE slots */
+	uint8_t tagc_key[crypto_shorthash_KEYBYTES];    /* its slot hash (peers choose keys) */
 	struct sp_keytab *recent_map;
 	struct sp_store_recent *recent;
 	size_t recent_head;
+	/* Expiry windows: wins[i] is the window whose first slot is recent[i];
+	 * win_map: its first entry (as recent_map's key) -> i, while its
+	 * record is written and it is open. */
+	struct sp_store_win *wins;
+	struct sp_keytab *win_map;
 	struct sp_store_wstats wstats;
 
 	/* sp_store_expire.c */
@@ -181,6 +227,9 @@ struct sp_store {
 	 * the next step starts at the first record). */
 	uint8_t sweep_cursor[SP_STORE_EXPIRY_KEY_MAX];
 	uint8_t sweep_cursor_len;
+	/* Until a pass catches up after open: window records window_ms ahead
+	 * are due too (those of the last process, "Expiry windows"). */
+	bool sweep_windows_ahead;
 
 	/* sp_store_scrub.c */
 	pthread_t scrub_thread;
@@ -298,6 +347,19 @@ void sp_store_batch_del(struct sp_store_batch *b, enum sp_store_cf cf, const uin
  */
 int sp_store_batch_remove_entry(struct sp_store_batch *b, const uint8_t recipient[SP_KEY_LEN],
 				uint64_t seq, const char *val, size_t vlen, uint64_t *body_len);
+
+/*
+ * The sweep met window record ikey (ilen bytes; ref its decoded key; val,
+ * vlen its value as the batch sees it, all borrowed): a window this store
+ * tracks gives each of its stored entries a record of its own; one it
+ * does not (written before a restart or an aborted batch) removes its
+ * entries that expired and gives the others records of their own. The
+ * window record is deleted either way. Returns the entries expired (their
+ * body bytes in *bytes; *items: the entries it looked at), or -errno.
+ */
+int sp_store_batch_window_due(struct sp_store_batch *b, const uint8_t *ikey, size_t ilen,
+			      const struct sp_store_expiry_ref *ref, const char *val, size_t vlen,
+			      uint64_t *bytes, size_t *items);
 
 /* ---- sp_store_overlay.c --------------------------------------------------- */
 

@@ -3,7 +3,7 @@
  * fuzz_store_codec.c: every record the broker reads back from its store
  * (broker/store/sp_store_codec.h), as a damaged disk, a bad restore or an
  * older build could leave it: mailbox values, counters (meta), dedup
- * values, the epoch, mailbox keys and expiry index keys.
+ * values, the epoch, mailbox keys, expiry index keys and window values.
  *
  * Input: byte 0 selects the decoder, the rest is the record. Oracle:
  * nothing crashes or reads out of bounds (ASan); a record that decodes
@@ -105,15 +105,42 @@ static void keys(const uint8_t *p, size_t n)
 	}
 	if (sp_store_expiry_key_decode(p, n, &r) != 0)
 		return;
-	if (r.kind == SP_STORE_KIND_MAILBOX) {
+	if (r.kind == SP_STORE_KIND_MAILBOX || r.kind == SP_STORE_KIND_WINDOW) {
 		check(n == SP_STORE_EXPIRY_MAILBOX_KEY_LEN && r.recipient >= p &&
 		      r.recipient + SP_KEY_LEN <= p + n && r.dedup_id == NULL);
-		sp_store_expiry_mailbox_key(enc, r.expires_ms, r.recipient, r.seq);
+		if (r.kind == SP_STORE_KIND_MAILBOX)
+			sp_store_expiry_mailbox_key(enc, r.expires_ms, r.recipient, r.seq);
+		else
+			sp_store_expiry_window_key(enc, r.expires_ms, r.recipient, r.seq);
 	} else {
 		check(r.kind == SP_STORE_KIND_DEDUP && n == SP_STORE_EXPIRY_DEDUP_KEY_LEN &&
 		      r.dedup_id >= p && r.dedup_id + SP_STORE_DEDUP_ID_LEN <= p + n &&
 		      r.recipient == NULL);
 		sp_store_expiry_dedup_key(enc, r.expires_ms, r.dedup_id);
+	}
+	check(memcmp(enc, p, n) == 0);
+}
+
+/* A window value (the entries one expiry window record names): decodes
+ * only what encodes back to the same bytes, and every entry it reports
+ * lies inside the value. */
+static void window(const uint8_t *p, size_t n)
+{
+	static uint8_t enc[SP_STORE_WINDOW_HDR_LEN + SP_STORE_WINDOW_MAX * SP_STORE_WINDOW_ITEM_LEN];
+	uint32_t k;
+
+	if (sp_store_window_decode(p, n, &k) != 0)
+		return;
+	check(k >= 1 && k <= SP_STORE_WINDOW_MAX && n == sp_store_window_len(k));
+	sp_store_window_hdr_encode(enc, k);
+	for (uint32_t i = 0; i < k; i++) {
+		const uint8_t *rcpt;
+		uint64_t seq, exp;
+
+		sp_store_window_item(p, i, &rcpt, &seq, &exp);
+		check(rcpt >= p + SP_STORE_WINDOW_HDR_LEN &&
+		      rcpt + SP_STORE_WINDOW_ITEM_LEN <= p + n);
+		sp_store_window_item_encode(enc + sp_store_window_len(i), rcpt, seq, exp);
 	}
 	check(memcmp(enc, p, n) == 0);
 }
@@ -136,7 +163,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
 		return 0;
-	switch (data[0] % 6) {
+	switch (data[0] % 7) {
+	case 6:
+		window(data + 1, size - 1);
+		break;
 	case 5:
 		prekey_meta(data + 1, size - 1);
 		break;

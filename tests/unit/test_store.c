@@ -1269,7 +1269,7 @@ static void test_batch_reads_own_writes(void **state)
 	assert_int_equal(st.share_pairs, 1);     /* r-att; r-hon over the table's bound */
 }
 
-/* A store of format 1 (v1 mailbox values) opens, is marked format 2, and
+/* A store of format 1 (v1 mailbox values) opens, is marked format 3, and
  * its envelopes are read and acked as before. */
 static void test_format1_upgrade(void **state)
 {
@@ -1377,6 +1377,7 @@ static void test_expire_resumes(void **state)
 	key_of(a, 1);
 	key_of(snd, 2);
 	f->cfg.ttl_ms = 1000;
+	f->cfg.recent_max = 0;  /* a record per entry: 500 of them (no windows) */
 	open_store(f);
 	assert_int_equal(sp_store_batch_begin(f->st, 0, &b), 0);
 	for (int i = 0; i < 500; i++) {
@@ -1409,6 +1410,230 @@ static void test_expire_resumes(void **state)
 	assert_int_equal(sp_store_batch_commit(b), 0);
 	sp_store_get_stats(f->st, &st0);
 	assert_int_equal(st0.sweep_resumed, st1.sweep_resumed);
+}
+
+static uint64_t expiry_mem_entries(struct fx *f)
+{
+	uint64_t v = 0;
+
+	assert_int_equal(sp_store_property(f->st, SP_STORE_CF_EXPIRY,
+					   "rocksdb.num-entries-active-mem-table", &v), 0);
+	return v;
+}
+
+static size_t sweep_at(struct fx *f, uint64_t now, size_t max)
+{
+	struct sp_store_batch *b;
+	size_t n = 0, total = 0;
+	int rc;
+
+	do {
+		assert_int_equal(sp_store_batch_begin(f->st, now, &b), 0);
+		rc = sp_store_expire(b, max, &n);
+		assert_true(rc == 0 || rc == 1);
+		total += n;
+		assert_int_equal(sp_store_batch_commit(b), 0);
+	} while (rc == 1);
+	return total;
+}
+
+/* Expiry windows (sp_store.h): one record for up to 64 envelopes of a batch;
+ * acks of its members write nothing to the index until the last, which
+ * deletes it; members of a window the store no longer tracks (a restart)
+ * or cannot track (pushed out of the ring) still expire, and only then. */
+static void test_expiry_windows(void **state)
+{
+	struct fx *f = *state;
+	uint8_t a[SP_KEY_LEN], snd[SP_KEY_LEN];
+	struct sp_store_envelope e = { .body = (const uint8_t *)"w", .body_len = 1 };
+	struct sp_store_batch *b;
+	uint64_t s[100], t[6], count, x0, x1;
+
+	key_of(a, 1);
+	key_of(snd, 2);
+	e.recipient = a;
+	e.sender = snd;
+	f->cfg.ttl_ms = 1000;
+	open_store(f);
+	x0 = expiry_mem_entries(f);
+	assert_int_equal(sp_store_batch_begin(f->st, 0, &b), 0);
+	for (int i = 0; i < 100; i++)
+		assert_int_equal(sp_store_enqueue(b, &e, &s[i]), 0);
+	assert_int_equal(sp_store_batch_commit(b), 0);
+	x1 = expiry_mem_entries(f);
+	assert_int_equal(x1 - x0, 2);           /* 64 + 36, not 100 records */
+
+	/* All but s[10] of the first window, all of the second: the first
+	 * writes nothing, the second's last ack deletes its record. */
+	assert_int_equal(sp_store_batch_begin(f->st, 1, &b), 0);
+	for (int i = 0; i < 100; i++)
+		if (i != 10)
+			assert_int_equal(sp_store_ack(b, a, s[i]), 0);
+	assert_int_equal(sp_store_batch_commit(b), 0);
+	assert_int_equal(expiry_mem_entries(f) - x1, 1);
+
+	/* Not before its time; then s[10] alone expires. */
+	assert_int_equal(sweep_at(f, 999, 10), 0);
+	assert_int_equal(sweep_at(f, 1000, 10), 1);
+	assert_int_equal(sp_store_mailbox_info(f->st, a, &count, NULL, NULL), 0);
+	assert_int_equal(count, 0);
+	assert_int_equal(ack1(f, 1001, a, s[10]), -ENOENT);
+
+	/* A window the store forgot (restart): an acked member is skipped, an
+	 * expired one removed, a later one gets its own record at the
+	 * window's time and expires at its own. */
+	assert_int_equal(sp_store_batch_begin(f->st, 3000, &b), 0);
+	for (int i = 0; i < 3; i++) {
+		e.ttl_ms = i == 2 ? 100000 : 1000;
+		assert_int_equal(sp_store_enqueue(b, &e, &t[i]), 0);
+	}
+	assert_int_equal(sp_store_batch_commit(b), 0);
+	reopen(f);
+	assert_int_equal(ack1(f, 3001, a, t[0]), 0);
+	assert_int_equal(sweep_at(f, 4000, 10), 1);
+	assert_int_equal(sp_store_mailbox_info(f->st, a, &count, NULL, NULL), 0);
+	assert_int_equal(count, 1);
+	assert_int_equal(sweep_at(f, 102999, 10), 0);
+	assert_int_equal(sweep_at(f, 103000, 10), 1);
+	assert_int_equal(sp_store_mailbox_info(f->st, a, &count, NULL, NULL), 0);
+	assert_int_equal(count, 0);
+
+	/* A ring of 4: the next batch's entries push the window of t[0..3)
+	 * out; its members get records of their own, acked or expired as
+	 * any other. */
+	f->cfg.recent_max = 4;
+	reopen(f);
+	e.ttl_ms = 1000;
+	assert_int_equal(sp_store_batch_begin(f->st, 200000, &b), 0);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(sp_store_enqueue(b, &e, &t[i]), 0);
+	assert_int_equal(sp_store_batch_commit(b), 0);
+	assert_int_equal(sp_store_batch_begin(f->st, 200500, &b), 0);
+	for (int i = 3; i < 6; i++)
+		assert_int_equal(sp_store_enqueue(b, &e, &t[i]), 0);
+	assert_int_equal(sp_store_batch_commit(b), 0);
+	assert_int_equal(ack1(f, 200600, a, t[0]), 0);
+	assert_int_equal(ack1(f, 200600, a, t[4]), 0);
+	assert_int_equal(sweep_at(f, 200999, 10), 0);
+	assert_int_equal(sweep_at(f, 201000, 1), 2);    /* t[1], t[2] */
+	assert_int_equal(sweep_at(f, 201500, 1), 2);    /* t[3], t[5] */
+	assert_int_equal(sp_store_mailbox_info(f->st, a, &count, NULL, NULL), 0);
+	assert_int_equal(count, 0);
+	/* Nothing is left in the index: a sweep far ahead writes nothing. */
+	assert_int_equal(sp_store_batch_begin(f->st, 1000000, &b), 0);
+	assert_int_equal(sp_store_expire(b, 100, NULL), 0);
+	assert_int_equal(sp_store_batch_ops(b), 0);
+	assert_int_equal(sp_store_batch_commit(b), 0);
+}
+
+/* A window's record is due window_ms after its batch: members not acked by
+ * then get records of their own (and are acked or expire through them);
+ * after a reopen the first sweep pass takes the last process's window
+ * records at once, before they are due, so acked entries leave no trace. */
+static void test_expiry_window_due(void **state)
+{
+	struct fx *f = *state;
+	uint8_t a[SP_KEY_LEN], snd[SP_KEY_LEN];
+	struct sp_store_envelope e = { .body = (const uint8_t *)"d", .body_len = 1,
+				       .ttl_ms = 100000 };
+	struct sp_store_batch *b;
+	uint64_t s[4], count, x0;
+
+	key_of(a, 1);
+	key_of(snd, 2);
+	e.recipient = a;
+	e.sender = snd;
+	f->cfg.window_ms = 1000;
+	open_store(f);
+	assert_int_equal(sweep_at(f, 0, 10), 0);        /* the pass after open */
+	assert_int_equal(sp_store_batch_begin(f->st, 0, &b), 0);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(sp_store_enqueue(b, &e, &s[i]), 0);
+	assert_int_equal(sp_store_batch_commit(b), 0);
+	assert_int_equal(ack1(f, 1, a, s[0]), 0);
+	x0 = expiry_mem_entries(f);
+	assert_int_equal(sweep_at(f, 999, 10), 0);
+	assert_int_equal(expiry_mem_entries(f), x0);
+	/* Due: 3 records of their own and the window's deletion. */
+	assert_int_equal(sweep_at(f, 1000, 10), 0);
+	assert_int_equal(expiry_mem_entries(f) - x0, 4);
+	assert_int_equal(ack1(f, 1001, a, s[1]), 0);    /* through its own record */
+	assert_int_equal(expiry_mem_entries(f) - x0, 5);
+	assert_int_equal(sweep_at(f, 99999, 10), 0);
+	assert_int_equal(sweep_at(f, 100000, 10), 2);
+	assert_int_equal(sp_store_mailbox_info(f->st, a, &count, NULL, NULL), 0);
+	assert_int_equal(count, 0);
+
+	/* Left by the last process, all acked since: gone at the first pass. */
+	assert_int_equal(sp_store_batch_begin(f->st, 200000, &b), 0);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(sp_store_enqueue(b, &e, &s[i]), 0);
+	assert_int_equal(sp_store_batch_commit(b), 0);
+	reopen(f);
+	assert_int_equal(ack1(f, 200001, a, s[0]), 0);
+	assert_int_equal(ack1(f, 200001, a, s[1]), 0);
+	x0 = expiry_mem_entries(f);
+	assert_int_equal(sweep_at(f, 200002, 10), 0);
+	assert_int_equal(expiry_mem_entries(f) - x0, 1);        /* its deletion */
+	assert_int_equal(sp_store_batch_begin(f->st, 10000000, &b), 0);
+	assert_int_equal(sp_store_expire(b, 100, NULL), 0);
+	assert_int_equal(sp_store_batch_ops(b), 0);
+	assert_int_equal(sp_store_batch_commit(b), 0);
+}
+
+/* A store of format 2 (an expiry record per entry, no window records)
+ * opens, is marked format 3, and its entries are acked and expire through
+ * their own records as before. */
+static void test_format2_upgrade(void **state)
+{
+	struct fx *f = *state;
+	uint8_t a[SP_KEY_LEN], snd[SP_KEY_LEN];
+	uint64_t s[3], count;
+	struct raw r;
+	char *val, *err = NULL;
+	size_t vl;
+	rocksdb_readoptions_t *ro;
+
+	key_of(a, 1);
+	key_of(snd, 2);
+	f->cfg.ttl_ms = 1000;
+	f->cfg.recent_max = 0;  /* what format 2 wrote: a record per entry */
+	open_store(f);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(put1(f, 0, a, snd, 0, "f2", 2, 0, &s[i]), 0);
+	sp_store_close(f->st);
+	f->st = NULL;
+	raw_open(f, &r);
+	raw_put(&r, SP_STORE_CF_DEFAULT, "format", 6, "\x02", 1);
+	raw_close(&r);
+
+	f->cfg.recent_max = 64;
+	open_store(f);
+	assert_int_equal(ack1(f, 1, a, s[0]), 0);
+	assert_int_equal(sweep_at(f, 999, 10), 0);
+	assert_int_equal(sweep_at(f, 1000, 10), 2);
+	assert_int_equal(sp_store_mailbox_info(f->st, a, &count, NULL, NULL), 0);
+	assert_int_equal(count, 0);
+	sp_store_close(f->st);
+	f->st = NULL;
+	raw_open(f, &r);
+	ro = rocksdb_readoptions_create();
+	val = rocksdb_get_cf(r.db, ro, r.cf[SP_STORE_CF_DEFAULT], "format", 6, &vl, &err);
+	assert_null(err);
+	assert_int_equal(vl, 1);
+	assert_int_equal((uint8_t)val[0], SP_STORE_FORMAT);
+	assert_int_equal(SP_STORE_FORMAT, 3);
+	rocksdb_free(val);
+	rocksdb_readoptions_destroy(ro);
+	/* And a format this build does not know is refused. */
+	raw_put(&r, SP_STORE_CF_DEFAULT, "format", 6, "\x04", 1);
+	raw_close(&r);
+	{
+		char e2[256] = "";
+
+		assert_int_equal(sp_store_open(&f->st, &f->cfg, e2, sizeof(e2)), -EPROTO);
+		f->st = NULL;
+	}
 }
 
 /* ---- corruption ----------------------------------------------------------------------- */
@@ -2028,6 +2253,66 @@ static void test_meta_written_once_per_batch(void **state)
 	assert_int_equal(count, SP_ACK_SEQS_MAX / 2);
 }
 
+/* The counters cache: a batch after the first reads no counters record, yet
+ * quotas, seqs after an abort and an emptied mailbox behave as if it had. */
+static void check_meta_cache(struct fx *f, bool on)
+{
+	uint8_t a[SP_KEY_LEN], snd[SP_KEY_LEN];
+	struct sp_store_envelope e = { .body = (const uint8_t *)"k", .body_len = 1 };
+	struct sp_store_batch *b;
+	struct sp_store_stats st0, st1;
+	uint64_t s[4], lost, x, count;
+
+	key_of(a, 1);
+	key_of(snd, 2);
+	e.recipient = a;
+	e.sender = snd;
+	f->cfg.quota_count = 3;
+	f->cfg.recent_max = on ? 16 : 0;
+	open_store(f);
+	assert_int_equal(put1(f, 1, a, snd, 0, "k", 1, 0, &s[0]), 0);
+	sp_store_get_stats(f->st, &st0);
+	assert_int_equal(put1(f, 2, a, snd, 0, "k", 1, 0, &s[1]), 0);
+	sp_store_get_stats(f->st, &st1);
+	assert_int_equal(st1.meta_cached - st0.meta_cached, on ? 1 : 0);
+	assert_true(s[1] > s[0]);
+
+	/* An aborted enqueue: its count is dropped, its seq never comes back. */
+	assert_int_equal(sp_store_batch_begin(f->st, 3, &b), 0);
+	assert_int_equal(sp_store_enqueue(b, &e, &lost), 0);
+	assert_int_equal(sp_store_batch_abort(b), 0);
+	assert_int_equal(put1(f, 4, a, snd, 0, "k", 1, 0, &s[2]), 0);
+	assert_true(s[2] > lost);
+	assert_int_equal(put1(f, 5, a, snd, 0, "k", 1, 0, &x), -EDQUOT);
+	assert_int_equal(sp_store_mailbox_info(f->st, a, &count, NULL, NULL), 0);
+	assert_int_equal(count, 3);
+
+	/* Emptied (its record deleted), then filled again: seqs go on rising. */
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(ack1(f, 6, a, s[i]), 0);
+	assert_int_equal(sp_store_mailbox_info(f->st, a, &count, NULL, NULL), 0);
+	assert_int_equal(count, 0);
+	assert_int_equal(put1(f, 7, a, snd, 0, "k", 1, 0, &s[3]), 0);
+	assert_true(s[3] > s[2]);
+	reopen(f);
+	assert_int_equal(sp_store_mailbox_info(f->st, a, &count, NULL, NULL), 0);
+	assert_int_equal(count, 1);
+	assert_int_equal(put1(f, 8, a, snd, 0, "k", 1, 0, &x), 0);
+	assert_true(x > s[3]);
+	assert_int_equal(put1(f, 9, a, snd, 0, "k", 1, 0, &x), 0);
+	assert_int_equal(put1(f, 10, a, snd, 0, "k", 1, 0, &x), -EDQUOT);
+}
+
+static void test_meta_cache(void **state)
+{
+	check_meta_cache(*state, true);
+}
+
+static void test_meta_cache_off(void **state)
+{
+	check_meta_cache(*state, false);
+}
+
 static void test_bad_arguments(void **state)
 {
 	struct fx *f = *state;
@@ -2155,6 +2440,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_meta_deleted_when_empty, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sender_share, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_format1_upgrade, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_format2_upgrade, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_expiry_windows, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_expiry_window_due, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_meta_cache, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_meta_cache_off, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scrub, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backlog_streamed_and_compacted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_limits, setup, teardown),

@@ -92,6 +92,54 @@ static void test_expiry_keys(void **state)
 	assert_int_equal(sp_store_expiry_key_decode(em, sizeof(em), &ref), -EBADMSG);
 }
 
+/* Window records: the key sorts with the mailbox records by time; the value
+ * holds 1..64 entries, any other length, count or version is refused. */
+static void test_window_record(void **state)
+{
+	uint8_t a[SP_KEY_LEN], b[SP_KEY_LEN], k[SP_STORE_EXPIRY_MAILBOX_KEY_LEN];
+	uint8_t m[SP_STORE_EXPIRY_MAILBOX_KEY_LEN];
+	uint8_t v[SP_STORE_WINDOW_HDR_LEN + 2 * SP_STORE_WINDOW_ITEM_LEN];
+	struct sp_store_expiry_ref ref;
+	const uint8_t *rcpt;
+	uint64_t seq, exp;
+	uint32_t n;
+
+	(void)state;
+	memset(a, 0xa1, sizeof(a));
+	memset(b, 0xb2, sizeof(b));
+	sp_store_expiry_window_key(k, 5000, a, 7);
+	assert_int_equal(sp_store_expiry_key_decode(k, sizeof(k), &ref), 0);
+	assert_int_equal(ref.kind, SP_STORE_KIND_WINDOW);
+	assert_int_equal(ref.expires_ms, 5000);
+	assert_int_equal(ref.seq, 7);
+	assert_memory_equal(ref.recipient, a, SP_KEY_LEN);
+	sp_store_expiry_mailbox_key(m, 5001, a, 7);
+	assert_true(memcmp(k, m, sizeof(k)) < 0);       /* by time first */
+
+	assert_int_equal(sp_store_window_len(2), sizeof(v));
+	sp_store_window_hdr_encode(v, 2);
+	sp_store_window_item_encode(v + sp_store_window_len(0), a, 7, 5000);
+	sp_store_window_item_encode(v + sp_store_window_len(1), b, 9, 6000);
+	assert_int_equal(sp_store_window_decode(v, sizeof(v), &n), 0);
+	assert_int_equal(n, 2);
+	sp_store_window_item(v, 1, &rcpt, &seq, &exp);
+	assert_memory_equal(rcpt, b, SP_KEY_LEN);
+	assert_int_equal(seq, 9);
+	assert_int_equal(exp, 6000);
+	assert_int_equal(sp_store_window_decode(v, sizeof(v) - 1, &n), -EBADMSG);
+	assert_int_equal(n, 0);
+	sp_store_window_hdr_encode(v, 3);       /* more than the value holds */
+	assert_int_equal(sp_store_window_decode(v, sizeof(v), &n), -EBADMSG);
+	sp_store_window_hdr_encode(v, 0);
+	assert_int_equal(sp_store_window_decode(v, SP_STORE_WINDOW_HDR_LEN, &n), -EBADMSG);
+	sp_store_window_hdr_encode(v, 2);
+	v[2] = 1;                               /* reserved */
+	assert_int_equal(sp_store_window_decode(v, sizeof(v), &n), -EBADMSG);
+	v[2] = 0;
+	v[0] = 2;                               /* version */
+	assert_int_equal(sp_store_window_decode(v, sizeof(v), &n), -EBADMSG);
+}
+
 static void test_expiry_bound(void **state)
 {
 	uint8_t hi[SP_STORE_EXPIRY_BOUND_LEN], r[SP_KEY_LEN];
@@ -276,6 +324,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_mailbox_key),
 		cmocka_unit_test(test_expiry_keys),
+		cmocka_unit_test(test_window_record),
 		cmocka_unit_test(test_expiry_bound),
 		cmocka_unit_test(test_mailbox_value),
 		cmocka_unit_test(test_meta_value),
