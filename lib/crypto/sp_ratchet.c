@@ -19,7 +19,7 @@
 enum {
 	HASH_LEN = crypto_auth_hmacsha256_BYTES,
 	ENC_VERSION = 1,
-	ENC_FIXED = 1 + SP_RATCHET_AD_LEN + 3 * SP_KEY_LEN + 3 * 32 + 1 + 3 * 4 + 2,
+	ENC_FIXED = 1 + SP_RATCHET_AD_LEN + 2 * SP_RATCHET_SID_LEN + 3 * SP_KEY_LEN + 3 * 32 + 1 + 3 * 4 + 2,
 	ENC_SKIPPED = SP_KEY_LEN + 4 + SP_RATCHET_MSG_KEY_LEN,
 	AEAD_KEY_LEN = crypto_aead_chacha20poly1305_ietf_KEYBYTES,
 };
@@ -99,6 +99,18 @@ static void clear(struct sp_ratchet *st)
 	sodium_memzero(st, sizeof(*st));
 }
 
+/* The AD and the two tags (Alice's first) of a new session. */
+static void start(struct sp_ratchet *st, const uint8_t sk[32], const uint8_t *ad, bool alice)
+{
+	uint8_t t[2 * SP_RATCHET_SID_LEN];
+
+	clear(st);
+	memcpy(st->ad, ad, SP_RATCHET_AD_LEN);
+	sp_ratchet_hkdf(t, sizeof(t), NULL, 0, sk, 32, SP_RATCHET_INFO_TAG);
+	memcpy(alice ? st->tag_send : st->tag_recv, t, SP_RATCHET_SID_LEN);
+	memcpy(alice ? st->tag_recv : st->tag_send, t + SP_RATCHET_SID_LEN, SP_RATCHET_SID_LEN);
+}
+
 int sp_ratchet_init_alice(struct sp_ratchet *st, const uint8_t sk[32],
 			  const uint8_t ad[SP_RATCHET_AD_LEN], const uint8_t ek_a[SP_KEY_LEN],
 			  const uint8_t spk_b[SP_KEY_LEN])
@@ -106,8 +118,7 @@ int sp_ratchet_init_alice(struct sp_ratchet *st, const uint8_t sk[32],
 	uint8_t d[32];
 	int r;
 
-	clear(st);
-	memcpy(st->ad, ad, SP_RATCHET_AD_LEN);
+	start(st, sk, ad, true);
 	/* state.DHs = EK_A; state.DHr = SPK_B */
 	memcpy(st->dhs, ek_a, SP_KEY_LEN);
 	crypto_scalarmult_base(st->dhs_pub, st->dhs);
@@ -197,9 +208,8 @@ int sp_ratchet_init_bob(struct sp_ratchet *st, const uint8_t sk[32],
 	struct work w;
 	int r;
 
-	clear(st);
+	start(st, sk, ad, false);
 	memset(&w, 0, sizeof(w));
-	memcpy(st->ad, ad, SP_RATCHET_AD_LEN);
 	/* RatchetInitBob: state.DHs = SPK_B; state.RK = SK; CKs = CKr = None */
 	memcpy(w.dhs, spk, SP_KEY_LEN);
 	crypto_scalarmult_base(w.dhs_pub, w.dhs);
@@ -223,21 +233,25 @@ size_t sp_ratchet_body_len(size_t len, size_t max_payload, bool pad)
 	return bucket + SP_RATCHET_OVERHEAD;
 }
 
-static void put_header(uint8_t *p, const uint8_t dh_pub[SP_KEY_LEN], uint32_t pn, uint32_t n)
+enum { AT_DH = 1 + SP_RATCHET_SID_LEN, AT_PN = AT_DH + SP_KEY_LEN, AT_N = AT_PN + 4 };
+
+static void put_header(uint8_t *p, const struct sp_ratchet *st, uint32_t pn, uint32_t n)
 {
 	p[0] = SP_RATCHET_VERSION;
-	memcpy(p + 1, dh_pub, SP_KEY_LEN);
-	sp_be_put32(p + 1 + SP_KEY_LEN, pn);
-	sp_be_put32(p + 5 + SP_KEY_LEN, n);
+	memcpy(p + 1, st->tag_send, SP_RATCHET_SID_LEN);
+	memcpy(p + AT_DH, st->dhs_pub, SP_KEY_LEN);
+	sp_be_put32(p + AT_PN, pn);
+	sp_be_put32(p + AT_N, n);
 }
 
 int sp_ratchet_header(const uint8_t *body, size_t len, struct sp_ratchet_hdr *h)
 {
 	if (len < SP_RATCHET_OVERHEAD + 1 || body[0] != SP_RATCHET_VERSION)
 		return -EBADMSG;
-	memcpy(h->dh, body + 1, SP_KEY_LEN);
-	h->pn = sp_be_get32(body + 1 + SP_KEY_LEN);
-	h->n = sp_be_get32(body + 5 + SP_KEY_LEN);
+	memcpy(h->tag, body + 1, SP_RATCHET_SID_LEN);
+	memcpy(h->dh, body + AT_DH, SP_KEY_LEN);
+	h->pn = sp_be_get32(body + AT_PN);
+	h->n = sp_be_get32(body + AT_N);
 	return 0;
 }
 
@@ -275,7 +289,7 @@ int sp_ratchet_encrypt(struct sp_ratchet *st, const uint8_t *msg, size_t len, si
 	/* state.CKs, mk = KDF_CK(state.CKs) */
 	sp_ratchet_kdf_ck(ck, mk, st->cks);
 	/* header = HEADER(state.DHs, state.PN, state.Ns) */
-	put_header(out, st->dhs_pub, st->pn, st->ns);
+	put_header(out, st, st->pn, st->ns);
 	if (len)
 		memmove(ct, msg, len);
 	if (sodium_pad(&padded, ct, len, bucket, bucket) != 0 || padded != bucket) {
@@ -398,7 +412,8 @@ int sp_ratchet_decrypt(struct sp_ratchet *st, const uint8_t *body, size_t len,
 	struct work w;
 	int r;
 
-	if (len > SP_BODY_MAX || sp_ratchet_header(body, len, &h) < 0)
+	if (len > SP_BODY_MAX || sp_ratchet_header(body, len, &h) < 0 ||
+	    sodium_memcmp(h.tag, st->tag_recv, SP_RATCHET_SID_LEN) != 0)
 		return -EBADMSG;
 	if (cap < len - SP_RATCHET_OVERHEAD)
 		return -EMSGSIZE;
@@ -453,6 +468,9 @@ void sp_ratchet_encode(const struct sp_ratchet *st, uint8_t *out)
 	*p++ = ENC_VERSION;
 	memcpy(p, st->ad, SP_RATCHET_AD_LEN);
 	p += SP_RATCHET_AD_LEN;
+	memcpy(p, st->tag_send, SP_RATCHET_SID_LEN);
+	memcpy(p + SP_RATCHET_SID_LEN, st->tag_recv, SP_RATCHET_SID_LEN);
+	p += 2 * SP_RATCHET_SID_LEN;
 	memcpy(p, st->dhs, SP_KEY_LEN);
 	memcpy(p + SP_KEY_LEN, st->dhs_pub, SP_KEY_LEN);
 	memcpy(p + 2 * SP_KEY_LEN, st->dhr, SP_KEY_LEN);
@@ -489,6 +507,9 @@ int sp_ratchet_decode(struct sp_ratchet *st, const uint8_t *in, size_t len, size
 	p++;
 	memcpy(st->ad, p, SP_RATCHET_AD_LEN);
 	p += SP_RATCHET_AD_LEN;
+	memcpy(st->tag_send, p, SP_RATCHET_SID_LEN);
+	memcpy(st->tag_recv, p + SP_RATCHET_SID_LEN, SP_RATCHET_SID_LEN);
+	p += 2 * SP_RATCHET_SID_LEN;
 	memcpy(st->dhs, p, SP_KEY_LEN);
 	memcpy(st->dhs_pub, p + SP_KEY_LEN, SP_KEY_LEN);
 	memcpy(st->dhr, p + 2 * SP_KEY_LEN, SP_KEY_LEN);

@@ -12,7 +12,11 @@
  *           info SP_RATCHET_INFO_MSG, 44 bytes); ChaCha20-Poly1305-IETF
  *           with ad = AD || header (the spec's 5.2 with an AEAD in place of
  *           AES-CBC + HMAC, as it allows)
- *   header  u8 4 | dh[32] | u32 pn | u32 n (big-endian)          41 bytes
+ *   header  u8 4 | tag[16] | dh[32] | u32 pn | u32 n (big-endian)  57 bytes
+ *   tag     HKDF-SHA-256(salt 0*32, IKM SK, SP_RATCHET_INFO_TAG, 32):
+ *           Alice's envelopes carry its first 16 bytes, Bob's the last 16,
+ *           so that a recipient finds the session of an envelope that does
+ *           not name its sender (the header is authenticated as AD)
  *
  * Integration with X3DH (the spec's 7.3): the first-contact envelope
  * (sp_fcseal.h) gives SK; the root key starts as
@@ -47,11 +51,13 @@
 #define SP_RATCHET_INFO_RK "sealpost/ratchet/1/rk"
 #define SP_RATCHET_INFO_MSG "sealpost/ratchet/1/msg"
 #define SP_RATCHET_INFO_SK "sealpost/ratchet/1/x3dh"
+#define SP_RATCHET_INFO_TAG "sealpost/ratchet/1/tag"
 
 enum {
 	SP_RATCHET_VERSION = 4,
-	SP_RATCHET_HDR_LEN = 1 + SP_KEY_LEN + 4 + 4,           /* 41 */
-	SP_RATCHET_OVERHEAD = SP_RATCHET_HDR_LEN + SP_TAG_LEN, /* 57 */
+	SP_RATCHET_SID_LEN = 16,        /* the session tag */
+	SP_RATCHET_HDR_LEN = 1 + SP_RATCHET_SID_LEN + SP_KEY_LEN + 4 + 4, /* 57 */
+	SP_RATCHET_OVERHEAD = SP_RATCHET_HDR_LEN + SP_TAG_LEN,            /* 73 */
 	SP_RATCHET_AD_LEN = 2 * SP_KEY_LEN,                    /* IK_A || IK_B */
 	SP_RATCHET_MAX_SKIP = 256,      /* keys one message may skip in one chain */
 	SP_RATCHET_SKIPPED_MAX = 512,   /* skipped keys kept per session */
@@ -68,6 +74,7 @@ struct sp_ratchet_skipped {
 /* One session's state; secrets inside: keep it in sodium_malloc'd memory. */
 struct sp_ratchet {
 	uint8_t ad[SP_RATCHET_AD_LEN];
+	uint8_t tag_send[SP_RATCHET_SID_LEN], tag_recv[SP_RATCHET_SID_LEN];
 	uint8_t dhs[SP_KEY_LEN], dhs_pub[SP_KEY_LEN]; /* our ratchet key pair */
 	uint8_t dhr[SP_KEY_LEN];                       /* theirs */
 	uint8_t rk[32], cks[32], ckr[32];
@@ -78,6 +85,7 @@ struct sp_ratchet {
 };
 
 struct sp_ratchet_hdr {
+	uint8_t tag[SP_RATCHET_SID_LEN];
 	uint8_t dh[SP_KEY_LEN];
 	uint32_t pn, n;
 };

@@ -15,7 +15,10 @@ independent of sealpost's C code (lib/crypto/sp_ratchet.c):
   ENCRYPT(mk, pt, ad): key || nonce = HKDF-SHA-256(salt = 0*32, IKM = mk,
                        info = "sealpost/ratchet/1/msg", L = 44);
                        ChaCha20-Poly1305(key, nonce, pt, ad)
-  HEADER             = 0x04 || dh_pub || u32 pn || u32 n  (big-endian)
+  HEADER             = 0x04 || tag || dh_pub || u32 pn || u32 n  (big-endian)
+  tag                = HKDF-SHA-256(salt = 0*32, IKM = SK,
+                       info = "sealpost/ratchet/1/tag", L = 32): Alice's
+                       envelopes carry bytes 0..15, Bob's 16..31
   CONCAT(AD, header) = AD || header
   RK0 (X3DH's SK in) = HKDF-SHA-256(salt = 0*32, IKM = SK,
                        info = "sealpost/ratchet/1/x3dh", L = 32)
@@ -32,6 +35,7 @@ Lines (hex; "-" for empty):
   root0  sk rk0
   kdf_rk rk dh_out rk' ck
   kdf_ck ck ck' mk
+  tags   sk tag_alice tag_bob
   msgkey mk key nonce
   session sk ad ek_a spk_b bob_fresh     (both sides' inputs)
   send   A|B pad(0|1) message body       (the nth send line is message n)
@@ -51,7 +55,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 MAX_SKIP = 256
-MAX_PAYLOAD = 64000 - 57
+MAX_PAYLOAD = 64000 - 73
 
 
 def seed(label):
@@ -116,8 +120,13 @@ def unpad(p):
     return s[:-1]
 
 
-def HEADER(dh_pair, pn, n):
-    return bytes([4]) + pub(dh_pair) + pn.to_bytes(4, "big") + n.to_bytes(4, "big")
+def tags(sk):
+    t = hkdf(b"\x00" * 32, sk, b"sealpost/ratchet/1/tag", 32)
+    return t[:16], t[16:]
+
+
+def HEADER(s, dh_pair, pn, n):
+    return bytes([4]) + s.tag + pub(dh_pair) + pn.to_bytes(4, "big") + n.to_bytes(4, "big")
 
 
 def ENCRYPT(mk, plaintext, ad):
@@ -137,6 +146,7 @@ class State:
 def RatchetInitAlice(sk, ad, ek_a, bob_dh_public_key):
     s = State()
     s.AD = ad
+    s.tag, s.their_tag = tags(sk)
     s.DHs = ek_a
     s.DHr = bob_dh_public_key
     s.RK, s.CKs = KDF_RK(root0(sk), DH(s.DHs, s.DHr))
@@ -149,6 +159,7 @@ def RatchetInitAlice(sk, ad, ek_a, bob_dh_public_key):
 def RatchetInitBob(sk, ad, bob_dh_key_pair, ek_a_pub, fresh):
     s = State()
     s.AD = ad
+    s.their_tag, s.tag = tags(sk)
     s.DHs = bob_dh_key_pair
     s.DHr = None
     s.RK = root0(sk)
@@ -162,19 +173,20 @@ def RatchetInitBob(sk, ad, bob_dh_key_pair, ek_a_pub, fresh):
 
 def RatchetEncrypt(s, plaintext, padded):
     s.CKs, mk = KDF_CK(s.CKs)
-    header = HEADER(s.DHs, s.PN, s.Ns)
+    header = HEADER(s, s.DHs, s.PN, s.Ns)
     s.Ns += 1
     return header + ENCRYPT(mk, pad(plaintext, padded), s.AD + header)
 
 
-def parse(body):
-    assert body[0] == 4
-    return body[1:33], int.from_bytes(body[33:37], "big"), int.from_bytes(body[37:41], "big")
+def parse(s, body):
+    if body[0] != 4 or body[1:17] != s.their_tag:
+        raise ValueError("not this session's")
+    return body[17:49], int.from_bytes(body[49:53], "big"), int.from_bytes(body[53:57], "big")
 
 
 def RatchetDecrypt(s, body, fresh):
-    header, ciphertext = body[:41], body[41:]
-    dh, pn, n = parse(body)
+    header, ciphertext = body[:57], body[57:]
+    dh, pn, n = parse(s, body)
     plaintext = TrySkippedMessageKeys(s, (dh, pn, n), ciphertext, s.AD + header)
     if plaintext is not None:
         return unpad(plaintext)
@@ -231,6 +243,10 @@ def kdf_lines():
         ck = seed(b"ck %d" % i)
         a, b = KDF_CK(ck)
         out.append("kdf_ck %s %s %s" % (ck.hex(), a.hex(), b.hex()))
+    for i in range(2):
+        sk = seed(b"tag sk %d" % i)
+        a, b = tags(sk)
+        out.append("tags %s %s %s" % (sk.hex(), a.hex(), b.hex()))
     for i in range(2):
         mk = seed(b"mk %d" % i)
         k, nonce = msgkey(mk)
@@ -292,6 +308,7 @@ def transcript():
     recv("A", 5)                             # a replay in the current chain
     send("A", bytes(range(256)) * 3)         # 7: the 1024 bucket
     recv("B", 7)
+    recv("A", 7)                             # her own: not her receiving tag
     return out
 
 
