@@ -35,6 +35,8 @@
 #include "sp_internal.h"
 #include "sp_prekey.h"
 #include "sp_prekeys_internal.h"
+#include "sp_sessions_internal.h"
+#include "sp_x3dh.h"
 
 _Static_assert((int)SEALPOST_PREKEY_UPLOAD_MAX == (int)SP_PREKEY_UPLOAD_MAX, "upload maximum");
 
@@ -406,16 +408,15 @@ SEALPOST_API int sealpost_prekey_bundle_verify(struct sealpost_account_store *st
 
 _Static_assert((int)SEALPOST_FIRST_CONTACT_OVERHEAD == (int)SP_FCSEAL_OVERHEAD, "overhead");
 
-SEALPOST_API int sealpost_prekey_seal(const struct sealpost_key *sender,
-				      const struct sealpost_prekey_bundle *b, const uint8_t *msg,
-				      size_t len, uint8_t *out, size_t cap, size_t *out_len)
+int sp_prekeys_seal_first(const struct sealpost_key *sender,
+			  const struct sealpost_prekey_bundle *b, const uint8_t *msg, size_t len,
+			  size_t max_payload, uint8_t *out, size_t cap, size_t *out_len,
+			  struct sp_fc_start *start)
 {
 	struct sp_fcseal_to to;
 	uint8_t ek[SP_KEY_LEN];
 	int r;
 
-	if (!sender || !b || (!msg && len) || !out || !out_len)
-		return -EINVAL;
 	memset(&to, 0, sizeof(to));
 	memcpy(to.ik, b->device, SP_KEY_LEN);
 	memcpy(to.spk, b->signed_key, SP_KEY_LEN);
@@ -426,15 +427,36 @@ SEALPOST_API int sealpost_prekey_seal(const struct sealpost_key *sender,
 		to.opk_id = b->onetime_id;
 	}
 	randombytes_buf(ek, sizeof(ek));
-	r = sp_fcseal_seal(sender->priv, ek, &to, msg ? msg : (const uint8_t *)"", len,
-			   SP_BODY_MAX - SP_FCSEAL_OVERHEAD, out, cap, out_len);
+	r = sp_fcseal_seal(sender->priv, ek, &to, msg ? msg : (const uint8_t *)"", len, max_payload,
+			   out, cap, out_len);
+	if (r == 0 && start) {
+		/* SK again for the session (the seal wiped its copy); EK_A kept */
+		r = sp_x3dh_initiate(start->sk, sender->priv, ek, to.ik, to.spk,
+				     to.has_opk ? to.opk : NULL);
+		memcpy(start->ek, ek, SP_KEY_LEN);
+		memcpy(start->spk, to.spk, SP_KEY_LEN);
+		memcpy(start->ad, sender->pub, SP_KEY_LEN);
+		memcpy(start->ad + SP_KEY_LEN, to.ik, SP_KEY_LEN);
+		if (r < 0)
+			sodium_memzero(start, sizeof(*start));
+	}
 	sodium_memzero(ek, sizeof(ek));
 	return r;
 }
 
+SEALPOST_API int sealpost_prekey_seal(const struct sealpost_key *sender,
+				      const struct sealpost_prekey_bundle *b, const uint8_t *msg,
+				      size_t len, uint8_t *out, size_t cap, size_t *out_len)
+{
+	if (!sender || !b || (!msg && len) || !out || !out_len)
+		return -EINVAL;
+	return sp_prekeys_seal_first(sender, b, msg, len, SP_BODY_MAX - SP_FCSEAL_OVERHEAD, out,
+				     cap, out_len, NULL);
+}
+
 int sp_prekeys_open_first(struct sealpost_prekeys *pk, const struct sealpost_key *dev,
 			  const uint8_t *body, size_t len, uint8_t sender[SP_KEY_LEN], uint8_t *out,
-			  size_t cap, size_t *out_len)
+			  size_t cap, size_t *out_len, struct sp_fc_start *start)
 {
 	struct pk_state *s = pk->s;
 	const struct pk_secret *spk = NULL;
@@ -459,6 +481,19 @@ int sp_prekeys_open_first(struct sealpost_prekeys *pk, const struct sealpost_key
 	}
 	r = sp_fcseal_open(dev->priv, spk->sk, h.has_opk ? s->otk[at].sk : NULL, body, len, sender,
 			   out, cap, out_len);
+	if (r == 0 && start) {
+		/* SK again for the session (the open wiped its copy) */
+		r = sp_x3dh_respond(start->sk, dev->priv, spk->sk, h.has_opk ? s->otk[at].sk : NULL,
+				    sender, h.ek);
+		memcpy(start->ek, h.ek, SP_KEY_LEN);
+		memcpy(start->spk, spk->sk, SP_KEY_LEN);
+		memcpy(start->ad, sender, SP_KEY_LEN);
+		memcpy(start->ad + SP_KEY_LEN, dev->pub, SP_KEY_LEN);
+		if (r < 0) {
+			sodium_memzero(out, *out_len);
+			sodium_memzero(start, sizeof(*start));
+		}
+	}
 	if (r < 0 || !h.has_opk)
 		return r;
 	/* Deleted before the message is handed over: the last one moves into
