@@ -418,6 +418,44 @@ static void test_encoding(void **state)
 	sodium_free(c);
 }
 
+/*
+ * Post-compromise security: an attacker who copies Bob's whole state reads
+ * what follows in the chains it knows, and nothing once a round trip
+ * brought a DH ratchet key the copy does not hold.
+ */
+static void test_heals_after_round_trip(void **state)
+{
+	struct sp_ratchet *a = new_state(), *b = new_state(), *spy = new_state();
+	uint8_t body[400];
+	size_t len;
+
+	(void)state;
+	pair(a, b);
+	len = seal(b, "b0", body);
+	assert_int_equal(open_(a, body, len, "b0"), 0);
+	len = seal(a, "a0", body);
+	assert_int_equal(open_(b, body, len, "a0"), 0);
+	memcpy(spy, b, sizeof(*spy)); /* the compromise */
+	/* Bob's next reply: in the chain the copy holds */
+	len = seal(b, "b1", body);
+	assert_int_equal(open_(a, body, len, "b1"), 0);
+	/* Alice answers on a new chain from DH(her new key, Bob's known key):
+	 * the copy holds Bob's secret, so it still reads this one */
+	len = seal(a, "a1", body);
+	assert_int_equal(open_(spy, body, len, "a1"), 0);
+	assert_int_equal(open_(b, body, len, "a1"), 0);
+	/* Bob's step made him a fresh key the copy never saw (the copy's own
+	 * step drew another): once Alice has it, what she sends is closed */
+	len = seal(b, "b2", body);
+	assert_int_equal(open_(a, body, len, "b2"), 0);
+	len = seal(a, "a2", body);
+	assert_int_equal(open_(spy, body, len, NULL), -EBADMSG);
+	assert_int_equal(open_(b, body, len, "a2"), 0);
+	sodium_free(a);
+	sodium_free(b);
+	sodium_free(spy);
+}
+
 /* A small-order key (all-zero DH) is refused at the start. */
 static void test_small_order_refused(void **state)
 {
@@ -440,6 +478,7 @@ int main(void)
 		cmocka_unit_test(test_tampered_refused),
 		cmocka_unit_test(test_keys_wiped_and_capped),
 		cmocka_unit_test(test_encoding),
+		cmocka_unit_test(test_heals_after_round_trip),
 		cmocka_unit_test(test_small_order_refused),
 	};
 
