@@ -458,6 +458,100 @@ static void test_exhausted_prekeys(void **state)
 	sealpost_client_close(ca);
 }
 
+/* ---- the CLI ------------------------------------------------------------------- */
+
+static int cli(struct fx *f, const uint8_t storage[32], const char *const *words, char *out,
+	       size_t cap)
+{
+	const char *argv[24];
+	char hex[65];
+	unsigned n = 0;
+
+	sodium_bin2hex(hex, sizeof(hex), storage, 32);
+	setenv("SEALPOST_STORAGE_KEY", hex, 1);
+	setenv("SEALPOST_SERVER", f->b.addr, 1);
+	setenv("SEALPOST_SERVER_KEY", f->b.server_pub_hex, 1);
+	argv[n++] = getenv("SEALPOST_CLI");
+	assert_non_null(argv[0]);
+	while (*words)
+		argv[n++] = *words++;
+	argv[n] = NULL;
+	n = (unsigned)sp_it_run((char *const *)argv, NULL, out, cap, 30);
+	unsetenv("SEALPOST_STORAGE_KEY");
+	unsetenv("SEALPOST_SERVER");
+	unsetenv("SEALPOST_SERVER_KEY");
+	return (int)n;
+}
+
+static void test_cli(void **state)
+{
+	struct fx *f = *state;
+	struct sealpost_client *cb = dial(&f->b, f->kb);
+	struct sealpost_sessions *ss = NULL;
+	char akey[160], bkey[160], ahex[65], bhex[65], acct[65], out[1024], want[256];
+	uint8_t account[SEALPOST_ACCOUNT_KEY_LEN];
+	uint64_t v = 0;
+	int status = 0;
+
+	snprintf(akey, sizeof(akey), "%s/alice.key", f->dir);
+	snprintf(bkey, sizeof(bkey), "%s/bob.key", f->dir);
+	assert_int_equal(sealpost_key_save(f->ka, akey), 0);
+	assert_int_equal(sealpost_key_save(f->kb, bkey), 0);
+	sodium_bin2hex(ahex, sizeof(ahex), f->a, 32);
+	sodium_bin2hex(bhex, sizeof(bhex), f->bpub, 32);
+	sealpost_account_public(f->acct, account);
+	sodium_bin2hex(acct, sizeof(acct), account, 32);
+	/* the account's list on the broker, as its devices publish it */
+	assert_int_equal(sealpost_account_publish_wait(cb, f->list, f->list_len, TIMEOUT_MS, &status,
+						       &v), 0);
+	assert_int_equal(status, SEALPOST_STATUS_ACCEPTED);
+	sealpost_client_close(cb);
+
+	assert_int_equal(cli(f, f->storage_b, (const char *const[]){ "prekeys", "upload", "--key",
+								     bkey, "--count", "2", NULL },
+			     out, sizeof(out)), 0);
+	/* first contact: the bundle checked against the account's list */
+	assert_int_equal(cli(f, f->storage_a, (const char *const[]){ "send", "--key", akey, "--to",
+								     bhex, "--first", acct,
+								     "hello from the cli", NULL },
+			     out, sizeof(out)), 0);
+	assert_int_equal(cli(f, f->storage_b, (const char *const[]){ "recv", "--key", bkey,
+								     "--count", "1", "--timeout",
+								     "10", NULL },
+			     out, sizeof(out)), 0);
+	snprintf(want, sizeof(want), "%s hello from the cli\n", ahex);
+	assert_string_equal(out, want);
+	/* the reply goes through the session Bob's recv started */
+	assert_int_equal(cli(f, f->storage_b, (const char *const[]){ "send", "--key", bkey, "--to",
+								     ahex, "through the session",
+								     NULL },
+			     out, sizeof(out)), 0);
+	assert_int_equal(cli(f, f->storage_a, (const char *const[]){ "recv", "--key", akey,
+								     "--count", "1", "--timeout",
+								     "10", NULL },
+			     out, sizeof(out)), 0);
+	snprintf(want, sizeof(want), "%s through the session\n", bhex);
+	assert_string_equal(out, want);
+	snprintf(want, sizeof(want), "%s.sessions", akey);
+	assert_int_equal(sealpost_sessions_open(&ss, want, f->ka, f->storage_a), 0);
+	assert_true(sealpost_sessions_has(ss, f->bpub));
+	sealpost_sessions_close(ss);
+	snprintf(want, sizeof(want), "%s.sessions", bkey);
+	assert_int_equal(sealpost_sessions_open(&ss, want, f->kb, f->storage_b), 0);
+	assert_true(sealpost_sessions_has(ss, f->a)); /* begun by recv's first contact */
+	sealpost_sessions_close(ss);
+	/* a malformed storage key is a usage error */
+	setenv("SEALPOST_STORAGE_KEY", "00", 1);
+	{
+		const char *argv[] = { getenv("SEALPOST_CLI"), "send", "--key", akey, "--server",
+				       f->b.addr, "--server-key", f->b.server_pub_hex, "--to", bhex,
+				       "x", NULL };
+
+		assert_int_equal(sp_it_run((char *const *)argv, NULL, out, sizeof(out), 30), 1);
+	}
+	unsetenv("SEALPOST_STORAGE_KEY");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -465,6 +559,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_seizure_after_read, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_out_of_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_exhausted_prekeys, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cli, setup, teardown),
 	};
 
 	if (sodium_init() < 0)
