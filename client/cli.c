@@ -1065,6 +1065,23 @@ static int access_keys_path(char *out, size_t cap);
 static int prekeys_path(const char *key_path, char *out, size_t cap);
 static int list_error(int r, uint64_t kept);
 
+/* $SEALPOST_STORAGE_KEY into sk: 1 set, 0 unset, -1 malformed (said on stderr). */
+static int storage_key(uint8_t sk[SEALPOST_STORAGE_KEY_LEN])
+{
+	const char *hex = getenv("SEALPOST_STORAGE_KEY");
+	size_t n = 0;
+
+	if (!hex || !*hex)
+		return 0;
+	if (strlen(hex) != 2 * SEALPOST_STORAGE_KEY_LEN ||
+	    sodium_hex2bin(sk, SEALPOST_STORAGE_KEY_LEN, hex, strlen(hex), NULL, &n, NULL) != 0 ||
+	    n != SEALPOST_STORAGE_KEY_LEN) {
+		fprintf(stderr, "sealpost: $SEALPOST_STORAGE_KEY is not 64 hex digits\n");
+		return -1;
+	}
+	return 1;
+}
+
 /* The stores send and recv attach (sessions: only with a storage key). */
 struct stores {
 	struct sealpost_sessions *ss;
@@ -1091,30 +1108,25 @@ static void stores_close(struct sealpost_client *c, struct stores *st)
 static int stores_open(const char *key_path, const struct sealpost_key *key,
 		       struct sealpost_client *c, int prekeys, struct stores *st)
 {
-	const char *hex = getenv("SEALPOST_STORAGE_KEY");
 	const char *ss_env = getenv("SEALPOST_SESSIONS");
 	uint8_t sk[SEALPOST_STORAGE_KEY_LEN];
 	char path[SP_CLI_CONF_VALUE_MAX + 16];
-	size_t n = 0;
-	int r;
+	int r, have = storage_key(sk);
 
 	memset(st, 0, sizeof(*st));
+	if (have < 0)
+		return EX_USAGE;
 	if (prekeys && prekeys_path(key_path, path, sizeof(path)) == 0 && access(path, F_OK) == 0) {
-		r = sealpost_prekeys_open(&st->pk, path, key);
+		r = sealpost_prekeys_open_keyed(&st->pk, path, key, have ? sk : NULL);
 		if (r < 0) {
+			sodium_memzero(sk, sizeof(sk));
 			fprintf(stderr, "sealpost: prekeys file %s: %s\n", path, sealpost_strerror(r));
 			return EX_KEYFILE;
 		}
 		sealpost_client_set_prekeys(c, st->pk);
 	}
-	if (!hex || !*hex)
+	if (!have)
 		return 0;
-	if (strlen(hex) != 2 * sizeof(sk) ||
-	    sodium_hex2bin(sk, sizeof(sk), hex, strlen(hex), NULL, &n, NULL) != 0 || n != sizeof(sk)) {
-		fprintf(stderr, "sealpost: $SEALPOST_STORAGE_KEY is not 64 hex digits\n");
-		stores_close(c, st);
-		return EX_USAGE;
-	}
 	if ((size_t)snprintf(path, sizeof(path), "%s%s", ss_env && *ss_env ? ss_env : key_path,
 			     ss_env && *ss_env ? "" : ".sessions") >= sizeof(path)) {
 		fprintf(stderr, "sealpost: sessions file name too long\n");
@@ -2435,6 +2447,20 @@ static const char prekeys_help[] =
 	"             broker holds for this device\n"
 	"  status     prints what the prekeys file holds (no connection)\n";
 
+/* The prekeys file at path, encrypted under $SEALPOST_STORAGE_KEY when it is set. */
+static int prekeys_open(struct sealpost_prekeys **pk, const char *path,
+			const struct sealpost_key *key)
+{
+	uint8_t sk[SEALPOST_STORAGE_KEY_LEN];
+	int have = storage_key(sk), r;
+
+	if (have < 0)
+		return -EINVAL;
+	r = sealpost_prekeys_open_keyed(pk, path, key, have ? sk : NULL);
+	sodium_memzero(sk, sizeof(sk));
+	return r;
+}
+
 /* The prekeys file of key file key_path: $SEALPOST_PREKEYS or KEY.prekeys. */
 static int prekeys_path(const char *key_path, char *out, size_t cap)
 {
@@ -2466,7 +2492,7 @@ static int prekeys_status(const struct opts *o)
 		return EX_KEYFILE;
 	}
 	ex = prekeys_path(t.key_path, path, sizeof(path));
-	if (!ex && (r = sealpost_prekeys_open(&pk, path, key)) < 0) {
+	if (!ex && (r = prekeys_open(&pk, path, key)) < 0) {
 		fprintf(stderr, "sealpost: cannot open %s: %s\n", path, sealpost_strerror(r));
 		ex = EX_KEYFILE;
 	}
@@ -2522,7 +2548,7 @@ static int cmd_prekeys(int argc, char **argv)
 	ex = prekeys_path(t.key_path, path, sizeof(path));
 	if (ex)
 		goto out;
-	r = sealpost_prekeys_open(&pk, path, key);
+	r = prekeys_open(&pk, path, key);
 	if (r < 0) {
 		fprintf(stderr, "sealpost: cannot open %s: %s\n", path, sealpost_strerror(r));
 		ex = EX_KEYFILE;

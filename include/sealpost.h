@@ -1410,6 +1410,16 @@ struct sealpost_prekeys;
 SEALPOST_API int sealpost_prekeys_open(struct sealpost_prekeys **out, const char *path,
 				       const struct sealpost_key *device);
 SEALPOST_API void sealpost_prekeys_close(struct sealpost_prekeys *pk);
+/*
+ * The same, the file encrypted (XChaCha20-Poly1305) under storage_key
+ * (SEALPOST_STORAGE_KEY_LEN bytes, copied; the session store's key, see
+ * "sessions" below): an encrypted store without its key, or under another,
+ * is -SEALPOST_ESTORAGEKEY; a plain store opens and is encrypted at its
+ * next save. NULL: sealpost_prekeys_open.
+ */
+SEALPOST_API int sealpost_prekeys_open_keyed(struct sealpost_prekeys **out, const char *path,
+					     const struct sealpost_key *device,
+					     const uint8_t *storage_key);
 
 struct sealpost_prekeys_info {
 	uint32_t onetime;               /* one-time secrets held (published, not yet used) */

@@ -458,6 +458,43 @@ static void test_exhausted_prekeys(void **state)
 	sealpost_client_close(ca);
 }
 
+/* The prekey store under the storage key: a plain one is encrypted at its
+ * next save, and then opens only with that key. */
+static void test_prekeys_encrypted(void **state)
+{
+	struct fx *f = *state;
+	struct sealpost_client *cb = dial(&f->b, f->kb);
+	struct sealpost_prekeys *pk = NULL;
+	struct sealpost_prekeys_info before, after;
+	uint8_t wrong[32], head[4];
+	uint32_t stock;
+	FILE *fp;
+
+	assert_int_equal(sealpost_prekeys_upload_wait(cb, f->pk, 2, TIMEOUT_MS, &stock), 0);
+	sealpost_prekeys_info(f->pk, &before);
+	sealpost_prekeys_close(f->pk); /* a plain file so far */
+	f->pk = NULL;
+	assert_int_equal(sealpost_prekeys_open_keyed(&pk, f->pk_path, f->kb, f->storage_b), 0);
+	assert_int_equal(sealpost_prekeys_upload_wait(cb, pk, 1, TIMEOUT_MS, &stock), 0);
+	sealpost_prekeys_close(pk);
+	fp = fopen(f->pk_path, "rb");
+	assert_non_null(fp);
+	assert_int_equal(fread(head, 1, 4, fp), 4);
+	fclose(fp);
+	assert_memory_equal(head, "SPPX", 4);
+	assert_int_equal(sealpost_prekeys_open(&pk, f->pk_path, f->kb), -SEALPOST_ESTORAGEKEY);
+	memcpy(wrong, f->storage_b, 32);
+	wrong[31] ^= 0x80;
+	assert_int_equal(sealpost_prekeys_open_keyed(&pk, f->pk_path, f->kb, wrong),
+			 -SEALPOST_ESTORAGEKEY);
+	assert_int_equal(sealpost_prekeys_open_keyed(&pk, f->pk_path, f->ka, f->storage_b), -EINVAL);
+	assert_int_equal(sealpost_prekeys_open_keyed(&f->pk, f->pk_path, f->kb, f->storage_b), 0);
+	sealpost_prekeys_info(f->pk, &after);
+	assert_int_equal(after.onetime, before.onetime + 1);
+	assert_int_equal(after.signed_id, before.signed_id);
+	sealpost_client_close(cb);
+}
+
 /* ---- the CLI ------------------------------------------------------------------- */
 
 static int cli(struct fx *f, const uint8_t storage[32], const char *const *words, char *out,
@@ -510,6 +547,12 @@ static void test_cli(void **state)
 	assert_int_equal(cli(f, f->storage_b, (const char *const[]){ "prekeys", "upload", "--key",
 								     bkey, "--count", "2", NULL },
 			     out, sizeof(out)), 0);
+	{
+		struct sealpost_prekeys *pk = NULL;
+
+		snprintf(want, sizeof(want), "%s.prekeys", bkey);
+		assert_int_equal(sealpost_prekeys_open(&pk, want, f->kb), -SEALPOST_ESTORAGEKEY);
+	}
 	/* first contact: the bundle checked against the account's list */
 	assert_int_equal(cli(f, f->storage_a, (const char *const[]){ "send", "--key", akey, "--to",
 								     bhex, "--first", acct,
@@ -559,6 +602,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_seizure_after_read, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_out_of_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_exhausted_prekeys, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_prekeys_encrypted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cli, setup, teardown),
 	};
 
