@@ -12,13 +12,17 @@
  *   plaintext = u32 count | count * (peer[32] | u8 flags | origin_ek[32] |
  *               u32 len | the ratchet state, sp_ratchet_encode, len bytes)
  *   flags bit 0: we began it and have had no answer yet
- * A fresh random nonce per save. Every state lives in its own
+ * A fresh random nonce per save. One store object per file at a time
+ * (flock on path.lock): two processes each holding a copy would overwrite
+ * each other's chain keys, and a key could then be used twice. Every state
+ * lives in its own
  * sodium_malloc'd block; the plaintext of a save is in one too, wiped.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -54,6 +58,7 @@ struct sess {
 
 struct sealpost_sessions {
 	char *path;
+	int lock_fd;                   /* path.lock, flock'd while open; -1: none */
 	uint8_t device[SP_KEY_LEN];
 	uint8_t *key;                  /* sodium_malloc'd, the storage key */
 	struct sess *v;
@@ -302,8 +307,30 @@ SEALPOST_API void sealpost_sessions_close(struct sealpost_sessions *ss)
 		drop(&ss->v[i]);
 	free(ss->v);
 	sodium_free(ss->key);
+	if (ss->lock_fd >= 0)
+		close(ss->lock_fd); /* releases the flock */
 	free(ss->path);
 	free(ss);
+}
+
+/* path.lock taken exclusively: 0, -EBUSY (open elsewhere), -errno. */
+static int lock_store(struct sealpost_sessions *ss)
+{
+	size_t n = strlen(ss->path);
+	char *lp = malloc(n + 6);
+	int r = 0;
+
+	if (!lp)
+		return -ENOMEM;
+	memcpy(lp, ss->path, n);
+	memcpy(lp + n, ".lock", 6);
+	ss->lock_fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (ss->lock_fd < 0)
+		r = -errno;
+	else if (flock(ss->lock_fd, LOCK_EX | LOCK_NB) < 0)
+		r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+	free(lp);
+	return r;
 }
 
 SEALPOST_API int sealpost_sessions_open(struct sealpost_sessions **out, const char *path,
@@ -318,6 +345,7 @@ SEALPOST_API int sealpost_sessions_open(struct sealpost_sessions **out, const ch
 	ss = calloc(1, sizeof(*ss));
 	if (!ss)
 		return -ENOMEM;
+	ss->lock_fd = -1;
 	ss->path = strdup(path);
 	ss->key = sodium_malloc(SEALPOST_STORAGE_KEY_LEN);
 	if (!ss->path || !ss->key) {
@@ -326,7 +354,9 @@ SEALPOST_API int sealpost_sessions_open(struct sealpost_sessions **out, const ch
 	}
 	memcpy(ss->key, storage_key, SEALPOST_STORAGE_KEY_LEN);
 	memcpy(ss->device, device->pub, SP_KEY_LEN);
-	r = load(ss, device->pub);
+	r = lock_store(ss);
+	if (r == 0)
+		r = load(ss, device->pub);
 	if (r == -ENOENT)
 		r = 0;
 	if (r < 0) {

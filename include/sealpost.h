@@ -1552,7 +1552,9 @@ struct sealpost_sessions;
 /* Opens (or, missing, starts empty) the store at path for device
  * (borrowed), under storage_key (copied). Another device's store: -EINVAL;
  * a wrong key or damaged file: -SEALPOST_ESTORAGEKEY; group- or
- * world-readable: -SEALPOST_EKEYMODE. */
+ * world-readable: -SEALPOST_EKEYMODE; open in this or another process
+ * (an exclusive flock on path + ".lock", held until close): -EBUSY, since
+ * two copies of one store would reuse message keys. */
 SEALPOST_API int sealpost_sessions_open(struct sealpost_sessions **out, const char *path,
 					const struct sealpost_key *device,
 					const uint8_t storage_key[SEALPOST_STORAGE_KEY_LEN]);

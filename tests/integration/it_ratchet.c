@@ -226,6 +226,11 @@ static void test_conversation(void **state)
 	assert_int_equal(sealpost_client_set_sessions(cb, f->sa), -EINVAL);
 	sealpost_client_close(cb);
 	sealpost_client_close(ca);
+	/* one store object per file: a second open while it is open would
+	 * let two copies reuse keys */
+	assert_int_equal(sealpost_sessions_open(&again, f->b_path, f->kb, f->storage_b), -EBUSY);
+	sealpost_sessions_close(f->sb);
+	f->sb = NULL;
 	/* the store reopens with its key, and not with another */
 	assert_int_equal(sealpost_sessions_open(&again, f->b_path, f->kb, f->storage_b), 0);
 	assert_true(sealpost_sessions_has(again, f->a));
