@@ -4035,6 +4035,8 @@ SEALPOST_API int sealpost_client_set_sessions(struct sealpost_client *c,
 {
 	if (!c)
 		return -EINVAL;
+	if (ss && c->anon)
+		return -SEALPOST_EANONYMOUS; /* no device key, and sessions never go anonymous */
 	if (ss && memcmp(sp_sessions_device(ss), c->key->pub, SP_KEY_LEN) != 0)
 		return -EINVAL;
 	c->ratchets = ss;

@@ -1569,8 +1569,9 @@ SEALPOST_API bool sealpost_sessions_has(const struct sealpost_sessions *ss,
 SEALPOST_API int sealpost_sessions_forget(struct sealpost_sessions *ss,
 					  const uint8_t peer[SEALPOST_KEY_LEN]);
 
-/* Attaches ss (borrowed; ss's device must be c's key: else -EINVAL) so
- * that sends use and deliveries open sessions; NULL detaches. 0. */
+/* Attaches ss (borrowed; ss's device must be c's key: else -EINVAL; not
+ * on an anonymous client: -SEALPOST_EANONYMOUS) so that sends use and
+ * deliveries open sessions; NULL detaches. 0. */
 SEALPOST_API int sealpost_client_set_sessions(struct sealpost_client *c,
 					      struct sealpost_sessions *ss);
 
