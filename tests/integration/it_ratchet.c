@@ -224,6 +224,14 @@ static void test_conversation(void **state)
 	assert_int_equal(ev.len, 256 + SEALPOST_RATCHET_OVERHEAD); /* padded */
 	/* a store of one device cannot be attached to another's client */
 	assert_int_equal(sealpost_client_set_sessions(cb, f->sa), -EINVAL);
+	{
+		struct sealpost_client *anon = NULL;
+
+		assert_int_equal(sealpost_client_connect_anonymous(&anon, f->b.addr, f->b.server_pub,
+								   TIMEOUT_MS, NULL), 0);
+		assert_int_equal(sealpost_client_set_sessions(anon, f->sa), -SEALPOST_EANONYMOUS);
+		sealpost_client_close(anon);
+	}
 	sealpost_client_close(cb);
 	sealpost_client_close(ca);
 	/* one store object per file: a second open while it is open would
