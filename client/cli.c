@@ -157,7 +157,7 @@ static const char pubkey_help[] =
 static const char send_help[] =
 	"usage: sealpost send [--server HOST:PORT] [--server-key HEX | --server-key-file FILE]\n"
 	"                     [--key FILE] (--to HEX | --to-account HEX [--accounts FILE])\n"
-	"                     [--online-only] [--lines] [--verbose]\n"
+	"                     [--online-only] [--lines] [--verbose] [--first ACCOUNT]\n"
 	"                     [--anonymous [--access-key HEX] | --authenticated]\n"
 	"                     [--timeout SECONDS] [MESSAGE]\n"
 	"\n"
@@ -203,6 +203,11 @@ static const char send_help[] =
 	"                       with --account-key FILE, that key's account is taken\n"
 	"  --accounts FILE      the lists seen per account (see 'sealpost account')\n"
 	"  --online-only        never store; deliver now or fail with err_offline\n"
+	"  --first ACCOUNT      first contact: seal to --to's prekey bundle, checked\n"
+	"                       against ACCOUNT's list (exit 7: FORGED), starting a\n"
+	"                       session (no prekeys: an ordinary seal)\n"
+	"With $SEALPOST_STORAGE_KEY (64 hex digits) send and recv use sessions\n"
+	"(docs/PROTOCOL.md 7.3; store: KEY.sessions or $SEALPOST_SESSIONS).\n"
 	"  --anonymous          sealed sender (docs/PROTOCOL.md 14): hand it over on an\n"
 	"                       anonymous connection that proves no device key; the\n"
 	"                       recipient still learns the sender from the seal. Needs\n"
@@ -289,6 +294,7 @@ struct opts {
 	const char *key_path;
 	const char *to_hex;
 	const char *access_key;
+	const char *first_account;      /* send --first: the recipient's account (hex) */
 	int anonymous;
 	int authenticated;
 	int open_anyone;
@@ -393,6 +399,7 @@ static int parse(int argc, char **argv, struct opts *o, const char *text, int *f
 		{ "open", no_argument, NULL, 'O' },
 		{ "enrol-token", required_argument, NULL, 'E' },
 		{ "aesgcm", no_argument, NULL, 'G' },
+		{ "first", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -404,6 +411,7 @@ static int parse(int argc, char **argv, struct opts *o, const char *text, int *f
 		switch (ch) {
 		case 'E': o->enrol_token = optarg; break;
 		case 'G': o->aesgcm = 1; break;
+		case 'P': o->first_account = optarg; break;
 		case 's': o->server = optarg; break;
 		case 'S': o->server_key_hex = optarg; break;
 		case 'F': o->server_key_file = optarg; break;
@@ -1054,6 +1062,140 @@ static int send_lines(struct sealpost_client *c, const uint8_t *to, const struct
 
 static int send_account(const struct opts *o, int argc, char **argv, int first);
 static int access_keys_path(char *out, size_t cap);
+static int prekeys_path(const char *key_path, char *out, size_t cap);
+static int list_error(int r, uint64_t kept);
+
+/* $SEALPOST_STORAGE_KEY into sk: 1 set, 0 unset, -1 malformed (said on stderr). */
+static int storage_key(uint8_t sk[SEALPOST_STORAGE_KEY_LEN])
+{
+	const char *hex = getenv("SEALPOST_STORAGE_KEY");
+	size_t n = 0;
+
+	if (!hex || !*hex)
+		return 0;
+	if (strlen(hex) != 2 * SEALPOST_STORAGE_KEY_LEN ||
+	    sodium_hex2bin(sk, SEALPOST_STORAGE_KEY_LEN, hex, strlen(hex), NULL, &n, NULL) != 0 ||
+	    n != SEALPOST_STORAGE_KEY_LEN) {
+		fprintf(stderr, "sealpost: $SEALPOST_STORAGE_KEY is not 64 hex digits\n");
+		return -1;
+	}
+	return 1;
+}
+
+/* The stores send and recv attach (sessions: only with a storage key). */
+struct stores {
+	struct sealpost_sessions *ss;
+	struct sealpost_prekeys *pk;
+};
+
+static void stores_close(struct sealpost_client *c, struct stores *st)
+{
+	if (c) {
+		sealpost_client_set_sessions(c, NULL);
+		sealpost_client_set_prekeys(c, NULL);
+	}
+	sealpost_sessions_close(st->ss);
+	sealpost_prekeys_close(st->pk);
+	st->ss = NULL;
+	st->pk = NULL;
+}
+
+/*
+ * $SEALPOST_STORAGE_KEY set: the session store ($SEALPOST_SESSIONS or
+ * KEY.sessions) opened and attached to c; with prekeys, the prekeys file
+ * too when it exists (recv: first contacts). 0, or an exit status.
+ */
+static int stores_open(const char *key_path, const struct sealpost_key *key,
+		       struct sealpost_client *c, int prekeys, struct stores *st)
+{
+	const char *ss_env = getenv("SEALPOST_SESSIONS");
+	uint8_t sk[SEALPOST_STORAGE_KEY_LEN];
+	char path[SP_CLI_CONF_VALUE_MAX + 16];
+	int r, have = storage_key(sk);
+
+	memset(st, 0, sizeof(*st));
+	if (have < 0)
+		return EX_USAGE;
+	if (prekeys && prekeys_path(key_path, path, sizeof(path)) == 0 && access(path, F_OK) == 0) {
+		r = sealpost_prekeys_open_keyed(&st->pk, path, key, have ? sk : NULL);
+		if (r < 0) {
+			sodium_memzero(sk, sizeof(sk));
+			fprintf(stderr, "sealpost: prekeys file %s: %s\n", path, sealpost_strerror(r));
+			return EX_KEYFILE;
+		}
+		sealpost_client_set_prekeys(c, st->pk);
+	}
+	if (!have)
+		return 0;
+	if ((size_t)snprintf(path, sizeof(path), "%s%s", ss_env && *ss_env ? ss_env : key_path,
+			     ss_env && *ss_env ? "" : ".sessions") >= sizeof(path)) {
+		fprintf(stderr, "sealpost: sessions file name too long\n");
+		stores_close(c, st);
+		return EX_USAGE;
+	}
+	r = sealpost_sessions_open(&st->ss, path, key, sk);
+	sodium_memzero(sk, sizeof(sk));
+	if (r == 0)
+		r = sealpost_client_set_sessions(c, st->ss);
+	if (r < 0) {
+		fprintf(stderr, "sealpost: sessions file %s: %s\n", path, sealpost_strerror(r));
+		stores_close(c, st);
+		return EX_KEYFILE;
+	}
+	return 0;
+}
+
+/*
+ * send --first: the list of account (verified), to's bundle checked
+ * against it, the first contact queued (*id). *sent 0 when the device has
+ * no prekeys: the caller seals as usual. 0 or an exit status.
+ */
+static int send_first(struct sealpost_client *c, const struct opts *o, const uint8_t *to,
+		      const uint8_t *msg, size_t len, uint64_t *id, int *sent)
+{
+	uint8_t account[SEALPOST_ACCOUNT_KEY_LEN], *raw;
+	struct sealpost_prekey_bundle b;
+	struct sealpost_devlist l;
+	int tmo = (int)o->timeout_s * 1000, r;
+	size_t raw_len = 0;
+
+	*sent = 0;
+	memset(&l, 0, sizeof(l));
+	if (sealpost_key_from_hex(account, o->first_account) < 0)
+		return bad_usage("--first is not 64 hex characters", send_help);
+	raw = malloc(SEALPOST_LIST_MAX);
+	if (!raw) {
+		fprintf(stderr, "sealpost: out of memory\n");
+		return EX_LOST;
+	}
+	r = sealpost_account_fetch_wait(c, account, tmo, &l, raw, SEALPOST_LIST_MAX, &raw_len);
+	if (r < 0) {
+		free(raw);
+		return list_error(r, l.version);
+	}
+	r = sealpost_prekeys_fetch_wait(c, raw, raw_len, to, tmo, &b);
+	free(raw);
+	if (r == -SEALPOST_ENOPREKEY) {
+		if (o->verbose)
+			fprintf(stderr, "no prekeys: an ordinary seal\n");
+		return 0;
+	}
+	if (r == -SEALPOST_EPREKEYBAD || r == -SEALPOST_ENOTONLIST) {
+		fprintf(stderr, "sealpost: prekey bundle refused: %s: FORGED\n", sealpost_strerror(r));
+		return EX_BADLIST;
+	}
+	if (r < 0) {
+		fprintf(stderr, "sealpost: no prekey bundle: %s\n", sealpost_strerror(r));
+		return EX_LOST;
+	}
+	r = sealpost_client_send_first(c, &b, msg, len, id);
+	if (r < 0) {
+		fprintf(stderr, "sealpost: first contact: %s\n", sealpost_strerror(r));
+		return r == -EMSGSIZE ? EX_USAGE : EX_LOST;
+	}
+	*sent = 1;
+	return 0;
+}
 static int send_anonymous(const struct opts *o, const uint8_t to[SEALPOST_KEY_LEN],
 			  const uint8_t *msg, size_t len);
 
@@ -1066,8 +1208,9 @@ static int cmd_send(int argc, char **argv)
 	const uint8_t *msg;
 	size_t len;
 	struct target t;
+	struct stores st = { 0 };
 	uint64_t id = 0, seq = 0;
-	int first, r, status = 0, ex;
+	int first, r, status = 0, ex, sent = 0;
 
 	r = parse(argc, argv, &o, send_help, &first);
 	if (r)
@@ -1080,6 +1223,13 @@ static int cmd_send(int argc, char **argv)
 		fprintf(stderr, "sealpost: --to is not 64 hex characters\n");
 		return EX_USAGE;
 	}
+	if (o.first_account && (o.lines || o.anonymous || o.online_only))
+		return bad_usage("--first is for one authenticated, stored message", send_help);
+	if (o.first_account && !env("SEALPOST_STORAGE_KEY"))
+		return bad_usage("--first needs $SEALPOST_STORAGE_KEY (the session store's key)",
+				 send_help);
+	if (o.first_account)
+		o.authenticated = 1;
 	if (argc - first > 1)
 		return bad_usage("at most one MESSAGE argument", send_help);
 	if (o.lines) {
@@ -1141,6 +1291,9 @@ static int cmd_send(int argc, char **argv)
 	ex = open_target(&o, &t, (int)o.timeout_s * 1000, SEALPOST_CONNECT_MANUAL_ACK, &key, &c);
 	if (ex)
 		goto out;
+	ex = stores_open(t.key_path, key, c, 0, &st);
+	if (ex)
+		goto out;
 	if (o.lines) {
 		ex = send_lines(c, to, &o);
 		goto out;
@@ -1151,8 +1304,14 @@ static int cmd_send(int argc, char **argv)
 		ex = EX_USAGE;
 		goto out;
 	}
-	r = sealpost_client_send_ex(c, to, msg, len,
-				    o.online_only ? SEALPOST_SEND_ONLINE_ONLY : 0, 0, &id);
+	if (o.first_account) {
+		ex = send_first(c, &o, to, msg, len, &id, &sent);
+		if (ex)
+			goto out;
+	}
+	r = sent ? 0
+		 : sealpost_client_send_ex(c, to, msg, len,
+					   o.online_only ? SEALPOST_SEND_ONLINE_ONLY : 0, 0, &id);
 	if (r == 0)
 		r = sealpost_client_wait_result(c, id, (int)o.timeout_s * 1000, &status, &seq);
 	if (r == -EINVAL) {
@@ -1171,6 +1330,7 @@ static int cmd_send(int argc, char **argv)
 	}
 out:
 	sealpost_client_close(c);
+	stores_close(NULL, &st);
 	sealpost_key_free(key);
 	free(stdin_msg);
 	return ex;
@@ -1232,6 +1392,7 @@ static int cmd_recv(int argc, char **argv)
 	struct sealpost_client *c = NULL;
 	struct sealpost_event ev;
 	struct recent *recent = NULL;
+	struct stores st = { 0 };
 	uint8_t me[SEALPOST_KEY_LEN];
 	char hex[SEALPOST_KEY_HEX_LEN + 1];
 	int64_t deadline = -1;
@@ -1253,6 +1414,9 @@ static int cmd_recv(int argc, char **argv)
 	if (o.timeout_s)
 		deadline = now_ms() + o.timeout_s * 1000;
 	ex = open_target(&o, &t, o.timeout_s ? (int)o.timeout_s * 1000 : 0, 0, &key, &c);
+	if (ex)
+		goto out;
+	ex = stores_open(t.key_path, key, c, 1, &st);
 	if (ex)
 		goto out;
 	sealpost_client_public_key(c, me);
@@ -1361,6 +1525,7 @@ done:
 			"messages may be delivered again\n", sealpost_strerror(r));
 out:
 	sealpost_client_close(c);
+	stores_close(NULL, &st);
 	sealpost_key_free(key);
 	free(recent);
 	return ex;
@@ -2282,6 +2447,20 @@ static const char prekeys_help[] =
 	"             broker holds for this device\n"
 	"  status     prints what the prekeys file holds (no connection)\n";
 
+/* The prekeys file at path, encrypted under $SEALPOST_STORAGE_KEY when it is set. */
+static int prekeys_open(struct sealpost_prekeys **pk, const char *path,
+			const struct sealpost_key *key)
+{
+	uint8_t sk[SEALPOST_STORAGE_KEY_LEN];
+	int have = storage_key(sk), r;
+
+	if (have < 0)
+		return -EINVAL;
+	r = sealpost_prekeys_open_keyed(pk, path, key, have ? sk : NULL);
+	sodium_memzero(sk, sizeof(sk));
+	return r;
+}
+
 /* The prekeys file of key file key_path: $SEALPOST_PREKEYS or KEY.prekeys. */
 static int prekeys_path(const char *key_path, char *out, size_t cap)
 {
@@ -2313,7 +2492,7 @@ static int prekeys_status(const struct opts *o)
 		return EX_KEYFILE;
 	}
 	ex = prekeys_path(t.key_path, path, sizeof(path));
-	if (!ex && (r = sealpost_prekeys_open(&pk, path, key)) < 0) {
+	if (!ex && (r = prekeys_open(&pk, path, key)) < 0) {
 		fprintf(stderr, "sealpost: cannot open %s: %s\n", path, sealpost_strerror(r));
 		ex = EX_KEYFILE;
 	}
@@ -2369,7 +2548,7 @@ static int cmd_prekeys(int argc, char **argv)
 	ex = prekeys_path(t.key_path, path, sizeof(path));
 	if (ex)
 		goto out;
-	r = sealpost_prekeys_open(&pk, path, key);
+	r = prekeys_open(&pk, path, key);
 	if (r < 0) {
 		fprintf(stderr, "sealpost: cannot open %s: %s\n", path, sealpost_strerror(r));
 		ex = EX_KEYFILE;

@@ -71,6 +71,8 @@
 #include "sp_noise.h"
 #include "sp_prekey.h"
 #include "sp_prekeys_internal.h"
+#include "sp_ratchet.h"
+#include "sp_sessions_internal.h"
 #include "sp_seal.h"
 #include "sp_session.h"
 
@@ -294,6 +296,7 @@ struct sealpost_client {
 	/* Accounts: lists received are checked against this (borrowed). */
 	struct sealpost_account_store *acct_store;
 	struct sealpost_prekeys *prekeys; /* sealpost_client_set_prekeys: borrowed */
+	struct sealpost_sessions *ratchets; /* sealpost_client_set_sessions: borrowed */
 	uint64_t next_list_id;
 
 	/* The transparency log (sp_clog.h): what this device saw, and the
@@ -1572,6 +1575,29 @@ static int peer_head(struct sealpost_client *c, struct sealpost_event *ev)
 	return 0;
 }
 
+/*
+ * A first contact (version 3) through the prekey store; with a session
+ * store, the session it begins starts before the message is handed over
+ * (a store that cannot take it leaves the message delivered, sessionless).
+ */
+static int open_first(struct sealpost_client *c, const struct sp_frame *f,
+		      struct sealpost_event *ev)
+{
+	struct sp_fc_start st;
+	int r;
+
+	if (!c->prekeys)
+		return -EBADMSG;
+	r = sp_prekeys_open_first(c->prekeys, c->key, f->body, f->body_len, ev->sender, c->msgbuf,
+				  c->msgcap, &c->msg_len, c->ratchets ? &st : NULL);
+	if (r == 0 && c->ratchets) {
+		if (sp_sessions_start_bob(c->ratchets, ev->sender, &st) < 0)
+			logf_(c, SEALPOST_LOG_WARN, "first contact: no session started");
+		sodium_memzero(&st, sizeof(st));
+	}
+	return r;
+}
+
 /* A delivery: opened as a seal, or handed over raw (opaque). */
 static int deliver_event(struct sealpost_client *c, const struct sp_frame *f,
 			 struct sealpost_event *ev)
@@ -1583,9 +1609,12 @@ static int deliver_event(struct sealpost_client *c, const struct sp_frame *f,
 	if (grow(&c->msgbuf, &c->msgcap, f->body_len ? f->body_len : 1) < 0)
 		return -ENOMEM;
 	if (!(c->flags & SEALPOST_CONNECT_OPAQUE_ALL) && f->body_len && f->body[0] == SP_FCSEAL_VERSION)
-		r = c->prekeys ? sp_prekeys_open_first(c->prekeys, c->key, f->body, f->body_len,
-						      ev->sender, c->msgbuf, c->msgcap, &c->msg_len)
-			       : -EBADMSG;
+		r = open_first(c, f, ev);
+	else if (!(c->flags & SEALPOST_CONNECT_OPAQUE_ALL) && f->body_len &&
+		 f->body[0] == SP_RATCHET_VERSION)
+		r = c->ratchets ? sp_sessions_decrypt(c->ratchets, f->body, f->body_len, ev->sender,
+						      c->msgbuf, c->msgcap, &c->msg_len)
+				: -EBADMSG;
 	else if (!(c->flags & SEALPOST_CONNECT_OPAQUE_ALL))
 		r = sp_seal_open(c->key->priv, f->body, f->body_len, ev->sender, c->msgbuf,
 				 c->msgcap, &c->msg_len);
@@ -1611,7 +1640,7 @@ static int deliver_event(struct sealpost_client *c, const struct sp_frame *f,
 		return 1;
 	}
 	ev->type = SEALPOST_EVENT_BAD_ENVELOPE;
-	ev->error = -EBADMSG;
+	ev->error = r == -ERANGE ? -SEALPOST_ERATCHETSKIP : -EBADMSG;
 	return 1;
 }
 
@@ -2408,6 +2437,20 @@ static int seal_into(struct sealpost_client *c, const uint8_t *to, const uint8_t
 		      : sp_seal(c->key->priv, to, msg, msg_len, out, env_len, &sealed);
 }
 
+/* Encrypts msg through the session with `to` into out[env_len], saved. */
+static int ratchet_into(struct sealpost_client *c, const uint8_t *to, const uint8_t *msg,
+			size_t msg_len, size_t bucket, uint8_t *out, size_t env_len)
+{
+	size_t sealed = 0;
+	int r;
+
+	r = sp_sessions_encrypt(c->ratchets, to, msg ? msg : (const uint8_t *)"", msg_len,
+				c->max_envelope - SP_SEAL_OVERHEAD, bucket != 0, out, env_len, &sealed);
+	if (r == 0 && sealed != env_len)
+		r = -EMSGSIZE; /* cannot happen: the same sizes */
+	return r;
+}
+
 static int queue_send(struct sealpost_client *c, const uint8_t to[SP_KEY_LEN], const uint8_t *msg,
 		      size_t msg_len, const uint8_t *env, size_t env_len, uint32_t flags,
 		      uint64_t id, uint64_t *client_id, const uint8_t *tok, size_t tok_len)
@@ -2417,6 +2460,9 @@ static int queue_send(struct sealpost_client *c, const uint8_t to[SP_KEY_LEN], c
 	size_t bucket = 0;
 	struct pend *p;
 	bool now = connected(c);
+	/* a session with to: a ratchet envelope (PROTOCOL.md 7.3), never for an
+	 * anonymous send (its header would link the sender's envelopes) */
+	bool ratchet = !env && !tok && c->ratchets && sp_sessions_has(c->ratchets, to);
 	int r;
 
 	if (flags & ~SEND_FLAGS_KNOWN)
@@ -2445,6 +2491,9 @@ static int queue_send(struct sealpost_client *c, const uint8_t to[SP_KEY_LEN], c
 		r = seal_prepare(c, &f, &msg, &msg_len, &plain, &env_len, &bucket);
 		if (r < 0)
 			return r;
+		if (ratchet)
+			env_len = sp_sessions_body_len(msg_len, c->max_envelope - SP_SEAL_OVERHEAD,
+						       bucket != 0);
 	}
 	if (sp_frame_size(&f, env_len) > c->max_transport) {
 		wipe_plain(plain, msg_len);
@@ -2464,7 +2513,8 @@ static int queue_send(struct sealpost_client *c, const uint8_t to[SP_KEY_LEN], c
 	if (tok_len)
 		memcpy(p->tok, tok, tok_len);
 	if (!env) {
-		r = seal_into(c, to, msg, msg_len, bucket, p->body, env_len);
+		r = ratchet ? ratchet_into(c, to, msg, msg_len, bucket, p->body, env_len)
+			    : seal_into(c, to, msg, msg_len, bucket, p->body, env_len);
 		wipe_plain(plain, msg_len);
 		if (r < 0) {
 			pend_free(p);
@@ -3976,6 +4026,54 @@ SEALPOST_API void sealpost_client_set_prekeys(struct sealpost_client *c,
 {
 	if (c)
 		c->prekeys = pk;
+}
+
+/* ---- ratchet sessions (PROTOCOL.md 7.3; the store is sp_sessions.c) ------------ */
+
+SEALPOST_API int sealpost_client_set_sessions(struct sealpost_client *c,
+					      struct sealpost_sessions *ss)
+{
+	if (!c)
+		return -EINVAL;
+	if (ss && c->anon)
+		return -SEALPOST_EANONYMOUS; /* no device key, and sessions never go anonymous */
+	if (ss && memcmp(sp_sessions_device(ss), c->key->pub, SP_KEY_LEN) != 0)
+		return -EINVAL;
+	c->ratchets = ss;
+	return 0;
+}
+
+SEALPOST_API int sealpost_client_send_first(struct sealpost_client *c,
+					    const struct sealpost_prekey_bundle *b,
+					    const void *msg, size_t len, uint64_t *client_id)
+{
+	size_t max_payload, out_len = 0;
+	struct sp_fc_start st;
+	uint8_t *body;
+	int r;
+
+	if (!c || !b || (!msg && len) || !c->ratchets || !sp_noise_key_valid(b->device))
+		return -EINVAL;
+	if (c->anon)
+		return -SEALPOST_EANONYMOUS;
+	if (c->max_envelope <= SP_FCSEAL_OVERHEAD)
+		return -EMSGSIZE;
+	max_payload = c->max_envelope - SP_FCSEAL_OVERHEAD;
+	body = malloc(c->max_envelope);
+	if (!body)
+		return -ENOMEM;
+	r = sp_prekeys_seal_first(c->key, b, msg, len, max_payload, body, c->max_envelope, &out_len,
+				  &st);
+	if (r == 0)
+		r = sp_sessions_start_alice(c->ratchets, b->device, &st);
+	sodium_memzero(&st, sizeof(st));
+	if (r == 0) {
+		r = queue_send(c, b->device, NULL, 0, body, out_len, 0, 0, client_id, NULL, 0);
+		if (r < 0) /* the peer will never see it begin: no session */
+			(void)sealpost_sessions_forget(c->ratchets, b->device);
+	}
+	free(body);
+	return r;
 }
 
 SEALPOST_API int sealpost_prekeys_fetch(struct sealpost_client *c,

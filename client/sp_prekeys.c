@@ -35,6 +35,8 @@
 #include "sp_internal.h"
 #include "sp_prekey.h"
 #include "sp_prekeys_internal.h"
+#include "sp_sessions_internal.h"
+#include "sp_x3dh.h"
 
 _Static_assert((int)SEALPOST_PREKEY_UPLOAD_MAX == (int)SP_PREKEY_UPLOAD_MAX, "upload maximum");
 
@@ -66,7 +68,28 @@ struct sealpost_prekeys {
 	char *path;
 	struct pk_state *s;             /* sodium_malloc'd */
 	uint8_t *file;                  /* sodium_malloc'd, FILE_MAX: the encoding */
+	uint8_t *key;                   /* sodium_malloc'd storage key, or NULL: plain file */
 };
+
+/* An encrypted store: "SPPX" | 1 | device[32] | nonce[24] |
+ * XChaCha20-Poly1305(storage key, nonce, the plain encoding, ad = the 37
+ * bytes before the nonce). */
+enum {
+	X_HDR = 4 + 1 + SP_KEY_LEN,
+	X_NONCE = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES,
+	X_OVER = X_HDR + X_NONCE + crypto_aead_xchacha20poly1305_ietf_ABYTES,
+};
+
+/* The plain encoding in pk->file (n bytes) sealed into out (n + X_OVER). */
+static void seal_file(const struct sealpost_prekeys *pk, size_t n, uint8_t *out)
+{
+	memcpy(out, "SPPX", 4);
+	out[4] = 1;
+	memcpy(out + 5, pk->s->device, SP_KEY_LEN);
+	randombytes_buf(out + X_HDR, X_NONCE);
+	crypto_aead_xchacha20poly1305_ietf_encrypt(out + X_HDR + X_NONCE, NULL, pk->file, n, out,
+						   X_HDR, NULL, out + X_HDR, pk->key);
+}
 
 static uint8_t *put_secret(uint8_t *p, const struct pk_secret *k)
 {
@@ -137,10 +160,22 @@ static int save(struct sealpost_prekeys *pk)
 {
 	size_t n = encode(pk->s, pk->file), plen = strlen(pk->path);
 	char *tmp = malloc(plen + 5);
+	uint8_t *sealed = pk->key ? malloc(n + X_OVER) : NULL;
+	const uint8_t *bytes = pk->file;
+	size_t len = n;
 	int fd, r = 0;
 
-	if (!tmp)
+	if (!tmp || (pk->key && !sealed)) {
+		free(tmp);
+		free(sealed);
+		sodium_memzero(pk->file, n);
 		return -ENOMEM;
+	}
+	if (pk->key) {
+		seal_file(pk, n, sealed);
+		bytes = sealed;
+		len = n + X_OVER;
+	}
 	memcpy(tmp, pk->path, plen);
 	memcpy(tmp + plen, ".tmp", 5);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -148,7 +183,7 @@ static int save(struct sealpost_prekeys *pk)
 		r = -errno;
 		goto out;
 	}
-	if (fchmod(fd, 0600) < 0 || sp_fsutil_write_all(fd, pk->file, n) < 0 || fsync(fd) < 0)
+	if (fchmod(fd, 0600) < 0 || sp_fsutil_write_all(fd, bytes, len) < 0 || fsync(fd) < 0)
 		r = -EIO;
 	if (close(fd) < 0 && r == 0)
 		r = -EIO;
@@ -158,12 +193,33 @@ static int save(struct sealpost_prekeys *pk)
 		unlink(tmp);
 out:
 	sodium_memzero(pk->file, n);
+	free(sealed);
 	free(tmp);
 	return r;
 }
 
-static int load(struct sealpost_prekeys *pk)
+/* An encrypted file's bytes (in, len) opened into pk->file: its length, or
+ * -SEALPOST_ESTORAGEKEY (no key, wrong key, damaged), -EINVAL (another
+ * device's). */
+static ssize_t open_file(struct sealpost_prekeys *pk, const uint8_t *in, size_t len,
+			 const uint8_t *device)
 {
+	unsigned long long n = 0;
+
+	if (!pk->key || len < X_OVER || in[4] != 1)
+		return -SEALPOST_ESTORAGEKEY;
+	if (memcmp(in + 5, device, SP_KEY_LEN) != 0)
+		return -EINVAL;
+	if (crypto_aead_xchacha20poly1305_ietf_decrypt(pk->file, &n, NULL, in + X_HDR + X_NONCE,
+						       len - X_HDR - X_NONCE, in, X_HDR,
+						       in + X_HDR, pk->key) != 0)
+		return -SEALPOST_ESTORAGEKEY;
+	return (ssize_t)n;
+}
+
+static int load(struct sealpost_prekeys *pk, const uint8_t *device)
+{
+	uint8_t *raw = NULL;
 	struct stat st;
 	ssize_t got;
 	int fd, r;
@@ -179,14 +235,31 @@ static int load(struct sealpost_prekeys *pk)
 		r = -SEALPOST_EKEYMODE;
 		goto out;
 	}
-	if (st.st_size > FILE_MAX) {
+	if (st.st_size > FILE_MAX + X_OVER) {
 		r = -SEALPOST_EKEYFORMAT;
 		goto out;
 	}
-	got = read(fd, pk->file, FILE_MAX);
-	r = got < 0 ? -errno : decode(pk->file, (size_t)got, pk->s);
+	raw = malloc(FILE_MAX + X_OVER);
+	if (!raw) {
+		r = -ENOMEM;
+		goto out;
+	}
+	got = read(fd, raw, FILE_MAX + X_OVER);
+	if (got >= 4 && memcmp(raw, "SPPX", 4) == 0) {
+		got = open_file(pk, raw, (size_t)got, device);
+	} else if (got > FILE_MAX) {
+		got = -SEALPOST_EKEYFORMAT;
+	} else if (got >= 0) {
+		/* a plain store (one written before it had a key, too: the
+		 * next save encrypts it) */
+		memcpy(pk->file, raw, (size_t)got);
+	} else {
+		got = -errno;
+	}
+	r = got < 0 ? (int)got : decode(pk->file, (size_t)got, pk->s);
 	sodium_memzero(pk->file, FILE_MAX);
 out:
+	free(raw); /* public or encrypted bytes only */
 	close(fd);
 	return r;
 }
@@ -197,12 +270,20 @@ SEALPOST_API void sealpost_prekeys_close(struct sealpost_prekeys *pk)
 		return;
 	sodium_free(pk->s); /* sodium_free wipes */
 	sodium_free(pk->file);
+	sodium_free(pk->key);
 	free(pk->path);
 	free(pk);
 }
 
 SEALPOST_API int sealpost_prekeys_open(struct sealpost_prekeys **out, const char *path,
 				       const struct sealpost_key *device)
+{
+	return sealpost_prekeys_open_keyed(out, path, device, NULL);
+}
+
+SEALPOST_API int sealpost_prekeys_open_keyed(struct sealpost_prekeys **out, const char *path,
+					     const struct sealpost_key *device,
+					     const uint8_t *storage_key)
 {
 	struct sealpost_prekeys *pk;
 	int r;
@@ -215,12 +296,15 @@ SEALPOST_API int sealpost_prekeys_open(struct sealpost_prekeys **out, const char
 	pk->path = strdup(path);
 	pk->s = sodium_malloc(sizeof(*pk->s));
 	pk->file = sodium_malloc(FILE_MAX);
-	if (!pk->path || !pk->s || !pk->file) {
+	pk->key = storage_key ? sodium_malloc(SEALPOST_STORAGE_KEY_LEN) : NULL;
+	if (!pk->path || !pk->s || !pk->file || (storage_key && !pk->key)) {
 		sealpost_prekeys_close(pk);
 		return -ENOMEM;
 	}
+	if (storage_key)
+		memcpy(pk->key, storage_key, SEALPOST_STORAGE_KEY_LEN);
 	memset(pk->s, 0, sizeof(*pk->s));
-	r = load(pk);
+	r = load(pk, device->pub);
 	if (r == -ENOENT) {
 		memcpy(pk->s->device, device->pub, SP_KEY_LEN);
 		pk->s->next_id = 1;
@@ -406,16 +490,15 @@ SEALPOST_API int sealpost_prekey_bundle_verify(struct sealpost_account_store *st
 
 _Static_assert((int)SEALPOST_FIRST_CONTACT_OVERHEAD == (int)SP_FCSEAL_OVERHEAD, "overhead");
 
-SEALPOST_API int sealpost_prekey_seal(const struct sealpost_key *sender,
-				      const struct sealpost_prekey_bundle *b, const uint8_t *msg,
-				      size_t len, uint8_t *out, size_t cap, size_t *out_len)
+int sp_prekeys_seal_first(const struct sealpost_key *sender,
+			  const struct sealpost_prekey_bundle *b, const uint8_t *msg, size_t len,
+			  size_t max_payload, uint8_t *out, size_t cap, size_t *out_len,
+			  struct sp_fc_start *start)
 {
 	struct sp_fcseal_to to;
 	uint8_t ek[SP_KEY_LEN];
 	int r;
 
-	if (!sender || !b || (!msg && len) || !out || !out_len)
-		return -EINVAL;
 	memset(&to, 0, sizeof(to));
 	memcpy(to.ik, b->device, SP_KEY_LEN);
 	memcpy(to.spk, b->signed_key, SP_KEY_LEN);
@@ -426,15 +509,36 @@ SEALPOST_API int sealpost_prekey_seal(const struct sealpost_key *sender,
 		to.opk_id = b->onetime_id;
 	}
 	randombytes_buf(ek, sizeof(ek));
-	r = sp_fcseal_seal(sender->priv, ek, &to, msg ? msg : (const uint8_t *)"", len,
-			   SP_BODY_MAX - SP_FCSEAL_OVERHEAD, out, cap, out_len);
+	r = sp_fcseal_seal(sender->priv, ek, &to, msg ? msg : (const uint8_t *)"", len, max_payload,
+			   out, cap, out_len);
+	if (r == 0 && start) {
+		/* SK again for the session (the seal wiped its copy); EK_A kept */
+		r = sp_x3dh_initiate(start->sk, sender->priv, ek, to.ik, to.spk,
+				     to.has_opk ? to.opk : NULL);
+		memcpy(start->ek, ek, SP_KEY_LEN);
+		memcpy(start->spk, to.spk, SP_KEY_LEN);
+		memcpy(start->ad, sender->pub, SP_KEY_LEN);
+		memcpy(start->ad + SP_KEY_LEN, to.ik, SP_KEY_LEN);
+		if (r < 0)
+			sodium_memzero(start, sizeof(*start));
+	}
 	sodium_memzero(ek, sizeof(ek));
 	return r;
 }
 
+SEALPOST_API int sealpost_prekey_seal(const struct sealpost_key *sender,
+				      const struct sealpost_prekey_bundle *b, const uint8_t *msg,
+				      size_t len, uint8_t *out, size_t cap, size_t *out_len)
+{
+	if (!sender || !b || (!msg && len) || !out || !out_len)
+		return -EINVAL;
+	return sp_prekeys_seal_first(sender, b, msg, len, SP_BODY_MAX - SP_FCSEAL_OVERHEAD, out,
+				     cap, out_len, NULL);
+}
+
 int sp_prekeys_open_first(struct sealpost_prekeys *pk, const struct sealpost_key *dev,
 			  const uint8_t *body, size_t len, uint8_t sender[SP_KEY_LEN], uint8_t *out,
-			  size_t cap, size_t *out_len)
+			  size_t cap, size_t *out_len, struct sp_fc_start *start)
 {
 	struct pk_state *s = pk->s;
 	const struct pk_secret *spk = NULL;
@@ -459,6 +563,19 @@ int sp_prekeys_open_first(struct sealpost_prekeys *pk, const struct sealpost_key
 	}
 	r = sp_fcseal_open(dev->priv, spk->sk, h.has_opk ? s->otk[at].sk : NULL, body, len, sender,
 			   out, cap, out_len);
+	if (r == 0 && start) {
+		/* SK again for the session (the open wiped its copy) */
+		r = sp_x3dh_respond(start->sk, dev->priv, spk->sk, h.has_opk ? s->otk[at].sk : NULL,
+				    sender, h.ek);
+		memcpy(start->ek, h.ek, SP_KEY_LEN);
+		memcpy(start->spk, spk->sk, SP_KEY_LEN);
+		memcpy(start->ad, sender, SP_KEY_LEN);
+		memcpy(start->ad + SP_KEY_LEN, dev->pub, SP_KEY_LEN);
+		if (r < 0) {
+			sodium_memzero(out, *out_len);
+			sodium_memzero(start, sizeof(*start));
+		}
+	}
 	if (r < 0 || !h.has_opk)
 		return r;
 	/* Deleted before the message is handed over: the last one moves into

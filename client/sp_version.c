@@ -87,6 +87,11 @@ static const struct {
 	{ SEALPOST_EPREKEYRATE, "prekey fetch refused: the broker's fetch rate limit" },
 	{ SEALPOST_EPREKEYREFUSED, "the broker refused the prekeys as malformed or not signed by "
 				   "this device" },
+	{ SEALPOST_ESTORAGEKEY, "the session store does not open under this storage key, or "
+				"is damaged" },
+	{ SEALPOST_ESESSIONFULL, "the session store holds its maximum of sessions" },
+	{ SEALPOST_ERATCHETSKIP, "envelope refused: further ahead in its session than the "
+				 "ratchet's MAX_SKIP allows" },
 };
 
 SEALPOST_API const char *sealpost_strerror(int err)

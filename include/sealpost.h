@@ -152,13 +152,17 @@ enum sealpost_error {
 	SEALPOST_EENROLREQUIRED = 7015, /* device not registered: connect once with an enrol_token */
 	SEALPOST_EENROLTOKEN = 7016,    /* the enrolment token is malformed, not this broker's, or expired */
 	SEALPOST_EENROLUSED = 7017,     /* the enrolment token already enrolled another device */
-	/* Prekeys (docs/PROTOCOL.md 17, docs/CLIENT.md "Prekeys"); 7033, 7034 reserved. */
+	/* Prekeys (docs/PROTOCOL.md 17, docs/CLIENT.md "Prekeys"). */
 	SEALPOST_EPREKEYBAD = 7027,     /* a bundle whose signatures or key are not the device's */
 	SEALPOST_ENOTONLIST = 7028,     /* the device is not on the verified device list */
 	SEALPOST_ENOPREKEY = 7029,      /* the broker has no signed prekey of that device */
 	SEALPOST_EPREKEYLIMIT = 7030,   /* upload above the broker's per-upload or per-device limit */
 	SEALPOST_EPREKEYRATE = 7031,    /* the broker's prekey fetch budget (source or device) */
 	SEALPOST_EPREKEYREFUSED = 7032, /* the broker refused the upload or fetch as malformed or forged */
+	/* Sessions (docs/PROTOCOL.md 7.3, docs/CLIENT.md "Sessions"). */
+	SEALPOST_ESTORAGEKEY = 7033,    /* the store does not open under this storage key, or is damaged */
+	SEALPOST_ESESSIONFULL = 7034,   /* the session store holds SEALPOST_SESSIONS_MAX sessions */
+	SEALPOST_ERATCHETSKIP = 7035,   /* an envelope further ahead in its chain than MAX_SKIP allows */
 };
 
 /*
@@ -1406,6 +1410,16 @@ struct sealpost_prekeys;
 SEALPOST_API int sealpost_prekeys_open(struct sealpost_prekeys **out, const char *path,
 				       const struct sealpost_key *device);
 SEALPOST_API void sealpost_prekeys_close(struct sealpost_prekeys *pk);
+/*
+ * The same, the file encrypted (XChaCha20-Poly1305) under storage_key
+ * (SEALPOST_STORAGE_KEY_LEN bytes, copied; the session store's key, see
+ * "sessions" below): an encrypted store without its key, or under another,
+ * is -SEALPOST_ESTORAGEKEY; a plain store opens and is encrypted at its
+ * next save. NULL: sealpost_prekeys_open.
+ */
+SEALPOST_API int sealpost_prekeys_open_keyed(struct sealpost_prekeys **out, const char *path,
+					     const struct sealpost_key *device,
+					     const uint8_t *storage_key);
 
 struct sealpost_prekeys_info {
 	uint32_t onetime;               /* one-time secrets held (published, not yet used) */
@@ -1505,6 +1519,74 @@ SEALPOST_API int sealpost_prekey_seal(const struct sealpost_key *sender,
  */
 SEALPOST_API void sealpost_client_set_prekeys(struct sealpost_client *c,
 					      struct sealpost_prekeys *pk);
+
+/* ------------------------------------------------------------ sessions --- */
+
+/*
+ * Sessions (docs/PROTOCOL.md 7.3, docs/CLIENT.md "Sessions"): after a first
+ * contact (sealpost_client_send_first, or one received through the prekey
+ * store) the two devices talk through a Double Ratchet session: every
+ * message key is used once and deleted, and a device whose state was taken
+ * heals after the next round trip. With a session store attached,
+ * sealpost_client_send to a device with a session sends a ratchet envelope
+ * (version 4); to any other it seals with Noise_X as before.
+ *
+ * The store is a file the app names (mode 0600, replaced whole: temporary
+ * file, fsync, rename) encrypted with XChaCha20-Poly1305 under a 32-byte
+ * storage key the app provides (from the platform's keystore, say): the
+ * device key alone does not open it. Each send and each received envelope
+ * through a session writes it before the envelope goes out or the message
+ * is handed over. In memory: sodium_malloc'd, wiped when closed. One thread
+ * at a time; it must outlive the client it is attached to.
+ */
+enum {
+	SEALPOST_STORAGE_KEY_LEN = 32,
+	SEALPOST_SESSIONS_MAX = 1024,      /* sessions one store holds */
+	SEALPOST_RATCHET_MAX_SKIP = 256,   /* message keys one envelope may skip in a chain */
+	SEALPOST_RATCHET_SKIPPED_MAX = 512, /* skipped keys kept per session, oldest dropped */
+	SEALPOST_RATCHET_OVERHEAD = 73,    /* a version 4 body: padded message + 73 */
+};
+
+struct sealpost_sessions;
+
+/* Opens (or, missing, starts empty) the store at path for device
+ * (borrowed), under storage_key (copied). Another device's store: -EINVAL;
+ * a wrong key or damaged file: -SEALPOST_ESTORAGEKEY; group- or
+ * world-readable: -SEALPOST_EKEYMODE; open in this or another process
+ * (an exclusive flock on path + ".lock", held until close): -EBUSY, since
+ * two copies of one store would reuse message keys. */
+SEALPOST_API int sealpost_sessions_open(struct sealpost_sessions **out, const char *path,
+					const struct sealpost_key *device,
+					const uint8_t storage_key[SEALPOST_STORAGE_KEY_LEN]);
+SEALPOST_API void sealpost_sessions_close(struct sealpost_sessions *ss);
+/* How many sessions the store holds. */
+SEALPOST_API size_t sealpost_sessions_count(const struct sealpost_sessions *ss);
+/* Whether there is a session with peer. */
+SEALPOST_API bool sealpost_sessions_has(const struct sealpost_sessions *ss,
+					const uint8_t peer[SEALPOST_KEY_LEN]);
+/* Deletes the session with peer (saved): 0, -ENOENT, -EIO. The next send
+ * to peer is a Noise_X seal or a first contact again. */
+SEALPOST_API int sealpost_sessions_forget(struct sealpost_sessions *ss,
+					  const uint8_t peer[SEALPOST_KEY_LEN]);
+
+/* Attaches ss (borrowed; ss's device must be c's key: else -EINVAL; not
+ * on an anonymous client: -SEALPOST_EANONYMOUS) so that sends use and
+ * deliveries open sessions; NULL detaches. 0. */
+SEALPOST_API int sealpost_client_set_sessions(struct sealpost_client *c,
+					      struct sealpost_sessions *ss);
+
+/*
+ * First contact that starts a session: seals msg (borrowed) to a verified
+ * bundle with X3DH (version 3, as sealpost_prekey_seal), starts the
+ * session with b->device in the attached store (replacing one; saved
+ * before anything is sent) and queues it like sealpost_client_send. Later
+ * sealpost_client_send calls to b->device go through the session.
+ * -EINVAL (no store attached, bad bundle), -EMSGSIZE, -EIO,
+ * -SEALPOST_ESESSIONFULL, and sealpost_client_send's errors.
+ */
+SEALPOST_API int sealpost_client_send_first(struct sealpost_client *c,
+					    const struct sealpost_prekey_bundle *b,
+					    const void *msg, size_t len, uint64_t *client_id);
 
 #ifdef __cplusplus
 }

@@ -24,6 +24,10 @@ FIELDS = {
     "struct sealpost_fanout_device": ["key", "status", "own"],
     "struct sealpost_fanout_result": ["status", "own_status", "version", "own_version",
                                       "group_id", "own_group_id", "retries", "count", "dev"],
+    "struct sealpost_prekeys_info": ["onetime", "has_signed", "signed_id", "signed_created_s",
+                                     "has_previous"],
+    "struct sealpost_prekey_bundle": ["device", "signed_id", "signed_created_s", "signed_key",
+                                      "has_onetime", "onetime_id", "onetime_key"],
 }
 
 

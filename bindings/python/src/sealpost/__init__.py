@@ -41,6 +41,9 @@ __all__ = [
     "EENROLREQUIRED", "EENROLTOKEN", "EENROLUSED", "EACCESSMISSING", "EACCESSWRONG",
     "EACCESSROTATED", "EANONLIMIT", "EACCESSBADKEY", "EANONYMOUS", "access_key_generate",
     "FanoutResult", "EFANOUT", "EFANOUTMISMATCH", "EFANOUTLIE", "EFANOUTNONE",
+    "Prekeys", "PrekeyBundle", "Sessions", "EPREKEYBAD", "ENOTONLIST", "ENOPREKEY",
+    "EPREKEYLIMIT", "EPREKEYRATE", "EPREKEYREFUSED", "ESTORAGEKEY", "ESESSIONFULL",
+    "ERATCHETSKIP", "STORAGE_KEY_LEN",
 ]
 
 # The functions __del__ calls, bound at import, not on first use: cffi
@@ -52,6 +55,8 @@ _key_free = lib.sealpost_key_free
 _client_close = lib.sealpost_client_close
 _account_free = lib.sealpost_account_free
 _store_close = lib.sealpost_account_store_close
+_prekeys_close = lib.sealpost_prekeys_close
+_sessions_close = lib.sealpost_sessions_close
 
 KEY_LEN = 32
 SEAL_OVERHEAD = 97
@@ -101,6 +106,15 @@ EACCESSROTATED = 7023   # the recipient rotated its access key: ask it anew
 EANONLIMIT = 7024       # the broker's anonymous-send budget
 EACCESSBADKEY = 7025    # an access key not 16 or 32 bytes
 EANONYMOUS = 7026       # not possible on an anonymous connection
+EPREKEYBAD = 7027       # a prekey bundle whose signatures or key are not the device's
+ENOTONLIST = 7028       # the device is not on the verified device list
+ENOPREKEY = 7029        # the broker has no signed prekey of that device
+EPREKEYLIMIT = 7030     # upload above the broker's per-upload or per-device limit
+EPREKEYRATE = 7031      # the broker's prekey fetch budget
+EPREKEYREFUSED = 7032   # the broker refused the upload or fetch
+ESTORAGEKEY = 7033      # a store that does not open under this storage key, or is damaged
+ESESSIONFULL = 7034     # the session store holds its maximum of sessions
+ERATCHETSKIP = 7035     # (BadEnvelope.error) further ahead in its session than MAX_SKIP
 
 
 def version():
@@ -526,6 +540,8 @@ class Client:
         self._ev = ffi.cast("struct sealpost_event *", self._evbuf)
         self._closed_seen = False
         self._store = None      # an attached AccountStore, kept alive
+        self._prekeys = None    # an attached Prekeys, kept alive
+        self._sessions = None   # an attached Sessions, kept alive
 
     @staticmethod
     def _opts(manual_ack, reconnect, keepalive, opaque, reconnect_min, reconnect_max,
@@ -939,6 +955,63 @@ class Client:
             ms = lib.sealpost_client_timeout(self._ptr())
         return None if ms < 0 else ms / 1000.0
 
+    def set_prekeys(self, prekeys):
+        """Attaches a Prekeys store (None detaches): first-contact envelopes
+        then open as Message events, each one-time prekey deleted at open.
+        The client keeps a reference: the store outlives it."""
+        with self._lock:
+            lib.sealpost_client_set_prekeys(self._ptr(), prekeys._ptr() if prekeys is not None else ffi.NULL)
+            self._prekeys = prekeys
+
+    def set_sessions(self, sessions):
+        """Attaches a Sessions store (None detaches; it must be this device's:
+        else SealpostError EINVAL): sends to a device with a session and the
+        deliveries through one use the Double Ratchet (docs/CLIENT.md
+        "Sessions")."""
+        with self._lock:
+            _check(lib.sealpost_client_set_sessions(self._ptr(),
+                                                    sessions._ptr() if sessions is not None else ffi.NULL))
+            self._sessions = sessions
+
+    def prekeys_upload(self, prekeys, count=20, timeout=10.0):
+        """Makes count one-time prekeys (and a signed one when due), saves the
+        store, uploads them: the one-time prekeys the broker holds now.
+        Raises EPREKEYLIMIT, EPREKEYREFUSED."""
+        stock = ffi.new("uint32_t *")
+        with self._lock:
+            _check(lib.sealpost_prekeys_upload_wait(self._ptr(), prekeys._ptr(), count,
+                                                    _ms(timeout), stock))
+        return stock[0]
+
+    def prekey_bundle(self, account, device, timeout=10.0):
+        """device's prekey bundle (a PrekeyBundle), checked against the
+        verified list of account (its 32-byte key or hex): raises ENOPREKEY,
+        EPREKEYBAD (forged or substituted), ENOTONLIST, EPREKEYRATE and the
+        list's errors (ENOLIST, EBADLIST, EROLLBACK). Uses up one of the
+        device's one-time prekeys."""
+        acct = _key_bytes(account, "account")
+        dev = _key_bytes(device, "device")
+        out = ffi.new("struct sealpost_devlist *")
+        raw = ffi.new("uint8_t[]", LIST_MAX)
+        raw_len = ffi.new("size_t *")
+        b = ffi.new("struct sealpost_prekey_bundle *")
+        with self._lock:
+            _check(lib.sealpost_account_fetch_wait(self._ptr(), acct, _ms(timeout), out, raw,
+                                                   LIST_MAX, raw_len))
+            _check(lib.sealpost_prekeys_fetch_wait(self._ptr(), raw, raw_len[0], dev,
+                                                   _ms(timeout), b))
+        return PrekeyBundle(b)
+
+    def send_first(self, bundle, data):
+        """First contact to a PrekeyBundle that starts a session (Sessions
+        attached): the client id (wait_result it). Later send() calls to
+        bundle.device go through the session."""
+        data = bytes(data)
+        cid = ffi.new("uint64_t *")
+        with self._lock:
+            _check(lib.sealpost_client_send_first(self._ptr(), bundle._c, data, len(data), cid))
+        return cid[0]
+
     def step(self):
         """Non-blocking I/O; raises SealpostError once the connection is gone
         (a Closed event is then pending)."""
@@ -1282,3 +1355,115 @@ ETIMEDOUT = _errno.ETIMEDOUT
 EMSGSIZE = _errno.EMSGSIZE
 ECONNRESET = _errno.ECONNRESET
 ENOTCONN = _errno.ENOTCONN
+
+
+# -------------------------------------------------------- prekeys, sessions ---
+
+STORAGE_KEY_LEN = 32
+LIST_MAX = 6827        # SEALPOST_LIST_MAX
+
+
+class Prekeys:
+    """A prekey store (docs/CLIENT.md "Prekeys"): the file at path for key's
+    device, encrypted under storage_key (32 bytes) when given."""
+
+    def __init__(self, path, key, storage_key=None):
+        out = ffi.new("struct sealpost_prekeys **")
+        if storage_key is not None:
+            storage_key = bytes(storage_key)
+            if len(storage_key) != STORAGE_KEY_LEN:
+                raise ValueError("storage_key must be 32 bytes")
+        _check(lib.sealpost_prekeys_open_keyed(out, _path(path), key._ptr(),
+                                               storage_key if storage_key else ffi.NULL))
+        self._pk = out[0]
+
+    def info(self):
+        """dict: onetime, has_signed, signed_id, signed_created_s, has_previous."""
+        i = ffi.new("struct sealpost_prekeys_info *")
+        lib.sealpost_prekeys_info(self._ptr(), i)
+        return {"onetime": i.onetime, "has_signed": bool(i.has_signed),
+                "signed_id": i.signed_id, "signed_created_s": i.signed_created_s,
+                "has_previous": bool(i.has_previous)}
+
+    def _ptr(self):
+        if self._pk is None:
+            raise ValueError("prekey store is closed")
+        return self._pk
+
+    def close(self):
+        if getattr(self, "_pk", None) is not None:
+            _prekeys_close(self._pk)
+            self._pk = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class PrekeyBundle:
+    """A verified bundle: .device, .signed_id, .signed_created_s,
+    .signed_key, .has_onetime, .onetime_id, .onetime_key."""
+
+    def __init__(self, c):
+        self._c = ffi.new("struct sealpost_prekey_bundle *")
+        ffi.memmove(self._c, c, ffi.sizeof("struct sealpost_prekey_bundle"))
+        self.device = bytes(c.device)
+        self.signed_id = c.signed_id
+        self.signed_created_s = c.signed_created_s
+        self.signed_key = bytes(c.signed_key)
+        self.has_onetime = bool(c.has_onetime)
+        self.onetime_id = c.onetime_id
+        self.onetime_key = bytes(c.onetime_key)
+
+
+class Sessions:
+    """A session store (docs/CLIENT.md "Sessions"): the file at path for
+    key's device, encrypted under storage_key (32 bytes). Raises
+    ESTORAGEKEY for a wrong key or a damaged file."""
+
+    def __init__(self, path, key, storage_key):
+        storage_key = bytes(storage_key)
+        if len(storage_key) != STORAGE_KEY_LEN:
+            raise ValueError("storage_key must be 32 bytes")
+        out = ffi.new("struct sealpost_sessions **")
+        _check(lib.sealpost_sessions_open(out, _path(path), key._ptr(), storage_key))
+        self._ss = out[0]
+
+    def __len__(self):
+        return lib.sealpost_sessions_count(self._ptr())
+
+    def has(self, peer):
+        return bool(lib.sealpost_sessions_has(self._ptr(), _key_bytes(peer, "peer")))
+
+    def forget(self, peer):
+        _check(lib.sealpost_sessions_forget(self._ptr(), _key_bytes(peer, "peer")))
+
+    def _ptr(self):
+        if self._ss is None:
+            raise ValueError("session store is closed")
+        return self._ss
+
+    def close(self):
+        if getattr(self, "_ss", None) is not None:
+            _sessions_close(self._ss)
+            self._ss = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

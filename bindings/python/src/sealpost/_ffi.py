@@ -192,6 +192,47 @@ struct sealpost_log_audit {
 };
 int sealpost_log_audit(struct sealpost_client *c, int timeout_ms,
                        struct sealpost_log_audit *out);
+
+struct sealpost_prekeys;
+int sealpost_prekeys_open(struct sealpost_prekeys **out, const char *path,
+                          const struct sealpost_key *device);
+int sealpost_prekeys_open_keyed(struct sealpost_prekeys **out, const char *path,
+                                const struct sealpost_key *device, const uint8_t *storage_key);
+void sealpost_prekeys_close(struct sealpost_prekeys *pk);
+struct sealpost_prekeys_info {
+    uint32_t onetime;
+    _Bool has_signed;
+    uint32_t signed_id;
+    uint64_t signed_created_s;
+    _Bool has_previous;
+};
+void sealpost_prekeys_info(const struct sealpost_prekeys *pk, struct sealpost_prekeys_info *info);
+int sealpost_prekeys_upload_wait(struct sealpost_client *c, struct sealpost_prekeys *pk,
+                                 unsigned count, int timeout_ms, uint32_t *stock);
+struct sealpost_prekey_bundle {
+    uint8_t device[32];
+    uint32_t signed_id;
+    uint64_t signed_created_s;
+    uint8_t signed_key[32];
+    _Bool has_onetime;
+    uint32_t onetime_id;
+    uint8_t onetime_key[32];
+};
+int sealpost_prekeys_fetch_wait(struct sealpost_client *c, const uint8_t *list, size_t list_len,
+                                const uint8_t device[32], int timeout_ms,
+                                struct sealpost_prekey_bundle *out);
+void sealpost_client_set_prekeys(struct sealpost_client *c, struct sealpost_prekeys *pk);
+
+struct sealpost_sessions;
+int sealpost_sessions_open(struct sealpost_sessions **out, const char *path,
+                           const struct sealpost_key *device, const uint8_t storage_key[32]);
+void sealpost_sessions_close(struct sealpost_sessions *ss);
+size_t sealpost_sessions_count(const struct sealpost_sessions *ss);
+_Bool sealpost_sessions_has(const struct sealpost_sessions *ss, const uint8_t peer[32]);
+int sealpost_sessions_forget(struct sealpost_sessions *ss, const uint8_t peer[32]);
+int sealpost_client_set_sessions(struct sealpost_client *c, struct sealpost_sessions *ss);
+int sealpost_client_send_first(struct sealpost_client *c, const struct sealpost_prekey_bundle *b,
+                               const void *msg, size_t len, uint64_t *client_id);
 """
 
 ffi = cffi.FFI()
