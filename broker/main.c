@@ -30,6 +30,7 @@
 
 #include "daemon.h"
 #include "sp_admin.h"
+#include "sp_cluster.h"
 #include "sp_config.h"
 #include "sp_fsutil.h"
 #include "sp_http.h"
@@ -396,6 +397,27 @@ static int start_admin(struct daemon *d, struct sp_config *cfg, int argc, char *
 	return 0;
 }
 
+/*
+ * --cluster: join the NATS cluster and check it (sp_cluster.h) before the
+ * listener opens, so that a node that cannot work never looks ready. Nothing
+ * of libnats runs without --cluster. 0, or -1 (logged).
+ */
+static int start_cluster(struct daemon *d, const uint8_t *priv, struct sp_cluster **cl)
+{
+	uint8_t pub[SP_KEY_LEN];
+	char fp[SP_CLUSTER_FP_HEX_LEN + 1];
+
+	*cl = NULL;
+	if (!d->cfg->cluster[0])
+		return 0;
+	if (sp_noise_public_key(pub, priv))
+		return -1;
+	sp_cluster_fingerprint(pub, fp);
+	SP_LOG(d->log, SP_LOG_INFO, "cluster mode", SP_KV_STR("cluster", d->cfg->cluster),
+	       SP_KV_STR("key_fingerprint", fp), SP_KV_UINT("replicas", d->cfg->cluster_replicas));
+	return sp_cluster_start(cl, d->cfg, d->log, d->metrics, pub) ? -1 : 0;
+}
+
 /* cfg: writable for the admin socket's reload (applied on the shard's
  * thread); everything else reads it. argc/argv: for that reload too. */
 /*
@@ -594,6 +616,7 @@ static int run(struct sp_config *cfg, struct sp_log *lg, int argc, char **argv)
 	struct sp_http *http = NULL;
 	struct sp_store *store = NULL;
 	struct sp_admin *admin = NULL;
+	struct sp_cluster *cluster = NULL;
 	uint8_t *priv = NULL, *enrol_key = NULL;
 	struct sp_tlog tlog = { 0 };
 	uint64_t one = 1;
@@ -635,6 +658,8 @@ static int run(struct sp_config *cfg, struct sp_log *lg, int argc, char **argv)
 	sodium_mprotect_readonly(priv);
 	if (load_log_key(lg, cfg->data_dir, &tlog))
 		goto out;
+	if (start_cluster(&d, priv, &cluster))
+		goto out;
 	check_fd_limit(lg, cfg);
 	/* Storage (DATA_DIR/mailbox); then its figures join the scrape. */
 	if (sp_shard_store_open(cfg, lg, &store))
@@ -675,6 +700,7 @@ out:
 		(void)w;
 		pthread_join(d.sig_thread, NULL);
 	}
+	sp_cluster_stop(cluster);       /* after the shard: it no longer publishes */
 	sp_http_stop(http);             /* before the metrics it reads */
 	sp_metrics_destroy(d.metrics);
 	if (listen_fd >= 0)

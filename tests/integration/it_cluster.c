@@ -1,0 +1,266 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * it_cluster.c: sealpostd --cluster against real nats-server processes
+ * (support_nats.h: three servers, cluster routes and JetStream, on
+ * 127.0.0.1-3 with temporary stores), all stopped by the test:
+ *   - three nodes with one server key join and are ready; a fourth with
+ *     another key is refused at start, naming the cause;
+ *   - a NATS that nobody answers on, and a NATS without JetStream, are
+ *     refused at start with a clear message (exit status 1);
+ *   - readiness follows the NATS connection: /readyz 503 while the only
+ *     server is down (kill -9), 200 once it is back; counted in
+ *     sealpost_cluster_disconnects_total / _reconnects_total;
+ *   - a single node (no --cluster) renders no sealpost_cluster_* family.
+ * Waits are bounded polls, never timing thresholds.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "sp_clock.h"
+#include "support.h"
+#include "support_nats.h"
+
+enum { OUT_MAX = 65536, RUN_TIMEOUT_S = 60, POLL_MS = 50, READY_BOUND_MS = 30000 };
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/* Runs `sealpostd ARGS` with stderr into out; the exit status. */
+static int run_sealpostd(const char *args, char *out, size_t cap)
+{
+	char cmd[2048];
+	char *argv[] = { "/bin/sh", "-c", cmd, NULL };
+	const char *bin = getenv("SEALPOSTD");
+
+	assert_non_null(bin);
+	snprintf(cmd, sizeof(cmd), "exec '%s' --metrics-listen off --admin-socket off %s 2>&1",
+		 bin, args);
+	return sp_it_run(argv, NULL, out, cap, RUN_TIMEOUT_S);
+}
+
+/* A fresh data directory holding a copy of src's server.key (the operator
+ * distributes the one key pair to every node). */
+static void dir_with_key(char *dir, size_t cap, const char *src)
+{
+	char from[400], to[400], buf[256];
+	ssize_t n;
+	int in, out;
+
+	snprintf(dir, cap, "/tmp/sp-it-node-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	snprintf(from, sizeof(from), "%s/server.key", src);
+	snprintf(to, sizeof(to), "%s/server.key", dir);
+	in = open(from, O_RDONLY | O_CLOEXEC);
+	assert_true(in >= 0);
+	out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	assert_true(out >= 0);
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		assert_int_equal(write(out, buf, (size_t)n), n);
+	close(in);
+	close(out);
+}
+
+static int start_node(struct sp_it_broker *b, const char *dir, const struct sp_it_nats *nats,
+		      const char *replicas)
+{
+	const char *args[] = { "--cluster", nats->urls, "--cluster-replicas", replicas,
+			       "--cluster-reconnect-wait", "50", "--cluster-ping-interval", "500",
+			       NULL };
+
+	return sp_it_broker_start(b, dir, args);
+}
+
+/* The HTTP status of GET path on b's metrics endpoint. */
+static int http_status(const struct sp_it_broker *b, const char *path)
+{
+	char *body = NULL;
+	int st = sp_it_http_get(b->metrics_port, path, &body);
+
+	free(body);
+	return st;
+}
+
+static bool metric_has(const struct sp_it_broker *b, const char *needle)
+{
+	char *body = NULL;
+	bool has = sp_it_http_get(b->metrics_port, "/metrics", &body) == 200 && body &&
+		   strstr(body, needle);
+
+	free(body);
+	return has;
+}
+
+/* Polls /readyz until it answers want (bounded); true if it did. */
+static bool wait_readyz(const struct sp_it_broker *b, int want)
+{
+	uint64_t deadline = sp_clock_mono_ms() + READY_BOUND_MS;
+
+	while (sp_clock_mono_ms() < deadline) {
+		if (http_status(b, "/readyz") == want)
+			return true;
+		sleep_ms(POLL_MS);
+	}
+	return false;
+}
+
+static void test_nodes_share_one_key(void **state)
+{
+	struct sp_it_nats nats;
+	struct sp_it_broker node[3];
+	char dirs[2][64], other[] = "/tmp/sp-it-node-XXXXXX", out[OUT_MAX], args[1024];
+	int rc;
+
+	(void)state;
+	if (!sp_it_nats_available())
+		skip();
+	assert_int_equal(sp_it_nats_start(&nats, 3, true), 0);
+	/* The first node makes the key pair; the others get a copy of it. */
+	assert_int_equal(start_node(&node[0], NULL, &nats, "3"), 0);
+	for (int i = 0; i < 2; i++) {
+		dir_with_key(dirs[i], sizeof(dirs[i]), node[0].data_dir);
+		assert_int_equal(start_node(&node[i + 1], dirs[i], &nats, "3"), 0);
+	}
+	for (int i = 0; i < 3; i++) {
+		assert_memory_equal(node[i].server_pub, node[0].server_pub, sizeof(node[0].server_pub));
+		assert_int_equal(http_status(&node[i], "/readyz"), 200);
+		assert_true(metric_has(&node[i], "sealpost_cluster_connected 1\n"));
+	}
+	assert_int_equal(sp_it_log_count(&node[0], "first node: recorded the server key"), 1);
+	assert_int_equal(sp_it_log_count(&node[1], "server key matches the cluster's"), 1);
+	assert_int_equal(sp_it_log_count(&node[2], "server key matches the cluster's"), 1);
+
+	/* A node with a key of its own is refused before it listens. */
+	assert_non_null(mkdtemp(other));
+	snprintf(args, sizeof(args), "--listen 127.0.0.1:1 --data-dir %s --cluster %s", other,
+		 nats.urls);
+	rc = run_sealpostd(args, out, sizeof(out));
+	assert_int_equal(rc, 1);
+	assert_non_null(strstr(out, "this node's server key is not the cluster's"));
+	assert_non_null(strstr(out, "cluster_fingerprint="));
+
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(sp_it_broker_stop(&node[i]), 0);
+	sp_it_nats_stop(&nats);
+	sp_it_rmrf(node[0].data_dir);
+	sp_it_rmrf(dirs[0]);
+	sp_it_rmrf(dirs[1]);
+	sp_it_rmrf(other);
+}
+
+static void test_unreachable_refused(void **state)
+{
+	char dir[] = "/tmp/sp-it-node-XXXXXX", out[OUT_MAX], args[1024];
+	struct sp_it_nats nats;
+	int rc;
+
+	(void)state;
+	if (!sp_it_nats_available())
+		skip();
+	/* A server that ran and is gone: its port has nobody behind it. */
+	assert_int_equal(sp_it_nats_start(&nats, 1, true), 0);
+	assert_int_equal(sp_it_nats_kill(&nats, 0), 0);
+	assert_non_null(mkdtemp(dir));
+	snprintf(args, sizeof(args), "--listen 127.0.0.1:1 --data-dir %s --cluster %s "
+		 "--cluster-connect-timeout 500", dir, nats.urls);
+	rc = run_sealpostd(args, out, sizeof(out));
+	assert_int_equal(rc, 1);
+	assert_non_null(strstr(out, "cannot connect to any NATS server of --cluster"));
+	assert_null(strstr(out, "sealpostd started"));
+	sp_it_nats_stop(&nats);
+	sp_it_rmrf(dir);
+}
+
+static void test_jetstream_off_refused(void **state)
+{
+	char dir[] = "/tmp/sp-it-node-XXXXXX", out[OUT_MAX], args[1024];
+	struct sp_it_nats nats;
+	int rc;
+
+	(void)state;
+	if (!sp_it_nats_available())
+		skip();
+	assert_int_equal(sp_it_nats_start(&nats, 1, false), 0);
+	assert_non_null(mkdtemp(dir));
+	snprintf(args, sizeof(args), "--listen 127.0.0.1:1 --data-dir %s --cluster %s", dir,
+		 nats.urls);
+	rc = run_sealpostd(args, out, sizeof(out));
+	assert_int_equal(rc, 1);
+	assert_non_null(strstr(out, "JetStream is not enabled on the NATS cluster"));
+	assert_null(strstr(out, "sealpostd started"));
+	sp_it_nats_stop(&nats);
+	sp_it_rmrf(dir);
+}
+
+static void test_readiness_follows_nats(void **state)
+{
+	struct sp_it_nats nats;
+	struct sp_it_broker node;
+
+	(void)state;
+	if (!sp_it_nats_available())
+		skip();
+	assert_int_equal(sp_it_nats_start(&nats, 1, true), 0);
+	assert_int_equal(start_node(&node, NULL, &nats, "1"), 0);
+	assert_int_equal(http_status(&node, "/readyz"), 200);
+
+	assert_int_equal(sp_it_nats_kill(&nats, 0), 0);
+	assert_true(wait_readyz(&node, 503));
+	assert_true(metric_has(&node, "sealpost_cluster_connected 0\n"));
+	assert_true(metric_has(&node, "sealpost_cluster_disconnects_total 1\n"));
+	/* Still serving what needs no cluster: /healthz. */
+	assert_int_equal(http_status(&node, "/healthz"), 200);
+
+	assert_int_equal(sp_it_nats_restart(&nats, 0), 0);
+	assert_int_equal(sp_it_nats_wait_ready(&nats, SP_IT_NATS_READY_MS), 0);
+	assert_true(wait_readyz(&node, 200));
+	assert_true(metric_has(&node, "sealpost_cluster_reconnects_total 1\n"));
+	assert_true(sp_it_log_count(&node, "cluster: NATS connection lost") >= 1);
+	assert_true(sp_it_log_count(&node, "cluster: NATS connection back") >= 1);
+
+	assert_int_equal(sp_it_broker_stop(&node), 0);
+	sp_it_nats_stop(&nats);
+	sp_it_rmrf(node.data_dir);
+}
+
+static void test_single_node_untouched(void **state)
+{
+	struct sp_it_broker b;
+
+	(void)state;
+	assert_int_equal(sp_it_broker_start(&b, NULL, NULL), 0);
+	assert_int_equal(http_status(&b, "/readyz"), 200);
+	assert_true(metric_has(&b, "sealpost_build_info"));
+	assert_false(metric_has(&b, "sealpost_cluster_"));
+	assert_int_equal(sp_it_log_count(&b, "cluster"), 0);
+	assert_int_equal(sp_it_broker_stop(&b), 0);
+	sp_it_rmrf(b.data_dir);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_single_node_untouched),
+		cmocka_unit_test(test_unreachable_refused),
+		cmocka_unit_test(test_jetstream_off_refused),
+		cmocka_unit_test(test_readiness_follows_nats),
+		cmocka_unit_test(test_nodes_share_one_key),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
