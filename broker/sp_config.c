@@ -313,6 +313,16 @@ static const struct opt opts[] = {
 	  false,
 	  "cluster: PING the NATS server this often; two unanswered PINGs count as a lost "
 	  "connection (readiness off, reconnect)" },
+	{ "cluster-request-timeout", "MS", OPT_U32, FIELD(cluster_request_timeout_ms), 10, 60000,
+	  false,
+	  "cluster: an online-only send to a device on another node gets its answer within "
+	  "this, else err_cluster_unavailable (81)" },
+	{ "cluster-inflight-max", "N", OPT_U32, FIELD(cluster_inflight_max), 1, 1u << 24, false,
+	  "cluster: online-only sends to other nodes awaiting their answer; beyond, "
+	  "err_cluster_unavailable (81)" },
+	{ "cluster-inbox-max", "N", OPT_U32, FIELD(cluster_inbox_max), 1, 1u << 24, false,
+	  "cluster: messages from NATS waiting for the event loop; beyond, dropped and "
+	  "counted (their senders time out)" },
 	{ "config", "FILE", OPT_CONFIG, FIELD(config_path), 0, 0, false,
 	  "read options from an INI file (keys = these option names); flags win" },
 	{ "check-config", NULL, OPT_CHECK, 0, 0, 0, false,
@@ -422,6 +432,9 @@ void sp_config_defaults(struct sp_config *c)
 	c->cluster_reconnect_wait_ms = SP_DEFAULT_CLUSTER_RECONNECT_WAIT_MS;
 	c->cluster_replicas = SP_DEFAULT_CLUSTER_REPLICAS;
 	c->cluster_ping_interval_ms = SP_DEFAULT_CLUSTER_PING_INTERVAL_MS;
+	c->cluster_request_timeout_ms = SP_DEFAULT_CLUSTER_REQUEST_TIMEOUT_MS;
+	c->cluster_inflight_max = SP_DEFAULT_CLUSTER_INFLIGHT_MAX;
+	c->cluster_inbox_max = SP_DEFAULT_CLUSTER_INBOX_MAX;
 }
 
 /* One nats://HOST:PORT of a --cluster list, len bytes at s. */

@@ -229,6 +229,9 @@ struct sp_config {
 	uint32_t cluster_reconnect_wait_ms;  /* between reconnect attempts to one server */
 	uint32_t cluster_replicas;           /* JetStream replicas of sealpost's streams */
 	uint32_t cluster_ping_interval_ms;   /* NATS PING; two unanswered = disconnected */
+	uint32_t cluster_request_timeout_ms; /* a remote send's answer, at most */
+	uint32_t cluster_inflight_max;       /* remote sends awaiting an answer, per shard */
+	uint32_t cluster_inbox_max;          /* NATS messages waiting for the loop, per shard */
 };
 
 /* --registration: who may get a mailbox. */
@@ -298,6 +301,9 @@ enum {
 	SP_DEFAULT_CLUSTER_REPLICAS = 3,
 	/* A dead or partitioned server is noticed within two of these. */
 	SP_DEFAULT_CLUSTER_PING_INTERVAL_MS = 2000,
+	SP_DEFAULT_CLUSTER_REQUEST_TIMEOUT_MS = 2000,
+	SP_DEFAULT_CLUSTER_INFLIGHT_MAX = 65536,
+	SP_DEFAULT_CLUSTER_INBOX_MAX = 65536,
 };
 #define SP_DEFAULT_STORE_MAX_WAL (64ull * 1024 * 1024)         /* 64 MiB */
 #define SP_DEFAULT_STORE_BLOB_MIN_BYTES 0u                      /* off: docs/BENCHMARKS.md */

@@ -6,6 +6,9 @@
 #include "sp_cluster.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,7 +24,19 @@ enum {
 	/* The bucket holds a few facts, each one value. */
 	BUCKET_HISTORY = 1,
 	BUCKET_VALUE_MAX = 256,
+	/* One delivery thread for every subscription of the node (libnats's
+	 * default is a thread per subscription: one per online device). */
+	DELIVERY_THREADS = 1,
+	SUBJECT_MAX = 96,
+	/* DELIVER: 'D', node; TAKEOVER: 'T', node, since_ms; REPLY: 'R', status. */
+	MSG_HEAD = 1 + 8,
+	TAKEOVER_LEN = 1 + 8 + 8,
+	REPLY_LEN = 2,
 };
+
+#define SUBJECT_DEVICE "sp.d."
+#define SUBJECT_REPLY "sp.r."
+
 
 struct sp_cluster {
 	const struct sp_log *log;
@@ -34,9 +49,27 @@ struct sp_cluster {
 	int up;                 /* atomic: written by libnats's callback thread */
 	uint64_t disconnects;   /* atomic */
 	uint64_t reconnects;    /* atomic */
+	uint64_t counters[SP_CLUSTER_COUNTER_COUNT]; /* atomic */
 	char *urls;             /* the split list; servers[] point into it */
 	const char *servers[SP_CONFIG_CLUSTER_URLS_MAX];
 	int nservers;
+	uint64_t node;          /* random, at start */
+	struct sp_cluster_port *ports; /* freed at stop, after libnats's threads */
+	uint8_t *subject_key;   /* sodium_malloc'd: names device subjects */
+};
+
+struct sp_cluster_port {
+	struct sp_cluster *c;
+	struct sp_cluster_port *next;  /* the node's list */
+	unsigned index;
+	natsSubscription *replies;
+	struct sp_cluster_inbox inbox;
+	uint8_t *scratch;       /* a DELIVER being built (the loop's thread only) */
+	/* Quiescence at close without a lock: callbacks count themselves in
+	 * and look at closed; close sets closed and waits for busy to drain. */
+	int busy;               /* atomic: callbacks inside */
+	int closed;             /* atomic */
+	char reply_prefix[48];  /* "sp.r.NODE.PORT." */
 };
 
 /* libnats's last error of this thread without its "(file.c:123): " prefix
@@ -98,6 +131,14 @@ static int figures(void *ctx, struct sp_metrics_cluster *out)
 	out->connected = (uint64_t)__atomic_load_n(&c->up, __ATOMIC_ACQUIRE);
 	out->disconnects = __atomic_load_n(&c->disconnects, __ATOMIC_RELAXED);
 	out->reconnects = __atomic_load_n(&c->reconnects, __ATOMIC_RELAXED);
+	out->remote_sends = __atomic_load_n(&c->counters[SP_CLUSTER_REMOTE_SENDS], __ATOMIC_RELAXED);
+	out->remote_deliveries = __atomic_load_n(&c->counters[SP_CLUSTER_REMOTE_DELIVERIES],
+						 __ATOMIC_RELAXED);
+	out->takeovers = __atomic_load_n(&c->counters[SP_CLUSTER_TAKEOVERS], __ATOMIC_RELAXED);
+	out->timeouts = __atomic_load_n(&c->counters[SP_CLUSTER_TIMEOUTS], __ATOMIC_RELAXED);
+	out->errors = __atomic_load_n(&c->counters[SP_CLUSTER_ERRORS], __ATOMIC_RELAXED);
+	out->round_trip_ns = __atomic_load_n(&c->counters[SP_CLUSTER_ROUND_TRIP], __ATOMIC_RELAXED);
+	out->round_trips = __atomic_load_n(&c->counters[SP_CLUSTER_ROUND_TRIPS], __ATOMIC_RELAXED);
 	/* The stats object is this callback's alone (the scrape is serialised
 	 * by the metrics source lock); libnats locks the connection to fill it. */
 	if (natsConnection_GetStats(c->nc, c->stats) == NATS_OK)
@@ -166,6 +207,10 @@ static int set_options(struct sp_cluster *c, const struct sp_config *cfg)
 		s = natsOptions_SetReconnectedCB(o, on_reconnected, c);
 	if (s == NATS_OK)
 		s = natsOptions_SetClosedCB(o, on_closed, c);
+	if (s == NATS_OK)
+		s = natsOptions_UseGlobalMessageDelivery(o, true);
+	if (s == NATS_OK)
+		s = nats_SetMessageDeliveryPoolSize(DELIVERY_THREADS);
 	return s == NATS_OK ? 0 : -EIO;
 }
 
@@ -300,10 +345,26 @@ static int check_server_key(struct sp_cluster *c, const uint8_t server_pub[SP_KE
 	return 0;
 }
 
+/* The subject key: BLAKE2b-256 keyed with the broker's private key over a
+ * label, so every node of the identity derives the same one. */
+static int derive_subject_key(struct sp_cluster *c, const uint8_t priv[SP_KEY_LEN])
+{
+	static const char label[] = "sealpost cluster subjects v1";
+
+	c->subject_key = sodium_malloc(crypto_generichash_KEYBYTES);
+	if (!c->subject_key)
+		return -ENOMEM;
+	crypto_generichash(c->subject_key, crypto_generichash_KEYBYTES, (const uint8_t *)label,
+			   sizeof(label) - 1, priv, SP_KEY_LEN);
+	sodium_mprotect_readonly(c->subject_key);
+	return 0;
+}
+
 int sp_cluster_start(struct sp_cluster **out, const struct sp_config *cfg, const struct sp_log *lg,
-		     struct sp_metrics *m, const uint8_t server_pub[SP_KEY_LEN])
+		     struct sp_metrics *m, const uint8_t server_priv[SP_KEY_LEN])
 {
 	struct sp_cluster *c = calloc(1, sizeof(*c));
+	uint8_t server_pub[SP_KEY_LEN];
 	int ret;
 
 	*out = NULL;
@@ -311,7 +372,12 @@ int sp_cluster_start(struct sp_cluster **out, const struct sp_config *cfg, const
 		return -ENOMEM;
 	c->log = lg;
 	c->metrics = m;
-	ret = split_urls(c, cfg->cluster);
+	randombytes_buf(&c->node, sizeof(c->node));
+	ret = crypto_scalarmult_base(server_pub, server_priv) ? -EINVAL : 0;
+	if (ret == 0)
+		ret = derive_subject_key(c, server_priv);
+	if (ret == 0)
+		ret = split_urls(c, cfg->cluster);
 	if (ret == 0)
 		ret = set_options(c, cfg);
 	if (ret == 0 && natsStatistics_Create(&c->stats) != NATS_OK)
@@ -333,8 +399,15 @@ int sp_cluster_start(struct sp_cluster **out, const struct sp_config *cfg, const
 		return ret;
 	}
 	sp_metrics_set_cluster_source(m, figures, c);
+	SP_LOG(lg, SP_LOG_INFO, "cluster: node joined", SP_KV_UINT("node", c->node));
 	*out = c;
 	return 0;
+}
+
+void sp_cluster_close(struct sp_cluster *c)
+{
+	if (c && c->nc)
+		natsConnection_Close(c->nc);
 }
 
 void sp_cluster_stop(struct sp_cluster *c)
@@ -351,11 +424,299 @@ void sp_cluster_stop(struct sp_cluster *c)
 	natsStatistics_Destroy(c->stats);
 	natsOptions_Destroy(c->opts);
 	nats_CloseAndWait(CLOSE_WAIT_MS);
+	/* No libnats thread is left to call into a port. */
+	while (c->ports) {
+		struct sp_cluster_port *p = c->ports;
+
+		c->ports = p->next;
+		sp_cluster_port_close(p);
+		free(p);
+	}
 	free(c->urls);
+	if (c->subject_key)
+		sodium_free(c->subject_key);    /* zeroes it */
 	free(c);
 }
 
 bool sp_cluster_up(const struct sp_cluster *c)
 {
 	return c && __atomic_load_n(&c->up, __ATOMIC_ACQUIRE) != 0;
+}
+
+void sp_cluster_count(struct sp_cluster *c, enum sp_cluster_counter k, uint64_t v)
+{
+	__atomic_add_fetch(&c->counters[k], v, __ATOMIC_RELAXED);
+	if (k == SP_CLUSTER_ROUND_TRIP)
+		__atomic_add_fetch(&c->counters[SP_CLUSTER_ROUND_TRIPS], 1, __ATOMIC_RELAXED);
+}
+
+uint64_t sp_cluster_node_id(const struct sp_cluster *c)
+{
+	return c->node;
+}
+
+void sp_cluster_token(const struct sp_cluster *c, const uint8_t device[SP_KEY_LEN],
+		      uint8_t token[SP_KEY_LEN])
+{
+	crypto_generichash(token, SP_KEY_LEN, device, SP_KEY_LEN, c->subject_key,
+			   crypto_generichash_KEYBYTES);
+}
+
+/* --- ports ------------------------------------------------------------------- */
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static uint64_t get_be64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static void device_subject(const uint8_t token[SP_KEY_LEN], char out[SUBJECT_MAX])
+{
+	memcpy(out, SUBJECT_DEVICE, sizeof(SUBJECT_DEVICE) - 1);
+	sodium_bin2hex(out + sizeof(SUBJECT_DEVICE) - 1, SUBJECT_MAX - (sizeof(SUBJECT_DEVICE) - 1),
+		       token, SP_KEY_LEN);
+}
+
+/* A DELIVER or TAKEOVER from its payload d (len bytes) on subject subj;
+ * NULL if it is not one (nothing in the cluster sends such) or no memory. */
+static struct sp_cluster_item *device_item(const char *subj, const char *reply, const uint8_t *d,
+					   int len)
+{
+	size_t blen = len > MSG_HEAD ? (size_t)len - MSG_HEAD : 0;
+	struct sp_cluster_item *it;
+
+	if (len < MSG_HEAD || (d[0] != 'D' && d[0] != 'T') || (d[0] == 'T' && len != TAKEOVER_LEN) ||
+	    blen > SP_BODY_MAX || strlen(subj) != sizeof(SUBJECT_DEVICE) - 1 + 2 * SP_KEY_LEN ||
+	    (reply && strlen(reply) >= sizeof(it->reply)))
+		return NULL;
+	it = malloc(sizeof(*it) + (d[0] == 'D' ? blen : 0));
+	if (!it)
+		return NULL;
+	memset(it, 0, sizeof(*it));
+	it->node = get_be64(d + 1);
+	if (sodium_hex2bin(it->token, SP_KEY_LEN, subj + sizeof(SUBJECT_DEVICE) - 1,
+			   2 * SP_KEY_LEN, NULL, NULL, NULL)) {
+		free(it);
+		return NULL;
+	}
+	if (d[0] == 'D') {
+		it->kind = SP_CLUSTER_DELIVER;
+		it->len = (uint32_t)blen;
+		memcpy(it->body, d + MSG_HEAD, blen);
+		if (reply)
+			snprintf(it->reply, sizeof(it->reply), "%s", reply);
+	} else {
+		it->kind = SP_CLUSTER_TAKEOVER;
+		it->value = get_be64(d + MSG_HEAD);
+	}
+	return it;
+}
+
+/* A callback enters the port: false if it is closing (then it must not
+ * touch it beyond port_leave). */
+static bool port_enter(struct sp_cluster_port *p)
+{
+	__atomic_add_fetch(&p->busy, 1, __ATOMIC_ACQ_REL);
+	return !__atomic_load_n(&p->closed, __ATOMIC_ACQUIRE);
+}
+
+static void port_leave(struct sp_cluster_port *p)
+{
+	__atomic_sub_fetch(&p->busy, 1, __ATOMIC_RELEASE);
+}
+
+/* libnats's delivery thread: a message on a device subject of this port. */
+static void on_device_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+	struct sp_cluster_port *p = closure;
+	struct sp_cluster_item *it;
+
+	(void)nc;
+	(void)sub;
+	if (!port_enter(p))
+		goto out;
+	it = device_item(natsMsg_GetSubject(msg), natsMsg_GetReply(msg),
+			 (const uint8_t *)natsMsg_GetData(msg), natsMsg_GetDataLength(msg));
+	/* Refused when the loop is behind (counted); a DELIVER's sender then
+	 * times out. */
+	if (it && sp_cluster_inbox_push(&p->inbox, it))
+		free(it);
+out:
+	port_leave(p);
+	natsMsg_Destroy(msg);
+}
+
+/* libnats's delivery thread: an answer on this port's reply subjects. */
+static void on_reply_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+	struct sp_cluster_port *p = closure;
+	const char *subj = natsMsg_GetSubject(msg);
+	const uint8_t *d = (const uint8_t *)natsMsg_GetData(msg);
+	size_t plen = strlen(p->reply_prefix);
+	struct sp_cluster_item *it;
+	char *end;
+	uint64_t ticket;
+
+	(void)nc;
+	(void)sub;
+	if (!port_enter(p) || strncmp(subj, p->reply_prefix, plen) != 0)
+		goto out;
+	ticket = strtoull(subj + plen, &end, 10);
+	if (*end || !ticket)
+		goto out;
+	it = calloc(1, sizeof(*it));
+	if (!it)
+		goto out;
+	it->kind = SP_CLUSTER_REPLY;
+	it->value = ticket;
+	if (natsMsg_IsNoResponders(msg))
+		it->status = SP_STATUS_ERR_OFFLINE;     /* nobody holds the device */
+	else if (natsMsg_GetDataLength(msg) == REPLY_LEN && d[0] == 'R')
+		it->status = d[1];
+	else
+		it->status = SP_STATUS_ERR_INTERNAL;
+	if (sp_cluster_inbox_push(&p->inbox, it))
+		free(it);
+out:
+	port_leave(p);
+	natsMsg_Destroy(msg);
+}
+
+int sp_cluster_port_open(struct sp_cluster *c, unsigned index, uint64_t inbox_max,
+			 struct sp_cluster_port **out)
+{
+	struct sp_cluster_port *p = calloc(1, sizeof(*p));
+	char subj[SUBJECT_MAX];
+	int ret;
+
+	*out = NULL;
+	if (!p)
+		return -ENOMEM;
+	p->c = c;
+	p->index = index;
+	p->inbox.efd = -1;
+	p->scratch = malloc(MSG_HEAD + SP_BODY_MAX);
+	ret = p->scratch ? sp_cluster_inbox_init(&p->inbox, inbox_max) : -ENOMEM;
+	if (ret) {
+		sp_cluster_port_close(p);
+		free(p);
+		return ret;
+	}
+	snprintf(p->reply_prefix, sizeof(p->reply_prefix), SUBJECT_REPLY "%016" PRIx64 ".%u.",
+		 c->node, index);
+	snprintf(subj, sizeof(subj), "%s*", p->reply_prefix);
+	if (natsConnection_Subscribe(&p->replies, c->nc, subj, on_reply_msg, p) != NATS_OK) {
+		sp_cluster_port_close(p);
+		free(p);
+		return -EIO;
+	}
+	p->next = c->ports;
+	c->ports = p;
+	*out = p;
+	return 0;
+}
+
+void sp_cluster_port_close(struct sp_cluster_port *p)
+{
+	if (!p)
+		return;
+	/* No callback is inside once busy is 0 after closed is set; any later
+	 * one sees closed and leaves without touching the inbox. Waits for
+	 * at most one callback's few instructions. */
+	__atomic_store_n(&p->closed, 1, __ATOMIC_SEQ_CST);
+	while (__atomic_load_n(&p->busy, __ATOMIC_ACQUIRE))
+		sched_yield();
+	if (p->replies) {
+		natsSubscription_Unsubscribe(p->replies);
+		natsSubscription_Destroy(p->replies);
+		p->replies = NULL;
+	}
+	sp_cluster_inbox_destroy(&p->inbox);
+	free(p->scratch);
+	p->scratch = NULL;
+	/* The memory itself: at sp_cluster_stop (a late callback still reads
+	 * closed). */
+}
+
+struct sp_cluster_inbox *sp_cluster_port_inbox(struct sp_cluster_port *p)
+{
+	return &p->inbox;
+}
+
+struct sp_cluster *sp_cluster_port_node(struct sp_cluster_port *p)
+{
+	return p->c;
+}
+
+int sp_cluster_port_subscribe(struct sp_cluster_port *p, const uint8_t token[SP_KEY_LEN],
+			      void **sub)
+{
+	natsSubscription *s = NULL;
+	char subj[SUBJECT_MAX];
+
+	device_subject(token, subj);
+	if (natsConnection_Subscribe(&s, p->c->nc, subj, on_device_msg, p) != NATS_OK)
+		return -EIO;
+	*sub = s;
+	return 0;
+}
+
+void sp_cluster_port_unsubscribe(struct sp_cluster_port *p, void *sub)
+{
+	(void)p;
+	if (!sub)
+		return;
+	natsSubscription_Unsubscribe(sub);
+	natsSubscription_Destroy(sub);
+}
+
+int sp_cluster_port_deliver(struct sp_cluster_port *p, const uint8_t token[SP_KEY_LEN],
+			    uint64_t ticket, const uint8_t *body, size_t len)
+{
+	char subj[SUBJECT_MAX], reply[64];
+
+	if (!sp_cluster_up(p->c))
+		return -ENOTCONN;
+	if (len > SP_BODY_MAX)
+		return -EMSGSIZE;
+	device_subject(token, subj);
+	snprintf(reply, sizeof(reply), "%s%" PRIu64, p->reply_prefix, ticket);
+	p->scratch[0] = 'D';
+	put_be64(p->scratch + 1, p->c->node);
+	memcpy(p->scratch + MSG_HEAD, body, len);
+	return natsConnection_PublishRequest(p->c->nc, subj, reply, p->scratch,
+					     (int)(MSG_HEAD + len)) == NATS_OK ? 0 : -EIO;
+}
+
+int sp_cluster_port_takeover(struct sp_cluster_port *p, const uint8_t token[SP_KEY_LEN],
+			     uint64_t since_ms)
+{
+	char subj[SUBJECT_MAX];
+	uint8_t d[TAKEOVER_LEN];
+
+	if (!sp_cluster_up(p->c))
+		return -ENOTCONN;
+	device_subject(token, subj);
+	d[0] = 'T';
+	put_be64(d + 1, p->c->node);
+	put_be64(d + MSG_HEAD, since_ms);
+	return natsConnection_Publish(p->c->nc, subj, d, sizeof(d)) == NATS_OK ? 0 : -EIO;
+}
+
+int sp_cluster_port_reply(struct sp_cluster_port *p, const char *reply, uint8_t status)
+{
+	uint8_t d[REPLY_LEN] = { 'R', status };
+
+	if (!reply[0])
+		return 0;
+	return natsConnection_Publish(p->c->nc, reply, d, sizeof(d)) == NATS_OK ? 0 : -EIO;
 }

@@ -648,6 +648,25 @@ static void render_cluster(struct writer *w, struct sp_metrics *m)
 	       "NATS payload bytes this node received (in) and sent (out).");
 	put(w, "sealpost_cluster_nats_bytes_total{direction=\"in\"} %" PRIu64 "\n", c.bytes_in);
 	put(w, "sealpost_cluster_nats_bytes_total{direction=\"out\"} %" PRIu64 "\n", c.bytes_out);
+	family(w, "sealpost_cluster_remote_sends_total", "counter",
+	       "Online-only sends from here to a device on another node.");
+	put(w, "sealpost_cluster_remote_sends_total %" PRIu64 "\n", c.remote_sends);
+	family(w, "sealpost_cluster_remote_deliveries_total", "counter",
+	       "Envelopes sent on another node and delivered to a device here.");
+	put(w, "sealpost_cluster_remote_deliveries_total %" PRIu64 "\n", c.remote_deliveries);
+	family(w, "sealpost_cluster_takeovers_total", "counter",
+	       "Connections here ended because their device connected to another node.");
+	put(w, "sealpost_cluster_takeovers_total %" PRIu64 "\n", c.takeovers);
+	family(w, "sealpost_cluster_request_timeouts_total", "counter",
+	       "Remote sends that got no answer within --cluster-request-timeout.");
+	put(w, "sealpost_cluster_request_timeouts_total %" PRIu64 "\n", c.timeouts);
+	family(w, "sealpost_cluster_errors_total", "counter",
+	       "NATS calls of this node that failed (publish, subscribe, reply).");
+	put(w, "sealpost_cluster_errors_total %" PRIu64 "\n", c.errors);
+	family(w, "sealpost_cluster_round_trip_seconds", "summary",
+	       "Remote online-only sends, from the request to its answer on this loop.");
+	put(w, "sealpost_cluster_round_trip_seconds_sum %.9f\n", (double)c.round_trip_ns / 1e9);
+	put(w, "sealpost_cluster_round_trip_seconds_count %" PRIu64 "\n", c.round_trips);
 }
 
 /* Resident set size from /proc/self/statm (second field, in pages). */

@@ -371,6 +371,12 @@ struct sp_metrics_cluster {
 	uint64_t reconnects;            /* times it came back */
 	uint64_t msgs_in, msgs_out;     /* NATS messages (natsConnection_GetStats) */
 	uint64_t bytes_in, bytes_out;
+	uint64_t remote_sends;          /* online-only sends to another node */
+	uint64_t remote_deliveries;     /* envelopes from another node delivered here */
+	uint64_t takeovers;             /* connections here ended by one on another node */
+	uint64_t timeouts;              /* remote sends unanswered in time */
+	uint64_t errors;                /* NATS calls that failed */
+	uint64_t round_trip_ns, round_trips; /* answered remote sends: sum and count */
 };
 typedef int (*sp_metrics_cluster_fn)(void *ctx, struct sp_metrics_cluster *out);
 /* Registers (fn non-NULL) or removes the cluster source; as for RocksDB, once

@@ -10,7 +10,12 @@
  *   - readiness follows the NATS connection: /readyz 503 while the only
  *     server is down (kill -9), 200 once it is back; counted in
  *     sealpost_cluster_disconnects_total / _reconnects_total;
- *   - a single node (no --cluster) renders no sealpost_cluster_* family.
+ *   - a single node (no --cluster) renders no sealpost_cluster_* family;
+ *   - online-only sends across nodes: DELIVERED to a device on another node
+ *     (once its presence reached the sender's NATS server), in order, with
+ *     the SendResults in order; ERR_OFFLINE for a device on no node;
+ *   - takeover across nodes: the device connecting to a second node ends
+ *     its first connection with GoAway TAKEOVER, and sends reach the new one.
  * Waits are bounded polls, never timing thresholds.
  */
 #include <errno.h>
@@ -31,6 +36,7 @@
 #include "sp_clock.h"
 #include "support.h"
 #include "support_nats.h"
+#include "support_raw.h"
 
 enum { OUT_MAX = 65536, RUN_TIMEOUT_S = 60, POLL_MS = 50, READY_BOUND_MS = 30000 };
 
@@ -238,6 +244,181 @@ static void test_readiness_follows_nats(void **state)
 	sp_it_rmrf(node.data_dir);
 }
 
+/* Three nats-servers and three nodes of one key: the fixture of the
+ * delivery tests. */
+struct trio {
+	struct sp_it_nats nats;
+	struct sp_it_broker node[3];
+	char dirs[2][64];
+};
+
+static void trio_start(struct trio *t)
+{
+	assert_int_equal(sp_it_nats_start(&t->nats, 3, true), 0);
+	assert_int_equal(start_node(&t->node[0], NULL, &t->nats, "3"), 0);
+	for (int i = 0; i < 2; i++) {
+		dir_with_key(t->dirs[i], sizeof(t->dirs[i]), t->node[0].data_dir);
+		assert_int_equal(start_node(&t->node[i + 1], t->dirs[i], &t->nats, "3"), 0);
+	}
+}
+
+static void trio_stop(struct trio *t)
+{
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(sp_it_broker_stop(&t->node[i]), 0);
+		assert_int_equal(sp_it_log_count_key(&t->node[i], t->node[0].server_pub), 0);
+	}
+	sp_it_nats_stop(&t->nats);
+	sp_it_rmrf(t->node[0].data_dir);
+	sp_it_rmrf(t->dirs[0]);
+	sp_it_rmrf(t->dirs[1]);
+}
+
+/* A device connected (IK) and proven to node i: a Ping answered means the
+ * broker has read the proof and routed the device. */
+static void device_open(struct sp_raw *c, const struct trio *t, int i)
+{
+	uint8_t buf[64];
+	size_t off = 0;
+	struct sp_raw_frame f;
+
+	assert_int_equal(sp_raw_open(c, t->node[i].port, SP_PREAMBLE_PATTERN_IK,
+				     t->node[0].server_pub), 0);
+	assert_int_equal(sp_raw_put_simple(buf, sizeof(buf), &off, SP_FRAME_PING, 7, NULL, 0), 0);
+	assert_int_equal(sp_raw_send_plain(c, buf, off), 0);
+	assert_int_equal(sp_raw_wait_frame(c, SP_FRAME_PONG, &f, SP_RAW_TIMEOUT_MS), 0);
+}
+
+static void send_online(struct sp_raw *c, const uint8_t to[SP_KEY_LEN], uint64_t cid,
+			const void *body, size_t len)
+{
+	uint8_t buf[512];
+	size_t off = 0;
+
+	assert_int_equal(sp_raw_put_send(buf, sizeof(buf), &off, to, SP_KEY_LEN, cid,
+					 SP_SEND_ONLINE_ONLY, body, len), 0);
+	assert_int_equal(sp_raw_send_plain(c, buf, off), 0);
+}
+
+/* Presence travels through NATS's interest propagation: an online-only send
+ * answers ERR_OFFLINE until the recipient's subscription has reached the
+ * sender's server, then DELIVERED. Bounded: READY_BOUND_MS. *cid counts up. */
+static void send_until_delivered(struct sp_raw *from, struct sp_raw *to, uint64_t *cid)
+{
+	uint64_t deadline = sp_clock_mono_ms() + READY_BOUND_MS;
+	struct sp_raw_frame f;
+	uint32_t st;
+
+	for (;;) {
+		send_online(from, to->s_pub, ++*cid, "probe", 5);
+		assert_int_equal(sp_raw_expect_result(from, *cid, &st, SP_RAW_TIMEOUT_MS), 0);
+		if (st == SP_STATUS_DELIVERED)
+			break;
+		assert_int_equal(st, SP_STATUS_ERR_OFFLINE);
+		assert_true(sp_clock_mono_ms() < deadline);
+		sleep_ms(POLL_MS);
+	}
+	assert_int_equal(sp_raw_wait_frame(to, SP_FRAME_DELIVER, &f, SP_RAW_TIMEOUT_MS), 0);
+	assert_int_equal(f.seq, 0);
+	assert_int_equal(f.body_len, 5);
+	assert_memory_equal(f.body, "probe", 5);
+}
+
+static void test_online_across_nodes(void **state)
+{
+	struct sp_raw a, b, nobody;
+	struct sp_raw_frame f;
+	struct trio t;
+	uint64_t cid = 0;
+	enum { N = 50 };
+	char body[32];
+	uint32_t st;
+
+	(void)state;
+	if (!sp_it_nats_available())
+		skip();
+	trio_start(&t);
+	assert_int_equal(sp_raw_init(&a), 0);
+	assert_int_equal(sp_raw_init(&b), 0);
+	assert_int_equal(sp_raw_init(&nobody), 0);
+	device_open(&a, &t, 0);
+	device_open(&b, &t, 1);
+	send_until_delivered(&a, &b, &cid);
+
+	/* A burst, one transport message each: results in Send order, bodies
+	 * in the same order on the other node. */
+	for (int i = 0; i < N; i++) {
+		int n = snprintf(body, sizeof(body), "envelope %d", i);
+
+		send_online(&a, b.s_pub, cid + 1 + (uint64_t)i, body, (size_t)n);
+	}
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(sp_raw_expect_result(&a, cid + 1 + (uint64_t)i, &st,
+						      SP_RAW_TIMEOUT_MS), 0);
+		assert_int_equal(st, SP_STATUS_DELIVERED);
+	}
+	for (int i = 0; i < N; i++) {
+		int n = snprintf(body, sizeof(body), "envelope %d", i);
+
+		assert_int_equal(sp_raw_wait_frame(&b, SP_FRAME_DELIVER, &f, SP_RAW_TIMEOUT_MS), 0);
+		assert_int_equal(f.body_len, (size_t)n);
+		assert_memory_equal(f.body, body, (size_t)n);
+	}
+	cid += N;
+	/* Nobody holds this device anywhere: "no responders", at once. */
+	send_online(&a, nobody.s_pub, ++cid, "x", 1);
+	assert_int_equal(sp_raw_expect_result(&a, cid, &st, SP_RAW_TIMEOUT_MS), 0);
+	assert_int_equal(st, SP_STATUS_ERR_OFFLINE);
+	assert_true(metric_has(&t.node[0], "sealpost_cluster_remote_sends_total"));
+	assert_false(metric_has(&t.node[1], "sealpost_cluster_remote_deliveries_total 0\n"));
+
+	sp_raw_close(&a);
+	sp_raw_close(&b);
+	sp_raw_close(&nobody);
+	trio_stop(&t);
+}
+
+static void test_takeover_across_nodes(void **state)
+{
+	struct sp_raw a, b1, b2;
+	struct sp_raw_frame f;
+	struct trio t;
+	uint64_t cid = 0;
+	uint32_t code = 0, st;
+
+	(void)state;
+	if (!sp_it_nats_available())
+		skip();
+	trio_start(&t);
+	assert_int_equal(sp_raw_init(&a), 0);
+	assert_int_equal(sp_raw_init(&b1), 0);
+	assert_int_equal(sp_raw_init(&b2), 0);
+	memcpy(b2.s_priv, b1.s_priv, SP_KEY_LEN);   /* the same device, twice */
+	memcpy(b2.s_pub, b1.s_pub, SP_KEY_LEN);
+	device_open(&a, &t, 0);
+	device_open(&b1, &t, 1);
+	send_until_delivered(&a, &b1, &cid);
+
+	/* The device connects to the third node: the second one lets go. */
+	device_open(&b2, &t, 2);
+	assert_int_equal(sp_raw_expect_goaway(&b1, &code, SP_RAW_TIMEOUT_MS, NULL), 0);
+	assert_int_equal(code, SP_STATUS_GOAWAY_TAKEOVER);
+	assert_true(metric_has(&t.node[1], "sealpost_cluster_takeovers_total 1\n"));
+	/* And what is sent to it reaches it there. */
+	send_until_delivered(&a, &b2, &cid);
+	/* The old node no longer answers for it: nothing arrives twice. */
+	send_online(&a, b2.s_pub, ++cid, "once", 4);
+	assert_int_equal(sp_raw_expect_result(&a, cid, &st, SP_RAW_TIMEOUT_MS), 0);
+	assert_int_equal(st, SP_STATUS_DELIVERED);
+	assert_int_equal(sp_raw_wait_frame(&b2, SP_FRAME_DELIVER, &f, SP_RAW_TIMEOUT_MS), 0);
+	assert_memory_equal(f.body, "once", 4);
+
+	sp_raw_close(&a);
+	sp_raw_close(&b1);
+	sp_raw_close(&b2);
+	trio_stop(&t);
+}
+
 static void test_single_node_untouched(void **state)
 {
 	struct sp_it_broker b;
@@ -260,6 +441,8 @@ int main(void)
 		cmocka_unit_test(test_jetstream_off_refused),
 		cmocka_unit_test(test_readiness_follows_nats),
 		cmocka_unit_test(test_nodes_share_one_key),
+		cmocka_unit_test(test_online_across_nodes),
+		cmocka_unit_test(test_takeover_across_nodes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
