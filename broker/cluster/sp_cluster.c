@@ -4,6 +4,7 @@
  * connection's health (sp_cluster.h).
  */
 #include "sp_cluster.h"
+#include "sp_cluster_msg.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -27,15 +28,7 @@ enum {
 	/* One delivery thread for every subscription of the node (libnats's
 	 * default is a thread per subscription: one per online device). */
 	DELIVERY_THREADS = 1,
-	SUBJECT_MAX = 96,
-	/* DELIVER: 'D', node; TAKEOVER: 'T', node, since_ms; REPLY: 'R', status. */
-	MSG_HEAD = 1 + 8,
-	TAKEOVER_LEN = 1 + 8 + 8,
-	REPLY_LEN = 2,
 };
-
-#define SUBJECT_DEVICE "sp.d."
-#define SUBJECT_REPLY "sp.r."
 
 
 struct sp_cluster {
@@ -464,63 +457,6 @@ void sp_cluster_token(const struct sp_cluster *c, const uint8_t device[SP_KEY_LE
 
 /* --- ports ------------------------------------------------------------------- */
 
-static void put_be64(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
-static void device_subject(const uint8_t token[SP_KEY_LEN], char out[SUBJECT_MAX])
-{
-	memcpy(out, SUBJECT_DEVICE, sizeof(SUBJECT_DEVICE) - 1);
-	sodium_bin2hex(out + sizeof(SUBJECT_DEVICE) - 1, SUBJECT_MAX - (sizeof(SUBJECT_DEVICE) - 1),
-		       token, SP_KEY_LEN);
-}
-
-/* A DELIVER or TAKEOVER from its payload d (len bytes) on subject subj;
- * NULL if it is not one (nothing in the cluster sends such) or no memory. */
-static struct sp_cluster_item *device_item(const char *subj, const char *reply, const uint8_t *d,
-					   int len)
-{
-	size_t blen = len > MSG_HEAD ? (size_t)len - MSG_HEAD : 0;
-	struct sp_cluster_item *it;
-
-	if (len < MSG_HEAD || (d[0] != 'D' && d[0] != 'T') || (d[0] == 'T' && len != TAKEOVER_LEN) ||
-	    blen > SP_BODY_MAX || strlen(subj) != sizeof(SUBJECT_DEVICE) - 1 + 2 * SP_KEY_LEN ||
-	    (reply && strlen(reply) >= sizeof(it->reply)))
-		return NULL;
-	it = malloc(sizeof(*it) + (d[0] == 'D' ? blen : 0));
-	if (!it)
-		return NULL;
-	memset(it, 0, sizeof(*it));
-	it->node = get_be64(d + 1);
-	if (sodium_hex2bin(it->token, SP_KEY_LEN, subj + sizeof(SUBJECT_DEVICE) - 1,
-			   2 * SP_KEY_LEN, NULL, NULL, NULL)) {
-		free(it);
-		return NULL;
-	}
-	if (d[0] == 'D') {
-		it->kind = SP_CLUSTER_DELIVER;
-		it->len = (uint32_t)blen;
-		memcpy(it->body, d + MSG_HEAD, blen);
-		if (reply)
-			snprintf(it->reply, sizeof(it->reply), "%s", reply);
-	} else {
-		it->kind = SP_CLUSTER_TAKEOVER;
-		it->value = get_be64(d + MSG_HEAD);
-	}
-	return it;
-}
-
 /* A callback enters the port: false if it is closing (then it must not
  * touch it beyond port_leave). */
 static bool port_enter(struct sp_cluster_port *p)
@@ -544,8 +480,9 @@ static void on_device_msg(natsConnection *nc, natsSubscription *sub, natsMsg *ms
 	(void)sub;
 	if (!port_enter(p))
 		goto out;
-	it = device_item(natsMsg_GetSubject(msg), natsMsg_GetReply(msg),
-			 (const uint8_t *)natsMsg_GetData(msg), natsMsg_GetDataLength(msg));
+	it = sp_cluster_msg_device(natsMsg_GetSubject(msg), natsMsg_GetReply(msg),
+				   (const uint8_t *)natsMsg_GetData(msg),
+				   (size_t)natsMsg_GetDataLength(msg));
 	/* Refused when the loop is behind (counted); a DELIVER's sender then
 	 * times out. */
 	if (it && sp_cluster_inbox_push(&p->inbox, it))
@@ -559,31 +496,24 @@ out:
 static void on_reply_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
 {
 	struct sp_cluster_port *p = closure;
-	const char *subj = natsMsg_GetSubject(msg);
-	const uint8_t *d = (const uint8_t *)natsMsg_GetData(msg);
-	size_t plen = strlen(p->reply_prefix);
 	struct sp_cluster_item *it;
-	char *end;
 	uint64_t ticket;
+	uint8_t status;
 
 	(void)nc;
 	(void)sub;
-	if (!port_enter(p) || strncmp(subj, p->reply_prefix, plen) != 0)
-		goto out;
-	ticket = strtoull(subj + plen, &end, 10);
-	if (*end || !ticket)
-		goto out;
+	if (!port_enter(p) ||
+	    sp_cluster_msg_answer(p->reply_prefix, natsMsg_GetSubject(msg),
+				  (const uint8_t *)natsMsg_GetData(msg),
+				  (size_t)natsMsg_GetDataLength(msg), natsMsg_IsNoResponders(msg),
+				  &ticket, &status))
+		goto out;       /* not ours: its sender (if any) times out */
 	it = calloc(1, sizeof(*it));
 	if (!it)
 		goto out;
 	it->kind = SP_CLUSTER_REPLY;
 	it->value = ticket;
-	if (natsMsg_IsNoResponders(msg))
-		it->status = SP_STATUS_ERR_OFFLINE;     /* nobody holds the device */
-	else if (natsMsg_GetDataLength(msg) == REPLY_LEN && d[0] == 'R')
-		it->status = d[1];
-	else
-		it->status = SP_STATUS_ERR_INTERNAL;
+	it->status = status;
 	if (sp_cluster_inbox_push(&p->inbox, it))
 		free(it);
 out:
@@ -595,7 +525,7 @@ int sp_cluster_port_open(struct sp_cluster *c, unsigned index, uint64_t inbox_ma
 			 struct sp_cluster_port **out)
 {
 	struct sp_cluster_port *p = calloc(1, sizeof(*p));
-	char subj[SUBJECT_MAX];
+	char subj[SP_CLUSTER_SUBJECT_MAX];
 	int ret;
 
 	*out = NULL;
@@ -604,14 +534,14 @@ int sp_cluster_port_open(struct sp_cluster *c, unsigned index, uint64_t inbox_ma
 	p->c = c;
 	p->index = index;
 	p->inbox.efd = -1;
-	p->scratch = malloc(MSG_HEAD + SP_BODY_MAX);
+	p->scratch = malloc(SP_CLUSTER_MSG_HEAD + SP_BODY_MAX);
 	ret = p->scratch ? sp_cluster_inbox_init(&p->inbox, inbox_max) : -ENOMEM;
 	if (ret) {
 		sp_cluster_port_close(p);
 		free(p);
 		return ret;
 	}
-	snprintf(p->reply_prefix, sizeof(p->reply_prefix), SUBJECT_REPLY "%016" PRIx64 ".%u.",
+	snprintf(p->reply_prefix, sizeof(p->reply_prefix), SP_CLUSTER_SUBJECT_REPLY "%016" PRIx64 ".%u.",
 		 c->node, index);
 	snprintf(subj, sizeof(subj), "%s*", p->reply_prefix);
 	if (natsConnection_Subscribe(&p->replies, c->nc, subj, on_reply_msg, p) != NATS_OK) {
@@ -661,9 +591,9 @@ int sp_cluster_port_subscribe(struct sp_cluster_port *p, const uint8_t token[SP_
 			      void **sub)
 {
 	natsSubscription *s = NULL;
-	char subj[SUBJECT_MAX];
+	char subj[SP_CLUSTER_SUBJECT_MAX];
 
-	device_subject(token, subj);
+	sp_cluster_msg_subject(token, subj);
 	if (natsConnection_Subscribe(&s, p->c->nc, subj, on_device_msg, p) != NATS_OK)
 		return -EIO;
 	*sub = s;
@@ -682,41 +612,40 @@ void sp_cluster_port_unsubscribe(struct sp_cluster_port *p, void *sub)
 int sp_cluster_port_deliver(struct sp_cluster_port *p, const uint8_t token[SP_KEY_LEN],
 			    uint64_t ticket, const uint8_t *body, size_t len)
 {
-	char subj[SUBJECT_MAX], reply[64];
+	char subj[SP_CLUSTER_SUBJECT_MAX], reply[64];
 
 	if (!sp_cluster_up(p->c))
 		return -ENOTCONN;
 	if (len > SP_BODY_MAX)
 		return -EMSGSIZE;
-	device_subject(token, subj);
+	sp_cluster_msg_subject(token, subj);
 	snprintf(reply, sizeof(reply), "%s%" PRIu64, p->reply_prefix, ticket);
-	p->scratch[0] = 'D';
-	put_be64(p->scratch + 1, p->c->node);
-	memcpy(p->scratch + MSG_HEAD, body, len);
+	/* Head and body in one buffer: libnats copies it once into its own. */
+	sp_cluster_msg_deliver_head(p->scratch, p->c->node);
+	memcpy(p->scratch + SP_CLUSTER_MSG_HEAD, body, len);
 	return natsConnection_PublishRequest(p->c->nc, subj, reply, p->scratch,
-					     (int)(MSG_HEAD + len)) == NATS_OK ? 0 : -EIO;
+					     (int)(SP_CLUSTER_MSG_HEAD + len)) == NATS_OK ? 0 : -EIO;
 }
 
 int sp_cluster_port_takeover(struct sp_cluster_port *p, const uint8_t token[SP_KEY_LEN],
 			     uint64_t since_ms)
 {
-	char subj[SUBJECT_MAX];
-	uint8_t d[TAKEOVER_LEN];
+	char subj[SP_CLUSTER_SUBJECT_MAX];
+	uint8_t d[SP_CLUSTER_TAKEOVER_LEN];
 
 	if (!sp_cluster_up(p->c))
 		return -ENOTCONN;
-	device_subject(token, subj);
-	d[0] = 'T';
-	put_be64(d + 1, p->c->node);
-	put_be64(d + MSG_HEAD, since_ms);
+	sp_cluster_msg_subject(token, subj);
+	sp_cluster_msg_takeover(d, p->c->node, since_ms);
 	return natsConnection_Publish(p->c->nc, subj, d, sizeof(d)) == NATS_OK ? 0 : -EIO;
 }
 
 int sp_cluster_port_reply(struct sp_cluster_port *p, const char *reply, uint8_t status)
 {
-	uint8_t d[REPLY_LEN] = { 'R', status };
+	uint8_t d[SP_CLUSTER_REPLY_LEN];
 
 	if (!reply[0])
 		return 0;
+	sp_cluster_msg_reply(d, status);
 	return natsConnection_Publish(p->c->nc, reply, d, sizeof(d)) == NATS_OK ? 0 : -EIO;
 }
