@@ -43,6 +43,7 @@ struct sp_cluster {
 	uint64_t disconnects;   /* atomic */
 	uint64_t reconnects;    /* atomic */
 	uint64_t counters[SP_CLUSTER_COUNTER_COUNT]; /* atomic */
+	int closing;            /* atomic: our own close, not a loss */
 	char *urls;             /* the split list; servers[] point into it */
 	const char *servers[SP_CONFIG_CLUSTER_URLS_MAX];
 	int nservers;
@@ -93,6 +94,8 @@ static void on_disconnected(natsConnection *nc, void *closure)
 	(void)nc;
 	/* Not ready from here on: a balancer sends devices to other nodes. */
 	set_up(c, false);
+	if (__atomic_load_n(&c->closing, __ATOMIC_ACQUIRE))
+		return;
 	__atomic_add_fetch(&c->disconnects, 1, __ATOMIC_RELAXED);
 	SP_LOG0(c->log, SP_LOG_WARN, "cluster: NATS connection lost; reconnecting");
 }
@@ -202,6 +205,9 @@ static int set_options(struct sp_cluster *c, const struct sp_config *cfg)
 		s = natsOptions_SetClosedCB(o, on_closed, c);
 	if (s == NATS_OK)
 		s = natsOptions_UseGlobalMessageDelivery(o, true);
+	/* Our own TAKEOVERs are not for us: the server does not echo them. */
+	if (s == NATS_OK)
+		s = natsOptions_SetNoEcho(o, true);
 	if (s == NATS_OK)
 		s = nats_SetMessageDeliveryPoolSize(DELIVERY_THREADS);
 	return s == NATS_OK ? 0 : -EIO;
@@ -399,8 +405,10 @@ int sp_cluster_start(struct sp_cluster **out, const struct sp_config *cfg, const
 
 void sp_cluster_close(struct sp_cluster *c)
 {
-	if (c && c->nc)
-		natsConnection_Close(c->nc);
+	if (!c || !c->nc)
+		return;
+	__atomic_store_n(&c->closing, 1, __ATOMIC_RELEASE);
+	natsConnection_Close(c->nc);
 }
 
 void sp_cluster_stop(struct sp_cluster *c)
@@ -408,6 +416,7 @@ void sp_cluster_stop(struct sp_cluster *c)
 	if (!c)
 		return;
 	sp_metrics_set_cluster_source(c->metrics, NULL, NULL);
+	__atomic_store_n(&c->closing, 1, __ATOMIC_RELEASE);
 	kvStore_Destroy(c->kv);
 	jsCtx_Destroy(c->js);
 	if (c->nc) {

@@ -20,7 +20,13 @@
 #include "sp_ring.h"
 #include "sp_shard.h"
 
-enum { SUBS_HINT = 1024 };
+enum {
+	SUBS_HINT = 1024,
+	/* A TAKEOVER that arrives this soon after our own connection of the
+	 * device proved itself is a race between two connects; otherwise ours
+	 * is the older one, whatever the clocks of the two nodes say. */
+	TAKEOVER_RACE_MS = 1000,
+};
 
 /* A device subject this shard holds: keyed by its token. */
 struct dev_sub {
@@ -363,8 +369,12 @@ static void on_deliver(struct sp_shard *sh, const struct sp_cluster_item *it)
 		sp_cluster_count(r->node, SP_CLUSTER_ERRORS, 1);
 }
 
-/* Another node's connection of the device proved itself at it->value: ours
- * goes if it is older (ties: the higher node id wins). */
+/* Another node's connection of the device proved itself at it->value (its
+ * clock): ours goes, unless it proved itself here within TAKEOVER_RACE_MS
+ * (our clock) and is the newer by the proof times (ties: the higher node
+ * id wins). So only a near-simultaneous pair of connects depends on the
+ * nodes' clocks agreeing; one of the two always stays or, at worst, both go
+ * and the device reconnects. */
 static void on_takeover(struct sp_shard *sh, const struct sp_cluster_item *it)
 {
 	struct sp_cluster_route *r = sh->cluster;
@@ -375,7 +385,10 @@ static void on_takeover(struct sp_shard *sh, const struct sp_cluster_item *it)
 	if (it->node == me)
 		return;         /* our own, back from our subscription */
 	rc = holder(sh, it->token, &d);
-	if (!rc || d->since_ms > it->value || (d->since_ms == it->value && me > it->node))
+	if (!rc)
+		return;
+	if (sh->wall_ms < d->since_ms + TAKEOVER_RACE_MS &&
+	    (d->since_ms > it->value || (d->since_ms == it->value && me > it->node)))
 		return;
 	sp_cluster_count(r->node, SP_CLUSTER_TAKEOVERS, 1);
 	/* As a local takeover does: no more mailbox reads for it, GoAway

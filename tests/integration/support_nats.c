@@ -291,13 +291,21 @@ static int pick_ports(struct sp_it_nats *c)
 			ret = free_port(s->ip, &s->route_port);
 		if (ret == 0)
 			ret = free_port(s->ip, &s->http_port);
-		snprintf(s->url, sizeof(s->url), "nats://%s:%u", s->ip, (unsigned)s->port);
-	}
-	c->urls[0] = '\0';
-	for (int i = 0; i < c->n; i++) {
-		size_t l = strlen(c->urls);
+		char url[sizeof(s->url)];
 
-		snprintf(c->urls + l, sizeof(c->urls) - l, "%s%s", i ? "," : "", c->s[i].url);
+		/* Through a local: GCC's -Wrestrict sees s->ip and s->url as one object. */
+		snprintf(url, sizeof(url), "nats://%s:%u", s->ip, (unsigned)s->port);
+		memcpy(s->url, url, sizeof(url));
+	}
+	{
+		char urls[SP_IT_NATS_URLS_MAX] = "";    /* apart from c: no overlapping snprintf */
+
+		for (int i = 0; i < c->n; i++) {
+			size_t l = strlen(urls);
+
+			snprintf(urls + l, sizeof(urls) - l, "%s%s", i ? "," : "", c->s[i].url);
+		}
+		memcpy(c->urls, urls, sizeof(urls));
 	}
 	return ret;
 }
