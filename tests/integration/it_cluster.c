@@ -151,8 +151,11 @@ static void test_nodes_share_one_key(void **state)
 		assert_true(metric_has(&node[i], "sealpost_cluster_connected 1\n"));
 	}
 	assert_int_equal(sp_it_log_count(&node[0], "first node: recorded the server key"), 1);
-	assert_int_equal(sp_it_log_count(&node[1], "server key matches the cluster's"), 1);
-	assert_int_equal(sp_it_log_count(&node[2], "server key matches the cluster's"), 1);
+	/* >= 1: a start retried on another port (support.h) appends to the log. */
+	for (int i = 1; i < 3; i++) {
+		assert_true(sp_it_log_count(&node[i], "server key matches the cluster's") >= 1);
+		assert_int_equal(sp_it_log_count(&node[i], "not the cluster's"), 0);
+	}
 
 	/* A node with a key of its own is refused before it listens. */
 	assert_non_null(mkdtemp(other));
@@ -404,6 +407,26 @@ static void test_online_across_nodes(void **state)
 		assert_memory_equal(f.body, body, (size_t)n);
 	}
 	cid += N;
+	/* A Ping right behind a cross-node Send, in one transport message: its
+	 * Pong waits for the remote answer, so it comes after the SendResult. */
+	{
+		uint8_t buf[256];
+		size_t off = 0;
+
+		assert_int_equal(sp_raw_put_send(buf, sizeof(buf), &off, b.s_pub, SP_KEY_LEN, ++cid,
+						 SP_SEND_ONLINE_ONLY, (const uint8_t *)"p", 1), 0);
+		assert_int_equal(sp_raw_put_simple(buf, sizeof(buf), &off, SP_FRAME_PING, 99, NULL, 0),
+				 0);
+		assert_int_equal(sp_raw_send_plain(&a, buf, off), 0);
+		assert_int_equal(sp_raw_recv_frame(&a, &f, SP_RAW_TIMEOUT_MS), 0);
+		assert_int_equal(f.type, SP_FRAME_SEND_RESULT);
+		assert_int_equal(f.client_id, cid);
+		assert_int_equal(f.status, SP_STATUS_DELIVERED);
+		assert_int_equal(sp_raw_recv_frame(&a, &f, SP_RAW_TIMEOUT_MS), 0);
+		assert_int_equal(f.type, SP_FRAME_PONG);
+		assert_int_equal(f.id, 99);
+		assert_int_equal(sp_raw_wait_frame(&b, SP_FRAME_DELIVER, &f, SP_RAW_TIMEOUT_MS), 0);
+	}
 	/* Nobody holds this device anywhere: "no responders", at once. */
 	send_online(&a, nobody.s_pub, ++cid, "x", 1);
 	assert_int_equal(sp_raw_expect_result(&a, cid, &st, SP_RAW_TIMEOUT_MS), 0);
