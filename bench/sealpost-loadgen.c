@@ -491,11 +491,14 @@ static void conn_fail(struct lgs *s, struct conn *c, enum lg_err why)
 static void start_connect(struct lgs *s, struct conn *c)
 {
 	const struct lg_opts *o = s->w->o;
+	/* --recv-server: receivers on another node of a clustered broker. */
+	bool recv = lg_on_recv_server(o, c->dev);
+	const struct sockaddr_storage *to = recv ? &o->recv_addr : &o->addr;
 	struct io_uring_sqe *sqe;
 	int one = 1;
 
 	c->attempts++;
-	c->fd = socket(o->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	c->fd = socket(to->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	sqe = c->fd >= 0 ? ring_sqe(&s->ring) : NULL;
 	if (!sqe) {
 		if (c->fd >= 0)
@@ -508,7 +511,8 @@ static void start_connect(struct lgs *s, struct conn *c)
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->state = C_CONNECTING;
 	s->hs_inflight++;
-	io_uring_prep_connect(sqe, c->fd, (const struct sockaddr *)&o->addr, o->addr_len);
+	io_uring_prep_connect(sqe, c->fd, (const struct sockaddr *)to,
+			      recv ? o->recv_addr_len : o->addr_len);
 	io_uring_sqe_set_data64(sqe, ud_pack(OP_CONNECT, slot_of(s, c), c->gen));
 }
 

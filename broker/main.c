@@ -30,6 +30,8 @@
 
 #include "daemon.h"
 #include "sp_admin.h"
+#include "sp_cluster.h"
+#include "sp_cluster_route.h"
 #include "sp_config.h"
 #include "sp_fsutil.h"
 #include "sp_http.h"
@@ -270,9 +272,31 @@ static int print_vapid_key(const struct sp_config *cfg)
 	return 0;
 }
 
+/* The shard's side of the cluster node: a port (its inbox and reply
+ * subscription) and the route state. 0, or -1 (logged). */
+static int cluster_parts(struct daemon *d, struct sp_cluster *cl, struct sp_cluster_port **port,
+			 struct sp_cluster_route **route)
+{
+	int ret;
+
+	*port = NULL;
+	*route = NULL;
+	if (!cl)
+		return 0;
+	ret = sp_cluster_port_open(cl, 0, d->cfg->cluster_inbox_max, port);
+	if (ret == 0)
+		ret = sp_cluster_route_create(route, *port, d->cfg, d->cfg->max_conns + 1);
+	if (ret) {
+		SP_LOG(d->log, SP_LOG_ERROR, "cluster: cannot set up the shard's port",
+		       SP_KV_STR("error", strerror(-ret)));
+		return -1;
+	}
+	return 0;
+}
+
 static int serve(struct daemon *d, const uint8_t *priv, int listen_fd, int ws_fd,
 		 struct sp_store *store, struct sp_admin *admin, struct sp_config *live_cfg,
-		 const struct sp_tlog *tlog)
+		 const struct sp_tlog *tlog, struct sp_cluster_route *route)
 {
 	struct push_parts pp = { 0 };
 	const struct sp_config *cfg = d->cfg;
@@ -303,6 +327,7 @@ static int serve(struct daemon *d, const uint8_t *priv, int listen_fd, int ws_fd
 	sh->enrol_key = d->enrol_key;
 	sh->admin = admin;
 	sh->live_cfg = live_cfg;
+	sh->cluster = route;
 	/* Listening, key loaded, storage open, event loop set up: ready. */
 	sp_daemon_set_ready(d);
 	SP_LOG(d->log, SP_LOG_INFO, "sealpostd started", SP_KV_STR("version", SP_VERSION),
@@ -394,6 +419,27 @@ static int start_admin(struct daemon *d, struct sp_config *cfg, int argc, char *
 	SP_LOG(d->log, SP_LOG_INFO, "admin socket listening",
 	       SP_KV_STR("path", sp_admin_socket_path(*admin)));
 	return 0;
+}
+
+/*
+ * --cluster: join the NATS cluster and check it (sp_cluster.h) before the
+ * listener opens, so that a node that cannot work never looks ready. Nothing
+ * of libnats runs without --cluster. 0, or -1 (logged).
+ */
+static int start_cluster(struct daemon *d, const uint8_t *priv, struct sp_cluster **cl)
+{
+	uint8_t pub[SP_KEY_LEN];
+	char fp[SP_CLUSTER_FP_HEX_LEN + 1];
+
+	*cl = NULL;
+	if (!d->cfg->cluster[0])
+		return 0;
+	if (sp_noise_public_key(pub, priv))
+		return -1;
+	sp_cluster_fingerprint(pub, fp);
+	SP_LOG(d->log, SP_LOG_INFO, "cluster mode", SP_KV_STR("cluster", d->cfg->cluster),
+	       SP_KV_STR("key_fingerprint", fp), SP_KV_UINT("replicas", d->cfg->cluster_replicas));
+	return sp_cluster_start(cl, d->cfg, d->log, d->metrics, priv) ? -1 : 0;
 }
 
 /* cfg: writable for the admin socket's reload (applied on the shard's
@@ -594,6 +640,9 @@ static int run(struct sp_config *cfg, struct sp_log *lg, int argc, char **argv)
 	struct sp_http *http = NULL;
 	struct sp_store *store = NULL;
 	struct sp_admin *admin = NULL;
+	struct sp_cluster *cluster = NULL;
+	struct sp_cluster_port *port = NULL;
+	struct sp_cluster_route *route = NULL;
 	uint8_t *priv = NULL, *enrol_key = NULL;
 	struct sp_tlog tlog = { 0 };
 	uint64_t one = 1;
@@ -635,6 +684,8 @@ static int run(struct sp_config *cfg, struct sp_log *lg, int argc, char **argv)
 	sodium_mprotect_readonly(priv);
 	if (load_log_key(lg, cfg->data_dir, &tlog))
 		goto out;
+	if (start_cluster(&d, priv, &cluster) || cluster_parts(&d, cluster, &port, &route))
+		goto out;
 	check_fd_limit(lg, cfg);
 	/* Storage (DATA_DIR/mailbox); then its figures join the scrape. */
 	if (sp_shard_store_open(cfg, lg, &store))
@@ -653,7 +704,7 @@ static int run(struct sp_config *cfg, struct sp_log *lg, int argc, char **argv)
 	/* After the data-directory lock: a stale socket there is ours to replace. */
 	if (start_admin(&d, cfg, argc, argv, store, &admin))
 		goto out;
-	ret = serve(&d, priv, listen_fd, ws_fd, store, admin, cfg, &tlog) ? 1 : 0;
+	ret = serve(&d, priv, listen_fd, ws_fd, store, admin, cfg, &tlog, route) ? 1 : 0;
 out:
 	/* The shard has stopped taking its jobs; top reads the store: before it closes. */
 	sp_admin_stop(admin);
@@ -675,6 +726,12 @@ out:
 		(void)w;
 		pthread_join(d.sig_thread, NULL);
 	}
+	/* After the shard: it no longer publishes. The connection first: once
+	 * it is closed no libnats thread calls into the ports. */
+	sp_cluster_close(cluster);
+	sp_cluster_route_destroy(route);
+	sp_cluster_port_close(port);
+	sp_cluster_stop(cluster);
 	sp_http_stop(http);             /* before the metrics it reads */
 	sp_metrics_destroy(d.metrics);
 	if (listen_fd >= 0)

@@ -23,7 +23,7 @@
 enum opt_kind {
 	OPT_LISTEN, OPT_METRICS_LISTEN, OPT_PATH, OPT_U32, OPT_U64, OPT_LEVEL, OPT_FSYNC,
 	OPT_SOCKET, OPT_SOCKET_MODE, OPT_WS_LISTEN, OPT_ORIGINS, OPT_TEXT, OPT_URGENCY,
-	OPT_REGISTRATION, OPT_CONFIG,
+	OPT_REGISTRATION, OPT_CLUSTER, OPT_CONFIG,
 	OPT_CHECK, OPT_HELP, OPT_VERSION, OPT_PRINT_VAPID,
 };
 
@@ -300,6 +300,34 @@ static const struct opt opts[] = {
 	{ "push-allow-private", "0|1", OPT_U32, FIELD(push_allow_private), 0, 1, false,
 	  "tests only: allow endpoints on private and loopback addresses, and plain http "
 	  "to a literal such address; 0 = refused at registration and at connect" },
+	{ "cluster", "URLS", OPT_CLUSTER, FIELD(cluster), 0, 0, false,
+	  "join a sealpost cluster backed by this NATS cluster (JetStream on): comma-separated "
+	  "nats://HOST:PORT; every node needs the same server.key; empty = single node" },
+	{ "cluster-connect-timeout", "MS", OPT_U32, FIELD(cluster_connect_timeout_ms), 100, 60000,
+	  false,
+	  "cluster: the first connection to NATS and each JetStream request at start must "
+	  "answer within this; beyond, sealpostd exits" },
+	{ "cluster-reconnect-wait", "MS", OPT_U32, FIELD(cluster_reconnect_wait_ms), 10, 60000,
+	  false,
+	  "cluster: delay between attempts to reconnect to the same NATS server (forever; "
+	  "/readyz is 503 while disconnected)" },
+	{ "cluster-replicas", "N", OPT_U32, FIELD(cluster_replicas), 1, 5, false,
+	  "cluster: JetStream replicas of sealpost's streams and buckets (3 survives the loss "
+	  "of any one nats-server; 1 only for a single test server)" },
+	{ "cluster-ping-interval", "MS", OPT_U32, FIELD(cluster_ping_interval_ms), 100, 600000,
+	  false,
+	  "cluster: PING the NATS server this often; two unanswered PINGs count as a lost "
+	  "connection (readiness off, reconnect)" },
+	{ "cluster-request-timeout", "MS", OPT_U32, FIELD(cluster_request_timeout_ms), 10, 60000,
+	  false,
+	  "cluster: an online-only send to a device on another node gets its answer within "
+	  "this, else err_cluster_unavailable (81)" },
+	{ "cluster-inflight-max", "N", OPT_U32, FIELD(cluster_inflight_max), 1, 1u << 24, false,
+	  "cluster: online-only sends to other nodes awaiting their answer; beyond, "
+	  "err_cluster_unavailable (81)" },
+	{ "cluster-inbox-max", "N", OPT_U32, FIELD(cluster_inbox_max), 1, 1u << 24, false,
+	  "cluster: messages from NATS waiting for the event loop; beyond, dropped and "
+	  "counted (their senders time out)" },
 	{ "config", "FILE", OPT_CONFIG, FIELD(config_path), 0, 0, false,
 	  "read options from an INI file (keys = these option names); flags win" },
 	{ "check-config", NULL, OPT_CHECK, 0, 0, 0, false,
@@ -406,6 +434,69 @@ void sp_config_defaults(struct sp_config *c)
 	c->push_queue_max = SP_DEFAULT_PUSH_QUEUE_MAX;
 	c->push_endpoint_max = SP_PUSH_ENDPOINT_WIRE_MAX;
 	c->push_subscriptions_max = SP_DEFAULT_PUSH_SUBSCRIPTIONS_MAX;
+	c->cluster_connect_timeout_ms = SP_DEFAULT_CLUSTER_CONNECT_TIMEOUT_MS;
+	c->cluster_reconnect_wait_ms = SP_DEFAULT_CLUSTER_RECONNECT_WAIT_MS;
+	c->cluster_replicas = SP_DEFAULT_CLUSTER_REPLICAS;
+	c->cluster_ping_interval_ms = SP_DEFAULT_CLUSTER_PING_INTERVAL_MS;
+	c->cluster_request_timeout_ms = SP_DEFAULT_CLUSTER_REQUEST_TIMEOUT_MS;
+	c->cluster_inflight_max = SP_DEFAULT_CLUSTER_INFLIGHT_MAX;
+	c->cluster_inbox_max = SP_DEFAULT_CLUSTER_INBOX_MAX;
+}
+
+/* One nats://HOST:PORT of a --cluster list, len bytes at s. */
+static int check_nats_url(const char *s, size_t len, char *err, size_t err_cap)
+{
+	static const char scheme[] = "nats://";
+	char hp[SP_HOSTPORT_HOST_MAX + 8];
+	struct sp_hostport out;
+
+	if (len < sizeof(scheme) || memcmp(s, scheme, sizeof(scheme) - 1) != 0) {
+		snprintf(err, err_cap, "'%.*s' is not nats://HOST:PORT", (int)len, s);
+		return -EINVAL;
+	}
+	len -= sizeof(scheme) - 1;
+	if (len >= sizeof(hp)) {
+		snprintf(err, err_cap, "a server address is too long");
+		return -EINVAL;
+	}
+	memcpy(hp, s + sizeof(scheme) - 1, len);
+	hp[len] = '\0';
+	if (sp_hostport_split(hp, &out) < 0 || out.port == 0 || !out.host[0] ||
+	    strpbrk(out.host, "/@?#")) {
+		snprintf(err, err_cap, "'nats://%s' is not nats://HOST:PORT (port 1..65535, no "
+			 "user or path)", hp);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int sp_config_check_cluster(const char *s, char *err, size_t err_cap)
+{
+	unsigned n = 0;
+
+	for (const char *q = s; *q; q++) {
+		if (*q <= 0x20 || *q >= 0x7f || *q == ';') {
+			snprintf(err, err_cap, "NATS URLs are printable ASCII without spaces or ';', "
+				 "separated by commas");
+			return -EINVAL;
+		}
+	}
+	for (;;) {
+		const char *comma = strchr(s, ',');
+		size_t len = comma ? (size_t)(comma - s) : strlen(s);
+		int ret;
+
+		if (++n > SP_CONFIG_CLUSTER_URLS_MAX) {
+			snprintf(err, err_cap, "more than %d NATS servers", SP_CONFIG_CLUSTER_URLS_MAX);
+			return -EINVAL;
+		}
+		ret = check_nats_url(s, len, err, err_cap);
+		if (ret)
+			return ret;
+		if (!comma)
+			return 0;
+		s = comma + 1;
+	}
 }
 
 static const char *const fsync_names[] = { "always", "batch", "never" };
@@ -543,6 +634,21 @@ static int set_value(struct sp_config *c, const struct opt *o, const char *val, 
 		}
 		snprintf((char *)c + o->off, SP_CONFIG_ORIGINS_MAX, "%s", val);
 		return 0;
+	case OPT_CLUSTER: {
+		char why[SP_CONFIG_ERR_MAX / 2];
+
+		if (strlen(val) >= SP_CONFIG_CLUSTER_MAX) {
+			snprintf(err, err_cap, "%s: longer than %d bytes", who,
+				 SP_CONFIG_CLUSTER_MAX - 1);
+			return -EINVAL;
+		}
+		if (*val && sp_config_check_cluster(val, why, sizeof(why))) {
+			snprintf(err, err_cap, "%s: %s", who, why);
+			return -EINVAL;
+		}
+		snprintf((char *)c + o->off, SP_CONFIG_CLUSTER_MAX, "%s", val);
+		return 0;
+	}
 	case OPT_PATH:
 	case OPT_CONFIG:
 		/* Room for "/sealpostd.lock" and the like after a directory. */
@@ -852,6 +958,7 @@ static void value_text(const struct sp_config *c, const struct opt *o, char *buf
 	case OPT_PATH:
 	case OPT_SOCKET:
 	case OPT_TEXT:
+	case OPT_CLUSTER:
 	case OPT_CONFIG:
 		snprintf(buf, cap, "%s", p);
 		break;

@@ -38,6 +38,8 @@ enum {
 	SP_CONFIG_ORIGINS_MAX = 1024,   /* --ws-allowed-origins, the whole list */
 	SP_CONFIG_PUSH_SUBJECT_MAX = 192,
 	SP_CONFIG_PUSH_HOSTS_MAX = 1024,
+	SP_CONFIG_CLUSTER_MAX = 1024,   /* --cluster, the whole URL list */
+	SP_CONFIG_CLUSTER_URLS_MAX = 16, /* NATS servers named in --cluster */
 };
 
 /* push-urgency (RFC 8030 5.3), the Urgency header's values in order. */
@@ -220,6 +222,17 @@ struct sp_config {
 	/* --aesgcm: 1 = a client may negotiate Noise_*_25519_AESGCM_BLAKE2b
 	 * where this CPU has AES-NI; 0 = ChaChaPoly only (PROTOCOL.md 2). */
 	uint32_t aesgcm;
+	/* --cluster (broker/cluster/, docs/CLUSTER.md): comma-separated
+	 * nats://HOST:PORT of the NATS cluster this node joins; "" = single
+	 * node (the default: nothing of libnats runs). Checked for syntax here. */
+	char cluster[SP_CONFIG_CLUSTER_MAX];
+	uint32_t cluster_connect_timeout_ms; /* first connect and each JetStream request at start */
+	uint32_t cluster_reconnect_wait_ms;  /* between reconnect attempts to one server */
+	uint32_t cluster_replicas;           /* JetStream replicas of sealpost's streams */
+	uint32_t cluster_ping_interval_ms;   /* NATS PING; two unanswered = disconnected */
+	uint32_t cluster_request_timeout_ms; /* a remote send's answer, at most */
+	uint32_t cluster_inflight_max;       /* remote sends awaiting an answer, per shard */
+	uint32_t cluster_inbox_max;          /* NATS messages waiting for the loop, per shard */
 };
 
 /* --registration: who may get a mailbox. */
@@ -284,6 +297,15 @@ enum {
 	SP_DEFAULT_PUSH_BACKOFF_MAX_MS = 300000,
 	SP_DEFAULT_PUSH_QUEUE_MAX = 10000,
 	SP_DEFAULT_PUSH_SUBSCRIPTIONS_MAX = 100000,
+	SP_DEFAULT_CLUSTER_CONNECT_TIMEOUT_MS = 2000,
+	SP_DEFAULT_CLUSTER_RECONNECT_WAIT_MS = 250,
+	/* Quorum 2 of 3: any one nats-server may be lost (docs/CLUSTER.md). */
+	SP_DEFAULT_CLUSTER_REPLICAS = 3,
+	/* A dead or partitioned server is noticed within two of these. */
+	SP_DEFAULT_CLUSTER_PING_INTERVAL_MS = 2000,
+	SP_DEFAULT_CLUSTER_REQUEST_TIMEOUT_MS = 2000,
+	SP_DEFAULT_CLUSTER_INFLIGHT_MAX = 65536,
+	SP_DEFAULT_CLUSTER_INBOX_MAX = 65536,
 };
 #define SP_DEFAULT_STORE_MAX_WAL (64ull * 1024 * 1024)         /* 64 MiB */
 #define SP_DEFAULT_STORE_BLOB_MIN_BYTES 0u                      /* off: docs/BENCHMARKS.md */
@@ -295,6 +317,13 @@ enum {
 
 /* Fills every field with its default. */
 void sp_config_defaults(struct sp_config *c);
+
+/*
+ * Checks a --cluster list: 1..SP_CONFIG_CLUSTER_URLS_MAX comma-separated
+ * nats://HOST:PORT (a name, an IPv4 address or a bracketed IPv6 one; port
+ * 1..65535), no spaces. 0 or -EINVAL with the reason in err. s: borrowed.
+ */
+int sp_config_check_cluster(const char *s, char *err, size_t err_cap);
 
 enum sp_config_result {
 	SP_CONFIG_OK = 0,       /* run */

@@ -264,6 +264,9 @@ enum sealpost_status {
 	SEALPOST_STATUS_ERR_PREKEY_NONE = 76,
 	SEALPOST_STATUS_ERR_PREKEY_RATE_LIMITED = 77,
 	SEALPOST_STATUS_ERR_PREKEY_BAD_DEVICE = 78,
+	/* A clustered broker (docs/PROTOCOL.md 19): the send could not be
+	 * taken now (the broker's cluster is unavailable); not kept; retry. */
+	SEALPOST_STATUS_ERR_CLUSTER_UNAVAILABLE = 81,
 };
 
 /* A short lowercase name ("delivered", "err_offline", ...; "unknown" for

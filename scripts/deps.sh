@@ -11,6 +11,8 @@ set -eu
 # and never started as a service: policy-rc.d below).
 # mosquitto, nats-server, openssl, iproute2: it_bench's peer load-generator runs and
 # bench/compare/run.sh (skipped with a message where the servers are absent).
+# libnats-dev: sealpostd --cluster (broker/cluster/); nats-server: it_cluster runs
+# a three-server NATS cluster with JetStream on loopback (skipped without it).
 PKGS="build-essential cmake pkg-config git curl
 liburing-dev libsodium-dev libssl-dev libcurl4-openssl-dev libprotobuf-c-dev protobuf-c-compiler librocksdb-dev
 libcmocka-dev libjansson-dev libmicrohttpd-dev libinih-dev prometheus

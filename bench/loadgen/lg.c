@@ -156,6 +156,15 @@ bool lg_connects_early(const struct lg_opts *o, uint32_t dev)
 	return o->pattern != LG_DRAIN || lg_is_sender(o, dev);
 }
 
+bool lg_on_recv_server(const struct lg_opts *o, uint32_t dev)
+{
+	if (!o->recv_addr_len)
+		return false;
+	if (o->pattern == LG_PAIRS || o->pattern == LG_DRAIN)
+		return (dev & 1) == 1;
+	return lg_is_receiver(o, dev);
+}
+
 uint32_t lg_target(const struct lg_opts *o, uint32_t dev, uint64_t n)
 {
 	switch (o->pattern) {
@@ -741,6 +750,9 @@ static void usage(FILE *f, const char *prog, const struct lg_driver *d)
 		"  --server HOST:PORT      broker address (default 127.0.0.1:7400); 127.0.0.0/8,\n"
 		"                          localhost or [::1] unless --allow-remote\n"
 		"  --allow-remote          allow any address or host name as --server\n"
+		"  --recv-server HOST:PORT the second device of each pair (fanin, fanout: the\n"
+		"                          receivers) connects here: another node of a\n"
+		"                          clustered broker, so every envelope crosses nodes\n"
 		"  --devices N             devices, one connection each (default 100)\n"
 		"  --pattern P             pairs | fanin | fanout | drain | idle (default pairs)\n"
 		"  --size BYTES            envelope body size (default 256)\n"
@@ -886,7 +898,7 @@ static void defaults(struct lg_opts *o)
 /* Returns 0 to run, 1 for --help, -1 after printing an error. */
 static int parse_args(struct lg_opts *o, int argc, char **argv, const struct lg_driver *d)
 {
-	const char *server = "127.0.0.1:7400";
+	const char *server = "127.0.0.1:7400", *recv_server = NULL;
 	int i;
 
 	defaults(o);
@@ -929,6 +941,8 @@ static int parse_args(struct lg_opts *o, int argc, char **argv, const struct lg_
 		}
 		if (!strcmp(n, "server")) {
 			server = v;
+		} else if (!strcmp(n, "recv-server")) {
+			recv_server = v;
 		} else if (!strcmp(n, "metrics")) {
 			bad = strncmp(v, "http://", 7) != 0 || strlen(v) >= sizeof(o->metrics_url);
 			snprintf(o->metrics_url, sizeof(o->metrics_url), "%s", v);
@@ -1009,6 +1023,24 @@ static int parse_args(struct lg_opts *o, int argc, char **argv, const struct lg_
 		fprintf(stderr, "%s: --server %s: bad value (HOST:PORT, IPv6 as [::1]:PORT)\n",
 			argv[0], server);
 		return -1;
+	}
+	if (recv_server) {
+		/* The same checks as --server, on a scratch copy: only the address
+		 * is kept. */
+		struct lg_opts *t = malloc(sizeof(*t));
+		int r = t ? parse_server(t, recv_server, o->allow_remote) : -ENOMEM;
+
+		if (r == 0) {
+			snprintf(o->recv_server, sizeof(o->recv_server), "%s", recv_server);
+			o->recv_addr = t->addr;
+			o->recv_addr_len = t->addr_len;
+		}
+		free(t);
+		if (r) {
+			fprintf(stderr, "%s: --recv-server %s: bad value or not allowed (as --server)\n",
+				argv[0], recv_server);
+			return -1;
+		}
 	}
 	if ((o->pattern == LG_PAIRS || o->pattern == LG_DRAIN) && (o->devices < 2 || o->devices & 1)) {
 		fprintf(stderr, "%s: --pattern %s needs an even number of devices\n", argv[0],
@@ -1258,6 +1290,10 @@ static int write_json(const char *path, const struct lg_opts *o, const struct lg
 	}
 	fprintf(f, "],\n  \"server\": ");
 	json_str(f, o->server);
+	if (o->recv_addr_len) {
+		fprintf(f, ",\n  \"recv_server\": ");
+		json_str(f, o->recv_server);
+	}
 	fprintf(f, ",\n  \"server_local\": %s,\n  \"exit_code\": %d,\n  \"aborted\": %s,\n",
 		o->local ? "true" : "false", t->exit_code, t->aborted ? "true" : "false");
 	fprintf(f, "  \"errors_total\": %" PRIu64 ",\n  \"broker_figures\": \"%s\",\n",

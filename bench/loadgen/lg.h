@@ -75,6 +75,11 @@ struct lg_opts {
 	uint16_t port;
 	struct sockaddr_storage addr;
 	socklen_t addr_len;
+	/* --recv-server: receivers connect here instead (another node of a
+	 * clustered broker: docs/CLUSTER.md); recv_addr_len 0 = --server. */
+	char recv_server[128];
+	struct sockaddr_storage recv_addr;
+	socklen_t recv_addr_len;
 	char server_key_hex[80];        /* --server-key, or from --data-dir */
 	char data_dir[LG_PATH_MAX];
 	uint32_t devices;
@@ -212,6 +217,10 @@ int lg_main(int argc, char **argv, const struct lg_driver *d);
 bool lg_is_sender(const struct lg_opts *o, uint32_t dev);
 /* Does dev receive envelopes in this pattern? */
 bool lg_is_receiver(const struct lg_opts *o, uint32_t dev);
+/* With --recv-server, does dev connect there? pairs and drain: the second
+ * device of each pair (so every envelope crosses); fanin, fanout: the
+ * receivers. */
+bool lg_on_recv_server(const struct lg_opts *o, uint32_t dev);
 /* Does dev connect before t0? (drain: receivers connect only after FILLED.) */
 bool lg_connects_early(const struct lg_opts *o, uint32_t dev);
 /* Recipient of sender dev's n-th envelope. */

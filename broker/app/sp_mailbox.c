@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sp_cluster_route.h"
 #include "sp_conn_table.h"
 #include "sp_deliver.h"
 #include "sp_fanout.h"
@@ -322,7 +323,8 @@ enum sp_close_reason sp_mailbox_pong(struct sp_shard *sh, struct sp_conn *c, uin
 {
 	struct sp_frame pong;
 
-	if (sh->nresults == 0 && c->mbox.held_ticket <= sh->synced) {
+	if (sh->nresults == 0 && c->mbox.held_ticket <= sh->synced &&
+	    !sp_cluster_route_waiting(sh, c)) {
 		/* Nothing waits for a commit or sync: no result can be overtaken. */
 		memset(&pong, 0, sizeof(pong));
 		pong.type = SP_FRAME_PONG;
@@ -525,7 +527,7 @@ static void fanout_reply(struct sp_shard *sh, struct sp_conn *c, uint64_t id, en
 /* One SendResult (or Pong), with ERR_INTERNAL for a durable envelope whose
  * commit or sync failed. A connection gone or closing meanwhile gets none
  * (its GoAway was the last frame). */
-static void send_one(struct sp_shard *sh, const struct sp_pending_result *r, bool failed)
+void sp_mailbox_send_result(struct sp_shard *sh, const struct sp_pending_result *r, bool failed)
 {
 	struct sp_conn *c = sp_conn_at(sh, r->slot, r->gen);
 	enum sp_close_reason why;
@@ -573,6 +575,16 @@ static void send_one(struct sp_shard *sh, const struct sp_pending_result *r, boo
 	why = sp_deliver_reply(sh, c, &res);
 	if (why)
 		sp_life_end_later(sh, c, why);
+}
+
+/* Cluster mode: a result waiting for a remote answer, or behind one of its
+ * connection's, is sent by broker/cluster/sp_cluster_route.c once the
+ * answers before it came. */
+static void send_one(struct sp_shard *sh, const struct sp_pending_result *r, bool failed)
+{
+	if (sh->cluster && sp_cluster_route_hold(sh, r, failed))
+		return;
+	sp_mailbox_send_result(sh, r, failed);
 }
 
 /* This iteration's results, now. */

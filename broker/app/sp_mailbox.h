@@ -77,6 +77,11 @@ enum sp_status sp_mailbox_store_group(struct sp_shard *sh, struct sp_conn *c, ui
 				      uint64_t version, const struct sp_mailbox_copy *copies,
 				      size_t n);
 
+/* Writes one queued result r now (a SendResult, Pong or FanoutResult;
+ * failed: its commit or sync failed), bypassing the cluster's hold: for
+ * broker/cluster/sp_cluster_route.c, which held it. r borrowed. */
+void sp_mailbox_send_result(struct sp_shard *sh, const struct sp_pending_result *r, bool failed);
+
 /* The results array grown (sp_mailbox_result's slow path): 0 or -ENOMEM. */
 int sp_mailbox_results_grow(struct sp_shard *sh);
 

@@ -8,6 +8,7 @@
 
 #include "sp_account.h"
 #include "sp_anon.h"
+#include "sp_cluster_route.h"
 #include "sp_conn_table.h"
 #include "sp_deliver.h"
 #include "sp_fanout.h"
@@ -33,12 +34,15 @@ static enum sp_close_reason on_send(struct sp_shard *sh, struct sp_conn *c,
 		st = SP_STATUS_ERR_BAD_RECIPIENT;
 	else if (f->body_len > sh->cfg->max_envelope)
 		st = SP_STATUS_ERR_TOO_LARGE;
-	else if (f->u.send.flags & SP_SEND_ONLINE_ONLY)
+	else if (f->u.send.flags & SP_SEND_ONLINE_ONLY) {
 		/* Never stored, not ordered with stored envelopes: straight to a
-		 * live connection, whatever its mailbox mode. */
-		st = (rc = sp_deliver_recipient(sh, f->u.send.to)) ? sp_deliver_online(sh, rc, f)
-								   : SP_STATUS_ERR_OFFLINE;
-	else
+		 * live connection, whatever its mailbox mode; in cluster mode one
+		 * on another node answers for itself (its result queued there). */
+		rc = sp_deliver_recipient(sh, f->u.send.to);
+		if (!rc && sh->cluster)
+			return sp_cluster_route_send(sh, c, f);
+		st = rc ? sp_deliver_online(sh, rc, f) : SP_STATUS_ERR_OFFLINE;
+	} else
 		st = sp_mailbox_store(sh, c, f, &seq, &durable);
 	if (st != SP_STATUS_ACCEPTED && st != SP_STATUS_DELIVERED)
 		seq = 0;
@@ -154,7 +158,8 @@ static void route_drop(struct sp_shard *sh, struct sp_conn *c)
 		return;
 	/* With the expected handle: after a takeover the route belongs to the
 	 * new connection and this is a no-op (-ESTALE). */
-	sp_route_remove(sh->routes, c->s.peer, sp_conn_handle(sh, c));
+	if (sp_route_remove(sh->routes, c->s.peer, sp_conn_handle(sh, c)) == 0)
+		sp_cluster_route_down(sh, c->s.peer);   /* cluster: no more on this node */
 	c->route.routed = false;
 }
 
@@ -188,6 +193,9 @@ static enum sp_close_reason route_device(struct sp_shard *sh, struct sp_conn *c)
 		else
 			sp_life_end(sh, old, SP_CLOSE_TAKEOVER);
 	}
+	/* Cluster: this node holds the device now; an older connection of it
+	 * on another node goes. */
+	sp_cluster_route_up(sh, c);
 	/* Connected: the next wake-up after it leaves is not coalesced away. */
 	if (sh->push)
 		sp_push_connected(sh->push, c->s.peer);

@@ -39,6 +39,7 @@ enum sp_op {
 	SP_OP_ADMIN,    /* read on the admin socket's eventfd: jobs queued */
 	SP_OP_PUSH,     /* read on the push worker's eventfd: outcomes waiting */
 	SP_OP_SYNC,     /* read on the store's sync-thread eventfd: a WAL sync ended */
+	SP_OP_CLUSTER,  /* read on the cluster inbox's eventfd: NATS messages waiting */
 	SP_OP_MAX,
 };
 

@@ -27,6 +27,7 @@
 
 #include "sp_accept.h"
 #include "sp_admin_exec.h"
+#include "sp_cluster_route.h"
 #include "sp_conn_io.h"
 #include "sp_fanout.h"
 #include "sp_lifecycle.h"
@@ -214,6 +215,7 @@ static void on_tick(struct sp_shard *sh)
 		push_arm(sh);
 	if (sh->sync_retry)
 		sync_arm(sh);
+	sp_cluster_route_tick(sh);
 	sp_accept_arm(sh);
 	sp_timers_arm_tick(sh);
 }
@@ -231,6 +233,7 @@ static void on_cqe(struct sp_shard *sh, const struct io_uring_cqe *cqe)
 	case SP_OP_ADMIN: sp_admin_exec_cqe(sh, cqe->res); break;
 	case SP_OP_PUSH: on_push(sh, cqe->res); break;
 	case SP_OP_SYNC: on_sync(sh, cqe->res); break;
+	case SP_OP_CLUSTER: sp_cluster_route_cqe(sh, cqe->res); break;
 	case SP_OP_RECV:
 	case SP_OP_SEND:
 	case SP_OP_SHUTDOWN:
@@ -282,6 +285,7 @@ int sp_shard_run(struct sp_shard *sh)
 	sp_timers_arm_tick(sh);
 	sp_admin_exec_arm(sh);
 	push_arm(sh);
+	sp_cluster_route_arm(sh);
 	while (!done(sh)) {
 		ret = sp_timers_retry(sh);
 		if (ret)

@@ -26,6 +26,7 @@ struct sp_admin;
 struct sp_admin_job;
 struct sp_hsrate;
 struct sp_push;
+struct sp_cluster_route;
 struct sp_route;
 struct sp_source_table;
 struct sp_store;
@@ -176,6 +177,10 @@ struct sp_shard {
 	struct sp_push *push;
 	uint64_t push_buf;
 	bool push_armed, push_retry;
+
+	/* --cluster (broker/cluster/sp_cluster_route.h): this shard's side of
+	 * the node; borrowed, set before sp_shard_run; NULL on a single node. */
+	struct sp_cluster_route *cluster;
 
 	/* Stop (sp_shard.c). */
 	bool stopping;

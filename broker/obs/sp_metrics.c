@@ -33,12 +33,15 @@ struct sp_metrics {
 	struct sp_metrics_shard *slots; /* nshards shard slots, then the aux slot */
 	unsigned nshards;
 	int ready;                      /* atomic */
+	int cluster_down;               /* atomic; 0 on a single node */
 	uint64_t mailbox_base_entries;  /* atomic */
 	uint64_t mailbox_base_bytes;    /* atomic */
 	double start_time;              /* seconds since the epoch, set once */
 	pthread_mutex_t source_lock;    /* guards fn, ctx, and holds while fn runs */
 	sp_metrics_rocksdb_fn rocksdb_fn;
 	void *rocksdb_ctx;
+	sp_metrics_cluster_fn cluster_fn;  /* under source_lock, like rocksdb_fn */
+	void *cluster_ctx;
 };
 
 static const char *const pattern_names[SP_METRICS_PATTERN_COUNT] = { "ik", "xx", "nk" };
@@ -165,7 +168,21 @@ void sp_metrics_set_ready(struct sp_metrics *m, bool ready)
 
 bool sp_metrics_ready(const struct sp_metrics *m)
 {
-	return __atomic_load_n(&m->ready, __ATOMIC_ACQUIRE) != 0;
+	return __atomic_load_n(&m->ready, __ATOMIC_ACQUIRE) != 0 &&
+	       __atomic_load_n(&m->cluster_down, __ATOMIC_ACQUIRE) == 0;
+}
+
+void sp_metrics_set_cluster_up(struct sp_metrics *m, bool up)
+{
+	__atomic_store_n(&m->cluster_down, up ? 0 : 1, __ATOMIC_RELEASE);
+}
+
+void sp_metrics_set_cluster_source(struct sp_metrics *m, sp_metrics_cluster_fn fn, void *ctx)
+{
+	pthread_mutex_lock(&m->source_lock);
+	m->cluster_fn = fn;
+	m->cluster_ctx = fn ? ctx : NULL;
+	pthread_mutex_unlock(&m->source_lock);
 }
 
 void sp_metrics_set_rocksdb_source(struct sp_metrics *m, sp_metrics_rocksdb_fn fn, void *ctx)
@@ -603,6 +620,55 @@ static void render_rocksdb(struct writer *w, struct sp_metrics *m)
 	    r.pending_compaction_bytes);
 }
 
+static void render_cluster(struct writer *w, struct sp_metrics *m)
+{
+	struct sp_metrics_cluster c = { 0 };
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&m->source_lock);
+	if (m->cluster_fn)
+		rc = m->cluster_fn(m->cluster_ctx, &c);
+	pthread_mutex_unlock(&m->source_lock);
+	if (rc < 0)
+		return;
+	family(w, "sealpost_cluster_connected", "gauge",
+	       "1 while this node's NATS connection is up (cluster mode).");
+	put(w, "sealpost_cluster_connected %" PRIu64 "\n", c.connected);
+	family(w, "sealpost_cluster_disconnects_total", "counter",
+	       "Times this node's NATS connection went down.");
+	put(w, "sealpost_cluster_disconnects_total %" PRIu64 "\n", c.disconnects);
+	family(w, "sealpost_cluster_reconnects_total", "counter",
+	       "Times this node's NATS connection came back.");
+	put(w, "sealpost_cluster_reconnects_total %" PRIu64 "\n", c.reconnects);
+	family(w, "sealpost_cluster_nats_messages_total", "counter",
+	       "NATS messages this node received (in) and sent (out).");
+	put(w, "sealpost_cluster_nats_messages_total{direction=\"in\"} %" PRIu64 "\n", c.msgs_in);
+	put(w, "sealpost_cluster_nats_messages_total{direction=\"out\"} %" PRIu64 "\n", c.msgs_out);
+	family(w, "sealpost_cluster_nats_bytes_total", "counter",
+	       "NATS payload bytes this node received (in) and sent (out).");
+	put(w, "sealpost_cluster_nats_bytes_total{direction=\"in\"} %" PRIu64 "\n", c.bytes_in);
+	put(w, "sealpost_cluster_nats_bytes_total{direction=\"out\"} %" PRIu64 "\n", c.bytes_out);
+	family(w, "sealpost_cluster_remote_sends_total", "counter",
+	       "Online-only sends from here to a device on another node.");
+	put(w, "sealpost_cluster_remote_sends_total %" PRIu64 "\n", c.remote_sends);
+	family(w, "sealpost_cluster_remote_deliveries_total", "counter",
+	       "Envelopes sent on another node and delivered to a device here.");
+	put(w, "sealpost_cluster_remote_deliveries_total %" PRIu64 "\n", c.remote_deliveries);
+	family(w, "sealpost_cluster_takeovers_total", "counter",
+	       "Connections here ended because their device connected to another node.");
+	put(w, "sealpost_cluster_takeovers_total %" PRIu64 "\n", c.takeovers);
+	family(w, "sealpost_cluster_request_timeouts_total", "counter",
+	       "Remote sends that got no answer within --cluster-request-timeout.");
+	put(w, "sealpost_cluster_request_timeouts_total %" PRIu64 "\n", c.timeouts);
+	family(w, "sealpost_cluster_errors_total", "counter",
+	       "NATS calls of this node that failed (publish, subscribe, reply).");
+	put(w, "sealpost_cluster_errors_total %" PRIu64 "\n", c.errors);
+	family(w, "sealpost_cluster_round_trip_seconds", "summary",
+	       "Remote online-only sends, from the request to its answer on this loop.");
+	put(w, "sealpost_cluster_round_trip_seconds_sum %.9f\n", (double)c.round_trip_ns / 1e9);
+	put(w, "sealpost_cluster_round_trip_seconds_count %" PRIu64 "\n", c.round_trips);
+}
+
 /* Resident set size from /proc/self/statm (second field, in pages). */
 static int read_rss(uint64_t *bytes)
 {
@@ -686,6 +752,7 @@ int sp_metrics_render(struct sp_metrics *m, struct sp_metrics_buf *out, unsigned
 	render_enrol(&w, m);
 	render_histograms(&w, m);
 	render_rocksdb(&w, m);
+	render_cluster(&w, m);
 	render_process(&w, m, flags);
 	return w.err;
 }

@@ -352,9 +352,37 @@ struct sp_metrics_shard *sp_metrics_shard(struct sp_metrics *m, unsigned idx);
 /* The one slot for a thread that is not a shard; not rendered with a shard label. */
 struct sp_metrics_shard *sp_metrics_aux(struct sp_metrics *m);
 
-/* /readyz answers 200 only while ready: set once listening and storage is open. */
+/* /readyz answers 200 only while ready: set once listening and storage is open
+ * and, in cluster mode, while the node's NATS connection is up. */
 void sp_metrics_set_ready(struct sp_metrics *m, bool ready);
 bool sp_metrics_ready(const struct sp_metrics *m);
+/* Cluster mode: the NATS connection went down (false) or came back (true);
+ * called from libnats's threads. Up from the start (single node). */
+void sp_metrics_set_cluster_up(struct sp_metrics *m, bool up);
+
+/*
+ * A cluster node's figures (broker/cluster/sp_cluster.h), read at scrape time
+ * on the HTTP thread; the callback must be safe to call beside the libnats
+ * threads (the counters are atomics, the NATS figures libnats's own stats).
+ */
+struct sp_metrics_cluster {
+	uint64_t connected;             /* 1 while the NATS connection is up */
+	uint64_t disconnects;           /* times it went down */
+	uint64_t reconnects;            /* times it came back */
+	uint64_t msgs_in, msgs_out;     /* NATS messages (natsConnection_GetStats) */
+	uint64_t bytes_in, bytes_out;
+	uint64_t remote_sends;          /* online-only sends to another node */
+	uint64_t remote_deliveries;     /* envelopes from another node delivered here */
+	uint64_t takeovers;             /* connections here ended by one on another node */
+	uint64_t timeouts;              /* remote sends unanswered in time */
+	uint64_t errors;                /* NATS calls that failed */
+	uint64_t round_trip_ns, round_trips; /* answered remote sends: sum and count */
+};
+typedef int (*sp_metrics_cluster_fn)(void *ctx, struct sp_metrics_cluster *out);
+/* Registers (fn non-NULL) or removes the cluster source; as for RocksDB, once
+ * a removal returns the old callback is not running. Without one (single
+ * node) no sealpost_cluster_* family is rendered. */
+void sp_metrics_set_cluster_source(struct sp_metrics *m, sp_metrics_cluster_fn fn, void *ctx);
 
 /*
  * Registers (fn non-NULL) or removes (fn NULL) the RocksDB source. Once a

@@ -542,6 +542,42 @@ static void test_reload(void **state)
 	assert_null(sp_config_reloadable_name(100));
 }
 
+/* --cluster: off by default; a list of nats://HOST:PORT or nothing. */
+static void test_cluster(void **state)
+{
+	static const char *const bad[] = {
+		"127.0.0.1:4222", "http://a:4222", "nats://a", "nats://a:0", "nats://a:65536",
+		"nats://a:4222,", "nats://a:4222,,nats://b:4222", "nats://u@a:4222",
+		"nats://a:4222/x", "nats:// a:4222", "nats://:4222",
+	};
+	struct sp_config *c = malloc(sizeof(*c));
+	char many[SP_CONFIG_CLUSTER_MAX] = "";
+
+	(void)state;
+	assert_non_null(c);
+	assert_int_equal(parse(c, NULL), SP_CONFIG_OK);
+	assert_string_equal(c->cluster, "");
+	assert_int_equal(c->cluster_replicas, 3);
+	assert_int_equal(parse(c, "--cluster", "nats://127.0.0.1:4222,nats://[::1]:4223,"
+				  "nats://nats-3.example:4222", NULL), SP_CONFIG_OK);
+	assert_string_equal(c->cluster, "nats://127.0.0.1:4222,nats://[::1]:4223,"
+					"nats://nats-3.example:4222");
+	assert_int_equal(parse(c, "--cluster=", NULL), SP_CONFIG_OK);
+	assert_string_equal(c->cluster, "");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(parse(c, "--cluster", bad[i], NULL), -EINVAL);
+		assert_non_null(strstr(err, "--cluster"));
+	}
+	for (int i = 0; i <= SP_CONFIG_CLUSTER_URLS_MAX; i++)
+		snprintf(many + strlen(many), sizeof(many) - strlen(many), "%snats://h%d:4222",
+			 i ? "," : "", i);
+	assert_int_equal(parse(c, "--cluster", many, NULL), -EINVAL);
+	assert_non_null(strstr(err, "more than 16"));
+	assert_int_equal(parse(c, "--cluster-replicas", "0", NULL), -EINVAL);
+	assert_int_equal(parse(c, "--cluster-replicas", "6", NULL), -EINVAL);
+	free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -561,6 +597,7 @@ int main(void)
 		cmocka_unit_test(test_admin_options),
 		cmocka_unit_test(test_registration),
 		cmocka_unit_test(test_reload),
+		cmocka_unit_test(test_cluster),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

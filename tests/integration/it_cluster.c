@@ -1,0 +1,601 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * it_cluster.c: sealpostd --cluster against real nats-server processes
+ * (support_nats.h: three servers, cluster routes and JetStream, on
+ * 127.0.0.1-3 with temporary stores), all stopped by the test:
+ *   - three nodes with one server key join and are ready; a fourth with
+ *     another key is refused at start, naming the cause;
+ *   - a NATS that nobody answers on, and a NATS without JetStream, are
+ *     refused at start with a clear message (exit status 1);
+ *   - readiness follows the NATS connection: /readyz 503 while the only
+ *     server is down (kill -9), 200 once it is back; counted in
+ *     sealpost_cluster_disconnects_total / _reconnects_total;
+ *   - a single node (no --cluster) renders no sealpost_cluster_* family;
+ *   - online-only sends across nodes: DELIVERED to a device on another node
+ *     (once its presence reached the sender's NATS server), in order, with
+ *     the SendResults in order; ERR_OFFLINE for a device on no node;
+ *   - takeover across nodes: the device connecting to a second node ends
+ *     its first connection with GoAway TAKEOVER, and sends reach the new one.
+ * Waits are bounded polls, never timing thresholds.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "sp_clock.h"
+#include "support.h"
+#include "support_nats.h"
+#include "support_raw.h"
+
+enum { OUT_MAX = 65536, RUN_TIMEOUT_S = 60, POLL_MS = 50, READY_BOUND_MS = 30000 };
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/* Runs `sealpostd ARGS` with stderr into out; the exit status. */
+static int run_sealpostd(const char *args, char *out, size_t cap)
+{
+	char cmd[2048];
+	char *argv[] = { "/bin/sh", "-c", cmd, NULL };
+	const char *bin = getenv("SEALPOSTD");
+
+	assert_non_null(bin);
+	snprintf(cmd, sizeof(cmd), "exec '%s' --metrics-listen off --admin-socket off %s 2>&1",
+		 bin, args);
+	return sp_it_run(argv, NULL, out, cap, RUN_TIMEOUT_S);
+}
+
+/* A fresh data directory holding a copy of src's server.key (the operator
+ * distributes the one key pair to every node). */
+static void dir_with_key(char *dir, size_t cap, const char *src)
+{
+	char from[400], to[400], buf[256];
+	ssize_t n;
+	int in, out;
+
+	snprintf(dir, cap, "/tmp/sp-it-node-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	snprintf(from, sizeof(from), "%s/server.key", src);
+	snprintf(to, sizeof(to), "%s/server.key", dir);
+	in = open(from, O_RDONLY | O_CLOEXEC);
+	assert_true(in >= 0);
+	out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	assert_true(out >= 0);
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		assert_int_equal(write(out, buf, (size_t)n), n);
+	close(in);
+	close(out);
+}
+
+/* The nodes' flags: quick reconnects and pings, so failure tests move on. */
+#define NODE_ARGS(urls, replicas) \
+	{ "--cluster", (urls), "--cluster-replicas", (replicas), "--cluster-reconnect-wait", "50", \
+	  "--cluster-ping-interval", "500", NULL }
+
+static int start_node(struct sp_it_broker *b, const char *dir, const struct sp_it_nats *nats,
+		      const char *replicas)
+{
+	const char *args[] = NODE_ARGS(nats->urls, replicas);
+
+	return sp_it_broker_start(b, dir, args);
+}
+
+/* The HTTP status of GET path on b's metrics endpoint. */
+static int http_status(const struct sp_it_broker *b, const char *path)
+{
+	char *body = NULL;
+	int st = sp_it_http_get(b->metrics_port, path, &body);
+
+	free(body);
+	return st;
+}
+
+static bool metric_has(const struct sp_it_broker *b, const char *needle)
+{
+	char *body = NULL;
+	bool has = sp_it_http_get(b->metrics_port, "/metrics", &body) == 200 && body &&
+		   strstr(body, needle);
+
+	free(body);
+	return has;
+}
+
+/* Polls /readyz until it answers want (bounded); true if it did. */
+static bool wait_readyz(const struct sp_it_broker *b, int want)
+{
+	uint64_t deadline = sp_clock_mono_ms() + READY_BOUND_MS;
+
+	while (sp_clock_mono_ms() < deadline) {
+		if (http_status(b, "/readyz") == want)
+			return true;
+		sleep_ms(POLL_MS);
+	}
+	return false;
+}
+
+static void test_nodes_share_one_key(void **state)
+{
+	struct sp_it_nats nats;
+	struct sp_it_broker node[3];
+	char dirs[2][64], other[] = "/tmp/sp-it-node-XXXXXX", out[OUT_MAX], args[1024];
+	int rc;
+
+	(void)state;
+	if (!sp_it_nats_available())
+		skip();
+	assert_int_equal(sp_it_nats_start(&nats, 3, true), 0);
+	/* The first node makes the key pair; the others get a copy of it. */
+	assert_int_equal(start_node(&node[0], NULL, &nats, "3"), 0);
+	for (int i = 0; i < 2; i++) {
+		dir_with_key(dirs[i], sizeof(dirs[i]), node[0].data_dir);
+		assert_int_equal(start_node(&node[i + 1], dirs[i], &nats, "3"), 0);
+	}
+	for (int i = 0; i < 3; i++) {
+		assert_memory_equal(node[i].server_pub, node[0].server_pub, sizeof(node[0].server_pub));
+		assert_int_equal(http_status(&node[i], "/readyz"), 200);
+		assert_true(metric_has(&node[i], "sealpost_cluster_connected 1\n"));
+	}
+	assert_int_equal(sp_it_log_count(&node[0], "first node: recorded the server key"), 1);
+	/* >= 1: a start retried on another port (support.h) appends to the log. */
+	for (int i = 1; i < 3; i++) {
+		assert_true(sp_it_log_count(&node[i], "server key matches the cluster's") >= 1);
+		assert_int_equal(sp_it_log_count(&node[i], "not the cluster's"), 0);
+	}
+
+	/* A node with a key of its own is refused before it listens. */
+	assert_non_null(mkdtemp(other));
+	snprintf(args, sizeof(args), "--listen 127.0.0.1:1 --data-dir %s --cluster %s", other,
+		 nats.urls);
+	rc = run_sealpostd(args, out, sizeof(out));
+	assert_int_equal(rc, 1);
+	assert_non_null(strstr(out, "this node's server key is not the cluster's"));
+	assert_non_null(strstr(out, "cluster_fingerprint="));
+
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(sp_it_broker_stop(&node[i]), 0);
+	sp_it_nats_stop(&nats);
+	sp_it_rmrf(node[0].data_dir);
+	sp_it_rmrf(dirs[0]);
+	sp_it_rmrf(dirs[1]);
+	sp_it_rmrf(other);
+}
+
+static void test_unreachable_refused(void **state)
+{
+	char dir[] = "/tmp/sp-it-node-XXXXXX", out[OUT_MAX], args[1024];
+	struct sp_it_nats nats;
+	int rc;
+
+	(void)state;
+	if (!sp_it_nats_available())
+		skip();
+	/* A server that ran and is gone: its port has nobody behind it. */
+	assert_int_equal(sp_it_nats_start(&nats, 1, true), 0);
+	assert_int_equal(sp_it_nats_kill(&nats, 0), 0);
+	assert_non_null(mkdtemp(dir));
+	snprintf(args, sizeof(args), "--listen 127.0.0.1:1 --data-dir %s --cluster %s "
+		 "--cluster-connect-timeout 500", dir, nats.urls);
+	rc = run_sealpostd(args, out, sizeof(out));
+	assert_int_equal(rc, 1);
+	assert_non_null(strstr(out, "cannot connect to any NATS server of --cluster"));
+	assert_null(strstr(out, "sealpostd started"));
+	sp_it_nats_stop(&nats);
+	sp_it_rmrf(dir);
+}
+
+static void test_jetstream_off_refused(void **state)
+{
+	char dir[] = "/tmp/sp-it-node-XXXXXX", out[OUT_MAX], args[1024];
+	struct sp_it_nats nats;
+	int rc;
+
+	(void)state;
+	if (!sp_it_nats_available())
+		skip();
+	assert_int_equal(sp_it_nats_start(&nats, 1, false), 0);
+	assert_non_null(mkdtemp(dir));
+	snprintf(args, sizeof(args), "--listen 127.0.0.1:1 --data-dir %s --cluster %s", dir,
+		 nats.urls);
+	rc = run_sealpostd(args, out, sizeof(out));
+	assert_int_equal(rc, 1);
+	assert_non_null(strstr(out, "JetStream is not enabled on the NATS cluster"));
+	assert_null(strstr(out, "sealpostd started"));
+	sp_it_nats_stop(&nats);
+	sp_it_rmrf(dir);
+}
+
+static void test_readiness_follows_nats(void **state)
+{
+	struct sp_it_nats nats;
+	struct sp_it_broker node;
+
+	(void)state;
+	if (!sp_it_nats_available())
+		skip();
+	assert_int_equal(sp_it_nats_start(&nats, 1, true), 0);
+	assert_int_equal(start_node(&node, NULL, &nats, "1"), 0);
+	assert_int_equal(http_status(&node, "/readyz"), 200);
+
+	assert_int_equal(sp_it_nats_kill(&nats, 0), 0);
+	assert_true(wait_readyz(&node, 503));
+	assert_true(metric_has(&node, "sealpost_cluster_connected 0\n"));
+	assert_true(metric_has(&node, "sealpost_cluster_disconnects_total 1\n"));
+	/* Still serving what needs no cluster: /healthz. */
+	assert_int_equal(http_status(&node, "/healthz"), 200);
+
+	assert_int_equal(sp_it_nats_restart(&nats, 0), 0);
+	assert_int_equal(sp_it_nats_wait_ready(&nats, SP_IT_NATS_READY_MS), 0);
+	assert_true(wait_readyz(&node, 200));
+	assert_true(metric_has(&node, "sealpost_cluster_reconnects_total 1\n"));
+	assert_true(sp_it_log_count(&node, "cluster: NATS connection lost") >= 1);
+	assert_true(sp_it_log_count(&node, "cluster: NATS connection back") >= 1);
+
+	assert_int_equal(sp_it_broker_stop(&node), 0);
+	sp_it_nats_stop(&nats);
+	sp_it_rmrf(node.data_dir);
+}
+
+/* Three nats-servers and three nodes of one key: the fixture of the
+ * delivery tests. */
+struct trio {
+	struct sp_it_nats nats;
+	struct sp_it_broker node[3];
+	char dirs[2][64];
+};
+
+static void trio_start(struct trio *t)
+{
+	assert_int_equal(sp_it_nats_start(&t->nats, 3, true), 0);
+	assert_int_equal(start_node(&t->node[0], NULL, &t->nats, "3"), 0);
+	for (int i = 0; i < 2; i++) {
+		dir_with_key(t->dirs[i], sizeof(t->dirs[i]), t->node[0].data_dir);
+		assert_int_equal(start_node(&t->node[i + 1], t->dirs[i], &t->nats, "3"), 0);
+	}
+}
+
+static void trio_stop(struct trio *t)
+{
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(sp_it_broker_stop(&t->node[i]), 0);
+		assert_int_equal(sp_it_log_count_key(&t->node[i], t->node[0].server_pub), 0);
+	}
+	sp_it_nats_stop(&t->nats);
+	sp_it_rmrf(t->node[0].data_dir);
+	sp_it_rmrf(t->dirs[0]);
+	sp_it_rmrf(t->dirs[1]);
+}
+
+/* A device connected (IK) and proven to node i: a Ping answered means the
+ * broker has read the proof and routed the device. */
+static void device_open(struct sp_raw *c, const struct trio *t, int i)
+{
+	uint8_t buf[64];
+	size_t off = 0;
+	struct sp_raw_frame f;
+
+	assert_int_equal(sp_raw_open(c, t->node[i].port, SP_PREAMBLE_PATTERN_IK,
+				     t->node[0].server_pub), 0);
+	assert_int_equal(sp_raw_put_simple(buf, sizeof(buf), &off, SP_FRAME_PING, 7, NULL, 0), 0);
+	assert_int_equal(sp_raw_send_plain(c, buf, off), 0);
+	assert_int_equal(sp_raw_wait_frame(c, SP_FRAME_PONG, &f, SP_RAW_TIMEOUT_MS), 0);
+}
+
+static void send_online(struct sp_raw *c, const uint8_t to[SP_KEY_LEN], uint64_t cid,
+			const void *body, size_t len)
+{
+	uint8_t buf[512];
+	size_t off = 0;
+
+	assert_int_equal(sp_raw_put_send(buf, sizeof(buf), &off, to, SP_KEY_LEN, cid,
+					 SP_SEND_ONLINE_ONLY, body, len), 0);
+	assert_int_equal(sp_raw_send_plain(c, buf, off), 0);
+}
+
+/* Presence travels through NATS's interest propagation: an online-only send
+ * answers ERR_OFFLINE until the recipient's subscription has reached the
+ * sender's server, then DELIVERED; while a node is between NATS servers,
+ * ERR_CLUSTER_UNAVAILABLE (81). Bounded: READY_BOUND_MS. *cid counts up.
+ * *unavailable (may be NULL): how many 81s came first. */
+static void send_until_delivered_n(struct sp_raw *from, struct sp_raw *to, uint64_t *cid,
+				   int *unavailable)
+{
+	uint64_t deadline = sp_clock_mono_ms() + READY_BOUND_MS;
+	struct sp_raw_frame f;
+	uint32_t st;
+
+	for (;;) {
+		send_online(from, to->s_pub, ++*cid, "probe", 5);
+		assert_int_equal(sp_raw_expect_result(from, *cid, &st, SP_RAW_TIMEOUT_MS), 0);
+		if (st == SP_STATUS_DELIVERED)
+			break;
+		if (unavailable && st == SP_STATUS_ERR_CLUSTER_UNAVAILABLE)
+			++*unavailable;
+		else
+			assert_int_equal(st, SP_STATUS_ERR_OFFLINE);
+		assert_true(sp_clock_mono_ms() < deadline);
+		sleep_ms(POLL_MS);
+	}
+	assert_int_equal(sp_raw_wait_frame(to, SP_FRAME_DELIVER, &f, SP_RAW_TIMEOUT_MS), 0);
+	assert_int_equal(f.seq, 0);
+	assert_int_equal(f.body_len, 5);
+	assert_memory_equal(f.body, "probe", 5);
+}
+
+static void send_until_delivered(struct sp_raw *from, struct sp_raw *to, uint64_t *cid)
+{
+	send_until_delivered_n(from, to, cid, NULL);
+}
+
+/* The index of the NATS server node i is connected to now (its log's last
+ * "connected to NATS" or "connection back" line names it), or -1. */
+static int node_server(const struct trio *t, int i)
+{
+	FILE *f = fopen(t->node[i].log_path, "r");
+	char line[1024];
+	int which = -1;
+
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f)) {
+		if (!strstr(line, "cluster: connected to NATS") &&
+		    !strstr(line, "cluster: NATS connection back"))
+			continue;
+		for (int s = 0; s < t->nats.n; s++) {
+			char want[64];
+
+			snprintf(want, sizeof(want), "server=%s\n", t->nats.s[s].url);
+			if (strstr(line, want))
+				which = s;
+		}
+	}
+	fclose(f);
+	return which;
+}
+
+static void test_online_across_nodes(void **state)
+{
+	struct sp_raw a, b, nobody;
+	struct sp_raw_frame f;
+	struct trio t;
+	uint64_t cid = 0;
+	enum { N = 50 };
+	char body[32];
+	uint32_t st;
+
+	(void)state;
+	if (!sp_it_nats_available())
+		skip();
+	trio_start(&t);
+	assert_int_equal(sp_raw_init(&a), 0);
+	assert_int_equal(sp_raw_init(&b), 0);
+	assert_int_equal(sp_raw_init(&nobody), 0);
+	device_open(&a, &t, 0);
+	device_open(&b, &t, 1);
+	send_until_delivered(&a, &b, &cid);
+
+	/* A burst, one transport message each: results in Send order, bodies
+	 * in the same order on the other node. */
+	for (int i = 0; i < N; i++) {
+		int n = snprintf(body, sizeof(body), "envelope %d", i);
+
+		send_online(&a, b.s_pub, cid + 1 + (uint64_t)i, body, (size_t)n);
+	}
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(sp_raw_expect_result(&a, cid + 1 + (uint64_t)i, &st,
+						      SP_RAW_TIMEOUT_MS), 0);
+		assert_int_equal(st, SP_STATUS_DELIVERED);
+	}
+	for (int i = 0; i < N; i++) {
+		int n = snprintf(body, sizeof(body), "envelope %d", i);
+
+		assert_int_equal(sp_raw_wait_frame(&b, SP_FRAME_DELIVER, &f, SP_RAW_TIMEOUT_MS), 0);
+		assert_int_equal(f.body_len, (size_t)n);
+		assert_memory_equal(f.body, body, (size_t)n);
+	}
+	cid += N;
+	/* A Ping right behind a cross-node Send, in one transport message: its
+	 * Pong waits for the remote answer, so it comes after the SendResult. */
+	{
+		uint8_t buf[256];
+		size_t off = 0;
+
+		assert_int_equal(sp_raw_put_send(buf, sizeof(buf), &off, b.s_pub, SP_KEY_LEN, ++cid,
+						 SP_SEND_ONLINE_ONLY, (const uint8_t *)"p", 1), 0);
+		assert_int_equal(sp_raw_put_simple(buf, sizeof(buf), &off, SP_FRAME_PING, 99, NULL, 0),
+				 0);
+		assert_int_equal(sp_raw_send_plain(&a, buf, off), 0);
+		assert_int_equal(sp_raw_recv_frame(&a, &f, SP_RAW_TIMEOUT_MS), 0);
+		assert_int_equal(f.type, SP_FRAME_SEND_RESULT);
+		assert_int_equal(f.client_id, cid);
+		assert_int_equal(f.status, SP_STATUS_DELIVERED);
+		assert_int_equal(sp_raw_recv_frame(&a, &f, SP_RAW_TIMEOUT_MS), 0);
+		assert_int_equal(f.type, SP_FRAME_PONG);
+		assert_int_equal(f.id, 99);
+		assert_int_equal(sp_raw_wait_frame(&b, SP_FRAME_DELIVER, &f, SP_RAW_TIMEOUT_MS), 0);
+	}
+	/* Nobody holds this device anywhere: "no responders", at once. */
+	send_online(&a, nobody.s_pub, ++cid, "x", 1);
+	assert_int_equal(sp_raw_expect_result(&a, cid, &st, SP_RAW_TIMEOUT_MS), 0);
+	assert_int_equal(st, SP_STATUS_ERR_OFFLINE);
+	assert_true(metric_has(&t.node[0], "sealpost_cluster_remote_sends_total"));
+	assert_false(metric_has(&t.node[1], "sealpost_cluster_remote_deliveries_total 0\n"));
+
+	sp_raw_close(&a);
+	sp_raw_close(&b);
+	sp_raw_close(&nobody);
+	trio_stop(&t);
+}
+
+static void test_takeover_across_nodes(void **state)
+{
+	struct sp_raw a, b1, b2;
+	struct sp_raw_frame f;
+	struct trio t;
+	uint64_t cid = 0;
+	uint32_t code = 0, st;
+
+	(void)state;
+	if (!sp_it_nats_available())
+		skip();
+	trio_start(&t);
+	assert_int_equal(sp_raw_init(&a), 0);
+	assert_int_equal(sp_raw_init(&b1), 0);
+	assert_int_equal(sp_raw_init(&b2), 0);
+	memcpy(b2.s_priv, b1.s_priv, SP_KEY_LEN);   /* the same device, twice */
+	memcpy(b2.s_pub, b1.s_pub, SP_KEY_LEN);
+	device_open(&a, &t, 0);
+	device_open(&b1, &t, 1);
+	send_until_delivered(&a, &b1, &cid);
+
+	/* The device connects to the third node: the second one lets go. */
+	device_open(&b2, &t, 2);
+	assert_int_equal(sp_raw_expect_goaway(&b1, &code, SP_RAW_TIMEOUT_MS, NULL), 0);
+	assert_int_equal(code, SP_STATUS_GOAWAY_TAKEOVER);
+	assert_true(metric_has(&t.node[1], "sealpost_cluster_takeovers_total 1\n"));
+	/* And what is sent to it reaches it there. */
+	send_until_delivered(&a, &b2, &cid);
+	/* The old node no longer answers for it: nothing arrives twice. */
+	send_online(&a, b2.s_pub, ++cid, "once", 4);
+	assert_int_equal(sp_raw_expect_result(&a, cid, &st, SP_RAW_TIMEOUT_MS), 0);
+	assert_int_equal(st, SP_STATUS_DELIVERED);
+	assert_int_equal(sp_raw_wait_frame(&b2, SP_FRAME_DELIVER, &f, SP_RAW_TIMEOUT_MS), 0);
+	assert_memory_equal(f.body, "once", 4);
+
+	sp_raw_close(&a);
+	sp_raw_close(&b1);
+	sp_raw_close(&b2);
+	trio_stop(&t);
+}
+
+/* kill -9 of the nats-server a node is connected to: the node moves to
+ * another server (its subscriptions with it) and cross-node delivery
+ * resumes; meanwhile a send gets ERR_CLUSTER_UNAVAILABLE or ERR_OFFLINE,
+ * never a loss reported as DELIVERED. The killed server comes back. */
+static void test_nats_server_killed(void **state)
+{
+	struct sp_raw a, b;
+	struct trio t;
+	uint64_t cid = 0;
+	int victim, unavailable = 0;
+
+	(void)state;
+	if (!sp_it_nats_available())
+		skip();
+	trio_start(&t);
+	assert_int_equal(sp_raw_init(&a), 0);
+	assert_int_equal(sp_raw_init(&b), 0);
+	device_open(&a, &t, 0);
+	device_open(&b, &t, 1);
+	send_until_delivered(&a, &b, &cid);
+
+	victim = node_server(&t, 1);        /* the recipient's node's server */
+	assert_true(victim >= 0);
+	uint64_t t0 = sp_clock_mono_ms();
+
+	assert_int_equal(sp_it_nats_kill(&t.nats, victim), 0);
+	send_until_delivered_n(&a, &b, &cid, &unavailable);
+	/* A figure for docs/CLUSTER.md, not a threshold. */
+	fprintf(stderr, "[it_cluster] nats-server %d killed: cross-node delivery back after %llu ms "
+		"(%d sends answered 81 meanwhile)\n", victim,
+		(unsigned long long)(sp_clock_mono_ms() - t0), unavailable);
+	assert_true(sp_it_log_count(&t.node[1], "cluster: NATS connection back") >= 1);
+	assert_int_not_equal(node_server(&t, 1), victim);
+	assert_true(metric_has(&t.node[1], "sealpost_cluster_reconnects_total 1\n"));
+
+	assert_int_equal(sp_it_nats_restart(&t.nats, victim), 0);
+	assert_int_equal(sp_it_nats_wait_ready(&t.nats, SP_IT_NATS_READY_MS), 0);
+	send_until_delivered(&a, &b, &cid);
+	sp_raw_close(&a);
+	sp_raw_close(&b);
+	trio_stop(&t);
+}
+
+/* kill -9 of a node: its device reconnects to another node and is
+ * reachable there; the survivors are unaffected. */
+static void test_node_killed(void **state)
+{
+	struct sp_raw a, b;
+	struct trio t;
+	uint64_t cid = 0;
+
+	(void)state;
+	if (!sp_it_nats_available())
+		skip();
+	trio_start(&t);
+	assert_int_equal(sp_raw_init(&a), 0);
+	assert_int_equal(sp_raw_init(&b), 0);
+	device_open(&a, &t, 0);
+	device_open(&b, &t, 1);
+	send_until_delivered(&a, &b, &cid);
+	assert_true(sp_it_broker_kill(&t.node[1]) != 0);     /* killed: not a clean exit */
+	/* Its subscriptions died with its NATS connection: the device is
+	 * offline (or, for a moment, its old node unreachable), never
+	 * reported delivered. */
+	for (uint64_t deadline = sp_clock_mono_ms() + READY_BOUND_MS;;) {
+		uint32_t st;
+
+		send_online(&a, b.s_pub, ++cid, "x", 1);
+		assert_int_equal(sp_raw_expect_result(&a, cid, &st, SP_RAW_TIMEOUT_MS), 0);
+		if (st == SP_STATUS_ERR_OFFLINE)
+			break;
+		assert_int_equal(st, SP_STATUS_ERR_CLUSTER_UNAVAILABLE);
+		assert_true(sp_clock_mono_ms() < deadline);
+		sleep_ms(POLL_MS);
+	}
+	sp_raw_disconnect(&b);
+	device_open(&b, &t, 2);
+	send_until_delivered(&a, &b, &cid);
+	sp_raw_close(&a);
+	sp_raw_close(&b);
+	{
+		const char *args[] = NODE_ARGS(t.nats.urls, "3");
+
+		assert_int_equal(sp_it_broker_restart(&t.node[1], args), 0);
+	}
+	trio_stop(&t);
+}
+
+static void test_single_node_untouched(void **state)
+{
+	struct sp_it_broker b;
+
+	(void)state;
+	assert_int_equal(sp_it_broker_start(&b, NULL, NULL), 0);
+	assert_int_equal(http_status(&b, "/readyz"), 200);
+	assert_true(metric_has(&b, "sealpost_build_info"));
+	assert_false(metric_has(&b, "sealpost_cluster_"));
+	assert_int_equal(sp_it_log_count(&b, "cluster"), 0);
+	assert_int_equal(sp_it_broker_stop(&b), 0);
+	sp_it_rmrf(b.data_dir);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_single_node_untouched),
+		cmocka_unit_test(test_unreachable_refused),
+		cmocka_unit_test(test_jetstream_off_refused),
+		cmocka_unit_test(test_readiness_follows_nats),
+		cmocka_unit_test(test_nodes_share_one_key),
+		cmocka_unit_test(test_online_across_nodes),
+		cmocka_unit_test(test_takeover_across_nodes),
+		cmocka_unit_test(test_nats_server_killed),
+		cmocka_unit_test(test_node_killed),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
