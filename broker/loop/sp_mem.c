@@ -10,6 +10,7 @@
 
 #include "sp_conn_io.h"
 #include "sp_lifecycle.h"
+#include "sp_route.h"
 
 /* The live connection holding the most (not one already ended); the
  * bytes held by those already ended, whose memory goes back once their
@@ -89,6 +90,10 @@ void sp_mem_publish(struct sp_shard *sh)
 	sp_metrics_memory_set(m, SP_METRICS_MEM_RESERVE,
 			      (uint64_t)sh->pool.nfree * sizeof(struct sp_txchunk));
 	sp_metrics_memory_set(m, SP_METRICS_MEM_SLAB, sp_slab_bytes(&sh->slab));
+	sp_metrics_memory_set(m, SP_METRICS_MEM_CONNS,
+			      (uint64_t)sh->high_water * sizeof(struct sp_conn));
+	if (sh->routes)
+		sp_metrics_memory_set(m, SP_METRICS_MEM_ROUTES, sp_route_bytes(sh->routes));
 	sp_metrics_memory_budget(m, sh->cfg->mem_budget);
 	if (fails == sh->mem.lock_failures)
 		return;
