@@ -67,9 +67,12 @@ struct sp_shard {
 	struct sp_ring ring;
 	struct sp_bufring bufs;
 	struct sp_txpool pool;
-	/* The sessions' handshake states and transport keys: locked memory
-	 * (sp_slab.h), a slot each, through env.slab. */
+	/* The sessions' secrets in locked memory (sp_slab.h): handshake
+	 * states and open outbound streams in slab (env.slab), the transport
+	 * keys, all an idle connection holds, in key_slab's small slots
+	 * (env.key_slab). */
 	struct sp_slab slab;
+	struct sp_slab key_slab;
 	struct sp_route *routes;
 	struct sp_session_env env;
 	struct sp_shard_app app;

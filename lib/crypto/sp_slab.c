@@ -47,15 +47,23 @@ static uint64_t mapped_bytes(size_t n)
 	return payload + 3 * page;
 }
 
+uint32_t sp_slab_fit(size_t slot_size, size_t chunk_bytes)
+{
+	size_t st = SP_SLAB_HDR + ((slot_size + 15) & ~(size_t)15);
+	size_t n = chunk_bytes > 16 ? (chunk_bytes - 16) / st : 0;
+
+	if (n > UINT32_MAX)
+		n = UINT32_MAX;
+	return n ? (uint32_t)n : 1;
+}
+
 int sp_slab_init(struct sp_slab *sl, size_t slot_size, uint32_t per_chunk, uint64_t max_bytes)
 {
 	if (!sl || slot_size == 0 || slot_size > SP_SLAB_CHUNK_BYTES)
 		return -EINVAL;
 	memset(sl, 0, sizeof(*sl));
 	sl->slot_size = (slot_size + 15) & ~(size_t)15;
-	sl->per_chunk = per_chunk ? per_chunk : (uint32_t)(SP_SLAB_CHUNK_BYTES / stride(sl));
-	if (sl->per_chunk == 0)
-		sl->per_chunk = 1;
+	sl->per_chunk = per_chunk ? per_chunk : sp_slab_fit(slot_size, SP_SLAB_CHUNK_BYTES);
 	sl->max_bytes = max_bytes;
 	return 0;
 }

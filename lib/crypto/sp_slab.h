@@ -61,8 +61,16 @@ struct sp_slab {
 };
 
 /*
+ * Slots of slot_size bytes (header included) that fit chunk_bytes of page
+ * payload with sodium_malloc's 16-byte canary, so that no page is mapped
+ * for a canary alone (a chunk of exactly 64 KiB of slots maps a 17th
+ * page). At least 1.
+ */
+uint32_t sp_slab_fit(size_t slot_size, size_t chunk_bytes);
+
+/*
  * slot_size: payload bytes of a slot (rounded up to 16). per_chunk: slots
- * per chunk, 0 = as many as fit in SP_SLAB_CHUNK_BYTES. max_bytes: the
+ * per chunk, 0 = sp_slab_fit(slot_size, SP_SLAB_CHUNK_BYTES). max_bytes: the
  * mapped bytes (sp_slab_bytes) the slab may grow to, 0 = no limit. Maps
  * nothing until the first alloc. -EINVAL for a zero or huge slot size.
  */

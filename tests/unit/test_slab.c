@@ -147,6 +147,26 @@ static void test_alloc_free_zero(void **state)
 
 /* A live slot freed twice, or a pointer that is no slot, is refused and
  * changes nothing. */
+/* sp_slab_fit leaves room for sodium_malloc's 16-byte canary inside the
+ * chunk's pages, and the default chunk is laid out so. */
+static void test_fit(void **state)
+{
+	struct sp_slab sl;
+
+	(void)state;
+	/* 112-byte slots: 128-byte strides; 64 KiB would be 512 of them,
+	 * whose canary would map a 17th page. */
+	assert_int_equal(sp_slab_fit(112, 64 << 10), 511);
+	assert_int_equal(sp_slab_fit(100, 256 << 10), (uint32_t)(((256 << 10) - 16) / 128));
+	assert_int_equal(sp_slab_fit(SP_SLAB_CHUNK_BYTES, 100), 1);
+	assert_int_equal(sp_slab_init(&sl, 112, 0, 0), 0);
+	assert_int_equal(sl.per_chunk, 511);
+	assert_non_null(sp_slab_alloc(&sl));
+	/* 16 payload pages and libsodium's three. */
+	assert_int_equal(sp_slab_bytes(&sl), (uint64_t)(16 + 3) * (uint64_t)sysconf(_SC_PAGESIZE));
+	sp_slab_destroy(&sl);
+}
+
 static void test_bad_free(void **state)
 {
 	struct sp_slab sl;
@@ -301,6 +321,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_alloc_free_zero),
 		cmocka_unit_test(test_bad_free),
+		cmocka_unit_test(test_fit),
 		cmocka_unit_test(test_grow_shrink),
 		cmocka_unit_test(test_exhaustion),
 		cmocka_unit_test(test_mlock_fallback),
