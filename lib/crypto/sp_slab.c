@@ -20,6 +20,7 @@ struct slot_hdr {
 	uint32_t state;
 };
 _Static_assert(sizeof(struct slot_hdr) <= SP_SLAB_HDR, "slot header size");
+_Static_assert(SP_SLAB_HDR % SP_SLAB_ALIGN == 0, "slots stay aligned after the header");
 
 struct sp_slab_chunk {
 	uint8_t *mem;                   /* sodium_malloc'd: per_chunk strides */
@@ -47,9 +48,14 @@ static uint64_t mapped_bytes(size_t n)
 	return payload + 3 * page;
 }
 
+static size_t round_slot(size_t n)
+{
+	return (n + SP_SLAB_ALIGN - 1) & ~(size_t)(SP_SLAB_ALIGN - 1);
+}
+
 uint32_t sp_slab_fit(size_t slot_size, size_t chunk_bytes)
 {
-	size_t st = SP_SLAB_HDR + ((slot_size + 15) & ~(size_t)15);
+	size_t st = SP_SLAB_HDR + round_slot(slot_size);
 	size_t n = chunk_bytes > 16 ? (chunk_bytes - 16) / st : 0;
 
 	if (n > UINT32_MAX)
@@ -62,7 +68,7 @@ int sp_slab_init(struct sp_slab *sl, size_t slot_size, uint32_t per_chunk, uint6
 	if (!sl || slot_size == 0 || slot_size > SP_SLAB_CHUNK_BYTES)
 		return -EINVAL;
 	memset(sl, 0, sizeof(*sl));
-	sl->slot_size = (slot_size + 15) & ~(size_t)15;
+	sl->slot_size = round_slot(slot_size);
 	sl->per_chunk = per_chunk ? per_chunk : sp_slab_fit(slot_size, SP_SLAB_CHUNK_BYTES);
 	sl->max_bytes = max_bytes;
 	return 0;

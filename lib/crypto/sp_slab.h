@@ -16,9 +16,12 @@
  * except one kept as a spare so that a connection count hovering at a
  * chunk boundary does not map and unmap a chunk per connection.
  *
- * A slot is preceded by a 16-byte header (its chunk's index and whether it
+ * A slot is preceded by an 8-byte header (its chunk's index and whether it
  * is in use; no secret) inside the chunk, so a free finds its chunk
- * without a search and a double free is caught.
+ * without a search and a double free is caught. Slots are 8-aligned
+ * (what the structs kept in them need; nothing of libsodium's that wants
+ * more is kept in a slot): a 104-byte transport-keys slot is 112 bytes
+ * with its header, where 16-byte alignment would make it 128.
  *
  * If the kernel refuses the lock (RLIMIT_MEMLOCK, LimitMEMLOCK= in the
  * unit), the chunk is still used: still guarded and still left out of core
@@ -38,14 +41,15 @@
 #include <stdint.h>
 
 enum {
-	SP_SLAB_HDR = 16,               /* bytes before each slot (keeps slots 16-aligned) */
+	SP_SLAB_HDR = 8,                /* bytes before each slot (keeps slots 8-aligned) */
+	SP_SLAB_ALIGN = 8,              /* slot sizes are rounded up to this */
 	SP_SLAB_CHUNK_BYTES = 64 << 10, /* default chunk payload: ~140 session slots */
 };
 
 struct sp_slab_chunk;
 
 struct sp_slab {
-	size_t slot_size;               /* payload bytes per slot, a multiple of 16 */
+	size_t slot_size;               /* payload bytes per slot, a multiple of SP_SLAB_ALIGN */
 	uint32_t per_chunk;             /* slots per chunk */
 	uint64_t max_bytes;             /* chunks mapped at most (sp_slab_bytes); 0 = no limit */
 	struct sp_slab_chunk **chunks;  /* by index; NULL = a hole left by a freed chunk */
@@ -69,7 +73,7 @@ struct sp_slab {
 uint32_t sp_slab_fit(size_t slot_size, size_t chunk_bytes);
 
 /*
- * slot_size: payload bytes of a slot (rounded up to 16). per_chunk: slots
+ * slot_size: payload bytes of a slot (rounded up to SP_SLAB_ALIGN). per_chunk: slots
  * per chunk, 0 = sp_slab_fit(slot_size, SP_SLAB_CHUNK_BYTES). max_bytes: the
  * mapped bytes (sp_slab_bytes) the slab may grow to, 0 = no limit. Maps
  * nothing until the first alloc. -EINVAL for a zero or huge slot size.

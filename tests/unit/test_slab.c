@@ -94,7 +94,7 @@ static int group_setup(void **state)
 	return sodium_init() < 0 ? -1 : 0;
 }
 
-/* Slots are distinct, 16-aligned, zeroed when handed out; the chunk is
+/* Slots are distinct, 8-aligned, zeroed when handed out; the chunk is
  * locked and out of core dumps; a freed slot is zeroed at once. */
 static void test_alloc_free_zero(void **state)
 {
@@ -104,12 +104,12 @@ static void test_alloc_free_zero(void **state)
 
 	(void)state;
 	assert_int_equal(sp_slab_init(&sl, 100, 0, 0), 0);
-	assert_int_equal(sl.slot_size, 112);    /* rounded up to 16 */
+	assert_int_equal(sl.slot_size, 104);    /* rounded up to 8 */
 	assert_int_equal(sp_slab_bytes(&sl), 0); /* nothing mapped before the first alloc */
 	for (int i = 0; i < 8; i++) {
 		p[i] = sp_slab_alloc(&sl);
 		assert_non_null(p[i]);
-		assert_int_equal((uintptr_t)p[i] % 16, 0);
+		assert_int_equal((uintptr_t)p[i] % SP_SLAB_ALIGN, 0);
 		assert_true(all_zero(p[i], sl.slot_size));
 		memset(p[i], 0xa0 + i, sl.slot_size);
 		for (int j = 0; j < i; j++)
@@ -154,12 +154,12 @@ static void test_fit(void **state)
 	struct sp_slab sl;
 
 	(void)state;
-	/* 112-byte slots: 128-byte strides; 64 KiB would be 512 of them,
-	 * whose canary would map a 17th page. */
-	assert_int_equal(sp_slab_fit(112, 64 << 10), 511);
-	assert_int_equal(sp_slab_fit(100, 256 << 10), (uint32_t)(((256 << 10) - 16) / 128));
+	/* 120-byte slots: 128-byte strides with the header; 64 KiB would be
+	 * 512 of them, whose canary would map a 17th page. */
+	assert_int_equal(sp_slab_fit(120, 64 << 10), 511);
+	assert_int_equal(sp_slab_fit(117, 256 << 10), (uint32_t)(((256 << 10) - 16) / 128));
 	assert_int_equal(sp_slab_fit(SP_SLAB_CHUNK_BYTES, 100), 1);
-	assert_int_equal(sp_slab_init(&sl, 112, 0, 0), 0);
+	assert_int_equal(sp_slab_init(&sl, 120, 0, 0), 0);
 	assert_int_equal(sl.per_chunk, 511);
 	assert_non_null(sp_slab_alloc(&sl));
 	/* 16 payload pages and libsodium's three. */
