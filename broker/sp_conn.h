@@ -79,11 +79,15 @@ struct sp_conn_timer {
 
 /* How it ends: loop/sp_lifecycle.c. */
 struct sp_conn_life {
-	enum sp_close_reason close_reason; /* set when the shard must end it (first wins) */
+	/* enum sp_close_reason, set when the shard must end it (first wins);
+	 * one byte, so that this group, the source's and the route's share
+	 * 16 bytes of the connection. */
+	uint8_t close_reason;
 };
+_Static_assert(SP_CLOSE_REASON_COUNT <= 256, "close reasons fit a byte");
 
 /* The peer's source, for the per-source limits: loop/sp_source.c. */
-enum { SP_SOURCE_KEY_LEN = 16 };
+enum { SP_SOURCE_KEY_LEN = 9 };    /* the family byte and 4 or 8 address bytes */
 struct sp_conn_src {
 	uint8_t key[SP_SOURCE_KEY_LEN]; /* IPv4 /32 or IPv6 /64 (sp_source.h) */
 	bool counted;                   /* in the source table */
