@@ -4,6 +4,7 @@
  */
 #include "sp_slab.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -221,7 +222,7 @@ bool sp_slab_holds(const struct sp_slab *sl, const void *p)
 	return sl && p && live_chunk(sl, p, &off) != NULL;
 }
 
-int sp_slab_free(struct sp_slab *sl, void *p)
+static int slot_free(struct sp_slab *sl, void *p, bool wipe)
 {
 	struct sp_slab_chunk *c;
 	struct slot_hdr *h;
@@ -233,7 +234,9 @@ int sp_slab_free(struct sp_slab *sl, void *p)
 	if (!c)
 		return -EINVAL;
 	h = (struct slot_hdr *)((uint8_t *)p - SP_SLAB_HDR);
-	sodium_memzero(p, sl->slot_size);
+	if (wipe)
+		sodium_memzero(p, sl->slot_size);
+	assert(wipe || sodium_is_zero(p, sl->slot_size));
 	h->state = SLOT_FREE;
 	if (c->nfree == 0)
 		partial_push(sl, c);
@@ -246,6 +249,16 @@ int sp_slab_free(struct sp_slab *sl, void *p)
 			chunk_release(sl, c);
 	}
 	return 0;
+}
+
+int sp_slab_free(struct sp_slab *sl, void *p)
+{
+	return slot_free(sl, p, true);
+}
+
+int sp_slab_free_wiped(struct sp_slab *sl, void *p)
+{
+	return slot_free(sl, p, false);
 }
 
 void sp_slab_destroy(struct sp_slab *sl)

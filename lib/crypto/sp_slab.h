@@ -89,6 +89,12 @@ void *sp_slab_alloc(struct sp_slab *sl);
  * pointer that is not a live slot of sl (a double free). */
 int sp_slab_free(struct sp_slab *sl, void *p);
 
+/* sp_slab_free for a slot whose owner has just zeroed all of it (what it
+ * wrote, the rest still zero from the alloc): the same checks, without a
+ * second wipe. For a slot freed once per transport message (the outbound
+ * stream, whose end wipes it). Debug builds check that it is zero. */
+int sp_slab_free_wiped(struct sp_slab *sl, void *p);
+
 /* Whether p is a slot of sl in use (what sp_slab_free would accept): for
  * tests and assertions; it reads the 16 bytes before p. */
 bool sp_slab_holds(const struct sp_slab *sl, const void *p);

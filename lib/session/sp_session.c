@@ -73,23 +73,38 @@ static void free_hs(struct sp_session *s)
 	s->hs = NULL;
 }
 
-/* The open message's stream goes back (wiped by the slab): at seal, or
- * aborted with the keys. */
-static void free_stream(struct sp_session *s)
+/* The open message's stream goes back: at seal, or aborted with the keys.
+ * wiped: a successful sp_noise_stream_end or an _abort zeroed all of it
+ * (and the slot's bytes beyond it were never written), so the slab need
+ * not wipe it again: once per transport message, that second wipe was
+ * measurable (docs/BENCHMARKS.md). Otherwise it is wiped here. */
+static void free_stream(struct sp_session *s, bool wiped)
 {
-	secret_free(s->env->slab, s->keys->tx, sizeof(*s->keys->tx));
+	struct sp_noise_stream *st = s->keys->tx;
+
+	if (!st)
+		return;
 	s->keys->tx = NULL;
+	if (!wiped)
+		sodium_memzero(st, sizeof(*st));
+	if (s->env->slab)
+		sp_slab_free_wiped(s->env->slab, st);
+	else
+		free(st);
 }
 
 static void free_keys(struct sp_session *s)
 {
+	bool wiped = false;
+
 	if (!s->keys)
 		return;
 	if (s->tx_open) {
 		sp_noise_stream_abort(s->keys->tx);
 		s->tx_open = false;
+		wiped = true;
 	}
-	free_stream(s);
+	free_stream(s, wiped);
 	sp_noise_transport_wipe(&s->keys->t);
 	secret_free(key_slab(s), s->keys, sizeof(*s->keys));
 	s->keys = NULL;
@@ -165,7 +180,7 @@ int sp_session_tx_seal(struct sp_session *s)
 		return 0;
 	s->tx_open = false;
 	ret = sp_noise_stream_end(s->keys->tx, &mlen);
-	free_stream(s);
+	free_stream(s, ret == 0);
 	if (ret)
 		return ret;
 	sp_be_put16(ch->data + s->tx_pfx, (uint16_t)mlen); /* <= SP_NOISE_MSG_MAX */
@@ -209,7 +224,7 @@ static int tx_room(struct sp_session *s, size_t need)
 	ret = sp_noise_stream_begin(s->keys->tx, &s->keys->t.tx, ch->data + ch->tail + SP_LEN_PREFIX,
 				    msg_cap(s, ch));
 	if (ret) {
-		free_stream(s);
+		free_stream(s, false);
 		return ret;
 	}
 	s->tx_open = true;
