@@ -167,6 +167,30 @@ static void test_fit(void **state)
 	sp_slab_destroy(&sl);
 }
 
+/* A slot its owner wiped goes back without a second wipe, under the
+ * same checks as sp_slab_free (a double free is refused). */
+static void test_free_wiped(void **state)
+{
+	struct sp_slab sl;
+	uint8_t *a, *b;
+
+	(void)state;
+	assert_int_equal(sp_slab_init(&sl, 64, 4, 0), 0);
+	a = sp_slab_alloc(&sl);
+	assert_non_null(a);
+	memset(a, 0x5a, 64);
+	sodium_memzero(a, 64);
+	assert_int_equal(sp_slab_free_wiped(&sl, a), 0);
+	assert_int_equal(sl.used, 0);
+	assert_int_equal(sp_slab_free_wiped(&sl, a), -EINVAL);
+	assert_int_equal(sp_slab_free_wiped(&sl, NULL), 0);
+	b = sp_slab_alloc(&sl);
+	assert_ptr_equal(b, a);                 /* the same slot, handed out zeroed */
+	assert_true(all_zero(b, 64));
+	assert_int_equal(sp_slab_free(&sl, b), 0);
+	sp_slab_destroy(&sl);
+}
+
 static void test_bad_free(void **state)
 {
 	struct sp_slab sl;
@@ -322,6 +346,7 @@ int main(void)
 		cmocka_unit_test(test_alloc_free_zero),
 		cmocka_unit_test(test_bad_free),
 		cmocka_unit_test(test_fit),
+		cmocka_unit_test(test_free_wiped),
 		cmocka_unit_test(test_grow_shrink),
 		cmocka_unit_test(test_exhaustion),
 		cmocka_unit_test(test_mlock_fallback),
