@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "sp_limits.h"
+#include "sp_ilist.h"
 #include "sp_list.h"
 #include "sp_session.h"
 
@@ -49,8 +50,8 @@ enum sp_mbox_mode {
 struct sp_conn_tab {
 	uint32_t slot;
 	uint32_t gen;                   /* bumped when the slot is freed; survives reuse */
+	uint32_t dirty_next;            /* the next slot on the flush list + 1; 0 = the last */
 	bool dirty;                     /* on the shard's flush list */
-	struct sp_conn *dirty_next;
 };
 
 /* The socket and the I/O in flight: loop/sp_conn_io.c. The slot is not
@@ -65,21 +66,28 @@ struct sp_conn_io {
 	bool abort_close;               /* close with RST: drop what the kernel still holds */
 };
 
-/* The one deadline of the connection: loop/sp_timers.c. */
+/* The one deadline of the connection: loop/sp_timers.c. Index links
+ * (sp_ilist.h: 8 bytes, not 16) since every connection is on a list. */
 struct sp_conn_timer {
-	struct sp_list node;            /* in exactly one deadline-ordered list, or none */
+	struct sp_ilink node;           /* in exactly one deadline-ordered list, or none */
 	uint64_t deadline_ns;
-	uint64_t accepted_ns;           /* handshake duration (metrics) */
-	bool hello;                     /* on the hello list: no handshake message yet */
+	/* CLOCK_MONOTONIC µs of the accept, low 32 bits: the handshake's
+	 * duration (metrics) is far below the 71 minutes they wrap in. */
+	uint32_t accepted_us;
+	uint8_t list;                   /* the list node is on: enum sp_timer_kind + 1, 0 = none */
 };
 
 /* How it ends: loop/sp_lifecycle.c. */
 struct sp_conn_life {
-	enum sp_close_reason close_reason; /* set when the shard must end it (first wins) */
+	/* enum sp_close_reason, set when the shard must end it (first wins);
+	 * one byte, so that this group, the source's and the route's share
+	 * 16 bytes of the connection. */
+	uint8_t close_reason;
 };
+_Static_assert(SP_CLOSE_REASON_COUNT <= 256, "close reasons fit a byte");
 
 /* The peer's source, for the per-source limits: loop/sp_source.c. */
-enum { SP_SOURCE_KEY_LEN = 16 };
+enum { SP_SOURCE_KEY_LEN = 9 };    /* the family byte and 4 or 8 address bytes */
 struct sp_conn_src {
 	uint8_t key[SP_SOURCE_KEY_LEN]; /* IPv4 /32 or IPv6 /64 (sp_source.h) */
 	bool counted;                   /* in the source table */
@@ -94,12 +102,15 @@ struct sp_conn_route {
 /* Mailbox delivery (see app/sp_mailbox.h): app/sp_mailbox.c. */
 struct sp_conn_mbox {
 	uint8_t mode;                   /* enum sp_mbox_mode */
+	/* Acks for nothing (below ack_unknown_max <= 2^30 + one frame's,
+	 * or the connection is closed: 32 bits hold them). */
+	uint32_t acks_nothing;
+	struct sp_ilink drain;          /* in the shard's drain list while the reader runs */
 	uint64_t from;                  /* the backlog reader's next seq */
 	uint64_t count;                 /* backlog envelopes sent (Drained.count) */
-	struct sp_list drain;           /* in the shard's drain list while the reader runs */
-	/* Acks (ack_unknown_max): stored envelopes sent on this connection,
-	 * acks taken to the store, and acks for nothing. */
-	uint64_t delivered, acks, acks_nothing;
+	/* Acks taken to the store less stored envelopes sent on this
+	 * connection: all that ack_possible needs of the two counts. */
+	int64_t acks_over;
 	/* The WAL sync the newest of its held SendResults waits for (shard's
 	 * held list): its later results and Pongs wait behind it. */
 	uint64_t held_ticket;

@@ -28,9 +28,33 @@ enum {
 	HELD_MAX = 65536,
 };
 
-static struct sp_conn *drain_conn(struct sp_list *n)
+/* The connection table, as the drain list's array (a list of slots). */
+static struct sp_iarr drain_arr(const struct sp_shard *sh)
 {
-	return (struct sp_conn *)((char *)n - offsetof(struct sp_conn, mbox.drain));
+	return (struct sp_iarr){ sh->conns, sizeof(struct sp_conn),
+				 offsetof(struct sp_conn, mbox.drain) };
+}
+
+static void drain_del(struct sp_shard *sh, struct sp_conn *c)
+{
+	struct sp_iarr a = drain_arr(sh);
+
+	sp_ilist_del(&sh->drain_list, &a, c->tab.slot);
+}
+
+static void drain_add(struct sp_shard *sh, struct sp_conn *c)
+{
+	struct sp_iarr a = drain_arr(sh);
+
+	sp_ilist_add_tail(&sh->drain_list, &a, c->tab.slot);
+}
+
+/* The first connection on the drain list, or NULL. */
+static struct sp_conn *drain_first(struct sp_shard *sh)
+{
+	uint32_t slot = sp_ilist_first(&sh->drain_list);
+
+	return slot == SP_ILIST_NONE ? NULL : &sh->conns[slot];
 }
 
 int sp_mailbox_init(struct sp_shard *sh)
@@ -43,7 +67,7 @@ int sp_mailbox_init(struct sp_shard *sh)
 		.max_senders = sh->cfg->sender_table_max ? sh->cfg->sender_table_max : 1,
 	};
 
-	sp_list_init(&sh->drain_list);
+	sp_ilist_init(&sh->drain_list);
 	sh->items = calloc(sh->cfg->backlog_chunk ? sh->cfg->backlog_chunk : 1, sizeof(*sh->items));
 	if (!sh->items)
 		return -ENOMEM;
@@ -88,22 +112,22 @@ static void reader_start(struct sp_shard *sh, struct sp_conn *c, enum sp_mbox_mo
 {
 	c->mbox.mode = (uint8_t)mode;
 	c->mbox.from = from;
-	if (!sp_list_linked(&c->mbox.drain))
-		sp_list_add_tail(&sh->drain_list, &c->mbox.drain);
+	if (!sp_ilink_linked(&c->mbox.drain))
+		drain_add(sh, c);
 }
 
 void sp_mailbox_start_backlog(struct sp_shard *sh, struct sp_conn *c)
 {
 	c->mbox.count = 0;
-	c->mbox.delivered = c->mbox.acks = c->mbox.acks_nothing = 0;
+	c->mbox.acks_over = 0;
+	c->mbox.acks_nothing = 0;
 	c->mbox.held_ticket = 0;        /* a slot's previous connection's, if any */
 	reader_start(sh, c, SP_MBOX_BACKLOG, 0);
 }
 
 void sp_mailbox_stop(struct sp_shard *sh, struct sp_conn *c)
 {
-	(void)sh;
-	sp_list_del(&c->mbox.drain);
+	drain_del(sh, c);
 	c->mbox.mode = SP_MBOX_NONE;
 }
 
@@ -180,7 +204,7 @@ static void deliver_stored(struct sp_shard *sh, const uint8_t *to, uint64_t seq,
 		if (sp_session_tx_queued(&rc->s) > sh->cfg->sendq_max)
 			reader_start(sh, rc, SP_MBOX_CATCHUP, seq);
 		else if (sp_deliver_frame(sh, rc, seq, body, len) == 0) {
-			rc->mbox.delivered++;
+			rc->mbox.acks_over--;
 			sp_deliver_count_live(sh);
 		}
 	}
@@ -344,7 +368,8 @@ enum sp_close_reason sp_mailbox_pong(struct sp_shard *sh, struct sp_conn *c, uin
  */
 static bool ack_possible(const struct sp_shard *sh, const struct sp_conn *c, uint64_t seq)
 {
-	return seq != 0 && c->mbox.acks < sh->cfg->mailbox_max_count + c->mbox.delivered;
+	/* acks < mailbox_max_count + delivered; max_count <= 2^32 */
+	return seq != 0 && c->mbox.acks_over < (int64_t)sh->cfg->mailbox_max_count;
 }
 
 enum sp_close_reason sp_mailbox_ack(struct sp_shard *sh, struct sp_conn *c,
@@ -367,7 +392,7 @@ enum sp_close_reason sp_mailbox_ack(struct sp_shard *sh, struct sp_conn *c,
 			unknown++;
 			continue;
 		}
-		c->mbox.acks++;
+		c->mbox.acks_over++;
 		t0 = sp_shard_mono_ns();
 		ret = sp_store_ack(b, c->s.peer, seq);
 		sp_shard_store_timed(sh, SP_METRICS_STORE_ACK, t0);
@@ -721,7 +746,7 @@ static void read_backlog(struct sp_shard *sh, struct sp_conn *c)
 	int ret;
 
 	if (c->s.state != SP_SESSION_ESTABLISHED || c->life.close_reason) {
-		sp_list_del(&c->mbox.drain);
+		drain_del(sh, c);
 		return;
 	}
 	/* Paced by the outbound queue: read only while it is below half its
@@ -755,7 +780,7 @@ static void read_backlog(struct sp_shard *sh, struct sp_conn *c)
 			return;         /* the connection ends; the next one reads again */
 		c->mbox.from = it->seq + 1;
 		c->mbox.count++;
-		c->mbox.delivered++;
+		c->mbox.acks_over--;
 		/* Wall clock (stored acceptance time); 0 if the clock stepped back. */
 		sp_metrics_envelope_delivered(sh->metrics, SP_METRICS_PATH_MAILBOX,
 					      sh->wall_ms > it->accepted_ms ?
@@ -766,7 +791,7 @@ static void read_backlog(struct sp_shard *sh, struct sp_conn *c)
 	sp_conn_mark(sh, c);
 	if (!res.end)
 		return;
-	sp_list_del(&c->mbox.drain);
+	drain_del(sh, c);
 	if (c->mbox.mode == SP_MBOX_BACKLOG) {
 		memset(&d, 0, sizeof(d));
 		d.type = SP_FRAME_DRAINED;
@@ -780,30 +805,25 @@ static void read_backlog(struct sp_shard *sh, struct sp_conn *c)
 /* A bounded number of readers per iteration, round robin. */
 static void run_readers(struct sp_shard *sh)
 {
-	struct sp_list *n;
 	unsigned served = 0;
+	struct sp_conn *c;
 
 	if (!sh->store) {
 		/* No mailboxes: an empty backlog for everyone. */
-		while (!sp_list_empty(&sh->drain_list)) {
-			struct sp_conn *c = drain_conn(sh->drain_list.next);
+		while ((c = drain_first(sh))) {
 			struct sp_frame d = { .type = SP_FRAME_DRAINED };
 
-			sp_list_del(&c->mbox.drain);
+			drain_del(sh, c);
 			if (c->mbox.mode == SP_MBOX_BACKLOG && c->s.state == SP_SESSION_ESTABLISHED)
 				sp_deliver_reply(sh, c, &d);
 			c->mbox.mode = SP_MBOX_LIVE;
 		}
 		return;
 	}
-	while (!sp_list_empty(&sh->drain_list) && served < DRAIN_CONNS_PER_ITER) {
-		struct sp_conn *c;
-
-		n = sh->drain_list.next;
-		c = drain_conn(n);
+	while ((c = drain_first(sh)) && served < DRAIN_CONNS_PER_ITER) {
 		/* To the tail first: read_backlog may unlink it for good. */
-		sp_list_del(n);
-		sp_list_add_tail(&sh->drain_list, n);
+		drain_del(sh, c);
+		drain_add(sh, c);
 		read_backlog(sh, c);
 		served++;
 	}

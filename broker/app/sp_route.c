@@ -58,3 +58,8 @@ size_t sp_route_count(const struct sp_route *rt)
 {
 	return sp_keytab_count(ctab(rt));
 }
+
+size_t sp_route_bytes(const struct sp_route *rt)
+{
+	return sp_keytab_bytes(ctab(rt));
+}

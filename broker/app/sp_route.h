@@ -52,4 +52,7 @@ int sp_route_remove(struct sp_route *rt, const uint8_t key[SP_KEY_LEN], uint64_t
 
 size_t sp_route_count(const struct sp_route *rt);
 
+/* Bytes of the table's slots (sp_keytab_bytes): a memory metric. */
+size_t sp_route_bytes(const struct sp_route *rt);
+
 #endif

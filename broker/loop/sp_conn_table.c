@@ -59,7 +59,7 @@ struct sp_conn *sp_conn_table_open(struct sp_shard *sh)
 	/* The generation survives reuse: that is the point of it. */
 	c->tab.slot = slot;
 	c->tab.dirty = false;
-	c->tab.dirty_next = NULL;
+	c->tab.dirty_next = 0;
 	sp_session_accept(&c->s, &sh->env);
 	sh->nconns++;
 	return c;
@@ -78,8 +78,8 @@ struct sp_conn *sp_conn_table_next_dirty(struct sp_shard *sh)
 
 	if (!c)
 		return NULL;
-	sh->dirty = c->tab.dirty_next;
-	c->tab.dirty_next = NULL;
+	sh->dirty = c->tab.dirty_next ? &sh->conns[c->tab.dirty_next - 1] : NULL;
+	c->tab.dirty_next = 0;
 	c->tab.dirty = false;
 	return c;
 }

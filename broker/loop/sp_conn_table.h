@@ -114,7 +114,7 @@ static inline void sp_conn_mark(struct sp_shard *sh, struct sp_conn *c)
 	if (c->tab.dirty)
 		return;
 	c->tab.dirty = true;
-	c->tab.dirty_next = sh->dirty;
+	c->tab.dirty_next = sh->dirty ? sh->dirty->tab.slot + 1 : 0;
 	sh->dirty = c;
 }
 

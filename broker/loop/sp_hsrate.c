@@ -13,8 +13,8 @@
 enum { WAYS = 8, MIN_ENTRIES = 64 };
 
 struct bucket {
-	uint8_t key[SP_SOURCE_KEY_LEN];
 	uint64_t tat_ns;        /* theoretical arrival time; <= now: full (or unused) */
+	uint8_t key[SP_SOURCE_KEY_LEN];
 	bool used;
 };
 

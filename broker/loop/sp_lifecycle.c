@@ -167,8 +167,8 @@ void sp_life_finalize(struct sp_shard *sh, struct sp_conn *c)
 	/* Its end (sp_life_cut) took it off its deadline list and the app layer
 	 * let go of it (detach), so those groups are back to their zero state
 	 * for the slot's next connection, which their owners rely on. */
-	assert(!c->route.routed && !sp_list_linked(&c->mbox.drain) &&
-	       !sp_list_linked(&c->timer.node));
+	assert(!c->route.routed && !sp_ilink_linked(&c->mbox.drain) &&
+	       !sp_ilink_linked(&c->timer.node));
 	sp_io_close(sh, c);
 	sp_source_release(sh, c);
 	sp_conn_table_release(sh, c);

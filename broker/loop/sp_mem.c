@@ -10,6 +10,7 @@
 
 #include "sp_conn_io.h"
 #include "sp_lifecycle.h"
+#include "sp_route.h"
 
 /* The live connection holding the most (not one already ended); the
  * bytes held by those already ended, whose memory goes back once their
@@ -82,13 +83,18 @@ void sp_mem_publish(struct sp_shard *sh)
 {
 	struct sp_metrics_shard *m = sh->metrics;
 	uint64_t in_use = (uint64_t)(sh->pool.live - sh->pool.nfree) * sizeof(struct sp_txchunk);
-	uint64_t fails = sh->slab.lock_failures;
+	uint64_t fails = sh->slab.lock_failures + sh->key_slab.lock_failures;
+	uint64_t slab = sp_slab_bytes(&sh->slab) + sp_slab_bytes(&sh->key_slab);
 
 	sp_metrics_memory_set(m, SP_METRICS_MEM_PARTIAL, sh->mem.rx_bytes);
 	sp_metrics_memory_set(m, SP_METRICS_MEM_OUTPUT, in_use);
 	sp_metrics_memory_set(m, SP_METRICS_MEM_RESERVE,
 			      (uint64_t)sh->pool.nfree * sizeof(struct sp_txchunk));
-	sp_metrics_memory_set(m, SP_METRICS_MEM_SLAB, sp_slab_bytes(&sh->slab));
+	sp_metrics_memory_set(m, SP_METRICS_MEM_SLAB, slab);
+	sp_metrics_memory_set(m, SP_METRICS_MEM_CONNS,
+			      (uint64_t)sh->high_water * sizeof(struct sp_conn));
+	if (sh->routes)
+		sp_metrics_memory_set(m, SP_METRICS_MEM_ROUTES, sp_route_bytes(sh->routes));
 	sp_metrics_memory_budget(m, sh->cfg->mem_budget);
 	if (fails == sh->mem.lock_failures)
 		return;
@@ -97,7 +103,7 @@ void sp_mem_publish(struct sp_shard *sh)
 		       "session secrets slab not locked in memory (RLIMIT_MEMLOCK): it may be "
 		       "swapped; still out of core dumps and zeroed on free",
 		       SP_KV_UINT("shard", sh->id), SP_KV_UINT("chunks", fails),
-		       SP_KV_UINT("slab_bytes", sp_slab_bytes(&sh->slab)));
+		       SP_KV_UINT("slab_bytes", slab));
 	sp_metrics_slab_lock_failures(m, fails - sh->mem.lock_failures);
 	sh->mem.lock_failures = fails;
 }

@@ -46,6 +46,7 @@ enum {
 	RING_ENTRIES = 4096,
 	TXPOOL_KEEP = 256,              /* free tx chunks kept (~16 MiB) */
 	STOP_EXTRA_MS = 1000,           /* after close_grace, before giving up on completions */
+	SP_SHARD_KEY_CHUNK_BYTES = 256 << 10, /* key_slab chunks: ~2,000 connections' keys */
 };
 
 /* --- completions ------------------------------------------------------------ */
@@ -404,6 +405,13 @@ int sp_shard_setup(struct sp_shard *sh, uint8_t id, const struct sp_config *cfg,
 	if (ret)
 		return ret;
 	sh->env.slab = &sh->slab;
+	/* Bigger chunks for the keys: sodium_malloc's three extra pages per
+	 * chunk are ~5% of 256 KiB, against ~19% of 64 KiB. */
+	ret = sp_slab_init(&sh->key_slab, sp_session_keys_slot_size(),
+			   sp_slab_fit(sp_session_keys_slot_size(), SP_SHARD_KEY_CHUNK_BYTES), 0);
+	if (ret)
+		return ret;
+	sh->env.key_slab = &sh->key_slab;
 	sh->env.rx_bytes = &sh->mem.rx_bytes;   /* the budget's reassembly half (sp_mem.h) */
 	sh->env.rekey_every = cfg->test_rekey_messages; /* 0: the protocol's value */
 	/* AESGCM only where libsodium can (AES-NI): elsewhere it is refused,
@@ -504,6 +512,7 @@ void sp_shard_destroy(struct sp_shard *sh)
 	sp_txpool_destroy(&sh->pool);
 	/* After the table: a session still holding a slot is gone with it. */
 	sp_slab_destroy(&sh->slab);
+	sp_slab_destroy(&sh->key_slab);
 	sp_mailbox_destroy(sh);
 	free(sh->own_metrics);
 	memset(sh, 0, sizeof(*sh));

@@ -73,7 +73,7 @@ static inline enum sp_close_reason sp_shard_rx(struct sp_shard *sh, struct sp_co
 	 * peer trickling the bytes of one it never finishes is idle. */
 	if (c->s.rx_msgs != msgs)
 		sp_timers_rx_message(sh, c);
-	if (c->timer.hello && sp_session_first_in(&c->s))
+	if (sp_timers_awaiting_hello(c) && sp_session_first_in(&c->s))
 		sp_timers_first_message(sh, c);
 	sp_conn_mark(sh, c);
 	return r;

@@ -68,9 +68,12 @@ struct sp_shard {
 	struct sp_ring ring;
 	struct sp_bufring bufs;
 	struct sp_txpool pool;
-	/* The sessions' handshake states and transport keys: locked memory
-	 * (sp_slab.h), a slot each, through env.slab. */
+	/* The sessions' secrets in locked memory (sp_slab.h): handshake
+	 * states and open outbound streams in slab (env.slab), the transport
+	 * keys, all an idle connection holds, in key_slab's small slots
+	 * (env.key_slab). */
 	struct sp_slab slab;
+	struct sp_slab key_slab;
 	struct sp_route *routes;
 	struct sp_session_env env;
 	struct sp_shard_app app;
@@ -97,10 +100,10 @@ struct sp_shard {
 
 	/* Timers (sp_timers.c). Deadline-ordered lists: each timeout is a
 	 * constant, so appending keeps them sorted and expiry is O(expired). */
-	struct sp_list hello_list;      /* no handshake message yet: accept + hello_timeout */
-	struct sp_list hs_list;         /* handshake: first message + handshake_timeout */
-	struct sp_list idle_list;       /* established: last whole message + idle_timeout */
-	struct sp_list closing_list;    /* GoAway sent: + close_grace */
+	struct sp_ilist hello_list;     /* no handshake message yet: accept + hello_timeout */
+	struct sp_ilist hs_list;        /* handshake: first message + handshake_timeout */
+	struct sp_ilist idle_list;      /* established: last whole message + idle_timeout */
+	struct sp_ilist closing_list;   /* GoAway sent: + close_grace */
 	struct __kernel_timespec tick;
 	bool tick_retry;                /* the tick's submission failed: arm it again */
 	bool wake_armed;
@@ -147,7 +150,7 @@ struct sp_shard {
 	uint64_t synced;                /* every ticket up to this one is synced */
 	uint64_t sync_buf;              /* the sync eventfd read's target (sp_shard.c) */
 	bool sync_armed, sync_retry;
-	struct sp_list drain_list;      /* connections whose backlog reader runs */
+	struct sp_ilist drain_list;     /* connections whose backlog reader runs */
 	struct sp_store_item *items;    /* reader chunk */
 	struct sp_sendlim *sendlim;     /* per-sender budgets of durable sends */
 	/* Open fan-out groups (app/sp_fanout.c), oldest first: each has the

@@ -38,7 +38,10 @@ int sp_source_table_new(struct sp_source_table **out, uint32_t cap)
 	*out = NULL;
 	if (sodium_init() < 0)
 		return -EIO;
-	while (n < 2 * (uint64_t)cap)
+	/* A load of at most 3/4 when every connection has its own source
+	 * (linear probing stays a few probes long there); the table is
+	 * touched page by page only as distinct sources arrive. */
+	while (n < (uint64_t)cap + cap / 3 + 1)
 		n <<= 1;
 	t = calloc(1, sizeof(*t));
 	if (!t)
@@ -123,7 +126,7 @@ enum sp_source_verdict sp_source_table_admit(struct sp_source_table *t,
 		return SP_SOURCE_TOO_MANY;
 	if (max_unauth && e->unauth >= max_unauth)
 		return SP_SOURCE_TOO_MANY_UNAUTH;
-	/* Never full: at most one entry per connection, and twice as many slots. */
+	/* Never full: at most one entry per connection, and a third more slots. */
 	if (e->conns == 0) {
 		if (t->used >= t->mask)
 			return SP_SOURCE_TOO_MANY;

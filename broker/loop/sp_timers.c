@@ -13,26 +13,14 @@ static uint64_t ms_ns(uint64_t ms)
 	return ms * 1000000u;
 }
 
-static void timer_set(struct sp_list *list, struct sp_conn *c, uint64_t deadline)
+/* The connection table, as the lists' array: a list holds slot numbers. */
+static struct sp_iarr conns(const struct sp_shard *sh)
 {
-	sp_list_del(&c->timer.node);
-	c->timer.deadline_ns = deadline;
-	c->timer.hello = false;
-	sp_list_add_tail(list, &c->timer.node);
+	return (struct sp_iarr){ sh->conns, sizeof(struct sp_conn),
+				 offsetof(struct sp_conn, timer.node) };
 }
 
-static void timer_clear(struct sp_conn *c)
-{
-	sp_list_del(&c->timer.node);
-	c->timer.hello = false;
-}
-
-static struct sp_conn *timer_conn(struct sp_list *n)
-{
-	return (struct sp_conn *)((char *)n - offsetof(struct sp_conn, timer.node));
-}
-
-static struct sp_list *list_of(struct sp_shard *sh, enum sp_timer_kind kind)
+static struct sp_ilist *list_of(struct sp_shard *sh, enum sp_timer_kind kind)
 {
 	switch (kind) {
 	case SP_TIMER_HELLO: return &sh->hello_list;
@@ -42,46 +30,72 @@ static struct sp_list *list_of(struct sp_shard *sh, enum sp_timer_kind kind)
 	}
 }
 
+static void timer_clear(struct sp_shard *sh, struct sp_conn *c)
+{
+	struct sp_iarr a = conns(sh);
+
+	if (c->timer.list)
+		sp_ilist_del(list_of(sh, (enum sp_timer_kind)(c->timer.list - 1)), &a, c->tab.slot);
+	c->timer.list = 0;
+}
+
+static void timer_set(struct sp_shard *sh, enum sp_timer_kind kind, struct sp_conn *c,
+		      uint64_t deadline)
+{
+	struct sp_iarr a = conns(sh);
+
+	timer_clear(sh, c);
+	c->timer.deadline_ns = deadline;
+	c->timer.list = (uint8_t)(kind + 1);
+	sp_ilist_add_tail(list_of(sh, kind), &a, c->tab.slot);
+}
+
+static struct sp_conn *first_of(struct sp_shard *sh, const struct sp_ilist *l)
+{
+	uint32_t slot = sp_ilist_first(l);
+
+	return slot == SP_ILIST_NONE ? NULL : &sh->conns[slot];
+}
+
 void sp_timers_set_idle(struct sp_shard *sh, struct sp_conn *c)
 {
-	timer_set(&sh->idle_list, c, sh->now_ns + (uint64_t)sh->cfg->idle_timeout_s * 1000000000u);
+	timer_set(sh, SP_TIMER_IDLE, c,
+		  sh->now_ns + (uint64_t)sh->cfg->idle_timeout_s * 1000000000u);
 }
 
 void sp_timers_init(struct sp_shard *sh)
 {
-	sp_list_init(&sh->hello_list);
-	sp_list_init(&sh->hs_list);
-	sp_list_init(&sh->idle_list);
-	sp_list_init(&sh->closing_list);
+	sp_ilist_init(&sh->hello_list);
+	sp_ilist_init(&sh->hs_list);
+	sp_ilist_init(&sh->idle_list);
+	sp_ilist_init(&sh->closing_list);
 }
 
 void sp_timers_accepted(struct sp_shard *sh, struct sp_conn *c)
 {
-	timer_set(&sh->hello_list, c, sh->now_ns + ms_ns(sh->cfg->hello_timeout_ms));
-	c->timer.hello = true;
-	c->timer.accepted_ns = sh->now_ns;
+	timer_set(sh, SP_TIMER_HELLO, c, sh->now_ns + ms_ns(sh->cfg->hello_timeout_ms));
+	c->timer.accepted_us = (uint32_t)(sh->now_ns / 1000u);
 }
 
 void sp_timers_first_message(struct sp_shard *sh, struct sp_conn *c)
 {
 	/* From now rather than from accept, so the list stays in deadline
 	 * order (each list's timeout is one constant). */
-	timer_set(&sh->hs_list, c, sh->now_ns + ms_ns(sh->cfg->handshake_timeout_ms));
+	timer_set(sh, SP_TIMER_HANDSHAKE, c, sh->now_ns + ms_ns(sh->cfg->handshake_timeout_ms));
 }
 
 uint64_t sp_timers_handshake_complete(const struct sp_shard *sh, const struct sp_conn *c)
 {
-	return sh->now_ns - c->timer.accepted_ns;
+	/* Modulo 2^32 µs: right for any handshake shorter than 71 minutes. */
+	return (uint64_t)(uint32_t)((uint32_t)(sh->now_ns / 1000u) - c->timer.accepted_us) * 1000u;
 }
 
 struct sp_conn *sp_timers_oldest_unproven(struct sp_shard *sh)
 {
+	struct sp_conn *c = first_of(sh, &sh->hello_list);
+
 	/* Silent ones first: they have not even started a handshake. */
-	if (!sp_list_empty(&sh->hello_list))
-		return timer_conn(sh->hello_list.next);
-	if (!sp_list_empty(&sh->hs_list))
-		return timer_conn(sh->hs_list.next);
-	return NULL;
+	return c ? c : first_of(sh, &sh->hs_list);
 }
 
 void sp_timers_proven(struct sp_shard *sh, struct sp_conn *c)
@@ -89,31 +103,26 @@ void sp_timers_proven(struct sp_shard *sh, struct sp_conn *c)
 	if (sh->cfg->idle_timeout_s)
 		sp_timers_set_idle(sh, c);
 	else
-		timer_clear(c);
+		timer_clear(sh, c);
 }
 
 void sp_timers_goaway(struct sp_shard *sh, struct sp_conn *c)
 {
-	timer_set(&sh->closing_list, c, sh->now_ns + ms_ns(sh->cfg->close_grace_ms));
+	timer_set(sh, SP_TIMER_CLOSING, c, sh->now_ns + ms_ns(sh->cfg->close_grace_ms));
 }
 
 void sp_timers_ended(struct sp_shard *sh, struct sp_conn *c)
 {
-	(void)sh;
-	timer_clear(c);
+	timer_clear(sh, c);
 }
 
 struct sp_conn *sp_timers_expired(struct sp_shard *sh, enum sp_timer_kind kind)
 {
-	struct sp_list *list = list_of(sh, kind);
-	struct sp_conn *c;
+	struct sp_conn *c = first_of(sh, list_of(sh, kind));
 
-	if (sp_list_empty(list))
+	if (!c || c->timer.deadline_ns > sh->now_ns)
 		return NULL;
-	c = timer_conn(list->next);
-	if (c->timer.deadline_ns > sh->now_ns)
-		return NULL;
-	timer_clear(c);
+	timer_clear(sh, c);
 	return c;
 }
 

@@ -22,6 +22,7 @@
 #ifndef SP_TIMERS_H
 #define SP_TIMERS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "sp_shard_types.h"
@@ -43,6 +44,12 @@ void sp_timers_accepted(struct sp_shard *sh, struct sp_conn *c);
 uint64_t sp_timers_handshake_complete(const struct sp_shard *sh, const struct sp_conn *c);
 
 void sp_timers_proven(struct sp_shard *sh, struct sp_conn *c);
+
+/* Whether c is on the hello list: no handshake message read yet. */
+static inline bool sp_timers_awaiting_hello(const struct sp_conn *c)
+{
+	return c->timer.list == SP_TIMER_HELLO + 1;
+}
 
 /* The idle deadline from now (sp_timers_rx_message's slow part). */
 void sp_timers_set_idle(struct sp_shard *sh, struct sp_conn *c);

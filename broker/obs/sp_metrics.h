@@ -80,9 +80,11 @@ enum sp_metrics_mem {
 	SP_METRICS_MEM_OUTPUT,   /* outbound chunks in use (queued, not yet sent) */
 	SP_METRICS_MEM_RESERVE,  /* outbound chunks kept free for reuse (trimmed after a burst) */
 	SP_METRICS_MEM_SLAB,     /* the secrets slab: locked chunks, guard pages included */
+	SP_METRICS_MEM_CONNS,    /* connection slots ever used (high water x slot size) */
+	SP_METRICS_MEM_ROUTES,   /* the routing table's slots (device key -> connection) */
 	SP_METRICS_MEM_COUNT,
 };
-#define SP_METRICS_MEM_NAMES { "partial", "output", "reserve", "slab" }
+#define SP_METRICS_MEM_NAMES { "partial", "output", "reserve", "slab", "conns", "routes" }
 
 /* sealpost_envelopes_delivered_total{path} */
 enum sp_metrics_path {

@@ -81,8 +81,10 @@ int sp_noise_rekey(struct sp_noise_cipher *c)
 
 void sp_noise_transport_set_rekey(struct sp_noise_transport *t, uint64_t every)
 {
-	t->tx.rekey_every = every;
-	t->rx.rekey_every = every;
+	if (every > SP_REKEY_MESSAGES)
+		every = SP_REKEY_MESSAGES;
+	t->tx.rekey_every = (uint32_t)every;
+	t->rx.rekey_every = (uint32_t)every;
 }
 
 /* A message used nonce n: the next one uses n + 1, under a fresh key when

@@ -58,8 +58,10 @@ struct sp_noise_cipher {
 	uint8_t aead;                   /* enum sp_noise_aead, set with the key by the split */
 	/* Messages per key before REKEY (Noise 11.3): 0 means the protocol's
 	 * SP_REKEY_MESSAGES. Written only by sp_noise_transport_set_rekey
-	 * (tests lower it to cross the boundary quickly). */
-	uint64_t rekey_every;
+	 * (tests lower it to cross the boundary quickly). 32 bits, since no
+	 * value above SP_REKEY_MESSAGES is taken: the cipher is 48 bytes and
+	 * a connection's two fit a 96-byte secrets slot (sp_session.h). */
+	uint32_t rekey_every;
 };
 
 /* The two CipherStates of a finished handshake, named for this side. */
@@ -212,7 +214,8 @@ int sp_noise_rekey(struct sp_noise_cipher *c);
  * SP_REKEY_MESSAGES (0: the protocol's value again). For tests only: a
  * peer that does not use the same value cannot read the messages after
  * the first rekey (the broker's --test-rekey-messages, libsealpost's
- * SEALPOST_TEST_REKEY_MESSAGES).
+ * SEALPOST_TEST_REKEY_MESSAGES). A value above SP_REKEY_MESSAGES is
+ * taken as SP_REKEY_MESSAGES.
  */
 void sp_noise_transport_set_rekey(struct sp_noise_transport *t, uint64_t every);
 

@@ -4,6 +4,7 @@
  */
 #include "sp_slab.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@ struct slot_hdr {
 	uint32_t state;
 };
 _Static_assert(sizeof(struct slot_hdr) <= SP_SLAB_HDR, "slot header size");
+_Static_assert(SP_SLAB_HDR % SP_SLAB_ALIGN == 0, "slots stay aligned after the header");
 
 struct sp_slab_chunk {
 	uint8_t *mem;                   /* sodium_malloc'd: per_chunk strides */
@@ -47,15 +49,28 @@ static uint64_t mapped_bytes(size_t n)
 	return payload + 3 * page;
 }
 
+static size_t round_slot(size_t n)
+{
+	return (n + SP_SLAB_ALIGN - 1) & ~(size_t)(SP_SLAB_ALIGN - 1);
+}
+
+uint32_t sp_slab_fit(size_t slot_size, size_t chunk_bytes)
+{
+	size_t st = SP_SLAB_HDR + round_slot(slot_size);
+	size_t n = chunk_bytes > 16 ? (chunk_bytes - 16) / st : 0;
+
+	if (n > UINT32_MAX)
+		n = UINT32_MAX;
+	return n ? (uint32_t)n : 1;
+}
+
 int sp_slab_init(struct sp_slab *sl, size_t slot_size, uint32_t per_chunk, uint64_t max_bytes)
 {
 	if (!sl || slot_size == 0 || slot_size > SP_SLAB_CHUNK_BYTES)
 		return -EINVAL;
 	memset(sl, 0, sizeof(*sl));
-	sl->slot_size = (slot_size + 15) & ~(size_t)15;
-	sl->per_chunk = per_chunk ? per_chunk : (uint32_t)(SP_SLAB_CHUNK_BYTES / stride(sl));
-	if (sl->per_chunk == 0)
-		sl->per_chunk = 1;
+	sl->slot_size = round_slot(slot_size);
+	sl->per_chunk = per_chunk ? per_chunk : sp_slab_fit(slot_size, SP_SLAB_CHUNK_BYTES);
 	sl->max_bytes = max_bytes;
 	return 0;
 }
@@ -207,7 +222,7 @@ bool sp_slab_holds(const struct sp_slab *sl, const void *p)
 	return sl && p && live_chunk(sl, p, &off) != NULL;
 }
 
-int sp_slab_free(struct sp_slab *sl, void *p)
+static int slot_free(struct sp_slab *sl, void *p, bool wipe)
 {
 	struct sp_slab_chunk *c;
 	struct slot_hdr *h;
@@ -219,7 +234,9 @@ int sp_slab_free(struct sp_slab *sl, void *p)
 	if (!c)
 		return -EINVAL;
 	h = (struct slot_hdr *)((uint8_t *)p - SP_SLAB_HDR);
-	sodium_memzero(p, sl->slot_size);
+	if (wipe)
+		sodium_memzero(p, sl->slot_size);
+	assert(wipe || sodium_is_zero(p, sl->slot_size));
 	h->state = SLOT_FREE;
 	if (c->nfree == 0)
 		partial_push(sl, c);
@@ -232,6 +249,16 @@ int sp_slab_free(struct sp_slab *sl, void *p)
 			chunk_release(sl, c);
 	}
 	return 0;
+}
+
+int sp_slab_free(struct sp_slab *sl, void *p)
+{
+	return slot_free(sl, p, true);
+}
+
+int sp_slab_free_wiped(struct sp_slab *sl, void *p)
+{
+	return slot_free(sl, p, false);
 }
 
 void sp_slab_destroy(struct sp_slab *sl)

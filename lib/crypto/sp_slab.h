@@ -16,9 +16,12 @@
  * except one kept as a spare so that a connection count hovering at a
  * chunk boundary does not map and unmap a chunk per connection.
  *
- * A slot is preceded by a 16-byte header (its chunk's index and whether it
+ * A slot is preceded by an 8-byte header (its chunk's index and whether it
  * is in use; no secret) inside the chunk, so a free finds its chunk
- * without a search and a double free is caught.
+ * without a search and a double free is caught. Slots are 8-aligned
+ * (what the structs kept in them need; nothing of libsodium's that wants
+ * more is kept in a slot): a 104-byte transport-keys slot is 112 bytes
+ * with its header, where 16-byte alignment would make it 128.
  *
  * If the kernel refuses the lock (RLIMIT_MEMLOCK, LimitMEMLOCK= in the
  * unit), the chunk is still used: still guarded and still left out of core
@@ -38,14 +41,15 @@
 #include <stdint.h>
 
 enum {
-	SP_SLAB_HDR = 16,               /* bytes before each slot (keeps slots 16-aligned) */
+	SP_SLAB_HDR = 8,                /* bytes before each slot (keeps slots 8-aligned) */
+	SP_SLAB_ALIGN = 8,              /* slot sizes are rounded up to this */
 	SP_SLAB_CHUNK_BYTES = 64 << 10, /* default chunk payload: ~140 session slots */
 };
 
 struct sp_slab_chunk;
 
 struct sp_slab {
-	size_t slot_size;               /* payload bytes per slot, a multiple of 16 */
+	size_t slot_size;               /* payload bytes per slot, a multiple of SP_SLAB_ALIGN */
 	uint32_t per_chunk;             /* slots per chunk */
 	uint64_t max_bytes;             /* chunks mapped at most (sp_slab_bytes); 0 = no limit */
 	struct sp_slab_chunk **chunks;  /* by index; NULL = a hole left by a freed chunk */
@@ -61,8 +65,16 @@ struct sp_slab {
 };
 
 /*
- * slot_size: payload bytes of a slot (rounded up to 16). per_chunk: slots
- * per chunk, 0 = as many as fit in SP_SLAB_CHUNK_BYTES. max_bytes: the
+ * Slots of slot_size bytes (header included) that fit chunk_bytes of page
+ * payload with sodium_malloc's 16-byte canary, so that no page is mapped
+ * for a canary alone (a chunk of exactly 64 KiB of slots maps a 17th
+ * page). At least 1.
+ */
+uint32_t sp_slab_fit(size_t slot_size, size_t chunk_bytes);
+
+/*
+ * slot_size: payload bytes of a slot (rounded up to SP_SLAB_ALIGN). per_chunk: slots
+ * per chunk, 0 = sp_slab_fit(slot_size, SP_SLAB_CHUNK_BYTES). max_bytes: the
  * mapped bytes (sp_slab_bytes) the slab may grow to, 0 = no limit. Maps
  * nothing until the first alloc. -EINVAL for a zero or huge slot size.
  */
@@ -76,6 +88,12 @@ void *sp_slab_alloc(struct sp_slab *sl);
  * not used afterwards). NULL is a no-op. -EINVAL, and nothing freed, for a
  * pointer that is not a live slot of sl (a double free). */
 int sp_slab_free(struct sp_slab *sl, void *p);
+
+/* sp_slab_free for a slot whose owner has just zeroed all of it (what it
+ * wrote, the rest still zero from the alloc): the same checks, without a
+ * second wipe. For a slot freed once per transport message (the outbound
+ * stream, whose end wipes it). Debug builds check that it is zero. */
+int sp_slab_free_wiped(struct sp_slab *sl, void *p);
 
 /* Whether p is a slot of sl in use (what sp_slab_free would accept): for
  * tests and assertions; it reads the 16 bytes before p. */

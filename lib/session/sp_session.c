@@ -21,29 +21,47 @@ void sp_session_accept(struct sp_session *s, const struct sp_session_env *env)
 	s->state = SP_SESSION_PREAMBLE;
 }
 
+static size_t max3(size_t a, size_t b, size_t c)
+{
+	size_t m = a > b ? a : b;
+
+	return m > c ? m : c;
+}
+
 size_t sp_session_slot_size(void)
 {
-	return sizeof(struct sp_noise_handshake) > sizeof(struct sp_session_keys)
-		? sizeof(struct sp_noise_handshake) : sizeof(struct sp_session_keys);
+	return max3(sizeof(struct sp_noise_handshake), sizeof(struct sp_noise_stream),
+		    sizeof(struct sp_session_keys));
 }
 
-/* A zeroed secret slot of n (<= sp_session_slot_size()) bytes. */
-static void *secret_alloc(const struct sp_session *s, size_t n)
+size_t sp_session_keys_slot_size(void)
 {
-	return s->env->slab ? sp_slab_alloc(s->env->slab) : calloc(1, n);
+	return sizeof(struct sp_session_keys);
 }
 
-/* p was from secret_alloc(s, n): wiped (by the slab, or here) and freed. */
-static void secret_free(const struct sp_session *s, void *p, size_t n)
+/* A zeroed secret slot of n bytes from sl (n <= its slot size), or from
+ * the heap without a slab. */
+static void *secret_alloc(struct sp_slab *sl, size_t n)
+{
+	return sl ? sp_slab_alloc(sl) : calloc(1, n);
+}
+
+/* p was from secret_alloc(sl, n): wiped (by the slab, or here) and freed. */
+static void secret_free(struct sp_slab *sl, void *p, size_t n)
 {
 	if (!p)
 		return;
-	if (s->env->slab) {
-		sp_slab_free(s->env->slab, p);
+	if (sl) {
+		sp_slab_free(sl, p);
 		return;
 	}
 	sodium_memzero(p, n);
 	free(p);
+}
+
+static struct sp_slab *key_slab(const struct sp_session *s)
+{
+	return s->env->key_slab ? s->env->key_slab : s->env->slab;
 }
 
 static void free_hs(struct sp_session *s)
@@ -51,26 +69,50 @@ static void free_hs(struct sp_session *s)
 	if (!s->hs)
 		return;
 	sp_noise_handshake_wipe(s->hs);
-	secret_free(s, s->hs, sizeof(*s->hs));
+	secret_free(s->env->slab, s->hs, sizeof(*s->hs));
 	s->hs = NULL;
+}
+
+/* The open message's stream goes back: at seal, or aborted with the keys.
+ * wiped: a successful sp_noise_stream_end or an _abort zeroed all of it
+ * (and the slot's bytes beyond it were never written), so the slab need
+ * not wipe it again: once per transport message, that second wipe was
+ * measurable (docs/BENCHMARKS.md). Otherwise it is wiped here. */
+static void free_stream(struct sp_session *s, bool wiped)
+{
+	struct sp_noise_stream *st = s->keys->tx;
+
+	if (!st)
+		return;
+	s->keys->tx = NULL;
+	if (!wiped)
+		sodium_memzero(st, sizeof(*st));
+	if (s->env->slab)
+		sp_slab_free_wiped(s->env->slab, st);
+	else
+		free(st);
 }
 
 static void free_keys(struct sp_session *s)
 {
+	bool wiped = false;
+
 	if (!s->keys)
 		return;
 	if (s->tx_open) {
-		sp_noise_stream_abort(&s->keys->tx);
+		sp_noise_stream_abort(s->keys->tx);
 		s->tx_open = false;
+		wiped = true;
 	}
+	free_stream(s, wiped);
 	sp_noise_transport_wipe(&s->keys->t);
-	secret_free(s, s->keys, sizeof(*s->keys));
+	secret_free(key_slab(s), s->keys, sizeof(*s->keys));
 	s->keys = NULL;
 }
 
 int sp_session_keys_init(struct sp_session *s)
 {
-	if (!s->keys && !(s->keys = secret_alloc(s, sizeof(*s->keys))))
+	if (!s->keys && !(s->keys = secret_alloc(key_slab(s), sizeof(*s->keys))))
 		return -ENOMEM;
 	return 0;
 }
@@ -137,7 +179,8 @@ int sp_session_tx_seal(struct sp_session *s)
 	if (!s->tx_open)
 		return 0;
 	s->tx_open = false;
-	ret = sp_noise_stream_end(&s->keys->tx, &mlen);
+	ret = sp_noise_stream_end(s->keys->tx, &mlen);
+	free_stream(s, ret == 0);
 	if (ret)
 		return ret;
 	sp_be_put16(ch->data + s->tx_pfx, (uint16_t)mlen); /* <= SP_NOISE_MSG_MAX */
@@ -164,7 +207,7 @@ static int tx_room(struct sp_session *s, size_t need)
 	struct sp_txchunk *ch;
 	int ret;
 
-	if (s->tx_open && s->keys->tx.len + need + SP_TAG_LEN <= s->keys->tx.cap)
+	if (s->tx_open && s->keys->tx->len + need + SP_TAG_LEN <= s->keys->tx->cap)
 		return 0;
 	ret = sp_session_tx_seal(s);
 	if (ret)
@@ -174,11 +217,16 @@ static int tx_room(struct sp_session *s, size_t need)
 	ch = sp_txq_space(&s->q, s->env->pool, SP_LEN_PREFIX + need + SP_TAG_LEN);
 	if (!ch)
 		return -ENOMEM;
+	if (!s->keys->tx &&
+	    !(s->keys->tx = secret_alloc(s->env->slab, sizeof(*s->keys->tx))))
+		return -ENOMEM;
 	/* The 2 bytes before the message are its length prefix, written at seal. */
-	ret = sp_noise_stream_begin(&s->keys->tx, &s->keys->t.tx, ch->data + ch->tail + SP_LEN_PREFIX,
+	ret = sp_noise_stream_begin(s->keys->tx, &s->keys->t.tx, ch->data + ch->tail + SP_LEN_PREFIX,
 				    msg_cap(s, ch));
-	if (ret)
+	if (ret) {
+		free_stream(s, false);
 		return ret;
+	}
 	s->tx_open = true;
 	s->tx_pfx = ch->tail;
 	sp_txq_wrote(&s->q, SP_LEN_PREFIX);
@@ -187,7 +235,7 @@ static int tx_room(struct sp_session *s, size_t need)
 
 static int tx_append(struct sp_session *s, const uint8_t *p, size_t n)
 {
-	int ret = sp_noise_stream_update(&s->keys->tx, p, n);
+	int ret = sp_noise_stream_update(s->keys->tx, p, n);
 
 	if (ret)
 		return ret;
@@ -225,7 +273,7 @@ int sp_session_tx_frame(struct sp_session *s, const struct sp_frame *f, const ui
 	 * frame is encrypted now, header and body in one go; the tag (one
 	 * Poly1305 pass over all frames) still waits for sp_session_tx_seal. */
 	if (ret == 0)
-		ret = sp_noise_stream_flush(&s->keys->tx);
+		ret = sp_noise_stream_flush(s->keys->tx);
 	return ret;
 }
 
@@ -325,7 +373,7 @@ static int connect_pattern(struct sp_session *s, const struct sp_session_env *en
 					       : SP_PREAMBLE_CIPHER_CHACHAPOLY;
 	s->pre_len = SP_PREAMBLE_LEN;
 	s->state = SP_SESSION_HANDSHAKE;
-	s->hs = secret_alloc(s, sizeof(*s->hs));
+	s->hs = secret_alloc(s->env->slab, sizeof(*s->hs));
 	if (!s->hs)
 		return -ENOMEM;
 	/* The prologue is the preamble exactly, as the responder takes it,
@@ -398,7 +446,7 @@ static enum sp_close_reason on_preamble(struct sp_session *s)
 	/* Zeroed: SP_NOISE_HS_EMPTY tells responder_message to initialise it
 	 * with its first message, so a peer that stops after the preamble
 	 * costs no key work. */
-	s->hs = secret_alloc(s, sizeof(*s->hs));
+	s->hs = secret_alloc(s->env->slab, sizeof(*s->hs));
 	if (!s->hs)
 		return SP_CLOSE_NOMEM;
 	s->state = SP_SESSION_HANDSHAKE;

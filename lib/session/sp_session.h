@@ -21,9 +21,11 @@
  * Memory of a session, by state:
  *   handshake: the handshake state, in a slot of the env's slab (locked
  *     memory, sp_slab.h), wiped and freed at split or wipe
- *   established: the keys (two cipher states and the open outbound
- *     message's stream), in another slot, wiped by sp_session_wipe; the
- *     peer key
+ *   established: the keys (the two cipher states, 96 bytes), in a slot of
+ *     the env's key_slab, wiped by sp_session_wipe; the peer key
+ *   the open outbound message's stream (its keystream block and Poly1305
+ *     key), in a slot of the slab only from the first frame of a
+ *     transport message to its seal: an idle session holds none
  *   an rx reassembly buffer only while a Noise message straddles receive
  *   buffers; tx chunks (sp_txq.h) only while there is output not yet sent
  *
@@ -64,16 +66,24 @@ enum sp_session_role {
 	SP_SESSION_INITIATOR,
 };
 
-/* A session's transport secrets: one slab slot from the handshake's split
- * to sp_session_wipe. */
+/* A session's transport secrets: one key_slab slot from the handshake's
+ * split to sp_session_wipe (104 bytes: a 112-byte slot). */
 struct sp_session_keys {
 	struct sp_noise_transport t;
-	struct sp_noise_stream tx;      /* the open outbound transport message */
+	/* The open outbound transport message: a slot of the env's slab
+	 * while tx_open (sp_session_tx_frame to sp_session_tx_seal), else
+	 * NULL. Apart from the keys because it is 336 bytes that only a
+	 * connection with output being framed needs. */
+	struct sp_noise_stream *tx;
 };
 
-/* The slot size a session's slab needs (the larger of the handshake state
- * and struct sp_session_keys). */
+/* The slot size an env's slab needs: the largest of the handshake state,
+ * the outbound stream and struct sp_session_keys (so one slab can hold
+ * all three, key_slab NULL). */
 size_t sp_session_slot_size(void);
+
+/* The slot size an env's key_slab needs: struct sp_session_keys. */
+size_t sp_session_keys_slot_size(void);
 
 /* Why a session (connection) ends: enum sp_close_reason and
  * sp_close_reason_name, generated in sp_reasons.h (wire). */
@@ -168,6 +178,12 @@ struct sp_session_env {
 	 * used by its thread only. NULL: zeroed heap, wiped before free (tests,
 	 * fuzzers; not for anything that holds real keys). */
 	struct sp_slab *slab;
+	/* Where the transport keys live when not in slab: slots of
+	 * sp_session_keys_slot_size() bytes, a slot per established session
+	 * for its whole life (the one secret an idle session holds), so that
+	 * it pays 128 bytes rather than a handshake-sized slot. Borrowed like
+	 * slab; NULL = the keys take slots of slab. */
+	struct sp_slab *key_slab;
 	/* Reassembly bytes allocated by every session on this env, kept up to
 	 * date by them (the broker's memory budget reads it); NULL = not
 	 * counted. Borrowed for the env's life. */

@@ -288,6 +288,11 @@ int sp_keytab_remove(struct sp_keytab *t, const uint8_t key[SP_KEYTAB_KEY_LEN],
 	return 0;
 }
 
+size_t sp_keytab_bytes(const struct sp_keytab *t)
+{
+	return t->cap * sizeof(struct slot);
+}
+
 size_t sp_keytab_count(const struct sp_keytab *t)
 {
 	return t->count;

@@ -50,6 +50,11 @@ int sp_keytab_remove(struct sp_keytab *t, const uint8_t key[SP_KEYTAB_KEY_LEN],
 
 size_t sp_keytab_count(const struct sp_keytab *t);
 
+/* Bytes of the table's slot array (capacity x slot size; what a full
+ * scan or a hash-spread set of entries makes resident): for the memory
+ * figures. */
+size_t sp_keytab_bytes(const struct sp_keytab *t);
+
 /* Removes every entry; keeps the capacity and the hash key (O(capacity)). */
 void sp_keytab_clear(struct sp_keytab *t);
 

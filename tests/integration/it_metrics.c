@@ -372,6 +372,15 @@ static void test_memory_gauges(void **state)
 	}
 	/* Three sessions' keys: at least one chunk of the slab mapped. */
 	assert_true(wait_metric(slab, 4096 * 4) >= 4096 * 4);
+	/* Three connection slots touched at least; the route table is sized
+	 * for --max-conns at start; the heap is counted by the allocator
+	 * (present always; 0 under ASan, whose malloc mallinfo2 does not see). */
+	assert_true(wait_metric("sealpost_memory_bytes{kind=\"conns\"}", 3 * 64) >= 3 * 64);
+	assert_true(wait_metric("sealpost_memory_bytes{kind=\"routes\"}", 1) >= 1);
+	b = scrape();
+	assert_true(metric(b, "sealpost_heap_bytes{kind=\"in_use\"}") >= 0);
+	assert_true(metric(b, "sealpost_heap_bytes{kind=\"free\"}") >= 0);
+	free(b);
 	/* A length prefix of 40,000 and half of the message. */
 	half[0] = (uint8_t)(40000 >> 8);
 	half[1] = (uint8_t)(40000 & 0xff);

@@ -5,7 +5,7 @@
 # written by exactly one file. This finds every write to a group's fields
 # (assignment, compound assignment, ++/--, the whole group assigned, or the
 # address of a field taken, which is how lists and other writers get at it;
-# the read-only sp_list_linked/sp_list_empty aside)
+# the read-only sp_list_linked/sp_list_empty/sp_ilink_linked aside)
 # in broker/, tests/ and bench/, and fails if one is outside the owner.
 # The owner is a module: its .c and, for the inline helpers, its .h.
 #
@@ -41,7 +41,7 @@ check() {
 	# shellcheck disable=SC2086
 	hits=$(grep -rnE --include='*.c' --include='*.h' "$(pattern "$group")" $dirs |
 	       grep -vE "^($owner)\\.[ch]:" |
-	       grep -vE 'sp_list_(linked|empty)\(&[a-z_]+->[a-z_]+\.[a-z_]+\)' || true)
+	       grep -vE 'sp_(list_(linked|empty)|ilink_linked)\(&[a-z_]+->[a-z_]+\.[a-z_]+\)' || true)
 	if [ -n "$hits" ]; then
 		echo "writes to c->$group outside $owner.[ch]:"
 		echo "$hits"

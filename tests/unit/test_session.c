@@ -649,12 +649,14 @@ static enum sp_close_reason p_server_hello(void *ctx, struct sp_session *s, cons
 /* Both envs' rekey interval for the next pair_init (0: the protocol's). */
 static uint64_t pair_rekey;
 static struct sp_slab *pair_slab;   /* both envs' slab; NULL = heap */
+static struct sp_slab *pair_key_slab; /* both envs' key_slab; NULL = in pair_slab */
 
 static void pair_init(struct pair *p)
 {
 	memset(p, 0, sizeof(*p));
 	p->renv.rekey_every = p->ienv.rekey_every = pair_rekey;
 	p->renv.slab = p->ienv.slab = pair_slab;
+	p->renv.key_slab = p->ienv.key_slab = pair_key_slab;
 	sp_txpool_init(&p->pool, 4);
 	p->renv.static_priv = server_priv;
 	memcpy(p->renv.static_pub, server_pub, SP_KEY_LEN);
@@ -1399,6 +1401,63 @@ static void test_pair_aesgcm_refused(void **state)
 	}
 }
 
+/*
+ * With a key_slab (the broker's layout): an established session holds only
+ * its keys, a small key_slab slot; the outbound stream takes a slot of the
+ * slab only from its first frame to the seal, so an idle session holds
+ * nothing in the slab; the keys are gone from both after the wipe.
+ */
+static void test_pair_key_slab(void **state)
+{
+	struct sp_slab sl, ks;
+	struct pair p;
+	struct sp_session_keys *ik, *rk;
+
+	(void)state;
+	assert_int_equal(sp_slab_init(&sl, sp_session_slot_size(), 0, 0), 0);
+	assert_int_equal(sp_slab_init(&ks, sp_session_keys_slot_size(), 0, 0), 0);
+	assert_true(sp_session_keys_slot_size() <= 112);
+	assert_true(sp_session_keys_slot_size() < sp_session_slot_size());
+	pair_slab = &sl;
+	pair_key_slab = &ks;
+	pair_init(&p);
+	assert_int_equal(sp_session_connect(&p.i, &p.ienv, p.ipriv, server_pub), 0);
+	assert_true(sp_slab_holds(&sl, p.i.hs));
+	assert_int_equal(ks.used, 0);
+	assert_int_equal(wire(&p.i, &p.r, 0, 0, -1), SP_CLOSE_NONE);
+	assert_int_equal(wire(&p.r, &p.i, 0, 0, -1), SP_CLOSE_NONE);
+	assert_int_equal(p.r.state, SP_SESSION_ESTABLISHED);
+	ik = p.i.keys;
+	rk = p.r.keys;
+	assert_true(sp_slab_holds(&ks, ik));
+	assert_true(sp_slab_holds(&ks, rk));
+	assert_int_equal(ks.used, 2);
+	assert_int_equal(sl.used, 0);           /* idle: no handshake, no stream */
+	assert_null(ik->tx);
+	send_pings(&p.i, 1, 3);
+	assert_true(p.i.tx_open);
+	assert_true(sp_slab_holds(&sl, ik->tx)); /* the open message's stream */
+	assert_int_equal(sl.used, 1);
+	assert_int_equal(wire(&p.i, &p.r, 0, 0, -1), SP_CLOSE_NONE); /* seals */
+	assert_int_equal(p.rs.frames, 3);
+	assert_null(ik->tx);
+	assert_int_equal(sl.used, 0);
+	/* A stream open at the wipe goes back too. */
+	send_pings(&p.r, 9, 1);
+	assert_int_equal(sl.used, 1);
+	sp_session_wipe(&p.i);
+	sp_session_wipe(&p.r);
+	assert_int_equal(sl.used, 0);
+	assert_int_equal(ks.used, 0);
+	assert_true(all_zero(ik, sizeof(*ik)));
+	assert_true(all_zero(rk, sizeof(*rk)));
+	pair_free(&p);
+	pair_slab = NULL;
+	pair_key_slab = NULL;
+	sp_slab_destroy(&sl);
+	sp_slab_destroy(&ks);
+}
+
 static void test_pair_slab(void **state)
 {
 	struct sp_slab sl;
@@ -1468,6 +1527,7 @@ int main(void)
 		cmocka_unit_test(test_pair_end_and_wipe),
 		cmocka_unit_test(test_pair_rekey),
 		cmocka_unit_test(test_pair_slab),
+		cmocka_unit_test(test_pair_key_slab),
 		cmocka_unit_test(test_pair_aesgcm),
 		cmocka_unit_test(test_pair_aesgcm_refused),
 		cmocka_unit_test(test_pair_nonce_end),

@@ -94,7 +94,7 @@ static int group_setup(void **state)
 	return sodium_init() < 0 ? -1 : 0;
 }
 
-/* Slots are distinct, 16-aligned, zeroed when handed out; the chunk is
+/* Slots are distinct, 8-aligned, zeroed when handed out; the chunk is
  * locked and out of core dumps; a freed slot is zeroed at once. */
 static void test_alloc_free_zero(void **state)
 {
@@ -104,12 +104,12 @@ static void test_alloc_free_zero(void **state)
 
 	(void)state;
 	assert_int_equal(sp_slab_init(&sl, 100, 0, 0), 0);
-	assert_int_equal(sl.slot_size, 112);    /* rounded up to 16 */
+	assert_int_equal(sl.slot_size, 104);    /* rounded up to 8 */
 	assert_int_equal(sp_slab_bytes(&sl), 0); /* nothing mapped before the first alloc */
 	for (int i = 0; i < 8; i++) {
 		p[i] = sp_slab_alloc(&sl);
 		assert_non_null(p[i]);
-		assert_int_equal((uintptr_t)p[i] % 16, 0);
+		assert_int_equal((uintptr_t)p[i] % SP_SLAB_ALIGN, 0);
 		assert_true(all_zero(p[i], sl.slot_size));
 		memset(p[i], 0xa0 + i, sl.slot_size);
 		for (int j = 0; j < i; j++)
@@ -147,6 +147,50 @@ static void test_alloc_free_zero(void **state)
 
 /* A live slot freed twice, or a pointer that is no slot, is refused and
  * changes nothing. */
+/* sp_slab_fit leaves room for sodium_malloc's 16-byte canary inside the
+ * chunk's pages, and the default chunk is laid out so. */
+static void test_fit(void **state)
+{
+	struct sp_slab sl;
+
+	(void)state;
+	/* 120-byte slots: 128-byte strides with the header; 64 KiB would be
+	 * 512 of them, whose canary would map a 17th page. */
+	assert_int_equal(sp_slab_fit(120, 64 << 10), 511);
+	assert_int_equal(sp_slab_fit(117, 256 << 10), (uint32_t)(((256 << 10) - 16) / 128));
+	assert_int_equal(sp_slab_fit(SP_SLAB_CHUNK_BYTES, 100), 1);
+	assert_int_equal(sp_slab_init(&sl, 120, 0, 0), 0);
+	assert_int_equal(sl.per_chunk, 511);
+	assert_non_null(sp_slab_alloc(&sl));
+	/* 16 payload pages and libsodium's three. */
+	assert_int_equal(sp_slab_bytes(&sl), (uint64_t)(16 + 3) * (uint64_t)sysconf(_SC_PAGESIZE));
+	sp_slab_destroy(&sl);
+}
+
+/* A slot its owner wiped goes back without a second wipe, under the
+ * same checks as sp_slab_free (a double free is refused). */
+static void test_free_wiped(void **state)
+{
+	struct sp_slab sl;
+	uint8_t *a, *b;
+
+	(void)state;
+	assert_int_equal(sp_slab_init(&sl, 64, 4, 0), 0);
+	a = sp_slab_alloc(&sl);
+	assert_non_null(a);
+	memset(a, 0x5a, 64);
+	sodium_memzero(a, 64);
+	assert_int_equal(sp_slab_free_wiped(&sl, a), 0);
+	assert_int_equal(sl.used, 0);
+	assert_int_equal(sp_slab_free_wiped(&sl, a), -EINVAL);
+	assert_int_equal(sp_slab_free_wiped(&sl, NULL), 0);
+	b = sp_slab_alloc(&sl);
+	assert_ptr_equal(b, a);                 /* the same slot, handed out zeroed */
+	assert_true(all_zero(b, 64));
+	assert_int_equal(sp_slab_free(&sl, b), 0);
+	sp_slab_destroy(&sl);
+}
+
 static void test_bad_free(void **state)
 {
 	struct sp_slab sl;
@@ -301,6 +345,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_alloc_free_zero),
 		cmocka_unit_test(test_bad_free),
+		cmocka_unit_test(test_fit),
+		cmocka_unit_test(test_free_wiped),
 		cmocka_unit_test(test_grow_shrink),
 		cmocka_unit_test(test_exhaustion),
 		cmocka_unit_test(test_mlock_fallback),
