@@ -3653,11 +3653,19 @@ static int seal_copy(struct sealpost_client *c, const struct sp_frame *copy, con
 {
 	size_t bucket = 0, env_len = msg_len + SP_SEAL_OVERHEAD;
 	uint8_t *plain = NULL, *env;
+	/* A device of the account with which this one has a session gets a
+	 * ratchet envelope, as a Send to it would (PROTOCOL.md 7.3); the
+	 * others a Noise_X seal. A group refused or sent again costs the
+	 * session only skipped message keys, within its bounds. */
+	bool ratchet = c->ratchets && sp_sessions_has(c->ratchets, copy->u.fanout.key);
 	int r;
 
 	r = seal_prepare(c, copy, &msg, &msg_len, &plain, &env_len, &bucket);
 	if (r < 0)
 		return r;
+	if (ratchet)
+		env_len = sp_sessions_body_len(msg_len, c->max_envelope - SP_SEAL_OVERHEAD,
+					       bucket != 0);
 	if (env_len > c->max_envelope || sp_frame_size(copy, env_len) > c->max_transport) {
 		wipe_plain(plain, msg_len);
 		return -EMSGSIZE;
@@ -3667,7 +3675,8 @@ static int seal_copy(struct sealpost_client *c, const struct sp_frame *copy, con
 		wipe_plain(plain, msg_len);
 		return -ENOMEM;
 	}
-	r = seal_into(c, copy->u.fanout.key, msg, msg_len, bucket, env, env_len);
+	r = ratchet ? ratchet_into(c, copy->u.fanout.key, msg, msg_len, bucket, env, env_len)
+		    : seal_into(c, copy->u.fanout.key, msg, msg_len, bucket, env, env_len);
 	wipe_plain(plain, msg_len);
 	if (r < 0) {
 		free(env);
