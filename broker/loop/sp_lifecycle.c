@@ -12,6 +12,7 @@
 #include "sp_mem.h"
 #include "sp_source.h"
 #include "sp_timers.h"
+#include "sp_xshard.h"
 
 static const char *state_name(uint8_t s)
 {
@@ -88,6 +89,17 @@ struct sp_conn *sp_life_open(struct sp_shard *sh, int fd)
 	sp_io_open(c, fd);
 	c->life.close_reason = SP_CLOSE_NONE;
 	sp_timers_accepted(sh, c);
+	return c;
+}
+
+struct sp_conn *sp_life_adopt(struct sp_shard *sh, int fd)
+{
+	struct sp_conn *c = sp_conn_table_open(sh);
+
+	if (!c)
+		return NULL;
+	sp_io_open(c, fd);
+	c->life.close_reason = SP_CLOSE_NONE;
 	return c;
 }
 
@@ -169,6 +181,7 @@ void sp_life_finalize(struct sp_shard *sh, struct sp_conn *c)
 	 * for the slot's next connection, which their owners rely on. */
 	assert(!c->route.routed && !sp_list_linked(&c->mbox.drain) &&
 	       !sp_list_linked(&c->timer.node));
+	sp_xshard_forget(c);
 	sp_io_close(sh, c);
 	sp_source_release(sh, c);
 	sp_conn_table_release(sh, c);
@@ -177,6 +190,10 @@ void sp_life_finalize(struct sp_shard *sh, struct sp_conn *c)
 /* End of iteration for one touched connection. */
 static void flush_conn(struct sp_shard *sh, struct sp_conn *c)
 {
+	if (c->move.m && c->s.state == SP_SESSION_ESTABLISHED) {
+		sp_xshard_move_flush(sh, c);    /* to its home shard, once quiet */
+		return;
+	}
 	if (c->s.state == SP_SESSION_DEAD) {
 		if (sp_io_idle(c))
 			sp_life_finalize(sh, c);

@@ -86,4 +86,11 @@ void sp_mem_publish(struct sp_shard *sh);
  * chunk reserve and, with enough heap free, calls malloc_trim. */
 void sp_mem_tick(struct sp_shard *sh);
 
+/* This shard's part of --mem-budget: the process's budget split evenly
+ * between the shards (each holds its own connections' buffers). */
+static inline uint64_t sp_mem_budget(const struct sp_shard *sh)
+{
+	return sh->node ? sh->cfg->mem_budget / sh->node->n : sh->cfg->mem_budget;
+}
+
 #endif

@@ -84,6 +84,19 @@ struct sp_conn *sp_timers_oldest_unproven(struct sp_shard *sh)
 	return NULL;
 }
 
+void sp_timers_adopt(struct sp_shard *sh, struct sp_conn *c, uint64_t accepted_ns)
+{
+	/* On the handshake deadline from now, like a first message: the
+	 * proof (IK) or the routing (XX) follows at once. */
+	timer_set(&sh->hs_list, c, sh->now_ns + ms_ns(sh->cfg->handshake_timeout_ms));
+	c->timer.accepted_ns = accepted_ns;
+}
+
+uint64_t sp_timers_accepted_ns(const struct sp_conn *c)
+{
+	return c->timer.accepted_ns;
+}
+
 void sp_timers_proven(struct sp_shard *sh, struct sp_conn *c)
 {
 	if (sh->cfg->idle_timeout_s)
