@@ -408,7 +408,7 @@ static int serve_shards(struct daemon *d, unsigned n, const uint8_t *priv, int l
 			const struct sp_tlog *tlog)
 {
 	struct push_parts pp = { 0 };
-	struct sp_node node = { .n = n };
+	struct sp_node node = { .n = n, .second_stop_logged = ATOMIC_FLAG_INIT };
 	struct shard_run *runs = calloc(n, sizeof(*runs));
 	pthread_barrier_t ready, stopped;
 	bool failed = false;

@@ -91,7 +91,7 @@ enum {
 	SP_DEFAULT_ADMIN_REQUEST_MAX = 4096,
 	SP_DEFAULT_ADMIN_TIMEOUT_MS = 5000,
 	/* --threads: 0 = one shard per online core (sp_config_threads). */
-	SP_DEFAULT_THREADS = 1,
+	SP_DEFAULT_THREADS = 0,
 	/* A shard id fits a uint8_t (struct sp_shard) and a metrics slot. */
 	SP_CONFIG_THREADS_MAX = 64,
 	/* A connection slot fits in 24 bits of a route handle (sp_shard.h). */

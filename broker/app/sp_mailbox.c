@@ -165,6 +165,24 @@ static enum sp_status enqueue_refused(struct sp_shard *sh, int ret)
 	return SP_STATUS_ERR_INTERNAL;
 }
 
+/* Whether rc's mailbox holds a committed envelope from its next seq
+ * (mbox.from) up to below seq: one the other shard's notice of which is
+ * still on its way. Seqs of a device are not contiguous (a mailbox emptied
+ * and made anew starts at the store's high-water mark), so a gap alone
+ * says nothing; one bounded read does. On a read error: yes (the reader
+ * then reads, and fails as it would). */
+static bool earlier_stored(struct sp_shard *sh, struct sp_conn *rc, uint64_t seq)
+{
+	struct sp_store_read_result res;
+	uint64_t t0 = sp_shard_mono_ns();
+	int ret;
+
+	ret = sp_store_read(sp_shard_store(sh), rc->s.peer, rc->mbox.from, sh->wall_ms, 1, 1,
+			    sh->items, &res);
+	sp_shard_store_timed(sh, SP_METRICS_STORE_READ, t0);
+	return ret < 0 || (res.count && sh->items[0].seq < seq);
+}
+
 /* A stored envelope (seq) onto rc, live. Alone, the shard writes a
  * device's envelopes in seq order. With shards, other shards' envelopes
  * for it arrive after their commits (SP_XS_STORED), so it goes in seq
@@ -176,7 +194,7 @@ static void live_stored(struct sp_shard *sh, struct sp_conn *rc, uint64_t seq,
 {
 	if (sh->node && seq < rc->mbox.from)
 		return;
-	if (sh->node && seq > rc->mbox.from) {
+	if (sh->node && seq > rc->mbox.from && earlier_stored(sh, rc, seq)) {
 		reader_start(sh, rc, SP_MBOX_CATCHUP, rc->mbox.from);
 		return;
 	}
@@ -919,6 +937,17 @@ static void read_backlog(struct sp_shard *sh, struct sp_conn *c)
 	if (!res.end)
 		return;
 	sp_list_del(&c->mbox.drain);
+	/* Shards: live envelopes go in seq order from here (live_stored), so
+	 * from is the mailbox's next seq: everything committed below it was
+	 * read or is gone, and no other shard commits while this one holds
+	 * the store. */
+	if (sh->node) {
+		uint64_t next = 0;
+
+		if (sp_store_next_seq(sp_shard_store(sh), c->s.peer, &next) == 0 &&
+		    next > c->mbox.from)
+			c->mbox.from = next;
+	}
 	if (c->mbox.mode == SP_MBOX_BACKLOG) {
 		memset(&d, 0, sizeof(d));
 		d.type = SP_FRAME_DRAINED;

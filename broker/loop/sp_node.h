@@ -69,6 +69,8 @@ struct sp_node {
 	/* Connections of all shards (max-conns is the process's): each
 	 * shard's table adds and subtracts its own (sp_conn_table.c). */
 	_Atomic uint32_t conns;
+	/* The second stop signal reaches every shard; one says so in the log. */
+	atomic_flag second_stop_logged;
 };
 
 /*

@@ -114,7 +114,9 @@ static void on_shutdown_cqe(struct sp_shard *sh, struct sp_conn *c)
 /* A second stop: stop waiting for slow peers. */
 static void stop_now(struct sp_shard *sh)
 {
-	SP_LOG0(sh->log, SP_LOG_INFO, "second stop signal: closing all connections now");
+	/* Every shard is told (one may have stopped already): one line says it. */
+	if (!sh->node || !atomic_flag_test_and_set(&sh->node->second_stop_logged))
+		SP_LOG0(sh->log, SP_LOG_INFO, "second stop signal: closing all connections now");
 	sp_life_end_all(sh, true);
 }
 

@@ -480,6 +480,11 @@ int sp_store_read(struct sp_store *st, const uint8_t recipient[SP_KEY_LEN], uint
 /* Entries and body bytes in all mailboxes (committed totals, O(1)). */
 int sp_store_totals(struct sp_store *st, uint64_t *entries, uint64_t *bytes);
 
+/* The seq the next envelope for recipient gets if no batch is open (0:
+ * not known, its meta is damaged): for a caller that orders deliveries
+ * by seq (broker shards). 0 or -EIO. */
+int sp_store_next_seq(struct sp_store *st, const uint8_t recipient[SP_KEY_LEN], uint64_t *next);
+
 /* The committed counters of recipient (zeros and next_seq 0 if its mailbox
  * is empty: it has no record). Any out pointer may be NULL. */
 int sp_store_mailbox_info(struct sp_store *st, const uint8_t recipient[SP_KEY_LEN],
