@@ -389,10 +389,12 @@ static void *shard_main(void *arg)
 		ret = sp_shard_run(sh);
 	}
 	/* Whatever happens to one shard, the others stop too. */
-	if (ret && r->id != 0) {
+	if (ret) {
 		uint64_t one = 1;
 		ssize_t w = write(r->d->stop_fd, &one, sizeof(one));
 
+		for (unsigned i = 1; i < r->node->n; i++)
+			w = write(r->d->shard_stop_fd[i], &one, sizeof(one));
 		(void)w;
 	}
 	pthread_barrier_wait(r->stopped);

@@ -312,12 +312,15 @@ int sp_shard_run(struct sp_shard *sh)
 	sp_shard_store_release(sh);
 	while (!done(sh)) {
 		ret = sp_timers_retry(sh);
-		if (ret)
+		if (ret) {
+			sp_shard_store_release(sh);     /* the other shards go on to stop */
 			return ret;
+		}
 		ret = sp_ring_submit_wait(&sh->ring, 1);
 		if (ret < 0) {
 			SP_LOG(sh->log, SP_LOG_ERROR, "io_uring submit failed",
 			       SP_KV_INT("errno", -ret));
+			sp_shard_store_release(sh);
 			return ret;
 		}
 		sh->now_ns = sp_shard_mono_ns();
