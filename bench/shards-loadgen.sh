@@ -9,7 +9,7 @@
 set -eu
 bin="$1/bin"; devices="${2:-200}"; window="${3:-8}"; secs="${4:-5}"
 tck=$(getconf CLK_TCK)
-cpu() { awk '$1=="cpu"{print $2+$3, $4, $7, $5}' /proc/stat; }  # user sys softirq idle
+cpu() { awk '$1=="cpu"{print $2+$3, $4, $8, $5}' /proc/stat; }  # user sys softirq idle
 pstat() { awk '{print $14, $15}' "/proc/$1/stat"; }              # utime stime (ticks)
 for t in 1 2; do
 	dir=$(mktemp -d); port=$((20000 + $$ % 20000 + t))
