@@ -43,6 +43,12 @@
  * decrypts it with plain libsodium and checks every frame and body, so a
  * broken hot path fails the run instead of measuring fast nonsense.
  *
+ * --shards N: N shards at once, each in a process of its own with its own
+ * devices and sender (shards share nothing on this path: no lock, no
+ * common table), their timed passes started together; the parent adds up
+ * what they did per second of wall time (envelopes/s, hot path), the
+ * figure to compare with one shard (docs/BENCHMARKS.md, "Shards").
+ *
  * Secrets: every key here is a throwaway benchmark key derived from --seed.
  */
 #include <errno.h>
@@ -51,7 +57,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -96,7 +104,11 @@ struct opts {
 	bool quiet;
 	bool warm;
 	uint8_t aead;                   /* --cipher: enum sp_noise_aead */
+	unsigned shards;                /* --shards: processes, one shard each */
 };
+
+/* --shards: this process's part (child), or none (-1). */
+static int shard_ready_fd = -1, shard_go_fd = -1, shard_report_fd = -1;
 
 /* The broker's shard (sp_shard_init_detached) and what the benchmark keeps beside it. */
 struct bench {
@@ -924,6 +936,8 @@ static void usage(FILE *f)
 		"                      transport cipher and the bare side's AEAD (aesgcm needs\n"
 		"                      AES-NI)\n"
 		"  --json FILE         write the figures as JSON ('-': stdout, summary to stderr)\n"
+		"  --shards N          N shards at once, a process each (their own devices),\n"
+		"                      timed together; prints their envelopes/s summed\n"
 		"  --quiet             no summary\n");
 }
 
@@ -951,6 +965,7 @@ static void parse(int argc, char **argv, struct opts *o)
 	o->seconds = 2;
 	o->recv_buffer_size = SP_DEFAULT_RECV_BUFFER_SIZE;
 	o->seed = 1;
+	o->shards = 1;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 
@@ -979,6 +994,8 @@ static void parse(int argc, char **argv, struct opts *o)
 			o->rekey = num_arg(a, v, 1, SP_REKEY_MESSAGES);
 		} else if (!strcmp(a, "--recv-buffer-size")) {
 			o->recv_buffer_size = (uint32_t)num_arg(a, v, 64, 1 << 20);
+		} else if (!strcmp(a, "--shards")) {
+			o->shards = (unsigned)num_arg(a, v, 1, 64);
 		} else if (!strcmp(a, "--seed")) {
 			o->seed = num_arg(a, v, 0, UINT64_MAX);
 		} else if (!strcmp(a, "--seconds")) {
@@ -1043,6 +1060,77 @@ static void line(FILE *f, const char *name, const struct series *s, unsigned rep
 		unit, st.med / scale, sunit, st.min / scale, st.max / scale);
 }
 
+/*
+ * --shards N: forks N children that run the benchmark (seeds seed + i,
+ * so their keys differ), each telling the parent when its setup is done
+ * and starting its timed passes when all are; each reports its hot-path
+ * envelopes and their wall time. Returns in the children (to run), exits
+ * in the parent.
+ */
+static void run_shards(const struct opts *o)
+{
+	int ready[2], go[2], rep[2];
+	double total = 0;
+	char line[128];
+	FILE *rf;
+	int status, failed = 0;
+
+	if (pipe(ready) || pipe(go) || pipe(rep))
+		die("pipe");
+	for (unsigned i = 0; i < o->shards; i++) {
+		pid_t p = fork();
+
+		if (p < 0)
+			die("fork");
+		if (p == 0) {
+			close(ready[0]);
+			close(go[1]);
+			close(rep[0]);
+			shard_ready_fd = ready[1];
+			shard_go_fd = go[0];
+			shard_report_fd = rep[1];
+			return;
+		}
+	}
+	close(ready[1]);
+	close(go[0]);
+	close(rep[1]);
+	for (unsigned i = 0; i < o->shards; i++) {
+		char c;
+
+		if (read(ready[0], &c, 1) != 1)
+			die("a shard failed in its setup");
+	}
+	for (unsigned i = 0; i < o->shards; i++)
+		if (write(go[1], "g", 1) != 1)
+			die("pipe");
+	rf = fdopen(rep[0], "r");
+	while (rf && fgets(line, sizeof(line), rf)) {
+		unsigned long long units, wall;
+
+		if (sscanf(line, "%llu %llu", &units, &wall) == 2 && wall)
+			total += (double)units / ((double)wall / 1e9);
+	}
+	for (unsigned i = 0; i < o->shards; i++)
+		if (wait(&status) < 0 || !WIFEXITED(status) || WEXITSTATUS(status))
+			failed = 1;
+	printf("shards: %u at once (a process each); hot path, summed over the shards: "
+	       "%.0f envelopes/s (%.0f per shard)\n",
+	       o->shards, total, total / o->shards);
+	exit(failed);
+}
+
+/* A --shards child: setup done; wait for the others. */
+static void shard_barrier(void)
+{
+	char c;
+
+	if (shard_ready_fd < 0)
+		return;
+	if (write(shard_ready_fd, "r", 1) != 1 || read(shard_go_fd, &c, 1) != 1)
+		die("shard barrier");
+}
+
 int main(int argc, char **argv)
 {
 	struct opts o;
@@ -1059,6 +1147,11 @@ int main(int argc, char **argv)
 	double rep_s;
 
 	parse(argc, argv, &o);
+	if (o.shards > 1) {
+		run_shards(&o);         /* returns in each child */
+		o.seed += (uint64_t)getpid();   /* each shard its own keys */
+		o.quiet = true;
+	}
 	if (sodium_init() < 0)
 		die("sodium_init failed");
 	aead = o.aead;
@@ -1154,6 +1247,7 @@ int main(int argc, char **argv)
 			o.devices, o.reps, w.nmsgs, o.warm ? "warm recipients" : "cold recipients", o.devices,
 			t_routes / 1e9, t_conns / 1e9, t_work / 1e9, sizeof(struct sp_conn));
 
+	shard_barrier();
 	/* Warm-up: one pass each, untimed. */
 	hot_pass(b, &b->conns[b->nconns - 1], &w);
 	bare_pass(b, &b->conns[b->nconns - 1], &w);
@@ -1195,6 +1289,17 @@ int main(int argc, char **argv)
 		pre.wall_ns += wall_acc;
 		wall_acc = 0;
 	}
+	if (shard_report_fd >= 0) {
+		char r[64];
+		int n = snprintf(r, sizeof(r), "%llu %llu\n", (unsigned long long)hot.units,
+				 (unsigned long long)hot.wall_ns);
+
+		if (write(shard_report_fd, r, (size_t)n) != n)
+			die("report");
+	}
+	if (o.shards == 1 && !o.quiet)
+		fprintf(out, "hot path: %.0f envelopes/s of wall time (one shard)\n",
+			hot.wall_ns ? (double)hot.units / ((double)hot.wall_ns / 1e9) : 0);
 	/* From the shard's metrics slot, as the daemon's stop line reads it. */
 	{
 		const struct sp_metrics_shard *m = b->sh.metrics;

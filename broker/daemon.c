@@ -192,6 +192,7 @@ static void on_signal(struct daemon *d, uint32_t signo)
 {
 	enum sp_log_level lvl;
 	uint64_t one = 1;
+	unsigned nstop;
 	ssize_t w;
 
 	switch (signo) {
@@ -212,6 +213,7 @@ static void on_signal(struct daemon *d, uint32_t signo)
 	case SIGTERM:
 		pthread_mutex_lock(&d->mu);
 		d->stop++;
+		nstop = d->nshard_stop;
 		sp_metrics_set_ready(d->metrics, false);
 		pthread_mutex_unlock(&d->mu);
 		if (d->stop == 1)
@@ -220,6 +222,8 @@ static void on_signal(struct daemon *d, uint32_t signo)
 		/* One write per signal: the shard's second wake-up is the
 		 * "stop waiting for slow peers" one. */
 		w = write(d->stop_fd, &one, sizeof(one));
+		for (unsigned i = 1; i < nstop; i++)
+			w = write(d->shard_stop_fd[i], &one, sizeof(one));
 		(void)w;
 		return;
 	default:

@@ -46,6 +46,9 @@ struct daemon {
 	struct sp_metrics *metrics;
 	int sig_fd;             /* signalfd: SIGINT, SIGTERM, SIGUSR1, SIGUSR2 */
 	int stop_fd;            /* eventfd: the shard's wake_fd; written once per stop signal */
+	/* With shards: shard i's wake_fd (i >= 1; 0 is stop_fd), written with it. */
+	int shard_stop_fd[SP_CONFIG_THREADS_MAX];
+	unsigned nshard_stop;
 	int quit_fd;            /* eventfd: the main thread tells the signal thread to end */
 	pthread_t sig_thread;
 	bool sig_thread_running;

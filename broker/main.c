@@ -165,23 +165,30 @@ static void check_fd_limit(const struct sp_log *lg, const struct sp_config *cfg)
  * into the table (refusals at accept time subtracted; the few refused
  * while stopping are counted as accepted). delivered: both paths, live and
  * from the mailbox. */
-static void log_stopped(const struct sp_log *lg, const struct sp_metrics_shard *m)
+static void log_stopped(const struct sp_log *lg, struct sp_metrics *mm, unsigned n)
 {
-	uint64_t refused = m->connections_closed[SP_METRICS_CLOSE_MAX_CONNS] +
+	uint64_t refused = 0, handshakes = 0, sends = 0, accepted = 0, delivered = 0;
+
+	/* Summed over the shards (a connection accepted by shard 0 may end on
+	 * another: each count is kept once). */
+	for (unsigned s = 0; s < n; s++) {
+		const struct sp_metrics_shard *m = sp_metrics_shard(mm, s);
+
+		refused += m->connections_closed[SP_METRICS_CLOSE_MAX_CONNS] +
 			   m->connections_closed[SP_METRICS_CLOSE_PER_SOURCE] +
 			   m->connections_closed[SP_METRICS_CLOSE_UNAUTH_SOURCE];
-	uint64_t handshakes = 0, sends = m->envelopes_accepted;
-
-	for (unsigned p = 0; p < SP_METRICS_PATTERN_COUNT; p++)
-		handshakes += m->handshakes[p][SP_METRICS_OUTCOME_OK];
-	for (unsigned i = 0; i < SP_METRICS_REFUSED_COUNT; i++)
-		sends += m->envelopes_refused[i];
-	SP_LOG(lg, SP_LOG_INFO, "stopped",
-	       SP_KV_UINT("accepted", m->connections_accepted - refused),
+		accepted += m->connections_accepted;
+		sends += m->envelopes_accepted;
+		for (unsigned p = 0; p < SP_METRICS_PATTERN_COUNT; p++)
+			handshakes += m->handshakes[p][SP_METRICS_OUTCOME_OK];
+		for (unsigned i = 0; i < SP_METRICS_REFUSED_COUNT; i++)
+			sends += m->envelopes_refused[i];
+		delivered += m->envelopes_delivered[SP_METRICS_PATH_LIVE] +
+			     m->envelopes_delivered[SP_METRICS_PATH_MAILBOX];
+	}
+	SP_LOG(lg, SP_LOG_INFO, "stopped", SP_KV_UINT("accepted", accepted - refused),
 	       SP_KV_UINT("handshakes", handshakes), SP_KV_UINT("sends", sends),
-	       SP_KV_UINT("delivered", m->envelopes_delivered[SP_METRICS_PATH_LIVE] +
-				       m->envelopes_delivered[SP_METRICS_PATH_MAILBOX]),
-	       SP_KV_UINT("refused", refused));
+	       SP_KV_UINT("delivered", delivered), SP_KV_UINT("refused", refused));
 }
 
 /* Web Push: the VAPID key (DATA_DIR/vapid.pem, made once), the worker
@@ -337,10 +344,175 @@ static int serve(struct daemon *d, const uint8_t *priv, int listen_fd, int ws_fd
 	       SP_KV_STR("ring", ring_mode(sh->ring.setup_flags)));
 	ret = sp_shard_run(sh);
 	sp_metrics_set_ready(d->metrics, false);
-	log_stopped(d->log, sh->metrics);
+	log_stopped(d->log, d->metrics, 1);
 	sp_shard_destroy(sh);
 	free(sh);
 	stop_push(&pp);
+	return ret;
+}
+
+/*
+ * --threads N > 1: N shards, shard 0 on this thread (it listens and runs
+ * the handshakes), the others on threads of their own; each shard's ring is
+ * made on its own thread (SINGLE_ISSUER). All are set up before any runs
+ * (a shard posts to the others' inboxes from its first iteration) and all
+ * stop before any is destroyed (a late post lands in a live inbox).
+ */
+struct shard_run {
+	struct sp_node *node;
+	struct daemon *d;
+	const uint8_t *priv;
+	struct sp_config *cfg;          /* this shard's own copy (reload applies to each) */
+	int listen_fd, wake_fd;
+	unsigned id;
+	struct sp_store *store;
+	struct sp_admin *admin;
+	const struct sp_tlog *tlog;
+	struct sp_push *push;
+	pthread_barrier_t *ready, *stopped;
+	bool *failed;
+	int ret;
+	pthread_t thread;
+};
+
+static void *shard_main(void *arg)
+{
+	struct shard_run *r = arg;
+	struct sp_shard *sh = calloc(1, sizeof(*sh));
+	int ret = sh ? sp_shard_init(sh, (uint8_t)r->id, r->cfg, r->d->log, r->priv, r->listen_fd,
+				     r->wake_fd) : -ENOMEM;
+
+	if (ret) {
+		SP_LOG(r->d->log, SP_LOG_ERROR, "cannot set up the event loop",
+		       SP_KV_STR("error", strerror(-ret)), SP_KV_UINT("shard", r->id));
+		free(sh);
+		sh = NULL;
+		*r->failed = true;      /* written before the barrier, read after it */
+	} else {
+		sh->metrics = sp_metrics_shard(r->d->metrics, r->id);
+		sh->node = r->node;
+		sh->push = r->push;
+		sh->store = r->store;
+		sh->tlog = r->tlog;
+		sh->enrol_key = r->d->enrol_key;
+		sh->admin = r->admin;
+		sh->live_cfg = r->cfg;
+		r->node->shards[r->id] = sh;
+	}
+	pthread_barrier_wait(r->ready);
+	if (sh && !*r->failed) {
+		if (r->id == 0) {
+			sp_daemon_set_ready(r->d);
+			SP_LOG(r->d->log, SP_LOG_INFO, "sealpostd started",
+			       SP_KV_STR("version", SP_VERSION), SP_KV_STR("listen", r->cfg->listen),
+			       SP_KV_STR("data_dir", r->cfg->data_dir),
+			       SP_KV_STR("config", r->cfg->config_path[0] ? r->cfg->config_path : "-"),
+			       SP_KV_UINT("max_conns", r->cfg->max_conns),
+			       SP_KV_STR("ring", ring_mode(sh->ring.setup_flags)),
+			       SP_KV_UINT("shards", r->node->n));
+		}
+		ret = sp_shard_run(sh);
+	}
+	/* Whatever happens to one shard, the others stop too. */
+	if (ret) {
+		uint64_t one = 1;
+		ssize_t w = write(r->d->stop_fd, &one, sizeof(one));
+
+		for (unsigned i = 1; i < r->node->n; i++)
+			w = write(r->d->shard_stop_fd[i], &one, sizeof(one));
+		(void)w;
+	}
+	pthread_barrier_wait(r->stopped);
+	if (sh)
+		sp_shard_destroy(sh);
+	free(sh);
+	r->ret = ret;
+	return NULL;
+}
+
+static int serve_shards(struct daemon *d, unsigned n, const uint8_t *priv, int listen_fd,
+			struct sp_store *store, struct sp_admin *admin, struct sp_config *live_cfg,
+			const struct sp_tlog *tlog)
+{
+	struct push_parts pp = { 0 };
+	struct sp_node node = { .n = n, .second_stop_logged = ATOMIC_FLAG_INIT };
+	struct shard_run *runs = calloc(n, sizeof(*runs));
+	pthread_barrier_t ready, stopped;
+	bool failed = false;
+	int ret = -ENOMEM;
+	unsigned started = 0;
+
+	node.shards = calloc(n, sizeof(*node.shards));
+	if (!runs || !node.shards)
+		goto out_free;
+	pthread_mutex_init(&node.store_mu, NULL);
+	ret = start_push(live_cfg, d->log, store, sp_metrics_shard(d->metrics, 0), &pp);
+	if (ret)
+		goto out_push;
+	for (unsigned i = 0; i < n; i++) {
+		runs[i] = (struct shard_run){
+			.node = &node, .d = d, .priv = priv, .id = i, .store = store,
+			.admin = admin, .tlog = tlog, .push = pp.push, .ready = &ready,
+			.stopped = &stopped, .failed = &failed, .listen_fd = i ? -1 : listen_fd,
+			.wake_fd = d->stop_fd, .cfg = live_cfg,
+		};
+		if (i == 0)
+			continue;
+		runs[i].cfg = malloc(sizeof(*live_cfg));
+		runs[i].wake_fd = d->shard_stop_fd[i] = eventfd(0, EFD_CLOEXEC);
+		if (!runs[i].cfg || runs[i].wake_fd < 0) {
+			ret = -ENOMEM;
+			goto out_cfgs;
+		}
+		memcpy(runs[i].cfg, live_cfg, sizeof(*live_cfg));
+	}
+	pthread_mutex_lock(&d->mu);
+	d->nshard_stop = n;
+	/* A stop signal before this: the new shards are told now. */
+	for (unsigned i = 1; i < n && d->stop; i++) {
+		uint64_t one = 1;
+		ssize_t w = write(d->shard_stop_fd[i], &one, sizeof(one));
+
+		(void)w;
+	}
+	pthread_mutex_unlock(&d->mu);
+	pthread_barrier_init(&ready, NULL, n);
+	pthread_barrier_init(&stopped, NULL, n);
+	for (started = 1; started < n; started++)
+		if ((ret = pthread_create(&runs[started].thread, NULL, shard_main, &runs[started]))) {
+			/* The barriers count n: without every thread, none may wait. */
+			SP_LOG(d->log, SP_LOG_ERROR, "cannot start a shard thread",
+			       SP_KV_STR("error", strerror(ret)));
+			abort();
+		}
+	shard_main(&runs[0]);
+	for (unsigned i = 1; i < n; i++)
+		pthread_join(runs[i].thread, NULL);
+	ret = 0;
+	for (unsigned i = 0; i < n; i++)
+		if (runs[i].ret)
+			ret = runs[i].ret;
+	if (failed && !ret)
+		ret = -EIO;
+	sp_metrics_set_ready(d->metrics, false);
+	log_stopped(d->log, d->metrics, n);
+	pthread_barrier_destroy(&ready);
+	pthread_barrier_destroy(&stopped);
+out_cfgs:
+	pthread_mutex_lock(&d->mu);
+	d->nshard_stop = 0;
+	pthread_mutex_unlock(&d->mu);
+	for (unsigned i = 1; i < n; i++) {
+		free(runs[i].cfg);
+		if (runs[i].wake_fd > 0)
+			close(runs[i].wake_fd);
+	}
+out_push:
+	stop_push(&pp);
+	pthread_mutex_destroy(&node.store_mu);
+out_free:
+	free(node.shards);
+	free(runs);
 	return ret;
 }
 
@@ -353,12 +525,24 @@ static void metrics_addr(const char *cfg_addr, uint16_t port, char *out, size_t 
 	snprintf(out, cap, "%.*s:%u", hlen, cfg_addr, (unsigned)port);
 }
 
+/* The shards to run: --threads (0: the online cores). WebSocket
+ * connections are not handed between shards (sp_xshard.h), so with
+ * --ws-listen the broker runs one. */
+static unsigned shards_of(const struct sp_config *cfg)
+{
+	/* The WebSocket transport and the cluster's per-shard route state do
+	 * not cross shards yet: either runs the node as one shard. */
+	if (strcmp(cfg->ws_listen, "off") != 0 || cfg->cluster[0])
+		return 1;
+	return sp_config_threads(cfg);
+}
+
 static int start_metrics(struct daemon *d, struct sp_http **http)
 {
 	char addr[SP_CONFIG_HOST_MAX + 8];
 	int err;
 
-	err = sp_metrics_create(&d->metrics, 1);
+	err = sp_metrics_create(&d->metrics, shards_of(d->cfg));
 	if (err) {
 		sp_daemon_log_errno(d->log, "cannot set up metrics", "-", -err);
 		return err;
@@ -704,7 +888,10 @@ static int run(struct sp_config *cfg, struct sp_log *lg, int argc, char **argv)
 	/* After the data-directory lock: a stale socket there is ours to replace. */
 	if (start_admin(&d, cfg, argc, argv, store, &admin))
 		goto out;
-	ret = serve(&d, priv, listen_fd, ws_fd, store, admin, cfg, &tlog, route) ? 1 : 0;
+	if (shards_of(cfg) > 1)
+		ret = serve_shards(&d, shards_of(cfg), priv, listen_fd, store, admin, cfg, &tlog) ? 1 : 0;
+	else
+		ret = serve(&d, priv, listen_fd, ws_fd, store, admin, cfg, &tlog, route) ? 1 : 0;
 out:
 	/* The shard has stopped taking its jobs; top reads the store: before it closes. */
 	sp_admin_stop(admin);

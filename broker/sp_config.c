@@ -59,6 +59,9 @@ static const struct opt opts[] = {
 	{ "lock-timeout", "S", OPT_U32, FIELD(lock_timeout_s), 0, 3600, false,
 	  "wait up to this many seconds for the data-directory lock held by another "
 	  "sealpostd (e.g. one still draining); /readyz says 503 meanwhile; 0 = fail at once" },
+	{ "threads", "N", OPT_U32, FIELD(threads), 0, SP_CONFIG_THREADS_MAX, false,
+	  "event-loop shards (one thread, ring and connection table each; a device's "
+	  "connection runs on its key's home shard); 0 = the number of online cores" },
 	{ "max-conns", "N", OPT_U32, FIELD(max_conns), 1, SP_CONFIG_MAX_CONNS_MAX, false,
 	  "most connections at once; more are closed right after accept" },
 	{ "max-conns-per-source", "N", OPT_U32, FIELD(max_conns_per_source), 0,
@@ -355,6 +358,7 @@ void sp_config_defaults(struct sp_config *c)
 	snprintf(c->data_dir, sizeof(c->data_dir), "%s", SP_DEFAULT_DATA_DIR);
 	snprintf(c->metrics_listen, sizeof(c->metrics_listen), "%s", SP_DEFAULT_METRICS_LISTEN);
 	c->lock_timeout_s = SP_DEFAULT_LOCK_TIMEOUT_S;
+	c->threads = SP_DEFAULT_THREADS;
 	c->max_conns = SP_DEFAULT_MAX_CONNS;
 	c->max_conns_per_source = SP_DEFAULT_MAX_CONNS_PER_SOURCE;
 	c->max_unauth_per_source = SP_DEFAULT_MAX_UNAUTH_PER_SOURCE;

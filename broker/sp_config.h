@@ -24,6 +24,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <sys/socket.h>
 
@@ -91,6 +92,10 @@ enum {
 	SP_DEFAULT_ADMIN_MAX_CONNS = 4,
 	SP_DEFAULT_ADMIN_REQUEST_MAX = 4096,
 	SP_DEFAULT_ADMIN_TIMEOUT_MS = 5000,
+	/* --threads: 0 = one shard per online core (sp_config_threads). */
+	SP_DEFAULT_THREADS = 0,
+	/* A shard id fits a uint8_t (struct sp_shard) and a metrics slot. */
+	SP_CONFIG_THREADS_MAX = 64,
 	/* A connection slot fits in 24 bits of a route handle (sp_shard.h). */
 	SP_CONFIG_MAX_CONNS_MAX = 1 << 20,
 	/* io_uring buffer rings hold at most 32768 entries. */
@@ -111,6 +116,7 @@ struct sp_config {
 	/* --config FILE that was read ("" if none): for --check-config and the start log. */
 	char config_path[SP_CONFIG_PATH_MAX];
 
+	uint32_t threads;               /* shards; 0 = online cores (sp_config_threads) */
 	uint32_t max_conns;             /* connections per process */
 	uint32_t max_conns_per_source;  /* per IPv4 address / IPv6 /64; 0 = no limit */
 	uint32_t max_unauth_per_source; /* of those, not yet proven; 0 = no limit */
@@ -393,6 +399,17 @@ struct sp_config_change {
  */
 size_t sp_config_reload(struct sp_config *live, const struct sp_config *fresh,
 			struct sp_config_change *out, size_t cap);
+
+/* The shards to run: --threads, or one per online core (at least one, at
+ * most SP_CONFIG_THREADS_MAX). */
+static inline unsigned sp_config_threads(const struct sp_config *c)
+{
+	long n = c->threads ? (long)c->threads : sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (n < 1)
+		n = 1;
+	return n > SP_CONFIG_THREADS_MAX ? SP_CONFIG_THREADS_MAX : (unsigned)n;
+}
 
 /* Hard outbound queue limit: a connection above it is a slow consumer. */
 static inline uint64_t sp_config_sendq_hard(const struct sp_config *c)

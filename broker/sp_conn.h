@@ -91,6 +91,7 @@ enum { SP_SOURCE_KEY_LEN = 9 };    /* the family byte and 4 or 8 address bytes *
 struct sp_conn_src {
 	uint8_t key[SP_SOURCE_KEY_LEN]; /* IPv4 /32 or IPv6 /64 (sp_source.h) */
 	bool counted;                   /* in the source table */
+	bool remote;                    /* counted: in shard 0's table (moved here, sp_xshard.c) */
 	bool unauth;                    /* counted as not yet proven */
 };
 
@@ -114,6 +115,11 @@ struct sp_conn_mbox {
 	/* The WAL sync the newest of its held SendResults waits for (shard's
 	 * held list): its later results and Pongs wait behind it. */
 	uint64_t held_ticket;
+	/* Its results in the shard's held list, and of those the ones whose
+	 * status another shard decides (with --threads > 1): while any is
+	 * held, its later results and Pongs wait behind. */
+	uint32_t nheld, remote_waits;
+	uint64_t blocked_epoch;         /* release_held's pass that kept one of its results */
 };
 
 /* The WebSocket transport (loop/sp_ws.h): loop/sp_ws.c. NULL = raw TCP. */
@@ -137,6 +143,13 @@ struct sp_conn_fanout {
 	struct sp_fanout_group *g;
 };
 
+/* Being handed to its device's home shard (loop/sp_xshard.c): the state
+ * that travels, unread input included; NULL: not moving. */
+struct sp_move;
+struct sp_conn_move {
+	struct sp_move *m;
+};
+
 struct sp_conn {
 	/* The protocol session: state, pattern, rx reassembly, handshake,
 	 * transport, tx queue, the device key (s.peer) and the proof rule.
@@ -153,6 +166,7 @@ struct sp_conn {
 	struct sp_conn_timer timer;
 	struct sp_conn_ws ws;
 	struct sp_conn_fanout fan;
+	struct sp_conn_move move;
 };
 
 /* The connection a session hook was called for. */

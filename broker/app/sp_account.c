@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "sp_deliver.h"
 #include "sp_devlist.h"
 #include "sp_lifecycle.h"
@@ -40,9 +42,9 @@ static size_t translog_extension(struct sp_shard *sh, const struct sp_devlist *l
 	size_t len = 0;
 	int r;
 
-	if (!sh->tlog || !sh->store)
+	if (!sh->tlog || !sp_shard_store(sh))
 		return 0;
-	r = sp_tlog_trailer(sh->tlog, sh->store, l->account, peer, sh->wall_ms, out, cap, &len);
+	r = sp_tlog_trailer(sh->tlog, sp_shard_store(sh), l->account, peer, sh->wall_ms, out, cap, &len);
 	if (r < 0) {
 		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
 			       "log proof not made", SP_KV_STR("error", strerror(-r)));
@@ -92,7 +94,7 @@ static int stored(struct sp_shard *sh, const uint8_t account[SP_ACCOUNT_LEN], ui
 		  size_t *len, struct sp_devlist *l)
 {
 	uint64_t t0 = sp_shard_mono_ns();
-	int r = sp_store_list_get(sh->store, account, buf, SP_DEVLIST_MAX, len);
+	int r = sp_store_list_get(sp_shard_store(sh), account, buf, SP_DEVLIST_MAX, len);
 
 	sp_shard_store_timed(sh, SP_METRICS_STORE_LOOKUP, t0);
 	if (r == -ENOENT)
@@ -108,7 +110,7 @@ int sp_account_current(struct sp_shard *sh, const uint8_t account[SP_ACCOUNT_LEN
 {
 	size_t len = 0;
 
-	if (!sh->store)
+	if (!sp_shard_store(sh))
 		return 0;
 	return stored(sh, account, buf, &len, l);
 }
@@ -128,15 +130,17 @@ static void notify(struct sp_shard *sh, const struct sp_conn *publisher,
 	f.u.list.version = l->version;
 	f.u.list.list_len = (uint32_t)len;
 	for (uint32_t i = 0; i < l->count; i++) {
-		struct sp_conn *rc = sp_deliver_recipient(sh, l->dev[i].key);
-
-		if (!rc || rc == publisher)
+		if (sodium_memcmp(l->dev[i].key, publisher->s.peer, SP_KEY_LEN) == 0)
+			continue;
+		/* Online only, and wherever its shard is: a device homed here
+		 * and offline costs no translog work. */
+		if (sp_shard_home(sh, l->dev[i].key) == sh->id &&
+		    !sp_deliver_recipient(sh, l->dev[i].key))
 			continue;
 		/* per recipient: each is shown its own fresh head */
-		ext = translog_extension(sh, l, rc->s.peer, body + len, sizeof(body) - len);
-		if (sp_session_tx_frame(&rc->s, &f, body, len + ext))
-			sp_life_end_later(sh, rc, SP_CLOSE_INTERNAL);
-		sp_conn_mark(sh, rc);
+		ext = translog_extension(sh, l, l->dev[i].key, body + len, sizeof(body) - len);
+		sp_deliver_device(sh, l->dev[i].key, &f, body, len + ext, SP_CLOSE_NONE,
+				  publisher);
 	}
 }
 
@@ -144,12 +148,10 @@ static void notify(struct sp_shard *sh, const struct sp_conn *publisher,
  * mailboxes went before it): connections ended with GoAway REMOVED. */
 static void close_removed(struct sp_shard *sh, const uint8_t (*removed)[SP_KEY_LEN], size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		struct sp_conn *rc = sp_deliver_recipient(sh, removed[i]);
+	struct sp_frame none = { .type = SP_FRAME_GOAWAY };
 
-		if (rc)
-			sp_life_end_later(sh, rc, SP_CLOSE_REMOVED);
-	}
+	for (size_t i = 0; i < n; i++)
+		sp_deliver_device(sh, removed[i], &none, NULL, 0, SP_CLOSE_REMOVED, NULL);
 }
 
 /* a minus b, as keys, into out (at most SP_DEVLIST_DEVICES_MAX). */
@@ -187,7 +189,7 @@ static enum sp_status check_put(struct sp_shard *sh, const struct sp_conn *c,
 	r = sp_devlist_verify(f->body, f->body_len, nl);
 	if (r < 0)
 		return sp_account_status_of(r);
-	if (!sh->store)
+	if (!sp_shard_store(sh))
 		return SP_STATUS_ERR_INTERNAL;
 	r = stored(sh, nl->account, obuf, &olen, ol);
 	if (r < 0)
@@ -230,16 +232,16 @@ enum sp_close_reason sp_account_put(struct sp_shard *sh, struct sp_conn *c,
 					     nremoved) < 0) {
 		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
 			       "removed devices' mailboxes not purged: device list not stored",
-			       SP_KV_STR("detail", sp_store_errmsg(sh->store)));
+			       SP_KV_STR("detail", sp_store_errmsg(sp_shard_store(sh))));
 		return reply(sh, c, f, SP_STATUS_ERR_INTERNAL, ol.version, NULL, 0, 0);
 	}
-	r = sp_store_list_put(sh->store, nl.account, f->body, f->body_len,
+	r = sp_store_list_put(sp_shard_store(sh), nl.account, f->body, f->body_len,
 			      (const uint8_t (*)[SP_KEY_LEN])added, nadded,
 			      (const uint8_t (*)[SP_KEY_LEN])removed, nremoved);
 	if (r < 0) {
 		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
 			       "device list not stored", SP_KV_STR("error", strerror(-r)),
-			       SP_KV_STR("detail", sp_store_errmsg(sh->store)));
+			       SP_KV_STR("detail", sp_store_errmsg(sp_shard_store(sh))));
 		return reply(sh, c, f, SP_STATUS_ERR_INTERNAL, has_old ? ol.version : 0, NULL, 0, 0);
 	}
 	/* the publisher gets its list's proof (list_len 0: it has the list) */
@@ -266,7 +268,7 @@ enum sp_close_reason sp_account_fetch(struct sp_shard *sh, struct sp_conn *c,
 
 	if (!f->u.list.account_ok)
 		return reply(sh, c, f, SP_STATUS_ERR_LIST_ACCOUNT, 0, NULL, 0, 0);
-	if (!sh->store)
+	if (!sp_shard_store(sh))
 		return reply(sh, c, f, SP_STATUS_ERR_INTERNAL, 0, NULL, 0, 0);
 	r = stored(sh, f->u.list.account, body, &len, &l);
 	if (r < 0)

@@ -95,11 +95,11 @@ enum sp_close_reason sp_anon_set_access(struct sp_shard *sh, struct sp_conn *c,
 		r.u.access_result.status = SP_STATUS_ERR_ACCESS_BAD_KEY;
 		return sp_deliver_reply(sh, c, &r);
 	}
-	if (!sh->store) {
+	if (!sp_shard_store(sh)) {
 		r.u.access_result.status = SP_STATUS_ERR_INTERNAL;
 		return sp_deliver_reply(sh, c, &r);
 	}
-	ret = sp_store_access_get(sh->store, c->s.peer, &a);
+	ret = sp_store_access_get(sp_shard_store(sh), c->s.peer, &a);
 	if (ret < 0)
 		memset(&a, 0, sizeof(a)); /* none, or corrupt: start over */
 	a.anyone = f->u.set_access.flags & SP_ACCESS_ANYONE;
@@ -116,7 +116,7 @@ enum sp_close_reason sp_anon_set_access(struct sp_shard *sh, struct sp_conn *c,
 		}
 		sodium_memzero(h, sizeof(h));
 	}
-	ret = sp_store_access_put(sh->store, c->s.peer, &a);
+	ret = sp_store_access_put(sp_shard_store(sh), c->s.peer, &a);
 	sodium_memzero(&a, sizeof(a));
 	r.u.access_result.status = ret ? SP_STATUS_ERR_INTERNAL : SP_STATUS_ACCEPTED;
 	return sp_deliver_reply(sh, c, &r);
@@ -150,7 +150,7 @@ static enum sp_status anon_status(struct sp_shard *sh, struct sp_conn *c,
 	source_key(c, src);
 	if (sp_sendlim_take(sh->anon_src, src, 0, sh->wall_ms) < 0)
 		return SP_STATUS_ERR_ANON_RATE_LIMITED;
-	ret = sh->store ? sp_store_access_get(sh->store, to, &a) : -ENOENT;
+	ret = sp_shard_store(sh) ? sp_store_access_get(sp_shard_store(sh), to, &a) : -ENOENT;
 	st = sp_anon_check(ret == 0 ? &a : NULL, f->u.anon_send.access_key,
 			   f->u.anon_send.access_key_len);
 	sodium_memzero(&a, sizeof(a));
@@ -167,6 +167,8 @@ static enum sp_status anon_status(struct sp_shard *sh, struct sp_conn *c,
 	sf.u.send.flags = f->u.anon_send.flags;
 	sf.body = f->body;
 	sf.body_len = f->body_len;
+	if ((sf.u.send.flags & SP_SEND_ONLINE_ONLY) && sp_shard_home(sh, to) != sh->id)
+		return SP_STATUS_UNSPECIFIED;   /* its home shard decides: sp_anon_send */
 	if (sf.u.send.flags & SP_SEND_ONLINE_ONLY)
 		return (rc = sp_deliver_recipient(sh, to)) ? sp_deliver_online(sh, rc, &sf)
 							   : SP_STATUS_ERR_OFFLINE;
@@ -179,6 +181,11 @@ enum sp_close_reason sp_anon_send(struct sp_shard *sh, struct sp_conn *c,
 	uint64_t seq = 0;
 	bool durable = false;
 	enum sp_status st = anon_status(sh, c, f, &seq, &durable);
+
+	/* Online only, for a device homed on another shard: it answers. */
+	if (st == SP_STATUS_UNSPECIFIED)
+		return sp_mailbox_online_elsewhere(sh, c, f->u.anon_send.to,
+						   f->u.anon_send.client_id, f->body, f->body_len);
 
 	if (st != SP_STATUS_ACCEPTED && st != SP_STATUS_DELIVERED)
 		seq = 0;

@@ -51,6 +51,19 @@ static inline struct sp_conn *sp_deliver_recipient(struct sp_shard *sh,
 }
 
 /*
+ * f (with body, borrowed for the call; f->body is ignored) into the live
+ * connection of device `key` wherever it runs: here, or through its home
+ * shard's inbox (SP_XS_FRAME). end != NONE: that connection ends with end
+ * instead (after its results). Nothing if it is offline, or is `except`.
+ */
+void sp_deliver_device(struct sp_shard *sh, const uint8_t key[SP_KEY_LEN],
+		       const struct sp_frame *f, const uint8_t *body, size_t body_len,
+		       enum sp_close_reason end, const struct sp_conn *except);
+
+/* The SP_XS_FRAME message m, on the device's home shard. */
+void sp_deliver_remote(struct sp_shard *sh, const struct sp_inbox_msg *m);
+
+/*
  * Deliver{seq} + body into rc's open outbound message, encrypted straight
  * from body (borrowed for the call: the receive buffer, or the store's read
  * buffer). On an error other than -ENOMEM rc's stream may be half-written:

@@ -232,7 +232,7 @@ static enum sp_close_reason complete(struct sp_shard *sh, struct sp_conn *c)
 	sp_list_del(&g->node);          /* no deadline any more */
 	if (!g->account_ok) {
 		st = SP_STATUS_ERR_LIST_ACCOUNT;
-	} else if (!sh->store) {
+	} else if (!sp_shard_store(sh)) {
 		st = SP_STATUS_ERR_INTERNAL;
 	} else if ((r = sp_account_current(sh, g->account, buf, &l)) <= 0) {
 		st = r == 0 ? SP_STATUS_ERR_LIST_UNKNOWN : SP_STATUS_ERR_INTERNAL;
@@ -290,7 +290,7 @@ enum sp_close_reason sp_fanout_copy(struct sp_shard *sh, struct sp_conn *c,
 	if (f->body_len > sh->cfg->max_envelope)
 		return refuse_open(sh, c, SP_STATUS_ERR_TOO_LARGE);
 	if (g->bytes + f->body_len > sh->cfg->fanout_max_bytes ||
-	    sp_mem_used(sh) + f->body_len > sh->cfg->mem_budget)
+	    sp_mem_used(sh) + f->body_len > sp_mem_budget(sh))
 		return refuse_open(sh, c, SP_STATUS_ERR_FANOUT_TOO_LARGE);
 	cp = &g->copies[g->got];
 	cp->body = malloc(f->body_len ? f->body_len : 1);

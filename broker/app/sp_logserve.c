@@ -29,11 +29,11 @@ enum sp_close_reason sp_logserve_fetch(struct sp_shard *sh, struct sp_conn *c,
 	r.type = SP_FRAME_LOG_REPLY;
 	r.u.log.client_id = f->u.log.client_id;
 	r.u.log.status = SP_STATUS_ACCEPTED;
-	if (!sh->tlog || !sh->store) {
+	if (!sh->tlog || !sp_shard_store(sh)) {
 		r.u.log.status = SP_STATUS_ERR_INTERNAL;
 	} else {
 		memcpy(r.u.log.log_key, sh->tlog->pk, sizeof(r.u.log.log_key));
-		ret = sp_tlog_fetch(sh->tlog, sh->store, c->s.peer, sh->wall_ms, f->u.log.first,
+		ret = sp_tlog_fetch(sh->tlog, sp_shard_store(sh), c->s.peer, sh->wall_ms, f->u.log.first,
 				    f->u.log.second, f->u.log.leaf != 0,
 				    f->u.log.leaf ? f->u.log.leaf - 1 : 0, body, sizeof(body),
 				    &leaf_len, &len);

@@ -98,11 +98,11 @@ void sp_mailbox_start(struct sp_shard *sh)
 {
 	uint64_t entries, bytes;
 
-	if (!sh->store)
+	if (!sp_shard_store(sh) || sh->id != 0)
 		return;
-	/* What the mailboxes held at start: the gauges' base (one store, one
-	 * shard; with more shards, the shard owning the store). */
-	if (sp_store_totals(sh->store, &entries, &bytes) == 0)
+	/* What the mailboxes held at start: the gauges' base (one store; with
+	 * shards, shard 0 counts it, the others add their deltas). */
+	if (sp_store_totals(sp_shard_store(sh), &entries, &bytes) == 0)
 		sp_metrics_mailbox_add(sh->metrics, (int64_t)entries, (int64_t)bytes);
 }
 
@@ -129,6 +129,9 @@ void sp_mailbox_stop(struct sp_shard *sh, struct sp_conn *c)
 {
 	drain_del(sh, c);
 	c->mbox.mode = SP_MBOX_NONE;
+	/* Its results still held stay in the list, named by its slot and
+	 * generation: the slot's next connection starts from zero. */
+	c->mbox.nheld = c->mbox.remote_waits = 0;
 }
 
 /* Entries and bytes the store has removed (acks, expiry, purges) since it opened. */
@@ -136,7 +139,7 @@ static void removed_so_far(struct sp_shard *sh, uint64_t *entries, uint64_t *byt
 {
 	struct sp_store_stats ss;
 
-	sp_store_get_stats(sh->store, &ss);
+	sp_store_get_stats(sp_shard_store(sh), &ss);
 	*entries = ss.acked + ss.expired + ss.purged;
 	*bytes = ss.acked_bytes + ss.expired_bytes + ss.purged_bytes;
 }
@@ -147,16 +150,16 @@ static struct sp_store_batch *batch(struct sp_shard *sh)
 {
 	int ret;
 
-	if (sh->batch || !sh->store)
+	if (sh->batch || !sp_shard_store(sh))
 		return sh->batch;
-	ret = sp_store_batch_begin(sh->store, sh->wall_ms, &sh->batch);
+	ret = sp_store_batch_begin(sp_shard_store(sh), sh->wall_ms, &sh->batch);
 	if (ret == 0) {
 		removed_so_far(sh, &sh->rm_entries0, &sh->rm_bytes0);
 	} else {
 		sh->batch = NULL;
 		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
 			       "mailbox store refuses writes", SP_KV_STR("error", strerror(-ret)),
-			       SP_KV_STR("detail", sp_store_errmsg(sh->store)));
+			       SP_KV_STR("detail", sp_store_errmsg(sp_shard_store(sh))));
 	}
 	return sh->batch;
 }
@@ -183,31 +186,121 @@ static enum sp_status enqueue_refused(struct sp_shard *sh, int ret)
 	}
 	SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
 		       "mailbox write failed", SP_KV_STR("error", strerror(-ret)),
-		       SP_KV_STR("detail", sp_store_errmsg(sh->store)));
+		       SP_KV_STR("detail", sp_store_errmsg(sp_shard_store(sh))));
 	return SP_STATUS_ERR_INTERNAL;
 }
 
-/* A stored envelope (seq) of device `to` onto its live connection, or a
- * push wake-up if it has none. to, body: borrowed for the call. */
-static void deliver_stored(struct sp_shard *sh, const uint8_t *to, uint64_t seq,
-			   const uint8_t *body, size_t len)
+/* Whether rc's mailbox holds a committed envelope from its next seq
+ * (mbox.from) up to below seq: one the other shard's notice of which is
+ * still on its way. Seqs of a device are not contiguous (a mailbox emptied
+ * and made anew starts at the store's high-water mark), so a gap alone
+ * says nothing; one bounded read does. On a read error: yes (the reader
+ * then reads, and fails as it would). */
+static bool earlier_stored(struct sp_shard *sh, struct sp_conn *rc, uint64_t seq)
+{
+	struct sp_store_read_result res;
+	uint64_t t0 = sp_shard_mono_ns();
+	int ret;
+
+	ret = sp_store_read(sp_shard_store(sh), rc->s.peer, rc->mbox.from, sh->wall_ms, 1, 1,
+			    sh->items, &res);
+	sp_shard_store_timed(sh, SP_METRICS_STORE_READ, t0);
+	return ret < 0 || (res.count && sh->items[0].seq < seq);
+}
+
+/* A stored envelope (seq) onto rc, live. Alone, the shard writes a
+ * device's envelopes in seq order. With shards, other shards' envelopes
+ * for it arrive after their commits (SP_XS_STORED), so it goes in seq
+ * order by rc's next seq (mbox.from): one already sent by the reader is
+ * dropped, one past a gap waits for the reader, which reads the store (all
+ * of it committed by then) from the gap on. body: borrowed for the call. */
+static void live_stored(struct sp_shard *sh, struct sp_conn *rc, uint64_t seq,
+			const uint8_t *body, size_t len)
+{
+	if (sh->node && seq < rc->mbox.from)
+		return;
+	if (sh->node && seq > rc->mbox.from && earlier_stored(sh, rc, seq)) {
+		reader_start(sh, rc, SP_MBOX_CATCHUP, rc->mbox.from);
+		return;
+	}
+	/* A full queue: the store keeps it, the reader sends it (and
+	 * whatever follows) once the queue has room, in order. */
+	if (sp_session_tx_queued(&rc->s) > sh->cfg->sendq_max) {
+		reader_start(sh, rc, SP_MBOX_CATCHUP, seq);
+	} else if (sp_deliver_frame(sh, rc, seq, body, len) == 0) {
+		rc->mbox.acks_over--;
+		if (sh->node)
+			rc->mbox.from = seq + 1;
+		sp_deliver_count_live(sh);
+	}
+}
+
+/* A stored envelope of device `to`, homed on this shard, onto its live
+ * connection, or a push wake-up if it has none. to, body: borrowed. */
+static void deliver_home(struct sp_shard *sh, const uint8_t *to, uint64_t seq,
+			 const uint8_t *body, size_t len)
 {
 	struct sp_conn *rc = sp_deliver_recipient(sh, to);
 
 	if (!rc && sh->push) {
 		/* Not connected: a wake-up, unless one went out within
-		 * push-coalesce (the table lookup is all it costs here). */
+		 * push-coalesce (the table lookup is all it costs here). The
+		 * push state is shared by the shards: under the store lock. */
+		sp_shard_store(sh);
 		sp_push_mail(sh->push, to, sh->now_ns, sh->metrics);
 	} else if (rc && rc->mbox.mode == SP_MBOX_LIVE) {
-		/* A full queue: the store keeps it, the reader sends it (and
-		 * whatever follows) once the queue has room, in order. */
-		if (sp_session_tx_queued(&rc->s) > sh->cfg->sendq_max)
-			reader_start(sh, rc, SP_MBOX_CATCHUP, seq);
-		else if (sp_deliver_frame(sh, rc, seq, body, len) == 0) {
-			rc->mbox.acks_over--;
-			sp_deliver_count_live(sh);
-		}
+		live_stored(sh, rc, seq, body, len);
 	}
+}
+
+/* Posts the stored envelopes for other shards' devices: their batch is
+ * committed (ok) or was not (dropped: nothing was stored). */
+static void xs_stored_flush(struct sp_shard *sh, bool ok)
+{
+	struct sp_inbox_msg *m = sh->xs_stored, *next;
+
+	sh->xs_stored = NULL;
+	sh->xs_stored_tail = &sh->xs_stored;
+	for (; m; m = next) {
+		next = m->next;
+		if (ok)
+			sp_shard_post(sh, sp_node_home(sh->node, m->device), m);
+		else
+			sp_inbox_msg_free(m);
+	}
+}
+
+/* A stored envelope (seq) of device `to`: onto its live connection if it
+ * is homed here; else to its home shard, after the commit (at once if the
+ * batch is committed already: a fan-out group's copies). */
+static void deliver_stored(struct sp_shard *sh, const uint8_t *to, uint64_t seq,
+			   const uint8_t *body, size_t len)
+{
+	struct sp_inbox_msg *m;
+
+	if (!sh->node || sp_node_home(sh->node, to) == sh->id) {
+		deliver_home(sh, to, seq, body, len);
+		return;
+	}
+	m = sp_inbox_msg_new(SP_XS_STORED, len);
+	if (!m)
+		return;         /* stored: its device reads it from the mailbox */
+	memcpy(m->device, to, SP_KEY_LEN);
+	m->arg[0] = seq;
+	memcpy(m->data, body, len);
+	if (!sh->xs_stored_tail)
+		sh->xs_stored_tail = &sh->xs_stored;
+	*sh->xs_stored_tail = m;
+	sh->xs_stored_tail = &m->next;
+	m->next = NULL;
+	if (!sh->batch)
+		xs_stored_flush(sh, true);
+}
+
+void sp_mailbox_remote_stored(struct sp_shard *sh, const uint8_t *to, uint64_t seq,
+			      const uint8_t *body, size_t len)
+{
+	deliver_home(sh, to, seq, body, len);
 }
 
 static int commit(struct sp_shard *sh);
@@ -272,7 +365,7 @@ enum sp_status sp_mailbox_store_group(struct sp_shard *sh, struct sp_conn *c, ui
 	struct sp_store_batch *b;
 	int ret;
 
-	if (!sh->store || n > SP_FANOUT_COPIES_MAX)
+	if (!sp_shard_store(sh) || n > SP_FANOUT_COPIES_MAX)
 		return SP_STATUS_ERR_INTERNAL;
 	/* What earlier frames stored is written first, alone: the group is a
 	 * batch of its own, so refusing it (an abort) takes nothing else
@@ -303,11 +396,13 @@ enum sp_status sp_mailbox_store_group(struct sp_shard *sh, struct sp_conn *c, ui
 		/* All or none: the copies already in the batch go with it. */
 		ret = sp_store_batch_abort(b);
 		sh->batch = NULL;
+		if (sh->xs_stored)
+			xs_stored_flush(sh, false);
 		sh->it_entries = sh->it_bytes = 0;
 		if (ret < 0)
 			SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
 				       "mailbox abort failed", SP_KV_STR("error", strerror(-ret)),
-				       SP_KV_STR("detail", sp_store_errmsg(sh->store)));
+				       SP_KV_STR("detail", sp_store_errmsg(sp_shard_store(sh))));
 		return st;
 	}
 	if (commit(sh) < 0)
@@ -347,8 +442,7 @@ enum sp_close_reason sp_mailbox_pong(struct sp_shard *sh, struct sp_conn *c, uin
 {
 	struct sp_frame pong;
 
-	if (sh->nresults == 0 && c->mbox.held_ticket <= sh->synced &&
-	    !sp_cluster_route_waiting(sh, c)) {
+	if (sh->nresults == 0 && !c->mbox.nheld && !sp_cluster_route_waiting(sh, c)) {
 		/* Nothing waits for a commit or sync: no result can be overtaken. */
 		memset(&pong, 0, sizeof(pong));
 		pong.type = SP_FRAME_PONG;
@@ -403,7 +497,7 @@ enum sp_close_reason sp_mailbox_ack(struct sp_shard *sh, struct sp_conn *c,
 		} else {
 			SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
 				       "mailbox ack failed", SP_KV_STR("error", strerror(-ret)),
-				       SP_KV_STR("detail", sp_store_errmsg(sh->store)));
+				       SP_KV_STR("detail", sp_store_errmsg(sp_shard_store(sh))));
 			break;
 		}
 	}
@@ -425,7 +519,7 @@ int sp_mailbox_purge(struct sp_shard *sh, const uint8_t device[SP_KEY_LEN], uint
 	struct sp_store_batch *b;
 
 	*count = *bytes = 0;
-	if (!sh->store)
+	if (!sp_shard_store(sh))
 		return -ENOENT;
 	if (!(b = batch(sh)))
 		return -EIO;
@@ -436,7 +530,7 @@ int sp_mailbox_purge_now(struct sp_shard *sh, const uint8_t (*devices)[SP_KEY_LE
 {
 	int ret = 0;
 
-	if (!sh->store)
+	if (!sp_shard_store(sh))
 		return -ENOENT;
 	for (size_t i = 0; i < n && ret == 0; i++) {
 		uint64_t count = 0, bytes = 0;
@@ -465,36 +559,36 @@ void sp_mailbox_tick(struct sp_shard *sh)
 	uint64_t t0;
 	int ret;
 
-	if (!sh->store)
+	if (!sp_shard_store(sh))
 		return;
-	sp_store_get_stats(sh->store, &before);
+	sp_store_get_stats(sp_shard_store(sh), &before);
 	t0 = sp_shard_mono_ns();
-	ret = sp_store_tick(sh->store, sh->wall_ms);
-	if (ret == 1 && sp_store_syncer_fd(sh->store) < 0)
+	ret = sp_store_tick(sp_shard_store(sh), sh->wall_ms);
+	if (ret == 1 && sp_store_syncer_fd(sp_shard_store(sh)) < 0)
 		sp_shard_store_timed(sh, SP_METRICS_STORE_SYNC, t0);   /* the WAL fdatasync ran here */
-	sp_store_get_stats(sh->store, &after);
+	sp_store_get_stats(sp_shard_store(sh), &after);
 	if (after.scrubs > before.scrubs)
 		sp_metrics_scrubs(sh->metrics, after.scrubs - before.scrubs);
 	if (ret < 0)
 		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
 			       "mailbox fsync failed", SP_KV_STR("error", strerror(-ret)),
-			       SP_KV_STR("detail", sp_store_errmsg(sh->store)));
+			       SP_KV_STR("detail", sp_store_errmsg(sp_shard_store(sh))));
 	if (!(b = batch(sh)))
 		return;
 	/* A bounded step, by count and by loop time: many envelopes expiring
 	 * together (an attacker can arrange that a TTL ahead) cost several
 	 * ticks, each resuming where the last stopped, never one long stall. */
-	sp_store_get_stats(sh->store, &before);
+	sp_store_get_stats(sp_shard_store(sh), &before);
 	t0 = sp_shard_mono_ns();
 	ret = sp_store_expire_for(b, sh->cfg->expiry_sweep_batch,
 				  (uint64_t)sh->cfg->expiry_sweep_budget_ms * 1000000, &expired);
 	sp_shard_store_timed(sh, SP_METRICS_STORE_EXPIRE, t0);
-	sp_store_get_stats(sh->store, &after);
+	sp_store_get_stats(sp_shard_store(sh), &after);
 	sp_metrics_sweep_step(sh->metrics, ret == 1, after.sweep_resumed != before.sweep_resumed);
 	if (ret < 0)
 		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
 			       "mailbox expiry sweep failed", SP_KV_STR("error", strerror(-ret)),
-			       SP_KV_STR("detail", sp_store_errmsg(sh->store)));
+			       SP_KV_STR("detail", sp_store_errmsg(sp_shard_store(sh))));
 	if (expired) {
 		sp_metrics_expired(sh->metrics, expired);  /* the gauges follow at commit */
 	}
@@ -513,6 +607,8 @@ static int commit(struct sp_shard *sh)
 	ret = sp_store_batch_commit(sh->batch);
 	sp_shard_store_timed(sh, SP_METRICS_STORE_COMMIT, t0);
 	sh->batch = NULL;
+	if (sh->xs_stored)
+		xs_stored_flush(sh, ret == 0);
 	if (ret == 0) {
 		/* The mailbox gauges move only with what is on disk. */
 		removed_so_far(sh, &rm_entries, &rm_bytes);
@@ -523,7 +619,7 @@ static int commit(struct sp_shard *sh)
 		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
 			       "mailbox commit failed: envelopes of this iteration refused",
 			       SP_KV_STR("error", strerror(-ret)),
-			       SP_KV_STR("detail", sp_store_errmsg(sh->store)));
+			       SP_KV_STR("detail", sp_store_errmsg(sp_shard_store(sh))));
 	}
 	sh->it_entries = sh->it_bytes = 0;
 	return ret;
@@ -626,22 +722,32 @@ static void send_results(struct sp_shard *sh, int commit_ret)
  * failed, so durable ones past synced get ERR_INTERNAL. */
 static void release_held(struct sp_shard *sh, uint64_t synced, bool all, bool failed)
 {
+	uint64_t epoch = ++sh->held_epoch;
 	size_t keep = 0;
 
 	if (synced > sh->synced)
 		sh->synced = synced;
 	for (size_t i = 0; i < sh->nheld; i++) {
 		const struct sp_pending_result *r = &sh->held[i];
+		struct sp_conn *c = sp_conn_at(sh, r->slot, r->gen);
 		bool ok = r->ticket <= synced;
+		/* Another shard's answer pending, or an earlier result of its
+		 * connection kept: it stays, behind. */
+		bool wait = r->remote || (c && c->mbox.blocked_epoch == epoch);
 
-		if (ok || all)
+		if (!wait && (ok || all)) {
 			send_one(sh, r, r->failed || (!ok && failed));
-		else
-			sh->held[keep++] = *r;
+			if (c && c->mbox.nheld)
+				c->mbox.nheld--;
+			continue;
+		}
+		sh->held[keep++] = *r;
+		if (c)
+			c->mbox.blocked_epoch = epoch;
 	}
 	sh->nheld = keep;
 	if (all)
-		sh->synced = sp_store_syncer_asked(sh->store);  /* nothing waits any more */
+		sh->synced = sp_store_syncer_asked(sp_shard_store(sh));  /* nothing waits any more */
 }
 
 /* Room for n more held results: 0 or -ENOMEM. */
@@ -675,7 +781,8 @@ static uint64_t wait_for(struct sp_shard *sh, const struct sp_pending_result *r,
 }
 
 /* This iteration's results: each at once, or held behind the sync it
- * waits for. -ENOMEM (nothing sent or held) if the list cannot grow. */
+ * waits for, another shard's answer, or its connection's held results.
+ * -ENOMEM (nothing sent or held) if the list cannot grow. */
 static int answer(struct sp_shard *sh, int commit_ret, uint64_t ticket)
 {
 	if (held_room(sh, sh->nresults) < 0)
@@ -683,21 +790,82 @@ static int answer(struct sp_shard *sh, int commit_ret, uint64_t ticket)
 	for (size_t i = 0; i < sh->nresults; i++) {
 		struct sp_pending_result *r = &sh->results[i];
 		uint64_t t = wait_for(sh, r, ticket);
-		struct sp_conn *c;
+		struct sp_conn *c = sp_conn_at(sh, r->slot, r->gen);
 
-		if (!t) {
+		if (!t && !r->remote && !(c && c->mbox.nheld)) {
 			send_one(sh, r, commit_ret != 0);
 			continue;
 		}
 		r->failed = commit_ret != 0;
 		r->ticket = t;
 		sh->held[sh->nheld++] = *r;
-		if ((c = sp_conn_at(sh, r->slot, r->gen)))
-			c->mbox.held_ticket = t;
+		if (c) {
+			if (t)
+				c->mbox.held_ticket = t;
+			c->mbox.nheld++;
+			if (r->remote)
+				c->mbox.remote_waits++;
+		}
 	}
 	sh->nresults = 0;
 	return 0;
 }
+
+static bool any_remote(const struct sp_shard *sh)
+{
+	for (size_t i = 0; i < sh->nresults; i++)
+		if (sh->results[i].remote)
+			return true;
+	return false;
+}
+
+enum sp_close_reason sp_mailbox_online_elsewhere(struct sp_shard *sh, struct sp_conn *c,
+						 const uint8_t to[SP_KEY_LEN], uint64_t client_id,
+						 const uint8_t *body, size_t len)
+{
+	struct sp_inbox_msg *m = sp_inbox_msg_new(SP_XS_ONLINE, len);
+
+	if (!m || sp_mailbox_result_remote(sh, c, client_id)) {
+		sp_inbox_msg_free(m);
+		return SP_CLOSE_NOMEM;
+	}
+	memcpy(m->device, to, SP_KEY_LEN);
+	memcpy(m->data, body, len);
+	m->arg[0] = c->tab.slot;
+	m->arg[1] = c->tab.gen;
+	m->arg[2] = client_id;
+	sp_shard_post(sh, sp_node_home(sh->node, to), m);
+	return SP_CLOSE_NONE;
+}
+
+int sp_mailbox_result_remote(struct sp_shard *sh, const struct sp_conn *c, uint64_t client_id)
+{
+	if (sp_mailbox_result(sh, c, client_id, SP_STATUS_ERR_INTERNAL, 0, false))
+		return -ENOMEM;
+	sh->results[sh->nresults - 1].remote = true;
+	return 0;
+}
+
+void sp_mailbox_remote_result(struct sp_shard *sh, uint32_t slot, uint32_t gen,
+			      uint64_t client_id, enum sp_status st, uint64_t seq)
+{
+	for (size_t i = 0; i < sh->nheld; i++) {
+		struct sp_pending_result *r = &sh->held[i];
+		struct sp_conn *c;
+
+		if (!r->remote || r->slot != slot || r->gen != gen || r->client_id != client_id)
+			continue;
+		r->remote = false;
+		r->status = (uint8_t)st;
+		r->seq = seq;
+		r->ticket = 0;
+		if ((c = sp_conn_at(sh, slot, gen)) && c->mbox.remote_waits)
+			c->mbox.remote_waits--;
+		release_held(sh, sh->synced, false, false);
+		return;
+	}
+}
+
 
 /* The loop syncs the WAL itself and answers everything held and this
  * iteration's results: at stop (no answer is left behind), when the held
@@ -705,35 +873,48 @@ static int answer(struct sp_shard *sh, int commit_ret, uint64_t ticket)
 static void sync_here(struct sp_shard *sh, int commit_ret)
 {
 	uint64_t synced = 0, t0 = sp_shard_mono_ns();
-	int r = sp_store_sync(sh->store);
+	int r = sp_store_sync(sp_shard_store(sh));
 
 	sp_shard_store_timed(sh, SP_METRICS_STORE_SYNC, t0);
-	if (r < 0 && sp_store_syncer_fd(sh->store) >= 0)
-		sp_store_syncer_poll(sh->store, &synced);       /* what the thread did sync */
+	if (r < 0 && sp_store_syncer_fd(sp_shard_store(sh)) >= 0)
+		sp_store_syncer_poll(sp_shard_store(sh), &synced);       /* what the thread did sync */
 	if (r < 0)
 		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
 			       "mailbox fsync failed: envelopes of this iteration refused",
 			       SP_KV_STR("error", strerror(-r)),
-			       SP_KV_STR("detail", sp_store_errmsg(sh->store)));
+			       SP_KV_STR("detail", sp_store_errmsg(sp_shard_store(sh))));
 	release_held(sh, r < 0 ? synced : UINT64_MAX, true, r < 0);
-	send_results(sh, commit_ret ? commit_ret : r);
+	/* Behind another shard's answer, a connection's results still wait. */
+	if (!sh->nheld || answer(sh, commit_ret ? commit_ret : r, 0) < 0)
+		send_results(sh, commit_ret ? commit_ret : r);
 }
 
-void sp_mailbox_synced(struct sp_shard *sh)
+static void poll_synced(struct sp_shard *sh, bool reader)
 {
 	uint64_t synced;
 	int r;
 
-	if (!sh->store)
+	if (!sp_shard_store(sh))
 		return;
-	r = sp_store_syncer_poll(sh->store, &synced);
+	r = reader ? sp_store_syncer_poll(sp_shard_store(sh), &synced)
+		   : sp_store_syncer_peek(sp_shard_store(sh), &synced);
 	if (r < 0)
 		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
 			       "mailbox fsync failed: envelopes waiting for it refused",
 			       SP_KV_STR("error", strerror(-r)),
-			       SP_KV_STR("detail", sp_store_errmsg(sh->store)));
+			       SP_KV_STR("detail", sp_store_errmsg(sp_shard_store(sh))));
 	/* After a failed sync none follows (the store is poisoned): answer all. */
 	release_held(sh, synced, r < 0, r < 0);
+}
+
+void sp_mailbox_synced(struct sp_shard *sh)
+{
+	poll_synced(sh, true);
+}
+
+void sp_mailbox_synced_peer(struct sp_shard *sh)
+{
+	poll_synced(sh, false);
 }
 
 /* For one connection: one bounded chunk of its mailbox, if its queue has
@@ -756,13 +937,13 @@ static void read_backlog(struct sp_shard *sh, struct sp_conn *c)
 		return;
 	bytes = room - sp_session_tx_queued(&c->s);
 	t0 = sp_shard_mono_ns();
-	ret = sp_store_read(sh->store, c->s.peer, c->mbox.from, sh->wall_ms, sh->cfg->backlog_chunk,
+	ret = sp_store_read(sp_shard_store(sh), c->s.peer, c->mbox.from, sh->wall_ms, sh->cfg->backlog_chunk,
 			    bytes, sh->items, &res);
 	sp_shard_store_timed(sh, SP_METRICS_STORE_READ, t0);
 	if (ret) {
 		SP_LOG_LIMITED(sh->log, &sh->lim[SP_LIM_STORE], sh->now_ns, SP_LOG_ERROR,
 			       "mailbox read failed", SP_KV_STR("error", strerror(-ret)),
-			       SP_KV_STR("detail", sp_store_errmsg(sh->store)));
+			       SP_KV_STR("detail", sp_store_errmsg(sp_shard_store(sh))));
 		/* It reconnects and reads again. */
 		sp_life_end_later(sh, c, SP_CLOSE_INTERNAL);
 		return;
@@ -792,6 +973,17 @@ static void read_backlog(struct sp_shard *sh, struct sp_conn *c)
 	if (!res.end)
 		return;
 	drain_del(sh, c);
+	/* Shards: live envelopes go in seq order from here (live_stored), so
+	 * from is the mailbox's next seq: everything committed below it was
+	 * read or is gone, and no other shard commits while this one holds
+	 * the store. */
+	if (sh->node) {
+		uint64_t next = 0;
+
+		if (sp_store_next_seq(sp_shard_store(sh), c->s.peer, &next) == 0 &&
+		    next > c->mbox.from)
+			c->mbox.from = next;
+	}
 	if (c->mbox.mode == SP_MBOX_BACKLOG) {
 		memset(&d, 0, sizeof(d));
 		d.type = SP_FRAME_DRAINED;
@@ -808,7 +1000,7 @@ static void run_readers(struct sp_shard *sh)
 	unsigned served = 0;
 	struct sp_conn *c;
 
-	if (!sh->store) {
+	if (!sp_shard_store(sh)) {
 		/* No mailboxes: an empty backlog for everyone. */
 		while ((c = drain_first(sh))) {
 			struct sp_frame d = { .type = SP_FRAME_DRAINED };
@@ -837,9 +1029,9 @@ static void run_readers(struct sp_shard *sh)
  */
 static void answer_iteration(struct sp_shard *sh, int commit_ret)
 {
-	uint64_t ticket = commit_ret == 0 && sh->store ? sp_store_commit_ticket(sh->store) : 0;
+	uint64_t ticket = commit_ret == 0 && sp_shard_store(sh) ? sp_store_commit_ticket(sp_shard_store(sh)) : 0;
 
-	if (!ticket && !sh->nheld) {
+	if (!ticket && !sh->nheld && !(sh->node && any_remote(sh))) {
 		send_results(sh, commit_ret);
 	} else if (sh->stopping || sh->nheld + sh->nresults > HELD_MAX ||
 		   answer(sh, commit_ret, ticket) < 0) {

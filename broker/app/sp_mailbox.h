@@ -105,8 +105,33 @@ static inline int sp_mailbox_result(struct sp_shard *sh, const struct sp_conn *c
 	r->durable = durable;
 	r->pong = false;
 	r->fanout = false;
+	r->remote = false;
 	return 0;
 }
+
+/* A SendResult whose status another shard decides (an online-only Send
+ * for a device homed there): queued like sp_mailbox_result, then held
+ * until sp_mailbox_remote_result fills it in; c's later results and Pongs
+ * wait behind it. -ENOMEM if it cannot be queued. */
+int sp_mailbox_result_remote(struct sp_shard *sh, const struct sp_conn *c, uint64_t client_id);
+
+/* An online-only Send (or AnonSend) for device `to`, homed on another
+ * shard: its home delivers it or not (SP_XS_ONLINE) and says which; c's
+ * SendResult waits in its place meanwhile. body copied. NONE or NOMEM. */
+enum sp_close_reason sp_mailbox_online_elsewhere(struct sp_shard *sh, struct sp_conn *c,
+						 const uint8_t to[SP_KEY_LEN], uint64_t client_id,
+						 const uint8_t *body, size_t len);
+
+/* The status of c's (slot, gen) remote result for client_id, decided by
+ * another shard: it goes out in its place among c's results. */
+void sp_mailbox_remote_result(struct sp_shard *sh, uint32_t slot, uint32_t gen,
+			      uint64_t client_id, enum sp_status st, uint64_t seq);
+
+/* An envelope another shard stored and committed for device `to`, homed
+ * here: onto its live connection in seq order, or a push wake-up (body
+ * borrowed for the call). */
+void sp_mailbox_remote_stored(struct sp_shard *sh, const uint8_t *to, uint64_t seq,
+			      const uint8_t *body, size_t len);
 
 /* Ping{id}: its Pong must not overtake the SendResults of Sends read before
  * it (PROTOCOL.md 6.4): written at once when none are waiting, else queued
@@ -156,5 +181,7 @@ void sp_mailbox_after_completions(struct sp_shard *sh);
  * held results it covers are sent, oldest first; after a failed sync,
  * all of them (durable ones as ERR_INTERNAL). */
 void sp_mailbox_synced(struct sp_shard *sh);
+/* The same, told by the shard that read the eventfd (SP_XS_SYNCED). */
+void sp_mailbox_synced_peer(struct sp_shard *sh);
 
 #endif

@@ -73,11 +73,11 @@ static enum sp_status upload_status(struct sp_shard *sh, struct sp_conn *c, cons
 		ret = sp_prekey_upload_verify(&up, c->s.peer);
 	if (ret < 0)
 		return sp_prekeys_status_of(ret);
-	if (!sh->store)
+	if (!sp_shard_store(sh))
 		return SP_STATUS_ERR_INTERNAL;
 	if (up.has_signed)
 		sp_prekey_rec_put(spk, &up.spk);
-	ret = sp_store_prekey_put(sh->store, c->s.peer, up.edkey, up.has_signed ? spk : NULL,
+	ret = sp_store_prekey_put(sp_shard_store(sh), c->s.peer, up.edkey, up.has_signed ? spk : NULL,
 				  up.onetime, up.count, sh->cfg->prekey_stock_max, count);
 	if (ret == -EXFULL)
 		return SP_STATUS_ERR_PREKEY_TOO_MANY;
@@ -98,16 +98,15 @@ enum sp_close_reason sp_prekeys_upload(struct sp_shard *sh, struct sp_conn *c,
 	return sp_deliver_reply(sh, c, &r);
 }
 
-static void tell_low(struct sp_shard *sh, struct sp_conn *rc, uint32_t count)
+/* PrekeyLow to the device, wherever it runs (if it is online). */
+static void tell_low(struct sp_shard *sh, const uint8_t dev[SP_KEY_LEN], uint32_t count)
 {
 	struct sp_frame f;
 
 	memset(&f, 0, sizeof(f));
 	f.type = SP_FRAME_PREKEY_LOW;
 	f.u.prekey.count = count;
-	if (sp_session_tx_frame(&rc->s, &f, NULL, 0))
-		sp_life_end_later(sh, rc, SP_CLOSE_INTERNAL);
-	sp_conn_mark(sh, rc);
+	sp_deliver_device(sh, dev, &f, NULL, 0, SP_CLOSE_NONE, NULL);
 }
 
 /* The fetching source's budget key: an authenticated connection's device
@@ -130,7 +129,6 @@ static enum sp_status fetch_status(struct sp_shard *sh, struct sp_conn *c, const
 	struct sp_prekey_bundle b;
 	uint8_t otk[SP_PREKEY_REC_LEN], src[SP_KEY_LEN];
 	bool has_otk = false;
-	struct sp_conn *rc;
 	int ret;
 
 	if (!f->u.prekey.device_ok || !sp_noise_key_valid(dev))
@@ -141,9 +139,9 @@ static enum sp_status fetch_status(struct sp_shard *sh, struct sp_conn *c, const
 	if (sp_sendlim_take(sh->pk_src, src, 0, sh->wall_ms) < 0 ||
 	    sp_sendlim_take(sh->pk_dev, dev, 0, sh->wall_ms) < 0)
 		return SP_STATUS_ERR_PREKEY_RATE_LIMITED;
-	if (!sh->store)
+	if (!sp_shard_store(sh))
 		return SP_STATUS_ERR_INTERNAL;
-	ret = sp_store_prekey_take(sh->store, dev, &m, otk, &has_otk);
+	ret = sp_store_prekey_take(sp_shard_store(sh), dev, &m, otk, &has_otk);
 	if (ret == -ENOENT)
 		return SP_STATUS_ERR_PREKEY_NONE;
 	if (ret < 0)
@@ -161,8 +159,8 @@ static enum sp_status fetch_status(struct sp_shard *sh, struct sp_conn *c, const
 		return SP_STATUS_ERR_INTERNAL;
 	/* Each take below the mark tells the owner again: the count it sees
 	 * is what is left, and a lost PrekeyLow costs nothing but a repeat. */
-	if (has_otk && m.count < sh->cfg->prekey_low && (rc = sp_deliver_recipient(sh, dev)))
-		tell_low(sh, rc, m.count);
+	if (has_otk && m.count < sh->cfg->prekey_low)
+		tell_low(sh, dev, m.count);
 	return SP_STATUS_ACCEPTED;
 }
 
@@ -194,9 +192,9 @@ void sp_prekeys_connected(struct sp_shard *sh, struct sp_conn *c)
 
 	/* One point lookup per routed device (a bloom-filter miss for the
 	 * devices that never uploaded); none when PrekeyLow is off. */
-	if (!sh->store || !sh->cfg->prekey_low || !c->s.has_peer)
+	if (!sp_shard_store(sh) || !sh->cfg->prekey_low || !c->s.has_peer)
 		return;
-	if (sp_store_prekey_meta_get(sh->store, c->s.peer, &m) == 0 && m.has_signed &&
+	if (sp_store_prekey_meta_get(sp_shard_store(sh), c->s.peer, &m) == 0 && m.has_signed &&
 	    m.count < sh->cfg->prekey_low)
-		tell_low(sh, c, m.count);
+		tell_low(sh, c->s.peer, m.count);
 }

@@ -66,7 +66,7 @@ int sp_registration_key_load(const char *data_dir, uint8_t key[SP_ENROL_KEY_LEN]
 static int known(struct sp_shard *sh, const uint8_t *dev, enum sp_metrics_enrol *how)
 {
 	uint8_t account[SP_ACCOUNT_LEN];
-	int r = sp_store_device_registered(sh->store, dev);
+	int r = sp_store_device_registered(sp_shard_store(sh), dev);
 
 	if (r == 0) {
 		*how = SP_METRICS_ENROL_REGISTERED;
@@ -74,7 +74,7 @@ static int known(struct sp_shard *sh, const uint8_t *dev, enum sp_metrics_enrol 
 	}
 	if (r != -ENOENT)
 		return r;
-	r = sp_store_device_account(sh->store, dev, account);
+	r = sp_store_device_account(sp_shard_store(sh), dev, account);
 	if (r == 0) {
 		*how = SP_METRICS_ENROL_LISTED;
 		return 1;
@@ -100,6 +100,11 @@ enum sp_close_reason sp_registration_check(void *ctx, struct sp_conn *c, const s
 	return r;
 }
 
+void sp_registration_adopt(struct sp_conn *c, uint8_t refuse)
+{
+	c->enrol.refuse = refuse;
+}
+
 enum sp_close_reason sp_registration_proven(struct sp_conn *c)
 {
 	return (enum sp_close_reason)c->enrol.refuse;
@@ -114,7 +119,7 @@ static enum sp_close_reason check(struct sp_shard *sh, struct sp_conn *c, const 
 
 	if (sh->cfg->registration != SP_REGISTRATION_TOKEN || !c->s.has_peer)
 		return SP_CLOSE_NONE;
-	if (!sh->store) {
+	if (!sp_shard_store(sh)) {
 		sp_metrics_enrol(sh->metrics, SP_METRICS_ENROL_INTERNAL);
 		return SP_CLOSE_INTERNAL;
 	}
@@ -139,7 +144,7 @@ static enum sp_close_reason check(struct sp_shard *sh, struct sp_conn *c, const 
 							      : SP_METRICS_ENROL_BAD_MAC);
 		return SP_CLOSE_ENROL_BAD_TOKEN;
 	}
-	r = sp_store_enrol(sh->store, c->s.peer, id, expires);
+	r = sp_store_enrol(sp_shard_store(sh), c->s.peer, id, expires);
 	sodium_memzero(id, sizeof(id));
 	if (r == -EALREADY) {
 		sp_metrics_enrol(sh->metrics, SP_METRICS_ENROL_REPLAYED);
@@ -153,6 +158,6 @@ static enum sp_close_reason check(struct sp_shard *sh, struct sp_conn *c, const 
 internal:
 	sp_metrics_enrol(sh->metrics, SP_METRICS_ENROL_INTERNAL);
 	SP_LOG(sh->log, SP_LOG_ERROR, "registration check failed",
-	       SP_KV_STR("error", strerror(-r)), SP_KV_STR("detail", sp_store_errmsg(sh->store)));
+	       SP_KV_STR("error", strerror(-r)), SP_KV_STR("detail", sp_store_errmsg(sp_shard_store(sh))));
 	return SP_CLOSE_INTERNAL;
 }

@@ -37,4 +37,8 @@ enum sp_close_reason sp_registration_check(void *ctx, struct sp_conn *c, const s
  * it (see sp_registration.c), or SP_CLOSE_NONE. */
 enum sp_close_reason sp_registration_proven(struct sp_conn *c);
 
+/* A connection handed over from another shard, with the refusal its
+ * ClientHello earned there (0: none). */
+void sp_registration_adopt(struct sp_conn *c, uint8_t refuse);
+
 #endif

@@ -4,6 +4,7 @@
  */
 #include "sp_router.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "sp_account.h"
@@ -34,6 +35,10 @@ static enum sp_close_reason on_send(struct sp_shard *sh, struct sp_conn *c,
 		st = SP_STATUS_ERR_BAD_RECIPIENT;
 	else if (f->body_len > sh->cfg->max_envelope)
 		st = SP_STATUS_ERR_TOO_LARGE;
+	else if ((f->u.send.flags & SP_SEND_ONLINE_ONLY) &&
+		 sp_shard_home(sh, f->u.send.to) != sh->id)
+		return sp_mailbox_online_elsewhere(sh, c, f->u.send.to, f->u.send.client_id,
+						   f->body, f->body_len);
 	else if (f->u.send.flags & SP_SEND_ONLINE_ONLY) {
 		/* Never stored, not ordered with stored envelopes: straight to a
 		 * live connection, whatever its mailbox mode; in cluster mode one
@@ -62,6 +67,7 @@ static enum sp_close_reason on_push(struct sp_shard *sh, struct sp_conn *c,
 	res.type = SP_FRAME_PUSH_RESULT;
 	res.u.push_result.id = f->type == SP_FRAME_PUSH_REGISTER ? f->u.push_register.id
 								 : f->u.push_remove.id;
+	sp_shard_store(sh);     /* the push state is shared by the shards: under the store lock */
 	res.u.push_result.status = sp_push_frame(sh->push, c->s.peer, f, sh->metrics);
 	return sp_deliver_reply(sh, c, &res);
 }
@@ -197,8 +203,10 @@ static enum sp_close_reason route_device(struct sp_shard *sh, struct sp_conn *c)
 	 * on another node goes. */
 	sp_cluster_route_up(sh, c);
 	/* Connected: the next wake-up after it leaves is not coalesced away. */
-	if (sh->push)
+	if (sh->push) {
+		sp_shard_store(sh);     /* shared push state: under the store lock */
 		sp_push_connected(sh->push, c->s.peer);
+	}
 	/* The backlog first (the reader runs after this iteration's commit, so it
 	 * also sees what this iteration stores for the device), then live. */
 	sp_mailbox_start_backlog(sh, c);

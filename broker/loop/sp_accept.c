@@ -93,6 +93,7 @@ static void on_accept(struct sp_shard *sh, int fd, enum sp_metrics_transport tr)
 	struct sp_conn *c;
 	struct sp_conn *victim;
 	struct sp_conn_src src;
+	uint32_t all;
 	int one = 1;
 
 	if (sh->stopping) {
@@ -106,8 +107,11 @@ static void on_accept(struct sp_shard *sh, int fd, enum sp_metrics_transport tr)
 	 * authenticate cannot keep honest devices out; refused only when
 	 * every connection is proven, or while the evicted ones still hold
 	 * every reserve slot. */
-	victim = sh->nconns >= sh->cfg->max_conns ? sp_timers_oldest_unproven(sh) : NULL;
-	if (sh->nfree == 0 || (sh->nconns >= sh->cfg->max_conns && !victim)) {
+	/* With shards, max-conns counts them all (shard 0 accepts; a
+	 * connection handed on is briefly in neither table). */
+	all = sh->node ? atomic_load_explicit(&sh->node->conns, memory_order_relaxed) : sh->nconns;
+	victim = all >= sh->cfg->max_conns ? sp_timers_oldest_unproven(sh) : NULL;
+	if (sh->nfree == 0 || (all >= sh->cfg->max_conns && !victim)) {
 		refuse(sh, fd, "max_conns");
 		sp_metrics_conn_refused(sh->metrics, SP_METRICS_CLOSE_MAX_CONNS);
 		sp_metrics_tr_refused(sh->metrics, tr, SP_METRICS_CLOSE_MAX_CONNS);
@@ -153,7 +157,7 @@ void sp_accept_arm(struct sp_shard *sh)
 {
 	if (sh->stopping)
 		return;
-	if (!sh->accept_armed &&
+	if (!sh->accept_armed && sh->listen_fd >= 0 &&
 	    sp_ring_accept(&sh->ring, sh->listen_fd, sp_ud_pack(SP_OP_ACCEPT, LISTENER_TCP, 0)) == 0)
 		sh->accept_armed = true;
 	if (sh->ws_listen_fd >= 0 && !sh->ws_accept_armed &&

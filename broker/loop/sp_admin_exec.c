@@ -21,7 +21,7 @@ void sp_admin_exec_arm(struct sp_shard *sh)
 {
 	int ret;
 
-	if (!sh->admin || sh->admin_armed)
+	if (!sh->admin || sh->admin_armed || sh->id != 0)     /* shard 0 takes the jobs */
 		return;
 	ret = sp_ring_read(&sh->ring, sp_admin_wake_fd(sh->admin), &sh->admin_buf,
 			   sizeof(sh->admin_buf), sp_ud_pack(SP_OP_ADMIN, 0, 0));
@@ -46,38 +46,46 @@ static void err(struct sp_admin_result *r, const char *code, const char *msg)
 }
 
 /* The store's failed commits so far (its own count; the shard keeps none). */
-static uint64_t commit_failures(const struct sp_shard *sh)
+static uint64_t commit_failures(struct sp_shard *sh)
 {
 	struct sp_store_stats ss;
 
-	if (!sh->store)
+	if (!sp_shard_store(sh))
 		return 0;
-	sp_store_get_stats(sh->store, &ss);
+	sp_store_get_stats(sp_shard_store(sh), &ss);
 	return ss.commit_failures;
 }
 
+/* With shards, each adds its own (the job visits them in turn, shard 0
+ * first); the mailbox gauges are signed deltas but for shard 0's, so
+ * they are clamped once, by the last shard. */
 static void run_status(struct sp_shard *sh, struct sp_admin_result *r)
 {
 	const struct sp_metrics_shard *m = sh->metrics;
+	bool last = !sh->node || sh->id + 1u == sh->node->n;
 
 	r->stopping = sh->stopping;
-	r->connections = sh->nconns;
-	r->devices_online = sp_route_count(sh->routes);
-	r->has_store = sh->store != NULL;
-	r->mailbox_entries = m->mailbox_entries > 0 ? (uint64_t)m->mailbox_entries : 0;
-	r->mailbox_bytes = m->mailbox_bytes > 0 ? (uint64_t)m->mailbox_bytes : 0;
+	r->connections += sh->nconns;
+	r->devices_online += sp_route_count(sh->routes);
+	r->has_store = sp_shard_store(sh) != NULL;
+	r->mailbox_entries += (uint64_t)m->mailbox_entries;
+	r->mailbox_bytes += (uint64_t)m->mailbox_bytes;
+	if (last && (int64_t)r->mailbox_entries < 0)
+		r->mailbox_entries = 0;
+	if (last && (int64_t)r->mailbox_bytes < 0)
+		r->mailbox_bytes = 0;
 	/* The counts /metrics shows (sealpost_connections_accepted_total, the
 	 * successful sealpost_handshakes_total): one count of each thing. */
-	r->accepted_conns = m->connections_accepted;
+	r->accepted_conns += m->connections_accepted;
 	for (unsigned p = 0; p < SP_METRICS_PATTERN_COUNT; p++)
 		r->handshakes += m->handshakes[p][SP_METRICS_OUTCOME_OK];
-	r->envelopes_accepted = m->envelopes_accepted;
+	r->envelopes_accepted += m->envelopes_accepted;
 	for (unsigned i = 0; i < SP_METRICS_REFUSED_COUNT; i++)
 		r->envelopes_refused += m->envelopes_refused[i];
-	r->delivered_live = m->envelopes_delivered[SP_METRICS_PATH_LIVE];
-	r->delivered_mailbox = m->envelopes_delivered[SP_METRICS_PATH_MAILBOX];
-	r->acks = m->acks;
-	r->expired = m->expired;
+	r->delivered_live += m->envelopes_delivered[SP_METRICS_PATH_LIVE];
+	r->delivered_mailbox += m->envelopes_delivered[SP_METRICS_PATH_MAILBOX];
+	r->acks += m->acks;
+	r->expired += m->expired;
 }
 
 static void run_mailbox(struct sp_shard *sh, struct sp_admin_job *j)
@@ -87,25 +95,25 @@ static void run_mailbox(struct sp_shard *sh, struct sp_admin_job *j)
 	int ret;
 
 	r->online = sp_deliver_recipient(sh, j->req.key) != NULL;
-	if (!sh->store)
+	if (!sp_shard_store(sh))
 		return;         /* no store: nothing kept, for anyone */
-	ret = sp_store_mailbox_info(sh->store, j->req.key, &r->count, &r->bytes, NULL);
+	ret = sp_store_mailbox_info(sp_shard_store(sh), j->req.key, &r->count, &r->bytes, NULL);
 	if (ret < 0) {
-		err(r, "internal", sp_store_errmsg(sh->store));
+		err(r, "internal", sp_store_errmsg(sp_shard_store(sh)));
 		return;
 	}
-	ret = sp_store_mailbox_oldest(sh->store, j->req.key, sh->wall_ms, &accepted_ms);
+	ret = sp_store_mailbox_oldest(sp_shard_store(sh), j->req.key, sh->wall_ms, &accepted_ms);
 	if (ret == 0)
 		r->oldest_age_ms = sh->wall_ms > accepted_ms ? sh->wall_ms - accepted_ms : 0;
 	else if (ret != -ENOENT)
-		err(r, "internal", sp_store_errmsg(sh->store));
+		err(r, "internal", sp_store_errmsg(sp_shard_store(sh)));
 }
 
 static void run_purge(struct sp_shard *sh, struct sp_admin_job *j)
 {
 	int ret;
 
-	if (!sh->store) {
+	if (!sp_shard_store(sh)) {
 		err(&j->res, "no_store", "sealpostd runs without a mailbox store");
 		return;
 	}
@@ -114,7 +122,8 @@ static void run_purge(struct sp_shard *sh, struct sp_admin_job *j)
 	if (ret < 0)
 		err(&j->res, "internal", strerror(-ret));
 	else if (sh->push)
-		/* The mailbox is dropped: its push subscription goes with it. */
+		/* The mailbox is dropped: its push subscription goes with it
+		 * (the push state is shared: under the store lock, held here). */
 		sp_push_dropped(sh->push, j->req.key, sh->metrics);
 }
 
@@ -157,21 +166,71 @@ static void run(struct sp_shard *sh, struct sp_admin_job *j)
 		sp_admin_device_id(sh->admin, j->req.key, j->res.id);
 }
 
+/* Shards: a device's job runs on its home shard; status and reload on
+ * every shard in turn (each its own counts, its own copy of the
+ * configuration). True if j went to another shard (hop: the next one). */
+static bool forward(struct sp_shard *sh, struct sp_admin_job *j, bool ran)
+{
+	struct sp_inbox_msg *m;
+	unsigned to;
+
+	if (!sh->node)
+		return false;
+	if (j->req.cmd == SP_ADMIN_STATUS || j->req.cmd == SP_ADMIN_RELOAD) {
+		if (!ran || sh->id + 1u >= sh->node->n)
+			return false;
+		to = sh->id + 1u;
+	} else if (j->req.cmd == SP_ADMIN_MAILBOX || j->req.cmd == SP_ADMIN_PURGE ||
+		   j->req.cmd == SP_ADMIN_DISCONNECT) {
+		if (ran || (to = sp_node_home(sh->node, j->req.key)) == sh->id)
+			return false;
+	} else {
+		return false;
+	}
+	if (!(m = sp_inbox_msg_new(SP_XS_ADMIN, 0)))
+		return false;   /* run or answered here, as with one shard */
+	m->ptr = j;
+	sp_shard_post(sh, to, m);
+	return true;
+}
+
+static void queue(struct sp_shard *sh, struct sp_admin_job *j)
+{
+	struct sp_admin_job **tail = &sh->admin_jobs;
+
+	while (*tail)
+		tail = &(*tail)->next;
+	j->next = NULL;
+	*tail = j;
+}
+
+static void take_one(struct sp_shard *sh, struct sp_admin_job *j)
+{
+	if (forward(sh, j, false))
+		return;
+	run(sh, j);
+	if (!forward(sh, j, true))
+		queue(sh, j);
+}
+
+void sp_admin_exec_remote(struct sp_shard *sh, struct sp_admin_job *j, unsigned hops)
+{
+	(void)hops;
+	j->next = NULL;
+	take_one(sh, j);
+}
+
 void sp_admin_exec_cqe(struct sp_shard *sh, int res)
 {
-	struct sp_admin_job *j, *next, **tail = &sh->admin_jobs;
+	struct sp_admin_job *j, *next;
 
 	sh->admin_armed = false;
 	if (res < 0 && res != -EAGAIN && res != -EINTR)
 		SP_LOG(sh->log, SP_LOG_ERROR, "admin wake read failed", SP_KV_INT("errno", -res));
-	while (*tail)
-		tail = &(*tail)->next;
 	for (j = sp_admin_take(sh->admin); j; j = next) {
 		next = j->next;
 		j->next = NULL;
-		run(sh, j);
-		*tail = j;
-		tail = &j->next;
+		take_one(sh, j);
 	}
 	if (res >= 0 || res == -EAGAIN || res == -EINTR)
 		sp_admin_exec_arm(sh);

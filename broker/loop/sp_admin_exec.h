@@ -30,4 +30,8 @@ void sp_admin_exec_cqe(struct sp_shard *sh, int res);
 /* After the iteration's commit: answer the jobs run this iteration. */
 void sp_admin_exec_finish(struct sp_shard *sh);
 
+/* A job another shard handed over (SP_XS_ADMIN): run here, then on to the
+ * next shard or answered after this shard's commit. */
+void sp_admin_exec_remote(struct sp_shard *sh, struct sp_admin_job *j, unsigned hops);
+
 #endif

@@ -5,6 +5,7 @@
  */
 #include "sp_conn_io.h"
 
+#include <errno.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -86,6 +87,27 @@ void sp_io_shutdown_done(struct sp_conn *c)
 	c->io.shut_wr = true;
 }
 
+int sp_io_cancel_recv(struct sp_shard *sh, struct sp_conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!c->io.recv_armed)
+		return 0;
+	if (!(sqe = sp_ring_sqe(&sh->ring)))
+		return -EBUSY;
+	io_uring_prep_cancel64(sqe, sp_ud_pack(SP_OP_RECV, c->tab.slot, c->tab.gen), 0);
+	io_uring_sqe_set_data64(sqe, sp_ud_pack(SP_OP_CANCEL, c->tab.slot, c->tab.gen));
+	return 0;
+}
+
+int sp_io_forget(struct sp_conn *c)
+{
+	int fd = c->io.fd;
+
+	c->io.fd = -1;
+	return fd;
+}
+
 void sp_io_cancel(struct sp_shard *sh, struct sp_conn *c)
 {
 	if (!sp_io_idle(c))
@@ -110,7 +132,8 @@ void sp_io_close(struct sp_shard *sh, struct sp_conn *c)
 		setsockopt(c->io.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 	}
 	(void)sh;
-	close(c->io.fd);
+	if (c->io.fd >= 0)      /* -1: handed to another shard (sp_io_forget) */
+		close(c->io.fd);
 	sp_session_release(&c->s);     /* FREE */
 	sp_ws_release(c);
 	c->io = (struct sp_conn_io){ .fd = -1 };

@@ -50,4 +50,12 @@ void sp_io_abort_on_close(struct sp_conn *c);
 /* Closes c's socket (RST if sp_io_abort_on_close) and releases its output. */
 void sp_io_close(struct sp_shard *sh, struct sp_conn *c);
 
+/* Cancels c's multishot recv only (a send in flight goes on); its last
+ * completion comes without IORING_CQE_F_MORE. 0 or -EBUSY (no SQE). */
+int sp_io_cancel_recv(struct sp_shard *sh, struct sp_conn *c);
+
+/* c's socket is handed to another shard: returned, and no longer c's
+ * (closing c leaves it open). */
+int sp_io_forget(struct sp_conn *c);
+
 #endif

@@ -62,6 +62,8 @@ struct sp_conn *sp_conn_table_open(struct sp_shard *sh)
 	c->tab.dirty_next = 0;
 	sp_session_accept(&c->s, &sh->env);
 	sh->nconns++;
+	if (sh->node)
+		atomic_fetch_add_explicit(&sh->node->conns, 1, memory_order_relaxed);
 	return c;
 }
 
@@ -70,6 +72,8 @@ void sp_conn_table_release(struct sp_shard *sh, struct sp_conn *c)
 	c->tab.gen++;   /* every completion or handle naming the old one is now stale */
 	sh->free_slots[sh->nfree++] = c->tab.slot;
 	sh->nconns--;
+	if (sh->node)
+		atomic_fetch_sub_explicit(&sh->node->conns, 1, memory_order_relaxed);
 }
 
 struct sp_conn *sp_conn_table_next_dirty(struct sp_shard *sh)

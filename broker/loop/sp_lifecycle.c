@@ -12,6 +12,7 @@
 #include "sp_mem.h"
 #include "sp_source.h"
 #include "sp_timers.h"
+#include "sp_xshard.h"
 
 static const char *state_name(uint8_t s)
 {
@@ -53,16 +54,18 @@ static enum sp_status goaway_code(enum sp_close_reason r)
 	return sp_close_reason_goaway(r);
 }
 
-/* Called exactly once per connection that was accepted (at its GoAway or its cut). */
-static void log_end(struct sp_shard *sh, const struct sp_conn *c, enum sp_close_reason r)
+/* Called exactly once per connection that was accepted (at its GoAway or
+ * its cut). state: the session's state as it ended (a cut wipes the
+ * session first). */
+static void log_end_in(struct sp_shard *sh, const struct sp_conn *c, enum sp_close_reason r,
+		       uint8_t state)
 {
 	struct end_log e = end_log_of(r);
 
 	/* Ended mid-handshake (the pattern is known: the preamble was read), or
 	 * established but never proven (an IK message 1 that may be a replay):
 	 * the handshake did not succeed (sp_router_proven counts successes). */
-	if (c->s.state == SP_SESSION_HANDSHAKE ||
-	    (c->s.state == SP_SESSION_ESTABLISHED && !c->s.proven)) {
+	if (state == SP_SESSION_HANDSHAKE || (state == SP_SESSION_ESTABLISHED && !c->s.proven)) {
 		enum sp_metrics_outcome o = r == SP_CLOSE_HANDSHAKE_TIMEOUT ||
 					    r == SP_CLOSE_HELLO_TIMEOUT
 					    ? SP_METRICS_OUTCOME_TIMEOUT : SP_METRICS_OUTCOME_FAILED;
@@ -75,8 +78,13 @@ static void log_end(struct sp_shard *sh, const struct sp_conn *c, enum sp_close_
 	sp_metrics_tr_closed(sh->metrics, sp_life_metrics_transport(c), metrics_close(r));
 	SP_LOG_LIMITED(sh->log, &sh->lim[r], sh->now_ns, e.level, e.msg,
 		       SP_KV_STR("reason", sp_close_reason_name(r)),
-		       SP_KV_STR("state", state_name(c->s.state)), SP_KV_UINT("conn", c->tab.slot),
+		       SP_KV_STR("state", state_name(state)), SP_KV_UINT("conn", c->tab.slot),
 		       SP_KV_UINT("shard", sh->id));
+}
+
+static void log_end(struct sp_shard *sh, const struct sp_conn *c, enum sp_close_reason r)
+{
+	log_end_in(sh, c, r, c->s.state);
 }
 
 struct sp_conn *sp_life_open(struct sp_shard *sh, int fd)
@@ -91,6 +99,17 @@ struct sp_conn *sp_life_open(struct sp_shard *sh, int fd)
 	return c;
 }
 
+struct sp_conn *sp_life_adopt(struct sp_shard *sh, int fd)
+{
+	struct sp_conn *c = sp_conn_table_open(sh);
+
+	if (!c)
+		return NULL;
+	sp_io_open(c, fd);
+	c->life.close_reason = SP_CLOSE_NONE;
+	return c;
+}
+
 void sp_life_end_later(struct sp_shard *sh, struct sp_conn *c, enum sp_close_reason r)
 {
 	if (!c->life.close_reason)
@@ -102,13 +121,17 @@ void sp_life_end_later(struct sp_shard *sh, struct sp_conn *c, enum sp_close_rea
 
 void sp_life_cut(struct sp_shard *sh, struct sp_conn *c, enum sp_close_reason r)
 {
-	if (c->s.state == SP_SESSION_DEAD || c->s.state == SP_SESSION_FREE)
+	uint8_t state = c->s.state;
+
+	if (state == SP_SESSION_DEAD || state == SP_SESSION_FREE)
 		return;
-	if (c->s.state != SP_SESSION_CLOSING)       /* else logged at its GoAway */
-		log_end(sh, c, r);
 	sp_timers_ended(sh, c);
 	sh->app.detach(sh, c);
 	sp_session_wipe(&c->s);        /* DEAD */
+	/* Counted closed once its keys are gone: what a scrape (or a test
+	 * taking a core) sees as closed holds no secret of it any more. */
+	if (state != SP_SESSION_CLOSING)    /* else logged at its GoAway */
+		log_end_in(sh, c, r, state);
 	sp_io_cancel(sh, c);
 	sp_conn_mark(sh, c);
 }
@@ -169,6 +192,7 @@ void sp_life_finalize(struct sp_shard *sh, struct sp_conn *c)
 	 * for the slot's next connection, which their owners rely on. */
 	assert(!c->route.routed && !sp_ilink_linked(&c->mbox.drain) &&
 	       !sp_ilink_linked(&c->timer.node));
+	sp_xshard_forget(c);
 	sp_io_close(sh, c);
 	sp_source_release(sh, c);
 	sp_conn_table_release(sh, c);
@@ -177,6 +201,10 @@ void sp_life_finalize(struct sp_shard *sh, struct sp_conn *c)
 /* End of iteration for one touched connection. */
 static void flush_conn(struct sp_shard *sh, struct sp_conn *c)
 {
+	if (c->move.m && c->s.state == SP_SESSION_ESTABLISHED) {
+		sp_xshard_move_flush(sh, c);    /* to its home shard, once quiet */
+		return;
+	}
 	if (c->s.state == SP_SESSION_DEAD) {
 		if (sp_io_idle(c))
 			sp_life_finalize(sh, c);

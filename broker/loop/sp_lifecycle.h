@@ -41,6 +41,11 @@ static inline enum sp_metrics_transport sp_life_metrics_transport(const struct s
  * table is full. */
 struct sp_conn *sp_life_open(struct sp_shard *sh, int fd);
 
+/* A connection handed over from another shard on socket fd, in the lowest
+ * free slot (the caller attaches its session, source and deadline); NULL
+ * if the table is full. */
+struct sp_conn *sp_life_adopt(struct sp_shard *sh, int fd);
+
 /* Records r as why c must end (unless a reason is recorded already) and
  * marks it: it ends at the flush, with a GoAway if r has one. */
 void sp_life_end_later(struct sp_shard *sh, struct sp_conn *c, enum sp_close_reason r);

@@ -56,7 +56,7 @@ static void evict(struct sp_shard *sh, struct sp_conn *c)
 
 void sp_mem_over(struct sp_shard *sh, uint64_t used)
 {
-	uint64_t budget = sh->cfg->mem_budget, ending, b;
+	uint64_t budget = sp_mem_budget(sh), ending, b;
 	struct sp_conn *c;
 
 	for (int n = 0; n < SP_MEM_EVICT_MAX && used > budget; n++) {
@@ -95,7 +95,7 @@ void sp_mem_publish(struct sp_shard *sh)
 			      (uint64_t)sh->high_water * sizeof(struct sp_conn));
 	if (sh->routes)
 		sp_metrics_memory_set(m, SP_METRICS_MEM_ROUTES, sp_route_bytes(sh->routes));
-	sp_metrics_memory_budget(m, sh->cfg->mem_budget);
+	sp_metrics_memory_budget(m, sp_mem_budget(sh));
 	if (fails == sh->mem.lock_failures)
 		return;
 	if (sh->mem.lock_failures == 0)

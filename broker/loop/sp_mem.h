@@ -64,6 +64,13 @@ static inline uint64_t sp_mem_used(const struct sp_shard *sh)
 	       (sh->pool.live - sh->pool.nfree) * sizeof(struct sp_txchunk);
 }
 
+/* This shard's part of --mem-budget: the process's budget split evenly
+ * between the shards (each holds its own connections' buffers). */
+static inline uint64_t sp_mem_budget(const struct sp_shard *sh)
+{
+	return sh->node ? sh->cfg->mem_budget / sh->node->n : sh->cfg->mem_budget;
+}
+
 /* Closes the connections holding the most until sh is back under its
  * budget (the slow part of sp_mem_check). */
 void sp_mem_over(struct sp_shard *sh, uint64_t used);
@@ -73,7 +80,7 @@ static inline void sp_mem_check(struct sp_shard *sh)
 {
 	uint64_t used = sp_mem_used(sh);
 
-	if (used > sh->cfg->mem_budget)
+	if (used > sp_mem_budget(sh))
 		sp_mem_over(sh, used);
 }
 

@@ -40,6 +40,7 @@ enum sp_op {
 	SP_OP_PUSH,     /* read on the push worker's eventfd: outcomes waiting */
 	SP_OP_SYNC,     /* read on the store's sync-thread eventfd: a WAL sync ended */
 	SP_OP_CLUSTER,  /* read on the cluster inbox's eventfd: NATS messages waiting */
+	SP_OP_INBOX,    /* the cross-shard inbox: MSG_RING (slot 0) or its eventfd read (slot 1) */
 	SP_OP_MAX,
 };
 

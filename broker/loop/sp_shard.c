@@ -41,6 +41,7 @@
 #include "sp_store.h"
 #include "sp_timers.h"
 #include "sp_ws.h"
+#include "sp_xshard.h"
 
 enum {
 	RING_ENTRIES = 4096,
@@ -67,8 +68,17 @@ static void on_recv(struct sp_shard *sh, struct sp_conn *c, const struct io_urin
 	if (cqe->res > 0 && bid >= 0 && c->s.state != SP_SESSION_DEAD) {
 		uint8_t *buf = sp_bufring_addr(&sh->bufs, (uint16_t)bid);
 
-		r = c->ws.t ? sp_ws_rx(sh, c, buf, (size_t)cqe->res)
-			    : sp_shard_rx(sh, c, buf, (size_t)cqe->res);
+		if (c->move.m) {
+			/* Moving to its home shard: kept for it, unread. */
+			r = sp_xshard_move_input(sh, c, buf, (size_t)cqe->res);
+		} else {
+			r = c->ws.t ? sp_ws_rx(sh, c, buf, (size_t)cqe->res)
+				    : sp_shard_rx(sh, c, buf, (size_t)cqe->res);
+			/* It started moving in this buffer: the rest is its home's. */
+			if (!r && c->move.m && c->s.rx_left)
+				r = sp_xshard_move_input(sh, c, buf + cqe->res - c->s.rx_left,
+							 c->s.rx_left);
+		}
 		if (r)
 			sp_life_rx_failed(sh, c, r);
 	}
@@ -80,6 +90,8 @@ static void on_recv(struct sp_shard *sh, struct sp_conn *c, const struct io_urin
 		sp_life_cut(sh, c, SP_CLOSE_EOF);
 	} else if (cqe->res < 0 && !rearm_error(cqe->res)) {
 		sp_life_cut(sh, c, SP_CLOSE_IO);
+	} else if (c->move.m) {
+		sp_conn_mark(sh, c);    /* its recv ended (cancelled): the flush moves it */
 	} else if (!more && sp_io_arm_recv(sh, c)) {
 		sp_life_cut(sh, c, SP_CLOSE_INTERNAL);
 	}
@@ -104,7 +116,9 @@ static void on_shutdown_cqe(struct sp_shard *sh, struct sp_conn *c)
 /* A second stop: stop waiting for slow peers. */
 static void stop_now(struct sp_shard *sh)
 {
-	SP_LOG0(sh->log, SP_LOG_INFO, "second stop signal: closing all connections now");
+	/* Every shard is told (one may have stopped already): one line says it. */
+	if (!sh->node || !atomic_flag_test_and_set(&sh->node->second_stop_logged))
+		SP_LOG0(sh->log, SP_LOG_INFO, "second stop signal: closing all connections now");
 	sp_life_end_all(sh, true);
 }
 
@@ -146,7 +160,7 @@ static void push_arm(struct sp_shard *sh)
 {
 	int fd, ret;
 
-	if (!sh->push || sh->push_armed || (fd = sp_push_result_fd(sh->push)) < 0)
+	if (!sh->push || sh->push_armed || sh->id != 0 || (fd = sp_push_result_fd(sh->push)) < 0)
 		return;
 	ret = sp_ring_read(&sh->ring, fd, &sh->push_buf, sizeof(sh->push_buf),
 			   sp_ud_pack(SP_OP_PUSH, 0, 0));
@@ -158,6 +172,7 @@ static void on_push(struct sp_shard *sh, int res)
 {
 	sh->push_armed = false;
 	(void)res;      /* whatever the read says, the outcomes are under the worker's lock */
+	sp_shard_store(sh);     /* shared by the shards: under the store lock */
 	sp_push_outcomes(sh->push, sh->metrics);
 	push_arm(sh);
 }
@@ -167,7 +182,7 @@ static void sync_arm(struct sp_shard *sh)
 {
 	int fd, ret;
 
-	if (!sh->store || sh->sync_armed || (fd = sp_store_syncer_fd(sh->store)) < 0)
+	if (!sh->store || sh->sync_armed || sh->id != 0 || (fd = sp_store_syncer_fd(sh->store)) < 0)
 		return;
 	ret = sp_ring_read(&sh->ring, fd, &sh->sync_buf, sizeof(sh->sync_buf),
 			   sp_ud_pack(SP_OP_SYNC, 0, 0));
@@ -180,6 +195,13 @@ static void on_sync(struct sp_shard *sh, int res)
 	sh->sync_armed = false;
 	(void)res;      /* the synced ticket is read under the store's lock */
 	sp_mailbox_synced(sh);
+	/* One eventfd, read here: the other shards are told. */
+	for (unsigned i = 1; sh->node && i < sh->node->n; i++) {
+		struct sp_inbox_msg *m = sp_inbox_msg_new(SP_XS_SYNCED, 0);
+
+		if (m)
+			sp_shard_post(sh, i, m);
+	}
 	sync_arm(sh);
 }
 
@@ -189,9 +211,9 @@ static void sync_start(struct sp_shard *sh)
 {
 	int ret;
 
-	if (!sh->store || sh->cfg->fsync == SP_FSYNC_NEVER)
+	if (!sh->store || sh->cfg->fsync == SP_FSYNC_NEVER || sh->id != 0)
 		return;
-	ret = sp_store_syncer_start(sh->store);
+	ret = sp_store_syncer_start(sp_shard_store(sh));
 	if (ret)
 		SP_LOG(sh->log, SP_LOG_WARN, "no WAL sync thread: syncs run on the event loop",
 		       SP_KV_STR("error", strerror(-ret)));
@@ -200,6 +222,7 @@ static void sync_start(struct sp_shard *sh)
 
 void sp_shard_tick_work(struct sp_shard *sh)
 {
+	sp_xshard_take(sh);     /* a lost wake-up costs a tick at most */
 	sp_mailbox_tick(sh);
 	sp_fanout_tick(sh);
 	sp_life_deadlines(sh);
@@ -217,6 +240,8 @@ static void on_tick(struct sp_shard *sh)
 	if (sh->sync_retry)
 		sync_arm(sh);
 	sp_cluster_route_tick(sh);
+	if (sh->inbox_retry)
+		sp_xshard_arm(sh);
 	sp_accept_arm(sh);
 	sp_timers_arm_tick(sh);
 }
@@ -235,6 +260,7 @@ static void on_cqe(struct sp_shard *sh, const struct io_uring_cqe *cqe)
 	case SP_OP_PUSH: on_push(sh, cqe->res); break;
 	case SP_OP_SYNC: on_sync(sh, cqe->res); break;
 	case SP_OP_CLUSTER: sp_cluster_route_cqe(sh, cqe->res); break;
+	case SP_OP_INBOX: sp_xshard_cqe(sh, ud.slot, cqe->res); break;
 	case SP_OP_RECV:
 	case SP_OP_SEND:
 	case SP_OP_SHUTDOWN:
@@ -287,14 +313,19 @@ int sp_shard_run(struct sp_shard *sh)
 	sp_admin_exec_arm(sh);
 	push_arm(sh);
 	sp_cluster_route_arm(sh);
+	sp_xshard_arm(sh);
+	sp_shard_store_release(sh);
 	while (!done(sh)) {
 		ret = sp_timers_retry(sh);
-		if (ret)
+		if (ret) {
+			sp_shard_store_release(sh);     /* the other shards go on to stop */
 			return ret;
+		}
 		ret = sp_ring_submit_wait(&sh->ring, 1);
 		if (ret < 0) {
 			SP_LOG(sh->log, SP_LOG_ERROR, "io_uring submit failed",
 			       SP_KV_INT("errno", -ret));
+			sp_shard_store_release(sh);
 			return ret;
 		}
 		sh->now_ns = sp_shard_mono_ns();
@@ -309,6 +340,8 @@ int sp_shard_run(struct sp_shard *sh)
 		sp_admin_exec_finish(sh);
 		sp_life_flush_all(sh);
 		sp_shard_iteration_metrics(sh, n);
+		/* Before the next wait: the other shards' turn at the store. */
+		sp_shard_store_release(sh);
 	}
 	return 0;
 }
@@ -327,6 +360,11 @@ void sp_shard_limits_changed(struct sp_shard *sh)
 /* The session's hooks: ctx is the shard, the session is a connection's. */
 static enum sp_close_reason on_established(void *ctx, struct sp_session *s)
 {
+	enum sp_close_reason why;
+
+	/* A device homed on another shard goes there (sp_xshard.h). */
+	if (sp_xshard_move_begin(ctx, sp_conn_of(s), &why) || why)
+		return why;
 	return sp_router_established(ctx, sp_conn_of(s));
 }
 
@@ -358,6 +396,7 @@ int sp_shard_setup(struct sp_shard *sh, uint8_t id, const struct sp_config *cfg,
 
 	sh->id = id;
 	sh->ws_listen_fd = -1;
+	sh->inbox.event_fd = -1;        /* no inbox until sp_shard_init makes one */
 	sh->cfg = cfg;
 	sh->log = log;
 	sp_timers_init(sh);
@@ -443,6 +482,10 @@ int sp_shard_init(struct sp_shard *sh, uint8_t id, const struct sp_config *cfg,
 	ret = sp_ring_init(&sh->ring, RING_ENTRIES);
 	if (ret)
 		goto err;
+	ret = sp_inbox_init(&sh->inbox);
+	if (ret)
+		goto err;
+	sp_inbox_set_ring(&sh->inbox, sh->ring.ring.ring_fd);
 	ret = sp_bufring_init(&sh->bufs, &sh->ring, 0, cfg->recv_buffers, cfg->recv_buffer_size);
 	if (ret)
 		goto err;
@@ -497,6 +540,8 @@ int sp_shard_store_open(const struct sp_config *cfg, const struct sp_log *log,
 
 void sp_shard_destroy(struct sp_shard *sh)
 {
+	sp_xshard_destroy(sh);
+	sp_inbox_destroy(&sh->inbox);
 	if (sh->ring.ring.ring_fd > 0) {
 		sp_bufring_exit(&sh->bufs, &sh->ring);
 		/* Exiting the ring ends every request, so no send still reads a

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "sp_conn_table.h"
+#include "sp_route.h"
 #include "sp_shard_types.h"
 #include "sp_timers.h"
 
@@ -87,6 +88,7 @@ void sp_shard_after_completions(struct sp_shard *sh);
 static inline void sp_shard_iteration_metrics(struct sp_shard *sh, uint64_t n)
 {
 	sp_metrics_loop_iteration(sh->metrics, n);
+	sp_metrics_devices_routed(sh->metrics, sp_route_count(sh->routes));
 	if (sh->live_delivered) {
 		/* Received at now_ns, encrypted and queued to the kernel by now. */
 		sp_metrics_envelopes_delivered(sh->metrics, SP_METRICS_PATH_LIVE,

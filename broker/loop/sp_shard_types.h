@@ -20,6 +20,7 @@
 #include "sp_conn.h"
 #include "sp_log.h"
 #include "sp_metrics.h"
+#include "sp_node.h"
 #include "sp_ring.h"
 
 struct sp_admin;
@@ -41,6 +42,7 @@ struct sp_pending_result {
 	uint64_t seq;
 	uint8_t status;                 /* enum sp_status */
 	bool durable;                   /* ERR_INTERNAL instead if the commit fails */
+	bool remote;                    /* held: another shard decides its status (SP_XS_RESULT) */
 	bool pong;                      /* a Pong{id = client_id}, behind the results before it */
 	bool fanout;                    /* a FanoutResult{group_id = client_id, version = seq} */
 	bool failed;                    /* held: its commit failed (durable ones get ERR_INTERNAL) */
@@ -184,6 +186,18 @@ struct sp_shard {
 	/* --cluster (broker/cluster/sp_cluster_route.h): this shard's side of
 	 * the node; borrowed, set before sp_shard_run; NULL on a single node. */
 	struct sp_cluster_route *cluster;
+	/* The other shards (loop/sp_xshard.c): NULL when this shard is
+	 * alone (--threads 1, the detached harness), and then nothing below
+	 * is used. node: borrowed, set before run. */
+	struct sp_node *node;
+	struct sp_inbox inbox;
+	uint64_t inbox_buf;             /* the inbox eventfd read's target */
+	bool inbox_armed, inbox_retry;
+	bool store_held;                /* this iteration holds node->store_mu */
+	/* Stored envelopes for devices homed elsewhere, posted once the batch
+	 * that holds them is committed (app/sp_mailbox.c). */
+	struct sp_inbox_msg *xs_stored, **xs_stored_tail;
+	uint64_t held_epoch;            /* release_held's pass (app/sp_mailbox.c) */
 
 	/* Stop (sp_shard.c). */
 	bool stopping;
@@ -200,6 +214,41 @@ struct sp_shard {
 	uint64_t live_delivered;        /* live deliveries this iteration, timed at flush */
 	uint64_t store_ns;              /* time in synchronous store calls this iteration */
 };
+
+/* The shared store, for this iteration: the first call of an iteration
+ * takes the node's store lock, the end of the iteration gives it back
+ * (sp_shard_store_release). Alone, just sh->store. */
+static inline struct sp_store *sp_shard_store(struct sp_shard *sh)
+{
+	if (sh->node && sh->store && !sh->store_held) {
+		pthread_mutex_lock(&sh->node->store_mu);
+		sh->store_held = true;
+	}
+	return sh->store;
+}
+
+static inline void sp_shard_store_release(struct sp_shard *sh)
+{
+	if (sh->store_held) {
+		sh->store_held = false;
+		pthread_mutex_unlock(&sh->node->store_mu);
+	}
+}
+
+/* Posts m (the inbox's from here) to shard `to`, woken through this
+ * shard's ring (MSG_RING, at its next submit). */
+static inline void sp_shard_post(struct sp_shard *sh, unsigned to, struct sp_inbox_msg *m)
+{
+	m->from = sh->id;
+	sp_inbox_post_ring(&sh->node->shards[to]->inbox, m, &sh->ring,
+			   sp_ud_pack(SP_OP_INBOX, 0, 0), sp_ud_pack(SP_OP_NONE, 0, 0));
+}
+
+/* The home shard of a device key (this one when alone). */
+static inline unsigned sp_shard_home(const struct sp_shard *sh, const uint8_t key[SP_KEY_LEN])
+{
+	return sh->node ? sp_node_home(sh->node, key) : sh->id;
+}
 
 /* The clocks an iteration reads once. */
 static inline uint64_t sp_shard_wall_ms(void)

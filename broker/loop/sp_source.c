@@ -224,17 +224,52 @@ void sp_source_undo(struct sp_shard *sh, const struct sp_conn_src *src)
 		sp_source_table_release(sh->sources, src->key, src->unauth);
 }
 
+/* A moved connection's count is shard 0's (which accepted it): told there. */
+static void tell_home(struct sp_shard *sh, const struct sp_conn *c, bool release)
+{
+	struct sp_inbox_msg *m = sp_inbox_msg_new(SP_XS_SOURCE, SP_SOURCE_KEY_LEN);
+
+	if (!m)
+		return;         /* the count stays one too high until restart */
+	memcpy(m->data, c->source.key, SP_SOURCE_KEY_LEN);
+	m->arg[0] = release;
+	m->arg[1] = c->source.unauth;
+	sp_shard_post(sh, 0, m);
+}
+
 void sp_source_proven(struct sp_shard *sh, struct sp_conn *c)
 {
 	if (!c->source.counted || !c->source.unauth)
 		return;
-	sp_source_table_proven(sh->sources, c->source.key);
+	if (c->source.remote)
+		tell_home(sh, c, false);
+	else
+		sp_source_table_proven(sh->sources, c->source.key);
 	c->source.unauth = false;
 }
 
 void sp_source_release(struct sp_shard *sh, struct sp_conn *c)
 {
-	if (c->source.counted)
+	if (c->source.counted && c->source.remote)
+		tell_home(sh, c, true);
+	else if (c->source.counted)
 		sp_source_table_release(sh->sources, c->source.key, c->source.unauth);
-	c->source.counted = c->source.unauth = false;
+	c->source.counted = c->source.unauth = c->source.remote = false;
+}
+
+void sp_source_moved(struct sp_conn *c, struct sp_conn_src *out)
+{
+	*out = c->source;
+	out->remote = out->counted;
+	c->source.counted = c->source.unauth = c->source.remote = false;
+}
+
+void sp_source_remote(struct sp_shard *sh, const struct sp_inbox_msg *m)
+{
+	if (!sh->sources || m->len != SP_SOURCE_KEY_LEN)
+		return;
+	if (m->arg[0])
+		sp_source_table_release(sh->sources, m->data, m->arg[1] != 0);
+	else
+		sp_source_table_proven(sh->sources, m->data);
 }

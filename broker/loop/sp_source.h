@@ -67,5 +67,12 @@ void sp_source_undo(struct sp_shard *sh, const struct sp_conn_src *src);
 void sp_source_proven(struct sp_shard *sh, struct sp_conn *c);
 /* c's slot is being released. */
 void sp_source_release(struct sp_shard *sh, struct sp_conn *c);
+/* c moves to another shard: its source (*out, counted in this shard's
+ * table, which the shard adopting it tells through sp_source_remote) is
+ * no longer c's here. */
+void sp_source_moved(struct sp_conn *c, struct sp_conn_src *out);
+/* On shard 0: a moved connection of source m->data was proven or ended
+ * (SP_XS_SOURCE). */
+void sp_source_remote(struct sp_shard *sh, const struct sp_inbox_msg *m);
 
 #endif

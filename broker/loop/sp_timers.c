@@ -98,6 +98,22 @@ struct sp_conn *sp_timers_oldest_unproven(struct sp_shard *sh)
 	return c ? c : first_of(sh, &sh->hs_list);
 }
 
+void sp_timers_adopt(struct sp_shard *sh, struct sp_conn *c, uint64_t accepted_ns)
+{
+	/* On the handshake deadline from now, like a first message: the
+	 * proof (IK) or the routing (XX) follows at once. */
+	timer_set(sh, SP_TIMER_HANDSHAKE, c, sh->now_ns + ms_ns(sh->cfg->handshake_timeout_ms));
+	c->timer.accepted_us = (uint32_t)(accepted_ns / 1000u);
+}
+
+/* The accept time as the other shard gets it: only its low 32 bits of µs
+ * mean anything (the shards share CLOCK_MONOTONIC, and the handshake time
+ * is taken modulo 2^32 µs, sp_timers_handshake_complete). */
+uint64_t sp_timers_accepted_ns(const struct sp_conn *c)
+{
+	return (uint64_t)c->timer.accepted_us * 1000u;
+}
+
 void sp_timers_proven(struct sp_shard *sh, struct sp_conn *c)
 {
 	if (sh->cfg->idle_timeout_s)

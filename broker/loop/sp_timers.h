@@ -96,4 +96,9 @@ void sp_timers_wake_done(struct sp_shard *sh);
  */
 int sp_timers_retry(struct sp_shard *sh);
 
+/* A connection handed over from another shard (accepted there at
+ * accepted_ns, CLOCK_MONOTONIC): on the handshake deadline here. */
+void sp_timers_adopt(struct sp_shard *sh, struct sp_conn *c, uint64_t accepted_ns);
+uint64_t sp_timers_accepted_ns(const struct sp_conn *c);
+
 #endif

@@ -582,6 +582,12 @@ static void render_histograms(struct writer *w, const struct sp_metrics *m)
 			 SP_METRICS_STORE_NBUCKETS, 1);
 	}
 
+	/* Per shard: where devices run (each on its key's home shard). */
+	family(w, "sealpost_shard_devices_online", "gauge",
+	       "Devices with a routed connection, by the shard that runs it.");
+	for (unsigned i = 0; i < m->nshards; i++)
+		put(w, "sealpost_shard_devices_online{shard=\"%u\"} %" PRIu64 "\n", i,
+		    load(&m->slots[i].devices_routed));
 	/* Per shard: the aux slot runs no event loop, so it has no iterations. */
 	family(w, "sealpost_loop_iterations_total", "counter",
 	       "Event-loop iterations, by shard.");

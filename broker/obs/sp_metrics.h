@@ -312,6 +312,7 @@ struct sp_metrics_shard {
 	int64_t mem_bytes[SP_METRICS_MEM_COUNT];
 	int64_t mem_budget;
 	uint64_t slab_lock_failures;
+	uint64_t devices_routed;        /* devices routed on this shard (its home devices online) */
 	struct sp_metrics_hist loop_batch;
 	struct sp_metrics_hist delivery_latency[SP_METRICS_PATH_COUNT];
 	struct sp_metrics_hist handshake_duration;
@@ -761,6 +762,12 @@ static inline void sp_metrics_store_call(struct sp_metrics_shard *s, enum sp_met
 	if ((unsigned)op >= SP_METRICS_STORE_OP_COUNT)
 		return;
 	sp_metrics_observe_(&s->store_call[op], bounds, SP_METRICS_STORE_NBUCKETS, ns);
+}
+
+/* Set by the shard at the end of each iteration. */
+static inline void sp_metrics_devices_routed(struct sp_metrics_shard *s, uint64_t n)
+{
+	__atomic_store_n(&s->devices_routed, n, __ATOMIC_RELAXED);
 }
 
 static inline void sp_metrics_loop_iteration(struct sp_metrics_shard *s, uint64_t ncqes)

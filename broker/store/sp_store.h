@@ -462,6 +462,7 @@ int sp_store_sync(struct sp_store *st);
  * sp_store_syncer_poll: consumes the eventfd's count and sets *synced to
  *       the highest ticket synced so far (all below it are, too); 0, or
  *       -EIO once a sync failed (details in sp_store_errmsg).
+ * sp_store_syncer_peek: the same without consuming the eventfd.
  * sp_store_syncer_asked: the latest ticket handed out (0: none, or no thread).
  * sp_store_syncer_stop: waits for the sync in progress and those asked for,
  *       ends the thread (sp_store_close calls it too).
@@ -469,6 +470,9 @@ int sp_store_sync(struct sp_store *st);
 int sp_store_syncer_start(struct sp_store *st);
 int sp_store_syncer_fd(const struct sp_store *st);
 int sp_store_syncer_poll(struct sp_store *st, uint64_t *synced);
+/* sp_store_syncer_poll without reading the eventfd: for a thread that did
+ * not read it (another broker shard, told by the one that did). */
+int sp_store_syncer_peek(struct sp_store *st, uint64_t *synced);
 uint64_t sp_store_syncer_asked(const struct sp_store *st);
 void sp_store_syncer_stop(struct sp_store *st);
 
@@ -517,6 +521,11 @@ int sp_store_read(struct sp_store *st, const uint8_t recipient[SP_KEY_LEN], uint
 
 /* Entries and body bytes in all mailboxes (committed totals, O(1)). */
 int sp_store_totals(struct sp_store *st, uint64_t *entries, uint64_t *bytes);
+
+/* The seq the next envelope for recipient gets if no batch is open (0:
+ * not known, its meta is damaged): for a caller that orders deliveries
+ * by seq (broker shards). 0 or -EIO. */
+int sp_store_next_seq(struct sp_store *st, const uint8_t recipient[SP_KEY_LEN], uint64_t *next);
 
 /* The committed counters of recipient (zeros and next_seq 0 if its mailbox
  * is empty: it has no record). Any out pointer may be NULL. */

@@ -162,6 +162,37 @@ int sp_store_totals(struct sp_store *st, uint64_t *entries, uint64_t *bytes)
 	return 0;
 }
 
+int sp_store_next_seq(struct sp_store *st, const uint8_t recipient[SP_KEY_LEN], uint64_t *next)
+{
+	struct sp_store_meta m = { 0 };
+	char *val, *rerr = NULL;
+	uint64_t floor;
+	size_t vlen;
+	bool had;
+
+	*next = 0;
+	val = rocksdb_get_cf(st->db, st->ro, st->cf[SP_STORE_CF_META], (const char *)recipient,
+			     SP_KEY_LEN, &vlen, &rerr);
+	if (rerr)
+		return sp_store_rocks_fail(st, "meta read", rerr);
+	had = val != NULL;
+	if (val) {
+		int rc = sp_store_meta_decode((const uint8_t *)val, vlen, &m);
+
+		rocksdb_free(val);
+		if (rc < 0)
+			return 0;       /* enqueue rebuilds it and moves the floor: unknown */
+	}
+	/* As sp_store_enqueue assigns it (sp_store_batch.c). */
+	floor = sp_store_seq_floor(st->epoch);
+	if (!had && st->seq_hwm > floor)
+		floor = st->seq_hwm;
+	if (m.next_seq < floor)
+		m.next_seq = floor;
+	*next = m.next_seq ? m.next_seq : 1;
+	return 0;
+}
+
 int sp_store_mailbox_info(struct sp_store *st, const uint8_t recipient[SP_KEY_LEN], uint64_t *count,
 			  uint64_t *bytes, uint64_t *next_seq)
 {

@@ -115,7 +115,7 @@ uint64_t sp_store_syncer_ask(struct sp_store *st)
 	return t;
 }
 
-int sp_store_syncer_poll(struct sp_store *st, uint64_t *synced)
+static int syncer_poll(struct sp_store *st, uint64_t *synced, bool consume)
 {
 	uint64_t n;
 	bool failed;
@@ -125,7 +125,7 @@ int sp_store_syncer_poll(struct sp_store *st, uint64_t *synced)
 		return -EINVAL;
 	}
 	/* Consumes the posts: one read per wake-up of the caller. */
-	if (read(st->sync_efd, &n, sizeof(n)) < 0) {
+	if (consume && read(st->sync_efd, &n, sizeof(n)) < 0) {
 		/* EAGAIN: nothing posted since the last read */
 	}
 	pthread_mutex_lock(&st->sync_mu);
@@ -137,6 +137,16 @@ int sp_store_syncer_poll(struct sp_store *st, uint64_t *synced)
 	if (failed && !st->poisoned)
 		sp_store_poison(st);    /* the WAL writer may have failed: no more writes */
 	return failed ? -EIO : 0;
+}
+
+int sp_store_syncer_poll(struct sp_store *st, uint64_t *synced)
+{
+	return syncer_poll(st, synced, true);
+}
+
+int sp_store_syncer_peek(struct sp_store *st, uint64_t *synced)
+{
+	return syncer_poll(st, synced, false);
 }
 
 uint64_t sp_store_syncer_asked(const struct sp_store *st)

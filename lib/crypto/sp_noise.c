@@ -685,6 +685,10 @@ out:
 	return ret;
 }
 
+/* Stack below sp_noise_handshake_split wiped after the split: more than
+ * hkdf2 -> hmac -> crypto_generichash use (about 1 KiB). */
+enum { SPLIT_STACK_WIPE = 4096 };
+
 int sp_noise_handshake_split(struct sp_noise_handshake *hs, struct sp_noise_transport *t)
 {
 	uint8_t k1[SP_HASH_LEN], k2[SP_HASH_LEN];
@@ -709,6 +713,11 @@ int sp_noise_handshake_split(struct sp_noise_handshake *hs, struct sp_noise_tran
 		sodium_memzero(init ? &t->rx : &t->tx, sizeof(struct sp_noise_cipher));
 	sodium_memzero(k1, sizeof(k1));
 	sodium_memzero(k2, sizeof(k2));
+	/* BLAKE2b's own state and output buffers, below this frame, held the
+	 * transport keys too: wiped, so that a thread that goes idle after a
+	 * handshake (a broker shard that hands the connection on) keeps no copy
+	 * on its stack (it_seizure). */
+	sodium_stackzero(SPLIT_STACK_WIPE);
 
 	/* Keep h and rs (channel binding, identity); drop every secret. The
 	 * handshake is spent: EMPTY makes a second split fail. */

@@ -743,6 +743,36 @@ static size_t take_message(struct sp_session *s, uint8_t *p, size_t n, enum sp_c
 	return take;
 }
 
+int sp_session_detach(struct sp_session *s, struct sp_session *out,
+		      struct sp_session_keys *keys)
+{
+	if (s->state != SP_SESSION_ESTABLISHED || !s->keys || s->hs || s->rx_asm || s->msg_len ||
+	    s->pfx_len || s->tx_open || s->q.head || s->q.bytes)
+		return -EBUSY;
+	*out = *s;
+	out->keys = NULL;
+	out->env = NULL;
+	memcpy(keys, s->keys, sizeof(*keys));
+	sp_session_wipe(s);
+	return 0;
+}
+
+int sp_session_attach(struct sp_session *s, const struct sp_session *in,
+		      const struct sp_session_env *env, const struct sp_session_keys *keys)
+{
+	*s = *in;
+	s->env = env;
+	s->keys = NULL;
+	s->paused = false;
+	s->rx_left = 0;
+	if (sp_session_keys_init(s)) {
+		memset(s, 0, sizeof(*s));
+		return -ENOMEM;
+	}
+	memcpy(s->keys, keys, sizeof(*keys));
+	return 0;
+}
+
 bool sp_session_first_in(const struct sp_session *s)
 {
 	if (s->state == SP_SESSION_HANDSHAKE)
@@ -752,7 +782,7 @@ bool sp_session_first_in(const struct sp_session *s)
 
 static bool reading(const struct sp_session *s)
 {
-	return !s->halted && (s->state == SP_SESSION_PREAMBLE || s->state == SP_SESSION_HANDSHAKE ||
+	return !s->halted && !s->paused && (s->state == SP_SESSION_PREAMBLE || s->state == SP_SESSION_HANDSHAKE ||
 			      s->state == SP_SESSION_ESTABLISHED);
 }
 
@@ -769,5 +799,6 @@ enum sp_close_reason sp_session_rx(struct sp_session *s, uint8_t *data, size_t l
 		else
 			off += take_message(s, data + off, len - off, &r);
 	}
+	s->rx_left = s->paused ? (uint32_t)(len - off) : 0;
 	return r;
 }

@@ -100,6 +100,7 @@ struct sp_session {
 	 * our fresh ephemeral. */
 	bool proven;
 	bool halted;                    /* sp_session_halt: the rest of the input is dropped */
+	bool paused;                    /* sp_session_pause: the rest of the input is left */
 	bool tx_open;                   /* tx holds an open outbound transport message */
 	uint8_t aead;                   /* enum sp_noise_aead: preamble byte 6 (initiator: proposed) */
 
@@ -115,6 +116,9 @@ struct sp_session {
 	/* Whole transport messages authenticated so far: what an idle timer
 	 * watches (a trickle of bytes that never completes one is idle). */
 	uint32_t rx_msgs;
+	/* Paused: bytes of the last sp_session_rx call it did not consume
+	 * (the tail of the buffer, for the owner to feed again later). */
+	uint32_t rx_left;
 
 	/* tx */
 	uint32_t tx_pfx;                /* offset of the open message's prefix in q.tail */
@@ -305,6 +309,33 @@ static inline void sp_session_halt(struct sp_session *s)
 {
 	s->halted = true;
 }
+
+/*
+ * Pause, for an owner that moves the session to another thread (the
+ * broker hands a connection to its device's home shard): called in a hook,
+ * it makes sp_session_rx stop after the current message and leave the rest
+ * of its buffer unread, s->rx_left bytes of it (its tail), for the owner to
+ * keep and feed again after sp_session_attach.
+ */
+static inline void sp_session_pause(struct sp_session *s)
+{
+	s->paused = true;
+}
+
+/*
+ * Moving an established session between envs (threads). detach: only
+ * between messages, with no reassembly and no output queued or open
+ * (-EBUSY otherwise, nothing changed); *out becomes a copy of the session
+ * without its keys or env, *keys its transport keys (caller's memory:
+ * locked, and wiped by the caller once attached), and s is wiped (DEAD;
+ * release it as usual). attach: s (FREE) becomes *in under env, its keys
+ * copied from *keys into a slot of env's slab, not paused any more;
+ * 0 or -ENOMEM (s stays FREE).
+ */
+int sp_session_detach(struct sp_session *s, struct sp_session *out,
+		      struct sp_session_keys *keys);
+int sp_session_attach(struct sp_session *s, const struct sp_session *in,
+		      const struct sp_session_env *env, const struct sp_session_keys *keys);
 
 /* For an owner that installs transport keys itself instead of running a
  * handshake (the hot-path benchmark): gives an established session its

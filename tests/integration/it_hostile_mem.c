@@ -371,6 +371,8 @@ static void test_partial_budget(void **state)
 	for (int w = 0; w < WAIT_BOUND_MS && closed(&b, "mem_budget") < N / 4; w += 50)
 		sleep_ms(50);
 	evicted = closed(&b, "mem_budget");
+	print_message("partial messages over the budget: %d devices, %.0f closed mem_budget\n", N,
+		      evicted);
 	assert_true(evicted >= N / 4);
 	assert_true(evicted < N);
 	honest_check(&h);

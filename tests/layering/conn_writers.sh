@@ -59,6 +59,7 @@ check mbox  broker/app/sp_mailbox     "broker tests bench"
 check ws    broker/loop/sp_ws         "broker tests bench"
 check enrol broker/app/sp_registration "broker tests bench"
 check fan   broker/app/sp_fanout       "broker tests bench"
+check move  broker/loop/sp_xshard      "broker tests bench"
 check s     lib/session/sp_session    "broker"
 
 if [ "$fail" -ne 0 ]; then

@@ -593,6 +593,7 @@ struct side {
 	int established, proven, frames, hellos;
 	uint64_t ids[2048];
 	bool take_tx_max;       /* initiator: take ServerHello.max_transport */
+	bool pause;             /* pause the session in its established hook */
 };
 
 struct pair {
@@ -607,8 +608,9 @@ static enum sp_close_reason p_established(void *ctx, struct sp_session *s)
 {
 	struct side *d = ctx;
 
-	(void)s;
 	d->established++;
+	if (d->pause)
+		sp_session_pause(s);
 	return SP_CLOSE_NONE;
 }
 
@@ -1242,6 +1244,80 @@ static size_t take_all(struct sp_session *from, uint8_t *buf, size_t cap)
 }
 
 /*
+ * The broker's hand-off of a connection to another shard: an XX responder
+ * paused in its established hook leaves the rest of the buffer (the
+ * client's first transport message, sent with message 3) unread; detached
+ * (keys out, the session wiped), attached to a fresh session under another
+ * env (the target shard's slab), it reads that rest and goes on both ways.
+ * detach refuses while output is queued.
+ */
+static void test_pair_pause_move(void **state)
+{
+	static uint8_t buf[1 << 16];
+	struct sp_session_keys *keys = sodium_malloc(sizeof(*keys));
+	struct sp_session out, moved;
+	struct sp_session_env env2;
+	struct sp_slab slab2;
+	struct pair p;
+	size_t len, left, n0;
+
+	(void)state;
+	assert_non_null(keys);
+	assert_int_equal(sp_slab_init(&slab2, sp_session_slot_size(), 0, 0), 0);
+	pair_init(&p);
+	p.rs.pause = true;
+	assert_int_equal(sp_session_connect(&p.i, &p.ienv, p.ipriv, NULL), 0);
+	assert_int_equal(wire(&p.i, &p.r, 0, 0, -1), SP_CLOSE_NONE);
+	assert_int_equal(wire(&p.r, &p.i, 0, 0, -1), SP_CLOSE_NONE);
+	/* Message 3 and a message of 5 Pings in one buffer. */
+	assert_int_equal(sp_session_tx_seal(&p.i), 0);
+	send_pings(&p.i, 1, 5);
+	len = take_all(&p.i, buf, sizeof(buf));
+	assert_int_equal(sp_session_rx(&p.r, buf, len), SP_CLOSE_NONE);
+	assert_int_equal(p.r.state, SP_SESSION_ESTABLISHED);
+	assert_int_equal(p.rs.frames, 0);
+	left = p.r.rx_left;
+	assert_true(left > 0 && left < len);
+	/* Nothing queued by an XX responder after message 3: it may go. A
+	 * frame queued first would keep it (-EBUSY) until sent. */
+	send_pings(&p.r, 50, 1);
+	assert_int_equal(sp_session_detach(&p.r, &out, keys), -EBUSY);
+	n0 = take_all(&p.r, buf + len, sizeof(buf) - len);
+	assert_int_equal(sp_session_detach(&p.r, &out, keys), 0);
+	assert_int_equal(p.r.state, SP_SESSION_DEAD);
+	assert_null(p.r.keys);
+	env2 = p.renv;
+	env2.slab = &slab2;
+	memset(&moved, 0, sizeof(moved));
+	assert_int_equal(sp_session_attach(&moved, &out, &env2, keys), 0);
+	assert_false(moved.paused);
+	assert_memory_equal(moved.peer, p.ipub, SP_KEY_LEN);
+	assert_true(sp_slab_holds(&slab2, moved.keys));
+	assert_int_equal(sp_session_rx(&moved, buf + len - left, left), SP_CLOSE_NONE);
+	assert_int_equal(p.rs.frames, 5);
+	for (int k = 0; k < 5; k++)
+		assert_int_equal(p.rs.ids[k], (uint64_t)k + 1);
+	/* The other way: the initiator reads the Ping sent before the move,
+	 * then one from the moved session. */
+	p.is.frames = 0;
+	assert_int_equal(sp_session_rx(&p.i, buf + len, n0), SP_CLOSE_NONE);
+	send_pings(&moved, 60, 1);
+	{
+		uint8_t b2[4096];
+		size_t n1 = take_all(&moved, b2, sizeof(b2));
+
+		assert_int_equal(sp_session_rx(&p.i, b2, n1), SP_CLOSE_NONE);
+	}
+	assert_int_equal(p.is.frames, 2);
+	assert_int_equal(p.is.ids[0], 50);
+	assert_int_equal(p.is.ids[1], 60);
+	sodium_free(keys);
+	sp_session_release(&moved);
+	pair_free(&p);
+	sp_slab_destroy(&slab2);
+}
+
+/*
  * A client proposing AESGCM to a responder that takes it: IK and XX
  * establish with AES-256-GCM on both sides (their transport ciphers say so),
  * frames cross both ways through rekeys; a ChaChaPoly client of the same
@@ -1528,6 +1604,7 @@ int main(void)
 		cmocka_unit_test(test_pair_rekey),
 		cmocka_unit_test(test_pair_slab),
 		cmocka_unit_test(test_pair_key_slab),
+		cmocka_unit_test(test_pair_pause_move),
 		cmocka_unit_test(test_pair_aesgcm),
 		cmocka_unit_test(test_pair_aesgcm_refused),
 		cmocka_unit_test(test_pair_nonce_end),
