@@ -108,7 +108,7 @@ static void on_accept(struct sp_shard *sh, int fd, enum sp_metrics_transport tr)
 	 * every connection is proven, or while the evicted ones still hold
 	 * every reserve slot. */
 	/* With shards, max-conns counts them all (shard 0 accepts; a
-	 * connection handed on is briefly in neither table). */
+	 * connection being handed on keeps its count, sp_xshard.c). */
 	all = sh->node ? atomic_load_explicit(&sh->node->conns, memory_order_relaxed) : sh->nconns;
 	victim = all >= sh->cfg->max_conns ? sp_timers_oldest_unproven(sh) : NULL;
 	if (sh->nfree == 0 || (all >= sh->cfg->max_conns && !victim)) {

@@ -40,7 +40,23 @@ struct sp_move {
 	struct sp_session_keys *keys;   /* sodium_malloc'd; wiped by sodium_free */
 	uint8_t *carry;                 /* unread input, in arrival order */
 	size_t carry_len, carry_cap;
+	/* It still counts in node->conns (max-conns): from the source's
+	 * release until the home shard's table holds it, so that a
+	 * connection in flight between shards is not a free place. */
+	bool node_counted;
 };
+
+/* node->conns for a connection between two tables (see node_counted). */
+static void carry_count(struct sp_shard *sh, struct sp_move *m, bool on)
+{
+	if (m->node_counted == on)
+		return;
+	if (on)
+		atomic_fetch_add_explicit(&sh->node->conns, 1, memory_order_relaxed);
+	else
+		atomic_fetch_sub_explicit(&sh->node->conns, 1, memory_order_relaxed);
+	m->node_counted = on;
+}
 
 static void move_free(struct sp_move *m)
 {
@@ -139,6 +155,7 @@ void sp_xshard_move_flush(struct sp_shard *sh, struct sp_conn *c)
 	c->move.m = NULL;
 	msg->ptr = m;
 	memcpy(msg->device, m->s.peer, SP_KEY_LEN);
+	carry_count(sh, m, true);       /* before finalize lets go of the slot's count */
 	sp_shard_post(sh, home, msg);
 	/* Its session is DEAD (detached), nothing in flight: the slot goes. */
 	sp_life_finalize(sh, c);
@@ -157,6 +174,7 @@ static void drop_move(struct sp_shard *sh, struct sp_move *m)
 
 	if (m->fd >= 0)
 		close(m->fd);
+	carry_count(sh, m, false);
 	if (m->src.counted && (msg = sp_inbox_msg_new(SP_XS_SOURCE, SP_SOURCE_KEY_LEN))) {
 		memcpy(msg->data, m->src.key, SP_SOURCE_KEY_LEN);
 		msg->arg[0] = 1;
@@ -204,7 +222,10 @@ static void adopt(struct sp_shard *sh, struct sp_move *m)
 	enum sp_close_reason r;
 	struct sp_conn *c;
 
-	if (sh->stopping || !(c = sp_life_adopt(sh, m->fd))) {
+	c = sh->stopping ? NULL : sp_life_adopt(sh, m->fd);
+	if (c)
+		carry_count(sh, m, false);      /* the table's count is its count now */
+	if (!c) {
 		sp_metrics_conn_refused(sh->metrics, sh->stopping ? SP_METRICS_CLOSE_SHUTDOWN
 								  : SP_METRICS_CLOSE_MAX_CONNS);
 		drop_move(sh, m);
