@@ -21,8 +21,9 @@
 # and each stage's handshakes/s (devices / time from the load generator's
 # start until the broker counts them all open: an IK handshake and the
 # first Ping each; the load generator shares the CPUs with the broker).
-# The last line is "idle-mem: CONNS connections: R B RSS/conn marginal,
-# H B/conn counted (heap + slab + slots marginal, route table share)"; exit status 1 when a stage did not connect
+# The last line is "idle-mem: CONNS connections: R B RSS/conn marginal (P B
+# less the receive pools' first touch), H B/conn counted (heap + slab + slots
+# marginal, route table share)"; exit status 1 when a stage did not connect
 # or no figure came out (ctest runs it at a tiny size).
 #
 # usage: idle-mem.sh [SEALPOSTD [LOADGEN]]
@@ -85,7 +86,7 @@ sample() {
 	{
 		echo "rss $rss"
 		echo "heap $(metric 'sealpost_heap_bytes{kind="in_use"}')"
-		for k in slab conns routes partial output reserve; do
+		for k in slab conns routes partial output reserve recv_pool; do
 			echo "$k $(metric "sealpost_memory_bytes{kind=\"$k\"}")"
 		done
 		echo "open $(metric sealpost_connections_open)"
@@ -135,12 +136,19 @@ hs() { cat "$tmp/hs$1"; }
 
 echo "broker: $conns idle IK connections in one process ($half per stage, at most $per per load generator process)"
 printf '%-8s %14s %14s %14s %10s %10s\n' kind fresh stage1 stage2 marginal whole
-for k in rss heap slab conns routes partial output reserve; do
+for k in rss heap slab conns routes partial output reserve recv_pool; do
 	printf '%-8s %14s %14s %14s %10s %10s\n' "$k" "$(val fresh $k)" "$(val s1 $k)" \
 		"$(val s2 $k)" "$(per_conn $k s1 s2 "$half")" "$(per_conn $k fresh s2 $((half * 2)))"
 done
 echo "handshakes/s: stage 1 $(hs 1), stage 2 $(hs 2) (load generator and broker share the CPUs)"
 rssm=$(per_conn rss s1 s2 "$half")
+# RSS less the receive buffer pools: the kernel takes a pool's buffers in
+# turn, so each shard's pool (recv-buffers x recv-buffer-size, 32 MiB at the
+# defaults) is touched over time up to its whole size whatever the number of
+# connections; with several shards that first touch is still going on in
+# stage 2 and would be counted as the connections'.
+rssp=$(awk -v a="$(val s1 rss)" -v b="$(val s2 rss)" -v p1="$(val s1 recv_pool)" \
+	-v p2="$(val s2 recv_pool)" -v n="$half" 'BEGIN { printf "%.0f", (b - p2 - a + p1) / n }')
 # The allocator's count: the heap's growth less the output chunks (a
 # reserve the shard keeps, not the connections'; the connection table and
 # the route table are allocated whole at start, so they are counted apart),
@@ -159,4 +167,4 @@ fi
 # An allocator without mallinfo2's counts (ASan's) reports no heap: the
 # count is then slots + slab + route share only.
 [ "$(val s2 heap)" -gt 0 ] || echo "(no heap figure from this build's allocator: counted without it)"
-echo "idle-mem: $conns connections: $rssm B RSS/conn marginal, $alloc B/conn counted (heap + slab + slots marginal, route table share)"
+echo "idle-mem: $conns connections: $rssm B RSS/conn marginal ($rssp B less the receive pools' first touch), $alloc B/conn counted (heap + slab + slots marginal, route table share)"

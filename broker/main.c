@@ -382,6 +382,9 @@ static void *shard_main(void *arg)
 	int ret = sh ? sp_shard_init(sh, (uint8_t)r->id, r->cfg, r->d->log, r->priv, r->listen_fd,
 				     r->wake_fd) : -ENOMEM;
 
+	if (!ret && (ret = sp_shard_size_routes(sh, r->node->n)) != 0)
+		sp_shard_destroy(sh);
+
 	if (ret) {
 		SP_LOG(r->d->log, SP_LOG_ERROR, "cannot set up the event loop",
 		       SP_KV_STR("error", strerror(-ret)), SP_KV_UINT("shard", r->id));

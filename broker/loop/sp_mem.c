@@ -114,6 +114,8 @@ void sp_mem_tick(struct sp_shard *sh)
 	if (sh->now_ns < sh->mem.trim_ns)
 		return;
 	sh->mem.trim_ns = sh->now_ns + (uint64_t)SP_MEM_TRIM_INTERVAL_MS * 1000000u;
+	/* At the trim interval, not every tick: a mincore walk of the pool. */
+	sp_metrics_memory_set(sh->metrics, SP_METRICS_MEM_RECV_POOL, sp_bufring_resident(&sh->bufs));
 	sp_txpool_trim(&sh->pool, SP_MEM_RESERVE_MIN);
 #ifdef __GLIBC__
 	{

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 int sp_ring_init(struct sp_ring *r, unsigned entries)
 {
@@ -135,6 +136,28 @@ void sp_bufring_exit(struct sp_bufring *b, struct sp_ring *r)
 	munmap(b->mem, b->mem_bytes);
 	munmap(b->br, b->ring_bytes);
 	memset(b, 0, sizeof(*b));
+}
+
+size_t sp_bufring_resident(const struct sp_bufring *b)
+{
+	enum { CHUNK = 4096 };
+	unsigned char vec[CHUNK];
+	size_t page = (size_t)sysconf(_SC_PAGESIZE), pages, done = 0, n = 0;
+
+	if (!b->mem || page == 0)
+		return 0;
+	pages = (b->mem_bytes + page - 1) / page;
+	/* In slices: a fixed vector on the stack for any pool size. */
+	while (done < pages) {
+		size_t k = pages - done < CHUNK ? pages - done : CHUNK;
+
+		if (mincore(b->mem + done * page, k * page, vec) != 0)
+			return 0;
+		for (size_t i = 0; i < k; i++)
+			n += vec[i] & 1;
+		done += k;
+	}
+	return n * page;
 }
 
 void sp_bufring_put(struct sp_bufring *b, uint16_t bid)

@@ -132,6 +132,15 @@ static inline uint8_t *sp_bufring_addr(const struct sp_bufring *b, uint16_t bid)
 void sp_bufring_put(struct sp_bufring *b, uint16_t bid);
 void sp_bufring_flush(struct sp_bufring *b);
 
+/*
+ * Bytes of the buffer memory resident now (mincore). The kernel takes the
+ * ring's buffers in turn, so the pool is touched up to its whole size
+ * (count x size) over time whatever the number of connections: a fixed
+ * cost, reported apart so that per-connection figures do not include its
+ * first touch. 0 if mincore fails. O(mem_bytes / page size).
+ */
+size_t sp_bufring_resident(const struct sp_bufring *b);
+
 /* Request helpers: each takes an SQE from r and sets its user_data. */
 int sp_ring_accept(struct sp_ring *r, int listen_fd, uint64_t ud);
 int sp_ring_recv(struct sp_ring *r, int fd, uint16_t bgid, uint64_t ud);

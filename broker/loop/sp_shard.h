@@ -42,6 +42,14 @@ int sp_shard_init(struct sp_shard *sh, uint8_t id, const struct sp_config *cfg,
 		  const struct sp_log *log, const uint8_t *static_priv, int listen_fd, int wake_fd);
 
 /*
+ * One of nshards shards: its (still empty) routing table is made again for
+ * its share of max-conns instead of all of it (sp_shard_init sizes for
+ * all), so that N shards do not hold N full-size tables. Before the loop
+ * runs. 0 or -ENOMEM (the old table kept).
+ */
+int sp_shard_size_routes(struct sp_shard *sh, unsigned nshards);
+
+/*
  * Runs the event loop until wake_fd becomes readable and every connection
  * has been drained (GoAway SHUTDOWN, output flushed within close_grace) and
  * closed. Returns 0, or a negative errno if the ring failed.

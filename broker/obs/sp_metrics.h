@@ -82,9 +82,10 @@ enum sp_metrics_mem {
 	SP_METRICS_MEM_SLAB,     /* the secrets slab: locked chunks, guard pages included */
 	SP_METRICS_MEM_CONNS,    /* connection slots ever used (high water x slot size) */
 	SP_METRICS_MEM_ROUTES,   /* the routing table's slots (device key -> connection) */
+	SP_METRICS_MEM_RECV_POOL, /* receive buffer pool pages resident (a fixed cost, see sp_ring.h) */
 	SP_METRICS_MEM_COUNT,
 };
-#define SP_METRICS_MEM_NAMES { "partial", "output", "reserve", "slab", "conns", "routes" }
+#define SP_METRICS_MEM_NAMES { "partial", "output", "reserve", "slab", "conns", "routes", "recv_pool" }
 
 /* sealpost_envelopes_delivered_total{path} */
 enum sp_metrics_path {

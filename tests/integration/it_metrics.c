@@ -377,6 +377,9 @@ static void test_memory_gauges(void **state)
 	 * (present always; 0 under ASan, whose malloc mallinfo2 does not see). */
 	assert_true(wait_metric("sealpost_memory_bytes{kind=\"conns\"}", 3 * 64) >= 3 * 64);
 	assert_true(wait_metric("sealpost_memory_bytes{kind=\"routes\"}", 1) >= 1);
+	/* Their handshakes landed in receive buffers: at least a page of the
+	 * pool is resident (read at the 1 s trim tick). */
+	assert_true(wait_metric("sealpost_memory_bytes{kind=\"recv_pool\"}", 4096) >= 4096);
 	b = scrape();
 	assert_true(metric(b, "sealpost_heap_bytes{kind=\"in_use\"}") >= 0);
 	assert_true(metric(b, "sealpost_heap_bytes{kind=\"free\"}") >= 0);

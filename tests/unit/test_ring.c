@@ -125,6 +125,19 @@ static int recv_into_buffer(struct rig *g, const char *msg, uint64_t ud)
 	return bid;
 }
 
+/* The pool's memory is resident only once data has landed in it: the
+ * figure the broker reports as recv_pool. */
+static void test_bufring_resident(void **state)
+{
+	struct rig *g = *state;
+	uint64_t ud = sp_ud_pack(SP_OP_RECV, 2, 1);
+
+	assert_int_equal(sp_bufring_resident(&g->b), 0);
+	assert_int_equal(sp_ring_recv(&g->r, g->sv[0], BGID, ud), 0);
+	(void)recv_into_buffer(g, "resident", ud);
+	assert_int_equal(sp_bufring_resident(&g->b), (size_t)sysconf(_SC_PAGESIZE));
+}
+
 static void test_bufring_recv_and_recycle(void **state)
 {
 	struct rig *g = *state;
@@ -258,6 +271,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bufring_recv_and_recycle, rig_setup,
 						rig_teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_fd, rig_setup, rig_teardown),
+		cmocka_unit_test_setup_teardown(test_bufring_resident, rig_setup, rig_teardown),
 		cmocka_unit_test(test_sqe_overflow_submits),
 		cmocka_unit_test(test_bufring_bad_args),
 	};
