@@ -453,6 +453,40 @@ static int parse(int argc, char **argv, struct opts *o, const char *text, int *f
 	return 0;
 }
 
+/*
+ * The front of a command with subcommands (account, push, access, prekeys):
+ * `sealpost NAME SUB [options] [args]`. 1 with *ex set when the command is
+ * done (its help printed, or a usage error); 0 with *sub the subcommand and
+ * *nargs arguments from argv[*first] on.
+ */
+static int parse_sub(int argc, char **argv, struct opts *o, const char *name, const char *text,
+		     const char **sub, int *first, int *nargs, int *ex)
+{
+	char msg[64];
+	int r;
+
+	o->timeout_s = 10;
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		if (argc < 2) {
+			snprintf(msg, sizeof(msg), "%s needs a subcommand", name);
+			*ex = bad_usage(msg, text);
+			return 1;
+		}
+		help_conn(text);
+		*ex = EX_OK;
+		return 1;
+	}
+	*sub = argv[1];
+	r = parse(argc - 1, argv + 1, o, text, first);
+	if (r) {
+		*ex = r < 0 ? EX_OK : r;
+		return 1;
+	}
+	(*first)++;         /* parse saw argv + 1 */
+	*nargs = argc - *first;
+	return 0;
+}
+
 /* getenv, with an empty value taken as unset. */
 static const char *env(const char *name)
 {
@@ -1947,19 +1981,8 @@ static int cmd_account(int argc, char **argv)
 	int first, r, nargs;
 
 	memset(&x, 0, sizeof(x));
-	x.o.timeout_s = 10;
-	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-		if (argc < 2)
-			return bad_usage("account needs a subcommand", account_help);
-		help_conn(account_help);
-		return EX_OK;
-	}
-	sub = argv[1];
-	r = parse(argc - 1, argv + 1, &x.o, account_help, &first);
-	if (r)
-		return r < 0 ? EX_OK : r;
-	first++;            /* parse saw argv + 1 */
-	nargs = argc - first;
+	if (parse_sub(argc, argv, &x.o, "account", account_help, &sub, &first, &nargs, &r))
+		return r;
 	if (!strcmp(sub, "create") && nargs == 0)
 		r = account_create(&x);
 	else if (!strcmp(sub, "link-request") && nargs == 0)
@@ -2135,19 +2158,8 @@ static int cmd_push(int argc, char **argv)
 	bool reg;
 
 	memset(&o, 0, sizeof(o));
-	o.timeout_s = 10;
-	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-		if (argc < 2)
-			return bad_usage("push needs a subcommand", push_help);
-		help_conn(push_help);
-		return EX_OK;
-	}
-	sub = argv[1];
-	r = parse(argc - 1, argv + 1, &o, push_help, &first);
-	if (r)
-		return r < 0 ? EX_OK : r;
-	first++;            /* parse saw argv + 1 */
-	nargs = argc - first;
+	if (parse_sub(argc, argv, &o, "push", push_help, &sub, &first, &nargs, &ex))
+		return ex;
 	reg = !strcmp(sub, "register");
 	if (!(reg && nargs == 3) && !(!strcmp(sub, "remove") && nargs == 0))
 		return bad_usage("unknown push subcommand or wrong arguments", push_help);
@@ -2352,19 +2364,8 @@ static int cmd_access(int argc, char **argv)
 	bool open_flag;
 
 	memset(&o, 0, sizeof(o));
-	o.timeout_s = 10;
-	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-		if (argc < 2)
-			return bad_usage("access needs a subcommand", access_help);
-		help_conn(access_help);
-		return EX_OK;
-	}
-	sub = argv[1];
-	r = parse(argc - 1, argv + 1, &o, access_help, &first);
-	if (r)
-		return r < 0 ? EX_OK : r;
-	first++;            /* parse saw argv + 1 */
-	nargs = argc - first;
+	if (parse_sub(argc, argv, &o, "access", access_help, &sub, &first, &nargs, &ex))
+		return ex;
 	if (!strcmp(sub, "contact") || !strcmp(sub, "forget")) {
 		bool put = !strcmp(sub, "contact");
 
@@ -2520,24 +2521,17 @@ static int cmd_prekeys(int argc, char **argv)
 	struct sealpost_client *c = NULL;
 	struct sealpost_prekeys *pk = NULL;
 	uint32_t stock = 0;
-	int first, r, ex;
+	const char *sub;
+	int first, nargs, r, ex;
 
 	memset(&o, 0, sizeof(o));
-	o.timeout_s = 10;
-	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-		if (argc < 2)
-			return bad_usage("prekeys needs a subcommand", prekeys_help);
-		help_conn(prekeys_help);
-		return EX_OK;
-	}
-	r = parse(argc - 1, argv + 1, &o, prekeys_help, &first);
-	if (r)
-		return r < 0 ? EX_OK : r;
-	if (argc - 1 - first != 0)
+	if (parse_sub(argc, argv, &o, "prekeys", prekeys_help, &sub, &first, &nargs, &ex))
+		return ex;
+	if (nargs != 0)
 		return bad_usage("prekeys takes no arguments after the subcommand", prekeys_help);
-	if (!strcmp(argv[1], "status"))
+	if (!strcmp(sub, "status"))
 		return prekeys_status(&o);
-	if (strcmp(argv[1], "upload"))
+	if (strcmp(sub, "upload"))
 		return bad_usage("unknown prekeys subcommand", prekeys_help);
 	if (o.count > SEALPOST_PREKEY_UPLOAD_MAX)
 		return bad_usage("--count is at most 256", prekeys_help);

@@ -2371,6 +2371,24 @@ static int check_room(struct sealpost_client *c)
 }
 
 /*
+ * For a frame that is only worth sending on the current session (a Ping, a
+ * fetch, an admin request): connected, and room in the output queue
+ * (check_room may write, and a write may find the connection gone).
+ * 0, -ENOTCONN or -ENOBUFS.
+ */
+static int ready_to_queue(struct sealpost_client *c)
+{
+	int r;
+
+	if (!connected(c))
+		return -ENOTCONN;
+	r = check_room(c);
+	if (r < 0)
+		return r;
+	return connected(c) ? 0 : -ENOTCONN;
+}
+
+/*
  * Queues a send whose body (env_len bytes) is produced by seal or copy, and
  * keeps it until its result: written now when connected, on the next
  * session otherwise. id 0: the next of the client's counter; else a
@@ -2613,13 +2631,9 @@ SEALPOST_API int sealpost_client_ping(struct sealpost_client *c, uint64_t *id)
 
 	if (!c)
 		return -EINVAL;
-	if (!connected(c))
-		return -ENOTCONN;
-	r = check_room(c);
+	r = ready_to_queue(c);
 	if (r < 0)
 		return r;
-	if (!connected(c))
-		return -ENOTCONN;
 	/* Acks queued so far go first: the Pong then proves they were
 	 * processed (sealpost_client_sync). */
 	r = queue_acks(c);
@@ -2644,13 +2658,9 @@ static int push_request(struct sealpost_client *c, struct sp_frame *f, uint64_t 
 		return -EINVAL;
 	if (c->anon)
 		return -SEALPOST_EANONYMOUS;
-	if (!connected(c))
-		return -ENOTCONN;
-	r = check_room(c);
+	r = ready_to_queue(c);
 	if (r < 0)
 		return r;
-	if (!connected(c))
-		return -ENOTCONN;
 	c->next_push_id++;
 	if (f->type == SP_FRAME_PUSH_REGISTER)
 		f->u.push_register.id = c->next_push_id;
@@ -3221,13 +3231,9 @@ static int queue_list(struct sealpost_client *c, enum sp_frame_type type,
 
 	if (c->anon)
 		return -SEALPOST_EANONYMOUS;
-	if (!connected(c))
-		return -ENOTCONN;
-	r = check_room(c);
+	r = ready_to_queue(c);
 	if (r < 0)
 		return r;
-	if (!connected(c))
-		return -ENOTCONN;
 	memcpy(f.u.list.account, account, SP_ACCOUNT_LEN);
 	f.u.list.account_ok = 1;
 	f.u.list.client_id = ++c->next_list_id;
@@ -3293,13 +3299,9 @@ SEALPOST_API int sealpost_log_fetch(struct sealpost_client *c, uint64_t first, u
 
 	if (!c)
 		return -EINVAL;
-	if (!connected(c))
-		return -ENOTCONN;
-	r = check_room(c);
+	r = ready_to_queue(c);
 	if (r < 0)
 		return r;
-	if (!connected(c))
-		return -ENOTCONN;
 	f.u.log.client_id = ++c->next_log_id & ~LOG_OWN_BIT;
 	f.u.log.first = first;
 	f.u.log.second = second;
@@ -3922,13 +3924,9 @@ SEALPOST_API int sealpost_access_set(struct sealpost_client *c, const uint8_t *k
 		return -SEALPOST_EANONYMOUS;
 	if (len && !access_len_ok(len))
 		return -SEALPOST_EACCESSBADKEY;
-	if (!connected(c))
-		return -ENOTCONN;
-	r = check_room(c);
+	r = ready_to_queue(c);
 	if (r < 0)
 		return r;
-	if (!connected(c))
-		return -ENOTCONN;
 	f.u.set_access.client_id = ++c->next_access_id;
 	f.u.set_access.access_key = len ? key : NULL;
 	f.u.set_access.access_key_len = len;
@@ -3980,13 +3978,9 @@ SEALPOST_API int sealpost_prekeys_upload(struct sealpost_client *c, struct sealp
 		return -EINVAL;
 	if (c->anon)
 		return -SEALPOST_EANONYMOUS;
-	if (!connected(c))
-		return -ENOTCONN;
-	r = check_room(c);
+	r = ready_to_queue(c);
 	if (r < 0)
 		return r;
-	if (!connected(c))
-		return -ENOTCONN;
 	body = malloc(SP_PREKEY_UPLOAD_MAXLEN); /* public keys and signatures only */
 	if (!body)
 		return -ENOMEM;
@@ -4093,13 +4087,9 @@ SEALPOST_API int sealpost_prekeys_fetch(struct sealpost_client *c,
 
 	if (!c || !device)
 		return -EINVAL;
-	if (!connected(c))
-		return -ENOTCONN;
-	r = check_room(c);
+	r = ready_to_queue(c);
 	if (r < 0)
 		return r;
-	if (!connected(c))
-		return -ENOTCONN;
 	f.u.prekey.client_id = ++c->next_access_id;
 	memcpy(f.u.prekey.device, device, SP_KEY_LEN);
 	f.u.prekey.device_ok = 1;
