@@ -414,56 +414,35 @@ static int load(struct sealpost_account_store *st)
 	return r;
 }
 
-/* The whole file again: a temporary file, fsync'd, renamed over it. */
+/* The whole file again: built in memory, then sp_fsutil_replace (a
+ * temporary file, fsync'd, renamed over it, the directory fsync'd). */
 static int save(struct sealpost_account_store *st)
 {
-	size_t plen = strlen(st->path);
-	char *tmp = malloc(plen + 5);
-	char *hex = malloc(2 * SP_DEVLIST_MAX + 2);
-	int fd = -1, r = 0;
+	size_t line = 2 * SP_DEVLIST_MAX + 2, cap = st->n * line + line + 2 * SP_STH_LEN + 64, o = 0;
+	char *buf = malloc(cap);
+	int r;
 
-	if (!tmp || !hex) {
-		r = -ENOMEM;
-		goto out;
+	if (!buf)
+		return -ENOMEM;
+	for (size_t i = 0; i < st->n; i++) {
+		sodium_bin2hex(buf + o, cap - o, st->k[i].bytes, st->k[i].len);
+		o += 2 * st->k[i].len;
+		buf[o++] = '\n';
 	}
-	memcpy(tmp, st->path, plen);
-	memcpy(tmp + plen, ".tmp", 5);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		r = -errno;
-		goto out;
-	}
-	for (size_t i = 0; i < st->n && r == 0; i++) {
-		sodium_bin2hex(hex, 2 * SP_DEVLIST_MAX + 1, st->k[i].bytes, st->k[i].len);
-		hex[2 * st->k[i].len] = '\n';
-		r = sp_fsutil_write_all(fd, hex, 2 * st->k[i].len + 1);
-	}
-	if (r == 0 && st->log_ok) {
-		size_t o = strlen(LOG_LINE);
-
-		memcpy(hex, LOG_LINE, o);
-		sodium_bin2hex(hex + o, 2 * SP_LOG_KEY_LEN + 1, st->log_key, SP_LOG_KEY_LEN);
+	if (st->log_ok) {
+		memcpy(buf + o, LOG_LINE, strlen(LOG_LINE));
+		o += strlen(LOG_LINE);
+		sodium_bin2hex(buf + o, cap - o, st->log_key, SP_LOG_KEY_LEN);
 		o += 2 * SP_LOG_KEY_LEN;
 		if (st->head_ok) {
-			hex[o++] = ' ';
-			sodium_bin2hex(hex + o, 2 * SP_STH_LEN + 1, st->head, SP_STH_LEN);
+			buf[o++] = ' ';
+			sodium_bin2hex(buf + o, cap - o, st->head, SP_STH_LEN);
 			o += 2 * SP_STH_LEN;
 		}
-		hex[o++] = '\n';
-		r = sp_fsutil_write_all(fd, hex, o);
+		buf[o++] = '\n';
 	}
-	if (r == 0 && fsync(fd) < 0)
-		r = -errno;
-	if (close(fd) < 0 && r == 0)
-		r = -errno;
-	fd = -1;
-	if (r == 0 && rename(tmp, st->path) < 0)
-		r = -errno;
-	if (r < 0)
-		unlink(tmp);
-out:
-	free(tmp);
-	free(hex);
+	r = sp_fsutil_replace(st->path, buf, o, 0600);
+	free(buf); /* public keys and hashes only */
 	return r;
 }
 

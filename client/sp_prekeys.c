@@ -158,43 +158,19 @@ static int decode(const uint8_t *in, size_t len, struct pk_state *s)
 /* The whole file, replaced atomically: a crash leaves the old or the new. */
 static int save(struct sealpost_prekeys *pk)
 {
-	size_t n = encode(pk->s, pk->file), plen = strlen(pk->path);
-	char *tmp = malloc(plen + 5);
+	size_t n = encode(pk->s, pk->file);
 	uint8_t *sealed = pk->key ? malloc(n + X_OVER) : NULL;
-	const uint8_t *bytes = pk->file;
-	size_t len = n;
-	int fd, r = 0;
+	int r;
 
-	if (!tmp || (pk->key && !sealed)) {
-		free(tmp);
-		free(sealed);
+	if (pk->key && !sealed) {
 		sodium_memzero(pk->file, n);
 		return -ENOMEM;
 	}
-	if (pk->key) {
+	if (pk->key)
 		seal_file(pk, n, sealed);
-		bytes = sealed;
-		len = n + X_OVER;
-	}
-	memcpy(tmp, pk->path, plen);
-	memcpy(tmp + plen, ".tmp", 5);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		r = -errno;
-		goto out;
-	}
-	if (fchmod(fd, 0600) < 0 || sp_fsutil_write_all(fd, bytes, len) < 0 || fsync(fd) < 0)
-		r = -EIO;
-	if (close(fd) < 0 && r == 0)
-		r = -EIO;
-	if (r == 0 && rename(tmp, pk->path) < 0)
-		r = -errno;
-	if (r < 0)
-		unlink(tmp);
-out:
+	r = sp_fsutil_replace(pk->path, sealed ? sealed : pk->file, sealed ? n + X_OVER : n, 0600);
 	sodium_memzero(pk->file, n);
-	free(sealed);
-	free(tmp);
+	free(sealed); /* encrypted bytes only */
 	return r;
 }
 

@@ -106,47 +106,6 @@ static void header(const struct sealpost_sessions *ss, uint8_t h[HDR_LEN])
 	memcpy(h + 5, ss->device, SP_KEY_LEN);
 }
 
-/* Writes path.tmp, fsyncs, renames over path, fsyncs the directory. */
-static int write_atomic(const char *path, const uint8_t *buf, size_t len)
-{
-	size_t plen = strlen(path);
-	char *tmp = malloc(plen + 5), *dir;
-	int fd, r = 0;
-
-	if (!tmp)
-		return -ENOMEM;
-	memcpy(tmp, path, plen);
-	memcpy(tmp + plen, ".tmp", 5);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		free(tmp);
-		return -EIO;
-	}
-	if (fchmod(fd, 0600) < 0 || sp_fsutil_write_all(fd, buf, len) < 0 || fsync(fd) < 0)
-		r = -EIO;
-	if (close(fd) < 0 && r == 0)
-		r = -EIO;
-	if (r == 0 && rename(tmp, path) < 0)
-		r = -EIO;
-	if (r < 0)
-		unlink(tmp);
-	/* the rename itself made durable */
-	dir = strrchr(tmp, '/');
-	if (r == 0) {
-		if (dir == tmp)
-			dir[1] = '\0';
-		else if (dir)
-			*dir = '\0';
-		fd = open(dir ? tmp : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (fd >= 0) {
-			(void)fsync(fd);
-			close(fd);
-		}
-	}
-	free(tmp);
-	return r;
-}
-
 static int save(struct sealpost_sessions *ss)
 {
 	size_t pl = plain_len(ss), fl = HDR_LEN + NONCE_LEN + pl + AEAD_TAG;
@@ -160,7 +119,7 @@ static int save(struct sealpost_sessions *ss)
 		crypto_aead_xchacha20poly1305_ietf_encrypt(file + HDR_LEN + NONCE_LEN, NULL, plain,
 							   pl, file, HDR_LEN, NULL, file + HDR_LEN,
 							   ss->key);
-		r = write_atomic(ss->path, file, fl);
+		r = sp_fsutil_replace(ss->path, file, fl, 0600);
 	}
 	sodium_free(plain); /* wipes */
 	free(file);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * sp_fsutil.h: writing a whole buffer, making a directory path, growing a
- * heap buffer.
+ * sp_fsutil.h: writing a whole buffer, replacing a file atomically, making
+ * a directory path, growing a heap buffer.
  *
  * Layering: util (POSIX only). Errors: 0 or a negative errno.
  */
@@ -18,6 +18,16 @@
  * part of the buffer written.
  */
 int sp_fsutil_write_all(int fd, const void *buf, size_t len);
+
+/*
+ * Replaces the file at path with len bytes of buf (borrowed for the call),
+ * atomically and durably: path.tmp is written with mode, fsync'd, renamed
+ * over path, and the directory fsync'd so that the rename survives a power
+ * loss too. A reader sees the old file or the new one, never a part. On
+ * failure path is untouched and path.tmp removed. 0, -ENOMEM, or -errno
+ * of the step that failed (-EIO for a short write).
+ */
+int sp_fsutil_replace(const char *path, const void *buf, size_t len, mode_t mode);
 
 /*
  * mkdir -p: makes every missing component of path, the parents with

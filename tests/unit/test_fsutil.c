@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* test_fsutil.c: write_all, mkdir -p, buffer growth. */
+/* test_fsutil.c: write_all, atomic replace, mkdir -p, buffer growth. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -29,6 +29,44 @@ static void test_write_all(void **state)
 	close(p[0]);
 	assert_int_equal(sp_fsutil_write_all(-1, "x", 1), -EBADF);
 	close(p[1]);
+}
+
+static void test_replace(void **state)
+{
+	char root[] = "/tmp/sp_fsutil_XXXXXX", path[256], tmp[256], buf[16] = { 0 };
+	struct stat st;
+	int fd;
+
+	(void)state;
+	assert_non_null(mkdtemp(root));
+	snprintf(path, sizeof(path), "%s/store", root);
+	snprintf(tmp, sizeof(tmp), "%s/store.tmp", root);
+	assert_int_equal(sp_fsutil_replace(path, "first", 5, 0600), 0);
+	/* A stale path.tmp of another mode (a crash mid-save) is taken over. */
+	fd = open(tmp, O_CREAT | O_WRONLY, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "stale bytes", 11), 11);
+	close(fd);
+	assert_int_equal(chmod(tmp, 0644), 0);
+	assert_int_equal(sp_fsutil_replace(path, "second", 6, 0600), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_int_equal(st.st_size, 6);
+	fd = open(path, O_RDONLY);
+	assert_int_equal(read(fd, buf, sizeof(buf)), 6);
+	close(fd);
+	assert_string_equal(buf, "second");
+	assert_int_equal(stat(tmp, &st), -1);     /* renamed away */
+	/* A missing directory: an error, nothing made. */
+	snprintf(path, sizeof(path), "%s/none/store", root);
+	assert_int_equal(sp_fsutil_replace(path, "x", 1, 0600), -ENOENT);
+	/* A relative path: its directory is the current one. */
+	assert_int_equal(chdir(root), 0);
+	assert_int_equal(sp_fsutil_replace("rel", "r", 1, 0600), 0);
+	assert_int_equal(stat("rel", &st), 0);
+	assert_int_equal(chdir("/"), 0);
+	snprintf(path, sizeof(path), "rm -rf '%s'", root);
+	assert_int_equal(system(path), 0);
 }
 
 static void test_mkdir_p(void **state)
@@ -84,6 +122,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_write_all),
+		cmocka_unit_test(test_replace),
 		cmocka_unit_test(test_mkdir_p),
 		cmocka_unit_test(test_grow),
 	};
