@@ -45,8 +45,12 @@ bpid=
 lg1=
 lg2=
 cleanup() {
-	# the load generators run in their own sessions: end each group by its id
+	# the load generators run in their own sessions: end each group by its
+	# id; and, since under a shell with job control setsid forks (the job
+	# already leads its group) so that $! is not the session's leader, every
+	# process of this run by its data directory, which is this run's alone
 	for p in $lg1 $lg2; do kill -TERM -- "-$p" 2>/dev/null || true; done
+	pkill -TERM -f -- "--data-dir $tmp/data" 2>/dev/null || true
 	[ -n "$bpid" ] && kill "$bpid" 2>/dev/null && wait "$bpid" 2>/dev/null
 	[ -n "${KEEP:-}" ] && cp "$tmp"/*.json "$tmp"/broker.log "$KEEP"/ 2>/dev/null
 	rm -rf "$tmp"
