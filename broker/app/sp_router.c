@@ -31,7 +31,7 @@ static enum sp_close_reason on_send(struct sp_shard *sh, struct sp_conn *c,
 	uint64_t seq = 0;
 	bool durable = false;
 
-	if (!f->u.send.to_ok || !sp_noise_key_valid(f->u.send.to))
+	if (!f->u.send.to_ok || !sp_noise_key_valid_public(f->u.send.to))
 		st = SP_STATUS_ERR_BAD_RECIPIENT;
 	else if (f->body_len > sh->cfg->max_envelope)
 		st = SP_STATUS_ERR_TOO_LARGE;
