@@ -331,6 +331,9 @@ static const struct opt opts[] = {
 	{ "cluster-inbox-max", "N", OPT_U32, FIELD(cluster_inbox_max), 1, 1u << 24, false,
 	  "cluster: messages from NATS waiting for the event loop; beyond, dropped and "
 	  "counted (their senders time out)" },
+	{ "cluster-partitions", "N", OPT_U32, FIELD(cluster_partitions), 1, 256, false,
+	  "cluster: JetStream streams the mailboxes are spread over by a hash of the device key "
+	  "(SP_MBOX_0..N-1); every node of a cluster needs the same value" },
 	{ "config", "FILE", OPT_CONFIG, FIELD(config_path), 0, 0, false,
 	  "read options from an INI file (keys = these option names); flags win" },
 	{ "check-config", NULL, OPT_CHECK, 0, 0, 0, false,
@@ -445,6 +448,7 @@ void sp_config_defaults(struct sp_config *c)
 	c->cluster_request_timeout_ms = SP_DEFAULT_CLUSTER_REQUEST_TIMEOUT_MS;
 	c->cluster_inflight_max = SP_DEFAULT_CLUSTER_INFLIGHT_MAX;
 	c->cluster_inbox_max = SP_DEFAULT_CLUSTER_INBOX_MAX;
+	c->cluster_partitions = SP_DEFAULT_CLUSTER_PARTITIONS;
 }
 
 /* One nats://HOST:PORT of a --cluster list, len bytes at s. */

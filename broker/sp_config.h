@@ -239,6 +239,7 @@ struct sp_config {
 	uint32_t cluster_request_timeout_ms; /* a remote send's answer, at most */
 	uint32_t cluster_inflight_max;       /* remote sends awaiting an answer, per shard */
 	uint32_t cluster_inbox_max;          /* NATS messages waiting for the loop, per shard */
+	uint32_t cluster_partitions;         /* mailbox streams SP_MBOX_0.. (device-key hash) */
 };
 
 /* --registration: who may get a mailbox. */
@@ -312,6 +313,7 @@ enum {
 	SP_DEFAULT_CLUSTER_REQUEST_TIMEOUT_MS = 2000,
 	SP_DEFAULT_CLUSTER_INFLIGHT_MAX = 65536,
 	SP_DEFAULT_CLUSTER_INBOX_MAX = 65536,
+	SP_DEFAULT_CLUSTER_PARTITIONS = 8,
 };
 #define SP_DEFAULT_STORE_MAX_WAL (64ull * 1024 * 1024)         /* 64 MiB */
 #define SP_DEFAULT_STORE_BLOB_MIN_BYTES 0u                      /* off: docs/BENCHMARKS.md */

@@ -267,6 +267,9 @@ enum sealpost_status {
 	/* A clustered broker (docs/PROTOCOL.md 19): the send could not be
 	 * taken now (the broker's cluster is unavailable); not kept; retry. */
 	SEALPOST_STATUS_ERR_CLUSTER_UNAVAILABLE = 81,
+	/* A clustered broker does not take this request (a fan-out group,
+	 * docs/PROTOCOL.md 19): send each device its own copy. */
+	SEALPOST_STATUS_ERR_CLUSTER_UNSUPPORTED = 82,
 };
 
 /* A short lowercase name ("delivered", "err_offline", ...; "unknown" for

@@ -9,6 +9,7 @@
 
 #include <sodium.h>
 
+#include "sp_cluster_mbox.h"
 #include "sp_deliver.h"
 #include "sp_log.h"
 #include "sp_mailbox.h"
@@ -130,7 +131,8 @@ static void source_key(const struct sp_conn *c, uint8_t out[SP_KEY_LEN])
 }
 
 static enum sp_status anon_status(struct sp_shard *sh, struct sp_conn *c,
-				  const struct sp_frame *f, uint64_t *seq, bool *durable)
+				  const struct sp_frame *f, uint64_t *seq, bool *durable,
+				  bool *to_cluster)
 {
 	const uint8_t *to = f->u.anon_send.to;
 	uint8_t src[SP_KEY_LEN];
@@ -172,6 +174,10 @@ static enum sp_status anon_status(struct sp_shard *sh, struct sp_conn *c,
 	if (sf.u.send.flags & SP_SEND_ONLINE_ONLY)
 		return (rc = sp_deliver_recipient(sh, to)) ? sp_deliver_online(sh, rc, &sf)
 							   : SP_STATUS_ERR_OFFLINE;
+	if (sh->cluster) {
+		*to_cluster = true;     /* JetStream decides: sp_anon_send */
+		return SP_STATUS_UNSPECIFIED;
+	}
 	return sp_mailbox_store(sh, c, &sf, seq, durable);
 }
 
@@ -179,9 +185,14 @@ enum sp_close_reason sp_anon_send(struct sp_shard *sh, struct sp_conn *c,
 				  const struct sp_frame *f)
 {
 	uint64_t seq = 0;
-	bool durable = false;
-	enum sp_status st = anon_status(sh, c, f, &seq, &durable);
+	bool durable = false, to_cluster = false;
+	enum sp_status st = anon_status(sh, c, f, &seq, &durable, &to_cluster);
 
+	/* Cluster: durable, into the device's subject in JetStream (no
+	 * sender: no budget, no dedup). */
+	if (to_cluster)
+		return sp_cluster_mbox_send(sh, c, f->u.anon_send.to, true, f->u.anon_send.client_id,
+					    f->body, f->body_len);
 	/* Online only, for a device homed on another shard: it answers. */
 	if (st == SP_STATUS_UNSPECIFIED)
 		return sp_mailbox_online_elsewhere(sh, c, f->u.anon_send.to,

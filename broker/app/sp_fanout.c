@@ -154,6 +154,10 @@ enum sp_close_reason sp_fanout_begin(struct sp_shard *sh, struct sp_conn *c,
 	c->fan.g = g;
 	if (too_many)
 		return refuse_open(sh, c, SP_STATUS_ERR_FANOUT_TOO_LARGE);
+	/* Cluster: the copies would go to several JetStream streams, which
+	 * cannot be committed all or none (PROTOCOL.md 19). */
+	if (sh->cluster)
+		return refuse_open(sh, c, SP_STATUS_ERR_CLUSTER_UNSUPPORTED);
 	sp_list_add_tail(&sh->fanout_list, &g->node);
 	if (count == 0)
 		return complete(sh, c);         /* nothing to wait for */

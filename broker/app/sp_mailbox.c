@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sp_cluster_mbox.h"
 #include "sp_cluster_route.h"
 #include "sp_conn_table.h"
 #include "sp_deliver.h"
@@ -122,11 +123,19 @@ void sp_mailbox_start_backlog(struct sp_shard *sh, struct sp_conn *c)
 	c->mbox.acks_over = 0;
 	c->mbox.acks_nothing = 0;
 	c->mbox.held_ticket = 0;        /* a slot's previous connection's, if any */
+	if (sh->cluster) {
+		/* Cluster: the backlog is in JetStream; no local reader. */
+		c->mbox.mode = SP_MBOX_NONE;
+		sp_cluster_mbox_start(sh, c);
+		return;
+	}
 	reader_start(sh, c, SP_MBOX_BACKLOG, 0);
 }
 
 void sp_mailbox_stop(struct sp_shard *sh, struct sp_conn *c)
 {
+	if (sh->cluster)
+		sp_cluster_mbox_stop(sh, c);
 	drain_del(sh, c);
 	c->mbox.mode = SP_MBOX_NONE;
 	/* Its results still held stay in the list, named by its slot and
@@ -472,6 +481,8 @@ enum sp_close_reason sp_mailbox_ack(struct sp_shard *sh, struct sp_conn *c,
 	struct sp_store_batch *b;
 	uint32_t unknown = 0;
 
+	if (sh->cluster)
+		return sp_cluster_mbox_ack(sh, c, f);
 	if (f->u.ack.count == 0 || !(b = batch(sh)))
 		return SP_CLOSE_NONE;
 	for (uint32_t i = 0; i < f->u.ack.count && i < SP_ACK_SEQS_MAX; i++) {

@@ -9,6 +9,7 @@
 
 #include "sp_account.h"
 #include "sp_anon.h"
+#include "sp_cluster_mbox.h"
 #include "sp_cluster_route.h"
 #include "sp_conn_table.h"
 #include "sp_deliver.h"
@@ -47,6 +48,10 @@ static enum sp_close_reason on_send(struct sp_shard *sh, struct sp_conn *c,
 		if (!rc && sh->cluster)
 			return sp_cluster_route_send(sh, c, f);
 		st = rc ? sp_deliver_online(sh, rc, f) : SP_STATUS_ERR_OFFLINE;
+	} else if (sh->cluster) {
+		/* Cluster: the mailbox is the device's subject in JetStream. */
+		return sp_cluster_mbox_send(sh, c, f->u.send.to, false, f->u.send.client_id, f->body,
+					    f->body_len);
 	} else
 		st = sp_mailbox_store(sh, c, f, &seq, &durable);
 	if (st != SP_STATUS_ACCEPTED && st != SP_STATUS_DELIVERED)

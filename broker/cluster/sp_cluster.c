@@ -50,6 +50,7 @@ struct sp_cluster {
 	uint64_t node;          /* random, at start */
 	struct sp_cluster_port *ports; /* freed at stop, after libnats's threads */
 	uint8_t *subject_key;   /* sodium_malloc'd: names device subjects */
+	uint32_t partitions;    /* mailbox streams (cfg->cluster_partitions) */
 };
 
 struct sp_cluster_port {
@@ -58,7 +59,7 @@ struct sp_cluster_port {
 	unsigned index;
 	natsSubscription *replies;
 	struct sp_cluster_inbox inbox;
-	uint8_t *scratch;       /* a DELIVER being built (the loop's thread only) */
+	uint8_t *scratch;       /* a DELIVER or STORED being built (the loop's thread only) */
 	/* Quiescence at close without a lock: callbacks count themselves in
 	 * and look at closed; close sets closed and waits for busy to drain. */
 	int busy;               /* atomic: callbacks inside */
@@ -135,6 +136,12 @@ static int figures(void *ctx, struct sp_metrics_cluster *out)
 	out->errors = __atomic_load_n(&c->counters[SP_CLUSTER_ERRORS], __ATOMIC_RELAXED);
 	out->round_trip_ns = __atomic_load_n(&c->counters[SP_CLUSTER_ROUND_TRIP], __ATOMIC_RELAXED);
 	out->round_trips = __atomic_load_n(&c->counters[SP_CLUSTER_ROUND_TRIPS], __ATOMIC_RELAXED);
+	out->js_stored = __atomic_load_n(&c->counters[SP_CLUSTER_JS_STORED], __ATOMIC_RELAXED);
+	out->js_refused = __atomic_load_n(&c->counters[SP_CLUSTER_JS_REFUSED], __ATOMIC_RELAXED);
+	out->js_publish_ns = __atomic_load_n(&c->counters[SP_CLUSTER_JS_PUBLISH], __ATOMIC_RELAXED);
+	out->js_publishes = __atomic_load_n(&c->counters[SP_CLUSTER_JS_PUBLISHES], __ATOMIC_RELAXED);
+	out->js_reads = __atomic_load_n(&c->counters[SP_CLUSTER_JS_READS], __ATOMIC_RELAXED);
+	out->js_deletes = __atomic_load_n(&c->counters[SP_CLUSTER_JS_DELETES], __ATOMIC_RELAXED);
 	/* The stats object is this callback's alone (the scrape is serialised
 	 * by the metrics source lock); libnats locks the connection to fill it. */
 	if (natsConnection_GetStats(c->nc, c->stats) == NATS_OK)
@@ -290,6 +297,86 @@ static int open_bucket(struct sp_cluster *c, const struct sp_config *cfg)
 	return 0;
 }
 
+/* The mailbox streams: SP_MBOX_<p>, subjects sp.m.<p>.*, made if missing
+ * and brought to this configuration if they differ (docs/CLUSTER.md,
+ * "Replicated mailboxes"). The quotas are JetStream's per subject: a
+ * device's mailbox is its subject. */
+static int open_streams(struct sp_cluster *c, const struct sp_config *cfg)
+{
+	char name[32], subj[32];
+	const char *subjects[1] = { subj };
+
+	for (uint32_t p = 0; p < c->partitions; p++) {
+		jsStreamConfig sc;
+		jsStreamInfo *si = NULL;
+		jsErrCode jerr = 0;
+		natsStatus s;
+
+		snprintf(name, sizeof(name), SP_CLUSTER_STREAM_PREFIX "%u", p);
+		snprintf(subj, sizeof(subj), SP_CLUSTER_SUBJECT_MAILBOX "%u.*", p);
+		jsStreamConfig_Init(&sc);
+		sc.Name = name;
+		sc.Description = "sealpost mailboxes (docs/CLUSTER.md)";
+		sc.Subjects = subjects;
+		sc.SubjectsLen = 1;
+		sc.Storage = js_FileStorage;
+		sc.Retention = js_LimitsPolicy;
+		sc.Replicas = (int64_t)cfg->cluster_replicas;
+		sc.MaxAge = (int64_t)cfg->ttl_s * 1000000000;
+		sc.MaxMsgsPerSubject = (int64_t)cfg->mailbox_max_count;
+		sc.Discard = js_DiscardNew;
+		sc.DiscardNewPerSubject = true;
+		sc.MaxMsgSize = (int32_t)(cfg->max_envelope + SP_CLUSTER_HEADROOM);
+		/* The dedup window cannot outlast the messages. */
+		sc.Duplicates = (int64_t)(cfg->dedup_window_s < cfg->ttl_s ? cfg->dedup_window_s
+									  : cfg->ttl_s) * 1000000000;
+		s = js_AddStream(&si, c->js, &sc, NULL, &jerr);
+		if (s != NATS_OK && jerr == JSStreamNameExistErr)
+			s = js_UpdateStream(&si, c->js, &sc, NULL, &jerr);
+		jsStreamInfo_Destroy(si);
+		if (s != NATS_OK) {
+			SP_LOG(c->log, SP_LOG_ERROR,
+			       "cluster: cannot make or update a mailbox stream (are there at least "
+			       "--cluster-replicas servers with JetStream, and room in their stores?)",
+			       SP_KV_STR("stream", name), SP_KV_UINT("replicas", cfg->cluster_replicas),
+			       SP_KV_STR("error", nats_error(s)), SP_KV_UINT("js_error", (unsigned)jerr));
+			return -ENOSPC;
+		}
+	}
+	return 0;
+}
+
+/* Every node must spread mailboxes alike: the first records the partition
+ * count, the others compare. */
+static int check_partitions(struct sp_cluster *c)
+{
+	char mine[16], theirs[BUCKET_VALUE_MAX];
+	uint64_t rev = 0;
+	kvEntry *e = NULL;
+	int ret = 0;
+
+	snprintf(mine, sizeof(mine), "%u", c->partitions);
+	if (kvStore_CreateString(&rev, c->kv, SP_CLUSTER_KEY_PARTITIONS, mine) == NATS_OK)
+		return 0;
+	if (kvStore_Get(&e, c->kv, SP_CLUSTER_KEY_PARTITIONS) != NATS_OK ||
+	    kvEntry_ValueLen(e) <= 0 || (size_t)kvEntry_ValueLen(e) >= sizeof(theirs)) {
+		ret = -EIO;
+	} else {
+		memcpy(theirs, kvEntry_Value(e), (size_t)kvEntry_ValueLen(e));
+		theirs[kvEntry_ValueLen(e)] = '\0';
+		if (strcmp(theirs, mine) != 0) {
+			SP_LOG(c->log, SP_LOG_ERROR,
+			       "cluster: this node's --cluster-partitions is not the cluster's",
+			       SP_KV_STR("partitions", mine), SP_KV_STR("cluster_partitions", theirs));
+			ret = -EKEYREJECTED;
+		}
+	}
+	kvEntry_Destroy(e);
+	if (ret == -EIO)
+		SP_LOG0(c->log, SP_LOG_ERROR, "cluster: cannot read the cluster's partition count");
+	return ret;
+}
+
 /* The cluster's recorded key fingerprint; -ENOENT when there is none. */
 static int read_fingerprint(struct sp_cluster *c, char *out, size_t cap)
 {
@@ -371,6 +458,7 @@ int sp_cluster_start(struct sp_cluster **out, const struct sp_config *cfg, const
 		return -ENOMEM;
 	c->log = lg;
 	c->metrics = m;
+	c->partitions = cfg->cluster_partitions ? cfg->cluster_partitions : 1;
 	randombytes_buf(&c->node, sizeof(c->node));
 	ret = crypto_scalarmult_base(server_pub, server_priv) ? -EINVAL : 0;
 	if (ret == 0)
@@ -391,6 +479,10 @@ int sp_cluster_start(struct sp_cluster **out, const struct sp_config *cfg, const
 		ret = open_bucket(c, cfg);
 	if (ret == 0)
 		ret = check_server_key(c, server_pub);
+	if (ret == 0)
+		ret = check_partitions(c);
+	if (ret == 0)
+		ret = open_streams(c, cfg);
 	if (ret) {
 		sp_cluster_stop(c);
 		/* Not ready, and not for lack of a connection only. */
@@ -450,6 +542,8 @@ void sp_cluster_count(struct sp_cluster *c, enum sp_cluster_counter k, uint64_t 
 	__atomic_add_fetch(&c->counters[k], v, __ATOMIC_RELAXED);
 	if (k == SP_CLUSTER_ROUND_TRIP)
 		__atomic_add_fetch(&c->counters[SP_CLUSTER_ROUND_TRIPS], 1, __ATOMIC_RELAXED);
+	if (k == SP_CLUSTER_JS_PUBLISH)
+		__atomic_add_fetch(&c->counters[SP_CLUSTER_JS_PUBLISHES], 1, __ATOMIC_RELAXED);
 }
 
 uint64_t sp_cluster_node_id(const struct sp_cluster *c)
@@ -501,19 +595,51 @@ out:
 	natsMsg_Destroy(msg);
 }
 
+/* An answer from JetStream (its kind after the port's prefix): an inbox
+ * item, with a GET's message body decoded into it. */
+static void js_answer_msg(struct sp_cluster_port *p, natsMsg *msg)
+{
+	size_t len = (size_t)natsMsg_GetDataLength(msg), cap = len < SP_BODY_MAX ? len : SP_BODY_MAX;
+	struct sp_cluster_item *it = malloc(sizeof(*it) + cap);
+	size_t blen = 0;
+
+	if (!it)
+		return;
+	memset(it, 0, sizeof(*it));
+	if (sp_cluster_msg_js_answer(p->reply_prefix, natsMsg_GetSubject(msg),
+				     (const uint8_t *)natsMsg_GetData(msg), len,
+				     natsMsg_IsNoResponders(msg), &it->js, it->body, cap, &blen)) {
+		free(it);       /* not ours */
+		return;
+	}
+	it->kind = SP_CLUSTER_JS;
+	it->len = (uint32_t)blen;
+	if (sp_cluster_inbox_push(&p->inbox, it)) {
+		sodium_memzero(it->body, blen);
+		free(it);
+	}
+}
+
 /* libnats's delivery thread: an answer on this port's reply subjects. */
 static void on_reply_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
 {
 	struct sp_cluster_port *p = closure;
 	struct sp_cluster_item *it;
+	const char *subj;
 	uint64_t ticket;
 	uint8_t status;
 
 	(void)nc;
 	(void)sub;
-	if (!port_enter(p) ||
-	    sp_cluster_msg_answer(p->reply_prefix, natsMsg_GetSubject(msg),
-				  (const uint8_t *)natsMsg_GetData(msg),
+	if (!port_enter(p))
+		goto out;
+	subj = natsMsg_GetSubject(msg);
+	if (subj && strlen(subj) > strlen(p->reply_prefix) &&
+	    (subj[strlen(p->reply_prefix)] < '0' || subj[strlen(p->reply_prefix)] > '9')) {
+		js_answer_msg(p, msg);
+		goto out;
+	}
+	if (sp_cluster_msg_answer(p->reply_prefix, subj, (const uint8_t *)natsMsg_GetData(msg),
 				  (size_t)natsMsg_GetDataLength(msg), natsMsg_IsNoResponders(msg),
 				  &ticket, &status))
 		goto out;       /* not ours: its sender (if any) times out */
@@ -543,7 +669,7 @@ int sp_cluster_port_open(struct sp_cluster *c, unsigned index, uint64_t inbox_ma
 	p->c = c;
 	p->index = index;
 	p->inbox.efd = -1;
-	p->scratch = malloc(SP_CLUSTER_MSG_HEAD + SP_BODY_MAX);
+	p->scratch = malloc(SP_CLUSTER_STORED_HEAD + SP_BODY_MAX);
 	ret = p->scratch ? sp_cluster_inbox_init(&p->inbox, inbox_max) : -ENOMEM;
 	if (ret) {
 		sp_cluster_port_close(p);
@@ -657,4 +783,115 @@ int sp_cluster_port_reply(struct sp_cluster_port *p, const char *reply, uint8_t 
 		return 0;
 	sp_cluster_msg_reply(d, status);
 	return natsConnection_Publish(p->c->nc, reply, d, sizeof(d)) == NATS_OK ? 0 : -EIO;
+}
+
+/* --- mailboxes in JetStream ---------------------------------------------- */
+
+unsigned sp_cluster_partition(const struct sp_cluster *c, const uint8_t token[SP_KEY_LEN])
+{
+	return token[0] % c->partitions;
+}
+
+/* "sp.m.P.TOKEN" (out: SP_CLUSTER_SUBJECT_MAX). */
+static void mailbox_subject(const struct sp_cluster *c, const uint8_t token[SP_KEY_LEN],
+			    char out[SP_CLUSTER_SUBJECT_MAX])
+{
+	int n = snprintf(out, SP_CLUSTER_SUBJECT_MAX, SP_CLUSTER_SUBJECT_MAILBOX "%u.",
+			 sp_cluster_partition(c, token));
+
+	sodium_bin2hex(out + n, SP_CLUSTER_SUBJECT_MAX - (size_t)n, token, SP_KEY_LEN);
+}
+
+void sp_cluster_msg_id(const struct sp_cluster *c, const uint8_t sender[SP_KEY_LEN],
+		       const uint8_t recipient[SP_KEY_LEN], uint64_t client_id,
+		       char hex[SP_CLUSTER_MSGID_HEX_LEN + 1])
+{
+	crypto_generichash_state st;
+	uint8_t id[SP_CLUSTER_MSGID_LEN], cid[8];
+
+	for (int i = 7; i >= 0; i--, client_id >>= 8)
+		cid[i] = (uint8_t)client_id;
+	crypto_generichash_init(&st, c->subject_key, crypto_generichash_KEYBYTES, sizeof(id));
+	crypto_generichash_update(&st, (const uint8_t *)"msgid", 5);
+	crypto_generichash_update(&st, sender, SP_KEY_LEN);
+	crypto_generichash_update(&st, recipient, SP_KEY_LEN);
+	crypto_generichash_update(&st, cid, sizeof(cid));
+	crypto_generichash_final(&st, id, sizeof(id));
+	sodium_bin2hex(hex, SP_CLUSTER_MSGID_HEX_LEN + 1, id, sizeof(id));
+	sodium_memzero(&st, sizeof(st));
+}
+
+int sp_cluster_port_js_store(struct sp_cluster_port *p, const uint8_t token[SP_KEY_LEN],
+			     const char *msgid, uint64_t ticket, const uint8_t *body, size_t len)
+{
+	char subj[SP_CLUSTER_SUBJECT_MAX], reply[64];
+	natsMsg *m = NULL;
+	natsStatus s;
+
+	if (!sp_cluster_up(p->c))
+		return -ENOTCONN;
+	mailbox_subject(p->c, token, subj);
+	snprintf(reply, sizeof(reply), "%s%c%" PRIu64, p->reply_prefix, SP_CLUSTER_JS_PUBACK, ticket);
+	s = natsMsg_Create(&m, subj, reply, (const char *)body, (int)len);
+	/* The stream's dedup key: the same Send retried (or sent to another
+	 * node) is stored once within the window. None for anonymous sends. */
+	if (s == NATS_OK && msgid)
+		s = natsMsgHeader_Set(m, "Nats-Msg-Id", msgid);
+	if (s == NATS_OK)
+		s = natsConnection_PublishMsg(p->c->nc, m);
+	natsMsg_Destroy(m);
+	return s == NATS_OK ? 0 : -EIO;
+}
+
+int sp_cluster_port_js_get(struct sp_cluster_port *p, const uint8_t token[SP_KEY_LEN],
+			   uint64_t conn, uint64_t ticket, uint64_t from)
+{
+	char subj[SP_CLUSTER_SUBJECT_MAX], api[64], reply[64], req[160];
+	int n;
+
+	if (!sp_cluster_up(p->c))
+		return -ENOTCONN;
+	mailbox_subject(p->c, token, subj);
+	snprintf(api, sizeof(api), "$JS.API.STREAM.MSG.GET." SP_CLUSTER_STREAM_PREFIX "%u",
+		 sp_cluster_partition(p->c, token));
+	snprintf(reply, sizeof(reply), "%s%c%" PRIu64 "-%" PRIu64, p->reply_prefix, SP_CLUSTER_JS_GET,
+		 conn, ticket);
+	/* The stream's leader answers (a replica's direct get could lag the
+	 * quorum): the first message of the device's subject from seq on. */
+	n = snprintf(req, sizeof(req), "{\"seq\":%" PRIu64 ",\"next_by_subj\":\"%s\"}", from, subj);
+	return natsConnection_PublishRequest(p->c->nc, api, reply, req, n) == NATS_OK ? 0 : -EIO;
+}
+
+int sp_cluster_port_js_delete(struct sp_cluster_port *p, const uint8_t token[SP_KEY_LEN],
+			      uint64_t conn, uint64_t seq)
+{
+	char api[64], reply[64], req[64];
+	int n;
+
+	if (!sp_cluster_up(p->c))
+		return -ENOTCONN;
+	snprintf(api, sizeof(api), "$JS.API.STREAM.MSG.DELETE." SP_CLUSTER_STREAM_PREFIX "%u",
+		 sp_cluster_partition(p->c, token));
+	snprintf(reply, sizeof(reply), "%s%c%" PRIu64 "-%" PRIu64, p->reply_prefix,
+		 SP_CLUSTER_JS_DELETE, conn, seq);
+	/* no_erase: a delete, not a secure erase (the store's blocks are
+	 * compacted away; docs/SECURITY.md says what a disk keeps). */
+	n = snprintf(req, sizeof(req), "{\"seq\":%" PRIu64 ",\"no_erase\":true}", seq);
+	return natsConnection_PublishRequest(p->c->nc, api, reply, req, n) == NATS_OK ? 0 : -EIO;
+}
+
+int sp_cluster_port_stored(struct sp_cluster_port *p, const uint8_t token[SP_KEY_LEN],
+			   uint64_t seq, const uint8_t *body, size_t len)
+{
+	char subj[SP_CLUSTER_SUBJECT_MAX];
+
+	if (!sp_cluster_up(p->c))
+		return -ENOTCONN;
+	if (len > SP_BODY_MAX)
+		return -EMSGSIZE;
+	sp_cluster_msg_subject(token, subj);
+	sp_cluster_msg_stored_head(p->scratch, p->c->node, seq);
+	memcpy(p->scratch + SP_CLUSTER_STORED_HEAD, body, len);
+	return natsConnection_Publish(p->c->nc, subj, p->scratch,
+				      (int)(SP_CLUSTER_STORED_HEAD + len)) == NATS_OK ? 0 : -EIO;
 }

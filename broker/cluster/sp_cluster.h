@@ -23,9 +23,15 @@
  * they write here is atomics only. sp_cluster_start and sp_cluster_stop run
  * on the main thread.
  *
+ *   - this node's --cluster-partitions is not the one the first node recorded
+ *     (key "mailbox_partitions");
+ *   - the mailbox streams SP_MBOX_0.. cannot be made or brought to this
+ *     node's configuration (replicas, quotas, TTL, dedup window).
+ *
  * Errors: 0 or a negative errno: -EHOSTUNREACH (no server reachable),
- * -ENOTSUP (no JetStream), -EKEYREJECTED (another server key), -ENOSPC (the
- * bucket cannot be made), -EIO (anything else libnats reports), -ENOMEM.
+ * -ENOTSUP (no JetStream), -EKEYREJECTED (another server key or partition
+ * count), -ENOSPC (the bucket or a stream cannot be made), -EIO (anything
+ * else libnats reports), -ENOMEM.
  */
 #ifndef SP_CLUSTER_H
 #define SP_CLUSTER_H
@@ -42,9 +48,17 @@
 /* The bucket of cluster facts and its one key today (docs/CLUSTER.md). */
 #define SP_CLUSTER_BUCKET "sealpost_cluster"
 #define SP_CLUSTER_KEY_BROKER "broker_key"
+#define SP_CLUSTER_KEY_PARTITIONS "mailbox_partitions"
+/* The mailbox streams: SP_MBOX_<p> holds the subjects sp.m.<p>.TOKEN. */
+#define SP_CLUSTER_STREAM_PREFIX "SP_MBOX_"
+#define SP_CLUSTER_SUBJECT_MAILBOX "sp.m."
 enum {
 	SP_CLUSTER_FP_LEN = 16,                  /* fingerprint bytes */
 	SP_CLUSTER_FP_HEX_LEN = 2 * SP_CLUSTER_FP_LEN,
+	SP_CLUSTER_MSGID_LEN = 16,               /* Nats-Msg-Id: a keyed hash */
+	SP_CLUSTER_MSGID_HEX_LEN = 2 * SP_CLUSTER_MSGID_LEN,
+	/* A stream message's size limit above the body: its headers. */
+	SP_CLUSTER_HEADROOM = 1024,
 };
 
 struct sp_cluster;
@@ -78,6 +92,12 @@ enum sp_cluster_counter {
 	SP_CLUSTER_ERRORS,              /* NATS calls that failed */
 	SP_CLUSTER_ROUND_TRIP,          /* ns of answered remote sends (with _ROUND_TRIPS) */
 	SP_CLUSTER_ROUND_TRIPS,
+	SP_CLUSTER_JS_STORED,           /* durable sends JetStream acknowledged */
+	SP_CLUSTER_JS_REFUSED,          /* durable sends JetStream refused or did not answer */
+	SP_CLUSTER_JS_PUBLISH,          /* ns from publish to PubAck (with _JS_PUBLISHES) */
+	SP_CLUSTER_JS_PUBLISHES,
+	SP_CLUSTER_JS_READS,            /* mailbox messages read from JetStream */
+	SP_CLUSTER_JS_DELETES,          /* acks: deletes JetStream confirmed */
 	SP_CLUSTER_COUNTER_COUNT,
 };
 void sp_cluster_count(struct sp_cluster *c, enum sp_cluster_counter k, uint64_t v);
@@ -123,6 +143,35 @@ int sp_cluster_port_takeover(struct sp_cluster_port *p, const uint8_t token[SP_K
 			     uint64_t since_ms);
 /* REPLY status to a DELIVER's reply subject (borrowed for the call). */
 int sp_cluster_port_reply(struct sp_cluster_port *p, const char *reply, uint8_t status);
+
+/*
+ * Mailboxes in JetStream (docs/CLUSTER.md, "Replicated mailboxes"). A
+ * device's mailbox is the subject sp.m.P.TOKEN of stream SP_MBOX_P, P =
+ * token[0] mod --cluster-partitions. Every call is a publish: the answers
+ * come to the port's inbox as SP_CLUSTER_JS items (sp_cluster_msg.h), so
+ * the loop never waits for JetStream. Each returns 0, -ENOTCONN while the
+ * NATS connection is down, or -EIO. Buffers borrowed for the call.
+ */
+unsigned sp_cluster_partition(const struct sp_cluster *c, const uint8_t token[SP_KEY_LEN]);
+/* The Nats-Msg-Id of a Send: hex of a keyed hash (the subject key) of
+ * sender, recipient and client id (hex: SP_CLUSTER_MSGID_HEX_LEN + 1). */
+void sp_cluster_msg_id(const struct sp_cluster *c, const uint8_t sender[SP_KEY_LEN],
+		       const uint8_t recipient[SP_KEY_LEN], uint64_t client_id,
+		       char hex[SP_CLUSTER_MSGID_HEX_LEN + 1]);
+/* Publishes body to token's mailbox (msgid: NULL = no dedup); the PubAck
+ * (after a quorum of replicas stored it) answers with ticket. */
+int sp_cluster_port_js_store(struct sp_cluster_port *p, const uint8_t token[SP_KEY_LEN],
+			     const char *msgid, uint64_t ticket, const uint8_t *body, size_t len);
+/* Asks the stream's leader for token's first message from seq `from` on;
+ * answered with (conn, ticket). */
+int sp_cluster_port_js_get(struct sp_cluster_port *p, const uint8_t token[SP_KEY_LEN],
+			   uint64_t conn, uint64_t ticket, uint64_t from);
+/* Deletes message seq of token's mailbox; answered with (conn, seq). */
+int sp_cluster_port_js_delete(struct sp_cluster_port *p, const uint8_t token[SP_KEY_LEN],
+			      uint64_t conn, uint64_t seq);
+/* STORED: tells token's holder (if any) that seq was stored, with body. */
+int sp_cluster_port_stored(struct sp_cluster_port *p, const uint8_t token[SP_KEY_LEN],
+			   uint64_t seq, const uint8_t *body, size_t len);
 
 /* The fingerprint of a server public key as the cluster records it:
  * BLAKE2b-128 keyed with the label "sealpost-cluster", in lower-case hex

@@ -23,6 +23,7 @@
 #ifndef SP_CLUSTER_INBOX_H
 #define SP_CLUSTER_INBOX_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,6 +34,21 @@ enum sp_cluster_kind {
 	SP_CLUSTER_DELIVER = 1,  /* an online-only envelope for a device held here */
 	SP_CLUSTER_TAKEOVER = 2, /* the device connected to another node */
 	SP_CLUSTER_REPLY = 3,    /* the answer to one of our DELIVERs */
+	SP_CLUSTER_STORED = 4,   /* an envelope JetStream stored for a device held here */
+	SP_CLUSTER_JS = 5,       /* JetStream's answer to one of our requests (js) */
+};
+
+/* What one JetStream answer says (sp_cluster_msg_js_answer). */
+struct sp_cluster_js_answer {
+	char kind;                      /* SP_CLUSTER_JS_PUBACK, _GET or _DELETE */
+	bool no_responders;             /* nobody answered: no stream leader, or no JetStream */
+	bool ok;                        /* PubAck / message / deleted; else err_code says why */
+	bool duplicate;                 /* PubAck: the Nats-Msg-Id was seen within the window */
+	uint32_t err_code;              /* JetStream's err_code when !ok (0 = none given) */
+	uint64_t conn;                  /* GET, DELETE: the connection (gen << 32 | slot) asking */
+	uint64_t ticket;                /* PUBACK, GET: the request's ticket */
+	uint64_t seq;                   /* PUBACK, GET: the stream sequence; DELETE: the one asked */
+	uint64_t time_ms;               /* GET: when the stream stored it (0 = not given) */
 };
 
 struct sp_cluster_item {
@@ -42,8 +58,10 @@ struct sp_cluster_item {
 	uint8_t token[SP_KEY_LEN];       /* DELIVER, TAKEOVER: the device subject's token */
 	uint64_t node;                   /* the sending node's id */
 	uint64_t value;                  /* TAKEOVER: its proof time (ms); REPLY: our ticket */
+	uint64_t seq;                    /* STORED: the envelope's stream sequence */
+	struct sp_cluster_js_answer js;  /* JS (a GET's message body in body) */
 	char reply[64];                  /* DELIVER: where to answer ("" = nowhere) */
-	uint32_t len;                    /* body bytes (DELIVER) */
+	uint32_t len;                    /* body bytes (DELIVER, STORED, JS GET) */
 	uint8_t body[];
 };
 

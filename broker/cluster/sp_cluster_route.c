@@ -4,6 +4,7 @@
  * across nodes, on the shard's thread (sp_cluster_route.h).
  */
 #include "sp_cluster_route.h"
+#include "sp_cluster_mbox.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -50,6 +51,7 @@ struct held {
 
 struct sp_cluster_route {
 	struct sp_cluster_port *port;
+	struct sp_cluster_mbox *mbox;   /* the mailboxes in JetStream */
 	struct sp_cluster *node;
 	struct sp_keytab *subs;         /* token -> struct dev_sub * */
 	struct dev_sub *all;
@@ -81,7 +83,8 @@ int sp_cluster_route_create(struct sp_cluster_route **out, struct sp_cluster_por
 	r->pass = calloc(nslots, sizeof(*r->pass));
 	r->timeout_ns = (uint64_t)cfg->cluster_request_timeout_ms * 1000000;
 	r->inflight_max = cfg->cluster_inflight_max;
-	if (!r->waiting || !r->pass || sp_keytab_create(&r->subs, SUBS_HINT)) {
+	if (!r->waiting || !r->pass || sp_keytab_create(&r->subs, SUBS_HINT) ||
+	    sp_cluster_mbox_create(&r->mbox, port, cfg, nslots)) {
 		sp_cluster_route_destroy(r);
 		return -ENOMEM;
 	}
@@ -102,6 +105,7 @@ void sp_cluster_route_destroy(struct sp_cluster_route *r)
 		free(d);
 	}
 	sp_keytab_destroy(r->subs);
+	sp_cluster_mbox_destroy(r->mbox);
 	free(r->held);
 	free(r->waiting);
 	free(r->pass);
@@ -199,7 +203,8 @@ static void release(struct sp_shard *sh)
 	r->nheld = keep;
 }
 
-static void resolve(struct sp_shard *sh, uint64_t ticket, uint8_t status)
+static void resolve(struct sp_shard *sh, uint64_t ticket, uint8_t status, uint64_t seq,
+		    enum sp_cluster_counter lat)
 {
 	struct sp_cluster_route *r = sh->cluster;
 
@@ -210,8 +215,9 @@ static void resolve(struct sp_shard *sh, uint64_t ticket, uint8_t status)
 			continue;
 		h->resolved = true;
 		h->r.status = status;
+		h->r.seq = seq;
 		r->inflight--;
-		sp_cluster_count(r->node, SP_CLUSTER_ROUND_TRIP, sh->now_ns - h->sent_ns);
+		sp_cluster_count(r->node, lat, sh->now_ns - h->sent_ns);
 		return;
 	}
 	/* Answered after its timeout: the sender already has its result. */
@@ -237,8 +243,36 @@ void sp_cluster_route_tick(struct sp_shard *sh)
 	}
 	if (any)
 		release(sh);
+	sp_cluster_mbox_run(sh, true);
 	if (r->retry)
 		sp_cluster_route_arm(sh);
+}
+
+struct sp_cluster_mbox *sp_cluster_route_mbox(struct sp_cluster_route *r)
+{
+	return r->mbox;
+}
+
+bool sp_cluster_route_room(const struct sp_shard *sh)
+{
+	return sh->cluster->inflight < sh->cluster->inflight_max;
+}
+
+uint64_t sp_cluster_route_ticket(struct sp_shard *sh)
+{
+	return ++sh->cluster->next_ticket;
+}
+
+void sp_cluster_route_sent(struct sp_shard *sh)
+{
+	sh->cluster->inflight++;
+}
+
+void sp_cluster_route_answered(struct sp_shard *sh, uint64_t ticket, enum sp_status st,
+			       uint64_t seq, enum sp_cluster_counter lat)
+{
+	resolve(sh, ticket, (uint8_t)st, seq, lat);
+	release(sh);
 }
 
 enum sp_close_reason sp_cluster_route_send(struct sp_shard *sh, struct sp_conn *c,
@@ -337,6 +371,13 @@ void sp_cluster_route_down(struct sp_shard *sh, const uint8_t device[SP_KEY_LEN]
 
 /* --- the inbox ------------------------------------------------------------------ */
 
+struct sp_conn *sp_cluster_route_holder(struct sp_shard *sh, const uint8_t token[SP_KEY_LEN])
+{
+	struct dev_sub *d = find(sh->cluster, token);
+
+	return d ? sp_deliver_recipient(sh, d->device) : NULL;
+}
+
 /* The device's live connection here for a token of ours, or NULL. */
 static struct sp_conn *holder(struct sp_shard *sh, const uint8_t token[SP_KEY_LEN],
 			      struct dev_sub **dp)
@@ -427,16 +468,22 @@ void sp_cluster_route_cqe(struct sp_shard *sh, int res)
 		case SP_CLUSTER_DELIVER: on_deliver(sh, it); break;
 		case SP_CLUSTER_TAKEOVER: on_takeover(sh, it); break;
 		case SP_CLUSTER_REPLY:
-			resolve(sh, it->value, it->status);
+			resolve(sh, it->value, it->status, 0, SP_CLUSTER_ROUND_TRIP);
 			answers = true;
+			break;
+		case SP_CLUSTER_STORED:
+		case SP_CLUSTER_JS:
+			sp_cluster_mbox_item(sh, it);
 			break;
 		default: break;
 		}
 		sodium_memzero(it->token, sizeof(it->token));
+		sodium_memzero(it->body, it->len);
 		free(it);
 		it = next;
 	}
 	if (answers)
 		release(sh);
+	sp_cluster_mbox_run(sh, false);
 	sp_cluster_route_arm(sh);
 }

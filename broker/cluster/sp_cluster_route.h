@@ -66,4 +66,19 @@ bool sp_cluster_route_hold(struct sp_shard *sh, const struct sp_pending_result *
 /* Does a result of c wait here (so that a Pong must queue)? */
 bool sp_cluster_route_waiting(const struct sp_shard *sh, const struct sp_conn *c);
 
+/* For the shard's JetStream mailboxes (sp_cluster_mbox.h), which queue
+ * their placeholders here too: */
+struct sp_cluster_mbox *sp_cluster_route_mbox(struct sp_cluster_route *r);
+/* Is there room for another answer to wait for (cluster-inflight-max)? */
+bool sp_cluster_route_room(const struct sp_shard *sh);
+/* A new ticket (the placeholder's seq), and: its request went out. */
+uint64_t sp_cluster_route_ticket(struct sp_shard *sh);
+void sp_cluster_route_sent(struct sp_shard *sh);
+/* The answer to ticket: its placeholder goes out with st and seq, in its
+ * place (nothing if it timed out already). lat: the counter of its time. */
+void sp_cluster_route_answered(struct sp_shard *sh, uint64_t ticket, enum sp_status st,
+			       uint64_t seq, enum sp_cluster_counter lat);
+/* The device's live connection here for a token of ours, or NULL. */
+struct sp_conn *sp_cluster_route_holder(struct sp_shard *sh, const uint8_t token[SP_KEY_LEN]);
+
 #endif

@@ -676,6 +676,23 @@ static void render_cluster(struct writer *w, struct sp_metrics *m)
 	       "Remote online-only sends, from the request to its answer on this loop.");
 	put(w, "sealpost_cluster_round_trip_seconds_sum %.9f\n", (double)c.round_trip_ns / 1e9);
 	put(w, "sealpost_cluster_round_trip_seconds_count %" PRIu64 "\n", c.round_trips);
+	family(w, "sealpost_cluster_mailbox_publishes_total", "counter",
+	       "Durable sends published to the mailbox streams: stored (a quorum's PubAck) or "
+	       "refused (an error, no answer, or NATS down).");
+	put(w, "sealpost_cluster_mailbox_publishes_total{outcome=\"stored\"} %" PRIu64 "\n",
+	    c.js_stored);
+	put(w, "sealpost_cluster_mailbox_publishes_total{outcome=\"refused\"} %" PRIu64 "\n",
+	    c.js_refused);
+	family(w, "sealpost_cluster_jetstream_publish_seconds", "summary",
+	       "Durable sends, from the publish to JetStream's PubAck on this loop.");
+	put(w, "sealpost_cluster_jetstream_publish_seconds_sum %.9f\n", (double)c.js_publish_ns / 1e9);
+	put(w, "sealpost_cluster_jetstream_publish_seconds_count %" PRIu64 "\n", c.js_publishes);
+	family(w, "sealpost_cluster_mailbox_reads_total", "counter",
+	       "Mailbox messages read from JetStream for a connecting device's backlog.");
+	put(w, "sealpost_cluster_mailbox_reads_total %" PRIu64 "\n", c.js_reads);
+	family(w, "sealpost_cluster_mailbox_deletes_total", "counter",
+	       "Acknowledged envelopes JetStream confirmed deleted.");
+	put(w, "sealpost_cluster_mailbox_deletes_total %" PRIu64 "\n", c.js_deletes);
 }
 
 /* Resident set size from /proc/self/statm (second field, in pages). */

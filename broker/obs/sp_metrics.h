@@ -381,6 +381,9 @@ struct sp_metrics_cluster {
 	uint64_t timeouts;              /* remote sends unanswered in time */
 	uint64_t errors;                /* NATS calls that failed */
 	uint64_t round_trip_ns, round_trips; /* answered remote sends: sum and count */
+	uint64_t js_stored, js_refused;      /* durable sends JetStream took / did not */
+	uint64_t js_publish_ns, js_publishes; /* publish to PubAck: sum and count */
+	uint64_t js_reads, js_deletes;       /* mailbox messages read / deleted on ack */
 };
 typedef int (*sp_metrics_cluster_fn)(void *ctx, struct sp_metrics_cluster *out);
 /* Registers (fn non-NULL) or removes the cluster source; as for RocksDB, once

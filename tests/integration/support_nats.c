@@ -193,7 +193,8 @@ int sp_it_nats_http_get(const struct sp_it_nats *c, int i, const char *path, cha
 		status = -errno;
 		goto out;
 	}
-	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
+	/* HTTP/1.0: the body as it is, never chunked (a long /jsz would be). */
+	snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n",
 		 path, s->ip);
 	if (write(fd, req, strlen(req)) != (ssize_t)strlen(req)) {
 		status = -EIO;
