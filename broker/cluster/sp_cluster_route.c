@@ -51,7 +51,7 @@ struct held {
 
 struct sp_cluster_route {
 	struct sp_cluster_port *port;
-	struct sp_cluster_mbox *mbox;   /* the mailboxes in JetStream */
+	struct sp_cluster_mbox *jsmbox;   /* the mailboxes in JetStream */
 	struct sp_cluster *node;
 	struct sp_keytab *subs;         /* token -> struct dev_sub * */
 	struct dev_sub *all;
@@ -84,7 +84,7 @@ int sp_cluster_route_create(struct sp_cluster_route **out, struct sp_cluster_por
 	r->timeout_ns = (uint64_t)cfg->cluster_request_timeout_ms * 1000000;
 	r->inflight_max = cfg->cluster_inflight_max;
 	if (!r->waiting || !r->pass || sp_keytab_create(&r->subs, SUBS_HINT) ||
-	    sp_cluster_mbox_create(&r->mbox, port, cfg, nslots)) {
+	    sp_cluster_mbox_create(&r->jsmbox, port, cfg, nslots)) {
 		sp_cluster_route_destroy(r);
 		return -ENOMEM;
 	}
@@ -105,7 +105,7 @@ void sp_cluster_route_destroy(struct sp_cluster_route *r)
 		free(d);
 	}
 	sp_keytab_destroy(r->subs);
-	sp_cluster_mbox_destroy(r->mbox);
+	sp_cluster_mbox_destroy(r->jsmbox);
 	free(r->held);
 	free(r->waiting);
 	free(r->pass);
@@ -250,7 +250,7 @@ void sp_cluster_route_tick(struct sp_shard *sh)
 
 struct sp_cluster_mbox *sp_cluster_route_mbox(struct sp_cluster_route *r)
 {
-	return r->mbox;
+	return r->jsmbox;
 }
 
 bool sp_cluster_route_room(const struct sp_shard *sh)
