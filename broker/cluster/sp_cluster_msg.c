@@ -182,17 +182,45 @@ static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
 	return era * 146097 + (int64_t)doe - 719468;
 }
 
+/* n decimal digits at s (exactly: no sign, no space, as sscanf would take). */
+static int digits(const char *s, unsigned n, unsigned *out)
+{
+	unsigned v = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -EINVAL;
+		v = v * 10 + (unsigned)(s[i] - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+static unsigned month_days(unsigned y, unsigned m)
+{
+	static const unsigned char len[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+
+	return len[m - 1] + (m == 2 && leap);
+}
+
 uint64_t sp_cluster_msg_js_time(const char *s)
 {
 	unsigned y, mo, d, h, mi, sec, ms = 0;
-	int n = 0;
 	int64_t days;
 
-	if (!s || sscanf(s, "%4u-%2u-%2uT%2u:%2u:%2u%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6 ||
-	    n != 19 || y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 ||
-	    sec > 60)
+	/* "YYYY-MM-DDTHH:MM:SS" then optional fractions then 'Z': the form Go's
+	 * time.RFC3339Nano gives in UTC, nothing looser (no offsets, no leap
+	 * second, no day past its month's end). */
+	if (!s || strnlen(s, 20) < 20 || digits(s, 4, &y) || s[4] != '-' ||
+	    digits(s + 5, 2, &mo) || s[7] != '-' || digits(s + 8, 2, &d) || s[10] != 'T' ||
+	    digits(s + 11, 2, &h) || s[13] != ':' || digits(s + 14, 2, &mi) || s[16] != ':' ||
+	    digits(s + 17, 2, &sec))
 		return 0;
-	s += n;
+	if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > month_days(y, mo) || h > 23 ||
+	    mi > 59 || sec > 59)
+		return 0;
+	s += 19;
 	if (*s == '.') {
 		/* fractions: the first three digits are the milliseconds */
 		unsigned k = 0;
@@ -200,6 +228,8 @@ uint64_t sp_cluster_msg_js_time(const char *s)
 		for (s++; *s >= '0' && *s <= '9'; s++, k++)
 			if (k < 3)
 				ms = ms * 10 + (unsigned)(*s - '0');
+		if (k == 0)
+			return 0;
 		for (; k < 3; k++)
 			ms *= 10;
 	}

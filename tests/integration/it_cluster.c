@@ -21,7 +21,9 @@
  *     live; a retried client id stored once; acks delete (a later
  *     connection to a third node reads nothing); the mailbox survives the
  *     kill -9 of the node that accepted it and of the stream's leader
- *     (sends meanwhile are ACCEPTED or 81, never accepted and lost);
+ *     (sends meanwhile are ACCEPTED or 81, never accepted and lost); on
+ *     the minority side of the nats-servers every durable send is 81, and
+ *     resent with its client id after they heal, stored once;
  *     fan-out groups refused with 82.
  * Waits are bounded polls, never timing thresholds.
  */
@@ -817,6 +819,93 @@ static void test_mailbox_survives_kills(void **state)
 	trio_stop(&t);
 }
 
+/*
+ * The minority side of a partition: the node's nats-server is the only one
+ * of three left, so JetStream has no quorum and cannot commit. Every
+ * durable send is then answered 81, never ACCEPTED (an ACCEPTED there
+ * would be a promise a quorum does not back). After the two come back,
+ * the sender resends the refused envelopes with their client ids and they
+ * are ACCEPTED; the recipient reads each accepted envelope exactly once,
+ * in stream order, whether or not the minority's uncommitted copy
+ * survived the election (dedup gives its seq back).
+ */
+static void test_minority_refuses_durable(void **state)
+{
+	enum { N = 5, M = 3 };
+	struct sp_raw a, b;
+	struct trio t;
+	uint64_t cid = 0, c0, t0, seqs[N + M];
+	int ks[N + M], keep;
+	uint32_t st;
+	uint64_t seq;
+	char body[32];
+
+	(void)state;
+	if (!sp_it_nats_available())
+		skip();
+	trio_start(&t);
+	assert_int_equal(sp_raw_init(&a), 0);
+	assert_int_equal(sp_raw_init(&b), 0);
+	device_open(&a, &t, 0);
+	send_accepted(&a, b.s_pub, &cid, 0, N, seqs, NULL);
+	keep = node_server(&t, 0);
+	assert_true(keep >= 0 && keep < 3);
+	for (int s = 0; s < 3; s++)
+		if (s != keep)
+			assert_int_equal(sp_it_nats_kill(&t.nats, s), 0);
+	c0 = cid;
+	for (int k = 0; k < M; k++) {
+		int len = snprintf(body, sizeof(body), "m%d", N + k);
+
+		send_durable(&a, b.s_pub, c0 + 1 + (uint64_t)k, body, (size_t)len, &st, &seq);
+		assert_int_equal(st, SP_STATUS_ERR_CLUSTER_UNAVAILABLE);
+	}
+	t0 = sp_clock_mono_ms();
+	for (int s = 0; s < 3; s++)
+		if (s != keep)
+			assert_int_equal(sp_it_nats_restart(&t.nats, s), 0);
+	assert_int_equal(sp_it_nats_wait_ready(&t.nats, SP_IT_NATS_READY_MS), 0);
+	/* The same client ids again: each stored once. */
+	for (int k = 0; k < M; k++) {
+		int len = snprintf(body, sizeof(body), "m%d", N + k);
+		uint64_t deadline = sp_clock_mono_ms() + READY_BOUND_MS;
+
+		for (;;) {
+			send_durable(&a, b.s_pub, c0 + 1 + (uint64_t)k, body, (size_t)len, &st,
+				     &seqs[N + k]);
+			if (st == SP_STATUS_ACCEPTED)
+				break;
+			assert_int_equal(st, SP_STATUS_ERR_CLUSTER_UNAVAILABLE);
+			assert_true(sp_clock_mono_ms() < deadline);
+			sleep_ms(POLL_MS);
+		}
+		assert_true(seqs[N + k] > seqs[N - 1]);
+		if (k == 0)      /* a figure for docs/CLUSTER.md, not a threshold */
+			fprintf(stderr, "[it_cluster] minority: %d durable sends answered 81; "
+				"ACCEPTED again %llu ms after the two nats-servers restarted\n", M,
+				(unsigned long long)(sp_clock_mono_ms() - t0));
+	}
+	/* Stream order: a copy committed after the election keeps its seq. */
+	for (int k = 0; k < N + M; k++)
+		ks[k] = k;
+	for (int i = N + 1; i < N + M; i++)
+		for (int j = i; j > N && seqs[j] < seqs[j - 1]; j--) {
+			uint64_t q = seqs[j];
+			int kk = ks[j];
+
+			seqs[j] = seqs[j - 1];
+			seqs[j - 1] = q;
+			ks[j] = ks[j - 1];
+			ks[j - 1] = kk;
+		}
+	for (int k = 1; k < N + M; k++)
+		assert_true(seqs[k] > seqs[k - 1]);
+	read_backlog(&b, &t, 1, ks, seqs, N + M, true);
+	sp_raw_close(&a);
+	sp_raw_close(&b);
+	trio_stop(&t);
+}
+
 static void test_single_node_untouched(void **state)
 {
 	struct sp_it_broker b;
@@ -845,6 +934,7 @@ int main(void)
 		cmocka_unit_test(test_node_killed),
 		cmocka_unit_test(test_mailbox_across_nodes),
 		cmocka_unit_test(test_mailbox_survives_kills),
+		cmocka_unit_test(test_minority_refuses_durable),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
