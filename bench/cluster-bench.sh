@@ -10,8 +10,11 @@
 #   same-node   the cluster; senders and receivers on node 1
 #   cross-node  the cluster; senders on node 1, receivers on node 2
 #               (every envelope: DELIVER over NATS, REPLY back)
-# Durable sends are not measured across nodes: until the replicated
-# mailboxes land they are stored on the receiving node (docs/CLUSTER.md).
+# Then the same three with durable sends (--durable: store, deliver, ack):
+# on the single node into its RocksDB (--fsync never), in the cluster into
+# the JetStream mailbox streams (R3, nats-server's file store at its
+# defaults: written at once, fsync'd on its sync interval), each envelope
+# ACCEPTED at the quorum's PubAck and deleted on ack.
 # Prints the load generator's one-line summaries (envelopes/s, latency).
 #
 # usage: cluster-bench.sh [SEALPOSTD [LOADGEN]]
@@ -92,10 +95,11 @@ start_broker() { # name port args...
 	[ -f "$tmp/key" ] || cp "$tmp/$name/server.key" "$tmp/key"
 }
 
-run() { # label server recv-server-or-empty data-dir
+run() { # label server recv-server-or-empty data-dir [loadgen options]
 	label=$1 server=$2 recv=$3 dir=$4
-	printf '%-12s ' "$label"
-	"$loadgen" --server "$server" ${recv:+--recv-server "$recv"} --data-dir "$dir" \
+	shift 4
+	printf '%-20s ' "$label"
+	"$loadgen" "$@" --server "$server" ${recv:+--recv-server "$recv"} --data-dir "$dir" \
 		--devices "$devices" --pattern pairs --size "$size" --closed-loop "$window" \
 		--duration "$duration" --warmup 1 --no-progress 2>&1 | grep -E 'envelopes/s|p50|p99' |
 		tr -s ' ' | tr '\n' ' '
@@ -105,6 +109,7 @@ run() { # label server recv-server-or-empty data-dir
 sp=$(free_port 127.0.0.1)
 start_broker single "$sp"
 run single "127.0.0.1:$sp" "" "$tmp/single"
+run single-durable "127.0.0.1:$sp" "" "$tmp/single" --durable
 rm -f "$tmp/key"
 p1=$(free_port 127.0.0.1); p2=$(free_port 127.0.0.1); p3=$(free_port 127.0.0.1)
 start_broker node1 "$p1" --cluster "$urls"
@@ -112,8 +117,10 @@ start_broker node2 "$p2" --cluster "$urls"
 start_broker node3 "$p3" --cluster "$urls"
 run same-node "127.0.0.1:$p1" "" "$tmp/node1"
 run cross-node "127.0.0.1:$p1" "127.0.0.1:$p2" "$tmp/node1"
+run same-node-durable "127.0.0.1:$p1" "" "$tmp/node1" --durable
+run cross-node-durable "127.0.0.1:$p1" "127.0.0.1:$p2" "$tmp/node1" --durable
 # The envelopes did cross: node 2's count of deliveries from other nodes,
 # node 1's round trips (sum / count = mean request-to-answer time).
 curl -s "http://127.0.0.1:$metrics_node2/metrics" | grep -E '^sealpost_cluster_remote_deliveries_total'
 curl -s "http://127.0.0.1:$metrics_node1/metrics" |
-	grep -E '^sealpost_cluster_(remote_sends_total|round_trip_seconds_(sum|count)|request_timeouts_total)'
+	grep -E '^sealpost_cluster_(remote_sends_total|round_trip_seconds_(sum|count)|request_timeouts_total|mailbox_|jetstream_publish_seconds_(sum|count))'
