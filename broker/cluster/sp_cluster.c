@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <nats/nats.h>
 #include <sodium.h>
@@ -301,6 +302,8 @@ static int open_bucket(struct sp_cluster *c, const struct sp_config *cfg)
  * and brought to this configuration if they differ (docs/CLUSTER.md,
  * "Replicated mailboxes"). The quotas are JetStream's per subject: a
  * device's mailbox is its subject. */
+enum { SP_CLUSTER_STREAM_TRIES = 4 };
+
 static int open_streams(struct sp_cluster *c, const struct sp_config *cfg)
 {
 	char name[32], subj[32];
@@ -330,10 +333,22 @@ static int open_streams(struct sp_cluster *c, const struct sp_config *cfg)
 		/* The dedup window cannot outlast the messages. */
 		sc.Duplicates = (int64_t)(cfg->dedup_window_s < cfg->ttl_s ? cfg->dedup_window_s
 									  : cfg->ttl_s) * 1000000000;
-		s = js_AddStream(&si, c->js, &sc, NULL, &jerr);
-		if (s != NATS_OK && jerr == JSStreamNameExistErr)
-			s = js_UpdateStream(&si, c->js, &sc, NULL, &jerr);
-		jsStreamInfo_Destroy(si);
+		/* A stream whose replicas are still catching up (a nats-server
+		 * just restarted, an election running) refuses an update for a
+		 * moment: a few tries, half a second apart, before giving up. */
+		for (int tries = 0;; tries++) {
+			jerr = 0;
+			si = NULL;
+			s = js_AddStream(&si, c->js, &sc, NULL, &jerr);
+			if (s != NATS_OK && jerr == JSStreamNameExistErr)
+				s = js_UpdateStream(&si, c->js, &sc, NULL, &jerr);
+			jsStreamInfo_Destroy(si);
+			if (s == NATS_OK || tries + 1 >= SP_CLUSTER_STREAM_TRIES)
+				break;
+			SP_LOG(c->log, SP_LOG_WARN, "cluster: mailbox stream not ready; trying again",
+			       SP_KV_STR("stream", name), SP_KV_STR("error", nats_error(s)));
+			nanosleep(&(struct timespec){ .tv_nsec = 500000000 }, NULL);
+		}
 		if (s != NATS_OK) {
 			SP_LOG(c->log, SP_LOG_ERROR,
 			       "cluster: cannot make or update a mailbox stream (are there at least "
