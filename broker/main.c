@@ -279,40 +279,48 @@ static int print_vapid_key(const struct sp_config *cfg)
 	return 0;
 }
 
-/* The shard's side of the cluster node: a port (its inbox and reply
- * subscription) and the route state. 0, or -1 (logged). */
-static int cluster_parts(struct daemon *d, struct sp_cluster *cl, struct sp_cluster_port **port,
-			 struct sp_cluster_route **route)
+/* Each shard's side of the cluster node: a port (its inbox and reply
+ * subscription) per shard, opened before the loops run and closed after
+ * (sp_cluster.h). 0, or -1 (logged). */
+static int cluster_ports(struct daemon *d, struct sp_cluster *cl, unsigned n,
+			 struct sp_cluster_port *ports[SP_CONFIG_THREADS_MAX])
 {
-	int ret;
+	int ret = 0;
 
-	*port = NULL;
-	*route = NULL;
-	if (!cl)
-		return 0;
-	ret = sp_cluster_port_open(cl, 0, d->cfg->cluster_inbox_max, port);
-	if (ret == 0)
-		ret = sp_cluster_route_create(route, *port, d->cfg, d->cfg->max_conns + 1);
+	for (unsigned i = 0; i < n && cl && !ret; i++)
+		ret = sp_cluster_port_open(cl, i, d->cfg->cluster_inbox_max, &ports[i]);
 	if (ret) {
-		SP_LOG(d->log, SP_LOG_ERROR, "cluster: cannot set up the shard's port",
+		SP_LOG(d->log, SP_LOG_ERROR, "cluster: cannot set up a shard's port",
 		       SP_KV_STR("error", strerror(-ret)));
 		return -1;
 	}
 	return 0;
 }
 
+/* A shard's route state over its port (none without --cluster), with the
+ * shard's own configuration. 0, or a negative errno. */
+static int cluster_route(struct sp_cluster_port *port, const struct sp_config *cfg,
+			 struct sp_cluster_route **route)
+{
+	*route = NULL;
+	return port ? sp_cluster_route_create(route, port, cfg, cfg->max_conns + 1) : 0;
+}
+
 static int serve(struct daemon *d, const uint8_t *priv, int listen_fd, int ws_fd,
 		 struct sp_store *store, struct sp_admin *admin, struct sp_config *live_cfg,
-		 const struct sp_tlog *tlog, struct sp_cluster_route *route)
+		 const struct sp_tlog *tlog, struct sp_cluster_port *port)
 {
 	struct push_parts pp = { 0 };
 	const struct sp_config *cfg = d->cfg;
 	struct sp_shard *sh = calloc(1, sizeof(*sh));
+	struct sp_cluster_route *route = NULL;
 	int ret;
 
 	if (!sh)
 		return -ENOMEM;
 	ret = sp_shard_init(sh, 0, cfg, d->log, priv, listen_fd, d->stop_fd);
+	if (!ret && (ret = cluster_route(port, cfg, &route)) != 0)
+		sp_shard_destroy(sh);
 	if (ret) {
 		SP_LOG(d->log, SP_LOG_ERROR, "cannot set up the event loop",
 		       SP_KV_STR("error", strerror(-ret)));
@@ -325,6 +333,7 @@ static int serve(struct daemon *d, const uint8_t *priv, int listen_fd, int ws_fd
 	if (ret) {
 		stop_push(&pp);
 		sp_shard_destroy(sh);
+		sp_cluster_route_destroy(route);
 		free(sh);
 		return ret;
 	}
@@ -346,6 +355,7 @@ static int serve(struct daemon *d, const uint8_t *priv, int listen_fd, int ws_fd
 	sp_metrics_set_ready(d->metrics, false);
 	log_stopped(d->log, d->metrics, 1);
 	sp_shard_destroy(sh);
+	sp_cluster_route_destroy(route);     /* after the connections it routed */
 	free(sh);
 	stop_push(&pp);
 	return ret;
@@ -369,6 +379,7 @@ struct shard_run {
 	struct sp_admin *admin;
 	const struct sp_tlog *tlog;
 	struct sp_push *push;
+	struct sp_cluster_port *port;   /* this shard's, or NULL */
 	pthread_barrier_t *ready, *stopped;
 	bool *failed;
 	int ret;
@@ -379,10 +390,12 @@ static void *shard_main(void *arg)
 {
 	struct shard_run *r = arg;
 	struct sp_shard *sh = calloc(1, sizeof(*sh));
+	struct sp_cluster_route *route = NULL;
 	int ret = sh ? sp_shard_init(sh, (uint8_t)r->id, r->cfg, r->d->log, r->priv, r->listen_fd,
 				     r->wake_fd) : -ENOMEM;
 
-	if (!ret && (ret = sp_shard_size_routes(sh, r->node->n)) != 0)
+	if (!ret && ((ret = sp_shard_size_routes(sh, r->node->n)) != 0 ||
+		     (ret = cluster_route(r->port, r->cfg, &route)) != 0))
 		sp_shard_destroy(sh);
 
 	if (ret) {
@@ -400,6 +413,7 @@ static void *shard_main(void *arg)
 		sh->enrol_key = r->d->enrol_key;
 		sh->admin = r->admin;
 		sh->live_cfg = r->cfg;
+		sh->cluster = route;
 		r->node->shards[r->id] = sh;
 	}
 	pthread_barrier_wait(r->ready);
@@ -428,6 +442,7 @@ static void *shard_main(void *arg)
 	pthread_barrier_wait(r->stopped);
 	if (sh)
 		sp_shard_destroy(sh);
+	sp_cluster_route_destroy(route);     /* after the connections it routed */
 	free(sh);
 	r->ret = ret;
 	return NULL;
@@ -435,7 +450,7 @@ static void *shard_main(void *arg)
 
 static int serve_shards(struct daemon *d, unsigned n, const uint8_t *priv, int listen_fd,
 			struct sp_store *store, struct sp_admin *admin, struct sp_config *live_cfg,
-			const struct sp_tlog *tlog)
+			const struct sp_tlog *tlog, struct sp_cluster_port *const *ports)
 {
 	struct push_parts pp = { 0 };
 	struct sp_node node = { .n = n, .second_stop_logged = ATOMIC_FLAG_INIT };
@@ -457,7 +472,7 @@ static int serve_shards(struct daemon *d, unsigned n, const uint8_t *priv, int l
 			.node = &node, .d = d, .priv = priv, .id = i, .store = store,
 			.admin = admin, .tlog = tlog, .push = pp.push, .ready = &ready,
 			.stopped = &stopped, .failed = &failed, .listen_fd = i ? -1 : listen_fd,
-			.wake_fd = d->stop_fd, .cfg = live_cfg,
+			.wake_fd = d->stop_fd, .cfg = live_cfg, .port = ports[i],
 		};
 		if (i == 0)
 			continue;
@@ -533,9 +548,8 @@ static void metrics_addr(const char *cfg_addr, uint16_t port, char *out, size_t 
  * --ws-listen the broker runs one. */
 static unsigned shards_of(const struct sp_config *cfg)
 {
-	/* The WebSocket transport and the cluster's per-shard route state do
-	 * not cross shards yet: either runs the node as one shard. */
-	if (strcmp(cfg->ws_listen, "off") != 0 || cfg->cluster[0])
+	/* The WebSocket transport does not cross shards yet: it runs one. */
+	if (strcmp(cfg->ws_listen, "off") != 0)
 		return 1;
 	return sp_config_threads(cfg);
 }
@@ -828,8 +842,7 @@ static int run(struct sp_config *cfg, struct sp_log *lg, int argc, char **argv)
 	struct sp_store *store = NULL;
 	struct sp_admin *admin = NULL;
 	struct sp_cluster *cluster = NULL;
-	struct sp_cluster_port *port = NULL;
-	struct sp_cluster_route *route = NULL;
+	struct sp_cluster_port *ports[SP_CONFIG_THREADS_MAX] = { 0 };
 	uint8_t *priv = NULL, *enrol_key = NULL;
 	struct sp_tlog tlog = { 0 };
 	uint64_t one = 1;
@@ -871,7 +884,7 @@ static int run(struct sp_config *cfg, struct sp_log *lg, int argc, char **argv)
 	sodium_mprotect_readonly(priv);
 	if (load_log_key(lg, cfg->data_dir, &tlog))
 		goto out;
-	if (start_cluster(&d, priv, &cluster) || cluster_parts(&d, cluster, &port, &route))
+	if (start_cluster(&d, priv, &cluster) || cluster_ports(&d, cluster, shards_of(cfg), ports))
 		goto out;
 	check_fd_limit(lg, cfg);
 	/* Storage (DATA_DIR/mailbox); then its figures join the scrape. */
@@ -892,9 +905,10 @@ static int run(struct sp_config *cfg, struct sp_log *lg, int argc, char **argv)
 	if (start_admin(&d, cfg, argc, argv, store, &admin))
 		goto out;
 	if (shards_of(cfg) > 1)
-		ret = serve_shards(&d, shards_of(cfg), priv, listen_fd, store, admin, cfg, &tlog) ? 1 : 0;
+		ret = serve_shards(&d, shards_of(cfg), priv, listen_fd, store, admin, cfg, &tlog,
+				   ports) ? 1 : 0;
 	else
-		ret = serve(&d, priv, listen_fd, ws_fd, store, admin, cfg, &tlog, route) ? 1 : 0;
+		ret = serve(&d, priv, listen_fd, ws_fd, store, admin, cfg, &tlog, ports[0]) ? 1 : 0;
 out:
 	/* The shard has stopped taking its jobs; top reads the store: before it closes. */
 	sp_admin_stop(admin);
@@ -919,8 +933,8 @@ out:
 	/* After the shard: it no longer publishes. The connection first: once
 	 * it is closed no libnats thread calls into the ports. */
 	sp_cluster_close(cluster);
-	sp_cluster_route_destroy(route);
-	sp_cluster_port_close(port);
+	for (unsigned i = 0; i < SP_CONFIG_THREADS_MAX; i++)
+		sp_cluster_port_close(ports[i]);
 	sp_cluster_stop(cluster);
 	sp_http_stop(http);             /* before the metrics it reads */
 	sp_metrics_destroy(d.metrics);

@@ -10,6 +10,7 @@
 #include <sodium.h>
 
 #include "sp_cluster_mbox.h"
+#include "sp_cluster_route.h"
 #include "sp_deliver.h"
 #include "sp_log.h"
 #include "sp_mailbox.h"
@@ -171,9 +172,14 @@ static enum sp_status anon_status(struct sp_shard *sh, struct sp_conn *c,
 	sf.body_len = f->body_len;
 	if ((sf.u.send.flags & SP_SEND_ONLINE_ONLY) && sp_shard_home(sh, to) != sh->id)
 		return SP_STATUS_UNSPECIFIED;   /* its home shard decides: sp_anon_send */
-	if (sf.u.send.flags & SP_SEND_ONLINE_ONLY)
-		return (rc = sp_deliver_recipient(sh, to)) ? sp_deliver_online(sh, rc, &sf)
-							   : SP_STATUS_ERR_OFFLINE;
+	if (sf.u.send.flags & SP_SEND_ONLINE_ONLY) {
+		if ((rc = sp_deliver_recipient(sh, to)))
+			return sp_deliver_online(sh, rc, &sf);
+		if (!sh->cluster)
+			return SP_STATUS_ERR_OFFLINE;
+		*to_cluster = true;     /* maybe on another node: sp_anon_send */
+		return SP_STATUS_UNSPECIFIED;
+	}
 	if (sh->cluster) {
 		*to_cluster = true;     /* JetStream decides: sp_anon_send */
 		return SP_STATUS_UNSPECIFIED;
@@ -188,6 +194,10 @@ enum sp_close_reason sp_anon_send(struct sp_shard *sh, struct sp_conn *c,
 	bool durable = false, to_cluster = false;
 	enum sp_status st = anon_status(sh, c, f, &seq, &durable, &to_cluster);
 
+	/* Cluster, online only: a DELIVER to whichever node holds it. */
+	if (to_cluster && (f->u.anon_send.flags & SP_SEND_ONLINE_ONLY))
+		return sp_cluster_route_send(sh, c, f->u.anon_send.to, f->u.anon_send.client_id,
+					     f->body, f->body_len);
 	/* Cluster: durable, into the device's subject in JetStream (no
 	 * sender: no budget, no dedup). */
 	if (to_cluster)

@@ -309,6 +309,11 @@ static void deliver_stored(struct sp_shard *sh, const uint8_t *to, uint64_t seq,
 void sp_mailbox_remote_stored(struct sp_shard *sh, const uint8_t *to, uint64_t seq,
 			      const uint8_t *body, size_t len)
 {
+	/* Cluster: stored in JetStream by another shard of this node. */
+	if (sh->cluster) {
+		sp_cluster_mbox_stored_home(sh, to, seq, body, len);
+		return;
+	}
 	deliver_home(sh, to, seq, body, len);
 }
 

@@ -46,7 +46,8 @@ static enum sp_close_reason on_send(struct sp_shard *sh, struct sp_conn *c,
 		 * on another node answers for itself (its result queued there). */
 		rc = sp_deliver_recipient(sh, f->u.send.to);
 		if (!rc && sh->cluster)
-			return sp_cluster_route_send(sh, c, f);
+			return sp_cluster_route_send(sh, c, f->u.send.to, f->u.send.client_id,
+						     f->body, f->body_len);
 		st = rc ? sp_deliver_online(sh, rc, f) : SP_STATUS_ERR_OFFLINE;
 	} else if (sh->cluster) {
 		/* Cluster: the mailbox is the device's subject in JetStream. */

@@ -531,7 +531,7 @@ enum sp_close_reason sp_cluster_mbox_send(struct sp_shard *sh, struct sp_conn *c
 		p->hnext = m->buckets[bucket_of(ticket)];
 		m->buckets[bucket_of(ticket)] = p;
 		sp_list_add_tail(&m->fifo, &p->fifo);
-		sp_cluster_route_sent(sh);
+		sp_cluster_route_sent(sh, ticket);
 	} else {
 		free(p);
 		ticket = 0;
@@ -550,13 +550,13 @@ static enum sp_status refused_status(const struct sp_cluster_js_answer *a)
 	return SP_STATUS_ERR_CLUSTER_UNAVAILABLE;
 }
 
+static void post_stored(struct sp_shard *sh, const struct pstore *p, uint64_t seq);
+
 static void on_puback(struct sp_shard *sh, const struct sp_cluster_item *it)
 {
 	struct sp_cluster_mbox *m = mbox(sh);
 	const struct sp_cluster_js_answer *a = &it->js;
 	struct pstore *p = pstore_take(m, a->ticket);
-	struct sp_conn *rc;
-	struct jconn *j;
 
 	if (!p)
 		return;         /* forgotten: its sender was answered 81 long ago */
@@ -570,24 +570,49 @@ static void on_puback(struct sp_shard *sh, const struct sp_cluster_item *it)
 	/* A late PubAck (its sender was told 81) resolves nothing; the
 	 * envelope is stored all the same and goes to its device. */
 	sp_cluster_route_answered(sh, a->ticket, SP_STATUS_ACCEPTED, a->seq, SP_CLUSTER_JS_PUBLISH);
-	/* A duplicate was delivered when it was first stored. */
-	if (!a->duplicate) {
-		rc = sp_deliver_recipient(sh, p->to);
-		if (rc && (j = of_conn(m, rc)) && rc->s.state == SP_SESSION_ESTABLISHED &&
-		    !rc->life.close_reason) {
-			on_stored_for(sh, j, rc, a->seq, p->body, p->len);
-		} else {
-			uint8_t token[SP_KEY_LEN];
-
-			/* Held on another node, or by nobody (the publish then
-			 * goes nowhere: the device reads it when it connects). */
-			sp_cluster_token(m->node, p->to, token);
-			if (sp_cluster_port_stored(m->port, token, a->seq, p->body, p->len))
-				sp_cluster_count(m->node, SP_CLUSTER_ERRORS, 1);
-			sodium_memzero(token, sizeof(token));
-		}
-	}
+	/* A duplicate was delivered when it was first stored. The device's
+	 * home shard tells its connection here, or the cluster: the node's
+	 * NATS connection does not echo a shard's publish to another's
+	 * subscription. */
+	if (!a->duplicate && sp_shard_home(sh, p->to) != sh->id)
+		post_stored(sh, p, a->seq);
+	else if (!a->duplicate)
+		sp_cluster_mbox_stored_home(sh, p->to, a->seq, p->body, p->len);
 	pstore_free(p);
+}
+
+/* To the recipient's home shard, which goes on as sp_cluster_mbox_stored_home. */
+static void post_stored(struct sp_shard *sh, const struct pstore *p, uint64_t seq)
+{
+	struct sp_inbox_msg *msg = sp_inbox_msg_new(SP_XS_STORED, p->len);
+
+	if (!msg)
+		return;         /* stored: its device reads it when it connects */
+	memcpy(msg->device, p->to, SP_KEY_LEN);
+	msg->arg[0] = seq;
+	memcpy(msg->data, p->body, p->len);
+	sp_shard_post(sh, sp_shard_home(sh, p->to), msg);
+}
+
+void sp_cluster_mbox_stored_home(struct sp_shard *sh, const uint8_t to[SP_KEY_LEN], uint64_t seq,
+				 const uint8_t *body, size_t len)
+{
+	struct sp_cluster_mbox *m = mbox(sh);
+	struct sp_conn *rc = sp_deliver_recipient(sh, to);
+	struct jconn *j;
+	uint8_t token[SP_KEY_LEN];
+
+	if (rc && (j = of_conn(m, rc)) && rc->s.state == SP_SESSION_ESTABLISHED &&
+	    !rc->life.close_reason) {
+		on_stored_for(sh, j, rc, seq, body, len);
+		return;
+	}
+	/* Held on another node, or by nobody (the publish then goes nowhere:
+	 * the device reads it when it connects). */
+	sp_cluster_token(m->node, to, token);
+	if (sp_cluster_port_stored(m->port, token, seq, body, len))
+		sp_cluster_count(m->node, SP_CLUSTER_ERRORS, 1);
+	sodium_memzero(token, sizeof(token));
 }
 
 /* --- acks ------------------------------------------------------------------------- */

@@ -65,6 +65,12 @@ void sp_cluster_mbox_stop(struct sp_shard *sh, struct sp_conn *c);
 enum sp_close_reason sp_cluster_mbox_ack(struct sp_shard *sh, struct sp_conn *c,
 					 const struct sp_frame *f);
 
+/* An envelope JetStream stored (seq) for `to`, homed on this shard (body
+ * borrowed): onto its connection here if it reads live, else a STORED to
+ * its subject for a node that holds it. */
+void sp_cluster_mbox_stored_home(struct sp_shard *sh, const uint8_t to[SP_KEY_LEN], uint64_t seq,
+				 const uint8_t *body, size_t len);
+
 /* An inbox item of kind SP_CLUSTER_STORED or SP_CLUSTER_JS (borrowed). */
 void sp_cluster_mbox_item(struct sp_shard *sh, const struct sp_cluster_item *it);
 

@@ -45,8 +45,30 @@ struct held {
 	bool failed;
 	bool resolved;                  /* can go (a placeholder: its answer came) */
 	uint64_t ticket;                /* placeholder: 0 for a result behind one */
-	uint64_t deadline_ns;
-	uint64_t sent_ns;
+};
+
+/*
+ * A request out (a DELIVER, or a durable send's publish), from the moment
+ * it is sent, by ticket. Its answer may come before its placeholder
+ * reaches this file (the mailbox hands results over at the end of an
+ * iteration, or later behind another shard's answer): it is kept here
+ * until the placeholder claims it. A forwarded DELIVER (for a sender on
+ * another shard of this node, whose recipient is homed here but connected
+ * to another node) has no placeholder here: its answer goes back to that
+ * shard as SP_XS_RESULT, which holds the sender's result in order
+ * (sp_mailbox_online_elsewhere).
+ */
+enum pend_state { PEND_OUT = 1, PEND_ANSWERED, PEND_GONE };
+struct pend {
+	uint64_t ticket;
+	uint64_t deadline_ns, sent_ns;
+	uint64_t seq;                   /* ANSWERED: the answer */
+	uint64_t arg[3];                /* forwarded: the sender's slot, gen, client id */
+	uint32_t from;                  /* forwarded: its shard */
+	uint8_t state;                  /* enum pend_state */
+	uint8_t status;                 /* ANSWERED: the answer */
+	bool forwarded;
+	bool held;                      /* its placeholder is in held[] */
 };
 
 struct sp_cluster_route {
@@ -57,6 +79,8 @@ struct sp_cluster_route {
 	struct dev_sub *all;
 	struct held *held;              /* oldest first */
 	size_t nheld, held_cap;
+	struct pend *pend;              /* [pend_head, npend): by ticket, oldest first */
+	size_t pend_head, npend, pend_cap;
 	uint32_t *waiting;              /* per slot: results held here */
 	uint32_t *pass;                 /* per slot: release pass that found it blocked */
 	uint32_t nslots, pass_no;
@@ -107,9 +131,75 @@ void sp_cluster_route_destroy(struct sp_cluster_route *r)
 	sp_keytab_destroy(r->subs);
 	sp_cluster_mbox_destroy(r->jsmbox);
 	free(r->held);
+	free(r->pend);
 	free(r->waiting);
 	free(r->pass);
 	free(r);
+}
+
+/* --- requests out --------------------------------------------------------------- */
+
+/* Room for one more request (made before it is sent). 0 or -ENOMEM. */
+static int pend_room(struct sp_cluster_route *r)
+{
+	struct pend *n;
+	size_t ncap;
+
+	if (r->pend_head && r->pend_head * 2 >= r->npend) {
+		/* Mostly answered: the live tail to the front. */
+		memmove(r->pend, r->pend + r->pend_head, (r->npend - r->pend_head) * sizeof(*r->pend));
+		r->npend -= r->pend_head;
+		r->pend_head = 0;
+	}
+	if (r->npend < r->pend_cap)
+		return 0;
+	ncap = r->pend_cap ? r->pend_cap * 2 : 64;
+	n = realloc(r->pend, ncap * sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	r->pend = n;
+	r->pend_cap = ncap;
+	return 0;
+}
+
+/* A request just sent with ticket (the room was made): tracked. */
+static struct pend *pend_add(struct sp_shard *sh, uint64_t ticket)
+{
+	struct sp_cluster_route *r = sh->cluster;
+	struct pend *p = &r->pend[r->npend++];
+
+	memset(p, 0, sizeof(*p));
+	p->ticket = ticket;
+	p->state = PEND_OUT;
+	p->sent_ns = sh->now_ns;
+	p->deadline_ns = sh->now_ns + r->timeout_ns;
+	r->inflight++;
+	return p;
+}
+
+/* The request of ticket, if still tracked (tickets grow along the list). */
+static struct pend *pend_find(struct sp_cluster_route *r, uint64_t ticket)
+{
+	size_t lo = r->pend_head, hi = r->npend;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (r->pend[mid].ticket < ticket)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < r->npend && r->pend[lo].ticket == ticket ? &r->pend[lo] : NULL;
+}
+
+static void pend_gone(struct sp_cluster_route *r, struct pend *p)
+{
+	p->state = PEND_GONE;
+	while (r->pend_head < r->npend && r->pend[r->pend_head].state == PEND_GONE)
+		r->pend_head++;
+	if (r->pend_head == r->npend)
+		r->pend_head = r->npend = 0;
 }
 
 /* --- results held for remote answers ----------------------------------------- */
@@ -138,16 +228,31 @@ bool sp_cluster_route_hold(struct sp_shard *sh, const struct sp_pending_result *
 {
 	struct sp_cluster_route *r = sh->cluster;
 	bool ph = is_placeholder(p);
+	bool behind = p->slot < r->nslots && r->waiting[p->slot] > 0;
+	struct pend *pe = ph ? pend_find(r, p->seq) : NULL;
+	struct sp_pending_result q = *p;
 	struct held *h;
 
-	if (!ph && (p->slot >= r->nslots || r->waiting[p->slot] == 0))
+	if (!ph && !behind)
 		return false;
+	if (ph && !(pe && pe->state == PEND_OUT)) {
+		/* Its answer came before it (or, untracked, none will). */
+		q.status = pe ? pe->status : SP_STATUS_ERR_CLUSTER_UNAVAILABLE;
+		q.seq = pe ? pe->seq : 0;
+		if (pe)
+			pend_gone(r, pe);
+		ph = false;
+		if (!behind) {
+			sp_mailbox_send_result(sh, &q, failed);
+			return true;
+		}
+	}
 	if (held_room(r)) {
 		if (!ph)
 			return false;   /* sent now: out of order, but not lost */
-		/* A placeholder cannot be sent: answered unavailable. */
-		struct sp_pending_result q = *p;
-
+		/* A placeholder cannot be held: answered unavailable (its
+		 * answer, when it comes, finds nothing to resolve). */
+		pe->held = true;
 		q.status = SP_STATUS_ERR_CLUSTER_UNAVAILABLE;
 		q.seq = 0;
 		sp_mailbox_send_result(sh, &q, false);
@@ -155,14 +260,13 @@ bool sp_cluster_route_hold(struct sp_shard *sh, const struct sp_pending_result *
 	}
 	h = &r->held[r->nheld++];
 	memset(h, 0, sizeof(*h));
-	h->r = *p;
+	h->r = q;
 	h->failed = failed;
 	h->resolved = !ph;
 	if (ph) {
 		h->ticket = p->seq;
 		h->r.seq = 0;
-		h->deadline_ns = sh->now_ns + r->timeout_ns;
-		h->sent_ns = sh->now_ns;
+		pe->held = true;
 	}
 	if (p->slot < r->nslots)
 		r->waiting[p->slot]++;
@@ -203,24 +307,62 @@ static void release(struct sp_shard *sh)
 	r->nheld = keep;
 }
 
-static void resolve(struct sp_shard *sh, uint64_t ticket, uint8_t status, uint64_t seq,
-		    enum sp_cluster_counter lat)
+/* The answer to a forwarded DELIVER, to the sender's shard. */
+static void fwd_answer(struct sp_shard *sh, const struct pend *p, uint8_t status)
+{
+	struct sp_inbox_msg *res = sp_inbox_msg_new(SP_XS_RESULT, 0);
+
+	if (!res)
+		return;         /* the sender's connection waits; its idle timer ends it */
+	res->arg[0] = p->arg[0];
+	res->arg[1] = p->arg[1];
+	res->arg[2] = p->arg[2];
+	res->arg[3] = status;
+	sp_shard_post(sh, p->from, res);
+}
+
+/* The answer to p (or 81 at its deadline): to the sender's shard, to its
+ * held placeholder, or kept for the placeholder to claim. */
+static void answer(struct sp_shard *sh, struct pend *p, uint8_t status, uint64_t seq)
 {
 	struct sp_cluster_route *r = sh->cluster;
 
+	r->inflight--;
+	if (p->forwarded) {
+		fwd_answer(sh, p, status);
+		pend_gone(r, p);
+		return;
+	}
+	if (!p->held) {
+		p->state = PEND_ANSWERED;
+		p->status = status;
+		p->seq = seq;
+		return;
+	}
 	for (size_t i = 0; i < r->nheld; i++) {
 		struct held *h = &r->held[i];
 
-		if (h->ticket != ticket || h->resolved)
+		if (h->ticket != p->ticket || h->resolved)
 			continue;
 		h->resolved = true;
 		h->r.status = status;
 		h->r.seq = seq;
-		r->inflight--;
-		sp_cluster_count(r->node, lat, sh->now_ns - h->sent_ns);
-		return;
+		break;
 	}
-	/* Answered after its timeout: the sender already has its result. */
+	pend_gone(r, p);
+}
+
+static void resolve(struct sp_shard *sh, uint64_t ticket, uint8_t status, uint64_t seq,
+		    enum sp_cluster_counter lat)
+{
+	struct sp_cluster_route *r = sh->cluster;
+	struct pend *p = pend_find(r, ticket);
+
+	/* None: answered after its timeout (the sender has its result). */
+	if (!p || p->state != PEND_OUT)
+		return;
+	sp_cluster_count(r->node, lat, sh->now_ns - p->sent_ns);
+	answer(sh, p, status, seq);
 }
 
 void sp_cluster_route_tick(struct sp_shard *sh)
@@ -230,16 +372,19 @@ void sp_cluster_route_tick(struct sp_shard *sh)
 
 	if (!r)
 		return;
-	for (size_t i = 0; i < r->nheld; i++) {
-		struct held *h = &r->held[i];
+	/* Oldest first (deadlines grow along the list): unanswered ones are
+	 * answered 81; answers no placeholder claimed within twice the
+	 * timeout are dropped (the sender's connection went). */
+	for (size_t i = r->pend_head; i < r->npend && sh->now_ns >= r->pend[i].deadline_ns; i++) {
+		struct pend *p = &r->pend[i];
 
-		if (h->resolved || !h->ticket || sh->now_ns < h->deadline_ns)
-			continue;
-		h->resolved = true;
-		h->r.status = SP_STATUS_ERR_CLUSTER_UNAVAILABLE;
-		r->inflight--;
-		sp_cluster_count(r->node, SP_CLUSTER_TIMEOUTS, 1);
-		any = true;
+		if (p->state == PEND_OUT) {
+			sp_cluster_count(r->node, SP_CLUSTER_TIMEOUTS, 1);
+			answer(sh, p, SP_STATUS_ERR_CLUSTER_UNAVAILABLE, 0);
+			any = true;
+		} else if (p->state == PEND_ANSWERED && sh->now_ns >= p->deadline_ns + 2 * r->timeout_ns) {
+			pend_gone(r, p);
+		}
 	}
 	if (any)
 		release(sh);
@@ -255,7 +400,7 @@ struct sp_cluster_mbox *sp_cluster_route_mbox(struct sp_cluster_route *r)
 
 bool sp_cluster_route_room(const struct sp_shard *sh)
 {
-	return sh->cluster->inflight < sh->cluster->inflight_max;
+	return sh->cluster->inflight < sh->cluster->inflight_max && pend_room(sh->cluster) == 0;
 }
 
 uint64_t sp_cluster_route_ticket(struct sp_shard *sh)
@@ -263,9 +408,9 @@ uint64_t sp_cluster_route_ticket(struct sp_shard *sh)
 	return ++sh->cluster->next_ticket;
 }
 
-void sp_cluster_route_sent(struct sp_shard *sh)
+void sp_cluster_route_sent(struct sp_shard *sh, uint64_t ticket)
 {
-	sh->cluster->inflight++;
+	pend_add(sh, ticket);
 }
 
 void sp_cluster_route_answered(struct sp_shard *sh, uint64_t ticket, enum sp_status st,
@@ -275,31 +420,58 @@ void sp_cluster_route_answered(struct sp_shard *sh, uint64_t ticket, enum sp_sta
 	release(sh);
 }
 
-enum sp_close_reason sp_cluster_route_send(struct sp_shard *sh, struct sp_conn *c,
-					   const struct sp_frame *f)
+/* Sends DELIVER body to `to`'s subject and tracks it. SP_STATUS_UNSPECIFIED
+ * when it went out (*out its entry, ticket in it), or
+ * ERR_CLUSTER_UNAVAILABLE. */
+static enum sp_status deliver(struct sp_shard *sh, const uint8_t to[SP_KEY_LEN],
+			      const uint8_t *body, size_t len, struct pend **out)
 {
 	struct sp_cluster_route *r = sh->cluster;
 	uint8_t token[SP_KEY_LEN];
-	enum sp_status st = SP_STATUS_UNSPECIFIED;
-	uint64_t ticket = 0;
+	uint64_t ticket;
+	int ret;
 
-	if (r->inflight >= r->inflight_max) {
-		st = SP_STATUS_ERR_CLUSTER_UNAVAILABLE;         /* the cluster is behind */
-	} else {
-		ticket = ++r->next_ticket;
-		sp_cluster_token(r->node, f->u.send.to, token);
-		if (sp_cluster_port_deliver(r->port, token, ticket, f->body, f->body_len)) {
-			st = SP_STATUS_ERR_CLUSTER_UNAVAILABLE;
-			sp_cluster_count(r->node, SP_CLUSTER_ERRORS, 1);
-		} else {
-			r->inflight++;
-			sp_cluster_count(r->node, SP_CLUSTER_REMOTE_SENDS, 1);
-		}
+	*out = NULL;
+	if (!sp_cluster_route_room(sh))
+		return SP_STATUS_ERR_CLUSTER_UNAVAILABLE;       /* the cluster is behind */
+	ticket = ++r->next_ticket;
+	sp_cluster_token(r->node, to, token);
+	ret = sp_cluster_port_deliver(r->port, token, ticket, body, len);
+	sodium_memzero(token, sizeof(token));
+	if (ret) {
+		sp_cluster_count(r->node, SP_CLUSTER_ERRORS, 1);
+		return SP_STATUS_ERR_CLUSTER_UNAVAILABLE;
 	}
-	if (sp_mailbox_result(sh, c, f->u.send.client_id, st,
-			      st == SP_STATUS_UNSPECIFIED ? ticket : 0, false))
+	*out = pend_add(sh, ticket);
+	sp_cluster_count(r->node, SP_CLUSTER_REMOTE_SENDS, 1);
+	return SP_STATUS_UNSPECIFIED;
+}
+
+enum sp_close_reason sp_cluster_route_send(struct sp_shard *sh, struct sp_conn *c,
+					   const uint8_t to[SP_KEY_LEN], uint64_t client_id,
+					   const uint8_t *body, size_t len)
+{
+	struct pend *p;
+	enum sp_status st = deliver(sh, to, body, len, &p);
+
+	if (sp_mailbox_result(sh, c, client_id, st, p ? p->ticket : 0, false))
 		return SP_CLOSE_NOMEM;
 	return SP_CLOSE_NONE;
+}
+
+void sp_cluster_route_forward(struct sp_shard *sh, unsigned from, const uint64_t arg[3],
+			      const uint8_t to[SP_KEY_LEN], const uint8_t *body, size_t len)
+{
+	struct pend *p, w = { .from = from, .arg = { arg[0], arg[1], arg[2] } };
+	enum sp_status st = deliver(sh, to, body, len, &p);
+
+	if (st != SP_STATUS_UNSPECIFIED) {
+		fwd_answer(sh, &w, (uint8_t)st);
+		return;
+	}
+	p->forwarded = true;
+	p->from = from;
+	memcpy(p->arg, w.arg, sizeof(p->arg));
 }
 
 /* --- presence ------------------------------------------------------------------- */

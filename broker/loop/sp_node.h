@@ -43,13 +43,15 @@ enum sp_xshard_kind {
 	SP_XS_SOURCE,
 	/* An online-only Send for `device`, homed here: data = body;
 	 * arg = { sender slot, sender gen, client_id }. Answered with
-	 * SP_XS_RESULT. */
+	 * SP_XS_RESULT (in cluster mode, for a device not connected here,
+	 * once the cluster answered: sp_cluster_route_forward). */
 	SP_XS_ONLINE,
 	/* The status of a Send another shard decided: arg = { slot, gen,
 	 * client_id, status | seq << 8 }. */
 	SP_XS_RESULT,
 	/* An envelope for `device` (homed here) that another shard stored and
-	 * committed: arg[0] = seq; data = body (for a live delivery). */
+	 * committed (in cluster mode: JetStream acknowledged it): arg[0] =
+	 * seq; data = body (for a live delivery). */
 	SP_XS_STORED,
 	/* The store's sync thread finished a WAL sync (read by shard 0):
 	 * held results may go. */

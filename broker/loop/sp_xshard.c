@@ -15,6 +15,7 @@
 
 #include "sp_admin.h"
 #include "sp_admin_exec.h"
+#include "sp_cluster_route.h"
 #include "sp_conn_io.h"
 #include "sp_conn_table.h"
 #include "sp_deliver.h"
@@ -266,10 +267,16 @@ static void adopt(struct sp_shard *sh, struct sp_move *m)
 static void online(struct sp_shard *sh, struct sp_inbox_msg *m)
 {
 	struct sp_conn *rc = sp_deliver_recipient(sh, m->device);
-	struct sp_inbox_msg *res = sp_inbox_msg_new(SP_XS_RESULT, 0);
+	struct sp_inbox_msg *res;
 	struct sp_frame f;
 	enum sp_status st;
 
+	/* Cluster: not connected here, maybe to another node. */
+	if (!rc && sh->cluster) {
+		sp_cluster_route_forward(sh, m->from, m->arg, m->device, m->data, m->len);
+		return;
+	}
+	res = sp_inbox_msg_new(SP_XS_RESULT, 0);
 	memset(&f, 0, sizeof(f));
 	f.type = SP_FRAME_SEND;
 	f.body = m->data;

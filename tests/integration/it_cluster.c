@@ -94,7 +94,8 @@ static void dir_with_key(char *dir, size_t cap, const char *src)
 /* The nodes' flags: quick reconnects and pings, so failure tests move on. */
 #define NODE_ARGS(urls, replicas) \
 	{ "--cluster", (urls), "--cluster-replicas", (replicas), "--cluster-reconnect-wait", "50", \
-	  "--cluster-ping-interval", "500", NULL }
+	  "--cluster-ping-interval", "500", "--threads", "2", NULL }
+enum { SHARDS = 2 };    /* each node's --threads */
 
 static int start_node(struct sp_it_broker *b, const char *dir, const struct sp_it_nats *nats,
 		      const char *replicas)
@@ -906,6 +907,226 @@ static void test_minority_refuses_durable(void **state)
 	trio_stop(&t);
 }
 
+/* The home shard of a device key on a node of SHARDS shards (sp_node.h). */
+static unsigned home_of(const uint8_t key[SP_KEY_LEN])
+{
+	uint64_t v = 0;
+
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | key[i];
+	return (unsigned)(v % SHARDS);
+}
+
+/* A fresh identity homed on shard `home`, not connected. */
+static void device_on(struct sp_raw *c, unsigned home)
+{
+	assert_int_equal(sp_raw_init(c), 0);
+	while (home_of(c->s_pub) != home) {
+		sp_raw_close(c);
+		assert_int_equal(sp_raw_init(c), 0);
+	}
+}
+
+/* The value of the sample line starting with `name ` on b's /metrics (not
+ * its # HELP line), or -1. */
+static long metric_value(const struct sp_it_broker *b, const char *name)
+{
+	char *body = NULL, *p, needle[128];
+	long v = -1;
+
+	snprintf(needle, sizeof(needle), "\n%s ", name);
+	if (sp_it_http_get(b->metrics_port, "/metrics", &body) == 200 && body &&
+	    (p = strstr(body, needle)))
+		v = strtol(p + strlen(needle), NULL, 10);
+	free(body);
+	return v;
+}
+
+/* SetAccess on r, answered ACCEPTED. */
+static void set_access(struct sp_raw *r, uint64_t id, const uint8_t *key, size_t len)
+{
+	uint8_t buf[256];
+	size_t off = 0;
+	struct sp_raw_frame f;
+
+	assert_int_equal(sp_raw_put_set_access(buf, sizeof(buf), &off, id, key, len, 0), 0);
+	assert_int_equal(sp_raw_send_plain(r, buf, off), 0);
+	assert_int_equal(sp_raw_wait_frame(r, SP_FRAME_ACCESS_RESULT, &f, SP_RAW_TIMEOUT_MS), 0);
+	assert_int_equal(f.client_id, id);
+	assert_int_equal(f.status, SP_STATUS_ACCEPTED);
+}
+
+/* An online-only AnonSend from a; its status. */
+static uint32_t anon_online(struct sp_raw *a, const uint8_t to[SP_KEY_LEN], const uint8_t *token,
+			    size_t tlen, uint64_t id, const char *body)
+{
+	uint8_t buf[512];
+	size_t off = 0;
+	uint32_t st;
+
+	assert_int_equal(sp_raw_put_anon_send(buf, sizeof(buf), &off, to, SP_KEY_LEN, token, tlen,
+					      id, SP_SEND_ONLINE_ONLY, (const uint8_t *)body,
+					      strlen(body)), 0);
+	assert_int_equal(sp_raw_send_plain(a, buf, off), 0);
+	assert_int_equal(sp_raw_expect_result(a, id, &st, SP_RAW_TIMEOUT_MS), 0);
+	return st;
+}
+
+/* A node of two shards (--threads 2): every device runs on its key's home
+ * shard, each shard holds its own devices' subjects over its own port, and
+ * every path works whichever shards the sender and recipient are on:
+ *   - online-only to a device on the node's other shard: DELIVERED through
+ *     the shards' inboxes, without NATS (remote sends unchanged);
+ *   - online-only to a device on another node, homed on the sender's shard
+ *     (DELIVER from the sender's shard) or on the other one (forwarded by
+ *     the recipient's home shard), with the results, and a Pong behind
+ *     them, in order;
+ *   - durable to a device connected to the node's other shard: the PubAck
+ *     comes to the sender's shard, the envelope reaches the recipient live
+ *     through its shard's subscription (STORED), and an ack deletes it;
+ *   - takeover of a device across nodes, whatever its home shard;
+ *   - an online-only AnonSend to a device on another node (it used to be
+ *     answered ERR_OFFLINE when the device was homed on the NK
+ *     connection's shard). */
+static void test_shards_in_cluster(void **state)
+{
+	struct sp_raw a, local, far[SHARDS], far_again, anon;
+	struct sp_raw_frame f;
+	struct trio t;
+	uint64_t cid = 0, seq = 0;
+	uint8_t acc[16] = { 7, 7, 7 };
+	uint32_t st;
+	long sends;
+
+	(void)state;
+	if (!sp_it_nats_available())
+		skip();
+	trio_start(&t);
+	for (int i = 0; i < 3; i++)
+		assert_true(sp_it_log_count(&t.node[i], "shards=2") >= 1);
+	device_on(&a, 0);
+	device_on(&local, 1);
+	device_open(&a, &t, 0);
+	device_open(&local, &t, 0);
+
+	/* The other shard of the same node: no NATS in between. */
+	sends = metric_value(&t.node[0], "sealpost_cluster_remote_sends_total");
+	assert_true(sends >= 0);
+	send_online(&a, local.s_pub, ++cid, "near", 4);
+	assert_int_equal(sp_raw_expect_result(&a, cid, &st, SP_RAW_TIMEOUT_MS), 0);
+	assert_int_equal(st, SP_STATUS_DELIVERED);
+	assert_int_equal(sp_raw_wait_frame(&local, SP_FRAME_DELIVER, &f, SP_RAW_TIMEOUT_MS), 0);
+	assert_int_equal(f.seq, 0);
+	assert_memory_equal(f.body, "near", 4);
+	assert_int_equal(metric_value(&t.node[0], "sealpost_cluster_remote_sends_total"), sends);
+
+	/* Devices on node 1, one homed on each shard; sent to from shard 0 of
+	 * node 0 (directly, and forwarded by shard 1). */
+	for (unsigned h = 0; h < SHARDS; h++) {
+		device_on(&far[h], h);
+		device_open(&far[h], &t, 1);
+		send_until_delivered(&a, &far[h], &cid);
+	}
+	assert_true(metric_value(&t.node[0], "sealpost_cluster_remote_sends_total") > sends);
+	/* Interleaved to both, then a Ping, in one transport message: the
+	 * results in Send order, the Pong last, the bodies in order. */
+	{
+		enum { N = 20 };
+		uint8_t buf[4096];
+		size_t off = 0;
+		char body[16];
+		uint64_t base = cid;
+
+		for (int i = 0; i < N; i++) {
+			int n = snprintf(body, sizeof(body), "e%d", i);
+
+			assert_int_equal(sp_raw_put_send(buf, sizeof(buf), &off, far[i % 2].s_pub,
+							 SP_KEY_LEN, base + 1 + (uint64_t)i,
+							 SP_SEND_ONLINE_ONLY, (const uint8_t *)body,
+							 (size_t)n), 0);
+		}
+		assert_int_equal(sp_raw_put_simple(buf, sizeof(buf), &off, SP_FRAME_PING, 4242, NULL, 0),
+				 0);
+		assert_int_equal(sp_raw_send_plain(&a, buf, off), 0);
+		for (int i = 0; i < N; i++) {
+			assert_int_equal(sp_raw_recv_frame(&a, &f, SP_RAW_TIMEOUT_MS), 0);
+			assert_int_equal(f.type, SP_FRAME_SEND_RESULT);
+			assert_int_equal(f.client_id, base + 1 + (uint64_t)i);
+			if (f.status != SP_STATUS_DELIVERED)
+				fprintf(stderr, "[it_cluster] send %d (to shard %d): status %u\n", i,
+					i % 2, f.status);
+			assert_int_equal(f.status, SP_STATUS_DELIVERED);
+		}
+		assert_int_equal(sp_raw_recv_frame(&a, &f, SP_RAW_TIMEOUT_MS), 0);
+		assert_int_equal(f.type, SP_FRAME_PONG);
+		assert_int_equal(f.id, 4242);
+		for (int i = 0; i < N; i++) {
+			int n = snprintf(body, sizeof(body), "e%d", i);
+
+			assert_int_equal(sp_raw_wait_frame(&far[i % 2], SP_FRAME_DELIVER, &f,
+							   SP_RAW_TIMEOUT_MS), 0);
+			assert_int_equal(f.body_len, (size_t)n);
+			assert_memory_equal(f.body, body, (size_t)n);
+		}
+		cid = base + N;
+	}
+
+	/* Durable, to the device on node 0's other shard: live, then acked. */
+	send_durable(&a, local.s_pub, ++cid, "kept", 4, &st, &seq);
+	assert_int_equal(st, SP_STATUS_ACCEPTED);
+	assert_int_equal(sp_raw_wait_frame(&local, SP_FRAME_DELIVER, &f, SP_RAW_TIMEOUT_MS), 0);
+	assert_int_equal(f.seq, seq);
+	assert_memory_equal(f.body, "kept", 4);
+	ack(&local, seq);
+	for (uint64_t deadline = sp_clock_mono_ms() + READY_BOUND_MS;
+	     metric_value(&t.node[0], "sealpost_cluster_mailbox_deletes_total") != 1;) {
+		assert_true(sp_clock_mono_ms() < deadline);
+		sleep_ms(POLL_MS);
+	}
+	sp_raw_disconnect(&local);
+	read_backlog(&local, &t, 2, NULL, NULL, 0, false);
+
+	/* The device homed on shard 1 moves to node 2: node 1 lets go. */
+	assert_int_equal(sp_raw_init(&far_again), 0);
+	memcpy(far_again.s_priv, far[1].s_priv, SP_KEY_LEN);
+	memcpy(far_again.s_pub, far[1].s_pub, SP_KEY_LEN);
+	device_open(&far_again, &t, 2);
+	assert_int_equal(sp_raw_expect_goaway(&far[1], &st, SP_RAW_TIMEOUT_MS, NULL), 0);
+	assert_int_equal(st, SP_STATUS_GOAWAY_TAKEOVER);
+	send_until_delivered(&a, &far_again, &cid);
+
+	/* An AnonSend, online only, from an NK connection of node 0 (homed
+	 * on shard 0, like its recipient far[0] on node 1). The access key is
+	 * set through node 0: access keys are kept per node (CLUSTER.md). */
+	sp_raw_disconnect(&far[0]);
+	device_open(&far[0], &t, 0);
+	set_access(&far[0], ++cid, acc, sizeof(acc));
+	sp_raw_disconnect(&far[0]);
+	device_open(&far[0], &t, 1);
+	assert_int_equal(sp_raw_init(&anon), 0);
+	assert_int_equal(sp_raw_open(&anon, t.node[0].port, SP_PREAMBLE_PATTERN_NK,
+				     t.node[0].server_pub), 0);
+	for (uint64_t deadline = sp_clock_mono_ms() + READY_BOUND_MS;;) {
+		st = anon_online(&anon, far[0].s_pub, acc, sizeof(acc), ++cid, "sealed");
+		if (st == SP_STATUS_DELIVERED)
+			break;
+		assert_int_equal(st, SP_STATUS_ERR_OFFLINE);    /* presence not there yet */
+		assert_true(sp_clock_mono_ms() < deadline);
+		sleep_ms(POLL_MS);
+	}
+	assert_int_equal(sp_raw_wait_frame(&far[0], SP_FRAME_DELIVER, &f, SP_RAW_TIMEOUT_MS), 0);
+	assert_int_equal(f.body_len, 6);
+	assert_memory_equal(f.body, "sealed", 6);
+
+	sp_raw_close(&anon);
+	sp_raw_close(&a);
+	sp_raw_close(&local);
+	for (unsigned h = 0; h < SHARDS; h++)
+		sp_raw_close(&far[h]);
+	sp_raw_close(&far_again);
+	trio_stop(&t);
+}
+
 static void test_single_node_untouched(void **state)
 {
 	struct sp_it_broker b;
@@ -933,6 +1154,7 @@ int main(void)
 		cmocka_unit_test(test_nats_server_killed),
 		cmocka_unit_test(test_node_killed),
 		cmocka_unit_test(test_mailbox_across_nodes),
+		cmocka_unit_test(test_shards_in_cluster),
 		cmocka_unit_test(test_mailbox_survives_kills),
 		cmocka_unit_test(test_minority_refuses_durable),
 	};
