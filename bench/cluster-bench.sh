@@ -19,7 +19,10 @@
 #
 # usage: cluster-bench.sh [SEALPOSTD [LOADGEN]]
 # env:   DEVICES (100), WINDOW (16: envelopes outstanding per sender),
-#        DURATION (5 s), SIZE (256), NATS_SERVER (nats-server)
+#        DURATION (5 s), SIZE (256), NATS_SERVER (nats-server),
+#        THREADS (the nodes' --threads; unset: sealpostd's default, one
+#        shard per core), MODES ("online durable": which halves to run),
+#        NO_SINGLE (set: skip the single-node baseline)
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 sealpostd=${1:-$here/build/bin/sealpostd}
@@ -29,6 +32,8 @@ devices=${DEVICES:-100}
 window=${WINDOW:-16}
 duration=${DURATION:-5}
 size=${SIZE:-256}
+modes=${MODES:-online durable}
+threads=${THREADS:+--threads $THREADS}
 command -v "$natsd" >/dev/null 2>&1 || { echo "SKIP: no nats-server"; exit 77; }
 
 tmp=$(mktemp -d /tmp/sp-cluster-bench-XXXXXX)
@@ -106,19 +111,28 @@ run() { # label server recv-server-or-empty data-dir [loadgen options]
 	echo
 }
 
+has() { case " $modes " in *" $1 "*) return 0 ;; esac; return 1; }
 sp=$(free_port 127.0.0.1)
-start_broker single "$sp"
-run single "127.0.0.1:$sp" "" "$tmp/single"
-run single-durable "127.0.0.1:$sp" "" "$tmp/single" --durable
+if [ -z "${NO_SINGLE:-}" ]; then
+	start_broker single "$sp" $threads
+	has online && run single "127.0.0.1:$sp" "" "$tmp/single"
+	has durable && run single-durable "127.0.0.1:$sp" "" "$tmp/single" --durable
+fi
 rm -f "$tmp/key"
 p1=$(free_port 127.0.0.1); p2=$(free_port 127.0.0.1); p3=$(free_port 127.0.0.1)
-start_broker node1 "$p1" --cluster "$urls"
-start_broker node2 "$p2" --cluster "$urls"
-start_broker node3 "$p3" --cluster "$urls"
-run same-node "127.0.0.1:$p1" "" "$tmp/node1"
-run cross-node "127.0.0.1:$p1" "127.0.0.1:$p2" "$tmp/node1"
-run same-node-durable "127.0.0.1:$p1" "" "$tmp/node1" --durable
-run cross-node-durable "127.0.0.1:$p1" "127.0.0.1:$p2" "$tmp/node1" --durable
+start_broker node1 "$p1" --cluster "$urls" $threads
+start_broker node2 "$p2" --cluster "$urls" $threads
+start_broker node3 "$p3" --cluster "$urls" $threads
+s=$(grep -o 'shards=[0-9]*' "$tmp/node1.log" | head -1)
+echo "nodes: ${s:-shards=1}"
+if has online; then
+	run same-node "127.0.0.1:$p1" "" "$tmp/node1"
+	run cross-node "127.0.0.1:$p1" "127.0.0.1:$p2" "$tmp/node1"
+fi
+if has durable; then
+	run same-node-durable "127.0.0.1:$p1" "" "$tmp/node1" --durable
+	run cross-node-durable "127.0.0.1:$p1" "127.0.0.1:$p2" "$tmp/node1" --durable
+fi
 # The envelopes did cross: node 2's count of deliveries from other nodes,
 # node 1's round trips (sum / count = mean request-to-answer time).
 curl -s "http://127.0.0.1:$metrics_node2/metrics" | grep -E '^sealpost_cluster_remote_deliveries_total'
