@@ -18,7 +18,7 @@
  * served list: ListResult of a fetch or an accepted put, ListChanged.
  *
  * Writes, of a connection: nothing (replies through sp_deliver, ends through
- * sp_life_end_later).
+ * sp_life_end_later). Of the shard: account_waits, account_wait_next.
  */
 #ifndef SP_ACCOUNT_H
 #define SP_ACCOUNT_H
@@ -40,6 +40,16 @@ struct sp_devlist;
  * value is corrupt). For the fan-out checks (app/sp_fanout.c). */
 int sp_account_current(struct sp_shard *sh, const uint8_t account[SP_ACCOUNT_LEN], uint8_t *buf,
 		       struct sp_devlist *l);
+
+/* Cluster mode (docs/CLUSTER.md): a ListPut that removes devices waits for
+ * their JetStream mailboxes to be purged before its list is stored. init
+ * and destroy with the shard; tick: waits past --cluster-request-timeout
+ * answered ERR_CLUSTER_UNAVAILABLE; purged: the answer to purge n (1..) of
+ * wait id (ok: JetStream confirmed it). */
+void sp_account_init(struct sp_shard *sh);
+void sp_account_destroy(struct sp_shard *sh);
+void sp_account_tick(struct sp_shard *sh);
+void sp_account_purged(struct sp_shard *sh, uint64_t id, uint64_t n, bool ok);
 
 /* The ListResult status for an sp_devlist decode / verify error. */
 enum sp_status sp_account_status_of(int devlist_err);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sp_account.h"
 #include "sp_cluster_mbox.h"
 #include "sp_cluster_route.h"
 #include "sp_conn_table.h"
@@ -75,6 +76,7 @@ int sp_mailbox_init(struct sp_shard *sh)
 	if (sp_sendlim_create(&sh->sendlim, &lc))
 		return -ENOMEM;
 	sp_fanout_init(sh);
+	sp_account_init(sh);
 	if (sp_prekeys_init(sh))
 		return -ENOMEM;
 	return sp_anon_init(sh);
@@ -85,6 +87,7 @@ void sp_mailbox_destroy(struct sp_shard *sh)
 	sp_sendlim_destroy(sh->sendlim);
 	sh->sendlim = NULL;
 	sp_anon_destroy(sh);
+	sp_account_destroy(sh);
 	sp_prekeys_destroy(sh);
 	free(sh->items);
 	free(sh->results);

@@ -895,6 +895,25 @@ int sp_cluster_port_js_delete(struct sp_cluster_port *p, const uint8_t token[SP_
 	return natsConnection_PublishRequest(p->c->nc, api, reply, req, n) == NATS_OK ? 0 : -EIO;
 }
 
+int sp_cluster_port_js_purge(struct sp_cluster_port *p, const uint8_t token[SP_KEY_LEN],
+			     uint64_t id, uint64_t n)
+{
+	char subj[SP_CLUSTER_SUBJECT_MAX], api[64], reply[80], req[160];
+	int len;
+
+	if (!sp_cluster_up(p->c))
+		return -ENOTCONN;
+	mailbox_subject(p->c, token, subj);
+	snprintf(api, sizeof(api), "$JS.API.STREAM.PURGE." SP_CLUSTER_STREAM_PREFIX "%u",
+		 sp_cluster_partition(p->c, token));
+	snprintf(reply, sizeof(reply), "%s%c%" PRIu64 "-%" PRIu64, p->reply_prefix,
+		 SP_CLUSTER_JS_PURGE, id, n);
+	/* Through the stream's leader, replicated like a publish: answered
+	 * once a quorum applied it. */
+	len = snprintf(req, sizeof(req), "{\"filter\":\"%s\"}", subj);
+	return natsConnection_PublishRequest(p->c->nc, api, reply, req, len) == NATS_OK ? 0 : -EIO;
+}
+
 int sp_cluster_port_stored(struct sp_cluster_port *p, const uint8_t token[SP_KEY_LEN],
 			   uint64_t seq, const uint8_t *body, size_t len)
 {

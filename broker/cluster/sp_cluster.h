@@ -169,6 +169,10 @@ int sp_cluster_port_js_get(struct sp_cluster_port *p, const uint8_t token[SP_KEY
 /* Deletes message seq of token's mailbox; answered with (conn, seq). */
 int sp_cluster_port_js_delete(struct sp_cluster_port *p, const uint8_t token[SP_KEY_LEN],
 			      uint64_t conn, uint64_t seq);
+/* Removes every message of token's mailbox (STREAM.PURGE filtered by its
+ * subject); answered with (id, n). */
+int sp_cluster_port_js_purge(struct sp_cluster_port *p, const uint8_t token[SP_KEY_LEN],
+			     uint64_t id, uint64_t n);
 /* STORED: tells token's holder (if any) that seq was stored, with body. */
 int sp_cluster_port_stored(struct sp_cluster_port *p, const uint8_t token[SP_KEY_LEN],
 			   uint64_t seq, const uint8_t *body, size_t len);

@@ -40,14 +40,16 @@ enum sp_cluster_kind {
 
 /* What one JetStream answer says (sp_cluster_msg_js_answer). */
 struct sp_cluster_js_answer {
-	char kind;                      /* SP_CLUSTER_JS_PUBACK, _GET or _DELETE */
+	char kind;                      /* SP_CLUSTER_JS_PUBACK, _GET, _DELETE or _PURGE */
 	bool no_responders;             /* nobody answered: no stream leader, or no JetStream */
 	bool ok;                        /* PubAck / message / deleted; else err_code says why */
 	bool duplicate;                 /* PubAck: the Nats-Msg-Id was seen within the window */
 	uint32_t err_code;              /* JetStream's err_code when !ok (0 = none given) */
-	uint64_t conn;                  /* GET, DELETE: the connection (gen << 32 | slot) asking */
-	uint64_t ticket;                /* PUBACK, GET: the request's ticket */
-	uint64_t seq;                   /* PUBACK, GET: the stream sequence; DELETE: the one asked */
+	uint64_t conn;                  /* GET, DELETE: the connection (gen << 32 | slot) asking;
+					 * PURGE: the ListPut wait's id */
+	uint64_t ticket;                /* PUBACK, GET: the request's ticket; PURGE: its N */
+	uint64_t seq;                   /* PUBACK, GET: the stream sequence; DELETE: the one
+					 * asked; PURGE: messages purged */
 	uint64_t time_ms;               /* GET: when the stream stored it (0 = not given) */
 };
 

@@ -11,6 +11,7 @@
 
 #include <sodium.h>
 
+#include "sp_account.h"
 #include "sp_cluster_msg.h"
 #include "sp_cluster_route.h"
 #include "sp_conn_table.h"
@@ -685,6 +686,23 @@ static void on_deleted(struct sp_shard *sh, const struct sp_cluster_item *it)
 		set_del(&j->sent, a->seq);
 }
 
+/* --- purges ----------------------------------------------------------------------- */
+
+int sp_cluster_mbox_purge(struct sp_shard *sh, const uint8_t device[SP_KEY_LEN], uint64_t id,
+			  uint64_t n)
+{
+	struct sp_cluster_mbox *m = mbox(sh);
+	uint8_t token[SP_KEY_LEN];
+	int ret;
+
+	sp_cluster_token(m->node, device, token);
+	ret = sp_cluster_port_js_purge(m->port, token, id, n);
+	sodium_memzero(token, sizeof(token));
+	if (ret)
+		sp_cluster_count(m->node, SP_CLUSTER_ERRORS, 1);
+	return ret;
+}
+
 /* --- the inbox and the passes ----------------------------------------------------- */
 
 void sp_cluster_mbox_item(struct sp_shard *sh, const struct sp_cluster_item *it)
@@ -697,6 +715,11 @@ void sp_cluster_mbox_item(struct sp_shard *sh, const struct sp_cluster_item *it)
 	case SP_CLUSTER_JS_PUBACK: on_puback(sh, it); break;
 	case SP_CLUSTER_JS_GET: on_get(sh, it); break;
 	case SP_CLUSTER_JS_DELETE: on_deleted(sh, it); break;
+	case SP_CLUSTER_JS_PURGE:
+		if (!it->js.ok)
+			sp_cluster_count(mbox(sh)->node, SP_CLUSTER_ERRORS, 1);
+		sp_account_purged(sh, it->js.conn, it->js.ticket, it->js.ok);
+		break;
 	default: break;
 	}
 }

@@ -71,6 +71,11 @@ enum sp_close_reason sp_cluster_mbox_ack(struct sp_shard *sh, struct sp_conn *c,
 void sp_cluster_mbox_stored_home(struct sp_shard *sh, const uint8_t to[SP_KEY_LEN], uint64_t seq,
 				 const uint8_t *body, size_t len);
 
+/* Asks JetStream to remove every envelope of device's mailbox; the answer
+ * goes to sp_account_purged(id, n). 0, or -ENOTCONN / -EIO (not asked). */
+int sp_cluster_mbox_purge(struct sp_shard *sh, const uint8_t device[SP_KEY_LEN], uint64_t id,
+			  uint64_t n);
+
 /* An inbox item of kind SP_CLUSTER_STORED or SP_CLUSTER_JS (borrowed). */
 void sp_cluster_mbox_item(struct sp_shard *sh, const struct sp_cluster_item *it);
 

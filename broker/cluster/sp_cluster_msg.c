@@ -310,14 +310,15 @@ int sp_cluster_msg_js_answer(const char *prefix, const char *subj, const uint8_t
 		break;
 	case SP_CLUSTER_JS_GET:
 	case SP_CLUSTER_JS_DELETE:
+	case SP_CLUSTER_JS_PURGE:
 		if (decimal(&p, '-', &first) || *p++ != '-' || decimal(&p, '\0', &second) || *p ||
 		    second == 0)
 			return -EINVAL;
 		a->conn = first;
-		if (a->kind == SP_CLUSTER_JS_GET)
-			a->ticket = second;
-		else
+		if (a->kind == SP_CLUSTER_JS_DELETE)
 			a->seq = second;
+		else
+			a->ticket = second;
 		break;
 	default:
 		return -EINVAL;
@@ -342,6 +343,13 @@ int sp_cluster_msg_js_answer(const char *prefix, const char *subj, const uint8_t
 		a->ok = ret == 0;
 	} else if (a->kind == SP_CLUSTER_JS_GET) {
 		ret = js_get(o, a, body, cap, body_len);
+	} else if (a->kind == SP_CLUSTER_JS_PURGE) {
+		/* {"success":true,"purged":N}: N is optional (0 left out). */
+		a->ok = json_is_true(json_object_get(o, "success"));
+		if (a->ok && json_object_get(o, "purged") && json_u64(o, "purged", &a->seq))
+			ret = -EINVAL;
+		if (ret)
+			a->ok = false, a->seq = 0;
 	} else {
 		a->ok = json_is_true(json_object_get(o, "success"));
 	}

@@ -15,7 +15,9 @@
  * streams, docs/CLUSTER.md "Replicated mailboxes"), JSON, on the port's
  * reply subjects: sp.r.NODE.PORT.jTICKET (a publish's PubAck),
  * sp.r.NODE.PORT.gCONN-TICKET (a STREAM.MSG.GET), sp.r.NODE.PORT.xCONN-SEQ
- * (a STREAM.MSG.DELETE); CONN = gen << 32 | slot of the connection asking. Parsed with jansson; the body of a message read is
+ * (a STREAM.MSG.DELETE), sp.r.NODE.PORT.pID-N (a STREAM.PURGE of one
+ * mailbox: the N-th of ListPut wait ID); CONN = gen << 32 | slot of the
+ * connection asking. Parsed with jansson; the body of a message read is
  * base64 in the answer and decoded here.
  *
  * Buffers: every input is borrowed for the call. Errors: NULL or -EINVAL
@@ -42,6 +44,7 @@ enum {
 	SP_CLUSTER_JS_PUBACK = 'j',
 	SP_CLUSTER_JS_GET = 'g',
 	SP_CLUSTER_JS_DELETE = 'x',
+	SP_CLUSTER_JS_PURGE = 'p',
 	/* JetStream error codes sealpost tells apart (nats-server's errors.json). */
 	SP_CLUSTER_JS_ERR_NO_MESSAGE = 10037,     /* no message found */
 	SP_CLUSTER_JS_ERR_SUBJECT_FULL = 10077,   /* maximum messages per subject exceeded */

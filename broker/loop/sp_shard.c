@@ -27,6 +27,7 @@
 
 #include "sp_accept.h"
 #include "sp_admin_exec.h"
+#include "sp_account.h"
 #include "sp_cluster_route.h"
 #include "sp_conn_io.h"
 #include "sp_fanout.h"
@@ -225,6 +226,7 @@ void sp_shard_tick_work(struct sp_shard *sh)
 	sp_xshard_take(sh);     /* a lost wake-up costs a tick at most */
 	sp_mailbox_tick(sh);
 	sp_fanout_tick(sh);
+	sp_account_tick(sh);
 	sp_life_deadlines(sh);
 	sp_mem_tick(sh);
 	if (sh->stopping && sh->now_ns >= sh->stop_deadline_ns)

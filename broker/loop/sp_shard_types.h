@@ -158,6 +158,10 @@ struct sp_shard {
 	/* Open fan-out groups (app/sp_fanout.c), oldest first: each has the
 	 * same timeout, so the deadline order is the append order. */
 	struct sp_list fanout_list;
+	/* Cluster mode: ListPuts waiting for their removed devices' JetStream
+	 * purges (app/sp_account.c), oldest first (one timeout for all). */
+	struct sp_list account_waits;
+	uint64_t account_wait_next;
 	/* Sealed sender (app/sp_anon.c): anonymous sends' budgets per
 	 * recipient and per source (sendlim tables keyed by the recipient
 	 * key, and by the source key zero-padded to 32 bytes). */

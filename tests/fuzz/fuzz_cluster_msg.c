@@ -134,7 +134,7 @@ static void js_answer(const uint8_t *p, size_t n, bool no_responders)
 		check(body_len == 0 || (a.kind == SP_CLUSTER_JS_GET && a.ok));
 		if (no_responders)
 			check(!a.ok && a.err_code == 0);
-		if (a.ok && a.kind != SP_CLUSTER_JS_DELETE)
+		if (a.ok && a.kind != SP_CLUSTER_JS_DELETE && a.kind != SP_CLUSTER_JS_PURGE)
 			check(a.seq > 0);
 		if (!a.ok)
 			check(body_len == 0);
@@ -147,6 +147,10 @@ static void js_answer(const uint8_t *p, size_t n, bool no_responders)
 			break;
 		case SP_CLUSTER_JS_DELETE:
 			check(a.seq > 0 && a.ticket == 0 && strtoull(q + 1, NULL, 10) == a.conn);
+			break;
+		case SP_CLUSTER_JS_PURGE:
+			check(a.ticket > 0 && strtoull(q + 1, NULL, 10) == a.conn);
+			check(a.ok || a.seq == 0);
 			break;
 		default:
 			check(0);

@@ -41,8 +41,10 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sodium.h>
 
 #include "sp_clock.h"
+#include "sp_devlist.h"
 #include "support.h"
 #include "support_nats.h"
 #include "support_raw.h"
@@ -1127,6 +1129,76 @@ static void test_shards_in_cluster(void **state)
 	trio_stop(&t);
 }
 
+/* ListPut of list l (signed with sk) from d; its status. */
+static uint32_t list_put(struct sp_raw *d, const struct sp_devlist *l, const uint8_t *sk,
+			 uint64_t id)
+{
+	static uint8_t signed_list[SP_DEVLIST_MAX], buf[SP_DEVLIST_MAX + 256];
+	struct sp_raw_frame f;
+	size_t len = 0, off = 0;
+
+	assert_int_equal(sp_devlist_sign(l, sk, signed_list, sizeof(signed_list), &len), 0);
+	assert_int_equal(sp_raw_put_list(buf, sizeof(buf), &off, SP_FRAME_LIST_PUT, l->account,
+					 SP_ACCOUNT_LEN, id, signed_list, len), 0);
+	assert_int_equal(sp_raw_send_plain(d, buf, off), 0);
+	assert_int_equal(sp_raw_wait_frame(d, SP_FRAME_LIST_RESULT, &f, SP_RAW_TIMEOUT_MS), 0);
+	assert_int_equal(f.client_id, id);
+	return f.status;
+}
+
+/* A device removed from its account's list loses its mailbox in JetStream
+ * before the list is stored (the single node's rule): its envelopes,
+ * accepted through another node and read once unacked, are gone when it
+ * connects again, to a third node; the ListPut that removed it was
+ * ACCEPTED only after the purge. */
+static void test_list_removal_purges(void **state)
+{
+	enum { N = 3 };
+	struct sp_raw a, pub, gone;
+	struct sp_devlist l;
+	struct trio t;
+	uint8_t pk[SP_ACCOUNT_KEY_LEN], sk[SP_ACCOUNT_SECRET_LEN];
+	uint64_t cid = 0, seqs[N];
+	int ks[N] = { 0, 1, 2 };
+
+	(void)state;
+	if (!sp_it_nats_available())
+		skip();
+	trio_start(&t);
+	crypto_sign_keypair(pk, sk);
+	assert_int_equal(sp_raw_init(&a), 0);
+	assert_int_equal(sp_raw_init(&pub), 0);
+	assert_int_equal(sp_raw_init(&gone), 0);
+	device_open(&pub, &t, 0);
+	device_open(&a, &t, 1);
+	memset(&l, 0, sizeof(l));
+	memcpy(l.account, pk, SP_ACCOUNT_LEN);
+	l.version = 1;
+	assert_int_equal(sp_devlist_add(&l, pub.s_pub, "publisher", 1700000000), 0);
+	assert_int_equal(sp_devlist_add(&l, gone.s_pub, "to remove", 1700000000), 0);
+	assert_int_equal(list_put(&pub, &l, sk, 1), SP_STATUS_ACCEPTED);
+
+	/* Mail for the device while it is offline, through node 1; it is
+	 * there (read through node 1, not acked). */
+	send_accepted(&a, gone.s_pub, &cid, 0, N, seqs, NULL);
+	read_backlog(&gone, &t, 1, ks, seqs, N, false);
+	sp_raw_disconnect(&gone);
+
+	/* Version 2 without it, through node 0: purged, then stored. */
+	memset(&l, 0, sizeof(l));
+	memcpy(l.account, pk, SP_ACCOUNT_LEN);
+	l.version = 2;
+	assert_int_equal(sp_devlist_add(&l, pub.s_pub, "publisher", 1700000000), 0);
+	assert_int_equal(list_put(&pub, &l, sk, 2), SP_STATUS_ACCEPTED);
+	read_backlog(&gone, &t, 2, NULL, NULL, 0, false);
+
+	sodium_memzero(sk, sizeof(sk));
+	sp_raw_close(&a);
+	sp_raw_close(&pub);
+	sp_raw_close(&gone);
+	trio_stop(&t);
+}
+
 static void test_single_node_untouched(void **state)
 {
 	struct sp_it_broker b;
@@ -1155,6 +1227,7 @@ int main(void)
 		cmocka_unit_test(test_node_killed),
 		cmocka_unit_test(test_mailbox_across_nodes),
 		cmocka_unit_test(test_shards_in_cluster),
+		cmocka_unit_test(test_list_removal_purges),
 		cmocka_unit_test(test_mailbox_survives_kills),
 		cmocka_unit_test(test_minority_refuses_durable),
 	};

@@ -228,13 +228,40 @@ static void test_js_get_and_delete(void **state)
 	assert_int_equal(js(PREFIX "x1-42", "{\"success\":false}", false, &a, body, sizeof(body),
 			    &n), 0);
 	assert_false(a.ok);
+
+	/* STREAM.PURGE of one mailbox: wait 7, its purge 2 */
+	assert_int_equal(js(PREFIX "p7-2",
+			    "{\"type\":\"io.nats.jetstream.api.v1.stream_purge_response\","
+			    "\"success\":true,\"purged\":3}", false, &a, body, sizeof(body), &n), 0);
+	assert_int_equal(a.kind, SP_CLUSTER_JS_PURGE);
+	assert_true(a.ok);
+	assert_int_equal(a.conn, 7);
+	assert_int_equal(a.ticket, 2);
+	assert_int_equal(a.seq, 3);
+	assert_int_equal(n, 0);
+	/* nothing to purge: "purged" left out */
+	assert_int_equal(js(PREFIX "p7-1", "{\"success\":true}", false, &a, body, sizeof(body), &n),
+			 0);
+	assert_true(a.ok);
+	assert_int_equal(a.seq, 0);
+	assert_int_equal(js(PREFIX "p7-1",
+			    "{\"error\":{\"code\":503,\"err_code\":10008,\"description\":\"x\"}}",
+			    false, &a, body, sizeof(body), &n), 0);
+	assert_false(a.ok);
+	assert_int_equal(a.err_code, 10008);
+	assert_int_equal(js(PREFIX "p7-1", "{\"success\":true,\"purged\":-1}", false, &a, body,
+			    sizeof(body), &n), -EINVAL);
+	assert_int_equal(js(PREFIX "p7-1", "", true, &a, body, sizeof(body), &n), 0);
+	assert_true(a.no_responders);
+	assert_false(a.ok);
 }
 
 static void test_js_subjects_refused(void **state)
 {
 	static const char *bad[] = {
 		PREFIX "j", PREFIX "j0", PREFIX "j+1", PREFIX "j1-2", PREFIX "g5", PREFIX "g5-0",
-		PREFIX "g-5", PREFIX "g5-", PREFIX "x1-0", PREFIX "x1-2-3", PREFIX "q1",
+		PREFIX "g-5", PREFIX "g5-", PREFIX "x1-0", PREFIX "x1-2-3", PREFIX "q1", PREFIX "p7",
+		PREFIX "p7-0", PREFIX "p-1",
 		PREFIX "", "sp.r.00000000000000ff.4.j1", "sp.d.j1",
 		PREFIX "j99999999999999999999999",
 	};
